@@ -1,0 +1,42 @@
+# The front door: every command a person needs is a target here. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PY_REQUIREMENTS := requirements.txt requirements-dev.txt gcp_function/requirements.txt spark_jobs/requirements.txt pyproject.toml
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint typecheck demo bench gcp-package checkov clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(PY_STAMP): $(PY_REQUIREMENTS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(NODE_STAMP): package.json
+	npm install --no-save --no-package-lock --loglevel=error
+	@touch $@
+
+setup: $(PY_STAMP) $(NODE_STAMP) ## Create .venv and node_modules (fast when already there)
+
+lint: $(PY_STAMP) ## ruff (lint and format check)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(PY_STAMP) ## mypy, strict on filegate/
+	$(BIN)/mypy
+
+test: setup lint typecheck ## The whole suite: lint, types, unit, emulator, Spark and infra tests
+	$(BIN)/python -m pytest
+
+demo: setup ## The whole flow on this machine: Azurite, watcher, function, local Jobs API, Spark
+	$(BIN)/filegate demo
+
+clean: ## Remove build output and local state (keeps .venv and node_modules)
+	rm -rf build .filegate .pytest_cache .mypy_cache .ruff_cache

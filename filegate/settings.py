@@ -1,0 +1,143 @@
+"""Settings: read once from the environment at the edge, into a frozen value passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from filegate.errors import SettingsError
+
+DEFAULT_JOB_NAME = "filegate-ingest"
+DEFAULT_SAMPLE_BYTES = 1024 * 1024
+DEFAULT_MAX_FILE_BYTES = 50 * 1024**3
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented setting; infra, code and README all use this list."""
+
+    name: str
+    description: str
+    default: str | None = None
+    clouds: tuple[str, ...] = ("azure", "gcp")
+
+
+# The settings contract. Names are the same on both clouds; tests check that the Terraform app
+# settings and the README use exactly these.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("FILEGATE_LANDING", "Where uploads arrive, as `container[/prefix]` (GCS: `bucket[/prefix]`).", "landing"),
+    Setting("FILEGATE_ARCHIVE", "Where valid files are moved, `container[/prefix]`.", "archive"),
+    Setting("FILEGATE_REJECTED", "Where invalid files and their reports go, `container[/prefix]`.", "rejected"),
+    Setting(
+        "FILEGATE_AZURE_STORAGE",
+        "Storage account: a connection string, or an account URL used with managed identity.",
+        clouds=("azure",),
+    ),
+    Setting("FILEGATE_JOB_ID", "Databricks job to run; wins over FILEGATE_JOB_NAME."),
+    Setting("FILEGATE_JOB_NAME", "Databricks job to run, by name (resolved once per process).", DEFAULT_JOB_NAME),
+    Setting(
+        "FILEGATE_DATABRICKS_AUTH",
+        "`azure-identity` to authenticate to Databricks with the function's managed identity; "
+        "empty for the SDK's own chain (DATABRICKS_TOKEN, OAuth M2M).",
+        clouds=("azure",),
+    ),
+    Setting("FILEGATE_SAMPLE_BYTES", "How much of a file validation reads (a ranged read).", str(DEFAULT_SAMPLE_BYTES)),
+    Setting("FILEGATE_MAX_FILE_BYTES", "Files larger than this are rejected.", str(DEFAULT_MAX_FILE_BYTES)),
+    Setting("FILEGATE_CONTRACTS_DIR", "A folder of extra dataset contracts (`*.toml`) besides the built-in ones."),
+    Setting("DATABRICKS_HOST", "Workspace URL, read by the Databricks SDK."),
+    Setting("DATABRICKS_TOKEN", "Personal access token, read by the Databricks SDK (prefer OAuth or identity)."),
+    Setting("DATABRICKS_CLIENT_ID", "OAuth M2M service principal id, read by the Databricks SDK."),
+    Setting("DATABRICKS_CLIENT_SECRET", "OAuth M2M secret, read by the Databricks SDK."),
+)
+SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A container (or bucket) and an optional folder prefix inside it."""
+
+    container: str
+    prefix: str = ""
+
+    @classmethod
+    def parse(cls, text: str, setting: str = "location") -> Location:
+        container, _, prefix = text.strip().strip("/").partition("/")
+        if not container:
+            raise SettingsError(f"{setting} must be `container[/prefix]`, got {text!r}")
+        prefix = prefix.strip("/")
+        return cls(container, f"{prefix}/" if prefix else "")
+
+    def holds(self, container: str, path: str) -> bool:
+        """Whether an object lies inside this location."""
+        return container == self.container and path.startswith(self.prefix)
+
+    def overlaps(self, other: Location) -> bool:
+        if self.container != other.container:
+            return False
+        return self.prefix.startswith(other.prefix) or other.prefix.startswith(self.prefix)
+
+    def path(self, relative: str) -> str:
+        return f"{self.prefix}{relative}"
+
+    def relative(self, path: str) -> str:
+        return path[len(self.prefix) :]
+
+    def __str__(self) -> str:
+        return f"{self.container}/{self.prefix}".rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the core needs to know about where it runs."""
+
+    landing: Location = Location("landing")
+    archive: Location = Location("archive")
+    rejected: Location = Location("rejected")
+    azure_storage: str | None = None
+    job_id: int | None = None
+    job_name: str = DEFAULT_JOB_NAME
+    databricks_auth: str = ""
+    sample_bytes: int = DEFAULT_SAMPLE_BYTES
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    contracts_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        for a, b in ((self.landing, self.archive), (self.landing, self.rejected), (self.archive, self.rejected)):
+            if a.overlaps(b):
+                raise SettingsError(f"locations {a} and {b} overlap: writes into one would land in the other")
+        if self.sample_bytes < 1024:
+            raise SettingsError("FILEGATE_SAMPLE_BYTES must be at least 1024")
+        if self.databricks_auth not in ("", "azure-identity"):
+            raise SettingsError("FILEGATE_DATABRICKS_AUTH must be empty or `azure-identity`")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the FILEGATE_* settings; unknown or malformed values fail loudly."""
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str:
+            return env.get(name, "").strip()
+
+        def number(name: str, default: int) -> int:
+            raw = text(name)
+            try:
+                return int(raw) if raw else default
+            except ValueError as exc:
+                raise SettingsError(f"{name} must be a whole number, got {raw!r}") from exc
+
+        job_id = number("FILEGATE_JOB_ID", 0) or None
+        contracts_dir = text("FILEGATE_CONTRACTS_DIR")
+        return cls(
+            landing=Location.parse(text("FILEGATE_LANDING") or "landing", "FILEGATE_LANDING"),
+            archive=Location.parse(text("FILEGATE_ARCHIVE") or "archive", "FILEGATE_ARCHIVE"),
+            rejected=Location.parse(text("FILEGATE_REJECTED") or "rejected", "FILEGATE_REJECTED"),
+            azure_storage=text("FILEGATE_AZURE_STORAGE") or None,
+            job_id=job_id,
+            job_name=text("FILEGATE_JOB_NAME") or DEFAULT_JOB_NAME,
+            databricks_auth=text("FILEGATE_DATABRICKS_AUTH").lower(),
+            sample_bytes=number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
+            max_file_bytes=number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
+            contracts_dir=Path(contracts_dir) if contracts_dir else None,
+        )
