@@ -6,10 +6,11 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from filegate.errors import ContractError
 
@@ -30,9 +31,7 @@ TEXT_PATTERNS: Mapping[str, str] = {
         r"(Z|[+-][0-9]{2}:[0-9]{2})?$"
     ),
 }
-_PY_PATTERNS = {
-    name: re.compile(pattern.replace("^(?i)", "(?i)^")) for name, pattern in TEXT_PATTERNS.items()
-}
+_PY_PATTERNS = {name: re.compile(pattern.replace("^(?i)", "(?i)^")) for name, pattern in TEXT_PATTERNS.items()}
 
 _DATE_TOKENS = {"{yyyy}": r"(?P<yyyy>[0-9]{4})", "{mm}": r"(?P<mm>[0-9]{2})", "{dd}": r"(?P<dd>[0-9]{2})"}
 
@@ -104,6 +103,9 @@ class Contract:
     sequence_by: str
     scd_type: int = 1
     delimiter: str = ","
+    # A file whose sampled rows fail more often than this is rejected whole; below it, bad rows
+    # travel on and the Spark job routes them to the rejects table with their reasons.
+    max_bad_row_ratio: float = 0.1
     description: str = ""
     source: Path | None = field(default=None, compare=False)
 
@@ -176,7 +178,7 @@ class Contracts(Mapping[str, Contract]):
         return max(candidates, key=lambda c: len(c.file_pattern), default=None)
 
 
-def parse_contract(document: Mapping[str, object], source: Path | None = None) -> Contract:
+def parse_contract(document: Mapping[str, Any], source: Path | None = None) -> Contract:
     """Build a contract from its TOML document, checking it is coherent."""
     where = str(source) if source else "contract"
     try:
@@ -198,6 +200,7 @@ def parse_contract(document: Mapping[str, object], source: Path | None = None) -
             sequence_by=str(document["sequence_by"]),
             scd_type=int(str(document.get("scd_type", 1))),
             delimiter=str(document.get("delimiter", ",")),
+            max_bad_row_ratio=float(str(document.get("max_bad_row_ratio", 0.1))),
             description=str(document.get("description", "")),
             source=source,
         )
@@ -209,7 +212,7 @@ def parse_contract(document: Mapping[str, object], source: Path | None = None) -
     return contract
 
 
-def _table_list(value: object) -> list[Mapping[str, object]]:
+def _table_list(value: object) -> list[Mapping[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise TypeError("columns must be an array of tables")
     return value
@@ -238,6 +241,8 @@ def _contract_problems(contract: Contract) -> list[str]:
         problems.append(f"sequence_by {contract.sequence_by} is not a column")
     if contract.scd_type not in (1, 2):
         problems.append("scd_type must be 1 or 2")
+    if not 0 <= contract.max_bad_row_ratio <= 1:
+        problems.append("max_bad_row_ratio must be between 0 and 1")
     if len(contract.delimiter) != 1:
         problems.append("delimiter must be one character")
     if not all(token in contract.file_pattern for token in _DATE_TOKENS):
@@ -268,4 +273,4 @@ def load_contracts(*directories: Path) -> Contracts:
 def utc_timestamp(text: str) -> datetime:
     """Parse a contract timestamp; a value without offset is UTC."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

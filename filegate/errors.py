@@ -31,3 +31,11 @@ class ObjectNotFound(StorageError):
 
 class ConditionFailed(StorageError):
     """A precondition did not hold: the source changed, or the destination already exists."""
+
+
+class SourceChanged(ConditionFailed):
+    """The source object is no longer the version the event described."""
+
+
+class DestinationExists(ConditionFailed):
+    """A create-only write found an object already there."""

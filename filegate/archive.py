@@ -1,0 +1,101 @@
+"""Archive and reject: conditional, create-only moves that never overwrite and never lose a file."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import PurePosixPath
+
+from filegate.errors import DestinationExists, StorageError
+from filegate.events import Upload
+from filegate.settings import Location
+from filegate.storage import META_EVENT_ID, META_SOURCE, META_SOURCE_VERSION, ObjectInfo, Store
+
+UNMATCHED = "_unmatched"
+REPORT_SUFFIX = ".report.json"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an upload's bytes now live, and whether an earlier delivery had put them there."""
+
+    container: str
+    path: str
+    info: ObjectInfo
+    reused: bool
+
+
+def archive_path(dataset: str, business_date: date, file_name: str) -> str:
+    """`<dataset>/<yyyy>/<mm>/<dd>/<file name>`: deterministic, so every redelivery computes the same."""
+    return f"{dataset}/{business_date:%Y/%m/%d}/{_safe_name(file_name)}"
+
+
+def rejected_path(dataset: str | None, file_name: str) -> str:
+    return f"{dataset or UNMATCHED}/{_safe_name(file_name)}"
+
+
+def report_path(path: str) -> str:
+    return f"{path}{REPORT_SUFFIX}"
+
+
+def _safe_name(file_name: str) -> str:
+    """Keep the user's name; only names that are path syntax get a prefix."""
+    return f"_{file_name}" if file_name.strip(".") == "" else file_name
+
+
+def version_qualified(path: str, version: str) -> str:
+    """The name a different file with the same name is archived under, next to the first one."""
+    tag = hashlib.sha256(version.encode()).hexdigest()[:12]
+    pure = PurePosixPath(path)
+    return str(pure.with_name(f"{pure.stem}__v{tag}{pure.suffix}"))
+
+
+def _candidates(location: Location, relative: str, upload: Upload) -> tuple[str, str]:
+    return location.path(relative), location.path(version_qualified(relative, upload.version))
+
+
+def is_copy_of(info: ObjectInfo, upload: Upload) -> bool:
+    """Whether an object is Filegate's copy of exactly this upload (same source, same version)."""
+    return (
+        info.metadata.get(META_SOURCE) == f"{upload.container}/{upload.path}"
+        and info.metadata.get(META_SOURCE_VERSION) == upload.version
+    )
+
+
+def place_upload(store: Store, upload: Upload, location: Location, relative: str) -> Placement:
+    """Copy the upload into `location`; a redelivery finds and reuses its own earlier copy."""
+    metadata = {
+        META_SOURCE: f"{upload.container}/{upload.path}",
+        META_SOURCE_VERSION: upload.version,
+        META_EVENT_ID: upload.event_id,
+    }
+    for path in _candidates(location, relative, upload):
+        try:
+            info = store.copy(upload.container, upload.path, upload.version, location.container, path, metadata)
+        except DestinationExists:
+            existing = store.stat(location.container, path)
+            if existing is not None and is_copy_of(existing, upload):
+                return Placement(location.container, path, existing, reused=True)
+            continue
+        if info.size != upload.size:
+            raise StorageError(f"copy of {upload.path} to {path} has {info.size} bytes, the event said {upload.size}")
+        return Placement(location.container, path, info, reused=False)
+    raise StorageError(f"both {relative} and its version-qualified name in {location} hold other files")
+
+
+def find_placement(store: Store, upload: Upload, location: Location, relative: str) -> Placement | None:
+    """An earlier delivery's copy of this upload, if there is one."""
+    for path in _candidates(location, relative, upload):
+        info = store.stat(location.container, path)
+        if info is not None and is_copy_of(info, upload):
+            return Placement(location.container, path, info, reused=True)
+    return None
+
+
+def write_report(store: Store, placement: Placement, report: bytes) -> None:
+    """The reasons beside the rejected file; an earlier delivery's report is kept as it is."""
+    try:
+        store.put(placement.container, report_path(placement.path), report, "application/json", {})
+    except DestinationExists:
+        return

@@ -1,0 +1,204 @@
+"""Azure Blob Storage behind the storage protocol (works against Azurite too)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from filegate.errors import (
+    DestinationExists,
+    FilegateError,
+    ObjectNotFound,
+    SourceChanged,
+    StorageError,
+    TransientError,
+)
+from filegate.storage import ObjectInfo
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
+
+# Event Grid gives the whole handler 30 s; fail fast and let it redeliver rather than outlive it.
+_CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 3, "connection_timeout": 5, "read_timeout": 15}
+_COPY_WAIT_SECONDS = 20.0
+
+
+def _unquote(etag: str | None) -> str:
+    return (etag or "").strip('"')
+
+
+def _quote(etag: str) -> str:
+    return f'"{_unquote(etag)}"'
+
+
+@contextmanager
+def _azure_errors(what: str) -> Iterator[None]:
+    """Translate the SDK's errors into Filegate's, keeping the service's own message."""
+    from azure.core.exceptions import (
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceModifiedError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    try:
+        yield
+    except FilegateError:
+        raise
+    except ResourceNotFoundError as exc:
+        raise ObjectNotFound(f"{what}: not found") from exc
+    except (ResourceModifiedError, ResourceExistsError, HttpResponseError) as exc:
+        status = getattr(exc, "status_code", None) or 0
+        raw_code = getattr(exc, "error_code", "") or ""
+        code = str(getattr(raw_code, "value", raw_code))
+        if code in ("BlobAlreadyExists", "TargetConditionNotMet") or (status == 409 and "Exists" in code):
+            raise DestinationExists(f"{what}: destination exists") from exc
+        if status == 412 or code in ("SourceConditionNotMet", "ConditionNotMet"):
+            raise SourceChanged(f"{what}: object changed ({code or status})") from exc
+        if status in (401, 403):
+            raise TransientError(f"{what}: access denied ({code}); check the identity's role assignments") from exc
+        if status >= 500 or status in (408, 429):
+            raise TransientError(f"{what}: storage answered {status} {code}") from exc
+        raise StorageError(f"{what}: storage answered {status} {code}: {exc}") from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TransientError(f"{what}: storage unreachable: {exc}") from exc
+
+
+class AzureBlobStore:
+    """Blob operations with the conditions that make moves safe under duplicate and late events."""
+
+    kind = "azure"
+
+    def __init__(self, service: BlobServiceClient):
+        self._service = service
+        self.account = str(service.account_name)
+
+    @classmethod
+    def from_setting(cls, setting: str) -> AzureBlobStore:
+        """A connection string (Azurite, keys) or an account URL used with the managed identity."""
+        from azure.storage.blob import BlobServiceClient
+
+        if setting.startswith(("https://", "http://")):
+            from azure.identity import DefaultAzureCredential
+
+            return cls(BlobServiceClient(setting, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS))
+        return cls(BlobServiceClient.from_connection_string(setting, **_CLIENT_OPTIONS))
+
+    def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
+        from azure.core import MatchConditions
+
+        blob = self._service.get_blob_client(container, path)
+        with _azure_errors(f"read {container}/{path}"):
+            stream = blob.download_blob(
+                offset=0, length=length, etag=_quote(version), match_condition=MatchConditions.IfNotModified
+            )
+            return stream.readall()
+
+    def stat(self, container: str, path: str) -> ObjectInfo | None:
+        blob = self._service.get_blob_client(container, path)
+        try:
+            with _azure_errors(f"stat {container}/{path}"):
+                props = blob.get_blob_properties()
+        except ObjectNotFound:
+            return None
+        return ObjectInfo(
+            container=container,
+            path=path,
+            size=int(props.size),
+            version=_unquote(props.etag),
+            metadata=dict(props.metadata or {}),
+            created=props.creation_time.timestamp() if props.creation_time else 0.0,
+        )
+
+    def copy(
+        self,
+        src_container: str,
+        src_path: str,
+        src_version: str,
+        dst_container: str,
+        dst_path: str,
+        metadata: Mapping[str, str],
+    ) -> ObjectInfo:
+        from azure.core import MatchConditions
+
+        source = self._service.get_blob_client(src_container, src_path)
+        target = self._service.get_blob_client(dst_container, dst_path)
+        what = f"copy {src_container}/{src_path} to {dst_container}/{dst_path}"
+        with _azure_errors(what):
+            # Both conditions travel with the one server-side request: the source must still be
+            # the version the event named, and the destination must not exist. That is what makes
+            # two concurrent deliveries of one event produce exactly one archived object.
+            result = target.start_copy_from_url(
+                source.url,
+                metadata=dict(metadata),
+                source_etag=_quote(src_version),
+                source_match_condition=MatchConditions.IfNotModified,
+                match_condition=MatchConditions.IfMissing,
+            )
+            status = result.get("copy_status")
+            deadline = time.monotonic() + _COPY_WAIT_SECONDS
+            while status == "pending":
+                if time.monotonic() > deadline:
+                    raise TransientError(f"{what}: copy still pending after {_COPY_WAIT_SECONDS:.0f} s")
+                time.sleep(0.2)
+                status = target.get_blob_properties().copy.status
+            if status != "success":
+                raise TransientError(f"{what}: copy ended {status}")
+        info = self.stat(dst_container, dst_path)
+        if info is None:
+            raise TransientError(f"{what}: the copy is not visible yet")
+        return info
+
+    def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        from azure.storage.blob import ContentSettings
+
+        blob = self._service.get_blob_client(container, path)
+        with _azure_errors(f"write {container}/{path}"):
+            result = blob.upload_blob(
+                data,
+                overwrite=False,
+                metadata=dict(metadata),
+                content_settings=ContentSettings(content_type=content_type),
+            )
+        return ObjectInfo(container, path, len(data), _unquote(result.get("etag")), dict(metadata))
+
+    def delete(self, container: str, path: str, version: str) -> bool:
+        from azure.core import MatchConditions
+
+        blob = self._service.get_blob_client(container, path)
+        try:
+            with _azure_errors(f"delete {container}/{path}"):
+                blob.delete_blob(etag=_quote(version), match_condition=MatchConditions.IfNotModified)
+        except (ObjectNotFound, SourceChanged):
+            return False
+        return True
+
+    def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
+        client = self._service.get_container_client(container)
+        with _azure_errors(f"list {container}/{prefix}"):
+            for item in client.list_blobs(name_starts_with=prefix or None):
+                created = item.creation_time.timestamp() if item.creation_time else 0.0
+                yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), {}, created)
+
+    def spark_uri(self, container: str, path: str) -> str:
+        return f"abfss://{container}@{self.account}.dfs.core.windows.net/{path}"
+
+    def download(self, container: str, path: str, destination: str) -> None:
+        blob = self._service.get_blob_client(container, path)
+        with _azure_errors(f"download {container}/{path}"), open(destination, "wb") as handle:
+            blob.download_blob().readinto(handle)
+
+    def create_containers(self, *names: str) -> None:
+        """Create containers that do not exist yet (local world and tests)."""
+        from azure.core.exceptions import ResourceExistsError
+
+        for name in names:
+            try:
+                with _azure_errors(f"create container {name}"):
+                    self._service.create_container(name)
+            except (ResourceExistsError, DestinationExists):
+                continue

@@ -1,0 +1,198 @@
+"""Events: turn Event Grid, CloudEvents and GCS finalize payloads into one cloud-neutral upload value."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from filegate.errors import InvalidEvent
+
+BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
+# Only these APIs mean "the blob is completely committed". CreateFile opens an empty file on
+# hierarchical-namespace accounts; its data arrives later with FlushWithClose.
+COMMITTED_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"})
+
+AZURE = "azure"
+GCS = "gcs"
+
+_SUBJECT = re.compile(r"^/blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<path>.+)$")
+_GCS_SOURCE = re.compile(r"^//storage\.googleapis\.com/projects/[^/]+/buckets/(?P<bucket>[^/]+)$")
+_AZURE_ACCOUNT_HOST = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.(blob|dfs)\.")
+_TOPIC_ACCOUNT = re.compile(r"/storageAccounts/(?P<account>[^/]+)$", re.IGNORECASE)
+MAX_PATH_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A committed object in storage that an event told us about."""
+
+    store: str
+    account: str
+    container: str
+    path: str
+    size: int
+    version: str
+    event_id: str
+    content_type: str = ""
+    sequencer: str = ""
+    api: str = ""
+    event_time: str = ""
+
+    @property
+    def name(self) -> str:
+        """The file name: the last segment of the path."""
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def identity(self) -> str:
+        """What makes this upload unique: where it is and which version of it."""
+        return f"{self.store}|{self.account}|{self.container}|{self.path}|{self.version}"
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """An event that is not ours to act on, with the reason."""
+
+    reason: str
+    event_id: str = ""
+    subject: str = ""
+
+
+def parse_events(payload: Any) -> list[Upload | Ignored]:
+    """Parse a single event or an array of them; a malformed element raises InvalidEvent."""
+    events = payload if isinstance(payload, list) else [payload]
+    if not events:
+        raise InvalidEvent("the payload is an empty array")
+    return [parse_event(event) for event in events]
+
+
+def parse_event(event: Any) -> Upload | Ignored:
+    """Parse one event in the Event Grid schema, the CloudEvents 1.0 schema or as a GCS CloudEvent."""
+    if not isinstance(event, Mapping):
+        raise InvalidEvent(f"an event must be a JSON object, got {type(event).__name__}")
+    event_type = event.get("eventType", event.get("type"))
+    event_id = _text(event, "id", required=False)
+    if not isinstance(event_type, str):
+        raise InvalidEvent(f"event {event_id or '?'} has no eventType/type string")
+    if event_type == GCS_FINALIZED:
+        return _parse_gcs(event, event_id)
+    if event_type != BLOB_CREATED:
+        return Ignored(f"event type {event_type} is not {BLOB_CREATED}", event_id, str(event.get("subject", "")))
+    return _parse_blob_created(event, event_id)
+
+
+def _parse_blob_created(event: Mapping[str, Any], event_id: str) -> Upload | Ignored:
+    subject = _text(event, "subject")
+    found = _SUBJECT.match(subject)
+    if not found:
+        raise InvalidEvent(f"event {event_id}: subject {subject[:200]!r} is not a blob subject")
+    data = event.get("data")
+    if not isinstance(data, Mapping):
+        raise InvalidEvent(f"event {event_id}: data must be an object")
+    api = _text(data, "api")
+    if api not in COMMITTED_APIS:
+        return Ignored(f"api {api} is not a committed write", event_id, subject)
+    path = found["path"]
+    size = _size(data.get("contentLength"), event_id)
+    if size == 0 and _looks_like_folder(path):
+        return Ignored("zero-byte folder marker", event_id, subject)
+    url = _text(data, "url", required=False)
+    return Upload(
+        store=AZURE,
+        account=_azure_account(url, str(event.get("topic", event.get("source", "")))),
+        container=found["container"],
+        path=_checked_path(path, event_id),
+        size=size,
+        version=_text(data, "eTag").strip('"'),
+        event_id=event_id,
+        content_type=_text(data, "contentType", required=False),
+        sequencer=_text(data, "sequencer", required=False),
+        api=api,
+        event_time=str(event.get("eventTime", event.get("time", ""))),
+    )
+
+
+def _parse_gcs(event: Mapping[str, Any], event_id: str) -> Upload | Ignored:
+    data = event.get("data")
+    if not isinstance(data, Mapping):
+        raise InvalidEvent(f"event {event_id}: data must be an object")
+    bucket = _text(data, "bucket", required=False)
+    if not bucket:
+        source = _GCS_SOURCE.match(str(event.get("source", "")))
+        bucket = source["bucket"] if source else ""
+    if not bucket:
+        raise InvalidEvent(f"event {event_id}: no bucket in data or source")
+    path = _text(data, "name")
+    size = _size(data.get("size"), event_id)
+    if size == 0 and _looks_like_folder(path):
+        return Ignored("zero-byte folder marker", event_id, f"objects/{path}")
+    generation = data.get("generation")
+    if isinstance(generation, bool) or not isinstance(generation, str | int) or not str(generation).isdigit():
+        raise InvalidEvent(f"event {event_id}: generation must be a number, got {generation!r}")
+    return Upload(
+        store=GCS,
+        account=_text(data, "projectNumber", required=False) or "_",
+        container=bucket,
+        path=_checked_path(path, event_id),
+        size=size,
+        version=str(generation),
+        event_id=event_id,
+        content_type=_text(data, "contentType", required=False),
+        sequencer=str(generation),
+        api="finalize",
+        event_time=str(event.get("time", data.get("timeCreated", ""))),
+    )
+
+
+def _text(source: Mapping[str, Any], key: str, *, required: bool = True) -> str:
+    value = source.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise InvalidEvent(f"field {key!r} must be a non-empty string, got {type(value).__name__}")
+    return value
+
+
+def _size(value: Any, event_id: str) -> int:
+    """Sizes arrive as numbers (Event Grid) or as strings (GCS)."""
+    if isinstance(value, bool):
+        raise InvalidEvent(f"event {event_id}: size must be a number, got a boolean")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and value.isdigit():
+        size = int(value)
+    else:
+        raise InvalidEvent(f"event {event_id}: size must be a whole number, got {value!r}")
+    if size < 0:
+        raise InvalidEvent(f"event {event_id}: size is negative")
+    return size
+
+
+def _looks_like_folder(path: str) -> bool:
+    return path.endswith("/") or "." not in path.rsplit("/", 1)[-1]
+
+
+def _checked_path(path: str, event_id: str) -> str:
+    if len(path) > MAX_PATH_LENGTH or "\x00" in path:
+        raise InvalidEvent(f"event {event_id}: blob path is not a valid name")
+    return path
+
+
+def _azure_account(url: str, topic: str) -> str:
+    """Account name from the blob URL (either host style or Azurite's path style), else the topic."""
+    if url:
+        parts = urlsplit(url)
+        host = _AZURE_ACCOUNT_HOST.match(parts.hostname or "")
+        if host:
+            return host["account"]
+        segments = [s for s in unquote(parts.path).split("/") if s]
+        if segments:
+            return segments[0]
+    found = _TOPIC_ACCOUNT.search(topic)
+    if found:
+        return found["account"]
+    raise InvalidEvent("cannot tell the storage account from data.url or topic")

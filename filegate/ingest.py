@@ -1,0 +1,262 @@
+"""Where decisions are made: one event in, one outcome out, the same end state however often it comes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from filegate.archive import (
+    archive_path,
+    find_placement,
+    place_upload,
+    rejected_path,
+    report_path,
+    write_report,
+)
+from filegate.contracts import Contract, Contracts
+from filegate.errors import InvalidEvent, ObjectNotFound, SourceChanged
+from filegate.events import Ignored, Upload, parse_event
+from filegate.jobs import RunTrigger, batch_id, idempotency_token
+from filegate.settings import Settings
+from filegate.storage import Store
+from filegate.validation import Validation, match_dataset, validate_upload
+
+log = logging.getLogger("filegate")
+
+ARCHIVED = "archived"
+REJECTED = "rejected"
+IGNORED = "ignored"
+DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one event; logged as one JSON line and printed by `filegate handle`."""
+
+    status: str
+    event_id: str = ""
+    source: str = ""
+    dataset: str | None = None
+    business_date: str | None = None
+    reasons: tuple[str, ...] = ()
+    archived_path: str | None = None
+    rejected_path: str | None = None
+    source_uri: str | None = None
+    batch_id: str | None = None
+    run_id: int | None = None
+    run_page_url: str | None = None
+    idempotency_token: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What the core needs to act: settings, a store, a job trigger, the contracts."""
+
+    settings: Settings
+    store: Store
+    jobs: RunTrigger
+    contracts: Contracts
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
+    """Handle a delivery (one event or an array). Malformed events are logged and dropped, not retried.
+
+    Transient failures raise, so the platform redelivers; a retried event converges to the same state.
+    """
+    events = payload if isinstance(payload, list) else [payload]
+    if not events:
+        return [_log(Outcome(IGNORED, reasons=("malformed event: the payload is an empty array",)))]
+    outcomes = []
+    for event in events:
+        try:
+            parsed = parse_event(event)
+        except InvalidEvent as exc:
+            event_id = str(event.get("id", ""))[:200] if isinstance(event, dict) else ""
+            outcomes.append(_log(Outcome(IGNORED, event_id=event_id, reasons=(f"malformed event: {exc}",))))
+            continue
+        if isinstance(parsed, Ignored):
+            outcome = Outcome(IGNORED, event_id=parsed.event_id, source=parsed.subject, reasons=(parsed.reason,))
+            outcomes.append(_log(outcome))
+            continue
+        outcomes.append(handle_upload(gate, parsed))
+    return outcomes
+
+
+def handle_upload(gate: Gate, upload: Upload) -> Outcome:
+    """Validate, then archive and trigger the run, or reject with a report."""
+    outcome = _decide(gate, upload)
+    return _log(outcome)
+
+
+def _log(outcome: Outcome) -> Outcome:
+    log.info(outcome.to_json())
+    return outcome
+
+
+def _decide(gate: Gate, upload: Upload) -> Outcome:
+    settings, store = gate.settings, gate.store
+    source = f"{upload.container}/{upload.path}"
+    not_ours = _not_ours(gate, upload)
+    if not_ours:
+        return Outcome(IGNORED, upload.event_id, source, reasons=(not_ours,))
+    contract, business_date, _ = match_dataset(gate.contracts, upload.name)
+    token = idempotency_token(upload)
+    try:
+        head = b""
+        if upload.size > 0:
+            length = min(upload.size, settings.sample_bytes)
+            head = store.read_prefix(upload.container, upload.path, length, upload.version)
+        validation = validate_upload(upload.name, upload.size, head, gate.contracts, settings.max_file_bytes)
+        if validation.ok and validation.contract and validation.business_date:
+            return _archive(gate, upload, validation.contract, validation.business_date, token)
+        return _reject(gate, upload, validation)
+    except (ObjectNotFound, SourceChanged):
+        # The blob is gone or is another version now: an earlier delivery may have moved it.
+        return _settle_earlier(gate, upload, contract, business_date, token)
+
+
+def _not_ours(gate: Gate, upload: Upload) -> str | None:
+    settings, store = gate.settings, gate.store
+    if upload.store != store.kind:
+        return f"a {upload.store} event, but this function serves {store.kind} storage"
+    account = getattr(store, "account", None)
+    if upload.store == "azure" and account and upload.account != account:
+        return f"storage account {upload.account} is not this function's account {account}"
+    for name, location in (("archive", settings.archive), ("rejected", settings.rejected)):
+        if location.holds(upload.container, upload.path):
+            return f"Filegate's own {name} write ({location}); events there are ignored so nothing loops"
+    if not settings.landing.holds(upload.container, upload.path):
+        return f"outside the landing location {settings.landing}"
+    return None
+
+
+def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str) -> Outcome:
+    store, settings = gate.store, gate.settings
+    placement = place_upload(store, upload, settings.archive, archive_path(contract.name, business_date, upload.name))
+    # Delete only the version we copied: a newer upload under the same name stays for its own event.
+    store.delete(upload.container, upload.path, upload.version)
+    return _run(gate, upload, contract, business_date, token, placement.container, placement.path, placement.reused)
+
+
+def _run(
+    gate: Gate,
+    upload: Upload,
+    contract: Contract,
+    business_date: date,
+    token: str,
+    container: str,
+    path: str,
+    reused: bool,
+) -> Outcome:
+    source_uri = gate.store.spark_uri(container, path)
+    batch = batch_id(contract.name, business_date, token)
+    parameters = {"source_path": source_uri, "dataset": contract.name, "batch_id": batch}
+    run = gate.jobs.trigger_run(parameters, token)
+    return Outcome(
+        DUPLICATE if reused else ARCHIVED,
+        upload.event_id,
+        f"{upload.container}/{upload.path}",
+        dataset=contract.name,
+        business_date=business_date.isoformat(),
+        archived_path=f"{container}/{path}",
+        source_uri=source_uri,
+        batch_id=batch,
+        run_id=run.run_id,
+        run_page_url=run.run_page_url,
+        idempotency_token=token,
+    )
+
+
+def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
+    store, settings = gate.store, gate.settings
+    dataset = validation.contract.name if validation.contract else None
+    placement = place_upload(store, upload, settings.rejected, rejected_path(dataset, upload.name))
+    business_date = validation.business_date.isoformat() if validation.business_date else None
+    report: dict[str, object] = {
+        "file": upload.name,
+        "source": f"{upload.container}/{upload.path}",
+        "source_version": upload.version,
+        "event_id": upload.event_id,
+        "event_time": upload.event_time,
+        "dataset": dataset,
+        "business_date": business_date,
+        "size_bytes": upload.size,
+        "bytes_read": validation.bytes_read,
+        "rows_sampled": validation.rows_sampled,
+        "bad_rows": validation.bad_rows,
+        "reasons": list(validation.reasons),
+        "rejected_path": f"{placement.container}/{placement.path}",
+        "rejected_at": gate.clock().isoformat(timespec="seconds"),
+    }
+    # The report goes in before the source is deleted, so a crash in between loses neither.
+    write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
+    store.delete(upload.container, upload.path, upload.version)
+    return Outcome(
+        DUPLICATE if placement.reused else REJECTED,
+        upload.event_id,
+        f"{upload.container}/{upload.path}",
+        dataset=dataset,
+        business_date=business_date,
+        reasons=validation.reasons,
+        rejected_path=f"{placement.container}/{placement.path}",
+    )
+
+
+def _settle_earlier(
+    gate: Gate, upload: Upload, contract: Contract | None, business_date: date | None, token: str
+) -> Outcome:
+    """The source is gone or changed: finish what an earlier delivery started, or explain why not."""
+    store, settings = gate.store, gate.settings
+    source = f"{upload.container}/{upload.path}"
+    if contract is not None and business_date is not None:
+        relative = archive_path(contract.name, business_date, upload.name)
+        placement = find_placement(store, upload, settings.archive, relative)
+        if placement is not None:
+            # The earlier delivery may have crashed before run-now: the same token starts the run
+            # it missed, or returns the run it started.
+            store.delete(upload.container, upload.path, upload.version)
+            return _run(gate, upload, contract, business_date, token, placement.container, placement.path, True)
+    rejected = find_placement(
+        store, upload, settings.rejected, rejected_path(contract.name if contract else None, upload.name)
+    )
+    if rejected is not None:
+        store.delete(upload.container, upload.path, upload.version)
+        reasons = _read_reasons(store, rejected.container, rejected.path)
+        return Outcome(
+            DUPLICATE,
+            upload.event_id,
+            source,
+            dataset=contract.name if contract else None,
+            reasons=reasons,
+            rejected_path=f"{rejected.container}/{rejected.path}",
+        )
+    current = store.stat(upload.container, upload.path)
+    if current is None:
+        reason = "the blob is gone and Filegate holds no copy of this version: someone else deleted or moved it"
+    else:
+        reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
+    return Outcome(IGNORED, upload.event_id, source, dataset=contract.name if contract else None, reasons=(reason,))
+
+
+def _read_reasons(store: Store, container: str, path: str) -> tuple[str, ...]:
+    info = store.stat(container, report_path(path))
+    if info is None:
+        return ("rejected earlier; its report is missing",)
+    try:
+        report = json.loads(store.read_prefix(container, report_path(path), max(info.size, 1), info.version))
+        return tuple(str(reason) for reason in report.get("reasons", ()))
+    except (ValueError, ObjectNotFound, SourceChanged):
+        return ("rejected earlier; its report is unreadable",)

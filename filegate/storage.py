@@ -1,0 +1,77 @@
+"""The storage protocol the core moves bytes through; one implementation per cloud."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Metadata Filegate writes on every object it places, so a redelivered event can recognise its own
+# earlier work. Azure metadata names must be identifiers, hence the underscores.
+META_SOURCE = "filegate_source"
+META_SOURCE_VERSION = "filegate_source_version"
+META_EVENT_ID = "filegate_event_id"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the store knows about one object."""
+
+    container: str
+    path: str
+    size: int
+    version: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    created: float = 0.0
+
+
+class Store(Protocol):
+    """Conditional object operations. Every method raises TransientError for failures worth retrying."""
+
+    kind: str
+
+    def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
+        """Up to `length` bytes from the start, only if the object is still `version`.
+
+        Raises ObjectNotFound, or SourceChanged when the object is another version now.
+        """
+        ...
+
+    def stat(self, container: str, path: str) -> ObjectInfo | None:
+        """The object's properties and metadata, or None when it does not exist."""
+        ...
+
+    def copy(
+        self,
+        src_container: str,
+        src_path: str,
+        src_version: str,
+        dst_container: str,
+        dst_path: str,
+        metadata: Mapping[str, str],
+    ) -> ObjectInfo:
+        """Server-side copy, only from `src_version` and only onto a missing destination.
+
+        Raises ObjectNotFound, SourceChanged, or DestinationExists.
+        """
+        ...
+
+    def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        """Create a small object; raises DestinationExists when something is there."""
+        ...
+
+    def delete(self, container: str, path: str, version: str) -> bool:
+        """Delete the object only if it is still `version`; False when it is gone or changed."""
+        ...
+
+    def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects under a prefix (without metadata)."""
+        ...
+
+    def spark_uri(self, container: str, path: str) -> str:
+        """A URI Spark on Databricks reads the object with (abfss:// or gs://)."""
+        ...
+
+    def download(self, container: str, path: str, destination: str) -> None:
+        """Stream the whole object into a local file."""
+        ...

@@ -1,0 +1,178 @@
+"""Validation: decide from a bounded prefix of a file whether it may enter the archive."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from pathlib import PurePosixPath
+from typing import Any
+
+from filegate.contracts import Contract, Contracts
+
+MAX_ROW_REASONS = 20
+_OTHER_DELIMITERS = (";", "\t", "|", ",")
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The verdict on one upload: every reason it cannot be archived, or none."""
+
+    contract: Contract | None
+    business_date: date | None
+    reasons: tuple[str, ...]
+    rows_sampled: int = 0
+    bad_rows: int = 0
+    bytes_read: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.contract is not None and self.business_date is not None and not self.reasons
+
+
+def match_dataset(contracts: Contracts, file_name: str) -> tuple[Contract | None, date | None, list[str]]:
+    """Which dataset a file name belongs to and its business date, or why neither is known."""
+    contract = contracts.match(file_name)
+    if contract is None:
+        guess = contracts.guess(file_name)
+        if guess is None:
+            patterns = ", ".join(sorted(c.file_pattern for c in contracts.values())) or "none"
+            return None, None, [f"unknown dataset: no contract matches the name {file_name!r} (known: {patterns})"]
+        suffix = PurePosixPath(file_name).suffix.lower()
+        if suffix != guess.extension:
+            reason = f"extension {suffix or '(none)'!r} is not allowed for {guess.name}: expected {guess.extension!r}"
+        else:
+            reason = f"name {file_name!r} does not match {guess.file_pattern!r}: business date missing or malformed"
+        return guess, None, [reason]
+    try:
+        return contract, contract.business_date(file_name), []
+    except ValueError:
+        return contract, None, [f"the business date in {file_name!r} is not a real calendar date"]
+
+
+def validate_upload(
+    file_name: str,
+    size: int,
+    head: bytes,
+    contracts: Contracts,
+    max_file_bytes: int,
+) -> Validation:
+    """Check name, size, encoding, header and a sample of rows. `head` is the file's first bytes."""
+    contract, business_date, reasons = match_dataset(contracts, file_name)
+    if size == 0:
+        reasons.append("the file is empty (0 bytes)")
+    elif size > max_file_bytes:
+        reasons.append(f"the file has {size} bytes, above the limit of {max_file_bytes} (FILEGATE_MAX_FILE_BYTES)")
+    if contract is None or size == 0:
+        return Validation(contract, business_date, tuple(reasons), bytes_read=len(head))
+    truncated = len(head) < size
+    text, problem = _decode(head, truncated)
+    if problem:
+        return Validation(contract, business_date, (*reasons, problem), bytes_read=len(head))
+    rows_sampled, bad_rows, content_reasons = _check_content(text, truncated, contract)
+    return Validation(
+        contract, business_date, tuple(reasons + content_reasons), rows_sampled, bad_rows, bytes_read=len(head)
+    )
+
+
+def _decode(head: bytes, truncated: bool) -> tuple[str, str | None]:
+    """UTF-8 text of the sample (a BOM is fine), or a reason a person can act on."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "", "the file is UTF-16 encoded; save it as UTF-8"
+    if head.startswith(b"\x1f\x8b"):
+        return "", "the file is gzip-compressed; upload the uncompressed CSV"
+    if head.startswith(b"PK\x03\x04"):
+        return "", "the file is a ZIP archive (or an Excel workbook), not CSV text"
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        return "", f"the file contains NUL bytes (first at byte {nul}): binary data, not CSV text"
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    try:
+        # A sample cut mid-file may end inside a multi-byte character; final=False keeps it pending.
+        text = decoder.decode(head, final=not truncated)
+    except UnicodeDecodeError as exc:
+        return "", (
+            f"the file is not valid UTF-8 (byte 0x{head[exc.start]:02x} at offset {exc.start}); "
+            "it may be Latin-1 or Windows-1252: save it as UTF-8"
+        )
+    return text, None
+
+
+def _check_content(text: str, truncated: bool, contract: Contract) -> tuple[int, int, list[str]]:
+    """Header and sampled rows; returns (rows sampled, bad rows, reasons)."""
+    if truncated:
+        # The last line of a cut sample is incomplete: judge only whole lines.
+        cut = max(text.rfind("\n"), text.rfind("\r"))
+        if cut < 0:
+            reason = f"no line break in the first {len(text)} characters: the header is too long or the file is not CSV"
+            return 0, 0, [reason]
+        text = text[: cut + 1]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=contract.delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None or header == []:
+            return 0, 0, ["the file has no header line"]
+        reasons = _check_header(header, contract)
+        if reasons:
+            return 0, 0, reasons
+        rows_sampled, bad_rows, reasons = _check_rows(reader, contract)
+    except csv.Error as exc:
+        return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {exc}"]
+    if rows_sampled == 0:
+        return 0, 0, ["the file has a header but no data rows"]
+    if bad_rows > contract.max_bad_row_ratio * rows_sampled:
+        summary = (
+            f"{bad_rows} of {rows_sampled} sampled rows are invalid, more than the contract allows "
+            f"({contract.max_bad_row_ratio:.0%})"
+        )
+        return rows_sampled, bad_rows, [summary, *reasons]
+    return rows_sampled, bad_rows, []
+
+
+def _check_header(header: list[str], contract: Contract) -> list[str]:
+    expected = list(contract.column_names)
+    if header == expected:
+        return []
+    if len(header) == 1:
+        for other in _OTHER_DELIMITERS:
+            if other != contract.delimiter and other in header[0]:
+                return [f"the header is split by {other!r}, but {contract.name} files use {contract.delimiter!r}"]
+    reasons = []
+    counts = Counter(header)
+    duplicated = sorted(name for name, count in counts.items() if count > 1)
+    missing = [name for name in expected if name not in counts]
+    extra = [name for name in header if name not in expected]
+    if missing:
+        reasons.append(f"header is missing columns: {', '.join(missing)}")
+    if extra:
+        reasons.append(f"header has unexpected columns: {', '.join(repr(name) for name in extra)}")
+    if duplicated:
+        reasons.append(f"header repeats columns: {', '.join(duplicated)}")
+    if not reasons:
+        reasons.append(f"header columns are out of order: expected {', '.join(expected)}")
+    return reasons
+
+
+def _check_rows(reader: Any, contract: Contract) -> tuple[int, int, list[str]]:
+    rows_sampled = bad_rows = 0
+    reasons: list[str] = []
+    width = len(contract.columns)
+    for row in reader:
+        if not row:
+            continue
+        rows_sampled += 1
+        if len(row) != width:
+            problems = [f"has {len(row)} fields, expected {width}"]
+        else:
+            checks = (column.check_text(value) for column, value in zip(contract.columns, row, strict=True))
+            problems = [problem for problem in checks if problem]
+        if problems:
+            bad_rows += 1
+            if len(reasons) < MAX_ROW_REASONS:
+                reasons.append(f"line {reader.line_num}: {'; '.join(problems)}")
+    if bad_rows > len(reasons):
+        reasons.append(f"... and {bad_rows - len(reasons)} more invalid rows")
+    return rows_sampled, bad_rows, reasons
