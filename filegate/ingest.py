@@ -239,7 +239,8 @@ def _settle_earlier(
             DUPLICATE,
             upload.event_id,
             source,
-            dataset=contract.name if contract else None,
+            dataset=dataset,
+            business_date=business_date.isoformat() if business_date else None,
             reasons=reasons,
             rejected_path=f"{rejected.container}/{rejected.path}",
         )

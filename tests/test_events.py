@@ -1,0 +1,171 @@
+"""Event parsing: both Azure schemas, GCS finalize, what is ignored and what is malformed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from filegate.errors import InvalidEvent
+from filegate.events import Ignored, Upload, parse_event, parse_events
+from tests.factories import as_cloudevent, blob_created
+
+
+def test_event_grid_schema_becomes_an_upload() -> None:
+    event = blob_created("landing", "daily/order_tracking_2024_03_05.csv", 1234, "0x8DC1", port=10000)
+
+    upload = parse_event(event)
+
+    assert upload == Upload(
+        store="azure",
+        account="devstoreaccount1",
+        container="landing",
+        path="daily/order_tracking_2024_03_05.csv",
+        size=1234,
+        version="0x8DC1",
+        event_id=event["id"],
+        content_type="text/csv",
+        sequencer=event["data"]["sequencer"],
+        api="PutBlob",
+        event_time=event["eventTime"],
+    )
+    assert upload.name == "order_tracking_2024_03_05.csv"
+
+
+def test_cloudevents_schema_gives_the_same_upload() -> None:
+    event = blob_created("landing", "order_tracking_2024_03_05.csv", 10, "0x1")
+
+    assert parse_event(as_cloudevent(event)) == parse_event(event)
+
+
+def test_account_comes_from_a_real_azure_url() -> None:
+    event = blob_created("landing", "f.csv", 10, "0x1")
+    event["data"]["url"] = "https://contosodata.blob.core.windows.net/landing/f.csv"
+
+    upload = parse_event(event)
+
+    assert isinstance(upload, Upload)
+    assert upload.account == "contosodata"
+
+
+def test_an_array_yields_one_result_per_event() -> None:
+    events = [blob_created("landing", f"f{i}.csv", 10, f"0x{i}") for i in range(3)]
+
+    results = parse_events(events)
+
+    assert [r.path for r in results if isinstance(r, Upload)] == ["f0.csv", "f1.csv", "f2.csv"]
+
+
+@pytest.mark.parametrize("api", ["PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"])
+def test_committed_writes_are_processed(api: str) -> None:
+    assert isinstance(parse_event(blob_created("landing", "f.csv", 10, "0x1", api=api)), Upload)
+
+
+@pytest.mark.parametrize("api", ["CreateFile", "PutBlock", "SetBlobMetadata"])
+def test_uncommitted_writes_are_ignored_with_a_reason(api: str) -> None:
+    result = parse_event(blob_created("landing", "f.csv", 0, "0x1", api=api))
+
+    assert isinstance(result, Ignored)
+    assert api in result.reason
+
+
+def test_other_event_types_are_ignored() -> None:
+    event = blob_created("landing", "f.csv", 10, "0x1")
+    event["eventType"] = "Microsoft.Storage.BlobDeleted"
+
+    result = parse_event(event)
+
+    assert isinstance(result, Ignored)
+    assert "BlobDeleted" in result.reason
+
+
+@pytest.mark.parametrize("path", ["incoming/", "incoming/2024"])
+def test_zero_byte_folder_markers_are_ignored(path: str) -> None:
+    result = parse_event(blob_created("landing", path, 0, "0x1"))
+
+    assert isinstance(result, Ignored)
+    assert "folder marker" in result.reason
+
+
+def test_a_zero_byte_file_is_an_upload_so_it_gets_rejected_with_its_reason() -> None:
+    assert isinstance(parse_event(blob_created("landing", "order_tracking_2024_03_05.csv", 0, "0x1")), Upload)
+
+
+def _broken(mutate: str) -> object:
+    event = copy.deepcopy(blob_created("landing", "f.csv", 10, "0x1"))
+    if mutate == "no subject":
+        del event["subject"]
+    elif mutate == "no data":
+        del event["data"]
+    elif mutate == "data is a string":
+        event["data"] = "oops"
+    elif mutate == "size is text":
+        event["data"]["contentLength"] = "ten"
+    elif mutate == "size is a boolean":
+        event["data"]["contentLength"] = True
+    elif mutate == "negative size":
+        event["data"]["contentLength"] = -1
+    elif mutate == "etag missing":
+        del event["data"]["eTag"]
+    elif mutate == "subject is not a blob":
+        event["subject"] = "/containers/landing"
+    elif mutate == "no type":
+        del event["eventType"]
+    elif mutate == "not an object":
+        return ["nested", "list"]
+    return event
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        "no subject",
+        "no data",
+        "data is a string",
+        "size is text",
+        "size is a boolean",
+        "negative size",
+        "etag missing",
+        "subject is not a blob",
+        "no type",
+        "not an object",
+    ],
+)
+def test_malformed_events_raise_invalid_event_with_a_message(mutate: str) -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        parse_event(_broken(mutate))
+
+    assert str(raised.value)
+
+
+def gcs_event(name: str = "order_tracking_2024_03_05.csv", size: str = "120", generation: str = "1700000000000001"):
+    return {
+        "specversion": "1.0",
+        "type": "google.cloud.storage.object.v1.finalized",
+        "source": "//storage.googleapis.com/projects/_/buckets/landing-bucket",
+        "subject": f"objects/{name}",
+        "id": "8242069212437547",
+        "time": "2024-03-05T23:05:00Z",
+        "data": {
+            "bucket": "landing-bucket",
+            "name": name,
+            "generation": generation,
+            "metageneration": "1",
+            "size": size,
+            "contentType": "text/csv",
+            "md5Hash": "abc",
+        },
+    }
+
+
+def test_gcs_finalize_sizes_and_generations_arrive_as_strings() -> None:
+    upload = parse_event(gcs_event())
+
+    assert isinstance(upload, Upload)
+    assert (upload.store, upload.container, upload.path) == ("gcs", "landing-bucket", "order_tracking_2024_03_05.csv")
+    assert (upload.size, upload.version) == (120, "1700000000000001")
+
+
+def test_gcs_event_with_a_non_numeric_generation_is_malformed() -> None:
+    with pytest.raises(InvalidEvent):
+        parse_event(gcs_event(generation="abc"))

@@ -1,0 +1,162 @@
+"""Validation of a file's name and bounded prefix: every reason, each one a person can act on."""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+
+import pytest
+
+from filegate.contracts import load_contracts
+from filegate.validation import validate_upload
+from tests.factories import COLUMNS, csv_bytes, tracking_row
+
+CONTRACTS = load_contracts()
+NAME = "order_tracking_2024_03_05.csv"
+LIMIT = 10**9
+
+
+def check(data: bytes, name: str = NAME, sample: int | None = None, size: int | None = None):
+    head = data if sample is None else data[:sample]
+    return validate_upload(name, len(data) if size is None else size, head, CONTRACTS, LIMIT)
+
+
+def test_a_good_file_passes_with_its_dataset_and_business_date() -> None:
+    result = check(csv_bytes())
+
+    assert result.ok, result.reasons
+    assert result.contract is not None
+    assert result.contract.name == "order_tracking"
+    assert result.business_date.isoformat() == "2024-03-05"
+    assert result.rows_sampled == 5
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        codecs.BOM_UTF8 + csv_bytes(),
+        csv_bytes(newline="\r\n"),
+        codecs.BOM_UTF8 + csv_bytes(newline="\r\n"),
+        csv_bytes([tracking_row(1, destination_city='Zürich, Kanton "ZH"')]),
+    ],
+    ids=["bom", "crlf", "bom-crlf", "quoted-unicode"],
+)
+def test_variants_a_user_expects_to_pass(data: bytes) -> None:
+    assert check(data).ok, check(data).reasons
+
+
+def test_unknown_dataset_names_the_known_patterns() -> None:
+    result = check(csv_bytes(), name="customers_2024_03_05.csv")
+
+    assert not result.ok
+    assert "unknown dataset" in result.reasons[0]
+    assert "order_tracking_{yyyy}_{mm}_{dd}.csv" in result.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("order_tracking_2024_02_30.csv", "not a real calendar date"),
+        ("order_tracking_2024-03-05.csv", "business date missing or malformed"),
+        ("order_tracking_2024_03_05.txt", "extension '.txt' is not allowed"),
+    ],
+)
+def test_name_problems(name: str, expected: str) -> None:
+    result = check(csv_bytes(), name=name)
+
+    assert any(expected in reason for reason in result.reasons), result.reasons
+
+
+def test_empty_file() -> None:
+    assert check(b"").reasons == ("the file is empty (0 bytes)",)
+
+
+def test_above_the_size_limit() -> None:
+    result = validate_upload(NAME, 2000, csv_bytes(), CONTRACTS, 1000)
+
+    assert any("above the limit of 1000" in reason for reason in result.reasons)
+
+
+def test_header_only() -> None:
+    assert check(csv_bytes([])).reasons == ("the file has a header but no data rows",)
+
+
+def test_header_reports_missing_extra_and_duplicated_columns_together() -> None:
+    header = [c for c in COLUMNS if c != "carrier"] + ["notes", "status"]
+
+    reasons = check(csv_bytes(header=header)).reasons
+
+    assert "header is missing columns: carrier" in reasons
+    assert "header has unexpected columns: 'notes'" in reasons
+    assert "header repeats columns: status" in reasons
+
+
+def test_reordered_header() -> None:
+    header = list(COLUMNS)
+    header[0], header[1] = header[1], header[0]
+
+    assert check(csv_bytes(header=header)).reasons[0].startswith("header columns are out of order")
+
+
+def test_wrong_delimiter() -> None:
+    reasons = check(csv_bytes(delimiter=";")).reasons
+
+    assert reasons == ("the header is split by ';', but order_tracking files use ','",)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (csv_bytes().decode().encode("utf-16"), "UTF-16"),
+        (gzip.compress(csv_bytes()), "gzip"),
+        (b"\x00\x01\x02binary", "NUL bytes"),
+        (csv_bytes([tracking_row(1, destination_city="Malmö")]).decode().encode("latin-1"), "not valid UTF-8"),
+    ],
+    ids=["utf16", "gzip", "binary", "latin1"],
+)
+def test_encoding_problems(data: bytes, expected: str) -> None:
+    reasons = check(data).reasons
+
+    assert any(expected in reason for reason in reasons), reasons
+
+
+def test_rows_that_do_not_parse_are_reported_by_line_when_too_many() -> None:
+    rows = [tracking_row(1), tracking_row(2, status="LOST", weight_kg="heavy"), tracking_row(3, tracking_num="")]
+
+    reasons = check(csv_bytes(rows)).reasons
+
+    assert reasons[0] == "2 of 3 sampled rows are invalid, more than the contract allows (10%)"
+    assert "line 3: status value 'LOST' is not one of" in reasons[1]
+    assert "weight_kg value 'heavy' is not a valid decimal(10,3)" in reasons[1]
+    assert reasons[2] == "line 4: tracking_num is empty but required"
+
+
+def test_a_few_bad_rows_travel_on_to_the_job_rejects_table() -> None:
+    rows = [tracking_row(i) for i in range(20)] + [tracking_row(99, status_ts="yesterday")]
+
+    result = check(csv_bytes(rows))
+
+    assert result.ok
+    assert (result.rows_sampled, result.bad_rows) == (21, 1)
+
+
+def test_short_rows_are_counted_as_bad() -> None:
+    data = csv_bytes([tracking_row(1)]) + b"only,three,fields\n"
+
+    assert any("has 3 fields, expected 13" in reason for reason in check(data).reasons)
+
+
+def test_only_whole_lines_of_a_cut_sample_are_judged() -> None:
+    data = csv_bytes([tracking_row(i, destination_city="Kraków") for i in range(200)])
+
+    result = check(data, sample=4096)
+
+    assert result.ok, result.reasons
+    assert 0 < result.rows_sampled < 200
+    assert result.bytes_read == 4096
+
+
+def test_a_single_huge_line_without_newline_is_rejected_from_the_sample() -> None:
+    result = check(b"x" * 5000, sample=1024, size=50 * 1024 * 1024)
+
+    assert any("no line break in the first 1024 characters" in reason for reason in result.reasons)
