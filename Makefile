@@ -32,8 +32,20 @@ lint: $(PY_STAMP) ## ruff (lint and format check)
 typecheck: $(PY_STAMP) ## mypy, strict on filegate/
 	$(BIN)/mypy
 
-test: setup lint typecheck ## The whole suite: lint, types, unit, emulator, Spark and infra tests
+test: setup lint typecheck checkov ## The whole suite: lint, types, unit, emulator, Spark and infra tests
 	$(BIN)/python -m pytest
+
+# checkov pins its own dependencies (some clash with ours), so it lives in its own virtualenv.
+CHECKOV_VENV := .tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): infra/requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
+	@touch $@
+
+checkov: $(CHECKOV_STAMP) ## Scan infra/ (Terraform) for misconfigurations; skips carry inline reasons
+	$(CHECKOV_VENV)/bin/checkov --directory infra --framework terraform --quiet --compact --skip-download
 
 demo: setup ## The whole flow on this machine: Azurite, watcher, function, local Jobs API, Spark
 	$(BIN)/filegate demo

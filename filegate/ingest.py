@@ -229,9 +229,8 @@ def _settle_earlier(
             # it missed, or returns the run it started.
             store.delete(upload.container, upload.path, upload.version)
             return _run(gate, upload, contract, business_date, token, placement.container, placement.path, True)
-    rejected = find_placement(
-        store, upload, settings.rejected, rejected_path(contract.name if contract else None, upload.name)
-    )
+    dataset = contract.name if contract else None
+    rejected = find_placement(store, upload, settings.rejected, rejected_path(dataset, upload.name))
     if rejected is not None:
         store.delete(upload.container, upload.path, upload.version)
         reasons = _read_reasons(store, rejected.container, rejected.path)
@@ -249,7 +248,7 @@ def _settle_earlier(
         reason = "the blob is gone and Filegate holds no copy of this version: someone else deleted or moved it"
     else:
         reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
-    return Outcome(IGNORED, upload.event_id, source, dataset=contract.name if contract else None, reasons=(reason,))
+    return Outcome(IGNORED, upload.event_id, source, dataset=dataset, reasons=(reason,))
 
 
 def _read_reasons(store: Store, container: str, path: str) -> tuple[str, ...]:
