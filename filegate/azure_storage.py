@@ -93,10 +93,12 @@ class AzureBlobStore:
 
         blob = self._service.get_blob_client(container, path)
         with _azure_errors(f"read {container}/{path}"):
-            stream = blob.download_blob(
-                offset=0, length=length, etag=_quote(version), match_condition=MatchConditions.IfNotModified
-            )
-            return stream.readall()
+            conditions: dict[str, Any] = {}
+            if version:
+                conditions = {"etag": _quote(version), "match_condition": MatchConditions.IfNotModified}
+            stream = blob.download_blob(offset=0, length=length, **conditions)
+            data: bytes = stream.readall()
+            return data
 
     def stat(self, container: str, path: str) -> ObjectInfo | None:
         blob = self._service.get_blob_client(container, path)

@@ -83,12 +83,13 @@ class _AzureIdentityCredentials:
 def create_workspace_client(settings: Settings, **config: object) -> WorkspaceClient:
     """A WorkspaceClient with the SDK's own auth chain, or managed identity when asked for."""
     from databricks.sdk import WorkspaceClient
+    from databricks.sdk.config import Config
 
     config.setdefault("retry_timeout_seconds", RETRY_TIMEOUT_SECONDS)
     config.setdefault("http_timeout_seconds", HTTP_TIMEOUT_SECONDS)
     if settings.databricks_auth == "azure-identity":
         config["credentials_strategy"] = _AzureIdentityCredentials()
-    return WorkspaceClient(**config)  # type: ignore[arg-type]
+    return WorkspaceClient(config=Config(**config))  # type: ignore[arg-type]
 
 
 class DatabricksJobs:

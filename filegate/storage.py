@@ -31,7 +31,7 @@ class Store(Protocol):
     kind: str
 
     def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
-        """Up to `length` bytes from the start, only if the object is still `version`.
+        """Up to `length` bytes from the start, only if the object is still `version` ("" for any).
 
         Raises ObjectNotFound, or SourceChanged when the object is another version now.
         """

@@ -40,3 +40,15 @@ def test_overlapping_locations_are_refused_so_archive_writes_cannot_loop() -> No
 def test_malformed_values_fail_loudly(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
         Settings.from_env(env)
+
+
+def test_the_readme_settings_table_is_the_settings_list() -> None:
+    from filegate.settings import SETTINGS
+    from tests.emulators import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+
+    for setting in SETTINGS:
+        default = f"`{setting.default}`" if setting.default else ""
+        row = f"| `{setting.name}` | {default} | {', '.join(setting.clouds)} | {setting.description} |"
+        assert row in readme, f"README's settings table is out of date for {setting.name}"

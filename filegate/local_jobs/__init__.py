@@ -1,0 +1,108 @@
+"""A local Databricks Jobs API (the 2.2 subset Filegate uses) that runs the bundle's jobs on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from filegate.local_jobs._bundle import BundleError, JobSpec, TaskSpec, load_bundle
+from filegate.local_jobs._server import Fault, LocalJobsServer, RecordedRequest, created_jobs
+from filegate.local_jobs._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner, run_subprocess_task
+
+__all__ = [
+    "BundleError",
+    "Fault",
+    "JobSpec",
+    "LocalJobsServer",
+    "RecordedRequest",
+    "SourceStorage",
+    "TaskFailed",
+    "TaskInvocation",
+    "TaskRunner",
+    "TaskSpec",
+    "default_bundle",
+    "load_bundle",
+    "local_variables",
+    "main",
+    "repository_root",
+    "run_subprocess_task",
+]
+
+BUNDLE_FILE = Path("infra/databricks/resources/filegate_ingest.job.yml")
+LOCAL_CATALOG = "local"
+
+
+def repository_root() -> Path:
+    """The working tree the jobs run in: the checkout this package lives in, else the current folder."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "spark_jobs").is_dir() else Path.cwd()
+
+
+def default_bundle() -> Path:
+    """The bundle file that declares Filegate's job."""
+    return repository_root() / BUNDLE_FILE
+
+
+def local_variables(warehouse: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Values for the bundle's `${var.*}` locally: the schema is the local warehouse folder."""
+    return {"catalog": LOCAL_CATALOG, "schema": str(Path(warehouse).resolve()), **(overrides or {})}
+
+
+def main(argv: list[str]) -> int:
+    """`filegate local-jobs`: serve the local Jobs API until SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="filegate local-jobs", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one, printed at start)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--state-dir", type=Path, default=Path(".filegate/jobs"), help="runs, tokens and logs")
+    parser.add_argument("--warehouse", type=Path, default=Path(".filegate/warehouse"), help="local warehouse folder")
+    parser.add_argument("--bundle", type=Path, default=None, help="bundle job file (default: the repository's)")
+    parser.add_argument("--azure-storage", default=None, help="Azurite connection string to read abfss:// inputs")
+    parser.add_argument("--gcs-endpoint", default=None, help="GCS emulator URL to read gs:// inputs")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a bundle variable")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+    overrides = {}
+    for item in args.var:
+        name, equals, value = item.partition("=")
+        if not equals:
+            parser.error(f"--var wants NAME=VALUE, got {item!r}")
+        overrides[name] = value
+    args.warehouse.mkdir(parents=True, exist_ok=True)
+    try:
+        jobs = load_bundle(args.bundle or default_bundle(), local_variables(args.warehouse, overrides))
+    except BundleError as exc:
+        print(f"filegate local-jobs: {exc}", file=sys.stderr)
+        return 2
+    storage = None
+    if args.azure_storage or args.gcs_endpoint:
+        storage = SourceStorage(args.azure_storage, args.gcs_endpoint)
+    try:
+        server = LocalJobsServer(
+            jobs, args.state_dir, storage=storage, workdir=repository_root(), host=args.host, port=args.port
+        )
+    except OSError as exc:
+        print(f"filegate local-jobs: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    server.start()
+    print(f"Local Jobs API on {server.url} (state in {args.state_dir})", flush=True)
+    for line in created_jobs(jobs):
+        print(f"  {line}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+    return 0

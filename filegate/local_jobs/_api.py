@@ -1,0 +1,131 @@
+"""Runs and jobs rendered as Jobs API 2.2 JSON, field for field as `runs/get`, `runs/list` and `jobs/get` answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from filegate.local_jobs._bundle import JobSpec
+
+LOCAL_USER = "local@filegate"
+
+
+def run_json(run: dict[str, Any], job: JobSpec | None, base_url: str, *, with_tasks: bool = True) -> dict[str, Any]:
+    """A run as `runs/get` returns it; `run` is a RunRecord as plain data."""
+    termination = run["termination"]
+    ended = run["state"] == "TERMINATED"
+    body: dict[str, Any] = {
+        "job_id": run["job_id"],
+        "run_id": run["run_id"],
+        "number_in_job": run["number_in_job"],
+        "original_attempt_run_id": run["run_id"],
+        "attempt_number": 0,
+        "run_name": run["run_name"],
+        "creator_user_name": LOCAL_USER,
+        "run_type": "JOB_RUN",
+        "trigger": "ONE_TIME",
+        "format": "MULTI_TASK",
+        "state": _legacy_state(run["state"], termination, queued_message="Waiting for the job's active run to end."),
+        "status": _status(run["state"], termination),
+        "start_time": run["start_time"],
+        "end_time": run["end_time"],
+        "setup_duration": 0,
+        "cleanup_duration": 0,
+        "run_page_url": f"{base_url}/runs/{run['run_id']}",
+        "job_parameters": _job_parameters(run["parameters"], job),
+        "has_more": False,
+    }
+    if run["running_time"]:
+        body["queue_duration"] = run["running_time"] - run["start_time"]
+    if ended:
+        body["execution_duration"] = run["end_time"] - run["running_time"]
+        body["run_duration"] = run["end_time"] - run["start_time"]
+    if with_tasks:
+        specs = {task.task_key: task for task in job.tasks} if job else {}
+        body["tasks"] = [_task_json(task, specs.get(task["task_key"]), body["run_page_url"]) for task in run["tasks"]]
+    return body
+
+
+def job_json(job: JobSpec, created_time: int, *, with_tasks: bool = True) -> dict[str, Any]:
+    """A job as `jobs/get` (and, without tasks, `jobs/list`) returns it."""
+    settings = dict(job.settings)
+    settings["name"] = job.name
+    if not with_tasks:
+        settings.pop("tasks", None)
+        settings.pop("job_clusters", None)
+    return {
+        "job_id": job.job_id,
+        "creator_user_name": LOCAL_USER,
+        "run_as_user_name": LOCAL_USER,
+        "created_time": created_time,
+        "settings": settings,
+        "has_more": False,
+    }
+
+
+def _task_json(task: dict[str, Any], spec: Any, run_page_url: str) -> dict[str, Any]:
+    termination = task["termination"]
+    body: dict[str, Any] = {
+        "task_key": task["task_key"],
+        "run_id": task["run_id"],
+        "attempt_number": 0,
+        "state": _legacy_state(task["state"], termination, queued_message=""),
+        "status": _status(task["state"], termination),
+        "start_time": task["start_time"],
+        "end_time": task["end_time"],
+        "setup_duration": 0,
+        "cleanup_duration": 0,
+        "queue_duration": 0,
+        "run_page_url": f"{run_page_url}#task-{task['task_key']}",
+    }
+    if task["state"] == "TERMINATED":
+        body["execution_duration"] = task["end_time"] - task["start_time"]
+        body["run_duration"] = body["execution_duration"]
+    if spec is not None:
+        body["depends_on"] = [{"task_key": key} for key in spec.depends_on]
+        declared = dict(spec.settings.get(spec.kind) or {})
+        if task["arguments"]:
+            declared["parameters"] = task["arguments"]  # the values this run used, references resolved
+        body[spec.kind] = declared
+    return body
+
+
+def _legacy_state(state: str, termination: dict[str, Any] | None, *, queued_message: str) -> dict[str, Any]:
+    """The deprecated `state` object that older clients (and the SDK's waiter) still read."""
+    legacy: dict[str, Any] = {"life_cycle_state": state, "user_cancelled_or_timedout": False}
+    if state == "QUEUED":
+        legacy["state_message"] = queued_message
+        legacy["queue_reason"] = queued_message
+    elif state == "TERMINATED" and termination is not None:
+        if termination["result"] == "MAXIMUM_CONCURRENT_RUNS_REACHED":
+            legacy["life_cycle_state"] = "SKIPPED"  # a run that never started, as Databricks reports it
+        legacy["result_state"] = termination["result"]
+        legacy["state_message"] = termination["message"]
+        legacy["user_cancelled_or_timedout"] = termination["result"] == "CANCELED"
+    else:
+        legacy["state_message"] = ""
+    return legacy
+
+
+def _status(state: str, termination: dict[str, Any] | None) -> dict[str, Any]:
+    status: dict[str, Any] = {"state": state}
+    if state == "QUEUED":
+        status["queue_details"] = {
+            "code": "MAX_CONCURRENT_RUNS_REACHED",
+            "message": "Queued until the job's active run ends (max_concurrent_runs).",
+        }
+    if state == "TERMINATED" and termination is not None:
+        status["termination_details"] = {
+            "code": termination["code"],
+            "type": termination["type"],
+            "message": termination["message"],
+        }
+    return status
+
+
+def _job_parameters(values: dict[str, str], job: JobSpec | None) -> list[dict[str, str]]:
+    defaults = job.defaults() if job else {}
+    names = list(defaults) + [name for name in values if name not in defaults]
+    return [
+        {"name": name, "default": defaults.get(name, ""), "value": values.get(name, defaults.get(name, ""))}
+        for name in names
+    ]

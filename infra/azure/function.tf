@@ -1,0 +1,111 @@
+locals {
+  landing_location = trimsuffix("${var.landing_container}/${var.landing_prefix}", "/")
+  token_auth       = var.databricks_auth == "token"
+
+  # The names below are the settings contract in filegate/settings.py (tests/infra check it).
+  filegate_settings = {
+    FILEGATE_LANDING         = local.landing_location
+    FILEGATE_ARCHIVE         = var.archive_container
+    FILEGATE_REJECTED        = var.rejected_container
+    FILEGATE_AZURE_STORAGE   = azurerm_storage_account.filegate.primary_blob_endpoint
+    FILEGATE_JOB_NAME        = var.databricks_job_name
+    FILEGATE_JOB_ID          = var.databricks_job_id
+    FILEGATE_DATABRICKS_AUTH = local.token_auth ? "" : "azure-identity"
+    FILEGATE_SAMPLE_BYTES    = tostring(var.sample_bytes)
+    FILEGATE_MAX_FILE_BYTES  = tostring(var.max_file_bytes)
+    DATABRICKS_HOST          = var.databricks_host
+  }
+
+  # A Key Vault reference: the app resolves it with its identity; the token never appears in app settings.
+  token_settings = local.token_auth ? {
+    DATABRICKS_TOKEN = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.databricks_token[0].versionless_id})"
+  } : {}
+
+  # Platform settings: identity-based host storage (no connection string) and Entra-only telemetry.
+  platform_settings = {
+    AzureWebJobsStorage__accountName          = azurerm_storage_account.filegate.name
+    AzureWebJobsStorage__credential           = "managedidentity"
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING = "Authorization=AAD"
+  }
+}
+
+resource "azurerm_application_insights" "filegate" {
+  name                          = "appi-${var.name_prefix}"
+  location                      = azurerm_resource_group.filegate.location
+  resource_group_name           = azurerm_resource_group.filegate.name
+  workspace_id                  = azurerm_log_analytics_workspace.filegate.id
+  application_type              = "other"
+  local_authentication_disabled = true
+  tags                          = var.tags
+}
+
+resource "azurerm_service_plan" "filegate" {
+  #checkov:skip=CKV_AZURE_225:Flex Consumption (FC1) places and scales instances itself; plan-level zone redundancy does not apply.
+  #checkov:skip=CKV_AZURE_212:Flex Consumption has no fixed instance count; the platform adds instances per event load.
+  name                = "asp-${var.name_prefix}"
+  location            = azurerm_resource_group.filegate.location
+  resource_group_name = azurerm_resource_group.filegate.name
+  os_type             = "Linux"
+  sku_name            = "FC1"
+  tags                = var.tags
+}
+
+resource "azurerm_function_app_flex_consumption" "filegate" {
+  #checkov:skip=CKV_AZURE_221:Event Grid delivers to the function over its public endpoint; the Event Grid trigger endpoint requires the system key.
+  name                                           = "func-${var.name_prefix}-${random_string.storage_suffix.result}"
+  location                                       = azurerm_resource_group.filegate.location
+  resource_group_name                            = azurerm_resource_group.filegate.name
+  service_plan_id                                = azurerm_service_plan.filegate.id
+  runtime_name                                   = "python"
+  runtime_version                                = "3.11"
+  maximum_instance_count                         = var.function_maximum_instance_count
+  instance_memory_in_mb                          = var.function_instance_memory_mb
+  storage_container_type                         = "blobContainer"
+  storage_container_endpoint                     = "${azurerm_storage_account.filegate.primary_blob_endpoint}${azurerm_storage_container.deployment.name}"
+  storage_authentication_type                    = "SystemAssignedIdentity"
+  https_only                                     = true
+  webdeploy_publish_basic_authentication_enabled = false
+  app_settings                                   = merge(local.filegate_settings, local.token_settings, local.platform_settings)
+  tags                                           = var.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+
+  site_config {
+    application_insights_connection_string = azurerm_application_insights.filegate.connection_string
+    minimum_tls_version                    = "1.2"
+    http2_enabled                          = true
+  }
+}
+
+# azurerm (hashicorp/terraform-provider-azurerm#29693) adds an `AzureWebJobsStorage` connection string with an
+# empty key even when storage uses the managed identity; the host would prefer it over the
+# AzureWebJobsStorage__* settings and fail. Remove it after every change to the app.
+resource "terraform_data" "drop_key_based_host_storage" {
+  triggers_replace = [
+    azurerm_function_app_flex_consumption.filegate.id,
+    sha256(jsonencode(azurerm_function_app_flex_consumption.filegate.app_settings)),
+    sha256(jsonencode(azurerm_function_app_flex_consumption.filegate.site_config)),
+  ]
+
+  provisioner "local-exec" {
+    command = "az functionapp config appsettings delete --resource-group ${azurerm_resource_group.filegate.name} --name ${azurerm_function_app_flex_consumption.filegate.name} --setting-names AzureWebJobsStorage --output none"
+  }
+}
+
+# Blob data on this account only: the function reads landing and writes archive/rejected; the
+# host keeps its leases and keys in containers it creates itself, so the account is the narrowest scope.
+resource "azurerm_role_assignment" "function_blob_data" {
+  scope                = azurerm_storage_account.filegate.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_function_app_flex_consumption.filegate.identity[0].principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+resource "azurerm_role_assignment" "function_telemetry" {
+  scope                = azurerm_application_insights.filegate.id
+  role_definition_name = "Monitoring Metrics Publisher"
+  principal_id         = azurerm_function_app_flex_consumption.filegate.identity[0].principal_id
+  principal_type       = "ServicePrincipal"
+}

@@ -1,0 +1,158 @@
+variable "name_prefix" {
+  description = "Prefix for every resource name; lower-case letters and digits, 3 to 11 characters."
+  type        = string
+  default     = "filegate"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{2,10}$", var.name_prefix))
+    error_message = "name_prefix must be 3 to 11 lower-case letters or digits, starting with a letter."
+  }
+}
+
+variable "location" {
+  description = "Azure region for every resource; it must offer the Flex Consumption plan."
+  type        = string
+  default     = "westeurope"
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = { app = "filegate" }
+}
+
+variable "storage_replication_type" {
+  description = "Replication of the storage account holding landing, archive and rejected (ZRS survives a zone outage)."
+  type        = string
+  default     = "ZRS"
+}
+
+variable "landing_container" {
+  description = "Container where uploads arrive (FILEGATE_LANDING)."
+  type        = string
+  default     = "landing"
+}
+
+variable "landing_prefix" {
+  description = "Optional folder inside the landing container that the event subscription watches, e.g. `incoming/`; empty for the whole container."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.landing_prefix == "" || endswith(var.landing_prefix, "/")
+    error_message = "landing_prefix must be empty or end with `/`."
+  }
+}
+
+variable "archive_container" {
+  description = "Container where valid files are moved (FILEGATE_ARCHIVE); outside the watched container so moves raise no new event."
+  type        = string
+  default     = "archive"
+}
+
+variable "rejected_container" {
+  description = "Container for invalid files and their reports (FILEGATE_REJECTED)."
+  type        = string
+  default     = "rejected"
+}
+
+variable "blob_retention_days" {
+  description = "Days deleted blobs, containers and old blob versions stay recoverable."
+  type        = number
+  default     = 14
+}
+
+variable "log_retention_days" {
+  description = "Days the Log Analytics workspace keeps function and storage logs."
+  type        = number
+  default     = 90
+}
+
+variable "function_maximum_instance_count" {
+  description = "Upper bound on Flex Consumption instances (40 to 1000); also caps concurrent Databricks run requests."
+  type        = number
+  default     = 40
+}
+
+variable "function_instance_memory_mb" {
+  description = "Memory per Flex Consumption instance: 2048 or 4096."
+  type        = number
+  default     = 2048
+}
+
+variable "enable_event_subscription" {
+  description = "Create the Event Grid subscription. Event Grid checks that `on_blob_created` exists, so set this to true only after the function code is deployed."
+  type        = bool
+  default     = false
+}
+
+variable "event_max_delivery_attempts" {
+  description = "Event Grid delivery attempts before an event is dead-lettered (1 to 30)."
+  type        = number
+  default     = 30
+}
+
+variable "event_time_to_live_minutes" {
+  description = "Minutes Event Grid keeps retrying an event before dead-lettering it (1 to 1440)."
+  type        = number
+  default     = 1440
+}
+
+variable "databricks_host" {
+  description = "Workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net (DATABRICKS_HOST)."
+  type        = string
+
+  validation {
+    condition     = startswith(var.databricks_host, "https://")
+    error_message = "databricks_host must be an https:// workspace URL."
+  }
+}
+
+variable "databricks_job_name" {
+  description = "Name of the job the bundle deploys (FILEGATE_JOB_NAME)."
+  type        = string
+  default     = "filegate-ingest"
+}
+
+variable "databricks_job_id" {
+  description = "Job id; when set it wins over the job name (FILEGATE_JOB_ID). Empty to look the job up by name."
+  type        = string
+  default     = ""
+}
+
+variable "databricks_auth" {
+  description = "`azure-identity`: the function's managed identity signs in to Databricks (add it to the workspace first); `token`: a personal access token kept in Key Vault."
+  type        = string
+  default     = "azure-identity"
+
+  validation {
+    condition     = contains(["azure-identity", "token"], var.databricks_auth)
+    error_message = "databricks_auth must be `azure-identity` or `token`."
+  }
+}
+
+variable "databricks_token" {
+  description = "Personal access token, only with databricks_auth = token. Ephemeral and write-only: it goes to Key Vault and never into plan or state."
+  type        = string
+  default     = null
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "databricks_token_version" {
+  description = "Raise this number to write a new databricks_token into Key Vault (write-only values cannot be diffed)."
+  type        = number
+  default     = 1
+}
+
+variable "sample_bytes" {
+  description = "How much of each file validation reads (FILEGATE_SAMPLE_BYTES)."
+  type        = number
+  default     = 1048576
+}
+
+variable "max_file_bytes" {
+  description = "Files larger than this are rejected (FILEGATE_MAX_FILE_BYTES)."
+  type        = number
+  default     = 53687091200
+}

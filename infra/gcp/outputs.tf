@@ -1,0 +1,29 @@
+output "function_name" {
+  description = "Cloud Function (gen2) handling finalize events of the landing bucket."
+  value       = google_cloudfunctions2_function.filegate.name
+}
+
+output "function_service_account" {
+  description = "Identity the function runs as; add it to the Databricks workspace if you move off token auth."
+  value       = google_service_account.function.email
+}
+
+output "landing_bucket" {
+  description = "Bucket users upload into."
+  value       = google_storage_bucket.landing.name
+}
+
+output "archive_bucket" {
+  description = "Bucket holding files that passed validation."
+  value       = google_storage_bucket.archive.name
+}
+
+output "rejected_bucket" {
+  description = "Bucket holding rejected files and their reports."
+  value       = google_storage_bucket.rejected.name
+}
+
+output "databricks_token_secret" {
+  description = "Secret Manager secret holding the Databricks token; add versions with `gcloud secrets versions add`."
+  value       = google_secret_manager_secret.databricks_token.secret_id
+}

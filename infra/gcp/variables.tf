@@ -1,0 +1,117 @@
+variable "project_id" {
+  description = "Google Cloud project to deploy into."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the buckets and the function; the Eventarc trigger must live where the landing bucket lives."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "name_prefix" {
+  description = "Prefix for resource names; bucket names also get the project id for global uniqueness."
+  type        = string
+  default     = "filegate"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,14}$", var.name_prefix))
+    error_message = "name_prefix must be 3 to 15 lower-case letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes them."
+  type        = map(string)
+  default     = { app = "filegate" }
+}
+
+variable "function_source_dir" {
+  description = "Folder `make gcp-package` fills with main.py, requirements.txt and the vendored core."
+  type        = string
+  default     = "../../build/gcp_function"
+}
+
+variable "noncurrent_version_days" {
+  description = "Days an overwritten or deleted object version stays recoverable."
+  type        = number
+  default     = 14
+}
+
+variable "archive_nearline_after_days" {
+  description = "Days after which archived files move to the cheaper Nearline storage class."
+  type        = number
+  default     = 30
+}
+
+variable "rejected_retention_days" {
+  description = "Days rejected files and their reports are kept before deletion."
+  type        = number
+  default     = 90
+}
+
+variable "function_max_instances" {
+  description = "Upper bound on concurrent function instances; also caps concurrent Databricks run requests."
+  type        = number
+  default     = 20
+}
+
+variable "function_memory" {
+  description = "Memory per function instance."
+  type        = string
+  default     = "512Mi"
+}
+
+variable "function_timeout_seconds" {
+  description = "Per-event timeout; event-driven functions allow at most 540 seconds."
+  type        = number
+  default     = 540
+}
+
+variable "databricks_host" {
+  description = "Workspace URL, e.g. https://1234567890123456.7.gcp.databricks.com (DATABRICKS_HOST)."
+  type        = string
+
+  validation {
+    condition     = startswith(var.databricks_host, "https://")
+    error_message = "databricks_host must be an https:// workspace URL."
+  }
+}
+
+variable "databricks_job_name" {
+  description = "Name of the job the bundle deploys (FILEGATE_JOB_NAME)."
+  type        = string
+  default     = "filegate-ingest"
+}
+
+variable "databricks_job_id" {
+  description = "Job id; when set it wins over the job name (FILEGATE_JOB_ID). Empty to look the job up by name."
+  type        = string
+  default     = ""
+}
+
+variable "databricks_token" {
+  description = "Personal access token for the workspace. Ephemeral and write-only: it goes to Secret Manager and never into plan or state. Needed on the first apply and whenever databricks_token_version changes."
+  type        = string
+  default     = null
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "databricks_token_version" {
+  description = "Raise this number to write a new databricks_token into Secret Manager (write-only values cannot be diffed)."
+  type        = number
+  default     = 1
+}
+
+variable "sample_bytes" {
+  description = "How much of each file validation reads (FILEGATE_SAMPLE_BYTES)."
+  type        = number
+  default     = 1048576
+}
+
+variable "max_file_bytes" {
+  description = "Files larger than this are rejected (FILEGATE_MAX_FILE_BYTES)."
+  type        = number
+  default     = 53687091200
+}

@@ -1,0 +1,164 @@
+"""Invariants of infra/azure: event filtering, delivery, identity-only storage, least privilege."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import TerraformModule, object_keys
+
+FUNCTION = ("azurerm_function_app_flex_consumption", "filegate")
+COMMITTED_WRITES = ["PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"]
+# Scopes a role assignment may target: this account, one of its containers, or one app resource.
+NARROW_SCOPE = re.compile(
+    r"^\$\{azurerm_(storage_account\.filegate\.id|storage_container\.[a-z_]+\.resource_manager_id"
+    r"|application_insights\.filegate\.id|key_vault\.filegate\[0\]\.id)\}$"
+)
+
+
+def subscription(azure: TerraformModule) -> dict:
+    return azure.resource("azurerm_eventgrid_system_topic_event_subscription", "blob_created")
+
+
+def test_subscription_delivers_blob_created_to_the_function_trigger(azure: TerraformModule) -> None:
+    sub = subscription(azure)
+    endpoint = sub["azure_function_endpoint"][0]
+
+    assert sub["included_event_types"] == ["Microsoft.Storage.BlobCreated"]
+    assert sub["event_delivery_schema"] == "EventGridSchema"
+    assert endpoint["function_id"] == "${azurerm_function_app_flex_consumption.filegate.id}/functions/on_blob_created"
+    assert sub["system_topic"] == "${azurerm_eventgrid_system_topic.storage.name}"
+    topic = azure.resource("azurerm_eventgrid_system_topic", "storage")
+    assert topic["source_resource_id"] == "${azurerm_storage_account.filegate.id}"
+    assert topic["topic_type"] == "Microsoft.Storage.StorageAccounts"
+
+
+def test_subscription_only_sees_committed_writes_in_the_landing_location(azure: TerraformModule) -> None:
+    sub = subscription(azure)
+    (string_in,) = sub["advanced_filter"][0]["string_in"]
+
+    assert sub["subject_filter"][0]["subject_begins_with"] == (
+        "/blobServices/default/containers/${var.landing_container}/blobs/${var.landing_prefix}"
+    )
+    assert string_in["key"] == "data.api"
+    assert azure.resolve(string_in["values"]) == COMMITTED_WRITES
+
+
+def test_archive_and_rejected_lie_outside_the_watched_container(azure: TerraformModule) -> None:
+    landing = azure.resolve("${var.landing_container}")
+    others = {azure.resolve("${var.archive_container}"), azure.resolve("${var.rejected_container}"), "deadletter"}
+
+    assert landing not in others
+    assert len(others) == 3
+
+
+def test_subscription_retries_explicitly_then_dead_letters_with_its_identity(azure: TerraformModule) -> None:
+    sub = subscription(azure)
+    retry = sub["retry_policy"][0]
+    destination = sub["storage_blob_dead_letter_destination"][0]
+
+    assert 1 <= azure.resolve(retry["max_delivery_attempts"]) <= 30
+    assert 1 <= azure.resolve(retry["event_time_to_live"]) <= 1440
+    assert destination["storage_account_id"] == "${azurerm_storage_account.filegate.id}"
+    assert destination["storage_blob_container_name"] == "${azurerm_storage_container.deadletter.name}"
+    # Shared keys are off, so Event Grid must dead-letter as the topic's identity, which needs a role there.
+    assert sub["dead_letter_identity"][0]["type"] == "SystemAssigned"
+    grant = azure.resource("azurerm_role_assignment", "topic_deadletter")
+    assert grant["scope"] == "${azurerm_storage_container.deadletter.resource_manager_id}"
+    assert grant["principal_id"] == "${azurerm_eventgrid_system_topic.storage.identity[0].principal_id}"
+
+
+def test_storage_account_allows_no_public_or_key_based_access(azure: TerraformModule) -> None:
+    account = azure.resource("azurerm_storage_account", "filegate")
+
+    assert account["min_tls_version"] == "TLS1_2"
+    assert account["https_traffic_only_enabled"] is True
+    assert account["allow_nested_items_to_be_public"] is False
+    assert account["shared_access_key_enabled"] is False
+    assert account["local_user_enabled"] is False
+    assert account["is_hns_enabled"] is False
+    assert account["blob_properties"][0]["versioning_enabled"] is True
+    containers = azure.of_type("azurerm_storage_container")
+    assert set(containers) >= {"landing", "archive", "rejected", "deadletter", "deployment"}
+    assert {body["container_access_type"] for body in containers.values()} == {"private"}
+
+
+def test_function_reaches_storage_with_its_managed_identity_only(azure: TerraformModule) -> None:
+    app = azure.resource(*FUNCTION)
+    settings = azure.resolve(app["app_settings"])
+    platform = azure.resolve("${local.platform_settings}")
+    names = object_keys(settings, azure)
+
+    assert app["identity"][0]["type"] == "SystemAssigned"
+    assert app["storage_authentication_type"] == "SystemAssignedIdentity"
+    assert "storage_access_key" not in app
+    assert platform["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert platform["AzureWebJobsStorage__accountName"] == "${azurerm_storage_account.filegate.name}"
+    assert "AzureWebJobsStorage" not in names
+    filegate = azure.resolve("${local.filegate_settings}")
+    assert filegate["FILEGATE_AZURE_STORAGE"] == "${azurerm_storage_account.filegate.primary_blob_endpoint}"
+    assert not re.search(r"\b(primary|secondary)_(access_key|connection_string|blob_connection_string)\b", azure.text())
+
+
+def test_function_runs_python_311_on_flex_consumption(azure: TerraformModule) -> None:
+    app = azure.resource(*FUNCTION)
+    plan = azure.resource("azurerm_service_plan", "filegate")
+
+    assert (app["runtime_name"], app["runtime_version"]) == ("python", "3.11")
+    assert (plan["sku_name"], plan["os_type"]) == ("FC1", "Linux")
+    assert app["https_only"] is True
+    assert app["webdeploy_publish_basic_authentication_enabled"] is False
+    assert app["storage_container_endpoint"].endswith("${azurerm_storage_container.deployment.name}")
+    insights = azure.resource("azurerm_application_insights", "filegate")
+    assert insights["local_authentication_disabled"] is True
+    assert app["site_config"][0]["application_insights_connection_string"] == (
+        "${azurerm_application_insights.filegate.connection_string}"
+    )
+
+
+def test_role_assignments_are_scoped_to_single_resources(azure: TerraformModule) -> None:
+    grants = azure.of_type("azurerm_role_assignment")
+
+    assert grants
+    for name, grant in grants.items():
+        assert NARROW_SCOPE.match(grant["scope"]), f"{name} is scoped to {grant['scope']}"
+        assert grant["role_definition_name"] not in {"Owner", "Contributor", "User Access Administrator"}, name
+    assert grants["function_blob_data"]["role_definition_name"] == "Storage Blob Data Contributor"
+    assert not re.search(
+        r'data\s+"azurerm_subscription"|/subscriptions/|azurerm_resource_group\.filegate\.id', azure.text()
+    )
+
+
+def test_databricks_token_lives_in_key_vault_and_never_in_state(azure: TerraformModule) -> None:
+    vault = azure.resource("azurerm_key_vault", "filegate")
+    secret = azure.resource("azurerm_key_vault_secret", "databricks_token")
+    token = azure.variables["databricks_token"]
+    token_settings = azure.locals["token_settings"]
+
+    assert vault["count"] == secret["count"] == "${local.token_auth ? 1 : 0}"
+    assert vault["rbac_authorization_enabled"] is True
+    assert vault["purge_protection_enabled"] is True
+    assert secret["value_wo"] == "${var.databricks_token}"
+    assert "value" not in secret
+    assert token["ephemeral"] is True
+    assert token["sensitive"] is True
+    assert 'DATABRICKS_TOKEN = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret' in token_settings
+    assert azure.locals["filegate_settings"]["FILEGATE_DATABRICKS_AUTH"] == (
+        '${local.token_auth ? "" : "azure-identity"}'
+    )
+    reader = azure.resource("azurerm_role_assignment", "function_secrets_user")
+    assert reader["role_definition_name"] == "Key Vault Secrets User"
+
+
+def test_outputs_name_what_the_next_steps_need(azure: TerraformModule) -> None:
+    assert set(azure.outputs) >= {
+        "function_app_name",
+        "event_subscription_id",
+        "landing_container",
+        "archive_container",
+        "rejected_container",
+        "storage_account_name",
+    }
+    for name, output in azure.outputs.items():
+        assert output.get("description"), name
+    for name, variable in azure.variables.items():
+        assert variable.get("description"), name

@@ -1,0 +1,108 @@
+"""A local Jobs API for tests: the real server on a free loopback port, running tasks with a recording runner.
+
+Use the `jobs_api` fixture (import it into a test module) or the `local_jobs_api` context manager, and talk
+to it with the real SDK through `workspace_client(server)`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from filegate.local_jobs import (
+    LocalJobsServer,
+    SourceStorage,
+    TaskFailed,
+    TaskInvocation,
+    TaskRunner,
+    load_bundle,
+    local_variables,
+)
+
+FIXTURE_BUNDLE = Path(__file__).parent / "local_jobs" / "bundle" / "resources" / "filegate_ingest.job.yml"
+JOB_NAME = "filegate-ingest"
+
+
+@dataclass
+class TaskCall:
+    """One task the runner ran: when, with which arguments."""
+
+    run_id: int
+    task_key: str
+    arguments: tuple[str, ...]
+    parameters: dict[str, str]
+    started: float
+    ended: float = 0.0
+
+
+@dataclass
+class RecordingRunner:
+    """A task runner without Spark: records each call, lingers `seconds`, fails the tasks named in `failures`."""
+
+    seconds: float = 0.0
+    failures: Mapping[str, str] = field(default_factory=dict)
+    calls: list[TaskCall] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, invocation: TaskInvocation) -> None:
+        call = TaskCall(
+            invocation.run_id, invocation.task_key, invocation.arguments, invocation.parameters, time.monotonic()
+        )
+        with self._lock:
+            self.calls.append(call)
+        invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
+        invocation.log_file.write_text(f"{invocation.task_key} {' '.join(invocation.arguments)}\n", encoding="utf-8")
+        invocation.cancelled.wait(self.seconds)
+        call.ended = time.monotonic()
+        if invocation.task_key in self.failures:
+            raise TaskFailed(self.failures[invocation.task_key])
+
+
+@contextmanager
+def local_jobs_api(
+    state_dir: Path,
+    *,
+    runner: TaskRunner | None = None,
+    bundle: Path = FIXTURE_BUNDLE,
+    warehouse: Path | None = None,
+    storage: SourceStorage | None = None,
+    workdir: Path | None = None,
+) -> Iterator[LocalJobsServer]:
+    """A started local Jobs API for the bundle's jobs; stopped on exit."""
+    warehouse = warehouse or state_dir / "warehouse"
+    jobs = load_bundle(bundle, local_variables(warehouse))
+    server = LocalJobsServer(
+        jobs, state_dir, runner=runner or RecordingRunner(), storage=storage, workdir=workdir or Path.cwd()
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def jobs_api(tmp_path: Path) -> Iterator[LocalJobsServer]:
+    """A local Jobs API with a RecordingRunner (reach it as `jobs_api.runner`)."""
+    with local_jobs_api(tmp_path / "jobs") as server:
+        yield server
+
+
+def workspace_client(server: LocalJobsServer, *, retry_timeout_seconds: int = 10, http_timeout_seconds: float = 5):
+    """The real SDK's WorkspaceClient pointed at the local server, with short retry and HTTP timeouts."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.config import Config
+
+    config = Config(
+        host=server.url,
+        token="local-test-token",
+        retry_timeout_seconds=retry_timeout_seconds,
+        http_timeout_seconds=http_timeout_seconds,
+    )
+    return WorkspaceClient(config=config)

@@ -1,0 +1,80 @@
+"""`filegate handle EVENT.json`, run as an operator would, re-driving an event file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from filegate.azure_storage import AzureBlobStore
+from filegate.local_jobs import LocalJobsServer
+from filegate.settings import Settings
+from tests.emulators import ROOT, Azurite
+from tests.factories import blob_created, csv_bytes
+from tests.jobs_api import jobs_api  # noqa: F401 - fixture
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "filegate.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(
+    tmp_path: Path,
+    azurite: Azurite,
+    azure_store: AzureBlobStore,
+    azure_settings: Settings,
+    jobs_api: LocalJobsServer,  # noqa: F811
+) -> None:
+    path = azure_settings.landing.path("order_tracking_2024_03_05.csv")
+    info = azure_store.put(azure_settings.landing.container, path, csv_bytes(), "text/csv", {})
+    event_file = tmp_path / "event.json"
+    event_file.write_text(
+        json.dumps([blob_created(azure_settings.landing.container, path, info.size, info.version, port=azurite.port)])
+    )
+    env = {
+        "FILEGATE_AZURE_STORAGE": azurite.connection_string,
+        "FILEGATE_LANDING": str(azure_settings.landing),
+        "FILEGATE_ARCHIVE": str(azure_settings.archive),
+        "FILEGATE_REJECTED": str(azure_settings.rejected),
+        "DATABRICKS_HOST": jobs_api.url,
+        "DATABRICKS_TOKEN": "local-test-token",
+    }
+
+    first = run_cli(["handle", str(event_file)], env)
+    second = run_cli(["handle", str(event_file)], env)
+
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["status"] == "archived"
+    assert json.loads(second.stdout)["status"] == "duplicate"
+    assert json.loads(second.stdout)["run_id"] == json.loads(first.stdout)["run_id"]
+    assert len(jobs_api.runs()) == 1
+
+
+def test_handle_explains_missing_configuration(tmp_path: Path) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(blob_created("landing", "f.csv", 10, "0x1")))
+
+    result = run_cli(["handle", str(event_file)], {"FILEGATE_AZURE_STORAGE": ""})
+
+    assert result.returncode == 2
+    assert "FILEGATE_AZURE_STORAGE is not set" in result.stderr
+
+
+def test_handle_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text("{not json")
+
+    result = run_cli(["handle", str(event_file)], {})
+
+    assert result.returncode == 2
+    assert "is not JSON" in result.stderr

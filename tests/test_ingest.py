@@ -1,0 +1,216 @@
+"""The whole core path on real Azurite and the local Jobs API, through the real databricks-sdk."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from filegate.azure_storage import AzureBlobStore
+from filegate.contracts import load_contracts
+from filegate.ingest import Gate, handle_payload
+from filegate.jobs import DatabricksJobs
+from filegate.local_jobs import LocalJobsServer
+from filegate.settings import Settings
+from tests.emulators import Azurite
+from tests.factories import as_cloudevent, blob_created, csv_bytes, tracking_row
+from tests.jobs_api import jobs_api, workspace_client  # noqa: F401 - fixture
+
+NAME = "order_tracking_2024_03_05.csv"
+
+
+@pytest.fixture
+def gate(azure_store: AzureBlobStore, azure_settings: Settings, jobs_api: LocalJobsServer) -> Gate:  # noqa: F811
+    jobs = DatabricksJobs(azure_settings, workspace_client(jobs_api))
+    return Gate(azure_settings, azure_store, jobs, load_contracts())
+
+
+def upload(gate: Gate, azurite: Azurite, data: bytes, name: str = NAME) -> dict[str, object]:
+    """Upload (or overwrite) a blob in the landing location as a user would; return its event."""
+    landing = gate.settings.landing
+    path = landing.path(name)
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    result = service.get_blob_client(landing.container, path).upload_blob(data, overwrite=True)
+    return blob_created(landing.container, path, len(data), str(result["etag"]).strip('"'), port=azurite.port)
+
+
+def names(gate: Gate, container: str) -> list[str]:
+    return sorted(info.path for info in gate.store.list(container, ""))
+
+
+def test_valid_file_is_archived_and_one_run_is_started(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    data = csv_bytes()
+    event = upload(gate, azurite, data)
+
+    [outcome] = handle_payload(gate, event)
+
+    assert outcome.status == "archived"
+    assert outcome.archived_path == f"{gate.settings.archive.container}/order_tracking/2024/03/05/{NAME}"
+    assert names(gate, gate.settings.landing.container) == []
+    archived = gate.store.read_prefix(gate.settings.archive.container, "order_tracking/2024/03/05/" + NAME, 10**6, "")
+    assert archived == data
+    [request] = jobs_api.requests("run-now")
+    assert request.body == {
+        "job_id": 1,
+        "job_parameters": {
+            "source_path": f"abfss://{gate.settings.archive.container}@devstoreaccount1.dfs.core.windows.net/"
+            f"order_tracking/2024/03/05/{NAME}",
+            "dataset": "order_tracking",
+            "batch_id": outcome.batch_id,
+        },
+        "idempotency_token": outcome.idempotency_token,
+    }
+    assert outcome.run_id == jobs_api.runs()[0]["run_id"]
+    assert outcome.run_page_url == f"{jobs_api.url}/runs/{outcome.run_id}"
+    assert len(outcome.idempotency_token or "") <= 64
+
+
+def test_cloudevents_schema_takes_the_same_path(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    [outcome] = handle_payload(gate, [as_cloudevent(upload(gate, azurite, csv_bytes()))])
+
+    assert outcome.status == "archived"
+    assert len(jobs_api.runs()) == 1
+
+
+def test_invalid_file_is_rejected_with_a_report_and_no_run(
+    gate: Gate,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,  # noqa: F811
+) -> None:
+    data = csv_bytes(header=["tracking_num", "status"])
+
+    [outcome] = handle_payload(gate, upload(gate, azurite, data))
+
+    rejected = gate.settings.rejected.container
+    assert outcome.status == "rejected"
+    assert outcome.rejected_path == f"{rejected}/order_tracking/{NAME}"
+    assert names(gate, rejected) == [f"order_tracking/{NAME}", f"order_tracking/{NAME}.report.json"]
+    assert gate.store.read_prefix(rejected, f"order_tracking/{NAME}", 10**6, "") == data
+    report = json.loads(gate.store.read_prefix(rejected, f"order_tracking/{NAME}.report.json", 10**6, ""))
+    assert report["reasons"] == list(outcome.reasons)
+    assert "header is missing columns" in report["reasons"][0]
+    assert report["event_id"] == outcome.event_id
+    assert report["size_bytes"] == len(data)
+    assert names(gate, gate.settings.landing.container) == []
+    assert jobs_api.requests("run-now") == []
+
+
+def test_duplicate_deliveries_start_one_run(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    event = upload(gate, azurite, csv_bytes())
+
+    outcomes = [handle_payload(gate, event)[0] for _ in range(3)]
+
+    assert [o.status for o in outcomes] == ["archived", "duplicate", "duplicate"]
+    assert len({o.run_id for o in outcomes}) == 1
+    assert len(jobs_api.runs()) == 1
+    assert names(gate, gate.settings.archive.container) == [f"order_tracking/2024/03/05/{NAME}"]
+
+
+def test_concurrent_deliveries_converge(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    event = upload(gate, azurite, csv_bytes())
+    results: list[str] = []
+
+    threads = [threading.Thread(target=lambda: results.append(handle_payload(gate, event)[0].status)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results).count("archived") <= 1
+    assert set(results) <= {"archived", "duplicate"}
+    assert len(jobs_api.runs()) == 1
+    assert len(names(gate, gate.settings.archive.container)) == 1
+
+
+def test_same_name_with_new_content_is_archived_beside_the_first(
+    gate: Gate,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,  # noqa: F811
+) -> None:
+    first = upload(gate, azurite, csv_bytes([tracking_row(1)]))
+    handle_payload(gate, first)
+    second = upload(gate, azurite, csv_bytes([tracking_row(2)]))
+
+    [outcome] = handle_payload(gate, second)
+
+    archived = names(gate, gate.settings.archive.container)
+    assert outcome.status == "archived"
+    assert len(archived) == 2
+    assert outcome.archived_path is not None
+    assert outcome.archived_path.endswith(".csv")
+    assert "__v" in outcome.archived_path
+    assert len(jobs_api.runs()) == 2
+
+
+def test_a_stale_event_after_an_overwrite_is_ignored_and_the_new_file_is_kept(
+    gate: Gate,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,  # noqa: F811
+) -> None:
+    old = upload(gate, azurite, csv_bytes([tracking_row(1)]))
+    new = upload(gate, azurite, csv_bytes([tracking_row(2)]))
+
+    [stale] = handle_payload(gate, old)
+    [fresh] = handle_payload(gate, new)
+
+    assert stale.status == "ignored"
+    assert "superseded" in stale.reasons[0]
+    assert fresh.status == "archived"
+    assert len(jobs_api.runs()) == 1
+
+
+def test_out_of_order_redelivery_after_the_file_moved_still_finds_its_run(
+    gate: Gate,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,  # noqa: F811
+) -> None:
+    first = upload(gate, azurite, csv_bytes([tracking_row(1)]))
+    [archived] = handle_payload(gate, first)
+    later = upload(gate, azurite, csv_bytes([tracking_row(2)]))
+    handle_payload(gate, later)
+
+    [again] = handle_payload(gate, first)
+
+    assert again.status == "duplicate"
+    assert again.run_id == archived.run_id
+    assert len(jobs_api.runs()) == 2
+
+
+@pytest.mark.parametrize("where", ["archive", "rejected"])
+def test_events_for_our_own_writes_are_ignored(
+    gate: Gate,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,  # noqa: F811
+    where: str,
+) -> None:
+    container = getattr(gate.settings, where).container
+    event = blob_created(container, f"order_tracking/{NAME}", 100, "0x1", port=azurite.port)
+
+    [outcome] = handle_payload(gate, event)
+
+    assert outcome.status == "ignored"
+    assert f"own {where} write" in outcome.reasons[0]
+    assert jobs_api.requests() == [] or jobs_api.requests("run-now") == []
+
+
+def test_events_outside_the_landing_prefix_and_other_accounts_are_ignored(gate: Gate, azurite: Azurite) -> None:
+    landing = gate.settings.landing.container
+    elsewhere = blob_created(landing, f"other/{NAME}", 100, "0x1", port=azurite.port)
+    other_account = blob_created(landing, f"incoming/{NAME}", 100, "0x1", account="someoneelse")
+
+    outcomes = handle_payload(gate, [elsewhere, other_account])
+
+    assert [o.status for o in outcomes] == ["ignored", "ignored"]
+    assert "outside the landing location" in outcomes[0].reasons[0]
+    assert "someoneelse" in outcomes[1].reasons[0]
+
+
+def test_a_malformed_event_in_a_batch_does_not_stop_the_others(gate: Gate, azurite: Azurite) -> None:
+    good = upload(gate, azurite, csv_bytes())
+
+    outcomes = handle_payload(gate, [{"id": "x", "eventType": "Microsoft.Storage.BlobCreated"}, good])
+
+    assert [o.status for o in outcomes] == ["ignored", "archived"]
+    assert outcomes[0].reasons[0].startswith("malformed event:")

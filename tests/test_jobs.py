@@ -1,0 +1,98 @@
+"""The Databricks trigger against the local Jobs API with the real SDK: body, retries, failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from filegate.errors import TransientError
+from filegate.jobs import DatabricksJobs, batch_id, idempotency_token
+from filegate.local_jobs import Fault, LocalJobsServer
+from filegate.settings import Settings
+from tests.factories import blob_created
+from tests.jobs_api import jobs_api, workspace_client  # noqa: F401 - fixture
+
+PARAMETERS = {
+    "source_path": "abfss://archive@acct.dfs.core.windows.net/x.csv",
+    "dataset": "order_tracking",
+    "batch_id": "b1",
+}
+
+
+def trigger(server: LocalJobsServer, settings: Settings | None = None, retry_timeout: int = 10) -> DatabricksJobs:
+    return DatabricksJobs(settings or Settings(), workspace_client(server, retry_timeout_seconds=retry_timeout))
+
+
+def test_token_is_stable_short_and_tied_to_the_file_version() -> None:
+    from filegate.events import parse_event
+
+    first = parse_event(blob_created("landing", "f.csv", 10, "0x1"))
+    again = parse_event(blob_created("landing", "f.csv", 10, "0x1"))
+    changed = parse_event(blob_created("landing", "f.csv", 10, "0x2"))
+
+    assert idempotency_token(first) == idempotency_token(again)  # type: ignore[arg-type]
+    assert idempotency_token(first) != idempotency_token(changed)  # type: ignore[arg-type]
+    assert len(idempotency_token(first)) <= 64  # type: ignore[arg-type]
+
+
+def test_batch_id_reads_as_dataset_and_day() -> None:
+    from datetime import date
+
+    assert (
+        batch_id("order_tracking", date(2024, 3, 5), "fg1-abcdef0123456789") == "order_tracking-20240305-abcdef012345"
+    )
+
+
+def test_job_is_resolved_by_name_once(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    jobs = trigger(jobs_api)
+
+    jobs.trigger_run(PARAMETERS, "fg1-a")
+    jobs.trigger_run(PARAMETERS, "fg1-b")
+
+    assert len(jobs_api.requests("list")) == 1
+    assert [r.body["job_id"] for r in jobs_api.requests("run-now")] == [1, 1]
+
+
+def test_job_id_setting_skips_the_lookup(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    run = trigger(jobs_api, Settings(job_id=1)).trigger_run(PARAMETERS, "fg1-a")
+
+    assert run.job_id == 1
+    assert jobs_api.requests("list") == []
+
+
+def test_unknown_job_name_is_transient_so_deploying_the_bundle_later_heals_it(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    with pytest.raises(TransientError, match="no Databricks job named 'missing'"):
+        trigger(jobs_api, Settings(job_name="missing")).trigger_run(PARAMETERS, "fg1-a")
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_throttling_is_retried_without_a_second_run(jobs_api: LocalJobsServer, status: int) -> None:  # noqa: F811
+    jobs_api.inject(Fault(status=status, retry_after=1), times=2)
+
+    run = trigger(jobs_api, Settings(job_id=1)).trigger_run(PARAMETERS, "fg1-a")
+
+    assert len(jobs_api.requests("run-now")) == 3
+    assert [r["run_id"] for r in jobs_api.runs()] == [run.run_id]
+
+
+def test_an_answer_lost_after_the_run_started_does_not_start_a_second_run(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    jobs_api.inject(Fault(status=503, after_request=True, retry_after=1))
+
+    run = trigger(jobs_api, Settings(job_id=1)).trigger_run(PARAMETERS, "fg1-a")
+
+    assert [r["run_id"] for r in jobs_api.runs()] == [run.run_id]
+
+
+def test_failure_after_the_sdk_retries_is_transient(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    jobs_api.inject(Fault(status=503, retry_after=1), times=100)
+
+    with pytest.raises(TransientError, match="run-now for job 1 failed"):
+        trigger(jobs_api, Settings(job_id=1), retry_timeout=3).trigger_run(PARAMETERS, "fg1-a")
+
+    assert jobs_api.runs() == []
+
+
+def test_a_server_error_is_transient(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    jobs_api.inject(Fault(status=500))
+
+    with pytest.raises(TransientError):
+        trigger(jobs_api, Settings(job_id=1)).trigger_run(PARAMETERS, "fg1-a")

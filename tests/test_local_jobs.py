@@ -1,0 +1,403 @@
+"""The local Jobs API, driven by the real databricks-sdk over HTTP."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import sys
+import textwrap
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from databricks.sdk.errors import InternalError, InvalidParameterValue, NotFound, ResourceDoesNotExist
+from databricks.sdk.service.jobs import RunLifecycleStateV2State, RunResultState
+from jobs_api import FIXTURE_BUNDLE, JOB_NAME, RecordingRunner, jobs_api, local_jobs_api, workspace_client
+
+from filegate.local_jobs import Fault, LocalJobsServer, SourceStorage, load_bundle, local_variables, main
+
+__all__ = ["jobs_api"]  # the fixture, imported for the tests below
+
+PARAMETERS = {
+    "source_path": "/data/archive/order_tracking/2024/05/01/order_tracking_2024_05_01.csv",
+    "dataset": "order_tracking",
+    "batch_id": "b-0001",
+}
+
+
+def test_run_now_then_runs_get_reports_the_finished_run(jobs_api: LocalJobsServer, tmp_path: Path) -> None:
+    client = workspace_client(jobs_api)
+
+    waiter = client.jobs.run_now(job_id=1, job_parameters=PARAMETERS, idempotency_token="token-1")
+    jobs_api.wait_idle(10)
+    run = client.jobs.get_run(waiter.run_id)
+
+    assert run.run_id == waiter.run_id
+    assert run.job_id == 1
+    assert run.number_in_job == 1
+    assert run.run_name == JOB_NAME
+    assert run.status.state is RunLifecycleStateV2State.TERMINATED
+    assert run.status.termination_details.code.value == "SUCCESS"
+    assert run.state.result_state is RunResultState.SUCCESS
+    assert run.run_page_url == f"{jobs_api.url}/runs/{run.run_id}"
+    assert {p.name: p.value for p in run.job_parameters} == PARAMETERS
+    assert [t.task_key for t in run.tasks] == ["stage_load", "target_load"]
+    assert all(t.state.result_state is RunResultState.SUCCESS for t in run.tasks)
+    assert run.end_time >= run.start_time > 0
+    assert run.tasks[1].depends_on[0].task_key == "stage_load"
+    [request] = jobs_api.requests("run-now")
+    assert request.body == {"job_id": 1, "job_parameters": PARAMETERS, "idempotency_token": "token-1"}
+    stage, target = jobs_api.runner.calls
+    warehouse = str((tmp_path / "jobs" / "warehouse").resolve())
+    assert list(stage.arguments) == [
+        "--source-path",
+        PARAMETERS["source_path"],
+        "--dataset",
+        "order_tracking",
+        "--batch-id",
+        "b-0001",
+        "--catalog",
+        "local",
+        "--schema",
+        warehouse,
+    ]
+    assert list(target.arguments)[:4] == ["--dataset", "order_tracking", "--batch-id", "b-0001"]
+    # The SDK's own waiter understands the answers too.
+    assert waiter.result().state.result_state is RunResultState.SUCCESS
+
+
+def test_the_same_idempotency_token_returns_the_same_run_even_concurrently(jobs_api: LocalJobsServer) -> None:
+    client = workspace_client(jobs_api)
+    first = client.jobs.run_now(job_id=1, job_parameters=PARAMETERS, idempotency_token="file-a").run_id
+    again = client.jobs.run_now(job_id=1, job_parameters=PARAMETERS, idempotency_token="file-a").run_id
+    ids: list[int] = []
+
+    def trigger() -> None:
+        ids.append(workspace_client(jobs_api).jobs.run_now(job_id=1, idempotency_token="file-b").run_id)
+
+    threads = [threading.Thread(target=trigger) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    jobs_api.wait_idle(10)
+
+    assert again == first
+    assert len(ids) == 20
+    assert len(set(ids)) == 1
+    assert set(ids) != {first}
+    assert len(jobs_api.runs()) == 2
+    assert len(jobs_api.runner.calls) == 4  # two tasks of each of the two runs
+
+
+def test_unknown_ids_answer_the_jobs_api_error_shape(jobs_api: LocalJobsServer) -> None:
+    client = workspace_client(jobs_api)
+
+    with pytest.raises(InvalidParameterValue, match="Job 99 does not exist"):
+        client.jobs.run_now(job_id=99, idempotency_token="t")
+    with pytest.raises(ResourceDoesNotExist):
+        client.jobs.get(99)
+    with pytest.raises(NotFound):
+        client.jobs.get_run(424242)
+    with pytest.raises(InvalidParameterValue, match="not defined"):
+        client.jobs.run_now(job_id=1, job_parameters={"sourcepath": "x"})
+    with pytest.raises(InvalidParameterValue, match="at most 64"):
+        client.jobs.run_now(job_id=1, idempotency_token="x" * 65)
+    answer = _http_error(f"{jobs_api.url}/api/2.2/jobs/runs/get?run_id=5")
+    assert answer == {"error_code": "INVALID_PARAMETER_VALUE", "message": "Run 5 does not exist."}
+    assert jobs_api.runs() == []
+
+
+def test_a_failing_task_fails_the_run_with_its_error_and_skips_the_next_task(tmp_path: Path) -> None:
+    runner = RecordingRunner(failures={"stage_load": "AnalysisException: cannot resolve column status_ts"})
+    with local_jobs_api(tmp_path, runner=runner) as server:
+        client = workspace_client(server)
+        run_id = client.jobs.run_now(job_id=1, job_parameters=PARAMETERS).run_id
+        server.wait_idle(10)
+        run = client.jobs.get_run(run_id)
+
+    assert run.state.result_state is RunResultState.FAILED
+    assert "stage_load" in run.state.state_message
+    assert "cannot resolve column status_ts" in run.status.termination_details.message
+    stage, target = run.tasks
+    assert stage.state.result_state is RunResultState.FAILED
+    assert stage.status.termination_details.message == "AnalysisException: cannot resolve column status_ts"
+    assert target.state.result_state is RunResultState.UPSTREAM_FAILED
+    assert target.status.termination_details.code.value == "SKIPPED"
+    assert [call.task_key for call in runner.calls] == ["stage_load"]
+
+
+def test_runs_of_one_job_queue_and_never_overlap(tmp_path: Path) -> None:
+    runner = RecordingRunner(seconds=0.15)
+    with local_jobs_api(tmp_path, runner=runner) as server:
+        client = workspace_client(server)
+        run_ids = [client.jobs.run_now(job_id=1, idempotency_token=f"file-{i}").run_id for i in range(3)]
+        queued = client.jobs.get_run(run_ids[2])
+        server.wait_idle(20)
+        listed = list(client.jobs.list_runs(job_id=1, limit=2))
+        active = list(client.jobs.list_runs(job_id=1, active_only=True))
+
+    assert queued.status.state is RunLifecycleStateV2State.QUEUED
+    assert queued.status.queue_details.code.value == "MAX_CONCURRENT_RUNS_REACHED"
+    spans = []
+    for run_id in run_ids:
+        calls = [c for c in runner.calls if c.run_id == run_id]
+        spans.append((min(c.started for c in calls), max(c.ended for c in calls)))
+    for (_, previous_end), (next_start, _) in itertools.pairwise(spans):
+        assert next_start >= previous_end
+    assert [r.run_id for r in listed] == run_ids[::-1]  # newest first, across pages of two
+    assert [r.number_in_job for r in listed] == [3, 2, 1]
+    assert all(r.queue_duration is not None for r in listed)
+    assert active == []
+
+
+def test_throttling_and_unavailability_are_retried_by_the_sdk_into_one_run(jobs_api: LocalJobsServer) -> None:
+    jobs_api.inject(Fault(status=429, retry_after=1))
+    _post_json(f"{jobs_api.url}/_local/faults", {"faults": [{"status": 503, "retry_after": 0}]})
+    client = workspace_client(jobs_api)
+
+    run_id = client.jobs.run_now(job_id=1, job_parameters=PARAMETERS, idempotency_token="retried").run_id
+    jobs_api.wait_idle(10)
+
+    assert [r.status for r in jobs_api.requests("run-now")] == [429, 503, 200]
+    assert [r["run_id"] for r in jobs_api.runs()] == [run_id]
+    assert jobs_api.pending_faults() == []
+
+
+def test_an_error_after_the_run_was_created_is_healed_by_retrying_with_the_token(jobs_api: LocalJobsServer) -> None:
+    jobs_api.inject(Fault(status=500, after_request=True, message="backend hiccup"))
+    client = workspace_client(jobs_api)
+
+    with pytest.raises(InternalError, match="backend hiccup"):
+        client.jobs.run_now(job_id=1, job_parameters=PARAMETERS, idempotency_token="crash-after-create")
+    created = [r["run_id"] for r in jobs_api.runs()]
+    retried = client.jobs.run_now(job_id=1, job_parameters=PARAMETERS, idempotency_token="crash-after-create")
+    jobs_api.wait_idle(10)
+
+    assert created == [retried.run_id]
+    assert len(jobs_api.runs()) == 1
+
+
+def test_a_stalled_answer_times_out_and_the_retry_finds_the_run(jobs_api: LocalJobsServer) -> None:
+    jobs_api.inject(Fault(status=None, delay=3, after_request=True))
+    client = workspace_client(jobs_api, http_timeout_seconds=0.5)
+
+    run_id = client.jobs.run_now(job_id=1, idempotency_token="slow").run_id
+    jobs_api.wait_idle(10)
+
+    assert len(jobs_api.requests("run-now")) == 2
+    assert [r["run_id"] for r in jobs_api.runs()] == [run_id]
+
+
+def test_jobs_list_resolves_the_job_by_name_and_jobs_get_returns_its_settings(jobs_api: LocalJobsServer) -> None:
+    client = workspace_client(jobs_api)
+
+    [listed] = client.jobs.list(name=JOB_NAME.upper())
+    job = client.jobs.get(listed.job_id)
+
+    assert listed.job_id == 1
+    assert listed.settings.name == JOB_NAME
+    assert list(client.jobs.list(name="other")) == []
+    assert [p.name for p in job.settings.parameters] == ["source_path", "dataset", "batch_id"]
+    assert [t.task_key for t in job.settings.tasks] == ["stage_load", "target_load"]
+    assert job.settings.max_concurrent_runs == 1
+    assert job.settings.queue.enabled is True
+    assert "--catalog" in job.settings.tasks[0].spark_python_task.parameters
+    assert "permissions" not in client.api_client.do("GET", "/api/2.2/jobs/get", query={"job_id": 1})["settings"]
+
+
+def test_the_run_page_shows_state_parameters_and_escaped_task_logs(tmp_path: Path) -> None:
+    runner = RecordingRunner(failures={"target_load": "MERGE failed: <duplicate keys>"})
+    with local_jobs_api(tmp_path, runner=runner) as server:
+        client = workspace_client(server)
+        parameters = {**PARAMETERS, "batch_id": "<script>alert(1)</script>"}
+        run_id = client.jobs.run_now(job_id=1, job_parameters=parameters).run_id
+        server.wait_idle(10)
+        page = _get_text(client.jobs.get_run(run_id).run_page_url)
+        index = _get_text(f"{server.url}/")
+
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "MERGE failed: &lt;duplicate keys&gt;" in page
+    assert "stage_load --source-path" in page  # the task's log
+    assert "FAILED" in page
+    assert f'href="/runs/{run_id}"' in index
+
+
+def test_runs_and_tokens_survive_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with local_jobs_api(state) as server:
+        client = workspace_client(server)
+        old = client.jobs.run_now(job_id=1, job_parameters=PARAMETERS, idempotency_token="kept").run_id
+        server.wait_idle(10)
+
+    with local_jobs_api(state) as server:
+        client = workspace_client(server)
+        again = client.jobs.run_now(job_id=1, idempotency_token="kept").run_id
+        fresh = client.jobs.run_now(job_id=1, idempotency_token="new").run_id
+        server.wait_idle(10)
+        old_run = client.jobs.get_run(old)
+        fresh_run = client.jobs.get_run(fresh)
+
+    assert again == old
+    assert fresh != old
+    assert old_run.state.result_state is RunResultState.SUCCESS
+    assert {p.name: p.value for p in old_run.job_parameters} == PARAMETERS
+    assert fresh_run.number_in_job == 2
+
+
+def test_the_default_runner_runs_each_task_file_as_a_process_with_its_log(tmp_path: Path) -> None:
+    bundle = _bundle_of_scripts(
+        tmp_path,
+        stage="import pathlib, sys\nprint('staging', sys.argv[1:])\n"
+        "pathlib.Path('stage.args').write_text(repr(sys.argv[1:]))",
+        target="import sys\nprint('loading')\nsys.stderr.write('Traceback...\\nValueError: bad merge\\n')\nsys.exit(3)",
+    )
+    jobs = load_bundle(bundle, local_variables(tmp_path / "warehouse"))
+    with LocalJobsServer(jobs, tmp_path / "state", workdir=tmp_path) as server:
+        client = workspace_client(server)
+        run_id = client.jobs.run_now(job_id=1, job_parameters={"source_path": "/in/a.csv"}).run_id
+        server.wait_idle(30)
+        run = client.jobs.get_run(run_id)
+
+    stage, target = run.tasks
+    assert stage.state.result_state is RunResultState.SUCCESS
+    assert (tmp_path / "stage.args").read_text() == repr(["--source-path", "/in/a.csv", "--run", str(run_id)])
+    assert target.state.result_state is RunResultState.FAILED
+    assert target.status.termination_details.message == "exit code 3: Traceback...\nValueError: bad merge"
+    assert run.state.result_state is RunResultState.FAILED
+    log = (tmp_path / "state" / "logs" / str(run_id) / "stage_load.log").read_text()
+    assert f"-m tasks.stage --source-path /in/a.csv --run {run_id}" in log  # the command, run from the workdir
+    assert "staging ['--source-path', '/in/a.csv'" in log
+
+
+def test_the_cli_serves_until_terminated(tmp_path: Path) -> None:
+    import subprocess
+
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from filegate.local_jobs import main; sys.exit(main(sys.argv[1:]))",
+        "--port",
+        "0",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--warehouse",
+        str(tmp_path / "warehouse"),
+        "--bundle",
+        str(FIXTURE_BUNDLE),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        url = first.split(" on ", 1)[1].split(" ", 1)[0]
+        [job] = json.loads(_get_text(f"{url}/api/2.2/jobs/list?name={JOB_NAME}"))["jobs"]
+        assert job["job_id"] == 1
+    finally:
+        process.terminate()
+        _, errors = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert "GET /api/2.2/jobs/list?name=filegate-ingest 200" in errors
+
+
+def test_the_cli_refuses_a_missing_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = ["--bundle", str(tmp_path / "missing.yml"), "--state-dir", str(tmp_path / "s")]
+
+    assert main([*arguments, "--warehouse", str(tmp_path / "w")]) == 2
+    assert "cannot read bundle file" in capsys.readouterr().err
+
+
+def _bundle_of_scripts(root: Path, *, stage: str, target: str) -> Path:
+    (root / "tasks").mkdir()
+    (root / "tasks" / "stage.py").write_text(stage)
+    (root / "tasks" / "target.py").write_text(target)
+    bundle = root / "bundle" / "job.yml"
+    bundle.parent.mkdir()
+    bundle.write_text(
+        textwrap.dedent(
+            """
+            resources:
+              jobs:
+                scripts:
+                  name: scripts
+                  parameters:
+                    - {name: source_path, default: ""}
+                  tasks:
+                    - task_key: target_load
+                      depends_on: [{task_key: stage_load}]
+                      spark_python_task:
+                        python_file: ../tasks/target.py
+                    - task_key: stage_load
+                      spark_python_task:
+                        python_file: ../tasks/stage.py
+                        parameters: ["--source-path", "{{job.parameters.source_path}}", "--run", "{{job.run_id}}"]
+            """
+        )
+    )
+    return bundle
+
+
+def _http_error(url: str) -> object:
+    try:
+        urllib.request.urlopen(url, timeout=5)
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read())
+    raise AssertionError(f"{url} did not fail")
+
+
+def _get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return answer.read().decode()
+
+
+def _post_json(url: str, body: object) -> object:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.fixture
+def gcs_emulator() -> Iterator[str]:
+    """A GCS emulator on a free loopback port, holding a `landing` bucket; yields its URL."""
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="landing")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_a_cloud_source_path_is_downloaded_and_passed_as_a_local_file(tmp_path: Path, gcs_emulator: str) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    bucket = storage.Client(
+        project="local", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_emulator}
+    ).bucket("landing")
+    bucket.blob("archive/order_tracking_2024_05_01.csv").upload_from_string(b"tracking_num\nT1\n")
+    uri = "gs://landing/archive/order_tracking_2024_05_01.csv"
+    runner = RecordingRunner()
+    with local_jobs_api(tmp_path / "jobs", runner=runner, storage=SourceStorage(gcs_endpoint=gcs_emulator)) as server:
+        client = workspace_client(server)
+        loaded = client.jobs.run_now(job_id=1, job_parameters={**PARAMETERS, "source_path": uri}).run_id
+        missing = client.jobs.run_now(job_id=1, job_parameters={**PARAMETERS, "source_path": f"{uri}.gone"}).run_id
+        server.wait_idle(20)
+        failed = client.jobs.get_run(missing)
+
+    local = tmp_path / "jobs" / "inputs" / str(loaded) / "order_tracking_2024_05_01.csv"
+    stage, target = runner.calls
+    assert local.read_bytes() == b"tracking_num\nT1\n"
+    assert stage.arguments[:2] == ("--source-path", str(local))
+    assert stage.arguments[-2:] == ("--source-file", uri)
+    assert "--source-file" not in target.arguments  # only tasks that read the source get it
+    assert failed.state.result_state is RunResultState.FAILED
+    assert failed.status.termination_details.code.value == "STORAGE_ACCESS_ERROR"
+    assert f"{uri}.gone" in failed.status.termination_details.message
