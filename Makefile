@@ -47,6 +47,9 @@ $(CHECKOV_STAMP): infra/requirements-checkov.txt
 checkov: $(CHECKOV_STAMP) ## Scan infra/ (Terraform) for misconfigurations; skips carry inline reasons
 	$(CHECKOV_VENV)/bin/checkov --directory infra --framework terraform --quiet --compact --skip-download
 
+gcp-package: $(PY_STAMP) ## Build build/gcp_function/ and its zip: the GCP function with the core vendored in
+	$(BIN)/python gcp_function/build.py
+
 demo: setup ## The whole flow on this machine: Azurite, watcher, function, local Jobs API, Spark
 	$(BIN)/filegate demo
 

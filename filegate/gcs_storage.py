@@ -1,0 +1,303 @@
+"""Google Cloud Storage behind the storage protocol (works against gcp-storage-emulator too).
+
+Every move relies on generation preconditions that GCS enforces on the server: a read, copy or
+delete names the generation the event described (`ifGenerationMatch` / `ifSourceGenerationMatch`),
+and a copy or write lands only where nothing exists yet (`ifGenerationMatch=0`).
+
+Limit of local testing: gcp-storage-emulator accepts these preconditions but ignores them (a
+create-only copy onto an existing object succeeds). With `STORAGE_EMULATOR_HOST` set the store
+therefore also checks by reading first, which gives the same answers as GCS when nothing races.
+Only the server-side preconditions close the races, so tests/gcp/test_gcs_storage.py records the
+preconditions every request carries instead of trusting the emulator's answers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from filegate.errors import (
+    ConditionFailed,
+    DestinationExists,
+    FilegateError,
+    ObjectNotFound,
+    SettingsError,
+    SourceChanged,
+    StorageError,
+    TransientError,
+)
+from filegate.storage import ObjectInfo
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Blob, Client
+
+LOCAL_PROJECT = "filegate-local"
+# An event-driven function gets at most 9 minutes. Every call here ends within about a minute:
+# each attempt times out (connect, read; GCS asks for >= 30 s on rewrite) and the retries on
+# 429/5xx/connection errors stop after a bounded window. A store that keeps failing therefore ends
+# the event with TransientError and Eventarc's redelivery takes over, rather than the platform
+# killing the function mid-call or a call hanging forever.
+_TIMEOUT = (10.0, 30.0)
+_RETRY_SECONDS = 30.0
+# A rewrite between locations or storage classes takes several calls; give up before 9 minutes.
+_REWRITE_SECONDS = 240.0
+_TRANSIENT_STATUS = frozenset({408, 429})
+
+
+@contextmanager
+def _gcs_errors(what: str, precondition: type[ConditionFailed] = SourceChanged) -> Iterator[None]:
+    """Translate the SDK's errors into Filegate's; a 412 becomes `precondition`."""
+    from google.api_core import exceptions as api
+    from google.auth.exceptions import GoogleAuthError, TransportError
+    from google.cloud.storage.exceptions import InvalidResponse
+    from requests import RequestException
+
+    try:
+        yield
+    except FilegateError:
+        raise
+    except api.NotFound as exc:
+        raise ObjectNotFound(f"{what}: not found") from exc
+    except api.PreconditionFailed as exc:
+        raise precondition(f"{what}: precondition failed ({exc.message})") from exc
+    except api.Conflict as exc:
+        raise DestinationExists(f"{what}: destination exists") from exc
+    except (api.Unauthorized, api.Forbidden) as exc:
+        # IAM grants take minutes to propagate: a redelivery may succeed.
+        raise TransientError(f"{what}: access denied ({exc.code}); check the service account's roles") from exc
+    except api.RetryError as exc:
+        raise TransientError(f"{what}: still failing after retries: {exc.cause}") from exc
+    except api.GoogleAPICallError as exc:
+        status = int(exc.code or 0)
+        if status >= 500 or status in _TRANSIENT_STATUS:
+            raise TransientError(f"{what}: storage answered {status}: {exc.message}") from exc
+        raise StorageError(f"{what}: storage answered {status}: {exc.message}") from exc
+    except InvalidResponse as exc:
+        status = int(getattr(exc.response, "status_code", 0) or 0)
+        if status >= 500 or status in _TRANSIENT_STATUS:
+            raise TransientError(f"{what}: storage answered {status}") from exc
+        raise StorageError(f"{what}: storage answered {status}: {exc}") from exc
+    except (RequestException, TransportError, ConnectionError, TimeoutError) as exc:
+        raise TransientError(f"{what}: storage unreachable: {exc}") from exc
+    except GoogleAuthError as exc:
+        raise TransientError(f"{what}: cannot get credentials: {exc}") from exc
+
+
+def _info(container: str, blob: Blob) -> ObjectInfo:
+    return ObjectInfo(
+        container=container,
+        path=str(blob.name),
+        size=int(blob.size or 0),
+        version=str(blob.generation or ""),
+        metadata=dict(blob.metadata or {}),
+        created=blob.time_created.timestamp() if blob.time_created else 0.0,
+    )
+
+
+def _generation(version: str) -> int:
+    if not version.isdigit():
+        raise StorageError(f"GCS versions are generation numbers, got {version!r}")
+    return int(version)
+
+
+class GcsStore:
+    """Object operations with the generation preconditions that make moves safe under duplicate events."""
+
+    kind = "gcs"
+
+    def __init__(self, client: Client, *, check_first: bool = False, retry_seconds: float = _RETRY_SECONDS):
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        self._client = client
+        # Events name the project as `_` (projects/_/buckets/...); the store does not need more.
+        self.account = "_"
+        self._check_first = check_first
+        # The client's default retry (429, 408, 5xx, connection errors), bounded in time. Every call
+        # uses it, writes included: each write carries a generation precondition, so a retried
+        # request can never apply twice.
+        # The first back-off scales with the budget, so even a short budget retries at least once.
+        self._retry: Any = DEFAULT_RETRY.with_timeout(retry_seconds).with_delay(initial=min(1.0, retry_seconds / 5))
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> GcsStore:
+        """Application Default Credentials in the cloud; anonymous against `STORAGE_EMULATOR_HOST`."""
+        from google.auth.exceptions import DefaultCredentialsError
+        from google.cloud import storage
+
+        env = os.environ if env is None else env
+        emulator = env.get("STORAGE_EMULATOR_HOST", "").strip()
+        project = env.get("GOOGLE_CLOUD_PROJECT", "").strip()
+        if emulator:
+            from google.auth.credentials import AnonymousCredentials
+
+            client = storage.Client(
+                project=project or LOCAL_PROJECT,
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                client_options={"api_endpoint": emulator},
+            )
+            return cls(client, check_first=True)
+        try:
+            # Without a project the client takes it from Application Default Credentials.
+            return cls(storage.Client(project=project) if project else storage.Client())
+        except DefaultCredentialsError as exc:
+            raise SettingsError(f"no Google credentials for Cloud Storage: {exc}") from exc
+
+    def _blob(self, container: str, path: str) -> Blob:
+        return self._client.bucket(container).blob(path)
+
+    def _require(self, container: str, path: str, version: str) -> None:
+        """The emulator-only read-first check (see the module docstring)."""
+        current = self.stat(container, path)
+        if current is None:
+            raise ObjectNotFound(f"{container}/{path}: not found")
+        if current.version != version:
+            raise SourceChanged(f"{container}/{path}: generation is {current.version}, not {version}")
+
+    def _require_missing(self, container: str, path: str) -> None:
+        if self.stat(container, path) is not None:
+            raise DestinationExists(f"{container}/{path}: destination exists")
+
+    def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
+        if self._check_first:
+            self._require(container, path, version)
+        blob = self._blob(container, path)
+        with _gcs_errors(f"read {container}/{path}"):
+            # raw_download: a gzip-encoded object would otherwise be transcoded, and GCS ignores
+            # the range on transcoded reads; the sample must stay bounded. No checksum: a
+            # prefix cannot be checked against the whole object's hash.
+            data: bytes = blob.download_as_bytes(
+                start=0,
+                end=max(length, 1) - 1,
+                raw_download=True,
+                if_generation_match=_generation(version),
+                checksum=None,
+                timeout=_TIMEOUT,
+                retry=self._retry,
+            )
+        return data
+
+    def stat(self, container: str, path: str) -> ObjectInfo | None:
+        with _gcs_errors(f"stat {container}/{path}"):
+            blob = self._client.bucket(container).get_blob(path, timeout=_TIMEOUT, retry=self._retry)
+        return None if blob is None else _info(container, blob)
+
+    def copy(
+        self,
+        src_container: str,
+        src_path: str,
+        src_version: str,
+        dst_container: str,
+        dst_path: str,
+        metadata: Mapping[str, str],
+    ) -> ObjectInfo:
+        what = f"copy {src_container}/{src_path} to {dst_container}/{dst_path}"
+        if self._check_first:
+            self._require(src_container, src_path, src_version)
+            self._require_missing(dst_container, dst_path)
+        source = self._blob(src_container, src_path)
+        target = self._blob(dst_container, dst_path)
+        # The metadata travels in the rewrite's body, so the copy is born recognisable as
+        # Filegate's: a crash right after it cannot leave an anonymous copy behind.
+        target.metadata = dict(metadata)
+        try:
+            with _gcs_errors(what):
+                self._rewrite(source, target, _generation(src_version), what)
+        except SourceChanged:
+            # GCS answers 412 for either precondition without saying which one failed.
+            raise self._failed_condition(src_container, src_path, dst_container, dst_path, what) from None
+        stored = dict(target.metadata or {})
+        if any(stored.get(key) != value for key, value in metadata.items()):
+            # Only the emulator drops the rewrite body; patch just the object we created.
+            target.metadata = dict(metadata)
+            with _gcs_errors(f"{what}: set metadata"):
+                target.patch(
+                    if_generation_match=target.generation,
+                    if_metageneration_match=target.metageneration,
+                    timeout=_TIMEOUT,
+                    retry=self._retry,
+                )
+        return _info(dst_container, target)
+
+    def _rewrite(self, source: Blob, target: Blob, generation: int, what: str) -> None:
+        """Both conditions travel with every rewrite call: source still `generation`, target missing.
+
+        That is what makes two concurrent deliveries of one event produce exactly one copy.
+        """
+        deadline = time.monotonic() + _REWRITE_SECONDS
+        token: str | None = None
+        while True:
+            token, _, _ = target.rewrite(
+                source,
+                token=token,
+                if_source_generation_match=generation,
+                if_generation_match=0,
+                timeout=_TIMEOUT,
+                retry=self._retry,
+            )
+            if token is None:
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(f"{what}: rewrite unfinished after {_REWRITE_SECONDS:.0f} s")
+
+    def _failed_condition(
+        self, src_container: str, src_path: str, dst_container: str, dst_path: str, what: str
+    ) -> StorageError:
+        if self.stat(dst_container, dst_path) is not None:
+            return DestinationExists(f"{what}: destination exists")
+        if self.stat(src_container, src_path) is None:
+            return ObjectNotFound(f"{what}: the source is gone")
+        return SourceChanged(f"{what}: the source is another generation now")
+
+    def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        if self._check_first:
+            self._require_missing(container, path)
+        blob = self._blob(container, path)
+        blob.metadata = dict(metadata)
+        with _gcs_errors(f"write {container}/{path}", precondition=DestinationExists):
+            blob.upload_from_string(
+                data, content_type=content_type, if_generation_match=0, timeout=_TIMEOUT, retry=self._retry
+            )
+        return _info(container, blob)
+
+    def delete(self, container: str, path: str, version: str) -> bool:
+        blob = self._blob(container, path)
+        try:
+            if self._check_first:
+                self._require(container, path, version)
+            with _gcs_errors(f"delete {container}/{path}"):
+                blob.delete(if_generation_match=_generation(version), timeout=_TIMEOUT, retry=self._retry)
+        except (ObjectNotFound, SourceChanged):
+            return False
+        return True
+
+    def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
+        with _gcs_errors(f"list {container}/{prefix}"):
+            for blob in self._client.list_blobs(container, prefix=prefix or None, timeout=_TIMEOUT, retry=self._retry):
+                yield ObjectInfo(
+                    container,
+                    str(blob.name),
+                    int(blob.size or 0),
+                    str(blob.generation or ""),
+                    {},
+                    blob.time_created.timestamp() if blob.time_created else 0.0,
+                )
+
+    def spark_uri(self, container: str, path: str) -> str:
+        return f"gs://{container}/{path}"
+
+    def download(self, container: str, path: str, destination: str) -> None:
+        blob = self._blob(container, path)
+        with _gcs_errors(f"download {container}/{path}"):
+            blob.download_to_filename(destination, timeout=_TIMEOUT, retry=self._retry)
+
+    def create_buckets(self, *names: str) -> None:
+        """Create buckets that do not exist yet (local world and tests)."""
+        for name in names:
+            try:
+                with _gcs_errors(f"create bucket {name}", precondition=DestinationExists):
+                    self._client.create_bucket(name, timeout=_TIMEOUT, retry=self._retry)
+            except DestinationExists:
+                continue

@@ -1,0 +1,168 @@
+"""The built GCP function under functions-framework, fed CloudEvents over HTTP, on the GCS emulator."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import pytest
+
+from filegate.archive import version_qualified
+from filegate.events import Upload, parse_event
+from filegate.jobs import batch_id, idempotency_token
+from filegate.local_jobs import Fault
+from filegate.storage import META_SOURCE, META_SOURCE_VERSION
+from tests.factories import csv_bytes, tracking_row
+from tests.gcp.eventarc import finalized_event, send, upload
+from tests.gcp.world import GcpWorld
+
+
+def file_name(day: int) -> str:
+    """A distinct business day per test, so tests sharing the function's buckets never meet."""
+    return f"order_tracking_2024_04_{day:02d}.csv"
+
+
+def archive_path(day: int) -> str:
+    return f"order_tracking/2024/04/{day:02d}/{file_name(day)}"
+
+
+def token_of(event: dict[str, Any]) -> str:
+    upload_ = parse_event(event)
+    assert isinstance(upload_, Upload)
+    return idempotency_token(upload_)
+
+
+def delivered(world: GcpWorld, event: dict[str, Any], mode: str = "binary") -> None:
+    status, body = send(world.url, event, mode)
+    assert status == 200, f"{status} {body}\n--- function log ---\n{world.log.read_text()[-4000:]}"
+
+
+def runs_of(world: GcpWorld, source_path: str) -> list[dict[str, Any]]:
+    return [run for run in world.runs() if run["source_path"] == source_path]
+
+
+@pytest.mark.parametrize(("mode", "day"), [("binary", 1), ("structured", 2)])
+def test_a_valid_file_is_archived_and_starts_one_run(gcp_world: GcpWorld, mode: str, day: int) -> None:
+    landing, archive = gcp_world.settings.landing.container, gcp_world.settings.archive.container
+    data = csv_bytes([tracking_row(i) for i in range(20)])
+    blob = upload(gcp_world.client, landing, file_name(day), data)
+    event = finalized_event(blob)
+
+    delivered(gcp_world, event, mode)
+
+    copy = gcp_world.client.bucket(archive).get_blob(archive_path(day))
+    assert copy is not None
+    assert copy.download_as_bytes() == data
+    assert copy.metadata[META_SOURCE] == f"{landing}/{file_name(day)}"
+    assert copy.metadata[META_SOURCE_VERSION] == str(blob.generation)
+    assert gcp_world.client.bucket(landing).get_blob(file_name(day)) is None
+    token = token_of(event)
+    [run] = runs_of(gcp_world, f"gs://{archive}/{archive_path(day)}")
+    assert run["dataset"] == "order_tracking"
+    assert run["batch_id"] == batch_id("order_tracking", date(2024, 4, day), token)
+    [request] = [r for r in gcp_world.jobs.requests("run-now") if r.body["idempotency_token"] == token]
+    assert request.body["job_parameters"]["source_path"] == run["source_path"]
+
+
+def test_an_invalid_file_is_rejected_with_a_report_and_starts_no_run(gcp_world: GcpWorld) -> None:
+    landing, rejected = gcp_world.settings.landing.container, gcp_world.settings.rejected.container
+    data = csv_bytes([tracking_row(1, status="LOST_IN_SPACE"), tracking_row(2, carrier="PIGEON")])
+    blob = upload(gcp_world.client, landing, file_name(3), data)
+    runs_before = len(gcp_world.runs())
+
+    delivered(gcp_world, finalized_event(blob))
+
+    bucket = gcp_world.client.bucket(rejected)
+    copy = bucket.get_blob(f"order_tracking/{file_name(3)}")
+    assert copy is not None
+    assert copy.download_as_bytes() == data
+    report = json.loads(bucket.blob(f"order_tracking/{file_name(3)}.report.json").download_as_bytes())
+    assert report["source"] == f"{landing}/{file_name(3)}"
+    assert report["source_version"] == str(blob.generation)
+    assert any("LOST_IN_SPACE" in reason for reason in report["reasons"])
+    assert any("PIGEON" in reason for reason in report["reasons"])
+    assert gcp_world.client.bucket(landing).get_blob(file_name(3)) is None
+    assert len(gcp_world.runs()) == runs_before
+
+
+def test_a_duplicate_delivery_starts_one_run_and_archives_once(gcp_world: GcpWorld) -> None:
+    landing, archive = gcp_world.settings.landing.container, gcp_world.settings.archive.container
+    blob = upload(gcp_world.client, landing, file_name(4), csv_bytes())
+    event = finalized_event(blob)
+
+    delivered(gcp_world, event, "binary")
+    delivered(gcp_world, event, "structured")
+
+    prefix = "order_tracking/2024/04/04/"
+    assert [b.name for b in gcp_world.client.list_blobs(archive, prefix=prefix)] == [archive_path(4)]
+    assert len(runs_of(gcp_world, f"gs://{archive}/{archive_path(4)}")) == 1
+    # The redelivery asked again with the same token, so Databricks answered with the same run.
+    assert gcp_world.run_now_tokens().count(token_of(event)) == 2
+
+
+def test_an_overwritten_object_is_handled_as_a_new_file(gcp_world: GcpWorld) -> None:
+    landing, archive = gcp_world.settings.landing.container, gcp_world.settings.archive.container
+    first_data, second_data = csv_bytes([tracking_row(1)]), csv_bytes([tracking_row(1), tracking_row(2)])
+    first = upload(gcp_world.client, landing, file_name(5), first_data)
+    delivered(gcp_world, finalized_event(first))
+
+    second = upload(gcp_world.client, landing, file_name(5), second_data)
+    assert second.generation != first.generation
+    delivered(gcp_world, finalized_event(second))
+
+    second_path = version_qualified(archive_path(5), str(second.generation))
+    bucket = gcp_world.client.bucket(archive)
+    assert bucket.blob(archive_path(5)).download_as_bytes() == first_data
+    assert bucket.blob(second_path).download_as_bytes() == second_data
+    assert len(runs_of(gcp_world, f"gs://{archive}/{archive_path(5)}")) == 1
+    assert len(runs_of(gcp_world, f"gs://{archive}/{second_path}")) == 1
+
+
+def test_a_late_event_for_a_replaced_generation_leaves_the_new_one_alone(gcp_world: GcpWorld) -> None:
+    landing, archive = gcp_world.settings.landing.container, gcp_world.settings.archive.container
+    first = upload(gcp_world.client, landing, file_name(6), csv_bytes([tracking_row(1)]))
+    second_data = csv_bytes([tracking_row(1), tracking_row(2)])
+    second = upload(gcp_world.client, landing, file_name(6), second_data)
+
+    delivered(gcp_world, finalized_event(first))
+
+    still = gcp_world.client.bucket(landing).get_blob(file_name(6))
+    assert still is not None
+    assert still.generation == second.generation
+    assert gcp_world.client.bucket(archive).get_blob(archive_path(6)) is None
+    delivered(gcp_world, finalized_event(second))
+    assert gcp_world.client.bucket(archive).blob(archive_path(6)).download_as_bytes() == second_data
+    assert len(runs_of(gcp_world, f"gs://{archive}/{archive_path(6)}")) == 1
+
+
+def test_an_object_outside_the_landing_bucket_is_ignored(gcp_world: GcpWorld) -> None:
+    other = f"elsewhere-{gcp_world.settings.landing.container}"
+    gcp_world.store.create_buckets(other)
+    blob = upload(gcp_world.client, other, file_name(7), csv_bytes())
+    runs_before = len(gcp_world.runs())
+
+    delivered(gcp_world, finalized_event(blob))
+
+    assert gcp_world.client.bucket(other).get_blob(file_name(7)) is not None
+    assert (
+        list(gcp_world.client.list_blobs(gcp_world.settings.archive.container, prefix="order_tracking/2024/04/07/"))
+        == []
+    )
+    assert len(gcp_world.runs()) == runs_before
+
+
+def test_a_failed_run_now_answers_500_and_the_redelivery_finishes_the_job(gcp_world: GcpWorld) -> None:
+    landing, archive = gcp_world.settings.landing.container, gcp_world.settings.archive.container
+    blob = upload(gcp_world.client, landing, file_name(8), csv_bytes())
+    event = finalized_event(blob)
+    # A 400 is not retried by the SDK, so the function fails at once, after the file was archived.
+    gcp_world.jobs.inject(Fault("run-now", status=400, error_code="INVALID_PARAMETER_VALUE"))
+
+    status, _ = send(gcp_world.url, event)
+
+    assert status == 500
+    assert gcp_world.client.bucket(archive).get_blob(archive_path(8)) is not None
+    assert runs_of(gcp_world, f"gs://{archive}/{archive_path(8)}") == []
+    delivered(gcp_world, event)
+    assert len(runs_of(gcp_world, f"gs://{archive}/{archive_path(8)}")) == 1

@@ -1,0 +1,324 @@
+"""GcsStore on the GCS emulator, the preconditions its requests carry, and how it reads GCS's refusals."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from filegate.errors import DestinationExists, ObjectNotFound, SourceChanged, StorageError, TransientError
+from filegate.gcs_storage import GcsStore
+from filegate.storage import Store
+from tests.emulators import free_port
+from tests.gcp.world import PROJECT, GcsEmulator, fresh_settings
+
+META = {"filegate_source": "landing/a.csv", "filegate_source_version": "1"}
+
+
+def test_the_store_meets_the_protocol(gcs_store: GcsStore) -> None:
+    store: Store = gcs_store
+    assert (store.kind, gcs_store.account) == ("gcs", "_")
+    assert (
+        store.spark_uri("archive", "order_tracking/2024/04/01/x.csv") == "gs://archive/order_tracking/2024/04/01/x.csv"
+    )
+
+
+def test_read_prefix_reads_only_the_prefix_of_that_generation(gcs_store: GcsStore) -> None:
+    settings = fresh_settings(gcs_store)
+    info = gcs_store.put(settings.landing.container, "in/a.csv", b"0123456789" * 100, "text/csv", {})
+
+    assert gcs_store.read_prefix(settings.landing.container, "in/a.csv", 15, info.version) == b"012345678901234"
+    with pytest.raises(SourceChanged):
+        gcs_store.read_prefix(settings.landing.container, "in/a.csv", 15, str(int(info.version) + 1))
+    with pytest.raises(ObjectNotFound):
+        gcs_store.read_prefix(settings.landing.container, "in/missing.csv", 15, info.version)
+
+
+def test_copy_is_create_only_and_marks_the_copy_with_metadata(gcs_store: GcsStore) -> None:
+    settings = fresh_settings(gcs_store)
+    landing, archive = settings.landing.container, settings.archive.container
+    source = gcs_store.put(landing, "a.csv", b"a,b\n1,2\n", "text/csv", {})
+
+    copy = gcs_store.copy(landing, "a.csv", source.version, archive, "x/a.csv", META)
+
+    assert (copy.container, copy.path, copy.size) == (archive, "x/a.csv", 8)
+    stat = gcs_store.stat(archive, "x/a.csv")
+    assert stat is not None
+    assert stat.metadata == META
+    assert stat.version == copy.version
+    with pytest.raises(DestinationExists):
+        gcs_store.copy(landing, "a.csv", source.version, archive, "x/a.csv", META)
+    with pytest.raises(SourceChanged):
+        gcs_store.copy(landing, "a.csv", "1", archive, "x/b.csv", META)
+    with pytest.raises(ObjectNotFound):
+        gcs_store.copy(landing, "gone.csv", source.version, archive, "x/c.csv", META)
+
+
+def test_put_is_create_only(gcs_store: GcsStore) -> None:
+    settings = fresh_settings(gcs_store)
+    first = gcs_store.put(settings.rejected.container, "r.json", b"{}", "application/json", {"k": "v"})
+
+    with pytest.raises(DestinationExists):
+        gcs_store.put(settings.rejected.container, "r.json", b"[]", "application/json", {})
+    assert first.metadata == {"k": "v"}
+    assert gcs_store.read_prefix(settings.rejected.container, "r.json", 10, first.version) == b"{}"
+
+
+def test_delete_only_removes_the_named_generation(gcs_store: GcsStore) -> None:
+    settings = fresh_settings(gcs_store)
+    info = gcs_store.put(settings.landing.container, "d.csv", b"x", "text/csv", {})
+
+    assert gcs_store.delete(settings.landing.container, "d.csv", str(int(info.version) + 1)) is False
+    assert gcs_store.stat(settings.landing.container, "d.csv") is not None
+    assert gcs_store.delete(settings.landing.container, "d.csv", info.version) is True
+    assert gcs_store.delete(settings.landing.container, "d.csv", info.version) is False
+    assert gcs_store.stat(settings.landing.container, "d.csv") is None
+
+
+def test_list_and_download(gcs_store: GcsStore, tmp_path: Path) -> None:
+    settings = fresh_settings(gcs_store)
+    for name in ("in/1.csv", "in/2.csv", "out/3.csv"):
+        gcs_store.put(settings.landing.container, name, name.encode(), "text/csv", {})
+
+    listed = sorted(info.path for info in gcs_store.list(settings.landing.container, "in/"))
+    gcs_store.download(settings.landing.container, "out/3.csv", str(tmp_path / "3.csv"))
+
+    assert listed == ["in/1.csv", "in/2.csv"]
+    assert (tmp_path / "3.csv").read_bytes() == b"out/3.csv"
+
+
+# -- the preconditions on the wire ---------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+class RecordingSession(requests.Session):
+    """The client's real HTTP session, noting each request before sending it on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[Sent] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(str(url))
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        query.update({str(k): str(v) for k, v in (kwargs.get("params") or {}).items()})
+        body = kwargs.get("data")
+        with contextlib.suppress(ValueError):  # a media upload's bytes are not JSON
+            body = json.loads(body) if isinstance(body, str | bytes) else body
+        headers = {str(k).lower(): str(v) for k, v in (kwargs.get("headers") or {}).items()}
+        self.sent.append(Sent(str(method), parts.path, query, headers, body))
+        return super().request(method, url, *args, **kwargs)
+
+    def take(self) -> list[Sent]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+def test_every_move_carries_its_generation_preconditions(gcs_emulator: GcsEmulator) -> None:
+    """The emulator ignores preconditions, so this checks what the real client sends GCS.
+
+    The store runs as in the cloud (no read-first checks): each operation is one request whose
+    preconditions GCS enforces atomically.
+    """
+    session = RecordingSession()
+    client = storage.Client(
+        project=PROJECT,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": gcs_emulator.url},
+        _http=session,
+    )
+    store = GcsStore(client)
+    settings = fresh_settings(store)
+    landing, archive = settings.landing.container, settings.archive.container
+    session.take()
+
+    source = store.put(landing, "p.csv", b"a,b\n1,2\n", "text/csv", {})
+    [put] = session.take()
+    assert (put.method, put.query["ifGenerationMatch"]) == ("POST", "0")
+
+    store.read_prefix(landing, "p.csv", 4, source.version)
+    [read] = session.take()
+    assert read.method == "GET"
+    assert read.query["ifGenerationMatch"] == source.version
+    assert read.headers["range"] == "bytes=0-3"
+
+    copy = store.copy(landing, "p.csv", source.version, archive, "x/p.csv", META)
+    rewrite, *patches = session.take()
+    assert rewrite.method == "POST"
+    assert rewrite.path.endswith(f"/b/{landing}/o/p.csv/rewriteTo/b/{archive}/o/x%2Fp.csv")
+    assert rewrite.query["ifSourceGenerationMatch"] == source.version
+    assert rewrite.query["ifGenerationMatch"] == "0"
+    assert rewrite.body["metadata"] == META
+    # The emulator drops the rewrite body, so the store patches the copy it just made, and only that one.
+    [patch] = patches
+    assert (patch.method, patch.query["ifGenerationMatch"]) == ("PATCH", copy.version)
+    assert patch.query["ifMetagenerationMatch"].isdigit()
+
+    assert store.delete(landing, "p.csv", source.version) is True
+    [delete] = session.take()
+    assert (delete.method, delete.query["ifGenerationMatch"]) == ("DELETE", source.version)
+
+
+# -- what GCS answers and the emulator never does ------------------------------------------------------------
+
+
+@dataclass
+class ScriptedGcs:
+    """An HTTP stand-in for GCS refusals (412, 403, 503) the emulator cannot produce; the real client talks to it."""
+
+    routes: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+    port: int = 0
+
+    def answer(self, method: str, pattern: str, status: int, body: dict[str, Any] | None = None) -> None:
+        self.routes.insert(0, (method, pattern, status, body or {}))
+
+    def respond(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
+        self.seen.append(f"{method} {path}")
+        for route_method, pattern, status, body in self.routes:
+            if route_method == method and re.search(pattern, path):
+                return status, body
+        return 404, {"error": {"code": 404, "message": "No such object"}}
+
+
+def object_resource(bucket: str, name: str, generation: str) -> dict[str, Any]:
+    return {"kind": "storage#object", "bucket": bucket, "name": name, "generation": generation, "size": "8"}
+
+
+def refusal(status: int) -> dict[str, Any]:
+    return {"error": {"code": status, "message": f"scripted {status}"}}
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[ScriptedGcs, GcsStore]]:
+    script = ScriptedGcs()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            status, body = script.respond(self.command, self.path)
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:
+            self._reply()
+
+        def do_POST(self) -> None:
+            self._reply()
+
+        def do_DELETE(self) -> None:
+            self._reply()
+
+        def do_PATCH(self) -> None:
+            self._reply()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        client = storage.Client(
+            project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+        )
+        yield script, GcsStore(client, retry_seconds=0.5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+REWRITE = r"^/storage/v1/b/src/o/a\.csv/rewriteTo/b/dst/o/a\.csv"
+
+
+def test_a_refused_copy_onto_an_existing_object_is_destination_exists(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
+    script, store = scripted
+    script.answer("POST", REWRITE, 412, refusal(412))
+    script.answer("GET", r"^/storage/v1/b/dst/o/a\.csv", 200, object_resource("dst", "a.csv", "7"))
+
+    with pytest.raises(DestinationExists):
+        store.copy("src", "a.csv", "5", "dst", "a.csv", META)
+
+
+def test_a_refused_copy_from_a_replaced_source_is_source_changed(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
+    script, store = scripted
+    script.answer("POST", REWRITE, 412, refusal(412))
+    script.answer("GET", r"^/storage/v1/b/src/o/a\.csv", 200, object_resource("src", "a.csv", "6"))
+
+    with pytest.raises(SourceChanged):
+        store.copy("src", "a.csv", "5", "dst", "a.csv", META)
+
+
+def test_a_refused_copy_of_a_deleted_source_is_object_not_found(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
+    script, store = scripted
+    script.answer("POST", REWRITE, 412, refusal(412))
+
+    with pytest.raises(ObjectNotFound):
+        store.copy("src", "a.csv", "5", "dst", "a.csv", META)
+
+
+def test_refused_reads_writes_and_deletes(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
+    script, store = scripted
+    script.answer("GET", r"^/download/storage/v1/b/src/o/a\.csv", 412, refusal(412))
+    script.answer("POST", r"^/upload/storage/v1/b/dst/o", 412, refusal(412))
+    script.answer("DELETE", r"^/storage/v1/b/src/o/a\.csv", 412, refusal(412))
+
+    with pytest.raises(SourceChanged):
+        store.read_prefix("src", "a.csv", 10, "5")
+    with pytest.raises(DestinationExists):
+        store.put("dst", "r.json", b"{}", "application/json", {})
+    assert store.delete("src", "a.csv", "5") is False
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(503, TransientError), (429, TransientError), (403, TransientError), (400, StorageError)]
+)
+def test_service_answers_become_filegate_errors(
+    scripted: tuple[ScriptedGcs, GcsStore], status: int, error: type[Exception]
+) -> None:
+    script, store = scripted
+    script.answer("GET", r"^/storage/v1/b/src/o/a\.csv", status, refusal(status))
+
+    with pytest.raises(error) as raised:
+        store.stat("src", "a.csv")
+
+    assert type(raised.value) is error
+    if status in (503, 429):
+        assert len([seen for seen in script.seen if seen.startswith("GET")]) > 1, "the client should have retried"
+
+
+def test_an_unreachable_service_is_transient() -> None:
+    client = storage.Client(
+        project=PROJECT,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": f"http://127.0.0.1:{free_port()}"},
+    )
+
+    with pytest.raises(TransientError):
+        GcsStore(client, retry_seconds=0.5).stat("src", "a.csv")

@@ -1,0 +1,80 @@
+"""The GCP test world: the emulator, fresh buckets, and the environment a deployed function gets."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from filegate.gcs_storage import GcsStore
+from filegate.local_jobs import LocalJobsServer
+from filegate.settings import Location, Settings
+
+BIN = Path(sys.executable).parent
+PROJECT = "filegate-test"
+# Variables the function or its SDKs read: a developer's own settings must not leak into a test.
+_OWN_PREFIXES = ("FILEGATE_", "DATABRICKS_", "GOOGLE_", "STORAGE_EMULATOR_HOST", "CLOUDSDK_")
+
+
+@dataclass(frozen=True)
+class GcsEmulator:
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> storage.Client:
+        """A plain google-cloud-storage client: what a user uploading files would use."""
+        return storage.Client(
+            project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
+        )
+
+
+def fresh_settings(store: GcsStore) -> Settings:
+    """Landing, archive and rejected buckets of their own (GCS triggers filter by bucket only)."""
+    suffix = uuid.uuid4().hex[:10]
+    landing, archive, rejected = f"landing-{suffix}", f"archive-{suffix}", f"rejected-{suffix}"
+    store.create_buckets(landing, archive, rejected)
+    return Settings(landing=Location(landing), archive=Location(archive), rejected=Location(rejected))
+
+
+def function_env(emulator: GcsEmulator, settings: Settings, jobs_url: str, **extra: str) -> dict[str, str]:
+    """The environment a deployed function gets, pointed at the emulator and the local Jobs API."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(_OWN_PREFIXES)}
+    env.update(
+        STORAGE_EMULATOR_HOST=emulator.url,
+        GOOGLE_CLOUD_PROJECT=PROJECT,
+        FILEGATE_LANDING=str(settings.landing),
+        FILEGATE_ARCHIVE=str(settings.archive),
+        FILEGATE_REJECTED=str(settings.rejected),
+        DATABRICKS_HOST=jobs_url,
+        DATABRICKS_TOKEN="local-test-token",  # the local Jobs API accepts any token
+        **extra,
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class GcpWorld:
+    """One served function with its buckets, the emulator and the Jobs API it talks to."""
+
+    url: str
+    settings: Settings
+    store: GcsStore
+    client: storage.Client
+    jobs: LocalJobsServer
+    log: Path
+
+    def runs(self) -> list[dict[str, str]]:
+        """Job parameters of every run started so far, oldest first."""
+        runs = sorted(self.jobs.runs(), key=lambda run: run["run_id"])
+        return [{p["name"]: p["value"] for p in run["job_parameters"]} | {"run_id": run["run_id"]} for run in runs]
+
+    def run_now_tokens(self) -> list[str]:
+        return [request.body.get("idempotency_token", "") for request in self.jobs.requests("run-now")]
