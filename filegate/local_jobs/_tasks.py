@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filegate.errors import FilegateError
+from filegate.storage import Store
 
 # How much of a failed task's stderr becomes its error message (the whole stream is in its log).
 ERROR_TAIL_CHARS = 2000
@@ -62,37 +63,29 @@ def is_remote(uri: str) -> bool:
 def fetch_source(uri: str, folder: Path, storage: SourceStorage) -> Path:
     """Download the object a cloud URI names from the local emulator into `folder`; the local file's path."""
     folder.mkdir(parents=True, exist_ok=True)
+    store: Store
     if azure := _AZURE_URI.match(uri):
         if not storage.azure_connection_string:
             raise TaskFailed(f"cannot read {uri}: no local Azure storage configured (--azure-storage)")
-        from azure.storage.blob import BlobClient
+        from filegate.azure_storage import AzureBlobStore
 
-        target = folder / Path(azure["path"]).name
-        blob = BlobClient.from_connection_string(storage.azure_connection_string, azure["container"], azure["path"])
-        try:
-            with target.open("wb") as sink:
-                blob.download_blob().readinto(sink)
-        except Exception as exc:
-            raise TaskFailed(f"cannot read {uri} from local Azure storage: {exc}") from exc
-        return target
-    if gcs := _GCS_URI.match(uri):
+        store = AzureBlobStore.from_setting(storage.azure_connection_string)
+        container, path = azure.group("container", "path")
+    elif gcs := _GCS_URI.match(uri):
         if not storage.gcs_endpoint:
             raise TaskFailed(f"cannot read {uri}: no local GCS endpoint configured (--gcs-endpoint)")
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage as gcs_storage
+        from filegate.gcs_storage import GcsStore
 
-        target = folder / Path(gcs["path"]).name
-        client = gcs_storage.Client(
-            project="local",
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": storage.gcs_endpoint},
-        )
-        try:
-            client.bucket(gcs["bucket"]).blob(gcs["path"]).download_to_filename(str(target))
-        except Exception as exc:
-            raise TaskFailed(f"cannot read {uri} from the local GCS emulator: {exc}") from exc
-        return target
-    raise TaskFailed(f"not a cloud URI: {uri}")
+        store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": storage.gcs_endpoint})
+        container, path = gcs.group("bucket", "path")
+    else:
+        raise TaskFailed(f"not a cloud URI: {uri}")
+    target = folder / Path(path).name
+    try:
+        store.download(container, path, str(target))
+    except FilegateError as exc:
+        raise TaskFailed(f"cannot read {uri} from local {store.kind} storage: {exc}") from exc
+    return target
 
 
 def task_command(invocation: TaskInvocation) -> list[str]:
