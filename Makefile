@@ -50,6 +50,9 @@ checkov: $(CHECKOV_STAMP) ## Scan infra/ (Terraform) for misconfigurations; skip
 gcp-package: $(PY_STAMP) ## Build build/gcp_function/ and its zip: the GCP function with the core vendored in
 	$(BIN)/python gcp_function/build.py
 
+bench: setup ## Handler benchmarks vs the raw-SDK floor into bench/results/handler.md (QUICK=1: small sizes)
+	$(BIN)/python bench/bench_handler.py $(if $(QUICK),--quick)
+
 demo: setup ## The whole flow on this machine: Azurite, watcher, function, local Jobs API, Spark
 	$(BIN)/filegate demo
 

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePosixPath
+from urllib.parse import quote
 
 from filegate.errors import DestinationExists, StorageError
 from filegate.events import Upload
@@ -55,10 +56,15 @@ def _candidates(location: Location, relative: str, upload: Upload) -> tuple[str,
     return location.path(relative), location.path(version_qualified(relative, upload.version))
 
 
+def source_label(upload: Upload) -> str:
+    """The upload's `container/path`, percent-encoded: Azure sends metadata as HTTP headers (Latin-1)."""
+    return quote(f"{upload.container}/{upload.path}", safe="/")
+
+
 def is_copy_of(info: ObjectInfo, upload: Upload) -> bool:
     """Whether an object is Filegate's copy of exactly this upload (same source, same version)."""
     return (
-        info.metadata.get(META_SOURCE) == f"{upload.container}/{upload.path}"
+        info.metadata.get(META_SOURCE) == source_label(upload)
         and info.metadata.get(META_SOURCE_VERSION) == upload.version
     )
 
@@ -66,7 +72,7 @@ def is_copy_of(info: ObjectInfo, upload: Upload) -> bool:
 def place_upload(store: Store, upload: Upload, location: Location, relative: str) -> Placement:
     """Copy the upload into `location`; a redelivery finds and reuses its own earlier copy."""
     metadata = {
-        META_SOURCE: f"{upload.container}/{upload.path}",
+        META_SOURCE: source_label(upload),
         META_SOURCE_VERSION: upload.version,
         META_EVENT_ID: upload.event_id,
     }

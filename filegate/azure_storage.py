@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
 # Event Grid gives the whole handler 30 s; fail fast and let it redeliver rather than outlive it.
-_CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 3, "connection_timeout": 5, "read_timeout": 15}
+# The SDK's default back-off (15 s, then 18 s, 24 s) alone would outlast that.
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 3,
+    "initial_backoff": 0.5,
+    "increment_base": 2,
+    "connection_timeout": 5,
+    "read_timeout": 15,
+}
 _COPY_WAIT_SECONDS = 20.0
 
 

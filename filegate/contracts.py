@@ -56,10 +56,7 @@ class Column:
     @property
     def text_pattern(self) -> str | None:
         """The regular expression a non-empty value must match, or None for free text."""
-        decimal = _DECIMAL_TYPE.match(self.type)
-        if decimal:
-            return decimal_pattern(int(decimal.group(1)), int(decimal.group(2)))
-        return TEXT_PATTERNS.get(self.type)
+        return _text_pattern(self.type)
 
     def check_text(self, text: str) -> str | None:
         """Why `text` is not a valid value of this column, or None when it is."""
@@ -67,15 +64,31 @@ class Column:
             return None if self.nullable else f"{self.name} is empty but required"
         if self.allowed and text not in self.allowed:
             return f"{self.name} value {text!r} is not one of {', '.join(self.allowed)}"
-        pattern = self.text_pattern
-        if pattern is not None:
-            regex = _PY_PATTERNS.get(self.type) or re.compile(pattern)
+        regex = _text_regex(self.type)
+        if regex is not None:
             if not regex.match(text):
                 return f"{self.name} value {text!r} is not a valid {self.type}"
             problem = _check_calendar(self.type, text)
             if problem:
                 return f"{self.name} value {text!r} {problem}"
         return None
+
+
+@cache
+def _text_pattern(type_name: str) -> str | None:
+    decimal = _DECIMAL_TYPE.match(type_name)
+    if decimal:
+        return decimal_pattern(int(decimal.group(1)), int(decimal.group(2)))
+    return TEXT_PATTERNS.get(type_name)
+
+
+@cache
+def _text_regex(type_name: str) -> re.Pattern[str] | None:
+    """Compiled once per type: validation checks every sampled value with it."""
+    pattern = _text_pattern(type_name)
+    if pattern is None:
+        return None
+    return _PY_PATTERNS.get(type_name) or re.compile(pattern)
 
 
 def _check_calendar(type_name: str, text: str) -> str | None:

@@ -122,7 +122,9 @@ class GcsStore:
         self._retry: Any = DEFAULT_RETRY.with_timeout(retry_seconds).with_delay(initial=min(1.0, retry_seconds / 5))
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None) -> GcsStore:
+    def from_environment(
+        cls, env: Mapping[str, str] | None = None, *, retry_seconds: float = _RETRY_SECONDS
+    ) -> GcsStore:
         """Application Default Credentials in the cloud; anonymous against `STORAGE_EMULATOR_HOST`."""
         from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import storage
@@ -138,10 +140,10 @@ class GcsStore:
                 credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                 client_options={"api_endpoint": emulator},
             )
-            return cls(client, check_first=True)
+            return cls(client, check_first=True, retry_seconds=retry_seconds)
         try:
             # Without a project the client takes it from Application Default Credentials.
-            return cls(storage.Client(project=project) if project else storage.Client())
+            return cls(storage.Client(project=project) if project else storage.Client(), retry_seconds=retry_seconds)
         except DefaultCredentialsError as exc:
             raise SettingsError(f"no Google credentials for Cloud Storage: {exc}") from exc
 

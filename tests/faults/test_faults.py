@@ -1,0 +1,154 @@
+"""Crashes, Jobs API failures and storage outages, each followed by Event Grid's redelivery: all converge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from filegate.errors import TransientError
+from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, handle_payload
+from filegate.local_jobs import Fault
+from tests.factories import csv_bytes, tracking_row
+from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, run_parameters
+
+NAME = "order_tracking_2024_03_05.csv"
+DATA = csv_bytes([tracking_row(i) for i in range(20)])
+
+
+def redeliver(world: World, event: dict[str, Any]) -> Any:
+    """Event Grid's retry: the same event, to a fresh worker with a healthy store."""
+    [outcome] = handle_payload(world.gate(), event)
+    return outcome
+
+
+@pytest.mark.parametrize(
+    ("crash_after", "left_in_landing"),
+    [
+        pytest.param("copy", 1, id="after-archive-copy-before-delete"),
+        pytest.param("delete", 0, id="after-delete-before-run-now"),
+    ],
+)
+def test_a_crash_mid_move_converges_on_redelivery(world: World, crash_after: str, left_in_landing: int) -> None:
+    event = world.upload(NAME, DATA)
+    crashing = CrashingStore(world.store, after=crash_after)
+
+    with pytest.raises(SimulatedCrash):
+        handle_payload(world.gate(crashing), event)
+    assert len(world.objects(world.settings.landing)) == left_in_landing
+    assert len(world.objects(world.settings.archive)) == 1
+    assert world.runs() == []
+
+    outcome = redeliver(world, event)
+
+    assert outcome.status == DUPLICATE
+    assert_converged(world, {NAME: DATA})
+    [run] = world.runs()
+    assert outcome.run_id == run["run_id"]
+    assert run_parameters(run)["dataset"] == "order_tracking"
+
+
+def test_a_crash_between_rejected_copy_and_report_still_leaves_the_report(world: World) -> None:
+    data = csv_bytes(header=["tracking_num", "order_id"])
+    event = world.upload(NAME, data)
+
+    with pytest.raises(SimulatedCrash):
+        handle_payload(world.gate(CrashingStore(world.store, after="copy")), event)
+    outcome = redeliver(world, event)
+
+    assert outcome.status == DUPLICATE
+    rejected = {o.path: o for o in world.objects(world.settings.rejected)}
+    assert sorted(rejected) == [f"order_tracking/{NAME}", f"order_tracking/{NAME}.report.json"]
+    assert world.read(rejected[f"order_tracking/{NAME}"]) == data
+    assert b"header is missing columns" in world.read(rejected[f"order_tracking/{NAME}.report.json"])
+    assert world.objects(world.settings.landing) == []
+    assert world.runs() == []
+
+
+# Each fault hits run-now; `raises` says whether the first delivery must fail (and be redelivered) or
+# whether the SDK's own retry, carrying the same idempotency token, already absorbs it.
+RUN_NOW_FAULTS = [
+    pytest.param(Fault(status=500), 1, True, id="500-before-run-created"),
+    pytest.param(Fault(status=500, after_request=True), 1, True, id="500-after-run-created"),
+    pytest.param(Fault(status=429, retry_after=1), 1, False, id="429-once-retried-by-sdk"),
+    pytest.param(Fault(status=429, retry_after=1, after_request=True), 1, False, id="429-after-run-created"),
+    pytest.param(Fault(status=429, retry_after=1), 10, True, id="429-longer-than-retry-budget"),
+    pytest.param(Fault(status=503, retry_after=1, after_request=True), 10, True, id="503-after-run-created"),
+    pytest.param(Fault(status=None, delay=1.5, after_request=True), 1, False, id="timeout-after-run-created"),
+    pytest.param(Fault(status=None, delay=1.5, after_request=True), 10, True, id="timeouts-past-retry-budget"),
+    pytest.param(Fault(status=0, after_request=True), 1, False, id="connection-dropped-after-run-created"),
+]
+
+
+@pytest.mark.parametrize(("fault", "times", "raises"), RUN_NOW_FAULTS)
+def test_run_now_failures_start_exactly_one_run(world: World, fault: Fault, times: int, raises: bool) -> None:
+    event = world.upload(NAME, DATA)
+    world.jobs_api.inject(fault, times=times)
+
+    if raises:
+        with pytest.raises(TransientError):
+            handle_payload(world.gate(), event)
+        # The file is archived before run-now, so the landing location is already empty: only the
+        # redelivered event (or the sweep) can start the run, and it must find the archived copy.
+        assert world.objects(world.settings.landing) == []
+        world.jobs_api.clear_faults()
+        outcome = redeliver(world, event)
+        assert outcome.status == DUPLICATE
+    else:
+        [outcome] = handle_payload(world.gate(), event)
+        assert outcome.status == ARCHIVED
+
+    assert_converged(world, {NAME: DATA})
+    [run] = world.runs()
+    assert outcome.run_id == run["run_id"]
+    assert len(world.jobs_api.requests("run-now")) >= 2
+
+
+def _reads(method: str, path: str, headers: Any) -> bool:
+    return method == "GET" and ("range" in headers or "x-ms-range" in headers)
+
+
+def _copies(method: str, path: str, headers: Any) -> bool:
+    return "x-ms-copy-source" in headers or "rewriteTo" in path or "copyTo" in path
+
+
+def _deletes(method: str, path: str, headers: Any) -> bool:
+    return method == "DELETE"
+
+
+STORAGE_OPERATIONS = [
+    pytest.param(_reads, id="read"),
+    pytest.param(_copies, id="copy"),
+    pytest.param(_deletes, id="delete"),
+]
+
+
+@pytest.mark.parametrize("operation", STORAGE_OPERATIONS)
+def test_storage_answering_503_briefly_is_absorbed_by_the_sdk_retry(world: World, operation: Any) -> None:
+    event = world.upload(NAME, DATA)
+    assert world.proxy is not None
+    rule = world.proxy.fail(operation, status=503, times=2)
+
+    [outcome] = handle_payload(world.gate(), event)
+
+    assert rule.hits == 2
+    assert outcome.status == ARCHIVED
+    assert_converged(world, {NAME: DATA})
+
+
+@pytest.mark.parametrize("operation", STORAGE_OPERATIONS)
+def test_a_storage_outage_fails_the_delivery_and_redelivery_converges(world: World, operation: Any) -> None:
+    event = world.upload(NAME, DATA)
+    assert world.proxy is not None
+    rule = world.proxy.fail(operation, status=503)
+
+    with pytest.raises(TransientError):
+        handle_payload(world.gate(), event)
+    assert rule.hits >= 2
+    assert world.runs() == []
+    world.proxy.heal()
+    outcome = redeliver(world, event)
+
+    assert outcome.status in (ARCHIVED, DUPLICATE)
+    assert outcome.status != REJECTED
+    assert_converged(world, {NAME: DATA})

@@ -1,0 +1,351 @@
+"""The local world for fault, race and sweep tests: real stores, the local Jobs API, and ways to break them.
+
+Faults come in three kinds, all below Filegate's own code:
+- `CrashingStore` wraps a real store and kills the "process" right after a chosen operation succeeded;
+- `FaultProxy` sits between the storage SDK and the emulator and answers 503 for chosen requests, so the
+  real SDK, its retries and Filegate's error translation all run;
+- the local Jobs API's own `Fault`s make run-now answer 500/429, or stall past the client's timeout.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from filegate.contracts import load_contracts
+from filegate.events import GCS_FINALIZED
+from filegate.ingest import Gate
+from filegate.jobs import DatabricksJobs
+from filegate.local_jobs import LocalJobsServer
+from filegate.settings import Location, Settings
+from filegate.storage import ObjectInfo, Store
+from tests.factories import blob_created
+from tests.jobs_api import workspace_client
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+
+class SimulatedCrash(BaseException):
+    """The worker process dying at a chosen point; a BaseException so no `except Exception` swallows it."""
+
+
+@dataclass
+class CrashingStore:
+    """A real store that crashes once right after `after` ("copy", "delete" or "put") succeeded."""
+
+    inner: Store
+    after: str
+    crashes: int = 1
+    crashed: int = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _maybe_crash(self, operation: str) -> None:
+        if operation == self.after and self.crashed < self.crashes:
+            self.crashed += 1
+            raise SimulatedCrash(f"crash after {operation}")
+
+    def copy(
+        self,
+        src_container: str,
+        src_path: str,
+        src_version: str,
+        dst_container: str,
+        dst_path: str,
+        metadata: Mapping[str, str],
+    ) -> ObjectInfo:
+        info = self.inner.copy(src_container, src_path, src_version, dst_container, dst_path, metadata)
+        self._maybe_crash("copy")
+        return info
+
+    def delete(self, container: str, path: str, version: str) -> bool:
+        deleted = self.inner.delete(container, path, version)
+        self._maybe_crash("delete")
+        return deleted
+
+    def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        info = self.inner.put(container, path, data, content_type, metadata)
+        self._maybe_crash("put")
+        return info
+
+
+@dataclass
+class ProxyRule:
+    """Answer `status` instead of forwarding, for requests that match, `times` times (None: until cleared)."""
+
+    matches: Callable[[str, str, Mapping[str, str]], bool]
+    status: int = 503
+    times: int | None = None
+    hits: int = 0
+
+
+@dataclass
+class FaultProxy:
+    """An HTTP proxy on a free loopback port in front of a storage emulator, with programmable failures."""
+
+    upstream_port: int
+    rules: list[ProxyRule] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    port: int = 0
+
+    def fail(
+        self, matches: Callable[[str, str, Mapping[str, str]], bool], *, status: int = 503, times: int | None = None
+    ) -> ProxyRule:
+        rule = ProxyRule(matches, status, times)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def heal(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    def _fault_for(self, method: str, path: str, headers: Mapping[str, str]) -> int | None:
+        with self._lock:
+            for rule in self.rules:
+                if (rule.times is None or rule.hits < rule.times) and rule.matches(method, path, headers):
+                    rule.hits += 1
+                    return rule.status
+        return None
+
+
+def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status = proxy._fault_for(self.command, self.path, headers)
+            if status is not None:
+                # The shape both clouds use: Azure reads x-ms-error-code, GCS reads the JSON error.
+                payload = b"" if self.command == "HEAD" else b'{"error": {"code": %d, "message": "injected"}}' % status
+                self.send_response(status)
+                self.send_header("x-ms-error-code", "ServerBusy")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+            try:
+                forwarded = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                upstream.request(self.command, self.path, body=body, headers=forwarded)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status, answer.reason)
+                # A HEAD answer's Content-Length is the object's size, not this (empty) body's.
+                keep_length = self.command == "HEAD"
+                for name, value in answer.getheaders():
+                    if name.lower() not in _HOP_BY_HOP and (keep_length or name.lower() != "content-length"):
+                        self.send_header(name, value)
+                if not keep_length:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+            finally:
+                upstream.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _forward  # noqa: N815 - http.server's names
+
+    return Handler
+
+
+@contextmanager
+def run_fault_proxy(upstream_port: int) -> Iterator[FaultProxy]:
+    """A started FaultProxy; stopped on exit."""
+    proxy = FaultProxy(upstream_port)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(proxy))
+    server.daemon_threads = True
+    proxy.port = int(server.server_address[1])
+    thread = threading.Thread(target=server.serve_forever, name="fault-proxy", daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class World:
+    """One cloud's real store and locations, the local Jobs API, and how users upload into it."""
+
+    kind: str
+    store: Store
+    settings: Settings
+    jobs_api: LocalJobsServer
+    put_object: Callable[[str, str, bytes], dict[str, Any]]
+    proxy: FaultProxy | None = None
+
+    def gate(
+        self, store: Store | None = None, *, retry_timeout_seconds: int = 4, http_timeout_seconds: float = 1
+    ) -> Gate:
+        """A Gate as the function builds it, with short SDK timeouts so faults resolve quickly."""
+        client = workspace_client(
+            self.jobs_api, retry_timeout_seconds=retry_timeout_seconds, http_timeout_seconds=http_timeout_seconds
+        )
+        return Gate(self.settings, store or self.store, DatabricksJobs(self.settings, client), load_contracts())
+
+    def upload(self, name: str, data: bytes) -> dict[str, Any]:
+        """Upload a file into the landing location as a user would; return the event the platform sends."""
+        landing = self.settings.landing
+        return self.put_object(landing.container, landing.path(name), data)
+
+    def objects(self, location: Location) -> list[ObjectInfo]:
+        return list(self.store.list(location.container, location.prefix))
+
+    def read(self, info: ObjectInfo) -> bytes:
+        return self.store.read_prefix(info.container, info.path, max(info.size, 1), info.version) if info.size else b""
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.jobs_api.runs()
+
+
+def fresh_locations() -> tuple[str, str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    return f"landing-{suffix}", f"archive-{suffix}", f"rejected-{suffix}"
+
+
+def world_settings(landing: str, archive: str, rejected: str) -> Settings:
+    return Settings(landing=Location(landing, "incoming/"), archive=Location(archive), rejected=Location(rejected))
+
+
+def azure_uploader(connection_string: str, port: int) -> Callable[[str, str, bytes], dict[str, Any]]:
+    """Uploads with the Blob SDK straight to Azurite (not through any proxy) and builds the BlobCreated event."""
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(connection_string)
+
+    def put(container: str, path: str, data: bytes) -> dict[str, Any]:
+        result = service.get_blob_client(container, path).upload_blob(data, overwrite=True)
+        return blob_created(container, path, len(data), str(result["etag"]).strip('"'), port=port)
+
+    return put
+
+
+def gcs_finalized(bucket: str, name: str, size: int, generation: int, event_id: str | None = None) -> dict[str, Any]:
+    """A `google.cloud.storage.object.v1.finalized` CloudEvent as Eventarc delivers it (numbers as strings)."""
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "type": GCS_FINALIZED,
+        "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+        "subject": f"objects/{name}",
+        "time": "2024-03-05T23:05:00.000000Z",
+        "datacontenttype": "application/json",
+        "data": {
+            "kind": "storage#object",
+            "bucket": bucket,
+            "name": name,
+            "generation": str(generation),
+            "metageneration": "1",
+            "size": str(size),
+            "contentType": "text/csv",
+            "timeCreated": "2024-03-05T23:05:00.000Z",
+            "updated": "2024-03-05T23:05:00.000Z",
+        },
+    }
+
+
+def gcs_client(endpoint: str) -> Any:
+    """An anonymous google-cloud-storage client for an emulator endpoint."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        project="filegate-local", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+    )
+
+
+def gcs_uploader(endpoint: str) -> Callable[[str, str, bytes], dict[str, Any]]:
+    """Uploads with the GCS SDK straight to the emulator and builds the finalize event."""
+    client = gcs_client(endpoint)
+
+    def put(bucket: str, name: str, data: bytes) -> dict[str, Any]:
+        blob = client.bucket(bucket).blob(name)
+        blob.upload_from_string(data, content_type="text/csv")
+        return gcs_finalized(bucket, name, len(data), int(blob.generation))
+
+    return put
+
+
+def run_parameters(run: Mapping[str, Any]) -> dict[str, str]:
+    """A run's job parameters as name -> value, from its `runs/get` answer."""
+    return {p["name"]: p["value"] for p in run.get("job_parameters", [])}
+
+
+def assert_converged(world: World, files: Mapping[str, bytes]) -> None:
+    """Every file archived exactly once with its exact bytes, one run per file naming that copy,
+    the landing location empty, nothing rejected."""
+    landing = world.objects(world.settings.landing)
+    assert landing == [], f"left in landing: {[o.path for o in landing]}"
+    assert world.objects(world.settings.rejected) == []
+    archived = world.objects(world.settings.archive)
+    by_name: dict[str, list[ObjectInfo]] = {}
+    for info in archived:
+        by_name.setdefault(info.path.rsplit("/", 1)[-1], []).append(info)
+    assert sorted(by_name) == sorted(files), "archive does not hold exactly the uploaded files"
+    for name, copies in by_name.items():
+        assert len(copies) == 1, f"{name} archived {len(copies)} times"
+        assert world.read(copies[0]) == files[name], f"{name}: archived bytes differ from the upload"
+    runs = world.runs()
+    sources = sorted(run_parameters(run)["source_path"] for run in runs)
+    expected = sorted(world.store.spark_uri(info.container, info.path) for info in archived)
+    assert sources == expected, f"{len(runs)} runs for {len(archived)} archived files"
+
+
+@contextmanager
+def open_azure_world(azurite: Any, state_dir: Any) -> Iterator[World]:
+    """Azurite behind a fault proxy, with the production client options but a short retry backoff."""
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob._shared.policies import ExponentialRetry
+
+    from filegate.azure_storage import _CLIENT_OPTIONS, AzureBlobStore
+    from tests.emulators import AZURITE_ACCOUNT, AZURITE_KEY
+    from tests.jobs_api import local_jobs_api
+
+    with run_fault_proxy(azurite.port) as proxy, local_jobs_api(state_dir) as server:
+        connection = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{proxy.port}/{AZURITE_ACCOUNT};"
+        )
+        # The same retry count as production; only the 15 s+ backoff is shortened to keep tests fast.
+        retry = ExponentialRetry(initial_backoff=0.05, increment_base=0, random_jitter_range=0, retry_total=3)
+        store = AzureBlobStore(
+            BlobServiceClient.from_connection_string(connection, **{**_CLIENT_OPTIONS, "retry_policy": retry})
+        )
+        names = fresh_locations()
+        store.create_containers(*names)
+        uploader = azure_uploader(azurite.connection_string, azurite.port)
+        yield World("azure", store, world_settings(*names), server, uploader, proxy)
+
+
+@contextmanager
+def open_gcs_world(emulator_port: int, state_dir: Any) -> Iterator[World]:
+    """gcp-storage-emulator behind a fault proxy, with the store as production builds it for an emulator."""
+    from filegate.gcs_storage import GcsStore
+    from tests.jobs_api import local_jobs_api
+
+    with run_fault_proxy(emulator_port) as proxy, local_jobs_api(state_dir) as server:
+        store = GcsStore.from_environment(
+            {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{proxy.port}", "GOOGLE_CLOUD_PROJECT": "filegate-local"},
+            retry_seconds=2,
+        )
+        names = fresh_locations()
+        store.create_buckets(*names)
+        yield World(
+            "gcs", store, world_settings(*names), server, gcs_uploader(f"http://127.0.0.1:{emulator_port}"), proxy
+        )

@@ -1,0 +1,123 @@
+"""Hostile uploads and events through the real path (Azurite, the local Jobs API): no crash, no stray run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from filegate.azure_storage import AzureBlobStore
+from filegate.contracts import load_contracts
+from filegate.ingest import ARCHIVED, IGNORED, REJECTED, Gate, handle_payload
+from filegate.jobs import DatabricksJobs
+from filegate.local_jobs import LocalJobsServer
+from filegate.settings import Settings
+from tests.emulators import Azurite
+from tests.factories import blob_created
+from tests.hostile.corpus import EVENTS, FILES, NAME, HostileEvent, HostileFile, huge_batch
+from tests.jobs_api import local_jobs_api, workspace_client
+
+
+@pytest.fixture(scope="module")
+def jobs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalJobsServer]:
+    with local_jobs_api(tmp_path_factory.mktemp("jobs")) as server:
+        yield server
+
+
+@pytest.fixture
+def gate(azure_store: AzureBlobStore, azure_settings: Settings, jobs_server: LocalJobsServer) -> Gate:
+    return Gate(
+        azure_settings, azure_store, DatabricksJobs(azure_settings, workspace_client(jobs_server)), load_contracts()
+    )
+
+
+def _sha256(store: AzureBlobStore, container: str, path: str, scratch: Path) -> str:
+    target = scratch / "copy.bin"
+    store.download(container, path, str(target))
+    return hashlib.sha256(target.read_bytes()).hexdigest()
+
+
+def test_the_corpus_is_big_enough_and_deterministic() -> None:
+    assert len(FILES) >= 30
+    assert len({case.case for case in FILES}) == len(FILES)
+    assert all(case.data() == case.data() for case in FILES if case.case != "50mb-single-line")
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.case) for case in FILES])
+def test_hostile_file(
+    case: HostileFile, gate: Gate, azurite: Azurite, jobs_server: LocalJobsServer, tmp_path: Path
+) -> None:
+    data = case.data()
+    landing = gate.settings.landing
+    path = landing.path(case.name)
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(landing.container, path)
+    etag = str(blob.upload_blob(data, overwrite=True)["etag"]).strip('"')
+    runs_before = len(jobs_server.requests("run-now"))
+
+    [outcome] = handle_payload(gate, blob_created(landing.container, path, len(data), etag, port=azurite.port))
+
+    store = gate.store
+    assert isinstance(store, AzureBlobStore)
+    assert list(store.list(landing.container, landing.prefix)) == []
+    assert outcome.status == case.expected, outcome.reasons
+    if case.expected == ARCHIVED:
+        assert len(jobs_server.requests("run-now")) == runs_before + 1
+        return
+    assert outcome.status == REJECTED
+    assert any(case.reason in reason for reason in outcome.reasons), outcome.reasons
+    assert len(jobs_server.requests("run-now")) == runs_before, "a rejected file started a run"
+    rejected = gate.settings.rejected
+    objects = {info.path: info for info in store.list(rejected.container, rejected.prefix)}
+    assert outcome.rejected_path is not None
+    kept = outcome.rejected_path.removeprefix(f"{rejected.container}/")
+    assert sorted(objects) == sorted([kept, f"{kept}.report.json"])
+    assert objects[kept].size == len(data)
+    if data:
+        assert _sha256(store, rejected.container, kept, tmp_path) == hashlib.sha256(data).hexdigest()
+    report_info = objects[f"{kept}.report.json"]
+    report = json.loads(store.read_prefix(rejected.container, report_info.path, report_info.size, report_info.version))
+    assert report["reasons"] == list(outcome.reasons)
+    assert report["file"] == case.name
+    # The bounded read: however big the file, validation read at most the sample.
+    assert report["bytes_read"] <= gate.settings.sample_bytes
+
+
+@pytest.mark.parametrize("case", EVENTS, ids=lambda case: case.case)
+def test_hostile_event_is_ignored_with_a_reason(case: HostileEvent, gate: Gate, jobs_server: LocalJobsServer) -> None:
+    landing = gate.settings.landing
+    runs_before = len(jobs_server.requests("run-now"))
+
+    outcomes = handle_payload(gate, case.payload(landing.container, landing.path(NAME)))
+
+    assert [outcome.status for outcome in outcomes] == [IGNORED]
+    assert case.reason in outcomes[0].reasons[0], outcomes[0].reasons
+    assert len(jobs_server.requests("run-now")) == runs_before
+
+
+def test_a_huge_batch_of_foreign_events_is_ignored_quickly(gate: Gate, jobs_server: LocalJobsServer) -> None:
+    landing = gate.settings.landing
+    runs_before = len(jobs_server.requests("run-now"))
+
+    outcomes = handle_payload(gate, huge_batch(landing.container, landing.path(NAME)))
+
+    assert len(outcomes) == 5001
+    assert all(outcome.status == IGNORED for outcome in outcomes)
+    assert len(jobs_server.requests("run-now")) == runs_before
+
+
+def test_truncated_json_is_refused_by_filegate_handle_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from filegate.cli import main
+
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(blob_created("landing", f"incoming/{NAME}", 10, "0x1"))[:150], encoding="utf-8")
+
+    code = main(["handle", str(event)])
+
+    assert code == 2
+    assert "is not JSON" in capsys.readouterr().err

@@ -1,0 +1,145 @@
+"""`filegate sweep`: files whose events never came are handled through the same path, exactly once."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, handle_payload
+from filegate.sweep import DUE, main, run_sweep
+from tests.emulators import Azurite
+from tests.factories import csv_bytes, tracking_row
+from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, open_azure_world
+
+NAME = "order_tracking_2024_03_05.csv"
+DATA = csv_bytes([tracking_row(i) for i in range(10)])
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def world(azurite: Azurite, tmp_path: Path) -> Iterator[World]:
+    with open_azure_world(azurite, tmp_path / "jobs") as opened:
+        yield opened
+
+
+def later(gate: Gate, delta: timedelta) -> Gate:
+    """The same gate, its clock `delta` ahead: files uploaded now look that old."""
+    return dataclasses.replace(gate, clock=lambda: datetime.now(UTC) + delta)
+
+
+def test_a_file_whose_event_was_lost_is_archived_with_one_run(world: World) -> None:
+    world.upload(NAME, DATA)  # its event never arrives
+
+    sweep = run_sweep(later(world.gate(), 2 * HOUR), HOUR)
+
+    assert [outcome.status for outcome in sweep.outcomes] == [ARCHIVED]
+    assert sweep.failed == 0
+    assert_converged(world, {NAME: DATA})
+
+
+def test_files_younger_than_the_threshold_are_left_to_their_events(world: World) -> None:
+    world.upload(NAME, DATA)
+
+    sweep = run_sweep(world.gate(), HOUR)
+
+    assert sweep.outcomes == ()
+    assert len(world.objects(world.settings.landing)) == 1
+
+
+def test_a_second_sweep_and_the_late_event_find_the_same_run(world: World) -> None:
+    event = world.upload(NAME, DATA)
+    gate = later(world.gate(), 2 * HOUR)
+    [swept] = run_sweep(gate, HOUR).outcomes
+
+    assert run_sweep(gate, HOUR).outcomes == ()
+    [late] = handle_payload(world.gate(), event)
+
+    # Same identity, same idempotency token: the event's delivery lands on the sweep's run.
+    assert late.status == DUPLICATE
+    assert late.run_id == swept.run_id
+    assert late.idempotency_token == swept.idempotency_token
+    assert_converged(world, {NAME: DATA})
+
+
+def test_sweep_and_event_at_the_same_moment_converge(world: World) -> None:
+    names = [f"order_tracking_2024_04_{day:02d}.csv" for day in range(1, 21)]
+    files = {name: csv_bytes([tracking_row(day)]) for day, name in enumerate(names)}
+    events = [world.upload(name, data) for name, data in files.items()]
+    start = threading.Barrier(2)
+
+    def deliver_events() -> None:
+        start.wait()
+        for event in events:
+            handle_payload(world.gate(), event)
+
+    thread = threading.Thread(target=deliver_events)
+    thread.start()
+    start.wait()
+    sweep = run_sweep(later(world.gate(), 2 * HOUR), HOUR)
+    thread.join()
+
+    assert sweep.failed == 0
+    assert_converged(world, files)
+
+
+def test_a_file_left_by_a_crash_after_the_copy_is_finished_by_the_sweep(world: World) -> None:
+    event = world.upload(NAME, DATA)
+    with pytest.raises(SimulatedCrash):
+        handle_payload(world.gate(CrashingStore(world.store, after="copy")), event)
+
+    [outcome] = run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes
+
+    assert outcome.status == DUPLICATE
+    assert_converged(world, {NAME: DATA})
+
+
+def test_an_invalid_file_is_rejected_by_the_sweep_as_by_its_event(world: World) -> None:
+    world.upload(NAME, b"tracking_num;order_id\n1;2\n")
+
+    [outcome] = run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes
+
+    assert outcome.status == REJECTED
+    assert "split by ';'" in outcome.reasons[0]
+    assert world.runs() == []
+
+
+def test_dry_run_lists_and_touches_nothing(world: World) -> None:
+    world.upload(NAME, DATA)
+    world.upload("order_tracking_2024_03_06.csv", DATA)
+
+    sweep = run_sweep(later(world.gate(), 2 * HOUR), HOUR, dry_run=True)
+
+    assert sorted(outcome.source for outcome in sweep.outcomes) == [
+        f"{world.settings.landing.container}/incoming/{name}" for name in (NAME, "order_tracking_2024_03_06.csv")
+    ]
+    assert {outcome.status for outcome in sweep.outcomes} == {DUE}
+    assert len(world.objects(world.settings.landing)) == 2
+    assert world.runs() == []
+
+
+def test_the_command_prints_one_outcome_per_file(
+    world: World, azurite: Azurite, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.upload(NAME, DATA)
+    world.upload("customers_2024_03_05.csv", DATA)
+    settings = world.settings
+    monkeypatch.setenv("FILEGATE_AZURE_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("FILEGATE_LANDING", str(settings.landing))
+    monkeypatch.setenv("FILEGATE_ARCHIVE", str(settings.archive))
+    monkeypatch.setenv("FILEGATE_REJECTED", str(settings.rejected))
+    monkeypatch.setenv("DATABRICKS_HOST", world.jobs_api.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
+
+    code = main(["--older-than", "0", "--target", "azure"])
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert sorted(line["status"] for line in lines) == [ARCHIVED, REJECTED]
+    assert world.objects(settings.landing) == []
+    assert len(world.runs()) == 1
