@@ -1,0 +1,92 @@
+"""Names and schemas of the columns the job adds to a contract's own columns."""
+
+from __future__ import annotations
+
+import re
+
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from filegate.contracts import Contract
+
+BATCH_ID = "_batch_id"
+SOURCE_FILE = "_source_file"
+INGESTED_AT = "_ingested_at"
+LINEAGE = (BATCH_ID, SOURCE_FILE, INGESTED_AT)
+
+EFFECTIVE_FROM = "effective_from"
+EFFECTIVE_TO = "effective_to"
+IS_CURRENT = "is_current"
+HISTORY = (EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT)
+
+REASON = "reason"
+RAW_LINE = "raw_line"
+
+
+def spark_type_name(type_name: str) -> str:
+    """The Spark DDL name of a contract type (they match except long)."""
+    return "bigint" if type_name == "long" else type_name
+
+
+_SCALARS: dict[str, DataType] = {
+    "string": StringType(),
+    "long": LongType(),
+    "double": DoubleType(),
+    "boolean": BooleanType(),
+    "date": DateType(),
+    "timestamp": TimestampType(),
+}
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+
+
+def _data_type(type_name: str) -> DataType:
+    decimal = _DECIMAL.match(type_name)
+    if decimal:
+        return DecimalType(int(decimal.group(1)), int(decimal.group(2)))
+    return _SCALARS[type_name]
+
+
+def _lineage_fields() -> list[StructField]:
+    return [
+        StructField(BATCH_ID, StringType()),
+        StructField(SOURCE_FILE, StringType()),
+        StructField(INGESTED_AT, TimestampType()),
+    ]
+
+
+def contract_fields(contract: Contract) -> list[StructField]:
+    """The contract's columns as Spark fields; all nullable, the rules are enforced before writing."""
+    return [StructField(column.name, _data_type(column.type)) for column in contract.columns]
+
+
+def stage_schema(contract: Contract) -> StructType:
+    """`<dataset>_stage`: the good rows of every batch, as read."""
+    return StructType([*contract_fields(contract), *_lineage_fields()])
+
+
+def rejects_schema() -> StructType:
+    """`<dataset>_rejects`: every row that broke a rule, why, and its raw text."""
+    return StructType([StructField(REASON, StringType()), StructField(RAW_LINE, StringType()), *_lineage_fields()])
+
+
+def target_schema(contract: Contract) -> StructType:
+    """`<dataset>`: one row per key (SCD1) or one row per key and version (SCD2)."""
+    fields = [*contract_fields(contract), *_lineage_fields()]
+    if contract.scd_type == 2:
+        sequence_type = _data_type(contract.column(contract.sequence_by).type)
+        fields += [
+            StructField(EFFECTIVE_FROM, sequence_type),
+            StructField(EFFECTIVE_TO, sequence_type),
+            StructField(IS_CURRENT, BooleanType()),
+        ]
+    return StructType(fields)

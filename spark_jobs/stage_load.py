@@ -1,0 +1,41 @@
+"""Entry point of the `stage_load` task: check the arguments, then stage one file."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a file (Databricks `spark_python_task`, or `python spark_jobs/stage_load.py`): import the
+    # package from the repository (or the installed wheel), not sibling modules from this folder.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from pyspark.sql import SparkSession
+
+from filegate.contracts import Contract
+from spark_jobs.stage import Batch, stage_file
+from spark_jobs.task import TaskArguments, run_task
+from spark_jobs.warehouse import Warehouse
+
+TASK = "stage_load"
+
+
+def stage(
+    spark: SparkSession, warehouse: Warehouse, contract: Contract, arguments: TaskArguments, started_at: datetime
+) -> None:
+    """Stage the file and say what happened."""
+    batch = Batch(arguments.dataset, arguments.batch_id, arguments.source_file, started_at)
+    counts = stage_file(spark, warehouse, contract, arguments.source_path, batch)
+    print(
+        f"{TASK}: batch {batch.batch_id} of {contract.name}: {counts.read} rows read, {counts.staged} staged, "
+        f"{counts.rejected} rejected ({warehouse.description})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_task(TASK, sys.argv[1:] if argv is None else argv, stage)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The target task's work: one batch's stage rows merged into `<dataset>` in one MERGE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from filegate.contracts import Contract
+from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
+from spark_jobs.columns import BATCH_ID, INGESTED_AT, target_schema
+from spark_jobs.merge import merge_for
+from spark_jobs.stage import StageCounts, rejects_table, stage_table
+from spark_jobs.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class TargetCounts:
+    """What one batch did to the target; `unchanged` are batch rows the target already had or outranks."""
+
+    read: int
+    rejected: int
+    inserted: int
+    updated: int
+    unchanged: int
+    started_at: datetime | None
+
+
+def target_table(contract: Contract) -> str:
+    return contract.name
+
+
+def batch_rows(warehouse: Warehouse, table: str, batch_id: str) -> DataFrame:
+    return warehouse.read(table).where(F.col(BATCH_ID) == F.lit(batch_id))
+
+
+def batch_summary(stage: DataFrame, rejects: DataFrame, contract: Contract) -> tuple[StageCounts, int, datetime | None]:
+    """How the stage task split the batch, how many versions it holds, and when its run started."""
+    # SCD1 keeps one version per key; SCD2 one per key and sequence value.
+    version_columns = [*contract.keys, contract.sequence_by] if contract.scd_type == 2 else list(contract.keys)
+    staged = stage.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_distinct(*(F.col(name) for name in version_columns)).alias("versions"),
+        F.min(INGESTED_AT).alias("started"),
+    ).first()
+    rejected = rejects.agg(F.count(F.lit(1)).alias("rows"), F.min(INGESTED_AT).alias("started")).first()
+    assert staged is not None
+    assert rejected is not None
+    starts = [start for start in (staged["started"], rejected["started"]) if start is not None]
+    counts = StageCounts(staged=staged["rows"], rejected=rejected["rows"])
+    return counts, staged["versions"], min(starts, default=None)
+
+
+def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> DataFrame:
+    """The rows the MERGE applies: latest per key (SCD1) or the changed versions (SCD2)."""
+    if contract.scd_type == 2:
+        return history_changes(distinct_versions(stage, contract), existing, contract)
+    return latest_per_key(stage, contract)
+
+
+def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
+    """Merge the batch's stage rows into the target, creating it on the first run."""
+    schema = target_schema(contract)
+    warehouse.ensure_table(target_table(contract), schema)
+    stage = batch_rows(warehouse, stage_table(contract), batch_id)
+    rejects = batch_rows(warehouse, rejects_table(contract), batch_id)
+    staged, versions, started_at = batch_summary(stage, rejects, contract)
+    if versions == 0:
+        return TargetCounts(staged.read, staged.rejected, 0, 0, 0, started_at)
+    # For SCD2 the source is computed from the target itself; both executors read it before writing.
+    source = merge_source(stage, warehouse.read(target_table(contract)), contract).select(*schema.fieldNames())
+    counts = warehouse.merge(target_table(contract), source, merge_for(contract, schema.fieldNames()))
+    # A new SCD2 version inserted for an existing key is a change of that key, not a new key.
+    inserted = counts.inserted
+    unchanged = versions - inserted if contract.scd_type == 2 else versions - inserted - counts.updated
+    return TargetCounts(staged.read, staged.rejected, inserted, counts.updated, unchanged, started_at)

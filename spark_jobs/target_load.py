@@ -1,0 +1,57 @@
+"""Entry point of the `target_load` task: check the arguments, merge the batch, log the run."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a file (Databricks `spark_python_task`, or `python spark_jobs/target_load.py`): import the
+    # package from the repository (or the installed wheel), not sibling modules from this folder.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from pyspark.sql import SparkSession
+
+from filegate.contracts import Contract
+from spark_jobs.processing_log import SUCCEEDED, RunRecord, append_run
+from spark_jobs.target import load_target
+from spark_jobs.task import TaskArguments, run_task
+from spark_jobs.warehouse import Warehouse
+
+TASK = "target_load"
+
+
+def merge_batch(
+    spark: SparkSession, warehouse: Warehouse, contract: Contract, arguments: TaskArguments, started_at: datetime
+) -> None:
+    """Merge the staged batch, then append the run's row to processing_log."""
+    counts = load_target(warehouse, contract, arguments.batch_id)
+    record = RunRecord(
+        batch_id=arguments.batch_id,
+        dataset=contract.name,
+        source_file=arguments.source_file,
+        task=TASK,
+        # The run began with the stage task; its start is the batch's `_ingested_at`.
+        started_at=counts.started_at or started_at,
+        ended_at=datetime.now(UTC),
+        status=SUCCEEDED,
+        rows_read=counts.read,
+        rows_rejected=counts.rejected,
+        rows_inserted=counts.inserted,
+        rows_updated=counts.updated,
+        rows_unchanged=counts.unchanged,
+    )
+    append_run(spark, warehouse, record)
+    print(
+        f"{TASK}: batch {arguments.batch_id} of {contract.name}: {counts.inserted} inserted, {counts.updated} updated, "
+        f"{counts.unchanged} unchanged, {counts.rejected} rejected of {counts.read} read ({warehouse.description})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_task(TASK, sys.argv[1:] if argv is None else argv, merge_batch)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""What both entry points share: their arguments, and running a task so that a failure is logged."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+from pyspark.sql import SparkSession
+
+from filegate.contracts import Contract, load_contracts
+from filegate.errors import FilegateError
+from spark_jobs.processing_log import FAILED, RunRecord, append_run
+from spark_jobs.session import build_session
+from spark_jobs.warehouse import ENGINES, Engine, Warehouse, open_warehouse
+
+_MAX_BATCH_ID = 200
+
+
+class TaskArgumentError(FilegateError):
+    """The task was started with arguments it cannot work with."""
+
+
+@dataclass(frozen=True)
+class TaskArguments:
+    """A task's parameters, as the job passes them."""
+
+    source_path: str
+    source_file: str
+    dataset: str
+    batch_id: str
+    catalog: str
+    schema: str
+    contracts_dir: Path | None
+    delta_engine: Engine
+
+
+def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
+    """Parse and check the task's command line."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--source-path", required=True, help="The file to load (a URI, or a local path).")
+    parser.add_argument("--source-file", help="The file's URI to record as lineage; defaults to --source-path.")
+    parser.add_argument("--dataset", required=True, help="The dataset contract's name.")
+    parser.add_argument("--batch-id", required=True, help="The run's batch id; a re-run replaces its rows.")
+    parser.add_argument("--catalog", default="local", help="Unity Catalog name; ignored for local tables.")
+    parser.add_argument("--schema", required=True, help="Schema name, or locally the warehouse directory.")
+    parser.add_argument("--contracts-dir", type=Path, help="A folder of extra dataset contracts.")
+    parser.add_argument("--delta-engine", choices=ENGINES, default="auto", help="Who writes the Delta tables.")
+    parsed = parser.parse_args(list(argv))
+    batch_id = parsed.batch_id.strip()
+    if not batch_id or len(batch_id) > _MAX_BATCH_ID or any(ord(char) < 32 for char in batch_id):
+        raise TaskArgumentError(
+            f"--batch-id must be 1 to {_MAX_BATCH_ID} printable characters, got {parsed.batch_id!r}"
+        )
+    for name in ("source_path", "dataset", "schema"):
+        if not getattr(parsed, name).strip():
+            raise TaskArgumentError(f"--{name.replace('_', '-')} must not be empty")
+    return TaskArguments(
+        source_path=parsed.source_path,
+        source_file=parsed.source_file or parsed.source_path,
+        dataset=parsed.dataset.strip(),
+        batch_id=batch_id,
+        catalog=parsed.catalog.strip(),
+        schema=parsed.schema.strip(),
+        contracts_dir=parsed.contracts_dir,
+        delta_engine=cast(Engine, parsed.delta_engine),
+    )
+
+
+def find_contract(arguments: TaskArguments) -> Contract:
+    """The dataset's contract, from the built-in datasets and --contracts-dir."""
+    extra = (arguments.contracts_dir,) if arguments.contracts_dir else ()
+    contracts = load_contracts(*extra)
+    if arguments.dataset not in contracts:
+        raise TaskArgumentError(f"unknown dataset {arguments.dataset!r}; known: {', '.join(sorted(contracts))}")
+    return contracts[arguments.dataset]
+
+
+TaskBody = Callable[[SparkSession, Warehouse, Contract, TaskArguments, datetime], None]
+
+
+def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
+    """Run a task; on failure log the run as FAILED, print why, and return a non-zero exit code."""
+    started_at = datetime.now(UTC)
+    try:
+        arguments = parse_arguments(argv, f"Filegate {task}: load one file of a dataset.")
+    except TaskArgumentError as exc:
+        print(f"{task}: {exc}", file=sys.stderr)
+        return 2
+    warehouse: Warehouse | None = None
+    spark: SparkSession | None = None
+    try:
+        spark = build_session(f"filegate-{task}", on_databricks="DATABRICKS_RUNTIME_VERSION" in os.environ)
+        warehouse = open_warehouse(spark, arguments.catalog, arguments.schema, arguments.delta_engine)
+        contract = find_contract(arguments)
+        body(spark, warehouse, contract, arguments, started_at)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        print(f"{task} failed for batch {arguments.batch_id} ({arguments.source_file}): {error}", file=sys.stderr)
+        traceback.print_exc()
+        if spark is not None and warehouse is not None:
+            record = RunRecord(
+                batch_id=arguments.batch_id,
+                dataset=arguments.dataset,
+                source_file=arguments.source_file,
+                task=task,
+                started_at=started_at,
+                ended_at=datetime.now(UTC),
+                status=FAILED,
+                error=error[:4000],
+            )
+            try:
+                append_run(spark, warehouse, record)
+            except Exception as log_exc:
+                print(f"{task}: could not write processing_log either: {log_exc}", file=sys.stderr)
+        return 1
+    return 0

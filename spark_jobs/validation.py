@@ -1,0 +1,157 @@
+"""Reading a contract's file as raw lines and splitting them into typed rows and rejects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from filegate.contracts import Column, Contract
+from spark_jobs.columns import RAW_LINE as RAW_COLUMN
+from spark_jobs.columns import REASON as REASON_COLUMN
+from spark_jobs.columns import spark_type_name
+
+_FIELD_COUNT = "_field_count"
+# A quoted field, doubled quotes inside included (RFC 4180).
+_QUOTED_FIELD = '"([^"]|"")*"'
+
+
+class HeaderMismatch(ValueError):
+    """The file's first line is not the contract's column list."""
+
+
+@dataclass(frozen=True)
+class SplitRows:
+    """A file's data rows: those that passed every rule (typed) and those that did not."""
+
+    checked: DataFrame
+    good: DataFrame
+    rejects: DataFrame
+
+
+def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
+    """The file's data lines as one `raw_line` column, checked against the contract's header."""
+    lines = spark.read.text(path).select(
+        # A byte-order mark belongs to the file, not to its first column name.
+        F.regexp_replace("value", "^\ufeff", "").alias(RAW_COLUMN)
+    )
+    first = lines.first()
+    if first is None:
+        return lines.limit(0)
+    header = first[RAW_COLUMN]
+    expected = contract.column_names
+    found = tuple(name.strip().strip('"').strip().lower() for name in header.split(contract.delimiter))
+    if found != tuple(name.lower() for name in expected):
+        raise HeaderMismatch(f"header {header!r} does not list the columns {', '.join(expected)} in order")
+    # A header repeated further down (files concatenated) is not data either; blank lines are skipped
+    # the way every CSV reader skips them.
+    return lines.where((F.col(RAW_COLUMN) != F.lit(header)) & (F.trim(F.col(RAW_COLUMN)) != F.lit("")))
+
+
+def field_count(line: SparkColumn, delimiter: str) -> SparkColumn:
+    """How many fields a CSV line holds: delimiters outside quoted fields, plus one."""
+    unquoted = F.regexp_replace(line, _QUOTED_FIELD, "")
+    return F.length(unquoted) - F.length(F.replace(unquoted, F.lit(delimiter), F.lit(""))) + 1
+
+
+def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
+    """One text column per contract column ("" when empty or missing), the field count and `raw_line`."""
+    fields = StructType([StructField(name, StringType()) for name in contract.column_names])
+    options = {
+        "sep": contract.delimiter,
+        # RFC 4180 quoting, as Python's csv module (the function's validator) reads it.
+        "quote": '"',
+        "escape": '"',
+        "mode": "PERMISSIVE",
+    }
+    parsed = lines.select(
+        F.col(RAW_COLUMN),
+        field_count(F.col(RAW_COLUMN), contract.delimiter).alias(_FIELD_COUNT),
+        F.from_csv(F.col(RAW_COLUMN), fields.simpleString(), options).alias("f"),
+    )
+    # The CSV reader turns empty fields into NULL; the rules work on text, where empty is "".
+    return parsed.select(
+        RAW_COLUMN,
+        _FIELD_COUNT,
+        *(F.coalesce(F.col(f"f.`{name}`"), F.lit("")).alias(name) for name in fields.fieldNames()),
+    )
+
+
+def _quoted_repr(value: SparkColumn) -> SparkColumn:
+    """Python's repr of a string for the common case, so reasons read like the function's reports."""
+    return F.concat(F.lit("'"), value, F.lit("'"))
+
+
+def column_reason(column: Column, value: SparkColumn) -> SparkColumn:
+    """Why a field's text is not a valid value of `column` (the rules of `Column.check_text`), or NULL."""
+    empty = value == F.lit("")
+    rules: list[tuple[SparkColumn, SparkColumn]] = []
+    if not column.nullable:
+        rules.append((empty, F.lit(f"{column.name} is empty but required")))
+    if column.allowed:
+        rules.append(
+            (
+                ~empty & ~value.isin(*column.allowed),
+                F.concat(
+                    F.lit(f"{column.name} value "),
+                    _quoted_repr(value),
+                    F.lit(f" is not one of {', '.join(column.allowed)}"),
+                ),
+            )
+        )
+    pattern = column.text_pattern
+    if pattern is not None:
+        rules.append(
+            (
+                ~empty & ~value.rlike(pattern),
+                F.concat(F.lit(f"{column.name} value "), _quoted_repr(value), F.lit(f" is not a valid {column.type}")),
+            )
+        )
+        # The shape is right but the calendar or the type disagrees, e.g. 2024-02-30.
+        rules.append(
+            (
+                ~empty & value.try_cast(spark_type_name(column.type)).isNull(),
+                F.concat(F.lit(f"{column.name} value "), _quoted_repr(value), F.lit(f" is not a real {column.type}")),
+            )
+        )
+    if not rules:
+        return F.lit(None).cast("string")
+    first_condition, first_reason = rules[0]
+    reason = F.when(first_condition, first_reason)
+    for condition, text in rules[1:]:
+        reason = reason.when(condition, text)
+    return reason
+
+
+def row_reason(contract: Contract) -> SparkColumn:
+    """Every rule a parsed row breaks, joined with '; ', or NULL for a good row."""
+    expected = len(contract.columns)
+    shape = F.when(
+        F.col(_FIELD_COUNT) != F.lit(expected),
+        F.concat(F.lit("row has "), F.col(_FIELD_COUNT).cast("string"), F.lit(f" fields, expected {expected}")),
+    )
+    # A row of the wrong shape has its values in the wrong columns: its per-column reasons would mislead.
+    per_column = F.concat_ws("; ", *(column_reason(column, F.col(column.name)) for column in contract.columns))
+    return F.when(shape.isNotNull(), shape).when(per_column != F.lit(""), per_column)
+
+
+def typed_columns(contract: Contract) -> list[SparkColumn]:
+    """The contract's columns cast from validated text; empty text is NULL."""
+    return [
+        F.when(F.col(column.name) == F.lit(""), F.lit(None))
+        .otherwise(F.col(column.name))
+        .try_cast(spark_type_name(column.type))
+        .alias(column.name)
+        for column in contract.columns
+    ]
+
+
+def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
+    """Good rows typed by the contract, and rejected rows with their reason and raw text."""
+    checked = parsed.withColumn(REASON_COLUMN, row_reason(contract))
+    good = checked.where(F.col(REASON_COLUMN).isNull()).select(*typed_columns(contract))
+    rejects = checked.where(F.col(REASON_COLUMN).isNotNull()).select(REASON_COLUMN, RAW_COLUMN)
+    return SplitRows(checked=checked, good=good, rejects=rejects)

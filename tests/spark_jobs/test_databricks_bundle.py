@@ -1,0 +1,50 @@
+"""The bundle in infra/databricks: the shape the function and the local Jobs API rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from filegate.settings import DEFAULT_JOB_NAME
+
+BUNDLE = Path(__file__).resolve().parents[2] / "infra" / "databricks"
+PARAMETERS = [
+    "--source-path", "{{job.parameters.source_path}}", "--dataset", "{{job.parameters.dataset}}",
+    "--batch-id", "{{job.parameters.batch_id}}", "--catalog", "${var.catalog}", "--schema", "${var.schema}",
+]  # fmt: skip
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_the_job_runs_stage_then_target_with_the_job_parameters() -> None:
+    job_file = BUNDLE / "resources" / "filegate_ingest.job.yml"
+    job = load(job_file)["resources"]["jobs"]["filegate_ingest"]
+
+    assert job["name"] == DEFAULT_JOB_NAME
+    assert [p["name"] for p in job["parameters"]] == ["source_path", "dataset", "batch_id"]
+    assert (job["max_concurrent_runs"], job["queue"]["enabled"]) == (1, True)
+    stage, target = job["tasks"]
+    assert (stage["task_key"], target["task_key"]) == ("stage_load", "target_load")
+    assert target["depends_on"] == [{"task_key": "stage_load"}]
+    for task in (stage, target):
+        python_file = (job_file.parent / task["spark_python_task"]["python_file"]).resolve()
+        assert python_file == BUNDLE.parents[1] / "spark_jobs" / f"{task['task_key']}.py"
+        assert task["spark_python_task"]["parameters"] == PARAMETERS
+    (environment,) = job["environments"]
+    assert {task["environment_key"] for task in job["tasks"]} == {environment["environment_key"]}
+    assert any(dependency.endswith(".whl") for dependency in environment["spec"]["dependencies"])
+    assert job["email_notifications"]["on_failure"] == "${var.failure_emails}"
+
+
+def test_targets_set_catalog_and_schema_and_prod_keeps_the_job_name() -> None:
+    bundle = load(BUNDLE / "databricks.yml")
+
+    assert set(bundle["targets"]) == {"dev", "prod"}
+    for target in bundle["targets"].values():
+        assert {"catalog", "schema"} <= set(target["variables"])
+    assert bundle["targets"]["prod"]["mode"] == "production"
+    assert bundle["artifacts"]["filegate"]["type"] == "whl"

@@ -1,0 +1,98 @@
+"""Dedupe and change detection, and the merge specification run by delta-rs on tiny tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from filegate.contracts import Contract, load_contracts
+from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
+from spark_jobs.columns import target_schema
+from spark_jobs.merge import latest_wins_merge
+from spark_jobs.warehouse import DeltaRsWarehouse
+
+pytestmark = pytest.mark.spark
+
+ORDERS = load_contracts()["order_tracking"]
+
+
+def at(hour: int) -> datetime:
+    return datetime(2025, 3, 3, hour, tzinfo=UTC)
+
+
+def rows(spark: SparkSession, contract: Contract, *versions: tuple[str, str, int], history: bool = False) -> DataFrame:
+    """Target-shaped rows from (key, status, hour) triples; other columns fixed."""
+    schema = target_schema(contract)
+    data = []
+    for key, status, hour in versions:
+        values = {"tracking_num": key, "order_id": "O", "status": status, "status_ts": at(hour), "carrier": "UPS"}
+        values |= {"destination_city": "Paris", "destination_postal_code": "75001", "destination_country": "FR"}
+        values |= {"_batch_id": "b", "effective_from": at(hour) if history else None}
+        data.append(tuple(values.get(name) for name in schema.fieldNames()))
+    return spark.createDataFrame(data, schema)
+
+
+def test_latest_per_key_is_the_newest_and_ties_do_not_depend_on_order(spark: SparkSession) -> None:
+    versions = [("A", "PICKED_UP", 9), ("A", "IN_TRANSIT", 12), ("A", "DELIVERED", 12), ("B", "PICKED_UP", 8)]
+    forward = rows(spark, ORDERS, *versions).drop("effective_from", "effective_to", "is_current")
+    backward = rows(spark, ORDERS, *reversed(versions)).drop("effective_from", "effective_to", "is_current")
+
+    picked = [
+        sorted((r.tracking_num, r.status) for r in latest_per_key(df, ORDERS).collect()) for df in (forward, backward)
+    ]
+
+    assert picked[0] == picked[1]
+    assert [key for key, _ in picked[0]] == ["A", "B"]
+    assert dict(picked[0])["A"] in {"IN_TRANSIT", "DELIVERED"}
+
+
+def test_distinct_versions_drops_only_repeats(spark: SparkSession) -> None:
+    batch = rows(spark, ORDERS, ("A", "PICKED_UP", 9), ("A", "PICKED_UP", 9), ("A", "IN_TRANSIT", 12))
+
+    assert distinct_versions(batch, ORDERS).count() == 2
+
+
+def test_history_changes_rebound_the_timeline_and_ignore_known_versions(spark: SparkSession) -> None:
+    contract = load_contracts(Path(__file__).with_name("contracts"))["parcel_history"]
+    existing = rows(
+        spark, contract, ("A", "LABEL_CREATED", 6), ("A", "IN_TRANSIT", 12), ("C", "PICKED_UP", 7), history=True
+    )
+    existing = history_changes(existing.limit(0).unionByName(existing), existing.limit(0), contract)
+    # A late PICKED_UP between two known versions, a repeat of a known one, a new key.
+    batch = rows(spark, contract, ("A", "PICKED_UP", 9), ("A", "IN_TRANSIT", 12), ("B", "LABEL_CREATED", 5))
+    batch = batch.drop("effective_from", "effective_to", "is_current")
+
+    changes = {(r.tracking_num, r.effective_from.hour): r for r in history_changes(batch, existing, contract).collect()}
+
+    assert set(changes) == {("A", 6), ("A", 9), ("B", 5)}
+    assert (changes[("A", 6)].effective_to.hour, changes[("A", 6)].is_current) == (9, False)
+    assert (changes[("A", 9)].effective_to.hour, changes[("A", 9)].is_current) == (12, False)
+    assert (changes[("B", 5)].effective_to, changes[("B", 5)].is_current) == (None, True)
+
+
+def test_latest_wins_merge_never_regresses_and_repeats_are_no_ops(spark: SparkSession, tmp_path: Path) -> None:
+    warehouse = DeltaRsWarehouse(spark, tmp_path)
+    schema = target_schema(ORDERS)
+    warehouse.ensure_table("t", schema)
+    spec = latest_wins_merge(ORDERS, schema.fieldNames())
+    plain = list(schema.fieldNames())
+    first = rows(spark, ORDERS, ("A", "IN_TRANSIT", 12), ("B", "PICKED_UP", 8)).select(*plain)
+    late = rows(spark, ORDERS, ("A", "PICKED_UP", 9), ("B", "DELIVERED", 15)).select(*plain)
+
+    counts = [warehouse.merge("t", batch, spec) for batch in (first, late, late)]
+
+    assert [(c.inserted, c.updated) for c in counts] == [(2, 0), (0, 1), (0, 0)]
+    final = {
+        r["tracking_num"]: r["status"]
+        for r in DeltaTable(str(tmp_path / "t")).to_pyarrow_dataset().to_table().to_pylist()
+    }
+    assert final == {"A": "IN_TRANSIT", "B": "DELIVERED"}
+
+
+def test_merge_refuses_identifiers_the_dialects_would_read_differently() -> None:
+    with pytest.raises(ValueError, match="lower-case identifiers"):
+        latest_wins_merge(ORDERS, ["tracking_num", "Status"])

@@ -1,0 +1,80 @@
+"""Row validation in Spark agrees with the function's `Column.check_text`, value for value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from filegate.contracts import Column, load_contracts
+from spark_jobs.validation import HeaderMismatch, column_reason, parse_fields, read_lines, split_rows
+
+pytestmark = pytest.mark.spark
+
+TEXTS = {
+    "long": ["1", "+12", "-0", "123456789012345678", "1234567890123456789", "1.0", "1e3", "", " 1", "x"],
+    "double": ["1", "1.", ".5", "-2.5e-3", "1e", "e5", "NaN", "inf", "", "1,5"],
+    "boolean": ["true", "FALSE", "True", "yes", "1", "", "t"],
+    "date": ["2024-02-29", "2023-02-29", "2024-13-01", "2024-1-01", "20240101", ""],
+    "timestamp": [
+        "2024-03-01T10:00:00Z", "2024-03-01 10:00:00", "2024-03-01T10:00:00.123456+02:00", "2024-03-01T24:00:00",
+        "2024-02-30T10:00:00", "2024-03-01T10:00", "2024-03-01T10:00:00+0200", "2024-03-01T10:00:00.1234567", "",
+    ],
+    "decimal(10,3)": ["1", "1234567.123", "12345678.1", "1.1234", "-0.5", "+3.", "1e2", ""],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("type_name", sorted(TEXTS))
+@pytest.mark.parametrize("nullable", [True, False])
+def test_spark_rules_match_check_text(spark: SparkSession, type_name: str, nullable: bool) -> None:
+    column = Column("value", type_name, nullable=nullable)
+    texts = spark.createDataFrame([(text,) for text in TEXTS[type_name]], "value string")
+
+    verdicts = dict(texts.select("value", column_reason(column, F.col("value")).alias("reason")).collect())
+
+    assert verdicts == {text: column.check_text(text) for text in TEXTS[type_name]}
+
+
+def test_allowed_values_and_required_reasons_read_like_the_function(spark: SparkSession) -> None:
+    column = load_contracts()["order_tracking"].column("status")
+    texts = ["DELIVERED", "delivered", "LOST", ""]
+    rows = spark.createDataFrame([(text,) for text in texts], "value string")
+
+    verdicts = dict(rows.select("value", column_reason(column, F.col("value"))).collect())
+
+    assert verdicts == {text: column.check_text(text) for text in texts}
+
+
+def write(path: Path, *lines: str) -> str:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_quoting_blank_lines_and_field_counts(spark: SparkSession, tmp_path: Path) -> None:
+    contract = load_contracts()["order_tracking"]
+    header = ",".join(contract.column_names)
+    good = '1Z9,"ORD-1",DELIVERED,2025-03-03T10:00:00Z,UPS,"Memphis, TN",US,Paris,"75 001",FR,,,'
+    quoted_quote = '1Z8,"ORD ""2""",DELIVERED,2025-03-03T10:00:00Z,UPS,,,Paris,75001,FR,,,'
+    short = "1Z7,ORD-3,DELIVERED,2025-03-03T10:00:00Z,UPS"
+    long = good + ",extra"
+    path = write(tmp_path / "f.csv", "\ufeff" + header, good, "", "   ", quoted_quote, short, long, header)
+
+    split = split_rows(parse_fields(read_lines(spark, path, contract), contract), contract)
+
+    good_rows = {row["tracking_num"]: row for row in split.good.collect()}
+    assert set(good_rows) == {"1Z9", "1Z8"}
+    assert good_rows["1Z9"]["origin_city"] == "Memphis, TN"
+    assert good_rows["1Z8"]["order_id"] == 'ORD "2"'
+    assert good_rows["1Z8"]["origin_city"] is None
+    reasons = {row["raw_line"]: row["reason"] for row in split.rejects.collect()}
+    assert reasons == {short: "row has 5 fields, expected 13", long: "row has 14 fields, expected 13"}
+
+
+def test_a_header_that_is_not_the_contract_is_refused(spark: SparkSession, tmp_path: Path) -> None:
+    contract = load_contracts()["order_tracking"]
+    path = write(tmp_path / "f.csv", "tracking_num,status", "1Z1,DELIVERED")
+
+    with pytest.raises(HeaderMismatch, match="does not list the columns"):
+        read_lines(spark, path, contract)
