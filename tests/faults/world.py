@@ -314,7 +314,7 @@ def open_azure_world(azurite: Any, state_dir: Any) -> Iterator[World]:
     from azure.storage.blob._shared.policies import ExponentialRetry
 
     from filegate.azure_storage import _CLIENT_OPTIONS, AzureBlobStore
-    from tests.emulators import AZURITE_ACCOUNT, AZURITE_KEY
+    from filegate.emulators import AZURITE_ACCOUNT, AZURITE_KEY
     from tests.jobs_api import local_jobs_api
 
     with run_fault_proxy(azurite.port) as proxy, local_jobs_api(state_dir) as server:

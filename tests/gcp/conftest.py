@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from filegate.gcs_storage import GcsStore
-from tests.emulators import ROOT, free_port, stop, wait_for_port
+from tests.emulators import ROOT, free_port, stop_process, wait_for_port
 from tests.gcp.world import BIN, PROJECT, GcpWorld, GcsEmulator, fresh_settings, function_env
 from tests.jobs_api import local_jobs_api
 
@@ -32,7 +32,7 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
             assert answer.status == 200
         yield GcsEmulator(port)
     finally:
-        stop(process)
+        stop_process(process)
 
 
 @pytest.fixture
@@ -80,4 +80,4 @@ def gcp_world(
                 wait_for_port(port, process, timeout=60)
                 yield GcpWorld(f"http://127.0.0.1:{port}", settings, store, gcs_emulator.client(), jobs, log)
             finally:
-                stop(process)
+                stop_process(process)

@@ -1,0 +1,241 @@
+"""`filegate status`: the configured job's recent runs, or one run with its tasks, through databricks-sdk.
+
+It talks to whatever DATABRICKS_HOST names: a workspace, or the local Jobs API of `make demo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from filegate.errors import FilegateError, SettingsError
+
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.jobs import BaseRun, Run, RunTask
+
+DEFAULT_LIMIT = 10
+# The Jobs API returns at most 25 runs per page; the SDK pages on.
+_PAGE_LIMIT = 25
+RUN_COLUMNS = ("RUN", "STATE", "STARTED (UTC)", "QUEUED", "DURATION", "DATASET", "SOURCE FILE", "RUN PAGE")
+TASK_COLUMNS = ("TASK", "STATE", "STARTED (UTC)", "DURATION", "RUN PAGE")
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str = "") -> str:
+    """Plain columns, left-aligned, widths from the content; None shows as an empty cell."""
+    text_rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    widths = [len(header) for header in headers]
+    for row in text_rows:
+        for index, cell in enumerate(row):
+            widths[index] = max(widths[index], len(cell))
+    lines = [
+        indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [list(headers), *text_rows]
+    ]
+    return "\n".join(lines)
+
+
+def parameter(run: BaseRun | Run, name: str) -> str:
+    """A job parameter's value in a run (its default when the run did not set it)."""
+    for entry in run.job_parameters or ():
+        if entry.name == name:
+            return str(entry.value if entry.value is not None else entry.default or "")
+    return ""
+
+
+def run_state(run: BaseRun | Run | RunTask) -> str:
+    """`RUNNING`, `QUEUED`, ... while active; the result (`SUCCESS`, `FAILED`, ...) once terminated."""
+    status, legacy = run.status, run.state
+    state = _name(status.state) if status is not None and status.state is not None else ""
+    if not state and legacy is not None:
+        state = _name(legacy.life_cycle_state)
+    if state in ("TERMINATED", "SKIPPED", "INTERNAL_ERROR", ""):
+        if legacy is not None and legacy.result_state is not None:
+            return _name(legacy.result_state)
+        details = status.termination_details if status is not None else None
+        if details is not None and details.code is not None:
+            return _name(details.code)
+    return state or "UNKNOWN"
+
+
+def run_message(run: BaseRun | Run | RunTask) -> str:
+    """Why the run ended as it did (empty when it succeeded or has not ended)."""
+    details = run.status.termination_details if run.status is not None else None
+    if details is not None and details.message:
+        return str(details.message)
+    if run.state is not None and run.state.state_message:
+        return str(run.state.state_message)
+    return ""
+
+
+def duration_seconds(run: BaseRun | Run | RunTask, now_ms: int | None = None) -> float | None:
+    """How long it ran (time in the job's queue not counted), or has been running; None before it started."""
+    queued = (run.queue_duration or 0) / 1000
+    if run.run_duration:
+        return max(run.run_duration / 1000 - queued, 0.0)
+    if not run.start_time:
+        return None
+    end = run.end_time or (now_ms if now_ms is not None else int(time.time() * 1000))
+    return max((end - run.start_time) / 1000 - queued, 0.0)
+
+
+def queue_seconds(run: BaseRun | Run) -> float | None:
+    """How long the run waited for the job's earlier runs (queueing, max_concurrent_runs = 1)."""
+    return run.queue_duration / 1000 if run.queue_duration else None
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def format_time(epoch_ms: int | None) -> str:
+    if not epoch_ms:
+        return ""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def short_source(uri: str) -> str:
+    """`container/path` of an abfss:// or gs:// URI: the part a person recognises."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("abfss", "abfs", "wasbs", "wasb"):
+        return f"{parts.username or parts.netloc.split('@')[0]}{parts.path}"
+    if parts.scheme == "gs":
+        return f"{parts.netloc}{parts.path}"
+    return uri
+
+
+def run_row(run: BaseRun | Run) -> list[str]:
+    """One run as a row under RUN_COLUMNS."""
+    return [
+        str(run.run_id),
+        run_state(run),
+        format_time(run.start_time),
+        format_duration(queue_seconds(run)),
+        format_duration(duration_seconds(run)),
+        parameter(run, "dataset"),
+        short_source(parameter(run, "source_path")),
+        run.run_page_url or "",
+    ]
+
+
+def recent_runs(client: WorkspaceClient, job_id: int, limit: int = DEFAULT_LIMIT) -> list[BaseRun]:
+    """The job's newest runs first."""
+    runs = client.jobs.list_runs(job_id=job_id, limit=min(limit, _PAGE_LIMIT))
+    return list(islice(runs, limit))
+
+
+def task_error(client: WorkspaceClient, task: RunTask) -> str:
+    """A failed task's error: its run output where the workspace keeps one, else its termination message."""
+    from databricks.sdk.errors.base import DatabricksError
+
+    if task.run_id is not None:
+        try:
+            output = client.jobs.get_run_output(task.run_id)
+        except DatabricksError:
+            output = None  # the local Jobs API keeps no run output; the termination message says it
+        if output is not None and output.error:
+            return str(output.error)
+    return run_message(task)
+
+
+def render_runs(runs: Sequence[BaseRun], job_name: str, job_id: int, host: str) -> str:
+    if not runs:
+        return f"No runs of job {job_name} (id {job_id}) on {host} yet."
+    heading = f"Runs of job {job_name} (id {job_id}) on {host}, newest first:"
+    return f"{heading}\n{render_table(RUN_COLUMNS, [run_row(run) for run in runs], indent='  ')}"
+
+
+def render_run(client: WorkspaceClient, run: Run) -> str:
+    """One run: what it loaded, how it ended, its tasks and, when it failed, why."""
+    lines = [f"Run {run.run_id} of job {run.run_name or '?'} (id {run.job_id}): {run_state(run)}"]
+    facts = [
+        ("started", f"{format_time(run.start_time)} UTC" if run.start_time else "not yet"),
+        ("queued", format_duration(queue_seconds(run))),
+        ("duration", format_duration(duration_seconds(run))),
+        ("dataset", parameter(run, "dataset")),
+        ("source", parameter(run, "source_path")),
+        ("batch", parameter(run, "batch_id")),
+        ("run page", run.run_page_url or ""),
+    ]
+    lines += [f"  {name:<9} {value}" for name, value in facts if value]
+    tasks = run.tasks or []
+    if tasks:
+        rows = [
+            [
+                task.task_key,
+                run_state(task),
+                format_time(task.start_time),
+                format_duration(duration_seconds(task)),
+                task.run_page_url or "",
+            ]
+            for task in tasks
+        ]
+        lines += ["Tasks:", render_table(TASK_COLUMNS, rows, indent="  ")]
+    failed = [task for task in tasks if run_state(task) in ("FAILED", "TIMEDOUT", "INTERNAL_ERROR")]
+    if failed:
+        lines.append("Errors:")
+        for task in failed:
+            lines.append(f"  {task.task_key}: {task_error(client, task)}")
+    elif run_state(run) not in ("SUCCESS", "RUNNING", "QUEUED", "PENDING", "BLOCKED", "WAITING"):
+        message = run_message(run)
+        if message:
+            lines.append(f"Message: {message}")
+    return "\n".join(lines)
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+def main(argv: list[str]) -> int:
+    """`filegate status [RUN_ID]`: recent runs of the configured job, or one run in detail."""
+    parser = argparse.ArgumentParser(prog="filegate status", description=main.__doc__)
+    parser.add_argument("run_id", nargs="?", type=int, help="show this run with its tasks and errors")
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="how many recent runs to list")
+    parser.add_argument("--json", action="store_true", help="print the Jobs API's answer as JSON")
+    args = parser.parse_args(argv)
+    if args.limit < 1:
+        parser.error("--limit must be at least 1")
+    from databricks.sdk.errors.base import DatabricksError
+
+    from filegate.jobs import DatabricksJobs, create_workspace_client
+    from filegate.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+        client = create_workspace_client(settings)
+        host = client.config.host or "?"
+        if args.run_id is not None:
+            run = client.jobs.get_run(args.run_id)
+            print(json.dumps(run.as_dict(), indent=2) if args.json else render_run(client, run))
+            return 0
+        jobs = DatabricksJobs(settings, client)
+        job_id = jobs.job_id()
+        runs = recent_runs(client, job_id, args.limit)
+    except (SettingsError, ValueError) as exc:
+        # The SDK raises ValueError for missing or conflicting credentials.
+        print(f"filegate status: configuration error: {exc}", file=sys.stderr)
+        print("Set DATABRICKS_HOST and credentials (e.g. DATABRICKS_TOKEN) for the workspace.", file=sys.stderr)
+        return 2
+    except (FilegateError, DatabricksError, OSError) as exc:
+        print(f"filegate status: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([run.as_dict() for run in runs], indent=2))
+    else:
+        # With FILEGATE_JOB_ID the name is not configured; a run carries its job's name.
+        job_name = settings.job_name if settings.job_id is None else (runs[0].run_name if runs else "") or "?"
+        print(render_runs(runs, job_name, job_id, host))
+    return 0

@@ -1,0 +1,138 @@
+"""`filegate status` against the local Jobs API, through the real databricks-sdk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from filegate import status
+from filegate.local_jobs import LocalJobsServer, TaskFailed, TaskInvocation
+from tests.jobs_api import local_jobs_api, workspace_client
+
+SOURCE = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
+BROKEN = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/06/order_tracking_2024_03_06.csv"
+
+
+def fail_broken_batches(invocation: TaskInvocation) -> None:
+    """A task runner without Spark: target_load fails for batches whose id says so."""
+    invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
+    invocation.log_file.write_text(f"{invocation.task_key}\n", encoding="utf-8")
+    if invocation.task_key == "target_load" and invocation.parameters["batch_id"].startswith("broken"):
+        raise TaskFailed("MERGE failed: 3 source rows match one target row")
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalJobsServer]:
+    """A local Jobs API with one good and one failed run; the environment points `filegate status` at it."""
+    with local_jobs_api(tmp_path / "jobs", runner=fail_broken_batches) as api:
+        client = workspace_client(api)
+        job_id = next(iter(api.jobs))
+        for source, batch in ((SOURCE, "order_tracking-20240305-aaa"), (BROKEN, "broken-20240306-bbb")):
+            parameters = {"source_path": source, "dataset": "order_tracking", "batch_id": batch}
+            client.jobs.run_now(job_id=job_id, job_parameters=parameters, idempotency_token=batch)
+        api.wait_idle(timeout=30)
+        for name in (
+            "DATABRICKS_CLIENT_ID",
+            "DATABRICKS_CLIENT_SECRET",
+            "DATABRICKS_CONFIG_PROFILE",
+            "FILEGATE_JOB_ID",
+        ):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("DATABRICKS_HOST", api.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
+        monkeypatch.setenv("FILEGATE_JOB_NAME", "filegate-ingest")
+        yield api
+
+
+def test_lists_recent_runs_newest_first_with_state_dataset_source_and_page(
+    server: LocalJobsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, broken = sorted(run["run_id"] for run in server.runs())
+
+    code = status.main([])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"Runs of job filegate-ingest (id 1) on {server.url}, newest first:"
+    assert lines[1].split()[:4] == ["RUN", "STATE", "STARTED", "(UTC)"]
+    broken_line, good_line = lines[2], lines[3]
+    assert broken_line.split()[:2] == [str(broken), "FAILED"]
+    assert good_line.split()[:2] == [str(good), "SUCCESS"]
+    assert "archive/order_tracking/2024/03/05/order_tracking_2024_03_05.csv" in good_line
+    assert "order_tracking " in good_line
+    assert good_line.endswith(f"{server.url}/runs/{good}")
+    assert " s " in good_line  # a duration
+
+
+def test_limit_and_json(server: LocalJobsServer, capsys: pytest.CaptureFixture[str]) -> None:
+    newest = max(run["run_id"] for run in server.runs())
+
+    code = status.main(["--limit", "1", "--json"])
+
+    runs = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [run["run_id"] for run in runs] == [newest]
+    assert {p["name"]: p["value"] for p in runs[0]["job_parameters"]}["source_path"] == BROKEN
+
+
+def test_one_run_shows_its_tasks_and_the_error(server: LocalJobsServer, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = max(run["run_id"] for run in server.runs())
+
+    code = status.main([str(broken)])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith(f"Run {broken} of job filegate-ingest (id 1): FAILED\n")
+    assert f"  source    {BROKEN}\n" in out
+    assert "  batch     broken-20240306-bbb\n" in out
+    assert f"  run page  {server.url}/runs/{broken}\n" in out
+    task_lines = {
+        line.split()[0]: line.split()[1] for line in out.split("Tasks:\n")[1].split("Errors:")[0].splitlines()
+    }
+    assert task_lines == {"TASK": "STATE", "stage_load": "SUCCESS", "target_load": "FAILED"}
+    assert "  target_load: MERGE failed: 3 source rows match one target row" in out
+
+
+def test_unknown_run_is_an_error(server: LocalJobsServer, capsys: pytest.CaptureFixture[str]) -> None:
+    code = status.main(["999999"])
+
+    assert code == 1
+    assert "Run 999999 does not exist" in capsys.readouterr().err
+
+
+def test_unknown_job_name_says_what_to_do(
+    server: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FILEGATE_JOB_NAME", "no-such-job")
+
+    code = status.main([])
+
+    assert code == 1
+    assert "no Databricks job named 'no-such-job'" in capsys.readouterr().err
+
+
+def test_a_job_without_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with local_jobs_api(tmp_path / "jobs") as api:
+        monkeypatch.setenv("DATABRICKS_HOST", api.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
+        monkeypatch.delenv("FILEGATE_JOB_ID", raising=False)
+        monkeypatch.delenv("FILEGATE_JOB_NAME", raising=False)
+
+        code = status.main([])
+
+    assert code == 0
+    assert capsys.readouterr().out == f"No runs of job filegate-ingest (id 1) on {api.url} yet.\n"
+
+
+def test_short_source_and_durations() -> None:
+    assert status.short_source(SOURCE) == "archive/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
+    assert status.short_source("gs://archive-bucket/order_tracking/x.csv") == "archive-bucket/order_tracking/x.csv"
+    assert status.format_duration(12.34) == "12.3 s"
+    assert status.format_duration(125) == "2 min 05 s"
+    assert status.format_duration(3 * 3600 + 60) == "3 h 01 min"

@@ -1,0 +1,449 @@
+"""`filegate watch` against real Azurite and the GCS emulator: events, retries, state, delivery paths."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from filegate.azure_storage import AzureBlobStore
+from filegate.contracts import load_contracts
+from filegate.events import Upload, parse_event
+from filegate.ingest import ARCHIVED, IGNORED, Gate, Outcome
+from filegate.jobs import DatabricksJobs
+from filegate.local_jobs import LocalJobsServer
+from filegate.settings import Location, Settings
+from filegate.watch import (
+    AzuriteSource,
+    DeliveryFailed,
+    DeliveryReport,
+    Event,
+    GcsEmulatorSource,
+    RetryPolicy,
+    Watcher,
+    deliver_cloudevent_binary,
+    deliver_event_grid_webhook,
+    deliver_in_process,
+    event_grid_webhook_url,
+    watched_locations,
+)
+from tests.emulators import Azurite, free_port
+from tests.factories import blob_created, csv_bytes, tracking_row
+from tests.gcp.conftest import function_source, gcp_world, gcs_emulator  # noqa: F401 - fixtures
+from tests.gcp.eventarc import upload as gcs_upload
+from tests.gcp.world import PROJECT, GcpWorld
+from tests.jobs_api import jobs_api, workspace_client  # noqa: F401 - jobs_api is a fixture
+
+DAY = "order_tracking_2024_03_05.csv"
+FAST = RetryPolicy(max_attempts=3, delays=(0.05, 0.2), scale=1.0)
+
+
+@dataclass
+class Recorder:
+    """The subscriber end of a delivery: keeps every event, fails the first `failures` attempts."""
+
+    failures: int = 0
+    retry: bool = True
+    events: list[Event] = field(default_factory=list)
+    attempts: list[float] = field(default_factory=list)
+
+    def __call__(self, event: Event) -> str:
+        self.attempts.append(time.monotonic())
+        if len(self.attempts) <= self.failures:
+            raise DeliveryFailed(f"attempt {len(self.attempts)} refused", retry=self.retry)
+        self.events.append(event)
+        return "ok"
+
+
+def put(azurite: Azurite, location: Location, name: str, data: bytes) -> str:
+    """Upload as a user would, with the Azure SDK (one Put Blob); the new eTag."""
+    from azure.storage.blob import BlobClient, ContentSettings
+
+    blob = BlobClient.from_connection_string(azurite.connection_string, location.container, location.path(name))
+    answer = blob.upload_blob(data, overwrite=True, content_settings=ContentSettings(content_type="text/csv"))
+    return str(answer["etag"]).strip('"')
+
+
+def watcher(
+    azurite: Azurite, settings: Settings, deliver: Callable[[Event], str], state: Path, **options: Any
+) -> Watcher:
+    return Watcher(AzuriteSource(azurite.connection_string), watched_locations(settings), deliver, state, **options)
+
+
+def test_a_new_blob_gets_one_blob_created_event_in_the_event_grid_schema(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    data = csv_bytes()
+    etag = put(azurite, azure_settings.landing, DAY, data)
+    recorder = Recorder()
+    watch = watcher(azurite, azure_settings, recorder, tmp_path)
+
+    watch.poll()
+    watch.deliver_due()
+
+    [event] = recorder.events
+    landing = azure_settings.landing
+    expected = blob_created(landing.container, landing.path(DAY), len(data), etag, port=azurite.port)
+    assert event.body.keys() == expected.keys()
+    assert event.body["data"].keys() == expected["data"].keys()
+    assert event.body["subject"] == expected["subject"]
+    assert event.body["eventType"] == "Microsoft.Storage.BlobCreated"
+    assert event.body["data"]["url"] == expected["data"]["url"]
+    assert event.body["data"]["contentType"] == "text/csv"
+    assert datetime.strptime(event.body["eventTime"], "%Y-%m-%dT%H:%M:%S.%f0Z")
+    upload = parse_event(event.body)
+    assert isinstance(upload, Upload)
+    assert (upload.account, upload.container, upload.path) == ("devstoreaccount1", landing.container, landing.path(DAY))
+    assert (upload.size, upload.version, upload.api) == (len(data), etag, "PutBlob")
+
+
+def test_only_new_names_and_new_versions_raise_events(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    landing = azure_settings.landing
+    first = put(azurite, landing, DAY, csv_bytes())
+    recorder = Recorder()
+    watch = watcher(azurite, azure_settings, recorder, tmp_path)
+    watch.poll()
+    watch.deliver_due()
+
+    assert watch.poll() == 0  # nothing changed
+    second = put(azurite, landing, DAY, csv_bytes([tracking_row(9)]))  # overwritten: a new eTag
+    put(azurite, landing, "order_tracking_2024_03_06.csv", csv_bytes())
+    assert watch.poll() == 2
+    watch.deliver_due()
+
+    versions = [(event.path.rsplit("/", 1)[-1], event.version) for event in recorder.events]
+    assert versions[:2] == [(DAY, first), (DAY, second)]
+    assert versions[2][0] == "order_tracking_2024_03_06.csv"
+    assert len({event.id for event in recorder.events}) == 3
+    sequencers = [event.body["data"]["sequencer"] for event in recorder.events]
+    assert sequencers == sorted(sequencers)
+
+
+def test_objects_are_delivered_in_the_order_they_were_written(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    landing = azure_settings.landing
+    # Azurite's timestamps have one-second resolution: wait so the write order is visible.
+    put(azurite, landing, "order_tracking_2024_03_07.csv", csv_bytes())
+    time.sleep(1.1)
+    put(azurite, landing, "order_tracking_2024_03_06.csv", csv_bytes())  # late, and alphabetically first
+    recorder = Recorder()
+
+    watch = watcher(azurite, azure_settings, recorder, tmp_path)
+    watch.poll()
+    watch.deliver_due()
+
+    assert [event.path for event in recorder.events] == [
+        landing.path("order_tracking_2024_03_07.csv"),
+        landing.path("order_tracking_2024_03_06.csv"),
+    ]
+
+
+def test_a_restarted_watcher_remembers_what_it_delivered(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    landing = azure_settings.landing
+    put(azurite, landing, DAY, csv_bytes())
+    first = watcher(azurite, azure_settings, Recorder(), tmp_path)
+    first.poll()
+    first.deliver_due()
+
+    put(azurite, landing, "order_tracking_2024_03_06.csv", csv_bytes())
+    recorder = Recorder()
+    restarted = watcher(azurite, azure_settings, recorder, tmp_path)
+    restarted.poll()
+    restarted.deliver_due()
+
+    assert [event.path for event in recorder.events] == [landing.path("order_tracking_2024_03_06.csv")]
+
+
+def test_skip_existing_treats_what_is_there_as_history(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    put(azurite, azure_settings.landing, DAY, csv_bytes())
+    recorder = Recorder()
+    watch = watcher(azurite, azure_settings, recorder, tmp_path, skip_existing=True)
+
+    watch.poll()
+    put(azurite, azure_settings.landing, "order_tracking_2024_03_06.csv", csv_bytes())
+    watch.poll()
+    watch.deliver_due()
+
+    assert [event.path for event in recorder.events] == [azure_settings.landing.path("order_tracking_2024_03_06.csv")]
+
+
+def test_archive_and_rejected_are_not_watched_unless_asked(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    put(azurite, azure_settings.archive, f"order_tracking/2024/03/05/{DAY}", csv_bytes())
+    put(azurite, azure_settings.rejected, "_unmatched/notes.txt", b"hello")
+    put(azurite, Location(azure_settings.landing.container), "elsewhere/file.csv", b"a,b\n")
+    recorder = Recorder()
+
+    watch = watcher(azurite, azure_settings, recorder, tmp_path)
+    assert watch.poll() == 0
+
+    everything = Watcher(
+        AzuriteSource(azurite.connection_string),
+        watched_locations(azure_settings, include_filegate_locations=True),
+        recorder,
+        tmp_path / "all",
+    )
+    assert everything.poll() == 2
+    everything.deliver_due()
+    assert {event.container for event in recorder.events} == {
+        azure_settings.archive.container,
+        azure_settings.rejected.container,
+    }
+
+
+def test_a_failed_delivery_is_retried_with_growing_delays(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    put(azurite, azure_settings.landing, DAY, csv_bytes())
+    recorder = Recorder(failures=2)
+    reports: list[DeliveryReport] = []
+    watch = watcher(azurite, azure_settings, recorder, tmp_path, policy=FAST, listener=reports.append)
+
+    watch.poll()
+    assert watch.drain(timeout=10)
+
+    assert [(r.attempt, r.delivered, r.retry_in) for r in reports] == [
+        (1, False, 0.05),
+        (2, False, 0.2),
+        (3, True, None),
+    ]
+    first, second, third = recorder.attempts
+    assert second - first >= 0.05
+    assert third - second >= 0.2
+    assert len(recorder.events) == 1
+    assert watch.dropped == []
+
+
+def test_retries_are_bounded_and_the_event_is_dead_lettered_once(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    put(azurite, azure_settings.landing, DAY, csv_bytes())
+    recorder = Recorder(failures=100)
+    watch = watcher(azurite, azure_settings, recorder, tmp_path, policy=FAST)
+
+    watch.poll()
+    assert watch.drain(timeout=10)
+
+    assert len(recorder.attempts) == FAST.max_attempts
+    [dropped] = watch.dropped
+    letter = json.loads((tmp_path / "deadletter" / f"{dropped.id}.json").read_text())
+    assert letter == dropped.body
+    assert isinstance(parse_event(letter), Upload)  # `filegate handle` can re-drive it
+    restarted = watcher(azurite, azure_settings, recorder, tmp_path, policy=FAST)
+    assert restarted.poll() == 0
+
+
+def test_an_answer_event_grid_does_not_retry_ends_the_delivery_at_once(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    put(azurite, azure_settings.landing, DAY, csv_bytes())
+    recorder = Recorder(failures=100, retry=False)
+    watch = watcher(azurite, azure_settings, recorder, tmp_path, policy=FAST)
+
+    watch.poll()
+    watch.drain(timeout=10)
+
+    assert len(recorder.attempts) == 1
+    assert len(watch.dropped) == 1
+
+
+def test_in_process_delivery_archives_the_file_and_starts_its_run(
+    azurite: Azurite,
+    azure_store: AzureBlobStore,
+    azure_settings: Settings,
+    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+) -> None:
+    jobs = DatabricksJobs(azure_settings, client=workspace_client(jobs_api))
+    gate = Gate(azure_settings, azure_store, jobs, load_contracts())
+    put(azurite, azure_settings.landing, DAY, csv_bytes())
+    seen: list[Outcome] = []
+    watch = watcher(azurite, azure_settings, deliver_in_process(gate, lambda _, o: seen.extend(o)), tmp_path)
+
+    watch.poll()
+    watch.deliver_due()
+
+    [outcome] = seen
+    assert outcome.status == ARCHIVED
+    assert azure_store.stat(azure_settings.archive.container, f"order_tracking/2024/03/05/{DAY}") is not None
+    [run] = jobs_api.runs()
+    assert run["run_id"] == outcome.run_id
+    parameters = {p["name"]: p["value"] for p in run["job_parameters"]}
+    assert parameters["source_path"].endswith(f"/order_tracking/2024/03/05/{DAY}")
+    # The archive write is not in the watched location: nothing more to deliver.
+    assert watch.poll() == 0
+
+
+@dataclass
+class FunctionsHost:
+    """Stands in for `func start` (which cannot be installed here): the Event Grid webhook route of the host,
+    handing each event to the real `on_blob_created` the way the Python worker does."""
+
+    url: str
+    requests: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
+    fail_first: int = 0
+
+
+@pytest.fixture
+def functions_host(
+    azurite: Azurite,
+    azure_settings: Settings,
+    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[FunctionsHost]:
+    import function_app
+
+    for name, value in {
+        "FILEGATE_AZURE_STORAGE": azurite.connection_string,
+        "FILEGATE_LANDING": str(azure_settings.landing),
+        "FILEGATE_ARCHIVE": str(azure_settings.archive),
+        "FILEGATE_REJECTED": str(azure_settings.rejected),
+        "DATABRICKS_HOST": jobs_api.url,
+        "DATABRICKS_TOKEN": "local-test-token",
+    }.items():
+        monkeypatch.setenv(name, value)
+    function_app._gate.cache_clear()
+    user_function = function_app.on_blob_created.build().get_user_function()
+    host = FunctionsHost(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            host.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            try:
+                if len(host.requests) <= host.fail_first:
+                    raise RuntimeError("the worker is still starting")
+                for item in body:
+                    user_function(
+                        func.EventGridEvent(
+                            id=item["id"],
+                            data=item["data"],
+                            topic=item["topic"],
+                            subject=item["subject"],
+                            event_type=item["eventType"],
+                            event_time=datetime.fromisoformat(item["eventTime"][:26]),
+                            data_version=item["dataVersion"],
+                        )
+                    )
+                status = 202
+            except Exception:
+                status = 500  # the host's answer when the function raised
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield host
+    finally:
+        server.shutdown()
+        server.server_close()
+        function_app._gate.cache_clear()
+
+
+def test_webhook_delivery_reaches_the_function_through_the_hosts_event_grid_route(
+    azurite: Azurite,
+    azure_store: AzureBlobStore,
+    azure_settings: Settings,
+    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    functions_host: FunctionsHost,
+    tmp_path: Path,
+) -> None:
+    functions_host.fail_first = 1
+    put(azurite, azure_settings.landing, DAY, csv_bytes())
+    deliver = deliver_event_grid_webhook(event_grid_webhook_url(functions_host.url))
+    watch = watcher(azurite, azure_settings, deliver, tmp_path, policy=FAST)
+
+    watch.poll()
+    assert watch.drain(timeout=30)
+
+    assert len(functions_host.requests) == 2  # a 500, then the retry
+    path, headers, body = functions_host.requests[-1]
+    assert path == "/runtime/webhooks/eventgrid?functionName=on_blob_created"
+    assert headers["aeg-event-type"] == "Notification"
+    assert headers["content-type"] == "application/json"
+    assert isinstance(body, list)
+    assert body[0]["eventType"] == "Microsoft.Storage.BlobCreated"
+    assert azure_store.stat(azure_settings.archive.container, f"order_tracking/2024/03/05/{DAY}") is not None
+    assert len(jobs_api.runs()) == 1
+
+
+def test_gcs_finalize_events_reach_the_function_served_by_functions_framework(
+    gcs_emulator: Any,  # noqa: F811 - the imported fixture
+    gcp_world: GcpWorld,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+) -> None:
+    settings = gcp_world.settings
+    runs_before = len(gcp_world.jobs.runs())
+    blob = gcs_upload(gcp_world.client, settings.landing.container, DAY, csv_bytes())
+    source = GcsEmulatorSource(gcs_emulator.url, project=PROJECT)
+    events: list[Event] = []
+    post = deliver_cloudevent_binary(gcp_world.url)
+
+    def deliver(event: Event) -> str:
+        events.append(event)
+        return post(event)
+
+    watch = Watcher(source, [settings.landing], deliver, tmp_path, policy=FAST)
+    watch.poll()
+    assert watch.drain(timeout=60)
+
+    [event] = events
+    assert event.body["type"] == "google.cloud.storage.object.v1.finalized"
+    assert event.body["source"] == f"//storage.googleapis.com/projects/_/buckets/{settings.landing.container}"
+    assert event.body["data"]["generation"] == str(blob.generation)
+    assert event.body["data"]["size"] == str(blob.size)
+    assert watch.dropped == []
+    archived = gcp_world.store.stat(settings.archive.container, f"order_tracking/2024/03/05/{DAY}")
+    assert archived is not None
+    assert len(gcp_world.jobs.runs()) == runs_before + 1
+
+
+def test_in_process_delivery_of_a_filegate_write_is_ignored_by_the_core(
+    azurite: Azurite,
+    azure_store: AzureBlobStore,
+    azure_settings: Settings,
+    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+) -> None:
+    gate = Gate(
+        azure_settings, azure_store, DatabricksJobs(azure_settings, workspace_client(jobs_api)), load_contracts()
+    )
+    put(azurite, azure_settings.archive, f"order_tracking/2024/03/05/{DAY}", csv_bytes())
+    seen: list[Outcome] = []
+    watch = Watcher(
+        AzuriteSource(azurite.connection_string),
+        watched_locations(azure_settings, include_filegate_locations=True),
+        deliver_in_process(gate, lambda _, o: seen.extend(o)),
+        tmp_path,
+    )
+
+    watch.poll()
+    watch.deliver_due()
+
+    assert [outcome.status for outcome in seen] == [IGNORED]
+    assert "own archive write" in seen[0].reasons[0]
+    assert jobs_api.runs() == []
