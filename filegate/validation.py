@@ -160,11 +160,16 @@ def _check_rows(reader: Any, contract: Contract) -> tuple[int, int, list[str]]:
     rows_sampled = bad_rows = 0
     reasons: list[str] = []
     width = len(contract.columns)
+    last_line = reader.line_num
     for row in reader:
+        first_line, spans_lines, last_line = last_line + 1, reader.line_num - last_line > 1, reader.line_num
         if not row:
             continue
         rows_sampled += 1
-        if len(row) != width:
+        if spans_lines:
+            # The Spark job reads one record per line, as Databricks' CSV reader does by default.
+            problems = ["a quoted field holds a line break; records must stay on one line"]
+        elif len(row) != width:
             problems = [f"has {len(row)} fields, expected {width}"]
         else:
             checks = (column.check_text(value) for column, value in zip(contract.columns, row, strict=True))
@@ -172,7 +177,7 @@ def _check_rows(reader: Any, contract: Contract) -> tuple[int, int, list[str]]:
         if problems:
             bad_rows += 1
             if len(reasons) < MAX_ROW_REASONS:
-                reasons.append(f"line {reader.line_num}: {'; '.join(problems)}")
+                reasons.append(f"line {first_line}: {'; '.join(problems)}")
     if bad_rows > len(reasons):
         reasons.append(f"... and {bad_rows - len(reasons)} more invalid rows")
     return rows_sampled, bad_rows, reasons

@@ -140,6 +140,14 @@ def test_a_few_bad_rows_travel_on_to_the_job_rejects_table() -> None:
     assert (result.rows_sampled, result.bad_rows) == (21, 1)
 
 
+def test_a_line_break_inside_a_quoted_field_is_a_bad_row_because_the_job_reads_lines() -> None:
+    data = csv_bytes([tracking_row(1, destination_city="Den\nver")])
+
+    reasons = check(data).reasons
+
+    assert any("line 2: a quoted field holds a line break" in reason for reason in reasons), reasons
+
+
 def test_short_rows_are_counted_as_bad() -> None:
     data = csv_bytes([tracking_row(1)]) + b"only,three,fields\n"
 
