@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 PY_REQUIREMENTS := requirements.txt requirements-dev.txt gcp_function/requirements.txt spark_jobs/requirements.txt pyproject.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint typecheck demo bench gcp-package checkov clean
+.PHONY: help setup test lint typecheck demo bench bench-merge samples gcp-package checkov clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,13 @@ gcp-package: $(PY_STAMP) ## Build build/gcp_function/ and its zip: the GCP funct
 
 bench: setup ## Handler benchmarks vs the raw-SDK floor into bench/results/handler.md (QUICK=1: small sizes)
 	$(BIN)/python bench/bench_handler.py $(if $(QUICK),--quick)
+
+bench-merge: setup ## Spark stage + MERGE benchmark vs a bare deltalake merge into bench/results/merge.md
+	$(BIN)/python bench/bench_merge.py
+
+samples: setup ## Regenerate data/samples (deterministic)
+	$(BIN)/python -m spark_jobs.generate --rows 120 --date 2025-03-03 --days 5 --malformed 3 \
+		--seed 7 --late-share 0.08 --duplicate-share 0.04 --out data/samples
 
 demo: setup ## The whole flow on this machine: Azurite, watcher, function, local Jobs API, Spark
 	$(BIN)/filegate demo
