@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from filegate.emulators import stop_process
 from filegate.errors import FilegateError
 from filegate.storage import Store
 
@@ -117,12 +118,7 @@ def run_subprocess_task(invocation: TaskInvocation) -> None:
                 break
             except subprocess.TimeoutExpired:
                 if invocation.cancelled.is_set():
-                    process.terminate()
-                    try:
-                        process.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait()
+                    stop_process(process)
                     raise TaskFailed("cancelled: the local Jobs API is shutting down") from None
         err.seek(0)
         stderr = err.read()
