@@ -5,10 +5,16 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 
-def build_session(app_name: str, *, on_databricks: bool) -> SparkSession:
-    """Databricks' own session there, else the active or a small local one; always on UTC."""
+def build_session(app_name: str, *, on_databricks: bool, remote: str | None = None) -> SparkSession:
+    """Databricks' own session there, a Spark Connect one for `remote`, else the active or a small local one.
+
+    Always on UTC. Serverless Databricks is Spark Connect too, so the local Connect path runs the
+    same client-side code as production.
+    """
     if on_databricks:
         session = SparkSession.builder.getOrCreate()
+    elif remote:
+        session = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
     else:
         session = SparkSession.getActiveSession() or (
             SparkSession.builder.appName(app_name)

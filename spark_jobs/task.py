@@ -96,7 +96,11 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
     warehouse: Warehouse | None = None
     spark: SparkSession | None = None
     try:
-        spark = build_session(f"filegate-{task}", on_databricks="DATABRICKS_RUNTIME_VERSION" in os.environ)
+        spark = build_session(
+            f"filegate-{task}",
+            on_databricks="DATABRICKS_RUNTIME_VERSION" in os.environ,
+            remote=os.environ.get("SPARK_REMOTE"),
+        )
         warehouse = open_warehouse(spark, arguments.catalog, arguments.schema, arguments.delta_engine)
         contract = find_contract(arguments)
         body(spark, warehouse, contract, arguments, started_at)

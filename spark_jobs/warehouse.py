@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
 from spark_jobs.columns import BATCH_ID
@@ -88,7 +88,9 @@ class DeltaRsWarehouse:
         delta = DeltaTable(str(self.path(table)))
         files = delta.file_uris()
         if not files:
-            return self.spark.createDataFrame(delta.to_pyarrow_dataset().to_table())
+            # An explicit schema: Spark Connect cannot infer one from zero rows.
+            schema = from_arrow_schema(delta.to_pyarrow_dataset().schema)
+            return self.spark.createDataFrame([], schema)
         # delta-rs never writes deletion vectors, so the snapshot's files are exactly the table's rows.
         return self.spark.read.parquet(*files)
 

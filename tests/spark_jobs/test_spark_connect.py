@@ -1,0 +1,70 @@
+"""The two tasks as separate processes against a real local Spark Connect server, as serverless runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from filegate.emulators import SparkConnect, run_spark_connect
+from tests.spark_jobs.test_load_scenarios import ORDER_TRACKING, latest_status, log_rows, target_status
+
+pytestmark = pytest.mark.spark
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnect]:
+    with run_spark_connect(tmp_path_factory.mktemp("connect") / "server.log", driver_memory="1g") as server:
+        yield server
+
+
+def run_task(server: SparkConnect, task: str, source: Path, batch_id: str, warehouse: Path) -> str:
+    """One task as the job runs it: its own process, its module's entry point, SPARK_REMOTE set."""
+    arguments = ["--source-path", str(source), "--dataset", "order_tracking", "--batch-id", batch_id]
+    arguments += ["--schema", str(warehouse)]
+    result = subprocess.run(
+        [sys.executable, "-m", f"spark_jobs.{task}", *arguments],
+        cwd=REPO,
+        env={**os.environ, "SPARK_REMOTE": server.url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_tasks_over_spark_connect_load_latest_status_and_ignore_a_late_day(
+    connect: SparkConnect, tmp_path: Path, samples: list[Path]
+) -> None:
+    newer, older = samples[1], samples[0]
+
+    for source in (newer, older):
+        for task in ("stage_load", "target_load"):
+            run_task(connect, task, source, f"b-{source.stem}", tmp_path)
+
+    assert target_status(tmp_path) == latest_status(ORDER_TRACKING, [older, newer])
+    late = [row for row in log_rows(tmp_path) if row["task"] == "target_load"][-1]
+    assert late["status"] == "SUCCEEDED"
+    assert late["rows_unchanged"] > 0
+
+
+def test_a_rerun_over_spark_connect_changes_nothing(connect: SparkConnect, tmp_path: Path, samples: list[Path]) -> None:
+    source = samples[0]
+    for task in ("stage_load", "target_load"):
+        run_task(connect, task, source, "b-once", tmp_path)
+    before = target_status(tmp_path)
+
+    output = run_task(connect, "stage_load", source, "b-once", tmp_path)
+    output += run_task(connect, "target_load", source, "b-once", tmp_path)
+
+    assert target_status(tmp_path) == before
+    rerun = log_rows(tmp_path)[-1]
+    assert (rerun["rows_inserted"], rerun["rows_updated"]) == (0, 0), output
