@@ -252,6 +252,10 @@ def _contract_problems(contract: Contract) -> list[str]:
             problems.append(f"key {key} must not be nullable")
     if contract.sequence_by not in names:
         problems.append(f"sequence_by {contract.sequence_by} is not a column")
+    elif contract.column(contract.sequence_by).nullable:
+        # The merge compares sequence values (`s.seq > t.seq`) and SCD2 bounds versions by them; a
+        # NULL compares as unknown, so such a row would never update its key nor close a version.
+        problems.append(f"sequence_by {contract.sequence_by} must not be nullable (set nullable = false)")
     if contract.scd_type not in (1, 2):
         problems.append("scd_type must be 1 or 2")
     if not 0 <= contract.max_bad_row_ratio <= 1:

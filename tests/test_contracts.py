@@ -60,6 +60,13 @@ nullable = false
     [
         ({"keys": ["nope"]}, "key nope is not a column"),
         ({"sequence_by": "nope"}, "sequence_by nope is not a column"),
+        (
+            {
+                "sequence_by": "seq",
+                "columns": [{"name": "id", "type": "long", "nullable": False}, {"name": "seq", "type": "timestamp"}],
+            },
+            "sequence_by seq must not be nullable",
+        ),
         ({"scd_type": 3}, "scd_type must be 1 or 2"),
         ({"file_pattern": "x.csv"}, "must contain {yyyy}, {mm} and {dd}"),
         ({"columns": [{"name": "id", "type": "uuid", "nullable": False}]}, "unknown type 'uuid'"),
@@ -77,3 +84,11 @@ def test_a_broken_contract_says_what_is_wrong(change: dict[str, object], message
 
     with pytest.raises(ContractError, match=message):
         parse_contract(document)
+
+
+def test_every_shipped_and_test_contract_passes_the_checks() -> None:
+    test_contracts = Path(__file__).parent / "spark_jobs" / "contracts"
+
+    contracts = load_contracts(test_contracts)
+
+    assert {"order_tracking", "parcel_history"} <= set(contracts)
