@@ -1,11 +1,22 @@
-"""Settings: read once, defaults, and loud failures for what cannot work."""
+"""Settings: read once, defaults, loud failures, and one list of names for code, README and infra."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
 from filegate.errors import SettingsError
-from filegate.settings import Location, Settings
+from filegate.settings import SETTING_NAMES, SETTINGS, Location, Settings
+from tests.emulators import ROOT
+
+# A settings-table row: | `NAME` | default | clouds | meaning |
+README_ROW = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<default>.*?) \| (?P<clouds>.*?) \| (?P<meaning>.*) \|$")
+# Where production code lives; tests, benchmarks and the demo may set settings, only these read them.
+PRODUCTION_CODE = ("filegate", "gcp_function", "spark_jobs", "function_app.py")
+FILEGATE_NAMES = frozenset(name for name in SETTING_NAMES if name.startswith("FILEGATE_"))
 
 
 def test_defaults() -> None:
@@ -42,13 +53,94 @@ def test_malformed_values_fail_loudly(env: dict[str, str]) -> None:
         Settings.from_env(env)
 
 
-def test_the_readme_settings_table_is_the_settings_list() -> None:
-    from filegate.settings import SETTINGS
-    from tests.emulators import ROOT
+class RecordingEnv(Mapping[str, str]):
+    """An environment that remembers every name it is asked for, and refuses to be scanned."""
 
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        self.asked: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("settings must read names from SETTINGS, not scan the environment")
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+FULL_ENV = {
+    "FILEGATE_LANDING": "data/incoming",
+    "FILEGATE_ARCHIVE": "archive/files",
+    "FILEGATE_REJECTED": "rejected",
+    "FILEGATE_AZURE_STORAGE": "https://account.blob.core.windows.net",
+    "FILEGATE_JOB_ID": "42",
+    "FILEGATE_JOB_NAME": "ingest",
+    "FILEGATE_DATABRICKS_AUTH": "azure-identity",
+    "FILEGATE_SAMPLE_BYTES": "4096",
+    "FILEGATE_MAX_FILE_BYTES": "1000000",
+    "FILEGATE_CONTRACTS_DIR": "/etc/filegate/contracts",
+}
+
+
+@pytest.mark.parametrize("values", [{}, FULL_ENV], ids=["empty", "every setting"])
+def test_settings_read_exactly_the_filegate_names_in_the_list(values: dict[str, str]) -> None:
+    env = RecordingEnv(values)
+
+    Settings.from_env(env)
+
+    assert env.asked <= SETTING_NAMES, f"read names missing from SETTINGS: {sorted(env.asked - SETTING_NAMES)}"
+    assert {name for name in env.asked if name.startswith("FILEGATE_")} == FILEGATE_NAMES
+
+
+def test_full_env_covers_every_filegate_setting() -> None:
+    assert set(FULL_ENV) == FILEGATE_NAMES
+
+
+def test_no_production_code_names_a_filegate_setting_outside_the_list() -> None:
+    paths: list[Path] = []
+    for entry in PRODUCTION_CODE:
+        path = ROOT / entry
+        paths.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+
+    named = {
+        name for path in paths for name in re.findall(r"\bFILEGATE_[A-Z0-9_]+\b", path.read_text(encoding="utf-8"))
+    }
+
+    assert named - FILEGATE_NAMES == set()
+
+
+def readme_settings_table() -> dict[str, tuple[str, str, str]]:
+    """The rows of the README's settings table, by name: (default, clouds, meaning)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "\n## Settings\n" in readme, "README.md has no `## Settings` section"
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    assert "| name | default | cloud | meaning |" in section
+    rows: dict[str, tuple[str, str, str]] = {}
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        match = README_ROW.match(line)
+        assert match, f"not a settings row: {line}"
+        assert match["name"] not in rows, f"{match['name']} has two rows"
+        rows[match["name"]] = (match["default"], match["clouds"], match["meaning"])
+    return rows
 
-    for setting in SETTINGS:
-        default = f"`{setting.default}`" if setting.default else ""
-        row = f"| `{setting.name}` | {default} | {', '.join(setting.clouds)} | {setting.description} |"
-        assert row in readme, f"README's settings table is out of date for {setting.name}"
+
+def test_the_readme_settings_table_is_the_settings_list() -> None:
+    documented = readme_settings_table()
+    expected = {
+        setting.name: (
+            f"`{setting.default}`" if setting.default else "",
+            ", ".join(setting.clouds),
+            setting.description,
+        )
+        for setting in SETTINGS
+    }
+
+    assert set(documented) - set(expected) == set(), "README documents settings the code does not have"
+    assert set(expected) - set(documented) == set(), "README misses settings the code reads"
+    for name, row in expected.items():
+        assert documented[name] == row, f"README's row for {name} is out of date"
