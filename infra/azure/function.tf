@@ -27,6 +27,9 @@ locals {
     AzureWebJobsStorage__credential           = "managedidentity"
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING = "Authorization=AAD"
   }
+
+  # Settings the provider adds on its own and terraform_data.drop_key_based_storage_settings deletes.
+  key_based_storage_settings = ["AzureWebJobsStorage", "DEPLOYMENT_STORAGE_CONNECTION_STRING"]
 }
 
 resource "azurerm_application_insights" "filegate" {
@@ -79,18 +82,28 @@ resource "azurerm_function_app_flex_consumption" "filegate" {
   }
 }
 
-# azurerm (hashicorp/terraform-provider-azurerm#29693) adds an `AzureWebJobsStorage` connection string with an
-# empty key even when storage uses the managed identity; the host would prefer it over the
-# AzureWebJobsStorage__* settings and fail. Remove it after every change to the app.
-resource "terraform_data" "drop_key_based_host_storage" {
-  triggers_replace = [
-    azurerm_function_app_flex_consumption.filegate.id,
-    sha256(jsonencode(azurerm_function_app_flex_consumption.filegate.app_settings)),
-    sha256(jsonencode(azurerm_function_app_flex_consumption.filegate.site_config)),
-  ]
+# azurerm adds key-based storage settings to Flex Consumption apps even when storage uses the managed
+# identity: `AzureWebJobsStorage` (a connection string with an empty key) on create and on every update,
+# and `DEPLOYMENT_STORAGE_CONNECTION_STRING` on every update that leaves storage_authentication_type as
+# is. The host prefers the former over the AzureWebJobsStorage__* settings and fails to start. The
+# provider hides both from the plan (it strips them when reading), so Terraform cannot remove them
+# itself (hashicorp/terraform-provider-azurerm#29693, #29149, #33211). This resource is replaced, and
+# deletes them again, whenever the app is created, updated or replaced, whatever attribute changed.
+resource "terraform_data" "drop_key_based_storage_settings" {
+  lifecycle {
+    replace_triggered_by = [azurerm_function_app_flex_consumption.filegate]
+  }
 
+  # Idempotent: deleting a setting that is not there is not an error.
   provisioner "local-exec" {
-    command = "az functionapp config appsettings delete --resource-group ${azurerm_resource_group.filegate.name} --name ${azurerm_function_app_flex_consumption.filegate.name} --setting-names AzureWebJobsStorage --output none"
+    command = join(" ", [
+      "az functionapp config appsettings delete",
+      "--subscription ${data.azurerm_client_config.current.subscription_id}",
+      "--resource-group ${azurerm_resource_group.filegate.name}",
+      "--name ${azurerm_function_app_flex_consumption.filegate.name}",
+      "--setting-names ${join(" ", local.key_based_storage_settings)}",
+      "--output none",
+    ])
   }
 }
 

@@ -99,6 +99,23 @@ def test_function_reaches_storage_with_its_managed_identity_only(azure: Terrafor
     assert not re.search(r"\b(primary|secondary)_(access_key|connection_string|blob_connection_string)\b", azure.text())
 
 
+def test_key_based_settings_the_provider_adds_are_deleted_after_every_change_of_the_app(
+    azure: TerraformModule,
+) -> None:
+    cleanup = azure.resource("terraform_data", "drop_key_based_storage_settings")
+    command = cleanup["provisioner"][0]["local-exec"]["command"]
+
+    # Replaced on any planned create, update or replace of the app, not only when chosen attributes change.
+    assert cleanup["lifecycle"][0]["replace_triggered_by"] == ["${azurerm_function_app_flex_consumption.filegate}"]
+    assert "triggers_replace" not in cleanup
+    assert azure.locals["key_based_storage_settings"] == ["AzureWebJobsStorage", "DEPLOYMENT_STORAGE_CONNECTION_STRING"]
+    assert "az functionapp config appsettings delete" in command
+    assert '--setting-names ${join(" ", local.key_based_storage_settings)}' in command
+    # Never the CLI's default subscription: the one Terraform deploys to.
+    assert "--subscription ${data.azurerm_client_config.current.subscription_id}" in command
+    assert "--name ${azurerm_function_app_flex_consumption.filegate.name}" in command
+
+
 def test_function_runs_python_311_on_flex_consumption(azure: TerraformModule) -> None:
     app = azure.resource(*FUNCTION)
     plan = azure.resource("azurerm_service_plan", "filegate")
