@@ -1,6 +1,9 @@
 locals {
   # Only writes that leave a complete blob; CreateFile and the like are partial (see platform facts).
   committed_write_apis = ["PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"]
+
+  # The @app.event_grid_trigger function in function_app.py.
+  event_grid_function_name = "on_blob_created"
 }
 
 resource "azurerm_eventgrid_system_topic" "storage" {
@@ -18,7 +21,7 @@ resource "azurerm_eventgrid_system_topic" "storage" {
 }
 
 resource "azurerm_role_assignment" "topic_deadletter" {
-  scope                = azurerm_storage_container.deadletter.resource_manager_id
+  scope                = azurerm_storage_container.deadletter.id
   role_definition_name = "Storage Blob Data Contributor"
   principal_id         = azurerm_eventgrid_system_topic.storage.identity[0].principal_id
   principal_type       = "ServicePrincipal"
@@ -33,7 +36,7 @@ resource "azurerm_eventgrid_system_topic_event_subscription" "blob_created" {
   included_event_types  = ["Microsoft.Storage.BlobCreated"]
 
   azure_function_endpoint {
-    function_id          = "${azurerm_function_app_flex_consumption.filegate.id}/functions/on_blob_created"
+    function_id          = "${azurerm_function_app_flex_consumption.filegate.id}/functions/${local.event_grid_function_name}"
     max_events_per_batch = 1
   }
 

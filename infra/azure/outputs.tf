@@ -38,8 +38,15 @@ output "function_app_name" {
   value       = azurerm_function_app_flex_consumption.filegate.name
 }
 
+output "function_name" {
+  description = "Function inside the app that Event Grid delivers BlobCreated events to."
+  value       = local.event_grid_function_name
+}
+
+# Azure Databricks names a service principal by its application (client) id, which azurerm does not
+# expose for a system-assigned identity: `az ad sp show --id <this> --query appId -o tsv` gives it.
 output "function_principal_id" {
-  description = "Object id of the function's managed identity; add it to the Databricks workspace for azure-identity auth."
+  description = "Object (principal) id of the function's managed identity, for Azure role assignments. Databricks wants the application id instead: `az ad sp show --id <this id> --query appId -o tsv`."
   value       = azurerm_function_app_flex_consumption.filegate.identity[0].principal_id
 }
 

@@ -16,7 +16,9 @@ resource "azurerm_log_analytics_workspace" "filegate" {
   resource_group_name = azurerm_resource_group.filegate.name
   sku                 = "PerGB2018"
   retention_in_days   = var.log_retention_days
-  tags                = var.tags
+  # Queries and ingestion need Entra ID; diagnostic settings and Application Insights are unaffected.
+  local_authentication_enabled = false
+  tags                         = var.tags
 }
 
 resource "azurerm_storage_account" "filegate" {
@@ -136,4 +138,31 @@ resource "azurerm_storage_container" "deployment" {
   name                  = "app-package"
   storage_account_id    = azurerm_storage_account.filegate.id
   container_access_type = "private"
+}
+
+# People and systems that upload write into the landing container and nowhere else; with shared keys
+# off, this grant is the only way in (`az storage blob upload --auth-mode login`).
+resource "azurerm_role_assignment" "uploaders_landing" {
+  for_each             = toset(var.uploader_principal_ids)
+  scope                = azurerm_storage_container.landing.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = each.value
+}
+
+# Operators read what went wrong: rejected files with their reports, and events Event Grid gave up on.
+locals {
+  operator_containers = {
+    rejected   = azurerm_storage_container.rejected.id
+    deadletter = azurerm_storage_container.deadletter.id
+  }
+}
+
+resource "azurerm_role_assignment" "operators_read" {
+  for_each = {
+    for pair in setproduct(keys(local.operator_containers), var.operator_principal_ids) :
+    "${pair[0]}/${pair[1]}" => { container = pair[0], principal_id = pair[1] }
+  }
+  scope                = local.operator_containers[each.value.container]
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = each.value.principal_id
 }

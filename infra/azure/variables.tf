@@ -56,6 +56,28 @@ variable "rejected_container" {
   default     = "rejected"
 }
 
+variable "uploader_principal_ids" {
+  description = "Entra object ids (users, groups, service principals) that may upload: Storage Blob Data Contributor on the landing container only. Shared keys are off, so nobody else can write there, the deployer included."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.uploader_principal_ids : can(regex("^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$", id))])
+    error_message = "uploader_principal_ids must be Entra object ids (GUIDs), e.g. from `az ad signed-in-user show --query id -o tsv`."
+  }
+}
+
+variable "operator_principal_ids" {
+  description = "Entra object ids that may read rejected files, their reports and dead-lettered events: Storage Blob Data Reader on the rejected and deadletter containers only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.operator_principal_ids : can(regex("^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$", id))])
+    error_message = "operator_principal_ids must be Entra object ids (GUIDs)."
+  }
+}
+
 variable "blob_retention_days" {
   description = "Days deleted blobs, containers and old blob versions stay recoverable."
   type        = number

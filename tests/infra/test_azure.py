@@ -7,12 +7,20 @@ import re
 from conftest import TerraformModule, object_keys
 
 FUNCTION = ("azurerm_function_app_flex_consumption", "filegate")
+FUNCTION_PRINCIPAL = "${azurerm_function_app_flex_consumption.filegate.identity[0].principal_id}"
 COMMITTED_WRITES = ["PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"]
-# Scopes a role assignment may target: this account, one of its containers, or one app resource.
-NARROW_SCOPE = re.compile(
-    r"^\$\{azurerm_(storage_account\.filegate\.id|storage_container\.[a-z_]+\.resource_manager_id"
-    r"|application_insights\.filegate\.id|key_vault\.filegate\[0\]\.id)\}$"
-)
+# Every role assignment there may be, as (role, scope). A new grant, a wider role or a wider scope fails
+# here until someone adds it on purpose.
+ALLOWED_GRANTS = {
+    "function_blob_data": ("Storage Blob Data Contributor", "${azurerm_storage_account.filegate.id}"),
+    "function_telemetry": ("Monitoring Metrics Publisher", "${azurerm_application_insights.filegate.id}"),
+    "function_secrets_user": ("Key Vault Secrets User", "${azurerm_key_vault.filegate[0].id}"),
+    "deployer_secrets_officer": ("Key Vault Secrets Officer", "${azurerm_key_vault.filegate[0].id}"),
+    "topic_deadletter": ("Storage Blob Data Contributor", "${azurerm_storage_container.deadletter.id}"),
+    "uploaders_landing": ("Storage Blob Data Contributor", "${azurerm_storage_container.landing.id}"),
+    "operators_read": ("Storage Blob Data Reader", "${local.operator_containers[each.value.container]}"),
+}
+GUID = "01234567-89ab-cdef-0123-456789abcdef"
 
 
 def subscription(azure: TerraformModule) -> dict:
@@ -25,7 +33,11 @@ def test_subscription_delivers_blob_created_to_the_function_trigger(azure: Terra
 
     assert sub["included_event_types"] == ["Microsoft.Storage.BlobCreated"]
     assert sub["event_delivery_schema"] == "EventGridSchema"
-    assert endpoint["function_id"] == "${azurerm_function_app_flex_consumption.filegate.id}/functions/on_blob_created"
+    assert endpoint["function_id"] == (
+        "${azurerm_function_app_flex_consumption.filegate.id}/functions/${local.event_grid_function_name}"
+    )
+    assert azure.locals["event_grid_function_name"] == "on_blob_created"
+    assert azure.outputs["function_name"]["value"] == "${local.event_grid_function_name}"
     assert sub["system_topic"] == "${azurerm_eventgrid_system_topic.storage.name}"
     topic = azure.resource("azurerm_eventgrid_system_topic", "storage")
     assert topic["source_resource_id"] == "${azurerm_storage_account.filegate.id}"
@@ -63,8 +75,10 @@ def test_subscription_retries_explicitly_then_dead_letters_with_its_identity(azu
     # Shared keys are off, so Event Grid must dead-letter as the topic's identity, which needs a role there.
     assert sub["dead_letter_identity"][0]["type"] == "SystemAssigned"
     grant = azure.resource("azurerm_role_assignment", "topic_deadletter")
-    assert grant["scope"] == "${azurerm_storage_container.deadletter.resource_manager_id}"
+    assert grant["scope"] == "${azurerm_storage_container.deadletter.id}"
+    assert grant["role_definition_name"] == "Storage Blob Data Contributor"
     assert grant["principal_id"] == "${azurerm_eventgrid_system_topic.storage.identity[0].principal_id}"
+    assert sub["depends_on"] == ["${azurerm_role_assignment.topic_deadletter}"]
 
 
 def test_storage_account_allows_no_public_or_key_based_access(azure: TerraformModule) -> None:
@@ -127,22 +141,43 @@ def test_function_runs_python_311_on_flex_consumption(azure: TerraformModule) ->
     assert app["storage_container_endpoint"].endswith("${azurerm_storage_container.deployment.name}")
     insights = azure.resource("azurerm_application_insights", "filegate")
     assert insights["local_authentication_disabled"] is True
+    workspace = azure.resource("azurerm_log_analytics_workspace", "filegate")
+    assert workspace["local_authentication_enabled"] is False
     assert app["site_config"][0]["application_insights_connection_string"] == (
         "${azurerm_application_insights.filegate.connection_string}"
     )
 
 
-def test_role_assignments_are_scoped_to_single_resources(azure: TerraformModule) -> None:
+def test_role_assignments_are_exactly_the_allowed_roles_on_the_allowed_scopes(azure: TerraformModule) -> None:
     grants = azure.of_type("azurerm_role_assignment")
 
-    assert grants
+    assert set(grants) == set(ALLOWED_GRANTS)
     for name, grant in grants.items():
-        assert NARROW_SCOPE.match(grant["scope"]), f"{name} is scoped to {grant['scope']}"
-        assert grant["role_definition_name"] not in {"Owner", "Contributor", "User Access Administrator"}, name
-    assert grants["function_blob_data"]["role_definition_name"] == "Storage Blob Data Contributor"
+        assert (grant["role_definition_name"], grant["scope"]) == ALLOWED_GRANTS[name], name
+    for name in ("function_blob_data", "function_telemetry", "function_secrets_user"):
+        assert grants[name]["principal_id"] == FUNCTION_PRINCIPAL, name
+    assert azure.locals["operator_containers"] == {
+        "rejected": "${azurerm_storage_container.rejected.id}",
+        "deadletter": "${azurerm_storage_container.deadletter.id}",
+    }
     assert not re.search(
         r'data\s+"azurerm_subscription"|/subscriptions/|azurerm_resource_group\.filegate\.id', azure.text()
     )
+
+
+def test_people_are_granted_only_through_their_own_variables(azure: TerraformModule) -> None:
+    uploaders = azure.resource("azurerm_role_assignment", "uploaders_landing")
+    operators = azure.resource("azurerm_role_assignment", "operators_read")
+
+    assert uploaders["for_each"] == "${toset(var.uploader_principal_ids)}"
+    assert uploaders["principal_id"] == "${each.value}"
+    assert "var.operator_principal_ids" in operators["for_each"]
+    for name in ("uploader_principal_ids", "operator_principal_ids"):
+        variable = azure.variables[name]
+        pattern = re.compile(re.search(r'regex\("([^"]+)"', variable["validation"][0]["condition"])[1])
+        assert variable["default"] == []
+        assert pattern.match(GUID)
+        assert not pattern.match("someone@example.com")
 
 
 def test_databricks_token_lives_in_key_vault_and_never_in_state(azure: TerraformModule) -> None:
@@ -169,6 +204,8 @@ def test_databricks_token_lives_in_key_vault_and_never_in_state(azure: Terraform
 def test_outputs_name_what_the_next_steps_need(azure: TerraformModule) -> None:
     assert set(azure.outputs) >= {
         "function_app_name",
+        "function_name",
+        "function_principal_id",
         "event_subscription_id",
         "landing_container",
         "archive_container",
