@@ -31,6 +31,11 @@ variable "landing_container" {
   description = "Container where uploads arrive (FILEGATE_LANDING)."
   type        = string
   default     = "landing"
+
+  validation {
+    condition     = !contains(["deadletter", "app-package"], var.landing_container)
+    error_message = "landing_container cannot be the deadletter or app-package container."
+  }
 }
 
 variable "landing_prefix" {
@@ -48,12 +53,22 @@ variable "archive_container" {
   description = "Container where valid files are moved (FILEGATE_ARCHIVE); outside the watched container so moves raise no new event."
   type        = string
   default     = "archive"
+
+  validation {
+    condition     = !contains([var.landing_container, "deadletter", "app-package"], var.archive_container)
+    error_message = "archive_container must differ from landing_container (archived files would come back as uploads) and from the deadletter and app-package containers."
+  }
 }
 
 variable "rejected_container" {
   description = "Container for invalid files and their reports (FILEGATE_REJECTED)."
   type        = string
   default     = "rejected"
+
+  validation {
+    condition     = !contains([var.landing_container, var.archive_container, "deadletter", "app-package"], var.rejected_container)
+    error_message = "rejected_container must differ from landing_container and archive_container (the function refuses overlapping locations) and from the deadletter and app-package containers."
+  }
 }
 
 variable "uploader_principal_ids" {
@@ -112,12 +127,22 @@ variable "event_max_delivery_attempts" {
   description = "Event Grid delivery attempts before an event is dead-lettered (1 to 30)."
   type        = number
   default     = 30
+
+  validation {
+    condition     = var.event_max_delivery_attempts >= 1 && var.event_max_delivery_attempts <= 30 && floor(var.event_max_delivery_attempts) == var.event_max_delivery_attempts
+    error_message = "event_max_delivery_attempts must be a whole number from 1 to 30 (Event Grid's limits)."
+  }
 }
 
 variable "event_time_to_live_minutes" {
   description = "Minutes Event Grid keeps retrying an event before dead-lettering it (1 to 1440)."
   type        = number
   default     = 1440
+
+  validation {
+    condition     = var.event_time_to_live_minutes >= 1 && var.event_time_to_live_minutes <= 1440 && floor(var.event_time_to_live_minutes) == var.event_time_to_live_minutes
+    error_message = "event_time_to_live_minutes must be a whole number from 1 to 1440 (Event Grid's limits)."
+  }
 }
 
 variable "databricks_host" {
@@ -154,11 +179,16 @@ variable "databricks_auth" {
 }
 
 variable "databricks_token" {
-  description = "Personal access token, only with databricks_auth = token. Ephemeral and write-only: it goes to Key Vault and never into plan or state."
+  description = "Personal access token, only with databricks_auth = token, and then on every plan and apply (set TF_VAR_databricks_token). Ephemeral and write-only: it goes to Key Vault and never into plan or state."
   type        = string
   default     = null
   sensitive   = true
   ephemeral   = true
+
+  validation {
+    condition     = var.databricks_auth != "token" || try(length(trimspace(var.databricks_token)) > 0, false)
+    error_message = "databricks_auth = \"token\" needs databricks_token: export TF_VAR_databricks_token before plan and apply."
+  }
 }
 
 variable "databricks_token_version" {

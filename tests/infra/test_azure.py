@@ -61,6 +61,13 @@ def test_archive_and_rejected_lie_outside_the_watched_container(azure: Terraform
 
     assert landing not in others
     assert len(others) == 3
+    # The defaults are not the only values a user gives: the variables refuse an overlap too.
+    (archive_rule,) = azure.variables["archive_container"]["validation"]
+    (rejected_rule,) = azure.variables["rejected_container"]["validation"]
+    assert "var.landing_container" in archive_rule["condition"]
+    assert {"var.landing_container", "var.archive_container"} <= set(
+        re.findall(r"var\.\w+", rejected_rule["condition"])
+    )
 
 
 def test_subscription_retries_explicitly_then_dead_letters_with_its_identity(azure: TerraformModule) -> None:
@@ -79,6 +86,16 @@ def test_subscription_retries_explicitly_then_dead_letters_with_its_identity(azu
     assert grant["role_definition_name"] == "Storage Blob Data Contributor"
     assert grant["principal_id"] == "${azurerm_eventgrid_system_topic.storage.identity[0].principal_id}"
     assert sub["depends_on"] == ["${azurerm_role_assignment.topic_deadletter}"]
+
+
+def test_retry_limits_are_enforced_on_the_variables(azure: TerraformModule) -> None:
+    attempts = azure.variables["event_max_delivery_attempts"]["validation"][0]["condition"]
+    ttl = azure.variables["event_time_to_live_minutes"]["validation"][0]["condition"]
+
+    assert ">= 1" in attempts
+    assert "<= 30" in attempts
+    assert ">= 1" in ttl
+    assert "<= 1440" in ttl
 
 
 def test_storage_account_allows_no_public_or_key_based_access(azure: TerraformModule) -> None:
@@ -199,6 +216,10 @@ def test_databricks_token_lives_in_key_vault_and_never_in_state(azure: Terraform
     )
     reader = azure.resource("azurerm_role_assignment", "function_secrets_user")
     assert reader["role_definition_name"] == "Key Vault Secrets User"
+    # Token auth without a token would store an empty secret: the variable refuses it.
+    (rule,) = token["validation"]
+    assert 'var.databricks_auth != "token"' in rule["condition"]
+    assert "var.databricks_token" in rule["condition"]
 
 
 def test_outputs_name_what_the_next_steps_need(azure: TerraformModule) -> None:

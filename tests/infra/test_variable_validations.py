@@ -1,0 +1,113 @@
+"""The variables' validation rules, run by Terraform itself on each cloud's real variables.tf.
+
+variables.tf declares no provider, so `terraform plan` evaluates the rules offline. CI machines without
+terraform skip these; tests/infra/test_azure.py and test_gcp.py still check the rules exist.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import INFRA
+
+pytestmark = pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+
+OBJECT_ID = "01234567-89ab-cdef-0123-456789abcdef"
+REQUIRED = {
+    "azure": ["databricks_host=https://adb-1.2.azuredatabricks.net"],
+    "gcp": ["databricks_host=https://1.2.gcp.databricks.com", "project_id=my-project"],
+}
+
+
+def plan(
+    folder: Path, cloud: str, variables: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    arguments = [f"-var={item}" for item in REQUIRED[cloud] + variables]
+    return subprocess.run(
+        ["terraform", f"-chdir={folder}", "plan", "-input=false", "-no-color", "-lock=false", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", **(env or {})},
+    )
+
+
+def copy_variables(cloud: str, folder: Path) -> Path:
+    """A module holding only the cloud's variables.tf, initialised (no provider to download)."""
+    shutil.copy(INFRA / cloud / "variables.tf", folder / "variables.tf")
+    init = subprocess.run(
+        ["terraform", f"-chdir={folder}", "init", "-input=false", "-no-color", "-backend=false"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "CHECKPOINT_DISABLE": "1"},
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def azure_variables(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_variables("azure", tmp_path_factory.mktemp("azure"))
+
+
+@pytest.fixture(scope="module")
+def gcp_variables(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_variables("gcp", tmp_path_factory.mktemp("gcp"))
+
+
+def refusal(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result.stdout
+    return " ".join(result.stderr.split())
+
+
+def test_the_defaults_pass(azure_variables: Path, gcp_variables: Path) -> None:
+    azure = plan(azure_variables, "azure", [])
+    gcp = plan(gcp_variables, "gcp", [])
+
+    assert azure.returncode == 0, azure.stdout + azure.stderr
+    assert gcp.returncode == 0, gcp.stdout + gcp.stderr
+
+
+AZURE_REFUSED = {
+    "archive in landing": (["archive_container=landing"], "archive_container must differ"),
+    "rejected in archive": (["rejected_container=archive"], "rejected_container must differ"),
+    "landing in deadletter": (["landing_container=deadletter"], "landing_container cannot be"),
+    "no delivery attempts": (["event_max_delivery_attempts=0"], "event_max_delivery_attempts must be"),
+    "too many attempts": (["event_max_delivery_attempts=31"], "event_max_delivery_attempts must be"),
+    "TTL over a day": (["event_time_to_live_minutes=1441"], "event_time_to_live_minutes must be"),
+    "token auth without token": (["databricks_auth=token"], "needs databricks_token"),
+    "uploader by e-mail": (['uploader_principal_ids=["someone@example.com"]'], "uploader_principal_ids must be"),
+    "operator by name": (['operator_principal_ids=["ops"]'], "operator_principal_ids must be"),
+}
+
+
+@pytest.mark.parametrize("case", AZURE_REFUSED, ids=list(AZURE_REFUSED))
+def test_azure_refuses(case: str, azure_variables: Path) -> None:
+    variables, message = AZURE_REFUSED[case]
+
+    result = plan(azure_variables, "azure", variables)
+
+    assert message in refusal(result)
+
+
+def test_azure_accepts_token_auth_with_a_token_and_object_ids(azure_variables: Path) -> None:
+    grants = [f'uploader_principal_ids=["{OBJECT_ID}"]', f'operator_principal_ids=["{OBJECT_ID}"]']
+
+    result = plan(
+        azure_variables, "azure", ["databricks_auth=token", *grants], env={"TF_VAR_databricks_token": "dapi-test"}
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gcp_refuses_a_name_prefix_buckets_cannot_carry(gcp_variables: Path) -> None:
+    result = plan(gcp_variables, "gcp", ["name_prefix=Filegate_"])
+
+    assert "name_prefix must be" in refusal(result)
