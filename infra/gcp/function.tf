@@ -15,18 +15,54 @@ locals {
 resource "google_service_account" "function" {
   account_id   = "${var.name_prefix}-function"
   display_name = "Filegate function: reads landing, writes archive and rejected, triggers Databricks"
+
+  depends_on = [google_project_service.apis]
 }
 
-# Bucket-level grants only: read and delete in landing, create and read in archive and rejected.
-resource "google_storage_bucket_iam_member" "function_objects" {
+# Bucket-level grants only, matching the calls in filegate/gcs_storage.py. Landing: read, list (sweep)
+# and delete the upload after its copy exists, never write (a write there would be a new upload).
+# Archive and rejected: create-only copies and reports (ifGenerationMatch=0) and reads of what exists.
+# No role may overwrite or delete there: objectCreator + objectViewer, not objectUser.
+resource "google_storage_bucket_iam_member" "function_reads_landing" {
+  bucket = google_storage_bucket.landing.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.function.member
+}
+
+resource "google_storage_bucket_iam_member" "function_deletes_landing" {
+  bucket = google_storage_bucket.landing.name
+  role   = google_project_iam_custom_role.object_deleter.id
+  member = google_service_account.function.member
+}
+
+resource "google_storage_bucket_iam_member" "function_writes_outputs" {
   for_each = {
-    landing  = google_storage_bucket.landing.name
     archive  = google_storage_bucket.archive.name
     rejected = google_storage_bucket.rejected.name
   }
   bucket = each.value
-  role   = "roles/storage.objectUser"
-  member = "serviceAccount:${google_service_account.function.email}"
+  role   = "roles/storage.objectCreator"
+  member = google_service_account.function.member
+}
+
+resource "google_storage_bucket_iam_member" "function_reads_outputs" {
+  for_each = {
+    archive  = google_storage_bucket.archive.name
+    rejected = google_storage_bucket.rejected.name
+  }
+  bucket = each.value
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.function.member
+}
+
+# No predefined role deletes objects without also creating or overwriting them.
+resource "google_project_iam_custom_role" "object_deleter" {
+  role_id     = "${replace(var.name_prefix, "-", "_")}_object_deleter"
+  title       = "Filegate object deleter"
+  description = "Delete objects; granted on the landing bucket only, to remove uploads once archived or rejected."
+  permissions = ["storage.objects.delete"]
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_secret_manager_secret" "databricks_token" {
@@ -50,7 +86,7 @@ resource "google_secret_manager_secret_version" "databricks_token" {
 resource "google_secret_manager_secret_iam_member" "function_reads_token" {
   secret_id = google_secret_manager_secret.databricks_token.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.function.email}"
+  member    = google_service_account.function.member
 }
 
 # Eventarc's documented prerequisites for Cloud Storage triggers: the GCS service agent publishes
@@ -68,7 +104,7 @@ resource "google_project_iam_member" "gcs_publishes_events" {
 resource "google_project_iam_member" "function_receives_events" {
   project = var.project_id
   role    = "roles/eventarc.eventReceiver"
-  member  = "serviceAccount:${google_service_account.function.email}"
+  member  = google_service_account.function.member
 }
 
 data "archive_file" "function_source" {
@@ -85,6 +121,68 @@ resource "google_storage_bucket_object" "function_source" {
   source = data.archive_file.function_source.output_path
 }
 
+# Cloud Build builds the function as this account, not the project's default one: since mid-2024
+# new projects build as the Compute Engine default account, which may lack these roles or, in older
+# projects, hold Editor. It writes build logs, pushes the image into the repository below, and reads
+# the source. Cloud Functions copies the source zip into its own staging bucket
+# gcf-v2-sources-<project number>-<region> (created on the first deploy, so no bucket-level grant can
+# exist beforehand); the conditional project grant reaches that bucket and no other.
+resource "google_service_account" "build" {
+  account_id   = "${var.name_prefix}-build"
+  display_name = "Filegate function build: writes logs, pushes the function image"
+
+  depends_on = [google_project_service.apis]
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_artifact_registry_repository" "functions" {
+  #checkov:skip=CKV_GCP_84:Google-managed keys encrypt the function images; they hold only code that is also in the source bucket, and CMEK would add a KMS key lifecycle this module does not impose.
+  location      = var.region
+  repository_id = "${var.name_prefix}-functions"
+  description   = "Images of the Filegate function, built by Cloud Build."
+  format        = "DOCKER"
+  labels        = var.labels
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_pushes_images" {
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
+}
+
+# Log entries are written to the project: there is no narrower resource to grant Logs Writer on.
+resource "google_project_iam_member" "build_writes_logs" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.build.member
+}
+
+resource "google_project_iam_member" "build_reads_staged_source" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "gcf-v2-sources only"
+    description = "The bucket Cloud Functions stages this region's function sources in."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}\")"
+  }
+}
+
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
 resource "google_cloudfunctions2_function" "filegate" {
   name        = "${var.name_prefix}-on-object-finalized"
   location    = var.region
@@ -92,8 +190,10 @@ resource "google_cloudfunctions2_function" "filegate" {
   labels      = var.labels
 
   build_config {
-    runtime     = "python311"
-    entry_point = "on_object_finalized"
+    runtime           = "python311"
+    entry_point       = "on_object_finalized"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
 
     source {
       storage_source {
@@ -133,10 +233,15 @@ resource "google_cloudfunctions2_function" "filegate" {
   }
 
   depends_on = [
+    google_project_service.apis,
     google_project_iam_member.gcs_publishes_events,
     google_project_iam_member.function_receives_events,
     google_secret_manager_secret_iam_member.function_reads_token,
     google_secret_manager_secret_version.databricks_token,
+    google_artifact_registry_repository_iam_member.build_pushes_images,
+    google_project_iam_member.build_writes_logs,
+    google_project_iam_member.build_reads_staged_source,
+    google_storage_bucket_iam_member.build_reads_source,
   ]
 }
 
@@ -145,5 +250,5 @@ resource "google_cloud_run_v2_service_iam_member" "function_invokes_itself" {
   name     = google_cloudfunctions2_function.filegate.service_config[0].service
   location = var.region
   role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.function.email}"
+  member   = google_service_account.function.member
 }

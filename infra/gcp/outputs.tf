@@ -3,6 +3,16 @@ output "function_name" {
   value       = google_cloudfunctions2_function.filegate.name
 }
 
+output "event_trigger" {
+  description = "Eventarc trigger that delivers the landing bucket's finalize events to the function."
+  value       = google_cloudfunctions2_function.filegate.event_trigger[0].trigger
+}
+
+output "build_service_account" {
+  description = "Identity Cloud Build builds the function as."
+  value       = google_service_account.build.email
+}
+
 output "function_service_account" {
   description = "Identity the function runs as; add it to the Databricks workspace if you move off token auth."
   value       = google_service_account.function.email

@@ -7,7 +7,9 @@ resource "google_project_service" "apis" {
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
     "eventarc.googleapis.com",
+    "iam.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
@@ -25,6 +27,8 @@ resource "google_storage_bucket" "landing" {
   public_access_prevention    = "enforced"
   force_destroy               = false
   labels                      = var.labels
+
+  depends_on = [google_project_service.apis]
 
   versioning {
     enabled = true
@@ -48,6 +52,8 @@ resource "google_storage_bucket" "archive" {
   public_access_prevention    = "enforced"
   force_destroy               = false
   labels                      = var.labels
+
+  depends_on = [google_project_service.apis]
 
   versioning {
     enabled = true
@@ -82,6 +88,8 @@ resource "google_storage_bucket" "rejected" {
   force_destroy               = false
   labels                      = var.labels
 
+  depends_on = [google_project_service.apis]
+
   versioning {
     enabled = true
   }
@@ -114,6 +122,8 @@ resource "google_storage_bucket" "source" {
   public_access_prevention    = "enforced"
   force_destroy               = true
   labels                      = var.labels
+
+  depends_on = [google_project_service.apis]
 
   versioning {
     enabled = true

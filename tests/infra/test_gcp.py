@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import re
+
 from conftest import TerraformModule
 
 FUNCTION = ("google_cloudfunctions2_function", "filegate")
-FUNCTION_MEMBER = "serviceAccount:${google_service_account.function.email}"
-OBJECT_ROLES = {"roles/storage.objectViewer", "roles/storage.objectCreator", "roles/storage.objectUser"}
+FUNCTION_MEMBER = "${google_service_account.function.member}"
+BUILD_MEMBER = "${google_service_account.build.member}"
+LANDING = "${google_storage_bucket.landing.name}"
+OUTPUTS = {"archive": "${google_storage_bucket.archive.name}", "rejected": "${google_storage_bucket.rejected.name}"}
+DELETER = "${google_project_iam_custom_role.object_deleter.id}"
+# Every bucket-level grant there may be, as (bucket, role, member), matching the calls filegate/gcs_storage.py
+# makes: landing is read, listed and deleted from, never written (a write would be a new upload); archive
+# and rejected get create-only copies and reports plus reads, and nothing that overwrites or deletes.
+ALLOWED_BUCKET_GRANTS = {
+    "function_reads_landing": (LANDING, "roles/storage.objectViewer", FUNCTION_MEMBER),
+    "function_deletes_landing": (LANDING, DELETER, FUNCTION_MEMBER),
+    "function_writes_outputs": ("${each.value}", "roles/storage.objectCreator", FUNCTION_MEMBER),
+    "function_reads_outputs": ("${each.value}", "roles/storage.objectViewer", FUNCTION_MEMBER),
+    "build_reads_source": ("${google_storage_bucket.source.name}", "roles/storage.objectViewer", BUILD_MEMBER),
+}
+# Project-level grants exist only where no narrower scope does.
+ALLOWED_PROJECT_GRANTS = {
+    "gcs_publishes_events": (
+        "roles/pubsub.publisher",
+        "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}",
+    ),
+    "function_receives_events": ("roles/eventarc.eventReceiver", FUNCTION_MEMBER),
+    "build_writes_logs": ("roles/logging.logWriter", BUILD_MEMBER),
+    "build_reads_staged_source": ("roles/storage.objectViewer", BUILD_MEMBER),
+}
 
 
 def test_every_bucket_is_private_uniform_and_versioned(gcp: TerraformModule) -> None:
@@ -44,26 +69,78 @@ def test_function_source_is_the_packaged_build_folder(gcp: TerraformModule) -> N
     assert storage_source["object"] == "${google_storage_bucket_object.function_source.name}"
 
 
-def test_function_identity_gets_object_roles_on_its_three_buckets_only(gcp: TerraformModule) -> None:
-    grants = gcp.resource("google_storage_bucket_iam_member", "function_objects")
+def test_bucket_grants_are_exactly_what_the_store_calls_need(gcp: TerraformModule) -> None:
+    grants = gcp.of_type("google_storage_bucket_iam_member")
 
-    assert set(grants["for_each"]) == {"landing", "archive", "rejected"}
-    assert grants["role"] in OBJECT_ROLES
-    assert grants["member"] == FUNCTION_MEMBER
+    assert set(grants) == set(ALLOWED_BUCKET_GRANTS)
+    for name, grant in grants.items():
+        assert (grant["bucket"], grant["role"], grant["member"]) == ALLOWED_BUCKET_GRANTS[name], name
+    for name in ("function_writes_outputs", "function_reads_outputs"):
+        assert grants[name]["for_each"] == OUTPUTS, name
+    deleter = gcp.resource("google_project_iam_custom_role", "object_deleter")
+    assert deleter["permissions"] == ["storage.objects.delete"]
+    assert not {grant["role"] for grant in grants.values()} & {"roles/storage.objectUser", "roles/storage.objectAdmin"}
     # Authoritative bindings would silently strip grants other people made.
     for kind in ("_iam_binding", "_iam_policy"):
         assert not [key for key in gcp.resources if key[0].endswith(kind)]
 
 
-def test_project_level_roles_are_only_the_eventarc_prerequisites(gcp: TerraformModule) -> None:
+def test_project_level_roles_are_only_those_without_a_narrower_scope(gcp: TerraformModule) -> None:
     grants = gcp.of_type("google_project_iam_member")
 
-    assert {grant["role"] for grant in grants.values()} == {"roles/pubsub.publisher", "roles/eventarc.eventReceiver"}
-    assert grants["function_receives_events"]["member"] == FUNCTION_MEMBER
-    assert "gcs" in grants["gcs_publishes_events"]["member"]
+    assert set(grants) == set(ALLOWED_PROJECT_GRANTS)
+    for name, grant in grants.items():
+        assert (grant["role"], grant["member"]) == ALLOWED_PROJECT_GRANTS[name], name
+    # The build reads the source Cloud Functions staged for this region, and no other bucket.
+    (condition,) = grants["build_reads_staged_source"]["condition"]
+    assert condition["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}")'
+    )
+    unconditional = {name for name, grant in grants.items() if "condition" not in grant}
+    assert unconditional == set(ALLOWED_PROJECT_GRANTS) - {"build_reads_staged_source"}
     invoker = gcp.resource("google_cloud_run_v2_service_iam_member", "function_invokes_itself")
     assert invoker["name"] == "${google_cloudfunctions2_function.filegate.service_config[0].service}"
-    assert invoker["role"] == "roles/run.invoker"
+    assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", FUNCTION_MEMBER)
+
+
+def test_function_is_built_by_its_own_account_into_its_own_repository(gcp: TerraformModule) -> None:
+    function = gcp.resource(*FUNCTION)
+    build = function["build_config"][0]
+    pusher = gcp.resource("google_artifact_registry_repository_iam_member", "build_pushes_images")
+
+    assert build["service_account"] == "${google_service_account.build.id}"
+    assert build["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
+    assert (pusher["role"], pusher["member"]) == ("roles/artifactregistry.writer", BUILD_MEMBER)
+    assert pusher["repository"] == "${google_artifact_registry_repository.functions.name}"
+    assert set(gcp.of_type("google_artifact_registry_repository_iam_member")) == {"build_pushes_images"}
+    # The build must not start before its grants exist.
+    for grant in (
+        "google_artifact_registry_repository_iam_member.build_pushes_images",
+        "google_project_iam_member.build_writes_logs",
+        "google_project_iam_member.build_reads_staged_source",
+        "google_storage_bucket_iam_member.build_reads_source",
+    ):
+        assert "${" + grant + "}" in function["depends_on"], grant
+
+
+def test_every_resource_waits_for_the_apis_it_calls(gcp: TerraformModule) -> None:
+    apis = gcp.resource("google_project_service", "apis")
+    waiting = "${google_project_service.apis}"
+
+    enabled = set(re.findall(r'"([a-z]+\.googleapis\.com)"', apis["for_each"]))
+
+    assert {"iam.googleapis.com", "cloudresourcemanager.googleapis.com", "artifactregistry.googleapis.com"} <= enabled
+    # The first resource of each API in the chain; the rest follow through references.
+    for key in (
+        ("google_service_account", "function"),
+        ("google_service_account", "build"),
+        ("google_project_iam_custom_role", "object_deleter"),
+        ("google_artifact_registry_repository", "functions"),
+        ("google_secret_manager_secret", "databricks_token"),
+        ("google_cloudfunctions2_function", "filegate"),
+        *(("google_storage_bucket", name) for name in ("landing", "archive", "rejected", "source")),
+    ):
+        assert waiting in gcp.resources[key]["depends_on"], key
 
 
 def test_databricks_token_comes_from_secret_manager_and_never_from_state(gcp: TerraformModule) -> None:
@@ -81,6 +158,9 @@ def test_databricks_token_comes_from_secret_manager_and_never_from_state(gcp: Te
 
 
 def test_outputs_and_variables_are_described(gcp: TerraformModule) -> None:
-    assert set(gcp.outputs) >= {"function_name", "landing_bucket", "archive_bucket", "rejected_bucket"}
+    assert set(gcp.outputs) >= {"function_name", "event_trigger", "landing_bucket", "archive_bucket", "rejected_bucket"}
+    assert (
+        gcp.outputs["event_trigger"]["value"] == "${google_cloudfunctions2_function.filegate.event_trigger[0].trigger}"
+    )
     for name, block in {**gcp.outputs, **gcp.variables}.items():
         assert block.get("description"), name
