@@ -32,6 +32,12 @@ variable "function_source_dir" {
   default     = "../../build/gcp_function"
 }
 
+variable "storage_data_access_logs" {
+  description = "Turn on Data Access audit logs (DATA_READ, DATA_WRITE) for Cloud Storage in the project, so every object access is recorded. They are billed as Cloud Logging ingestion and cover every bucket in the project."
+  type        = bool
+  default     = true
+}
+
 variable "noncurrent_version_days" {
   description = "Days an overwritten or deleted object version stays recoverable."
   type        = number

@@ -143,6 +143,19 @@ def test_every_resource_waits_for_the_apis_it_calls(gcp: TerraformModule) -> Non
         assert waiting in gcp.resources[key]["depends_on"], key
 
 
+def test_storage_accesses_are_audited_so_the_bucket_logging_skip_holds(gcp: TerraformModule) -> None:
+    audit = gcp.resource("google_project_iam_audit_config", "storage")
+
+    assert audit["service"] == "storage.googleapis.com"
+    assert {entry["log_type"] for entry in audit["audit_log_config"]} == {"DATA_READ", "DATA_WRITE"}
+    assert audit["count"] == "${var.storage_data_access_logs ? 1 : 0}"
+    assert gcp.variables["storage_data_access_logs"]["default"] is True
+    # Each bucket's CKV_GCP_62 skip names this resource as the reason it holds.
+    skips = re.findall(r"#checkov:skip=CKV_GCP_62:(.*)", (gcp.folder / "storage.tf").read_text())
+    assert len(skips) == len(gcp.of_type("google_storage_bucket"))
+    assert all("google_project_iam_audit_config.storage" in reason for reason in skips)
+
+
 def test_databricks_token_comes_from_secret_manager_and_never_from_state(gcp: TerraformModule) -> None:
     (secret_env,) = gcp.resource(*FUNCTION)["service_config"][0]["secret_environment_variables"]
     version = gcp.resource("google_secret_manager_secret_version", "databricks_token")
