@@ -38,6 +38,22 @@ def test_the_job_runs_stage_then_target_with_the_job_parameters() -> None:
     assert {task["environment_key"] for task in job["tasks"]} == {environment["environment_key"]}
     assert any(dependency.endswith(".whl") for dependency in environment["spec"]["dependencies"])
     assert job["email_notifications"]["on_failure"] == "${var.failure_emails}"
+    # Written once: the second task reuses the first one's list through a YAML anchor.
+    assert job_file.read_text(encoding="utf-8").count("{{job.parameters.source_path}}") == 1
+
+
+def test_only_the_idempotent_merge_is_retried_and_every_task_has_a_time_limit() -> None:
+    job = load(BUNDLE / "resources" / "filegate_ingest.job.yml")["resources"]["jobs"]["filegate_ingest"]
+    stage, target = job["tasks"]
+
+    assert target["max_retries"] >= 1
+    assert target["min_retry_interval_millis"] >= 30_000
+    assert target["retry_on_timeout"] is True
+    assert "max_retries" not in stage
+    assert all(task["timeout_seconds"] > 0 for task in (stage, target))
+    retries = target["max_retries"] * target["min_retry_interval_millis"] / 1000
+    worst_case = stage["timeout_seconds"] + (1 + target["max_retries"]) * target["timeout_seconds"] + retries
+    assert job["timeout_seconds"] >= worst_case
 
 
 def test_targets_set_catalog_and_schema_and_prod_keeps_the_job_name() -> None:
