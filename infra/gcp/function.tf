@@ -121,10 +121,10 @@ resource "google_storage_bucket_object" "function_source" {
   source = data.archive_file.function_source.output_path
 }
 
-# Cloud Build builds the function as this account, not the project's default one: since mid-2024
-# new projects build as the Compute Engine default account, which may lack these roles or, in older
-# projects, hold Editor. It writes build logs, pushes the image into the repository below, and reads
-# the source. Cloud Functions copies the source zip into its own staging bucket
+# Cloud Build builds the function as this account, not the project's default one: projects created
+# since mid-2024 build as the Compute Engine default account, which may lack these roles; older ones
+# as the legacy Cloud Build account, which holds far more. It writes build logs, pushes the image
+# into the repository below, and reads the source. Cloud Functions copies the source zip into its own staging bucket
 # gcf-v2-sources-<project number>-<region> (created on the first deploy, so no bucket-level grant can
 # exist beforehand); the conditional project grant reaches that bucket and no other.
 resource "google_service_account" "build" {
