@@ -9,9 +9,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from filegate.contracts import Contract
-from spark_jobs.columns import BATCH_ID, INGESTED_AT, SOURCE_FILE, rejects_schema, stage_schema
+from spark_jobs.columns import BATCH_ID, INGESTED_AT, RAW_LINE, REASON, SOURCE_FILE, rejects_schema, stage_schema
 from spark_jobs.validation import parse_fields, read_lines, split_rows
-from spark_jobs.warehouse import Warehouse
+from spark_jobs.warehouse import BatchPart, Warehouse
+
+_REJECTED = "_rejected"
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,26 @@ def stage_file(
     spark: SparkSession, warehouse: Warehouse, contract: Contract, source_path: str, batch: Batch
 ) -> StageCounts:
     """Read, check and stage one file; a re-run of the batch replaces exactly its own rows."""
-    split = split_rows(parse_fields(read_lines(spark, source_path, contract), contract), contract)
-    good = with_lineage(split.good, batch).select(*stage_schema(contract).fieldNames())
-    rejects = with_lineage(split.rejects, batch).select(*rejects_schema().fieldNames())
+    checked = split_rows(parse_fields(read_lines(spark, source_path, contract), contract), contract).checked
+    rejected = F.col(REASON).isNotNull()
+    rows = with_lineage(checked, batch).select(
+        *stage_schema(contract).fieldNames(),
+        REASON,
+        # Only a rejected row needs its raw text; a good row would carry it along for nothing.
+        F.when(rejected, F.col(RAW_LINE)).alias(RAW_LINE),
+        rejected.alias(_REJECTED),
+    )
     # Both tables are replaced even when the batch has no rows for them now: a corrected re-run
     # must not leave the previous attempt's rows behind.
     warehouse.ensure_table(stage_table(contract), stage_schema(contract))
     warehouse.ensure_table(rejects_table(contract), rejects_schema())
-    staged = warehouse.replace_batch(stage_table(contract), good, batch.batch_id)
-    rejected = warehouse.replace_batch(rejects_table(contract), rejects, batch.batch_id)
-    return StageCounts(staged=staged, rejected=rejected)
+    staged, rejected_rows = warehouse.replace_batch_split(
+        rows,
+        _REJECTED,
+        (
+            BatchPart(stage_table(contract), tuple(stage_schema(contract).fieldNames())),
+            BatchPart(rejects_table(contract), tuple(rejects_schema().fieldNames())),
+        ),
+        batch.batch_id,
+    )
+    return StageCounts(staged=staged, rejected=rejected_rows)

@@ -9,11 +9,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from filegate.contracts import Contract
+from filegate.errors import FilegateError
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
-from spark_jobs.columns import BATCH_ID, INGESTED_AT, target_schema
+from spark_jobs.columns import INGESTED_AT, target_schema
 from spark_jobs.merge import merge_for
 from spark_jobs.stage import StageCounts, rejects_table, stage_table
 from spark_jobs.warehouse import Warehouse
+
+
+class TargetLoadError(FilegateError):
+    """The target task could not read what it needs from the batch's tables."""
 
 
 @dataclass(frozen=True)
@@ -32,10 +37,6 @@ def target_table(contract: Contract) -> str:
     return contract.name
 
 
-def batch_rows(warehouse: Warehouse, table: str, batch_id: str) -> DataFrame:
-    return warehouse.read(table).where(F.col(BATCH_ID) == F.lit(batch_id))
-
-
 def batch_summary(stage: DataFrame, rejects: DataFrame, contract: Contract) -> tuple[StageCounts, int, datetime | None]:
     """How the stage task split the batch, how many versions it holds, and when its run started."""
     # SCD1 keeps one version per key; SCD2 one per key and sequence value.
@@ -46,8 +47,9 @@ def batch_summary(stage: DataFrame, rejects: DataFrame, contract: Contract) -> t
         F.min(INGESTED_AT).alias("started"),
     ).first()
     rejected = rejects.agg(F.count(F.lit(1)).alias("rows"), F.min(INGESTED_AT).alias("started")).first()
-    assert staged is not None
-    assert rejected is not None
+    if staged is None or rejected is None:
+        # A global aggregate always yields one row; none means the engine answered something else.
+        raise TargetLoadError("counting the batch's stage and reject rows returned no result")
     starts = [start for start in (staged["started"], rejected["started"]) if start is not None]
     counts = StageCounts(staged=staged["rows"], rejected=rejected["rows"])
     return counts, staged["versions"], min(starts, default=None)
@@ -64,8 +66,8 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     """Merge the batch's stage rows into the target, creating it on the first run."""
     schema = target_schema(contract)
     warehouse.ensure_table(target_table(contract), schema)
-    stage = batch_rows(warehouse, stage_table(contract), batch_id)
-    rejects = batch_rows(warehouse, rejects_table(contract), batch_id)
+    stage = warehouse.read_batch(stage_table(contract), batch_id)
+    rejects = warehouse.read_batch(rejects_table(contract), batch_id)
     staged, versions, started_at = batch_summary(stage, rejects, contract)
     if versions == 0:
         return TargetCounts(staged.read, staged.rejected, 0, 0, 0, started_at)
@@ -76,3 +78,8 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     inserted = counts.inserted
     unchanged = versions - inserted if contract.scd_type == 2 else versions - inserted - counts.updated
     return TargetCounts(staged.read, staged.rejected, inserted, counts.updated, unchanged, started_at)
+
+
+def release_stage(warehouse: Warehouse, contract: Contract, batch_id: str) -> None:
+    """Delete the batch's stage rows once the target holds them; re-running the batch stages them again."""
+    warehouse.delete_batch(stage_table(contract), batch_id)

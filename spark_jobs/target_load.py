@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
 from spark_jobs.processing_log import SUCCEEDED, RunRecord, append_run
-from spark_jobs.target import load_target
+from spark_jobs.target import load_target, release_stage
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse
 
@@ -25,7 +25,7 @@ TASK = "target_load"
 def merge_batch(
     spark: SparkSession, warehouse: Warehouse, contract: Contract, arguments: TaskArguments, started_at: datetime
 ) -> None:
-    """Merge the staged batch, then append the run's row to processing_log."""
+    """Merge the staged batch, append the run's row to processing_log, then release the batch's stage rows."""
     counts = load_target(warehouse, contract, arguments.batch_id)
     record = RunRecord(
         batch_id=arguments.batch_id,
@@ -43,6 +43,12 @@ def merge_batch(
         rows_unchanged=counts.unchanged,
     )
     append_run(spark, warehouse, record)
+    try:
+        release_stage(warehouse, contract, arguments.batch_id)
+    except Exception as exc:
+        # The merge and its log row are committed, so the run succeeded. Rows left behind cost only
+        # storage: reads skip other batches' files, and a re-run of this batch replaces them.
+        print(f"{TASK}: could not delete the stage rows of batch {arguments.batch_id}: {exc}", file=sys.stderr)
     print(
         f"{TASK}: batch {arguments.batch_id} of {contract.name}: {counts.inserted} inserted, {counts.updated} updated, "
         f"{counts.unchanged} unchanged, {counts.rejected} rejected of {counts.read} read ({warehouse.description})"

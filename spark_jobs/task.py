@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -20,7 +21,10 @@ from spark_jobs.processing_log import FAILED, RunRecord, append_run
 from spark_jobs.session import build_session
 from spark_jobs.warehouse import ENGINES, Engine, Warehouse, open_warehouse
 
-_MAX_BATCH_ID = 200
+# A batch id is written into SQL predicates that Spark SQL and DataFusion (delta-rs) must read
+# alike, so it keeps to characters that need no quoting rules; the function's ids
+# (`filegate.jobs.batch_id`: dataset, date, hex) fit.
+_BATCH_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 
 class TaskArgumentError(FilegateError):
@@ -54,9 +58,9 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
     parser.add_argument("--delta-engine", choices=ENGINES, default="auto", help="Who writes the Delta tables.")
     parsed = parser.parse_args(list(argv))
     batch_id = parsed.batch_id.strip()
-    if not batch_id or len(batch_id) > _MAX_BATCH_ID or any(ord(char) < 32 for char in batch_id):
+    if not _BATCH_ID.fullmatch(batch_id):
         raise TaskArgumentError(
-            f"--batch-id must be 1 to {_MAX_BATCH_ID} printable characters, got {parsed.batch_id!r}"
+            f"--batch-id must be 1 to 200 characters among letters, digits and . _ : -, got {parsed.batch_id!r}"
         )
     for name in ("source_path", "dataset", "schema"):
         if not getattr(parsed, name).strip():

@@ -27,6 +27,7 @@ class HeaderMismatch(ValueError):
 class SplitRows:
     """A file's data rows: those that passed every rule (typed) and those that did not."""
 
+    # Every row: typed columns (NULL where the text is not a value), reason (NULL when good), raw text.
     checked: DataFrame
     good: DataFrame
     rejects: DataFrame
@@ -151,7 +152,7 @@ def typed_columns(contract: Contract) -> list[SparkColumn]:
 
 def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     """Good rows typed by the contract, and rejected rows with their reason and raw text."""
-    checked = parsed.withColumn(REASON_COLUMN, row_reason(contract))
-    good = checked.where(F.col(REASON_COLUMN).isNull()).select(*typed_columns(contract))
+    checked = parsed.select(*typed_columns(contract), row_reason(contract).alias(REASON_COLUMN), RAW_COLUMN)
+    good = checked.where(F.col(REASON_COLUMN).isNull()).select(*contract.column_names)
     rejects = checked.where(F.col(REASON_COLUMN).isNotNull()).select(REASON_COLUMN, RAW_COLUMN)
     return SplitRows(checked=checked, good=good, rejects=rejects)

@@ -4,50 +4,73 @@ from __future__ import annotations
 
 import csv
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql.types import StringType, StructField, StructType
 
 from filegate.contracts import Contract, load_contracts, utc_timestamp
 from spark_jobs import stage_load, target_load
+from spark_jobs.warehouse import open_warehouse
+from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
 
 ORDER_TRACKING = load_contracts()["order_tracking"]
 
 
-def run_batch(warehouse: Path, source: Path, batch_id: str, dataset: str = "order_tracking", **extra: str) -> None:
-    """Run both tasks the way the job does, and fail the test if either does."""
+def task_arguments(lake: Lake, source: Path, batch_id: str, dataset: str = "order_tracking", **extra: str) -> list[str]:
+    """The command line both tasks get from the job, writing where `lake` says."""
     arguments = ["--source-path", str(source), "--dataset", dataset, "--batch-id", batch_id]
-    arguments += ["--catalog", "local", "--schema", str(warehouse)]
+    arguments += ["--catalog", "local", "--schema", lake.schema]
     for name, value in extra.items():
         arguments += [f"--{name.replace('_', '-')}", value]
+    return arguments
+
+
+def run_batch(lake: Lake, source: Path, batch_id: str, dataset: str = "order_tracking", **extra: str) -> None:
+    """Run both tasks the way the job does, and fail the test if either does."""
+    arguments = task_arguments(lake, source, batch_id, dataset, **extra)
     assert stage_load.main(arguments) == 0
     assert target_load.main(arguments) == 0
 
 
-def table(warehouse: Path, name: str) -> pa.Table:
-    """A table as delta-rs reads it: independent of the Spark code under test."""
-    return DeltaTable(str(warehouse / name)).to_pyarrow_dataset().to_table()
+def data_lines(files: Iterable[Path]) -> Iterator[tuple[str, list[str]]]:
+    """Each data line of the files with its fields, as Python's csv module (the function's) reads them."""
+    for path in files:
+        header, *lines = path.read_text(encoding="utf-8").splitlines()
+        for line in lines:
+            if line.strip() and line != header:
+                yield line, next(csv.reader([line]))
+
+
+def row_problem(contract: Contract, fields: list[str]) -> str | None:
+    """Why the job must reject a row, by the function's own `check_text`; None for a good row."""
+    if len(fields) != len(contract.columns):
+        return f"row has {len(fields)} fields, expected {len(contract.columns)}"
+    problems = [column.check_text(text) for column, text in zip(contract.columns, fields, strict=True)]
+    return "; ".join(problem for problem in problems if problem) or None
 
 
 def good_rows(contract: Contract, files: Iterable[Path]) -> list[dict[str, str]]:
-    """Rows of the files that pass every rule, by the function's own `check_text`."""
-    found = []
-    for path in files:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            next(reader)
-            for row in reader:
-                if len(row) == len(contract.columns) and not any(
-                    column.check_text(text) for column, text in zip(contract.columns, row, strict=True)
-                ):
-                    found.append(dict(zip(contract.column_names, row, strict=True)))
+    """Rows of the files that pass every rule."""
+    return [
+        dict(zip(contract.column_names, fields, strict=True))
+        for _, fields in data_lines(files)
+        if row_problem(contract, fields) is None
+    ]
+
+
+def expected_rejects(contract: Contract, files: Iterable[Path]) -> dict[str, str]:
+    """Each rejected line's raw text and the reason the function would give for it."""
+    found = {}
+    for line, fields in data_lines(files):
+        problem = row_problem(contract, fields)
+        if problem:
+            found[line] = problem
     return found
 
 
@@ -62,33 +85,37 @@ def latest_status(contract: Contract, files: Iterable[Path]) -> dict[str, tuple[
     return latest
 
 
-def target_status(warehouse: Path) -> dict[str, tuple[datetime, str]]:
-    rows = table(warehouse, "order_tracking").to_pylist()
+def target_status(lake: Lake) -> dict[str, tuple[datetime, str]]:
+    rows = lake.table("order_tracking").to_pylist()
     assert len({row["tracking_num"] for row in rows}) == len(rows), "one row per key"
     return {row["tracking_num"]: (row["status_ts"], row["status"]) for row in rows}
 
 
-def log_rows(warehouse: Path) -> list[dict[str, object]]:
-    return sorted(table(warehouse, "processing_log").to_pylist(), key=lambda row: row["ended_at"])
+def log_rows(lake: Lake) -> list[dict[str, object]]:
+    return sorted(lake.table("processing_log").to_pylist(), key=lambda row: row["ended_at"])
 
 
-def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, tmp_path: Path, samples: list[Path]) -> None:
+def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
     first = samples[0]
     expected = latest_status(ORDER_TRACKING, [first])
+    archived = f"abfss://archive@acct.dfs.core.windows.net/{first.name}"
+    arguments = task_arguments(lake, first, "b-2025-03-03", source_file=archived)
 
-    run_batch(tmp_path, first, "b-2025-03-03", source_file=f"abfss://archive@acct.dfs.core.windows.net/{first.name}")
+    assert stage_load.main(arguments) == 0
 
-    assert target_status(tmp_path) == expected
-    stage = table(tmp_path, "order_tracking_stage")
+    stage = lake.table("order_tracking_stage")
     assert stage.num_rows == len(good_rows(ORDER_TRACKING, [first]))
-    rejects = table(tmp_path, "order_tracking_rejects").to_pylist()
+    assert {row["_source_file"] for row in stage.to_pylist()} == {archived}
+    rejects = {row["raw_line"]: row["reason"] for row in lake.table("order_tracking_rejects").to_pylist()}
+    assert rejects == expected_rejects(ORDER_TRACKING, [first])
     assert len(rejects) == 3
-    raw_lines = first.read_text(encoding="utf-8").splitlines()
-    assert all(reject["raw_line"] in raw_lines and reject["reason"] for reject in rejects)
-    assert {row["_source_file"] for row in stage.to_pylist()} == {
-        f"abfss://archive@acct.dfs.core.windows.net/{first.name}"
-    }
-    (log,) = log_rows(tmp_path)
+
+    assert target_load.main(arguments) == 0
+
+    assert target_status(lake) == expected
+    assert lake.table("order_tracking_stage").num_rows == 0, "a merged batch's stage rows are released"
+    assert lake.table("order_tracking_rejects").num_rows == 3, "rejects stay"
+    (log,) = log_rows(lake)
     assert log["status"] == "SUCCEEDED"
     assert log["error"] is None
     assert (log["rows_read"], log["rows_rejected"]) == (120, 3)
@@ -96,12 +123,12 @@ def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, tmp_path
     assert log["started_at"] <= log["ended_at"]
 
 
-def test_daily_files_update_to_the_newest_status(spark: SparkSession, tmp_path: Path, samples: list[Path]) -> None:
+def test_daily_files_update_to_the_newest_status(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
     for path in samples:
-        run_batch(tmp_path, path, path.stem)
+        run_batch(lake, path, path.stem)
 
-    assert target_status(tmp_path) == latest_status(ORDER_TRACKING, samples)
-    logs = log_rows(tmp_path)
+    assert target_status(lake) == latest_status(ORDER_TRACKING, samples)
+    logs = log_rows(lake)
     assert [log["batch_id"] for log in logs] == [path.stem for path in samples]
     assert sum(log["rows_updated"] for log in logs) > 0
     for log, path in zip(logs, samples, strict=True):
@@ -111,22 +138,31 @@ def test_daily_files_update_to_the_newest_status(spark: SparkSession, tmp_path: 
     assert sum(log["rows_unchanged"] for log in logs) > 0
 
 
-def test_an_older_file_after_a_newer_one_changes_nothing(
-    spark: SparkSession, tmp_path: Path, samples: list[Path]
-) -> None:
+def test_an_older_file_after_a_newer_one_changes_nothing(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
     newer, older = samples[2], samples[1]
-    run_batch(tmp_path, newer, "newer")
-    before = target_status(tmp_path)
+    run_batch(lake, newer, "newer")
+    before = target_status(lake)
 
-    run_batch(tmp_path, older, "older")
+    run_batch(lake, older, "older")
 
-    after = target_status(tmp_path)
+    after = target_status(lake)
     assert after == latest_status(ORDER_TRACKING, [older, newer])
     assert all(after[key][0] >= status_ts for key, (status_ts, _) in before.items()), "no key went back in time"
+    incoming = {key: status_ts for key, (status_ts, _) in latest_status(ORDER_TRACKING, [older]).items()}
+    known = [key for key in incoming if key in before]
+    newer_log, older_log = log_rows(lake)
+    assert (newer_log["rows_inserted"], newer_log["rows_updated"], newer_log["rows_unchanged"]) == (len(before), 0, 0)
+    assert (older_log["rows_read"], older_log["rows_rejected"]) == (120, 3)
+    assert (older_log["rows_inserted"], older_log["rows_updated"], older_log["rows_unchanged"]) == (
+        len(incoming) - len(known),
+        sum(incoming[key] > before[key][0] for key in known),
+        sum(incoming[key] <= before[key][0] for key in known),
+    )
+    assert older_log["rows_unchanged"] > 0, "the older day's statuses lose to the newer day's"
 
 
 def test_duplicates_within_a_batch_keep_the_latest_row(
-    spark: SparkSession, tmp_path: Path, samples: list[Path]
+    spark: SparkSession, lake: Lake, tmp_path: Path, samples: list[Path]
 ) -> None:
     lines = samples[0].read_text(encoding="utf-8").splitlines()
     header, row = lines[0], lines[1].split(",")
@@ -135,89 +171,120 @@ def test_duplicates_within_a_batch_keep_the_latest_row(
     source = tmp_path / "order_tracking_2025_03_03.csv"
     source.write_text("\n".join([header, ",".join(row), ",".join(newer), ",".join(newer), ",".join(older), ""]))
 
-    run_batch(tmp_path / "warehouse", source, "dupes")
+    run_batch(lake, source, "dupes")
 
-    target = table(tmp_path / "warehouse", "order_tracking").to_pylist()
+    target = lake.table("order_tracking").to_pylist()
     assert [(r["tracking_num"], r["status"]) for r in target] == [(row[0], "DELIVERED")]
-    (log,) = log_rows(tmp_path / "warehouse")
+    (log,) = log_rows(lake)
     assert (log["rows_read"], log["rows_inserted"], log["rows_unchanged"]) == (4, 1, 0)
 
 
-def test_the_same_batch_twice_changes_nothing(spark: SparkSession, tmp_path: Path, samples: list[Path]) -> None:
-    run_batch(tmp_path, samples[0], "b1")
-    run_batch(tmp_path, samples[1], "b2")
-    target_before = table(tmp_path, "order_tracking").sort_by("tracking_num")
-    stage_before = table(tmp_path, "order_tracking_stage").num_rows
+def test_the_same_batch_twice_changes_nothing(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
+    run_batch(lake, samples[0], "b1")
+    run_batch(lake, samples[1], "b2")
+    target_before = lake.table("order_tracking").sort_by("tracking_num")
 
-    run_batch(tmp_path, samples[1], "b2")
+    run_batch(lake, samples[1], "b2")
 
-    assert table(tmp_path, "order_tracking").sort_by("tracking_num").equals(target_before)
-    assert table(tmp_path, "order_tracking_stage").num_rows == stage_before
-    assert table(tmp_path, "order_tracking_rejects").num_rows == 6
-    rerun = log_rows(tmp_path)[-1]
-    assert (rerun["batch_id"], rerun["rows_inserted"], rerun["rows_updated"]) == ("b2", 0, 0)
+    assert lake.table("order_tracking").sort_by("tracking_num").equals(target_before)
+    assert lake.table("order_tracking_stage").num_rows == 0
+    assert lake.table("order_tracking_rejects").num_rows == 6
+    rerun = log_rows(lake)[-1]
+    assert (rerun["batch_id"], rerun["rows_read"], rerun["rows_inserted"], rerun["rows_updated"]) == ("b2", 120, 0, 0)
 
 
-def test_restaging_one_batch_leaves_other_batches_alone(
-    spark: SparkSession, tmp_path: Path, samples: list[Path]
-) -> None:
-    arguments = ["--dataset", "order_tracking", "--catalog", "local", "--schema", str(tmp_path)]
-    assert stage_load.main(["--source-path", str(samples[0]), "--batch-id", "a", *arguments]) == 0
-    assert stage_load.main(["--source-path", str(samples[1]), "--batch-id", "b", *arguments]) == 0
+def test_restaging_one_batch_leaves_other_batches_alone(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
+    assert stage_load.main(task_arguments(lake, samples[0], "a")) == 0
+    assert stage_load.main(task_arguments(lake, samples[1], "b")) == 0
 
-    assert stage_load.main(["--source-path", str(samples[2]), "--batch-id", "a", *arguments]) == 0
+    assert stage_load.main(task_arguments(lake, samples[2], "a")) == 0
 
-    stage = table(tmp_path, "order_tracking_stage").to_pylist()
+    stage = lake.table("order_tracking_stage").to_pylist()
     by_batch = {batch: [r for r in stage if r["_batch_id"] == batch] for batch in ("a", "b")}
     assert len(by_batch["a"]) == len(good_rows(ORDER_TRACKING, [samples[2]]))
     assert len(by_batch["b"]) == len(good_rows(ORDER_TRACKING, [samples[1]]))
 
 
-def test_a_file_where_every_row_is_bad(spark: SparkSession, tmp_path: Path, samples: list[Path]) -> None:
-    run_batch(tmp_path, samples[0], "good")
-    target_before = table(tmp_path, "order_tracking").sort_by("tracking_num")
+def test_a_file_where_every_row_is_bad(spark: SparkSession, lake: Lake, tmp_path: Path, samples: list[Path]) -> None:
+    run_batch(lake, samples[0], "good")
+    target_before = lake.table("order_tracking").sort_by("tracking_num")
     header, *rows = samples[1].read_text(encoding="utf-8").splitlines()
     broken = [row.replace(",UPS,", ",ACME,").replace(",DHL,", ",ACME,") for row in rows[:20]]
     broken = [row if ",ACME," in row else row.split(",", 1)[1] for row in broken]
     source = tmp_path / samples[1].name
     source.write_text("\n".join([header, *broken]) + "\n", encoding="utf-8")
 
-    run_batch(tmp_path, source, "all-bad")
+    run_batch(lake, source, "all-bad")
 
-    assert table(tmp_path, "order_tracking").sort_by("tracking_num").equals(target_before)
-    rejects = [r for r in table(tmp_path, "order_tracking_rejects").to_pylist() if r["_batch_id"] == "all-bad"]
-    assert sorted(r["raw_line"] for r in rejects) == sorted(broken)
-    assert any("carrier value 'ACME' is not one of" in r["reason"] for r in rejects)
-    assert any("fields, expected 13" in r["reason"] for r in rejects)
-    log = log_rows(tmp_path)[-1]
+    assert lake.table("order_tracking").sort_by("tracking_num").equals(target_before)
+    rejects = {r["raw_line"]: r["reason"] for r in lake.table("order_tracking_rejects").to_pylist()}
+    expected = expected_rejects(ORDER_TRACKING, [source])
+    assert set(expected) == set(broken)
+    assert {line: rejects[line] for line in broken} == expected
+    assert any("carrier value 'ACME' is not one of" in reason for reason in expected.values())
+    assert any("fields, expected 13" in reason for reason in expected.values())
+    log = log_rows(lake)[-1]
     assert (log["status"], log["rows_read"], log["rows_rejected"], log["rows_inserted"]) == ("SUCCEEDED", 20, 20, 0)
 
 
 def test_a_file_with_the_wrong_header_fails_and_is_logged(
-    spark: SparkSession, tmp_path: Path, bad_sample: Path, capsys: pytest.CaptureFixture[str]
+    spark: SparkSession, lake: Lake, bad_sample: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    arguments = ["--source-path", str(bad_sample), "--dataset", "order_tracking", "--batch-id", "bad"]
-
-    code = stage_load.main([*arguments, "--schema", str(tmp_path)])
+    code = stage_load.main(task_arguments(lake, bad_sample, "bad"))
 
     assert code == 1
     assert "does not list the columns" in capsys.readouterr().err
-    (log,) = log_rows(tmp_path)
+    (log,) = log_rows(lake)
     assert (log["status"], log["task"], log["batch_id"]) == ("FAILED", "stage_load", "bad")
     assert "HeaderMismatch" in log["error"]
 
 
-def test_unknown_dataset_and_bad_batch_id_are_refused(
-    spark: SparkSession, tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+def test_a_failing_target_load_is_logged_with_its_error_and_keeps_the_stage(
+    spark: SparkSession, lake: Lake, samples: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = ["--source-path", str(samples[0]), "--schema", str(tmp_path)]
+    arguments = task_arguments(lake, samples[0], "b1")
+    assert stage_load.main(arguments) == 0
+    # A target created by someone else, without the contract's columns: the MERGE cannot set them.
+    open_warehouse(spark, "local", lake.schema).ensure_table(
+        "order_tracking", StructType([StructField("tracking_num", StringType())])
+    )
+    capsys.readouterr()
 
-    assert stage_load.main([*base, "--dataset", "nope", "--batch-id", "x"]) == 1
-    assert target_load.main([*base, "--dataset", "order_tracking", "--batch-id", "a\nb"]) == 2
+    code = target_load.main(arguments)
+
+    assert code == 1
+    err = capsys.readouterr().err
+    log = log_rows(lake)[-1]
+    assert (log["status"], log["task"], log["batch_id"]) == ("FAILED", "target_load", "b1")
+    assert log["error"]
+    assert f"target_load failed for batch b1 ({samples[0]}): {log['error']}" in err
+    assert (log["rows_read"], log["rows_inserted"], log["rows_updated"]) == (None, None, None)
+    assert lake.table("order_tracking").num_rows == 0
+    stage = lake.table("order_tracking_stage")
+    assert stage.num_rows == len(good_rows(ORDER_TRACKING, [samples[0]])), "kept for the retry"
+
+
+def test_unknown_dataset_and_bad_batch_id_are_refused(
+    spark: SparkSession, lake: Lake, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stage_load.main(task_arguments(lake, samples[0], "x", dataset="nope")) == 1
+    assert target_load.main(task_arguments(lake, samples[0], "a\nb")) == 2
+    assert target_load.main(task_arguments(lake, samples[0], "a'b")) == 2
 
     err = capsys.readouterr().err
     assert "unknown dataset 'nope'" in err
-    assert "--batch-id must be" in err
+    assert '--batch-id must be 1 to 200 characters among letters, digits and . _ : -, got "a\'b"' in err
+
+
+def test_the_tasks_choose_the_delta_engine_by_themselves(
+    spark: SparkSession, lake: Lake, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stage_load.main(task_arguments(lake, samples[0], "auto")) == 0
+
+    # Delta on Spark only when this session has Delta Lake (FILEGATE_TEST_DELTA_SPARK=1), else delta-rs.
+    on_spark = f"(Delta Lake on Spark, tables {lake.schema}.*)"
+    expected = on_spark if lake.spark else f"(delta-rs tables under {lake.schema})"
+    assert capsys.readouterr().out.rstrip().endswith(expected)
 
 
 def versions_by_key(contract: Contract, files: Iterable[Path]) -> dict[str, list[datetime]]:
@@ -229,7 +296,7 @@ def versions_by_key(contract: Contract, files: Iterable[Path]) -> dict[str, list
 
 
 def test_scd2_keeps_history_out_of_order_and_repeated(
-    spark: SparkSession, tmp_path: Path, samples: list[Path], test_contracts: Path
+    spark: SparkSession, lake: Lake, tmp_path: Path, samples: list[Path], test_contracts: Path
 ) -> None:
     contract = load_contracts(test_contracts)["parcel_history"]
     files = []
@@ -237,15 +304,14 @@ def test_scd2_keeps_history_out_of_order_and_repeated(
         copy = tmp_path / path.name.replace("order_tracking", "parcel_history")
         shutil.copyfile(path, copy)
         files.append(copy)
-    warehouse = tmp_path / "warehouse"
     extra = {"contracts_dir": str(test_contracts)}
 
     # Newest first, then an older one, then the newest again: history must come out the same.
     for path, batch in ((files[2], "d3"), (files[0], "d1"), (files[1], "d2"), (files[2], "d3")):
-        run_batch(warehouse, path, batch, dataset="parcel_history", **extra)
+        run_batch(lake, path, batch, dataset="parcel_history", **extra)
 
     expected = versions_by_key(contract, files)
-    rows = table(warehouse, "parcel_history").to_pylist()
+    rows = lake.table("parcel_history").to_pylist()
     assert len(rows) == sum(len(times) for times in expected.values())
     for key, times in expected.items():
         history = sorted((r for r in rows if r["tracking_num"] == key), key=lambda r: r["effective_from"])
@@ -253,5 +319,5 @@ def test_scd2_keeps_history_out_of_order_and_repeated(
         assert [r["effective_to"] for r in history] == [*times[1:], None]
         assert [r["is_current"] for r in history] == [False] * (len(times) - 1) + [True]
         assert all(r["status_ts"] == r["effective_from"] for r in history)
-    repeat = log_rows(warehouse)[-1]
+    repeat = log_rows(lake)[-1]
     assert (repeat["rows_inserted"], repeat["rows_updated"]) == (0, 0)

@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from filegate.contracts import Contract, load_contracts
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
 from spark_jobs.columns import target_schema
 from spark_jobs.merge import latest_wins_merge
-from spark_jobs.warehouse import DeltaRsWarehouse
+from spark_jobs.warehouse import open_warehouse
+from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
 
@@ -45,9 +45,8 @@ def test_latest_per_key_is_the_newest_and_ties_do_not_depend_on_order(spark: Spa
         sorted((r.tracking_num, r.status) for r in latest_per_key(df, ORDERS).collect()) for df in (forward, backward)
     ]
 
-    assert picked[0] == picked[1]
-    assert [key for key, _ in picked[0]] == ["A", "B"]
-    assert dict(picked[0])["A"] in {"IN_TRANSIT", "DELIVERED"}
+    # Equal status_ts: the row whose JSON text sorts last wins, and "IN_TRANSIT" > "DELIVERED".
+    assert picked[0] == picked[1] == [("A", "IN_TRANSIT"), ("B", "PICKED_UP")]
 
 
 def test_distinct_versions_drops_only_repeats(spark: SparkSession) -> None:
@@ -74,8 +73,8 @@ def test_history_changes_rebound_the_timeline_and_ignore_known_versions(spark: S
     assert (changes[("B", 5)].effective_to, changes[("B", 5)].is_current) == (None, True)
 
 
-def test_latest_wins_merge_never_regresses_and_repeats_are_no_ops(spark: SparkSession, tmp_path: Path) -> None:
-    warehouse = DeltaRsWarehouse(spark, tmp_path)
+def test_latest_wins_merge_never_regresses_and_repeats_are_no_ops(spark: SparkSession, lake: Lake) -> None:
+    warehouse = open_warehouse(spark, "local", lake.schema)
     schema = target_schema(ORDERS)
     warehouse.ensure_table("t", schema)
     spec = latest_wins_merge(ORDERS, schema.fieldNames())
@@ -86,10 +85,7 @@ def test_latest_wins_merge_never_regresses_and_repeats_are_no_ops(spark: SparkSe
     counts = [warehouse.merge("t", batch, spec) for batch in (first, late, late)]
 
     assert [(c.inserted, c.updated) for c in counts] == [(2, 0), (0, 1), (0, 0)]
-    final = {
-        r["tracking_num"]: r["status"]
-        for r in DeltaTable(str(tmp_path / "t")).to_pyarrow_dataset().to_table().to_pylist()
-    }
+    final = {r["tracking_num"]: r["status"] for r in lake.table("t").to_pylist()}
     assert final == {"A": "IN_TRANSIT", "B": "DELIVERED"}
 
 

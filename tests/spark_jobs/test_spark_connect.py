@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -11,11 +12,15 @@ from pathlib import Path
 import pytest
 
 from filegate.emulators import SparkConnect, run_spark_connect
+from tests.spark_jobs.conftest import Lake
 from tests.spark_jobs.test_load_scenarios import ORDER_TRACKING, latest_status, log_rows, target_status
 
 pytestmark = pytest.mark.spark
 
 REPO = Path(__file__).resolve().parents[2]
+# Over Spark Connect the job takes the delta package for Databricks, which always has Delta Lake; this
+# server, started from the bare pyspark wheel, never has it: with delta-spark installed, say so.
+ENGINE = ["--delta-engine", "delta-rs"] if importlib.util.find_spec("delta") else []
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +29,10 @@ def connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnect]:
         yield server
 
 
-def run_task(server: SparkConnect, task: str, source: Path, batch_id: str, warehouse: Path) -> str:
+def run_task(server: SparkConnect, task: str, source: Path, batch_id: str, lake: Lake) -> str:
     """One task as the job runs it: its own process, its module's entry point, SPARK_REMOTE set."""
     arguments = ["--source-path", str(source), "--dataset", "order_tracking", "--batch-id", batch_id]
-    arguments += ["--schema", str(warehouse)]
+    arguments += ["--schema", lake.schema, *ENGINE]
     result = subprocess.run(
         [sys.executable, "-m", f"spark_jobs.{task}", *arguments],
         cwd=REPO,
@@ -45,26 +50,28 @@ def test_tasks_over_spark_connect_load_latest_status_and_ignore_a_late_day(
     connect: SparkConnect, tmp_path: Path, samples: list[Path]
 ) -> None:
     newer, older = samples[1], samples[0]
+    lake = Lake(str(tmp_path))
 
     for source in (newer, older):
         for task in ("stage_load", "target_load"):
-            run_task(connect, task, source, f"b-{source.stem}", tmp_path)
+            run_task(connect, task, source, f"b-{source.stem}", lake)
 
-    assert target_status(tmp_path) == latest_status(ORDER_TRACKING, [older, newer])
-    late = [row for row in log_rows(tmp_path) if row["task"] == "target_load"][-1]
+    assert target_status(lake) == latest_status(ORDER_TRACKING, [older, newer])
+    late = [row for row in log_rows(lake) if row["task"] == "target_load"][-1]
     assert late["status"] == "SUCCEEDED"
     assert late["rows_unchanged"] > 0
 
 
 def test_a_rerun_over_spark_connect_changes_nothing(connect: SparkConnect, tmp_path: Path, samples: list[Path]) -> None:
     source = samples[0]
+    lake = Lake(str(tmp_path))
     for task in ("stage_load", "target_load"):
-        run_task(connect, task, source, "b-once", tmp_path)
-    before = target_status(tmp_path)
+        run_task(connect, task, source, "b-once", lake)
+    before = target_status(lake)
 
-    output = run_task(connect, "stage_load", source, "b-once", tmp_path)
-    output += run_task(connect, "target_load", source, "b-once", tmp_path)
+    output = run_task(connect, "stage_load", source, "b-once", lake)
+    output += run_task(connect, "target_load", source, "b-once", lake)
 
-    assert target_status(tmp_path) == before
-    rerun = log_rows(tmp_path)[-1]
+    assert target_status(lake) == before
+    rerun = log_rows(lake)[-1]
     assert (rerun["rows_inserted"], rerun["rows_updated"]) == (0, 0), output
