@@ -1,0 +1,49 @@
+"""The sample generator: the same seed writes the same bytes, and `make samples` writes data/samples."""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+from datetime import date
+from pathlib import Path
+
+from spark_jobs.generate import main, write_day
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def day_file(seed: int, rows: int = 500) -> str:
+    out = io.StringIO()
+    write_day(out, seed, date(2025, 3, 5), rows, 4, 0.05, 0.03)
+    return out.getvalue()
+
+
+def make_samples_arguments() -> list[str]:
+    """The generator's arguments in the Makefile's `samples` recipe, as `make samples` passes them."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    recipe = re.search(r"^samples:.*\n\t(.+)$", makefile, re.MULTILINE)
+    assert recipe, "the Makefile has a `samples` target"
+    words = shlex.split(recipe.group(1))
+    return words[words.index("spark_jobs.generate") + 1 :]
+
+
+def test_the_same_seed_writes_the_same_bytes_and_another_seed_does_not() -> None:
+    first = day_file(seed=11)
+
+    assert day_file(seed=11) == first
+    assert day_file(seed=12) != first
+    assert len(first.splitlines()) == 501
+
+
+def test_make_samples_writes_data_samples_byte_for_byte(tmp_path: Path) -> None:
+    arguments = make_samples_arguments()
+    assert arguments[arguments.index("--out") + 1] == "data/samples"
+    arguments[arguments.index("--out") + 1] = str(tmp_path)
+
+    assert main(arguments) == 0
+
+    committed = sorted((REPO / "data" / "samples").glob("*.csv"))
+    assert [path.name for path in committed] == sorted(path.name for path in tmp_path.glob("*.csv"))
+    for path in committed:
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
