@@ -5,27 +5,16 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from filegate.ingest import ARCHIVED, DUPLICATE, Outcome, handle_payload
-from tests.emulators import Azurite
 from tests.factories import csv_bytes, tracking_row
-from tests.faults.world import World, assert_converged, open_azure_world
+from tests.faults.world import World, assert_converged
 
 FILES = 120
 DELIVERIES = 3
 THREADS = 8
-
-
-@pytest.fixture
-def world(azurite: Azurite, tmp_path: Path) -> Iterator[World]:
-    with open_azure_world(azurite, tmp_path / "jobs") as opened:
-        yield opened
 
 
 def _files() -> dict[str, bytes]:

@@ -152,3 +152,23 @@ def test_a_storage_outage_fails_the_delivery_and_redelivery_converges(world: Wor
     assert outcome.status in (ARCHIVED, DUPLICATE)
     assert outcome.status != REJECTED
     assert_converged(world, {NAME: DATA})
+
+
+@pytest.mark.parametrize("operation", [*STORAGE_OPERATIONS[1:], pytest.param(_reads, id="read")])
+def test_a_change_made_but_its_answer_lost_converges(world: World, operation: Any) -> None:
+    """The storage call succeeds but its answer is lost: the SDK retries a copy or delete already done.
+
+    This is the case the preconditions exist for: the retried copy must find its own copy (not make a
+    second or overwrite), the retried delete must find nothing to delete, and the run starts once.
+    """
+    event = world.upload(NAME, DATA)
+    assert world.proxy is not None
+    rule = world.proxy.fail(operation, status=503, times=1, after_forwarding=True)
+
+    [outcome] = handle_payload(world.gate(), event)
+
+    assert rule.hits == 1
+    assert outcome.status in (ARCHIVED, DUPLICATE)
+    assert_converged(world, {NAME: DATA})
+    [run] = world.runs()
+    assert outcome.run_id == run["run_id"]

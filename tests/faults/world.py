@@ -2,14 +2,21 @@
 
 Faults come in three kinds, all below Filegate's own code:
 - `CrashingStore` wraps a real store and kills the "process" right after a chosen operation succeeded;
-- `FaultProxy` sits between the storage SDK and the emulator and answers 503 for chosen requests, so the
+- `FaultProxy` sits between the storage SDK and the emulator and answers 503 for chosen requests, either
+  instead of forwarding them or after forwarding them (the change is made, the answer is lost), so the
   real SDK, its retries and Filegate's error translation all run;
 - the local Jobs API's own `Fault`s make run-now answer 500/429, or stall past the client's timeout.
+
+gcp-storage-emulator ignores generation preconditions. In front of it the proxy enforces them as GCS
+does, atomically with the request, so the GCS store runs in its production mode (no read-first
+checks) and the race and fault tests prove what the preconditions guarantee on both clouds.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -17,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from filegate.contracts import load_contracts
 from filegate.events import GCS_FINALIZED
@@ -78,11 +86,16 @@ class CrashingStore:
 
 @dataclass
 class ProxyRule:
-    """Answer `status` instead of forwarding, for requests that match, `times` times (None: until cleared)."""
+    """Answer `status` for requests that match, `times` times (None: until cleared).
+
+    With `after_forwarding` the request reaches the emulator first and only its answer is replaced:
+    the change is made, the caller never hears of it.
+    """
 
     matches: Callable[[str, str, Mapping[str, str]], bool]
     status: int = 503
     times: int | None = None
+    after_forwarding: bool = False
     hits: int = 0
 
 
@@ -91,14 +104,22 @@ class FaultProxy:
     """An HTTP proxy on a free loopback port in front of a storage emulator, with programmable failures."""
 
     upstream_port: int
+    gcs_preconditions: bool = False
     rules: list[ProxyRule] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Held from a precondition's check until the request it guards has been answered.
+    _conditions: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
 
     def fail(
-        self, matches: Callable[[str, str, Mapping[str, str]], bool], *, status: int = 503, times: int | None = None
+        self,
+        matches: Callable[[str, str, Mapping[str, str]], bool],
+        *,
+        status: int = 503,
+        times: int | None = None,
+        after_forwarding: bool = False,
     ) -> ProxyRule:
-        rule = ProxyRule(matches, status, times)
+        rule = ProxyRule(matches, status, times, after_forwarding)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -107,13 +128,44 @@ class FaultProxy:
         with self._lock:
             self.rules.clear()
 
-    def _fault_for(self, method: str, path: str, headers: Mapping[str, str]) -> int | None:
+    def _fault_for(self, method: str, path: str, headers: Mapping[str, str]) -> ProxyRule | None:
         with self._lock:
             for rule in self.rules:
                 if (rule.times is None or rule.hits < rule.times) and rule.matches(method, path, headers):
                     rule.hits += 1
-                    return rule.status
+                    return rule
         return None
+
+
+_GCS_OBJECT = r"b/(?P<{0}bucket>[^/]+)/o/(?P<{0}name>[^/?]+)"
+_GCS_REWRITE = re.compile(rf"^/storage/v1/{_GCS_OBJECT.format('src_')}/rewriteTo/{_GCS_OBJECT.format('')}$")
+_GCS_OBJECT_PATH = re.compile(rf"^(?:/download)?/storage/v1/{_GCS_OBJECT.format('')}$")
+_GCS_UPLOAD = re.compile(r"^/upload/storage/v1/b/(?P<bucket>[^/]+)/o$")
+
+
+def gcs_conditions(method: str, path: str, body: bytes) -> list[tuple[str, str, str, str]]:
+    """The generation preconditions a GCS JSON API request carries: (bucket, object, field, required value)."""
+    parts = urlsplit(path)
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    if rewrite := _GCS_REWRITE.match(parts.path):
+        source = (rewrite["src_bucket"], unquote(rewrite["src_name"]))
+        target = (rewrite["bucket"], unquote(rewrite["name"]))
+        found = [(*source, "generation", query[k]) for k in ("ifSourceGenerationMatch",) if k in query]
+        return found + [(*target, "generation", query[k]) for k in ("ifGenerationMatch",) if k in query]
+    if upload := _GCS_UPLOAD.match(parts.path):
+        name = query.get("name") or _multipart_name(body)
+        return [(upload["bucket"], name, "generation", query[k]) for k in ("ifGenerationMatch",) if k in query]
+    if method != "POST" and (found := _GCS_OBJECT_PATH.match(parts.path)):
+        target = (found["bucket"], unquote(found["name"]))
+        fields = {"ifGenerationMatch": "generation", "ifMetagenerationMatch": "metageneration"}
+        return [(*target, fields[k], query[k]) for k in fields if k in query]
+    return []
+
+
+def _multipart_name(body: bytes) -> str:
+    """The object name in a multipart upload's JSON metadata part."""
+    metadata = body.split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0]
+    return str(json.loads(metadata)["name"])
 
 
 def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
@@ -127,23 +179,79 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status = proxy._fault_for(self.command, self.path, headers)
-            if status is not None:
-                # The shape both clouds use: Azure reads x-ms-error-code, GCS reads the JSON error.
-                payload = b"" if self.command == "HEAD" else b'{"error": {"code": %d, "message": "injected"}}' % status
-                self.send_response(status)
-                self.send_header("x-ms-error-code", "ServerBusy")
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+            rule = proxy._fault_for(self.command, self.path, headers)
+            if rule is not None and not rule.after_forwarding:
+                self._fail(rule.status)
                 return
+            conditions = gcs_conditions(self.command, self.path, body) if proxy.gcs_preconditions else []
+            if conditions:
+                with proxy._conditions:
+                    failed = self._unmet(conditions)
+                    if failed:
+                        self._fail(failed, "conditionNotMet" if failed == 412 else "notFound")
+                        return
+                    self._relay(body, replace_answer=rule)
+            else:
+                self._relay(body, replace_answer=rule)
+
+        def _unmet(self, conditions: list[tuple[str, str, str, str]]) -> int | None:
+            """412 when the emulator's object does not satisfy a precondition, 404 when it must exist and does not."""
+            for bucket, name, name_field, required in conditions:
+                upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                try:
+                    upstream.request("GET", f"/storage/v1/b/{bucket}/o/{quote(name, safe='')}")
+                    answer = upstream.getresponse()
+                    current = json.loads(answer.read() or b"{}") if answer.status == 200 else None
+                finally:
+                    upstream.close()
+                if current is None:
+                    if required != "0":
+                        return 404
+                elif str(current.get(name_field)) != required:
+                    return 412
+            return None
+
+        def _keep_rewrite_metadata(self, body: bytes, answer: bytes) -> bytes:
+            """GCS gives the copy the metadata sent in the rewrite's body; the emulator drops it, so set it here."""
+            metadata = json.loads(body or b"{}").get("metadata")
+            result = json.loads(answer)
+            if not metadata or not result.get("done"):
+                return answer
+            found = _GCS_REWRITE.match(urlsplit(self.path).path)
+            assert found is not None
+            target = f"/storage/v1/b/{found['bucket']}/o/{found['name']}"
+            upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+            try:
+                patch = json.dumps({"metadata": metadata})
+                upstream.request("PATCH", target, body=patch, headers={"Content-Type": "application/json"})
+                result["resource"] = json.loads(upstream.getresponse().read())
+            finally:
+                upstream.close()
+            return json.dumps(result).encode()
+
+        def _fail(self, status: int, reason: str = "injected") -> None:
+            # The shape both clouds use: Azure reads x-ms-error-code, GCS reads the JSON error.
+            error = {"error": {"code": status, "message": reason, "errors": [{"reason": reason}]}}
+            payload = b"" if self.command == "HEAD" else json.dumps(error).encode()
+            self.send_response(status)
+            self.send_header("x-ms-error-code", "ServerBusy")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _relay(self, body: bytes, replace_answer: ProxyRule | None) -> None:
             upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
             try:
                 forwarded = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 upstream.request(self.command, self.path, body=body, headers=forwarded)
                 answer = upstream.getresponse()
                 data = answer.read()
+                if proxy.gcs_preconditions and answer.status == 200 and _GCS_REWRITE.match(urlsplit(self.path).path):
+                    data = self._keep_rewrite_metadata(body, data)
+                if replace_answer is not None:
+                    self._fail(replace_answer.status)
+                    return
                 self.send_response(answer.status, answer.reason)
                 # A HEAD answer's Content-Length is the object's size, not this (empty) body's.
                 keep_length = self.command == "HEAD"
@@ -164,9 +272,9 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def run_fault_proxy(upstream_port: int) -> Iterator[FaultProxy]:
+def run_fault_proxy(upstream_port: int, *, gcs_preconditions: bool = False) -> Iterator[FaultProxy]:
     """A started FaultProxy; stopped on exit."""
-    proxy = FaultProxy(upstream_port)
+    proxy = FaultProxy(upstream_port, gcs_preconditions)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(proxy))
     server.daemon_threads = True
     proxy.port = int(server.server_address[1])
@@ -335,15 +443,14 @@ def open_azure_world(azurite: Any, state_dir: Any) -> Iterator[World]:
 
 @contextmanager
 def open_gcs_world(emulator_port: int, state_dir: Any) -> Iterator[World]:
-    """gcp-storage-emulator behind a fault proxy, with the store as production builds it for an emulator."""
+    """gcp-storage-emulator behind a proxy that enforces GCS's preconditions, and the store in production mode."""
     from filegate.gcs_storage import GcsStore
     from tests.jobs_api import local_jobs_api
 
-    with run_fault_proxy(emulator_port) as proxy, local_jobs_api(state_dir) as server:
-        store = GcsStore.from_environment(
-            {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{proxy.port}", "GOOGLE_CLOUD_PROJECT": "filegate-local"},
-            retry_seconds=2,
-        )
+    with run_fault_proxy(emulator_port, gcs_preconditions=True) as proxy, local_jobs_api(state_dir) as server:
+        # Not `from_environment`: for an emulator it adds read-first checks; here the proxy's
+        # preconditions stand in for GCS's, so the production code path runs.
+        store = GcsStore(gcs_client(f"http://127.0.0.1:{proxy.port}"), retry_seconds=2)
         names = fresh_locations()
         store.create_buckets(*names)
         yield World(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,25 +13,6 @@ from filegate.gcs_storage import GcsStore
 from tests.emulators import ROOT, free_port, stop_process, wait_for_port
 from tests.gcp.world import BIN, PROJECT, GcpWorld, GcsEmulator, fresh_settings, function_env
 from tests.jobs_api import local_jobs_api
-
-
-@pytest.fixture(scope="session")
-def gcs_emulator() -> Iterator[GcsEmulator]:
-    """gcp-storage-emulator on a free loopback port, in memory, for the whole session."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process)
-        # The port opens before the storage layer is ready; listing buckets answers once it is.
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}", timeout=10) as answer:
-            assert answer.status == 200
-        yield GcsEmulator(port)
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture
