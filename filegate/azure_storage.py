@@ -120,7 +120,8 @@ class AzureBlobStore:
             size=int(props.size),
             version=_unquote(props.etag),
             metadata=dict(props.metadata or {}),
-            created=props.creation_time.timestamp() if props.creation_time else 0.0,
+            # Last-Modified, not Creation-Time: an overwritten blob keeps its creation time.
+            created=props.last_modified.timestamp() if props.last_modified else 0.0,
         )
 
     def copy(
@@ -190,7 +191,7 @@ class AzureBlobStore:
         client = self._service.get_container_client(container)
         with _azure_errors(f"list {container}/{prefix}"):
             for item in client.list_blobs(name_starts_with=prefix or None):
-                created = item.creation_time.timestamp() if item.creation_time else 0.0
+                created = item.last_modified.timestamp() if item.last_modified else 0.0
                 yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), {}, created)
 
     def spark_uri(self, container: str, path: str) -> str:

@@ -18,6 +18,9 @@ COMMITTED_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClo
 
 AZURE = "azure"
 GCS = "gcs"
+# A GCS finalize event names no account (its source reads `projects/_/buckets/...`): every GCS upload
+# carries this placeholder, so an event and the sweep derive the same identity and run token.
+GCS_ACCOUNT = "_"
 
 _SUBJECT = re.compile(r"^/blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<path>.+)$")
 _GCS_SOURCE = re.compile(r"^//storage\.googleapis\.com/projects/[^/]+/buckets/(?P<bucket>[^/]+)$")
@@ -81,7 +84,8 @@ def parse_event(event: Any) -> Upload | Ignored:
     if event_type == GCS_FINALIZED:
         return _parse_gcs(event, event_id)
     if event_type != BLOB_CREATED:
-        return Ignored(f"event type {event_type} is not {BLOB_CREATED}", event_id, str(event.get("subject", "")))
+        reason = f"event type {event_type} is neither {BLOB_CREATED} nor {GCS_FINALIZED}"
+        return Ignored(reason, event_id, str(event.get("subject", "")))
     return _parse_blob_created(event, event_id)
 
 
@@ -105,7 +109,7 @@ def _parse_blob_created(event: Mapping[str, Any], event_id: str) -> Upload | Ign
         store=AZURE,
         account=_azure_account(url, str(event.get("topic", event.get("source", "")))),
         container=found["container"],
-        path=_checked_path(path, event_id),
+        path=_checked_path(_checked_segments(path, event_id), event_id),
         size=size,
         version=_text(data, "eTag").strip('"'),
         event_id=event_id,
@@ -135,7 +139,7 @@ def _parse_gcs(event: Mapping[str, Any], event_id: str) -> Upload | Ignored:
         raise InvalidEvent(f"event {event_id}: generation must be a number, got {generation!r}")
     return Upload(
         store=GCS,
-        account=_text(data, "projectNumber", required=False) or "_",
+        account=GCS_ACCOUNT,
         container=bucket,
         path=_checked_path(path, event_id),
         size=size,
@@ -179,6 +183,19 @@ def _looks_like_folder(path: str) -> bool:
 def _checked_path(path: str, event_id: str) -> str:
     if len(path) > MAX_PATH_LENGTH or "\x00" in path:
         raise InvalidEvent(f"event {event_id}: blob path is not a valid name")
+    return path
+
+
+def _checked_segments(path: str, event_id: str) -> str:
+    """Refuse `.` and `..` segments in a blob subject.
+
+    HTTP clients and the service resolve them, so acting on `landing/in/../private/f.csv` would
+    move a blob outside the landing location. Azure cannot store such a name as it reads, so
+    the event is malformed or forged. (GCS quotes the whole object name, `/` included, and
+    resolves nothing: its objects are taken literally.)
+    """
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise InvalidEvent(f"event {event_id}: blob path {path[:200]!r} has '.' or '..' segments")
     return path
 
 

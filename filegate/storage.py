@@ -22,6 +22,7 @@ class ObjectInfo:
     size: int
     version: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # When this version was written (epoch seconds): an overwrite is a new version, with a new time.
     created: float = 0.0
 
 

@@ -7,11 +7,11 @@ import hashlib
 import logging
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from filegate.errors import FilegateError, SettingsError, StorageError, TransientError
-from filegate.events import AZURE, GCS, Upload
+from filegate.events import AZURE, GCS, GCS_ACCOUNT, Upload
 from filegate.ingest import Gate, Outcome, handle_upload
 from filegate.settings import Settings
 from filegate.storage import ObjectInfo, Store
@@ -23,9 +23,6 @@ DUE = "due"
 FAILED = "failed"
 # What `filegate sweep --target` accepts, mapped to the store kinds events carry.
 TARGETS = {"azure": AZURE, "gcp": GCS}
-# A GCS finalize event carries no account; the parser fills in this placeholder, and the sweep must
-# build the very same identity so that its idempotency token equals the event's.
-GCS_ACCOUNT = "_"
 EXIT_TRANSIENT = 75
 
 
@@ -45,28 +42,28 @@ def is_folder_marker(info: ObjectInfo) -> bool:
 def upload_from_object(store: Store, info: ObjectInfo) -> Upload:
     """The Upload the object's own event would have carried: same identity, hence the same run token."""
     account = str(getattr(store, "account", "")) if store.kind == AZURE else GCS_ACCOUNT
-    identity = f"{store.kind}|{account}|{info.container}|{info.path}|{info.version}"
-    created = datetime.fromtimestamp(info.created, UTC).isoformat(timespec="seconds") if info.created else ""
-    return Upload(
+    written = datetime.fromtimestamp(info.created, UTC).isoformat(timespec="seconds") if info.created else ""
+    upload = Upload(
         store=store.kind,
         account=account,
         container=info.container,
         path=info.path,
         size=info.size,
         version=info.version,
-        # Deterministic, so that two sweeps of one file record the same id in the archive metadata.
-        event_id=f"sweep-{hashlib.sha256(identity.encode()).hexdigest()[:24]}",
+        event_id="",
         api="sweep",
-        event_time=created,
+        event_time=written,
     )
+    # Deterministic, so that two sweeps of one file record the same id in the archive metadata.
+    return replace(upload, event_id=f"sweep-{hashlib.sha256(upload.identity.encode()).hexdigest()[:24]}")
 
 
 def due_objects(gate: Gate, older_than: timedelta) -> Iterator[ObjectInfo]:
-    """Objects in the landing location created longer ago than `older_than`, oldest listing order."""
+    """Objects in the landing location whose current version was written longer ago than `older_than`."""
     landing = gate.settings.landing
     cutoff = (gate.clock() - older_than).timestamp()
     for info in gate.store.list(landing.container, landing.prefix):
-        # An object without a creation time is treated as old: missing it forever is the worse error.
+        # An object without a write time is treated as old: missing it forever is the worse error.
         if info.created <= cutoff and not is_folder_marker(info):
             yield info
 

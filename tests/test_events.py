@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from filegate.errors import InvalidEvent
-from filegate.events import Ignored, Upload, parse_event, parse_events
+from filegate.events import GCS_ACCOUNT, Ignored, Upload, parse_event, parse_events
 from tests.factories import as_cloudevent, blob_created
 
 
@@ -169,3 +169,30 @@ def test_gcs_finalize_sizes_and_generations_arrive_as_strings() -> None:
 def test_gcs_event_with_a_non_numeric_generation_is_malformed() -> None:
     with pytest.raises(InvalidEvent):
         parse_event(gcs_event(generation="abc"))
+
+
+def test_a_gcs_upload_has_one_identity_whatever_else_the_event_carries() -> None:
+    # The sweep builds a GCS upload from a listing, which names no project: any account-like field
+    # in the event must not change the identity, or the event and the sweep would get two run tokens.
+    plain = parse_event(gcs_event())
+    event = gcs_event()
+    event["data"]["projectNumber"] = "123456789012"
+
+    assert isinstance(plain, Upload)
+    assert parse_event(event) == plain
+    assert plain.account == GCS_ACCOUNT
+
+
+@pytest.mark.parametrize("path", ["incoming/../private/f.csv", "incoming/./f.csv", "../f.csv", "a/.."])
+def test_azure_blob_paths_with_dot_segments_are_malformed(path: str) -> None:
+    with pytest.raises(InvalidEvent, match=r"'\.' or '\.\.' segments"):
+        parse_event(blob_created("landing", path, 10, "0x1"))
+
+
+def test_gcs_object_names_are_taken_literally_even_with_dot_segments() -> None:
+    # The GCS client quotes the whole name, `/` included, so nothing resolves `..`: the object is
+    # exactly the one the event names.
+    upload = parse_event(gcs_event(name="incoming/../order_tracking_2024_03_05.csv"))
+
+    assert isinstance(upload, Upload)
+    assert upload.path == "incoming/../order_tracking_2024_03_05.csv"

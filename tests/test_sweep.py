@@ -5,27 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, handle_payload
 from filegate.sweep import DUE, main, run_sweep
-from tests.emulators import Azurite
 from tests.factories import csv_bytes, tracking_row
-from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, open_azure_world
+from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
 
 NAME = "order_tracking_2024_03_05.csv"
 DATA = csv_bytes([tracking_row(i) for i in range(10)])
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def world(azurite: Azurite, tmp_path: Path) -> Iterator[World]:
-    with open_azure_world(azurite, tmp_path / "jobs") as opened:
-        yield opened
 
 
 def later(gate: Gate, delta: timedelta) -> Gate:
@@ -124,19 +115,25 @@ def test_dry_run_lists_and_touches_nothing(world: World) -> None:
 
 
 def test_the_command_prints_one_outcome_per_file(
-    world: World, azurite: Azurite, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.upload(NAME, DATA)
     world.upload("customers_2024_03_05.csv", DATA)
     settings = world.settings
-    monkeypatch.setenv("FILEGATE_AZURE_STORAGE", azurite.connection_string)
+    if world.kind == "azure":
+        monkeypatch.setenv("FILEGATE_AZURE_STORAGE", request.getfixturevalue("azurite").connection_string)
+        target = "azure"
+    else:
+        monkeypatch.delenv("FILEGATE_AZURE_STORAGE", raising=False)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", request.getfixturevalue("gcs_emulator").url)
+        target = "gcp"
     monkeypatch.setenv("FILEGATE_LANDING", str(settings.landing))
     monkeypatch.setenv("FILEGATE_ARCHIVE", str(settings.archive))
     monkeypatch.setenv("FILEGATE_REJECTED", str(settings.rejected))
     monkeypatch.setenv("DATABRICKS_HOST", world.jobs_api.url)
     monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
 
-    code = main(["--older-than", "0", "--target", "azure"])
+    code = main(["--older-than", "0", "--target", target])
 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0
