@@ -14,6 +14,9 @@ from typing import Any
 from filegate.contracts import Contract, Contracts
 
 MAX_ROW_REASONS = 20
+MAX_SHOWN_NAME = 100
+# The csv module's words for a quote that is opened and never closed before the sample ends.
+_UNCLOSED_QUOTE = "unexpected end of data"
 _OTHER_DELIMITERS = (";", "\t", "|", ",")
 
 
@@ -36,21 +39,30 @@ class Validation:
 def match_dataset(contracts: Contracts, file_name: str) -> tuple[Contract | None, date | None, list[str]]:
     """Which dataset a file name belongs to and its business date, or why neither is known."""
     contract = contracts.match(file_name)
+    shown = _shown(file_name)
     if contract is None:
         guess = contracts.guess(file_name)
         if guess is None:
             patterns = ", ".join(sorted(c.file_pattern for c in contracts.values())) or "none"
-            return None, None, [f"unknown dataset: no contract matches the name {file_name!r} (known: {patterns})"]
+            return None, None, [f"unknown dataset: no contract matches the name {shown} (known: {patterns})"]
         suffix = PurePosixPath(file_name).suffix.lower()
         if suffix != guess.extension:
             reason = f"extension {suffix or '(none)'!r} is not allowed for {guess.name}: expected {guess.extension!r}"
         else:
-            reason = f"name {file_name!r} does not match {guess.file_pattern!r}: business date missing or malformed"
+            reason = f"name {shown} does not match {guess.file_pattern!r}: business date missing or malformed"
         return guess, None, [reason]
     try:
         return contract, contract.business_date(file_name), []
     except ValueError:
-        return contract, None, [f"the business date in {file_name!r} is not a real calendar date"]
+        return contract, None, [f"the business date in {shown} is not a real calendar date"]
+
+
+def _shown(text: str, limit: int = MAX_SHOWN_NAME) -> str:
+    """A name as a reason quotes it: whole when short, else its start and end around the length."""
+    if len(text) <= limit:
+        return repr(text)
+    half = limit // 2
+    return f"{text[:half]!r}...{text[-half:]!r} ({len(text)} characters)"
 
 
 def validate_upload(
@@ -120,7 +132,8 @@ def _check_content(text: str, truncated: bool, contract: Contract) -> tuple[int,
             return 0, 0, reasons
         rows_sampled, bad_rows, reasons = _check_rows(reader, contract)
     except csv.Error as exc:
-        return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {exc}"]
+        problem = f"a quoted field is never closed ({exc})" if _UNCLOSED_QUOTE in str(exc) else str(exc)
+        return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {problem}"]
     if rows_sampled == 0:
         return 0, 0, ["the file has a header but no data rows"]
     if bad_rows > contract.max_bad_row_ratio * rows_sampled:
@@ -136,6 +149,12 @@ def _check_header(header: list[str], contract: Contract) -> list[str]:
     expected = list(contract.column_names)
     if header == expected:
         return []
+    if header and header[0].lower().startswith("sep="):
+        line = contract.delimiter.join(header)
+        return [f"the first line is Excel's {line!r} hint, not the header: remove that line"]
+    if [name.strip().lower() for name in header] == [name.lower() for name in expected]:
+        differing = [f"{got!r} for {want!r}" for got, want in zip(header, expected, strict=True) if got != want]
+        return [f"header names must match the contract exactly (letter case, no spaces): {', '.join(differing)}"]
     if len(header) == 1:
         for other in _OTHER_DELIMITERS:
             if other != contract.delimiter and other in header[0]:

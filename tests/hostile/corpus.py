@@ -80,7 +80,11 @@ FILES: tuple[HostileFile, ...] = (
         "header is missing columns: tracking_num",
     ),
     HostileFile(
-        "header-reordered", NAME, lambda: csv_bytes(_rows(), header=_swap(HEADER, 0, 1)), REJECTED, "out of order"
+        "header-reordered",
+        NAME,
+        lambda: csv_bytes(_rows(), header=_swap(HEADER, 0, 1)),
+        REJECTED,
+        "header columns are out of order: expected tracking_num, order_id, status",
     ),
     HostileFile(
         "header-duplicated-column",
@@ -97,16 +101,26 @@ FILES: tuple[HostileFile, ...] = (
         "unexpected columns: 'comment'",
     ),
     HostileFile(
-        "header-upper-case", NAME, lambda: csv_bytes(_rows(), header=[c.upper() for c in HEADER]), REJECTED, "missing"
+        "header-upper-case",
+        NAME,
+        lambda: csv_bytes(_rows(), header=[c.upper() for c in HEADER]),
+        REJECTED,
+        "must match the contract exactly (letter case, no spaces): 'TRACKING_NUM' for 'tracking_num'",
     ),
     HostileFile(
         "header-padded-with-spaces",
         NAME,
         lambda: csv_bytes(_rows(), header=[f" {c}" for c in HEADER]),
         REJECTED,
-        "unexpected columns: ' tracking_num'",
+        "must match the contract exactly (letter case, no spaces): ' tracking_num' for 'tracking_num'",
     ),
-    HostileFile("excel-sep-line", NAME, lambda: b"sep=,\n" + csv_bytes(_rows()), REJECTED, "header"),
+    HostileFile(
+        "excel-sep-line",
+        NAME,
+        lambda: b"sep=,\n" + csv_bytes(_rows()),
+        REJECTED,
+        "the first line is Excel's 'sep=,' hint, not the header: remove that line",
+    ),
     HostileFile("utf8-bom", NAME, lambda: codecs.BOM_UTF8 + csv_bytes(_rows()), ARCHIVED),
     HostileFile("crlf", NAME, lambda: _text("\r\n").encode(), ARCHIVED),
     HostileFile("bom-and-crlf", NAME, lambda: codecs.BOM_UTF8 + _text("\r\n").encode(), ARCHIVED),
@@ -122,9 +136,13 @@ FILES: tuple[HostileFile, ...] = (
         REJECTED,
         "not valid UTF-8 (byte 0xfc",
     ),
-    HostileFile("binary", NAME, _binary, REJECTED, "NUL bytes"),
+    HostileFile("binary", NAME, _binary, REJECTED, "the file contains NUL bytes (first at byte"),
     HostileFile(
-        "nul-inside-text", NAME, lambda: csv_bytes(_rows()).replace(b"Denver", b"Den\x00ver", 1), REJECTED, "NUL"
+        "nul-inside-text",
+        NAME,
+        lambda: csv_bytes(_rows()).replace(b"Denver", b"Den\x00ver", 1),
+        REJECTED,
+        "contains NUL bytes (first at byte 270)",
     ),
     HostileFile("gzip-named-csv", NAME, lambda: gzip.compress(csv_bytes(_rows()), mtime=0), REJECTED, "gzip"),
     HostileFile("zip-named-csv", NAME, _zip_bytes, REJECTED, "ZIP archive"),
@@ -162,7 +180,11 @@ FILES: tuple[HostileFile, ...] = (
         "has 12 fields, expected 13",
     ),
     HostileFile(
-        "unterminated-quote", NAME, lambda: csv_bytes(_rows()) + b'1Z9,"ORD-1,IN_TRANSIT\n', REJECTED, "malformed"
+        "unterminated-quote",
+        NAME,
+        lambda: csv_bytes(_rows()) + b'1Z9,"ORD-1,IN_TRANSIT\n',
+        REJECTED,
+        "malformed at line 22: a quoted field is never closed",
     ),
     HostileFile("unknown-dataset", "customers_2024_03_05.csv", lambda: csv_bytes(_rows()), REJECTED, "unknown dataset"),
     HostileFile(
@@ -173,7 +195,11 @@ FILES: tuple[HostileFile, ...] = (
         "not a real calendar date",
     ),
     HostileFile(
-        "malformed-date", "order_tracking_2024_3_5.csv", lambda: csv_bytes(_rows()), REJECTED, "missing or malformed"
+        "malformed-date",
+        "order_tracking_2024_3_5.csv",
+        lambda: csv_bytes(_rows()),
+        REJECTED,
+        "'order_tracking_2024_3_5.csv' does not match 'order_tracking_{yyyy}_{mm}_{dd}.csv': business date missing",
     ),
     HostileFile(
         "wrong-extension", "order_tracking_2024_03_05.txt", lambda: csv_bytes(_rows()), REJECTED, "extension '.txt'"
@@ -183,9 +209,15 @@ FILES: tuple[HostileFile, ...] = (
         "order_tracking_2024_03_05 (1).csv",
         lambda: csv_bytes(_rows()),
         REJECTED,
-        "does not match",
+        "name 'order_tracking_2024_03_05 (1).csv' does not match",
     ),
-    HostileFile("double-dot", "order_tracking_2024_03_05..csv", lambda: csv_bytes(_rows()), REJECTED, "does not match"),
+    HostileFile(
+        "double-dot",
+        "order_tracking_2024_03_05..csv",
+        lambda: csv_bytes(_rows()),
+        REJECTED,
+        "name 'order_tracking_2024_03_05..csv' does not match 'order_tracking_{yyyy}_{mm}_{dd}.csv'",
+    ),
     HostileFile(
         "leading-dots", "..order_tracking_2024_03_05.csv", lambda: csv_bytes(_rows()), REJECTED, "unknown dataset"
     ),
@@ -199,7 +231,7 @@ FILES: tuple[HostileFile, ...] = (
         ARCHIVED,
         "",
     ),
-    HostileFile("very-long-name", LONG_NAME, lambda: csv_bytes(_rows()), REJECTED, "does not match"),
+    HostileFile("very-long-name", LONG_NAME, lambda: csv_bytes(_rows()), REJECTED, "(990 characters) does not match"),
 )
 
 
@@ -260,8 +292,16 @@ EVENTS: tuple[HostileEvent, ...] = (
     HostileEvent("path-too-long", lambda c, p: _event_at(c, "incoming/" + "a" * 5000 + ".csv"), "not a valid name"),
     HostileEvent("huge-extra-field", lambda c, p: _event(c, p, padding="x" * 8_000_000), "gone"),
     HostileEvent(
-        "blob-deleted-event", lambda c, p: {**_event(c, p), "eventType": "Microsoft.Storage.BlobDeleted"}, "is not"
+        "blob-deleted-event",
+        lambda c, p: {**_event(c, p), "eventType": "Microsoft.Storage.BlobDeleted"},
+        "event type Microsoft.Storage.BlobDeleted is neither Microsoft.Storage.BlobCreated",
     ),
+    HostileEvent(
+        "dot-dot-segment-escaping-the-prefix",
+        lambda c, p: _event_at(c, f"incoming/../private/{NAME}"),
+        "has '.' or '..' segments",
+    ),
+    HostileEvent("dot-segment", lambda c, p: _event_at(c, f"incoming/./{NAME}"), "has '.' or '..' segments"),
     HostileEvent("create-file-not-committed", lambda c, p: _event(c, p, api="CreateFile"), "not a committed write"),
     HostileEvent("folder-marker", lambda c, p: _event_at(c, "incoming/folder", contentLength=0), "folder marker"),
     HostileEvent("other-container", lambda c, p: _event_at("elsewhere", p), "outside the landing location"),

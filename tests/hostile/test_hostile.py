@@ -66,6 +66,9 @@ def test_hostile_file(
     assert outcome.status == case.expected, outcome.reasons
     if case.expected == ARCHIVED:
         assert len(jobs_server.requests("run-now")) == runs_before + 1
+        assert outcome.archived_path is not None
+        container, archived = outcome.archived_path.split("/", 1)
+        assert _sha256(store, container, archived, tmp_path) == hashlib.sha256(data).hexdigest()
         return
     assert outcome.status == REJECTED
     assert any(case.reason in reason for reason in outcome.reasons), outcome.reasons
@@ -95,6 +98,27 @@ def test_hostile_event_is_ignored_with_a_reason(case: HostileEvent, gate: Gate, 
 
     assert [outcome.status for outcome in outcomes] == [IGNORED]
     assert case.reason in outcomes[0].reasons[0], outcomes[0].reasons
+    assert len(jobs_server.requests("run-now")) == runs_before
+
+
+def test_a_dot_dot_path_cannot_move_a_blob_outside_the_landing_prefix(
+    gate: Gate, azurite: Azurite, jobs_server: LocalJobsServer
+) -> None:
+    landing = gate.settings.landing
+    outside = f"private/{NAME}"  # same container, outside the landing prefix
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        landing.container, outside
+    )
+    data = b"not Filegate's to move"
+    etag = str(blob.upload_blob(data, overwrite=True)["etag"]).strip('"')
+    runs_before = len(jobs_server.requests("run-now"))
+    event = blob_created(landing.container, landing.path(f"../{outside}"), len(data), etag, port=azurite.port)
+
+    [outcome] = handle_payload(gate, event)
+
+    assert outcome.status == IGNORED
+    assert "'..' segments" in outcome.reasons[0]
+    assert blob.download_blob().readall() == data
     assert len(jobs_server.requests("run-now")) == runs_before
 
 
