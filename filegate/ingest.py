@@ -31,6 +31,7 @@ ARCHIVED = "archived"
 REJECTED = "rejected"
 IGNORED = "ignored"
 DUPLICATE = "duplicate"
+MALFORMED = "malformed event: "
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,14 @@ def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
     """
     events = payload if isinstance(payload, list) else [payload]
     if not events:
-        return [_log(Outcome(IGNORED, reasons=("malformed event: the payload is an empty array",)))]
+        return [_log(Outcome(IGNORED, reasons=(f"{MALFORMED}the payload is an empty array",)))]
     outcomes = []
     for event in events:
         try:
             parsed = parse_event(event)
         except InvalidEvent as exc:
             event_id = str(event.get("id", ""))[:200] if isinstance(event, dict) else ""
-            outcomes.append(_log(Outcome(IGNORED, event_id=event_id, reasons=(f"malformed event: {exc}",))))
+            outcomes.append(_log(Outcome(IGNORED, event_id=event_id, reasons=(f"{MALFORMED}{exc}",))))
             continue
         if isinstance(parsed, Ignored):
             outcome = Outcome(IGNORED, event_id=parsed.event_id, source=parsed.subject, reasons=(parsed.reason,))
@@ -102,8 +103,17 @@ def handle_upload(gate: Gate, upload: Upload) -> Outcome:
 
 
 def _log(outcome: Outcome) -> Outcome:
-    log.info(outcome.to_json())
+    # One JSON line per event. `severity` is the field Cloud Logging reads from a structured line;
+    # Application Insights takes the level from the logging call.
+    warn = outcome.status == REJECTED or (outcome.status == IGNORED and _is_malformed(outcome))
+    level = logging.WARNING if warn else logging.INFO
+    line = {"severity": logging.getLevelName(level), **outcome.to_dict()}
+    log.log(level, json.dumps(line, ensure_ascii=False))
     return outcome
+
+
+def _is_malformed(outcome: Outcome) -> bool:
+    return any(reason.startswith(MALFORMED) for reason in outcome.reasons)
 
 
 def _decide(gate: Gate, upload: Upload) -> Outcome:

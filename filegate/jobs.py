@@ -133,6 +133,10 @@ class DatabricksJobs:
         try:
             waiter = self.client.jobs.run_now(job_id=job_id, job_parameters=dict(parameters), idempotency_token=token)
         except (DatabricksError, TimeoutError, OSError) as exc:
+            # Every failure is handed back for redelivery, a 4xx too (job deleted, permission
+            # missing): the file is already archived and still needs its run, so the event must
+            # stay alive (Event Grid's retries, then its dead-letter and `filegate handle`) rather
+            # than be acknowledged and forgotten. The token makes every retry harmless.
             raise TransientError(f"run-now for job {job_id} failed after the SDK's retries: {exc}") from exc
         run_id = int(waiter.run_id)
         try:

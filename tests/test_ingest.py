@@ -214,3 +214,21 @@ def test_a_malformed_event_in_a_batch_does_not_stop_the_others(gate: Gate, azuri
 
     assert [o.status for o in outcomes] == ["ignored", "archived"]
     assert outcomes[0].reasons[0].startswith("malformed event:")
+
+
+def test_every_event_is_logged_as_one_json_line_with_a_severity(
+    gate: Gate, azurite: Azurite, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = upload(gate, azurite, csv_bytes())
+    bad = upload(gate, azurite, b"tracking_num;order_id\n1;2\n", "order_tracking_2024_03_06.csv")
+    caplog.set_level("INFO", logger="filegate")
+
+    outcomes = handle_payload(gate, [good, bad, {"id": "x", "eventType": "Microsoft.Storage.BlobCreated"}])
+
+    records = [record for record in caplog.records if record.name == "filegate"]
+    lines = [json.loads(record.getMessage()) for record in records]
+    assert [line["severity"] for line in lines] == ["INFO", "WARNING", "WARNING"]
+    assert [record.levelname for record in records] == ["INFO", "WARNING", "WARNING"]
+    assert [{k: v for k, v in line.items() if k != "severity"} for line in lines] == [o.to_dict() for o in outcomes]
+    assert lines[0]["run_id"] == outcomes[0].run_id
+    assert lines[0]["run_page_url"]

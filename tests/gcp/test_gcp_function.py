@@ -156,7 +156,9 @@ def test_a_failed_run_now_answers_500_and_the_redelivery_finishes_the_job(gcp_wo
     landing, archive = gcp_world.settings.landing.container, gcp_world.settings.archive.container
     blob = upload(gcp_world.client, landing, file_name(8), csv_bytes())
     event = finalized_event(blob)
-    # A 400 is not retried by the SDK, so the function fails at once, after the file was archived.
+    # A 400 (say, the job was redeployed under a new id) is not retried by the SDK, so the function
+    # fails at once, after the file was archived; it still fails the delivery, because the archived
+    # file needs its run and only a redelivery can start it.
     gcp_world.jobs.inject(Fault("run-now", status=400, error_code="INVALID_PARAMETER_VALUE"))
 
     status, _ = send(gcp_world.url, event)
