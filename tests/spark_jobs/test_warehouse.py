@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -125,3 +127,18 @@ def test_the_engine_is_what_the_session_can_run_unless_named(spark: SparkSession
     assert isinstance(named, SparkDeltaWarehouse)
     assert named.name("orders") == "main.ingest.orders"
     assert SparkDeltaWarehouse(spark, "local", "ingest").name("orders") == "ingest.orders"
+
+
+def test_delta_on_spark_creates_a_missing_schema_with_its_first_table(spark: SparkSession) -> None:
+    database = f"filegate_new_{uuid.uuid4().hex[:12]}"
+    warehouse = SparkDeltaWarehouse(spark, "local", database)
+    # Without the Delta jars (the default here) the table itself cannot be written, the schema can.
+    table_write = contextlib.nullcontext() if DELTA_SPARK else pytest.raises(Exception, match=r"(?i)delta")
+    try:
+        with table_write:
+            warehouse.ensure_table("t", rows_of(spark, "x").schema)
+
+        assert spark.catalog.databaseExists(database)
+        assert spark.catalog.tableExists(f"{database}.t") is DELTA_SPARK
+    finally:
+        spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
