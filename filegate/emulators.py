@@ -8,11 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from filegate.errors import FilegateError
 
@@ -31,12 +33,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
-    """Return once something listens on the port; fail early if the process dies first."""
+def wait_for_port(
+    port: int,
+    process: subprocess.Popen[bytes] | None = None,
+    timeout: float = 30.0,
+    cancelled: threading.Event | None = None,
+) -> None:
+    """Return once something listens on the port; fail early if the process dies first or `cancelled` is set."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise EmulatorError(f"the process exited with code {process.returncode} before it listened on {port}")
+        if cancelled is not None and cancelled.is_set():
+            raise EmulatorError(f"cancelled while waiting for 127.0.0.1:{port}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -56,6 +65,18 @@ def stop_process(process: subprocess.Popen[bytes], *, group: bool = False) -> No
     if group:
         # The leader may be gone while children it started (Spark's Python workers) are not.
         _signal(process, signal.SIGKILL, group)
+
+
+def stop_requested() -> threading.Event:
+    """An event that SIGINT and SIGTERM set: what a long-running local command waits on before it stops cleanly."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop
 
 
 def _signal(process: subprocess.Popen[bytes], signum: int, group: bool) -> None:
@@ -133,8 +154,18 @@ def _pyspark_home() -> Path:
 
 
 @contextmanager
-def run_spark_connect(log_file: Path, *, driver_memory: str = "2g", timeout: float = 180.0) -> Iterator[SparkConnect]:
-    """A local Spark Connect server from the installed pyspark (its jars ship in the wheel) on a free port."""
+def run_spark_connect(
+    log_file: Path,
+    *,
+    driver_memory: str = "2g",
+    timeout: float = 180.0,
+    cwd: Path | None = None,
+    cancelled: threading.Event | None = None,
+) -> Iterator[SparkConnect]:
+    """A local Spark Connect server from the installed pyspark (its jars ship in the wheel) on a free port.
+
+    `cwd` is where relative paths in the clients' plans resolve; `cancelled` aborts a start under way.
+    """
     home = _pyspark_home()
     port = free_port()
     command = [
@@ -163,9 +194,11 @@ def run_spark_connect(log_file: Path, *, driver_memory: str = "2g", timeout: flo
     with log_file.open("wb") as sink:
         # Its own process group: Ctrl-C reaches only the caller, which then stops the JVM and any
         # Python workers it started.
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
         try:
-            wait_for_port(port, process, timeout=timeout)
+            wait_for_port(port, process, timeout=timeout, cancelled=cancelled)
             yield SparkConnect(port)
         finally:
             stop_process(process, group=True)
