@@ -39,11 +39,16 @@ class TaskCall:
     parameters: dict[str, str]
     started: float
     ended: float = 0.0
+    interrupted: bool = False
 
 
 @dataclass
 class RecordingRunner:
-    """A task runner without Spark: records each call, lingers `seconds`, fails the tasks named in `failures`."""
+    """A task runner without Spark: records each call, lingers `seconds`, fails the tasks named in `failures`.
+
+    Like a real task it is stopped by a cancel or a server stop while it lingers: it then raises, so a
+    test sees the interruption instead of a success that never happened.
+    """
 
     seconds: float = 0.0
     failures: Mapping[str, str] = field(default_factory=dict)
@@ -58,8 +63,11 @@ class RecordingRunner:
             self.calls.append(call)
         invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
         invocation.log_file.write_text(f"{invocation.task_key} {' '.join(invocation.arguments)}\n", encoding="utf-8")
-        invocation.cancelled.wait(self.seconds)
+        interrupted = invocation.cancelled.wait(self.seconds)
         call.ended = time.monotonic()
+        call.interrupted = interrupted
+        if interrupted:
+            raise TaskFailed("cancelled: the task was stopped before it ended")
         if invocation.task_key in self.failures:
             raise TaskFailed(self.failures[invocation.task_key])
 
@@ -74,11 +82,16 @@ def local_jobs_api(
     storage: SourceStorage | None = None,
     workdir: Path | None = None,
 ) -> Iterator[LocalJobsServer]:
-    """A started local Jobs API for the bundle's jobs; stopped on exit."""
+    """A started local Jobs API for the bundle's jobs, with the fault-injection hook on; stopped on exit."""
     warehouse = warehouse or state_dir / "warehouse"
     jobs = load_bundle(bundle, local_variables(warehouse))
     server = LocalJobsServer(
-        jobs, state_dir, runner=runner or RecordingRunner(), storage=storage, workdir=workdir or Path.cwd()
+        jobs,
+        state_dir,
+        runner=runner or RecordingRunner(),
+        storage=storage,
+        workdir=workdir or Path.cwd(),
+        fault_injection=True,
     )
     server.start()
     try:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import socket
 import sys
 import textwrap
 import threading
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,18 @@ from databricks.sdk.errors import InternalError, InvalidParameterValue, NotFound
 from databricks.sdk.service.jobs import RunLifecycleStateV2State, RunResultState
 from jobs_api import FIXTURE_BUNDLE, JOB_NAME, RecordingRunner, jobs_api, local_jobs_api, workspace_client
 
-from filegate.local_jobs import Fault, LocalJobsServer, SourceStorage, load_bundle, local_variables, main
+from filegate.local_jobs import (
+    CLASSIC,
+    CONNECT,
+    Fault,
+    FolderInUse,
+    LocalJobsServer,
+    LocalSpark,
+    SourceStorage,
+    load_bundle,
+    local_variables,
+    main,
+)
 
 __all__ = ["jobs_api"]  # the fixture, imported for the tests below
 
@@ -249,6 +263,159 @@ def test_runs_and_tokens_survive_a_restart(tmp_path: Path) -> None:
     assert fresh_run.number_in_job == 2
 
 
+def test_a_stop_keeps_every_run_and_a_restart_finishes_them_under_the_same_ids(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    tokens = [f"file-{i}" for i in range(3)]
+    slow = RecordingRunner(seconds=30)
+    with local_jobs_api(state, runner=slow) as server:
+        client = workspace_client(server)
+        run_ids = [client.jobs.run_now(job_id=1, idempotency_token=token).run_id for token in tokens]
+        _wait_until(lambda: [c.task_key for c in slow.calls] == ["stage_load"])
+    stopped = {run_id: json.loads((state / "runs" / f"{run_id}.json").read_text()) for run_id in run_ids}
+
+    with local_jobs_api(state) as server:
+        server.wait_idle(20)
+        client = workspace_client(server)
+        again = [client.jobs.run_now(job_id=1, idempotency_token=token).run_id for token in tokens]
+        finished = [client.jobs.get_run(run_id) for run_id in run_ids]
+        runner = server.runner
+
+    # The stop interrupted the running task, started no other task, and ended no run.
+    [interrupted] = slow.calls
+    assert interrupted.interrupted
+    assert [run["state"] for run in stopped.values()] == ["QUEUED", "QUEUED", "QUEUED"]
+    assert stopped[run_ids[0]]["interruptions"] == 1
+    assert all(task["termination"] is None for run in stopped.values() for task in run["tasks"])
+    # The next start ran all three, in their order, and the tokens still name the same runs.
+    assert again == run_ids
+    assert [run.state.result_state for run in finished] == [RunResultState.SUCCESS] * 3
+    assert [(c.run_id, c.task_key) for c in runner.calls] == [
+        (run_id, task) for run_id in run_ids for task in ("stage_load", "target_load")
+    ]
+
+
+def test_runs_cancel_ends_a_queued_run_at_once_and_a_running_one_after_its_task(tmp_path: Path) -> None:
+    runner = RecordingRunner(seconds=30)
+    with local_jobs_api(tmp_path, runner=runner) as server:
+        client = workspace_client(server)
+        running, queued = (client.jobs.run_now(job_id=1, idempotency_token=t).run_id for t in ("a", "b"))
+        _wait_until(lambda: len(runner.calls) == 1)
+        client.jobs.cancel_run(queued)
+        cancelled_queued = client.jobs.get_run(queued)
+        cancelled_running = client.jobs.cancel_run_and_wait(running, timeout=timedelta(seconds=20))
+        server.wait_idle(10)
+        with pytest.raises(InvalidParameterValue, match="Run 424242 does not exist"):
+            client.jobs.cancel_run(424242)
+        client.jobs.cancel_run(running)  # cancelling an ended run changes nothing
+
+    assert cancelled_queued.state.result_state is RunResultState.CANCELED
+    assert cancelled_queued.status.termination_details.code.value == "USER_CANCELED"
+    assert cancelled_running.state.result_state is RunResultState.CANCELED
+    stage, target = cancelled_running.tasks
+    assert stage.state.result_state is RunResultState.CANCELED
+    assert target.state.result_state is RunResultState.CANCELED
+    assert [(c.run_id, c.task_key, c.interrupted) for c in runner.calls] == [(running, "stage_load", True)]
+
+
+def test_runs_get_output_reports_a_failed_tasks_error_trace_and_logs(tmp_path: Path) -> None:
+    bundle = _bundle_of_scripts(
+        tmp_path,
+        stage="print('staged 3 rows')",
+        target="print('merging')\ndef merge():\n    raise ValueError('3 source rows match one target row')\nmerge()",
+    )
+    jobs = load_bundle(bundle, local_variables(tmp_path / "warehouse"))
+    with LocalJobsServer(jobs, tmp_path / "state", workdir=tmp_path, spark="classic") as server:
+        client = workspace_client(server)
+        run = client.jobs.run_now(job_id=1, job_parameters={"source_path": "/in/a.csv"}).result()
+        stage, target = run.tasks
+        failed = client.jobs.get_run_output(target.run_id)
+        succeeded = client.jobs.get_run_output(stage.run_id)
+        with pytest.raises(InvalidParameterValue, match="runs with multiple tasks is not supported"):
+            client.jobs.get_run_output(run.run_id)
+
+    assert failed.error == "ValueError: 3 source rows match one target row"
+    assert failed.error_trace.startswith("Traceback (most recent call last):")
+    assert "in merge" in failed.error_trace
+    assert "merging" in failed.logs
+    assert failed.metadata.run_id == target.run_id
+    assert failed.metadata.job_id == 1
+    assert succeeded.error is None
+    assert "staged 3 rows" in succeeded.logs
+    assert succeeded.logs_truncated is False
+
+
+def test_a_job_without_queueing_starts_one_of_many_concurrent_runs_and_skips_the_rest(tmp_path: Path) -> None:
+    bundle = tmp_path / "job.yml"
+    bundle.write_text(FIXTURE_BUNDLE.read_text().replace("enabled: true", "enabled: false"))
+    results: list[int] = []
+    with local_jobs_api(tmp_path / "state", runner=RecordingRunner(seconds=1), bundle=bundle) as server:
+        client = workspace_client(server)
+        threads = [
+            threading.Thread(
+                target=lambda i=i: results.append(client.jobs.run_now(job_id=1, idempotency_token=f"t{i}").run_id)
+            )
+            for i in range(12)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        server.wait_idle(20)
+        states = [run["state"]["result_state"] for run in server.runs()]
+
+    assert len(results) == 12
+    assert sorted(states) == ["MAXIMUM_CONCURRENT_RUNS_REACHED"] * 11 + ["SUCCESS"]
+
+
+def test_one_state_folder_serves_one_server_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = ["--bundle", str(FIXTURE_BUNDLE), "--warehouse", str(tmp_path / "w"), "--state-dir", str(tmp_path)]
+    with local_jobs_api(tmp_path):
+        with pytest.raises(FolderInUse, match=r"in use by another local Jobs API \(pid \d+\)"):
+            LocalJobsServer([], tmp_path)
+        assert main(arguments) == 1
+    assert "in use by another local Jobs API" in capsys.readouterr().err
+    with local_jobs_api(tmp_path) as server:  # free again once the first one stopped
+        assert server.runs() == []
+
+
+def test_the_sdk_resolves_its_host_metadata_without_a_warning(
+    jobs_api: LocalJobsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="databricks.sdk"):
+        client = workspace_client(jobs_api)
+        [job] = client.jobs.list(name=JOB_NAME)
+
+    assert job.job_id == 1
+    assert client.config.workspace_id == "1"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_fault_injection_is_a_test_hook_the_plain_server_does_not_offer(tmp_path: Path) -> None:
+    jobs = load_bundle(FIXTURE_BUNDLE, local_variables(tmp_path / "warehouse"))
+    with LocalJobsServer(jobs, tmp_path / "state", runner=RecordingRunner()) as server:
+        answer = _http_error(f"{server.url}/_local/faults")
+        with pytest.raises(RuntimeError, match="fault injection is off"):
+            server.inject(Fault())
+
+    assert answer == {"error_code": "ENDPOINT_NOT_FOUND", "message": "No API found for 'GET /_local/faults'"}
+
+
+def test_connect_falls_back_to_a_spark_per_task_when_the_server_cannot_start(tmp_path: Path) -> None:
+    messages: list[str] = []
+    spark = LocalSpark(CONNECT, tmp_path / "connect.log", tmp_path, driver_memory="not-a-size", notify=messages.append)
+    try:
+        first = spark.task_environment(threading.Event())
+        second = spark.task_environment(threading.Event())
+    finally:
+        spark.close()
+
+    assert "SPARK_REMOTE" not in first
+    assert "SPARK_REMOTE" not in second
+    assert spark.mode == CLASSIC
+    assert messages[-1].startswith("Spark Connect did not start (the process exited with code 1")
+    assert "every task now starts its own local Spark" in messages[-1]
+
+
 def test_the_default_runner_runs_each_task_file_as_a_process_with_its_log(tmp_path: Path) -> None:
     bundle = _bundle_of_scripts(
         tmp_path,
@@ -257,7 +424,7 @@ def test_the_default_runner_runs_each_task_file_as_a_process_with_its_log(tmp_pa
         target="import sys\nprint('loading')\nsys.stderr.write('Traceback...\\nValueError: bad merge\\n')\nsys.exit(3)",
     )
     jobs = load_bundle(bundle, local_variables(tmp_path / "warehouse"))
-    with LocalJobsServer(jobs, tmp_path / "state", workdir=tmp_path) as server:
+    with LocalJobsServer(jobs, tmp_path / "state", workdir=tmp_path, spark="classic") as server:
         client = workspace_client(server)
         run_id = client.jobs.run_now(job_id=1, job_parameters={"source_path": "/in/a.csv"}).run_id
         server.wait_idle(30)
@@ -338,6 +505,13 @@ def _bundle_of_scripts(root: Path, *, stage: str, target: str) -> Path:
         )
     )
     return bundle
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.02)
 
 
 def _http_error(url: str) -> object:

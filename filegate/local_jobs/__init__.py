@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
+from filegate.emulators import stop_requested
 from filegate.local_jobs._bundle import BundleError, JobSpec, TaskSpec, load_bundle
-from filegate.local_jobs._server import Fault, LocalJobsServer, RecordedRequest, created_jobs
+from filegate.local_jobs._faults import Fault, RecordedRequest
+from filegate.local_jobs._lock import FolderInUse, FolderLock
+from filegate.local_jobs._server import LocalJobsServer, created_jobs
+from filegate.local_jobs._spark import CLASSIC, CONNECT, SPARK_MODES, LocalSpark
 from filegate.local_jobs._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner, run_subprocess_task
 
 __all__ = [
+    "CLASSIC",
+    "CONNECT",
+    "SPARK_MODES",
     "BundleError",
     "Fault",
+    "FolderInUse",
+    "FolderLock",
     "JobSpec",
     "LocalJobsServer",
+    "LocalSpark",
     "RecordedRequest",
     "SourceStorage",
     "TaskFailed",
@@ -64,6 +71,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--azure-storage", default=None, help="Azurite connection string to read abfss:// inputs")
     parser.add_argument("--gcs-endpoint", default=None, help="GCS emulator URL to read gs:// inputs")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a bundle variable")
+    parser.add_argument(
+        "--spark",
+        choices=SPARK_MODES,
+        default=CONNECT,
+        help="connect (default): the tasks share one Spark Connect server, started on the first task; "
+        "classic: every task starts its own local Spark (the fallback when Connect cannot start)",
+    )
+    parser.add_argument(
+        "--fault-injection",
+        action="store_true",
+        help="test hook: accept programmed faults on /_local/faults and list requests on /_local/requests",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
@@ -84,21 +103,26 @@ def main(argv: list[str]) -> int:
         storage = SourceStorage(args.azure_storage, args.gcs_endpoint)
     try:
         server = LocalJobsServer(
-            jobs, args.state_dir, storage=storage, workdir=repository_root(), host=args.host, port=args.port
+            jobs,
+            args.state_dir,
+            storage=storage,
+            workdir=repository_root(),
+            host=args.host,
+            port=args.port,
+            spark=args.spark,
+            notify=lambda message: print(message, flush=True),
+            fault_injection=args.fault_injection,
         )
+    except FolderInUse as exc:
+        print(f"filegate local-jobs: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"filegate local-jobs: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = stop_requested()
     server.start()
-    print(f"Local Jobs API on {server.url} (state in {args.state_dir})", flush=True)
+    print(f"Local Jobs API on {server.url} (state in {args.state_dir}, Spark: {args.spark})", flush=True)
     for line in created_jobs(jobs):
         print(f"  {line}", flush=True)
     try:

@@ -1,12 +1,16 @@
-"""Runs and jobs rendered as Jobs API 2.2 JSON, field for field as `runs/get`, `runs/list` and `jobs/get` answer."""
+"""Runs and jobs rendered as Jobs API 2.2 JSON, field for field as `runs/get`, `runs/list`, `runs/get-output`
+and `jobs/get` answer."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from filegate.local_jobs._bundle import JobSpec
+from filegate.local_jobs._tasks import read_tail
 
 LOCAL_USER = "local@filegate"
+# runs/get-output returns at most the last 5 MB of a task's logs.
+OUTPUT_LOG_BYTES = 5 * 1024 * 1024
 
 
 def run_json(run: dict[str, Any], job: JobSpec | None, base_url: str, *, with_tasks: bool = True) -> dict[str, Any]:
@@ -42,6 +46,32 @@ def run_json(run: dict[str, Any], job: JobSpec | None, base_url: str, *, with_ta
     if with_tasks:
         specs = {task.task_key: task for task in job.tasks} if job else {}
         body["tasks"] = [_task_json(task, specs.get(task["task_key"]), body["run_page_url"]) for task in run["tasks"]]
+    return body
+
+
+def output_json(run: dict[str, Any], task: dict[str, Any], job: JobSpec | None, base_url: str) -> dict[str, Any]:
+    """What `runs/get-output` answers for one task run: its metadata, and once it failed its error and trace."""
+    specs = {spec.task_key: spec for spec in job.tasks} if job else {}
+    metadata = _task_json(task, specs.get(task["task_key"]), f"{base_url}/runs/{run['run_id']}")
+    metadata.update(
+        job_id=run["job_id"],
+        run_name=run["run_name"],
+        number_in_job=run["number_in_job"],
+        original_attempt_run_id=task["run_id"],
+        creator_user_name=LOCAL_USER,
+        job_parameters=_job_parameters(run["parameters"], job),
+    )
+    body: dict[str, Any] = {"metadata": metadata}
+    termination = task["termination"]
+    if termination is not None and termination["result"] == "FAILED":
+        body["error"] = task["error"] or termination["message"]
+        if task["error_trace"]:
+            body["error_trace"] = task["error_trace"]
+    if task["log_file"]:
+        logs, truncated = read_tail(task["log_file"], OUTPUT_LOG_BYTES)
+        if logs is not None:
+            body["logs"] = logs
+            body["logs_truncated"] = truncated
     return body
 
 

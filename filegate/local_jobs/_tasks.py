@@ -1,12 +1,13 @@
-"""Running one task of a local run: the runner protocol, the subprocess runner, and fetching the input file."""
+"""Running one task of a local run: the runner protocol, a task as a child process, and fetching the input file."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +17,23 @@ from filegate.storage import Store
 
 # How much of a failed task's stderr becomes its error message (the whole stream is in its log).
 ERROR_TAIL_CHARS = 2000
+ERROR_TRACE_CHARS = 20_000
+_TRACEBACK = "Traceback (most recent call last):"
 
 _AZURE_URI = re.compile(r"^(?:abfss?|wasbs?)://(?P<container>[^@/]+)@(?P<account>[^/]+)/(?P<path>.+)$")
 _GCS_URI = re.compile(r"^gs://(?P<bucket>[^/]+)/(?P<path>.+)$")
 
 
 class TaskFailed(FilegateError):
-    """A task ended in failure; the message becomes the task's and the run's error."""
+    """A task ended in failure; the message becomes the task's and the run's error message.
+
+    `error` and `trace` are what `runs/get-output` reports: the exception line and its traceback.
+    """
+
+    def __init__(self, message: str, *, error: str = "", trace: str = "") -> None:
+        super().__init__(message)
+        self.error = error
+        self.trace = trace
 
 
 @dataclass(frozen=True)
@@ -103,32 +114,90 @@ def task_command(invocation: TaskInvocation) -> list[str]:
     return [sys.executable, "-m", module, *invocation.arguments]
 
 
+def classic_environment() -> dict[str, str]:
+    """A task's environment for a Spark of its own: no SPARK_REMOTE to lead it elsewhere."""
+    env = dict(os.environ)
+    env.pop("SPARK_REMOTE", None)
+    return env
+
+
 def run_subprocess_task(invocation: TaskInvocation) -> None:
-    """The default runner: the task's Python file in a child process, output into the task's log."""
-    command = task_command(invocation)
+    """A runner without a shared Spark: the task's Python file in a child process that starts its own."""
+    run_command(invocation, task_command(invocation), classic_environment())
+
+
+def run_command(invocation: TaskInvocation, command: list[str], env: Mapping[str, str]) -> None:
+    """Run a task's command with its output in the task's log; raise TaskFailed on a non-zero exit or a cancel."""
     invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
     stderr_file = invocation.log_file.with_suffix(".stderr")
     with invocation.log_file.open("w", encoding="utf-8") as log, stderr_file.open("w+", encoding="utf-8") as err:
         log.write(f"$ {subprocess.list2cmdline(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, cwd=invocation.workdir, stdout=log, stderr=err, stdin=subprocess.DEVNULL)
-        while True:
-            try:
-                code = process.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if invocation.cancelled.is_set():
-                    stop_process(process)
-                    raise TaskFailed("cancelled: the local Jobs API is shutting down") from None
+        # Its own process group: a stop or cancel ends the task with everything it started (a local
+        # JVM, Python workers), and a Ctrl-C in the terminal reaches the server, which stops it in order.
+        process = subprocess.Popen(
+            command,
+            cwd=invocation.workdir,
+            env=dict(env),
+            stdout=log,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        code: int | None = None
+        try:
+            while code is None and not invocation.cancelled.is_set():
+                try:
+                    code = process.wait(timeout=0.2)
+                except subprocess.TimeoutExpired:
+                    continue
+        finally:
+            stop_process(process, group=True)
         err.seek(0)
         stderr = err.read()
         log.write("\n--- stderr ---\n" if stderr else "")
         log.write(stderr)
-        log.write(f"\n--- exit code {code} ---\n")
+        log.write(f"\n--- exit code {code} ---\n" if code is not None else "\n--- stopped before it ended ---\n")
     stderr_file.unlink(missing_ok=True)
+    if code is None:
+        raise TaskFailed("cancelled: the task was stopped before it ended")
     if code != 0:
         tail = stderr.strip()[-ERROR_TAIL_CHARS:] or f"(no output on stderr; see {invocation.log_file})"
-        raise TaskFailed(f"exit code {code}: {tail}")
+        error, trace = python_error(stderr)
+        raise TaskFailed(f"exit code {code}: {tail}", error=error or f"exit code {code}", trace=trace)
+
+
+def python_error(stderr: str) -> tuple[str, str]:
+    """The exception (type and message, which may span lines) and the last traceback in a Python process's stderr.
+
+    These are what `runs/get-output` reports as `error` and `error_trace`; without a traceback the
+    error is the last line written.
+    """
+    start = stderr.rfind(_TRACEBACK)
+    if start < 0:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        return (lines[-1].strip() if lines else ""), ""
+    trace = stderr[start:].rstrip()
+    lines = trace.splitlines()
+    # The exception follows the last frame: its `  File "..."` line and the indented source lines under it.
+    frames = [index for index, line in enumerate(lines) if line.startswith('  File "')]
+    index = frames[-1] + 1 if frames else 1
+    while index < len(lines) and lines[index].startswith("    "):
+        index += 1
+    error = "\n".join(lines[index:]).strip()
+    return error[:ERROR_TAIL_CHARS], trace[-ERROR_TRACE_CHARS:]
+
+
+def read_tail(path: str | Path, limit: int) -> tuple[str | None, bool]:
+    """The last `limit` bytes of a log as text, and whether that is only its end; None when there is no log."""
+    try:
+        with open(path, "rb") as source:
+            source.seek(0, 2)
+            size = source.tell()
+            source.seek(max(0, size - limit))
+            return source.read().decode("utf-8", errors="replace"), size > limit
+    except OSError:
+        return None, False
 
 
 def _module_name(python_file: Path | None, workdir: Path) -> str | None:

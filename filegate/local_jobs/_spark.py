@@ -1,0 +1,160 @@
+"""The Spark that local tasks run on: one warm Spark Connect server shared by every task, or a JVM per task.
+
+Databricks serverless runs a job's Python through Spark Connect, each task in its own process, so
+`connect` (the default) is both the faithful and the fast way: the server starts once, on the
+first Spark task, and each task process then connects in about a second instead of starting its
+own JVM (about 15 s on 2 cores). `classic` is the fallback: when the Connect server cannot start,
+the tasks start their own local Spark as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from filegate.emulators import EmulatorError, run_spark_connect
+from filegate.local_jobs._tasks import TaskFailed, TaskInvocation, classic_environment, run_command, task_command
+
+log = logging.getLogger("filegate.local_jobs")
+
+CONNECT = "connect"
+CLASSIC = "classic"
+SPARK_MODES = (CONNECT, CLASSIC)
+# How often the keeper checks that the Connect server still answers; a dead one is restarted on next use.
+_HEALTH_SECONDS = 2.0
+
+Notify = Callable[[str], None]
+
+
+class _ConnectServer:
+    """One attempt at a running Connect server, kept up by a thread until closed or dead."""
+
+    def __init__(self, log_file: Path, workdir: Path, driver_memory: str, on_ready: Notify) -> None:
+        self.ready = threading.Event()
+        self._on_ready = on_ready
+        self.url: str | None = None
+        self.error = ""
+        self._closing = threading.Event()
+        self._thread = threading.Thread(
+            target=self._keep, args=(log_file, workdir, driver_memory), name="spark-connect", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._closing.set()
+        self._thread.join(timeout)
+
+    def _keep(self, log_file: Path, workdir: Path, driver_memory: str) -> None:
+        started = time.monotonic()
+        try:
+            with run_spark_connect(
+                log_file, driver_memory=driver_memory, cwd=workdir, cancelled=self._closing
+            ) as server:
+                self.url = server.url
+                self.ready.set()
+                self._on_ready(f"Spark Connect server ready on {server.url} after {time.monotonic() - started:.1f} s")
+                while not self._closing.wait(_HEALTH_SECONDS):
+                    if not _listening(server.port):
+                        log.error("the Spark Connect server on %s stopped answering; see %s", server.url, log_file)
+                        return
+        except EmulatorError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # whatever went wrong, a task must not wait forever
+            log.exception("the Spark Connect server failed")
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.ready.set()
+
+
+class LocalSpark:
+    """Hands each task process the Spark it should use; owns the Connect server it starts."""
+
+    def __init__(
+        self,
+        mode: str,
+        log_file: Path,
+        workdir: Path,
+        *,
+        driver_memory: str = "2g",
+        notify: Notify | None = None,
+    ) -> None:
+        if mode not in SPARK_MODES:
+            raise ValueError(f"Spark mode must be one of {', '.join(SPARK_MODES)}, not {mode!r}")
+        self.mode = mode
+        self.log_file = log_file
+        self._workdir = workdir
+        self._driver_memory = driver_memory
+        self._notify = notify or (lambda message: log.info("%s", message))
+        self._lock = threading.Lock()
+        self._server: _ConnectServer | None = None
+        self._closed = False
+
+    def task_environment(self, cancelled: threading.Event) -> dict[str, str]:
+        """The environment for one task process; starts the Connect server on first use."""
+        if self.mode == CLASSIC:
+            return classic_environment()
+        server = self._running_server()
+        while not server.ready.wait(0.2):
+            if cancelled.is_set():
+                raise TaskFailed("cancelled while the Spark Connect server was starting")
+        if server.url is not None and server.alive:
+            return {**os.environ, "SPARK_REMOTE": server.url}
+        with self._lock:
+            if self._closed:
+                raise TaskFailed("cancelled: the local Jobs API is stopping")
+            if self.mode == CONNECT:
+                self.mode = CLASSIC
+                self._notify(
+                    f"Spark Connect did not start ({server.error or 'it stopped'}; log: {self.log_file}): "
+                    "every task now starts its own local Spark (--spark classic)"
+                )
+        return classic_environment()
+
+    def close(self) -> None:
+        """Stop the Connect server, also while it is still starting."""
+        with self._lock:
+            self._closed = True
+            server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
+    def _running_server(self) -> _ConnectServer:
+        with self._lock:
+            if self._closed:
+                raise TaskFailed("cancelled: the local Jobs API is stopping")
+            if self._server is not None and (self._server.alive or not self._server.ready.is_set()):
+                return self._server
+            if self._server is not None:
+                log.warning("restarting the Spark Connect server")
+            self._notify(f"Starting a Spark Connect server for the tasks (log: {self.log_file})")
+            self._server = _ConnectServer(self.log_file, self._workdir, self._driver_memory, self._notify)
+            return self._server
+
+
+class SparkTaskRunner:
+    """The default task runner: each task's Python file in its own process, on the local Spark."""
+
+    def __init__(self, spark: LocalSpark) -> None:
+        self.spark = spark
+
+    def __call__(self, invocation: TaskInvocation) -> None:
+        command = task_command(invocation)  # refuses task kinds that cannot run here before Spark starts
+        run_command(invocation, command, self.spark.task_environment(invocation.cancelled))
+
+    def close(self) -> None:
+        self.spark.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,284 @@
+"""The per-job worker: runs a job's runs one at a time in queue order, the bundle's queueing.
+
+A stop of the local Jobs API never ends a run: waiting runs stay QUEUED on disk, and a run that was
+executing is put back in the queue (its tasks are idempotent: stage_load replaces its batch,
+target_load merges only newer versions), so the next start finishes both. Only `runs/cancel` ends a
+run as CANCELED.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filegate.local_jobs._bundle import BundleError, JobSpec, TaskSpec, references, resolve_references
+from filegate.local_jobs._runs import SUCCEEDED, USER_CANCELED, RunRecord, RunStore, TaskRecord, Termination, now_ms
+from filegate.local_jobs._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner, fetch_source, is_remote
+
+log = logging.getLogger("filegate.local_jobs")
+
+SOURCE_PARAMETER = "source_path"
+SOURCE_REFERENCE = f"job.parameters.{SOURCE_PARAMETER}"
+
+
+@dataclass
+class _Active:
+    """The run a worker is executing, and how to interrupt it."""
+
+    run_id: int
+    interrupt: threading.Event = field(default_factory=threading.Event)
+    by_user: bool = False
+
+
+class JobWorker:
+    """Runs the runs of one job one at a time, in the order they were queued."""
+
+    def __init__(
+        self,
+        job: JobSpec,
+        store: RunStore,
+        runner: TaskRunner,
+        storage: SourceStorage | None,
+        workdir: Path,
+        stopping: threading.Event,
+    ) -> None:
+        self.job = job
+        self._store = store
+        self._runner = runner
+        self._storage = storage
+        self._workdir = workdir
+        self._stopping = stopping
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._idle = threading.Condition()
+        self._busy = 0
+        self._active: _Active | None = None
+        self._active_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name=f"local-job-{job.job_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, run: RunRecord) -> None:
+        with self._idle:
+            self._busy += 1
+        self._queue.put(run.run_id)
+
+    def cancel(self, run_id: int) -> bool:
+        """Interrupt the run if this worker is executing it; False when it is not."""
+        with self._active_lock:
+            if self._active is None or self._active.run_id != run_id:
+                return False
+            self._active.by_user = True
+            self._active.interrupt.set()
+            return True
+
+    def stop(self, timeout: float) -> None:
+        """Interrupt the executing run (it goes back to the queue) and end the thread; call after `stopping` is set."""
+        with self._active_lock:
+            if self._active is not None:
+                self._active.interrupt.set()
+        self._queue.put(None)  # wakes an idle worker so that it sees the stop
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every submitted run has ended; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def _work(self) -> None:
+        while True:
+            run_id = self._queue.get()
+            if run_id is None or self._stopping.is_set():
+                return  # what is still in the queue stays QUEUED on disk for the next start
+            run = self._store.get(run_id)
+            try:
+                if run is not None:
+                    self._execute(run)
+            except Exception as exc:  # a bug here must end the run, not the worker
+                log.exception("run %s: internal error", run_id)
+                if run is not None:
+                    self._end_run(run, Termination("FAILED", "INTERNAL_ERROR", "INTERNAL_ERROR", repr(exc)))
+            finally:
+                with self._idle:
+                    self._busy -= 1
+                    self._idle.notify_all()
+
+    def _execute(self, run: RunRecord) -> None:
+        active = _Active(run.run_id)
+        with self._active_lock:
+            self._active = active
+            if self._stopping.is_set():
+                active.interrupt.set()
+        try:
+            self._execute_tasks(run, active)
+        finally:
+            with self._active_lock:
+                self._active = None
+
+    def _execute_tasks(self, run: RunRecord, active: _Active) -> None:
+        def start(r: RunRecord) -> None:
+            r.state = "RUNNING"
+            r.running_time = now_ms()
+
+        # Atomic against runs/cancel: a run cancelled while it waited is not started.
+        if not self._store.transition(run, "QUEUED", start):
+            return
+        log.info("run %s of job %s (%s) started", run.run_id, self.job.job_id, self.job.name)
+        values = self._reference_values(run)
+        source = run.parameters.get(SOURCE_PARAMETER, "")
+        extra: list[str] = []
+        if self._storage is not None and is_remote(source):
+            try:
+                local = fetch_source(source, self._store.state_dir / "inputs" / str(run.run_id), self._storage)
+            except TaskFailed as exc:
+                message = str(exc)
+                self._end_run(
+                    run,
+                    Termination("FAILED", "STORAGE_ACCESS_ERROR", "CLIENT_ERROR", message),
+                    unfinished=Termination("UPSTREAM_FAILED", "SKIPPED", "CLIENT_ERROR", message),
+                )
+                return
+            self._store.update(run, lambda r: setattr(r, "source_file", str(local)))
+            values[SOURCE_REFERENCE] = str(local)
+            # Spark reads the local copy; the job still learns which cloud object it loads.
+            extra = ["--source-file", source]
+        results: dict[str, str] = {}
+        for spec, record in zip(self.job.tasks, run.tasks, strict=True):
+            if active.interrupt.is_set():
+                break  # no new task after a stop or a cancel
+            failed_upstream = [d for d in spec.depends_on if results.get(d) != "SUCCESS"]
+            if failed_upstream:
+                message = f"Upstream task(s) {', '.join(failed_upstream)} did not succeed."
+                self._end_task(run, record, Termination("UPSTREAM_FAILED", "SKIPPED", "CLIENT_ERROR", message))
+            else:
+                wants_source = SOURCE_REFERENCE in references(spec.parameters)
+                self._run_task(run, record, spec, values, extra if wants_source else [], active)
+            if record.termination is None:
+                break  # interrupted by a stop: the run goes back to the queue
+            results[spec.task_key] = record.termination.result
+        if active.interrupt.is_set() and not active.by_user:
+            self._store.update(run, RunRecord.requeue)
+            log.info("run %s interrupted by the stop; queued again for the next start", run.run_id)
+            return
+        self._end_run(run, self._run_termination(run, active))
+
+    def _run_task(
+        self,
+        run: RunRecord,
+        record: TaskRecord,
+        spec: TaskSpec,
+        values: dict[str, str],
+        extra: list[str],
+        active: _Active,
+    ) -> None:
+        log_file = self._store.state_dir / "logs" / str(run.run_id) / f"{record.task_key}.log"
+        values = {**values, "task.name": spec.task_key, "task.run_id": str(record.run_id)}
+        try:
+            arguments = [*resolve_references(spec.parameters, values), *extra]
+        except BundleError as exc:
+            self._end_task(run, record, Termination("FAILED", "INVALID_RUN_CONFIGURATION", "CLIENT_ERROR", str(exc)))
+            return
+
+        def start(_: RunRecord) -> None:
+            record.state = "RUNNING"
+            record.start_time = now_ms()
+            record.arguments = arguments
+            record.log_file = str(log_file)
+
+        self._store.update(run, start)
+        invocation = TaskInvocation(
+            job_id=self.job.job_id,
+            job_name=self.job.name,
+            run_id=run.run_id,
+            task_key=spec.task_key,
+            task_run_id=record.run_id,
+            kind=spec.kind,
+            declared_file=spec.declared_file,
+            python_file=spec.python_file,
+            arguments=tuple(arguments),
+            parameters=dict(run.parameters),
+            log_file=log_file,
+            workdir=self._workdir,
+            cancelled=active.interrupt,
+        )
+        error = trace = ""
+        try:
+            self._runner(invocation)
+        except TaskFailed as exc:
+            termination = Termination("FAILED", "RUN_EXECUTION_ERROR", "CLIENT_ERROR", str(exc))
+            error, trace = exc.error or str(exc), exc.trace
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            termination = Termination("FAILED", "RUN_EXECUTION_ERROR", "CLIENT_ERROR", message)
+            error, trace = message, traceback.format_exc()
+            _append_log(log_file, trace)
+        else:
+            termination = SUCCEEDED
+        if active.interrupt.is_set() and termination.result != "SUCCESS":
+            if not active.by_user:
+                return  # a stop, not a failure: the record stays open and the run is queued again
+            termination, error, trace = USER_CANCELED, "", ""
+
+        def end(_: RunRecord) -> None:
+            record.error, record.error_trace = error, trace
+
+        self._store.update(run, end)
+        self._end_task(run, record, termination)
+        log.info("run %s task %s: %s %s", run.run_id, spec.task_key, termination.result, termination.message[:200])
+
+    def _reference_values(self, run: RunRecord) -> dict[str, str]:
+        values = {f"job.parameters.{name}": value for name, value in run.parameters.items()}
+        values.update({"job.id": str(self.job.job_id), "job.name": self.job.name, "job.run_id": str(run.run_id)})
+        values["job.start_time.iso_datetime"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(run.start_time / 1000))
+        return values
+
+    def _end_task(self, run: RunRecord, record: TaskRecord, termination: Termination) -> None:
+        self._store.update(run, lambda _: record.end(termination, now_ms()))
+
+    def _end_run(self, run: RunRecord, termination: Termination, *, unfinished: Termination | None = None) -> None:
+        self._store.update(run, lambda r: r.end(termination, now_ms(), unfinished=unfinished))
+        log.info("run %s ended: %s %s", run.run_id, termination.result, termination.message[:200])
+
+    @staticmethod
+    def _run_termination(run: RunRecord, active: _Active) -> Termination:
+        if active.by_user:
+            return USER_CANCELED
+        failed = [t for t in run.tasks if t.termination and t.termination.result == "FAILED"]
+        if failed:
+            first = failed[0]
+            assert first.termination is not None
+            message = f"Task {first.task_key} failed with message: {first.termination.message}"
+            return Termination("FAILED", first.termination.code, first.termination.type, message)
+        if any(t.termination is None or t.termination.result != "SUCCESS" for t in run.tasks):
+            return Termination("FAILED", "RUN_EXECUTION_ERROR", "CLIENT_ERROR", "Some tasks did not run.")
+        return SUCCEEDED
+
+
+def recover_unfinished(store: RunStore, workers: dict[int, JobWorker], jobs: Iterable[JobSpec]) -> None:
+    """After a restart, queue again every run that had not ended; a run of a job the bundle no longer declares fails.
+
+    A run left RUNNING on disk was cut short by a crash (a clean stop queues it again itself): its
+    tasks are idempotent, so it runs again from the start.
+    """
+    known = {job.job_id for job in jobs}
+    for run in store.unfinished():
+        if run.job_id not in known:
+            gone = Termination("FAILED", "INTERNAL_ERROR", "INTERNAL_ERROR", f"job {run.job_id} is no longer declared")
+            store.update(run, lambda r: r.end(gone, now_ms()))  # noqa: B023 - called at once
+            continue
+        if run.state != "QUEUED":
+            store.update(run, RunRecord.requeue)
+        workers[run.job_id].submit(run)
+
+
+def _append_log(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as sink:
+        sink.write(text)
