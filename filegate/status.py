@@ -19,13 +19,17 @@ from filegate.errors import FilegateError, SettingsError
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
-    from databricks.sdk.service.jobs import BaseRun, Run, RunTask
+    from databricks.sdk.service.jobs import BaseRun, Run, RunOutput, RunTask
 
 DEFAULT_LIMIT = 10
 # The Jobs API returns at most 25 runs per page; the SDK pages on.
 _PAGE_LIMIT = 25
 RUN_COLUMNS = ("RUN", "STATE", "STARTED (UTC)", "QUEUED", "DURATION", "DATASET", "SOURCE FILE", "RUN PAGE")
 TASK_COLUMNS = ("TASK", "STATE", "STARTED (UTC)", "DURATION", "RUN PAGE")
+FAILED_STATES = frozenset({"FAILED", "TIMEDOUT", "INTERNAL_ERROR"})
+ACTIVE_STATES = frozenset({"RUNNING", "QUEUED", "PENDING", "BLOCKED", "WAITING", "TERMINATING"})
+# How much of a failed task's stack trace `filegate status RUN_ID` prints (the run output holds all of it).
+TRACE_LINES = 8
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str = "") -> str:
@@ -137,17 +141,29 @@ def recent_runs(client: WorkspaceClient, job_id: int, limit: int = DEFAULT_LIMIT
 
 
 def task_error(client: WorkspaceClient, task: RunTask) -> str:
-    """A failed task's error: its run output where the workspace keeps one, else its termination message."""
+    """A failed task's error: the `error` of its run output, else its termination message."""
+    return task_failure(client, task)[0]
+
+
+def task_failure(client: WorkspaceClient, task: RunTask, trace_lines: int = TRACE_LINES) -> tuple[str, list[str]]:
+    """A failed task's error and the last lines of its stack trace, from one `runs/get-output` call."""
+    output = _task_output(client, task)
+    error = str(output.error) if output is not None and output.error else run_message(task)
+    text = str(output.error_trace or "").rstrip() if output is not None else ""
+    if error.strip() and text.endswith(error.strip()):
+        text = text[: -len(error.strip())]  # the exception itself, already shown as the error
+    return error, [line for line in text.splitlines() if line.strip()][-trace_lines:]
+
+
+def _task_output(client: WorkspaceClient, task: RunTask) -> RunOutput | None:
     from databricks.sdk.errors.base import DatabricksError
 
-    if task.run_id is not None:
-        try:
-            output = client.jobs.get_run_output(task.run_id)
-        except DatabricksError:
-            output = None  # the local Jobs API keeps no run output; the termination message says it
-        if output is not None and output.error:
-            return str(output.error)
-    return run_message(task)
+    if task.run_id is None:
+        return None
+    try:
+        return client.jobs.get_run_output(task.run_id)
+    except DatabricksError:
+        return None  # output is gone (runs older than 60 days) or not kept for this task kind
 
 
 def render_runs(runs: Sequence[BaseRun], job_name: str, job_id: int, host: str) -> str:
@@ -183,12 +199,14 @@ def render_run(client: WorkspaceClient, run: Run) -> str:
             for task in tasks
         ]
         lines += ["Tasks:", render_table(TASK_COLUMNS, rows, indent="  ")]
-    failed = [task for task in tasks if run_state(task) in ("FAILED", "TIMEDOUT", "INTERNAL_ERROR")]
+    failed = [task for task in tasks if run_state(task) in FAILED_STATES]
     if failed:
         lines.append("Errors:")
         for task in failed:
-            lines.append(f"  {task.task_key}: {task_error(client, task)}")
-    elif run_state(run) not in ("SUCCESS", "RUNNING", "QUEUED", "PENDING", "BLOCKED", "WAITING"):
+            error, trace = task_failure(client, task)
+            lines.append(f"  {task.task_key}: {error}")
+            lines += [f"    {line}" for line in trace]
+    elif run_state(run) not in ACTIVE_STATES | {"SUCCESS"}:
         message = run_message(run)
         if message:
             lines.append(f"Message: {message}")

@@ -14,6 +14,12 @@ from tests.jobs_api import local_jobs_api, workspace_client
 
 SOURCE = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
 BROKEN = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/06/order_tracking_2024_03_06.csv"
+MERGE_TRACE = """Traceback (most recent call last):
+  File "spark_jobs/target_load.py", line 40, in main
+    merge_batch(spark, warehouse, contract, batch)
+  File "spark_jobs/merge.py", line 88, in merge_batch
+    table.merge(source).execute()
+DeltaError: MERGE failed: 3 source rows match one target row"""
 
 
 def fail_broken_batches(invocation: TaskInvocation) -> None:
@@ -21,7 +27,11 @@ def fail_broken_batches(invocation: TaskInvocation) -> None:
     invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
     invocation.log_file.write_text(f"{invocation.task_key}\n", encoding="utf-8")
     if invocation.task_key == "target_load" and invocation.parameters["batch_id"].startswith("broken"):
-        raise TaskFailed("MERGE failed: 3 source rows match one target row")
+        raise TaskFailed(
+            "exit code 1: (the end of the task's stderr)",
+            error="DeltaError: MERGE failed: 3 source rows match one target row",
+            trace=MERGE_TRACE,
+        )
 
 
 @pytest.fixture
@@ -94,7 +104,16 @@ def test_one_run_shows_its_tasks_and_the_error(server: LocalJobsServer, capsys: 
         line.split()[0]: line.split()[1] for line in out.split("Tasks:\n")[1].split("Errors:")[0].splitlines()
     }
     assert task_lines == {"TASK": "STATE", "stage_load": "SUCCESS", "target_load": "FAILED"}
-    assert "  target_load: MERGE failed: 3 source rows match one target row" in out
+    # The error and the end of its trace come from the task's run output (runs/get-output).
+    errors = out.split("Errors:\n")[1].splitlines()
+    assert errors == [
+        "  target_load: DeltaError: MERGE failed: 3 source rows match one target row",
+        "    Traceback (most recent call last):",
+        '      File "spark_jobs/target_load.py", line 40, in main',
+        "        merge_batch(spark, warehouse, contract, batch)",
+        '      File "spark_jobs/merge.py", line 88, in merge_batch',
+        "        table.merge(source).execute()",
+    ]
 
 
 def test_unknown_run_is_an_error(server: LocalJobsServer, capsys: pytest.CaptureFixture[str]) -> None:
