@@ -17,7 +17,9 @@ import pytest
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import load_contracts
+from filegate.errors import SettingsError
 from filegate.events import Upload, parse_event
+from filegate.gcs_storage import GcsStore
 from filegate.ingest import ARCHIVED, IGNORED, Gate, Outcome
 from filegate.jobs import DatabricksJobs
 from filegate.local_jobs import LocalJobsServer
@@ -36,11 +38,12 @@ from filegate.watch import (
     event_grid_webhook_url,
     watched_locations,
 )
+from filegate.watch import main as watch_main
 from tests.emulators import Azurite, free_port
 from tests.factories import blob_created, csv_bytes, tracking_row
-from tests.gcp.conftest import function_source, gcp_world, gcs_emulator  # noqa: F401 - fixtures
+from tests.gcp.conftest import function_source, gcp_world  # noqa: F401 - fixtures (gcs_emulator: tests/conftest.py)
 from tests.gcp.eventarc import upload as gcs_upload
-from tests.gcp.world import PROJECT, GcpWorld
+from tests.gcp.world import PROJECT, GcpWorld, fresh_settings
 from tests.jobs_api import jobs_api, workspace_client  # noqa: F401 - jobs_api is a fixture
 
 DAY = "order_tracking_2024_03_05.csv"
@@ -56,7 +59,7 @@ class Recorder:
     events: list[Event] = field(default_factory=list)
     attempts: list[float] = field(default_factory=list)
 
-    def __call__(self, event: Event) -> str:
+    def __call__(self, event: Event, attempt: int) -> str:
         self.attempts.append(time.monotonic())
         if len(self.attempts) <= self.failures:
             raise DeliveryFailed(f"attempt {len(self.attempts)} refused", retry=self.retry)
@@ -74,7 +77,7 @@ def put(azurite: Azurite, location: Location, name: str, data: bytes) -> str:
 
 
 def watcher(
-    azurite: Azurite, settings: Settings, deliver: Callable[[Event], str], state: Path, **options: Any
+    azurite: Azurite, settings: Settings, deliver: Callable[[Event, int], str], state: Path, **options: Any
 ) -> Watcher:
     return Watcher(AzuriteSource(azurite.connection_string), watched_locations(settings), deliver, state, **options)
 
@@ -206,6 +209,72 @@ def test_archive_and_rejected_are_not_watched_unless_asked(
         azure_settings.archive.container,
         azure_settings.rejected.container,
     }
+
+
+def test_an_uncommitted_blob_raises_no_event_until_its_blocks_are_committed(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    from azure.storage.blob import BlobBlock, BlobClient
+
+    landing = azure_settings.landing
+    blob = BlobClient.from_connection_string(azurite.connection_string, landing.container, landing.path(DAY))
+    data = csv_bytes()
+    blob.stage_block("block-0", data)  # Put Block: staged, not yet part of any blob
+    recorder = Recorder()
+    watch = watcher(azurite, azure_settings, recorder, tmp_path)
+
+    staged = watch.poll()
+    blob.commit_block_list([BlobBlock("block-0")])  # Put Block List: now the blob exists
+    committed = watch.poll()
+    watch.deliver_due()
+
+    assert staged == 0
+    assert committed == 1
+    [event] = recorder.events
+    assert event.body["data"]["contentLength"] == len(data)
+    # The listing cannot tell Put Blob from Put Block List; both are committed writes to the core.
+    assert event.body["data"]["api"] == "PutBlob"
+    assert parse_event(event.body).api == "PutBlob"
+
+
+def test_the_watcher_keeps_watching_when_a_callback_or_its_state_file_fails(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    landing = azure_settings.landing
+    delivered: list[str] = []
+    attempts: list[int] = []
+
+    def deliver(event: Event, attempt: int) -> str:
+        attempts.append(attempt)
+        if len(attempts) == 1:
+            raise RuntimeError("a bug in the result callback")  # not a DeliveryFailed: a bug on this side
+        delivered.append(event.path)
+        return "ok"
+
+    def listener(report: DeliveryReport) -> None:
+        raise ValueError("a bug in the listener")
+
+    state = tmp_path / "state-is-a-file"
+    state.write_text("not a folder")  # saving the delivered versions fails on every delivery
+    watch = watcher(azurite, azure_settings, deliver, state, policy=FAST, listener=listener)
+    stop = threading.Event()
+    thread = threading.Thread(target=watch.run, args=(stop, 0.05), daemon=True)
+    thread.start()
+    try:
+        put(azurite, landing, DAY, csv_bytes())
+        _wait_until(lambda: delivered == [landing.path(DAY)])
+        put(azurite, landing, "order_tracking_2024_03_06.csv", csv_bytes())
+        _wait_until(lambda: len(delivered) == 2)
+    finally:
+        stop.set()
+        thread.join(5)
+
+    assert attempts == [1, 2, 1]  # the bug cost one attempt, then the retry delivered
+    assert not thread.is_alive()
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("delivering" in m and "raised" in m for m in messages)
+    assert any("listener raised" in m for m in messages)
+    assert any("cannot save the delivered versions" in m for m in messages)
 
 
 def test_a_failed_delivery_is_retried_with_growing_delays(
@@ -381,6 +450,7 @@ def test_webhook_delivery_reaches_the_function_through_the_hosts_event_grid_rout
     assert watch.drain(timeout=30)
 
     assert len(functions_host.requests) == 2  # a 500, then the retry
+    assert [headers["aeg-delivery-count"] for _, headers, _ in functions_host.requests] == ["0", "1"]
     path, headers, body = functions_host.requests[-1]
     assert path == "/runtime/webhooks/eventgrid?functionName=on_blob_created"
     assert headers["aeg-event-type"] == "Notification"
@@ -392,7 +462,7 @@ def test_webhook_delivery_reaches_the_function_through_the_hosts_event_grid_rout
 
 
 def test_gcs_finalize_events_reach_the_function_served_by_functions_framework(
-    gcs_emulator: Any,  # noqa: F811 - the imported fixture
+    gcs_emulator: Any,
     gcp_world: GcpWorld,  # noqa: F811 - the imported fixture
     tmp_path: Path,
 ) -> None:
@@ -403,9 +473,9 @@ def test_gcs_finalize_events_reach_the_function_served_by_functions_framework(
     events: list[Event] = []
     post = deliver_cloudevent_binary(gcp_world.url)
 
-    def deliver(event: Event) -> str:
+    def deliver(event: Event, attempt: int) -> str:
         events.append(event)
-        return post(event)
+        return post(event, attempt)
 
     watch = Watcher(source, [settings.landing], deliver, tmp_path, policy=FAST)
     watch.poll()
@@ -447,3 +517,70 @@ def test_in_process_delivery_of_a_filegate_write_is_ignored_by_the_core(
     assert [outcome.status for outcome in seen] == [IGNORED]
     assert "own archive write" in seen[0].reasons[0]
     assert jobs_api.runs() == []
+
+
+def test_a_webhook_url_without_a_function_name_is_refused_up_front(
+    azurite: Azurite, azure_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FILEGATE_AZURE_STORAGE", azurite.connection_string)
+    bare = "http://localhost:7071/runtime/webhooks/eventgrid"
+
+    code = watch_main(["--webhook", bare, "--once", "--state-dir", "unused"])
+
+    assert code == 2
+    assert "names no function: add ?functionName=on_blob_created" in capsys.readouterr().err
+    assert event_grid_webhook_url("http://localhost:7071") == f"{bare}?functionName=on_blob_created"
+    assert event_grid_webhook_url(f"{bare}?functionName=other") == f"{bare}?functionName=other"
+    with pytest.raises(SettingsError, match="names no function"):
+        event_grid_webhook_url(f"{bare}/?code=secret")
+
+
+def test_in_process_delivery_for_gcp_uses_the_gcs_endpoint_it_was_given(
+    gcs_emulator: Any,
+    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": gcs_emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
+    settings = fresh_settings(store)
+    gcs_upload(gcs_emulator.client(), settings.landing.container, DAY, csv_bytes())
+    for name, value in {
+        # Another emulator's address: only --gcs-endpoint may decide where the core reads.
+        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "FILEGATE_LANDING": str(settings.landing),
+        "FILEGATE_ARCHIVE": str(settings.archive),
+        "FILEGATE_REJECTED": str(settings.rejected),
+        "DATABRICKS_HOST": jobs_api.url,
+        "DATABRICKS_TOKEN": "local-test-token",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("FILEGATE_JOB_ID", "FILEGATE_JOB_NAME", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+    code = watch_main(
+        [
+            "--target",
+            "gcp",
+            "--gcs-endpoint",
+            gcs_emulator.url,
+            "--once",
+            "--state-dir",
+            str(tmp_path),
+            "--retry-scale",
+            "0",
+        ]
+    )
+
+    assert code == 0
+    assert store.stat(settings.archive.container, f"order_tracking/2024/03/05/{DAY}") is not None
+    assert store.stat(settings.landing.container, DAY) is None
+    [run] = jobs_api.runs()
+    assert {p["name"]: p["value"] for p in run["job_parameters"]}["source_path"].startswith("gs://")
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.02)

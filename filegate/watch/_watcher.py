@@ -1,0 +1,282 @@
+"""The watcher: poll the sources, queue an event per new object version, deliver it at least once.
+
+Delivery is retried on a growing schedule, like Event Grid's, up to a bound; then the event is
+dead-lettered into a file that `filegate handle` can re-drive. What was delivered is remembered in
+a state file, so a restarted watcher does not deliver everything again. Nothing that goes wrong in
+one round (a listing, a delivery, a listener, saving the state) stops the watching: it is logged
+and the next round runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filegate.settings import Location
+from filegate.watch._envelopes import Event, StoredObject
+from filegate.watch._sources import Source
+from filegate.watch._transports import Deliver, DeliveryFailed
+
+log = logging.getLogger("filegate.watch")
+
+# Event Grid's own schedule for the first retries (seconds). Locally it is compressed by
+# `retry_scale`: nobody wants to wait ten minutes to see a fixed bug pick a file up.
+EVENT_GRID_RETRY_DELAYS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0)
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_RETRY_SCALE = 0.1
+_STATE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long a failed delivery is tried again."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    delays: tuple[float, ...] = EVENT_GRID_RETRY_DELAYS
+    scale: float = DEFAULT_RETRY_SCALE
+
+    def delay(self, failed_attempts: int) -> float:
+        """Seconds to wait after the n-th failed attempt."""
+        index = min(failed_attempts, len(self.delays)) - 1
+        return self.delays[max(index, 0)] * self.scale
+
+
+@dataclass
+class _Pending:
+    event: Event
+    due: float
+    attempts: int = 0
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What happened to one delivery attempt, for whoever is watching the watcher."""
+
+    event: Event
+    attempt: int
+    delivered: bool
+    detail: str
+    final: bool
+    retry_in: float | None = None
+    dead_letter: Path | None = None
+
+
+@dataclass
+class _State:
+    source: str
+    delivered: dict[str, str] = field(default_factory=dict)
+    sequence: int = 0
+
+
+class Watcher:
+    """Polls locations of one source and delivers an event per new object version, at least once."""
+
+    def __init__(
+        self,
+        source: Source,
+        locations: Iterable[Location],
+        deliver: Deliver,
+        state_dir: Path,
+        *,
+        policy: RetryPolicy | None = None,
+        skip_existing: bool = False,
+        listener: Callable[[DeliveryReport], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.locations = tuple(locations)
+        self._deliver = deliver
+        self.state_dir = Path(state_dir)
+        self.policy = policy or RetryPolicy()
+        self._listener = listener
+        self._clock = clock
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+        self.dropped: list[Event] = []
+        self.delivered = 0
+        self._state = self._load_state()
+        self._skip_existing = skip_existing and not self._state.delivered
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "delivered.json"
+
+    @property
+    def dead_letter_dir(self) -> Path:
+        return self.state_dir / "deadletter"
+
+    def pending(self) -> int:
+        """Events not yet delivered (waiting for their first attempt or a retry)."""
+        with self._lock:
+            return len(self._pending)
+
+    def poll(self) -> int:
+        """List the locations once and queue an event for every new object version; how many were queued."""
+        seen: dict[str, StoredObject] = {}
+        for location in self.locations:
+            for obj in self.source.list_objects(location):
+                seen[obj.key] = obj
+        queued = 0
+        with self._lock:
+            if self._skip_existing:
+                # A new subscription only hears about writes after it exists: what is there now is history.
+                self._state.delivered.update({key: obj.version for key, obj in seen.items()})
+                self._skip_existing = False
+                self._save_state()
+                return 0
+            # Oldest write first, so that a late file uploaded after a newer one is delivered after it.
+            for obj in sorted(seen.values(), key=lambda o: (o.modified, o.path)):
+                if self._state.delivered.get(obj.key) == obj.version:
+                    continue
+                pending = self._pending.get(obj.key)
+                if pending is not None and pending.event.version == obj.version:
+                    continue
+                # A newer version replaces a pending event for an older one: Event Grid would still
+                # deliver both, but the older one could only be settled as superseded.
+                self._state.sequence += 1
+                sequencer = f"{self._state.sequence:048x}"
+                self._pending[obj.key] = _Pending(self.source.event_for(obj, sequencer), self._clock())
+                queued += 1
+            # Forget names that are gone (the function moved them), so the state stays small.
+            forgotten = [key for key in self._state.delivered if key not in seen]
+            for key in forgotten:
+                del self._state.delivered[key]
+            if forgotten or queued:
+                self._save_state()
+        return queued
+
+    def deliver_due(self) -> int:
+        """Attempt every event whose time has come; how many were delivered."""
+        with self._lock:
+            now = self._clock()
+            due = sorted((p for p in self._pending.values() if p.due <= now), key=lambda p: p.due)
+        delivered = 0
+        for pending in due:
+            delivered += self._attempt(pending)
+        return delivered
+
+    def next_due(self) -> float | None:
+        """Seconds until the next attempt is due, or None when nothing is pending."""
+        with self._lock:
+            if not self._pending:
+                return None
+            return max(0.0, min(p.due for p in self._pending.values()) - self._clock())
+
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Poll and deliver until `stop` is set; whatever fails in a round is logged, and the next round runs."""
+        while not stop.is_set():
+            try:
+                self.poll()
+            except Exception as exc:  # the emulator may be restarting; keep watching
+                log.warning("watch: cannot list %s: %s", self.source.description, exc)
+            try:
+                self.deliver_due()
+            except Exception:  # a bug in one round must not end the watching for good
+                log.exception("watch: a delivery round failed; watching on")
+            wait = interval
+            upcoming = self.next_due()
+            if upcoming is not None:
+                wait = min(wait, upcoming)
+            stop.wait(max(wait, 0.05))
+
+    def drain(self, timeout: float) -> bool:
+        """Deliver what is pending, waiting out retries, until nothing is left; False on timeout."""
+        deadline = self._clock() + timeout
+        while True:
+            self.deliver_due()
+            upcoming = self.next_due()
+            if upcoming is None:
+                return True
+            if self._clock() + upcoming > deadline:
+                return False
+            time.sleep(max(upcoming, 0.01))
+
+    def _attempt(self, pending: _Pending) -> int:
+        event = pending.event
+        pending.attempts += 1
+        try:
+            detail = self._deliver(event, pending.attempts)
+        except Exception as exc:
+            if not isinstance(exc, DeliveryFailed):
+                # Not the subscriber's answer but a bug on this side (a result callback, say): count
+                # it as a failed attempt, so the event is retried rather than lost with the thread.
+                log.exception("watch: delivering %s raised", event.key)
+                exc = DeliveryFailed(f"{type(exc).__name__}: {exc}")
+            pending.last_error = str(exc)
+            final = not exc.retry or pending.attempts >= self.policy.max_attempts
+            if final:
+                letter = self._dead_letter(pending)
+                self._report(DeliveryReport(event, pending.attempts, False, str(exc), True, dead_letter=letter))
+            else:
+                delay = self.policy.delay(pending.attempts)
+                with self._lock:
+                    pending.due = self._clock() + delay
+                self._report(DeliveryReport(event, pending.attempts, False, str(exc), False, retry_in=delay))
+            return 0
+        with self._lock:
+            self._settle(event)
+            self.delivered += 1
+        self._report(DeliveryReport(event, pending.attempts, True, detail, True))
+        return 1
+
+    def _settle(self, event: Event) -> None:
+        if self._pending.get(event.key) is not None and self._pending[event.key].event.id == event.id:
+            del self._pending[event.key]
+        self._state.delivered[event.key] = event.version
+        self._save_state()
+
+    def _dead_letter(self, pending: _Pending) -> Path:
+        """Give up on an event: keep it in a file `filegate handle` can re-drive, and do not deliver it again."""
+        event = pending.event
+        self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
+        letter = self.dead_letter_dir / f"{event.id}.json"
+        letter.write_text(json.dumps(event.body, indent=2), encoding="utf-8")
+        with self._lock:
+            self._settle(event)
+            self.dropped.append(event)
+        return letter
+
+    def _report(self, report: DeliveryReport) -> None:
+        if self._listener is not None:
+            try:
+                self._listener(report)
+            except Exception:
+                log.exception("watch: the delivery listener raised; watching on")
+
+    def _load_state(self) -> _State:
+        source = self.source.description
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return _State(source)
+        except (OSError, ValueError) as exc:
+            log.warning("watch: ignoring unreadable state file %s: %s", self.state_file, exc)
+            return _State(source)
+        if data.get("format") != _STATE_FORMAT or data.get("source") != source:
+            # Another emulator instance (another port, another account): its names mean nothing here.
+            return _State(source)
+        return _State(source, dict(data.get("delivered", {})), int(data.get("sequence", 0)))
+
+    def _save_state(self) -> None:
+        data = {
+            "format": _STATE_FORMAT,
+            "source": self._state.source,
+            "sequence": self._state.sequence,
+            "delivered": self._state.delivered,
+        }
+        partial = self.state_file.with_suffix(".tmp")
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(partial, self.state_file)  # a crash never leaves half a state file
+        except OSError as exc:
+            # The state only spares a restarted watcher redeliveries (which the core settles as
+            # duplicates): keep delivering from memory rather than stop.
+            log.error("watch: cannot save the delivered versions to %s: %s", self.state_file, exc)
