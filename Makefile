@@ -61,7 +61,7 @@ samples: setup ## Regenerate data/samples (deterministic)
 		--seed 7 --late-share 0.08 --duplicate-share 0.04 --out data/samples
 
 demo: setup ## The whole flow on this machine: Azurite, watcher, function, local Jobs API, Spark
-	$(BIN)/filegate demo
+	$(BIN)/filegate demo $(ARGS)
 
 clean: ## Remove build output and local state (keeps .venv and node_modules)
 	rm -rf build .filegate .pytest_cache .mypy_cache .ruff_cache

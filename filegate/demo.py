@@ -3,8 +3,10 @@
 Azurite and the local Jobs API start on free ports; the sample days are uploaded into the landing
 container in a realistic order (one day arrives late, one file is bad); the watcher delivers the
 BlobCreated events to the function's core, which validates, archives or rejects, and starts a run
-per file; the runs load the Delta tables with local Spark. At the end it prints what happened to
-each file, each run, the target table, the rejects and the processing log.
+per file; the runs load the Delta tables on local Spark (each task its own process, all of them on
+one Spark Connect server started for the first task). At the end it prints what happened to each
+file, each run, the target table, the rejects and the processing log; when something failed, each
+failed task's error and log. One demo at a time per state folder: it is locked while a demo runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -30,6 +32,7 @@ from filegate.events import AZURE
 from filegate.ingest import ARCHIVED, REJECTED, Outcome
 from filegate.settings import Location, Settings
 from filegate.status import (
+    FAILED_STATES,
     duration_seconds,
     format_duration,
     recent_runs,
@@ -37,6 +40,7 @@ from filegate.status import (
     render_table,
     run_state,
     short_source,
+    task_error,
 )
 from filegate.watch import AzuriteSource, DeliveryReport, Event, RetryPolicy, Watcher, deliver_in_process
 
@@ -44,8 +48,9 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.service.jobs import Run
 
+    from filegate.contracts import Contract
     from filegate.ingest import Gate
-    from filegate.local_jobs import LocalJobsServer
+    from filegate.local_jobs import JobSpec, LocalJobsServer
 
 log = logging.getLogger("filegate.demo")
 
@@ -53,12 +58,17 @@ LOCAL_TOKEN = "local-demo-token"  # noqa: S105 - the local Jobs API accepts any 
 DEMO_SETTINGS = Settings(landing=Location("landing"), archive=Location("archive"), rejected=Location("rejected"))
 # What the demo owns under its state folder; only these are removed when it starts again.
 _STATE_PARTS = ("azurite", "jobs", "warehouse", "watch", "demo.log")
-# The Spark job's table names (spark_jobs.stage / target / processing_log): read here with delta-rs,
-# because the function's package must not import pyspark.
+# Names the Spark job gives its tables and columns (spark_jobs.processing_log.TABLE, spark_jobs.columns):
+# read here with delta-rs, because the function's package must not import pyspark.
 PROCESSING_LOG = "processing_log"
-TARGET_COLUMNS = ("tracking_num", "status", "status_ts", "carrier", "destination_city", "destination_country")
+IS_CURRENT = "is_current"
+SOURCE_FILE_COLUMN = "_source_file"
+# How many of a dataset's columns the target table shows (keys, categories and sequence first).
+TARGET_SHOWN_COLUMNS = 6
 TABLE_ROWS = 12
 DEFAULT_TIMEOUT = 900.0
+# How much of a failed task's error the demo prints (the whole of it is in the task's log).
+ERROR_LINES = 6
 
 
 class DemoError(FilegateError):
@@ -95,6 +105,7 @@ class LocalWorld:
 
     connection_string: str
     jobs: LocalJobsServer
+    job: JobSpec
     client: WorkspaceClient
     settings: Settings
     warehouse: Path
@@ -102,7 +113,14 @@ class LocalWorld:
 
 
 @contextmanager
-def local_world(state: Path, root: Path, bundle: Path | None = None) -> Iterator[LocalWorld]:
+def local_world(
+    state: Path,
+    root: Path,
+    bundle: Path | None = None,
+    *,
+    spark: str = "connect",
+    notify: Callable[[str], None] | None = None,
+) -> Iterator[LocalWorld]:
     """Start Azurite and the local Jobs API with the bundle's job, create the containers; stop all on exit."""
     from filegate.azure_storage import AzureBlobStore
     from filegate.jobs import create_workspace_client
@@ -113,19 +131,23 @@ def local_world(state: Path, root: Path, bundle: Path | None = None) -> Iterator
         raise DemoError(f"the job bundle {bundle} is missing")
     warehouse = state / "warehouse"
     warehouse.mkdir(parents=True, exist_ok=True)
+    jobs = load_bundle(bundle, local_variables(warehouse))
+    # The function triggers the bundle's (first) job, whatever it is called.
+    job = jobs[0]
     with run_azurite(root, state / "azurite") as azurite:
         connection = azurite.connection_string
-        settings = replace(DEMO_SETTINGS, azure_storage=connection)
+        settings = replace(DEMO_SETTINGS, azure_storage=connection, job_id=job.job_id, job_name=job.name)
         AzureBlobStore.from_setting(connection).create_containers(
             settings.landing.container, settings.archive.container, settings.rejected.container
         )
-        jobs = load_bundle(bundle, local_variables(warehouse))
-        server = LocalJobsServer(jobs, state / "jobs", storage=SourceStorage(connection), workdir=root)
-        server.start()
+        server = LocalJobsServer(
+            jobs, state / "jobs", storage=SourceStorage(connection), workdir=root, spark=spark, notify=notify
+        )
         try:
+            server.start()
             # Explicit host, token and auth type: a developer's own DATABRICKS_* settings must not leak in.
             client = create_workspace_client(settings, host=server.url, token=LOCAL_TOKEN, auth_type="pat")
-            yield LocalWorld(connection, server, client, settings, warehouse, state)
+            yield LocalWorld(connection, server, job, client, settings, warehouse, state)
         finally:
             server.stop()
 
@@ -187,8 +209,11 @@ def upload_and_deliver(
             results[event.path].outcomes.extend(outcomes)
             delivered.notify_all()
 
+    last_failure: dict[str, str] = {}
+
     def listener(report: DeliveryReport) -> None:
         if not report.delivered:
+            last_failure[report.event.path] = report.detail
             progress(f"  delivery of {report.event.path} failed (attempt {report.attempt}): {report.detail}")
 
     watcher = Watcher(
@@ -212,7 +237,9 @@ def upload_and_deliver(
             )
             with delivered:
                 if not delivered.wait_for(lambda: bool(results[path].outcomes), timeout):  # noqa: B023 - waited on here
-                    raise DemoError(f"no event was delivered for {path} within {timeout:.0f} s")
+                    failure = last_failure.get(path)
+                    why = f"; the last attempt failed: {failure}" if failure else "; see the log for why"
+                    raise DemoError(f"no event was delivered for {path} within {timeout:.0f} s{why}")
             note = f" ({item.note})" if item.note else ""
             progress(f"Uploaded {item.path.name}{note} -> {_describe(results[path])}")
     finally:
@@ -313,18 +340,45 @@ def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], limit: i
     return text
 
 
-def render_target(warehouse: Path, dataset: str, keys: Sequence[str]) -> str:
-    rows = read_table(warehouse / dataset)
+def target_columns(contract: Contract, limit: int = TARGET_SHOWN_COLUMNS) -> list[str]:
+    """The columns worth showing: keys, the sequence and category columns, then required ones, in contract order."""
+    chosen = list(contract.keys)
+    wanted = [c.name for c in contract.columns if c.allowed or c.name == contract.sequence_by]
+    wanted += [c.name for c in contract.columns if not c.nullable]
+    for name in wanted:
+        if name not in chosen and len(chosen) < limit:
+            chosen.append(name)
+    order = {name: index for index, name in enumerate(contract.column_names)}
+    return sorted(chosen, key=lambda name: (name not in contract.keys, order.get(name, len(order))))
+
+
+def summary_column(contract: Contract) -> str | None:
+    """The column whose values summarise the table: the first category column that is not a key."""
+    return next((c.name for c in contract.columns if c.allowed and c.name not in contract.keys), None)
+
+
+def render_target(warehouse: Path, contract: Contract) -> str:
+    rows = read_table(warehouse / contract.name)
     if rows is None:
-        return f"  (no table {dataset})"
+        return f"  (no table {contract.name})"
+    keys = contract.keys
     rows.sort(key=lambda row: tuple(str(row.get(key)) for key in keys))
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
-    summary = ", ".join(f"{status} {count}" for status, count in sorted(counts.items(), key=lambda kv: -kv[1]))
-    columns = [c for c in TARGET_COLUMNS if not rows or c in rows[0]] + ["_source_file"]
-    shown = [{**row, "_source_file": short_source(str(row.get("_source_file", ""))).rsplit("/", 1)[-1]} for row in rows]
-    return f"  {len(rows)} rows, latest status per {', '.join(keys)}: {summary}\n{render_rows(shown, columns)}"
+    # Under SCD type 2 the table keeps history; the summary counts the current version of each key.
+    current = [row for row in rows if row.get(IS_CURRENT, True) is not False]
+    head = f"  {len(rows)} rows" + (f", {len(current)} current" if len(current) != len(rows) else "")
+    column = summary_column(contract)
+    if column is not None:
+        counts: dict[str, int] = {}
+        for row in current:
+            counts[str(row.get(column))] = counts.get(str(row.get(column)), 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        head += f", latest {column} per {', '.join(keys)}: " + ", ".join(f"{value} {n}" for value, n in ranked)
+    columns = [c for c in target_columns(contract) if not rows or c in rows[0]] + [SOURCE_FILE_COLUMN]
+    shown = [
+        {**row, SOURCE_FILE_COLUMN: short_source(str(row.get(SOURCE_FILE_COLUMN, ""))).rsplit("/", 1)[-1]}
+        for row in rows
+    ]
+    return f"{head}\n{render_rows(shown, columns)}"
 
 
 def render_rejects(warehouse: Path, dataset: str) -> str:
@@ -355,18 +409,81 @@ def render_processing_log(warehouse: Path) -> str:
     return render_rows(shown, columns, limit=50)
 
 
-def problems_of(results: Sequence[FileResult], runs: dict[int, Run]) -> list[str]:
-    """Everything that did not go as the demo expects."""
+def problems_of(results: Sequence[FileResult]) -> list[str]:
+    """Every file whose outcome is not what the demo expects."""
     problems = []
     for result in results:
         outcome = result.outcome
         actual = outcome.status if outcome else "not delivered"
         if actual != result.upload.expected:
-            problems.append(f"{result.upload.path.name}: expected {result.upload.expected}, got {actual}")
-    for run_id, run in sorted(runs.items()):
-        if run_state(run) != "SUCCESS":
-            problems.append(f"run {run_id} ended {run_state(run)}; see `filegate status {run_id}` or its run page")
+            problems.append(f"  - {result.upload.path.name}: expected {result.upload.expected}, got {actual}")
     return problems
+
+
+def run_problems(world: LocalWorld, runs: dict[int, Run], names: dict[int, str]) -> list[str]:
+    """Every run that did not succeed, with why each failed task failed and where its whole log is."""
+    lines = []
+    for run_id, run in sorted(runs.items()):
+        if run_state(run) == "SUCCESS":
+            continue
+        lines.append(f"  - run {run_id} ({names.get(run_id, '?')}) ended {run_state(run)}")
+        logs = world.jobs.log_files(run_id)
+        failed = [task for task in run.tasks or () if run_state(task) in FAILED_STATES]
+        for task in failed:
+            error = task_error(world.client, task).strip().splitlines() or ["(no error message)"]
+            lines.append(f"      {task.task_key}: {error[0]}")
+            lines += [f"        {line}" for line in error[1:ERROR_LINES]]
+            if len(error) > ERROR_LINES:
+                lines.append(f"        ... ({len(error) - ERROR_LINES} more lines in the log)")
+            log_file = logs.get(str(task.task_key))
+            if log_file is not None:
+                lines.append(f"      log: {_relative(log_file)}")
+        if not failed and run.state is not None and run.state.state_message:
+            lines.append(f"      {run.state.state_message}")
+    return lines
+
+
+def render_revisit(state: Path, url: str) -> str:
+    """How to see the runs again once the demo (and its Jobs API) has stopped."""
+    jobs, warehouse = _relative(state / "jobs"), _relative(state / "warehouse")
+    port = url.rsplit(":", 1)[-1]
+    return "\n".join(
+        [
+            "The run pages and `filegate status` need the local Jobs API, which stopped with the demo. To look again:",
+            "  make demo ARGS=--keep-serving    the demo again, with its run pages up until Ctrl-C",
+            f"  .venv/bin/filegate local-jobs --state-dir {jobs} --warehouse {warehouse} --port {port}",
+            "                                   these runs served again (the run page URLs above work again), then:",
+            f"  DATABRICKS_HOST={url} DATABRICKS_TOKEN=local .venv/bin/filegate status [RUN_ID]",
+        ]
+    )
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def print_tables(world: LocalWorld, results: Sequence[FileResult], run_count: int, out: TextIO) -> None:
+    """What the demo did: each file's outcome, the runs, and the tables the runs loaded."""
+    from filegate.contracts import load_contracts
+
+    print(file=out)
+    print("Files (what the function did with each upload):", file=out)
+    print(render_files(results), file=out)
+    print(file=out)
+    listed = recent_runs(world.client, world.job.job_id, run_count or 1)
+    print(render_runs(listed, world.job.name, world.job.job_id, world.jobs.url), file=out)
+    contracts = load_contracts()
+    datasets = sorted({name for r in results if r.outcome and (name := r.outcome.dataset) and name in contracts})
+    for dataset in datasets:
+        print(f"\nTarget table {dataset} ({world.warehouse / dataset}):", file=out)
+        print(render_target(world.warehouse, contracts[dataset]), file=out)
+        print(f"\nRejected rows ({dataset}_rejects):", file=out)
+        print(render_rejects(world.warehouse, dataset), file=out)
+    print(f"\nProcessing log ({PROCESSING_LOG}):", file=out)
+    print(render_processing_log(world.warehouse), file=out)
 
 
 def run_demo(
@@ -378,60 +495,41 @@ def run_demo(
     timeout: float = DEFAULT_TIMEOUT,
     keep_serving: bool = False,
     bundle: Path | None = None,
+    spark: str = "connect",
 ) -> int:
     """The whole demo; returns the exit code."""
     progress = Progress(out)
     progress(f"Filegate demo: the whole flow on this machine (state and logs in {state})")
     plan = plan_uploads(samples)
-    with local_world(state, root, bundle) as world:
+    with local_world(state, root, bundle, spark=spark, notify=progress) as world:
         progress(f"Azurite blob service on {world.connection_string.split('BlobEndpoint=')[1].rstrip(';')}")
         progress(f"Local Jobs API on {world.jobs.url} (DATABRICKS_HOST for the function and `filegate status`)")
         results = upload_and_deliver(world, plan, progress)
         names = {r.outcome.run_id: r.upload.path.name for r in results if r.outcome and r.outcome.run_id is not None}
         run_ids = sorted(names)
-        progress(f"Waiting for {len(run_ids)} runs (stage_load, then target_load, on local Spark; one at a time)")
+        tasks = ", then ".join(task.task_key for task in world.job.tasks)
+        progress(f"Waiting for {len(run_ids)} runs of {world.job.name} ({tasks}; one run at a time)")
         runs = wait_for_runs(world.client, run_ids, names, progress, timeout)
-        datasets = sorted({r.outcome.dataset for r in results if r.outcome and r.outcome.dataset})
-        job_id = next(iter(world.jobs.jobs))
-        print(file=out)
-        print("Files (what the function did with each upload):", file=out)
-        print(render_files(results), file=out)
-        print(file=out)
-        print(
-            render_runs(
-                recent_runs(world.client, job_id, len(run_ids) or 1), "filegate-ingest", job_id, world.jobs.url
-            ),
-            file=out,
-        )
-        from filegate.contracts import load_contracts
-
-        contracts = load_contracts()
-        for dataset in datasets:
-            keys = contracts[dataset].keys if dataset in contracts else ()
-            print(f"\nTarget table {dataset} ({world.warehouse / dataset}):", file=out)
-            print(render_target(world.warehouse, dataset, keys), file=out)
-            print(f"\nRejected rows ({dataset}_rejects):", file=out)
-            print(render_rejects(world.warehouse, dataset), file=out)
-        print(f"\nProcessing log ({PROCESSING_LOG}):", file=out)
-        print(render_processing_log(world.warehouse), file=out)
-        problems = problems_of(results, runs)
+        print_tables(world, results, len(run_ids), out)
+        problems = problems_of(results) + run_problems(world, runs, names)
         print(file=out)
         if problems:
             print("Something went wrong:", file=out)
-            for problem in problems:
-                print(f"  - {problem}", file=out)
+            print("\n".join(problems), file=out)
         else:
             print(
                 f"Done in {progress.elapsed:.0f} s: {len(results)} files, {len(runs)} runs, all as expected.", file=out
             )
         if keep_serving:
             print(f"\nRun pages stay up at {world.jobs.url}/ ; in another terminal:", file=out)
-            print(f"  DATABRICKS_HOST={world.jobs.url} DATABRICKS_TOKEN=local filegate status", file=out)
+            print(f"  DATABRICKS_HOST={world.jobs.url} DATABRICKS_TOKEN=local .venv/bin/filegate status", file=out)
             print("Press Ctrl-C to stop.", file=out, flush=True)
             try:
                 threading.Event().wait()
             except KeyboardInterrupt:
                 print("Stopping.", file=out)
+        else:
+            print(f"\n{render_revisit(state, world.jobs.url)}", file=out)
     return 1 if problems else 0
 
 
@@ -458,7 +556,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str]) -> int:
     """`filegate demo`: run the whole flow locally and print what happened."""
-    from filegate.local_jobs import repository_root
+    from filegate.local_jobs import SPARK_MODES, FolderInUse, FolderLock, repository_root
 
     root = repository_root()
     parser = argparse.ArgumentParser(prog="filegate demo", description=__doc__.split("\n\n")[0])
@@ -471,13 +569,25 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the runs")
     parser.add_argument("--keep-serving", action="store_true", help="keep the run pages up until Ctrl-C")
     parser.add_argument("--bundle", type=Path, default=None, help="the bundle's job file (default: the repository's)")
+    parser.add_argument(
+        "--spark",
+        choices=SPARK_MODES,
+        default="connect",
+        help="connect (default): the tasks share one Spark Connect server; classic: a local Spark per task",
+    )
     args = parser.parse_args(argv)
-    reset_state(args.state_dir)
-    _log_to_file(args.state_dir / "demo.log")
+    lock = FolderLock(args.state_dir, "filegate demo")
+    try:
+        lock.acquire()
+    except FolderInUse as exc:
+        print(f"filegate demo: {exc}", file=sys.stderr)
+        return 1
     # Ctrl-C and SIGTERM both unwind through the context managers that stop what the demo started
     # (a shell may start background jobs with SIGINT ignored; the demo wants it either way).
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        reset_state(args.state_dir)
+        _log_to_file(args.state_dir / "demo.log")
         return run_demo(
             args.samples,
             args.state_dir,
@@ -486,6 +596,7 @@ def main(argv: list[str]) -> int:
             timeout=args.timeout,
             keep_serving=args.keep_serving,
             bundle=args.bundle,
+            spark=args.spark,
         )
     except KeyboardInterrupt:
         print("\nInterrupted: stopped everything the demo started.", file=sys.stderr)
@@ -496,3 +607,4 @@ def main(argv: list[str]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        lock.release()

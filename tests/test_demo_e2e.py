@@ -1,19 +1,43 @@
-"""The demo's flow end to end on a reduced data set: Azurite, watcher, function core, local Jobs API, local Spark."""
+"""`filegate demo` end to end, run as a user runs it, on a reduced data set.
+
+Real Azurite, the watcher, the function's core, the local Jobs API and local Spark (a Spark Connect
+server) in a child process; then the runs served again from the demo's state folder and read with
+`filegate status`. Every process the demo starts carries a marker in its environment, so a test can
+prove that nothing is left behind, also after Ctrl-C.
+"""
 
 from __future__ import annotations
 
-import io
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 
-from filegate import demo, status
-from filegate.local_jobs import repository_root
+from filegate import demo
+from filegate.contracts import load_contracts
+from filegate.local_jobs import FolderLock
+from tests.emulators import ROOT
 from tests.factories import COLUMNS, csv_bytes, tracking_row
-from tests.jobs_api import RecordingRunner, local_jobs_api
 
-REPOSITORY_BUNDLE = repository_root() / "infra" / "databricks" / "resources" / "filegate_ingest.job.yml"
+MARKER = "FILEGATE_E2E_MARKER"
+PORT_LINES = {
+    "azurite": re.compile(r"Azurite blob service on http://127\.0\.0\.1:(\d+)/"),
+    "jobs": re.compile(r"Local Jobs API on http://127\.0\.0\.1:(\d+) "),
+    "connect": re.compile(r"Spark Connect server ready on sc://127\.0\.0\.1:(\d+) "),
+}
 
 
 def write_samples(folder: Path) -> None:
@@ -35,30 +59,188 @@ def write_samples(folder: Path) -> None:
     (folder / "bad" / "order_tracking_2024_03_07.csv").write_bytes(csv_bytes([tracking_row(5)], header=wrong_header))
 
 
+@dataclass
+class Demo:
+    """`filegate demo` in a child process, its output collected line by line while it runs."""
+
+    process: subprocess.Popen[str]
+    marker: str
+    lines: list[str] = field(default_factory=list)
+    error_lines: list[str] = field(default_factory=list)
+    readers: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def errors(self) -> str:
+        return "\n".join(self.error_lines)
+
+    def wait_for_line(self, pattern: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((line for line in list(self.lines) if re.search(pattern, line)), None)
+            if found is not None:
+                return found
+            assert self.process.poll() is None, f"the demo ended first:\n{self.output}"
+            time.sleep(0.1)
+        raise AssertionError(f"no line matching {pattern!r} after {timeout} s:\n{self.output}")
+
+    def ports(self) -> dict[str, int]:
+        return {name: int(m.group(1)) for name, rx in PORT_LINES.items() for m in [rx.search(self.output)] if m}
+
+
+@contextmanager
+def running_demo(*arguments: str) -> Iterator[Demo]:
+    """Start `filegate demo` with these arguments; on the way out, whatever still runs gets Ctrl-C, then a kill."""
+    marker = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_REMOTE", "DATABRICKS_"))}
+    env[MARKER] = marker
+    process = subprocess.Popen(
+        [sys.executable, "-m", "filegate.cli", "demo", *arguments],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    run = Demo(process, marker)
+    run.readers = [
+        threading.Thread(target=_collect, args=(process.stdout, run.lines), daemon=True),
+        threading.Thread(target=_collect, args=(process.stderr, run.error_lines), daemon=True),
+    ]
+    for reader in run.readers:
+        reader.start()
+    try:
+        yield run
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for reader in run.readers:
+            reader.join(10)
+
+
+def _collect(stream: IO[str] | None, lines: list[str]) -> None:
+    assert stream is not None
+    for line in stream:
+        lines.append(line.rstrip("\n"))
+
+
+def finish(run: Demo, timeout: float) -> int:
+    """Wait for the demo to end (its output read to the end); its exit code."""
+    code = run.process.wait(timeout)
+    for reader in run.readers:
+        reader.join(10)
+    return code
+
+
 def listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def leftover_processes(marker: str) -> list[str]:
+    """Command lines of live processes whose environment carries the marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            if f"{MARKER}={marker}".encode() in environ.split(b"\0"):
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def assert_all_stopped(run: Demo, expected_ports: set[str]) -> None:
+    ports = run.ports()
+    assert set(ports) == expected_ports, run.output
+    assert [name for name, port in ports.items() if listening(port)] == []
+    assert leftover_processes(run.marker) == []
+
+
+def progress_lines(output: str) -> list[str]:
+    return [line.split("] ", 1)[1] for line in output.splitlines() if line.startswith("[")]
+
+
+def script_bundle(folder: Path, *, stage: str) -> Path:
+    """A bundle whose job has the demo job's parameters and two tiny Python tasks instead of Spark."""
+    (folder / "tasks").mkdir(parents=True)
+    (folder / "tasks" / "stage.py").write_text(textwrap.dedent(stage))
+    (folder / "tasks" / "target.py").write_text("print('target done')\n")
+    bundle = folder / "job.yml"
+    bundle.write_text(
+        textwrap.dedent(
+            """
+            resources:
+              jobs:
+                scripted:
+                  name: scripted-ingest
+                  parameters:
+                    - {name: source_path, default: ""}
+                    - {name: dataset, default: ""}
+                    - {name: batch_id, default: ""}
+                  tasks:
+                    - task_key: stage_load
+                      spark_python_task:
+                        python_file: tasks/stage.py
+                        parameters: ["--source-path", "{{job.parameters.source_path}}"]
+                    - task_key: target_load
+                      depends_on: [{task_key: stage_load}]
+                      spark_python_task:
+                        python_file: tasks/target.py
+            """
+        )
+    )
+    return bundle
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    folder = tmp_path / "samples"
+    write_samples(folder)
+    return folder
+
+
 @pytest.mark.spark
-def test_uploads_are_delivered_loaded_and_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    samples, state = tmp_path / "samples", tmp_path / "demo"
-    write_samples(samples)
-    out = io.StringIO()
+def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, samples: Path) -> None:
+    state = tmp_path / "demo"
+    arguments = ("--samples", str(samples), "--state-dir", str(state), "--timeout", "480")
 
-    code = demo.run_demo(samples, state, repository_root(), out, timeout=480)
+    runs, codes = [], []
+    for _ in range(2):  # the same state folder twice, nothing cleaned up in between
+        with running_demo(*arguments) as run:
+            codes.append(finish(run, 600))
+        runs.append(run)
 
-    report = out.getvalue()
-    assert code == 0, report
-    progress = [line.split("] ", 1)[1] for line in report.splitlines() if line.startswith("[")]
+    for run, code in zip(runs, codes, strict=True):
+        assert code == 0, f"{run.output}\n{run.errors}"
+        assert_all_stopped(run, {"azurite", "jobs", "connect"})
+    report = runs[1].output
+    progress = progress_lines(report)
     uploads = [line for line in progress if line.startswith("Uploaded")]
     assert uploads[0].startswith("Uploaded order_tracking_2024_03_06.csv -> archived, run ")
     assert uploads[1].startswith("Uploaded order_tracking_2024_03_05.csv (late: arrives after a newer day) -> archived")
     assert uploads[2].startswith("Uploaded order_tracking_2024_03_07.csv (bad) -> rejected: header is missing columns")
-    assert "Done in " in report
+    assert any(line.startswith("Starting a Spark Connect server for the tasks") for line in progress)
     assert "2 runs, all as expected." in report
+
+    # The runs table: each run with its state, a duration and the run page it had.
+    jobs_url = f"http://127.0.0.1:{runs[1].ports()['jobs']}"
+    table = report.split("Runs of job filegate-ingest (id 1) on ")[1].splitlines()
+    assert table[0] == f"{jobs_url}, newest first:"
+    rows = [line.split() for line in table[2:4]]
+    assert [row[1] for row in rows] == ["SUCCESS", "SUCCESS"]
+    assert all(re.search(r"\s(\d+\.\d s|\d+ min \d\d s)\s+order_tracking\s", line) for line in table[2:4]), table
+    assert [row[-1] for row in rows] == [f"{jobs_url}/runs/{row[0]}" for row in rows]
 
     # The target holds the latest status per parcel: the late older day did not undo the delivery.
     target = {row["tracking_num"]: row for row in demo.read_table(state / "warehouse" / "order_tracking") or []}
@@ -67,34 +249,110 @@ def test_uploads_are_delivered_loaded_and_reported(
         tracking_row(2)["tracking_num"]: "PICKED_UP",
         **{tracking_row(n)["tracking_num"]: "LABEL_CREATED" for n in range(3, 12)},
     }
+    assert "11 rows, latest status per tracking_num: LABEL_CREATED 9, DELIVERED 1, PICKED_UP 1" in report
     [reject] = demo.read_table(state / "warehouse" / "order_tracking_rejects") or []
     assert "LOST_IN_SPACE" in reject["reason"]
+    assert "LOST_IN_SPACE" in report
     log = demo.read_table(state / "warehouse" / "processing_log") or []
-    assert sorted(
-        (row["source_file"].rsplit("/", 1)[-1], row["status"]) for row in log if row["task"] == "target_load"
-    ) == [
+    assert sorted((row["source_file"].rsplit("/", 1)[-1], row["status"]) for row in log) == [
         ("order_tracking_2024_03_05.csv", "SUCCEEDED"),
         ("order_tracking_2024_03_06.csv", "SUCCEEDED"),
     ]
-    assert "Target table order_tracking" in report
-    assert "LOST_IN_SPACE" in report
+    assert "filegate local-jobs --state-dir " in report  # how to serve these runs again
 
-    # Everything the demo started is stopped: Azurite's port is closed.
-    azurite_port = int(report.split("Azurite blob service on http://127.0.0.1:")[1].split("/")[0])
-    assert not listening(azurite_port)
-
-    # `filegate status` reads the same runs back from the local Jobs API's state.
-    with local_jobs_api(state / "jobs", runner=RecordingRunner(), bundle=REPOSITORY_BUNDLE) as api:
-        monkeypatch.setenv("DATABRICKS_HOST", api.url)
-        monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
-        for name in ("DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "FILEGATE_JOB_ID", "FILEGATE_JOB_NAME"):
-            monkeypatch.delenv(name, raising=False)
-        assert status.main([]) == 0
-    listing = capsys.readouterr().out.splitlines()
-    rows = [line.split() for line in listing[2:]]
-    assert [row[1] for row in rows] == ["SUCCESS", "SUCCESS"]
+    # Served again as the demo says, `filegate status` reads the same runs back.
+    listing, detail, errors = status_of_served_runs(state, int(rows[0][0]))
+    assert errors == ""  # in particular no warning from the SDK
+    assert [line.split()[1] for line in listing[2:]] == ["SUCCESS", "SUCCESS"]
     assert listing[2].split()[-2].endswith("/order_tracking/2024/03/05/order_tracking_2024_03_05.csv")
     assert listing[3].split()[-2].endswith("/order_tracking/2024/03/06/order_tracking_2024_03_06.csv")
+    assert detail[0] == f"Run {rows[0][0]} of job filegate-ingest (id 1): SUCCESS"
+
+
+def status_of_served_runs(state: Path, run_id: int) -> tuple[list[str], list[str], str]:
+    """`filegate local-jobs` on the demo's state folder, then `filegate status` and `filegate status RUN_ID`."""
+    command = [sys.executable, "-m", "filegate.cli", "local-jobs", "--port", "0", "--state-dir", str(state / "jobs")]
+    command += ["--warehouse", str(state / "warehouse")]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split(" on ", 1)[1].split(" ", 1)[0]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "FILEGATE_JOB"))}
+        env.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN="local")
+        results = [
+            subprocess.run(
+                [sys.executable, "-m", "filegate.cli", "status", *extra],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            for extra in ([], [str(run_id)])
+        ]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    return results[0].stdout.splitlines(), results[1].stdout.splitlines(), results[0].stderr + results[1].stderr
+
+
+def test_a_failing_task_makes_the_demo_exit_1_and_shows_its_error_and_log(tmp_path: Path, samples: Path) -> None:
+    stage = """
+        def check_columns():
+            raise ValueError("status_ts has 3 values that are not timestamps")
+
+        check_columns()
+    """
+    bundle = script_bundle(tmp_path / "bundle", stage=stage)
+    state = tmp_path / "demo"
+
+    arguments = ("--samples", str(samples), "--state-dir", str(state), "--bundle", str(bundle), "--spark", "classic")
+
+    with running_demo(*arguments) as run:
+        code = finish(run, 300)
+
+    assert code == 1, run.output
+    report = run.output
+    assert "Runs of job scripted-ingest (id 1)" in report
+    problems = report.split("Something went wrong:\n")[1]
+    assert re.match(r"  - run \d+ \(order_tracking_2024_03_0[56]\.csv\) ended FAILED\n", problems)
+    assert "      stage_load: ValueError: status_ts has 3 values that are not timestamps\n" in problems
+    logs = re.findall(r"      log: (\S+stage_load\.log)", problems)
+    assert len(logs) == 2
+    assert all("in check_columns" in (ROOT / log).read_text() for log in logs)
+    assert_all_stopped(run, {"azurite", "jobs"})  # --spark classic: no Connect server
+
+
+@pytest.mark.spark
+def test_ctrl_c_mid_run_exits_130_and_leaves_nothing_running(tmp_path: Path, samples: Path) -> None:
+    bundle = script_bundle(tmp_path / "bundle", stage="import time\ntime.sleep(300)\n")
+    state = tmp_path / "demo"
+    arguments = ("--samples", str(samples), "--state-dir", str(state), "--bundle", str(bundle))
+
+    with running_demo(*arguments) as run:
+        run.wait_for_line(r"Spark Connect server ready on sc://", timeout=240)
+        run.wait_for_line(r"running stage_load", timeout=60)
+        run.process.send_signal(signal.SIGINT)
+        code = finish(run, 120)
+
+    assert code == 130, run.output
+    assert "Interrupted: stopped everything the demo started." in run.errors
+    assert_all_stopped(run, {"azurite", "jobs", "connect"})
+
+
+def test_a_second_demo_on_the_same_state_folder_is_refused(
+    tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "demo"
+    (state / "warehouse").mkdir(parents=True)
+
+    with FolderLock(state, "filegate demo"):
+        code = demo.main(["--samples", str(samples), "--state-dir", str(state)])
+
+    assert code == 1
+    assert f"{state} is in use by another filegate demo (pid {os.getpid()})" in capsys.readouterr().err
+    assert (state / "warehouse").is_dir()  # nothing of the running demo's state was removed
 
 
 def test_the_upload_plan_sends_one_day_late_and_the_bad_file_last(tmp_path: Path) -> None:
@@ -107,3 +365,17 @@ def test_the_upload_plan_sends_one_day_late_and_the_bad_file_last(tmp_path: Path
         ("order_tracking_2024_03_05.csv", "archived"),
         ("order_tracking_2024_03_07.csv", "rejected"),
     ]
+
+
+def test_the_target_table_shows_what_the_contract_declares() -> None:
+    contract = load_contracts()["order_tracking"]
+
+    assert demo.target_columns(contract) == [
+        "tracking_num",
+        "order_id",
+        "status",
+        "status_ts",
+        "carrier",
+        "destination_city",
+    ]
+    assert demo.summary_column(contract) == "status"
