@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from filegate.emulators import stop_requested
@@ -101,6 +102,12 @@ def main(argv: list[str]) -> int:
     storage = None
     if args.azure_storage or args.gcs_endpoint:
         storage = SourceStorage(args.azure_storage, args.gcs_endpoint)
+    started = threading.Event()
+
+    def notify(message: str) -> None:
+        started.wait(5)  # runs queued by an earlier server may start at once: the address line comes first
+        print(message, flush=True)
+
     try:
         server = LocalJobsServer(
             jobs,
@@ -110,7 +117,7 @@ def main(argv: list[str]) -> int:
             host=args.host,
             port=args.port,
             spark=args.spark,
-            notify=lambda message: print(message, flush=True),
+            notify=notify,
             fault_injection=args.fault_injection,
         )
     except FolderInUse as exc:
@@ -125,6 +132,7 @@ def main(argv: list[str]) -> int:
     print(f"Local Jobs API on {server.url} (state in {args.state_dir}, Spark: {args.spark})", flush=True)
     for line in created_jobs(jobs):
         print(f"  {line}", flush=True)
+    started.set()
     try:
         stop.wait()
     finally:
