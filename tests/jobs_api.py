@@ -81,6 +81,7 @@ def local_jobs_api(
     warehouse: Path | None = None,
     storage: SourceStorage | None = None,
     workdir: Path | None = None,
+    host_metadata: bool = True,
 ) -> Iterator[LocalJobsServer]:
     """A started local Jobs API for the bundle's jobs, with the fault-injection hook on; stopped on exit."""
     warehouse = warehouse or state_dir / "warehouse"
@@ -92,6 +93,7 @@ def local_jobs_api(
         storage=storage,
         workdir=workdir or Path.cwd(),
         fault_injection=True,
+        host_metadata=host_metadata,
     )
     server.start()
     try:

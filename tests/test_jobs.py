@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+from pathlib import Path
+
 import pytest
 
 from filegate.errors import TransientError
@@ -9,7 +13,7 @@ from filegate.jobs import DatabricksJobs, batch_id, idempotency_token
 from filegate.local_jobs import Fault, LocalJobsServer
 from filegate.settings import Settings
 from tests.factories import blob_created
-from tests.jobs_api import jobs_api, workspace_client  # noqa: F401 - fixture
+from tests.jobs_api import jobs_api, local_jobs_api, workspace_client  # noqa: F401 - fixture
 
 PARAMETERS = {
     "source_path": "abfss://archive@acct.dfs.core.windows.net/x.csv",
@@ -96,3 +100,19 @@ def test_a_server_error_is_transient(jobs_api: LocalJobsServer) -> None:  # noqa
 
     with pytest.raises(TransientError):
         trigger(jobs_api, Settings(job_id=1)).trigger_run(PARAMETERS, "fg1-a")
+
+
+def test_a_host_without_the_discovery_endpoint_still_gets_one_run(tmp_path: Path) -> None:
+    # SDK 0.155 first asks /.well-known/databricks-config; hosts without it answer 404, and the SDK
+    # must fall back to the explicit settings rather than fail the event.
+    with local_jobs_api(tmp_path / "jobs", host_metadata=False) as server:
+        jobs = trigger(server)
+
+        first = jobs.trigger_run(PARAMETERS, "fg1-no-metadata")
+        again = jobs.trigger_run(PARAMETERS, "fg1-no-metadata")
+
+        with pytest.raises(urllib.error.HTTPError) as probe:
+            urllib.request.urlopen(f"{server.url}/.well-known/databricks-config", timeout=5)
+        assert probe.value.code == 404
+        assert first == again
+        assert len(server.runs()) == 1

@@ -171,6 +171,7 @@ def _multipart_name(body: bytes) -> str:
 def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else every keep-alive answer waits 40 ms for a delayed ACK
 
         def log_message(self, format: str, *args: Any) -> None:
             return
