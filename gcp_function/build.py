@@ -21,8 +21,21 @@ ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = ROOT / "gcp_function"
 PACKAGE_DIR = ROOT / "filegate"
 FUNCTION_FILES = ("main.py", "requirements.txt")
-# Not needed in Google Cloud: the local Jobs API stand-in and the other cloud's store.
-LEFT_OUT = frozenset({"local_jobs", "azure_storage.py", "__pycache__"})
+# Not needed in Google Cloud: the other cloud's store, and the operator and local-world commands
+# (the local Jobs API, the watcher, the demo, status, sweep, the CLI around them).
+LEFT_OUT = frozenset(
+    {
+        "azure_storage.py",
+        "cli.py",
+        "demo.py",
+        "emulators.py",
+        "local_jobs",
+        "status.py",
+        "sweep.py",
+        "watch",
+        "__pycache__",
+    }
+)
 # Zip entries get a fixed time and mode so the archive's hash changes only when its content does.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _ZIP_MODE = 0o644 << 16

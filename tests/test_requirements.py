@@ -1,0 +1,147 @@
+"""Each function's requirements file covers every third-party import of the code deployed with it.
+
+The suite runs in one virtualenv that holds everything, so an import test alone cannot show that a
+deployed function would find its packages: this reads the imports of the deployed files and checks
+each against the installed distributions that the requirements file pulls in.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.emulators import ROOT
+
+
+def _gcp_build() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gcp_build", ROOT / "gcp_function" / "build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The GCP build's own list of what it leaves out of the deployed folder.
+LEFT_OUT: frozenset[str] = _gcp_build().LEFT_OUT
+# What the Azure function does not import: the other cloud's store, the operator and local commands.
+AZURE_LEFT_OUT = (LEFT_OUT - {"azure_storage.py"}) | {"gcs_storage.py"}
+# Imports on a path the other cloud never takes, each with the reason.
+OTHER_CLOUD_ONLY: dict[str, dict[str, str]] = {
+    "gcp": {"azure.identity": "jobs.py, only with FILEGATE_DATABRICKS_AUTH=azure-identity, an Azure setting"},
+    "azure": {},
+}
+# Pinned names: `name==version`.
+_PIN = re.compile(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==")
+
+
+def requirement_closure(requirements: Path) -> set[str]:
+    """Normalised names of the pinned distributions and everything they require, as installed here."""
+    pins = (_PIN.match(line.strip()) for line in requirements.read_text().splitlines())
+    pending = [pin[1] for pin in pins if pin]
+    found: set[str] = set()
+    while pending:
+        name = metadata.distribution(pending.pop()).metadata["Name"]
+        key = _normalise(name)
+        if key in found:
+            continue
+        found.add(key)
+        for requirement in metadata.requires(name) or []:
+            if "extra ==" in requirement:
+                continue  # optional extras are not installed by the bare requirement
+            if ";" in requirement and not _marker_holds(requirement.split(";", 1)[1]):
+                continue
+            pending.append(re.split(r"[\s<>=!~\[;(]", requirement, maxsplit=1)[0])
+    return found
+
+
+def _marker_holds(marker: str) -> bool:
+    from packaging.markers import Marker
+
+    return bool(Marker(marker).evaluate())
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def third_party_imports(files: list[Path]) -> dict[str, Path]:
+    """Top-level modules the files import (anywhere, lazy imports too) that are neither stdlib nor ours."""
+    found: dict[str, Path] = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("filegate", "main", "__future__"):
+                    found.setdefault(name, path)
+    return found
+
+
+def deployed_core(left_out: frozenset[str] | set[str]) -> list[Path]:
+    package = ROOT / "filegate"
+    return [
+        path
+        for path in sorted(package.rglob("*.py"))
+        if not any(part in left_out for part in path.relative_to(package).parts)
+    ]
+
+
+def providers(module: str) -> set[str]:
+    """Distributions that provide a module (or its namespace package's sub-package)."""
+    by_module = metadata.packages_distributions()
+    top, _, rest = module.partition(".")
+    names = set(by_module.get(top, []))
+    if rest and len(names) > 1:
+        # A namespace such as `google` or `azure`: find who ships the sub-package itself.
+        sub = rest.split(".")[0]
+        names = {name for name in names if _ships(name, f"{top}/{sub}/")} or names
+    return {_normalise(name) for name in names}
+
+
+def _ships(distribution: str, prefix: str) -> bool:
+    return any(str(file).startswith(prefix) for file in metadata.files(distribution) or [])
+
+
+@pytest.mark.parametrize(
+    ("cloud", "requirements", "entry", "left_out"),
+    [
+        pytest.param("azure", ROOT / "requirements.txt", ROOT / "function_app.py", AZURE_LEFT_OUT, id="azure"),
+        pytest.param(
+            "gcp", ROOT / "gcp_function" / "requirements.txt", ROOT / "gcp_function" / "main.py", LEFT_OUT, id="gcp"
+        ),
+    ],
+)
+def test_the_requirements_cover_every_import_of_the_deployed_code(
+    cloud: str, requirements: Path, entry: Path, left_out: frozenset[str]
+) -> None:
+    closure = requirement_closure(requirements)
+    imports = third_party_imports([entry, *deployed_core(left_out)])
+
+    uncovered = {
+        module: str(path.relative_to(ROOT))
+        for module, path in imports.items()
+        if not providers(module) & closure and module not in OTHER_CLOUD_ONLY[cloud]
+    }
+
+    assert imports, "no third-party import found: the scan is broken"
+    assert uncovered == {}
+
+
+def test_the_scan_notices_a_module_no_requirement_provides() -> None:
+    closure = requirement_closure(ROOT / "gcp_function" / "requirements.txt")
+
+    assert not providers("pyspark.sql") & closure
+    assert providers("google.cloud.storage") & closure
