@@ -29,7 +29,7 @@ lint: $(PY_STAMP) ## ruff (lint and format check)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(PY_STAMP) ## mypy, strict on filegate/
+typecheck: $(PY_STAMP) ## mypy, strict on filegate/ and spark_jobs/
 	$(BIN)/mypy
 
 test: setup lint typecheck checkov ## The whole suite: lint, types, unit, emulator, Spark and infra tests
