@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePosixPath
@@ -176,27 +177,52 @@ def _check_header(header: list[str], contract: Contract) -> list[str]:
 
 
 def _check_rows(reader: Any, contract: Contract) -> tuple[int, int, list[str]]:
-    rows_sampled = bad_rows = 0
-    reasons: list[str] = []
+    """Rows sampled, bad rows, and a reason per bad row (the first MAX_ROW_REASONS of them, by line)."""
     width = len(contract.columns)
+    whole: list[tuple[int, list[str]]] = []
+    problems: dict[int, list[str]] = {}
     last_line = reader.line_num
     for row in reader:
         first_line, spans_lines, last_line = last_line + 1, reader.line_num - last_line > 1, reader.line_num
         if not row:
             continue
-        rows_sampled += 1
         if spans_lines:
             # The Spark job reads one record per line, as Databricks' CSV reader does by default.
-            problems = ["a quoted field holds a line break; records must stay on one line"]
+            problems[first_line] = ["a quoted field holds a line break; records must stay on one line"]
         elif len(row) != width:
-            problems = [f"has {len(row)} fields, expected {width}"]
+            problems[first_line] = [f"has {len(row)} fields, expected {width}"]
         else:
-            checks = (column.check_text(value) for column, value in zip(contract.columns, row, strict=True))
-            problems = [problem for problem in checks if problem]
-        if problems:
-            bad_rows += 1
-            if len(reasons) < MAX_ROW_REASONS:
-                reasons.append(f"line {first_line}: {'; '.join(problems)}")
-    if bad_rows > len(reasons):
-        reasons.append(f"... and {bad_rows - len(reasons)} more invalid rows")
-    return rows_sampled, bad_rows, reasons
+            whole.append((first_line, row))
+    rows_sampled = len(whole) + len(problems)
+    bad_values = _bad_values(contract, [row for _, row in whole])
+    if bad_values:
+        for line, row in whole:
+            found = [bad[row[index]] for index, bad in bad_values if row[index] in bad]
+            if found:
+                problems[line] = found
+    reasons = [f"line {line}: {'; '.join(problems[line])}" for line in sorted(problems)[:MAX_ROW_REASONS]]
+    if len(problems) > len(reasons):
+        reasons.append(f"... and {len(problems) - len(reasons)} more invalid rows")
+    return rows_sampled, len(problems), reasons
+
+
+def _bad_values(contract: Contract, rows: list[list[str]]) -> list[tuple[int, dict[str, str]]]:
+    """Per column with invalid values, its index and each invalid value with the reason.
+
+    Each distinct value is checked once: a sample of thousands of rows holds few distinct statuses,
+    carriers or dates, so this costs a fraction of checking every cell.
+    """
+    if not rows:
+        return []
+    found = []
+    for index, (column, values) in enumerate(zip(contract.columns, zip(*rows, strict=True), strict=True)):
+        distinct = set(values)
+        if column.text_pattern is None and not column.allowed:
+            # Free text: only emptiness can be wrong.
+            candidates: Iterable[str] = ("",) if "" in distinct and not column.nullable else ()
+        else:
+            candidates = distinct
+        bad = {value: problem for value in candidates if (problem := column.check_text(value))}
+        if bad:
+            found.append((index, bad))
+    return found
