@@ -34,13 +34,13 @@ from filegate.settings import Location, Settings
 from filegate.status import (
     FAILED_STATES,
     duration_seconds,
+    failure_lines,
     format_duration,
     recent_runs,
     render_runs,
     render_table,
     run_state,
     short_source,
-    task_error,
 )
 from filegate.watch import AzuriteSource, DeliveryReport, Event, RetryPolicy, Watcher, deliver_in_process
 
@@ -67,8 +67,6 @@ SOURCE_FILE_COLUMN = "_source_file"
 TARGET_SHOWN_COLUMNS = 6
 TABLE_ROWS = 12
 DEFAULT_TIMEOUT = 900.0
-# How much of a failed task's error the demo prints (the whole of it is in the task's log).
-ERROR_LINES = 6
 
 
 class DemoError(FilegateError):
@@ -430,11 +428,7 @@ def run_problems(world: LocalWorld, runs: dict[int, Run], names: dict[int, str])
         logs = world.jobs.log_files(run_id)
         failed = [task for task in run.tasks or () if run_state(task) in FAILED_STATES]
         for task in failed:
-            error = task_error(world.client, task).strip().splitlines() or ["(no error message)"]
-            lines.append(f"      {task.task_key}: {error[0]}")
-            lines += [f"        {line}" for line in error[1:ERROR_LINES]]
-            if len(error) > ERROR_LINES:
-                lines.append(f"        ... ({len(error) - ERROR_LINES} more lines in the log)")
+            lines += failure_lines(world.client, task, indent="      ")
             log_file = logs.get(str(task.task_key))
             if log_file is not None:
                 lines.append(f"      log: {_relative(log_file)}")

@@ -33,6 +33,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def is_listening(port: int) -> bool:
+    """Whether something accepts connections on the loopback port."""
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_for_port(
     port: int,
     process: subprocess.Popen[bytes] | None = None,
@@ -46,9 +53,8 @@ def wait_for_port(
             raise EmulatorError(f"the process exited with code {process.returncode} before it listened on {port}")
         if cancelled is not None and cancelled.is_set():
             raise EmulatorError(f"cancelled while waiting for 127.0.0.1:{port}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if is_listening(port):
+            return
         time.sleep(0.1)
     raise EmulatorError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 

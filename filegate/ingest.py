@@ -57,8 +57,8 @@ class Outcome:
         data["reasons"] = list(self.reasons)
         return data
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=False)
+    def to_json(self, **extra: object) -> str:
+        return json.dumps({**extra, **self.to_dict()}, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,14 @@ def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
     """
     events = payload if isinstance(payload, list) else [payload]
     if not events:
-        return [_log(Outcome(IGNORED, reasons=(f"{MALFORMED}the payload is an empty array",)))]
+        return [_log(Outcome(IGNORED, reasons=(f"{MALFORMED}the payload is an empty array",)), warn=True)]
     outcomes = []
     for event in events:
         try:
             parsed = parse_event(event)
         except InvalidEvent as exc:
             event_id = str(event.get("id", ""))[:200] if isinstance(event, dict) else ""
-            outcomes.append(_log(Outcome(IGNORED, event_id=event_id, reasons=(f"{MALFORMED}{exc}",))))
+            outcomes.append(_log(Outcome(IGNORED, event_id=event_id, reasons=(f"{MALFORMED}{exc}",)), warn=True))
             continue
         if isinstance(parsed, Ignored):
             outcome = Outcome(IGNORED, event_id=parsed.event_id, source=parsed.subject, reasons=(parsed.reason,))
@@ -102,18 +102,15 @@ def handle_upload(gate: Gate, upload: Upload) -> Outcome:
     return _log(outcome)
 
 
-def _log(outcome: Outcome) -> Outcome:
-    # One JSON line per event. `severity` is the field Cloud Logging reads from a structured line;
-    # Application Insights takes the level from the logging call.
-    warn = outcome.status == REJECTED or (outcome.status == IGNORED and _is_malformed(outcome))
-    level = logging.WARNING if warn else logging.INFO
-    line = {"severity": logging.getLevelName(level), **outcome.to_dict()}
-    log.log(level, json.dumps(line, ensure_ascii=False))
+def _log(outcome: Outcome, *, warn: bool = False) -> Outcome:
+    """One JSON line per event, a warning for a rejected file or a malformed event.
+
+    `severity` is the field Cloud Logging reads from a structured line; Application Insights takes
+    the level from the logging call.
+    """
+    level = logging.WARNING if warn or outcome.status == REJECTED else logging.INFO
+    log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
     return outcome
-
-
-def _is_malformed(outcome: Outcome) -> bool:
-    return any(reason.startswith(MALFORMED) for reason in outcome.reasons)
 
 
 def _decide(gate: Gate, upload: Upload) -> Outcome:

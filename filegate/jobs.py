@@ -27,6 +27,8 @@ TOKEN_PREFIX = "fg1-"  # noqa: S105 - a prefix for idempotency tokens, not a sec
 # stopping earlier lets Event Grid's own retry schedule take over instead of timing out mid-call.
 RETRY_TIMEOUT_SECONDS = 20
 HTTP_TIMEOUT_SECONDS = 10
+# Jobs API run states (`status.state`) of a run that has not ended yet.
+ACTIVE_STATES = frozenset({"BLOCKED", "PENDING", "QUEUED", "RUNNING", "TERMINATING", "WAITING"})
 
 
 def idempotency_token(upload: Upload) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from filegate.errors import FilegateError, SettingsError
+from filegate.jobs import ACTIVE_STATES
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -27,7 +28,6 @@ _PAGE_LIMIT = 25
 RUN_COLUMNS = ("RUN", "STATE", "STARTED (UTC)", "QUEUED", "DURATION", "DATASET", "SOURCE FILE", "RUN PAGE")
 TASK_COLUMNS = ("TASK", "STATE", "STARTED (UTC)", "DURATION", "RUN PAGE")
 FAILED_STATES = frozenset({"FAILED", "TIMEDOUT", "INTERNAL_ERROR"})
-ACTIVE_STATES = frozenset({"RUNNING", "QUEUED", "PENDING", "BLOCKED", "WAITING", "TERMINATING"})
 # How much of a failed task's stack trace `filegate status RUN_ID` prints (the run output holds all of it).
 TRACE_LINES = 8
 
@@ -140,11 +140,6 @@ def recent_runs(client: WorkspaceClient, job_id: int, limit: int = DEFAULT_LIMIT
     return list(islice(runs, limit))
 
 
-def task_error(client: WorkspaceClient, task: RunTask) -> str:
-    """A failed task's error: the `error` of its run output, else its termination message."""
-    return task_failure(client, task)[0]
-
-
 def task_failure(client: WorkspaceClient, task: RunTask, trace_lines: int = TRACE_LINES) -> tuple[str, list[str]]:
     """A failed task's error and the last lines of its stack trace, from one `runs/get-output` call."""
     output = _task_output(client, task)
@@ -153,6 +148,12 @@ def task_failure(client: WorkspaceClient, task: RunTask, trace_lines: int = TRAC
     if error.strip() and text.endswith(error.strip()):
         text = text[: -len(error.strip())]  # the exception itself, already shown as the error
     return error, [line for line in text.splitlines() if line.strip()][-trace_lines:]
+
+
+def failure_lines(client: WorkspaceClient, task: RunTask, indent: str = "  ") -> list[str]:
+    """A failed task as `filegate status` and the demo show it: its error, then the end of its trace."""
+    error, trace = task_failure(client, task)
+    return [f"{indent}{task.task_key}: {error or '(no error message)'}", *(f"{indent}  {line}" for line in trace)]
 
 
 def _task_output(client: WorkspaceClient, task: RunTask) -> RunOutput | None:
@@ -203,9 +204,7 @@ def render_run(client: WorkspaceClient, run: Run) -> str:
     if failed:
         lines.append("Errors:")
         for task in failed:
-            error, trace = task_failure(client, task)
-            lines.append(f"  {task.task_key}: {error}")
-            lines += [f"    {line}" for line in trace]
+            lines += failure_lines(client, task)
     elif run_state(run) not in ACTIVE_STATES | {"SUCCESS"}:
         message = run_message(run)
         if message:

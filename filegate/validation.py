@@ -40,22 +40,23 @@ class Validation:
 def match_dataset(contracts: Contracts, file_name: str) -> tuple[Contract | None, date | None, list[str]]:
     """Which dataset a file name belongs to and its business date, or why neither is known."""
     contract = contracts.match(file_name)
-    shown = _shown(file_name)
     if contract is None:
         guess = contracts.guess(file_name)
         if guess is None:
             patterns = ", ".join(sorted(c.file_pattern for c in contracts.values())) or "none"
-            return None, None, [f"unknown dataset: no contract matches the name {shown} (known: {patterns})"]
+            reason = f"unknown dataset: no contract matches the name {_shown(file_name)} (known: {patterns})"
+            return None, None, [reason]
         suffix = PurePosixPath(file_name).suffix.lower()
         if suffix != guess.extension:
             reason = f"extension {suffix or '(none)'!r} is not allowed for {guess.name}: expected {guess.extension!r}"
         else:
+            shown = _shown(file_name)
             reason = f"name {shown} does not match {guess.file_pattern!r}: business date missing or malformed"
         return guess, None, [reason]
     try:
         return contract, contract.business_date(file_name), []
     except ValueError:
-        return contract, None, [f"the business date in {shown} is not a real calendar date"]
+        return contract, None, [f"the business date in {_shown(file_name)} is not a real calendar date"]
 
 
 def _shown(text: str, limit: int = MAX_SHOWN_NAME) -> str:

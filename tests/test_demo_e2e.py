@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,7 @@ import pytest
 
 from filegate import demo
 from filegate.contracts import load_contracts
+from filegate.emulators import is_listening
 from filegate.local_jobs import FolderLock
 from tests.emulators import ROOT
 from tests.factories import COLUMNS, csv_bytes, tracking_row
@@ -140,11 +140,6 @@ def finish(run: Demo, timeout: float) -> int:
     return code
 
 
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def leftover_processes(marker: str) -> list[str]:
     """Command lines of live processes whose environment carries the marker."""
     found = []
@@ -163,7 +158,7 @@ def leftover_processes(marker: str) -> list[str]:
 def assert_all_stopped(run: Demo, expected_ports: set[str]) -> None:
     ports = run.ports()
     assert set(ports) == expected_ports, run.output
-    assert [name for name, port in ports.items() if listening(port)] == []
+    assert [name for name, port in ports.items() if is_listening(port)] == []
     assert leftover_processes(run.marker) == []
 
 

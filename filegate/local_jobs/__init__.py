@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from pathlib import Path
 
 from filegate.emulators import stop_requested
@@ -14,7 +13,7 @@ from filegate.local_jobs._faults import Fault, RecordedRequest
 from filegate.local_jobs._lock import FolderInUse, FolderLock
 from filegate.local_jobs._server import LocalJobsServer, created_jobs
 from filegate.local_jobs._spark import CLASSIC, CONNECT, SPARK_MODES, LocalSpark
-from filegate.local_jobs._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner, run_subprocess_task
+from filegate.local_jobs._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner
 
 __all__ = [
     "CLASSIC",
@@ -38,7 +37,6 @@ __all__ = [
     "local_variables",
     "main",
     "repository_root",
-    "run_subprocess_task",
 ]
 
 BUNDLE_FILE = Path("infra/databricks/resources/filegate_ingest.job.yml")
@@ -102,10 +100,8 @@ def main(argv: list[str]) -> int:
     storage = None
     if args.azure_storage or args.gcs_endpoint:
         storage = SourceStorage(args.azure_storage, args.gcs_endpoint)
-    started = threading.Event()
 
     def notify(message: str) -> None:
-        started.wait(5)  # runs queued by an earlier server may start at once: the address line comes first
         print(message, flush=True)
 
     try:
@@ -128,11 +124,12 @@ def main(argv: list[str]) -> int:
         return 1
 
     stop = stop_requested()
-    server.start()
+    # The socket listens from construction on; the address goes first, before runs an earlier server
+    # left queued start and report.
     print(f"Local Jobs API on {server.url} (state in {args.state_dir}, Spark: {args.spark})", flush=True)
     for line in created_jobs(jobs):
         print(f"  {line}", flush=True)
-    started.set()
+    server.start()
     try:
         stop.wait()
     finally:

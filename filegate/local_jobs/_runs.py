@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filegate.jobs import ACTIVE_STATES
 from filegate.local_jobs._bundle import JobSpec
 from filegate.local_jobs._lock import FolderLock
 
-ACTIVE_STATES = frozenset({"BLOCKED", "PENDING", "QUEUED", "RUNNING", "TERMINATING", "WAITING"})
 # Run ids start well above job ids so that a job id passed as a run id is caught, not silently accepted.
 FIRST_RUN_ID = 1001
 

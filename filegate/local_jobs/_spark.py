@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from filegate.emulators import EmulatorError, run_spark_connect
+from filegate.emulators import EmulatorError, is_listening, run_spark_connect
 from filegate.local_jobs._tasks import TaskFailed, TaskInvocation, classic_environment, run_command, task_command
 
 log = logging.getLogger("filegate.local_jobs")
@@ -63,7 +62,7 @@ class _ConnectServer:
                 self.ready.set()
                 self._on_ready(f"Spark Connect server ready on {server.url} after {time.monotonic() - started:.1f} s")
                 while not self._closing.wait(_HEALTH_SECONDS):
-                    if not _listening(server.port):
+                    if not is_listening(server.port):
                         log.error("the Spark Connect server on %s stopped answering; see %s", server.url, log_file)
                         return
         except EmulatorError as exc:
@@ -152,9 +151,3 @@ class SparkTaskRunner:
 
     def close(self) -> None:
         self.spark.close()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex(("127.0.0.1", port)) == 0

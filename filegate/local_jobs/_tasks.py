@@ -121,11 +121,6 @@ def classic_environment() -> dict[str, str]:
     return env
 
 
-def run_subprocess_task(invocation: TaskInvocation) -> None:
-    """A runner without a shared Spark: the task's Python file in a child process that starts its own."""
-    run_command(invocation, task_command(invocation), classic_environment())
-
-
 def run_command(invocation: TaskInvocation, command: list[str], env: Mapping[str, str]) -> None:
     """Run a task's command with its output in the task's log; raise TaskFailed on a non-zero exit or a cancel."""
     invocation.log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -228,9 +228,9 @@ class JobWorker:
 
         def end(_: RunRecord) -> None:
             record.error, record.error_trace = error, trace
+            record.end(termination, now_ms())
 
-        self._store.update(run, end)
-        self._end_task(run, record, termination)
+        self._store.update(run, end)  # one write: the task's end and its error together
         log.info("run %s task %s: %s %s", run.run_id, spec.task_key, termination.result, termination.message[:200])
 
     def _reference_values(self, run: RunRecord) -> dict[str, str]:

@@ -52,7 +52,6 @@ class _Pending:
     event: Event
     due: float
     attempts: int = 0
-    last_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -209,7 +208,6 @@ class Watcher:
                 # it as a failed attempt, so the event is retried rather than lost with the thread.
                 log.exception("watch: delivering %s raised", event.key)
                 exc = DeliveryFailed(f"{type(exc).__name__}: {exc}")
-            pending.last_error = str(exc)
             final = not exc.retry or pending.attempts >= self.policy.max_attempts
             if final:
                 letter = self._dead_letter(pending)
