@@ -19,7 +19,6 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from filegate.events import parse_event  # noqa: E402
 from filegate.ingest import ARCHIVED, Gate, handle_payload  # noqa: E402
 from filegate.jobs import DatabricksJobs, idempotency_token  # noqa: E402
 from filegate.settings import Location, Settings  # noqa: E402
-from tests.emulators import run_azurite  # noqa: E402
+from tests.emulators import run_azurite, run_gcs_emulator  # noqa: E402
 from tests.factories import blob_created, csv_bytes, tracking_row  # noqa: E402
 from tests.jobs_api import local_jobs_api, workspace_client  # noqa: E402
 
@@ -260,7 +259,8 @@ def cold_start(bench: Bench, env: dict[str, str], repeats: int, scratch: Path) -
         "|---|---|---|---|",
         cold_start_row("Azure `function_app`", COLD_START, (bench.fresh_upload(KB) for _ in range(repeats)), ROOT, env),
     ]
-    with run_gcs_emulator() as emulator_url:
+    with run_gcs_emulator() as port:
+        emulator_url = f"http://127.0.0.1:{port}"
         from filegate.gcs_storage import GcsStore
 
         build = [sys.executable, str(ROOT / "gcp_function" / "build.py"), "--out", str(scratch)]
@@ -282,23 +282,6 @@ def cold_start(bench: Bench, env: dict[str, str], repeats: int, scratch: Path) -
         events = gcp_events(emulator_url, buckets[0], repeats)
         rows.append(cold_start_row("GCP `main` (built folder)", GCP_COLD_START, events, source, gcp_env))
     return rows
-
-
-@contextmanager
-def run_gcs_emulator() -> Iterator[str]:
-    """gcp-storage-emulator on a free loopback port, in memory; yields its URL."""
-    from filegate.emulators import free_port, stop_process, wait_for_port
-
-    port = free_port()
-    binary = Path(sys.executable).parent / "gcp-storage-emulator"
-    command = [str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process)
-        time.sleep(1)  # the port opens just before the storage layer is ready
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
 
 
 def burst(bench: Bench, count: int, threads: int) -> str:

@@ -24,7 +24,8 @@ from spark_jobs.warehouse import ENGINES, Engine, Warehouse, open_warehouse
 # A batch id is written into SQL predicates that Spark SQL and DataFusion (delta-rs) must read
 # alike, so it keeps to characters that need no quoting rules; the function's ids
 # (`filegate.jobs.batch_id`: dataset, date, hex) fit.
-_BATCH_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_MAX_BATCH_ID = 200
+_BATCH_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{_MAX_BATCH_ID}}}")
 
 
 class TaskArgumentError(FilegateError):
@@ -60,7 +61,8 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
     batch_id = parsed.batch_id.strip()
     if not _BATCH_ID.fullmatch(batch_id):
         raise TaskArgumentError(
-            f"--batch-id must be 1 to 200 characters among letters, digits and . _ : -, got {parsed.batch_id!r}"
+            f"--batch-id must be 1 to {_MAX_BATCH_ID} characters among letters, digits and . _ : -, "
+            f"got {parsed.batch_id!r}"
         )
     for name in ("source_path", "dataset", "schema"):
         if not getattr(parsed, name).strip():

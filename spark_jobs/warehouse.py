@@ -140,7 +140,7 @@ class DeltaRsWarehouse:
         return self.spark.createDataFrame([], from_arrow_schema(delta.to_pyarrow_dataset().schema))
 
     def replace_batch(self, table: str, rows: DataFrame, batch_id: str) -> int:
-        return self._replace(table, _nullable_arrow(rows), batch_id)
+        return self._replace(table, rows.toArrow(), batch_id)
 
     def replace_batch_split(
         self, rows: DataFrame, flag: str, parts: tuple[BatchPart, BatchPart], batch_id: str

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +10,9 @@ import pytest
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.settings import Location, Settings
-from tests.emulators import Azurite, free_port, run_azurite, stop_process, wait_for_port
+from tests.emulators import Azurite, run_azurite, run_gcs_emulator
 from tests.faults.world import World, open_azure_world, open_gcs_world
-from tests.gcp.world import BIN, PROJECT, GcsEmulator
+from tests.gcp.world import PROJECT, GcsEmulator
 
 
 @pytest.fixture(scope="session")
@@ -26,20 +24,8 @@ def azurite() -> Iterator[Azurite]:
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[GcsEmulator]:
     """gcp-storage-emulator on a free loopback port, in memory, for the whole session."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process)
-        # The port opens before the storage layer is ready; listing buckets answers once it is.
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}", timeout=10) as answer:
-            assert answer.status == 200
+    with run_gcs_emulator(PROJECT) as port:
         yield GcsEmulator(port)
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(params=["azure", "gcs"])
