@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 PY_REQUIREMENTS := requirements.txt requirements-dev.txt gcp_function/requirements.txt spark_jobs/requirements.txt pyproject.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint typecheck demo bench bench-merge samples gcp-package checkov clean
+.PHONY: help setup jars test lint typecheck demo bench bench-merge samples gcp-package checkov clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,7 +23,20 @@ $(NODE_STAMP): package.json
 	npm install --no-save --no-package-lock --loglevel=error
 	@touch $@
 
-setup: $(PY_STAMP) $(NODE_STAMP) ## Create .venv and node_modules (fast when already there)
+# Delta Lake's jars for every local Spark (tests, demo, benchmarks), from Maven Central once; offline after.
+# Behind a proxy or a private mirror, configure Maven itself (~/.m2/settings.xml), see README.
+JARS_DIR := .jars/delta
+JARS_STAMP := $(JARS_DIR)/.installed
+
+$(JARS_STAMP): spark_jobs/jars/pom.xml
+	@rm -rf $(JARS_DIR)
+	mvn --batch-mode --quiet -f spark_jobs/jars/pom.xml dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory=$(abspath $(JARS_DIR))
+	@touch $@
+
+jars: $(JARS_STAMP) ## Fetch the pinned Delta Lake jars into .jars/delta (once; offline afterwards)
+
+setup: $(PY_STAMP) $(NODE_STAMP) $(JARS_STAMP) ## Create .venv, node_modules and .jars (fast when already there)
 
 lint: $(PY_STAMP) ## ruff (lint and format check)
 	$(BIN)/ruff check .

@@ -310,12 +310,18 @@ def render_files(results: Sequence[FileResult]) -> str:
 
 
 def read_table(path: Path) -> list[dict[str, Any]] | None:
-    """A Delta table's rows with delta-rs; None when the table does not exist."""
-    from deltalake import DeltaTable
+    """A Delta table's rows with delta-rs; None when the table does not exist.
+
+    Through delta-rs' query engine: it applies the deletion vectors Delta Lake on Spark writes (its
+    pyarrow dataset refuses tables that have them).
+    """
+    import pyarrow as pa
+    from deltalake import DeltaTable, QueryBuilder
 
     if not DeltaTable.is_deltatable(str(path)):
         return None
-    rows: list[dict[str, Any]] = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+    batches = QueryBuilder().register("t", DeltaTable(str(path))).execute("SELECT * FROM t").read_all()
+    rows: list[dict[str, Any]] = pa.table(batches).to_pylist()
     return rows
 
 

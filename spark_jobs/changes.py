@@ -7,6 +7,7 @@ from pyspark.sql import functions as F
 
 from filegate.contracts import Contract
 from spark_jobs.columns import EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, target_schema
+from spark_jobs.merge import content_text
 
 _RANK = "_rank"
 _ORIGIN = "_origin"
@@ -18,9 +19,9 @@ def content_order(contract: Contract) -> Column:
     """A tie-break on the row's content: equal sequence values resolve the same way on every run.
 
     File order is no tie-break: Spark does not keep it across partitions, and the same two rows
-    may arrive in either order in a corrected file.
+    may arrive in either order in a corrected file. The MERGE breaks ties across files by the same text.
     """
-    return F.to_json(F.struct(*(F.col(name) for name in contract.column_names))).desc()
+    return F.expr(content_text(contract)).desc()
 
 
 def latest_per_key(rows: DataFrame, contract: Contract) -> DataFrame:

@@ -22,9 +22,11 @@ SCHEMA = StructType(
         StructField("task", StringType()),
         StructField("rows_read", LongType()),
         StructField("rows_rejected", LongType()),
+        StructField("rows_superseded", LongType()),
         StructField("rows_inserted", LongType()),
         StructField("rows_updated", LongType()),
         StructField("rows_unchanged", LongType()),
+        StructField("rows_tied", LongType()),
         StructField("started_at", TimestampType()),
         StructField("ended_at", TimestampType()),
         StructField("status", StringType()),
@@ -46,14 +48,16 @@ class RunRecord:
     status: str
     rows_read: int | None = None
     rows_rejected: int | None = None
+    rows_superseded: int | None = None
     rows_inserted: int | None = None
     rows_updated: int | None = None
     rows_unchanged: int | None = None
+    rows_tied: int | None = None
     error: str | None = None
 
 
 def append_run(spark: SparkSession, warehouse: Warehouse, record: RunRecord) -> None:
-    """Append the run's row; runs are serialized by the job's queue, so appends never conflict."""
+    """Append the run's row: a blind append, which concurrent runs (of any dataset) can all commit."""
     values = asdict(record)
     row = spark.createDataFrame([tuple(values[name] for name in SCHEMA.fieldNames())], SCHEMA)
     warehouse.ensure_table(TABLE, SCHEMA)

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
+from filegate.delta_jars import delta_spark_conf
+
 
 def build_session(app_name: str, *, on_databricks: bool, remote: str | None = None) -> SparkSession:
     """Databricks' own session there, a Spark Connect one for `remote`, else the active or a small local one.
 
-    Always on UTC. Serverless Databricks is Spark Connect too, so the local Connect path runs the
-    same client-side code as production.
+    The local one loads Delta Lake from the project's jars (`make jars`). Always on UTC. Serverless
+    Databricks is Spark Connect too, so the local Connect path runs the same client-side code as production.
     """
+    delta: dict[str, bool | float | int | str | None] = {}
     if on_databricks:
         session = SparkSession.builder.getOrCreate()
     elif remote:
         session = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
     else:
+        delta.update(delta_spark_conf())
         session = SparkSession.getActiveSession() or (
             SparkSession.builder.appName(app_name)
             .master("local[*]")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.shuffle.partitions", "4")
+            .config(map=delta)
             .getOrCreate()
         )
     # Contract timestamps without an offset are UTC; the session zone decides how Spark reads them.

@@ -12,7 +12,7 @@ from filegate.contracts import Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
 from spark_jobs.columns import INGESTED_AT, target_schema
-from spark_jobs.merge import merge_for
+from spark_jobs.merge import SOURCE, TARGET, content_text, merge_for
 from spark_jobs.stage import StageCounts, rejects_table, stage_table
 from spark_jobs.warehouse import Warehouse
 
@@ -23,13 +23,22 @@ class TargetLoadError(FilegateError):
 
 @dataclass(frozen=True)
 class TargetCounts:
-    """What one batch did to the target; `unchanged` are batch rows the target already had or outranks."""
+    """What one batch did to the target.
+
+    Every row read is counted once: rejected, superseded (another row of the file, same key, outranks
+    it, or for SCD2 it repeats a version), inserted, updated or unchanged (the target already had it
+    or outranks it). For SCD2 `updated` counts existing versions re-bounded, which are not rows read.
+    `tied` are rows whose key the target holds at the same sequence value with other content; they
+    are also among the updated (they outranked it) or the unchanged.
+    """
 
     read: int
     rejected: int
+    superseded: int
     inserted: int
     updated: int
     unchanged: int
+    tied: int
     started_at: datetime | None
 
 
@@ -62,22 +71,39 @@ def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> D
     return latest_per_key(stage, contract)
 
 
+def count_ties(source: DataFrame, existing: DataFrame, contract: Contract) -> int:
+    """Source rows whose key the target holds at the same sequence value, with other content."""
+    sequence = contract.sequence_by
+    on = [F.col(f"{SOURCE}.{key}") == F.col(f"{TARGET}.{key}") for key in contract.keys]
+    on.append(F.col(f"{SOURCE}.{sequence}") == F.col(f"{TARGET}.{sequence}"))
+    differ = F.expr(content_text(contract, SOURCE)) != F.expr(content_text(contract, TARGET))
+    return int(source.alias(SOURCE).join(existing.alias(TARGET), on=on, how="inner").where(differ).count())
+
+
 def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
     """Merge the batch's stage rows into the target, creating it on the first run."""
     schema = target_schema(contract)
-    warehouse.ensure_table(target_table(contract), schema)
+    table = target_table(contract)
+    warehouse.ensure_table(table, schema)
     stage = warehouse.read_batch(stage_table(contract), batch_id)
     rejects = warehouse.read_batch(rejects_table(contract), batch_id)
     staged, versions, started_at = batch_summary(stage, rejects, contract)
+    superseded = staged.staged - versions
     if versions == 0:
-        return TargetCounts(staged.read, staged.rejected, 0, 0, 0, started_at)
-    # For SCD2 the source is computed from the target itself; both executors read it before writing.
-    source = merge_source(stage, warehouse.read(target_table(contract)), contract).select(*schema.fieldNames())
-    counts = warehouse.merge(target_table(contract), source, merge_for(contract, schema.fieldNames()))
+        return TargetCounts(staged.read, staged.rejected, superseded, 0, 0, 0, 0, started_at)
+
+    def source() -> DataFrame:
+        # Built again for each attempt: for SCD2 it is computed from the target, which a concurrent
+        # run may have changed when Delta refused this run's commit.
+        return merge_source(stage, warehouse.read(table), contract).select(*schema.fieldNames())
+
+    # SCD2 keeps every version, so a tie there is the same version twice: the target's copy stays.
+    tied = count_ties(source(), warehouse.read(table), contract) if contract.scd_type == 1 else 0
+    counts = warehouse.merge(table, source, merge_for(contract, schema.fieldNames()))
     # A new SCD2 version inserted for an existing key is a change of that key, not a new key.
     inserted = counts.inserted
     unchanged = versions - inserted if contract.scd_type == 2 else versions - inserted - counts.updated
-    return TargetCounts(staged.read, staged.rejected, inserted, counts.updated, unchanged, started_at)
+    return TargetCounts(staged.read, staged.rejected, superseded, inserted, counts.updated, unchanged, tied, started_at)
 
 
 def release_stage(warehouse: Warehouse, contract: Contract, batch_id: str) -> None:

@@ -38,9 +38,11 @@ def merge_batch(
         status=SUCCEEDED,
         rows_read=counts.read,
         rows_rejected=counts.rejected,
+        rows_superseded=counts.superseded,
         rows_inserted=counts.inserted,
         rows_updated=counts.updated,
         rows_unchanged=counts.unchanged,
+        rows_tied=counts.tied,
     )
     append_run(spark, warehouse, record)
     try:
@@ -51,8 +53,14 @@ def merge_batch(
         print(f"{TASK}: could not delete the stage rows of batch {arguments.batch_id}: {exc}", file=sys.stderr)
     print(
         f"{TASK}: batch {arguments.batch_id} of {contract.name}: {counts.inserted} inserted, {counts.updated} updated, "
-        f"{counts.unchanged} unchanged, {counts.rejected} rejected of {counts.read} read ({warehouse.description})"
+        f"{counts.unchanged} unchanged, {counts.superseded} superseded within the file, {counts.rejected} rejected "
+        f"of {counts.read} read ({warehouse.description})"
     )
+    if counts.tied:
+        print(
+            f"{TASK}: {counts.tied} rows have the same {contract.sequence_by} as the target's row of their key but "
+            "other content; the greater content won, as it would in any order of the files"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

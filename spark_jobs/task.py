@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
 
 from pyspark.sql import SparkSession
 
@@ -19,13 +18,13 @@ from filegate.contracts import Contract, load_contracts
 from filegate.errors import FilegateError
 from spark_jobs.processing_log import FAILED, RunRecord, append_run
 from spark_jobs.session import build_session
-from spark_jobs.warehouse import ENGINES, Engine, Warehouse, open_warehouse
+from spark_jobs.warehouse import LocalWarehouse, TableLocation, UnityCatalog, Warehouse
 
-# A batch id is written into SQL predicates that Spark SQL and DataFusion (delta-rs) must read
-# alike, so it keeps to characters that need no quoting rules; the function's ids
-# (`filegate.jobs.batch_id`: dataset, date, hex) fit.
+# A batch id is written into SQL predicates, so it keeps to characters that need no quoting rules;
+# the function's ids (`filegate.jobs.batch_id`: dataset, date, hex) fit.
 _MAX_BATCH_ID = 200
 _BATCH_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{_MAX_BATCH_ID}}}")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
 class TaskArgumentError(FilegateError):
@@ -40,10 +39,8 @@ class TaskArguments:
     source_file: str
     dataset: str
     batch_id: str
-    catalog: str
-    schema: str
+    location: TableLocation
     contracts_dir: Path | None
-    delta_engine: Engine
 
 
 def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
@@ -53,10 +50,15 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
     parser.add_argument("--source-file", help="The file's URI to record as lineage; defaults to --source-path.")
     parser.add_argument("--dataset", required=True, help="The dataset contract's name.")
     parser.add_argument("--batch-id", required=True, help="The run's batch id; a re-run replaces its rows.")
-    parser.add_argument("--catalog", default="local", help="Unity Catalog name; ignored for local tables.")
-    parser.add_argument("--schema", required=True, help="Schema name, or locally the warehouse directory.")
+    parser.add_argument("--catalog", required=True, help="The Unity Catalog catalog of the tables.")
+    parser.add_argument("--schema", required=True, help="The schema (in --catalog) of the tables.")
+    parser.add_argument(
+        "--warehouse",
+        type=Path,
+        help="Off Databricks: the local folder that stands in for Unity Catalog's storage; the tables are "
+        "then the Delta folders <warehouse>/<catalog>/<schema>/<table>.",
+    )
     parser.add_argument("--contracts-dir", type=Path, help="A folder of extra dataset contracts.")
-    parser.add_argument("--delta-engine", choices=ENGINES, default="auto", help="Who writes the Delta tables.")
     parsed = parser.parse_args(list(argv))
     batch_id = parsed.batch_id.strip()
     if not _BATCH_ID.fullmatch(batch_id):
@@ -64,7 +66,7 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
             f"--batch-id must be 1 to {_MAX_BATCH_ID} characters among letters, digits and . _ : -, "
             f"got {parsed.batch_id!r}"
         )
-    for name in ("source_path", "dataset", "schema"):
+    for name in ("source_path", "dataset", "catalog", "schema"):
         if not getattr(parsed, name).strip():
             raise TaskArgumentError(f"--{name.replace('_', '-')} must not be empty")
     return TaskArguments(
@@ -72,11 +74,19 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
         source_file=parsed.source_file or parsed.source_path,
         dataset=parsed.dataset.strip(),
         batch_id=batch_id,
-        catalog=parsed.catalog.strip(),
-        schema=parsed.schema.strip(),
+        location=table_location(parsed.catalog.strip(), parsed.schema.strip(), parsed.warehouse),
         contracts_dir=parsed.contracts_dir,
-        delta_engine=cast(Engine, parsed.delta_engine),
     )
+
+
+def table_location(catalog: str, schema: str, warehouse: Path | None) -> TableLocation:
+    """Unity Catalog, or locally the warehouse folder; names that SQL or a path could misread are refused."""
+    for flag, name in (("--catalog", catalog), ("--schema", schema)):
+        if not _NAME.fullmatch(name):
+            raise TaskArgumentError(f"{flag} must be a plain name (letters, digits, _ and -), got {name!r}")
+    if warehouse is None:
+        return UnityCatalog(catalog, schema)
+    return LocalWarehouse(warehouse, catalog, schema)
 
 
 def find_contract(arguments: TaskArguments) -> Contract:
@@ -107,7 +117,7 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
             on_databricks="DATABRICKS_RUNTIME_VERSION" in os.environ,
             remote=os.environ.get("SPARK_REMOTE"),
         )
-        warehouse = open_warehouse(spark, arguments.catalog, arguments.schema, arguments.delta_engine)
+        warehouse = Warehouse(spark, arguments.location)
         contract = find_contract(arguments)
         body(spark, warehouse, contract, arguments, started_at)
     except Exception as exc:

@@ -1,32 +1,84 @@
-"""Where the Delta tables live: Delta Lake on Spark, or delta-rs under a local directory.
+"""Where the Delta tables live and the statements that write them: Delta Lake on Spark, in Spark SQL.
 
-Both run the same `MergeSpec`; the choice is automatic (Delta classes on the classpath or not).
+The same statements run in a classic local session, over a local Spark Connect server and on
+Databricks serverless (Spark Connect): SQL and the DataFrame API only, no JVM handle, no caching.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import random
 import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TypeVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
 from spark_jobs.columns import BATCH_ID
 from spark_jobs.merge import MergeSpec
 
-if TYPE_CHECKING:
-    from deltalake import DeltaTable
+T = TypeVar("T")
 
-Engine = Literal["auto", "spark", "delta-rs"]
-ENGINES: tuple[Engine, ...] = ("auto", "spark", "delta-rs")
-_DELTA_TABLE_CLASS = "io.delta.tables.DeltaTable"
+# Statements are built as text (S608): every name is a quoted identifier or a checked path, every
+# literal passes `sql_string`, and merge expressions come from `spark_jobs.merge`, never from input.
+# Delta's optimistic concurrency: a commit that lost the race to a conflicting one fails with one of
+# these error classes (Delta 4.0, `delta-error-classes.json`), or names the Java exception. Nothing
+# was committed by the loser, so running the whole statement again against the new snapshot is safe.
+_CONFLICTS = re.compile(
+    r"DELTA_CONCURRENT_\w+|DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED|DELTA_TABLE_ALREADY_EXISTS"
+    r"|Concurrent\w*Exception|MetadataChangedException|ProtocolChangedException|FileAlreadyExistsException"
+)
+MAX_ATTEMPTS = 6
+_FIRST_BACKOFF_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class UnityCatalog:
+    """Tables `catalog.schema.table` in Unity Catalog (Databricks), the schema created when missing."""
+
+    catalog: str
+    schema: str
+
+    def name(self, table: str) -> str:
+        return f"{_quoted(self.catalog)}.{_quoted(self.schema)}.{_quoted(table)}"
+
+    def describe(self) -> str:
+        return f"{self.catalog}.{self.schema}"
+
+
+@dataclass(frozen=True)
+class LocalWarehouse:
+    """Tables as Delta folders `<folder>/<catalog>/<schema>/<table>`, addressed by path: no metastore needed.
+
+    Locally the folder stands in for Unity Catalog's storage, so catalog and schema keep the one
+    meaning they have on Databricks, and any process (a task, a test, the demo's report) finds a
+    table from the same three names.
+    """
+
+    folder: Path
+    catalog: str
+    schema: str
+
+    def path(self, table: str) -> Path:
+        return self.folder.resolve() / self.catalog / self.schema / table
+
+    def name(self, table: str) -> str:
+        path = str(self.path(table))
+        if "`" in path:
+            raise ValueError(f"a local warehouse path cannot hold a backtick: {path}")
+        return f"delta.`{path}`"
+
+    def describe(self) -> str:
+        return f"{self.catalog}.{self.schema} under {self.folder}"
+
+
+TableLocation = UnityCatalog | LocalWarehouse
 
 
 @dataclass(frozen=True)
@@ -39,206 +91,114 @@ class BatchPart:
 
 @dataclass(frozen=True)
 class MergeCounts:
-    """What a MERGE did to the target."""
+    """What a MERGE did to the target, as the MERGE itself reports it."""
 
     inserted: int
     updated: int
 
 
-class Warehouse(Protocol):
-    """The table operations the two tasks need, on one kind of Delta storage."""
-
-    description: str
-
-    def ensure_table(self, table: str, schema: StructType) -> None:
-        """Create the table empty when it does not exist yet."""
-
-    def read(self, table: str) -> DataFrame:
-        """The table's current rows."""
-
-    def read_batch(self, table: str, batch_id: str) -> DataFrame:
-        """The table's rows of one batch, leaving unread the files that cannot hold any."""
-
-    def replace_batch(self, table: str, rows: DataFrame, batch_id: str) -> int:
-        """Atomically replace the table's rows of one batch with `rows` (all of that batch); how many."""
-
-    def replace_batch_split(
-        self, rows: DataFrame, flag: str, parts: tuple[BatchPart, BatchPart], batch_id: str
-    ) -> tuple[int, int]:
-        """Replace one batch in two tables: rows whose boolean `flag` is false go to the first, true to the second."""
-
-    def delete_batch(self, table: str, batch_id: str) -> None:
-        """Delete the table's rows of one batch."""
-
-    def append(self, table: str, rows: DataFrame) -> None:
-        """Append rows."""
-
-    def merge(self, table: str, source: DataFrame, spec: MergeSpec) -> MergeCounts:
-        """Run the MERGE `spec` from `source` into the table, in one transaction."""
-
-
-# Text that Spark SQL and DataFusion (delta-rs) read alike inside single quotes. No quote: Spark reads
-# 'a''b' as the adjacent literals 'a' and 'b', i.e. `ab`, DataFusion as `a'b`. No backslash: Spark
-# reads it as an escape, DataFusion as itself. No control characters.
-_PLAIN_TEXT = re.compile(r"[^'\\\x00-\x1f\x7f]*")
-
-
 def sql_string(text: str) -> str:
     """A SQL string literal of `text`, which must hold no quote, backslash or control character."""
-    if not _PLAIN_TEXT.fullmatch(text):
-        raise ValueError(f"{text!r} cannot be written as a SQL literal both Spark SQL and DataFusion read alike")
+    if not re.fullmatch(r"[^'\\\x00-\x1f\x7f]*", text):
+        raise ValueError(f"{text!r} cannot be written as a plain SQL literal (no quote, backslash or control)")
     return f"'{text}'"
 
 
 def batch_predicate(batch_id: str) -> str:
-    """`_batch_id = '<id>'`, for replaceWhere (Spark) and predicates (delta-rs)."""
+    """`_batch_id = '<id>'`, for REPLACE WHERE and DELETE."""
     return f"{BATCH_ID} = {sql_string(batch_id)}"
 
 
-class DeltaRsWarehouse:
-    """Delta tables under `<root>/<table>`, written by delta-rs; Spark reads their Parquet files."""
+def is_conflict(exc: BaseException) -> bool:
+    """Whether an error is Delta refusing a commit because a concurrent one changed what it read."""
+    return bool(_CONFLICTS.search(f"{type(exc).__name__}: {exc}"))
 
-    def __init__(self, spark: SparkSession, root: Path):
+
+def committed(action: Callable[[], T], what: str, *, attempts: int = MAX_ATTEMPTS) -> T:
+    """Run a Delta write; when a concurrent commit wins the race, run it again (bounded, jittered backoff).
+
+    `action` must build its statement from the table's current state each time (the MERGE's source
+    for SCD2 reads the target): a retry then works on the winner's snapshot, and because every
+    write here is idempotent (a per-batch replace, a MERGE that only takes strictly newer rows), a
+    retried write can neither lose nor duplicate a row.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts or not is_conflict(exc):
+                raise
+            delay = _FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random())
+            print(f"{what}: a concurrent commit won (attempt {attempt} of {attempts}); retrying in {delay:.1f} s")
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Warehouse:
+    """The table operations the two tasks need, as Delta Lake on Spark SQL statements."""
+
+    def __init__(self, spark: SparkSession, location: TableLocation):
         self.spark = spark
-        self.root = root
-        self.description = f"delta-rs tables under {root}"
-
-    def path(self, table: str) -> Path:
-        return self.root / table
-
-    def ensure_table(self, table: str, schema: StructType) -> None:
-        from deltalake import DeltaTable, write_deltalake
-
-        if DeltaTable.is_deltatable(str(self.path(table))):
-            return
-        arrow_schema = to_arrow_schema(schema)
-        write_deltalake(str(self.path(table)), _all_nullable(arrow_schema).empty_table(), mode="append")
-
-    def read(self, table: str) -> DataFrame:
-        from deltalake import DeltaTable
-
-        delta = DeltaTable(str(self.path(table)))
-        files = delta.file_uris()
-        if not files:
-            return self._empty(delta)
-        # delta-rs never writes deletion vectors, so the snapshot's files are exactly the table's rows.
-        return self.spark.read.parquet(*files)
-
-    def read_batch(self, table: str, batch_id: str) -> DataFrame:
-        from deltalake import DeltaTable
-
-        delta = DeltaTable(str(self.path(table)))
-        # Each batch is written by its own commit, so a file's min/max of _batch_id is that batch:
-        # the stats prune every other batch's files (a file without stats is kept).
-        files = delta.file_uris(file_pruning_predicate=[(BATCH_ID, "=", batch_id)])
-        if not files:
-            return self._empty(delta)
-        return self.spark.read.parquet(*files).where(F.col(BATCH_ID) == F.lit(batch_id))
-
-    def _empty(self, delta: DeltaTable) -> DataFrame:
-        # An explicit schema: Spark Connect cannot infer one from zero rows.
-        return self.spark.createDataFrame([], from_arrow_schema(delta.to_pyarrow_dataset().schema))
-
-    def replace_batch(self, table: str, rows: DataFrame, batch_id: str) -> int:
-        return self._replace(table, rows.toArrow(), batch_id)
-
-    def replace_batch_split(
-        self, rows: DataFrame, flag: str, parts: tuple[BatchPart, BatchPart], batch_id: str
-    ) -> tuple[int, int]:
-        # The rows come to the driver anyway: one collect evaluates their plan (the file's parse and
-        # checks) once, and Arrow splits them.
-        data = rows.toArrow()
-        first, second = (
-            self._replace(part.table, data.filter(pc.equal(data[flag], value)).select(list(part.columns)), batch_id)
-            for part, value in zip(parts, (False, True), strict=True)
-        )
-        return first, second
-
-    def _replace(self, table: str, data: pa.Table, batch_id: str) -> int:
-        from deltalake import write_deltalake
-
-        data = data.cast(_all_nullable(data.schema))
-        write_deltalake(str(self.path(table)), data, mode="overwrite", predicate=batch_predicate(batch_id))
-        return int(data.num_rows)
-
-    def delete_batch(self, table: str, batch_id: str) -> None:
-        from deltalake import DeltaTable
-
-        DeltaTable(str(self.path(table))).delete(batch_predicate(batch_id))
-
-    def append(self, table: str, rows: DataFrame) -> None:
-        from deltalake import write_deltalake
-
-        write_deltalake(str(self.path(table)), _nullable_arrow(rows), mode="append")
-
-    def merge(self, table: str, source: DataFrame, spec: MergeSpec) -> MergeCounts:
-        return self.merge_arrow(table, _nullable_arrow(source), spec)
-
-    def merge_arrow(self, table: str, source: pa.Table, spec: MergeSpec) -> MergeCounts:
-        """The MERGE from rows already on the driver (`merge` collects them there)."""
-        from deltalake import DeltaTable
-
-        merger = DeltaTable(str(self.path(table))).merge(
-            source,
-            predicate=spec.predicate,
-            source_alias=spec.source_alias,
-            target_alias=spec.target_alias,
-        )
-        for clause in spec.when_matched_update:
-            merger = merger.when_matched_update(updates=dict(clause.assignments), predicate=clause.condition)
-        for clause in spec.when_not_matched_insert:
-            merger = merger.when_not_matched_insert(updates=dict(clause.assignments), predicate=clause.condition)
-        metrics = merger.execute()
-        return MergeCounts(inserted=metrics["num_target_rows_inserted"], updated=metrics["num_target_rows_updated"])
-
-
-def _all_nullable(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([field.with_nullable(True) for field in schema])
-
-
-def _nullable_arrow(rows: DataFrame) -> pa.Table:
-    """The rows as Arrow with every field nullable, so that each write sees the same table schema."""
-    table = rows.toArrow()
-    return table.cast(_all_nullable(table.schema))
-
-
-class SparkDeltaWarehouse:
-    """Delta Lake on Spark (Databricks, or any Spark with the Delta jars), tables `catalog.schema.table`."""
-
-    def __init__(self, spark: SparkSession, catalog: str, schema: str):
-        self.spark = spark
-        self.prefix = f"{catalog}.{schema}" if catalog and catalog != "local" else schema
-        self.description = f"Delta Lake on Spark, tables {self.prefix}.*"
+        self.location = location
+        self.description = f"Delta Lake on Spark, tables {location.describe()}"
 
     def name(self, table: str) -> str:
-        return f"{self.prefix}.{table}"
+        return self.location.name(table)
 
     def ensure_table(self, table: str, schema: StructType) -> None:
-        if self.spark.catalog.tableExists(self.name(table)):
+        """Create the table empty when it does not exist yet."""
+        if isinstance(self.location, UnityCatalog):
+            self._ensure_schema(self.location)
+        columns = ", ".join(f"{_quoted(field.name)} {field.dataType.simpleString()}" for field in schema.fields)
+        # Deletion vectors on, as Databricks enables them for new tables: the local tables then carry the
+        # same table features, and whatever reads them for people is tested against those.
+        statement = (
+            f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({columns}) USING DELTA "
+            "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
+        )
+        # Two first runs may race to create the table: the loser sees it exists on its retry.
+        committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
+
+    def _ensure_schema(self, location: UnityCatalog) -> None:
+        if self.spark.catalog.databaseExists(f"{location.catalog}.{location.schema}"):
             return
-        if not self.spark.catalog.databaseExists(self.prefix):
-            # Only when missing: creating needs CREATE SCHEMA on the catalog, using an existing one does not.
-            self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(self.prefix)}")
-        self.spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(self.name(table))
+        # Only when missing: creating needs CREATE SCHEMA on the catalog, using an existing one does not.
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(location.catalog)}.{_quoted(location.schema)}")
 
     def read(self, table: str) -> DataFrame:
+        """The table's current rows."""
         return self.spark.table(self.name(table))
 
     def read_batch(self, table: str, batch_id: str) -> DataFrame:
-        # Delta on Spark skips the other batches' files by their statistics by itself.
+        """The table's rows of one batch; Delta skips the other batches' files by their statistics."""
         return self.read(table).where(F.col(BATCH_ID) == F.lit(batch_id))
 
+    def count_batch(self, table: str, batch_id: str) -> int:
+        """How many rows of one batch the table holds."""
+        return int(self.read_batch(table, batch_id).count())
+
     def replace_batch(self, table: str, rows: DataFrame, batch_id: str) -> int:
-        rows.write.format("delta").mode("overwrite").option("replaceWhere", batch_predicate(batch_id)).saveAsTable(
-            self.name(table)
-        )
-        return int(self._last_metrics(table).get("numOutputRows", 0))
+        """Atomically replace the table's rows of one batch with `rows` (all of that batch); how many."""
+        columns = ", ".join(_quoted(name) for name in self.read(table).columns)
+        with self._view(rows) as view:
+            statement = (
+                f"INSERT INTO {self.name(table)} REPLACE WHERE {batch_predicate(batch_id)} SELECT {columns} FROM {view}"  # noqa: S608
+            )
+            committed(lambda: self.spark.sql(statement).collect(), f"replace batch {batch_id} in {table}")
+        # Counted from the table, not from the commit: the table's rows of the batch are exactly `rows`.
+        return self.count_batch(table, batch_id)
 
     def replace_batch_split(
         self, rows: DataFrame, flag: str, parts: tuple[BatchPart, BatchPart], batch_id: str
     ) -> tuple[int, int]:
-        # Two Delta writes, so the rows' plan runs twice: DataFrame caching is not available on
-        # serverless environment 4 (it needs 5), and a Delta commit writes one table.
+        """Replace one batch in two tables: rows whose boolean `flag` is false go to the first, true to the second.
+
+        Two tables are two Delta commits, so a crash between them leaves the batch half replaced. That
+        is harmless because nothing reads a batch before its stage task succeeded (the job runs
+        target_load only after stage_load), and a retry replaces both tables' rows of the batch again
+        from the same file: the pair converges. The rows' plan runs once per table, since caching is
+        not available over Spark Connect on serverless environment 4.
+        """
         first, second = (
             self.replace_batch(part.table, rows.where(F.col(flag) == F.lit(value)).select(*part.columns), batch_id)
             for part, value in zip(parts, (False, True), strict=True)
@@ -246,61 +206,63 @@ class SparkDeltaWarehouse:
         return first, second
 
     def delete_batch(self, table: str, batch_id: str) -> None:
-        from delta.tables import DeltaTable
-
-        DeltaTable.forName(self.spark, self.name(table)).delete(F.col(BATCH_ID) == F.lit(batch_id))
-
-    def _last_metrics(self, table: str) -> dict[str, str]:
-        from delta.tables import DeltaTable
-
-        last = DeltaTable.forName(self.spark, self.name(table)).history(1).select("operationMetrics").first()
-        return dict(last[0]) if last and last[0] else {}
+        """Delete the table's rows of one batch."""
+        statement = f"DELETE FROM {self.name(table)} WHERE {batch_predicate(batch_id)}"  # noqa: S608
+        committed(lambda: self.spark.sql(statement).collect(), f"delete batch {batch_id} from {table}")
 
     def append(self, table: str, rows: DataFrame) -> None:
-        rows.write.format("delta").mode("append").saveAsTable(self.name(table))
+        """Append rows; a blind append never conflicts with another writer."""
+        columns = ", ".join(_quoted(name) for name in self.read(table).columns)
+        with self._view(rows) as view:
+            statement = f"INSERT INTO {self.name(table)} SELECT {columns} FROM {view}"  # noqa: S608
+            committed(lambda: self.spark.sql(statement).collect(), f"append to {table}")
 
-    def merge(self, table: str, source: DataFrame, spec: MergeSpec) -> MergeCounts:
-        from delta.tables import DeltaTable
+    def merge(self, table: str, source: Callable[[], DataFrame], spec: MergeSpec) -> MergeCounts:
+        """Run the MERGE `spec` from the rows `source()` builds, in one transaction; its own counts.
 
-        target = DeltaTable.forName(self.spark, self.name(table))
-        builder = target.alias(spec.target_alias).merge(source.alias(spec.source_alias), spec.predicate)
-        for clause in spec.when_matched_update:
-            builder = builder.whenMatchedUpdate(condition=clause.condition, set=dict(clause.assignments))
-        for clause in spec.when_not_matched_insert:
-            builder = builder.whenNotMatchedInsert(condition=clause.condition, values=dict(clause.assignments))
-        builder.execute()
-        values = self._last_metrics(table)
-        return MergeCounts(
-            inserted=int(values.get("numTargetRowsInserted", 0)), updated=int(values.get("numTargetRowsUpdated", 0))
-        )
+        The counts are the ones the MERGE statement returns, not the table's last commit: on Databricks
+        an automatic compaction may commit right after the MERGE.
+        """
+
+        def attempt() -> MergeCounts:
+            with self._view(source()) as view:
+                (result,) = self.spark.sql(merge_statement(self.name(table), view, spec)).collect()
+            return MergeCounts(inserted=int(result["num_inserted_rows"]), updated=int(result["num_updated_rows"]))
+
+        return committed(attempt, f"merge into {table}")
+
+    @contextmanager
+    def _view(self, rows: DataFrame) -> Iterator[str]:
+        """`rows` as a temporary view for one statement (SQL names DataFrames only through views)."""
+        view = f"filegate_rows_{uuid.uuid4().hex}"
+        rows.createOrReplaceTempView(view)
+        try:
+            yield view
+        finally:
+            self.spark.catalog.dropTempView(view)
+
+
+def merge_statement(target: str, view: str, spec: MergeSpec) -> str:
+    """The `MERGE INTO` statement of a spec, from a view into a table."""
+    lines = [
+        f"MERGE INTO {target} AS {spec.target_alias}",
+        f"USING {view} AS {spec.source_alias}",
+        f"ON {spec.predicate}",
+    ]
+    for clause in spec.when_matched_update:
+        condition = f" AND ({clause.condition})" if clause.condition else ""
+        assignments = ", ".join(f"{spec.target_alias}.{column} = {value}" for column, value in clause.assignments)
+        lines.append(f"WHEN MATCHED{condition} THEN UPDATE SET {assignments}")
+    for clause in spec.when_not_matched_insert:
+        condition = f" AND ({clause.condition})" if clause.condition else ""
+        columns = ", ".join(column for column, _ in clause.assignments)
+        values = ", ".join(value for _, value in clause.assignments)
+        lines.append(f"WHEN NOT MATCHED{condition} THEN INSERT ({columns}) VALUES ({values})")  # noqa: S608
+    return "\n".join(lines)
 
 
 def _quoted(name: str) -> str:
-    """A dotted name with each part in backticks, for SQL."""
-    return ".".join(f"`{part}`" for part in name.split("."))
-
-
-def delta_on_spark(spark: SparkSession) -> bool:
-    """Whether this session can run Delta Lake itself: the Python API and the JVM classes are there."""
-    if importlib.util.find_spec("delta") is None:
-        return False
-    if spark.__class__.__module__.startswith("pyspark.sql.connect"):
-        # Spark Connect (Databricks serverless) exposes no JVM; Databricks always ships Delta.
-        return True
-    jvm = spark.sparkContext._jvm
-    if jvm is None:
-        return False
-    try:
-        jvm.java.lang.Class.forName(
-            _DELTA_TABLE_CLASS, False, jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        )
-    except Exception:  # py4j reports the JVM's ClassNotFoundException as a generic error
-        return False
-    return True
-
-
-def open_warehouse(spark: SparkSession, catalog: str, schema: str, engine: Engine = "auto") -> Warehouse:
-    """Delta on Spark when it can run here, else delta-rs with `schema` as a local directory."""
-    if engine == "spark" or (engine == "auto" and delta_on_spark(spark)):
-        return SparkDeltaWarehouse(spark, catalog, schema)
-    return DeltaRsWarehouse(spark, Path(schema))
+    """One identifier in backticks, for SQL."""
+    if "`" in name:
+        raise ValueError(f"a table, schema or column name cannot hold a backtick: {name!r}")
+    return f"`{name}`"

@@ -1,33 +1,29 @@
-"""One local SparkSession for every Spark test, and where each test's tasks write their tables.
-
-By default the tasks write with delta-rs under a temporary folder (these machines cannot fetch the
-Delta jars). With FILEGATE_TEST_DELTA_SPARK=1 and delta-spark installed, the session loads Delta
-Lake itself and every scenario runs on Delta-on-Spark instead, with `--schema` a database.
-"""
+"""One local SparkSession with Delta Lake for every Spark test, and where each test's tasks write their tables."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
 from pyspark.sql import SparkSession
+
+from filegate.delta_jars import delta_spark_conf
+from spark_jobs.warehouse import LocalWarehouse, Warehouse
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
 TEST_CONTRACTS = Path(__file__).with_name("contracts")
-DELTA_SPARK = os.environ.get("FILEGATE_TEST_DELTA_SPARK") == "1"
+CATALOG = "test"
+SCHEMA = "ingest"
 
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
-    """A small local session on UTC, shared by the whole test session; with Delta Lake on request."""
-    builder = (
+    """A small local session on UTC with Delta Lake from the project's jars, shared by the whole test session."""
+    session = (
         SparkSession.builder.appName("filegate-tests")
         .master("local[2]")
         .config("spark.driver.memory", "1g")
@@ -36,17 +32,9 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        .config(map=delta_spark_conf(tmp_path_factory.mktemp("spark-warehouse")))
+        .getOrCreate()
     )
-    if DELTA_SPARK:
-        from delta import configure_spark_with_delta_pip
-
-        # The jars of the installed delta-spark come from Maven at session start (spark.jars.packages).
-        builder = configure_spark_with_delta_pip(
-            builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-            .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-            .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
-        )
-    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     try:
         yield session
@@ -56,31 +44,43 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
 
 @dataclass(frozen=True)
 class Lake:
-    """Where a test's tasks write their tables (`--catalog local --schema <schema>`), and how to read them."""
+    """Where a test's tasks write their tables (a local warehouse folder), and how to read them."""
 
-    schema: str
-    # Set when the tables are Delta Lake on Spark: `schema` is then a database of that session.
+    folder: Path
     spark: SparkSession | None = None
+    catalog: str = CATALOG
+    schema: str = SCHEMA
+
+    @property
+    def location(self) -> LocalWarehouse:
+        return LocalWarehouse(self.folder, self.catalog, self.schema)
+
+    def arguments(self) -> list[str]:
+        """The tasks' command-line arguments that point them here."""
+        return ["--catalog", self.catalog, "--schema", self.schema, "--warehouse", str(self.folder)]
+
+    def warehouse(self) -> Warehouse:
+        assert self.spark is not None, "a Lake without a session only locates tables"
+        return Warehouse(self.spark, self.location)
 
     def table(self, name: str) -> pa.Table:
-        """A table's rows as Arrow: read by delta-rs from the folder, or by Spark from the database."""
+        """A table's rows as Arrow, read by Delta Lake on Spark."""
         if self.spark is None:
-            return DeltaTable(str(Path(self.schema) / name)).to_pyarrow_dataset().to_table()
-        return self.spark.table(f"{self.schema}.{name}").toArrow()
+            return read_with_delta_rs(self.location.path(name))
+        return self.spark.table(self.location.name(name)).toArrow()
+
+
+def read_with_delta_rs(path: Path) -> pa.Table:
+    """A table's rows read by delta-rs' query engine, which applies deletion vectors."""
+    from deltalake import DeltaTable, QueryBuilder
+
+    return pa.table(QueryBuilder().register("t", DeltaTable(str(path))).execute("SELECT * FROM t").read_all())
 
 
 @pytest.fixture
-def lake(spark: SparkSession, tmp_path: Path) -> Iterator[Lake]:
-    """A fresh, empty place for one test's tables, on the Delta path this session runs."""
-    if not DELTA_SPARK:
-        yield Lake(str(tmp_path / "warehouse"))
-        return
-    database = f"filegate_test_{uuid.uuid4().hex[:12]}"
-    spark.sql(f"CREATE DATABASE {database}")
-    try:
-        yield Lake(database, spark)
-    finally:
-        spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
+def lake(spark: SparkSession, tmp_path: Path) -> Lake:
+    """A fresh, empty local warehouse for one test's tables."""
+    return Lake(tmp_path / "warehouse", spark)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from filegate.contracts import Contract, load_contracts, utc_timestamp
 from spark_jobs import stage_load, target_load
-from spark_jobs.warehouse import open_warehouse
 from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
@@ -25,7 +24,7 @@ ORDER_TRACKING = load_contracts()["order_tracking"]
 def task_arguments(lake: Lake, source: Path, batch_id: str, dataset: str = "order_tracking", **extra: str) -> list[str]:
     """The command line both tasks get from the job, writing where `lake` says."""
     arguments = ["--source-path", str(source), "--dataset", dataset, "--batch-id", batch_id]
-    arguments += ["--catalog", "local", "--schema", lake.schema]
+    arguments += lake.arguments()
     for name, value in extra.items():
         arguments += [f"--{name.replace('_', '-')}", value]
     return arguments
@@ -120,7 +119,17 @@ def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, lake: La
     assert log["error"] is None
     assert (log["rows_read"], log["rows_rejected"]) == (120, 3)
     assert (log["rows_inserted"], log["rows_updated"], log["rows_unchanged"]) == (len(expected), 0, 0)
+    assert log["rows_superseded"] == len(good_rows(ORDER_TRACKING, [first])) - len(expected)
+    assert accounted(log) == log["rows_read"], "every row read is counted once"
     assert log["started_at"] <= log["ended_at"]
+    history = lake.spark.sql(f"DESCRIBE HISTORY {lake.location.name('order_tracking')}").collect()
+    assert "MERGE" in [entry["operation"] for entry in history], "written by Delta Lake on Spark"
+
+
+def accounted(log: dict[str, object]) -> int:
+    """The rows a SCD1 log row accounts for: each read row is rejected, superseded, inserted, updated or unchanged."""
+    names = ("rows_rejected", "rows_superseded", "rows_inserted", "rows_updated", "rows_unchanged")
+    return sum(int(log[name]) for name in names)  # type: ignore[call-overload]
 
 
 def test_daily_files_update_to_the_newest_status(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
@@ -134,6 +143,7 @@ def test_daily_files_update_to_the_newest_status(spark: SparkSession, lake: Lake
     for log, path in zip(logs, samples, strict=True):
         keys = {row["tracking_num"] for row in good_rows(ORDER_TRACKING, [path])}
         assert log["rows_inserted"] + log["rows_updated"] + log["rows_unchanged"] == len(keys)
+        assert accounted(log) == log["rows_read"]
     # Late reports in the samples carry older statuses than the target already holds: they count as unchanged.
     assert sum(log["rows_unchanged"] for log in logs) > 0
 
@@ -176,7 +186,7 @@ def test_duplicates_within_a_batch_keep_the_latest_row(
     target = lake.table("order_tracking").to_pylist()
     assert [(r["tracking_num"], r["status"]) for r in target] == [(row[0], "DELIVERED")]
     (log,) = log_rows(lake)
-    assert (log["rows_read"], log["rows_inserted"], log["rows_unchanged"]) == (4, 1, 0)
+    assert (log["rows_read"], log["rows_inserted"], log["rows_unchanged"], log["rows_superseded"]) == (4, 1, 0, 3)
 
 
 def test_the_same_batch_twice_changes_nothing(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
@@ -245,9 +255,7 @@ def test_a_failing_target_load_is_logged_with_its_error_and_keeps_the_stage(
     arguments = task_arguments(lake, samples[0], "b1")
     assert stage_load.main(arguments) == 0
     # A target created by someone else, without the contract's columns: the MERGE cannot set them.
-    open_warehouse(spark, "local", lake.schema).ensure_table(
-        "order_tracking", StructType([StructField("tracking_num", StringType())])
-    )
+    lake.warehouse().ensure_table("order_tracking", StructType([StructField("tracking_num", StringType())]))
     capsys.readouterr()
 
     code = target_load.main(arguments)
@@ -274,17 +282,6 @@ def test_unknown_dataset_and_bad_batch_id_are_refused(
     err = capsys.readouterr().err
     assert "unknown dataset 'nope'" in err
     assert '--batch-id must be 1 to 200 characters among letters, digits and . _ : -, got "a\'b"' in err
-
-
-def test_the_tasks_choose_the_delta_engine_by_themselves(
-    spark: SparkSession, lake: Lake, samples: list[Path], capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert stage_load.main(task_arguments(lake, samples[0], "auto")) == 0
-
-    # Delta on Spark only when this session has Delta Lake (FILEGATE_TEST_DELTA_SPARK=1), else delta-rs.
-    on_spark = f"(Delta Lake on Spark, tables {lake.schema}.*)"
-    expected = on_spark if lake.spark else f"(delta-rs tables under {lake.schema})"
-    assert capsys.readouterr().out.rstrip().endswith(expected)
 
 
 def versions_by_key(contract: Contract, files: Iterable[Path]) -> dict[str, list[datetime]]:

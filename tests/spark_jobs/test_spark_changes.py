@@ -1,4 +1,4 @@
-"""Dedupe and change detection, and the merge specification run by delta-rs on tiny tables."""
+"""Dedupe and change detection, and the merge specification run by Delta Lake on Spark on tiny tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from filegate.contracts import Contract, load_contracts
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
 from spark_jobs.columns import target_schema
 from spark_jobs.merge import latest_wins_merge
-from spark_jobs.warehouse import open_warehouse
 from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
@@ -74,7 +73,7 @@ def test_history_changes_rebound_the_timeline_and_ignore_known_versions(spark: S
 
 
 def test_latest_wins_merge_never_regresses_and_repeats_are_no_ops(spark: SparkSession, lake: Lake) -> None:
-    warehouse = open_warehouse(spark, "local", lake.schema)
+    warehouse = lake.warehouse()
     schema = target_schema(ORDERS)
     warehouse.ensure_table("t", schema)
     spec = latest_wins_merge(ORDERS, schema.fieldNames())
@@ -82,7 +81,7 @@ def test_latest_wins_merge_never_regresses_and_repeats_are_no_ops(spark: SparkSe
     first = rows(spark, ORDERS, ("A", "IN_TRANSIT", 12), ("B", "PICKED_UP", 8)).select(*plain)
     late = rows(spark, ORDERS, ("A", "PICKED_UP", 9), ("B", "DELIVERED", 15)).select(*plain)
 
-    counts = [warehouse.merge("t", batch, spec) for batch in (first, late, late)]
+    counts = [warehouse.merge("t", lambda batch=batch: batch, spec) for batch in (first, late, late)]
 
     assert [(c.inserted, c.updated) for c in counts] == [(2, 0), (0, 1), (0, 0)]
     final = {r["tracking_num"]: r["status"] for r in lake.table("t").to_pylist()}

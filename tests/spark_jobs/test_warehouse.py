@@ -1,32 +1,35 @@
-"""The Delta executors: batch-scoped writes, reads and deletes, SQL literals, and which one runs."""
+"""Delta Lake on Spark: batch-scoped writes, reads and deletes, MERGE counts, table locations, conflict retries."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from datetime import date
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from filegate.jobs import TOKEN_PREFIX, batch_id
+from filegate.demo import read_table
+from spark_jobs.merge import MergeClause, MergeSpec
 from spark_jobs.warehouse import (
     BatchPart,
-    DeltaRsWarehouse,
-    SparkDeltaWarehouse,
+    LocalWarehouse,
+    UnityCatalog,
+    Warehouse,
     batch_predicate,
-    delta_on_spark,
-    open_warehouse,
+    committed,
+    is_conflict,
     sql_string,
 )
-from tests.spark_jobs.conftest import DELTA_SPARK, Lake
+from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
 
 SCHEMA = "k string, v bigint, _batch_id string"
+UPSERT = MergeSpec(
+    predicate="t.k = s.k",
+    when_matched_update=(MergeClause((("v", "s.v"), ("_batch_id", "s._batch_id")), condition="s.v > t.v"),),
+    when_not_matched_insert=(MergeClause((("k", "s.k"), ("v", "s.v"), ("_batch_id", "s._batch_id"))),),
+)
 
 
 def rows_of(spark: SparkSession, batch: str, *rows: tuple[str, int]) -> DataFrame:
@@ -38,7 +41,7 @@ def contents(lake: Lake, table: str) -> list[tuple[str, int, str]]:
 
 
 def test_a_batch_is_replaced_read_and_deleted_without_touching_the_others(spark: SparkSession, lake: Lake) -> None:
-    warehouse = open_warehouse(spark, "local", lake.schema)
+    warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
     warehouse.replace_batch("t", rows_of(spark, "a", ("k1", 1), ("k2", 2)), "a")
     warehouse.replace_batch("t", rows_of(spark, "b", ("k3", 3)), "b")
@@ -54,7 +57,7 @@ def test_a_batch_is_replaced_read_and_deleted_without_touching_the_others(spark:
 
 
 def test_a_split_batch_sends_each_row_to_one_table(spark: SparkSession, lake: Lake) -> None:
-    warehouse = open_warehouse(spark, "local", lake.schema)
+    warehouse = lake.warehouse()
     for table in ("good", "bad"):
         warehouse.ensure_table(table, rows_of(spark, "x").schema)
     warehouse.replace_batch("bad", rows_of(spark, "a", ("old", 0)), "a")
@@ -71,37 +74,57 @@ def test_a_split_batch_sends_each_row_to_one_table(spark: SparkSession, lake: La
     assert contents(lake, "bad") == [("k2", -2, "a")]
 
 
-def test_delta_rs_reads_only_the_files_of_the_batch(spark: SparkSession, tmp_path: Path) -> None:
-    warehouse = DeltaRsWarehouse(spark, tmp_path)
+def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark: SparkSession, lake: Lake) -> None:
+    warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
-    # The function's ids: two files of one day, one of the next.
-    ids = [
-        batch_id("order_tracking", date(2025, 3, day), f"{TOKEN_PREFIX}{token * 12}")
-        for day, token in ((3, "a"), (3, "b"), (4, "a"))
-    ]
-    for one in ids:
-        warehouse.replace_batch("t", rows_of(spark, one, ("k", 1)), one)
-    actions = pa.table(DeltaTable(str(tmp_path / "t")).get_add_actions(flatten=True)).to_pylist()
+    warehouse.merge("t", lambda: rows_of(spark, "a", ("k1", 1), ("k2", 2)), UPSERT)
 
-    read = warehouse.read_batch("t", ids[1])
+    counts = warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 5), ("k2", 0), ("k3", 3)), UPSERT)
+    # What Databricks' auto compaction does right after a MERGE: a commit of its own, which the
+    # old code read its counts from (0 inserted, 0 updated).
+    spark.sql(f"OPTIMIZE {warehouse.name('t')}").collect()
 
-    (file_of_b,) = (a["path"] for a in actions if a["min._batch_id"] == ids[1])
-    assert [Path(uri).name for uri in read.inputFiles()] == [file_of_b]
-    assert [r["_batch_id"] for r in read.collect()] == [ids[1]]
+    assert (counts.inserted, counts.updated) == (1, 1)
+    assert contents(lake, "t") == [("k1", 5, "b"), ("k2", 2, "a"), ("k3", 3, "b")]
 
 
-def test_delta_rs_keeps_files_its_truncated_statistics_cannot_rule_out(spark: SparkSession, tmp_path: Path) -> None:
-    warehouse = DeltaRsWarehouse(spark, tmp_path)
+def test_the_light_reader_sees_what_spark_wrote_with_deletion_vectors(spark: SparkSession, lake: Lake) -> None:
+    warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
-    # delta-rs keeps 64 characters of a string's min/max: these ids differ only after that.
-    ids = [f"{'x' * 64}{suffix}" for suffix in ("a", "b")]
-    for one in ids:
-        warehouse.replace_batch("t", rows_of(spark, one, ("k", 1)), one)
+    warehouse.replace_batch("t", rows_of(spark, "a", *((f"k{i}", i) for i in range(50))), "a")
+    warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 100), ("k99", 99)), UPSERT)
+    spark.sql(f"DELETE FROM {warehouse.name('t')} WHERE k = 'k2'").collect()
+    files = spark.sql(f"DESCRIBE DETAIL {warehouse.name('t')}").first()
+    assert files is not None
+    assert "deletionVectors" in files["tableFeatures"], "the table carries Databricks' default feature"
 
-    read = warehouse.read_batch("t", ids[1])
+    read = read_table(lake.location.path("t"))
 
-    assert len(read.inputFiles()) == 2
-    assert [r["_batch_id"] for r in read.collect()] == [ids[1]]
+    assert read is not None
+    assert sorted((r["k"], r["v"], r["_batch_id"]) for r in read) == contents(lake, "t")
+    assert len(read) == 50
+
+
+def test_local_tables_are_folders_under_catalog_and_schema(tmp_path: Path) -> None:
+    local = LocalWarehouse(tmp_path, "filegate_dev", "ingest")
+
+    assert local.path("orders") == tmp_path.resolve() / "filegate_dev" / "ingest" / "orders"
+    assert local.name("orders") == f"delta.`{tmp_path.resolve()}/filegate_dev/ingest/orders`"
+    assert UnityCatalog("main", "ingest").name("orders") == "`main`.`ingest`.`orders`"
+
+
+def test_a_catalog_schema_is_created_with_its_first_table(spark: SparkSession) -> None:
+    # The session catalog stands in for Unity Catalog: the same statements, a catalog.schema name.
+    schema = f"filegate_new_{uuid.uuid4().hex[:12]}"
+    warehouse = Warehouse(spark, UnityCatalog("spark_catalog", schema))
+    try:
+        warehouse.ensure_table("t", rows_of(spark, "x").schema)
+        warehouse.append("t", rows_of(spark, "a", ("k", 1)))
+
+        assert spark.catalog.databaseExists(f"spark_catalog.{schema}")
+        assert [tuple(r) for r in spark.table(f"spark_catalog.{schema}.t").collect()] == [("k", 1, "a")]
+    finally:
+        spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.{schema} CASCADE")
 
 
 @pytest.mark.parametrize("text", ["order_tracking-20250303-0123456789ab", "b-2025-03-03", "a.b:c_d", "é"])
@@ -111,34 +134,30 @@ def test_sql_string_quotes_plain_text(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["a'b", "a\\b", "a\nb", "a\x00", "'"])
-def test_sql_string_refuses_what_spark_sql_and_datafusion_read_differently(text: str) -> None:
-    with pytest.raises(ValueError, match="read alike"):
+def test_sql_string_refuses_quotes_backslashes_and_controls(text: str) -> None:
+    with pytest.raises(ValueError, match="plain SQL literal"):
         sql_string(text)
 
 
-def test_the_engine_is_what_the_session_can_run_unless_named(spark: SparkSession, tmp_path: Path) -> None:
-    chosen = open_warehouse(spark, "local", str(tmp_path))
+def test_only_a_lost_commit_race_is_retried_and_only_so_often() -> None:
+    calls: list[int] = []
+    conflict = RuntimeError(
+        "[DELTA_CONCURRENT_APPEND] Files were added to the root of the table by a concurrent update"
+    )
 
-    # This session has the Delta classes only under FILEGATE_TEST_DELTA_SPARK=1.
-    assert delta_on_spark(spark) is DELTA_SPARK
-    assert isinstance(chosen, SparkDeltaWarehouse if DELTA_SPARK else DeltaRsWarehouse)
-    assert isinstance(open_warehouse(spark, "local", str(tmp_path), "delta-rs"), DeltaRsWarehouse)
-    named = open_warehouse(spark, "main", "ingest", "spark")
-    assert isinstance(named, SparkDeltaWarehouse)
-    assert named.name("orders") == "main.ingest.orders"
-    assert SparkDeltaWarehouse(spark, "local", "ingest").name("orders") == "ingest.orders"
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise conflict
+        return "done"
 
+    def always() -> None:
+        calls.append(1)
+        raise conflict
 
-def test_delta_on_spark_creates_a_missing_schema_with_its_first_table(spark: SparkSession) -> None:
-    database = f"filegate_new_{uuid.uuid4().hex[:12]}"
-    warehouse = SparkDeltaWarehouse(spark, "local", database)
-    # Without the Delta jars (the default here) the table itself cannot be written, the schema can.
-    table_write = contextlib.nullcontext() if DELTA_SPARK else pytest.raises(Exception, match=r"(?i)delta")
-    try:
-        with table_write:
-            warehouse.ensure_table("t", rows_of(spark, "x").schema)
-
-        assert spark.catalog.databaseExists(database)
-        assert spark.catalog.tableExists(f"{database}.t") is DELTA_SPARK
-    finally:
-        spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
+    assert committed(flaky, "test", attempts=3) == "done"
+    calls.clear()
+    with pytest.raises(RuntimeError, match="DELTA_CONCURRENT_APPEND"):
+        committed(always, "test", attempts=2)
+    assert len(calls) == 2
+    assert not is_conflict(ValueError("[DELTA_REPLACE_WHERE_MISMATCH] Written data does not conform"))
