@@ -129,7 +129,7 @@ def local_world(
         raise DemoError(f"the job bundle {bundle} is missing")
     warehouse = state / "warehouse"
     warehouse.mkdir(parents=True, exist_ok=True)
-    jobs = load_bundle(bundle, local_variables(warehouse))
+    jobs = load_bundle(bundle, local_variables())
     # The function triggers the bundle's (first) job, whatever it is called.
     job = jobs[0]
     with run_azurite(root, state / "azurite") as azurite:
@@ -139,7 +139,13 @@ def local_world(
             settings.landing.container, settings.archive.container, settings.rejected.container
         )
         server = LocalJobsServer(
-            jobs, state / "jobs", storage=SourceStorage(connection), workdir=root, spark=spark, notify=notify
+            jobs,
+            state / "jobs",
+            storage=SourceStorage(connection),
+            workdir=root,
+            spark=spark,
+            warehouse=warehouse,
+            notify=notify,
         )
         try:
             server.start()
@@ -309,6 +315,12 @@ def render_files(results: Sequence[FileResult]) -> str:
     return render_table(("FILE", "OUTCOME", "WHERE / WHY", "RUN"), rows, indent="  ")
 
 
+def _table_folder(warehouse: Path, table: str) -> Path:
+    from filegate.local_jobs import local_table
+
+    return local_table(warehouse, table)
+
+
 def read_table(path: Path) -> list[dict[str, Any]] | None:
     """A Delta table's rows with delta-rs; None when the table does not exist.
 
@@ -362,7 +374,7 @@ def summary_column(contract: Contract) -> str | None:
 
 
 def render_target(warehouse: Path, contract: Contract) -> str:
-    rows = read_table(warehouse / contract.name)
+    rows = read_table(_table_folder(warehouse, contract.name))
     if rows is None:
         return f"  (no table {contract.name})"
     keys = contract.keys
@@ -386,7 +398,7 @@ def render_target(warehouse: Path, contract: Contract) -> str:
 
 
 def render_rejects(warehouse: Path, dataset: str) -> str:
-    rows = read_table(warehouse / f"{dataset}_rejects")
+    rows = read_table(_table_folder(warehouse, f"{dataset}_rejects"))
     if not rows:
         return "  (none: every row of the loaded files passed the contract)"
     shown = [{**row, "file": str(row.get("_source_file", "")).rsplit("/", 1)[-1]} for row in rows]
@@ -394,8 +406,23 @@ def render_rejects(warehouse: Path, dataset: str) -> str:
     return f"  {len(rows)} rows\n{render_rows(shown, ('file', 'reason', 'raw_line'))}"
 
 
+def render_history(path: Path) -> str:
+    """Which engine wrote the table's commits, and what they were (`DESCRIBE HISTORY`, read by delta-rs)."""
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(str(path)):
+        return "  (no table)"
+    operations: dict[tuple[str, str], int] = {}
+    for commit in DeltaTable(str(path)).history():
+        key = (str(commit.get("operation")), str(commit.get("engineInfo", "")))
+        operations[key] = operations.get(key, 0) + 1
+    return "\n".join(
+        f"  {count} x {operation} by {engine}" for (operation, engine), count in sorted(operations.items())
+    )
+
+
 def render_processing_log(warehouse: Path) -> str:
-    rows = read_table(warehouse / PROCESSING_LOG)
+    rows = read_table(_table_folder(warehouse, PROCESSING_LOG))
     if not rows:
         return "  (empty)"
     rows.sort(key=lambda row: (str(row.get("ended_at")), str(row.get("batch_id"))))
@@ -406,6 +433,7 @@ def render_processing_log(warehouse: Path) -> str:
         "status",
         "rows_read",
         "rows_rejected",
+        "rows_superseded",
         "rows_inserted",
         "rows_updated",
         "rows_unchanged",
@@ -478,7 +506,8 @@ def print_tables(world: LocalWorld, results: Sequence[FileResult], run_count: in
     contracts = load_contracts()
     datasets = sorted({name for r in results if r.outcome and (name := r.outcome.dataset) and name in contracts})
     for dataset in datasets:
-        print(f"\nTarget table {dataset} ({world.warehouse / dataset}):", file=out)
+        print(f"\nTarget table {dataset} ({_table_folder(world.warehouse, dataset)}):", file=out)
+        print(render_history(_table_folder(world.warehouse, dataset)), file=out)
         print(render_target(world.warehouse, contracts[dataset]), file=out)
         print(f"\nRejected rows ({dataset}_rejects):", file=out)
         print(render_rejects(world.warehouse, dataset), file=out)

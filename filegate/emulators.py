@@ -168,11 +168,15 @@ def run_spark_connect(
     cwd: Path | None = None,
     cancelled: threading.Event | None = None,
 ) -> Iterator[SparkConnect]:
-    """A local Spark Connect server from the installed pyspark (its jars ship in the wheel) on a free port.
+    """A local Spark Connect server with Delta Lake, from the installed pyspark and the project's Delta jars.
 
     `cwd` is where relative paths in the clients' plans resolve; `cancelled` aborts a start under way.
+    Missing Delta jars fail here, with the command that fetches them, before a JVM starts.
     """
+    from filegate.delta_jars import delta_spark_conf
+
     home = _pyspark_home()
+    delta = delta_spark_conf(log_file.parent / "spark-warehouse")
     port = free_port()
     command = [
         str(home / "bin" / "spark-submit"),
@@ -192,6 +196,7 @@ def run_spark_connect(
         "spark.sql.session.timeZone=UTC",
         "--conf",
         "spark.sql.shuffle.partitions=4",
+        *(argument for name, value in delta.items() for argument in ("--conf", f"{name}={value}")),
         "spark-internal",
     ]
     env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable}

@@ -85,13 +85,14 @@ def local_jobs_api(
 ) -> Iterator[LocalJobsServer]:
     """A started local Jobs API for the bundle's jobs, with the fault-injection hook on; stopped on exit."""
     warehouse = warehouse or state_dir / "warehouse"
-    jobs = load_bundle(bundle, local_variables(warehouse))
+    jobs = load_bundle(bundle, local_variables())
     server = LocalJobsServer(
         jobs,
         state_dir,
         runner=runner or RecordingRunner(),
         storage=storage,
         workdir=workdir or Path.cwd(),
+        warehouse=warehouse,
         fault_injection=True,
         host_metadata=host_metadata,
     )

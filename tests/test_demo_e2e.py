@@ -28,7 +28,7 @@ import pytest
 from filegate import demo
 from filegate.contracts import load_contracts
 from filegate.emulators import is_listening
-from filegate.local_jobs import FolderLock
+from filegate.local_jobs import FolderLock, local_table
 from tests.emulators import ROOT
 from tests.factories import COLUMNS, csv_bytes, tracking_row
 
@@ -238,22 +238,26 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
     assert [row[-1] for row in rows] == [f"{jobs_url}/runs/{row[0]}" for row in rows]
 
     # The target holds the latest status per parcel: the late older day did not undo the delivery.
-    target = {row["tracking_num"]: row for row in demo.read_table(state / "warehouse" / "order_tracking") or []}
+    target = {
+        row["tracking_num"]: row for row in demo.read_table(local_table(state / "warehouse", "order_tracking")) or []
+    }
     assert {key: row["status"] for key, row in target.items()} == {
         tracking_row(1)["tracking_num"]: "DELIVERED",
         tracking_row(2)["tracking_num"]: "PICKED_UP",
         **{tracking_row(n)["tracking_num"]: "LABEL_CREATED" for n in range(3, 12)},
     }
     assert "11 rows, latest status per tracking_num: LABEL_CREATED 9, DELIVERED 1, PICKED_UP 1" in report
-    [reject] = demo.read_table(state / "warehouse" / "order_tracking_rejects") or []
+    [reject] = demo.read_table(local_table(state / "warehouse", "order_tracking_rejects")) or []
     assert "LOST_IN_SPACE" in reject["reason"]
     assert "LOST_IN_SPACE" in report
-    log = demo.read_table(state / "warehouse" / "processing_log") or []
+    log = demo.read_table(local_table(state / "warehouse", "processing_log")) or []
     assert sorted((row["source_file"].rsplit("/", 1)[-1], row["status"]) for row in log) == [
         ("order_tracking_2024_03_05.csv", "SUCCEEDED"),
         ("order_tracking_2024_03_06.csv", "SUCCEEDED"),
     ]
     assert "filegate local-jobs --state-dir " in report  # how to serve these runs again
+    # Every run wrote through Delta Lake on Spark: the target's history holds its MERGE commits.
+    assert re.search(r"\d+ x MERGE by Apache-Spark/4\.0\.\d+ Delta-Lake/4\.0\.\d+", report), report
 
     # Served again as the demo says, `filegate status` reads the same runs back.
     listing, detail, errors = status_of_served_runs(state, int(rows[0][0]))

@@ -65,7 +65,6 @@ def test_run_now_then_runs_get_reports_the_finished_run(jobs_api: LocalJobsServe
     [request] = jobs_api.requests("run-now")
     assert request.body == {"job_id": 1, "job_parameters": PARAMETERS, "idempotency_token": "token-1"}
     stage, target = jobs_api.runner.calls
-    warehouse = str((tmp_path / "jobs" / "warehouse").resolve())
     assert list(stage.arguments) == [
         "--source-path",
         PARAMETERS["source_path"],
@@ -76,7 +75,7 @@ def test_run_now_then_runs_get_reports_the_finished_run(jobs_api: LocalJobsServe
         "--catalog",
         "local",
         "--schema",
-        warehouse,
+        "ingest",
     ]
     assert list(target.arguments)[:4] == ["--dataset", "order_tracking", "--batch-id", "b-0001"]
     # The SDK's own waiter understands the answers too.
@@ -323,7 +322,7 @@ def test_runs_get_output_reports_a_failed_tasks_error_trace_and_logs(tmp_path: P
         stage="print('staged 3 rows')",
         target="print('merging')\ndef merge():\n    raise ValueError('3 source rows match one target row')\nmerge()",
     )
-    jobs = load_bundle(bundle, local_variables(tmp_path / "warehouse"))
+    jobs = load_bundle(bundle, local_variables())
     with LocalJobsServer(jobs, tmp_path / "state", workdir=tmp_path, spark="classic") as server:
         client = workspace_client(server)
         run = client.jobs.run_now(job_id=1, job_parameters={"source_path": "/in/a.csv"}).result()
@@ -391,7 +390,7 @@ def test_the_sdk_resolves_its_host_metadata_without_a_warning(
 
 
 def test_fault_injection_is_a_test_hook_the_plain_server_does_not_offer(tmp_path: Path) -> None:
-    jobs = load_bundle(FIXTURE_BUNDLE, local_variables(tmp_path / "warehouse"))
+    jobs = load_bundle(FIXTURE_BUNDLE, local_variables())
     with LocalJobsServer(jobs, tmp_path / "state", runner=RecordingRunner()) as server:
         answer = _http_error(f"{server.url}/_local/faults")
         with pytest.raises(RuntimeError, match="fault injection is off"):
@@ -423,7 +422,7 @@ def test_the_default_runner_runs_each_task_file_as_a_process_with_its_log(tmp_pa
         "pathlib.Path('stage.args').write_text(repr(sys.argv[1:]))",
         target="import sys\nprint('loading')\nsys.stderr.write('Traceback...\\nValueError: bad merge\\n')\nsys.exit(3)",
     )
-    jobs = load_bundle(bundle, local_variables(tmp_path / "warehouse"))
+    jobs = load_bundle(bundle, local_variables())
     with LocalJobsServer(jobs, tmp_path / "state", workdir=tmp_path, spark="classic") as server:
         client = workspace_client(server)
         run_id = client.jobs.run_now(job_id=1, job_parameters={"source_path": "/in/a.csv"}).run_id
@@ -432,7 +431,9 @@ def test_the_default_runner_runs_each_task_file_as_a_process_with_its_log(tmp_pa
 
     stage, target = run.tasks
     assert stage.state.result_state is RunResultState.SUCCESS
-    assert (tmp_path / "stage.args").read_text() == repr(["--source-path", "/in/a.csv", "--run", str(run_id)])
+    warehouse = str((tmp_path / "state" / "warehouse").resolve())
+    expected = ["--source-path", "/in/a.csv", "--run", str(run_id), "--warehouse", warehouse]
+    assert (tmp_path / "stage.args").read_text() == repr(expected)
     assert target.state.result_state is RunResultState.FAILED
     assert target.status.termination_details.message == "exit code 3: Traceback...\nValueError: bad merge"
     assert run.state.result_state is RunResultState.FAILED

@@ -34,13 +34,17 @@ __all__ = [
     "TaskSpec",
     "default_bundle",
     "load_bundle",
+    "local_table",
     "local_variables",
     "main",
     "repository_root",
 ]
 
 BUNDLE_FILE = Path("infra/databricks/resources/filegate_ingest.job.yml")
+# The names the local world gives the bundle's catalog and schema; the tables are then the Delta
+# folders <warehouse>/local/ingest/<table> (see spark_jobs.warehouse.LocalWarehouse).
 LOCAL_CATALOG = "local"
+LOCAL_SCHEMA = "ingest"
 
 
 def repository_root() -> Path:
@@ -54,9 +58,15 @@ def default_bundle() -> Path:
     return repository_root() / BUNDLE_FILE
 
 
-def local_variables(warehouse: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
-    """Values for the bundle's `${var.*}` locally: the schema is the local warehouse folder."""
-    return {"catalog": LOCAL_CATALOG, "schema": str(Path(warehouse).resolve()), **(overrides or {})}
+def local_variables(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Values for the bundle's `${var.*}` locally: a catalog and a schema name, as on Databricks."""
+    return {"catalog": LOCAL_CATALOG, "schema": LOCAL_SCHEMA, **(overrides or {})}
+
+
+def local_table(warehouse: Path, table: str, variables: dict[str, str] | None = None) -> Path:
+    """The folder of one of the job's Delta tables in a local warehouse."""
+    names = local_variables(variables)
+    return Path(warehouse).resolve() / names["catalog"] / names["schema"] / table
 
 
 def main(argv: list[str]) -> int:
@@ -93,7 +103,7 @@ def main(argv: list[str]) -> int:
         overrides[name] = value
     args.warehouse.mkdir(parents=True, exist_ok=True)
     try:
-        jobs = load_bundle(args.bundle or default_bundle(), local_variables(args.warehouse, overrides))
+        jobs = load_bundle(args.bundle or default_bundle(), local_variables(overrides))
     except BundleError as exc:
         print(f"filegate local-jobs: {exc}", file=sys.stderr)
         return 2
@@ -113,6 +123,7 @@ def main(argv: list[str]) -> int:
             host=args.host,
             port=args.port,
             spark=args.spark,
+            warehouse=args.warehouse,
             notify=notify,
             fault_injection=args.fault_injection,
         )

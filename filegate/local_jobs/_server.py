@@ -35,7 +35,9 @@ class LocalJobsServer:
 
     Without a `runner`, tasks run as processes on the local Spark that `spark` names (`connect`: one
     shared Spark Connect server, started on the first task; `classic`: a JVM per task), and the
-    server stops that Spark with itself. `fault_injection` turns on the test hook (see `_faults`).
+    server stops that Spark with itself; their Delta tables live under `warehouse` (default: the
+    state folder's `warehouse/`), the local stand-in for Unity Catalog's storage. `fault_injection`
+    turns on the test hook (see `_faults`).
     `host_metadata=False` answers the SDK's `/.well-known/databricks-config` probe with a 404, as
     hosts without that discovery endpoint do; by default it answers as a workspace, so that SDK 0.155
     logs no warning for every client it builds.
@@ -52,6 +54,7 @@ class LocalJobsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         spark: str = CONNECT,
+        warehouse: Path | None = None,
         notify: Notify | None = None,
         fault_injection: bool = False,
         host_metadata: bool = True,
@@ -62,7 +65,8 @@ class LocalJobsServer:
         self._spark_runner: SparkTaskRunner | None = None
         if runner is None:
             spark_log = Path(state_dir).resolve() / "spark-connect.log"
-            self._spark_runner = SparkTaskRunner(LocalSpark(spark, spark_log, workdir, notify=notify))
+            tables = (warehouse or Path(state_dir) / "warehouse").resolve()
+            self._spark_runner = SparkTaskRunner(LocalSpark(spark, spark_log, workdir, notify=notify), tables)
             runner = self._spark_runner
         self.runner = runner
         self.store = RunStore(Path(state_dir))

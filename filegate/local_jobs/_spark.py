@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from filegate.delta_jars import DeltaJarsMissing
 from filegate.emulators import EmulatorError, is_listening, run_spark_connect
 from filegate.local_jobs._tasks import TaskFailed, TaskInvocation, classic_environment, run_command, task_command
 
@@ -65,7 +66,7 @@ class _ConnectServer:
                     if not is_listening(server.port):
                         log.error("the Spark Connect server on %s stopped answering; see %s", server.url, log_file)
                         return
-        except EmulatorError as exc:
+        except (EmulatorError, DeltaJarsMissing) as exc:
             self.error = str(exc)
         except Exception as exc:  # whatever went wrong, a task must not wait forever
             log.exception("the Spark Connect server failed")
@@ -140,13 +141,19 @@ class LocalSpark:
 
 
 class SparkTaskRunner:
-    """The default task runner: each task's Python file in its own process, on the local Spark."""
+    """The default task runner: each task's Python file in its own process, on the local Spark.
 
-    def __init__(self, spark: LocalSpark) -> None:
+    Each task is told `--warehouse`: on Databricks Unity Catalog knows where a catalog's tables are
+    stored, here this folder stands in for that storage (the job's catalog and schema are unchanged).
+    """
+
+    def __init__(self, spark: LocalSpark, warehouse: Path) -> None:
         self.spark = spark
+        self.warehouse = warehouse
 
     def __call__(self, invocation: TaskInvocation) -> None:
         command = task_command(invocation)  # refuses task kinds that cannot run here before Spark starts
+        command += ["--warehouse", str(self.warehouse)]
         run_command(invocation, command, self.spark.task_environment(invocation.cancelled))
 
     def close(self) -> None:

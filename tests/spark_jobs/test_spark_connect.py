@@ -1,8 +1,7 @@
-"""The two tasks as separate processes against a real local Spark Connect server, as serverless runs them."""
+"""The two tasks as separate processes against a real local Spark Connect server with Delta, as serverless runs them."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 
 from filegate.emulators import SparkConnect, run_spark_connect
 from tests.spark_jobs.conftest import Lake
@@ -18,9 +18,6 @@ from tests.spark_jobs.test_load_scenarios import ORDER_TRACKING, latest_status, 
 pytestmark = pytest.mark.spark
 
 REPO = Path(__file__).resolve().parents[2]
-# Over Spark Connect the job takes the delta package for Databricks, which always has Delta Lake; this
-# server, started from the bare pyspark wheel, never has it: with delta-spark installed, say so.
-ENGINE = ["--delta-engine", "delta-rs"] if importlib.util.find_spec("delta") else []
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +29,7 @@ def connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnect]:
 def run_task(server: SparkConnect, task: str, source: Path, batch_id: str, lake: Lake) -> str:
     """One task as the job runs it: its own process, its module's entry point, SPARK_REMOTE set."""
     arguments = ["--source-path", str(source), "--dataset", "order_tracking", "--batch-id", batch_id]
-    arguments += ["--schema", lake.schema, *ENGINE]
+    arguments += lake.arguments()
     result = subprocess.run(
         [sys.executable, "-m", f"spark_jobs.{task}", *arguments],
         cwd=REPO,
@@ -50,7 +47,7 @@ def test_tasks_over_spark_connect_load_latest_status_and_ignore_a_late_day(
     connect: SparkConnect, tmp_path: Path, samples: list[Path]
 ) -> None:
     newer, older = samples[1], samples[0]
-    lake = Lake(str(tmp_path))
+    lake = Lake(tmp_path / "warehouse")
 
     for source in (newer, older):
         for task in ("stage_load", "target_load"):
@@ -60,11 +57,14 @@ def test_tasks_over_spark_connect_load_latest_status_and_ignore_a_late_day(
     late = [row for row in log_rows(lake) if row["task"] == "target_load"][-1]
     assert late["status"] == "SUCCEEDED"
     assert late["rows_unchanged"] > 0
+    history = DeltaTable(str(lake.location.path("order_tracking"))).history()
+    assert {commit["operation"] for commit in history} >= {"CREATE TABLE", "MERGE"}
+    assert all("Delta-Lake/4.0" in commit["engineInfo"] for commit in history)
 
 
 def test_a_rerun_over_spark_connect_changes_nothing(connect: SparkConnect, tmp_path: Path, samples: list[Path]) -> None:
     source = samples[0]
-    lake = Lake(str(tmp_path))
+    lake = Lake(tmp_path / "warehouse")
     for task in ("stage_load", "target_load"):
         run_task(connect, task, source, "b-once", lake)
     before = target_status(lake)
