@@ -26,9 +26,10 @@ TEXT_PATTERNS: Mapping[str, str] = {
     "double": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$",
     "boolean": r"^(?i)(true|false)$",
     "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    # Offsets up to +/-18:00, the most Spark (java.time.ZoneOffset) accepts; Python would take up to 23:59.
     "timestamp": (
         r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-        r"(Z|[+-][0-9]{2}:[0-9]{2})?$"
+        r"(Z|[+-](0[0-9]|1[0-7]):[0-5][0-9]|[+-]18:00)?$"
     ),
 }
 _PY_PATTERNS = {name: re.compile(pattern.replace("^(?i)", "(?i)^")) for name, pattern in TEXT_PATTERNS.items()}
@@ -92,15 +93,20 @@ def _text_regex(type_name: str) -> re.Pattern[str] | None:
 
 
 def _check_calendar(type_name: str, text: str) -> str | None:
-    """Shape is right; catch impossible dates and times such as 2024-02-30."""
+    """Shape is right; catch impossible dates and times such as 2024-02-30, or year 0.
+
+    A real date or time lies in the years 1 to 9999, for a timestamp once moved to UTC: what Python
+    (and so every reader of the tables in Python) can represent. The Spark job applies the same
+    bounds (`spark_jobs.validation.column_reason`); Spark's own cast would accept year 0.
+    """
     try:
         if type_name == "date":
             date.fromisoformat(text)
         elif type_name == "timestamp":
-            datetime.fromisoformat(text.replace("Z", "+00:00"))
+            utc_timestamp(text).astimezone(UTC)
         elif type_name.startswith("decimal"):
             Decimal(text)
-    except (ValueError, InvalidOperation):
+    except (ValueError, InvalidOperation, OverflowError):
         return f"is not a real {type_name}"
     return None
 

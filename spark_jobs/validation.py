@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pyspark.sql import Column as SparkColumn
@@ -15,8 +16,11 @@ from spark_jobs.columns import REASON as REASON_COLUMN
 from spark_jobs.columns import spark_type_name
 
 _FIELD_COUNT = "_field_count"
-# A quoted field, doubled quotes inside included (RFC 4180).
-_QUOTED_FIELD = '"([^"]|"")*"'
+_WELL_FORMED = "_well_formed"
+_FIELDS = "_fields"
+# Appended to a line as one more field before parsing: the parser puts it where the line's own fields
+# end, so its position is the field count as the very parser that reads the values sees it.
+_END_MARKER = "\u0001"
 
 
 class HeaderMismatch(ValueError):
@@ -52,15 +56,31 @@ def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     return lines.where((F.col(RAW_COLUMN) != F.lit(header)) & (F.trim(F.col(RAW_COLUMN)) != F.lit("")))
 
 
-def field_count(line: SparkColumn, delimiter: str) -> SparkColumn:
-    """How many fields a CSV line holds: delimiters outside quoted fields, plus one."""
-    unquoted = F.regexp_replace(line, _QUOTED_FIELD, "")
-    return F.length(unquoted) - F.length(F.replace(unquoted, F.lit(delimiter), F.lit(""))) + 1
+def well_formed_pattern(delimiter: str) -> str:
+    """A line whose every field is either quoted and ends at its closing quote, or unquoted (RFC 4180).
+
+    Python's csv module with strict=True (the function's validator) refuses the other lines (text
+    after a closing quote, a quote never closed); Spark's parser would read them, but differently.
+    """
+    sep = re.escape(delimiter)
+    field = f'(?:"(?:[^"]|"")*"|[^"{sep}][^{sep}]*)?'
+    return f"^{field}(?:{sep}{field})*$"
+
+
+def max_counted_fields(contract: Contract) -> int:
+    """Up to how many fields a row's count is exact; a longer row is reported as having more."""
+    return 2 * len(contract.columns) + 1
 
 
 def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
-    """One text column per contract column ("" when empty or missing), the field count and `raw_line`."""
-    fields = StructType([StructField(name, StringType()) for name in contract.column_names])
+    """One text column per contract column ("" when empty or missing), the field count and `raw_line`.
+
+    The count comes from the same parse as the values (see `_END_MARKER`), so a quote inside a field
+    (`12" crate`) or a delimiter inside a quoted one never makes the two disagree.
+    """
+    width = max_counted_fields(contract) + 1
+    slots = [f"c{index}" for index in range(width)]
+    fields = StructType([StructField(name, StringType()) for name in slots])
     options = {
         "sep": contract.delimiter,
         # RFC 4180 quoting, as Python's csv module (the function's validator) reads it.
@@ -68,16 +88,26 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
         "escape": '"',
         "mode": "PERMISSIVE",
     }
+    marked = F.concat(F.col(RAW_COLUMN), F.lit(contract.delimiter + _END_MARKER))
     parsed = lines.select(
         F.col(RAW_COLUMN),
-        field_count(F.col(RAW_COLUMN), contract.delimiter).alias(_FIELD_COUNT),
-        F.from_csv(F.col(RAW_COLUMN), fields.simpleString(), options).alias("f"),
+        F.col(RAW_COLUMN).rlike(well_formed_pattern(contract.delimiter)).alias(_WELL_FORMED),
+        # Through a generator, so that the parse runs once per line: the optimizer would otherwise
+        # inline `from_csv` into every field taken out of its result.
+        F.explode(F.array(F.from_csv(marked, fields.simpleString(), options))).alias("f"),
     )
+    values = F.array(*(F.col(f"f.{name}") for name in slots))
+    # array_position is 1-based: the marker at position k follows k - 1 fields; 0 means more than fit.
+    position = F.array_position(values, F.lit(_END_MARKER))
     # The CSV reader turns empty fields into NULL; the rules work on text, where empty is "".
     return parsed.select(
         RAW_COLUMN,
-        _FIELD_COUNT,
-        *(F.coalesce(F.col(f"f.`{name}`"), F.lit("")).alias(name) for name in fields.fieldNames()),
+        _WELL_FORMED,
+        F.when(position > 0, position - 1).alias(_FIELD_COUNT),
+        *(
+            F.coalesce(F.col(f"f.{slot}"), F.lit("")).alias(name)
+            for slot, name in zip(slots, contract.column_names, strict=False)
+        ),
     )
 
 
@@ -111,10 +141,15 @@ def column_reason(column: Column, value: SparkColumn) -> SparkColumn:
                 F.concat(F.lit(f"{column.name} value "), _quoted_repr(value), F.lit(f" is not a valid {column.type}")),
             )
         )
-        # The shape is right but the calendar or the type disagrees, e.g. 2024-02-30.
+        # The shape is right but the calendar or the type disagrees, e.g. 2024-02-30; dates and times
+        # also outside the years 1 to 9999 in UTC (`filegate.contracts._check_calendar`: one definition).
+        typed = value.try_cast(spark_type_name(column.type))
+        unreal = typed.isNull()
+        if column.type in ("date", "timestamp"):
+            unreal = unreal | ~F.year(typed).between(1, 9999)
         rules.append(
             (
-                ~empty & value.try_cast(spark_type_name(column.type)).isNull(),
+                ~empty & unreal,
                 F.concat(F.lit(f"{column.name} value "), _quoted_repr(value), F.lit(f" is not a real {column.type}")),
             )
         )
@@ -130,9 +165,22 @@ def column_reason(column: Column, value: SparkColumn) -> SparkColumn:
 def row_reason(contract: Contract) -> SparkColumn:
     """Every rule a parsed row breaks, joined with '; ', or NULL for a good row."""
     expected = len(contract.columns)
-    shape = F.when(
-        F.col(_FIELD_COUNT) != F.lit(expected),
-        F.concat(F.lit("row has "), F.col(_FIELD_COUNT).cast("string"), F.lit(f" fields, expected {expected}")),
+    shape = (
+        F.when(
+            ~F.col(_WELL_FORMED),
+            F.lit(
+                "row is not well-formed CSV: a quoted field must end at its closing quote, right before "
+                f"{contract.delimiter!r} or the line's end, and a quote that opens a field must be closed"
+            ),
+        )
+        .when(
+            F.col(_FIELD_COUNT).isNull(),
+            F.lit(f"row has more than {max_counted_fields(contract)} fields, expected {expected}"),
+        )
+        .when(
+            F.col(_FIELD_COUNT) != F.lit(expected),
+            F.concat(F.lit("row has "), F.col(_FIELD_COUNT).cast("string"), F.lit(f" fields, expected {expected}")),
+        )
     )
     # A row of the wrong shape has its values in the wrong columns: its per-column reasons would mislead.
     per_column = F.concat_ws("; ", *(column_reason(column, F.col(column.name)) for column in contract.columns))

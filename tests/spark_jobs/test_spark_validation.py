@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,17 @@ TEXTS = {
     "long": ["1", "+12", "-0", "123456789012345678", "1234567890123456789", "1.0", "1e3", "", " 1", "x"],
     "double": ["1", "1.", ".5", "-2.5e-3", "1e", "e5", "NaN", "inf", "", "1,5"],
     "boolean": ["true", "FALSE", "True", "yes", "1", "", "t"],
-    "date": ["2024-02-29", "2023-02-29", "2024-13-01", "2024-1-01", "20240101", ""],
+    "date": [
+        "2024-02-29", "2023-02-29", "2024-13-01", "2024-1-01", "20240101", "", "0000-01-01", "0001-01-01", "9999-12-31",
+    ],
     "timestamp": [
         "2024-03-01T10:00:00Z", "2024-03-01 10:00:00", "2024-03-01T10:00:00.123456+02:00", "2024-03-01T24:00:00",
         "2024-02-30T10:00:00", "2024-03-01T10:00", "2024-03-01T10:00:00+0200", "2024-03-01T10:00:00.1234567", "",
+        # Year 0, and instants that leave the years 1 to 9999 once moved to UTC.
+        "0000-06-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "0001-01-01T01:00:00+01:00", "9999-12-31T23:00:00-02:00",
+        # Spark takes offsets up to +/-18:00, Python up to 23:59.
+        "2024-03-01T10:00:00+18:00", "2024-03-01T10:00:00-18:00", "2024-03-01T10:00:00+18:01",
+        "2024-03-01T10:00:00-19:00", "2024-03-01T10:00:00+23:59", "2024-03-01T10:00:00+05:60",
     ],
     "decimal(10,3)": ["1", "1234567.123", "12345678.1", "1.1234", "-0.5", "+3.", "1e2", ""],
 }  # fmt: skip
@@ -70,6 +78,49 @@ def test_quoting_blank_lines_and_field_counts(spark: SparkSession, tmp_path: Pat
     assert good_rows["1Z8"]["origin_city"] is None
     reasons = {row["raw_line"]: row["reason"] for row in split.rejects.collect()}
     assert reasons == {short: "row has 5 fields, expected 13", long: "row has 14 fields, expected 13"}
+
+
+def function_verdict(line: str, width: int) -> str | None:
+    """What the function's validator (Python's csv module, strict) says of a row's shape; None when it is whole."""
+    try:
+        (fields,) = list(csv.reader([line], strict=True))
+    except csv.Error:
+        return "malformed"
+    return None if len(fields) == width else f"row has {len(fields)} fields, expected {width}"
+
+
+def test_fields_are_counted_by_the_parser_that_reads_them(spark: SparkSession, tmp_path: Path) -> None:
+    contract = load_contracts()["order_tracking"]
+    header = ",".join(contract.column_names)
+    base = "1Z{n},ORD-1,DELIVERED,2025-03-03T10:00:00Z,UPS,{city},US,Paris,75001,FR,,,"
+    lines = {
+        # An inch mark inside an unquoted field is text: 13 fields (the old count said 12).
+        "inch": base.format(n=1, city='12" crate'),
+        # A quoted field holding a delimiter and quotes, then an extra field: 14 (the old count said 13).
+        "fourteen": base.format(n=2, city='"a, ""b"""') + ',"x"',
+        # A space before a quote: the field is unquoted, so its comma splits it, as Python's csv does.
+        "space": base.format(n=3, city=' "Memphis, TN"'),
+        # Text after a closing quote: Python's strict csv refuses the line, so does the job.
+        "after": base.format(n=4, city='"Memphis"TN'),
+        "unclosed": base.format(n=5, city='"Memphis, TN'),
+        "many": base.format(n=6, city="x") + "," * 40,
+    }
+    path = write(tmp_path / "f.csv", header, *lines.values())
+
+    split = split_rows(parse_fields(read_lines(spark, path, contract), contract), contract)
+
+    reasons = {row["raw_line"]: row["reason"] for row in split.rejects.collect()}
+    good = {row["tracking_num"]: row for row in split.good.collect()}
+    assert set(good) == {"1Z1"}
+    assert good["1Z1"]["origin_city"] == '12" crate'
+    for name, line in lines.items():
+        expected = function_verdict(line, len(contract.columns))
+        if expected == "malformed":
+            assert reasons[line].startswith("row is not well-formed CSV"), name
+        elif name == "many":
+            assert reasons[line] == "row has more than 27 fields, expected 13"
+        else:
+            assert reasons.get(line) == expected, name
 
 
 def test_a_header_that_is_not_the_contract_is_refused(spark: SparkSession, tmp_path: Path) -> None:
