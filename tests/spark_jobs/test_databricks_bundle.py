@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from filegate.settings import DEFAULT_JOB_NAME
+from spark_jobs.warehouse import MAX_ATTEMPTS
 
 BUNDLE = Path(__file__).resolve().parents[2] / "infra" / "databricks"
 PARAMETERS = [
@@ -26,7 +27,9 @@ def test_the_job_runs_stage_then_target_with_the_job_parameters() -> None:
 
     assert job["name"] == DEFAULT_JOB_NAME
     assert [p["name"] for p in job["parameters"]] == ["source_path", "dataset", "batch_id"]
-    assert (job["max_concurrent_runs"], job["queue"]["enabled"]) == (1, True)
+    # Overlapping runs of one dataset race; each must commit within the bounded retries of a lost race.
+    assert 1 <= job["max_concurrent_runs"] < MAX_ATTEMPTS
+    assert job["queue"]["enabled"] is True
     stage, target = job["tasks"]
     assert (stage["task_key"], target["task_key"]) == ("stage_load", "target_load")
     assert target["depends_on"] == [{"task_key": "stage_load"}]

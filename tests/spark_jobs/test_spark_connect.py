@@ -75,3 +75,41 @@ def test_a_rerun_over_spark_connect_changes_nothing(connect: SparkConnect, tmp_p
     assert target_status(lake) == before
     rerun = log_rows(lake)[-1]
     assert (rerun["rows_inserted"], rerun["rows_updated"]) == (0, 0), output
+
+
+def start_task(server: SparkConnect, task: str, source: Path, batch_id: str, lake: Lake) -> subprocess.Popen[str]:
+    arguments = ["--source-path", str(source), "--dataset", "order_tracking", "--batch-id", batch_id]
+    return subprocess.Popen(
+        [sys.executable, "-m", f"spark_jobs.{task}", *arguments, *lake.arguments()],
+        cwd=REPO,
+        env={**os.environ, "SPARK_REMOTE": server.url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_runs_merging_into_one_table_at_once_lose_and_duplicate_nothing(
+    connect: SparkConnect, tmp_path: Path, samples: list[Path]
+) -> None:
+    lake = Lake(tmp_path / "warehouse")
+    files = samples[:3]
+    for path in files:
+        run_task(connect, "stage_load", path, path.stem, lake)
+
+    # Three target_load processes at once into the same target, stage table and processing_log: Delta
+    # refuses all but one commit of each race, and each loser retries against the winner's snapshot.
+    processes = [start_task(connect, "target_load", path, path.stem, lake) for path in files]
+    outputs = [process.communicate(timeout=600) for process in processes]
+
+    for process, (out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:] + out
+    assert target_status(lake) == latest_status(ORDER_TRACKING, files)
+    logs = [row for row in log_rows(lake) if row["task"] == "target_load"]
+    assert sorted(row["batch_id"] for row in logs) == sorted(path.stem for path in files)
+    assert all(row["status"] == "SUCCEEDED" for row in logs)
+    # Whatever order the commits landed in, each key was inserted once.
+    assert sum(row["rows_inserted"] for row in logs) == len(target_status(lake))
+    assert lake.table("order_tracking_stage").num_rows == 0
+    retried = sum("a concurrent commit won" in out for out, _ in outputs)
+    print(f"{retried} of {len(files)} runs retried a commit")
