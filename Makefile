@@ -66,7 +66,7 @@ gcp-package: $(PY_STAMP) ## Build build/gcp_function/ and its zip: the GCP funct
 bench: setup ## Handler benchmarks vs the raw-SDK floor into bench/results/handler.md (QUICK=1: small sizes)
 	$(BIN)/python bench/bench_handler.py $(if $(QUICK),--quick)
 
-bench-merge: setup ## Spark stage + MERGE benchmark vs a bare deltalake merge into bench/results/merge.md
+bench-merge: setup ## Job vs a bare Delta-on-Spark MERGE (and delta-rs) into bench/results/merge.md
 	$(BIN)/python bench/bench_merge.py
 
 samples: setup ## Regenerate data/samples (deterministic)
