@@ -30,7 +30,13 @@ IS_CURRENT = "is_current"
 HISTORY = (EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT)
 
 REASON = "reason"
+# The ids of every rule a row broke (`customers.email.pattern`, `orders.check.ordered_not_in_future`).
+RULES = "rules"
 RAW_LINE = "raw_line"
+# The ids of the `warn` checks a kept row failed; counted, the row still loads.
+WARNINGS = "_warnings"
+# An extra, byte-identical copy of a row already in the file: counted, not staged twice.
+DUPLICATE = "_duplicate"
 
 
 def spark_type_name(type_name: str) -> str:

@@ -13,7 +13,7 @@ from filegate.contracts import Column, Contract, typed_value
 from filegate.patterns import shared_pattern
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
 from spark_jobs.columns import REASON as REASON_COLUMN
-from spark_jobs.columns import spark_type_name
+from spark_jobs.columns import RULES, spark_type_name
 
 _FIELD_COUNT = "_field_count"
 # A quoted field, doubled quotes inside included (RFC 4180).
@@ -200,6 +200,20 @@ def row_reason(contract: Contract) -> SparkColumn:
     return F.when(shape.isNotNull(), shape).when(per_column != F.lit(""), per_column)
 
 
+def field_count_rule(contract: Contract) -> str:
+    """The rule id of a row with the wrong number of fields."""
+    return f"{contract.name}.row.field_count"
+
+
+def row_rule_ids(contract: Contract) -> SparkColumn:
+    """The ids of the rules `row_reason` names, as an array (empty for a good row)."""
+    shape_broken = F.col(_FIELD_COUNT) != F.lit(len(contract.columns))
+    per_column = F.array(*(column_rule_id(contract, column, F.col(column.name)) for column in contract.columns))
+    return F.when(shape_broken, F.array(F.lit(field_count_rule(contract)))).otherwise(
+        F.filter(per_column, lambda rule: rule.isNotNull())
+    )
+
+
 def typed_columns(contract: Contract) -> list[SparkColumn]:
     """The contract's columns cast from validated text; empty text is NULL."""
     return [
@@ -213,7 +227,12 @@ def typed_columns(contract: Contract) -> list[SparkColumn]:
 
 def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     """Good rows typed by the contract, and rejected rows with their reason and raw text."""
-    checked = parsed.select(*typed_columns(contract), row_reason(contract).alias(REASON_COLUMN), RAW_COLUMN)
+    checked = parsed.select(
+        *typed_columns(contract),
+        row_reason(contract).alias(REASON_COLUMN),
+        row_rule_ids(contract).alias(RULES),
+        RAW_COLUMN,
+    )
     good = checked.where(F.col(REASON_COLUMN).isNull()).select(*contract.column_names)
     rejects = checked.where(F.col(REASON_COLUMN).isNotNull()).select(REASON_COLUMN, RAW_COLUMN)
     return SplitRows(checked=checked, good=good, rejects=rejects)
