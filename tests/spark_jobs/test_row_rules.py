@@ -30,7 +30,10 @@ def _checked(spark: SparkSession, path: str, dataset: str) -> list[dict[str, obj
     return [row.asDict() for row in apply_row_rules(checked, contract, BUSINESS_DATE).collect()]
 
 
-ORDER = "{id},CUST-000001,PROD-00001,{quantity},{ordered},19.99,USD,PAYPAL,1 Main Street Boston,CONFIRMED,{created},{updated}"
+ORDER = (
+    "{id},CUST-000001,PROD-00001,{quantity},{ordered},19.99,USD,PAYPAL,1 Main Street Boston,CONFIRMED,"
+    "{created},{updated}"
+)
 
 
 def _order(number: int, quantity: int = 1, ordered: str = "2025-01-15", updated: str = "2025-01-15T10:00:00Z") -> str:
