@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from filegate.errors import ContractError
+from filegate.patterns import shared_pattern
 
 BUILTIN_DATASETS = Path(__file__).with_name("datasets")
 
@@ -44,35 +45,101 @@ def decimal_pattern(precision: int, scale: int) -> str:
     return rf"^[+-]?[0-9]{{1,{max(whole, 1)}}}{fraction}$"
 
 
+# Severity of a column rule when the contract names none (design 3.9): a value that is missing or
+# not of its type breaks the row; a value outside a list, a pattern, a length or a range is a quality
+# problem of the row.
+SEVERITIES = ("HIGH", "MEDIUM", "LOW")
+_DEFAULT_SEVERITY = {"required": "HIGH", "type": "HIGH"}
+NUMERIC_BOUND_TYPES = ("long", "double")
+
+
 @dataclass(frozen=True)
 class Column:
-    """One column of a dataset: its name, type, nullability and allowed values."""
+    """One column of a dataset: its name, type, nullability and the rules its values obey."""
 
     name: str
     type: str
     nullable: bool = True
     allowed: tuple[str, ...] = ()
     description: str = ""
+    # A regular expression in the dialect Python and Spark share (filegate.patterns), searched for.
+    pattern: str | None = None
+    # Inclusive bounds, as text of the column's type: numbers for long/double/decimal, ISO for dates.
+    min: str | None = None
+    max: str | None = None
+    # Inclusive bounds on the number of characters (Unicode code points, as Spark's length() counts).
+    min_length: int | None = None
+    max_length: int | None = None
+    severity: str | None = None
 
     @property
     def text_pattern(self) -> str | None:
         """The regular expression a non-empty value must match, or None for free text."""
         return _text_pattern(self.type)
 
+    @property
+    def has_rules(self) -> bool:
+        """Whether a non-empty value can be wrong (free text without rules cannot)."""
+        return bool(
+            self.text_pattern is not None
+            or self.allowed
+            or self.pattern
+            or self.min_length is not None
+            or self.max_length is not None
+        )
+
+    def severity_of(self, kind: str) -> str:
+        """The reported severity of this column's rule `kind`."""
+        return self.severity or _DEFAULT_SEVERITY.get(kind, "MEDIUM")
+
     def check_text(self, text: str) -> str | None:
         """Why `text` is not a valid value of this column, or None when it is."""
+        found = self.violation(text)
+        return found[1] if found else None
+
+    def violation(self, text: str) -> tuple[str, str] | None:
+        """The first rule `text` breaks, as (kind, reason), or None. Spark's `column_reason` mirrors it."""
         if text == "":
-            return None if self.nullable else f"{self.name} is empty but required"
+            return None if self.nullable else ("required", f"{self.name} is empty but required")
         if self.allowed and text not in self.allowed:
-            return f"{self.name} value {text!r} is not one of {', '.join(self.allowed)}"
+            return "allowed", f"{self.name} value {text!r} is not one of {', '.join(self.allowed)}"
         regex = _text_regex(self.type)
         if regex is not None:
             if not regex.match(text):
-                return f"{self.name} value {text!r} is not a valid {self.type}"
+                return "type", f"{self.name} value {text!r} is not a valid {self.type}"
             problem = _check_calendar(self.type, text)
             if problem:
-                return f"{self.name} value {text!r} {problem}"
+                return "type", f"{self.name} value {text!r} {problem}"
+        if self.pattern is not None and not shared_pattern(self.pattern).matches(text):
+            return "pattern", f"{self.name} value {text!r} does not match the pattern {self.pattern}"
+        if self.min_length is not None and len(text) < self.min_length:
+            return "min_length", f"{self.name} value {text!r} is shorter than {self.min_length} characters"
+        if self.max_length is not None and len(text) > self.max_length:
+            return "max_length", f"{self.name} value {_clipped(text)} is longer than {self.max_length} characters"
+        if self.min is not None and typed_value(self.type, text) < typed_value(self.type, self.min):
+            return "min", f"{self.name} value {text!r} is below the minimum {self.min}"
+        if self.max is not None and typed_value(self.type, text) > typed_value(self.type, self.max):
+            return "max", f"{self.name} value {text!r} is above the maximum {self.max}"
         return None
+
+
+def _clipped(text: str, limit: int = 40) -> str:
+    """A long value as a reason quotes it: its start and its length."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def typed_value(type_name: str, text: str) -> Any:
+    """A valid value's text as the Python value Spark compares it as, for min/max."""
+    if type_name == "long":
+        return int(text)
+    if type_name == "double":
+        # A double compares as a double in Spark: 0.30000000000000001 equals 0.3 there.
+        return float(text)
+    if type_name == "date":
+        return date.fromisoformat(text)
+    if type_name == "timestamp":
+        return utc_timestamp(text)
+    return Decimal(text)
 
 
 @cache
@@ -111,6 +178,47 @@ def _check_calendar(type_name: str, text: str) -> str | None:
     return None
 
 
+BUSINESS_DATE = "_business_date"
+LOADS = ("incremental", "snapshot")
+CHECK_ACTIONS = ("reject", "warn")
+_PARAM = re.compile(r"\$\{param\.([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+ParamValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class Check:
+    """A row rule only the Spark job runs: a Spark SQL boolean over the row and `_business_date`."""
+
+    name: str
+    expr: str
+    action: str = "reject"
+    severity: str = "HIGH"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Band:
+    """One labelled range of a banded derived column; bounds inclusive, either may be open."""
+
+    label: str
+    min: str | None = None
+    max: str | None = None
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column computed at stage time from the row alone: a Spark SQL `expr`, or `bands` over a column."""
+
+    name: str
+    type: str
+    expr: str = ""
+    bands_on: str = ""
+    bands: tuple[Band, ...] = ()
+    default: str | None = None
+    description: str = ""
+
+
 @dataclass(frozen=True)
 class Contract:
     """A dataset: how its files are named and what their rows hold."""
@@ -119,6 +227,7 @@ class Contract:
     file_pattern: str
     columns: tuple[Column, ...]
     keys: tuple[str, ...]
+    # A column, or `_business_date`: the date in the file's name (a daily snapshot has no version column).
     sequence_by: str
     scd_type: int = 1
     delimiter: str = ","
@@ -127,10 +236,28 @@ class Contract:
     max_bad_row_ratio: float = 0.1
     description: str = ""
     source: Path | None = field(default=None, compare=False)
+    target_table: str = ""
+    # incremental: a file holds changed rows; snapshot: every live key as of its business date.
+    load: str = "incremental"
+    # A key twice in one file with different content rejects both rows (a snapshot cannot say which).
+    unique_keys: bool = False
+    # Quoted fields may hold line breaks (product descriptions); Spark then reads records, not lines.
+    multiline_records: bool = False
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+    derived: tuple[Derived, ...] = ()
+    # SCD2: which columns open a new version when they change (all others update the current one).
+    track_history: tuple[str, ...] = ()
+    track_history_except: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
+
+    @property
+    def target(self) -> str:
+        """The target table's name."""
+        return self.target_table or self.name
 
     @property
     def extension(self) -> str:
@@ -143,6 +270,17 @@ class Contract:
                 return column
         raise KeyError(name)
 
+    def rule_id(self, column: str, kind: str) -> str:
+        """The id a rejected row carries for a column rule, e.g. `customers.email.pattern`."""
+        return f"{self.name}.{column}.{kind}"
+
+    def check_id(self, check: Check) -> str:
+        return f"{self.name}.check.{check.name}"
+
+    def sql(self, expr: str) -> str:
+        """`expr` with every `${param.x}` replaced by the parameter's SQL literal."""
+        return _PARAM.sub(lambda found: sql_literal(self.params[found[1]]), expr)
+
     @property
     def name_regex(self) -> re.Pattern[str]:
         return _compile_file_pattern(self.file_pattern)
@@ -153,6 +291,15 @@ class Contract:
         if not found:
             raise ValueError(f"{file_name!r} does not match {self.file_pattern!r}")
         return date(int(found["yyyy"]), int(found["mm"]), int(found["dd"]))
+
+
+def sql_literal(value: ParamValue) -> str:
+    """A parameter as a Spark SQL literal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @cache
@@ -197,82 +344,412 @@ class Contracts(Mapping[str, Contract]):
         return max(candidates, key=lambda c: len(c.file_pattern), default=None)
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a contract: where (a TOML key path such as `columns.email.pattern`) and what."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
 def parse_contract(document: Mapping[str, Any], source: Path | None = None) -> Contract:
     """Build a contract from its TOML document, checking it is coherent."""
-    where = str(source) if source else "contract"
-    try:
-        columns = tuple(
-            Column(
-                name=str(raw["name"]),
-                type=str(raw["type"]).strip().lower(),
-                nullable=bool(raw.get("nullable", True)),
-                allowed=tuple(str(v) for v in raw.get("allowed", ())),
-                description=str(raw.get("description", "")),
-            )
-            for raw in _table_list(document["columns"])
-        )
-        contract = Contract(
-            name=str(document["name"]),
-            file_pattern=str(document["file_pattern"]),
-            columns=columns,
-            keys=tuple(str(k) for k in _str_list(document["keys"])),
-            sequence_by=str(document["sequence_by"]),
-            scd_type=int(str(document.get("scd_type", 1))),
-            delimiter=str(document.get("delimiter", ",")),
-            max_bad_row_ratio=float(str(document.get("max_bad_row_ratio", 0.1))),
-            description=str(document.get("description", "")),
-            source=source,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ContractError(f"{where}: missing or malformed field {exc}") from exc
-    problems = _contract_problems(contract)
-    if problems:
-        raise ContractError(f"{where}: " + "; ".join(problems))
+    contract, problems = read_contract(document, source)
+    if problems or contract is None:
+        where = str(source) if source else "contract"
+        raise ContractError(f"{where}: " + "; ".join(str(problem) for problem in problems))
     return contract
 
 
-def _table_list(value: object) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise TypeError("columns must be an array of tables")
-    return value
+def read_contract(document: Mapping[str, Any], source: Path | None = None) -> tuple[Contract | None, list[Problem]]:
+    """The contract and every problem found in it (the contract is None when it cannot be built)."""
+    reader = _Reader(document)
+    columns = tuple(reader.column(raw, index) for index, raw in enumerate(reader.tables("columns", required=True)))
+    params = reader.params()
+    contract = Contract(
+        name=reader.text("name", required=True),
+        file_pattern=reader.text("file_pattern", required=True),
+        columns=columns,
+        keys=reader.names("keys", required=True),
+        sequence_by=reader.text("sequence_by", required=True),
+        scd_type=reader.integer("scd_type", 1),
+        delimiter=reader.text("delimiter") or ",",
+        max_bad_row_ratio=reader.number("max_bad_row_ratio", 0.1),
+        description=reader.text("description"),
+        source=source,
+        target_table=reader.text("target_table"),
+        load=reader.text("load") or "incremental",
+        unique_keys=reader.flag("unique_keys"),
+        multiline_records=reader.flag("multiline_records"),
+        params=params,
+        checks=tuple(reader.check(raw, index) for index, raw in enumerate(reader.tables("checks"))),
+        derived=tuple(reader.derived(raw, index) for index, raw in enumerate(reader.tables("derived"))),
+        track_history=reader.names("track_history"),
+        track_history_except=reader.names("track_history_except"),
+    )
+    problems = reader.problems + _contract_problems(contract)
+    return (None if problems else contract), problems
 
 
-def _str_list(value: object) -> list[str]:
-    if not isinstance(value, list) or not value:
-        raise TypeError("keys must be a non-empty array")
-    return [str(v) for v in value]
+class _Reader:
+    """Reads a contract document field by field, noting every malformed field instead of stopping."""
+
+    def __init__(self, document: Mapping[str, Any]):
+        self.document = document
+        self.problems: list[Problem] = []
+        known = {
+            "name", "file_pattern", "columns", "keys", "sequence_by", "scd_type", "delimiter", "max_bad_row_ratio",
+            "description", "target_table", "load", "unique_keys", "multiline_records", "params", "checks", "derived",
+            "track_history", "track_history_except", "kind",
+        }  # fmt: skip
+        for key in document:
+            if key not in known:
+                self.note(key, "is not a contract field (a typo?)")
+
+    def note(self, where: str, message: str) -> None:
+        self.problems.append(Problem(where, message))
+
+    def text(self, key: str, required: bool = False, within: Mapping[str, Any] | None = None, at: str = "") -> str:
+        table = self.document if within is None else within
+        where = f"{at}.{key}" if at else key
+        if key not in table:
+            if required:
+                self.note(where, "is missing")
+            return ""
+        value = table[key]
+        if not isinstance(value, str):
+            self.note(where, f"must be text, not {value!r}")
+            return ""
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.document.get(key, False)
+        if not isinstance(value, bool):
+            self.note(key, f"must be true or false, not {value!r}")
+            return False
+        return value
+
+    def integer(self, key: str, default: int) -> int:
+        value = self.document.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.note(key, f"must be a whole number, not {value!r}")
+            return default
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        value = self.document.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.note(key, f"must be a number, not {value!r}")
+            return default
+        return float(value)
+
+    def names(self, key: str, required: bool = False) -> tuple[str, ...]:
+        value = self.document.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.note(key, "must be an array of column names")
+            return ()
+        if required and not value:
+            self.note(key, "is missing" if key not in self.document else "must name at least one column")
+        return tuple(value)
+
+    def tables(self, key: str, required: bool = False) -> list[Mapping[str, Any]]:
+        value = self.document.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.note(key, f"must be an array of tables ([[{key}]])")
+            return []
+        if required and not value:
+            self.note(key, "is missing: a contract lists its columns as [[columns]] tables")
+        return value
+
+    def params(self) -> dict[str, ParamValue]:
+        raw = self.document.get("params", {})
+        if not isinstance(raw, dict):
+            self.note("params", "must be a table ([params])")
+            return {}
+        found: dict[str, ParamValue] = {}
+        for name, value in raw.items():
+            if isinstance(value, str | int | float | bool):
+                found[name] = value
+            else:
+                self.note(f"params.{name}", f"must be a number, text or true/false, not {value!r}")
+        return found
+
+    def column(self, raw: Mapping[str, Any], index: int) -> Column:
+        at = f"columns.{raw.get('name', index)}"
+        for key in raw:
+            if key not in _COLUMN_FIELDS:
+                self.note(f"{at}.{key}", "is not a column field (a typo?)")
+        allowed = raw.get("allowed", [])
+        if not isinstance(allowed, list):
+            self.note(f"{at}.allowed", "must be an array of values")
+            allowed = []
+        return Column(
+            name=self.text("name", True, raw, at),
+            type=self.text("type", True, raw, at).strip().lower(),
+            nullable=self._column_flag(raw, "nullable", at),
+            allowed=tuple(str(v) for v in allowed),
+            description=self.text("description", within=raw, at=at),
+            pattern=self.text("pattern", within=raw, at=at) or None,
+            min=self._bound(raw, "min", at),
+            max=self._bound(raw, "max", at),
+            min_length=self._length(raw, "min_length", at),
+            max_length=self._length(raw, "max_length", at),
+            severity=self.text("severity", within=raw, at=at).upper() or None,
+        )
+
+    def _column_flag(self, raw: Mapping[str, Any], key: str, at: str) -> bool:
+        value = raw.get(key, True)
+        if not isinstance(value, bool):
+            self.note(f"{at}.{key}", f"must be true or false, not {value!r}")
+            return True
+        return value
+
+    def _bound(self, raw: Mapping[str, Any], key: str, at: str) -> str | None:
+        if key not in raw:
+            return None
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, str | int | float | date | datetime):
+            self.note(f"{at}.{key}", f"must be a number or an ISO date or timestamp, not {value!r}")
+            return None
+        # TOML reads 2025-01-01 as a date; the rules compare text forms, so keep it as ISO text.
+        return value.isoformat() if isinstance(value, date | datetime) else str(value)
+
+    def _length(self, raw: Mapping[str, Any], key: str, at: str) -> int | None:
+        if key not in raw:
+            return None
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.note(f"{at}.{key}", f"must be a whole number of characters, not {value!r}")
+            return None
+        return value
+
+    def check(self, raw: Mapping[str, Any], index: int) -> Check:
+        at = f"checks.{raw.get('name', index)}"
+        for key in raw:
+            if key not in ("name", "expr", "action", "severity", "description"):
+                self.note(f"{at}.{key}", "is not a check field (a typo?)")
+        return Check(
+            name=self.text("name", True, raw, at),
+            expr=self.text("expr", True, raw, at),
+            action=self.text("action", within=raw, at=at) or "reject",
+            severity=(self.text("severity", within=raw, at=at) or "HIGH").upper(),
+            description=self.text("description", within=raw, at=at),
+        )
+
+    def derived(self, raw: Mapping[str, Any], index: int) -> Derived:
+        at = f"derived.{raw.get('name', index)}"
+        for key in raw:
+            if key not in ("name", "type", "expr", "bands", "description"):
+                self.note(f"{at}.{key}", "is not a derived-column field (a typo?)")
+        bands_raw = raw.get("bands", {})
+        if not isinstance(bands_raw, dict):
+            self.note(f"{at}.bands", "must be a table: { on = COLUMN, default = LABEL, rules = [...] }")
+            bands_raw = {}
+        rules = bands_raw.get("rules", [])
+        if not isinstance(rules, list) or not all(isinstance(rule, dict) for rule in rules):
+            self.note(f"{at}.bands.rules", "must be an array of { label, min, max } tables")
+            rules = []
+        bands = tuple(
+            Band(
+                label=self.text("label", True, rule, f"{at}.bands.rules.{number}"),
+                min=self._bound(rule, "min", f"{at}.bands.rules.{number}"),
+                max=self._bound(rule, "max", f"{at}.bands.rules.{number}"),
+            )
+            for number, rule in enumerate(rules)
+        )
+        default = bands_raw.get("default")
+        return Derived(
+            name=self.text("name", True, raw, at),
+            type=(self.text("type", within=raw, at=at) or ("string" if bands_raw else "")).strip().lower(),
+            expr=self.text("expr", within=raw, at=at),
+            bands_on=self.text("on", within=bands_raw, at=f"{at}.bands") if bands_raw else "",
+            bands=bands,
+            default=None if default is None else str(default),
+            description=self.text("description", within=raw, at=at),
+        )
 
 
-def _contract_problems(contract: Contract) -> list[str]:
-    problems = []
+_COLUMN_FIELDS = (
+    "name", "type", "nullable", "allowed", "description", "pattern", "min", "max", "min_length", "max_length",
+    "severity",
+)  # fmt: skip
+
+
+def _contract_problems(contract: Contract) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def note(where: str, message: str) -> None:
+        problems.append(Problem(where, message))
+
     names = contract.column_names
-    if len(set(names)) != len(names):
-        problems.append("column names repeat")
+    for name in sorted({name for name in names if names.count(name) > 1}):
+        note(f"columns.{name}", "is declared twice")
     for column in contract.columns:
-        if column.type not in SCALAR_TYPES and not _DECIMAL_TYPE.match(column.type):
-            problems.append(f"column {column.name} has unknown type {column.type!r}")
+        problems.extend(_column_problems(column))
     for key in contract.keys:
         if key not in names:
-            problems.append(f"key {key} is not a column")
+            note("keys", f"key {key} is not a column")
         elif contract.column(key).nullable:
-            problems.append(f"key {key} must not be nullable")
-    if contract.sequence_by not in names:
-        problems.append(f"sequence_by {contract.sequence_by} is not a column")
-    elif contract.column(contract.sequence_by).nullable:
-        # The merge compares sequence values (`s.seq > t.seq`) and SCD2 bounds versions by them; a
-        # NULL compares as unknown, so such a row would never update its key nor close a version.
-        problems.append(f"sequence_by {contract.sequence_by} must not be nullable (set nullable = false)")
+            note("keys", f"key {key} must not be nullable")
+    if contract.sequence_by != BUSINESS_DATE:
+        if contract.sequence_by not in names:
+            note("sequence_by", f"sequence_by {contract.sequence_by} is not a column (or {BUSINESS_DATE})")
+        elif contract.column(contract.sequence_by).nullable:
+            # The merge compares sequence values (`s.seq > t.seq`) and SCD2 bounds versions by them; a
+            # NULL compares as unknown, so such a row would never update its key nor close a version.
+            note("sequence_by", f"sequence_by {contract.sequence_by} must not be nullable (set nullable = false)")
     if contract.scd_type not in (1, 2):
-        problems.append("scd_type must be 1 or 2")
+        note("scd_type", "scd_type must be 1 or 2")
     if not 0 <= contract.max_bad_row_ratio <= 1:
-        problems.append("max_bad_row_ratio must be between 0 and 1")
+        note("max_bad_row_ratio", "max_bad_row_ratio must be between 0 and 1")
     if len(contract.delimiter) != 1:
-        problems.append("delimiter must be one character")
+        note("delimiter", "delimiter must be one character")
     if not all(token in contract.file_pattern for token in _DATE_TOKENS):
-        problems.append("file_pattern must contain {yyyy}, {mm} and {dd}")
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", contract.name):
-        problems.append("name must be lower-case letters, digits and underscores")
+        note("file_pattern", "file_pattern must contain {yyyy}, {mm} and {dd}")
+    if not _NAME.fullmatch(contract.name):
+        note("name", "name must be lower-case letters, digits and underscores")
+    if contract.target_table and not _NAME.fullmatch(contract.target_table):
+        note("target_table", "target_table must be lower-case letters, digits and underscores")
+    if contract.load not in LOADS:
+        note("load", f"load must be one of {', '.join(LOADS)}, not {contract.load!r}")
+    for key in ("track_history", "track_history_except"):
+        listed = getattr(contract, key)
+        for name in listed:
+            if name not in names:
+                note(key, f"{name} is not a column")
+        if listed and contract.scd_type != 2:
+            note(key, f"{key} applies to scd_type = 2 only")
+    if contract.track_history and contract.track_history_except:
+        note("track_history", "give track_history or track_history_except, not both")
+    problems.extend(_check_problems(contract))
+    problems.extend(_derived_problems(contract))
     return problems
+
+
+def _check_problems(contract: Contract) -> list[Problem]:
+    problems: list[Problem] = []
+    for check in contract.checks:
+        where = f"checks.{check.name}"
+        if not _NAME.fullmatch(check.name):
+            problems.append(Problem(where, "a check's name must be lower-case letters, digits and underscores"))
+        if check.action not in CHECK_ACTIONS:
+            problems.append(Problem(where, f"action must be one of {', '.join(CHECK_ACTIONS)}, not {check.action!r}"))
+        if check.severity not in SEVERITIES:
+            problems.append(Problem(where, f"severity must be one of {', '.join(SEVERITIES)}, not {check.severity!r}"))
+        problems.extend(_param_problems(contract, check.expr, where))
+    names = [check.name for check in contract.checks]
+    problems.extend(
+        Problem(f"checks.{name}", "is declared twice") for name in sorted({n for n in names if names.count(n) > 1})
+    )
+    return problems
+
+
+def _derived_problems(contract: Contract) -> list[Problem]:
+    problems: list[Problem] = []
+    seen = set(contract.column_names)
+    for derived in contract.derived:
+        where = f"derived.{derived.name}"
+        if derived.name in seen:
+            problems.append(Problem(where, f"{derived.name} clashes with a column of the same name"))
+        seen.add(derived.name)
+        if not _is_type(derived.type):
+            problems.append(Problem(where, f"unknown type {derived.type!r}"))
+        if bool(derived.expr) == bool(derived.bands_on):
+            problems.append(Problem(where, "give either expr or bands"))
+        if derived.bands_on:
+            problems.extend(_band_problems(contract, derived, where))
+        problems.extend(_param_problems(contract, derived.expr, where))
+        if BUSINESS_DATE in derived.expr:
+            # A value that moves with the date would open an SCD2 version every day without a change.
+            problems.append(
+                Problem(where, f"a derived column is computed from the row alone; {BUSINESS_DATE} belongs in checks")
+            )
+    return problems
+
+
+def _is_type(type_name: str) -> bool:
+    return type_name in SCALAR_TYPES or bool(_DECIMAL_TYPE.match(type_name))
+
+
+def _column_problems(column: Column) -> list[Problem]:
+    at = f"columns.{column.name}"
+    problems: list[Problem] = []
+    if not _is_type(column.type):
+        return [Problem(at, f"column {column.name} has unknown type {column.type!r}")]
+    if column.pattern is not None:
+        try:
+            shared_pattern(column.pattern)
+        except ContractError as exc:
+            problems.append(Problem(f"{at}.pattern", str(exc)))
+    for key in ("min", "max"):
+        bound = getattr(column, key)
+        if bound is None:
+            continue
+        if column.type in ("string", "boolean"):
+            problems.append(
+                Problem(f"{at}.{key}", f"{key} applies to numbers, dates and timestamps, not {column.type}")
+            )
+        elif Column("bound", column.type).check_text(bound) is not None:
+            problems.append(Problem(f"{at}.{key}", f"{bound!r} is not a {column.type}"))
+    if (
+        column.min is not None
+        and column.max is not None
+        and not problems
+        and typed_value(column.type, column.min) > typed_value(column.type, column.max)
+    ):
+        problems.append(Problem(at, f"min {column.min} is above max {column.max}"))
+    if column.min_length is not None and column.max_length is not None and column.min_length > column.max_length:
+        problems.append(Problem(at, f"min_length {column.min_length} is above max_length {column.max_length}"))
+    if column.severity is not None and column.severity not in SEVERITIES:
+        problems.append(Problem(f"{at}.severity", f"must be one of {', '.join(SEVERITIES)}"))
+    return problems
+
+
+def _band_problems(contract: Contract, derived: Derived, where: str) -> list[Problem]:
+    if derived.bands_on not in contract.column_names:
+        return [Problem(f"{where}.bands.on", f"{derived.bands_on} is not a column")]
+    on = contract.column(derived.bands_on)
+    problems = []
+    if not derived.bands:
+        problems.append(Problem(f"{where}.bands.rules", "lists no band"))
+    for band in derived.bands:
+        for bound in (band.min, band.max):
+            if bound is None:
+                continue
+            resolved = _resolved_bound(contract, bound)
+            if resolved is None:
+                problems.append(Problem(f"{where}.bands", f"band {band.label}: unknown parameter in {bound!r}"))
+            elif Column("bound", on.type).check_text(resolved) is not None:
+                problems.append(Problem(f"{where}.bands", f"band {band.label}: {bound!r} is not a {on.type}"))
+    return problems
+
+
+def _resolved_bound(contract: Contract, bound: str) -> str | None:
+    """A band bound with `${param.x}` replaced by the parameter's value, or None for an unknown one."""
+    found = _PARAM.fullmatch(bound)
+    if found is None:
+        return bound
+    value = contract.params.get(found[1])
+    return None if value is None else str(value)
+
+
+def band_bound(contract: Contract, bound: str) -> str:
+    """A band bound as text of its column's type."""
+    resolved = _resolved_bound(contract, bound)
+    if resolved is None:
+        raise ContractError(f"{contract.name}: unknown parameter in band bound {bound!r}")
+    return resolved
+
+
+def _param_problems(contract: Contract, expr: str, where: str) -> list[Problem]:
+    return [
+        Problem(where, f"${{param.{name}}} is not in [params]")
+        for name in _PARAM.findall(expr)
+        if name not in contract.params
+    ]
 
 
 def load_contract(path: Path) -> Contract:
@@ -286,11 +763,27 @@ def load_contracts(*directories: Path) -> Contracts:
     found: dict[str, Contract] = {}
     for directory in (BUILTIN_DATASETS, *directories):
         for path in sorted(directory.glob("*.toml")):
+            if _kind(path) != "dataset":
+                continue
             contract = load_contract(path)
-            if contract.name in found and found[contract.name].source != path:
-                raise ContractError(f"dataset {contract.name} is defined twice: {path}")
+            earlier = found.get(contract.name)
+            # A user's folder may replace a built-in dataset of the same name (theirs came first);
+            # two of the user's own files naming one dataset is a mistake.
+            if earlier is not None and earlier.source != path and not _is_builtin(earlier.source):
+                raise ContractError(f"dataset {contract.name} is defined twice: {earlier.source} and {path}")
             found[contract.name] = contract
     return Contracts(found)
+
+
+def _is_builtin(path: Path | None) -> bool:
+    return path is not None and path.parent.resolve() == BUILTIN_DATASETS.resolve()
+
+
+def _kind(path: Path) -> str:
+    """A TOML file's `kind` (dataset unless it says otherwise); pipelines live beside datasets."""
+    with path.open("rb") as handle:
+        kind = tomllib.load(handle).get("kind", "dataset")
+    return str(kind)
 
 
 def utc_timestamp(text: str) -> datetime:

@@ -187,9 +187,12 @@ def _check_rows(reader: Any, contract: Contract) -> tuple[int, int, list[str]]:
         first_line, spans_lines, last_line = last_line + 1, reader.line_num - last_line > 1, reader.line_num
         if not row:
             continue
-        if spans_lines:
-            # The Spark job reads one record per line, as Databricks' CSV reader does by default.
-            problems[first_line] = ["a quoted field holds a line break; records must stay on one line"]
+        if spans_lines and not contract.multiline_records:
+            # The Spark job reads one record per line unless the contract says `multiline_records`.
+            problems[first_line] = [
+                "a quoted field holds a line break; records must stay on one line "
+                f"(or set multiline_records = true in the {contract.name} contract)"
+            ]
         elif len(row) != width:
             problems[first_line] = [f"has {len(row)} fields, expected {width}"]
         else:
@@ -218,7 +221,7 @@ def _bad_values(contract: Contract, rows: list[list[str]]) -> list[tuple[int, di
     found = []
     for index, (column, values) in enumerate(zip(contract.columns, zip(*rows, strict=True), strict=True)):
         distinct = set(values)
-        if column.text_pattern is None and not column.allowed:
+        if not column.has_rules:
             # Free text: only emptiness can be wrong.
             candidates: Iterable[str] = ("",) if "" in distinct and not column.nullable else ()
         else:

@@ -22,10 +22,11 @@ FUNCTION_DIR = ROOT / "gcp_function"
 PACKAGE_DIR = ROOT / "filegate"
 FUNCTION_FILES = ("main.py", "requirements.txt")
 # Not needed in Google Cloud: the other cloud's store, and the operator and local-world commands
-# (the local Jobs API, the watcher, the demo, status, sweep, the CLI around them).
+# (the local Jobs API, the watcher, the demo, status, sweep, check, the CLI around them).
 LEFT_OUT = frozenset(
     {
         "azure_storage.py",
+        "check.py",
         "cli.py",
         "demo.py",
         "emulators.py",

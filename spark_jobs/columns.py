@@ -30,7 +30,13 @@ IS_CURRENT = "is_current"
 HISTORY = (EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT)
 
 REASON = "reason"
+# The ids of every rule a row broke (`customers.email.pattern`, `orders.check.ordered_not_in_future`).
+RULES = "rules"
 RAW_LINE = "raw_line"
+# The ids of the `warn` checks a kept row failed; counted, the row still loads.
+WARNINGS = "_warnings"
+# An extra, byte-identical copy of a row already in the file: counted, not staged twice.
+DUPLICATE = "_duplicate"
 
 
 def spark_type_name(type_name: str) -> str:
@@ -49,7 +55,7 @@ _SCALARS: dict[str, DataType] = {
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 
 
-def _data_type(type_name: str) -> DataType:
+def data_type(type_name: str) -> DataType:
     decimal = _DECIMAL.match(type_name)
     if decimal:
         return DecimalType(int(decimal.group(1)), int(decimal.group(2)))
@@ -66,7 +72,7 @@ def _lineage_fields() -> list[StructField]:
 
 def contract_fields(contract: Contract) -> list[StructField]:
     """The contract's columns as Spark fields; all nullable, the rules are enforced before writing."""
-    return [StructField(column.name, _data_type(column.type)) for column in contract.columns]
+    return [StructField(column.name, data_type(column.type)) for column in contract.columns]
 
 
 def stage_schema(contract: Contract) -> StructType:
@@ -83,7 +89,7 @@ def target_schema(contract: Contract) -> StructType:
     """`<dataset>`: one row per key (SCD1) or one row per key and version (SCD2)."""
     fields = [*contract_fields(contract), *_lineage_fields()]
     if contract.scd_type == 2:
-        sequence_type = _data_type(contract.column(contract.sequence_by).type)
+        sequence_type = data_type(contract.column(contract.sequence_by).type)
         fields += [
             StructField(EFFECTIVE_FROM, sequence_type),
             StructField(EFFECTIVE_TO, sequence_type),

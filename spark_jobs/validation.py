@@ -10,10 +10,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from filegate.contracts import Column, Contract
+from filegate.contracts import Column, Contract, typed_value
+from filegate.patterns import shared_pattern
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
 from spark_jobs.columns import REASON as REASON_COLUMN
-from spark_jobs.columns import spark_type_name
+from spark_jobs.columns import RULES, spark_type_name
 
 _FIELD_COUNT = "_field_count"
 _WELL_FORMED = "_well_formed"
@@ -116,50 +117,109 @@ def _quoted_repr(value: SparkColumn) -> SparkColumn:
     return F.concat(F.lit("'"), value, F.lit("'"))
 
 
-def column_reason(column: Column, value: SparkColumn) -> SparkColumn:
-    """Why a field's text is not a valid value of `column` (the rules of `Column.check_text`), or NULL."""
+def column_rules(column: Column, value: SparkColumn) -> list[tuple[SparkColumn, str, SparkColumn]]:
+    """The rules of `Column.violation`, in its order: (broken when true, rule kind, reason)."""
     empty = value == F.lit("")
-    rules: list[tuple[SparkColumn, SparkColumn]] = []
+    present = ~empty
+    shown = _quoted_repr(value)
+    rules: list[tuple[SparkColumn, str, SparkColumn]] = []
+
+    def rule(condition: SparkColumn, kind: str, *reason: SparkColumn | str) -> None:
+        parts = [part if isinstance(part, SparkColumn) else F.lit(part) for part in reason]
+        rules.append((condition, kind, F.concat(*parts)))
+
     if not column.nullable:
-        rules.append((empty, F.lit(f"{column.name} is empty but required")))
+        rule(empty, "required", f"{column.name} is empty but required")
     if column.allowed:
-        rules.append(
-            (
-                ~empty & ~value.isin(*column.allowed),
-                F.concat(
-                    F.lit(f"{column.name} value "),
-                    _quoted_repr(value),
-                    F.lit(f" is not one of {', '.join(column.allowed)}"),
-                ),
-            )
+        rule(
+            present & ~value.isin(*column.allowed),
+            "allowed",
+            f"{column.name} value ",
+            shown,
+            f" is not one of {', '.join(column.allowed)}",
         )
-    pattern = column.text_pattern
-    if pattern is not None:
-        rules.append(
-            (
-                ~empty & ~value.rlike(pattern),
-                F.concat(F.lit(f"{column.name} value "), _quoted_repr(value), F.lit(f" is not a valid {column.type}")),
-            )
+    typed = value.try_cast(spark_type_name(column.type))
+    if column.text_pattern is not None:
+        rule(
+            present & ~value.rlike(column.text_pattern),
+            "type",
+            f"{column.name} value ",
+            shown,
+            f" is not a valid {column.type}",
         )
         # The shape is right but the calendar or the type disagrees, e.g. 2024-02-30; dates and times
         # also outside the years 1 to 9999 in UTC (`filegate.contracts._check_calendar`: one definition).
-        typed = value.try_cast(spark_type_name(column.type))
         unreal = typed.isNull()
         if column.type in ("date", "timestamp"):
             unreal = unreal | ~F.year(typed).between(1, 9999)
-        rules.append(
-            (
-                ~empty & unreal,
-                F.concat(F.lit(f"{column.name} value "), _quoted_repr(value), F.lit(f" is not a real {column.type}")),
-            )
+        rule(present & unreal, "type", f"{column.name} value ", shown, f" is not a real {column.type}")
+    if column.pattern is not None:
+        java = shared_pattern(column.pattern).java
+        rule(
+            present & ~value.rlike(java),
+            "pattern",
+            f"{column.name} value ",
+            shown,
+            f" does not match the pattern {column.pattern}",
         )
+    if column.min_length is not None:
+        rule(
+            present & (F.length(value) < F.lit(column.min_length)),
+            "min_length",
+            f"{column.name} value ",
+            shown,
+            f" is shorter than {column.min_length} characters",
+        )
+    if column.max_length is not None:
+        rule(
+            present & (F.length(value) > F.lit(column.max_length)),
+            "max_length",
+            f"{column.name} value ",
+            _clipped_repr(value),
+            f" is longer than {column.max_length} characters",
+        )
+    if column.min is not None:
+        bound = F.lit(typed_value(column.type, column.min))
+        rule(present & (typed < bound), "min", f"{column.name} value ", shown, f" is below the minimum {column.min}")
+    if column.max is not None:
+        bound = F.lit(typed_value(column.type, column.max))
+        rule(present & (typed > bound), "max", f"{column.name} value ", shown, f" is above the maximum {column.max}")
+    return rules
+
+
+def _clipped_repr(value: SparkColumn, limit: int = 40) -> SparkColumn:
+    """`_clipped` of the function: a long value as its start and its length."""
+    return F.when(F.length(value) <= F.lit(limit), _quoted_repr(value)).otherwise(
+        F.concat(
+            _quoted_repr(F.substring(value, 1, limit)),
+            F.lit("... ("),
+            F.length(value).cast("string"),
+            F.lit(" characters)"),
+        )
+    )
+
+
+def _first_of(rules: list[tuple[SparkColumn, SparkColumn]]) -> SparkColumn:
+    """The value of the first rule whose condition holds, or NULL."""
     if not rules:
         return F.lit(None).cast("string")
-    first_condition, first_reason = rules[0]
-    reason = F.when(first_condition, first_reason)
-    for condition, text in rules[1:]:
-        reason = reason.when(condition, text)
-    return reason
+    first_condition, first_value = rules[0]
+    chosen = F.when(first_condition, first_value)
+    for condition, value in rules[1:]:
+        chosen = chosen.when(condition, value)
+    return chosen
+
+
+def column_reason(column: Column, value: SparkColumn) -> SparkColumn:
+    """Why a field's text is not a valid value of `column` (the rules of `Column.check_text`), or NULL."""
+    return _first_of([(condition, reason) for condition, _, reason in column_rules(column, value)])
+
+
+def column_rule_id(contract: Contract, column: Column, value: SparkColumn) -> SparkColumn:
+    """The id of the first rule a field breaks (`customers.email.pattern`), or NULL."""
+    return _first_of(
+        [(condition, F.lit(contract.rule_id(column.name, kind))) for condition, kind, _ in column_rules(column, value)]
+    )
 
 
 def row_reason(contract: Contract) -> SparkColumn:
@@ -187,6 +247,24 @@ def row_reason(contract: Contract) -> SparkColumn:
     return F.when(shape.isNotNull(), shape).when(per_column != F.lit(""), per_column)
 
 
+def field_count_rule(contract: Contract) -> str:
+    """The rule id of a row with the wrong number of fields."""
+    return f"{contract.name}.row.field_count"
+
+
+def row_rule_ids(contract: Contract) -> SparkColumn:
+    """The ids of the rules `row_reason` names, as an array (empty for a good row)."""
+    per_column = F.array(*(column_rule_id(contract, column, F.col(column.name)) for column in contract.columns))
+    return (
+        F.when(~F.col(_WELL_FORMED), F.array(F.lit(f"{contract.name}.row.well_formed")))
+        .when(
+            F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
+            F.array(F.lit(field_count_rule(contract))),
+        )
+        .otherwise(F.filter(per_column, lambda rule: rule.isNotNull()))
+    )
+
+
 def typed_columns(contract: Contract) -> list[SparkColumn]:
     """The contract's columns cast from validated text; empty text is NULL."""
     return [
@@ -200,7 +278,12 @@ def typed_columns(contract: Contract) -> list[SparkColumn]:
 
 def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     """Good rows typed by the contract, and rejected rows with their reason and raw text."""
-    checked = parsed.select(*typed_columns(contract), row_reason(contract).alias(REASON_COLUMN), RAW_COLUMN)
+    checked = parsed.select(
+        *typed_columns(contract),
+        row_reason(contract).alias(REASON_COLUMN),
+        row_rule_ids(contract).alias(RULES),
+        RAW_COLUMN,
+    )
     good = checked.where(F.col(REASON_COLUMN).isNull()).select(*contract.column_names)
     rejects = checked.where(F.col(REASON_COLUMN).isNotNull()).select(REASON_COLUMN, RAW_COLUMN)
     return SplitRows(checked=checked, good=good, rejects=rejects)

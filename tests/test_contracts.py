@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,122 @@ def test_every_shipped_and_test_contract_passes_the_checks() -> None:
     contracts = load_contracts(test_contracts)
 
     assert {"order_tracking", "parcel_history"} <= set(contracts)
+
+
+def _things(**changes: object) -> dict[str, object]:
+    document: dict[str, object] = {
+        "name": "things",
+        "file_pattern": "things_{yyyy}_{mm}_{dd}.csv",
+        "keys": ["id"],
+        "sequence_by": "id",
+        "columns": [
+            {"name": "id", "type": "long", "nullable": False},
+            {"name": "amount", "type": "decimal(10,2)"},
+            {"name": "code", "type": "string"},
+        ],
+    }
+    document.update(changes)
+    return document
+
+
+def test_the_five_ecommerce_contracts_are_shipped_with_their_rules() -> None:
+    contracts = load_contracts()
+
+    customers = contracts["customers"]
+    assert customers.target == "customers_target"
+    assert customers.column("email").pattern is not None
+    assert customers.column("email").check_text("someone@example") is not None
+    assert customers.check_id(customers.checks[0]) == "customers.check.registered_not_in_future"
+    assert contracts["inventory"].keys == ("product_id", "warehouse_location")
+    assert contracts["products"].load == "snapshot"
+    assert contracts["products"].sequence_by == "_business_date"
+    assert contracts["products"].multiline_records
+    assert (
+        contracts["orders"].column("order_amount").check_text("0.00")
+        == "order_amount value '0.00' is below the minimum 0.01"
+    )
+    assert contracts["shipping"].sql("x / ${param.volumetric_divisor}") == "x / 5000"
+    assert contracts["orders"].column("order_id").pattern == "^ORD-[0-9]{8}$"
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "kind"),
+    [
+        ({"name": "v", "type": "long", "min": 1, "max": 10}, "0", "min"),
+        ({"name": "v", "type": "long", "min": 1, "max": 10}, "11", "max"),
+        ({"name": "v", "type": "long", "min": 1, "max": 10}, "010", None),
+        ({"name": "v", "type": "date", "min": "1900-01-01"}, "1899-12-31", "min"),
+        ({"name": "v", "type": "string", "min_length": 2}, "é", "min_length"),
+        ({"name": "v", "type": "string", "max_length": 2}, "éé", None),
+        ({"name": "v", "type": "string", "pattern": "^[0-9]+$"}, "٣", "pattern"),
+        ({"name": "v", "type": "string", "pattern": "^[0-9]+$", "nullable": False}, "", "required"),
+        ({"name": "v", "type": "long", "min": 1}, "x", "type"),
+    ],
+)
+def test_column_rules_name_the_rule_a_value_breaks(column: dict[str, object], text: str, kind: str | None) -> None:
+    contract = parse_contract(_things(columns=[{"name": "id", "type": "long", "nullable": False}, column]))
+
+    violation = contract.column("v").violation(text)
+
+    assert (violation[0] if violation else None) == kind
+
+
+def test_a_toml_date_bound_is_kept_as_iso_text() -> None:
+    columns = [
+        {"name": "id", "type": "long", "nullable": False},
+        {"name": "d", "type": "date", "min": date(2000, 1, 1)},
+    ]
+
+    contract = parse_contract(_things(columns=columns))
+
+    assert contract.column("d").min == "2000-01-01"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"load": "full"}, "load must be one of incremental, snapshot"),
+        ({"keyz": ["id"]}, "keyz: is not a contract field"),
+        ({"unique_keys": "yes"}, "unique_keys: must be true or false"),
+        ({"max_bad_row_ratio": "lots"}, "max_bad_row_ratio: must be a number"),
+        ({"track_history": ["amount"]}, "track_history applies to scd_type = 2 only"),
+        ({"scd_type": 2, "track_history": ["nope"]}, "nope is not a column"),
+        ({"checks": [{"name": "c", "expr": "x > 1", "action": "drop"}]}, "action must be one of reject, warn"),
+        ({"checks": [{"name": "c", "expr": "x > ${param.limit}"}]}, r"\$\{param.limit\} is not in \[params\]"),
+        ({"derived": [{"name": "code", "type": "string", "expr": "1"}]}, "clashes with a column"),
+        ({"derived": [{"name": "d", "type": "date", "expr": "_business_date"}]}, "_business_date belongs in checks"),
+        ({"derived": [{"name": "d", "type": "string"}]}, "give either expr or bands"),
+        ({"params": {"limit": [1, 2]}}, "params.limit: must be a number, text or true/false"),
+        (
+            {"derived": [{"name": "d", "bands": {"on": "amount", "rules": [{"label": "X", "max": "lots"}]}}]},
+            "band X: 'lots' is not a decimal",
+        ),
+    ],
+)
+def test_contract_v2_problems_are_named(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        parse_contract(_things(**change))
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"pattern": r"^\d+$"}, r"\\d means different characters"),
+        ({"min": "abc"}, "'abc' is not a string|min applies to numbers"),
+        ({"min_length": -1}, "must be a whole number of characters"),
+        ({"min_length": 5, "max_length": 2}, "min_length 5 is above max_length 2"),
+        ({"severity": "urgent"}, "must be one of HIGH, MEDIUM, LOW"),
+        ({"pattrn": "x"}, "is not a column field"),
+    ],
+)
+def test_broken_column_rules_are_refused_when_the_contract_loads(column: dict[str, object], message: str) -> None:
+    columns = [{"name": "id", "type": "long", "nullable": False}, {"name": "code", "type": "string", **column}]
+
+    with pytest.raises(ContractError, match=message):
+        parse_contract(_things(columns=columns))
+
+
+def test_sequence_by_may_be_the_business_date_of_the_file() -> None:
+    contract = parse_contract(_things(sequence_by="_business_date", load="snapshot"))
+
+    assert contract.sequence_by == "_business_date"

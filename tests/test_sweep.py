@@ -118,7 +118,7 @@ def test_the_command_prints_one_outcome_per_file(
     world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.upload(NAME, DATA)
-    world.upload("customers_2024_03_05.csv", DATA)
+    world.upload("suppliers_2024_03_05.csv", DATA)
     settings = world.settings
     if world.kind == "azure":
         monkeypatch.setenv("FILEGATE_AZURE_STORAGE", request.getfixturevalue("azurite").connection_string)

@@ -46,7 +46,7 @@ def test_variants_a_user_expects_to_pass(data: bytes) -> None:
 
 
 def test_unknown_dataset_names_the_known_patterns() -> None:
-    result = check(csv_bytes(), name="customers_2024_03_05.csv")
+    result = check(csv_bytes(), name="suppliers_2024_03_05.csv")
 
     assert not result.ok
     assert "unknown dataset" in result.reasons[0]

@@ -58,4 +58,4 @@ def test_main_imports_the_vendored_core(function_source: Path) -> None:
 
     location, datasets = done.stdout.splitlines()
     assert Path(location).is_relative_to(function_source)
-    assert datasets == "['order_tracking']"
+    assert datasets == "['customers', 'inventory', 'order_tracking', 'orders', 'products', 'shipping']"

@@ -186,7 +186,7 @@ FILES: tuple[HostileFile, ...] = (
         REJECTED,
         "malformed at line 22: a quoted field is never closed",
     ),
-    HostileFile("unknown-dataset", "customers_2024_03_05.csv", lambda: csv_bytes(_rows()), REJECTED, "unknown dataset"),
+    HostileFile("unknown-dataset", "suppliers_2024_03_05.csv", lambda: csv_bytes(_rows()), REJECTED, "unknown dataset"),
     HostileFile(
         "calendar-impossible-date",
         "order_tracking_2024_02_30.csv",

@@ -19,13 +19,16 @@ def day_file(seed: int, rows: int = 500) -> str:
     return out.getvalue()
 
 
-def make_samples_arguments() -> list[str]:
-    """The generator's arguments in the Makefile's `samples` recipe, as `make samples` passes them."""
+def make_samples_arguments(module: str = "spark_jobs.generate") -> list[str]:
+    """A generator's arguments in the Makefile's `samples` recipe, as `make samples` passes them."""
     makefile = (REPO / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
-    recipe = re.search(r"^samples:.*\n\t(.+)$", makefile, re.MULTILINE)
+    recipe = re.search(r"^samples:.*\n((?:\t.+\n)+)", makefile, re.MULTILINE)
     assert recipe, "the Makefile has a `samples` target"
-    words = shlex.split(recipe.group(1))
-    return words[words.index("spark_jobs.generate") + 1 :]
+    for line in recipe.group(1).splitlines():
+        words = shlex.split(line)
+        if module in words:
+            return words[words.index(module) + 1 :]
+    raise AssertionError(f"`make samples` does not run {module}")
 
 
 def test_the_same_seed_writes_the_same_bytes_and_another_seed_does_not() -> None:

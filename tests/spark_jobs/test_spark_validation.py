@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from filegate.contracts import Column, load_contracts
-from spark_jobs.validation import HeaderMismatch, column_reason, parse_fields, read_lines, split_rows
+from spark_jobs.validation import HeaderMismatch, column_reason, column_rule_id, parse_fields, read_lines, split_rows
 
 pytestmark = pytest.mark.spark
 
@@ -129,3 +129,68 @@ def test_a_header_that_is_not_the_contract_is_refused(spark: SparkSession, tmp_p
 
     with pytest.raises(HeaderMismatch, match="does not list the columns"):
         read_lines(spark, path, contract)
+
+
+# One list of values per rule kind, checked by the function (`Column.violation`) and by the job
+# (`column_rules`): the verdict, the reason and the rule id must agree for every value.
+RULE_CASES: list[tuple[Column, list[str]]] = [
+    (
+        Column("email", "string", pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"),
+        ["a@b.co", "a.b+c@d-e.example.org", "a@b", "a@@b.co", "ä@b.co", "a@b.co\n", "a@b.c", " a@b.co", ""],
+    ),
+    (
+        Column("phone", "string", pattern=r"^\+[1-9][0-9]{7,14}$"),
+        ["+14155550100", "+4930123456", "+0123456789", "14155550100", "+1415555010012345", "+١٤١٥٥٥٥٠١٠٠", ""],
+    ),
+    (Column("code", "string", pattern="^A.C$"), ["ABC", "A\nC", "A\rC", "A\u2028C", "A\u00e9C", "AC", "ABCD"]),
+    (Column("zip", "string", nullable=False, pattern="^[A-Za-z0-9 -]{3,10}$"), ["02134", "0213", "SW1A 1AA", "12", ""]),
+    (
+        Column("name", "string", min_length=2, max_length=5),
+        ["ab", "abcde", "a", "abcdef", "éé", "日本語", "😀", "😀😀😀😀😀😀", ""],
+    ),
+    (Column("note", "string", max_length=3), ["abc", "abcd", "x" * 60]),
+    (Column("quantity", "long", min="1", max="1000"), ["1", "1000", "0", "1001", "-5", "0001", "+7", "1e3", ""]),
+    (Column("amount", "decimal(12,2)", min="0.01"), ["0.01", "0.00", "0.009", "-1", "1", "007.50", "0.1", ""]),
+    (Column("weight", "double", min="0.001", max="70"), ["0.001", "70", "70.0000001", "0.0009", "1e1", ".5", ""]),
+    (
+        Column("born", "date", min="1900-01-01", max="2024-12-31"),
+        ["1900-01-01", "1899-12-31", "2024-12-31", "2025-01-01", ""],
+    ),
+    (
+        Column("seen", "timestamp", min="2024-01-01T00:00:00Z"),
+        [
+            "2024-01-01T00:00:00Z",
+            "2023-12-31T23:59:59Z",
+            "2024-01-01T00:30:00+01:00",
+            "2024-01-01T01:30:00+01:00",
+            "2024-01-01 00:00:00",
+        ],
+    ),
+    (Column("tier", "string", allowed=("BASIC", "GOLD"), pattern="^[A-Z]+$"), ["GOLD", "gold", "PLATINUM", ""]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("column", "texts"), RULE_CASES, ids=[column.name for column, _ in RULE_CASES])
+def test_column_rules_give_the_functions_verdict_reason_and_rule(
+    spark: SparkSession, column: Column, texts: list[str]
+) -> None:
+    contract = load_contracts()["customers"]
+    rows = spark.createDataFrame([(text,) for text in texts], "value string")
+
+    found = {
+        row["value"]: (row["reason"], row["rule"])
+        for row in rows.select(
+            "value",
+            column_reason(column, F.col("value")).alias("reason"),
+            column_rule_id(contract, column, F.col("value")).alias("rule"),
+        ).collect()
+    }
+
+    expected = {}
+    for text in texts:
+        violation = column.violation(text)
+        expected[text] = (violation[1], contract.rule_id(column.name, violation[0])) if violation else (None, None)
+    assert {text: rule for text, (_, rule) in found.items()} == {text: rule for text, (_, rule) in expected.items()}
+    # Reasons read alike where Python's repr shows the text as it is (no escaped control characters).
+    plain = [text for text in texts if repr(text) == f"'{text}'"]
+    assert {text: found[text][0] for text in plain} == {text: expected[text][0] for text in plain}

@@ -1,0 +1,181 @@
+"""`filegate check [PATH...]`: every problem in the contracts, with file and line, before they are used.
+
+The function and the job refuse a broken contract when they load it; this finds every problem at
+once, in a user's folder and in the built-in datasets, and (with Spark installed) also resolves each
+`[[checks]]` and `[[derived]]` expression against the contract's schema, so that a SQL typo fails here
+and not in the middle of a load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from filegate.contracts import BUILTIN_DATASETS, Contract, read_contract
+
+_SECTIONS = ("columns", "checks", "derived")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem, located."""
+
+    path: Path
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
+
+
+def contract_files(paths: Iterable[Path]) -> list[Path]:
+    """The `*.toml` files named, or inside the folders named, in order."""
+    found: list[Path] = []
+    for path in paths:
+        found.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
+    return found
+
+
+def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
+    """Every contract that loads, and every problem of every file (names clashing across files too)."""
+    contracts: list[Contract] = []
+    findings: list[Finding] = []
+    first_seen: dict[str, Path] = {}
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            findings.append(Finding(path, None, f"cannot be read: {exc}"))
+            continue
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            line = re.search(r"line (\d+)", str(exc))
+            findings.append(Finding(path, int(line[1]) if line else None, f"is not valid TOML: {exc}"))
+            continue
+        if document.get("kind", "dataset") != "dataset":
+            # Pipelines and other kinds are checked by their own readers.
+            continue
+        contract, problems = read_contract(document, source=path)
+        findings.extend(Finding(path, locate(text, problem.where), str(problem)) for problem in problems)
+        name = document.get("name")
+        earlier = first_seen.get(name) if isinstance(name, str) else None
+        # A user's file may replace a built-in dataset of its name; two of the user's may not.
+        if earlier is not None and earlier.parent.resolve() != BUILTIN_DATASETS.resolve():
+            findings.append(Finding(path, locate(text, "name"), f"dataset {name} is also defined in {earlier}"))
+            continue
+        if isinstance(name, str):
+            first_seen[name] = path
+        if contract is not None:
+            contracts.append(contract)
+    return contracts, findings
+
+
+def locate(text: str, where: str) -> int | None:
+    """The line a problem's key path (`columns.email.pattern`, `params.x`, `keys`) points at."""
+    lines = text.splitlines()
+    parts = where.split(".") if where else []
+    if not parts:
+        return None
+    start, end = 0, len(lines)
+    rest = parts
+    if parts[0] in _SECTIONS and len(parts) > 1:
+        block = _block(lines, parts[0], parts[1])
+        if block is None:
+            return None
+        start, end = block
+        rest = parts[2:]
+    elif parts[0] == "params" and len(parts) > 1:
+        header = _first(lines, re.compile(r"^\s*\[params\]\s*$"), 0, len(lines))
+        if header is None:
+            return None
+        start, end = header, _next_header(lines, header + 1)
+        rest = parts[1:]
+    else:
+        end = _next_header(lines, 0)
+    key = rest[0] if rest else None
+    if key is None:
+        return start + 1
+    found = _first(lines, re.compile(rf"^\s*{re.escape(key)}\s*="), start, end)
+    return (found if found is not None else start) + 1
+
+
+def _block(lines: list[str], section: str, name: str) -> tuple[int, int] | None:
+    """The lines of the `[[section]]` table whose name is `name` (or whose index is `name`)."""
+    headers = [index for index, line in enumerate(lines) if re.match(rf"^\s*\[\[{section}\]\]\s*$", line)]
+    for number, header in enumerate(headers):
+        end = _next_header(lines, header + 1)
+        named = _first(lines, re.compile(rf"^\s*name\s*=\s*[\"']{re.escape(name)}[\"']"), header, end)
+        if named is not None or name == str(number):
+            return header, end
+    return None
+
+
+def _next_header(lines: list[str], start: int) -> int:
+    found = _first(lines, re.compile(r"^\s*\["), start, len(lines))
+    return len(lines) if found is None else found
+
+
+def _first(lines: list[str], pattern: re.Pattern[str], start: int, end: int) -> int | None:
+    return next((index for index in range(start, end) if pattern.match(lines[index])), None)
+
+
+def _spark_findings(contracts: Sequence[Contract]) -> list[Finding]:
+    """Resolve every check and derived expression on a local Spark session (pyspark needed)."""
+    from spark_jobs.contract_sql import expression_problems
+    from spark_jobs.session import build_session
+
+    spark = build_session("filegate-check", on_databricks=False)
+    findings = []
+    for contract in contracts:
+        assert contract.source is not None
+        text = contract.source.read_text(encoding="utf-8")
+        for problem in expression_problems(spark, contract):
+            findings.append(Finding(contract.source, locate(text, problem.where), str(problem)))
+    return findings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`filegate check [PATH...]`: exit 0 when every contract is sound, 1 with every problem otherwise."""
+    parser = argparse.ArgumentParser(
+        prog="filegate check",
+        description="Check dataset contracts: fields, types, rules, patterns (shared Python/Java regex), "
+        "parameters, names that clash, and (with Spark) every [[checks]] and [[derived]] expression. "
+        "Reads the built-in datasets and FILEGATE_CONTRACTS_DIR when no PATH is given.",
+    )
+    parser.add_argument("paths", nargs="*", type=Path, help="contract files or folders of them")
+    parser.add_argument(
+        "--no-spark", action="store_true", help="skip resolving SQL expressions on a local Spark session"
+    )
+    args = parser.parse_args(argv)
+    paths = list(args.paths)
+    if not paths:
+        paths = [BUILTIN_DATASETS]
+        extra = os.environ.get("FILEGATE_CONTRACTS_DIR", "")
+        if extra:
+            paths.append(Path(extra))
+    else:
+        # A user's folder is checked together with the built-in datasets: its names must not clash.
+        paths = [BUILTIN_DATASETS, *(path for path in paths if path.resolve() != BUILTIN_DATASETS.resolve())]
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        print(f"filegate check: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    contracts, findings = check_files(contract_files(paths))
+    if not args.no_spark:
+        findings.extend(_spark_findings(contracts))
+    for finding in findings:
+        print(finding)
+    flawed = {finding.path for finding in findings}
+    checked = f"{sum(contract.source not in flawed for contract in contracts)} of {len(contracts)} contract(s) sound"
+    if findings:
+        print(f"filegate check: {len(findings)} problem(s); {checked}", file=sys.stderr)
+        return 1
+    print(f"filegate check: {checked}")
+    return 0

@@ -1,0 +1,99 @@
+"""A contract's SQL as Spark columns: derived columns, row checks, and the check that they resolve.
+
+Derived columns see the row alone (their value must not move with the date, or an SCD2 target would
+open a version every day); checks see the row, the derived columns and `_business_date`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, DateType, StructType
+
+from filegate.contracts import BUSINESS_DATE, Check, Contract, Derived, Problem, band_bound, typed_value
+from spark_jobs.columns import contract_fields, data_type, spark_type_name
+
+
+def derived_column(contract: Contract, derived: Derived) -> SparkColumn:
+    """The derived column's value, cast to its declared type."""
+    value = _banded(contract, derived) if derived.bands_on else F.expr(contract.sql(derived.expr))
+    return value.cast(spark_type_name(derived.type)).alias(derived.name)
+
+
+def _banded(contract: Contract, derived: Derived) -> SparkColumn:
+    """The first band whose inclusive bounds hold the value; the default otherwise; NULL for NULL."""
+    on = contract.column(derived.bands_on)
+    source = F.col(on.name)
+    result = F.when(source.isNull(), F.lit(None).cast("string"))
+    for band in derived.bands:
+        condition = F.lit(True)
+        if band.min is not None:
+            condition = condition & (source >= F.lit(typed_value(on.type, band_bound(contract, band.min))))
+        if band.max is not None:
+            condition = condition & (source <= F.lit(typed_value(on.type, band_bound(contract, band.max))))
+        result = result.when(condition, F.lit(band.label))
+    return result.otherwise(F.lit(derived.default))
+
+
+def check_passes(contract: Contract, check: Check) -> SparkColumn:
+    """True when the row passes the check; a NULL verdict (unknown) counts as passing, as in SQL CHECK."""
+    return F.coalesce(F.expr(contract.sql(check.expr)), F.lit(True))
+
+
+def expression_problems(spark: SparkSession, contract: Contract) -> list[Problem]:
+    """Every derived or check expression that does not resolve against the contract's schema, or has the wrong type."""
+    with _quiet_query_errors():
+        return _expression_problems(spark, contract)
+
+
+@contextmanager
+def _quiet_query_errors() -> Iterator[None]:
+    """PySpark logs every analysis error with its JVM trace as it raises it; here each is a finding."""
+    loggers = [logging.getLogger(name) for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger")]
+    before = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, disabled in zip(loggers, before, strict=True):
+            logger.disabled = disabled
+
+
+def _expression_problems(spark: SparkSession, contract: Contract) -> list[Problem]:
+    problems: list[Problem] = []
+    row_fields = contract_fields(contract)
+    # Analysis only: no row is ever read.
+    frame = spark.createDataFrame([], StructType(row_fields))
+    for derived in contract.derived:
+        try:
+            frame = frame.select("*", derived_column(contract, derived))
+            _ = frame.schema
+        except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
+            problems.append(Problem(f"derived.{derived.name}", _first_line(exc)))
+            frame = frame.select("*", F.lit(None).cast(data_type(derived.type)).alias(derived.name))
+    with_date = frame.select("*", F.lit(None).cast(DateType()).alias(BUSINESS_DATE))
+    for check in contract.checks:
+        try:
+            result = with_date.select(F.expr(contract.sql(check.expr)).alias("verdict")).schema["verdict"]
+        except Exception as exc:  # as above
+            problems.append(Problem(f"checks.{check.name}", _first_line(exc)))
+            continue
+        if not isinstance(result.dataType, BooleanType):
+            problems.append(
+                Problem(f"checks.{check.name}", f"expr gives {result.dataType.simpleString()}, not a boolean")
+            )
+    return problems
+
+
+def _first_line(exc: Exception) -> str:
+    """Spark's message without its plan and JVM trace."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return re.sub(r"(SQLSTATE: [0-9A-Z]+).*", r"\1", first)

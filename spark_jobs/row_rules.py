@@ -1,0 +1,102 @@
+"""The rules only the job can run on a file's rows: derived columns, row checks and unique keys.
+
+Input: the file's checked rows (typed contract columns, the column rules' `reason` and `rules`, the
+raw text). Output: the same rows with the derived columns, every broken rule's id in `rules`, the
+ids of failed `warn` checks in `_warnings`, and `_duplicate` set on the extra copies of a row sent
+more than once byte for byte (kept out of the stage, counted, never a reject: nothing is wrong
+with their content).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from filegate.contracts import BUSINESS_DATE, Check, Contract
+from spark_jobs.columns import DUPLICATE, RAW_LINE, REASON, RULES, WARNINGS
+from spark_jobs.contract_sql import check_passes, derived_column
+
+_KEY_ROWS = "_key_rows"
+_KEY_VERSIONS = "_key_versions"
+_COPY = "_copy"
+
+
+def duplicate_key_rule(contract: Contract) -> str:
+    """The rule id of a key sent twice in one file with different content."""
+    return f"{contract.name}.row.duplicate_key"
+
+
+def apply_row_rules(checked: DataFrame, contract: Contract, business_date: date) -> DataFrame:
+    """Add derived columns, run the checks and the unique-key rule; see the module's docstring."""
+    rows = checked
+    for derived in contract.derived:
+        rows = rows.select("*", derived_column(contract, derived))
+    rows = rows.select("*", F.lit(business_date).alias(BUSINESS_DATE))
+    rejecting = [check for check in contract.checks if check.action == "reject"]
+    warning = [check for check in contract.checks if check.action == "warn"]
+    failed_rejects = [
+        (F.when(~check_passes(contract, check), F.lit(contract.check_id(check))), F.lit(_check_reason(check)))
+        for check in rejecting
+    ]
+    rows = _with_broken(rows, failed_rejects)
+    rows = rows.withColumn(
+        WARNINGS,
+        _ids([F.when(~check_passes(contract, check), F.lit(contract.check_id(check))) for check in warning]),
+    )
+    rows = _unique_keys(rows, contract) if contract.unique_keys else rows.withColumn(DUPLICATE, F.lit(False))
+    return rows.drop(BUSINESS_DATE)
+
+
+def _check_reason(check: Check) -> str:
+    return f"fails the check {check.name}: {check.description or check.expr}"
+
+
+def _ids(candidates: list[SparkColumn]) -> SparkColumn:
+    """The non-NULL ids among `candidates`, as an array (empty when none)."""
+    if not candidates:
+        return F.array().cast("array<string>")
+    return F.filter(F.array(*candidates), lambda rule: rule.isNotNull())
+
+
+def _with_broken(rows: DataFrame, broken: list[tuple[SparkColumn, SparkColumn]]) -> DataFrame:
+    """Append each rule id that is not NULL to `rules`, and its sentence to `reason`."""
+    if not broken:
+        return rows
+    ids = _ids([rule for rule, _ in broken])
+    sentences = F.concat_ws("; ", *(F.when(rule.isNotNull(), text) for rule, text in broken))
+    reason = F.when(F.col(REASON).isNull() & (sentences != F.lit("")), sentences).when(
+        sentences != F.lit(""), F.concat_ws("; ", F.col(REASON), sentences)
+    )
+    return rows.withColumn(REASON, F.coalesce(reason, F.col(REASON))).withColumn(RULES, F.concat(F.col(RULES), ids))
+
+
+def _unique_keys(rows: DataFrame, contract: Contract) -> DataFrame:
+    """A key with two different rows rejects both; identical copies keep one row and flag the rest."""
+    by_key = Window.partitionBy(*(F.col(key) for key in contract.keys))
+    by_content = Window.partitionBy(*(F.col(key) for key in contract.keys), F.col(RAW_LINE)).orderBy(F.col(RAW_LINE))
+    keyed = F.lit(True)
+    for key in contract.keys:
+        keyed = keyed & F.col(key).isNotNull()
+    rows = rows.select(
+        "*",
+        F.size(F.collect_set(RAW_LINE).over(by_key)).alias(_KEY_VERSIONS),
+        F.count(F.lit(1)).over(by_key).alias(_KEY_ROWS),
+        F.row_number().over(by_content).alias(_COPY),
+    )
+    conflict = keyed & (F.col(_KEY_VERSIONS) > F.lit(1))
+    rule = F.when(conflict, F.lit(duplicate_key_rule(contract)))
+    names = ", ".join(contract.keys)
+    text = F.concat(
+        F.lit(f"key ({names}) appears in "),
+        F.col(_KEY_ROWS).cast("string"),
+        F.lit(" rows of this file with "),
+        F.col(_KEY_VERSIONS).cast("string"),
+        F.lit(" different contents; none of them can be chosen"),
+    )
+    rows = _with_broken(rows, [(rule, text)])
+    return rows.withColumn(DUPLICATE, keyed & ~conflict & (F.col(_COPY) > F.lit(1))).drop(
+        _KEY_VERSIONS, _KEY_ROWS, _COPY
+    )

@@ -1,0 +1,79 @@
+"""Contract SQL on Spark: derived columns and checks compute what they say; broken SQL is found by `check`."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from filegate.check import main
+from filegate.contracts import load_contract, load_contracts
+from spark_jobs.columns import contract_fields
+from spark_jobs.contract_sql import check_passes, derived_column, expression_problems
+
+pytestmark = pytest.mark.spark
+
+BROKEN = Path(__file__).parents[1] / "contracts" / "broken"
+
+
+def test_check_resolves_every_shipped_expression_on_spark(spark: SparkSession) -> None:
+    assert main([]) == 0
+
+
+def test_an_expression_that_does_not_resolve_or_is_not_boolean_is_found(spark: SparkSession) -> None:
+    contract = load_contract(BROKEN / "bad_check.toml")
+
+    problems = {problem.where: problem.message for problem in expression_problems(spark, contract)}
+
+    assert set(problems) == {"checks.positive", "checks.not_boolean"}
+    assert "`amout` cannot be resolved" in problems["checks.positive"]
+    assert problems["checks.not_boolean"] == "expr gives decimal(12,2), not a boolean"
+
+
+def test_bands_take_the_first_matching_band_and_parameters(spark: SparkSession) -> None:
+    contract = load_contracts()["inventory"]
+    derived = contract.derived[0]
+    rows = spark.createDataFrame([(q,) for q in (-1, 0, 1, 10, 11, None)], "stock_quantity bigint")
+
+    found = dict(rows.select("stock_quantity", derived_column(contract, derived)).collect())
+
+    assert found == {-1: "OUT_OF_STOCK", 0: "OUT_OF_STOCK", 1: "LOW_STOCK", 10: "LOW_STOCK", 11: "IN_STOCK", None: None}
+
+
+def test_shipping_derives_volume_and_billable_weight(spark: SparkSession) -> None:
+    contract = load_contracts()["shipping"]
+    row = {
+        "package_weight": Decimal("1.500"),
+        "dimensions_cm": "30x20x10",
+        "estimated_delivery": date(2025, 1, 17),
+        "actual_delivery": date(2025, 1, 19),
+    }
+    names = {field.name: field for field in contract_fields(contract)}
+    frame = spark.createDataFrame([row]).select(*(F.col(name).cast(names[name].dataType).alias(name) for name in row))
+    for derived in contract.derived:
+        frame = frame.select("*", derived_column(contract, derived))
+
+    result = frame.first()
+
+    assert result is not None
+    assert result["volume_cm3"] == Decimal("6000.00")
+    assert result["volumetric_weight_kg"] == Decimal("1.200")
+    assert result["billable_weight_kg"] == Decimal("1.500")
+    assert result["delivery_delay_days"] == 2
+    assert result["is_late"] is True
+
+
+def test_a_check_with_an_unknown_verdict_passes_as_sql_check_constraints_do(spark: SparkSession) -> None:
+    contract = load_contracts()["orders"]
+    check = next(check for check in contract.checks if check.name == "ordered_not_in_future")
+    rows = spark.createDataFrame([(date(2025, 1, 15),), (date(2025, 1, 16),), (None,)], "order_date date").select(
+        "*", F.lit(date(2025, 1, 15)).alias("_business_date")
+    )
+
+    verdicts = [row[0] for row in rows.select(check_passes(contract, check)).collect()]
+
+    assert verdicts == [True, False, True]

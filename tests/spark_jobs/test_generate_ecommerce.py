@@ -1,0 +1,109 @@
+"""The e-commerce generator: same seed, same bytes; `make samples` writes the committed files; the
+function's verdict on each file is what its flaw list says."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from filegate.contracts import load_contracts
+from filegate.validation import validate_upload
+from spark_jobs.generate_ecommerce import MEMBERS, generate, main
+from tests.spark_jobs.test_generate import REPO, make_samples_arguments
+
+SAMPLES = REPO / "data" / "samples" / "ecommerce"
+DAYS = ("2025-01-15", "2025-01-16")
+
+
+def test_make_samples_writes_the_committed_batch_byte_for_byte(tmp_path: Path) -> None:
+    arguments = make_samples_arguments("spark_jobs.generate_ecommerce")
+    assert arguments[arguments.index("--out") + 1] == "data/samples/ecommerce"
+    arguments[arguments.index("--out") + 1] = str(tmp_path)
+
+    assert main(arguments) == 0
+
+    committed = sorted(path.relative_to(SAMPLES) for path in SAMPLES.rglob("*") if path.is_file())
+    written = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file())
+    assert committed == written
+    for relative in committed:
+        assert (tmp_path / relative).read_bytes() == (SAMPLES / relative).read_bytes(), relative
+
+
+def test_another_seed_writes_another_batch(tmp_path: Path) -> None:
+    generate(date(2025, 1, 15), 1, 8, tmp_path)
+
+    assert (tmp_path / "orders_2025_01_15.csv").read_bytes() != (SAMPLES / "orders_2025_01_15.csv").read_bytes()
+
+
+def _flaws() -> dict[str, dict[str, dict[str, object]]]:
+    flaws: dict[str, dict[str, dict[str, object]]] = json.loads((SAMPLES / "flaws.json").read_text(encoding="utf-8"))
+    return flaws
+
+
+@pytest.mark.parametrize("day", DAYS)
+@pytest.mark.parametrize("dataset", MEMBERS)
+def test_the_function_accepts_each_file_and_counts_the_planted_column_flaws(day: str, dataset: str) -> None:
+    contracts = load_contracts()
+    contract = contracts[dataset]
+    name = f"{dataset}_{day.replace('-', '_')}.csv"
+    data = (SAMPLES / name).read_bytes()
+    flaws = _flaws()[day]
+    rejects = flaws["rejects"]
+    assert isinstance(rejects, dict)
+    # The function checks column rules on its sample (here the whole file); row checks and unique
+    # keys need the job.
+    column_rejects = sum(
+        count
+        for rule, count in rejects.items()
+        if rule.split(".")[0] == dataset and rule.split(".")[1] in contract.column_names
+    )
+
+    verdict = validate_upload(name, len(data), data, contracts, max_file_bytes=10**9)
+
+    assert verdict.ok, verdict.reasons
+    rows = flaws["rows"]
+    assert isinstance(rows, dict)
+    assert verdict.rows_sampled == rows[dataset]
+    assert verdict.bad_rows == column_rejects
+
+
+def test_the_trigger_names_every_member_file_with_its_rows_and_bytes() -> None:
+    for day in DAYS:
+        stamp = day.replace("-", "_")
+        document = json.loads((SAMPLES / f"trigger_{stamp}.json").read_text(encoding="utf-8"))
+
+        assert document["batch_date"] == day
+        assert [entry["dataset"] for entry in document["files"]] == list(MEMBERS)
+        for entry in document["files"]:
+            assert entry["bytes"] == (SAMPLES / entry["file"]).stat().st_size
+            assert entry["rows"] == _flaws()[day]["rows"][entry["dataset"]]  # type: ignore[index]
+
+
+def test_the_bad_customers_file_is_rejected_for_its_header() -> None:
+    data = (SAMPLES / "bad" / "customers_2025_01_16.csv").read_bytes()
+
+    verdict = validate_upload("customers_2025_01_16.csv", len(data), data, load_contracts(), max_file_bytes=10**9)
+
+    assert not verdict.ok
+    assert "header is missing columns: email" in verdict.reasons[0]
+
+
+def test_the_planted_situations_are_all_there() -> None:
+    planted = {what for day in DAYS for what in _flaws()[day]["planted"]}
+
+    assert {
+        "orphan_order",
+        "invalid_contact",
+        "negative_amount",
+        "discontinued_product_ordered",
+        "status_contradicts_quantity",
+        "delivered_before_ordered",
+        "exact_duplicate",
+        "conflicting_duplicate",
+        "multiline_description",
+        "missing_from_snapshot",
+        "last_login_only_change",
+    } <= planted

@@ -1,0 +1,96 @@
+"""Row checks, derived columns and unique keys on a file's rows: every broken rule named by its id."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from filegate.contracts import load_contracts
+from spark_jobs.row_rules import apply_row_rules
+from spark_jobs.validation import parse_fields, read_lines, split_rows
+
+pytestmark = pytest.mark.spark
+
+BUSINESS_DATE = date(2025, 1, 15)
+
+
+def _file(tmp_path: Path, dataset: str, *rows: str) -> str:
+    header = ",".join(load_contracts()[dataset].column_names)
+    path = tmp_path / f"{dataset}.csv"
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _checked(spark: SparkSession, path: str, dataset: str) -> list[dict[str, object]]:
+    contract = load_contracts()[dataset]
+    checked = split_rows(parse_fields(read_lines(spark, path, contract), contract), contract).checked
+    return [row.asDict() for row in apply_row_rules(checked, contract, BUSINESS_DATE).collect()]
+
+
+ORDER = (
+    "{id},CUST-000001,PROD-00001,{quantity},{ordered},19.99,USD,PAYPAL,1 Main Street Boston,CONFIRMED,"
+    "{created},{updated}"
+)
+
+
+def _order(number: int, quantity: int = 1, ordered: str = "2025-01-15", updated: str = "2025-01-15T10:00:00Z") -> str:
+    return ORDER.format(
+        id=f"ORD-{number:08d}", quantity=quantity, ordered=ordered, created="2025-01-15T09:00:00Z", updated=updated
+    )
+
+
+def test_reject_checks_name_their_id_and_keep_the_column_rule_ids(spark: SparkSession, tmp_path: Path) -> None:
+    future = _order(2, ordered="2025-01-16")
+    both = _order(3, quantity=0, ordered="2025-01-16", updated="2025-01-15T08:00:00Z")
+    path = _file(tmp_path, "orders", _order(1), future, both)
+
+    rows = {row["order_id"]: row for row in _checked(spark, path, "orders")}
+
+    assert rows["ORD-00000001"]["rules"] == []
+    assert rows["ORD-00000001"]["reason"] is None
+    assert rows["ORD-00000002"]["rules"] == ["orders.check.ordered_not_in_future"]
+    assert rows["ORD-00000002"]["reason"] == "fails the check ordered_not_in_future: order_date <= _business_date"
+    assert rows["ORD-00000003"]["rules"] == [
+        "orders.quantity.min",
+        "orders.check.ordered_not_in_future",
+        "orders.check.updated_after_created",
+    ]
+
+
+def test_a_key_with_two_contents_rejects_both_and_an_exact_copy_is_flagged(spark: SparkSession, tmp_path: Path) -> None:
+    path = _file(tmp_path, "orders", _order(1), _order(1), _order(2), _order(2, quantity=2), _order(3))
+
+    rows = _checked(spark, path, "orders")
+
+    by_key: dict[str, list[dict[str, object]]] = {}
+    for row in rows:
+        by_key.setdefault(str(row["order_id"]), []).append(row)
+    assert sorted(row["_duplicate"] for row in by_key["ORD-00000001"]) == [False, True]
+    assert all(row["rules"] == [] for row in by_key["ORD-00000001"])
+    assert [row["rules"] for row in by_key["ORD-00000002"]] == [["orders.row.duplicate_key"]] * 2
+    assert by_key["ORD-00000002"][0]["reason"] == (
+        "key (order_id) appears in 2 rows of this file with 2 different contents; none of them can be chosen"
+    )
+    assert by_key["ORD-00000003"][0]["rules"] == []
+
+
+def test_warn_checks_keep_the_row_and_derived_columns_are_added(spark: SparkSession, tmp_path: Path) -> None:
+    path = _file(
+        tmp_path,
+        "inventory",
+        "PROD-00001,WH-BOS-01,0,IN_STOCK,2025-01-15T08:00:00Z,2024-06-01T00:00:00Z",
+        "PROD-00001,WH-AUS-02,5,LOW_STOCK,2025-01-16T08:00:00Z,2024-06-01T00:00:00Z",
+        "PROD-00002,WH-BOS-01,0,BACKORDER,2025-01-15T08:00:00Z,2024-06-01T00:00:00Z",
+    )
+
+    rows = {(row["product_id"], row["warehouse_location"]): row for row in _checked(spark, path, "inventory")}
+
+    contradicted = rows[("PROD-00001", "WH-BOS-01")]
+    assert contradicted["expected_stock_status"] == "OUT_OF_STOCK"
+    assert contradicted["_warnings"] == ["inventory.check.status_matches_quantity"]
+    assert contradicted["rules"] == []
+    assert rows[("PROD-00001", "WH-AUS-02")]["_warnings"] == ["inventory.check.updated_not_in_future"]
+    assert rows[("PROD-00002", "WH-BOS-01")]["_warnings"] == []

@@ -1,0 +1,60 @@
+"""`filegate check`: every kind of contract mistake found with file and line; the shipped contracts pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from filegate.check import main
+
+BROKEN = Path(__file__).parent / "contracts" / "broken"
+
+
+def test_check_finds_every_kind_of_mistake_with_file_and_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--no-spark", str(BROKEN)])
+
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    expected = [
+        f"{BROKEN}/bad_pattern.toml:15: columns.code.pattern: pattern '^\\\\d{{4}}$': \\d means different characters",
+        f"{BROKEN}/bad_threshold.toml:18: columns.quantity.min: 'zero' is not a long",
+        f"{BROKEN}/bad_threshold.toml:4: keys: key identifier is not a column",
+        f"{BROKEN}/bad_threshold.toml:24: checks.under_cap: ${{param.cap}} is not in [params]",
+        f"{BROKEN}/bad_threshold.toml:22: derived.size.bands: band SMALL: '${{param.limit}}' is not a long",
+        f"{BROKEN}/clash.toml:6: scd_typ: is not a contract field (a typo?)",
+        f"{BROKEN}/clash.toml:13: derived.id: id clashes with a column of the same name",
+        f"{BROKEN}/clash_again.toml:2: dataset clash is also defined in {BROKEN}/clash.toml",
+    ]
+    for line in expected:
+        assert any(found.startswith(line) for found in out), line
+    assert len(out) == len(expected)
+
+
+def test_the_shipped_contracts_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--no-spark"])
+
+    assert code == 0
+    assert "6 of 6 contract(s) sound" in capsys.readouterr().out
+
+
+def test_a_file_that_is_not_toml_is_reported_with_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x.toml").write_text('name = "x"\nkeys = [\n\n"id" "x"]\n', encoding="utf-8")
+
+    code = main(["--no-spark", str(tmp_path)])
+
+    assert code == 1
+    assert "x.toml:4: is not valid TOML" in capsys.readouterr().out
+
+
+def test_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    assert main(["--no-spark", str(tmp_path / "nope")]) == 2
+
+
+def test_a_users_contract_may_replace_a_builtin_of_the_same_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    builtin = (Path(__file__).parents[1] / "filegate" / "datasets" / "customers.toml").read_text(encoding="utf-8")
+    (tmp_path / "customers.toml").write_text(builtin.replace("max_length = 254", "max_length = 200"), encoding="utf-8")
+
+    assert main(["--no-spark", str(tmp_path)]) == 0
