@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from pyspark.sql.types import (
+    ArrayType,
     BooleanType,
     DataType,
     DateType,
@@ -17,7 +18,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from filegate.contracts import Contract
+from filegate.contracts import BUSINESS_DATE, Contract
 
 BATCH_ID = "_batch_id"
 SOURCE_FILE = "_source_file"
@@ -35,8 +36,6 @@ RULES = "rules"
 RAW_LINE = "raw_line"
 # The ids of the `warn` checks a kept row failed; counted, the row still loads.
 WARNINGS = "_warnings"
-# An extra, byte-identical copy of a row already in the file: counted, not staged twice.
-DUPLICATE = "_duplicate"
 
 
 def spark_type_name(type_name: str) -> str:
@@ -75,21 +74,37 @@ def contract_fields(contract: Contract) -> list[StructField]:
     return [StructField(column.name, data_type(column.type)) for column in contract.columns]
 
 
+def row_fields(contract: Contract) -> list[StructField]:
+    """What a loaded row holds: the contract's columns, its derived columns, and the business date
+    when that orders the versions of a key (`sequence_by = "_business_date"`)."""
+    fields = [*contract_fields(contract), *(StructField(d.name, data_type(d.type)) for d in contract.derived)]
+    if contract.sequence_by == BUSINESS_DATE:
+        fields.append(StructField(BUSINESS_DATE, DateType()))
+    return fields
+
+
 def stage_schema(contract: Contract) -> StructType:
-    """`<dataset>_stage`: the good rows of every batch, as read."""
-    return StructType([*contract_fields(contract), *_lineage_fields()])
+    """`<dataset>_stage`: the good rows of every batch, as read, with the warn checks each failed."""
+    return StructType([*row_fields(contract), StructField(WARNINGS, ArrayType(StringType())), *_lineage_fields()])
 
 
 def rejects_schema() -> StructType:
-    """`<dataset>_rejects`: every row that broke a rule, why, and its raw text."""
-    return StructType([StructField(REASON, StringType()), StructField(RAW_LINE, StringType()), *_lineage_fields()])
+    """`<dataset>_rejects`: every row that broke a rule, why, the rules' ids, and its raw text."""
+    return StructType(
+        [
+            StructField(REASON, StringType()),
+            StructField(RULES, ArrayType(StringType())),
+            StructField(RAW_LINE, StringType()),
+            *_lineage_fields(),
+        ]
+    )
 
 
 def target_schema(contract: Contract) -> StructType:
     """`<dataset>`: one row per key (SCD1) or one row per key and version (SCD2)."""
-    fields = [*contract_fields(contract), *_lineage_fields()]
+    fields = [*row_fields(contract), *_lineage_fields()]
     if contract.scd_type == 2:
-        sequence_type = data_type(contract.column(contract.sequence_by).type)
+        sequence_type = next(field.dataType for field in fields if field.name == contract.sequence_by)
         fields += [
             StructField(EFFECTIVE_FROM, sequence_type),
             StructField(EFFECTIVE_TO, sequence_type),

@@ -1,10 +1,10 @@
 """The rules only the job can run on a file's rows: derived columns, row checks and unique keys.
 
 Input: the file's checked rows (typed contract columns, the column rules' `reason` and `rules`, the
-raw text). Output: the same rows with the derived columns, every broken rule's id in `rules`, the
-ids of failed `warn` checks in `_warnings`, and `_duplicate` set on the extra copies of a row sent
-more than once byte for byte (kept out of the stage, counted, never a reject: nothing is wrong
-with their content).
+raw text). Output: the same rows with the derived columns, every broken rule's id in `rules`, and
+the ids of failed `warn` checks in `_warnings`. A row sent twice byte for byte is no conflict: both
+copies stage, and the merge keeps one per key and counts the other as superseded, as it does for any
+repeated version.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from filegate.contracts import BUSINESS_DATE, Check, Contract
-from spark_jobs.columns import DUPLICATE, RAW_LINE, REASON, RULES, WARNINGS
+from spark_jobs.columns import RAW_LINE, REASON, RULES, WARNINGS
 from spark_jobs.contract_sql import check_passes, derived_column
 
 _KEY_ROWS = "_key_rows"
 _KEY_VERSIONS = "_key_versions"
-_COPY = "_copy"
 
 
 def duplicate_key_rule(contract: Contract) -> str:
@@ -29,12 +28,12 @@ def duplicate_key_rule(contract: Contract) -> str:
     return f"{contract.name}.row.duplicate_key"
 
 
-def apply_row_rules(checked: DataFrame, contract: Contract, business_date: date) -> DataFrame:
+def apply_row_rules(checked: DataFrame, contract: Contract, business_date: date | None) -> DataFrame:
     """Add derived columns, run the checks and the unique-key rule; see the module's docstring."""
     rows = checked
     for derived in contract.derived:
         rows = rows.select("*", derived_column(contract, derived))
-    rows = rows.select("*", F.lit(business_date).alias(BUSINESS_DATE))
+    rows = rows.select("*", F.lit(business_date).cast("date").alias(BUSINESS_DATE))
     rejecting = [check for check in contract.checks if check.action == "reject"]
     warning = [check for check in contract.checks if check.action == "warn"]
     failed_rejects = [
@@ -46,8 +45,9 @@ def apply_row_rules(checked: DataFrame, contract: Contract, business_date: date)
         WARNINGS,
         _ids([F.when(~check_passes(contract, check), F.lit(contract.check_id(check))) for check in warning]),
     )
-    rows = _unique_keys(rows, contract) if contract.unique_keys else rows.withColumn(DUPLICATE, F.lit(False))
-    return rows.drop(BUSINESS_DATE)
+    if contract.unique_keys:
+        rows = _unique_keys(rows, contract)
+    return rows if contract.sequence_by == BUSINESS_DATE else rows.drop(BUSINESS_DATE)
 
 
 def _check_reason(check: Check) -> str:
@@ -74,9 +74,8 @@ def _with_broken(rows: DataFrame, broken: list[tuple[SparkColumn, SparkColumn]])
 
 
 def _unique_keys(rows: DataFrame, contract: Contract) -> DataFrame:
-    """A key with two different rows rejects both; identical copies keep one row and flag the rest."""
+    """A key with two different rows in the file rejects every row of that key."""
     by_key = Window.partitionBy(*(F.col(key) for key in contract.keys))
-    by_content = Window.partitionBy(*(F.col(key) for key in contract.keys), F.col(RAW_LINE)).orderBy(F.col(RAW_LINE))
     keyed = F.lit(True)
     for key in contract.keys:
         keyed = keyed & F.col(key).isNotNull()
@@ -84,7 +83,6 @@ def _unique_keys(rows: DataFrame, contract: Contract) -> DataFrame:
         "*",
         F.size(F.collect_set(RAW_LINE).over(by_key)).alias(_KEY_VERSIONS),
         F.count(F.lit(1)).over(by_key).alias(_KEY_ROWS),
-        F.row_number().over(by_content).alias(_COPY),
     )
     conflict = keyed & (F.col(_KEY_VERSIONS) > F.lit(1))
     rule = F.when(conflict, F.lit(duplicate_key_rule(contract)))
@@ -96,7 +94,4 @@ def _unique_keys(rows: DataFrame, contract: Contract) -> DataFrame:
         F.col(_KEY_VERSIONS).cast("string"),
         F.lit(" different contents; none of them can be chosen"),
     )
-    rows = _with_broken(rows, [(rule, text)])
-    return rows.withColumn(DUPLICATE, keyed & ~conflict & (F.col(_COPY) > F.lit(1))).drop(
-        _KEY_VERSIONS, _KEY_ROWS, _COPY
-    )
+    return _with_broken(rows, [(rule, text)]).drop(_KEY_VERSIONS, _KEY_ROWS)

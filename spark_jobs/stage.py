@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import PurePosixPath
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from filegate.contracts import Contract
-from spark_jobs.columns import BATCH_ID, INGESTED_AT, RAW_LINE, REASON, SOURCE_FILE, rejects_schema, stage_schema
+from filegate.contracts import BUSINESS_DATE, Contract
+from filegate.errors import ContractError
+from spark_jobs.columns import (
+    BATCH_ID,
+    INGESTED_AT,
+    RAW_LINE,
+    REASON,
+    RULES,
+    SOURCE_FILE,
+    rejects_schema,
+    stage_schema,
+)
+from spark_jobs.row_rules import apply_row_rules
 from spark_jobs.validation import parse_fields, read_lines, split_rows
 from spark_jobs.warehouse import BatchPart, Warehouse
 
@@ -56,15 +69,34 @@ def with_lineage(rows: DataFrame, batch: Batch) -> DataFrame:
     )
 
 
+def business_date_of(contract: Contract, source_file: str) -> date | None:
+    """The business date in the file's name (the archive keeps the uploaded name, perhaps version-qualified)."""
+    name = PurePosixPath(source_file.rstrip("/")).name
+    for candidate in (name, re.sub(r"__v[0-9a-f]+(?=\.[^.]*$|$)", "", name)):
+        try:
+            return contract.business_date(candidate)
+        except ValueError:
+            continue
+    return None
+
+
 def stage_file(
     spark: SparkSession, warehouse: Warehouse, contract: Contract, source_path: str, batch: Batch
 ) -> StageCounts:
     """Read, check and stage one file; a re-run of the batch replaces exactly its own rows."""
-    checked = split_rows(parse_fields(read_lines(spark, source_path, contract), contract), contract).checked
+    business_date = business_date_of(contract, batch.source_file) or business_date_of(contract, source_path)
+    if business_date is None and (contract.checks or contract.sequence_by == BUSINESS_DATE):
+        raise ContractError(
+            f"{contract.name}: the file name {PurePosixPath(batch.source_file).name!r} carries no business date "
+            f"({contract.file_pattern}), which this contract's checks or sequence need"
+        )
+    split = split_rows(parse_fields(read_lines(spark, source_path, contract), contract), contract)
+    checked = apply_row_rules(split.checked, contract, business_date)
     rejected = F.col(REASON).isNotNull()
     rows = with_lineage(checked, batch).select(
         *stage_schema(contract).fieldNames(),
         REASON,
+        RULES,
         # Only a rejected row needs its raw text; a good row would carry it along for nothing.
         F.when(rejected, F.col(RAW_LINE)).alias(RAW_LINE),
         rejected.alias(_REJECTED),

@@ -38,9 +38,26 @@ class SplitRows:
     rejects: DataFrame
 
 
+# One CSV record of a `multiline_records` file: quoted fields may hold line breaks, the rest ends at
+# one. Possessive quantifiers: Java's regex would otherwise recurse once per character of a long field.
+_RECORD = r'(?:"(?:[^"]++|"")*+"|[^"\r\n]++)*+'
+
+
 def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
-    """The file's data lines as one `raw_line` column, checked against the contract's header."""
-    lines = spark.read.text(path).select(
+    """The file's data records as one `raw_line` column, checked against the contract's header.
+
+    A record is a line, or with `multiline_records` a line whose quoted fields may run over line
+    breaks; such a file is read whole into one value and split into records by `_RECORD`, so keep
+    those files to what one task's memory holds (a catalogue, not a transaction log).
+    """
+    if contract.multiline_records:
+        whole = spark.read.text(path, wholetext=True)
+        raw = whole.select(
+            F.explode(F.regexp_extract_all("value", F.lit(f"({_RECORD})(?:\r\n|\n|\r|$)"), F.lit(1))).alias("value")
+        )
+    else:
+        raw = spark.read.text(path)
+    lines = raw.select(
         # A byte-order mark belongs to the file, not to its first column name.
         F.regexp_replace("value", "^\ufeff", "").alias(RAW_COLUMN)
     )

@@ -158,6 +158,21 @@ class Warehouse:
         )
         # Two first runs may race to create the table: the loser sees it exists on its retry.
         committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
+        self._add_missing_columns(table, schema)
+
+    def _add_missing_columns(self, table: str, schema: StructType) -> None:
+        """Migrate a table made by an earlier release in place: add the columns it lacks, drop nothing.
+
+        Writes name the table's own columns, so without this a new column (a rule's ids, a derived
+        column) would be silently left out of an existing table.
+        """
+        existing = {name.lower() for name in self.read(table).columns}
+        missing = [field for field in schema.fields if field.name.lower() not in existing]
+        if not missing:
+            return
+        columns = ", ".join(f"{_quoted(field.name)} {field.dataType.simpleString()}" for field in missing)
+        statement = f"ALTER TABLE {self.name(table)} ADD COLUMNS ({columns})"
+        committed(lambda: self.spark.sql(statement).collect(), f"add columns to {table}")
 
     def _ensure_schema(self, location: UnityCatalog) -> None:
         if self.spark.catalog.databaseExists(f"{location.catalog}.{location.schema}"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from filegate.contracts import Contract, load_contracts, utc_timestamp
 from spark_jobs import stage_load, target_load
@@ -285,8 +285,12 @@ def test_a_failing_target_load_is_logged_with_its_error_and_keeps_the_stage(
 ) -> None:
     arguments = task_arguments(lake, samples[0], "b1")
     assert stage_load.main(arguments) == 0
-    # A target created by someone else, without the contract's columns: the MERGE cannot set them.
-    lake.warehouse().ensure_table("order_tracking", StructType([StructField("tracking_num", StringType())]))
+    # A target created by someone else with a sequence column of another type: missing columns are
+    # added in place, but a timestamp cannot be stored in a boolean column, so the MERGE fails.
+    lake.warehouse().ensure_table(
+        "order_tracking",
+        StructType([StructField("tracking_num", StringType()), StructField("status_ts", BooleanType())]),
+    )
     capsys.readouterr()
 
     code = target_load.main(arguments)

@@ -1,0 +1,75 @@
+"""The e-commerce samples through `stage_load` and `target_load`: every planted row flaw is caught by
+the rule the generator says, counted exactly, and the multi-line description arrives whole."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from spark_jobs import stage_load, target_load
+from spark_jobs.generate_ecommerce import MEMBERS
+from tests.spark_jobs.conftest import SAMPLES, Lake
+from tests.spark_jobs.test_load_scenarios import task_arguments
+
+pytestmark = pytest.mark.spark
+
+ECOMMERCE = SAMPLES / "ecommerce"
+FLAWS = json.loads((ECOMMERCE / "flaws.json").read_text(encoding="utf-8"))
+
+
+def _stage(lake: Lake, dataset: str, day: str) -> tuple[Counter[str], Counter[str], int, int]:
+    source = ECOMMERCE / f"{dataset}_{day.replace('-', '_')}.csv"
+    assert stage_load.main(task_arguments(lake, source, f"b-{dataset}-{day}", dataset)) == 0
+    rejects = lake.table(f"{dataset}_rejects").to_pylist()
+    stage = lake.table(f"{dataset}_stage").to_pylist()
+    broken = Counter(rule for row in rejects for rule in row["rules"])
+    warned = Counter(rule for row in stage for rule in row["_warnings"])
+    return broken, warned, len(stage), len(rejects)
+
+
+@pytest.mark.parametrize("day", sorted(FLAWS))
+def test_every_planted_row_flaw_is_rejected_or_warned_by_its_rule(lake: Lake, day: str) -> None:
+    expected_rejects = Counter(FLAWS[day]["rejects"])
+    expected_warnings = Counter(FLAWS[day]["warnings"])
+    found_rejects: Counter[str] = Counter()
+    found_warnings: Counter[str] = Counter()
+
+    for dataset in MEMBERS:
+        broken, warned, staged, rejected = _stage(lake, dataset, day)
+        found_rejects += broken
+        found_warnings += warned
+        assert staged + rejected == FLAWS[day]["rows"][dataset], dataset
+
+    assert found_rejects == expected_rejects
+    assert found_warnings == expected_warnings
+
+
+def test_a_description_with_a_line_break_is_one_record_and_reaches_the_target(lake: Lake) -> None:
+    day = "2025-01-15"
+    (product,) = FLAWS[day]["planted"]["multiline_description"]
+    source = ECOMMERCE / "products_2025_01_15.csv"
+    arguments = task_arguments(lake, source, "b-products", "products")
+
+    assert stage_load.main(arguments) == 0
+    assert target_load.main(arguments) == 0
+
+    rows = {row["product_id"]: row for row in lake.table("products_target").to_pylist()}
+    assert len(rows) == FLAWS[day]["rows"]["products"]
+    assert "\n" in rows[product]["description"]
+    assert {str(row["_business_date"]) for row in rows.values()} == {day}
+    assert all(row["effective_from"] == row["_business_date"] for row in rows.values())
+
+
+def test_derived_columns_are_staged_with_the_row(lake: Lake) -> None:
+    _stage(lake, "inventory", "2025-01-15")
+
+    stage = lake.table("inventory_stage").to_pylist()
+
+    assert {row["expected_stock_status"] for row in stage} <= {"OUT_OF_STOCK", "LOW_STOCK", "IN_STOCK"}
+    assert all(
+        row["expected_stock_status"] == ("OUT_OF_STOCK" if row["stock_quantity"] <= 0 else
+                                         "LOW_STOCK" if row["stock_quantity"] <= 10 else "IN_STOCK")
+        for row in stage
+    )  # fmt: skip
