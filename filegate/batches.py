@@ -365,7 +365,7 @@ def evaluate(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool = Fa
     if batch.trigger is not None and not batch.trigger.ok:
         return Verdict(WAITING, ("the archived trigger no longer reads as valid: " + "; ".join(batch.trigger.reasons),))
     incomplete = bool(batch.missing or batch.blocked)
-    if incomplete and sweeping and _is_overdue(gate, batch):
+    if incomplete and sweeping and is_overdue(gate, batch):
         return _apply_overdue(gate, batch)
     if batch.blocked:
         return Verdict(BLOCKED, _waiting_reasons(batch))
@@ -378,7 +378,8 @@ def evaluate(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool = Fa
     return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run)
 
 
-def _is_overdue(gate: Gate, batch: Batch) -> bool:
+def is_overdue(gate: Gate, batch: Batch) -> bool:
+    """Whether the batch's window, counted from its first archived piece, has passed on the gate's clock."""
     first = batch.first_seen()
     return bool(first) and gate.clock().timestamp() - first > batch.pipeline.complete_within_minutes * 60
 
@@ -604,25 +605,34 @@ def batch_dates(gate: Gate, pipeline: Pipeline, since: date | None = None) -> li
 
 
 def sweep_batches(gate: Gate, since: date | None = None) -> Iterator[Outcome]:
-    """Finish batches whose last event was lost, re-drive seals whose run-now never answered, report overdue ones.
-
-    A batch whose latest seal has its run note is done and costs nothing beyond the listing.
-    """
+    """Every batch that needs the sweep, in order; a failure ends the iteration (see `filegate.sweep`)."""
     for name in sorted(gate.pipelines):
         pipeline = gate.pipelines[name]
         for day in batch_dates(gate, pipeline, since):
-            batch = assess_batch(gate, pipeline, day, members_without_trigger=False)
-            if batch.latest_trigger is None and not batch.seals:
-                continue
-            if batch.seals and batch.revision in batch.runs:
-                continue
-            batch = assess_batch(gate, pipeline, day)
-            base = Outcome(WAITING, f"sweep-{pipeline.name}-{day:%Y%m%d}", _batch_prefix(gate, pipeline, day))
-            verdict = evaluate(gate, batch, None, sweeping=True)
-            if verdict.status == DUPLICATE:
-                # The seal was there without its run note: run-now was re-driven with the seal's token.
-                verdict = replace(verdict, status=SEALED, reasons=("run-now re-driven with the seal's token",))
-            yield log_outcome(_outcome(base, batch, verdict))
+            outcome = sweep_batch(gate, pipeline, day)
+            if outcome is not None:
+                yield outcome
+
+
+def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome | None:
+    """Finish a batch whose last event was lost, re-drive a seal whose run-now never answered, report it overdue.
+
+    A batch whose latest seal has its run note is done and costs one listing; None then.
+    """
+    batch = assess_batch(gate, pipeline, business_date, members_without_trigger=False)
+    if batch.latest_trigger is None and not batch.seals:
+        return None
+    if batch.seals and batch.revision in batch.runs:
+        return None
+    batch = assess_batch(gate, pipeline, business_date)
+    base = Outcome(
+        WAITING, f"sweep-{pipeline.name}-{business_date:%Y%m%d}", _batch_prefix(gate, pipeline, business_date)
+    )
+    verdict = evaluate(gate, batch, None, sweeping=True)
+    if verdict.status == DUPLICATE:
+        # The seal was there without its run note: run-now was re-driven with the seal's token.
+        verdict = replace(verdict, status=SEALED, reasons=("run-now re-driven with the seal's token",))
+    return log_outcome(_outcome(base, batch, verdict))
 
 
 def log_outcome(outcome: Outcome) -> Outcome:
