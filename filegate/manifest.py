@@ -60,12 +60,16 @@ def read_trigger(pipeline: Pipeline, contracts: Contracts, file_name: str, size:
         reasons.append(f"the trigger has {size} bytes, above the limit of {MAX_TRIGGER_BYTES} for a trigger file")
         return Trigger(name_date, (), tuple(reasons), {})
     try:
-        content = json.loads(data.decode("utf-8"))
+        # utf-8-sig: a byte-order mark, as some Windows tools write one, is not an error.
+        content = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         reasons.append(f"the trigger is not UTF-8 text (byte {exc.start} cannot be decoded)")
         return Trigger(name_date, (), tuple(reasons), {})
     except json.JSONDecodeError as exc:
         reasons.append(f"the trigger is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        return Trigger(name_date, (), tuple(reasons), {})
+    except RecursionError:
+        reasons.append("the trigger nests JSON arrays or objects too deeply to be a batch manifest")
         return Trigger(name_date, (), tuple(reasons), {})
     if not isinstance(content, dict):
         reasons.append(f"the trigger must be a JSON object, not {type(content).__name__}")
