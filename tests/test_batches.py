@@ -331,14 +331,15 @@ def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, 
     assert deliver(gate, world.upload(member_name("orders", day), corrected)).status in (LATE_MEMBER, DUPLICATE)
 
 
-def test_a_lost_member_event_is_recovered_by_the_sweep(world: World) -> None:
+@pytest.mark.parametrize("lost", ["inventory", "trigger"])
+def test_a_lost_event_is_recovered_by_the_sweep(world: World, lost: str) -> None:
     gate = world.gate()
     day = date(2025, 3, 7)
     pieces = batch_pieces(day)
     for name, data in pieces.items():
         event = world.upload(name, data)
-        if not name.startswith("inventory"):
-            deliver(gate, event)  # the inventory event is lost
+        if not name.startswith(lost):
+            deliver(gate, event)  # the lost piece's event never arrives
     assert batch_runs(world) == []
 
     swept = run_sweep(gate, timedelta(0))
@@ -400,7 +401,7 @@ def test_a_standalone_dataset_keeps_one_run_per_file(world: World) -> None:
     assert [run["job_id"] for run in world.runs()] == [1]
 
 
-def test_assessing_a_batch_reads_only_listings_and_the_small_objects(world: World) -> None:
+def test_assessing_a_sealed_batch_finds_every_member_its_seal_and_its_run_note(world: World) -> None:
     gate = world.gate()
     day = date(2025, 3, 11)
     for name, data in batch_pieces(day).items():
