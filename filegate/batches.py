@@ -122,7 +122,14 @@ def _batch_prefix(gate: Gate, pipeline: Pipeline, business_date: date) -> str:
     return gate.settings.archive.path(pipeline.batch_folder(business_date))
 
 
-def assess_batch(gate: Gate, pipeline: Pipeline, business_date: date, *, members_without_trigger: bool = True) -> Batch:
+def assess_batch(
+    gate: Gate,
+    pipeline: Pipeline,
+    business_date: date,
+    *,
+    members_without_trigger: bool = True,
+    placed: tuple[str, Trigger] | None = None,
+) -> Batch:
     """Read a batch's state: one listing of its folder, the trigger's bytes, one listing per expected member.
 
     The work is bounded by the number of members, never by file sizes.
@@ -141,7 +148,10 @@ def assess_batch(gate: Gate, pipeline: Pipeline, business_date: date, *, members
     latest = batch.latest_trigger
     if latest is None and not members_without_trigger:
         return batch
-    trigger = _read_archived_trigger(gate, pipeline, latest) if latest else None
+    if latest is not None and placed is not None and placed[0] == latest.path:
+        trigger: Trigger | None = placed[1]  # the event's own trigger, already read and checked
+    else:
+        trigger = _read_archived_trigger(gate, pipeline, latest) if latest else None
     if trigger is not None and trigger.ok:
         expected = trigger.expected
     else:
@@ -543,14 +553,24 @@ def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
     relative = pipeline.batch_folder(trigger.business_date) + upload.name
     placement = place_upload(store, upload, settings.archive, relative)
     store.delete(upload.container, upload.path, upload.version)
-    return _evaluate_trigger(gate, upload, pipeline, trigger.business_date, placement.info, placement.reused, base)
+    return _evaluate_trigger(
+        gate, upload, pipeline, trigger.business_date, placement.info, placement.reused, base, trigger
+    )
 
 
 def _evaluate_trigger(
-    gate: Gate, upload: Upload, pipeline: Pipeline, business_date: date, info: ObjectInfo, reused: bool, base: Outcome
+    gate: Gate,
+    upload: Upload,
+    pipeline: Pipeline,
+    business_date: date,
+    info: ObjectInfo,
+    reused: bool,
+    base: Outcome,
+    trigger: Trigger | None = None,
 ) -> Outcome:
     base = replace(base, archived_path=f"{info.container}/{info.path}")
-    batch = assess_batch(gate, pipeline, business_date)
+    placed = (info.path, trigger) if trigger is not None else None
+    batch = assess_batch(gate, pipeline, business_date, placed=placed)
     verdict = evaluate(gate, batch, None)
     if reused and verdict.status in (WAITING, BLOCKED):
         verdict = replace(verdict, status=DUPLICATE)
