@@ -1,9 +1,10 @@
 """What Filegate costs per event, next to the I/O it must do anyway, on Azurite and the local Jobs API.
 
-    .venv/bin/python bench/bench_handler.py            # 1 KB, 100 MB, 1 GB; a burst of 1,000 events
-    .venv/bin/python bench/bench_handler.py --quick    # 1 KB, 10 MB, 100 MB; a burst of 200 events
+    .venv/bin/python bench/bench_handler.py            # 1 KB, 100 MB, 1 GB; a burst of 1,000 events; 50 batches
+    .venv/bin/python bench/bench_handler.py --quick    # 1 KB, 10 MB, 100 MB; a burst of 200 events; 20 batches
 
-Prints tables and writes bench/results/handler.md. Not a test: figures depend on the machine.
+Prints tables and writes bench/results/handler.md (handler_quick.md with --quick). Not a test: figures
+depend on the machine.
 """
 
 from __future__ import annotations
@@ -30,16 +31,20 @@ from azure.core import MatchConditions  # noqa: E402
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 
 from filegate.azure_storage import AzureBlobStore  # noqa: E402
+from filegate.batches import MEMBER_ARCHIVED, SEALED, WAITING, batch_job_trigger  # noqa: E402
 from filegate.contracts import load_contracts  # noqa: E402
 from filegate.events import parse_event  # noqa: E402
 from filegate.ingest import ARCHIVED, Gate, handle_payload  # noqa: E402
 from filegate.jobs import DatabricksJobs, idempotency_token  # noqa: E402
+from filegate.pipelines import load_pipelines  # noqa: E402
 from filegate.settings import Location, Settings  # noqa: E402
 from tests.emulators import run_azurite, run_gcs_emulator  # noqa: E402
 from tests.factories import blob_created, csv_bytes, tracking_row  # noqa: E402
-from tests.jobs_api import local_jobs_api, workspace_client  # noqa: E402
+from tests.jobs_api import BATCH_BUNDLE, FIXTURE_BUNDLE, local_jobs_api, workspace_client  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "handler.md"
+# The quick run keeps its own file, so it never replaces the figures at the issues' sizes.
+QUICK_RESULTS = ROOT / "bench" / "results" / "handler_quick.md"
 BLOCK = 4 * 1024 * 1024
 KB, MB, GB = 1024, 1024**2, 1024**3
 FILE_ARRIVAL_POLL_SECONDS = 60.0
@@ -339,16 +344,106 @@ def latency(bench: Bench, count: int) -> list[str]:
     return rows
 
 
+class CountingStore:
+    """The bench's store, counting the calls Filegate makes: the work per event, whatever the machine."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if name not in ("read_prefix", "stat", "copy", "put", "delete", "list"):
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            result = attribute(*args, **kwargs)
+            return list(result) if name == "list" else result
+
+        return counted
+
+
+SAMPLES = ROOT / "data" / "samples" / "ecommerce"
+MEMBERS = ("customers", "products", "inventory", "orders", "shipping")
+
+
+def pipeline_events(bench: Bench, store: AzureBlobStore, count: int) -> list[str]:
+    """Per batch: four members before the trigger, the trigger, then the member that seals; single files alongside."""
+    from dataclasses import replace
+    from datetime import date, timedelta
+
+    counting = CountingStore(store)
+    gate = replace(bench.gate, store=counting)
+    kinds = (
+        "single file (order_tracking, 1 KB)",
+        "member before the trigger",
+        "trigger, four of five members there",
+        "sealing member (seal + run-now)",
+    )
+    seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
+    calls: dict[str, dict[str, int]] = {kind: {} for kind in kinds}
+    landing = bench.settings.landing
+    trigger = (SAMPLES / "trigger_2025_01_15.json").read_bytes()
+
+    def upload(name: str, data: bytes) -> dict[str, Any]:
+        path = landing.path(name)
+        blob = bench.service.get_blob_client(landing.container, path)
+        etag = str(blob.upload_blob(data, overwrite=True)["etag"]).strip('"')
+        return blob_created(landing.container, path, len(data), etag, port=bench.port)
+
+    def timed(kind: str, event: dict[str, Any], expected: str) -> None:
+        counting.calls = {}
+        started = time.perf_counter()
+        [outcome] = handle_payload(gate, event)
+        seconds[kind].append(time.perf_counter() - started)
+        assert outcome.status == expected, outcome
+        for name, number in counting.calls.items():
+            calls[kind][name] = calls[kind].get(name, 0) + number
+
+    for n in range(count):
+        day = date(2026, 1, 1) + timedelta(days=n)
+        stamp = f"{day:%Y_%m_%d}"
+        # A name of its own, so that no archive name collides and the single file does its minimum work.
+        timed(kinds[0], bench.fresh_upload(KB, f"order_tracking_{stamp}.csv"), ARCHIVED)
+        for dataset in MEMBERS[:4]:
+            data = (SAMPLES / f"{dataset}_2025_01_15.csv").read_bytes()
+            timed(kinds[1], upload(f"{dataset}_{stamp}.csv", data), MEMBER_ARCHIVED)
+        content = trigger.replace(b"2025-01-15", day.isoformat().encode()).replace(b"2025_01_15", stamp.encode())
+        timed(kinds[2], upload(f"trigger_{stamp}.json", content), WAITING)
+        data = (SAMPLES / "shipping_2025_01_15.csv").read_bytes()
+        timed(kinds[3], upload(f"shipping_{stamp}.csv", data), SEALED)
+    rows = [
+        "| event | median | p90 | storage calls per event (list / stat / read / copy / put / delete) | run-now |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in kinds:
+        values = sorted(seconds[kind])
+        p90 = values[min(len(values) - 1, int(len(values) * 0.9))]
+        per = {
+            name: calls[kind].get(name, 0) / len(values)
+            for name in ("list", "stat", "read_prefix", "copy", "put", "delete")
+        }
+        shown = " / ".join(f"{value:g}" for value in per.values())
+        run_now = "1" if kind in (kinds[0], kinds[3]) else "0"
+        rows.append(
+            f"| {kind} | {statistics.median(values) * 1000:.1f} ms | {p90 * 1000:.1f} ms | {shown} | {run_now} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller files and burst")
     args = parser.parse_args(argv)
     sizes = [KB, 10 * MB, 100 * MB] if args.quick else [KB, 100 * MB, GB]
     events = 200 if args.quick else 1000
+    batch_count = 20 if args.quick else 50
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as scratch,
         run_azurite() as azurite,
-        local_jobs_api(Path(scratch) / "jobs") as server,
+        local_jobs_api(Path(scratch) / "jobs", bundle=[FIXTURE_BUNDLE, BATCH_BUNDLE]) as server,
     ):
         service = BlobServiceClient.from_connection_string(azurite.connection_string)
         store = AzureBlobStore.from_setting(azurite.connection_string)
@@ -358,7 +453,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         client = workspace_client(server, retry_timeout_seconds=20, http_timeout_seconds=10)
         jobs = DatabricksJobs(settings, client)
-        gate = Gate(settings, store, jobs, load_contracts())
+        contracts = load_contracts()
+        gate = Gate(
+            settings,
+            store,
+            jobs,
+            contracts,
+            pipelines=load_pipelines(contracts),
+            batch_jobs=batch_job_trigger(settings, client),
+        )
         bench = Bench(service, gate, client, jobs.job_id(), azurite.port, settings, server)
         env = {
             **os.environ,
@@ -370,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         print("## Handler vs floor, by file size", flush=True)
         sections = ["## Handler vs floor, by file size", "", *per_size(bench, sizes, 7), ""]
+        title = f"## Pipeline batches: {batch_count} batches of five members and a trigger, next to the single file"
+        print(title, flush=True)
+        sections += [title, "", *pipeline_events(bench, store, batch_count), ""]
         print("## Cold start", flush=True)
         sections += ["## Cold start", "", *cold_start(bench, env, 3, Path(scratch) / "gcp"), ""]
         title = f"## Event to run-now: one at a time, and {events} events at once on one worker"
@@ -385,8 +491,9 @@ def main(argv: list[str] | None = None) -> int:
         "allocations during the call (tracemalloc).",
         "",
     ]
-    RESULTS.write_text("\n".join(header + sections) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
+    results = QUICK_RESULTS if args.quick else RESULTS
+    results.write_text("\n".join(header + sections) + "\n", encoding="utf-8")
+    print(f"wrote {results}")
     return 0
 
 

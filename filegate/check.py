@@ -16,8 +16,11 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from filegate.contracts import BUILTIN_DATASETS, Contract, read_contract
+from filegate.contracts import BUILTIN_DATASETS, Contract, Contracts, load_contracts, read_contract
+from filegate.errors import ContractError
+from filegate.pipelines import PIPELINE_KIND, parse_pipeline
 
 _SECTIONS = ("columns", "checks", "derived")
 
@@ -47,6 +50,7 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
     contracts: list[Contract] = []
     findings: list[Finding] = []
     first_seen: dict[str, Path] = {}
+    pipelines: list[tuple[Path, dict[str, Any]]] = []
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
@@ -59,8 +63,11 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
             line = re.search(r"line (\d+)", str(exc))
             findings.append(Finding(path, int(line[1]) if line else None, f"is not valid TOML: {exc}"))
             continue
+        if document.get("kind", "dataset") == PIPELINE_KIND:
+            pipelines.append((path, document))
+            continue
         if document.get("kind", "dataset") != "dataset":
-            # Pipelines and other kinds are checked by their own readers.
+            # Other kinds are checked by their own readers.
             continue
         contract, problems = read_contract(document, source=path)
         findings.extend(Finding(path, locate(text, problem.where), str(problem)) for problem in problems)
@@ -74,7 +81,27 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
             first_seen[name] = path
         if contract is not None:
             contracts.append(contract)
+    findings.extend(_pipeline_findings(pipelines, contracts))
     return contracts, findings
+
+
+def _pipeline_findings(pipelines: list[tuple[Path, dict[str, Any]]], contracts: list[Contract]) -> list[Finding]:
+    """Each pipeline against the datasets checked alongside it and the built-in ones: members exist, and
+    no dataset belongs to two pipelines."""
+    known = Contracts({**load_contracts(), **{contract.name: contract for contract in contracts}})
+    findings: list[Finding] = []
+    owners: dict[str, str] = {}
+    for path, document in pipelines:
+        try:
+            pipeline = parse_pipeline(document, known, path)
+        except ContractError as exc:
+            findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
+            continue
+        for member in pipeline.members:
+            if member in owners and owners[member] != pipeline.name:
+                findings.append(Finding(path, None, f"dataset {member} is also a member of {owners[member]}"))
+            owners[member] = pipeline.name
+    return findings
 
 
 def locate(text: str, where: str) -> int | None:

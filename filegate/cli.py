@@ -20,6 +20,7 @@ _MODULE_COMMANDS = {
     "watch": ("filegate.watch", "Emulate Event Grid / Eventarc for local storage emulators"),
     "status": ("filegate.status", "Recent runs, or one run, with state and run page URL"),
     "sweep": ("filegate.sweep", "Process files that sat in the landing location too long"),
+    "batches": ("filegate.batches_command", "Pipeline batches: state, members, seal revision, run"),
     "check": ("filegate.check", "Check dataset contracts (fields, rules, patterns, SQL) with file and line"),
     "demo": ("filegate.demo", "The whole flow on this machine (what `make demo` runs)"),
 }

@@ -21,6 +21,7 @@ from filegate.contracts import Contract, Contracts
 from filegate.errors import InvalidEvent, ObjectNotFound, SourceChanged
 from filegate.events import Ignored, Upload, parse_event
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
+from filegate.pipelines import Pipelines
 from filegate.settings import Settings
 from filegate.storage import Store
 from filegate.validation import Validation, match_dataset, validate_upload
@@ -32,6 +33,8 @@ REJECTED = "rejected"
 IGNORED = "ignored"
 DUPLICATE = "duplicate"
 MALFORMED = "malformed event: "
+# Statuses an alert should match; the batch ones are defined in filegate/batches.py.
+WARNING_STATUSES = frozenset({REJECTED, "blocked", "overdue", "late_member"})
 
 
 @dataclass(frozen=True)
@@ -51,10 +54,18 @@ class Outcome:
     run_id: int | None = None
     run_page_url: str | None = None
     idempotency_token: str | None = None
+    # Pipeline batches (filegate/batches.py): which batch, what it lacks, its seal.
+    pipeline: str | None = None
+    missing: tuple[str, ...] = ()
+    blocked_by: tuple[str, ...] = ()
+    sealed_path: str | None = None
+    revision: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["reasons"] = list(self.reasons)
+        data["missing"] = list(self.missing)
+        data["blocked_by"] = list(self.blocked_by)
         return data
 
     def to_json(self, **extra: object) -> str:
@@ -70,6 +81,9 @@ class Gate:
     jobs: RunTrigger
     contracts: Contracts
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Datasets that arrive as batches, and the job a sealed batch runs; without them every file runs alone.
+    pipelines: Pipelines = field(default_factory=Pipelines)
+    batch_jobs: RunTrigger | None = None
 
 
 def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
@@ -108,7 +122,7 @@ def _log(outcome: Outcome, *, warn: bool = False) -> Outcome:
     `severity` is the field Cloud Logging reads from a structured line; Application Insights takes
     the level from the logging call.
     """
-    level = logging.WARNING if warn or outcome.status == REJECTED else logging.INFO
+    level = logging.WARNING if warn or outcome.status in WARNING_STATUSES else logging.INFO
     log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
     return outcome
 
@@ -119,6 +133,11 @@ def _decide(gate: Gate, upload: Upload) -> Outcome:
     not_ours = _not_ours(gate, upload)
     if not_ours:
         return Outcome(IGNORED, upload.event_id, source, reasons=(not_ours,))
+    pipeline = gate.pipelines.of_trigger(upload.name)
+    if pipeline is not None:
+        from filegate.batches import handle_trigger  # imported here: batches builds on this module
+
+        return handle_trigger(gate, upload, pipeline)
     contract, business_date, _ = match_dataset(gate.contracts, upload.name)
     token = idempotency_token(upload)
     try:
@@ -168,6 +187,12 @@ def _run(
     path: str,
     reused: bool,
 ) -> Outcome:
+    pipeline = gate.pipelines.of_member(contract.name)
+    if pipeline is not None:
+        # A member starts no run of its own; the event that completes its batch starts the batch's run.
+        from filegate.batches import settle_member
+
+        return settle_member(gate, upload, pipeline, contract, business_date, container, path, reused)
     source_uri = gate.store.spark_uri(container, path)
     batch = batch_id(contract.name, business_date, token)
     parameters = {"source_path": source_uri, "dataset": contract.name, "batch_id": batch}
@@ -211,7 +236,7 @@ def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
     # The report goes in before the source is deleted, so a crash in between loses neither.
     write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
     store.delete(upload.container, upload.path, upload.version)
-    return Outcome(
+    outcome = Outcome(
         DUPLICATE if placement.reused else REJECTED,
         upload.event_id,
         f"{upload.container}/{upload.path}",
@@ -220,6 +245,12 @@ def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
         reasons=validation.reasons,
         rejected_path=f"{placement.container}/{placement.path}",
     )
+    pipeline = gate.pipelines.of_member(dataset) if dataset else None
+    if pipeline is not None and validation.business_date is not None:
+        from filegate.batches import member_rejected
+
+        return member_rejected(gate, pipeline, outcome, validation.business_date)
+    return outcome
 
 
 def _settle_earlier(

@@ -97,10 +97,21 @@ def create_workspace_client(settings: Settings, **config: object) -> WorkspaceCl
 class DatabricksJobs:
     """`run-now` through databricks-sdk; the job is resolved by name once per process."""
 
-    def __init__(self, settings: Settings, client: WorkspaceClient | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        client: WorkspaceClient | None = None,
+        *,
+        job_id: int | None = None,
+        job_name: str | None = None,
+        setting: str = "FILEGATE_JOB_ID",
+    ):
+        """The ingest job by default; `job_name` (with `job_id` and its `setting`) picks another one."""
         self._settings = settings
         self._client = client
-        self._job_id = settings.job_id
+        self._job_id = settings.job_id if job_name is None else job_id
+        self._job_name = settings.job_name if job_name is None else job_name
+        self._setting = setting
         self._lock = threading.Lock()
 
     @property
@@ -115,16 +126,16 @@ class DatabricksJobs:
             return self._job_id
         from databricks.sdk.errors.base import DatabricksError
 
-        name = self._settings.job_name
+        name = self._job_name
         try:
             found = [job.job_id for job in self.client.jobs.list(name=name) if job.job_id is not None]
         except DatabricksError as exc:
             raise TransientError(f"cannot list jobs to resolve {name!r}: {exc}") from exc
         if not found:
             # Retrying is right: the bundle may be deployed after the function.
-            raise TransientError(f"no Databricks job named {name!r}; deploy the bundle or set FILEGATE_JOB_ID")
+            raise TransientError(f"no Databricks job named {name!r}; deploy the bundle or set {self._setting}")
         if len(found) > 1:
-            raise SettingsError(f"{len(found)} jobs are named {name!r}; set FILEGATE_JOB_ID")
+            raise SettingsError(f"{len(found)} jobs are named {name!r}; set {self._setting}")
         self._job_id = found[0]
         return found[0]
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from filegate.batches import batch_job_trigger
 from filegate.contracts import load_contracts
 from filegate.errors import SettingsError
 from filegate.events import AZURE, GCS
 from filegate.ingest import Gate
 from filegate.jobs import DatabricksJobs
+from filegate.pipelines import load_pipelines
 from filegate.settings import Settings
 from filegate.storage import Store
 
@@ -27,5 +29,13 @@ def open_store(kind: str, settings: Settings) -> Store:
 
 
 def build_gate(kind: str, settings: Settings) -> Gate:
-    contracts = load_contracts(*([settings.contracts_dir] if settings.contracts_dir else []))
-    return Gate(settings=settings, store=open_store(kind, settings), jobs=DatabricksJobs(settings), contracts=contracts)
+    folders = [settings.contracts_dir] if settings.contracts_dir else []
+    contracts = load_contracts(*folders)
+    return Gate(
+        settings=settings,
+        store=open_store(kind, settings),
+        jobs=DatabricksJobs(settings),
+        contracts=contracts,
+        pipelines=load_pipelines(contracts, *folders),
+        batch_jobs=batch_job_trigger(settings),
+    )

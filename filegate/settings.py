@@ -10,6 +10,7 @@ from pathlib import Path
 from filegate.errors import SettingsError
 
 DEFAULT_JOB_NAME = "filegate-ingest"
+DEFAULT_BATCH_JOB_NAME = "filegate-batch"
 DEFAULT_SAMPLE_BYTES = 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 50 * 1024**3
 
@@ -37,6 +38,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("FILEGATE_JOB_ID", "Databricks job to run; wins over FILEGATE_JOB_NAME."),
     Setting("FILEGATE_JOB_NAME", "Databricks job to run, by name (resolved once per process).", DEFAULT_JOB_NAME),
+    Setting("FILEGATE_BATCH_JOB_ID", "Databricks job a sealed pipeline batch runs; wins over FILEGATE_BATCH_JOB_NAME."),
+    Setting(
+        "FILEGATE_BATCH_JOB_NAME",
+        "Databricks job a sealed pipeline batch runs, by name (resolved once per process).",
+        DEFAULT_BATCH_JOB_NAME,
+    ),
     Setting(
         "FILEGATE_DATABRICKS_AUTH",
         "`azure-identity` to authenticate to Databricks with the function's managed identity; "
@@ -98,6 +105,8 @@ class Settings:
     azure_storage: str | None = None
     job_id: int | None = None
     job_name: str = DEFAULT_JOB_NAME
+    batch_job_id: int | None = None
+    batch_job_name: str = DEFAULT_BATCH_JOB_NAME
     databricks_auth: str = ""
     sample_bytes: int = DEFAULT_SAMPLE_BYTES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
@@ -136,6 +145,8 @@ class Settings:
             azure_storage=text("FILEGATE_AZURE_STORAGE") or None,
             job_id=job_id,
             job_name=text("FILEGATE_JOB_NAME") or DEFAULT_JOB_NAME,
+            batch_job_id=number("FILEGATE_BATCH_JOB_ID", 0) or None,
+            batch_job_name=text("FILEGATE_BATCH_JOB_NAME") or DEFAULT_BATCH_JOB_NAME,
             databricks_auth=text("FILEGATE_DATABRICKS_AUTH").lower(),
             sample_bytes=number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
             max_file_bytes=number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),

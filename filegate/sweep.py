@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from filegate.batches import batch_dates, sweep_batch
 from filegate.errors import FilegateError, SettingsError, StorageError, TransientError
 from filegate.events import AZURE, GCS, GCS_ACCOUNT, Upload
 from filegate.ingest import Gate, Outcome, handle_upload
@@ -89,9 +90,26 @@ def sweep_landing(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -
             yield Outcome(FAILED, upload.event_id, source, reasons=(str(exc),))
 
 
+def sweep_pipeline_batches(gate: Gate) -> Iterator[Outcome]:
+    """After the landing pass: finish, re-drive or report each pipeline batch; a failure skips only that batch."""
+    for name in sorted(gate.pipelines):
+        pipeline = gate.pipelines[name]
+        for day in batch_dates(gate, pipeline):
+            try:
+                outcome = sweep_batch(gate, pipeline, day)
+            except (TransientError, StorageError) as exc:
+                log.warning("sweep: batch %s %s failed: %s", name, day, exc)
+                yield Outcome(FAILED, source=f"{name}/{day.isoformat()}", pipeline=name, reasons=(str(exc),))
+                continue
+            if outcome is not None:
+                yield outcome
+
+
 def run_sweep(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -> Sweep:
-    """Sweep the landing location once and collect the outcomes."""
+    """Sweep the landing location once, then the pipeline batches, and collect the outcomes."""
     outcomes = tuple(sweep_landing(gate, older_than, dry_run=dry_run))
+    if not dry_run:
+        outcomes += tuple(sweep_pipeline_batches(gate))
     return Sweep(outcomes, sum(1 for outcome in outcomes if outcome.status == FAILED))
 
 
@@ -126,6 +144,9 @@ def main(argv: list[str]) -> int:
         gate = build_gate(TARGETS[args.target or _default_target(settings)], settings)
         failed = 0
         for outcome in sweep_landing(gate, timedelta(minutes=args.older_than), dry_run=args.dry_run):
+            print(outcome.to_json(), flush=True)
+            failed += outcome.status == FAILED
+        for outcome in () if args.dry_run else sweep_pipeline_batches(gate):
             print(outcome.to_json(), flush=True)
             failed += outcome.status == FAILED
     except SettingsError as exc:

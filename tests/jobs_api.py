@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +21,12 @@ from filegate.local_jobs import (
     TaskFailed,
     TaskInvocation,
     TaskRunner,
-    load_bundle,
+    load_bundle_files,
     local_variables,
 )
 
 FIXTURE_BUNDLE = Path(__file__).parent / "local_jobs" / "bundle" / "resources" / "filegate_ingest.job.yml"
+BATCH_BUNDLE = FIXTURE_BUNDLE.with_name("filegate_batch.job.yml")
 JOB_NAME = "filegate-ingest"
 
 
@@ -77,7 +78,7 @@ def local_jobs_api(
     state_dir: Path,
     *,
     runner: TaskRunner | None = None,
-    bundle: Path = FIXTURE_BUNDLE,
+    bundle: Path | Sequence[Path] = FIXTURE_BUNDLE,
     warehouse: Path | None = None,
     storage: SourceStorage | None = None,
     workdir: Path | None = None,
@@ -85,7 +86,8 @@ def local_jobs_api(
 ) -> Iterator[LocalJobsServer]:
     """A started local Jobs API for the bundle's jobs, with the fault-injection hook on; stopped on exit."""
     warehouse = warehouse or state_dir / "warehouse"
-    jobs = load_bundle(bundle, local_variables())
+    files = [bundle] if isinstance(bundle, Path) else list(bundle)
+    jobs = load_bundle_files(files, local_variables())
     server = LocalJobsServer(
         jobs,
         state_dir,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from filegate.check import main
+from filegate.check import check_files, main
 
 BROKEN = Path(__file__).parent / "contracts" / "broken"
 
@@ -58,3 +58,19 @@ def test_a_users_contract_may_replace_a_builtin_of_the_same_name(
     (tmp_path / "customers.toml").write_text(builtin.replace("max_length = 254", "max_length = 200"), encoding="utf-8")
 
     assert main(["--no-spark", str(tmp_path)]) == 0
+
+
+def test_a_pipeline_is_checked_against_the_datasets(tmp_path: Path) -> None:
+    pipeline = tmp_path / "shop.toml"
+    pipeline.write_text(
+        'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\n'
+        'members = ["orders", "returns"]\non_incomplete = "explode"\n',
+        encoding="utf-8",
+    )
+
+    _, findings = check_files([pipeline])
+
+    [finding] = findings
+    assert finding.path == pipeline
+    assert "member returns has no dataset contract" in finding.message
+    assert "on_incomplete must be one of" in finding.message

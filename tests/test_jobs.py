@@ -116,3 +116,16 @@ def test_a_host_without_the_discovery_endpoint_still_gets_one_run(tmp_path: Path
         assert probe.value.code == 404
         assert first == again
         assert len(server.runs()) == 1
+
+
+def test_the_batch_job_is_found_by_its_own_name_and_named_in_its_own_error(tmp_path: Path) -> None:
+    from filegate.batches import batch_job_trigger
+    from tests.jobs_api import BATCH_BUNDLE, FIXTURE_BUNDLE
+
+    with local_jobs_api(tmp_path / "jobs", bundle=[FIXTURE_BUNDLE, BATCH_BUNDLE]) as server:
+        run = batch_job_trigger(Settings(), workspace_client(server)).trigger_run({"pipeline": "ecommerce"}, "fg1-b")
+        assert run.job_id == 2
+    with local_jobs_api(tmp_path / "ingest-only") as server, pytest.raises(TransientError) as raised:
+        batch_job_trigger(Settings(), workspace_client(server)).trigger_run({}, "fg1-b")
+    assert "no Databricks job named 'filegate-batch'" in str(raised.value)
+    assert "FILEGATE_BATCH_JOB_ID" in str(raised.value)

@@ -78,6 +78,8 @@ FULL_ENV = {
     "FILEGATE_AZURE_STORAGE": "https://account.blob.core.windows.net",
     "FILEGATE_JOB_ID": "42",
     "FILEGATE_JOB_NAME": "ingest",
+    "FILEGATE_BATCH_JOB_ID": "43",
+    "FILEGATE_BATCH_JOB_NAME": "batch",
     "FILEGATE_DATABRICKS_AUTH": "azure-identity",
     "FILEGATE_SAMPLE_BYTES": "4096",
     "FILEGATE_MAX_FILE_BYTES": "1000000",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from filegate.emulators import stop_requested
-from filegate.local_jobs._bundle import BundleError, JobSpec, TaskSpec, load_bundle
+from filegate.local_jobs._bundle import BundleError, JobSpec, TaskSpec, load_bundle, load_bundle_files
 from filegate.local_jobs._faults import Fault, RecordedRequest
 from filegate.local_jobs._lock import FolderInUse, FolderLock
 from filegate.local_jobs._server import LocalJobsServer, created_jobs
@@ -32,8 +32,10 @@ __all__ = [
     "TaskInvocation",
     "TaskRunner",
     "TaskSpec",
+    "bundle_job_files",
     "default_bundle",
     "load_bundle",
+    "load_bundle_files",
     "local_table",
     "local_variables",
     "main",
@@ -58,6 +60,13 @@ def default_bundle() -> Path:
     return repository_root() / BUNDLE_FILE
 
 
+def bundle_job_files() -> list[Path]:
+    """Every job file the bundle includes, the ingest job's first so it keeps job id 1 (the batch job the
+    function runs for a sealed pipeline batch is found by name among the others)."""
+    first = default_bundle()
+    return [first, *sorted(path for path in first.parent.glob("*.job.yml") if path != first)]
+
+
 def local_variables(overrides: dict[str, str] | None = None) -> dict[str, str]:
     """Values for the bundle's `${var.*}` locally: a catalog and a schema name, as on Databricks."""
     return {"catalog": LOCAL_CATALOG, "schema": LOCAL_SCHEMA, **(overrides or {})}
@@ -76,7 +85,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--state-dir", type=Path, default=Path(".filegate/jobs"), help="runs, tokens and logs")
     parser.add_argument("--warehouse", type=Path, default=Path(".filegate/warehouse"), help="local warehouse folder")
-    parser.add_argument("--bundle", type=Path, default=None, help="bundle job file (default: the repository's)")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        action="append",
+        default=None,
+        help="bundle job file, repeatable (default: every job file of the repository's bundle)",
+    )
     parser.add_argument("--azure-storage", default=None, help="Azurite connection string to read abfss:// inputs")
     parser.add_argument("--gcs-endpoint", default=None, help="GCS emulator URL to read gs:// inputs")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a bundle variable")
@@ -103,7 +118,7 @@ def main(argv: list[str]) -> int:
         overrides[name] = value
     args.warehouse.mkdir(parents=True, exist_ok=True)
     try:
-        jobs = load_bundle(args.bundle or default_bundle(), local_variables(overrides))
+        jobs = load_bundle_files(args.bundle or bundle_job_files(), local_variables(overrides))
     except BundleError as exc:
         print(f"filegate local-jobs: {exc}", file=sys.stderr)
         return 2

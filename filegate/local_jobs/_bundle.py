@@ -73,6 +73,17 @@ def load_bundle(path: Path, variables: Mapping[str, str] | None = None, first_jo
     return tuple(specs)
 
 
+def load_bundle_files(paths: Sequence[Path], variables: Mapping[str, str] | None = None) -> tuple[JobSpec, ...]:
+    """The jobs of several bundle files (the bundle's `include`), ids counting on from the first file's."""
+    jobs: list[JobSpec] = []
+    for path in paths:
+        jobs.extend(load_bundle(path, variables, first_job_id=len(jobs) + 1))
+    names = [job.name for job in jobs]
+    for name in sorted({name for name in names if names.count(name) > 1}):
+        raise BundleError(f"two bundle jobs are named {name!r}: run-now by name could not tell them apart")
+    return tuple(jobs)
+
+
 def resolve_references(arguments: Sequence[str], values: Mapping[str, str]) -> list[str]:
     """Replace `{{job.parameters.x}}` and the other dynamic value references, failing on unknown ones."""
     unknown: list[str] = []

@@ -10,6 +10,8 @@ locals {
     FILEGATE_AZURE_STORAGE   = azurerm_storage_account.filegate.primary_blob_endpoint
     FILEGATE_JOB_NAME        = var.databricks_job_name
     FILEGATE_JOB_ID          = var.databricks_job_id
+    FILEGATE_BATCH_JOB_NAME  = var.databricks_batch_job_name
+    FILEGATE_BATCH_JOB_ID    = var.databricks_batch_job_id
     FILEGATE_DATABRICKS_AUTH = local.token_auth ? "" : "azure-identity"
     FILEGATE_SAMPLE_BYTES    = tostring(var.sample_bytes)
     FILEGATE_MAX_FILE_BYTES  = tostring(var.max_file_bytes)

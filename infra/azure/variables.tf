@@ -167,6 +167,18 @@ variable "databricks_job_id" {
   default     = ""
 }
 
+variable "databricks_batch_job_name" {
+  description = "Name of the job a sealed pipeline batch runs (FILEGATE_BATCH_JOB_NAME)."
+  type        = string
+  default     = "filegate-batch"
+}
+
+variable "databricks_batch_job_id" {
+  description = "Batch job id; when set it wins over the batch job name (FILEGATE_BATCH_JOB_ID). Empty to look the job up by name."
+  type        = string
+  default     = ""
+}
+
 variable "databricks_auth" {
   description = "`azure-identity`: the function's managed identity signs in to Databricks (add it to the workspace first); `token`: a personal access token kept in Key Vault."
   type        = string

@@ -6,6 +6,8 @@ locals {
     FILEGATE_REJECTED       = google_storage_bucket.rejected.name
     FILEGATE_JOB_NAME       = var.databricks_job_name
     FILEGATE_JOB_ID         = var.databricks_job_id
+    FILEGATE_BATCH_JOB_NAME = var.databricks_batch_job_name
+    FILEGATE_BATCH_JOB_ID   = var.databricks_batch_job_id
     FILEGATE_SAMPLE_BYTES   = tostring(var.sample_bytes)
     FILEGATE_MAX_FILE_BYTES = tostring(var.max_file_bytes)
     DATABRICKS_HOST         = var.databricks_host

@@ -96,6 +96,18 @@ variable "databricks_job_id" {
   default     = ""
 }
 
+variable "databricks_batch_job_name" {
+  description = "Name of the job a sealed pipeline batch runs (FILEGATE_BATCH_JOB_NAME)."
+  type        = string
+  default     = "filegate-batch"
+}
+
+variable "databricks_batch_job_id" {
+  description = "Batch job id; when set it wins over the batch job name (FILEGATE_BATCH_JOB_ID). Empty to look the job up by name."
+  type        = string
+  default     = ""
+}
+
 variable "databricks_token" {
   description = "Personal access token for the workspace. Ephemeral and write-only: it goes to Secret Manager and never into plan or state. Needed on the first apply and whenever databricks_token_version changes."
   type        = string

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
 
+from filegate.batches import SEALED, sweep_batches
 from filegate.errors import TransientError
 from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, handle_payload
 from filegate.local_jobs import Fault
 from tests.factories import csv_bytes, tracking_row
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, run_parameters
+from tests.test_batches import batch_pieces, batch_runs, read_seal, seals
 
 NAME = "order_tracking_2024_03_05.csv"
 DATA = csv_bytes([tracking_row(i) for i in range(20)])
@@ -172,3 +175,53 @@ def test_a_change_made_but_its_answer_lost_converges(world: World, operation: An
     assert_converged(world, {NAME: DATA})
     [run] = world.runs()
     assert outcome.run_id == run["run_id"]
+
+
+@pytest.mark.parametrize("recovery", ["redelivery", "sweep"])
+def test_a_crash_between_seal_and_run_now_starts_the_batch_run_once(world: World, recovery: str) -> None:
+    day = date(2025, 5, 1)
+    pieces = batch_pieces(day)
+    *first, last = pieces
+    for name in first:
+        handle_payload(world.gate(), world.upload(name, pieces[name]))
+    event = world.upload(last, pieces[last])
+
+    # The seal is the sealing event's first create-only put: the crash leaves it without a run.
+    with pytest.raises(SimulatedCrash):
+        handle_payload(world.gate(CrashingStore(world.store, after="put")), event)
+    assert len(seals(world, day)) == 1
+    assert world.runs() == []
+
+    if recovery == "redelivery":
+        outcome = redeliver(world, event)
+        assert outcome.status == DUPLICATE
+    else:
+        [outcome] = sweep_batches(world.gate())
+        assert outcome.status == SEALED
+
+    [run] = batch_runs(world)
+    assert outcome.run_id == run["run_id"]
+    assert run_parameters(run)["batch_id"] == read_seal(world, seals(world, day)[0])["batch_id"]
+    assert list(sweep_batches(world.gate())) == []
+    assert redeliver(world, event).run_id == run["run_id"]
+    assert len(batch_runs(world)) == 1
+
+
+def test_a_batch_run_now_failure_is_redelivered_and_starts_one_run(world: World) -> None:
+    day = date(2025, 5, 2)
+    pieces = batch_pieces(day)
+    *first, last = pieces
+    for name in first:
+        handle_payload(world.gate(), world.upload(name, pieces[name]))
+    event = world.upload(last, pieces[last])
+    world.jobs_api.inject(Fault(status=500, after_request=True), times=1)
+
+    with pytest.raises(TransientError):
+        handle_payload(world.gate(), event)
+    world.jobs_api.clear_faults()
+    outcome = redeliver(world, event)
+
+    assert outcome.status == DUPLICATE
+    [run] = batch_runs(world)
+    assert outcome.run_id == run["run_id"]
+    assert len(seals(world, day)) == 1

@@ -22,20 +22,25 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from filegate.batches import batch_job_trigger
 from filegate.contracts import load_contracts
 from filegate.events import GCS_FINALIZED
 from filegate.ingest import Gate
 from filegate.jobs import DatabricksJobs
 from filegate.local_jobs import LocalJobsServer
+from filegate.pipelines import Pipelines, load_pipelines
 from filegate.settings import Location, Settings
 from filegate.storage import ObjectInfo, Store
 from tests.factories import blob_created
-from tests.jobs_api import workspace_client
+from tests.jobs_api import BATCH_BUNDLE, FIXTURE_BUNDLE, workspace_client
 
+# The ingest job (id 1) and a stand-in for the batch job (id 2) a sealed pipeline batch runs.
+WORLD_JOBS = (FIXTURE_BUNDLE, BATCH_BUNDLE)
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -300,13 +305,28 @@ class World:
     proxy: FaultProxy | None = None
 
     def gate(
-        self, store: Store | None = None, *, retry_timeout_seconds: int = 4, http_timeout_seconds: float = 1
+        self,
+        store: Store | None = None,
+        *,
+        retry_timeout_seconds: int = 4,
+        http_timeout_seconds: float = 1,
+        pipelines: Pipelines | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> Gate:
         """A Gate as the function builds it, with short SDK timeouts so faults resolve quickly."""
         client = workspace_client(
             self.jobs_api, retry_timeout_seconds=retry_timeout_seconds, http_timeout_seconds=http_timeout_seconds
         )
-        return Gate(self.settings, store or self.store, DatabricksJobs(self.settings, client), load_contracts())
+        contracts = load_contracts()
+        return Gate(
+            self.settings,
+            store or self.store,
+            DatabricksJobs(self.settings, client),
+            contracts,
+            clock=clock or (lambda: datetime.now(UTC)),
+            pipelines=load_pipelines(contracts) if pipelines is None else pipelines,
+            batch_jobs=batch_job_trigger(self.settings, client),
+        )
 
     def upload(self, name: str, data: bytes) -> dict[str, Any]:
         """Upload a file into the landing location as a user would; return the event the platform sends."""
@@ -426,7 +446,7 @@ def open_azure_world(azurite: Any, state_dir: Any) -> Iterator[World]:
     from filegate.emulators import AZURITE_ACCOUNT, AZURITE_KEY
     from tests.jobs_api import local_jobs_api
 
-    with run_fault_proxy(azurite.port) as proxy, local_jobs_api(state_dir) as server:
+    with run_fault_proxy(azurite.port) as proxy, local_jobs_api(state_dir, bundle=WORLD_JOBS) as server:
         connection = (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
             f"BlobEndpoint=http://127.0.0.1:{proxy.port}/{AZURITE_ACCOUNT};"
@@ -448,7 +468,10 @@ def open_gcs_world(emulator_port: int, state_dir: Any) -> Iterator[World]:
     from filegate.gcs_storage import GcsStore
     from tests.jobs_api import local_jobs_api
 
-    with run_fault_proxy(emulator_port, gcs_preconditions=True) as proxy, local_jobs_api(state_dir) as server:
+    with (
+        run_fault_proxy(emulator_port, gcs_preconditions=True) as proxy,
+        local_jobs_api(state_dir, bundle=WORLD_JOBS) as server,
+    ):
         # Not `from_environment`: for an emulator it adds read-first checks; here the proxy's
         # preconditions stand in for GCS's, so the production code path runs.
         store = GcsStore(gcs_client(f"http://127.0.0.1:{proxy.port}"), retry_seconds=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
+import json
 import random
 import zipfile
 from collections.abc import Callable
@@ -319,3 +320,100 @@ EVENTS: tuple[HostileEvent, ...] = (
 def huge_batch(container: str, path: str, count: int = 5000) -> list[dict[str, Any]]:
     """Thousands of events in one delivery, all for objects in another container."""
     return [_event_at("elsewhere", f"{path}-{n}") for n in range(count)] + [_event(container, path)]
+
+
+# Trigger files of the `ecommerce` pipeline: each must be rejected with a reason a producer can act on,
+# while its batch's members stay archived.
+TRIGGER = "trigger_2025_01_15.json"
+
+
+def _trigger(**changes: Any) -> Callable[[], bytes]:
+    def build() -> bytes:
+        content: dict[str, Any] = {
+            "batch_date": "2025-01-15",
+            "files": [
+                {"dataset": d, "file": f"{d}_2025_01_15.csv", "rows": 10, "bytes": 1000}
+                for d in ("customers", "products", "inventory", "orders", "shipping")
+            ],
+        }
+        for key, value in changes.items():
+            if value is None:
+                content.pop(key, None)
+            else:
+                content[key] = value(content) if callable(value) else value
+        return json.dumps(content).encode()
+
+    return build
+
+
+def _with_file(entry: dict[str, Any]) -> Callable[[dict[str, Any]], list[Any]]:
+    return lambda content: [*content["files"], entry]
+
+
+def _nested() -> bytes:
+    return b"[" * 200_000 + b"]" * 200_000
+
+
+TRIGGERS = [
+    HostileFile("trigger-not-json", TRIGGER, lambda: b'{"batch_date": "2025-01-15",', REJECTED, "not JSON"),
+    HostileFile("trigger-empty", TRIGGER, lambda: b"", REJECTED, "not JSON"),
+    HostileFile(
+        "trigger-not-utf8", TRIGGER, lambda: '{"batch_date": "2025-01-15é"}'.encode("latin-1"), REJECTED, "not UTF-8"
+    ),
+    HostileFile("trigger-gzip", TRIGGER, lambda: gzip.compress(_trigger()()), REJECTED, "not UTF-8"),
+    HostileFile("trigger-array", TRIGGER, lambda: b"[]", REJECTED, "must be a JSON object"),
+    HostileFile("trigger-deeply-nested", TRIGGER, _nested, REJECTED, "too deeply"),
+    HostileFile("trigger-wrong-date", TRIGGER, _trigger(batch_date="2025-01-16"), REJECTED, "differs from the date"),
+    HostileFile("trigger-no-date", TRIGGER, _trigger(batch_date=None), REJECTED, '"batch_date" is missing'),
+    HostileFile("trigger-impossible-date", "trigger_2025_02_30.json", _trigger(), REJECTED, "not a real calendar date"),
+    HostileFile(
+        "trigger-unknown-dataset",
+        TRIGGER,
+        _trigger(files=_with_file({"dataset": "returns", "file": "returns_2025_01_15.csv"})),
+        REJECTED,
+        "'returns' is not a member of ecommerce",
+    ),
+    HostileFile(
+        "trigger-repeated-dataset",
+        TRIGGER,
+        _trigger(files=_with_file({"dataset": "orders", "file": "orders_2025_01_15.csv"})),
+        REJECTED,
+        "dataset orders is listed twice",
+    ),
+    HostileFile(
+        "trigger-wrong-member-file",
+        TRIGGER,
+        _trigger(files=lambda c: [{**c["files"][0], "file": "customers_2025_01_14.csv"}, *c["files"][1:]]),
+        REJECTED,
+        "is not customers's file for 2025-01-15",
+    ),
+    HostileFile(
+        "trigger-required-member-missing",
+        TRIGGER,
+        _trigger(files=lambda c: c["files"][1:]),
+        REJECTED,
+        "required member customers is not listed",
+    ),
+    HostileFile(
+        "trigger-negative-rows",
+        TRIGGER,
+        _trigger(files=lambda c: [{**c["files"][0], "rows": -1}, *c["files"][1:]]),
+        REJECTED,
+        "rows must be a non-negative whole number",
+    ),
+    HostileFile(
+        "trigger-bytes-as-text",
+        TRIGGER,
+        _trigger(files=lambda c: [{**c["files"][0], "bytes": "1000"}, *c["files"][1:]]),
+        REJECTED,
+        "bytes must be a non-negative whole number",
+    ),
+    HostileFile("trigger-files-not-a-list", TRIGGER, _trigger(files={"orders": 1}), REJECTED, '"files" must be a list'),
+    HostileFile(
+        "trigger-too-big",
+        TRIGGER,
+        lambda: _trigger()()[:-1] + b', "padding": "' + b"x" * (1024 * 1024) + b'"}',
+        REJECTED,
+        "above the limit of 1048576",
+    ),
+]

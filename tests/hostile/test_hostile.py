@@ -5,20 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from filegate.azure_storage import AzureBlobStore
+from filegate.batches import batch_job_trigger
 from filegate.contracts import load_contracts
 from filegate.ingest import ARCHIVED, IGNORED, REJECTED, Gate, handle_payload
 from filegate.jobs import DatabricksJobs
 from filegate.local_jobs import LocalJobsServer
+from filegate.pipelines import load_pipelines
 from filegate.settings import Settings
 from tests.emulators import Azurite
 from tests.factories import blob_created
-from tests.hostile.corpus import EVENTS, FILES, NAME, HostileEvent, HostileFile, huge_batch
+from tests.hostile.corpus import EVENTS, FILES, NAME, TRIGGERS, HostileEvent, HostileFile, huge_batch
 from tests.jobs_api import local_jobs_api, workspace_client
 
 
@@ -145,3 +148,56 @@ def test_truncated_json_is_refused_by_filegate_handle_without_a_traceback(
 
     assert code == 2
     assert "is not JSON" in capsys.readouterr().err
+
+
+@pytest.fixture
+def pipeline_gate(gate: Gate, jobs_server: LocalJobsServer) -> Gate:
+    """The same gate with the built-in pipelines, as the function runs it."""
+    return replace(gate, pipelines=load_pipelines(gate.contracts), batch_jobs=batch_job_trigger(gate.settings))
+
+
+def test_the_trigger_corpus_covers_each_way_a_trigger_goes_wrong() -> None:
+    assert len(TRIGGERS) >= 15
+    assert len({case.case for case in TRIGGERS}) == len(TRIGGERS)
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.case) for case in TRIGGERS])
+def test_hostile_trigger(
+    case: HostileFile, pipeline_gate: Gate, azurite: Azurite, jobs_server: LocalJobsServer
+) -> None:
+    data = case.data()
+    gate = pipeline_gate
+    landing = gate.settings.landing
+    path = landing.path(case.name)
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    # A member of the batch is already archived: a bad trigger must leave it where it is.
+    member = landing.path("orders_2025_01_15.csv")
+    orders = (Path(__file__).resolve().parents[2] / "data/samples/ecommerce/orders_2025_01_15.csv").read_bytes()
+    member_etag = str(service.get_blob_client(landing.container, member).upload_blob(orders)["etag"]).strip('"')
+    [archived] = handle_payload(
+        gate, blob_created(landing.container, member, len(orders), member_etag, port=azurite.port)
+    )
+    etag = str(service.get_blob_client(landing.container, path).upload_blob(data, overwrite=True)["etag"]).strip('"')
+    runs_before = len(jobs_server.requests("run-now"))
+
+    [outcome] = handle_payload(gate, blob_created(landing.container, path, len(data), etag, port=azurite.port))
+
+    assert outcome.status == REJECTED, outcome
+    assert any(case.reason in reason for reason in outcome.reasons), outcome.reasons
+    assert outcome.pipeline == "ecommerce"
+    assert len(jobs_server.requests("run-now")) == runs_before
+    store = gate.store
+    assert isinstance(store, AzureBlobStore)
+    assert list(store.list(landing.container, landing.prefix)) == []
+    rejected = gate.settings.rejected
+    kept = outcome.rejected_path.removeprefix(f"{rejected.container}/")  # type: ignore[union-attr]
+    objects = {info.path: info for info in store.list(rejected.container, rejected.prefix)}
+    assert sorted(objects) == sorted([kept, f"{kept}.report.json"])
+    copy = objects[kept]
+    assert (store.read_prefix(rejected.container, kept, max(copy.size, 1), copy.version) if copy.size else b"") == data
+    report = json.loads(store.read_prefix(rejected.container, f"{kept}.report.json", 10**6, ""))
+    assert report["reasons"] == list(outcome.reasons)
+    archive = gate.settings.archive
+    assert [info.path for info in store.list(archive.container, archive.prefix)] == [
+        archived.archived_path.removeprefix(f"{archive.container}/")  # type: ignore[union-attr]
+    ]

@@ -1,0 +1,662 @@
+"""Batches: pieces of a pipeline arrive one event at a time; the event that completes a batch seals it and
+starts its one run.
+
+The object store is the state: a batch is whatever its archive folder and its members' archive folders
+hold. Every piece is placed before its own evaluation, the seal is create-only, and the run token is
+derived from the sealed set, so two "last piece" events at once give one seal and one run.
+
+Layout in the archive (the folder is `Pipeline.batch_folder`):
+    _batches/<pipeline>/<yyyy>/<mm>/<dd>/<trigger file>        the archived trigger (place_upload)
+    _batches/<pipeline>/<yyyy>/<mm>/<dd>/_sealed.r<N>.json     create-only sealed manifest, revision N
+    _batches/<pipeline>/<yyyy>/<mm>/<dd>/_run.r<N>.json        create-only note of revision N's run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import PurePosixPath
+from typing import Any
+
+from filegate.archive import find_placement, place_upload, rejected_path, report_path, write_report
+from filegate.contracts import Contract
+from filegate.errors import DestinationExists, ObjectNotFound, SettingsError, SourceChanged
+from filegate.events import GCS_ACCOUNT, Upload
+from filegate.ingest import DUPLICATE, IGNORED, REJECTED, WARNING_STATUSES, Gate, Outcome
+from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, batch_id
+from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, member_file, read_trigger
+from filegate.pipelines import BATCHES_FOLDER, Pipeline
+from filegate.settings import Settings
+from filegate.storage import ObjectInfo
+
+log = logging.getLogger("filegate")
+
+MEMBER_ARCHIVED = "member_archived"
+WAITING = "waiting"
+BLOCKED = "blocked"
+SEALED = "sealed"
+LATE_MEMBER = "late_member"
+OVERDUE = "overdue"
+
+SEAL_NAME = re.compile(r"^_sealed\.r(?P<revision>[0-9]+)\.json$")
+RUN_NAME = re.compile(r"^_run\.r(?P<revision>[0-9]+)\.json$")
+_DATE_FOLDER = re.compile(r"(?P<yyyy>[0-9]{4})/(?P<mm>[0-9]{2})/(?P<dd>[0-9]{2})/[^/]+$")
+
+
+def batch_job_trigger(settings: Settings, client: Any = None) -> DatabricksJobs:
+    """`run-now` on the batch job, found by FILEGATE_BATCH_JOB_ID or FILEGATE_BATCH_JOB_NAME."""
+    return DatabricksJobs(
+        settings,
+        client,
+        job_id=settings.batch_job_id,
+        job_name=settings.batch_job_name,
+        setting="FILEGATE_BATCH_JOB_ID",
+    )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One expected member of a batch: the archived version it resolves to, or why there is none."""
+
+    expected: Expected
+    chosen: ObjectInfo | None = None
+    superseded: tuple[ObjectInfo, ...] = ()
+    # `container/path` of the report of its newest rejected upload, when no archived version qualifies.
+    report: str | None = None
+    note: str = ""
+
+    @property
+    def state(self) -> str:
+        return "present" if self.chosen else "blocked" if self.report else "missing"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What the store says about one pipeline's business day."""
+
+    pipeline: Pipeline
+    business_date: date
+    triggers: tuple[ObjectInfo, ...] = ()
+    trigger: Trigger | None = None
+    members: tuple[Member, ...] = ()
+    seals: Mapping[int, ObjectInfo] = field(default_factory=dict)
+    runs: Mapping[int, ObjectInfo] = field(default_factory=dict)
+
+    @property
+    def latest_trigger(self) -> ObjectInfo | None:
+        return max(self.triggers, key=lambda info: (info.created, info.path), default=None)
+
+    @property
+    def revision(self) -> int:
+        return max(self.seals, default=0)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(m.expected.dataset for m in self.members if m.state == "missing")
+
+    @property
+    def blocked(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.state == "blocked")
+
+    @property
+    def present(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.chosen is not None)
+
+    def first_seen(self) -> float:
+        """When the first piece of this batch was archived (epoch seconds): the overdue clock starts there."""
+        times = [info.created for info in self.triggers if info.created]
+        times += [info.created for m in self.members for info in (m.chosen, *m.superseded) if info and info.created]
+        return min(times, default=0.0)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _batch_prefix(gate: Gate, pipeline: Pipeline, business_date: date) -> str:
+    return gate.settings.archive.path(pipeline.batch_folder(business_date))
+
+
+def assess_batch(
+    gate: Gate,
+    pipeline: Pipeline,
+    business_date: date,
+    *,
+    members_without_trigger: bool = True,
+    placed: tuple[str, Trigger] | None = None,
+) -> Batch:
+    """Read a batch's state: one listing of its folder, the trigger's bytes, one listing per expected member.
+
+    The work is bounded by the number of members, never by file sizes.
+    """
+    store, archive = gate.store, gate.settings.archive
+    triggers, seals, runs = [], {}, {}
+    for info in store.list(archive.container, _batch_prefix(gate, pipeline, business_date)):
+        name = info.path.rsplit("/", 1)[-1]
+        if seal := SEAL_NAME.match(name):
+            seals[int(seal["revision"])] = info
+        elif run := RUN_NAME.match(name):
+            runs[int(run["revision"])] = info
+        elif pipeline.trigger_regex.match(_unqualified(name)):
+            triggers.append(info)
+    batch = Batch(pipeline, business_date, tuple(triggers), seals=seals, runs=runs)
+    latest = batch.latest_trigger
+    if latest is None and not members_without_trigger:
+        return batch
+    if latest is not None and placed is not None and placed[0] == latest.path:
+        trigger: Trigger | None = placed[1]  # the event's own trigger, already read and checked
+    else:
+        trigger = _read_archived_trigger(gate, pipeline, latest) if latest else None
+    if trigger is not None and trigger.ok:
+        expected = trigger.expected
+    else:
+        expected = tuple(
+            Expected(d, member_file(pipeline, gate.contracts, d, business_date)) for d in pipeline.required_members
+        )
+    members = tuple(_resolve_member(gate, item, business_date) for item in expected)
+    return replace(batch, trigger=trigger, members=members)
+
+
+def _unqualified(name: str) -> str:
+    """A file name without the `__v<hash>` tag a same-named different file is archived under."""
+    return re.sub(r"__v[0-9a-f]{12}(?=\.[^.]*$|$)", "", name)
+
+
+def _read_archived_trigger(gate: Gate, pipeline: Pipeline, info: ObjectInfo) -> Trigger:
+    data = gate.store.read_prefix(info.container, info.path, max(info.size, 1), info.version) if info.size else b""
+    return read_trigger(pipeline, gate.contracts, _unqualified(info.path.rsplit("/", 1)[-1]), info.size, data)
+
+
+def _same_file(expected: Expected, name: str) -> bool:
+    return _unqualified(name).lower() == expected.file.lower()
+
+
+def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Member:
+    """The archived version a batch uses for a member: the one whose size the trigger states, else the newest."""
+    settings, store = gate.settings, gate.store
+    prefix = settings.archive.path(f"{expected.dataset}/{business_date:%Y/%m/%d}/")
+    found = [info for info in store.list(settings.archive.container, prefix) if _same_file(expected, _name(info))]
+    qualifying = [info for info in found if expected.bytes is None or info.size == expected.bytes]
+    if qualifying:
+        chosen = max(qualifying, key=lambda info: (info.created, info.path))
+        return Member(expected, chosen, tuple(info for info in found if info is not chosen))
+    note = ""
+    if found:
+        sizes = ", ".join(str(info.size) for info in found)
+        note = f"archived version(s) have {sizes} bytes; the trigger says {expected.bytes}"
+    rejected = settings.rejected
+    stem = PurePosixPath(expected.file).stem
+    candidates = [
+        info
+        for info in store.list(rejected.container, rejected.path(f"{expected.dataset}/{stem}"))
+        if not info.path.endswith(".report.json") and _same_file(expected, _name(info))
+    ]
+    if candidates:
+        newest = max(candidates, key=lambda info: (info.created, info.path))
+        return Member(expected, None, tuple(found), report=f"{newest.container}/{report_path(newest.path)}", note=note)
+    return Member(expected, None, tuple(found), note=note)
+
+
+def _name(info: ObjectInfo) -> str:
+    return info.path.rsplit("/", 1)[-1]
+
+
+def _read_json(gate: Gate, info: ObjectInfo) -> dict[str, Any]:
+    data = gate.store.read_prefix(info.container, info.path, max(info.size, 1), info.version)
+    document: dict[str, Any] = json.loads(data)
+    return document
+
+
+# ---------------------------------------------------------------------------------------------- sealing
+
+
+def batch_token(gate: Gate, pipeline: str, business_date: date, members: list[dict[str, Any]]) -> str:
+    """Derived from the sealed set: the same members give the same token, hence one run however often asked."""
+    store = gate.store
+    account = str(getattr(store, "account", "")) if store.kind == "azure" else GCS_ACCOUNT
+    pieces = sorted(f"{m['dataset']}={m['container']}/{m['path']}@{m['version']}" for m in members)
+    identity = "|".join(["batch", store.kind, account, pipeline, business_date.isoformat(), *pieces])
+    return TOKEN_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:56]
+
+
+@dataclass(frozen=True)
+class Seal:
+    """A sealed manifest as stored: its revision, where it is, what it says, and whether this call wrote it."""
+
+    revision: int
+    info: ObjectInfo
+    document: Mapping[str, Any]
+    created: bool
+
+    @property
+    def paths(self) -> frozenset[str]:
+        return frozenset(f"{m['container']}/{m['path']}" for m in self.document["members"])
+
+
+def _seal(gate: Gate, batch: Batch, revision: int, *, partial: bool) -> Seal:
+    """Write revision `revision` create-only; when another event wrote it first, that one is the seal."""
+    store, pipeline = gate.store, batch.pipeline
+    members = [
+        {
+            "dataset": m.expected.dataset,
+            "uri": store.spark_uri(m.chosen.container, m.chosen.path),
+            "container": m.chosen.container,
+            "path": m.chosen.path,
+            "version": m.chosen.version,
+            "size": m.chosen.size,
+            "expected_rows": m.expected.rows,
+            "expected_md5": m.expected.md5,
+            "superseded": [f"{info.container}/{info.path}" for info in m.superseded],
+        }
+        for m in batch.present
+        if m.chosen is not None
+    ]
+    token = batch_token(gate, pipeline.name, batch.business_date, members)
+    trigger = batch.latest_trigger
+    document = {
+        "pipeline": pipeline.name,
+        "business_date": batch.business_date.isoformat(),
+        "revision": revision,
+        "batch_id": batch_id(pipeline.name, batch.business_date, token),
+        "idempotency_token": token,
+        "sealed_at": gate.clock().isoformat(timespec="seconds"),
+        "partial": partial,
+        "missing": list(batch.missing) + [m.expected.dataset for m in batch.blocked],
+        "trigger": {
+            "path": f"{trigger.container}/{trigger.path}" if trigger else None,
+            "version": trigger.version if trigger else None,
+            "content": batch.trigger.content if batch.trigger else None,
+        },
+        "members": members,
+    }
+    path = _batch_prefix(gate, pipeline, batch.business_date) + f"_sealed.r{revision}.json"
+    container = gate.settings.archive.container
+    data = json.dumps(document, indent=2, ensure_ascii=False).encode()
+    try:
+        info = store.put(container, path, data, "application/json", {})
+        return Seal(revision, info, document, created=True)
+    except DestinationExists:
+        existing = store.stat(container, path)
+        if existing is None:
+            raise
+        return Seal(revision, existing, _read_json(gate, existing), created=False)
+
+
+def _latest_seal(gate: Gate, batch: Batch) -> Seal | None:
+    if not batch.seals:
+        return None
+    info = batch.seals[batch.revision]
+    return Seal(batch.revision, info, _read_json(gate, info), created=False)
+
+
+def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, bool]:
+    """The run of a seal: from its run note, or by run-now with the seal's token (which converges). True when
+    run-now was called."""
+    marker = batch.runs.get(seal.revision)
+    if marker is not None:
+        note = _read_json(gate, marker)
+        return TriggeredRun(int(note["job_id"]), int(note["run_id"]), str(note.get("run_page_url", ""))), False
+    if gate.batch_jobs is None:
+        raise SettingsError("a pipeline batch is sealed but this gate has no batch job to run it")
+    parameters = {
+        "source_path": gate.store.spark_uri(seal.info.container, seal.info.path),
+        "pipeline": batch.pipeline.name,
+        "batch_id": str(seal.document["batch_id"]),
+    }
+    run = gate.batch_jobs.trigger_run(parameters, str(seal.document["idempotency_token"]))
+    note = {
+        "job_id": run.job_id,
+        "run_id": run.run_id,
+        "run_page_url": run.run_page_url,
+        "revision": seal.revision,
+        "batch_id": seal.document["batch_id"],
+        "idempotency_token": seal.document["idempotency_token"],
+    }
+    path = _batch_prefix(gate, batch.pipeline, batch.business_date) + f"_run.r{seal.revision}.json"
+    # A concurrent event may have recorded the same run first (same token, same run id).
+    with contextlib.suppress(DestinationExists):
+        gate.store.put(gate.settings.archive.container, path, json.dumps(note).encode(), "application/json", {})
+    return run, True
+
+
+# ---------------------------------------------------------------------------------------------- deciding
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an evaluation concluded, as the fields an outcome carries."""
+
+    status: str
+    reasons: tuple[str, ...] = ()
+    seal: Seal | None = None
+    run: TriggeredRun | None = None
+    rejected_path: str | None = None
+
+
+def _waiting_reasons(batch: Batch) -> tuple[str, ...]:
+    reasons = []
+    if batch.missing:
+        reasons.append(f"waiting for {', '.join(batch.missing)}")
+    for m in batch.members:
+        if m.note:
+            reasons.append(f"{m.expected.dataset}: {m.note}")
+    for m in batch.blocked:
+        reasons.append(f"{m.expected.dataset} was rejected; its report is {m.report}; a corrected upload unblocks it")
+    return tuple(reasons)
+
+
+def evaluate(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool = False) -> Verdict:
+    """Decide what a batch needs now; `piece` is the `container/path` of the event's own archived object."""
+    pipeline = batch.pipeline
+    if batch.latest_trigger is None:
+        return Verdict(MEMBER_ARCHIVED, (f"waiting for the trigger ({pipeline.trigger_pattern})",))
+    latest = _latest_seal(gate, batch)
+    if latest is not None:
+        current = frozenset(f"{m.chosen.container}/{m.chosen.path}" for m in batch.present if m.chosen)
+        if (piece is not None and piece in latest.paths) or current <= latest.paths:
+            run, _ = _ensure_run(gate, batch, latest)
+            return Verdict(DUPLICATE, (f"batch already sealed (revision {latest.revision})",), latest, run)
+        late = ", ".join(sorted(current - latest.paths))
+        if pipeline.late_member == "rerun" and not batch.blocked:
+            seal = _seal(gate, batch, latest.revision + 1, partial=bool(batch.missing))
+            run, _ = _ensure_run(gate, batch, seal)
+            reason = f"after revision {latest.revision}: {late}; sealed revision {seal.revision} and ran it"
+            reason += " (late_member = rerun)"
+            return Verdict(LATE_MEMBER, (reason,), seal, run)
+        run, _ = _ensure_run(gate, batch, latest)
+        reason = f"after the seal (revision {latest.revision}): {late}; held, the sealed batch is unchanged"
+        reason += " (late_member = hold)"
+        return Verdict(LATE_MEMBER, (reason,), latest, run)
+    if batch.trigger is not None and not batch.trigger.ok:
+        return Verdict(WAITING, ("the archived trigger no longer reads as valid: " + "; ".join(batch.trigger.reasons),))
+    incomplete = bool(batch.missing or batch.blocked)
+    if incomplete and sweeping and is_overdue(gate, batch):
+        return _apply_overdue(gate, batch)
+    if batch.blocked:
+        return Verdict(BLOCKED, _waiting_reasons(batch))
+    if batch.missing:
+        return Verdict(WAITING, _waiting_reasons(batch))
+    seal = _seal(gate, batch, 1, partial=False)
+    run, _ = _ensure_run(gate, batch, seal)
+    if seal.created:
+        return Verdict(SEALED, (f"every member archived; sealed revision 1 with {len(seal.paths)} members",), seal, run)
+    return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run)
+
+
+def is_overdue(gate: Gate, batch: Batch) -> bool:
+    """Whether the batch's window, counted from its first archived piece, has passed on the gate's clock."""
+    first = batch.first_seen()
+    return bool(first) and gate.clock().timestamp() - first > batch.pipeline.complete_within_minutes * 60
+
+
+def _apply_overdue(gate: Gate, batch: Batch) -> Verdict:
+    pipeline = batch.pipeline
+    window = f"incomplete {pipeline.complete_within_minutes} minutes after its first piece"
+    reasons = (window, *_waiting_reasons(batch))
+    if pipeline.on_incomplete == "load_available" and batch.present:
+        seal = _seal(gate, batch, 1, partial=True)
+        run, _ = _ensure_run(gate, batch, seal)
+        return Verdict(OVERDUE, (*reasons, "loaded what is there (on_incomplete = load_available)"), seal, run)
+    if pipeline.on_incomplete == "reject":
+        rejected = _reject_archived_triggers(gate, batch, reasons)
+        return Verdict(OVERDUE, (*reasons, "trigger rejected (on_incomplete = reject)"), rejected_path=rejected)
+    return Verdict(OVERDUE, (*reasons, "still waiting (on_incomplete = wait)"))
+
+
+def _archived_as_upload(gate: Gate, info: ObjectInfo) -> Upload:
+    """An archived object as an upload, so the create-only moves of `archive` apply to it unchanged."""
+    store = gate.store
+    account = str(getattr(store, "account", "")) if store.kind == "azure" else GCS_ACCOUNT
+    identity = f"{store.kind}|{account}|{info.container}|{info.path}|{info.version}"
+    event_id = f"sweep-{hashlib.sha256(identity.encode()).hexdigest()[:24]}"
+    return Upload(store.kind, account, info.container, info.path, info.size, info.version, event_id, api="sweep")
+
+
+def _reject_archived_triggers(gate: Gate, batch: Batch, reasons: tuple[str, ...]) -> str:
+    """Move the batch's trigger(s) to rejected/ with a report; its members stay archived for a new trigger."""
+    rejected = ""
+    for info in batch.triggers:
+        upload = _archived_as_upload(gate, info)
+        placement = place_upload(
+            gate.store, upload, gate.settings.rejected, rejected_path(batch.pipeline.name, upload.name)
+        )
+        report = {
+            "file": upload.name,
+            "source": f"{info.container}/{info.path}",
+            "source_version": info.version,
+            "pipeline": batch.pipeline.name,
+            "business_date": batch.business_date.isoformat(),
+            "reasons": list(reasons),
+            "missing": list(batch.missing),
+            "blocked_by": [m.report for m in batch.blocked],
+            "rejected_path": f"{placement.container}/{placement.path}",
+            "rejected_at": gate.clock().isoformat(timespec="seconds"),
+        }
+        write_report(gate.store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
+        gate.store.delete(info.container, info.path, info.version)
+        rejected = f"{placement.container}/{placement.path}"
+    return rejected
+
+
+def _outcome(base: Outcome, batch: Batch, verdict: Verdict) -> Outcome:
+    seal, run = verdict.seal, verdict.run
+    return replace(
+        base,
+        status=verdict.status,
+        pipeline=batch.pipeline.name,
+        business_date=batch.business_date.isoformat(),
+        reasons=(*base.reasons, *verdict.reasons),
+        missing=tuple(batch.missing),
+        blocked_by=tuple(m.report for m in batch.blocked if m.report),
+        sealed_path=f"{seal.info.container}/{seal.info.path}" if seal else None,
+        revision=seal.revision if seal else None,
+        batch_id=str(seal.document["batch_id"]) if seal else base.batch_id,
+        idempotency_token=str(seal.document["idempotency_token"]) if seal else base.idempotency_token,
+        run_id=run.run_id if run else None,
+        run_page_url=run.run_page_url if run else None,
+        rejected_path=verdict.rejected_path or base.rejected_path,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- events
+
+
+def settle_member(
+    gate: Gate,
+    upload: Upload,
+    pipeline: Pipeline,
+    contract: Contract,
+    business_date: date,
+    container: str,
+    path: str,
+    reused: bool,
+) -> Outcome:
+    """A member is archived: it starts no run of its own; it may complete (and seal) its batch."""
+    base = Outcome(
+        MEMBER_ARCHIVED,
+        upload.event_id,
+        f"{upload.container}/{upload.path}",
+        dataset=contract.name,
+        archived_path=f"{container}/{path}",
+        source_uri=gate.store.spark_uri(container, path),
+    )
+    batch = assess_batch(gate, pipeline, business_date, members_without_trigger=False)
+    verdict = evaluate(gate, batch, f"{container}/{path}")
+    if reused and verdict.status in (MEMBER_ARCHIVED, WAITING, BLOCKED):
+        verdict = replace(verdict, status=DUPLICATE)
+    return _outcome(base, batch, verdict)
+
+
+def member_rejected(gate: Gate, pipeline: Pipeline, outcome: Outcome, business_date: date) -> Outcome:
+    """A member was rejected: its batch is blocked unless an archived version of it still qualifies."""
+    batch = assess_batch(gate, pipeline, business_date)
+    dataset = outcome.dataset
+    blocked = any(m.expected.dataset == dataset for m in batch.blocked)
+    status = BLOCKED if blocked and outcome.status == REJECTED else outcome.status
+    return replace(
+        outcome,
+        status=status,
+        pipeline=pipeline.name,
+        missing=tuple(batch.missing),
+        blocked_by=tuple(m.report for m in batch.blocked if m.report),
+    )
+
+
+def handle_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
+    """Check a trigger, archive it (or reject it with every reason) and evaluate its batch."""
+    try:
+        return _place_trigger(gate, upload, pipeline)
+    except (ObjectNotFound, SourceChanged):
+        # The trigger is gone or is another version now: an earlier delivery may have moved it.
+        return _settle_earlier_trigger(gate, upload, pipeline)
+
+
+def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
+    store, settings = gate.store, gate.settings
+    source = f"{upload.container}/{upload.path}"
+    data = b""
+    if 0 < upload.size <= MAX_TRIGGER_BYTES:
+        data = store.read_prefix(upload.container, upload.path, upload.size, upload.version)
+    trigger = read_trigger(pipeline, gate.contracts, upload.name, upload.size, data)
+    base = Outcome(MEMBER_ARCHIVED, upload.event_id, source, pipeline=pipeline.name)
+    if not trigger.ok or trigger.business_date is None:
+        placement = place_upload(store, upload, settings.rejected, rejected_path(pipeline.name, upload.name))
+        business_date = trigger.business_date.isoformat() if trigger.business_date else None
+        report = {
+            "file": upload.name,
+            "source": source,
+            "source_version": upload.version,
+            "event_id": upload.event_id,
+            "pipeline": pipeline.name,
+            "business_date": business_date,
+            "size_bytes": upload.size,
+            "reasons": list(trigger.reasons),
+            "rejected_path": f"{placement.container}/{placement.path}",
+            "rejected_at": gate.clock().isoformat(timespec="seconds"),
+            "note": "the members stay archived; a corrected trigger completes the batch",
+        }
+        write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
+        store.delete(upload.container, upload.path, upload.version)
+        status = DUPLICATE if placement.reused else REJECTED
+        return replace(
+            base,
+            status=status,
+            business_date=business_date,
+            reasons=trigger.reasons,
+            rejected_path=f"{placement.container}/{placement.path}",
+        )
+    relative = pipeline.batch_folder(trigger.business_date) + upload.name
+    placement = place_upload(store, upload, settings.archive, relative)
+    store.delete(upload.container, upload.path, upload.version)
+    return _evaluate_trigger(
+        gate, upload, pipeline, trigger.business_date, placement.info, placement.reused, base, trigger
+    )
+
+
+def _evaluate_trigger(
+    gate: Gate,
+    upload: Upload,
+    pipeline: Pipeline,
+    business_date: date,
+    info: ObjectInfo,
+    reused: bool,
+    base: Outcome,
+    trigger: Trigger | None = None,
+) -> Outcome:
+    base = replace(base, archived_path=f"{info.container}/{info.path}")
+    placed = (info.path, trigger) if trigger is not None else None
+    batch = assess_batch(gate, pipeline, business_date, placed=placed)
+    verdict = evaluate(gate, batch, None)
+    if reused and verdict.status in (WAITING, BLOCKED):
+        verdict = replace(verdict, status=DUPLICATE)
+    return _outcome(base, batch, verdict)
+
+
+def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
+    """The trigger is gone or changed: an earlier delivery placed it (finish its work) or someone else moved it."""
+    store, settings = gate.store, gate.settings
+    source = f"{upload.container}/{upload.path}"
+    base = Outcome(DUPLICATE, upload.event_id, source, pipeline=pipeline.name)
+    try:
+        business_date = pipeline.trigger_date(upload.name)
+    except ValueError:
+        business_date = None
+    if business_date is not None:
+        relative = pipeline.batch_folder(business_date) + upload.name
+        placement = find_placement(store, upload, settings.archive, relative)
+        if placement is not None:
+            store.delete(upload.container, upload.path, upload.version)
+            return _evaluate_trigger(gate, upload, pipeline, business_date, placement.info, True, base)
+    rejected = find_placement(store, upload, settings.rejected, rejected_path(pipeline.name, upload.name))
+    if rejected is not None:
+        store.delete(upload.container, upload.path, upload.version)
+        return replace(base, rejected_path=f"{rejected.container}/{rejected.path}", reasons=("rejected earlier",))
+    current = store.stat(upload.container, upload.path)
+    if current is None:
+        reason = "the trigger is gone and Filegate holds no copy of this version: someone else deleted or moved it"
+    else:
+        reason = f"superseded: the trigger is now version {current.version}; the event for that upload handles it"
+    return replace(base, status=IGNORED, reasons=(reason,))
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+
+
+def batch_dates(gate: Gate, pipeline: Pipeline, since: date | None = None) -> list[date]:
+    """Every business day that has a batch folder in the archive, oldest first."""
+    archive = gate.settings.archive
+    prefix = archive.path(f"{BATCHES_FOLDER}/{pipeline.name}/")
+    found = set()
+    for info in gate.store.list(archive.container, prefix):
+        match = _DATE_FOLDER.search(info.path[len(prefix) :])
+        if match:
+            try:
+                day = date(int(match["yyyy"]), int(match["mm"]), int(match["dd"]))
+            except ValueError:
+                continue
+            if since is None or day >= since:
+                found.add(day)
+    return sorted(found)
+
+
+def sweep_batches(gate: Gate, since: date | None = None) -> Iterator[Outcome]:
+    """Every batch that needs the sweep, in order; a failure ends the iteration (see `filegate.sweep`)."""
+    for name in sorted(gate.pipelines):
+        pipeline = gate.pipelines[name]
+        for day in batch_dates(gate, pipeline, since):
+            outcome = sweep_batch(gate, pipeline, day)
+            if outcome is not None:
+                yield outcome
+
+
+def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome | None:
+    """Finish a batch whose last event was lost, re-drive a seal whose run-now never answered, report it overdue.
+
+    A batch whose latest seal has its run note is done and costs one listing; None then.
+    """
+    batch = assess_batch(gate, pipeline, business_date, members_without_trigger=False)
+    if batch.latest_trigger is None and not batch.seals:
+        return None
+    if batch.seals and batch.revision in batch.runs:
+        return None
+    batch = assess_batch(gate, pipeline, business_date)
+    base = Outcome(
+        WAITING, f"sweep-{pipeline.name}-{business_date:%Y%m%d}", _batch_prefix(gate, pipeline, business_date)
+    )
+    verdict = evaluate(gate, batch, None, sweeping=True)
+    if verdict.status == DUPLICATE:
+        # The seal was there without its run note: run-now was re-driven with the seal's token.
+        verdict = replace(verdict, status=SEALED, reasons=("run-now re-driven with the seal's token",))
+    return log_outcome(_outcome(base, batch, verdict))
+
+
+def log_outcome(outcome: Outcome) -> Outcome:
+    """One JSON line, at WARNING for the statuses an alert should match."""
+    level = logging.WARNING if outcome.status in WARNING_STATUSES else logging.INFO
+    log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
+    return outcome

@@ -1,0 +1,155 @@
+"""`filegate batches`: each pipeline batch with its state, members, seal and run, read from the archive."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+from filegate.batches import Batch, assess_batch, batch_dates, is_overdue
+from filegate.errors import FilegateError, SettingsError, TransientError
+from filegate.ingest import Gate
+
+# Jobs API life-cycle states of a run that has not ended yet.
+_ACTIVE = frozenset({"BLOCKED", "PENDING", "QUEUED", "RUNNING", "TERMINATING", "WAITING"})
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One line of `filegate batches`."""
+
+    pipeline: str
+    business_date: str
+    state: str
+    present: tuple[str, ...]
+    missing: tuple[str, ...]
+    blocked: tuple[str, ...]
+    revision: int | None
+    run_id: int | None
+    run_page_url: str | None
+    partial: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
+
+
+def describe_batch(gate: Gate, batch: Batch, run_state: str | None = None) -> BatchRow:
+    """A batch's state: waiting, blocked, overdue, or sealed (then running, succeeded or failed when known)."""
+    revision = batch.revision or None
+    run_id, url, partial = None, None, False
+    if revision is not None:
+        seal = json.loads(_read(gate, batch.seals[revision]))
+        partial = bool(seal.get("partial"))
+        if revision in batch.runs:
+            note = json.loads(_read(gate, batch.runs[revision]))
+            run_id, url = int(note["run_id"]), str(note.get("run_page_url") or "")
+        state = run_state or "sealed"
+    elif batch.blocked:
+        state = "blocked"
+    elif batch.missing and is_overdue(gate, batch):
+        state = "overdue"
+    else:
+        state = "waiting"
+    return BatchRow(
+        batch.pipeline.name,
+        batch.business_date.isoformat(),
+        state,
+        tuple(m.expected.dataset for m in batch.present),
+        batch.missing,
+        tuple(f"{m.expected.dataset}: {m.report}" for m in batch.blocked),
+        revision,
+        run_id,
+        url,
+        partial,
+    )
+
+
+def _read(gate: Gate, info: Any) -> bytes:
+    return gate.store.read_prefix(info.container, info.path, max(info.size, 1), info.version)
+
+
+def list_batches(gate: Gate, pipeline: str | None = None, since: date | None = None) -> Iterator[Batch]:
+    for name in sorted(gate.pipelines):
+        if pipeline is None or name == pipeline:
+            for day in batch_dates(gate, gate.pipelines[name], since):
+                yield assess_batch(gate, gate.pipelines[name], day)
+
+
+def run_state(gate: Gate, run_id: int) -> str | None:
+    """running, succeeded or failed from runs/get; None when the Jobs API cannot be asked."""
+    jobs = gate.batch_jobs
+    client = getattr(jobs, "client", None)
+    if client is None:
+        return None
+    try:
+        run = client.jobs.get_run(run_id)
+    except Exception:
+        return None
+    life = run.state.life_cycle_state.value if run.state and run.state.life_cycle_state else ""
+    result = run.state.result_state.value if run.state and run.state.result_state else ""
+    if life in _ACTIVE:
+        return "running"
+    return "succeeded" if result == "SUCCESS" else "failed" if life else None
+
+
+def main(argv: list[str]) -> int:
+    """`filegate batches`: list pipeline batches with state, present/missing/blocked members, seal and run."""
+    parser = argparse.ArgumentParser(prog="filegate batches", description=main.__doc__)
+    parser.add_argument("--pipeline", help="only this pipeline")
+    parser.add_argument("--since", type=date.fromisoformat, help="only business dates from this one (YYYY-MM-DD)")
+    parser.add_argument("--target", choices=["azure", "gcp"], help="which cloud's archive (default as `sweep`)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per batch")
+    parser.add_argument("--offline", action="store_true", help="do not ask the Jobs API for run states")
+    args = parser.parse_args(argv)
+    from filegate.runtime import build_gate
+    from filegate.settings import Settings
+    from filegate.sweep import TARGETS, _default_target
+
+    try:
+        settings = Settings.from_env()
+        gate = build_gate(TARGETS[args.target or _default_target(settings)], settings)
+        if args.offline:
+            gate = replace(gate, batch_jobs=None)
+        rows = []
+        for batch in list_batches(gate, args.pipeline, args.since):
+            row = describe_batch(gate, batch)
+            if row.run_id is not None and not args.offline:
+                row = describe_batch(gate, batch, run_state(gate, row.run_id))
+            rows.append(row)
+    except SettingsError as exc:
+        print(f"filegate batches: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except TransientError as exc:
+        print(f"filegate batches: cannot read the archive, try again: {exc}", file=sys.stderr)
+        return 75
+    except FilegateError as exc:
+        print(f"filegate batches: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        for row in rows:
+            print(json.dumps(row.to_dict()))
+        return 0
+    print(format_rows(rows))
+    return 0
+
+
+def format_rows(rows: list[BatchRow]) -> str:
+    """A plain table: one line per batch, then the blocked members' reports and run pages indented below it."""
+    if not rows:
+        return "no batches"
+    lines = [f"{'pipeline':<12} {'date':<10} {'state':<10} {'rev':>3} {'run':>8}  members"]
+    for row in rows:
+        members = f"present {','.join(row.present) or '-'}"
+        if row.missing:
+            members += f"; missing {','.join(row.missing)}"
+        revision = str(row.revision or "-") + ("p" if row.partial else "")
+        run = str(row.run_id or "-")
+        lines.append(f"{row.pipeline:<12} {row.business_date:<10} {row.state:<10} {revision:>3} {run:>8}  {members}")
+        lines.extend(f"    blocked by {blocked}" for blocked in row.blocked)
+        if row.run_page_url:
+            lines.append(f"    {row.run_page_url}")
+    return "\n".join(lines)

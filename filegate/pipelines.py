@@ -1,0 +1,210 @@
+"""Pipelines: datasets that arrive together as one batch per business day, announced by a trigger file.
+
+A pipeline TOML (`kind = "pipeline"`) lives beside the dataset contracts. The function reads the keys
+below; the Spark batch job reads the same file and everything else in it (rules, tables, params),
+which this module keeps as `document` without interpreting it.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from filegate.contracts import BUILTIN_DATASETS, Contracts
+from filegate.errors import ContractError
+
+PIPELINE_KIND = "pipeline"
+ON_INCOMPLETE = ("wait", "reject", "load_available")
+LATE_MEMBER = ("hold", "rerun")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_DATE_TOKENS = {"{yyyy}": r"(?P<yyyy>[0-9]{4})", "{mm}": r"(?P<mm>[0-9]{2})", "{dd}": r"(?P<dd>[0-9]{2})"}
+# Keys the function acts on; the rest of the document is the job's business.
+_FUNCTION_KEYS = {
+    "kind",
+    "name",
+    "description",
+    "trigger_pattern",
+    "members",
+    "optional_members",
+    "manifest_lists_files",
+    "complete_within_minutes",
+    "on_incomplete",
+    "late_member",
+}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Which datasets make one batch, how its trigger is named, and what to do when pieces are missing or late."""
+
+    name: str
+    trigger_pattern: str
+    members: tuple[str, ...]
+    optional_members: tuple[str, ...] = ()
+    manifest_lists_files: bool = False
+    complete_within_minutes: int = 360
+    on_incomplete: str = "wait"
+    late_member: str = "hold"
+    description: str = ""
+    source: Path | None = field(default=None, compare=False)
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def required_members(self) -> tuple[str, ...]:
+        return tuple(member for member in self.members if member not in self.optional_members)
+
+    @property
+    def trigger_regex(self) -> re.Pattern[str]:
+        return _compile(self.trigger_pattern)
+
+    def trigger_date(self, file_name: str) -> date | None:
+        """The business date a trigger's name carries; ValueError when it is not a calendar date."""
+        found = self.trigger_regex.match(file_name)
+        if not found:
+            return None
+        return date(int(found["yyyy"]), int(found["mm"]), int(found["dd"]))
+
+    def batch_folder(self, business_date: date) -> str:
+        """Where a batch's trigger, seals and run markers live in the archive. Dataset names cannot
+        start with `_`, so this folder never collides with a dataset's."""
+        return f"{BATCHES_FOLDER}/{self.name}/{business_date:%Y/%m/%d}/"
+
+
+BATCHES_FOLDER = "_batches"
+
+
+@cache
+def _compile(pattern: str) -> re.Pattern[str]:
+    regex = re.escape(pattern)
+    for token, group in _DATE_TOKENS.items():
+        regex = regex.replace(re.escape(token), group)
+    return re.compile(f"^{regex}$", re.IGNORECASE)
+
+
+class Pipelines(Mapping[str, Pipeline]):
+    """The known pipelines, by name, and which pipeline each member dataset belongs to."""
+
+    def __init__(self, pipelines: Mapping[str, Pipeline] | None = None):
+        self._by_name = dict(pipelines or {})
+        self._by_member = {member: p for p in self._by_name.values() for member in p.members}
+
+    def __getitem__(self, name: str) -> Pipeline:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def of_member(self, dataset: str) -> Pipeline | None:
+        """The pipeline a dataset is a member of; None for a standalone dataset (one run per file)."""
+        return self._by_member.get(dataset)
+
+    def of_trigger(self, file_name: str) -> Pipeline | None:
+        """The pipeline whose trigger pattern a file name matches."""
+        for pipeline in self._by_name.values():
+            if pipeline.trigger_regex.match(file_name):
+                return pipeline
+        return None
+
+
+def parse_pipeline(document: Mapping[str, Any], contracts: Contracts, source: Path | None = None) -> Pipeline:
+    """Build a pipeline from its TOML document, checking it against the known datasets."""
+    problems: list[str] = []
+
+    def text(key: str, default: str = "") -> str:
+        value = document.get(key, default)
+        if not isinstance(value, str):
+            problems.append(f"{key} must be text")
+            return default
+        return value
+
+    def names(key: str) -> tuple[str, ...]:
+        value = document.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            problems.append(f"{key} must be a list of dataset names")
+            return ()
+        return tuple(value)
+
+    name = text("name")
+    pattern = text("trigger_pattern")
+    members = names("members")
+    optional = names("optional_members")
+    lists_files = document.get("manifest_lists_files", False)
+    window = document.get("complete_within_minutes", 360)
+    on_incomplete = text("on_incomplete", "wait")
+    late = text("late_member", "hold")
+    if not _NAME.fullmatch(name):
+        problems.append(f"name {name!r} must be lower case letters, digits and _, starting with a letter")
+    if not all(token in pattern for token in _DATE_TOKENS) or not pattern.lower().endswith(".json"):
+        problems.append(f"trigger_pattern {pattern!r} must hold {{yyyy}}, {{mm}} and {{dd}} and end in .json")
+    if pattern.startswith("_"):
+        problems.append("trigger_pattern must not start with _ (Filegate's own batch objects do)")
+    if not members:
+        problems.append("members must name at least one dataset")
+    for member in members:
+        if member not in contracts:
+            problems.append(f"member {member} has no dataset contract")
+    if len(set(members)) != len(members):
+        problems.append("members names a dataset twice")
+    for member in optional:
+        if member not in members:
+            problems.append(f"optional member {member} is not in members")
+    if set(optional) >= set(members) and members:
+        problems.append("at least one member must be required (not optional)")
+    if not isinstance(lists_files, bool):
+        problems.append("manifest_lists_files must be true or false")
+    if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
+        problems.append("complete_within_minutes must be a positive whole number")
+    if on_incomplete not in ON_INCOMPLETE:
+        problems.append(f"on_incomplete must be one of {', '.join(ON_INCOMPLETE)}")
+    if late not in LATE_MEMBER:
+        problems.append(f"late_member must be one of {', '.join(LATE_MEMBER)}")
+    if pattern and not problems:
+        sample = pattern.replace("{yyyy}", "2025").replace("{mm}", "01").replace("{dd}", "15")
+        clash = contracts.match(sample)
+        if clash is not None:
+            problems.append(f"trigger_pattern also matches dataset {clash.name}'s file pattern")
+    if problems:
+        raise ContractError(f"{source or 'pipeline'}: " + "; ".join(problems))
+    return Pipeline(
+        name=name,
+        trigger_pattern=pattern,
+        members=members,
+        optional_members=optional,
+        manifest_lists_files=bool(lists_files),
+        complete_within_minutes=int(window),
+        on_incomplete=on_incomplete,
+        late_member=late,
+        description=text("description"),
+        source=source,
+        document={key: value for key, value in document.items() if key not in _FUNCTION_KEYS},
+    )
+
+
+def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:
+    """Every `kind = "pipeline"` TOML in the built-in datasets folder and the given folders."""
+    found: dict[str, Pipeline] = {}
+    for directory in (BUILTIN_DATASETS, *directories):
+        for path in sorted(Path(directory).glob("*.toml")):
+            with path.open("rb") as handle:
+                document = tomllib.load(handle)
+            if document.get("kind") != PIPELINE_KIND:
+                continue
+            pipeline = parse_pipeline(document, contracts, path)
+            # A user's folder may replace a built-in pipeline of the same name, as with datasets.
+            found[pipeline.name] = pipeline
+    owners: dict[str, str] = {}
+    for pipeline in found.values():
+        for member in pipeline.members:
+            if member in owners:
+                raise ContractError(f"dataset {member} is a member of both {owners[member]} and {pipeline.name}")
+            owners[member] = pipeline.name
+    return Pipelines(found)

@@ -1,0 +1,414 @@
+"""Pipeline batches on each cloud's real store: every piece archived on its own event, one seal and one run
+per complete batch, and a defined answer for every arrival order, duplicate, rejection, gap and late piece."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filegate.batches import (
+    BLOCKED,
+    LATE_MEMBER,
+    MEMBER_ARCHIVED,
+    OVERDUE,
+    SEALED,
+    WAITING,
+    assess_batch,
+    sweep_batches,
+)
+from filegate.contracts import load_contracts
+from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, Outcome, handle_payload
+from filegate.pipelines import Pipelines, load_pipelines
+from filegate.sweep import run_sweep
+from tests.factories import csv_bytes, tracking_row
+from tests.faults.world import World, run_parameters
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "ecommerce"
+MEMBERS = ("customers", "products", "inventory", "orders", "shipping")
+PIPELINE = load_pipelines(load_contracts())["ecommerce"]
+BATCH_JOB_ID = 2  # the world's bundle: the ingest job is 1, the batch job 2
+
+
+def member_name(dataset: str, day: date) -> str:
+    return f"{dataset}_{day:%Y_%m_%d}.csv"
+
+
+def trigger_name(day: date) -> str:
+    return f"trigger_{day:%Y_%m_%d}.json"
+
+
+def member_bytes(dataset: str) -> bytes:
+    """The committed sample file of the first business day; the function does not compare row dates with names."""
+    return (SAMPLES / member_name(dataset, date(2025, 1, 15))).read_bytes()
+
+
+def trigger_bytes(day: date, members: dict[str, bytes] | None = None, **overrides: Any) -> bytes:
+    """A trigger as the producer writes it: the batch date and each file with its size."""
+    listed = members if members is not None else {d: member_bytes(d) for d in MEMBERS}
+    content: dict[str, Any] = {
+        "batch_date": day.isoformat(),
+        "source_system": "shop-erp",
+        "created_at": f"{day.isoformat()}T23:10:00Z",
+        "files": [{"dataset": d, "file": member_name(d, day), "bytes": len(data)} for d, data in listed.items()],
+    }
+    content.update(overrides)
+    return json.dumps(content, indent=2).encode()
+
+
+def batch_pieces(day: date) -> dict[str, bytes]:
+    pieces = {member_name(d, day): member_bytes(d) for d in MEMBERS}
+    pieces[trigger_name(day)] = trigger_bytes(day)
+    return pieces
+
+
+def deliver(gate: Gate, event: dict[str, Any]) -> Outcome:
+    [outcome] = handle_payload(gate, event)
+    return outcome
+
+
+def seals(world: World, day: date | None = None) -> list[str]:
+    folder = f"_batches/ecommerce/{day:%Y/%m/%d}/" if day else "_batches/ecommerce/"
+    return sorted(
+        info.path
+        for info in world.objects(world.settings.archive)
+        if info.path.startswith(folder) and info.path.rsplit("/", 1)[-1].startswith("_sealed.")
+    )
+
+
+def batch_runs(world: World) -> list[dict[str, Any]]:
+    return [run for run in world.runs() if run["job_id"] == BATCH_JOB_ID]
+
+
+def read_seal(world: World, path: str) -> dict[str, Any]:
+    info = world.store.stat(world.settings.archive.container, path)
+    assert info is not None
+    document: dict[str, Any] = json.loads(world.read(info))
+    return document
+
+
+def with_policy(**changes: Any) -> Pipelines:
+    return Pipelines({"ecommerce": replace(PIPELINE, **changes)})
+
+
+def later_clock(minutes: float) -> Any:
+    return lambda: datetime.now(UTC) + timedelta(minutes=minutes)
+
+
+# Thirty orders: the trigger at each of the six positions, combined with each member arriving last among
+# the members. The decision depends only on which pieces are archived, so these cover every state a batch
+# can be in when its last piece arrives (all 720 orders would repeat them at 24 times the cost).
+ORDERS = [(position, last) for position in range(6) for last in MEMBERS]
+
+
+def test_every_arrival_order_seals_once_with_the_last_piece_and_starts_one_run(world: World) -> None:
+    gate = world.gate()
+    days = [date(2025, 2, 1) + timedelta(days=n) for n in range(len(ORDERS))]
+    for day, (position, last) in zip(days, ORDERS, strict=True):
+        members = [member_name(d, day) for d in MEMBERS if d != last] + [member_name(last, day)]
+        order = [*members[:position], trigger_name(day), *members[position:]]
+        pieces = batch_pieces(day)
+        outcomes = [deliver(gate, world.upload(name, pieces[name])) for name in order]
+
+        statuses = [o.status for o in outcomes]
+        assert statuses[:position] == [MEMBER_ARCHIVED] * position, (day, order, statuses)
+        assert statuses[position:-1] == [WAITING] * (5 - position), (day, order, statuses)
+        assert statuses[-1] == SEALED, (day, order, statuses)
+        if position < 5:
+            # Each waiting outcome names exactly what is still missing.
+            assert outcomes[position].missing == tuple(
+                d for d in MEMBERS if member_name(d, day) not in order[:position]
+            )
+        sealed = outcomes[-1]
+        assert sealed.run_id is not None
+        assert sealed.pipeline == "ecommerce"
+        assert sealed.revision == 1
+        assert seals(world, day) == [sealed.sealed_path.split("/", 1)[1]]  # type: ignore[union-attr]
+    assert len(seals(world)) == len(days)
+    runs = batch_runs(world)
+    assert len(runs) == len(days), "one run per batch"
+    assert not [run for run in world.runs() if run["job_id"] != BATCH_JOB_ID], "a member started a run of its own"
+    sources = {run_parameters(run)["source_path"] for run in runs}
+    assert len(sources) == len(days)
+
+
+def test_the_sealed_manifest_names_the_exact_archived_version_of_every_member(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 1, 15)
+    pieces = {name: (SAMPLES / name).read_bytes() for name in [member_name(d, day) for d in MEMBERS]}
+    pieces[trigger_name(day)] = (SAMPLES / trigger_name(day)).read_bytes()
+    outcomes = [deliver(gate, world.upload(name, data)) for name, data in pieces.items()]
+
+    sealed = outcomes[-1]
+    assert sealed.status == SEALED
+    seal = read_seal(world, sealed.sealed_path.split("/", 1)[1])  # type: ignore[union-attr]
+    archived = {info.path: info for info in world.objects(world.settings.archive)}
+    assert [m["dataset"] for m in seal["members"]] == list(MEMBERS)
+    for member in seal["members"]:
+        info = archived[member["path"]]
+        assert member["version"] == info.version
+        assert member["size"] == info.size
+        assert member["uri"] == world.store.spark_uri(info.container, info.path)
+        assert world.read(info) == pieces[member["path"].rsplit("/", 1)[1]]
+    assert seal["partial"] is False
+    assert seal["missing"] == []
+    assert seal["trigger"]["content"]["batch_date"] == "2025-01-15"
+    [run] = batch_runs(world)
+    parameters = run_parameters(run)
+    assert parameters == {
+        "source_path": world.store.spark_uri(world.settings.archive.container, sealed.sealed_path.split("/", 1)[1]),  # type: ignore[union-attr]
+        "pipeline": "ecommerce",
+        "batch_id": seal["batch_id"],
+    }
+    assert sealed.idempotency_token == seal["idempotency_token"]
+    assert world.objects(world.settings.landing) == []
+
+
+def test_twenty_threads_delivering_the_last_two_events_give_one_seal_and_one_run(world: World) -> None:
+    gate = world.gate(retry_timeout_seconds=20, http_timeout_seconds=10)
+    day = date(2025, 3, 1)
+    pieces = batch_pieces(day)
+    names = list(pieces)
+    for name in names[:-2]:
+        deliver(gate, world.upload(name, pieces[name]))
+    last_two = [world.upload(name, pieces[name]) for name in names[-2:]]
+    deliveries = [last_two[n % 2] for n in range(20)]
+    barrier = threading.Barrier(20)
+
+    def at_once(event: dict[str, Any]) -> Outcome:
+        barrier.wait(timeout=30)
+        return deliver(gate, event)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(at_once, deliveries))
+
+    statuses = Counter(o.status for o in outcomes)
+    assert statuses[SEALED] == 1, statuses
+    assert set(statuses) <= {SEALED, DUPLICATE, WAITING, MEMBER_ARCHIVED}, statuses
+    assert len(seals(world, day)) == 1
+    assert len(batch_runs(world)) == 1
+    assert {o.run_id for o in outcomes if o.run_id is not None} == {batch_runs(world)[0]["run_id"]}
+    assert world.objects(world.settings.landing) == []
+
+
+def test_every_event_twice_changes_nothing(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 3, 2)
+    events = [world.upload(name, data) for name, data in batch_pieces(day).items()]
+    first = [deliver(gate, event) for event in events]
+    second = [deliver(gate, event) for event in events]
+
+    assert [o.status for o in first][-1] == SEALED
+    assert {o.status for o in second} == {DUPLICATE}
+    assert second[-1].run_id == first[-1].run_id
+    assert len(seals(world, day)) == 1
+    assert len(batch_runs(world)) == 1
+
+
+def test_a_member_re_uploaded_before_the_seal_uses_the_version_the_trigger_describes(world: World) -> None:
+    gate = world.gate()
+    described, newest = date(2025, 3, 3), date(2025, 3, 4)
+    first = member_bytes("customers")
+    second = first + first.splitlines(keepends=True)[1]  # one more row: a different file of the same name
+    for day in (described, newest):
+        deliver(gate, world.upload(member_name("customers", day), first))
+        assert deliver(gate, world.upload(member_name("customers", day), second)).status == MEMBER_ARCHIVED
+        for dataset in MEMBERS[1:]:
+            deliver(gate, world.upload(member_name(dataset, day), member_bytes(dataset)))
+    # One trigger states the first version's size; the other lists no files, so the newest version counts.
+    deliver(gate, world.upload(trigger_name(described), trigger_bytes(described)))
+    plain = json.dumps({"batch_date": newest.isoformat()}).encode()
+    deliver(gate, world.upload(trigger_name(newest), plain))
+
+    for day, expected in ((described, first), (newest, second)):
+        [path] = seals(world, day)
+        seal = read_seal(world, path)
+        customers = seal["members"][0]
+        assert customers["size"] == len(expected), day
+        assert len(customers["superseded"]) == 1, day
+    assert len(batch_runs(world)) == 2
+
+
+def test_a_rejected_member_blocks_its_batch_until_a_corrected_upload(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 1, 16)
+    bad = (SAMPLES / "bad" / member_name("customers", day)).read_bytes()
+    blocked = deliver(gate, world.upload(member_name("customers", day), bad))
+    assert blocked.status == BLOCKED
+    assert blocked.rejected_path is not None
+    assert blocked.blocked_by == (f"{blocked.rejected_path}.report.json",)
+    for dataset in MEMBERS[1:]:
+        deliver(gate, world.upload(member_name(dataset, day), (SAMPLES / member_name(dataset, day)).read_bytes()))
+    still = deliver(gate, world.upload(trigger_name(day), (SAMPLES / trigger_name(day)).read_bytes()))
+    assert still.status == BLOCKED
+    assert still.blocked_by == blocked.blocked_by
+    assert any("a corrected upload unblocks it" in reason for reason in still.reasons)
+    assert batch_runs(world) == []
+
+    corrected = deliver(
+        gate, world.upload(member_name("customers", day), (SAMPLES / member_name("customers", day)).read_bytes())
+    )
+
+    assert corrected.status == SEALED
+    assert corrected.dataset == "customers"
+    assert len(batch_runs(world)) == 1
+
+
+@pytest.mark.parametrize("policy", ["wait", "reject", "load_available"])
+def test_a_member_that_never_comes_is_overdue_and_the_policy_applies(world: World, policy: str) -> None:
+    pipelines = with_policy(on_incomplete=policy, complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 3, 5)
+    for name, data in batch_pieces(day).items():
+        if not name.startswith("shipping"):
+            deliver(gate, world.upload(name, data))
+    assert next(iter(sweep_batches(gate))).status == WAITING  # inside the window: nothing to do yet
+
+    [outcome] = sweep_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+
+    assert outcome.status == OVERDUE
+    assert outcome.missing == ("shipping",)
+    if policy == "wait":
+        assert seals(world) == []
+        assert batch_runs(world) == []
+        assert [o.status for o in sweep_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))] == [OVERDUE]
+    elif policy == "reject":
+        assert outcome.rejected_path is not None
+        report = world.store.stat(
+            world.settings.rejected.container, outcome.rejected_path.split("/", 1)[1] + ".report.json"
+        )
+        assert report is not None
+        assert "shipping" in json.loads(world.read(report))["missing"]
+        assert seals(world) == []
+        assert batch_runs(world) == []
+        # The members stay archived; without a trigger the next sweep has nothing to say.
+        assert list(sweep_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))) == []
+        assert len([i for i in world.objects(world.settings.archive) if i.path.endswith(".csv")]) == 4
+    else:
+        seal = read_seal(world, outcome.sealed_path.split("/", 1)[1])  # type: ignore[union-attr]
+        assert seal["partial"] is True
+        assert seal["missing"] == ["shipping"]
+        assert len(seal["members"]) == 4
+        assert outcome.run_id == batch_runs(world)[0]["run_id"]
+        assert len(batch_runs(world)) == 1
+        assert list(sweep_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))) == []
+
+
+@pytest.mark.parametrize("policy", ["hold", "rerun"])
+def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, policy: str) -> None:
+    gate = world.gate(pipelines=with_policy(late_member=policy))
+    day = date(2025, 3, 6)
+    pieces = batch_pieces(day)
+    # Without sizes in the trigger the newest version of a member is the one a batch uses.
+    pieces[trigger_name(day)] = json.dumps({"batch_date": day.isoformat()}).encode()
+    outcomes = [deliver(gate, world.upload(name, data)) for name, data in pieces.items()]
+    assert outcomes[-1].status == SEALED
+    corrected = member_bytes("orders") + member_bytes("orders").splitlines(keepends=True)[1]
+
+    late = deliver(gate, world.upload(member_name("orders", day), corrected))
+
+    assert late.status == LATE_MEMBER
+    if policy == "hold":
+        assert late.revision == 1
+        assert late.run_id == outcomes[-1].run_id
+        assert len(seals(world, day)) == 1
+        assert len(batch_runs(world)) == 1
+    else:
+        assert late.revision == 2
+        assert late.run_id != outcomes[-1].run_id
+        assert len(seals(world, day)) == 2
+        assert len(batch_runs(world)) == 2
+        second = read_seal(world, seals(world, day)[1])
+        assert [m["size"] for m in second["members"] if m["dataset"] == "orders"] == [len(corrected)]
+    # The late event redelivered changes nothing more.
+    assert deliver(gate, world.upload(member_name("orders", day), corrected)).status in (LATE_MEMBER, DUPLICATE)
+
+
+@pytest.mark.parametrize("lost", ["inventory", "trigger"])
+def test_a_lost_event_is_recovered_by_the_sweep(world: World, lost: str) -> None:
+    gate = world.gate()
+    day = date(2025, 3, 7)
+    pieces = batch_pieces(day)
+    for name, data in pieces.items():
+        event = world.upload(name, data)
+        if not name.startswith(lost):
+            deliver(gate, event)  # the lost piece's event never arrives
+    assert batch_runs(world) == []
+
+    swept = run_sweep(gate, timedelta(0))
+
+    assert [o.status for o in swept.outcomes] == [SEALED]
+    assert len(batch_runs(world)) == 1
+    assert world.objects(world.settings.landing) == []
+
+
+def test_a_sealed_batch_without_its_run_note_is_re_driven_with_the_same_token(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 3, 8)
+    outcomes = [deliver(gate, world.upload(name, data)) for name, data in batch_pieces(day).items()]
+    note = [i for i in world.objects(world.settings.archive) if i.path.endswith("_run.r1.json")]
+    assert len(note) == 1
+    world.store.delete(note[0].container, note[0].path, note[0].version)
+
+    [outcome] = sweep_batches(gate)
+
+    assert outcome.status == SEALED
+    assert outcome.run_id == outcomes[-1].run_id
+    assert len(batch_runs(world)) == 1
+    assert list(sweep_batches(gate)) == []
+
+
+def test_malformed_triggers_are_rejected_with_every_reason_and_the_members_stay(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 3, 9)
+    for dataset in MEMBERS:
+        deliver(gate, world.upload(member_name(dataset, day), member_bytes(dataset)))
+    content = json.loads(trigger_bytes(day))
+    content["batch_date"] = "2025-03-10"
+    content["files"].append({"dataset": "returns", "file": "returns_2025_03_09.csv"})
+    content["files"].append(dict(content["files"][0]))
+    content["files"][1]["rows"] = -3
+
+    outcome = deliver(gate, world.upload(trigger_name(day), json.dumps(content).encode()))
+
+    assert outcome.status == REJECTED
+    assert outcome.pipeline == "ecommerce"
+    reasons = " | ".join(outcome.reasons)
+    for expected in ("differs from the date in the file name", "'returns' is not a member", "listed twice", "rows"):
+        assert expected in reasons
+    assert len([i for i in world.objects(world.settings.archive) if i.path.endswith(".csv")]) == 5
+    not_json = deliver(gate, world.upload(f"trigger_{day:%Y_%m}_10.json", b"{not json"))
+    assert not_json.status == REJECTED
+    assert "not JSON" in not_json.reasons[0]
+    corrected = deliver(gate, world.upload(trigger_name(day), trigger_bytes(day)))
+    assert corrected.status == SEALED
+
+
+def test_a_standalone_dataset_keeps_one_run_per_file(world: World) -> None:
+    gate = world.gate()
+
+    outcome = deliver(gate, world.upload("order_tracking_2024_03_05.csv", csv_bytes([tracking_row(1)])))
+
+    assert outcome.status == ARCHIVED
+    assert outcome.pipeline is None
+    assert [run["job_id"] for run in world.runs()] == [1]
+
+
+def test_assessing_a_sealed_batch_finds_every_member_its_seal_and_its_run_note(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 3, 11)
+    for name, data in batch_pieces(day).items():
+        deliver(gate, world.upload(name, data))
+
+    batch = assess_batch(gate, PIPELINE, day)
+
+    assert [m.state for m in batch.members] == ["present"] * 5
+    assert batch.revision == 1
+    assert 1 in batch.runs

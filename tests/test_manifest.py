@@ -1,0 +1,66 @@
+"""Trigger files: what a good one yields, and every reason a bad one gives at once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from filegate.contracts import load_contracts
+from filegate.manifest import MAX_TRIGGER_BYTES, read_trigger
+from filegate.pipelines import load_pipelines
+
+CONTRACTS = load_contracts()
+PIPELINE = load_pipelines(CONTRACTS)["ecommerce"]
+SAMPLE = Path(__file__).resolve().parents[1] / "data/samples/ecommerce/trigger_2025_01_15.json"
+
+
+def read(name: str, data: bytes, pipeline=PIPELINE):  # type: ignore[no-untyped-def]
+    return read_trigger(pipeline, CONTRACTS, name, len(data), data)
+
+
+def test_the_sample_trigger_expects_each_member_with_its_size() -> None:
+    trigger = read("trigger_2025_01_15.json", SAMPLE.read_bytes())
+
+    assert trigger.ok
+    assert (trigger.expected[0].dataset, trigger.expected[0].file) == ("customers", "customers_2025_01_15.csv")
+    assert trigger.expected[0].bytes == 11371
+    assert trigger.expected[0].rows == 60
+
+
+def test_a_trigger_without_files_expects_the_required_members_by_pattern() -> None:
+    trigger = read("trigger_2025_01_15.json", b'{"batch_date": "2025-01-15"}')
+
+    assert trigger.ok
+    assert [e.file for e in trigger.expected] == [
+        f"{d}_2025_01_15.csv" for d in ("customers", "products", "inventory", "orders", "shipping")
+    ]
+    assert all(e.bytes is None for e in trigger.expected)
+
+
+def test_a_pipeline_that_demands_a_listing_rejects_a_trigger_without_one() -> None:
+    trigger = read(
+        "trigger_2025_01_15.json", b'{"batch_date": "2025-01-15"}', replace(PIPELINE, manifest_lists_files=True)
+    )
+
+    assert not trigger.ok
+    assert trigger.reasons == ('"files" is missing; pipeline ecommerce requires the trigger to list its files',)
+
+
+def test_every_reason_is_given_at_once() -> None:
+    content = json.loads(SAMPLE.read_bytes())
+    content["batch_date"] = "2025-01-16"
+    content["files"][0]["rows"] = -1
+    content["files"].append({"dataset": "returns", "file": "returns_2025_01_15.csv"})
+    content["files"].append({"dataset": "orders", "file": "orders_2025_01_15.csv"})
+
+    trigger = read("trigger_2025_01_15.json", json.dumps(content).encode())
+
+    assert len(trigger.reasons) == 4
+    assert not trigger.ok
+
+
+def test_a_trigger_above_the_limit_is_not_parsed() -> None:
+    trigger = read_trigger(PIPELINE, CONTRACTS, "trigger_2025_01_15.json", MAX_TRIGGER_BYTES + 1, b"")
+
+    assert trigger.reasons == ("the trigger has 1048577 bytes, above the limit of 1048576 for a trigger file",)

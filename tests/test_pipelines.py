@@ -1,0 +1,65 @@
+"""Pipeline TOML: the built-in e-commerce pipeline, and each mistake a pipeline file can hold."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filegate.contracts import BUILTIN_DATASETS, load_contracts
+from filegate.errors import ContractError
+from filegate.pipelines import load_pipelines, parse_pipeline
+
+CONTRACTS = load_contracts()
+ECOMMERCE = tomllib.loads((BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8"))
+
+
+def test_the_ecommerce_pipeline_names_its_members_and_trigger() -> None:
+    pipelines = load_pipelines(CONTRACTS)
+    pipeline = pipelines["ecommerce"]
+
+    assert pipeline.members == ("customers", "products", "inventory", "orders", "shipping")
+    assert pipeline.required_members == pipeline.members
+    assert pipelines.of_member("orders") is pipeline
+    assert pipelines.of_member("order_tracking") is None
+    assert pipelines.of_trigger("trigger_2025_01_15.json") is pipeline
+    assert pipelines.of_trigger("TRIGGER_2025_01_15.JSON") is pipeline
+    assert pipelines.of_trigger("trigger_2025_01_15.csv") is None
+    assert pipeline.trigger_date("trigger_2025_01_15.json") == date(2025, 1, 15)
+    assert pipeline.batch_folder(date(2025, 1, 15)) == "_batches/ecommerce/2025/01/15/"
+    # The job's keys travel untouched for the Spark side.
+    assert pipeline.document["params"]["low_stock_threshold"] == 10
+
+
+def test_a_pipeline_toml_is_not_a_dataset() -> None:
+    assert "ecommerce" not in CONTRACTS
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"members": ["customers", "returns"]}, "member returns has no dataset contract"),
+        ({"optional_members": ["order_tracking"]}, "optional member order_tracking is not in members"),
+        ({"trigger_pattern": "trigger.json"}, "must hold {yyyy}, {mm} and {dd}"),
+        ({"trigger_pattern": "orders_{yyyy}_{mm}_{dd}.csv"}, "end in .json"),
+        ({"on_incomplete": "explode"}, "on_incomplete must be one of wait, reject, load_available"),
+        ({"late_member": "ignore"}, "late_member must be one of hold, rerun"),
+        ({"complete_within_minutes": 0}, "complete_within_minutes must be a positive whole number"),
+        ({"name": "_ecommerce"}, "name '_ecommerce' must be lower case"),
+        ({"members": ["orders", "orders"]}, "members names a dataset twice"),
+    ],
+)
+def test_a_broken_pipeline_says_what_is_wrong(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ContractError, match=message.replace("{", r"\{").replace("}", r"\}").replace(".", r"\.")):
+        parse_pipeline({**ECOMMERCE, **changes}, CONTRACTS)
+
+
+def test_a_dataset_in_two_pipelines_is_refused(tmp_path: Path) -> None:
+    text = (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
+    (tmp_path / "shop2.toml").write_text(text.replace('name = "ecommerce"', 'name = "shop2"'), encoding="utf-8")
+
+    with pytest.raises(ContractError, match="member of both"):
+        load_pipelines(CONTRACTS, tmp_path)
