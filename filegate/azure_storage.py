@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 from filegate.errors import (
     DestinationExists,
     FilegateError,
+    LocationMissing,
     ObjectNotFound,
+    SettingsError,
     SourceChanged,
     StorageError,
     TransientError,
@@ -57,11 +59,19 @@ def _azure_errors(what: str) -> Iterator[None]:
     except FilegateError:
         raise
     except ResourceNotFoundError as exc:
+        if _code(exc) == "ContainerNotFound":
+            raise LocationMissing(f"{what}: the container does not exist") from exc
         raise ObjectNotFound(f"{what}: not found") from exc
     except (ResourceModifiedError, ResourceExistsError, HttpResponseError) as exc:
         status = getattr(exc, "status_code", None) or 0
-        raw_code = getattr(exc, "error_code", "") or ""
-        code = str(getattr(raw_code, "value", raw_code))
+        code = _code(exc)
+        if code == "AuthenticationFailed":
+            # The signature did not verify: a wrong or rotated key, which no retry fixes.
+            raise SettingsError(
+                f"{what}: storage refused the account key (AuthenticationFailed); the key in "
+                "FILEGATE_AZURE_STORAGE is wrong or was rotated: copy the connection string again "
+                "from the storage account's Access keys, or use the account URL with a managed identity"
+            ) from exc
         if code in ("BlobAlreadyExists", "TargetConditionNotMet") or (status == 409 and "Exists" in code):
             raise DestinationExists(f"{what}: destination exists") from exc
         if status == 412 or code in ("SourceConditionNotMet", "ConditionNotMet"):
@@ -73,6 +83,11 @@ def _azure_errors(what: str) -> Iterator[None]:
         raise StorageError(f"{what}: storage answered {status} {code}: {exc}") from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise TransientError(f"{what}: storage unreachable: {exc}") from exc
+
+
+def _code(exc: Exception) -> str:
+    raw_code = getattr(exc, "error_code", "") or ""
+    return str(getattr(raw_code, "value", raw_code))
 
 
 class AzureBlobStore:
@@ -93,7 +108,14 @@ class AzureBlobStore:
             from azure.identity import DefaultAzureCredential
 
             return cls(BlobServiceClient(setting, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS))
-        return cls(BlobServiceClient.from_connection_string(setting, **_CLIENT_OPTIONS))
+        try:
+            return cls(BlobServiceClient.from_connection_string(setting, **_CLIENT_OPTIONS))
+        except ValueError as exc:
+            raise SettingsError(
+                f"FILEGATE_AZURE_STORAGE is not a storage connection string ({exc}); expected "
+                "`DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...` or an account URL "
+                "`https://ACCOUNT.blob.core.windows.net`"
+            ) from exc
 
     def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
         from azure.core import MatchConditions
@@ -187,12 +209,36 @@ class AzureBlobStore:
             return False
         return True
 
+    def update_metadata(self, container: str, path: str, version: str, metadata: Mapping[str, str]) -> None:
+        from azure.core import MatchConditions
+
+        current = self.stat(container, path)
+        if current is None:
+            raise ObjectNotFound(f"update metadata of {container}/{path}: not found")
+        if current.version != version:
+            raise SourceChanged(f"update metadata of {container}/{path}: object changed")
+        blob = self._service.get_blob_client(container, path)
+        with _azure_errors(f"update metadata of {container}/{path}"):
+            # Azure replaces the whole metadata set, so the object's own travels along, under the same etag.
+            blob.set_blob_metadata(
+                {**current.metadata, **metadata}, etag=_quote(version), match_condition=MatchConditions.IfNotModified
+            )
+
+    def container_exists(self, container: str) -> bool:
+        try:
+            with _azure_errors(f"container {container}"):
+                self._service.get_container_client(container).get_container_properties()
+        except (LocationMissing, ObjectNotFound):
+            return False
+        return True
+
     def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
         client = self._service.get_container_client(container)
         with _azure_errors(f"list {container}/{prefix}"):
-            for item in client.list_blobs(name_starts_with=prefix or None):
+            for item in client.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
                 created = item.last_modified.timestamp() if item.last_modified else 0.0
-                yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), {}, created)
+                metadata = dict(item.metadata or {})
+                yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), metadata, created)
 
     def spark_uri(self, container: str, path: str) -> str:
         return f"abfss://{container}@{self.account}.dfs.core.windows.net/{path}"

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from filegate.archive import (
+    Placement,
     archive_path,
     find_placement,
     place_upload,
@@ -18,11 +20,19 @@ from filegate.archive import (
     write_report,
 )
 from filegate.contracts import Contract, Contracts
-from filegate.errors import InvalidEvent, ObjectNotFound, SourceChanged
-from filegate.events import Ignored, Upload, parse_event
+from filegate.errors import (
+    FilegateError,
+    InvalidEvent,
+    LocationMissing,
+    ObjectNotFound,
+    RunNotStarted,
+    SourceChanged,
+)
+from filegate.events import GCS_ACCOUNT, Ignored, Upload, parse_event
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
+from filegate.readiness import Readiness, describe_missing_locations
 from filegate.settings import Settings
-from filegate.storage import Store
+from filegate.storage import META_EVENT_ID, META_RUN_ID, META_SOURCE, META_SOURCE_VERSION, ObjectInfo, Store
 from filegate.validation import Validation, match_dataset, validate_upload
 
 log = logging.getLogger("filegate")
@@ -31,6 +41,8 @@ ARCHIVED = "archived"
 REJECTED = "rejected"
 IGNORED = "ignored"
 DUPLICATE = "duplicate"
+# An archived file whose run was missing (run-now failed or never came): this delivery started it.
+REDRIVEN = "redriven"
 MALFORMED = "malformed event: "
 
 
@@ -70,6 +82,12 @@ class Gate:
     jobs: RunTrigger
     contracts: Contracts
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Set by `build_gate`: settings, storage and the job are checked once, before the first move.
+    readiness: Readiness | None = None
+
+    def ensure_ready(self) -> None:
+        if self.readiness is not None:
+            self.readiness.ensure(self)
 
 
 def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
@@ -77,6 +95,7 @@ def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
 
     Transient failures raise, so the platform redelivers; a retried event converges to the same state.
     """
+    gate.ensure_ready()
     events = payload if isinstance(payload, list) else [payload]
     if not events:
         return [_log(Outcome(IGNORED, reasons=(f"{MALFORMED}the payload is an empty array",)), warn=True)]
@@ -133,6 +152,9 @@ def _decide(gate: Gate, upload: Upload) -> Outcome:
     except (ObjectNotFound, SourceChanged):
         # The blob is gone or is another version now: an earlier delivery may have moved it.
         return _settle_earlier(gate, upload, contract, business_date, token)
+    except LocationMissing as exc:
+        # Never an acknowledgement: the event must come back once the configuration is fixed.
+        raise LocationMissing(describe_missing_locations(settings, store) or str(exc)) from exc
 
 
 def _not_ours(gate: Gate, upload: Upload) -> str | None:
@@ -155,25 +177,26 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
     placement = place_upload(store, upload, settings.archive, archive_path(contract.name, business_date, upload.name))
     # Delete only the version we copied: a newer upload under the same name stays for its own event.
     store.delete(upload.container, upload.path, upload.version)
-    return _run(gate, upload, contract, business_date, token, placement.container, placement.path, placement.reused)
+    return _run(gate, upload, contract, business_date, token, placement)
 
 
-def _run(
-    gate: Gate,
-    upload: Upload,
-    contract: Contract,
-    business_date: date,
-    token: str,
-    container: str,
-    path: str,
-    reused: bool,
-) -> Outcome:
+def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str, placed: Placement) -> Outcome:
+    container, path = placed.container, placed.path
     source_uri = gate.store.spark_uri(container, path)
     batch = batch_id(contract.name, business_date, token)
     parameters = {"source_path": source_uri, "dataset": contract.name, "batch_id": batch}
-    run = gate.jobs.trigger_run(parameters, token)
+    try:
+        run = gate.jobs.trigger_run(parameters, token)
+    except FilegateError as exc:
+        # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
+        raise RunNotStarted(f"{container}/{path}", str(exc)) from exc
+    recorded = placed.info.metadata.get(META_RUN_ID)
+    if recorded != str(run.run_id):
+        _record_run(gate.store, placed, run.run_id)
+    # A reused copy with a recorded run is a duplicate; one without had no run until now.
+    status = (DUPLICATE if recorded else REDRIVEN) if placed.reused else ARCHIVED
     return Outcome(
-        DUPLICATE if reused else ARCHIVED,
+        status,
         upload.event_id,
         f"{upload.container}/{upload.path}",
         dataset=contract.name,
@@ -185,6 +208,49 @@ def _run(
         run_page_url=run.run_page_url,
         idempotency_token=token,
     )
+
+
+def _record_run(store: Store, placed: Placement, run_id: int) -> None:
+    """Mark the archived copy with its run, so sweeps and reconcile tell done files from stranded ones."""
+    try:
+        store.update_metadata(placed.container, placed.path, placed.info.version, {META_RUN_ID: str(run_id)})
+    except FilegateError as exc:
+        # The run exists; an unmarked copy only costs a later sweep one run-now with the same token.
+        log.warning("run %s started, but marking %s/%s failed: %s", run_id, placed.container, placed.path, exc)
+
+
+def archived_upload(store: Store, info: ObjectInfo) -> Upload | None:
+    """The upload an archived copy came from (its identity, hence its token); None if Filegate did not place it."""
+    source = unquote(info.metadata.get(META_SOURCE, ""))
+    version = info.metadata.get(META_SOURCE_VERSION, "")
+    container, _, path = source.partition("/")
+    if not (container and path and version):
+        return None
+    account = str(getattr(store, "account", "")) if store.kind == "azure" else GCS_ACCOUNT
+    return Upload(
+        store=store.kind,
+        account=account,
+        container=container,
+        path=path,
+        size=info.size,
+        version=version,
+        event_id=info.metadata.get(META_EVENT_ID, ""),
+        api="redrive",
+    )
+
+
+def redrive_archived(gate: Gate, info: ObjectInfo) -> Outcome:
+    """Start (or find) the run of an archived file with its own token: never a second run."""
+    source = f"{info.container}/{info.path}"
+    upload = archived_upload(gate.store, info)
+    if upload is None:
+        return _log(Outcome(IGNORED, source=source, reasons=("not placed by Filegate (no source metadata)",)))
+    contract, business_date, _ = match_dataset(gate.contracts, upload.name)
+    if contract is None or business_date is None:
+        reason = f"no contract matches {upload.name} any more; restore its contract to re-drive it"
+        return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
+    placed = Placement(info.container, info.path, info, reused=True)
+    return _log(_run(gate, upload, contract, business_date, idempotency_token(upload), placed))
 
 
 def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
@@ -235,7 +301,7 @@ def _settle_earlier(
             # The earlier delivery may have crashed before run-now: the same token starts the run
             # it missed, or returns the run it started.
             store.delete(upload.container, upload.path, upload.version)
-            return _run(gate, upload, contract, business_date, token, placement.container, placement.path, True)
+            return _run(gate, upload, contract, business_date, token, placement)
     dataset = contract.name if contract else None
     rejected = find_placement(store, upload, settings.rejected, rejected_path(dataset, upload.name))
     if rejected is not None:

@@ -7,6 +7,7 @@ from filegate.errors import SettingsError
 from filegate.events import AZURE, GCS
 from filegate.ingest import Gate
 from filegate.jobs import DatabricksJobs
+from filegate.readiness import Readiness
 from filegate.settings import Settings
 from filegate.storage import Store
 
@@ -26,6 +27,13 @@ def open_store(kind: str, settings: Settings) -> Store:
     raise SettingsError(f"unknown store kind {kind!r}")
 
 
-def build_gate(kind: str, settings: Settings) -> Gate:
+def build_gate(kind: str, settings: Settings, *, check: bool = True) -> Gate:
+    """The gate for one cloud; with `check`, its first event checks storage and the job before moving bytes."""
     contracts = load_contracts(*([settings.contracts_dir] if settings.contracts_dir else []))
-    return Gate(settings=settings, store=open_store(kind, settings), jobs=DatabricksJobs(settings), contracts=contracts)
+    return Gate(
+        settings=settings,
+        store=open_store(kind, settings),
+        jobs=DatabricksJobs(settings),
+        contracts=contracts,
+        readiness=Readiness() if check else None,
+    )

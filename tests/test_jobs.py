@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from filegate.errors import TransientError
+from filegate.errors import SettingsError, TransientError
 from filegate.jobs import DatabricksJobs, batch_id, idempotency_token
 from filegate.local_jobs import Fault, LocalJobsServer
 from filegate.settings import Settings
@@ -63,8 +63,8 @@ def test_job_id_setting_skips_the_lookup(jobs_api: LocalJobsServer) -> None:  # 
     assert jobs_api.requests("list") == []
 
 
-def test_unknown_job_name_is_transient_so_deploying_the_bundle_later_heals_it(jobs_api: LocalJobsServer) -> None:  # noqa: F811
-    with pytest.raises(TransientError, match="no Databricks job named 'missing'"):
+def test_unknown_job_name_names_the_fix(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    with pytest.raises(SettingsError, match=r"no Databricks job named 'missing'.*databricks bundle deploy"):
         trigger(jobs_api, Settings(job_name="missing")).trigger_run(PARAMETERS, "fg1-a")
 
 
