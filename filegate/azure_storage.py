@@ -32,6 +32,10 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "read_timeout": 15,
 }
 _COPY_WAIT_SECONDS = 20.0
+_WRONG_KEY = (
+    "the key in FILEGATE_AZURE_STORAGE is wrong or was rotated: copy the connection string again from the "
+    "storage account's Access keys, or use the account URL with a managed identity"
+)
 
 
 def _unquote(etag: str | None) -> str:
@@ -68,9 +72,7 @@ def _azure_errors(what: str) -> Iterator[None]:
         if code == "AuthenticationFailed":
             # The signature did not verify: a wrong or rotated key, which no retry fixes.
             raise SettingsError(
-                f"{what}: storage refused the account key (AuthenticationFailed); the key in "
-                "FILEGATE_AZURE_STORAGE is wrong or was rotated: copy the connection string again "
-                "from the storage account's Access keys, or use the account URL with a managed identity"
+                f"{what}: storage refused the account key (AuthenticationFailed); {_WRONG_KEY}"
             ) from exc
         if code in ("BlobAlreadyExists", "TargetConditionNotMet") or (status == 409 and "Exists" in code):
             raise DestinationExists(f"{what}: destination exists") from exc
@@ -98,6 +100,12 @@ class AzureBlobStore:
     def __init__(self, service: BlobServiceClient):
         self._service = service
         self.account = str(service.account_name)
+        # With a key, "access denied" means the key is wrong (Azurite says AuthorizationFailure,
+        # Azure AuthenticationFailed); with an identity it means a missing role assignment.
+        self._shared_key = type(getattr(service, "credential", None)).__name__ in (
+            "SharedKeyCredentialPolicy",
+            "StorageSharedKeyCredential",
+        )
 
     @classmethod
     def from_setting(cls, setting: str) -> AzureBlobStore:
@@ -230,6 +238,10 @@ class AzureBlobStore:
                 self._service.get_container_client(container).get_container_properties()
         except (LocationMissing, ObjectNotFound):
             return False
+        except TransientError as exc:
+            if self._shared_key and "access denied" in str(exc):
+                raise SettingsError(f"container {container}: storage refused the account key; {_WRONG_KEY}") from exc
+            raise
         return True
 
     def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:

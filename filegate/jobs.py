@@ -156,6 +156,9 @@ class DatabricksJobs:
         """
         from databricks.sdk.errors.base import DatabricksError
 
+        if self._settings.databricks_host:
+            # Before the SDK starts: it would spend its whole retry window on a refused connection.
+            probe_host(self._settings.databricks_host)
         host = self.host
         probe_host(host)
         job_id = self.job_id()

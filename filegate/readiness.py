@@ -48,6 +48,10 @@ def check_storage(settings: Settings, store: Store) -> list[Check]:
     for name, container in _locations(settings):
         try:
             exists = store.container_exists(container)
+        except SettingsError as exc:
+            # Credentials: the same answer for every location, so one line says it.
+            checks.append(Check("storage credentials", False, str(exc)))
+            break
         except FilegateError as exc:
             checks.append(Check(f"{name} ({container})", False, str(exc)))
             continue

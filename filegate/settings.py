@@ -102,6 +102,8 @@ class Settings:
     sample_bytes: int = DEFAULT_SAMPLE_BYTES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     contracts_dir: Path | None = None
+    # The SDK reads its own settings; Filegate reads the host too, to name an unreachable Jobs API quickly.
+    databricks_host: str = ""
 
     def __post_init__(self) -> None:
         for a, b in ((self.landing, self.archive), (self.landing, self.rejected), (self.archive, self.rejected)):
@@ -140,4 +142,5 @@ class Settings:
             sample_bytes=number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
             max_file_bytes=number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
             contracts_dir=Path(contracts_dir) if contracts_dir else None,
+            databricks_host=text("DATABRICKS_HOST"),
         )
