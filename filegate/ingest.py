@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -28,7 +28,7 @@ from filegate.errors import (
     RunNotStarted,
     SourceChanged,
 )
-from filegate.events import GCS_ACCOUNT, Ignored, Upload, parse_event
+from filegate.events import CURRENT_VERSION, GCS_ACCOUNT, Ignored, Upload, parse_event
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
 from filegate.readiness import Readiness, describe_missing_locations
 from filegate.settings import Settings
@@ -117,6 +117,19 @@ def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
 
 def handle_upload(gate: Gate, upload: Upload) -> Outcome:
     """Validate, then archive and trigger the run, or reject with a report."""
+    if upload.version == CURRENT_VERSION:
+        current = gate.store.stat(upload.container, upload.path)
+        if current is None:
+            reason = "the event names no version and the object is gone: nothing to do"
+            return _log(Outcome(IGNORED, upload.event_id, f"{upload.container}/{upload.path}", reasons=(reason,)))
+        log.info(
+            "event %s names no generation; using %s/%s's current generation %s from the store",
+            upload.event_id,
+            upload.container,
+            upload.path,
+            current.version,
+        )
+        upload = replace(upload, version=current.version, size=current.size, sequencer=current.version)
     outcome = _decide(gate, upload)
     return _log(outcome)
 
