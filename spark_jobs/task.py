@@ -25,6 +25,7 @@ from spark_jobs.warehouse import ENGINES, Engine, Warehouse, open_warehouse
 # alike, so it keeps to characters that need no quoting rules; the function's ids
 # (`filegate.jobs.batch_id`: dataset, date, hex) fit.
 _MAX_BATCH_ID = 200
+CONTRACTS_DIR_SETTING = "FILEGATE_CONTRACTS_DIR"
 _BATCH_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{_MAX_BATCH_ID}}}")
 
 
@@ -55,7 +56,14 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
     parser.add_argument("--batch-id", required=True, help="The run's batch id; a re-run replaces its rows.")
     parser.add_argument("--catalog", default="local", help="Unity Catalog name; ignored for local tables.")
     parser.add_argument("--schema", required=True, help="Schema name, or locally the warehouse directory.")
-    parser.add_argument("--contracts-dir", type=Path, help="A folder of extra dataset contracts.")
+    # The same setting the function reads, so a dataset added there reaches the job too.
+    contracts_default = os.environ.get(CONTRACTS_DIR_SETTING, "").strip()
+    parser.add_argument(
+        "--contracts-dir",
+        type=Path,
+        default=Path(contracts_default) if contracts_default else None,
+        help=f"A folder of extra dataset contracts (default: ${CONTRACTS_DIR_SETTING}).",
+    )
     parser.add_argument("--delta-engine", choices=ENGINES, default="auto", help="Who writes the Delta tables.")
     parsed = parser.parse_args(list(argv))
     batch_id = parsed.batch_id.strip()
@@ -84,7 +92,11 @@ def find_contract(arguments: TaskArguments) -> Contract:
     extra = (arguments.contracts_dir,) if arguments.contracts_dir else ()
     contracts = load_contracts(*extra)
     if arguments.dataset not in contracts:
-        raise TaskArgumentError(f"unknown dataset {arguments.dataset!r}; known: {', '.join(sorted(contracts))}")
+        raise TaskArgumentError(
+            f"unknown dataset {arguments.dataset!r}; known: {', '.join(sorted(contracts))}. A dataset added "
+            f"with {CONTRACTS_DIR_SETTING} must reach the job too: set it (or --contracts-dir) for the task, "
+            "or build the contract into the wheel (filegate/datasets/) and redeploy the bundle"
+        )
     return contracts[arguments.dataset]
 
 
