@@ -36,6 +36,8 @@ from filegate.storage import META_EVENT_ID, META_RUN_ID, META_SOURCE, META_SOURC
 from filegate.validation import Validation, match_dataset, validate_upload
 
 log = logging.getLogger("filegate")
+# One JSON line per outcome; a child of "filegate", so the functions' logging setup covers it.
+outcome_log = logging.getLogger("filegate.outcome")
 
 ARCHIVED = "archived"
 REJECTED = "rejected"
@@ -141,7 +143,7 @@ def _log(outcome: Outcome, *, warn: bool = False) -> Outcome:
     the level from the logging call.
     """
     level = logging.WARNING if warn or outcome.status == REJECTED else logging.INFO
-    log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
+    outcome_log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
     return outcome
 
 

@@ -52,6 +52,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABRICKS_CLIENT_SECRET", "OAuth M2M secret, read by the Databricks SDK."),
 )
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
+# What the commands that move files read: every setting but the opt-in OAuth pair's secret details.
+GATE_SETTINGS = tuple(setting.name for setting in SETTINGS)
+
+
+def settings_help(names: tuple[str, ...] = GATE_SETTINGS) -> str:
+    """The `--help` epilog: each setting a command reads, with its default."""
+    by_name = {setting.name: setting for setting in SETTINGS}
+    lines = ["settings read from the environment:"]
+    for name in names:
+        setting = by_name[name]
+        default = f" (default {setting.default})" if setting.default else ""
+        lines.append(f"  {name}{default}: {setting.description}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

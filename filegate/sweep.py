@@ -14,7 +14,7 @@ from functools import partial
 from filegate.errors import FilegateError, RunNotStarted, SettingsError, StorageError, TransientError
 from filegate.events import AZURE, GCS, GCS_ACCOUNT, Upload
 from filegate.ingest import Gate, Outcome, handle_upload, redrive_archived
-from filegate.settings import Settings
+from filegate.settings import Settings, settings_help
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store
 
 log = logging.getLogger("filegate.sweep")
@@ -156,8 +156,13 @@ def _default_target(settings: Settings) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """`filegate sweep`: process files that sat in the landing location longer than a threshold."""
-    parser = argparse.ArgumentParser(prog="filegate sweep", description=main.__doc__)
+    """`filegate sweep`: process files that sat in landing too long, and start archived files' missing runs."""
+    parser = argparse.ArgumentParser(
+        prog="filegate sweep",
+        description=main.__doc__,
+        epilog=settings_help() + "\n\nexit codes: 0 all done, 2 configuration, 75 files left to finish (run again)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--older-than",
         type=float,
@@ -175,6 +180,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.older_than < 0:
         parser.error("--older-than must not be negative")
+    from filegate.cli import quiet_outcome_log
     from filegate.runtime import build_gate
 
     outcomes: list[Outcome] = []
@@ -183,9 +189,10 @@ def main(argv: list[str]) -> int:
         gate = build_gate(TARGETS[args.target or _default_target(settings)], settings, check=not args.dry_run)
         if not args.dry_run:
             gate.ensure_ready()
-        for outcome in sweep_all(gate, timedelta(minutes=args.older_than), dry_run=args.dry_run):
-            print(outcome.to_json(), flush=True)
-            outcomes.append(outcome)
+        with quiet_outcome_log():
+            for outcome in sweep_all(gate, timedelta(minutes=args.older_than), dry_run=args.dry_run):
+                print(outcome.to_json(), flush=True)
+                outcomes.append(outcome)
     except SettingsError as exc:
         print(f"filegate sweep: configuration error, nothing was moved: {exc}", file=sys.stderr)
         return 2

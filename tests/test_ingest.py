@@ -227,7 +227,7 @@ def test_every_event_is_logged_as_one_json_line_with_a_severity(
 
     outcomes = handle_payload(gate, [good, bad, {"id": "x", "eventType": "Microsoft.Storage.BlobCreated"}])
 
-    records = [record for record in caplog.records if record.name == "filegate"]
+    records = [record for record in caplog.records if record.name == "filegate.outcome"]
     lines = [json.loads(record.getMessage()) for record in records]
     assert [line["severity"] for line in lines] == ["INFO", "WARNING", "WARNING"]
     assert [record.levelname for record in records] == ["INFO", "WARNING", "WARNING"]
