@@ -109,6 +109,11 @@ class Azurite:
         )
 
 
+# The newest SDKs send API versions Azurite does not know yet, and Filegate's metadata headers need
+# --loose; the README's Azurite command carries the same flags (tests/test_readme.py checks).
+AZURITE_FLAGS = ("--skipApiVersionCheck", "--loose", "--silent")
+
+
 @contextmanager
 def run_azurite(root: Path, location: Path) -> Iterator[Azurite]:
     """Azurite's blob service from `root`/node_modules on a free port, its data in `location`."""
@@ -118,7 +123,7 @@ def run_azurite(root: Path, location: Path) -> Iterator[Azurite]:
     location.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location)]
-    command += ["--skipApiVersionCheck", "--loose", "--silent"]
+    command += list(AZURITE_FLAGS)
     with (location / "azurite.log").open("wb") as sink:
         # Its own session: Ctrl-C reaches only the caller, which then stops Azurite in order.
         process = subprocess.Popen(
