@@ -23,7 +23,13 @@ _MODULE_COMMANDS = {
     "local-jobs": ("filegate.local_jobs", "Run the local Databricks Jobs API stand-in"),
     "watch": ("filegate.watch", "Emulate Event Grid / Eventarc for local storage emulators"),
     "status": ("filegate.status", "Recent runs, or one run, with state and run page URL"),
-    "sweep": ("filegate.sweep", "Process files that sat in the landing location too long"),
+    "sweep": ("filegate.sweep", "Process files that sat in landing too long; start archived files' missing runs"),
+    "doctor": ("filegate.doctor", "Check settings, storage, the job and local tools; each line OK or a fix"),
+    "rejected": ("filegate.files:rejected_main", "Rejected files with reasons; --reprocess a fixed one"),
+    "archived": ("filegate.files:archived_main", "Archived files per dataset and date, with run and state"),
+    "reconcile": ("filegate.files:reconcile_main", "Archived files without a successful run; --redrive them"),
+    "backfill": ("filegate.files:backfill_main", "A folder of existing files through the gate, with a summary"),
+    "deadletters": ("filegate.files:deadletters_main", "Dead-lettered events with reasons; --redrive them"),
     "demo": ("filegate.demo", "The whole flow on this machine (what `make demo` runs)"),
 }
 
@@ -135,13 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: filegate COMMAND [ARGS]   (filegate COMMAND --help for its options and settings)", file=out)
         print("\ncommands:", file=out)
         for name, help_text in commands.items():
-            print(f"  {name:<11} {help_text}", file=out)
+            print(f"  {name:<12} {help_text}", file=out)
         return 0 if known else 2
     command, rest = argv[0], argv[1:]
     if command == "handle":
         return handle_main(rest)
-    module = importlib.import_module(_MODULE_COMMANDS[command][0])
-    result: int = module.main(rest)
+    module_name, _, function = _MODULE_COMMANDS[command][0].partition(":")
+    module = importlib.import_module(module_name)
+    result: int = getattr(module, function or "main")(rest)
     return result
 
 

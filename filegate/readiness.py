@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -94,3 +98,42 @@ class Readiness:
             if not self._ready:
                 raise_for(check_storage(gate.settings, gate.store) + check_job(gate.jobs))
                 self._ready = True
+
+
+# The local world's tools and the oldest version each must be (README: Python 3.11, Java 17, Node 20).
+LOCAL_TOOLS = (("java", ("java", "-version"), 17), ("node", ("node", "--version"), 20))
+
+
+def _major(text: str) -> int | None:
+    found = re.search(r'(?:version "|v)(\d+)(?:\.(\d+))?', text)
+    if not found:
+        return None
+    major = int(found[1])
+    # Java 8 and older report "1.8.0"
+    return int(found[2] or 0) if major == 1 else major
+
+
+def check_local_tools() -> list[Check]:
+    """Python, Java and Node for `make demo` and the local world, each at its minimum version."""
+    checks = [
+        Check(
+            "python",
+            sys.version_info >= (3, 11),
+            f"{sys.version.split()[0]}" if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed",
+        )
+    ]
+    for name, command, minimum in LOCAL_TOOLS:
+        path = shutil.which(command[0])
+        if path is None:
+            checks.append(Check(name, False, f"not found on PATH: install {name.title()} {minimum} or newer"))
+            continue
+        try:
+            result = subprocess.run(list(command), capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            checks.append(Check(name, False, f"{path} does not run: {exc}"))
+            continue
+        major = _major(result.stdout + result.stderr)
+        ok = major is not None and major >= minimum
+        found = f"version {major}" if major is not None else "an unknown version"
+        checks.append(Check(name, ok, f"{path}, {found}" + ("" if ok else f": {minimum} or newer is needed")))
+    return checks
