@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -87,6 +88,11 @@ def _azure_errors(what: str) -> Iterator[None]:
         raise TransientError(f"{what}: storage unreachable: {exc}") from exc
 
 
+def _md5(content_settings: Any) -> str:
+    digest = getattr(content_settings, "content_md5", None)
+    return base64.b64encode(bytes(digest)).decode() if digest else ""
+
+
 def _code(exc: Exception) -> str:
     raw_code = getattr(exc, "error_code", "") or ""
     return str(getattr(raw_code, "value", raw_code))
@@ -152,6 +158,7 @@ class AzureBlobStore:
             metadata=dict(props.metadata or {}),
             # Last-Modified, not Creation-Time: an overwritten blob keeps its creation time.
             created=props.last_modified.timestamp() if props.last_modified else 0.0,
+            content_md5=_md5(props.content_settings),
         )
 
     def copy(
@@ -250,7 +257,8 @@ class AzureBlobStore:
             for item in client.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
                 created = item.last_modified.timestamp() if item.last_modified else 0.0
                 metadata = dict(item.metadata or {})
-                yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), metadata, created)
+                md5 = _md5(item.content_settings)
+                yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), metadata, created, md5)
 
     def spark_uri(self, container: str, path: str) -> str:
         return f"abfss://{container}@{self.account}.dfs.core.windows.net/{path}"

@@ -95,6 +95,7 @@ def _info(container: str, blob: Blob) -> ObjectInfo:
         version=str(blob.generation or ""),
         metadata=dict(blob.metadata or {}),
         created=blob.time_created.timestamp() if blob.time_created else 0.0,
+        content_md5=str(blob.md5_hash or ""),
     )
 
 

@@ -14,6 +14,7 @@ from filegate.archive import (
     Placement,
     archive_path,
     find_placement,
+    is_copy_of,
     place_upload,
     rejected_path,
     report_path,
@@ -45,6 +46,8 @@ IGNORED = "ignored"
 DUPLICATE = "duplicate"
 # An archived file whose run was missing (run-now failed or never came): this delivery started it.
 REDRIVEN = "redriven"
+# A new upload byte for byte the same as the file already archived under its name: reported, not run again.
+IDENTICAL = "identical"
 MALFORMED = "malformed event: "
 
 
@@ -189,10 +192,43 @@ def _not_ours(gate: Gate, upload: Upload) -> str | None:
 
 def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str) -> Outcome:
     store, settings = gate.store, gate.settings
+    identical = _identical_archived(gate, upload, contract, business_date)
+    if identical is not None:
+        # The bytes are already archived (and loaded by that file's run): the re-upload goes, no new run.
+        store.delete(upload.container, upload.path, upload.version)
+        run = identical.metadata.get(META_RUN_ID, "")
+        reason = (
+            f"byte-identical to {identical.container}/{identical.path} (same MD5 {identical.content_md5}), "
+            f"already archived{f' with run {run}' if run else ''}; not run again"
+        )
+        return Outcome(
+            IDENTICAL,
+            upload.event_id,
+            f"{upload.container}/{upload.path}",
+            dataset=contract.name,
+            business_date=business_date.isoformat(),
+            reasons=(reason,),
+            archived_path=f"{identical.container}/{identical.path}",
+            run_id=int(run) if run.isdigit() else None,
+        )
     placement = place_upload(store, upload, settings.archive, archive_path(contract.name, business_date, upload.name))
     # Delete only the version we copied: a newer upload under the same name stays for its own event.
     store.delete(upload.container, upload.path, upload.version)
     return _run(gate, upload, contract, business_date, token, placement)
+
+
+def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business_date: date) -> ObjectInfo | None:
+    """The archived file under this upload's name when it holds the same bytes as a different version of it."""
+    location = gate.settings.archive
+    archived = gate.store.stat(
+        location.container, location.path(archive_path(contract.name, business_date, upload.name))
+    )
+    if archived is None or not archived.content_md5 or is_copy_of(archived, upload):
+        return None
+    source = gate.store.stat(upload.container, upload.path)
+    if source is None or source.version != upload.version or source.content_md5 != archived.content_md5:
+        return None
+    return archived if source.size == archived.size else None
 
 
 def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str, placed: Placement) -> Outcome:

@@ -26,6 +26,8 @@ class ObjectInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
     # When this version was written (epoch seconds): an overwrite is a new version, with a new time.
     created: float = 0.0
+    # The store's MD5 of the content, base64 ("" where the store has none, e.g. Azure block-list uploads).
+    content_md5: str = ""
 
 
 class Store(Protocol):

@@ -280,3 +280,29 @@ def test_googles_documented_local_event_without_a_generation_reads_it_from_the_s
     assert real.status == "duplicate"
     assert real.idempotency_token == outcome.idempotency_token
     assert len(world.runs()) == 1
+
+
+def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> None:
+    data = csv_bytes([tracking_row(i) for i in range(4)])
+    [first] = handle_payload(world.gate(), world.upload(NAME, data))
+
+    [again] = handle_payload(world.gate(), world.upload(NAME, data))
+
+    assert first.status == "archived"
+    assert again.status == "identical"
+    assert again.archived_path == first.archived_path
+    assert again.run_id == first.run_id
+    assert "byte-identical" in again.reasons[0]
+    assert world.objects(world.settings.landing) == []
+    assert len(world.objects(world.settings.archive)) == 1
+    assert len(world.runs()) == 1
+
+
+def test_a_changed_re_upload_under_the_same_name_still_gets_its_own_run(world: World) -> None:
+    handle_payload(world.gate(), world.upload(NAME, csv_bytes([tracking_row(1)])))
+
+    [changed] = handle_payload(world.gate(), world.upload(NAME, csv_bytes([tracking_row(2)])))
+
+    assert changed.status == "archived"
+    assert len(world.objects(world.settings.archive)) == 2
+    assert len(world.runs()) == 2
