@@ -223,7 +223,9 @@ def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business
     archived = gate.store.stat(
         location.container, location.path(archive_path(contract.name, business_date, upload.name))
     )
-    if archived is None or not archived.content_md5 or is_copy_of(archived, upload):
+    # Only a copy known to hold another version counts: a copy still being made (no metadata yet) does not.
+    other_version = archived.metadata.get(META_SOURCE_VERSION) if archived is not None else None
+    if archived is None or not archived.content_md5 or not other_version or is_copy_of(archived, upload):
         return None
     source = gate.store.stat(upload.container, upload.path)
     if source is None or source.version != upload.version or source.content_md5 != archived.content_md5:

@@ -27,6 +27,8 @@ class Check:
     name: str
     ok: bool
     detail: str
+    # A failure that may pass (an outage), as opposed to a setting to fix.
+    transient: bool = False
 
 
 def _locations(settings: Settings) -> list[tuple[str, str]]:
@@ -57,7 +59,7 @@ def check_storage(settings: Settings, store: Store) -> list[Check]:
             checks.append(Check("storage credentials", False, str(exc)))
             break
         except FilegateError as exc:
-            checks.append(Check(f"{name} ({container})", False, str(exc)))
+            checks.append(Check(f"{name} ({container})", False, str(exc), isinstance(exc, TransientError)))
             continue
         detail = "exists" if exists else "does not exist: create it (infra/ creates all three) or fix the setting"
         checks.append(Check(f"{name} ({container})", exists, detail))
@@ -71,7 +73,7 @@ def check_job(jobs: object) -> list[Check]:
     try:
         return [Check("Databricks job", True, jobs.check_job())]
     except FilegateError as exc:
-        return [Check("Databricks job", False, str(exc))]
+        return [Check("Databricks job", False, str(exc), isinstance(exc, TransientError))]
 
 
 def raise_for(checks: list[Check]) -> None:
@@ -80,7 +82,7 @@ def raise_for(checks: list[Check]) -> None:
     if not failed:
         return
     message = "; ".join(f"{check.name}: {check.detail}" for check in failed)
-    if all("cannot reach" in check.detail or "unreachable" in check.detail for check in failed):
+    if all(check.transient for check in failed):
         raise TransientError(f"not ready: {message}")
     raise SettingsError(f"not ready: {message}")
 

@@ -188,3 +188,35 @@ def test_a_storage_fault_while_the_jobs_api_is_down_leaves_every_file_accounted_
 
     assert up.failed == 0
     assert_converged(world, files)
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "named"),
+    [
+        pytest.param({"DATABRICKS_HOST": "", "DATABRICKS_TOKEN": ""}, 2, "DATABRICKS_HOST", id="no-credentials"),
+        pytest.param({"DATABRICKS_HOST": "http://127.0.0.1:9"}, 75, "cannot reach the Jobs API", id="jobs-api-down"),
+    ],
+)
+def test_the_command_checks_before_it_moves_anything(
+    world: World,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: dict[str, str],
+    code: int,
+    named: str,
+) -> None:
+    from tests.test_readiness import _env
+
+    world.upload(NAME, DATA)
+    for name, value in {**_env(world, request), **change}.items():
+        monkeypatch.setenv(name, value)
+
+    result = main(["--older-than", "0", "--target", "azure" if world.kind == "azure" else "gcp"])
+
+    err = capsys.readouterr().err
+    assert result == code
+    assert named in err
+    assert "nothing was moved" in err
+    assert len(world.objects(world.settings.landing)) == 1
+    assert world.objects(world.settings.archive) == []
