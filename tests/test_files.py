@@ -131,3 +131,40 @@ def test_dead_letters_are_listed_with_their_reason_re_driven_and_marked(world: W
     assert dead_letters(tmp_path) == []
     assert len(list((tmp_path / "handled").iterdir())) == 2
     assert_converged(world, {NAME: DATA})
+
+
+def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    env = _env(world, request)
+    target = ["--target", "azure" if world.kind == "azure" else "gcp"]
+    handle_payload(world.gate(), world.upload("order_tracking_2024_09_01.csv", BAD))
+    with pytest.raises(RunNotStarted):
+        handle_payload(world.gate_with_jobs_down(), world.upload(NAME, DATA))
+    folder = tmp_path / "backfill"
+    folder.mkdir()
+    (folder / "order_tracking_2024_09_02.csv").write_bytes(csv_bytes([tracking_row(9)]))
+
+    rejected = run_cli(["rejected", *target], env)
+    before = run_cli(["reconcile", *target], env)
+    redriven = run_cli(["reconcile", "--redrive", *target], env)
+    backfill = run_cli(["backfill", str(folder), *target], env)
+    archived = run_cli(["archived", "--dataset", "order_tracking", *target], env)
+    letters = run_cli(["deadletters", "--dir", str(tmp_path / "none"), *target], env)
+
+    assert rejected.returncode == 0, rejected.stderr
+    assert "split by ';'" in rejected.stdout
+    assert before.returncode == 1, before.stderr
+    assert "NO RUN" in before.stdout
+    assert redriven.returncode == 0, redriven.stderr
+    assert json.loads(redriven.stdout)["status"] == REDRIVEN
+    assert backfill.returncode == 0, backfill.stderr
+    assert "[1/1] order_tracking_2024_09_02.csv: archived" in backfill.stdout
+    assert archived.returncode == 0, archived.stderr
+    assert "2 archived file(s), 0 without a run" in archived.stdout
+    assert letters.returncode == 0
+    assert "0 dead letter(s)" in letters.stdout
+    assert len(world.runs()) == 2
