@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -10,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from filegate.errors import (
     DestinationExists,
     FilegateError,
+    LocationMissing,
     ObjectNotFound,
+    SettingsError,
     SourceChanged,
     StorageError,
     TransientError,
@@ -30,6 +33,10 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "read_timeout": 15,
 }
 _COPY_WAIT_SECONDS = 20.0
+_WRONG_KEY = (
+    "the key in FILEGATE_AZURE_STORAGE is wrong or was rotated: copy the connection string again from the "
+    "storage account's Access keys, or use the account URL with a managed identity"
+)
 
 
 def _unquote(etag: str | None) -> str:
@@ -57,11 +64,17 @@ def _azure_errors(what: str) -> Iterator[None]:
     except FilegateError:
         raise
     except ResourceNotFoundError as exc:
+        if _code(exc) == "ContainerNotFound":
+            raise LocationMissing(f"{what}: the container does not exist") from exc
         raise ObjectNotFound(f"{what}: not found") from exc
     except (ResourceModifiedError, ResourceExistsError, HttpResponseError) as exc:
         status = getattr(exc, "status_code", None) or 0
-        raw_code = getattr(exc, "error_code", "") or ""
-        code = str(getattr(raw_code, "value", raw_code))
+        code = _code(exc)
+        if code == "AuthenticationFailed":
+            # The signature did not verify: a wrong or rotated key, which no retry fixes.
+            raise SettingsError(
+                f"{what}: storage refused the account key (AuthenticationFailed); {_WRONG_KEY}"
+            ) from exc
         if code in ("BlobAlreadyExists", "TargetConditionNotMet") or (status == 409 and "Exists" in code):
             raise DestinationExists(f"{what}: destination exists") from exc
         if status == 412 or code in ("SourceConditionNotMet", "ConditionNotMet"):
@@ -75,6 +88,16 @@ def _azure_errors(what: str) -> Iterator[None]:
         raise TransientError(f"{what}: storage unreachable: {exc}") from exc
 
 
+def _md5(content_settings: Any) -> str:
+    digest = getattr(content_settings, "content_md5", None)
+    return base64.b64encode(bytes(digest)).decode() if digest else ""
+
+
+def _code(exc: Exception) -> str:
+    raw_code = getattr(exc, "error_code", "") or ""
+    return str(getattr(raw_code, "value", raw_code))
+
+
 class AzureBlobStore:
     """Blob operations with the conditions that make moves safe under duplicate and late events."""
 
@@ -83,6 +106,12 @@ class AzureBlobStore:
     def __init__(self, service: BlobServiceClient):
         self._service = service
         self.account = str(service.account_name)
+        # With a key, "access denied" means the key is wrong (Azurite says AuthorizationFailure,
+        # Azure AuthenticationFailed); with an identity it means a missing role assignment.
+        self._shared_key = type(getattr(service, "credential", None)).__name__ in (
+            "SharedKeyCredentialPolicy",
+            "StorageSharedKeyCredential",
+        )
 
     @classmethod
     def from_setting(cls, setting: str) -> AzureBlobStore:
@@ -93,7 +122,14 @@ class AzureBlobStore:
             from azure.identity import DefaultAzureCredential
 
             return cls(BlobServiceClient(setting, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS))
-        return cls(BlobServiceClient.from_connection_string(setting, **_CLIENT_OPTIONS))
+        try:
+            return cls(BlobServiceClient.from_connection_string(setting, **_CLIENT_OPTIONS))
+        except ValueError as exc:
+            raise SettingsError(
+                f"FILEGATE_AZURE_STORAGE is not a storage connection string ({exc}); expected "
+                "`DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...` or an account URL "
+                "`https://ACCOUNT.blob.core.windows.net`"
+            ) from exc
 
     def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
         from azure.core import MatchConditions
@@ -122,6 +158,7 @@ class AzureBlobStore:
             metadata=dict(props.metadata or {}),
             # Last-Modified, not Creation-Time: an overwritten blob keeps its creation time.
             created=props.last_modified.timestamp() if props.last_modified else 0.0,
+            content_md5=_md5(props.content_settings),
         )
 
     def copy(
@@ -187,12 +224,41 @@ class AzureBlobStore:
             return False
         return True
 
+    def update_metadata(self, container: str, path: str, version: str, metadata: Mapping[str, str]) -> None:
+        from azure.core import MatchConditions
+
+        current = self.stat(container, path)
+        if current is None:
+            raise ObjectNotFound(f"update metadata of {container}/{path}: not found")
+        if current.version != version:
+            raise SourceChanged(f"update metadata of {container}/{path}: object changed")
+        blob = self._service.get_blob_client(container, path)
+        with _azure_errors(f"update metadata of {container}/{path}"):
+            # Azure replaces the whole metadata set, so the object's own travels along, under the same etag.
+            blob.set_blob_metadata(
+                {**current.metadata, **metadata}, etag=_quote(version), match_condition=MatchConditions.IfNotModified
+            )
+
+    def container_exists(self, container: str) -> bool:
+        try:
+            with _azure_errors(f"container {container}"):
+                self._service.get_container_client(container).get_container_properties()
+        except (LocationMissing, ObjectNotFound):
+            return False
+        except TransientError as exc:
+            if self._shared_key and "access denied" in str(exc):
+                raise SettingsError(f"container {container}: storage refused the account key; {_WRONG_KEY}") from exc
+            raise
+        return True
+
     def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
         client = self._service.get_container_client(container)
         with _azure_errors(f"list {container}/{prefix}"):
-            for item in client.list_blobs(name_starts_with=prefix or None):
+            for item in client.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
                 created = item.last_modified.timestamp() if item.last_modified else 0.0
-                yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), {}, created)
+                metadata = dict(item.metadata or {})
+                md5 = _md5(item.content_settings)
+                yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), metadata, created, md5)
 
     def spark_uri(self, container: str, path: str) -> str:
         return f"abfss://{container}@{self.account}.dfs.core.windows.net/{path}"

@@ -7,11 +7,15 @@ import importlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.events import AZURE, GCS, GCS_FINALIZED
+
+OUTCOME_LOGGER = "filegate.outcome"
 
 # Subcommands that live in their own modules, each with `main(argv) -> int`; imported on use so
 # `filegate handle` stays quick.
@@ -19,9 +23,15 @@ _MODULE_COMMANDS = {
     "local-jobs": ("filegate.local_jobs", "Run the local Databricks Jobs API stand-in"),
     "watch": ("filegate.watch", "Emulate Event Grid / Eventarc for local storage emulators"),
     "status": ("filegate.status", "Recent runs, or one run, with state and run page URL"),
-    "sweep": ("filegate.sweep", "Process files that sat in the landing location too long"),
+    "sweep": ("filegate.sweep", "Process files that sat in landing too long; start archived files' missing runs"),
     "batches": ("filegate.batches_command", "Pipeline batches: state, members, seal revision, run"),
     "check": ("filegate.check", "Check dataset contracts (fields, rules, patterns, SQL) with file and line"),
+    "doctor": ("filegate.doctor", "Check settings, storage, the job and local tools; each line OK or a fix"),
+    "rejected": ("filegate.files:rejected_main", "Rejected files with reasons; --reprocess a fixed one"),
+    "archived": ("filegate.files:archived_main", "Archived files per dataset and date, with run and state"),
+    "reconcile": ("filegate.files:reconcile_main", "Archived files without a successful run; --redrive them"),
+    "backfill": ("filegate.files:backfill_main", "A folder of existing files through the gate, with a summary"),
+    "deadletters": ("filegate.files:deadletters_main", "Dead-lettered events with reasons; --redrive them"),
     "demo": ("filegate.demo", "The whole flow on this machine (what `make demo` runs)"),
 }
 
@@ -33,25 +43,63 @@ def _store_kind(payload: Any) -> str:
     return AZURE
 
 
+@contextmanager
+def quiet_outcome_log() -> Iterator[None]:
+    """Commands that print each outcome on stdout do not log it again on stderr (restored after)."""
+    logger = logging.getLogger(OUTCOME_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.WARNING + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def read_event_file(source: str) -> str:
+    """The event file's text; SettingsError-free, an OSError or UnicodeError names the problem."""
+    if source == "-":
+        return sys.stdin.read()
+    path = Path(source)
+    if path.is_dir():
+        raise IsADirectoryError(f"{source} is a folder; give one event file (or '-' for stdin)")
+    return path.read_text(encoding="utf-8")
+
+
 def handle_main(argv: list[str]) -> int:
     """`filegate handle EVENT.json`: process one delivery with the current settings, print outcomes."""
-    parser = argparse.ArgumentParser(prog="filegate handle", description=handle_main.__doc__)
-    parser.add_argument(
-        "event_file", type=Path, help="an Event Grid, CloudEvents or GCS CloudEvent JSON file ('-' for stdin)"
-    )
-    args = parser.parse_args(argv)
-    from filegate.ingest import handle_payload
-    from filegate.runtime import build_gate
-    from filegate.settings import Settings
+    from filegate.settings import Settings, settings_help
 
-    text = sys.stdin.read() if str(args.event_file) == "-" else args.event_file.read_text(encoding="utf-8")
+    parser = argparse.ArgumentParser(
+        prog="filegate handle",
+        description=handle_main.__doc__,
+        epilog=settings_help()
+        + "\n\nexit codes: 0 a file was processed, 1 nothing was processed, 2 configuration, 75 try again",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("event_file", help="an Event Grid, CloudEvents or GCS CloudEvent JSON file ('-' for stdin)")
+    args = parser.parse_args(argv)
+    from filegate.ingest import IGNORED, handle_payload
+    from filegate.runtime import build_gate
+
+    try:
+        text = read_event_file(args.event_file)
+    except FileNotFoundError:
+        print(f"filegate handle: {args.event_file}: no such file", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError:
+        print(f"filegate handle: {args.event_file} is not a text file; give an event as JSON", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"filegate handle: cannot read {args.event_file}: {exc}", file=sys.stderr)
+        return 2
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         print(f"filegate handle: {args.event_file} is not JSON: {exc}", file=sys.stderr)
         return 2
     try:
-        outcomes = handle_payload(build_gate(_store_kind(payload), Settings.from_env()), payload)
+        with quiet_outcome_log():
+            outcomes = handle_payload(build_gate(_store_kind(payload), Settings.from_env()), payload)
     except SettingsError as exc:
         print(f"filegate handle: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -63,7 +111,19 @@ def handle_main(argv: list[str]) -> int:
         return 1
     for outcome in outcomes:
         print(outcome.to_json())
+    if all(outcome.status == IGNORED for outcome in outcomes):
+        print("filegate handle: nothing was processed (see each outcome's reasons)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("filegate")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,16 +132,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)
     commands = {"handle": "Process one event file (re-drive a dead-lettered event)"}
     commands.update({name: help_text for name, (_, help_text) in _MODULE_COMMANDS.items()})
+    if argv and argv[0] == "--version":
+        print(f"filegate {_version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: filegate COMMAND [ARGS]\n\ncommands:")
+        known = not argv or argv[0] in ("-h", "--help")
+        out = sys.stdout if known else sys.stderr
+        if not known:
+            print(f"filegate: unknown command {argv[0]!r}", file=out)
+        print("usage: filegate COMMAND [ARGS]   (filegate COMMAND --help for its options and settings)", file=out)
+        print("\ncommands:", file=out)
         for name, help_text in commands.items():
-            print(f"  {name:<11} {help_text}")
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+            print(f"  {name:<12} {help_text}", file=out)
+        return 0 if known else 2
     command, rest = argv[0], argv[1:]
     if command == "handle":
         return handle_main(rest)
-    module = importlib.import_module(_MODULE_COMMANDS[command][0])
-    result: int = module.main(rest)
+    module_name, _, function = _MODULE_COMMANDS[command][0].partition(":")
+    module = importlib.import_module(module_name)
+    result: int = getattr(module, function or "main")(rest)
     return result
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from filegate.emulators import run_azurite
+from filegate.emulators import run_azurite, stop_leftovers
 from filegate.errors import FilegateError
 from filegate.events import AZURE
 from filegate.ingest import ARCHIVED, REJECTED, Outcome
@@ -605,6 +605,13 @@ def main(argv: list[str]) -> int:
         help="connect (default): the tasks share one Spark Connect server; classic: a local Spark per task",
     )
     args = parser.parse_args(argv)
+    from filegate.readiness import check_local_tools
+
+    missing = [check for check in check_local_tools() if not check.ok]
+    if missing:
+        for check in missing:
+            print(f"filegate demo: {check.name}: {check.detail}", file=sys.stderr)
+        return 2
     lock = FolderLock(args.state_dir, "filegate demo")
     try:
         lock.acquire()
@@ -615,6 +622,9 @@ def main(argv: list[str]) -> int:
     # (a shell may start background jobs with SIGINT ignored; the demo wants it either way).
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        # A demo killed with kill -9 could not stop its Azurite and Spark Connect server: stop them now.
+        for line in stop_leftovers(args.state_dir):
+            print(line, flush=True)
         reset_state(args.state_dir)
         _log_to_file(args.state_dir / "demo.log")
         return run_demo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -73,6 +74,54 @@ def stop_process(process: subprocess.Popen[bytes], *, group: bool = False) -> No
         _signal(process, signal.SIGKILL, group)
 
 
+LEFTOVER_SUFFIX = ".pid.json"
+
+
+def record_leftover(path: Path, process: subprocess.Popen[bytes], command: list[str]) -> Path:
+    """Note a started server beside its state: if this process is killed (kill -9), the next start stops it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": process.pid, "program": Path(command[0]).name}), encoding="utf-8")
+    return path
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_leftovers(folder: Path) -> list[str]:
+    """Stop the servers a killed earlier run in `folder` left running; what was stopped, one line each.
+
+    Only a process whose pid was recorded there and whose command line still names the recorded
+    program is stopped (with its process group: each was started in a session of its own), so a
+    reused pid is never hit.
+    """
+    stopped = []
+    for record in sorted(folder.rglob(f"*{LEFTOVER_SUFFIX}")) if folder.exists() else []:
+        try:
+            noted = json.loads(record.read_text(encoding="utf-8"))
+            pid, program = int(noted["pid"]), str(noted["program"])
+        except (OSError, ValueError, KeyError, TypeError):
+            record.unlink(missing_ok=True)
+            continue
+        if program and program in _cmdline(pid):
+            for signum in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(pid, signum)
+                except (ProcessLookupError, PermissionError):
+                    break
+                deadline = time.monotonic() + 10
+                while _cmdline(pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if not _cmdline(pid):
+                    break
+            stopped.append(f"stopped {program} (pid {pid}) left running by an earlier run in {folder}")
+        record.unlink(missing_ok=True)
+    return stopped
+
+
 def stop_requested() -> threading.Event:
     """An event that SIGINT and SIGTERM set: what a long-running local command waits on before it stops cleanly."""
     stop = threading.Event()
@@ -109,6 +158,11 @@ class Azurite:
         )
 
 
+# The newest SDKs send API versions Azurite does not know yet, and Filegate's metadata headers need
+# --loose; the README's Azurite command carries the same flags (tests/test_readme.py checks).
+AZURITE_FLAGS = ("--skipApiVersionCheck", "--loose", "--silent")
+
+
 @contextmanager
 def run_azurite(root: Path, location: Path) -> Iterator[Azurite]:
     """Azurite's blob service from `root`/node_modules on a free port, its data in `location`."""
@@ -118,7 +172,7 @@ def run_azurite(root: Path, location: Path) -> Iterator[Azurite]:
     location.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location)]
-    command += ["--skipApiVersionCheck", "--loose", "--silent"]
+    command += list(AZURITE_FLAGS)
     with (location / "azurite.log").open("wb") as sink:
         # Its own session: Ctrl-C reaches only the caller, which then stops Azurite in order.
         process = subprocess.Popen(
@@ -128,11 +182,13 @@ def run_azurite(root: Path, location: Path) -> Iterator[Azurite]:
             env={**os.environ, "AZURITE_ACCEPT_EULA": "true"},
             start_new_session=True,
         )
+        record = record_leftover(location / "azurite.pid.json", process, command)
         try:
             wait_for_port(port, process)
             yield Azurite(port)
         finally:
             stop_process(process)
+            record.unlink(missing_ok=True)
 
 
 # Databricks serverless runs a job's Python against Spark through Spark Connect; locally, one warm
@@ -208,8 +264,10 @@ def run_spark_connect(
         process = subprocess.Popen(
             command, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
+        record = record_leftover(log_file.with_name(f"{log_file.name}.pid.json"), process, command)
         try:
             wait_for_port(port, process, timeout=timeout, cancelled=cancelled)
             yield SparkConnect(port)
         finally:
             stop_process(process, group=True)
+            record.unlink(missing_ok=True)

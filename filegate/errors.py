@@ -13,12 +13,24 @@ class SettingsError(FilegateError):
     """A setting is missing or malformed; fix the configuration, retrying will not help."""
 
 
+class LocationMissing(SettingsError):
+    """A container or bucket a setting names does not exist: a configuration error, never "superseded"."""
+
+
 class InvalidEvent(FilegateError):
     """An event that cannot be understood; logged and dropped, never retried."""
 
 
 class TransientError(FilegateError):
     """A failure that may pass (storage 5xx, Jobs API unavailable): the platform should redeliver."""
+
+
+class RunNotStarted(TransientError):
+    """The file is archived but its run-now failed: the archived copy is work to do, not a done file."""
+
+    def __init__(self, archived_path: str, cause: str) -> None:
+        super().__init__(f"archived at {archived_path}, but its run did not start: {cause}")
+        self.archived_path = archived_path
 
 
 class StorageError(FilegateError):

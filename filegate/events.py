@@ -27,6 +27,8 @@ _GCS_SOURCE = re.compile(r"^//storage\.googleapis\.com/projects/[^/]+/buckets/(?
 _AZURE_ACCOUNT_HOST = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.(blob|dfs)\.")
 _TOPIC_ACCOUNT = re.compile(r"/storageAccounts/(?P<account>[^/]+)$", re.IGNORECASE)
 MAX_PATH_LENGTH = 1024
+# An upload whose event named no version: the core reads the current one before acting.
+CURRENT_VERSION = ""
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,11 @@ def _parse_gcs(event: Mapping[str, Any], event_id: str) -> Upload | Ignored:
     if size == 0 and _looks_like_folder(path):
         return Ignored("zero-byte folder marker", event_id, f"objects/{path}")
     generation = data.get("generation")
-    if isinstance(generation, bool) or not isinstance(generation, str | int) or not str(generation).isdigit():
+    if generation is None:
+        # Google's local-development example event names no generation: the core reads the
+        # object's current one from the store (CURRENT_VERSION), so the token still names a real version.
+        generation = CURRENT_VERSION
+    elif isinstance(generation, bool) or not isinstance(generation, str | int) or not str(generation).isdigit():
         raise InvalidEvent(f"event {event_id}: generation must be a number, got {generation!r}")
     return Upload(
         store=GCS,

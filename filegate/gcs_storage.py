@@ -23,6 +23,7 @@ from filegate.errors import (
     ConditionFailed,
     DestinationExists,
     FilegateError,
+    LocationMissing,
     ObjectNotFound,
     SettingsError,
     SourceChanged,
@@ -94,6 +95,7 @@ def _info(container: str, blob: Blob) -> ObjectInfo:
         version=str(blob.generation or ""),
         metadata=dict(blob.metadata or {}),
         created=blob.time_created.timestamp() if blob.time_created else 0.0,
+        content_md5=str(blob.md5_hash or ""),
     )
 
 
@@ -195,6 +197,25 @@ class GcsStore:
         dst_path: str,
         metadata: Mapping[str, str],
     ) -> ObjectInfo:
+        try:
+            return self._copy(src_container, src_path, src_version, dst_container, dst_path, metadata)
+        except ObjectNotFound:
+            # GCS answers 404 alike for a missing source and a missing destination bucket; the latter
+            # is a configuration error that must not pass for "the upload is gone".
+            missing = self._missing_bucket(dst_container)
+            if missing is not None:
+                raise missing from None
+            raise
+
+    def _copy(
+        self,
+        src_container: str,
+        src_path: str,
+        src_version: str,
+        dst_container: str,
+        dst_path: str,
+        metadata: Mapping[str, str],
+    ) -> ObjectInfo:
         what = f"copy {src_container}/{src_path} to {dst_container}/{dst_path}"
         if self._check_first:
             self._require(src_container, src_path, src_version)
@@ -258,10 +279,13 @@ class GcsStore:
             self._require_missing(container, path)
         blob = self._blob(container, path)
         blob.metadata = dict(metadata)
-        with _gcs_errors(f"write {container}/{path}", precondition=DestinationExists):
-            blob.upload_from_string(
-                data, content_type=content_type, if_generation_match=0, timeout=_TIMEOUT, retry=self._retry
-            )
+        try:
+            with _gcs_errors(f"write {container}/{path}", precondition=DestinationExists):
+                blob.upload_from_string(
+                    data, content_type=content_type, if_generation_match=0, timeout=_TIMEOUT, retry=self._retry
+                )
+        except ObjectNotFound:
+            raise self._missing_bucket(container) or StorageError(f"write {container}/{path}: not found") from None
         return _info(container, blob)
 
     def delete(self, container: str, path: str, version: str) -> bool:
@@ -275,17 +299,35 @@ class GcsStore:
             return False
         return True
 
+    def update_metadata(self, container: str, path: str, version: str, metadata: Mapping[str, str]) -> None:
+        current = self.stat(container, path)
+        if current is None:
+            raise ObjectNotFound(f"update metadata of {container}/{path}: not found")
+        blob = self._blob(container, path)
+        # GCS merges a patch's keys into the object's own, the emulator replaces them: sending the
+        # whole set gives the same result on both. The precondition pins the generation.
+        blob.metadata = {**current.metadata, **metadata}
+        with _gcs_errors(f"update metadata of {container}/{path}"):
+            blob.patch(if_generation_match=_generation(version), timeout=_TIMEOUT, retry=self._retry)
+
+    def container_exists(self, container: str) -> bool:
+        with _gcs_errors(f"bucket {container}"):
+            return self._client.lookup_bucket(container, timeout=_TIMEOUT, retry=self._retry) is not None
+
+    def _missing_bucket(self, *containers: str) -> LocationMissing | None:
+        for container in containers:
+            if not self.container_exists(container):
+                return LocationMissing(f"bucket {container} does not exist")
+        return None
+
     def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
-        with _gcs_errors(f"list {container}/{prefix}"):
-            for blob in self._client.list_blobs(container, prefix=prefix or None, timeout=_TIMEOUT, retry=self._retry):
-                yield ObjectInfo(
-                    container,
-                    str(blob.name),
-                    int(blob.size or 0),
-                    str(blob.generation or ""),
-                    {},
-                    blob.time_created.timestamp() if blob.time_created else 0.0,
-                )
+        try:
+            with _gcs_errors(f"list {container}/{prefix}"):
+                blobs = self._client.list_blobs(container, prefix=prefix or None, timeout=_TIMEOUT, retry=self._retry)
+                for blob in blobs:
+                    yield _info(container, blob)
+        except ObjectNotFound:
+            raise LocationMissing(f"list {container}/{prefix}: bucket {container} does not exist") from None
 
     def spark_uri(self, container: str, path: str) -> str:
         return f"gs://{container}/{path}"

@@ -5,33 +5,50 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from filegate.archive import (
+    Placement,
     archive_path,
     find_placement,
+    is_copy_of,
     place_upload,
     rejected_path,
     report_path,
     write_report,
 )
 from filegate.contracts import Contract, Contracts
-from filegate.errors import InvalidEvent, ObjectNotFound, SourceChanged
-from filegate.events import Ignored, Upload, parse_event
+from filegate.errors import (
+    FilegateError,
+    InvalidEvent,
+    LocationMissing,
+    ObjectNotFound,
+    RunNotStarted,
+    SourceChanged,
+)
+from filegate.events import CURRENT_VERSION, GCS_ACCOUNT, Ignored, Upload, parse_event
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
 from filegate.pipelines import Pipelines
+from filegate.readiness import Readiness, describe_missing_locations
 from filegate.settings import Settings
-from filegate.storage import Store
+from filegate.storage import META_EVENT_ID, META_RUN_ID, META_SOURCE, META_SOURCE_VERSION, ObjectInfo, Store
 from filegate.validation import Validation, match_dataset, validate_upload
 
 log = logging.getLogger("filegate")
+# One JSON line per outcome; a child of "filegate", so the functions' logging setup covers it.
+outcome_log = logging.getLogger("filegate.outcome")
 
 ARCHIVED = "archived"
 REJECTED = "rejected"
 IGNORED = "ignored"
 DUPLICATE = "duplicate"
+# An archived file whose run was missing (run-now failed or never came): this delivery started it.
+REDRIVEN = "redriven"
+# A new upload byte for byte the same as the file already archived under its name: reported, not run again.
+IDENTICAL = "identical"
 MALFORMED = "malformed event: "
 # Statuses an alert should match; the batch ones are defined in filegate/batches.py.
 WARNING_STATUSES = frozenset({REJECTED, "blocked", "overdue", "late_member"})
@@ -84,6 +101,12 @@ class Gate:
     # Datasets that arrive as batches, and the job a sealed batch runs; without them every file runs alone.
     pipelines: Pipelines = field(default_factory=Pipelines)
     batch_jobs: RunTrigger | None = None
+    # Set by `build_gate`: settings, storage and the job are checked once, before the first move.
+    readiness: Readiness | None = None
+
+    def ensure_ready(self) -> None:
+        if self.readiness is not None:
+            self.readiness.ensure(self)
 
 
 def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
@@ -91,6 +114,7 @@ def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
 
     Transient failures raise, so the platform redelivers; a retried event converges to the same state.
     """
+    gate.ensure_ready()
     events = payload if isinstance(payload, list) else [payload]
     if not events:
         return [_log(Outcome(IGNORED, reasons=(f"{MALFORMED}the payload is an empty array",)), warn=True)]
@@ -112,6 +136,19 @@ def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
 
 def handle_upload(gate: Gate, upload: Upload) -> Outcome:
     """Validate, then archive and trigger the run, or reject with a report."""
+    if upload.version == CURRENT_VERSION:
+        current = gate.store.stat(upload.container, upload.path)
+        if current is None:
+            reason = "the event names no version and the object is gone: nothing to do"
+            return _log(Outcome(IGNORED, upload.event_id, f"{upload.container}/{upload.path}", reasons=(reason,)))
+        log.info(
+            "event %s names no generation; using %s/%s's current generation %s from the store",
+            upload.event_id,
+            upload.container,
+            upload.path,
+            current.version,
+        )
+        upload = replace(upload, version=current.version, size=current.size, sequencer=current.version)
     outcome = _decide(gate, upload)
     return _log(outcome)
 
@@ -123,7 +160,7 @@ def _log(outcome: Outcome, *, warn: bool = False) -> Outcome:
     the level from the logging call.
     """
     level = logging.WARNING if warn or outcome.status in WARNING_STATUSES else logging.INFO
-    log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
+    outcome_log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
     return outcome
 
 
@@ -152,6 +189,9 @@ def _decide(gate: Gate, upload: Upload) -> Outcome:
     except (ObjectNotFound, SourceChanged):
         # The blob is gone or is another version now: an earlier delivery may have moved it.
         return _settle_earlier(gate, upload, contract, business_date, token)
+    except LocationMissing as exc:
+        # Never an acknowledgement: the event must come back once the configuration is fixed.
+        raise LocationMissing(describe_missing_locations(settings, store) or str(exc)) from exc
 
 
 def _not_ours(gate: Gate, upload: Upload) -> str | None:
@@ -171,34 +211,70 @@ def _not_ours(gate: Gate, upload: Upload) -> str | None:
 
 def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str) -> Outcome:
     store, settings = gate.store, gate.settings
+    identical = _identical_archived(gate, upload, contract, business_date)
+    if identical is not None:
+        # The bytes are already archived (and loaded by that file's run): the re-upload goes, no new run.
+        store.delete(upload.container, upload.path, upload.version)
+        run = identical.metadata.get(META_RUN_ID, "")
+        reason = (
+            f"byte-identical to {identical.container}/{identical.path} (same MD5 {identical.content_md5}), "
+            f"already archived{f' with run {run}' if run else ''}; not run again"
+        )
+        return Outcome(
+            IDENTICAL,
+            upload.event_id,
+            f"{upload.container}/{upload.path}",
+            dataset=contract.name,
+            business_date=business_date.isoformat(),
+            reasons=(reason,),
+            archived_path=f"{identical.container}/{identical.path}",
+            run_id=int(run) if run.isdigit() else None,
+        )
     placement = place_upload(store, upload, settings.archive, archive_path(contract.name, business_date, upload.name))
     # Delete only the version we copied: a newer upload under the same name stays for its own event.
     store.delete(upload.container, upload.path, upload.version)
-    return _run(gate, upload, contract, business_date, token, placement.container, placement.path, placement.reused)
+    return _run(gate, upload, contract, business_date, token, placement)
 
 
-def _run(
-    gate: Gate,
-    upload: Upload,
-    contract: Contract,
-    business_date: date,
-    token: str,
-    container: str,
-    path: str,
-    reused: bool,
-) -> Outcome:
+def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business_date: date) -> ObjectInfo | None:
+    """The archived file under this upload's name when it holds the same bytes as a different version of it."""
+    location = gate.settings.archive
+    archived = gate.store.stat(
+        location.container, location.path(archive_path(contract.name, business_date, upload.name))
+    )
+    # Only a copy known to hold another version counts: a copy still being made (no metadata yet) does not.
+    other_version = archived.metadata.get(META_SOURCE_VERSION) if archived is not None else None
+    if archived is None or not archived.content_md5 or not other_version or is_copy_of(archived, upload):
+        return None
+    source = gate.store.stat(upload.container, upload.path)
+    if source is None or source.version != upload.version or source.content_md5 != archived.content_md5:
+        return None
+    return archived if source.size == archived.size else None
+
+
+def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str, placed: Placement) -> Outcome:
+    container, path = placed.container, placed.path
     pipeline = gate.pipelines.of_member(contract.name)
     if pipeline is not None:
         # A member starts no run of its own; the event that completes its batch starts the batch's run.
         from filegate.batches import settle_member
 
-        return settle_member(gate, upload, pipeline, contract, business_date, container, path, reused)
+        return settle_member(gate, upload, pipeline, contract, business_date, container, path, placed.reused)
     source_uri = gate.store.spark_uri(container, path)
     batch = batch_id(contract.name, business_date, token)
     parameters = {"source_path": source_uri, "dataset": contract.name, "batch_id": batch}
-    run = gate.jobs.trigger_run(parameters, token)
+    try:
+        run = gate.jobs.trigger_run(parameters, token)
+    except FilegateError as exc:
+        # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
+        raise RunNotStarted(f"{container}/{path}", str(exc)) from exc
+    recorded = placed.info.metadata.get(META_RUN_ID)
+    if recorded != str(run.run_id):
+        _record_run(gate.store, placed, run.run_id)
+    # A reused copy with a recorded run is a duplicate; one without had no run until now.
+    status = (DUPLICATE if recorded else REDRIVEN) if placed.reused else ARCHIVED
     return Outcome(
-        DUPLICATE if reused else ARCHIVED,
+        status,
         upload.event_id,
         f"{upload.container}/{upload.path}",
         dataset=contract.name,
@@ -210,6 +286,49 @@ def _run(
         run_page_url=run.run_page_url,
         idempotency_token=token,
     )
+
+
+def _record_run(store: Store, placed: Placement, run_id: int) -> None:
+    """Mark the archived copy with its run, so sweeps and reconcile tell done files from stranded ones."""
+    try:
+        store.update_metadata(placed.container, placed.path, placed.info.version, {META_RUN_ID: str(run_id)})
+    except FilegateError as exc:
+        # The run exists; an unmarked copy only costs a later sweep one run-now with the same token.
+        log.warning("run %s started, but marking %s/%s failed: %s", run_id, placed.container, placed.path, exc)
+
+
+def archived_upload(store: Store, info: ObjectInfo) -> Upload | None:
+    """The upload an archived copy came from (its identity, hence its token); None if Filegate did not place it."""
+    source = unquote(info.metadata.get(META_SOURCE, ""))
+    version = info.metadata.get(META_SOURCE_VERSION, "")
+    container, _, path = source.partition("/")
+    if not (container and path and version):
+        return None
+    account = str(getattr(store, "account", "")) if store.kind == "azure" else GCS_ACCOUNT
+    return Upload(
+        store=store.kind,
+        account=account,
+        container=container,
+        path=path,
+        size=info.size,
+        version=version,
+        event_id=info.metadata.get(META_EVENT_ID, ""),
+        api="redrive",
+    )
+
+
+def redrive_archived(gate: Gate, info: ObjectInfo) -> Outcome:
+    """Start (or find) the run of an archived file with its own token: never a second run."""
+    source = f"{info.container}/{info.path}"
+    upload = archived_upload(gate.store, info)
+    if upload is None:
+        return _log(Outcome(IGNORED, source=source, reasons=("not placed by Filegate (no source metadata)",)))
+    contract, business_date, _ = match_dataset(gate.contracts, upload.name)
+    if contract is None or business_date is None:
+        reason = f"no contract matches {upload.name} any more; restore its contract to re-drive it"
+        return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
+    placed = Placement(info.container, info.path, info, reused=True)
+    return _log(_run(gate, upload, contract, business_date, idempotency_token(upload), placed))
 
 
 def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
@@ -266,7 +385,7 @@ def _settle_earlier(
             # The earlier delivery may have crashed before run-now: the same token starts the run
             # it missed, or returns the run it started.
             store.delete(upload.container, upload.path, upload.version)
-            return _run(gate, upload, contract, business_date, token, placement.container, placement.path, True)
+            return _run(gate, upload, contract, business_date, token, placement)
     dataset = contract.name if contract else None
     rejected = find_placement(store, upload, settings.rejected, rejected_path(dataset, upload.name))
     if rejected is not None:

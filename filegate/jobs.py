@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ TOKEN_PREFIX = "fg1-"  # noqa: S105 - a prefix for idempotency tokens, not a sec
 # stopping earlier lets Event Grid's own retry schedule take over instead of timing out mid-call.
 RETRY_TIMEOUT_SECONDS = 20
 HTTP_TIMEOUT_SECONDS = 10
+# The reachability probe: a refused or silent Jobs API is named within seconds, not after the SDK's retries.
+PROBE_TIMEOUT_SECONDS = 3.0
+# The job parameters Filegate passes; a job without them cannot load the file.
+JOB_PARAMETERS = ("source_path", "dataset", "batch_id")
 # Jobs API run states (`status.state`) of a run that has not ended yet.
 ACTIVE_STATES = frozenset({"BLOCKED", "PENDING", "QUEUED", "RUNNING", "TERMINATING", "WAITING"})
 
@@ -91,7 +96,37 @@ def create_workspace_client(settings: Settings, **config: object) -> WorkspaceCl
     config.setdefault("http_timeout_seconds", HTTP_TIMEOUT_SECONDS)
     if settings.databricks_auth == "azure-identity":
         config["credentials_strategy"] = _AzureIdentityCredentials()
-    return WorkspaceClient(config=Config(**config))  # type: ignore[arg-type]
+    try:
+        return WorkspaceClient(config=Config(**config))  # type: ignore[arg-type]
+    except ValueError as exc:
+        # The SDK's own message lists every auth method it tried; the fix is one of two settings pairs.
+        raise SettingsError(
+            "Databricks is not configured: set DATABRICKS_HOST (the workspace URL) and DATABRICKS_TOKEN, "
+            f"or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET ({_first_line(exc)})"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+
+
+def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
+    """Open (and close) a TCP connection to the Jobs API; TransientError naming the URL and the cause."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise SettingsError(f"DATABRICKS_HOST must be a URL like https://adb-123.azuredatabricks.net, got {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return
+    except ConnectionRefusedError as exc:
+        raise TransientError(f"cannot reach the Jobs API at {url} (connection refused)") from exc
+    except TimeoutError as exc:
+        raise TransientError(f"cannot reach the Jobs API at {url} (no answer within {timeout:.0f} s)") from exc
+    except OSError as exc:
+        raise TransientError(f"cannot reach the Jobs API at {url} ({exc.strerror or exc})") from exc
 
 
 class DatabricksJobs:
@@ -121,6 +156,39 @@ class DatabricksJobs:
                 self._client = create_workspace_client(self._settings)
             return self._client
 
+    @property
+    def host(self) -> str:
+        return str(self.client.config.host or "")
+
+    def check_job(self) -> str:
+        """Reachable, credentials accepted, the job exists and takes Filegate's parameters; what was found.
+
+        Raises SettingsError naming the setting to fix, or TransientError when the Jobs API is unreachable.
+        """
+        from databricks.sdk.errors.base import DatabricksError
+
+        if self._settings.databricks_host:
+            # Before the SDK starts: it would spend its whole retry window on a refused connection.
+            probe_host(self._settings.databricks_host)
+        host = self.host
+        probe_host(host)
+        job_id = self.job_id()
+        try:
+            job = self.client.jobs.get(job_id)
+        except DatabricksError as exc:
+            raise _named_error(exc, host, job_id) from exc
+        except (TimeoutError, OSError) as exc:
+            raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
+        declared = {parameter.name for parameter in (job.settings.parameters if job.settings else None) or ()}
+        missing = [name for name in JOB_PARAMETERS if name not in declared]
+        name = job.settings.name if job.settings else ""
+        if missing:
+            raise SettingsError(
+                f"job {job_id} ({name}) in {host} lacks the parameters {', '.join(missing)}: it is not the "
+                "filegate-ingest job; deploy infra/databricks (databricks bundle deploy) or fix FILEGATE_JOB_ID"
+            )
+        return f"job {job_id} ({name}) in {host} takes {', '.join(JOB_PARAMETERS)}"
+
     def job_id(self) -> int:
         if self._job_id is not None:
             return self._job_id
@@ -130,10 +198,17 @@ class DatabricksJobs:
         try:
             found = [job.job_id for job in self.client.jobs.list(name=name) if job.job_id is not None]
         except DatabricksError as exc:
-            raise TransientError(f"cannot list jobs to resolve {name!r}: {exc}") from exc
+            raise _named_error(exc, self.host, None) from exc
+        except (TimeoutError, OSError) as exc:
+            raise TransientError(f"cannot reach the Jobs API at {self.host} to resolve {name!r}: {exc}") from exc
         if not found:
-            # Retrying is right: the bundle may be deployed after the function.
-            raise TransientError(f"no Databricks job named {name!r}; deploy the bundle or set {self._setting}")
+            # A configuration error, and the delivery still fails (so it is retried): the bundle may be
+            # deployed after the function.
+            by_name = self._setting.removesuffix("_ID") + "_NAME"
+            raise SettingsError(
+                f"no Databricks job named {name!r} in {self.host}: deploy infra/databricks (databricks bundle "
+                f"deploy), or set {by_name} or {self._setting} to the job's name or id"
+            )
         if len(found) > 1:
             raise SettingsError(f"{len(found)} jobs are named {name!r}; set {self._setting}")
         self._job_id = found[0]
@@ -159,3 +234,29 @@ class DatabricksJobs:
             log.warning("run %s started but runs/get failed: %s", run_id, exc)
             run_page_url = ""
         return TriggeredRun(job_id, run_id, run_page_url)
+
+
+def _named_error(exc: Exception, host: str, job_id: int | None) -> Exception:
+    """A Databricks API error as the setting a person fixes: credentials, job id, or a passing outage."""
+    from databricks.sdk.errors import NotFound, PermissionDenied, Unauthenticated
+    from databricks.sdk.errors.base import DatabricksError
+
+    code = str(getattr(exc, "error_code", "") or "")
+    if isinstance(exc, Unauthenticated):
+        return SettingsError(
+            f"{host} refused the credentials (401): check DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and "
+            f"DATABRICKS_CLIENT_SECRET, for this workspace ({_first_line(exc)})"
+        )
+    if isinstance(exc, PermissionDenied):
+        return SettingsError(
+            f"{host} denied access (403): grant the function's principal CAN_MANAGE_RUN on the job ({_first_line(exc)})"
+        )
+    missing = isinstance(exc, NotFound) or code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
+    if job_id is not None and missing:
+        return SettingsError(
+            f"FILEGATE_JOB_ID={job_id}: no such job in {host}; set it to the filegate-ingest job's id "
+            f"or unset it to find the job by FILEGATE_JOB_NAME ({_first_line(exc)})"
+        )
+    if isinstance(exc, DatabricksError):
+        return TransientError(f"the Jobs API at {host} failed: {_first_line(exc)}")
+    return exc

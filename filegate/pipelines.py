@@ -107,6 +107,11 @@ class Pipelines(Mapping[str, Pipeline]):
         """The pipeline a dataset is a member of; None for a standalone dataset (one run per file)."""
         return self._by_member.get(dataset)
 
+    def batch_owned(self, folder: str) -> bool:
+        """Whether an archive folder's files run as batches (a member, or the batches' own folder):
+        they never get a run of their own, so a per-file sweep or reconcile must leave them alone."""
+        return folder == BATCHES_FOLDER or self.of_member(folder) is not None
+
     def of_trigger(self, file_name: str) -> Pipeline | None:
         """The pipeline whose trigger pattern a file name matches."""
         for pipeline in self._by_name.values():

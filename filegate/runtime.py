@@ -9,6 +9,7 @@ from filegate.events import AZURE, GCS
 from filegate.ingest import Gate
 from filegate.jobs import DatabricksJobs
 from filegate.pipelines import load_pipelines
+from filegate.readiness import Readiness
 from filegate.settings import Settings
 from filegate.storage import Store
 
@@ -28,7 +29,8 @@ def open_store(kind: str, settings: Settings) -> Store:
     raise SettingsError(f"unknown store kind {kind!r}")
 
 
-def build_gate(kind: str, settings: Settings) -> Gate:
+def build_gate(kind: str, settings: Settings, *, check: bool = True) -> Gate:
+    """The gate for one cloud; with `check`, its first event checks storage and the job before moving bytes."""
     folders = [settings.contracts_dir] if settings.contracts_dir else []
     contracts = load_contracts(*folders)
     return Gate(
@@ -38,4 +40,5 @@ def build_gate(kind: str, settings: Settings) -> Gate:
         contracts=contracts,
         pipelines=load_pipelines(contracts, *folders),
         batch_jobs=batch_job_trigger(settings),
+        readiness=Readiness() if check else None,
     )

@@ -59,6 +59,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABRICKS_CLIENT_SECRET", "OAuth M2M secret, read by the Databricks SDK."),
 )
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
+# What the commands that move files read: every setting but the opt-in OAuth pair's secret details.
+GATE_SETTINGS = tuple(setting.name for setting in SETTINGS)
+
+
+def settings_help(names: tuple[str, ...] = GATE_SETTINGS) -> str:
+    """The `--help` epilog: each setting a command reads, with its default."""
+    by_name = {setting.name: setting for setting in SETTINGS}
+    lines = ["settings read from the environment:"]
+    for name in names:
+        setting = by_name[name]
+        default = f" (default {setting.default})" if setting.default else ""
+        lines.append(f"  {name}{default}: {setting.description}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,8 @@ class Settings:
     sample_bytes: int = DEFAULT_SAMPLE_BYTES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     contracts_dir: Path | None = None
+    # The SDK reads its own settings; Filegate reads the host too, to name an unreachable Jobs API quickly.
+    databricks_host: str = ""
 
     def __post_init__(self) -> None:
         for a, b in ((self.landing, self.archive), (self.landing, self.rejected), (self.archive, self.rejected)):
@@ -151,4 +166,5 @@ class Settings:
             sample_bytes=number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
             max_file_bytes=number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
             contracts_dir=Path(contracts_dir) if contracts_dir else None,
+            databricks_host=text("DATABRICKS_HOST"),
         )

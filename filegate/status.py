@@ -111,12 +111,10 @@ def format_time(epoch_ms: int | None) -> str:
 
 
 def short_source(uri: str) -> str:
-    """`container/path` of an abfss:// or gs:// URI: the part a person recognises."""
+    """The source URI with its scheme (which cloud) but without the account's DNS suffix."""
     parts = urlsplit(uri)
     if parts.scheme in ("abfss", "abfs", "wasbs", "wasb"):
-        return f"{parts.username or parts.netloc.split('@')[0]}{parts.path}"
-    if parts.scheme == "gs":
-        return f"{parts.netloc}{parts.path}"
+        return f"{parts.scheme}://{parts.netloc.split('.', 1)[0]}{parts.path}"
     return uri
 
 
@@ -237,14 +235,16 @@ def main(argv: list[str]) -> int:
         if args.run_id is not None:
             run = client.jobs.get_run(args.run_id)
             print(json.dumps(run.as_dict(), indent=2) if args.json else render_run(client, run))
-            return 0
+            # Scripts and schedulers read the exit code: a failed run is not a success.
+            return (
+                1 if run_state(run) in FAILED_STATES | {"CANCELED", "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED"} else 0
+            )
         jobs = DatabricksJobs(settings, client)
         job_id = jobs.job_id()
         runs = recent_runs(client, job_id, args.limit)
     except (SettingsError, ValueError) as exc:
         # The SDK raises ValueError for missing or conflicting credentials.
         print(f"filegate status: configuration error: {exc}", file=sys.stderr)
-        print("Set DATABRICKS_HOST and credentials (e.g. DATABRICKS_TOKEN) for the workspace.", file=sys.stderr)
         return 2
     except (FilegateError, DatabricksError, OSError) as exc:
         print(f"filegate status: {exc}", file=sys.stderr)

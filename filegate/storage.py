@@ -11,6 +11,8 @@ from typing import Protocol
 META_SOURCE = "filegate_source"
 META_SOURCE_VERSION = "filegate_source_version"
 META_EVENT_ID = "filegate_event_id"
+# Written on an archived copy once its run exists: an archived file without it still needs its run.
+META_RUN_ID = "filegate_run_id"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class ObjectInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
     # When this version was written (epoch seconds): an overwrite is a new version, with a new time.
     created: float = 0.0
+    # The store's MD5 of the content, base64 ("" where the store has none, e.g. Azure block-list uploads).
+    content_md5: str = ""
 
 
 class Store(Protocol):
@@ -65,8 +69,16 @@ class Store(Protocol):
         """Delete the object only if it is still `version`; False when it is gone or changed."""
         ...
 
+    def update_metadata(self, container: str, path: str, version: str, metadata: Mapping[str, str]) -> None:
+        """Add `metadata` to the object's own, only if it is still `version`; raises SourceChanged otherwise."""
+        ...
+
+    def container_exists(self, container: str) -> bool:
+        """Whether the container (or bucket) exists; raises SettingsError when the credentials are wrong."""
+        ...
+
     def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects under a prefix (without metadata)."""
+        """Objects under a prefix, with their metadata; raises LocationMissing for a missing container."""
         ...
 
     def spark_uri(self, container: str, path: str) -> str:

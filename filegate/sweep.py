@@ -1,4 +1,4 @@
-"""The sweep: handle files whose events were lost or dead-lettered, through the same path as an event."""
+"""The sweep: handle files whose events were lost or dead-lettered, and archived files still without a run."""
 
 from __future__ import annotations
 
@@ -6,22 +6,25 @@ import argparse
 import hashlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from filegate.batches import batch_dates, sweep_batch
-from filegate.errors import FilegateError, SettingsError, StorageError, TransientError
+from filegate.errors import FilegateError, RunNotStarted, SettingsError, StorageError, TransientError
 from filegate.events import AZURE, GCS, GCS_ACCOUNT, Upload
-from filegate.ingest import Gate, Outcome, handle_upload
-from filegate.settings import Settings
-from filegate.storage import ObjectInfo, Store
+from filegate.ingest import Gate, Outcome, handle_upload, redrive_archived
+from filegate.settings import Settings, settings_help
+from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store
 
 log = logging.getLogger("filegate.sweep")
 
 DEFAULT_OLDER_THAN_MINUTES = 60
 DUE = "due"
 FAILED = "failed"
+# An archived file whose run-now failed: it stays archived and the next sweep starts its run.
+RUN_PENDING = "run pending"
 # What `filegate sweep --target` accepts, mapped to the store kinds events carry.
 TARGETS = {"azure": AZURE, "gcp": GCS}
 EXIT_TRANSIENT = 75
@@ -33,6 +36,10 @@ class Sweep:
 
     outcomes: tuple[Outcome, ...]
     failed: int
+
+    @property
+    def runs_pending(self) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == RUN_PENDING)
 
 
 def is_folder_marker(info: ObjectInfo) -> bool:
@@ -81,13 +88,57 @@ def sweep_landing(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -
         if dry_run:
             yield Outcome(DUE, upload.event_id, source, reasons=(f"{info.size} bytes, created {upload.event_time}",))
             continue
-        try:
-            yield handle_upload(gate, upload)
-        except (TransientError, StorageError) as exc:
-            # The file stays in the landing location, so the next sweep tries it again; the other
-            # files should not wait for this one.
-            log.warning("sweep: %s failed: %s", source, exc)
-            yield Outcome(FAILED, upload.event_id, source, reasons=(str(exc),))
+        yield _attempt(source, upload.event_id, partial(handle_upload, gate, upload))
+
+
+def runless_archived(gate: Gate) -> Iterator[ObjectInfo]:
+    """Archived copies Filegate placed whose run was never recorded: work to do, not done files.
+
+    A pipeline's members and triggers have no run of their own; the batch pass finishes those.
+    """
+    archive = gate.settings.archive
+    for info in gate.store.list(archive.container, archive.prefix):
+        if not info.metadata.get(META_SOURCE) or info.metadata.get(META_RUN_ID):
+            continue
+        if not gate.pipelines.batch_owned(archive.relative(info.path).split("/", 1)[0]):
+            yield info
+
+
+def sweep_archive(gate: Gate, *, dry_run: bool = False, tried: frozenset[str] = frozenset()) -> Iterator[Outcome]:
+    """Start the missing run of every archived file without one (but those in `tried`), with its own token."""
+    for info in runless_archived(gate):
+        source = f"{info.container}/{info.path}"
+        if source in tried:
+            continue
+        if dry_run:
+            yield Outcome(DUE, source=source, archived_path=source, reasons=("archived, its run not started",))
+            continue
+        yield _attempt(source, "", partial(redrive_archived, gate, info))
+
+
+def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outcome:
+    """One file's handling; a failure is reported with where the file now is, and the others go on."""
+    try:
+        return handle()
+    except RunNotStarted as exc:
+        log.warning("sweep: %s", exc)
+        return Outcome(RUN_PENDING, event_id, source, archived_path=exc.archived_path, reasons=(str(exc),))
+    except (TransientError, StorageError) as exc:
+        # The file stays where it was (the landing location), so the next sweep tries it again.
+        log.warning("sweep: %s failed: %s", source, exc)
+        return Outcome(FAILED, event_id, source, reasons=(f"still at {source}: {exc}",))
+
+
+def sweep_all(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -> Iterator[Outcome]:
+    """The landing location's due files, the archive's runless ones (each tried once per pass), then the batches."""
+    tried = set()
+    for outcome in sweep_landing(gate, older_than, dry_run=dry_run):
+        if outcome.archived_path:
+            tried.add(outcome.archived_path)
+        yield outcome
+    yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried))
+    if not dry_run:
+        yield from sweep_pipeline_batches(gate)
 
 
 def sweep_pipeline_batches(gate: Gate) -> Iterator[Outcome]:
@@ -106,11 +157,21 @@ def sweep_pipeline_batches(gate: Gate) -> Iterator[Outcome]:
 
 
 def run_sweep(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -> Sweep:
-    """Sweep the landing location once, then the pipeline batches, and collect the outcomes."""
-    outcomes = tuple(sweep_landing(gate, older_than, dry_run=dry_run))
-    if not dry_run:
-        outcomes += tuple(sweep_pipeline_batches(gate))
-    return Sweep(outcomes, sum(1 for outcome in outcomes if outcome.status == FAILED))
+    """Sweep the landing location, the archive's runless files, then the pipeline batches; collect the outcomes."""
+    outcomes = tuple(sweep_all(gate, older_than, dry_run=dry_run))
+    return Sweep(outcomes, sum(1 for outcome in outcomes if outcome.status in (FAILED, RUN_PENDING)))
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    """Where the files that did not finish are, and what finishes them."""
+    failed = sum(outcome.status == FAILED for outcome in outcomes)
+    pending = sum(outcome.status == RUN_PENDING for outcome in outcomes)
+    parts = []
+    if failed:
+        parts.append(f"{failed} file(s) failed and stay in the landing location")
+    if pending:
+        parts.append(f"{pending} file(s) are archived but their run did not start")
+    return "; ".join(parts) + "; run the sweep again once the cause is fixed (it finishes both)"
 
 
 def _default_target(settings: Settings) -> str:
@@ -118,8 +179,13 @@ def _default_target(settings: Settings) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """`filegate sweep`: process files that sat in the landing location longer than a threshold."""
-    parser = argparse.ArgumentParser(prog="filegate sweep", description=main.__doc__)
+    """`filegate sweep`: process files that sat in landing too long, and start archived files' missing runs."""
+    parser = argparse.ArgumentParser(
+        prog="filegate sweep",
+        description=main.__doc__,
+        epilog=settings_help() + "\n\nexit codes: 0 all done, 2 configuration, 75 files left to finish (run again)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--older-than",
         type=float,
@@ -137,29 +203,30 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.older_than < 0:
         parser.error("--older-than must not be negative")
+    from filegate.cli import quiet_outcome_log
     from filegate.runtime import build_gate
 
+    outcomes: list[Outcome] = []
     try:
         settings = Settings.from_env()
-        gate = build_gate(TARGETS[args.target or _default_target(settings)], settings)
-        failed = 0
-        for outcome in sweep_landing(gate, timedelta(minutes=args.older_than), dry_run=args.dry_run):
-            print(outcome.to_json(), flush=True)
-            failed += outcome.status == FAILED
-        for outcome in () if args.dry_run else sweep_pipeline_batches(gate):
-            print(outcome.to_json(), flush=True)
-            failed += outcome.status == FAILED
+        gate = build_gate(TARGETS[args.target or _default_target(settings)], settings, check=not args.dry_run)
+        if not args.dry_run:
+            gate.ensure_ready()
+        with quiet_outcome_log():
+            for outcome in sweep_all(gate, timedelta(minutes=args.older_than), dry_run=args.dry_run):
+                print(outcome.to_json(), flush=True)
+                outcomes.append(outcome)
     except SettingsError as exc:
-        print(f"filegate sweep: configuration error: {exc}", file=sys.stderr)
+        print(f"filegate sweep: configuration error, nothing was moved: {exc}", file=sys.stderr)
         return 2
     except TransientError as exc:
-        print(f"filegate sweep: cannot list the landing location, try again: {exc}", file=sys.stderr)
+        print(f"filegate sweep: cannot start, nothing was moved; try again: {exc}", file=sys.stderr)
         return EXIT_TRANSIENT
     except FilegateError as exc:
         print(f"filegate sweep: {exc}", file=sys.stderr)
         return 1
-    if failed:
-        print(f"filegate sweep: {failed} file(s) failed and stay in place; run the sweep again", file=sys.stderr)
+    if any(outcome.status in (FAILED, RUN_PENDING) for outcome in outcomes):
+        print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
         return EXIT_TRANSIENT
     return 0
 

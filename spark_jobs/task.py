@@ -23,6 +23,7 @@ from spark_jobs.warehouse import LocalWarehouse, TableLocation, UnityCatalog, Wa
 # A batch id is written into SQL predicates, so it keeps to characters that need no quoting rules;
 # the function's ids (`filegate.jobs.batch_id`: dataset, date, hex) fit.
 _MAX_BATCH_ID = 200
+CONTRACTS_DIR_SETTING = "FILEGATE_CONTRACTS_DIR"
 _BATCH_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{_MAX_BATCH_ID}}}")
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
@@ -58,7 +59,14 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
         help="Off Databricks: the local folder that stands in for Unity Catalog's storage; the tables are "
         "then the Delta folders <warehouse>/<catalog>/<schema>/<table>.",
     )
-    parser.add_argument("--contracts-dir", type=Path, help="A folder of extra dataset contracts.")
+    # The same setting the function reads, so a dataset added there reaches the job too.
+    contracts_default = os.environ.get(CONTRACTS_DIR_SETTING, "").strip()
+    parser.add_argument(
+        "--contracts-dir",
+        type=Path,
+        default=Path(contracts_default) if contracts_default else None,
+        help=f"A folder of extra dataset contracts (default: ${CONTRACTS_DIR_SETTING}).",
+    )
     parsed = parser.parse_args(list(argv))
     batch_id = parsed.batch_id.strip()
     if not _BATCH_ID.fullmatch(batch_id):
@@ -94,7 +102,11 @@ def find_contract(arguments: TaskArguments) -> Contract:
     extra = (arguments.contracts_dir,) if arguments.contracts_dir else ()
     contracts = load_contracts(*extra)
     if arguments.dataset not in contracts:
-        raise TaskArgumentError(f"unknown dataset {arguments.dataset!r}; known: {', '.join(sorted(contracts))}")
+        raise TaskArgumentError(
+            f"unknown dataset {arguments.dataset!r}; known: {', '.join(sorted(contracts))}. A dataset added "
+            f"with {CONTRACTS_DIR_SETTING} must reach the job too: set it (or --contracts-dir) for the task, "
+            "or build the contract into the wheel (filegate/datasets/) and redeploy the bundle"
+        )
     return contracts[arguments.dataset]
 
 

@@ -78,3 +78,66 @@ def test_handle_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "is not JSON" in result.stderr
+
+
+def test_handle_names_a_missing_a_folder_and_a_binary_event_file_without_a_traceback(tmp_path: Path) -> None:
+    binary = tmp_path / "event.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81 not text")
+
+    results = {
+        "missing": run_cli(["handle", str(tmp_path / "nope.json")], {}),
+        "folder": run_cli(["handle", str(tmp_path)], {}),
+        "binary": run_cli(["handle", str(binary)], {}),
+    }
+
+    for case, result in results.items():
+        assert result.returncode == 2, case
+        assert "Traceback" not in result.stderr, case
+    assert "no such file" in results["missing"].stderr
+    assert "is a folder" in results["folder"].stderr
+    assert "not a text file" in results["binary"].stderr
+
+
+def test_handle_exits_non_zero_when_nothing_was_processed_and_prints_each_outcome_once(
+    tmp_path: Path,
+    azurite: Azurite,
+    azure_settings: Settings,
+    jobs_api: LocalJobsServer,  # noqa: F811
+) -> None:
+    event = blob_created(azure_settings.landing.container, "elsewhere/x.csv", 10, "0x1", port=azurite.port)
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event))
+    env = {
+        "FILEGATE_AZURE_STORAGE": azurite.connection_string,
+        "FILEGATE_LANDING": str(azure_settings.landing),
+        "FILEGATE_ARCHIVE": str(azure_settings.archive),
+        "FILEGATE_REJECTED": str(azure_settings.rejected),
+        "DATABRICKS_HOST": jobs_api.url,
+        "DATABRICKS_TOKEN": "local-test-token",
+    }
+
+    result = run_cli(["handle", str(event_file)], env)
+
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["status"] == "ignored"
+    assert "nothing was processed" in result.stderr
+    assert '"status"' not in result.stderr  # printed on stdout, not logged a second time
+
+
+def test_unknown_command_and_version() -> None:
+    bogus = run_cli(["bogus"], {})
+    version = run_cli(["--version"], {})
+
+    assert bogus.returncode == 2
+    assert "unknown command 'bogus'" in bogus.stderr
+    assert version.returncode == 0
+    assert version.stdout.startswith("filegate ")
+
+
+def test_help_lists_the_settings_each_command_reads_with_defaults() -> None:
+    for command in ("handle", "sweep"):
+        result = run_cli([command, "--help"], {})
+
+        assert result.returncode == 0
+        assert "FILEGATE_ARCHIVE (default archive)" in result.stdout
+        assert "DATABRICKS_HOST" in result.stdout

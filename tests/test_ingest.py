@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -16,6 +17,7 @@ from filegate.local_jobs import LocalJobsServer
 from filegate.settings import Settings
 from tests.emulators import Azurite
 from tests.factories import as_cloudevent, blob_created, csv_bytes, tracking_row
+from tests.faults.world import World
 from tests.jobs_api import jobs_api, workspace_client  # noqa: F401 - fixture
 
 NAME = "order_tracking_2024_03_05.csv"
@@ -119,7 +121,7 @@ def test_concurrent_deliveries_converge(gate: Gate, azurite: Azurite, jobs_api: 
         thread.join()
 
     assert sorted(results).count("archived") <= 1
-    assert set(results) <= {"archived", "duplicate"}
+    assert set(results) <= {"archived", "duplicate", "redriven"}
     assert len(jobs_api.runs()) == 1
     assert len(names(gate, gate.settings.archive.container)) == 1
 
@@ -225,10 +227,82 @@ def test_every_event_is_logged_as_one_json_line_with_a_severity(
 
     outcomes = handle_payload(gate, [good, bad, {"id": "x", "eventType": "Microsoft.Storage.BlobCreated"}])
 
-    records = [record for record in caplog.records if record.name == "filegate"]
+    records = [record for record in caplog.records if record.name == "filegate.outcome"]
     lines = [json.loads(record.getMessage()) for record in records]
     assert [line["severity"] for line in lines] == ["INFO", "WARNING", "WARNING"]
     assert [record.levelname for record in records] == ["INFO", "WARNING", "WARNING"]
     assert [{k: v for k, v in line.items() if k != "severity"} for line in lines] == [o.to_dict() for o in outcomes]
     assert lines[0]["run_id"] == outcomes[0].run_id
     assert lines[0]["run_page_url"]
+
+
+def google_local_development_event(bucket: str, name: str) -> dict[str, Any]:
+    """The finalize event of Google's Cloud Functions local-development guide: no generation, size a string."""
+    return {
+        "id": "123451234512345",
+        "specversion": "1.0",
+        "time": "2020-01-02T12:34:56.789Z",
+        "type": "google.cloud.storage.object.v1.finalized",
+        "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+        "subject": f"objects/{name}",
+        "data": {
+            "bucket": bucket,
+            "contentType": "text/plain",
+            "kind": "storage#object",
+            "md5Hash": "...",
+            "metageneration": "1",
+            "name": name,
+            "size": "352",
+            "storageClass": "MULTI_REGIONAL",
+            "timeCreated": "2020-04-23T07:38:57.230Z",
+            "timeStorageClassUpdated": "2020-04-23T07:38:57.230Z",
+            "updated": "2020-04-23T07:38:57.230Z",
+        },
+    }
+
+
+@pytest.mark.parametrize("world", ["gcs"], indirect=True)
+def test_googles_documented_local_event_without_a_generation_reads_it_from_the_store(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = csv_bytes([tracking_row(i) for i in range(4)])
+    uploaded = world.upload("order_tracking_2024_03_05.csv", data)
+    landing = world.settings.landing
+    event = google_local_development_event(landing.container, landing.path("order_tracking_2024_03_05.csv"))
+
+    with caplog.at_level("INFO", logger="filegate"):
+        [outcome] = handle_payload(world.gate(), event)
+
+    assert outcome.status == "archived"
+    assert "names no generation" in caplog.text
+    # The token is the one the real event (with its generation) would have derived.
+    [real] = handle_payload(world.gate(), uploaded)
+    assert real.status == "duplicate"
+    assert real.idempotency_token == outcome.idempotency_token
+    assert len(world.runs()) == 1
+
+
+def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> None:
+    data = csv_bytes([tracking_row(i) for i in range(4)])
+    [first] = handle_payload(world.gate(), world.upload(NAME, data))
+
+    [again] = handle_payload(world.gate(), world.upload(NAME, data))
+
+    assert first.status == "archived"
+    assert again.status == "identical"
+    assert again.archived_path == first.archived_path
+    assert again.run_id == first.run_id
+    assert "byte-identical" in again.reasons[0]
+    assert world.objects(world.settings.landing) == []
+    assert len(world.objects(world.settings.archive)) == 1
+    assert len(world.runs()) == 1
+
+
+def test_a_changed_re_upload_under_the_same_name_still_gets_its_own_run(world: World) -> None:
+    handle_payload(world.gate(), world.upload(NAME, csv_bytes([tracking_row(1)])))
+
+    [changed] = handle_payload(world.gate(), world.upload(NAME, csv_bytes([tracking_row(2)])))
+
+    assert changed.status == "archived"
+    assert len(world.objects(world.settings.archive)) == 2
+    assert len(world.runs()) == 2

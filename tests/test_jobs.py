@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from filegate.errors import TransientError
+from filegate.errors import SettingsError, TransientError
 from filegate.jobs import DatabricksJobs, batch_id, idempotency_token
 from filegate.local_jobs import Fault, LocalJobsServer
 from filegate.settings import Settings
@@ -63,8 +63,8 @@ def test_job_id_setting_skips_the_lookup(jobs_api: LocalJobsServer) -> None:  # 
     assert jobs_api.requests("list") == []
 
 
-def test_unknown_job_name_is_transient_so_deploying_the_bundle_later_heals_it(jobs_api: LocalJobsServer) -> None:  # noqa: F811
-    with pytest.raises(TransientError, match="no Databricks job named 'missing'"):
+def test_unknown_job_name_names_the_fix(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+    with pytest.raises(SettingsError, match=r"no Databricks job named 'missing'.*databricks bundle deploy"):
         trigger(jobs_api, Settings(job_name="missing")).trigger_run(PARAMETERS, "fg1-a")
 
 
@@ -125,7 +125,7 @@ def test_the_batch_job_is_found_by_its_own_name_and_named_in_its_own_error(tmp_p
     with local_jobs_api(tmp_path / "jobs", bundle=[FIXTURE_BUNDLE, BATCH_BUNDLE]) as server:
         run = batch_job_trigger(Settings(), workspace_client(server)).trigger_run({"pipeline": "ecommerce"}, "fg1-b")
         assert run.job_id == 2
-    with local_jobs_api(tmp_path / "ingest-only") as server, pytest.raises(TransientError) as raised:
+    with local_jobs_api(tmp_path / "ingest-only") as server, pytest.raises(SettingsError) as raised:
         batch_job_trigger(Settings(), workspace_client(server)).trigger_run({}, "fg1-b")
     assert "no Databricks job named 'filegate-batch'" in str(raised.value)
     assert "FILEGATE_BATCH_JOB_ID" in str(raised.value)

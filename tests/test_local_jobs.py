@@ -234,9 +234,13 @@ def test_the_run_page_shows_state_parameters_and_escaped_task_logs(tmp_path: Pat
 
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "MERGE failed: &lt;duplicate keys&gt;" in page
+    assert page.count("MERGE failed: &lt;duplicate keys&gt;") == 1  # the failed task's error, once
     assert "stage_load --source-path" in page  # the task's log
     assert "FAILED" in page
+    # The same meanings as `filegate status`: queue wait under Queued, run time under Duration.
+    assert "<th>Queued</th><td>" in page
+    assert "<th>Duration</th><td>" in page
+    assert "<th>Queued</th><th>Duration</th>" in index
     assert f'href="/runs/{run_id}"' in index
 
 

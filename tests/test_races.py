@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from filegate.ingest import ARCHIVED, DUPLICATE, Outcome, handle_payload
+from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, Outcome, handle_payload
 from tests.factories import csv_bytes, tracking_row
 from tests.faults.world import World, assert_converged
 
@@ -56,7 +56,9 @@ def test_every_event_three_times_gives_one_archive_object_and_one_run_per_file(w
         by_file[name].append(outcome)
     for name, outcomes in by_file.items():
         statuses = Counter(outcome.status for outcome in outcomes)
-        assert statuses == {ARCHIVED: 1, DUPLICATE: DELIVERIES - 1}, f"{name}: {statuses}"
+        # The others found the copy; with the run not yet recorded on it they re-drive: the same token, one run.
+        assert statuses[ARCHIVED] == 1, f"{name}: {statuses}"
+        assert statuses[DUPLICATE] + statuses[REDRIVEN] == DELIVERIES - 1, f"{name}: {statuses}"
         assert len({outcome.run_id for outcome in outcomes}) == 1, f"{name}: deliveries saw different runs"
     assert_converged(world, files)
     assert len(world.runs()) == FILES

@@ -72,7 +72,7 @@ def test_lists_recent_runs_newest_first_with_state_dataset_source_and_page(
     broken_line, good_line = lines[2], lines[3]
     assert broken_line.split()[:2] == [str(broken), "FAILED"]
     assert good_line.split()[:2] == [str(good), "SUCCESS"]
-    assert "archive/order_tracking/2024/03/05/order_tracking_2024_03_05.csv" in good_line
+    assert "abfss://archive@devstoreaccount1/order_tracking/2024/03/05/order_tracking_2024_03_05.csv" in good_line
     assert "order_tracking " in good_line
     assert good_line.endswith(f"{server.url}/runs/{good}")
     assert " s " in good_line  # a duration
@@ -95,7 +95,7 @@ def test_one_run_shows_its_tasks_and_the_error(server: LocalJobsServer, capsys: 
     code = status.main([str(broken)])
 
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 1  # a failed run is not a success for the scripts that read the exit code
     assert out.startswith(f"Run {broken} of job filegate-ingest (id 1): FAILED\n")
     assert f"  source    {BROKEN}\n" in out
     assert "  batch     broken-20240306-bbb\n" in out
@@ -130,7 +130,7 @@ def test_unknown_job_name_says_what_to_do(
 
     code = status.main([])
 
-    assert code == 1
+    assert code == 2
     assert "no Databricks job named 'no-such-job'" in capsys.readouterr().err
 
 
@@ -150,8 +150,9 @@ def test_a_job_without_runs(
 
 
 def test_short_source_and_durations() -> None:
-    assert status.short_source(SOURCE) == "archive/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
-    assert status.short_source("gs://archive-bucket/order_tracking/x.csv") == "archive-bucket/order_tracking/x.csv"
+    assert status.short_source(SOURCE).startswith("abfss://archive@")
+    assert status.short_source(SOURCE).endswith("/order_tracking/2024/03/05/order_tracking_2024_03_05.csv")
+    assert status.short_source("gs://archive-bucket/order_tracking/x.csv") == "gs://archive-bucket/order_tracking/x.csv"
     assert status.format_duration(12.34) == "12.3 s"
     assert status.format_duration(125) == "2 min 05 s"
     assert status.format_duration(3 * 3600 + 60) == "3 h 01 min"

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, handle_payload
-from filegate.sweep import DUE, main, run_sweep
+from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, handle_payload
+from filegate.sweep import DUE, FAILED, RUN_PENDING, main, run_sweep
 from tests.factories import csv_bytes, tracking_row
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
 
@@ -86,7 +86,8 @@ def test_a_file_left_by_a_crash_after_the_copy_is_finished_by_the_sweep(world: W
 
     [outcome] = run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes
 
-    assert outcome.status == DUPLICATE
+    # The crash came before run-now: this sweep started the missing run, so it is no duplicate.
+    assert outcome.status == REDRIVEN
     assert_converged(world, {NAME: DATA})
 
 
@@ -140,3 +141,82 @@ def test_the_command_prints_one_outcome_per_file(
     assert sorted(line["status"] for line in lines) == [ARCHIVED, REJECTED]
     assert world.objects(settings.landing) == []
     assert len(world.runs()) == 1
+
+
+def test_with_the_jobs_api_down_the_sweep_says_the_file_is_archived_and_the_next_sweep_starts_its_run(
+    world: World,
+) -> None:
+    world.upload(NAME, DATA)
+
+    down = run_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR)
+
+    [outcome] = down.outcomes
+    assert outcome.status == RUN_PENDING
+    assert outcome.archived_path is not None
+    assert outcome.archived_path.startswith(world.settings.archive.container)
+    assert "cannot reach" in outcome.reasons[0] or "run did not start" in outcome.reasons[0]
+    assert world.objects(world.settings.landing) == []
+    assert world.runs() == []
+
+    # The Jobs API is back: the landing location is empty, yet the next sweep finds the archived file.
+    [redriven] = run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes
+
+    assert redriven.status == REDRIVEN
+    assert redriven.archived_path == outcome.archived_path
+    assert_converged(world, {NAME: DATA})
+    assert run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes == ()
+
+
+def test_a_storage_fault_while_the_jobs_api_is_down_leaves_every_file_accounted_for(world: World) -> None:
+    names = [f"order_tracking_2024_05_{day:02d}.csv" for day in range(1, 4)]
+    files = {name: csv_bytes([tracking_row(day)]) for day, name in enumerate(names)}
+    for name, data in files.items():
+        world.upload(name, data)
+    assert world.proxy is not None
+    world.proxy.fail(lambda method, path, headers: method == "DELETE", status=503, times=20)
+
+    down = run_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR)
+
+    # The copies are made, the deletes fail: each file is reported in landing, and its copy as waiting for a run.
+    assert {outcome.status for outcome in down.outcomes} == {FAILED, RUN_PENDING}
+    for name in names:
+        assert any(outcome.source.endswith(name) and outcome.status == FAILED for outcome in down.outcomes)
+        assert any((outcome.archived_path or "").endswith(name) for outcome in down.outcomes)
+    assert world.runs() == []
+    world.proxy.heal()
+    up = run_sweep(later(world.gate(), 2 * HOUR), HOUR)
+
+    assert up.failed == 0
+    assert_converged(world, files)
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "named"),
+    [
+        pytest.param({"DATABRICKS_HOST": "", "DATABRICKS_TOKEN": ""}, 2, "DATABRICKS_HOST", id="no-credentials"),
+        pytest.param({"DATABRICKS_HOST": "http://127.0.0.1:9"}, 75, "cannot reach the Jobs API", id="jobs-api-down"),
+    ],
+)
+def test_the_command_checks_before_it_moves_anything(
+    world: World,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: dict[str, str],
+    code: int,
+    named: str,
+) -> None:
+    from tests.test_readiness import _env
+
+    world.upload(NAME, DATA)
+    for name, value in {**_env(world, request), **change}.items():
+        monkeypatch.setenv(name, value)
+
+    result = main(["--older-than", "0", "--target", "azure" if world.kind == "azure" else "gcp"])
+
+    err = capsys.readouterr().err
+    assert result == code
+    assert named in err
+    assert "nothing was moved" in err
+    assert len(world.objects(world.settings.landing)) == 1
+    assert world.objects(world.settings.archive) == []

@@ -42,6 +42,12 @@ def _seconds(ms: int | None) -> str:
     return f"{ms / 1000:.1f} s" if ms is not None else ""
 
 
+def _ran_for(item: dict[str, Any]) -> int | None:
+    """Run time without the wait in the job's queue: what `filegate status` shows under DURATION."""
+    total = item.get("run_duration")
+    return max(total - (item.get("queue_duration") or 0), 0) if total is not None else None
+
+
 def index_page(app: LocalJobsServer) -> str:
     """All jobs and the newest runs; refreshes while a run is active."""
     rows = []
@@ -50,15 +56,15 @@ def index_page(app: LocalJobsServer) -> str:
         rows.append(
             f'<tr><td><a href="/runs/{run["run_id"]}">{run["run_id"]}</a></td><td>{html.escape(run["run_name"])}'
             f" #{run['number_in_job']}</td><td>{_outcome(run)}</td><td>{_when(run['start_time'])}</td>"
-            f"<td>{_seconds(run.get('run_duration'))}</td><td>{html.escape(parameters)}</td></tr>"
+            f"<td>{_seconds(run.get('queue_duration'))}</td><td>{_seconds(_ran_for(run))}</td>"
+            f"<td>{html.escape(parameters)}</td></tr>"
         )
     jobs = "".join(
         f"<li>{job.job_id}: {html.escape(job.name)} ({len(job.tasks)} tasks)</li>" for job in app.jobs.values()
     )
     table = (
-        "<table><tr><th>Run</th><th>Job</th><th>State</th><th>Started</th><th>Duration</th><th>Parameters</th></tr>"
-        + "".join(rows)
-        + "</table>"
+        "<table><tr><th>Run</th><th>Job</th><th>State</th><th>Started</th><th>Queued</th><th>Duration</th>"
+        "<th>Parameters</th></tr>" + "".join(rows) + "</table>"
         if rows
         else "<p>No runs yet.</p>"
     )
@@ -77,14 +83,18 @@ def run_page(app: LocalJobsServer, run_id: int) -> str | None:
     logs = {task["task_key"]: task["log_file"] for task in snapshot.get("tasks", [])}
     interruptions = snapshot.get("interruptions", 0)
     termination = run["status"].get("termination_details") or {}
+    message = termination.get("message") or run["state"].get("state_message", "")
+    task_messages = [(t["status"].get("termination_details") or {}).get("message", "") for t in run.get("tasks", [])]
+    if any(m and (m in message or message in m) for m in task_messages):
+        message = ""  # the failed task's section shows its error, once
     facts = [
         ("Job", f"{run['run_name']} (job {run['job_id']}, run #{run['number_in_job']})"),
         ("State", run["status"]["state"]),
         ("Result", run["state"].get("result_state", "")),
-        ("Message", termination.get("message") or run["state"].get("state_message", "")),
+        ("Message", message),
         ("Triggered", _when(run["start_time"])),
-        ("Queued for", _seconds(run.get("queue_duration"))),
-        ("Ran for", _seconds(run.get("execution_duration"))),
+        ("Queued", _seconds(run.get("queue_duration"))),
+        ("Duration", _seconds(_ran_for(run))),
         ("Ended", _when(run["end_time"])),
         ("Interrupted", f"{interruptions} time(s) by a stop of the local Jobs API, then run again"),
     ]

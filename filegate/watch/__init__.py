@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from filegate.emulators import stop_requested
-from filegate.errors import SettingsError
+from filegate.errors import SettingsError, TransientError
 from filegate.events import AZURE, BLOB_CREATED, GCS
 from filegate.settings import Settings
 from filegate.watch._envelopes import Event, StoredObject, blob_created_event, finalized_event
@@ -111,14 +111,17 @@ def build_delivery(target: str, webhook: str, function_name: str, settings: Sett
     from filegate.runtime import build_gate
 
     if target == AZURE_TARGET:
-        return deliver_in_process(build_gate(AZURE, settings))
-    from filegate.gcs_storage import GcsStore
+        gate = build_gate(AZURE, settings)
+    else:
+        from filegate.gcs_storage import GcsStore
 
-    # The store reads STORAGE_EMULATOR_HOST by itself; --gcs-endpoint must win over it, or the core
-    # would look for the file on another emulator (or in the cloud) than the one it was listed on.
-    gate = build_gate(GCS, settings)
-    store = GcsStore.from_environment({**os.environ, "STORAGE_EMULATOR_HOST": gcs_endpoint})
-    return deliver_in_process(replace(gate, store=store))
+        # The store reads STORAGE_EMULATOR_HOST by itself; --gcs-endpoint must win over it, or the core
+        # would look for the file on another emulator (or in the cloud) than the one it was listed on.
+        store = GcsStore.from_environment({**os.environ, "STORAGE_EMULATOR_HOST": gcs_endpoint})
+        gate = replace(build_gate(GCS, settings), store=store)
+    # The checks every first event would make, at start: a misconfiguration is named before any delivery.
+    gate.ensure_ready()
+    return deliver_in_process(gate)
 
 
 def main(argv: list[str]) -> int:
@@ -161,6 +164,9 @@ def main(argv: list[str]) -> int:
     except SettingsError as exc:
         print(f"filegate watch: configuration error: {exc}", file=sys.stderr)
         return 2
+    except TransientError as exc:
+        print(f"filegate watch: cannot start, try again: {exc}", file=sys.stderr)
+        return 75
     locations = watched_locations(settings, args.include_filegate_locations)
     watcher = Watcher(
         source,

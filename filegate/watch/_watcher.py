@@ -210,7 +210,7 @@ class Watcher:
                 exc = DeliveryFailed(f"{type(exc).__name__}: {exc}")
             final = not exc.retry or pending.attempts >= self.policy.max_attempts
             if final:
-                letter = self._dead_letter(pending)
+                letter = self._dead_letter(pending, str(exc))
                 self._report(DeliveryReport(event, pending.attempts, False, str(exc), True, dead_letter=letter))
             else:
                 delay = self.policy.delay(pending.attempts)
@@ -230,12 +230,15 @@ class Watcher:
         self._state.delivered[event.key] = event.version
         self._save_state()
 
-    def _dead_letter(self, pending: _Pending) -> Path:
+    def _dead_letter(self, pending: _Pending, reason: str) -> Path:
         """Give up on an event: keep it in a file `filegate handle` can re-drive, and do not deliver it again."""
         event = pending.event
         self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
         letter = self.dead_letter_dir / f"{event.id}.json"
         letter.write_text(json.dumps(event.body, indent=2), encoding="utf-8")
+        # Beside it, why: `filegate deadletters` lists it with the event.
+        reason_file = letter.with_suffix(".reason.txt")
+        reason_file.write_text(f"{pending.attempts} attempts; last: {reason}\n", encoding="utf-8")
         with self._lock:
             self._settle(event)
             self.dropped.append(event)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -327,6 +328,18 @@ class World:
             pipelines=load_pipelines(contracts) if pipelines is None else pipelines,
             batch_jobs=batch_job_trigger(self.settings, client),
         )
+
+    def gate_with_jobs_down(self, store: Store | None = None) -> Gate:
+        """A Gate whose Jobs API refuses connections (nothing listens on its port), as when it is down."""
+        from databricks.sdk import WorkspaceClient
+        from databricks.sdk.config import Config
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        config = Config(host=f"http://127.0.0.1:{port}", token="x", retry_timeout_seconds=1, http_timeout_seconds=1)
+        jobs = DatabricksJobs(self.settings, WorkspaceClient(config=config))
+        return Gate(self.settings, store or self.store, jobs, load_contracts())
 
     def upload(self, name: str, data: bytes) -> dict[str, Any]:
         """Upload a file into the landing location as a user would; return the event the platform sends."""

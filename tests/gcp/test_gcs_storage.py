@@ -18,7 +18,14 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from filegate.errors import DestinationExists, ObjectNotFound, SourceChanged, StorageError, TransientError
+from filegate.errors import (
+    DestinationExists,
+    LocationMissing,
+    ObjectNotFound,
+    SourceChanged,
+    StorageError,
+    TransientError,
+)
 from filegate.gcs_storage import GcsStore
 from filegate.storage import Store
 from tests.emulators import free_port
@@ -278,8 +285,17 @@ def test_a_refused_copy_from_a_replaced_source_is_source_changed(scripted: tuple
 def test_a_refused_copy_of_a_deleted_source_is_object_not_found(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
     script, store = scripted
     script.answer("POST", REWRITE, 412, refusal(412))
+    script.answer("GET", r"^/storage/v1/b/dst(\?|$)", 200, {"kind": "storage#bucket", "name": "dst"})
 
     with pytest.raises(ObjectNotFound):
+        store.copy("src", "a.csv", "5", "dst", "a.csv", META)
+
+
+def test_a_copy_into_a_missing_bucket_is_a_configuration_error(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
+    script, store = scripted
+    script.answer("POST", REWRITE, 404, {"error": {"code": 404, "message": "The specified bucket does not exist."}})
+
+    with pytest.raises(LocationMissing, match="bucket dst does not exist"):
         store.copy("src", "a.csv", "5", "dst", "a.csv", META)
 
 

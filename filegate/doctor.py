@@ -1,0 +1,65 @@
+"""`filegate doctor`: every check the gate makes before it moves a file, and the local world's tools; OK or a fix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from filegate.errors import FilegateError
+from filegate.readiness import Check, check_job, check_local_tools, check_storage
+from filegate.settings import Settings, settings_help
+
+
+def run_checks(target: str | None, *, local: bool) -> list[Check]:
+    """Settings, then storage and the job when the settings allow, then (with `local`) Java, Node, Python."""
+    from filegate.runtime import build_gate
+    from filegate.sweep import TARGETS
+
+    checks: list[Check] = []
+    try:
+        settings = Settings.from_env()
+        checks.append(
+            Check(
+                "settings",
+                True,
+                f"landing {settings.landing}, archive {settings.archive}, rejected {settings.rejected}",
+            )
+        )
+    except FilegateError as exc:
+        checks.append(Check("settings", False, str(exc)))
+        settings = None
+    if settings is not None:
+        kind = TARGETS[target or ("azure" if settings.azure_storage else "gcp")]
+        try:
+            gate = build_gate(kind, settings, check=False)
+        except FilegateError as exc:
+            checks.append(Check("storage", False, str(exc)))
+        else:
+            checks += check_storage(settings, gate.store)
+            checks += check_job(gate.jobs)
+    if local:
+        checks += check_local_tools()
+    return checks
+
+
+def main(argv: list[str]) -> int:
+    """`filegate doctor`: check settings, storage, the three locations, the job; with --local, Java/Node/Python."""
+    parser = argparse.ArgumentParser(
+        prog="filegate doctor",
+        description=main.__doc__,
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--target", choices=("azure", "gcp"), help="which cloud (default: azure if configured)")
+    parser.add_argument("--local", action="store_true", help="also check the local world's tools (make demo)")
+    args = parser.parse_args(argv)
+    checks = run_checks(args.target, local=args.local)
+    for check in checks:
+        print(f"{'OK  ' if check.ok else 'FIX '} {check.name}: {check.detail}")
+    failed = sum(not check.ok for check in checks)
+    print(f"{len(checks) - failed} OK, {failed} to fix" if failed else f"all {len(checks)} checks OK")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,407 @@
+"""Files, not only runs: what is rejected and why, what is archived with its run, and the tools to fix both."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote
+
+from filegate.archive import REPORT_SUFFIX, report_path
+from filegate.errors import FilegateError, ObjectNotFound, RunNotStarted, SourceChanged, StorageError
+from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, redrive_archived
+from filegate.jobs import ACTIVE_STATES
+from filegate.pipelines import BATCHES_FOLDER
+from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo
+from filegate.sweep import FAILED, RUN_PENDING, upload_from_object
+
+log = logging.getLogger(__name__)
+
+NO_RUN = "NO RUN"
+# A pipeline member's run is its batch's (`filegate batches`), never its own.
+IN_BATCH = "IN BATCH"
+UNKNOWN = "UNKNOWN"
+HANDLED = "handled"
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A rejected file and what its report says."""
+
+    path: str
+    dataset: str
+    size: int
+    reasons: tuple[str, ...]
+    rejected_at: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ArchivedFile:
+    """An archived file with its dataset, business date and run."""
+
+    path: str
+    dataset: str
+    business_date: str
+    size: int
+    run_id: int | None
+    state: str
+
+
+def _report(gate: Gate, container: str, path: str) -> dict[str, object]:
+    info = gate.store.stat(container, report_path(path))
+    if info is None:
+        return {"reasons": ["no report beside the file"]}
+    try:
+        data = gate.store.read_prefix(container, info.path, max(info.size, 1), info.version)
+        loaded = json.loads(data)
+        return loaded if isinstance(loaded, dict) else {"reasons": ["the report is not a JSON object"]}
+    except (ValueError, ObjectNotFound, SourceChanged):
+        return {"reasons": ["the report is unreadable"]}
+
+
+def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedFile]:
+    """Every rejected file (not the reports, nor earlier reports kept on re-processing), with its reasons."""
+    rejected = gate.settings.rejected
+    prefix = rejected.path(f"{dataset}/" if dataset else "")
+    for info in gate.store.list(rejected.container, prefix):
+        if info.path.endswith(REPORT_SUFFIX):
+            continue
+        report = _report(gate, info.container, info.path)
+        reasons = report.get("reasons")
+        relative = rejected.relative(info.path)
+        yield RejectedFile(
+            path=f"{info.container}/{info.path}",
+            dataset=relative.split("/", 1)[0],
+            size=info.size,
+            reasons=tuple(str(reason) for reason in reasons) if isinstance(reasons, list) else (),
+            rejected_at=str(report.get("rejected_at", "")),
+            source=unquote(info.metadata.get(META_SOURCE, "")),
+        )
+
+
+def reprocess_rejected(gate: Gate, path: str) -> Outcome:
+    """Move a fixed rejected file back through the gate: into landing, then handled as its event would be.
+
+    The old report is kept beside it under a time-stamped name, so its history stays readable.
+    """
+    rejected, landing, store = gate.settings.rejected, gate.settings.landing, gate.store
+    container, _, relative = path.partition("/")
+    if container != rejected.container or not relative.startswith(rejected.prefix):
+        raise StorageError(f"{path} is not in the rejected location {rejected}")
+    info = store.stat(container, relative)
+    if info is None:
+        raise ObjectNotFound(f"{path}: no such rejected file")
+    source = unquote(info.metadata.get(META_SOURCE, ""))
+    source_container, _, source_path = source.partition("/")
+    if source_container != landing.container or not source_path:
+        source_container, source_path = landing.container, landing.path(relative.rsplit("/", 1)[-1])
+    # Create-only: a newer upload under that name in landing wins, and this one waits.
+    placed = store.copy(container, relative, info.version, source_container, source_path, {})
+    stamp = gate.clock().strftime("%Y%m%dT%H%M%SZ")
+    old_report = store.stat(container, report_path(relative))
+    if old_report is not None:
+        # The report's own version in the name: two re-processings within a second keep both reports.
+        tag = hashlib.sha256(old_report.version.encode()).hexdigest()[:8]
+        kept = f"{relative}.{stamp}-{tag}{REPORT_SUFFIX}"
+        store.copy(container, old_report.path, old_report.version, container, kept, {})
+        store.delete(container, old_report.path, old_report.version)
+    store.delete(container, relative, info.version)
+    return handle_upload(gate, upload_from_object(store, placed))
+
+
+def archived_files(gate: Gate, dataset: str | None = None, day: str | None = None) -> Iterator[ArchivedFile]:
+    """Archived files (optionally of one dataset and business day), each with its run and the run's state."""
+    archive = gate.settings.archive
+    prefix = dataset + "/" if dataset else ""
+    if dataset and day:
+        prefix += day.replace("-", "/") + "/"
+    for info in gate.store.list(archive.container, archive.path(prefix)):
+        parts = archive.relative(info.path).split("/")
+        business_date = "-".join(parts[1:4]) if len(parts) >= 5 else ""
+        if (day and business_date != day) or parts[0] == BATCHES_FOLDER:
+            continue
+        if gate.pipelines.batch_owned(parts[0]):
+            # A member runs with its batch: `filegate batches` shows that run.
+            yield ArchivedFile(f"{info.container}/{info.path}", parts[0], business_date, info.size, None, IN_BATCH)
+            continue
+        run_id = _run_id(info)
+        yield ArchivedFile(
+            path=f"{info.container}/{info.path}",
+            dataset=parts[0],
+            business_date=business_date,
+            size=info.size,
+            run_id=run_id,
+            state=run_state_of(gate, run_id),
+        )
+
+
+def _run_id(info: ObjectInfo) -> int | None:
+    raw = info.metadata.get(META_RUN_ID, "")
+    return int(raw) if raw.isdigit() else None
+
+
+def run_state_of(gate: Gate, run_id: int | None) -> str:
+    """The run's state from the Jobs API: NO RUN without one, UNKNOWN when the Jobs API cannot say."""
+    if run_id is None:
+        return NO_RUN
+    client = getattr(gate.jobs, "client", None)
+    if client is None:
+        return UNKNOWN
+    from filegate.status import run_state
+
+    try:
+        return run_state(client.jobs.get_run(run_id))
+    except Exception as exc:
+        # Any failure to ask (outage, a run gone after 60 days) leaves the state unknown; the listing goes on.
+        log.warning("runs/get %s failed: %s", run_id, exc)
+        return UNKNOWN
+
+
+def unfinished(files: Iterator[ArchivedFile]) -> Iterator[ArchivedFile]:
+    """Archived files without a successful run: no run, a failed run, or a state nobody could read."""
+    for found in files:
+        if found.state not in ("SUCCESS", IN_BATCH) and found.state not in ACTIVE_STATES:
+            yield found
+
+
+def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
+    """Start the missing run of an archived file with its own token; a failed run is named, never run twice."""
+    container, _, path = found.path.partition("/")
+    if found.run_id is not None and found.state != UNKNOWN:
+        reason = (
+            f"run {found.run_id} ended {found.state}; the file's token cannot start a second run: fix the cause, "
+            f"then repair run {found.run_id} in Databricks (`filegate status {found.run_id}` shows why it failed)"
+        )
+        return Outcome(FAILED, source=found.path, archived_path=found.path, run_id=found.run_id, reasons=(reason,))
+    info = gate.store.stat(container, path)
+    if info is None:
+        return Outcome(FAILED, source=found.path, reasons=("the archived file is gone",))
+    try:
+        return redrive_archived(gate, info)
+    except RunNotStarted as exc:
+        return Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=(str(exc),))
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event the watcher gave up on, with why."""
+
+    path: Path
+    reason: str
+
+
+def dead_letters(folder: Path) -> list[DeadLetter]:
+    """The dead-lettered events in a folder (the handled ones, moved to `handled/`, are left out)."""
+    letters = []
+    for letter in sorted(folder.glob("*.json")):
+        reason_file = letter.with_suffix(".reason.txt")
+        reason = reason_file.read_text(encoding="utf-8").strip() if reason_file.exists() else "(no reason recorded)"
+        letters.append(DeadLetter(letter, reason))
+    return letters
+
+
+def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> list[Outcome]:
+    """Handle a dead-lettered event; once handled, move it (and its reason) to `handled/`."""
+    payload = json.loads(letter.path.read_text(encoding="utf-8"))
+    outcomes = handle_payload(gate, payload)
+    handled = letter.path.parent / HANDLED
+    handled.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for path in (letter.path, letter.path.with_suffix(".reason.txt")):
+        if path.exists():
+            path.rename(handled / f"{path.stem}.{stamp}{path.suffix}")
+    return outcomes
+
+
+def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcome]]:
+    """Upload each local file into landing (create-only) and put it through the gate at once."""
+    landing = gate.settings.landing
+    for file in files:
+        destination = landing.path(file.name)
+        try:
+            placed = gate.store.put(landing.container, destination, file.read_bytes(), "text/csv", {})
+            yield file, handle_upload(gate, upload_from_object(gate.store, placed))
+        except RunNotStarted as exc:
+            yield file, Outcome(RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),))
+        except (FilegateError, OSError) as exc:
+            yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),))
+
+
+# The commands. Each builds the gate from the environment, as `filegate sweep` does.
+
+EXIT_CONFIG = 2
+EXIT_TRANSIENT = 75
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    from filegate.settings import settings_help
+
+    parser = argparse.ArgumentParser(
+        prog=f"filegate {prog}",
+        description=description,
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--target", choices=("azure", "gcp"), help="which cloud (default: azure if configured)")
+    return parser
+
+
+def _gate(args: argparse.Namespace, *, check: bool = False) -> Gate:
+    from filegate.runtime import build_gate
+    from filegate.settings import Settings
+    from filegate.sweep import TARGETS
+
+    settings = Settings.from_env()
+    target = args.target or ("azure" if settings.azure_storage else "gcp")
+    gate = build_gate(TARGETS[target], settings, check=check)
+    gate.ensure_ready()
+    return gate
+
+
+def _run_command(prog: str, body: Callable[[], int]) -> int:
+    from filegate.errors import SettingsError, TransientError
+
+    try:
+        return body()
+    except SettingsError as exc:
+        print(f"filegate {prog}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except TransientError as exc:
+        print(f"filegate {prog}: try again: {exc}", file=sys.stderr)
+        return EXIT_TRANSIENT
+    except FilegateError as exc:
+        print(f"filegate {prog}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _print_outcomes(outcomes: list[Outcome]) -> int:
+    for outcome in outcomes:
+        print(outcome.to_json(), flush=True)
+    left = [o for o in outcomes if o.status in (FAILED, RUN_PENDING)]
+    if left:
+        print(f"{len(left)} file(s) not finished; see their reasons", file=sys.stderr)
+        return EXIT_TRANSIENT
+    return 0
+
+
+def rejected_main(argv: list[str]) -> int:
+    """`filegate rejected`: rejected files with their reasons; `--reprocess PATH` sends a fixed one through again."""
+    from filegate.status import render_table
+
+    parser = _parser("rejected", rejected_main.__doc__ or "")
+    parser.add_argument("--dataset", help="only this dataset's rejected files (`_unmatched` for no contract)")
+    parser.add_argument("--reprocess", metavar="PATH", help="container/path of a rejected file to put through again")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        gate = _gate(args, check=bool(args.reprocess))
+        if args.reprocess:
+            return _print_outcomes([reprocess_rejected(gate, args.reprocess)])
+        found = list(rejected_files(gate, args.dataset))
+        rows = [[f.path, f.dataset, f.rejected_at, "; ".join(f.reasons)] for f in found]
+        print(render_table(("REJECTED FILE", "DATASET", "REJECTED AT", "REASONS"), rows))
+        print(f"{len(found)} rejected file(s)")
+        return 0
+
+    return _run_command("rejected", body)
+
+
+def archived_main(argv: list[str]) -> int:
+    """`filegate archived`: archived files per dataset and business date, each with its run and state."""
+    from filegate.status import render_table
+
+    parser = _parser("archived", archived_main.__doc__ or "")
+    parser.add_argument("--dataset", help="only this dataset")
+    parser.add_argument("--date", help="only this business date, YYYY-MM-DD (with --dataset)")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        found = list(archived_files(_gate(args), args.dataset, args.date))
+        rows = [[f.path, f.dataset, f.business_date, f.run_id, f.state] for f in found]
+        print(render_table(("ARCHIVED FILE", "DATASET", "DATE", "RUN", "STATE"), rows))
+        print(f"{len(found)} archived file(s), {sum(f.state == NO_RUN for f in found)} without a run")
+        return 0
+
+    return _run_command("archived", body)
+
+
+def reconcile_main(argv: list[str]) -> int:
+    """`filegate reconcile`: every archived file without a successful run; `--redrive` starts the missing runs."""
+    from filegate.status import render_table
+
+    parser = _parser("reconcile", reconcile_main.__doc__ or "")
+    parser.add_argument("--dataset", help="only this dataset")
+    parser.add_argument("--redrive", action="store_true", help="start missing runs (same token: never a second run)")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        gate = _gate(args, check=args.redrive)
+        found = list(unfinished(archived_files(gate, args.dataset)))
+        if not args.redrive:
+            rows = [[f.path, f.run_id, f.state] for f in found]
+            print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))
+            print(f"{len(found)} archived file(s) without a successful run; `filegate reconcile --redrive` re-drives")
+            return 1 if found else 0
+        return _print_outcomes([redrive(gate, f) for f in found])
+
+    return _run_command("reconcile", body)
+
+
+def backfill_main(argv: list[str]) -> int:
+    """`filegate backfill FOLDER`: existing files through the gate, with progress and a summary."""
+    parser = _parser("backfill", backfill_main.__doc__ or "")
+    parser.add_argument("folder", type=Path, help="a folder of files (each is uploaded into landing, then handled)")
+    parser.add_argument("--pattern", default="*.csv", help="which files (default *.csv)")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        files = sorted(path for path in args.folder.glob(args.pattern) if path.is_file())
+        if not files:
+            print(f"filegate backfill: no {args.pattern} files in {args.folder}", file=sys.stderr)
+            return 1
+        gate = _gate(args, check=True)
+        counts: dict[str, int] = {}
+        for index, (file, outcome) in enumerate(backfill_files(gate, files), start=1):
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            detail = outcome.run_id if outcome.run_id is not None else "; ".join(outcome.reasons)[:160]
+            print(f"[{index}/{len(files)}] {file.name}: {outcome.status} {detail}", flush=True)
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        print(f"backfill of {len(files)} file(s): {summary}")
+        return EXIT_TRANSIENT if counts.get(FAILED) or counts.get(RUN_PENDING) else 0
+
+    return _run_command("backfill", body)
+
+
+def deadletters_main(argv: list[str]) -> int:
+    """`filegate deadletters`: events the watcher gave up on, with why; `--redrive` handles them and marks them."""
+    parser = _parser("deadletters", deadletters_main.__doc__ or "")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(".filegate/watch/deadletter"),
+        help="the dead-letter folder (default %(default)s)",
+    )
+    parser.add_argument("--redrive", action="store_true", help="handle each; move the handled ones to handled/")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        letters = dead_letters(args.dir)
+        if not args.redrive:
+            for letter in letters:
+                print(f"{letter.path}: {letter.reason}")
+            print(f"{len(letters)} dead letter(s) in {args.dir}")
+            return 0
+        gate = _gate(args, check=True)
+        outcomes: list[Outcome] = []
+        for letter in letters:
+            outcomes += redrive_dead_letter(gate, letter)
+        return _print_outcomes(outcomes)
+
+    return _run_command("deadletters", body)

@@ -1,0 +1,141 @@
+"""Readiness: check what can be checked before any byte moves, and name the setting that fixes each failure."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from filegate.errors import FilegateError, SettingsError, TransientError
+from filegate.settings import Settings
+from filegate.storage import Store
+
+if TYPE_CHECKING:
+    from filegate.ingest import Gate
+
+LOCATION_SETTINGS = ("FILEGATE_LANDING", "FILEGATE_ARCHIVE", "FILEGATE_REJECTED")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `filegate doctor`: what was checked, whether it holds, what was found or how to fix it."""
+
+    name: str
+    ok: bool
+    detail: str
+    # A failure that may pass (an outage), as opposed to a setting to fix.
+    transient: bool = False
+
+
+def _locations(settings: Settings) -> list[tuple[str, str]]:
+    places = (settings.landing, settings.archive, settings.rejected)
+    return [(name, location.container) for name, location in zip(LOCATION_SETTINGS, places, strict=True)]
+
+
+def describe_missing_locations(settings: Settings, store: Store) -> str:
+    """Which location settings name a container that does not exist ("" when all exist)."""
+    missing = [
+        f"{name} names {store.kind} container {container!r}, which does not exist"
+        for name, container in _locations(settings)
+        if not store.container_exists(container)
+    ]
+    if not missing:
+        return ""
+    return "; ".join(missing) + ": create it (infra/ creates all three) or fix the setting"
+
+
+def check_storage(settings: Settings, store: Store) -> list[Check]:
+    """The store answers with these credentials, and the three locations exist."""
+    checks = []
+    for name, container in _locations(settings):
+        try:
+            exists = store.container_exists(container)
+        except SettingsError as exc:
+            # Credentials: the same answer for every location, so one line says it.
+            checks.append(Check("storage credentials", False, str(exc)))
+            break
+        except FilegateError as exc:
+            checks.append(Check(f"{name} ({container})", False, str(exc), isinstance(exc, TransientError)))
+            continue
+        detail = "exists" if exists else "does not exist: create it (infra/ creates all three) or fix the setting"
+        checks.append(Check(f"{name} ({container})", exists, detail))
+    return checks
+
+
+def check_job(jobs: object) -> list[Check]:
+    """The Jobs API is reachable, takes the credentials, and the job exists with Filegate's parameters."""
+    if not hasattr(jobs, "check_job"):
+        return [Check("Databricks job", True, "not checked: this trigger cannot check its job")]
+    try:
+        return [Check("Databricks job", True, jobs.check_job())]
+    except FilegateError as exc:
+        return [Check("Databricks job", False, str(exc), isinstance(exc, TransientError))]
+
+
+def raise_for(checks: list[Check]) -> None:
+    """SettingsError for failed checks; TransientError when only reachability failed."""
+    failed = [check for check in checks if not check.ok]
+    if not failed:
+        return
+    message = "; ".join(f"{check.name}: {check.detail}" for check in failed)
+    if all(check.transient for check in failed):
+        raise TransientError(f"not ready: {message}")
+    raise SettingsError(f"not ready: {message}")
+
+
+@dataclass
+class Readiness:
+    """Checks a gate once per process, before its first move; only success is remembered."""
+
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ready: bool = False
+
+    def ensure(self, gate: Gate) -> None:
+        """Raise SettingsError (or TransientError) naming every failed check; cheap after the first success."""
+        with self._lock:
+            if not self._ready:
+                raise_for(check_storage(gate.settings, gate.store) + check_job(gate.jobs))
+                self._ready = True
+
+
+# The local world's tools and the oldest version each must be (README: Python 3.11, Java 17, Node 20).
+LOCAL_TOOLS = (("java", ("java", "-version"), 17), ("node", ("node", "--version"), 20))
+
+
+def _major(text: str) -> int | None:
+    found = re.search(r'(?:version "|v)(\d+)(?:\.(\d+))?', text)
+    if not found:
+        return None
+    major = int(found[1])
+    # Java 8 and older report "1.8.0"
+    return int(found[2] or 0) if major == 1 else major
+
+
+def check_local_tools() -> list[Check]:
+    """Python, Java and Node for `make demo` and the local world, each at its minimum version."""
+    checks = [
+        Check(
+            "python",
+            sys.version_info >= (3, 11),
+            f"{sys.version.split()[0]}" if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed",
+        )
+    ]
+    for name, command, minimum in LOCAL_TOOLS:
+        path = shutil.which(command[0])
+        if path is None:
+            checks.append(Check(name, False, f"not found on PATH: install {name.title()} {minimum} or newer"))
+            continue
+        try:
+            result = subprocess.run(list(command), capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            checks.append(Check(name, False, f"{path} does not run: {exc}"))
+            continue
+        major = _major(result.stdout + result.stderr)
+        ok = major is not None and major >= minimum
+        found = f"version {major}" if major is not None else "an unknown version"
+        checks.append(Check(name, ok, f"{path}, {found}" + ("" if ok else f": {minimum} or newer is needed")))
+    return checks

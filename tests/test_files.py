@@ -1,0 +1,170 @@
+"""The operator's file tools on both stores: rejected, archived, reconciled, backfilled, dead letters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from filegate.errors import RunNotStarted
+from filegate.files import (
+    NO_RUN,
+    archived_files,
+    backfill_files,
+    dead_letters,
+    redrive,
+    redrive_dead_letter,
+    rejected_files,
+    reprocess_rejected,
+    unfinished,
+)
+from filegate.ingest import ARCHIVED, REDRIVEN, REJECTED, handle_payload
+from filegate.sweep import RUN_PENDING
+from tests.factories import csv_bytes, tracking_row
+from tests.faults.world import World, assert_converged
+
+NAME = "order_tracking_2024_03_05.csv"
+DATA = csv_bytes([tracking_row(i) for i in range(6)])
+BAD = b"tracking_num;order_id\n1;2\n"
+
+
+def test_a_rejected_file_is_listed_with_its_reasons_and_re_processed_once_fixed(world: World) -> None:
+    event = world.upload(NAME, BAD)
+    [first] = handle_payload(world.gate(), event)
+    assert first.status == REJECTED
+
+    [listed] = list(rejected_files(world.gate()))
+    assert listed.path == first.rejected_path
+    assert listed.dataset == "order_tracking"
+    assert any("split by ';'" in reason for reason in listed.reasons)
+
+    # Still bad: re-processing rejects it again, and the first report is kept beside the new one.
+    again = reprocess_rejected(world.gate(), listed.path)
+    assert again.status == REJECTED
+    reports = [o.path for o in world.objects(world.settings.rejected) if o.path.endswith(".report.json")]
+    assert len(reports) == 2
+
+    # Fixed in place (as an operator would, by uploading the corrected bytes over it): it goes through.
+    rejected = world.settings.rejected
+    path = listed.path.partition("/")[2]
+    info = world.store.stat(rejected.container, path)
+    assert info is not None
+    world.store.delete(rejected.container, path, info.version)
+    world.store.put(rejected.container, path, DATA, "text/csv", dict(info.metadata))
+    fixed = reprocess_rejected(world.gate(), listed.path)
+
+    assert fixed.status == ARCHIVED
+    assert [o.path for o in world.objects(world.settings.landing)] == []
+    assert len(world.runs()) == 1
+    assert list(rejected_files(world.gate())) == []
+
+
+def test_reconcile_finds_archived_files_without_a_run_and_re_drives_them_once_the_jobs_api_is_up(
+    world: World,
+) -> None:
+    names = [f"order_tracking_2024_06_{day:02d}.csv" for day in range(1, 4)]
+    files = {name: csv_bytes([tracking_row(day)]) for day, name in enumerate(names)}
+    events = [world.upload(name, data) for name, data in files.items()]
+    # The first file goes through; the others are archived while the Jobs API is down.
+    handle_payload(world.gate(), events[0])
+    down = world.gate_with_jobs_down()
+    for event in events[1:]:
+        with pytest.raises(RunNotStarted, match="did not start"):
+            handle_payload(down, event)
+
+    listed = list(archived_files(world.gate()))
+    assert len(listed) == 3
+    assert len([f for f in listed if f.state == NO_RUN]) == 2
+    todo = list(unfinished(archived_files(world.gate())))
+    assert len(todo) == 2
+
+    # Re-driving while the Jobs API is still down leaves them archived and says so.
+    still_down = [redrive(down, found) for found in todo]
+    assert {outcome.status for outcome in still_down} == {RUN_PENDING}
+    assert len(world.runs()) == 1
+
+    redriven = [redrive(world.gate(), found) for found in todo]
+
+    assert {outcome.status for outcome in redriven} == {REDRIVEN}
+    assert_converged(world, files)
+    assert [f for f in archived_files(world.gate()) if f.state == NO_RUN] == []
+    # A second re-drive finds nothing to do: every file has its one run.
+    assert [found for found in unfinished(archived_files(world.gate())) if found.state == NO_RUN] == []
+
+
+def test_archived_listing_filters_by_dataset_and_date(world: World) -> None:
+    for name in ("order_tracking_2024_07_01.csv", "order_tracking_2024_07_02.csv"):
+        handle_payload(world.gate(), world.upload(name, DATA))
+
+    one_day = list(archived_files(world.gate(), "order_tracking", "2024-07-02"))
+
+    assert [f.path.rsplit("/", 1)[-1] for f in one_day] == ["order_tracking_2024_07_02.csv"]
+    assert one_day[0].business_date == "2024-07-02"
+    assert one_day[0].run_id is not None
+
+
+def test_backfill_puts_a_folder_through_the_gate_with_the_jobs_api_down_then_up(world: World, tmp_path: Path) -> None:
+    files = {f"order_tracking_2024_08_{day:02d}.csv": csv_bytes([tracking_row(day)]) for day in range(1, 4)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+
+    results = list(backfill_files(world.gate_with_jobs_down(), sorted(tmp_path.glob("*.csv"))))
+
+    assert {outcome.status for _, outcome in results} == {RUN_PENDING}
+    redriven = [redrive(world.gate(), found) for found in unfinished(archived_files(world.gate()))]
+    assert {outcome.status for outcome in redriven} == {REDRIVEN}
+    assert_converged(world, files)
+
+
+def test_dead_letters_are_listed_with_their_reason_re_driven_and_marked(world: World, tmp_path: Path) -> None:
+    event = world.upload(NAME, DATA)
+    letter = tmp_path / f"{event['id']}.json"
+    letter.write_text(json.dumps(event))
+    letter.with_suffix(".reason.txt").write_text("10 attempts; last: 503 from the function\n")
+
+    [found] = dead_letters(tmp_path)
+    assert found.reason.startswith("10 attempts")
+    [outcome] = redrive_dead_letter(world.gate(), found)
+
+    assert outcome.status == ARCHIVED
+    assert dead_letters(tmp_path) == []
+    assert len(list((tmp_path / "handled").iterdir())) == 2
+    assert_converged(world, {NAME: DATA})
+
+
+def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    env = _env(world, request)
+    target = ["--target", "azure" if world.kind == "azure" else "gcp"]
+    handle_payload(world.gate(), world.upload("order_tracking_2024_09_01.csv", BAD))
+    with pytest.raises(RunNotStarted):
+        handle_payload(world.gate_with_jobs_down(), world.upload(NAME, DATA))
+    folder = tmp_path / "backfill"
+    folder.mkdir()
+    (folder / "order_tracking_2024_09_02.csv").write_bytes(csv_bytes([tracking_row(9)]))
+
+    rejected = run_cli(["rejected", *target], env)
+    before = run_cli(["reconcile", *target], env)
+    redriven = run_cli(["reconcile", "--redrive", *target], env)
+    backfill = run_cli(["backfill", str(folder), *target], env)
+    archived = run_cli(["archived", "--dataset", "order_tracking", *target], env)
+    letters = run_cli(["deadletters", "--dir", str(tmp_path / "none"), *target], env)
+
+    assert rejected.returncode == 0, rejected.stderr
+    assert "split by ';'" in rejected.stdout
+    assert before.returncode == 1, before.stderr
+    assert "NO RUN" in before.stdout
+    assert redriven.returncode == 0, redriven.stderr
+    assert json.loads(redriven.stdout)["status"] == REDRIVEN
+    assert backfill.returncode == 0, backfill.stderr
+    assert "[1/1] order_tracking_2024_09_02.csv: archived" in backfill.stdout
+    assert archived.returncode == 0, archived.stderr
+    assert "2 archived file(s), 0 without a run" in archived.stdout
+    assert letters.returncode == 0
+    assert "0 dead letter(s)" in letters.stdout
+    assert len(world.runs()) == 2

@@ -1,0 +1,140 @@
+"""Misconfigurations are named before any byte moves, and a missing destination is never an acknowledgement."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filegate.errors import LocationMissing
+from filegate.ingest import handle_payload
+from filegate.settings import Location
+from tests.emulators import free_port
+from tests.factories import csv_bytes, tracking_row
+from tests.faults.world import World
+from tests.test_cli import run_cli
+
+NAME = "order_tracking_2024_03_05.csv"
+DATA = csv_bytes([tracking_row(i) for i in range(5)])
+
+
+@pytest.mark.parametrize("setting", ["archive", "rejected"])
+def test_a_missing_destination_container_is_a_configuration_error_and_the_file_stays(
+    world: World, setting: str
+) -> None:
+    data = DATA if setting == "archive" else b"not;a;csv\n"
+    event = world.upload(NAME, data)
+    settings = dataclasses.replace(world.settings, **{setting: Location(f"missing-{setting}-container")})
+    gate = dataclasses.replace(world.gate(), settings=settings)
+
+    with pytest.raises(LocationMissing, match=f"FILEGATE_{setting.upper()} names .*missing-{setting}-container"):
+        handle_payload(gate, event)
+
+    assert [o.path for o in world.objects(world.settings.landing)] == [world.settings.landing.path(NAME)]
+    assert world.runs() == []
+
+
+def _env(world: World, request: pytest.FixtureRequest) -> dict[str, str]:
+    settings = world.settings
+    env = {
+        "FILEGATE_LANDING": str(settings.landing),
+        "FILEGATE_ARCHIVE": str(settings.archive),
+        "FILEGATE_REJECTED": str(settings.rejected),
+        "DATABRICKS_HOST": world.jobs_api.url,
+        "DATABRICKS_TOKEN": "local-test-token",
+        "FILEGATE_JOB_ID": "",
+        "FILEGATE_AZURE_STORAGE": "",
+        "DATABRICKS_CONFIG_FILE": "/nonexistent",
+    }
+    if world.kind == "azure":
+        env["FILEGATE_AZURE_STORAGE"] = request.getfixturevalue("azurite").connection_string
+    else:
+        env["STORAGE_EMULATOR_HOST"] = request.getfixturevalue("gcs_emulator").url
+    return env
+
+
+def _handle(world: World, event: dict[str, Any], env: dict[str, str], tmp_path: Path) -> Any:
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event))
+    return run_cli(["handle", str(event_file)], env)
+
+
+def _wrong_key(connection_string: str) -> str:
+    wrong = base64.b64encode(b"not the key of this account, 64 bytes long, just like the real").decode()
+    parts = [p if not p.startswith("AccountKey=") else f"AccountKey={wrong}" for p in connection_string.split(";")]
+    return ";".join(parts)
+
+
+MISCONFIGURATIONS = [
+    pytest.param({"DATABRICKS_HOST": "", "DATABRICKS_TOKEN": ""}, "DATABRICKS_HOST", id="no-databricks-host"),
+    pytest.param({"FILEGATE_JOB_ID": "424242"}, "FILEGATE_JOB_ID=424242: no such job", id="unknown-job-id"),
+    pytest.param({"FILEGATE_JOB_NAME": "no-such-job"}, "no Databricks job named 'no-such-job'", id="unknown-job-name"),
+    pytest.param(
+        {"FILEGATE_ARCHIVE": "nope-archive"}, "FILEGATE_ARCHIVE (nope-archive): does not exist", id="no-archive"
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "named"), MISCONFIGURATIONS)
+def test_handle_checks_the_configuration_before_moving_bytes(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path, change: dict[str, str], named: str
+) -> None:
+    event = world.upload(NAME, DATA)
+
+    result = _handle(world, event, {**_env(world, request), **change}, tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(world.objects(world.settings.landing)) == 1
+    assert world.objects(world.settings.archive) == []
+    assert world.runs() == []
+
+
+@pytest.mark.parametrize(
+    ("connection", "named"),
+    [
+        pytest.param("AccountName=x;this is not one", "is not a storage connection string", id="malformed"),
+        pytest.param("wrong-key", "the key in FILEGATE_AZURE_STORAGE is wrong", id="wrong-key"),
+    ],
+)
+def test_a_bad_storage_connection_string_is_named(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path, connection: str, named: str
+) -> None:
+    if world.kind != "azure":
+        pytest.skip("an Azure setting")
+    event = world.upload(NAME, DATA)
+    env = _env(world, request)
+    env["FILEGATE_AZURE_STORAGE"] = (
+        _wrong_key(env["FILEGATE_AZURE_STORAGE"]) if connection == "wrong-key" else connection
+    )
+
+    result = _handle(world, event, env, tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert "role assignments" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(world.objects(world.settings.landing)) == 1
+
+
+def test_an_unreachable_jobs_api_is_named_within_seconds(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    event = world.upload(NAME, DATA)
+    url = f"http://127.0.0.1:{free_port()}"
+
+    started = time.monotonic()
+    result = _handle(world, event, {**_env(world, request), "DATABRICKS_HOST": url}, tmp_path)
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 75, result.stderr
+    assert f"cannot reach the Jobs API at {url} (connection refused)" in result.stderr
+    # Interpreter start and imports included; the SDK's retries alone would take 20 s and more.
+    assert elapsed < 15, f"took {elapsed:.1f} s"
+    assert len(world.objects(world.settings.landing)) == 1
