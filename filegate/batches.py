@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import PurePosixPath
@@ -26,9 +26,15 @@ from typing import Any
 
 from filegate.archive import find_placement, place_upload, rejected_path, report_path, write_report
 from filegate.contracts import Contract
-from filegate.errors import DestinationExists, ObjectNotFound, SettingsError, SourceChanged
+from filegate.errors import (
+    DestinationExists,
+    FilegateError,
+    ObjectNotFound,
+    RunNotStarted,
+    SourceChanged,
+)
 from filegate.events import GCS_ACCOUNT, Upload
-from filegate.ingest import DUPLICATE, IGNORED, REJECTED, WARNING_STATUSES, Gate, Outcome
+from filegate.ingest import DUPLICATE, IGNORED, REJECTED, WARNING_STATUSES, Gate, Outcome, outcome_log
 from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
@@ -301,14 +307,21 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
     if marker is not None:
         note = _read_json(gate, marker)
         return TriggeredRun(int(note["job_id"]), int(note["run_id"]), str(note.get("run_page_url", ""))), False
+    sealed_at = f"{seal.info.container}/{seal.info.path}"
     if gate.batch_jobs is None:
-        raise SettingsError("a pipeline batch is sealed but this gate has no batch job to run it")
+        raise RunNotStarted(sealed_at, "this gate has no batch job to run it (FILEGATE_BATCH_JOB_NAME)")
     parameters = {
         "source_path": gate.store.spark_uri(seal.info.container, seal.info.path),
         "pipeline": batch.pipeline.name,
         "batch_id": str(seal.document["batch_id"]),
     }
-    run = gate.batch_jobs.trigger_run(parameters, str(seal.document["idempotency_token"]))
+    try:
+        run = gate.batch_jobs.trigger_run(parameters, str(seal.document["idempotency_token"]))
+    except RunNotStarted:
+        raise
+    except FilegateError as exc:
+        # The batch is sealed: its run is work to do (redelivery or the sweep re-drives the same token).
+        raise RunNotStarted(sealed_at, str(exc)) from exc
     note = {
         "job_id": run.job_id,
         "run_id": run.run_id,
@@ -624,16 +637,6 @@ def batch_dates(gate: Gate, pipeline: Pipeline, since: date | None = None) -> li
     return sorted(found)
 
 
-def sweep_batches(gate: Gate, since: date | None = None) -> Iterator[Outcome]:
-    """Every batch that needs the sweep, in order; a failure ends the iteration (see `filegate.sweep`)."""
-    for name in sorted(gate.pipelines):
-        pipeline = gate.pipelines[name]
-        for day in batch_dates(gate, pipeline, since):
-            outcome = sweep_batch(gate, pipeline, day)
-            if outcome is not None:
-                yield outcome
-
-
 def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome | None:
     """Finish a batch whose last event was lost, re-drive a seal whose run-now never answered, report it overdue.
 
@@ -658,5 +661,5 @@ def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome 
 def log_outcome(outcome: Outcome) -> Outcome:
     """One JSON line, at WARNING for the statuses an alert should match."""
     level = logging.WARNING if outcome.status in WARNING_STATUSES else logging.INFO
-    log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
+    outcome_log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
     return outcome

@@ -174,7 +174,10 @@ def _decide(gate: Gate, upload: Upload) -> Outcome:
     if pipeline is not None:
         from filegate.batches import handle_trigger  # imported here: batches builds on this module
 
-        return handle_trigger(gate, upload, pipeline)
+        try:
+            return handle_trigger(gate, upload, pipeline)
+        except LocationMissing as exc:
+            raise LocationMissing(describe_missing_locations(settings, store) or str(exc)) from exc
     contract, business_date, _ = match_dataset(gate.contracts, upload.name)
     token = idempotency_token(upload)
     try:

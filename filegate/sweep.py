@@ -127,6 +127,10 @@ def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outco
         # The file stays where it was (the landing location), so the next sweep tries it again.
         log.warning("sweep: %s failed: %s", source, exc)
         return Outcome(FAILED, event_id, source, reasons=(f"still at {source}: {exc}",))
+    except FilegateError as exc:
+        # A setting to fix: this file stays where it is, and the other files go on.
+        log.warning("sweep: %s failed: %s", source, exc)
+        return Outcome(FAILED, event_id, source, reasons=(f"still at {source}: {exc}",))
 
 
 def sweep_all(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -> Iterator[Outcome]:
@@ -146,11 +150,19 @@ def sweep_pipeline_batches(gate: Gate) -> Iterator[Outcome]:
     for name in sorted(gate.pipelines):
         pipeline = gate.pipelines[name]
         for day in batch_dates(gate, pipeline):
+            source = f"{name}/{day.isoformat()}"
             try:
                 outcome = sweep_batch(gate, pipeline, day)
-            except (TransientError, StorageError) as exc:
-                log.warning("sweep: batch %s %s failed: %s", name, day, exc)
-                yield Outcome(FAILED, source=f"{name}/{day.isoformat()}", pipeline=name, reasons=(str(exc),))
+            except RunNotStarted as exc:
+                log.warning("sweep: batch %s: %s", source, exc)
+                yield Outcome(
+                    RUN_PENDING, source=source, pipeline=name, archived_path=exc.archived_path, reasons=(str(exc),)
+                )
+                continue
+            except FilegateError as exc:
+                # The batch's pieces stay where they are; the next sweep evaluates it again.
+                log.warning("sweep: batch %s failed: %s", source, exc)
+                yield Outcome(FAILED, source=source, pipeline=name, reasons=(str(exc),))
                 continue
             if outcome is not None:
                 yield outcome
@@ -217,7 +229,8 @@ def main(argv: list[str]) -> int:
                 print(outcome.to_json(), flush=True)
                 outcomes.append(outcome)
     except SettingsError as exc:
-        print(f"filegate sweep: configuration error, nothing was moved: {exc}", file=sys.stderr)
+        moved = ", after the files listed above" if outcomes else ", nothing was moved"
+        print(f"filegate sweep: configuration error{moved}: {exc}", file=sys.stderr)
         return 2
     except TransientError as exc:
         print(f"filegate sweep: cannot start, nothing was moved; try again: {exc}", file=sys.stderr)

@@ -26,10 +26,13 @@ FUNCTION_FILES = ("main.py", "requirements.txt")
 LEFT_OUT = frozenset(
     {
         "azure_storage.py",
+        "batches_command.py",
         "check.py",
         "cli.py",
         "demo.py",
+        "doctor.py",
         "emulators.py",
+        "files.py",
         "local_jobs",
         "status.py",
         "sweep.py",

@@ -34,6 +34,9 @@ REASON = "reason"
 # The ids of every rule a row broke (`customers.email.pattern`, `orders.check.ordered_not_in_future`).
 RULES = "rules"
 RAW_LINE = "raw_line"
+# Whether a row has the contract's shape (well-formed, as many fields as columns), so that its
+# values are in their own columns; a misshapen row is rejected for that alone.
+SHAPE_OK = "_shape_ok"
 # The ids of the `warn` checks a kept row failed; counted, the row still loads.
 WARNINGS = "_warnings"
 

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from filegate.contracts import BUSINESS_DATE, Check, Contract
-from spark_jobs.columns import RAW_LINE, REASON, RULES, WARNINGS
+from spark_jobs.columns import RAW_LINE, REASON, RULES, SHAPE_OK, WARNINGS
 from spark_jobs.contract_sql import check_passes, derived_column
 
 _KEY_ROWS = "_key_rows"
@@ -36,14 +36,16 @@ def apply_row_rules(checked: DataFrame, contract: Contract, business_date: date 
     rows = rows.select("*", F.lit(business_date).cast("date").alias(BUSINESS_DATE))
     rejecting = [check for check in contract.checks if check.action == "reject"]
     warning = [check for check in contract.checks if check.action == "warn"]
+    # A misshapen row has its values in the wrong columns: checks on them would name rules it did not break.
+    shaped = F.col(SHAPE_OK)
     failed_rejects = [
-        (F.when(~check_passes(contract, check), F.lit(contract.check_id(check))), F.lit(_check_reason(check)))
+        (F.when(shaped & ~check_passes(contract, check), F.lit(contract.check_id(check))), F.lit(_check_reason(check)))
         for check in rejecting
     ]
     rows = _with_broken(rows, failed_rejects)
     rows = rows.withColumn(
         WARNINGS,
-        _ids([F.when(~check_passes(contract, check), F.lit(contract.check_id(check))) for check in warning]),
+        _ids([F.when(shaped & ~check_passes(contract, check), F.lit(contract.check_id(check))) for check in warning]),
     )
     if contract.unique_keys:
         rows = _unique_keys(rows, contract)
@@ -75,8 +77,9 @@ def _with_broken(rows: DataFrame, broken: list[tuple[SparkColumn, SparkColumn]])
 
 def _unique_keys(rows: DataFrame, contract: Contract) -> DataFrame:
     """A key with two different rows in the file rejects every row of that key."""
-    by_key = Window.partitionBy(*(F.col(key) for key in contract.keys))
-    keyed = F.lit(True)
+    # Misshapen rows are kept out of the key's group (their "key" may be another column's value).
+    by_key = Window.partitionBy(F.col(SHAPE_OK), *(F.col(key) for key in contract.keys))
+    keyed = F.col(SHAPE_OK)
     for key in contract.keys:
         keyed = keyed & F.col(key).isNotNull()
     rows = rows.select(

@@ -14,7 +14,7 @@ from filegate.contracts import Column, Contract, typed_value
 from filegate.patterns import shared_pattern
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
 from spark_jobs.columns import REASON as REASON_COLUMN
-from spark_jobs.columns import RULES, spark_type_name
+from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
 
 _FIELD_COUNT = "_field_count"
 _WELL_FORMED = "_well_formed"
@@ -295,11 +295,14 @@ def typed_columns(contract: Contract) -> list[SparkColumn]:
 
 def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     """Good rows typed by the contract, and rejected rows with their reason and raw text."""
+    shape_ok = F.col(_WELL_FORMED) & F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
     checked = parsed.select(
         *typed_columns(contract),
         row_reason(contract).alias(REASON_COLUMN),
         row_rule_ids(contract).alias(RULES),
         RAW_COLUMN,
+        # Whether the values sit in their own columns: rules that read several columns need that.
+        shape_ok.alias(SHAPE_OK),
     )
     good = checked.where(F.col(REASON_COLUMN).isNull()).select(*contract.column_names)
     rejects = checked.where(F.col(REASON_COLUMN).isNotNull()).select(REASON_COLUMN, RAW_COLUMN)

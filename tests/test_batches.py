@@ -22,12 +22,11 @@ from filegate.batches import (
     SEALED,
     WAITING,
     assess_batch,
-    sweep_batches,
 )
 from filegate.contracts import load_contracts
 from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, Outcome, handle_payload
 from filegate.pipelines import Pipelines, load_pipelines
-from filegate.sweep import run_sweep
+from filegate.sweep import run_sweep, sweep_pipeline_batches
 from tests.factories import csv_bytes, tracking_row
 from tests.faults.world import World, run_parameters
 
@@ -269,16 +268,18 @@ def test_a_member_that_never_comes_is_overdue_and_the_policy_applies(world: Worl
     for name, data in batch_pieces(day).items():
         if not name.startswith("shipping"):
             deliver(gate, world.upload(name, data))
-    assert next(iter(sweep_batches(gate))).status == WAITING  # inside the window: nothing to do yet
+    assert next(iter(sweep_pipeline_batches(gate))).status == WAITING  # inside the window: nothing to do yet
 
-    [outcome] = sweep_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+    [outcome] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
 
     assert outcome.status == OVERDUE
     assert outcome.missing == ("shipping",)
     if policy == "wait":
         assert seals(world) == []
         assert batch_runs(world) == []
-        assert [o.status for o in sweep_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))] == [OVERDUE]
+        assert [o.status for o in sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))] == [
+            OVERDUE
+        ]
     elif policy == "reject":
         assert outcome.rejected_path is not None
         report = world.store.stat(
@@ -289,7 +290,7 @@ def test_a_member_that_never_comes_is_overdue_and_the_policy_applies(world: Worl
         assert seals(world) == []
         assert batch_runs(world) == []
         # The members stay archived; without a trigger the next sweep has nothing to say.
-        assert list(sweep_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))) == []
+        assert list(sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))) == []
         assert len([i for i in world.objects(world.settings.archive) if i.path.endswith(".csv")]) == 4
     else:
         seal = read_seal(world, outcome.sealed_path.split("/", 1)[1])  # type: ignore[union-attr]
@@ -298,7 +299,7 @@ def test_a_member_that_never_comes_is_overdue_and_the_policy_applies(world: Worl
         assert len(seal["members"]) == 4
         assert outcome.run_id == batch_runs(world)[0]["run_id"]
         assert len(batch_runs(world)) == 1
-        assert list(sweep_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))) == []
+        assert list(sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))) == []
 
 
 @pytest.mark.parametrize("policy", ["hold", "rerun"])
@@ -357,12 +358,12 @@ def test_a_sealed_batch_without_its_run_note_is_re_driven_with_the_same_token(wo
     assert len(note) == 1
     world.store.delete(note[0].container, note[0].path, note[0].version)
 
-    [outcome] = sweep_batches(gate)
+    [outcome] = sweep_pipeline_batches(gate)
 
     assert outcome.status == SEALED
     assert outcome.run_id == outcomes[-1].run_id
     assert len(batch_runs(world)) == 1
-    assert list(sweep_batches(gate)) == []
+    assert list(sweep_pipeline_batches(gate)) == []
 
 
 def test_malformed_triggers_are_rejected_with_every_reason_and_the_members_stay(world: World) -> None:

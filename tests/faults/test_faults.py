@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from filegate.batches import SEALED, sweep_batches
+from filegate.batches import SEALED
 from filegate.errors import TransientError
 from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, handle_payload
 from filegate.local_jobs import Fault
+from filegate.sweep import sweep_pipeline_batches
 from tests.factories import csv_bytes, tracking_row
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, run_parameters
 from tests.test_batches import batch_pieces, batch_runs, read_seal, seals
@@ -199,13 +200,13 @@ def test_a_crash_between_seal_and_run_now_starts_the_batch_run_once(world: World
         outcome = redeliver(world, event)
         assert outcome.status == DUPLICATE
     else:
-        [outcome] = sweep_batches(world.gate())
+        [outcome] = sweep_pipeline_batches(world.gate())
         assert outcome.status == SEALED
 
     [run] = batch_runs(world)
     assert outcome.run_id == run["run_id"]
     assert run_parameters(run)["batch_id"] == read_seal(world, seals(world, day)[0])["batch_id"]
-    assert list(sweep_batches(world.gate())) == []
+    assert list(sweep_pipeline_batches(world.gate())) == []
     assert redeliver(world, event).run_id == run["run_id"]
     assert len(batch_runs(world)) == 1
 

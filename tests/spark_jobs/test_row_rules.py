@@ -94,3 +94,17 @@ def test_warn_checks_keep_the_row_and_derived_columns_are_added(spark: SparkSess
     assert contradicted["rules"] == []
     assert rows[("PROD-00001", "WH-AUS-02")]["_warnings"] == ["inventory.check.updated_not_in_future"]
     assert rows[("PROD-00002", "WH-BOS-01")]["_warnings"] == []
+
+
+def test_a_misshapen_row_names_only_its_shape_and_never_knocks_out_a_good_row(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    good = _order(1)
+    # One field short, and the fields after the gap shifted: a check or the key would read other columns.
+    short = good.replace(",PAYPAL", "", 1)
+    path = _file(tmp_path, "orders", good, short)
+
+    rows = {row["raw_line"]: row for row in _checked(spark, path, "orders")}
+
+    assert rows[good]["rules"] == []
+    assert rows[short]["rules"] == ["orders.row.field_count"]
