@@ -24,9 +24,10 @@ from filegate.batches import (
     assess_batch,
 )
 from filegate.contracts import load_contracts
+from filegate.errors import RunNotStarted
 from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, Outcome, handle_payload
 from filegate.pipelines import Pipelines, load_pipelines
-from filegate.sweep import run_sweep, sweep_pipeline_batches
+from filegate.sweep import RUN_PENDING, run_sweep, sweep_pipeline_batches
 from tests.factories import csv_bytes, tracking_row
 from tests.faults.world import World, run_parameters
 
@@ -413,3 +414,24 @@ def test_assessing_a_sealed_batch_finds_every_member_its_seal_and_its_run_note(w
     assert [m.state for m in batch.members] == ["present"] * 5
     assert batch.revision == 1
     assert 1 in batch.runs
+
+
+def test_without_a_batch_job_a_complete_batch_is_sealed_and_the_sweep_reports_it_pending(world: World) -> None:
+    day = date(2025, 3, 9)
+    gate = replace(world.gate(), batch_jobs=None)
+    pieces = list(batch_pieces(day).items())
+    for name, data in pieces[:-1]:
+        deliver(gate, world.upload(name, data))
+
+    with pytest.raises(RunNotStarted, match=r"_sealed\.r1\.json, but its run did not start"):
+        deliver(gate, world.upload(*pieces[-1]))
+    [outcome] = sweep_pipeline_batches(gate)
+
+    assert outcome.status == RUN_PENDING
+    assert outcome.archived_path is not None
+    assert outcome.archived_path.endswith("_sealed.r1.json")
+    assert batch_runs(world) == []
+    # Once the job is there, the sweep starts the one run with the seal's token.
+    [done] = sweep_pipeline_batches(world.gate())
+    assert done.status == SEALED
+    assert len(batch_runs(world)) == 1
