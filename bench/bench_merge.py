@@ -1,19 +1,22 @@
-"""Stage + MERGE of a generated file into large targets on the local path, against a bare delta-rs merge.
+"""Stage + MERGE of a generated file into large targets with Delta Lake on Spark, against a bare MERGE.
 
     .venv/bin/python bench/bench_merge.py       # the issue's sizes: a 1M-row file into 1M, 5M and 10M-row targets
     .venv/bin/python bench/bench_merge.py --file-rows 20000 --target-rows 200000 --growth 100000 --results /tmp/m.md
 
-Every target size gets a fresh process for the job: a local Spark session (`--driver-memory`: the
-local path collects each batch to the driver through `toArrow`), a small warm-up batch so that the
-measured run pays neither the JVM start nor the first queries' compilation, then the job's own task
-bodies on a copy of the target: `stage_load` (read, check, write `_stage` and `_rejects`) and
-`target_load` (dedupe, MERGE, `processing_log` row, stage release), as `make demo` runs them.
+Every target size gets a fresh process for the job: a local Spark session with Delta Lake (the
+project's jars), a small warm-up batch so that the measured run pays neither the JVM start nor the
+first queries' compilation, then the job's own task bodies on a copy of the target: `stage_load`
+(read, check, write `_stage` and `_rejects`) and `target_load` (dedupe, MERGE, `processing_log` row,
+stage release), as `make demo` runs them.
 
-The floor is one bare `DeltaTable.merge` of exactly the rows the job merged (saved to Parquet as the
-job handed them to delta-rs) into another copy of the same target, in a fresh process of its own.
+The floor is one bare Delta-on-Spark `MERGE INTO` of exactly the rows the job merged (saved to
+Parquet as the job handed them to its MERGE, outside the job's timing) into another copy of the
+same target, in a fresh process of its own with the same warm-up. A second reference is one bare
+delta-rs merge of the same rows (`deltalake`, on a copy without deletion vectors, which delta-rs
+cannot write).
 
 Peak memory is the resident memory of the process tree (Python, the JVM, Spark's Python workers),
-summed and sampled every 0.1 s from outside, per size and for the floor alike.
+summed and sampled every 0.1 s from outside, per size and for both references alike.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ sys.path.insert(0, str(REPO))
 from filegate.contracts import load_contracts  # noqa: E402
 from spark_jobs.columns import target_schema  # noqa: E402
 from spark_jobs.generate import DATASET, file_name, write_day  # noqa: E402
-from spark_jobs.merge import latest_wins_merge  # noqa: E402
-from spark_jobs.warehouse import DeltaRsWarehouse, MergeCounts, MergeSpec  # noqa: E402
+from spark_jobs.merge import MergeClause, latest_wins_merge  # noqa: E402
+from spark_jobs.warehouse import LocalWarehouse, MergeCounts, MergeSpec, Warehouse, merge_statement  # noqa: E402
 
 CONTRACT = load_contracts()[DATASET]
 DAY = date(2025, 3, 3)
@@ -53,6 +56,7 @@ SEED = 11
 WARMUP_ROWS = 5_000
 RESULTS = Path(__file__).with_name("results") / "merge.md"
 SAMPLE_SECONDS = 0.1
+CATALOG, SCHEMA = "bench", "ingest"
 
 
 # --- measuring from outside -------------------------------------------------------------------
@@ -139,45 +143,61 @@ def build_target(path: Path, rows: int, file_keys: pa.Array) -> None:
 # --- the job, in its own process --------------------------------------------------------------
 
 
-class RecordingWarehouse(DeltaRsWarehouse):
-    """The job's delta-rs warehouse, keeping the rows it hands to the MERGE (a reference, not a copy)."""
-
-    merged: pa.Table | None = None
-
-    def merge_arrow(self, table: str, source: pa.Table, spec: MergeSpec) -> MergeCounts:
-        self.merged = source
-        return super().merge_arrow(table, source, spec)
-
-
-def run_job(job: dict[str, Any]) -> None:
-    """Warm up, then stage and merge one file with the job's own task bodies; timings into job['out']."""
+def bench_session(driver_memory: str) -> Any:
+    """A local Spark with Delta Lake, as the job's own local session is built."""
     from pyspark.sql import SparkSession
 
-    from spark_jobs import stage_load, target_load
-    from spark_jobs.task import TaskArguments
+    from filegate.delta_jars import delta_spark_conf
 
     spark = (
         SparkSession.builder.appName("bench-merge")
         .master("local[*]")
-        .config("spark.driver.memory", job["driver_memory"])
+        .config("spark.driver.memory", driver_memory)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.session.timeZone", "UTC")
+        .config(map=delta_spark_conf())
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    return spark
 
-    def load(source: str, warehouse: DeltaRsWarehouse, batch_id: str) -> tuple[float, float]:
+
+def enable_deletion_vectors(spark: Any, path: Path) -> None:
+    """The table feature the job's own tables get (and Databricks' defaults): a target built by delta-rs lacks it."""
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')").collect()
+
+
+class RecordingWarehouse(Warehouse):
+    """The job's warehouse, saving the rows it hands to the MERGE to Parquet (timed, to be taken out)."""
+
+    merged: Path | None = None
+    saving_s = 0.0
+
+    def merge(self, table: str, source: Any, spec: MergeSpec) -> MergeCounts:
+        if self.merged is not None:
+            begin = time.perf_counter()
+            source().write.mode("overwrite").parquet(str(self.merged))
+            self.saving_s += time.perf_counter() - begin
+        return super().merge(table, source, spec)
+
+
+def run_job(job: dict[str, Any]) -> None:
+    """Warm up, then stage and merge one file with the job's own task bodies; timings into job['out']."""
+    from spark_jobs import stage_load, target_load
+    from spark_jobs.task import TaskArguments
+
+    spark = bench_session(job["driver_memory"])
+
+    def load(source: str, warehouse: Warehouse, batch_id: str) -> tuple[float, float]:
         arguments = TaskArguments(
             source_path=source,
             source_file=source,
             dataset=DATASET,
             batch_id=batch_id,
-            catalog="local",
-            schema=str(warehouse.root),
+            location=warehouse.location,
             contracts_dir=None,
-            delta_engine="delta-rs",
         )
         started = datetime.now(UTC)
         begin = time.perf_counter()
@@ -186,54 +206,81 @@ def run_job(job: dict[str, Any]) -> None:
         target_load.merge_batch(spark, warehouse, CONTRACT, arguments, started)
         return staged - begin, time.perf_counter() - staged
 
-    load(job["warmup"], DeltaRsWarehouse(spark, Path(job["warmup_warehouse"])), "warmup")
-    warehouse = RecordingWarehouse(spark, Path(job["warehouse"]))
+    load(job["warmup"], Warehouse(spark, LocalWarehouse(Path(job["warmup_warehouse"]), CATALOG, SCHEMA)), "warmup")
+    location = LocalWarehouse(Path(job["warehouse"]), CATALOG, SCHEMA)
+    enable_deletion_vectors(spark, location.path(DATASET))
+    warehouse = RecordingWarehouse(spark, location)
+    warehouse.merged = Path(job["merged"])
     stage_s, target_s = load(job["source"], warehouse, job["batch_id"])
-    if warehouse.merged is None:
-        raise RuntimeError("the job merged nothing")
-    pq.write_table(warehouse.merged, job["merged"])
-    log = DeltaTable(str(Path(job["warehouse"]) / "processing_log")).to_pyarrow_dataset().to_table().to_pylist()
+    log = spark.table(location.name("processing_log")).toArrow().to_pylist()
     (run,) = [row for row in log if row["batch_id"] == job["batch_id"]]
-    Path(job["out"]).write_text(
-        json.dumps({"stage_s": stage_s, "target_s": target_s, **{k: run[k] for k in run if k.startswith("rows_")}})
-    )
+    result = {"stage_s": stage_s, "target_s": target_s - warehouse.saving_s, "saving_s": warehouse.saving_s}
+    Path(job["out"]).write_text(json.dumps({**result, **{k: run[k] for k in run if k.startswith("rows_")}}))
     spark.stop()
 
 
-# --- the floor, in its own process ------------------------------------------------------------
+# --- the references, each in its own process --------------------------------------------------
 
 
 def run_floor(floor: dict[str, Any]) -> None:
-    """One bare delta-rs MERGE of the job's merge source into a copy of the target."""
+    """One bare Delta-on-Spark MERGE of the job's merge source into a copy of the target, after a warm-up."""
+    spark = bench_session(floor["driver_memory"])
     spec = latest_wins_merge(CONTRACT, target_schema(CONTRACT).fieldNames())
-    data = pq.read_table(floor["merged"])
+    # Warm-up: the same statement on a small table, so the measured MERGE pays no first-query compilation.
+    warm = Path(floor["target"]).parent / "floor-warmup"
+    small = spark.read.parquet(floor["merged"]).limit(WARMUP_ROWS)
+    small.write.format("delta").mode("overwrite").save(str(warm))
+    small.createOrReplaceTempView("warm_source")
+    spark.sql(merge_statement(f"delta.`{warm}`", "warm_source", spec)).collect()
+    enable_deletion_vectors(spark, Path(floor["target"]))
+    spark.read.parquet(floor["merged"]).createOrReplaceTempView("merged")
     started = time.perf_counter()
-    merger = DeltaTable(floor["target"]).merge(data, predicate=spec.predicate, source_alias="s", target_alias="t")
-    for clause in spec.when_matched_update:
-        merger = merger.when_matched_update(dict(clause.assignments), clause.condition)
-    for clause in spec.when_not_matched_insert:
-        merger = merger.when_not_matched_insert(dict(clause.assignments), clause.condition)
+    (metrics,) = spark.sql(merge_statement(f"delta.`{floor['target']}`", "merged", spec)).collect()
+    seconds = time.perf_counter() - started
+    rows = spark.read.parquet(floor["merged"]).count()
+    changed = metrics["num_inserted_rows"] + metrics["num_updated_rows"]
+    Path(floor["out"]).write_text(json.dumps({"seconds": seconds, "changed": changed, "rows": rows}))
+    spark.stop()
+
+
+def run_delta_rs(reference: dict[str, Any]) -> None:
+    """One bare delta-rs merge of the same rows into a copy of the target (a second reference)."""
+    spec = latest_wins_merge(CONTRACT, target_schema(CONTRACT).fieldNames())
+    # DataFusion has no to_json: the tie-break between equal instants is left out (the generated target
+    # holds only older instants of the file's keys, so no tie arises and the changes are the same).
+    (clause,) = spec.when_matched_update
+    sequence = CONTRACT.sequence_by
+    newer = MergeClause(clause.assignments, condition=f"s.{sequence} > t.{sequence}")
+    data = pq.read_table(reference["merged"])
+    started = time.perf_counter()
+    merger = DeltaTable(reference["target"]).merge(data, predicate=spec.predicate, source_alias="s", target_alias="t")
+    merger = merger.when_matched_update(dict(newer.assignments), newer.condition)
+    for insert in spec.when_not_matched_insert:
+        merger = merger.when_not_matched_insert(dict(insert.assignments), insert.condition)
     metrics = merger.execute()
     seconds = time.perf_counter() - started
     changed = metrics["num_target_rows_inserted"] + metrics["num_target_rows_updated"]
-    Path(floor["out"]).write_text(json.dumps({"seconds": seconds, "changed": changed, "rows": data.num_rows}))
+    Path(reference["out"]).write_text(json.dumps({"seconds": seconds, "changed": changed, "rows": data.num_rows}))
 
 
 # --- one size, and the report -----------------------------------------------------------------
 
 
 def measure(size: int, args: argparse.Namespace, source: Path, file_keys: pa.Array, work: Path) -> dict[str, Any]:
-    """Job and floor at one target size, each in a fresh process on its own copy of the same target."""
+    """Job, floor and delta-rs at one target size, each in a fresh process on its own copy of the same target."""
     base = work / f"target-{size}"
     if not base.exists():
         started = time.perf_counter()
-        build_target(base / DATASET, size, file_keys)
+        build_target(base, size, file_keys)
         print(f"  built the {size:,}-row target in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    job_warehouse, floor_target = work / f"job-{size}", work / f"floor-{size}"
-    for folder in (job_warehouse, floor_target, work / "warmup-warehouse"):
+    job_warehouse = work / f"job-{size}"
+    floor_target, delta_rs_target = work / f"floor-{size}", work / f"delta-rs-{size}"
+    merged = work / f"merged-{size}.parquet"
+    for folder in (job_warehouse, floor_target, delta_rs_target, work / "warmup-warehouse", merged):
         shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(base, job_warehouse)
-    shutil.copytree(base / DATASET, floor_target)
+    shutil.copytree(base, LocalWarehouse(job_warehouse, CATALOG, SCHEMA).path(DATASET))
+    shutil.copytree(base, floor_target)
+    shutil.copytree(base, delta_rs_target)
     job = {
         "source": str(source),
         "warmup": str(work / "warmup.csv"),
@@ -241,20 +288,29 @@ def measure(size: int, args: argparse.Namespace, source: Path, file_keys: pa.Arr
         "warehouse": str(job_warehouse),
         "batch_id": f"bench-{size}",
         "driver_memory": args.driver_memory,
-        "merged": str(work / f"merged-{size}.parquet"),
+        "merged": str(merged),
         "out": str(work / f"job-{size}.json"),
     }
     log = work / "bench.log"
     job_peak = run_sampled([sys.executable, __file__, "--run-job", json.dumps(job)], log)
-    floor = {"target": str(floor_target), "merged": job["merged"], "out": str(work / f"floor-{size}.json")}
+    floor = {
+        "target": str(floor_target),
+        "merged": str(merged),
+        "driver_memory": args.driver_memory,
+        "out": str(work / f"floor-{size}.json"),
+    }
     floor_peak = run_sampled([sys.executable, __file__, "--run-floor", json.dumps(floor)], log)
+    reference = {"target": str(delta_rs_target), "merged": str(merged), "out": str(work / f"delta-rs-{size}.json")}
+    delta_rs_peak = run_sampled([sys.executable, __file__, "--run-delta-rs", json.dumps(reference)], log)
     job_result = json.loads(Path(job["out"]).read_text())
     floor_result = json.loads(Path(floor["out"]).read_text())
+    delta_rs_result = json.loads(Path(reference["out"]).read_text())
     changed = job_result["rows_inserted"] + job_result["rows_updated"]
-    if floor_result["changed"] != changed:
-        raise RuntimeError(f"the floor changed {floor_result['changed']} rows, the job {changed}: not the same work")
+    for name, result in (("floor", floor_result), ("delta-rs", delta_rs_result)):
+        if result["changed"] != changed:
+            raise RuntimeError(f"the {name} changed {result['changed']} rows, the job {changed}: not the same work")
     job_s = job_result["stage_s"] + job_result["target_s"]
-    for folder in (job_warehouse, floor_target):
+    for folder in (job_warehouse, floor_target, delta_rs_target):
         shutil.rmtree(folder, ignore_errors=True)
     return {
         "target_rows": size,
@@ -262,53 +318,56 @@ def measure(size: int, args: argparse.Namespace, source: Path, file_keys: pa.Arr
         "stage_s": job_result["stage_s"],
         "target_s": job_result["target_s"],
         "job_s": job_s,
-        "job_rows_per_s": args.file_rows / job_s,
         "job_peak_mib": job_peak,
         "merged_rows": floor_result["rows"],
         "changed": changed,
         "floor_s": floor_result["seconds"],
-        "floor_rows_per_s": args.file_rows / floor_result["seconds"],
         "floor_peak_mib": floor_peak,
+        "delta_rs_s": delta_rs_result["seconds"],
+        "delta_rs_peak_mib": delta_rs_peak,
     }
 
 
 def render(results: list[dict[str, Any]], command: str, driver_memory: str) -> str:
     first = results[0]
     lines = [
-        "# Merge benchmark (local path: Spark + delta-rs)",
+        "# Merge benchmark (Delta Lake on Spark, local)",
         "",
         f"Command: `{command}`  ",
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}; Spark driver memory {driver_memory}; "
         f"run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        "| target rows | file rows | stage s | target s | job s | job rows/s | job peak MiB | rows merged "
-        "| rows changed | floor s | floor rows/s | floor peak MiB "
+        "| target rows | file rows | stage s | target s | job s | job peak MiB | rows merged | rows changed "
+        "| floor s (Spark MERGE) | floor peak MiB | job / floor | delta-rs merge s | delta-rs peak MiB "
         f"| job time vs {first['target_rows']:,} | floor time vs {first['target_rows']:,} |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['target_rows']:,} | {r['file_rows']:,} | {r['stage_s']:.1f} | {r['target_s']:.1f} "
-            f"| {r['job_s']:.1f} | {r['job_rows_per_s']:,.0f} | {r['job_peak_mib']:,.0f} "
-            f"| {r['merged_rows']:,} | {r['changed']:,} "
-            f"| {r['floor_s']:.2f} | {r['floor_rows_per_s']:,.0f} | {r['floor_peak_mib']:,.0f} "
+            f"| {r['job_s']:.1f} | {r['job_peak_mib']:,.0f} | {r['merged_rows']:,} | {r['changed']:,} "
+            f"| {r['floor_s']:.1f} | {r['floor_peak_mib']:,.0f} | {r['job_s'] / r['floor_s']:.2f}x "
+            f"| {r['delta_rs_s']:.1f} | {r['delta_rs_peak_mib']:,.0f} "
             f"| {r['job_s'] / first['job_s']:.2f}x | {r['floor_s'] / first['floor_s']:.2f}x |"
         )
     lines += [
         "",
-        "Job = `stage_load` (read + check + write `_stage`/`_rejects`) and `target_load` (dedupe + MERGE +",
-        "`processing_log` row + stage release), the job's own task bodies, each target size in a fresh process",
-        "after a warm-up batch. Floor = one bare `deltalake` MERGE of exactly the rows the job merged (rows merged)",
-        "into a copy of the same target, in a fresh process. Rows/s = file rows / seconds, for both. Peak memory =",
-        f"resident memory of the whole process tree (Python, JVM, Python workers), sampled every {SAMPLE_SECONDS} s.",
+        "Job = `stage_load` (read + check + write `_stage`/`_rejects`) and `target_load` (dedupe + tie count +",
+        "MERGE + `processing_log` row + stage release), the job's own task bodies on Delta Lake on Spark, each",
+        "target size in a fresh process after a warm-up batch. Floor = one bare Delta-on-Spark `MERGE INTO` of",
+        "exactly the rows the job merged (rows merged) into a copy of the same target, in a fresh process after",
+        "a warm-up MERGE; job / floor is the goal's ratio (1.5x). delta-rs = one bare `deltalake` merge of the",
+        "same rows, a second reference. Peak memory = resident memory of the whole process tree (Python, JVM,",
+        f"Python workers), sampled every {SAMPLE_SECONDS} s.",
         "",
     ]
     return "\n".join(lines)
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] in ("--run-job", "--run-floor"):
-        (run_job if sys.argv[1] == "--run-job" else run_floor)(json.loads(sys.argv[2]))
+    children = {"--run-job": run_job, "--run-floor": run_floor, "--run-delta-rs": run_delta_rs}
+    if len(sys.argv) == 3 and sys.argv[1] in children:
+        children[sys.argv[1]](json.loads(sys.argv[2]))
         return 0
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--file-rows", type=int, default=1_000_000)
