@@ -106,12 +106,12 @@ def _ascii(text: str) -> str:
     return text.replace("'", "").replace("ö", "o").replace("é", "e").replace("ü", "u")
 
 
-def _new_customer(world: World, day: date, rng: random.Random) -> dict[str, str]:
+def _new_customer(world: World, day: date, rng: random.Random, registered: date | None = None) -> dict[str, str]:
     number = world.next_customer
     world.next_customer += 1
     first, last = rng.choice(_FIRST), rng.choice(_LAST)
     city, state, zip_code, country, phone_prefix = rng.choice(_CITIES)
-    registered = day - timedelta(days=rng.randrange(0, 900))
+    registered = registered or day - timedelta(days=rng.randrange(0, 900))
     created = _stamp(registered, rng)
     born = date(rng.randrange(1950, 2004), rng.randrange(1, 13), rng.randrange(1, 29))
     return {
@@ -274,13 +274,11 @@ def day_two(world: World, day: date, rng: random.Random, flaws: Flaws) -> dict[s
     flaws.plant("last_login_only_change", login["customer_id"])
     for customer in changed:
         world.customers[customer["customer_id"]] = customer
-    new = [_new_customer(world, day, rng) for _ in range(8)]
+    new = [_new_customer(world, day, rng, registered=day) for _ in range(8)]
     for customer in new:
-        customer["registration_date"] = day.isoformat()
         world.customers[customer["customer_id"]] = customer
     # Registered "tomorrow": the row check registered_not_in_future rejects it.
-    future = _new_customer(world, day, rng)
-    future["registration_date"] = (day + timedelta(days=1)).isoformat()
+    future = _new_customer(world, day, rng, registered=day + timedelta(days=1))
     flaws.rejects["customers.check.registered_not_in_future"] += 1
     flaws.plant("registered_in_future", future["customer_id"])
     customers = [*changed, *new, future]

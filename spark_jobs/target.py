@@ -43,7 +43,8 @@ class TargetCounts:
 
 
 def target_table(contract: Contract) -> str:
-    return contract.name
+    """The contract's `target_table`, or the dataset's own name."""
+    return contract.target
 
 
 def batch_summary(stage: DataFrame, rejects: DataFrame, contract: Contract) -> tuple[StageCounts, int, datetime | None]:
