@@ -70,12 +70,12 @@ bench-merge: setup ## Job vs a bare Delta-on-Spark MERGE (and delta-rs) into ben
 	$(BIN)/python bench/bench_merge.py
 
 samples: setup ## Regenerate data/samples (deterministic)
-	$(BIN)/python -m spark_jobs.generate --rows 120 --date 2025-03-03 --days 5 --malformed 3 \
+	$(BIN)/python -m local_world samples --rows 120 --date 2025-03-03 --days 5 --malformed 3 \
 		--seed 7 --late-share 0.08 --duplicate-share 0.04 --out data/samples
-	$(BIN)/python -m spark_jobs.generate_ecommerce --date 2025-01-15 --days 2 --seed 7 --out data/samples/ecommerce
+	$(BIN)/python -m local_world ecommerce-samples --date 2025-01-15 --days 2 --seed 7 --out data/samples/ecommerce
 
 demo: setup ## The whole flow on this machine: Azurite, watcher, function, local Jobs API, Spark
-	$(BIN)/filegate demo $(ARGS)
+	$(BIN)/python -m local_world demo $(ARGS)
 
 clean: ## Remove build output and local state (keeps .venv and node_modules)
 	rm -rf build .filegate .pytest_cache .mypy_cache .ruff_cache

@@ -38,9 +38,9 @@ from filegate.ingest import ARCHIVED, Gate, handle_payload  # noqa: E402
 from filegate.jobs import DatabricksJobs, idempotency_token  # noqa: E402
 from filegate.pipelines import load_pipelines  # noqa: E402
 from filegate.settings import Location, Settings  # noqa: E402
-from tests.emulators import run_azurite, run_gcs_emulator  # noqa: E402
-from tests.factories import blob_created, csv_bytes, tracking_row  # noqa: E402
-from tests.jobs_api import BATCH_BUNDLE, FIXTURE_BUNDLE, local_jobs_api, workspace_client  # noqa: E402
+from local_world.emulators import run_gcs_emulator, run_temporary_azurite  # noqa: E402
+from local_world.inputs import blob_created, csv_bytes, tracking_row  # noqa: E402
+from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE, local_jobs_api, workspace_client  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "handler.md"
 # The quick run keeps its own file, so it never replaces the figures at the issues' sizes.
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     batch_count = 20 if args.quick else 50
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as scratch,
-        run_azurite() as azurite,
+        run_temporary_azurite(ROOT) as azurite,
         local_jobs_api(Path(scratch) / "jobs", bundle=[FIXTURE_BUNDLE, BATCH_BUNDLE]) as server,
     ):
         service = BlobServiceClient.from_connection_string(azurite.connection_string)

@@ -45,8 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from filegate.contracts import load_contracts  # noqa: E402
+from local_world.samples.order_tracking import DATASET, file_name, write_day  # noqa: E402
 from spark_jobs.columns import target_schema  # noqa: E402
-from spark_jobs.generate import DATASET, file_name, write_day  # noqa: E402
 from spark_jobs.merge import MergeClause, latest_wins_merge  # noqa: E402
 from spark_jobs.warehouse import LocalWarehouse, MergeCounts, MergeSpec, Warehouse, merge_statement  # noqa: E402
 
@@ -147,7 +147,7 @@ def bench_session(driver_memory: str) -> Any:
     """A local Spark with Delta Lake, as the job's own local session is built."""
     from pyspark.sql import SparkSession
 
-    from filegate.delta_jars import delta_spark_conf
+    from spark_jobs.delta_jars import delta_spark_conf
 
     spark = (
         SparkSession.builder.appName("bench-merge")

@@ -1,4 +1,4 @@
-"""The `filegate` command: operators' and developers' entry points."""
+"""The `filegate` command: what operators run against real clouds (the local world has `python -m local_world`)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ OUTCOME_LOGGER = "filegate.outcome"
 # Subcommands that live in their own modules, each with `main(argv) -> int`; imported on use so
 # `filegate handle` stays quick.
 _MODULE_COMMANDS = {
-    "local-jobs": ("filegate.local_jobs", "Run the local Databricks Jobs API stand-in"),
-    "watch": ("filegate.watch", "Emulate Event Grid / Eventarc for local storage emulators"),
     "status": ("filegate.status", "Recent runs, or one run, with state and run page URL"),
     "sweep": ("filegate.sweep", "Process files that sat in landing too long; start archived files' missing runs"),
     "batches": ("filegate.batches_command", "Pipeline batches: state, members, seal revision, run"),
@@ -32,7 +30,6 @@ _MODULE_COMMANDS = {
     "reconcile": ("filegate.files:reconcile_main", "Archived files without a successful run; --redrive them"),
     "backfill": ("filegate.files:backfill_main", "A folder of existing files through the gate, with a summary"),
     "deadletters": ("filegate.files:deadletters_main", "Dead-lettered events with reasons; --redrive them"),
-    "demo": ("filegate.demo", "The whole flow on this machine (what `make demo` runs)"),
 }
 
 

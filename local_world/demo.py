@@ -1,4 +1,4 @@
-"""`filegate demo` (what `make demo` runs): the whole flow on this machine, started and stopped for you.
+"""`python -m local_world demo` (what `make demo` runs): the whole flow on this machine, started and stopped for you.
 
 Azurite and the local Jobs API start on free ports; the sample days are uploaded into the landing
 container in a realistic order (one day arrives late, one file is bad); the watcher delivers the
@@ -26,7 +26,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from filegate.emulators import run_azurite, stop_leftovers
 from filegate.errors import FilegateError
 from filegate.events import AZURE
 from filegate.ingest import ARCHIVED, REJECTED, Outcome
@@ -42,7 +41,8 @@ from filegate.status import (
     run_state,
     short_source,
 )
-from filegate.watch import AzuriteSource, DeliveryReport, Event, RetryPolicy, Watcher, deliver_in_process
+from local_world.emulators import run_azurite, stop_leftovers
+from local_world.watch import AzuriteSource, DeliveryReport, Event, RetryPolicy, Watcher, deliver_in_process
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -50,9 +50,9 @@ if TYPE_CHECKING:
 
     from filegate.contracts import Contract
     from filegate.ingest import Gate
-    from filegate.local_jobs import JobSpec, LocalJobsServer
+    from local_world.jobs_api import JobSpec, LocalJobsServer
 
-log = logging.getLogger("filegate.demo")
+log = logging.getLogger("local_world.demo")
 
 LOCAL_TOKEN = "local-demo-token"  # noqa: S105 - the local Jobs API accepts any token
 DEMO_SETTINGS = Settings(landing=Location("landing"), archive=Location("archive"), rejected=Location("rejected"))
@@ -122,7 +122,7 @@ def local_world(
     """Start Azurite and the local Jobs API with the bundle's job, create the containers; stop all on exit."""
     from filegate.azure_storage import AzureBlobStore
     from filegate.jobs import create_workspace_client
-    from filegate.local_jobs import LocalJobsServer, SourceStorage, default_bundle, load_bundle, local_variables
+    from local_world.jobs_api import LocalJobsServer, SourceStorage, default_bundle, load_bundle, local_variables
 
     bundle = bundle or default_bundle()
     if not bundle.is_file():
@@ -316,7 +316,7 @@ def render_files(results: Sequence[FileResult]) -> str:
 
 
 def _table_folder(warehouse: Path, table: str) -> Path:
-    from filegate.local_jobs import local_table
+    from local_world.jobs_api import local_table
 
     return local_table(warehouse, table)
 
@@ -479,7 +479,7 @@ def render_revisit(state: Path, url: str) -> str:
         [
             "The run pages and `filegate status` need the local Jobs API, which stopped with the demo. To look again:",
             "  make demo ARGS=--keep-serving    the demo again, with its run pages up until Ctrl-C",
-            f"  .venv/bin/filegate local-jobs --state-dir {jobs} --warehouse {warehouse} --port {port}",
+            f"  .venv/bin/python -m local_world jobs-api --state-dir {jobs} --warehouse {warehouse} --port {port}",
             "                                   these runs served again (the run page URLs above work again), then:",
             f"  DATABRICKS_HOST={url} DATABRICKS_TOKEN=local .venv/bin/filegate status [RUN_ID]",
         ]
@@ -584,11 +584,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`filegate demo`: run the whole flow locally and print what happened."""
-    from filegate.local_jobs import SPARK_MODES, FolderInUse, FolderLock, repository_root
+    """`python -m local_world demo`: run the whole flow locally and print what happened."""
+    from local_world.jobs_api import SPARK_MODES, FolderInUse, FolderLock, repository_root
 
     root = repository_root()
-    parser = argparse.ArgumentParser(prog="filegate demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m local_world demo", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--samples", type=Path, default=root / "data" / "samples", help="sample files (bad ones in bad/)"
     )
@@ -610,13 +610,13 @@ def main(argv: list[str]) -> int:
     missing = [check for check in check_local_tools() if not check.ok]
     if missing:
         for check in missing:
-            print(f"filegate demo: {check.name}: {check.detail}", file=sys.stderr)
+            print(f"python -m local_world demo: {check.name}: {check.detail}", file=sys.stderr)
         return 2
-    lock = FolderLock(args.state_dir, "filegate demo")
+    lock = FolderLock(args.state_dir, "python -m local_world demo")
     try:
         lock.acquire()
     except FolderInUse as exc:
-        print(f"filegate demo: {exc}", file=sys.stderr)
+        print(f"python -m local_world demo: {exc}", file=sys.stderr)
         return 1
     # Ctrl-C and SIGTERM both unwind through the context managers that stop what the demo started
     # (a shell may start background jobs with SIGINT ignored; the demo wants it either way).
@@ -641,7 +641,7 @@ def main(argv: list[str]) -> int:
         print("\nInterrupted: stopped everything the demo started.", file=sys.stderr)
         return 130
     except FilegateError as exc:
-        print(f"filegate demo: {exc}", file=sys.stderr)
+        print(f"python -m local_world demo: {exc}", file=sys.stderr)
         return 1
     finally:
         for sig, handler in previous.items():

@@ -1,4 +1,5 @@
-"""The local world's services on free loopback ports, started and stopped cleanly: Azurite, a Spark Connect server."""
+"""The local world's services on free loopback ports, started and stopped cleanly: Azurite, the GCS emulator,
+a Spark Connect server."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -191,6 +194,37 @@ def run_azurite(root: Path, location: Path) -> Iterator[Azurite]:
             record.unlink(missing_ok=True)
 
 
+@contextmanager
+def run_temporary_azurite(root: Path) -> Iterator[Azurite]:
+    """Azurite's blob service on a free port, with its data in a temporary folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="azurite-") as location, run_azurite(root, Path(location)) as azurite:
+        yield azurite
+
+
+GCS_PROJECT = "filegate-local"
+
+
+@contextmanager
+def run_gcs_emulator(project: str = GCS_PROJECT) -> Iterator[int]:
+    """gcp-storage-emulator (from the virtualenv) on a free loopback port, in memory; yields the port."""
+    port = free_port()
+    binary = Path(sys.executable).parent / "gcp-storage-emulator"
+    if not binary.exists():
+        raise EmulatorError(f"the GCS emulator is not installed ({binary} is missing): run `make setup`")
+    command = [str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        # The port opens before the storage layer is ready; listing buckets answers once it is.
+        url = f"http://127.0.0.1:{port}/storage/v1/b?project={project}"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            if answer.status != 200:
+                raise EmulatorError(f"the GCS emulator answered {answer.status} to its first listing")
+        yield port
+    finally:
+        stop_process(process)
+
+
 # Databricks serverless runs a job's Python against Spark through Spark Connect; locally, one warm
 # Connect server does the same and spares every task the JVM start (about 15 s each on 2 cores).
 SPARK_CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -229,7 +263,7 @@ def run_spark_connect(
     `cwd` is where relative paths in the clients' plans resolve; `cancelled` aborts a start under way.
     Missing Delta jars fail here, with the command that fetches them, before a JVM starts.
     """
-    from filegate.delta_jars import delta_spark_conf
+    from spark_jobs.delta_jars import delta_spark_conf
 
     home = _pyspark_home()
     delta = delta_spark_conf(log_file.parent / "spark-warehouse")

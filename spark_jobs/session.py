@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from filegate.delta_jars import delta_spark_conf
+from spark_jobs.delta_jars import delta_spark_conf
 
 
 def build_session(app_name: str, *, on_databricks: bool, remote: str | None = None) -> SparkSession:

@@ -1,7 +1,10 @@
-"""Shared fixtures: real emulators started once per session, fresh containers per test."""
+"""Shared fixtures: real emulators started once per session, fresh containers per test, the local Jobs API,
+the GCP function served as Cloud Run serves it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,15 +12,26 @@ from pathlib import Path
 import pytest
 
 from filegate.azure_storage import AzureBlobStore
+from filegate.gcs_storage import GcsStore
 from filegate.settings import Location, Settings
-from tests.emulators import Azurite, run_azurite, run_gcs_emulator
+from local_world import ROOT
+from local_world.emulators import (
+    Azurite,
+    free_port,
+    run_gcs_emulator,
+    run_temporary_azurite,
+    stop_process,
+    wait_for_port,
+)
+from local_world.jobs_api import LocalJobsServer
+from local_world.jobs_api.recording import local_jobs_api
 from tests.faults.world import World, open_azure_world, open_gcs_world
-from tests.gcp.world import PROJECT, GcsEmulator
+from tests.gcp.world import BIN, PROJECT, GcpWorld, GcsEmulator, fresh_settings, function_env
 
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    with run_azurite() as service:
+    with run_temporary_azurite(ROOT) as service:
         yield service
 
 
@@ -52,3 +66,58 @@ def azure_settings(azure_store: AzureBlobStore) -> Settings:
     landing, archive, rejected = f"landing-{suffix}", f"archive-{suffix}", f"rejected-{suffix}"
     azure_store.create_containers(landing, archive, rejected)
     return Settings(landing=Location(landing, "incoming/"), archive=Location(archive), rejected=Location(rejected))
+
+
+@pytest.fixture
+def jobs_api(tmp_path: Path) -> Iterator[LocalJobsServer]:
+    """A local Jobs API with a RecordingRunner (reach it as `jobs_api.runner`)."""
+    with local_jobs_api(tmp_path / "jobs") as server:
+        yield server
+
+
+@pytest.fixture
+def gcs_store(gcs_emulator: GcsEmulator) -> GcsStore:
+    return GcsStore.from_environment({"STORAGE_EMULATOR_HOST": gcs_emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
+
+
+@pytest.fixture(scope="session")
+def function_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The deployable folder, built by the same script `make gcp-package` runs."""
+    out = tmp_path_factory.mktemp("gcp-build")
+    subprocess.run([sys.executable, str(ROOT / "gcp_function" / "build.py"), "--out", str(out)], check=True)
+    return out / "gcp_function"
+
+
+@pytest.fixture(scope="module")
+def gcp_world(
+    gcs_emulator: GcsEmulator, function_source: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GcpWorld]:
+    """functions-framework serving the built function as a real HTTP server, as Cloud Run does."""
+    store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": gcs_emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
+    settings = fresh_settings(store)
+    state = tmp_path_factory.mktemp("gcp-world")
+    with local_jobs_api(state / "jobs") as jobs:
+        port = free_port()
+        log = state / "function.log"
+        # PYTHONPATH puts the vendored copy of filegate ahead of the checkout installed in .venv,
+        # so the test serves what would be deployed.
+        env = function_env(gcs_emulator, settings, jobs.url, PYTHONPATH=str(function_source))
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [
+                    str(BIN / "functions-framework"),
+                    "--target", "on_object_finalized",
+                    "--source", str(function_source / "main.py"),
+                    "--host", "127.0.0.1",
+                    "--port", str(port),
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=function_source,
+            )  # fmt: skip
+            try:
+                wait_for_port(port, process, timeout=60)
+                yield GcpWorld(f"http://127.0.0.1:{port}", settings, store, gcs_emulator.client(), jobs, log)
+            finally:
+                stop_process(process)

@@ -28,7 +28,7 @@ from filegate.errors import RunNotStarted
 from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, Outcome, handle_payload
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.sweep import RUN_PENDING, run_sweep, sweep_pipeline_batches
-from tests.factories import csv_bytes, tracking_row
+from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import World, run_parameters
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "ecommerce"

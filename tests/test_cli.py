@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from filegate.azure_storage import AzureBlobStore
-from filegate.local_jobs import LocalJobsServer
 from filegate.settings import Settings
-from tests.emulators import ROOT, Azurite
-from tests.factories import blob_created, csv_bytes
-from tests.jobs_api import jobs_api  # noqa: F401 - fixture
+from local_world import ROOT
+from local_world.emulators import Azurite
+from local_world.inputs import blob_created, csv_bytes
+from local_world.jobs_api import LocalJobsServer
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -33,7 +33,7 @@ def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(
     azurite: Azurite,
     azure_store: AzureBlobStore,
     azure_settings: Settings,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
 ) -> None:
     path = azure_settings.landing.path("order_tracking_2024_03_05.csv")
     info = azure_store.put(azure_settings.landing.container, path, csv_bytes(), "text/csv", {})
@@ -102,7 +102,7 @@ def test_handle_exits_non_zero_when_nothing_was_processed_and_prints_each_outcom
     tmp_path: Path,
     azurite: Azurite,
     azure_settings: Settings,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
 ) -> None:
     event = blob_created(azure_settings.landing.container, "elsewhere/x.csv", 10, "0x1", port=azurite.port)
     event_file = tmp_path / "event.json"

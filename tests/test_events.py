@@ -8,7 +8,7 @@ import pytest
 
 from filegate.errors import InvalidEvent
 from filegate.events import GCS_ACCOUNT, Ignored, Upload, parse_event, parse_events
-from tests.factories import as_cloudevent, blob_created
+from local_world.inputs import as_cloudevent, blob_created
 
 
 def test_event_grid_schema_becomes_an_upload() -> None:

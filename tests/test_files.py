@@ -21,7 +21,7 @@ from filegate.files import (
 )
 from filegate.ingest import ARCHIVED, REDRIVEN, REJECTED, handle_payload
 from filegate.sweep import RUN_PENDING
-from tests.factories import csv_bytes, tracking_row
+from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import World, assert_converged
 
 NAME = "order_tracking_2024_03_05.csv"

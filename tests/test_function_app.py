@@ -11,11 +11,10 @@ import pytest
 import function_app
 from filegate.azure_storage import AzureBlobStore
 from filegate.errors import TransientError
-from filegate.local_jobs import Fault, LocalJobsServer
 from filegate.settings import Settings
-from tests.emulators import Azurite
-from tests.factories import blob_created, csv_bytes
-from tests.jobs_api import jobs_api  # noqa: F401 - fixture
+from local_world.emulators import Azurite
+from local_world.inputs import blob_created, csv_bytes
+from local_world.jobs_api import Fault, LocalJobsServer
 
 NAME = "order_tracking_2024_03_05.csv"
 
@@ -25,7 +24,7 @@ def configured(
     monkeypatch: pytest.MonkeyPatch,
     azurite: Azurite,
     azure_settings: Settings,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
 ) -> Iterator[Settings]:
     """The app settings a deployment would have, pointing at Azurite and the local Jobs API."""
     env = {
@@ -70,7 +69,7 @@ def test_the_function_archives_and_triggers_a_run(
     configured: Settings,
     azure_store: AzureBlobStore,
     azurite: Azurite,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
 ) -> None:
     event = put(azure_store, azurite, configured, csv_bytes())
 
@@ -87,7 +86,7 @@ def test_the_function_lets_a_transient_failure_raise_so_event_grid_retries(
     configured: Settings,
     azure_store: AzureBlobStore,
     azurite: Azurite,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
 ) -> None:
     import filegate.jobs
 

@@ -13,18 +13,18 @@ from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import load_contracts
 from filegate.ingest import Gate, handle_payload
 from filegate.jobs import DatabricksJobs
-from filegate.local_jobs import LocalJobsServer
 from filegate.settings import Settings
-from tests.emulators import Azurite
-from tests.factories import as_cloudevent, blob_created, csv_bytes, tracking_row
+from local_world.emulators import Azurite
+from local_world.inputs import as_cloudevent, blob_created, csv_bytes, tracking_row
+from local_world.jobs_api import LocalJobsServer
+from local_world.jobs_api.recording import workspace_client
 from tests.faults.world import World
-from tests.jobs_api import jobs_api, workspace_client  # noqa: F401 - fixture
 
 NAME = "order_tracking_2024_03_05.csv"
 
 
 @pytest.fixture
-def gate(azure_store: AzureBlobStore, azure_settings: Settings, jobs_api: LocalJobsServer) -> Gate:  # noqa: F811
+def gate(azure_store: AzureBlobStore, azure_settings: Settings, jobs_api: LocalJobsServer) -> Gate:
     jobs = DatabricksJobs(azure_settings, workspace_client(jobs_api))
     return Gate(azure_settings, azure_store, jobs, load_contracts())
 
@@ -42,7 +42,7 @@ def names(gate: Gate, container: str) -> list[str]:
     return sorted(info.path for info in gate.store.list(container, ""))
 
 
-def test_valid_file_is_archived_and_one_run_is_started(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_valid_file_is_archived_and_one_run_is_started(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:
     data = csv_bytes()
     event = upload(gate, azurite, data)
 
@@ -69,7 +69,7 @@ def test_valid_file_is_archived_and_one_run_is_started(gate: Gate, azurite: Azur
     assert len(outcome.idempotency_token or "") <= 64
 
 
-def test_cloudevents_schema_takes_the_same_path(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_cloudevents_schema_takes_the_same_path(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:
     [outcome] = handle_payload(gate, [as_cloudevent(upload(gate, azurite, csv_bytes()))])
 
     assert outcome.status == "archived"
@@ -79,7 +79,7 @@ def test_cloudevents_schema_takes_the_same_path(gate: Gate, azurite: Azurite, jo
 def test_invalid_file_is_rejected_with_a_report_and_no_run(
     gate: Gate,
     azurite: Azurite,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
 ) -> None:
     data = csv_bytes(header=["tracking_num", "status"])
 
@@ -99,7 +99,7 @@ def test_invalid_file_is_rejected_with_a_report_and_no_run(
     assert jobs_api.requests("run-now") == []
 
 
-def test_duplicate_deliveries_start_one_run(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_duplicate_deliveries_start_one_run(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:
     event = upload(gate, azurite, csv_bytes())
 
     outcomes = [handle_payload(gate, event)[0] for _ in range(3)]
@@ -110,7 +110,7 @@ def test_duplicate_deliveries_start_one_run(gate: Gate, azurite: Azurite, jobs_a
     assert names(gate, gate.settings.archive.container) == [f"order_tracking/2024/03/05/{NAME}"]
 
 
-def test_concurrent_deliveries_converge(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_concurrent_deliveries_converge(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:
     event = upload(gate, azurite, csv_bytes())
     results: list[str] = []
 
@@ -129,7 +129,7 @@ def test_concurrent_deliveries_converge(gate: Gate, azurite: Azurite, jobs_api: 
 def test_same_name_with_new_content_is_archived_beside_the_first(
     gate: Gate,
     azurite: Azurite,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
 ) -> None:
     first = upload(gate, azurite, csv_bytes([tracking_row(1)]))
     handle_payload(gate, first)
@@ -149,7 +149,7 @@ def test_same_name_with_new_content_is_archived_beside_the_first(
 def test_a_stale_event_after_an_overwrite_is_ignored_and_the_new_file_is_kept(
     gate: Gate,
     azurite: Azurite,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
 ) -> None:
     old = upload(gate, azurite, csv_bytes([tracking_row(1)]))
     new = upload(gate, azurite, csv_bytes([tracking_row(2)]))
@@ -166,7 +166,7 @@ def test_a_stale_event_after_an_overwrite_is_ignored_and_the_new_file_is_kept(
 def test_out_of_order_redelivery_after_the_file_moved_still_finds_its_run(
     gate: Gate,
     azurite: Azurite,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
 ) -> None:
     first = upload(gate, azurite, csv_bytes([tracking_row(1)]))
     [archived] = handle_payload(gate, first)
@@ -184,7 +184,7 @@ def test_out_of_order_redelivery_after_the_file_moved_still_finds_its_run(
 def test_events_for_our_own_writes_are_ignored(
     gate: Gate,
     azurite: Azurite,
-    jobs_api: LocalJobsServer,  # noqa: F811
+    jobs_api: LocalJobsServer,
     where: str,
 ) -> None:
     container = getattr(gate.settings, where).container

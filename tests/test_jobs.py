@@ -10,10 +10,10 @@ import pytest
 
 from filegate.errors import SettingsError, TransientError
 from filegate.jobs import DatabricksJobs, batch_id, idempotency_token
-from filegate.local_jobs import Fault, LocalJobsServer
 from filegate.settings import Settings
-from tests.factories import blob_created
-from tests.jobs_api import jobs_api, local_jobs_api, workspace_client  # noqa: F401 - fixture
+from local_world.inputs import blob_created
+from local_world.jobs_api import Fault, LocalJobsServer
+from local_world.jobs_api.recording import local_jobs_api, workspace_client
 
 PARAMETERS = {
     "source_path": "abfss://archive@acct.dfs.core.windows.net/x.csv",
@@ -46,7 +46,7 @@ def test_batch_id_reads_as_dataset_and_day() -> None:
     )
 
 
-def test_job_is_resolved_by_name_once(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_job_is_resolved_by_name_once(jobs_api: LocalJobsServer) -> None:
     jobs = trigger(jobs_api)
 
     jobs.trigger_run(PARAMETERS, "fg1-a")
@@ -56,20 +56,20 @@ def test_job_is_resolved_by_name_once(jobs_api: LocalJobsServer) -> None:  # noq
     assert [r.body["job_id"] for r in jobs_api.requests("run-now")] == [1, 1]
 
 
-def test_job_id_setting_skips_the_lookup(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_job_id_setting_skips_the_lookup(jobs_api: LocalJobsServer) -> None:
     run = trigger(jobs_api, Settings(job_id=1)).trigger_run(PARAMETERS, "fg1-a")
 
     assert run.job_id == 1
     assert jobs_api.requests("list") == []
 
 
-def test_unknown_job_name_names_the_fix(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_unknown_job_name_names_the_fix(jobs_api: LocalJobsServer) -> None:
     with pytest.raises(SettingsError, match=r"no Databricks job named 'missing'.*databricks bundle deploy"):
         trigger(jobs_api, Settings(job_name="missing")).trigger_run(PARAMETERS, "fg1-a")
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_throttling_is_retried_without_a_second_run(jobs_api: LocalJobsServer, status: int) -> None:  # noqa: F811
+def test_throttling_is_retried_without_a_second_run(jobs_api: LocalJobsServer, status: int) -> None:
     jobs_api.inject(Fault(status=status, retry_after=1), times=2)
 
     run = trigger(jobs_api, Settings(job_id=1)).trigger_run(PARAMETERS, "fg1-a")
@@ -78,7 +78,7 @@ def test_throttling_is_retried_without_a_second_run(jobs_api: LocalJobsServer, s
     assert [r["run_id"] for r in jobs_api.runs()] == [run.run_id]
 
 
-def test_an_answer_lost_after_the_run_started_does_not_start_a_second_run(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_an_answer_lost_after_the_run_started_does_not_start_a_second_run(jobs_api: LocalJobsServer) -> None:
     jobs_api.inject(Fault(status=503, after_request=True, retry_after=1))
 
     run = trigger(jobs_api, Settings(job_id=1)).trigger_run(PARAMETERS, "fg1-a")
@@ -86,7 +86,7 @@ def test_an_answer_lost_after_the_run_started_does_not_start_a_second_run(jobs_a
     assert [r["run_id"] for r in jobs_api.runs()] == [run.run_id]
 
 
-def test_failure_after_the_sdk_retries_is_transient(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_failure_after_the_sdk_retries_is_transient(jobs_api: LocalJobsServer) -> None:
     jobs_api.inject(Fault(status=503, retry_after=1), times=100)
 
     with pytest.raises(TransientError, match="run-now for job 1 failed"):
@@ -95,7 +95,7 @@ def test_failure_after_the_sdk_retries_is_transient(jobs_api: LocalJobsServer) -
     assert jobs_api.runs() == []
 
 
-def test_a_server_error_is_transient(jobs_api: LocalJobsServer) -> None:  # noqa: F811
+def test_a_server_error_is_transient(jobs_api: LocalJobsServer) -> None:
     jobs_api.inject(Fault(status=500))
 
     with pytest.raises(TransientError):
@@ -120,7 +120,7 @@ def test_a_host_without_the_discovery_endpoint_still_gets_one_run(tmp_path: Path
 
 def test_the_batch_job_is_found_by_its_own_name_and_named_in_its_own_error(tmp_path: Path) -> None:
     from filegate.batches import batch_job_trigger
-    from tests.jobs_api import BATCH_BUNDLE, FIXTURE_BUNDLE
+    from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE
 
     with local_jobs_api(tmp_path / "jobs", bundle=[FIXTURE_BUNDLE, BATCH_BUNDLE]) as server:
         run = batch_job_trigger(Settings(), workspace_client(server)).trigger_run({"pipeline": "ecommerce"}, "fg1-b")

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, Outcome, handle_payload
-from tests.factories import csv_bytes, tracking_row
+from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import World, assert_converged
 
 FILES = 120

@@ -14,8 +14,8 @@ import pytest
 from filegate.errors import LocationMissing
 from filegate.ingest import handle_payload
 from filegate.settings import Location
-from tests.emulators import free_port
-from tests.factories import csv_bytes, tracking_row
+from local_world.emulators import free_port
+from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import World
 from tests.test_cli import run_cli
 

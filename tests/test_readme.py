@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from filegate.contracts import load_contracts
-from filegate.emulators import AZURITE_FLAGS
 from filegate.validation import match_dataset
-from tests.emulators import ROOT
+from local_world import ROOT
+from local_world.emulators import AZURITE_FLAGS
 
 READMES = [ROOT / "README.md", ROOT / "infra" / "README.md", ROOT / "gcp_function" / "README.md"]
 # Tools a reader installs on their own machine; the READMEs say so where they use them.
@@ -40,11 +40,11 @@ def commands(readme: Path) -> list[list[str]]:
 ALL = [(readme.relative_to(ROOT), words) for readme in READMES if readme.exists() for words in commands(readme)]
 
 
-def _filegate_subcommand_help(sub: str) -> str:
+def _subcommand_help(module: str, sub: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "filegate.cli", sub, "--help"], capture_output=True, text=True, cwd=ROOT, check=False
+        [sys.executable, "-m", module, sub, "--help"], capture_output=True, text=True, cwd=ROOT, check=False
     )
-    assert result.returncode == 0, f"filegate {sub} --help failed: {result.stderr}"
+    assert result.returncode == 0, f"python -m {module} {sub} --help failed: {result.stderr}"
     return result.stdout
 
 
@@ -60,10 +60,16 @@ def test_each_command_runs_a_tool_that_exists_with_flags_it_accepts(readme: Path
     if Path(tool).name == "azurite":
         missing = [flag for flag in AZURITE_FLAGS if flag not in words and flag != "--silent"]
         assert not missing, f"{readme}: the Azurite command lacks {missing}, which the demo uses"
+    command = None
     if Path(tool).name == "filegate":
-        help_text = _filegate_subcommand_help(words[1])
-        for flag in (word.split("=")[0] for word in words[2:] if word.startswith("--")):
-            assert flag in help_text, f"{readme}: filegate {words[1]} does not take {flag}"
+        command = ("filegate.cli", words[1:])
+    elif Path(tool).name == "python" and words[1:3] == ["-m", "local_world"]:
+        command = ("local_world", words[3:])
+    if command is not None:
+        module, (sub, *rest) = command
+        help_text = _subcommand_help(module, sub)
+        for flag in (word.split("=")[0] for word in rest if word.startswith("--")):
+            assert flag in help_text, f"{readme}: {module} {sub} does not take {flag}"
 
 
 @pytest.mark.parametrize(("readme", "words"), ALL, ids=[" ".join(w)[:60] for _, w in ALL])

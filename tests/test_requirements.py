@@ -17,7 +17,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.emulators import ROOT
+from local_world import ROOT
 
 
 def _gcp_build() -> ModuleType:

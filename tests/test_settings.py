@@ -10,7 +10,7 @@ import pytest
 
 from filegate.errors import SettingsError
 from filegate.settings import SETTING_NAMES, SETTINGS, Location, Settings
-from tests.emulators import ROOT
+from local_world import ROOT
 
 # A settings-table row: | `NAME` | default | clouds | meaning |
 README_ROW = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<default>.*?) \| (?P<clouds>.*?) \| (?P<meaning>.*) \|$")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from filegate import status
-from filegate.local_jobs import LocalJobsServer, TaskFailed, TaskInvocation
-from tests.jobs_api import local_jobs_api, workspace_client
+from local_world.jobs_api import LocalJobsServer, TaskFailed, TaskInvocation
+from local_world.jobs_api.recording import local_jobs_api, workspace_client
 
 SOURCE = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
 BROKEN = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/06/order_tracking_2024_03_06.csv"

@@ -11,7 +11,7 @@ import pytest
 
 from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, handle_payload
 from filegate.sweep import DUE, FAILED, RUN_PENDING, main, run_sweep
-from tests.factories import csv_bytes, tracking_row
+from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
 
 NAME = "order_tracking_2024_03_05.csv"

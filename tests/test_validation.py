@@ -9,7 +9,7 @@ import pytest
 
 from filegate.contracts import load_contracts
 from filegate.validation import validate_upload
-from tests.factories import COLUMNS, csv_bytes, tracking_row
+from local_world.inputs import COLUMNS, csv_bytes, tracking_row
 
 CONTRACTS = load_contracts()
 NAME = "order_tracking_2024_03_05.csv"

@@ -7,13 +7,13 @@ import logging
 import sys
 from pathlib import Path
 
-from filegate.emulators import stop_requested
-from filegate.local_jobs._bundle import BundleError, JobSpec, TaskSpec, load_bundle, load_bundle_files
-from filegate.local_jobs._faults import Fault, RecordedRequest
-from filegate.local_jobs._lock import FolderInUse, FolderLock
-from filegate.local_jobs._server import LocalJobsServer, created_jobs
-from filegate.local_jobs._spark import CLASSIC, CONNECT, SPARK_MODES, LocalSpark
-from filegate.local_jobs._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner
+from local_world.emulators import stop_requested
+from local_world.jobs_api._bundle import BundleError, JobSpec, TaskSpec, load_bundle, load_bundle_files
+from local_world.jobs_api._faults import Fault, RecordedRequest
+from local_world.jobs_api._lock import FolderInUse, FolderLock
+from local_world.jobs_api._server import LocalJobsServer, created_jobs
+from local_world.jobs_api._spark import CLASSIC, CONNECT, SPARK_MODES, LocalSpark
+from local_world.jobs_api._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner
 
 __all__ = [
     "CLASSIC",
@@ -79,8 +79,8 @@ def local_table(warehouse: Path, table: str, variables: dict[str, str] | None = 
 
 
 def main(argv: list[str]) -> int:
-    """`filegate local-jobs`: serve the local Jobs API until SIGINT or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="filegate local-jobs", description=__doc__)
+    """`python -m local_world jobs-api`: serve the local Jobs API until SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m local_world jobs-api", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one, printed at start)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--state-dir", type=Path, default=Path(".filegate/jobs"), help="runs, tokens and logs")
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> int:
     try:
         jobs = load_bundle_files(args.bundle or bundle_job_files(), local_variables(overrides))
     except BundleError as exc:
-        print(f"filegate local-jobs: {exc}", file=sys.stderr)
+        print(f"python -m local_world jobs-api: {exc}", file=sys.stderr)
         return 2
     storage = None
     if args.azure_storage or args.gcs_endpoint:
@@ -143,10 +143,10 @@ def main(argv: list[str]) -> int:
             fault_injection=args.fault_injection,
         )
     except FolderInUse as exc:
-        print(f"filegate local-jobs: {exc}", file=sys.stderr)
+        print(f"python -m local_world jobs-api: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"filegate local-jobs: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"python -m local_world jobs-api: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
 
     stop = stop_requested()

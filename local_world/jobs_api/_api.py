@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from filegate.local_jobs._bundle import JobSpec
-from filegate.local_jobs._tasks import read_tail
+from local_world.jobs_api._bundle import JobSpec
+from local_world.jobs_api._tasks import read_tail
 
 LOCAL_USER = "local@filegate"
 # runs/get-output returns at most the last 5 MB of a task's logs.

@@ -11,7 +11,7 @@ from typing import Any
 
 from filegate.errors import FilegateError
 
-log = logging.getLogger("filegate.local_jobs")
+log = logging.getLogger("local_world.jobs_api")
 
 _VARIABLE = re.compile(r"\$\{var\.([A-Za-z0-9_-]+)\}")
 _REFERENCE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")

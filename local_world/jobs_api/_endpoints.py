@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from filegate.local_jobs._api import job_json, output_json, run_json
+from local_world.jobs_api._api import job_json, output_json, run_json
 
 if TYPE_CHECKING:
-    from filegate.local_jobs._server import LocalJobsServer
+    from local_world.jobs_api._server import LocalJobsServer
 
 API_PREFIXES = ("/api/2.2/jobs/", "/api/2.1/jobs/")
 MAX_TOKEN_CHARS = 64

@@ -1,7 +1,7 @@
 """A test hook, off unless asked for: programmed misbehaviour of the Jobs API, and a record of the requests it got.
 
 The fault tests and benchmarks need a Jobs API that answers 429, stalls, or fails after creating a
-run; a user's `filegate local-jobs` must not offer that, so the server has it only when started
+run; a user's `python -m local_world jobs-api` must not offer that, so the server has it only when started
 with `fault_injection=True` (`--fault-injection` on the command line).
 """
 

@@ -6,10 +6,10 @@ import html
 import time
 from typing import TYPE_CHECKING, Any
 
-from filegate.local_jobs._tasks import read_tail
+from local_world.jobs_api._tasks import read_tail
 
 if TYPE_CHECKING:
-    from filegate.local_jobs._server import LocalJobsServer
+    from local_world.jobs_api._server import LocalJobsServer
 
 LOG_TAIL_BYTES = 64 * 1024
 

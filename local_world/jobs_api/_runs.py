@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from filegate.jobs import ACTIVE_STATES
-from filegate.local_jobs._bundle import JobSpec
-from filegate.local_jobs._lock import FolderLock
+from local_world.jobs_api._bundle import JobSpec
+from local_world.jobs_api._lock import FolderLock
 
 # Run ids start well above job ids so that a job id passed as a run id is caught, not silently accepted.
 FIRST_RUN_ID = 1001

@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from filegate.local_jobs._api import run_json
-from filegate.local_jobs._bundle import JobSpec
-from filegate.local_jobs._endpoints import API_PREFIXES, ApiError, answer
-from filegate.local_jobs._faults import Fault, FaultError, FaultInjector, RecordedRequest
-from filegate.local_jobs._pages import index_page, page_html, run_page
-from filegate.local_jobs._runs import USER_CANCELED, RunStore, now_ms
-from filegate.local_jobs._spark import CONNECT, LocalSpark, Notify, SparkTaskRunner
-from filegate.local_jobs._tasks import SourceStorage, TaskRunner
-from filegate.local_jobs._worker import JobWorker, recover_unfinished
+from local_world.jobs_api._api import run_json
+from local_world.jobs_api._bundle import JobSpec
+from local_world.jobs_api._endpoints import API_PREFIXES, ApiError, answer
+from local_world.jobs_api._faults import Fault, FaultError, FaultInjector, RecordedRequest
+from local_world.jobs_api._pages import index_page, page_html, run_page
+from local_world.jobs_api._runs import USER_CANCELED, RunStore, now_ms
+from local_world.jobs_api._spark import CONNECT, LocalSpark, Notify, SparkTaskRunner
+from local_world.jobs_api._tasks import SourceStorage, TaskRunner
+from local_world.jobs_api._worker import JobWorker, recover_unfinished
 
-log = logging.getLogger("filegate.local_jobs")
+log = logging.getLogger("local_world.jobs_api")
 
 # The workspace id the local server reports in its host metadata.
 LOCAL_WORKSPACE_ID = "1"

@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from filegate.delta_jars import DeltaJarsMissing
-from filegate.emulators import EmulatorError, is_listening, run_spark_connect
-from filegate.local_jobs._tasks import TaskFailed, TaskInvocation, classic_environment, run_command, task_command
+from local_world.emulators import EmulatorError, is_listening, run_spark_connect
+from local_world.jobs_api._tasks import TaskFailed, TaskInvocation, classic_environment, run_command, task_command
+from spark_jobs.delta_jars import DeltaJarsMissing
 
-log = logging.getLogger("filegate.local_jobs")
+log = logging.getLogger("local_world.jobs_api")
 
 CONNECT = "connect"
 CLASSIC = "classic"

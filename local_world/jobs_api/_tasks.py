@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from filegate.emulators import stop_process
 from filegate.errors import FilegateError
 from filegate.storage import Store
+from local_world.emulators import stop_process
 
 # How much of a failed task's stderr becomes its error message (the whole stream is in its log).
 ERROR_TAIL_CHARS = 2000

@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filegate.local_jobs._bundle import BundleError, JobSpec, TaskSpec, references, resolve_references
-from filegate.local_jobs._runs import SUCCEEDED, USER_CANCELED, RunRecord, RunStore, TaskRecord, Termination, now_ms
-from filegate.local_jobs._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner, fetch_source, is_remote
+from local_world.jobs_api._bundle import BundleError, JobSpec, TaskSpec, references, resolve_references
+from local_world.jobs_api._runs import SUCCEEDED, USER_CANCELED, RunRecord, RunStore, TaskRecord, Termination, now_ms
+from local_world.jobs_api._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner, fetch_source, is_remote
 
-log = logging.getLogger("filegate.local_jobs")
+log = logging.getLogger("local_world.jobs_api")
 
 SOURCE_PARAMETER = "source_path"
 SOURCE_REFERENCE = f"job.parameters.{SOURCE_PARAMETER}"

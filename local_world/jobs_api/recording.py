@@ -1,7 +1,7 @@
-"""A local Jobs API for tests: the real server on a free loopback port, running tasks with a recording runner.
+"""The local Jobs API with a recording runner, for tests and benchmarks: the real server on a free loopback port.
 
-Use the `jobs_api` fixture (import it into a test module) or the `local_jobs_api` context manager, and talk
-to it with the real SDK through `workspace_client(server)`.
+Start it with `local_jobs_api` (tests also have the `jobs_api` fixture, tests/conftest.py) and talk to it
+with the real SDK through `workspace_client(server)`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
-
-from filegate.local_jobs import (
+from local_world.jobs_api import (
     LocalJobsServer,
     SourceStorage,
     TaskFailed,
@@ -25,7 +24,10 @@ from filegate.local_jobs import (
     local_variables,
 )
 
-FIXTURE_BUNDLE = Path(__file__).parent / "local_jobs" / "bundle" / "resources" / "filegate_ingest.job.yml"
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
+
+FIXTURE_BUNDLE = Path(__file__).parent / "fixture_bundle" / "resources" / "filegate_ingest.job.yml"
 BATCH_BUNDLE = FIXTURE_BUNDLE.with_name("filegate_batch.job.yml")
 JOB_NAME = "filegate-ingest"
 
@@ -105,21 +107,16 @@ def local_jobs_api(
         server.stop()
 
 
-@pytest.fixture
-def jobs_api(tmp_path: Path) -> Iterator[LocalJobsServer]:
-    """A local Jobs API with a RecordingRunner (reach it as `jobs_api.runner`)."""
-    with local_jobs_api(tmp_path / "jobs") as server:
-        yield server
-
-
-def workspace_client(server: LocalJobsServer, *, retry_timeout_seconds: int = 10, http_timeout_seconds: float = 5):
+def workspace_client(
+    server: LocalJobsServer, *, retry_timeout_seconds: int = 10, http_timeout_seconds: float = 5
+) -> WorkspaceClient:
     """The real SDK's WorkspaceClient pointed at the local server, with short retry and HTTP timeouts."""
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.config import Config
 
     config = Config(
         host=server.url,
-        token="local-test-token",
+        token="local-test-token",  # noqa: S106 - the local server takes any token
         retry_timeout_seconds=retry_timeout_seconds,
         http_timeout_seconds=http_timeout_seconds,
     )

@@ -1,6 +1,6 @@
 """Writes seed 004's daily e-commerce batch: five CSV files and a trigger per day, with counted flaws.
 
-    python -m spark_jobs.generate_ecommerce --date 2025-01-15 --days 2 --seed 7 --out data/samples/ecommerce
+    python -m local_world ecommerce-samples --date 2025-01-15 --days 2 --seed 7 --out data/samples/ecommerce
 
 The same seed gives the same bytes. Every flaw is planted on purpose and counted in `flaws.json`
 beside the files, so tests assert exact numbers instead of "some rows were rejected":
@@ -454,7 +454,7 @@ def generate(first_day: date, days: int, seed: int, out: Path) -> dict[str, Flaw
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m spark_jobs.generate_ecommerce", description=__doc__.splitlines()[0]
+        prog="python -m local_world ecommerce-samples", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--date", type=date.fromisoformat, default=date(2025, 1, 15), help="first business day")
     parser.add_argument("--days", type=int, default=2, choices=(1, 2), help="business days to write")

@@ -1,6 +1,6 @@
 """Writes realistic order-tracking files of a requested size, deterministically and streaming.
 
-    python -m spark_jobs.generate --rows 120 --date 2025-03-03 --days 5 --malformed 3 --out data/samples
+    python -m local_world.samples.order_tracking --rows 120 --date 2025-03-03 --days 5 --malformed 3 --out data/samples
 
 Parcels are created in daily cohorts and report statuses over the next days; some reports reach
 the carrier's file a day late, some are sent twice, and `--malformed` rows break one rule each.
@@ -166,7 +166,9 @@ def file_name(day: date) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write order-tracking files of a requested row count.")
+    parser = argparse.ArgumentParser(
+        prog="python -m local_world samples", description="Write order-tracking files of a requested row count."
+    )
     parser.add_argument("--rows", type=int, required=True, help="Data rows per file.")
     parser.add_argument("--date", type=date.fromisoformat, required=True, help="Business date of the first file.")
     parser.add_argument("--out", type=Path, required=True, help="Folder to write into.")

@@ -1,4 +1,4 @@
-"""`filegate watch`: Event Grid and Eventarc for local storage emulators, which emit no events of their own.
+"""`python -m local_world watch`: Event Grid and Eventarc for local storage emulators, which emit no events.
 
 The watcher polls the landing location of Azurite or the GCS emulator, notices committed objects that
 are new (a new name, or a new eTag/generation of a known name) and delivers for each the event the
@@ -20,13 +20,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from filegate.emulators import stop_requested
 from filegate.errors import SettingsError, TransientError
 from filegate.events import AZURE, BLOB_CREATED, GCS
 from filegate.settings import Settings
-from filegate.watch._envelopes import Event, StoredObject, blob_created_event, finalized_event
-from filegate.watch._sources import AzuriteSource, GcsEmulatorSource, Source, watched_locations
-from filegate.watch._transports import (
+from local_world.emulators import stop_requested
+from local_world.watch._envelopes import Event, StoredObject, blob_created_event, finalized_event
+from local_world.watch._sources import AzuriteSource, GcsEmulatorSource, Source, watched_locations
+from local_world.watch._transports import (
     DEFAULT_FUNCTION_NAME,
     Deliver,
     DeliveryFailed,
@@ -36,7 +36,7 @@ from filegate.watch._transports import (
     describe_outcomes,
     event_grid_webhook_url,
 )
-from filegate.watch._watcher import (
+from local_world.watch._watcher import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_SCALE,
     EVENT_GRID_RETRY_DELAYS,
@@ -125,8 +125,8 @@ def build_delivery(target: str, webhook: str, function_name: str, settings: Sett
 
 
 def main(argv: list[str]) -> int:
-    """`filegate watch`: deliver storage events for local emulators until Ctrl-C (or once, with --once)."""
-    parser = argparse.ArgumentParser(prog="filegate watch", description=__doc__.split("\n\n")[0])
+    """`python -m local_world watch`: deliver storage events for local emulators until Ctrl-C (or once, with --once)."""
+    parser = argparse.ArgumentParser(prog="python -m local_world watch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=(AZURE_TARGET, GCP_TARGET), default=AZURE_TARGET)
     parser.add_argument(
         "--webhook",
@@ -162,10 +162,10 @@ def main(argv: list[str]) -> int:
         source = build_source(args.target, settings, args.gcs_endpoint)
         deliver = build_delivery(args.target, args.webhook, args.function_name, settings, args.gcs_endpoint)
     except SettingsError as exc:
-        print(f"filegate watch: configuration error: {exc}", file=sys.stderr)
+        print(f"python -m local_world watch: configuration error: {exc}", file=sys.stderr)
         return 2
     except TransientError as exc:
-        print(f"filegate watch: cannot start, try again: {exc}", file=sys.stderr)
+        print(f"python -m local_world watch: cannot start, try again: {exc}", file=sys.stderr)
         return 75
     locations = watched_locations(settings, args.include_filegate_locations)
     watcher = Watcher(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from filegate.settings import Location, Settings
-from filegate.watch._envelopes import Event, StoredObject, blob_created_event, finalized_event
+from local_world.watch._envelopes import Event, StoredObject, blob_created_event, finalized_event
 
 
 class Source(Protocol):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from filegate.errors import FilegateError, SettingsError
-from filegate.watch._envelopes import Event
+from local_world.watch._envelopes import Event
 
 if TYPE_CHECKING:
     from filegate.ingest import Gate, Outcome

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from filegate.settings import Location
-from filegate.watch._envelopes import Event, StoredObject
-from filegate.watch._sources import Source
-from filegate.watch._transports import Deliver, DeliveryFailed
+from local_world.watch._envelopes import Event, StoredObject
+from local_world.watch._sources import Source
+from local_world.watch._transports import Deliver, DeliveryFailed
 
-log = logging.getLogger("filegate.watch")
+log = logging.getLogger("local_world.watch")
 
 # Event Grid's own schedule for the first retries (seconds). Locally it is compressed by
 # `retry_scale`: nobody wants to wait ten minutes to see a fixed bug pick a file up.

@@ -10,9 +10,9 @@ import pytest
 from filegate.batches import SEALED
 from filegate.errors import TransientError
 from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, handle_payload
-from filegate.local_jobs import Fault
 from filegate.sweep import sweep_pipeline_batches
-from tests.factories import csv_bytes, tracking_row
+from local_world.inputs import csv_bytes, tracking_row
+from local_world.jobs_api import Fault
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, run_parameters
 from tests.test_batches import batch_pieces, batch_runs, read_seal, seals
 

@@ -33,12 +33,12 @@ from filegate.contracts import load_contracts
 from filegate.events import GCS_FINALIZED
 from filegate.ingest import Gate
 from filegate.jobs import DatabricksJobs
-from filegate.local_jobs import LocalJobsServer
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.settings import Location, Settings
 from filegate.storage import ObjectInfo, Store
-from tests.factories import blob_created
-from tests.jobs_api import BATCH_BUNDLE, FIXTURE_BUNDLE, workspace_client
+from local_world.inputs import blob_created
+from local_world.jobs_api import LocalJobsServer
+from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE, workspace_client
 
 # The ingest job (id 1) and a stand-in for the batch job (id 2) a sealed pipeline batch runs.
 WORLD_JOBS = (FIXTURE_BUNDLE, BATCH_BUNDLE)
@@ -456,8 +456,8 @@ def open_azure_world(azurite: Any, state_dir: Any) -> Iterator[World]:
     from azure.storage.blob._shared.policies import ExponentialRetry
 
     from filegate.azure_storage import _CLIENT_OPTIONS, AzureBlobStore
-    from filegate.emulators import AZURITE_ACCOUNT, AZURITE_KEY
-    from tests.jobs_api import local_jobs_api
+    from local_world.emulators import AZURITE_ACCOUNT, AZURITE_KEY
+    from local_world.jobs_api.recording import local_jobs_api
 
     with run_fault_proxy(azurite.port) as proxy, local_jobs_api(state_dir, bundle=WORLD_JOBS) as server:
         connection = (
@@ -479,7 +479,7 @@ def open_azure_world(azurite: Any, state_dir: Any) -> Iterator[World]:
 def open_gcs_world(emulator_port: int, state_dir: Any) -> Iterator[World]:
     """gcp-storage-emulator behind a proxy that enforces GCS's preconditions, and the store in production mode."""
     from filegate.gcs_storage import GcsStore
-    from tests.jobs_api import local_jobs_api
+    from local_world.jobs_api.recording import local_jobs_api
 
     with (
         run_fault_proxy(emulator_port, gcs_preconditions=True) as proxy,

@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.emulators import ROOT
+from local_world import ROOT
 
 BUILD = ROOT / "gcp_function" / "build.py"
 

@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 from filegate.gcs_storage import GcsStore
-from tests.factories import csv_bytes
+from local_world.inputs import csv_bytes
+from local_world.jobs_api.recording import local_jobs_api
 from tests.gcp.eventarc import finalized_event, upload
 from tests.gcp.world import BIN, GcsEmulator, fresh_settings, function_env
-from tests.jobs_api import local_jobs_api
 
 NAME = "order_tracking_2024_05_01.csv"
 

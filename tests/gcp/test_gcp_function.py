@@ -11,9 +11,9 @@ import pytest
 from filegate.archive import version_qualified
 from filegate.events import Upload, parse_event
 from filegate.jobs import batch_id, idempotency_token
-from filegate.local_jobs import Fault
 from filegate.storage import META_SOURCE, META_SOURCE_VERSION
-from tests.factories import csv_bytes, tracking_row
+from local_world.inputs import csv_bytes, tracking_row
+from local_world.jobs_api import Fault
 from tests.gcp.eventarc import finalized_event, send, upload
 from tests.gcp.world import GcpWorld
 

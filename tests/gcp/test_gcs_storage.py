@@ -28,7 +28,7 @@ from filegate.errors import (
 )
 from filegate.gcs_storage import GcsStore
 from filegate.storage import Store
-from tests.emulators import free_port
+from local_world.emulators import free_port
 from tests.gcp.world import PROJECT, GcsEmulator, fresh_settings
 
 META = {"filegate_source": "landing/a.csv", "filegate_source_version": "1"}

@@ -12,8 +12,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from filegate.gcs_storage import GcsStore
-from filegate.local_jobs import LocalJobsServer
 from filegate.settings import Location, Settings
+from local_world.jobs_api import LocalJobsServer
 
 BIN = Path(sys.executable).parent
 PROJECT = "filegate-test"

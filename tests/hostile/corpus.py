@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.factories import COLUMNS, blob_created, csv_bytes, tracking_row
+from local_world.inputs import COLUMNS, blob_created, csv_bytes, tracking_row
 
 NAME = "order_tracking_2024_03_05.csv"
 ARCHIVED = "archived"

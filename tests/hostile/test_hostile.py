@@ -16,13 +16,13 @@ from filegate.batches import batch_job_trigger
 from filegate.contracts import load_contracts
 from filegate.ingest import ARCHIVED, IGNORED, REJECTED, Gate, handle_payload
 from filegate.jobs import DatabricksJobs
-from filegate.local_jobs import LocalJobsServer
 from filegate.pipelines import load_pipelines
 from filegate.settings import Settings
-from tests.emulators import Azurite
-from tests.factories import blob_created
+from local_world.emulators import Azurite
+from local_world.inputs import blob_created
+from local_world.jobs_api import LocalJobsServer
+from local_world.jobs_api.recording import local_jobs_api, workspace_client
 from tests.hostile.corpus import EVENTS, FILES, NAME, TRIGGERS, HostileEvent, HostileFile, huge_batch
-from tests.jobs_api import local_jobs_api, workspace_client
 
 
 @pytest.fixture(scope="module")

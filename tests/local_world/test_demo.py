@@ -1,4 +1,4 @@
-"""`filegate demo` end to end, run as a user runs it, on a reduced data set.
+"""`python -m local_world demo` end to end, run as a user runs it, on a reduced data set.
 
 Real Azurite, the watcher, the function's core, the local Jobs API and local Spark (a Spark Connect
 server) in a child process; then the runs served again from the demo's state folder and read with
@@ -25,12 +25,11 @@ from typing import IO
 
 import pytest
 
-from filegate import demo
 from filegate.contracts import load_contracts
-from filegate.emulators import is_listening
-from filegate.local_jobs import FolderLock, local_table
-from tests.emulators import ROOT
-from tests.factories import COLUMNS, csv_bytes, tracking_row
+from local_world import ROOT, demo
+from local_world.emulators import is_listening
+from local_world.inputs import COLUMNS, csv_bytes, tracking_row
+from local_world.jobs_api import FolderLock, local_table
 
 MARKER = "FILEGATE_E2E_MARKER"
 PORT_LINES = {
@@ -61,7 +60,7 @@ def write_samples(folder: Path) -> None:
 
 @dataclass
 class Demo:
-    """`filegate demo` in a child process, its output collected line by line while it runs."""
+    """`python -m local_world demo` in a child process, its output collected line by line while it runs."""
 
     process: subprocess.Popen[str]
     marker: str
@@ -93,12 +92,12 @@ class Demo:
 
 @contextmanager
 def running_demo(*arguments: str) -> Iterator[Demo]:
-    """Start `filegate demo` with these arguments; on the way out, whatever still runs gets Ctrl-C, then a kill."""
+    """Start `python -m local_world demo` with these arguments; on the way out, what runs gets Ctrl-C, then a kill."""
     marker = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_REMOTE", "DATABRICKS_"))}
     env[MARKER] = marker
     process = subprocess.Popen(
-        [sys.executable, "-m", "filegate.cli", "demo", *arguments],
+        [sys.executable, "-m", "local_world", "demo", *arguments],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -255,7 +254,7 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
         ("order_tracking_2024_03_05.csv", "SUCCEEDED"),
         ("order_tracking_2024_03_06.csv", "SUCCEEDED"),
     ]
-    assert "filegate local-jobs --state-dir " in report  # how to serve these runs again
+    assert "python -m local_world jobs-api --state-dir " in report  # how to serve these runs again
     # Every run wrote through Delta Lake on Spark: the target's history holds its MERGE commits.
     assert re.search(r"\d+ x MERGE by Apache-Spark/4\.0\.\d+ Delta-Lake/4\.0\.\d+", report), report
 
@@ -269,8 +268,8 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
 
 
 def status_of_served_runs(state: Path, run_id: int) -> tuple[list[str], list[str], str]:
-    """`filegate local-jobs` on the demo's state folder, then `filegate status` and `filegate status RUN_ID`."""
-    command = [sys.executable, "-m", "filegate.cli", "local-jobs", "--port", "0", "--state-dir", str(state / "jobs")]
+    """`python -m local_world jobs-api` on the demo's state, then `filegate status` and `filegate status RUN_ID`."""
+    command = [sys.executable, "-m", "local_world", "jobs-api", "--port", "0", "--state-dir", str(state / "jobs")]
     command += ["--warehouse", str(state / "warehouse")]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

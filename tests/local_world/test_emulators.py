@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from filegate.emulators import record_leftover, stop_leftovers
+from local_world.emulators import record_leftover, stop_leftovers
 
 SERVER = [sys.executable, "-c", "import time; time.sleep(300)"]
 

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 from databricks.sdk.errors import InternalError, InvalidParameterValue, NotFound, ResourceDoesNotExist
 from databricks.sdk.service.jobs import RunLifecycleStateV2State, RunResultState
-from jobs_api import FIXTURE_BUNDLE, JOB_NAME, RecordingRunner, jobs_api, local_jobs_api, workspace_client
 
-from filegate.local_jobs import (
+from local_world.jobs_api import (
     CLASSIC,
     CONNECT,
     Fault,
@@ -32,8 +31,7 @@ from filegate.local_jobs import (
     local_variables,
     main,
 )
-
-__all__ = ["jobs_api"]  # the fixture, imported for the tests below
+from local_world.jobs_api.recording import FIXTURE_BUNDLE, JOB_NAME, RecordingRunner, local_jobs_api, workspace_client
 
 PARAMETERS = {
     "source_path": "/data/archive/order_tracking/2024/05/01/order_tracking_2024_05_01.csv",
@@ -452,7 +450,7 @@ def test_the_cli_serves_until_terminated(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-c",
-        "import sys; from filegate.local_jobs import main; sys.exit(main(sys.argv[1:]))",
+        "import sys; from local_world.jobs_api import main; sys.exit(main(sys.argv[1:]))",
         "--port",
         "0",
         "--state-dir",

@@ -1,4 +1,4 @@
-"""`filegate watch` against real Azurite and the GCS emulator: events, retries, state, delivery paths."""
+"""`python -m local_world watch` against real Azurite and the GCS emulator: events, retries, state, delivery paths."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ from filegate.events import Upload, parse_event
 from filegate.gcs_storage import GcsStore
 from filegate.ingest import ARCHIVED, IGNORED, Gate, Outcome
 from filegate.jobs import DatabricksJobs
-from filegate.local_jobs import LocalJobsServer
 from filegate.settings import Location, Settings
-from filegate.watch import (
+from local_world.emulators import Azurite, free_port
+from local_world.inputs import blob_created, csv_bytes, tracking_row
+from local_world.jobs_api import LocalJobsServer
+from local_world.jobs_api.recording import workspace_client
+from local_world.watch import (
     AzuriteSource,
     DeliveryFailed,
     DeliveryReport,
@@ -38,13 +41,9 @@ from filegate.watch import (
     event_grid_webhook_url,
     watched_locations,
 )
-from filegate.watch import main as watch_main
-from tests.emulators import Azurite, free_port
-from tests.factories import blob_created, csv_bytes, tracking_row
-from tests.gcp.conftest import function_source, gcp_world  # noqa: F401 - fixtures (gcs_emulator: tests/conftest.py)
+from local_world.watch import main as watch_main
 from tests.gcp.eventarc import upload as gcs_upload
 from tests.gcp.world import PROJECT, GcpWorld, fresh_settings
-from tests.jobs_api import jobs_api, workspace_client  # noqa: F401 - jobs_api is a fixture
 
 DAY = "order_tracking_2024_03_05.csv"
 FAST = RetryPolicy(max_attempts=3, delays=(0.05, 0.2), scale=1.0)
@@ -337,7 +336,7 @@ def test_in_process_delivery_archives_the_file_and_starts_its_run(
     azurite: Azurite,
     azure_store: AzureBlobStore,
     azure_settings: Settings,
-    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    jobs_api: LocalJobsServer,
     tmp_path: Path,
 ) -> None:
     jobs = DatabricksJobs(azure_settings, client=workspace_client(jobs_api))
@@ -374,7 +373,7 @@ class FunctionsHost:
 def functions_host(
     azurite: Azurite,
     azure_settings: Settings,
-    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    jobs_api: LocalJobsServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[FunctionsHost]:
     import function_app
@@ -437,7 +436,7 @@ def test_webhook_delivery_reaches_the_function_through_the_hosts_event_grid_rout
     azurite: Azurite,
     azure_store: AzureBlobStore,
     azure_settings: Settings,
-    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    jobs_api: LocalJobsServer,
     functions_host: FunctionsHost,
     tmp_path: Path,
 ) -> None:
@@ -463,7 +462,7 @@ def test_webhook_delivery_reaches_the_function_through_the_hosts_event_grid_rout
 
 def test_gcs_finalize_events_reach_the_function_served_by_functions_framework(
     gcs_emulator: Any,
-    gcp_world: GcpWorld,  # noqa: F811 - the imported fixture
+    gcp_world: GcpWorld,
     tmp_path: Path,
 ) -> None:
     settings = gcp_world.settings
@@ -496,7 +495,7 @@ def test_in_process_delivery_of_a_filegate_write_is_ignored_by_the_core(
     azurite: Azurite,
     azure_store: AzureBlobStore,
     azure_settings: Settings,
-    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    jobs_api: LocalJobsServer,
     tmp_path: Path,
 ) -> None:
     gate = Gate(
@@ -537,7 +536,7 @@ def test_a_webhook_url_without_a_function_name_is_refused_up_front(
 
 def test_in_process_delivery_for_gcp_uses_the_gcs_endpoint_it_was_given(
     gcs_emulator: Any,
-    jobs_api: LocalJobsServer,  # noqa: F811 - the imported fixture
+    jobs_api: LocalJobsServer,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:

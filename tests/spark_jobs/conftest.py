@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import SparkSession
 
-from filegate.delta_jars import delta_spark_conf
+from spark_jobs.delta_jars import delta_spark_conf
 from spark_jobs.warehouse import LocalWarehouse, Warehouse
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from filegate.delta_jars import (
+from spark_jobs.delta_jars import (
     DELTA_VERSION,
     JAR_NAMES,
     DeltaJarsMissing,
@@ -17,7 +17,7 @@ from filegate.delta_jars import (
     jars_folder,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "spark_jobs" / "jars" / "pom.xml"
 NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 

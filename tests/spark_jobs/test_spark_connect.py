@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from filegate.emulators import SparkConnect, run_spark_connect
+from local_world.emulators import SparkConnect, run_spark_connect
 from tests.spark_jobs.conftest import Lake
 from tests.spark_jobs.test_load_scenarios import ORDER_TRACKING, latest_status, log_rows, target_status
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
+from local_world.samples.ecommerce import MEMBERS
 from spark_jobs import stage_load, target_load
-from spark_jobs.generate_ecommerce import MEMBERS
 from tests.spark_jobs.conftest import SAMPLES, Lake
 from tests.spark_jobs.test_load_scenarios import task_arguments
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from filegate.demo import read_table
+from local_world.demo import read_table
 from spark_jobs.merge import MergeClause, MergeSpec
 from spark_jobs.warehouse import (
     BatchPart,

@@ -11,15 +11,15 @@ import pytest
 
 from filegate.contracts import load_contracts
 from filegate.validation import validate_upload
-from spark_jobs.generate_ecommerce import MEMBERS, generate, main
-from tests.spark_jobs.test_generate import REPO, make_samples_arguments
+from local_world.samples.ecommerce import MEMBERS, generate, main
+from tests.local_world.samples.test_order_tracking import REPO, make_samples_arguments
 
 SAMPLES = REPO / "data" / "samples" / "ecommerce"
 DAYS = ("2025-01-15", "2025-01-16")
 
 
 def test_make_samples_writes_the_committed_batch_byte_for_byte(tmp_path: Path) -> None:
-    arguments = make_samples_arguments("spark_jobs.generate_ecommerce")
+    arguments = make_samples_arguments("ecommerce-samples")
     assert arguments[arguments.index("--out") + 1] == "data/samples/ecommerce"
     arguments[arguments.index("--out") + 1] = str(tmp_path)
 

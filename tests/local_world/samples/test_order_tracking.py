@@ -8,9 +8,10 @@ import shlex
 from datetime import date
 from pathlib import Path
 
-from spark_jobs.generate import main, write_day
+from local_world import ROOT
+from local_world.samples.order_tracking import main, write_day
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 
 
 def day_file(seed: int, rows: int = 500) -> str:
@@ -19,16 +20,16 @@ def day_file(seed: int, rows: int = 500) -> str:
     return out.getvalue()
 
 
-def make_samples_arguments(module: str = "spark_jobs.generate") -> list[str]:
-    """A generator's arguments in the Makefile's `samples` recipe, as `make samples` passes them."""
+def make_samples_arguments(command: str = "samples") -> list[str]:
+    """A `python -m local_world` command's arguments in the Makefile's `samples` recipe, as `make samples` passes."""
     makefile = (REPO / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
     recipe = re.search(r"^samples:.*\n((?:\t.+\n)+)", makefile, re.MULTILINE)
     assert recipe, "the Makefile has a `samples` target"
     for line in recipe.group(1).splitlines():
         words = shlex.split(line)
-        if module in words:
-            return words[words.index(module) + 1 :]
-    raise AssertionError(f"`make samples` does not run {module}")
+        if "local_world" in words and command in words:
+            return words[words.index(command) + 1 :]
+    raise AssertionError(f"`make samples` does not run `python -m local_world {command}`")
 
 
 def test_the_same_seed_writes_the_same_bytes_and_another_seed_does_not() -> None:

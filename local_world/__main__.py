@@ -1,0 +1,7 @@
+"""`python -m local_world`: the local world's command line."""
+
+import sys
+
+from local_world.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Deterministic sample files for the demo, the tests and `make samples`: order tracking and an e-commerce batch."""
