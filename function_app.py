@@ -6,6 +6,7 @@ from functools import cache
 
 import azure.functions as func
 
+from filegate.azure_storage import AzureBlobStore
 from filegate.ingest import Gate, handle_payload
 from filegate.runtime import build_gate
 from filegate.settings import Settings
@@ -16,7 +17,8 @@ app = func.FunctionApp()
 @cache
 def _gate() -> Gate:
     """Settings are read once per worker process; the Databricks SDK loads on the first event."""
-    return build_gate("azure", Settings.from_env())
+    settings = Settings.from_env()
+    return build_gate(AzureBlobStore.from_settings(settings), settings)
 
 
 def _envelope(event: func.EventGridEvent) -> dict[str, object]:

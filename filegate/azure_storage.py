@@ -18,10 +18,13 @@ from filegate.errors import (
     StorageError,
     TransientError,
 )
+from filegate.events import AZURE
 from filegate.storage import ObjectInfo
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
+
+    from filegate.settings import Settings
 
 # Event Grid gives the whole handler 30 s; fail fast and let it redeliver rather than outlive it.
 # The SDK's default back-off (15 s, then 18 s, 24 s) alone would outlast that.
@@ -101,7 +104,7 @@ def _code(exc: Exception) -> str:
 class AzureBlobStore:
     """Blob operations with the conditions that make moves safe under duplicate and late events."""
 
-    kind = "azure"
+    kind = AZURE
 
     def __init__(self, service: BlobServiceClient):
         self._service = service
@@ -112,6 +115,13 @@ class AzureBlobStore:
             "SharedKeyCredentialPolicy",
             "StorageSharedKeyCredential",
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AzureBlobStore:
+        """The store FILEGATE_AZURE_STORAGE names."""
+        if not settings.azure_storage:
+            raise SettingsError("FILEGATE_AZURE_STORAGE is not set (a connection string or an account URL)")
+        return cls.from_setting(settings.azure_storage)
 
     @classmethod
     def from_setting(cls, setting: str) -> AzureBlobStore:

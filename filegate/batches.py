@@ -33,7 +33,7 @@ from filegate.errors import (
     RunNotStarted,
     SourceChanged,
 )
-from filegate.events import GCS_ACCOUNT, Upload
+from filegate.events import Upload
 from filegate.ingest import DUPLICATE, IGNORED, REJECTED, WARNING_STATUSES, Gate, Outcome, outcome_log
 from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, member_file, read_trigger
@@ -224,7 +224,7 @@ def _read_json(gate: Gate, info: ObjectInfo) -> dict[str, Any]:
 def batch_token(gate: Gate, pipeline: str, business_date: date, members: list[dict[str, Any]]) -> str:
     """Derived from the sealed set: the same members give the same token, hence one run however often asked."""
     store = gate.store
-    account = str(getattr(store, "account", "")) if store.kind == "azure" else GCS_ACCOUNT
+    account = store.account
     pieces = sorted(f"{m['dataset']}={m['container']}/{m['path']}@{m['version']}" for m in members)
     identity = "|".join(["batch", store.kind, account, pipeline, business_date.isoformat(), *pieces])
     return TOKEN_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:56]
@@ -424,7 +424,7 @@ def _apply_overdue(gate: Gate, batch: Batch) -> Verdict:
 def _archived_as_upload(gate: Gate, info: ObjectInfo) -> Upload:
     """An archived object as an upload, so the create-only moves of `archive` apply to it unchanged."""
     store = gate.store
-    account = str(getattr(store, "account", "")) if store.kind == "azure" else GCS_ACCOUNT
+    account = store.account
     identity = f"{store.kind}|{account}|{info.container}|{info.path}|{info.version}"
     event_id = f"sweep-{hashlib.sha256(identity.encode()).hexdigest()[:24]}"
     return Upload(store.kind, account, info.container, info.path, info.size, info.version, event_id, api="sweep")

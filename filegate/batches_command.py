@@ -13,6 +13,7 @@ from typing import Any
 from filegate.batches import Batch, assess_batch, batch_dates, is_overdue
 from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.ingest import Gate
+from filegate.stores import add_target_option
 
 # Jobs API life-cycle states of a run that has not ended yet.
 _ACTIVE = frozenset({"BLOCKED", "PENDING", "QUEUED", "RUNNING", "TERMINATING", "WAITING"})
@@ -101,17 +102,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="filegate batches", description=main.__doc__)
     parser.add_argument("--pipeline", help="only this pipeline")
     parser.add_argument("--since", type=date.fromisoformat, help="only business dates from this one (YYYY-MM-DD)")
-    parser.add_argument("--target", choices=["azure", "gcp"], help="which cloud's archive (default as `sweep`)")
+    add_target_option(parser, "which cloud's archive")
     parser.add_argument("--json", action="store_true", help="one JSON object per batch")
     parser.add_argument("--offline", action="store_true", help="do not ask the Jobs API for run states")
     args = parser.parse_args(argv)
-    from filegate.runtime import build_gate
     from filegate.settings import Settings
-    from filegate.sweep import TARGETS, _default_target
+    from filegate.stores import open_gate
 
     try:
         settings = Settings.from_env()
-        gate = build_gate(TARGETS[args.target or _default_target(settings)], settings)
+        gate = open_gate(args.target, settings)
         if args.offline:
             gate = replace(gate, batch_jobs=None)
         rows = []

@@ -77,6 +77,7 @@ def handle_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from filegate.ingest import IGNORED, handle_payload
     from filegate.runtime import build_gate
+    from filegate.stores import open_store
 
     try:
         text = read_event_file(args.event_file)
@@ -96,7 +97,9 @@ def handle_main(argv: list[str]) -> int:
         return 2
     try:
         with quiet_outcome_log():
-            outcomes = handle_payload(build_gate(_store_kind(payload), Settings.from_env()), payload)
+            settings = Settings.from_env()
+            gate = build_gate(open_store(_store_kind(payload), settings), settings)
+            outcomes = handle_payload(gate, payload)
     except SettingsError as exc:
         print(f"filegate handle: configuration error: {exc}", file=sys.stderr)
         return 2

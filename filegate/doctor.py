@@ -8,12 +8,13 @@ import sys
 from filegate.errors import FilegateError
 from filegate.readiness import Check, check_job, check_local_tools, check_storage
 from filegate.settings import Settings, settings_help
+from filegate.stores import add_target_option
 
 
 def run_checks(target: str | None, *, local: bool) -> list[Check]:
     """Settings, then storage and the job when the settings allow, then (with `local`) Java, Node, Python."""
     from filegate.runtime import build_gate
-    from filegate.sweep import TARGETS
+    from filegate.stores import open_store, store_kind
 
     checks: list[Check] = []
     try:
@@ -29,9 +30,8 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
         checks.append(Check("settings", False, str(exc)))
         settings = None
     if settings is not None:
-        kind = TARGETS[target or ("azure" if settings.azure_storage else "gcp")]
         try:
-            gate = build_gate(kind, settings, check=False)
+            gate = build_gate(open_store(store_kind(target, settings), settings), settings, check=False)
         except FilegateError as exc:
             checks.append(Check("storage", False, str(exc)))
         else:
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--target", choices=("azure", "gcp"), help="which cloud (default: azure if configured)")
+    add_target_option(parser)
     parser.add_argument("--local", action="store_true", help="also check the local world's tools (make demo)")
     args = parser.parse_args(argv)
     checks = run_checks(args.target, local=args.local)

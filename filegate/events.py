@@ -16,8 +16,13 @@ GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 # hierarchical-namespace accounts; its data arrives later with FlushWithClose.
 COMMITTED_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"})
 
+# Which cloud, in one vocabulary: an upload's `store` and a Store's `kind` are AZURE or GCS.
 AZURE = "azure"
 GCS = "gcs"
+# Operators, infra/ and the settings name the clouds by platform (`--target azure|gcp`); TARGETS maps them.
+AZURE_TARGET = "azure"
+GCP_TARGET = "gcp"
+TARGETS = {AZURE_TARGET: AZURE, GCP_TARGET: GCS}
 # A GCS finalize event names no account (its source reads `projects/_/buckets/...`): every GCS upload
 # carries this placeholder, so an event and the sweep derive the same identity and run token.
 GCS_ACCOUNT = "_"

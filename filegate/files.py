@@ -19,6 +19,7 @@ from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, redriv
 from filegate.jobs import ACTIVE_STATES
 from filegate.pipelines import BATCHES_FOLDER
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo
+from filegate.stores import add_target_option
 from filegate.sweep import FAILED, RUN_PENDING, upload_from_object
 
 log = logging.getLogger(__name__)
@@ -249,18 +250,15 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--target", choices=("azure", "gcp"), help="which cloud (default: azure if configured)")
+    add_target_option(parser)
     return parser
 
 
 def _gate(args: argparse.Namespace, *, check: bool = False) -> Gate:
-    from filegate.runtime import build_gate
     from filegate.settings import Settings
-    from filegate.sweep import TARGETS
+    from filegate.stores import open_gate
 
-    settings = Settings.from_env()
-    target = args.target or ("azure" if settings.azure_storage else "gcp")
-    gate = build_gate(TARGETS[target], settings, check=check)
+    gate = open_gate(args.target, Settings.from_env(), check=check)
     gate.ensure_ready()
     return gate
 

@@ -30,6 +30,7 @@ from filegate.errors import (
     StorageError,
     TransientError,
 )
+from filegate.events import GCS, GCS_ACCOUNT
 from filegate.storage import ObjectInfo
 
 if TYPE_CHECKING:
@@ -108,14 +109,14 @@ def _generation(version: str) -> int:
 class GcsStore:
     """Object operations with the generation preconditions that make moves safe under duplicate events."""
 
-    kind = "gcs"
+    kind = GCS
 
     def __init__(self, client: Client, *, check_first: bool = False, retry_seconds: float = _RETRY_SECONDS):
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         self._client = client
         # Events name the project as `_` (projects/_/buckets/...); the store does not need more.
-        self.account = "_"
+        self.account = GCS_ACCOUNT
         self._check_first = check_first
         # The client's default retry (429, 408, 5xx, connection errors), bounded in time. Every call
         # uses it, writes included: each write carries a generation precondition, so a retried

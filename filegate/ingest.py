@@ -29,7 +29,7 @@ from filegate.errors import (
     RunNotStarted,
     SourceChanged,
 )
-from filegate.events import CURRENT_VERSION, GCS_ACCOUNT, Ignored, Upload, parse_event
+from filegate.events import AZURE, CURRENT_VERSION, Ignored, Upload, parse_event
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
 from filegate.pipelines import Pipelines
 from filegate.readiness import Readiness, describe_missing_locations
@@ -201,9 +201,8 @@ def _not_ours(gate: Gate, upload: Upload) -> str | None:
     settings, store = gate.settings, gate.store
     if upload.store != store.kind:
         return f"a {upload.store} event, but this function serves {store.kind} storage"
-    account = getattr(store, "account", None)
-    if upload.store == "azure" and account and upload.account != account:
-        return f"storage account {upload.account} is not this function's account {account}"
+    if upload.store == AZURE and upload.account != store.account:
+        return f"storage account {upload.account} is not this function's account {store.account}"
     for name, location in (("archive", settings.archive), ("rejected", settings.rejected)):
         if location.holds(upload.container, upload.path):
             return f"Filegate's own {name} write ({location}); events there are ignored so nothing loops"
@@ -307,10 +306,9 @@ def archived_upload(store: Store, info: ObjectInfo) -> Upload | None:
     container, _, path = source.partition("/")
     if not (container and path and version):
         return None
-    account = str(getattr(store, "account", "")) if store.kind == "azure" else GCS_ACCOUNT
     return Upload(
         store=store.kind,
-        account=account,
+        account=store.account,
         container=container,
         path=path,
         size=info.size,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filegate.errors import SettingsError
+from filegate.events import AZURE_TARGET, GCP_TARGET
 
 DEFAULT_JOB_NAME = "filegate-ingest"
 DEFAULT_BATCH_JOB_NAME = "filegate-batch"
@@ -22,7 +23,7 @@ class Setting:
     name: str
     description: str
     default: str | None = None
-    clouds: tuple[str, ...] = ("azure", "gcp")
+    clouds: tuple[str, ...] = (AZURE_TARGET, GCP_TARGET)
 
 
 # The settings contract. Names are the same on both clouds; tests check that the Terraform app
@@ -34,7 +35,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "FILEGATE_AZURE_STORAGE",
         "Storage account: a connection string, or an account URL used with managed identity.",
-        clouds=("azure",),
+        clouds=(AZURE_TARGET,),
     ),
     Setting("FILEGATE_JOB_ID", "Databricks job to run; wins over FILEGATE_JOB_NAME."),
     Setting("FILEGATE_JOB_NAME", "Databricks job to run, by name (resolved once per process).", DEFAULT_JOB_NAME),
@@ -48,7 +49,7 @@ SETTINGS: tuple[Setting, ...] = (
         "FILEGATE_DATABRICKS_AUTH",
         "`azure-identity` to authenticate to Databricks with the function's managed identity; "
         "empty for the SDK's own chain (DATABRICKS_TOKEN, OAuth M2M).",
-        clouds=("azure",),
+        clouds=(AZURE_TARGET,),
     ),
     Setting("FILEGATE_SAMPLE_BYTES", "How much of a file validation reads (a ranged read).", str(DEFAULT_SAMPLE_BYTES)),
     Setting("FILEGATE_MAX_FILE_BYTES", "Files larger than this are rejected.", str(DEFAULT_MAX_FILE_BYTES)),

@@ -33,7 +33,9 @@ class ObjectInfo:
 class Store(Protocol):
     """Conditional object operations. Every method raises TransientError for failures worth retrying."""
 
+    # The cloud (events.AZURE or events.GCS) and the account its events name (GCS: events.GCS_ACCOUNT).
     kind: str
+    account: str
 
     def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
         """Up to `length` bytes from the start, only if the object is still `version` ("" for any).

@@ -13,10 +13,11 @@ from functools import partial
 
 from filegate.batches import batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, SettingsError, StorageError, TransientError
-from filegate.events import AZURE, GCS, GCS_ACCOUNT, Upload
+from filegate.events import Upload
 from filegate.ingest import Gate, Outcome, handle_upload, redrive_archived
 from filegate.settings import Settings, settings_help
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store
+from filegate.stores import add_target_option
 
 log = logging.getLogger("filegate.sweep")
 
@@ -25,8 +26,6 @@ DUE = "due"
 FAILED = "failed"
 # An archived file whose run-now failed: it stays archived and the next sweep starts its run.
 RUN_PENDING = "run pending"
-# What `filegate sweep --target` accepts, mapped to the store kinds events carry.
-TARGETS = {"azure": AZURE, "gcp": GCS}
 EXIT_TRANSIENT = 75
 
 
@@ -49,11 +48,10 @@ def is_folder_marker(info: ObjectInfo) -> bool:
 
 def upload_from_object(store: Store, info: ObjectInfo) -> Upload:
     """The Upload the object's own event would have carried: same identity, hence the same run token."""
-    account = str(getattr(store, "account", "")) if store.kind == AZURE else GCS_ACCOUNT
     written = datetime.fromtimestamp(info.created, UTC).isoformat(timespec="seconds") if info.created else ""
     upload = Upload(
         store=store.kind,
-        account=account,
+        account=store.account,
         container=info.container,
         path=info.path,
         size=info.size,
@@ -186,10 +184,6 @@ def summary(outcomes: list[Outcome]) -> str:
     return "; ".join(parts) + "; run the sweep again once the cause is fixed (it finishes both)"
 
 
-def _default_target(settings: Settings) -> str:
-    return "azure" if settings.azure_storage else "gcp"
-
-
 def main(argv: list[str]) -> int:
     """`filegate sweep`: process files that sat in landing too long, and start archived files' missing runs."""
     parser = argparse.ArgumentParser(
@@ -206,22 +200,18 @@ def main(argv: list[str]) -> int:
         help=f"only files created at least this long ago (default {DEFAULT_OLDER_THAN_MINUTES}); "
         "keep it above Event Grid's first retries so live deliveries go first",
     )
-    parser.add_argument(
-        "--target",
-        choices=sorted(TARGETS),
-        help="which cloud's landing location (default: azure when FILEGATE_AZURE_STORAGE is set, else gcp)",
-    )
+    add_target_option(parser, "which cloud's landing location")
     parser.add_argument("--dry-run", action="store_true", help="list the due files without touching them")
     args = parser.parse_args(argv)
     if args.older_than < 0:
         parser.error("--older-than must not be negative")
     from filegate.cli import quiet_outcome_log
-    from filegate.runtime import build_gate
+    from filegate.stores import open_gate
 
     outcomes: list[Outcome] = []
     try:
         settings = Settings.from_env()
-        gate = build_gate(TARGETS[args.target or _default_target(settings)], settings, check=not args.dry_run)
+        gate = open_gate(args.target, settings, check=not args.dry_run)
         if not args.dry_run:
             gate.ensure_ready()
         with quiet_outcome_log():

@@ -9,7 +9,7 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from filegate.events import GCS
+from filegate.gcs_storage import GcsStore
 from filegate.ingest import Gate, handle_payload
 from filegate.runtime import build_gate
 from filegate.settings import Settings
@@ -22,7 +22,7 @@ logging.getLogger("filegate").setLevel(logging.INFO)
 @functools.cache
 def gate() -> Gate:
     """Settings, storage client and job trigger: built on the first event, reused by every later one."""
-    return build_gate(GCS, Settings.from_env())
+    return build_gate(GcsStore.from_environment(), Settings.from_env())
 
 
 @functions_framework.cloud_event

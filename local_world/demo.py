@@ -27,7 +27,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from filegate.errors import FilegateError
-from filegate.events import AZURE
 from filegate.ingest import ARCHIVED, REJECTED, Outcome
 from filegate.settings import Location, Settings
 from filegate.status import (
@@ -253,10 +252,12 @@ def upload_and_deliver(
 
 
 def _gate(world: LocalWorld) -> Gate:
+    from filegate.azure_storage import AzureBlobStore
     from filegate.jobs import DatabricksJobs
     from filegate.runtime import build_gate
 
-    return replace(build_gate(AZURE, world.settings), jobs=DatabricksJobs(world.settings, world.client))
+    store = AzureBlobStore.from_settings(world.settings)
+    return replace(build_gate(store, world.settings), jobs=DatabricksJobs(world.settings, world.client))
 
 
 def _describe(result: FileResult) -> str:

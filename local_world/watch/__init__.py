@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from filegate.errors import SettingsError, TransientError
-from filegate.events import AZURE, BLOB_CREATED, GCS
+from filegate.events import AZURE_TARGET, BLOB_CREATED, GCP_TARGET
 from filegate.settings import Settings
 from local_world.emulators import stop_requested
 from local_world.watch._envelopes import Event, StoredObject, blob_created_event, finalized_event
@@ -70,9 +69,6 @@ __all__ = [
     "watched_locations",
 ]
 
-AZURE_TARGET = "azure"
-GCP_TARGET = "gcp"
-
 
 def print_report(report: DeliveryReport) -> None:
     """The watch command's line per delivery attempt."""
@@ -111,14 +107,16 @@ def build_delivery(target: str, webhook: str, function_name: str, settings: Sett
     from filegate.runtime import build_gate
 
     if target == AZURE_TARGET:
-        gate = build_gate(AZURE, settings)
+        from filegate.azure_storage import AzureBlobStore
+
+        gate = build_gate(AzureBlobStore.from_settings(settings), settings)
     else:
         from filegate.gcs_storage import GcsStore
 
         # The store reads STORAGE_EMULATOR_HOST by itself; --gcs-endpoint must win over it, or the core
         # would look for the file on another emulator (or in the cloud) than the one it was listed on.
         store = GcsStore.from_environment({**os.environ, "STORAGE_EMULATOR_HOST": gcs_endpoint})
-        gate = replace(build_gate(GCS, settings), store=store)
+        gate = build_gate(store, settings)
     # The checks every first event would make, at start: a misconfiguration is named before any delivery.
     gate.ensure_ready()
     return deliver_in_process(gate)

@@ -1,0 +1,43 @@
+"""The store for a cloud the operator names: what the commands that serve either cloud open.
+
+The deployed functions do not come here: each adapter opens its own cloud's store, so the GCP
+function's folder holds no Azure code (and the other way round).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from filegate.errors import SettingsError
+from filegate.events import AZURE, AZURE_TARGET, GCP_TARGET, GCS, TARGETS
+from filegate.ingest import Gate
+from filegate.runtime import build_gate
+from filegate.settings import Settings
+from filegate.storage import Store
+
+
+def add_target_option(parser: argparse.ArgumentParser, what: str = "which cloud") -> None:
+    parser.add_argument("--target", choices=sorted(TARGETS), help=f"{what} (default: azure if configured, else gcp)")
+
+
+def store_kind(target: str | None, settings: Settings) -> str:
+    """The store kind for `--target`, or the configured cloud: Azure when its storage is set, else GCS."""
+    return TARGETS[target or (AZURE_TARGET if settings.azure_storage else GCP_TARGET)]
+
+
+def open_store(kind: str, settings: Settings) -> Store:
+    """The store for one cloud; its SDK is imported only here, when that cloud is used."""
+    if kind == AZURE:
+        from filegate.azure_storage import AzureBlobStore
+
+        return AzureBlobStore.from_settings(settings)
+    if kind == GCS:
+        from filegate.gcs_storage import GcsStore
+
+        return GcsStore.from_environment()
+    raise SettingsError(f"unknown store kind {kind!r}")
+
+
+def open_gate(target: str | None, settings: Settings, *, check: bool = True) -> Gate:
+    """The gate on the named (or configured) cloud's store."""
+    return build_gate(open_store(store_kind(target, settings), settings), settings, check=check)
