@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 from local_world import ROOT
+from tests.test_layout import imported_modules
 
 BUILD = ROOT / "gcp_function" / "build.py"
 
@@ -25,13 +26,44 @@ def test_the_zip_is_byte_identical_across_builds(tmp_path: Path) -> None:
     assert first.read_bytes() == second.read_bytes()
 
 
-def test_the_folder_holds_the_function_and_the_core_it_needs(function_source: Path) -> None:
+def _reached_from_main(folder: Path) -> set[str]:
+    """The vendored modules main.py reaches, walked with the layout test's own import reader."""
+    reached: set[str] = set()
+    todo = ["main"]
+    while todo:
+        module = todo.pop()
+        path = _source(folder, module)
+        assert path is not None, f"{module} is imported but not in the folder"
+        for name in imported_modules(path.read_text(encoding="utf-8"), module, is_package=path.name == "__init__.py"):
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):
+                candidate = ".".join(parts[:depth])
+                if parts[0] != "filegate" or candidate in reached or _source(ROOT, candidate) is None:
+                    continue  # another package, seen already, or a name imported from a module
+                assert _source(folder, candidate) is not None, f"{module} imports {candidate}, which is left out"
+                reached.add(candidate)
+                todo.append(candidate)
+    return reached
+
+
+def _source(folder: Path, module: str) -> Path | None:
+    base = folder.joinpath(*module.split("."))
+    return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
+
+
+def test_the_folder_holds_the_function_the_core_it_imports_and_nothing_else(function_source: Path) -> None:
     names = {path.relative_to(function_source).as_posix() for path in function_source.rglob("*") if path.is_file()}
+    vendored = {
+        name.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+        for name in names
+        if name.startswith("filegate/") and name.endswith(".py")
+    }
 
     assert {"main.py", "requirements.txt", "filegate/gcs_storage.py", "filegate/datasets/order_tracking.toml"} <= names
-    assert not any(
-        name.startswith("filegate/local_jobs") or name.endswith((".pyc", "azure_storage.py")) for name in names
-    )
+    # Nothing main.py does not reach: the other cloud's store and the operator commands stay home.
+    assert vendored == _reached_from_main(function_source)
+    assert not {"filegate.azure_storage", "filegate.cli", "filegate.sweep", "filegate.status"} & vendored
+    assert not any(name.startswith(("local_world", "spark_jobs", "tests")) or name.endswith(".pyc") for name in names)
     assert (function_source / "requirements.txt").read_text() == (
         ROOT / "gcp_function" / "requirements.txt"
     ).read_text()
