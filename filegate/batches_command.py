@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+from filegate import exits
 from filegate.batches import Batch, assess_batch, batch_dates, is_overdue
-from filegate.errors import FilegateError, SettingsError, TransientError
+from filegate.errors import FilegateError
 from filegate.ingest import Gate
 from filegate.stores import add_target_option
 
@@ -120,21 +120,14 @@ def main(argv: list[str]) -> int:
             if row.run_id is not None and not args.offline:
                 row = describe_batch(gate, batch, run_state(gate, row.run_id))
             rows.append(row)
-    except SettingsError as exc:
-        print(f"filegate batches: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except TransientError as exc:
-        print(f"filegate batches: cannot read the archive, try again: {exc}", file=sys.stderr)
-        return 75
     except FilegateError as exc:
-        print(f"filegate batches: {exc}", file=sys.stderr)
-        return 1
+        return exits.report_failure("filegate batches", exc, try_again="cannot read the archive, try again")
     if args.json:
         for row in rows:
             print(json.dumps(row.to_dict()))
-        return 0
+        return exits.OK
     print(format_rows(rows))
-    return 0
+    return exits.OK
 
 
 def format_rows(rows: list[BatchRow]) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filegate import exits
 from filegate.contracts import BUILTIN_DATASETS, Contract, Contracts, load_contracts, read_contract
 from filegate.errors import ContractError
 from filegate.pipelines import PIPELINE_KIND, parse_pipeline
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [path for path in paths if not path.exists()]
     if missing:
         print(f"filegate check: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     contracts, findings = check_files(contract_files(paths))
     if not args.no_spark:
         findings.extend(_spark_findings(contracts))
@@ -203,6 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     checked = f"{sum(contract.source not in flawed for contract in contracts)} of {len(contracts)} contract(s) sound"
     if findings:
         print(f"filegate check: {len(findings)} problem(s); {checked}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     print(f"filegate check: {checked}")
-    return 0
+    return exits.OK

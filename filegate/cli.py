@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from filegate.errors import FilegateError, SettingsError, TransientError
+from filegate import exits
+from filegate.errors import FilegateError
 from filegate.events import AZURE, GCS, GCS_FINALIZED
 
 OUTCOME_LOGGER = "filegate.outcome"
@@ -70,7 +71,8 @@ def handle_main(argv: list[str]) -> int:
         prog="filegate handle",
         description=handle_main.__doc__,
         epilog=settings_help()
-        + "\n\nexit codes: 0 a file was processed, 1 nothing was processed, 2 configuration, 75 try again",
+        + f"\n\nexit codes: {exits.OK} a file was processed, {exits.FAILED} nothing was processed, "
+        f"{exits.CONFIG} configuration, {exits.TRY_AGAIN} try again",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("event_file", help="an Event Grid, CloudEvents or GCS CloudEvent JSON file ('-' for stdin)")
@@ -83,38 +85,31 @@ def handle_main(argv: list[str]) -> int:
         text = read_event_file(args.event_file)
     except FileNotFoundError:
         print(f"filegate handle: {args.event_file}: no such file", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     except UnicodeDecodeError:
         print(f"filegate handle: {args.event_file} is not a text file; give an event as JSON", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     except OSError as exc:
         print(f"filegate handle: cannot read {args.event_file}: {exc}", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         print(f"filegate handle: {args.event_file} is not JSON: {exc}", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     try:
         with quiet_outcome_log():
             settings = Settings.from_env()
             gate = build_gate(open_store(_store_kind(payload), settings), settings)
             outcomes = handle_payload(gate, payload)
-    except SettingsError as exc:
-        print(f"filegate handle: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except TransientError as exc:
-        print(f"filegate handle: transient failure, try again: {exc}", file=sys.stderr)
-        return 75
     except FilegateError as exc:
-        print(f"filegate handle: {exc}", file=sys.stderr)
-        return 1
+        return exits.report_failure("filegate handle", exc, try_again="transient failure, try again")
     for outcome in outcomes:
         print(outcome.to_json())
     if all(outcome.status == IGNORED for outcome in outcomes):
         print("filegate handle: nothing was processed (see each outcome's reasons)", file=sys.stderr)
-        return 1
-    return 0
+        return exits.FAILED
+    return exits.OK
 
 
 def _version() -> str:
@@ -134,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.update({name: help_text for name, (_, help_text) in _MODULE_COMMANDS.items()})
     if argv and argv[0] == "--version":
         print(f"filegate {_version()}")
-        return 0
+        return exits.OK
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         known = not argv or argv[0] in ("-h", "--help")
         out = sys.stdout if known else sys.stderr
@@ -144,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ncommands:", file=out)
         for name, help_text in commands.items():
             print(f"  {name:<12} {help_text}", file=out)
-        return 0 if known else 2
+        return exits.OK if known else exits.CONFIG
     command, rest = argv[0], argv[1:]
     if command == "handle":
         return handle_main(rest)

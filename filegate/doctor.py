@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from filegate import exits
 from filegate.errors import FilegateError
 from filegate.readiness import Check, check_job, check_local_tools, check_storage
 from filegate.settings import Settings, settings_help
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> int:
         print(f"{'OK  ' if check.ok else 'FIX '} {check.name}: {check.detail}")
     failed = sum(not check.ok for check in checks)
     print(f"{len(checks) - failed} OK, {failed} to fix" if failed else f"all {len(checks)} checks OK")
-    return 1 if failed else 0
+    return exits.FAILED if failed else exits.OK
 
 
 if __name__ == "__main__":

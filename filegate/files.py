@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
+from filegate import exits
 from filegate.archive import REPORT_SUFFIX, report_path
 from filegate.errors import FilegateError, ObjectNotFound, RunNotStarted, SourceChanged, StorageError
 from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, redrive_archived
@@ -237,9 +238,6 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
 
 # The commands. Each builds the gate from the environment, as `filegate sweep` does.
 
-EXIT_CONFIG = 2
-EXIT_TRANSIENT = 75
-
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     from filegate.settings import settings_help
@@ -264,19 +262,10 @@ def _gate(args: argparse.Namespace, *, check: bool = False) -> Gate:
 
 
 def _run_command(prog: str, body: Callable[[], int]) -> int:
-    from filegate.errors import SettingsError, TransientError
-
     try:
         return body()
-    except SettingsError as exc:
-        print(f"filegate {prog}: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except TransientError as exc:
-        print(f"filegate {prog}: try again: {exc}", file=sys.stderr)
-        return EXIT_TRANSIENT
     except FilegateError as exc:
-        print(f"filegate {prog}: {exc}", file=sys.stderr)
-        return 1
+        return exits.report_failure(f"filegate {prog}", exc)
 
 
 def _print_outcomes(outcomes: list[Outcome]) -> int:
@@ -285,8 +274,8 @@ def _print_outcomes(outcomes: list[Outcome]) -> int:
     left = [o for o in outcomes if o.status in (FAILED, RUN_PENDING)]
     if left:
         print(f"{len(left)} file(s) not finished; see their reasons", file=sys.stderr)
-        return EXIT_TRANSIENT
-    return 0
+        return exits.TRY_AGAIN
+    return exits.OK
 
 
 def rejected_main(argv: list[str]) -> int:
@@ -306,7 +295,7 @@ def rejected_main(argv: list[str]) -> int:
         rows = [[f.path, f.dataset, f.rejected_at, "; ".join(f.reasons)] for f in found]
         print(render_table(("REJECTED FILE", "DATASET", "REJECTED AT", "REASONS"), rows))
         print(f"{len(found)} rejected file(s)")
-        return 0
+        return exits.OK
 
     return _run_command("rejected", body)
 
@@ -325,7 +314,7 @@ def archived_main(argv: list[str]) -> int:
         rows = [[f.path, f.dataset, f.business_date, f.run_id, f.state] for f in found]
         print(render_table(("ARCHIVED FILE", "DATASET", "DATE", "RUN", "STATE"), rows))
         print(f"{len(found)} archived file(s), {sum(f.state == NO_RUN for f in found)} without a run")
-        return 0
+        return exits.OK
 
     return _run_command("archived", body)
 
@@ -346,7 +335,7 @@ def reconcile_main(argv: list[str]) -> int:
             rows = [[f.path, f.run_id, f.state] for f in found]
             print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))
             print(f"{len(found)} archived file(s) without a successful run; `filegate reconcile --redrive` re-drives")
-            return 1 if found else 0
+            return exits.FAILED if found else exits.OK
         return _print_outcomes([redrive(gate, f) for f in found])
 
     return _run_command("reconcile", body)
@@ -363,7 +352,7 @@ def backfill_main(argv: list[str]) -> int:
         files = sorted(path for path in args.folder.glob(args.pattern) if path.is_file())
         if not files:
             print(f"filegate backfill: no {args.pattern} files in {args.folder}", file=sys.stderr)
-            return 1
+            return exits.FAILED
         gate = _gate(args, check=True)
         counts: dict[str, int] = {}
         for index, (file, outcome) in enumerate(backfill_files(gate, files), start=1):
@@ -372,7 +361,7 @@ def backfill_main(argv: list[str]) -> int:
             print(f"[{index}/{len(files)}] {file.name}: {outcome.status} {detail}", flush=True)
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
         print(f"backfill of {len(files)} file(s): {summary}")
-        return EXIT_TRANSIENT if counts.get(FAILED) or counts.get(RUN_PENDING) else 0
+        return exits.TRY_AGAIN if counts.get(FAILED) or counts.get(RUN_PENDING) else exits.OK
 
     return _run_command("backfill", body)
 
@@ -395,7 +384,7 @@ def deadletters_main(argv: list[str]) -> int:
             for letter in letters:
                 print(f"{letter.path}: {letter.reason}")
             print(f"{len(letters)} dead letter(s) in {args.dir}")
-            return 0
+            return exits.OK
         gate = _gate(args, check=True)
         outcomes: list[Outcome] = []
         for letter in letters:

@@ -15,6 +15,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from filegate import exits
 from filegate.errors import FilegateError, SettingsError
 from filegate.jobs import ACTIVE_STATES
 
@@ -245,14 +246,14 @@ def main(argv: list[str]) -> int:
     except (SettingsError, ValueError) as exc:
         # The SDK raises ValueError for missing or conflicting credentials.
         print(f"filegate status: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     except (FilegateError, DatabricksError, OSError) as exc:
         print(f"filegate status: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     if args.json:
         print(json.dumps([run.as_dict() for run in runs], indent=2))
     else:
         # With FILEGATE_JOB_ID the name is not configured; a run carries its job's name.
         job_name = settings.job_name if settings.job_id is None else (runs[0].run_name if runs else "") or "?"
         print(render_runs(runs, job_name, job_id, host))
-    return 0
+    return exits.OK

@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+from filegate import exits
 from filegate.batches import batch_dates, sweep_batch
-from filegate.errors import FilegateError, RunNotStarted, SettingsError, StorageError, TransientError
+from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
 from filegate.ingest import Gate, Outcome, handle_upload, redrive_archived
 from filegate.settings import Settings, settings_help
@@ -26,7 +27,6 @@ DUE = "due"
 FAILED = "failed"
 # An archived file whose run-now failed: it stays archived and the next sweep starts its run.
 RUN_PENDING = "run pending"
-EXIT_TRANSIENT = 75
 
 
 @dataclass(frozen=True)
@@ -218,20 +218,15 @@ def main(argv: list[str]) -> int:
             for outcome in sweep_all(gate, timedelta(minutes=args.older_than), dry_run=args.dry_run):
                 print(outcome.to_json(), flush=True)
                 outcomes.append(outcome)
-    except SettingsError as exc:
-        moved = ", after the files listed above" if outcomes else ", nothing was moved"
-        print(f"filegate sweep: configuration error{moved}: {exc}", file=sys.stderr)
-        return 2
-    except TransientError as exc:
-        print(f"filegate sweep: cannot start, nothing was moved; try again: {exc}", file=sys.stderr)
-        return EXIT_TRANSIENT
     except FilegateError as exc:
-        print(f"filegate sweep: {exc}", file=sys.stderr)
-        return 1
+        moved = ", after the files listed above" if outcomes else ", nothing was moved"
+        return exits.report_failure(
+            "filegate sweep", exc, config_note=moved, try_again="cannot start, nothing was moved; try again"
+        )
     if any(outcome.status in (FAILED, RUN_PENDING) for outcome in outcomes):
         print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
-        return EXIT_TRANSIENT
-    return 0
+        return exits.TRY_AGAIN
+    return exits.OK
 
 
 if __name__ == "__main__":

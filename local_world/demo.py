@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from filegate import exits
 from filegate.errors import FilegateError
 from filegate.ingest import ARCHIVED, REJECTED, Outcome
 from filegate.settings import Location, Settings
@@ -560,7 +561,7 @@ def run_demo(
                 print("Stopping.", file=out)
         else:
             print(f"\n{render_revisit(state, world.jobs.url)}", file=out)
-    return 1 if problems else 0
+    return exits.FAILED if problems else exits.OK
 
 
 def _log_to_file(path: Path) -> None:
@@ -612,13 +613,13 @@ def main(argv: list[str]) -> int:
     if missing:
         for check in missing:
             print(f"python -m local_world demo: {check.name}: {check.detail}", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     lock = FolderLock(args.state_dir, "python -m local_world demo")
     try:
         lock.acquire()
     except FolderInUse as exc:
         print(f"python -m local_world demo: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     # Ctrl-C and SIGTERM both unwind through the context managers that stop what the demo started
     # (a shell may start background jobs with SIGINT ignored; the demo wants it either way).
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -640,10 +641,10 @@ def main(argv: list[str]) -> int:
         )
     except KeyboardInterrupt:
         print("\nInterrupted: stopped everything the demo started.", file=sys.stderr)
-        return 130
+        return exits.INTERRUPTED
     except FilegateError as exc:
         print(f"python -m local_world demo: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

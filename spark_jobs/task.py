@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from filegate import exits
 from filegate.contracts import Contract, load_contracts
 from filegate.errors import FilegateError
 from spark_jobs.processing_log import FAILED, RunRecord, append_run
@@ -120,7 +121,7 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
         arguments = parse_arguments(argv, f"Filegate {task}: load one file of a dataset.")
     except TaskArgumentError as exc:
         print(f"{task}: {exc}", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     warehouse: Warehouse | None = None
     spark: SparkSession | None = None
     try:
@@ -151,5 +152,5 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
                 append_run(spark, warehouse, record)
             except Exception as log_exc:
                 print(f"{task}: could not write processing_log either: {log_exc}", file=sys.stderr)
-        return 1
-    return 0
+        return exits.FAILED
+    return exits.OK

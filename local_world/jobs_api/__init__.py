@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from filegate import exits
 from local_world.emulators import stop_requested
 from local_world.jobs_api._bundle import BundleError, JobSpec, TaskSpec, load_bundle, load_bundle_files
 from local_world.jobs_api._faults import Fault, RecordedRequest
@@ -121,7 +122,7 @@ def main(argv: list[str]) -> int:
         jobs = load_bundle_files(args.bundle or bundle_job_files(), local_variables(overrides))
     except BundleError as exc:
         print(f"python -m local_world jobs-api: {exc}", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     storage = None
     if args.azure_storage or args.gcs_endpoint:
         storage = SourceStorage(args.azure_storage, args.gcs_endpoint)
@@ -144,10 +145,10 @@ def main(argv: list[str]) -> int:
         )
     except FolderInUse as exc:
         print(f"python -m local_world jobs-api: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     except OSError as exc:
         print(f"python -m local_world jobs-api: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
 
     stop = stop_requested()
     # The socket listens from construction on; the address goes first, before runs an earlier server
@@ -160,4 +161,4 @@ def main(argv: list[str]) -> int:
         stop.wait()
     finally:
         server.stop()
-    return 0
+    return exits.OK

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
+from filegate import exits
 from filegate.errors import SettingsError, TransientError
 from filegate.events import AZURE_TARGET, BLOB_CREATED, GCP_TARGET
 from filegate.settings import Settings
@@ -159,12 +159,8 @@ def main(argv: list[str]) -> int:
         settings = Settings.from_env()
         source = build_source(args.target, settings, args.gcs_endpoint)
         deliver = build_delivery(args.target, args.webhook, args.function_name, settings, args.gcs_endpoint)
-    except SettingsError as exc:
-        print(f"python -m local_world watch: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except TransientError as exc:
-        print(f"python -m local_world watch: cannot start, try again: {exc}", file=sys.stderr)
-        return 75
+    except (SettingsError, TransientError) as exc:
+        return exits.report_failure("python -m local_world watch", exc, try_again="cannot start, try again")
     locations = watched_locations(settings, args.include_filegate_locations)
     watcher = Watcher(
         source,
@@ -180,7 +176,7 @@ def main(argv: list[str]) -> int:
     if args.once:
         watcher.poll()
         watcher.drain(timeout=float("inf"))
-        return 1 if watcher.dropped else 0
+        return exits.FAILED if watcher.dropped else exits.OK
     watcher.run(stop_requested(), args.interval)
     print(f"stopped: {watcher.delivered} delivered, {len(watcher.dropped)} dead-lettered, {watcher.pending()} pending")
-    return 1 if watcher.dropped else 0
+    return exits.FAILED if watcher.dropped else exits.OK

@@ -1,0 +1,39 @@
+"""One exit-code policy for every command (`filegate`, `python -m local_world`, the Spark tasks).
+
+Schedulers and shells act on the code alone: CONFIG means fix something first (retrying changes
+nothing; argparse exits 2 for bad arguments too), TRY_AGAIN means the same command may succeed later
+(EX_TEMPFAIL of sysexits.h), FAILED means it ran and something needs a person's look.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from filegate.errors import FilegateError, SettingsError, TransientError
+
+OK = 0
+FAILED = 1
+CONFIG = 2
+TRY_AGAIN = 75
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def exit_code(exc: FilegateError) -> int:
+    """The code the policy gives an error: settings CONFIG, transient TRY_AGAIN, anything else FAILED."""
+    if isinstance(exc, SettingsError):
+        return CONFIG
+    if isinstance(exc, TransientError):
+        return TRY_AGAIN
+    return FAILED
+
+
+def report_failure(prog: str, exc: FilegateError, *, config_note: str = "", try_again: str = "try again") -> int:
+    """Say why on stderr, in the words that tell the operator what to do, and return the error's code."""
+    code = exit_code(exc)
+    if code == CONFIG:
+        print(f"{prog}: configuration error{config_note}: {exc}", file=sys.stderr)
+    elif code == TRY_AGAIN:
+        print(f"{prog}: {try_again}: {exc}", file=sys.stderr)
+    else:
+        print(f"{prog}: {exc}", file=sys.stderr)
+    return code
