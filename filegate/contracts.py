@@ -138,7 +138,7 @@ def typed_value(type_name: str, text: str) -> Any:
     if type_name == "date":
         return date.fromisoformat(text)
     if type_name == "timestamp":
-        return utc_timestamp(text)
+        return _utc_timestamp(text)
     return Decimal(text)
 
 
@@ -170,7 +170,7 @@ def _check_calendar(type_name: str, text: str) -> str | None:
         if type_name == "date":
             date.fromisoformat(text)
         elif type_name == "timestamp":
-            utc_timestamp(text).astimezone(UTC)
+            _utc_timestamp(text).astimezone(UTC)
         elif type_name.startswith("decimal"):
             Decimal(text)
     except (ValueError, InvalidOperation, OverflowError):
@@ -786,7 +786,7 @@ def _kind(path: Path) -> str:
     return str(kind)
 
 
-def utc_timestamp(text: str) -> datetime:
+def _utc_timestamp(text: str) -> datetime:
     """Parse a contract timestamp; a value without offset is UTC."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -27,18 +27,6 @@ DUE = "due"
 FAILED = "failed"
 # An archived file whose run-now failed: it stays archived and the next sweep starts its run.
 RUN_PENDING = "run pending"
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """What one pass found: the outcome of every due file, and how many failed for now."""
-
-    outcomes: tuple[Outcome, ...]
-    failed: int
-
-    @property
-    def runs_pending(self) -> int:
-        return sum(1 for outcome in self.outcomes if outcome.status == RUN_PENDING)
 
 
 def is_folder_marker(info: ObjectInfo) -> bool:
@@ -164,12 +152,6 @@ def sweep_pipeline_batches(gate: Gate) -> Iterator[Outcome]:
                 continue
             if outcome is not None:
                 yield outcome
-
-
-def run_sweep(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -> Sweep:
-    """Sweep the landing location, the archive's runless files, then the pipeline batches; collect the outcomes."""
-    outcomes = tuple(sweep_all(gate, older_than, dry_run=dry_run))
-    return Sweep(outcomes, sum(1 for outcome in outcomes if outcome.status in (FAILED, RUN_PENDING)))
 
 
 def summary(outcomes: list[Outcome]) -> str:

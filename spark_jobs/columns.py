@@ -23,12 +23,10 @@ from filegate.contracts import BUSINESS_DATE, Contract
 BATCH_ID = "_batch_id"
 SOURCE_FILE = "_source_file"
 INGESTED_AT = "_ingested_at"
-LINEAGE = (BATCH_ID, SOURCE_FILE, INGESTED_AT)
 
 EFFECTIVE_FROM = "effective_from"
 EFFECTIVE_TO = "effective_to"
 IS_CURRENT = "is_current"
-HISTORY = (EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT)
 
 REASON = "reason"
 # The ids of every rule a row broke (`customers.email.pattern`, `orders.check.ordered_not_in_future`).

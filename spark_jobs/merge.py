@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from filegate.contracts import Contract
+from filegate.errors import UnsafeSql
 from spark_jobs.columns import EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT
 
 SOURCE = "s"
@@ -38,7 +39,7 @@ class MergeSpec:
 def _checked(names: Sequence[str]) -> tuple[str, ...]:
     bad = [name for name in names if not _IDENTIFIER.match(name)]
     if bad:
-        raise ValueError(f"column names must be lower-case identifiers to be merged: {', '.join(bad)}")
+        raise UnsafeSql(f"column names must be lower-case identifiers to be merged: {', '.join(bad)}")
     return tuple(names)
 
 

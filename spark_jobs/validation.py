@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from filegate.contracts import Column, Contract, typed_value
+from filegate.errors import FilegateError
 from filegate.patterns import shared_pattern
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
 from spark_jobs.columns import REASON as REASON_COLUMN
@@ -24,7 +25,7 @@ _FIELDS = "_fields"
 _END_MARKER = "\u0001"
 
 
-class HeaderMismatch(ValueError):
+class HeaderMismatch(FilegateError):
     """The file's first line is not the contract's column list."""
 
 

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from filegate.errors import UnsafeSql
 from spark_jobs.columns import BATCH_ID
 from spark_jobs.merge import MergeSpec
 
@@ -71,7 +72,7 @@ class LocalWarehouse:
     def name(self, table: str) -> str:
         path = str(self.path(table))
         if "`" in path:
-            raise ValueError(f"a local warehouse path cannot hold a backtick: {path}")
+            raise UnsafeSql(f"a local warehouse path cannot hold a backtick: {path}")
         return f"delta.`{path}`"
 
     def describe(self) -> str:
@@ -100,7 +101,7 @@ class MergeCounts:
 def sql_string(text: str) -> str:
     """A SQL string literal of `text`, which must hold no quote, backslash or control character."""
     if not re.fullmatch(r"[^'\\\x00-\x1f\x7f]*", text):
-        raise ValueError(f"{text!r} cannot be written as a plain SQL literal (no quote, backslash or control)")
+        raise UnsafeSql(f"{text!r} cannot be written as a plain SQL literal (no quote, backslash or control)")
     return f"'{text}'"
 
 
@@ -279,5 +280,5 @@ def merge_statement(target: str, view: str, spec: MergeSpec) -> str:
 def _quoted(name: str) -> str:
     """One identifier in backticks, for SQL."""
     if "`" in name:
-        raise ValueError(f"a table, schema or column name cannot hold a backtick: {name!r}")
+        raise UnsafeSql(f"a table, schema or column name cannot hold a backtick: {name!r}")
     return f"`{name}`"

@@ -27,9 +27,10 @@ from filegate.contracts import load_contracts
 from filegate.errors import RunNotStarted
 from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, Outcome, handle_payload
 from filegate.pipelines import Pipelines, load_pipelines
-from filegate.sweep import RUN_PENDING, run_sweep, sweep_pipeline_batches
+from filegate.sweep import RUN_PENDING, sweep_pipeline_batches
 from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import World, run_parameters
+from tests.test_sweep import run_sweep
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "ecommerce"
 MEMBERS = ("customers", "products", "inventory", "orders", "shipping")

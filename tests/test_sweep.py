@@ -9,14 +9,28 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, handle_payload
-from filegate.sweep import DUE, FAILED, RUN_PENDING, main, run_sweep
+from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, Outcome, handle_payload
+from filegate.sweep import DUE, FAILED, RUN_PENDING, main, sweep_all
 from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
 
 NAME = "order_tracking_2024_03_05.csv"
 DATA = csv_bytes([tracking_row(i) for i in range(10)])
 HOUR = timedelta(hours=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """What one pass found: the outcome of every due file, and how many did not finish for now."""
+
+    outcomes: tuple[Outcome, ...]
+    failed: int
+
+
+def run_sweep(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -> Sweep:
+    """One sweep pass, as `filegate sweep` runs it, its outcomes collected."""
+    outcomes = tuple(sweep_all(gate, older_than, dry_run=dry_run))
+    return Sweep(outcomes, sum(1 for outcome in outcomes if outcome.status in (FAILED, RUN_PENDING)))
 
 
 def later(gate: Gate, delta: timedelta) -> Gate:

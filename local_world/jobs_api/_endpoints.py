@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from filegate.errors import FilegateError
 from local_world.jobs_api._api import job_json, output_json, run_json
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ MULTI_TASK_OUTPUT = (
 )
 
 
-class ApiError(Exception):
+class ApiError(FilegateError):
     """An answer in the Jobs API's error shape."""
 
     def __init__(self, status: int, error_code: str, message: str) -> None:

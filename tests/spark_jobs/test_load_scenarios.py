@@ -5,20 +5,26 @@ from __future__ import annotations
 import csv
 import shutil
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
-from filegate.contracts import Contract, load_contracts, utc_timestamp
+from filegate.contracts import Contract, load_contracts
 from spark_jobs import stage_load, target_load
 from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
 
 ORDER_TRACKING = load_contracts()["order_tracking"]
+
+
+def utc_timestamp(text: str) -> datetime:
+    """A sample's timestamp as the contract reads it: an offset where given, else UTC."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def task_arguments(lake: Lake, source: Path, batch_id: str, dataset: str = "order_tracking", **extra: str) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from filegate.contracts import Contract, load_contracts
+from filegate.errors import UnsafeSql
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
 from spark_jobs.columns import target_schema
 from spark_jobs.merge import latest_wins_merge
@@ -89,5 +90,5 @@ def test_latest_wins_merge_never_regresses_and_repeats_are_no_ops(spark: SparkSe
 
 
 def test_merge_refuses_identifiers_the_dialects_would_read_differently() -> None:
-    with pytest.raises(ValueError, match="lower-case identifiers"):
+    with pytest.raises(UnsafeSql, match="lower-case identifiers"):
         latest_wins_merge(ORDERS, ["tracking_num", "Status"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from filegate.errors import UnsafeSql
 from local_world.demo import read_table
 from spark_jobs.merge import MergeClause, MergeSpec
 from spark_jobs.warehouse import (
@@ -135,7 +136,7 @@ def test_sql_string_quotes_plain_text(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["a'b", "a\\b", "a\nb", "a\x00", "'"])
 def test_sql_string_refuses_quotes_backslashes_and_controls(text: str) -> None:
-    with pytest.raises(ValueError, match="plain SQL literal"):
+    with pytest.raises(UnsafeSql, match="plain SQL literal"):
         sql_string(text)
 
 
