@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 PY_REQUIREMENTS := requirements.txt requirements-dev.txt gcp_function/requirements.txt spark_jobs/requirements.txt pyproject.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help setup jars test lint typecheck demo bench bench-merge samples gcp-package checkov clean
+.PHONY: help setup jars check test lint typecheck demo local-locations bench bench-merge samples gcp-package checkov clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,8 +42,11 @@ lint: $(PY_STAMP) ## ruff (lint and format check)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(PY_STAMP) ## mypy, strict on filegate/ and spark_jobs/
+typecheck: $(PY_STAMP) ## mypy, strict on filegate/, spark_jobs/ and local_world/
 	$(BIN)/mypy
+
+check: $(PY_STAMP) lint typecheck ## Fast: lint, types and the tests that start no service (no emulator, JVM or demo)
+	$(BIN)/python -m pytest -q -m "not services"
 
 test: setup lint typecheck checkov ## The whole suite: lint, types, unit, emulator, Spark and infra tests
 	$(BIN)/python -m pytest
@@ -76,6 +79,10 @@ samples: setup ## Regenerate data/samples (deterministic)
 
 demo: setup ## The whole flow on this machine: Azurite, watcher, function, local Jobs API, Spark
 	$(BIN)/python -m local_world demo $(ARGS)
+
+TARGET ?= azure
+local-locations: $(PY_STAMP) ## Create landing/archive/rejected on a running Azurite (TARGET=gcp: the GCS emulator)
+	$(BIN)/python -m local_world locations --target $(TARGET)
 
 clean: ## Remove build output and local state (keeps .venv and node_modules)
 	rm -rf build .filegate .pytest_cache .mypy_cache .ruff_cache

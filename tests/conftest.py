@@ -28,6 +28,29 @@ from local_world.jobs_api.recording import local_jobs_api
 from tests.faults.world import World, open_azure_world, open_gcs_world
 from tests.gcp.world import BIN, PROJECT, GcpWorld, GcsEmulator, fresh_settings, function_env
 
+# A test that uses one of these starts (or shares) a real service: an emulator, a served function, a
+# JVM. It is marked `services`, and `make check` leaves such tests to `make test`.
+SERVICE_FIXTURES = frozenset(
+    {
+        "azurite",
+        "gcs_emulator",
+        "world",
+        "azure_store",
+        "azure_settings",
+        "gcs_store",
+        "gcp_world",
+        "function_source",
+        "spark",
+        "lake",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("spark"):
+            item.add_marker(pytest.mark.services)
+
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:

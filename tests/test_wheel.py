@@ -19,6 +19,9 @@ import pytest
 from local_world import ROOT
 from tests.test_layout import imported_modules
 
+# pip builds the wheel in an isolated environment it installs setuptools into: not a unit test.
+pytestmark = pytest.mark.services
+
 BUNDLE_JOBS = sorted((ROOT / "infra" / "databricks" / "resources").glob("*.job.yml"))
 # Everything the checkout holds beside the product, copied along so that leaving it out is a real test.
 _COPIED = ("pyproject.toml", "README.md", "filegate", "spark_jobs", "local_world", "tests", "bench", "gcp_function")

@@ -31,6 +31,9 @@ from local_world.emulators import is_listening
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
 from local_world.jobs_api import FolderLock, local_table
 
+# The demo starts Azurite, the local Jobs API and Spark: `make check` leaves it to `make test`.
+pytestmark = pytest.mark.services
+
 MARKER = "FILEGATE_E2E_MARKER"
 PORT_LINES = {
     "azurite": re.compile(r"Azurite blob service on http://127\.0\.0\.1:(\d+)/"),

@@ -1,0 +1,40 @@
+"""`python -m local_world locations`: create the landing, archive and rejected containers (GCS: buckets) on
+the local emulator, named by the same settings the function reads (FILEGATE_LANDING, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from filegate import exits
+from filegate.errors import FilegateError
+from filegate.events import AZURE_TARGET, GCP_TARGET
+from filegate.settings import Settings
+
+AZURITE_DEFAULT = "UseDevelopmentStorage=true"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_world locations", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", choices=(AZURE_TARGET, GCP_TARGET), default=AZURE_TARGET)
+    parser.add_argument(
+        "--azure-storage",
+        help=f"Azurite's connection string (default: FILEGATE_AZURE_STORAGE, else {AZURITE_DEFAULT})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        names = sorted({settings.landing.container, settings.archive.container, settings.rejected.container})
+        if args.target == AZURE_TARGET:
+            from filegate.azure_storage import AzureBlobStore
+
+            setting = args.azure_storage or settings.azure_storage or AZURITE_DEFAULT
+            AzureBlobStore.from_setting(setting).create_containers(*names)
+        else:
+            from filegate.gcs_storage import GcsStore
+
+            GcsStore.from_environment().create_buckets(*names)
+    except FilegateError as exc:
+        return exits.report_failure(parser.prog, exc)
+    print(f"{args.target}: {', '.join(names)} exist", file=sys.stdout)
+    return exits.OK
