@@ -1,9 +1,9 @@
 locals {
   # The names below are the settings contract in filegate/settings.py (tests/infra check it).
   filegate_settings = {
-    FILEGATE_LANDING        = google_storage_bucket.landing.name
-    FILEGATE_ARCHIVE        = google_storage_bucket.archive.name
-    FILEGATE_REJECTED       = google_storage_bucket.rejected.name
+    FILEGATE_LANDING        = google_storage_bucket.buckets["landing"].name
+    FILEGATE_ARCHIVE        = google_storage_bucket.buckets["archive"].name
+    FILEGATE_REJECTED       = google_storage_bucket.buckets["rejected"].name
     FILEGATE_JOB_NAME       = var.databricks_job_name
     FILEGATE_JOB_ID         = var.databricks_job_id
     FILEGATE_BATCH_JOB_NAME = var.databricks_batch_job_name
@@ -26,21 +26,21 @@ resource "google_service_account" "function" {
 # Archive and rejected: create-only copies and reports (ifGenerationMatch=0) and reads of what exists.
 # No role may overwrite or delete there: objectCreator + objectViewer, not objectUser.
 resource "google_storage_bucket_iam_member" "function_reads_landing" {
-  bucket = google_storage_bucket.landing.name
+  bucket = google_storage_bucket.buckets["landing"].name
   role   = "roles/storage.objectViewer"
   member = google_service_account.function.member
 }
 
 resource "google_storage_bucket_iam_member" "function_deletes_landing" {
-  bucket = google_storage_bucket.landing.name
+  bucket = google_storage_bucket.buckets["landing"].name
   role   = google_project_iam_custom_role.object_deleter.id
   member = google_service_account.function.member
 }
 
 resource "google_storage_bucket_iam_member" "function_writes_outputs" {
   for_each = {
-    archive  = google_storage_bucket.archive.name
-    rejected = google_storage_bucket.rejected.name
+    archive  = google_storage_bucket.buckets["archive"].name
+    rejected = google_storage_bucket.buckets["rejected"].name
   }
   bucket = each.value
   role   = "roles/storage.objectCreator"
@@ -49,8 +49,8 @@ resource "google_storage_bucket_iam_member" "function_writes_outputs" {
 
 resource "google_storage_bucket_iam_member" "function_reads_outputs" {
   for_each = {
-    archive  = google_storage_bucket.archive.name
-    rejected = google_storage_bucket.rejected.name
+    archive  = google_storage_bucket.buckets["archive"].name
+    rejected = google_storage_bucket.buckets["rejected"].name
   }
   bucket = each.value
   role   = "roles/storage.objectViewer"
@@ -119,7 +119,7 @@ data "archive_file" "function_source" {
 # The object name carries the zip's hash, so a code change replaces the object and redeploys.
 resource "google_storage_bucket_object" "function_source" {
   name   = "gcp_function-${data.archive_file.function_source.output_md5}.zip"
-  bucket = google_storage_bucket.source.name
+  bucket = google_storage_bucket.buckets["source"].name
   source = data.archive_file.function_source.output_path
 }
 
@@ -180,7 +180,7 @@ resource "google_project_iam_member" "build_reads_staged_source" {
 }
 
 resource "google_storage_bucket_iam_member" "build_reads_source" {
-  bucket = google_storage_bucket.source.name
+  bucket = google_storage_bucket.buckets["source"].name
   role   = "roles/storage.objectViewer"
   member = google_service_account.build.member
 }
@@ -199,7 +199,7 @@ resource "google_cloudfunctions2_function" "filegate" {
 
     source {
       storage_source {
-        bucket = google_storage_bucket.source.name
+        bucket = google_storage_bucket.buckets["source"].name
         object = google_storage_bucket_object.function_source.name
       }
     }
@@ -230,7 +230,7 @@ resource "google_cloudfunctions2_function" "filegate" {
 
     event_filters {
       attribute = "bucket"
-      value     = google_storage_bucket.landing.name
+      value     = google_storage_bucket.buckets["landing"].name
     }
   }
 

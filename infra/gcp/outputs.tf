@@ -20,17 +20,17 @@ output "function_service_account" {
 
 output "landing_bucket" {
   description = "Bucket users upload into."
-  value       = google_storage_bucket.landing.name
+  value       = google_storage_bucket.buckets["landing"].name
 }
 
 output "archive_bucket" {
   description = "Bucket holding files that passed validation."
-  value       = google_storage_bucket.archive.name
+  value       = google_storage_bucket.buckets["archive"].name
 }
 
 output "rejected_bucket" {
   description = "Bucket holding rejected files and their reports."
-  value       = google_storage_bucket.rejected.name
+  value       = google_storage_bucket.buckets["rejected"].name
 }
 
 output "databricks_token_secret" {

@@ -37,38 +37,28 @@ resource "google_project_iam_audit_config" "storage" {
   }
 }
 
-resource "google_storage_bucket" "landing" {
-  #checkov:skip=CKV_GCP_62:Every object read and write is recorded by the Data Access audit logs that google_project_iam_audit_config.storage turns on (storage_data_access_logs, default true); usage-log buckets would duplicate them.
-  name                        = "${local.bucket_prefix}-landing"
-  location                    = upper(var.region)
-  uniform_bucket_level_access = true
-  public_access_prevention    = "enforced"
-  force_destroy               = false
-  labels                      = var.labels
-
-  depends_on = [google_project_service.apis]
-
-  versioning {
-    enabled = true
-  }
-
-  lifecycle_rule {
-    condition {
-      days_since_noncurrent_time = var.noncurrent_version_days
-    }
-    action {
-      type = "Delete"
-    }
+# The four buckets differ only in these; everything else (private, uniform access, versioned, old
+# versions deleted after noncurrent_version_days) is one block below, so no bucket can drift from it.
+#   force_destroy: only the source bucket, which holds nothing but build input, may go with its objects.
+#   nearline_after_days / delete_after_days: the age rules of each bucket's lifecycle (null: none).
+locals {
+  buckets = {
+    landing  = { force_destroy = false, nearline_after_days = null, delete_after_days = null }
+    archive  = { force_destroy = false, nearline_after_days = var.archive_nearline_after_days, delete_after_days = null }
+    rejected = { force_destroy = false, nearline_after_days = null, delete_after_days = var.rejected_retention_days }
+    # Holds the function's source zip; Cloud Build reads it from here.
+    source = { force_destroy = true, nearline_after_days = null, delete_after_days = null }
   }
 }
 
-resource "google_storage_bucket" "archive" {
+resource "google_storage_bucket" "buckets" {
   #checkov:skip=CKV_GCP_62:Every object read and write is recorded by the Data Access audit logs that google_project_iam_audit_config.storage turns on (storage_data_access_logs, default true); usage-log buckets would duplicate them.
-  name                        = "${local.bucket_prefix}-archive"
+  for_each                    = local.buckets
+  name                        = "${local.bucket_prefix}-${each.key}"
   location                    = upper(var.region)
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
-  force_destroy               = false
+  force_destroy               = each.value.force_destroy
   labels                      = var.labels
 
   depends_on = [google_project_service.apis]
@@ -77,47 +67,28 @@ resource "google_storage_bucket" "archive" {
     enabled = true
   }
 
-  lifecycle_rule {
-    condition {
-      age = var.archive_nearline_after_days
-    }
-    action {
-      type          = "SetStorageClass"
-      storage_class = "NEARLINE"
-    }
-  }
-
-  lifecycle_rule {
-    condition {
-      days_since_noncurrent_time = var.noncurrent_version_days
-    }
-    action {
-      type = "Delete"
+  dynamic "lifecycle_rule" {
+    for_each = each.value.nearline_after_days == null ? [] : [each.value.nearline_after_days]
+    content {
+      condition {
+        age = lifecycle_rule.value
+      }
+      action {
+        type          = "SetStorageClass"
+        storage_class = "NEARLINE"
+      }
     }
   }
-}
 
-resource "google_storage_bucket" "rejected" {
-  #checkov:skip=CKV_GCP_62:Every object read and write is recorded by the Data Access audit logs that google_project_iam_audit_config.storage turns on (storage_data_access_logs, default true); usage-log buckets would duplicate them.
-  name                        = "${local.bucket_prefix}-rejected"
-  location                    = upper(var.region)
-  uniform_bucket_level_access = true
-  public_access_prevention    = "enforced"
-  force_destroy               = false
-  labels                      = var.labels
-
-  depends_on = [google_project_service.apis]
-
-  versioning {
-    enabled = true
-  }
-
-  lifecycle_rule {
-    condition {
-      age = var.rejected_retention_days
-    }
-    action {
-      type = "Delete"
+  dynamic "lifecycle_rule" {
+    for_each = each.value.delete_after_days == null ? [] : [each.value.delete_after_days]
+    content {
+      condition {
+        age = lifecycle_rule.value
+      }
+      action {
+        type = "Delete"
+      }
     }
   }
 
@@ -131,28 +102,23 @@ resource "google_storage_bucket" "rejected" {
   }
 }
 
-# Holds the function's source zip; Cloud Build reads it from here.
-resource "google_storage_bucket" "source" {
-  #checkov:skip=CKV_GCP_62:Every object read and write is recorded by the Data Access audit logs that google_project_iam_audit_config.storage turns on (storage_data_access_logs, default true); usage-log buckets would duplicate them.
-  name                        = "${local.bucket_prefix}-source"
-  location                    = upper(var.region)
-  uniform_bucket_level_access = true
-  public_access_prevention    = "enforced"
-  force_destroy               = true
-  labels                      = var.labels
+# The buckets were one resource each before; these keep existing state (and the buckets) in place.
+moved {
+  from = google_storage_bucket.landing
+  to   = google_storage_bucket.buckets["landing"]
+}
 
-  depends_on = [google_project_service.apis]
+moved {
+  from = google_storage_bucket.archive
+  to   = google_storage_bucket.buckets["archive"]
+}
 
-  versioning {
-    enabled = true
-  }
+moved {
+  from = google_storage_bucket.rejected
+  to   = google_storage_bucket.buckets["rejected"]
+}
 
-  lifecycle_rule {
-    condition {
-      days_since_noncurrent_time = var.noncurrent_version_days
-    }
-    action {
-      type = "Delete"
-    }
-  }
+moved {
+  from = google_storage_bucket.source
+  to   = google_storage_bucket.buckets["source"]
 }

@@ -9,8 +9,15 @@ from conftest import TerraformModule
 FUNCTION = ("google_cloudfunctions2_function", "filegate")
 FUNCTION_MEMBER = "${google_service_account.function.member}"
 BUILD_MEMBER = "${google_service_account.build.member}"
-LANDING = "${google_storage_bucket.landing.name}"
-OUTPUTS = {"archive": "${google_storage_bucket.archive.name}", "rejected": "${google_storage_bucket.rejected.name}"}
+
+
+def bucket_name(key: str) -> str:
+    """How Terraform code refers to one of the for_each buckets' names."""
+    return '${google_storage_bucket.buckets["' + key + '"].name}'
+
+
+LANDING = bucket_name("landing")
+OUTPUTS = {"archive": bucket_name("archive"), "rejected": bucket_name("rejected")}
 DELETER = "${google_project_iam_custom_role.object_deleter.id}"
 # Every bucket-level grant there may be, as (bucket, role, member), matching the calls filegate/gcs_storage.py
 # makes: landing is read, listed and deleted from, never written (a write would be a new upload); archive
@@ -20,7 +27,7 @@ ALLOWED_BUCKET_GRANTS = {
     "function_deletes_landing": (LANDING, DELETER, FUNCTION_MEMBER),
     "function_writes_outputs": ("${each.value}", "roles/storage.objectCreator", FUNCTION_MEMBER),
     "function_reads_outputs": ("${each.value}", "roles/storage.objectViewer", FUNCTION_MEMBER),
-    "build_reads_source": ("${google_storage_bucket.source.name}", "roles/storage.objectViewer", BUILD_MEMBER),
+    "build_reads_source": (bucket_name("source"), "roles/storage.objectViewer", BUILD_MEMBER),
 }
 # Project-level grants exist only where no narrower scope does.
 ALLOWED_PROJECT_GRANTS = {
@@ -35,14 +42,35 @@ ALLOWED_PROJECT_GRANTS = {
 
 
 def test_every_bucket_is_private_uniform_and_versioned(gcp: TerraformModule) -> None:
-    buckets = gcp.of_type("google_storage_bucket")
+    # One resource over the buckets' differences: the settings below hold for each of them.
+    [bucket] = gcp.of_type("google_storage_bucket").values()
 
-    assert set(buckets) == {"landing", "archive", "rejected", "source"}
-    for name, bucket in buckets.items():
-        assert bucket["uniform_bucket_level_access"] is True, name
-        assert bucket["public_access_prevention"] == "enforced", name
-        assert bucket["versioning"][0]["enabled"] is True, name
-        assert bucket["lifecycle_rule"], name
+    assert bucket["for_each"] == "${local.buckets}"
+    assert set(gcp.locals["buckets"]) == {"landing", "archive", "rejected", "source"}
+    assert bucket["name"] == "${local.bucket_prefix}-${each.key}"
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"][0]["enabled"] is True
+    noncurrent = {"days_since_noncurrent_time": "${var.noncurrent_version_days}"}
+    assert bucket["lifecycle_rule"][0]["condition"][0] == noncurrent
+
+
+def test_only_the_source_bucket_goes_with_its_objects_and_each_keeps_its_age_rules(gcp: TerraformModule) -> None:
+    buckets = gcp.locals["buckets"]
+
+    assert {name for name, bucket in buckets.items() if bucket["force_destroy"]} == {"source"}
+    assert buckets["archive"]["nearline_after_days"] == "${var.archive_nearline_after_days}"
+    assert buckets["rejected"]["delete_after_days"] == "${var.rejected_retention_days}"
+    assert buckets["landing"]["delete_after_days"] is None  # an upload waits for its event or the sweep
+
+
+def test_the_buckets_keep_their_state_across_the_for_each(gcp: TerraformModule) -> None:
+    text = (gcp.folder / "storage.tf").read_text()
+    moved = re.findall(
+        r'moved \{\s*from = google_storage_bucket\.(\w+)\s*to\s*= google_storage_bucket\.buckets\["(\w+)"\]', text
+    )
+
+    assert sorted(moved) == sorted((name, name) for name in gcp.locals["buckets"])
 
 
 def test_function_is_gen2_python_on_the_landing_finalize_event_with_retries(gcp: TerraformModule) -> None:
@@ -54,7 +82,7 @@ def test_function_is_gen2_python_on_the_landing_finalize_event_with_retries(gcp:
     assert (build["runtime"], build["entry_point"]) == ("python311", "on_object_finalized")
     assert trigger["event_type"] == "google.cloud.storage.object.v1.finalized"
     assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
-    assert trigger["event_filters"] == [{"attribute": "bucket", "value": "${google_storage_bucket.landing.name}"}]
+    assert trigger["event_filters"] == [{"attribute": "bucket", "value": bucket_name("landing")}]
     assert trigger["service_account_email"] == service["service_account_email"]
     assert service["service_account_email"] == "${google_service_account.function.email}"
     assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
@@ -138,7 +166,7 @@ def test_every_resource_waits_for_the_apis_it_calls(gcp: TerraformModule) -> Non
         ("google_artifact_registry_repository", "functions"),
         ("google_secret_manager_secret", "databricks_token"),
         ("google_cloudfunctions2_function", "filegate"),
-        *(("google_storage_bucket", name) for name in ("landing", "archive", "rejected", "source")),
+        ("google_storage_bucket", "buckets"),
     ):
         assert waiting in gcp.resources[key]["depends_on"], key
 
