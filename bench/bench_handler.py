@@ -249,7 +249,7 @@ def cold_start_row(label: str, script: str, events: Iterator[dict[str, Any]], cw
 
 def gcp_events(emulator_url: str, landing: str, repeats: int) -> Iterator[dict[str, Any]]:
     """Finalize events for fresh 1 KB uploads to the GCS emulator, as Eventarc sends them."""
-    from tests.faults.world import gcs_uploader
+    from local_world.inputs import gcs_uploader
 
     put = gcs_uploader(emulator_url)
     for _ in range(repeats):

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from filegate.errors import FilegateError
 
@@ -202,6 +203,18 @@ def run_temporary_azurite(root: Path) -> Iterator[Azurite]:
 
 
 GCS_PROJECT = "filegate-local"
+
+
+def gcs_emulator_client(endpoint: str, project: str = GCS_PROJECT) -> Any:
+    """An anonymous google-cloud-storage client for the emulator at `endpoint`: what a user uploading would use."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        project=project,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": endpoint.rstrip("/")},
+    )
 
 
 @contextmanager

@@ -5,13 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from filegate.contracts import load_contracts
+from local_world.emulators import gcs_emulator_client
+from local_world.watch import StoredObject, blob_created_event, finalized_event
 
 ORDER_TRACKING = load_contracts()["order_tracking"]
 COLUMNS = ORDER_TRACKING.column_names
+# The moment every built event says the upload happened, so the same call builds the same envelope.
+EVENT_TIME = datetime(2024, 3, 5, 23, 5, tzinfo=UTC)
+GCS_ENDPOINT = "https://storage.googleapis.com"
+_SEQUENCER = "00000000000000000000000000005C1A0000000000000a2b"
 
 
 def tracking_row(n: int, **overrides: str) -> dict[str, str]:
@@ -59,29 +66,37 @@ def blob_created(
     port: int = 10000,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """A Microsoft.Storage.BlobCreated event in the Event Grid schema, as Azurite's account would send it."""
-    return {
-        "id": event_id or str(uuid.uuid4()),
-        "topic": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
-        f"Microsoft.Storage/storageAccounts/{account}",
-        "subject": f"/blobServices/default/containers/{container}/blobs/{path}",
-        "eventType": "Microsoft.Storage.BlobCreated",
-        "eventTime": "2024-03-05T23:05:00.0000000Z",
-        "dataVersion": "",
-        "metadataVersion": "1",
-        "data": {
-            "api": api,
-            "clientRequestId": str(uuid.uuid4()),
-            "requestId": str(uuid.uuid4()),
-            "eTag": etag,
-            "contentType": "text/csv",
-            "contentLength": size,
-            "blobType": "BlockBlob",
-            "url": f"http://127.0.0.1:{port}/{account}/{container}/{path}",
-            "sequencer": "00000000000000000000000000005C1A0000000000000a2b",
-            "storageDiagnostics": {"batchId": str(uuid.uuid4())},
-        },
-    }
+    """A Microsoft.Storage.BlobCreated event in the Event Grid schema, as Azurite's account would send it.
+
+    Built by the watcher's builder (one per event kind); each call gets its own id unless given one,
+    as each of Event Grid's deliveries of a new upload does.
+    """
+    url = f"http://127.0.0.1:{port}/{account}/{container}/{path}"
+    stored = StoredObject(container, path, size, etag, EVENT_TIME, content_type="text/csv", url=url)
+    body = blob_created_event(stored, account, sequencer=_SEQUENCER).body
+    body["id"] = event_id or str(uuid.uuid4())
+    body["data"]["api"] = api
+    return body
+
+
+def gcs_finalized(bucket: str, name: str, size: int, generation: int, event_id: str | None = None) -> dict[str, Any]:
+    """A `google.cloud.storage.object.v1.finalized` CloudEvent as Eventarc delivers it (numbers as strings)."""
+    stored = StoredObject(bucket, name, size, str(generation), EVENT_TIME, content_type="text/csv")
+    body = finalized_event(stored, GCS_ENDPOINT).body
+    body["id"] = event_id or str(uuid.uuid4())
+    return body
+
+
+def gcs_uploader(endpoint: str) -> Callable[[str, str, bytes], dict[str, Any]]:
+    """Uploads with the GCS SDK straight to the emulator and builds the finalize event."""
+    client = gcs_emulator_client(endpoint)
+
+    def put(bucket: str, name: str, data: bytes) -> dict[str, Any]:
+        blob = client.bucket(bucket).blob(name)
+        blob.upload_from_string(data, content_type="text/csv")
+        return gcs_finalized(bucket, name, len(data), int(blob.generation))
+
+    return put
 
 
 def as_cloudevent(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
 from filegate.errors import InvalidEvent
 from filegate.events import GCS_ACCOUNT, Ignored, Upload, parse_event, parse_events
-from local_world.inputs import as_cloudevent, blob_created
+from local_world.inputs import as_cloudevent, blob_created, gcs_finalized
 
 
 def test_event_grid_schema_becomes_an_upload() -> None:
@@ -138,24 +139,13 @@ def test_malformed_events_raise_invalid_event_with_a_message(mutate: str) -> Non
     assert str(raised.value)
 
 
-def gcs_event(name: str = "order_tracking_2024_03_05.csv", size: str = "120", generation: str = "1700000000000001"):
-    return {
-        "specversion": "1.0",
-        "type": "google.cloud.storage.object.v1.finalized",
-        "source": "//storage.googleapis.com/projects/_/buckets/landing-bucket",
-        "subject": f"objects/{name}",
-        "id": "8242069212437547",
-        "time": "2024-03-05T23:05:00Z",
-        "data": {
-            "bucket": "landing-bucket",
-            "name": name,
-            "generation": generation,
-            "metageneration": "1",
-            "size": size,
-            "contentType": "text/csv",
-            "md5Hash": "abc",
-        },
-    }
+def gcs_event(
+    name: str = "order_tracking_2024_03_05.csv", size: str = "120", generation: str = "1700000000000001"
+) -> dict[str, Any]:
+    """The finalize event as Eventarc sends it, with size and generation as given (they arrive as strings)."""
+    event = gcs_finalized("landing-bucket", name, 0, 0, event_id="8242069212437547")
+    event["data"].update(size=size, generation=generation)
+    return event
 
 
 def test_gcs_finalize_sizes_and_generations_arrive_as_strings() -> None:

@@ -70,15 +70,10 @@ class GcsEmulatorSource:
     """Object listings of the GCS emulator (or of Cloud Storage) and finalize CloudEvents."""
 
     def __init__(self, endpoint: str, project: str = "local") -> None:
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
+        from local_world.emulators import gcs_emulator_client
 
         self.endpoint = endpoint.rstrip("/")
-        self._client = storage.Client(
-            project=project,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": self.endpoint},
-        )
+        self._client = gcs_emulator_client(self.endpoint, project)
         self.description = f"GCS emulator {self.endpoint}"
 
     def list_objects(self, location: Location) -> Iterator[StoredObject]:

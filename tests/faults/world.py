@@ -30,13 +30,13 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from filegate.batches import batch_job_trigger
 from filegate.contracts import load_contracts
-from filegate.events import GCS_FINALIZED
 from filegate.ingest import Gate
 from filegate.jobs import DatabricksJobs
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.settings import Location, Settings
 from filegate.storage import ObjectInfo, Store
-from local_world.inputs import blob_created
+from local_world.emulators import gcs_emulator_client
+from local_world.inputs import blob_created, gcs_uploader
 from local_world.jobs_api import LocalJobsServer
 from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE, workspace_client
 
@@ -378,52 +378,6 @@ def azure_uploader(connection_string: str, port: int) -> Callable[[str, str, byt
     return put
 
 
-def gcs_finalized(bucket: str, name: str, size: int, generation: int, event_id: str | None = None) -> dict[str, Any]:
-    """A `google.cloud.storage.object.v1.finalized` CloudEvent as Eventarc delivers it (numbers as strings)."""
-    return {
-        "specversion": "1.0",
-        "id": event_id or str(uuid.uuid4()),
-        "type": GCS_FINALIZED,
-        "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-        "subject": f"objects/{name}",
-        "time": "2024-03-05T23:05:00.000000Z",
-        "datacontenttype": "application/json",
-        "data": {
-            "kind": "storage#object",
-            "bucket": bucket,
-            "name": name,
-            "generation": str(generation),
-            "metageneration": "1",
-            "size": str(size),
-            "contentType": "text/csv",
-            "timeCreated": "2024-03-05T23:05:00.000Z",
-            "updated": "2024-03-05T23:05:00.000Z",
-        },
-    }
-
-
-def gcs_client(endpoint: str) -> Any:
-    """An anonymous google-cloud-storage client for an emulator endpoint."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    return storage.Client(
-        project="filegate-local", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
-    )
-
-
-def gcs_uploader(endpoint: str) -> Callable[[str, str, bytes], dict[str, Any]]:
-    """Uploads with the GCS SDK straight to the emulator and builds the finalize event."""
-    client = gcs_client(endpoint)
-
-    def put(bucket: str, name: str, data: bytes) -> dict[str, Any]:
-        blob = client.bucket(bucket).blob(name)
-        blob.upload_from_string(data, content_type="text/csv")
-        return gcs_finalized(bucket, name, len(data), int(blob.generation))
-
-    return put
-
-
 def run_parameters(run: Mapping[str, Any]) -> dict[str, str]:
     """A run's job parameters as name -> value, from its `runs/get` answer."""
     return {p["name"]: p["value"] for p in run.get("job_parameters", [])}
@@ -487,7 +441,7 @@ def open_gcs_world(emulator_port: int, state_dir: Any) -> Iterator[World]:
     ):
         # Not `from_environment`: for an emulator it adds read-first checks; here the proxy's
         # preconditions stand in for GCS's, so the production code path runs.
-        store = GcsStore(gcs_client(f"http://127.0.0.1:{proxy.port}"), retry_seconds=2)
+        store = GcsStore(gcs_emulator_client(f"http://127.0.0.1:{proxy.port}"), retry_seconds=2)
         names = fresh_locations()
         store.create_buckets(*names)
         yield World(

@@ -11,7 +11,9 @@ from typing import Any
 
 from google.cloud import storage
 
-from filegate.events import GCS_FINALIZED
+from local_world.inputs import GCS_ENDPOINT
+from local_world.watch import StoredObject
+from local_world.watch import finalized_event as watched_finalized_event
 
 
 def upload(client: storage.Client, bucket: str, name: str, data: bytes) -> storage.Blob:
@@ -22,37 +24,26 @@ def upload(client: storage.Client, bucket: str, name: str, data: bytes) -> stora
 
 
 def finalized_event(blob: storage.Blob, event_id: str | None = None) -> dict[str, Any]:
-    """The CloudEvent Eventarc delivers for a finalized object: attributes plus the object resource.
+    """The CloudEvent Eventarc delivers for a finalized object, from the object resource GCS answered with.
 
-    As in real payloads, `generation`, `metageneration` and `size` are JSON strings.
+    Built by the watcher's builder (one per event kind); each call gets its own id unless given one.
     """
-    resource = blob._properties
-    data = {
-        "kind": "storage#object",
-        "id": f"{blob.bucket.name}/{blob.name}/{blob.generation}",
-        "name": blob.name,
-        "bucket": blob.bucket.name,
-        "generation": str(blob.generation),
-        "metageneration": str(blob.metageneration),
-        "contentType": blob.content_type,
-        "timeCreated": resource["timeCreated"],
-        "updated": resource["updated"],
-        "storageClass": "STANDARD",
-        "size": str(blob.size),
-        "md5Hash": blob.md5_hash,
-        "crc32c": blob.crc32c,
-        "etag": blob.etag,
-    }
-    return {
-        "specversion": "1.0",
-        "id": event_id or str(uuid.uuid4().int)[:16],
-        "source": f"//storage.googleapis.com/projects/_/buckets/{blob.bucket.name}",
-        "type": GCS_FINALIZED,
-        "subject": f"objects/{blob.name}",
-        "time": resource["updated"],
-        "datacontenttype": "application/json",
-        "data": data,
-    }
+    stored = StoredObject(
+        container=blob.bucket.name,
+        path=blob.name,
+        size=int(blob.size),
+        version=str(blob.generation),
+        modified=blob.updated,
+        created=blob.time_created,
+        content_type=blob.content_type,
+        metageneration=str(blob.metageneration),
+        md5_hash=blob.md5_hash or "",
+        crc32c=blob.crc32c or "",
+        etag=blob.etag or "",
+    )
+    body = watched_finalized_event(stored, GCS_ENDPOINT).body
+    body["id"] = event_id or str(uuid.uuid4().int)[:16]
+    return body
 
 
 def send(url: str, event: Mapping[str, Any], mode: str = "binary") -> tuple[int, str]:

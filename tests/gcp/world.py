@@ -8,11 +8,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from filegate.gcs_storage import GcsStore
 from filegate.settings import Location, Settings
+from local_world.emulators import gcs_emulator_client
 from local_world.jobs_api import LocalJobsServer
 
 BIN = Path(sys.executable).parent
@@ -31,9 +31,8 @@ class GcsEmulator:
 
     def client(self) -> storage.Client:
         """A plain google-cloud-storage client: what a user uploading files would use."""
-        return storage.Client(
-            project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
-        )
+        client: storage.Client = gcs_emulator_client(self.url, PROJECT)
+        return client
 
 
 def fresh_settings(store: GcsStore) -> Settings:

@@ -265,7 +265,7 @@ def _event_at(container: str, path: str, **data: Any) -> dict[str, Any]:
 
 
 def _gcs_event(container: str, path: str) -> dict[str, Any]:
-    from tests.faults.world import gcs_finalized
+    from local_world.inputs import gcs_finalized
 
     return gcs_finalized(container, path, 100, 1)
 
