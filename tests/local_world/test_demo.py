@@ -348,11 +348,11 @@ def test_a_second_demo_on_the_same_state_folder_is_refused(
     state = tmp_path / "demo"
     (state / "warehouse").mkdir(parents=True)
 
-    with FolderLock(state, "filegate demo"):
+    with FolderLock(state, "python -m local_world demo"):
         code = demo.main(["--samples", str(samples), "--state-dir", str(state)])
 
     assert code == 1
-    assert f"{state} is in use by another filegate demo (pid {os.getpid()})" in capsys.readouterr().err
+    assert f"{state} is in use by another python -m local_world demo (pid {os.getpid()})" in capsys.readouterr().err
     assert (state / "warehouse").is_dir()  # nothing of the running demo's state was removed
 
 

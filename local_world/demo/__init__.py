@@ -1,0 +1,187 @@
+"""`python -m local_world demo` (what `make demo` runs): the whole flow on this machine, started and stopped for you.
+
+Azurite and the local Jobs API start on free ports; the sample days are uploaded into the landing
+container in a realistic order (one day arrives late, one file is bad); the watcher delivers the
+BlobCreated events to the function's core, which validates, archives or rejects, and starts a run
+per file; the runs load the Delta tables on local Spark (each task its own process, all of them on
+one Spark Connect server started for the first task). At the end it prints what happened to each
+file, each run, the target table, the rejects and the processing log; when something failed, each
+failed task's error and log. One demo at a time per state folder: it is locked while a demo runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from filegate import exits
+from filegate.errors import FilegateError
+from local_world.demo._flow import PlannedUpload, Progress, plan_uploads, upload_and_deliver, wait_for_runs
+from local_world.demo._report import (
+    print_tables,
+    problems_of,
+    read_table,
+    render_revisit,
+    run_problems,
+    summary_column,
+    target_columns,
+)
+from local_world.demo._world import DemoError, LocalWorld, local_world, reset_state
+from local_world.emulators import stop_leftovers
+
+__all__ = [
+    "DemoError",
+    "LocalWorld",
+    "PlannedUpload",
+    "local_world",
+    "main",
+    "plan_uploads",
+    "read_table",
+    "run_demo",
+    "summary_column",
+    "target_columns",
+]
+
+log = logging.getLogger("local_world.demo")
+
+DEFAULT_TIMEOUT = 900.0
+
+
+def run_demo(
+    samples: Path,
+    state: Path,
+    root: Path,
+    out: TextIO,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    keep_serving: bool = False,
+    bundle: Path | None = None,
+    spark: str = "connect",
+) -> int:
+    """The whole demo; returns the exit code."""
+    progress = Progress(out)
+    progress(f"Filegate demo: the whole flow on this machine (state and logs in {state})")
+    plan = plan_uploads(samples)
+    with local_world(state, root, bundle, spark=spark, notify=progress) as world:
+        progress(f"Azurite blob service on {world.connection_string.split('BlobEndpoint=')[1].rstrip(';')}")
+        progress(f"Local Jobs API on {world.jobs.url} (DATABRICKS_HOST for the function and `filegate status`)")
+        results = upload_and_deliver(world, plan, progress)
+        names = {r.outcome.run_id: r.upload.path.name for r in results if r.outcome and r.outcome.run_id is not None}
+        run_ids = sorted(names)
+        tasks = ", then ".join(task.task_key for task in world.job.tasks)
+        progress(f"Waiting for {len(run_ids)} runs of {world.job.name} ({tasks}; one run at a time)")
+        runs = wait_for_runs(world.client, run_ids, names, progress, timeout)
+        print_tables(world, results, len(run_ids), out)
+        problems = problems_of(results) + run_problems(world, runs, names)
+        print(file=out)
+        if problems:
+            print("Something went wrong:", file=out)
+            print("\n".join(problems), file=out)
+        else:
+            print(
+                f"Done in {progress.elapsed:.0f} s: {len(results)} files, {len(runs)} runs, all as expected.", file=out
+            )
+        if keep_serving:
+            print(f"\nRun pages stay up at {world.jobs.url}/ ; in another terminal:", file=out)
+            print(f"  DATABRICKS_HOST={world.jobs.url} DATABRICKS_TOKEN=local .venv/bin/filegate status", file=out)
+            print("Press Ctrl-C to stop.", file=out, flush=True)
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                print("Stopping.", file=out)
+        else:
+            print(f"\n{render_revisit(state, world.jobs.url)}", file=out)
+    return exits.FAILED if problems else exits.OK
+
+
+def _log_to_file(path: Path) -> None:
+    """Full logs go to a file; the terminal shows progress and errors only."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    file_handler = logging.FileHandler(path, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    errors = logging.StreamHandler(sys.stderr)
+    errors.setLevel(logging.ERROR)
+    root.addHandler(file_handler)
+    root.addHandler(errors)
+    root.setLevel(logging.INFO)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # A second Ctrl-C must not cut the clean-up short: from here on, stopping is under way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str]) -> int:
+    """`python -m local_world demo`: run the whole flow locally and print what happened."""
+    from local_world.jobs_api import SPARK_MODES, FolderInUse, FolderLock, repository_root
+
+    root = repository_root()
+    parser = argparse.ArgumentParser(prog="python -m local_world demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--samples", type=Path, default=root / "data" / "samples", help="sample files (bad ones in bad/)"
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=root / ".filegate" / "demo", help="where the demo keeps its state"
+    )
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the runs")
+    parser.add_argument("--keep-serving", action="store_true", help="keep the run pages up until Ctrl-C")
+    parser.add_argument("--bundle", type=Path, default=None, help="the bundle's job file (default: the repository's)")
+    parser.add_argument(
+        "--spark",
+        choices=SPARK_MODES,
+        default="connect",
+        help="connect (default): the tasks share one Spark Connect server; classic: a local Spark per task",
+    )
+    args = parser.parse_args(argv)
+    from filegate.readiness import check_local_tools
+
+    missing = [check for check in check_local_tools() if not check.ok]
+    if missing:
+        for check in missing:
+            print(f"python -m local_world demo: {check.name}: {check.detail}", file=sys.stderr)
+        return exits.CONFIG
+    lock = FolderLock(args.state_dir, "python -m local_world demo")
+    try:
+        lock.acquire()
+    except FolderInUse as exc:
+        print(f"python -m local_world demo: {exc}", file=sys.stderr)
+        return exits.FAILED
+    # Ctrl-C and SIGTERM both unwind through the context managers that stop what the demo started
+    # (a shell may start background jobs with SIGINT ignored; the demo wants it either way).
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # A demo killed with kill -9 could not stop its Azurite and Spark Connect server: stop them now.
+        for line in stop_leftovers(args.state_dir):
+            print(line, flush=True)
+        reset_state(args.state_dir)
+        _log_to_file(args.state_dir / "demo.log")
+        return run_demo(
+            args.samples,
+            args.state_dir,
+            root,
+            sys.stdout,
+            timeout=args.timeout,
+            keep_serving=args.keep_serving,
+            bundle=args.bundle,
+            spark=args.spark,
+        )
+    except KeyboardInterrupt:
+        print("\nInterrupted: stopped everything the demo started.", file=sys.stderr)
+        return exits.INTERRUPTED
+    except FilegateError as exc:
+        print(f"python -m local_world demo: {exc}", file=sys.stderr)
+        return exits.FAILED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        lock.release()

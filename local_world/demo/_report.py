@@ -1,0 +1,256 @@
+"""The demo's report: what happened to each file and run, the target table, the rejects and the processing log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from filegate.status import (
+    FAILED_STATES,
+    failure_lines,
+    recent_runs,
+    render_runs,
+    render_table,
+    run_state,
+    short_source,
+)
+from local_world.demo._flow import FileResult
+from local_world.demo._world import LocalWorld
+
+if TYPE_CHECKING:
+    from databricks.sdk.service.jobs import Run
+
+    from filegate.contracts import Contract
+
+
+log = logging.getLogger("local_world.demo")
+
+
+# Names the Spark job gives its tables and columns (spark_jobs.processing_log.TABLE, spark_jobs.columns):
+# read here with delta-rs, because the function's package must not import pyspark.
+PROCESSING_LOG = "processing_log"
+IS_CURRENT = "is_current"
+SOURCE_FILE_COLUMN = "_source_file"
+# How many of a dataset's columns the target table shows (keys, categories and sequence first).
+TARGET_SHOWN_COLUMNS = 6
+TABLE_ROWS = 12
+
+
+# -- the report --------------------------------------------------------------------------------------------
+
+
+def render_files(results: Sequence[FileResult]) -> str:
+    rows = []
+    for result in results:
+        outcome = result.outcome
+        status = outcome.status if outcome else "not delivered"
+        where = ""
+        if outcome is not None:
+            where = outcome.archived_path or outcome.rejected_path or ""
+        rows.append([result.upload.path.name, status, where, outcome.run_id if outcome else ""])
+        for reason in outcome.reasons if outcome else ():
+            rows.append(["", "", f"  - {reason}", ""])
+    return render_table(("FILE", "OUTCOME", "WHERE / WHY", "RUN"), rows, indent="  ")
+
+
+def _table_folder(warehouse: Path, table: str) -> Path:
+    from local_world.jobs_api import local_table
+
+    return local_table(warehouse, table)
+
+
+def read_table(path: Path) -> list[dict[str, Any]] | None:
+    """A Delta table's rows with delta-rs; None when the table does not exist.
+
+    Through delta-rs' query engine: it applies the deletion vectors Delta Lake on Spark writes (its
+    pyarrow dataset refuses tables that have them).
+    """
+    import pyarrow as pa
+    from deltalake import DeltaTable, QueryBuilder
+
+    if not DeltaTable.is_deltatable(str(path)):
+        return None
+    batches = QueryBuilder().register("t", DeltaTable(str(path))).execute("SELECT * FROM t").read_all()
+    rows: list[dict[str, Any]] = pa.table(batches).to_pylist()
+    return rows
+
+
+def _cell(value: Any, width: int = 60) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="seconds").replace("+00:00", "")
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], limit: int = TABLE_ROWS) -> str:
+    shown = [[_cell(row.get(column)) for column in columns] for row in rows[:limit]]
+    text = render_table([c.upper() for c in columns], shown, indent="  ")
+    if len(rows) > limit:
+        text += f"\n  ... {len(rows) - limit} more rows"
+    return text
+
+
+def target_columns(contract: Contract, limit: int = TARGET_SHOWN_COLUMNS) -> list[str]:
+    """The columns worth showing: keys, the sequence and category columns, then required ones, in contract order."""
+    chosen = list(contract.keys)
+    wanted = [c.name for c in contract.columns if c.allowed or c.name == contract.sequence_by]
+    wanted += [c.name for c in contract.columns if not c.nullable]
+    for name in wanted:
+        if name not in chosen and len(chosen) < limit:
+            chosen.append(name)
+    order = {name: index for index, name in enumerate(contract.column_names)}
+    return sorted(chosen, key=lambda name: (name not in contract.keys, order.get(name, len(order))))
+
+
+def summary_column(contract: Contract) -> str | None:
+    """The column whose values summarise the table: the first category column that is not a key."""
+    return next((c.name for c in contract.columns if c.allowed and c.name not in contract.keys), None)
+
+
+def render_target(warehouse: Path, contract: Contract) -> str:
+    rows = read_table(_table_folder(warehouse, contract.name))
+    if rows is None:
+        return f"  (no table {contract.name})"
+    keys = contract.keys
+    rows.sort(key=lambda row: tuple(str(row.get(key)) for key in keys))
+    # Under SCD type 2 the table keeps history; the summary counts the current version of each key.
+    current = [row for row in rows if row.get(IS_CURRENT, True) is not False]
+    head = f"  {len(rows)} rows" + (f", {len(current)} current" if len(current) != len(rows) else "")
+    column = summary_column(contract)
+    if column is not None:
+        counts: dict[str, int] = {}
+        for row in current:
+            counts[str(row.get(column))] = counts.get(str(row.get(column)), 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        head += f", latest {column} per {', '.join(keys)}: " + ", ".join(f"{value} {n}" for value, n in ranked)
+    columns = [c for c in target_columns(contract) if not rows or c in rows[0]] + [SOURCE_FILE_COLUMN]
+    shown = [
+        {**row, SOURCE_FILE_COLUMN: short_source(str(row.get(SOURCE_FILE_COLUMN, ""))).rsplit("/", 1)[-1]}
+        for row in rows
+    ]
+    return f"{head}\n{render_rows(shown, columns)}"
+
+
+def render_rejects(warehouse: Path, dataset: str) -> str:
+    rows = read_table(_table_folder(warehouse, f"{dataset}_rejects"))
+    if not rows:
+        return "  (none: every row of the loaded files passed the contract)"
+    shown = [{**row, "file": str(row.get("_source_file", "")).rsplit("/", 1)[-1]} for row in rows]
+    shown.sort(key=lambda row: (row["file"], str(row.get("reason"))))
+    return f"  {len(rows)} rows\n{render_rows(shown, ('file', 'reason', 'raw_line'))}"
+
+
+def render_history(path: Path) -> str:
+    """Which engine wrote the table's commits, and what they were (`DESCRIBE HISTORY`, read by delta-rs)."""
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(str(path)):
+        return "  (no table)"
+    operations: dict[tuple[str, str], int] = {}
+    for commit in DeltaTable(str(path)).history():
+        key = (str(commit.get("operation")), str(commit.get("engineInfo", "")))
+        operations[key] = operations.get(key, 0) + 1
+    return "\n".join(
+        f"  {count} x {operation} by {engine}" for (operation, engine), count in sorted(operations.items())
+    )
+
+
+def render_processing_log(warehouse: Path) -> str:
+    rows = read_table(_table_folder(warehouse, PROCESSING_LOG))
+    if not rows:
+        return "  (empty)"
+    rows.sort(key=lambda row: (str(row.get("ended_at")), str(row.get("batch_id"))))
+    shown = [{**row, "file": str(row.get("source_file", "")).rsplit("/", 1)[-1]} for row in rows]
+    columns = (
+        "file",
+        "task",
+        "status",
+        "rows_read",
+        "rows_rejected",
+        "rows_superseded",
+        "rows_inserted",
+        "rows_updated",
+        "rows_unchanged",
+    )
+    return render_rows(shown, columns, limit=50)
+
+
+def problems_of(results: Sequence[FileResult]) -> list[str]:
+    """Every file whose outcome is not what the demo expects."""
+    problems = []
+    for result in results:
+        outcome = result.outcome
+        actual = outcome.status if outcome else "not delivered"
+        if actual != result.upload.expected:
+            problems.append(f"  - {result.upload.path.name}: expected {result.upload.expected}, got {actual}")
+    return problems
+
+
+def run_problems(world: LocalWorld, runs: dict[int, Run], names: dict[int, str]) -> list[str]:
+    """Every run that did not succeed, with why each failed task failed and where its whole log is."""
+    lines = []
+    for run_id, run in sorted(runs.items()):
+        if run_state(run) == "SUCCESS":
+            continue
+        lines.append(f"  - run {run_id} ({names.get(run_id, '?')}) ended {run_state(run)}")
+        logs = world.jobs.log_files(run_id)
+        failed = [task for task in run.tasks or () if run_state(task) in FAILED_STATES]
+        for task in failed:
+            lines += failure_lines(world.client, task, indent="      ")
+            log_file = logs.get(str(task.task_key))
+            if log_file is not None:
+                lines.append(f"      log: {_relative(log_file)}")
+        if not failed and run.state is not None and run.state.state_message:
+            lines.append(f"      {run.state.state_message}")
+    return lines
+
+
+def render_revisit(state: Path, url: str) -> str:
+    """How to see the runs again once the demo (and its Jobs API) has stopped."""
+    jobs, warehouse = _relative(state / "jobs"), _relative(state / "warehouse")
+    port = url.rsplit(":", 1)[-1]
+    return "\n".join(
+        [
+            "The run pages and `filegate status` need the local Jobs API, which stopped with the demo. To look again:",
+            "  make demo ARGS=--keep-serving    the demo again, with its run pages up until Ctrl-C",
+            f"  .venv/bin/python -m local_world jobs-api --state-dir {jobs} --warehouse {warehouse} --port {port}",
+            "                                   these runs served again (the run page URLs above work again), then:",
+            f"  DATABRICKS_HOST={url} DATABRICKS_TOKEN=local .venv/bin/filegate status [RUN_ID]",
+        ]
+    )
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def print_tables(world: LocalWorld, results: Sequence[FileResult], run_count: int, out: TextIO) -> None:
+    """What the demo did: each file's outcome, the runs, and the tables the runs loaded."""
+    from filegate.contracts import load_contracts
+
+    print(file=out)
+    print("Files (what the function did with each upload):", file=out)
+    print(render_files(results), file=out)
+    print(file=out)
+    listed = recent_runs(world.client, world.job.job_id, run_count or 1)
+    print(render_runs(listed, world.job.name, world.job.job_id, world.jobs.url), file=out)
+    contracts = load_contracts()
+    datasets = sorted({name for r in results if r.outcome and (name := r.outcome.dataset) and name in contracts})
+    for dataset in datasets:
+        print(f"\nTarget table {dataset} ({_table_folder(world.warehouse, dataset)}):", file=out)
+        print(render_history(_table_folder(world.warehouse, dataset)), file=out)
+        print(render_target(world.warehouse, contracts[dataset]), file=out)
+        print(f"\nRejected rows ({dataset}_rejects):", file=out)
+        print(render_rejects(world.warehouse, dataset), file=out)
+    print(f"\nProcessing log ({PROCESSING_LOG}):", file=out)
+    print(render_processing_log(world.warehouse), file=out)

@@ -1,0 +1,102 @@
+"""Starting the demo's world: Azurite and the local Jobs API on free ports, the containers, the state folder."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from filegate.errors import FilegateError
+from filegate.settings import Location, Settings
+from local_world.emulators import run_azurite
+
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
+
+    from local_world.jobs_api import JobSpec, LocalJobsServer
+
+
+LOCAL_TOKEN = "local-demo-token"  # noqa: S105 - the local Jobs API accepts any token
+DEMO_SETTINGS = Settings(landing=Location("landing"), archive=Location("archive"), rejected=Location("rejected"))
+# What the demo owns under its state folder; only these are removed when it starts again.
+_STATE_PARTS = ("azurite", "jobs", "warehouse", "watch", "demo.log")
+
+
+class DemoError(FilegateError):
+    """Something the demo needs is missing or did not start."""
+
+
+# -- the local world ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalWorld:
+    """Everything the demo started: storage, the Jobs API, the function's core, a workspace client."""
+
+    connection_string: str
+    jobs: LocalJobsServer
+    job: JobSpec
+    client: WorkspaceClient
+    settings: Settings
+    warehouse: Path
+    state: Path
+
+
+@contextmanager
+def local_world(
+    state: Path,
+    root: Path,
+    bundle: Path | None = None,
+    *,
+    spark: str = "connect",
+    notify: Callable[[str], None] | None = None,
+) -> Iterator[LocalWorld]:
+    """Start Azurite and the local Jobs API with the bundle's job, create the containers; stop all on exit."""
+    from filegate.azure_storage import AzureBlobStore
+    from filegate.jobs import create_workspace_client
+    from local_world.jobs_api import LocalJobsServer, SourceStorage, default_bundle, load_bundle, local_variables
+
+    bundle = bundle or default_bundle()
+    if not bundle.is_file():
+        raise DemoError(f"the job bundle {bundle} is missing")
+    warehouse = state / "warehouse"
+    warehouse.mkdir(parents=True, exist_ok=True)
+    jobs = load_bundle(bundle, local_variables())
+    # The function triggers the bundle's (first) job, whatever it is called.
+    job = jobs[0]
+    with run_azurite(root, state / "azurite") as azurite:
+        connection = azurite.connection_string
+        settings = replace(DEMO_SETTINGS, azure_storage=connection, job_id=job.job_id, job_name=job.name)
+        AzureBlobStore.from_setting(connection).create_containers(
+            settings.landing.container, settings.archive.container, settings.rejected.container
+        )
+        server = LocalJobsServer(
+            jobs,
+            state / "jobs",
+            storage=SourceStorage(connection),
+            workdir=root,
+            spark=spark,
+            warehouse=warehouse,
+            notify=notify,
+        )
+        try:
+            server.start()
+            # Explicit host, token and auth type: a developer's own DATABRICKS_* settings must not leak in.
+            client = create_workspace_client(settings, host=server.url, token=LOCAL_TOKEN, auth_type="pat")
+            yield LocalWorld(connection, server, job, client, settings, warehouse, state)
+        finally:
+            server.stop()
+
+
+def reset_state(state: Path) -> None:
+    """Remove what an earlier demo left, so every demo starts from the same empty world."""
+    for part in _STATE_PARTS:
+        target = state / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    state.mkdir(parents=True, exist_ok=True)
