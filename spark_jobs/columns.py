@@ -20,18 +20,35 @@ from pyspark.sql.types import (
 
 from filegate.contracts import BUSINESS_DATE, Contract
 
-BATCH_ID = "_batch_id"
-SOURCE_FILE = "_source_file"
-INGESTED_AT = "_ingested_at"
+# The names readers share live in filegate.tables (no pyspark there); the job's modules import them from here.
+from filegate.tables import (
+    BATCH_ID as BATCH_ID,
+)
+from filegate.tables import (
+    EFFECTIVE_FROM as EFFECTIVE_FROM,
+)
+from filegate.tables import (
+    EFFECTIVE_TO as EFFECTIVE_TO,
+)
+from filegate.tables import (
+    INGESTED_AT as INGESTED_AT,
+)
+from filegate.tables import (
+    IS_CURRENT as IS_CURRENT,
+)
+from filegate.tables import (
+    RAW_LINE as RAW_LINE,
+)
+from filegate.tables import (
+    REASON as REASON,
+)
+from filegate.tables import (
+    RULES as RULES,
+)
+from filegate.tables import (
+    SOURCE_FILE as SOURCE_FILE,
+)
 
-EFFECTIVE_FROM = "effective_from"
-EFFECTIVE_TO = "effective_to"
-IS_CURRENT = "is_current"
-
-REASON = "reason"
-# The ids of every rule a row broke (`customers.email.pattern`, `orders.check.ordered_not_in_future`).
-RULES = "rules"
-RAW_LINE = "raw_line"
 # Whether a row has the contract's shape (well-formed, as many fields as columns), so that its
 # values are in their own columns; a misshapen row is rejected for that alone.
 SHAPE_OK = "_shape_ok"

@@ -8,9 +8,10 @@ from datetime import datetime
 from pyspark.sql import SparkSession
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
+from filegate.tables import PROCESSING_LOG
 from spark_jobs.warehouse import Warehouse
 
-TABLE = "processing_log"
+TABLE = PROCESSING_LOG
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 

@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from filegate import tables
 from filegate.contracts import BUSINESS_DATE, Contract
 from filegate.errors import ContractError
 from spark_jobs.columns import (
@@ -52,11 +53,11 @@ class StageCounts:
 
 
 def stage_table(contract: Contract) -> str:
-    return f"{contract.name}_stage"
+    return tables.stage_table(contract.name)
 
 
 def rejects_table(contract: Contract) -> str:
-    return f"{contract.name}_rejects"
+    return tables.rejects_table(contract.name)
 
 
 def with_lineage(rows: DataFrame, batch: Batch) -> DataFrame:

@@ -17,6 +17,7 @@ from filegate.status import (
     run_state,
     short_source,
 )
+from filegate.tables import IS_CURRENT, PROCESSING_LOG, RAW_LINE, REASON, SOURCE_FILE, rejects_table
 from local_world.demo._flow import FileResult
 from local_world.demo._world import LocalWorld
 
@@ -29,11 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("local_world.demo")
 
 
-# Names the Spark job gives its tables and columns (spark_jobs.processing_log.TABLE, spark_jobs.columns):
-# read here with delta-rs, because the function's package must not import pyspark.
-PROCESSING_LOG = "processing_log"
-IS_CURRENT = "is_current"
-SOURCE_FILE_COLUMN = "_source_file"
 # How many of a dataset's columns the target table shows (keys, categories and sequence first).
 TARGET_SHOWN_COLUMNS = 6
 TABLE_ROWS = 12
@@ -130,21 +126,18 @@ def render_target(warehouse: Path, contract: Contract) -> str:
             counts[str(row.get(column))] = counts.get(str(row.get(column)), 0) + 1
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         head += f", latest {column} per {', '.join(keys)}: " + ", ".join(f"{value} {n}" for value, n in ranked)
-    columns = [c for c in target_columns(contract) if not rows or c in rows[0]] + [SOURCE_FILE_COLUMN]
-    shown = [
-        {**row, SOURCE_FILE_COLUMN: short_source(str(row.get(SOURCE_FILE_COLUMN, ""))).rsplit("/", 1)[-1]}
-        for row in rows
-    ]
+    columns = [c for c in target_columns(contract) if not rows or c in rows[0]] + [SOURCE_FILE]
+    shown = [{**row, SOURCE_FILE: short_source(str(row.get(SOURCE_FILE, ""))).rsplit("/", 1)[-1]} for row in rows]
     return f"{head}\n{render_rows(shown, columns)}"
 
 
 def render_rejects(warehouse: Path, dataset: str) -> str:
-    rows = read_table(_table_folder(warehouse, f"{dataset}_rejects"))
+    rows = read_table(_table_folder(warehouse, rejects_table(dataset)))
     if not rows:
         return "  (none: every row of the loaded files passed the contract)"
-    shown = [{**row, "file": str(row.get("_source_file", "")).rsplit("/", 1)[-1]} for row in rows]
+    shown = [{**row, "file": str(row.get(SOURCE_FILE, "")).rsplit("/", 1)[-1]} for row in rows]
     shown.sort(key=lambda row: (row["file"], str(row.get("reason"))))
-    return f"  {len(rows)} rows\n{render_rows(shown, ('file', 'reason', 'raw_line'))}"
+    return f"  {len(rows)} rows\n{render_rows(shown, ('file', REASON, RAW_LINE))}"
 
 
 def render_history(path: Path) -> str:
@@ -250,7 +243,7 @@ def print_tables(world: LocalWorld, results: Sequence[FileResult], run_count: in
         print(f"\nTarget table {dataset} ({_table_folder(world.warehouse, dataset)}):", file=out)
         print(render_history(_table_folder(world.warehouse, dataset)), file=out)
         print(render_target(world.warehouse, contracts[dataset]), file=out)
-        print(f"\nRejected rows ({dataset}_rejects):", file=out)
+        print(f"\nRejected rows ({rejects_table(dataset)}):", file=out)
         print(render_rejects(world.warehouse, dataset), file=out)
     print(f"\nProcessing log ({PROCESSING_LOG}):", file=out)
     print(render_processing_log(world.warehouse), file=out)
