@@ -24,7 +24,7 @@ from datetime import date
 from pathlib import PurePosixPath
 from typing import Any
 
-from filegate.archive import find_placement, place_upload, rejected_path, report_path, write_report
+from filegate.archive import Placement, find_placement, place_upload, rejected_path, report_path, write_report
 from filegate.contracts import Contract
 from filegate.errors import (
     DestinationExists,
@@ -485,22 +485,21 @@ def settle_member(
     pipeline: Pipeline,
     contract: Contract,
     business_date: date,
-    container: str,
-    path: str,
-    reused: bool,
+    placed: Placement,
 ) -> Outcome:
     """A member is archived: it starts no run of its own; it may complete (and seal) its batch."""
+    archived = f"{placed.container}/{placed.path}"
     base = Outcome(
         MEMBER_ARCHIVED,
         upload.event_id,
         f"{upload.container}/{upload.path}",
         dataset=contract.name,
-        archived_path=f"{container}/{path}",
-        source_uri=gate.store.spark_uri(container, path),
+        archived_path=archived,
+        source_uri=gate.store.spark_uri(placed.container, placed.path),
     )
     batch = assess_batch(gate, pipeline, business_date, members_without_trigger=False)
-    verdict = evaluate(gate, batch, f"{container}/{path}")
-    if reused and verdict.status in (MEMBER_ARCHIVED, WAITING, BLOCKED):
+    verdict = evaluate(gate, batch, archived)
+    if placed.reused and verdict.status in (MEMBER_ARCHIVED, WAITING, BLOCKED):
         verdict = replace(verdict, status=DUPLICATE)
     return _outcome(base, batch, verdict)
 

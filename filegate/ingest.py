@@ -35,7 +35,7 @@ from filegate.pipelines import Pipelines
 from filegate.readiness import Readiness, describe_missing_locations
 from filegate.settings import Settings
 from filegate.storage import META_EVENT_ID, META_RUN_ID, META_SOURCE, META_SOURCE_VERSION, ObjectInfo, Store
-from filegate.validation import Validation, match_dataset, validate_upload
+from filegate.validation import Validation, match_dataset, validate_matched
 
 log = logging.getLogger("filegate")
 # One JSON line per outcome; a child of "filegate", so the functions' logging setup covers it.
@@ -178,14 +178,17 @@ def _decide(gate: Gate, upload: Upload) -> Outcome:
             return handle_trigger(gate, upload, pipeline)
         except LocationMissing as exc:
             raise LocationMissing(describe_missing_locations(settings, store) or str(exc)) from exc
-    contract, business_date, _ = match_dataset(gate.contracts, upload.name)
+    # The name is matched once: validation checks the file against this match, and a retry after the
+    # source moved (below) finishes the placement under the same dataset and date.
+    match = match_dataset(gate.contracts, upload.name)
+    contract, business_date, _ = match
     token = idempotency_token(upload)
     try:
         head = b""
         if upload.size > 0:
             length = min(upload.size, settings.sample_bytes)
             head = store.read_prefix(upload.container, upload.path, length, upload.version)
-        validation = validate_upload(upload.name, upload.size, head, gate.contracts, settings.max_file_bytes)
+        validation = validate_matched(match, upload.size, head, settings.max_file_bytes)
         if validation.ok and validation.contract and validation.business_date:
             return _archive(gate, upload, validation.contract, validation.business_date, token)
         return _reject(gate, upload, validation)
@@ -255,13 +258,13 @@ def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business
 
 
 def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str, placed: Placement) -> Outcome:
-    container, path = placed.container, placed.path
     pipeline = gate.pipelines.of_member(contract.name)
     if pipeline is not None:
         # A member starts no run of its own; the event that completes its batch starts the batch's run.
         from filegate.batches import settle_member
 
-        return settle_member(gate, upload, pipeline, contract, business_date, container, path, placed.reused)
+        return settle_member(gate, upload, pipeline, contract, business_date, placed)
+    container, path = placed.container, placed.path
     source_uri = gate.store.spark_uri(container, path)
     batch = batch_id(contract.name, business_date, token)
     parameters = {"source_path": source_uri, "dataset": contract.name, "batch_id": batch}

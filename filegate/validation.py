@@ -37,7 +37,11 @@ class Validation:
         return self.contract is not None and self.business_date is not None and not self.reasons
 
 
-def match_dataset(contracts: Contracts, file_name: str) -> tuple[Contract | None, date | None, list[str]]:
+# The contract a file name belongs to, its business date, and why either is missing.
+DatasetMatch = tuple[Contract | None, date | None, list[str]]
+
+
+def match_dataset(contracts: Contracts, file_name: str) -> DatasetMatch:
     """Which dataset a file name belongs to and its business date, or why neither is known."""
     contract = contracts.match(file_name)
     if contract is None:
@@ -75,7 +79,13 @@ def validate_upload(
     max_file_bytes: int,
 ) -> Validation:
     """Check name, size, encoding, header and a sample of rows. `head` is the file's first bytes."""
-    contract, business_date, reasons = match_dataset(contracts, file_name)
+    return validate_matched(match_dataset(contracts, file_name), size, head, max_file_bytes)
+
+
+def validate_matched(match: DatasetMatch, size: int, head: bytes, max_file_bytes: int) -> Validation:
+    """`validate_upload` for a file whose name `match_dataset` already matched: size, encoding, header, rows."""
+    contract, business_date, matched_reasons = match
+    reasons = list(matched_reasons)
     if size == 0:
         reasons.append("the file is empty (0 bytes)")
     elif size > max_file_bytes:
