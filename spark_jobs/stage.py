@@ -102,7 +102,8 @@ def stage_file(
         rejected.alias(_REJECTED),
     )
     # Both tables are replaced even when the batch has no rows for them now: a corrected re-run
-    # must not leave the previous attempt's rows behind.
+    # must not leave the previous attempt's rows behind. They are two commits; a crash between them
+    # leaves the batch half staged until the task's retry replaces both (see replace_batch_split).
     warehouse.ensure_table(stage_table(contract), stage_schema(contract))
     warehouse.ensure_table(rejects_table(contract), rejects_schema())
     staged, rejected_rows = warehouse.replace_batch_split(

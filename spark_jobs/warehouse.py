@@ -211,8 +211,9 @@ class Warehouse:
         Two tables are two Delta commits, so a crash between them leaves the batch half replaced. That
         is harmless because nothing reads a batch before its stage task succeeded (the job runs
         target_load only after stage_load), and a retry replaces both tables' rows of the batch again
-        from the same file: the pair converges. The rows' plan runs once per table, since caching is
-        not available over Spark Connect on serverless environment 4.
+        from the same file: the pair converges, nothing doubled (tests/spark_jobs/test_load_scenarios.py
+        kills a stage task between the two commits, then retries it). The rows' plan runs once per
+        table, since caching is not available over Spark Connect on serverless environment 4.
         """
         first, second = (
             self.replace_batch(part.table, rows.where(F.col(flag) == F.lit(value)).select(*part.columns), batch_id)
