@@ -35,6 +35,8 @@ _CONFLICTS = re.compile(
     r"|Concurrent\w*Exception|MetadataChangedException|ProtocolChangedException|FileAlreadyExistsException"
 )
 MAX_ATTEMPTS = 6
+# How far back a replace looks for its own commit: beyond the concurrent commits of other batches.
+_HISTORY_DEPTH = 20
 _FIRST_BACKOFF_SECONDS = 0.2
 
 
@@ -200,7 +202,27 @@ class Warehouse:
                 f"INSERT INTO {self.name(table)} REPLACE WHERE {batch_predicate(batch_id)} SELECT {columns} FROM {view}"  # noqa: S608
             )
             committed(lambda: self.spark.sql(statement).collect(), f"replace batch {batch_id} in {table}")
-        # Counted from the table, not from the commit: the table's rows of the batch are exactly `rows`.
+        return self._replaced_rows(table, batch_id)
+
+    def _replaced_rows(self, table: str, batch_id: str) -> int:
+        """How many rows the newest replace of the batch wrote, from that commit's own metrics.
+
+        `INSERT ... REPLACE WHERE` returns no result, but its commit records its predicate and the
+        rows it added: `numOutputRows` holds the new rows plus `numCopiedRows`, the other batches'
+        rows it kept from a file it shared with the batch (rewritten, or re-added with a deletion
+        vector; Delta's `WriteIntoDelta`). The newest such commit of the batch is this one, or a
+        concurrent attempt at the same batch that replaced it, and then the table holds that one's
+        rows. Reading a few commit files is far cheaper than scanning the table; when the log does
+        not say, the table's rows of the batch are counted.
+        """
+        predicate = f"({batch_predicate(batch_id)})"
+        history = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT {_HISTORY_DEPTH}").collect()
+        for commit in history:
+            parameters, metrics = commit["operationParameters"] or {}, commit["operationMetrics"] or {}
+            if commit["operation"] == "WRITE" and parameters.get("predicate") == predicate:
+                if "numOutputRows" in metrics and "numCopiedRows" in metrics:
+                    return int(metrics["numOutputRows"]) - int(metrics["numCopiedRows"])
+                break
         return self.count_batch(table, batch_id)
 
     def replace_batch_split(
