@@ -10,7 +10,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,15 +147,19 @@ class Warehouse:
     def name(self, table: str) -> str:
         return self.location.name(table)
 
-    def ensure_table(self, table: str, schema: StructType) -> None:
-        """Create the table empty when it does not exist yet."""
+    def ensure_table(self, table: str, schema: StructType, partition_by: Sequence[str] = ()) -> None:
+        """Create the table empty when it does not exist yet, partitioned by `partition_by` if given.
+
+        An existing table keeps the layout it was created with; every statement here works on either.
+        """
         if isinstance(self.location, UnityCatalog):
             self._ensure_schema(self.location)
         columns = ", ".join(f"{_quoted(field.name)} {field.dataType.simpleString()}" for field in schema.fields)
+        partitioning = f"PARTITIONED BY ({', '.join(_quoted(name) for name in partition_by)}) " if partition_by else ""
         # Deletion vectors on, as Databricks enables them for new tables: the local tables then carry the
         # same table features, and whatever reads them for people is tested against those.
         statement = (
-            f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({columns}) USING DELTA "
+            f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({columns}) USING DELTA {partitioning}"
             "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
         )
         # Two first runs may race to create the table: the loser sees it exists on its retry.

@@ -107,6 +107,9 @@ def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, lake: La
     stage = lake.table("order_tracking_stage")
     assert stage.num_rows == len(good_rows(ORDER_TRACKING, [first]))
     assert {row["_source_file"] for row in stage.to_pylist()} == {archived}
+    detail = spark.sql(f"DESCRIBE DETAIL {lake.location.name('order_tracking_stage')}").first()
+    assert detail is not None
+    assert detail["partitionColumns"] == ["_batch_id"], "a batch is replaced and released as a partition"
     rejects = {row["raw_line"]: row["reason"] for row in lake.table("order_tracking_rejects").to_pylist()}
     assert rejects == expected_rejects(ORDER_TRACKING, [first])
     assert len(rejects) == 3
