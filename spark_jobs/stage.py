@@ -103,8 +103,12 @@ def stage_file(
         rejected.alias(_REJECTED),
     )
     # Both tables are replaced even when the batch has no rows for them now: a corrected re-run
-    # must not leave the previous attempt's rows behind.
-    warehouse.ensure_table(stage_table(contract), stage_schema(contract))
+    # must not leave the previous attempt's rows behind. They are two commits; a crash between them
+    # leaves the batch half staged until the task's retry replaces both (see replace_batch_split).
+    # The stage holds only batches in flight, each replaced and later released whole: partitioned by
+    # batch, its replaces and deletes drop a folder's files from the log without scanning any rows,
+    # and concurrent batches write disjoint partitions.
+    warehouse.ensure_table(stage_table(contract), stage_schema(contract), partition_by=(BATCH_ID,))
     warehouse.ensure_table(rejects_table(contract), rejects_schema())
     staged, rejected_rows = warehouse.replace_batch_split(
         rows,

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from filegate.contracts import Contract, load_contracts
 from spark_jobs import stage_load, target_load
+from spark_jobs.stage import Batch, stage_file
+from spark_jobs.warehouse import Warehouse
 from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
@@ -111,6 +113,9 @@ def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, lake: La
     stage = lake.table("order_tracking_stage")
     assert stage.num_rows == len(good_rows(ORDER_TRACKING, [first]))
     assert {row["_source_file"] for row in stage.to_pylist()} == {archived}
+    detail = spark.sql(f"DESCRIBE DETAIL {lake.location.name('order_tracking_stage')}").first()
+    assert detail is not None
+    assert detail["partitionColumns"] == ["_batch_id"], "a batch is replaced and released as a partition"
     rejects = {row["raw_line"]: row["reason"] for row in lake.table("order_tracking_rejects").to_pylist()}
     assert rejects == expected_rejects(ORDER_TRACKING, [first])
     assert len(rejects) == 3
@@ -311,6 +316,72 @@ def test_a_failing_target_load_is_logged_with_its_error_and_keeps_the_stage(
     assert lake.table("order_tracking").num_rows == 0
     stage = lake.table("order_tracking_stage")
     assert stage.num_rows == len(good_rows(ORDER_TRACKING, [samples[0]])), "kept for the retry"
+
+
+class Killed(BaseException):
+    """The task's process dying: nothing in the task catches it, so nothing after it runs (no log row either)."""
+
+
+class KilledAfterFirstCommit(Warehouse):
+    """A warehouse whose process dies right after the first table of a batch committed, before the second."""
+
+    def replace_batch(self, table: str, rows: DataFrame, batch_id: str) -> int:
+        super().replace_batch(table, rows, batch_id)
+        raise Killed(f"killed after committing batch {batch_id} to {table}")
+
+
+def test_a_crash_between_the_stage_and_rejects_commits_converges_on_retry(
+    spark: SparkSession, lake: Lake, samples: list[Path]
+) -> None:
+    first, day = samples[0], datetime(2025, 3, 3, tzinfo=UTC)
+    batch = Batch("order_tracking", "b1", str(first), day)
+    with pytest.raises(Killed):
+        stage_file(spark, KilledAfterFirstCommit(spark, lake.location), ORDER_TRACKING, str(first), batch)
+    # Half staged: the stage commit landed, the rejects commit never happened.
+    assert lake.table("order_tracking_stage").num_rows == len(good_rows(ORDER_TRACKING, [first]))
+    assert lake.table("order_tracking_rejects").num_rows == 0
+
+    arguments = task_arguments(lake, first, "b1")
+    assert stage_load.main(arguments) == 0  # the job's retry of the task
+
+    stage = lake.table("order_tracking_stage").to_pylist()
+    assert len(stage) == len(good_rows(ORDER_TRACKING, [first])), "the retry replaced the batch, nothing doubled"
+    assert {row["_batch_id"] for row in stage} == {"b1"}
+    rejects = lake.table("order_tracking_rejects").to_pylist()
+    assert {row["raw_line"]: row["reason"] for row in rejects} == expected_rejects(ORDER_TRACKING, [first])
+    assert len(rejects) == 3
+    assert target_load.main(arguments) == 0
+    assert target_status(lake) == latest_status(ORDER_TRACKING, [first])
+    (log,) = log_rows(lake)
+    assert (log["rows_read"], log["rows_rejected"]) == (120, 3)
+    assert accounted(log) == log["rows_read"]
+
+
+def test_merge_counts_are_logged_right_when_auto_compaction_commits_after_the_merge(
+    spark: SparkSession, lake: Lake, samples: list[Path]
+) -> None:
+    run_batch(lake, samples[0], "b1")
+    before = target_status(lake)
+    target = lake.location.name("order_tracking")
+    # Databricks' auto compaction: the MERGE statement itself commits an OPTIMIZE right after its own
+    # commit, so the table's last commit is no longer the MERGE when the statement returns.
+    spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ('delta.autoOptimize.autoCompact' = 'true')").collect()
+    spark.conf.set("spark.databricks.delta.autoCompact.minNumFiles", "2")
+    try:
+        run_batch(lake, samples[1], "b2")
+    finally:
+        spark.conf.unset("spark.databricks.delta.autoCompact.minNumFiles")
+
+    operations = [row["operation"] for row in spark.sql(f"DESCRIBE HISTORY {target}").collect()]
+    assert operations[:2] == ["OPTIMIZE", "MERGE"], "a compaction commit followed the MERGE"
+    after = target_status(lake)
+    inserted = len(after.keys() - before.keys())
+    updated = sum(after[key] != version for key, version in before.items())
+    assert inserted > 0
+    assert updated > 0
+    log = log_rows(lake)[-1]
+    assert (log["batch_id"], log["rows_inserted"], log["rows_updated"]) == ("b2", inserted, updated)
+    assert accounted(log) == log["rows_read"]
 
 
 def test_unknown_dataset_and_bad_batch_id_are_refused(
