@@ -34,6 +34,9 @@ REASON = "reason"
 # The ids of every rule a row broke (`customers.email.pattern`, `orders.check.ordered_not_in_future`).
 RULES = "rules"
 RAW_LINE = "raw_line"
+# Which task rejected a row: `stage` (its file's rules) or `validate` (a cross-dataset rule quarantined it),
+# so that each task replaces only its own reject rows of a batch.
+REJECTED_BY = "_rejected_by"
 # Whether a row has the contract's shape (well-formed, as many fields as columns), so that its
 # values are in their own columns; a misshapen row is rejected for that alone.
 SHAPE_OK = "_shape_ok"
@@ -99,6 +102,7 @@ def rejects_schema() -> StructType:
             StructField(RULES, ArrayType(StringType())),
             StructField(RAW_LINE, StringType()),
             *_lineage_fields(),
+            StructField(REJECTED_BY, StringType()),
         ]
     )
 

@@ -26,7 +26,8 @@ from filegate.local_jobs import (
 )
 
 FIXTURE_BUNDLE = Path(__file__).parent / "local_jobs" / "bundle" / "resources" / "filegate_ingest.job.yml"
-BATCH_BUNDLE = FIXTURE_BUNDLE.with_name("filegate_batch.job.yml")
+# The real batch job of the bundle: its tasks run only where a test gives the server a Spark runner.
+BATCH_BUNDLE = Path(__file__).resolve().parents[1] / "infra" / "databricks" / "resources" / "filegate_batch.job.yml"
 JOB_NAME = "filegate-ingest"
 
 
