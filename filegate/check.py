@@ -98,6 +98,14 @@ def _pipeline_findings(pipelines: list[tuple[Path, dict[str, Any]]], contracts: 
         except ContractError as exc:
             findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
             continue
+        try:
+            # The batch job's part of the file (relations, rules): checked here so a broken rule fails
+            # before a run does. Plain Python, no Spark.
+            from spark_jobs.pipeline_rules import parse_checks
+
+            parse_checks(pipeline, known)
+        except ContractError as exc:
+            findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
         for member in pipeline.members:
             if member in owners and owners[member] != pipeline.name:
                 findings.append(Finding(path, None, f"dataset {member} is also a member of {owners[member]}"))

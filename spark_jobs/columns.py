@@ -49,6 +49,10 @@ from filegate.tables import (
     SOURCE_FILE as SOURCE_FILE,
 )
 
+LINEAGE = (BATCH_ID, SOURCE_FILE, INGESTED_AT)
+# Which task rejected a row: `stage` (its file's rules) or `validate` (a cross-dataset rule quarantined it),
+# so that each task replaces only its own reject rows of a batch.
+REJECTED_BY = "_rejected_by"
 # Whether a row has the contract's shape (well-formed, as many fields as columns), so that its
 # values are in their own columns; a misshapen row is rejected for that alone.
 SHAPE_OK = "_shape_ok"
@@ -114,6 +118,7 @@ def rejects_schema() -> StructType:
             StructField(RULES, ArrayType(StringType())),
             StructField(RAW_LINE, StringType()),
             *_lineage_fields(),
+            StructField(REJECTED_BY, StringType()),
         ]
     )
 

@@ -34,6 +34,8 @@ class MergeSpec:
     when_not_matched_insert: tuple[MergeClause, ...]
     source_alias: str = SOURCE
     target_alias: str = TARGET
+    # Conditions of WHEN MATCHED ... THEN DELETE clauses, written before the updates (SQL tries clauses in order).
+    when_matched_delete: tuple[str, ...] = ()
 
 
 def _checked(names: Sequence[str]) -> tuple[str, ...]:

@@ -1,12 +1,19 @@
-"""The `processing_log` table: one row per job run, written by the task that ends the run."""
+"""The `processing_log` table: one row per task, dataset or table, and attempt.
+
+The ingest job writes one row per run (its last task); the batch job one per task and member. Columns
+added since the first release are appended at the end and nullable: `Warehouse.ensure_table` adds
+them to an existing table in place (ALTER TABLE ADD COLUMNS), so old rows and readers keep working.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from pyspark.sql import SparkSession
-from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
 from filegate.tables import PROCESSING_LOG
 from spark_jobs.warehouse import Warehouse
@@ -14,6 +21,7 @@ from spark_jobs.warehouse import Warehouse
 TABLE = PROCESSING_LOG
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
+SKIPPED = "SKIPPED"
 
 SCHEMA = StructType(
     [
@@ -32,6 +40,15 @@ SCHEMA = StructType(
         StructField("ended_at", TimestampType()),
         StructField("status", StringType()),
         StructField("error", StringType()),
+        # The batch job's columns (issue 16).
+        StructField("run_id", LongType()),
+        StructField("attempt", IntegerType()),
+        StructField("pipeline", StringType()),
+        StructField("business_date", DateType()),
+        StructField("table_name", StringType()),
+        StructField("rows_quarantined", LongType()),
+        StructField("rows_deleted", LongType()),
+        StructField("details", StringType()),
     ]
 )
 
@@ -41,7 +58,7 @@ class RunRecord:
     """One run's outcome; counts the failing task never reached stay None."""
 
     batch_id: str
-    dataset: str
+    dataset: str | None
     source_file: str
     task: str
     started_at: datetime
@@ -55,11 +72,34 @@ class RunRecord:
     rows_unchanged: int | None = None
     rows_tied: int | None = None
     error: str | None = None
+    run_id: int | None = None
+    attempt: int | None = None
+    pipeline: str | None = None
+    business_date: date | None = None
+    table_name: str | None = None
+    rows_quarantined: int | None = None
+    rows_deleted: int | None = None
+    details: str | None = None
 
 
 def append_run(spark: SparkSession, warehouse: Warehouse, record: RunRecord) -> None:
     """Append the run's row: a blind append, which concurrent runs (of any dataset) can all commit."""
-    values = asdict(record)
-    row = spark.createDataFrame([tuple(values[name] for name in SCHEMA.fieldNames())], SCHEMA)
+    append_runs(spark, warehouse, [record])
+
+
+def append_runs(spark: SparkSession, warehouse: Warehouse, records: Sequence[RunRecord]) -> None:
+    """Append a task's rows in one commit (each Delta commit costs seconds); a blind append never conflicts."""
+    rows = [tuple(asdict(record)[name] for name in SCHEMA.fieldNames()) for record in records]
     warehouse.ensure_table(TABLE, SCHEMA)
-    warehouse.append(TABLE, row)
+    warehouse.append(TABLE, spark.createDataFrame(rows, SCHEMA))
+
+
+def next_attempt(warehouse: Warehouse, run_id: int | None, task: str) -> int:
+    """This task's attempt in its run: 1, then one more per retry (Databricks starts a retry with the same run id)."""
+    if run_id is None:
+        return 1
+    warehouse.ensure_table(TABLE, SCHEMA)
+    rows = warehouse.read(TABLE).where((F.col("run_id") == F.lit(run_id)) & (F.col("task") == F.lit(task)))
+    found = rows.agg(F.max("attempt").alias("last")).first()
+    last = found["last"] if found is not None else None
+    return 1 if last is None else int(last) + 1

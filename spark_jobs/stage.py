@@ -18,6 +18,7 @@ from spark_jobs.columns import (
     INGESTED_AT,
     RAW_LINE,
     REASON,
+    REJECTED_BY,
     RULES,
     SOURCE_FILE,
     rejects_schema,
@@ -100,6 +101,7 @@ def stage_file(
         RULES,
         # Only a rejected row needs its raw text; a good row would carry it along for nothing.
         F.when(rejected, F.col(RAW_LINE)).alias(RAW_LINE),
+        F.lit("stage").alias(REJECTED_BY),
         rejected.alias(_REJECTED),
     )
     # Both tables are replaced even when the batch has no rows for them now: a corrected re-run

@@ -98,6 +98,7 @@ class MergeCounts:
 
     inserted: int
     updated: int
+    deleted: int = 0
 
 
 def sql_string(text: str) -> str:
@@ -230,6 +231,13 @@ class Warehouse:
                 break
         return self.count_batch(table, batch_id)
 
+    def replace_where(self, table: str, rows: DataFrame, predicate: str) -> None:
+        """Atomically replace the rows matching `predicate` (checked SQL text) with `rows`, which must all match it."""
+        columns = ", ".join(_quoted(name) for name in self.read(table).columns)
+        with self._view(rows) as view:
+            statement = f"INSERT INTO {self.name(table)} REPLACE WHERE {predicate} SELECT {columns} FROM {view}"  # noqa: S608
+            committed(lambda: self.spark.sql(statement).collect(), f"replace {predicate} in {table}")
+
     def replace_batch_split(
         self, rows: DataFrame, flag: str, parts: tuple[BatchPart, BatchPart], batch_id: str
     ) -> tuple[int, int]:
@@ -270,7 +278,11 @@ class Warehouse:
         def attempt() -> MergeCounts:
             with self._view(source()) as view:
                 (result,) = self.spark.sql(merge_statement(self.name(table), view, spec)).collect()
-            return MergeCounts(inserted=int(result["num_inserted_rows"]), updated=int(result["num_updated_rows"]))
+            return MergeCounts(
+                inserted=int(result["num_inserted_rows"]),
+                updated=int(result["num_updated_rows"]),
+                deleted=int(result["num_deleted_rows"]),
+            )
 
         return committed(attempt, f"merge into {table}")
 
@@ -292,6 +304,8 @@ def merge_statement(target: str, view: str, spec: MergeSpec) -> str:
         f"USING {view} AS {spec.source_alias}",
         f"ON {spec.predicate}",
     ]
+    for condition in spec.when_matched_delete:
+        lines.append(f"WHEN MATCHED AND ({condition}) THEN DELETE")
     for clause in spec.when_matched_update:
         condition = f" AND ({clause.condition})" if clause.condition else ""
         assignments = ", ".join(f"{spec.target_alias}.{column} = {value}" for column, value in clause.assignments)

@@ -74,3 +74,22 @@ def test_a_pipeline_is_checked_against_the_datasets(tmp_path: Path) -> None:
     assert finding.path == pipeline
     assert "member returns has no dataset contract" in finding.message
     assert "on_incomplete must be one of" in finding.message
+
+
+def test_a_pipelines_relations_and_rules_are_checked_before_any_run(tmp_path: Path) -> None:
+    pipeline = tmp_path / "shop.toml"
+    pipeline.write_text(
+        'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\n'
+        'members = ["customers", "orders"]\n'
+        '[[relations]]\nname = "order_customer"\nchild = "orders"\ncolumns = ["client_id"]\nparent = "customers"\n'
+        'severity = "SEVERE"\n'
+        '[[rules]]\nname = "big"\ndataset = "shipping"\naction = "drop"\nsql = "SELECT 1"\n'
+    )
+
+    _, findings = check_files([pipeline])
+
+    (finding,) = findings
+    assert "child columns ['client_id'] are not all columns of orders" in finding.message
+    assert "severity must be one of HIGH, MEDIUM, LOW" in finding.message
+    assert "dataset 'shipping' is not a member of shop" in finding.message
+    assert "action must be one of warn, quarantine, fail" in finding.message

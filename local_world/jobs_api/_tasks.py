@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -22,6 +23,8 @@ _TRACEBACK = "Traceback (most recent call last):"
 
 _AZURE_URI = re.compile(r"^(?:abfss?|wasbs?)://(?P<container>[^@/]+)@(?P<account>[^/]+)/(?P<path>.+)$")
 _GCS_URI = re.compile(r"^gs://(?P<bucket>[^/]+)/(?P<path>.+)$")
+# A sealed batch manifest (filegate.batches): its members are fetched with it.
+_SEALED_MANIFEST = re.compile(r"^_sealed\.r[0-9]+\.json$")
 
 
 class TaskFailed(FilegateError):
@@ -97,7 +100,27 @@ def fetch_source(uri: str, folder: Path, storage: SourceStorage) -> Path:
         store.download(container, path, str(target))
     except FilegateError as exc:
         raise TaskFailed(f"cannot read {uri} from local {store.kind} storage: {exc}") from exc
+    if _SEALED_MANIFEST.match(target.name):
+        fetch_members(target, folder / "members", storage)
     return target
+
+
+def fetch_members(manifest: Path, folder: Path, storage: SourceStorage) -> None:
+    """Download every member a sealed batch manifest names and record each local copy in it as `local_path`.
+
+    The member's `uri` stays as it was: the job records it as the row's source, as on Databricks, where
+    the tasks read the archived objects themselves.
+    """
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+        members = document["members"]
+        uris = [(str(member["dataset"]), str(member["uri"])) for member in members]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TaskFailed(f"{manifest.name} is not a sealed batch manifest: {exc!r}") from exc
+    for member, (dataset, uri) in zip(members, uris, strict=True):
+        # One folder per dataset: two members may carry the same file name.
+        member["local_path"] = str(fetch_source(uri, folder / dataset, storage))
+    manifest.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def task_command(invocation: TaskInvocation) -> list[str]:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
 FIXTURE_BUNDLE = Path(__file__).parent / "fixture_bundle" / "resources" / "filegate_ingest.job.yml"
-BATCH_BUNDLE = FIXTURE_BUNDLE.with_name("filegate_batch.job.yml")
+# The real batch job of the bundle: its tasks run only where a test gives the server a Spark runner.
+BATCH_BUNDLE = Path(__file__).resolve().parents[2] / "infra" / "databricks" / "resources" / "filegate_batch.job.yml"
 JOB_NAME = "filegate-ingest"
 
 

@@ -40,7 +40,7 @@ from local_world.inputs import blob_created, gcs_uploader
 from local_world.jobs_api import LocalJobsServer
 from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE, workspace_client
 
-# The ingest job (id 1) and a stand-in for the batch job (id 2) a sealed pipeline batch runs.
+# The ingest job (id 1) and the bundle's batch job (id 2) a sealed pipeline batch runs.
 WORLD_JOBS = (FIXTURE_BUNDLE, BATCH_BUNDLE)
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 

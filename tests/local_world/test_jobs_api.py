@@ -578,3 +578,43 @@ def test_a_cloud_source_path_is_downloaded_and_passed_as_a_local_file(tmp_path: 
     assert failed.state.result_state is RunResultState.FAILED
     assert failed.status.termination_details.code.value == "STORAGE_ACCESS_ERROR"
     assert f"{uri}.gone" in failed.status.termination_details.message
+
+
+def test_a_sealed_manifest_is_downloaded_with_every_member_it_names(tmp_path: Path, gcs_emulator: str) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from tests.jobs_api import BATCH_BUNDLE
+
+    bucket = storage.Client(
+        project="local", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_emulator}
+    ).bucket("landing")
+    members = {"customers": "customers_2025_01_15.csv", "orders": "orders_2025_01_15.csv"}
+    for dataset, name in members.items():
+        bucket.blob(f"archive/{dataset}/{name}").upload_from_string(f"{dataset} bytes\n".encode())
+    seal = {
+        "pipeline": "ecommerce",
+        "batch_id": "b1",
+        "members": [{"dataset": d, "uri": f"gs://landing/archive/{d}/{n}"} for d, n in members.items()],
+    }
+    bucket.blob("archive/_batches/ecommerce/2025/01/15/_sealed.r1.json").upload_from_string(json.dumps(seal))
+    uri = "gs://landing/archive/_batches/ecommerce/2025/01/15/_sealed.r1.json"
+    runner = RecordingRunner()
+    storage_emulator = SourceStorage(gcs_endpoint=gcs_emulator)
+    with local_jobs_api(
+        tmp_path / "jobs", runner=runner, bundle=[FIXTURE_BUNDLE, BATCH_BUNDLE], storage=storage_emulator
+    ) as server:
+        client = workspace_client(server)
+        run_id = client.jobs.run_now(job_id=2, job_parameters={"source_path": uri, "pipeline": "ecommerce"}).run_id
+        server.wait_idle(20)
+
+    first = runner.calls[0]
+    local = Path(first.arguments[1])
+    assert local == tmp_path / "jobs" / "inputs" / str(run_id) / "_sealed.r1.json"
+    assert first.arguments[-2:] == ("--source-file", uri)
+    document = json.loads(local.read_text())
+    # Each member downloaded beside the manifest; its URI stays the archived object's, for lineage.
+    assert [(m["uri"], Path(m["local_path"]).read_text()) for m in document["members"]] == [
+        (f"gs://landing/archive/{d}/{n}", f"{d} bytes\n") for d, n in members.items()
+    ]
+    assert [call.task_key for call in runner.calls] == ["stage_members", "validate", "merge_targets", "derive_tables"]

@@ -67,3 +67,25 @@ def test_targets_set_catalog_and_schema_and_prod_keeps_the_job_name() -> None:
         assert {"catalog", "schema"} <= set(target["variables"])
     assert bundle["targets"]["prod"]["mode"] == "production"
     assert bundle["artifacts"]["filegate"]["type"] == "whl"
+
+
+def test_the_batch_job_stages_validates_merges_then_derives_one_batch_at_a_time() -> None:
+    job_file = BUNDLE / "resources" / "filegate_batch.job.yml"
+    job = load(job_file)["resources"]["jobs"]["filegate_batch"]
+
+    assert job["name"] == "filegate-batch"
+    assert [p["name"] for p in job["parameters"]] == ["source_path", "pipeline", "batch_id"]
+    assert (job["max_concurrent_runs"], job["queue"]["enabled"]) == (1, True)
+    keys = [task["task_key"] for task in job["tasks"]]
+    assert keys == ["stage_members", "validate", "merge_targets", "derive_tables"]
+    for previous, task in zip(job["tasks"], job["tasks"][1:], strict=False):
+        assert task["depends_on"] == [{"task_key": previous["task_key"]}]
+    for task in job["tasks"]:
+        python_file = (job_file.parent / task["spark_python_task"]["python_file"]).resolve()
+        assert python_file.is_file()
+        parameters = task["spark_python_task"]["parameters"]
+        assert parameters[:2] == ["--manifest", "{{job.parameters.source_path}}"]
+        assert "{{job.run_id}}" in parameters
+    # A failed validation is the data's verdict: retrying would fail the same way and hide it.
+    assert "max_retries" not in job["tasks"][1]
+    assert job["tasks"][2]["max_retries"] >= 1

@@ -1,0 +1,278 @@
+"""What the batch job's tasks share: their arguments, the sealed manifest, the pipeline, and logging a failure.
+
+The function seals a complete batch as `_batches/<pipeline>/<yyyy>/<mm>/<dd>/_sealed.rN.json` and runs
+the batch job with that manifest, the pipeline's name and the batch id. Every task reads the same
+manifest and pipeline file, so a retried or re-run task sees exactly the batch the seal describes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from filegate.contracts import Contract, Contracts, load_contracts
+from filegate.errors import FilegateError
+from filegate.pipelines import Pipeline, load_pipelines
+from spark_jobs.processing_log import FAILED, RunRecord, append_run, next_attempt
+from spark_jobs.session import build_session
+from spark_jobs.task import _BATCH_ID, CONTRACTS_DIR_SETTING, TaskArgumentError, table_location
+from spark_jobs.warehouse import TableLocation, Warehouse
+
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+class ManifestError(FilegateError):
+    """The sealed manifest cannot be read or does not describe the batch the job was started for."""
+
+
+@dataclass(frozen=True)
+class BatchArguments:
+    """A batch task's parameters, as the job passes them."""
+
+    manifest: str
+    manifest_uri: str
+    pipeline: str
+    batch_id: str
+    run_id: int | None
+    location: TableLocation
+    contracts_dir: Path | None
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of the batch: its dataset, where to read it, and what the producer said about it."""
+
+    dataset: str
+    uri: str
+    read_path: str
+    expected_rows: int | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A sealed batch: its pipeline, date, id, revision and member files."""
+
+    pipeline: str
+    business_date: date
+    batch_id: str
+    revision: int
+    members: tuple[Member, ...]
+
+    def member(self, dataset: str) -> Member | None:
+        return next((m for m in self.members if m.dataset == dataset), None)
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """Everything a batch task works with, resolved once at the start."""
+
+    spark: SparkSession
+    warehouse: Warehouse
+    arguments: BatchArguments
+    manifest: Manifest
+    pipeline: Pipeline
+    contracts: Contracts
+    attempt: int
+    started_at: datetime
+
+    def contract(self, dataset: str) -> Contract:
+        return self.contracts[dataset]
+
+    def record(self, task: str, **fields: Any) -> RunRecord:
+        """A processing_log row of this task, with the batch's identity filled in."""
+        values: dict[str, Any] = {
+            "batch_id": self.arguments.batch_id,
+            "dataset": None,
+            "source_file": self.arguments.manifest_uri,
+            "task": task,
+            "started_at": self.started_at,
+            "ended_at": datetime.now(UTC),
+            "status": "SUCCEEDED",
+            "run_id": self.arguments.run_id,
+            "attempt": self.attempt,
+            "pipeline": self.pipeline.name,
+            "business_date": self.manifest.business_date,
+        }
+        values.update(fields)
+        return RunRecord(**values)
+
+
+def parse_batch_arguments(argv: Sequence[str], description: str) -> BatchArguments:
+    """Parse and check a batch task's command line."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--manifest", required=True, help="The sealed manifest (a URI, or a local path).")
+    parser.add_argument("--source-file", help="The manifest's URI to record as lineage; defaults to --manifest.")
+    parser.add_argument("--pipeline", required=True, help="The pipeline's name; must match the manifest.")
+    parser.add_argument("--batch-id", required=True, help="The batch id; must match the manifest.")
+    parser.add_argument("--run-id", help="The job run's id ({{job.run_id}}), recorded in processing_log.")
+    parser.add_argument("--catalog", required=True, help="The Unity Catalog catalog of the tables.")
+    parser.add_argument("--schema", required=True, help="The schema (in --catalog) of the tables.")
+    parser.add_argument("--warehouse", type=Path, help="Off Databricks: the local folder standing in for the catalog.")
+    contracts_default = os.environ.get(CONTRACTS_DIR_SETTING, "").strip()
+    parser.add_argument(
+        "--contracts-dir",
+        type=Path,
+        default=Path(contracts_default) if contracts_default else None,
+        help=f"A folder of extra contracts and pipelines (default: ${CONTRACTS_DIR_SETTING}).",
+    )
+    parsed = parser.parse_args(list(argv))
+    batch_id = parsed.batch_id.strip()
+    if not _BATCH_ID.fullmatch(batch_id):
+        raise TaskArgumentError(f"--batch-id {parsed.batch_id!r} is not a batch id (letters, digits, . _ : -)")
+    for name in ("manifest", "pipeline"):
+        if not getattr(parsed, name).strip():
+            raise TaskArgumentError(f"--{name} must not be empty")
+    run_id = (parsed.run_id or "").strip()
+    if run_id and not run_id.isdigit():
+        raise TaskArgumentError(f"--run-id must be a whole number, got {parsed.run_id!r}")
+    return BatchArguments(
+        manifest=parsed.manifest,
+        manifest_uri=parsed.source_file or parsed.manifest,
+        pipeline=parsed.pipeline.strip(),
+        batch_id=batch_id,
+        run_id=int(run_id) if run_id else None,
+        location=table_location(parsed.catalog.strip(), parsed.schema.strip(), parsed.warehouse),
+        contracts_dir=parsed.contracts_dir,
+    )
+
+
+def parse_manifest(document: dict[str, Any], arguments: BatchArguments) -> Manifest:
+    """The manifest's batch, checked against the run's parameters (a mismatch would load the wrong files)."""
+    try:
+        pipeline = str(document["pipeline"])
+        batch_id = str(document["batch_id"])
+        business_date = date.fromisoformat(str(document["business_date"]))
+        members = tuple(
+            Member(
+                dataset=str(entry["dataset"]),
+                uri=str(entry["uri"]),
+                # The local Jobs API downloads every member and names the copy here; on Databricks the
+                # tasks read the archived object itself.
+                read_path=str(entry.get("local_path") or entry["uri"]),
+                expected_rows=entry.get("expected_rows"),
+            )
+            for entry in document["members"]
+        )
+        revision = int(document.get("revision", 1))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"{arguments.manifest_uri} is not a sealed batch manifest: {exc!r}") from exc
+    if pipeline != arguments.pipeline or batch_id != arguments.batch_id:
+        raise ManifestError(
+            f"{arguments.manifest_uri} seals batch {batch_id} of {pipeline}, but the run was started for batch "
+            f"{arguments.batch_id} of {arguments.pipeline}"
+        )
+    return Manifest(pipeline, business_date, batch_id, revision, members)
+
+
+def read_manifest_text(location: str, *, on_databricks: bool) -> str:
+    """The manifest's text: a local file, or on Databricks the object itself through dbutils.
+
+    Not through Spark: its file readers skip every file whose name starts with `_` (Spark's
+    `HadoopFSUtils.shouldFilterOutPathName`, which hides `_SUCCESS`, `_delta_log` and the like), and
+    the seal's name, `_sealed.rN.json`, starts with one.
+    """
+    if Path(location).is_file():
+        return Path(location).read_text(encoding="utf-8")
+    if on_databricks:
+        from databricks.sdk.runtime import dbutils
+
+        return str(dbutils.fs.head(location, MAX_MANIFEST_BYTES))
+    raise ManifestError(f"the manifest {location} is not a local file, and off Databricks there is no reader for it")
+
+
+def read_manifest(arguments: BatchArguments, *, on_databricks: bool) -> Manifest:
+    """Read and check the sealed manifest the run was started with."""
+    text = read_manifest_text(arguments.manifest, on_databricks=on_databricks)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{arguments.manifest_uri} is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ManifestError(f"{arguments.manifest_uri} is not a JSON object")
+    return parse_manifest(document, arguments)
+
+
+def load_pipeline(arguments: BatchArguments) -> tuple[Pipeline, Contracts]:
+    """The pipeline and the contracts, from the built-in datasets and --contracts-dir."""
+    extra = (arguments.contracts_dir,) if arguments.contracts_dir else ()
+    contracts = load_contracts(*extra)
+    pipelines = load_pipelines(contracts, *extra)
+    if arguments.pipeline not in pipelines:
+        raise TaskArgumentError(f"unknown pipeline {arguments.pipeline!r}; known: {', '.join(sorted(pipelines))}")
+    return pipelines[arguments.pipeline], contracts
+
+
+def build_context(
+    spark: SparkSession, arguments: BatchArguments, task: str, started_at: datetime, *, on_databricks: bool
+) -> BatchContext:
+    """Resolve the manifest, pipeline and attempt of a task."""
+    warehouse = Warehouse(spark, arguments.location)
+    pipeline, contracts = load_pipeline(arguments)
+    manifest = read_manifest(arguments, on_databricks=on_databricks)
+    unknown = [m.dataset for m in manifest.members if m.dataset not in pipeline.members]
+    if unknown:
+        raise ManifestError(f"the manifest names datasets that are not members of {pipeline.name}: {unknown}")
+    attempt = next_attempt(warehouse, arguments.run_id, task)
+    return BatchContext(spark, warehouse, arguments, manifest, pipeline, contracts, attempt, started_at)
+
+
+BatchBody = Callable[[BatchContext], None]
+
+
+def run_batch_task(task: str, argv: Sequence[str], body: BatchBody, session: SparkSession | None = None) -> int:
+    """Run a batch task; on failure log it as FAILED (after whatever the task wrote), print why, return 1."""
+    started_at = datetime.now(UTC)
+    try:
+        arguments = parse_batch_arguments(argv, f"Filegate batch job, task {task}.")
+    except TaskArgumentError as exc:
+        print(f"{task}: {exc}", file=sys.stderr)
+        return 2
+    spark = session
+    warehouse: Warehouse | None = None
+    context: BatchContext | None = None
+    on_databricks = "DATABRICKS_RUNTIME_VERSION" in os.environ
+    try:
+        if spark is None:
+            spark = build_session(
+                f"filegate-{task}", on_databricks=on_databricks, remote=os.environ.get("SPARK_REMOTE")
+            )
+        warehouse = Warehouse(spark, arguments.location)
+        context = build_context(spark, arguments, task, started_at, on_databricks=on_databricks)
+        body(context)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        print(f"{task} failed for batch {arguments.batch_id} ({arguments.manifest_uri}): {error}", file=sys.stderr)
+        traceback.print_exc()
+        if spark is not None and warehouse is not None:
+            record = (
+                context.record(task, status=FAILED, error=error[:4000])
+                if context is not None
+                else RunRecord(
+                    batch_id=arguments.batch_id,
+                    dataset=None,
+                    source_file=arguments.manifest_uri,
+                    task=task,
+                    started_at=started_at,
+                    ended_at=datetime.now(UTC),
+                    status=FAILED,
+                    error=error[:4000],
+                    run_id=arguments.run_id,
+                    pipeline=arguments.pipeline,
+                )
+            )
+            try:
+                append_run(spark, warehouse, record)
+            except Exception as log_exc:
+                print(f"{task}: could not write processing_log either: {log_exc}", file=sys.stderr)
+        return 1
+    return 0

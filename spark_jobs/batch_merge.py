@@ -1,0 +1,109 @@
+"""Entry point of the batch job's `merge_targets` task: merge every member's target, parents first.
+
+Each member's batch rows are its staged rows minus the ones `validate` quarantined. Targets are
+merged one at a time in relation order (customers and products before orders, orders before
+shipping), so a child never lands in a target before its parent. Each merge is its own transaction:
+a failure midway leaves earlier targets merged, and the task's retry redoes every member, which
+changes nothing where the merge already happened (history is rebuilt from the observations).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from filegate.contracts import Contract
+from spark_jobs.batch import BatchContext, run_batch_task
+from spark_jobs.batch_validate import FAILURES, quarantined_keys
+from spark_jobs.changes import latest_per_key
+from spark_jobs.columns import target_schema
+from spark_jobs.cross_checks import table_exists
+from spark_jobs.history import merge_history
+from spark_jobs.merge import latest_wins_merge
+from spark_jobs.pipeline_rules import parse_checks
+from spark_jobs.processing_log import RunRecord, append_runs
+from spark_jobs.stage import stage_table
+
+TASK = "merge_targets"
+_QUARANTINED = "_quarantined"
+
+
+def batch_rows(context: BatchContext, contract: Contract) -> tuple[DataFrame, int, int]:
+    """The member's staged rows of this batch without the quarantined keys; how many rows that is, and how many
+    were quarantined (one query for both)."""
+    staged = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)
+    if not table_exists(context.warehouse, FAILURES):
+        return staged, int(staged.count()), 0
+    keys = (
+        quarantined_keys(context.warehouse.read(FAILURES), contract, context.manifest.batch_id)
+        .select(*contract.keys)
+        .distinct()
+    )
+    flagged = staged.join(keys.withColumn(_QUARANTINED, F.lit(True)), on=list(contract.keys), how="left")
+    found = flagged.agg(F.count(F.lit(1)).alias("rows"), F.count(F.col(_QUARANTINED)).alias("quarantined")).first()
+    rows, quarantined = (int(found["rows"]), int(found["quarantined"])) if found is not None else (0, 0)
+    return staged.join(keys, on=list(contract.keys), how="left_anti"), rows - quarantined, quarantined
+
+
+def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
+    """Merge one member into its target; its processing_log row."""
+    started = datetime.now(UTC)
+    rows, read, quarantined = batch_rows(context, contract)
+    if contract.scd_type == 2:
+        counts = merge_history(context.warehouse, contract, rows, context.manifest.batch_id)
+        inserted, updated, deleted = counts.inserted, counts.updated, counts.deleted
+    else:
+        schema = target_schema(contract)
+        context.warehouse.ensure_table(contract.target, schema)
+        merged = context.warehouse.merge(
+            contract.target,
+            lambda: latest_per_key(rows, contract).select(*schema.fieldNames()),
+            latest_wins_merge(contract, schema.fieldNames()),
+        )
+        inserted, updated, deleted = merged.inserted, merged.updated, 0
+    member = context.manifest.member(contract.name)
+    print(
+        f"{TASK}: {contract.name} into {contract.target}: {read} rows, {inserted} versions inserted, "
+        f"{updated} updated, "
+        f"{deleted} deleted, {quarantined} quarantined rows left out"
+    )
+    return context.record(
+        TASK,
+        dataset=contract.name,
+        table_name=contract.target,
+        source_file=member.uri if member else context.arguments.manifest_uri,
+        started_at=started,
+        rows_read=read,
+        rows_quarantined=quarantined,
+        rows_inserted=inserted,
+        rows_updated=updated,
+        rows_deleted=deleted,
+        # Rows that changed no version: a repeat, or an older observation inside an unchanged version.
+        rows_unchanged=max(0, read - inserted - updated),
+        details=json.dumps({"scd_type": contract.scd_type, "load": contract.load}),
+    )
+
+
+def merge_targets(context: BatchContext) -> None:
+    """Merge the members parents first; one processing_log row per target."""
+    checks = parse_checks(context.pipeline, context.contracts)
+    present = [m.dataset for m in context.manifest.members]
+    order = [name for name in checks.merge_order(list(context.pipeline.members)) if name in present]
+    records = [merge_member(context, context.contract(name)) for name in order]
+    append_runs(context.spark, context.warehouse, records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_batch_task(TASK, sys.argv[1:] if argv is None else argv, merge_targets)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,572 @@
+"""Entry point of the batch job's `validate` task, and its work: score the batch, quarantine, or fail it.
+
+Writes `validation_failures` (one row per failing row per cross-dataset rule, with its key) and
+`validation_results` (one row per rule, per dataset and for the batch), both replaced per batch, then
+the quarantined rows into `<d>_rejects` (`_rejected_by = 'validate'`). A tripped `fail` rule makes the
+task fail AFTER those writes: the job's `merge_targets` depends on this task, so nothing of the batch
+reaches a target, and the results say why.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    DateType,
+    DoubleType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from filegate.contracts import Contract
+from filegate.errors import FilegateError
+from spark_jobs.batch import BatchContext, run_batch_task
+from spark_jobs.columns import (
+    BATCH_ID,
+    RAW_LINE,
+    REASON,
+    REJECTED_BY,
+    RULES,
+    WARNINGS,
+    data_type,
+    rejects_schema,
+    row_fields,
+)
+from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
+from spark_jobs.pipeline_rules import Checks, parse_checks
+from spark_jobs.processing_log import RunRecord, append_runs
+from spark_jobs.stage import rejects_table, stage_table
+from spark_jobs.warehouse import sql_string
+
+TASK = "validate"
+RESULTS = "validation_results"
+FAILURES = "validation_failures"
+VALIDATE = "validate"
+_RANK = "_rank"
+_SAMPLES = 20
+_SEVERITY_ORDER = {"HIGH": 3, "MEDIUM": 2, "LOW": 1}
+
+RESULTS_SCHEMA = StructType(
+    [
+        StructField("batch_id", StringType()),
+        StructField("pipeline", StringType()),
+        StructField("business_date", DateType()),
+        StructField("run_id", LongType()),
+        StructField("level", StringType()),
+        StructField("rule", StringType()),
+        StructField("rule_type", StringType()),
+        StructField("dataset", StringType()),
+        StructField("related_dataset", StringType()),
+        StructField("columns", ArrayType(StringType())),
+        StructField("severity_configured", StringType()),
+        StructField("severity", StringType()),
+        StructField("action", StringType()),
+        StructField("rows_evaluated", LongType()),
+        StructField("rows_failed", LongType()),
+        StructField("null_count", LongType()),
+        StructField("failure_ratio", DoubleType()),
+        StructField("fail_if_ratio", DoubleType()),
+        StructField("outcome", StringType()),
+        StructField("score", DoubleType()),
+        StructField("description", StringType()),
+        StructField("sample_keys", StringType()),
+        StructField("checked_at", TimestampType()),
+    ]
+)
+FAILURES_SCHEMA = StructType(
+    [
+        StructField("batch_id", StringType()),
+        StructField("rule", StringType()),
+        StructField("dataset", StringType()),
+        StructField("key", MapType(StringType(), StringType())),
+        StructField("detail", StringType()),
+        StructField("severity", StringType()),
+        StructField("action", StringType()),
+        StructField("run_id", LongType()),
+        StructField("checked_at", TimestampType()),
+    ]
+)
+
+
+class BatchFailedValidation(FilegateError):
+    """A `fail` rule tripped: the batch must not be merged."""
+
+
+@dataclass
+class Result:
+    """One row of validation_results before the batch's identity is added."""
+
+    level: str
+    rule: str | None
+    rule_type: str | None
+    dataset: str | None
+    severity_configured: str | None
+    action: str | None
+    rows_evaluated: int
+    rows_failed: int
+    related_dataset: str | None = None
+    columns: list[str] = field(default_factory=list)
+    null_count: int | None = None
+    fail_if_ratio: float | None = None
+    description: str = ""
+    sample_keys: list[str] = field(default_factory=list)
+    scored: bool = True
+    severity: str = "NONE"
+    outcome: str = "PASSED"
+    score: float | None = None
+    failure_ratio: float | None = None
+
+    def settle(self) -> Result:
+        """Severity, outcome, ratio and score from the counts (NONE and PASSED when nothing failed)."""
+        evaluated, failed = self.rows_evaluated, self.rows_failed
+        self.failure_ratio = failed / evaluated if evaluated else None
+        self.score = 100.0 * (1 - failed / evaluated) if evaluated else None
+        if failed == 0:
+            return self
+        self.severity = self.severity_configured or "HIGH"
+        over = (
+            self.fail_if_ratio is not None
+            and self.failure_ratio is not None
+            and self.failure_ratio > self.fail_if_ratio
+        )
+        if self.action == "fail" and self.rule_type == "reconciliation" and self.fail_if_ratio is not None:
+            self.outcome = "FAILED" if over else "WARNED"
+        elif self.action == "fail" or over:
+            self.outcome = "FAILED"
+        else:
+            self.outcome = {"quarantine": "QUARANTINED", "reject": "REJECTED"}.get(self.action or "", "WARNED")
+        return self
+
+
+def quarantine_rule_id(dataset: str, rule: str) -> str:
+    """The id a quarantined row carries in `rules`, in the stage's form (`shipping.validate.<rule>`)."""
+    return f"{dataset}.{VALIDATE}.{rule}"
+
+
+def stage_rule_severity(contract: Contract, rule: str) -> str:
+    """The configured severity of a stage rule id (`<dataset>.<column|check|row>.<kind|name>`)."""
+    _, scope, kind = rule.split(".", 2)
+    if scope == "check":
+        return next((c.severity for c in contract.checks if c.name == kind), "HIGH")
+    if scope in contract.column_names:
+        return contract.column(scope).severity_of(kind)
+    return "HIGH"
+
+
+def key_map(contract: Contract) -> Column:
+    return F.create_map(*(part for key in contract.keys for part in (F.lit(key), F.col(key).cast("string"))))
+
+
+StageCounts = tuple[int, int, dict[str, int], dict[str, int]]
+
+
+def stage_counts(context: BatchContext, contracts: dict[str, Contract]) -> dict[str, StageCounts]:
+    """Per dataset: rows staged, rows rejected at stage, and how often each stage rule rejected or warned.
+
+    One query for the whole batch: the rows grouped by dataset, side and the list of rules they broke
+    (few distinct lists), counted on the driver. Each query costs seconds; one per figure would add up.
+    """
+    batch_id = context.manifest.batch_id
+    parts = []
+    for name, contract in contracts.items():
+        stage = context.warehouse.read_batch(stage_table(contract), batch_id)
+        rejects = context.warehouse.read_batch(rejects_table(contract), batch_id).where(
+            F.coalesce(F.col(REJECTED_BY), F.lit("stage")) == F.lit("stage")
+        )
+        parts.append(
+            stage.select(F.lit(name).alias("dataset"), F.lit(False).alias("rejected"), F.col(WARNINGS).alias("ids"))
+        )
+        parts.append(
+            rejects.select(F.lit(name).alias("dataset"), F.lit(True).alias("rejected"), F.col(RULES).alias("ids"))
+        )
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    found: dict[str, StageCounts] = {name: (0, 0, {}, {}) for name in contracts}
+    for row in union.groupBy("dataset", "rejected", "ids").agg(F.count(F.lit(1)).alias("n")).collect():
+        staged, rejected, rejected_by, warned = found[row["dataset"]]
+        n = int(row["n"])
+        tally = rejected_by if row["rejected"] else warned
+        for rule in set(row["ids"] or ()):
+            tally[rule] = tally.get(rule, 0) + n
+        found[row["dataset"]] = (
+            (staged, rejected + n, rejected_by, warned)
+            if row["rejected"]
+            else (staged + n, rejected, rejected_by, warned)
+        )
+    return found
+
+
+def null_key_counts(checks: Checks, inputs: Inputs, members: list[str]) -> dict[str, int]:
+    """Child rows with a NULL foreign key, per relation that ignores them (one query for all)."""
+    parts = [
+        relation_failures(r, inputs)[1].select(F.lit(r.name).alias("rule"))
+        for r in checks.relations
+        if r.child in members and r.nulls == "ignore"
+    ]
+    counts = {r.name: 0 for r in checks.relations if r.child in members and r.nulls == "ignore"}
+    if parts:
+        union = parts[0]
+        for part in parts[1:]:
+            union = union.unionByName(part)
+        counts.update(
+            {row["rule"]: int(row["n"]) for row in union.groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
+        )
+    return counts
+
+
+def failure_rows(context: BatchContext, checks: Checks, inputs: Inputs, checked_at: datetime) -> DataFrame | None:
+    """Every failing row of every relation and rule, in the shape of validation_failures."""
+    parts: list[DataFrame] = []
+
+    def shaped(rows: DataFrame, name: str, dataset: str, severity: str, action: str) -> DataFrame:
+        contract = context.contract(dataset)
+        return rows.select(
+            F.lit(context.manifest.batch_id).alias("batch_id"),
+            F.lit(name).alias("rule"),
+            F.lit(dataset).alias("dataset"),
+            key_map(contract).alias("key"),
+            F.col(DETAIL).cast("string").alias("detail"),
+            F.lit(severity).alias("severity"),
+            F.lit(action).alias("action"),
+            F.lit(context.arguments.run_id).cast("bigint").alias("run_id"),
+            F.lit(checked_at).cast("timestamp").alias("checked_at"),
+        )
+
+    present = {m.dataset for m in context.manifest.members}
+    for relation in checks.relations:
+        if relation.child in present:
+            failing, _ = relation_failures(relation, inputs)
+            parts.append(shaped(failing, relation.name, relation.child, relation.severity, relation.action))
+    for rule in checks.rules:
+        if rule.dataset in present:
+            failing = rule_failures(
+                rule, inputs, context.contract(rule.dataset), checks.params, context.manifest.business_date
+            )
+            parts.append(shaped(failing, rule.name, rule.dataset, rule.severity, rule.action))
+    if not parts:
+        return None
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    return union
+
+
+def dataset_rules(
+    context: BatchContext,
+    checks: Checks,
+    name: str,
+    counts: tuple[int, int, dict[str, int], dict[str, int]],
+    failed_counts: dict[str, int],
+    samples: dict[str, list[str]],
+    null_counts: dict[str, int],
+) -> list[Result]:
+    """The rule rows of one dataset: its stage rules that fired, its relations and rules, reconciliation."""
+    contract = context.contract(name)
+    member = context.manifest.member(name)
+    staged, rejected, rejected_by, warned = counts
+    read = staged + rejected
+    rules: list[Result] = []
+    for rule_name, count in sorted(rejected_by.items()):
+        kind = "check" if ".check." in rule_name else "row" if ".row." in rule_name else "column"
+        severity = stage_rule_severity(contract, rule_name)
+        rules.append(Result("rule", rule_name, kind, name, severity, "reject", read, count))
+    for rule_name, count in sorted(warned.items()):
+        severity = stage_rule_severity(contract, rule_name)
+        rules.append(Result("rule", rule_name, "check", name, severity, "warn", read, count))
+    for relation in (r for r in checks.relations if r.child == name):
+        rules.append(
+            Result(
+                "rule",
+                relation.name,
+                "relation",
+                name,
+                relation.severity,
+                relation.action,
+                staged,
+                failed_counts.get(relation.name, 0),
+                related_dataset=relation.parent,
+                columns=list(relation.columns),
+                null_count=null_counts.get(relation.name),
+                fail_if_ratio=relation.fail_if_ratio,
+                description=relation.description,
+                sample_keys=samples.get(relation.name, []),
+            )
+        )
+    for rule in (r for r in checks.rules if r.dataset == name):
+        rules.append(
+            Result(
+                "rule",
+                rule.name,
+                "rule",
+                name,
+                rule.severity,
+                rule.action,
+                staged,
+                failed_counts.get(rule.name, 0),
+                fail_if_ratio=rule.fail_if_ratio,
+                description=rule.description,
+                sample_keys=samples.get(rule.name, []),
+            )
+        )
+    if member is not None and member.expected_rows is not None:
+        rules.append(
+            Result(
+                "rule",
+                "rows_match_manifest",
+                "reconciliation",
+                name,
+                "HIGH",
+                "fail",
+                int(member.expected_rows),
+                abs(read - int(member.expected_rows)),
+                description=f"rows read {read}, the trigger announced {member.expected_rows}",
+            )
+        )
+    # Restates the stage rejects as a share of the file, so it is reported but not scored twice.
+    rules.append(
+        Result(
+            "rule",
+            "bad_row_share",
+            "reconciliation",
+            name,
+            "HIGH",
+            "fail",
+            read,
+            rejected,
+            fail_if_ratio=contract.max_bad_row_ratio,
+            description="rows rejected at stage, as a share of the rows read",
+            scored=False,
+        )
+    )
+    return [rule.settle() for rule in rules]
+
+
+def validate_batch(context: BatchContext) -> list[Result]:
+    """Run every check of the batch, write failures, results and quarantined rows; fail when a `fail` rule tripped."""
+    checks = parse_checks(context.pipeline, context.contracts)
+    checked_at = datetime.now(UTC)
+    warehouse, batch_id = context.warehouse, context.manifest.batch_id
+    members = [m.dataset for m in context.manifest.members]
+    contracts = {name: context.contract(name) for name in members}
+    batch_rows = {name: warehouse.read_batch(stage_table(c), batch_id) for name, c in contracts.items()}
+    every_member = {name: context.contract(name) for name in context.pipeline.members}
+    inputs = register_inputs(context.spark, warehouse, every_member, batch_rows, checks)
+    try:
+        failures = failure_rows(context, checks, inputs, checked_at)
+        warehouse.ensure_table(FAILURES, FAILURES_SCHEMA)
+        empty = context.spark.createDataFrame([], FAILURES_SCHEMA)
+        warehouse.replace_where(
+            FAILURES, failures if failures is not None else empty, f"batch_id = {sql_string(batch_id)}"
+        )
+        recorded = warehouse.read(FAILURES).where(F.col("batch_id") == F.lit(batch_id))
+        failed_counts, samples = _failure_summary(recorded)
+        null_counts = null_key_counts(checks, inputs, members)
+        figures = stage_counts(context, contracts)
+        results: list[Result] = []
+        logs: list[RunRecord] = []
+        for name in members:
+            member = context.manifest.member(name)
+            counts = figures[name]
+            read, rejected = counts[0] + counts[1], counts[1]
+            rules = dataset_rules(context, checks, name, counts, failed_counts, samples, null_counts)
+            quarantined = sum(r.rows_failed for r in rules if r.action == "quarantine")
+            results.extend(rules)
+            results.append(_summary("dataset", name, rules, read, rejected + quarantined, checks))
+            logs.append(
+                context.record(
+                    TASK,
+                    dataset=name,
+                    table_name=RESULTS,
+                    source_file=member.uri if member else context.arguments.manifest_uri,
+                    rows_read=read,
+                    rows_rejected=rejected,
+                    rows_quarantined=quarantined,
+                    details=json.dumps({"rules_failed": sorted(r.rule or "" for r in rules if r.rows_failed)}),
+                )
+            )
+        datasets = [r for r in results if r.level == "dataset"]
+        results.append(_batch_summary(datasets))
+        _write_results(context, results, checked_at)
+        _write_quarantine(context, checks, contracts)
+    finally:
+        inputs.close()
+    tripped = [r for r in results if r.outcome == "FAILED" and r.level == "rule"]
+    if tripped:
+        # The log says which datasets were evaluated before the task's own FAILED row.
+        append_runs(context.spark, warehouse, [_failed(log) for log in logs])
+        names = ", ".join(f"{r.dataset}.{r.rule} ({r.rows_failed} of {r.rows_evaluated} rows)" for r in tripped)
+        raise BatchFailedValidation(f"batch {batch_id} failed validation, nothing of it is merged: {names}")
+    append_runs(context.spark, warehouse, logs)
+    print(
+        f"{TASK}: batch {batch_id}: " + ", ".join(f"{r.dataset} score {r.score}" for r in results if r.level != "rule")
+    )
+    return results
+
+
+def _failed(record: RunRecord) -> RunRecord:
+    values = asdict(record)
+    values["status"] = "FAILED"
+    values["error"] = "the batch failed validation"
+    return RunRecord(**values)
+
+
+def _failure_summary(recorded: DataFrame) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Failing rows per rule and the first keys of each, read back from the written table in one query."""
+    key_text = F.concat_ws("|", F.map_values("key"))
+    per_rule = Window.partitionBy("rule")
+    ranked = recorded.select(
+        "rule",
+        key_text.alias("k"),
+        F.row_number().over(per_rule.orderBy(key_text)).alias(_RANK),
+        F.count(F.lit(1)).over(per_rule).alias("n"),
+    )
+    counts: dict[str, int] = {}
+    samples: dict[str, list[str]] = defaultdict(list)
+    for row in ranked.where(F.col(_RANK) <= _SAMPLES).orderBy("rule", _RANK).collect():
+        counts[row["rule"]] = int(row["n"])
+        samples[row["rule"]].append(row["k"])
+    return counts, dict(samples)
+
+
+def _worst(results: list[Result]) -> str:
+    failing = [r.severity for r in results if r.rows_failed and r.severity in _SEVERITY_ORDER]
+    return max(failing, key=_SEVERITY_ORDER.__getitem__, default="NONE")
+
+
+def _outcome(results: list[Result]) -> str:
+    if any(r.outcome == "FAILED" for r in results):
+        return "FAILED"
+    return "WARNED" if any(r.rows_failed for r in results) else "PASSED"
+
+
+def _summary(level: str, dataset: str, rules: list[Result], read: int, failed: int, checks: Checks) -> Result:
+    """A dataset's row: its rules' scores weighted by their configured severity."""
+    scored = [r for r in rules if r.scored and r.score is not None]
+    weight = sum(checks.weights.get(r.severity_configured or "HIGH", 1.0) for r in scored)
+    score = (
+        sum(checks.weights.get(r.severity_configured or "HIGH", 1.0) * (r.score or 0) for r in scored) / weight
+        if weight
+        else None
+    )
+    result = Result(level, None, None, dataset, None, None, read, failed)
+    result.failure_ratio = failed / read if read else None
+    result.score, result.severity, result.outcome = score, _worst(rules), _outcome(rules)
+    return result
+
+
+def _batch_summary(datasets: list[Result]) -> Result:
+    """The batch's row: the datasets' scores weighted by their rows read."""
+    read = sum(d.rows_evaluated for d in datasets)
+    scored = [d for d in datasets if d.score is not None and d.rows_evaluated]
+    weight = sum(d.rows_evaluated for d in scored)
+    result = Result("batch", None, None, None, None, None, read, sum(d.rows_failed for d in datasets))
+    result.failure_ratio = result.rows_failed / read if read else None
+    result.score = sum(d.rows_evaluated * (d.score or 0) for d in scored) / weight if weight else None
+    result.severity = max((d.severity for d in datasets), key=lambda s: _SEVERITY_ORDER.get(s, 0), default="NONE")
+    result.outcome = _outcome(datasets)
+    return result
+
+
+def _write_results(context: BatchContext, results: list[Result], checked_at: datetime) -> None:
+    rows = [
+        (
+            context.manifest.batch_id,
+            context.pipeline.name,
+            context.manifest.business_date,
+            context.arguments.run_id,
+            r.level,
+            r.rule,
+            r.rule_type,
+            r.dataset,
+            r.related_dataset,
+            r.columns,
+            r.severity_configured,
+            r.severity,
+            r.action,
+            r.rows_evaluated,
+            r.rows_failed,
+            r.null_count,
+            r.failure_ratio,
+            r.fail_if_ratio,
+            r.outcome,
+            None if r.score is None else round(r.score, 4),
+            r.description,
+            json.dumps(r.sample_keys) if r.sample_keys else None,
+            checked_at,
+        )
+        for r in results
+    ]
+    context.warehouse.ensure_table(RESULTS, RESULTS_SCHEMA)
+    context.warehouse.replace_where(
+        RESULTS,
+        context.spark.createDataFrame(rows, RESULTS_SCHEMA),
+        f"batch_id = {sql_string(context.manifest.batch_id)}",
+    )
+
+
+def _write_quarantine(context: BatchContext, checks: Checks, contracts: dict[str, Contract]) -> None:
+    """The quarantined rows into `<d>_rejects`, replacing this task's earlier rows of the batch (a retry converges)."""
+    batch_id = context.manifest.batch_id
+    quarantining = {r.child: None for r in checks.relations if r.action == "quarantine"}
+    quarantining.update({r.dataset: None for r in checks.rules if r.action == "quarantine"})
+    for name in (n for n in quarantining if n in contracts):
+        contract = contracts[name]
+        keys = quarantined_keys(context.warehouse.read(FAILURES), contract, batch_id).select(
+            *contract.keys, "rule", "detail"
+        )
+        stage = context.warehouse.read_batch(stage_table(contract), batch_id)
+        columns = [f.name for f in row_fields(contract)]
+        rows = stage.join(keys, on=list(contract.keys), how="inner").select(
+            F.concat(
+                F.lit("quarantined by "), F.col("rule"), F.lit(": "), F.coalesce(F.col("detail"), F.lit(""))
+            ).alias(REASON),
+            F.array(F.concat(F.lit(quarantine_rule_id(name, "")), F.col("rule"))).alias(RULES),
+            F.to_json(F.struct(*columns)).alias(RAW_LINE),
+            *(F.col(c) for c in ("_batch_id", "_source_file", "_ingested_at")),
+            F.lit(VALIDATE).alias(REJECTED_BY),
+        )
+        context.warehouse.ensure_table(rejects_table(contract), rejects_schema())
+        predicate = f"{BATCH_ID} = {sql_string(batch_id)} AND {REJECTED_BY} = {sql_string(VALIDATE)}"
+        context.warehouse.replace_where(rejects_table(contract), rows, predicate)
+
+
+def quarantined_keys(failures: DataFrame, contract: Contract, batch_id: str) -> DataFrame:
+    """The keys of `contract`'s rows a quarantine rule took out of this batch, with the rule and its kind."""
+    rows = failures.where(
+        (F.col("batch_id") == F.lit(batch_id))
+        & (F.col("dataset") == F.lit(contract.name))
+        & (F.col("action") == F.lit("quarantine"))
+    )
+    return rows.select(
+        *(F.col("key")[key].cast(data_type(contract.column(key).type)).alias(key) for key in contract.keys),
+        "rule",
+        "detail",
+    ).dropDuplicates([*contract.keys, "rule"])
+
+
+def validate(context: BatchContext) -> None:
+    validate_batch(context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_batch_task(TASK, sys.argv[1:] if argv is None else argv, validate)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

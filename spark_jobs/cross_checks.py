@@ -1,0 +1,152 @@
+"""Cross-dataset validation declared in the pipeline file: relations, SQL rules, lookups and scoring weights.
+
+`[[relations]]`: a child row of this batch is valid when its parent key is in this batch's parent rows
+or current in the parent's target (a new customer and their first order may arrive together).
+`[[rules]]`: Spark SQL over named inputs that returns the FAILING rows of `dataset` (its key columns
+and an optional `detail`). Inputs, resolved to temporary views: `${batch.d}` (this batch's staged rows),
+`${current.d}` (the target's current rows before this batch), `${history.d}` (every version),
+`${latest.d}` (current and batch, newest per key), `${lookup.n}`, `${param.x}` and `${as_of}`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from filegate.contracts import Contract, sql_literal
+from filegate.errors import ContractError
+from spark_jobs.changes import latest_per_key
+from spark_jobs.columns import IS_CURRENT, row_fields, target_schema
+from spark_jobs.pipeline_rules import Checks, Relation, Rule
+from spark_jobs.warehouse import Warehouse
+
+DETAIL = "detail"
+_PLACEHOLDER = re.compile(r"\$\{(batch|current|history|latest|lookup|param)\.([A-Za-z_][A-Za-z0-9_]*)\}|\$\{as_of\}")
+
+
+def table_exists(warehouse: Warehouse, table: str) -> bool:
+    """Whether the table exists (a target is created by its first merge)."""
+    try:
+        warehouse.read(table).schema  # noqa: B018 - resolving the table is the test
+    except AnalysisException:
+        return False
+    return True
+
+
+@dataclass
+class Inputs:
+    """The named inputs of one validation run, as temporary views; drop them with `close`."""
+
+    spark: SparkSession
+    views: dict[str, str] = field(default_factory=dict)
+    frames: dict[str, DataFrame] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def register(self, kind: str, name: str, rows: DataFrame) -> None:
+        view = f"fg_{kind}_{name}_{self.token}"
+        rows.createOrReplaceTempView(view)
+        self.views[f"{kind}.{name}"] = view
+        self.frames[f"{kind}.{name}"] = rows
+
+    def frame(self, kind: str, name: str) -> DataFrame:
+        return self.frames[f"{kind}.{name}"]
+
+    def close(self) -> None:
+        for view in self.views.values():
+            self.spark.catalog.dropTempView(view)
+
+
+def register_inputs(
+    spark: SparkSession,
+    warehouse: Warehouse,
+    contracts: Mapping[str, Contract],
+    batch_rows: Mapping[str, DataFrame],
+    checks: Checks,
+) -> Inputs:
+    """Views for every member of the pipeline: batch, current, history and latest; and the lookups."""
+    inputs = Inputs(spark)
+    for name, contract in contracts.items():
+        columns = [f.name for f in row_fields(contract)]
+        # A member missing from a partial batch is an empty batch: its children check against its target.
+        if name in batch_rows:
+            batch = batch_rows[name].select(*columns)
+        else:
+            batch = spark.createDataFrame([], StructType(row_fields(contract)))
+        if table_exists(warehouse, contract.target):
+            history = warehouse.read(contract.target)
+        else:
+            history = spark.createDataFrame([], target_schema(contract))
+        current = history.where(F.col(IS_CURRENT)) if contract.scd_type == 2 else history
+        inputs.register("batch", name, batch)
+        inputs.register("history", name, history)
+        inputs.register("current", name, current)
+        inputs.register("latest", name, latest_per_key(current.select(*columns).unionByName(batch), contract))
+    for lookup in checks.lookups:
+        inputs.register(
+            "lookup", lookup.name, spark.createDataFrame([list(r) for r in lookup.rows], list(lookup.columns))
+        )
+    return inputs
+
+
+def resolve_sql(sql: str, inputs: Inputs, params: Mapping[str, Any], as_of: date) -> str:
+    """The rule's SQL with its placeholders replaced by view names and literals."""
+
+    def replace(found: re.Match[str]) -> str:
+        if found.group(0) == "${as_of}":
+            return f"DATE '{as_of.isoformat()}'"
+        kind, name = found.group(1), found.group(2)
+        if kind == "param":
+            if name not in params:
+                raise ContractError(f"unknown parameter ${{param.{name}}}")
+            value = params[name]
+            if isinstance(value, list):
+                return ", ".join(sql_literal(v) for v in value)
+            return sql_literal(value)
+        key = f"{kind}.{name}"
+        if key not in inputs.views:
+            raise ContractError(f"unknown input ${{{key}}}")
+        return inputs.views[key]
+
+    return _PLACEHOLDER.sub(replace, sql)
+
+
+def relation_failures(relation: Relation, inputs: Inputs) -> tuple[DataFrame, DataFrame]:
+    """The child rows of this batch whose parent key is neither in this batch nor current; and those with a NULL key."""
+    child = inputs.frame("batch", relation.child)
+    parents = (
+        inputs.frame("batch", relation.parent)
+        .select(*relation.parent_columns)
+        .unionByName(inputs.frame("current", relation.parent).select(*relation.parent_columns))
+        .distinct()
+    )
+    has_null = F.lit(False)
+    for column in relation.columns:
+        has_null = has_null | F.col(column).isNull()
+    on = [child[c] == parents[p] for c, p in zip(relation.columns, relation.parent_columns, strict=True)]
+    orphans = child.where(~has_null).join(parents, on=on, how="left_anti")
+    described = ", ".join(f"'{c} ', coalesce(cast({c} AS string), 'NULL')" for c in relation.columns)
+    detail = F.expr(f"concat({described}, ' is not a key of {relation.parent}')")
+    failing = orphans.select("*", detail.alias(DETAIL))
+    nulls = child.where(has_null).select("*", F.lit(f"{', '.join(relation.columns)} is NULL").alias(DETAIL))
+    if relation.nulls == "fail":
+        failing = failing.unionByName(nulls)
+    return failing, nulls
+
+
+def rule_failures(rule: Rule, inputs: Inputs, contract: Contract, params: Mapping[str, Any], as_of: date) -> DataFrame:
+    """The failing rows a rule's query returns: the dataset's keys and a detail."""
+    rows = inputs.spark.sql(resolve_sql(rule.sql, inputs, params, as_of))
+    missing = [key for key in contract.keys if key not in rows.columns]
+    if missing:
+        raise ContractError(f"rule {rule.name} must return the key columns of {rule.dataset}; missing {missing}")
+    detail = F.col(DETAIL).cast("string") if DETAIL in rows.columns else F.lit(None).cast("string")
+    return rows.select(*contract.keys, detail.alias(DETAIL))

@@ -1,0 +1,246 @@
+"""The batch job on the e-commerce samples: sealed days through its four tasks, a retried merge, a failing rule.
+
+One world for the module (every Delta commit costs a second or two on 2 cores, a batch run dozens):
+day one whole, day two as a partial batch of the members whose history changes (customers, products).
+The tests read what the runs left, in file order; the later ones add a retry and a failed batch and
+check that they changed nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from filegate.contracts import BUILTIN_DATASETS
+from spark_jobs import batch_merge, batch_stage, batch_validate
+from spark_jobs.columns import LINEAGE
+from tests.spark_jobs.batch_world import DAYS, ECOMMERCE, arguments, batch_id, run_batch, seal
+from tests.spark_jobs.conftest import Lake
+
+DAY_TWO = ("customers", "products")
+TARGETS = ("customers_target", "products_target", "inventory_target", "orders_target", "shipping_target")
+MEMBERS = ("customers", "products", "inventory", "orders", "shipping")
+# The configured severity of each planted stage rule (column rules default to MEDIUM, the rest as declared).
+STAGE_SEVERITY = {
+    "customers.email.pattern": "MEDIUM",
+    "customers.phone.pattern": "MEDIUM",
+    "customers.check.registered_not_in_future": "HIGH",
+    "orders.order_amount.min": "MEDIUM",
+    "orders.row.duplicate_key": "HIGH",
+    "inventory.check.status_matches_quantity": "MEDIUM",
+}
+# Cross-dataset rules of ecommerce.toml: dataset, configured severity, outcome when rows fail, planted flaw.
+CROSS_RULES = {
+    "order_customer": ("orders", "HIGH", "WARNED", "orphan_order"),
+    "order_product": ("orders", "HIGH", "WARNED", None),
+    "inventory_product": ("inventory", "MEDIUM", "WARNED", None),
+    "shipping_order": ("shipping", "HIGH", "WARNED", None),
+    "discontinued_product_ordered": ("orders", "MEDIUM", "WARNED", "discontinued_product_ordered"),
+    "delivered_before_ordered": ("shipping", "HIGH", "QUARANTINED", "delivered_before_ordered"),
+}
+
+
+@pytest.fixture(scope="module")
+def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, Path]:
+    """Day one (run 1), then day two's customers and products (run 2)."""
+    folder = tmp_path_factory.mktemp("batch-job")
+    lake = Lake(folder / "warehouse", spark)
+    assert run_batch(lake, seal(folder / "in", DAYS[0]), 1) == [0, 0, 0, 0]
+    assert run_batch(lake, seal(folder / "in", DAYS[1], only=DAY_TWO), 2) == [0, 0, 0, 0]
+    return lake, folder
+
+
+def rows(lake: Lake, table: str) -> list[dict[str, Any]]:
+    return [row.asDict() for row in lake.spark.table(lake.location.name(table)).collect()]  # type: ignore[union-attr]
+
+
+def content(lake: Lake, table: str) -> DataFrame:
+    """A target's rows without lineage: what must not change when nothing about the data changed."""
+    assert lake.spark is not None
+    frame = lake.spark.table(lake.location.name(table))
+    return frame.drop(*LINEAGE)
+
+
+def snapshot(lake: Lake) -> dict[str, list[tuple[Any, ...]]]:
+    return {table: sorted(tuple(r) for r in content(lake, table).collect()) for table in TARGETS}
+
+
+def expected_rule_rows(day: str, members: tuple[str, ...]) -> set[tuple[Any, ...]]:
+    """validation_results' rule rows for a day's members, computed from the generator's flaws.json and the trigger."""
+    flaws = json.loads((ECOMMERCE / "flaws.json").read_text())[day]
+    read = flaws["rows"]
+    rejected = {d: sum(n for rule, n in flaws["rejects"].items() if rule.startswith(f"{d}.")) for d in MEMBERS}
+    staged = {d: read[d] - rejected[d] for d in MEMBERS}
+    expected = set()
+    for rule, n in flaws["rejects"].items():
+        dataset = rule.split(".")[0]
+        expected.add((dataset, rule, read[dataset], n, STAGE_SEVERITY[rule], "REJECTED"))
+    for rule, n in flaws["warnings"].items():
+        dataset = rule.split(".")[0]
+        expected.add((dataset, rule, read[dataset], n, STAGE_SEVERITY[rule], "WARNED"))
+    for rule, (dataset, severity, outcome, planted) in CROSS_RULES.items():
+        failed = len(flaws["planted"].get(planted, [])) if planted else 0
+        graded = (severity, outcome) if failed else ("NONE", "PASSED")
+        expected.add((dataset, rule, staged[dataset], failed, *graded))
+    for dataset in MEMBERS:
+        expected.add((dataset, "rows_match_manifest", read[dataset], 0, "NONE", "PASSED"))
+        bad = ("HIGH", "WARNED") if rejected[dataset] else ("NONE", "PASSED")
+        expected.add((dataset, "bad_row_share", read[dataset], rejected[dataset], *bad))
+    return {row for row in expected if row[0] in members}
+
+
+@pytest.mark.parametrize(("day", "members"), [(DAYS[0], MEMBERS), (DAYS[1], DAY_TWO)])
+def test_validation_results_are_the_planted_flaws(world: tuple[Lake, Path], day: str, members: tuple[str, ...]) -> None:
+    lake, _ = world
+    found = {
+        (r["dataset"], r["rule"], r["rows_evaluated"], r["rows_failed"], r["severity"], r["outcome"])
+        for r in rows(lake, "validation_results")
+        if r["batch_id"] == batch_id(day) and r["level"] == "rule"
+    }
+    assert found == expected_rule_rows(day, members)
+
+
+def test_datasets_and_the_batch_are_scored_with_the_configured_weights(world: tuple[Lake, Path]) -> None:
+    lake, _ = world
+    results = [r for r in rows(lake, "validation_results") if r["batch_id"] == batch_id(DAYS[0])]
+    datasets = {r["dataset"]: r for r in results if r["level"] == "dataset"}
+    (batch,) = [r for r in results if r["level"] == "batch"]
+
+    assert (datasets["products"]["severity"], datasets["products"]["outcome"], datasets["products"]["score"]) == (
+        "NONE",
+        "PASSED",
+        100.0,
+    )
+    # customers: two MEDIUM rules at 58/60, one HIGH reconciliation at 100 (bad_row_share is not scored).
+    medium = 100 * (1 - 2 / 60)
+    assert datasets["customers"]["score"] == pytest.approx((3 * medium + 3 * medium + 5 * 100) / 11, abs=1e-3)
+    assert (datasets["orders"]["severity"], datasets["orders"]["outcome"]) == ("HIGH", "WARNED")
+    read = {d: r["rows_evaluated"] for d, r in datasets.items()}
+    weighted = sum(read[d] * datasets[d]["score"] for d in MEMBERS) / sum(read.values())
+    assert batch["score"] == pytest.approx(weighted, abs=1e-3)
+    assert (batch["severity"], batch["outcome"], batch["rows_evaluated"]) == ("HIGH", "WARNED", sum(read.values()))
+    orphans = {r["rule"]: r for r in results}["order_customer"]
+    flaws = json.loads((ECOMMERCE / "flaws.json").read_text())[DAYS[0]]["planted"]
+    assert json.loads(orphans["sample_keys"]) == sorted(flaws["orphan_order"])
+
+
+def test_failures_name_each_failing_row_by_its_key(world: tuple[Lake, Path]) -> None:
+    lake, _ = world
+    failures = [r for r in rows(lake, "validation_failures") if r["batch_id"] == batch_id(DAYS[0])]
+    flaws = json.loads((ECOMMERCE / "flaws.json").read_text())[DAYS[0]]["planted"]
+
+    orphans = sorted(r["key"]["order_id"] for r in failures if r["rule"] == "order_customer")
+    assert orphans == sorted(flaws["orphan_order"])
+    (late,) = [r for r in failures if r["rule"] == "delivered_before_ordered"]
+    assert late["key"] == {"tracking_number": flaws["delivered_before_ordered"][0]}
+    assert (late["action"], late["severity"]) == ("quarantine", "HIGH")
+    assert late["detail"].startswith("delivered ")
+
+
+def test_a_quarantined_shipment_goes_to_rejects_and_not_to_the_target(world: tuple[Lake, Path]) -> None:
+    lake, _ = world
+    flaws = json.loads((ECOMMERCE / "flaws.json").read_text())[DAYS[0]]["planted"]
+    (tracking,) = flaws["delivered_before_ordered"]
+
+    quarantined = [r for r in rows(lake, "shipping_rejects") if r["_rejected_by"] == "validate"]
+    assert [(r["_batch_id"], r["rules"]) for r in quarantined] == [
+        (batch_id(DAYS[0]), ["shipping.validate.delivered_before_ordered"])
+    ]
+    assert json.loads(quarantined[0]["raw_line"])["tracking_number"] == tracking
+    assert quarantined[0]["reason"].startswith("quarantined by delivered_before_ordered: delivered ")
+    targets = {r["tracking_number"] for r in rows(lake, "shipping_target")}
+    assert tracking not in targets
+    assert len(targets) == 23 - 1  # every other shipment of the day
+
+
+def test_processing_log_has_a_row_per_task_member_and_attempt(world: tuple[Lake, Path]) -> None:
+    lake, _ = world
+    log = [r for r in rows(lake, "processing_log") if r["run_id"] in (1, 2) and r["attempt"] == 1]
+    found = sorted((r["batch_id"], r["task"], r["dataset"] or "", r["status"]) for r in log)
+    expected = sorted(
+        [
+            (batch_id(day), task, d, "SUCCEEDED")
+            for day, members in ((DAYS[0], MEMBERS), (DAYS[1], DAY_TWO))
+            for task in ("stage_members", "validate", "merge_targets")
+            for d in members
+        ]
+        + [(batch_id(day), "derive_tables", "", "SKIPPED") for day in DAYS]
+    )
+    assert found == expected
+    merged = {(r["batch_id"], r["dataset"]): r for r in log if r["task"] == "merge_targets"}
+    shipping = merged[(batch_id(DAYS[0]), "shipping")]
+    assert (shipping["rows_read"], shipping["rows_quarantined"], shipping["rows_inserted"]) == (22, 1, 22)
+    customers = merged[(batch_id(DAYS[1]), "customers")]
+    # Day two: 3 changed customers (the login-only change updates in place) and 8 new ones.
+    assert (customers["rows_read"], customers["rows_inserted"], customers["rows_updated"]) == (11, 10, 3)
+    assert all(r["business_date"].isoformat() in DAYS and r["pipeline"] == "ecommerce" for r in log)
+
+
+def test_the_targets_keep_scd2_history_of_the_sample_changes(world: tuple[Lake, Path]) -> None:
+    lake, _ = world
+    planted = json.loads((ECOMMERCE / "flaws.json").read_text())[DAYS[1]]["planted"]
+    customers = rows(lake, "customers_target")
+    products = rows(lake, "products_target")
+
+    def versions(table: list[dict[str, Any]], key: str, value: str) -> list[dict[str, Any]]:
+        return sorted((r for r in table if r[key] == value), key=lambda r: r["effective_from"])
+
+    (login,) = versions(customers, "customer_id", planted["last_login_only_change"][0])
+    assert (login["is_current"], login["effective_to"]) == (True, None)
+    assert login["last_login"].date().isoformat() == DAYS[1]  # updated in place, no new version
+    old, new = versions(customers, "customer_id", planted["tier_change"][0])
+    assert old["customer_tier"] != new["customer_tier"]
+    assert old["effective_to"] == new["effective_from"]
+    (dropped,) = versions(products, "product_id", planted["missing_from_snapshot"][0])
+    assert (dropped["effective_to"].isoformat(), dropped["is_current"]) == (DAYS[1], False)
+    before, after = versions(products, "product_id", planted["price_change"][0])
+    assert after["price"] > before["price"]
+    assert (before["is_current"], after["is_current"]) == (False, True)
+    assert sum(r["is_current"] for r in products) == 23
+
+
+def test_a_retried_merge_changes_nothing_and_counts_its_attempt(world: tuple[Lake, Path]) -> None:
+    lake, folder = world
+    before = snapshot(lake)
+
+    # Day two's merge task once more in run 2: its second attempt, as a Databricks task retry.
+    assert batch_merge.main(arguments(lake, folder / "in" / DAYS[1] / "_sealed.r1.json", (), 2)) == 0
+
+    assert snapshot(lake) == before
+    merges = [r for r in rows(lake, "processing_log") if r["task"] == "merge_targets" and r["run_id"] == 2]
+    retried = [r for r in merges if r["attempt"] == 2]
+    assert sorted(r["dataset"] for r in retried) == sorted(DAY_TWO)
+    assert {(r["rows_inserted"], r["rows_updated"], r["rows_deleted"]) for r in retried} == {(0, 0, 0)}
+
+
+def test_a_failing_rule_leaves_every_target_unchanged_and_logs_failed(world: tuple[Lake, Path], tmp_path: Path) -> None:
+    lake, folder = world
+    before = snapshot(lake)
+    strict = tmp_path / "contracts"
+    strict.mkdir()
+    pipeline = (BUILTIN_DATASETS / "ecommerce.toml").read_text()
+    head, tail = pipeline.split('name = "order_customer"', 1)
+    strict.joinpath("ecommerce.toml").write_text(
+        head + 'name = "order_customer"' + tail.replace('action = "warn"', 'action = "fail"', 1)
+    )
+    # Day two's orders alone: two of them name customers nobody sent.
+    manifest = seal(folder / "in", DAYS[1], only=("orders",), revision=2)
+    extra = ["--contracts-dir", str(strict)]
+
+    assert batch_stage.main(arguments(lake, manifest, extra, 4)) == 0
+    assert batch_validate.main(arguments(lake, manifest, extra, 4)) == 1
+
+    assert snapshot(lake) == before
+    results = {
+        r["rule"] or r["level"]: r for r in rows(lake, "validation_results") if r["batch_id"] == batch_id(DAYS[1], 2)
+    }
+    assert (results["order_customer"]["outcome"], results["batch"]["outcome"]) == ("FAILED", "FAILED")
+    log = [r for r in rows(lake, "processing_log") if r["batch_id"] == batch_id(DAYS[1], 2) and r["task"] == "validate"]
+    task_row = [r for r in log if r["dataset"] is None]
+    assert [r["status"] for r in task_row] == ["FAILED"]
+    assert "order_customer" in task_row[0]["error"]
+    assert {r["status"] for r in log if r["dataset"]} == {"FAILED"}

@@ -1,0 +1,127 @@
+"""SCD2 v2 (spark_jobs/history.py): tracked columns, any arrival order, replay, late splits, snapshots, guards."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import date, datetime
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from filegate.contracts import BUSINESS_DATE, Column, Contract
+from spark_jobs.columns import LINEAGE, target_schema
+from spark_jobs.history import (
+    HistoryCounts,
+    TargetDefinitionChanged,
+    merge_history,
+    observation_columns,
+)
+from tests.spark_jobs.conftest import Lake
+
+# Every key is (order, member): each of the six orders of three batches is replayed on its own keys in
+# one table, so three MERGEs test them all (a MERGE per order and batch would cost minutes).
+MEMBERS = Contract(
+    name="members",
+    file_pattern="members_{yyyy}_{mm}_{dd}.csv",
+    columns=(
+        Column("arrival", "string"),
+        Column("member_id", "string"),
+        Column("tier", "string"),
+        Column("login", "string"),
+        Column("updated_at", "timestamp"),
+    ),
+    keys=("arrival", "member_id"),
+    sequence_by="updated_at",
+    scd_type=2,
+    track_history_except=("login", "updated_at"),
+)
+SHELF = Contract(
+    name="shelf",
+    file_pattern="shelf_{yyyy}_{mm}_{dd}.csv",
+    columns=(Column("sku", "string"), Column("price", "long"), Column("aisle", "string")),
+    keys=("sku",),
+    sequence_by=BUSINESS_DATE,
+    scd_type=2,
+    load="snapshot",
+    track_history=("price",),
+)
+T1, T2, T3 = datetime(2025, 1, 1, 9), datetime(2025, 1, 2, 9), datetime(2025, 1, 3, 9)
+# Three batches of members. B only changes an untracked column; C arrives with a change dated inside
+# the version A opened, so wherever C lands in the order it must split that version at T2 and T3.
+BATCHES = {
+    "A": [("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1)],
+    "B": [("m1", "GOLD", "c", T3), ("m2", "BASIC", "y", T3)],
+    "C": [("m1", "PLATINUM", "b", T2)],
+}
+EXPECTED_MEMBERS = [
+    ("m1", "GOLD", "a", T1, T2, False),
+    ("m1", "PLATINUM", "b", T2, T3, False),
+    ("m1", "GOLD", "c", T3, None, True),
+    # Only an untracked column changed: one version, holding the latest login.
+    ("m2", "BASIC", "y", T1, None, True),
+]
+
+
+def observed(spark: SparkSession, contract: Contract, values: list[tuple[Any, ...]], batch: str) -> DataFrame:
+    """A batch's rows as the stage task leaves them: the row's columns and its lineage."""
+    fields = [f for f in target_schema(contract).fields if f.name in observation_columns(contract)]
+    rows = [(*row, batch, f"{batch}.csv", datetime(2025, 2, 1)) for row in values]
+    return spark.createDataFrame(rows, StructType(fields)).select(*observation_columns(contract))
+
+
+def versions(lake: Lake, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    assert lake.spark is not None
+    frame = lake.spark.table(lake.location.name(table)).drop(*LINEAGE)
+    return sorted((tuple(r) for r in frame.select(*columns).collect()), key=repr)
+
+
+def test_every_order_of_three_batches_gives_the_same_history_and_a_replay_changes_nothing(lake: Lake) -> None:
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    orders = ["".join(order) for order in itertools.permutations("ABC")]
+    for step in range(3):
+        rows = [(order, *row) for order in orders for row in BATCHES[order[step]]]
+        merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, rows, f"step-{step}"), f"step-{step}")
+
+    columns = ["arrival", "member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
+    found = versions(lake, MEMBERS.target, columns)
+    by_order = {order: [row[1:] for row in found if row[0] == order] for order in orders}
+    assert by_order == dict.fromkeys(orders, sorted(EXPECTED_MEMBERS, key=repr))
+
+    # The first step again (the same batch, replaced in the observations): nothing changes.
+    rows = [(order, *row) for order in orders for row in BATCHES[order[0]]]
+    replayed = merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, rows, "step-0"), "step-0")
+    assert replayed == HistoryCounts(0, 0, 0)
+    assert versions(lake, MEMBERS.target, columns) == found
+
+    # The target refuses a contract whose keys or sequence column changed under it, naming the property.
+    changed_keys = replace(MEMBERS, keys=("member_id",))
+    with pytest.raises(TargetDefinitionChanged, match=r"filegate\.keys: the table has 'arrival,member_id'"):
+        merge_history(warehouse, changed_keys, observed(lake.spark, MEMBERS, rows, "x"), "x")
+    resequenced = replace(MEMBERS, sequence_by="login", track_history_except=("updated_at",))
+    with pytest.raises(TargetDefinitionChanged, match=r"filegate\.sequence_by: the table has 'updated_at'"):
+        merge_history(warehouse, resequenced, observed(lake.spark, MEMBERS, rows, "x"), "x")
+
+
+def shelf(spark: SparkSession, day: date, items: dict[str, int]) -> DataFrame:
+    return observed(spark, SHELF, [(sku, price, "A1", day) for sku, price in items.items()], f"shelf-{day}")
+
+
+def test_a_snapshot_closes_a_missing_key_and_reopens_it_when_it_returns_in_any_order(lake: Lake) -> None:
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    d1, d2, d3 = date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)
+    # The middle snapshot (without s2) arrives last: it must close s2 at d2 inside history already written.
+    for day, items in ((d1, {"s1": 10, "s2": 5}), (d3, {"s1": 11, "s2": 5}), (d2, {"s1": 10})):
+        merge_history(warehouse, SHELF, shelf(lake.spark, day, items), f"shelf-{day}")
+
+    columns = ["sku", "price", "effective_from", "effective_to", "is_current"]
+    assert versions(lake, "shelf", columns) == [
+        ("s1", 10, d1, d3, False),
+        ("s1", 11, d3, None, True),
+        ("s2", 5, d1, d2, False),
+        ("s2", 5, d3, None, True),
+    ]
