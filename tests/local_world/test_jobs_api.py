@@ -19,6 +19,7 @@ import pytest
 from databricks.sdk.errors import InternalError, InvalidParameterValue, NotFound, ResourceDoesNotExist
 from databricks.sdk.service.jobs import RunLifecycleStateV2State, RunResultState
 
+from local_world.emulators import gcs_emulator_client
 from local_world.jobs_api import (
     CLASSIC,
     CONNECT,
@@ -31,7 +32,14 @@ from local_world.jobs_api import (
     local_variables,
     main,
 )
-from local_world.jobs_api.recording import FIXTURE_BUNDLE, JOB_NAME, RecordingRunner, local_jobs_api, workspace_client
+from local_world.jobs_api.recording import (
+    BATCH_BUNDLE,
+    FIXTURE_BUNDLE,
+    JOB_NAME,
+    RecordingRunner,
+    local_jobs_api,
+    workspace_client,
+)
 
 PARAMETERS = {
     "source_path": "/data/archive/order_tracking/2024/05/01/order_tracking_2024_05_01.csv",
@@ -581,14 +589,7 @@ def test_a_cloud_source_path_is_downloaded_and_passed_as_a_local_file(tmp_path: 
 
 
 def test_a_sealed_manifest_is_downloaded_with_every_member_it_names(tmp_path: Path, gcs_emulator: str) -> None:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    from tests.jobs_api import BATCH_BUNDLE
-
-    bucket = storage.Client(
-        project="local", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_emulator}
-    ).bucket("landing")
+    bucket = gcs_emulator_client(gcs_emulator).bucket("landing")
     members = {"customers": "customers_2025_01_15.csv", "orders": "orders_2025_01_15.csv"}
     for dataset, name in members.items():
         bucket.blob(f"archive/{dataset}/{name}").upload_from_string(f"{dataset} bytes\n".encode())

@@ -9,9 +9,10 @@ from pathlib import Path
 from databricks.sdk.service.jobs import RunResultState
 
 from filegate.azure_storage import AzureBlobStore
-from filegate.local_jobs import LocalJobsServer, SourceStorage, load_bundle_files, local_table, local_variables
-from tests.emulators import ROOT, Azurite
-from tests.jobs_api import BATCH_BUNDLE, FIXTURE_BUNDLE, workspace_client
+from local_world import ROOT
+from local_world.emulators import Azurite
+from local_world.jobs_api import LocalJobsServer, SourceStorage, load_bundle_files, local_table, local_variables
+from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE, workspace_client
 from tests.spark_jobs.batch_world import DAYS, ECOMMERCE, batch_id
 from tests.spark_jobs.conftest import read_with_delta_rs
 
