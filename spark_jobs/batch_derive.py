@@ -12,13 +12,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from filegate.errors import FilegateError
 from spark_jobs.batch import BatchContext, run_batch_task
 from spark_jobs.processing_log import SKIPPED, append_run
 
 TASK = "derive_tables"
 
 
-class DerivedTablesUnsupported(RuntimeError):
+class DerivedTablesUnsupported(FilegateError):
     """The pipeline declares derived tables, which this release cannot build yet."""
 
 

@@ -12,7 +12,7 @@ if __package__ in (None, ""):
 
 from spark_jobs.batch import BatchContext, run_batch_task
 from spark_jobs.processing_log import RunRecord, append_runs
-from spark_jobs.stage import Batch, stage_file
+from spark_jobs.stage import Batch, stage_file, stage_table
 
 TASK = "stage_members"
 
@@ -34,7 +34,7 @@ def stage_members(context: BatchContext) -> None:
                 TASK,
                 dataset=member.dataset,
                 source_file=member.uri,
-                table_name=f"{contract.name}_stage",
+                table_name=stage_table(contract),
                 started_at=started,
                 rows_read=counts.read,
                 rows_rejected=counts.rejected,

@@ -38,6 +38,7 @@ from filegate.errors import FilegateError
 from spark_jobs.batch import BatchContext, run_batch_task
 from spark_jobs.columns import (
     BATCH_ID,
+    LINEAGE,
     RAW_LINE,
     REASON,
     REJECTED_BY,
@@ -538,7 +539,7 @@ def _write_quarantine(context: BatchContext, checks: Checks, contracts: dict[str
             ).alias(REASON),
             F.array(F.concat(F.lit(quarantine_rule_id(name, "")), F.col("rule"))).alias(RULES),
             F.to_json(F.struct(*columns)).alias(RAW_LINE),
-            *(F.col(c) for c in ("_batch_id", "_source_file", "_ingested_at")),
+            *(F.col(c) for c in LINEAGE),
             F.lit(VALIDATE).alias(REJECTED_BY),
         )
         context.warehouse.ensure_table(rejects_table(contract), rejects_schema())
