@@ -20,12 +20,13 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from filegate import exits
 from filegate.contracts import Contract, Contracts, load_contracts
 from filegate.errors import FilegateError
 from filegate.pipelines import Pipeline, load_pipelines
 from spark_jobs.processing_log import FAILED, RunRecord, append_run, next_attempt
 from spark_jobs.session import build_session
-from spark_jobs.task import _BATCH_ID, CONTRACTS_DIR_SETTING, TaskArgumentError, table_location
+from spark_jobs.task import TaskArgumentError, add_table_arguments, checked_batch_id, parsed_location
 from spark_jobs.warehouse import TableLocation, Warehouse
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -115,20 +116,9 @@ def parse_batch_arguments(argv: Sequence[str], description: str) -> BatchArgumen
     parser.add_argument("--pipeline", required=True, help="The pipeline's name; must match the manifest.")
     parser.add_argument("--batch-id", required=True, help="The batch id; must match the manifest.")
     parser.add_argument("--run-id", help="The job run's id ({{job.run_id}}), recorded in processing_log.")
-    parser.add_argument("--catalog", required=True, help="The Unity Catalog catalog of the tables.")
-    parser.add_argument("--schema", required=True, help="The schema (in --catalog) of the tables.")
-    parser.add_argument("--warehouse", type=Path, help="Off Databricks: the local folder standing in for the catalog.")
-    contracts_default = os.environ.get(CONTRACTS_DIR_SETTING, "").strip()
-    parser.add_argument(
-        "--contracts-dir",
-        type=Path,
-        default=Path(contracts_default) if contracts_default else None,
-        help=f"A folder of extra contracts and pipelines (default: ${CONTRACTS_DIR_SETTING}).",
-    )
+    add_table_arguments(parser)
     parsed = parser.parse_args(list(argv))
-    batch_id = parsed.batch_id.strip()
-    if not _BATCH_ID.fullmatch(batch_id):
-        raise TaskArgumentError(f"--batch-id {parsed.batch_id!r} is not a batch id (letters, digits, . _ : -)")
+    batch_id = checked_batch_id(parsed.batch_id)
     for name in ("manifest", "pipeline"):
         if not getattr(parsed, name).strip():
             raise TaskArgumentError(f"--{name} must not be empty")
@@ -141,7 +131,7 @@ def parse_batch_arguments(argv: Sequence[str], description: str) -> BatchArgumen
         pipeline=parsed.pipeline.strip(),
         batch_id=batch_id,
         run_id=int(run_id) if run_id else None,
-        location=table_location(parsed.catalog.strip(), parsed.schema.strip(), parsed.warehouse),
+        location=parsed_location(parsed),
         contracts_dir=parsed.contracts_dir,
     )
 
@@ -213,10 +203,10 @@ def load_pipeline(arguments: BatchArguments) -> tuple[Pipeline, Contracts]:
 
 
 def build_context(
-    spark: SparkSession, arguments: BatchArguments, task: str, started_at: datetime, *, on_databricks: bool
+    warehouse: Warehouse, arguments: BatchArguments, task: str, started_at: datetime, *, on_databricks: bool
 ) -> BatchContext:
     """Resolve the manifest, pipeline and attempt of a task."""
-    warehouse = Warehouse(spark, arguments.location)
+    spark = warehouse.spark
     pipeline, contracts = load_pipeline(arguments)
     manifest = read_manifest(arguments, on_databricks=on_databricks)
     unknown = [m.dataset for m in manifest.members if m.dataset not in pipeline.members]
@@ -230,13 +220,13 @@ BatchBody = Callable[[BatchContext], None]
 
 
 def run_batch_task(task: str, argv: Sequence[str], body: BatchBody, session: SparkSession | None = None) -> int:
-    """Run a batch task; on failure log it as FAILED (after whatever the task wrote), print why, return 1."""
+    """Run a batch task; on failure log it as FAILED (after whatever the task wrote), print why, exit non-zero."""
     started_at = datetime.now(UTC)
     try:
         arguments = parse_batch_arguments(argv, f"Filegate batch job, task {task}.")
     except TaskArgumentError as exc:
         print(f"{task}: {exc}", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     spark = session
     warehouse: Warehouse | None = None
     context: BatchContext | None = None
@@ -247,7 +237,7 @@ def run_batch_task(task: str, argv: Sequence[str], body: BatchBody, session: Spa
                 f"filegate-{task}", on_databricks=on_databricks, remote=os.environ.get("SPARK_REMOTE")
             )
         warehouse = Warehouse(spark, arguments.location)
-        context = build_context(spark, arguments, task, started_at, on_databricks=on_databricks)
+        context = build_context(warehouse, arguments, task, started_at, on_databricks=on_databricks)
         body(context)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -274,5 +264,5 @@ def run_batch_task(task: str, argv: Sequence[str], body: BatchBody, session: Spa
                 append_run(spark, warehouse, record)
             except Exception as log_exc:
                 print(f"{task}: could not write processing_log either: {log_exc}", file=sys.stderr)
-        return 1
-    return 0
+        return exits.FAILED
+    return exits.OK

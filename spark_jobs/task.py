@@ -52,6 +52,24 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
     parser.add_argument("--source-file", help="The file's URI to record as lineage; defaults to --source-path.")
     parser.add_argument("--dataset", required=True, help="The dataset contract's name.")
     parser.add_argument("--batch-id", required=True, help="The run's batch id; a re-run replaces its rows.")
+    add_table_arguments(parser)
+    parsed = parser.parse_args(list(argv))
+    batch_id = checked_batch_id(parsed.batch_id)
+    for name in ("source_path", "dataset", "catalog", "schema"):
+        if not getattr(parsed, name).strip():
+            raise TaskArgumentError(f"--{name.replace('_', '-')} must not be empty")
+    return TaskArguments(
+        source_path=parsed.source_path,
+        source_file=parsed.source_file or parsed.source_path,
+        dataset=parsed.dataset.strip(),
+        batch_id=batch_id,
+        location=parsed_location(parsed),
+        contracts_dir=parsed.contracts_dir,
+    )
+
+
+def add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where every task's tables live, and the extra contracts it reads: one spelling for both jobs."""
     parser.add_argument("--catalog", required=True, help="The Unity Catalog catalog of the tables.")
     parser.add_argument("--schema", required=True, help="The schema (in --catalog) of the tables.")
     parser.add_argument(
@@ -66,26 +84,22 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
         "--contracts-dir",
         type=Path,
         default=Path(contracts_default) if contracts_default else None,
-        help=f"A folder of extra dataset contracts (default: ${CONTRACTS_DIR_SETTING}).",
+        help=f"A folder of extra contracts and pipelines (default: ${CONTRACTS_DIR_SETTING}).",
     )
-    parsed = parser.parse_args(list(argv))
-    batch_id = parsed.batch_id.strip()
+
+
+def checked_batch_id(raw: str) -> str:
+    """The batch id, refused unless it is safe inside a SQL predicate."""
+    batch_id = raw.strip()
     if not _BATCH_ID.fullmatch(batch_id):
         raise TaskArgumentError(
-            f"--batch-id must be 1 to {_MAX_BATCH_ID} characters among letters, digits and . _ : -, "
-            f"got {parsed.batch_id!r}"
+            f"--batch-id must be 1 to {_MAX_BATCH_ID} characters among letters, digits and . _ : -, got {raw!r}"
         )
-    for name in ("source_path", "dataset", "catalog", "schema"):
-        if not getattr(parsed, name).strip():
-            raise TaskArgumentError(f"--{name.replace('_', '-')} must not be empty")
-    return TaskArguments(
-        source_path=parsed.source_path,
-        source_file=parsed.source_file or parsed.source_path,
-        dataset=parsed.dataset.strip(),
-        batch_id=batch_id,
-        location=table_location(parsed.catalog.strip(), parsed.schema.strip(), parsed.warehouse),
-        contracts_dir=parsed.contracts_dir,
-    )
+    return batch_id
+
+
+def parsed_location(parsed: argparse.Namespace) -> TableLocation:
+    return table_location(parsed.catalog.strip(), parsed.schema.strip(), parsed.warehouse)
 
 
 def table_location(catalog: str, schema: str, warehouse: Path | None) -> TableLocation:
