@@ -98,14 +98,16 @@ def _pipeline_findings(pipelines: list[tuple[Path, dict[str, Any]]], contracts: 
         except ContractError as exc:
             findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
             continue
-        try:
-            # The batch job's part of the file (relations, rules): checked here so a broken rule fails
-            # before a run does. Plain Python, no Spark.
-            from spark_jobs.pipeline_rules import parse_checks
+        # The batch job's part of the file (relations, rules, derived tables and their bands): checked
+        # here so a broken rule or table fails before a run does. Plain Python, no Spark.
+        from spark_jobs.pipeline_rules import parse_checks
+        from spark_jobs.pipeline_tables import parse_tables
 
-            parse_checks(pipeline, known)
-        except ContractError as exc:
-            findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
+        for parse in (parse_checks, parse_tables):
+            try:
+                parse(pipeline, known)
+            except ContractError as exc:
+                findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
         for member in pipeline.members:
             if member in owners and owners[member] != pipeline.name:
                 findings.append(Finding(path, None, f"dataset {member} is also a member of {owners[member]}"))
@@ -162,8 +164,10 @@ def _first(lines: list[str], pattern: re.Pattern[str], start: int, end: int) -> 
     return next((index for index in range(start, end) if pattern.match(lines[index])), None)
 
 
-def _spark_findings(contracts: Sequence[Contract]) -> list[Finding]:
-    """Resolve every check and derived expression on a local Spark session (pyspark needed)."""
+def _spark_findings(contracts: Sequence[Contract], files: Sequence[Path]) -> list[Finding]:
+    """Resolve every check and derived expression, and every pipeline's derived tables against empty
+    inputs, on a local Spark session (pyspark needed)."""
+    from spark_jobs.batch_derive import table_problems
     from spark_jobs.contract_sql import expression_problems
     from spark_jobs.session import build_session
 
@@ -174,6 +178,17 @@ def _spark_findings(contracts: Sequence[Contract]) -> list[Finding]:
         text = contract.source.read_text(encoding="utf-8")
         for problem in expression_problems(spark, contract):
             findings.append(Finding(contract.source, locate(text, problem.where), str(problem)))
+    known = Contracts({**load_contracts(), **{contract.name: contract for contract in contracts}})
+    for path in files:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+            if document.get("kind") != PIPELINE_KIND:
+                continue
+            pipeline = parse_pipeline(document, known, path)
+            problems = table_problems(spark, pipeline, known)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ContractError):
+            continue  # reported without Spark
+        findings.extend(Finding(path, None, problem) for problem in problems)
     return findings
 
 
@@ -182,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="filegate check",
         description="Check dataset contracts: fields, types, rules, patterns (shared Python/Java regex), "
-        "parameters, names that clash, and (with Spark) every [[checks]] and [[derived]] expression. "
+        "parameters, names that clash, and (with Spark) every [[checks]] and [[derived]] expression and every "
+        "pipeline's derived [[tables]]. "
         "Reads the built-in datasets and FILEGATE_CONTRACTS_DIR when no PATH is given.",
     )
     parser.add_argument("paths", nargs="*", type=Path, help="contract files or folders of them")
@@ -203,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"filegate check: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return exits.CONFIG
-    contracts, findings = check_files(contract_files(paths))
+    files = contract_files(paths)
+    contracts, findings = check_files(files)
     if not args.no_spark:
-        findings.extend(_spark_findings(contracts))
+        findings.extend(_spark_findings(contracts, files))
     for finding in findings:
         print(finding)
     flawed = {finding.path for finding in findings}

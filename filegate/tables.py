@@ -19,6 +19,9 @@ EFFECTIVE_FROM = "effective_from"
 EFFECTIVE_TO = "effective_to"
 IS_CURRENT = "is_current"
 
+# Derived tables (the pipeline's `[[tables]]`): the business date each row was built as of.
+AS_OF_DATE = "as_of_date"
+
 # Rejected rows: why, which rules, and the line as it was read.
 REASON = "reason"
 RULES = "rules"

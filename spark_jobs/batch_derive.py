@@ -1,42 +1,234 @@
-"""Entry point of the batch job's `derive_tables` task: the pipeline's derived tables (`[[tables]]`).
+"""Entry point of the batch job's `derive_tables` task: build the pipeline's derived tables (`[[tables]]`).
 
-The enrichment issue (17) fills this task. Until then a pipeline without `[[tables]]` gets a SKIPPED
-log row saying so, and a pipeline that declares tables fails here rather than pretending to build them.
+Runs after `merge_targets`, so `${current.d}` is the target with this batch merged. Each table is
+built from its SQL, gets its segments' columns, `as_of_date` and `_batch_id`, is checked for a
+duplicate or NULL grain (a join that fans out is a bug to stop, not to publish), and is written:
+`full` replaces the table in one commit, `as_of` replaces the slice of this business date. A later
+table reads the earlier one as written. Each table is its own commit: a failure midway leaves the
+earlier tables rebuilt and the task's retry rebuilds them all, to the same rows.
+
+Derived tables only move forward in time: when tables were already built as of a later business date
+(a correction of an older day merged after a newer one), they are left as they are and the task says
+so. Rebuilding them as of the older date would regress every full table, and an older slice of a
+series rebuilt from today's targets would mix in days after it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from collections.abc import Mapping
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from filegate.contracts import Contracts
 from filegate.errors import FilegateError
+from filegate.pipelines import Pipeline
+from filegate.tables import AS_OF_DATE, PROCESSING_LOG
 from spark_jobs.batch import BatchContext, run_batch_task
-from spark_jobs.processing_log import SKIPPED, append_run
+from spark_jobs.batch_merge import good_batch_rows
+from spark_jobs.batch_validate import RESULTS, RESULTS_SCHEMA
+from spark_jobs.columns import BATCH_ID, IS_CURRENT, stage_schema, target_schema
+from spark_jobs.contract_sql import first_line
+from spark_jobs.cross_checks import Inputs, resolve_sql, table_exists
+from spark_jobs.pipeline_rules import parse_checks
+from spark_jobs.pipeline_tables import DerivedTable, parse_tables, table_params
+from spark_jobs.processing_log import SCHEMA as LOG_SCHEMA
+from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, append_runs
+from spark_jobs.warehouse import sql_string
 
 TASK = "derive_tables"
+_ROWS = "_rows"
+# The bare inputs `${validation_results}` and `${processing_log}`: this batch's rows of those tables.
+_LOG_SCHEMAS = {RESULTS: RESULTS_SCHEMA, PROCESSING_LOG: LOG_SCHEMA}
 
 
-class DerivedTablesUnsupported(FilegateError):
-    """The pipeline declares derived tables, which this release cannot build yet."""
+class GrainViolated(FilegateError):
+    """A derived table's SQL gave two rows for one grain, or a NULL in it."""
+
+
+def newest_built(context: BatchContext) -> date | None:
+    """The latest business date this pipeline's derived tables were built as of (processing_log)."""
+    if not table_exists(context.warehouse, PROCESSING_LOG):
+        return None
+    built = context.warehouse.read(PROCESSING_LOG).where(
+        (F.col("pipeline") == F.lit(context.pipeline.name))
+        & (F.col("task") == F.lit(TASK))
+        & (F.col("status") == F.lit(SUCCEEDED))
+        & F.col("table_name").isNotNull()
+    )
+    found = built.agg(F.max("business_date").alias("newest")).first()
+    return None if found is None else found["newest"]
+
+
+def register_inputs(context: BatchContext, tables: Sequence[DerivedTable]) -> Inputs:
+    """The inputs the tables name, and only those, as temporary views (derived tables are added as built)."""
+    inputs = Inputs(context.spark)
+    warehouse = context.warehouse
+    named = set().union(*(table.inputs() for table in tables))
+    for name in sorted(named):
+        kind, _, item = name.partition(".")
+        if kind in ("current", "history"):
+            contract = context.contract(item)
+            # A dataset with no target yet (order_tracking in a shop that does not load it) reads as empty.
+            rows = (
+                warehouse.read(contract.target)
+                if table_exists(warehouse, contract.target)
+                else context.spark.createDataFrame([], target_schema(contract))
+            )
+            if kind == "current" and contract.scd_type == 2:
+                rows = rows.where(F.col(IS_CURRENT))
+            inputs.register(kind, item, rows)
+        elif kind == "batch":
+            inputs.register(kind, item, good_batch_rows(context, context.contract(item)))
+        elif name in _LOG_SCHEMAS:
+            inputs.register(name, "", _this_batch(context, name, _LOG_SCHEMAS[name]))
+    for lookup in parse_checks(context.pipeline, context.contracts).lookups:
+        rows = context.spark.createDataFrame([list(r) for r in lookup.rows], list(lookup.columns))
+        inputs.register("lookup", lookup.name, rows)
+    return inputs
+
+
+def _this_batch(context: BatchContext, table: str, schema: StructType) -> DataFrame:
+    """This batch's rows of a log table (empty when the table does not exist yet)."""
+    if not table_exists(context.warehouse, table):
+        return context.spark.createDataFrame([], schema)
+    rows = context.warehouse.read(table).where(F.col("batch_id") == F.lit(context.manifest.batch_id))
+    return rows.select(*schema.fieldNames())
+
+
+def table_rows(
+    spark: SparkSession, table: DerivedTable, inputs: Inputs, params: Mapping[str, Any], as_of: date, batch_id: str
+) -> DataFrame:
+    """The table's rows: its SQL, then each segment's column, then the business date and batch (set by the job)."""
+    rows = spark.sql(resolve_sql(table.sql, inputs, params, as_of))
+    for segment in table.segments:
+        rows = rows.withColumn(segment.column, F.expr(resolve_sql(segment.case_sql(), inputs, params, as_of)))
+    return rows.withColumn(AS_OF_DATE, F.lit(as_of)).withColumn(BATCH_ID, F.lit(batch_id))
+
+
+def table_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts) -> list[str]:
+    """Every derived table whose SQL or bands do not resolve, resolved against empty inputs of the right
+    schemas (analysis only: no row is read), in build order; for `filegate check`."""
+    tables = parse_tables(pipeline, contracts)
+    inputs = Inputs(spark)
+    named = set().union(*(table.inputs() for table in tables)) if tables else set()
+    for name in sorted(named):
+        kind, _, item = name.partition(".")
+        if kind in ("current", "history"):
+            inputs.register(kind, item, spark.createDataFrame([], target_schema(contracts[item])))
+        elif kind == "batch":
+            inputs.register(kind, item, spark.createDataFrame([], stage_schema(contracts[item])))
+        elif name in _LOG_SCHEMAS:
+            inputs.register(name, "", spark.createDataFrame([], _LOG_SCHEMAS[name]))
+    for lookup in parse_checks(pipeline, contracts).lookups:
+        rows = spark.createDataFrame([list(r) for r in lookup.rows], list(lookup.columns))
+        inputs.register("lookup", lookup.name, rows)
+    problems = []
+    try:
+        for table in tables:
+            try:
+                rows = table_rows(spark, table, inputs, table_params(pipeline), date.today(), "check")
+                missing = [column for column in table.grain if column not in rows.columns]
+                if missing:
+                    problems.append(f"table {table.name}: grain names columns its SQL does not make: {missing}")
+                schema = rows.schema
+            except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
+                problems.append(f"table {table.name}: {first_line(exc)}")
+                continue
+            inputs.register("table", table.name, spark.createDataFrame([], schema))
+    finally:
+        inputs.close()
+    return problems
+
+
+def checked_count(table: DerivedTable, rows: DataFrame) -> int:
+    """How many rows the table has; raises when two share a grain or a grain column is NULL (one query)."""
+    missing = [column for column in table.grain if column not in rows.columns]
+    if missing:
+        raise GrainViolated(f"derived table {table.name}: its grain names columns its SQL does not make: {missing}")
+    has_null = F.lit(False)
+    for column in table.grain:
+        has_null = has_null | F.col(column).isNull()
+    grouped = rows.groupBy(*table.grain).agg(F.count(F.lit(1)).alias(_ROWS), F.max(has_null).alias("_null"))
+    found = grouped.agg(
+        F.sum(_ROWS).alias("rows"),
+        F.max(_ROWS).alias("most"),
+        F.sum(F.when(F.col("_null"), F.col(_ROWS)).otherwise(0)).alias("nulls"),
+    ).first()
+    if found is None or found["rows"] is None:
+        return 0
+    grain = ", ".join(table.grain)
+    if found["nulls"]:
+        raise GrainViolated(f"derived table {table.name}: {found['nulls']} rows have a NULL in its grain ({grain})")
+    if found["most"] > 1:
+        example = grouped.where(F.col(_ROWS) > 1).select(*table.grain).first()
+        raise GrainViolated(
+            f"derived table {table.name}: up to {found['most']} rows share one grain ({grain}), e.g. "
+            f"{example.asDict() if example is not None else '?'}; its SQL joins something that fans out"
+        )
+    return int(found["rows"])
+
+
+def build_table(context: BatchContext, table: DerivedTable, inputs: Inputs) -> RunRecord:
+    """Build, check and write one derived table; its processing_log row."""
+    started = datetime.now(UTC)
+    as_of = context.manifest.business_date
+    params = table_params(context.pipeline)
+    rows = table_rows(context.spark, table, inputs, params, as_of, context.manifest.batch_id)
+    count = checked_count(table, rows)
+    if table.refresh == "full":
+        context.warehouse.replace_table(table.name, rows)
+    else:
+        context.warehouse.ensure_table(table.name, rows.schema)
+        predicate = f"{AS_OF_DATE} = DATE {sql_string(as_of.isoformat())}"
+        context.warehouse.replace_where(table.name, rows, predicate)
+    inputs.register("table", table.name, context.warehouse.read(table.name))
+    print(f"{TASK}: {table.name}: {count} rows ({'replaced' if table.refresh == 'full' else f'slice {as_of}'})")
+    return context.record(
+        TASK,
+        table_name=table.name,
+        started_at=started,
+        rows_inserted=count,
+        details=json.dumps({"refresh": table.refresh, "as_of": as_of.isoformat(), "inputs": sorted(table.inputs())}),
+    )
 
 
 def derive_tables(context: BatchContext) -> None:
-    """Build nothing over an empty `[[tables]]`, and say so; refuse a non-empty one."""
-    tables = context.pipeline.document.get("tables") or []
-    if tables:
-        names = ", ".join(str(t.get("name")) for t in tables if isinstance(t, dict))
-        raise DerivedTablesUnsupported(
-            f"pipeline {context.pipeline.name} declares derived tables ({names}), which this release cannot build"
-        )
-    append_run(
-        context.spark,
-        context.warehouse,
-        context.record(TASK, status=SKIPPED, details='{"tables": 0, "why": "the pipeline declares no [[tables]]"}'),
-    )
-    print(f"{TASK}: pipeline {context.pipeline.name} declares no derived tables; nothing to build")
+    """Build every derived table in dependency order; one processing_log row per table."""
+    tables = parse_tables(context.pipeline, context.contracts)
+    as_of = context.manifest.business_date
+    if not tables:
+        why = "the pipeline declares no [[tables]]"
+    elif (newest := newest_built(context)) is not None and newest > as_of:
+        why = f"the derived tables are already built as of {newest}, later than this batch's {as_of}; left as they are"
+    else:
+        why = ""
+    if why:
+        details = json.dumps({"tables": len(tables), "why": why})
+        append_run(context.spark, context.warehouse, context.record(TASK, status=SKIPPED, details=details))
+        print(f"{TASK}: pipeline {context.pipeline.name}: nothing built: {why}")
+        return
+    inputs = register_inputs(context, tables)
+    records: list[RunRecord] = []
+    try:
+        for table in tables:
+            records.append(build_table(context, table, inputs))
+    finally:
+        inputs.close()
+        # The tables built before a failure are logged too: they are rebuilt, whatever came after.
+        if records:
+            append_runs(context.spark, context.warehouse, records)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from filegate.contracts import Contract
 from spark_jobs.batch import BatchContext, run_batch_task
 from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
-from spark_jobs.columns import target_schema
+from spark_jobs.columns import stage_schema, target_schema
 from spark_jobs.cross_checks import table_exists
 from spark_jobs.history import merge_history
 from spark_jobs.merge import latest_wins_merge
@@ -51,6 +51,17 @@ def batch_rows(context: BatchContext, contract: Contract) -> tuple[DataFrame, in
     found = flagged.agg(F.count(F.lit(1)).alias("rows"), F.count(F.col(_QUARANTINED)).alias("quarantined")).first()
     rows, quarantined = (int(found["rows"]), int(found["quarantined"])) if found is not None else (0, 0)
     return staged.join(keys, on=list(contract.keys), how="left_anti"), rows - quarantined, quarantined
+
+
+def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
+    """The member's staged rows of this batch that were merged: without the quarantined keys (empty if never staged)."""
+    if not table_exists(context.warehouse, stage_table(contract)):
+        return context.spark.createDataFrame([], stage_schema(contract))
+    staged = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)
+    if not table_exists(context.warehouse, FAILURES):
+        return staged
+    keys = quarantined_keys(context.warehouse.read(FAILURES), contract, context.manifest.batch_id)
+    return staged.join(keys.select(*contract.keys).distinct(), on=list(contract.keys), how="left_anti")
 
 
 def merge_member(context: BatchContext, contract: Contract) -> RunRecord:

@@ -76,14 +76,14 @@ def _expression_problems(spark: SparkSession, contract: Contract) -> list[Proble
             frame = frame.select("*", derived_column(contract, derived))
             _ = frame.schema
         except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
-            problems.append(Problem(f"derived.{derived.name}", _first_line(exc)))
+            problems.append(Problem(f"derived.{derived.name}", first_line(exc)))
             frame = frame.select("*", F.lit(None).cast(data_type(derived.type)).alias(derived.name))
     with_date = frame.select("*", F.lit(None).cast(DateType()).alias(BUSINESS_DATE))
     for check in contract.checks:
         try:
             result = with_date.select(F.expr(contract.sql(check.expr)).alias("verdict")).schema["verdict"]
         except Exception as exc:  # as above
-            problems.append(Problem(f"checks.{check.name}", _first_line(exc)))
+            problems.append(Problem(f"checks.{check.name}", first_line(exc)))
             continue
         if not isinstance(result.dataType, BooleanType):
             problems.append(
@@ -92,7 +92,7 @@ def _expression_problems(spark: SparkSession, contract: Contract) -> list[Proble
     return problems
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     """Spark's message without its plan and JVM trace."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__

@@ -27,10 +27,10 @@ from filegate.errors import ContractError
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import IS_CURRENT, row_fields, target_schema
 from spark_jobs.pipeline_rules import Checks, Relation, Rule
+from spark_jobs.pipeline_tables import PLACEHOLDER
 from spark_jobs.warehouse import Warehouse
 
 DETAIL = "detail"
-_PLACEHOLDER = re.compile(r"\$\{(batch|current|history|latest|lookup|param)\.([A-Za-z_][A-Za-z0-9_]*)\}|\$\{as_of\}")
 
 
 def table_exists(warehouse: Warehouse, table: str) -> bool:
@@ -52,10 +52,12 @@ class Inputs:
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def register(self, kind: str, name: str, rows: DataFrame) -> None:
-        view = f"fg_{kind}_{name}_{self.token}"
+        """`rows` as the input `${kind.name}` (or `${kind}` when name is empty)."""
+        key = f"{kind}.{name}" if name else kind
+        view = f"fg_{key.replace('.', '_')}_{self.token}"
         rows.createOrReplaceTempView(view)
-        self.views[f"{kind}.{name}"] = view
-        self.frames[f"{kind}.{name}"] = rows
+        self.views[key] = view
+        self.frames[key] = rows
 
     def frame(self, kind: str, name: str) -> DataFrame:
         return self.frames[f"{kind}.{name}"]
@@ -101,9 +103,13 @@ def resolve_sql(sql: str, inputs: Inputs, params: Mapping[str, Any], as_of: date
     """The rule's SQL with its placeholders replaced by view names and literals."""
 
     def replace(found: re.Match[str]) -> str:
-        if found.group(0) == "${as_of}":
+        kind, name, bare = found.group(1), found.group(2), found.group(3)
+        if bare == "as_of":
             return f"DATE '{as_of.isoformat()}'"
-        kind, name = found.group(1), found.group(2)
+        if bare:
+            if bare not in inputs.views:
+                raise ContractError(f"unknown input ${{{bare}}}")
+            return inputs.views[bare]
         if kind == "param":
             if name not in params:
                 raise ContractError(f"unknown parameter ${{param.{name}}}")
@@ -116,7 +122,7 @@ def resolve_sql(sql: str, inputs: Inputs, params: Mapping[str, Any], as_of: date
             raise ContractError(f"unknown input ${{{key}}}")
         return inputs.views[key]
 
-    return _PLACEHOLDER.sub(replace, sql)
+    return PLACEHOLDER.sub(replace, sql)
 
 
 def relation_failures(relation: Relation, inputs: Inputs) -> tuple[DataFrame, DataFrame]:

@@ -168,6 +168,19 @@ class Warehouse:
         committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
         self._add_missing_columns(table, schema)
 
+    def replace_table(self, table: str, rows: DataFrame) -> None:
+        """Atomically replace the whole table (schema and rows) with `rows`.
+
+        One `CREATE OR REPLACE TABLE ... AS SELECT` commit: readers see the old table or the new one,
+        its history keeps every earlier version, and a column added to the SQL needs no migration.
+        """
+        if isinstance(self.location, UnityCatalog):
+            self._ensure_schema(self.location)
+        with self._view(rows) as view:
+            properties = "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
+            statement = f"CREATE OR REPLACE TABLE {self.name(table)} USING DELTA {properties} AS SELECT * FROM {view}"  # noqa: S608
+            committed(lambda: self.spark.sql(statement).collect(), f"replace {table}")
+
     def _add_missing_columns(self, table: str, schema: StructType) -> None:
         """Migrate a table made by an earlier release in place: add the columns it lacks, drop nothing.
 

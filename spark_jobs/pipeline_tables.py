@@ -1,0 +1,241 @@
+"""The pipeline's derived tables (`[[tables]]`) and their bands (`[[segments]]`), read from the pipeline file.
+
+Plain Python (no Spark), so that `filegate check` reports a broken table before any run; the batch
+job's `derive_tables` task builds them (spark_jobs/batch_derive.py).
+
+A table is Spark SQL over named inputs (`${current.d}`, `${history.d}`, `${batch.d}`, `${table.t}`,
+`${lookup.n}`, `${validation_results}`, `${processing_log}`, `${param.x}`, `${as_of}`). The `${table.t}`
+it reads order the build. `refresh = "full"` replaces the table whole in one commit; `refresh = "as_of"`
+keeps a daily series: one slice per business date, replaced when that date is built again.
+
+A segment adds one column to a table from bands, never from constants in code: the first band whose
+every bound holds wins (`min` and `max` inclusive, `equals` exact), else the default. With
+`method = "quantiles"` each bound is on the row's `percent_rank()` of that column within the table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from filegate.contracts import Contracts, sql_literal
+from filegate.errors import ContractError
+from filegate.pipelines import Pipeline
+
+REFRESHES = ("full", "as_of")
+METHODS = ("thresholds", "quantiles")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# Every `${...}` a table's SQL may name; anything else is reported by `filegate check`.
+PLACEHOLDER = re.compile(
+    r"\$\{(?:(batch|current|history|latest|table|lookup|param)\.([A-Za-z_][A-Za-z0-9_]*)|(as_of|validation_results|processing_log))\}"
+)
+_ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+Bound = float | int | str
+
+
+@dataclass(frozen=True)
+class Band:
+    """One label and the bounds a row must meet for it: column -> lowest, highest or exact value."""
+
+    label: str
+    min: Mapping[str, Bound]
+    max: Mapping[str, Bound]
+    equals: Mapping[str, Bound | bool]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A column of a derived table computed from bands: the first band that holds, else the default."""
+
+    table: str
+    column: str
+    method: str
+    default: str
+    bands: tuple[Band, ...]
+
+    def case_sql(self) -> str:
+        """The bands as one `CASE WHEN ... END` over the table's columns (placeholders still in it)."""
+
+        def metric(column: str) -> str:
+            quoted = f"`{column}`"
+            return f"percent_rank() OVER (ORDER BY {quoted})" if self.method == "quantiles" else quoted
+
+        branches = []
+        for band in self.bands:
+            tests = [f"{metric(c)} >= {_bound(v)}" for c, v in band.min.items()]
+            tests += [f"{metric(c)} <= {_bound(v)}" for c, v in band.max.items()]
+            tests += [f"`{c}` = {_bound(v)}" for c, v in band.equals.items()]
+            branches.append(f"WHEN {' AND '.join(tests)} THEN {sql_literal(band.label)}")
+        return f"CASE {' '.join(branches)} ELSE {sql_literal(self.default)} END"
+
+
+@dataclass(frozen=True)
+class DerivedTable:
+    """A table the batch job builds from its SQL, then its segments' columns."""
+
+    name: str
+    sql: str
+    refresh: str
+    grain: tuple[str, ...]
+    segments: tuple[Segment, ...] = ()
+    description: str = ""
+
+    def inputs(self) -> set[str]:
+        """The inputs the SQL and the bands name, as `kind.name` (or the bare name: `as_of`)."""
+        texts = [self.sql, *(s.case_sql() for s in self.segments)]
+        return {f"{m[1]}.{m[2]}" if m[1] else m[3] for text in texts for m in PLACEHOLDER.finditer(text)}
+
+    def tables_read(self) -> set[str]:
+        return {name.split(".", 1)[1] for name in self.inputs() if name.startswith("table.")}
+
+
+def _bound(value: Bound | bool) -> str:
+    """A bound as SQL: a number or text literal, or a `${param.x}` left for the resolver."""
+    if isinstance(value, str) and PLACEHOLDER.fullmatch(value):
+        return value
+    return sql_literal(value)
+
+
+def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable, ...]:
+    """The pipeline's derived tables in build order (every table after those it reads); all problems at once."""
+    document = pipeline.document
+    problems: list[str] = []
+    params = table_params(pipeline)
+    lookups = {str(entry.get("name")) for entry in document.get("lookups", [])}
+    entries = list(document.get("tables", []))
+    names = [str(entry.get("name", "")) for entry in entries]
+    for name in names:
+        if not _NAME.fullmatch(name):
+            problems.append(f"table name {name!r} must be lower case letters, digits and _")
+        if name in contracts or name in {contracts[m].target for m in pipeline.members if m in contracts}:
+            problems.append(f"table {name} would overwrite a dataset or its target")
+    if len(set(names)) != len(names):
+        problems.append("derived table names must be unique")
+    segments: dict[str, list[Segment]] = {}
+    for index, entry in enumerate(document.get("segments", [])):
+        segment = _parse_segment(entry, f"segments[{index}] {entry.get('column', '')}", params, problems)
+        if segment.table not in names:
+            problems.append(f"segments[{index}]: table {segment.table!r} is not a derived table of {pipeline.name}")
+        segments.setdefault(segment.table, []).append(segment)
+    tables = []
+    for entry in entries:
+        name = str(entry.get("name", ""))
+        refresh = str(entry.get("refresh", "full"))
+        if refresh not in REFRESHES:
+            problems.append(f"table {name}: refresh must be one of {', '.join(REFRESHES)}")
+        sql = str(entry.get("sql", "")).strip()
+        if not sql:
+            problems.append(f"table {name}: sql must not be empty")
+        grain = tuple(str(c) for c in entry.get("grain", ()))
+        if not grain:
+            problems.append(f"table {name}: grain must name the columns that identify a row")
+        table = DerivedTable(
+            name, sql, refresh, grain, tuple(segments.get(name, ())), str(entry.get("description", ""))
+        )
+        problems += [f"table {name}: {p}" for p in _input_problems(table, pipeline, contracts, params, lookups, names)]
+        tables.append(table)
+    if problems:
+        raise ContractError(f"{pipeline.source or pipeline.name}: " + "; ".join(problems))
+    return build_order(tables)
+
+
+def _input_problems(
+    table: DerivedTable,
+    pipeline: Pipeline,
+    contracts: Contracts,
+    params: Mapping[str, Any],
+    lookups: set[str],
+    tables: Sequence[str],
+) -> list[str]:
+    problems = []
+    for text in (table.sql, *(s.case_sql() for s in table.segments)):
+        unknown = [p for p in _ANY_PLACEHOLDER.findall(text) if not PLACEHOLDER.fullmatch(p)]
+        problems += [f"{p} is not an input a table can read" for p in unknown]
+    for name in sorted(table.inputs()):
+        kind, _, item = name.partition(".")
+        if kind == "latest":
+            problems.append(f"${{{name}}} is for validation, before the merge; a table reads ${{current.{item}}}")
+        elif kind == "batch" and item not in pipeline.members:
+            problems.append(f"${{{name}}}: {item} is not a member of {pipeline.name}")
+        elif kind in ("current", "history") and item not in contracts:
+            problems.append(f"${{{name}}}: no dataset is named {item}")
+        elif kind == "history" and contracts[item].scd_type != 2:
+            problems.append(f"${{{name}}}: {item} keeps no history (scd_type 1)")
+        elif kind == "table" and item not in tables:
+            problems.append(f"${{{name}}}: no derived table is named {item}")
+        elif kind == "table" and item == table.name:
+            problems.append(f"${{{name}}}: a table cannot read itself")
+        elif kind == "lookup" and item not in lookups:
+            problems.append(f"${{{name}}}: no lookup is named {item}")
+        elif kind == "param" and item not in params:
+            problems.append(f"${{{name}}}: no parameter is named {item}")
+    return problems
+
+
+def table_params(pipeline: Pipeline) -> dict[str, Any]:
+    """The parameters tables may name: the pipeline's `[params]`, and its `base_currency`."""
+    return {"base_currency": pipeline.document.get("base_currency", "USD"), **pipeline.document.get("params", {})}
+
+
+def build_order(tables: Sequence[DerivedTable]) -> tuple[DerivedTable, ...]:
+    """The tables with every one after the tables it reads (declared order otherwise)."""
+    ordered: list[DerivedTable] = []
+    while len(ordered) < len(tables):
+        built = {t.name for t in ordered}
+        ready = [t for t in tables if t.name not in built and t.tables_read() <= built]
+        if not ready:
+            waiting = sorted(t.name for t in tables if t.name not in built)
+            raise ContractError(f"the derived tables read each other in a cycle: {', '.join(waiting)}")
+        ordered.append(ready[0])
+    return tuple(ordered)
+
+
+def _parse_segment(entry: Mapping[str, Any], where: str, params: Mapping[str, Any], problems: list[str]) -> Segment:
+    method = str(entry.get("method", "thresholds"))
+    if method not in METHODS:
+        problems.append(f"{where}: method must be one of {', '.join(METHODS)}")
+    column = str(entry.get("column", ""))
+    if not _NAME.fullmatch(column):
+        problems.append(f"{where}: column must be lower case letters, digits and _")
+    default = entry.get("default")
+    if not isinstance(default, str) or not default:
+        problems.append(f"{where}: a default label is required (the band of a row no band holds for)")
+    bands = []
+    for position, raw in enumerate(entry.get("bands", [])):
+        label = str(raw.get("label", ""))
+        at = f"{where} band {position + 1} {label!r}"
+        bounds = {kind: dict(raw.get(kind, {})) for kind in ("min", "max", "equals")}
+        if not label:
+            problems.append(f"{at}: a label is required")
+        if not any(bounds.values()):
+            problems.append(f"{at}: needs at least one of min, max or equals (the default covers everything else)")
+        unknown = set(raw) - {"label", "min", "max", "equals"}
+        if unknown:
+            problems.append(f"{at}: unknown keys {sorted(unknown)}")
+        for kind in ("min", "max"):
+            for name, value in bounds[kind].items():
+                problems += [f"{at}: {kind}.{name} {p}" for p in _bound_problems(value, method, params)]
+        bands.append(Band(label, bounds["min"], bounds["max"], bounds["equals"]))
+    if not bands:
+        problems.append(f"{where}: at least one band is required")
+    labels = [b.label for b in bands]
+    if len(set(labels)) != len(labels):
+        problems.append(f"{where}: band labels must be unique")
+    return Segment(str(entry.get("table", "")), column, method, str(default or ""), tuple(bands))
+
+
+def _bound_problems(value: Any, method: str, params: Mapping[str, Any]) -> list[str]:
+    if isinstance(value, str):
+        found = PLACEHOLDER.fullmatch(value)
+        if not found or found[1] != "param":
+            return ["must be a number or ${param.x}"]
+        value = params.get(found[2])
+        if value is None:
+            return [f"names no parameter {found[2]!r}"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ["must be a number"]
+    if method == "quantiles" and not 0 <= value <= 1:
+        return ["is a quantile: between 0 and 1"]
+    return []

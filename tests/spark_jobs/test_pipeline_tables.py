@@ -1,0 +1,174 @@
+"""The derived tables and bands of a pipeline file, read and checked without Spark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from filegate.check import check_files
+from filegate.contracts import BUILTIN_DATASETS, load_contracts
+from filegate.errors import ContractError
+from filegate.pipelines import load_pipelines, parse_pipeline
+from spark_jobs.pipeline_tables import parse_tables
+
+HEADER = (
+    'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\n'
+    'members = ["customers", "orders"]\n[params]\nvip_spend = 900\n'
+)
+
+
+def shop(tables: str) -> str:
+    return HEADER + tables
+
+
+def problems(text: str, tmp_path: Path) -> str:
+    import tomllib
+
+    contracts = load_contracts()
+    pipeline = parse_pipeline(tomllib.loads(text), contracts, tmp_path / "shop.toml")
+    with pytest.raises(ContractError) as raised:
+        parse_tables(pipeline, contracts)
+    return str(raised.value)
+
+
+def test_the_shipped_tables_are_built_after_the_tables_they_read() -> None:
+    contracts = load_contracts()
+    tables = parse_tables(load_pipelines(contracts)["ecommerce"], contracts)
+
+    order = [t.name for t in tables]
+
+    assert set(order) == {
+        "enriched_orders",
+        "inventory_movements",
+        "customer_analytics",
+        "product_analytics",
+        "seasonal_analysis",
+        "segment_analysis",
+        "analytics_summary",
+    }
+    for table in tables:
+        assert all(order.index(read) < order.index(table.name) for read in table.tables_read())
+    assert {t.name: t.refresh for t in tables}["segment_analysis"] == "as_of"
+    assert {t.name: t.refresh for t in tables}["analytics_summary"] == "as_of"
+
+
+def test_bands_compile_to_one_case_in_declared_order_with_params_and_quantiles(tmp_path: Path) -> None:
+    text = shop(
+        '[[tables]]\nname = "c"\ngrain = ["customer_id"]\nsql = "SELECT customer_id FROM ${current.customers}"\n'
+        '[[segments]]\ntable = "c"\ncolumn = "tier"\ndefault = "low"\nbands = [\n'
+        '  { label = "vip", min = { spend = "${param.vip_spend}", orders = 3 } },\n'
+        '  { label = "closed", equals = { closed = true } },\n'
+        '  { label = "small", max = { spend = 10.5 } },\n]\n'
+        '[[segments]]\ntable = "c"\ncolumn = "rank_band"\nmethod = "quantiles"\ndefault = "rest"\n'
+        'bands = [{ label = "top", min = { spend = 0.9 } }]\n'
+    )
+    import tomllib
+
+    contracts = load_contracts()
+    (table,) = parse_tables(parse_pipeline(tomllib.loads(text), contracts, tmp_path / "s.toml"), contracts)
+    tier, rank = table.segments
+
+    assert tier.case_sql() == (
+        "CASE WHEN `spend` >= ${param.vip_spend} AND `orders` >= 3 THEN 'vip' "
+        "WHEN `closed` = true THEN 'closed' WHEN `spend` <= 10.5 THEN 'small' ELSE 'low' END"
+    )
+    assert rank.case_sql() == "CASE WHEN percent_rank() OVER (ORDER BY `spend`) >= 0.9 THEN 'top' ELSE 'rest' END"
+    assert "param.vip_spend" in table.inputs()
+
+
+def test_every_wrong_input_is_named_before_any_run(tmp_path: Path) -> None:
+    found = problems(
+        shop(
+            '[[tables]]\nname = "a"\ngrain = ["x"]\nsql = """SELECT * FROM ${latest.orders} '
+            "JOIN ${batch.products} JOIN ${history.order_tracking} JOIN ${current.nothing} "
+            'JOIN ${table.zz} JOIN ${lookup.months} JOIN ${table.a} WHERE x > ${param.missing} AND ${today}"""\n'
+        ),
+        tmp_path,
+    )
+
+    for expected in (
+        "${latest.orders} is for validation, before the merge; a table reads ${current.orders}",
+        "${batch.products}: products is not a member of shop",
+        "${history.order_tracking}: order_tracking keeps no history (scd_type 1)",
+        "${current.nothing}: no dataset is named nothing",
+        "${table.zz}: no derived table is named zz",
+        "${lookup.months}: no lookup is named months",
+        "${table.a}: a table cannot read itself",
+        "${param.missing}: no parameter is named missing",
+        "${today} is not an input a table can read",
+    ):
+        assert expected in found
+
+
+def test_tables_reading_each_other_in_a_cycle_are_refused(tmp_path: Path) -> None:
+    found = problems(
+        shop(
+            '[[tables]]\nname = "a"\ngrain = ["x"]\nsql = "SELECT * FROM ${table.b}"\n'
+            '[[tables]]\nname = "b"\ngrain = ["x"]\nsql = "SELECT * FROM ${table.a}"\n'
+        ),
+        tmp_path,
+    )
+
+    assert "the derived tables read each other in a cycle: a, b" in found
+
+
+def test_a_broken_table_or_band_is_explained(tmp_path: Path) -> None:
+    found = problems(
+        shop(
+            '[[tables]]\nname = "orders_target"\nrefresh = "daily"\nsql = ""\n'
+            '[[segments]]\ntable = "c"\ncolumn = "Tier"\nmethod = "rank"\nbands = [\n'
+            '  { label = "top", min = { spend = 1.5 }, over = 3 },\n  { label = "top" },\n'
+            '  { label = "x", max = { spend = "${param.nope}" } },\n  { label = "y", max = { spend = "lots" } },\n]\n'
+        ),
+        tmp_path,
+    )
+
+    for expected in (
+        "table orders_target would overwrite a dataset or its target",
+        "table orders_target: refresh must be one of full, as_of",
+        "table orders_target: sql must not be empty",
+        "table orders_target: grain must name the columns that identify a row",
+        "segments[0]: table 'c' is not a derived table of shop",
+        "method must be one of thresholds, quantiles",
+        "column must be lower case letters, digits and _",
+        "a default label is required",
+        "band 1 'top': unknown keys ['over']",
+        "band 2 'top': needs at least one of min, max or equals",
+        "band labels must be unique",
+        "band 3 'x': max.spend names no parameter 'nope'",
+        "band 4 'y': max.spend must be a number or ${param.x}",
+    ):
+        assert expected in found
+
+
+def test_quantile_bounds_are_shares(tmp_path: Path) -> None:
+    found = problems(
+        shop(
+            '[[tables]]\nname = "c"\ngrain = ["x"]\nsql = "SELECT 1 AS x"\n'
+            '[[segments]]\ntable = "c"\ncolumn = "q"\nmethod = "quantiles"\ndefault = "rest"\n'
+            'bands = [{ label = "top", min = { spend = 90 } }]\n'
+        ),
+        tmp_path,
+    )
+
+    assert "band 1 'top': min.spend is a quantile: between 0 and 1" in found
+
+
+def test_filegate_check_reports_a_broken_table_with_the_pipeline_file(tmp_path: Path) -> None:
+    pipeline = tmp_path / "shop.toml"
+    pipeline.write_text(
+        shop('[[tables]]\nname = "c"\ngrain = ["x"]\nsql = "SELECT * FROM ${table.missing}"\n'), encoding="utf-8"
+    )
+
+    _, findings = check_files([pipeline])
+
+    (finding,) = findings
+    assert finding.path == pipeline
+    assert "${table.missing}: no derived table is named missing" in finding.message
+
+
+def test_the_shipped_pipeline_file_passes_the_check() -> None:
+    _, findings = check_files(sorted(BUILTIN_DATASETS.glob("*.toml")))
+
+    assert findings == []
