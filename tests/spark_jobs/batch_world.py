@@ -7,12 +7,20 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from filegate.contracts import Contracts, load_contracts
+from filegate.pipelines import Pipeline, load_pipelines
 from spark_jobs import batch_derive, batch_merge, batch_stage, batch_validate
 from tests.spark_jobs.conftest import SAMPLES, Lake
 
 ECOMMERCE = SAMPLES / "ecommerce"
 DAYS = ("2025-01-15", "2025-01-16")
 TASKS = (batch_stage, batch_validate, batch_merge, batch_derive)
+
+
+def ecommerce() -> tuple[Pipeline, Contracts]:
+    """The shipped e-commerce pipeline and the contracts it reads."""
+    contracts = load_contracts()
+    return load_pipelines(contracts)["ecommerce"], contracts
 
 
 def batch_id(day: str, revision: int = 1) -> str:

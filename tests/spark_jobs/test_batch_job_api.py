@@ -13,7 +13,8 @@ from local_world import ROOT
 from local_world.emulators import Azurite
 from local_world.jobs_api import LocalJobsServer, SourceStorage, load_bundle_files, local_table, local_variables
 from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE, workspace_client
-from tests.spark_jobs.batch_world import DAYS, ECOMMERCE, batch_id
+from spark_jobs.pipeline_tables import parse_tables
+from tests.spark_jobs.batch_world import DAYS, ECOMMERCE, batch_id, ecommerce
 from tests.spark_jobs.conftest import read_with_delta_rs
 
 # Two members keep the run short; every member of the manifest is fetched alike.
@@ -72,5 +73,10 @@ def test_the_local_jobs_api_runs_the_batch_job_over_every_member_of_a_sealed_man
         if entry["dataset"] in MEMBERS
     }
     assert {r["run_id"] for r in log} == {run_id}
+    # The last task built every derived table the pipeline declares, readable by the demo's light reader.
+    built = {r["table_name"] for r in log if r["task"] == "derive_tables" and r["status"] == "SUCCEEDED"}
+    assert built == {t.name for t in parse_tables(*ecommerce())}
+    (summary,) = read_with_delta_rs(local_table(warehouse, "analytics_summary")).to_pylist()
+    assert (summary["as_of_date"].isoformat(), summary["total_customers"]) == (DAYS[0], 56)
     orders = read_with_delta_rs(local_table(warehouse, "orders_target"))
     assert orders.num_rows == 72 - 3 - 1  # rejected rows out, the exact duplicate once

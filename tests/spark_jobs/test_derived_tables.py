@@ -1,0 +1,506 @@
+"""The pipeline's derived tables on a hand-computed shop: every expected value is written out below.
+
+Two business days through the batch job's four tasks (stage, validate, merge, derive), as the job runs
+them. The shop: three customers (one changes tier on day two, one turns 25 on day two, one never
+orders), four products (one re-priced on day two, one discontinued), two warehouses, seven orders
+(one in EUR, one cancelled, one pending with an unknown customer, one updated on day two), five
+shipments (one late, one delivered the day it shipped), and an order-tracking table that appears
+between the days.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from filegate.contracts import BUILTIN_DATASETS, load_contracts
+from filegate.tables import AS_OF_DATE, BATCH_ID, PROCESSING_LOG
+from spark_jobs import batch_derive
+from spark_jobs.batch_derive import GrainViolated, checked_count
+from spark_jobs.columns import target_schema
+from spark_jobs.pipeline_tables import DerivedTable, parse_tables
+from tests.spark_jobs.batch_world import arguments, ecommerce, run_batch
+from tests.spark_jobs.conftest import Lake
+
+pytestmark = pytest.mark.timeout(1800)
+
+DAY_ONE, DAY_TWO = "2025-03-10", "2025-03-11"
+DERIVED = [t.name for t in parse_tables(*ecommerce())]
+
+
+def customer(
+    cid: str, name: str, born: str, registered: str, country: str, tier: str, login: str, updated: str
+) -> dict[str, str]:
+    return {
+        "customer_id": cid,
+        "first_name": name,
+        "last_name": "Doe",
+        "email": f"{name.lower()}@example.com",
+        "phone": "+15125550100",
+        "date_of_birth": born,
+        "registration_date": registered,
+        "address": "1 Main Street",
+        "city": "Austin",
+        "state": "TX",
+        "zip_code": "78701",
+        "country": country,
+        "customer_tier": tier,
+        "last_login": login,
+        "created_timestamp": f"{registered}T08:00:00Z",
+        "updated_at": updated,
+    }
+
+
+def product(
+    pid: str, name: str, category: str, price: str, cost: str, launched: str, discontinued: bool
+) -> dict[str, str]:
+    return {
+        "product_id": pid,
+        "product_name": name,
+        "category": category,
+        "subcategory": "",
+        "brand": "Acme",
+        "price": price,
+        "cost": cost,
+        "currency": "USD",
+        "stock_quantity": "",
+        "weight_kg": "1.000",
+        "dimensions_cm": "10x10x10",
+        "color": "",
+        "material": "",
+        "description": "",
+        "launch_date": launched,
+        "discontinued": str(discontinued).lower(),
+        "created_timestamp": f"{launched}T00:00:00Z",
+    }
+
+
+def stock(pid: str, warehouse: str, quantity: int, status: str, day: str) -> dict[str, str]:
+    return {
+        "product_id": pid,
+        "warehouse_location": warehouse,
+        "stock_quantity": str(quantity),
+        "stock_status": status,
+        "last_updated": f"{day}T06:00:00Z",
+        "created_timestamp": "2025-01-01T00:00:00Z",
+    }
+
+
+def order(
+    oid: str, cid: str, pid: str, qty: int, day: str, amount: str, currency: str, status: str, at: str, upd: str
+) -> dict[str, str]:
+    return {
+        "order_id": oid,
+        "customer_id": cid,
+        "product_id": pid,
+        "quantity": str(qty),
+        "order_date": day,
+        "order_amount": amount,
+        "currency": currency,
+        "payment_method": "CREDIT_CARD",
+        "shipping_address": "1 Main Street, Austin",
+        "order_status": status,
+        "created_timestamp": at,
+        "updated_at": upd,
+    }
+
+
+def shipment(
+    oid: str, tracking: str, method: str, cost: str, shipped: str, estimated: str, delivered: str
+) -> dict[str, str]:
+    return {
+        "order_id": oid,
+        "tracking_number": tracking,
+        "shipping_method": method,
+        "carrier": "UPS",
+        "shipping_cost": cost,
+        "currency": "USD",
+        "package_weight": "1.000",
+        "dimensions_cm": "10x10x10",
+        "ship_date": shipped,
+        "estimated_delivery": estimated,
+        "actual_delivery": delivered,
+        "created_timestamp": f"{shipped}T08:00:00Z",
+        "updated_at": f"{shipped}T08:00:00Z",
+    }
+
+
+C1, C2, C3, C_UNKNOWN = "CUST-000001", "CUST-000002", "CUST-000003", "CUST-000099"
+P1, P2, P3, P4 = "PROD-00001", "PROD-00002", "PROD-00003", "PROD-00004"
+O1, O2, O3, O4, O5, O6, O7 = (f"ORD-0000000{n}" for n in range(1, 8))
+NYC, SFO = "WH-NYC-01", "WH-SFO-01"
+CATALOGUE = [
+    (P1, "Widget", "Electronics", "100.00", "60.00", "2025-01-01", False),
+    (P2, "Lamp", "Home & Kitchen", "50.00", "20.00", "2024-06-01", False),
+    (P3, "Ball", "Sports", "20.00", "5.00", "2020-01-01", False),
+    (P4, "Atlas", "Books", "10.00", "4.00", "2019-01-01", True),
+]
+FILES: dict[str, dict[str, list[dict[str, str]]]] = {
+    DAY_ONE: {
+        "customers": [
+            customer(
+                C1, "Ann", "1980-05-20", "2024-01-10", "US", "GOLD", "2025-03-09T10:00:00Z", "2024-01-10T09:00:00Z"
+            ),
+            customer(
+                C2, "Ben", "2000-03-11", "2025-02-20", "DE", "SILVER", "2025-03-10T12:00:00Z", "2025-02-20T10:00:00Z"
+            ),
+            customer(C3, "Cat", "1950-01-01", "2023-06-01", "US", "BASIC", "", "2023-06-01T08:00:00Z"),
+        ],
+        "products": [product(*entry) for entry in CATALOGUE],
+        "inventory": [
+            stock(P1, NYC, 5, "LOW_STOCK", DAY_ONE),
+            stock(P1, SFO, 0, "OUT_OF_STOCK", DAY_ONE),
+            stock(P2, NYC, 40, "IN_STOCK", DAY_ONE),
+            stock(P3, NYC, 4, "LOW_STOCK", DAY_ONE),
+        ],
+        "orders": [
+            order(
+                O1,
+                C1,
+                P1,
+                2,
+                "2025-02-15",
+                "180.00",
+                "USD",
+                "DELIVERED",
+                "2025-02-15T10:00:00Z",
+                "2025-02-20T10:00:00Z",
+            ),
+            order(O2, C1, P2, 1, DAY_ONE, "50.00", "USD", "CONFIRMED", "2025-03-10T09:00:00Z", "2025-03-10T09:00:00Z"),
+            order(O3, C2, P3, 3, DAY_ONE, "54.00", "EUR", "SHIPPED", "2025-03-10T11:00:00Z", "2025-03-10T11:00:00Z"),
+            order(O4, C2, P1, 1, DAY_ONE, "100.00", "USD", "CANCELLED", "2025-03-10T12:00:00Z", "2025-03-10T12:00:00Z"),
+            order(
+                O7, C_UNKNOWN, P2, 1, DAY_ONE, "50.00", "USD", "PENDING", "2025-03-10T13:00:00Z", "2025-03-10T13:00:00Z"
+            ),
+        ],
+        "shipping": [
+            shipment(O1, "TRK0000000001", "STANDARD", "10.00", "2025-02-16", "2025-02-20", "2025-02-19"),
+            shipment(O1, "TRK0000000002", "EXPRESS", "5.00", "2025-02-17", "2025-02-19", "2025-02-21"),
+            shipment(O3, "TRK0000000003", "INTERNATIONAL", "8.00", DAY_ONE, "2025-03-15", ""),
+        ],
+    },
+    DAY_TWO: {
+        # Ann moves to PREMIUM this morning; Ben turns 25 today (no file says so).
+        "customers": [
+            customer(
+                C1, "Ann", "1980-05-20", "2024-01-10", "US", "PREMIUM", "2025-03-11T07:00:00Z", "2025-03-11T08:00:00Z"
+            ),
+        ],
+        # The Widget is re-priced to 90.00; every other product as before (a snapshot lists them all).
+        "products": [
+            product(*entry) if entry[0] != P1 else product(*entry[:3], "90.00", *entry[4:]) for entry in CATALOGUE
+        ],
+        # P1 leaves New York (5 -> 3) and arrives in San Francisco (0 -> 12); P3 is gone; P4 arrives.
+        "inventory": [
+            stock(P1, NYC, 3, "LOW_STOCK", DAY_TWO),
+            stock(P1, SFO, 12, "IN_STOCK", DAY_TWO),
+            stock(P2, NYC, 40, "IN_STOCK", DAY_TWO),
+            stock(P4, NYC, 7, "LOW_STOCK", DAY_TWO),
+        ],
+        "orders": [
+            order(O2, C1, P2, 1, DAY_ONE, "50.00", "USD", "SHIPPED", "2025-03-10T09:00:00Z", "2025-03-11T06:00:00Z"),
+            order(O5, C1, P1, 1, DAY_TWO, "90.00", "USD", "CONFIRMED", "2025-03-11T09:00:00Z", "2025-03-11T09:00:00Z"),
+            order(O6, C2, P4, 2, DAY_TWO, "18.00", "USD", "CONFIRMED", "2025-03-11T10:00:00Z", "2025-03-11T10:00:00Z"),
+        ],
+        "shipping": [
+            shipment(O2, "TRK0000000004", "STANDARD", "4.00", DAY_TWO, "2025-03-14", ""),
+            shipment(O5, "TRK0000000005", "OVERNIGHT", "12.00", DAY_TWO, "2025-03-12", DAY_TWO),
+        ],
+    },
+}
+# Order tracking (the ingest job's SCD1 target) exists from day two on: O1's latest scan is its delivery.
+TRACKING = [
+    ("1Z0000000001", O1, "IN_TRANSIT", datetime(2025, 2, 17, 0, 0)),
+    ("1Z0000000001", O1, "DELIVERED", datetime(2025, 2, 21, 15, 0)),
+]
+
+
+def seal(folder: Path, day: str) -> Path:
+    """The day's five files and the sealed manifest the function would write for them."""
+    members = []
+    for dataset, rows in FILES[day].items():
+        path = folder / day / dataset / f"{dataset}_{day.replace('-', '_')}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        members.append({"dataset": dataset, "uri": str(path), "expected_rows": len(rows)})
+    manifest = folder / day / "_sealed.r1.json"
+    document = {"pipeline": "ecommerce", "business_date": day, "revision": 1, "batch_id": f"ecommerce-{day}-r1"}
+    manifest.write_text(json.dumps({**document, "members": members}), encoding="utf-8")
+    return manifest
+
+
+def add_order_tracking(lake: Lake) -> None:
+    """The ingest job's order_tracking target, as its SCD1 merge leaves it (one row per tracking number)."""
+    assert lake.spark is not None
+    contract = load_contracts()["order_tracking"]
+    schema = target_schema(contract)
+    latest = max(TRACKING, key=lambda scan: scan[3])
+    values = {"tracking_num": latest[0], "order_id": latest[1], "status": latest[2], "status_ts": latest[3]}
+    row = tuple(values.get(name) for name in schema.fieldNames())
+    warehouse = lake.warehouse()
+    warehouse.ensure_table(contract.target, schema)
+    warehouse.append(contract.target, lake.spark.createDataFrame([row], schema))
+
+
+def table(lake: Lake, name: str) -> list[dict[str, Any]]:
+    assert lake.spark is not None
+    return [row.asDict() for row in lake.spark.table(lake.location.name(name)).collect()]
+
+
+def by(rows: Sequence[Mapping[str, Any]], *key: str) -> dict[Any, dict[str, Any]]:
+    return {(row[key[0]] if len(key) == 1 else tuple(row[k] for k in key)): dict(row) for row in rows}
+
+
+def picked(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(round(v, 4) if isinstance(v, float) else v for v in (row[c] for c in columns))
+
+
+def snapshot(lake: Lake) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: sorted((tuple(sorted(r.items())) for r in table(lake, name)), key=repr) for name in DERIVED}
+
+
+@pytest.fixture(scope="module")
+def shop(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("shop")
+    lake = Lake(folder / "warehouse", spark)
+    one = seal(folder / "in", DAY_ONE)
+    assert run_batch(lake, one, 1) == [0, 0, 0, 0]
+    day_one = {name: table(lake, name) for name in ("customer_analytics", "analytics_summary")}
+    add_order_tracking(lake)
+    two = seal(folder / "in", DAY_TWO)
+    assert run_batch(lake, two, 2) == [0, 0, 0, 0]
+    return {"lake": lake, "folder": folder, "manifests": (one, two), "day_one": day_one, "after": snapshot(lake)}
+
+
+D = Decimal
+
+
+def test_enriched_orders_take_the_versions_current_when_each_order_was_placed(shop: dict[str, Any]) -> None:
+    rows = by(table(shop["lake"], "enriched_orders"), "order_id")
+    columns = (
+        "order_status", "is_counted", "in_base_currency", "order_amount_base", "customer_tier", "customer_country",
+        "category", "unit_list_price", "unit_cost", "discount_amount", "cost_amount", "gross_margin",
+        "gross_margin_pct", "shipments", "shipping_cost", "net_margin", "shipping_method", "estimated_delivery",
+        "actual_delivery", "delivery_days", "is_late", "tracking_status", "season", "order_year", "order_month",
+        "is_orphan_customer", "is_orphan_product", "dim_fallback",
+    )  # fmt: skip
+    expected = {
+        # Placed before the first product snapshot: the current product version, flagged as a fallback.
+        # Two shipments: the earlier one's method, the later delivery, late against the later estimate.
+        O1: ("DELIVERED", True, True, D("180.00"), "GOLD", "US", "Electronics", D("90.00"), D("60.00"), D("0.00"),
+             D("120.00"), D("60.00"), 0.3333, 2, D("15.00"), D("45.00"), "STANDARD", date(2025, 2, 20),
+             date(2025, 2, 21), 6, True, "DELIVERED", "Winter", 2025, 2, False, False, True),
+        # Its day-two version (SHIPPED); placed on day one, so Ann was GOLD then. Not delivered yet.
+        O2: ("SHIPPED", True, True, D("50.00"), "GOLD", "US", "Home & Kitchen", D("50.00"), D("20.00"), D("0.00"),
+             D("20.00"), D("30.00"), 0.6, 1, D("4.00"), D("26.00"), "STANDARD", date(2025, 3, 14), None, None, None,
+             None, "Spring", 2025, 3, False, False, False),
+        # In EUR: counted, but in no sum.
+        O3: ("SHIPPED", True, False, None, "SILVER", "DE", "Sports", D("20.00"), D("5.00"), None, D("15.00"), None,
+             None, 1, D("8.00"), None, "INTERNATIONAL", date(2025, 3, 15), None, None, None, None, "Spring", 2025,
+             3, False, False, False),
+        # Cancelled: not counted. Placed on day one, at the Widget's first price.
+        O4: ("CANCELLED", False, True, D("100.00"), "SILVER", "DE", "Electronics", D("100.00"), D("60.00"),
+             D("0.00"), D("60.00"), D("40.00"), 0.4, 0, None, D("40.00"), None, None, None, None, None, None,
+             "Spring", 2025, 3, False, False, False),
+        # Placed after Ann's upgrade and the re-pricing: PREMIUM, 90.00. Delivered the day it shipped.
+        O5: ("CONFIRMED", True, True, D("90.00"), "PREMIUM", "US", "Electronics", D("90.00"), D("60.00"), D("0.00"),
+             D("60.00"), D("30.00"), 0.3333, 1, D("12.00"), D("18.00"), "OVERNIGHT", date(2025, 3, 12),
+             date(2025, 3, 11), 0, False, None, "Spring", 2025, 3, False, False, False),
+        # Two at 10.00 sold for 18.00: a 2.00 discount.
+        O6: ("CONFIRMED", True, True, D("18.00"), "SILVER", "DE", "Books", D("10.00"), D("4.00"), D("2.00"),
+             D("8.00"), D("10.00"), 0.5556, 0, None, D("10.00"), None, None, None, None, None, None, "Spring", 2025,
+             3, False, False, False),
+        # A customer never sent: kept (the relation warns), flagged.
+        O7: ("PENDING", False, True, D("50.00"), None, None, "Home & Kitchen", D("50.00"), D("20.00"), D("0.00"),
+             D("20.00"), D("30.00"), 0.6, 0, None, D("30.00"), None, None, None, None, None, None, "Spring", 2025, 3,
+             True, False, False),
+    }  # fmt: skip
+
+    assert {oid: picked(row, columns) for oid, row in rows.items()} == expected
+    assert {row[AS_OF_DATE] for row in rows.values()} == {date(2025, 3, 11)}
+    assert {row[BATCH_ID] for row in rows.values()} == {"ecommerce-2025-03-11-r1"}
+
+
+def test_customer_analytics_measure_each_customer_as_of_the_batch_date(shop: dict[str, Any]) -> None:
+    rows = by(table(shop["lake"], "customer_analytics"), "customer_id")
+    columns = (
+        "customer_tier", "age", "age_band", "tenure_days", "total_orders", "non_base_currency_orders", "total_spent",
+        "first_order_date", "last_order_date", "avg_order_value", "recency_days", "orders_per_year", "total_margin",
+        "margin_pct", "clv_estimate", "days_since_last_login", "lifecycle_stage", "customer_segment",
+    )  # fmt: skip
+
+    assert {cid: picked(row, columns) for cid, row in rows.items()} == {
+        # 3 orders, 320.00; a year's pace over at least 30 days: 3 x 365 / 30; CLV 320/3 x 36.5 x 0.375 x 3.
+        C1: ("PREMIUM", 44, "35-44", 426, 3, 0, D("320.00"), date(2025, 2, 15), date(2025, 3, 11), D("106.67"), 0,
+             36.5, D("120.00"), 0.375, D("4380.00"), 0, "ACTIVE", "Medium Value"),
+        # Two counted orders, one in EUR: the average and CLV over the USD one only.
+        C2: ("SILVER", 25, "25-34", 19, 2, 1, D("18.00"), date(2025, 3, 10), date(2025, 3, 11), D("18.00"), 0,
+             24.3333, D("10.00"), 0.5556, D("730.00"), 1, "NEW", "Low Value"),
+        C3: ("BASIC", 75, "65+", 649, 0, 0, D("0.00"), None, None, None, None, None, None, None, None, None,
+             "PROSPECT", "Low Value"),
+    }  # fmt: skip
+
+
+def test_time_relative_values_move_in_the_analytics_and_open_no_version(shop: dict[str, Any]) -> None:
+    day_one = by(shop["day_one"]["customer_analytics"], "customer_id")
+    versions = [r for r in table(shop["lake"], "customers_target") if r["customer_id"] == C2]
+
+    # Ben was 24 yesterday and is 25 today; his customer row did not change, so neither did his history.
+    assert (day_one[C2]["age"], day_one[C2]["age_band"], day_one[C2]["tenure_days"]) == (24, "18-24", 18)
+    assert len(versions) == 1
+    # Ann spent 230.00 over 2 orders by day one: Low Value; day two's 90.00 makes her Medium Value.
+    assert (day_one[C1]["total_spent"], day_one[C1]["customer_segment"]) == (D("230.00"), "Low Value")
+
+
+def test_product_analytics_rank_performance_within_the_catalogue(shop: dict[str, Any]) -> None:
+    rows = by(table(shop["lake"], "product_analytics"), "product_id")
+    columns = (
+        "price", "unit_margin", "unit_margin_pct", "days_since_launch", "units_sold", "orders_count", "revenue",
+        "gross_margin", "margin_pct", "avg_selling_price", "units_sold_30d", "current_stock", "warehouses_in_stock",
+        "days_of_cover", "performance_category", "product_lifecycle_stage",
+    )  # fmt: skip
+
+    assert {pid: picked(row, columns) for pid, row in rows.items()} == {
+        # Revenue ranks 1.0 and orders 1.0 (the only product ordered twice): a star.
+        P1: (D("90.00"), D("30.00"), 0.3333, 69, 3, 2, D("270.00"), D("90.00"), 0.3333, D("90.00"), 3, 15, 2,
+             150.0, "Star Performer", "INTRODUCTION"),
+        P2: (D("50.00"), D("30.00"), 0.6, 283, 1, 1, D("50.00"), D("30.00"), 0.6, D("50.00"), 1, 40, 1, 1200.0,
+             "Medium Performer", "GROWTH"),
+        # Sold only in EUR: units count, revenue does not. Gone from every warehouse.
+        P3: (D("20.00"), D("15.00"), 0.75, 1896, 3, 1, D("0.00"), None, None, None, 3, 0, 0, 0.0,
+             "Low Performer", "MATURITY"),
+        P4: (D("10.00"), D("6.00"), 0.6, 2261, 2, 1, D("18.00"), D("10.00"), 0.5556, D("9.00"), 2, 7, 1, 105.0,
+             "Low Performer", "DISCONTINUED"),
+    }  # fmt: skip
+
+
+def test_seasonal_analysis_compares_each_month_with_the_calendar_month_before(shop: dict[str, Any]) -> None:
+    rows = by(table(shop["lake"], "seasonal_analysis"), "year", "month")
+    columns = (
+        "season", "orders", "units", "revenue", "gross_margin", "avg_order_value", "unique_customers",
+        "new_customers", "revenue_mom_growth", "revenue_yoy_growth", "top_category",
+    )  # fmt: skip
+
+    assert {key: picked(row, columns) for key, row in rows.items()} == {
+        (2025, 2): ("Winter", 1, 2, D("180.00"), D("60.00"), D("180.00"), 1, 1, None, None, "Electronics"),
+        # 4 counted orders (one in EUR): 158.00 over the 3 in USD; 158 / 180 - 1.
+        (2025, 3): ("Spring", 4, 7, D("158.00"), D("70.00"), D("52.67"), 2, 1, -0.1222, None, "Electronics"),
+    }
+
+
+def test_segment_analysis_keeps_a_slice_per_business_date(shop: dict[str, Any]) -> None:
+    rows = by(table(shop["lake"], "segment_analysis"), AS_OF_DATE, "customer_segment")
+    columns = (
+        "customers", "customer_share", "orders", "revenue", "revenue_share", "avg_order_value", "avg_clv",
+        "avg_recency_days", "avg_margin_pct", "at_risk_share",
+    )  # fmt: skip
+
+    assert {key: picked(row, columns) for key, row in rows.items()} == {
+        # Day one: everyone is Low Value; Ann's CLV 115 x (2 x 365 / 30) x (90 / 230) x 3.
+        (date(2025, 3, 10), "Low Value"): (3, 1.0, 3, D("230.00"), 1.0, D("115.00"), D("3285.00"), 0.0, 0.3913, 0.0),
+        (date(2025, 3, 11), "Medium Value"): (1, 0.3333, 3, D("320.00"), 0.9467, D("106.67"), D("4380.00"), 0.0,
+                                              0.375, 0.0),
+        (date(2025, 3, 11), "Low Value"): (2, 0.6667, 2, D("18.00"), 0.0533, D("18.00"), D("730.00"), 0.0, 0.5556,
+                                           0.0),
+    }  # fmt: skip
+
+
+def test_analytics_summary_is_a_daily_series_of_kpis_with_the_quality_score(shop: dict[str, Any]) -> None:
+    lake = shop["lake"]
+    rows = by(table(lake, "analytics_summary"), AS_OF_DATE)
+    scores = {r["batch_id"]: r["score"] for r in table(lake, "validation_results") if r["level"] == "batch"}
+    columns = (
+        "total_orders", "total_revenue", "avg_order_value", "gross_margin", "gross_margin_pct", "orders_in_batch",
+        "revenue_on_date", "total_customers", "new_customers", "active_customers_90d", "total_products",
+        "active_products", "out_of_stock_products", "low_stock_products", "avg_delivery_days",
+        "on_time_delivery_rate", "late_shipments", "non_base_currency_orders", "orphan_orders", "rows_rejected",
+    )  # fmt: skip
+
+    assert {day: picked(row, columns) for day, row in rows.items()} == {
+        # Day one: O1, O2 (USD) and O3 (EUR) counted; O7's customer is unknown (one orphan); P1 and P3 low.
+        date(2025, 3, 10): (3, D("230.00"), D("115.00"), D("90.00"), 0.3913, 5, D("50.00"), 3, 0, 2, 4, 3, 0, 2,
+                            6.0, 0.0, 1, 1, 1, 0),
+        # Day two: 338.00 over 4 USD orders; P3 out of stock, P4 low; O1 late, O5 on time.
+        date(2025, 3, 11): (5, D("338.00"), D("84.50"), D("130.00"), 0.3846, 3, D("108.00"), 3, 0, 2, 4, 3, 1, 1,
+                            3.0, 0.5, 1, 1, 0, 0),
+    }  # fmt: skip
+    assert rows[date(2025, 3, 10)]["data_quality_score"] == scores["ecommerce-2025-03-10-r1"] < 100
+    assert rows[date(2025, 3, 11)]["data_quality_score"] == scores["ecommerce-2025-03-11-r1"] < 100
+
+
+def test_inventory_movements_follow_the_stock_history(shop: dict[str, Any]) -> None:
+    rows = table(shop["lake"], "inventory_movements")
+    columns = ("product_id", "warehouse_location", "moved_at", "previous_quantity", "new_quantity", "quantity_change",
+               "movement_type", "status_from", "status_to")  # fmt: skip
+    one, two = date(2025, 3, 10), date(2025, 3, 11)
+
+    assert sorted(picked(row, columns) for row in rows) == sorted([
+        (P1, NYC, one, None, 5, 5, "INITIAL", None, "LOW_STOCK"),
+        (P1, NYC, two, 5, 3, -2, "OUTBOUND", "LOW_STOCK", "LOW_STOCK"),
+        (P1, SFO, one, None, 0, 0, "INITIAL", None, "OUT_OF_STOCK"),
+        (P1, SFO, two, 0, 12, 12, "INBOUND", "OUT_OF_STOCK", "IN_STOCK"),
+        (P2, NYC, one, None, 40, 40, "INITIAL", None, "IN_STOCK"),
+        (P3, NYC, one, None, 4, 4, "INITIAL", None, "LOW_STOCK"),
+        (P3, NYC, two, 4, 0, -4, "REMOVED", "LOW_STOCK", None),
+        (P4, NYC, two, None, 7, 7, "INITIAL", None, "LOW_STOCK"),
+    ])  # fmt: skip
+
+
+def test_replaying_a_batch_leaves_every_derived_table_as_it_was(shop: dict[str, Any]) -> None:
+    lake, (one, two) = shop["lake"], shop["manifests"]
+
+    assert run_batch(lake, two, 3) == [0, 0, 0, 0]
+    assert snapshot(lake) == shop["after"]
+    # Day one again, after day two: the tables stay as of day two, and the task says why.
+    assert batch_derive.main(arguments(lake, one, run_id=4)) == 0
+    assert snapshot(lake) == shop["after"]
+    (skipped,) = [r for r in table(lake, PROCESSING_LOG) if r["run_id"] == 4]
+    assert skipped["status"] == "SKIPPED"
+    assert "already built as of 2025-03-11, later than this batch's 2025-03-10" in skipped["details"]
+
+
+def test_a_changed_band_changes_segment_membership_with_no_code_touched(
+    shop: dict[str, Any], tmp_path: Path, spark: SparkSession
+) -> None:
+    copy = Lake(tmp_path / "warehouse", spark)
+    shutil.copytree(shop["lake"].folder, copy.folder)
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    pipeline = (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
+    vip = '{ label = "VIP", min = { total_spent = 5000, total_orders = 10 } }'
+    assert vip in pipeline
+    (contracts / "ecommerce.toml").write_text(
+        pipeline.replace(vip, '{ label = "VIP", min = { total_spent = 300, total_orders = 3 } }'), encoding="utf-8"
+    )
+
+    assert batch_derive.main(arguments(copy, shop["manifests"][1], ["--contracts-dir", str(contracts)], 5)) == 0
+
+    segments = {r["customer_id"]: r["customer_segment"] for r in table(copy, "customer_analytics")}
+    assert segments == {C1: "VIP", C2: "Low Value", C3: "Low Value"}
+    series = {(r[AS_OF_DATE], r["customer_segment"]) for r in table(copy, "segment_analysis")}
+    assert (date(2025, 3, 11), "VIP") in series
+    assert (date(2025, 3, 11), "Medium Value") not in series
+
+
+def test_a_table_whose_grain_repeats_or_is_null_is_refused(spark: SparkSession) -> None:
+    table_ = DerivedTable("t", "SELECT 1", "full", ("order_id",))
+    fanned = spark.createDataFrame([("A", 1), ("A", 2), ("B", 3)], "order_id string, n int")
+    nulls = spark.createDataFrame([("A", 1), (None, 2)], "order_id string, n int")
+
+    with pytest.raises(GrainViolated, match=r"up to 2 rows share one grain \(order_id\), e.g. \{'order_id': 'A'\}"):
+        checked_count(table_, fanned)
+    with pytest.raises(GrainViolated, match=r"1 rows have a NULL in its grain"):
+        checked_count(table_, nulls)
+    assert checked_count(table_, spark.createDataFrame([("A", 1), ("B", 2)], "order_id string, n int")) == 2
