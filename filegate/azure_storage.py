@@ -20,6 +20,7 @@ from filegate.errors import (
 )
 from filegate.events import AZURE
 from filegate.storage import ObjectInfo
+from filegate.uris import azure_uri
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -271,7 +272,7 @@ class AzureBlobStore:
                 yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), metadata, created, md5)
 
     def spark_uri(self, container: str, path: str) -> str:
-        return f"abfss://{container}@{self.account}.dfs.core.windows.net/{path}"
+        return azure_uri(self.account, container, path)
 
     def download(self, container: str, path: str, destination: str) -> None:
         blob = self._service.get_blob_client(container, path)

@@ -32,6 +32,7 @@ from filegate.errors import (
 )
 from filegate.events import GCS, GCS_ACCOUNT
 from filegate.storage import ObjectInfo
+from filegate.uris import gcs_uri
 
 if TYPE_CHECKING:
     from google.cloud.storage import Blob, Client
@@ -331,7 +332,7 @@ class GcsStore:
             raise LocationMissing(f"list {container}/{prefix}: bucket {container} does not exist") from None
 
     def spark_uri(self, container: str, path: str) -> str:
-        return f"gs://{container}/{path}"
+        return gcs_uri(container, path)
 
     def download(self, container: str, path: str, destination: str) -> None:
         blob = self._blob(container, path)

@@ -13,9 +13,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from filegate import exits
+from filegate import exits, uris
 from filegate.errors import FilegateError, SettingsError
 from filegate.jobs import ACTIVE_STATES
 
@@ -113,10 +112,7 @@ def format_time(epoch_ms: int | None) -> str:
 
 def short_source(uri: str) -> str:
     """The source URI with its scheme (which cloud) but without the account's DNS suffix."""
-    parts = urlsplit(uri)
-    if parts.scheme in ("abfss", "abfs", "wasbs", "wasb"):
-        return f"{parts.scheme}://{parts.netloc.split('.', 1)[0]}{parts.path}"
-    return uri
+    return uris.short(uri)
 
 
 def run_row(run: BaseRun | Run) -> list[str]:

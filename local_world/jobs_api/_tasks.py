@@ -12,7 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from filegate import uris
 from filegate.errors import FilegateError
+from filegate.events import AZURE
 from filegate.storage import Store
 from local_world.emulators import stop_process
 
@@ -21,8 +23,6 @@ ERROR_TAIL_CHARS = 2000
 ERROR_TRACE_CHARS = 20_000
 _TRACEBACK = "Traceback (most recent call last):"
 
-_AZURE_URI = re.compile(r"^(?:abfss?|wasbs?)://(?P<container>[^@/]+)@(?P<account>[^/]+)/(?P<path>.+)$")
-_GCS_URI = re.compile(r"^gs://(?P<bucket>[^/]+)/(?P<path>.+)$")
 # A sealed batch manifest (filegate.batches): its members are fetched with it.
 _SEALED_MANIFEST = re.compile(r"^_sealed\.r[0-9]+\.json$")
 
@@ -72,29 +72,30 @@ class SourceStorage:
 
 def is_remote(uri: str) -> bool:
     """Whether a source path is a cloud URI rather than a local path."""
-    return bool(_AZURE_URI.match(uri) or _GCS_URI.match(uri))
+    return uris.is_cloud_uri(uri)
 
 
 def fetch_source(uri: str, folder: Path, storage: SourceStorage) -> Path:
     """Download the object a cloud URI names from the local emulator into `folder`; the local file's path."""
     folder.mkdir(parents=True, exist_ok=True)
     store: Store
-    if azure := _AZURE_URI.match(uri):
+    try:
+        named = uris.parse(uri)
+    except uris.NotACloudUri as exc:
+        raise TaskFailed(str(exc)) from exc
+    container, path = named.container, named.path
+    if named.cloud == AZURE:
         if not storage.azure_connection_string:
             raise TaskFailed(f"cannot read {uri}: no local Azure storage configured (--azure-storage)")
         from filegate.azure_storage import AzureBlobStore
 
         store = AzureBlobStore.from_setting(storage.azure_connection_string)
-        container, path = azure.group("container", "path")
-    elif gcs := _GCS_URI.match(uri):
+    else:
         if not storage.gcs_endpoint:
             raise TaskFailed(f"cannot read {uri}: no local GCS endpoint configured (--gcs-endpoint)")
         from filegate.gcs_storage import GcsStore
 
         store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": storage.gcs_endpoint})
-        container, path = gcs.group("bucket", "path")
-    else:
-        raise TaskFailed(f"not a cloud URI: {uri}")
     target = folder / Path(path).name
     try:
         store.download(container, path, str(target))
