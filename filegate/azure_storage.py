@@ -117,6 +117,11 @@ class AzureBlobStore:
             "StorageSharedKeyCredential",
         )
 
+    @property
+    def service(self) -> Any:
+        """The SDK's BlobServiceClient, for a reader that needs more than a store offers (the watcher's listings)."""
+        return self._service
+
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureBlobStore:
         """The store FILEGATE_AZURE_STORAGE names."""

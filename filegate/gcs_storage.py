@@ -107,6 +107,21 @@ def _generation(version: str) -> int:
     return int(version)
 
 
+def anonymous_client(endpoint: str, project: str = LOCAL_PROJECT, *, http: Any = None) -> Any:
+    """A google-cloud-storage client without credentials for `endpoint` (the GCS emulator): the one way
+    this project builds one, for the store, the watcher, the uploads and the tests (`http`: a session to
+    record or fake the requests)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        project=project,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": endpoint.rstrip("/")},
+        _http=http,
+    )
+
+
 class GcsStore:
     """Object operations with the generation preconditions that make moves safe under duplicate events."""
 
@@ -137,13 +152,7 @@ class GcsStore:
         emulator = env.get("STORAGE_EMULATOR_HOST", "").strip()
         project = env.get("GOOGLE_CLOUD_PROJECT", "").strip()
         if emulator:
-            from google.auth.credentials import AnonymousCredentials
-
-            client = storage.Client(
-                project=project or LOCAL_PROJECT,
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                client_options={"api_endpoint": emulator},
-            )
+            client = anonymous_client(emulator, project or LOCAL_PROJECT)
             return cls(client, check_first=True, retry_seconds=retry_seconds)
         try:
             # Without a project the client takes it from Application Default Credentials.

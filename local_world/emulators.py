@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from filegate.errors import FilegateError
+from filegate.gcs_storage import LOCAL_PROJECT, anonymous_client
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published development key: the same for every Azurite install, not a secret.
@@ -202,19 +203,12 @@ def run_temporary_azurite(root: Path) -> Iterator[Azurite]:
         yield azurite
 
 
-GCS_PROJECT = "filegate-local"
+GCS_PROJECT = LOCAL_PROJECT
 
 
 def gcs_emulator_client(endpoint: str, project: str = GCS_PROJECT) -> Any:
     """An anonymous google-cloud-storage client for the emulator at `endpoint`: what a user uploading would use."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    return storage.Client(
-        project=project,
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        client_options={"api_endpoint": endpoint.rstrip("/")},
-    )
+    return anonymous_client(endpoint, project)
 
 
 @contextmanager

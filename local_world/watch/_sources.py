@@ -34,14 +34,10 @@ class AzuriteSource:
     """Blob listings of an Azure storage account (Azurite locally) and BlobCreated events."""
 
     def __init__(self, connection: str) -> None:
-        from azure.storage.blob import BlobServiceClient
+        from filegate.azure_storage import AzureBlobStore
 
-        if connection.startswith(("http://", "https://")):
-            from azure.identity import DefaultAzureCredential
-
-            self._service = BlobServiceClient(connection, credential=DefaultAzureCredential())
-        else:
-            self._service = BlobServiceClient.from_connection_string(connection)
+        # The store's client: one way to turn a connection string or account URL into a client.
+        self._service = AzureBlobStore.from_setting(connection).service
         self.account = str(self._service.account_name)
         self.description = f"Azure storage {self._service.url.rstrip('/')}"
 
@@ -70,10 +66,10 @@ class GcsEmulatorSource:
     """Object listings of the GCS emulator (or of Cloud Storage) and finalize CloudEvents."""
 
     def __init__(self, endpoint: str, project: str = "local") -> None:
-        from local_world.emulators import gcs_emulator_client
+        from filegate.gcs_storage import anonymous_client
 
         self.endpoint = endpoint.rstrip("/")
-        self._client = gcs_emulator_client(self.endpoint, project)
+        self._client = anonymous_client(self.endpoint, project)
         self.description = f"GCS emulator {self.endpoint}"
 
     def list_objects(self, location: Location) -> Iterator[StoredObject]:

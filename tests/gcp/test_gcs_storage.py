@@ -15,8 +15,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 
 from filegate.errors import (
     DestinationExists,
@@ -26,7 +24,7 @@ from filegate.errors import (
     StorageError,
     TransientError,
 )
-from filegate.gcs_storage import GcsStore
+from filegate.gcs_storage import GcsStore, anonymous_client
 from filegate.storage import Store
 from local_world.emulators import free_port
 from tests.gcp.world import PROJECT, GcsEmulator, fresh_settings
@@ -148,13 +146,7 @@ def test_every_move_carries_its_generation_preconditions(gcs_emulator: GcsEmulat
     preconditions GCS enforces atomically.
     """
     session = RecordingSession()
-    client = storage.Client(
-        project=PROJECT,
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": gcs_emulator.url},
-        _http=session,
-    )
-    store = GcsStore(client)
+    store = GcsStore(anonymous_client(gcs_emulator.url, PROJECT, http=session))
     settings = fresh_settings(store)
     landing, archive = settings.landing.container, settings.archive.container
     session.take()
@@ -252,10 +244,7 @@ def scripted() -> Iterator[tuple[ScriptedGcs, GcsStore]]:
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        client = storage.Client(
-            project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
-        )
-        yield script, GcsStore(client, retry_seconds=0.5)
+        yield script, GcsStore(anonymous_client(url, PROJECT), retry_seconds=0.5)
     finally:
         server.shutdown()
         server.server_close()
@@ -330,11 +319,7 @@ def test_service_answers_become_filegate_errors(
 
 
 def test_an_unreachable_service_is_transient() -> None:
-    client = storage.Client(
-        project=PROJECT,
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": f"http://127.0.0.1:{free_port()}"},
-    )
+    client = anonymous_client(f"http://127.0.0.1:{free_port()}", PROJECT)
 
     with pytest.raises(TransientError):
         GcsStore(client, retry_seconds=0.5).stat("src", "a.csv")

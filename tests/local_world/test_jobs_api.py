@@ -561,12 +561,7 @@ def gcs_emulator() -> Iterator[str]:
 
 
 def test_a_cloud_source_path_is_downloaded_and_passed_as_a_local_file(tmp_path: Path, gcs_emulator: str) -> None:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    bucket = storage.Client(
-        project="local", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_emulator}
-    ).bucket("landing")
+    bucket = gcs_emulator_client(gcs_emulator).bucket("landing")
     bucket.blob("archive/order_tracking_2024_05_01.csv").upload_from_string(b"tracking_num\nT1\n")
     uri = "gs://landing/archive/order_tracking_2024_05_01.csv"
     runner = RecordingRunner()
