@@ -10,6 +10,7 @@ task, the analytics tables when this release builds them, and one customer's SCD
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -86,8 +87,6 @@ def late_correction(original: Path, folder: Path) -> Path:
 
 def plan_batches(samples: Path, late_folder: Path) -> BatchScene:
     """The two sample days in the order that shows every batch outcome, each upload with the outcome it must get."""
-    import json
-
     folder = samples / SAMPLES_FOLDER
     triggers = sorted(folder.glob("trigger_*.json"))
     if len(triggers) < 2:

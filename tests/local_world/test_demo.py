@@ -423,6 +423,8 @@ def test_the_batch_scene_uploads_each_day_in_the_order_that_shows_every_outcome(
 
 
 @pytest.mark.spark
+# Two batch runs of four tasks each, on a machine other suites share: beyond the suite's 600 s default.
+@pytest.mark.timeout(1800)
 def test_the_demo_runs_the_ecommerce_batches_and_shows_what_the_batch_job_wrote(tmp_path: Path) -> None:
     state = tmp_path / "demo"
     arguments = ("--samples", str(ECOMMERCE_SAMPLES), "--state-dir", str(state), "--scene", "ecommerce")
