@@ -451,7 +451,7 @@ def test_the_demo_runs_the_ecommerce_batches_and_shows_what_the_batch_job_wrote(
         ("products_2025_01_16.csv", "member_archived"),
         ("shipping_2025_01_16.csv", "member_archived"),
         ("customers_2025_01_16.csv", "blocked"),
-        ("customers_2025_01_16.csv", "blocked"),
+        ("trigger_2025_01_16.json", "blocked"),
         ("customers_2025_01_16.csv", "sealed"),
         ("shipping_2025_01_16.csv", "late_member"),
     ]
