@@ -152,7 +152,8 @@ def run_page(app: LocalJobsServer, run_id: int) -> str | None:
         f'<td class="value">{html.escape(p["default"])}</td></tr>'
         for p in run["job_parameters"]
     )
-    written = rows_written(app, run_id)
+    batch = next((p["value"] for p in run["job_parameters"] if p["name"] == "batch_id"), None)
+    written = rows_written(app, run_id, batch)
     tasks = []
     for task in run.get("tasks", []):
         message = (task["status"].get("termination_details") or {}).get("message", "")
@@ -284,8 +285,11 @@ def _members_section(app: LocalJobsServer, run_id: int) -> str:
     )
 
 
-def rows_written(app: LocalJobsServer, run_id: int) -> dict[str, list[dict[str, Any]]]:
-    """The processing log's rows of one run, by task: what each task read and wrote."""
+def rows_written(app: LocalJobsServer, run_id: int, batch_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The processing log's rows of one run, by task: what each task read and wrote.
+
+    The ingest job's rows carry no run id, only the run's `batch_id` parameter: those are matched by it.
+    """
     warehouse = app.warehouse
     if warehouse is None:
         return {}
@@ -299,13 +303,14 @@ def rows_written(app: LocalJobsServer, run_id: int) -> dict[str, list[dict[str, 
         if not DeltaTable.is_deltatable(str(path)):
             return {}
         # delta-rs' query engine applies the deletion vectors Delta Lake on Spark writes.
-        query = f"SELECT * FROM t WHERE run_id = {int(run_id)}"  # noqa: S608 - an int, not text
+        query = f"SELECT * FROM t WHERE run_id = {int(run_id)} OR run_id IS NULL"  # noqa: S608 - an int, not text
         rows: list[dict[str, Any]] = pa.table(
             QueryBuilder().register("t", DeltaTable(str(path))).execute(query).read_all()
         ).to_pylist()
     except Exception as exc:  # a page must render even while a task rewrites the table
         log.info("processing log of run %s not readable: %s", run_id, exc)
         return {}
+    rows = [row for row in rows if row.get("run_id") is not None or (batch_id and row.get("batch_id") == batch_id)]
     by_task: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: (r.get("attempt") or 0, str(r.get("dataset") or r.get("table_name")))):
         by_task.setdefault(str(row.get("task")), []).append(row)

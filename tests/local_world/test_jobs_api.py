@@ -641,6 +641,9 @@ class LoggingRunner(RecordingRunner):
             {"run_id": invocation.run_id, "task": invocation.task_key, "attempt": 1, **row}
             for row in self.rows.get(invocation.task_key, [])
         ]
+        if invocation.task_key == "target_load":
+            # The ingest job logs no run id: its row is the run's by its batch_id parameter.
+            written = [{**row, "run_id": None, "batch_id": invocation.parameters.get("batch_id")} for row in written]
         if written:
             table = pa.Table.from_pylist(written, schema=PROCESSING_LOG_SCHEMA)
             write_deltalake(str(local_table(self.warehouse, PROCESSING_LOG)), table, mode="append")
@@ -654,6 +657,7 @@ def _processing_log_schema() -> object:
     return pa.schema(
         [
             ("run_id", pa.int64()),
+            ("batch_id", pa.string()),
             ("task", pa.string()),
             ("attempt", pa.int32()),
             ("dataset", pa.string()),
@@ -743,6 +747,22 @@ def test_a_batch_run_page_shows_the_task_graph_members_rows_and_errors(tmp_path:
     assert "Error: MERGE failed: &lt;duplicate keys&gt;" in merge
     assert '<td class="FAILED">FAILED</td><td class="num">56</td>' in merge
     assert page.count("MERGE failed: &lt;duplicate keys&gt;") == 1
+
+
+def test_an_ingest_run_page_shows_the_rows_its_tasks_logged_under_its_batch_id(tmp_path: Path) -> None:
+    rows = {"target_load": [{"dataset": "order_tracking", "status": "SUCCEEDED", "rows_read": 11, "rows_inserted": 9}]}
+    runner = LoggingRunner(warehouse=tmp_path / "warehouse", rows=rows)
+    with local_jobs_api(tmp_path, runner=runner) as server:
+        client = workspace_client(server)
+        ours = client.jobs.run_now(job_id=1, job_parameters=PARAMETERS).run_id
+        other = client.jobs.run_now(job_id=1, job_parameters={**PARAMETERS, "batch_id": "b-0002"}).run_id
+        server.wait_idle(10)
+        page = _get_text(f"{server.url}/runs/{ours}")
+
+    target = page.split('id="task-target_load"')[1]
+    assert re.findall(r"<tr><td>order_tracking</td>", target) == ["<tr><td>order_tracking</td>"]  # not the other's
+    assert '<td class="SUCCEEDED">SUCCEEDED</td><td class="num">11</td><td class="num">9</td>' in target
+    assert other != ours
 
 
 def test_the_run_list_cuts_long_parameters_and_keeps_them_whole_on_hover(tmp_path: Path) -> None:
