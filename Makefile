@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 PY_REQUIREMENTS := requirements.txt requirements-dev.txt gcp_function/requirements.txt spark_jobs/requirements.txt pyproject.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help setup jars check test lint typecheck demo local-locations bench bench-merge samples gcp-package checkov clean
+.PHONY: help setup jars check test lint typecheck demo local-locations bench bench-batch-events bench-merge samples gcp-package checkov clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ gcp-package: $(PY_STAMP) ## Build build/gcp_function/ and its zip: the GCP funct
 
 bench: setup ## Handler benchmarks vs the raw-SDK floor into bench/results/handler.md (QUICK=1: small sizes)
 	$(BIN)/python bench/bench_handler.py $(if $(QUICK),--quick)
+
+bench-batch-events: setup ## Pipeline-batch events (member, trigger, sealing member) vs raw SDK calls into bench/results/handler_batches.md
+	$(BIN)/python bench/bench_handler.py --batches-only $(if $(QUICK),--quick)
 
 bench-merge: setup ## Job vs a bare Delta-on-Spark MERGE (and delta-rs) into bench/results/merge.md
 	$(BIN)/python bench/bench_merge.py

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_handler.py            # 1 KB, 100 MB, 1 GB; a burst of 1,000 events; 50 batches
     .venv/bin/python bench/bench_handler.py --quick    # 1 KB, 10 MB, 100 MB; a burst of 200 events; 20 batches
+    .venv/bin/python bench/bench_handler.py --batches-only   # only the 50 batches against their floor
 
 Prints tables and writes bench/results/handler.md (handler_quick.md with --quick). Not a test: figures
 depend on the machine.
@@ -10,6 +11,7 @@ depend on the machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -45,6 +47,13 @@ from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE, local_j
 RESULTS = ROOT / "bench" / "results" / "handler.md"
 # The quick run keeps its own file, so it never replaces the figures at the issues' sizes.
 QUICK_RESULTS = ROOT / "bench" / "results" / "handler_quick.md"
+BATCHES_RESULTS = ROOT / "bench" / "results" / "handler_batches.md"
+BATCH_FLOOR = (
+    "Floor of a batch piece: the same move (ranged read, conditional copy, conditional delete), one listing of "
+    "the batch folder and, once the trigger is there, one per member, and for the sealing piece the trigger "
+    "read, a create-only seal, run-now and a create-only run note, all with raw SDK calls. What Filegate adds "
+    "over it is its decisions (contract match, trigger checks, version resolution, the token)."
+)
 BLOCK = 4 * 1024 * 1024
 KB, MB, GB = 1024, 1024**2, 1024**3
 FILE_ARRIVAL_POLL_SECONDS = 60.0
@@ -115,6 +124,7 @@ class Bench:
     port: int
     settings: Settings
     server: Any
+    batch_job_id: int = 0
 
     def fresh_upload(self, size: int, name: str | None = None) -> dict[str, Any]:
         landing = self.settings.landing
@@ -130,6 +140,14 @@ class Bench:
     def floor(self, event: dict[str, Any]) -> None:
         """The same ranged read, copy, delete and run-now with raw SDK calls, no Filegate."""
         upload = parse_event(event)
+        target = self.move(event, f"floor/{uuid.uuid4().hex}.csv")
+        self.client.jobs.run_now(
+            job_id=self.job_id, job_parameters={"source_path": target.url}, idempotency_token=idempotency_token(upload)
+        )
+
+    def move(self, event: dict[str, Any], archived: str) -> Any:
+        """Raw SDK calls: the ranged read, the conditional copy to `archived`, the conditional delete."""
+        upload = parse_event(event)
         etag = f'"{event["data"]["eTag"]}"'
         source = self.service.get_blob_client(upload.container, upload.path)
         source.download_blob(
@@ -138,7 +156,7 @@ class Bench:
             etag=etag,
             match_condition=MatchConditions.IfNotModified,
         ).readall()
-        target = self.service.get_blob_client(self.settings.archive.container, f"floor/{uuid.uuid4().hex}.csv")
+        target = self.service.get_blob_client(self.settings.archive.container, archived)
         copy = target.start_copy_from_url(
             source.url,
             source_etag=etag,
@@ -151,9 +169,32 @@ class Bench:
             time.sleep(0.2)
             status = target.get_blob_properties().copy.status
         source.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+        return target
+
+    def floor_piece(self, event: dict[str, Any], folder: str, members: tuple[str, ...], *, seal: bool) -> None:
+        """A batch piece with raw SDK calls: move it, list the batch folder and each member's, and (when it
+        completes the batch) read the trigger, write the seal create-only, run-now, write the run note."""
+        upload = parse_event(event)
+        name = upload.path.rsplit("/", 1)[-1]
+        # The trigger goes to the batch folder, a member to its dataset's folder.
+        place = "_batches" if name.endswith(".json") else name.rsplit("_", 3)[0]
+        self.move(event, f"{folder}/{place}/{name}")
+        archive = self.service.get_container_client(self.settings.archive.container)
+        listed = list(archive.list_blobs(name_starts_with=f"{folder}/_batches/"))
+        for member in members:
+            listed += archive.list_blobs(name_starts_with=f"{folder}/{member}/")
+        if not seal:
+            return
+        trigger = next(blob.name for blob in listed if blob.name.endswith(".json"))
+        archive.get_blob_client(trigger).download_blob().readall()
+        sealed = f"{folder}/_batches/_sealed.r1.json"
+        manifest = json.dumps({"members": [blob.name for blob in listed]}).encode()
+        archive.get_blob_client(sealed).upload_blob(manifest, overwrite=False)
+        token = "fg1-" + uuid.uuid4().hex
         self.client.jobs.run_now(
-            job_id=self.job_id, job_parameters={"source_path": target.url}, idempotency_token=idempotency_token(upload)
+            job_id=self.batch_job_id, job_parameters={"source_path": sealed}, idempotency_token=token
         )
+        archive.get_blob_client(f"{folder}/_batches/_run.r1.json").upload_blob(b"{}", overwrite=False)
 
 
 def size_label(size: int) -> str:
@@ -369,7 +410,11 @@ MEMBERS = ("customers", "products", "inventory", "orders", "shipping")
 
 
 def pipeline_events(bench: Bench, store: AzureBlobStore, count: int) -> list[str]:
-    """Per batch: four members before the trigger, the trigger, then the member that seals; single files alongside."""
+    """Per batch: four members before the trigger, the trigger, then the member that seals; single files alongside.
+
+    Each batch is repeated as its floor: the same moves, listings, seal and run-now with raw SDK calls
+    (`Bench.floor_piece`), interleaved with Filegate's so that drift hits both alike.
+    """
     from dataclasses import replace
     from datetime import date, timedelta
 
@@ -382,12 +427,13 @@ def pipeline_events(bench: Bench, store: AzureBlobStore, count: int) -> list[str
         "sealing member (seal + run-now)",
     )
     seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
+    floors: dict[str, list[float]] = {kind: [] for kind in kinds}
     calls: dict[str, dict[str, int]] = {kind: {} for kind in kinds}
     landing = bench.settings.landing
     trigger = (SAMPLES / "trigger_2025_01_15.json").read_bytes()
 
     def upload(name: str, data: bytes) -> dict[str, Any]:
-        path = landing.path(name)
+        path = landing.path(f"{uuid.uuid4().hex[:8]}/{name}")
         blob = bench.service.get_blob_client(landing.container, path)
         etag = str(blob.upload_blob(data, overwrite=True)["etag"]).strip('"')
         return blob_created(landing.container, path, len(data), etag, port=bench.port)
@@ -401,23 +447,49 @@ def pipeline_events(bench: Bench, store: AzureBlobStore, count: int) -> list[str
         for name, number in counting.calls.items():
             calls[kind][name] = calls[kind].get(name, 0) + number
 
+    def floor(kind: str, event: dict[str, Any], folder: str, *, listed: tuple[str, ...], seal: bool = False) -> None:
+        started = time.perf_counter()
+        bench.floor_piece(event, folder, listed, seal=seal)
+        floors[kind].append(time.perf_counter() - started)
+
     for n in range(count):
         day = date(2026, 1, 1) + timedelta(days=n)
         stamp = f"{day:%Y_%m_%d}"
+        folder = f"floor/{stamp}"
         # A name of its own, so that no archive name collides and the single file does its minimum work.
         timed(kinds[0], bench.fresh_upload(KB, f"order_tracking_{stamp}.csv"), ARCHIVED)
+        single = bench.fresh_upload(KB, f"order_tracking_{stamp}.csv")
+        started = time.perf_counter()
+        bench.floor(single)
+        floors[kinds[0]].append(time.perf_counter() - started)
         for dataset in MEMBERS[:4]:
             data = (SAMPLES / f"{dataset}_2025_01_15.csv").read_bytes()
             timed(kinds[1], upload(f"{dataset}_{stamp}.csv", data), MEMBER_ARCHIVED)
+            # Without a trigger the batch folder's listing is all a member needs.
+            floor(kinds[1], upload(f"{dataset}_{stamp}.csv", data), folder, listed=())
         content = trigger.replace(b"2025-01-15", day.isoformat().encode()).replace(b"2025_01_15", stamp.encode())
         timed(kinds[2], upload(f"trigger_{stamp}.json", content), WAITING)
+        floor(kinds[2], upload(f"trigger_{stamp}.json", content), folder, listed=MEMBERS)
         data = (SAMPLES / "shipping_2025_01_15.csv").read_bytes()
         timed(kinds[3], upload(f"shipping_{stamp}.csv", data), SEALED)
+        floor(kinds[3], upload(f"shipping_{stamp}.csv", data), folder, listed=MEMBERS, seal=True)
+    return pipeline_rows(kinds, seconds, floors, calls)
+
+
+def pipeline_rows(
+    kinds: tuple[str, ...],
+    seconds: dict[str, list[float]],
+    floors: dict[str, list[float]],
+    calls: dict[str, dict[str, int]],
+) -> list[str]:
+    """The pipeline table: each kind of event's medians next to its floor's, and the calls each made."""
     rows = [
-        "| event | median | p90 | storage calls per event (list / stat / read / copy / put / delete) | run-now |",
-        "|---|---|---|---|---|",
+        "| event | Filegate median | p90 | floor median | overhead | storage calls per event "
+        "(list / stat / read / copy / put / delete) | floor's calls | run-now |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for kind in kinds:
+    floor_calls = ("0 / 0 / 1 / 1 / 0 / 1", "1 / 0 / 1 / 1 / 0 / 1", "6 / 0 / 1 / 1 / 0 / 1", "6 / 0 / 2 / 1 / 2 / 1")
+    for kind, floor_shown in zip(kinds, floor_calls, strict=True):
         values = sorted(seconds[kind])
         p90 = values[min(len(values) - 1, int(len(values) * 0.9))]
         per = {
@@ -426,8 +498,10 @@ def pipeline_events(bench: Bench, store: AzureBlobStore, count: int) -> list[str
         }
         shown = " / ".join(f"{value:g}" for value in per.values())
         run_now = "1" if kind in (kinds[0], kinds[3]) else "0"
+        ours, bare = statistics.median(values), statistics.median(floors[kind])
         rows.append(
-            f"| {kind} | {statistics.median(values) * 1000:.1f} ms | {p90 * 1000:.1f} ms | {shown} | {run_now} |"
+            f"| {kind} | {ours * 1000:.1f} ms | {p90 * 1000:.1f} ms | {bare * 1000:.1f} ms | "
+            f"{(ours - bare) * 1000:+.1f} ms | {shown} | {floor_shown} | {run_now} |"
         )
         print(rows[-1], flush=True)
     return rows
@@ -436,6 +510,11 @@ def pipeline_events(bench: Bench, store: AzureBlobStore, count: int) -> list[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller files and burst")
+    parser.add_argument(
+        "--batches-only",
+        action="store_true",
+        help="only the pipeline-batch events against their floor (into handler_batches.md)",
+    )
     args = parser.parse_args(argv)
     sizes = [KB, 10 * MB, 100 * MB] if args.quick else [KB, 100 * MB, GB]
     events = 200 if args.quick else 1000
@@ -462,7 +541,9 @@ def main(argv: list[str] | None = None) -> int:
             pipelines=load_pipelines(contracts),
             batch_jobs=batch_job_trigger(settings, client),
         )
-        bench = Bench(service, gate, client, jobs.job_id(), azurite.port, settings, server)
+        assert gate.batch_jobs is not None
+        batch_job_id = gate.batch_jobs.job_id()
+        bench = Bench(service, gate, client, jobs.job_id(), azurite.port, settings, server, batch_job_id)
         env = {
             **os.environ,
             "FILEGATE_AZURE_STORAGE": azurite.connection_string,
@@ -471,27 +552,35 @@ def main(argv: list[str] | None = None) -> int:
             "DATABRICKS_TOKEN": "local-bench-token",
             "PYTHONPATH": str(ROOT),
         }
-        print("## Handler vs floor, by file size", flush=True)
-        sections = ["## Handler vs floor, by file size", "", *per_size(bench, sizes, 7), ""]
+        sections: list[str] = []
+        if not args.batches_only:
+            print("## Handler vs floor, by file size", flush=True)
+            sections += ["## Handler vs floor, by file size", "", *per_size(bench, sizes, 7), ""]
         title = f"## Pipeline batches: {batch_count} batches of five members and a trigger, next to the single file"
         print(title, flush=True)
         sections += [title, "", *pipeline_events(bench, store, batch_count), ""]
+        if args.batches_only:
+            sections += [BATCH_FLOOR, ""]
+            return _write(BATCHES_RESULTS, ["--batches-only", *(["--quick"] if args.quick else [])], sections)
         print("## Cold start", flush=True)
         sections += ["## Cold start", "", *cold_start(bench, env, 3, Path(scratch) / "gcp"), ""]
         title = f"## Event to run-now: one at a time, and {events} events at once on one worker"
         print(title, flush=True)
         sections += [title, "", *latency(bench, events), ""]
+    return _write(QUICK_RESULTS if args.quick else RESULTS, ["--quick"] if args.quick else [], sections)
+
+
+def _write(results: Path, flags: list[str], sections: list[str]) -> int:
     header = [
         "# Handler benchmark",
         "",
-        f"`{' '.join(['bench/bench_handler.py', *(['--quick'] if args.quick else [])])}` on "
+        f"`{' '.join(['.venv/bin/python bench/bench_handler.py', *flags])}` on "
         f"{platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()}), Azurite and the local "
         "Jobs API on loopback. Floor: the same ranged read, copy, delete and run-now with raw SDK calls."
         " Peak memory: Python "
         "allocations during the call (tracemalloc).",
         "",
     ]
-    results = QUICK_RESULTS if args.quick else RESULTS
     results.write_text("\n".join(header + sections) + "\n", encoding="utf-8")
     print(f"wrote {results}")
     return 0

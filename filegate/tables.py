@@ -9,6 +9,13 @@ from __future__ import annotations
 # One row per job run (spark_jobs/processing_log.py writes it).
 PROCESSING_LOG = "processing_log"
 
+# The batch job's scores: one row per rule, per dataset and per batch (spark_jobs/batch_validate.py).
+VALIDATION_RESULTS = "validation_results"
+
+# Two of the analytics tables the batch job's derive_tables task builds (issue 17); the demo shows them.
+ANALYTICS_SUMMARY = "analytics_summary"
+SEGMENT_ANALYSIS = "segment_analysis"
+
 # Lineage: the columns every staged and target row carries about where it came from.
 BATCH_ID = "_batch_id"
 SOURCE_FILE = "_source_file"

@@ -35,6 +35,7 @@ from pyspark.sql.types import (
 
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
+from filegate.tables import VALIDATION_RESULTS
 from spark_jobs.batch import BatchContext, run_batch_task
 from spark_jobs.columns import (
     BATCH_ID,
@@ -55,7 +56,7 @@ from spark_jobs.stage import rejects_table, stage_table
 from spark_jobs.warehouse import sql_string
 
 TASK = "validate"
-RESULTS = "validation_results"
+RESULTS = VALIDATION_RESULTS
 FAILURES = "validation_failures"
 VALIDATE = "validate"
 _RANK = "_rank"

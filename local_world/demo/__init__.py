@@ -6,7 +6,10 @@ BlobCreated events to the function's core, which validates, archives or rejects,
 per file; the runs load the Delta tables on local Spark (each task its own process, all of them on
 one Spark Connect server started for the first task). At the end it prints what happened to each
 file, each run, the target table, the rejects and the processing log; when something failed, each
-failed task's error and log. One demo at a time per state folder: it is locked while a demo runs.
+failed task's error and log. Then the e-commerce scene (when the samples hold `ecommerce/`): two
+business days of a pipeline batch, piece by piece, each sealed day run by the batch job (see
+`_ecommerce.py`). It exits 1 when any file, run or table is not what the demo expects. One demo at a
+time per state folder: it is locked while a demo runs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TextIO
 
 from filegate import exits
 from filegate.errors import FilegateError
+from local_world.demo._ecommerce import LATE_FOLDER, SAMPLES_FOLDER, BatchScene, plan_batches, run_batches
 from local_world.demo._flow import PlannedUpload, Progress, plan_uploads, upload_and_deliver, wait_for_runs
 from local_world.demo._report import (
     print_tables,
@@ -36,11 +40,13 @@ from local_world.demo._world import DemoError, LocalWorld, local_world, reset_st
 from local_world.emulators import stop_leftovers
 
 __all__ = [
+    "BatchScene",
     "DemoError",
     "LocalWorld",
     "PlannedUpload",
     "local_world",
     "main",
+    "plan_batches",
     "plan_uploads",
     "read_table",
     "run_demo",
@@ -51,6 +57,10 @@ __all__ = [
 log = logging.getLogger("local_world.demo")
 
 DEFAULT_TIMEOUT = 900.0
+ORDER_TRACKING = "order-tracking"
+ECOMMERCE = "ecommerce"
+ALL_SCENES = "all"
+SCENES = (ALL_SCENES, ORDER_TRACKING, ECOMMERCE)
 
 
 def run_demo(
@@ -63,30 +73,45 @@ def run_demo(
     keep_serving: bool = False,
     bundle: Path | None = None,
     spark: str = "connect",
+    scene: str = ALL_SCENES,
 ) -> int:
     """The whole demo; returns the exit code."""
     progress = Progress(out)
     progress(f"Filegate demo: the whole flow on this machine (state and logs in {state})")
-    plan = plan_uploads(samples)
+    plan = plan_uploads(samples) if scene in (ALL_SCENES, ORDER_TRACKING) else []
+    batches = None
+    if scene == ECOMMERCE or (scene == ALL_SCENES and (samples / SAMPLES_FOLDER).is_dir()):
+        batches = plan_batches(samples, state / LATE_FOLDER)
     with local_world(state, root, bundle, spark=spark, notify=progress) as world:
         progress(f"Azurite blob service on {world.connection_string.split('BlobEndpoint=')[1].rstrip(';')}")
         progress(f"Local Jobs API on {world.jobs.url} (DATABRICKS_HOST for the function and `filegate status`)")
-        results = upload_and_deliver(world, plan, progress)
-        names = {r.outcome.run_id: r.upload.path.name for r in results if r.outcome and r.outcome.run_id is not None}
-        run_ids = sorted(names)
-        tasks = ", then ".join(task.task_key for task in world.job.tasks)
-        progress(f"Waiting for {len(run_ids)} runs of {world.job.name} ({tasks}; one run at a time)")
-        runs = wait_for_runs(world.client, run_ids, names, progress, timeout)
-        print_tables(world, results, len(run_ids), out)
-        problems = problems_of(results) + run_problems(world, runs, names)
+        problems: list[str] = []
+        files = runs = 0
+        if plan:
+            results = upload_and_deliver(world, plan, progress)
+            names = {
+                r.outcome.run_id: r.upload.path.name for r in results if r.outcome and r.outcome.run_id is not None
+            }
+            run_ids = sorted(names)
+            tasks = ", then ".join(task.task_key for task in world.job.tasks)
+            progress(f"Waiting for {len(run_ids)} runs of {world.job.name} ({tasks}; one run at a time)")
+            finished = wait_for_runs(world.client, run_ids, names, progress, timeout)
+            print_tables(world, results, len(run_ids), out)
+            problems += problems_of(results) + run_problems(world, finished, names)
+            files, runs = files + len(results), runs + len(finished)
+        if batches is not None and world.batch_job is None and scene == ALL_SCENES:
+            progress("E-commerce scene skipped: the bundle given has no batch job")
+        elif batches is not None:
+            print(file=out, flush=True)
+            problems += run_batches(world, batches, progress, timeout)
+            files += len(batches.plan)
+            runs += len(world.jobs.runs(world.batch_job.job_id)) if world.batch_job else 0
         print(file=out)
         if problems:
             print("Something went wrong:", file=out)
             print("\n".join(problems), file=out)
         else:
-            print(
-                f"Done in {progress.elapsed:.0f} s: {len(results)} files, {len(runs)} runs, all as expected.", file=out
-            )
+            print(f"Done in {progress.elapsed:.0f} s: {files} files, {runs} runs, all as expected.", file=out)
         if keep_serving:
             print(f"\nRun pages stay up at {world.jobs.url}/ ; in another terminal:", file=out)
             print(f"  DATABRICKS_HOST={world.jobs.url} DATABRICKS_TOKEN=local .venv/bin/filegate status", file=out)
@@ -142,6 +167,12 @@ def main(argv: list[str]) -> int:
         default="connect",
         help="connect (default): the tasks share one Spark Connect server; classic: a local Spark per task",
     )
+    parser.add_argument(
+        "--scene",
+        choices=SCENES,
+        default=ALL_SCENES,
+        help="all (default): order tracking, then the e-commerce batches when the samples have them",
+    )
     args = parser.parse_args(argv)
     from filegate.readiness import check_local_tools
 
@@ -174,6 +205,7 @@ def main(argv: list[str]) -> int:
             keep_serving=args.keep_serving,
             bundle=args.bundle,
             spark=args.spark,
+            scene=args.scene,
         )
     except KeyboardInterrupt:
         print("\nInterrupted: stopped everything the demo started.", file=sys.stderr)

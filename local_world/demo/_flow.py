@@ -84,12 +84,17 @@ def upload_and_deliver(
     """Upload each file and let the watcher deliver its event before the next one arrives."""
     from azure.storage.blob import BlobClient, ContentSettings
 
-    results = {world.settings.landing.path(item.path.name): FileResult(item) for item in plan}
+    results = [FileResult(item) for item in plan]
+    # A name may be uploaded again (a corrected file, a late correction): an event belongs to the upload of
+    # its path that is under way; each upload waits for its event before the next one starts.
+    current: dict[str, FileResult] = {}
     delivered = threading.Condition()
 
     def sink(event: Event, outcomes: list[Outcome]) -> None:
         with delivered:
-            results[event.path].outcomes.extend(outcomes)
+            result = current.get(event.path)
+            if result is not None:
+                result.outcomes.extend(outcomes)
             delivered.notify_all()
 
     last_failure: dict[str, str] = {}
@@ -102,7 +107,7 @@ def upload_and_deliver(
     watcher = Watcher(
         AzuriteSource(world.connection_string),
         [world.settings.landing],
-        deliver_in_process(_gate(world), sink),
+        deliver_in_process(gate_of(world), sink),
         world.state / "watch",
         policy=RetryPolicy(max_attempts=4, scale=0.05),
         listener=listener,
@@ -112,32 +117,43 @@ def upload_and_deliver(
     thread.start()
     progress(f"Watcher: polling {world.settings.landing} and delivering BlobCreated events to the function's core")
     try:
-        for item in plan:
+        for item, result in zip(plan, results, strict=True):
             path = world.settings.landing.path(item.path.name)
+            with delivered:
+                current[path] = result
             blob = BlobClient.from_connection_string(world.connection_string, world.settings.landing.container, path)
+            content_type = "application/json" if item.path.suffix == ".json" else "text/csv"
             blob.upload_blob(
-                item.path.read_bytes(), overwrite=True, content_settings=ContentSettings(content_type="text/csv")
+                item.path.read_bytes(), overwrite=True, content_settings=ContentSettings(content_type=content_type)
             )
             with delivered:
-                if not delivered.wait_for(lambda: bool(results[path].outcomes), timeout):  # noqa: B023 - waited on here
+                if not delivered.wait_for(lambda: bool(result.outcomes), timeout):  # noqa: B023 - waited on here
                     failure = last_failure.get(path)
                     why = f"; the last attempt failed: {failure}" if failure else "; see the log for why"
                     raise DemoError(f"no event was delivered for {path} within {timeout:.0f} s{why}")
+                del current[path]
             note = f" ({item.note})" if item.note else ""
-            progress(f"Uploaded {item.path.name}{note} -> {_describe(results[path])}")
+            progress(f"Uploaded {item.path.name}{note} -> {_describe(result)}")
     finally:
         stop.set()
         thread.join(10)
-    return list(results.values())
+    return results
 
 
-def _gate(world: LocalWorld) -> Gate:
+def gate_of(world: LocalWorld) -> Gate:
+    """The function's core as the demo's uploads meet it (`filegate batches` reads with it too)."""
     from filegate.azure_storage import AzureBlobStore
+    from filegate.batches import batch_job_trigger
     from filegate.jobs import DatabricksJobs
     from filegate.runtime import build_gate
 
     store = AzureBlobStore.from_settings(world.settings)
-    return replace(build_gate(store, world.settings), jobs=DatabricksJobs(world.settings, world.client))
+    gate = build_gate(store, world.settings)
+    return replace(
+        gate,
+        jobs=DatabricksJobs(world.settings, world.client),
+        batch_jobs=batch_job_trigger(world.settings, world.client) if world.batch_job else None,
+    )
 
 
 def _describe(result: FileResult) -> str:
@@ -148,7 +164,8 @@ def _describe(result: FileResult) -> str:
         return f"archived, run {outcome.run_id} queued"
     if outcome.status == REJECTED:
         return f"rejected: {'; '.join(outcome.reasons)}"
-    return f"{outcome.status}: {'; '.join(outcome.reasons)}"
+    run = f" (run {outcome.run_id})" if outcome.run_id is not None else ""
+    return f"{outcome.status}{run}: {'; '.join(outcome.reasons)}"
 
 
 def wait_for_runs(

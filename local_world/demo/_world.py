@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 LOCAL_TOKEN = "local-demo-token"  # noqa: S105 - the local Jobs API accepts any token
 DEMO_SETTINGS = Settings(landing=Location("landing"), archive=Location("archive"), rejected=Location("rejected"))
 # What the demo owns under its state folder; only these are removed when it starts again.
-_STATE_PARTS = ("azurite", "jobs", "warehouse", "watch", "demo.log")
+_STATE_PARTS = ("azurite", "jobs", "warehouse", "watch", "late", "demo.log")
 
 
 class DemoError(FilegateError):
@@ -43,6 +43,14 @@ class LocalWorld:
     settings: Settings
     warehouse: Path
     state: Path
+    # The job a sealed pipeline batch runs; None when the bundle given has none (then no e-commerce scene).
+    batch_job: JobSpec | None = None
+
+    def table(self, name: str) -> Path:
+        """The Delta folder of one of the jobs' tables in the demo's warehouse."""
+        from local_world.jobs_api import local_table
+
+        return local_table(self.warehouse, name)
 
 
 @contextmanager
@@ -54,22 +62,36 @@ def local_world(
     spark: str = "connect",
     notify: Callable[[str], None] | None = None,
 ) -> Iterator[LocalWorld]:
-    """Start Azurite and the local Jobs API with the bundle's job, create the containers; stop all on exit."""
+    """Start Azurite and the local Jobs API with the bundle's jobs, create the containers; stop all on exit.
+
+    Without `bundle`, every job file of the repository's bundle (the ingest job first, then the batch job).
+    """
     from filegate.azure_storage import AzureBlobStore
     from filegate.jobs import create_workspace_client
-    from local_world.jobs_api import LocalJobsServer, SourceStorage, default_bundle, load_bundle, local_variables
+    from local_world.jobs_api import (
+        LocalJobsServer,
+        SourceStorage,
+        bundle_job_files,
+        load_bundle_files,
+        local_variables,
+    )
 
-    bundle = bundle or default_bundle()
-    if not bundle.is_file():
-        raise DemoError(f"the job bundle {bundle} is missing")
+    files = [bundle] if bundle else bundle_job_files()
+    for path in files:
+        if not path.is_file():
+            raise DemoError(f"the job bundle {path} is missing")
     warehouse = state / "warehouse"
     warehouse.mkdir(parents=True, exist_ok=True)
-    jobs = load_bundle(bundle, local_variables())
-    # The function triggers the bundle's (first) job, whatever it is called.
+    jobs = load_bundle_files(files, local_variables())
+    # The function triggers the bundle's first job for a standalone file, whatever it is called, and the
+    # batch job, found by its name as the function finds it, for a sealed batch.
     job = jobs[0]
+    batch_job = next((spec for spec in jobs[1:] if spec.name == DEMO_SETTINGS.batch_job_name), None)
     with run_azurite(root, state / "azurite") as azurite:
         connection = azurite.connection_string
         settings = replace(DEMO_SETTINGS, azure_storage=connection, job_id=job.job_id, job_name=job.name)
+        if batch_job is not None:
+            settings = replace(settings, batch_job_id=batch_job.job_id, batch_job_name=batch_job.name)
         AzureBlobStore.from_setting(connection).create_containers(
             settings.landing.container, settings.archive.container, settings.rejected.container
         )
@@ -86,7 +108,7 @@ def local_world(
             server.start()
             # Explicit host, token and auth type: a developer's own DATABRICKS_* settings must not leak in.
             client = create_workspace_client(settings, host=server.url, token=LOCAL_TOKEN, auth_type="pat")
-            yield LocalWorld(connection, server, job, client, settings, warehouse, state)
+            yield LocalWorld(connection, server, job, client, settings, warehouse, state, batch_job)
         finally:
             server.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import urllib.request
@@ -11,17 +12,20 @@ from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from local_world.jobs_api._api import run_json
 from local_world.jobs_api._bundle import JobSpec
 from local_world.jobs_api._endpoints import API_PREFIXES, ApiError, answer
 from local_world.jobs_api._faults import Fault, FaultError, FaultInjector, RecordedRequest
-from local_world.jobs_api._pages import index_page, page_html, run_page
+from local_world.jobs_api._pages import index_page, member_page, page_html, run_page
 from local_world.jobs_api._runs import USER_CANCELED, RunStore, now_ms
 from local_world.jobs_api._spark import CONNECT, LocalSpark, Notify, SparkTaskRunner
 from local_world.jobs_api._tasks import SourceStorage, TaskRunner
 from local_world.jobs_api._worker import JobWorker, recover_unfinished
+
+# A run page's link to one member of the sealed batch the run was given.
+_MEMBER_PATH = re.compile(r"/runs/(?P<run_id>[0-9]+)/members/(?P<dataset>[^/]+)")
 
 log = logging.getLogger("local_world.jobs_api")
 
@@ -63,9 +67,12 @@ class LocalJobsServer:
         self.serves_host_metadata = host_metadata
         workdir = workdir or Path.cwd()
         self._spark_runner: SparkTaskRunner | None = None
+        # Where the tasks' tables are: the run pages show the rows each task wrote (processing_log).
+        self.warehouse = Path(warehouse).resolve() if warehouse else None
         if runner is None:
             spark_log = Path(state_dir).resolve() / "spark-connect.log"
             tables = (warehouse or Path(state_dir) / "warehouse").resolve()
+            self.warehouse = tables
             self._spark_runner = SparkTaskRunner(LocalSpark(spark, spark_log, workdir, notify=notify), tables)
             runner = self._spark_runner
         self.runner = runner
@@ -282,6 +289,12 @@ class _Handler(BaseHTTPRequestHandler):
                 status = self._send_json(*app.control(method, path, body))
             elif method == "GET" and path in ("/", "/runs", "/runs/"):
                 status = self._send_html(200, index_page(app))
+            elif method == "GET" and (member := _MEMBER_PATH.fullmatch(path)):
+                data = member_page(app, int(member["run_id"]), unquote(member["dataset"]))
+                if data is None:
+                    status = self._send_html(404, page_html("Not found", "<p>No such member in this run.</p>"))
+                else:
+                    status = self._send(200, data, "text/plain; charset=utf-8")
             elif method == "GET" and path.startswith("/runs/") and path[6:].isdigit():
                 page = run_page(app, int(path[6:]))
                 status = self._send_html(200 if page else 404, page or page_html("Not found", "<p>No such run.</p>"))

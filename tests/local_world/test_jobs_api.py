@@ -5,13 +5,15 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import socket
 import sys
 import textwrap
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 from databricks.sdk.errors import InternalError, InvalidParameterValue, NotFound, ResourceDoesNotExist
 from databricks.sdk.service.jobs import RunLifecycleStateV2State, RunResultState
 
+from filegate.tables import PROCESSING_LOG
 from local_world.emulators import gcs_emulator_client
 from local_world.jobs_api import (
     CLASSIC,
@@ -28,7 +31,9 @@ from local_world.jobs_api import (
     LocalJobsServer,
     LocalSpark,
     SourceStorage,
+    TaskInvocation,
     load_bundle,
+    local_table,
     local_variables,
     main,
 )
@@ -614,3 +619,172 @@ def test_a_sealed_manifest_is_downloaded_with_every_member_it_names(tmp_path: Pa
         (f"gs://landing/archive/{d}/{n}", f"{d} bytes\n") for d, n in members.items()
     ]
     assert [call.task_key for call in runner.calls] == ["stage_members", "validate", "merge_targets", "derive_tables"]
+
+
+@dataclass
+class LoggingRunner(RecordingRunner):
+    """A runner that, like the batch job's tasks, appends its rows to processing_log (a real Delta table)."""
+
+    warehouse: Path = Path()
+    rows: Mapping[str, list[dict[str, object]]] = field(default_factory=dict)
+
+    def __call__(self, invocation: TaskInvocation) -> None:
+        import pyarrow as pa
+        from deltalake import write_deltalake
+
+        written = [
+            {"run_id": invocation.run_id, "task": invocation.task_key, "attempt": 1, **row}
+            for row in self.rows.get(invocation.task_key, [])
+        ]
+        if invocation.task_key == "target_load":
+            # The ingest job logs no run id: its row is the run's by its batch_id parameter.
+            written = [{**row, "run_id": None, "batch_id": invocation.parameters.get("batch_id")} for row in written]
+        if written:
+            table = pa.Table.from_pylist(written, schema=PROCESSING_LOG_SCHEMA)
+            write_deltalake(str(local_table(self.warehouse, PROCESSING_LOG)), table, mode="append")
+        super().__call__(invocation)
+
+
+def _processing_log_schema() -> object:
+    import pyarrow as pa
+
+    counts = [(name, pa.int64()) for name in ("rows_read", "rows_rejected", "rows_inserted", "rows_updated")]
+    return pa.schema(
+        [
+            ("run_id", pa.int64()),
+            ("batch_id", pa.string()),
+            ("task", pa.string()),
+            ("attempt", pa.int32()),
+            ("dataset", pa.string()),
+            ("status", pa.string()),
+            *counts,
+        ]
+    )
+
+
+PROCESSING_LOG_SCHEMA = _processing_log_schema()
+
+
+def test_a_batch_run_page_shows_the_task_graph_members_rows_and_errors(tmp_path: Path, gcs_emulator: str) -> None:
+    bucket = gcs_emulator_client(gcs_emulator).bucket("landing")
+    members = {"customers": "customers_2025_01_15.csv", "orders": "orders_2025_01_15.csv"}
+    for dataset, name in members.items():
+        bucket.blob(f"archive/{dataset}/2025/01/15/{name}").upload_from_string(f"{dataset}_id\n{dataset} 1\n".encode())
+    seal = {
+        "pipeline": "ecommerce",
+        "business_date": "2025-01-15",
+        "revision": 1,
+        "batch_id": "ecommerce-20250115-0123456789ab",
+        "members": [
+            {
+                "dataset": d,
+                "uri": f"gs://landing/archive/{d}/2025/01/15/{n}",
+                "container": "landing",
+                "path": f"archive/{d}/2025/01/15/{n}",
+                "size": 20,
+                "expected_rows": 1,
+            }
+            for d, n in members.items()
+        ],
+    }
+    bucket.blob("archive/_batches/ecommerce/2025/01/15/_sealed.r1.json").upload_from_string(json.dumps(seal))
+    uri = "gs://landing/archive/_batches/ecommerce/2025/01/15/_sealed.r1.json"
+    warehouse = tmp_path / "warehouse"
+    rows = {
+        "stage_members": [
+            {"dataset": "customers", "status": "SUCCEEDED", "rows_read": 60, "rows_rejected": 4},
+            {"dataset": "orders", "status": "SUCCEEDED", "rows_read": 72, "rows_rejected": 3},
+        ],
+        "merge_targets": [{"dataset": "customers", "status": "FAILED", "rows_read": 56}],
+    }
+    runner = LoggingRunner(failures={"merge_targets": "MERGE failed: <duplicate keys>"}, warehouse=warehouse, rows=rows)
+    with local_jobs_api(
+        tmp_path / "jobs",
+        runner=runner,
+        bundle=[FIXTURE_BUNDLE, BATCH_BUNDLE],
+        storage=SourceStorage(gcs_endpoint=gcs_emulator),
+        warehouse=warehouse,
+    ) as server:
+        client = workspace_client(server)
+        parameters = {"source_path": uri, "pipeline": "ecommerce", "batch_id": seal["batch_id"]}
+        run_id = client.jobs.run_now(job_id=2, job_parameters=parameters).run_id
+        server.wait_idle(20)
+        page = _get_text(f"{server.url}/runs/{run_id}")
+        member = _get_text(f"{server.url}/runs/{run_id}/members/orders")
+        missing = [_status_of(f"{server.url}/runs/{run_id}/members/{name}") for name in ("products", "..%2F..%2Fruns")]
+
+    # The task graph: every task in run order, each with its state and (for those that ran) a duration.
+    graph = re.search(r'<div class="graph">(.*?)</div>', page)
+    assert graph is not None
+    nodes = re.findall(
+        r'<a class="node (\w+)" href="#task-(\w+)"><b>\w+</b><small[^>]*>\w+</small><small>([^<]*)<', graph[1]
+    )
+    assert [(key, state) for state, key, _ in nodes] == [
+        ("stage_members", "SUCCESS"),
+        ("validate", "SUCCESS"),
+        ("merge_targets", "FAILED"),
+        ("derive_tables", "UPSTREAM_FAILED"),
+    ]
+    assert all(re.fullmatch(r"\d+\.\d s", took) for _, key, took in nodes if key != "derive_tables")
+    # The sealed batch: its identity and each member linked to the archived file the run was given.
+    assert "<th>Batch</th><td>ecommerce-20250115-0123456789ab</td>" in page
+    for dataset, name in members.items():
+        assert f'<a href="/runs/{run_id}/members/{dataset}">landing/archive/{dataset}/2025/01/15/{name}</a>' in page
+    assert member == "orders_id\norders 1\n"
+    assert missing == [404, 404]
+    # Each task's rows from processing_log, in its own section; the failed task's error once.
+    stage = page.split('id="task-stage_members"')[1].split("<h3")[0]
+    assert re.search(
+        r"<td>customers</td><td>1</td><td class=\"SUCCEEDED\">SUCCEEDED</td><td class=\"num\">60</td>", stage
+    )
+    assert re.search(r"<td>orders</td><td>1</td><td class=\"SUCCEEDED\">SUCCEEDED</td><td class=\"num\">72</td>", stage)
+    merge = page.split('id="task-merge_targets"')[1].split("<h3")[0]
+    assert "Error: MERGE failed: &lt;duplicate keys&gt;" in merge
+    assert '<td class="FAILED">FAILED</td><td class="num">56</td>' in merge
+    assert page.count("MERGE failed: &lt;duplicate keys&gt;") == 1
+
+
+def test_an_ingest_run_page_shows_the_rows_its_tasks_logged_under_its_batch_id(tmp_path: Path) -> None:
+    rows = {"target_load": [{"dataset": "order_tracking", "status": "SUCCEEDED", "rows_read": 11, "rows_inserted": 9}]}
+    runner = LoggingRunner(warehouse=tmp_path / "warehouse", rows=rows)
+    with local_jobs_api(tmp_path, runner=runner) as server:
+        client = workspace_client(server)
+        ours = client.jobs.run_now(job_id=1, job_parameters=PARAMETERS).run_id
+        other = client.jobs.run_now(job_id=1, job_parameters={**PARAMETERS, "batch_id": "b-0002"}).run_id
+        server.wait_idle(10)
+        page = _get_text(f"{server.url}/runs/{ours}")
+
+    target = page.split('id="task-target_load"')[1]
+    assert re.findall(r"<tr><td>order_tracking</td>", target) == ["<tr><td>order_tracking</td>"]  # not the other's
+    assert '<td class="SUCCEEDED">SUCCEEDED</td><td class="num">11</td><td class="num">9</td>' in target
+    assert other != ours
+
+
+def test_the_run_list_cuts_long_parameters_and_keeps_them_whole_on_hover(tmp_path: Path) -> None:
+    long_path = "/data/archive/order_tracking/2024/05/01/" + "a-very-long-folder-name/" * 8 + "order_tracking.csv"
+    with local_jobs_api(tmp_path) as server:
+        client = workspace_client(server)
+        client.jobs.run_now(job_id=1, job_parameters={**PARAMETERS, "source_path": long_path})
+        server.wait_idle(10)
+        index = _get_text(f"{server.url}/")
+
+    # A fixed layout: the table takes the window's width and the parameters column no more than what is left.
+    assert '<table class="runs"><colgroup>' in index
+    assert "table.runs{width:100%;table-layout:fixed}" in index
+    [cell] = re.findall(r'<td class="params">(.*?)</td>', index)
+    lines = re.findall(r'<div title="([^"]*)">([^<]*)</div>', cell)
+    assert [title for title, _ in lines] == [
+        f"{name}={value}" for name, value in {**PARAMETERS, "source_path": long_path}.items()
+    ]
+    shown = dict(lines)[f"source_path={long_path}"]
+    assert shown.endswith("\u2026")
+    assert len(shown) <= 60
+    assert dict(lines)["dataset=order_tracking"] == "dataset=order_tracking"  # short values stay whole
+
+
+def _status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
