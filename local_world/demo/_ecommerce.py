@@ -22,6 +22,7 @@ from filegate.batches_command import describe_batch, format_rows, list_batches, 
 from filegate.status import recent_runs, render_runs
 from filegate.tables import (
     ANALYTICS_SUMMARY,
+    AS_OF_DATE,
     EFFECTIVE_FROM,
     EFFECTIVE_TO,
     IS_CURRENT,
@@ -45,8 +46,18 @@ SAMPLES_FOLDER = "ecommerce"
 # and the generator plants it (flaws.json, `tier_change`).
 HISTORY_FLAW = "tier_change"
 # Analytics (issue 17) are built by the batch job's last task; the report shows these two when they exist.
-ANALYTICS_SHOWN = (ANALYTICS_SUMMARY, SEGMENT_ANALYSIS)
-NOT_BUILT = "analytics tables: not built by this release"
+# The two daily series the pipeline's derive_tables task builds, and the columns a reader looks at first.
+ANALYTICS_SHOWN = {
+    ANALYTICS_SUMMARY: (
+        AS_OF_DATE, "total_orders", "total_revenue", "avg_order_value", "gross_margin_pct", "total_customers",
+        "active_customers_90d", "out_of_stock_products", "non_base_currency_orders", "orphan_orders",
+        "data_quality_score",
+    ),
+    SEGMENT_ANALYSIS: (
+        AS_OF_DATE, "customer_segment", "customers", "customer_share", "revenue", "revenue_share", "avg_clv",
+        "at_risk_share",
+    ),
+}  # fmt: skip
 LATE_FOLDER = "late"
 # A task's log row says it did its work, or that there was none for it (derive_tables with no tables declared).
 DONE = ("SUCCEEDED", "SKIPPED")
@@ -183,6 +194,10 @@ def batch_problems(world: LocalWorld, rows: Sequence[BatchRow], runs: dict[int, 
         logged = {row["task"] for row in log if row.get("run_id") == run_id and row.get("status") in DONE}
         if not tasks <= logged:
             problems.append(f"  - run {run_id}: {PROCESSING_LOG} lacks {', '.join(sorted(tasks - logged))}")
+    for table in ANALYTICS_SHOWN:
+        built = {row[AS_OF_DATE] for row in read_table(world.table(table)) or []}
+        if built != set(scene.days):
+            problems.append(f"  - {table}: slices for {sorted(map(str, built))}, expected both days")
     versions = customer_history(world, scene.customer)
     if len(versions) < 2 or sum(1 for v in versions if v.get(IS_CURRENT)) != 1:
         problems.append(f"  - {scene.customer}: expected two versions, one current; found {len(versions)}")
@@ -272,15 +287,12 @@ def render_batch_log(world: LocalWorld, run_ids: set[int]) -> str:
 
 
 def render_analytics(world: LocalWorld) -> str:
-    """The analytics the batch job derived; one line saying so when this release builds none."""
+    """The daily series the batch job derived (analytics_summary, segment_analysis), oldest day first."""
     parts = []
-    for table in ANALYTICS_SHOWN:
-        rows = read_table(world.table(table))
-        if rows is None:
-            continue
-        columns = [name for name in rows[0] if not name.startswith("_")][:9] if rows else []
-        parts.append(f"\n{table}:\n{render_rows(rows, columns) if rows else '  (empty)'}")
-    return "".join(parts) if parts else f"\n{NOT_BUILT}"
+    for table, columns in ANALYTICS_SHOWN.items():
+        rows = sorted(read_table(world.table(table)) or [], key=lambda row: tuple(str(row.get(c)) for c in columns[:2]))
+        parts.append(f"\n{table}:\n{render_rows(rows, list(columns), limit=len(rows)) if rows else '  (not built)'}")
+    return "".join(parts)
 
 
 def render_customer(world: LocalWorld, customer: str) -> str:
