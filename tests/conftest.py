@@ -46,10 +46,36 @@ SERVICE_FIXTURES = frozenset(
 )
 
 
+# Fixtures shared by one file's tests: under pytest-xdist a worker builds one for the tests it runs.
+_SHARED_SCOPES = frozenset({"module", "class", "package"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("spark"):
             item.add_marker(pytest.mark.services)
+        if shares_a_fixture(item):
+            # `make test` spreads tests one by one (--dist loadgroup); a file whose tests share a built
+            # fixture (the batch job's two sample days, a Spark Connect server) stays on one worker so
+            # that it is built once.
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    # Spark tests first (a stable sort: each file keeps its order): they are the long ones, and started
+    # last they would leave one worker running them while the others sit idle.
+    items.sort(key=lambda item: not runs_spark(item))
+
+
+def runs_spark(item: pytest.Item) -> bool:
+    return "spark" in getattr(item, "fixturenames", ()) or item.get_closest_marker("spark") is not None
+
+
+def shares_a_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture that outlives it but not the worker (module, class or package scope)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    definitions = [definition for found in info.name2fixturedefs.values() for definition in found]
+    return any(definition.scope in _SHARED_SCOPES for definition in definitions)
 
 
 @pytest.fixture(scope="session")
