@@ -48,13 +48,14 @@ typecheck: $(PY_STAMP) ## mypy, strict on filegate/, spark_jobs/ and local_world
 check: $(PY_STAMP) lint typecheck ## Fast: lint, types and the tests that start no service (no emulator, JVM or demo)
 	$(BIN)/python -m pytest -q -m "not services"
 
-# Most of the suite waits (JVM start-up, emulators, task processes polled by the local Jobs API): on
-# 2 cores, 3 workers keep the CPU busy. loadfile keeps a file's tests, and its module fixtures, on
-# one worker. TEST_WORKERS=0 runs in one process.
+# 3 pytest-xdist workers on 2 cores: the Spark tests keep a JVM busy, the rest wait on emulators and
+# task processes. loadgroup hands out tests one by one, so no file's tests queue on one worker; a file
+# whose tests share a module fixture stays whole (SHARED_FIXTURE_FILES, tests/conftest.py).
+# TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 
 test: setup lint typecheck checkov ## The whole suite: lint, types, unit, emulator, Spark and infra tests
-	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 # checkov pins its own dependencies (some clash with ours), so it lives in its own virtualenv.
 CHECKOV_VENV := .tools/checkov

@@ -271,9 +271,10 @@ def run_spark_connect(
     Missing Delta jars fail here, with the command that fetches them, before a JVM starts.
     """
     from spark_jobs.delta_jars import delta_spark_conf
+    from spark_jobs.local_spark import SMALL_DATA_CONF
 
     home = _pyspark_home()
-    delta = delta_spark_conf(log_file.parent / "spark-warehouse")
+    delta = {**delta_spark_conf(log_file.parent / "spark-warehouse"), **SMALL_DATA_CONF}
     port = free_port()
     command = [
         str(home / "bin" / "spark-submit"),

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadScopeScheduling
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.gcs_storage import GcsStore
@@ -46,10 +48,70 @@ SERVICE_FIXTURES = frozenset(
 )
 
 
+# Files whose tests share a fixture of module (or class, package) scope: under pytest-xdist each
+# worker that runs one of their tests builds it, so `make test` keeps each such file on one worker
+# (the batch job's two sample days take minutes) and hands out every other test on its own.
+SHARED_FIXTURE_FILES = frozenset(
+    {
+        "tests/gcp/test_gcp_function.py",
+        "tests/hostile/test_hostile.py",
+        "tests/infra/test_variable_validations.py",
+        "tests/local_world/test_watch.py",
+        "tests/spark_jobs/test_batch_job.py",
+        "tests/spark_jobs/test_spark_connect.py",
+        "tests/test_wheel.py",
+    }
+)
+_SHARED_SCOPES = frozenset({"module", "class", "package"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("spark"):
             item.add_marker(pytest.mark.services)
+        if shares_a_fixture(item) and file_of(item.nodeid) not in SHARED_FIXTURE_FILES:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses a module-scoped fixture: add {file_of(item.nodeid)} to SHARED_FIXTURE_FILES "
+                "in tests/conftest.py, or each pytest-xdist worker builds the fixture again"
+            )
+    # Spark tests first (a stable sort: each file keeps its order): they are the long ones, and started
+    # last they would leave one worker running them while the others sit idle.
+    items.sort(key=lambda item: not runs_spark(item))
+
+
+def file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def shares_a_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture that outlives it but not the worker (module, class or package scope)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    definitions = [definition for found in info.name2fixturedefs.values() for definition in found]
+    return any(definition.scope in _SHARED_SCOPES for definition in definitions)
+
+
+def runs_spark(item: pytest.Item) -> bool:
+    return "spark" in getattr(item, "fixturenames", ()) or item.get_closest_marker("spark") is not None
+
+
+class _SharedFilesTogether(LoadScopeScheduling):
+    """pytest-xdist's loadgroup with SHARED_FIXTURE_FILES as the groups and every other test on its own.
+
+    pytest-xdist 3.8 marks a test's group by rewriting its node id, which pytest 9 no longer reads, so
+    `xdist_group` marks are ignored; the grouping is done here, where the scheduler splits the ids.
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = file_of(nodeid)
+        return path if path in SHARED_FIXTURE_FILES else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadScopeScheduling | None:
+    if config.getoption("dist") != "loadgroup":
+        return None
+    return _SharedFilesTogether(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from spark_jobs.delta_jars import delta_spark_conf
+from spark_jobs.local_spark import SMALL_DATA_CONF
 from spark_jobs.warehouse import LocalWarehouse, Warehouse
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +37,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         # it saves (measured: a 3-day load used 20% less JVM CPU).
         .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1")
         .config(map=delta_spark_conf(tmp_path_factory.mktemp("spark-warehouse")))
+        .config(map=SMALL_DATA_CONF)
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -1,0 +1,112 @@
+"""Where a local Spark spends its time in the two tasks: wall and JVM CPU of each Spark statement.
+
+    .venv/bin/python bench/profile_tasks.py --batches 3
+    .venv/bin/python bench/profile_tasks.py --batches 3 --conf spark.sql.codegen.wholeStage=true \
+        --conf spark.sql.codegen.factoryMode=FALLBACK       # as before bench/results/test-time.md's change
+
+The session is the test suite's (tests/spark_jobs/conftest.py): `local[2]`, 1 GiB, Delta from the
+project's jars, the small-data settings of spark_jobs/local_spark.py; `--conf` overrides any of them.
+The tasks run in this process on the order-tracking samples, as tests/spark_jobs/test_load_scenarios.py
+runs them. JVM CPU is read from /proc (Linux) around each statement: unlike wall time it hardly moves
+when other processes share the cores, so it is the figure to compare between settings. For where
+inside the JVM the CPU goes, add Java Flight Recorder:
+`--conf "spark.driver.extraJavaOptions=-XX:StartFlightRecording=filename=/tmp/tasks.jfr,settings=profile"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+
+from spark_jobs import stage_load, target_load  # noqa: E402
+from spark_jobs.delta_jars import delta_spark_conf  # noqa: E402
+from spark_jobs.local_spark import SMALL_DATA_CONF  # noqa: E402
+
+TEST_CONF = {
+    "spark.driver.memory": "1g",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
+}
+# Statements shorter than this are left out of the listing (they still count in each task's total).
+SHOWN_SECONDS = 0.3
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(calls: list[tuple[str, float, float, str]], jvm: int, method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method`, recording each outermost call's wall and JVM CPU seconds."""
+    depth = [0]
+
+    @functools.wraps(method)
+    def call(self: object, *args: Any, **kwargs: Any) -> Any:
+        if depth[0]:
+            return method(self, *args, **kwargs)
+        depth[0] += 1
+        wall, cpu = time.monotonic(), process_cpu(jvm)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            depth[0] -= 1
+            text = args[0] if args and isinstance(args[0], str) else ""
+            label = text[:70].replace("\n", " ")
+            calls.append((method.__name__, time.monotonic() - wall, process_cpu(jvm) - cpu, label))
+
+    return call
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=3, help="How many sample days to load, oldest first.")
+    parser.add_argument("--conf", action="append", default=[], help="A Spark setting name=value (repeatable).")
+    options = parser.parse_args()
+    conf = {**TEST_CONF, **delta_spark_conf(Path(tempfile.mkdtemp())), **SMALL_DATA_CONF}
+    conf.update(setting.split("=", 1) for setting in options.conf)
+    started = time.monotonic()
+    spark = SparkSession.builder.appName("profile-tasks").master("local[2]").config(map=conf).getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[union-attr]
+    print(f"session: {time.monotonic() - started:.1f} s wall, JVM {process_cpu(jvm):.1f} s CPU", flush=True)
+    calls: list[tuple[str, float, float, str]] = []
+    for owner, names in ((SparkSession, ("sql", "table")), (DataFrame, ("collect", "first", "count", "toArrow"))):
+        for name in names:
+            setattr(owner, name, timed(calls, jvm, getattr(owner, name)))
+    samples = sorted((ROOT / "data" / "samples").glob("order_tracking_*.csv"))[: options.batches]
+    warehouse = Path(tempfile.mkdtemp()) / "warehouse"
+    for sample in samples:
+        arguments = ["--source-path", str(sample), "--dataset", "order_tracking", "--batch-id", sample.stem]
+        arguments += ["--catalog", "bench", "--schema", "ingest", "--warehouse", str(warehouse)]
+        for task in (stage_load, target_load):
+            calls.clear()
+            wall, cpu = time.monotonic(), process_cpu(jvm)
+            if task.main(arguments) != 0:
+                sys.exit(f"{task.TASK} failed on {sample.name}")
+            wall, cpu = time.monotonic() - wall, process_cpu(jvm) - cpu
+            print(f"{task.TASK} {sample.stem}: {wall:.1f} s wall, JVM {cpu:.1f} s CPU")
+            for name, seconds, jvm_seconds, text in calls:
+                if seconds >= SHOWN_SECONDS:
+                    print(f"    {seconds:6.2f} s wall {jvm_seconds:6.2f} s JVM  {name} {text}")
+    print(f"total: {time.monotonic() - started:.1f} s wall, JVM {process_cpu(jvm):.1f} s CPU", flush=True)
+
+
+if __name__ == "__main__":
+    main()
