@@ -209,6 +209,8 @@ def samples(tmp_path: Path) -> Path:
 
 
 @pytest.mark.spark
+# Two whole demos back to back (about 6 min in CI, more when the Spark tests share the 2 cores).
+@pytest.mark.timeout(1200)
 def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, samples: Path) -> None:
     state = tmp_path / "demo"
     arguments = ("--samples", str(samples), "--state-dir", str(state), "--timeout", "480")
