@@ -81,6 +81,8 @@ def _cell(value: Any, width: int = 60) -> str:
         return value.isoformat(sep=" ", timespec="seconds").replace("+00:00", "")
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".")  # shares and scores: four decimals say enough
     text = str(value)
     return text if len(text) <= width else text[: width - 3] + "..."
 
