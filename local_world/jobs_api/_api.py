@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from local_world.jobs_api._bundle import JobSpec
+from local_world.jobs_api._bundle import JobSpec, TaskSpec
+from local_world.jobs_api._runs import QUEUED, TERMINATED, RunRecord, TaskRecord, Termination
 from local_world.jobs_api._tasks import read_tail
 
 LOCAL_USER = "local@filegate"
@@ -13,62 +14,62 @@ LOCAL_USER = "local@filegate"
 OUTPUT_LOG_BYTES = 5 * 1024 * 1024
 
 
-def run_json(run: dict[str, Any], job: JobSpec | None, base_url: str, *, with_tasks: bool = True) -> dict[str, Any]:
-    """A run as `runs/get` returns it; `run` is a RunRecord as plain data."""
-    termination = run["termination"]
-    ended = run["state"] == "TERMINATED"
+def run_json(run: RunRecord, job: JobSpec | None, base_url: str, *, with_tasks: bool = True) -> dict[str, Any]:
+    """A run as `runs/get` returns it."""
+    termination = run.termination
+    ended = run.state == TERMINATED
     body: dict[str, Any] = {
-        "job_id": run["job_id"],
-        "run_id": run["run_id"],
-        "number_in_job": run["number_in_job"],
-        "original_attempt_run_id": run["run_id"],
+        "job_id": run.job_id,
+        "run_id": run.run_id,
+        "number_in_job": run.number_in_job,
+        "original_attempt_run_id": run.run_id,
         "attempt_number": 0,
-        "run_name": run["run_name"],
+        "run_name": run.run_name,
         "creator_user_name": LOCAL_USER,
         "run_type": "JOB_RUN",
         "trigger": "ONE_TIME",
         "format": "MULTI_TASK",
-        "state": _legacy_state(run["state"], termination, queued_message="Waiting for the job's active run to end."),
-        "status": _status(run["state"], termination),
-        "start_time": run["start_time"],
-        "end_time": run["end_time"],
+        "state": _legacy_state(run.state, termination, queued_message="Waiting for the job's active run to end."),
+        "status": _status(run.state, termination),
+        "start_time": run.start_time,
+        "end_time": run.end_time,
         "setup_duration": 0,
         "cleanup_duration": 0,
-        "run_page_url": f"{base_url}/runs/{run['run_id']}",
-        "job_parameters": _job_parameters(run["parameters"], job),
+        "run_page_url": f"{base_url}/runs/{run.run_id}",
+        "job_parameters": _job_parameters(run.parameters, job),
         "has_more": False,
     }
-    if run["running_time"]:
-        body["queue_duration"] = run["running_time"] - run["start_time"]
+    if run.running_time:
+        body["queue_duration"] = run.running_time - run.start_time
     if ended:
-        body["execution_duration"] = run["end_time"] - run["running_time"]
-        body["run_duration"] = run["end_time"] - run["start_time"]
+        body["execution_duration"] = run.end_time - run.running_time
+        body["run_duration"] = run.end_time - run.start_time
     if with_tasks:
         specs = {task.task_key: task for task in job.tasks} if job else {}
-        body["tasks"] = [_task_json(task, specs.get(task["task_key"]), body["run_page_url"]) for task in run["tasks"]]
+        body["tasks"] = [_task_json(task, specs.get(task.task_key), body["run_page_url"]) for task in run.tasks]
     return body
 
 
-def output_json(run: dict[str, Any], task: dict[str, Any], job: JobSpec | None, base_url: str) -> dict[str, Any]:
+def output_json(run: RunRecord, task: TaskRecord, job: JobSpec | None, base_url: str) -> dict[str, Any]:
     """What `runs/get-output` answers for one task run: its metadata, and once it failed its error and trace."""
     specs = {spec.task_key: spec for spec in job.tasks} if job else {}
-    metadata = _task_json(task, specs.get(task["task_key"]), f"{base_url}/runs/{run['run_id']}")
+    metadata = _task_json(task, specs.get(task.task_key), f"{base_url}/runs/{run.run_id}")
     metadata.update(
-        job_id=run["job_id"],
-        run_name=run["run_name"],
-        number_in_job=run["number_in_job"],
-        original_attempt_run_id=task["run_id"],
+        job_id=run.job_id,
+        run_name=run.run_name,
+        number_in_job=run.number_in_job,
+        original_attempt_run_id=task.run_id,
         creator_user_name=LOCAL_USER,
-        job_parameters=_job_parameters(run["parameters"], job),
+        job_parameters=_job_parameters(run.parameters, job),
     )
     body: dict[str, Any] = {"metadata": metadata}
-    termination = task["termination"]
-    if termination is not None and termination["result"] == "FAILED":
-        body["error"] = task["error"] or termination["message"]
-        if task["error_trace"]:
-            body["error_trace"] = task["error_trace"]
-    if task["log_file"]:
-        logs, truncated = read_tail(task["log_file"], OUTPUT_LOG_BYTES)
+    termination = task.termination
+    if termination is not None and termination.result == "FAILED":
+        body["error"] = task.error or termination.message
+        if task.error_trace:
+            body["error_trace"] = task.error_trace
+    if task.log_file:
+        logs, truncated = read_tail(task.log_file, OUTPUT_LOG_BYTES)
         if logs is not None:
             body["logs"] = logs
             body["logs_truncated"] = truncated
@@ -92,62 +93,62 @@ def job_json(job: JobSpec, created_time: int, *, with_tasks: bool = True) -> dic
     }
 
 
-def _task_json(task: dict[str, Any], spec: Any, run_page_url: str) -> dict[str, Any]:
-    termination = task["termination"]
+def _task_json(task: TaskRecord, spec: TaskSpec | None, run_page_url: str) -> dict[str, Any]:
+    termination = task.termination
     body: dict[str, Any] = {
-        "task_key": task["task_key"],
-        "run_id": task["run_id"],
+        "task_key": task.task_key,
+        "run_id": task.run_id,
         "attempt_number": 0,
-        "state": _legacy_state(task["state"], termination, queued_message=""),
-        "status": _status(task["state"], termination),
-        "start_time": task["start_time"],
-        "end_time": task["end_time"],
+        "state": _legacy_state(task.state, termination, queued_message=""),
+        "status": _status(task.state, termination),
+        "start_time": task.start_time,
+        "end_time": task.end_time,
         "setup_duration": 0,
         "cleanup_duration": 0,
         "queue_duration": 0,
-        "run_page_url": f"{run_page_url}#task-{task['task_key']}",
+        "run_page_url": f"{run_page_url}#task-{task.task_key}",
     }
-    if task["state"] == "TERMINATED":
-        body["execution_duration"] = task["end_time"] - task["start_time"]
+    if task.state == TERMINATED:
+        body["execution_duration"] = task.end_time - task.start_time
         body["run_duration"] = body["execution_duration"]
     if spec is not None:
         body["depends_on"] = [{"task_key": key} for key in spec.depends_on]
         declared = dict(spec.settings.get(spec.kind) or {})
-        if task["arguments"]:
-            declared["parameters"] = task["arguments"]  # the values this run used, references resolved
+        if task.arguments:
+            declared["parameters"] = task.arguments  # the values this run used, references resolved
         body[spec.kind] = declared
     return body
 
 
-def _legacy_state(state: str, termination: dict[str, Any] | None, *, queued_message: str) -> dict[str, Any]:
+def _legacy_state(state: str, termination: Termination | None, *, queued_message: str) -> dict[str, Any]:
     """The deprecated `state` object that older clients (and the SDK's waiter) still read."""
     legacy: dict[str, Any] = {"life_cycle_state": state, "user_cancelled_or_timedout": False}
-    if state == "QUEUED":
+    if state == QUEUED:
         legacy["state_message"] = queued_message
         legacy["queue_reason"] = queued_message
-    elif state == "TERMINATED" and termination is not None:
-        if termination["result"] == "MAXIMUM_CONCURRENT_RUNS_REACHED":
+    elif state == TERMINATED and termination is not None:
+        if termination.result == "MAXIMUM_CONCURRENT_RUNS_REACHED":
             legacy["life_cycle_state"] = "SKIPPED"  # a run that never started, as Databricks reports it
-        legacy["result_state"] = termination["result"]
-        legacy["state_message"] = termination["message"]
-        legacy["user_cancelled_or_timedout"] = termination["result"] == "CANCELED"
+        legacy["result_state"] = termination.result
+        legacy["state_message"] = termination.message
+        legacy["user_cancelled_or_timedout"] = termination.result == "CANCELED"
     else:
         legacy["state_message"] = ""
     return legacy
 
 
-def _status(state: str, termination: dict[str, Any] | None) -> dict[str, Any]:
+def _status(state: str, termination: Termination | None) -> dict[str, Any]:
     status: dict[str, Any] = {"state": state}
-    if state == "QUEUED":
+    if state == QUEUED:
         status["queue_details"] = {
             "code": "MAX_CONCURRENT_RUNS_REACHED",
             "message": "Queued until the job's active run ends (max_concurrent_runs).",
         }
-    if state == "TERMINATED" and termination is not None:
+    if state == TERMINATED and termination is not None:
         status["termination_details"] = {
-            "code": termination["code"],
-            "type": termination["type"],
-            "message": termination["message"],
+            "code": termination.code,
+            "type": termination.type,
+            "message": termination.message,
         }
     return status
 

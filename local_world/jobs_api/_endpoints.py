@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from filegate.errors import FilegateError
 from local_world.jobs_api._api import job_json, output_json, run_json
+from local_world.jobs_api._bundle import JobSpec
+from local_world.jobs_api._runs import TERMINATED, RunStore
 
-if TYPE_CHECKING:
-    from local_world.jobs_api._server import LocalJobsServer
+
+class ApiHost(Protocol):
+    """What the routes need of the server (a protocol, so that the server imports the routes, not both ways)."""
+
+    store: RunStore
+    created_time: int
+
+    @property
+    def jobs(self) -> Mapping[int, JobSpec]: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def trigger(self, job_id: int, parameters: dict[str, str], token: str | None = None) -> tuple[int, int]: ...
+
+    def cancel(self, run_id: int) -> bool: ...
+
 
 API_PREFIXES = ("/api/2.2/jobs/", "/api/2.1/jobs/")
 MAX_TOKEN_CHARS = 64
@@ -35,7 +52,7 @@ class ApiError(FilegateError):
         return {"error_code": self.error_code, "message": self.message}
 
 
-def answer(app: LocalJobsServer, method: str, endpoint: str, query: dict[str, str], body: Any) -> dict[str, Any]:
+def answer(app: ApiHost, method: str, endpoint: str, query: dict[str, str], body: Any) -> dict[str, Any]:
     """The JSON answer to one Jobs API call; raises ApiError for the service's error answers."""
     route = (method, endpoint)
     if route == ("POST", "run-now"):
@@ -58,7 +75,7 @@ def answer(app: LocalJobsServer, method: str, endpoint: str, query: dict[str, st
     raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} /jobs/{endpoint}'")
 
 
-def _run_now(app: LocalJobsServer, body: Any) -> dict[str, Any]:
+def _run_now(app: ApiHost, body: Any) -> dict[str, Any]:
     job_id = _body_run_or_job_id(body, "job_id")
     parameters = body.get("job_parameters") or {}
     if not isinstance(parameters, dict) or not all(
@@ -73,39 +90,39 @@ def _run_now(app: LocalJobsServer, body: Any) -> dict[str, Any]:
     return {"run_id": run_id, "number_in_job": number}
 
 
-def _get_run(app: LocalJobsServer, query: dict[str, str]) -> dict[str, Any]:
+def _get_run(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:
     run_id = _integer(query, "run_id", required=True)
     snapshot = app.store.snapshot(run_id)
     if snapshot is None:
         raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.")
-    return run_json(snapshot, app.jobs.get(snapshot["job_id"]), app.url)
+    return run_json(snapshot, app.jobs.get(snapshot.job_id), app.url)
 
 
-def _cancel_run(app: LocalJobsServer, body: Any) -> dict[str, Any]:
+def _cancel_run(app: ApiHost, body: Any) -> dict[str, Any]:
     run_id = _body_run_or_job_id(body, "run_id")
     if not app.cancel(run_id):
         raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.")
     return {}
 
 
-def _get_run_output(app: LocalJobsServer, query: dict[str, str]) -> dict[str, Any]:
+def _get_run_output(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:
     run_id = _integer(query, "run_id", required=True)
     run = app.store.snapshot(run_id)
     if run is not None:
-        if len(run["tasks"]) != 1:
+        if len(run.tasks) != 1:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", MULTI_TASK_OUTPUT)
-        task = run["tasks"][0]
+        task = run.tasks[0]
     else:
         owner = app.store.owner_of_task(run_id)
         if owner is None:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.")
         run = app.store.snapshot(owner[0].run_id)
         assert run is not None
-        task = next(t for t in run["tasks"] if t["run_id"] == run_id)
-    return output_json(run, task, app.jobs.get(run["job_id"]), app.url)
+        task = next(t for t in run.tasks if t.run_id == run_id)
+    return output_json(run, task, app.jobs.get(run.job_id), app.url)
 
 
-def _list_runs(app: LocalJobsServer, query: dict[str, str]) -> dict[str, Any]:
+def _list_runs(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:
     active_only, completed_only = _flag(query, "active_only"), _flag(query, "completed_only")
     if active_only and completed_only:
         raise ApiError(400, "INVALID_PARAMETER_VALUE", "active_only and completed_only cannot both be true")
@@ -117,23 +134,22 @@ def _list_runs(app: LocalJobsServer, query: dict[str, str]) -> dict[str, Any]:
         raise ApiError(400, "INVALID_PARAMETER_VALUE", f"limit must be between 1 and {RUNS_PAGE_MAX}")
     runs = app.store.listing(job_id)
     if active_only:
-        runs = [r for r in runs if r["state"] != "TERMINATED"]
+        runs = [r for r in runs if r.state != TERMINATED]
     if completed_only:
-        runs = [r for r in runs if r["state"] == "TERMINATED"]
+        runs = [r for r in runs if r.state == TERMINATED]
     started_from, started_to = _integer(query, "start_time_from"), _integer(query, "start_time_to")
     runs = [
         r
         for r in runs
-        if (started_from is None or r["start_time"] >= started_from)
-        and (started_to is None or r["start_time"] <= started_to)
+        if (started_from is None or r.start_time >= started_from) and (started_to is None or r.start_time <= started_to)
     ]
     with_tasks = _flag(query, "expand_tasks")
     page, result = _page(runs, query, limit)
-    result["runs"] = [run_json(r, app.jobs.get(r["job_id"]), app.url, with_tasks=with_tasks) for r in page]
+    result["runs"] = [run_json(r, app.jobs.get(r.job_id), app.url, with_tasks=with_tasks) for r in page]
     return result
 
 
-def _list_jobs(app: LocalJobsServer, query: dict[str, str]) -> dict[str, Any]:
+def _list_jobs(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:
     limit = _integer(query, "limit") or 20
     if not 0 < limit <= JOBS_PAGE_MAX:
         raise ApiError(400, "INVALID_PARAMETER_VALUE", f"limit must be between 1 and {JOBS_PAGE_MAX}")

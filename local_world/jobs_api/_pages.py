@@ -8,15 +8,32 @@ import html
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from filegate.tables import PROCESSING_LOG
+from local_world.jobs_api._bundle import JobSpec
+from local_world.jobs_api._runs import RunStore
 from local_world.jobs_api._tasks import read_tail
 
-if TYPE_CHECKING:
-    from local_world.jobs_api._server import LocalJobsServer
+
+class PageHost(Protocol):
+    """What the pages need of the server (a protocol, so that the server imports the pages, not both ways)."""
+
+    store: RunStore
+
+    @property
+    def jobs(self) -> Mapping[int, JobSpec]: ...
+
+    state_dir: Path
+    warehouse: Path | None
+
+    def runs(self, job_id: int | None = None) -> list[dict[str, Any]]: ...
+
+    def run(self, run_id: int) -> dict[str, Any]: ...
+
 
 log = logging.getLogger("local_world.jobs_api")
 
@@ -81,7 +98,7 @@ def _ran_for(item: dict[str, Any]) -> int | None:
     return max(total - (item.get("queue_duration") or 0), 0) if total is not None else None
 
 
-def index_page(app: LocalJobsServer) -> str:
+def index_page(app: PageHost) -> str:
     """All jobs and the newest runs; refreshes while a run is active."""
     rows = []
     for run in app.runs()[:200]:
@@ -119,15 +136,15 @@ def _listed_parameters(run: dict[str, Any]) -> str:
     return "".join(lines)
 
 
-def run_page(app: LocalJobsServer, run_id: int) -> str | None:
+def run_page(app: PageHost, run_id: int) -> str | None:
     """One run with its tasks and their logs; None when there is no such run."""
     try:
         run = app.run(run_id)
     except KeyError:
         return None
-    snapshot = app.store.snapshot(run_id) or {}
-    logs = {task["task_key"]: task["log_file"] for task in snapshot.get("tasks", [])}
-    interruptions = snapshot.get("interruptions", 0)
+    snapshot = app.store.snapshot(run_id)
+    logs = {task.task_key: task.log_file for task in snapshot.tasks} if snapshot else {}
+    interruptions = snapshot.interruptions if snapshot else 0
     termination = run["status"].get("termination_details") or {}
     message = termination.get("message") or run["state"].get("state_message", "")
     task_messages = [(t["status"].get("termination_details") or {}).get("message", "") for t in run.get("tasks", [])]
@@ -212,7 +229,7 @@ def task_graph(tasks: list[dict[str, Any]]) -> str:
     return f'<div class="graph">{"".join(parts)}</div>'
 
 
-def sealed_manifest(app: LocalJobsServer, run_id: int) -> dict[str, Any] | None:
+def sealed_manifest(app: PageHost, run_id: int) -> dict[str, Any] | None:
     """The sealed batch manifest a run was given, as the local Jobs API fetched it (members with local copies)."""
     folder = Path(app.state_dir) / "inputs" / str(run_id)
     found = sorted(folder.glob("_sealed.r*.json")) if folder.is_dir() else []
@@ -225,7 +242,7 @@ def sealed_manifest(app: LocalJobsServer, run_id: int) -> dict[str, Any] | None:
     return document
 
 
-def member_file(app: LocalJobsServer, run_id: int, dataset: str) -> Path | None:
+def member_file(app: PageHost, run_id: int, dataset: str) -> Path | None:
     """The local copy of one member of a run's sealed batch, fetched from the archive when the run started."""
     manifest = sealed_manifest(app, run_id)
     for member in (manifest or {}).get("members", []):
@@ -238,7 +255,7 @@ def member_file(app: LocalJobsServer, run_id: int, dataset: str) -> Path | None:
     return None
 
 
-def member_page(app: LocalJobsServer, run_id: int, dataset: str) -> bytes | None:
+def member_page(app: PageHost, run_id: int, dataset: str) -> bytes | None:
     """The bytes of a member file as archived (up to MEMBER_BYTES), or None when the run has no such member."""
     path = member_file(app, run_id, dataset)
     if path is None:
@@ -252,7 +269,7 @@ def member_page(app: LocalJobsServer, run_id: int, dataset: str) -> bytes | None
     return data
 
 
-def _members_section(app: LocalJobsServer, run_id: int) -> str:
+def _members_section(app: PageHost, run_id: int) -> str:
     manifest = sealed_manifest(app, run_id)
     if manifest is None:
         return ""
@@ -285,7 +302,7 @@ def _members_section(app: LocalJobsServer, run_id: int) -> str:
     )
 
 
-def rows_written(app: LocalJobsServer, run_id: int, batch_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def rows_written(app: PageHost, run_id: int, batch_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """The processing log's rows of one run, by task: what each task read and wrote.
 
     The ingest job's rows carry no run id, only the run's `batch_id` parameter: those are matched by it.

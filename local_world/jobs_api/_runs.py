@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -14,6 +15,12 @@ from typing import Any
 from filegate.jobs import ACTIVE_STATES
 from local_world.jobs_api._bundle import JobSpec
 from local_world.jobs_api._lock import FolderLock
+
+# The life-cycle states this server gives runs and tasks (Jobs API 2.2 `status.state`).
+PENDING = "PENDING"
+QUEUED = "QUEUED"
+RUNNING = "RUNNING"
+TERMINATED = "TERMINATED"
 
 # Run ids start well above job ids so that a job id passed as a run id is caught, not silently accepted.
 FIRST_RUN_ID = 1001
@@ -50,7 +57,7 @@ class TaskRecord:
 
     task_key: str
     run_id: int
-    state: str = "PENDING"
+    state: str = PENDING
     start_time: int = 0
     end_time: int = 0
     arguments: list[str] = field(default_factory=list)
@@ -60,7 +67,7 @@ class TaskRecord:
     error_trace: str = ""
 
     def end(self, termination: Termination, at: int) -> None:
-        self.state = "TERMINATED"
+        self.state = TERMINATED
         self.end_time = at
         self.start_time = self.start_time or at
         self.termination = termination
@@ -77,7 +84,7 @@ class RunRecord:
     parameters: dict[str, str]
     idempotency_token: str | None
     start_time: int
-    state: str = "QUEUED"
+    state: str = QUEUED
     running_time: int = 0
     end_time: int = 0
     source_file: str = ""
@@ -92,7 +99,7 @@ class RunRecord:
 
     def end(self, termination: Termination, at: int, *, unfinished: Termination | None = None) -> None:
         """Terminate the run; tasks that have not ended end with `unfinished` (by default: skipped, not run)."""
-        self.state = "TERMINATED"
+        self.state = TERMINATED
         self.end_time = at
         self.running_time = self.running_time or at
         self.termination = termination
@@ -103,7 +110,7 @@ class RunRecord:
 
     def requeue(self) -> None:
         """Back to the queue, as if never started: its tasks are idempotent, so the next attempt redoes them."""
-        self.state = "QUEUED"
+        self.state = QUEUED
         self.running_time = self.end_time = 0
         self.termination = None
         self.interruptions += 1
@@ -190,18 +197,18 @@ class RunStore:
                         return run, task
             return None
 
-    def snapshot(self, run_id: int) -> dict[str, Any] | None:
-        """A consistent copy of a run as plain data, safe to render while the worker changes it."""
+    def snapshot(self, run_id: int) -> RunRecord | None:
+        """A consistent copy of a run, safe to render while the worker changes the original."""
         with self._lock:
             run = self._runs.get(run_id)
-            return asdict(run) if run else None
+            return copy.deepcopy(run) if run else None
 
-    def listing(self, job_id: int | None = None) -> list[dict[str, Any]]:
+    def listing(self, job_id: int | None = None) -> list[RunRecord]:
         """Copies of runs, newest first, optionally of one job."""
         with self._lock:
             runs = [r for r in self._runs.values() if job_id is None or r.job_id == job_id]
             runs.sort(key=lambda r: (r.start_time, r.run_id), reverse=True)
-            return [asdict(r) for r in runs]
+            return [copy.deepcopy(r) for r in runs]
 
     def update(self, run: RunRecord, change: Callable[[RunRecord], None]) -> None:
         """Apply a change to a run under the lock and persist it."""

@@ -19,7 +19,7 @@ from local_world.jobs_api._bundle import JobSpec
 from local_world.jobs_api._endpoints import API_PREFIXES, ApiError, answer
 from local_world.jobs_api._faults import Fault, FaultError, FaultInjector, RecordedRequest
 from local_world.jobs_api._pages import index_page, member_page, page_html, run_page
-from local_world.jobs_api._runs import USER_CANCELED, RunStore, now_ms
+from local_world.jobs_api._runs import QUEUED, USER_CANCELED, RunStore, now_ms
 from local_world.jobs_api._spark import CONNECT, LocalSpark, Notify, SparkTaskRunner
 from local_world.jobs_api._tasks import SourceStorage, TaskRunner
 from local_world.jobs_api._worker import JobWorker, recover_unfinished
@@ -166,7 +166,7 @@ class LocalJobsServer:
             if owner is None:
                 return False
             run = owner[0]
-        if self.store.transition(run, "QUEUED", lambda r: r.end(USER_CANCELED, now_ms())):
+        if self.store.transition(run, QUEUED, lambda r: r.end(USER_CANCELED, now_ms())):
             log.info("run %s cancelled while queued", run.run_id)
         elif run.active and self._workers[run.job_id].cancel(run.run_id):
             log.info("run %s: cancelling its running task", run.run_id)
@@ -176,18 +176,19 @@ class LocalJobsServer:
 
     def runs(self, job_id: int | None = None) -> list[dict[str, Any]]:
         """Every run, newest first, as `runs/get` would answer."""
-        return [run_json(r, self.jobs.get(r["job_id"]), self.url) for r in self.store.listing(job_id)]
+        return [run_json(r, self.jobs.get(r.job_id), self.url) for r in self.store.listing(job_id)]
 
     def run(self, run_id: int) -> dict[str, Any]:
         snapshot = self.store.snapshot(run_id)
         if snapshot is None:
             raise KeyError(run_id)
-        return run_json(snapshot, self.jobs.get(snapshot["job_id"]), self.url)
+        return run_json(snapshot, self.jobs.get(snapshot.job_id), self.url)
 
     def log_files(self, run_id: int) -> dict[str, Path]:
         """Each started task's log file, by task key."""
-        snapshot = self.store.snapshot(run_id) or {"tasks": []}
-        return {task["task_key"]: Path(task["log_file"]) for task in snapshot["tasks"] if task["log_file"]}
+        snapshot = self.store.snapshot(run_id)
+        tasks = snapshot.tasks if snapshot else []
+        return {task.task_key: Path(task.log_file) for task in tasks if task.log_file}
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until every queued run has ended."""

@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from local_world.jobs_api._bundle import BundleError, JobSpec, TaskSpec, references, resolve_references
-from local_world.jobs_api._runs import SUCCEEDED, USER_CANCELED, RunRecord, RunStore, TaskRecord, Termination, now_ms
+from local_world.jobs_api._runs import (
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    USER_CANCELED,
+    RunRecord,
+    RunStore,
+    TaskRecord,
+    Termination,
+    now_ms,
+)
 from local_world.jobs_api._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner, fetch_source, is_remote
 
 log = logging.getLogger("local_world.jobs_api")
@@ -124,11 +134,11 @@ class JobWorker:
 
     def _execute_tasks(self, run: RunRecord, active: _Active) -> None:
         def start(r: RunRecord) -> None:
-            r.state = "RUNNING"
+            r.state = RUNNING
             r.running_time = now_ms()
 
         # Atomic against runs/cancel: a run cancelled while it waited is not started.
-        if not self._store.transition(run, "QUEUED", start):
+        if not self._store.transition(run, QUEUED, start):
             return
         log.info("run %s of job %s (%s) started", run.run_id, self.job.job_id, self.job.name)
         values = self._reference_values(run)
@@ -187,7 +197,7 @@ class JobWorker:
             return
 
         def start(_: RunRecord) -> None:
-            record.state = "RUNNING"
+            record.state = RUNNING
             record.start_time = now_ms()
             record.arguments = arguments
             record.log_file = str(log_file)
@@ -273,7 +283,7 @@ def recover_unfinished(store: RunStore, workers: dict[int, JobWorker], jobs: Ite
             gone = Termination("FAILED", "INTERNAL_ERROR", "INTERNAL_ERROR", f"job {run.job_id} is no longer declared")
             store.update(run, lambda r: r.end(gone, now_ms()))  # noqa: B023 - called at once
             continue
-        if run.state != "QUEUED":
+        if run.state != QUEUED:
             store.update(run, RunRecord.requeue)
         workers[run.job_id].submit(run)
 
