@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from collections.abc import Mapping
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -40,8 +39,8 @@ from spark_jobs.batch_merge import good_batch_rows
 from spark_jobs.batch_validate import RESULTS, RESULTS_SCHEMA
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, stage_schema, target_schema
 from spark_jobs.contract_sql import first_line
-from spark_jobs.cross_checks import Inputs, resolve_sql, table_exists
-from spark_jobs.pipeline_rules import parse_checks
+from spark_jobs.cross_checks import Inputs, resolve_sql, table_exists, target_rows
+from spark_jobs.pipeline_rules import Checks, parse_checks
 from spark_jobs.pipeline_tables import DerivedTable, parse_tables, table_params
 from spark_jobs.processing_log import SCHEMA as LOG_SCHEMA
 from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, append_runs
@@ -73,29 +72,29 @@ def newest_built(context: BatchContext) -> date | None:
 
 def register_inputs(context: BatchContext, tables: Sequence[DerivedTable]) -> Inputs:
     """The inputs the tables name, and only those, as temporary views (derived tables are added as built)."""
-    inputs = Inputs(context.spark)
-    warehouse = context.warehouse
-    named = set().union(*(table.inputs() for table in tables))
-    for name in sorted(named):
+
+    def read(kind: str, item: str) -> DataFrame:
+        if kind in _LOG_SCHEMAS:
+            return _this_batch(context, kind, _LOG_SCHEMAS[kind])
+        contract = context.contract(item)
+        if kind == "batch":
+            return good_batch_rows(context, contract)
+        # A dataset with no target yet (order_tracking in a shop that does not load it) reads as empty.
+        rows = target_rows(context.warehouse, contract)
+        return rows.where(F.col(IS_CURRENT)) if kind == "current" and contract.scd_type == 2 else rows
+
+    return _named_inputs(Inputs(context.spark), tables, read, parse_checks(context.pipeline, context.contracts))
+
+
+def _named_inputs(
+    inputs: Inputs, tables: Sequence[DerivedTable], read: Callable[[str, str], DataFrame], checks: Checks
+) -> Inputs:
+    """Register what `read(kind, item)` gives for each input the tables name, and the pipeline's lookups."""
+    for name in sorted(set().union(*(table.inputs() for table in tables))):
         kind, _, item = name.partition(".")
-        if kind in ("current", "history"):
-            contract = context.contract(item)
-            # A dataset with no target yet (order_tracking in a shop that does not load it) reads as empty.
-            rows = (
-                warehouse.read(contract.target)
-                if table_exists(warehouse, contract.target)
-                else context.spark.createDataFrame([], target_schema(contract))
-            )
-            if kind == "current" and contract.scd_type == 2:
-                rows = rows.where(F.col(IS_CURRENT))
-            inputs.register(kind, item, rows)
-        elif kind == "batch":
-            inputs.register(kind, item, good_batch_rows(context, context.contract(item)))
-        elif name in _LOG_SCHEMAS:
-            inputs.register(name, "", _this_batch(context, name, _LOG_SCHEMAS[name]))
-    for lookup in parse_checks(context.pipeline, context.contracts).lookups:
-        rows = context.spark.createDataFrame([list(r) for r in lookup.rows], list(lookup.columns))
-        inputs.register("lookup", lookup.name, rows)
+        if kind in ("current", "history", "batch") or name in _LOG_SCHEMAS:
+            inputs.register(kind, item, read(kind, item))
+    inputs.register_lookups(checks.lookups)
     return inputs
 
 
@@ -121,19 +120,12 @@ def table_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts
     """Every derived table whose SQL or bands do not resolve, resolved against empty inputs of the right
     schemas (analysis only: no row is read), in build order; for `filegate check`."""
     tables = parse_tables(pipeline, contracts)
-    inputs = Inputs(spark)
-    named = set().union(*(table.inputs() for table in tables)) if tables else set()
-    for name in sorted(named):
-        kind, _, item = name.partition(".")
-        if kind in ("current", "history"):
-            inputs.register(kind, item, spark.createDataFrame([], target_schema(contracts[item])))
-        elif kind == "batch":
-            inputs.register(kind, item, spark.createDataFrame([], stage_schema(contracts[item])))
-        elif name in _LOG_SCHEMAS:
-            inputs.register(name, "", spark.createDataFrame([], _LOG_SCHEMAS[name]))
-    for lookup in parse_checks(pipeline, contracts).lookups:
-        rows = spark.createDataFrame([list(r) for r in lookup.rows], list(lookup.columns))
-        inputs.register("lookup", lookup.name, rows)
+
+    def empty(kind: str, item: str) -> DataFrame:
+        schema = _LOG_SCHEMAS.get(kind) or (stage_schema if kind == "batch" else target_schema)(contracts[item])
+        return spark.createDataFrame([], schema)
+
+    inputs = _named_inputs(Inputs(spark), tables, empty, parse_checks(pipeline, contracts))
     problems = []
     try:
         for table in tables:

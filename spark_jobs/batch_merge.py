@@ -36,17 +36,21 @@ TASK = "merge_targets"
 _QUARANTINED = "_quarantined"
 
 
+def _quarantined(context: BatchContext, contract: Contract) -> DataFrame | None:
+    """The keys `validate` quarantined in this batch of the member (None before any validation)."""
+    if not table_exists(context.warehouse, FAILURES):
+        return None
+    failures = context.warehouse.read(FAILURES)
+    return quarantined_keys(failures, contract, context.manifest.batch_id).select(*contract.keys).distinct()
+
+
 def batch_rows(context: BatchContext, contract: Contract) -> tuple[DataFrame, int, int]:
     """The member's staged rows of this batch without the quarantined keys; how many rows that is, and how many
     were quarantined (one query for both)."""
     staged = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)
-    if not table_exists(context.warehouse, FAILURES):
+    keys = _quarantined(context, contract)
+    if keys is None:
         return staged, int(staged.count()), 0
-    keys = (
-        quarantined_keys(context.warehouse.read(FAILURES), contract, context.manifest.batch_id)
-        .select(*contract.keys)
-        .distinct()
-    )
     flagged = staged.join(keys.withColumn(_QUARANTINED, F.lit(True)), on=list(contract.keys), how="left")
     found = flagged.agg(F.count(F.lit(1)).alias("rows"), F.count(F.col(_QUARANTINED)).alias("quarantined")).first()
     rows, quarantined = (int(found["rows"]), int(found["quarantined"])) if found is not None else (0, 0)
@@ -58,10 +62,8 @@ def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
     if not table_exists(context.warehouse, stage_table(contract)):
         return context.spark.createDataFrame([], stage_schema(contract))
     staged = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)
-    if not table_exists(context.warehouse, FAILURES):
-        return staged
-    keys = quarantined_keys(context.warehouse.read(FAILURES), contract, context.manifest.batch_id)
-    return staged.join(keys.select(*contract.keys).distinct(), on=list(contract.keys), how="left_anti")
+    keys = _quarantined(context, contract)
+    return staged if keys is None else staged.join(keys, on=list(contract.keys), how="left_anti")
 
 
 def merge_member(context: BatchContext, contract: Contract) -> RunRecord:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -26,7 +26,7 @@ from filegate.contracts import Contract, sql_literal
 from filegate.errors import ContractError
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import IS_CURRENT, row_fields, target_schema
-from spark_jobs.pipeline_rules import Checks, Relation, Rule
+from spark_jobs.pipeline_rules import Checks, Lookup, Relation, Rule
 from spark_jobs.pipeline_tables import PLACEHOLDER
 from spark_jobs.warehouse import Warehouse
 
@@ -40,6 +40,13 @@ def table_exists(warehouse: Warehouse, table: str) -> bool:
     except AnalysisException:
         return False
     return True
+
+
+def target_rows(warehouse: Warehouse, contract: Contract) -> DataFrame:
+    """Every row (version) of a dataset's target; empty, with the target's schema, before its first merge."""
+    if table_exists(warehouse, contract.target):
+        return warehouse.read(contract.target)
+    return warehouse.spark.createDataFrame([], target_schema(contract))
 
 
 @dataclass
@@ -58,6 +65,12 @@ class Inputs:
         rows.createOrReplaceTempView(view)
         self.views[key] = view
         self.frames[key] = rows
+
+    def register_lookups(self, lookups: Sequence[Lookup]) -> None:
+        """The pipeline's lookups, each as `${lookup.name}`."""
+        for lookup in lookups:
+            rows = self.spark.createDataFrame([list(r) for r in lookup.rows], list(lookup.columns))
+            self.register("lookup", lookup.name, rows)
 
     def frame(self, kind: str, name: str) -> DataFrame:
         return self.frames[f"{kind}.{name}"]
@@ -83,19 +96,13 @@ def register_inputs(
             batch = batch_rows[name].select(*columns)
         else:
             batch = spark.createDataFrame([], StructType(row_fields(contract)))
-        if table_exists(warehouse, contract.target):
-            history = warehouse.read(contract.target)
-        else:
-            history = spark.createDataFrame([], target_schema(contract))
+        history = target_rows(warehouse, contract)
         current = history.where(F.col(IS_CURRENT)) if contract.scd_type == 2 else history
         inputs.register("batch", name, batch)
         inputs.register("history", name, history)
         inputs.register("current", name, current)
         inputs.register("latest", name, latest_per_key(current.select(*columns).unionByName(batch), contract))
-    for lookup in checks.lookups:
-        inputs.register(
-            "lookup", lookup.name, spark.createDataFrame([list(r) for r in lookup.rows], list(lookup.columns))
-        )
+    inputs.register_lookups(checks.lookups)
     return inputs
 
 

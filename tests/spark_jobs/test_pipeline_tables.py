@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from filegate.check import check_files
 from filegate.contracts import BUILTIN_DATASETS, load_contracts
 from filegate.errors import ContractError
 from filegate.pipelines import load_pipelines, parse_pipeline
-from spark_jobs.pipeline_tables import parse_tables
+from spark_jobs.pipeline_tables import DerivedTable, parse_tables
 
 HEADER = (
     'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\n'
@@ -22,13 +23,14 @@ def shop(tables: str) -> str:
     return HEADER + tables
 
 
-def problems(text: str, tmp_path: Path) -> str:
-    import tomllib
-
+def tables_of(text: str, tmp_path: Path) -> tuple[DerivedTable, ...]:
     contracts = load_contracts()
-    pipeline = parse_pipeline(tomllib.loads(text), contracts, tmp_path / "shop.toml")
+    return parse_tables(parse_pipeline(tomllib.loads(text), contracts, tmp_path / "shop.toml"), contracts)
+
+
+def problems(text: str, tmp_path: Path) -> str:
     with pytest.raises(ContractError) as raised:
-        parse_tables(pipeline, contracts)
+        tables_of(text, tmp_path)
     return str(raised.value)
 
 
@@ -63,10 +65,7 @@ def test_bands_compile_to_one_case_in_declared_order_with_params_and_quantiles(t
         '[[segments]]\ntable = "c"\ncolumn = "rank_band"\nmethod = "quantiles"\ndefault = "rest"\n'
         'bands = [{ label = "top", min = { spend = 0.9 } }]\n'
     )
-    import tomllib
-
-    contracts = load_contracts()
-    (table,) = parse_tables(parse_pipeline(tomllib.loads(text), contracts, tmp_path / "s.toml"), contracts)
+    (table,) = tables_of(text, tmp_path)
     tier, rank = table.segments
 
     assert tier.case_sql() == (
