@@ -1,15 +1,17 @@
 """Where a local Spark spends its time in the two tasks: wall and JVM CPU of each Spark statement.
 
     .venv/bin/python bench/profile_tasks.py --batches 3
+    .venv/bin/python bench/profile_tasks.py --pipeline ecommerce     # the batch job's four tasks, both sample days
     .venv/bin/python bench/profile_tasks.py --batches 3 --conf spark.sql.codegen.wholeStage=true \
         --conf spark.sql.codegen.factoryMode=FALLBACK       # as before bench/results/test-time.md's change
 
 The session is the test suite's (tests/spark_jobs/conftest.py): `local[2]`, 1 GiB, Delta from the
 project's jars, the small-data settings of spark_jobs/local_spark.py; `--conf` overrides any of them.
 The tasks run in this process on the order-tracking samples, as tests/spark_jobs/test_load_scenarios.py
-runs them. JVM CPU is read from /proc (Linux) around each statement: unlike wall time it hardly moves
-when other processes share the cores, so it is the figure to compare between settings. For where
-inside the JVM the CPU goes, add Java Flight Recorder:
+runs them, or with `--pipeline ecommerce` the batch job's tasks on the e-commerce sample days, as
+tests/spark_jobs/test_batch_job.py runs them. JVM CPU is read from /proc (Linux) around each
+statement: unlike wall time it hardly moves when other processes share the cores, so it is the
+figure to compare between settings. For where inside the JVM the CPU goes, add Java Flight Recorder:
 `--conf "spark.driver.extraJavaOptions=-XX:StartFlightRecording=filename=/tmp/tasks.jfr,settings=profile"`.
 """
 
@@ -21,7 +23,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +76,28 @@ def timed(calls: list[tuple[str, float, float, str]], jvm: int, method: Callable
     return call
 
 
+def runs(options: argparse.Namespace, warehouse: Path) -> Iterator[tuple[str, Any, list[str]]]:
+    """(what, task module, its arguments) in the order a job runs them."""
+    lake = ["--catalog", "bench", "--schema", "ingest", "--warehouse", str(warehouse)]
+    if options.pipeline:
+        from tests.spark_jobs.batch_world import DAYS, TASKS, batch_id, seal
+
+        for run, day in enumerate(DAYS[: options.batches], start=1):
+            manifest = seal(warehouse.parent / "in", day)
+            arguments = ["--manifest", str(manifest), "--pipeline", options.pipeline, "--batch-id", batch_id(day)]
+            for task in TASKS:
+                yield day, task, [*arguments, "--run-id", str(run), *lake]
+        return
+    for sample in sorted((ROOT / "data" / "samples").glob("order_tracking_*.csv"))[: options.batches]:
+        arguments = ["--source-path", str(sample), "--dataset", "order_tracking", "--batch-id", sample.stem]
+        for task in (stage_load, target_load):
+            yield sample.stem, task, [*arguments, *lake]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=3, help="How many sample days to load, oldest first.")
+    parser.add_argument("--pipeline", choices=("ecommerce",), help="Profile the batch job on this pipeline's samples.")
     parser.add_argument("--conf", action="append", default=[], help="A Spark setting name=value (repeatable).")
     options = parser.parse_args()
     conf = {**TEST_CONF, **delta_spark_conf(Path(tempfile.mkdtemp())), **SMALL_DATA_CONF}
@@ -90,21 +111,17 @@ def main() -> None:
     for owner, names in ((SparkSession, ("sql", "table")), (DataFrame, ("collect", "first", "count", "toArrow"))):
         for name in names:
             setattr(owner, name, timed(calls, jvm, getattr(owner, name)))
-    samples = sorted((ROOT / "data" / "samples").glob("order_tracking_*.csv"))[: options.batches]
     warehouse = Path(tempfile.mkdtemp()) / "warehouse"
-    for sample in samples:
-        arguments = ["--source-path", str(sample), "--dataset", "order_tracking", "--batch-id", sample.stem]
-        arguments += ["--catalog", "bench", "--schema", "ingest", "--warehouse", str(warehouse)]
-        for task in (stage_load, target_load):
-            calls.clear()
-            wall, cpu = time.monotonic(), process_cpu(jvm)
-            if task.main(arguments) != 0:
-                sys.exit(f"{task.TASK} failed on {sample.name}")
-            wall, cpu = time.monotonic() - wall, process_cpu(jvm) - cpu
-            print(f"{task.TASK} {sample.stem}: {wall:.1f} s wall, JVM {cpu:.1f} s CPU")
-            for name, seconds, jvm_seconds, text in calls:
-                if seconds >= SHOWN_SECONDS:
-                    print(f"    {seconds:6.2f} s wall {jvm_seconds:6.2f} s JVM  {name} {text}")
+    for label, task, arguments in runs(options, warehouse):
+        calls.clear()
+        wall, cpu = time.monotonic(), process_cpu(jvm)
+        if task.main(arguments) != 0:
+            sys.exit(f"{task.TASK} failed on {label}")
+        wall, cpu = time.monotonic() - wall, process_cpu(jvm) - cpu
+        print(f"{task.TASK} {label}: {wall:.1f} s wall, JVM {cpu:.1f} s CPU, {len(calls)} statements")
+        for name, seconds, jvm_seconds, text in calls:
+            if seconds >= SHOWN_SECONDS:
+                print(f"    {seconds:6.2f} s wall {jvm_seconds:6.2f} s JVM  {name} {text}")
     print(f"total: {time.monotonic() - started:.1f} s wall, JVM {process_cpu(jvm):.1f} s CPU", flush=True)
 
 
