@@ -130,11 +130,6 @@ class AzureBlobStore:
         )
 
     @property
-    def service(self) -> Any:
-        """The SDK's BlobServiceClient, for a reader that needs more than a store offers (the watcher's listings)."""
-        return self._service
-
-    @property
     def endpoint(self) -> str:
         """The blob service's address without a trailing slash (`https://ACCOUNT.blob.core.windows.net`, Azurite's
         `http://127.0.0.1:10000/devstoreaccount1`): where blob URLs start."""
