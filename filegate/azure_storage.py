@@ -92,9 +92,21 @@ def _azure_errors(what: str) -> Iterator[None]:
         raise TransientError(f"{what}: storage unreachable: {exc}") from exc
 
 
-def _md5(content_settings: Any) -> str:
-    digest = getattr(content_settings, "content_md5", None)
-    return base64.b64encode(bytes(digest)).decode() if digest else ""
+def _info(container: str, path: str, blob: Any) -> ObjectInfo:
+    """From the SDK's BlobProperties, which a stat and a listing both answer with."""
+    settings = blob.content_settings
+    digest = getattr(settings, "content_md5", None)
+    return ObjectInfo(
+        container=container,
+        path=path,
+        size=int(blob.size),
+        version=_unquote(blob.etag),
+        metadata=dict(blob.metadata or {}),
+        # Last-Modified, not Creation-Time: an overwritten blob keeps its creation time.
+        written=blob.last_modified.timestamp() if blob.last_modified else 0.0,
+        content_type=str(getattr(settings, "content_type", None) or ""),
+        content_md5=base64.b64encode(bytes(digest)).decode() if digest else "",
+    )
 
 
 def _code(exc: Exception) -> str:
@@ -118,9 +130,10 @@ class AzureBlobStore:
         )
 
     @property
-    def service(self) -> Any:
-        """The SDK's BlobServiceClient, for a reader that needs more than a store offers (the watcher's listings)."""
-        return self._service
+    def endpoint(self) -> str:
+        """The blob service's address without a trailing slash (`https://ACCOUNT.blob.core.windows.net`, Azurite's
+        `http://127.0.0.1:10000/devstoreaccount1`): where blob URLs start."""
+        return f"{self._service.scheme}://{self._service.primary_hostname}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureBlobStore:
@@ -166,16 +179,7 @@ class AzureBlobStore:
                 props = blob.get_blob_properties()
         except ObjectNotFound:
             return None
-        return ObjectInfo(
-            container=container,
-            path=path,
-            size=int(props.size),
-            version=_unquote(props.etag),
-            metadata=dict(props.metadata or {}),
-            # Last-Modified, not Creation-Time: an overwritten blob keeps its creation time.
-            created=props.last_modified.timestamp() if props.last_modified else 0.0,
-            content_md5=_md5(props.content_settings),
-        )
+        return _info(container, path, props)
 
     def copy(
         self,
@@ -227,7 +231,16 @@ class AzureBlobStore:
                 metadata=dict(metadata),
                 content_settings=ContentSettings(content_type=content_type),
             )
-        return ObjectInfo(container, path, len(data), _unquote(result.get("etag")), dict(metadata))
+        written = result.get("last_modified")
+        return ObjectInfo(
+            container,
+            path,
+            len(data),
+            _unquote(result.get("etag")),
+            dict(metadata),
+            written=written.timestamp() if written else 0.0,
+            content_type=content_type,
+        )
 
     def delete(self, container: str, path: str, version: str) -> bool:
         from azure.core import MatchConditions
@@ -270,11 +283,10 @@ class AzureBlobStore:
     def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
         client = self._service.get_container_client(container)
         with _azure_errors(f"list {container}/{prefix}"):
+            # Committed blobs only: `include` never asks for "uncommittedblobs", so a blob whose blocks
+            # are staged but not yet committed (Put Block List) is not listed, as Event Grid is silent on it.
             for item in client.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
-                created = item.last_modified.timestamp() if item.last_modified else 0.0
-                metadata = dict(item.metadata or {})
-                md5 = _md5(item.content_settings)
-                yield ObjectInfo(container, item.name, int(item.size), _unquote(item.etag), metadata, created, md5)
+                yield _info(container, str(item.name), item)
 
     def spark_uri(self, container: str, path: str) -> str:
         return azure_uri(self.account, container, path)

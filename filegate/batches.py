@@ -96,7 +96,7 @@ class Batch:
 
     @property
     def latest_trigger(self) -> ObjectInfo | None:
-        return max(self.triggers, key=lambda info: (info.created, info.path), default=None)
+        return max(self.triggers, key=lambda info: (info.written, info.path), default=None)
 
     @property
     def revision(self) -> int:
@@ -116,8 +116,8 @@ class Batch:
 
     def first_seen(self) -> float:
         """When the first piece of this batch was archived (epoch seconds): the overdue clock starts there."""
-        times = [info.created for info in self.triggers if info.created]
-        times += [info.created for m in self.members for info in (m.chosen, *m.superseded) if info and info.created]
+        times = [info.written for info in self.triggers if info.written]
+        times += [info.written for m in self.members for info in (m.chosen, *m.superseded) if info and info.written]
         return min(times, default=0.0)
 
 
@@ -189,7 +189,7 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
     found = [info for info in store.list(settings.archive.container, prefix) if _same_file(expected, _name(info))]
     qualifying = [info for info in found if expected.bytes is None or info.size == expected.bytes]
     if qualifying:
-        chosen = max(qualifying, key=lambda info: (info.created, info.path))
+        chosen = max(qualifying, key=lambda info: (info.written, info.path))
         return Member(expected, chosen, tuple(info for info in found if info is not chosen))
     note = ""
     if found:
@@ -203,7 +203,7 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
         if not info.path.endswith(".report.json") and _same_file(expected, _name(info))
     ]
     if candidates:
-        newest = max(candidates, key=lambda info: (info.created, info.path))
+        newest = max(candidates, key=lambda info: (info.written, info.path))
         return Member(expected, None, tuple(found), report=f"{newest.container}/{report_path(newest.path)}", note=note)
     return Member(expected, None, tuple(found), note=note)
 

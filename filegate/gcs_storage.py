@@ -96,8 +96,11 @@ def _info(container: str, blob: Blob) -> ObjectInfo:
         size=int(blob.size or 0),
         version=str(blob.generation or ""),
         metadata=dict(blob.metadata or {}),
-        created=blob.time_created.timestamp() if blob.time_created else 0.0,
+        # The generation's creation: a metadata patch moves `updated`, not this.
+        written=blob.time_created.timestamp() if blob.time_created else 0.0,
+        content_type=str(blob.content_type or ""),
         content_md5=str(blob.md5_hash or ""),
+        crc32c=str(blob.crc32c or ""),
     )
 
 

@@ -17,17 +17,22 @@ META_RUN_ID = "filegate_run_id"
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What the store knows about one object."""
+    """One object version as a store's listing, stat or write shows it: the one type for a stored object."""
 
     container: str
     path: str
     size: int
     version: str
     metadata: Mapping[str, str] = field(default_factory=dict)
-    # When this version was written (epoch seconds): an overwrite is a new version, with a new time.
-    created: float = 0.0
-    # The store's MD5 of the content, base64 ("" where the store has none, e.g. Azure block-list uploads).
+    # When this version was last written (epoch seconds, 0.0 when the store did not say), not when the
+    # name first appeared: an overwrite is a new version with a new time. Azure's Last-Modified (which a
+    # metadata write moves too), GCS's timeCreated of the generation.
+    written: float = 0.0
+    content_type: str = ""
+    # The store's checksums of the content, base64, "" where it keeps none: MD5 (not for Azure block-list
+    # uploads or GCS composite objects) and CRC32C (GCS keeps one for every object, Azure none).
     content_md5: str = ""
+    crc32c: str = ""
 
 
 class Store(Protocol):

@@ -36,7 +36,7 @@ def is_folder_marker(info: ObjectInfo) -> bool:
 
 def upload_from_object(store: Store, info: ObjectInfo) -> Upload:
     """The Upload the object's own event would have carried: same identity, hence the same run token."""
-    written = datetime.fromtimestamp(info.created, UTC).isoformat(timespec="seconds") if info.created else ""
+    written = datetime.fromtimestamp(info.written, UTC).isoformat(timespec="seconds") if info.written else ""
     upload = Upload(
         store=store.kind,
         account=store.account,
@@ -58,7 +58,7 @@ def due_objects(gate: Gate, older_than: timedelta) -> Iterator[ObjectInfo]:
     cutoff = (gate.clock() - older_than).timestamp()
     for info in gate.store.list(landing.container, landing.prefix):
         # An object without a write time is treated as old: missing it forever is the worse error.
-        if info.created <= cutoff and not is_folder_marker(info):
+        if info.written <= cutoff and not is_folder_marker(info):
             yield info
 
 

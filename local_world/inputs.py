@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from filegate.contracts import load_contracts
+from filegate.storage import ObjectInfo
 from local_world.emulators import gcs_emulator_client
-from local_world.watch import StoredObject, blob_created_event, finalized_event
+from local_world.watch import blob_created_event, finalized_event
 
 ORDER_TRACKING = load_contracts()["order_tracking"]
 COLUMNS = ORDER_TRACKING.column_names
@@ -71,9 +72,8 @@ def blob_created(
     Built by the watcher's builder (one per event kind); each call gets its own id unless given one,
     as each of Event Grid's deliveries of a new upload does.
     """
-    url = f"http://127.0.0.1:{port}/{account}/{container}/{path}"
-    stored = StoredObject(container, path, size, etag, EVENT_TIME, content_type="text/csv", url=url)
-    body = blob_created_event(stored, account, sequencer=_SEQUENCER).body
+    stored = ObjectInfo(container, path, size, etag, written=EVENT_TIME.timestamp(), content_type="text/csv")
+    body = blob_created_event(stored, account, f"http://127.0.0.1:{port}/{account}", sequencer=_SEQUENCER).body
     body["id"] = event_id or str(uuid.uuid4())
     body["data"]["api"] = api
     return body
@@ -81,7 +81,7 @@ def blob_created(
 
 def gcs_finalized(bucket: str, name: str, size: int, generation: int, event_id: str | None = None) -> dict[str, Any]:
     """A `google.cloud.storage.object.v1.finalized` CloudEvent as Eventarc delivers it (numbers as strings)."""
-    stored = StoredObject(bucket, name, size, str(generation), EVENT_TIME, content_type="text/csv")
+    stored = ObjectInfo(bucket, name, size, str(generation), written=EVENT_TIME.timestamp(), content_type="text/csv")
     body = finalized_event(stored, GCS_ENDPOINT).body
     body["id"] = event_id or str(uuid.uuid4())
     return body

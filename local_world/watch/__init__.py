@@ -23,7 +23,7 @@ from filegate.errors import SettingsError, TransientError
 from filegate.events import AZURE_TARGET, BLOB_CREATED, GCP_TARGET
 from filegate.settings import Settings
 from local_world.emulators import stop_requested
-from local_world.watch._envelopes import Event, StoredObject, blob_created_event, finalized_event
+from local_world.watch._envelopes import Event, blob_created_event, finalized_event
 from local_world.watch._sources import AzuriteSource, GcsEmulatorSource, Source, watched_locations
 from local_world.watch._transports import (
     DEFAULT_FUNCTION_NAME,
@@ -55,7 +55,6 @@ __all__ = [
     "GcsEmulatorSource",
     "RetryPolicy",
     "Source",
-    "StoredObject",
     "Watcher",
     "blob_created_event",
     "deliver_cloudevent_binary",

@@ -1,40 +1,24 @@
-"""The events the clouds send about a committed object, built from what a listing shows."""
+"""The events the clouds send about a committed object, built from what a store's listing shows.
+
+The one place that knows what an event carries beyond the object itself: what a listing does not
+say (the blob URL, the blob type, the finalize event's metageneration and ETag) is derived here.
+"""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from filegate.events import AZURE, BLOB_CREATED, GCS, GCS_FINALIZED
+from filegate.storage import ObjectInfo
 
 # The Azure SDK uploads in one Put Blob up to this size, and in blocks (Put Block List) above it.
 SINGLE_PUT_BYTES = 64 * 1024 * 1024
 _LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """A committed object as a listing shows it: what an event about its creation carries."""
-
-    container: str
-    path: str
-    size: int
-    version: str
-    modified: datetime
-    content_type: str = ""
-    url: str = ""
-    blob_type: str = "BlockBlob"
-    etag: str = ""
-    metageneration: str = "1"
-    md5_hash: str = ""
-    crc32c: str = ""
-    created: datetime | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.container}/{self.path}"
 
 
 @dataclass(frozen=True)
@@ -53,8 +37,16 @@ class Event:
         return f"{self.container}/{self.path}"
 
 
-def blob_created_event(obj: StoredObject, account: str, sequencer: str) -> Event:
-    """A `Microsoft.Storage.BlobCreated` event in the Event Grid schema, field for field as Azure sends it."""
+def object_key(obj: ObjectInfo) -> str:
+    """`container/path`: what names an object across its versions."""
+    return f"{obj.container}/{obj.path}"
+
+
+def blob_created_event(obj: ObjectInfo, account: str, endpoint: str, sequencer: str) -> Event:
+    """A `Microsoft.Storage.BlobCreated` event in the Event Grid schema, field for field as Azure sends it.
+
+    `endpoint` is the blob service's address (`AzureBlobStore.endpoint`), where the blob's URL starts.
+    """
     event_id = _event_id(AZURE, obj)
     body: dict[str, Any] = {
         "id": event_id,
@@ -62,7 +54,7 @@ def blob_created_event(obj: StoredObject, account: str, sequencer: str) -> Event
         f"Microsoft.Storage/storageAccounts/{account}",
         "subject": f"/blobServices/default/containers/{obj.container}/blobs/{obj.path}",
         "eventType": BLOB_CREATED,
-        "eventTime": _event_grid_time(obj.modified),
+        "eventTime": _event_grid_time(_written(obj)),
         "dataVersion": "",
         "metadataVersion": "1",
         "data": {
@@ -75,8 +67,10 @@ def blob_created_event(obj: StoredObject, account: str, sequencer: str) -> Event
             "eTag": obj.version,
             "contentType": obj.content_type or "application/octet-stream",
             "contentLength": obj.size,
-            "blobType": obj.blob_type,
-            "url": obj.url,
+            # What users upload and what the Azure SDK makes; the store's listing does not carry the type.
+            "blobType": "BlockBlob",
+            # Encoded as the Azure SDK encodes a blob client's URL.
+            "url": f"{endpoint.rstrip('/')}/{quote(obj.container)}/{quote(obj.path, safe='~/')}",
             "sequencer": sequencer,
             "storageDiagnostics": {"batchId": str(uuid.uuid5(uuid.NAMESPACE_DNS, event_id))},
         },
@@ -84,10 +78,12 @@ def blob_created_event(obj: StoredObject, account: str, sequencer: str) -> Event
     return Event(event_id, BLOB_CREATED, obj.container, obj.path, obj.version, body)
 
 
-def finalized_event(obj: StoredObject, endpoint: str) -> Event:
+def finalized_event(obj: ObjectInfo, endpoint: str) -> Event:
     """A `google.cloud.storage.object.v1.finalized` CloudEvent (structured form), as Eventarc sends it."""
     event_id = _event_id(GCS, obj)
-    created = obj.created or obj.modified
+    # Finalizing creates the generation: at that moment it was created and updated, and its metadata
+    # is at metageneration 1 (a later metadata patch sends no finalize event).
+    written = _rfc3339(_written(obj))
     # In real payloads generation, metageneration and size are JSON strings.
     data: dict[str, Any] = {
         "kind": "storage#object",
@@ -96,16 +92,16 @@ def finalized_event(obj: StoredObject, endpoint: str) -> Event:
         "name": obj.path,
         "bucket": obj.container,
         "generation": obj.version,
-        "metageneration": obj.metageneration,
+        "metageneration": "1",
         "contentType": obj.content_type or "application/octet-stream",
-        "timeCreated": _rfc3339(created),
-        "updated": _rfc3339(obj.modified),
+        "timeCreated": written,
+        "updated": written,
         "storageClass": "STANDARD",
-        "timeStorageClassUpdated": _rfc3339(created),
+        "timeStorageClassUpdated": written,
         "size": str(obj.size),
-        "md5Hash": obj.md5_hash,
+        "md5Hash": obj.content_md5,
         "crc32c": obj.crc32c,
-        "etag": obj.etag,
+        "etag": _gcs_etag(obj.version),
     }
     body: dict[str, Any] = {
         "specversion": "1.0",
@@ -113,16 +109,41 @@ def finalized_event(obj: StoredObject, endpoint: str) -> Event:
         "source": f"//storage.googleapis.com/projects/_/buckets/{obj.container}",
         "type": GCS_FINALIZED,
         "subject": f"objects/{obj.path}",
-        "time": _rfc3339(obj.modified),
+        "time": written,
         "datacontenttype": "application/json",
         "data": data,
     }
     return Event(event_id, GCS_FINALIZED, obj.container, obj.path, obj.version, body)
 
 
-def _event_id(kind: str, obj: StoredObject) -> str:
+def _event_id(kind: str, obj: ObjectInfo) -> str:
     """One id per object version: a retried delivery carries the same id, as Event Grid's does."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"filegate-watch|{kind}|{obj.key}|{obj.version}"))
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"filegate-watch|{kind}|{object_key(obj)}|{obj.version}"))
+
+
+def _written(obj: ObjectInfo) -> datetime:
+    # A store that does not say when is treated as "just now", the moment the watcher noticed it.
+    return datetime.fromtimestamp(obj.written, UTC) if obj.written else datetime.now(UTC)
+
+
+def _gcs_etag(generation: str) -> str:
+    """The ETag GCS gives a generation at metageneration 1: base64 of (generation, metageneration) as a
+    protobuf message, as in every real object resource (`CIf3xYem6vMCEAE=` for generation 1635327604259719).
+
+    The emulator answers with the MD5 instead; the event carries what GCS would send.
+    """
+    if not generation.isdigit():
+        return ""
+    return base64.b64encode(b"\x08" + _varint(int(generation)) + b"\x10\x01").decode()
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while number > 0x7F:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
 
 
 def _event_grid_time(moment: datetime) -> str:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from filegate.settings import Location
-from local_world.watch._envelopes import Event, StoredObject
+from filegate.storage import ObjectInfo
+from local_world.watch._envelopes import Event, object_key
 from local_world.watch._sources import Source
 from local_world.watch._transports import Deliver, DeliveryFailed
 
@@ -118,10 +119,10 @@ class Watcher:
 
     def poll(self) -> int:
         """List the locations once and queue an event for every new object version; how many were queued."""
-        seen: dict[str, StoredObject] = {}
+        seen: dict[str, ObjectInfo] = {}
         for location in self.locations:
             for obj in self.source.list_objects(location):
-                seen[obj.key] = obj
+                seen[object_key(obj)] = obj
         queued = 0
         with self._lock:
             if self._skip_existing:
@@ -131,17 +132,17 @@ class Watcher:
                 self._save_state()
                 return 0
             # Oldest write first, so that a late file uploaded after a newer one is delivered after it.
-            for obj in sorted(seen.values(), key=lambda o: (o.modified, o.path)):
-                if self._state.delivered.get(obj.key) == obj.version:
+            for key, obj in sorted(seen.items(), key=lambda item: (item[1].written, item[1].path)):
+                if self._state.delivered.get(key) == obj.version:
                     continue
-                pending = self._pending.get(obj.key)
+                pending = self._pending.get(key)
                 if pending is not None and pending.event.version == obj.version:
                     continue
                 # A newer version replaces a pending event for an older one: Event Grid would still
                 # deliver both, but the older one could only be settled as superseded.
                 self._state.sequence += 1
                 sequencer = f"{self._state.sequence:048x}"
-                self._pending[obj.key] = _Pending(self.source.event_for(obj, sequencer), self._clock())
+                self._pending[key] = _Pending(self.source.event_for(obj, sequencer), self._clock())
                 queued += 1
             # Forget names that are gone (the function moved them), so the state stays small.
             forgotten = [key for key in self._state.delivered if key not in seen]

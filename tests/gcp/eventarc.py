@@ -11,8 +11,8 @@ from typing import Any
 
 from google.cloud import storage
 
+from filegate.storage import ObjectInfo
 from local_world.inputs import GCS_ENDPOINT
-from local_world.watch import StoredObject
 from local_world.watch import finalized_event as watched_finalized_event
 
 
@@ -28,18 +28,15 @@ def finalized_event(blob: storage.Blob, event_id: str | None = None) -> dict[str
 
     Built by the watcher's builder (one per event kind); each call gets its own id unless given one.
     """
-    stored = StoredObject(
+    stored = ObjectInfo(
         container=blob.bucket.name,
         path=blob.name,
         size=int(blob.size),
         version=str(blob.generation),
-        modified=blob.updated,
-        created=blob.time_created,
-        content_type=blob.content_type,
-        metageneration=str(blob.metageneration),
-        md5_hash=blob.md5_hash or "",
+        written=blob.time_created.timestamp(),
+        content_type=blob.content_type or "",
+        content_md5=blob.md5_hash or "",
         crc32c=blob.crc32c or "",
-        etag=blob.etag or "",
     )
     body = watched_finalized_event(stored, GCS_ENDPOINT).body
     body["id"] = event_id or str(uuid.uuid4().int)[:16]

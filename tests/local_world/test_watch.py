@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from filegate.gcs_storage import GcsStore
 from filegate.ingest import ARCHIVED, IGNORED, Gate, Outcome
 from filegate.jobs import DatabricksJobs
 from filegate.settings import Location, Settings
+from filegate.storage import ObjectInfo
 from local_world.emulators import Azurite, free_port
 from local_world.inputs import blob_created, csv_bytes, tracking_row
 from local_world.jobs_api import LocalJobsServer
@@ -39,9 +40,11 @@ from local_world.watch import (
     deliver_event_grid_webhook,
     deliver_in_process,
     event_grid_webhook_url,
+    finalized_event,
     watched_locations,
 )
 from local_world.watch import main as watch_main
+from tests.gcp.eventarc import finalized_event as gcs_finalized_event
 from tests.gcp.eventarc import upload as gcs_upload
 from tests.gcp.world import PROJECT, GcpWorld, fresh_settings
 
@@ -96,11 +99,15 @@ def test_a_new_blob_gets_one_blob_created_event_in_the_event_grid_schema(
     landing = azure_settings.landing
     expected = blob_created(landing.container, landing.path(DAY), len(data), etag, port=azurite.port)
     assert event.body.keys() == expected.keys()
-    assert event.body["data"].keys() == expected["data"].keys()
     assert event.body["subject"] == expected["subject"]
     assert event.body["eventType"] == "Microsoft.Storage.BlobCreated"
-    assert event.body["data"]["url"] == expected["data"]["url"]
-    assert event.body["data"]["contentType"] == "text/csv"
+    # Field for field what the builder makes of the same object, but the sequencer (the watcher's count).
+    assert {**event.body["data"], "sequencer": ""} == {**expected["data"], "sequencer": ""}
+    assert (
+        event.body["data"]["url"]
+        == f"http://127.0.0.1:{azurite.port}/devstoreaccount1/{landing.container}/incoming/{DAY}"
+    )
+    assert (event.body["data"]["contentType"], event.body["data"]["blobType"]) == ("text/csv", "BlockBlob")
     assert datetime.strptime(event.body["eventTime"], "%Y-%m-%dT%H:%M:%S.%f0Z")
     upload = parse_event(event.body)
     assert isinstance(upload, Upload)
@@ -516,6 +523,48 @@ def test_in_process_delivery_of_a_filegate_write_is_ignored_by_the_core(
     assert [outcome.status for outcome in seen] == [IGNORED]
     assert "own archive write" in seen[0].reasons[0]
     assert jobs_api.runs() == []
+
+
+def test_a_finalize_event_carries_the_object_as_the_store_lists_it(gcs_emulator: Any, tmp_path: Path) -> None:
+    store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": gcs_emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
+    settings = fresh_settings(store)
+    blob = gcs_upload(gcs_emulator.client(), settings.landing.container, DAY, csv_bytes())
+    recorder = Recorder()
+    watch = Watcher(GcsEmulatorSource(gcs_emulator.url, project=PROJECT), [settings.landing], recorder, tmp_path)
+
+    watch.poll()
+    watch.deliver_due()
+
+    [event] = recorder.events
+    data = event.body["data"]
+    # What Eventarc sends for the object resource the upload answered with, field for field; the
+    # watcher's links point at the emulator it lists.
+    assert {**data, "selfLink": ""} == {**gcs_finalized_event(blob)["data"], "selfLink": ""}
+    assert data["selfLink"] == f"{gcs_emulator.url}/storage/v1/b/{settings.landing.container}/o/{DAY}"
+    assert (data["name"], data["generation"], data["size"]) == (DAY, str(blob.generation), str(blob.size))
+    assert (data["md5Hash"], data["crc32c"], data["contentType"]) == (blob.md5_hash, blob.crc32c, "text/csv")
+    assert data["timeCreated"] == data["updated"] == event.body["time"]
+    assert data["metageneration"] == "1"
+
+
+def test_a_finalize_event_has_the_etag_gcs_gives_the_generation() -> None:
+    # Generation, time and hashes of an object resource as Cloud Storage answered it (not the emulator).
+    stored = ObjectInfo(
+        "project1-cross-project",
+        "random.txt",
+        12,
+        "1635327604259719",
+        written=datetime(2021, 10, 27, 9, 40, 4, 268000, tzinfo=UTC).timestamp(),
+        content_type="text/plain",
+        content_md5="5Z/5eUEET4XfUpfhwwLSYA==",
+        crc32c="R1jUOQ==",
+    )
+
+    data = finalized_event(stored, "https://www.googleapis.com").body["data"]
+
+    assert data["etag"] == "CIf3xYem6vMCEAE="
+    assert (data["timeCreated"], data["updated"]) == ("2021-10-27T09:40:04.268Z", "2021-10-27T09:40:04.268Z")
+    assert (data["md5Hash"], data["crc32c"], data["metageneration"]) == ("5Z/5eUEET4XfUpfhwwLSYA==", "R1jUOQ==", "1")
 
 
 def test_a_webhook_url_without_a_function_name_is_refused_up_front(
