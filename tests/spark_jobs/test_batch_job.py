@@ -19,6 +19,7 @@ from filegate.contracts import BUILTIN_DATASETS
 from spark_jobs import batch_merge, batch_stage, batch_validate
 from spark_jobs.columns import LINEAGE
 from spark_jobs.pipeline_tables import parse_tables
+from spark_jobs.row_rules import stage_rules
 from tests.spark_jobs.batch_world import DAYS, ECOMMERCE, arguments, batch_id, ecommerce, run_batch, seal
 from tests.spark_jobs.conftest import Lake
 
@@ -83,11 +84,18 @@ def expected_rule_rows(day: str, members: tuple[str, ...]) -> set[tuple[Any, ...
     rejected = {d: sum(n for rule, n in flaws["rejects"].items() if rule.startswith(f"{d}.")) for d in MEMBERS}
     staged = {d: read[d] - rejected[d] for d in MEMBERS}
     expected = set()
+    # Every rule the stage runs gets its row; those the generator planted no flaw for passed on every row read.
+    contracts = ecommerce()[1]
+    for dataset in MEMBERS:
+        for stage_rule in stage_rules(contracts[dataset]):
+            expected.add((dataset, stage_rule.rule, read[dataset], 0, "NONE", "PASSED"))
     for rule, n in flaws["rejects"].items():
         dataset = rule.split(".")[0]
+        expected.discard((dataset, rule, read[dataset], 0, "NONE", "PASSED"))
         expected.add((dataset, rule, read[dataset], n, STAGE_SEVERITY[rule], "REJECTED"))
     for rule, n in flaws["warnings"].items():
         dataset = rule.split(".")[0]
+        expected.discard((dataset, rule, read[dataset], 0, "NONE", "PASSED"))
         expected.add((dataset, rule, read[dataset], n, STAGE_SEVERITY[rule], "WARNED"))
     for rule, (dataset, severity, outcome, planted) in CROSS_RULES.items():
         failed = len(flaws["planted"].get(planted, [])) if planted else 0
@@ -122,9 +130,18 @@ def test_datasets_and_the_batch_are_scored_with_the_configured_weights(world: tu
         "PASSED",
         100.0,
     )
-    # customers: two MEDIUM rules at 58/60, one HIGH reconciliation at 100 (bad_row_share is not scored).
+    # customers: every declared rule counts, also those that passed, so more failing rows always lower the score.
+    # Its 37 stage rules (20 HIGH, 15 MEDIUM, 2 LOW) and the HIGH reconciliation weigh 20*5 + 15*3 + 2*1 + 5 = 152;
+    # two MEDIUM rules scored 58/60, the rest 100 (bad_row_share restates the rejects and is not scored).
     medium = 100 * (1 - 2 / 60)
-    assert datasets["customers"]["score"] == pytest.approx((3 * medium + 3 * medium + 5 * 100) / 11, abs=1e-3)
+    assert datasets["customers"]["score"] == pytest.approx((2 * 3 * medium + (152 - 2 * 3) * 100) / 152, abs=1e-3)
+    # Each dataset's score is its scored rule rows' weighted mean (weights of ecommerce.toml's [scoring]).
+    weights = {"HIGH": 5, "MEDIUM": 3, "LOW": 1}
+    for name, dataset in datasets.items():
+        scored = [r for r in results if r["level"] == "rule" and r["dataset"] == name and r["rule"] != "bad_row_share"]
+        weight = sum(weights[r["severity_configured"]] for r in scored)
+        mean = sum(weights[r["severity_configured"]] * r["score"] for r in scored) / weight
+        assert dataset["score"] == pytest.approx(mean, abs=1e-3)
     assert (datasets["orders"]["severity"], datasets["orders"]["outcome"]) == ("HIGH", "WARNED")
     read = {d: r["rows_evaluated"] for d, r in datasets.items()}
     weighted = sum(read[d] * datasets[d]["score"] for d in MEMBERS) / sum(read.values())
