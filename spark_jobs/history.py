@@ -33,7 +33,7 @@ from filegate.contracts import BUSINESS_DATE, Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import content_order
 from spark_jobs.columns import EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, LINEAGE, row_fields, target_schema
-from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec
+from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec, content_text
 from spark_jobs.warehouse import Warehouse, batch_predicate
 
 ACTION = "_action"
@@ -48,6 +48,13 @@ _NEXT_DATE = "_next_date"
 _REBUILT = "_rebuilt"
 _EARLIER = "_earlier"
 _OLD = "_old"
+_FROM = "_from"
+_LAST = "_last"
+_CONTENT = "_content"
+_VALUES = "_values"
+_OLD_VALUES = "_old_values"
+_OPENED = "_opened"
+_CHANGED = "_changed"
 PROPERTIES = ("filegate.keys", "filegate.scd_type", "filegate.sequence_by")
 
 
@@ -57,11 +64,21 @@ class TargetDefinitionChanged(FilegateError):
 
 @dataclass(frozen=True)
 class HistoryCounts:
-    """What one merge did to a target, as the MERGE reports it."""
+    """What one merge did: to the target's versions (as the MERGE reports it), and with each row of the batch.
+
+    Every row of the batch is counted once (see `row_effects`): superseded (another row of the batch has
+    its key and instant and outranks it), opened (it starts a version the target did not have), changed
+    (it is the last observation of a version the target had with other values, which it now holds), or
+    unchanged (a replay, an observation folded inside a version without changing it, a lost tie).
+    """
 
     inserted: int
     updated: int
     deleted: int
+    superseded: int = 0
+    opened: int = 0
+    changed: int = 0
+    unchanged: int = 0
 
 
 def observations_table(contract: Contract) -> str:
@@ -245,9 +262,62 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     )
     # No count afterwards (replace_batch counts): the MERGE reports what changed.
     warehouse.replace_where(observed, batch.select(*columns), batch_predicate(batch_id))
+    # Before the MERGE: the rows' effects are read against the versions the target holds now.
+    rows = row_effects(batch, warehouse.read(observed), warehouse.read(target), contract)
     counts = warehouse.merge(
         target,
         lambda: history_source(batch, warehouse.read(observed), warehouse.read(target), contract),
         history_merge_v2(contract),
     )
-    return HistoryCounts(counts.inserted, counts.updated, counts.deleted)
+    return HistoryCounts(counts.inserted, counts.updated, counts.deleted, *rows)
+
+
+def row_effects(batch: DataFrame, observations: DataFrame, target: DataFrame, contract: Contract) -> tuple[int, ...]:
+    """Each row of the batch in one category: superseded, opened, changed, unchanged (see `HistoryCounts`).
+
+    Counted in one query, comparing the versions the observations give with those the target holds:
+    each row lands in exactly one category, none is derived from the others.
+    """
+    keys = list(contract.keys)
+    sequence = contract.sequence_by
+    touched = batch.select(*keys).distinct()
+    # A snapshot's tombstones depend on every key's dates: rebuild from all observations, as the MERGE does.
+    source = observations if contract.load == "snapshot" else observations.join(touched, on=keys, how="left_semi")
+    rebuilt = versions(source, contract).join(touched, on=keys, how="left_semi")
+    old = target.join(touched, on=keys, how="left_semi")
+    compared = [
+        name
+        for name in target_schema(contract).fieldNames()
+        if name not in LINEAGE and name not in (*keys, EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT)
+    ]
+    content = F.expr(content_text(contract))
+    after = rebuilt.select(
+        *keys,
+        F.col(EFFECTIVE_FROM).alias(_FROM),
+        F.col(sequence).alias(_LAST),
+        content.alias(_CONTENT),
+        row_hash(compared).alias(_VALUES),
+    )
+    before = old.select(*keys, F.col(EFFECTIVE_FROM).alias(_FROM), row_hash(compared).alias(_OLD_VALUES))
+    compared_versions = after.join(before, on=[*keys, _FROM], how="left")
+    opened = compared_versions.where(F.col(_OLD_VALUES).isNull()).select(
+        *keys, F.col(_FROM).alias(sequence), F.lit(True).alias(_OPENED)
+    )
+    changed = compared_versions.where(F.col(_OLD_VALUES) != F.col(_VALUES)).select(
+        *keys, F.col(_LAST).alias(sequence), _CONTENT, F.lit(True).alias(_CHANGED)
+    )
+    # The batch's rows, ranked inside their key and instant as `versions` picks one.
+    same_instant = Window.partitionBy(*keys, sequence).orderBy(content_order(contract))
+    ranked = batch.select(*keys, sequence, content.alias(_CONTENT), F.row_number().over(same_instant).alias(_RANK))
+    classified = ranked.join(opened, on=[*keys, sequence], how="left").join(
+        changed, on=[*keys, sequence, _CONTENT], how="left"
+    )
+    first = F.col(_RANK) == 1
+    found = classified.agg(
+        F.count_if(~first).alias("superseded"),
+        F.count_if(first & F.col(_OPENED).isNotNull()).alias("opened"),
+        F.count_if(first & F.col(_OPENED).isNull() & F.col(_CHANGED).isNotNull()).alias("changed"),
+        F.count_if(first & F.col(_OPENED).isNull() & F.col(_CHANGED).isNull()).alias("unchanged"),
+    ).first()
+    names = ("superseded", "opened", "changed", "unchanged")
+    return tuple(int(found[name] or 0) if found is not None else 0 for name in names)

@@ -31,6 +31,8 @@ pytestmark = pytest.mark.timeout(1800)
 DAY_TWO = ("customers", "products")
 TARGETS = ("customers_target", "products_target", "inventory_target", "orders_target", "shipping_target")
 MEMBERS = ("customers", "products", "inventory", "orders", "shipping")
+# The merge's categories of a staged row: rows_read is their sum.
+ROW_CATEGORIES = ("quarantined", "superseded", "inserted", "updated", "unchanged", "deleted")
 DERIVED = [t.name for t in parse_tables(*ecommerce())]
 # The configured severity of each planted stage rule (column rules default to MEDIUM, the rest as declared).
 STAGE_SEVERITY = {
@@ -196,11 +198,20 @@ def test_processing_log_has_a_row_per_task_member_and_attempt(world: tuple[Lake,
     )
     assert found == expected
     merged = {(r["batch_id"], r["dataset"]): r for r in log if r["task"] == "merge_targets"}
+    staged = {
+        (r["batch_id"], r["dataset"]): r["rows_read"] - r["rows_rejected"] for r in log if r["task"] == "stage_members"
+    }
+    # The merge reads every row the stage kept, and counts each once, in one category.
+    for where, row in merged.items():
+        assert row["rows_read"] == staged[where] == sum(row[f"rows_{c}"] for c in ROW_CATEGORIES), row
     shipping = merged[(batch_id(DAYS[0]), "shipping")]
-    assert (shipping["rows_read"], shipping["rows_quarantined"], shipping["rows_inserted"]) == (22, 1, 22)
+    assert (shipping["rows_read"], shipping["rows_quarantined"], shipping["rows_inserted"]) == (23, 1, 22)
     customers = merged[(batch_id(DAYS[1]), "customers")]
-    # Day two: 3 changed customers (the login-only change updates in place) and 8 new ones.
-    assert (customers["rows_read"], customers["rows_inserted"], customers["rows_updated"]) == (11, 10, 3)
+    # Day two: 8 new customers and 2 changes open versions, the login-only change updates its version in place.
+    figures = ("rows_read", "rows_superseded", "rows_inserted", "rows_updated", "rows_unchanged")
+    assert tuple(customers[f] for f in figures) == (11, 0, 10, 1, 0)
+    # The versions: 10 new, and 3 updated (two re-bounded by their successors, one changed in place).
+    assert json.loads(customers["details"])["versions"] == {"inserted": 10, "updated": 3, "deleted": 0}
     assert all(r["business_date"].isoformat() in DAYS and r["pipeline"] == "ecommerce" for r in log)
 
 
@@ -239,6 +250,9 @@ def test_a_retried_merge_changes_nothing_and_counts_its_attempt(world: tuple[Lak
     retried = [r for r in merges if r["attempt"] == 2]
     assert sorted(r["dataset"] for r in retried) == sorted(DAY_TWO)
     assert {(r["rows_inserted"], r["rows_updated"], r["rows_deleted"]) for r in retried} == {(0, 0, 0)}
+    # A replay: every row read is counted as unchanged (none was quarantined or superseded on day two).
+    assert all(r["rows_unchanged"] == r["rows_read"] > 0 for r in retried)
+    assert all(sum(r[f"rows_{c}"] for c in ROW_CATEGORIES) == r["rows_read"] for r in retried)
 
 
 def test_a_failing_rule_leaves_every_target_unchanged_and_logs_failed(world: tuple[Lake, Path], tmp_path: Path) -> None:
