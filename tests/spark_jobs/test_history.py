@@ -158,3 +158,30 @@ def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake:
         ("m1", "GOLD", "c", T2),
         ("m1", "PLATINUM", "q", t15),
     ]
+
+
+def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_version(lake: Lake) -> None:
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    leaving = replace(MEMBERS, name="leavers", delete_when="tier = 'DELETED'")
+
+    def merge(batch: str, *rows: tuple[Any, ...]) -> HistoryCounts:
+        return merge_history(warehouse, leaving, observed(lake.spark, leaving, [("x", *r) for r in rows], batch), batch)
+
+    assert merge("b1", ("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1)) == HistoryCounts(2, 0, 0, opened=2)
+    # m1's delete closes its version at T2 (no new version); m2's new tier opens one at T3.
+    second = (("m1", "DELETED", None, T2), ("m2", "PLATINUM", "y", T3))
+    assert merge("b2", *second) == HistoryCounts(1, 2, 0, opened=1, closed=1)
+    assert merge("b2", *second) == HistoryCounts(0, 0, 0, unchanged=2)
+    # A late delete of m2 at T2 ends its BASIC version there, but its newer PLATINUM version stays current;
+    # m1 comes back at T3 with a new version.
+    third = (("m2", "DELETED", None, T2), ("m1", "GOLD", "c", T3))
+    assert merge("b3", *third) == HistoryCounts(1, 1, 0, opened=1, closed=1)
+
+    columns = ["member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
+    assert versions(lake, leaving.target, columns) == [
+        ("m1", "GOLD", "a", T1, T2, False),
+        ("m1", "GOLD", "c", T3, None, True),
+        ("m2", "BASIC", "x", T1, T2, False),
+        ("m2", "PLATINUM", "y", T3, None, True),
+    ]
