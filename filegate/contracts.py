@@ -249,6 +249,9 @@ class Contract:
     # SCD2: which columns open a new version when they change (all others update the current one).
     track_history: tuple[str, ...] = ()
     track_history_except: tuple[str, ...] = ()
+    # A Spark SQL condition on the row (and derived columns): a row that matches deletes its key as of its
+    # sequence value (SCD2 closes the version, SCD1 deletes the row), as AUTO CDC's `apply_as_deletes`.
+    delete_when: str = ""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -389,6 +392,7 @@ def read_contract(document: Mapping[str, Any], source: Path | None = None) -> tu
         derived=tuple(reader.derived(raw, index) for index, raw in enumerate(reader.tables("derived"))),
         track_history=reader.names("track_history"),
         track_history_except=reader.names("track_history_except"),
+        delete_when=reader.text("delete_when"),
     )
     problems = reader.problems + _contract_problems(contract)
     return (None if problems else contract), problems
@@ -403,7 +407,7 @@ class _Reader:
         known = {
             "name", "file_pattern", "columns", "keys", "sequence_by", "scd_type", "delimiter", "max_bad_row_ratio",
             "description", "target_table", "load", "unique_keys", "multiline_records", "params", "checks", "derived",
-            "track_history", "track_history_except", "kind",
+            "track_history", "track_history_except", "delete_when", "kind",
         }  # fmt: skip
         for key in document:
             if key not in known:
@@ -626,6 +630,10 @@ def _contract_problems(contract: Contract) -> list[Problem]:
         note("track_history", "give track_history or track_history_except, not both")
     problems.extend(_check_problems(contract))
     problems.extend(_derived_problems(contract))
+    problems.extend(_param_problems(contract, contract.delete_when, "delete_when"))
+    if BUSINESS_DATE in contract.delete_when:
+        # The observations a version is rebuilt from keep the row, not the date it was loaded on.
+        problems.append(Problem("delete_when", f"delete_when is computed from the row alone, not {BUSINESS_DATE}"))
     return problems
 
 

@@ -25,15 +25,18 @@ from spark_jobs.batch import BatchContext, run_batch_task
 from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import stage_schema, target_schema
+from spark_jobs.contract_sql import deletes
 from spark_jobs.cross_checks import table_exists
 from spark_jobs.history import merge_history
 from spark_jobs.merge import latest_wins_merge
 from spark_jobs.pipeline_rules import parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
 from spark_jobs.stage import stage_table
+from spark_jobs.warehouse import MergeCounts, Warehouse
 
 TASK = "merge_targets"
 _QUARANTINED = "_quarantined"
+_DELETED = "_deleted"
 
 
 def _quarantined(context: BatchContext, contract: Contract) -> DataFrame | None:
@@ -45,8 +48,8 @@ def _quarantined(context: BatchContext, contract: Contract) -> DataFrame | None:
 
 
 def batch_rows(context: BatchContext, contract: Contract) -> tuple[DataFrame, int, int]:
-    """The member's staged rows of this batch without the quarantined keys; how many rows that is, and how many
-    were quarantined (one query for both)."""
+    """The member's staged rows of this batch without the quarantined keys; how many rows were staged, and how
+    many of them were quarantined (one query for both)."""
     staged = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)
     keys = _quarantined(context, contract)
     if keys is None:
@@ -54,7 +57,7 @@ def batch_rows(context: BatchContext, contract: Contract) -> tuple[DataFrame, in
     flagged = staged.join(keys.withColumn(_QUARANTINED, F.lit(True)), on=list(contract.keys), how="left")
     found = flagged.agg(F.count(F.lit(1)).alias("rows"), F.count(F.col(_QUARANTINED)).alias("quarantined")).first()
     rows, quarantined = (int(found["rows"]), int(found["quarantined"])) if found is not None else (0, 0)
-    return staged.join(keys, on=list(contract.keys), how="left_anti"), rows - quarantined, quarantined
+    return staged.join(keys, on=list(contract.keys), how="left_anti"), rows, quarantined
 
 
 def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
@@ -67,26 +70,33 @@ def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
 
 
 def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
-    """Merge one member into its target; its processing_log row."""
+    """Merge one member into its target; its processing_log row.
+
+    Every staged row of the batch is counted once: rows_read = quarantined + superseded + inserted +
+    updated + unchanged. For SCD2 these are rows, not versions (`history.HistoryCounts`): inserted
+    opened a version, updated changed the version it ends, unchanged changed nothing; what the MERGE
+    did to the versions (a new version also re-bounds its predecessor) is in `details`; deleted is a
+    `delete_when` row that closed a version. For SCD1 a key's newest row is inserted, replaces the
+    target's row (updated), deletes it (a `delete_when` row), or is outranked by it (unchanged).
+    """
     started = datetime.now(UTC)
     rows, read, quarantined = batch_rows(context, contract)
+    details: dict[str, object] = {"scd_type": contract.scd_type, "load": contract.load}
     if contract.scd_type == 2:
         counts = merge_history(context.warehouse, contract, rows, context.manifest.batch_id)
-        inserted, updated, deleted = counts.inserted, counts.updated, counts.deleted
+        superseded, inserted, updated, unchanged = counts.superseded, counts.opened, counts.changed, counts.unchanged
+        deleted = counts.closed
+        details["versions"] = {"inserted": counts.inserted, "updated": counts.updated, "deleted": counts.deleted}
     else:
-        schema = target_schema(contract)
-        context.warehouse.ensure_table(contract.target, schema)
-        merged = context.warehouse.merge(
-            contract.target,
-            lambda: latest_per_key(rows, contract).select(*schema.fieldNames()),
-            latest_wins_merge(contract, schema.fieldNames()),
-        )
-        inserted, updated, deleted = merged.inserted, merged.updated, 0
+        # The MERGE's source holds one row per key, so its counts are rows: the other rows of a key are superseded.
+        keys = int(rows.select(*contract.keys).distinct().count())
+        merged = merge_latest(context.warehouse, contract, rows)
+        inserted, updated, deleted = merged.inserted, merged.updated, merged.deleted
+        superseded, unchanged = read - quarantined - keys, keys - inserted - updated - deleted
     member = context.manifest.member(contract.name)
     print(
-        f"{TASK}: {contract.name} into {contract.target}: {read} rows, {inserted} versions inserted, "
-        f"{updated} updated, "
-        f"{deleted} deleted, {quarantined} quarantined rows left out"
+        f"{TASK}: {contract.name} into {contract.target}: {read} rows: {quarantined} quarantined, "
+        f"{superseded} superseded, {inserted} inserted, {updated} updated, {unchanged} unchanged, {deleted} deleted"
     )
     return context.record(
         TASK,
@@ -96,12 +106,27 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
         started_at=started,
         rows_read=read,
         rows_quarantined=quarantined,
+        rows_superseded=superseded,
         rows_inserted=inserted,
         rows_updated=updated,
+        rows_unchanged=unchanged,
         rows_deleted=deleted,
-        # Rows that changed no version: a repeat, or an older observation inside an unchanged version.
-        rows_unchanged=max(0, read - inserted - updated),
-        details=json.dumps({"scd_type": contract.scd_type, "load": contract.load}),
+        details=json.dumps(details),
+    )
+
+
+def merge_latest(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> MergeCounts:
+    """SCD1: each key's newest row replaces an older one, or deletes it when it matches `delete_when`."""
+    schema = target_schema(contract)
+    warehouse.ensure_table(contract.target, schema)
+    columns = schema.fieldNames()
+    newest = latest_per_key(rows, contract)
+    if not contract.delete_when:
+        return warehouse.merge(contract.target, lambda: newest.select(*columns), latest_wins_merge(contract, columns))
+    return warehouse.merge(
+        contract.target,
+        lambda: newest.select(*columns, deletes(contract).alias(_DELETED)),
+        latest_wins_merge(contract, columns, deleted=_DELETED),
     )
 
 

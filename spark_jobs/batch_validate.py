@@ -52,6 +52,7 @@ from spark_jobs.columns import (
 from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
 from spark_jobs.pipeline_rules import Checks, parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
+from spark_jobs.row_rules import stage_rules
 from spark_jobs.stage import rejects_table, stage_table
 from spark_jobs.warehouse import sql_string
 
@@ -278,19 +279,26 @@ def dataset_rules(
     samples: dict[str, list[str]],
     null_counts: dict[str, int],
 ) -> list[Result]:
-    """The rule rows of one dataset: its stage rules that fired, its relations and rules, reconciliation."""
+    """The rule rows of one dataset: every stage rule (fired or not), its relations and rules, reconciliation."""
     contract = context.contract(name)
     member = context.manifest.member(name)
     staged, rejected, rejected_by, warned = counts
     read = staged + rejected
     rules: list[Result] = []
-    for rule_name, count in sorted(rejected_by.items()):
-        kind = "check" if ".check." in rule_name else "row" if ".row." in rule_name else "column"
-        severity = stage_rule_severity(contract, rule_name)
-        rules.append(Result("rule", rule_name, kind, name, severity, "reject", read, count))
-    for rule_name, count in sorted(warned.items()):
-        severity = stage_rule_severity(contract, rule_name)
-        rules.append(Result("rule", rule_name, "check", name, severity, "warn", read, count))
+    # Every declared stage rule, also those that rejected nothing: a rule's row says it ran and passed.
+    for stage_rule in stage_rules(contract):
+        tally = warned if stage_rule.action == "warn" else rejected_by
+        severity = stage_rule_severity(contract, stage_rule.rule)
+        count = tally.get(stage_rule.rule, 0)
+        rules.append(Result("rule", stage_rule.rule, stage_rule.kind, name, severity, stage_rule.action, read, count))
+    # A rule id the contract no longer declares (staged under an older contract) still gets its row.
+    declared = {r.rule for r in rules}
+    for action, tally in (("reject", rejected_by), ("warn", warned)):
+        for rule_name, count in sorted(tally.items()):
+            if rule_name not in declared:
+                kind = "check" if ".check." in rule_name else "row" if ".row." in rule_name else "column"
+                severity = stage_rule_severity(contract, rule_name)
+                rules.append(Result("rule", rule_name, kind, name, severity, action, read, count))
     for relation in (r for r in checks.relations if r.child == name):
         rules.append(
             Result(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pyspark.sql import Column as SparkColumn
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, StructType
 
@@ -46,8 +46,16 @@ def check_passes(contract: Contract, check: Check) -> SparkColumn:
     return F.coalesce(F.expr(contract.sql(check.expr)), F.lit(True))
 
 
+def deletes(contract: Contract) -> SparkColumn:
+    """True when the row is a delete (`delete_when`); a NULL verdict is no delete, nor is a contract without one."""
+    if not contract.delete_when:
+        return F.lit(False)
+    return F.coalesce(F.expr(contract.sql(contract.delete_when)), F.lit(False))
+
+
 def expression_problems(spark: SparkSession, contract: Contract) -> list[Problem]:
-    """Every derived or check expression that does not resolve against the contract's schema, or has the wrong type."""
+    """Every derived, check or delete_when expression that does not resolve against the contract's schema, or has
+    the wrong type."""
     with _quiet_query_errors():
         return _expression_problems(spark, contract)
 
@@ -78,18 +86,23 @@ def _expression_problems(spark: SparkSession, contract: Contract) -> list[Proble
         except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
             problems.append(Problem(f"derived.{derived.name}", first_line(exc)))
             frame = frame.select("*", F.lit(None).cast(data_type(derived.type)).alias(derived.name))
+    if contract.delete_when:
+        problems.extend(_boolean_problems(frame, contract, contract.delete_when, "delete_when"))
     with_date = frame.select("*", F.lit(None).cast(DateType()).alias(BUSINESS_DATE))
     for check in contract.checks:
-        try:
-            result = with_date.select(F.expr(contract.sql(check.expr)).alias("verdict")).schema["verdict"]
-        except Exception as exc:  # as above
-            problems.append(Problem(f"checks.{check.name}", first_line(exc)))
-            continue
-        if not isinstance(result.dataType, BooleanType):
-            problems.append(
-                Problem(f"checks.{check.name}", f"expr gives {result.dataType.simpleString()}, not a boolean")
-            )
+        problems.extend(_boolean_problems(with_date, contract, check.expr, f"checks.{check.name}"))
     return problems
+
+
+def _boolean_problems(frame: DataFrame, contract: Contract, expr: str, where: str) -> list[Problem]:
+    """Why `expr` is no boolean over `frame`'s columns: it does not parse, resolve, or gives another type."""
+    try:
+        result = frame.select(F.expr(contract.sql(expr)).alias("verdict")).schema["verdict"]
+    except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
+        return [Problem(where, first_line(exc))]
+    if not isinstance(result.dataType, BooleanType):
+        return [Problem(where, f"expr gives {result.dataType.simpleString()}, not a boolean")]
+    return []
 
 
 def first_line(exc: Exception) -> str:

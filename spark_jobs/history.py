@@ -5,7 +5,8 @@ target's versions are a pure function of the observations of a key:
 
 1. observations of a key are ordered by the sequence column (one per sequence value; equal ones are
    resolved by content, as everywhere else);
-2. a snapshot dataset adds a tombstone at the next snapshot date on which a key is missing;
+2. a snapshot dataset adds a tombstone at the next snapshot date on which a key is missing, and a row
+   matching `delete_when` is one (the row is kept: the condition is read again at each rebuild);
 3. a new version starts where the tracked columns' hash differs from the previous observation's, or
    after a tombstone; untracked columns take the version's LAST observation's values (type 1 inside
    a version: a change to `last_login` alone updates the current version in place);
@@ -33,7 +34,8 @@ from filegate.contracts import BUSINESS_DATE, Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import content_order
 from spark_jobs.columns import EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, LINEAGE, row_fields, target_schema
-from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec
+from spark_jobs.contract_sql import deletes
+from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec, content_text
 from spark_jobs.warehouse import Warehouse, batch_predicate
 
 ACTION = "_action"
@@ -48,6 +50,16 @@ _NEXT_DATE = "_next_date"
 _REBUILT = "_rebuilt"
 _EARLIER = "_earlier"
 _OLD = "_old"
+_FROM = "_from"
+_LAST = "_last"
+_CONTENT = "_content"
+_VALUES = "_values"
+_OLD_VALUES = "_old_values"
+_OPENED = "_opened"
+_CHANGED = "_changed"
+_CLOSED = "_closed"
+_TO = "_to"
+_OLD_TO = "_old_to"
 PROPERTIES = ("filegate.keys", "filegate.scd_type", "filegate.sequence_by")
 
 
@@ -57,11 +69,23 @@ class TargetDefinitionChanged(FilegateError):
 
 @dataclass(frozen=True)
 class HistoryCounts:
-    """What one merge did to a target, as the MERGE reports it."""
+    """What one merge did: to the target's versions (as the MERGE reports it), and with each row of the batch.
+
+    Every row of the batch is counted once (see `row_effects`): superseded (another row of the batch has
+    its key and instant and outranks it), opened (it starts a version the target did not have), changed
+    (it is the last observation of a version the target had with other values, which it now holds),
+    closed (a `delete_when` row that now ends a version), or unchanged (a replay, an observation folded
+    inside a version without changing it, a delete of a key already closed then, a lost tie).
+    """
 
     inserted: int
     updated: int
     deleted: int
+    superseded: int = 0
+    opened: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    closed: int = 0
 
 
 def observations_table(contract: Contract) -> str:
@@ -160,7 +184,7 @@ def versions(observations: DataFrame, contract: Contract) -> DataFrame:
         observations.select(*observation_columns(contract), earlier.alias(_EARLIER))
         .where(F.col(_EARLIER).isNull() | (F.col(_EARLIER) != F.col(sequence)))
         .drop(_EARLIER)
-        .withColumn(_TOMBSTONE, F.lit(False))
+        .withColumn(_TOMBSTONE, deletes(contract))
     )
     if contract.load == "snapshot":
         rows = rows.unionByName(snapshot_tombstones(rows, contract))
@@ -245,9 +269,85 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     )
     # No count afterwards (replace_batch counts): the MERGE reports what changed.
     warehouse.replace_where(observed, batch.select(*columns), batch_predicate(batch_id))
+    # Before the MERGE: the rows' effects are read against the versions the target holds now.
+    rows = row_effects(batch, warehouse.read(observed), warehouse.read(target), contract)
     counts = warehouse.merge(
         target,
         lambda: history_source(batch, warehouse.read(observed), warehouse.read(target), contract),
         history_merge_v2(contract),
     )
-    return HistoryCounts(counts.inserted, counts.updated, counts.deleted)
+    return HistoryCounts(counts.inserted, counts.updated, counts.deleted, *rows)
+
+
+def row_effects(batch: DataFrame, observations: DataFrame, target: DataFrame, contract: Contract) -> tuple[int, ...]:
+    """Each row of the batch in one category: superseded, opened, changed, unchanged, closed (`HistoryCounts`).
+
+    Counted in one query, comparing the versions the observations give with those the target holds:
+    each row lands in exactly one category, none is derived from the others.
+    """
+    keys = list(contract.keys)
+    sequence = contract.sequence_by
+    touched = batch.select(*keys).distinct()
+    # A snapshot's tombstones depend on every key's dates: rebuild from all observations, as the MERGE does.
+    source = observations if contract.load == "snapshot" else observations.join(touched, on=keys, how="left_semi")
+    rebuilt = versions(source, contract).join(touched, on=keys, how="left_semi")
+    old = target.join(touched, on=keys, how="left_semi")
+    compared = [
+        name
+        for name in target_schema(contract).fieldNames()
+        if name not in LINEAGE and name not in (*keys, EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT)
+    ]
+    content = F.expr(content_text(contract))
+    after = rebuilt.select(
+        *keys,
+        F.col(EFFECTIVE_FROM).alias(_FROM),
+        F.col(EFFECTIVE_TO).alias(_TO),
+        F.col(sequence).alias(_LAST),
+        content.alias(_CONTENT),
+        row_hash(compared).alias(_VALUES),
+    )
+    before = old.select(
+        *keys,
+        F.col(EFFECTIVE_FROM).alias(_FROM),
+        F.col(EFFECTIVE_TO).alias(_OLD_TO),
+        row_hash(compared).alias(_OLD_VALUES),
+    )
+    compared_versions = after.join(before, on=[*keys, _FROM], how="left")
+    # A version that now ends at a delete's instant and did not end there before (or is new).
+    closed = compared_versions.where(F.col(_TO).isNotNull() & ~F.col(_TO).eqNullSafe(F.col(_OLD_TO))).select(
+        *keys, F.col(_TO).alias(sequence), F.lit(True).alias(_CLOSED)
+    )
+    opened = compared_versions.where(F.col(_OLD_VALUES).isNull()).select(
+        *keys, F.col(_FROM).alias(sequence), F.lit(True).alias(_OPENED)
+    )
+    changed = compared_versions.where(F.col(_OLD_VALUES) != F.col(_VALUES)).select(
+        *keys, F.col(_LAST).alias(sequence), _CONTENT, F.lit(True).alias(_CHANGED)
+    )
+    # The batch's rows, ranked inside their key and instant as `versions` picks one.
+    same_instant = Window.partitionBy(*keys, sequence).orderBy(content_order(contract))
+    ranked = batch.select(
+        *keys,
+        sequence,
+        content.alias(_CONTENT),
+        deletes(contract).alias(_TOMBSTONE),
+        F.row_number().over(same_instant).alias(_RANK),
+    )
+    classified = (
+        ranked.join(opened, on=[*keys, sequence], how="left")
+        .join(changed, on=[*keys, sequence, _CONTENT], how="left")
+        .join(closed, on=[*keys, sequence], how="left")
+    )
+    first = F.col(_RANK) == 1
+    live = first & ~F.col(_TOMBSTONE)
+    dead = first & F.col(_TOMBSTONE)
+    found = classified.agg(
+        F.count_if(~first).alias("superseded"),
+        F.count_if(live & F.col(_OPENED).isNotNull()).alias("opened"),
+        F.count_if(live & F.col(_OPENED).isNull() & F.col(_CHANGED).isNotNull()).alias("changed"),
+        F.count_if(
+            (live & F.col(_OPENED).isNull() & F.col(_CHANGED).isNull()) | (dead & F.col(_CLOSED).isNull())
+        ).alias("unchanged"),
+        F.count_if(dead & F.col(_CLOSED).isNotNull()).alias("closed"),
+    ).first()
+    names = ("superseded", "opened", "changed", "unchanged", "closed")
+    return tuple(int(found[name] or 0) if found is not None else 0 for name in names)

@@ -73,18 +73,30 @@ def newer_condition(contract: Contract) -> str:
     )
 
 
-def latest_wins_merge(contract: Contract, columns: Sequence[str]) -> MergeSpec:
+def latest_wins_merge(contract: Contract, columns: Sequence[str], deleted: str | None = None) -> MergeSpec:
     """SCD1: a key's row is replaced only by a version that outranks it; new keys are inserted.
 
     Outranking is strict (see `newer_condition`): an older version, or the very same content again,
     matches but fails the condition, so late files are harmless and a repeated batch is a no-op. Two
     files with the same key and instant but different content resolve to the same row in either order.
+    With `deleted` (a boolean column of the source, from `delete_when`), a delete that outranks the
+    target's row removes it, and a delete of an absent key inserts nothing.
     """
     columns = _checked(columns)
+    keys = _keys_match(_checked(contract.keys))
+    if deleted is None:
+        return MergeSpec(
+            predicate=keys,
+            when_matched_update=(MergeClause(_set_from_source(columns), condition=newer_condition(contract)),),
+            when_not_matched_insert=(MergeClause(_set_from_source(columns)),),
+        )
+    (flag,) = _checked([deleted])
+    newer = newer_condition(contract)
     return MergeSpec(
-        predicate=_keys_match(_checked(contract.keys)),
-        when_matched_update=(MergeClause(_set_from_source(columns), condition=newer_condition(contract)),),
-        when_not_matched_insert=(MergeClause(_set_from_source(columns)),),
+        predicate=keys,
+        when_matched_delete=(f"{SOURCE}.{flag} AND ({newer})",),
+        when_matched_update=(MergeClause(_set_from_source(columns), condition=f"NOT {SOURCE}.{flag} AND ({newer})"),),
+        when_not_matched_insert=(MergeClause(_set_from_source(columns), condition=f"NOT {SOURCE}.{flag}"),),
     )
 
 

@@ -9,6 +9,7 @@ repeated version.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from pyspark.sql import Column as SparkColumn
@@ -18,6 +19,7 @@ from pyspark.sql import functions as F
 from filegate.contracts import BUSINESS_DATE, Check, Contract
 from spark_jobs.columns import RAW_LINE, REASON, RULES, SHAPE_OK, WARNINGS
 from spark_jobs.contract_sql import check_passes, derived_column
+from spark_jobs.validation import column_rules, field_count_rule, well_formed_rule
 
 _KEY_ROWS = "_key_rows"
 _KEY_VERSIONS = "_key_versions"
@@ -26,6 +28,31 @@ _KEY_VERSIONS = "_key_versions"
 def duplicate_key_rule(contract: Contract) -> str:
     """The rule id of a key sent twice in one file with different content."""
     return f"{contract.name}.row.duplicate_key"
+
+
+@dataclass(frozen=True)
+class StageRule:
+    """A rule the stage runs on every row of a member: its id, kind (column, row, check) and action."""
+
+    rule: str
+    kind: str
+    action: str
+
+
+def stage_rules(contract: Contract) -> list[StageRule]:
+    """Every rule the stage can break a row of `contract` with, in the ids its rows carry.
+
+    Read from the same definitions the stage runs (`column_rules`, the checks, the key rule), so a
+    rule that rejected nothing still has its row in validation_results.
+    """
+    rules = [StageRule(rule, "row", "reject") for rule in (well_formed_rule(contract), field_count_rule(contract))]
+    for column in contract.columns:
+        kinds = dict.fromkeys(kind for _, kind, _ in column_rules(column, F.col(column.name)))
+        rules.extend(StageRule(contract.rule_id(column.name, kind), "column", "reject") for kind in kinds)
+    if contract.unique_keys:
+        rules.append(StageRule(duplicate_key_rule(contract), "row", "reject"))
+    rules.extend(StageRule(contract.check_id(check), "check", check.action) for check in contract.checks)
+    return rules
 
 
 def apply_row_rules(checked: DataFrame, contract: Contract, business_date: date | None) -> DataFrame:

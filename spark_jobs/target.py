@@ -83,6 +83,11 @@ def count_ties(source: DataFrame, existing: DataFrame, contract: Contract) -> in
 
 def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
     """Merge the batch's stage rows into the target, creating it on the first run."""
+    if contract.delete_when:
+        # Said before anything is written: ignoring it would keep rows the producer meant to delete.
+        raise TargetLoadError(
+            f"{contract.name}: delete_when is applied by the batch job (datasets of a pipeline), not the ingest job"
+        )
     schema = target_schema(contract)
     table = target_table(contract)
     warehouse.ensure_table(table, schema)

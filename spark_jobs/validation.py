@@ -270,11 +270,16 @@ def field_count_rule(contract: Contract) -> str:
     return f"{contract.name}.row.field_count"
 
 
+def well_formed_rule(contract: Contract) -> str:
+    """The rule id of a row that is not well-formed CSV."""
+    return f"{contract.name}.row.well_formed"
+
+
 def row_rule_ids(contract: Contract) -> SparkColumn:
     """The ids of the rules `row_reason` names, as an array (empty for a good row)."""
     per_column = F.array(*(column_rule_id(contract, column, F.col(column.name)) for column in contract.columns))
     return (
-        F.when(~F.col(_WELL_FORMED), F.array(F.lit(f"{contract.name}.row.well_formed")))
+        F.when(~F.col(_WELL_FORMED), F.array(F.lit(well_formed_rule(contract))))
         .when(
             F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
             F.array(F.lit(field_count_rule(contract))),

@@ -179,6 +179,9 @@ def test_a_toml_date_bound_is_kept_as_iso_text() -> None:
         ({"derived": [{"name": "d", "type": "date", "expr": "_business_date"}]}, "_business_date belongs in checks"),
         ({"derived": [{"name": "d", "type": "string"}]}, "give either expr or bands"),
         ({"params": {"limit": [1, 2]}}, "params.limit: must be a number, text or true/false"),
+        ({"delete_when": "x > ${param.limit}"}, r"delete_when: \$\{param.limit\} is not in \[params\]"),
+        ({"delete_when": "_business_date > '2025-01-01'"}, "delete_when is computed from the row alone"),
+        ({"delete_when": True}, "delete_when: must be text"),
         (
             {"derived": [{"name": "d", "bands": {"on": "amount", "rules": [{"label": "X", "max": "lots"}]}}]},
             "band X: 'lots' is not a decimal",

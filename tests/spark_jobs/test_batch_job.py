@@ -19,6 +19,7 @@ from filegate.contracts import BUILTIN_DATASETS
 from spark_jobs import batch_merge, batch_stage, batch_validate
 from spark_jobs.columns import LINEAGE
 from spark_jobs.pipeline_tables import parse_tables
+from spark_jobs.row_rules import stage_rules
 from tests.spark_jobs.batch_world import DAYS, ECOMMERCE, arguments, batch_id, ecommerce, run_batch, seal
 from tests.spark_jobs.conftest import Lake
 
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.timeout(1800)
 DAY_TWO = ("customers", "products")
 TARGETS = ("customers_target", "products_target", "inventory_target", "orders_target", "shipping_target")
 MEMBERS = ("customers", "products", "inventory", "orders", "shipping")
+# The merge's categories of a staged row: rows_read is their sum.
+ROW_CATEGORIES = ("quarantined", "superseded", "inserted", "updated", "unchanged", "deleted")
 DERIVED = [t.name for t in parse_tables(*ecommerce())]
 # The configured severity of each planted stage rule (column rules default to MEDIUM, the rest as declared).
 STAGE_SEVERITY = {
@@ -83,11 +86,18 @@ def expected_rule_rows(day: str, members: tuple[str, ...]) -> set[tuple[Any, ...
     rejected = {d: sum(n for rule, n in flaws["rejects"].items() if rule.startswith(f"{d}.")) for d in MEMBERS}
     staged = {d: read[d] - rejected[d] for d in MEMBERS}
     expected = set()
+    # Every rule the stage runs gets its row; those the generator planted no flaw for passed on every row read.
+    contracts = ecommerce()[1]
+    for dataset in MEMBERS:
+        for stage_rule in stage_rules(contracts[dataset]):
+            expected.add((dataset, stage_rule.rule, read[dataset], 0, "NONE", "PASSED"))
     for rule, n in flaws["rejects"].items():
         dataset = rule.split(".")[0]
+        expected.discard((dataset, rule, read[dataset], 0, "NONE", "PASSED"))
         expected.add((dataset, rule, read[dataset], n, STAGE_SEVERITY[rule], "REJECTED"))
     for rule, n in flaws["warnings"].items():
         dataset = rule.split(".")[0]
+        expected.discard((dataset, rule, read[dataset], 0, "NONE", "PASSED"))
         expected.add((dataset, rule, read[dataset], n, STAGE_SEVERITY[rule], "WARNED"))
     for rule, (dataset, severity, outcome, planted) in CROSS_RULES.items():
         failed = len(flaws["planted"].get(planted, [])) if planted else 0
@@ -122,9 +132,18 @@ def test_datasets_and_the_batch_are_scored_with_the_configured_weights(world: tu
         "PASSED",
         100.0,
     )
-    # customers: two MEDIUM rules at 58/60, one HIGH reconciliation at 100 (bad_row_share is not scored).
+    # customers: every declared rule counts, also those that passed, so more failing rows always lower the score.
+    # Its 37 stage rules (20 HIGH, 15 MEDIUM, 2 LOW) and the HIGH reconciliation weigh 20*5 + 15*3 + 2*1 + 5 = 152;
+    # two MEDIUM rules scored 58/60, the rest 100 (bad_row_share restates the rejects and is not scored).
     medium = 100 * (1 - 2 / 60)
-    assert datasets["customers"]["score"] == pytest.approx((3 * medium + 3 * medium + 5 * 100) / 11, abs=1e-3)
+    assert datasets["customers"]["score"] == pytest.approx((2 * 3 * medium + (152 - 2 * 3) * 100) / 152, abs=1e-3)
+    # Each dataset's score is its scored rule rows' weighted mean (weights of ecommerce.toml's [scoring]).
+    weights = {"HIGH": 5, "MEDIUM": 3, "LOW": 1}
+    for name, dataset in datasets.items():
+        scored = [r for r in results if r["level"] == "rule" and r["dataset"] == name and r["rule"] != "bad_row_share"]
+        weight = sum(weights[r["severity_configured"]] for r in scored)
+        mean = sum(weights[r["severity_configured"]] * r["score"] for r in scored) / weight
+        assert dataset["score"] == pytest.approx(mean, abs=1e-3)
     assert (datasets["orders"]["severity"], datasets["orders"]["outcome"]) == ("HIGH", "WARNED")
     read = {d: r["rows_evaluated"] for d, r in datasets.items()}
     weighted = sum(read[d] * datasets[d]["score"] for d in MEMBERS) / sum(read.values())
@@ -179,11 +198,20 @@ def test_processing_log_has_a_row_per_task_member_and_attempt(world: tuple[Lake,
     )
     assert found == expected
     merged = {(r["batch_id"], r["dataset"]): r for r in log if r["task"] == "merge_targets"}
+    staged = {
+        (r["batch_id"], r["dataset"]): r["rows_read"] - r["rows_rejected"] for r in log if r["task"] == "stage_members"
+    }
+    # The merge reads every row the stage kept, and counts each once, in one category.
+    for where, row in merged.items():
+        assert row["rows_read"] == staged[where] == sum(row[f"rows_{c}"] for c in ROW_CATEGORIES), row
     shipping = merged[(batch_id(DAYS[0]), "shipping")]
-    assert (shipping["rows_read"], shipping["rows_quarantined"], shipping["rows_inserted"]) == (22, 1, 22)
+    assert (shipping["rows_read"], shipping["rows_quarantined"], shipping["rows_inserted"]) == (23, 1, 22)
     customers = merged[(batch_id(DAYS[1]), "customers")]
-    # Day two: 3 changed customers (the login-only change updates in place) and 8 new ones.
-    assert (customers["rows_read"], customers["rows_inserted"], customers["rows_updated"]) == (11, 10, 3)
+    # Day two: 8 new customers and 2 changes open versions, the login-only change updates its version in place.
+    figures = ("rows_read", "rows_superseded", "rows_inserted", "rows_updated", "rows_unchanged")
+    assert tuple(customers[f] for f in figures) == (11, 0, 10, 1, 0)
+    # The versions: 10 new, and 3 updated (two re-bounded by their successors, one changed in place).
+    assert json.loads(customers["details"])["versions"] == {"inserted": 10, "updated": 3, "deleted": 0}
     assert all(r["business_date"].isoformat() in DAYS and r["pipeline"] == "ecommerce" for r in log)
 
 
@@ -222,6 +250,9 @@ def test_a_retried_merge_changes_nothing_and_counts_its_attempt(world: tuple[Lak
     retried = [r for r in merges if r["attempt"] == 2]
     assert sorted(r["dataset"] for r in retried) == sorted(DAY_TWO)
     assert {(r["rows_inserted"], r["rows_updated"], r["rows_deleted"]) for r in retried} == {(0, 0, 0)}
+    # A replay: every row read is counted as unchanged (none was quarantined or superseded on day two).
+    assert all(r["rows_unchanged"] == r["rows_read"] > 0 for r in retried)
+    assert all(sum(r[f"rows_{c}"] for c in ROW_CATEGORIES) == r["rows_read"] for r in retried)
 
 
 def test_a_failing_rule_leaves_every_target_unchanged_and_logs_failed(world: tuple[Lake, Path], tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from filegate import exits
 from filegate.check import main
 from filegate.contracts import load_contract, load_contracts
 from spark_jobs.columns import contract_fields
@@ -32,6 +33,31 @@ def test_an_expression_that_does_not_resolve_or_is_not_boolean_is_found(spark: S
     assert set(problems) == {"checks.positive", "checks.not_boolean"}
     assert "`amout` cannot be resolved" in problems["checks.positive"]
     assert problems["checks.not_boolean"] == "expr gives decimal(12,2), not a boolean"
+
+
+@pytest.mark.parametrize(
+    ("delete_when", "message"),
+    [
+        ("status = 'GONE'", "`status` cannot be resolved"),
+        ("amount +", "PARSE_SYNTAX_ERROR"),
+        ("amount * 2", "expr gives decimal(12,2), not a boolean"),
+    ],
+)
+def test_a_delete_when_that_does_not_resolve_or_is_not_boolean_is_found(
+    spark: SparkSession, tmp_path: Path, delete_when: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head, columns = (BROKEN / "bad_check.toml").read_text().split("[[checks]]")[0].split("[[columns]]", 1)
+    path = tmp_path / "deletes.toml"
+    text = f'{head}delete_when = """{delete_when}"""\n\n[[columns]]{columns}'.replace("bad_check", "deletes")
+    path.write_text(text, encoding="utf-8")
+    contract = load_contract(path)
+
+    problems = {problem.where: problem.message for problem in expression_problems(spark, contract)}
+
+    assert set(problems) == {"delete_when"}
+    assert message in problems["delete_when"]
+    assert main([str(path)]) == exits.FAILED
+    assert "deletes.toml" in capsys.readouterr().out
 
 
 def test_bands_take_the_first_matching_band_and_parameters(spark: SparkSession) -> None:

@@ -94,7 +94,7 @@ def test_every_order_of_three_batches_gives_the_same_history_and_a_replay_change
     # The first step again (the same batch, replaced in the observations): nothing changes.
     rows = [(order, *row) for order in orders for row in BATCHES[order[0]]]
     replayed = merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, rows, "step-0"), "step-0")
-    assert replayed == HistoryCounts(0, 0, 0)
+    assert replayed == HistoryCounts(0, 0, 0, unchanged=len(rows))
     assert versions(lake, MEMBERS.target, columns) == found
 
     # The target refuses a contract whose keys or sequence column changed under it, naming the property.
@@ -124,4 +124,64 @@ def test_a_snapshot_closes_a_missing_key_and_reopens_it_when_it_returns_in_any_o
         ("s1", 11, d3, None, True),
         ("s2", 5, d1, d2, False),
         ("s2", 5, d3, None, True),
+    ]
+
+
+def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake: Lake) -> None:
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    t15 = datetime(2025, 1, 1, 21)
+
+    def merge(batch: str, *rows: tuple[Any, ...]) -> HistoryCounts:
+        return merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, [("x", *r) for r in rows], batch), batch)
+
+    # A row sent twice is superseded by its copy; each key's first row opens a version.
+    first = merge("b1", ("m1", "GOLD", "a", T1), ("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1))
+    assert first == HistoryCounts(2, 0, 0, superseded=1, opened=2)
+    # m1's login at T3 ends its version and changes it in place; its T2 row folds inside the version and
+    # changes nothing; m2's new tier and the new m3 open versions (m2's old one is re-bounded).
+    second = (
+        ("m1", "GOLD", "c", T3),
+        ("m1", "GOLD", "b", T2),
+        ("m2", "PLATINUM", "y", T2),
+        ("m3", "BASIC", "z", T2),
+    )
+    assert merge("b2", *second) == HistoryCounts(2, 2, 0, opened=2, changed=1, unchanged=1)
+    # The same batch again: every row changed nothing.
+    assert merge("b2", *second) == HistoryCounts(0, 0, 0, unchanged=4)
+    # A late change inside m1's version splits it: the row opens a version, the T2 row now opens another.
+    assert merge("b3", ("m1", "PLATINUM", "q", t15)) == HistoryCounts(2, 1, 0, opened=1)
+
+    columns = ["member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
+    assert [row[:4] for row in versions(lake, MEMBERS.target, columns) if row[0] == "m1"] == [
+        ("m1", "GOLD", "a", T1),
+        ("m1", "GOLD", "c", T2),
+        ("m1", "PLATINUM", "q", t15),
+    ]
+
+
+def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_version(lake: Lake) -> None:
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    leaving = replace(MEMBERS, name="leavers", delete_when="tier = 'DELETED'")
+
+    def merge(batch: str, *rows: tuple[Any, ...]) -> HistoryCounts:
+        return merge_history(warehouse, leaving, observed(lake.spark, leaving, [("x", *r) for r in rows], batch), batch)
+
+    assert merge("b1", ("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1)) == HistoryCounts(2, 0, 0, opened=2)
+    # m1's delete closes its version at T2 (no new version); m2's new tier opens one at T3.
+    second = (("m1", "DELETED", None, T2), ("m2", "PLATINUM", "y", T3))
+    assert merge("b2", *second) == HistoryCounts(1, 2, 0, opened=1, closed=1)
+    assert merge("b2", *second) == HistoryCounts(0, 0, 0, unchanged=2)
+    # A late delete of m2 at T2 ends its BASIC version there, but its newer PLATINUM version stays current;
+    # m1 comes back at T3 with a new version.
+    third = (("m2", "DELETED", None, T2), ("m1", "GOLD", "c", T3))
+    assert merge("b3", *third) == HistoryCounts(1, 1, 0, opened=1, closed=1)
+
+    columns = ["member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
+    assert versions(lake, leaving.target, columns) == [
+        ("m1", "GOLD", "a", T1, T2, False),
+        ("m1", "GOLD", "c", T3, None, True),
+        ("m2", "BASIC", "x", T1, T2, False),
+        ("m2", "PLATINUM", "y", T3, None, True),
     ]

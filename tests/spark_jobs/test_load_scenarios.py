@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import shutil
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 from filegate.contracts import Contract, load_contracts
 from spark_jobs import stage_load, target_load
 from spark_jobs.stage import Batch, stage_file
+from spark_jobs.target import TargetLoadError, load_target
 from spark_jobs.warehouse import Warehouse
 from tests.spark_jobs.conftest import Lake
 
@@ -430,3 +432,12 @@ def test_scd2_keeps_history_out_of_order_and_repeated(
         assert all(r["status_ts"] == r["effective_from"] for r in history)
     repeat = log_rows(lake)[-1]
     assert (repeat["rows_inserted"], repeat["rows_updated"]) == (0, 0)
+
+
+def test_the_ingest_job_refuses_a_contract_with_delete_when_before_writing(lake: Lake) -> None:
+    contract = replace(load_contracts()["order_tracking"], delete_when="status = 'CANCELLED'")
+
+    with pytest.raises(TargetLoadError, match="delete_when is applied by the batch job"):
+        load_target(lake.warehouse(), contract, "b1")
+
+    assert not lake.location.path(contract.target).exists()

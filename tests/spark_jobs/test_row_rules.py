@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from filegate.contracts import load_contracts
-from spark_jobs.row_rules import apply_row_rules
+from filegate.contracts import load_contracts, parse_contract
+from spark_jobs.row_rules import apply_row_rules, stage_rules
 from spark_jobs.validation import parse_fields, read_lines, split_rows
 
 pytestmark = pytest.mark.spark
@@ -110,3 +110,45 @@ def test_a_misshapen_row_names_only_its_shape_and_never_knocks_out_a_good_row(
 
     assert rows[good]["rules"] == []
     assert rows[short]["rules"] == ["orders.row.field_count"]
+
+
+def test_stage_rules_lists_every_rule_a_row_can_break_once(spark: SparkSession) -> None:
+    contract = parse_contract(
+        {
+            "name": "parcels",
+            "file_pattern": "parcels_{yyyy}_{mm}_{dd}.csv",
+            "keys": ["parcel_id"],
+            "sequence_by": "scanned_at",
+            "unique_keys": True,
+            "columns": [
+                {"name": "parcel_id", "type": "string", "nullable": False, "pattern": "^P[0-9]+$"},
+                {"name": "scanned_at", "type": "timestamp", "nullable": False},
+                {"name": "weight_kg", "type": "double", "min": "0", "max": "70"},
+                {"name": "status", "type": "string", "allowed": ["NEW", "DONE"]},
+                {"name": "note", "type": "string"},
+            ],
+            "checks": [
+                {"name": "light_when_new", "expr": "status <> 'NEW' OR weight_kg < 30", "action": "warn"},
+                {"name": "scanned_not_in_future", "expr": "to_date(scanned_at) <= _business_date"},
+            ],
+        }
+    )
+
+    found = [(rule.rule, rule.kind, rule.action) for rule in stage_rules(contract)]
+
+    # Free text without rules (note) can break nothing; a type rule is listed once though it has two conditions.
+    assert found == [
+        ("parcels.row.well_formed", "row", "reject"),
+        ("parcels.row.field_count", "row", "reject"),
+        ("parcels.parcel_id.required", "column", "reject"),
+        ("parcels.parcel_id.pattern", "column", "reject"),
+        ("parcels.scanned_at.required", "column", "reject"),
+        ("parcels.scanned_at.type", "column", "reject"),
+        ("parcels.weight_kg.type", "column", "reject"),
+        ("parcels.weight_kg.min", "column", "reject"),
+        ("parcels.weight_kg.max", "column", "reject"),
+        ("parcels.status.allowed", "column", "reject"),
+        ("parcels.row.duplicate_key", "row", "reject"),
+        ("parcels.check.light_when_new", "check", "warn"),
+        ("parcels.check.scanned_not_in_future", "check", "reject"),
+    ]
