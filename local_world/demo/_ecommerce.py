@@ -279,9 +279,11 @@ def render_batch_log(world: LocalWorld, run_ids: set[int]) -> str:
         "rows_read",
         "rows_rejected",
         "rows_quarantined",
+        "rows_superseded",
         "rows_inserted",
         "rows_updated",
         "rows_unchanged",
+        "rows_deleted",
     )
     return render_rows(shown, columns, limit=len(shown))
 
