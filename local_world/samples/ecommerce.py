@@ -20,7 +20,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
@@ -94,8 +94,9 @@ class World:
 
 
 def _stamp(day: date, rng: random.Random, hour_from: int = 6, hour_to: int = 22) -> str:
-    moment = datetime.combine(day, time(rng.randrange(hour_from, hour_to), rng.randrange(60), rng.randrange(60)), UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Formatted by hand: strftime was a third of the volume days' time.
+    hour, minute, second = rng.randrange(hour_from, hour_to), rng.randrange(60), rng.randrange(60)
+    return f"{day.isoformat()}T{hour:02d}:{minute:02d}:{second:02d}Z"
 
 
 def _money(value: Decimal) -> str:
