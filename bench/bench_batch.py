@@ -51,6 +51,7 @@ from profile_tasks import process_cpu, timed  # noqa: E402
 
 from filegate.contracts import load_contracts  # noqa: E402
 from local_world.samples.ecommerce import MEMBERS, PIPELINE, Volumes, file_name, generate_volumes  # noqa: E402
+from spark_jobs.warehouse import LocalWarehouse  # noqa: E402
 
 FIRST_DAY = date(2025, 1, 15)
 SEED = 7
@@ -443,6 +444,7 @@ def measure(scale: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "floor_peak_mib": floor_peak,
         "loads": loads,
         "days_requested": len(days),
+        "warehouse_tables": str(LocalWarehouse(folder / "warehouse", CATALOG, SCHEMA).path("x").parent),
     }
 
 
@@ -458,14 +460,14 @@ def render(results: list[dict[str, Any]]) -> str:
         "",
         *(f"Command: `{command}`  " for command in dict.fromkeys(r["command"] for r in results)),
         f"Machine: {os.cpu_count()} cores, {memory_gib:.0f} GiB RAM, Python {platform.python_version()}; "
-        f"1-minute load average {min(loads):.1f} to {max(loads):.1f} during the run (shared machine); "
+        f"1-minute load average {min(loads):.1f} to {max(loads):.1f}, at the start and after each day (shared); "
         f"run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
         "| scale | day | stage_members s | validate s | merge_targets s | derive_tables s | job s "
         "| floor stage s | floor merge s | floor s | merge / floor merge | job / floor "
-        "| job JVM CPU s | floor JVM CPU s | job / floor, CPU "
+        "| job JVM CPU s | floor JVM CPU s | merge / floor merge, CPU | job / floor, CPU "
         "| peak MiB stage / validate / merge / derive | job peak MiB | floor peak MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in results:
         volumes = r["volumes"]
@@ -477,13 +479,15 @@ def render(results: list[dict[str, Any]]) -> str:
             merge_floor = sum(floor_day["merge"].values())
             job_cpu = sum(job_day["cpu_s"].values())
             floor_cpu = floor_day["stage_cpu_s"] + floor_day["merge_cpu_s"]
+            merge_cpu = job_day["cpu_s"]["merge_targets"] / floor_day["merge_cpu_s"]
             peaks = " / ".join(f"{job_day['peak_mib'].get(task, 0):,.0f}" for task in TASKS)
             lines.append(
                 f"| {label} | {job_day['day']} | "
                 + " | ".join(f"{seconds[task]:.1f}" for task in TASKS)
                 + f" | {job_s:.1f} | {stage_floor:.1f} | {merge_floor:.1f} | {stage_floor + merge_floor:.1f} "
                 f"| {seconds['merge_targets'] / merge_floor:.1f}x | {job_s / (stage_floor + merge_floor):.1f}x "
-                f"| {job_cpu:.0f} | {floor_cpu:.0f} | {job_cpu / floor_cpu:.1f}x "
+                f"| {job_cpu:.0f} | {floor_cpu:.0f} | {merge_cpu:.1f}x "
+                f"| {job_cpu / floor_cpu:.1f}x "
                 f"| {peaks} | {r['job_peak_mib']:,.0f} | {r['floor_peak_mib']:,.0f} |"
             )
     lines += [
@@ -537,7 +541,8 @@ def render(results: list[dict[str, Any]]) -> str:
         ]
         for task in TASKS:
             for name, wall, cpu, text in day["statements"][task]:
-                shown = text.replace("|", "\\|").replace("`", "'")
+                # The tables' paths would fill the (cut) statement text: only their names are kept.
+                shown = text.replace(f"delta.`{r['warehouse_tables']}/", "").replace("|", "\\|").replace("`", "'")
                 lines.append(f"| {task} | {wall:.1f} | {cpu:.1f} | {name} | `{shown}` |")
         lines.append("")
     return "\n".join(lines)
