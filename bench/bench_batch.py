@@ -1,7 +1,7 @@
 """The batch job's four tasks on generated days at the issue's daily sizes, against bare Delta-on-Spark writes.
 
     .venv/bin/python bench/bench_batch.py                 # 1x and 10x the issue's day, two days each
-    .venv/bin/python bench/bench_batch.py --quick         # 5k orders a day, 1x only: a minute or two
+    .venv/bin/python bench/bench_batch.py --quick         # 5k orders a day, 1x only: minutes, mostly warm-up
     .venv/bin/python bench/bench_batch.py --scales 1 --days 3 --results /tmp/batch.md
 
 A scale's days come from the e-commerce generator's volume days (1x: 100k orders, 50k customers, 5k
@@ -557,7 +557,9 @@ def main() -> int:
     parser.add_argument("--orders", type=int, default=100_000, help="Orders a day at 1x (default: the issue's 100k).")
     parser.add_argument("--scales", default="1,10", help="Multiples of the 1x day, comma-separated (default: 1,10).")
     parser.add_argument("--days", type=int, default=2, help="Consecutive days per scale (default: 2).")
-    parser.add_argument("--quick", action="store_true", help="5,000 orders a day, 1x only: a minute or two.")
+    parser.add_argument(
+        "--quick", action="store_true", help="5,000 orders a day, 1x only (minutes: the warm-up batch dominates)."
+    )
     parser.add_argument("--driver-memory", help="Spark driver memory (default: 4g up to 100k orders, else 10g).")
     parser.add_argument("--results", type=Path, help=f"Where to write the table (default: {RESULTS}).")
     parser.add_argument("--work-dir", type=Path, help="Keep data here (default: a temporary folder).")
