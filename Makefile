@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 PY_REQUIREMENTS := requirements.txt requirements-dev.txt gcp_function/requirements.txt spark_jobs/requirements.txt pyproject.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help setup jars check test lint typecheck demo local-locations bench bench-batch-events bench-merge samples gcp-package checkov clean
+.PHONY: help setup jars check test lint typecheck demo local-locations bench bench-batch-events bench-merge bench-batch samples gcp-package checkov clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ bench-batch-events: setup ## Pipeline-batch events (member, trigger, sealing mem
 
 bench-merge: setup ## Job vs a bare Delta-on-Spark MERGE (and delta-rs) into bench/results/merge.md
 	$(BIN)/python bench/bench_merge.py
+
+bench-batch: setup ## Batch job's tasks at 1x and 10x the issue's day vs bare Delta writes + MERGEs into bench/results/batch.md (QUICK=1: 5k orders)
+	$(BIN)/python bench/bench_batch.py $(if $(QUICK),--quick)
 
 samples: setup ## Regenerate data/samples (deterministic)
 	$(BIN)/python -m local_world samples --rows 120 --date 2025-03-03 --days 5 --malformed 3 \

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import random
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TextIO
 
 from filegate.contracts import Contract, load_contracts
 
@@ -94,8 +94,9 @@ class World:
 
 
 def _stamp(day: date, rng: random.Random, hour_from: int = 6, hour_to: int = 22) -> str:
-    moment = datetime.combine(day, time(rng.randrange(hour_from, hour_to), rng.randrange(60), rng.randrange(60)), UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Formatted by hand: strftime was a third of the volume days' time.
+    hour, minute, second = rng.randrange(hour_from, hour_to), rng.randrange(60), rng.randrange(60)
+    return f"{day.isoformat()}T{hour:02d}:{minute:02d}:{second:02d}Z"
 
 
 def _money(value: Decimal) -> str:
@@ -390,16 +391,6 @@ def _shipping(
     return rows
 
 
-def render(contract: Contract, rows: Sequence[dict[str, str]]) -> bytes:
-    """A file's bytes: header and rows in the contract's column order, RFC 4180 quoting, LF line ends."""
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(contract.column_names)
-    for row in rows:
-        writer.writerow([row[name] for name in contract.column_names])
-    return out.getvalue().encode("utf-8")
-
-
 def file_name(dataset: str, day: date) -> str:
     return f"{dataset}_{day:%Y_%m_%d}.csv"
 
@@ -422,34 +413,225 @@ def trigger(day: date, files: dict[str, tuple[str, int, int]]) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode("utf-8")
 
 
-def generate(first_day: date, days: int, seed: int, out: Path) -> dict[str, Flaws]:
-    """Write `days` business days of the batch into `out`; the flaws of each day, by date."""
+class _MemberFile:
+    """One member file written row by row, in the bytes `render` gives."""
+
+    def __init__(self, out: TextIO, contract: Contract) -> None:
+        self._writer = csv.writer(out, lineterminator="\n")
+        self._columns = contract.column_names
+        self._writer.writerow(self._columns)
+        self.rows = 0
+
+    def write(self, rows: Iterable[dict[str, str]]) -> None:
+        columns, writer = self._columns, self._writer
+        for row in rows:
+            writer.writerow([row[name] for name in columns])
+            self.rows += 1
+
+
+DayRows = dict[str, Iterable[dict[str, str]]]
+
+
+def write_days(
+    first_day: date, days: int, seed: int, out: Path, build_day: Callable[[int, date, random.Random, Flaws], DayRows]
+) -> dict[str, Flaws]:
+    """Write each day's member files (streamed), its trigger and `flaws.json`; the flaws of each day, by date."""
     contracts = load_contracts()
-    world = World()
     found: dict[str, Flaws] = {}
     out.mkdir(parents=True, exist_ok=True)
     for offset in range(days):
         day = first_day + timedelta(days=offset)
         rng = random.Random(f"{seed}-{day.isoformat()}")
         flaws = Flaws()
-        rows = (day_one if offset == 0 else day_two)(world, day, rng, flaws)
+        rows = build_day(offset, day, rng, flaws)
         files = {}
         for dataset in MEMBERS:
-            data = render(contracts[dataset], rows[dataset])
-            (out / file_name(dataset, day)).write_bytes(data)
-            flaws.rows[dataset] = len(rows[dataset])
-            files[dataset] = (file_name(dataset, day), len(rows[dataset]), len(data))
+            path = out / file_name(dataset, day)
+            with path.open("w", encoding="utf-8", newline="") as sink:
+                member = _MemberFile(sink, contracts[dataset])
+                member.write(rows[dataset])
+            flaws.rows[dataset] = member.rows
+            files[dataset] = (path.name, member.rows, path.stat().st_size)
         (out / trigger_name(day)).write_bytes(trigger(day, files))
         found[day.isoformat()] = flaws
+    summary = {day: flaws.as_json() for day, flaws in found.items()}
+    (out / "flaws.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return found
+
+
+def generate(first_day: date, days: int, seed: int, out: Path) -> dict[str, Flaws]:
+    """Write `days` business days of the batch into `out`; the flaws of each day, by date."""
+    world = World()
+
+    def build_day(offset: int, day: date, rng: random.Random, flaws: Flaws) -> DayRows:
+        return dict((day_one if offset == 0 else day_two)(world, day, rng, flaws))
+
+    found = write_days(first_day, days, seed, out, build_day)
     last = first_day + timedelta(days=days - 1)
-    header = ",".join(contracts["customers"].column_names).replace("email", "e_mail")
+    header = ",".join(load_contracts()["customers"].column_names).replace("email", "e_mail")
     bad = out / "bad"
     bad.mkdir(exist_ok=True)
     good = (out / file_name("customers", last)).read_text(encoding="utf-8").split("\n", 1)[1]
     (bad / file_name("customers", last)).write_text(f"{header}\n{good}", encoding="utf-8")
-    summary = {day: flaws.as_json() for day, flaws in found.items()}
-    (out / "flaws.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return found
+
+
+# --- volume days, for the batch benchmark --------------------------------------------------------
+
+# One flaw of each kind per this many rows of its dataset: enough to exercise the rules, few enough
+# that the benchmark measures the good path.
+FLAW_EVERY = 10_000
+
+
+@dataclass(frozen=True)
+class Volumes:
+    """Rows per business day of each member file."""
+
+    orders: int
+    customers: int
+    products: int
+    inventory: int
+    shipping: int
+
+    @classmethod
+    def scaled(cls, orders: int) -> Volumes:
+        """The issue's daily sizes per 100k orders: 50k customers, 5k products, 10k inventory rows, 100k shipments."""
+        return cls(orders, max(1, orders // 2), max(2, orders // 20), max(2, orders // 10), orders)
+
+
+@dataclass
+class VolumeWorld:
+    """What a volume day needs of the days before, kept small: customers are only an address each."""
+
+    shop: World = field(default_factory=World)
+    # Every fifth customer is kept whole, to be sent again with a change on a later day.
+    changeable: list[dict[str, str]] = field(default_factory=list)
+    next_product: int = 1
+
+
+def _volume_customers(
+    volume: VolumeWorld, day: date, count: int, rng: random.Random, flaws: Flaws
+) -> Iterator[dict[str, str]]:
+    """A day's customers: new ones, and after the first day a fifth changed (tier, address or last login only)."""
+    changes = min(count // 5, len(volume.changeable))
+    for index, customer in enumerate(volume.changeable[:changes]):
+        if index % 3 == 0:
+            customer["customer_tier"] = "PREMIUM" if customer["customer_tier"] != "PREMIUM" else "GOLD"
+        elif index % 3 == 1:
+            customer["address"] = f"{rng.randrange(1, 400)} Harbor Street"
+        else:
+            customer["last_login"] = _stamp(day, rng)
+        customer["updated_at"] = _stamp(day, rng, 22, 23)
+        yield customer
+    # The changed ones go to the back: the next day changes others.
+    volume.changeable = volume.changeable[changes:] + volume.changeable[:changes]
+    for index in range(count - changes):
+        customer = _new_customer(volume.shop, day, rng)
+        if index % FLAW_EVERY == 7:
+            customer["email"] = "not-an-email"
+            flaws.rejects["customers.email.pattern"] += 1
+            flaws.plant("invalid_contact", customer["customer_id"])
+        else:
+            volume.shop.customers[customer["customer_id"]] = {"address": customer["address"], "city": customer["city"]}
+            if index % 5 == 0:
+                volume.changeable.append(customer)
+        yield customer
+
+
+def _volume_products(volume: VolumeWorld, day: date, count: int, rng: random.Random, flaws: Flaws) -> list[str]:
+    """The day's catalogue snapshot: after the first day one product dropped, one in a hundred repriced."""
+    products = volume.shop.products
+    if products:
+        dropped = sorted(products)[len(products) // 2]
+        products.pop(dropped)
+        for key in [key for key in volume.shop.stock if key[0] == dropped]:
+            volume.shop.stock.pop(key)
+        flaws.plant("missing_from_snapshot", dropped)
+        for product_id in sorted(products)[::100]:
+            products[product_id]["price"] = _money(Decimal(products[product_id]["price"]) * Decimal("1.10"))
+    while len(products) < count:
+        product = _new_product(volume.next_product, day, rng)
+        if volume.next_product % 50 == 5:
+            product["discontinued"] = "true"
+        products[product["product_id"]] = product
+        volume.next_product += 1
+    return sorted(products)
+
+
+def _volume_inventory(
+    volume: VolumeWorld, day: date, count: int, products: list[str], rng: random.Random
+) -> Iterator[dict[str, str]]:
+    """The day's stock snapshot: `count` (product, warehouse) rows, as many warehouses per product as that needs."""
+    per_product = min(len(_WAREHOUSES), -(-count // len(products)))
+    pairs = [(product_id, warehouse) for product_id in products for warehouse in _WAREHOUSES[:per_product]][:count]
+    for product_id, warehouse in pairs:
+        quantity = max(0, volume.shop.stock.get((product_id, warehouse), rng.randrange(0, 120)) - rng.randrange(0, 6))
+        volume.shop.stock[(product_id, warehouse)] = quantity
+        discontinued = volume.shop.products[product_id]["discontinued"] == "true"
+        yield {
+            "product_id": product_id,
+            "warehouse_location": warehouse,
+            "stock_quantity": str(quantity),
+            "stock_status": "DISCONTINUED" if discontinued else _stock_status(quantity),
+            "last_updated": _stamp(day, rng),
+            "created_timestamp": "2024-06-01T00:00:00Z",
+        }
+
+
+def _volume_orders(
+    volume: VolumeWorld, day: date, count: int, products: list[str], rng: random.Random, flaws: Flaws, good: list[str]
+) -> Iterator[dict[str, str]]:
+    """A day's new orders; the ids of those the job keeps go to `good` (for the day's shipments)."""
+    customers = list(volume.shop.customers)
+    on_sale = [pid for pid in products if volume.shop.products[pid]["discontinued"] == "false"]
+    for index in range(count):
+        order = _order(volume.shop, day, rng.choice(customers), rng.choice(on_sale), rng)
+        if index % FLAW_EVERY == 4:
+            # A customer nobody ever sent (numbers start at 1): a cross-dataset orphan.
+            order["customer_id"] = "CUST-000000"
+            flaws.plant("orphan_order", order["order_id"])
+        if index % FLAW_EVERY == 12:
+            order["order_amount"] = "-" + order["order_amount"]
+            flaws.rejects["orders.order_amount.min"] += 1
+            flaws.plant("negative_amount", order["order_id"])
+        else:
+            good.append(order["order_id"])
+        yield order
+
+
+def _volume_shipping(
+    day: date, count: int, orders: list[str], rng: random.Random, flaws: Flaws
+) -> Iterator[dict[str, str]]:
+    """`count` shipments of the day's orders (one each, then a second parcel), unique tracking numbers."""
+    for index in range(count):
+        row = _shipment(
+            {"order_id": orders[index % len(orders)], "order_date": day.isoformat()}, day, rng, rng.random() < 0.3
+        )
+        row["tracking_number"] = f"1Z{day:%y%m%d}{index:010d}"
+        if index % FLAW_EVERY == 3:
+            row["ship_date"] = (day - timedelta(days=2)).isoformat()
+            row["estimated_delivery"] = row["actual_delivery"] = (day - timedelta(days=1)).isoformat()
+            flaws.plant("delivered_before_ordered", row["tracking_number"])
+        yield row
+
+
+def generate_volumes(first_day: date, days: int, seed: int, out: Path, volumes: Volumes) -> dict[str, Flaws]:
+    """Write `days` volume days into `out`, streamed row by row; the flaws of each day, by date."""
+    volume = VolumeWorld()
+
+    def build_day(offset: int, day: date, rng: random.Random, flaws: Flaws) -> DayRows:
+        products = _volume_products(volume, day, volumes.products, rng, flaws)
+        good: list[str] = []
+        # Generators, run in member order: the orders fill `good` before the shipments read it.
+        return {
+            "customers": _volume_customers(volume, day, volumes.customers, rng, flaws),
+            "products": (volume.shop.products[pid] for pid in products),
+            "inventory": _volume_inventory(volume, day, volumes.inventory, products, rng),
+            "orders": _volume_orders(volume, day, volumes.orders, products, rng, flaws, good),
+            "shipping": _volume_shipping(day, volumes.shipping, good, rng, flaws),
+        }
+
+    return write_days(first_day, days, seed, out, build_day)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -457,11 +639,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m local_world ecommerce-samples", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--date", type=date.fromisoformat, default=date(2025, 1, 15), help="first business day")
-    parser.add_argument("--days", type=int, default=2, choices=(1, 2), help="business days to write")
+    parser.add_argument("--days", type=int, default=2, help="business days to write (1 or 2 without volumes)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, required=True)
+    volume = parser.add_argument_group("volume days (for benchmarks)")
+    volume.add_argument("--orders", type=int, help="orders a day; the other members scale by the issue's ratios")
+    for dataset in ("customers", "products", "inventory", "shipping"):
+        volume.add_argument(f"--{dataset}", type=int, help=f"{dataset} rows a day (default: scaled from --orders)")
     args = parser.parse_args(argv)
-    generate(args.date, args.days, args.seed, args.out)
+    counts = {name: getattr(args, name) for name in ("orders", "customers", "products", "inventory", "shipping")}
+    if all(count is None for count in counts.values()):
+        if args.days not in (1, 2):
+            parser.error("--days must be 1 or 2 for the samples (volume days take any number)")
+        generate(args.date, args.days, args.seed, args.out)
+    else:
+        if args.orders is None:
+            parser.error("volume days need --orders (the other counts default to its ratios)")
+        if any(count is not None and count < 1 for count in counts.values()) or args.days < 1:
+            parser.error("--days and every row count must be at least 1")
+        scaled = Volumes.scaled(args.orders)
+        volumes = Volumes(
+            **{name: count if count is not None else getattr(scaled, name) for name, count in counts.items()}
+        )
+        generate_volumes(args.date, args.days, args.seed, args.out, volumes)
     print(f"wrote {args.days} day(s) of the {PIPELINE} batch to {args.out}", file=sys.stderr)
     return 0
 

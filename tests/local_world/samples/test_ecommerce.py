@@ -3,6 +3,7 @@ function's verdict on each file is what its flaw list says."""
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import date
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from filegate.contracts import load_contracts
 from filegate.validation import validate_upload
-from local_world.samples.ecommerce import MEMBERS, generate, main
+from local_world.samples.ecommerce import MEMBERS, Volumes, generate, generate_volumes, main
 from tests.local_world.samples.test_order_tracking import REPO, make_samples_arguments
 
 SAMPLES = REPO / "data" / "samples" / "ecommerce"
@@ -107,3 +108,49 @@ def test_the_planted_situations_are_all_there() -> None:
         "missing_from_snapshot",
         "last_login_only_change",
     } <= planted
+
+
+def _data_rows(path: Path) -> int:
+    with path.open(encoding="utf-8", newline="") as source:
+        return sum(1 for _ in csv.reader(source)) - 1
+
+
+def test_volume_days_have_the_requested_rows_in_the_issues_ratios(tmp_path: Path) -> None:
+    assert main(["--orders", "200", "--days", "3", "--inventory", "25", "--out", str(tmp_path)]) == 0
+
+    expected = {"customers": 100, "products": 10, "inventory": 25, "orders": 200, "shipping": 200}
+    flaws = json.loads((tmp_path / "flaws.json").read_text(encoding="utf-8"))
+    for day in ("2025-01-15", "2025-01-16", "2025-01-17"):
+        stamp = day.replace("-", "_")
+        trigger = json.loads((tmp_path / f"trigger_{stamp}.json").read_text(encoding="utf-8"))
+        assert {entry["dataset"]: entry["rows"] for entry in trigger["files"]} == expected
+        assert flaws[day]["rows"] == expected
+        for dataset, rows in expected.items():
+            assert _data_rows(tmp_path / f"{dataset}_{stamp}.csv") == rows, (day, dataset)
+        # One flaw of each kind per 10,000 rows (begun) of a dataset.
+        assert flaws[day]["rejects"] == {"customers.email.pattern": 1, "orders.order_amount.min": 1}
+        assert len(flaws[day]["planted"]["delivered_before_ordered"]) == 1
+
+
+def test_volume_days_change_known_customers_and_keep_every_row_valid_for_the_function(tmp_path: Path) -> None:
+    generate_volumes(date(2025, 1, 15), 2, 7, tmp_path, Volumes.scaled(1_000))
+    contracts = load_contracts()
+
+    first = {row[0] for row in csv.reader((tmp_path / "customers_2025_01_15.csv").open(encoding="utf-8"))}
+    second = [row[0] for row in csv.reader((tmp_path / "customers_2025_01_16.csv").open(encoding="utf-8"))][1:]
+    # A fifth of the second day's customers are known ones sent again with a change.
+    assert sum(1 for key in second if key in first) == len(second) // 5
+    rejects = json.loads((tmp_path / "flaws.json").read_text(encoding="utf-8"))["2025-01-16"]["rejects"]
+    for dataset in MEMBERS:
+        name = f"{dataset}_2025_01_16.csv"
+        data = (tmp_path / name).read_bytes()
+        verdict = validate_upload(name, len(data), data, contracts, max_file_bytes=10**9)
+        assert verdict.ok, verdict.reasons
+        # The column flaws planted, and no others (the function samples the file's head).
+        planted = sum(n for rule, n in rejects.items() if rule.startswith(f"{dataset}."))
+        assert verdict.bad_rows <= planted, (dataset, verdict.bad_rows)
+
+
+def test_the_samples_keep_to_one_or_two_days(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--days", "3", "--out", str(tmp_path)])
