@@ -83,20 +83,18 @@ def latest_wins_merge(contract: Contract, columns: Sequence[str], deleted: str |
     target's row removes it, and a delete of an absent key inserts nothing.
     """
     columns = _checked(columns)
-    keys = _keys_match(_checked(contract.keys))
-    if deleted is None:
-        return MergeSpec(
-            predicate=keys,
-            when_matched_update=(MergeClause(_set_from_source(columns), condition=newer_condition(contract)),),
-            when_not_matched_insert=(MergeClause(_set_from_source(columns)),),
-        )
-    (flag,) = _checked([deleted])
     newer = newer_condition(contract)
+    deletes: tuple[str, ...] = ()
+    update_when, insert_when = newer, None
+    if deleted is not None:
+        (flag,) = _checked([deleted])
+        deletes = (f"{SOURCE}.{flag} AND ({newer})",)
+        update_when, insert_when = f"NOT {SOURCE}.{flag} AND ({newer})", f"NOT {SOURCE}.{flag}"
     return MergeSpec(
-        predicate=keys,
-        when_matched_delete=(f"{SOURCE}.{flag} AND ({newer})",),
-        when_matched_update=(MergeClause(_set_from_source(columns), condition=f"NOT {SOURCE}.{flag} AND ({newer})"),),
-        when_not_matched_insert=(MergeClause(_set_from_source(columns), condition=f"NOT {SOURCE}.{flag}"),),
+        predicate=_keys_match(_checked(contract.keys)),
+        when_matched_delete=deletes,
+        when_matched_update=(MergeClause(_set_from_source(columns), condition=update_when),),
+        when_not_matched_insert=(MergeClause(_set_from_source(columns), condition=insert_when),),
     )
 
 
