@@ -50,7 +50,7 @@ from spark_jobs.columns import (
     row_fields,
 )
 from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
-from spark_jobs.pipeline_rules import Checks, parse_checks
+from spark_jobs.pipeline_rules import Checks, Relation, parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
 from spark_jobs.row_rules import stage_rules
 from spark_jobs.stage import rejects_table, stage_table
@@ -178,59 +178,121 @@ def key_map(contract: Contract) -> Column:
 StageCounts = tuple[int, int, dict[str, int], dict[str, int]]
 
 
-def stage_counts(context: BatchContext, contracts: dict[str, Contract]) -> dict[str, StageCounts]:
-    """Per dataset: rows staged, rows rejected at stage, and how often each stage rule rejected or warned.
+@dataclass
+class Figures:
+    """What validation_results counts, read in one query after validation_failures is written."""
 
-    One query for the whole batch: the rows grouped by dataset, side and the list of rules they broke
-    (few distinct lists), counted on the driver. Each query costs seconds; one per figure would add up.
+    stage: dict[str, StageCounts]
+    failed: dict[str, int]
+    samples: dict[str, list[str]]
+    null_keys: dict[str, int]
+
+
+# The union the figures are read through: which figure a row belongs to, and its parts.
+_PART, _NAME, _REJECTED, _IDS, _KEY_TEXT, _COUNT = "part", "name", "rejected", "ids", "k", "n"
+_STAGE, _NULL_KEYS, _FAILURES = "stage", "null_keys", "failures"
+
+
+def batch_figures(
+    context: BatchContext,
+    checks: Checks,
+    inputs: Inputs,
+    batch_rows: dict[str, DataFrame],
+    recorded: DataFrame,
+) -> Figures:
+    """The stage counts, the NULL foreign keys and the recorded failures of the batch, in one query.
+
+    Each statement costs seconds whatever the rows (planning, and listing each Delta table's files),
+    so the three questions are one union, told apart by `part`, collected once.
     """
-    batch_id = context.manifest.batch_id
-    parts = []
-    for name, contract in contracts.items():
-        stage = context.warehouse.read_batch(stage_table(contract), batch_id)
-        rejects = context.warehouse.read_batch(rejects_table(contract), batch_id).where(
-            F.coalesce(F.col(REJECTED_BY), F.lit("stage")) == F.lit("stage")
-        )
-        parts.append(
-            stage.select(F.lit(name).alias("dataset"), F.lit(False).alias("rejected"), F.col(WARNINGS).alias("ids"))
-        )
-        parts.append(
-            rejects.select(F.lit(name).alias("dataset"), F.lit(True).alias("rejected"), F.col(RULES).alias("ids"))
-        )
+    members = list(batch_rows)
+    ignoring = [r for r in checks.relations if r.child in members and r.nulls == "ignore"]
+    parts = [
+        _stage_part(context, batch_rows),
+        *(_null_key_part(relation, inputs) for relation in ignoring),
+        _failure_part(recorded),
+    ]
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
-    found: dict[str, StageCounts] = {name: (0, 0, {}, {}) for name in contracts}
-    for row in union.groupBy("dataset", "rejected", "ids").agg(F.count(F.lit(1)).alias("n")).collect():
-        staged, rejected, rejected_by, warned = found[row["dataset"]]
-        n = int(row["n"])
-        tally = rejected_by if row["rejected"] else warned
-        for rule in set(row["ids"] or ()):
-            tally[rule] = tally.get(rule, 0) + n
-        found[row["dataset"]] = (
-            (staged, rejected + n, rejected_by, warned)
-            if row["rejected"]
-            else (staged + n, rejected, rejected_by, warned)
-        )
-    return found
+    figures = Figures({name: (0, 0, {}, {}) for name in members}, {}, {}, {r.name: 0 for r in ignoring})
+    ranked: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for row in union.collect():
+        name, n = row[_NAME], int(row[_COUNT])
+        if row[_PART] == _NULL_KEYS:
+            figures.null_keys[name] = n
+        elif row[_PART] == _FAILURES:
+            figures.failed[name] = n
+            ranked[name].append((int(row[_RANK]), row[_KEY_TEXT]))
+        else:
+            figures.stage[name] = _tallied(figures.stage[name], bool(row[_REJECTED]), row[_IDS], n)
+    figures.samples = {rule: [key for _, key in sorted(keys)] for rule, keys in ranked.items()}
+    return figures
 
 
-def null_key_counts(checks: Checks, inputs: Inputs, members: list[str]) -> dict[str, int]:
-    """Child rows with a NULL foreign key, per relation that ignores them (one query for all)."""
-    parts = [
-        relation_failures(r, inputs)[1].select(F.lit(r.name).alias("rule"))
-        for r in checks.relations
-        if r.child in members and r.nulls == "ignore"
-    ]
-    counts = {r.name: 0 for r in checks.relations if r.child in members and r.nulls == "ignore"}
-    if parts:
-        union = parts[0]
-        for part in parts[1:]:
-            union = union.unionByName(part)
-        counts.update(
-            {row["rule"]: int(row["n"]) for row in union.groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
+def _shaped(
+    rows: DataFrame, part: str, name: Column, rejected: Column, ids: Column, key: Column, rank: Column
+) -> DataFrame:
+    return rows.select(
+        F.lit(part).alias(_PART),
+        name.alias(_NAME),
+        rejected.cast("boolean").alias(_REJECTED),
+        ids.cast("array<string>").alias(_IDS),
+        key.cast("string").alias(_KEY_TEXT),
+        rank.cast("int").alias(_RANK),
+        F.col(_COUNT).cast("bigint").alias(_COUNT),
+    )
+
+
+def _stage_part(context: BatchContext, batch_rows: dict[str, DataFrame]) -> DataFrame:
+    """Rows staged and rejected at stage per dataset, grouped by the list of rules they broke (few distinct lists)."""
+    batch_id = context.manifest.batch_id
+    parts = []
+    for name, stage in batch_rows.items():
+        rejects = context.warehouse.read_batch(rejects_table(context.contract(name)), batch_id).where(
+            F.coalesce(F.col(REJECTED_BY), F.lit("stage")) == F.lit("stage")
         )
-    return counts
+        parts.append(stage.select(F.lit(name).alias(_NAME), F.lit(False).alias(_REJECTED), F.col(WARNINGS).alias(_IDS)))
+        parts.append(rejects.select(F.lit(name).alias(_NAME), F.lit(True).alias(_REJECTED), F.col(RULES).alias(_IDS)))
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    grouped = union.groupBy(_NAME, _REJECTED, _IDS).agg(F.count(F.lit(1)).alias(_COUNT))
+    none = F.lit(None)
+    return _shaped(grouped, _STAGE, F.col(_NAME), F.col(_REJECTED), F.col(_IDS), none, none)
+
+
+def _tallied(counts: StageCounts, rejected: bool, ids: list[str] | None, n: int) -> StageCounts:
+    staged, rejected_rows, rejected_by, warned = counts
+    tally = rejected_by if rejected else warned
+    for rule in set(ids or ()):
+        tally[rule] = tally.get(rule, 0) + n
+    return (
+        (staged, rejected_rows + n, rejected_by, warned)
+        if rejected
+        else (staged + n, rejected_rows, rejected_by, warned)
+    )
+
+
+def _null_key_part(relation: Relation, inputs: Inputs) -> DataFrame:
+    """How many child rows of a relation that ignores them have a NULL foreign key."""
+    counted = relation_failures(relation, inputs)[1].agg(F.count(F.lit(1)).alias(_COUNT))
+    none = F.lit(None)
+    return _shaped(counted, _NULL_KEYS, F.lit(relation.name), none, none, none, none)
+
+
+def _failure_part(recorded: DataFrame) -> DataFrame:
+    """Failing rows per rule and the first keys of each, from the written validation_failures."""
+    key_text = F.concat_ws("|", F.map_values("key"))
+    per_rule = Window.partitionBy("rule")
+    ranked = recorded.select(
+        F.col("rule"),
+        key_text.alias(_KEY_TEXT),
+        F.row_number().over(per_rule.orderBy(key_text)).alias(_RANK),
+        F.count(F.lit(1)).over(per_rule).alias(_COUNT),
+    ).where(F.col(_RANK) <= _SAMPLES)
+    none = F.lit(None)
+    return _shaped(ranked, _FAILURES, F.col("rule"), none, none, F.col(_KEY_TEXT), F.col(_RANK))
 
 
 def failure_rows(context: BatchContext, checks: Checks, inputs: Inputs, checked_at: datetime) -> DataFrame | None:
@@ -385,16 +447,14 @@ def validate_batch(context: BatchContext) -> list[Result]:
             FAILURES, failures if failures is not None else empty, f"batch_id = {sql_string(batch_id)}"
         )
         recorded = warehouse.read(FAILURES).where(F.col("batch_id") == F.lit(batch_id))
-        failed_counts, samples = _failure_summary(recorded)
-        null_counts = null_key_counts(checks, inputs, members)
-        figures = stage_counts(context, contracts)
+        figures = batch_figures(context, checks, inputs, batch_rows, recorded)
         results: list[Result] = []
         logs: list[RunRecord] = []
         for name in members:
             member = context.manifest.member(name)
-            counts = figures[name]
+            counts = figures.stage[name]
             read, rejected = counts[0] + counts[1], counts[1]
-            rules = dataset_rules(context, checks, name, counts, failed_counts, samples, null_counts)
+            rules = dataset_rules(context, checks, name, counts, figures.failed, figures.samples, figures.null_keys)
             quarantined = sum(r.rows_failed for r in rules if r.action == "quarantine")
             results.extend(rules)
             results.append(_summary("dataset", name, rules, read, rejected + quarantined, checks))
@@ -434,24 +494,6 @@ def _failed(record: RunRecord) -> RunRecord:
     values["status"] = "FAILED"
     values["error"] = "the batch failed validation"
     return RunRecord(**values)
-
-
-def _failure_summary(recorded: DataFrame) -> tuple[dict[str, int], dict[str, list[str]]]:
-    """Failing rows per rule and the first keys of each, read back from the written table in one query."""
-    key_text = F.concat_ws("|", F.map_values("key"))
-    per_rule = Window.partitionBy("rule")
-    ranked = recorded.select(
-        "rule",
-        key_text.alias("k"),
-        F.row_number().over(per_rule.orderBy(key_text)).alias(_RANK),
-        F.count(F.lit(1)).over(per_rule).alias("n"),
-    )
-    counts: dict[str, int] = {}
-    samples: dict[str, list[str]] = defaultdict(list)
-    for row in ranked.where(F.col(_RANK) <= _SAMPLES).orderBy("rule", _RANK).collect():
-        counts[row["rule"]] = int(row["n"])
-        samples[row["rule"]].append(row["k"])
-    return counts, dict(samples)
 
 
 def _worst(results: list[Result]) -> str:
