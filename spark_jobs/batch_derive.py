@@ -42,7 +42,7 @@ from spark_jobs.batch_merge import good_batch_rows
 from spark_jobs.batch_validate import RESULTS, RESULTS_SCHEMA
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, stage_schema, target_schema
 from spark_jobs.contract_sql import first_line
-from spark_jobs.cross_checks import Inputs, resolve_sql, table_exists, target_rows
+from spark_jobs.cross_checks import Inputs, existing_table, resolve_sql, target_rows
 from spark_jobs.pipeline_rules import Checks, parse_checks
 from spark_jobs.pipeline_tables import DerivedTable, parse_tables, table_params
 from spark_jobs.processing_log import SCHEMA as LOG_SCHEMA
@@ -64,9 +64,10 @@ class GrainViolated(FilegateError):
 
 def newest_built(context: BatchContext) -> date | None:
     """The latest business date this pipeline's derived tables were built as of (processing_log)."""
-    if not table_exists(context.warehouse, PROCESSING_LOG):
+    log = existing_table(context.warehouse, PROCESSING_LOG)
+    if log is None:
         return None
-    built = context.warehouse.read(PROCESSING_LOG).where(
+    built = log.where(
         (F.col("pipeline") == F.lit(context.pipeline.name))
         & (F.col("task") == F.lit(TASK))
         & (F.col("status") == F.lit(SUCCEEDED))
@@ -106,9 +107,10 @@ def _named_inputs(
 
 def _this_batch(context: BatchContext, table: str, schema: StructType) -> DataFrame:
     """This batch's rows of a log table (empty when the table does not exist yet)."""
-    if not table_exists(context.warehouse, table):
+    found = existing_table(context.warehouse, table)
+    if found is None:
         return context.spark.createDataFrame([], schema)
-    rows = context.warehouse.read(table).where(F.col("batch_id") == F.lit(context.manifest.batch_id))
+    rows = found.where(F.col("batch_id") == F.lit(context.manifest.batch_id))
     return rows.select(*schema.fieldNames())
 
 
