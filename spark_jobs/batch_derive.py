@@ -1,11 +1,12 @@
 """Entry point of the batch job's `derive_tables` task: build the pipeline's derived tables (`[[tables]]`).
 
 Runs after `merge_targets`, so `${current.d}` is the target with this batch merged. Each table is
-built from its SQL, gets its segments' columns, `as_of_date` and `_batch_id`, is checked for a
-duplicate or NULL grain (a join that fans out is a bug to stop, not to publish), and is written:
-`full` replaces the table in one commit, `as_of` replaces the slice of this business date. A later
-table reads the earlier one as written. Each table is its own commit: a failure midway leaves the
-earlier tables rebuilt and the task's retry rebuilds them all, to the same rows.
+built from its SQL, gets its segments' columns, `as_of_date` and `_batch_id`, and is written in one
+statement that also checks its grain: a duplicate or NULL grain fails the write before it commits (a
+join that fans out is a bug to stop, not to publish). `full` replaces the table in one commit,
+`as_of` replaces the slice of this business date. A later table reads the earlier one as written.
+Each table is its own commit: a failure midway leaves the earlier tables rebuilt and the task's
+retry rebuilds them all, to the same rows.
 
 Derived tables only move forward in time: when tables were already built as of a later business date
 (a correction of an older day merged after a newer one), they are left as they are and the task says
