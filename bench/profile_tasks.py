@@ -30,7 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql.classic.dataframe import DataFrame  # noqa: E402
 
 from spark_jobs import stage_load, target_load  # noqa: E402
 from spark_jobs.delta_jars import delta_spark_conf  # noqa: E402
@@ -47,6 +48,9 @@ TEST_CONF = {
 }
 # Statements shorter than this are left out of the listing (they still count in each task's total).
 SHOWN_SECONDS = 0.3
+# How deep in a patched call the process is, shared by every patched method: a classic `first` calls
+# `collect`, and one action is one statement, not two.
+_DEPTH = [0]
 
 
 def process_cpu(pid: int) -> float:
@@ -57,7 +61,7 @@ def process_cpu(pid: int) -> float:
 
 def timed(calls: list[tuple[str, float, float, str]], jvm: int, method: Callable[..., Any]) -> Callable[..., Any]:
     """`method`, recording each outermost call's wall and JVM CPU seconds."""
-    depth = [0]
+    depth = _DEPTH
 
     @functools.wraps(method)
     def call(self: object, *args: Any, **kwargs: Any) -> Any:
@@ -108,6 +112,8 @@ def main() -> None:
     jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[union-attr]
     print(f"session: {time.monotonic() - started:.1f} s wall, JVM {process_cpu(jvm):.1f} s CPU", flush=True)
     calls: list[tuple[str, float, float, str]] = []
+    # The classic session's DataFrame overrides every action of `pyspark.sql.DataFrame`: patching that
+    # base class would leave `first`, `collect` and `count` unseen (uncounted, untimed).
     for owner, names in ((SparkSession, ("sql", "table")), (DataFrame, ("collect", "first", "count", "toArrow"))):
         for name in names:
             setattr(owner, name, timed(calls, jvm, getattr(owner, name)))

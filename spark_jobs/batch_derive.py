@@ -1,11 +1,12 @@
 """Entry point of the batch job's `derive_tables` task: build the pipeline's derived tables (`[[tables]]`).
 
 Runs after `merge_targets`, so `${current.d}` is the target with this batch merged. Each table is
-built from its SQL, gets its segments' columns, `as_of_date` and `_batch_id`, is checked for a
-duplicate or NULL grain (a join that fans out is a bug to stop, not to publish), and is written:
-`full` replaces the table in one commit, `as_of` replaces the slice of this business date. A later
-table reads the earlier one as written. Each table is its own commit: a failure midway leaves the
-earlier tables rebuilt and the task's retry rebuilds them all, to the same rows.
+built from its SQL, gets its segments' columns, `as_of_date` and `_batch_id`, and is written in one
+statement that also checks its grain: a duplicate or NULL grain fails the write before it commits (a
+join that fans out is a bug to stop, not to publish). `full` replaces the table in one commit,
+`as_of` replaces the slice of this business date. A later table reads the earlier one as written.
+Each table is its own commit: a failure midway leaves the earlier tables rebuilt and the task's
+retry rebuilds them all, to the same rows.
 
 Derived tables only move forward in time: when tables were already built as of a later business date
 (a correction of an older day merged after a newer one), they are left as they are and the task says
@@ -16,9 +17,12 @@ series rebuilt from today's targets would mix in days after it.
 from __future__ import annotations
 
 import json
+import operator
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
+from functools import reduce
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -26,7 +30,7 @@ if __package__ in (None, ""):
 
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -39,15 +43,18 @@ from spark_jobs.batch_merge import good_batch_rows
 from spark_jobs.batch_validate import RESULTS, RESULTS_SCHEMA
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, stage_schema, target_schema
 from spark_jobs.contract_sql import first_line
-from spark_jobs.cross_checks import Inputs, resolve_sql, table_exists, target_rows
+from spark_jobs.cross_checks import Inputs, existing_table, resolve_sql, target_rows
 from spark_jobs.pipeline_rules import Checks, parse_checks
 from spark_jobs.pipeline_tables import DerivedTable, parse_tables, table_params
 from spark_jobs.processing_log import SCHEMA as LOG_SCHEMA
 from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, append_runs
-from spark_jobs.warehouse import sql_string
+from spark_jobs.warehouse import Warehouse, is_conflict, sql_string
 
 TASK = "derive_tables"
-_ROWS = "_rows"
+# The window count of the grain check: a name no derived table's SQL makes, dropped before the write.
+_GRAIN_ROWS = "_filegate_grain_rows"
+_FANS_OUT = "; its SQL joins something that fans out"
+_NULL_GRAIN = "; its SQL leaves a grain column NULL (an outer join that found no match?)"
 # The bare inputs `${validation_results}` and `${processing_log}`: this batch's rows of those tables.
 _LOG_SCHEMAS = {RESULTS: RESULTS_SCHEMA, PROCESSING_LOG: LOG_SCHEMA}
 
@@ -58,9 +65,10 @@ class GrainViolated(FilegateError):
 
 def newest_built(context: BatchContext) -> date | None:
     """The latest business date this pipeline's derived tables were built as of (processing_log)."""
-    if not table_exists(context.warehouse, PROCESSING_LOG):
+    log = existing_table(context.warehouse, PROCESSING_LOG)
+    if log is None:
         return None
-    built = context.warehouse.read(PROCESSING_LOG).where(
+    built = log.where(
         (F.col("pipeline") == F.lit(context.pipeline.name))
         & (F.col("task") == F.lit(TASK))
         & (F.col("status") == F.lit(SUCCEEDED))
@@ -100,9 +108,10 @@ def _named_inputs(
 
 def _this_batch(context: BatchContext, table: str, schema: StructType) -> DataFrame:
     """This batch's rows of a log table (empty when the table does not exist yet)."""
-    if not table_exists(context.warehouse, table):
+    found = existing_table(context.warehouse, table)
+    if found is None:
         return context.spark.createDataFrame([], schema)
-    rows = context.warehouse.read(table).where(F.col("batch_id") == F.lit(context.manifest.batch_id))
+    rows = found.where(F.col("batch_id") == F.lit(context.manifest.batch_id))
     return rows.select(*schema.fieldNames())
 
 
@@ -144,32 +153,94 @@ def table_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts
     return problems
 
 
-def checked_count(table: DerivedTable, rows: DataFrame) -> int:
-    """How many rows the table has; raises when two share a grain or a grain column is NULL (one query)."""
+def grain_checked(table: DerivedTable, rows: DataFrame) -> DataFrame:
+    """`rows` with the grain check inside: writing a row whose grain repeats or holds a NULL fails the write.
+
+    The check rides in the written `_batch_id` (a CASE that raises, or the batch id), so the statement
+    that writes the table is the one that checks it, and fails before it commits: no second run of
+    the SQL. A CASE evaluates only the branch a row takes, and a written column cannot be pruned.
+    """
     missing = [column for column in table.grain if column not in rows.columns]
     if missing:
         raise GrainViolated(f"derived table {table.name}: its grain names columns its SQL does not make: {missing}")
-    has_null = F.lit(False)
-    for column in table.grain:
-        has_null = has_null | F.col(column).isNull()
-    grouped = rows.groupBy(*table.grain).agg(F.count(F.lit(1)).alias(_ROWS), F.max(has_null).alias("_null"))
+    grain = ", ".join(table.grain)
+    example = F.to_json(F.struct(*table.grain), {"ignoreNullFields": "false"})
+    has_null = reduce(operator.or_, (F.col(column).isNull() for column in table.grain))
+    shared = F.col(_GRAIN_ROWS)
+
+    def refusal(*parts: Column) -> Column:
+        return F.raise_error(F.concat(F.lit(f"derived table {table.name}: "), *parts))
+
+    batch_id = (
+        F.when(has_null, refusal(F.lit(f"a row has a NULL in its grain ({grain}), e.g. "), example, F.lit(_NULL_GRAIN)))
+        .when(
+            shared > 1,
+            refusal(shared.cast("string"), F.lit(f" rows share one grain ({grain}), e.g. "), example, F.lit(_FANS_OUT)),
+        )
+        .otherwise(F.col(BATCH_ID))
+    )
+    counted = rows.withColumn(_GRAIN_ROWS, F.count(F.lit(1)).over(Window.partitionBy(*table.grain)))
+    return counted.withColumn(BATCH_ID, batch_id).drop(_GRAIN_ROWS)
+
+
+def grain_problem(table: DerivedTable, rows: DataFrame) -> str | None:
+    """What is wrong with the table's grain, or None (a query of its own: run only once a write has failed)."""
+    has_null = reduce(operator.or_, (F.col(column).isNull() for column in table.grain))
+    grouped = rows.groupBy(*table.grain).agg(
+        F.count(F.lit(1)).alias(_GRAIN_ROWS),
+        F.max(has_null).alias("_null"),
+        F.to_json(F.struct(*table.grain), {"ignoreNullFields": "false"}).alias("_example"),
+    )
     found = grouped.agg(
-        F.sum(_ROWS).alias("rows"),
-        F.max(_ROWS).alias("most"),
-        F.sum(F.when(F.col("_null"), F.col(_ROWS)).otherwise(0)).alias("nulls"),
+        F.max(_GRAIN_ROWS).alias("most"),
+        F.max_by("_example", F.col(_GRAIN_ROWS)).alias("shared"),
+        F.sum(F.when(F.col("_null"), F.col(_GRAIN_ROWS)).otherwise(0)).alias("nulls"),
+        F.max(F.when(F.col("_null"), F.col("_example"))).alias("null"),
     ).first()
-    if found is None or found["rows"] is None:
-        return 0
+    if found is None or found["most"] is None:
+        return None
+    where = f"derived table {table.name}"
     grain = ", ".join(table.grain)
     if found["nulls"]:
-        raise GrainViolated(f"derived table {table.name}: {found['nulls']} rows have a NULL in its grain ({grain})")
+        return f"{where}: {found['nulls']} rows have a NULL in its grain ({grain}), e.g. {found['null']}{_NULL_GRAIN}"
     if found["most"] > 1:
-        example = grouped.where(F.col(_ROWS) > 1).select(*table.grain).first()
-        raise GrainViolated(
-            f"derived table {table.name}: up to {found['most']} rows share one grain ({grain}), e.g. "
-            f"{example.asDict() if example is not None else '?'}; its SQL joins something that fans out"
-        )
-    return int(found["rows"])
+        return f"{where}: {found['most']} rows share one grain ({grain}), e.g. {found['shared']}{_FANS_OUT}"
+    return None
+
+
+def _raised(table: DerivedTable, exc: Exception) -> str | None:
+    """The grain check's own message in a failed write's error (classic, or Spark Connect with its stack trace)."""
+    server_trace = getattr(exc, "getStackTrace", None)
+    texts = [str(exc), str(server_trace() or "") if callable(server_trace) else ""]
+    pattern = re.compile(
+        r"\[USER_RAISED_EXCEPTION\] (" + re.escape(f"derived table {table.name}: ") + r"[^\n]*?)(?: SQLSTATE: \w+)?$",
+        re.M,
+    )
+    found = next((match for text in texts if (match := pattern.search(text))), None)
+    return None if found is None else found.group(1)
+
+
+def write_table(warehouse: Warehouse, table: DerivedTable, rows: DataFrame, as_of: date) -> int:
+    """Check and write one derived table in one statement; its rows (`full`) or its slice's rows (`as_of`).
+
+    A table whose grain repeats or holds a NULL is refused with `GrainViolated` and nothing of it is
+    committed: the table stays as it was.
+    """
+    checked = grain_checked(table, rows)
+    predicate = f"{AS_OF_DATE} = DATE {sql_string(as_of.isoformat())}"
+    try:
+        if table.refresh == "full":
+            return warehouse.replace_table(table.name, checked)
+        warehouse.ensure_table(table.name, rows.schema)
+        warehouse.replace_where(table.name, checked, predicate)
+    except Exception as exc:
+        # Spark Connect without server stack traces keeps only the outer error (the failed write task):
+        # then one more query over the rows finds the example the message must name.
+        problem = _raised(table, exc) or (None if is_conflict(exc) else grain_problem(table, rows))
+        if problem is None:
+            raise
+        raise GrainViolated(problem) from exc
+    return warehouse.replaced_rows(table.name, predicate)
 
 
 def build_table(context: BatchContext, table: DerivedTable, inputs: Inputs) -> RunRecord:
@@ -178,14 +249,7 @@ def build_table(context: BatchContext, table: DerivedTable, inputs: Inputs) -> R
     as_of = context.manifest.business_date
     params = table_params(context.pipeline)
     rows = table_rows(context.spark, table, inputs, params, as_of, context.manifest.batch_id)
-    count = checked_count(table, rows)
-    if table.refresh == "full":
-        context.warehouse.replace_table(table.name, rows)
-    else:
-        context.warehouse.ensure_table(table.name, rows.schema)
-        predicate = f"{AS_OF_DATE} = DATE {sql_string(as_of.isoformat())}"
-        context.warehouse.replace_where(table.name, rows, predicate)
-    inputs.register("table", table.name, context.warehouse.read(table.name))
+    count = write_table(context.warehouse, table, rows, as_of)
     print(f"{TASK}: {table.name}: {count} rows ({'replaced' if table.refresh == 'full' else f'slice {as_of}'})")
     return context.record(
         TASK,
@@ -212,10 +276,14 @@ def derive_tables(context: BatchContext) -> None:
         print(f"{TASK}: pipeline {context.pipeline.name}: nothing built: {why}")
         return
     inputs = register_inputs(context, tables)
+    read_later = set().union(*(table.tables_read() for table in tables))
     records: list[RunRecord] = []
     try:
         for table in tables:
             records.append(build_table(context, table, inputs))
+            # A later table reads this one as written; one no table reads needs no view.
+            if table.name in read_later:
+                inputs.register("table", table.name, context.warehouse.read(table.name))
     finally:
         inputs.close()
         # The tables built before a failure are logged too: they are rebuilt, whatever came after.

@@ -33,20 +33,28 @@ from spark_jobs.warehouse import Warehouse
 DETAIL = "detail"
 
 
-def table_exists(warehouse: Warehouse, table: str) -> bool:
-    """Whether the table exists (a target is created by its first merge)."""
+def existing_table(warehouse: Warehouse, table: str) -> DataFrame | None:
+    """The table's rows, or None when it does not exist yet (a target is created by its first merge).
+
+    One lookup: the read that proved the table exists is the one returned, not read again.
+    """
     try:
-        warehouse.read(table).schema  # noqa: B018 - resolving the table is the test
+        rows = warehouse.read(table)
+        rows.schema  # noqa: B018 - over Spark Connect a read resolves the table only when asked
     except AnalysisException:
-        return False
-    return True
+        return None
+    return rows
+
+
+def table_exists(warehouse: Warehouse, table: str) -> bool:
+    """Whether the table exists."""
+    return existing_table(warehouse, table) is not None
 
 
 def target_rows(warehouse: Warehouse, contract: Contract) -> DataFrame:
     """Every row (version) of a dataset's target; empty, with the target's schema, before its first merge."""
-    if table_exists(warehouse, contract.target):
-        return warehouse.read(contract.target)
-    return warehouse.spark.createDataFrame([], target_schema(contract))
+    rows = existing_table(warehouse, contract.target)
+    return warehouse.spark.createDataFrame([], target_schema(contract)) if rows is None else rows
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -39,6 +39,9 @@ MAX_ATTEMPTS = 6
 # How far back a replace looks for its own commit: beyond the concurrent commits of other batches.
 _HISTORY_DEPTH = 20
 _FIRST_BACKOFF_SECONDS = 0.2
+# What Delta names a `CREATE OR REPLACE TABLE ... AS SELECT` commit in the history (Delta 4.0's
+# `DeltaOperations`): the first one creates the table, later ones replace it.
+_TABLE_REPLACES = frozenset({"CREATE OR REPLACE TABLE AS SELECT", "CREATE TABLE AS SELECT", "REPLACE TABLE AS SELECT"})
 
 
 @dataclass(frozen=True)
@@ -168,11 +171,13 @@ class Warehouse:
         committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
         self._add_missing_columns(table, schema)
 
-    def replace_table(self, table: str, rows: DataFrame) -> None:
-        """Atomically replace the whole table (schema and rows) with `rows`.
+    def replace_table(self, table: str, rows: DataFrame) -> int:
+        """Atomically replace the whole table (schema and rows) with `rows`; how many rows it now has.
 
         One `CREATE OR REPLACE TABLE ... AS SELECT` commit: readers see the old table or the new one,
         its history keeps every earlier version, and a column added to the SQL needs no migration.
+        The count is the commit's own `numOutputRows`: the newest replace is this one, or a concurrent
+        one that replaced it, and then the table holds that one's rows.
         """
         if isinstance(self.location, UnityCatalog):
             self._ensure_schema(self.location)
@@ -180,6 +185,10 @@ class Warehouse:
             properties = "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
             statement = f"CREATE OR REPLACE TABLE {self.name(table)} USING DELTA {properties} AS SELECT * FROM {view}"  # noqa: S608
             committed(lambda: self.spark.sql(statement).collect(), f"replace {table}")
+        metrics = self._newest_metrics(table, lambda commit: commit["operation"] in _TABLE_REPLACES)
+        if metrics is not None and "numOutputRows" in metrics:
+            return int(metrics["numOutputRows"])
+        return int(self.read(table).count())
 
     def _add_missing_columns(self, table: str, schema: StructType) -> None:
         """Migrate a table made by an earlier release in place: add the columns it lacks, drop nothing.
@@ -209,10 +218,6 @@ class Warehouse:
         """The table's rows of one batch; Delta skips the other batches' files by their statistics."""
         return self.read(table).where(F.col(BATCH_ID) == F.lit(batch_id))
 
-    def count_batch(self, table: str, batch_id: str) -> int:
-        """How many rows of one batch the table holds."""
-        return int(self.read_batch(table, batch_id).count())
-
     def replace_batch(self, table: str, rows: DataFrame, batch_id: str) -> int:
         """Atomically replace the table's rows of one batch with `rows` (all of that batch); how many."""
         columns = ", ".join(_quoted(name) for name in self.read(table).columns)
@@ -221,10 +226,10 @@ class Warehouse:
                 f"INSERT INTO {self.name(table)} REPLACE WHERE {batch_predicate(batch_id)} SELECT {columns} FROM {view}"  # noqa: S608
             )
             committed(lambda: self.spark.sql(statement).collect(), f"replace batch {batch_id} in {table}")
-        return self._replaced_rows(table, batch_id)
+        return self.replaced_rows(table, batch_predicate(batch_id))
 
-    def _replaced_rows(self, table: str, batch_id: str) -> int:
-        """How many rows the newest replace of the batch wrote, from that commit's own metrics.
+    def replaced_rows(self, table: str, predicate: str) -> int:
+        """How many rows the newest `replace_where` of `predicate` wrote, from that commit's own metrics.
 
         `INSERT ... REPLACE WHERE` returns no result, but its commit records its predicate and the
         rows it added: `numOutputRows` holds the new rows plus `numCopiedRows`, the other batches'
@@ -232,17 +237,25 @@ class Warehouse:
         vector; Delta's `WriteIntoDelta`). The newest such commit of the batch is this one, or a
         concurrent attempt at the same batch that replaced it, and then the table holds that one's
         rows. Reading a few commit files is far cheaper than scanning the table; when the log does
-        not say, the table's rows of the batch are counted.
+        not say, the table's rows matching the predicate are counted.
         """
-        predicate = f"({batch_predicate(batch_id)})"
+        recorded = f"({predicate})"
+
+        def replaced(commit: Row) -> bool:
+            return commit["operation"] == "WRITE" and (commit["operationParameters"] or {}).get("predicate") == recorded
+
+        metrics = self._newest_metrics(table, replaced)
+        if metrics is not None and "numOutputRows" in metrics and "numCopiedRows" in metrics:
+            return int(metrics["numOutputRows"]) - int(metrics["numCopiedRows"])
+        return int(self.read(table).where(F.expr(predicate)).count())
+
+    def _newest_metrics(self, table: str, matches: Callable[[Row], bool]) -> dict[str, str] | None:
+        """The operation metrics of the table's newest commit that `matches` (None when none is recent)."""
         history = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT {_HISTORY_DEPTH}").collect()
         for commit in history:
-            parameters, metrics = commit["operationParameters"] or {}, commit["operationMetrics"] or {}
-            if commit["operation"] == "WRITE" and parameters.get("predicate") == predicate:
-                if "numOutputRows" in metrics and "numCopiedRows" in metrics:
-                    return int(metrics["numOutputRows"]) - int(metrics["numCopiedRows"])
-                break
-        return self.count_batch(table, batch_id)
+            if matches(commit):
+                return dict(commit["operationMetrics"] or {})
+        return None
 
     def replace_where(self, table: str, rows: DataFrame, predicate: str) -> None:
         """Atomically replace the rows matching `predicate` (checked SQL text) with `rows`, which must all match it."""

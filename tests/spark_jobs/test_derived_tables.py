@@ -25,7 +25,7 @@ from pyspark.sql import SparkSession
 from filegate.contracts import BUILTIN_DATASETS, load_contracts
 from filegate.tables import AS_OF_DATE, BATCH_ID, PROCESSING_LOG
 from spark_jobs import batch_derive
-from spark_jobs.batch_derive import GrainViolated, checked_count
+from spark_jobs.batch_derive import GrainViolated, grain_problem, write_table
 from spark_jobs.columns import target_schema
 from spark_jobs.pipeline_tables import DerivedTable, parse_tables
 from tests.spark_jobs.batch_world import arguments, ecommerce, run_batch
@@ -494,13 +494,69 @@ def test_a_changed_band_changes_segment_membership_with_no_code_touched(
     assert (date(2025, 3, 11), "Medium Value") not in series
 
 
-def test_a_table_whose_grain_repeats_or_is_null_is_refused(spark: SparkSession) -> None:
-    table_ = DerivedTable("t", "SELECT 1", "full", ("order_id",))
+def test_each_derived_table_logs_the_rows_it_wrote(shop: dict[str, Any]) -> None:
+    lake = shop["lake"]
+    log = [r for r in table(lake, PROCESSING_LOG) if r["task"] == batch_derive.TASK and r["run_id"] == 2]
+    logged = {r["table_name"]: r["rows_inserted"] for r in log}
+
+    # Run 2 built day two: a full table holds what it wrote, an as_of table's slice of day two does.
+    for derived in parse_tables(*ecommerce()):
+        rows = table(lake, derived.name)
+        if derived.refresh == "as_of":
+            rows = [r for r in rows if r[AS_OF_DATE] == date(2025, 3, 11)]
+        assert logged[derived.name] == len(rows), derived.name
+
+
+GRAIN_ROWS = "order_id string, n int, as_of_date date, _batch_id string"
+DAY = date(2025, 3, 10)
+
+
+@pytest.mark.parametrize("refresh", ["full", "as_of"])
+def test_a_table_whose_grain_repeats_or_is_null_is_refused_and_the_table_left_as_it_was(
+    lake: Lake, spark: SparkSession, refresh: str
+) -> None:
+    warehouse = lake.warehouse()
+    derived = DerivedTable("t", "SELECT 1", refresh, ("order_id",))
+    good = spark.createDataFrame([("A", 1, DAY, "b1"), ("B", 2, DAY, "b1")], GRAIN_ROWS)
+    fanned = spark.createDataFrame([("A", 1, DAY, "b2"), ("A", 2, DAY, "b2"), ("C", 3, DAY, "b2")], GRAIN_ROWS)
+    nulls = spark.createDataFrame([("A", 1, DAY, "b3"), (None, 2, DAY, "b3")], GRAIN_ROWS)
+    assert write_table(warehouse, derived, good, DAY) == 2
+    versions = len(spark.sql(f"DESCRIBE HISTORY {warehouse.name('t')}").collect())
+
+    fans_out = r'derived table t: 2 rows share one grain \(order_id\), e.g. \{"order_id":"A"\}; its SQL joins something'
+    with pytest.raises(GrainViolated, match=fans_out):
+        write_table(warehouse, derived, fanned, DAY)
+    with pytest.raises(
+        GrainViolated, match=r'derived table t: a row has a NULL in its grain \(order_id\), e.g. \{"order_id":null\}'
+    ):
+        write_table(warehouse, derived, nulls, DAY)
+
+    assert len(spark.sql(f"DESCRIBE HISTORY {warehouse.name('t')}").collect()) == versions
+    assert sorted(tuple(r) for r in warehouse.read("t").collect()) == sorted(tuple(r) for r in good.collect())
+
+
+def test_a_grain_names_only_columns_its_sql_makes(lake: Lake, spark: SparkSession) -> None:
+    derived = DerivedTable("t", "SELECT 1", "full", ("order_key",))
+    rows = spark.createDataFrame([("A", 1, DAY, "b1")], GRAIN_ROWS)
+
+    with pytest.raises(
+        GrainViolated, match=r"derived table t: its grain names columns its SQL does not make: \['order_key'\]"
+    ):
+        write_table(lake.warehouse(), derived, rows, DAY)
+
+
+def test_a_grain_problem_is_found_by_a_query_when_the_error_lost_the_check_s_message(spark: SparkSession) -> None:
+    # Over Spark Connect without server stack traces a failed write reports only its outer error.
+    derived = DerivedTable("t", "SELECT 1", "full", ("order_id",))
     fanned = spark.createDataFrame([("A", 1), ("A", 2), ("B", 3)], "order_id string, n int")
     nulls = spark.createDataFrame([("A", 1), (None, 2)], "order_id string, n int")
 
-    with pytest.raises(GrainViolated, match=r"up to 2 rows share one grain \(order_id\), e.g. \{'order_id': 'A'\}"):
-        checked_count(table_, fanned)
-    with pytest.raises(GrainViolated, match=r"1 rows have a NULL in its grain"):
-        checked_count(table_, nulls)
-    assert checked_count(table_, spark.createDataFrame([("A", 1), ("B", 2)], "order_id string, n int")) == 2
+    assert grain_problem(derived, fanned) == (
+        'derived table t: 2 rows share one grain (order_id), e.g. {"order_id":"A"}; '
+        "its SQL joins something that fans out"
+    )
+    assert grain_problem(derived, nulls) == (
+        'derived table t: 1 rows have a NULL in its grain (order_id), e.g. {"order_id":null}; '
+        "its SQL leaves a grain column NULL (an outer join that found no match?)"
+    )
+    assert grain_problem(derived, spark.createDataFrame([("A", 1), ("B", 2)], "order_id string, n int")) is None
