@@ -61,18 +61,17 @@ def process_cpu(pid: int) -> float:
 
 def timed(calls: list[tuple[str, float, float, str]], jvm: int, method: Callable[..., Any]) -> Callable[..., Any]:
     """`method`, recording each outermost call's wall and JVM CPU seconds."""
-    depth = _DEPTH
 
     @functools.wraps(method)
     def call(self: object, *args: Any, **kwargs: Any) -> Any:
-        if depth[0]:
+        if _DEPTH[0]:
             return method(self, *args, **kwargs)
-        depth[0] += 1
+        _DEPTH[0] += 1
         wall, cpu = time.monotonic(), process_cpu(jvm)
         try:
             return method(self, *args, **kwargs)
         finally:
-            depth[0] -= 1
+            _DEPTH[0] -= 1
             text = args[0] if args and isinstance(args[0], str) else ""
             label = text[:70].replace("\n", " ")
             calls.append((method.__name__, time.monotonic() - wall, process_cpu(jvm) - cpu, label))

@@ -24,9 +24,9 @@ from filegate.contracts import Contract
 from spark_jobs.batch import BatchContext, run_batch_task
 from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
-from spark_jobs.columns import stage_schema, target_schema
+from spark_jobs.columns import BATCH_ID, stage_schema, target_schema
 from spark_jobs.contract_sql import deletes
-from spark_jobs.cross_checks import table_exists
+from spark_jobs.cross_checks import existing_table
 from spark_jobs.history import merge_history
 from spark_jobs.merge import latest_wins_merge
 from spark_jobs.pipeline_rules import parse_checks
@@ -41,9 +41,9 @@ _DELETED = "_deleted"
 
 def _quarantined(context: BatchContext, contract: Contract) -> DataFrame | None:
     """The keys `validate` quarantined in this batch of the member (None before any validation)."""
-    if not table_exists(context.warehouse, FAILURES):
+    failures = existing_table(context.warehouse, FAILURES)
+    if failures is None:
         return None
-    failures = context.warehouse.read(FAILURES)
     return quarantined_keys(failures, contract, context.manifest.batch_id).select(*contract.keys).distinct()
 
 
@@ -62,9 +62,10 @@ def batch_rows(context: BatchContext, contract: Contract) -> tuple[DataFrame, in
 
 def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
     """The member's staged rows of this batch that were merged: without the quarantined keys (empty if never staged)."""
-    if not table_exists(context.warehouse, stage_table(contract)):
+    stage = existing_table(context.warehouse, stage_table(contract))
+    if stage is None:
         return context.spark.createDataFrame([], stage_schema(contract))
-    staged = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)
+    staged = stage.where(F.col(BATCH_ID) == F.lit(context.manifest.batch_id))
     keys = _quarantined(context, contract)
     return staged if keys is None else staged.join(keys, on=list(contract.keys), how="left_anti")
 

@@ -46,11 +46,6 @@ def existing_table(warehouse: Warehouse, table: str) -> DataFrame | None:
     return rows
 
 
-def table_exists(warehouse: Warehouse, table: str) -> bool:
-    """Whether the table exists."""
-    return existing_table(warehouse, table) is not None
-
-
 def target_rows(warehouse: Warehouse, contract: Contract) -> DataFrame:
     """Every row (version) of a dataset's target; empty, with the target's schema, before its first merge."""
     rows = existing_table(warehouse, contract.target)

@@ -220,12 +220,7 @@ class Warehouse:
 
     def replace_batch(self, table: str, rows: DataFrame, batch_id: str) -> int:
         """Atomically replace the table's rows of one batch with `rows` (all of that batch); how many."""
-        columns = ", ".join(_quoted(name) for name in self.read(table).columns)
-        with self._view(rows) as view:
-            statement = (
-                f"INSERT INTO {self.name(table)} REPLACE WHERE {batch_predicate(batch_id)} SELECT {columns} FROM {view}"  # noqa: S608
-            )
-            committed(lambda: self.spark.sql(statement).collect(), f"replace batch {batch_id} in {table}")
+        self.replace_where(table, rows, batch_predicate(batch_id))
         return self.replaced_rows(table, batch_predicate(batch_id))
 
     def replaced_rows(self, table: str, predicate: str) -> int:
