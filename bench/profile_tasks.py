@@ -11,8 +11,9 @@ The tasks run in this process on the order-tracking samples, as tests/spark_jobs
 runs them, or with `--pipeline ecommerce` the batch job's tasks on the e-commerce sample days, as
 tests/spark_jobs/test_batch_job.py runs them. JVM CPU is read from /proc (Linux) around each
 statement: unlike wall time it hardly moves when other processes share the cores, so it is the
-figure to compare between settings. For where inside the JVM the CPU goes, add Java Flight Recorder:
-`--conf "spark.driver.extraJavaOptions=-XX:StartFlightRecording=filename=/tmp/tasks.jfr,settings=profile"`.
+figure to compare between settings. For where inside the JVM the CPU goes, add Java Flight Recorder (keep
+C1 only, which this setting replaces): `--conf "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1
+-XX:StartFlightRecording=filename=/tmp/tasks.jfr,settings=profile"`.
 """
 
 from __future__ import annotations
@@ -39,12 +40,10 @@ from spark_jobs.local_spark import SMALL_DATA_CONF  # noqa: E402
 
 TEST_CONF = {
     "spark.driver.memory": "1g",
-    "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC",
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
 }
 # Statements shorter than this are left out of the listing (they still count in each task's total).
 SHOWN_SECONDS = 0.3

@@ -292,8 +292,6 @@ def run_spark_connect(
         "spark.ui.enabled=false",
         "--conf",
         "spark.sql.session.timeZone=UTC",
-        "--conf",
-        "spark.sql.shuffle.partitions=4",
         *(argument for name, value in delta.items() for argument in ("--conf", f"{name}={value}")),
         "spark-internal",
     ]

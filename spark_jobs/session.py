@@ -27,7 +27,6 @@ def build_session(app_name: str, *, on_databricks: bool, remote: str | None = No
             .master("local[*]")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.shuffle.partitions", "4")
             .config(map=local)
             .getOrCreate()
         )

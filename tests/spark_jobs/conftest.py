@@ -28,14 +28,10 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         SparkSession.builder.appName("filegate-tests")
         .master("local[2]")
         .config("spark.driver.memory", "1g")
-        .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
-        # C1 only: the tests run many small, different queries, where C2's compiling costs more CPU than
-        # it saves (measured: a 3-day load used 20% less JVM CPU).
-        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1")
         .config(map=delta_spark_conf(tmp_path_factory.mktemp("spark-warehouse")))
         .config(map=SMALL_DATA_CONF)
         .getOrCreate()
