@@ -31,6 +31,8 @@ from local_world import ROOT, demo
 from local_world.emulators import is_listening
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
 from local_world.jobs_api import FolderLock, local_table
+from spark_jobs.pipeline_tables import parse_tables
+from tests.spark_jobs.batch_world import ecommerce
 
 # The demo starts Azurite, the local Jobs API and Spark: `make check` leaves it to `make test`.
 pytestmark = pytest.mark.services
@@ -498,6 +500,23 @@ def test_the_demo_runs_the_ecommerce_batches_and_shows_what_the_batch_job_wrote(
         if row["task"] == "stage_members"
     }
     assert staged == {(day, d): n for day in DAYS for d, n in flaws[day]["rows"].items()}
+    # Each task fetched the member its sealed manifest names: the archived copy, not the landed one.
+    sources = {row["source_file"] for row in log if row["task"] == "stage_members"}
+    archive = "abfss://archive@devstoreaccount1.dfs.core.windows.net"
+    assert sources == {
+        f"{archive}/{d}/{day.replace('-', '/')}/{d}_{day.replace('-', '_')}.csv"
+        for day in DAYS
+        for d in flaws[day]["rows"]
+    }
+    # The last task of each run built every derived table the pipeline declares.
+    derived = {t.name for t in parse_tables(*ecommerce())}
+    for run_id in sealed:
+        built = {
+            r["table_name"]
+            for r in log
+            if r["run_id"] == run_id and r["task"] == "derive_tables" and r["status"] == "SUCCEEDED"
+        }
+        assert built == derived
     assert re.search(rf"{sealed[1]}\s+merge_targets\s+customers\s+SUCCEEDED\s+11\s", report)
 
     # The late correction was held: the shipping target keeps the shipment as the sealed file had it.
