@@ -11,9 +11,10 @@ The tasks run in this process on the order-tracking samples, as tests/spark_jobs
 runs them, or with `--pipeline ecommerce` the batch job's tasks on the e-commerce sample days, as
 tests/spark_jobs/test_batch_job.py runs them. JVM CPU is read from /proc (Linux) around each
 statement: unlike wall time it hardly moves when other processes share the cores, so it is the
-figure to compare between settings. For where inside the JVM the CPU goes, add Java Flight Recorder (keep
-C1 only, which this setting replaces): `--conf "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1
--XX:StartFlightRecording=filename=/tmp/tasks.jfr,settings=profile"`.
+figure to compare between settings (with one caveat: a JVM that shares the cores with others does less
+of its own background work, so compare runs started together). For where inside the JVM the CPU goes,
+add Java Flight Recorder:
+`--conf "spark.driver.extraJavaOptions=-XX:StartFlightRecording=filename=/tmp/tasks.jfr,settings=profile"`.
 """
 
 from __future__ import annotations
