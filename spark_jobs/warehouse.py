@@ -31,8 +31,12 @@ T = TypeVar("T")
 # Delta's optimistic concurrency: a commit that lost the race to a conflicting one fails with one of
 # these error classes (Delta 4.0, `delta-error-classes.json`), or names the Java exception. Nothing
 # was committed by the loser, so running the whole statement again against the new snapshot is safe.
+# Two first runs creating one table race too: the loser may find the winner's folder made and its first
+# commit not yet written (DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION); on retry the table exists. A
+# folder that really holds something else fails the same way after the last attempt, with that error.
 _CONFLICTS = re.compile(
     r"DELTA_CONCURRENT_\w+|DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED|DELTA_TABLE_ALREADY_EXISTS"
+    r"|DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION"
     r"|Concurrent\w*Exception|MetadataChangedException|ProtocolChangedException|FileAlreadyExistsException"
 )
 MAX_ATTEMPTS = 6

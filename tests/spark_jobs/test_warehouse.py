@@ -164,3 +164,5 @@ def test_only_a_lost_commit_race_is_retried_and_only_so_often() -> None:
         committed(always, "test", attempts=2)
     assert len(calls) == 2
     assert not is_conflict(ValueError("[DELTA_REPLACE_WHERE_MISMATCH] Written data does not conform"))
+    # A first CREATE that finds another run's table half-made (its folder, not yet its first commit).
+    assert is_conflict(RuntimeError("[DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION] Cannot create table"))
