@@ -21,14 +21,18 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import IO
 
 import pytest
 
+from filegate.archive import archive_path
 from filegate.contracts import load_contracts
+from filegate.uris import azure_uri
 from local_world import ROOT, demo
-from local_world.emulators import is_listening
+from local_world.demo._world import DEMO_SETTINGS
+from local_world.emulators import AZURITE_ACCOUNT, is_listening
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
 from local_world.jobs_api import FolderLock, local_table
 from spark_jobs.pipeline_tables import parse_tables
@@ -502,9 +506,13 @@ def test_the_demo_runs_the_ecommerce_batches_and_shows_what_the_batch_job_wrote(
     assert staged == {(day, d): n for day in DAYS for d, n in flaws[day]["rows"].items()}
     # Each task fetched the member its sealed manifest names: the archived copy, not the landed one.
     sources = {row["source_file"] for row in log if row["task"] == "stage_members"}
-    archive = "abfss://archive@devstoreaccount1.dfs.core.windows.net"
+    archive = DEMO_SETTINGS.archive
     assert sources == {
-        f"{archive}/{d}/{day.replace('-', '/')}/{d}_{day.replace('-', '_')}.csv"
+        azure_uri(
+            AZURITE_ACCOUNT,
+            archive.container,
+            archive.path(archive_path(d, date.fromisoformat(day), f"{d}_{day.replace('-', '_')}.csv")),
+        )
         for day in DAYS
         for d in flaws[day]["rows"]
     }
