@@ -36,7 +36,12 @@ $(JARS_STAMP): spark_jobs/jars/pom.xml
 
 jars: $(JARS_STAMP) ## Fetch the pinned Delta Lake jars into .jars/delta (once; offline afterwards)
 
-setup: $(PY_STAMP) $(NODE_STAMP) $(JARS_STAMP) ## Create .venv, node_modules and .jars (fast when already there)
+# pip, npm and Maven install independent things: side by side, a fresh setup takes about as long as
+# pip alone (71 s here, 162 s one after another).
+SETUP_STAMPS := $(PY_STAMP) $(NODE_STAMP) $(JARS_STAMP)
+
+setup: ## Create .venv, node_modules and .jars (fast when already there)
+	@$(MAKE) --no-print-directory -j4 $(SETUP_STAMPS)
 
 lint: $(PY_STAMP) ## ruff (lint and format check)
 	$(BIN)/ruff check .
@@ -54,7 +59,9 @@ check: $(PY_STAMP) lint typecheck ## Fast: lint, types and the tests that start 
 # TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 
-test: setup lint typecheck checkov ## The whole suite: lint, types, unit, emulator, Spark and infra tests
+test: ## The whole suite: lint, types, unit, emulator, Spark and infra tests
+	@$(MAKE) --no-print-directory -j4 $(SETUP_STAMPS) $(CHECKOV_STAMP)
+	@$(MAKE) --no-print-directory lint typecheck checkov
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 # checkov pins its own dependencies (some clash with ours), so it lives in its own virtualenv.
