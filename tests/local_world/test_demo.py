@@ -35,6 +35,7 @@ from local_world.demo._world import DEMO_SETTINGS
 from local_world.emulators import AZURITE_ACCOUNT, is_listening
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
 from local_world.jobs_api import FolderLock, local_table
+from local_world.samples.ecommerce import file_name
 from spark_jobs.pipeline_tables import parse_tables
 from tests.spark_jobs.batch_world import ecommerce
 
@@ -511,7 +512,7 @@ def test_the_demo_runs_the_ecommerce_batches_and_shows_what_the_batch_job_wrote(
         azure_uri(
             AZURITE_ACCOUNT,
             archive.container,
-            archive.path(archive_path(d, date.fromisoformat(day), f"{d}_{day.replace('-', '_')}.csv")),
+            archive.path(archive_path(d, date.fromisoformat(day), file_name(d, date.fromisoformat(day)))),
         )
         for day in DAYS
         for d in flaws[day]["rows"]
