@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3, help="How many sample days to load, oldest first.")
     parser.add_argument("--pipeline", choices=("ecommerce",), help="Profile the batch job on this pipeline's samples.")
     parser.add_argument("--conf", action="append", default=[], help="A Spark setting name=value (repeatable).")
+    parser.add_argument(
+        "--shown-seconds", type=float, default=SHOWN_SECONDS, help="List statements at least this long (0: all)."
+    )
     options = parser.parse_args()
     conf = {**TEST_CONF, **delta_spark_conf(Path(tempfile.mkdtemp())), **SMALL_DATA_CONF}
     conf.update(setting.split("=", 1) for setting in options.conf)
@@ -125,7 +128,7 @@ def main() -> None:
         wall, cpu = time.monotonic() - wall, process_cpu(jvm) - cpu
         print(f"{task.TASK} {label}: {wall:.1f} s wall, JVM {cpu:.1f} s CPU, {len(calls)} statements")
         for name, seconds, jvm_seconds, text in calls:
-            if seconds >= SHOWN_SECONDS:
+            if seconds >= options.shown_seconds:
                 print(f"    {seconds:6.2f} s wall {jvm_seconds:6.2f} s JVM  {name} {text}")
     print(f"total: {time.monotonic() - started:.1f} s wall, JVM {process_cpu(jvm):.1f} s CPU", flush=True)
 
