@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from filegate import tables
 from filegate.errors import ContractError
 from filegate.patterns import shared_pattern
 
@@ -591,6 +592,9 @@ def _contract_problems(contract: Contract) -> list[Problem]:
     names = contract.column_names
     for name in sorted({name for name in names if names.count(name) > 1}):
         note(f"columns.{name}", "is declared twice")
+    for name in (*names, *(derived.name for derived in contract.derived)):
+        if _is_reserved(name):
+            note(f"columns.{name}", f"{name} is a name the job's tables use for their own columns; rename it")
     for column in contract.columns:
         problems.extend(_column_problems(column))
     for key in contract.keys:
@@ -635,6 +639,18 @@ def _contract_problems(contract: Contract) -> list[Problem]:
         # The observations a version is rebuilt from keep the row, not the date it was loaded on.
         problems.append(Problem("delete_when", f"delete_when is computed from the row alone, not {BUSINESS_DATE}"))
     return problems
+
+
+# The job's own columns beside a row's (lineage, verdict, history; `filegate.tables`), and every name
+# that starts with an underscore (the job's working columns): a contract column of such a name would
+# collide with them in `_stage`, `_rejects` or the target.
+_RESERVED = frozenset(
+    {tables.REASON, tables.RULES, tables.RAW_LINE, tables.EFFECTIVE_FROM, tables.EFFECTIVE_TO, tables.IS_CURRENT}
+)
+
+
+def _is_reserved(name: str) -> bool:
+    return name.startswith("_") or name.lower() in _RESERVED
 
 
 def _check_problems(contract: Contract) -> list[Problem]:

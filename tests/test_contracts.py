@@ -71,6 +71,18 @@ nullable = false
         ({"scd_type": 3}, "scd_type must be 1 or 2"),
         ({"file_pattern": "x.csv"}, "must contain {yyyy}, {mm} and {dd}"),
         ({"columns": [{"name": "id", "type": "uuid", "nullable": False}]}, "unknown type 'uuid'"),
+        (
+            {"columns": [{"name": "id", "type": "long", "nullable": False}, {"name": "Reason", "type": "string"}]},
+            "Reason is a name the job's tables use for their own columns",
+        ),
+        (
+            {"columns": [{"name": "id", "type": "long", "nullable": False}, {"name": "_batch_id", "type": "string"}]},
+            "_batch_id is a name the job's tables use for their own columns",
+        ),
+        (
+            {"derived": [{"name": "is_current", "type": "boolean", "expr": "id > 0"}]},
+            "is_current is a name the job's tables use for their own columns",
+        ),
     ],
 )
 def test_a_broken_contract_says_what_is_wrong(change: dict[str, object], message: str) -> None:
