@@ -36,7 +36,7 @@ RAW_LINE = "raw_line"
 
 
 def stage_table(dataset: str) -> str:
-    """The table a dataset's good rows are staged in before the MERGE."""
+    """The table a dataset's rows are staged in, each with its verdict, before the MERGE."""
     return f"{dataset}_stage"
 
 

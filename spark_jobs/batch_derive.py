@@ -43,7 +43,7 @@ from spark_jobs.batch_merge import good_batch_rows
 from spark_jobs.batch_validate import RESULTS, RESULTS_SCHEMA
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, stage_schema, target_schema
 from spark_jobs.contract_sql import first_line
-from spark_jobs.cross_checks import Inputs, existing_table, resolve_sql, target_rows
+from spark_jobs.cross_checks import Inputs, resolve_sql, target_rows
 from spark_jobs.pipeline_rules import Checks, parse_checks
 from spark_jobs.pipeline_tables import DerivedTable, parse_tables, table_params
 from spark_jobs.processing_log import SCHEMA as LOG_SCHEMA
@@ -65,7 +65,7 @@ class GrainViolated(FilegateError):
 
 def newest_built(context: BatchContext) -> date | None:
     """The latest business date this pipeline's derived tables were built as of (processing_log)."""
-    log = existing_table(context.warehouse, PROCESSING_LOG)
+    log = context.warehouse.read_if_exists(PROCESSING_LOG)
     if log is None:
         return None
     built = log.where(
@@ -108,7 +108,7 @@ def _named_inputs(
 
 def _this_batch(context: BatchContext, table: str, schema: StructType) -> DataFrame:
     """This batch's rows of a log table (empty when the table does not exist yet)."""
-    found = existing_table(context.warehouse, table)
+    found = context.warehouse.read_if_exists(table)
     if found is None:
         return context.spark.createDataFrame([], schema)
     rows = found.where(F.col("batch_id") == F.lit(context.manifest.batch_id))

@@ -26,12 +26,11 @@ from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import BATCH_ID, stage_schema, target_schema
 from spark_jobs.contract_sql import deletes
-from spark_jobs.cross_checks import existing_table
 from spark_jobs.history import merge_history
 from spark_jobs.merge import latest_wins_merge
 from spark_jobs.pipeline_rules import parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
-from spark_jobs.stage import stage_table
+from spark_jobs.stage import stage_table, staged_good, staged_rows
 from spark_jobs.warehouse import MergeCounts, Warehouse
 
 TASK = "merge_targets"
@@ -41,7 +40,7 @@ _DELETED = "_deleted"
 
 def _quarantined(context: BatchContext, contract: Contract) -> DataFrame | None:
     """The keys `validate` quarantined in this batch of the member (None before any validation)."""
-    failures = existing_table(context.warehouse, FAILURES)
+    failures = context.warehouse.read_if_exists(FAILURES)
     if failures is None:
         return None
     return quarantined_keys(failures, contract, context.manifest.batch_id).select(*contract.keys).distinct()
@@ -50,7 +49,7 @@ def _quarantined(context: BatchContext, contract: Contract) -> DataFrame | None:
 def batch_rows(context: BatchContext, contract: Contract) -> tuple[DataFrame, int, int]:
     """The member's staged rows of this batch without the quarantined keys; how many rows were staged, and how
     many of them were quarantined (one query for both)."""
-    staged = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)
+    staged = staged_rows(context.warehouse, contract, context.manifest.batch_id)
     keys = _quarantined(context, contract)
     if keys is None:
         return staged, int(staged.count()), 0
@@ -62,10 +61,10 @@ def batch_rows(context: BatchContext, contract: Contract) -> tuple[DataFrame, in
 
 def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
     """The member's staged rows of this batch that were merged: without the quarantined keys (empty if never staged)."""
-    stage = existing_table(context.warehouse, stage_table(contract))
+    stage = context.warehouse.read_if_exists(stage_table(contract))
     if stage is None:
         return context.spark.createDataFrame([], stage_schema(contract))
-    staged = stage.where(F.col(BATCH_ID) == F.lit(context.manifest.batch_id))
+    staged = staged_good(stage.where(F.col(BATCH_ID) == F.lit(context.manifest.batch_id)), contract)
     keys = _quarantined(context, contract)
     return staged if keys is None else staged.join(keys, on=list(contract.keys), how="left_anti")
 

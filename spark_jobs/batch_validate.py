@@ -53,7 +53,7 @@ from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_fa
 from spark_jobs.pipeline_rules import Checks, Relation, parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
 from spark_jobs.row_rules import stage_rules
-from spark_jobs.stage import rejects_table, stage_table
+from spark_jobs.stage import rejects_table, staged_rows
 from spark_jobs.warehouse import sql_string
 
 TASK = "validate"
@@ -436,7 +436,7 @@ def validate_batch(context: BatchContext) -> list[Result]:
     warehouse, batch_id = context.warehouse, context.manifest.batch_id
     members = [m.dataset for m in context.manifest.members]
     contracts = {name: context.contract(name) for name in members}
-    batch_rows = {name: warehouse.read_batch(stage_table(c), batch_id) for name, c in contracts.items()}
+    batch_rows = {name: staged_rows(warehouse, c, batch_id) for name, c in contracts.items()}
     every_member = {name: context.contract(name) for name in context.pipeline.members}
     inputs = register_inputs(context.spark, warehouse, every_member, batch_rows, checks)
     try:
@@ -582,7 +582,7 @@ def _write_quarantine(context: BatchContext, checks: Checks, contracts: dict[str
         keys = quarantined_keys(context.warehouse.read(FAILURES), contract, batch_id).select(
             *contract.keys, "rule", "detail"
         )
-        stage = context.warehouse.read_batch(stage_table(contract), batch_id)
+        stage = staged_rows(context.warehouse, contract, batch_id)
         columns = [f.name for f in row_fields(contract)]
         rows = stage.join(keys, on=list(contract.keys), how="inner").select(
             F.concat(

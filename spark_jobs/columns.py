@@ -106,8 +106,22 @@ def row_fields(contract: Contract) -> list[StructField]:
 
 
 def stage_schema(contract: Contract) -> StructType:
-    """`<dataset>_stage`: the good rows of every batch, as read, with the warn checks each failed."""
+    """A staged good row, as the tasks after the stage read it: as read, with the warn checks it failed."""
     return StructType([*row_fields(contract), StructField(WARNINGS, ArrayType(StringType())), *_lineage_fields()])
+
+
+def stage_table_schema(contract: Contract) -> StructType:
+    """`<dataset>_stage`: every row of each batch in flight with its verdict; a good row's reason is null.
+
+    The file is read and checked once and written once: the rejects are copied from here, and every
+    reader takes the good rows through `spark_jobs.stage.staged_rows`.
+    """
+    verdict = [
+        StructField(REASON, StringType()),
+        StructField(RULES, ArrayType(StringType())),
+        StructField(RAW_LINE, StringType()),
+    ]
+    return StructType([*stage_schema(contract).fields, *verdict])
 
 
 def rejects_schema() -> StructType:

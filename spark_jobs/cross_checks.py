@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
@@ -33,22 +32,9 @@ from spark_jobs.warehouse import Warehouse
 DETAIL = "detail"
 
 
-def existing_table(warehouse: Warehouse, table: str) -> DataFrame | None:
-    """The table's rows, or None when it does not exist yet (a target is created by its first merge).
-
-    One lookup: the read that proved the table exists is the one returned, not read again.
-    """
-    try:
-        rows = warehouse.read(table)
-        rows.schema  # noqa: B018 - over Spark Connect a read resolves the table only when asked
-    except AnalysisException:
-        return None
-    return rows
-
-
 def target_rows(warehouse: Warehouse, contract: Contract) -> DataFrame:
     """Every row (version) of a dataset's target; empty, with the target's schema, before its first merge."""
-    rows = existing_table(warehouse, contract.target)
+    rows = warehouse.read_if_exists(contract.target)
     return warehouse.spark.createDataFrame([], target_schema(contract)) if rows is None else rows
 
 

@@ -16,6 +16,7 @@ from filegate.errors import ContractError
 from spark_jobs.columns import (
     BATCH_ID,
     INGESTED_AT,
+    LINEAGE,
     RAW_LINE,
     REASON,
     REJECTED_BY,
@@ -23,12 +24,11 @@ from spark_jobs.columns import (
     SOURCE_FILE,
     rejects_schema,
     stage_schema,
+    stage_table_schema,
 )
 from spark_jobs.row_rules import apply_row_rules
 from spark_jobs.validation import parse_fields, read_lines, split_rows
-from spark_jobs.warehouse import BatchPart, Warehouse
-
-_REJECTED = "_rejected"
+from spark_jobs.warehouse import Warehouse
 
 
 @dataclass(frozen=True)
@@ -94,31 +94,44 @@ def stage_file(
         )
     split = split_rows(parse_fields(read_lines(spark, source_path, contract), contract), contract)
     checked = apply_row_rules(split.checked, contract, business_date)
-    rejected = F.col(REASON).isNotNull()
     rows = with_lineage(checked, batch).select(
         *stage_schema(contract).fieldNames(),
         REASON,
         RULES,
         # Only a rejected row needs its raw text; a good row would carry it along for nothing.
-        F.when(rejected, F.col(RAW_LINE)).alias(RAW_LINE),
-        F.lit("stage").alias(REJECTED_BY),
-        rejected.alias(_REJECTED),
+        F.when(F.col(REASON).isNotNull(), F.col(RAW_LINE)).alias(RAW_LINE),
     )
-    # Both tables are replaced even when the batch has no rows for them now: a corrected re-run
-    # must not leave the previous attempt's rows behind. They are two commits; a crash between them
-    # leaves the batch half staged until the task's retry replaces both (see replace_batch_split).
+    # The file is read and checked once: every row goes to the stage with its verdict, in one write,
+    # and the rejects are copied from the batch's stage rows. Splitting the checked rows into two
+    # writes instead would run the whole plan twice (serverless Spark Connect has no cache), and a
+    # filter on the verdict evaluates the rules again beside the projection that keeps them.
     # The stage holds only batches in flight, each replaced and later released whole: partitioned by
     # batch, its replaces and deletes drop a folder's files from the log without scanning any rows,
     # and concurrent batches write disjoint partitions.
-    warehouse.ensure_table(stage_table(contract), stage_schema(contract), partition_by=(BATCH_ID,))
-    warehouse.ensure_table(rejects_table(contract), rejects_schema())
-    staged, rejected_rows = warehouse.replace_batch_split(
-        rows,
-        _REJECTED,
-        (
-            BatchPart(stage_table(contract), tuple(stage_schema(contract).fieldNames())),
-            BatchPart(rejects_table(contract), tuple(rejects_schema().fieldNames())),
-        ),
+    stage, rejects = stage_table(contract), rejects_table(contract)
+    warehouse.ensure_table(stage, stage_table_schema(contract), partition_by=(BATCH_ID,))
+    warehouse.ensure_table(rejects, rejects_schema())
+    read = warehouse.replace_batch(stage, rows, batch.batch_id)
+    # Both tables are replaced even when the batch has no rejects now: a corrected re-run must not
+    # leave the previous attempt's rows behind. They are two commits; a crash between them leaves the
+    # batch half staged, which nothing reads (the merge runs only after this task succeeded), and the
+    # task's retry replaces both again from the same file: the pair converges, nothing doubled
+    # (tests/spark_jobs/test_load_scenarios.py kills a stage task between the two commits).
+    rejected = warehouse.replace_batch(
+        rejects,
+        warehouse.read_batch(stage, batch.batch_id)
+        .where(F.col(REASON).isNotNull())
+        .select(REASON, RULES, RAW_LINE, *LINEAGE, F.lit("stage").alias(REJECTED_BY)),
         batch.batch_id,
     )
-    return StageCounts(staged=staged, rejected=rejected_rows)
+    return StageCounts(staged=read - rejected, rejected=rejected)
+
+
+def staged_rows(warehouse: Warehouse, contract: Contract, batch_id: str) -> DataFrame:
+    """The batch's good staged rows (`stage_schema`): what every task after the stage reads."""
+    return staged_good(warehouse.read_batch(stage_table(contract), batch_id), contract)
+
+
+def staged_good(stage: DataFrame, contract: Contract) -> DataFrame:
+    """The good rows of stage rows (`stage_table_schema`), with the columns of `stage_schema`."""
+    return stage.where(F.col(REASON).isNull()).select(*stage_schema(contract).fieldNames())

@@ -11,9 +11,9 @@ from pyspark.sql import functions as F
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
-from spark_jobs.columns import INGESTED_AT, target_schema
+from spark_jobs.columns import INGESTED_AT, REASON, target_schema
 from spark_jobs.merge import SOURCE, TARGET, content_text, merge_for
-from spark_jobs.stage import StageCounts, rejects_table, stage_table
+from spark_jobs.stage import StageCounts, stage_table, staged_rows
 from spark_jobs.warehouse import Warehouse
 
 
@@ -47,22 +47,26 @@ def target_table(contract: Contract) -> str:
     return contract.target
 
 
-def batch_summary(stage: DataFrame, rejects: DataFrame, contract: Contract) -> tuple[StageCounts, int, datetime | None]:
-    """How the stage task split the batch, how many versions it holds, and when its run started."""
-    # SCD1 keeps one version per key; SCD2 one per key and sequence value.
+def batch_summary(stage: DataFrame, contract: Contract) -> tuple[StageCounts, int, datetime | None]:
+    """How the stage task split the batch, how many versions its good rows hold, and when its run started.
+
+    One aggregate over the batch's stage rows, which carry every row read with its verdict.
+    """
+    good = F.col(REASON).isNull()
+    # SCD1 keeps one version per key; SCD2 one per key and sequence value. A rejected row counts as
+    # no version: its columns are all NULL here, which count_distinct skips.
     version_columns = [*contract.keys, contract.sequence_by] if contract.scd_type == 2 else list(contract.keys)
-    staged = stage.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count_distinct(*(F.col(name) for name in version_columns)).alias("versions"),
+    found = stage.agg(
+        F.count_if(good).alias("staged"),
+        F.count_if(~good).alias("rejected"),
+        F.count_distinct(*(F.when(good, F.col(name)) for name in version_columns)).alias("versions"),
         F.min(INGESTED_AT).alias("started"),
     ).first()
-    rejected = rejects.agg(F.count(F.lit(1)).alias("rows"), F.min(INGESTED_AT).alias("started")).first()
-    if staged is None or rejected is None:
+    if found is None:
         # A global aggregate always yields one row; none means the engine answered something else.
-        raise TargetLoadError("counting the batch's stage and reject rows returned no result")
-    starts = [start for start in (staged["started"], rejected["started"]) if start is not None]
-    counts = StageCounts(staged=staged["rows"], rejected=rejected["rows"])
-    return counts, staged["versions"], min(starts, default=None)
+        raise TargetLoadError("counting the batch's stage rows returned no result")
+    counts = StageCounts(staged=found["staged"], rejected=found["rejected"])
+    return counts, found["versions"], found["started"]
 
 
 def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> DataFrame:
@@ -91,9 +95,8 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     schema = target_schema(contract)
     table = target_table(contract)
     warehouse.ensure_table(table, schema)
-    stage = warehouse.read_batch(stage_table(contract), batch_id)
-    rejects = warehouse.read_batch(rejects_table(contract), batch_id)
-    staged, versions, started_at = batch_summary(stage, rejects, contract)
+    staged, versions, started_at = batch_summary(warehouse.read_batch(stage_table(contract), batch_id), contract)
+    stage = staged_rows(warehouse, contract, batch_id)
     superseded = staged.staged - versions
     if versions == 0:
         return TargetCounts(staged.read, staged.rejected, superseded, 0, 0, 0, 0, started_at)

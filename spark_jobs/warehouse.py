@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
@@ -92,14 +93,6 @@ TableLocation = UnityCatalog | LocalWarehouse
 
 
 @dataclass(frozen=True)
-class BatchPart:
-    """One table a split batch replaces its rows in, and the columns it takes."""
-
-    table: str
-    columns: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class MergeCounts:
     """What a MERGE did to the target, as the MERGE itself reports it."""
 
@@ -163,17 +156,25 @@ class Warehouse:
         """
         if isinstance(self.location, UnityCatalog):
             self._ensure_schema(self.location)
-        columns = ", ".join(f"{_quoted(field.name)} {field.dataType.simpleString()}" for field in schema.fields)
-        partitioning = f"PARTITIONED BY ({', '.join(_quoted(name) for name in partition_by)}) " if partition_by else ""
-        # Deletion vectors on, as Databricks enables them for new tables: the local tables then carry the
-        # same table features, and whatever reads them for people is tested against those.
-        statement = (
-            f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({columns}) USING DELTA {partitioning}"
-            "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
-        )
-        # Two first runs may race to create the table: the loser sees it exists on its retry.
-        committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
-        self._add_missing_columns(table, schema)
+        # An existing table costs one lookup (its columns, needed for the migration anyway), not a
+        # CREATE statement as well.
+        existing = self.read_if_exists(table)
+        if existing is None:
+            definition = ", ".join(f"{_quoted(field.name)} {field.dataType.simpleString()}" for field in schema.fields)
+            partitioning = (
+                f"PARTITIONED BY ({', '.join(_quoted(name) for name in partition_by)}) " if partition_by else ""
+            )
+            # Deletion vectors on, as Databricks enables them for new tables: the local tables then carry
+            # the same table features, and whatever reads them for people is tested against those.
+            statement = (
+                f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({definition}) USING DELTA {partitioning}"
+                "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
+            )
+            # Two first runs may race to create the table: the loser sees it exists on its retry, perhaps
+            # made by another release with other columns, which are read again.
+            committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
+            existing = self.read(table)
+        self._add_missing_columns(table, schema, existing.columns)
 
     def replace_table(self, table: str, rows: DataFrame) -> int:
         """Atomically replace the whole table (schema and rows) with `rows`; how many rows it now has.
@@ -194,13 +195,13 @@ class Warehouse:
             return int(metrics["numOutputRows"])
         return int(self.read(table).count())
 
-    def _add_missing_columns(self, table: str, schema: StructType) -> None:
+    def _add_missing_columns(self, table: str, schema: StructType, columns: Sequence[str]) -> None:
         """Migrate a table made by an earlier release in place: add the columns it lacks, drop nothing.
 
         Writes name the table's own columns, so without this a new column (a rule's ids, a derived
         column) would be silently left out of an existing table.
         """
-        existing = {name.lower() for name in self.read(table).columns}
+        existing = {name.lower() for name in columns}
         missing = [field for field in schema.fields if field.name.lower() not in existing]
         if not missing:
             return
@@ -217,6 +218,18 @@ class Warehouse:
     def read(self, table: str) -> DataFrame:
         """The table's current rows."""
         return self.spark.table(self.name(table))
+
+    def read_if_exists(self, table: str) -> DataFrame | None:
+        """The table's rows, or None when it does not exist yet (a target is created by its first merge).
+
+        One lookup: the read that proved the table exists is the one returned, not read again.
+        """
+        try:
+            rows = self.read(table)
+            rows.schema  # noqa: B018 - over Spark Connect a read resolves the table only when asked
+        except AnalysisException:
+            return None
+        return rows
 
     def read_batch(self, table: str, batch_id: str) -> DataFrame:
         """The table's rows of one batch; Delta skips the other batches' files by their statistics."""
@@ -262,24 +275,6 @@ class Warehouse:
         with self._view(rows) as view:
             statement = f"INSERT INTO {self.name(table)} REPLACE WHERE {predicate} SELECT {columns} FROM {view}"  # noqa: S608
             committed(lambda: self.spark.sql(statement).collect(), f"replace {predicate} in {table}")
-
-    def replace_batch_split(
-        self, rows: DataFrame, flag: str, parts: tuple[BatchPart, BatchPart], batch_id: str
-    ) -> tuple[int, int]:
-        """Replace one batch in two tables: rows whose boolean `flag` is false go to the first, true to the second.
-
-        Two tables are two Delta commits, so a crash between them leaves the batch half replaced. That
-        is harmless because nothing reads a batch before its stage task succeeded (the job runs
-        target_load only after stage_load), and a retry replaces both tables' rows of the batch again
-        from the same file: the pair converges, nothing doubled (tests/spark_jobs/test_load_scenarios.py
-        kills a stage task between the two commits, then retries it). The rows' plan runs once per
-        table, since caching is not available over Spark Connect on serverless environment 4.
-        """
-        first, second = (
-            self.replace_batch(part.table, rows.where(F.col(flag) == F.lit(value)).select(*part.columns), batch_id)
-            for part, value in zip(parts, (False, True), strict=True)
-        )
-        return first, second
 
     def delete_batch(self, table: str, batch_id: str) -> None:
         """Delete the table's rows of one batch."""

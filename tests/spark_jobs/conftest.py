@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 from pyspark.sql import SparkSession
 
+from filegate import tables
 from spark_jobs.delta_jars import delta_spark_conf
 from spark_jobs.local_spark import SMALL_DATA_CONF
 from spark_jobs.warehouse import LocalWarehouse, Warehouse
@@ -69,6 +71,11 @@ class Lake:
         if self.spark is None:
             return read_with_delta_rs(self.location.path(name))
         return self.spark.table(self.location.name(name)).toArrow()
+
+    def staged(self, dataset: str) -> list[dict[str, Any]]:
+        """The good rows in `<dataset>_stage` (every batch in flight): the stage keeps each row with its
+        verdict, and a good row's reason is null."""
+        return [row for row in self.table(tables.stage_table(dataset)).to_pylist() if row[tables.REASON] is None]
 
 
 def read_with_delta_rs(path: Path) -> pa.Table:

@@ -112,9 +112,11 @@ def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, lake: La
 
     assert stage_load.main(arguments) == 0
 
-    stage = lake.table("order_tracking_stage")
-    assert stage.num_rows == len(good_rows(ORDER_TRACKING, [first]))
-    assert {row["_source_file"] for row in stage.to_pylist()} == {archived}
+    stage = lake.table("order_tracking_stage").to_pylist()
+    staged = lake.staged("order_tracking")
+    assert len(staged) == len(good_rows(ORDER_TRACKING, [first]))
+    assert {row["_source_file"] for row in stage} == {archived}
+    assert len(stage) - len(staged) == 3, "every row read is staged once, with its verdict"
     detail = spark.sql(f"DESCRIBE DETAIL {lake.location.name('order_tracking_stage')}").first()
     assert detail is not None
     assert detail["partitionColumns"] == ["_batch_id"], "a batch is replaced and released as a partition"
@@ -253,7 +255,7 @@ def test_restaging_one_batch_leaves_other_batches_alone(spark: SparkSession, lak
 
     assert stage_load.main(task_arguments(lake, samples[2], "a")) == 0
 
-    stage = lake.table("order_tracking_stage").to_pylist()
+    stage = lake.staged("order_tracking")
     by_batch = {batch: [r for r in stage if r["_batch_id"] == batch] for batch in ("a", "b")}
     assert len(by_batch["a"]) == len(good_rows(ORDER_TRACKING, [samples[2]]))
     assert len(by_batch["b"]) == len(good_rows(ORDER_TRACKING, [samples[1]]))
@@ -316,8 +318,7 @@ def test_a_failing_target_load_is_logged_with_its_error_and_keeps_the_stage(
     assert f"target_load failed for batch b1 ({samples[0]}): {log['error']}" in err
     assert (log["rows_read"], log["rows_inserted"], log["rows_updated"]) == (None, None, None)
     assert lake.table("order_tracking").num_rows == 0
-    stage = lake.table("order_tracking_stage")
-    assert stage.num_rows == len(good_rows(ORDER_TRACKING, [samples[0]])), "kept for the retry"
+    assert len(lake.staged("order_tracking")) == len(good_rows(ORDER_TRACKING, [samples[0]])), "kept for the retry"
 
 
 class Killed(BaseException):
@@ -340,14 +341,15 @@ def test_a_crash_between_the_stage_and_rejects_commits_converges_on_retry(
     with pytest.raises(Killed):
         stage_file(spark, KilledAfterFirstCommit(spark, lake.location), ORDER_TRACKING, str(first), batch)
     # Half staged: the stage commit landed, the rejects commit never happened.
-    assert lake.table("order_tracking_stage").num_rows == len(good_rows(ORDER_TRACKING, [first]))
+    assert len(lake.staged("order_tracking")) == len(good_rows(ORDER_TRACKING, [first]))
     assert lake.table("order_tracking_rejects").num_rows == 0
 
     arguments = task_arguments(lake, first, "b1")
     assert stage_load.main(arguments) == 0  # the job's retry of the task
 
     stage = lake.table("order_tracking_stage").to_pylist()
-    assert len(stage) == len(good_rows(ORDER_TRACKING, [first])), "the retry replaced the batch, nothing doubled"
+    assert len(lake.staged("order_tracking")) == len(good_rows(ORDER_TRACKING, [first]))
+    assert len(stage) == len(good_rows(ORDER_TRACKING, [first])) + 3, "the retry replaced the batch, nothing doubled"
     assert {row["_batch_id"] for row in stage} == {"b1"}
     rejects = lake.table("order_tracking_rejects").to_pylist()
     assert {row["raw_line"]: row["reason"] for row in rejects} == expected_rejects(ORDER_TRACKING, [first])

@@ -23,7 +23,7 @@ def _stage(lake: Lake, dataset: str, day: str) -> tuple[Counter[str], Counter[st
     source = ECOMMERCE / f"{dataset}_{day.replace('-', '_')}.csv"
     assert stage_load.main(task_arguments(lake, source, f"b-{dataset}-{day}", dataset)) == 0
     rejects = lake.table(f"{dataset}_rejects").to_pylist()
-    stage = lake.table(f"{dataset}_stage").to_pylist()
+    stage = lake.staged(dataset)
     broken = Counter(rule for row in rejects for rule in row["rules"])
     warned = Counter(rule for row in stage for rule in row["_warnings"])
     return broken, warned, len(stage), len(rejects)
@@ -65,7 +65,7 @@ def test_a_description_with_a_line_break_is_one_record_and_reaches_the_target(la
 def test_derived_columns_are_staged_with_the_row(lake: Lake) -> None:
     _stage(lake, "inventory", "2025-01-15")
 
-    stage = lake.table("inventory_stage").to_pylist()
+    stage = lake.staged("inventory")
 
     assert {row["expected_stock_status"] for row in stage} <= {"OUT_OF_STOCK", "LOW_STOCK", "IN_STOCK"}
     assert all(

@@ -12,7 +12,6 @@ from filegate.errors import UnsafeSql
 from local_world.demo import read_table
 from spark_jobs.merge import MergeClause, MergeSpec
 from spark_jobs.warehouse import (
-    BatchPart,
     LocalWarehouse,
     UnityCatalog,
     Warehouse,
@@ -57,24 +56,6 @@ def test_a_batch_is_replaced_read_and_deleted_without_touching_the_others(spark:
     assert read == [("k1", 10)]
     assert contents(lake, "t") == [("k3", 3, "b")]
     assert warehouse.read_batch("t", "a").count() == 0
-
-
-def test_a_split_batch_sends_each_row_to_one_table(spark: SparkSession, lake: Lake) -> None:
-    warehouse = lake.warehouse()
-    for table in ("good", "bad"):
-        warehouse.ensure_table(table, rows_of(spark, "x").schema)
-    warehouse.replace_batch("bad", rows_of(spark, "a", ("old", 0)), "a")
-    rows = spark.createDataFrame(
-        [("k1", 1, "a", False), ("k2", -2, "a", True), ("k3", 3, "a", False)], f"{SCHEMA}, _rejected boolean"
-    )
-    columns = ("k", "v", "_batch_id")
-    parts = (BatchPart("good", columns), BatchPart("bad", columns))
-
-    counts = warehouse.replace_batch_split(rows, "_rejected", parts, "a")
-
-    assert counts == (2, 1)
-    assert contents(lake, "good") == [("k1", 1, "a"), ("k3", 3, "a")]
-    assert contents(lake, "bad") == [("k2", -2, "a")]
 
 
 def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark: SparkSession, lake: Lake) -> None:
