@@ -270,7 +270,7 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     warehouse.ensure_table(
         observed, type(observation_schema)([f for f in observation_schema.fields if f.name in columns])
     )
-    # No count afterwards (replace_batch counts): the MERGE reports what changed.
+    # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
     warehouse.replace_where(observed, batch.select(*columns), batch_predicate(batch_id))
     # Before the MERGE: the rows' effects are read against the versions the target holds now.
     rows = row_effects(batch, warehouse.read(observed), warehouse.read(target), contract)

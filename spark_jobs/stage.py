@@ -28,7 +28,7 @@ from spark_jobs.columns import (
 )
 from spark_jobs.row_rules import apply_row_rules
 from spark_jobs.validation import parse_fields, read_lines, split_rows
-from spark_jobs.warehouse import Warehouse
+from spark_jobs.warehouse import Warehouse, batch_predicate
 
 
 @dataclass(frozen=True)
@@ -111,19 +111,27 @@ def stage_file(
     stage, rejects = stage_table(contract), rejects_table(contract)
     warehouse.ensure_table(stage, stage_table_schema(contract), partition_by=(BATCH_ID,))
     warehouse.ensure_table(rejects, rejects_schema())
-    read = warehouse.replace_batch(stage, rows, batch.batch_id)
-    # Both tables are replaced even when the batch has no rejects now: a corrected re-run must not
-    # leave the previous attempt's rows behind. They are two commits; a crash between them leaves the
-    # batch half staged, which nothing reads (the merge runs only after this task succeeded), and the
-    # task's retry replaces both again from the same file: the pair converges, nothing doubled
-    # (tests/spark_jobs/test_load_scenarios.py kills a stage task between the two commits).
-    rejected = warehouse.replace_batch(
-        rejects,
+    warehouse.replace_where(stage, rows, batch_predicate(batch.batch_id))
+    # The counts from the rows just written (one column of one partition): the newest replace of the
+    # batch is this one, or a concurrent attempt at the same batch from the same file.
+    found = (
         warehouse.read_batch(stage, batch.batch_id)
-        .where(F.col(REASON).isNotNull())
-        .select(REASON, RULES, RAW_LINE, *LINEAGE, F.lit("stage").alias(REJECTED_BY)),
-        batch.batch_id,
+        .agg(F.count(F.lit(1)).alias("read"), F.count(F.col(REASON)).alias("rejected"))
+        .first()
     )
+    read, rejected = (int(found["read"]), int(found["rejected"])) if found is not None else (0, 0)
+    # Both tables are replaced even when the batch has no rejects now: a corrected re-run must not
+    # leave the previous attempt's rows behind (without rejects a DELETE does that, and commits
+    # nothing when there is nothing to delete, the usual case). They are two commits; a crash between
+    # them leaves the batch half staged, which nothing reads (the merge runs only after this task
+    # succeeded), and the task's retry replaces both again from the same file: the pair converges,
+    # nothing doubled (tests/spark_jobs/test_load_scenarios.py kills a stage task between the two).
+    if rejected:
+        bad = warehouse.read_batch(stage, batch.batch_id).where(F.col(REASON).isNotNull())
+        columns = (REASON, RULES, RAW_LINE, *LINEAGE, F.lit("stage").alias(REJECTED_BY))
+        warehouse.replace_where(rejects, bad.select(*columns), batch_predicate(batch.batch_id))
+    else:
+        warehouse.delete_batch(rejects, batch.batch_id)
     return StageCounts(staged=read - rejected, rejected=rejected)
 
 

@@ -235,11 +235,6 @@ class Warehouse:
         """The table's rows of one batch; Delta skips the other batches' files by their statistics."""
         return self.read(table).where(F.col(BATCH_ID) == F.lit(batch_id))
 
-    def replace_batch(self, table: str, rows: DataFrame, batch_id: str) -> int:
-        """Atomically replace the table's rows of one batch with `rows` (all of that batch); how many."""
-        self.replace_where(table, rows, batch_predicate(batch_id))
-        return self.replaced_rows(table, batch_predicate(batch_id))
-
     def replaced_rows(self, table: str, predicate: str) -> int:
         """How many rows the newest `replace_where` of `predicate` wrote, from that commit's own metrics.
 

@@ -40,15 +40,21 @@ def contents(lake: Lake, table: str) -> list[tuple[str, int, str]]:
     return sorted((r["k"], r["v"], r["_batch_id"]) for r in lake.table(table).to_pylist())
 
 
+def replace_batch(warehouse: Warehouse, table: str, rows: DataFrame, batch_id: str) -> int:
+    """Replace one batch's rows, then count them from the commit's own metrics."""
+    warehouse.replace_where(table, rows, batch_predicate(batch_id))
+    return warehouse.replaced_rows(table, batch_predicate(batch_id))
+
+
 def test_a_batch_is_replaced_read_and_deleted_without_touching_the_others(spark: SparkSession, lake: Lake) -> None:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
-    warehouse.replace_batch("t", rows_of(spark, "a", ("k1", 1), ("k2", 2)), "a")
-    warehouse.replace_batch("t", rows_of(spark, "b", ("k3", 3)), "b")
+    replace_batch(warehouse, "t", rows_of(spark, "a", ("k1", 1), ("k2", 2)), "a")
+    replace_batch(warehouse, "t", rows_of(spark, "b", ("k3", 3)), "b")
     # One file for both batches: the replace below must count only the rows it wrote, not b's row.
     spark.sql(f"OPTIMIZE {warehouse.name('t')}").collect()
 
-    replaced = warehouse.replace_batch("t", rows_of(spark, "a", ("k1", 10)), "a")
+    replaced = replace_batch(warehouse, "t", rows_of(spark, "a", ("k1", 10)), "a")
     read = sorted((r["k"], r["v"]) for r in warehouse.read_batch("t", "a").collect())
     warehouse.delete_batch("t", "a")
 
@@ -75,7 +81,7 @@ def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark:
 def test_the_light_reader_sees_what_spark_wrote_with_deletion_vectors(spark: SparkSession, lake: Lake) -> None:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
-    warehouse.replace_batch("t", rows_of(spark, "a", *((f"k{i}", i) for i in range(50))), "a")
+    replace_batch(warehouse, "t", rows_of(spark, "a", *((f"k{i}", i) for i in range(50))), "a")
     warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 100), ("k99", 99)), UPSERT)
     spark.sql(f"DELETE FROM {warehouse.name('t')} WHERE k = 'k2'").collect()
     files = spark.sql(f"DESCRIBE DETAIL {warehouse.name('t')}").first()
