@@ -592,9 +592,10 @@ def _contract_problems(contract: Contract) -> list[Problem]:
     names = contract.column_names
     for name in sorted({name for name in names if names.count(name) > 1}):
         note(f"columns.{name}", "is declared twice")
-    for name in (*names, *(derived.name for derived in contract.derived)):
+    named = [(f"columns.{name}", name) for name in names] + [(f"derived.{d.name}", d.name) for d in contract.derived]
+    for where, name in named:
         if _is_reserved(name):
-            note(f"columns.{name}", f"{name} is a name the job's tables use for their own columns; rename it")
+            note(where, f"{name} is a name the job's tables use for their own columns; rename it")
     for column in contract.columns:
         problems.extend(_column_problems(column))
     for key in contract.keys:

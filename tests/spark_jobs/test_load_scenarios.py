@@ -15,9 +15,10 @@ from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from filegate.contracts import Contract, load_contracts
 from spark_jobs import stage_load, target_load
-from spark_jobs.stage import Batch, stage_file
+from spark_jobs.columns import stage_schema
+from spark_jobs.stage import Batch, stage_file, staged_rows
 from spark_jobs.target import TargetLoadError, load_target
-from spark_jobs.warehouse import Warehouse
+from spark_jobs.warehouse import Warehouse, batch_predicate
 from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
@@ -259,6 +260,31 @@ def test_restaging_one_batch_leaves_other_batches_alone(spark: SparkSession, lak
     by_batch = {batch: [r for r in stage if r["_batch_id"] == batch] for batch in ("a", "b")}
     assert len(by_batch["a"]) == len(good_rows(ORDER_TRACKING, [samples[2]]))
     assert len(by_batch["b"]) == len(good_rows(ORDER_TRACKING, [samples[1]]))
+
+
+def test_a_stage_table_of_the_earlier_layout_is_migrated_and_its_batch_in_flight_still_merges(
+    spark: SparkSession, lake: Lake, samples: list[Path]
+) -> None:
+    first, second = samples[0], samples[1]
+    warehouse = lake.warehouse()
+    assert stage_load.main(task_arguments(lake, first, "b1")) == 0
+    # Batch b1 staged by the earlier release: its good rows only, in a table without the verdict columns.
+    in_flight = spark.createDataFrame(
+        staged_rows(warehouse, ORDER_TRACKING, "b1").collect(), stage_schema(ORDER_TRACKING)
+    )
+    shutil.rmtree(lake.location.path("order_tracking_stage"))
+    warehouse.ensure_table("order_tracking_stage", stage_schema(ORDER_TRACKING), partition_by=("_batch_id",))
+    warehouse.replace_where("order_tracking_stage", in_flight, batch_predicate("b1"))
+
+    assert stage_load.main(task_arguments(lake, second, "b2")) == 0  # the new release, on the old table
+    assert target_load.main(task_arguments(lake, first, "b1")) == 0
+    assert target_load.main(task_arguments(lake, second, "b2")) == 0
+
+    columns = set(lake.table("order_tracking_stage").column_names)
+    assert {"reason", "rules", "raw_line"} <= columns, "the stage was migrated in place"
+    assert target_status(lake) == latest_status(ORDER_TRACKING, [first, second])
+    b1_log = next(row for row in log_rows(lake) if row["batch_id"] == "b1")
+    assert b1_log["rows_inserted"] == len(latest_status(ORDER_TRACKING, [first]))
 
 
 def test_a_file_where_every_row_is_bad(spark: SparkSession, lake: Lake, tmp_path: Path, samples: list[Path]) -> None:
