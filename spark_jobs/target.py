@@ -47,26 +47,29 @@ def target_table(contract: Contract) -> str:
     return contract.target
 
 
-def batch_summary(stage: DataFrame, contract: Contract) -> tuple[StageCounts, int, datetime | None]:
-    """How the stage task split the batch, how many versions its good rows hold, and when its run started.
+def batch_summary(stage: DataFrame, contract: Contract) -> tuple[StageCounts, int | None, datetime | None]:
+    """How the stage task split the batch, how many SCD2 versions its good rows hold (None for SCD1, whose
+    versions `source_counts` counts with the ties), and when its run started.
 
     One aggregate over the batch's stage rows, which carry every row read with its verdict.
     """
     good = F.col(REASON).isNull()
-    # SCD1 keeps one version per key; SCD2 one per key and sequence value. A rejected row counts as
-    # no version: its columns are all NULL here, which count_distinct skips.
-    version_columns = [*contract.keys, contract.sequence_by] if contract.scd_type == 2 else list(contract.keys)
-    found = stage.agg(
+    counted = [
         F.count_if(good).alias("staged"),
         F.count_if(~good).alias("rejected"),
-        F.count_distinct(*(F.when(good, F.col(name)) for name in version_columns)).alias("versions"),
         F.min(INGESTED_AT).alias("started"),
-    ).first()
+    ]
+    if contract.scd_type == 2:
+        # One version per key and sequence value. A rejected row counts as no version: its columns are
+        # all NULL here, which count_distinct skips.
+        version_columns = [*contract.keys, contract.sequence_by]
+        counted.append(F.count_distinct(*(F.when(good, F.col(name)) for name in version_columns)).alias("versions"))
+    found = stage.agg(*counted).first()
     if found is None:
         # A global aggregate always yields one row; none means the engine answered something else.
         raise TargetLoadError("counting the batch's stage rows returned no result")
     counts = StageCounts(staged=found["staged"], rejected=found["rejected"])
-    return counts, found["versions"], found["started"]
+    return counts, found["versions"] if contract.scd_type == 2 else None, found["started"]
 
 
 def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> DataFrame:
@@ -76,13 +79,22 @@ def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> D
     return latest_per_key(stage, contract)
 
 
-def count_ties(source: DataFrame, existing: DataFrame, contract: Contract) -> int:
-    """Source rows whose key the target holds at the same sequence value, with other content."""
+def source_counts(source: DataFrame, existing: DataFrame, contract: Contract) -> tuple[int, int]:
+    """An SCD1 MERGE source's rows (one per key: the file's versions) and its ties: rows whose key the target
+    holds at the same sequence value, with other content. One join, one pass over the source."""
     sequence = contract.sequence_by
     on = [F.col(f"{SOURCE}.{key}") == F.col(f"{TARGET}.{key}") for key in contract.keys]
     on.append(F.col(f"{SOURCE}.{sequence}") == F.col(f"{TARGET}.{sequence}"))
+    # A target key is never NULL, so a NULL one marks a source row the target does not hold.
+    matched = F.col(f"{TARGET}.{contract.keys[0]}").isNotNull()
     differ = F.expr(content_text(contract, SOURCE)) != F.expr(content_text(contract, TARGET))
-    return int(source.alias(SOURCE).join(existing.alias(TARGET), on=on, how="inner").where(differ).count())
+    found = (
+        source.alias(SOURCE)
+        .join(existing.alias(TARGET), on=on, how="left")
+        .agg(F.count(F.lit(1)).alias("rows"), F.count_if(matched & differ).alias("tied"))
+        .first()
+    )
+    return (int(found["rows"]), int(found["tied"])) if found is not None else (0, 0)
 
 
 def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
@@ -95,19 +107,24 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     schema = target_schema(contract)
     table = target_table(contract)
     warehouse.ensure_table(table, schema)
-    staged, versions, started_at = batch_summary(warehouse.read_batch(stage_table(contract), batch_id), contract)
+    staged, scd2_versions, started_at = batch_summary(warehouse.read_batch(stage_table(contract), batch_id), contract)
     stage = staged_rows(warehouse, contract, batch_id)
-    superseded = staged.staged - versions
-    if versions == 0:
-        return TargetCounts(staged.read, staged.rejected, superseded, 0, 0, 0, 0, started_at)
 
     def source() -> DataFrame:
         # Built again for each attempt: for SCD2 it is computed from the target, which a concurrent
         # run may have changed when Delta refused this run's commit.
         return merge_source(stage, warehouse.read(table), contract).select(*schema.fieldNames())
 
-    # SCD2 keeps every version, so a tie there is the same version twice: the target's copy stays.
-    tied = count_ties(source(), warehouse.read(table), contract) if contract.scd_type == 1 else 0
+    if scd2_versions is not None:
+        # SCD2 keeps every version, so a tie there is the same version twice: the target's copy stays.
+        versions, tied = scd2_versions, 0
+    elif staged.staged:
+        versions, tied = source_counts(source(), warehouse.read(table), contract)
+    else:
+        versions, tied = 0, 0
+    superseded = staged.staged - versions
+    if versions == 0:
+        return TargetCounts(staged.read, staged.rejected, superseded, 0, 0, 0, 0, started_at)
     counts = warehouse.merge(table, source, merge_for(contract, schema.fieldNames()))
     # A new SCD2 version inserted for an existing key is a change of that key, not a new key.
     inserted = counts.inserted
