@@ -25,8 +25,23 @@ from typing import TextIO
 
 from filegate import exits
 from filegate.errors import FilegateError
-from local_world.demo._ecommerce import LATE_FOLDER, SAMPLES_FOLDER, BatchScene, plan_batches, run_batches
-from local_world.demo._flow import PlannedUpload, Progress, plan_uploads, upload_and_deliver, wait_for_runs
+from local_world.demo._ecommerce import (
+    LATE_FOLDER,
+    SAMPLES_FOLDER,
+    BatchScene,
+    BatchUploads,
+    plan_batches,
+    report_batches,
+    upload_batches,
+)
+from local_world.demo._flow import (
+    FileResult,
+    PlannedUpload,
+    Progress,
+    plan_uploads,
+    upload_and_deliver,
+    wait_for_runs,
+)
 from local_world.demo._report import (
     print_tables,
     problems_of,
@@ -85,27 +100,7 @@ def run_demo(
     with local_world(state, root, bundle, spark=spark, notify=progress) as world:
         progress(f"Azurite blob service on {world.connection_string.split('BlobEndpoint=')[1].rstrip(';')}")
         progress(f"Local Jobs API on {world.jobs.url} (DATABRICKS_HOST for the function and `filegate status`)")
-        problems: list[str] = []
-        files = runs = 0
-        if plan:
-            results = upload_and_deliver(world, plan, progress)
-            names = {
-                r.outcome.run_id: r.upload.path.name for r in results if r.outcome and r.outcome.run_id is not None
-            }
-            run_ids = sorted(names)
-            tasks = ", then ".join(task.task_key for task in world.job.tasks)
-            progress(f"Waiting for {len(run_ids)} runs of {world.job.name} ({tasks}; one run at a time)")
-            finished = wait_for_runs(world.client, run_ids, names, progress, timeout)
-            print_tables(world, results, len(run_ids), out)
-            problems += problems_of(results) + run_problems(world, finished, names)
-            files, runs = files + len(results), runs + len(finished)
-        if batches is not None and world.batch_job is None and scene == ALL_SCENES:
-            progress("E-commerce scene skipped: the bundle given has no batch job")
-        elif batches is not None:
-            print(file=out, flush=True)
-            problems += run_batches(world, batches, progress, timeout)
-            files += len(batches.plan)
-            runs += len(world.jobs.runs(world.batch_job.job_id)) if world.batch_job else 0
+        problems, files, runs = _play(world, plan, batches, scene, progress, timeout)
         print(file=out)
         if problems:
             print("Something went wrong:", file=out)
@@ -123,6 +118,59 @@ def run_demo(
         else:
             print(f"\n{render_revisit(state, world.jobs.url)}", file=out)
     return exits.FAILED if problems else exits.OK
+
+
+def _play(
+    world: LocalWorld,
+    plan: list[PlannedUpload],
+    batches: BatchScene | None,
+    scene: str,
+    progress: Progress,
+    timeout: float,
+) -> tuple[list[str], int, int]:
+    """Both scenes' uploads, their runs awaited together, then each scene's report: (problems, files, runs)."""
+    results: list[FileResult] = []
+    names: dict[int, str] = {}
+    if plan:
+        results = upload_and_deliver(world, plan, progress)
+        names = {r.outcome.run_id: r.upload.path.name for r in results if r.outcome and r.outcome.run_id is not None}
+    uploads = None
+    if batches is not None and world.batch_job is None and scene == ALL_SCENES:
+        progress("E-commerce scene skipped: the bundle given has no batch job")
+    elif batches is not None:
+        # Uploaded while the order-tracking runs still work: the local Jobs API runs each job's runs one
+        # at a time but two jobs side by side, as Databricks does (their runs share only `processing_log`,
+        # where appends do not conflict).
+        uploads = upload_batches(world, batches, progress)
+    waited = {**names, **(uploads.names if uploads else {})}
+    progress(f"Waiting for {_runs_of(world, names, uploads)}")
+    finished = wait_for_runs(world.client, sorted(waited), waited, progress, timeout)
+    problems: list[str] = []
+    files = runs = 0
+    if plan:
+        ingest_runs = {run_id: run for run_id, run in finished.items() if run_id in names}
+        print_tables(world, results, len(ingest_runs), progress.out)
+        problems += problems_of(results) + run_problems(world, ingest_runs, names)
+        files, runs = len(results), len(ingest_runs)
+    if batches is not None and uploads is not None:
+        print(file=progress.out, flush=True)
+        batch_runs = {run_id: run for run_id, run in finished.items() if run_id in uploads.names}
+        problems += report_batches(world, batches, uploads, batch_runs, progress.out)
+        files += len(batches.plan)
+        runs += len(world.jobs.runs(world.batch_job.job_id)) if world.batch_job else 0
+    return problems, files, runs
+
+
+def _runs_of(world: LocalWorld, names: dict[int, str], uploads: BatchUploads | None) -> str:
+    """What the demo waits for, job by job, with each job's tasks."""
+    parts = []
+    jobs = [(world.job, names)] + ([(world.batch_job, uploads.names)] if uploads and world.batch_job else [])
+    for job, runs in jobs:
+        if runs:
+            tasks = ", then ".join(task.task_key for task in job.tasks)
+            parts.append(f"{len(runs)} runs of {job.name} ({tasks})")
+    side_by_side = "; the jobs side by side" if len(parts) > 1 else ""
+    return f"{' and '.join(parts) or 'no runs'} (each job runs one run at a time{side_by_side})"
 
 
 def _log_to_file(path: Path) -> None:

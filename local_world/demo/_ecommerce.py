@@ -31,7 +31,7 @@ from filegate.tables import (
     SOURCE_FILE,
     VALIDATION_RESULTS,
 )
-from local_world.demo._flow import FileResult, PlannedUpload, Progress, gate_of, upload_and_deliver, wait_for_runs
+from local_world.demo._flow import FileResult, PlannedUpload, Progress, gate_of, upload_and_deliver
 from local_world.demo._report import problems_of, read_table, render_files, render_rows, run_problems
 from local_world.demo._world import DemoError, LocalWorld
 
@@ -126,8 +126,16 @@ def plan_batches(samples: Path, late_folder: Path) -> BatchScene:
 # -- the scene ---------------------------------------------------------------------------------------------
 
 
-def run_batches(world: LocalWorld, scene: BatchScene, progress: Progress, timeout: float) -> list[str]:
-    """Upload the scene, wait for the batch runs, print the report; the problems found (empty: as expected)."""
+@dataclass(frozen=True)
+class BatchUploads:
+    """What the function did with the scene's uploads, and the batch run each sealed day started."""
+
+    results: list[FileResult]
+    names: dict[int, str]
+
+
+def upload_batches(world: LocalWorld, scene: BatchScene, progress: Progress) -> BatchUploads:
+    """Upload the scene; the batch runs it starts are awaited by the caller (beside any other job's runs)."""
     if world.batch_job is None:
         raise DemoError("the bundle has no batch job (filegate-batch): the e-commerce scene cannot run")
     progress(f"E-commerce scene: {len(scene.plan)} uploads over two business days, one batch run per sealed day")
@@ -137,16 +145,19 @@ def run_batches(world: LocalWorld, scene: BatchScene, progress: Progress, timeou
         for r in results
         if r.outcome and r.outcome.status == SEALED and r.outcome.run_id is not None
     }
-    run_ids = sorted(names)
-    tasks = ", then ".join(task.task_key for task in world.batch_job.tasks)
-    progress(f"Waiting for {len(run_ids)} runs of {world.batch_job.name} ({tasks}; one batch at a time)")
-    runs = wait_for_runs(world.client, run_ids, names, progress, timeout)
+    return BatchUploads(results, names)
+
+
+def report_batches(
+    world: LocalWorld, scene: BatchScene, uploads: BatchUploads, runs: dict[int, Run], out: TextIO
+) -> list[str]:
+    """Print the scene's report once its runs ended; the problems found (empty: as expected)."""
     rows = batch_rows(world)
-    print_batch_report(world, results, rows, scene, progress.out)
+    print_batch_report(world, uploads.results, rows, scene, out)
     return (
-        problems_of(results)
-        + _late_problems(results)
-        + run_problems(world, runs, names)
+        problems_of(uploads.results)
+        + _late_problems(uploads.results)
+        + run_problems(world, runs, uploads.names)
         + batch_problems(world, rows, runs, scene)
     )
 
