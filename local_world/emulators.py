@@ -284,6 +284,11 @@ def run_spark_connect(
         "local[*]",
         "--driver-memory",
         driver_memory,
+        # The parallel collector: the demo's JVM spent 25 s of 240 s CPU in G1's concurrent threads, and with
+        # it the whole JVM took 189 s instead of 240 s (bench/results/test-time.md, session 19); a local
+        # server of small batches wants throughput, and its pauses are short at this heap size.
+        "--driver-java-options",
+        "-XX:+UseParallelGC",
         "--conf",
         "spark.connect.grpc.binding.address=127.0.0.1",
         "--conf",
