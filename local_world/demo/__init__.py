@@ -6,9 +6,10 @@ BlobCreated events to the function's core, which validates, archives or rejects,
 per file; the runs load the Delta tables on local Spark (each task its own process, all of them on
 one Spark Connect server started for the first task). At the end it prints what happened to each
 file, each run, the target table, the rejects and the processing log; when something failed, each
-failed task's error and log. Then the e-commerce scene (when the samples hold `ecommerce/`): two
-business days of a pipeline batch, piece by piece, each sealed day run by the batch job (see
-`_ecommerce.py`). It exits 1 when any file, run or table is not what the demo expects. One demo at a
+failed task's error and log. Then the e-commerce scene's report (when the samples hold `ecommerce/`):
+two business days of a pipeline batch, piece by piece, each sealed day run by the batch job (see
+`_ecommerce.py`); its files are uploaded right after the order-tracking ones, so that its runs work
+beside theirs. It exits 1 when any file, run or table is not what the demo expects. One demo at a
 time per state folder: it is locked while a demo runs.
 """
 
