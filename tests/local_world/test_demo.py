@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -216,21 +217,26 @@ def samples(tmp_path: Path) -> Path:
 
 
 @pytest.mark.spark
-# Two whole demos back to back (about 6 min in CI, more when the Spark tests share the 2 cores).
-@pytest.mark.timeout(1200)
+# Two whole demos back to back, the second with both scenes (several minutes in CI, more when the Spark
+# tests share the 2 cores).
+@pytest.mark.timeout(2400)
 def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, samples: Path) -> None:
     state = tmp_path / "demo"
-    arguments = ("--samples", str(samples), "--state-dir", str(state), "--timeout", "480")
+    shutil.copytree(ECOMMERCE_SAMPLES / "ecommerce", samples / "ecommerce")
+    common = ("--samples", str(samples), "--state-dir", str(state))
 
     runs, codes = [], []
-    for _ in range(2):  # the same state folder twice, nothing cleaned up in between
-        with running_demo(*arguments) as run:
-            codes.append(finish(run, 600))
+    # The same state folder twice, nothing cleaned up in between: order tracking alone, then both scenes,
+    # whose runs work side by side.
+    for extra, wait in ((("--scene", "order-tracking", "--timeout", "480"), 600), (("--timeout", "1200"), 1500)):
+        with running_demo(*common, *extra) as run:
+            codes.append(finish(run, wait))
         runs.append(run)
 
     for run, code in zip(runs, codes, strict=True):
         assert code == 0, f"{run.output}\n{run.errors}"
         assert_all_stopped(run, {"azurite", "jobs", "connect"})
+    assert "3 files, 2 runs, all as expected." in runs[0].output
     report = runs[1].output
     progress = progress_lines(report)
     uploads = [line for line in progress if line.startswith("Uploaded")]
@@ -238,7 +244,7 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
     assert uploads[1].startswith("Uploaded order_tracking_2024_03_05.csv (late: arrives after a newer day) -> archived")
     assert uploads[2].startswith("Uploaded order_tracking_2024_03_07.csv (bad) -> rejected: header is missing columns")
     assert any(line.startswith("Starting a Spark Connect server for the tasks") for line in progress)
-    assert "2 runs, all as expected." in report
+    assert "17 files, 4 runs, all as expected." in report  # 3 + 14 files, 2 ingest runs + 2 batch runs
 
     # The runs table: each run with its state, a duration and the run page it had.
     jobs_url = f"http://127.0.0.1:{runs[1].ports()['jobs']}"
@@ -263,7 +269,8 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
     assert "LOST_IN_SPACE" in reject["reason"]
     assert "LOST_IN_SPACE" in report
     log = demo.read_table(local_table(state / "warehouse", "processing_log")) or []
-    assert sorted((row["source_file"].rsplit("/", 1)[-1], row["status"]) for row in log) == [
+    files = [(row["source_file"].rsplit("/", 1)[-1], row["status"]) for row in log]
+    assert sorted(entry for entry in files if entry[0].startswith("order_tracking")) == [
         ("order_tracking_2024_03_05.csv", "SUCCEEDED"),
         ("order_tracking_2024_03_06.csv", "SUCCEEDED"),
     ]
@@ -278,6 +285,8 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
     assert listing[2].split()[-2].endswith("/order_tracking/2024/03/05/order_tracking_2024_03_05.csv")
     assert listing[3].split()[-2].endswith("/order_tracking/2024/03/06/order_tracking_2024_03_06.csv")
     assert detail[0] == f"Run {rows[0][0]} of job filegate-ingest (id 1): SUCCESS"
+
+    assert_ecommerce_scene(report, state)
 
 
 def status_of_served_runs(state: Path, run_id: int) -> tuple[list[str], list[str], str]:
@@ -431,22 +440,14 @@ def test_the_batch_scene_uploads_each_day_in_the_order_that_shows_every_outcome(
     assert scene.customer == flaws[DAYS[1]]["planted"]["tier_change"][0]
 
 
-@pytest.mark.spark
-# Two batch runs of four tasks each, on a machine other suites share: beyond the suite's 600 s default.
-@pytest.mark.timeout(1800)
-def test_the_demo_runs_the_ecommerce_batches_and_shows_what_the_batch_job_wrote(tmp_path: Path) -> None:
-    state = tmp_path / "demo"
-    arguments = ("--samples", str(ECOMMERCE_SAMPLES), "--state-dir", str(state), "--scene", "ecommerce")
-    arguments += ("--timeout", "1200")
-
-    with running_demo(*arguments) as run:
-        code = finish(run, 1500)
-
-    report = run.output
-    assert code == 0, f"{report}\n{run.errors}"
-    assert_all_stopped(run, {"azurite", "jobs", "connect"})
+def assert_ecommerce_scene(report: str, state: Path) -> None:
+    """The e-commerce scene of a demo that ended (its output, its state folder): every outcome, table and line."""
     # Every upload got the outcome its place in the story asks for, the runs named as they were started.
-    uploads = [line for line in progress_lines(report) if line.startswith("Uploaded")]
+    uploads = [
+        line
+        for line in progress_lines(report)
+        if line.startswith("Uploaded") and not line.startswith("Uploaded order_tracking")
+    ]
     outcomes = [re.match(r"Uploaded (\S+)(?: \(([^)]*)\))? -> (\w+)", line).groups() for line in uploads]  # type: ignore[union-attr]
     assert [(name, status) for name, _, status in outcomes] == [
         ("trigger_2025_01_15.json", "waiting"),
@@ -468,7 +469,6 @@ def test_the_demo_runs_the_ecommerce_batches_and_shows_what_the_batch_job_wrote(
     assert len(sealed) == 2
     assert re.search(rf"-> late_member \(run {sealed[1]}\): after the seal \(revision 1\).*held", report)
     assert "blocked: header is missing columns: email" in report
-    assert "14 files, 2 runs, all as expected." in report
 
     # `filegate batches`: both days sealed once and their runs succeeded.
     listing = report.split("filegate batches:\n")[1].splitlines()
