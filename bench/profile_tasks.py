@@ -72,11 +72,21 @@ def timed(calls: list[tuple[str, float, float, str]], jvm: int, method: Callable
             return method(self, *args, **kwargs)
         finally:
             _DEPTH[0] -= 1
-            text = args[0] if args and isinstance(args[0], str) else ""
+            text = args[0] if args and isinstance(args[0], str) else f"in {_job_caller()}"
             label = text[:70].replace("\n", " ")
             calls.append((method.__name__, time.monotonic() - wall, process_cpu(jvm) - cpu, label))
 
     return call
+
+
+def _job_caller() -> str:
+    """The innermost job function on the stack (`module.function`): what an action without SQL text ran for."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if f"{os.sep}spark_jobs{os.sep}" in frame.f_code.co_filename:
+            return f"{Path(frame.f_code.co_filename).stem}.{frame.f_code.co_name}"
+        frame = frame.f_back
+    return "?"
 
 
 def runs(options: argparse.Namespace, warehouse: Path) -> Iterator[tuple[str, Any, list[str]]]:
