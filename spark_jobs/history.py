@@ -272,29 +272,33 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     )
     # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
     warehouse.replace_where(observed, batch.select(*columns), batch_predicate(batch_id))
-    # Before the MERGE: the rows' effects are read against the versions the target holds now.
-    rows = row_effects(batch, warehouse.read(observed), warehouse.read(target), contract)
-    counts = warehouse.merge(
-        target,
-        lambda: history_source(batch, warehouse.read(observed), warehouse.read(target), contract),
-        history_merge_v2(contract),
-    )
+    read_at: list[int] = []
+
+    def source() -> DataFrame:
+        # The version this attempt's MERGE reads (a retry after a conflict reads a newer one).
+        read_at.append(warehouse.version(target))
+        return history_source(batch, warehouse.read(observed), warehouse.read(target), contract)
+
+    counts = warehouse.merge(target, source, history_merge_v2(contract))
+    # The rows' effects: the touched keys' versions before the MERGE against the ones it left, which
+    # are the rebuilt history itself, read back instead of rebuilt once more for the counts.
+    rows = row_effects(batch, warehouse.read_version(target, read_at[-1]), warehouse.read(target), contract)
     return HistoryCounts(counts.inserted, counts.updated, counts.deleted, *rows)
 
 
-def row_effects(batch: DataFrame, observations: DataFrame, target: DataFrame, contract: Contract) -> tuple[int, ...]:
+def row_effects(batch: DataFrame, before: DataFrame, after: DataFrame, contract: Contract) -> tuple[int, ...]:
     """Each row of the batch in one category: superseded, opened, changed, unchanged, closed (`HistoryCounts`).
 
-    Counted in one query, comparing the versions the observations give with those the target holds:
-    each row lands in exactly one category, none is derived from the others.
+    Counted in one query, comparing the versions of the batch's keys the target held before the MERGE
+    with those it holds after it (the history the observations give): each row lands in exactly one
+    category, none is derived from the others. A concurrent merge of the same keys between the two
+    reads shows in the comparison as well; each row is still counted once.
     """
     keys = list(contract.keys)
     sequence = contract.sequence_by
     touched = batch.select(*keys).distinct()
-    # A snapshot's tombstones depend on every key's dates: rebuild from all observations, as the MERGE does.
-    source = observations if contract.load == "snapshot" else observations.join(touched, on=keys, how="left_semi")
-    rebuilt = versions(source, contract).join(touched, on=keys, how="left_semi")
-    old = target.join(touched, on=keys, how="left_semi")
+    rebuilt = after.join(touched, on=keys, how="left_semi")
+    old = before.join(touched, on=keys, how="left_semi")
     compared = [
         name
         for name in target_schema(contract).fieldNames()

@@ -219,6 +219,15 @@ class Warehouse:
         """The table's current rows."""
         return self.spark.table(self.name(table))
 
+    def version(self, table: str) -> int:
+        """The table's newest commit version (its log, not its rows)."""
+        (newest,) = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT 1").select("version").collect()
+        return int(newest["version"])
+
+    def read_version(self, table: str, version: int) -> DataFrame:
+        """The table's rows as commit `version` left them (Delta time travel)."""
+        return self.spark.sql(f"SELECT * FROM {self.name(table)} VERSION AS OF {int(version)}")  # noqa: S608
+
     def read_if_exists(self, table: str) -> DataFrame | None:
         """The table's rows, or None when it does not exist yet (a target is created by its first merge).
 

@@ -68,6 +68,7 @@ def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
     warehouse.merge("t", lambda: rows_of(spark, "a", ("k1", 1), ("k2", 2)), UPSERT)
+    before = warehouse.version("t")
 
     counts = warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 5), ("k2", 0), ("k3", 3)), UPSERT)
     # What Databricks' auto compaction does right after a MERGE: a commit of its own, which the
@@ -76,6 +77,9 @@ def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark:
 
     assert (counts.inserted, counts.updated) == (1, 1)
     assert contents(lake, "t") == [("k1", 5, "b"), ("k2", 2, "a"), ("k3", 3, "b")]
+    # The history's counts compare the rows a MERGE read with the ones it left.
+    assert warehouse.version("t") == before + 2
+    assert sorted((r["k"], r["v"]) for r in warehouse.read_version("t", before).collect()) == [("k1", 1), ("k2", 2)]
 
 
 def test_the_light_reader_sees_what_spark_wrote_with_deletion_vectors(spark: SparkSession, lake: Lake) -> None:
