@@ -275,7 +275,8 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     read_at: list[int] = []
 
     def source() -> DataFrame:
-        # The version this attempt's MERGE reads (a retry after a conflict reads a newer one).
+        # The target's version as this attempt starts: what its MERGE reads, unless another commit slips in
+        # first (whose changes the counts then share, see row_effects); a retry after a conflict reads anew.
         read_at.append(warehouse.version(target))
         return history_source(batch, warehouse.read(observed), warehouse.read(target), contract)
 
