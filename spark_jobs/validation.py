@@ -20,6 +20,12 @@ from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
 _FIELD_COUNT = "_field_count"
 _WELL_FORMED = "_well_formed"
 _FIELDS = "_fields"
+_VERDICTS = "_verdicts"
+_SHAPE_REASON = "_shape_reason"
+_SHAPE_RULE = "_shape_rule"
+_RULE = "rule"
+_REASON = "reason"
+_VERDICT_TYPE = f"struct<{_RULE}: string, {_REASON}: string>"
 # Appended to a line as one more field before parsing: the parser puts it where the line's own fields
 # end, so its position is the field count as the very parser that reads the values sees it.
 _END_MARKER = "\u0001"
@@ -228,6 +234,22 @@ def _first_of(rules: list[tuple[SparkColumn, SparkColumn]]) -> SparkColumn:
     return chosen
 
 
+def column_verdict(contract: Contract, column: Column, value: SparkColumn) -> SparkColumn:
+    """The first rule a field breaks, as a struct of its id (`customers.email.pattern`) and reason, or NULL.
+
+    Id and reason come out of one evaluation of the rules (regular expressions, casts), not one each.
+    """
+    rules = column_rules(column, value)
+    if not rules:
+        return F.lit(None).cast(_VERDICT_TYPE)
+    return _first_of(
+        [
+            (condition, F.struct(F.lit(contract.rule_id(column.name, kind)).alias(_RULE), reason.alias(_REASON)))
+            for condition, kind, reason in rules
+        ]
+    )
+
+
 def column_reason(column: Column, value: SparkColumn) -> SparkColumn:
     """Why a field's text is not a valid value of `column` (the rules of `Column.check_text`), or NULL."""
     return _first_of([(condition, reason) for condition, _, reason in column_rules(column, value)])
@@ -235,15 +257,13 @@ def column_reason(column: Column, value: SparkColumn) -> SparkColumn:
 
 def column_rule_id(contract: Contract, column: Column, value: SparkColumn) -> SparkColumn:
     """The id of the first rule a field breaks (`customers.email.pattern`), or NULL."""
-    return _first_of(
-        [(condition, F.lit(contract.rule_id(column.name, kind))) for condition, kind, _ in column_rules(column, value)]
-    )
+    return column_verdict(contract, column, value)[_RULE]
 
 
-def row_reason(contract: Contract) -> SparkColumn:
-    """Every rule a parsed row breaks, joined with '; ', or NULL for a good row."""
+def _shape_reason(contract: Contract) -> SparkColumn:
+    """Why a parsed row's shape is wrong (not well-formed CSV, or another number of fields), or NULL."""
     expected = len(contract.columns)
-    shape = (
+    return (
         F.when(
             ~F.col(_WELL_FORMED),
             F.lit(
@@ -260,9 +280,14 @@ def row_reason(contract: Contract) -> SparkColumn:
             F.concat(F.lit("row has "), F.col(_FIELD_COUNT).cast("string"), F.lit(f" fields, expected {expected}")),
         )
     )
-    # A row of the wrong shape has its values in the wrong columns: its per-column reasons would mislead.
-    per_column = F.concat_ws("; ", *(column_reason(column, F.col(column.name)) for column in contract.columns))
-    return F.when(shape.isNotNull(), shape).when(per_column != F.lit(""), per_column)
+
+
+def _shape_rule(contract: Contract) -> SparkColumn:
+    """The id of the rule `_shape_reason` names, or NULL."""
+    return F.when(~F.col(_WELL_FORMED), F.lit(well_formed_rule(contract))).when(
+        F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
+        F.lit(field_count_rule(contract)),
+    )
 
 
 def field_count_rule(contract: Contract) -> str:
@@ -273,19 +298,6 @@ def field_count_rule(contract: Contract) -> str:
 def well_formed_rule(contract: Contract) -> str:
     """The rule id of a row that is not well-formed CSV."""
     return f"{contract.name}.row.well_formed"
-
-
-def row_rule_ids(contract: Contract) -> SparkColumn:
-    """The ids of the rules `row_reason` names, as an array (empty for a good row)."""
-    per_column = F.array(*(column_rule_id(contract, column, F.col(column.name)) for column in contract.columns))
-    return (
-        F.when(~F.col(_WELL_FORMED), F.array(F.lit(well_formed_rule(contract))))
-        .when(
-            F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
-            F.array(F.lit(field_count_rule(contract))),
-        )
-        .otherwise(F.filter(per_column, lambda rule: rule.isNotNull()))
-    )
 
 
 def typed_columns(contract: Contract) -> list[SparkColumn]:
@@ -300,15 +312,36 @@ def typed_columns(contract: Contract) -> list[SparkColumn]:
 
 
 def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
-    """Good rows typed by the contract, and rejected rows with their reason and raw text."""
+    """Good rows typed by the contract, and rejected rows with their reason and raw text.
+
+    A row's verdicts (the first rule each field breaks) are computed in one projection and read by
+    the next twice, for the reason and for the rule ids: Spark keeps the two apart rather than run
+    the rules twice. A row of the wrong shape has its values in the wrong columns: its shape is the
+    one reason given, the per-column verdicts would mislead.
+    """
     shape_ok = F.col(_WELL_FORMED) & F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
-    checked = parsed.select(
+    verdicts = F.array(*(column_verdict(contract, column, F.col(column.name)) for column in contract.columns))
+    judged = parsed.select(
         *typed_columns(contract),
-        row_reason(contract).alias(REASON_COLUMN),
-        row_rule_ids(contract).alias(RULES),
+        F.filter(verdicts, lambda verdict: verdict.isNotNull()).alias(_VERDICTS),
+        _shape_reason(contract).alias(_SHAPE_REASON),
+        _shape_rule(contract).alias(_SHAPE_RULE),
         RAW_COLUMN,
         # Whether the values sit in their own columns: rules that read several columns need that.
         shape_ok.alias(SHAPE_OK),
+    )
+    found = F.col(_VERDICTS)
+    per_column = F.concat_ws("; ", F.transform(found, lambda verdict: verdict[_REASON]))
+    checked = judged.select(
+        *contract.column_names,
+        F.when(F.col(_SHAPE_REASON).isNotNull(), F.col(_SHAPE_REASON))
+        .when(F.size(found) > 0, per_column)
+        .alias(REASON_COLUMN),
+        F.when(F.col(_SHAPE_RULE).isNotNull(), F.array(F.col(_SHAPE_RULE)))
+        .otherwise(F.transform(found, lambda verdict: verdict[_RULE]))
+        .alias(RULES),
+        RAW_COLUMN,
+        SHAPE_OK,
     )
     good = checked.where(F.col(REASON_COLUMN).isNull()).select(*contract.column_names)
     rejects = checked.where(F.col(REASON_COLUMN).isNotNull()).select(REASON_COLUMN, RAW_COLUMN)
