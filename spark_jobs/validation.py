@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import Column as SparkColumn
@@ -239,12 +240,16 @@ def column_verdict(contract: Contract, column: Column, value: SparkColumn) -> Sp
 
     Id and reason come out of one evaluation of the rules (regular expressions, casts), not one each.
     """
+    return _verdict(column, value, lambda kind: contract.rule_id(column.name, kind))
+
+
+def _verdict(column: Column, value: SparkColumn, rule_id: Callable[[str], str]) -> SparkColumn:
     rules = column_rules(column, value)
     if not rules:
         return F.lit(None).cast(_VERDICT_TYPE)
     return _first_of(
         [
-            (condition, F.struct(F.lit(contract.rule_id(column.name, kind)).alias(_RULE), reason.alias(_REASON)))
+            (condition, F.struct(F.lit(rule_id(kind)).alias(_RULE), reason.alias(_REASON)))
             for condition, kind, reason in rules
         ]
     )
@@ -252,7 +257,7 @@ def column_verdict(contract: Contract, column: Column, value: SparkColumn) -> Sp
 
 def column_reason(column: Column, value: SparkColumn) -> SparkColumn:
     """Why a field's text is not a valid value of `column` (the rules of `Column.check_text`), or NULL."""
-    return _first_of([(condition, reason) for condition, _, reason in column_rules(column, value)])
+    return _verdict(column, value, lambda kind: kind)[_REASON]
 
 
 def column_rule_id(contract: Contract, column: Column, value: SparkColumn) -> SparkColumn:
