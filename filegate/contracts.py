@@ -165,7 +165,7 @@ def _check_calendar(type_name: str, text: str) -> str | None:
 
     A real date or time lies in the years 1 to 9999, for a timestamp once moved to UTC: what Python
     (and so every reader of the tables in Python) can represent. The Spark job applies the same
-    bounds (`spark_jobs.validation.column_reason`); Spark's own cast would accept year 0.
+    bounds (`spark_jobs.validation.column_rules`); Spark's own cast would accept year 0.
     """
     try:
         if type_name == "date":

@@ -20,7 +20,6 @@ from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
 
 _FIELD_COUNT = "_field_count"
 _WELL_FORMED = "_well_formed"
-_FIELDS = "_fields"
 _VERDICTS = "_verdicts"
 _SHAPE_REASON = "_shape_reason"
 _SHAPE_RULE = "_shape_rule"
@@ -224,17 +223,6 @@ def _clipped_repr(value: SparkColumn, limit: int = 40) -> SparkColumn:
     )
 
 
-def _first_of(rules: list[tuple[SparkColumn, SparkColumn]]) -> SparkColumn:
-    """The value of the first rule whose condition holds, or NULL."""
-    if not rules:
-        return F.lit(None).cast("string")
-    first_condition, first_value = rules[0]
-    chosen = F.when(first_condition, first_value)
-    for condition, value in rules[1:]:
-        chosen = chosen.when(condition, value)
-    return chosen
-
-
 def column_verdict(contract: Contract, column: Column, value: SparkColumn) -> SparkColumn:
     """The first rule a field breaks, as a struct of its id (`customers.email.pattern`) and reason, or NULL.
 
@@ -244,19 +232,26 @@ def column_verdict(contract: Contract, column: Column, value: SparkColumn) -> Sp
 
 
 def _verdict(column: Column, value: SparkColumn, rule_id: Callable[[str], str]) -> SparkColumn:
+    """The first of `column_rules` that holds, as a struct of `rule_id(kind)` and its reason, or NULL."""
     rules = column_rules(column, value)
     if not rules:
         return F.lit(None).cast(_VERDICT_TYPE)
-    return _first_of(
-        [
-            (condition, F.struct(F.lit(rule_id(kind)).alias(_RULE), reason.alias(_REASON)))
-            for condition, kind, reason in rules
-        ]
-    )
+    (first, first_kind, first_reason), *others = rules
+
+    def verdict(kind: str, reason: SparkColumn) -> SparkColumn:
+        return F.struct(F.lit(rule_id(kind)).alias(_RULE), reason.alias(_REASON))
+
+    chosen = F.when(first, verdict(first_kind, first_reason))
+    for condition, kind, reason in others:
+        chosen = chosen.when(condition, verdict(kind, reason))
+    return chosen
 
 
 def column_reason(column: Column, value: SparkColumn) -> SparkColumn:
-    """Why a field's text is not a valid value of `column` (the rules of `Column.check_text`), or NULL."""
+    """Why a field's text is not a valid value of `column` (the rules of `Column.check_text`), or NULL.
+
+    No contract names the rule here, and only the reason is read: the rule's kind stands in for its id.
+    """
     return _verdict(column, value, lambda kind: kind)[_REASON]
 
 
