@@ -157,15 +157,15 @@ def parse_manifest(document: dict[str, Any], arguments: BatchArguments) -> Manif
         revision = int(document.get("revision", 1))
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"{arguments.manifest_uri} is not a sealed batch manifest: {exc!r}") from exc
-    repeated = sorted(name for name, files in Counter(m.dataset for m in members).items() if files > 1)
-    if repeated:
-        # Each member replaces its dataset's rows of the batch: a second file of one dataset would replace the first.
-        raise ManifestError(f"{arguments.manifest_uri} names more than one file of {', '.join(repeated)}")
     if pipeline != arguments.pipeline or batch_id != arguments.batch_id:
         raise ManifestError(
             f"{arguments.manifest_uri} seals batch {batch_id} of {pipeline}, but the run was started for batch "
             f"{arguments.batch_id} of {arguments.pipeline}"
         )
+    repeated = sorted(name for name, files in Counter(m.dataset for m in members).items() if files > 1)
+    if repeated:
+        # Each member replaces its dataset's rows of the batch: a second file of one dataset would replace the first.
+        raise ManifestError(f"{arguments.manifest_uri} names more than one file of dataset {', '.join(repeated)}")
     return Manifest(pipeline, business_date, batch_id, revision, members)
 
 

@@ -12,8 +12,9 @@ their statements keep both cores busy on their own.
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +22,9 @@ from typing import TypeVar
 if __package__ in (None, ""):
     # Run as a file (Databricks `spark_python_task`): import the package, not sibling modules.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from pyspark.sql import SparkSession
+from pyspark.util import inheritable_thread_target
 
 from spark_jobs.batch import BatchContext, Member, run_batch_task
 from spark_jobs.processing_log import RunRecord, append_runs
@@ -59,23 +63,27 @@ def stage_members(context: BatchContext) -> None:
             rows_rejected=counts.rejected,
         )
 
-    append_runs(context.spark, context.warehouse, each_at_once(context.manifest.members, stage))
+    # Once, before the members' threads: on a first run each would find the Unity Catalog schema missing.
+    context.warehouse.ensure_schema()
+    append_runs(context.spark, context.warehouse, each_at_once(context.spark, context.manifest.members, stage))
 
 
-def each_at_once(items: Sequence[T], work: Callable[[T], R]) -> list[R]:
+def each_at_once(spark: SparkSession, items: Sequence[T], work: Callable[[T], R]) -> list[R]:
     """`work(item)` for every item, in threads sharing the Spark session; the results in the items' order.
 
-    Every item's work ends before this returns, failed or not: a failure is raised (the first in the
-    items' order, the others printed) only once nothing is still writing.
+    Each thread carries the caller's Spark job properties and tags (Databricks files a task's Spark jobs
+    under them). Every item's work ends before this returns, failed or not: a failure is raised (the
+    first in the items' order; the others' tracebacks are printed) only once nothing is still writing.
     """
     if len(items) <= 1:
         return [work(item) for item in items]
+    inherited = inheritable_thread_target(spark)(work)
     with ThreadPoolExecutor(max_workers=min(len(items), MAX_AT_ONCE), thread_name_prefix=TASK) as pool:
-        futures = [pool.submit(work, item) for item in items]
-        wait(futures)
+        futures = [pool.submit(inherited, item) for item in items]
     failures = [exc for future in futures if (exc := future.exception()) is not None]
     for other in failures[1:]:
-        print(f"{TASK}: also failed: {type(other).__name__}: {other}", file=sys.stderr)
+        print(f"{TASK}: another member failed too:", file=sys.stderr)
+        traceback.print_exception(other, file=sys.stderr)
     if failures:
         raise failures[0]
     return [future.result() for future in futures]

@@ -154,8 +154,7 @@ class Warehouse:
 
         An existing table keeps the layout it was created with; every statement here works on either.
         """
-        if isinstance(self.location, UnityCatalog):
-            self._ensure_schema(self.location)
+        self.ensure_schema()
         # An existing table costs one lookup (its columns, needed for the migration anyway), not a
         # CREATE statement as well.
         existing = self.read_if_exists(table)
@@ -184,8 +183,7 @@ class Warehouse:
         The count is the commit's own `numOutputRows`: the newest replace is this one, or a concurrent
         one that replaced it, and then the table holds that one's rows.
         """
-        if isinstance(self.location, UnityCatalog):
-            self._ensure_schema(self.location)
+        self.ensure_schema()
         with self._view(rows) as view:
             properties = "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
             statement = f"CREATE OR REPLACE TABLE {self.name(table)} USING DELTA {properties} AS SELECT * FROM {view}"  # noqa: S608
@@ -209,7 +207,11 @@ class Warehouse:
         statement = f"ALTER TABLE {self.name(table)} ADD COLUMNS ({columns})"
         committed(lambda: self.spark.sql(statement).collect(), f"add columns to {table}")
 
-    def _ensure_schema(self, location: UnityCatalog) -> None:
+    def ensure_schema(self) -> None:
+        """Create the Unity Catalog schema the tables live in when it is missing (a local warehouse needs none)."""
+        location = self.location
+        if not isinstance(location, UnityCatalog):
+            return
         if self.spark.catalog.databaseExists(f"{location.catalog}.{location.schema}"):
             return
         # Only when missing: creating needs CREATE SCHEMA on the catalog, using an existing one does not.

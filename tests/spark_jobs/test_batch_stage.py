@@ -1,5 +1,6 @@
-"""Staging a batch's members at once: every member ends before a failure is raised, and a manifest
-naming two files of one dataset is refused (the second would replace the first's rows)."""
+"""Staging a batch's members at once: in threads that carry the task's Spark properties, every member
+ending before a failure is raised; and a manifest naming two files of one dataset is refused (the
+second would replace the first's rows)."""
 
 from __future__ import annotations
 
@@ -8,46 +9,46 @@ import time
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from spark_jobs.batch import BatchArguments, ManifestError, parse_manifest
-from spark_jobs.batch_stage import MAX_AT_ONCE, each_at_once
+from spark_jobs.batch_stage import each_at_once
 from spark_jobs.warehouse import LocalWarehouse
 
 
-def test_members_run_at_once_and_keep_their_order() -> None:
-    running, most = 0, 0
-    lock = threading.Lock()
+def test_members_run_at_once_keep_their_order_and_the_tasks_spark_properties(spark: SparkSession) -> None:
+    # Every member waits at the barrier until all three are there: one at a time, it would time out.
+    barrier = threading.Barrier(3, timeout=30)
+    spark.sparkContext.setLocalProperty("filegate.test.run", "run-7")
 
-    def piece(n: int) -> int:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        time.sleep(0.2)
-        with lock:
-            running -= 1
-        return n * 10
+    def member(n: int) -> tuple[int, str | None]:
+        barrier.wait()
+        return n * 10, spark.sparkContext.getLocalProperty("filegate.test.run")
 
-    count = MAX_AT_ONCE + 2
-    assert each_at_once(list(range(count)), piece) == [n * 10 for n in range(count)]
-    assert most == MAX_AT_ONCE
+    try:
+        assert each_at_once(spark, [0, 1, 2], member) == [(0, "run-7"), (10, "run-7"), (20, "run-7")]
+    finally:
+        spark.sparkContext.setLocalProperty("filegate.test.run", None)  # type: ignore[arg-type]
 
 
-def test_a_failing_member_is_raised_only_after_every_other_member_ended() -> None:
+def test_the_first_member_in_order_is_raised_after_every_member_ended(
+    spark: SparkSession, capsys: pytest.CaptureFixture[str]
+) -> None:
     ended: list[int] = []
 
-    def piece(n: int) -> int:
-        if n == 0:
-            raise RuntimeError("member 0 broke")
+    def member(n: int) -> int:
         if n == 2:
-            raise ValueError("member 2 broke too")
-        time.sleep(0.3)
+            raise ValueError("member 2 broke first")
+        time.sleep(0.5)
+        if n == 0:
+            raise RuntimeError("member 0 broke last")
         ended.append(n)
         return n
 
-    with pytest.raises(RuntimeError, match="member 0 broke"):
-        each_at_once([0, 1, 2, 3], piece)
+    with pytest.raises(RuntimeError, match="member 0 broke last"):
+        each_at_once(spark, [0, 1, 2, 3], member)
     assert sorted(ended) == [1, 3]
+    assert "ValueError: member 2 broke first" in capsys.readouterr().err
 
 
 def test_a_manifest_naming_two_files_of_one_dataset_is_refused(tmp_path: Path) -> None:
@@ -56,5 +57,5 @@ def test_a_manifest_naming_two_files_of_one_dataset_is_refused(tmp_path: Path) -
     )
     members = [{"dataset": "orders", "uri": f"gs://bucket/orders_20250115.csv#{n}"} for n in (1, 2)]
     document = {"pipeline": "ecommerce", "batch_id": "b-1", "business_date": "2025-01-15", "members": members}
-    with pytest.raises(ManifestError, match="more than one file of orders"):
+    with pytest.raises(ManifestError, match="more than one file of dataset orders"):
         parse_manifest(document, arguments)
