@@ -7,7 +7,7 @@ target's versions are a pure function of the observations of a key:
    resolved by content, as everywhere else);
 2. a snapshot dataset adds a tombstone at the next snapshot date on which a key is missing, and a row
    matching `delete_when` is one (the row is kept: the condition is read again at each rebuild);
-3. a new version starts where the tracked columns' hash differs from the previous observation's, or
+3. a new version starts where the tracked columns' values differ from the previous observation's, or
    after a tombstone; untracked columns take the version's LAST observation's values (type 1 inside
    a version: a change to `last_login` alone updates the current version in place);
 4. a version ends where the next starts, or at the tombstone that closed it.
@@ -35,14 +35,14 @@ from filegate.errors import FilegateError
 from spark_jobs.changes import content_order
 from spark_jobs.columns import EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, LINEAGE, row_fields, target_schema
 from spark_jobs.contract_sql import deletes
-from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec, content_text
+from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec
 from spark_jobs.warehouse import Warehouse, batch_predicate
 
 ACTION = "_action"
 UPSERT = "upsert"
 DELETE = "delete"
 _TOMBSTONE = "_tombstone"
-_HASH = "_row_hash"
+_TRACKED = "_tracked"
 _CHANGE = "_change"
 _VERSION = "_version"
 _RANK = "_rank"
@@ -142,11 +142,17 @@ def guard_definition(warehouse: Warehouse, contract: Contract) -> None:
         warehouse.spark.sql(f"ALTER TABLE {warehouse.name(table)} SET TBLPROPERTIES ({settings})").collect()
 
 
-def row_hash(columns: list[str]) -> Column:
-    """The tracked columns' hash: equal values, equal hash (NULLs included, as JSON keeps them)."""
+def row_values(columns: list[str]) -> Column:
+    """The columns' values as one struct, compared as a whole: equal when every field is (NULL equals NULL).
+
+    Spark compares structs field by field as `<=>` does, which is also how the MERGE decides that a
+    version changed. A SHA-256 of the row's JSON did not: JSON keeps timestamps to the millisecond,
+    so a change below it opened no version, and it told -0.0 from 0.0. Measured with the runs'
+    order alternated, the struct takes the time the digest took (bench/results/batch.md, session 22).
+    """
     if not columns:
-        return F.lit("")
-    return F.sha2(F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}), 256)
+        return F.lit(True)
+    return F.struct(*columns)
 
 
 def snapshot_tombstones(observations: DataFrame, contract: Contract) -> DataFrame:
@@ -192,11 +198,13 @@ def versions(observations: DataFrame, contract: Contract) -> DataFrame:
     if contract.load == "snapshot":
         rows = rows.unionByName(snapshot_tombstones(rows, contract))
     by_time = Window.partitionBy(*keys).orderBy(sequence)
-    hashed = rows.withColumn(
-        _HASH, F.when(F.col(_TOMBSTONE), F.lit("tombstone")).otherwise(row_hash(tracked_columns(contract)))
+    # A tombstone's values are NULL: equal to the tombstone before it, unequal to any live observation.
+    tracked = F.struct(
+        F.col(_TOMBSTONE), F.when(~F.col(_TOMBSTONE), row_values(tracked_columns(contract))).alias(_VALUES)
     )
-    previous = F.lag(_HASH).over(by_time)
-    marked = hashed.withColumn(_CHANGE, F.when(previous.isNull() | (previous != F.col(_HASH)), 1).otherwise(0))
+    valued = rows.withColumn(_TRACKED, tracked)
+    previous = F.lag(_TRACKED).over(by_time)
+    marked = valued.withColumn(_CHANGE, F.when(previous.isNull() | (previous != F.col(_TRACKED)), 1).otherwise(0))
     numbered = marked.withColumn(
         _VERSION, F.sum(_CHANGE).over(by_time.rowsBetween(Window.unboundedPreceding, Window.currentRow))
     )
@@ -305,20 +313,22 @@ def row_effects(batch: DataFrame, before: DataFrame, after: DataFrame, contract:
         for name in target_schema(contract).fieldNames()
         if name not in LINEAGE and name not in (*keys, EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT)
     ]
-    content = F.expr(content_text(contract))
+    # Matching a version's last observation to a batch row compares their contract columns as values;
+    # only the rank inside an instant needs the text order that `versions` breaks ties by.
+    content = row_values(list(contract.column_names))
     new_versions = new.select(
         *keys,
         F.col(EFFECTIVE_FROM).alias(_FROM),
         F.col(EFFECTIVE_TO).alias(_TO),
         F.col(sequence).alias(_LAST),
         content.alias(_CONTENT),
-        row_hash(compared).alias(_VALUES),
+        row_values(compared).alias(_VALUES),
     )
     old_versions = old.select(
         *keys,
         F.col(EFFECTIVE_FROM).alias(_FROM),
         F.col(EFFECTIVE_TO).alias(_OLD_TO),
-        row_hash(compared).alias(_OLD_VALUES),
+        row_values(compared).alias(_OLD_VALUES),
     )
     compared_versions = new_versions.join(old_versions, on=[*keys, _FROM], how="left")
     # What each version did, as events at the instant of the row that did it: ended at a delete's instant
@@ -328,7 +338,7 @@ def row_effects(batch: DataFrame, before: DataFrame, after: DataFrame, contract:
     events = F.array(
         F.when(F.col(_TO).isNotNull() & ~F.col(_TO).eqNullSafe(F.col(_OLD_TO)), _event(_TO, _CLOSED)),
         F.when(F.col(_OLD_VALUES).isNull(), _event(_FROM, _OPENED)),
-        F.when(F.col(_OLD_VALUES) != F.col(_VALUES), _event(_LAST, _CHANGED, F.col(_CONTENT))),
+        F.when(F.col(_OLD_VALUES) != F.col(_VALUES), _event(_LAST, _CHANGED)),
     )
     event = F.col(_EVENT)
     at_instant = (
@@ -367,10 +377,6 @@ def row_effects(batch: DataFrame, before: DataFrame, after: DataFrame, contract:
     return tuple(int(found[name] or 0) if found is not None else 0 for name in names)
 
 
-def _event(at: str, kind: str, content: Column | None = None) -> Column:
-    """What a version did (`kind`), at the instant in column `at`, with the content of the row that did it."""
-    return F.struct(
-        F.col(at).alias(_AT),
-        F.lit(kind).alias(_KIND),
-        (content if content is not None else F.lit(None).cast("string")).alias(_CONTENT),
-    )
+def _event(at: str, kind: str) -> Column:
+    """What a version did (`kind`), at the instant in column `at`, with its last observation's content."""
+    return F.struct(F.col(at).alias(_AT), F.lit(kind).alias(_KIND), F.col(_CONTENT).alias(_CONTENT))

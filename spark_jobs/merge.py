@@ -53,6 +53,11 @@ def _keys_match(keys: Sequence[str]) -> str:
     return " AND ".join(f"{TARGET}.{key} = {SOURCE}.{key}" for key in keys)
 
 
+# Timestamps written to the microsecond they hold: JSON's default format stops at milliseconds, and two
+# rows that differ only below that would tie, and resolve in whichever order Spark met them.
+_TEXT_OPTIONS = "map('timestampFormat', 'yyyy-MM-dd HH:mm:ss.SSSSSSXXX')"
+
+
 def content_text(contract: Contract, alias: str | None = None) -> str:
     """A SQL expression of a row's contract columns as JSON text: the tie-break between equal sequence values.
 
@@ -61,7 +66,7 @@ def content_text(contract: Contract, alias: str | None = None) -> str:
     """
     prefix = f"{alias}." if alias else ""
     fields = ", ".join(f"'{name}', {prefix}{name}" for name in _checked(contract.column_names))
-    return f"to_json(named_struct({fields}))"
+    return f"to_json(named_struct({fields}), {_TEXT_OPTIONS})"
 
 
 def newer_condition(contract: Contract) -> str:

@@ -12,6 +12,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from filegate.contracts import BUSINESS_DATE, Column, Contract
+from spark_jobs import history
+from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import LINEAGE, target_schema
 from spark_jobs.history import (
     HistoryCounts,
@@ -185,3 +187,49 @@ def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_
         ("m2", "BASIC", "x", T1, T2, False),
         ("m2", "PLATINUM", "y", T3, None, True),
     ]
+
+
+# A reading with a tracked timestamp and a tracked double: what counts as a change of value.
+READINGS = Contract(
+    name="readings",
+    file_pattern="readings_{yyyy}_{mm}_{dd}.csv",
+    columns=(
+        Column("sensor", "string"),
+        Column("calibrated_at", "timestamp"),
+        Column("offset", "double"),
+        Column("read_at", "timestamp"),
+    ),
+    keys=("sensor",),
+    sequence_by="read_at",
+    scd_type=2,
+)
+
+
+def test_a_change_below_a_millisecond_opens_a_version_and_minus_zero_is_zero(spark: SparkSession) -> None:
+    calibrated = datetime(2025, 1, 1, 8, 0, 0, 1)
+    rows = [
+        ("s1", calibrated, 0.5, T1),
+        ("s1", calibrated.replace(microsecond=2), 0.5, T2),  # a microsecond later: a change
+        ("s2", calibrated, 0.0, T1),
+        ("s2", calibrated, -0.0, T2),  # equal values, as the MERGE's <=> sees them: no change
+    ]
+
+    found = history.versions(observed(spark, READINGS, rows, "r"), READINGS).collect()
+
+    assert sorted((r["sensor"], r["effective_from"], r["is_current"]) for r in found) == [
+        ("s1", T1, False),
+        ("s1", T2, True),
+        ("s2", T1, True),
+    ]
+
+
+def test_rows_of_one_key_and_instant_differing_below_a_millisecond_resolve_the_same_in_any_order(
+    spark: SparkSession,
+) -> None:
+    one, two = datetime(2025, 1, 1, 8, 0, 0, 1), datetime(2025, 1, 1, 8, 0, 0, 2)
+    rows = [("s1", one, 0.5, T1), ("s1", two, 0.5, T1)]
+
+    kept = [latest_per_key(observed(spark, READINGS, order, "r"), READINGS).collect() for order in (rows, rows[::-1])]
+
+    # The content text holds microseconds: the later calibration sorts last and wins, whichever came first.
+    assert [[r["calibrated_at"] for r in found] for found in kept] == [[two], [two]]
