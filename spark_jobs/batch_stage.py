@@ -3,10 +3,9 @@
 The members are staged at once, in threads sharing the Spark session. Each member writes its own two
 tables, so their Delta commits never conflict, and a member is a handful of statements between which
 the cores wait (for the driver to plan, read a Delta log, commit; for a stage's last task), which
-another member's statements then fill. On 2 cores a day of 100,000 orders stages in 26 s instead of
-31 s, with the same CPU and peak memory (bench/results/batch.md, session 22). Merging the targets and
-building the derived tables at once as well (in waves, parents first) gained nothing measurable there:
-their statements keep both cores busy on their own.
+another member's statements then fill. Measured gains and costs (time, CPU, peak memory) are in
+bench/results/batch.md, session 22; merging the targets and building the derived tables at once as
+well gained nothing there, so they stay one at a time.
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ from spark_jobs.processing_log import RunRecord, append_runs
 from spark_jobs.stage import Batch, stage_file, stage_table
 
 TASK = "stage_members"
-# A pipeline has a handful of members (the e-commerce one five): all of them at once. Memory grows with
-# the cores, not with the members: a Spark task holds one partition, and the cores bound the tasks.
+# A pipeline has a handful of members (the e-commerce one five): all of them at once. Each holds its own
+# plans and write buffers while it runs, so the peak memory can grow with them (bench/results/batch.md).
 MAX_AT_ONCE = 8
 
 T = TypeVar("T")
@@ -63,7 +62,8 @@ def stage_members(context: BatchContext) -> None:
             rows_rejected=counts.rejected,
         )
 
-    # Once, before the members' threads: on a first run each would find the Unity Catalog schema missing.
+    # Once, before the members' threads, so that on a first run they do not race to create the Unity
+    # Catalog schema (a run without --run-id has not touched processing_log, which creates it, yet).
     context.warehouse.ensure_schema()
     append_runs(context.spark, context.warehouse, each_at_once(context.spark, context.manifest.members, stage))
 
@@ -75,10 +75,10 @@ def each_at_once(spark: SparkSession, items: Sequence[T], work: Callable[[T], R]
     under them). Every item's work ends before this returns, failed or not: a failure is raised (the
     first in the items' order; the others' tracebacks are printed) only once nothing is still writing.
     """
-    if len(items) <= 1:
-        return [work(item) for item in items]
-    inherited = inheritable_thread_target(spark)(work)
-    with ThreadPoolExecutor(max_workers=min(len(items), MAX_AT_ONCE), thread_name_prefix=TASK) as pool:
+    carry: object = inheritable_thread_target(spark)
+    # With PYSPARK_PIN_THREAD=false there is nothing to carry, and pyspark hands back the session itself.
+    inherited = carry(work) if callable(carry) else work
+    with ThreadPoolExecutor(max_workers=max(1, min(len(items), MAX_AT_ONCE)), thread_name_prefix=TASK) as pool:
         futures = [pool.submit(inherited, item) for item in items]
     failures = [exc for future in futures if (exc := future.exception()) is not None]
     for other in failures[1:]:

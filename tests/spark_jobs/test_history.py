@@ -231,5 +231,5 @@ def test_rows_of_one_key_and_instant_differing_below_a_millisecond_resolve_the_s
 
     kept = [latest_per_key(observed(spark, READINGS, order, "r"), READINGS).collect() for order in (rows, rows[::-1])]
 
-    # The content text holds microseconds: the later calibration sorts last and wins, whichever came first.
+    # The content text holds microseconds: the later calibration's is greater, and the greater wins, in any order.
     assert [[r["calibrated_at"] for r in found] for found in kept] == [[two], [two]]
