@@ -378,5 +378,7 @@ def row_effects(batch: DataFrame, before: DataFrame, after: DataFrame, contract:
 
 
 def _event(at: str, kind: str) -> Column:
-    """What a version did (`kind`), at the instant in column `at`, with its last observation's content."""
-    return F.struct(F.col(at).alias(_AT), F.lit(kind).alias(_KIND), F.col(_CONTENT).alias(_CONTENT))
+    """What a version did (`kind`), at the instant in column `at`; a change carries its last observation's
+    content, which the batch row must match (the others a NULL of its type, not the row through the shuffle)."""
+    content = F.col(_CONTENT) if kind == _CHANGED else F.when(F.lit(False), F.col(_CONTENT))
+    return F.struct(F.col(at).alias(_AT), F.lit(kind).alias(_KIND), content.alias(_CONTENT))
