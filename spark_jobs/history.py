@@ -64,6 +64,12 @@ _KIND = "kind"
 _TO = "_to"
 _OLD_TO = "_old_to"
 PROPERTIES = ("filegate.keys", "filegate.scd_type", "filegate.sequence_by")
+# The change data feed: the counts read what the MERGE changed from it (see `row_effects`).
+CHANGE_FEED = "delta.enableChangeDataFeed"
+_CHANGE_TYPE = "_change_type"
+_COMMIT = "_commit_version"
+_FIRST_COMMIT = "_first_commit"
+_LAST_COMMIT = "_last_commit"
 
 
 class TargetDefinitionChanged(FilegateError):
@@ -118,12 +124,16 @@ def definition(contract: Contract) -> dict[str, str]:
 
 
 def guard_definition(warehouse: Warehouse, contract: Contract) -> None:
-    """Pin keys, SCD type and sequence column on the target, or refuse to run when they changed under it."""
+    """Pin keys, SCD type and sequence column on the target, or refuse to run when they changed under it.
+
+    Also turns the target's change data feed on (a target made by an earlier release gets it here, in
+    place): the counts read the MERGE's changes from it.
+    """
     table = contract.target
     found = {
         row["key"]: row["value"]
         for row in warehouse.spark.sql(f"SHOW TBLPROPERTIES {warehouse.name(table)}").collect()
-        if row["key"] in PROPERTIES
+        if row["key"] in (*PROPERTIES, CHANGE_FEED)
     }
     wanted = definition(contract)
     changed = [
@@ -137,7 +147,8 @@ def guard_definition(warehouse: Warehouse, contract: Contract) -> None:
             + "; ".join(changed)
             + "). Its history would be misread: rebuild the target under a new name, or restore the contract"
         )
-    if set(found) != set(wanted):
+    wanted[CHANGE_FEED] = "true"
+    if any(found.get(k) != v for k, v in wanted.items()):
         settings = ", ".join(f"'{k}' = '{v}'" for k, v in wanted.items())
         warehouse.spark.sql(f"ALTER TABLE {warehouse.name(table)} SET TBLPROPERTIES ({settings})").collect()
 
@@ -289,25 +300,49 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
         return history_source(batch, warehouse.read(observed), warehouse.read(target), contract)
 
     counts = warehouse.merge(target, source, history_merge_v2(contract))
-    # The rows' effects: the touched keys' versions before the MERGE against the ones it left, which
-    # are the rebuilt history itself, read back instead of rebuilt once more for the counts.
-    rows = row_effects(batch, warehouse.read_version(target, read_at[-1]), warehouse.read(target), contract)
+    # The rows' effects, from the versions the MERGE changed as its change data feed records them: the
+    # commits since the version it read (none when it changed nothing: Delta then commits nothing).
+    latest = warehouse.version(target)
+    if latest > read_at[-1]:
+        new, old = changed_versions(warehouse.changes(target, read_at[-1] + 1, latest), contract, latest - read_at[-1])
+    else:
+        new = old = warehouse.read(target).where(F.lit(False))
+    rows = row_effects(batch, new, old, contract)
     return HistoryCounts(counts.inserted, counts.updated, counts.deleted, *rows)
 
 
-def row_effects(batch: DataFrame, before: DataFrame, after: DataFrame, contract: Contract) -> tuple[int, ...]:
+def changed_versions(changes: DataFrame, contract: Contract, commits: int) -> tuple[DataFrame, DataFrame]:
+    """The versions some commits left (inserted or updated), and the ones they held before (updated or deleted).
+
+    `changes` is the target's change data feed over `commits` commits. One commit (the MERGE alone,
+    as always unless another writer slipped in) changes a version once. Over several, a version is
+    compared as the first commit found it and the last one left it, as a read of the table before and
+    after would: a version one commit inserted and the next updated counts as inserted, with its values.
+    """
+    change = F.col(_CHANGE_TYPE)
+    left, held = change.isin("insert", "update_postimage"), change.isin("update_preimage", "delete")
+    if commits > 1:
+        version = Window.partitionBy(*contract.keys, EFFECTIVE_FROM)
+        changes = changes.withColumn(_FIRST_COMMIT, F.min(_COMMIT).over(version)).withColumn(
+            _LAST_COMMIT, F.max(_COMMIT).over(version)
+        )
+        left = left & (F.col(_COMMIT) == F.col(_LAST_COMMIT))
+        held = held & (F.col(_COMMIT) == F.col(_FIRST_COMMIT))
+    return changes.where(left), changes.where(held)
+
+
+def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Contract) -> tuple[int, ...]:
     """Each row of the batch in one category: superseded, opened, changed, unchanged, closed (`HistoryCounts`).
 
-    Counted in one query, comparing the versions of the batch's keys the target held before the MERGE
-    with those it holds after it (the history the observations give): each row lands in exactly one
-    category, none is derived from the others. A concurrent merge of the same keys between the two
-    reads shows in the comparison as well; each row is still counted once.
+    Counted in one query, comparing the versions the MERGE left (`new`: the ones it inserted or
+    updated) with the ones they replaced (`old`: their values before it), see `changed_versions`. A
+    version the MERGE did not touch did nothing; one it deleted ends no row's effect (a later version
+    takes its place, and that one's effects count). Each row lands in exactly one category, none is
+    derived from the others. Reading only the changed versions keeps the counts' cost with the batch,
+    not the target (they compared the whole target before and after the MERGE, twice as slow at 1x).
     """
     keys = list(contract.keys)
     sequence = contract.sequence_by
-    touched = batch.select(*keys).distinct()
-    new = after.join(touched, on=keys, how="left_semi")
-    old = before.join(touched, on=keys, how="left_semi")
     compared = [
         name
         for name in target_schema(contract).fieldNames()

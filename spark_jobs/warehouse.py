@@ -226,9 +226,14 @@ class Warehouse:
         (newest,) = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT 1").select("version").collect()
         return int(newest["version"])
 
-    def read_version(self, table: str, version: int) -> DataFrame:
-        """The table's rows as commit `version` left them (Delta time travel)."""
-        return self.spark.sql(f"SELECT * FROM {self.name(table)} VERSION AS OF {int(version)}")  # noqa: S608
+    def changes(self, table: str, first: int, last: int) -> DataFrame:
+        """The rows commits `first` to `last` changed, from the table's change data feed (which must be on).
+
+        Each row carries `_change_type` (insert, update_preimage, update_postimage, delete) and
+        `_commit_version`; Delta reads them from those commits' own files, not the whole table.
+        """
+        reader = self.spark.read.option("readChangeFeed", "true")
+        return reader.option("startingVersion", int(first)).option("endingVersion", int(last)).table(self.name(table))
 
     def read_if_exists(self, table: str) -> DataFrame | None:
         """The table's rows, or None when it does not exist yet (a target is created by its first merge).

@@ -233,3 +233,37 @@ def test_rows_of_one_key_and_instant_differing_below_a_millisecond_resolve_the_s
 
     # The content text holds microseconds: the later calibration's is greater, and the greater wins, in any order.
     assert [[r["calibrated_at"] for r in found] for found in kept] == [[two], [two]]
+
+
+def test_versions_changed_over_several_commits_compare_as_the_first_found_them_and_the_last_left_them(
+    spark: SparkSession,
+) -> None:
+    # The counts read the MERGE's commit from the change data feed; when another writer's commit slipped in
+    # between, the range holds both, and each version is compared as a read before and after would see it.
+    changes = spark.createDataFrame(
+        [
+            ("s1", T1, 1.0, "insert", 5),  # inserted, then updated: new, with the update's values
+            ("s1", T1, 1.0, "update_preimage", 6),
+            ("s1", T1, 2.0, "update_postimage", 6),
+            ("s2", T1, 0.0, "update_preimage", 5),  # updated, then deleted: gone, held its first values
+            ("s2", T1, 1.0, "update_postimage", 5),
+            ("s2", T1, 1.0, "delete", 6),
+            ("s3", T1, 3.0, "update_preimage", 6),  # one commit's update
+            ("s3", T1, 4.0, "update_postimage", 6),
+        ],
+        "sensor string, effective_from timestamp, value double, _change_type string, _commit_version long",
+    )
+
+    def found(frames: tuple[DataFrame, DataFrame]) -> list[list[tuple[str, float]]]:
+        return [sorted((r["sensor"], r["value"]) for r in frame.collect()) for frame in frames]
+
+    assert found(history.changed_versions(changes, READINGS, commits=2)) == [
+        [("s1", 2.0), ("s3", 4.0)],
+        [("s2", 0.0), ("s3", 3.0)],
+    ]
+    # One commit (the MERGE alone): its own rows, no netting needed.
+    one = changes.where("_commit_version = 6")
+    assert found(history.changed_versions(one, READINGS, commits=1)) == [
+        [("s1", 2.0), ("s3", 4.0)],
+        [("s1", 1.0), ("s2", 1.0), ("s3", 3.0)],
+    ]

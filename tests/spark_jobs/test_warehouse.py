@@ -68,7 +68,6 @@ def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
     warehouse.merge("t", lambda: rows_of(spark, "a", ("k1", 1), ("k2", 2)), UPSERT)
-    before = warehouse.version("t")
 
     counts = warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 5), ("k2", 0), ("k3", 3)), UPSERT)
     # What Databricks' auto compaction does right after a MERGE: a commit of its own, which the
@@ -77,20 +76,40 @@ def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark:
 
     assert (counts.inserted, counts.updated) == (1, 1)
     assert contents(lake, "t") == [("k1", 5, "b"), ("k2", 2, "a"), ("k3", 3, "b")]
-    # The history's counts compare the rows a MERGE read with the ones it left.
+
+
+def test_changes_are_the_rows_the_commits_changed(spark: SparkSession, lake: Lake) -> None:
+    warehouse = lake.warehouse()
+    warehouse.ensure_table("t", rows_of(spark, "x").schema)
+    spark.sql(f"ALTER TABLE {warehouse.name('t')} SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')").collect()
+    warehouse.merge("t", lambda: rows_of(spark, "a", ("k1", 1), ("k2", 2)), UPSERT)
+    before = warehouse.version("t")
+
+    warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 5), ("k2", 0), ("k3", 3)), UPSERT)
+    # A commit that changes no data (Databricks' auto compaction) adds no change rows.
+    spark.sql(f"OPTIMIZE {warehouse.name('t')}").collect()
+    changes = warehouse.changes("t", before + 1, warehouse.version("t"))
+
     assert warehouse.version("t") == before + 2
-    assert sorted((r["k"], r["v"]) for r in warehouse.read_version("t", before).collect()) == [("k1", 1), ("k2", 2)]
+    assert sorted((r["k"], r["v"], r["_change_type"], r["_commit_version"]) for r in changes.collect()) == [
+        ("k1", 1, "update_preimage", before + 1),
+        ("k1", 5, "update_postimage", before + 1),
+        ("k3", 3, "insert", before + 1),
+    ]
 
 
 def test_the_light_reader_sees_what_spark_wrote_with_deletion_vectors(spark: SparkSession, lake: Lake) -> None:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
+    # As the batch job's targets have it: their change data feed on (change files beside the data).
+    spark.sql(f"ALTER TABLE {warehouse.name('t')} SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')").collect()
     replace_batch(warehouse, "t", rows_of(spark, "a", *((f"k{i}", i) for i in range(50))), "a")
     warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 100), ("k99", 99)), UPSERT)
     spark.sql(f"DELETE FROM {warehouse.name('t')} WHERE k = 'k2'").collect()
     files = spark.sql(f"DESCRIBE DETAIL {warehouse.name('t')}").first()
     assert files is not None
     assert "deletionVectors" in files["tableFeatures"], "the table carries Databricks' default feature"
+    assert "changeDataFeed" in files["tableFeatures"]
 
     read = read_table(lake.location.path("t"))
 
