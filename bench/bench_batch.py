@@ -291,7 +291,7 @@ def bare_stage(spark: Any, source: str, table: Path, multiline: bool) -> float:
 def bare_merge(spark: Any, merge: dict[str, Any], contracts: Any) -> tuple[float, int]:
     """A bare MERGE of the saved source into the saved target copy, with the job's clauses; seconds, rows changed."""
     from spark_jobs.columns import target_schema
-    from spark_jobs.history import history_merge_v2
+    from spark_jobs.history import CHANGE_FEED, history_merge_v2
     from spark_jobs.merge import latest_wins_merge
     from spark_jobs.warehouse import merge_statement
 
@@ -302,7 +302,7 @@ def bare_merge(spark: Any, merge: dict[str, Any], contracts: Any) -> tuple[float
         spec = latest_wins_merge(contract, target_schema(contract).fieldNames())
     saved = Path(merge["saved"])
     # The copy keeps the target's change data feed, which the job turns on for its counts: off for a bare MERGE.
-    feed_off = "TBLPROPERTIES ('delta.enableChangeDataFeed' = 'false')"
+    feed_off = f"TBLPROPERTIES ('{CHANGE_FEED}' = 'false')"
     spark.sql(f"ALTER TABLE delta.`{saved / 'target'}` SET {feed_off}").collect()
     spark.read.parquet(str(saved / "source.parquet")).createOrReplaceTempView("bare_source")
     begin = time.perf_counter()

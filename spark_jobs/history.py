@@ -36,7 +36,7 @@ from spark_jobs.changes import content_order
 from spark_jobs.columns import EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, LINEAGE, row_fields, target_schema
 from spark_jobs.contract_sql import deletes
 from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec
-from spark_jobs.warehouse import Warehouse, batch_predicate
+from spark_jobs.warehouse import Warehouse, batch_predicate, committed
 
 ACTION = "_action"
 UPSERT = "upsert"
@@ -150,7 +150,9 @@ def guard_definition(warehouse: Warehouse, contract: Contract) -> None:
     wanted[CHANGE_FEED] = "true"
     if any(found.get(k) != v for k, v in wanted.items()):
         settings = ", ".join(f"'{k}' = '{v}'" for k, v in wanted.items())
-        warehouse.spark.sql(f"ALTER TABLE {warehouse.name(table)} SET TBLPROPERTIES ({settings})").collect()
+        statement = f"ALTER TABLE {warehouse.name(table)} SET TBLPROPERTIES ({settings})"
+        # A metadata commit: any write running at once conflicts with it, and it with them; retried like theirs.
+        committed(lambda: warehouse.spark.sql(statement).collect(), f"set the properties of {table}")
 
 
 def row_values(columns: list[str]) -> Column:
@@ -295,7 +297,7 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
 
     def source() -> DataFrame:
         # The target's version as this attempt starts: what its MERGE reads, unless another commit slips in
-        # first (whose changes the counts then share, see row_effects); a retry after a conflict reads anew.
+        # first (whose changes the counts then share, see changed_versions); a retry after a conflict reads anew.
         read_at.append(warehouse.version(target))
         return history_source(batch, warehouse.read(observed), warehouse.read(target), contract)
 
@@ -336,8 +338,8 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
 
     Counted in one query, comparing the versions the MERGE left (`new`: the ones it inserted or
     updated) with the ones they replaced (`old`: their values before it), see `changed_versions`. A
-    version the MERGE did not touch did nothing; one it deleted ends no row's effect (a later version
-    takes its place, and that one's effects count). Each row lands in exactly one category, none is
+    version the MERGE did not touch did nothing; one it deleted is no row's effect (its instant now
+    falls in another version, whose effects count). Each row lands in exactly one category, none is
     derived from the others. Reading only the changed versions keeps the counts' cost with the batch,
     not the target (they compared the whole target before and after the MERGE, twice as slow at 1x).
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -21,6 +22,8 @@ from spark_jobs.history import (
     merge_history,
     observation_columns,
 )
+from spark_jobs.merge import MergeSpec
+from spark_jobs.warehouse import MergeCounts, Warehouse
 from tests.spark_jobs.conftest import Lake
 
 # Every key is (order, member): each of the six orders of three batches is replayed on its own keys in
@@ -160,6 +163,36 @@ def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake:
         ("m1", "GOLD", "c", T2),
         ("m1", "PLATINUM", "q", t15),
     ]
+
+
+class RewritingWarehouse(Warehouse):
+    """Another writer's commit right after each MERGE, on the same versions: every row rewritten as it was."""
+
+    def merge(self, table: str, source: Callable[[], DataFrame], spec: MergeSpec) -> MergeCounts:
+        counts = super().merge(table, source, spec)
+        self.spark.sql(f"UPDATE {self.name(table)} SET login = login").collect()
+        return counts
+
+
+def test_counts_hold_on_a_target_without_the_change_feed_and_with_another_commit_after_the_merge(lake: Lake) -> None:
+    spark = lake.spark
+    assert spark is not None
+    warehouse = RewritingWarehouse(spark, lake.location)
+    target = warehouse.name(MEMBERS.target)
+
+    def merge(batch: str, *rows: tuple[Any, ...]) -> HistoryCounts:
+        return merge_history(warehouse, MEMBERS, observed(spark, MEMBERS, [("x", *r) for r in rows], batch), batch)
+
+    merge("b1", ("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1))
+    # A target as an earlier release left it, without the change data feed: turned on in place. The
+    # other writer's commit makes the counts read a range of two commits that both changed m2's new
+    # version: it was opened (the first commit found no version there), whatever the second did to it.
+    spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ('{history.CHANGE_FEED}' = 'false')").collect()
+    counts = merge("b2", ("m1", "GOLD", "c", T3), ("m1", "GOLD", "b", T2), ("m2", "PLATINUM", "y", T2))
+
+    operations = [row["operation"] for row in spark.sql(f"DESCRIBE HISTORY {target}").collect()]
+    assert operations[:3] == ["UPDATE", "MERGE", "SET TBLPROPERTIES"]
+    assert counts == HistoryCounts(1, 2, 0, opened=1, changed=1, unchanged=1)
 
 
 def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_version(lake: Lake) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,44 @@ def test_two_runs_merging_into_one_table_at_once_lose_and_duplicate_nothing(
     assert lake.table("order_tracking_stage").num_rows == 0
     retried = sum("a concurrent commit won" in out for out, _ in outputs)
     print(f"{retried} of {len(files)} runs retried a commit")
+
+
+HISTORY_OVER_CONNECT = """
+import json, sys
+from dataclasses import asdict
+from pathlib import Path
+from pyspark.sql import SparkSession
+from spark_jobs.history import merge_history
+from spark_jobs.warehouse import LocalWarehouse, Warehouse
+from tests.spark_jobs.test_history import MEMBERS, T1, T2, T3, observed
+
+spark = SparkSession.builder.getOrCreate()
+warehouse = Warehouse(spark, LocalWarehouse(Path(sys.argv[1]), "filegate_dev", "batch"))
+batches = {
+    "b1": [("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1)],
+    "b2": [("m1", "GOLD", "c", T3), ("m1", "GOLD", "b", T2), ("m2", "PLATINUM", "y", T2)],
+}
+counts = [
+    asdict(merge_history(warehouse, MEMBERS, observed(spark, MEMBERS, [("x", *r) for r in rows], b), b))
+    for b, rows in batches.items()
+]
+print(json.dumps(counts))
+"""
+
+
+def test_the_history_merge_and_its_counts_over_spark_connect(connect: SparkConnect, tmp_path: Path) -> None:
+    # The batch job's SCD2 merge as serverless runs it: the change data feed read over Spark Connect.
+    result = subprocess.run(
+        [sys.executable, "-c", HISTORY_OVER_CONNECT, str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "SPARK_REMOTE": connect.url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = json.loads(result.stdout.strip().splitlines()[-1])
+    zero = {"superseded": 0, "opened": 0, "changed": 0, "unchanged": 0, "closed": 0}
+    assert first == {**zero, "inserted": 2, "updated": 0, "deleted": 0, "opened": 2}
+    assert second == {**zero, "inserted": 1, "updated": 2, "deleted": 0, "opened": 1, "changed": 1, "unchanged": 1}

@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from filegate.errors import UnsafeSql
 from local_world.demo import read_table
+from spark_jobs.history import CHANGE_FEED
 from spark_jobs.merge import MergeClause, MergeSpec
 from spark_jobs.warehouse import (
     LocalWarehouse,
@@ -81,7 +82,7 @@ def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark:
 def test_changes_are_the_rows_the_commits_changed(spark: SparkSession, lake: Lake) -> None:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
-    spark.sql(f"ALTER TABLE {warehouse.name('t')} SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')").collect()
+    spark.sql(f"ALTER TABLE {warehouse.name('t')} SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')").collect()
     warehouse.merge("t", lambda: rows_of(spark, "a", ("k1", 1), ("k2", 2)), UPSERT)
     before = warehouse.version("t")
 
@@ -102,7 +103,7 @@ def test_the_light_reader_sees_what_spark_wrote_with_deletion_vectors(spark: Spa
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
     # As the batch job's targets have it: their change data feed on (change files beside the data).
-    spark.sql(f"ALTER TABLE {warehouse.name('t')} SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')").collect()
+    spark.sql(f"ALTER TABLE {warehouse.name('t')} SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')").collect()
     replace_batch(warehouse, "t", rows_of(spark, "a", *((f"k{i}", i) for i in range(50))), "a")
     warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 100), ("k99", 99)), UPSERT)
     spark.sql(f"DELETE FROM {warehouse.name('t')} WHERE k = 'k2'").collect()
