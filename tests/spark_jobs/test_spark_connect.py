@@ -30,9 +30,13 @@ def connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnect]:
 def run_task(server: SparkConnect, task: str, source: Path, batch_id: str, lake: Lake) -> str:
     """One task as the job runs it: its own process, its module's entry point, SPARK_REMOTE set."""
     arguments = ["--source-path", str(source), "--dataset", "order_tracking", "--batch-id", batch_id]
-    arguments += lake.arguments()
+    return run_python(server, "-m", f"spark_jobs.{task}", *arguments, *lake.arguments())
+
+
+def run_python(server: SparkConnect, *arguments: str) -> str:
+    """A Python process with SPARK_REMOTE set (its sessions are the server's); what it printed."""
     result = subprocess.run(
-        [sys.executable, "-m", f"spark_jobs.{task}", *arguments],
+        [sys.executable, *arguments],
         cwd=REPO,
         env={**os.environ, "SPARK_REMOTE": server.url},
         capture_output=True,
@@ -141,17 +145,8 @@ print(json.dumps(counts))
 
 def test_the_history_merge_and_its_counts_over_spark_connect(connect: SparkConnect, tmp_path: Path) -> None:
     # The batch job's SCD2 merge as serverless runs it: the change data feed read over Spark Connect.
-    result = subprocess.run(
-        [sys.executable, "-c", HISTORY_OVER_CONNECT, str(tmp_path)],
-        cwd=REPO,
-        env={**os.environ, "SPARK_REMOTE": connect.url},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    first, second = json.loads(result.stdout.strip().splitlines()[-1])
+    printed = run_python(connect, "-c", HISTORY_OVER_CONNECT, str(tmp_path))
+    first, second = json.loads(printed.strip().splitlines()[-1])
     zero = {"superseded": 0, "opened": 0, "changed": 0, "unchanged": 0, "closed": 0}
     assert first == {**zero, "inserted": 2, "updated": 0, "deleted": 0, "opened": 2}
     assert second == {**zero, "inserted": 1, "updated": 2, "deleted": 0, "opened": 1, "changed": 1, "unchanged": 1}
