@@ -291,9 +291,9 @@ def bare_stage(spark: Any, source: str, table: Path, multiline: bool) -> float:
 def bare_merge(spark: Any, merge: dict[str, Any], contracts: Any) -> tuple[float, int]:
     """A bare MERGE of the saved source into the saved target copy, with the job's clauses; seconds, rows changed."""
     from spark_jobs.columns import target_schema
-    from spark_jobs.history import CHANGE_FEED, history_merge_v2
+    from spark_jobs.history import history_merge_v2
     from spark_jobs.merge import latest_wins_merge
-    from spark_jobs.warehouse import merge_statement
+    from spark_jobs.warehouse import CHANGE_FEED, merge_statement
 
     contract = contracts[merge["dataset"]]
     if contract.scd_type == 2:

@@ -36,7 +36,7 @@ from spark_jobs.changes import content_order
 from spark_jobs.columns import EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, LINEAGE, row_fields, target_schema
 from spark_jobs.contract_sql import deletes
 from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec
-from spark_jobs.warehouse import Warehouse, batch_predicate, committed
+from spark_jobs.warehouse import CHANGE_FEED, Warehouse, batch_predicate, committed
 
 ACTION = "_action"
 UPSERT = "upsert"
@@ -64,12 +64,6 @@ _KIND = "kind"
 _TO = "_to"
 _OLD_TO = "_old_to"
 PROPERTIES = ("filegate.keys", "filegate.scd_type", "filegate.sequence_by")
-# The change data feed: the counts read what the MERGE changed from it (see `row_effects`).
-CHANGE_FEED = "delta.enableChangeDataFeed"
-_CHANGE_TYPE = "_change_type"
-_COMMIT = "_commit_version"
-_FIRST_COMMIT = "_first_commit"
-_LAST_COMMIT = "_last_commit"
 
 
 class TargetDefinitionChanged(FilegateError):
@@ -127,32 +121,30 @@ def guard_definition(warehouse: Warehouse, contract: Contract) -> None:
     """Pin keys, SCD type and sequence column on the target, or refuse to run when they changed under it.
 
     Also turns the target's change data feed on (a target made by an earlier release gets it here, in
-    place): the counts read the MERGE's changes from it.
+    place): `merge_history` counts from it. Checked and set as one step, again when a concurrent
+    commit (another run pinning its own definition) wins: its values are then the ones checked.
     """
     table = contract.target
-    found = {
-        row["key"]: row["value"]
-        for row in warehouse.spark.sql(f"SHOW TBLPROPERTIES {warehouse.name(table)}").collect()
-        if row["key"] in (*PROPERTIES, CHANGE_FEED)
-    }
     wanted = definition(contract)
-    changed = [
-        f"{k}: the table has {found[k]!r}, the contract says {v!r}"
-        for k, v in wanted.items()
-        if k in found and found[k] != v
-    ]
-    if changed:
-        raise TargetDefinitionChanged(
-            f"{warehouse.name(table)} was built with another definition than contract {contract.name} has now ("
-            + "; ".join(changed)
-            + "). Its history would be misread: rebuild the target under a new name, or restore the contract"
-        )
-    wanted[CHANGE_FEED] = "true"
-    if any(found.get(k) != v for k, v in wanted.items()):
-        settings = ", ".join(f"'{k}' = '{v}'" for k, v in wanted.items())
-        statement = f"ALTER TABLE {warehouse.name(table)} SET TBLPROPERTIES ({settings})"
-        # A metadata commit: any write running at once conflicts with it, and it with them; retried like theirs.
-        committed(lambda: warehouse.spark.sql(statement).collect(), f"set the properties of {table}")
+
+    def guard() -> None:
+        found = warehouse.properties(table)
+        changed = [
+            f"{k}: the table has {found[k]!r}, the contract says {v!r}"
+            for k, v in wanted.items()
+            if k in found and found[k] != v
+        ]
+        if changed:
+            raise TargetDefinitionChanged(
+                f"{warehouse.name(table)} was built with another definition than contract {contract.name} has now ("
+                + "; ".join(changed)
+                + "). Its history would be misread: rebuild the target under a new name, or restore the contract"
+            )
+        missing = {k: v for k, v in {**wanted, CHANGE_FEED: "true"}.items() if found.get(k) != v}
+        if missing:
+            warehouse.set_properties(table, missing)
+
+    committed(guard, f"set the properties of {table}")
 
 
 def row_values(columns: list[str]) -> Column:
@@ -297,51 +289,31 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
 
     def source() -> DataFrame:
         # The target's version as this attempt starts: what its MERGE reads, unless another commit slips in
-        # first (whose changes the counts then share, see changed_versions); a retry after a conflict reads anew.
+        # first (whose changes the counts then share); a retry after a conflict reads anew.
         read_at.append(warehouse.version(target))
         return history_source(batch, warehouse.read(observed), warehouse.read(target), contract)
 
     counts = warehouse.merge(target, source, history_merge_v2(contract))
-    # The rows' effects, from the versions the MERGE changed as its change data feed records them: the
-    # commits since the version it read (none when it changed nothing: Delta then commits nothing).
-    latest = warehouse.version(target)
-    if latest > read_at[-1]:
-        new, old = changed_versions(warehouse.changes(target, read_at[-1] + 1, latest), contract, latest - read_at[-1])
+    # The rows' effects, from the versions the MERGE changed as the target's change data feed records
+    # them (with any commit that slipped in after the version it read). A MERGE that changed nothing
+    # commits nothing: no row did anything but be superseded or change nothing.
+    if counts.inserted or counts.updated or counts.deleted:
+        identity = [*contract.keys, EFFECTIVE_FROM]
+        new, old = warehouse.changed_rows(target, read_at[-1] + 1, warehouse.version(target), identity)
     else:
         new = old = warehouse.read(target).where(F.lit(False))
     rows = row_effects(batch, new, old, contract)
     return HistoryCounts(counts.inserted, counts.updated, counts.deleted, *rows)
 
 
-def changed_versions(changes: DataFrame, contract: Contract, commits: int) -> tuple[DataFrame, DataFrame]:
-    """The versions some commits left (inserted or updated), and the ones they held before (updated or deleted).
-
-    `changes` is the target's change data feed over `commits` commits. One commit (the MERGE alone,
-    as always unless another writer slipped in) changes a version once. Over several, a version is
-    compared as the first commit found it and the last one left it, as a read of the table before and
-    after would: a version one commit inserted and the next updated counts as inserted, with its values.
-    """
-    change = F.col(_CHANGE_TYPE)
-    left, held = change.isin("insert", "update_postimage"), change.isin("update_preimage", "delete")
-    if commits > 1:
-        version = Window.partitionBy(*contract.keys, EFFECTIVE_FROM)
-        changes = changes.withColumn(_FIRST_COMMIT, F.min(_COMMIT).over(version)).withColumn(
-            _LAST_COMMIT, F.max(_COMMIT).over(version)
-        )
-        left = left & (F.col(_COMMIT) == F.col(_LAST_COMMIT))
-        held = held & (F.col(_COMMIT) == F.col(_FIRST_COMMIT))
-    return changes.where(left), changes.where(held)
-
-
 def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Contract) -> tuple[int, ...]:
     """Each row of the batch in one category: superseded, opened, changed, unchanged, closed (`HistoryCounts`).
 
     Counted in one query, comparing the versions the MERGE left (`new`: the ones it inserted or
-    updated) with the ones they replaced (`old`: their values before it), see `changed_versions`. A
+    updated) with the ones they replaced (`old`: their values before it; `Warehouse.changed_rows`). A
     version the MERGE did not touch did nothing; one it deleted is no row's effect (its instant now
     falls in another version, whose effects count). Each row lands in exactly one category, none is
-    derived from the others. Reading only the changed versions keeps the counts' cost with the batch,
-    not the target (they compared the whole target before and after the MERGE, twice as slow at 1x).
+    derived from the others; only the changed versions are read, so the cost follows the batch.
     """
     keys = list(contract.keys)
     sequence = contract.sequence_by

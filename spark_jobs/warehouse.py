@@ -10,14 +10,14 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -47,6 +47,13 @@ _FIRST_BACKOFF_SECONDS = 0.2
 # What Delta names a `CREATE OR REPLACE TABLE ... AS SELECT` commit in the history (Delta 4.0's
 # `DeltaOperations`): the first one creates the table, later ones replace it.
 _TABLE_REPLACES = frozenset({"CREATE OR REPLACE TABLE AS SELECT", "CREATE TABLE AS SELECT", "REPLACE TABLE AS SELECT"})
+# A table's change data feed (`changed_rows` reads it) and the columns it adds to each changed row.
+CHANGE_FEED = "delta.enableChangeDataFeed"
+_CHANGE_TYPE = "_change_type"
+_COMMIT = "_commit_version"
+_FEED_COLUMNS = (_CHANGE_TYPE, _COMMIT, "_commit_timestamp")
+_FIRST_COMMIT = "_filegate_first_commit"
+_LAST_COMMIT = "_filegate_last_commit"
 
 
 @dataclass(frozen=True)
@@ -226,14 +233,39 @@ class Warehouse:
         (newest,) = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT 1").select("version").collect()
         return int(newest["version"])
 
-    def changes(self, table: str, first: int, last: int) -> DataFrame:
-        """The rows commits `first` to `last` changed, from the table's change data feed (which must be on).
+    def changed_rows(self, table: str, first: int, last: int, identity: Sequence[str]) -> tuple[DataFrame, DataFrame]:
+        """The rows commits `first` to `last` left (inserted, updated to) and the ones they held (updated, deleted).
 
-        Each row carries `_change_type` (insert, update_preimage, update_postimage, delete) and
-        `_commit_version`; Delta reads them from those commits' own files, not the whole table.
+        Read from the table's change data feed (which must be on): only those commits' own files, not
+        the whole table, and a commit that changed no data (a compaction) adds nothing. Over several
+        commits, a row (its `identity` columns) is given as the first commit found it and the last one
+        left it, as a read of the table before and after them would: one inserted and then updated is
+        left with its update's values and held nothing, one updated and then deleted held its first
+        values and is left nowhere. Both frames have the table's columns.
         """
-        reader = self.spark.read.option("readChangeFeed", "true")
-        return reader.option("startingVersion", int(first)).option("endingVersion", int(last)).table(self.name(table))
+        feed = self.spark.read.option("readChangeFeed", "true")
+        feed = feed.option("startingVersion", int(first)).option("endingVersion", int(last))
+        changes = feed.table(self.name(table))
+        change = F.col(_CHANGE_TYPE)
+        left, held = change.isin("insert", "update_postimage"), change.isin("update_preimage", "delete")
+        if last > first:
+            # A window costs a shuffle of the changes: only when another commit may have touched a row again.
+            row = Window.partitionBy(*identity)
+            changes = changes.withColumn(_FIRST_COMMIT, F.min(_COMMIT).over(row))
+            changes = changes.withColumn(_LAST_COMMIT, F.max(_COMMIT).over(row))
+            left = left & (F.col(_COMMIT) == F.col(_LAST_COMMIT))
+            held = held & (F.col(_COMMIT) == F.col(_FIRST_COMMIT))
+        extra = (*_FEED_COLUMNS, _FIRST_COMMIT, _LAST_COMMIT)
+        return changes.where(left).drop(*extra), changes.where(held).drop(*extra)
+
+    def properties(self, table: str) -> dict[str, str]:
+        """The table's properties (`SHOW TBLPROPERTIES`)."""
+        return {row["key"]: row["value"] for row in self.spark.sql(f"SHOW TBLPROPERTIES {self.name(table)}").collect()}
+
+    def set_properties(self, table: str, settings: Mapping[str, str]) -> None:
+        """Set table properties in one commit (a metadata change: concurrent writes to the table then fail)."""
+        pairs = ", ".join(f"{sql_string(key)} = {sql_string(value)}" for key, value in settings.items())
+        self.spark.sql(f"ALTER TABLE {self.name(table)} SET TBLPROPERTIES ({pairs})").collect()
 
     def read_if_exists(self, table: str) -> DataFrame | None:
         """The table's rows, or None when it does not exist yet (a target is created by its first merge).

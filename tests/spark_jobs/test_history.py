@@ -23,7 +23,7 @@ from spark_jobs.history import (
     observation_columns,
 )
 from spark_jobs.merge import MergeSpec
-from spark_jobs.warehouse import MergeCounts, Warehouse
+from spark_jobs.warehouse import CHANGE_FEED, MergeCounts, Warehouse
 from tests.spark_jobs.conftest import Lake
 
 # Every key is (order, member): each of the six orders of three batches is replayed on its own keys in
@@ -165,6 +165,18 @@ def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake:
     ]
 
 
+# Two batches of members, and what each does (also run over Spark Connect, tests/spark_jobs/test_spark_connect.py):
+# b2 changes m1's login in place at T3, folds m1's T2 row inside its version, and opens m2's PLATINUM at T2.
+UPGRADE_BATCHES = {
+    "b1": [("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1)],
+    "b2": [("m1", "GOLD", "c", T3), ("m1", "GOLD", "b", T2), ("m2", "PLATINUM", "y", T2)],
+}
+UPGRADE_COUNTS = {
+    "b1": HistoryCounts(2, 0, 0, opened=2),
+    "b2": HistoryCounts(1, 2, 0, opened=1, changed=1, unchanged=1),
+}
+
+
 class RewritingWarehouse(Warehouse):
     """Another writer's commit right after each MERGE, on the same versions: every row rewritten as it was."""
 
@@ -178,21 +190,23 @@ def test_counts_hold_on_a_target_without_the_change_feed_and_with_another_commit
     spark = lake.spark
     assert spark is not None
     warehouse = RewritingWarehouse(spark, lake.location)
-    target = warehouse.name(MEMBERS.target)
+    target = MEMBERS.target
 
-    def merge(batch: str, *rows: tuple[Any, ...]) -> HistoryCounts:
-        return merge_history(warehouse, MEMBERS, observed(spark, MEMBERS, [("x", *r) for r in rows], batch), batch)
+    def merge(batch: str) -> HistoryCounts:
+        rows = [("x", *row) for row in UPGRADE_BATCHES[batch]]
+        return merge_history(warehouse, MEMBERS, observed(spark, MEMBERS, rows, batch), batch)
 
-    merge("b1", ("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1))
+    merge("b1")
     # A target as an earlier release left it, without the change data feed: turned on in place. The
     # other writer's commit makes the counts read a range of two commits that both changed m2's new
     # version: it was opened (the first commit found no version there), whatever the second did to it.
-    spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ('{history.CHANGE_FEED}' = 'false')").collect()
-    counts = merge("b2", ("m1", "GOLD", "c", T3), ("m1", "GOLD", "b", T2), ("m2", "PLATINUM", "y", T2))
+    warehouse.set_properties(target, {CHANGE_FEED: "false"})
+    counts = merge("b2")
 
-    operations = [row["operation"] for row in spark.sql(f"DESCRIBE HISTORY {target}").collect()]
-    assert operations[:3] == ["UPDATE", "MERGE", "SET TBLPROPERTIES"]
-    assert counts == HistoryCounts(1, 2, 0, opened=1, changed=1, unchanged=1)
+    assert warehouse.properties(target)[CHANGE_FEED] == "true"
+    operations = [row["operation"] for row in spark.sql(f"DESCRIBE HISTORY {warehouse.name(target)}").collect()]
+    assert operations[:2] == ["UPDATE", "MERGE"]
+    assert counts == UPGRADE_COUNTS["b2"]
 
 
 def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_version(lake: Lake) -> None:
@@ -266,37 +280,3 @@ def test_rows_of_one_key_and_instant_differing_below_a_millisecond_resolve_the_s
 
     # The content text holds microseconds: the later calibration's is greater, and the greater wins, in any order.
     assert [[r["calibrated_at"] for r in found] for found in kept] == [[two], [two]]
-
-
-def test_versions_changed_over_several_commits_compare_as_the_first_found_them_and_the_last_left_them(
-    spark: SparkSession,
-) -> None:
-    # The counts read the MERGE's commit from the change data feed; when another writer's commit slipped in
-    # between, the range holds both, and each version is compared as a read before and after would see it.
-    changes = spark.createDataFrame(
-        [
-            ("s1", T1, 1.0, "insert", 5),  # inserted, then updated: new, with the update's values
-            ("s1", T1, 1.0, "update_preimage", 6),
-            ("s1", T1, 2.0, "update_postimage", 6),
-            ("s2", T1, 0.0, "update_preimage", 5),  # updated, then deleted: gone, held its first values
-            ("s2", T1, 1.0, "update_postimage", 5),
-            ("s2", T1, 1.0, "delete", 6),
-            ("s3", T1, 3.0, "update_preimage", 6),  # one commit's update
-            ("s3", T1, 4.0, "update_postimage", 6),
-        ],
-        "sensor string, effective_from timestamp, value double, _change_type string, _commit_version long",
-    )
-
-    def found(frames: tuple[DataFrame, DataFrame]) -> list[list[tuple[str, float]]]:
-        return [sorted((r["sensor"], r["value"]) for r in frame.collect()) for frame in frames]
-
-    assert found(history.changed_versions(changes, READINGS, commits=2)) == [
-        [("s1", 2.0), ("s3", 4.0)],
-        [("s2", 0.0), ("s3", 3.0)],
-    ]
-    # One commit (the MERGE alone): its own rows, no netting needed.
-    one = changes.where("_commit_version = 6")
-    assert found(history.changed_versions(one, READINGS, commits=1)) == [
-        [("s1", 2.0), ("s3", 4.0)],
-        [("s1", 1.0), ("s2", 1.0), ("s3", 3.0)],
-    ]

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from deltalake import DeltaTable
 
 from local_world.emulators import SparkConnect, run_spark_connect
 from tests.spark_jobs.conftest import Lake
+from tests.spark_jobs.test_history import UPGRADE_COUNTS
 from tests.spark_jobs.test_load_scenarios import ORDER_TRACKING, latest_status, log_rows, target_status
 
 pytestmark = pytest.mark.spark
@@ -127,26 +129,20 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from spark_jobs.history import merge_history
 from spark_jobs.warehouse import LocalWarehouse, Warehouse
-from tests.spark_jobs.test_history import MEMBERS, T1, T2, T3, observed
+from tests.spark_jobs.test_history import MEMBERS, UPGRADE_BATCHES, observed
 
 spark = SparkSession.builder.getOrCreate()
-warehouse = Warehouse(spark, LocalWarehouse(Path(sys.argv[1]), "filegate_dev", "batch"))
-batches = {
-    "b1": [("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1)],
-    "b2": [("m1", "GOLD", "c", T3), ("m1", "GOLD", "b", T2), ("m2", "PLATINUM", "y", T2)],
+warehouse = Warehouse(spark, LocalWarehouse(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))
+counts = {
+    batch: asdict(merge_history(warehouse, MEMBERS, observed(spark, MEMBERS, [("x", *r) for r in rows], batch), batch))
+    for batch, rows in UPGRADE_BATCHES.items()
 }
-counts = [
-    asdict(merge_history(warehouse, MEMBERS, observed(spark, MEMBERS, [("x", *r) for r in rows], b), b))
-    for b, rows in batches.items()
-]
 print(json.dumps(counts))
 """
 
 
-def test_the_history_merge_and_its_counts_over_spark_connect(connect: SparkConnect, tmp_path: Path) -> None:
+def test_the_history_merge_and_its_counts_over_spark_connect(connect: SparkConnect, lake: Lake) -> None:
     # The batch job's SCD2 merge as serverless runs it: the change data feed read over Spark Connect.
-    printed = run_python(connect, "-c", HISTORY_OVER_CONNECT, str(tmp_path))
-    first, second = json.loads(printed.strip().splitlines()[-1])
-    zero = {"superseded": 0, "opened": 0, "changed": 0, "unchanged": 0, "closed": 0}
-    assert first == {**zero, "inserted": 2, "updated": 0, "deleted": 0, "opened": 2}
-    assert second == {**zero, "inserted": 1, "updated": 2, "deleted": 0, "opened": 1, "changed": 1, "unchanged": 1}
+    printed = run_python(connect, "-c", HISTORY_OVER_CONNECT, str(lake.folder), lake.catalog, lake.schema)
+    counts = json.loads(printed.strip().splitlines()[-1])
+    assert counts == {batch: asdict(expected) for batch, expected in UPGRADE_COUNTS.items()}

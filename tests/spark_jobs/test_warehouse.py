@@ -10,9 +10,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from filegate.errors import UnsafeSql
 from local_world.demo import read_table
-from spark_jobs.history import CHANGE_FEED
 from spark_jobs.merge import MergeClause, MergeSpec
 from spark_jobs.warehouse import (
+    CHANGE_FEED,
     LocalWarehouse,
     UnityCatalog,
     Warehouse,
@@ -79,31 +79,44 @@ def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark:
     assert contents(lake, "t") == [("k1", 5, "b"), ("k2", 2, "a"), ("k3", 3, "b")]
 
 
-def test_changes_are_the_rows_the_commits_changed(spark: SparkSession, lake: Lake) -> None:
+def test_changed_rows_are_what_the_commits_left_and_held_as_a_read_before_and_after_would_see(
+    spark: SparkSession, lake: Lake
+) -> None:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
-    spark.sql(f"ALTER TABLE {warehouse.name('t')} SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')").collect()
-    warehouse.merge("t", lambda: rows_of(spark, "a", ("k1", 1), ("k2", 2)), UPSERT)
+    warehouse.set_properties("t", {CHANGE_FEED: "true"})
+    warehouse.merge("t", lambda: rows_of(spark, "x", ("a", 1), ("b", 1), ("c", 1)), UPSERT)
     before = warehouse.version("t")
+    name = warehouse.name("t")
 
-    warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 5), ("k2", 0), ("k3", 3)), UPSERT)
-    # A commit that changes no data (Databricks' auto compaction) adds no change rows.
-    spark.sql(f"OPTIMIZE {warehouse.name('t')}").collect()
-    changes = warehouse.changes("t", before + 1, warehouse.version("t"))
+    warehouse.merge("t", lambda: rows_of(spark, "x", ("a", 2), ("d", 1)), UPSERT)  # a updated, d inserted
+    spark.sql(f"UPDATE {name} SET v = v + 10 WHERE k IN ('a', 'd')").collect()  # both again
+    spark.sql(f"OPTIMIZE {name}").collect()  # a compaction: no data changed
+    spark.sql(f"DELETE FROM {name} WHERE k = 'b'").collect()
+    last = warehouse.version("t")
 
-    assert warehouse.version("t") == before + 2
-    assert sorted((r["k"], r["v"], r["_change_type"], r["_commit_version"]) for r in changes.collect()) == [
-        ("k1", 1, "update_preimage", before + 1),
-        ("k1", 5, "update_postimage", before + 1),
-        ("k3", 3, "insert", before + 1),
+    def found(frames: tuple[DataFrame, DataFrame]) -> list[list[tuple[str, int, str]]]:
+        return [sorted((r["k"], r["v"], r["_batch_id"]) for r in frame.collect()) for frame in frames]
+
+    # Every commit: a as the first one found it and the last left it; d inserted, so it held nothing; b gone.
+    # The identity is (batch, key): partitioned by the batch alone, every row would net with every other.
+    assert found(warehouse.changed_rows("t", before + 1, last, ("_batch_id", "k"))) == [
+        [("a", 12, "x"), ("d", 11, "x")],
+        [("a", 1, "x"), ("b", 1, "x")],
     ]
+    # One commit: its own rows.
+    assert found(warehouse.changed_rows("t", before + 1, before + 1, ("_batch_id", "k"))) == [
+        [("a", 2, "x"), ("d", 1, "x")],
+        [("a", 1, "x")],
+    ]
+    assert warehouse.properties("t")[CHANGE_FEED] == "true"
 
 
 def test_the_light_reader_sees_what_spark_wrote_with_deletion_vectors(spark: SparkSession, lake: Lake) -> None:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
     # As the batch job's targets have it: their change data feed on (change files beside the data).
-    spark.sql(f"ALTER TABLE {warehouse.name('t')} SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')").collect()
+    warehouse.set_properties("t", {CHANGE_FEED: "true"})
     replace_batch(warehouse, "t", rows_of(spark, "a", *((f"k{i}", i) for i in range(50))), "a")
     warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 100), ("k99", 99)), UPSERT)
     spark.sql(f"DELETE FROM {warehouse.name('t')} WHERE k = 'k2'").collect()
