@@ -117,12 +117,19 @@ def definition(contract: Contract) -> dict[str, str]:
     return dict(zip(PROPERTIES, (",".join(contract.keys), str(contract.scd_type), contract.sequence_by), strict=True))
 
 
+def target_properties(contract: Contract) -> dict[str, str]:
+    """What a target is created with: its definition, and the change data feed that `merge_history` counts from."""
+    return {**definition(contract), CHANGE_FEED: "true"}
+
+
 def guard_definition(warehouse: Warehouse, contract: Contract) -> None:
     """Pin keys, SCD type and sequence column on the target, or refuse to run when they changed under it.
 
     Also turns the target's change data feed on (a target made by an earlier release gets it here, in
-    place): `merge_history` counts from it. Checked and set as one step, again when a concurrent
-    commit (another run pinning its own definition) wins: its values are then the ones checked.
+    place): `merge_history` counts from it. A new target is created with these properties, so a run
+    that lost the race to create it reads the winner's here and refuses a different definition. On a
+    target an earlier release made, the read and the ALTER are two steps: a concurrent ALTER that
+    commits while this one runs makes it check again, one that commits between them is not seen.
     """
     table = contract.target
     wanted = definition(contract)
@@ -140,7 +147,7 @@ def guard_definition(warehouse: Warehouse, contract: Contract) -> None:
                 + "; ".join(changed)
                 + "). Its history would be misread: rebuild the target under a new name, or restore the contract"
             )
-        missing = {k: v for k, v in {**wanted, CHANGE_FEED: "true"}.items() if found.get(k) != v}
+        missing = {k: v for k, v in target_properties(contract).items() if found.get(k) != v}
         if missing:
             warehouse.set_properties(table, missing)
 
@@ -275,7 +282,7 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
         )
     target = contract.target
     schema = target_schema(contract)
-    warehouse.ensure_table(target, schema)
+    warehouse.ensure_table(target, schema, properties=target_properties(contract))
     guard_definition(warehouse, contract)
     observed = observations_table(contract)
     columns = observation_columns(contract)
@@ -289,14 +296,15 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
 
     def source() -> DataFrame:
         # The target's version as this attempt starts: what its MERGE reads, unless another commit slips in
-        # first (whose changes the counts then share); a retry after a conflict reads anew.
+        # first (whose changes the counts then share, when this MERGE changed anything); a retry after a
+        # conflict reads anew.
         read_at.append(warehouse.version(target))
         return history_source(batch, warehouse.read(observed), warehouse.read(target), contract)
 
     counts = warehouse.merge(target, source, history_merge_v2(contract))
     # The rows' effects, from the versions the MERGE changed as the target's change data feed records
-    # them (with any commit that slipped in after the version it read). A MERGE that changed nothing
-    # commits nothing: no row did anything but be superseded or change nothing.
+    # them (with any commit that slipped in after the version it read). A MERGE that changed no row
+    # did nothing for any row: each was superseded or changed nothing.
     if counts.inserted or counts.updated or counts.deleted:
         identity = [*contract.keys, EFFECTIVE_FROM]
         new, old = warehouse.changed_rows(target, read_at[-1] + 1, warehouse.version(target), identity)

@@ -156,10 +156,18 @@ class Warehouse:
     def name(self, table: str) -> str:
         return self.location.name(table)
 
-    def ensure_table(self, table: str, schema: StructType, partition_by: Sequence[str] = ()) -> None:
+    def ensure_table(
+        self,
+        table: str,
+        schema: StructType,
+        partition_by: Sequence[str] = (),
+        properties: Mapping[str, str] | None = None,
+    ) -> None:
         """Create the table empty when it does not exist yet, partitioned by `partition_by` if given.
 
-        An existing table keeps the layout it was created with; every statement here works on either.
+        An existing table keeps the layout and `properties` it was created with; every statement here
+        works on either. A new one gets `properties` in its creating commit, so two runs racing to
+        create it leave the winner's, for the loser to read.
         """
         self.ensure_schema()
         # An existing table costs one lookup (its columns, needed for the migration anyway), not a
@@ -172,9 +180,11 @@ class Warehouse:
             )
             # Deletion vectors on, as Databricks enables them for new tables: the local tables then carry
             # the same table features, and whatever reads them for people is tested against those.
+            settings = {"delta.enableDeletionVectors": "true", **(properties or {})}
+            pairs = ", ".join(f"{sql_string(key)} = {sql_string(value)}" for key, value in settings.items())
             statement = (
                 f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({definition}) USING DELTA {partitioning}"
-                "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
+                f"TBLPROPERTIES ({pairs})"
             )
             # Two first runs may race to create the table: the loser sees it exists on its retry, perhaps
             # made by another release with other columns, which are read again.
@@ -263,7 +273,10 @@ class Warehouse:
         return {row["key"]: row["value"] for row in self.spark.sql(f"SHOW TBLPROPERTIES {self.name(table)}").collect()}
 
     def set_properties(self, table: str, settings: Mapping[str, str]) -> None:
-        """Set table properties in one commit (a metadata change: concurrent writes to the table then fail)."""
+        """Set table properties in one commit, not retried here (the caller retries its check with it).
+
+        A metadata change: a write that started before it and commits after it fails as a conflict.
+        """
         pairs = ", ".join(f"{sql_string(key)} = {sql_string(value)}" for key, value in settings.items())
         self.spark.sql(f"ALTER TABLE {self.name(table)} SET TBLPROPERTIES ({pairs})").collect()
 

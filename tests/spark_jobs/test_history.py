@@ -167,11 +167,11 @@ def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake:
 
 # Two batches of members, and what each does (also run over Spark Connect, tests/spark_jobs/test_spark_connect.py):
 # b2 changes m1's login in place at T3, folds m1's T2 row inside its version, and opens m2's PLATINUM at T2.
-UPGRADE_BATCHES = {
+TWO_BATCHES = {
     "b1": [("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1)],
     "b2": [("m1", "GOLD", "c", T3), ("m1", "GOLD", "b", T2), ("m2", "PLATINUM", "y", T2)],
 }
-UPGRADE_COUNTS = {
+TWO_BATCHES_COUNTS = {
     "b1": HistoryCounts(2, 0, 0, opened=2),
     "b2": HistoryCounts(1, 2, 0, opened=1, changed=1, unchanged=1),
 }
@@ -193,10 +193,13 @@ def test_counts_hold_on_a_target_without_the_change_feed_and_with_another_commit
     target = MEMBERS.target
 
     def merge(batch: str) -> HistoryCounts:
-        rows = [("x", *row) for row in UPGRADE_BATCHES[batch]]
+        rows = [("x", *row) for row in TWO_BATCHES[batch]]
         return merge_history(warehouse, MEMBERS, observed(spark, MEMBERS, rows, batch), batch)
 
-    merge("b1")
+    assert merge("b1") == TWO_BATCHES_COUNTS["b1"]
+    # A new target is created with its definition and the feed on, in its first commit.
+    operations = [row["operation"] for row in spark.sql(f"DESCRIBE HISTORY {warehouse.name(target)}").collect()]
+    assert operations == ["UPDATE", "MERGE", "CREATE TABLE"]
     # A target as an earlier release left it, without the change data feed: turned on in place. The
     # other writer's commit makes the counts read a range of two commits that both changed m2's new
     # version: it was opened (the first commit found no version there), whatever the second did to it.
@@ -205,8 +208,8 @@ def test_counts_hold_on_a_target_without_the_change_feed_and_with_another_commit
 
     assert warehouse.properties(target)[CHANGE_FEED] == "true"
     operations = [row["operation"] for row in spark.sql(f"DESCRIBE HISTORY {warehouse.name(target)}").collect()]
-    assert operations[:2] == ["UPDATE", "MERGE"]
-    assert counts == UPGRADE_COUNTS["b2"]
+    assert operations[:4] == ["UPDATE", "MERGE", "SET TBLPROPERTIES", "SET TBLPROPERTIES"], "turned on again"
+    assert counts == TWO_BATCHES_COUNTS["b2"]
 
 
 def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_version(lake: Lake) -> None:

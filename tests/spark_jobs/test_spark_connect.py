@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 
 from local_world.emulators import SparkConnect, run_spark_connect
 from tests.spark_jobs.conftest import Lake
-from tests.spark_jobs.test_history import UPGRADE_COUNTS
+from tests.spark_jobs.test_history import TWO_BATCHES_COUNTS
 from tests.spark_jobs.test_load_scenarios import ORDER_TRACKING, latest_status, log_rows, target_status
 
 pytestmark = pytest.mark.spark
@@ -129,20 +129,21 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from spark_jobs.history import merge_history
 from spark_jobs.warehouse import LocalWarehouse, Warehouse
-from tests.spark_jobs.test_history import MEMBERS, UPGRADE_BATCHES, observed
+from tests.spark_jobs.test_history import MEMBERS, TWO_BATCHES, observed
 
 spark = SparkSession.builder.getOrCreate()
 warehouse = Warehouse(spark, LocalWarehouse(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))
 counts = {
     batch: asdict(merge_history(warehouse, MEMBERS, observed(spark, MEMBERS, [("x", *r) for r in rows], batch), batch))
-    for batch, rows in UPGRADE_BATCHES.items()
+    for batch, rows in TWO_BATCHES.items()
 }
 print(json.dumps(counts))
 """
 
 
-def test_the_history_merge_and_its_counts_over_spark_connect(connect: SparkConnect, lake: Lake) -> None:
+def test_the_history_merge_and_its_counts_over_spark_connect(connect: SparkConnect, tmp_path: Path) -> None:
     # The batch job's SCD2 merge as serverless runs it: the change data feed read over Spark Connect.
+    lake = Lake(tmp_path / "warehouse")
     printed = run_python(connect, "-c", HISTORY_OVER_CONNECT, str(lake.folder), lake.catalog, lake.schema)
     counts = json.loads(printed.strip().splitlines()[-1])
-    assert counts == {batch: asdict(expected) for batch, expected in UPGRADE_COUNTS.items()}
+    assert counts == {batch: asdict(expected) for batch, expected in TWO_BATCHES_COUNTS.items()}

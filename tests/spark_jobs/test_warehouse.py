@@ -92,16 +92,19 @@ def test_changed_rows_are_what_the_commits_left_and_held_as_a_read_before_and_af
     warehouse.merge("t", lambda: rows_of(spark, "x", ("a", 2), ("d", 1)), UPSERT)  # a updated, d inserted
     spark.sql(f"UPDATE {name} SET v = v + 10 WHERE k IN ('a', 'd')").collect()  # both again
     spark.sql(f"OPTIMIZE {name}").collect()  # a compaction: no data changed
-    spark.sql(f"DELETE FROM {name} WHERE k = 'b'").collect()
+    spark.sql(f"INSERT INTO {name} VALUES ('b', 7, 'y')").collect()  # another row of key b
+    spark.sql(f"DELETE FROM {name} WHERE k = 'b' AND _batch_id = 'x'").collect()
     last = warehouse.version("t")
 
     def found(frames: tuple[DataFrame, DataFrame]) -> list[list[tuple[str, int, str]]]:
+        assert all(frame.columns == warehouse.read("t").columns for frame in frames), "the table's columns"
         return [sorted((r["k"], r["v"], r["_batch_id"]) for r in frame.collect()) for frame in frames]
 
-    # Every commit: a as the first one found it and the last left it; d inserted, so it held nothing; b gone.
-    # The identity is (batch, key): partitioned by the batch alone, every row would net with every other.
+    # Every commit: a as the first one found it and the last left it; d inserted, so it held nothing; (b, x)
+    # gone, (b, y) new. The identity is (batch, key): netted by either column alone, rows of other
+    # identities would hide each other.
     assert found(warehouse.changed_rows("t", before + 1, last, ("_batch_id", "k"))) == [
-        [("a", 12, "x"), ("d", 11, "x")],
+        [("a", 12, "x"), ("b", 7, "y"), ("d", 11, "x")],
         [("a", 1, "x"), ("b", 1, "x")],
     ]
     # One commit: its own rows.
