@@ -58,6 +58,7 @@ _OLD_VALUES = "_old_values"
 _OPENED = "_opened"
 _CHANGED = "_changed"
 _CLOSED = "_closed"
+_COVERED = "_covered"
 _EVENT = "_event"
 _AT = "at"
 _KIND = "kind"
@@ -77,8 +78,9 @@ class HistoryCounts:
     Every row of the batch is counted once (see `row_effects`): superseded (another row of the batch has
     its key and instant and outranks it), opened (it starts a version the target did not have), changed
     (it is the last observation of a version the target had with other values, which it now holds),
-    closed (a `delete_when` row that now ends a version), or unchanged (a replay, an observation folded
-    inside a version without changing it, a delete of a key already closed then, a lost tie).
+    closed (a `delete_when` row that now ends a version, or removes the one its instant opened), or
+    unchanged (a replay, an observation folded inside a version without changing it, a delete of a key
+    already closed then, a lost tie).
     """
 
     inserted: int
@@ -319,9 +321,10 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
 
     Counted in one query, comparing the versions the MERGE left (`new`: the ones it inserted or
     updated) with the ones they replaced (`old`: their values before it; `Warehouse.changed_rows`). A
-    version the MERGE did not touch did nothing; one it deleted is no row's effect (its instant now
-    falls in another version, whose effects count). Each row lands in exactly one category, none is
-    derived from the others; only the changed versions are read, so the cost follows the batch.
+    version the MERGE did not touch did nothing; one it deleted closed the key at its start when no
+    version covers that instant any more (a delete row there won its tie). Each row lands in exactly one
+    category, none is derived from the others; only the changed versions are read, so the cost
+    follows the batch.
     """
     keys = list(contract.keys)
     sequence = contract.sequence_by
@@ -347,13 +350,23 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
         F.col(EFFECTIVE_TO).alias(_OLD_TO),
         row_values(compared).alias(_OLD_VALUES),
     )
-    compared_versions = new_versions.join(old_versions, on=[*keys, _FROM], how="left")
+    compared_versions = new_versions.join(old_versions, on=[*keys, _FROM], how="full_outer")
+    # A version the MERGE deleted (only `old` has it) closed the key at its start when no version covers
+    # that instant any more: a delete row there outranked the row that opened it. When an earlier version
+    # now covers it (the deleted one merged into it), its end moved, so that version is in `new`.
+    live_to = F.when(F.col(_VALUES).isNotNull(), F.struct(F.col(_TO).alias(_TO)))
+    earlier = Window.partitionBy(*keys).orderBy(_FROM).rowsBetween(Window.unboundedPreceding, -1)
+    before = F.last(live_to, ignorenulls=True).over(earlier)
+    covered = before.isNotNull() & (before[_TO].isNull() | (before[_TO] > F.col(_FROM)))
+    compared_versions = compared_versions.withColumn(_COVERED, covered)
     # What each version did, as events at the instant of the row that did it: ended at a delete's instant
-    # (and did not end there before, or is new), opened (the target lacked it), changed (its values differ;
-    # the row is its last observation, matched by content). One pass over the compared versions and one
-    # join with the batch: a join per kind of event would read both sides of the target once per kind.
+    # (and did not end there before, or is new), gone (deleted, its instant uncovered, as above), opened
+    # (the target lacked it), changed (its values differ; the row is its last observation, matched by
+    # content). One pass over the compared versions and one join with the batch: a join per kind of
+    # event would read both sides of the target once per kind.
     events = F.array(
         F.when(F.col(_TO).isNotNull() & ~F.col(_TO).eqNullSafe(F.col(_OLD_TO)), _event(_TO, _CLOSED)),
+        F.when(F.col(_VALUES).isNull() & ~F.col(_COVERED), _event(_FROM, _CLOSED)),
         F.when(F.col(_OLD_VALUES).isNull(), _event(_FROM, _OPENED)),
         F.when(F.col(_OLD_VALUES) != F.col(_VALUES), _event(_LAST, _CHANGED)),
     )

@@ -230,12 +230,26 @@ def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_
     third = (("m2", "DELETED", None, T2), ("m1", "GOLD", "c", T3))
     assert merge("b3", *third) == HistoryCounts(1, 1, 0, opened=1, closed=1)
 
+    # m3's delete at the very instant that opened its version outranks that row (its content is greater):
+    # the version is gone, and the delete row counts as closing it.
+    assert merge("b4", ("m3", "BASIC", "z", T1)) == HistoryCounts(1, 0, 0, opened=1)
+    assert merge("b5", ("m3", "DELETED", None, T1)) == HistoryCounts(0, 0, 1, closed=1)
+    assert merge("b5", ("m3", "DELETED", None, T1)) == HistoryCounts(0, 0, 0, unchanged=1)
+    # m4's delete at T2 loses its tie to another batch's GOLD row there ("GOLD" > "DELETED"); an earlier GOLD
+    # row at T1 in its own batch folds the T2 version into a new one from T1, so the MERGE deletes the T2
+    # version: covered by the T1 version, it was not closed, and the delete row changed nothing.
+    assert merge("b6", ("m4", "GOLD", "z", T2)) == HistoryCounts(1, 0, 0, opened=1)
+    assert merge("b7", ("m4", "GOLD", "y", T1), ("m4", "DELETED", None, T2)) == HistoryCounts(
+        1, 0, 1, opened=1, unchanged=1
+    )
+
     columns = ["member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
     assert versions(lake, leaving.target, columns) == [
         ("m1", "GOLD", "a", T1, T2, False),
         ("m1", "GOLD", "c", T3, None, True),
         ("m2", "BASIC", "x", T1, T2, False),
         ("m2", "PLATINUM", "y", T3, None, True),
+        ("m4", "GOLD", "z", T1, None, True),
     ]
 
 
