@@ -352,8 +352,8 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
     )
     compared_versions = new_versions.join(old_versions, on=[*keys, _FROM], how="full_outer")
     # A version the MERGE deleted (only `old` has it) closed the key at its start when no version covers
-    # that instant any more: a delete row there outranked the row that opened it. When an earlier version
-    # now covers it (the deleted one merged into it), its end moved, so that version is in `new`.
+    # that instant any more: a delete row there outranked the row that opened it. A version that now
+    # covers it (the deleted one folded into it) was inserted or had its end moved, so it is in `new`.
     live_to = F.when(F.col(_VALUES).isNotNull(), F.struct(F.col(_TO).alias(_TO)))
     earlier = Window.partitionBy(*keys).orderBy(_FROM).rowsBetween(Window.unboundedPreceding, -1)
     before = F.last(live_to, ignorenulls=True).over(earlier)
