@@ -25,7 +25,7 @@ from filegate import exits
 from filegate.contracts import Contract, Contracts, load_contracts
 from filegate.errors import FilegateError
 from filegate.pipelines import Pipeline, load_pipelines
-from spark_jobs.processing_log import FAILED, RunRecord, append_run, next_attempt
+from spark_jobs.processing_log import FAILED, RunRecord, append_run, error_text, next_attempt
 from spark_jobs.session import build_session
 from spark_jobs.task import TaskArgumentError, add_table_arguments, checked_batch_id, parsed_location
 from spark_jobs.warehouse import TableLocation, Warehouse
@@ -245,12 +245,12 @@ def run_batch_task(task: str, argv: Sequence[str], body: BatchBody, session: Spa
         context = build_context(warehouse, arguments, task, started_at, on_databricks=on_databricks)
         body(context)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = error_text(exc)
         print(f"{task} failed for batch {arguments.batch_id} ({arguments.manifest_uri}): {error}", file=sys.stderr)
         traceback.print_exc()
         if spark is not None and warehouse is not None:
             record = (
-                context.record(task, status=FAILED, error=error[:4000])
+                context.record(task, status=FAILED, error=error)
                 if context is not None
                 else RunRecord(
                     batch_id=arguments.batch_id,
@@ -260,7 +260,7 @@ def run_batch_task(task: str, argv: Sequence[str], body: BatchBody, session: Spa
                     started_at=started_at,
                     ended_at=datetime.now(UTC),
                     status=FAILED,
-                    error=error[:4000],
+                    error=error,
                     run_id=arguments.run_id,
                     pipeline=arguments.pipeline,
                 )

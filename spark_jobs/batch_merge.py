@@ -29,7 +29,7 @@ from spark_jobs.contract_sql import deletes
 from spark_jobs.history import merge_history
 from spark_jobs.merge import latest_wins_merge
 from spark_jobs.pipeline_rules import parse_checks
-from spark_jobs.processing_log import RunRecord, append_runs
+from spark_jobs.processing_log import FAILED, RunRecord, append_runs, error_text
 from spark_jobs.stage import stage_table, staged_good, staged_rows
 from spark_jobs.warehouse import MergeCounts, Warehouse
 
@@ -93,16 +93,13 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
         merged = merge_latest(context.warehouse, contract, rows)
         inserted, updated, deleted = merged.inserted, merged.updated, merged.deleted
         superseded, unchanged = read - quarantined - keys, keys - inserted - updated - deleted
-    member = context.manifest.member(contract.name)
     print(
         f"{TASK}: {contract.name} into {contract.target}: {read} rows: {quarantined} quarantined, "
         f"{superseded} superseded, {inserted} inserted, {updated} updated, {unchanged} unchanged, {deleted} deleted"
     )
     return context.record(
         TASK,
-        dataset=contract.name,
-        table_name=contract.target,
-        source_file=member.uri if member else context.arguments.manifest_uri,
+        **_member_fields(context, contract),
         started_at=started,
         rows_read=read,
         rows_quarantined=quarantined,
@@ -113,6 +110,13 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
         rows_deleted=deleted,
         details=json.dumps(details),
     )
+
+
+def _member_fields(context: BatchContext, contract: Contract) -> dict[str, str]:
+    """What names a member's processing_log row: its dataset, target and file."""
+    member = context.manifest.member(contract.name)
+    source_file = member.uri if member else context.arguments.manifest_uri
+    return {"dataset": contract.name, "table_name": contract.target, "source_file": source_file}
 
 
 def merge_latest(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> MergeCounts:
@@ -131,12 +135,27 @@ def merge_latest(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> M
 
 
 def merge_targets(context: BatchContext) -> None:
-    """Merge the members parents first; one processing_log row per target."""
+    """Merge the members parents first; one processing_log row per target.
+
+    A target that fails stops the task: the targets merged before it are committed, so their rows
+    are logged with the failed one's (FAILED, with its error) before the failure is raised; the
+    targets after it are not attempted and get no row.
+    """
     checks = parse_checks(context.pipeline, context.contracts)
     present = [m.dataset for m in context.manifest.members]
     order = [name for name in checks.merge_order(list(context.pipeline.members)) if name in present]
-    records = [merge_member(context, context.contract(name)) for name in order]
-    append_runs(context.spark, context.warehouse, records)
+    records: list[RunRecord] = []
+    try:
+        for name in order:
+            contract, started = context.contract(name), datetime.now(UTC)
+            try:
+                records.append(merge_member(context, contract))
+            except Exception as exc:
+                fields = _member_fields(context, contract)
+                records.append(context.record(TASK, started_at=started, status=FAILED, error=error_text(exc), **fields))
+                raise
+    finally:
+        append_runs(context.spark, context.warehouse, records)
 
 
 def main(argv: list[str] | None = None) -> int:

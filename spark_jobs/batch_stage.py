@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 from pyspark.util import inheritable_thread_target
 
 from spark_jobs.batch import BatchContext, Member, run_batch_task
-from spark_jobs.processing_log import RunRecord, append_runs
+from spark_jobs.processing_log import FAILED, RunRecord, append_runs, error_text
 from spark_jobs.stage import Batch, stage_file, stage_table
 
 TASK = "stage_members"
@@ -43,29 +43,30 @@ def stage_members(context: BatchContext) -> None:
 
     Each member is staged with the ingest job's own `stage_file`, so a member file is read and checked
     exactly as a standalone file of that dataset would be. A member that fails fails the task, after
-    the others have ended.
+    the others have ended. Every member gets its row, in one commit: SUCCEEDED with its counts, or
+    FAILED with its error, so the log says which members are staged and which one to fix.
     """
 
-    def stage(member: Member) -> RunRecord:
+    def stage(member: Member) -> tuple[RunRecord, Exception | None]:
         contract = context.contract(member.dataset)
         started = datetime.now(UTC)
-        batch = Batch(member.dataset, context.manifest.batch_id, member.uri, context.started_at)
-        counts = stage_file(context.spark, context.warehouse, contract, member.read_path, batch)
+        where = {"dataset": member.dataset, "source_file": member.uri, "table_name": stage_table(contract)}
+        try:
+            batch = Batch(member.dataset, context.manifest.batch_id, member.uri, context.started_at)
+            counts = stage_file(context.spark, context.warehouse, contract, member.read_path, batch)
+        except Exception as exc:
+            return context.record(TASK, started_at=started, status=FAILED, error=error_text(exc), **where), exc
         print(f"{TASK}: {member.dataset}: {counts.read} rows read, {counts.staged} staged, {counts.rejected} rejected")
         return context.record(
-            TASK,
-            dataset=member.dataset,
-            source_file=member.uri,
-            table_name=stage_table(contract),
-            started_at=started,
-            rows_read=counts.read,
-            rows_rejected=counts.rejected,
-        )
+            TASK, started_at=started, rows_read=counts.read, rows_rejected=counts.rejected, **where
+        ), None
 
     # Once, before the members' threads, so that on a first run they do not race to create the Unity
     # Catalog schema (a run without --run-id has not touched processing_log, which creates it, yet).
     context.warehouse.ensure_schema()
-    append_runs(context.spark, context.warehouse, each_at_once(context.spark, context.manifest.members, stage))
+    outcomes = each_at_once(context.spark, context.manifest.members, stage)
+    append_runs(context.spark, context.warehouse, [record for record, _ in outcomes])
+    raise_first([exc for _, exc in outcomes if exc is not None])
 
 
 def each_at_once(spark: SparkSession, items: Sequence[T], work: Callable[[T], R]) -> list[R]:
@@ -80,13 +81,17 @@ def each_at_once(spark: SparkSession, items: Sequence[T], work: Callable[[T], R]
     inherited = carry(work) if callable(carry) else work
     with ThreadPoolExecutor(max_workers=max(1, min(len(items), MAX_AT_ONCE)), thread_name_prefix=TASK) as pool:
         futures = [pool.submit(inherited, item) for item in items]
-    failures = [exc for future in futures if (exc := future.exception()) is not None]
+    raise_first([exc for future in futures if (exc := future.exception()) is not None])
+    return [future.result() for future in futures]
+
+
+def raise_first(failures: Sequence[BaseException]) -> None:
+    """Raise the first failure, once the others' tracebacks are printed (nothing is lost from stderr)."""
     for other in failures[1:]:
         print(f"{TASK}: another member failed too:", file=sys.stderr)
         traceback.print_exception(other, file=sys.stderr)
     if failures:
         raise failures[0]
-    return [future.result() for future in futures]
 
 
 def main(argv: list[str] | None = None) -> int:

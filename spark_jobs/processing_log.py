@@ -82,6 +82,11 @@ class RunRecord:
     details: str | None = None
 
 
+def error_text(exc: BaseException) -> str:
+    """What the log's `error` keeps of an exception: its type and message, cut to a readable length."""
+    return f"{type(exc).__name__}: {exc}"[:4000]
+
+
 def append_run(spark: SparkSession, warehouse: Warehouse, record: RunRecord) -> None:
     """Append the run's row: a blind append, which concurrent runs (of any dataset) can all commit."""
     append_runs(spark, warehouse, [record])

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from filegate import exits
 from filegate.contracts import Contract, load_contracts
 from filegate.errors import FilegateError
-from spark_jobs.processing_log import FAILED, RunRecord, append_run
+from spark_jobs.processing_log import FAILED, RunRecord, append_run, error_text
 from spark_jobs.session import build_session
 from spark_jobs.warehouse import LocalWarehouse, TableLocation, UnityCatalog, Warehouse
 
@@ -148,7 +148,7 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
         contract = find_contract(arguments)
         body(spark, warehouse, contract, arguments, started_at)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = error_text(exc)
         print(f"{task} failed for batch {arguments.batch_id} ({arguments.source_file}): {error}", file=sys.stderr)
         traceback.print_exc()
         if spark is not None and warehouse is not None:
@@ -160,7 +160,7 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
                 started_at=started_at,
                 ended_at=datetime.now(UTC),
                 status=FAILED,
-                error=error[:4000],
+                error=error,
             )
             try:
                 append_run(spark, warehouse, record)

@@ -282,3 +282,65 @@ def test_a_failing_rule_leaves_every_target_unchanged_and_logs_failed(world: tup
     assert [r["status"] for r in task_row] == ["FAILED"]
     assert "order_customer" in task_row[0]["error"]
     assert {r["status"] for r in log if r["dataset"]} == {"FAILED"}
+
+
+def test_a_member_that_cannot_be_staged_is_logged_beside_the_members_that_were(
+    world: tuple[Lake, Path], tmp_path: Path
+) -> None:
+    lake, _ = world
+    before = snapshot(lake)
+    manifest = seal(tmp_path, DAYS[1], only=DAY_TWO, revision=3)
+    (products,) = (m["uri"] for m in json.loads(manifest.read_text())["members"] if m["dataset"] == "products")
+    Path(products).unlink()
+
+    assert batch_stage.main(arguments(lake, manifest, (), 6)) == 1
+
+    assert snapshot(lake) == before
+    log = {r["dataset"]: r for r in rows(lake, "processing_log") if r["run_id"] == 6}
+    assert set(log) == {"customers", "products", None}
+    # The member that staged says so, with its counts (those of its first staging); the other names its file.
+    (first,) = (
+        r
+        for r in rows(lake, "processing_log")
+        if r["run_id"] == 2 and r["task"] == "stage_members" and r["dataset"] == "customers"
+    )
+    staged = log["customers"]
+    assert (staged["status"], staged["rows_read"], staged["rows_rejected"], staged["error"]) == (
+        "SUCCEEDED",
+        first["rows_read"],
+        first["rows_rejected"],
+        None,
+    )
+    assert (log["products"]["status"], log["products"]["rows_read"]) == ("FAILED", None)
+    assert products in log["products"]["error"]
+    assert log[None]["status"] == "FAILED"
+
+
+def test_a_target_that_cannot_be_merged_is_logged_beside_the_targets_merged_before_it(
+    world: tuple[Lake, Path], tmp_path: Path
+) -> None:
+    lake, folder = world
+    before = snapshot(lake)
+    changed = tmp_path / "contracts"
+    changed.mkdir()
+    orders = (BUILTIN_DATASETS / "orders.toml").read_text()
+    changed.joinpath("orders.toml").write_text(
+        orders.replace('sequence_by = "updated_at"', 'sequence_by = "created_timestamp"')
+    )
+    # Day one once more (its stage rows are kept), under a contract whose orders changed their sequence column.
+    manifest = folder / "in" / DAYS[0] / "_sealed.r1.json"
+
+    assert batch_merge.main(arguments(lake, manifest, ["--contracts-dir", str(changed)], 7)) == 1
+
+    assert snapshot(lake) == before
+    log = [r for r in rows(lake, "processing_log") if r["run_id"] == 7]
+    by_dataset = {r["dataset"]: r for r in log}
+    # The parents merged before orders (a replay: they change nothing) are logged; shipping, after it, never ran.
+    assert set(by_dataset) == {"customers", "products", "inventory", "orders", None}
+    for parent in ("customers", "inventory", "products"):
+        row = by_dataset[parent]
+        assert (row["status"], row["rows_inserted"], row["rows_updated"], row["rows_deleted"]) == ("SUCCEEDED", 0, 0, 0)
+    failed = by_dataset["orders"]
+    assert (failed["status"], failed["table_name"], failed["rows_read"]) == ("FAILED", "orders_target", None)
+    assert "sequence_by" in failed["error"]
+    assert by_dataset[None]["status"] == "FAILED"
