@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, TimestampType
 
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
@@ -47,29 +49,52 @@ def target_table(contract: Contract) -> str:
     return contract.target
 
 
-def batch_summary(stage: DataFrame, contract: Contract) -> tuple[StageCounts, int | None, datetime | None]:
-    """How the stage task split the batch, how many SCD2 versions its good rows hold (None for SCD1, whose
-    versions `source_counts` counts with the ties), and when its run started.
+@dataclass(frozen=True)
+class BatchSummary:
+    """How the stage task split the batch, and what the MERGE's source will hold, from one aggregate."""
 
-    One aggregate over the batch's stage rows, which carry every row read with its verdict.
+    counts: StageCounts
+    # The versions the good rows hold: one per key (SCD1, the newest wins) or per key and instant (SCD2).
+    versions: int
+    # The good rows' first and last sequence values (None when there is none), as `sequence_bound` gives them.
+    first: Any
+    last: Any
+    started_at: datetime | None
+
+
+def sequence_bound(value: Column, data_type: DataType) -> Column:
+    """A sequence value in a form that comes back from the driver unchanged: a timestamp as its microseconds
+    (a local datetime can shift by the hour a clock turns back), any other type as itself."""
+    return F.unix_micros(value) if isinstance(data_type, TimestampType) else value
+
+
+def _bound_literal(value: Any, data_type: DataType) -> Column:
+    return F.timestamp_micros(F.lit(value)) if isinstance(data_type, TimestampType) else F.lit(value)
+
+
+def batch_summary(stage: DataFrame, contract: Contract) -> BatchSummary:
+    """The batch's counts, versions, sequence range and start, in one aggregate over its stage rows (which
+    carry every row read with its verdict).
+
+    A rejected row counts as no version: its columns are all NULL here, which count_distinct skips.
     """
     good = F.col(REASON).isNull()
-    counted = [
+    sequence = contract.sequence_by
+    data_type = stage.schema[sequence].dataType
+    version_columns = [*contract.keys] if contract.scd_type == 1 else [*contract.keys, sequence]
+    found = stage.agg(
         F.count_if(good).alias("staged"),
         F.count_if(~good).alias("rejected"),
+        F.count_distinct(*(F.when(good, F.col(name)) for name in version_columns)).alias("versions"),
+        sequence_bound(F.min(F.when(good, F.col(sequence))), data_type).alias("first"),
+        sequence_bound(F.max(F.when(good, F.col(sequence))), data_type).alias("last"),
         F.min(INGESTED_AT).alias("started"),
-    ]
-    if contract.scd_type == 2:
-        # One version per key and sequence value. A rejected row counts as no version: its columns are
-        # all NULL here, which count_distinct skips.
-        version_columns = [*contract.keys, contract.sequence_by]
-        counted.append(F.count_distinct(*(F.when(good, F.col(name)) for name in version_columns)).alias("versions"))
-    found = stage.agg(*counted).first()
+    ).first()
     if found is None:
         # A global aggregate always yields one row; none means the engine answered something else.
         raise TargetLoadError("counting the batch's stage rows returned no result")
     counts = StageCounts(staged=found["staged"], rejected=found["rejected"])
-    return counts, found["versions"] if contract.scd_type == 2 else None, found["started"]
+    return BatchSummary(counts, found["versions"], found["first"], found["last"], found["started"])
 
 
 def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> DataFrame:
@@ -79,22 +104,25 @@ def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> D
     return latest_per_key(stage, contract)
 
 
-def source_counts(source: DataFrame, existing: DataFrame, contract: Contract) -> tuple[int, int]:
-    """An SCD1 MERGE source's rows (one per key: the file's versions) and its ties: rows whose key the target
-    holds at the same sequence value, with other content. One join, one pass over the source."""
+def tied_rows(source: DataFrame, existing: DataFrame, contract: Contract, summary: BatchSummary) -> int:
+    """The rows of an SCD1 MERGE source whose key the target holds at the same sequence value, with other content.
+
+    Only a target row whose sequence value lies in the batch's range can tie, so the target is read
+    through that range, as literals: Delta skips every file whose statistics lie outside it. A MERGE
+    into a table with deletion vectors writes the rows it changes into new files, so a batch of recent
+    rows reads the recent files, and the count's cost follows the batch, not the target
+    (bench/results/merge.md, session 24). An inner join: a range that holds no target row costs nothing.
+    """
     sequence = contract.sequence_by
+    data_type = existing.schema[sequence].dataType
+    first, last = (_bound_literal(value, data_type) for value in (summary.first, summary.last))
+    in_range = existing.where(F.col(sequence).between(first, last))
     on = [F.col(f"{SOURCE}.{key}") == F.col(f"{TARGET}.{key}") for key in contract.keys]
     on.append(F.col(f"{SOURCE}.{sequence}") == F.col(f"{TARGET}.{sequence}"))
-    # A target key is never NULL, so a NULL one marks a source row the target does not hold.
-    matched = F.col(f"{TARGET}.{contract.keys[0]}").isNotNull()
     differ = F.expr(content_text(contract, SOURCE)) != F.expr(content_text(contract, TARGET))
-    found = (
-        source.alias(SOURCE)
-        .join(existing.alias(TARGET), on=on, how="left")
-        .agg(F.count(F.lit(1)).alias("rows"), F.count_if(matched & differ).alias("tied"))
-        .first()
-    )
-    return (int(found["rows"]), int(found["tied"])) if found is not None else (0, 0)
+    joined = source.alias(SOURCE).join(in_range.alias(TARGET), on=on, how="inner")
+    found = joined.agg(F.count_if(differ).alias("tied")).first()
+    return int(found["tied"] or 0) if found is not None else 0
 
 
 def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
@@ -107,7 +135,8 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     schema = target_schema(contract)
     table = target_table(contract)
     warehouse.ensure_table(table, schema)
-    staged, scd2_versions, started_at = batch_summary(warehouse.read_batch(stage_table(contract), batch_id), contract)
+    summary = batch_summary(warehouse.read_batch(stage_table(contract), batch_id), contract)
+    staged, versions, started_at = summary.counts, summary.versions, summary.started_at
     stage = staged_rows(warehouse, contract, batch_id)
 
     def source() -> DataFrame:
@@ -115,16 +144,11 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
         # run may have changed when Delta refused this run's commit.
         return merge_source(stage, warehouse.read(table), contract).select(*schema.fieldNames())
 
-    if scd2_versions is not None:
-        # SCD2 keeps every version, so a tie there is the same version twice: the target's copy stays.
-        versions, tied = scd2_versions, 0
-    elif staged.staged:
-        versions, tied = source_counts(source(), warehouse.read(table), contract)
-    else:
-        versions, tied = 0, 0
     superseded = staged.staged - versions
     if versions == 0:
         return TargetCounts(staged.read, staged.rejected, superseded, 0, 0, 0, 0, started_at)
+    # SCD2 keeps every version, so a tie there is the same version twice: the target's copy stays.
+    tied = tied_rows(source(), warehouse.read(table), contract, summary) if contract.scd_type == 1 else 0
     counts = warehouse.merge(table, source, merge_for(contract, schema.fieldNames()))
     # A new SCD2 version inserted for an existing key is a change of that key, not a new key.
     inserted = counts.inserted

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from filegate.contracts import Contract, load_contracts
 from filegate.errors import UnsafeSql
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
-from spark_jobs.columns import target_schema
+from spark_jobs.columns import REASON, target_schema
 from spark_jobs.merge import latest_wins_merge
+from spark_jobs.target import batch_summary, tied_rows
 from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
@@ -87,6 +89,31 @@ def test_latest_wins_merge_never_regresses_and_repeats_are_no_ops(spark: SparkSe
     assert [(c.inserted, c.updated) for c in counts] == [(2, 0), (0, 1), (0, 0)]
     final = {r["tracking_num"]: r["status"] for r in lake.table("t").to_pylist()}
     assert final == {"A": "IN_TRANSIT", "B": "DELIVERED"}
+
+
+def test_ties_are_counted_at_both_ends_of_the_batchs_sequence_range_to_the_microsecond(
+    spark: SparkSession, lake: Lake
+) -> None:
+    warehouse = lake.warehouse()
+    plain = list(target_schema(ORDERS).fieldNames())
+
+    def later_by_a_microsecond(frame: DataFrame) -> DataFrame:
+        return frame.withColumn("status_ts", F.col("status_ts") + F.expr("INTERVAL 1 MICROSECOND"))
+
+    held = rows(spark, ORDERS, ("A", "IN_TRANSIT", 9), ("B", "PICKED_UP", 12), ("C", "PICKED_UP", 10))
+    held = held.unionByName(later_by_a_microsecond(rows(spark, ORDERS, ("E", "IN_TRANSIT", 12))))
+    warehouse.ensure_table("t", target_schema(ORDERS))
+    warehouse.append("t", held.select(*plain))
+    # A and E tie at the batch's first and last instants (E's a microsecond past the hour); B repeats the
+    # target's row (no tie), C is newer, G is new.
+    batch = rows(spark, ORDERS, ("A", "DELIVERED", 9), ("B", "PICKED_UP", 12), ("C", "DELIVERED", 11), ("G", "X", 10))
+    batch = batch.unionByName(later_by_a_microsecond(rows(spark, ORDERS, ("E", "DELIVERED", 12))))
+    stage = batch.withColumn(REASON, F.lit(None).cast("string"))
+
+    summary = batch_summary(stage, ORDERS)
+
+    assert (summary.counts.staged, summary.versions) == (5, 5)
+    assert tied_rows(batch.select(*plain), warehouse.read("t"), ORDERS, summary) == 2
 
 
 def test_merge_refuses_identifiers_the_dialects_would_read_differently() -> None:
