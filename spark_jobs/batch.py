@@ -25,7 +25,7 @@ from filegate import exits
 from filegate.contracts import Contract, Contracts, load_contracts
 from filegate.errors import FilegateError
 from filegate.pipelines import Pipeline, load_pipelines
-from spark_jobs.processing_log import FAILED, RunRecord, append_run, error_text, next_attempt
+from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, error_text, next_attempt
 from spark_jobs.session import build_session
 from spark_jobs.task import TaskArgumentError, add_table_arguments, checked_batch_id, parsed_location
 from spark_jobs.warehouse import TableLocation, Warehouse
@@ -265,9 +265,6 @@ def run_batch_task(task: str, argv: Sequence[str], body: BatchBody, session: Spa
                     pipeline=arguments.pipeline,
                 )
             )
-            try:
-                append_run(spark, warehouse, record)
-            except Exception as log_exc:
-                print(f"{task}: could not write processing_log either: {log_exc}", file=sys.stderr)
+            append_failing_runs(spark, warehouse, [record], task)
         return exits.FAILED
     return exits.OK

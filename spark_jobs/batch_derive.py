@@ -46,8 +46,17 @@ from spark_jobs.contract_sql import first_line
 from spark_jobs.cross_checks import Inputs, resolve_sql, target_rows
 from spark_jobs.pipeline_rules import Checks, parse_checks
 from spark_jobs.pipeline_tables import DerivedTable, parse_tables, table_params
+from spark_jobs.processing_log import (
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    RunRecord,
+    append_failing_runs,
+    append_run,
+    append_runs,
+    error_text,
+)
 from spark_jobs.processing_log import SCHEMA as LOG_SCHEMA
-from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, append_runs
 from spark_jobs.warehouse import Warehouse, is_conflict, sql_string
 
 TASK = "derive_tables"
@@ -280,15 +289,24 @@ def derive_tables(context: BatchContext) -> None:
     records: list[RunRecord] = []
     try:
         for table in tables:
-            records.append(build_table(context, table, inputs))
+            started = datetime.now(UTC)
+            try:
+                records.append(build_table(context, table, inputs))
+            except Exception as exc:
+                failed = {"table_name": table.name, "started_at": started, "status": FAILED, "error": error_text(exc)}
+                records.append(context.record(TASK, **failed))
+                raise
             # A later table reads this one as written; one no table reads needs no view.
             if table.name in read_later:
                 inputs.register("table", table.name, context.warehouse.read(table.name))
+    except Exception:
+        # The tables built before a failure are logged too (they are rebuilt, whatever came after), and
+        # the one that failed with its error; the tables after it were not attempted.
+        append_failing_runs(context.spark, context.warehouse, records, TASK)
+        raise
     finally:
         inputs.close()
-        # The tables built before a failure are logged too: they are rebuilt, whatever came after.
-        if records:
-            append_runs(context.spark, context.warehouse, records)
+    append_runs(context.spark, context.warehouse, records)
 
 
 def main(argv: list[str] | None = None) -> int:

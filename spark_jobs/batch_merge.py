@@ -29,7 +29,7 @@ from spark_jobs.contract_sql import deletes
 from spark_jobs.history import merge_history
 from spark_jobs.merge import latest_wins_merge
 from spark_jobs.pipeline_rules import parse_checks
-from spark_jobs.processing_log import FAILED, RunRecord, append_runs, error_text
+from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, append_runs, error_text
 from spark_jobs.stage import stage_table, staged_good, staged_rows
 from spark_jobs.warehouse import MergeCounts, Warehouse
 
@@ -145,17 +145,16 @@ def merge_targets(context: BatchContext) -> None:
     present = [m.dataset for m in context.manifest.members]
     order = [name for name in checks.merge_order(list(context.pipeline.members)) if name in present]
     records: list[RunRecord] = []
-    try:
-        for name in order:
-            contract, started = context.contract(name), datetime.now(UTC)
-            try:
-                records.append(merge_member(context, contract))
-            except Exception as exc:
-                fields = _member_fields(context, contract)
-                records.append(context.record(TASK, started_at=started, status=FAILED, error=error_text(exc), **fields))
-                raise
-    finally:
-        append_runs(context.spark, context.warehouse, records)
+    for name in order:
+        contract, started = context.contract(name), datetime.now(UTC)
+        try:
+            records.append(merge_member(context, contract))
+        except Exception as exc:
+            fields = _member_fields(context, contract)
+            records.append(context.record(TASK, started_at=started, status=FAILED, error=error_text(exc), **fields))
+            append_failing_runs(context.spark, context.warehouse, records, TASK)
+            raise
+    append_runs(context.spark, context.warehouse, records)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 from pyspark.util import inheritable_thread_target
 
 from spark_jobs.batch import BatchContext, Member, run_batch_task
-from spark_jobs.processing_log import FAILED, RunRecord, append_runs, error_text
+from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, append_runs, error_text
 from spark_jobs.stage import Batch, stage_file, stage_table
 
 TASK = "stage_members"
@@ -65,8 +65,11 @@ def stage_members(context: BatchContext) -> None:
     # Catalog schema (a run without --run-id has not touched processing_log, which creates it, yet).
     context.warehouse.ensure_schema()
     outcomes = each_at_once(context.spark, context.manifest.members, stage)
-    append_runs(context.spark, context.warehouse, [record for record, _ in outcomes])
-    raise_first([exc for _, exc in outcomes if exc is not None])
+    records, failures = [record for record, _ in outcomes], [exc for _, exc in outcomes if exc is not None]
+    if failures:
+        append_failing_runs(context.spark, context.warehouse, records, TASK)
+        raise_first(failures)
+    append_runs(context.spark, context.warehouse, records)
 
 
 def each_at_once(spark: SparkSession, items: Sequence[T], work: Callable[[T], R]) -> list[R]:

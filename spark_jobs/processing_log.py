@@ -7,6 +7,7 @@ them to an existing table in place (ALTER TABLE ADD COLUMNS), so old rows and re
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -97,6 +98,15 @@ def append_runs(spark: SparkSession, warehouse: Warehouse, records: Sequence[Run
     rows = [tuple(asdict(record)[name] for name in SCHEMA.fieldNames()) for record in records]
     warehouse.ensure_table(TABLE, SCHEMA)
     warehouse.append(TABLE, spark.createDataFrame(rows, SCHEMA))
+
+
+def append_failing_runs(spark: SparkSession, warehouse: Warehouse, records: Sequence[RunRecord], task: str) -> None:
+    """Append the rows of a task on its failure's way out: a log that cannot be written is said on stderr,
+    never raised, so that it does not take the place of the failure."""
+    try:
+        append_runs(spark, warehouse, records)
+    except Exception as exc:
+        print(f"{task}: could not write processing_log either: {error_text(exc)}", file=sys.stderr)
 
 
 def next_attempt(warehouse: Warehouse, run_id: int | None, task: str) -> int:

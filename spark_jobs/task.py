@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from filegate import exits
 from filegate.contracts import Contract, load_contracts
 from filegate.errors import FilegateError
-from spark_jobs.processing_log import FAILED, RunRecord, append_run, error_text
+from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, error_text
 from spark_jobs.session import build_session
 from spark_jobs.warehouse import LocalWarehouse, TableLocation, UnityCatalog, Warehouse
 
@@ -162,9 +162,6 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
                 status=FAILED,
                 error=error,
             )
-            try:
-                append_run(spark, warehouse, record)
-            except Exception as log_exc:
-                print(f"{task}: could not write processing_log either: {log_exc}", file=sys.stderr)
+            append_failing_runs(spark, warehouse, [record], task)
         return exits.FAILED
     return exits.OK

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -471,21 +471,28 @@ def test_replaying_a_batch_leaves_every_derived_table_as_it_was(shop: dict[str, 
     assert "already built as of 2025-03-11, later than this batch's 2025-03-10" in skipped["details"]
 
 
-def test_a_changed_band_changes_segment_membership_with_no_code_touched(
-    shop: dict[str, Any], tmp_path: Path, spark: SparkSession
-) -> None:
+def edited_copy(
+    shop: dict[str, Any], tmp_path: Path, spark: SparkSession, edit: Callable[[str], str]
+) -> tuple[Lake, list[str]]:
+    """A copy of the shop's warehouse, and the arguments that run a task on it under the pipeline `edit` makes."""
     copy = Lake(tmp_path / "warehouse", spark)
     shutil.copytree(shop["lake"].folder, copy.folder)
     contracts = tmp_path / "contracts"
     contracts.mkdir()
     pipeline = (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
-    vip = '{ label = "VIP", min = { total_spent = 5000, total_orders = 10 } }'
-    assert vip in pipeline
-    (contracts / "ecommerce.toml").write_text(
-        pipeline.replace(vip, '{ label = "VIP", min = { total_spent = 300, total_orders = 3 } }'), encoding="utf-8"
-    )
+    (contracts / "ecommerce.toml").write_text(edit(pipeline), encoding="utf-8")
+    return copy, ["--contracts-dir", str(contracts)]
 
-    assert batch_derive.main(arguments(copy, shop["manifests"][1], ["--contracts-dir", str(contracts)], 5)) == 0
+
+def test_a_changed_band_changes_segment_membership_with_no_code_touched(
+    shop: dict[str, Any], tmp_path: Path, spark: SparkSession
+) -> None:
+    vip = '{ label = "VIP", min = { total_spent = 5000, total_orders = 10 } }'
+    assert vip in (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
+    lower = '{ label = "VIP", min = { total_spent = 300, total_orders = 3 } }'
+    copy, extra = edited_copy(shop, tmp_path, spark, lambda pipeline: pipeline.replace(vip, lower))
+
+    assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, 5)) == 0
 
     segments = {r["customer_id"]: r["customer_segment"] for r in table(copy, "customer_analytics")}
     assert segments == {C1: "VIP", C2: "Low Value", C3: "Low Value"}
@@ -505,6 +512,29 @@ def test_each_derived_table_logs_the_rows_it_wrote(shop: dict[str, Any]) -> None
         if derived.refresh == "as_of":
             rows = [r for r in rows if r[AS_OF_DATE] == date(2025, 3, 11)]
         assert logged[derived.name] == len(rows), derived.name
+
+
+def test_a_table_that_fails_is_logged_with_its_error_beside_the_tables_built_before_it(
+    shop: dict[str, Any], tmp_path: Path, spark: SparkSession
+) -> None:
+    def fanned(pipeline: str) -> str:
+        # One row per customer, declared one per country: the grain check refuses it.
+        head, tail = pipeline.split('name = "customer_analytics"', 1)
+        return head + 'name = "customer_analytics"' + tail.replace('grain = ["customer_id"]', 'grain = ["country"]', 1)
+
+    copy, extra = edited_copy(shop, tmp_path, spark, fanned)
+    order = [t.name for t in parse_tables(*ecommerce())]
+    before = order[: order.index("customer_analytics")]
+
+    assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, 6)) == 1
+
+    log = {r["table_name"]: r for r in table(copy, PROCESSING_LOG) if r["run_id"] == 6}
+    assert set(log) == {*before, "customer_analytics", None}
+    assert all(log[name]["status"] == "SUCCEEDED" and log[name]["rows_inserted"] > 0 for name in before)
+    failed = log["customer_analytics"]
+    assert (failed["status"], failed["rows_inserted"]) == ("FAILED", None)
+    assert "rows share one grain (country)" in failed["error"]
+    assert log[None]["status"] == "FAILED"
 
 
 GRAIN_ROWS = "order_id string, n int, as_of_date date, _batch_id string"
