@@ -13,7 +13,7 @@ from pyspark.sql.types import DataType, TimestampType
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
-from spark_jobs.columns import INGESTED_AT, REASON, target_schema
+from spark_jobs.columns import INGESTED_AT, REASON, row_fields, target_schema
 from spark_jobs.merge import SOURCE, TARGET, content_text, merge_for
 from spark_jobs.stage import StageCounts, stage_table, staged_rows
 from spark_jobs.warehouse import Warehouse
@@ -56,19 +56,24 @@ class BatchSummary:
     counts: StageCounts
     # The versions the good rows hold: one per key (SCD1, the newest wins) or per key and instant (SCD2).
     versions: int
-    # The good rows' first and last sequence values (None when there is none), as `sequence_bound` gives them.
+    # The good rows' first and last sequence values (None when there is none), as `_bound` gives them.
     first: Any
     last: Any
     started_at: datetime | None
 
 
-def sequence_bound(value: Column, data_type: DataType) -> Column:
+def _sequence_type(contract: Contract) -> DataType:
+    return next(f.dataType for f in row_fields(contract) if f.name == contract.sequence_by)
+
+
+def _bound(value: Column, data_type: DataType) -> Column:
     """A sequence value in a form that comes back from the driver unchanged: a timestamp as its microseconds
     (a local datetime can shift by the hour a clock turns back), any other type as itself."""
     return F.unix_micros(value) if isinstance(data_type, TimestampType) else value
 
 
 def _bound_literal(value: Any, data_type: DataType) -> Column:
+    """The literal of a value `_bound` gave."""
     return F.timestamp_micros(F.lit(value)) if isinstance(data_type, TimestampType) else F.lit(value)
 
 
@@ -80,21 +85,25 @@ def batch_summary(stage: DataFrame, contract: Contract) -> BatchSummary:
     """
     good = F.col(REASON).isNull()
     sequence = contract.sequence_by
-    data_type = stage.schema[sequence].dataType
+    data_type = _sequence_type(contract)
     version_columns = [*contract.keys] if contract.scd_type == 1 else [*contract.keys, sequence]
     found = stage.agg(
         F.count_if(good).alias("staged"),
         F.count_if(~good).alias("rejected"),
         F.count_distinct(*(F.when(good, F.col(name)) for name in version_columns)).alias("versions"),
-        sequence_bound(F.min(F.when(good, F.col(sequence))), data_type).alias("first"),
-        sequence_bound(F.max(F.when(good, F.col(sequence))), data_type).alias("last"),
+        _bound(F.min(F.when(good, F.col(sequence))), data_type).alias("first"),
+        _bound(F.max(F.when(good, F.col(sequence))), data_type).alias("last"),
         F.min(INGESTED_AT).alias("started"),
     ).first()
     if found is None:
-        # A global aggregate always yields one row; none means the engine answered something else.
-        raise TargetLoadError("counting the batch's stage rows returned no result")
+        raise _no_result("counting the batch's stage rows")
     counts = StageCounts(staged=found["staged"], rejected=found["rejected"])
     return BatchSummary(counts, found["versions"], found["first"], found["last"], found["started"])
+
+
+def _no_result(what: str) -> TargetLoadError:
+    # A global aggregate always yields one row; none means the engine answered something else.
+    return TargetLoadError(f"{what} returned no result")
 
 
 def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> DataFrame:
@@ -108,13 +117,16 @@ def tied_rows(source: DataFrame, existing: DataFrame, contract: Contract, summar
     """The rows of an SCD1 MERGE source whose key the target holds at the same sequence value, with other content.
 
     Only a target row whose sequence value lies in the batch's range can tie, so the target is read
-    through that range, as literals: Delta skips every file whose statistics lie outside it. A MERGE
-    into a table with deletion vectors writes the rows it changes into new files, so a batch of recent
-    rows reads the recent files, and the count's cost follows the batch, not the target
-    (bench/results/merge.md, session 24). An inner join: a range that holds no target row costs nothing.
+    through that range, as literals, and Delta can skip every file whose statistics lie outside it. A
+    MERGE into a table with deletion vectors writes the rows it changes into new files, so a batch of
+    recent rows reads the recent files, and the count's cost follows the batch, not the target
+    (bench/results/merge.md, session 24). It cannot skip when the range spans the target (a late row
+    in the file, a full extract), when compaction mixed the ranges in its files, or when the sequence
+    column is past the first 32, which Delta keeps statistics of; then it reads the target, as it did
+    before. An inner join: a range that holds no target row costs nothing.
     """
     sequence = contract.sequence_by
-    data_type = existing.schema[sequence].dataType
+    data_type = _sequence_type(contract)
     first, last = (_bound_literal(value, data_type) for value in (summary.first, summary.last))
     in_range = existing.where(F.col(sequence).between(first, last))
     on = [F.col(f"{SOURCE}.{key}") == F.col(f"{TARGET}.{key}") for key in contract.keys]
@@ -122,7 +134,9 @@ def tied_rows(source: DataFrame, existing: DataFrame, contract: Contract, summar
     differ = F.expr(content_text(contract, SOURCE)) != F.expr(content_text(contract, TARGET))
     joined = source.alias(SOURCE).join(in_range.alias(TARGET), on=on, how="inner")
     found = joined.agg(F.count_if(differ).alias("tied")).first()
-    return int(found["tied"] or 0) if found is not None else 0
+    if found is None:
+        raise _no_result("counting the batch's ties")
+    return int(found["tied"])
 
 
 def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
