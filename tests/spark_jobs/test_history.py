@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -54,6 +54,7 @@ SHELF = Contract(
     track_history=("price",),
 )
 T1, T2, T3 = datetime(2025, 1, 1, 9), datetime(2025, 1, 2, 9), datetime(2025, 1, 3, 9)
+ONE_HOUR = timedelta(hours=1)
 # Three batches of members. B only changes an untracked column; C arrives with a change dated inside
 # the version A opened, so wherever C lands in the order it must split that version at T2 and T3.
 BATCHES = {
@@ -242,6 +243,13 @@ def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_
     assert merge("b7", ("m4", "GOLD", "y", T1), ("m4", "DELETED", None, T2)) == HistoryCounts(
         1, 0, 1, opened=1, unchanged=1
     )
+    # m5's delete at T2 outranks the BASIC row that opened a version there, while a login change updates the
+    # GOLD version before it, which ends at T2 exactly: ending where the deleted version started, it does not
+    # cover that instant, so the delete row closed the key there.
+    assert merge("b8", ("m5", "GOLD", "z", T1), ("m5", "BASIC", "z", T2)) == HistoryCounts(2, 0, 0, opened=2)
+    assert merge("b9", ("m5", "GOLD", "w", T1 + ONE_HOUR), ("m5", "DELETED", None, T2)) == HistoryCounts(
+        0, 1, 1, changed=1, closed=1
+    )
 
     columns = ["member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
     assert versions(lake, leaving.target, columns) == [
@@ -250,6 +258,7 @@ def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_
         ("m2", "BASIC", "x", T1, T2, False),
         ("m2", "PLATINUM", "y", T3, None, True),
         ("m4", "GOLD", "z", T1, None, True),
+        ("m5", "GOLD", "w", T1, T2, False),
     ]
 
 
