@@ -137,14 +137,18 @@ def rejects_schema() -> StructType:
     )
 
 
+def sequence_type(contract: Contract) -> DataType:
+    """The type of the contract's `sequence_by` column, as a loaded row holds it."""
+    return next(field.dataType for field in row_fields(contract) if field.name == contract.sequence_by)
+
+
 def target_schema(contract: Contract) -> StructType:
     """`<dataset>`: one row per key (SCD1) or one row per key and version (SCD2)."""
     fields = [*row_fields(contract), *_lineage_fields()]
     if contract.scd_type == 2:
-        sequence_type = next(field.dataType for field in fields if field.name == contract.sequence_by)
         fields += [
-            StructField(EFFECTIVE_FROM, sequence_type),
-            StructField(EFFECTIVE_TO, sequence_type),
+            StructField(EFFECTIVE_FROM, sequence_type(contract)),
+            StructField(EFFECTIVE_TO, sequence_type(contract)),
             StructField(IS_CURRENT, BooleanType()),
         ]
     return StructType(fields)

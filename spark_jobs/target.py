@@ -13,7 +13,7 @@ from pyspark.sql.types import DataType, TimestampType
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
-from spark_jobs.columns import INGESTED_AT, REASON, row_fields, target_schema
+from spark_jobs.columns import INGESTED_AT, REASON, sequence_type, target_schema
 from spark_jobs.merge import SOURCE, TARGET, content_text, merge_for
 from spark_jobs.stage import StageCounts, stage_table, staged_rows
 from spark_jobs.warehouse import Warehouse
@@ -62,10 +62,6 @@ class BatchSummary:
     started_at: datetime | None
 
 
-def _sequence_type(contract: Contract) -> DataType:
-    return next(f.dataType for f in row_fields(contract) if f.name == contract.sequence_by)
-
-
 def _bound(value: Column, data_type: DataType) -> Column:
     """A sequence value in a form that comes back from the driver unchanged: a timestamp as its microseconds
     (a local datetime can shift by the hour a clock turns back), any other type as itself."""
@@ -85,7 +81,7 @@ def batch_summary(stage: DataFrame, contract: Contract) -> BatchSummary:
     """
     good = F.col(REASON).isNull()
     sequence = contract.sequence_by
-    data_type = _sequence_type(contract)
+    data_type = sequence_type(contract)
     version_columns = [*contract.keys] if contract.scd_type == 1 else [*contract.keys, sequence]
     found = stage.agg(
         F.count_if(good).alias("staged"),
@@ -126,7 +122,7 @@ def tied_rows(source: DataFrame, existing: DataFrame, contract: Contract, summar
     before. An inner join: a range that holds no target row costs nothing.
     """
     sequence = contract.sequence_by
-    data_type = _sequence_type(contract)
+    data_type = sequence_type(contract)
     first, last = (_bound_literal(value, data_type) for value in (summary.first, summary.last))
     in_range = existing.where(F.col(sequence).between(first, last))
     on = [F.col(f"{SOURCE}.{key}") == F.col(f"{TARGET}.{key}") for key in contract.keys]

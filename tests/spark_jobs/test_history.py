@@ -245,7 +245,8 @@ def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_
     )
     # m5's delete at T2 outranks the BASIC row that opened a version there, while a login change updates the
     # GOLD version before it, which ends at T2 exactly: ending where the deleted version started, it does not
-    # cover that instant, so the delete row closed the key there.
+    # cover that instant, so the delete row closed the key there. (Without the login change the GOLD version
+    # is not among the MERGE's changes, and nothing compares its end with T2.)
     assert merge("b8", ("m5", "GOLD", "z", T1), ("m5", "BASIC", "z", T2)) == HistoryCounts(2, 0, 0, opened=2)
     assert merge("b9", ("m5", "GOLD", "w", T1 + ONE_HOUR), ("m5", "DELETED", None, T2)) == HistoryCounts(
         0, 1, 1, changed=1, closed=1
