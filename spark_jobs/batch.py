@@ -108,6 +108,16 @@ class BatchContext:
         values.update(fields)
         return RunRecord(**values)
 
+    def failed(self, task: str, exc: BaseException, **fields: Any) -> RunRecord:
+        """A FAILED processing_log row of this task, with the error that ended it."""
+        return self.record(task, status=FAILED, error=error_text(exc), **fields)
+
+    def member_fields(self, dataset: str, table: str) -> dict[str, str]:
+        """What names a member's processing_log row: its dataset, the table it wrote and its file."""
+        member = self.manifest.member(dataset)
+        source_file = member.uri if member else self.arguments.manifest_uri
+        return {"dataset": dataset, "table_name": table, "source_file": source_file}
+
 
 def parse_batch_arguments(argv: Sequence[str], description: str) -> BatchArguments:
     """Parse and check a batch task's command line."""
@@ -250,7 +260,7 @@ def run_batch_task(task: str, argv: Sequence[str], body: BatchBody, session: Spa
         traceback.print_exc()
         if spark is not None and warehouse is not None:
             record = (
-                context.record(task, status=FAILED, error=error)
+                context.failed(task, exc)
                 if context is not None
                 else RunRecord(
                     batch_id=arguments.batch_id,

@@ -46,17 +46,15 @@ from spark_jobs.contract_sql import first_line
 from spark_jobs.cross_checks import Inputs, resolve_sql, target_rows
 from spark_jobs.pipeline_rules import Checks, parse_checks
 from spark_jobs.pipeline_tables import DerivedTable, parse_tables, table_params
+from spark_jobs.processing_log import SCHEMA as LOG_SCHEMA
 from spark_jobs.processing_log import (
-    FAILED,
     SKIPPED,
     SUCCEEDED,
     RunRecord,
     append_failing_runs,
     append_run,
     append_runs,
-    error_text,
 )
-from spark_jobs.processing_log import SCHEMA as LOG_SCHEMA
 from spark_jobs.warehouse import Warehouse, is_conflict, sql_string
 
 TASK = "derive_tables"
@@ -285,6 +283,20 @@ def derive_tables(context: BatchContext) -> None:
         print(f"{TASK}: pipeline {context.pipeline.name}: nothing built: {why}")
         return
     inputs = register_inputs(context, tables)
+    try:
+        records = build_tables(context, tables, inputs)
+        # Before the views are dropped: a failing drop must not lose the rows of tables that were built.
+        append_runs(context.spark, context.warehouse, records)
+    finally:
+        inputs.close()
+
+
+def build_tables(context: BatchContext, tables: Sequence[DerivedTable], inputs: Inputs) -> list[RunRecord]:
+    """Build the tables in order; their processing_log rows.
+
+    On a failure the tables built before it are logged too (they are rebuilt, whatever came after), and
+    the one that failed with its error; the tables after it were not attempted and get no row.
+    """
     read_later = set().union(*(table.tables_read() for table in tables))
     records: list[RunRecord] = []
     try:
@@ -293,20 +305,15 @@ def derive_tables(context: BatchContext) -> None:
             try:
                 records.append(build_table(context, table, inputs))
             except Exception as exc:
-                failed = {"table_name": table.name, "started_at": started, "status": FAILED, "error": error_text(exc)}
-                records.append(context.record(TASK, **failed))
+                records.append(context.failed(TASK, exc, table_name=table.name, started_at=started))
                 raise
             # A later table reads this one as written; one no table reads needs no view.
             if table.name in read_later:
                 inputs.register("table", table.name, context.warehouse.read(table.name))
     except Exception:
-        # The tables built before a failure are logged too (they are rebuilt, whatever came after), and
-        # the one that failed with its error; the tables after it were not attempted.
         append_failing_runs(context.spark, context.warehouse, records, TASK)
         raise
-    finally:
-        inputs.close()
-    append_runs(context.spark, context.warehouse, records)
+    return records
 
 
 def main(argv: list[str] | None = None) -> int:

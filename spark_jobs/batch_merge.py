@@ -29,7 +29,7 @@ from spark_jobs.contract_sql import deletes
 from spark_jobs.history import merge_history
 from spark_jobs.merge import latest_wins_merge
 from spark_jobs.pipeline_rules import parse_checks
-from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, append_runs, error_text
+from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
 from spark_jobs.stage import stage_table, staged_good, staged_rows
 from spark_jobs.warehouse import MergeCounts, Warehouse
 
@@ -99,7 +99,7 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
     )
     return context.record(
         TASK,
-        **_member_fields(context, contract),
+        **context.member_fields(contract.name, contract.target),
         started_at=started,
         rows_read=read,
         rows_quarantined=quarantined,
@@ -110,13 +110,6 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
         rows_deleted=deleted,
         details=json.dumps(details),
     )
-
-
-def _member_fields(context: BatchContext, contract: Contract) -> dict[str, str]:
-    """What names a member's processing_log row: its dataset, target and file."""
-    member = context.manifest.member(contract.name)
-    source_file = member.uri if member else context.arguments.manifest_uri
-    return {"dataset": contract.name, "table_name": contract.target, "source_file": source_file}
 
 
 def merge_latest(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> MergeCounts:
@@ -150,8 +143,8 @@ def merge_targets(context: BatchContext) -> None:
         try:
             records.append(merge_member(context, contract))
         except Exception as exc:
-            fields = _member_fields(context, contract)
-            records.append(context.record(TASK, started_at=started, status=FAILED, error=error_text(exc), **fields))
+            fields = context.member_fields(contract.name, contract.target)
+            records.append(context.failed(TASK, exc, started_at=started, **fields))
             append_failing_runs(context.spark, context.warehouse, records, TASK)
             raise
     append_runs(context.spark, context.warehouse, records)

@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 from pyspark.util import inheritable_thread_target
 
 from spark_jobs.batch import BatchContext, Member, run_batch_task
-from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, append_runs, error_text
+from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
 from spark_jobs.stage import Batch, stage_file, stage_table
 
 TASK = "stage_members"
@@ -50,15 +50,15 @@ def stage_members(context: BatchContext) -> None:
     def stage(member: Member) -> tuple[RunRecord, Exception | None]:
         contract = context.contract(member.dataset)
         started = datetime.now(UTC)
-        where = {"dataset": member.dataset, "source_file": member.uri, "table_name": stage_table(contract)}
+        fields = context.member_fields(member.dataset, stage_table(contract))
         try:
             batch = Batch(member.dataset, context.manifest.batch_id, member.uri, context.started_at)
             counts = stage_file(context.spark, context.warehouse, contract, member.read_path, batch)
         except Exception as exc:
-            return context.record(TASK, started_at=started, status=FAILED, error=error_text(exc), **where), exc
+            return context.failed(TASK, exc, started_at=started, **fields), exc
         print(f"{TASK}: {member.dataset}: {counts.read} rows read, {counts.staged} staged, {counts.rejected} rejected")
         return context.record(
-            TASK, started_at=started, rows_read=counts.read, rows_rejected=counts.rejected, **where
+            TASK, started_at=started, rows_read=counts.read, rows_rejected=counts.rejected, **fields
         ), None
 
     # Once, before the members' threads, so that on a first run they do not race to create the Unity

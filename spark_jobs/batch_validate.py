@@ -451,7 +451,6 @@ def validate_batch(context: BatchContext) -> list[Result]:
         results: list[Result] = []
         logs: list[RunRecord] = []
         for name in members:
-            member = context.manifest.member(name)
             counts = figures.stage[name]
             read, rejected = counts[0] + counts[1], counts[1]
             rules = dataset_rules(context, checks, name, counts, figures.failed, figures.samples, figures.null_keys)
@@ -461,9 +460,7 @@ def validate_batch(context: BatchContext) -> list[Result]:
             logs.append(
                 context.record(
                     TASK,
-                    dataset=name,
-                    table_name=RESULTS,
-                    source_file=member.uri if member else context.arguments.manifest_uri,
+                    **context.member_fields(name, RESULTS),
                     rows_read=read,
                     rows_rejected=rejected,
                     rows_quarantined=quarantined,

@@ -146,9 +146,10 @@ def target_schema(contract: Contract) -> StructType:
     """`<dataset>`: one row per key (SCD1) or one row per key and version (SCD2)."""
     fields = [*row_fields(contract), *_lineage_fields()]
     if contract.scd_type == 2:
+        bound = sequence_type(contract)
         fields += [
-            StructField(EFFECTIVE_FROM, sequence_type(contract)),
-            StructField(EFFECTIVE_TO, sequence_type(contract)),
+            StructField(EFFECTIVE_FROM, bound),
+            StructField(EFFECTIVE_TO, bound),
             StructField(IS_CURRENT, BooleanType()),
         ]
     return StructType(fields)

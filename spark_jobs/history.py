@@ -288,10 +288,7 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     guard_definition(warehouse, contract)
     observed = observations_table(contract)
     columns = observation_columns(contract)
-    observation_schema = target_schema(contract)
-    warehouse.ensure_table(
-        observed, type(observation_schema)([f for f in observation_schema.fields if f.name in columns])
-    )
+    warehouse.ensure_table(observed, type(schema)([f for f in schema.fields if f.name in columns]))
     # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
     warehouse.replace_where(observed, batch.select(*columns), batch_predicate(batch_id))
     read_at: list[int] = []
@@ -403,8 +400,10 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
         F.count_if((live & ~opened & ~changed) | (dead & ~closed)).alias("unchanged"),
         F.count_if(dead & closed).alias("closed"),
     ).first()
-    names = ("superseded", "opened", "changed", "unchanged", "closed")
-    return tuple(int(found[name] or 0) if found is not None else 0 for name in names)
+    if found is None:
+        # A global aggregate always yields one row (count_if of no rows is 0); none is the engine's fault.
+        raise RuntimeError("counting the batch's row effects returned no result")
+    return tuple(int(found[name]) for name in ("superseded", "opened", "changed", "unchanged", "closed"))
 
 
 def _event(at: str, kind: str) -> Column:

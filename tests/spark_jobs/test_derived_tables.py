@@ -27,6 +27,7 @@ from filegate.tables import AS_OF_DATE, BATCH_ID, PROCESSING_LOG
 from spark_jobs import batch_derive
 from spark_jobs.batch_derive import GrainViolated, grain_problem, write_table
 from spark_jobs.columns import target_schema
+from spark_jobs.cross_checks import Inputs
 from spark_jobs.pipeline_tables import DerivedTable, parse_tables
 from tests.spark_jobs.batch_world import arguments, ecommerce, run_batch
 from tests.spark_jobs.conftest import Lake
@@ -537,6 +538,29 @@ def test_a_table_that_fails_is_logged_with_its_error_beside_the_tables_built_bef
     assert (failed["status"], failed["rows_inserted"]) == ("FAILED", None)
     assert "rows share one grain (country)" in failed["error"]
     assert log[None]["status"] == "FAILED"
+
+
+def test_tables_built_are_logged_even_when_dropping_the_input_views_fails(
+    shop: dict[str, Any], tmp_path: Path, spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy, extra = edited_copy(shop, tmp_path, spark, lambda pipeline: pipeline)
+    dropped = Inputs.close
+
+    def failing_close(inputs: Inputs) -> None:
+        dropped(inputs)
+        raise RuntimeError("the catalog went away")
+
+    monkeypatch.setattr(Inputs, "close", failing_close)
+
+    assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, 7)) == 1
+
+    rows = [r for r in table(copy, PROCESSING_LOG) if r["run_id"] == 7]
+    built = sorted(r["table_name"] for r in rows if r["table_name"] is not None)
+    assert built == sorted(t.name for t in parse_tables(*ecommerce()))
+    assert all(r["status"] == "SUCCEEDED" for r in rows if r["table_name"] is not None)
+    (task,) = [r for r in rows if r["table_name"] is None]
+    assert task["status"] == "FAILED"
+    assert "the catalog went away" in task["error"]
 
 
 GRAIN_ROWS = "order_id string, n int, as_of_date date, _batch_id string"
