@@ -402,7 +402,7 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
     ).first()
     if found is None:
         # A global aggregate always yields one row (count_if of no rows is 0); none is the engine's fault.
-        raise RuntimeError("counting the batch's row effects returned no result")
+        raise FilegateError("counting the batch's row effects returned no result")
     return tuple(int(found[name]) for name in ("superseded", "opened", "changed", "unchanged", "closed"))
 
 
