@@ -253,10 +253,10 @@ def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_
     )
     # m6 has three versions; a GOLD row at T1 and one winning T2's tie with BASIC fold them into one from T1,
     # so the MERGE deletes all three. The delete at T3 loses its tie to GOLD: the version that started at
-    # its instant was deleted after two other deleted ones, and the first live version before them (from
-    # T1, open) covers that instant, so the delete row closed nothing. (Looking at the previous version
-    # only, a deleted one, would count it closed.) The T2 row lies inside the new version, which takes its
-    # values from T3's row.
+    # its instant was deleted, as were the two before it (T1 + 1 h, T2), and the first live version before
+    # them (from T1, open) covers that instant, so the delete row closed nothing. (Looking at the previous
+    # version only, a deleted one, would count it closed.) The T2 row lies inside the new version, which
+    # takes its values from T3's row.
     assert merge("b10", ("m6", "GOLD", "z", T1 + ONE_HOUR), ("m6", "BASIC", "z", T2), ("m6", "GOLD", "z", T3)) == (
         HistoryCounts(3, 0, 0, opened=3)
     )
