@@ -12,10 +12,12 @@ target's versions are a pure function of the observations of a key:
    a version: a change to `last_login` alone updates the current version in place);
 4. a version ends where the next starts, or at the tombstone that closed it.
 
-The MERGE then brings the touched keys' versions to exactly that: inserts, updates (re-bounded or
-untracked values changed) and deletes (a version a late observation made redundant), matched on
-key and `effective_from`. Because the result depends only on the set of observations, batches give
-the same targets in any order, a replay changes nothing, and a retried merge converges.
+The MERGE then brings the touched keys' versions (keys the batch observes, or observed in an earlier
+run of it) to exactly that: inserts, updates (re-bounded or untracked values changed) and deletes (a
+version a late observation made redundant), matched on key and `effective_from`. Because the result
+depends only on the set of observations, batches give the same targets in any order, a replay
+changes nothing, a re-run whose rows changed takes back what its old rows made, and a retried merge
+converges.
 
 This departs from the proposed design (narrow observations: keys, sequence, hash): keeping the whole
 row costs the storage of the good input rows once more, but makes a split version's halves exact
@@ -234,11 +236,12 @@ def versions(observations: DataFrame, contract: Contract) -> DataFrame:
     return live.select(*target_schema(contract).fieldNames())
 
 
-def history_source(batch: DataFrame, observations: DataFrame, target: DataFrame, contract: Contract) -> DataFrame:
+def history_source(touched: DataFrame, observations: DataFrame, target: DataFrame, contract: Contract) -> DataFrame:
     """The MERGE's source: the touched keys' rebuilt versions, and their old versions that no longer exist.
 
-    One full outer join of the old and the rebuilt versions on key and `effective_from`: the rebuild
-    is computed once per pass of the MERGE, not once for the inserts and again for the deletes.
+    `touched` holds the keys whose observations changed (with repeats). One full outer join of the old
+    and the rebuilt versions on key and `effective_from`: the rebuild is computed once per pass of
+    the MERGE, not once for the inserts and again for the deletes.
     """
     keys = list(contract.keys)
     columns = target_schema(contract).fieldNames()
@@ -247,7 +250,7 @@ def history_source(batch: DataFrame, observations: DataFrame, target: DataFrame,
         touched_observations = observations
         existing = target
     else:
-        touched = batch.select(*keys).distinct()
+        touched = touched.select(*keys).distinct()
         touched_observations = observations.join(touched, on=keys, how="left_semi")
         existing = target.join(touched, on=keys, how="left_semi")
     identity = [*keys, EFFECTIVE_FROM]
@@ -289,8 +292,17 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     observed = observations_table(contract)
     columns = observation_columns(contract)
     warehouse.ensure_table(observed, type(schema)([f for f in schema.fields if f.name in columns]))
+    # The keys this batch observed before count as touched too: a re-run of the batch with other rows (a key
+    # quarantined now, a corrected contract) takes some keys' observations away, and their versions must go
+    # with them, not wait for a later batch of the key. Read as they were before this replace, and before
+    # any replace of an attempt that died before its MERGE (its retry finds the earlier rows replaced).
+    predicate = batch_predicate(batch_id)
+    earlier = warehouse.versions_before_replaces(observed, predicate)
     # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
-    warehouse.replace_where(observed, batch.select(*columns), batch_predicate(batch_id))
+    warehouse.replace_where(observed, batch.select(*columns), predicate)
+    touched = batch.select(*contract.keys)
+    for version in earlier:
+        touched = touched.unionByName(warehouse.read_at(observed, version).where(predicate).select(*contract.keys))
     read_at: list[int] = []
 
     def source() -> DataFrame:
@@ -298,7 +310,7 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
         # first (whose changes the counts then share, when this MERGE changed anything); a retry after a
         # conflict reads anew.
         read_at.append(warehouse.version(target))
-        return history_source(batch, warehouse.read(observed), warehouse.read(target), contract)
+        return history_source(touched, warehouse.read(observed), warehouse.read(target), contract)
 
     counts = warehouse.merge(target, source, history_merge_v2(contract))
     # The rows' effects, from the versions the MERGE changed as the target's change data feed records
