@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from filegate.contracts import BUSINESS_DATE, Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import content_order
-from spark_jobs.columns import EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, LINEAGE, row_fields, target_schema
+from spark_jobs.columns import BATCH_ID, EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, LINEAGE, row_fields, target_schema
 from spark_jobs.contract_sql import deletes
 from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec
 from spark_jobs.warehouse import CHANGE_FEED, Warehouse, batch_predicate, committed
@@ -206,7 +206,8 @@ def versions(observations: DataFrame, contract: Contract) -> DataFrame:
     first_per_instant = Window.partitionBy(*keys).orderBy(F.col(sequence), content_order(contract))
     earlier = F.lag(sequence).over(first_per_instant)
     rows = (
-        observations.select(*observation_columns(contract), earlier.alias(_EARLIER))
+        observations.where(F.col(sequence).isNotNull())  # not a key a batch withdrew (`withdrawn`)
+        .select(*observation_columns(contract), earlier.alias(_EARLIER))
         .where(F.col(_EARLIER).isNull() | (F.col(_EARLIER) != F.col(sequence)))
         .drop(_EARLIER)
         .withColumn(_TOMBSTONE, deletes(contract))
@@ -263,6 +264,29 @@ def history_source(touched: DataFrame, observations: DataFrame, target: DataFram
     )
 
 
+def withdrawn(earlier: DataFrame, batch: DataFrame, contract: Contract, batch_id: str) -> DataFrame:
+    """A marker observation (NULL sequence: a real one has none) for each key of the batch's `earlier` rows
+    that its rows now lack.
+
+    A re-run of a batch with other rows (a key quarantined now, a corrected contract) replaces its
+    observations; a key it no longer has must still be rebuilt, or its versions would outlive the rows
+    that made them. The marker keeps the key in the batch's observations for the MERGE, and for the
+    retry of an attempt that died after the replace, whatever else committed in between; `versions`
+    skips it. Markers are replaced with the batch like its rows, and one goes when its key returns.
+    """
+    keys = list(contract.keys)
+    gone = earlier.select(*keys).distinct().join(batch.select(*keys).distinct(), on=keys, how="left_anti")
+    types = {f.name: f.dataType for f in target_schema(contract).fields}
+    return gone.select(
+        *(
+            F.col(name) if name in keys
+            else F.lit(batch_id).alias(name) if name == BATCH_ID
+            else F.lit(None).cast(types[name]).alias(name)
+            for name in observation_columns(contract)
+        )
+    )  # fmt: skip
+
+
 def history_merge_v2(contract: Contract) -> MergeSpec:
     """Delete the versions that no longer exist, update the ones that differ (lineage aside), insert the new."""
     columns = target_schema(contract).fieldNames()
@@ -292,17 +316,15 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     observed = observations_table(contract)
     columns = observation_columns(contract)
     warehouse.ensure_table(observed, type(schema)([f for f in schema.fields if f.name in columns]))
-    # The keys this batch observed before count as touched too: a re-run of the batch with other rows (a key
-    # quarantined now, a corrected contract) takes some keys' observations away, and their versions must go
-    # with them, not wait for a later batch of the key. Read as they were before this replace, and before
-    # any replace of an attempt that died before its MERGE (its retry finds the earlier rows replaced).
     predicate = batch_predicate(batch_id)
-    earlier = warehouse.versions_before_replaces(observed, predicate)
+    observations = batch.select(*columns)
+    if contract.load != "snapshot":  # a snapshot's rebuild touches every key anyway
+        earlier = warehouse.read(observed).where(predicate)
+        observations = observations.unionByName(withdrawn(earlier, batch, contract, batch_id))
     # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
-    warehouse.replace_where(observed, batch.select(*columns), predicate)
-    touched = batch.select(*contract.keys)
-    for version in earlier:
-        touched = touched.unionByName(warehouse.read_at(observed, version).where(predicate).select(*contract.keys))
+    warehouse.replace_where(observed, observations, predicate)
+    # The batch's keys: the ones it observes, and the ones it withdrew (their versions change too).
+    touched = warehouse.read(observed).where(predicate).select(*contract.keys)
     read_at: list[int] = []
 
     def source() -> DataFrame:
@@ -321,8 +343,8 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
         new, old = warehouse.changed_rows(target, read_at[-1] + 1, warehouse.version(target), identity)
     else:
         new = old = warehouse.read(target).where(F.lit(False))
-    rows = row_effects(batch, new, old, contract)
-    return HistoryCounts(counts.inserted, counts.updated, counts.deleted, *rows)
+    effects = row_effects(batch, new, old, contract)
+    return HistoryCounts(counts.inserted, counts.updated, counts.deleted, *effects)
 
 
 def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Contract) -> tuple[int, ...]:

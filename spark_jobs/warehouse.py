@@ -238,10 +238,6 @@ class Warehouse:
         """The table's current rows."""
         return self.spark.table(self.name(table))
 
-    def read_at(self, table: str, version: int) -> DataFrame:
-        """The table's rows as commit `version` left them (Delta time travel)."""
-        return self.spark.sql(f"SELECT * FROM {self.name(table)} VERSION AS OF {int(version)}")  # noqa: S608
-
     def version(self, table: str) -> int:
         """The table's newest commit version (its log, not its rows)."""
         (newest,) = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT 1").select("version").collect()
@@ -311,35 +307,23 @@ class Warehouse:
         rows. Reading a few commit files is far cheaper than scanning the table; when the log does
         not say, the table's rows matching the predicate are counted.
         """
-        metrics = self._newest_metrics(table, lambda commit: _replaces(commit, predicate))
+        recorded = f"({predicate})"
+
+        def replaced(commit: Row) -> bool:
+            return commit["operation"] == "WRITE" and (commit["operationParameters"] or {}).get("predicate") == recorded
+
+        metrics = self._newest_metrics(table, replaced)
         if metrics is not None and "numOutputRows" in metrics and "numCopiedRows" in metrics:
             return int(metrics["numOutputRows"]) - int(metrics["numCopiedRows"])
         return int(self.read(table).where(F.expr(predicate)).count())
 
-    def versions_before_replaces(self, table: str, predicate: str) -> list[int]:
-        """Versions that hold the rows of `predicate` as they were before replaces that may not have finished.
-
-        The newest version, and the one before each `replace_where` of `predicate` at the head of the
-        history: an attempt that replaced them and died before the work that needed the old rows.
-        """
-        history = self._history(table)
-        versions = [int(history[0]["version"])]
-        for commit in history:
-            if not _replaces(commit, predicate):
-                break
-            versions.append(int(commit["version"]) - 1)
-        return versions
-
     def _newest_metrics(self, table: str, matches: Callable[[Row], bool]) -> dict[str, str] | None:
         """The operation metrics of the table's newest commit that `matches` (None when none is recent)."""
-        for commit in self._history(table):
+        history = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT {_HISTORY_DEPTH}").collect()
+        for commit in history:
             if matches(commit):
                 return dict(commit["operationMetrics"] or {})
         return None
-
-    def _history(self, table: str) -> list[Row]:
-        """The table's newest commits, newest first (`DESCRIBE HISTORY`)."""
-        return self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT {_HISTORY_DEPTH}").collect()
 
     def replace_where(self, table: str, rows: DataFrame, predicate: str) -> None:
         """Atomically replace the rows matching `predicate` (checked SQL text) with `rows`, which must all match it."""
@@ -387,11 +371,6 @@ class Warehouse:
             yield view
         finally:
             self.spark.catalog.dropTempView(view)
-
-
-def _replaces(commit: Row, predicate: str) -> bool:
-    """Whether a commit (a row of `DESCRIBE HISTORY`) is a `replace_where` of `predicate`."""
-    return commit["operation"] == "WRITE" and (commit["operationParameters"] or {}).get("predicate") == f"({predicate})"
 
 
 def merge_statement(target: str, view: str, spec: MergeSpec) -> str:

@@ -114,19 +114,22 @@ def test_every_order_of_three_batches_gives_the_same_history_and_a_replay_or_rer
     found = sorted([*(r for r in found if r[0] != "CAB"), *cab], key=repr)
     assert versions(lake, MEMBERS.target, columns) == found
 
-    # Once more without order BCA's rows (batch B's, at T3), by an attempt that dies in its MERGE, after it
-    # replaced the observations: its retry finds BCA's rows gone already, and still takes back their versions.
+    # Once more without order BCA's rows (batch B's, at T3), by an attempt that dies in its MERGE after it
+    # replaced the observations. Another batch merges before the retry, which finds BCA's rows gone already
+    # and still takes back their versions.
     fewer = [row for row in rerun if row[0] != "BCA"]
     with pytest.raises(RuntimeError, match="driver lost"):
         merge_history(
             DyingWarehouse(lake.spark, lake.location), MEMBERS, observed(lake.spark, MEMBERS, fewer, "step-0"), "step-0"
         )
     assert versions(lake, MEMBERS.target, columns) == found
+    other = [("other", "m1", "GOLD", "q", T1)]
+    merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, other, "other"), "other")
     assert merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, fewer, "step-0"), "step-0") == (
         HistoryCounts(0, 2, 1, unchanged=len(fewer))
     )
     bca = [("BCA", "m1", "GOLD", "a", T1, T2, False), ("BCA", "m1", "PLATINUM", "b", T2, None, True)]
-    bca.append(("BCA", "m2", "BASIC", "x", T1, None, True))
+    bca += [("BCA", "m2", "BASIC", "x", T1, None, True), ("other", "m1", "GOLD", "q", T1, None, True)]
     found = sorted([*(r for r in found if r[0] != "BCA"), *bca], key=repr)
     assert versions(lake, MEMBERS.target, columns) == found
 
