@@ -240,9 +240,10 @@ def versions(observations: DataFrame, contract: Contract) -> DataFrame:
 def history_source(touched: DataFrame, observations: DataFrame, target: DataFrame, contract: Contract) -> DataFrame:
     """The MERGE's source: the touched keys' rebuilt versions, and their old versions that no longer exist.
 
-    `touched` holds the keys whose observations changed (with repeats). One full outer join of the old
-    and the rebuilt versions on key and `effective_from`: the rebuild is computed once per pass of
-    the MERGE, not once for the inserts and again for the deletes.
+    `touched` holds the keys to rebuild (with repeats): at least those whose observations changed, since
+    a key rebuilt without a change is left as it was. One full outer join of the old and the rebuilt
+    versions on key and `effective_from`: the rebuild is computed once per pass of the MERGE, not once
+    for the inserts and again for the deletes.
     """
     keys = list(contract.keys)
     columns = target_schema(contract).fieldNames()
@@ -323,7 +324,7 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
         observations = observations.unionByName(withdrawn(earlier, batch, contract, batch_id))
     # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
     warehouse.replace_where(observed, observations, predicate)
-    # The batch's keys: the ones it observes, and the ones it withdrew (their versions change too).
+    # The keys to rebuild: the batch's, and the ones it withdrew, now or in an earlier run of it.
     touched = warehouse.read(observed).where(predicate).select(*contract.keys)
     read_at: list[int] = []
 

@@ -72,9 +72,10 @@ def test_every_merge_leaves_the_versions_an_independent_model_gives_the_observat
     texts = observed(spark, LEAVING, every_row, "x").select(F.expr(content_text(LEAVING)).alias("text")).collect()
     content = dict(zip(every_row, (row["text"] for row in texts), strict=True))
 
-    # Three batches in each scenario's own order, the second again (a replay), the first with other rows.
+    # Three batches in each scenario's own order, the second again (a replay), the first with other rows,
+    # then with its first rows once more (the keys it withdrew come back, the others are withdrawn).
     steps = [(f"step-{n}", {s: batches[s][orders[s][n]] for s in scenarios}) for n in range(3)]
-    steps += [steps[1], ("step-0", corrected)]
+    steps += [steps[1], ("step-0", corrected), steps[0]]
     observations: dict[str, list[Row]] = {}
     columns = ["arrival", "member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
     for number, (batch, rows_of) in enumerate(steps):
