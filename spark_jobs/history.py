@@ -277,7 +277,7 @@ def withdrawn(earlier: DataFrame, batch: DataFrame, contract: Contract, batch_id
     """
     keys = list(contract.keys)
     gone = earlier.select(*keys).distinct().join(batch.select(*keys).distinct(), on=keys, how="left_anti")
-    types = {f.name: f.dataType for f in target_schema(contract).fields}
+    types = {f.name: f.dataType for f in earlier.schema.fields}
     return gone.select(
         *(
             F.col(name) if name in keys
@@ -320,12 +320,12 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     predicate = batch_predicate(batch_id)
     observations = batch.select(*columns)
     if contract.load != "snapshot":  # a snapshot's rebuild touches every key anyway
-        earlier = warehouse.read(observed).where(predicate)
+        earlier = warehouse.read_batch(observed, batch_id)
         observations = observations.unionByName(withdrawn(earlier, batch, contract, batch_id))
     # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
     warehouse.replace_where(observed, observations, predicate)
     # The keys to rebuild: the batch's, and the ones it withdrew, now or in an earlier run of it.
-    touched = warehouse.read(observed).where(predicate).select(*contract.keys)
+    touched = warehouse.read_batch(observed, batch_id).select(*contract.keys)
     read_at: list[int] = []
 
     def source() -> DataFrame:
