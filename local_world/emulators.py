@@ -274,6 +274,7 @@ def run_spark_connect(
     from spark_jobs.local_spark import SMALL_DATA_CONF
 
     home = _pyspark_home()
+    # Delta Lake, and the small-data settings (the driver JVM's collector among them) as the tests' session has.
     delta = {**delta_spark_conf(log_file.parent / "spark-warehouse"), **SMALL_DATA_CONF}
     port = free_port()
     command = [
@@ -284,11 +285,6 @@ def run_spark_connect(
         "local[*]",
         "--driver-memory",
         driver_memory,
-        # The parallel collector: the demo's JVM spent 25 s of 240 s CPU in G1's concurrent threads, and with
-        # it the whole JVM took 189 s instead of 240 s (bench/results/test-time.md, session 19); a local
-        # server of small batches wants throughput, and its pauses are short at this heap size.
-        "--driver-java-options",
-        "-XX:+UseParallelGC",
         "--conf",
         "spark.connect.grpc.binding.address=127.0.0.1",
         "--conf",

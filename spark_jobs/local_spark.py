@@ -18,10 +18,17 @@ from __future__ import annotations
 # The JIT is left as it is (C1 then C2): limiting it to C1 saved CPU only in a fresh JVM's first batch;
 # the test session, the tasks' session and the Spark Connect server live for many batches, where C2's
 # code pays back (two sample days: 24 % less wall time with C2; the demo's batch runs 35 % faster).
-# Figures and commands: bench/results/test-time.md, session 15.
+# The parallel garbage collector instead of G1: a local JVM of small batches wants throughput, and its
+# pauses are short at these heap sizes. G1's concurrent threads and barriers cost the demo's Spark Connect
+# server 240 s of CPU against 189 s (session 19), and the batch-job test's two sample days in a fresh
+# session 192 to 196 s of JVM CPU and 120 s of wall time against 169 to 172 s and 106 to 108 s
+# (session 27). Passed as a setting, so the test session, a task's local session and the Connect server
+# (`--conf` of spark-submit) all start their driver JVM with it.
+# Figures and commands: bench/results/test-time.md, sessions 15, 19 and 27.
 SMALL_DATA_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "2",
+    "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
 }
