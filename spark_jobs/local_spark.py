@@ -20,10 +20,10 @@ from __future__ import annotations
 # code pays back (two sample days: 24 % less wall time with C2; the demo's batch runs 35 % faster).
 # The parallel garbage collector instead of G1: a local JVM of small batches wants throughput, and its
 # pauses are short at these heap sizes. G1's concurrent threads and barriers cost the demo's Spark Connect
-# server 240 s of CPU against 189 s (session 19), and the batch-job test's two sample days in a fresh
-# session 192 to 196 s of JVM CPU and 120 s of wall time against 169 to 172 s and 106 to 108 s
-# (session 27). Passed as a setting, so the test session, a task's local session and the Connect server
-# (`--conf` of spark-submit) all start their driver JVM with it.
+# server 240 s of CPU against 189 s (session 19); the batch-job test's two sample days in a fresh session
+# took 2 to 12 % less JVM CPU with the parallel collector, in each of four pairs of runs (session 27).
+# Passed as a setting, so the test session, a task's local session and the Connect server (`--conf` of
+# spark-submit) all start their driver JVM with it.
 # Figures and commands: bench/results/test-time.md, sessions 15, 19 and 27.
 SMALL_DATA_CONF = {
     "spark.sql.codegen.wholeStage": "false",
