@@ -144,7 +144,8 @@ def build_target(path: Path, rows: int, file_keys: pa.Array) -> None:
 
 
 def bench_session(driver_memory: str) -> Any:
-    """A local Spark with Delta Lake, as the job's own local session is built."""
+    """A local Spark with Delta Lake, sized for millions of rows: code generation on and the JVM's default
+    collector, not spark_jobs/local_spark.py's small-data settings. The job and its floor share it."""
     from pyspark.sql import SparkSession
 
     from spark_jobs.delta_jars import delta_spark_conf

@@ -13,8 +13,8 @@ tests/spark_jobs/test_batch_job.py runs them. JVM CPU is read from /proc (Linux)
 statement: unlike wall time it hardly moves when other processes share the cores, so it is the
 figure to compare between settings (with one caveat: a JVM that shares the cores with others does less
 of its own background work, so compare runs started together). For where inside the JVM the CPU goes,
-add Java Flight Recorder (keep the collector that the small-data settings choose):
-`--conf "spark.driver.extraJavaOptions=-XX:+UseParallelGC -XX:StartFlightRecording=filename=t.jfr,settings=profile"`.
+add Java Flight Recorder:
+`--conf "spark.driver.extraJavaOptions=-XX:StartFlightRecording=filename=/tmp/tasks.jfr,settings=profile"`.
 """
 
 from __future__ import annotations

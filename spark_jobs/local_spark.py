@@ -18,17 +18,19 @@ from __future__ import annotations
 # The JIT is left as it is (C1 then C2): limiting it to C1 saved CPU only in a fresh JVM's first batch;
 # the test session, the tasks' session and the Spark Connect server live for many batches, where C2's
 # code pays back (two sample days: 24 % less wall time with C2; the demo's batch runs 35 % faster).
-# The parallel garbage collector instead of G1: a local JVM of small batches wants throughput, and its
-# pauses are short at these heap sizes. G1's concurrent threads and barriers cost the demo's Spark Connect
-# server 240 s of CPU against 189 s (session 19); the batch-job test's two sample days in a fresh session
-# took 2 to 12 % less JVM CPU with the parallel collector, in each of four pairs of runs (session 27).
-# Passed as a setting, so the test session, a task's local session and the Connect server (`--conf` of
-# spark-submit) all start their driver JVM with it.
+# The parallel garbage collector instead of G1: a local JVM of small batches wants throughput. With G1
+# the demo's Spark Connect server took 240 s of CPU, with the parallel collector 189 s (session 19); the
+# batch-job test's two sample days in a fresh session took 2 to 14 % less JVM CPU with it, in each of
+# four pairs of runs (session 27). Passed as a setting, so the test session, a task's local session and
+# the Connect server (`--conf` of spark-submit) all start their driver JVM with it. As the driver's
+# default options, which Spark puts before `spark.driver.extraJavaOptions`: options given there (a
+# profiler, say) add to it. A second collector flag (`-XX:+UseG1GC` in SPARK_SUBMIT_OPTS or
+# JAVA_TOOL_OPTIONS) makes the JVM refuse to start; to compare, replace this setting instead.
 # Figures and commands: bench/results/test-time.md, sessions 15, 19 and 27.
 SMALL_DATA_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "2",
-    "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
+    "spark.driver.defaultJavaOptions": "-XX:+UseParallelGC",
 }
