@@ -24,8 +24,9 @@ from __future__ import annotations
 # four pairs of runs (session 27). Passed as a setting, so the test session, a task's local session and
 # the Connect server (`--conf` of spark-submit) all start their driver JVM with it. As the driver's
 # default options, which Spark puts before `spark.driver.extraJavaOptions`: options given there (a
-# profiler, say) add to it. A second collector flag (`-XX:+UseG1GC` in SPARK_SUBMIT_OPTS or
-# JAVA_TOOL_OPTIONS) makes the JVM refuse to start; to compare, replace this setting instead.
+# profiler, say) add to it. A second collector flag anywhere else (`-XX:+UseG1GC` in
+# `spark.driver.extraJavaOptions`, SPARK_SUBMIT_OPTS or JAVA_TOOL_OPTIONS) makes the JVM refuse to start
+# ("Multiple garbage collectors selected"); to compare collectors, replace this setting instead.
 # Figures and commands: bench/results/test-time.md, sessions 15, 19 and 27.
 SMALL_DATA_CONF = {
     "spark.sql.codegen.wholeStage": "false",

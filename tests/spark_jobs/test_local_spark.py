@@ -1,4 +1,5 @@
-"""A local Spark starts with spark_jobs/local_spark.py's settings, its driver JVM's options included."""
+"""The tests' local Spark starts with spark_jobs/local_spark.py's settings, its driver JVM's options included
+(the Spark Connect server and a task's local session get the same settings through spark-submit's `--conf`)."""
 
 from __future__ import annotations
 
