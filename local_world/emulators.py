@@ -274,8 +274,7 @@ def run_spark_connect(
     from spark_jobs.local_spark import SMALL_DATA_CONF
 
     home = _pyspark_home()
-    # Delta Lake, and the small-data settings (the driver JVM's collector among them) as the tests' session has.
-    delta = {**delta_spark_conf(log_file.parent / "spark-warehouse"), **SMALL_DATA_CONF}
+    settings = {**delta_spark_conf(log_file.parent / "spark-warehouse"), **SMALL_DATA_CONF}
     port = free_port()
     command = [
         str(home / "bin" / "spark-submit"),
@@ -293,7 +292,7 @@ def run_spark_connect(
         "spark.ui.enabled=false",
         "--conf",
         "spark.sql.session.timeZone=UTC",
-        *(argument for name, value in delta.items() for argument in ("--conf", f"{name}={value}")),
+        *(argument for name, value in settings.items() for argument in ("--conf", f"{name}={value}")),
         "spark-internal",
     ]
     env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable}
