@@ -20,17 +20,32 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from filegate import exits
 from filegate.contracts import Contract, Contracts, load_contracts
 from filegate.errors import FilegateError
 from filegate.pipelines import Pipeline, load_pipelines
-from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, error_text, next_attempt
+from spark_jobs.processing_log import (
+    FAILED,
+    SCHEMA,
+    SKIPPED,
+    SUCCEEDED,
+    TABLE,
+    RunRecord,
+    append_failing_runs,
+    append_run,
+    error_text,
+)
 from spark_jobs.session import build_session
+from spark_jobs.stage import stage_table
 from spark_jobs.task import TaskArgumentError, add_table_arguments, checked_batch_id, parsed_location
 from spark_jobs.warehouse import TableLocation, Warehouse
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+# The job's first and last tasks: the first writes the batch's stage rows, the last releases them once
+# the batch completed (every task after the first reads them: `${batch.d}` in the derived tables too).
+FIRST_TASK, LAST_TASK = "stage_members", "derive_tables"
 
 
 class ManifestError(FilegateError):
@@ -86,6 +101,9 @@ class BatchContext:
     contracts: Contracts
     attempt: int
     started_at: datetime
+    # The run and attempt of the last task that completed the batch after it was last staged (None while
+    # the batch is in flight): its stage rows are released, so no task of it can run again until restaged.
+    completed_by: tuple[int | None, int | None] | None = None
 
     def contract(self, dataset: str) -> Contract:
         return self.contracts[dataset]
@@ -227,8 +245,83 @@ def build_context(
     unknown = [m.dataset for m in manifest.members if m.dataset not in pipeline.members]
     if unknown:
         raise ManifestError(f"the manifest names datasets that are not members of {pipeline.name}: {unknown}")
-    attempt = next_attempt(warehouse, arguments.run_id, task)
-    return BatchContext(spark, warehouse, arguments, manifest, pipeline, contracts, attempt, started_at)
+    attempt, completed_by = read_progress(warehouse, arguments, task)
+    return BatchContext(spark, warehouse, arguments, manifest, pipeline, contracts, attempt, started_at, completed_by)
+
+
+def read_progress(
+    warehouse: Warehouse, arguments: BatchArguments, task: str
+) -> tuple[int, tuple[int | None, int | None] | None]:
+    """This task's attempt in its run (1, then one more per retry: Databricks retries with the same run id),
+    and the last task's attempt that completed the batch after its latest staging, if any; one query.
+
+    The batch completed when an attempt of the last task logged only SUCCEEDED or SKIPPED rows, all
+    started after the latest member row the first task logged SUCCEEDED. A re-run of the batch stages it
+    again, which puts it back in flight.
+    """
+    warehouse.ensure_table(TABLE, SCHEMA)
+    this_task = F.col("task") == F.lit(task)
+    of_batch = (F.col("batch_id") == F.lit(arguments.batch_id)) & F.col("task").isin(FIRST_TASK, LAST_TASK)
+    wanted = of_batch if arguments.run_id is None else of_batch | (this_task & (F.col("run_id") == arguments.run_id))
+    rows = (
+        warehouse.read(TABLE)
+        .where(wanted)
+        .select("batch_id", "task", "run_id", "attempt", "status", "dataset", "started_at", "ended_at")
+        .collect()
+    )
+    tried = [r["attempt"] for r in rows if r["task"] == task and r["run_id"] == arguments.run_id and r["attempt"]]
+    attempt = 1 if arguments.run_id is None or not tried else max(tried) + 1
+    mine = [r for r in rows if r["batch_id"] == arguments.batch_id]
+    staged = [r["ended_at"] for r in mine if r["task"] == FIRST_TASK and r["dataset"] and r["status"] == SUCCEEDED]
+    if not staged:
+        return attempt, None
+    attempts: dict[tuple[int | None, int | None], list[Any]] = {}
+    for row in mine:
+        if row["task"] == LAST_TASK:
+            attempts.setdefault((row["run_id"], row["attempt"]), []).append(row)
+    completed = [
+        (min(r["started_at"] for r in logged), key)
+        for key, logged in attempts.items()
+        if all(r["status"] in (SUCCEEDED, SKIPPED) for r in logged)
+        and min(r["started_at"] for r in logged) > max(staged)
+    ]
+    return attempt, max(completed, key=lambda found: found[0])[1] if completed else None
+
+
+def skip_completed(context: BatchContext, task: str) -> bool:
+    """Log a task of a batch that completed after its latest staging as SKIPPED, and say why. Its stage rows
+    are released: run over none, `validate` would replace the batch's results with empty ones and
+    `merge_targets` take back the versions the batch opened."""
+    if context.completed_by is None:
+        return False
+    run_id, attempt = context.completed_by
+    why = (
+        f"batch {context.manifest.batch_id} completed in run {run_id} ({LAST_TASK}, attempt {attempt}) after it "
+        f"was last staged, and its stage rows were released; re-run the whole batch, from {FIRST_TASK}, to load "
+        "it again"
+    )
+    append_run(context.spark, context.warehouse, context.record(task, status=SKIPPED, details=json.dumps({"why": why})))
+    print(f"{task}: {why}")
+    return True
+
+
+def release_stage(context: BatchContext, task: str) -> None:
+    """Delete every member's stage rows of the completed batch (`<d>_rejects` keeps its rows).
+
+    The stage is partitioned by batch, so each DELETE drops a folder's files from the log without
+    reading a row; the files go with VACUUM. A failed DELETE is said, not raised: the batch is
+    complete, and rows left behind cost storage only (the last task, run again and skipped, deletes them).
+    """
+    for member in context.manifest.members:
+        table = stage_table(context.contract(member.dataset))
+        try:
+            context.warehouse.delete_batch(table, context.manifest.batch_id)
+        except Exception as exc:
+            print(
+                f"{task}: could not delete the stage rows of batch {context.manifest.batch_id} from {table}: "
+                f"{error_text(exc)}",
+                file=sys.stderr,
+            )
 
 
 BatchBody = Callable[[BatchContext], None]

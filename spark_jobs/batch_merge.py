@@ -4,7 +4,8 @@ Each member's batch rows are its staged rows minus the ones `validate` quarantin
 merged one at a time in relation order (customers and products before orders, orders before
 shipping), so a child never lands in a target before its parent. Each merge is its own transaction:
 a failure midway leaves earlier targets merged, and the task's retry redoes every member, which
-changes nothing where the merge already happened (history is rebuilt from the observations).
+changes nothing where the merge already happened (history is rebuilt from the observations). Once
+the whole batch completed its stage rows are released, and the task, run again, is skipped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from filegate.contracts import Contract
-from spark_jobs.batch import BatchContext, run_batch_task
+from spark_jobs.batch import BatchContext, run_batch_task, skip_completed
 from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import BATCH_ID, stage_schema, target_schema
@@ -134,6 +135,8 @@ def merge_targets(context: BatchContext) -> None:
     are logged with the failed one's (FAILED, with its error) before the failure is raised; the
     targets after it are not attempted and get no row.
     """
+    if skip_completed(context, TASK):
+        return
     checks = parse_checks(context.pipeline, context.contracts)
     present = [m.dataset for m in context.manifest.members]
     order = [name for name in checks.merge_order(list(context.pipeline.members)) if name in present]

@@ -36,7 +36,7 @@ from pyspark.sql.types import (
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
 from filegate.tables import VALIDATION_RESULTS
-from spark_jobs.batch import BatchContext, run_batch_task
+from spark_jobs.batch import BatchContext, run_batch_task, skip_completed
 from spark_jobs.columns import (
     BATCH_ID,
     LINEAGE,
@@ -610,7 +610,8 @@ def quarantined_keys(failures: DataFrame, contract: Contract, batch_id: str) -> 
 
 
 def validate(context: BatchContext) -> None:
-    validate_batch(context)
+    if not skip_completed(context, TASK):
+        validate_batch(context)
 
 
 def main(argv: list[str] | None = None) -> int:

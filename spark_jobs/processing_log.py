@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
 from filegate.tables import PROCESSING_LOG
@@ -107,14 +106,3 @@ def append_failing_runs(spark: SparkSession, warehouse: Warehouse, records: Sequ
         append_runs(spark, warehouse, records)
     except Exception as exc:
         print(f"{task}: could not write processing_log either: {error_text(exc)}", file=sys.stderr)
-
-
-def next_attempt(warehouse: Warehouse, run_id: int | None, task: str) -> int:
-    """This task's attempt in its run: 1, then one more per retry (Databricks starts a retry with the same run id)."""
-    if run_id is None:
-        return 1
-    warehouse.ensure_table(TABLE, SCHEMA)
-    rows = warehouse.read(TABLE).where((F.col("run_id") == F.lit(run_id)) & (F.col("task") == F.lit(task)))
-    found = rows.agg(F.max("attempt").alias("last")).first()
-    last = found["last"] if found is not None else None
-    return 1 if last is None else int(last) + 1

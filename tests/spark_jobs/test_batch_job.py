@@ -1,4 +1,5 @@
-"""The batch job on the e-commerce samples: sealed days through its four tasks, a retried merge, a failing rule.
+"""The batch job on the e-commerce samples: sealed days through its four tasks, a repair, a retried merge, a failing
+rule.
 
 One world for the module (every Delta commit costs a second or two on 2 cores, a batch run dozens):
 day one whole, day two as a partial batch of the members whose history changes (customers, products).
@@ -9,6 +10,7 @@ check that they changed nothing.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from filegate.contracts import BUILTIN_DATASETS
-from spark_jobs import batch_merge, batch_stage, batch_validate
+from spark_jobs import batch_derive, batch_merge, batch_stage, batch_validate
 from spark_jobs.columns import LINEAGE
 from spark_jobs.pipeline_tables import parse_tables
 from spark_jobs.row_rules import stage_rules
@@ -238,21 +240,43 @@ def test_the_targets_keep_scd2_history_of_the_sample_changes(world: tuple[Lake, 
     assert sum(r["is_current"] for r in products) == 23
 
 
-def test_a_retried_merge_changes_nothing_and_counts_its_attempt(world: tuple[Lake, Path]) -> None:
+def test_a_completed_batch_releases_its_stage_rows_and_keeps_its_rejects(world: tuple[Lake, Path]) -> None:
+    lake, _ = world
+    flaws = json.loads((ECOMMERCE / "flaws.json").read_text())
+    for dataset in MEMBERS:
+        assert lake.table(f"{dataset}_stage").num_rows == 0, dataset
+        kept = Counter(r["_batch_id"] for r in rows(lake, f"{dataset}_rejects") if r["_rejected_by"] == "stage")
+        planted = {
+            batch_id(day): sum(n for rule, n in flaws[day]["rejects"].items() if rule.startswith(f"{dataset}."))
+            for day, members in ((DAYS[0], MEMBERS), (DAYS[1], DAY_TWO))
+            if dataset in members
+        }
+        assert kept == +Counter(planted), dataset
+
+
+def test_a_task_run_again_after_its_batch_completed_changes_nothing_and_says_why(world: tuple[Lake, Path]) -> None:
     lake, folder = world
     before = snapshot(lake)
+    results = sorted(repr(sorted(r.items())) for r in rows(lake, "validation_results"))
+    derived = sorted(repr(sorted(r.items())) for r in rows(lake, "analytics_summary"))
+    manifest = folder / "in" / DAYS[1] / "_sealed.r1.json"
 
-    # Day two's merge task once more in run 2: its second attempt, as a Databricks task retry.
-    assert batch_merge.main(arguments(lake, folder / "in" / DAYS[1] / "_sealed.r1.json", (), 2)) == 0
+    # Day two's tasks after the stage once more in run 2: their second attempt, as a repair of the run.
+    for task in (batch_validate, batch_merge, batch_derive):
+        assert task.main(arguments(lake, manifest, (), 2)) == 0
 
     assert snapshot(lake) == before
-    merges = [r for r in rows(lake, "processing_log") if r["task"] == "merge_targets" and r["run_id"] == 2]
-    retried = [r for r in merges if r["attempt"] == 2]
-    assert sorted(r["dataset"] for r in retried) == sorted(DAY_TWO)
-    assert {(r["rows_inserted"], r["rows_updated"], r["rows_deleted"]) for r in retried} == {(0, 0, 0)}
-    # A replay: every row read is counted as unchanged (none was quarantined or superseded on day two).
-    assert all(r["rows_unchanged"] == r["rows_read"] > 0 for r in retried)
-    assert all(sum(r[f"rows_{c}"] for c in ROW_CATEGORIES) == r["rows_read"] for r in retried)
+    assert sorted(repr(sorted(r.items())) for r in rows(lake, "validation_results")) == results
+    assert sorted(repr(sorted(r.items())) for r in rows(lake, "analytics_summary")) == derived
+    again = [r for r in rows(lake, "processing_log") if r["run_id"] == 2 and r["attempt"] == 2]
+    assert sorted((r["task"], r["dataset"], r["status"]) for r in again) == [
+        ("derive_tables", None, "SKIPPED"),
+        ("merge_targets", None, "SKIPPED"),
+        ("validate", None, "SKIPPED"),
+    ]
+    why = json.loads(again[0]["details"])["why"]
+    assert f"batch {batch_id(DAYS[1])} completed in run 2 (derive_tables, attempt 1)" in why
+    assert "re-run the whole batch, from stage_members" in why
 
 
 def test_a_failing_rule_leaves_every_target_unchanged_and_logs_failed(world: tuple[Lake, Path], tmp_path: Path) -> None:
@@ -328,13 +352,17 @@ def test_a_target_that_cannot_be_merged_is_logged_beside_the_targets_merged_befo
     changed.joinpath("orders.toml").write_text(
         orders.replace('sequence_by = "updated_at"', 'sequence_by = "created_timestamp"')
     )
-    # Day one once more (its stage rows are kept), under a contract whose orders changed their sequence column.
+    # Day one once more, under a contract whose orders changed their sequence column: staged again, as a
+    # re-run of the batch does (the completed batch's stage rows were released), then merged.
     manifest = folder / "in" / DAYS[0] / "_sealed.r1.json"
+    extra = ["--contracts-dir", str(changed)]
+    assert batch_stage.main(arguments(lake, manifest, extra, 7)) == 0
 
-    assert batch_merge.main(arguments(lake, manifest, ["--contracts-dir", str(changed)], 7)) == 1
+    assert batch_merge.main(arguments(lake, manifest, extra, 7)) == 1
 
     assert snapshot(lake) == before
-    log = [r for r in rows(lake, "processing_log") if r["run_id"] == 7]
+    merges = [r for r in rows(lake, "processing_log") if r["run_id"] == 7 and r["task"] == "merge_targets"]
+    log = [r for r in merges if r["attempt"] == 1]
     by_dataset = {r["dataset"]: r for r in log}
     # The parents merged before orders (a replay: they change nothing) are logged; shipping, after it, never ran.
     assert sorted(r["dataset"] or "" for r in log) == ["", "customers", "inventory", "orders", "products"]
@@ -345,3 +373,18 @@ def test_a_target_that_cannot_be_merged_is_logged_beside_the_targets_merged_befo
     assert (failed["status"], failed["table_name"], failed["rows_read"]) == ("FAILED", "orders_target", None)
     assert "sequence_by" in failed["error"]
     assert by_dataset[None]["status"] == "FAILED"
+
+    # The task's retry, the contract put back: every member merged again, as a replay, changes nothing.
+    assert batch_merge.main(arguments(lake, manifest, (), 7)) == 0
+
+    assert snapshot(lake) == before
+    merges = [r for r in rows(lake, "processing_log") if r["run_id"] == 7 and r["task"] == "merge_targets"]
+    retried = [r for r in merges if r["attempt"] == 2]
+    assert sorted(r["dataset"] for r in retried) == sorted(MEMBERS)
+    assert {(r["status"], r["rows_inserted"], r["rows_updated"], r["rows_deleted"]) for r in retried} == {
+        ("SUCCEEDED", 0, 0, 0)
+    }
+    assert all(r["rows_read"] > 0 for r in retried)
+    assert all(sum(r[f"rows_{c}"] for c in ROW_CATEGORIES) == r["rows_read"] for r in retried)
+    # The batch is in flight again (staged in run 7, not yet complete): its stage rows are kept.
+    assert lake.table("orders_stage").num_rows > 0
