@@ -90,6 +90,28 @@ class Manifest:
 
 
 @dataclass(frozen=True)
+class Completion:
+    """The run and attempt of the last task that completed a batch (either None in a run without --run-id)."""
+
+    run_id: int | None
+    attempt: int | None
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """What `completion` reads of a processing_log row."""
+
+    batch_id: str
+    task: str
+    run_id: int | None
+    attempt: int | None
+    status: str
+    dataset: str | None
+    started_at: datetime
+    ended_at: datetime
+
+
+@dataclass(frozen=True)
 class BatchContext:
     """Everything a batch task works with, resolved once at the start."""
 
@@ -101,9 +123,9 @@ class BatchContext:
     contracts: Contracts
     attempt: int
     started_at: datetime
-    # The run and attempt of the last task that completed the batch after it was last staged (None while
-    # the batch is in flight): its stage rows are released, so no task of it can run again until restaged.
-    completed_by: tuple[int | None, int | None] | None = None
+    # Who completed the batch after it was last staged (None while it is in flight): its stage rows are
+    # released, so no task of it runs again until a re-run stages it again.
+    completed_by: Completion | None = None
 
     def contract(self, dataset: str) -> Contract:
         return self.contracts[dataset]
@@ -249,43 +271,43 @@ def build_context(
     return BatchContext(spark, warehouse, arguments, manifest, pipeline, contracts, attempt, started_at, completed_by)
 
 
-def read_progress(
-    warehouse: Warehouse, arguments: BatchArguments, task: str
-) -> tuple[int, tuple[int | None, int | None] | None]:
+def read_progress(warehouse: Warehouse, arguments: BatchArguments, task: str) -> tuple[int, Completion | None]:
     """This task's attempt in its run (1, then one more per retry: Databricks retries with the same run id),
-    and the last task's attempt that completed the batch after its latest staging, if any; one query.
-
-    The batch completed when an attempt of the last task logged only SUCCEEDED or SKIPPED rows, all
-    started after the latest member row the first task logged SUCCEEDED. A re-run of the batch stages it
-    again, which puts it back in flight.
-    """
+    and the attempt of the last task that completed the batch after its latest staging; one query."""
     warehouse.ensure_table(TABLE, SCHEMA)
     this_task = F.col("task") == F.lit(task)
     of_batch = (F.col("batch_id") == F.lit(arguments.batch_id)) & F.col("task").isin(FIRST_TASK, LAST_TASK)
     wanted = of_batch if arguments.run_id is None else of_batch | (this_task & (F.col("run_id") == arguments.run_id))
-    rows = (
-        warehouse.read(TABLE)
+    rows = [
+        LogRow(**row.asDict())
+        for row in warehouse.read(TABLE)
         .where(wanted)
         .select("batch_id", "task", "run_id", "attempt", "status", "dataset", "started_at", "ended_at")
         .collect()
-    )
-    tried = [r["attempt"] for r in rows if r["task"] == task and r["run_id"] == arguments.run_id and r["attempt"]]
-    attempt = 1 if arguments.run_id is None or not tried else max(tried) + 1
-    mine = [r for r in rows if r["batch_id"] == arguments.batch_id]
-    staged = [r["ended_at"] for r in mine if r["task"] == FIRST_TASK and r["dataset"] and r["status"] == SUCCEEDED]
-    if not staged:
-        return attempt, None
-    attempts: dict[tuple[int | None, int | None], list[Any]] = {}
-    for row in mine:
-        if row["task"] == LAST_TASK:
-            attempts.setdefault((row["run_id"], row["attempt"]), []).append(row)
-    completed = [
-        (min(r["started_at"] for r in logged), key)
-        for key, logged in attempts.items()
-        if all(r["status"] in (SUCCEEDED, SKIPPED) for r in logged)
-        and min(r["started_at"] for r in logged) > max(staged)
     ]
-    return attempt, max(completed, key=lambda found: found[0])[1] if completed else None
+    tried = [r.attempt for r in rows if r.task == task and r.run_id == arguments.run_id and r.attempt]
+    attempt = 1 if arguments.run_id is None or not tried else max(tried) + 1
+    return attempt, completion([r for r in rows if r.batch_id == arguments.batch_id])
+
+
+def completion(rows: Sequence[LogRow]) -> Completion | None:
+    """Who completed the batch after its latest staging, from its processing_log rows (None: in flight).
+
+    The batch is complete when the last task's newest row (by `ended_at`) among those started after the
+    first task's newest SUCCEEDED member row is SUCCEEDED or SKIPPED: a failed attempt ends with a
+    FAILED row, also one that logged its tables before failing, and a re-run stages the batch again.
+    Neither run ids nor attempts decide (a run without --run-id has neither), only the order of rows.
+    The completing attempt is the one after the newest failure: it built the tables, later ones skipped.
+    """
+    staged = [r.ended_at for r in rows if r.task == FIRST_TASK and r.dataset and r.status == SUCCEEDED]
+    if not staged:
+        return None
+    after = sorted((r for r in rows if r.task == LAST_TASK and r.started_at > max(staged)), key=lambda r: r.ended_at)
+    if not after or after[-1].status not in (SUCCEEDED, SKIPPED):
+        return None
+    failed = [i for i, r in enumerate(after) if r.status not in (SUCCEEDED, SKIPPED)]
+    first = after[failed[-1] + 1 if failed else 0]
+    return Completion(first.run_id, first.attempt)
 
 
 def skip_completed(context: BatchContext, task: str) -> bool:
@@ -294,7 +316,7 @@ def skip_completed(context: BatchContext, task: str) -> bool:
     `merge_targets` take back the versions the batch opened."""
     if context.completed_by is None:
         return False
-    run_id, attempt = context.completed_by
+    run_id, attempt = context.completed_by.run_id, context.completed_by.attempt
     why = (
         f"batch {context.manifest.batch_id} completed in run {run_id} ({LAST_TASK}, attempt {attempt}) after it "
         f"was last staged, and its stage rows were released; re-run the whole batch, from {FIRST_TASK}, to load "
@@ -305,7 +327,7 @@ def skip_completed(context: BatchContext, task: str) -> bool:
     return True
 
 
-def release_stage(context: BatchContext, task: str) -> None:
+def release_batch_stage(context: BatchContext, task: str) -> None:
     """Delete every member's stage rows of the completed batch (`<d>_rejects` keeps its rows).
 
     The stage is partitioned by batch, so each DELETE drops a folder's files from the log without

@@ -38,7 +38,7 @@ from filegate.contracts import Contracts
 from filegate.errors import FilegateError
 from filegate.pipelines import Pipeline
 from filegate.tables import AS_OF_DATE, PROCESSING_LOG
-from spark_jobs.batch import BatchContext, release_stage, run_batch_task, skip_completed
+from spark_jobs.batch import BatchContext, release_batch_stage, run_batch_task, skip_completed
 from spark_jobs.batch_merge import good_batch_rows
 from spark_jobs.batch_validate import RESULTS, RESULTS_SCHEMA
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, stage_schema, target_schema
@@ -271,7 +271,7 @@ def derive_tables(context: BatchContext) -> None:
     """Build every derived table in dependency order; one processing_log row per table. Then, the batch
     complete, release its stage rows."""
     if skip_completed(context, TASK):
-        release_stage(context, TASK)
+        release_batch_stage(context, TASK)
         return
     tables = parse_tables(context.pipeline, context.contracts)
     as_of = context.manifest.business_date
@@ -285,7 +285,7 @@ def derive_tables(context: BatchContext) -> None:
         details = json.dumps({"tables": len(tables), "why": why})
         append_run(context.spark, context.warehouse, context.record(TASK, status=SKIPPED, details=details))
         print(f"{TASK}: pipeline {context.pipeline.name}: nothing built: {why}")
-        release_stage(context, TASK)
+        release_batch_stage(context, TASK)
         return
     inputs = register_inputs(context, tables)
     try:
@@ -296,7 +296,7 @@ def derive_tables(context: BatchContext) -> None:
         inputs.close()
     # After the rows that make the batch complete (`batch.read_progress`): a crash before them leaves
     # the stage for the retry.
-    release_stage(context, TASK)
+    release_batch_stage(context, TASK)
 
 
 def build_tables(context: BatchContext, tables: Sequence[DerivedTable], inputs: Inputs) -> list[RunRecord]:

@@ -61,9 +61,8 @@ def stage_members(context: BatchContext) -> None:
             TASK, started_at=started, rows_read=counts.read, rows_rejected=counts.rejected, **fields
         ), None
 
-    # Once, before the members' threads, so that on a first run they do not race to create the Unity
-    # Catalog schema (a run without --run-id has not touched processing_log, which creates it, yet).
-    context.warehouse.ensure_schema()
+    # The members' threads do not race to create the Unity Catalog schema on a first run: reading the
+    # task's progress from processing_log (`batch.read_progress`) created it before.
     outcomes = each_at_once(context.spark, context.manifest.members, stage)
     records, failures = [record for record, _ in outcomes], [exc for _, exc in outcomes if exc is not None]
     if failures:

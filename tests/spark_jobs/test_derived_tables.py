@@ -568,6 +568,18 @@ def test_tables_built_are_logged_even_when_dropping_the_input_views_fails(
     (task,) = [r for r in rows if r["table_name"] is None]
     assert task["status"] == "FAILED"
     assert "the catalog went away" in task["error"]
+    # The task failed, so the batch is still in flight: its stage rows stay, and the retry builds again.
+    day_two = json.loads(shop["manifests"][1].read_text())["batch_id"]
+    assert day_two in {r["_batch_id"] for r in table(copy, "orders_stage")}
+    monkeypatch.setattr(Inputs, "close", dropped)
+
+    assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, 7)) == 0
+
+    retried = [r for r in table(copy, PROCESSING_LOG) if r["run_id"] == 7 and r["task"] == batch_derive.TASK]
+    retried = [r for r in retried if r["attempt"] == 2]
+    assert sorted(r["table_name"] for r in retried) == built
+    assert {r["status"] for r in retried} == {"SUCCEEDED"}
+    assert day_two not in {r["_batch_id"] for r in table(copy, "orders_stage")}
 
 
 GRAIN_ROWS = "order_id string, n int, as_of_date date, _batch_id string"
