@@ -294,7 +294,7 @@ def derive_tables(context: BatchContext) -> None:
         append_runs(context.spark, context.warehouse, records)
     finally:
         inputs.close()
-    # After the rows that make the batch complete (`batch.read_progress`): a crash before them leaves
+    # After the rows that make the batch complete (`batch.completion`): a crash before them leaves
     # the stage for the retry.
     release_batch_stage(context, TASK)
 
