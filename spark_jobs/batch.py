@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -280,10 +280,7 @@ def read_progress(warehouse: Warehouse, arguments: BatchArguments, task: str) ->
     wanted = of_batch if arguments.run_id is None else of_batch | (this_task & (F.col("run_id") == arguments.run_id))
     rows = [
         LogRow(**row.asDict())
-        for row in warehouse.read(TABLE)
-        .where(wanted)
-        .select("batch_id", "task", "run_id", "attempt", "status", "dataset", "started_at", "ended_at")
-        .collect()
+        for row in warehouse.read(TABLE).where(wanted).select(*(field.name for field in fields(LogRow))).collect()
     ]
     tried = [r.attempt for r in rows if r.task == task and r.run_id == arguments.run_id and r.attempt]
     attempt = 1 if arguments.run_id is None or not tried else max(tried) + 1

@@ -38,7 +38,7 @@ from filegate.contracts import Contracts
 from filegate.errors import FilegateError
 from filegate.pipelines import Pipeline
 from filegate.tables import AS_OF_DATE, PROCESSING_LOG
-from spark_jobs.batch import BatchContext, release_batch_stage, run_batch_task, skip_completed
+from spark_jobs.batch import LAST_TASK, BatchContext, release_batch_stage, run_batch_task, skip_completed
 from spark_jobs.batch_merge import good_batch_rows
 from spark_jobs.batch_validate import RESULTS, RESULTS_SCHEMA
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, stage_schema, target_schema
@@ -57,7 +57,7 @@ from spark_jobs.processing_log import (
 )
 from spark_jobs.warehouse import Warehouse, is_conflict, sql_string
 
-TASK = "derive_tables"
+TASK = LAST_TASK
 # The window count of the grain check: a name no derived table's SQL makes, dropped before the write.
 _GRAIN_ROWS = "_filegate_grain_rows"
 _FANS_OUT = "; its SQL joins something that fans out"

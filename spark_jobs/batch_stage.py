@@ -25,11 +25,11 @@ if __package__ in (None, ""):
 from pyspark.sql import SparkSession
 from pyspark.util import inheritable_thread_target
 
-from spark_jobs.batch import BatchContext, Member, run_batch_task
+from spark_jobs.batch import FIRST_TASK, BatchContext, Member, run_batch_task
 from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
 from spark_jobs.stage import Batch, stage_file, stage_table
 
-TASK = "stage_members"
+TASK = FIRST_TASK
 # A pipeline has a handful of members (the e-commerce one five): all of them at once. Each holds its own
 # plans and write buffers while it runs, so the peak memory can grow with them (bench/results/batch.md).
 MAX_AT_ONCE = 8
