@@ -45,23 +45,36 @@ class SplitRows:
     rejects: DataFrame
 
 
-# One CSV record of a `multiline_records` file: quoted fields may hold line breaks, the rest ends at
-# one. Possessive quantifiers: Java's regex would otherwise recurse once per character of a long field.
-_RECORD = r'(?:"(?:[^"]++|"")*+"|[^"\r\n]++)*+'
+def record_pattern(delimiter: str) -> str:
+    """One CSV record of a `multiline_records` file, as Python's csv module (the function's validator) reads it.
+
+    A quote opens a quoted field only at a field's start, and only a quoted field may hold line breaks:
+    `27" monitor` is text, whatever quote comes later in the file. A quote never closed runs to the end
+    of the file, one malformed record, as in Python's csv; text after a closing quote stays in its field
+    (the well-formed check rejects the record). So every character of the file lands in a record, and
+    no record is made up of pieces of others. Possessive quantifiers: Java's regex would otherwise
+    recurse once per character of a long field.
+    """
+    sep = re.escape(delimiter)
+    field = f'(?:"(?:[^"]++|"")*+(?:"|\\z))?+[^{sep}\r\n]*+'
+    return f"{field}(?:{sep}{field})*+"
+
+
+def split_records(text: SparkColumn, delimiter: str) -> SparkColumn:
+    """The records of a whole file's text (see `record_pattern`), each without its line break."""
+    return F.regexp_extract_all(text, F.lit(f"({record_pattern(delimiter)})(?:\r\n|\n|\r|$)"), F.lit(1))
 
 
 def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     """The file's data records as one `raw_line` column, checked against the contract's header.
 
     A record is a line, or with `multiline_records` a line whose quoted fields may run over line
-    breaks; such a file is read whole into one value and split into records by `_RECORD`, so keep
+    breaks; such a file is read whole into one value and split into records by `record_pattern`, so keep
     those files to what one task's memory holds (a catalogue, not a transaction log).
     """
     if contract.multiline_records:
         whole = spark.read.text(path, wholetext=True)
-        raw = whole.select(
-            F.explode(F.regexp_extract_all("value", F.lit(f"({_RECORD})(?:\r\n|\n|\r|$)"), F.lit(1))).alias("value")
-        )
+        raw = whole.select(F.explode(split_records(F.col("value"), contract.delimiter)).alias("value"))
     else:
         raw = spark.read.text(path)
     lines = raw.select(

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
+import random
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,16 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from filegate.contracts import Column, load_contracts
-from spark_jobs.validation import HeaderMismatch, column_reason, column_rule_id, parse_fields, read_lines, split_rows
+from filegate.validation import validate_matched
+from spark_jobs.validation import (
+    HeaderMismatch,
+    column_reason,
+    column_rule_id,
+    parse_fields,
+    read_lines,
+    split_records,
+    split_rows,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -121,6 +134,61 @@ def test_fields_are_counted_by_the_parser_that_reads_them(spark: SparkSession, t
             assert reasons[line] == "row has more than 27 fields, expected 13"
         else:
             assert reasons.get(line) == expected, name
+
+
+def python_rows(text: str) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+
+
+def test_multiline_records_are_the_records_pythons_csv_reads(spark: SparkSession) -> None:
+    # Random texts of quotes, delimiters, line breaks and letters, split by Java's regex in Spark: each
+    # record parsed alone must give what Python's csv gives for the whole text, so no record is glued
+    # from pieces of others and no character is dropped between them.
+    rng = random.Random(29)
+    texts = ["".join(rng.choice('ab,"\n\r ') for _ in range(rng.randint(0, 16))) for _ in range(3000)]
+    texts += ['1,Monitor 27" 4K,5\n2,"box\nlid",6\n3,TV 55" OLED,8\n', 'x,y,"abc,def,ghi\n4,k,8\n']
+
+    split = spark.createDataFrame([(text,) for text in texts], "value string").select(
+        "value", split_records(F.col("value"), ",").alias("records")
+    )
+
+    for row in split.collect():
+        records = [python_rows(record) for record in row["records"]]
+        assert [fields for rows in records for fields in rows] == python_rows(row["value"]), row["value"]
+        assert all(len(rows) <= 1 for rows in records), row["value"]
+
+
+def test_a_multiline_file_agrees_with_the_function_on_quotes_inside_fields(spark: SparkSession, tmp_path: Path) -> None:
+    contract = replace(load_contracts()["order_tracking"], multiline_records=True)
+    header = ",".join(contract.column_names)
+    base = "1Z{n},ORD-1,DELIVERED,2025-03-03T10:00:00Z,UPS,{city},US,Paris,75001,FR,,,"
+    good = [
+        base.format(n=1, city='Monitor 27" 4K'),
+        base.format(n=2, city='"Memphis\nTN"'),
+        base.format(n=3, city='TV 55" OLED'),
+        base.format(n=4, city="Lyon"),
+    ]
+    path = write(tmp_path / "f.csv", header, *good)
+    unclosed = base.format(n=5, city='"Memphis, TN') + "\n" + base.format(n=6, city="Lyon")
+    broken = write(tmp_path / "broken.csv", header, *good, unclosed)
+
+    split = split_rows(parse_fields(read_lines(spark, path, contract), contract), contract)
+    function = validate_matched(
+        (contract, date(2025, 3, 3), []), Path(path).stat().st_size, Path(path).read_bytes(), 10**9
+    )
+    broken_split = split_rows(parse_fields(read_lines(spark, broken, contract), contract), contract)
+
+    rows = {row["tracking_num"]: row["origin_city"] for row in split.good.collect()}
+    assert rows == {"1Z1": 'Monitor 27" 4K', "1Z2": "Memphis\nTN", "1Z3": 'TV 55" OLED', "1Z4": "Lyon"}
+    assert split.rejects.count() == 0
+    assert (function.rows_sampled, function.bad_rows, function.reasons) == (4, 0, ())
+    # A quote never closed runs to the end of the file: one malformed record holding every byte after it,
+    # never a row made up of the pieces.
+    assert {row["tracking_num"] for row in broken_split.good.collect()} == set(rows)
+    rejected = broken_split.rejects.collect()
+    assert [(row["raw_line"], row["reason"].startswith("row is not well-formed CSV")) for row in rejected] == [
+        (unclosed + "\n", True)
+    ]
 
 
 def test_a_header_that_is_not_the_contract_is_refused(spark: SparkSession, tmp_path: Path) -> None:
