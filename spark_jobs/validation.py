@@ -89,9 +89,10 @@ def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     found = tuple(name.strip().strip('"').strip().lower() for name in header.split(contract.delimiter))
     if found != tuple(name.lower() for name in expected):
         raise HeaderMismatch(f"header {header!r} does not list the columns {', '.join(expected)} in order")
-    # A header repeated further down (files concatenated) is not data either; blank lines are skipped
-    # the way every CSV reader skips them.
-    return lines.where((F.col(RAW_COLUMN) != F.lit(header)) & (F.trim(F.col(RAW_COLUMN)) != F.lit("")))
+    # A header repeated further down (files concatenated) is not data either; empty lines are skipped as
+    # Python's csv module (the function's validator) skips them. A line of spaces is a row of one field
+    # there, so it is one here too, and its shape is rejected on both sides rather than vanishing here.
+    return lines.where((F.col(RAW_COLUMN) != F.lit(header)) & (F.col(RAW_COLUMN) != F.lit("")))
 
 
 def well_formed_pattern(delimiter: str) -> str:

@@ -90,7 +90,16 @@ def test_quoting_blank_lines_and_field_counts(spark: SparkSession, tmp_path: Pat
     assert good_rows["1Z8"]["order_id"] == 'ORD "2"'
     assert good_rows["1Z8"]["origin_city"] is None
     reasons = {row["raw_line"]: row["reason"] for row in split.rejects.collect()}
-    assert reasons == {short: "row has 5 fields, expected 13", long: "row has 14 fields, expected 13"}
+    # The empty line is skipped, the line of spaces is a row of one field: as the function's csv reads them.
+    assert reasons == {
+        "   ": "row has 1 fields, expected 13",
+        short: "row has 5 fields, expected 13",
+        long: "row has 14 fields, expected 13",
+    }
+    assert [function_verdict(line, 13) for line in ("   ", short)] == [
+        "row has 1 fields, expected 13",
+        "row has 5 fields, expected 13",
+    ]
 
 
 def function_verdict(line: str, width: int) -> str | None:
