@@ -43,7 +43,9 @@ def decimal_pattern(precision: int, scale: int) -> str:
     """Text form of a decimal(precision, scale): no more digits than the type holds, no rounding."""
     whole = precision - scale
     fraction = rf"(\.[0-9]{{1,{scale}}})?" if scale else ""
-    return rf"^[+-]?[0-9]{{1,{max(whole, 1)}}}{fraction}$"
+    # decimal(p, p) holds no whole digit: its values lie between -1 and 1, written 0.xx.
+    digits = rf"[0-9]{{1,{whole}}}" if whole else "0"
+    return rf"^[+-]?{digits}{fraction}$"
 
 
 # Severity of a column rule when the contract names none (design 3.9): a value that is missing or
@@ -596,6 +598,10 @@ def _contract_problems(contract: Contract) -> list[Problem]:
     for where, name in named:
         if _is_reserved(name):
             note(where, f"{name} is a name the job's tables use for their own columns; rename it")
+        elif not _NAME.fullmatch(name):
+            # The job merges by these names unquoted (spark_jobs.merge), and Delta compares columns
+            # without case: `Email` beside `email` would be one column there.
+            note(where, f"{name!r} must be lower-case letters, digits and underscores (the header may differ in case)")
     for column in contract.columns:
         problems.extend(_column_problems(column))
     for key in contract.keys:
@@ -704,6 +710,14 @@ def _column_problems(column: Column) -> list[Problem]:
     problems: list[Problem] = []
     if not _is_type(column.type):
         return [Problem(at, f"column {column.name} has unknown type {column.type!r}")]
+    decimal = _DECIMAL_TYPE.match(column.type)
+    if decimal:
+        precision, scale = int(decimal.group(1)), int(decimal.group(2))
+        # Spark's and Delta's decimals hold 1 to 38 digits, the scale's among them.
+        if not 1 <= precision <= 38 or scale > precision:
+            problems.append(
+                Problem(at, f"{column.type} is not a decimal Spark holds: precision 1 to 38, scale at most it")
+            )
     if column.pattern is not None:
         try:
             shared_pattern(column.pattern)

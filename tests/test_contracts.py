@@ -155,6 +155,11 @@ def test_the_five_ecommerce_contracts_are_shipped_with_their_rules() -> None:
         ({"name": "v", "type": "string", "pattern": "^[0-9]+$"}, "٣", "pattern"),
         ({"name": "v", "type": "string", "pattern": "^[0-9]+$", "nullable": False}, "", "required"),
         ({"name": "v", "type": "long", "min": 1}, "x", "type"),
+        # decimal(2,2) holds values between -1 and 1 only; Spark's cast turns 5.12 into NULL.
+        ({"name": "v", "type": "decimal(2,2)"}, "5.12", "type"),
+        ({"name": "v", "type": "decimal(2,2)"}, "0.12", None),
+        ({"name": "v", "type": "decimal(2,2)"}, "-0.5", None),
+        ({"name": "v", "type": "decimal(2,2)"}, "0.123", "type"),
     ],
 )
 def test_column_rules_name_the_rule_a_value_breaks(column: dict[str, object], text: str, kind: str | None) -> None:
@@ -194,6 +199,16 @@ def test_a_toml_date_bound_is_kept_as_iso_text() -> None:
         ({"delete_when": "x > ${param.limit}"}, r"delete_when: \$\{param.limit\} is not in \[params\]"),
         ({"delete_when": "_business_date > '2025-01-01'"}, "delete_when is computed from the row alone"),
         ({"delete_when": True}, "delete_when: must be text"),
+        # The job merges by these names: an upper-case letter or a space would fail only at the merge.
+        (
+            {"columns": [{"name": "id", "type": "long", "nullable": False}, {"name": "AccountId", "type": "string"}]},
+            "columns.AccountId: 'AccountId' must be lower-case letters",
+        ),
+        (
+            {"columns": [{"name": "id", "type": "long", "nullable": False}, {"name": "order id", "type": "string"}]},
+            "'order id' must be lower-case letters",
+        ),
+        ({"derived": [{"name": "Volume", "type": "long", "expr": "1"}]}, "derived.Volume: 'Volume' must be lower-case"),
         (
             {"derived": [{"name": "d", "bands": {"on": "amount", "rules": [{"label": "X", "max": "lots"}]}}]},
             "band X: 'lots' is not a decimal",
@@ -214,6 +229,9 @@ def test_contract_v2_problems_are_named(change: dict[str, object], message: str)
         ({"min_length": 5, "max_length": 2}, "min_length 5 is above max_length 2"),
         ({"severity": "urgent"}, "must be one of HIGH, MEDIUM, LOW"),
         ({"pattrn": "x"}, "is not a column field"),
+        ({"type": "decimal(40,2)"}, r"decimal\(40,2\) is not a decimal Spark holds"),
+        ({"type": "decimal(4,6)"}, r"decimal\(4,6\) is not a decimal Spark holds"),
+        ({"type": "decimal(0,0)"}, r"decimal\(0,0\) is not a decimal Spark holds"),
     ],
 )
 def test_broken_column_rules_are_refused_when_the_contract_loads(column: dict[str, object], message: str) -> None:
