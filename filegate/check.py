@@ -21,7 +21,7 @@ from typing import Any
 from filegate import exits
 from filegate.contracts import BUILTIN_DATASETS, Contract, Contracts, load_contracts, read_contract
 from filegate.errors import ContractError
-from filegate.pipelines import PIPELINE_KIND, parse_pipeline
+from filegate.pipelines import PIPELINE_KIND, load_pipelines, parse_pipeline
 
 _SECTIONS = ("columns", "checks", "derived")
 
@@ -82,13 +82,34 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
             first_seen[name] = path
         if contract is not None:
             contracts.append(contract)
-    findings.extend(_pipeline_findings(pipelines, contracts))
+    pipeline_findings, members = _pipeline_findings(pipelines, contracts)
+    findings.extend(pipeline_findings)
+    findings.extend(_batch_only_findings(contracts, first_seen, members))
     return contracts, findings
 
 
-def _pipeline_findings(pipelines: list[tuple[Path, dict[str, Any]]], contracts: list[Contract]) -> list[Finding]:
+def _batch_only_findings(contracts: list[Contract], paths: dict[str, Path], members: set[str]) -> list[Finding]:
+    """A dataset in no pipeline runs the ingest job, which refuses what only the batch job applies."""
+    members = members | {
+        member for pipeline in load_pipelines(load_contracts()).values() for member in pipeline.members
+    }
+    return [
+        Finding(
+            paths[contract.name],
+            None,
+            f"{', '.join(contract.batch_job_settings)} applied by the batch job only: add {contract.name} to a "
+            "pipeline, or remove them (the ingest job refuses to load it)",
+        )
+        for contract in contracts
+        if contract.batch_job_settings and contract.name not in members and contract.name in paths
+    ]
+
+
+def _pipeline_findings(
+    pipelines: list[tuple[Path, dict[str, Any]]], contracts: list[Contract]
+) -> tuple[list[Finding], set[str]]:
     """Each pipeline against the datasets checked alongside it and the built-in ones: members exist, and
-    no dataset belongs to two pipelines."""
+    no dataset belongs to two pipelines. Also the members of the pipelines that parsed."""
     known = Contracts({**load_contracts(), **{contract.name: contract for contract in contracts}})
     findings: list[Finding] = []
     owners: dict[str, str] = {}
@@ -112,7 +133,7 @@ def _pipeline_findings(pipelines: list[tuple[Path, dict[str, Any]]], contracts: 
             if member in owners and owners[member] != pipeline.name:
                 findings.append(Finding(path, None, f"dataset {member} is also a member of {owners[member]}"))
             owners[member] = pipeline.name
-    return findings
+    return findings, set(owners)
 
 
 def locate(text: str, where: str) -> int | None:

@@ -270,6 +270,12 @@ class Contract:
         """The file extension the pattern demands, e.g. `.csv`."""
         return Path(self.file_pattern).suffix.lower()
 
+    @property
+    def batch_job_settings(self) -> tuple[str, ...]:
+        """Settings that only the batch job's history applies: the dataset must be a pipeline's member."""
+        named = [name for name in ("delete_when", "track_history", "track_history_except") if getattr(self, name)]
+        return (*named, 'load = "snapshot"') if self.load == "snapshot" else tuple(named)
+
     def column(self, name: str) -> Column:
         for column in self.columns:
             if column.name == name:

@@ -137,10 +137,12 @@ def tied_rows(source: DataFrame, existing: DataFrame, contract: Contract, summar
 
 def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
     """Merge the batch's stage rows into the target, creating it on the first run."""
-    if contract.delete_when:
-        # Said before anything is written: ignoring it would keep rows the producer meant to delete.
+    if contract.batch_job_settings:
+        # Said before anything is written: ignoring one would keep rows the producer meant to delete,
+        # open versions the contract said not to track, or never close a key a snapshot left out.
         raise TargetLoadError(
-            f"{contract.name}: delete_when is applied by the batch job (datasets of a pipeline), not the ingest job"
+            f"{contract.name}: {', '.join(contract.batch_job_settings)} applied by the batch job only (datasets of a "
+            "pipeline), not the ingest job: add the dataset to a pipeline, or remove them from its contract"
         )
     schema = target_schema(contract)
     table = target_table(contract)

@@ -60,6 +60,25 @@ def test_a_users_contract_may_replace_a_builtin_of_the_same_name(
     assert main(["--no-spark", str(tmp_path)]) == 0
 
 
+def test_a_dataset_in_no_pipeline_may_not_use_what_only_the_batch_job_applies(tmp_path: Path) -> None:
+    builtin = (Path(__file__).parents[1] / "filegate" / "datasets" / "customers.toml").read_text(encoding="utf-8")
+    # The same contract under a name no pipeline lists: the ingest job would load it, and refuses to.
+    (tmp_path / "members.toml").write_text(builtin.replace('name = "customers"', 'name = "members"', 1), "utf-8")
+    pipeline = tmp_path / "club.toml"
+
+    _, alone = check_files([tmp_path / "members.toml"])
+    pipeline.write_text(
+        'kind = "pipeline"\nname = "club"\ntrigger_pattern = "club_{yyyy}_{mm}_{dd}.json"\nmembers = ["members"]\n',
+        encoding="utf-8",
+    )
+    _, in_pipeline = check_files([tmp_path / "members.toml", pipeline])
+
+    [finding] = alone
+    assert finding.path == tmp_path / "members.toml"
+    assert finding.message.startswith("track_history_except applied by the batch job only: add members to a pipeline")
+    assert in_pipeline == []
+
+
 def test_a_pipeline_is_checked_against_the_datasets(tmp_path: Path) -> None:
     pipeline = tmp_path / "shop.toml"
     pipeline.write_text(

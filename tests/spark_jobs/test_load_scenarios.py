@@ -462,10 +462,21 @@ def test_scd2_keeps_history_out_of_order_and_repeated(
     assert (repeat["rows_inserted"], repeat["rows_updated"]) == (0, 0)
 
 
-def test_the_ingest_job_refuses_a_contract_with_delete_when_before_writing(lake: Lake) -> None:
-    contract = replace(load_contracts()["order_tracking"], delete_when="status = 'CANCELLED'")
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"delete_when": "status = 'CANCELLED'"}, "delete_when"),
+        ({"scd_type": 2, "track_history_except": ("carrier",)}, "track_history_except"),
+        ({"scd_type": 2, "track_history": ("status",)}, "track_history"),
+        ({"load": "snapshot"}, 'load = "snapshot"'),
+    ],
+)
+def test_the_ingest_job_refuses_what_only_the_batch_job_applies_before_writing(
+    lake: Lake, change: dict[str, object], named: str
+) -> None:
+    contract = replace(load_contracts()["order_tracking"], **change)
 
-    with pytest.raises(TargetLoadError, match="delete_when is applied by the batch job"):
+    with pytest.raises(TargetLoadError, match=f"{named} applied by the batch job only"):
         load_target(lake.warehouse(), contract, "b1")
 
     assert not lake.location.path(contract.target).exists()
