@@ -70,11 +70,24 @@ def test_bands_take_the_first_matching_band_and_parameters(spark: SparkSession) 
     assert found == {-1: "OUT_OF_STOCK", 0: "OUT_OF_STOCK", 1: "LOW_STOCK", 10: "LOW_STOCK", 11: "IN_STOCK", None: None}
 
 
-def test_shipping_derives_volume_and_billable_weight(spark: SparkSession) -> None:
+@pytest.mark.parametrize(
+    ("dimensions", "volume", "volumetric", "billable"),
+    [
+        ("30x20x10", "6000.00", "1.200", "1.500"),
+        # The largest parcel the column's pattern accepts: every derived value fits its type, so no row
+        # the stage checks can stop the file with an overflow.
+        ("999.99x999.99x999.99", "999970000.20", "199994.000", "199994.000"),
+    ],
+)
+def test_shipping_derives_volume_and_billable_weight(
+    spark: SparkSession, dimensions: str, volume: str, volumetric: str, billable: str
+) -> None:
     contract = load_contracts()["shipping"]
+    assert contract.column("dimensions_cm").check_text(dimensions) is None
+    assert contract.column("dimensions_cm").check_text("1000x1x1") is not None
     row = {
         "package_weight": Decimal("1.500"),
-        "dimensions_cm": "30x20x10",
+        "dimensions_cm": dimensions,
         "estimated_delivery": date(2025, 1, 17),
         "actual_delivery": date(2025, 1, 19),
     }
@@ -86,9 +99,9 @@ def test_shipping_derives_volume_and_billable_weight(spark: SparkSession) -> Non
     result = frame.first()
 
     assert result is not None
-    assert result["volume_cm3"] == Decimal("6000.00")
-    assert result["volumetric_weight_kg"] == Decimal("1.200")
-    assert result["billable_weight_kg"] == Decimal("1.500")
+    assert result["volume_cm3"] == Decimal(volume)
+    assert result["volumetric_weight_kg"] == Decimal(volumetric)
+    assert result["billable_weight_kg"] == Decimal(billable)
     assert result["delivery_delay_days"] == 2
     assert result["is_late"] is True
 
