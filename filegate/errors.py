@@ -17,6 +17,10 @@ class LocationMissing(SettingsError):
     """A container or bucket a setting names does not exist: a configuration error, never "superseded"."""
 
 
+class AccessDenied(SettingsError):
+    """The identity lacks a permission a location needs: grant the one the message names."""
+
+
 class UnsafeSql(FilegateError):
     """A name or value that cannot be written into Spark SQL as it is (a backtick in a name, a quote in a literal)."""
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from filegate.errors import (
+    AccessDenied,
     ConditionFailed,
     DestinationExists,
     FilegateError,
@@ -70,7 +71,9 @@ def _gcs_errors(what: str, precondition: type[ConditionFailed] = SourceChanged) 
         raise DestinationExists(f"{what}: destination exists") from exc
     except (api.Unauthorized, api.Forbidden) as exc:
         # IAM grants take minutes to propagate: a redelivery may succeed.
-        raise TransientError(f"{what}: access denied ({exc.code}); check the service account's roles") from exc
+        raise TransientError(
+            f"{what}: access denied ({exc.code} {exc.message}); check the service account's roles"
+        ) from exc
     except api.RetryError as exc:
         raise TransientError(f"{what}: still failing after retries: {exc.cause}") from exc
     except api.GoogleAPICallError as exc:
@@ -325,8 +328,24 @@ class GcsStore:
             blob.patch(if_generation_match=_generation(version), timeout=_TIMEOUT, retry=self._retry)
 
     def container_exists(self, container: str) -> bool:
-        with _gcs_errors(f"bucket {container}"):
-            return self._client.lookup_bucket(container, timeout=_TIMEOUT, retry=self._retry) is not None
+        # A one-name listing, not the bucket's metadata: buckets.get needs storage.buckets.get, which no
+        # object role grants; objects.list is in roles/storage.objectViewer, which every location has.
+        from google.api_core import exceptions as api
+
+        try:
+            with _gcs_errors(f"bucket {container}"):
+                try:
+                    blobs = self._client.list_blobs(container, max_results=1, timeout=_TIMEOUT, retry=self._retry)
+                    next(iter(blobs), None)
+                except api.Forbidden as exc:
+                    # A grant to add, not an outage: say which one (a fresh grant takes a few minutes to apply).
+                    raise AccessDenied(
+                        f"bucket {container}: this identity may not list it ({exc.message}); "
+                        "grant it storage.objects.list there (roles/storage.objectViewer; infra/gcp does)"
+                    ) from exc
+        except ObjectNotFound:
+            return False
+        return True
 
     def _missing_bucket(self, *containers: str) -> LocationMissing | None:
         for container in containers:

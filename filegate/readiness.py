@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from filegate.errors import FilegateError, SettingsError, TransientError
+from filegate.errors import AccessDenied, FilegateError, SettingsError, TransientError
 from filegate.settings import Settings
 from filegate.storage import Store
 
@@ -54,6 +54,10 @@ def check_storage(settings: Settings, store: Store) -> list[Check]:
     for name, container in _locations(settings):
         try:
             exists = store.container_exists(container)
+        except AccessDenied as exc:
+            # Grants are per bucket: each location says what it lacks.
+            checks.append(Check(f"{name} ({container})", False, str(exc)))
+            continue
         except SettingsError as exc:
             # Credentials: the same answer for every location, so one line says it.
             checks.append(Check("storage credentials", False, str(exc)))

@@ -81,7 +81,7 @@ class Store(Protocol):
         ...
 
     def container_exists(self, container: str) -> bool:
-        """Whether the container (or bucket) exists; raises SettingsError when the credentials are wrong."""
+        """Whether the container (or bucket) exists; SettingsError: wrong credentials, AccessDenied: a missing grant."""
         ...
 
     def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:

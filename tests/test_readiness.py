@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from filegate.errors import LocationMissing
+from filegate.errors import AccessDenied, LocationMissing, SettingsError
 from filegate.ingest import handle_payload
-from filegate.settings import Location
+from filegate.readiness import check_storage, raise_for
+from filegate.settings import Location, Settings
 from local_world.emulators import free_port
 from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import World
@@ -138,3 +139,34 @@ def test_an_unreachable_jobs_api_is_named_within_seconds(
     # Interpreter start and imports included; the SDK's retries alone would take 20 s and more.
     assert elapsed < 15, f"took {elapsed:.1f} s"
     assert len(world.objects(world.settings.landing)) == 1
+
+
+class _UnlistableStore:
+    """A store whose identity may not list some buckets: the refusal GCS gives a missing grant (no emulator can)."""
+
+    kind = "gcs"
+    account = "_"
+
+    def __init__(self, refused: set[str]) -> None:
+        self.refused = refused
+
+    def container_exists(self, container: str) -> bool:
+        if container in self.refused:
+            raise AccessDenied(f"bucket {container}: grant it storage.objects.list there")
+        return True
+
+
+def test_a_missing_grant_is_named_per_location_as_a_configuration_error() -> None:
+    settings = dataclasses.replace(
+        Settings(), landing=Location("in"), archive=Location("out"), rejected=Location("bad")
+    )
+
+    checks = check_storage(settings, _UnlistableStore({"out", "bad"}))  # type: ignore[arg-type]
+
+    assert [(check.name, check.ok, check.transient) for check in checks] == [
+        ("FILEGATE_LANDING (in)", True, False),
+        ("FILEGATE_ARCHIVE (out)", False, False),
+        ("FILEGATE_REJECTED (bad)", False, False),
+    ]
+    with pytest.raises(SettingsError, match=r"bucket out: grant it storage\.objects\.list.*bucket bad: grant it"):
+        raise_for(checks)

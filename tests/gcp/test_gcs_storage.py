@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from filegate.errors import (
+    AccessDenied,
     DestinationExists,
     LocationMissing,
     ObjectNotFound,
@@ -274,7 +275,7 @@ def test_a_refused_copy_from_a_replaced_source_is_source_changed(scripted: tuple
 def test_a_refused_copy_of_a_deleted_source_is_object_not_found(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
     script, store = scripted
     script.answer("POST", REWRITE, 412, refusal(412))
-    script.answer("GET", r"^/storage/v1/b/dst(\?|$)", 200, {"kind": "storage#bucket", "name": "dst"})
+    script.answer("GET", r"^/storage/v1/b/dst/o\?", 200, {"kind": "storage#objects"})
 
     with pytest.raises(ObjectNotFound):
         store.copy("src", "a.csv", "5", "dst", "a.csv", META)
@@ -286,6 +287,32 @@ def test_a_copy_into_a_missing_bucket_is_a_configuration_error(scripted: tuple[S
 
     with pytest.raises(LocationMissing, match="bucket dst does not exist"):
         store.copy("src", "a.csv", "5", "dst", "a.csv", META)
+
+
+def test_a_bucket_is_checked_by_listing_one_name_which_object_viewer_allows(
+    scripted: tuple[ScriptedGcs, GcsStore],
+) -> None:
+    script, store = scripted
+    script.answer("GET", r"^/storage/v1/b/dst/o\?", 200, {"kind": "storage#objects"})
+    # What GCS answers buckets.get to an identity with object roles only. (google-cloud-storage fetches a
+    # bucket's metadata in the background for its telemetry and shrugs a 403 off; the check must not need it.)
+    script.answer("GET", r"^/storage/v1/b/[a-z]+(\?|$)", 403, refusal(403))
+
+    assert store.container_exists("dst") is True
+    assert store.container_exists("gone") is False
+    listings = [seen for seen in script.seen if re.match(r"GET /storage/v1/b/\w+/o\?", seen)]
+    assert [listing.split("?")[0] for listing in listings] == ["GET /storage/v1/b/dst/o", "GET /storage/v1/b/gone/o"]
+    assert all("maxResults=1" in listing for listing in listings)
+
+
+def test_a_bucket_the_identity_may_not_list_names_the_permission_to_grant(
+    scripted: tuple[ScriptedGcs, GcsStore],
+) -> None:
+    script, store = scripted
+    script.answer("GET", r"^/storage/v1/b/dst/o\?", 403, refusal(403))
+
+    with pytest.raises(AccessDenied, match=r"storage\.objects\.list .*roles/storage\.objectViewer"):
+        store.container_exists("dst")
 
 
 def test_refused_reads_writes_and_deletes(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
