@@ -21,10 +21,12 @@ resource "google_service_account" "function" {
   depends_on = [google_project_service.apis]
 }
 
-# Bucket-level grants only, matching the calls in filegate/gcs_storage.py. Landing: read, list (sweep)
-# and delete the upload after its copy exists, never write (a write there would be a new upload).
-# Archive and rejected: create-only copies and reports (ifGenerationMatch=0) and reads of what exists.
-# No role may overwrite or delete there: objectCreator + objectViewer, not objectUser.
+# Bucket-level grants only, matching the calls in filegate/gcs_storage.py (tests/infra/test_gcp.py keeps
+# a table of them per bucket). Landing: read, list (the bucket check) and delete the upload after its
+# copy exists, never write (a write there would be a new upload). Archive and rejected: create-only
+# copies and reports (ifGenerationMatch=0), reads and listings of what exists. No role may overwrite or
+# delete there: objectCreator + objectViewer, not objectUser. The archive alone also gets metadata
+# updates, for the run id recorded on each archived copy.
 resource "google_storage_bucket_iam_member" "function_reads_landing" {
   bucket = google_storage_bucket.buckets["landing"].name
   role   = "roles/storage.objectViewer"
@@ -57,12 +59,32 @@ resource "google_storage_bucket_iam_member" "function_reads_outputs" {
   member = google_service_account.function.member
 }
 
+# The run id goes on the archived copy (filegate/ingest.py _record_run); without it every sweep re-drives
+# the file and reconcile lists it as never run. objects.patch needs storage.objects.update, which changes
+# metadata only, never bytes. The predefined role that has it, objectUser, would also let the function
+# delete and overwrite archived files: hence a custom role holding that permission alone.
+resource "google_storage_bucket_iam_member" "function_marks_archive" {
+  bucket = google_storage_bucket.buckets["archive"].name
+  role   = google_project_iam_custom_role.object_metadata_writer.id
+  member = google_service_account.function.member
+}
+
 # No predefined role deletes objects without also creating or overwriting them.
 resource "google_project_iam_custom_role" "object_deleter" {
   role_id     = "${replace(var.name_prefix, "-", "_")}_object_deleter"
   title       = "Filegate object deleter"
   description = "Delete objects; granted on the landing bucket only, to remove uploads once archived or rejected."
   permissions = ["storage.objects.delete"]
+
+  depends_on = [google_project_service.apis]
+}
+
+# No predefined role updates object metadata without also deleting objects.
+resource "google_project_iam_custom_role" "object_metadata_writer" {
+  role_id     = "${replace(var.name_prefix, "-", "_")}_object_metadata_writer"
+  title       = "Filegate object metadata writer"
+  description = "Update object metadata, never content; granted on the archive bucket only, to record each file's run."
+  permissions = ["storage.objects.update"]
 
   depends_on = [google_project_service.apis]
 }

@@ -19,16 +19,65 @@ def bucket_name(key: str) -> str:
 LANDING = bucket_name("landing")
 OUTPUTS = {"archive": bucket_name("archive"), "rejected": bucket_name("rejected")}
 DELETER = "${google_project_iam_custom_role.object_deleter.id}"
-# Every bucket-level grant there may be, as (bucket, role, member), matching the calls filegate/gcs_storage.py
-# makes: landing is read, listed and deleted from, never written (a write would be a new upload); archive
-# and rejected get create-only copies and reports plus reads, and nothing that overwrites or deletes.
+METADATA_WRITER = "${google_project_iam_custom_role.object_metadata_writer.id}"
+# Every bucket-level grant there may be, as (bucket, role, member); FUNCTION_NEEDS below says why.
 ALLOWED_BUCKET_GRANTS = {
     "function_reads_landing": (LANDING, "roles/storage.objectViewer", FUNCTION_MEMBER),
     "function_deletes_landing": (LANDING, DELETER, FUNCTION_MEMBER),
     "function_writes_outputs": ("${each.value}", "roles/storage.objectCreator", FUNCTION_MEMBER),
     "function_reads_outputs": ("${each.value}", "roles/storage.objectViewer", FUNCTION_MEMBER),
+    "function_marks_archive": (bucket_name("archive"), METADATA_WRITER, FUNCTION_MEMBER),
     "build_reads_source": (bucket_name("source"), "roles/storage.objectViewer", BUILD_MEMBER),
 }
+# The storage.objects permissions of the predefined roles granted here
+# (cloud.google.com/storage/docs/access-control/iam-roles; their managedFolders, multipartUploads and
+# resourcemanager permissions are left out, since the function uses none of them).
+PREDEFINED_ROLES = {
+    "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
+    "roles/storage.objectCreator": {"storage.objects.create"},
+}
+# What the function's calls in filegate/gcs_storage.py need on each bucket, by the JSON API's permission
+# table (cloud.google.com/storage/docs/access-control/iam-json). No call needs storage.buckets.get (the
+# bucket check lists one name), and no write replaces an object (every write and rewrite carries
+# ifGenerationMatch=0), so none needs storage.objects.delete outside landing. Batch state (seals, run
+# notes) lives in the archive bucket; the sweep, reconcile and requeue run as an operator, not as the function.
+FUNCTION_NEEDS = {
+    "landing": {
+        "storage.objects.get": "stat, read_prefix, and the source side of copy's objects.rewrite",
+        "storage.objects.list": "container_exists: readiness lists one name",
+        "storage.objects.delete": "delete: the upload, once its copy exists",
+    },
+    "archive": {
+        "storage.objects.get": "stat, read_prefix: earlier copies, seals, archived triggers",
+        "storage.objects.list": "container_exists; list: a batch's pieces and seals",
+        "storage.objects.create": "copy (objects.rewrite) and put (seals, run notes), create-only",
+        "storage.objects.update": "update_metadata (objects.patch): the run id on the archived copy",
+    },
+    "rejected": {
+        "storage.objects.get": "stat, read_prefix: earlier copies, reports",
+        "storage.objects.list": "container_exists; list: a batch's rejected members",
+        "storage.objects.create": "copy (objects.rewrite) and put (reports), create-only",
+    },
+}
+
+
+def granted_to_function(gcp: TerraformModule) -> dict[str, set[str]]:
+    """The storage permissions the function's service account holds on each bucket, from its grants."""
+    bucket_keys = {bucket_name(key): key for key in gcp.locals["buckets"]}
+    roles = {role: set(permissions) for role, permissions in PREDEFINED_ROLES.items()}
+    for name, custom in gcp.of_type("google_project_iam_custom_role").items():
+        roles["${google_project_iam_custom_role." + name + ".id}"] = set(custom["permissions"])
+    granted: dict[str, set[str]] = {}
+    for name, grant in gcp.of_type("google_storage_bucket_iam_member").items():
+        if grant["member"] != FUNCTION_MEMBER:
+            continue
+        assert grant["role"] in roles, f"{name}: put {grant['role']}'s storage permissions in PREDEFINED_ROLES"
+        buckets = grant["for_each"].values() if grant["bucket"] == "${each.value}" else [grant["bucket"]]
+        for bucket in buckets:
+            granted.setdefault(bucket_keys[bucket], set()).update(roles[grant["role"]])
+    return granted
+
+
 # Project-level grants exist only where no narrower scope does.
 ALLOWED_PROJECT_GRANTS = {
     "gcs_publishes_events": (
@@ -97,6 +146,12 @@ def test_function_source_is_the_packaged_build_folder(gcp: TerraformModule) -> N
     assert storage_source["object"] == "${google_storage_bucket_object.function_source.name}"
 
 
+def test_the_function_holds_on_each_bucket_exactly_the_permissions_its_calls_need(gcp: TerraformModule) -> None:
+    needed = {bucket: set(calls) for bucket, calls in FUNCTION_NEEDS.items()}
+
+    assert granted_to_function(gcp) == needed
+
+
 def test_bucket_grants_are_exactly_what_the_store_calls_need(gcp: TerraformModule) -> None:
     grants = gcp.of_type("google_storage_bucket_iam_member")
 
@@ -107,6 +162,8 @@ def test_bucket_grants_are_exactly_what_the_store_calls_need(gcp: TerraformModul
         assert grants[name]["for_each"] == OUTPUTS, name
     deleter = gcp.resource("google_project_iam_custom_role", "object_deleter")
     assert deleter["permissions"] == ["storage.objects.delete"]
+    writer = gcp.resource("google_project_iam_custom_role", "object_metadata_writer")
+    assert writer["permissions"] == ["storage.objects.update"]
     assert not {grant["role"] for grant in grants.values()} & {"roles/storage.objectUser", "roles/storage.objectAdmin"}
     # Authoritative bindings would silently strip grants other people made.
     for kind in ("_iam_binding", "_iam_policy"):
@@ -163,6 +220,7 @@ def test_every_resource_waits_for_the_apis_it_calls(gcp: TerraformModule) -> Non
         ("google_service_account", "function"),
         ("google_service_account", "build"),
         ("google_project_iam_custom_role", "object_deleter"),
+        ("google_project_iam_custom_role", "object_metadata_writer"),
         ("google_artifact_registry_repository", "functions"),
         ("google_secret_manager_secret", "databricks_token"),
         ("google_cloudfunctions2_function", "filegate"),
