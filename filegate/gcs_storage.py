@@ -243,7 +243,7 @@ class GcsStore:
         # Filegate's: a crash right after it cannot leave an anonymous copy behind.
         target.metadata = dict(metadata)
         try:
-            with _gcs_errors(what):
+            with _gcs_errors(what), self._refused_if_present(dst_container, dst_path, what):
                 self._rewrite(source, target, _generation(src_version), what)
         except SourceChanged:
             # GCS answers 412 for either precondition without saying which one failed.
@@ -282,6 +282,24 @@ class GcsStore:
             if time.monotonic() > deadline:
                 raise TransientError(f"{what}: rewrite unfinished after {_REWRITE_SECONDS:.0f} s")
 
+    @contextmanager
+    def _refused_if_present(self, container: str, path: str, what: str) -> Iterator[None]:
+        """A 403 on a create-only write onto an existing object is DestinationExists.
+
+        Replacing an object needs storage.objects.delete as well as create, which the archive and rejected
+        grants leave out on purpose; whether GCS then answers 403 before it checks ifGenerationMatch=0 is
+        not documented. Either way the object is there and the write would not have happened, so the
+        caller gets the same answer as from a 412 and can find its own earlier copy.
+        """
+        from google.api_core import exceptions as api
+
+        try:
+            yield
+        except api.Forbidden:
+            if self.stat(container, path) is not None:
+                raise DestinationExists(f"{what}: destination exists (the write was refused, 403)") from None
+            raise
+
     def _failed_condition(
         self, src_container: str, src_path: str, dst_container: str, dst_path: str, what: str
     ) -> StorageError:
@@ -297,7 +315,8 @@ class GcsStore:
         blob = self._blob(container, path)
         blob.metadata = dict(metadata)
         try:
-            with _gcs_errors(f"write {container}/{path}", precondition=DestinationExists):
+            what = f"write {container}/{path}"
+            with _gcs_errors(what, precondition=DestinationExists), self._refused_if_present(container, path, what):
                 blob.upload_from_string(
                     data, content_type=content_type, if_generation_match=0, timeout=_TIMEOUT, retry=self._retry
                 )

@@ -289,6 +289,29 @@ def test_a_copy_into_a_missing_bucket_is_a_configuration_error(scripted: tuple[S
         store.copy("src", "a.csv", "5", "dst", "a.csv", META)
 
 
+def test_a_write_refused_with_403_onto_an_existing_object_is_destination_exists(
+    scripted: tuple[ScriptedGcs, GcsStore],
+) -> None:
+    # Replacing needs storage.objects.delete, which archive and rejected do not grant: GCS may say 403, not 412.
+    script, store = scripted
+    script.answer("POST", REWRITE, 403, refusal(403))
+    script.answer("POST", r"^/upload/storage/v1/b/dst/o", 403, refusal(403))
+    script.answer("GET", r"^/storage/v1/b/dst/o/(a\.csv|r\.json)", 200, object_resource("dst", "a.csv", "7"))
+
+    with pytest.raises(DestinationExists, match="refused, 403"):
+        store.copy("src", "a.csv", "5", "dst", "a.csv", META)
+    with pytest.raises(DestinationExists, match="refused, 403"):
+        store.put("dst", "r.json", b"{}", "application/json", {})
+
+
+def test_a_write_refused_with_403_onto_nothing_stays_an_access_error(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
+    script, store = scripted
+    script.answer("POST", REWRITE, 403, {"error": {"code": 403, "message": "lacks storage.objects.create"}})
+
+    with pytest.raises(TransientError, match=r"access denied .*storage\.objects\.create"):
+        store.copy("src", "a.csv", "5", "dst", "a.csv", META)
+
+
 def test_a_bucket_is_checked_by_listing_one_name_which_object_viewer_allows(
     scripted: tuple[ScriptedGcs, GcsStore],
 ) -> None:
