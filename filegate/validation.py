@@ -6,7 +6,7 @@ import codecs
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePosixPath
@@ -142,7 +142,7 @@ def _check_content(text: str, truncated: bool, contract: Contract) -> tuple[int,
         reasons = _check_header(header, contract)
         if reasons:
             return 0, 0, reasons
-        rows_sampled, bad_rows, reasons = _check_rows(reader, contract)
+        rows_sampled, bad_rows, reasons = _check_rows(reader, contract, truncated)
     except csv.Error as exc:
         problem = f"a quoted field is never closed ({exc})" if _UNCLOSED_QUOTE in str(exc) else str(exc)
         return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {problem}"]
@@ -155,6 +155,20 @@ def _check_content(text: str, truncated: bool, contract: Contract) -> tuple[int,
         )
         return rows_sampled, bad_rows, [summary, *reasons]
     return rows_sampled, bad_rows, []
+
+
+def _whole_records(reader: Any, truncated: bool) -> Iterator[list[str]]:
+    """The reader's records, without the one a cut sample leaves open inside a quoted field.
+
+    The sample is cut at its last line break, which may lie inside a quoted field that holds line
+    breaks (`multiline_records`): that record goes on past the sample, so it is not judged. Read whole,
+    a file that ends inside quotes is malformed.
+    """
+    try:
+        yield from reader
+    except csv.Error as exc:
+        if not (truncated and _UNCLOSED_QUOTE in str(exc)):
+            raise
 
 
 def _check_header(header: list[str], contract: Contract) -> list[str]:
@@ -187,13 +201,13 @@ def _check_header(header: list[str], contract: Contract) -> list[str]:
     return reasons
 
 
-def _check_rows(reader: Any, contract: Contract) -> tuple[int, int, list[str]]:
+def _check_rows(reader: Any, contract: Contract, truncated: bool) -> tuple[int, int, list[str]]:
     """Rows sampled, bad rows, and a reason per bad row (the first MAX_ROW_REASONS of them, by line)."""
     width = len(contract.columns)
     whole: list[tuple[int, list[str]]] = []
     problems: dict[int, list[str]] = {}
     last_line = reader.line_num
-    for row in reader:
+    for row in _whole_records(reader, truncated):
         first_line, spans_lines, last_line = last_line + 1, reader.line_num - last_line > 1, reader.line_num
         if not row:
             continue

@@ -9,6 +9,7 @@ import pytest
 
 from filegate.contracts import load_contracts
 from filegate.validation import validate_upload
+from local_world import ROOT
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
 
 CONTRACTS = load_contracts()
@@ -162,6 +163,32 @@ def test_only_whole_lines_of_a_cut_sample_are_judged() -> None:
     assert result.ok, result.reasons
     assert 0 < result.rows_sampled < 200
     assert result.bytes_read == 4096
+
+
+PRODUCTS = ROOT / "data" / "samples" / "ecommerce" / "products_2025_01_15.csv"
+# The sample products file's third record has a description on two lines, as `multiline_records` allows.
+OPEN_QUOTE = b'"Two-part set.\n'
+
+
+def test_a_multiline_record_cut_by_the_sample_is_left_out_not_called_malformed() -> None:
+    data = PRODUCTS.read_bytes()
+    # The sample's last line break is the one inside the quoted description.
+    cut = data.index(OPEN_QUOTE) + len(OPEN_QUOTE)
+
+    result = check(data, name=PRODUCTS.name, sample=cut)
+
+    assert result.ok, result.reasons
+    assert (result.rows_sampled, result.bad_rows) == (2, 0)
+
+
+def test_a_whole_file_that_ends_inside_quotes_is_malformed() -> None:
+    data = PRODUCTS.read_bytes()
+    cut = data.index(OPEN_QUOTE) + len(OPEN_QUOTE)
+
+    result = check(data[:cut], name=PRODUCTS.name)
+
+    [reason] = result.reasons
+    assert reason == "the CSV is malformed at line 4: a quoted field is never closed (unexpected end of data)"
 
 
 def test_a_single_huge_line_without_newline_is_rejected_from_the_sample() -> None:
