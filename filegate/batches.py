@@ -553,8 +553,9 @@ def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
             "note": "the members stay archived; a corrected trigger completes the batch",
         }
         write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
-        store.delete(upload.container, upload.path, upload.version)
-        status = DUPLICATE if placement.reused else REJECTED
+        # As for a rejected file (ingest._reject): the delivery that takes the trigger out of landing reports it.
+        moved = store.delete(upload.container, upload.path, upload.version)
+        status = REJECTED if moved else DUPLICATE
         return replace(
             base,
             status=status,

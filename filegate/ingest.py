@@ -358,9 +358,11 @@ def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
     }
     # The report goes in before the source is deleted, so a crash in between loses neither.
     write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
-    store.delete(upload.container, upload.path, upload.version)
+    # The delivery whose delete takes the file out of landing reports it, even when an earlier one had
+    # copied it and then failed: else a rejection retried after a partial failure is never alerted on.
+    moved = store.delete(upload.container, upload.path, upload.version)
     outcome = Outcome(
-        DUPLICATE if placement.reused else REJECTED,
+        REJECTED if moved else DUPLICATE,
         upload.event_id,
         f"{upload.container}/{upload.path}",
         dataset=dataset,

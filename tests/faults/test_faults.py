@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import date
 from typing import Any
 
 import pytest
 
-from filegate.batches import SEALED
+from filegate.archive import REPORT_SUFFIX
+from filegate.batches import BLOCKED, SEALED
 from filegate.errors import TransientError
-from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, handle_payload
+from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, handle_payload
 from filegate.sweep import sweep_pipeline_batches
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, run_parameters
-from tests.test_batches import batch_pieces, batch_runs, read_seal, seals
+from tests.test_batches import SAMPLES, batch_pieces, batch_runs, member_name, read_seal, seals
 
 NAME = "order_tracking_2024_03_05.csv"
 DATA = csv_bytes([tracking_row(i) for i in range(20)])
@@ -61,13 +64,62 @@ def test_a_crash_between_rejected_copy_and_report_still_leaves_the_report(world:
         handle_payload(world.gate(CrashingStore(world.store, after="copy")), event)
     outcome = redeliver(world, event)
 
-    assert outcome.status == DUPLICATE
+    # The redelivery is the one that takes the file out of landing: it reports the rejection.
+    assert outcome.status == REJECTED
     rejected = {o.path: o for o in world.objects(world.settings.rejected)}
     assert sorted(rejected) == [f"order_tracking/{NAME}", f"order_tracking/{NAME}.report.json"]
     assert world.read(rejected[f"order_tracking/{NAME}"]) == data
     assert b"header is missing columns" in world.read(rejected[f"order_tracking/{NAME}.report.json"])
     assert world.objects(world.settings.landing) == []
     assert world.runs() == []
+
+
+def _report_writes(rejected: str) -> Any:
+    """Matches writing a report into the rejected container (Azure: Put Blob of the name, GCS: an upload)."""
+
+    def matches(method: str, path: str, headers: Any) -> bool:
+        return rejected in path and (path.split("?", 1)[0].endswith(REPORT_SUFFIX) or path.startswith("/upload/"))
+
+    return matches
+
+
+BAD_MEMBER_DAY = date(2025, 1, 16)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status"),
+    [
+        pytest.param(NAME, csv_bytes(header=["tracking_num", "order_id"]), REJECTED, id="file"),
+        pytest.param(
+            member_name("customers", BAD_MEMBER_DAY),
+            (SAMPLES / "bad" / member_name("customers", BAD_MEMBER_DAY)).read_bytes(),
+            BLOCKED,
+            id="batch-member",
+        ),
+    ],
+)
+def test_a_rejection_retried_after_its_report_failed_is_still_logged_as_a_warning(
+    world: World, caplog: pytest.LogCaptureFixture, name: str, data: bytes, status: str
+) -> None:
+    event = world.upload(name, data)
+    assert world.proxy is not None
+    world.proxy.fail(_report_writes(world.settings.rejected.container), status=503)
+
+    with pytest.raises(TransientError):
+        handle_payload(world.gate(), event)
+    assert [o.path for o in world.objects(world.settings.rejected)] != []
+    assert len(world.objects(world.settings.landing)) == 1
+    world.proxy.heal()
+    with caplog.at_level(logging.INFO, logger="filegate.outcome"):
+        outcome = redeliver(world, event)
+
+    assert outcome.status == status
+    [line] = [r for r in caplog.records if r.name == "filegate.outcome"]
+    assert line.levelno == logging.WARNING
+    assert json.loads(line.getMessage())["status"] == status
+    assert world.objects(world.settings.landing) == []
+    # Any later delivery finds the file already moved: a duplicate, not a second alert.
+    assert redeliver(world, event).status == DUPLICATE
 
 
 # Each fault hits run-now; `raises` says whether the first delivery must fail (and be redelivered) or
