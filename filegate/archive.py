@@ -8,10 +8,10 @@ from datetime import date
 from pathlib import PurePosixPath
 from urllib.parse import quote
 
-from filegate.errors import DestinationExists, StorageError
+from filegate.errors import DestinationExists, StorageError, TransientError
 from filegate.events import Upload
 from filegate.settings import Location
-from filegate.storage import META_EVENT_ID, META_SOURCE, META_SOURCE_VERSION, ObjectInfo, Store
+from filegate.storage import COPY_PENDING, META_EVENT_ID, META_SOURCE, META_SOURCE_VERSION, ObjectInfo, Store
 
 UNMATCHED = "_unmatched"
 REPORT_SUFFIX = ".report.json"
@@ -69,8 +69,17 @@ def is_copy_of(info: ObjectInfo, upload: Upload) -> bool:
     )
 
 
+def holds_upload(info: ObjectInfo, upload: Upload) -> bool:
+    """Whether a copy of this upload is whole: its copy finished well and it has the event's size.
+
+    An Azure copy that is pending, failed or aborted leaves a blob with all of Filegate's metadata but
+    not all of the bytes, so the metadata alone must never let the source be deleted.
+    """
+    return info.copy_finished and info.size == upload.size
+
+
 def place_upload(store: Store, upload: Upload, location: Location, relative: str) -> Placement:
-    """Copy the upload into `location`; a redelivery finds and reuses its own earlier copy."""
+    """Copy the upload into `location`; a redelivery finds and reuses its own earlier copy once it is whole."""
     metadata = {
         META_SOURCE: source_label(upload),
         META_SOURCE_VERSION: upload.version,
@@ -81,20 +90,39 @@ def place_upload(store: Store, upload: Upload, location: Location, relative: str
             info = store.copy(upload.container, upload.path, upload.version, location.container, path, metadata)
         except DestinationExists:
             existing = store.stat(location.container, path)
-            if existing is not None and is_copy_of(existing, upload):
+            if existing is None or not is_copy_of(existing, upload):
+                continue
+            if holds_upload(existing, upload):
                 return Placement(location.container, path, existing, reused=True)
-            continue
+            info = _copy_again(store, upload, existing, metadata)
         if info.size != upload.size:
             raise StorageError(f"copy of {upload.path} to {path} has {info.size} bytes, the event said {upload.size}")
         return Placement(location.container, path, info, reused=False)
     raise StorageError(f"both {relative} and its version-qualified name in {location} hold other files")
 
 
+def _copy_again(store: Store, upload: Upload, unfinished: ObjectInfo, metadata: dict[str, str]) -> ObjectInfo:
+    """Replace an earlier delivery's copy that is not whole; one still pending is left to finish."""
+    where = f"{unfinished.container}/{unfinished.path}"
+    if unfinished.copy_status == COPY_PENDING:
+        # The source stays in landing: a redelivery finds the copy finished, or failed and copies again.
+        raise TransientError(f"the copy of {upload.path} to {where} is still pending")
+    # Failed, aborted or short: delete only that version, so another delivery's new copy is never removed.
+    if not store.delete(unfinished.container, unfinished.path, unfinished.version):
+        raise TransientError(f"the unfinished copy at {where} changed while it was being replaced")
+    try:
+        return store.copy(
+            upload.container, upload.path, upload.version, unfinished.container, unfinished.path, metadata
+        )
+    except DestinationExists as exc:
+        raise TransientError(f"another delivery is copying {upload.path} to {where}") from exc
+
+
 def find_placement(store: Store, upload: Upload, location: Location, relative: str) -> Placement | None:
-    """An earlier delivery's copy of this upload, if there is one."""
+    """An earlier delivery's whole copy of this upload, if there is one."""
     for path in _candidates(location, relative, upload):
         info = store.stat(location.container, path)
-        if info is not None and is_copy_of(info, upload):
+        if info is not None and is_copy_of(info, upload) and holds_upload(info, upload):
             return Placement(location.container, path, info, reused=True)
     return None
 

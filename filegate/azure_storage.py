@@ -96,6 +96,7 @@ def _info(container: str, path: str, blob: Any) -> ObjectInfo:
     """From the SDK's BlobProperties, which a stat and a listing both answer with."""
     settings = blob.content_settings
     digest = getattr(settings, "content_md5", None)
+    copy = getattr(blob, "copy", None)
     return ObjectInfo(
         container=container,
         path=path,
@@ -106,6 +107,7 @@ def _info(container: str, path: str, blob: Any) -> ObjectInfo:
         written=blob.last_modified.timestamp() if blob.last_modified else 0.0,
         content_type=str(getattr(settings, "content_type", None) or ""),
         content_md5=base64.b64encode(bytes(digest)).decode() if digest else "",
+        copy_status=str(getattr(copy, "status", None) or ""),
     )
 
 
@@ -285,7 +287,8 @@ class AzureBlobStore:
         with _azure_errors(f"list {container}/{prefix}"):
             # Committed blobs only: `include` never asks for "uncommittedblobs", so a blob whose blocks
             # are staged but not yet committed (Put Block List) is not listed, as Event Grid is silent on it.
-            for item in client.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
+            # "copy" brings each blob's copy status, so a listing tells an unfinished copy as a stat does.
+            for item in client.list_blobs(name_starts_with=prefix or None, include=["metadata", "copy"]):
                 yield _info(container, str(item.name), item)
 
     def spark_uri(self, container: str, path: str) -> str:

@@ -236,7 +236,8 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
             run_id=int(run) if run.isdigit() else None,
         )
     placement = place_upload(store, upload, settings.archive, archive_path(contract.name, business_date, upload.name))
-    # Delete only the version we copied: a newer upload under the same name stays for its own event.
+    # place_upload returns only a whole copy, so the source goes only once its bytes are safe. Delete only
+    # the version we copied: a newer upload under the same name stays for its own event.
     store.delete(upload.container, upload.path, upload.version)
     return _run(gate, upload, contract, business_date, token, placement)
 
@@ -250,6 +251,8 @@ def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business
     # Only a copy known to hold another version counts: a copy still being made (no metadata yet) does not.
     other_version = archived.metadata.get(META_SOURCE_VERSION) if archived is not None else None
     if archived is None or not archived.content_md5 or not other_version or is_copy_of(archived, upload):
+        return None
+    if not archived.copy_finished:
         return None
     source = gate.store.stat(upload.container, upload.path)
     if source is None or source.version != upload.version or source.content_md5 != archived.content_md5:
@@ -330,6 +333,10 @@ def redrive_archived(gate: Gate, info: ObjectInfo) -> Outcome:
     contract, business_date, _ = match_dataset(gate.contracts, upload.name)
     if contract is None or business_date is None:
         reason = f"no contract matches {upload.name} any more; restore its contract to re-drive it"
+        return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
+    if not info.copy_finished:
+        # Its bytes are not all there: the landing file's redelivery (or the sweep) copies it again.
+        reason = f"the copy did not finish (copy status {info.copy_status}); its run would load part of the file"
         return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
     placed = Placement(info.container, info.path, info, reused=True)
     return _log(_run(gate, upload, contract, business_date, idempotency_token(upload), placed))

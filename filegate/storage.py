@@ -13,6 +13,10 @@ META_SOURCE_VERSION = "filegate_source_version"
 META_EVENT_ID = "filegate_event_id"
 # Written on an archived copy once its run exists: an archived file without it still needs its run.
 META_RUN_ID = "filegate_run_id"
+# Azure's copy status of a blob a server-side copy made. Until `success` the blob may hold only part of
+# the source (a failed or aborted copy leaves it, often empty, with the metadata the copy set).
+COPY_PENDING = "pending"
+COPY_SUCCESS = "success"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,14 @@ class ObjectInfo:
     # uploads or GCS composite objects) and CRC32C (GCS keeps one for every object, Azure none).
     content_md5: str = ""
     crc32c: str = ""
+    # `pending`, `success`, `failed` or `aborted` for a blob an Azure copy made; "" where there is no copy
+    # status (an upload, or GCS, whose rewrite answers only once the object is complete).
+    copy_status: str = ""
+
+    @property
+    def copy_finished(self) -> bool:
+        """Whether the object holds all its bytes: not an Azure copy still pending, failed or aborted."""
+        return self.copy_status in ("", COPY_SUCCESS)
 
 
 class Store(Protocol):

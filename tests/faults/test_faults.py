@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from filegate.archive import REPORT_SUFFIX
 from filegate.batches import BLOCKED, SEALED
-from filegate.errors import TransientError
-from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, handle_payload
-from filegate.sweep import sweep_pipeline_batches
+from filegate.errors import FilegateError, TransientError
+from filegate.ingest import ARCHIVED, DUPLICATE, IGNORED, REDRIVEN, REJECTED, handle_payload
+from filegate.storage import COPY_PENDING, COPY_SUCCESS
+from filegate.sweep import sweep_archive, sweep_pipeline_batches
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
-from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, run_parameters
+from tests.faults.world import (
+    CrashingStore,
+    SimulatedCrash,
+    UnfinishedCopyStore,
+    World,
+    assert_converged,
+    open_azure_world,
+    run_parameters,
+)
 from tests.test_batches import SAMPLES, batch_pieces, batch_runs, member_name, read_seal, seals
 
 NAME = "order_tracking_2024_03_05.csv"
@@ -120,6 +131,74 @@ def test_a_rejection_retried_after_its_report_failed_is_still_logged_as_a_warnin
     assert world.objects(world.settings.landing) == []
     # Any later delivery finds the file already moved: a duplicate, not a second alert.
     assert redeliver(world, event).status == DUPLICATE
+
+
+@pytest.fixture
+def azure_world(azurite: Any, tmp_path: Path) -> Iterator[World]:
+    with open_azure_world(azurite, tmp_path / "jobs") as opened:
+        yield opened
+
+
+def test_the_azure_store_reports_the_copy_status_the_service_gives(azure_world: World) -> None:
+    store, archive = azure_world.store, azure_world.settings.archive
+    azure_world.upload(NAME, DATA)
+    landing = azure_world.settings.landing
+    [uploaded] = azure_world.objects(landing)
+    copied = store.copy(landing.container, uploaded.path, uploaded.version, archive.container, NAME, {})
+    assert azure_world.proxy is not None
+    azure_world.proxy.rewrite(lambda method, path, headers: method == "HEAD", {"x-ms-copy-status": "failed"})
+
+    failed = store.stat(archive.container, NAME)
+
+    assert (uploaded.copy_status, copied.copy_status) == ("", COPY_SUCCESS)
+    assert [info.copy_status for info in azure_world.objects(archive)] == [COPY_SUCCESS]
+    assert failed is not None
+    assert failed.copy_status == "failed"
+    assert not failed.copy_finished
+
+
+@pytest.mark.parametrize(
+    ("status", "left"),
+    [
+        pytest.param("failed", b"", id="failed-empty"),
+        pytest.param("aborted", DATA[:100], id="aborted-partial"),
+        pytest.param(COPY_SUCCESS, DATA[:100], id="success-but-short"),
+    ],
+)
+def test_a_copy_that_did_not_finish_is_copied_again_before_the_source_goes(
+    azure_world: World, status: str, left: bytes
+) -> None:
+    event = azure_world.upload(NAME, DATA)
+    store = UnfinishedCopyStore(azure_world.store, status, left)
+
+    with pytest.raises(FilegateError):
+        handle_payload(azure_world.gate(store), event)
+    assert len(azure_world.objects(azure_world.settings.landing)) == 1
+    if status != COPY_SUCCESS:
+        # The sweep's archive pass does not start a run on a copy whose status says it did not finish.
+        assert [o.status for o in sweep_archive(azure_world.gate(store))] == [IGNORED]
+    assert azure_world.runs() == []
+    [outcome] = handle_payload(azure_world.gate(store), event)
+
+    assert outcome.status == ARCHIVED
+    assert_converged(azure_world, {NAME: DATA})
+
+
+def test_a_pending_copy_keeps_the_source_until_it_finishes(azure_world: World) -> None:
+    event = azure_world.upload(NAME, DATA)
+    store = UnfinishedCopyStore(azure_world.store, COPY_PENDING)
+
+    with pytest.raises(TransientError, match="pending"):
+        handle_payload(azure_world.gate(store), event)
+    with pytest.raises(TransientError, match="still pending"):
+        handle_payload(azure_world.gate(store), event)
+    assert len(azure_world.objects(azure_world.settings.landing)) == 1
+    assert azure_world.runs() == []
+    store.finish()
+    [outcome] = handle_payload(azure_world.gate(store), event)
+
+    assert outcome.status == REDRIVEN
+    assert_converged(azure_world, {NAME: DATA})
 
 
 # Each fault hits run-now; `raises` says whether the first delivery must fail (and be redelivered) or

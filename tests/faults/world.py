@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,11 +30,12 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from filegate.batches import batch_job_trigger
 from filegate.contracts import load_contracts
+from filegate.errors import TransientError
 from filegate.ingest import Gate
 from filegate.jobs import DatabricksJobs
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.settings import Location, Settings
-from filegate.storage import ObjectInfo, Store
+from filegate.storage import COPY_PENDING, COPY_SUCCESS, ObjectInfo, Store
 from local_world.emulators import gcs_emulator_client
 from local_world.inputs import blob_created, gcs_uploader
 from local_world.jobs_api import LocalJobsServer
@@ -91,11 +92,73 @@ class CrashingStore:
 
 
 @dataclass
+class UnfinishedCopyStore:
+    """A real store whose first copy ends as an Azure copy can: still `pending` when the wait runs out
+    (the bytes all there), or `failed`/`aborted` (the destination left with Filegate's metadata and only
+    `left` bytes); `success` with `left` bytes is a copy whose size is wrong.
+
+    Azurite finishes every copy at once and says `success`: the destination here is a real blob, only its
+    copy status is the fake's, reported by stat and list until the blob is replaced or `finish` is called.
+    """
+
+    inner: Store
+    status: str
+    left: bytes | None = None
+    copies: int = 1
+    unfinished: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def copy(
+        self,
+        src_container: str,
+        src_path: str,
+        src_version: str,
+        dst_container: str,
+        dst_path: str,
+        metadata: Mapping[str, str],
+    ) -> ObjectInfo:
+        if self.copies == 0:
+            return self.inner.copy(src_container, src_path, src_version, dst_container, dst_path, metadata)
+        self.copies -= 1
+        if self.left is None:
+            info = self.inner.copy(src_container, src_path, src_version, dst_container, dst_path, metadata)
+        else:
+            info = self.inner.put(dst_container, dst_path, self.left, "text/csv", metadata)
+        self.unfinished[(dst_container, dst_path)] = info.version
+        what = f"copy {src_container}/{src_path} to {dst_container}/{dst_path}"
+        # What AzureBlobStore.copy raises when its wait ends on these statuses.
+        if self.status == COPY_PENDING:
+            raise TransientError(f"{what}: copy still pending after 20 s")
+        if self.status != COPY_SUCCESS:
+            raise TransientError(f"{what}: copy ended {self.status}")
+        return replace(info, copy_status=self.status)
+
+    def finish(self) -> None:
+        """The pending copy completes."""
+        self.status = COPY_SUCCESS
+
+    def _as_left(self, info: ObjectInfo) -> ObjectInfo:
+        if self.unfinished.get((info.container, info.path)) == info.version:
+            return replace(info, copy_status=self.status)
+        return info
+
+    def stat(self, container: str, path: str) -> ObjectInfo | None:
+        info = self.inner.stat(container, path)
+        return None if info is None else self._as_left(info)
+
+    def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
+        return (self._as_left(info) for info in self.inner.list(container, prefix))
+
+
+@dataclass
 class ProxyRule:
     """Answer `status` for requests that match, `times` times (None: until cleared).
 
     With `after_forwarding` the request reaches the emulator first and only its answer is replaced:
-    the change is made, the caller never hears of it.
+    the change is made, the caller never hears of it. With `headers` the emulator's answer is passed
+    on with those headers set instead (the service saying something the emulator never does).
     """
 
     matches: Callable[[str, str, Mapping[str, str]], bool]
@@ -103,6 +166,7 @@ class ProxyRule:
     times: int | None = None
     after_forwarding: bool = False
     hits: int = 0
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -126,6 +190,13 @@ class FaultProxy:
         after_forwarding: bool = False,
     ) -> ProxyRule:
         rule = ProxyRule(matches, status, times, after_forwarding)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def rewrite(self, matches: Callable[[str, str, Mapping[str, str]], bool], headers: Mapping[str, str]) -> ProxyRule:
+        """Pass the emulator's answer to matching requests on with `headers` set (until healed)."""
+        rule = ProxyRule(matches, after_forwarding=True, headers={k.lower(): v for k, v in headers.items()})
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -256,15 +327,23 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 data = answer.read()
                 if proxy.gcs_preconditions and answer.status == 200 and _GCS_REWRITE.match(urlsplit(self.path).path):
                     data = self._keep_rewrite_metadata(body, data)
-                if replace_answer is not None:
+                if replace_answer is not None and replace_answer.headers is None:
                     self._fail(replace_answer.status)
                     return
+                rewritten = dict(replace_answer.headers or {}) if replace_answer else {}
                 self.send_response(answer.status, answer.reason)
                 # A HEAD answer's Content-Length is the object's size, not this (empty) body's.
                 keep_length = self.command == "HEAD"
                 for name, value in answer.getheaders():
-                    if name.lower() not in _HOP_BY_HOP and (keep_length or name.lower() != "content-length"):
+                    lower = name.lower()
+                    if (
+                        lower not in _HOP_BY_HOP
+                        and lower not in rewritten
+                        and (keep_length or lower != "content-length")
+                    ):
                         self.send_header(name, value)
+                for name, value in rewritten.items():
+                    self.send_header(name, value)
                 if not keep_length:
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
