@@ -207,7 +207,9 @@ def _check_rows(reader: Any, contract: Contract, truncated: bool) -> tuple[int, 
     whole: list[tuple[int, list[str]]] = []
     problems: dict[int, list[str]] = {}
     last_line = reader.line_num
-    for row in _whole_records(reader, truncated):
+    # Only a record that may span lines can be cut by the sample; elsewhere a quote still open at the
+    # sample's end was opened on an earlier line, and the file is malformed as when read whole.
+    for row in _whole_records(reader, truncated and contract.multiline_records):
         first_line, spans_lines, last_line = last_line + 1, reader.line_num - last_line > 1, reader.line_num
         if not row:
             continue

@@ -181,6 +181,17 @@ def test_a_multiline_record_cut_by_the_sample_is_left_out_not_called_malformed()
     assert (result.rows_sampled, result.bad_rows) == (2, 0)
 
 
+def test_a_quote_left_open_in_a_one_line_record_is_malformed_even_in_a_cut_sample() -> None:
+    # order_tracking's records stay on one line: a quote still open at the cut opened lines before it.
+    rows = [tracking_row(i, destination_city="CITY" if i == 3 else "Lyon") for i in range(50)]
+    data = csv_bytes(rows).replace(b"CITY", b'"Krak')
+
+    result = check(data, sample=len(data) // 2)
+
+    assert not result.ok
+    assert "a quoted field is never closed" in result.reasons[0]
+
+
 def test_a_whole_file_that_ends_inside_quotes_is_malformed() -> None:
     data = PRODUCTS.read_bytes()
     cut = data.index(OPEN_QUOTE) + len(OPEN_QUOTE)
