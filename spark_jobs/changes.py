@@ -40,9 +40,11 @@ def history_changes(versions: DataFrame, existing: DataFrame, contract: Contract
     """New versions to insert and existing versions whose validity changes, for the touched keys.
 
     The touched keys' timeline is rebuilt from the target's versions plus the batch's: each version
-    is valid until the next one's sequence value, and only the last is current. A version the
-    target already holds wins over the batch's copy, so history is never rewritten and a repeated
-    or late batch yields only the rows that really change. `existing` may hold the whole target.
+    is valid until the next one's sequence value, and only the last is current. Two versions of one
+    instant (a correction sent with the original's timestamp) resolve as inside a file, by content
+    (`content_order`), so the result does not depend on which file came first; with equal content the
+    target's copy stays, so a repeated or late batch yields only the rows that really change.
+    `existing` may hold the whole target.
     """
     keys = list(contract.keys)
     sequence = contract.sequence_by
@@ -64,7 +66,7 @@ def history_changes(versions: DataFrame, existing: DataFrame, contract: Contract
         F.lit(1).alias(_ORIGIN),
     ).select(*columns, _PREVIOUS_TO, _PREVIOUS_CURRENT, _ORIGIN)
     combined = current.unionByName(incoming)
-    same_version = Window.partitionBy(*keys, EFFECTIVE_FROM).orderBy(F.col(_ORIGIN))
+    same_version = Window.partitionBy(*keys, EFFECTIVE_FROM).orderBy(content_order(contract), F.col(_ORIGIN))
     timeline = combined.withColumn(_RANK, F.row_number().over(same_version)).where(F.col(_RANK) == 1)
     by_time = Window.partitionBy(*keys).orderBy(F.col(EFFECTIVE_FROM))
     rebuilt = timeline.withColumn(EFFECTIVE_TO, F.lead(EFFECTIVE_FROM).over(by_time)).withColumn(

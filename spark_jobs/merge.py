@@ -107,17 +107,20 @@ def history_merge(contract: Contract, columns: Sequence[str]) -> MergeSpec:
     """SCD2: the source holds new versions and re-bounded existing ones (see `changes.history_changes`).
 
     A version is identified by key and `effective_from`, so closing the current row and inserting
-    its successor are two clauses of one atomic MERGE, and re-running a batch matches every row.
+    its successor are two clauses of one atomic MERGE, and re-running a batch matches every row. A
+    matched version takes the source's whole row: its new bounds, or the content of a version of the
+    same instant that outranked it (a tie across files).
     """
     columns = _checked(columns)
     # Parenthesized, so that every SQL dialect reads it alike.
     changed = (
         f"({TARGET}.{EFFECTIVE_TO} IS DISTINCT FROM {SOURCE}.{EFFECTIVE_TO})"
         f" OR ({TARGET}.{IS_CURRENT} <> {SOURCE}.{IS_CURRENT})"
+        f" OR ({content_text(contract, TARGET)} <> {content_text(contract, SOURCE)})"
     )
     return MergeSpec(
         predicate=f"{_keys_match(_checked(contract.keys))} AND {TARGET}.{EFFECTIVE_FROM} = {SOURCE}.{EFFECTIVE_FROM}",
-        when_matched_update=(MergeClause(_set_from_source((EFFECTIVE_TO, IS_CURRENT)), condition=changed),),
+        when_matched_update=(MergeClause(_set_from_source(columns), condition=changed),),
         when_not_matched_insert=(MergeClause(_set_from_source(columns)),),
     )
 

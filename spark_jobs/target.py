@@ -29,7 +29,8 @@ class TargetCounts:
 
     Every row read is counted once: rejected, superseded (another row of the file, same key, outranks
     it, or for SCD2 it repeats a version), inserted, updated or unchanged (the target already had it
-    or outranks it). For SCD2 `updated` counts existing versions re-bounded, which are not rows read.
+    or outranks it). For SCD2 `updated` counts the existing versions the MERGE changed: re-bounded
+    ones, which are not rows read, and those a tie's winner replaced, whose rows read are counted there.
     `tied` are rows whose key the target holds at the same sequence value with other content; they
     are also among the updated (they outranked it) or the unchanged.
     """
@@ -109,8 +110,16 @@ def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> D
     return latest_per_key(stage, contract)
 
 
-def tied_rows(source: DataFrame, existing: DataFrame, contract: Contract, summary: BatchSummary) -> int:
-    """The rows of an SCD1 MERGE source whose key the target holds at the same sequence value, with other content.
+@dataclass(frozen=True)
+class Ties:
+    """Rows whose key the target holds at the same sequence value with other content, and how many outrank it."""
+
+    tied: int
+    won: int
+
+
+def tied_rows(versions: DataFrame, existing: DataFrame, contract: Contract, summary: BatchSummary) -> Ties:
+    """The batch's versions (one per key for SCD1, per key and instant for SCD2) that tie with the target's row.
 
     Only a target row whose sequence value lies in the batch's range can tie, so the target is read
     through that range, as literals, and Delta can skip every file whose statistics lie outside it. A
@@ -127,12 +136,12 @@ def tied_rows(source: DataFrame, existing: DataFrame, contract: Contract, summar
     in_range = existing.where(F.col(sequence).between(first, last))
     on = [F.col(f"{SOURCE}.{key}") == F.col(f"{TARGET}.{key}") for key in contract.keys]
     on.append(F.col(f"{SOURCE}.{sequence}") == F.col(f"{TARGET}.{sequence}"))
-    differ = F.expr(content_text(contract, SOURCE)) != F.expr(content_text(contract, TARGET))
-    joined = source.alias(SOURCE).join(in_range.alias(TARGET), on=on, how="inner")
-    found = joined.agg(F.count_if(differ).alias("tied")).first()
+    incoming, held = F.expr(content_text(contract, SOURCE)), F.expr(content_text(contract, TARGET))
+    joined = versions.alias(SOURCE).join(in_range.alias(TARGET), on=on, how="inner")
+    found = joined.agg(F.count_if(incoming != held).alias("tied"), F.count_if(incoming > held).alias("won")).first()
     if found is None:
         raise _no_result("counting the batch's ties")
-    return int(found["tied"])
+    return Ties(int(found["tied"]), int(found["won"]))
 
 
 def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
@@ -159,13 +168,20 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     superseded = staged.staged - versions
     if versions == 0:
         return TargetCounts(staged.read, staged.rejected, superseded, 0, 0, 0, 0, started_at)
-    # SCD2 keeps every version, so a tie there is the same version twice: the target's copy stays.
-    tied = tied_rows(source(), warehouse.read(table), contract, summary) if contract.scd_type == 1 else 0
+    # A tie is a version the target holds at the same instant with other content: for SCD2 one of the
+    # batch's versions, not the MERGE source, which holds only the versions that change the target.
+    incoming = source() if contract.scd_type == 1 else distinct_versions(stage, contract)
+    ties = tied_rows(incoming, warehouse.read(table), contract, summary)
     counts = warehouse.merge(table, source, merge_for(contract, schema.fieldNames()))
-    # A new SCD2 version inserted for an existing key is a change of that key, not a new key.
+    # A new SCD2 version inserted for an existing key is a change of that key, not a new key. SCD2's
+    # updated versions are mostly re-bounded ones, not rows read; of the rows read only a tie's winner,
+    # which replaced the target's version of that instant, changed one.
     inserted = counts.inserted
-    unchanged = versions - inserted if contract.scd_type == 2 else versions - inserted - counts.updated
-    return TargetCounts(staged.read, staged.rejected, superseded, inserted, counts.updated, unchanged, tied, started_at)
+    changed = ties.won if contract.scd_type == 2 else counts.updated
+    unchanged = versions - inserted - changed
+    return TargetCounts(
+        staged.read, staged.rejected, superseded, inserted, counts.updated, unchanged, ties.tied, started_at
+    )
 
 
 def release_stage(warehouse: Warehouse, contract: Contract, batch_id: str) -> None:

@@ -205,9 +205,12 @@ def test_duplicates_within_a_batch_keep_the_latest_row(
     assert (log["rows_read"], log["rows_inserted"], log["rows_unchanged"], log["rows_superseded"]) == (4, 1, 0, 3)
 
 
+@pytest.mark.parametrize("dataset", ["order_tracking", "parcel_history"])
 def test_a_tie_across_files_resolves_the_same_in_either_order(
-    spark: SparkSession, tmp_path: Path, samples: list[Path]
+    spark: SparkSession, tmp_path: Path, samples: list[Path], test_contracts: Path, dataset: str
 ) -> None:
+    # parcel_history: the same columns kept as SCD2, where the tie is two versions of one instant.
+    extra = {"contracts_dir": str(test_contracts)} if dataset == "parcel_history" else {}
     header, first_row = samples[0].read_text(encoding="utf-8").splitlines()[:2]
     row = first_row.split(",")
     # Same parcel, same instant, different content: a correction sent with the original's timestamp.
@@ -217,7 +220,7 @@ def test_a_tie_across_files_resolves_the_same_in_either_order(
     }
     files = {}
     for name, fields in versions.items():
-        files[name] = tmp_path / name / "order_tracking_2025_03_03.csv"
+        files[name] = tmp_path / name / f"{dataset}_2025_03_03.csv"
         files[name].parent.mkdir()
         files[name].write_text(f"{header}\n{','.join(fields)}\n", encoding="utf-8")
 
@@ -225,15 +228,17 @@ def test_a_tie_across_files_resolves_the_same_in_either_order(
     for order in (("original", "correction"), ("correction", "original")):
         lake = Lake(tmp_path / f"{order[0]}-first", spark)
         for name in order:
-            run_batch(lake, files[name], name)
-        target = lake.table("order_tracking").to_pylist()
+            run_batch(lake, files[name], name, dataset=dataset, **extra)
+        target = lake.table(dataset).to_pylist()
         outcomes.append(([(r["tracking_num"], r["status"]) for r in target], log_rows(lake)[-1]))
 
     (first_target, first_log), (second_target, second_log) = outcomes
     # Within one file the row whose JSON text sorts last wins a tie; across files the same rule.
     assert first_target == second_target == [(row[0], "IN_TRANSIT")]
     assert first_log["rows_tied"] == second_log["rows_tied"] == 1, "the tie is reported"
-    assert (first_log["rows_unchanged"], second_log["rows_updated"]) == (1, 1)
+    # The losing row changed nothing; the winning one replaced the target's row (SCD2: its version).
+    assert (first_log["rows_unchanged"], first_log["rows_updated"]) == (1, 0)
+    assert (second_log["rows_unchanged"], second_log["rows_updated"]) == (0, 1)
 
 
 def test_the_same_batch_twice_changes_nothing(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
