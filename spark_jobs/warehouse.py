@@ -325,9 +325,24 @@ class Warehouse:
                 return dict(commit["operationMetrics"] or {})
         return None
 
+    def _written_columns(self, table: str, rows: DataFrame) -> str:
+        """The select list that writes `rows` into every column of the table, in the table's order.
+
+        A column the rows lack (one a contract no longer declares: a migration adds columns and drops
+        none) is written as NULL of its type, so the table keeps its earlier rows' values and a new
+        write does not stop on a name that is gone.
+        """
+        present = {name.lower() for name in rows.columns}
+        return ", ".join(
+            _quoted(field.name)
+            if field.name.lower() in present
+            else f"CAST(NULL AS {field.dataType.simpleString()}) AS {_quoted(field.name)}"
+            for field in self.read(table).schema.fields
+        )
+
     def replace_where(self, table: str, rows: DataFrame, predicate: str) -> None:
         """Atomically replace the rows matching `predicate` (checked SQL text) with `rows`, which must all match it."""
-        columns = ", ".join(_quoted(name) for name in self.read(table).columns)
+        columns = self._written_columns(table, rows)
         with self._view(rows) as view:
             statement = f"INSERT INTO {self.name(table)} REPLACE WHERE {predicate} SELECT {columns} FROM {view}"  # noqa: S608
             committed(lambda: self.spark.sql(statement).collect(), f"replace {predicate} in {table}")
@@ -339,7 +354,7 @@ class Warehouse:
 
     def append(self, table: str, rows: DataFrame) -> None:
         """Append rows; a blind append never conflicts with another writer."""
-        columns = ", ".join(_quoted(name) for name in self.read(table).columns)
+        columns = self._written_columns(table, rows)
         with self._view(rows) as view:
             statement = f"INSERT INTO {self.name(table)} SELECT {columns} FROM {view}"  # noqa: S608
             committed(lambda: self.spark.sql(statement).collect(), f"append to {table}")

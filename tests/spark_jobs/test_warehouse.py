@@ -65,6 +65,19 @@ def test_a_batch_is_replaced_read_and_deleted_without_touching_the_others(spark:
     assert warehouse.read_batch("t", "a").count() == 0
 
 
+def test_a_column_the_rows_no_longer_have_is_kept_and_written_as_null(spark: SparkSession, lake: Lake) -> None:
+    # A table made while a contract still declared `note`: the contract dropped it since.
+    warehouse = lake.warehouse()
+    warehouse.ensure_table("t", spark.createDataFrame([], f"{SCHEMA}, note string").schema)
+    warehouse.append("t", spark.createDataFrame([("k0", 0, "old", "kept")], f"{SCHEMA}, note string"))
+
+    replace_batch(warehouse, "t", rows_of(spark, "a", ("k1", 1)), "a")
+    warehouse.append("t", rows_of(spark, "b", ("k2", 2)))
+
+    notes = {row["k"]: row["note"] for row in lake.table("t").to_pylist()}
+    assert notes == {"k0": "kept", "k1": None, "k2": None}
+
+
 def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark: SparkSession, lake: Lake) -> None:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
