@@ -32,6 +32,7 @@ from filegate.errors import (
     ObjectNotFound,
     RunNotStarted,
     SourceChanged,
+    TransientError,
 )
 from filegate.events import Upload
 from filegate.ingest import DUPLICATE, IGNORED, REJECTED, WARNING_STATUSES, Gate, Outcome, outcome_log
@@ -245,7 +246,8 @@ class Seal:
 
 
 def _seal(gate: Gate, batch: Batch, revision: int, *, partial: bool) -> Seal:
-    """Write revision `revision` create-only; when another event wrote it first, that one is the seal."""
+    """Write revision `revision` create-only; when another event wrote it first, that one is the seal if it
+    holds every file this one would have sealed (else `_SealLacksFiles`)."""
     store, pipeline = gate.store, batch.pipeline
     members = [
         {
@@ -290,7 +292,16 @@ def _seal(gate: Gate, batch: Batch, revision: int, *, partial: bool) -> Seal:
         existing = store.stat(container, path)
         if existing is None:
             raise
-        return Seal(revision, existing, _read_json(gate, existing), created=False)
+    seal = Seal(revision, existing, _read_json(gate, existing), created=False)
+    if not {f"{m['container']}/{m['path']}" for m in members} <= seal.paths:
+        # The other delivery read the batch before a file this one saw was archived (or this one read an
+        # older view): that seal is not this delivery's answer. Deciding again on a fresh read settles it.
+        raise _SealLacksFiles(f"{container}/{path}")
+    return seal
+
+
+class _SealLacksFiles(FilegateError):
+    """Another delivery wrote this revision first, without a file this delivery saw."""
 
 
 def _latest_seal(gate: Gate, batch: Batch) -> Seal | None:
@@ -363,8 +374,23 @@ def _waiting_reasons(batch: Batch) -> tuple[str, ...]:
     return tuple(reasons)
 
 
+# How often one delivery decides again after losing a seal to a delivery that saw other files. Each loss
+# means another delivery sealed a revision, so this bounds racing deliveries of one batch, not time.
+SEAL_ATTEMPTS = 5
+
+
 def evaluate(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool = False) -> Verdict:
     """Decide what a batch needs now; `piece` is the `container/path` of the event's own archived object."""
+    for _ in range(SEAL_ATTEMPTS):
+        try:
+            return _decide(gate, batch, piece, sweeping=sweeping)
+        except _SealLacksFiles as exc:
+            lost = str(exc)
+        batch = assess_batch(gate, batch.pipeline, batch.business_date)
+    raise TransientError(f"{lost}: sealed by other deliveries {SEAL_ATTEMPTS} times without this one's files")
+
+
+def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> Verdict:
     pipeline = batch.pipeline
     if batch.latest_trigger is None:
         return Verdict(MEMBER_ARCHIVED, (f"waiting for the trigger ({pipeline.trigger_pattern})",))

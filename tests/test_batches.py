@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from filegate.contracts import load_contracts
 from filegate.errors import RunNotStarted
 from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, Outcome, handle_payload
 from filegate.pipelines import Pipelines, load_pipelines
+from filegate.storage import ObjectInfo, Store
 from filegate.sweep import RUN_PENDING, sweep_pipeline_batches
 from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import World, run_parameters
@@ -332,6 +334,122 @@ def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, 
         assert [m["size"] for m in second["members"] if m["dataset"] == "orders"] == [len(corrected)]
     # The late event redelivered changes nothing more.
     assert deliver(gate, world.upload(member_name("orders", day), corrected)).status in (LATE_MEMBER, DUPLICATE)
+
+
+@dataclass
+class HeldSeal:
+    """A real store whose first seal write waits for `release`; `reached` says it is waiting, `written` that
+    it wrote. Two deliveries through two of these interleave as two function instances can."""
+
+    inner: Store
+    release: threading.Event
+    reached: threading.Event = field(default_factory=threading.Event)
+    written: threading.Event = field(default_factory=threading.Event)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        holding = "/_sealed." in path and not self.reached.is_set()
+        if holding:
+            self.reached.set()
+            assert self.release.wait(timeout=30), f"not released before writing {path}"
+        try:
+            return self.inner.put(container, path, data, content_type, metadata)
+        finally:
+            if holding:
+                self.written.set()
+
+
+def race_to_one_seal(
+    world: World, gate: Gate, first: dict[str, Any], second: dict[str, Any]
+) -> tuple[Outcome, Outcome]:
+    """`first` reads the batch before `second`'s file is archived, `second` reads after; both then write the
+    same seal revision, `first` before `second`."""
+    written_first = threading.Event()
+    later = HeldSeal(world.store, release=written_first)
+    earlier = HeldSeal(world.store, release=later.reached, written=written_first)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        one = pool.submit(deliver, replace(gate, store=earlier), first)
+        assert earlier.reached.wait(timeout=30), "the first delivery never reached its seal"
+        two = pool.submit(deliver, replace(gate, store=later), second)
+        return one.result(timeout=60), two.result(timeout=60)
+
+
+def assert_one_run_per_seal(world: World, day: date) -> list[dict[str, Any]]:
+    """Each sealed revision ran exactly once, under its own token; the seals, oldest first."""
+    documents = [read_seal(world, path) for path in seals(world, day)]
+    runs = batch_runs(world)
+    assert sorted(run_parameters(run)["source_path"] for run in runs) == sorted(
+        world.store.spark_uri(world.settings.archive.container, path) for path in seals(world, day)
+    )
+    assert len({d["idempotency_token"] for d in documents}) == len(documents)
+    return documents
+
+
+def sealed_sizes(document: Mapping[str, Any]) -> dict[str, int]:
+    return {m["dataset"]: m["size"] for m in document["members"]}
+
+
+def test_two_late_members_racing_for_one_revision_end_in_a_seal_that_holds_both(world: World) -> None:
+    gate = world.gate(pipelines=with_policy(late_member="rerun"))
+    day = date(2025, 3, 12)
+    pieces = batch_pieces(day)
+    pieces[trigger_name(day)] = json.dumps({"batch_date": day.isoformat()}).encode()
+    assert [deliver(gate, world.upload(name, data)) for name, data in pieces.items()][-1].status == SEALED
+    customers = member_bytes("customers") + member_bytes("customers").splitlines(keepends=True)[1]
+    orders = member_bytes("orders") + member_bytes("orders").splitlines(keepends=True)[1]
+    customers_event = world.upload(member_name("customers", day), customers)
+    orders_event = world.upload(member_name("orders", day), orders)
+
+    first, second = race_to_one_seal(world, gate, customers_event, orders_event)
+
+    assert (first.status, first.revision) == (LATE_MEMBER, 2)
+    # The seal the orders delivery lost to lacks its file: it seals the next revision rather than report r2.
+    assert (second.status, second.revision) == (LATE_MEMBER, 3), second.reasons
+    documents = assert_one_run_per_seal(world, day)
+    assert len(documents) == 3
+    latest = sealed_sizes(documents[-1])
+    assert (latest["customers"], latest["orders"]) == (len(customers), len(orders))
+    assert {first.run_id, second.run_id} < {run["run_id"] for run in batch_runs(world)}
+    assert first.run_id != second.run_id
+    # Nothing runs twice: the same two events again are duplicates.
+    assert {deliver(gate, customers_event).status, deliver(gate, orders_event).status} == {DUPLICATE}
+    assert len(batch_runs(world)) == 3
+
+
+@pytest.mark.parametrize("policy", ["hold", "rerun"])
+def test_a_re_upload_racing_the_last_member_for_the_first_seal_is_not_taken_for_a_duplicate(
+    world: World, policy: str
+) -> None:
+    gate = world.gate(pipelines=with_policy(late_member=policy))
+    day = date(2025, 3, 13)
+    pieces = batch_pieces(day)
+    pieces[trigger_name(day)] = json.dumps({"batch_date": day.isoformat()}).encode()
+    last = pieces.pop(member_name("shipping", day))
+    for name, data in pieces.items():
+        deliver(gate, world.upload(name, data))
+    customers = member_bytes("customers") + member_bytes("customers").splitlines(keepends=True)[1]
+    last_event = world.upload(member_name("shipping", day), last)
+    reupload_event = world.upload(member_name("customers", day), customers)
+
+    sealed, reupload = race_to_one_seal(world, gate, last_event, reupload_event)
+
+    assert (sealed.status, sealed.revision) == (SEALED, 1)
+    first = read_seal(world, seals(world, day)[0])
+    assert sealed_sizes(first)["customers"] == len(member_bytes("customers"))
+    assert reupload.status == LATE_MEMBER, reupload.reasons
+    documents = assert_one_run_per_seal(world, day)
+    if policy == "hold":
+        assert reupload.revision == 1
+        assert reupload.run_id == sealed.run_id
+        assert len(documents) == 1
+    else:
+        assert reupload.revision == 2
+        assert len(documents) == 2
+        assert sealed_sizes(documents[-1])["customers"] == len(customers)
+    assert deliver(gate, last_event).status == DUPLICATE
+    assert len(batch_runs(world)) == len(documents)
 
 
 @pytest.mark.parametrize("lost", ["inventory", "trigger"])
