@@ -3,7 +3,7 @@ starts its one run.
 
 The object store is the state: a batch is whatever its archive folder and its members' archive folders
 hold. Every piece is placed before its own evaluation, the seal is create-only, and the run token is
-derived from the sealed set, so two "last piece" events at once give one seal and one run.
+derived from the revision and its sealed set, so two "last piece" events at once give one seal and one run.
 
 Layout in the archive (the folder is `Pipeline.batch_folder`):
     _batches/<pipeline>/<yyyy>/<mm>/<dd>/<trigger file>        the archived trigger (place_upload)
@@ -222,12 +222,14 @@ def _read_json(gate: Gate, info: ObjectInfo) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- sealing
 
 
-def batch_token(gate: Gate, pipeline: str, business_date: date, members: list[dict[str, Any]]) -> str:
-    """Derived from the sealed set: the same members give the same token, hence one run however often asked."""
+def batch_token(gate: Gate, pipeline: str, business_date: date, revision: int, members: list[dict[str, Any]]) -> str:
+    """Derived from the revision and its sealed set: one run per revision however often asked."""
     store = gate.store
     account = store.account
     pieces = sorted(f"{m['dataset']}={m['container']}/{m['path']}@{m['version']}" for m in members)
-    identity = "|".join(["batch", store.kind, account, pipeline, business_date.isoformat(), *pieces])
+    # The revision is part of it: a later revision may seal the very files of an earlier one (a new trigger
+    # names the old sizes again), and the Jobs API would answer that token with the earlier, finished run.
+    identity = "|".join(["batch", store.kind, account, pipeline, business_date.isoformat(), f"r{revision}", *pieces])
     return TOKEN_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:56]
 
 
@@ -264,7 +266,7 @@ def _seal(gate: Gate, batch: Batch, revision: int, *, partial: bool) -> Seal:
         for m in batch.present
         if m.chosen is not None
     ]
-    token = batch_token(gate, pipeline.name, batch.business_date, members)
+    token = batch_token(gate, pipeline.name, batch.business_date, revision, members)
     trigger = batch.latest_trigger
     document = {
         "pipeline": pipeline.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -450,6 +451,27 @@ def test_a_re_upload_racing_the_last_member_for_the_first_seal_is_not_taken_for_
         assert sealed_sizes(documents[-1])["customers"] == len(customers)
     assert deliver(gate, last_event).status == DUPLICATE
     assert len(batch_runs(world)) == len(documents)
+
+
+def test_a_revision_that_returns_to_an_earlier_set_of_files_starts_its_own_run(world: World) -> None:
+    gate = world.gate(pipelines=with_policy(late_member="rerun"))
+    day = date(2025, 3, 14)
+    first = member_bytes("customers")
+    second = first + first.splitlines(keepends=True)[1]
+    pieces = batch_pieces(day)
+    sealed = [deliver(gate, world.upload(name, data)) for name, data in pieces.items()][-1]
+    assert sealed.status == SEALED
+    deliver(gate, world.upload(member_name("customers", day), second))
+    listed = {d: member_bytes(d) for d in MEMBERS}
+    # The producer's trigger names the second version, then the first again: revisions 2 and 3.
+    to_second = deliver(gate, world.upload(trigger_name(day), trigger_bytes(day, {**listed, "customers": second})))
+    time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the newest trigger must be the newest there too
+    back = deliver(gate, world.upload(trigger_name(day), trigger_bytes(day, listed, created_at="2025-03-15T01:00:00Z")))
+
+    assert (to_second.revision, back.revision) == (2, 3)
+    documents = assert_one_run_per_seal(world, day)
+    assert sealed_sizes(documents[0]) == sealed_sizes(documents[2])
+    assert len({sealed.run_id, to_second.run_id, back.run_id}) == 3
 
 
 @pytest.mark.parametrize("lost", ["inventory", "trigger"])
