@@ -149,7 +149,8 @@ def assess_batch(
             seals[int(seal["revision"])] = info
         elif run := RUN_NAME.match(name):
             runs[int(run["revision"])] = info
-        elif pipeline.trigger_regex.match(_unqualified(name)):
+        elif pipeline.trigger_regex.match(_unqualified(name)) and info.copy_finished:
+            # A copy that did not finish (Azure) is no trigger yet: its redelivery copies it again.
             triggers.append(info)
     batch = Batch(pipeline, business_date, tuple(triggers), seals=seals, runs=runs)
     latest = batch.latest_trigger
@@ -187,7 +188,13 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
     """The archived version a batch uses for a member: the one whose size the trigger states, else the newest."""
     settings, store = gate.settings, gate.store
     prefix = settings.archive.path(f"{expected.dataset}/{business_date:%Y/%m/%d}/")
-    found = [info for info in store.list(settings.archive.container, prefix) if _same_file(expected, _name(info))]
+    # A copy that did not finish (Azure: pending, failed, aborted) holds part of the file at most: the
+    # member is still on its way, and its redelivery copies it again.
+    found = [
+        info
+        for info in store.list(settings.archive.container, prefix)
+        if _same_file(expected, _name(info)) and info.copy_finished
+    ]
     qualifying = [info for info in found if expected.bytes is None or info.size == expected.bytes]
     if qualifying:
         chosen = max(qualifying, key=lambda info: (info.written, info.path))

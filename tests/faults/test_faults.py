@@ -342,6 +342,32 @@ def test_a_crash_between_seal_and_run_now_starts_the_batch_run_once(world: World
     assert len(batch_runs(world)) == 1
 
 
+def test_a_member_whose_copy_is_pending_is_not_sealed_until_the_copy_finishes(azure_world: World) -> None:
+    day = date(2025, 5, 3)
+    pieces = batch_pieces(day)
+    *members, trigger = pieces
+    *first, pending = members
+    for name in first:
+        handle_payload(azure_world.gate(), azure_world.upload(name, pieces[name]))
+    event = azure_world.upload(pending, pieces[pending])
+    # Azure's copy of the last member is still pending: the blob has the member's size and Filegate's
+    # metadata, so only its copy status says that its bytes are not all there yet.
+    store = UnfinishedCopyStore(azure_world.store, COPY_PENDING)
+    with pytest.raises(TransientError, match="pending"):
+        handle_payload(azure_world.gate(store), event)
+
+    [waiting] = handle_payload(azure_world.gate(store), azure_world.upload(trigger, pieces[trigger]))
+
+    assert waiting.status == "waiting"
+    assert seals(azure_world, day) == []
+    assert batch_runs(azure_world) == []
+    store.finish()
+    redeliver(azure_world, event)
+    [seal] = seals(azure_world, day)
+    assert len(read_seal(azure_world, seal)["members"]) == len(members)
+    assert len(batch_runs(azure_world)) == 1
+
+
 def test_a_batch_run_now_failure_is_redelivered_and_starts_one_run(world: World) -> None:
     day = date(2025, 5, 2)
     pieces = batch_pieces(day)
