@@ -14,7 +14,7 @@ from filegate.errors import UnsafeSql
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
 from spark_jobs.columns import REASON, target_schema
 from spark_jobs.merge import latest_wins_merge
-from spark_jobs.target import batch_summary, tied_rows
+from spark_jobs.target import Ties, batch_summary, tied_rows
 from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
@@ -107,13 +107,14 @@ def test_ties_are_counted_at_both_ends_of_the_batchs_sequence_range_to_the_micro
     # A and E tie at the batch's first and last instants (E's a microsecond past the hour); B repeats the
     # target's row (no tie), C is newer, G is new.
     batch = rows(spark, ORDERS, ("A", "DELIVERED", 9), ("B", "PICKED_UP", 12), ("C", "DELIVERED", 11), ("G", "X", 10))
-    batch = batch.unionByName(later_by_a_microsecond(rows(spark, ORDERS, ("E", "DELIVERED", 12))))
+    batch = batch.unionByName(later_by_a_microsecond(rows(spark, ORDERS, ("E", "OUT_FOR_DELIVERY", 12))))
     stage = batch.withColumn(REASON, F.lit(None).cast("string"))
 
     summary = batch_summary(stage, ORDERS)
 
     assert (summary.counts.staged, summary.versions) == (5, 5)
-    assert tied_rows(batch.select(*plain), warehouse.read("t"), ORDERS, summary) == 2
+    # A's held row outranks the batch's (IN_TRANSIT sorts after DELIVERED); E's batch row outranks the held one.
+    assert tied_rows(batch.select(*plain), warehouse.read("t"), ORDERS, summary) == Ties(tied=2, won=1)
 
 
 def test_merge_refuses_identifiers_the_dialects_would_read_differently() -> None:
