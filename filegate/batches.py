@@ -590,7 +590,7 @@ def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
         write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
         # As for a rejected file (ingest._reject): the delivery that takes the trigger out of landing reports it.
         moved = store.delete(upload.container, upload.path, upload.version)
-        status = REJECTED if moved else DUPLICATE
+        status = REJECTED if moved or not placement.reused else DUPLICATE
         return replace(
             base,
             status=status,

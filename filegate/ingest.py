@@ -365,11 +365,13 @@ def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
     }
     # The report goes in before the source is deleted, so a crash in between loses neither.
     write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
-    # The delivery whose delete takes the file out of landing reports it, even when an earlier one had
-    # copied it and then failed: else a rejection retried after a partial failure is never alerted on.
+    # Reported as rejected by the delivery that made the copy, or whose delete takes the file out of
+    # landing when an earlier one had copied it and then failed: a rejection retried after a partial
+    # failure is still alerted on, and one whose delete found the source gone (moved, or replaced by a
+    # re-upload meanwhile) too. Only a delivery that finds both done is a duplicate.
     moved = store.delete(upload.container, upload.path, upload.version)
     outcome = Outcome(
-        REJECTED if moved else DUPLICATE,
+        REJECTED if moved or not placement.reused else DUPLICATE,
         upload.event_id,
         f"{upload.container}/{upload.path}",
         dataset=dataset,

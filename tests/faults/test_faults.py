@@ -85,6 +85,29 @@ def test_a_crash_between_rejected_copy_and_report_still_leaves_the_report(world:
     assert world.runs() == []
 
 
+def test_a_rejection_whose_file_was_uploaded_again_meanwhile_is_still_reported_rejected(world: World) -> None:
+    data = csv_bytes(header=["tracking_num", "order_id"])
+    event = world.upload(NAME, data)
+    again = csv_bytes([tracking_row(1)])
+
+    class ReuploadBeforeDelete:
+        """The producer uploads the same name again between the rejected copy and the source's delete."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(world.store, name)
+
+        def delete(self, container: str, path: str, version: str) -> bool:
+            world.upload(NAME, again)
+            return world.store.delete(container, path, version)
+
+    [outcome] = handle_payload(world.gate(ReuploadBeforeDelete()), event)
+
+    # This delivery made the only copy of the bad version: it is the one to alert on it.
+    assert outcome.status == REJECTED
+    [left] = world.objects(world.settings.landing)
+    assert world.read(left) == again
+
+
 def _report_writes(rejected: str) -> Any:
     """Matches writing a report into the rejected container (Azure: Put Blob of the name, GCS: an upload)."""
 
