@@ -607,7 +607,10 @@ def _contract_problems(contract: Contract) -> list[Problem]:
         elif not _NAME.fullmatch(name):
             # The job merges by these names unquoted (spark_jobs.merge), and Delta compares columns
             # without case: `Email` beside `email` would be one column there.
-            note(where, f"{name!r} must be lower-case letters, digits and underscores (the header may differ in case)")
+            note(
+                where,
+                f"{name!r} must be lower-case letters, digits and underscores; rename it in the files' header too",
+            )
     for column in contract.columns:
         problems.extend(_column_problems(column))
     for key in contract.keys:
@@ -694,6 +697,8 @@ def _derived_problems(contract: Contract) -> list[Problem]:
         seen.add(derived.name)
         if not _is_type(derived.type):
             problems.append(Problem(where, f"unknown type {derived.type!r}"))
+        elif unheld := _unheld_decimal(derived.type):
+            problems.append(Problem(where, unheld))
         if bool(derived.expr) == bool(derived.bands_on):
             problems.append(Problem(where, "give either expr or bands"))
         if derived.bands_on:
@@ -711,19 +716,24 @@ def _is_type(type_name: str) -> bool:
     return type_name in SCALAR_TYPES or bool(_DECIMAL_TYPE.match(type_name))
 
 
+def _unheld_decimal(type_name: str) -> str | None:
+    """Why a decimal type is one Spark and Delta cannot hold (1 to 38 digits, the scale's among them), if it is."""
+    decimal = _DECIMAL_TYPE.match(type_name)
+    if decimal is None:
+        return None
+    precision, scale = int(decimal.group(1)), int(decimal.group(2))
+    if 1 <= precision <= 38 and scale <= precision:
+        return None
+    return f"{type_name} is not a decimal Spark holds: precision 1 to 38, scale at most it"
+
+
 def _column_problems(column: Column) -> list[Problem]:
     at = f"columns.{column.name}"
     problems: list[Problem] = []
     if not _is_type(column.type):
         return [Problem(at, f"column {column.name} has unknown type {column.type!r}")]
-    decimal = _DECIMAL_TYPE.match(column.type)
-    if decimal:
-        precision, scale = int(decimal.group(1)), int(decimal.group(2))
-        # Spark's and Delta's decimals hold 1 to 38 digits, the scale's among them.
-        if not 1 <= precision <= 38 or scale > precision:
-            problems.append(
-                Problem(at, f"{column.type} is not a decimal Spark holds: precision 1 to 38, scale at most it")
-            )
+    if unheld := _unheld_decimal(column.type):
+        problems.append(Problem(at, unheld))
     if column.pattern is not None:
         try:
             shared_pattern(column.pattern)

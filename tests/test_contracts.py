@@ -210,6 +210,10 @@ def test_a_toml_date_bound_is_kept_as_iso_text() -> None:
         ),
         ({"derived": [{"name": "Volume", "type": "long", "expr": "1"}]}, "derived.Volume: 'Volume' must be lower-case"),
         (
+            {"derived": [{"name": "v", "type": "decimal(40,2)", "expr": "1"}]},
+            r"derived.v: decimal\(40,2\) is not a dec",
+        ),
+        (
             {"derived": [{"name": "d", "bands": {"on": "amount", "rules": [{"label": "X", "max": "lots"}]}}]},
             "band X: 'lots' is not a decimal",
         ),
