@@ -82,17 +82,22 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
             first_seen[name] = path
         if contract is not None:
             contracts.append(contract)
-    pipeline_findings, members = _pipeline_findings(pipelines, contracts)
+    pipeline_findings, checked = _pipeline_findings(pipelines, contracts)
     findings.extend(pipeline_findings)
-    findings.extend(_batch_only_findings(contracts, first_seen, members))
+    findings.extend(_batch_only_findings(contracts, first_seen, checked))
     return contracts, findings
 
 
-def _batch_only_findings(contracts: list[Contract], paths: dict[str, Path], members: set[str]) -> list[Finding]:
-    """A dataset in no pipeline runs the ingest job, which refuses what only the batch job applies."""
-    members = members | {
-        member for pipeline in load_pipelines(load_contracts()).values() for member in pipeline.members
-    }
+def _batch_only_findings(
+    contracts: list[Contract], paths: dict[str, Path], checked: dict[str, tuple[str, ...]]
+) -> list[Finding]:
+    """A dataset in no pipeline runs the ingest job, which refuses what only the batch job applies.
+
+    The pipelines are the built-in ones, each replaced by a checked pipeline of its name (as
+    `load_pipelines` replaces them), and the other checked ones.
+    """
+    pipelines = {pipeline.name: pipeline.members for pipeline in load_pipelines(load_contracts()).values()}
+    members = {member for listed in (pipelines | checked).values() for member in listed}
     return [
         Finding(
             paths[contract.name],
@@ -107,18 +112,20 @@ def _batch_only_findings(contracts: list[Contract], paths: dict[str, Path], memb
 
 def _pipeline_findings(
     pipelines: list[tuple[Path, dict[str, Any]]], contracts: list[Contract]
-) -> tuple[list[Finding], set[str]]:
+) -> tuple[list[Finding], dict[str, tuple[str, ...]]]:
     """Each pipeline against the datasets checked alongside it and the built-in ones: members exist, and
-    no dataset belongs to two pipelines. Also the members of the pipelines that parsed."""
+    no dataset belongs to two pipelines. Also each pipeline that parsed, by name, with its members."""
     known = Contracts({**load_contracts(), **{contract.name: contract for contract in contracts}})
     findings: list[Finding] = []
     owners: dict[str, str] = {}
+    parsed: dict[str, tuple[str, ...]] = {}
     for path, document in pipelines:
         try:
             pipeline = parse_pipeline(document, known, path)
         except ContractError as exc:
             findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
             continue
+        parsed[pipeline.name] = pipeline.members
         # The batch job's part of the file (relations, rules, derived tables and their bands): checked
         # here so a broken rule or table fails before a run does. Plain Python, no Spark.
         from spark_jobs.pipeline_rules import parse_checks
@@ -133,7 +140,7 @@ def _pipeline_findings(
             if member in owners and owners[member] != pipeline.name:
                 findings.append(Finding(path, None, f"dataset {member} is also a member of {owners[member]}"))
             owners[member] = pipeline.name
-    return findings, set(owners)
+    return findings, parsed
 
 
 def locate(text: str, where: str) -> int | None:

@@ -9,6 +9,7 @@ import pytest
 from filegate.check import check_files, main
 
 BROKEN = Path(__file__).parent / "contracts" / "broken"
+BUILTIN = Path(__file__).parents[1] / "filegate" / "datasets"
 
 
 def test_check_finds_every_kind_of_mistake_with_file_and_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,10 +74,20 @@ def test_a_dataset_in_no_pipeline_may_not_use_what_only_the_batch_job_applies(tm
     )
     _, in_pipeline = check_files([tmp_path / "members.toml", pipeline])
 
+    # A user's pipeline named like a built-in one replaces it, members and all.
+    (tmp_path / "shop.toml").write_text(
+        'kind = "pipeline"\nname = "ecommerce"\ntrigger_pattern = "shop_{yyyy}_{mm}_{dd}.json"\nmembers = ["orders"]\n',
+        encoding="utf-8",
+    )
+    _, replaced = check_files([tmp_path / "shop.toml", BUILTIN / "customers.toml"])
+
     [finding] = alone
     assert finding.path == tmp_path / "members.toml"
     assert finding.message.startswith("track_history_except applied by the batch job only: add members to a pipeline")
     assert in_pipeline == []
+    assert [finding.message.split(":")[0] for finding in replaced] == [
+        "track_history_except applied by the batch job only"
+    ]
 
 
 def test_a_pipeline_is_checked_against_the_datasets(tmp_path: Path) -> None:
