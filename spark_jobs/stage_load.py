@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
 from spark_jobs.stage import Batch, stage_file
+from spark_jobs.target import refuse_batch_job_settings
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse
 
@@ -25,6 +26,7 @@ def stage(
     spark: SparkSession, warehouse: Warehouse, contract: Contract, arguments: TaskArguments, started_at: datetime
 ) -> None:
     """Stage the file and say what happened."""
+    refuse_batch_job_settings(contract)
     batch = Batch(arguments.dataset, arguments.batch_id, arguments.source_file, started_at)
     counts = stage_file(spark, warehouse, contract, arguments.source_path, batch)
     print(

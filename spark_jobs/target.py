@@ -144,15 +144,22 @@ def tied_rows(versions: DataFrame, existing: DataFrame, contract: Contract, summ
     return Ties(int(found["tied"]), int(found["won"]))
 
 
-def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
-    """Merge the batch's stage rows into the target, creating it on the first run."""
+def refuse_batch_job_settings(contract: Contract) -> None:
+    """Refuse a contract the ingest job cannot honour; both of its tasks call this before writing anything.
+
+    Ignoring one of these settings would keep rows the producer meant to delete, open versions the
+    contract said not to track, or never close a key a snapshot left out.
+    """
     if contract.batch_job_settings:
-        # Said before anything is written: ignoring one would keep rows the producer meant to delete,
-        # open versions the contract said not to track, or never close a key a snapshot left out.
         raise TargetLoadError(
             f"{contract.name}: {', '.join(contract.batch_job_settings)} applied by the batch job only (datasets of a "
             "pipeline), not the ingest job: add the dataset to a pipeline, or remove them from its contract"
         )
+
+
+def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> TargetCounts:
+    """Merge the batch's stage rows into the target, creating it on the first run."""
+    refuse_batch_job_settings(contract)
     schema = target_schema(contract)
     table = target_table(contract)
     warehouse.ensure_table(table, schema)

@@ -18,6 +18,7 @@ from spark_jobs import stage_load, target_load
 from spark_jobs.columns import stage_schema
 from spark_jobs.stage import Batch, stage_file, staged_rows
 from spark_jobs.target import TargetLoadError, load_target
+from spark_jobs.task import parse_arguments
 from spark_jobs.warehouse import Warehouse, batch_predicate
 from tests.spark_jobs.conftest import Lake
 
@@ -477,11 +478,16 @@ def test_scd2_keeps_history_out_of_order_and_repeated(
     ],
 )
 def test_the_ingest_job_refuses_what_only_the_batch_job_applies_before_writing(
-    lake: Lake, change: dict[str, object], named: str
+    lake: Lake, samples: list[Path], change: dict[str, object], named: str
 ) -> None:
     contract = replace(load_contracts()["order_tracking"], **change)
 
+    arguments = parse_arguments(task_arguments(lake, samples[0], "b1"), "stage_load")
+
+    with pytest.raises(TargetLoadError, match=f"{named} applied by the batch job only"):
+        stage_load.stage(lake.spark, lake.warehouse(), contract, arguments, datetime.now(UTC))
     with pytest.raises(TargetLoadError, match=f"{named} applied by the batch job only"):
         load_target(lake.warehouse(), contract, "b1")
 
     assert not lake.location.path(contract.target).exists()
+    assert not lake.location.path(f"{contract.name}_stage").exists()
