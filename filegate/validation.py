@@ -15,6 +15,8 @@ from typing import Any
 from filegate.contracts import Contract, Contracts
 
 MAX_ROW_REASONS = 20
+# Lines a multiline record cut by the sample may already span; a quote open longer is never closed.
+MAX_CUT_RECORD_LINES = 100
 MAX_SHOWN_NAME = 100
 # The csv module's words for a quote that is opened and never closed before the sample ends.
 _UNCLOSED_QUOTE = "unexpected end of data"
@@ -162,12 +164,18 @@ def _whole_records(reader: Any, truncated: bool) -> Iterator[list[str]]:
 
     The sample is cut at its last line break, which may lie inside a quoted field that holds line
     breaks (`multiline_records`): that record goes on past the sample, so it is not judged. Read whole,
-    a file that ends inside quotes is malformed.
+    a file that ends inside quotes is malformed, and so is a sample whose open record began more than
+    MAX_CUT_RECORD_LINES before the cut: that is a quote never closed (the job would read every later
+    row into one rejected record), not a long description.
     """
+    last = reader.line_num
     try:
-        yield from reader
+        for record in reader:
+            last = reader.line_num
+            yield record
     except csv.Error as exc:
-        if not (truncated and _UNCLOSED_QUOTE in str(exc)):
+        cut = truncated and reader.line_num - last <= MAX_CUT_RECORD_LINES
+        if not (cut and _UNCLOSED_QUOTE in str(exc)):
             raise
 
 

@@ -192,6 +192,19 @@ def test_a_quote_left_open_in_a_one_line_record_is_malformed_even_in_a_cut_sampl
     assert "a quoted field is never closed" in result.reasons[0]
 
 
+def test_a_quote_left_open_long_before_the_cut_is_malformed_even_in_a_multiline_file() -> None:
+    header, first, second = PRODUCTS.read_bytes().split(b"\n")[:3]
+    plain = second.replace(b", ", b" ").replace(b'"', b"")
+    # A stray quote opens the first record's last field; 200 records without a quote follow it.
+    stray = first.rsplit(b",", 1)[0] + b',"' + first.rsplit(b",", 1)[1]
+    body = b"\n".join([header, stray, *[plain] * 200, b""])
+
+    result = check(body, name=PRODUCTS.name, sample=len(body) - 10)
+
+    assert not result.ok
+    assert "a quoted field is never closed" in result.reasons[0]
+
+
 def test_a_whole_file_that_ends_inside_quotes_is_malformed() -> None:
     data = PRODUCTS.read_bytes()
     cut = data.index(OPEN_QUOTE) + len(OPEN_QUOTE)
