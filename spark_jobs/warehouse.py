@@ -19,7 +19,7 @@ from typing import TypeVar
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructField, StructType
 
 from filegate.errors import UnsafeSql
 from spark_jobs.columns import BATCH_ID
@@ -152,6 +152,8 @@ class Warehouse:
         self.spark = spark
         self.location = location
         self.description = f"Delta Lake on Spark, tables {location.describe()}"
+        # Each table's columns as this process's `ensure_table` last declared them (lower case).
+        self._declared: dict[str, frozenset[str]] = {}
 
     def name(self, table: str) -> str:
         return self.location.name(table)
@@ -191,6 +193,7 @@ class Warehouse:
             committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
             existing = self.read(table)
         self._add_missing_columns(table, schema, existing.columns)
+        self._declared[table] = frozenset(field.name.lower() for field in schema.fields)
 
     def replace_table(self, table: str, rows: DataFrame) -> int:
         """Atomically replace the whole table (schema and rows) with `rows`; how many rows it now has.
@@ -328,17 +331,22 @@ class Warehouse:
     def _written_columns(self, table: str, rows: DataFrame) -> str:
         """The select list that writes `rows` into every column of the table, in the table's order.
 
-        A column the rows lack (one a contract no longer declares: a migration adds columns and drops
-        none) is written as NULL of its type, so the table keeps its earlier rows' values and a new
-        write does not stop on a name that is gone.
+        A column the rows lack that the table's `ensure_table` in this process no longer declares (a
+        contract dropped it: a migration adds columns and drops none) is written as NULL of its type, so
+        the table keeps its earlier rows' values and a new write does not stop on a name that is gone.
+        A declared column the rows lack is the writer's mistake: it is selected by name, and Spark's
+        error names it.
         """
         present = {name.lower() for name in rows.columns}
-        return ", ".join(
-            _quoted(field.name)
-            if field.name.lower() in present
-            else f"CAST(NULL AS {field.dataType.simpleString()}) AS {_quoted(field.name)}"
-            for field in self.read(table).schema.fields
-        )
+        declared = self._declared.get(table)
+
+        def written(field: StructField) -> str:
+            name = field.name.lower()
+            if name in present or declared is None or name in declared:
+                return _quoted(field.name)
+            return f"CAST(NULL AS {field.dataType.simpleString()}) AS {_quoted(field.name)}"
+
+        return ", ".join(written(field) for field in self.read(table).schema.fields)
 
     def replace_where(self, table: str, rows: DataFrame, predicate: str) -> None:
         """Atomically replace the rows matching `predicate` (checked SQL text) with `rows`, which must all match it."""

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 from filegate.errors import UnsafeSql
@@ -65,17 +66,22 @@ def test_a_batch_is_replaced_read_and_deleted_without_touching_the_others(spark:
     assert warehouse.read_batch("t", "a").count() == 0
 
 
-def test_a_column_the_rows_no_longer_have_is_kept_and_written_as_null(spark: SparkSession, lake: Lake) -> None:
-    # A table made while a contract still declared `note`: the contract dropped it since.
+def test_a_column_no_longer_declared_is_kept_and_written_as_null(spark: SparkSession, lake: Lake) -> None:
+    # A table made while a contract still declared `note`; the contract dropped it since.
+    earlier = lake.warehouse()
+    earlier.ensure_table("t", spark.createDataFrame([], f"{SCHEMA}, note string").schema)
+    earlier.append("t", spark.createDataFrame([("k0", 0, "old", "kept")], f"{SCHEMA}, note string"))
     warehouse = lake.warehouse()
-    warehouse.ensure_table("t", spark.createDataFrame([], f"{SCHEMA}, note string").schema)
-    warehouse.append("t", spark.createDataFrame([("k0", 0, "old", "kept")], f"{SCHEMA}, note string"))
+    warehouse.ensure_table("t", rows_of(spark, "x").schema)
 
     replace_batch(warehouse, "t", rows_of(spark, "a", ("k1", 1)), "a")
     warehouse.append("t", rows_of(spark, "b", ("k2", 2)))
 
     notes = {row["k"]: row["note"] for row in lake.table("t").to_pylist()}
     assert notes == {"k0": "kept", "k1": None, "k2": None}
+    # A column the table's schema still declares is never filled in: rows without it are a mistake.
+    with pytest.raises(AnalysisException, match="`v`"):
+        warehouse.append("t", rows_of(spark, "c", ("k3", 3)).drop("v"))
 
 
 def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark: SparkSession, lake: Lake) -> None:
