@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pyspark.errors import AnalysisException
+from pyspark.logger import PySparkLogger
 from pyspark.sql import DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
@@ -26,6 +27,14 @@ from spark_jobs.columns import BATCH_ID
 from spark_jobs.merge import MergeSpec
 
 T = TypeVar("T")
+
+# PySpark 4.0 logs an error that carries a query context through a PySparkLogger it creates on first use,
+# swapping the process's logger class to do so (`PySparkLogger.getLogger`). Two threads raising such
+# errors at once (a batch's members are staged in threads) can create it as a plain Logger, and every
+# later error of the process then fails with "Logger._log() got an unexpected keyword argument
+# 'errorClass'" instead of saying what went wrong. Created here, once, before any thread runs.
+for _name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+    PySparkLogger.getLogger(_name)
 
 # Statements are built as text (S608): every name is a quoted identifier or a checked path, every
 # literal passes `sql_string`, and merge expressions come from `spark_jobs.merge`, never from input.

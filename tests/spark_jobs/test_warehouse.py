@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 
 import pytest
 from pyspark.errors import AnalysisException
+from pyspark.logger import PySparkLogger
 from pyspark.sql import DataFrame, SparkSession
 
 from filegate.errors import UnsafeSql
@@ -82,6 +84,15 @@ def test_a_column_no_longer_declared_is_kept_and_written_as_null(spark: SparkSes
     # A column the table's schema still declares is never filled in: rows without it are a mistake.
     with pytest.raises(AnalysisException, match="`v`"):
         warehouse.append("t", rows_of(spark, "c", ("k3", 3)).drop("v"))
+
+
+def test_pysparks_query_context_loggers_exist_before_any_thread_can_race_to_make_them() -> None:
+    # Made by PySparkLogger.getLogger, which swaps the process's logger class: two threads at once can
+    # leave one a plain Logger, and every later Spark error then fails on its `errorClass` argument.
+    assert all(
+        isinstance(logging.getLogger(name), PySparkLogger)
+        for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
+    )
 
 
 def test_merge_counts_are_the_merges_own_even_when_another_commit_follows(spark: SparkSession, lake: Lake) -> None:
