@@ -20,9 +20,9 @@ from pyspark.errors import AnalysisException
 from pyspark.logger import PySparkLogger
 from pyspark.sql import DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructField, StructType
+from pyspark.sql.types import NullType, StructField, StructType
 
-from filegate.errors import UnsafeSql
+from filegate.errors import FilegateError, UnsafeSql
 from spark_jobs.columns import BATCH_ID
 from spark_jobs.merge import MergeSpec
 
@@ -63,6 +63,10 @@ _COMMIT = "_commit_version"
 _FEED_COLUMNS = (_CHANGE_TYPE, _COMMIT, "_commit_timestamp")
 _FIRST_COMMIT = "_filegate_first_commit"
 _LAST_COMMIT = "_filegate_last_commit"
+
+
+class ColumnRetyped(FilegateError):
+    """A table holds a column with another type than the one Filegate now writes into it."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,7 @@ class Warehouse:
             # made by another release with other columns, which are read again.
             committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
             existing = self.read(table)
+        _refuse_retyped_columns(self.name(table), schema, existing.schema)
         self._add_missing_columns(table, schema, existing.columns)
         self._declared[table] = frozenset(field.name.lower() for field in schema.fields)
 
@@ -403,6 +408,31 @@ class Warehouse:
             yield view
         finally:
             self.spark.catalog.dropTempView(view)
+
+
+def _refuse_retyped_columns(table: str, schema: StructType, existing: StructType) -> None:
+    """Refuse to write a table whose column has another type than `schema` declares (a contract changed it).
+
+    Every write selects the table's own columns, so Spark would cast each new value to the old type:
+    a decimal's extra scale rounded away, a timestamp cut to its date, silently. Filegate changes no
+    type in place (a migration adds columns only); the user decides how the table's rows change.
+    """
+    held = {field.name.lower(): field.dataType for field in existing.fields}
+    retyped = [
+        f"{field.name} is {held[field.name.lower()].simpleString()} in the table, {field.dataType.simpleString()} now"
+        for field in schema.fields
+        if field.name.lower() in held
+        and not isinstance(field.dataType, NullType)
+        and field.dataType.simpleString() != held[field.name.lower()].simpleString()
+    ]
+    if retyped:
+        raise ColumnRetyped(
+            f"{table}: {'; '.join(retyped)} (a contract or pipeline changed the type). Filegate does not change "
+            "a column's type in place: every new value would be cast to the table's type. Keep the old type, "
+            "give the column a new name, or migrate the table yourself (ALTER TABLE ... ALTER COLUMN ... TYPE "
+            "where Delta's type widening allows it, or rewrite the table; a stage table left empty can be "
+            "dropped), then run again"
+        )
 
 
 def merge_statement(target: str, view: str, spec: MergeSpec) -> str:

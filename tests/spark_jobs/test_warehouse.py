@@ -16,6 +16,7 @@ from local_world.demo import read_table
 from spark_jobs.merge import MergeClause, MergeSpec
 from spark_jobs.warehouse import (
     CHANGE_FEED,
+    ColumnRetyped,
     LocalWarehouse,
     UnityCatalog,
     Warehouse,
@@ -84,6 +85,21 @@ def test_a_column_no_longer_declared_is_kept_and_written_as_null(spark: SparkSes
     # A column the table's schema still declares is never filled in: rows without it are a mistake.
     with pytest.raises(AnalysisException, match="`v`"):
         warehouse.append("t", rows_of(spark, "c", ("k3", 3)).drop("v"))
+
+
+def test_a_column_whose_type_changed_is_refused_not_cast_to_the_old_type(spark: SparkSession, lake: Lake) -> None:
+    # A contract declared `v` as bigint, then as decimal(12,4): 1.2345 would be written as 1.
+    earlier = lake.warehouse()
+    earlier.ensure_table("t", rows_of(spark, "x").schema)
+    earlier.append("t", rows_of(spark, "a", ("k1", 1)))
+    warehouse = lake.warehouse()
+
+    with pytest.raises(ColumnRetyped, match=r"v is bigint in the table, decimal\(12,4\) now"):
+        warehouse.ensure_table("t", spark.createDataFrame([], "k string, v decimal(12,4), _batch_id string").schema)
+
+    assert str(lake.table("t").schema.field("v").type) == "int64"
+    # Nullability is not a type: a declaration that differs only there is written as before.
+    warehouse.ensure_table("t", spark.createDataFrame([], "k string not null, v bigint, _batch_id string").schema)
 
 
 def test_pysparks_query_context_loggers_exist_before_any_thread_can_race_to_make_them() -> None:
