@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
 from filegate.tables import PROCESSING_LOG
@@ -106,3 +107,13 @@ def append_failing_runs(spark: SparkSession, warehouse: Warehouse, records: Sequ
         append_runs(spark, warehouse, records)
     except Exception as exc:
         print(f"{task}: could not write processing_log either: {error_text(exc)}", file=sys.stderr)
+
+
+def succeeded_at(warehouse: Warehouse, batch_id: str, dataset: str, task: str) -> datetime | None:
+    """When the newest SUCCEEDED row of a task of a batch and dataset ended; None when there is none (or no log)."""
+    log = warehouse.read_if_exists(TABLE)
+    if log is None:
+        return None
+    mine = (F.col("batch_id") == batch_id) & (F.col("dataset") == dataset) & (F.col("task") == task)
+    found = log.where(mine & (F.col("status") == SUCCEEDED)).agg(F.max("ended_at").alias("ended")).first()
+    return None if found is None else found["ended"]

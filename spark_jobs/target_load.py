@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ if __package__ in (None, ""):
 from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
-from spark_jobs.processing_log import SUCCEEDED, RunRecord, append_run
+from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, succeeded_at
 from spark_jobs.target import load_target, release_stage
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse
@@ -27,6 +28,8 @@ def merge_batch(
 ) -> None:
     """Merge the staged batch, append the run's row to processing_log, then release the batch's stage rows."""
     counts = load_target(warehouse, contract, arguments.batch_id)
+    if counts.read == 0 and _already_merged(spark, warehouse, contract, arguments, started_at):
+        return
     record = RunRecord(
         batch_id=arguments.batch_id,
         dataset=contract.name,
@@ -61,6 +64,36 @@ def merge_batch(
             f"{TASK}: {counts.tied} rows have the same {contract.sequence_by} as the target's row of their key but "
             "other content; the greater content won, as it would in any order of the files"
         )
+
+
+def _already_merged(
+    spark: SparkSession, warehouse: Warehouse, contract: Contract, arguments: TaskArguments, started_at: datetime
+) -> bool:
+    """Whether an empty stage is a batch this task merged before (a retry or repair after its stage rows
+    were released); then the attempt is logged SKIPPED, so that the log does not count the batch again
+    as a run of zeros. An empty stage of a batch never merged is an empty file, or a batch id stage_load
+    did not stage: said, and logged as a run of zeros."""
+    merged_at = succeeded_at(warehouse, arguments.batch_id, contract.name, TASK)
+    if merged_at is None:
+        print(
+            f"{TASK}: batch {arguments.batch_id} of {contract.name} has no staged row: an empty file, or a batch id "
+            "stage_load did not stage (check --batch-id)"
+        )
+        return False
+    why = f"batch already merged by the {TASK} that ended at {merged_at.isoformat()}; its stage rows were released"
+    record = RunRecord(
+        batch_id=arguments.batch_id,
+        dataset=contract.name,
+        source_file=arguments.source_file,
+        task=TASK,
+        started_at=started_at,
+        ended_at=datetime.now(UTC),
+        status=SKIPPED,
+        details=json.dumps({"why": why}),
+    )
+    append_run(spark, warehouse, record)
+    print(f"{TASK}: {why}: nothing to merge again")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,6 +142,15 @@ def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, lake: La
     history = lake.spark.sql(f"DESCRIBE HISTORY {lake.location.name('order_tracking')}").collect()
     assert "MERGE" in [entry["operation"] for entry in history], "written by Delta Lake on Spark"
 
+    # A retry (a repair) of target_load after the batch was merged and its stage released merges nothing
+    # and is not logged as a run of zeros.
+    assert target_load.main(arguments) == 0
+    assert target_status(lake) == expected
+    first_run, retry = log_rows(lake)
+    assert first_run == log
+    assert (retry["status"], retry["rows_read"], retry["rows_inserted"]) == ("SKIPPED", None, None)
+    assert "batch already merged" in str(retry["details"])
+
 
 def accounted(log: dict[str, object]) -> int:
     """The rows a SCD1 log row accounts for: each read row is rejected, superseded, inserted, updated or unchanged."""
