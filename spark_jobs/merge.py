@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from filegate.contracts import Contract
 from filegate.errors import UnsafeSql
-from spark_jobs.columns import EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT
+from spark_jobs.columns import BATCH_ID, EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT
 
 SOURCE = "s"
 TARGET = "t"
@@ -128,3 +128,18 @@ def history_merge(contract: Contract, columns: Sequence[str]) -> MergeSpec:
 def merge_for(contract: Contract, columns: Sequence[str]) -> MergeSpec:
     """The merge a contract's SCD type asks for."""
     return history_merge(contract, columns) if contract.scd_type == 2 else latest_wins_merge(contract, columns)
+
+
+def tagged(spec: MergeSpec, batch_literal: str) -> MergeSpec:
+    """The spec with `s._batch_id = <batch>` added to its insert conditions, where every source row holds it.
+
+    It changes no row: it puts the batch id into the MERGE's commit (Delta records each clause's condition
+    in `notMatchedPredicates`), so that a retry can find what an earlier attempt's MERGE did
+    (`Warehouse.merged_before`). `batch_literal` is a checked SQL literal (`warehouse.sql_string`).
+    """
+    mine = f"{SOURCE}.{BATCH_ID} = {batch_literal}"
+    clauses = tuple(
+        replace(clause, condition=f"({clause.condition}) AND {mine}" if clause.condition else mine)
+        for clause in spec.when_not_matched_insert
+    )
+    return replace(spec, when_not_matched_insert=clauses)

@@ -14,9 +14,13 @@ from filegate.contracts import Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
 from spark_jobs.columns import INGESTED_AT, REASON, sequence_type, target_schema
-from spark_jobs.merge import SOURCE, TARGET, content_text, merge_for
+from spark_jobs.merge import SOURCE, TARGET, content_text, merge_for, tagged
+from spark_jobs.processing_log import succeeded_at
 from spark_jobs.stage import StageCounts, stage_table, staged_rows
-from spark_jobs.warehouse import Warehouse
+from spark_jobs.warehouse import MergeCounts, Warehouse, sql_string
+
+# The task that merges a batch and logs it; its SUCCEEDED row tells a retry what was logged before.
+TASK = "target_load"
 
 
 class TargetLoadError(FilegateError):
@@ -179,7 +183,10 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     # batch's versions, not the MERGE source, which holds only the versions that change the target.
     incoming = source() if contract.scd_type == 1 else distinct_versions(stage, contract)
     ties = tied_rows(incoming, warehouse.read(table), contract, summary)
-    counts = warehouse.merge(table, source, merge_for(contract, schema.fieldNames()))
+    spec = tagged(merge_for(contract, schema.fieldNames()), sql_string(batch_id))
+    counts = warehouse.merge(table, source, spec)
+    if not (counts.inserted or counts.updated or counts.deleted):
+        counts = _unlogged_merge(warehouse, contract, batch_id) or counts
     # A new SCD2 version inserted for an existing key is a change of that key, not a new key. SCD2's
     # updated versions are mostly re-bounded ones, not rows read; of the rows read only a tie's winner,
     # which replaced the target's version of that instant, changed one.
@@ -189,6 +196,25 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     return TargetCounts(
         staged.read, staged.rejected, superseded, inserted, counts.updated, unchanged, ties.tied, started_at
     )
+
+
+def _unlogged_merge(warehouse: Warehouse, contract: Contract, batch_id: str) -> MergeCounts | None:
+    """What an earlier attempt's MERGE of this batch did, when that attempt died before its log row.
+
+    A MERGE that changed nothing may be a retry after such an attempt: its rows are in the target, so
+    this one found them all unchanged, and the log would never count them. The batch's MERGE commit is
+    then found in the target's history, and its counts stand in for this attempt's, unless a
+    SUCCEEDED row already logged them (a batch run again after it was loaded changes nothing, and says
+    so). The ties the earlier MERGE won are not in its commit: on such a retry they count as unchanged.
+    """
+    earlier = warehouse.merged_before(target_table(contract), batch_id)
+    if earlier is None or succeeded_at(warehouse, batch_id, contract.name, TASK) is not None:
+        return None
+    print(
+        f"{TASK}: batch {batch_id} was merged by an earlier attempt that logged nothing; its MERGE's counts are "
+        "logged now"
+    )
+    return earlier
 
 
 def release_stage(warehouse: Warehouse, contract: Contract, batch_id: str) -> None:

@@ -16,11 +16,9 @@ from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
 from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, succeeded_at
-from spark_jobs.target import load_target, release_stage
+from spark_jobs.target import TASK, load_target, release_stage
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse
-
-TASK = "target_load"
 
 
 def merge_batch(

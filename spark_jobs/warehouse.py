@@ -399,6 +399,28 @@ class Warehouse:
 
         return committed(attempt, f"merge into {table}")
 
+    def merged_before(self, table: str, batch_id: str) -> MergeCounts | None:
+        """The counts of the newest recent MERGE of a `tagged` spec of this batch that changed the table.
+
+        Found by the batch id in the commit's recorded insert conditions (as a whole word: ids are made
+        of the characters around it); None when no recent commit of the table holds one.
+        """
+        word = re.compile(rf"(?<![\w.:-]){re.escape(batch_id)}(?![\w.:-])")
+        history = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT {_HISTORY_DEPTH}").collect()
+        for commit in history:
+            conditions = (commit["operationParameters"] or {}).get("notMatchedPredicates") or ""
+            if commit["operation"] != "MERGE" or not word.search(conditions):
+                continue
+            metrics = commit["operationMetrics"] or {}
+            counts = MergeCounts(
+                inserted=int(metrics.get("numTargetRowsInserted", 0)),
+                updated=int(metrics.get("numTargetRowsUpdated", 0)),
+                deleted=int(metrics.get("numTargetRowsDeleted", 0)),
+            )
+            if counts.inserted or counts.updated or counts.deleted:
+                return counts
+        return None
+
     @contextmanager
     def _view(self, rows: DataFrame) -> Iterator[str]:
         """`rows` as a temporary view for one statement (SQL names DataFrames only through views)."""

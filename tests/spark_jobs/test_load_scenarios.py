@@ -402,6 +402,43 @@ def test_a_crash_between_the_stage_and_rejects_commits_converges_on_retry(
     assert accounted(log) == log["rows_read"]
 
 
+def test_a_target_load_killed_after_its_merge_logs_that_merges_counts_on_retry(
+    spark: SparkSession, lake: Lake, samples: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_batch(lake, samples[0], "b1")
+    before = target_status(lake)
+    arguments = task_arguments(lake, samples[1], "b2")
+    assert stage_load.main(arguments) == 0
+
+    def killed(*_: object) -> None:
+        raise Killed("killed after the MERGE committed, before its log row")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(target_load, "append_run", killed)
+        with pytest.raises(Killed):
+            target_load.main(arguments)
+    after = target_status(lake)
+    assert target_load.main(arguments) == 0  # the job's retry of the task: its MERGE finds nothing to change
+
+    assert target_status(lake) == after
+    log = log_rows(lake)[-1]
+    inserted = len(after.keys() - before.keys())
+    updated = sum(after[key] != version for key, version in before.items())
+    assert inserted > 0
+    assert updated > 0
+    assert (log["batch_id"], log["status"], log["rows_inserted"], log["rows_updated"]) == (
+        "b2",
+        "SUCCEEDED",
+        inserted,
+        updated,
+    )
+    assert accounted(log) == log["rows_read"]
+    # Run again once logged, the batch changes nothing and says so.
+    run_batch(lake, samples[1], "b2")
+    rerun = log_rows(lake)[-1]
+    assert (rerun["rows_inserted"], rerun["rows_updated"]) == (0, 0)
+
+
 def test_merge_counts_are_logged_right_when_auto_compaction_commits_after_the_merge(
     spark: SparkSession, lake: Lake, samples: list[Path]
 ) -> None:
