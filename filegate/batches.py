@@ -675,14 +675,25 @@ def batch_dates(gate: Gate, pipeline: Pipeline, since: date | None = None) -> li
 def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome | None:
     """Finish a batch whose last event was lost, re-drive a seal whose run-now never answered, report it overdue.
 
-    A batch whose latest seal has its run note is done and costs one listing; None then.
+    A batch whose latest seal has its run note is done and costs one listing; None then. Under
+    `late_member = "rerun"` it costs its members' listings and the seal's read too: a newer member whose
+    event failed after it was archived (and left landing) is found nowhere else, and is sealed here.
     """
     batch = assess_batch(gate, pipeline, business_date, members_without_trigger=False)
     if batch.latest_trigger is None and not batch.seals:
         return None
     if batch.seals and batch.revision in batch.runs:
-        return None
-    batch = assess_batch(gate, pipeline, business_date)
+        if pipeline.late_member != "rerun":
+            return None
+        batch = assess_batch(gate, pipeline, business_date)
+        latest = _latest_seal(gate, batch)
+        if (
+            latest is None
+            or {f"{m.chosen.container}/{m.chosen.path}" for m in batch.present if m.chosen} <= latest.paths
+        ):
+            return None
+    else:
+        batch = assess_batch(gate, pipeline, business_date)
     base = Outcome(
         WAITING, f"sweep-{pipeline.name}-{business_date:%Y%m%d}", _batch_prefix(gate, pipeline, business_date)
     )

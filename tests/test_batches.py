@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from filegate import batches
 from filegate.batches import (
     BLOCKED,
     LATE_MEMBER,
@@ -26,7 +27,7 @@ from filegate.batches import (
     assess_batch,
 )
 from filegate.contracts import load_contracts
-from filegate.errors import RunNotStarted
+from filegate.errors import RunNotStarted, TransientError
 from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, Outcome, handle_payload
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.storage import ObjectInfo, Store
@@ -490,6 +491,41 @@ def test_a_lost_event_is_recovered_by_the_sweep(world: World, lost: str) -> None
     assert [o.status for o in swept.outcomes] == [SEALED]
     assert len(batch_runs(world)) == 1
     assert world.objects(world.settings.landing) == []
+
+
+@pytest.mark.parametrize("policy", ["hold", "rerun"])
+def test_a_late_member_whose_event_failed_after_archiving_is_sealed_by_the_sweep_under_rerun(
+    world: World, policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = world.gate(pipelines=with_policy(late_member=policy))
+    day = date(2025, 3, 16)
+    pieces = batch_pieces(day)
+    pieces[trigger_name(day)] = json.dumps({"batch_date": day.isoformat()}).encode()
+    assert [deliver(gate, world.upload(name, data)) for name, data in pieces.items()][-1].status == SEALED
+    customers = member_bytes("customers") + member_bytes("customers").splitlines(keepends=True)[1]
+    event = world.upload(member_name("customers", day), customers)
+
+    def outage(*_: object, **__: object) -> None:
+        raise TransientError("the archive's listing timed out")
+
+    # The corrected member is archived and leaves landing; reading its batch fails, and its redeliveries
+    # run out: no event will bring it back.
+    with monkeypatch.context() as patch:
+        patch.setattr(batches, "assess_batch", outage)
+        with pytest.raises(TransientError):
+            deliver(gate, event)
+    assert world.objects(world.settings.landing) == []
+
+    outcomes = list(sweep_pipeline_batches(gate))
+
+    if policy == "hold":
+        assert outcomes == [], "held: the sealed batch stands, and a done batch costs the sweep one listing"
+        assert len(seals(world, day)) == 1
+        return
+    assert [(o.status, o.revision) for o in outcomes] == [(LATE_MEMBER, 2)]
+    documents = assert_one_run_per_seal(world, day)
+    assert sealed_sizes(documents[-1])["customers"] == len(customers)
+    assert list(sweep_pipeline_batches(gate)) == [], "once sealed and run, the batch is done"
 
 
 def test_a_sealed_batch_without_its_run_note_is_re_driven_with_the_same_token(world: World) -> None:
