@@ -639,6 +639,9 @@ def _contract_problems(contract: Contract) -> list[Problem]:
         note("target_table", "target_table must be lower-case letters, digits and underscores")
     if contract.load not in LOADS:
         note("load", f"load must be one of {', '.join(LOADS)}, not {contract.load!r}")
+    elif contract.load == "snapshot" and contract.scd_type != 2:
+        # A key a snapshot lacks is closed as a version on its date; an SCD1 target would keep it for good.
+        note("load", 'load = "snapshot" applies to scd_type = 2 only (a key a snapshot lacks closes its version)')
     for key in ("track_history", "track_history_except"):
         listed = getattr(contract, key)
         for name in listed:

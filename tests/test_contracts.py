@@ -189,6 +189,7 @@ def test_a_toml_date_bound_is_kept_as_iso_text() -> None:
         ({"unique_keys": "yes"}, "unique_keys: must be true or false"),
         ({"max_bad_row_ratio": "lots"}, "max_bad_row_ratio: must be a number"),
         ({"track_history": ["amount"]}, "track_history applies to scd_type = 2 only"),
+        ({"load": "snapshot", "sequence_by": "_business_date"}, 'load = "snapshot" applies to scd_type = 2 only'),
         ({"scd_type": 2, "track_history": ["nope"]}, "nope is not a column"),
         ({"checks": [{"name": "c", "expr": "x > 1", "action": "drop"}]}, "action must be one of reject, warn"),
         ({"checks": [{"name": "c", "expr": "x > ${param.limit}"}]}, r"\$\{param.limit\} is not in \[params\]"),
@@ -246,6 +247,6 @@ def test_broken_column_rules_are_refused_when_the_contract_loads(column: dict[st
 
 
 def test_sequence_by_may_be_the_business_date_of_the_file() -> None:
-    contract = parse_contract(_things(sequence_by="_business_date", load="snapshot"))
+    contract = parse_contract(_things(sequence_by="_business_date", load="snapshot", scd_type=2))
 
     assert contract.sequence_by == "_business_date"
