@@ -32,6 +32,7 @@ from spark_jobs.merge import latest_wins_merge
 from spark_jobs.pipeline_rules import parse_checks
 from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
 from spark_jobs.stage import stage_table, staged_good, staged_rows
+from spark_jobs.target_definition import ensure_target
 from spark_jobs.warehouse import MergeCounts, Warehouse
 
 TASK = "merge_targets"
@@ -116,7 +117,7 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
 def merge_latest(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> MergeCounts:
     """SCD1: each key's newest row replaces an older one, or deletes it when it matches `delete_when`."""
     schema = target_schema(contract)
-    warehouse.ensure_table(contract.target, schema)
+    ensure_target(warehouse, contract, schema)
     columns = schema.fieldNames()
     newest = latest_per_key(rows, contract)
     if not contract.delete_when:

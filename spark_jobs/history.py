@@ -38,7 +38,8 @@ from spark_jobs.changes import content_order
 from spark_jobs.columns import BATCH_ID, EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, LINEAGE, row_fields, target_schema
 from spark_jobs.contract_sql import deletes
 from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec
-from spark_jobs.warehouse import CHANGE_FEED, Warehouse, batch_predicate, committed
+from spark_jobs.target_definition import TargetDefinitionChanged, definition, ensure_target
+from spark_jobs.warehouse import CHANGE_FEED, Warehouse, batch_predicate
 
 ACTION = "_action"
 UPSERT = "upsert"
@@ -66,11 +67,6 @@ _AT = "at"
 _KIND = "kind"
 _TO = "_to"
 _OLD_TO = "_old_to"
-PROPERTIES = ("filegate.keys", "filegate.scd_type", "filegate.sequence_by")
-
-
-class TargetDefinitionChanged(FilegateError):
-    """The contract's keys, SCD type or sequence column differ from those the target was built with."""
 
 
 @dataclass(frozen=True)
@@ -116,46 +112,10 @@ def tracked_columns(contract: Contract) -> list[str]:
     return [name for name in candidates if name not in contract.track_history_except]
 
 
-def definition(contract: Contract) -> dict[str, str]:
-    """The table properties that pin what a target's rows mean."""
-    return dict(zip(PROPERTIES, (",".join(contract.keys), str(contract.scd_type), contract.sequence_by), strict=True))
-
-
 def target_properties(contract: Contract) -> dict[str, str]:
-    """What a target is created with: its definition, and the change data feed that `merge_history` counts from."""
+    """What a target is created with: its definition, and the change data feed that `merge_history` counts from
+    (a target made by an earlier release gets it in place, from `guard_definition`)."""
     return {**definition(contract), CHANGE_FEED: "true"}
-
-
-def guard_definition(warehouse: Warehouse, contract: Contract) -> None:
-    """Pin keys, SCD type and sequence column on the target, or refuse to run when they changed under it.
-
-    Also turns the target's change data feed on (a target made by an earlier release gets it here, in
-    place): `merge_history` counts from it. A new target is created with these properties, so a run
-    that lost the race to create it reads the winner's here and refuses a different definition. On a
-    target an earlier release made, the read and the ALTER are two steps: a concurrent ALTER that
-    commits while this one runs makes it check again, one that commits between them is not seen.
-    """
-    table = contract.target
-    wanted = definition(contract)
-
-    def guard() -> None:
-        found = warehouse.properties(table)
-        changed = [
-            f"{k}: the table has {found[k]!r}, the contract says {v!r}"
-            for k, v in wanted.items()
-            if k in found and found[k] != v
-        ]
-        if changed:
-            raise TargetDefinitionChanged(
-                f"{warehouse.name(table)} was built with another definition than contract {contract.name} has now ("
-                + "; ".join(changed)
-                + "). Its history would be misread: rebuild the target under a new name, or restore the contract"
-            )
-        missing = {k: v for k, v in target_properties(contract).items() if found.get(k) != v}
-        if missing:
-            warehouse.set_properties(table, missing)
-
-    committed(guard, f"set the properties of {table}")
 
 
 def row_values(columns: list[str]) -> Column:
@@ -303,6 +263,23 @@ def history_merge_v2(contract: Contract) -> MergeSpec:
     )
 
 
+def _refuse_unobserved_versions(warehouse: Warehouse, contract: Contract, observed: str) -> None:
+    """Refuse a target that holds versions while no observation is kept: the rebuild would delete them.
+
+    Such a target was loaded outside a pipeline (the ingest job, by hand): every key a batch touches
+    would keep only the versions this batch's observations give. One row read each, and only the
+    observations' while they hold any.
+    """
+    if not warehouse.read(observed).isEmpty() or warehouse.read(contract.target).isEmpty():
+        return
+    raise TargetDefinitionChanged(
+        f"{warehouse.name(contract.target)} holds versions but {observed} holds no observation (the target was "
+        "loaded outside a pipeline, by the ingest job or by hand): the batch job rebuilds each key's history from "
+        "its observations, so the versions of every key a batch touches would be deleted. Load the dataset into "
+        "a new target (target_table in its contract), or keep loading it outside the pipeline"
+    )
+
+
 def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, batch_id: str) -> HistoryCounts:
     """Record the batch's observations, then bring the target's touched keys to the history they give."""
     if contract.load == "snapshot" and contract.sequence_by != BUSINESS_DATE:
@@ -312,11 +289,11 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
         )
     target = contract.target
     schema = target_schema(contract)
-    warehouse.ensure_table(target, schema, properties=target_properties(contract))
-    guard_definition(warehouse, contract)
+    ensure_target(warehouse, contract, schema, target_properties(contract))
     observed = observations_table(contract)
     columns = observation_columns(contract)
     warehouse.ensure_table(observed, type(schema)([f for f in schema.fields if f.name in columns]))
+    _refuse_unobserved_versions(warehouse, contract, observed)
     predicate = batch_predicate(batch_id)
     observations = batch.select(*columns)
     if contract.load != "snapshot":  # a snapshot's rebuild touches every key anyway

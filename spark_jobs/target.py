@@ -17,6 +17,7 @@ from spark_jobs.columns import INGESTED_AT, REASON, sequence_type, target_schema
 from spark_jobs.merge import SOURCE, TARGET, content_text, merge_for, tagged
 from spark_jobs.processing_log import succeeded_at
 from spark_jobs.stage import StageCounts, stage_table, staged_rows
+from spark_jobs.target_definition import ensure_target
 from spark_jobs.warehouse import MergeCounts, Warehouse, sql_string
 
 # The task that merges a batch and logs it; its SUCCEEDED row tells a retry what was logged before.
@@ -166,7 +167,7 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     refuse_batch_job_settings(contract)
     schema = target_schema(contract)
     table = target_table(contract)
-    warehouse.ensure_table(table, schema)
+    ensure_target(warehouse, contract, schema)
     summary = batch_summary(warehouse.read_batch(stage_table(contract), batch_id), contract)
     staged, versions, started_at = summary.counts, summary.versions, summary.started_at
     stage = staged_rows(warehouse, contract, batch_id)

@@ -14,6 +14,7 @@ from pyspark.sql.types import StructType
 
 from filegate.contracts import BUSINESS_DATE, Column, Contract
 from spark_jobs import history
+from spark_jobs.batch_merge import merge_latest
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import LINEAGE, target_schema
 from spark_jobs.history import (
@@ -23,6 +24,7 @@ from spark_jobs.history import (
     observation_columns,
 )
 from spark_jobs.merge import MergeSpec
+from spark_jobs.target_definition import PROPERTIES
 from spark_jobs.warehouse import CHANGE_FEED, MergeCounts, Warehouse
 from tests.spark_jobs.conftest import Lake
 
@@ -144,6 +146,32 @@ def test_every_order_of_three_batches_gives_the_same_history_and_a_replay_or_rer
 
 def shelf(spark: SparkSession, day: date, items: dict[str, int]) -> DataFrame:
     return observed(spark, SHELF, [(sku, price, "A1", day) for sku, price in items.items()], f"shelf-{day}")
+
+
+def test_a_target_whose_rows_mean_something_else_is_refused_before_any_write(lake: Lake) -> None:
+    warehouse = lake.warehouse()
+    rows = [("A", "m1", "GOLD", "a", T1)]
+    scd1 = replace(MEMBERS, name="flat", target_table="flat", scd_type=1, track_history_except=())
+    # An SCD1 target that an earlier release made (no pinned definition), holding a row.
+    merge_latest(warehouse, scd1, observed(lake.spark, MEMBERS, rows, "b1"))
+    pinned = ", ".join(f"'{name}'" for name in PROPERTIES)
+    lake.spark.sql(f"ALTER TABLE {warehouse.name('flat')} UNSET TBLPROPERTIES ({pinned})").collect()
+    before = versions(lake, "flat", ["arrival", "member_id", "tier"])
+
+    # Its contract turned SCD2: rows without versions would never match and stay current for good.
+    with pytest.raises(TargetDefinitionChanged, match=r"holds rows without effective_from, rows of SCD1"):
+        merge_history(warehouse, replace(MEMBERS, target_table="flat"), observed(lake.spark, MEMBERS, rows, "b2"), "b2")
+    # An SCD2 target turned SCD1: its MERGE would overwrite every version of a key with the newest values.
+    merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, rows, "b1"), "b1")
+    with pytest.raises(TargetDefinitionChanged, match=r"filegate\.scd_type: the table has '2', the contract says '1'"):
+        merge_latest(warehouse, replace(MEMBERS, scd_type=1), observed(lake.spark, MEMBERS, rows, "b3"))
+    # Versions loaded outside a pipeline (no observation kept) would be deleted by the first rebuild.
+    lake.spark.sql(f"DELETE FROM {warehouse.name(history.observations_table(MEMBERS))}").collect()
+    with pytest.raises(TargetDefinitionChanged, match=r"holds no observation"):
+        merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, rows, "b4"), "b4")
+
+    assert versions(lake, "flat", ["arrival", "member_id", "tier"]) == before
+    assert len(versions(lake, MEMBERS.target, ["arrival"])) == 1
 
 
 def test_a_snapshot_closes_a_missing_key_and_reopens_it_when_it_returns_in_any_order(lake: Lake) -> None:

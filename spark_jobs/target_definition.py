@@ -1,0 +1,95 @@
+"""What a target's rows mean (keys, SCD type, sequence column), pinned on the table, and the refusal to
+write a target whose meaning changed under it.
+
+Both jobs' targets carry the contract's definition as table properties. A contract whose keys, SCD type
+or sequence column changed since would have its MERGE match other rows than the ones it wrote (an
+SCD1 MERGE over an SCD2 table overwrites every version of a key with its newest values), so the write
+is refused before it starts, naming what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from filegate.contracts import Contract
+from filegate.errors import FilegateError
+from spark_jobs.columns import EFFECTIVE_FROM
+from spark_jobs.warehouse import Warehouse, committed
+
+PROPERTIES = ("filegate.keys", "filegate.scd_type", "filegate.sequence_by")
+
+
+class TargetDefinitionChanged(FilegateError):
+    """The contract's keys, SCD type or sequence column differ from those the target was built with."""
+
+
+def definition(contract: Contract) -> dict[str, str]:
+    """The table properties that pin what a target's rows mean."""
+    return dict(zip(PROPERTIES, (",".join(contract.keys), str(contract.scd_type), contract.sequence_by), strict=True))
+
+
+def ensure_target(
+    warehouse: Warehouse, contract: Contract, schema: StructType, properties: Mapping[str, str] | None = None
+) -> None:
+    """Create the target with the contract's definition (and the other `properties` it needs) pinned, or check
+    an existing one's and migrate its columns (`Warehouse.ensure_table`); refuse when its definition changed.
+
+    An existing target is checked before a migration adds columns, so that its own shape speaks for it.
+    A new one is created with the properties, so a run that lost the race to create it reads the
+    winner's and refuses a different definition.
+    """
+    pinned = {**definition(contract), **(properties or {})}
+    if warehouse.read_if_exists(contract.target) is not None:
+        _guard(warehouse, contract, pinned)
+        warehouse.ensure_table(contract.target, schema, properties=pinned)
+    else:
+        warehouse.ensure_table(contract.target, schema, properties=pinned)
+        _guard(warehouse, contract, pinned)
+
+
+def _guard(warehouse: Warehouse, contract: Contract, pinned: Mapping[str, str]) -> None:
+    """Pin the definition and `pinned`'s other properties on the target, or refuse its changed definition.
+
+    A target made before targets were pinned holds none: it is taken over when its shape agrees with
+    the contract's SCD type, and refused otherwise (an SCD2 contract over rows without versions, or an
+    SCD1 one over a table of versions). On such a target the read and the ALTER are two steps: a
+    concurrent ALTER that commits while this one runs makes it check again, one that commits between
+    them is not seen.
+    """
+    table = contract.target
+    wanted = definition(contract)
+
+    def guard() -> None:
+        found = warehouse.properties(table)
+        changed = [
+            f"{k}: the table has {found[k]!r}, the contract says {v!r}"
+            for k, v in wanted.items()
+            if k in found and found[k] != v
+        ]
+        if not any(k in found for k in PROPERTIES):
+            changed = _shape_problems(warehouse, contract)
+        if changed:
+            raise TargetDefinitionChanged(
+                f"{warehouse.name(table)} was built with another definition than contract {contract.name} has now ("
+                + "; ".join(changed)
+                + "). Its rows would be misread: load into a new target (target_table), or restore the contract"
+            )
+        missing = {k: v for k, v in pinned.items() if found.get(k) != v}
+        if missing:
+            warehouse.set_properties(table, missing)
+
+    committed(guard, f"set the properties of {table}")
+
+
+def _shape_problems(warehouse: Warehouse, contract: Contract) -> list[str]:
+    """Why an unpinned target cannot hold the contract's SCD type: versions without bounds, or bounds in SCD1."""
+    rows = warehouse.read(table := contract.target)
+    versioned = EFFECTIVE_FROM in {name.lower() for name in rows.columns}
+    if contract.scd_type == 1 and versioned:
+        return [f"filegate.scd_type: the table has {EFFECTIVE_FROM}, versions of SCD2; the contract says 1"]
+    if contract.scd_type == 2 and (not versioned or not rows.where(F.col(EFFECTIVE_FROM).isNull()).isEmpty()):
+        return [f"filegate.scd_type: {table} holds rows without {EFFECTIVE_FROM}, rows of SCD1; the contract says 2"]
+    return []
