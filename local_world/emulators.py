@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -82,10 +82,14 @@ def stop_process(process: subprocess.Popen[bytes], *, group: bool = False) -> No
 LEFTOVER_SUFFIX = ".pid.json"
 
 
-def record_leftover(path: Path, process: subprocess.Popen[bytes], command: list[str]) -> Path:
-    """Note a started server beside its state: if this process is killed (kill -9), the next start stops it."""
+def record_leftover(path: Path, process: subprocess.Popen[bytes], program: str) -> Path:
+    """Note a started server beside its state: if this process is killed (kill -9), the next start stops it.
+
+    `program` is a word its command line holds for as long as it runs, even after it execs another
+    program (spark-submit becomes a `java` whose arguments name the server class).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": process.pid, "program": Path(command[0]).name}), encoding="utf-8")
+    path.write_text(json.dumps({"pid": process.pid, "program": program}), encoding="utf-8")
     return path
 
 
@@ -96,15 +100,18 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def stop_leftovers(folder: Path) -> list[str]:
+def stop_leftovers(folder: Path, *, nested: bool = True) -> list[str]:
     """Stop the servers a killed earlier run in `folder` left running; what was stopped, one line each.
 
     Only a process whose pid was recorded there and whose command line still names the recorded
     program is stopped (with its process group: each was started in a session of its own), so a
-    reused pid is never hit.
+    reused pid is never hit. Without `nested`, only records directly in `folder` count: the caller
+    owns that folder, not necessarily the folders of other commands below it.
     """
     stopped = []
-    for record in sorted(folder.rglob(f"*{LEFTOVER_SUFFIX}")) if folder.exists() else []:
+    pattern = f"*{LEFTOVER_SUFFIX}"
+    records = folder.rglob(pattern) if nested else folder.glob(pattern)
+    for record in sorted(records) if folder.exists() else []:
         try:
             noted = json.loads(record.read_text(encoding="utf-8"))
             pid, program = int(noted["pid"]), str(noted["program"])
@@ -122,6 +129,10 @@ def stop_leftovers(folder: Path) -> list[str]:
                     time.sleep(0.1)
                 if not _cmdline(pid):
                     break
+            # The leader is gone; children it started (Spark's Python workers) may not be. While any
+            # is left the group keeps its id, so the kernel hands that pid to no other process.
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
             stopped.append(f"stopped {program} (pid {pid}) left running by an earlier run in {folder}")
         record.unlink(missing_ok=True)
     return stopped
@@ -187,7 +198,7 @@ def run_azurite(root: Path, location: Path) -> Iterator[Azurite]:
             env={**os.environ, "AZURITE_ACCEPT_EULA": "true"},
             start_new_session=True,
         )
-        record = record_leftover(location / "azurite.pid.json", process, command)
+        record = record_leftover(location / "azurite.pid.json", process, binary.name)
         try:
             wait_for_port(port, process)
             yield Azurite(port)
@@ -235,6 +246,9 @@ def run_gcs_emulator(project: str = GCS_PROJECT) -> Iterator[int]:
 # Databricks serverless runs a job's Python against Spark through Spark Connect; locally, one warm
 # Connect server does the same and spares every task the JVM start (about 15 s each on 2 cores).
 SPARK_CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+# What a leftover server's command line is known by: spark-submit execs spark-class, which execs
+# `java ... SparkSubmit ... --class <the server class>` under the same pid, so "spark-submit" is gone.
+SPARK_CONNECT_PROGRAM = SPARK_CONNECT_SERVER_CLASS.rsplit(".", 1)[1]
 
 
 @dataclass(frozen=True)
@@ -304,7 +318,7 @@ def run_spark_connect(
         process = subprocess.Popen(
             command, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
-        record = record_leftover(log_file.with_name(f"{log_file.name}.pid.json"), process, command)
+        record = record_leftover(log_file.with_name(f"{log_file.name}.pid.json"), process, SPARK_CONNECT_PROGRAM)
         try:
             wait_for_port(port, process, timeout=timeout, cancelled=cancelled)
             yield SparkConnect(port)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from filegate import exits
-from local_world.emulators import stop_requested
+from local_world.emulators import stop_leftovers, stop_requested
 from local_world.jobs_api._bundle import BundleError, JobSpec, TaskSpec, load_bundle, load_bundle_files
 from local_world.jobs_api._faults import Fault, RecordedRequest
 from local_world.jobs_api._lock import FolderInUse, FolderLock
@@ -156,6 +156,11 @@ def main(argv: list[str]) -> int:
     print(f"Local Jobs API on {server.url} (state in {args.state_dir}, Spark: {args.spark})", flush=True)
     for line in created_jobs(jobs):
         print(f"  {line}", flush=True)
+    # A server killed with kill -9 could not stop its Spark Connect server; this one holds the state
+    # folder's lock now, so what is recorded there is an orphan. Not below it: --state-dir may be a
+    # parent of a running demo's folder.
+    for line in stop_leftovers(server.state_dir, nested=False):
+        print(line, flush=True)
     server.start()
     try:
         stop.wait()

@@ -22,7 +22,12 @@ from databricks.sdk.errors import InternalError, InvalidParameterValue, NotFound
 from databricks.sdk.service.jobs import RunLifecycleStateV2State, RunResultState
 
 from filegate.tables import PROCESSING_LOG
-from local_world.emulators import gcs_emulator_client
+from local_world.emulators import (
+    SPARK_CONNECT_PROGRAM,
+    SPARK_CONNECT_SERVER_CLASS,
+    gcs_emulator_client,
+    record_leftover,
+)
 from local_world.jobs_api import (
     CLASSIC,
     CONNECT,
@@ -484,6 +489,38 @@ def test_the_cli_serves_until_terminated(tmp_path: Path) -> None:
         _, errors = process.communicate(timeout=20)
     assert process.returncode == 0
     assert "GET /api/2.2/jobs/list?name=filegate-ingest 200" in errors
+
+
+def test_the_cli_stops_the_spark_connect_server_a_killed_server_left_in_its_state_folder(tmp_path: Path) -> None:
+    import subprocess
+
+    # A stand-in with the real server's command line (`java ... SparkSubmit --class ...SparkConnectServer`).
+    leftover = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(300)", "--class", SPARK_CONNECT_SERVER_CLASS],
+        start_new_session=True,
+    )
+    state = tmp_path / "state"
+    record_leftover(state / "spark-connect.log.pid.json", leftover, SPARK_CONNECT_PROGRAM)
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from local_world.jobs_api import main; sys.exit(main(sys.argv[1:]))",
+        "--state-dir",
+        str(state),
+        "--warehouse",
+        str(tmp_path / "warehouse"),
+        "--bundle",
+        str(FIXTURE_BUNDLE),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert leftover.wait(timeout=30) is not None
+    finally:
+        leftover.kill()
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert f"stopped {SPARK_CONNECT_PROGRAM} (pid {leftover.pid}) left running by an earlier run" in output
+    assert list(state.glob("*.pid.json")) == []
 
 
 def test_the_cli_refuses_a_missing_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
