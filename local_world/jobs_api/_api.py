@@ -21,7 +21,7 @@ def run_json(run: RunRecord, job: JobSpec | None, base_url: str, *, with_tasks: 
     body: dict[str, Any] = {
         "job_id": run.job_id,
         "run_id": run.run_id,
-        "number_in_job": run.number_in_job,
+        "number_in_job": run.run_id,  # Databricks sets it to the run id (it counts nothing per job)
         "original_attempt_run_id": run.run_id,
         "attempt_number": 0,
         "run_name": run.run_name,
@@ -57,7 +57,7 @@ def output_json(run: RunRecord, task: TaskRecord, job: JobSpec | None, base_url:
     metadata.update(
         job_id=run.job_id,
         run_name=run.run_name,
-        number_in_job=run.number_in_job,
+        number_in_job=run.run_id,
         original_attempt_run_id=task.run_id,
         creator_user_name=LOCAL_USER,
         job_parameters=_job_parameters(run.parameters, job),

@@ -23,7 +23,7 @@ class ApiHost(Protocol):
     @property
     def url(self) -> str: ...
 
-    def trigger(self, job_id: int, parameters: dict[str, str], token: str | None = None) -> tuple[int, int]: ...
+    def trigger(self, job_id: int, parameters: dict[str, str], token: str | None = None) -> int: ...
 
     def cancel(self, run_id: int) -> bool: ...
 
@@ -86,8 +86,8 @@ def _run_now(app: ApiHost, body: Any) -> dict[str, Any]:
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS):
         message = f"idempotency_token must be a string of at most {MAX_TOKEN_CHARS} characters"
         raise ApiError(400, "INVALID_PARAMETER_VALUE", message)
-    run_id, number = app.trigger(job_id, parameters, token or None)
-    return {"run_id": run_id, "number_in_job": number}
+    run_id = app.trigger(job_id, parameters, token or None)
+    return {"run_id": run_id, "number_in_job": run_id}
 
 
 def _get_run(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:

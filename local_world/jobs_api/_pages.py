@@ -104,7 +104,7 @@ def index_page(app: PageHost) -> str:
     for run in app.runs()[:200]:
         rows.append(
             f'<tr><td><a href="/runs/{run["run_id"]}">{run["run_id"]}</a></td><td>{html.escape(run["run_name"])}'
-            f" #{run['number_in_job']}</td><td>{_outcome(run)}</td><td>{_when(run['start_time'])}</td>"
+            f"</td><td>{_outcome(run)}</td><td>{_when(run['start_time'])}</td>"
             f"<td>{_seconds(run.get('queue_duration'))}</td><td>{_seconds(_ran_for(run))}</td>"
             f'<td class="params">{_listed_parameters(run)}</td></tr>'
         )
@@ -151,7 +151,7 @@ def run_page(app: PageHost, run_id: int) -> str | None:
     if any(m and (m in message or message in m) for m in task_messages):
         message = ""  # the failed task's section shows its error, once
     facts = [
-        ("Job", f"{run['run_name']} (job {run['job_id']}, run #{run['number_in_job']})"),
+        ("Job", f"{run['run_name']} (job {run['job_id']})"),
         ("State", run["status"]["state"]),
         ("Result", run["state"].get("result_state", "")),
         ("Message", message),

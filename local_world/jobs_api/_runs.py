@@ -79,7 +79,6 @@ class RunRecord:
 
     run_id: int
     job_id: int
-    number_in_job: int
     run_name: str
     parameters: dict[str, str]
     idempotency_token: str | None
@@ -123,6 +122,7 @@ class RunRecord:
             for t in data.pop("tasks", [])
         ]
         termination = data.pop("termination", None)
+        data.pop("number_in_job", None)  # kept by servers before number_in_job became the run id
         return cls(**data, tasks=tasks, termination=Termination(**termination) if termination else None)
 
 
@@ -173,9 +173,8 @@ class RunStore:
                 return self._runs[self._tokens[token]], False
             busy = skip_when_busy and any(r.active for r in self._runs.values() if r.job_id == job.job_id)
             run_id = self._allocate_id()
-            number = 1 + sum(1 for run in self._runs.values() if run.job_id == job.job_id)
             tasks = [TaskRecord(task.task_key, self._allocate_id()) for task in job.tasks]
-            run = RunRecord(run_id, job.job_id, number, job.name, parameters, token, now_ms(), tasks=tasks)
+            run = RunRecord(run_id, job.job_id, job.name, parameters, token, now_ms(), tasks=tasks)
             if busy:
                 run.end(SKIPPED_BUSY, now_ms())
             self._runs[run_id] = run

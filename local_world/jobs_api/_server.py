@@ -140,8 +140,8 @@ class LocalJobsServer:
 
     # -- what run-now and runs/cancel do ----------------------------------------------------------------------
 
-    def trigger(self, job_id: int, parameters: dict[str, str], token: str | None = None) -> tuple[int, int]:
-        """What run-now does: (run_id, number_in_job) of a new run, or of the run holding the token."""
+    def trigger(self, job_id: int, parameters: dict[str, str], token: str | None = None) -> int:
+        """What run-now does: the run id of a new run, or of the run holding the token."""
         job = self.jobs.get(job_id)
         if job is None:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Job {job_id} does not exist.")
@@ -153,7 +153,7 @@ class LocalJobsServer:
         run, created = self.store.create(job, values, token, skip_when_busy=not job.queue_enabled)
         if created and run.active:
             self._workers[job_id].submit(run)
-        return run.run_id, run.number_in_job
+        return run.run_id
 
     def cancel(self, run_id: int) -> bool:
         """What runs/cancel does (for a run, or for a task run: its run); False when there is no such run.

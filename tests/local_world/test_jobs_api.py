@@ -67,7 +67,7 @@ def test_run_now_then_runs_get_reports_the_finished_run(jobs_api: LocalJobsServe
 
     assert run.run_id == waiter.run_id
     assert run.job_id == 1
-    assert run.number_in_job == 1
+    assert waiter.response.number_in_job == run.number_in_job == run.run_id  # as Databricks sets it
     assert run.run_name == JOB_NAME
     assert run.status.state is RunLifecycleStateV2State.TERMINATED
     assert run.status.termination_details.code.value == "SUCCESS"
@@ -178,7 +178,7 @@ def test_runs_of_one_job_queue_and_never_overlap(tmp_path: Path) -> None:
     for (_, previous_end), (next_start, _) in itertools.pairwise(spans):
         assert next_start >= previous_end
     assert [r.run_id for r in listed] == run_ids[::-1]  # newest first, across pages of two
-    assert [r.number_in_job for r in listed] == [3, 2, 1]
+    assert [r.number_in_job for r in listed] == run_ids[::-1]
     assert all(r.queue_duration is not None for r in listed)
     assert active == []
 
@@ -279,7 +279,20 @@ def test_runs_and_tokens_survive_a_restart(tmp_path: Path) -> None:
     assert fresh != old
     assert old_run.state.result_state is RunResultState.SUCCESS
     assert {p.name: p.value for p in old_run.job_parameters} == PARAMETERS
-    assert fresh_run.number_in_job == 2
+    assert fresh_run.number_in_job == fresh
+
+
+def test_runs_an_older_server_numbered_per_job_are_served_with_their_run_id(tmp_path: Path) -> None:
+    with local_jobs_api(tmp_path) as server:
+        run_id = workspace_client(server).jobs.run_now(job_id=1, job_parameters=PARAMETERS).run_id
+        server.wait_idle(10)
+    [record] = (tmp_path / "runs").glob("*.json")
+    record.write_text(json.dumps({**json.loads(record.read_text()), "number_in_job": 1}))
+
+    with local_jobs_api(tmp_path) as server:
+        run = workspace_client(server).jobs.get_run(run_id)
+
+    assert run.number_in_job == run_id
 
 
 def test_a_stop_keeps_every_run_and_a_restart_finishes_them_under_the_same_ids(tmp_path: Path) -> None:
