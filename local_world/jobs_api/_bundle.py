@@ -164,7 +164,7 @@ def _in_dependency_order(tasks: list[TaskSpec], job_key: str) -> tuple[TaskSpec,
     return tuple(ordered)
 
 
-def _bundle_variable_defaults(path: Path) -> dict[str, str]:
+def _bundle_variable_defaults(path: Path) -> dict[str, Any]:
     """Variable defaults from the bundle root's databricks.yml, found in the folder of `path` or above it."""
     import yaml
 
@@ -179,20 +179,32 @@ def _bundle_variable_defaults(path: Path) -> dict[str, str]:
             if not isinstance(declared, Mapping):
                 return {}
             return {
-                str(name): _text(spec["default"])
+                str(name): _variable_value(spec["default"])
                 for name, spec in declared.items()
                 if isinstance(spec, Mapping) and spec.get("default") is not None
             }
     return {}
 
 
-def _substitute_variables(value: Any, variables: Mapping[str, str], path: Path) -> Any:
+def _variable_value(value: Any) -> Any:
+    # A complex variable (`type: complex`) keeps its list or mapping: a field set to it gets that object.
+    return value if isinstance(value, (Mapping, list)) else _text(value)
+
+
+def _substitute_variables(value: Any, variables: Mapping[str, Any], path: Path) -> Any:
     if isinstance(value, str):
+        whole = _VARIABLE.fullmatch(value)
+        if whole is not None and whole.group(1) in variables:
+            # As the Databricks CLI does: a value that is nothing but a reference takes the variable's value
+            # as it is, so `on_failure: ${var.failure_emails}` is a list, not the text "[]".
+            return _substitute_variables(variables[whole.group(1)], variables, path)
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name in variables:
-                return variables[name]
+                if not isinstance(variables[name], str):
+                    raise BundleError(f"bundle {path}: variable {name} is complex; only a whole value can refer to it")
+                return str(variables[name])
             # Tolerated: a variable the local world does not need (say, a warehouse id) stays as written.
             log.warning("bundle %s: variable %s has no local value; left as written", path, name)
             return match.group(0)

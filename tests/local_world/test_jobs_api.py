@@ -31,12 +31,14 @@ from local_world.emulators import (
 from local_world.jobs_api import (
     CLASSIC,
     CONNECT,
+    BundleError,
     Fault,
     FolderInUse,
     LocalJobsServer,
     LocalSpark,
     SourceStorage,
     TaskInvocation,
+    bundle_job_files,
     load_bundle,
     local_table,
     local_variables,
@@ -236,6 +238,29 @@ def test_jobs_list_resolves_the_job_by_name_and_jobs_get_returns_its_settings(jo
     assert job.settings.queue.enabled is True
     assert "--catalog" in job.settings.tasks[0].spark_python_task.parameters
     assert "permissions" not in client.api_client.do("GET", "/api/2.2/jobs/get", query={"job_id": 1})["settings"]
+
+
+def test_jobs_get_returns_a_complex_bundle_variable_as_the_list_it_is(tmp_path: Path) -> None:
+    # Both jobs set `on_failure: ${var.failure_emails}`; databricks.yml declares it complex, default [].
+    with local_jobs_api(tmp_path, bundle=bundle_job_files()) as server:
+        client = workspace_client(server)
+        jobs = [client.jobs.get(listed.job_id) for listed in client.jobs.list()]
+
+    assert len(jobs) == 2
+    assert [job.settings.email_notifications.on_failure for job in jobs] == [[], []]
+
+
+def test_a_complex_variable_inside_a_longer_text_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "databricks.yml").write_text("variables:\n  emails:\n    type: complex\n    default: [a@b.c]\n")
+    bundle = tmp_path / "resources" / "job.yml"
+    bundle.parent.mkdir()
+    bundle.write_text(
+        "resources:\n  jobs:\n    job:\n      description: 'told: ${var.emails}'\n"
+        "      tasks: [{task_key: t, spark_python_task: {python_file: t.py}}]\n"
+    )
+
+    with pytest.raises(BundleError, match="variable emails is complex; only a whole value can refer to it"):
+        load_bundle(bundle)
 
 
 def test_the_run_page_shows_state_parameters_and_escaped_task_logs(tmp_path: Path) -> None:
