@@ -39,7 +39,7 @@ from filegate.ingest import DUPLICATE, IGNORED, REJECTED, WARNING_STATUSES, Gate
 from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
-from filegate.settings import Settings
+from filegate.settings import DEFAULT_BATCH_JOB_NAME, Settings
 from filegate.storage import ObjectInfo
 
 log = logging.getLogger("filegate")
@@ -54,6 +54,8 @@ OVERDUE = "overdue"
 SEAL_NAME = re.compile(r"^_sealed\.r(?P<revision>[0-9]+)\.json$")
 RUN_NAME = re.compile(r"^_run\.r(?P<revision>[0-9]+)\.json$")
 _DATE_FOLDER = re.compile(r"(?P<yyyy>[0-9]{4})/(?P<mm>[0-9]{2})/(?P<dd>[0-9]{2})/[^/]+$")
+# The job parameters a sealed batch's run-now passes (`_ensure_run`); a job without them cannot run the batch.
+BATCH_JOB_PARAMETERS = ("source_path", "pipeline", "batch_id")
 
 
 def batch_job_trigger(settings: Settings, client: Any = None) -> DatabricksJobs:
@@ -64,6 +66,8 @@ def batch_job_trigger(settings: Settings, client: Any = None) -> DatabricksJobs:
         job_id=settings.batch_job_id,
         job_name=settings.batch_job_name,
         setting="FILEGATE_BATCH_JOB_ID",
+        parameters=BATCH_JOB_PARAMETERS,
+        bundle_name=DEFAULT_BATCH_JOB_NAME,
     )
 
 

@@ -1,4 +1,4 @@
-"""`filegate doctor`: every check the gate makes before it moves a file, and the local world's tools; OK or a fix."""
+"""`filegate doctor`: every check the gate makes before it moves a file, the batch job, the local world's tools."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from filegate.stores import add_target_option
 
 
 def run_checks(target: str | None, *, local: bool) -> list[Check]:
-    """Settings, then storage and the job when the settings allow, then (with `local`) Java, Node, Python."""
+    """Settings, then storage and the jobs when the settings allow, then (with `local`) Java, Node, Python."""
     from filegate.runtime import build_gate
     from filegate.stores import open_store, store_kind
 
@@ -38,13 +38,17 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
         else:
             checks += check_storage(settings, gate.store)
             checks += check_job(gate.jobs)
+            if gate.pipelines and gate.batch_jobs is not None:
+                # The gate does not check it before moving files (a missing batch job leaves members archived
+                # and their batch `run pending`, nothing lost), so this is where a wrong setting shows.
+                checks += check_job(gate.batch_jobs, "Databricks batch job")
     if local:
         checks += check_local_tools()
     return checks
 
 
 def main(argv: list[str]) -> int:
-    """`filegate doctor`: check settings, storage, the three locations, the job; with --local, Java/Node/Python."""
+    """`filegate doctor`: check settings, storage, the three locations, the jobs; with --local, Java/Node/Python."""
     parser = argparse.ArgumentParser(
         prog="filegate doctor",
         description=main.__doc__,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from filegate.errors import SettingsError, TransientError
 from filegate.events import Upload
-from filegate.settings import Settings
+from filegate.settings import DEFAULT_JOB_NAME, Settings
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -106,6 +106,11 @@ def create_workspace_client(settings: Settings, **config: object) -> WorkspaceCl
         ) from exc
 
 
+def _name_setting(id_setting: str) -> str:
+    """FILEGATE_JOB_NAME for FILEGATE_JOB_ID: the setting that finds the same job by name."""
+    return id_setting.removesuffix("_ID") + "_NAME"
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
 
@@ -140,13 +145,17 @@ class DatabricksJobs:
         job_id: int | None = None,
         job_name: str | None = None,
         setting: str = "FILEGATE_JOB_ID",
+        parameters: tuple[str, ...] = JOB_PARAMETERS,
+        bundle_name: str = DEFAULT_JOB_NAME,
     ):
-        """The ingest job by default; `job_name` (with `job_id` and its `setting`) picks another one."""
+        """The ingest job by default; `job_name` picks another, with its id's `setting`, `parameters`, bundle name."""
         self._settings = settings
         self._client = client
         self._job_id = settings.job_id if job_name is None else job_id
         self._job_name = settings.job_name if job_name is None else job_name
         self._setting = setting
+        self._parameters = parameters
+        self._bundle_name = bundle_name
         self._lock = threading.Lock()
 
     @property
@@ -161,7 +170,7 @@ class DatabricksJobs:
         return str(self.client.config.host or "")
 
     def check_job(self) -> str:
-        """Reachable, credentials accepted, the job exists and takes Filegate's parameters; what was found.
+        """Reachable, credentials accepted, the job exists and takes this trigger's parameters; what was found.
 
         Raises SettingsError naming the setting to fix, or TransientError when the Jobs API is unreachable.
         """
@@ -176,18 +185,18 @@ class DatabricksJobs:
         try:
             job = self.client.jobs.get(job_id)
         except DatabricksError as exc:
-            raise _named_error(exc, host, job_id) from exc
+            raise _named_error(exc, host, job_id, self._setting, self._bundle_name) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
         declared = {parameter.name for parameter in (job.settings.parameters if job.settings else None) or ()}
-        missing = [name for name in JOB_PARAMETERS if name not in declared]
+        missing = [name for name in self._parameters if name not in declared]
         name = job.settings.name if job.settings else ""
         if missing:
             raise SettingsError(
                 f"job {job_id} ({name}) in {host} lacks the parameters {', '.join(missing)}: it is not the "
-                "filegate-ingest job; deploy infra/databricks (databricks bundle deploy) or fix FILEGATE_JOB_ID"
+                f"{self._bundle_name} job; deploy infra/databricks (databricks bundle deploy) or fix {self._setting}"
             )
-        return f"job {job_id} ({name}) in {host} takes {', '.join(JOB_PARAMETERS)}"
+        return f"job {job_id} ({name}) in {host} takes {', '.join(self._parameters)}"
 
     def job_id(self) -> int:
         if self._job_id is not None:
@@ -198,16 +207,15 @@ class DatabricksJobs:
         try:
             found = [job.job_id for job in self.client.jobs.list(name=name) if job.job_id is not None]
         except DatabricksError as exc:
-            raise _named_error(exc, self.host, None) from exc
+            raise _named_error(exc, self.host, None, self._setting, self._bundle_name) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {self.host} to resolve {name!r}: {exc}") from exc
         if not found:
             # A configuration error, and the delivery still fails (so it is retried): the bundle may be
             # deployed after the function.
-            by_name = self._setting.removesuffix("_ID") + "_NAME"
             raise SettingsError(
                 f"no Databricks job named {name!r} in {self.host}: deploy infra/databricks (databricks bundle "
-                f"deploy), or set {by_name} or {self._setting} to the job's name or id"
+                f"deploy), or set {_name_setting(self._setting)} or {self._setting} to the job's name or id"
             )
         if len(found) > 1:
             raise SettingsError(f"{len(found)} jobs are named {name!r}; set {self._setting}")
@@ -236,7 +244,7 @@ class DatabricksJobs:
         return TriggeredRun(job_id, run_id, run_page_url)
 
 
-def _named_error(exc: Exception, host: str, job_id: int | None) -> Exception:
+def _named_error(exc: Exception, host: str, job_id: int | None, setting: str, bundle_name: str) -> Exception:
     """A Databricks API error as the setting a person fixes: credentials, job id, or a passing outage."""
     from databricks.sdk.errors import NotFound, PermissionDenied, Unauthenticated
     from databricks.sdk.errors.base import DatabricksError
@@ -254,8 +262,8 @@ def _named_error(exc: Exception, host: str, job_id: int | None) -> Exception:
     missing = isinstance(exc, NotFound) or code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
     if job_id is not None and missing:
         return SettingsError(
-            f"FILEGATE_JOB_ID={job_id}: no such job in {host}; set it to the filegate-ingest job's id "
-            f"or unset it to find the job by FILEGATE_JOB_NAME ({_first_line(exc)})"
+            f"{setting}={job_id}: no such job in {host}; set it to the {bundle_name} job's id "
+            f"or unset it to find the job by {_name_setting(setting)} ({_first_line(exc)})"
         )
     if isinstance(exc, DatabricksError):
         return TransientError(f"the Jobs API at {host} failed: {_first_line(exc)}")

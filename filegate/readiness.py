@@ -70,14 +70,14 @@ def check_storage(settings: Settings, store: Store) -> list[Check]:
     return checks
 
 
-def check_job(jobs: object) -> list[Check]:
-    """The Jobs API is reachable, takes the credentials, and the job exists with Filegate's parameters."""
+def check_job(jobs: object, name: str = "Databricks job") -> list[Check]:
+    """The Jobs API is reachable, takes the credentials, and the job exists with the parameters Filegate passes it."""
     if not hasattr(jobs, "check_job"):
-        return [Check("Databricks job", True, "not checked: this trigger cannot check its job")]
+        return [Check(name, True, "not checked: this trigger cannot check its job")]
     try:
-        return [Check("Databricks job", True, jobs.check_job())]
+        return [Check(name, True, jobs.check_job())]
     except FilegateError as exc:
-        return [Check("Databricks job", False, str(exc), isinstance(exc, TransientError))]
+        return [Check(name, False, str(exc), isinstance(exc, TransientError))]
 
 
 def raise_for(checks: list[Check]) -> None:

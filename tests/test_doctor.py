@@ -16,11 +16,40 @@ def test_doctor_says_ok_for_a_working_setup_and_names_each_fix(world: World, req
     broken = run_cli(["doctor", "--local"], {**env, "FILEGATE_REJECTED": "nowhere-rejected", "FILEGATE_JOB_ID": "77"})
 
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert "all 5 checks OK" in healthy.stdout
+    assert "all 6 checks OK" in healthy.stdout
     assert "takes source_path, dataset, batch_id" in healthy.stdout
+    assert "takes source_path, pipeline, batch_id" in healthy.stdout
     assert broken.returncode == 1
     lines = broken.stdout.splitlines()
     assert any(line.startswith("FIX  FILEGATE_REJECTED (nowhere-rejected): does not exist") for line in lines)
     assert any(line.startswith("FIX  Databricks job: FILEGATE_JOB_ID=77: no such job") for line in lines)
     assert any(line.startswith(("OK   python", "FIX  python")) for line in lines)
     assert any(line.startswith(("OK   java", "FIX  java")) for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        pytest.param(
+            {"FILEGATE_BATCH_JOB_NAME": "no-such-batch"},
+            "no Databricks job named 'no-such-batch'",
+            id="not-deployed",
+        ),
+        pytest.param(
+            {"FILEGATE_BATCH_JOB_ID": "1"},
+            "lacks the parameters pipeline: it is not the filegate-batch job",
+            id="the-ingest-job",
+        ),
+    ],
+)
+def test_doctor_names_a_batch_job_that_sealed_batches_could_not_run(
+    world: World, request: pytest.FixtureRequest, change: dict[str, str], named: str
+) -> None:
+    result = run_cli(["doctor"], {**_env(world, request), **change})
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if "batch job" in line]
+    assert line.startswith("FIX  Databricks batch job: ")
+    assert named in line
+    assert "FILEGATE_BATCH_JOB_ID" in line
+    assert "OK   Databricks job: " in result.stdout
