@@ -191,6 +191,11 @@ def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
         return Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=(str(exc),))
 
 
+def run_needs_repair(outcome: Outcome) -> bool:
+    """A re-drive that found the file's run ended without success: only a repair in Databricks finishes it."""
+    return outcome.status == FAILED and outcome.run_id is not None
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """An event the watcher gave up on, with why."""
@@ -268,9 +273,14 @@ def _run_command(prog: str, body: Callable[[], int]) -> int:
         return exits.report_failure(f"filegate {prog}", exc)
 
 
-def _print_outcomes(outcomes: list[Outcome]) -> int:
+def _print_outcomes(outcomes: list[Outcome], needs_repair: Callable[[Outcome], bool] = lambda _: False) -> int:
+    """Print each outcome; FAILED if one needs a repair (running again fails alike), TRY_AGAIN if one is unfinished."""
     for outcome in outcomes:
         print(outcome.to_json(), flush=True)
+    repair = [o for o in outcomes if needs_repair(o)]
+    if repair:
+        print(f"{len(repair)} file(s) need a repair; see their reasons", file=sys.stderr)
+        return exits.FAILED
     left = [o for o in outcomes if o.status in (FAILED, RUN_PENDING)]
     if left:
         print(f"{len(left)} file(s) not finished; see their reasons", file=sys.stderr)
@@ -336,7 +346,7 @@ def reconcile_main(argv: list[str]) -> int:
             print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))
             print(f"{len(found)} archived file(s) without a successful run; `filegate reconcile --redrive` re-drives")
             return exits.FAILED if found else exits.OK
-        return _print_outcomes([redrive(gate, f) for f in found])
+        return _print_outcomes([redrive(gate, f) for f in found], run_needs_repair)
 
     return _run_command("reconcile", body)
 

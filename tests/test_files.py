@@ -20,8 +20,9 @@ from filegate.files import (
     unfinished,
 )
 from filegate.ingest import ARCHIVED, REDRIVEN, REJECTED, handle_payload
-from filegate.sweep import RUN_PENDING
+from filegate.sweep import FAILED, RUN_PENDING
 from local_world.inputs import csv_bytes, tracking_row
+from local_world.jobs_api.recording import RecordingRunner
 from tests.faults.world import World, assert_converged
 
 NAME = "order_tracking_2024_03_05.csv"
@@ -91,6 +92,29 @@ def test_reconcile_finds_archived_files_without_a_run_and_re_drives_them_once_th
     assert [f for f in archived_files(world.gate()) if f.state == NO_RUN] == []
     # A second re-drive finds nothing to do: every file has its one run.
     assert [found for found in unfinished(archived_files(world.gate())) if found.state == NO_RUN] == []
+
+
+def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retry_it_forever(
+    world: World, request: pytest.FixtureRequest
+) -> None:
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    assert isinstance(world.jobs_api.runner, RecordingRunner)
+    world.jobs_api.runner.failures = {"target_load": "exit code 1: MERGE failed"}
+    [archived] = handle_payload(world.gate(), world.upload(NAME, DATA))
+    world.jobs_api.wait_idle(timeout=30)
+    target = ["--target", "azure" if world.kind == "azure" else "gcp"]
+
+    result = run_cli(["reconcile", "--redrive", *target], _env(world, request))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    [printed] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert printed["status"] == FAILED
+    assert printed["run_id"] == archived.run_id
+    assert f"repair run {archived.run_id} in Databricks" in printed["reasons"][0]
+    assert "1 file(s) need a repair" in result.stderr
+    assert len(world.runs()) == 1
 
 
 def test_archived_listing_filters_by_dataset_and_date(world: World) -> None:
