@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,8 +215,16 @@ def dead_letters(folder: Path) -> list[DeadLetter]:
 
 
 def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> list[Outcome]:
-    """Handle a dead-lettered event; once handled, move it (and its reason) to `handled/`."""
-    payload = json.loads(letter.path.read_text(encoding="utf-8"))
+    """Handle a dead-lettered event; once handled, move it (and its reason) to `handled/`.
+
+    A letter that cannot be read (truncated, edited by hand) is a FAILED outcome and stays where it is.
+    """
+    try:
+        payload = json.loads(letter.path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        # Reading it again fails the same way: a person fixes or removes it, and the other letters go on.
+        reason = f"{letter.path} is not a readable event ({exc}): fix it or remove it"
+        return [Outcome(FAILED, source=str(letter.path), reasons=(reason,))]
     outcomes = handle_payload(gate, payload)
     handled = letter.path.parent / HANDLED
     handled.mkdir(exist_ok=True)
@@ -273,15 +281,18 @@ def _run_command(prog: str, body: Callable[[], int]) -> int:
         return exits.report_failure(f"filegate {prog}", exc)
 
 
-def _print_outcomes(outcomes: list[Outcome], needs_repair: Callable[[Outcome], bool] = lambda _: False) -> int:
+def _print_outcomes(outcomes: Iterable[Outcome], needs_repair: Callable[[Outcome], bool] = lambda _: False) -> int:
     """Print each outcome; FAILED if one needs a repair (running again fails alike), TRY_AGAIN if one is unfinished."""
+    printed = []
     for outcome in outcomes:
+        # As it comes: when a later one raises, what is already done (a letter moved to handled/) is still told.
         print(outcome.to_json(), flush=True)
-    repair = [o for o in outcomes if needs_repair(o)]
+        printed.append(outcome)
+    repair = [o for o in printed if needs_repair(o)]
     if repair:
         print(f"{len(repair)} file(s) need a repair; see their reasons", file=sys.stderr)
         return exits.FAILED
-    left = [o for o in outcomes if o.status in (FAILED, RUN_PENDING)]
+    left = [o for o in printed if o.status in (FAILED, RUN_PENDING)]
     if left:
         print(f"{len(left)} file(s) not finished; see their reasons", file=sys.stderr)
         return exits.TRY_AGAIN
@@ -346,7 +357,7 @@ def reconcile_main(argv: list[str]) -> int:
             print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))
             print(f"{len(found)} archived file(s) without a successful run; `filegate reconcile --redrive` re-drives")
             return exits.FAILED if found else exits.OK
-        return _print_outcomes([redrive(gate, f) for f in found], run_needs_repair)
+        return _print_outcomes((redrive(gate, f) for f in found), run_needs_repair)
 
     return _run_command("reconcile", body)
 
@@ -396,9 +407,8 @@ def deadletters_main(argv: list[str]) -> int:
             print(f"{len(letters)} dead letter(s) in {args.dir}")
             return exits.OK
         gate = _gate(args, check=True)
-        outcomes: list[Outcome] = []
-        for letter in letters:
-            outcomes += redrive_dead_letter(gate, letter)
-        return _print_outcomes(outcomes)
+        outcomes = (outcome for letter in letters for outcome in redrive_dead_letter(gate, letter))
+        # Handling raises rather than ending FAILED, so a failed outcome is an unreadable letter: a person's job.
+        return _print_outcomes(outcomes, lambda outcome: outcome.status == FAILED)
 
     return _run_command("deadletters", body)

@@ -22,6 +22,7 @@ from filegate.files import (
 from filegate.ingest import ARCHIVED, REDRIVEN, REJECTED, handle_payload
 from filegate.sweep import FAILED, RUN_PENDING
 from local_world.inputs import csv_bytes, tracking_row
+from local_world.jobs_api import Fault
 from local_world.jobs_api.recording import RecordingRunner
 from tests.faults.world import World, assert_converged
 
@@ -155,6 +156,41 @@ def test_dead_letters_are_listed_with_their_reason_re_driven_and_marked(world: W
     assert dead_letters(tmp_path) == []
     assert len(list((tmp_path / "handled").iterdir())) == 2
     assert_converged(world, {NAME: DATA})
+
+
+def test_deadletters_redrive_reports_each_handled_letter_and_names_an_unreadable_one(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    names = [f"order_tracking_2024_10_{day:02d}.csv" for day in (1, 3)]
+    events = [world.upload(name, csv_bytes([tracking_row(day)])) for day, name in enumerate(names)]
+    folder = tmp_path / "deadletter"
+    folder.mkdir()
+    (folder / "1.json").write_text(json.dumps(events[0]))
+    (folder / "2.json").write_text(json.dumps(events[1])[:40])  # truncated as a disk-full write leaves it
+    (folder / "3.json").write_text(json.dumps(events[1]))
+    # The first run-now answers, the second fails: letter 3 stops the command after 1 was handled and moved.
+    world.jobs_api.inject(Fault(status=None), Fault(status=400, error_code="INVALID_PARAMETER_VALUE"))
+    target = ["--target", "azure" if world.kind == "azure" else "gcp"]
+    command = ["deadletters", "--redrive", "--dir", str(folder), *target]
+    env = _env(world, request)
+
+    stopped = run_cli(command, env)
+    again = run_cli(command, env)
+
+    assert stopped.returncode == 75, stopped.stdout + stopped.stderr
+    first, unreadable = [json.loads(line) for line in stopped.stdout.splitlines()]
+    assert first["status"] == ARCHIVED
+    assert unreadable["status"] == FAILED
+    assert unreadable["source"] == str(folder / "2.json")
+    assert "is not a readable event" in unreadable["reasons"][0]
+    assert "Traceback" not in stopped.stderr + again.stderr
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == [FAILED, REDRIVEN]
+    assert sorted(letter.path.name for letter in dead_letters(folder)) == ["2.json"]
+    assert len(world.runs()) == 2
 
 
 def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
