@@ -296,8 +296,14 @@ def _failure_part(recorded: DataFrame) -> DataFrame:
 
 
 def failure_rows(context: BatchContext, checks: Checks, inputs: Inputs, checked_at: datetime) -> DataFrame | None:
-    """Every failing row of every relation and rule, in the shape of validation_failures."""
+    """Every failing row of every relation and rule, in the shape of validation_failures.
+
+    The datasets are checked parents first, each child against its parent's batch rows without the keys a
+    quarantine took out of them, so a chain (customer, order, shipment) settles in one pass: a quarantined
+    row never reaches its target, and a child whose only parent it was must fail its relation.
+    """
     parts: list[DataFrame] = []
+    withheld: dict[str, DataFrame] = {}
 
     def shaped(rows: DataFrame, name: str, dataset: str, severity: str, action: str) -> DataFrame:
         contract = context.contract(dataset)
@@ -314,16 +320,25 @@ def failure_rows(context: BatchContext, checks: Checks, inputs: Inputs, checked_
         )
 
     present = {m.dataset for m in context.manifest.members}
-    for relation in checks.relations:
-        if relation.child in present:
-            failing, _ = relation_failures(relation, inputs)
-            parts.append(shaped(failing, relation.name, relation.child, relation.severity, relation.action))
-    for rule in checks.rules:
-        if rule.dataset in present:
-            failing = rule_failures(
-                rule, inputs, context.contract(rule.dataset), checks.params, context.manifest.business_date
-            )
-            parts.append(shaped(failing, rule.name, rule.dataset, rule.severity, rule.action))
+    for dataset in (d for d in checks.merge_order(list(context.pipeline.members)) if d in present):
+        contract = context.contract(dataset)
+        quarantined: list[DataFrame] = []
+        for relation in (r for r in checks.relations if r.child == dataset):
+            # A relation of a dataset to itself checks against its batch rows as staged (none withheld yet).
+            failing, _ = relation_failures(relation, inputs, withheld.get(relation.parent))
+            parts.append(shaped(failing, relation.name, dataset, relation.severity, relation.action))
+            if relation.action == "quarantine":
+                quarantined.append(failing.select(*contract.keys))
+        for rule in (r for r in checks.rules if r.dataset == dataset):
+            failing = rule_failures(rule, inputs, contract, checks.params, context.manifest.business_date)
+            parts.append(shaped(failing, rule.name, dataset, rule.severity, rule.action))
+            if rule.action == "quarantine":
+                quarantined.append(failing.select(*contract.keys))
+        if quarantined:
+            keys = quarantined[0]
+            for more in quarantined[1:]:
+                keys = keys.unionByName(more)
+            withheld[dataset] = keys.distinct()
     if not parts:
         return None
     union = parts[0]

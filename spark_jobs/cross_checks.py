@@ -1,7 +1,9 @@
 """Cross-dataset validation declared in the pipeline file: relations, SQL rules, lookups and scoring weights.
 
 `[[relations]]`: a child row of this batch is valid when its parent key is in this batch's parent rows
-or current in the parent's target (a new customer and their first order may arrive together).
+or current in the parent's target (a new customer and their first order may arrive together). A parent
+row the stage rejected or `validate` quarantines is not in the batch's parent rows: it never reaches the
+target, so its children are orphans.
 `[[rules]]`: Spark SQL over named inputs that returns the FAILING rows of `dataset` (its key columns
 and an optional `detail`). Inputs, resolved to temporary views: `${batch.d}` (this batch's staged rows),
 `${current.d}` (the target's current rows before this batch), `${history.d}` (every version),
@@ -121,12 +123,19 @@ def resolve_sql(sql: str, inputs: Inputs, params: Mapping[str, Any], as_of: date
     return PLACEHOLDER.sub(replace, sql)
 
 
-def relation_failures(relation: Relation, inputs: Inputs) -> tuple[DataFrame, DataFrame]:
-    """The child rows of this batch whose parent key is neither in this batch nor current; and those with a NULL key."""
+def relation_failures(
+    relation: Relation, inputs: Inputs, withheld: DataFrame | None = None
+) -> tuple[DataFrame, DataFrame]:
+    """The child rows of this batch whose parent key is neither in this batch nor current; and those with a NULL key.
+
+    `withheld`: the keys of the parent's rows a quarantine takes out of this batch (its key columns).
+    """
     child = inputs.frame("batch", relation.child)
+    batch_parents = inputs.frame("batch", relation.parent)
+    if withheld is not None:
+        batch_parents = batch_parents.join(withheld, on=withheld.columns, how="left_anti")
     parents = (
-        inputs.frame("batch", relation.parent)
-        .select(*relation.parent_columns)
+        batch_parents.select(*relation.parent_columns)
         .unionByName(inputs.frame("current", relation.parent).select(*relation.parent_columns))
         .distinct()
     )

@@ -58,6 +58,7 @@ SHARED_FIXTURE_FILES = frozenset(
         "tests/infra/test_variable_validations.py",
         "tests/local_world/test_watch.py",
         "tests/spark_jobs/test_batch_job.py",
+        "tests/spark_jobs/test_batch_validate.py",
         "tests/spark_jobs/test_derived_tables.py",
         "tests/spark_jobs/test_spark_connect.py",
         "tests/test_wheel.py",

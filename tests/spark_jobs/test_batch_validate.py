@@ -1,0 +1,65 @@
+"""The batch job's `validate` task on what a quarantine takes out of a batch: its children, its counts, its rejects.
+
+One world for the module: day one's orders and shipping as a partial batch into an empty warehouse, under
+a pipeline whose order relations quarantine. No customer and no product was ever sent, so every order
+fails both relations and is quarantined, and each shipment names an order that never reaches its target.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from filegate.contracts import BUILTIN_DATASETS
+from spark_jobs import batch_merge, batch_stage, batch_validate
+from tests.spark_jobs.batch_world import DAYS, arguments, batch_id, seal
+from tests.spark_jobs.conftest import Lake
+
+pytestmark = pytest.mark.timeout(1200)
+
+BATCH = batch_id(DAYS[0])
+
+
+@pytest.fixture(scope="module")
+def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    """Day one's orders and shipping staged, validated and merged under quarantining order relations."""
+    folder = tmp_path_factory.mktemp("batch-validate")
+    lake = Lake(folder / "warehouse", spark)
+    quarantining = folder / "contracts"
+    quarantining.mkdir()
+    pipeline = (BUILTIN_DATASETS / "ecommerce.toml").read_text()
+    head, tail = pipeline.split('name = "order_customer"', 1)
+    # The first two actions after it are order_customer's and order_product's.
+    quarantining.joinpath("ecommerce.toml").write_text(
+        head + 'name = "order_customer"' + tail.replace('action = "warn"', 'action = "quarantine"', 2)
+    )
+    manifest = seal(folder / "in", DAYS[0], only=("orders", "shipping"))
+    extra = ["--contracts-dir", str(quarantining)]
+    for task in (batch_stage, batch_validate, batch_merge):
+        assert task.main(arguments(lake, manifest, extra)) == 0
+    return lake
+
+
+def rows(lake: Lake, table: str) -> list[dict[str, Any]]:
+    return [row.asDict() for row in lake.spark.table(lake.location.name(table)).collect()]  # type: ignore[union-attr]
+
+
+def quarantined_orders(lake: Lake) -> list[str]:
+    rejects = [r for r in rows(lake, "orders_rejects") if r["_rejected_by"] == "validate"]
+    return [json.loads(r["raw_line"])["order_id"] for r in rejects]
+
+
+def test_a_shipment_whose_order_was_quarantined_fails_its_relation(world: Lake) -> None:
+    quarantined = set(quarantined_orders(world))
+    orphans = sorted(s["tracking_number"] for s in world.staged("shipping") if s["order_id"] in quarantined)
+
+    failures = [r for r in rows(world, "validation_failures") if r["batch_id"] == BATCH]
+    found = sorted(r["key"]["tracking_number"] for r in failures if r["rule"] == "shipping_order")
+    assert orphans
+    assert found == orphans
+    (result,) = (r for r in rows(world, "validation_results") if r["rule"] == "shipping_order")
+    assert (result["rows_failed"], result["outcome"]) == (len(orphans), "WARNED")
+    assert not {r["order_id"] for r in rows(world, "orders_target")} & quarantined
