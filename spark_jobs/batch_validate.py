@@ -61,6 +61,7 @@ RESULTS = VALIDATION_RESULTS
 FAILURES = "validation_failures"
 VALIDATE = "validate"
 _RANK = "_rank"
+_BROKEN = "_broken"
 _SAMPLES = 20
 _SEVERITY_ORDER = {"HIGH": 3, "MEDIUM": 2, "LOW": 1}
 
@@ -186,11 +187,12 @@ class Figures:
     failed: dict[str, int]
     samples: dict[str, list[str]]
     null_keys: dict[str, int]
+    quarantined: dict[str, int]
 
 
 # The union the figures are read through: which figure a row belongs to, and its parts.
 _PART, _NAME, _REJECTED, _IDS, _KEY_TEXT, _COUNT = "part", "name", "rejected", "ids", "k", "n"
-_STAGE, _NULL_KEYS, _FAILURES = "stage", "null_keys", "failures"
+_STAGE, _NULL_KEYS, _FAILURES, _QUARANTINED = "stage", "null_keys", "failures", "quarantined"
 
 
 def batch_figures(
@@ -200,27 +202,33 @@ def batch_figures(
     batch_rows: dict[str, DataFrame],
     recorded: DataFrame,
 ) -> Figures:
-    """The stage counts, the NULL foreign keys and the recorded failures of the batch, in one query.
+    """The stage counts, NULL foreign keys, recorded failures and quarantined rows of the batch, in one query.
 
     Each statement costs seconds whatever the rows (planning, and listing each Delta table's files),
-    so the three questions are one union, told apart by `part`, collected once.
+    so the four questions are one union, told apart by `part`, collected once.
     """
     members = list(batch_rows)
     ignoring = [r for r in checks.relations if r.child in members and r.nulls == "ignore"]
+    held = [name for name in quarantining(checks) if name in batch_rows]
     parts = [
         _stage_part(context, batch_rows),
         *(_null_key_part(relation, inputs) for relation in ignoring),
         _failure_part(recorded),
+        *(_quarantined_part(context, name, batch_rows[name], recorded) for name in held),
     ]
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
-    figures = Figures({name: (0, 0, {}, {}) for name in members}, {}, {}, {r.name: 0 for r in ignoring})
+    figures = Figures(
+        {name: (0, 0, {}, {}) for name in members}, {}, {}, {r.name: 0 for r in ignoring}, dict.fromkeys(members, 0)
+    )
     ranked: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for row in union.collect():
         name, n = row[_NAME], int(row[_COUNT])
         if row[_PART] == _NULL_KEYS:
             figures.null_keys[name] = n
+        elif row[_PART] == _QUARANTINED:
+            figures.quarantined[name] = n
         elif row[_PART] == _FAILURES:
             figures.failed[name] = n
             ranked[name].append((int(row[_RANK]), row[_KEY_TEXT]))
@@ -279,6 +287,16 @@ def _null_key_part(relation: Relation, inputs: Inputs) -> DataFrame:
     counted = relation_failures(relation, inputs)[1].agg(F.count(F.lit(1)).alias(_COUNT))
     none = F.lit(None)
     return _shaped(counted, _NULL_KEYS, F.lit(relation.name), none, none, none, none)
+
+
+def _quarantined_part(context: BatchContext, name: str, staged: DataFrame, recorded: DataFrame) -> DataFrame:
+    """How many staged rows of a member a quarantine took out: each once, however many rules it broke (as the merge
+    counts them)."""
+    contract = context.contract(name)
+    keys = quarantined_keys(recorded, contract, context.manifest.batch_id).select(*contract.keys).distinct()
+    counted = staged.join(keys, on=list(contract.keys), how="left_semi").agg(F.count(F.lit(1)).alias(_COUNT))
+    none = F.lit(None)
+    return _shaped(counted, _QUARANTINED, F.lit(name), none, none, none, none)
 
 
 def _failure_part(recorded: DataFrame) -> DataFrame:
@@ -469,7 +487,7 @@ def validate_batch(context: BatchContext) -> list[Result]:
             counts = figures.stage[name]
             read, rejected = counts[0] + counts[1], counts[1]
             rules = dataset_rules(context, checks, name, counts, figures.failed, figures.samples, figures.null_keys)
-            quarantined = sum(r.rows_failed for r in rules if r.action == "quarantine")
+            quarantined = figures.quarantined[name]
             results.extend(rules)
             results.append(_summary("dataset", name, rules, read, rejected + quarantined, checks))
             logs.append(
@@ -587,20 +605,20 @@ def _write_results(context: BatchContext, results: list[Result], checked_at: dat
 def _write_quarantine(context: BatchContext, checks: Checks, contracts: dict[str, Contract]) -> None:
     """The quarantined rows into `<d>_rejects`, replacing this task's earlier rows of the batch (a retry converges)."""
     batch_id = context.manifest.batch_id
-    quarantining = {r.child: None for r in checks.relations if r.action == "quarantine"}
-    quarantining.update({r.dataset: None for r in checks.rules if r.action == "quarantine"})
-    for name in (n for n in quarantining if n in contracts):
+    for name in (n for n in quarantining(checks) if n in contracts):
         contract = contracts[name]
-        keys = quarantined_keys(context.warehouse.read(FAILURES), contract, batch_id).select(
-            *contract.keys, "rule", "detail"
+        # One reject per staged row, naming every rule that quarantined it, as the stage names every rule a row broke.
+        found = quarantined_keys(context.warehouse.read(FAILURES), contract, batch_id)
+        rule_id = F.concat(F.lit(quarantine_rule_id(name, "")), F.col("rule"))
+        sentence = F.concat(F.col("rule"), F.lit(": "), F.coalesce(F.col("detail"), F.lit("")))
+        keys = found.groupBy(*contract.keys).agg(
+            F.sort_array(F.collect_list(F.struct(rule_id.alias(RULES), sentence.alias(REASON)))).alias(_BROKEN)
         )
         stage = staged_rows(context.warehouse, contract, batch_id)
         columns = [f.name for f in row_fields(contract)]
         rows = stage.join(keys, on=list(contract.keys), how="inner").select(
-            F.concat(
-                F.lit("quarantined by "), F.col("rule"), F.lit(": "), F.coalesce(F.col("detail"), F.lit(""))
-            ).alias(REASON),
-            F.array(F.concat(F.lit(quarantine_rule_id(name, "")), F.col("rule"))).alias(RULES),
+            F.concat(F.lit("quarantined by "), F.array_join(F.col(f"{_BROKEN}.{REASON}"), "; ")).alias(REASON),
+            F.col(f"{_BROKEN}.{RULES}").alias(RULES),
             F.to_json(F.struct(*columns)).alias(RAW_LINE),
             *(F.col(c) for c in LINEAGE),
             F.lit(VALIDATE).alias(REJECTED_BY),
@@ -608,6 +626,13 @@ def _write_quarantine(context: BatchContext, checks: Checks, contracts: dict[str
         context.warehouse.ensure_table(rejects_table(contract), rejects_schema())
         predicate = f"{BATCH_ID} = {sql_string(batch_id)} AND {REJECTED_BY} = {sql_string(VALIDATE)}"
         context.warehouse.replace_where(rejects_table(contract), rows, predicate)
+
+
+def quarantining(checks: Checks) -> list[str]:
+    """The datasets a relation or rule quarantines rows of, in the order they are declared."""
+    named = [r.child for r in checks.relations if r.action == "quarantine"]
+    named += [r.dataset for r in checks.rules if r.action == "quarantine"]
+    return list(dict.fromkeys(named))
 
 
 def quarantined_keys(failures: DataFrame, contract: Contract, batch_id: str) -> DataFrame:

@@ -63,3 +63,19 @@ def test_a_shipment_whose_order_was_quarantined_fails_its_relation(world: Lake) 
     (result,) = (r for r in rows(world, "validation_results") if r["rule"] == "shipping_order")
     assert (result["rows_failed"], result["outcome"]) == (len(orphans), "WARNED")
     assert not {r["order_id"] for r in rows(world, "orders_target")} & quarantined
+
+
+def test_an_order_two_relations_quarantine_is_one_quarantined_row_naming_both(world: Lake) -> None:
+    staged = sorted(s["order_id"] for s in world.staged("orders"))
+
+    rejects = [r for r in rows(world, "orders_rejects") if r["_rejected_by"] == "validate"]
+    assert sorted(quarantined_orders(world)) == staged
+    assert {tuple(r["rules"]) for r in rejects} == {("orders.validate.order_customer", "orders.validate.order_product")}
+    assert all(r["reason"].startswith("quarantined by order_customer: customer_id ") for r in rejects)
+    assert all("; order_product: product_id " in r["reason"] for r in rejects)
+    # validate counts each staged row once, as the merge does, in its log row and in the dataset's result.
+    log = {r["task"]: r for r in rows(world, "processing_log") if r["dataset"] == "orders"}
+    assert log["validate"]["rows_quarantined"] == log["merge_targets"]["rows_quarantined"] == len(staged)
+    (dataset,) = (r for r in rows(world, "validation_results") if r["level"] == "dataset" and r["dataset"] == "orders")
+    read, rejected = log["stage_members"]["rows_read"], log["stage_members"]["rows_rejected"]
+    assert (dataset["rows_evaluated"], dataset["rows_failed"]) == (read, rejected + len(staged))
