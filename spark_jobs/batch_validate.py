@@ -138,8 +138,9 @@ class Result:
     def settle(self) -> Result:
         """Severity, outcome, ratio and score from the counts (NONE and PASSED when nothing failed)."""
         evaluated, failed = self.rows_evaluated, self.rows_failed
-        self.failure_ratio = failed / evaluated if evaluated else None
-        self.score = 100.0 * (1 - failed / evaluated) if evaluated else None
+        # A rule's query may return a failing row more than once: the share is capped at every row.
+        self.failure_ratio = min(failed / evaluated, 1.0) if evaluated else None
+        self.score = None if self.failure_ratio is None else 100.0 * (1 - self.failure_ratio)
         if failed == 0:
             return self
         self.severity = self.severity_configured or "HIGH"
@@ -430,19 +431,7 @@ def dataset_rules(
             )
         )
     if member is not None and member.expected_rows is not None:
-        rules.append(
-            Result(
-                "rule",
-                "rows_match_manifest",
-                "reconciliation",
-                name,
-                "HIGH",
-                "fail",
-                int(member.expected_rows),
-                abs(read - int(member.expected_rows)),
-                description=f"rows read {read}, the trigger announced {member.expected_rows}",
-            )
-        )
+        rules.append(manifest_result(name, read, int(member.expected_rows)))
     # Restates the stage rejects as a share of the file, so it is reported but not scored twice.
     rules.append(
         Result(
@@ -460,6 +449,24 @@ def dataset_rules(
         )
     )
     return [rule.settle() for rule in rules]
+
+
+def manifest_result(dataset: str, read: int, expected: int) -> Result:
+    """`rows_match_manifest`: the rows read against the trigger's count.
+
+    Evaluated over the larger of the two, so a file longer than announced fails at most every row (score 0).
+    """
+    return Result(
+        "rule",
+        "rows_match_manifest",
+        "reconciliation",
+        dataset,
+        "HIGH",
+        "fail",
+        max(read, expected),
+        abs(read - expected),
+        description=f"rows read {read}, the trigger announced {expected}",
+    )
 
 
 def validate_batch(context: BatchContext) -> list[Result]:

@@ -79,3 +79,18 @@ def test_an_order_two_relations_quarantine_is_one_quarantined_row_naming_both(wo
     (dataset,) = (r for r in rows(world, "validation_results") if r["level"] == "dataset" and r["dataset"] == "orders")
     read, rejected = log["stage_members"]["rows_read"], log["stage_members"]["rows_rejected"]
     assert (dataset["rows_evaluated"], dataset["rows_failed"]) == (read, rejected + len(staged))
+
+
+@pytest.mark.parametrize(("read", "announced"), [(250, 100), (100, 250)])
+def test_rows_read_far_from_the_trigger_score_within_0_and_100(read: int, announced: int) -> None:
+    result = batch_validate.manifest_result("orders", read, announced).settle()
+
+    assert (result.rows_evaluated, result.rows_failed) == (250, 150)
+    assert (result.failure_ratio, result.score) == (pytest.approx(0.6), pytest.approx(40.0))
+    assert (result.severity, result.outcome) == ("HIGH", "FAILED")
+
+
+def test_a_rule_returning_more_rows_than_it_evaluated_scores_0() -> None:
+    result = batch_validate.Result("rule", "twice", "rule", "orders", "MEDIUM", "warn", 10, 12).settle()
+
+    assert (result.failure_ratio, result.score, result.outcome) == (1.0, 0.0, "WARNED")
