@@ -4,6 +4,7 @@ starts its one run.
 The object store is the state: a batch is whatever its archive folder and its members' archive folders
 hold. Every piece is placed before its own evaluation, the seal is create-only, and the run token is
 derived from the revision and its sealed set, so two "last piece" events at once give one seal and one run.
+The batch id is the day's, not the revision's: a later revision's run replaces what an earlier one loaded.
 
 Layout in the archive (the folder is `Pipeline.batch_folder`):
     _batches/<pipeline>/<yyyy>/<mm>/<dd>/<trigger file>        the archived trigger (place_upload)
@@ -36,7 +37,7 @@ from filegate.errors import (
 )
 from filegate.events import Upload
 from filegate.ingest import DUPLICATE, IGNORED, REJECTED, WARNING_STATUSES, Gate, Outcome, outcome_log
-from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, batch_id
+from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Settings
@@ -283,7 +284,8 @@ def _seal(gate: Gate, batch: Batch, revision: int, *, partial: bool) -> Seal:
         "pipeline": pipeline.name,
         "business_date": batch.business_date.isoformat(),
         "revision": revision,
-        "batch_id": batch_id(pipeline.name, batch.business_date, token),
+        # The day's, not the revision's: each revision runs on its own token, and replaces the earlier one's rows.
+        "batch_id": pipeline_batch_id(pipeline.name, batch.business_date),
         "idempotency_token": token,
         "sealed_at": gate.clock().isoformat(timespec="seconds"),
         "partial": partial,

@@ -50,6 +50,15 @@ def batch_id(dataset: str, business_date: date, token: str) -> str:
     return f"{dataset}-{business_date:%Y%m%d}-{token.removeprefix(TOKEN_PREFIX)[:12]}"
 
 
+def pipeline_batch_id(pipeline: str, business_date: date) -> str:
+    """One per pipeline and business day, whatever the revision: the batch job replaces every table's rows of a
+    batch by this id, so a later revision's run takes back what an earlier one loaded instead of adding to it.
+
+    Pipeline names have no `-`, so it never equals a file's `batch_id` (which ends in the token's digits).
+    """
+    return f"{pipeline}-{business_date:%Y%m%d}"
+
+
 @dataclass(frozen=True)
 class TriggeredRun:
     """A run that exists for a file."""

@@ -332,8 +332,12 @@ def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, 
         assert late.run_id != outcomes[-1].run_id
         assert len(seals(world, day)) == 2
         assert len(batch_runs(world)) == 2
-        second = read_seal(world, seals(world, day)[1])
+        first, second = (read_seal(world, path) for path in seals(world, day))
         assert [m["size"] for m in second["members"] if m["dataset"] == "orders"] == [len(corrected)]
+        # Its own run, but the day's batch id: the batch job replaces revision 1's rows rather than keep both.
+        assert first["idempotency_token"] != second["idempotency_token"]
+        assert first["batch_id"] == second["batch_id"] == "ecommerce-20250306"
+        assert [run_parameters(run)["batch_id"] for run in batch_runs(world)] == [first["batch_id"]] * 2
     # The late event redelivered changes nothing more.
     assert deliver(gate, world.upload(member_name("orders", day), corrected)).status in (LATE_MEMBER, DUPLICATE)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from filegate.errors import SettingsError, TransientError
-from filegate.jobs import DatabricksJobs, batch_id, idempotency_token
+from filegate.jobs import DatabricksJobs, batch_id, idempotency_token, pipeline_batch_id
 from filegate.settings import Settings
 from local_world.inputs import blob_created
 from local_world.jobs_api import Fault, LocalJobsServer
@@ -44,6 +44,14 @@ def test_batch_id_reads_as_dataset_and_day() -> None:
     assert (
         batch_id("order_tracking", date(2024, 3, 5), "fg1-abcdef0123456789") == "order_tracking-20240305-abcdef012345"
     )
+
+
+def test_a_pipeline_batch_id_is_the_day_and_never_a_file_s() -> None:
+    from datetime import date
+
+    day = date(2024, 3, 5)
+    assert pipeline_batch_id("ecommerce", day) == "ecommerce-20240305"
+    assert pipeline_batch_id("ecommerce", day) != batch_id("ecommerce", day, "fg1-abcdef0123456789")
 
 
 def test_job_is_resolved_by_name_once(jobs_api: LocalJobsServer) -> None:
