@@ -52,6 +52,10 @@ class ManifestError(FilegateError):
     """The sealed manifest cannot be read or does not describe the batch the job was started for."""
 
 
+class RevisionSuperseded(ManifestError):
+    """The manifest is an older revision of its batch than one already staged: running it would undo the newer."""
+
+
 @dataclass(frozen=True)
 class BatchArguments:
     """A batch task's parameters, as the job passes them."""
@@ -109,6 +113,15 @@ class LogRow:
     dataset: str | None
     started_at: datetime
     ended_at: datetime
+    details: str | None = None
+
+
+@dataclass(frozen=True)
+class Staging:
+    """The newest revision of a batch its first task staged, and the run that staged it."""
+
+    revision: int
+    run_id: int | None
 
 
 @dataclass(frozen=True)
@@ -267,13 +280,34 @@ def build_context(
     unknown = [m.dataset for m in manifest.members if m.dataset not in pipeline.members]
     if unknown:
         raise ManifestError(f"the manifest names datasets that are not members of {pipeline.name}: {unknown}")
-    attempt, completed_by = read_progress(warehouse, arguments, task)
+    attempt, completed_by, staged = read_progress(warehouse, arguments, task)
+    refuse_older_revision(manifest, staged, arguments.manifest_uri)
     return BatchContext(spark, warehouse, arguments, manifest, pipeline, contracts, attempt, started_at, completed_by)
 
 
-def read_progress(warehouse: Warehouse, arguments: BatchArguments, task: str) -> tuple[int, Completion | None]:
+def refuse_older_revision(manifest: Manifest, staged: Staging | None, manifest_uri: str) -> None:
+    """Refuse a revision older than the newest one staged (a repair of an old run after a newer revision ran).
+
+    Every revision of a day is one batch id, so the newer revision's stage replaced the older one's: the
+    older one staged again would put back the files the newer replaced, and its later tasks would read the
+    newer revision's stage rows under the older manifest. Every task checks, not only the first.
+    """
+    if staged is None or manifest.revision >= staged.revision:
+        return
+    by = "" if staged.run_id is None else f" (run {staged.run_id})"
+    raise RevisionSuperseded(
+        f"{manifest_uri} is revision {manifest.revision} of batch {manifest.batch_id}, but revision "
+        f"{staged.revision} of it was staged since{by} and replaces it: run revision "
+        f"{staged.revision} again instead (its run's Run now or repair), or seal a newer revision"
+    )
+
+
+def read_progress(
+    warehouse: Warehouse, arguments: BatchArguments, task: str
+) -> tuple[int, Completion | None, Staging | None]:
     """This task's attempt in its run (1, then one more per retry: Databricks retries with the same run id),
-    and the attempt of the last task that completed the batch after its latest staging; one query."""
+    the attempt of the last task that completed the batch after its latest staging, and the newest revision
+    staged; one query."""
     warehouse.ensure_table(TABLE, SCHEMA)
     this_task = F.col("task") == F.lit(task)
     of_batch = (F.col("batch_id") == F.lit(arguments.batch_id)) & F.col("task").isin(FIRST_TASK, LAST_TASK)
@@ -284,7 +318,28 @@ def read_progress(warehouse: Warehouse, arguments: BatchArguments, task: str) ->
     ]
     tried = [r.attempt for r in rows if r.task == task and r.run_id == arguments.run_id and r.attempt]
     attempt = 1 if arguments.run_id is None or not tried else max(tried) + 1
-    return attempt, completion([r for r in rows if r.batch_id == arguments.batch_id])
+    batch = [r for r in rows if r.batch_id == arguments.batch_id]
+    return attempt, completion(batch), newest_staging(batch)
+
+
+def staging_details(revision: int) -> str:
+    """The `details` of the first task's member rows: the revision they staged (`newest_staging` reads it)."""
+    return json.dumps({"revision": revision})
+
+
+def newest_staging(rows: Sequence[LogRow]) -> Staging | None:
+    """The newest revision the first task staged, from the batch's member rows (None before any staging).
+
+    A FAILED member row counts too: the members that did stage replaced the batch's stage rows. Rows
+    without a revision (logged before revisions were) say nothing.
+    """
+    staged = [
+        Staging(int(revision), r.run_id)
+        for r in rows
+        if r.task == FIRST_TASK and r.dataset and r.details
+        if (revision := json.loads(r.details).get("revision")) is not None
+    ]
+    return max(staged, key=lambda s: s.revision, default=None)
 
 
 def completion(rows: Sequence[LogRow]) -> Completion | None:

@@ -25,7 +25,7 @@ if __package__ in (None, ""):
 from pyspark.sql import SparkSession
 from pyspark.util import inheritable_thread_target
 
-from spark_jobs.batch import FIRST_TASK, BatchContext, Member, run_batch_task
+from spark_jobs.batch import FIRST_TASK, BatchContext, Member, run_batch_task, staging_details
 from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
 from spark_jobs.stage import Batch, stage_file, stage_table
 
@@ -50,7 +50,11 @@ def stage_members(context: BatchContext) -> None:
     def stage(member: Member) -> tuple[RunRecord, Exception | None]:
         contract = context.contract(member.dataset)
         started = datetime.now(UTC)
-        fields = context.member_fields(member.dataset, stage_table(contract))
+        # The revision, on success and failure alike: a later run of an older revision is refused by it.
+        fields = {
+            **context.member_fields(member.dataset, stage_table(contract)),
+            "details": staging_details(context.manifest.revision),
+        }
         try:
             batch = Batch(member.dataset, context.manifest.batch_id, member.uri, context.started_at)
             counts = stage_file(context.spark, context.warehouse, contract, member.read_path, batch)

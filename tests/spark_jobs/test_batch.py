@@ -1,11 +1,28 @@
-"""When a batch counts as complete, from its processing_log rows (`spark_jobs.batch.completion`)."""
+"""When a batch counts as complete (`spark_jobs.batch.completion`), and which revision of it may run."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from spark_jobs.batch import FIRST_TASK, LAST_TASK, Completion, LogRow, completion
+from filegate.jobs import pipeline_batch_id
+from local_world.inputs import csv_bytes, tracking_row
+from spark_jobs import batch_derive, batch_merge, batch_stage, batch_validate
+from spark_jobs.batch import (
+    FIRST_TASK,
+    LAST_TASK,
+    Completion,
+    LogRow,
+    Staging,
+    completion,
+    newest_staging,
+    staging_details,
+)
+from tests.spark_jobs.conftest import TEST_CONTRACTS, Lake
 
 T0 = datetime(2026, 12, 2, 9, 0)
 BATCH = "shop-2025-01-15-r1"
@@ -51,3 +68,77 @@ def test_runs_without_a_run_id_are_told_apart_by_the_order_of_their_rows() -> No
     again = [*first, row(FIRST_TASK, 10, run=None), row(LAST_TASK, 15, "FAILED", run=None)]
     assert completion(again) is None
     assert completion([*again, row(LAST_TASK, 20, run=None)]) == Completion(None, 1)
+
+
+def test_the_newest_revision_staged_counts_failed_members_and_ignores_rows_without_one() -> None:
+    def staged(minute: int, revision: int | None, status: str = "SUCCEEDED", run: int = 1) -> LogRow:
+        details = None if revision is None else staging_details(revision)
+        return replace(row(FIRST_TASK, minute, status, run=run), details=details)
+
+    assert newest_staging([staged(0, None), row(LAST_TASK, 5)]) is None
+    # Revision 2 failed on one member after another staged: the stage holds revision 2's rows.
+    rows = [staged(0, 1), staged(10, 2, run=2), staged(10, 2, "FAILED", run=2), staged(20, 1, "FAILED", run=3)]
+    assert newest_staging(rows) == Staging(2, 2)
+
+
+DAY = date(2025, 3, 3)
+TASKS = (batch_stage, batch_validate, batch_merge, batch_derive)
+
+
+def parcels_revision(folder: Path, revision: int, rows: list[dict[str, str]]) -> list[str]:
+    """A one-member pipeline's sealed revision of DAY, as filegate.batches writes it; the tasks' arguments."""
+    member = folder / f"r{revision}" / "parcel_history_2025_03_03.csv"
+    member.parent.mkdir(parents=True)
+    member.write_bytes(csv_bytes(rows))
+    document = {
+        "pipeline": "parcels",
+        "business_date": DAY.isoformat(),
+        "revision": revision,
+        "batch_id": pipeline_batch_id("parcels", DAY),
+        "members": [{"dataset": "parcel_history", "uri": str(member), "expected_rows": len(rows)}],
+    }
+    manifest = member.parent / f"_sealed.r{revision}.json"
+    manifest.write_text(json.dumps(document))
+    return ["--manifest", str(manifest), "--pipeline", "parcels", "--batch-id", document["batch_id"]]
+
+
+def parcels(lake: Lake, table: str) -> list[dict[str, Any]]:
+    assert lake.spark is not None
+    return [row.asDict() for row in lake.spark.table(lake.location.name(table)).collect()]
+
+
+def test_a_later_revision_replaces_what_the_earlier_merged_and_the_earlier_may_not_run_after_it(
+    lake: Lake, tmp_path: Path
+) -> None:
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    shutil.copy(TEST_CONTRACTS / "parcel_history.toml", contracts)
+    (contracts / "parcels.toml").write_text(
+        'kind = "pipeline"\nname = "parcels"\ntrigger_pattern = "parcels_{yyyy}_{mm}_{dd}.json"\n'
+        'members = ["parcel_history"]\n'
+    )
+    options = [*lake.arguments(), "--contracts-dir", str(contracts)]
+    kept, corrected, dropped = tracking_row(1), tracking_row(2), tracking_row(3)
+    # Revision 2 corrects parcel 2's status at the same instant and leaves parcel 3 out.
+    first = parcels_revision(tmp_path, 1, [kept, corrected, dropped])
+    second = parcels_revision(tmp_path, 2, [kept, {**corrected, "status": "DELIVERED"}])
+    for run_id, revision in ((1, first), (2, second)):
+        for task in TASKS:
+            assert task.main([*revision, "--run-id", str(run_id), *options]) == 0, (run_id, task.TASK)
+
+    target = {r["tracking_num"]: r for r in parcels(lake, "parcel_history")}
+    assert {key: (r["status"], r["is_current"]) for key, r in target.items()} == {
+        kept["tracking_num"]: ("IN_TRANSIT", True),
+        corrected["tracking_num"]: ("DELIVERED", True),
+    }
+    observed = [r for r in parcels(lake, "parcel_history_observations") if r["status"] is not None]
+    assert sorted(r["status"] for r in observed) == ["DELIVERED", "IN_TRANSIT"]
+
+    # A repair of revision 1's run after revision 2 ran: refused before it stages anything.
+    before = sorted(map(repr, parcels(lake, "parcel_history")))
+    assert batch_stage.main([*first, "--run-id", "3", *options]) == 1
+
+    assert sorted(map(repr, parcels(lake, "parcel_history"))) == before
+    (refused,) = (r for r in parcels(lake, "processing_log") if r["run_id"] == 3)
+    assert (refused["task"], refused["status"]) == ("stage_members", "FAILED")
+    assert "is revision 1 of batch parcels-20250303, but revision 2 of it was staged since (run 2)" in refused["error"]
