@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -37,27 +38,24 @@ def ensure_target(
     """Create the target with the contract's definition (and the other `properties` it needs) pinned, or check
     an existing one's and migrate its columns (`Warehouse.ensure_table`); refuse when its definition changed.
 
-    An existing target is checked before a migration adds columns, so that its own shape speaks for it.
-    A new one is created with the properties, so a run that lost the race to create it reads the
-    winner's and refuses a different definition.
+    The definition is checked before a migration adds columns, so that an existing target's own shape
+    speaks for it. A new one is created with the properties, so a run that lost the race to create it
+    reads the winner's and refuses a different definition.
     """
     pinned = {**definition(contract), **(properties or {})}
-    if warehouse.read_if_exists(contract.target) is not None:
-        _guard(warehouse, contract, pinned)
-        warehouse.ensure_table(contract.target, schema, properties=pinned)
-    else:
-        warehouse.ensure_table(contract.target, schema, properties=pinned)
-        _guard(warehouse, contract, pinned)
+    warehouse.ensure_table(
+        contract.target, schema, properties=pinned, check=lambda rows: _guard(warehouse, contract, rows, pinned)
+    )
 
 
-def _guard(warehouse: Warehouse, contract: Contract, pinned: Mapping[str, str]) -> None:
+def _guard(warehouse: Warehouse, contract: Contract, rows: DataFrame, pinned: Mapping[str, str]) -> None:
     """Pin the definition and `pinned`'s other properties on the target, or refuse its changed definition.
 
-    A target made before targets were pinned holds none: it is taken over when its shape agrees with
-    the contract's SCD type, and refused otherwise (an SCD2 contract over rows without versions, or an
-    SCD1 one over a table of versions). On such a target the read and the ALTER are two steps: a
+    A target made before targets were pinned holds none: it is taken over when its shape (`rows`) agrees
+    with the contract's SCD type, and refused otherwise (an SCD2 contract over rows without versions, or
+    an SCD1 one over a table of versions). On such a target the read and the ALTER are two steps: a
     concurrent ALTER that commits while this one runs makes it check again, one that commits between
-    them is not seen.
+    them is not seen. What it pins is true of the rows, so a refused column type after it leaves it right.
     """
     table = contract.target
     wanted = definition(contract)
@@ -70,7 +68,7 @@ def _guard(warehouse: Warehouse, contract: Contract, pinned: Mapping[str, str]) 
             if k in found and found[k] != v
         ]
         if not any(k in found for k in PROPERTIES):
-            changed = _shape_problems(warehouse, contract)
+            changed = _shape_problems(rows, contract)
         if changed:
             raise TargetDefinitionChanged(
                 f"{warehouse.name(table)} was built with another definition than contract {contract.name} has now ("
@@ -84,9 +82,9 @@ def _guard(warehouse: Warehouse, contract: Contract, pinned: Mapping[str, str]) 
     committed(guard, f"set the properties of {table}")
 
 
-def _shape_problems(warehouse: Warehouse, contract: Contract) -> list[str]:
+def _shape_problems(rows: DataFrame, contract: Contract) -> list[str]:
     """Why an unpinned target cannot hold the contract's SCD type: versions without bounds, or bounds in SCD1."""
-    rows = warehouse.read(table := contract.target)
+    table = contract.target
     versioned = EFFECTIVE_FROM in {name.lower() for name in rows.columns}
     if contract.scd_type == 1 and versioned:
         return [f"filegate.scd_type: the table has {EFFECTIVE_FROM}, versions of SCD2; the contract says 1"]

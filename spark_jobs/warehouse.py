@@ -177,12 +177,14 @@ class Warehouse:
         schema: StructType,
         partition_by: Sequence[str] = (),
         properties: Mapping[str, str] | None = None,
+        check: Callable[[DataFrame], None] | None = None,
     ) -> None:
         """Create the table empty when it does not exist yet, partitioned by `partition_by` if given.
 
         An existing table keeps the layout and `properties` it was created with; every statement here
         works on either. A new one gets `properties` in its creating commit, so two runs racing to
-        create it leave the winner's, for the loser to read.
+        create it leave the winner's, for the loser to read. `check` sees the table as found (or just
+        created) before its columns are checked and migrated, and may refuse it.
         """
         self.ensure_schema()
         # An existing table costs one lookup (its columns, needed for the migration anyway), not a
@@ -205,6 +207,8 @@ class Warehouse:
             # made by another release with other columns, which are read again.
             committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
             existing = self.read(table)
+        if check is not None:
+            check(existing)
         _refuse_retyped_columns(self.name(table), schema, existing.schema)
         self._add_missing_columns(table, schema, existing.columns)
         self._declared[table] = frozenset(field.name.lower() for field in schema.fields)
