@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -18,6 +19,7 @@ from spark_jobs import stage_load, target_load
 from spark_jobs.columns import stage_schema
 from spark_jobs.stage import Batch, stage_file, staged_rows
 from spark_jobs.target import TargetLoadError, load_target
+from spark_jobs.target_definition import TargetDefinitionChanged
 from spark_jobs.task import parse_arguments
 from spark_jobs.warehouse import Warehouse, batch_predicate
 from tests.spark_jobs.conftest import Lake
@@ -263,6 +265,30 @@ def test_the_same_batch_twice_changes_nothing(spark: SparkSession, lake: Lake, s
     assert lake.table("order_tracking_rejects").num_rows == 6
     rerun = log_rows(lake)[-1]
     assert (rerun["batch_id"], rerun["rows_read"], rerun["rows_inserted"], rerun["rows_updated"]) == ("b2", 120, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"keys": ("order_id",)}, "filegate.keys: the table has 'tracking_num', the contract says 'order_id'"),
+        ({"scd_type": 2}, "filegate.scd_type: the table has '1', the contract says '2'"),
+        ({"sequence_by": "expected_delivery_date"}, "filegate.sequence_by: the table has 'status_ts'"),
+    ],
+    ids=["keys", "scd_type", "sequence_by"],
+)
+def test_a_target_whose_contract_changed_its_keys_type_or_sequence_is_refused_and_keeps_the_stage(
+    spark: SparkSession, lake: Lake, samples: list[Path], change: dict[str, object], named: str
+) -> None:
+    run_batch(lake, samples[0], "b1")
+    assert stage_load.main(task_arguments(lake, samples[1], "b2")) == 0
+    before = lake.table("order_tracking").sort_by("tracking_num")
+
+    # Its MERGE would match other rows than the ones it wrote: refused before it starts, naming why.
+    with pytest.raises(TargetDefinitionChanged, match=re.escape(named)):
+        load_target(lake.warehouse(), replace(ORDER_TRACKING, **change), "b2")
+
+    assert lake.table("order_tracking").sort_by("tracking_num").equals(before)
+    assert {r["_batch_id"] for r in lake.staged("order_tracking")} == {"b2"}, "kept for a load into a new target"
 
 
 def test_restaging_one_batch_leaves_other_batches_alone(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
