@@ -326,6 +326,11 @@ def _latest_seal(gate: Gate, batch: Batch) -> Seal | None:
     return Seal(batch.revision, info, _read_json(gate, info), created=False)
 
 
+def _present_paths(batch: Batch) -> frozenset[str]:
+    """The `container/path` of each present member's chosen archived object, as a seal lists them."""
+    return frozenset(f"{m.chosen.container}/{m.chosen.path}" for m in batch.present if m.chosen)
+
+
 def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, bool]:
     """The run of a seal: from its run note, or by run-now with the seal's token (which converges). True when
     run-now was called."""
@@ -411,7 +416,7 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
         return Verdict(MEMBER_ARCHIVED, (f"waiting for the trigger ({pipeline.trigger_pattern})",))
     latest = _latest_seal(gate, batch)
     if latest is not None:
-        current = frozenset(f"{m.chosen.container}/{m.chosen.path}" for m in batch.present if m.chosen)
+        current = _present_paths(batch)
         if (piece is not None and piece in latest.paths) or current <= latest.paths:
             run, _ = _ensure_run(gate, batch, latest)
             return Verdict(DUPLICATE, (f"batch already sealed (revision {latest.revision})",), latest, run)
@@ -693,10 +698,9 @@ def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome 
             return None
         batch = assess_batch(gate, pipeline, business_date)
         latest = _latest_seal(gate, batch)
-        if (
-            latest is None
-            or {f"{m.chosen.container}/{m.chosen.path}" for m in batch.present if m.chosen} <= latest.paths
-        ):
+        # A blocked member holds the batch until its corrected upload, whose own event decides again:
+        # deciding here would only repeat the hold's warning on every sweep.
+        if latest is None or batch.blocked or _present_paths(batch) <= latest.paths:
             return None
     else:
         batch = assess_batch(gate, pipeline, business_date)

@@ -532,6 +532,28 @@ def test_a_late_member_whose_event_failed_after_archiving_is_sealed_by_the_sweep
     assert list(sweep_pipeline_batches(gate)) == [], "once sealed and run, the batch is done"
 
 
+def test_under_rerun_a_late_member_held_by_a_blocked_one_is_not_warned_again_by_every_sweep(world: World) -> None:
+    gate = world.gate(pipelines=with_policy(late_member="rerun"))
+    day = date(2025, 3, 17)
+    assert [deliver(gate, world.upload(name, data)) for name, data in batch_pieces(day).items()][-1].status == SEALED
+    # The producer sends customers and orders again, each a row longer, and a trigger with their sizes.
+    longer = {d: member_bytes(d) + member_bytes(d).splitlines(keepends=True)[1] for d in ("customers", "orders")}
+    customers, orders = longer["customers"], longer["orders"]
+    sizes = {**{d: member_bytes(d) for d in MEMBERS}, **longer}
+    deliver(gate, world.upload(trigger_name(day), trigger_bytes(day, sizes)))
+    bad = (SAMPLES / "bad" / member_name("customers", date(2025, 1, 16))).read_bytes()
+    assert deliver(gate, world.upload(member_name("customers", day), bad)).status == BLOCKED
+
+    held = deliver(gate, world.upload(member_name("orders", day), orders))
+
+    assert held.status == LATE_MEMBER
+    assert any("held, the sealed batch is unchanged" in reason for reason in held.reasons)
+    assert list(sweep_pipeline_batches(gate)) == [], "the corrected customers' event decides, not each sweep"
+    corrected = deliver(gate, world.upload(member_name("customers", day), customers))
+    assert (corrected.status, corrected.revision) == (LATE_MEMBER, 2)
+    assert len(assert_one_run_per_seal(world, day)) == 2
+
+
 def test_a_sealed_batch_without_its_run_note_is_re_driven_with_the_same_token(world: World) -> None:
     gate = world.gate()
     day = date(2025, 3, 8)
