@@ -51,6 +51,7 @@ from bench_merge import SAMPLE_SECONDS, bench_session, run_sampled, tree_rss_kib
 from profile_tasks import process_cpu, timed  # noqa: E402
 
 from filegate.contracts import load_contracts  # noqa: E402
+from filegate.jobs import pipeline_batch_id  # noqa: E402
 from local_world.samples.ecommerce import MEMBERS, PIPELINE, Volumes, file_name, generate_volumes  # noqa: E402
 from spark_jobs.warehouse import LocalWarehouse  # noqa: E402
 
@@ -69,10 +70,6 @@ SHOWN_STATEMENTS = 10
 # --- the sealed days ----------------------------------------------------------------------------
 
 
-def batch_id(day: date) -> str:
-    return f"{PIPELINE}-{day.isoformat()}-r1"
-
-
 def seal(folder: Path, day: date, out: Path) -> Path:
     """A sealed manifest of one generated day, in the form filegate.batches writes, with local paths as URIs."""
     trigger = json.loads((folder / f"trigger_{day:%Y_%m_%d}.json").read_text(encoding="utf-8"))
@@ -85,7 +82,7 @@ def seal(folder: Path, day: date, out: Path) -> Path:
         "business_date": day.isoformat(),
         "revision": 1,
         "partial": False,
-        "batch_id": batch_id(day),
+        "batch_id": pipeline_batch_id(PIPELINE, day),
         "members": members,
     }
     out.mkdir(parents=True, exist_ok=True)

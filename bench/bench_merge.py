@@ -48,7 +48,15 @@ from filegate.contracts import load_contracts  # noqa: E402
 from local_world.samples.order_tracking import DATASET, file_name, write_day  # noqa: E402
 from spark_jobs.columns import target_schema  # noqa: E402
 from spark_jobs.merge import MergeClause, latest_wins_merge  # noqa: E402
-from spark_jobs.warehouse import LocalWarehouse, MergeCounts, MergeSpec, Warehouse, merge_statement  # noqa: E402
+from spark_jobs.target_definition import definition  # noqa: E402
+from spark_jobs.warehouse import (  # noqa: E402
+    LocalWarehouse,
+    MergeCounts,
+    MergeSpec,
+    Warehouse,
+    merge_statement,
+    sql_string,
+)
 
 CONTRACT = load_contracts()[DATASET]
 DAY = date(2025, 3, 3)
@@ -165,9 +173,13 @@ def bench_session(driver_memory: str) -> Any:
     return spark
 
 
-def enable_deletion_vectors(spark: Any, path: Path) -> None:
-    """The table feature the job's own tables get (and Databricks' defaults): a target built by delta-rs lacks it."""
-    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')").collect()
+def prepare_target(spark: Any, path: Path) -> None:
+    """What a target built by delta-rs lacks and the job's own targets have, set untimed: the table feature
+    they get (and Databricks' defaults) and the pinned definition, which the job would otherwise add in
+    its timed run as a takeover of an unpinned target."""
+    settings = {"delta.enableDeletionVectors": "true", **definition(CONTRACT)}
+    pairs = ", ".join(f"{sql_string(key)} = {sql_string(value)}" for key, value in settings.items())
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({pairs})").collect()
 
 
 class RecordingWarehouse(Warehouse):
@@ -209,7 +221,7 @@ def run_job(job: dict[str, Any]) -> None:
 
     load(job["warmup"], Warehouse(spark, LocalWarehouse(Path(job["warmup_warehouse"]), CATALOG, SCHEMA)), "warmup")
     location = LocalWarehouse(Path(job["warehouse"]), CATALOG, SCHEMA)
-    enable_deletion_vectors(spark, location.path(DATASET))
+    prepare_target(spark, location.path(DATASET))
     warehouse = RecordingWarehouse(spark, location)
     warehouse.merged = Path(job["merged"])
     stage_s, target_s = load(job["source"], warehouse, job["batch_id"])
@@ -233,7 +245,7 @@ def run_floor(floor: dict[str, Any]) -> None:
     small.write.format("delta").mode("overwrite").save(str(warm))
     small.createOrReplaceTempView("warm_source")
     spark.sql(merge_statement(f"delta.`{warm}`", "warm_source", spec)).collect()
-    enable_deletion_vectors(spark, Path(floor["target"]))
+    prepare_target(spark, Path(floor["target"]))
     spark.read.parquet(floor["merged"]).createOrReplaceTempView("merged")
     started = time.perf_counter()
     (metrics,) = spark.sql(merge_statement(f"delta.`{floor['target']}`", "merged", spec)).collect()

@@ -40,7 +40,7 @@ def test_a_sealed_volume_day_is_a_manifest_the_batch_job_accepts(
         manifest=str(manifest),
         manifest_uri=str(manifest),
         pipeline="ecommerce",
-        batch_id="ecommerce-2025-01-15-r1",
+        batch_id="ecommerce-20250115",
         run_id=None,
         location=LocalWarehouse(tmp_path / "warehouse", "bench", "batch"),
         contracts_dir=None,
