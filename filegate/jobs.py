@@ -51,8 +51,9 @@ def batch_id(dataset: str, business_date: date, token: str) -> str:
 
 
 def pipeline_batch_id(pipeline: str, business_date: date) -> str:
-    """One per pipeline and business day, whatever the revision: the batch job replaces every table's rows of a
-    batch by this id, so a later revision's run takes back what an earlier one loaded instead of adding to it.
+    """One per pipeline and business day, whatever the revision: the batch job replaces the rows its tables hold
+    of a batch (stage, rejects, results, SCD2 observations, derived tables) by this id, so a later revision's
+    run takes those back instead of adding to them. SCD1 targets are merged, latest wins, as files are.
 
     Pipeline names have no `-`, so it never equals a file's `batch_id` (which ends in the token's digits).
     """

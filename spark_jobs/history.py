@@ -114,7 +114,7 @@ def tracked_columns(contract: Contract) -> list[str]:
 
 def target_properties(contract: Contract) -> dict[str, str]:
     """What a target is created with: its definition, and the change data feed that `merge_history` counts from
-    (a target made by an earlier release gets it in place, from `guard_definition`)."""
+    (a target made by an earlier release gets them in place, from `target_definition.ensure_target`)."""
     return {**definition(contract), CHANGE_FEED: "true"}
 
 
