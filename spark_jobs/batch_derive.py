@@ -40,7 +40,7 @@ from filegate.pipelines import Pipeline
 from filegate.tables import AS_OF_DATE, PROCESSING_LOG
 from spark_jobs.batch import LAST_TASK, BatchContext, release_batch_stage, run_batch_task, skip_completed
 from spark_jobs.batch_merge import good_batch_rows
-from spark_jobs.batch_validate import RESULTS, RESULTS_SCHEMA
+from spark_jobs.batch_validate import FAILURES, FAILURES_SCHEMA, RESULTS, RESULTS_SCHEMA
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, stage_schema, target_schema
 from spark_jobs.contract_sql import first_line
 from spark_jobs.cross_checks import Inputs, resolve_sql, target_rows
@@ -62,8 +62,9 @@ TASK = LAST_TASK
 _GRAIN_ROWS = "_filegate_grain_rows"
 _FANS_OUT = "; its SQL joins something that fans out"
 _NULL_GRAIN = "; its SQL leaves a grain column NULL (an outer join that found no match?)"
-# The bare inputs `${validation_results}` and `${processing_log}`: this batch's rows of those tables.
-_LOG_SCHEMAS = {RESULTS: RESULTS_SCHEMA, PROCESSING_LOG: LOG_SCHEMA}
+# The bare inputs `${validation_results}`, `${validation_failures}` and `${processing_log}`: this batch's rows
+# of those tables.
+_LOG_SCHEMAS = {RESULTS: RESULTS_SCHEMA, FAILURES: FAILURES_SCHEMA, PROCESSING_LOG: LOG_SCHEMA}
 
 
 class GrainViolated(FilegateError):

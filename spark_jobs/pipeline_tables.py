@@ -4,9 +4,10 @@ Plain Python (no Spark), so that `filegate check` reports a broken table before 
 job's `derive_tables` task builds them (spark_jobs/batch_derive.py).
 
 A table is Spark SQL over named inputs (`${current.d}`, `${history.d}`, `${batch.d}`, `${table.t}`,
-`${lookup.n}`, `${validation_results}`, `${processing_log}`, `${param.x}`, `${as_of}`). The `${table.t}`
-it reads order the build. `refresh = "full"` replaces the table whole in one commit; `refresh = "as_of"`
-keeps a daily series: one slice per business date, replaced when that date is built again.
+`${lookup.n}`, `${validation_results}`, `${validation_failures}`, `${processing_log}`, `${param.x}`,
+`${as_of}`). The `${table.t}` it reads order the build. `refresh = "full"` replaces the table whole in
+one commit; `refresh = "as_of"` keeps a daily series: one slice per business date, replaced when that
+date is built again.
 
 A segment adds one column to a table from bands, never from constants in code: the first band whose
 every bound holds wins (`min` and `max` inclusive, `equals` exact), else the default. With
@@ -29,7 +30,8 @@ METHODS = ("thresholds", "quantiles")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 # Every `${...}` a table's SQL may name; anything else is reported by `filegate check`.
 PLACEHOLDER = re.compile(
-    r"\$\{(?:(batch|current|history|latest|table|lookup|param)\.([A-Za-z_][A-Za-z0-9_]*)|(as_of|validation_results|processing_log))\}"
+    r"\$\{(?:(batch|current|history|latest|table|lookup|param)\.([A-Za-z_][A-Za-z0-9_]*)"
+    r"|(as_of|validation_results|validation_failures|processing_log))\}"
 )
 _ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 Bound = float | int | str

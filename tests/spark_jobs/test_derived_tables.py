@@ -136,8 +136,8 @@ def shipment(
 
 
 C1, C2, C3, C_UNKNOWN = "CUST-000001", "CUST-000002", "CUST-000003", "CUST-000099"
-P1, P2, P3, P4 = "PROD-00001", "PROD-00002", "PROD-00003", "PROD-00004"
-O1, O2, O3, O4, O5, O6, O7 = (f"ORD-0000000{n}" for n in range(1, 8))
+P1, P2, P3, P4, P_UNKNOWN = "PROD-00001", "PROD-00002", "PROD-00003", "PROD-00004", "PROD-00099"
+O1, O2, O3, O4, O5, O6, O7, O8 = (f"ORD-0000000{n}" for n in range(1, 9))
 NYC, SFO = "WH-NYC-01", "WH-SFO-01"
 CATALOGUE = [
     (P1, "Widget", "Electronics", "100.00", "60.00", "2025-01-01", False),
@@ -181,6 +181,19 @@ FILES: dict[str, dict[str, list[dict[str, str]]]] = {
             order(O4, C2, P1, 1, DAY_ONE, "100.00", "USD", "CANCELLED", "2025-03-10T12:00:00Z", "2025-03-10T12:00:00Z"),
             order(
                 O7, C_UNKNOWN, P2, 1, DAY_ONE, "50.00", "USD", "PENDING", "2025-03-10T13:00:00Z", "2025-03-10T13:00:00Z"
+            ),
+            # Both its customer and its product unknown: two relations fail, one orphan order.
+            order(
+                O8,
+                C_UNKNOWN,
+                P_UNKNOWN,
+                1,
+                DAY_ONE,
+                "30.00",
+                "USD",
+                "PENDING",
+                "2025-03-10T14:00:00Z",
+                "2025-03-10T14:00:00Z",
             ),
         ],
         "shipping": [
@@ -327,6 +340,9 @@ def test_enriched_orders_take_the_versions_current_when_each_order_was_placed(sh
         O7: ("PENDING", False, True, D("50.00"), None, None, "Home & Kitchen", D("50.00"), D("20.00"), D("0.00"),
              D("20.00"), D("30.00"), 0.6, 0, None, D("30.00"), None, None, None, None, None, None, "Spring", 2025, 3,
              True, False, False),
+        # Customer and product never sent: no product values, so no cost or margin; both flags.
+        O8: ("PENDING", False, True, D("30.00"), None, None, None, None, None, None, None, None, None, 0, None, None,
+             None, None, None, None, None, None, "Spring", 2025, 3, True, True, False),
     }  # fmt: skip
 
     assert {oid: picked(row, columns) for oid, row in rows.items()} == expected
@@ -430,9 +446,10 @@ def test_analytics_summary_is_a_daily_series_of_kpis_with_the_quality_score(shop
     )  # fmt: skip
 
     assert {day: picked(row, columns) for day, row in rows.items()} == {
-        # Day one: O1, O2 (USD) and O3 (EUR) counted; O7's customer is unknown (one orphan); P1 and P3 low.
-        date(2025, 3, 10): (3, D("230.00"), D("115.00"), D("90.00"), 0.3913, 5, D("50.00"), 3, 0, 2, 4, 3, 0, 2,
-                            6.0, 0.0, 1, 1, 1, 0),
+        # Day one: O1, O2 (USD) and O3 (EUR) counted; O7's customer is unknown, O8's customer and product
+        # (two orphans); P1 and P3 low.
+        date(2025, 3, 10): (3, D("230.00"), D("115.00"), D("90.00"), 0.3913, 6, D("50.00"), 3, 0, 2, 4, 3, 0, 2,
+                            6.0, 0.0, 1, 1, 2, 0),
         # Day two: 338.00 over 4 USD orders; P3 out of stock, P4 low; O1 late, O5 on time.
         date(2025, 3, 11): (5, D("338.00"), D("84.50"), D("130.00"), 0.3846, 3, D("108.00"), 3, 0, 2, 4, 3, 1, 1,
                             3.0, 0.5, 1, 1, 0, 0),
