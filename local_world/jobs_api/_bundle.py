@@ -25,7 +25,11 @@ class BundleError(FilegateError):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task of a job, as the bundle declares it (variables already substituted)."""
+    """One task of a job, as the bundle declares it (variables already substituted).
+
+    The retry and timeout settings mean what they mean on Databricks: `max_retries` -1 retries
+    without end, `timeout_seconds` 0 is no timeout.
+    """
 
     task_key: str
     kind: str
@@ -34,6 +38,14 @@ class TaskSpec:
     parameters: tuple[str, ...]
     depends_on: tuple[str, ...]
     settings: Mapping[str, Any]
+    max_retries: int = 0
+    min_retry_interval_millis: int = 0
+    retry_on_timeout: bool = False
+    timeout_seconds: int = 0
+
+    def retries_left(self, attempt_number: int) -> bool:
+        """Whether a failed attempt with this number may be followed by another."""
+        return self.max_retries < 0 or attempt_number < self.max_retries
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class JobSpec:
     tasks: tuple[TaskSpec, ...]
     queue_enabled: bool
     settings: Mapping[str, Any]
+    timeout_seconds: int = 0
 
     def defaults(self) -> dict[str, str]:
         """The job's parameters with their default values."""
@@ -124,7 +137,9 @@ def _job_spec(job_id: int, key: str, settings: Mapping[str, Any], base: Path) ->
     api_settings = {k: v for k, v in settings.items() if k not in _BUNDLE_ONLY_KEYS}
     api_settings.setdefault("format", "MULTI_TASK")
     api_settings.setdefault("max_concurrent_runs", 1)
-    return JobSpec(job_id, key, name, tuple(parameters), _in_dependency_order(tasks, key), queue_enabled, api_settings)
+    ordered = _in_dependency_order(tasks, key)
+    timeout = _count(settings, "timeout_seconds", f"job {key}")
+    return JobSpec(job_id, key, name, tuple(parameters), ordered, queue_enabled, api_settings, timeout)
 
 
 def _task_spec(task: Mapping[str, Any], base: Path) -> TaskSpec:
@@ -143,7 +158,22 @@ def _task_spec(task: Mapping[str, Any], base: Path) -> TaskSpec:
         for dependency in _sequence(task.get("depends_on"), f"depends_on of {task_key}")
     )
     parameters = tuple(_text(p) for p in _sequence(body.get("parameters"), f"parameters of {task_key}"))
-    return TaskSpec(task_key, kind, declared, python_file, parameters, depends_on, task)
+    retry_on_timeout = task.get("retry_on_timeout", False)
+    if not isinstance(retry_on_timeout, bool):
+        raise BundleError(f"retry_on_timeout of task {task_key} must be true or false, got {retry_on_timeout!r}")
+    return TaskSpec(
+        task_key,
+        kind,
+        declared,
+        python_file,
+        parameters,
+        depends_on,
+        task,
+        max_retries=_count(task, "max_retries", f"task {task_key}", minimum=-1),
+        min_retry_interval_millis=_count(task, "min_retry_interval_millis", f"task {task_key}"),
+        retry_on_timeout=retry_on_timeout,
+        timeout_seconds=_count(task, "timeout_seconds", f"task {task_key}"),
+    )
 
 
 def _in_dependency_order(tasks: list[TaskSpec], job_key: str) -> tuple[TaskSpec, ...]:
@@ -217,6 +247,16 @@ def _substitute_variables(value: Any, variables: Mapping[str, Any], path: Path) 
     if isinstance(value, (bool, int, float)) or value is None:
         return value
     return str(value)  # dates and other YAML scalars, so settings stay JSON
+
+
+def _count(settings: Mapping[str, Any], key: str, owner: str, *, minimum: int = 0) -> int:
+    """A whole-number setting, 0 when absent; a variable substituted into it arrives as text."""
+    value = settings.get(key, 0)
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BundleError(f"{key} of {owner} must be a whole number of at least {minimum}, got {value!r}")
+    return value
 
 
 def _text(value: Any) -> str:
