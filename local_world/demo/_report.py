@@ -199,7 +199,7 @@ def run_problems(world: LocalWorld, runs: dict[int, Run], names: dict[int, str])
         failed = [task for task in run.tasks or () if run_state(task) in FAILED_STATES]
         for task in failed:
             lines += failure_lines(world.client, task, indent="      ")
-            log_file = logs.get(str(task.task_key))
+            log_file = logs.get(task.run_id) if task.run_id is not None else None
             if log_file is not None:
                 lines.append(f"      log: {_relative(log_file)}")
         if not failed and run.state is not None and run.state.state_message:

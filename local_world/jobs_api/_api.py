@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from local_world.jobs_api._bundle import JobSpec, TaskSpec
-from local_world.jobs_api._runs import QUEUED, TERMINATED, RunRecord, TaskRecord, Termination
+from local_world.jobs_api._runs import QUEUED, TERMINATED, WAITING_FOR_RETRY, RunRecord, TaskRecord, Termination
 from local_world.jobs_api._tasks import read_tail
 
 LOCAL_USER = "local@filegate"
+# A task's settings that runs/get repeats in each of its task runs, as Databricks does.
+_TASK_SETTINGS = ("max_retries", "min_retry_interval_millis", "retry_on_timeout", "timeout_seconds")
 # runs/get-output returns at most the last 5 MB of a task's logs.
 OUTPUT_LOG_BYTES = 5 * 1024 * 1024
 
@@ -54,11 +56,12 @@ def output_json(run: RunRecord, task: TaskRecord, job: JobSpec | None, base_url:
     """What `runs/get-output` answers for one task run: its metadata, and once it failed its error and trace."""
     specs = {spec.task_key: spec for spec in job.tasks} if job else {}
     metadata = _task_json(task, specs.get(task.task_key), f"{base_url}/runs/{run.run_id}")
+    first = next(t for t in run.tasks if t.task_key == task.task_key)
     metadata.update(
         job_id=run.job_id,
         run_name=run.run_name,
         number_in_job=run.run_id,
-        original_attempt_run_id=task.run_id,
+        original_attempt_run_id=first.run_id,
         creator_user_name=LOCAL_USER,
         job_parameters=_job_parameters(run.parameters, job),
     )
@@ -98,7 +101,7 @@ def _task_json(task: TaskRecord, spec: TaskSpec | None, run_page_url: str) -> di
     body: dict[str, Any] = {
         "task_key": task.task_key,
         "run_id": task.run_id,
-        "attempt_number": 0,
+        "attempt_number": task.attempt_number,
         "state": _legacy_state(task.state, termination, queued_message=""),
         "status": _status(task.state, termination),
         "start_time": task.start_time,
@@ -106,13 +109,14 @@ def _task_json(task: TaskRecord, spec: TaskSpec | None, run_page_url: str) -> di
         "setup_duration": 0,
         "cleanup_duration": 0,
         "queue_duration": 0,
-        "run_page_url": f"{run_page_url}#task-{task.task_key}",
+        "run_page_url": f"{run_page_url}#{task_anchor(task.task_key, task.attempt_number)}",
     }
     if task.state == TERMINATED:
         body["execution_duration"] = task.end_time - task.start_time
         body["run_duration"] = body["execution_duration"]
     if spec is not None:
         body["depends_on"] = [{"task_key": key} for key in spec.depends_on]
+        body.update({key: spec.settings[key] for key in _TASK_SETTINGS if key in spec.settings})
         declared = dict(spec.settings.get(spec.kind) or {})
         if task.arguments:
             declared["parameters"] = task.arguments  # the values this run used, references resolved
@@ -131,14 +135,20 @@ def _legacy_state(state: str, termination: Termination | None, *, queued_message
             legacy["life_cycle_state"] = "SKIPPED"  # a run that never started, as Databricks reports it
         legacy["result_state"] = termination.result
         legacy["state_message"] = termination.message
-        legacy["user_cancelled_or_timedout"] = termination.result == "CANCELED"
+        legacy["user_cancelled_or_timedout"] = termination.result in ("CANCELED", "TIMEDOUT")
     else:
         legacy["state_message"] = ""
     return legacy
 
 
+def task_anchor(task_key: str, attempt_number: int) -> str:
+    """Where a task run's section is on its run page: the first attempt under the task's name."""
+    return f"task-{task_key}" if attempt_number == 0 else f"task-{task_key}-retry-{attempt_number}"
+
+
 def _status(state: str, termination: Termination | None) -> dict[str, Any]:
-    status: dict[str, Any] = {"state": state}
+    # WAITING_FOR_RETRY is only the deprecated life cycle's name; status.state calls it WAITING.
+    status: dict[str, Any] = {"state": "WAITING" if state == WAITING_FOR_RETRY else state}
     if state == QUEUED:
         status["queue_details"] = {
             "code": "MAX_CONCURRENT_RUNS_REACHED",

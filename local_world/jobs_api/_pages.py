@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from filegate.tables import PROCESSING_LOG
+from local_world.jobs_api._api import task_anchor
 from local_world.jobs_api._bundle import JobSpec
 from local_world.jobs_api._runs import RunStore
 from local_world.jobs_api._tasks import read_tail
@@ -143,7 +144,7 @@ def run_page(app: PageHost, run_id: int) -> str | None:
     except KeyError:
         return None
     snapshot = app.store.snapshot(run_id)
-    logs = {task.task_key: task.log_file for task in snapshot.tasks} if snapshot else {}
+    logs = {task.run_id: task.log_file for task in snapshot.tasks} if snapshot else {}
     interruptions = snapshot.interruptions if snapshot else 0
     termination = run["status"].get("termination_details") or {}
     message = termination.get("message") or run["state"].get("state_message", "")
@@ -171,15 +172,21 @@ def run_page(app: PageHost, run_id: int) -> str | None:
     )
     batch = next((p["value"] for p in run["job_parameters"] if p["name"] == "batch_id"), None)
     written = rows_written(app, run_id, batch)
+    latest = _latest_attempts(run.get("tasks", []))
     tasks = []
     for task in run.get("tasks", []):
         message = (task["status"].get("termination_details") or {}).get("message", "")
-        log_file = logs.get(task["task_key"], "")
+        log_file = logs.get(task["run_id"], "")
+        key, attempt = task["task_key"], task.get("attempt_number", 0)
+        # Each attempt's own section, as Databricks lists a retried task's runs; the rows the task
+        # logged (each row names its attempt) under its latest.
+        rows_logged = written.get(key, []) if latest[key] is task else []
         tasks.append(
-            f'<h3 id="task-{html.escape(task["task_key"])}">{html.escape(task["task_key"])}: {_outcome(task)}'
+            f'<h3 id="{html.escape(task_anchor(key, attempt))}">{html.escape(key)}'
+            f"{f' (retry {attempt})' if attempt else ''}: {_outcome(task)}"
             f" <small>{_seconds(task.get('execution_duration'))}</small></h3>"
             + (f'<p class="FAILED">Error: {html.escape(message)}</p>' if message else "")
-            + _rows_table(written.get(task["task_key"], []))
+            + _rows_table(rows_logged)
             + (f"<p><small>output (log): {html.escape(log_file)}</small></p>" if log_file else "")
             + f"<pre>{html.escape(_log_text(log_file))}</pre>"
         )
@@ -202,17 +209,26 @@ def _log_text(path: str) -> str:
     return f"... (last {LOG_TAIL_BYTES // 1024} KiB)\n{text}" if truncated else text
 
 
+def _latest_attempts(tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each task's latest attempt, by task key in run order."""
+    latest: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        latest[str(task["task_key"])] = task
+    return latest
+
+
 def task_graph(tasks: list[dict[str, Any]]) -> str:
     """The tasks in run order, each a box with its state and duration, joined by arrows to the tasks they need.
 
-    A task that needs one other than the box before it names it (`after x`): the graph of a job with branches
-    still reads left to right.
+    A retried task is one box, showing its latest attempt and how many there were. A task that needs one
+    other than the box before it names it (`after x`): the graph of a job with branches still reads left
+    to right.
     """
     if not tasks:
         return "<p>No tasks.</p>"
     parts = []
     previous = None
-    for task in tasks:
+    for task in _latest_attempts(tasks).values():
         key = str(task["task_key"])
         needs = [str(d["task_key"]) for d in task.get("depends_on") or []]
         state = task["state"].get("result_state") or task["status"]["state"]
@@ -220,8 +236,12 @@ def task_graph(tasks: list[dict[str, Any]]) -> str:
             parts.append('<span class="edge">\u2192</span>' if needs else '<span class="edge">|</span>')
         after = [n for n in needs if n != previous]
         note = f"<small>after {html.escape(', '.join(after))}</small>" if after else ""
+        attempts = int(task.get("attempt_number") or 0) + 1
+        if attempts > 1:
+            note += f"<small>{attempts} attempts</small>"
+        anchor = task_anchor(key, attempts - 1)
         parts.append(
-            f'<a class="node {html.escape(state)}" href="#task-{html.escape(key)}"><b>{html.escape(key)}</b>'
+            f'<a class="node {html.escape(state)}" href="#{html.escape(anchor)}"><b>{html.escape(key)}</b>'
             f'<small class="{html.escape(state)}">{html.escape(state)}</small>'
             f"<small>{_seconds(task.get('execution_duration')) or '&nbsp;'}</small>{note}</a>"
         )

@@ -21,6 +21,8 @@ PENDING = "PENDING"
 QUEUED = "QUEUED"
 RUNNING = "RUNNING"
 TERMINATED = "TERMINATED"
+# A task's next attempt while it waits out min_retry_interval_millis (`status.state` WAITING).
+WAITING_FOR_RETRY = "WAITING_FOR_RETRY"
 
 # Run ids start well above job ids so that a job id passed as a run id is caught, not silently accepted.
 FIRST_RUN_ID = 1001
@@ -53,11 +55,15 @@ SKIPPED_BUSY = Termination(
 
 @dataclass
 class TaskRecord:
-    """One task of one run; `error` and `error_trace` are what `runs/get-output` reports for it."""
+    """One attempt at one task of a run; `error` and `error_trace` are what `runs/get-output` reports for it.
+
+    As on Databricks, each retry is a task run of its own: a new run id, the next `attempt_number`.
+    """
 
     task_key: str
     run_id: int
     state: str = PENDING
+    attempt_number: int = 0
     start_time: int = 0
     end_time: int = 0
     arguments: list[str] = field(default_factory=list)
@@ -113,7 +119,14 @@ class RunRecord:
         self.running_time = self.end_time = 0
         self.termination = None
         self.interruptions += 1
-        self.tasks = [TaskRecord(task.task_key, task.run_id) for task in self.tasks]
+        self.tasks = [TaskRecord(task.task_key, task.run_id) for task in self.tasks if task.attempt_number == 0]
+
+    def final_attempts(self) -> list[TaskRecord]:
+        """The latest attempt of each task, in task order: what decides the run's result."""
+        latest: dict[str, TaskRecord] = {}
+        for task in self.tasks:
+            latest[task.task_key] = task
+        return list(latest.values())
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:
@@ -182,6 +195,14 @@ class RunStore:
                 self._tokens[token] = run_id
             self._write(run)
             return run, True
+
+    def add_attempt(self, run: RunRecord, failed: TaskRecord) -> TaskRecord:
+        """The next attempt at a failed task, waiting for its retry, listed right after the failed one."""
+        with self._lock:
+            retry = TaskRecord(failed.task_key, self._allocate_id(), WAITING_FOR_RETRY, failed.attempt_number + 1)
+            run.tasks.insert(run.tasks.index(failed) + 1, retry)
+            self._write(run)
+            return retry
 
     def get(self, run_id: int) -> RunRecord | None:
         with self._lock:

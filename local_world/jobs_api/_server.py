@@ -42,6 +42,8 @@ class LocalJobsServer:
     server stops that Spark with itself; their Delta tables live under `warehouse` (default: the
     state folder's `warehouse/`), the local stand-in for Unity Catalog's storage. `fault_injection`
     turns on the test hook (see `_faults`).
+    A failed task is retried as its bundle settings say; `retry_interval_ms` replaces every task's
+    min_retry_interval_millis (tests and the demo wait 0 or 100 ms instead of a minute), not the retries.
     `host_metadata=False` answers the SDK's `/.well-known/databricks-config` probe with a 404, as
     hosts without that discovery endpoint do; by default it answers as a workspace, so that SDK 0.155
     logs no warning for every client it builds.
@@ -62,6 +64,7 @@ class LocalJobsServer:
         notify: Notify | None = None,
         fault_injection: bool = False,
         host_metadata: bool = True,
+        retry_interval_ms: int | None = None,
     ) -> None:
         self.jobs = {job.job_id: job for job in jobs}
         self.serves_host_metadata = host_metadata
@@ -82,8 +85,10 @@ class LocalJobsServer:
         self._faults = FaultInjector() if fault_injection else None
         self._stopping = threading.Event()
         self._stopped = False
+        self.retry_interval_ms = retry_interval_ms
         self._workers = {
-            job.job_id: JobWorker(job, self.store, runner, storage, workdir, self._stopping) for job in jobs
+            job.job_id: JobWorker(job, self.store, runner, storage, workdir, self._stopping, retry_interval_ms)
+            for job in jobs
         }
         try:
             self._httpd = _HttpServer((host, port), _Handler, self)
@@ -184,11 +189,11 @@ class LocalJobsServer:
             raise KeyError(run_id)
         return run_json(snapshot, self.jobs.get(snapshot.job_id), self.url)
 
-    def log_files(self, run_id: int) -> dict[str, Path]:
-        """Each started task's log file, by task key."""
+    def log_files(self, run_id: int) -> dict[int, Path]:
+        """Each started task run's log file, by task run id: a retried task has one per attempt."""
         snapshot = self.store.snapshot(run_id)
         tasks = snapshot.tasks if snapshot else []
-        return {task.task_key: Path(task.log_file) for task in tasks if task.log_file}
+        return {task.run_id: Path(task.log_file) for task in tasks if task.log_file}
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until every queued run has ended."""

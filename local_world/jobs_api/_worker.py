@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,14 +36,28 @@ log = logging.getLogger("local_world.jobs_api")
 SOURCE_PARAMETER = "source_path"
 SOURCE_REFERENCE = f"job.parameters.{SOURCE_PARAMETER}"
 
+# Tasks the job's timeout kept from running (or from their retry), as the run's cancellation leaves them.
+NOT_RUN_TIMED_OUT = Termination("CANCELED", "SKIPPED", "CLIENT_ERROR", "not run: the run timed out")
+
 
 @dataclass
 class _Active:
-    """The run a worker is executing, and how to interrupt it."""
+    """The run a worker is executing, and how to interrupt it (change it under the worker's `_active_lock`)."""
 
     run_id: int
     interrupt: threading.Event = field(default_factory=threading.Event)
     by_user: bool = False
+    # The job's timeout_seconds ran out: the platform cancels the run, which ends TIMEDOUT.
+    timed_out: bool = False
+    # Stops the attempt under way; its own timeout sets it too, without interrupting the run.
+    attempt: threading.Event | None = None
+
+    def stop(self, *, by_user: bool = False, timed_out: bool = False) -> None:
+        self.by_user = self.by_user or by_user
+        self.timed_out = self.timed_out or timed_out
+        self.interrupt.set()
+        if self.attempt is not None:
+            self.attempt.set()
 
 
 class JobWorker:
@@ -57,6 +71,7 @@ class JobWorker:
         storage: SourceStorage | None,
         workdir: Path,
         stopping: threading.Event,
+        retry_interval_ms: int | None = None,
     ) -> None:
         self.job = job
         self._store = store
@@ -64,6 +79,7 @@ class JobWorker:
         self._storage = storage
         self._workdir = workdir
         self._stopping = stopping
+        self._retry_interval_ms = retry_interval_ms
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._idle = threading.Condition()
         self._busy = 0
@@ -84,15 +100,14 @@ class JobWorker:
         with self._active_lock:
             if self._active is None or self._active.run_id != run_id:
                 return False
-            self._active.by_user = True
-            self._active.interrupt.set()
+            self._active.stop(by_user=True)
             return True
 
     def stop(self, timeout: float) -> None:
         """Interrupt the executing run (it goes back to the queue) and end the thread; call after `stopping` is set."""
         with self._active_lock:
             if self._active is not None:
-                self._active.interrupt.set()
+                self._active.stop()
         self._queue.put(None)  # wakes an idle worker so that it sees the stop
         if self._thread.ident is not None:
             self._thread.join(timeout)
@@ -126,11 +141,18 @@ class JobWorker:
             self._active = active
             if self._stopping.is_set():
                 active.interrupt.set()
+        timer = _start_timer(self.job.timeout_seconds, lambda: self._time_out(active))
         try:
             self._execute_tasks(run, active)
         finally:
+            if timer is not None:
+                timer.cancel()
             with self._active_lock:
                 self._active = None
+
+    def _time_out(self, active: _Active) -> None:
+        with self._active_lock:
+            active.stop(timed_out=True)
 
     def _execute_tasks(self, run: RunRecord, active: _Active) -> None:
         def start(r: RunRecord) -> None:
@@ -160,24 +182,55 @@ class JobWorker:
             # Spark reads the local copy; the job still learns which cloud object it loads.
             extra = ["--source-file", source]
         results: dict[str, str] = {}
-        for spec, record in zip(self.job.tasks, run.tasks, strict=True):
+        for spec in self.job.tasks:
             if active.interrupt.is_set():
-                break  # no new task after a stop or a cancel
+                break  # no new task after a stop, a cancel or the job's timeout
+            record = next(task for task in run.tasks if task.task_key == spec.task_key)
             failed_upstream = [d for d in spec.depends_on if results.get(d) != "SUCCESS"]
             if failed_upstream:
                 message = f"Upstream task(s) {', '.join(failed_upstream)} did not succeed."
                 self._end_task(run, record, Termination("UPSTREAM_FAILED", "SKIPPED", "CLIENT_ERROR", message))
             else:
                 wants_source = SOURCE_REFERENCE in references(spec.parameters)
-                self._run_task(run, record, spec, values, extra if wants_source else [], active)
+                record = self._run_attempts(run, record, spec, values, extra if wants_source else [], active)
             if record.termination is None:
-                break  # interrupted by a stop: the run goes back to the queue
+                break  # interrupted: by a stop the run goes back to the queue, else it ends below
             results[spec.task_key] = record.termination.result
-        if active.interrupt.is_set() and not active.by_user:
+        if active.interrupt.is_set() and not active.by_user and not active.timed_out:
             self._store.update(run, RunRecord.requeue)
             log.info("run %s interrupted by the stop; queued again for the next start", run.run_id)
             return
-        self._end_run(run, self._run_termination(run, active))
+        unfinished = NOT_RUN_TIMED_OUT if active.timed_out else None
+        self._end_run(run, self._run_termination(run, active), unfinished=unfinished)
+
+    def _run_attempts(
+        self,
+        run: RunRecord,
+        record: TaskRecord,
+        spec: TaskSpec,
+        values: dict[str, str],
+        extra: list[str],
+        active: _Active,
+    ) -> TaskRecord:
+        """Run a task, then retry it as its max_retries and retry_on_timeout allow; its last attempt.
+
+        Tasks that depend on it start only after that last attempt, as on Databricks.
+        """
+        while True:
+            self._run_task(run, record, spec, values, extra, active)
+            if active.interrupt.is_set() or not _retryable(spec, record):
+                return record
+            retry = self._store.add_attempt(run, record)
+            wait = self._retry_wait(spec, record)
+            log.info("run %s task %s: retry %s in %.1f s", run.run_id, spec.task_key, retry.attempt_number, wait)
+            if active.interrupt.wait(wait):
+                return retry  # not started: a stop queues the run again, a cancel or timeout ends it
+            record = retry
+
+    def _retry_wait(self, spec: TaskSpec, failed: TaskRecord) -> float:
+        """Seconds until the retry may start: min_retry_interval_millis counts from the failed attempt's start."""
+        interval = spec.min_retry_interval_millis if self._retry_interval_ms is None else self._retry_interval_ms
+        return max(0, failed.start_time + interval - now_ms()) / 1000
 
     def _run_task(
         self,
@@ -188,7 +241,9 @@ class JobWorker:
         extra: list[str],
         active: _Active,
     ) -> None:
-        log_file = self._store.state_dir / "logs" / str(run.run_id) / f"{record.task_key}.log"
+        # A retry's log beside the first attempt's, so that no attempt's output is overwritten.
+        name = record.task_key if record.attempt_number == 0 else f"{record.task_key}.retry-{record.attempt_number}"
+        log_file = self._store.state_dir / "logs" / str(run.run_id) / f"{name}.log"
         values = {**values, "task.name": spec.task_key, "task.run_id": str(record.run_id)}
         try:
             arguments = [*resolve_references(spec.parameters, values), *extra]
@@ -216,9 +271,38 @@ class JobWorker:
             parameters=dict(run.parameters),
             log_file=log_file,
             workdir=self._workdir,
-            cancelled=active.interrupt,
+            cancelled=threading.Event(),
         )
+        outcome = self._attempt(invocation, spec, active)
+        if outcome is None:
+            return  # a stop, not a failure: the record stays open and the run is queued again
+        termination, error, trace = outcome
+
+        def end(_: RunRecord) -> None:
+            record.error, record.error_trace = error, trace
+            record.end(termination, now_ms())
+
+        self._store.update(run, end)  # one write: the task's end and its error together
+        log.info("run %s task %s: %s %s", run.run_id, spec.task_key, termination.result, termination.message[:200])
+
+    def _attempt(
+        self, invocation: TaskInvocation, spec: TaskSpec, active: _Active
+    ) -> tuple[Termination, str, str] | None:
+        """Run one attempt under its timeout: how it ended, its error and trace; None when a stop cut it short."""
+        stop = invocation.cancelled
+        with self._active_lock:
+            active.attempt = stop
+            if active.interrupt.is_set():
+                stop.set()
+        timed_out = threading.Event()
+
+        def time_out() -> None:
+            timed_out.set()
+            stop.set()  # the runner stops the task's process group: the task and all it started
+
+        log_file = invocation.log_file
         error = trace = ""
+        timer = _start_timer(spec.timeout_seconds, time_out)
         try:
             self._runner(invocation)
         except TaskFailed as exc:
@@ -231,17 +315,25 @@ class JobWorker:
             _append_log(log_file, trace)
         else:
             termination = SUCCEEDED
-        if active.interrupt.is_set() and termination.result != "SUCCESS":
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with self._active_lock:
+                active.attempt = None
+        if termination.result != "SUCCESS" and (active.timed_out or timed_out.is_set()):
+            limit = (
+                f"the job's timeout_seconds ({self.job.timeout_seconds} s)"
+                if active.timed_out
+                else f"timeout_seconds ({spec.timeout_seconds} s)"
+            )
+            termination = Termination("TIMEDOUT", "CANCELED", "CLIENT_ERROR", f"Timed out: {limit} ran out.")
+            error, trace = termination.message, ""
+            _append_log(log_file, f"\n--- timed out: {limit} ran out and the task was killed ---\n")
+        elif active.interrupt.is_set() and termination.result != "SUCCESS":
             if not active.by_user:
-                return  # a stop, not a failure: the record stays open and the run is queued again
+                return None
             termination, error, trace = USER_CANCELED, "", ""
-
-        def end(_: RunRecord) -> None:
-            record.error, record.error_trace = error, trace
-            record.end(termination, now_ms())
-
-        self._store.update(run, end)  # one write: the task's end and its error together
-        log.info("run %s task %s: %s %s", run.run_id, spec.task_key, termination.result, termination.message[:200])
+        return termination, error, trace
 
     def _reference_values(self, run: RunRecord) -> dict[str, str]:
         values = {f"job.parameters.{name}": value for name, value in run.parameters.items()}
@@ -256,17 +348,21 @@ class JobWorker:
         self._store.update(run, lambda r: r.end(termination, now_ms(), unfinished=unfinished))
         log.info("run %s ended: %s %s", run.run_id, termination.result, termination.message[:200])
 
-    @staticmethod
-    def _run_termination(run: RunRecord, active: _Active) -> Termination:
+    def _run_termination(self, run: RunRecord, active: _Active) -> Termination:
+        if active.timed_out:
+            message = f"Run timed out: the job's timeout_seconds ({self.job.timeout_seconds} s) ran out."
+            return Termination("TIMEDOUT", "CANCELED", "CLIENT_ERROR", message)
         if active.by_user:
             return USER_CANCELED
-        failed = [t for t in run.tasks if t.termination and t.termination.result == "FAILED"]
+        # Only each task's last attempt counts: a failure that a retry made good is no failure of the run.
+        finals = run.final_attempts()
+        failed = [t for t in finals if t.termination and t.termination.result in ("FAILED", "TIMEDOUT")]
         if failed:
             first = failed[0]
             assert first.termination is not None
             message = f"Task {first.task_key} failed with message: {first.termination.message}"
-            return Termination("FAILED", first.termination.code, first.termination.type, message)
-        if any(t.termination is None or t.termination.result != "SUCCESS" for t in run.tasks):
+            return Termination(first.termination.result, first.termination.code, first.termination.type, message)
+        if any(t.termination is None or t.termination.result != "SUCCESS" for t in finals):
             return Termination("FAILED", "RUN_EXECUTION_ERROR", "CLIENT_ERROR", "Some tasks did not run.")
         return SUCCEEDED
 
@@ -286,6 +382,23 @@ def recover_unfinished(store: RunStore, workers: dict[int, JobWorker], jobs: Ite
         if run.state != QUEUED:
             store.update(run, RunRecord.requeue)
         workers[run.job_id].submit(run)
+
+
+def _retryable(spec: TaskSpec, attempt: TaskRecord) -> bool:
+    """Whether a finished attempt gets another: a failure always, a timeout only with retry_on_timeout."""
+    result = attempt.termination.result if attempt.termination else ""
+    wanted = result == "FAILED" or (result == "TIMEDOUT" and spec.retry_on_timeout)
+    return wanted and spec.retries_left(attempt.attempt_number)
+
+
+def _start_timer(seconds: int, action: Callable[[], None]) -> threading.Timer | None:
+    """Call `action` after `seconds` (none for 0, which means no timeout); cancel the timer when done."""
+    if not seconds:
+        return None
+    timer = threading.Timer(seconds, action)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _append_log(path: Path, text: str) -> None:

@@ -86,8 +86,13 @@ def local_jobs_api(
     storage: SourceStorage | None = None,
     workdir: Path | None = None,
     host_metadata: bool = True,
+    retry_interval_ms: int | None = 0,
 ) -> Iterator[LocalJobsServer]:
-    """A started local Jobs API for the bundle's jobs, with the fault-injection hook on; stopped on exit."""
+    """A started local Jobs API for the bundle's jobs, with the fault-injection hook on; stopped on exit.
+
+    Failed tasks are retried as the bundle says, at once unless `retry_interval_ms` says otherwise
+    (None: the bundle's own min_retry_interval_millis).
+    """
     warehouse = warehouse or state_dir / "warehouse"
     files = [bundle] if isinstance(bundle, Path) else list(bundle)
     jobs = load_bundle_files(files, local_variables())
@@ -100,6 +105,7 @@ def local_jobs_api(
         warehouse=warehouse,
         fault_injection=True,
         host_metadata=host_metadata,
+        retry_interval_ms=retry_interval_ms,
     )
     server.start()
     try:

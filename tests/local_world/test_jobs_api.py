@@ -792,7 +792,7 @@ def test_a_batch_run_page_shows_the_task_graph_members_rows_and_errors(tmp_path:
     graph = re.search(r'<div class="graph">(.*?)</div>', page)
     assert graph is not None
     nodes = re.findall(
-        r'<a class="node (\w+)" href="#task-(\w+)"><b>\w+</b><small[^>]*>\w+</small><small>([^<]*)<', graph[1]
+        r'<a class="node (\w+)" href="#task-[\w-]+"><b>(\w+)</b><small[^>]*>\w+</small><small>([^<]*)<', graph[1]
     )
     assert [(key, state) for state, key, _ in nodes] == [
         ("stage_members", "SUCCESS"),
@@ -813,10 +813,14 @@ def test_a_batch_run_page_shows_the_task_graph_members_rows_and_errors(tmp_path:
         r"<td>customers</td><td>1</td><td class=\"SUCCEEDED\">SUCCEEDED</td><td class=\"num\">60</td>", stage
     )
     assert re.search(r"<td>orders</td><td>1</td><td class=\"SUCCEEDED\">SUCCEEDED</td><td class=\"num\">72</td>", stage)
-    merge = page.split('id="task-merge_targets"')[1].split("<h3")[0]
-    assert "Error: MERGE failed: &lt;duplicate keys&gt;" in merge
-    assert '<td class="FAILED">FAILED</td><td class="num">56</td>' in merge
-    assert page.count("MERGE failed: &lt;duplicate keys&gt;") == 1
+    # merge_targets failed on its first attempt and both retries the bundle gives it: a section each.
+    assert "<small>3 attempts</small>" in graph[1]
+    for anchor in ("task-merge_targets", "task-merge_targets-retry-1", "task-merge_targets-retry-2"):
+        attempt = page.split(f'id="{anchor}"')[1].split("<h3")[0]
+        assert "Error: MERGE failed: &lt;duplicate keys&gt;" in attempt
+    assert page.count("MERGE failed: &lt;duplicate keys&gt;") == 3  # each attempt's error, once
+    latest = page.split('id="task-merge_targets-retry-2"')[1].split("<h3")[0]
+    assert latest.count('<td class="FAILED">FAILED</td><td class="num">56</td>') == 3  # a row per attempt
 
 
 def test_an_ingest_run_page_shows_the_rows_its_tasks_logged_under_its_batch_id(tmp_path: Path) -> None:

@@ -2,15 +2,195 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import re
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from databricks.sdk.service.jobs import Run, RunLifecycleStateV2State, RunResultState
 
-from local_world.jobs_api import BundleError, load_bundle, local_variables
-from local_world.jobs_api.recording import BATCH_BUNDLE
+from local_world.jobs_api import BundleError, LocalJobsServer, load_bundle, local_variables
+from local_world.jobs_api.recording import BATCH_BUNDLE, workspace_client
 
+# Fails on its first attempt and succeeds on the next: the attempt count is kept in a file beside it.
+FLAKY = """
+from pathlib import Path
+tries = Path(__file__).with_suffix(".tries")
+tried = int(tries.read_text()) if tries.exists() else 0
+tries.write_text(str(tried + 1))
+print(f"attempt {tried}")
+if tried == 0:
+    raise RuntimeError("executor lost")
+"""
+ALWAYS_FAILS = "raise ValueError('3 source rows match one target row')"
+# Starts a child that would outlive it, notes the child's pid, then hangs.
+HANGS = """
+import subprocess, sys, time
+from pathlib import Path
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+Path(__file__).with_suffix(".child").write_text(str(child.pid))
+print("hanging", flush=True)
+time.sleep(60)
+"""
 SUCCEEDS = "print('done')"
+
+
+def test_a_task_that_fails_once_is_retried_and_its_dependent_waits_for_the_retry(tmp_path: Path) -> None:
+    bundle = _bundle(
+        tmp_path,
+        {"flaky": FLAKY, "after": SUCCEEDS},
+        """
+        flaky_job:
+          tasks:
+            - task_key: flaky
+              max_retries: 2
+              min_retry_interval_millis: 60000
+              spark_python_task: {python_file: ../tasks/flaky.py, parameters: ["--task-run", "{{task.run_id}}"]}
+            - task_key: after
+              depends_on: [{task_key: flaky}]
+              spark_python_task: {python_file: ../tasks/after.py}
+        """,
+    )
+    started = time.monotonic()
+    with _server(bundle, tmp_path, retry_interval_ms=0) as server:
+        client = workspace_client(server)
+        run = _finished_run(server, 1)
+        first, retry, after = run.tasks
+        failed_output = client.jobs.get_run_output(first.run_id)
+        retry_output = client.jobs.get_run_output(retry.run_id)
+
+    assert run.state.result_state is RunResultState.SUCCESS
+    assert [(t.task_key, t.attempt_number) for t in run.tasks] == [("flaky", 0), ("flaky", 1), ("after", 0)]
+    assert [t.state.result_state for t in run.tasks] == [
+        RunResultState.FAILED,
+        RunResultState.SUCCESS,
+        RunResultState.SUCCESS,
+    ]
+    assert retry.run_id != first.run_id
+    assert after.start_time >= retry.end_time  # the dependent task started after the last attempt only
+    # Each attempt keeps its own error, logs and arguments ({{task.run_id}} is the attempt's).
+    assert failed_output.error == "RuntimeError: executor lost"
+    assert "attempt 0" in failed_output.logs
+    assert retry_output.error is None
+    assert "attempt 1" in retry_output.logs
+    assert retry_output.metadata.attempt_number == 1
+    assert retry_output.metadata.original_attempt_run_id == first.run_id
+    assert first.spark_python_task.parameters[:2] == ["--task-run", str(first.run_id)]
+    assert retry.spark_python_task.parameters[:2] == ["--task-run", str(retry.run_id)]
+    assert (retry.max_retries, retry.min_retry_interval_millis) == (2, 60000)
+    assert time.monotonic() - started < 30  # the override, not the bundle's minute
+
+
+def test_a_task_that_always_fails_ends_failed_after_one_attempt_and_its_retries(tmp_path: Path) -> None:
+    bundle = _bundle(
+        tmp_path,
+        {"merge": ALWAYS_FAILS, "derive": SUCCEEDS},
+        """
+        failing_job:
+          tasks:
+            - task_key: merge
+              max_retries: 2
+              min_retry_interval_millis: 700
+              spark_python_task: {python_file: ../tasks/merge.py}
+            - task_key: derive
+              depends_on: [{task_key: merge}]
+              spark_python_task: {python_file: ../tasks/derive.py}
+        """,
+    )
+    # No override: the bundle's own interval, as a user of the local world gets by default.
+    with _server(bundle, tmp_path, retry_interval_ms=None) as server:
+        run = _finished_run(server, 1)
+        page = _get_text(run.run_page_url)
+        logs = server.log_files(run.run_id)
+
+    merges = [t for t in run.tasks if t.task_key == "merge"]
+    [derive] = [t for t in run.tasks if t.task_key == "derive"]
+    assert run.state.result_state is RunResultState.FAILED
+    assert "Task merge failed" in run.state.state_message
+    assert [t.attempt_number for t in merges] == [0, 1, 2]
+    assert {t.state.result_state for t in merges} == {RunResultState.FAILED}
+    assert len({t.run_id for t in merges}) == 3
+    # min_retry_interval_millis counts from the start of the failed attempt to the start of the retry.
+    assert all(later.start_time - earlier.start_time >= 700 for earlier, later in itertools.pairwise(merges))
+    assert derive.state.result_state is RunResultState.UPSTREAM_FAILED
+    assert len({logs[t.run_id] for t in merges}) == 3  # one log per attempt, none overwritten
+    assert all("3 source rows match one target row" in logs[t.run_id].read_text() for t in merges)
+    assert re.search(r'href="#task-merge-retry-2"><b>merge</b>.*?<small>3 attempts</small>', page)
+    assert [f'id="task-merge{suffix}"' in page for suffix in ("", "-retry-1", "-retry-2")] == [True] * 3
+
+
+def test_a_task_past_its_timeout_is_killed_with_its_children_and_retried_only_when_asked(tmp_path: Path) -> None:
+    bundle = _bundle(
+        tmp_path,
+        {"stuck": HANGS, "stuck_again": HANGS},
+        """
+        no_retry_on_timeout:
+          tasks:
+            - task_key: stuck
+              timeout_seconds: 2
+              max_retries: 2
+              spark_python_task: {python_file: ../tasks/stuck.py}
+        retry_on_timeout:
+          tasks:
+            - task_key: stuck_again
+              timeout_seconds: 1
+              max_retries: 1
+              retry_on_timeout: true
+              spark_python_task: {python_file: ../tasks/stuck_again.py}
+        """,
+    )
+    with _server(bundle, tmp_path, retry_interval_ms=0) as server:
+        client = workspace_client(server)
+        once = _finished_run(server, 1)
+        twice = _finished_run(server, 2)
+        output = client.jobs.get_run_output(once.tasks[0].run_id)
+
+    [stuck] = once.tasks
+    assert stuck.state.result_state is RunResultState.TIMEDOUT
+    assert stuck.state.user_cancelled_or_timedout is True
+    assert stuck.status.termination_details.code.value == "CANCELED"
+    assert "timeout_seconds (2 s)" in stuck.status.termination_details.message
+    assert once.state.result_state is RunResultState.TIMEDOUT
+    assert 2000 <= stuck.execution_duration < 15000
+    assert "timed out" in output.logs
+    assert not _alive(int((tmp_path / "tasks" / "stuck.child").read_text()))
+    assert [(t.attempt_number, t.state.result_state) for t in twice.tasks] == [
+        (0, RunResultState.TIMEDOUT),
+        (1, RunResultState.TIMEDOUT),
+    ]
+
+
+def test_the_jobs_timeout_ends_the_run_timedout_and_leaves_later_tasks_unrun(tmp_path: Path) -> None:
+    bundle = _bundle(
+        tmp_path,
+        {"stuck": HANGS, "later": SUCCEEDS},
+        """
+        slow_job:
+          timeout_seconds: 2
+          tasks:
+            - task_key: stuck
+              max_retries: 3
+              retry_on_timeout: true
+              spark_python_task: {python_file: ../tasks/stuck.py}
+            - task_key: later
+              depends_on: [{task_key: stuck}]
+              spark_python_task: {python_file: ../tasks/later.py}
+        """,
+    )
+    with _server(bundle, tmp_path, retry_interval_ms=0) as server:
+        run = _finished_run(server, 1)
+
+    stuck, later = run.tasks  # a run that timed out retries nothing
+    assert run.state.result_state is RunResultState.TIMEDOUT
+    assert run.status.state is RunLifecycleStateV2State.TERMINATED
+    assert "the job's timeout_seconds (2 s)" in run.status.termination_details.message
+    assert stuck.state.result_state is RunResultState.TIMEDOUT
+    assert later.state.result_state is RunResultState.CANCELED
+    assert not _alive(int((tmp_path / "tasks" / "stuck.child").read_text()))
 
 
 def test_the_bundles_retry_and_timeout_settings_are_read_with_the_tasks() -> None:
@@ -41,6 +221,14 @@ def test_a_retry_setting_that_is_not_a_count_is_refused(tmp_path: Path) -> None:
         load_bundle(bundle)
 
 
+def _finished_run(server: LocalJobsServer, job_id: int) -> Run:
+    """Trigger a run through the SDK and read it back once it ended."""
+    client = workspace_client(server)
+    run_id = client.jobs.run_now(job_id=job_id).run_id
+    server.wait_idle(60)
+    return client.jobs.get_run(run_id)
+
+
 def _bundle(root: Path, scripts: dict[str, str], jobs: str) -> Path:
     """A bundle file whose jobs run the given scripts, each `../tasks/<name>.py`."""
     (root / "tasks").mkdir()
@@ -50,3 +238,24 @@ def _bundle(root: Path, scripts: dict[str, str], jobs: str) -> Path:
     bundle.parent.mkdir()
     bundle.write_text("resources:\n  jobs:\n" + textwrap.indent(textwrap.dedent(jobs), "    "))
     return bundle
+
+
+def _server(bundle: Path, root: Path, *, retry_interval_ms: int | None) -> LocalJobsServer:
+    # Classic Spark: the scripts start no Spark, so no Connect server is started for them.
+    jobs = load_bundle(bundle, local_variables())
+    return LocalJobsServer(jobs, root / "state", workdir=root, spark="classic", retry_interval_ms=retry_interval_ms)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie no one reaped yet is dead too.
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+def _get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return answer.read().decode()
