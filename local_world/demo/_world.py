@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 LOCAL_TOKEN = "local-demo-token"  # noqa: S105 - the local Jobs API accepts any token
 DEMO_SETTINGS = Settings(landing=Location("landing"), archive=Location("archive"), rejected=Location("rejected"))
+# Failed tasks are retried as the bundle says, but this far apart instead of its minute or more: the
+# demo shows a retry without waiting for it.
+DEMO_RETRY_INTERVAL_MS = 100
 # What the demo owns under its state folder; only these are removed when it starts again.
 _STATE_PARTS = ("azurite", "jobs", "warehouse", "watch", "late", "demo.log")
 
@@ -103,6 +106,7 @@ def local_world(
             spark=spark,
             warehouse=warehouse,
             notify=notify,
+            retry_interval_ms=DEMO_RETRY_INTERVAL_MS,
         )
         try:
             server.start()

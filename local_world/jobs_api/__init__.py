@@ -81,33 +81,7 @@ def local_table(warehouse: Path, table: str, variables: dict[str, str] | None = 
 
 def main(argv: list[str]) -> int:
     """`python -m local_world jobs-api`: serve the local Jobs API until SIGINT or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m local_world jobs-api", description=__doc__)
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one, printed at start)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    parser.add_argument("--state-dir", type=Path, default=Path(".filegate/jobs"), help="runs, tokens and logs")
-    parser.add_argument("--warehouse", type=Path, default=Path(".filegate/warehouse"), help="local warehouse folder")
-    parser.add_argument(
-        "--bundle",
-        type=Path,
-        action="append",
-        default=None,
-        help="bundle job file, repeatable (default: every job file of the repository's bundle)",
-    )
-    parser.add_argument("--azure-storage", default=None, help="Azurite connection string to read abfss:// inputs")
-    parser.add_argument("--gcs-endpoint", default=None, help="GCS emulator URL to read gs:// inputs")
-    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a bundle variable")
-    parser.add_argument(
-        "--spark",
-        choices=SPARK_MODES,
-        default=CONNECT,
-        help="connect (default): the tasks share one Spark Connect server, started on the first task; "
-        "classic: every task starts its own local Spark (the fallback when Connect cannot start)",
-    )
-    parser.add_argument(
-        "--fault-injection",
-        action="store_true",
-        help="test hook: accept programmed faults on /_local/faults and list requests on /_local/requests",
-    )
+    parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
@@ -142,6 +116,7 @@ def main(argv: list[str]) -> int:
             warehouse=args.warehouse,
             notify=notify,
             fault_injection=args.fault_injection,
+            retry_interval_ms=args.retry_interval_ms,
         )
     except FolderInUse as exc:
         print(f"python -m local_world jobs-api: {exc}", file=sys.stderr)
@@ -156,6 +131,8 @@ def main(argv: list[str]) -> int:
     print(f"Local Jobs API on {server.url} (state in {args.state_dir}, Spark: {args.spark})", flush=True)
     for line in created_jobs(jobs):
         print(f"  {line}", flush=True)
+    if args.retry_interval_ms is not None:
+        print(f"  Task retries wait {args.retry_interval_ms} ms (--retry-interval-ms), not the bundle's", flush=True)
     # A server killed with kill -9 could not stop its Spark Connect server; this one holds the state
     # folder's lock now, so what is recorded there is an orphan. Not below it: --state-dir may be a
     # parent of a running demo's folder.
@@ -167,3 +144,49 @@ def main(argv: list[str]) -> int:
     finally:
         server.stop()
     return exits.OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m local_world jobs-api", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one, printed at start)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--state-dir", type=Path, default=Path(".filegate/jobs"), help="runs, tokens and logs")
+    parser.add_argument("--warehouse", type=Path, default=Path(".filegate/warehouse"), help="local warehouse folder")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        action="append",
+        default=None,
+        help="bundle job file, repeatable (default: every job file of the repository's bundle)",
+    )
+    parser.add_argument("--azure-storage", default=None, help="Azurite connection string to read abfss:// inputs")
+    parser.add_argument("--gcs-endpoint", default=None, help="GCS emulator URL to read gs:// inputs")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a bundle variable")
+    parser.add_argument(
+        "--spark",
+        choices=SPARK_MODES,
+        default=CONNECT,
+        help="connect (default): the tasks share one Spark Connect server, started on the first task; "
+        "classic: every task starts its own local Spark (the fallback when Connect cannot start)",
+    )
+    parser.add_argument(
+        "--retry-interval-ms",
+        type=_milliseconds,
+        default=None,
+        metavar="MS",
+        help="wait MS between a failed task attempt and its retry instead of the task's min_retry_interval_millis "
+        "(the retries themselves still follow max_retries)",
+    )
+    parser.add_argument(
+        "--fault-injection",
+        action="store_true",
+        help="test hook: accept programmed faults on /_local/faults and list requests on /_local/requests",
+    )
+    return parser
+
+
+def _milliseconds(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value

@@ -5,12 +5,17 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import subprocess
+import sys
 import textwrap
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.config import Config
 from databricks.sdk.service.jobs import Run, RunLifecycleStateV2State, RunResultState
 
 from local_world.jobs_api import BundleError, LocalJobsServer, load_bundle, local_variables
@@ -37,6 +42,7 @@ print("hanging", flush=True)
 time.sleep(60)
 """
 SUCCEEDS = "print('done')"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_task_that_fails_once_is_retried_and_its_dependent_waits_for_the_retry(tmp_path: Path) -> None:
@@ -193,6 +199,43 @@ def test_the_jobs_timeout_ends_the_run_timedout_and_leaves_later_tasks_unrun(tmp
     assert not _alive(int((tmp_path / "tasks" / "stuck.child").read_text()))
 
 
+def test_the_cli_retries_after_the_interval_it_is_given_and_says_so(tmp_path: Path) -> None:
+    bundle = _bundle(
+        tmp_path,
+        {"flaky": FLAKY},
+        """
+        flaky_job:
+          tasks:
+            - task_key: flaky
+              max_retries: 1
+              min_retry_interval_millis: 600000
+              spark_python_task: {python_file: ../tasks/flaky.py}
+        """,
+    )
+    arguments = ["--state-dir", str(tmp_path / "state"), "--warehouse", str(tmp_path / "warehouse")]
+    command = [sys.executable, "-m", "local_world", "jobs-api", *arguments, "--bundle", str(bundle)]
+    command += ["--spark", "classic", "--retry-interval-ms", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        started = [process.stdout.readline() for _ in range(3)]
+        url = started[0].split()[4]
+        client = _workspace_client_for(url)
+        run_id = client.jobs.run_now(job_id=1).run_id
+        # The bundle's ten minutes would outlast this wait: the run ends only because the option is used.
+        run = client.jobs.wait_get_run_job_terminated_or_skipped(run_id, timeout=timedelta(seconds=60))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    assert started[2] == "  Task retries wait 0 ms (--retry-interval-ms), not the bundle's\n"
+    assert run.state.result_state is RunResultState.SUCCESS
+    assert [(t.attempt_number, t.state.result_state) for t in run.tasks] == [
+        (0, RunResultState.FAILED),
+        (1, RunResultState.SUCCESS),
+    ]
+
+
 def test_the_bundles_retry_and_timeout_settings_are_read_with_the_tasks() -> None:
     [batch] = load_bundle(BATCH_BUNDLE, local_variables())
 
@@ -227,6 +270,11 @@ def _finished_run(server: LocalJobsServer, job_id: int) -> Run:
     run_id = client.jobs.run_now(job_id=job_id).run_id
     server.wait_idle(60)
     return client.jobs.get_run(run_id)
+
+
+def _workspace_client_for(url: str) -> WorkspaceClient:
+    config = Config(host=url, token="local-test-token", retry_timeout_seconds=10, http_timeout_seconds=5)
+    return WorkspaceClient(config=config)
 
 
 def _bundle(root: Path, scripts: dict[str, str], jobs: str) -> Path:
