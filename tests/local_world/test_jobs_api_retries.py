@@ -10,13 +10,14 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.config import Config
-from databricks.sdk.service.jobs import Run, RunLifecycleStateV2State, RunResultState
+from databricks.sdk.service.jobs import Run, RunLifeCycleState, RunLifecycleStateV2State, RunResultState
 
 from local_world.jobs_api import BundleError, LocalJobsServer, load_bundle, local_variables
 from local_world.jobs_api.recording import BATCH_BUNDLE, workspace_client
@@ -127,6 +128,37 @@ def test_a_task_that_always_fails_ends_failed_after_one_attempt_and_its_retries(
     assert all("3 source rows match one target row" in logs[t.run_id].read_text() for t in merges)
     assert re.search(r'href="#task-merge-retry-2"><b>merge</b>.*?<small>3 attempts</small>', page)
     assert [f'id="task-merge{suffix}"' in page for suffix in ("", "-retry-1", "-retry-2")] == [True] * 3
+
+
+def test_a_retry_waits_visibly_and_a_cancel_ends_the_wait(tmp_path: Path) -> None:
+    bundle = _bundle(
+        tmp_path,
+        {"merge": ALWAYS_FAILS},
+        """
+        waiting_job:
+          tasks:
+            - task_key: merge
+              max_retries: 1
+              min_retry_interval_millis: 60000
+              spark_python_task: {python_file: ../tasks/merge.py}
+        """,
+    )
+    with _server(bundle, tmp_path, retry_interval_ms=None) as server:
+        client = workspace_client(server)
+        run_id = client.jobs.run_now(job_id=1).run_id
+        _wait_until(lambda: len(client.jobs.get_run(run_id).tasks) == 2)
+        waiting = client.jobs.get_run(run_id)
+        client.jobs.cancel_run(run_id)
+        server.wait_idle(10)  # not the minute the retry would still wait
+        cancelled = client.jobs.get_run(run_id)
+
+    failed, retry = waiting.tasks
+    assert waiting.status.state is RunLifecycleStateV2State.RUNNING
+    assert failed.state.result_state is RunResultState.FAILED
+    assert (retry.attempt_number, retry.status.state) == (1, RunLifecycleStateV2State.WAITING)
+    assert retry.state.life_cycle_state is RunLifeCycleState.WAITING_FOR_RETRY
+    assert cancelled.state.result_state is RunResultState.CANCELED
+    assert cancelled.tasks[1].state.result_state is RunResultState.CANCELED
 
 
 def test_a_task_past_its_timeout_is_killed_with_its_children_and_retried_only_when_asked(tmp_path: Path) -> None:
@@ -275,6 +307,13 @@ def _finished_run(server: LocalJobsServer, job_id: int) -> Run:
 def _workspace_client_for(url: str) -> WorkspaceClient:
     config = Config(host=url, token="local-test-token", retry_timeout_seconds=10, http_timeout_seconds=5)
     return WorkspaceClient(config=config)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.05)
 
 
 def _bundle(root: Path, scripts: dict[str, str], jobs: str) -> Path:
