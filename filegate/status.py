@@ -186,7 +186,7 @@ def render_run(client: WorkspaceClient, run: Run) -> str:
     if tasks:
         rows = [
             [
-                task.task_key,
+                f"{task.task_key} (retry {task.attempt_number})" if task.attempt_number else task.task_key,
                 run_state(task),
                 format_time(task.start_time),
                 format_duration(duration_seconds(task)),
@@ -195,7 +195,7 @@ def render_run(client: WorkspaceClient, run: Run) -> str:
             for task in tasks
         ]
         lines += ["Tasks:", render_table(TASK_COLUMNS, rows, indent="  ")]
-    failed = [task for task in tasks if run_state(task) in FAILED_STATES]
+    failed = [task for task in last_attempts(tasks) if run_state(task) in FAILED_STATES]
     if failed:
         lines.append("Errors:")
         for task in failed:
@@ -205,6 +205,17 @@ def render_run(client: WorkspaceClient, run: Run) -> str:
         if message:
             lines.append(f"Message: {message}")
     return "\n".join(lines)
+
+
+def last_attempts(tasks: list[RunTask]) -> list[RunTask]:
+    """Each task's last attempt, in the run's order: a task retried lists each attempt as a task run of its own,
+    and only the last says how the task ended (a failure a retry made good is no error of the run)."""
+    last: dict[str, RunTask] = {}
+    for task in tasks:
+        key = task.task_key or ""
+        if key not in last or (task.attempt_number or 0) >= (last[key].attempt_number or 0):
+            last[key] = task
+    return [task for task in tasks if last.get(task.task_key or "") is task]
 
 
 def _name(value: Any) -> str:

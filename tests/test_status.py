@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from filegate import status
 from local_world.jobs_api import LocalJobsServer, TaskFailed, TaskInvocation
-from local_world.jobs_api.recording import local_jobs_api, workspace_client
+from local_world.jobs_api.recording import FIXTURE_BUNDLE, local_jobs_api, workspace_client
 
 SOURCE = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
 BROKEN = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/06/order_tracking_2024_03_06.csv"
@@ -44,17 +45,17 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalJob
             parameters = {"source_path": source, "dataset": "order_tracking", "batch_id": batch}
             client.jobs.run_now(job_id=job_id, job_parameters=parameters, idempotency_token=batch)
         api.wait_idle(timeout=30)
-        for name in (
-            "DATABRICKS_CLIENT_ID",
-            "DATABRICKS_CLIENT_SECRET",
-            "DATABRICKS_CONFIG_PROFILE",
-            "FILEGATE_JOB_ID",
-        ):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("DATABRICKS_HOST", api.url)
-        monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
-        monkeypatch.setenv("FILEGATE_JOB_NAME", "filegate-ingest")
+        point_status_at(api, monkeypatch)
         yield api
+
+
+def point_status_at(api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment `filegate status` reads, naming the local Jobs API's ingest job and nothing else."""
+    for name in ("DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_CONFIG_PROFILE", "FILEGATE_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABRICKS_HOST", api.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
+    monkeypatch.setenv("FILEGATE_JOB_NAME", "filegate-ingest")
 
 
 def test_lists_recent_runs_newest_first_with_state_dataset_source_and_page(
@@ -114,6 +115,62 @@ def test_one_run_shows_its_tasks_and_the_error(server: LocalJobsServer, capsys: 
         '      File "spark_jobs/merge.py", line 88, in merge_batch',
         "        table.merge(source).execute()",
     ]
+
+
+def test_a_retried_task_lists_each_attempt_and_only_its_last_attempt_s_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The fixture bundle with target_load's retries, as the deployed bundle gives them.
+    text = FIXTURE_BUNDLE.read_text(encoding="utf-8")
+    text = text.replace("../../../../spark_jobs/", f"{Path(__file__).resolve().parents[1] / 'spark_jobs'}/")
+    text = text.replace("- task_key: target_load\n", "- task_key: target_load\n          max_retries: 2\n")
+    bundle = tmp_path / "resources" / FIXTURE_BUNDLE.name
+    bundle.parent.mkdir()
+    bundle.write_text(text, encoding="utf-8")
+    attempted: set[int] = set()
+
+    def lose_an_executor_once(invocation: TaskInvocation) -> None:
+        """A flaky batch's first target_load fails, its retry merges; a broken batch fails every attempt."""
+        first = invocation.task_key == "target_load" and invocation.run_id not in attempted
+        if invocation.task_key == "target_load":
+            attempted.add(invocation.run_id)
+        if first and invocation.parameters["batch_id"].startswith("flaky"):
+            raise TaskFailed("exit code 1", error="SparkException: executor lost", trace="")
+        fail_broken_batches(invocation)
+
+    with local_jobs_api(tmp_path / "jobs", bundle=bundle, runner=lose_an_executor_once) as api:
+        point_status_at(api, monkeypatch)
+        client = workspace_client(api)
+        runs = []
+        for source, batch in ((SOURCE, "flaky-20240305-aaa"), (BROKEN, "broken-20240306-bbb")):
+            parameters = {"source_path": source, "dataset": "order_tracking", "batch_id": batch}
+            runs.append(client.jobs.run_now(job_id=next(iter(api.jobs)), job_parameters=parameters).run_id)
+        api.wait_idle(timeout=30)
+        codes = [status.main([str(run_id)]) for run_id in runs]
+
+    flaky, broken = capsys.readouterr().out.split("\nRun ")
+    assert codes == [0, 1]
+    # A failure its retry made good is listed among the tasks, and is no error of the run.
+    assert task_states(flaky) == [
+        ("stage_load", "SUCCESS"),
+        ("target_load", "FAILED"),
+        ("target_load (retry 1)", "SUCCESS"),
+    ]
+    assert "Errors:" not in flaky
+    # A task that failed every attempt: its error once, from its last attempt.
+    assert task_states(broken)[1:] == [
+        ("target_load", "FAILED"),
+        ("target_load (retry 1)", "FAILED"),
+        ("target_load (retry 2)", "FAILED"),
+    ]
+    assert broken.split("Errors:\n")[1].count("target_load: DeltaError: MERGE failed") == 1
+
+
+def task_states(shown: str) -> list[tuple[str, str]]:
+    """The TASK and STATE columns of a run `filegate status RUN_ID` shows."""
+    lines = shown.split("Tasks:\n")[1].split("Errors:", maxsplit=1)[0].splitlines()[1:]
+    columns = [re.split(r"\s{2,}", line.strip()) for line in lines]
+    return [(task, state) for task, state, *_ in columns]
 
 
 def test_unknown_run_is_an_error(server: LocalJobsServer, capsys: pytest.CaptureFixture[str]) -> None:
