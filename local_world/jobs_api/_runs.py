@@ -97,6 +97,8 @@ class RunRecord:
     termination: Termination | None = None
     # How often a stop of the local Jobs API interrupted this run and put it back in the queue.
     interruptions: int = 0
+    # The task run ids of retries a requeue dropped: never handed out again, since a client may hold one.
+    retired_ids: list[int] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
@@ -119,6 +121,7 @@ class RunRecord:
         self.running_time = self.end_time = 0
         self.termination = None
         self.interruptions += 1
+        self.retired_ids += [task.run_id for task in self.tasks if task.attempt_number > 0]
         self.tasks = [TaskRecord(task.task_key, task.run_id) for task in self.tasks if task.attempt_number == 0]
 
     def final_attempts(self) -> list[TaskRecord]:
@@ -165,6 +168,7 @@ class RunStore:
             raise
         ids = [run.run_id for run in self._runs.values()]
         ids += [task.run_id for run in self._runs.values() for task in run.tasks]
+        ids += [retired for run in self._runs.values() for retired in run.retired_ids]
         self._next_id = max([FIRST_RUN_ID - 1, *ids]) + 1
 
     def close(self) -> None:

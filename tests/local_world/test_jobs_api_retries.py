@@ -20,6 +20,7 @@ from databricks.sdk.config import Config
 from databricks.sdk.service.jobs import Run, RunLifeCycleState, RunLifecycleStateV2State, RunResultState
 
 from local_world.jobs_api import BundleError, LocalJobsServer, load_bundle, local_variables
+from local_world.jobs_api._runs import RunRecord, RunStore
 from local_world.jobs_api.recording import BATCH_BUNDLE, workspace_client
 
 # Fails on its first attempt and succeeds on the next: the attempt count is kept in a file beside it.
@@ -346,3 +347,28 @@ def _alive(pid: int) -> bool:
 def _get_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as answer:
         return answer.read().decode()
+
+
+def test_a_retry_s_task_run_id_is_never_handed_out_again_after_a_requeue_and_restart(tmp_path: Path) -> None:
+    bundle = _bundle(
+        tmp_path,
+        {"t": SUCCEEDS},
+        """
+        job:
+          tasks: [{task_key: t, max_retries: 1, spark_python_task: {python_file: ../tasks/t.py}}]
+        """,
+    )
+    [job] = load_bundle(bundle, local_variables())
+    store = RunStore(tmp_path / "state")
+    run, _ = store.create(job, {}, None)
+    retry = store.add_attempt(run, run.tasks[0])
+    # A stop while the retry waited: the run goes back to the queue without its attempts.
+    store.update(run, RunRecord.requeue)
+    store.close()
+
+    restarted = RunStore(tmp_path / "state")
+    later, _ = restarted.create(job, {}, None)
+    restarted.close()
+
+    assert retry.run_id not in {later.run_id, *(task.run_id for task in later.tasks)}
+    assert later.run_id > retry.run_id
