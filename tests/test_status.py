@@ -6,10 +6,12 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from filegate import status
+from local_world.demo._report import run_problems
 from local_world.jobs_api import LocalJobsServer, TaskFailed, TaskInvocation
 from local_world.jobs_api.recording import FIXTURE_BUNDLE, local_jobs_api, workspace_client
 
@@ -147,6 +149,10 @@ def test_a_retried_task_lists_each_attempt_and_only_its_last_attempt_s_error(
             runs.append(client.jobs.run_now(job_id=next(iter(api.jobs)), job_parameters=parameters).run_id)
         api.wait_idle(timeout=30)
         codes = [status.main([str(run_id)]) for run_id in runs]
+        # The demo's report of the runs that failed says the same, with the last attempt's log.
+        world = SimpleNamespace(jobs=api, client=client)
+        ended = {run_id: client.jobs.get_run(run_id) for run_id in runs}
+        problems = run_problems(world, ended, {})  # type: ignore[arg-type]
 
     flaky, broken = capsys.readouterr().out.split("\nRun ")
     assert codes == [0, 1]
@@ -164,6 +170,9 @@ def test_a_retried_task_lists_each_attempt_and_only_its_last_attempt_s_error(
         ("target_load (retry 2)", "FAILED"),
     ]
     assert broken.split("Errors:\n")[1].count("target_load: DeltaError: MERGE failed") == 1
+    assert problems[0] == f"  - run {runs[1]} (?) ended FAILED"
+    assert sum("target_load: DeltaError: MERGE failed" in line for line in problems) == 1
+    assert [line.split("/")[-1] for line in problems if "log:" in line] == ["target_load.retry-2.log"]
 
 
 def task_states(shown: str) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from filegate.status import (
     FAILED_STATES,
     failure_lines,
+    last_attempts,
     recent_runs,
     render_runs,
     render_table,
@@ -196,7 +197,8 @@ def run_problems(world: LocalWorld, runs: dict[int, Run], names: dict[int, str])
             continue
         lines.append(f"  - run {run_id} ({names.get(run_id, '?')}) ended {run_state(run)}")
         logs = world.jobs.log_files(run_id)
-        failed = [task for task in run.tasks or () if run_state(task) in FAILED_STATES]
+        # Each task's last attempt: a failure its retry made good is no problem of the run.
+        failed = [task for task in last_attempts(run.tasks or []) if run_state(task) in FAILED_STATES]
         for task in failed:
             lines += failure_lines(world.client, task, indent="      ")
             log_file = logs.get(task.run_id) if task.run_id is not None else None
