@@ -10,6 +10,7 @@ is refused before it starts, naming what changed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -38,48 +39,51 @@ def ensure_target(
     """Create the target with the contract's definition (and the other `properties` it needs) pinned, or check
     an existing one's and migrate its columns (`Warehouse.ensure_table`); refuse when its definition changed.
 
-    The definition is checked before a migration adds columns, so that an existing target's own shape
-    speaks for it. A new one is created with the properties, so a run that lost the race to create it
-    reads the winner's and refuses a different definition.
+    The definition is checked first, before the columns' types and before a migration adds columns, so
+    that an existing target's own shape speaks for it; it is pinned last, so that a run refused for
+    any reason leaves the table as it found it. A new target is created with the properties, so a run
+    that lost the race to create it reads the winner's and refuses a different definition.
     """
     pinned = {**definition(contract), **(properties or {})}
-    warehouse.ensure_table(
-        contract.target, schema, properties=pinned, check=lambda rows: _guard(warehouse, contract, rows, pinned)
-    )
-
-
-def _guard(warehouse: Warehouse, contract: Contract, rows: DataFrame, pinned: Mapping[str, str]) -> None:
-    """Pin the definition and `pinned`'s other properties on the target, or refuse its changed definition.
-
-    A target made before targets were pinned holds none: it is taken over when its shape (`rows`) agrees
-    with the contract's SCD type, and refused otherwise (an SCD2 contract over rows without versions, or
-    an SCD1 one over a table of versions). On such a target the read and the ALTER are two steps: a
-    concurrent ALTER that commits while this one runs makes it check again, one that commits between
-    them is not seen. What it pins is true of the rows, so a refused column type after it leaves it right.
-    """
     table = contract.target
-    wanted = definition(contract)
+    warehouse.ensure_table(table, schema, properties=pinned, check=partial(_refuse_changed, warehouse, contract))
 
-    def guard() -> None:
+    def pin() -> None:
         found = warehouse.properties(table)
-        changed = [
-            f"{k}: the table has {found[k]!r}, the contract says {v!r}"
-            for k, v in wanted.items()
-            if k in found and found[k] != v
-        ]
-        if not any(k in found for k in PROPERTIES):
-            changed = _shape_problems(rows, contract)
-        if changed:
-            raise TargetDefinitionChanged(
-                f"{warehouse.name(table)} was built with another definition than contract {contract.name} has now ("
-                + "; ".join(changed)
-                + "). Its rows would be misread: load into a new target (target_table), or restore the contract"
-            )
+        _refuse(warehouse, contract, _changed(found, contract))  # an ALTER by a concurrent run since the check
         missing = {k: v for k, v in pinned.items() if found.get(k) != v}
         if missing:
             warehouse.set_properties(table, missing)
 
-    committed(guard, f"set the properties of {table}")
+    # A target made before targets were pinned holds none: its read and the ALTER are two steps; a
+    # concurrent ALTER that commits while this one runs makes it check again.
+    committed(pin, f"set the properties of {table}")
+
+
+def _refuse_changed(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> None:
+    """Refuse a target pinned with another definition, or an unpinned one (made before targets were pinned)
+    whose shape (`rows`) disagrees with the contract's SCD type: an SCD2 contract over rows without
+    versions, or an SCD1 one over a table of versions."""
+    found = warehouse.properties(contract.target)
+    pinned = any(k in found for k in PROPERTIES)
+    _refuse(warehouse, contract, _changed(found, contract) if pinned else _shape_problems(rows, contract))
+
+
+def _changed(found: Mapping[str, str], contract: Contract) -> list[str]:
+    return [
+        f"{k}: the table has {found[k]!r}, the contract says {v!r}"
+        for k, v in definition(contract).items()
+        if k in found and found[k] != v
+    ]
+
+
+def _refuse(warehouse: Warehouse, contract: Contract, changed: list[str]) -> None:
+    if changed:
+        raise TargetDefinitionChanged(
+            f"{warehouse.name(contract.target)} was built with another definition than contract {contract.name} has "
+            "now (" + "; ".join(changed) + "). Its rows would be misread: load into a new target (target_table), or "
+            "restore the contract"
+        )
 
 
 def _shape_problems(rows: DataFrame, contract: Contract) -> list[str]:

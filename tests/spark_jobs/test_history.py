@@ -25,7 +25,7 @@ from spark_jobs.history import (
 )
 from spark_jobs.merge import MergeSpec
 from spark_jobs.target_definition import PROPERTIES
-from spark_jobs.warehouse import CHANGE_FEED, MergeCounts, Warehouse
+from spark_jobs.warehouse import CHANGE_FEED, ColumnRetyped, MergeCounts, Warehouse
 from tests.spark_jobs.conftest import Lake
 
 # Every key is (order, member): each of the six orders of three batches is replayed on its own keys in
@@ -157,6 +157,14 @@ def test_a_target_whose_rows_mean_something_else_is_refused_before_any_write(lak
     pinned = ", ".join(f"'{name}'" for name in PROPERTIES)
     lake.spark.sql(f"ALTER TABLE {warehouse.name('flat')} UNSET TBLPROPERTIES ({pinned})").collect()
     before = versions(lake, "flat", ["arrival", "member_id", "tier"])
+
+    # A contract with other keys that also retypes a column is refused, and pins nothing on the way.
+    columns = tuple(Column(c.name, "long") if c.name == "tier" else c for c in scd1.columns)
+    with pytest.raises(ColumnRetyped, match="tier"):
+        merge_latest(
+            warehouse, replace(scd1, keys=("member_id",), columns=columns), observed(lake.spark, MEMBERS, rows, "b0")
+        )
+    assert not set(PROPERTIES) & set(warehouse.properties("flat"))
 
     # Its contract turned SCD2: rows without versions would never match and stay current for good.
     with pytest.raises(TargetDefinitionChanged, match=r"holds rows without effective_from, rows of SCD1"):
