@@ -102,8 +102,8 @@ def run_demo(
         progress(f"Azurite blob service on {world.connection_string.split('BlobEndpoint=')[1].rstrip(';')}")
         progress(f"Local Jobs API on {world.jobs.url} (DATABRICKS_HOST for the function and `filegate status`)")
         progress(
-            f"Failed tasks are retried as the bundle's max_retries say, {world.jobs.retry_interval_ms} ms apart "
-            "(not min_retry_interval_millis)"
+            f"Failed tasks are retried as the bundle's max_retries say, {world.jobs.retry_interval_ms} ms after the "
+            "failed attempt started (not min_retry_interval_millis)"
         )
         problems, files, runs = _play(world, plan, batches, scene, progress, timeout)
         print(file=out)

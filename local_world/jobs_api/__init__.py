@@ -174,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_milliseconds,
         default=None,
         metavar="MS",
-        help="wait MS between a failed task attempt and its retry instead of the task's min_retry_interval_millis "
+        help="start a retry MS after the failed attempt started, instead of the task's min_retry_interval_millis "
         "(the retries themselves still follow max_retries)",
     )
     parser.add_argument(
