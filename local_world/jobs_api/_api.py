@@ -116,7 +116,8 @@ def _task_json(task: TaskRecord, spec: TaskSpec | None, run_page_url: str) -> di
         body["run_duration"] = body["execution_duration"]
     if spec is not None:
         body["depends_on"] = [{"task_key": key} for key in spec.depends_on]
-        body.update({key: spec.settings[key] for key in _TASK_SETTINGS if key in spec.settings})
+        # As read from the bundle (a `--var` value is a string there), in the types the API returns.
+        body.update({key: getattr(spec, key) for key in _TASK_SETTINGS if key in spec.settings})
         declared = dict(spec.settings.get(spec.kind) or {})
         if task.arguments:
             declared["parameters"] = task.arguments  # the values this run used, references resolved

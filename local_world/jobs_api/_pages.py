@@ -67,7 +67,7 @@ pre{background:#f6f6f6;padding:.8em;overflow:auto;max-height:30em;white-space:pr
 .node{border:1px solid #bbb;border-radius:6px;padding:.4em .8em;min-width:9em;text-decoration:none;color:inherit}
 .node small{display:block;color:#555}.edge{color:#888}
 .SUCCESS{color:#1a7f37}.FAILED,.UPSTREAM_FAILED,.CANCELED,.TIMEDOUT{color:#cf222e}.RUNNING,.QUEUED,.PENDING,.WAITING{color:#9a6700}
-.node.SUCCESS{border-color:#1a7f37}.node.FAILED,.node.UPSTREAM_FAILED{border-color:#cf222e}
+.node.SUCCESS{border-color:#1a7f37}.node.FAILED,.node.UPSTREAM_FAILED,.node.CANCELED,.node.TIMEDOUT{border-color:#cf222e}
 .node.RUNNING,.node.WAITING{border-color:#9a6700}
 """
 

@@ -349,13 +349,15 @@ class JobWorker:
         log.info("run %s ended: %s %s", run.run_id, termination.result, termination.message[:200])
 
     def _run_termination(self, run: RunRecord, active: _Active) -> Termination:
-        if active.timed_out:
+        # Only each task's last attempt counts: a failure that a retry made good is no failure of the run.
+        finals = run.final_attempts()
+        succeeded = all(t.termination is not None and t.termination.result == "SUCCESS" for t in finals)
+        # The job's timeout may fire after the last task succeeded, before the run ended: it ran in time.
+        if active.timed_out and not succeeded:
             message = f"Run timed out: the job's timeout_seconds ({self.job.timeout_seconds} s) ran out."
             return Termination("TIMEDOUT", "CANCELED", "CLIENT_ERROR", message)
         if active.by_user:
             return USER_CANCELED
-        # Only each task's last attempt counts: a failure that a retry made good is no failure of the run.
-        finals = run.final_attempts()
         failed = [t for t in finals if t.termination and t.termination.result in ("FAILED", "TIMEDOUT")]
         if failed:
             first = failed[0]
