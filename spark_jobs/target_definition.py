@@ -10,7 +10,6 @@ is refused before it starts, naming what changed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -46,7 +45,12 @@ def ensure_target(
     """
     pinned = {**definition(contract), **(properties or {})}
     table = contract.target
-    warehouse.ensure_table(table, schema, properties=pinned, check=partial(_refuse_changed, warehouse, contract))
+    checked: dict[str, str] = {}
+    warehouse.ensure_table(
+        table, schema, properties=pinned, check=lambda rows: checked.update(_refuse_changed(warehouse, contract, rows))
+    )
+    if all(checked.get(k) == v for k, v in pinned.items()):
+        return  # the common case: pinned already (or just created so), no second read
 
     def pin() -> None:
         found = warehouse.properties(table)
@@ -60,13 +64,14 @@ def ensure_target(
     committed(pin, f"set the properties of {table}")
 
 
-def _refuse_changed(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> None:
-    """Refuse a target pinned with another definition, or an unpinned one (made before targets were pinned)
-    whose shape (`rows`) disagrees with the contract's SCD type: an SCD2 contract over rows without
-    versions, or an SCD1 one over a table of versions."""
+def _refuse_changed(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> dict[str, str]:
+    """The target's properties, unless it is pinned with another definition, or is unpinned (made before
+    targets were pinned) with a shape (`rows`) that disagrees with the contract's SCD type: an SCD2
+    contract over rows without versions, or an SCD1 one over a table of versions. Then it is refused."""
     found = warehouse.properties(contract.target)
     pinned = any(k in found for k in PROPERTIES)
     _refuse(warehouse, contract, _changed(found, contract) if pinned else _shape_problems(rows, contract))
+    return found
 
 
 def _changed(found: Mapping[str, str], contract: Contract) -> list[str]:

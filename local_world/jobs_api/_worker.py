@@ -364,7 +364,7 @@ class JobWorker:
             assert first.termination is not None
             message = f"Task {first.task_key} failed with message: {first.termination.message}"
             return Termination(first.termination.result, first.termination.code, first.termination.type, message)
-        if any(t.termination is None or t.termination.result != "SUCCESS" for t in finals):
+        if not succeeded:
             return Termination("FAILED", "RUN_EXECUTION_ERROR", "CLIENT_ERROR", "Some tasks did not run.")
         return SUCCEEDED
 
