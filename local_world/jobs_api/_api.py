@@ -53,7 +53,8 @@ def run_json(run: RunRecord, job: JobSpec | None, base_url: str, *, with_tasks: 
 
 
 def output_json(run: RunRecord, task: TaskRecord, job: JobSpec | None, base_url: str) -> dict[str, Any]:
-    """What `runs/get-output` answers for one task run: its metadata, and once it failed its error and trace."""
+    """What `runs/get-output` answers for one task run: its metadata, and once it failed or timed out its error
+    (a timeout's is its state message) and trace."""
     specs = {spec.task_key: spec for spec in job.tasks} if job else {}
     metadata = _task_json(task, specs.get(task.task_key), f"{base_url}/runs/{run.run_id}")
     first = next(t for t in run.tasks if t.task_key == task.task_key)
@@ -67,7 +68,7 @@ def output_json(run: RunRecord, task: TaskRecord, job: JobSpec | None, base_url:
     )
     body: dict[str, Any] = {"metadata": metadata}
     termination = task.termination
-    if termination is not None and termination.result == "FAILED":
+    if termination is not None and termination.result in ("FAILED", "TIMEDOUT"):
         body["error"] = task.error or termination.message
         if task.error_trace:
             body["error_trace"] = task.error_trace

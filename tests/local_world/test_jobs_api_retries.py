@@ -196,6 +196,7 @@ def test_a_task_past_its_timeout_is_killed_with_its_children_and_retried_only_wh
     assert once.state.result_state is RunResultState.TIMEDOUT
     assert 2000 <= stuck.execution_duration < 15000
     assert "timed out" in output.logs
+    assert output.error == "Timed out: timeout_seconds (2 s) ran out."  # what `filegate status` shows
     assert not _alive(int((tmp_path / "tasks" / "stuck.child").read_text()))
     assert [(t.attempt_number, t.state.result_state) for t in twice.tasks] == [
         (0, RunResultState.TIMEDOUT),
