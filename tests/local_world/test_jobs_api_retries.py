@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -93,6 +94,27 @@ def test_a_task_that_fails_once_is_retried_and_its_dependent_waits_for_the_retry
     assert time.monotonic() - started < 30  # the override, not the bundle's minute
 
 
+def test_max_retries_minus_one_retries_until_the_task_succeeds(tmp_path: Path) -> None:
+    fails_four_times = FLAKY.replace("if tried == 0:", "if tried < 4:")
+    bundle = _bundle(
+        tmp_path,
+        {"flaky": fails_four_times},
+        """
+        unbounded_job:
+          tasks:
+            - task_key: flaky
+              max_retries: -1
+              spark_python_task: {python_file: ../tasks/flaky.py}
+        """,
+    )
+    with _server(bundle, tmp_path, retry_interval_ms=0) as server:
+        run = _finished_run(server, 1)
+
+    assert run.state.result_state is RunResultState.SUCCESS
+    assert [t.attempt_number for t in run.tasks] == [0, 1, 2, 3, 4]
+    assert [t.state.result_state for t in run.tasks] == [RunResultState.FAILED] * 4 + [RunResultState.SUCCESS]
+
+
 def test_a_task_that_always_fails_ends_failed_after_one_attempt_and_its_retries(tmp_path: Path) -> None:
     bundle = _bundle(
         tmp_path,
@@ -160,6 +182,49 @@ def test_a_retry_waits_visibly_and_a_cancel_ends_the_wait(tmp_path: Path) -> Non
     assert retry.state.life_cycle_state is RunLifeCycleState.WAITING_FOR_RETRY
     assert cancelled.state.result_state is RunResultState.CANCELED
     assert cancelled.tasks[1].state.result_state is RunResultState.CANCELED
+
+
+def test_a_stop_during_a_retry_wait_queues_the_run_and_a_restart_runs_it_again_from_its_first_attempt(
+    tmp_path: Path,
+) -> None:
+    bundle = _bundle(
+        tmp_path,
+        {"merge": ALWAYS_FAILS},
+        """
+        waiting_job:
+          tasks:
+            - task_key: merge
+              max_retries: 1
+              min_retry_interval_millis: 60000
+              spark_python_task: {python_file: ../tasks/merge.py}
+        """,
+    )
+    with _server(bundle, tmp_path, retry_interval_ms=None) as server:
+        client = workspace_client(server)
+        run_id = client.jobs.run_now(job_id=1).run_id
+        _wait_until(lambda: len(client.jobs.get_run(run_id).tasks) == 2)
+        waited = client.jobs.get_run(run_id).tasks
+        stopping = time.monotonic()
+    stopped_in = time.monotonic() - stopping
+    stopped = json.loads((tmp_path / "state" / "runs" / f"{run_id}.json").read_text())
+
+    with _server(bundle, tmp_path, retry_interval_ms=0) as server:
+        server.wait_idle(30)
+        finished = workspace_client(server).jobs.get_run(run_id)
+
+    # The stop did not sit out the minute the retry still had to wait, and ended nothing.
+    assert stopped_in < 30
+    assert stopped["state"] == "QUEUED"
+    assert all(task["termination"] is None for task in stopped["tasks"])
+    # Restarted, the run starts over: its task under the id it had, then one retry under an id never used
+    # before (the retry that waited keeps its id retired).
+    assert finished.state.result_state is RunResultState.FAILED
+    assert [(t.attempt_number, t.state.result_state) for t in finished.tasks] == [
+        (0, RunResultState.FAILED),
+        (1, RunResultState.FAILED),
+    ]
+    assert finished.tasks[0].run_id == waited[0].run_id
+    assert finished.tasks[1].run_id not in {t.run_id for t in waited}
 
 
 def test_a_task_past_its_timeout_is_killed_with_its_children_and_retried_only_when_asked(tmp_path: Path) -> None:
