@@ -13,7 +13,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from local_world.emulators import EmulatorError, is_listening, run_spark_connect
@@ -27,6 +28,8 @@ CLASSIC = "classic"
 SPARK_MODES = (CONNECT, CLASSIC)
 # How often the keeper checks that the Connect server still answers; a dead one is restarted on next use.
 _HEALTH_SECONDS = 2.0
+# How long ending a task's Connect session may take before the worker goes on without it.
+_END_SESSION_SECONDS = 10.0
 
 Notify = Callable[[str], None]
 
@@ -107,7 +110,8 @@ class LocalSpark:
             if cancelled.is_set():
                 raise TaskFailed("cancelled while the Spark Connect server was starting")
         if server.url is not None and server.alive:
-            return {**os.environ, "SPARK_REMOTE": server.url}
+            # A session of its own, named here, so that what a killed task left running can be interrupted.
+            return {**os.environ, "SPARK_REMOTE": f"{server.url}/;session_id={uuid.uuid4()}"}
         with self._lock:
             if self._closed:
                 raise TaskFailed("cancelled: the local Jobs API is stopping")
@@ -140,6 +144,39 @@ class LocalSpark:
             return self._server
 
 
+def end_session(environment: Mapping[str, str]) -> None:
+    """Interrupt what the task's Connect session still runs on the server, and release the session.
+
+    A task process killed by its timeout, a cancel or a stop leaves its statements running on the
+    server (Spark Connect keeps an operation going for its client to reattach), where a MERGE could
+    still commit beside the task's retry. Called once the task's process has ended, however it ended;
+    a failure here is logged, never the task's.
+    """
+    remote = environment.get("SPARK_REMOTE", "")
+    if ";session_id=" not in remote:
+        return  # classic: the task's own JVM ended with its process group
+    ending = threading.Thread(target=_end_session, args=(remote,), name="spark-connect-end-session", daemon=True)
+    ending.start()
+    ending.join(_END_SESSION_SECONDS)
+    if ending.is_alive():
+        log.warning("ending Spark Connect session %s took over %.0f s; left to it", remote, _END_SESSION_SECONDS)
+
+
+def _end_session(remote: str) -> None:
+    from pyspark.sql.connect.client import SparkConnectClient  # the server's process needs pyspark only here
+
+    client = SparkConnectClient(remote, retry_policy={"max_retries": 0})
+    try:
+        interrupted = client.interrupt_all() or []
+        client.release_session()
+        if interrupted:
+            log.info("interrupted %d Spark Connect operation(s) a finished task left running", len(interrupted))
+    except Exception as exc:  # a session the server no longer knows, or a server gone: nothing left to stop
+        log.info("ending the Spark Connect session %s: %s", remote, exc)
+    finally:
+        client.close()
+
+
 class SparkTaskRunner:
     """The default task runner: each task's Python file in its own process, on the local Spark.
 
@@ -154,7 +191,11 @@ class SparkTaskRunner:
     def __call__(self, invocation: TaskInvocation) -> None:
         command = task_command(invocation)  # refuses task kinds that cannot run here before Spark starts
         command += ["--warehouse", str(self.warehouse)]
-        run_command(invocation, command, self.spark.task_environment(invocation.cancelled))
+        environment = self.spark.task_environment(invocation.cancelled)
+        try:
+            run_command(invocation, command, environment)
+        finally:
+            end_session(environment)
 
     def close(self) -> None:
         self.spark.close()

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from deltalake import DeltaTable
 
 from local_world.emulators import SparkConnect, run_spark_connect
+from local_world.jobs_api._spark import end_session
 from tests.spark_jobs.conftest import Lake
 from tests.spark_jobs.test_history import TWO_BATCHES_COUNTS
 from tests.spark_jobs.test_load_scenarios import ORDER_TRACKING, latest_status, log_rows, target_status
@@ -147,3 +150,48 @@ def test_the_history_merge_and_its_counts_over_spark_connect(connect: SparkConne
     printed = run_python(connect, "-c", HISTORY_OVER_CONNECT, str(lake.folder), lake.catalog, lake.schema)
     counts = json.loads(printed.strip().splitlines()[-1])
     assert counts == {batch: asdict(expected) for batch, expected in TWO_BATCHES_COUNTS.items()}
+
+
+# A write that takes about 10 s on the server: 40 rows, half a second each, on two cores.
+SLOW_WRITE = """
+import sys
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.getOrCreate()
+print("connected", flush=True)
+spark.sql(
+    f"CREATE TABLE delta.`{sys.argv[1]}` USING DELTA AS "
+    "SELECT id, reflect('java.lang.Thread', 'sleep', 500L) AS slept FROM range(0, 40, 1, 2)"
+)
+"""
+
+
+def test_ending_a_killed_task_s_session_interrupts_the_write_it_left_running(
+    connect: SparkConnect, tmp_path: Path
+) -> None:
+    # What the local Jobs API does when a task's process ends (a timeout kills it): the server would
+    # otherwise finish the write for a client that is gone, beside the task's retry.
+    table = tmp_path / "slow"
+    remote = f"{connect.url}/;session_id={uuid.uuid4()}"
+    task = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITE, str(table)],
+        cwd=REPO,
+        env={**os.environ, "SPARK_REMOTE": remote},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert task.stdout is not None
+    assert task.stdout.readline().strip() == "connected"
+    time.sleep(3)  # the write is under way on the server
+    task.kill()
+    task.wait(30)
+
+    end_session({"SPARK_REMOTE": remote})
+
+    # Well past the write's 10 s: it never committed.
+    commit = table / "_delta_log" / f"{0:020}.json"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert not commit.exists(), f"committed {time.monotonic() - deadline + 20:.1f} s after the session ended"
+        time.sleep(0.5)
