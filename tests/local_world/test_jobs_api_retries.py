@@ -153,9 +153,10 @@ def test_a_task_that_always_fails_ends_failed_after_one_attempt_and_its_retries(
     assert [f'id="task-merge{suffix}"' in page for suffix in ("", "-retry-1", "-retry-2")] == [True] * 3
 
 
-def test_a_retry_waits_visibly_and_a_cancel_ends_the_wait(tmp_path: Path) -> None:
-    bundle = _bundle(
-        tmp_path,
+def _waiting_bundle(root: Path) -> Path:
+    """A job whose one task always fails and may be retried once, a minute after it started."""
+    return _bundle(
+        root,
         {"merge": ALWAYS_FAILS},
         """
         waiting_job:
@@ -166,10 +167,19 @@ def test_a_retry_waits_visibly_and_a_cancel_ends_the_wait(tmp_path: Path) -> Non
               spark_python_task: {python_file: ../tasks/merge.py}
         """,
     )
+
+
+def _run_until_its_retry_waits(server: LocalJobsServer) -> tuple[WorkspaceClient, int]:
+    client = workspace_client(server)
+    run_id = client.jobs.run_now(job_id=1).run_id
+    _wait_until(lambda: len(client.jobs.get_run(run_id).tasks) == 2)
+    return client, run_id
+
+
+def test_a_retry_waits_visibly_and_a_cancel_ends_the_wait(tmp_path: Path) -> None:
+    bundle = _waiting_bundle(tmp_path)
     with _server(bundle, tmp_path, retry_interval_ms=None) as server:
-        client = workspace_client(server)
-        run_id = client.jobs.run_now(job_id=1).run_id
-        _wait_until(lambda: len(client.jobs.get_run(run_id).tasks) == 2)
+        client, run_id = _run_until_its_retry_waits(server)
         waiting = client.jobs.get_run(run_id)
         client.jobs.cancel_run(run_id)
         server.wait_idle(10)  # not the minute the retry would still wait
@@ -187,22 +197,9 @@ def test_a_retry_waits_visibly_and_a_cancel_ends_the_wait(tmp_path: Path) -> Non
 def test_a_stop_during_a_retry_wait_queues_the_run_and_a_restart_runs_it_again_from_its_first_attempt(
     tmp_path: Path,
 ) -> None:
-    bundle = _bundle(
-        tmp_path,
-        {"merge": ALWAYS_FAILS},
-        """
-        waiting_job:
-          tasks:
-            - task_key: merge
-              max_retries: 1
-              min_retry_interval_millis: 60000
-              spark_python_task: {python_file: ../tasks/merge.py}
-        """,
-    )
+    bundle = _waiting_bundle(tmp_path)
     with _server(bundle, tmp_path, retry_interval_ms=None) as server:
-        client = workspace_client(server)
-        run_id = client.jobs.run_now(job_id=1).run_id
-        _wait_until(lambda: len(client.jobs.get_run(run_id).tasks) == 2)
+        client, run_id = _run_until_its_retry_waits(server)
         waited = client.jobs.get_run(run_id).tasks
         stopping = time.monotonic()
     stopped_in = time.monotonic() - stopping
