@@ -68,7 +68,7 @@ def output_json(run: RunRecord, task: TaskRecord, job: JobSpec | None, base_url:
     )
     body: dict[str, Any] = {"metadata": metadata}
     termination = task.termination
-    if termination is not None and termination.result in ("FAILED", "TIMEDOUT"):
+    if termination is not None and termination.failed:
         body["error"] = task.error or termination.message
         if task.error_trace:
             body["error_trace"] = task.error_trace

@@ -42,6 +42,11 @@ class Termination:
     type: str
     message: str
 
+    @property
+    def failed(self) -> bool:
+        """Whether the task or run ended without doing its work: failed or timed out (not cancelled or skipped)."""
+        return self.result in ("FAILED", "TIMEDOUT")
+
 
 SUCCEEDED = Termination("SUCCESS", "SUCCESS", "SUCCESS", "")
 USER_CANCELED = Termination("CANCELED", "USER_CANCELED", "SUCCESS", "Run cancelled through runs/cancel.")

@@ -358,7 +358,7 @@ class JobWorker:
             return Termination("TIMEDOUT", "CANCELED", "CLIENT_ERROR", message)
         if active.by_user:
             return USER_CANCELED
-        failed = [t for t in finals if t.termination and t.termination.result in ("FAILED", "TIMEDOUT")]
+        failed = [t for t in finals if t.termination and t.termination.failed]
         if failed:
             first = failed[0]
             assert first.termination is not None
