@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench_merge import SAMPLE_SECONDS, bench_session, run_sampled, tree_rss_kib  # noqa: E402
-from profile_tasks import process_cpu, timed  # noqa: E402
+from profile_tasks import process_cpu, time_statements  # noqa: E402
 
 from filegate.contracts import load_contracts  # noqa: E402
 from filegate.jobs import pipeline_batch_id  # noqa: E402
@@ -218,12 +218,6 @@ def run_tasks(
 
 def run_job(job: dict[str, Any]) -> None:
     """Warm up on the sample day, then run every day's four tasks into one warehouse; timings into job['out']."""
-    from pyspark.sql import SparkSession
-
-    # The classic session's DataFrame overrides every action: patching `pyspark.sql.DataFrame` would leave
-    # `first`, `collect` and `count` (the tasks' counts) out of the listing.
-    from pyspark.sql.classic.dataframe import DataFrame
-
     from spark_jobs.warehouse import LocalWarehouse, Warehouse
 
     spark = bench_session(job["driver_memory"])
@@ -237,9 +231,7 @@ def run_job(job: dict[str, Any]) -> None:
     location = LocalWarehouse(Path(job["warehouse"]), CATALOG, SCHEMA)
     warehouse = recording_warehouse(spark, location, Path(job["record"]), targets)
     calls: list[Call] = []
-    for owner, names in ((SparkSession, ("sql", "table")), (DataFrame, ("collect", "first", "count", "toArrow"))):
-        for name in names:
-            setattr(owner, name, timed(calls, jvm, getattr(owner, name)))
+    time_statements(calls, jvm)
     days: list[dict[str, Any]] = []
     for day in job["days"]:
         if job["stop_after"] and datetime.now(UTC) >= datetime.fromisoformat(job["stop_after"]) and days:
