@@ -259,6 +259,13 @@ class Warehouse:
         """The table's current rows."""
         return self.spark.table(self.name(table))
 
+    def holds_files(self, table: str) -> bool:
+        """Whether the table's current version has a data file (`DESCRIBE DETAIL`): its log is read, not its
+        rows, so this costs a fraction of a query that reads one row. A new or emptied table has none; a
+        table whose files' rows were all deleted (deletion vectors) still has them."""
+        (detail,) = self.spark.sql(f"DESCRIBE DETAIL {self.name(table)}").select("numFiles").collect()
+        return bool(detail["numFiles"])
+
     def version(self, table: str) -> int:
         """The table's newest commit version (its log, not its rows)."""
         (newest,) = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT 1").select("version").collect()

@@ -69,6 +69,17 @@ def test_a_batch_is_replaced_read_and_deleted_without_touching_the_others(spark:
     assert warehouse.read_batch("t", "a").count() == 0
 
 
+def test_a_table_holds_files_from_its_first_write_until_its_rows_are_deleted(spark: SparkSession, lake: Lake) -> None:
+    warehouse = lake.warehouse()
+    warehouse.ensure_table("t", rows_of(spark, "x").schema)
+    created = warehouse.holds_files("t")
+    replace_batch(warehouse, "t", rows_of(spark, "a", ("k1", 1), ("k2", 2)), "a")
+    written = warehouse.holds_files("t")
+    warehouse.delete_batch("t", "a")
+
+    assert (created, written, warehouse.holds_files("t")) == (False, True, False)
+
+
 def test_a_column_no_longer_declared_is_kept_and_written_as_null(spark: SparkSession, lake: Lake) -> None:
     # A table made while a contract still declared `note`; the contract dropped it since.
     earlier = lake.warehouse()
