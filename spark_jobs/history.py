@@ -268,15 +268,15 @@ def _refuse_unobserved_versions(warehouse: Warehouse, contract: Contract, observ
     delete them.
 
     Such a target was loaded outside a pipeline (the ingest job, by hand): every key a batch touches
-    would keep only the versions this batch's observations give. Observations whose rows were deleted
-    while their files stay were written by a pipeline, whose rebuild is the one that took them back.
-    Decided from the tables' logs (reading one row costs several times as much, and a new pipeline
-    asked both tables of each target); rows are read only when the observations hold no file and
-    the target does.
+    would keep only the versions this batch's observations give. Decided from the tables' logs
+    (`Warehouse.holds_files`; reading one row costs several times as much, and a new pipeline asks
+    both tables of each target); the target's rows are read only when the observations hold no file
+    and the target does. Observations that hold files without rows (files without statistics whose
+    rows were deleted) were written by a pipeline, so they count as kept.
     """
     if warehouse.holds_files(observed) or not warehouse.holds_files(contract.target):
         return
-    if warehouse.read(contract.target).isEmpty():  # every row of its files deleted
+    if warehouse.read(contract.target).isEmpty():  # files without statistics whose rows were all deleted
         return
     raise TargetDefinitionChanged(
         f"{warehouse.name(contract.target)} holds versions but {observed} holds no observation (the target was "

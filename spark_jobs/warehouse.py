@@ -261,8 +261,9 @@ class Warehouse:
 
     def holds_files(self, table: str) -> bool:
         """Whether the table's current version has a data file (`DESCRIBE DETAIL`): its log is read, not its
-        rows, so this costs a fraction of a query that reads one row. A new or emptied table has none; a
-        table whose files' rows were all deleted (deletion vectors) still has them."""
+        rows, so this costs a fraction of a query that reads one row. A new table has none, nor one whose
+        rows were all deleted: Delta removes a file once a delete takes its every row, except a file
+        without row-count statistics, which keeps a deletion vector over all its rows instead."""
         (detail,) = self.spark.sql(f"DESCRIBE DETAIL {self.name(table)}").select("numFiles").collect()
         return bool(detail["numFiles"])
 
