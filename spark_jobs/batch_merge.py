@@ -21,11 +21,11 @@ if __package__ in (None, ""):
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from filegate.contracts import Contract
+from filegate.contracts import BUSINESS_DATE, Contract
 from spark_jobs.batch import BatchContext, run_batch_task, skip_completed
 from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
-from spark_jobs.columns import BATCH_ID, stage_schema, target_schema
+from spark_jobs.columns import BATCH_ID, REASON, stage_schema, target_schema
 from spark_jobs.contract_sql import deletes
 from spark_jobs.history import merge_history
 from spark_jobs.merge import latest_wins_merge
@@ -71,6 +71,23 @@ def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
     return staged if keys is None else staged.join(keys, on=list(contract.keys), how="left_anti")
 
 
+def held_back(context: BatchContext, contract: Contract) -> DataFrame:
+    """The keys and date of the member's rows of this batch that the stage rejected or `validate` quarantined.
+
+    For a snapshot: the key of a row held back was in the snapshot, so its version must not be closed
+    (`history.held_markers`). A rejected row's key is as the stage parsed it (NULL when unreadable).
+    """
+    keys = list(contract.keys)
+    stage = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)
+    quarantined = _quarantined(context, contract)
+    if quarantined is None:
+        held = stage.where(F.col(REASON).isNotNull())
+    else:
+        flagged = stage.join(quarantined.withColumn(_QUARANTINED, F.lit(True)), on=keys, how="left")
+        held = flagged.where(F.col(REASON).isNotNull() | F.col(_QUARANTINED).isNotNull())
+    return held.select(*keys, BUSINESS_DATE)
+
+
 def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
     """Merge one member into its target; its processing_log row.
 
@@ -85,7 +102,8 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
     rows, read, quarantined = batch_rows(context, contract)
     details: dict[str, object] = {"scd_type": contract.scd_type, "load": contract.load}
     if contract.scd_type == 2:
-        counts = merge_history(context.warehouse, contract, rows, context.manifest.batch_id)
+        held = held_back(context, contract) if contract.load == "snapshot" else None
+        counts = merge_history(context.warehouse, contract, rows, context.manifest.batch_id, held)
         superseded, inserted, updated, unchanged = counts.superseded, counts.opened, counts.changed, counts.unchanged
         deleted = counts.closed
         details["versions"] = {"inserted": counts.inserted, "updated": counts.updated, "deleted": counts.deleted}

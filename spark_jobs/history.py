@@ -6,7 +6,9 @@ target's versions are a pure function of the observations of a key:
 1. observations of a key are ordered by the sequence column (one per sequence value; equal ones are
    resolved by content, as everywhere else);
 2. a snapshot dataset adds a tombstone at the next snapshot date on which a key is missing, and a row
-   matching `delete_when` is one (the row is kept: the condition is read again at each rebuild);
+   matching `delete_when` is one (the row is kept: the condition is read again at each rebuild); a
+   key whose row the batch held back (rejected by the stage, quarantined by `validate`) is not missing:
+   a marker observation (`HELD`) says the snapshot showed it, and its version stays as it was;
 3. a new version starts where the tracked columns' values differ from the previous observation's, or
    after a tombstone; untracked columns take the version's LAST observation's values (type 1 inside
    a version: a change to `last_login` alone updates the current version in place);
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, StructField, StructType
 
 from filegate.contracts import BUSINESS_DATE, Contract
 from filegate.errors import FilegateError
@@ -42,6 +45,8 @@ from spark_jobs.target_definition import TargetDefinitionChanged, definition, en
 from spark_jobs.warehouse import CHANGE_FEED, Warehouse, batch_predicate
 
 ACTION = "_action"
+# An observation that only says a snapshot showed its key: the row was held back (rejected or quarantined).
+HELD = "_held"
 UPSERT = "upsert"
 DELETE = "delete"
 _TOMBSTONE = "_tombstone"
@@ -100,6 +105,48 @@ def observation_columns(contract: Contract) -> list[str]:
     return [*(f.name for f in row_fields(contract)), *LINEAGE]
 
 
+def observations_schema(contract: Contract) -> StructType:
+    """`<target>_observations`: an observation's columns, and whether it is a held-back key's marker.
+
+    `HELD` is NULL in rows written before it existed (the migration adds the column): they are rows.
+    """
+    fields = [f for f in target_schema(contract).fields if f.name in observation_columns(contract)]
+    return StructType([*fields, StructField(HELD, BooleanType())])
+
+
+def held_markers(held: DataFrame, contract: Contract, batch_id: str) -> DataFrame:
+    """A marker observation for each key (and snapshot date) in `held`: the snapshot showed the key, but its
+    row was held back, so the key is not missing (`snapshot_tombstones`) and no version takes its values.
+
+    Without it a product whose row broke a rule one day would be closed that day, as if it had left the
+    catalogue, and reopened as a new version the day its row is good again. A held-back row whose key
+    is unreadable has no marker: its key is missing from the snapshot.
+    """
+    keys = list(contract.keys)
+    types = {f.name: f.dataType for f in observations_schema(contract).fields}
+    shown = held.where(_all_set(keys)).select(*keys, BUSINESS_DATE).distinct()
+    return shown.select(
+        *(
+            F.col(name) if name in (*keys, BUSINESS_DATE)
+            else F.lit(batch_id).alias(name) if name == BATCH_ID
+            else F.lit(True).alias(name) if name == HELD
+            else F.lit(None).cast(types[name]).alias(name)
+            for name in types
+        )
+    )  # fmt: skip
+
+
+def _all_set(columns: list[str]) -> Column:
+    condition = F.col(columns[0]).isNotNull()
+    for name in columns[1:]:
+        condition &= F.col(name).isNotNull()
+    return condition
+
+
+def _is_held() -> Column:
+    return F.col(HELD).eqNullSafe(F.lit(True))
+
+
 def tracked_columns(contract: Contract) -> list[str]:
     """The columns whose change opens a new version: `track_history`, or all but `track_history_except`.
 
@@ -131,49 +178,55 @@ def row_values(columns: list[str]) -> Column:
     return F.struct(*columns)
 
 
-def snapshot_tombstones(observations: DataFrame, contract: Contract) -> DataFrame:
+def snapshot_tombstones(shown: DataFrame, schema: StructType, contract: Contract) -> DataFrame:
     """A tombstone for each key on the first snapshot date after one that showed it, when that snapshot lacks it.
 
-    The snapshot dates are the business dates observed; a late older snapshot then closes only what
-    it lacked on its own date, and a key that returns opens a new version.
+    `shown` holds every key each snapshot showed (its rows and its held-back markers); the tombstones
+    have the observations' columns (`schema`). The snapshot dates are the business dates observed; a
+    late older snapshot then closes only what it lacked on its own date, and a key that returns opens a
+    new version.
     """
     keys = list(contract.keys)
-    dates = observations.select(F.col(BUSINESS_DATE).alias(_NEXT_DATE)).distinct()
+    shown = shown.select(*keys, BUSINESS_DATE)
+    dates = shown.select(F.col(BUSINESS_DATE).alias(_NEXT_DATE)).distinct()
     following = (
-        observations.select(*keys, BUSINESS_DATE)
-        .join(dates, F.col(_NEXT_DATE) > F.col(BUSINESS_DATE))
+        shown.join(dates, F.col(_NEXT_DATE) > F.col(BUSINESS_DATE))
         .groupBy(*keys, BUSINESS_DATE)
         .agg(F.min(_NEXT_DATE).alias(_NEXT_DATE))
     )
-    present = observations.select(*keys, F.col(BUSINESS_DATE).alias(_NEXT_DATE))
+    present = shown.select(*keys, F.col(BUSINESS_DATE).alias(_NEXT_DATE))
     missing = following.join(present, on=[*keys, _NEXT_DATE], how="left_anti").select(*keys, _NEXT_DATE).distinct()
     others = [name for name in observation_columns(contract) if name not in keys and name != contract.sequence_by]
-    schema = {f.name: f.dataType for f in observations.schema.fields}
+    types = {f.name: f.dataType for f in schema.fields}
     return missing.select(
         *keys,
-        *(F.lit(None).cast(schema[name]).alias(name) for name in others),
+        *(F.lit(None).cast(types[name]).alias(name) for name in others),
         F.col(_NEXT_DATE).alias(contract.sequence_by),
         F.lit(True).alias(_TOMBSTONE),
     )
 
 
 def versions(observations: DataFrame, contract: Contract) -> DataFrame:
-    """The versions the observations of some keys give (target columns), see the module docstring."""
+    """The versions the observations of some keys give (target columns), see the module docstring.
+
+    `observations` as the table holds them (`observations_schema`).
+    """
     keys = list(contract.keys)
     sequence = contract.sequence_by
     # One observation per key and instant (equal ones resolved by content). Partitioned by the keys alone,
     # like every window below, so that Spark shuffles the observations once.
     first_per_instant = Window.partitionBy(*keys).orderBy(F.col(sequence), content_order(contract))
     earlier = F.lag(sequence).over(first_per_instant)
+    observed = observations.where(F.col(sequence).isNotNull())  # not a key a batch withdrew (`withdrawn`)
     rows = (
-        observations.where(F.col(sequence).isNotNull())  # not a key a batch withdrew (`withdrawn`)
+        observed.where(~_is_held())
         .select(*observation_columns(contract), earlier.alias(_EARLIER))
         .where(F.col(_EARLIER).isNull() | (F.col(_EARLIER) != F.col(sequence)))
         .drop(_EARLIER)
         .withColumn(_TOMBSTONE, deletes(contract))
     )
     if contract.load == "snapshot":
-        rows = rows.unionByName(snapshot_tombstones(rows, contract))
+        rows = rows.unionByName(snapshot_tombstones(observed, rows.schema, contract))
     by_time = Window.partitionBy(*keys).orderBy(sequence)
     # A tombstone's values are NULL: equal to the tombstone before it, unequal to any live observation.
     tracked = F.struct(
@@ -286,8 +339,15 @@ def _refuse_unobserved_versions(warehouse: Warehouse, contract: Contract, observ
     )
 
 
-def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, batch_id: str) -> HistoryCounts:
-    """Record the batch's observations, then bring the target's touched keys to the history they give."""
+def merge_history(
+    warehouse: Warehouse, contract: Contract, batch: DataFrame, batch_id: str, held: DataFrame | None = None
+) -> HistoryCounts:
+    """Record the batch's observations, then bring the target's touched keys to the history they give.
+
+    `held`: for a snapshot, the keys (with the business date) of the batch's rows that were held back;
+    they are not missing from it (`held_markers`). Ignored for other loads, where a key's absence means
+    nothing.
+    """
     if contract.load == "snapshot" and contract.sequence_by != BUSINESS_DATE:
         raise TargetDefinitionChanged(
             f"{contract.name}: a snapshot dataset is sequenced by its snapshot's date; set sequence_by = "
@@ -298,13 +358,16 @@ def merge_history(warehouse: Warehouse, contract: Contract, batch: DataFrame, ba
     ensure_target(warehouse, contract, schema, target_properties(contract))
     observed = observations_table(contract)
     columns = observation_columns(contract)
-    warehouse.ensure_table(observed, type(schema)([f for f in schema.fields if f.name in columns]))
+    warehouse.ensure_table(observed, observations_schema(contract))
     _refuse_unobserved_versions(warehouse, contract, observed)
     predicate = batch_predicate(batch_id)
     observations = batch.select(*columns)
     if contract.load != "snapshot":  # a snapshot's rebuild touches every key anyway
         earlier = warehouse.read_batch(observed, batch_id)
         observations = observations.unionByName(withdrawn(earlier, batch, contract, batch_id))
+    observations = observations.withColumn(HELD, F.lit(False))
+    if contract.load == "snapshot" and held is not None:
+        observations = observations.unionByName(held_markers(held, contract, batch_id))
     # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
     warehouse.replace_where(observed, observations, predicate)
     # The keys to rebuild: the batch's, and the ones it withdrew, now or in an earlier run of it.

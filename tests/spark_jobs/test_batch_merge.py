@@ -1,16 +1,20 @@
-"""The batch merge's SCD1 path (spark_jobs/batch_merge.py): newest row per key wins, `delete_when` deletes."""
+"""The batch merge (spark_jobs/batch_merge.py): SCD1's newest row per key wins, `delete_when` deletes; a
+snapshot's rows held back keep their keys."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from filegate.contracts import Column, Contract
+from filegate.contracts import BUILTIN_DATASETS, Column, Contract
+from spark_jobs import batch_merge, batch_stage, batch_validate
 from spark_jobs.batch_merge import merge_latest
 from spark_jobs.columns import target_schema
 from spark_jobs.warehouse import MergeCounts
+from tests.spark_jobs.batch_world import DAYS, arguments, seal
 from tests.spark_jobs.conftest import Lake
 
 LOCKERS = Contract(
@@ -52,3 +56,55 @@ def test_a_delete_removes_the_key_but_a_late_delete_keeps_the_newer_row(lake: La
     assert current(lake) == [("L2", "OPEN", T1)]
     # The same batch again changes nothing.
     assert merge_latest(warehouse, LOCKERS, second) == MergeCounts(0, 0, 0)
+
+
+# A rule that holds one product back for review: a quarantine of a snapshot dataset's row.
+REVIEW_RULE = '''
+[[rules]]
+name = "price_under_review"
+dataset = "products"
+severity = "LOW"
+action = "quarantine"
+description = "A product whose price is being reviewed is held back."
+sql = """
+SELECT product_id, 'price under review' AS detail FROM ${batch.products}
+WHERE product_id = 'PROD-00002' AND _business_date = DATE'2025-01-16'
+"""
+'''
+
+
+def test_a_snapshot_row_rejected_or_quarantined_keeps_its_product_current(lake: Lake, tmp_path: Path) -> None:
+    assert lake.spark is not None
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    pipeline = (BUILTIN_DATASETS / "ecommerce.toml").read_text()
+    (contracts / "ecommerce.toml").write_text(pipeline + REVIEW_RULE)
+    extra = ["--contracts-dir", str(contracts)]
+    one = seal(tmp_path / "in", DAYS[0], only=("products",))
+    two = seal(tmp_path / "in", DAYS[1], only=("products",))
+    # Day two's snapshot: PROD-00001's stock quantity is unreadable (the stage rejects the row), PROD-00002 is
+    # quarantined by the rule, PROD-00011 is gone.
+    [day_two] = (tmp_path / "in" / DAYS[1] / "products").glob("*.csv")
+    text = day_two.read_text()
+    assert text.count("\nPROD-00001,") == 1
+    day_two.write_text(text.replace("USD,", "USD,a lot of ", 1))
+    for run, manifest in enumerate((one, two), start=1):
+        for task in (batch_stage, batch_validate, batch_merge):
+            assert task.main(arguments(lake, manifest, extra, run)) == 0, task
+
+    target = lake.spark.table(lake.location.name("products_target"))
+    found = {
+        r["product_id"]: (r["effective_from"], r["effective_to"], r["is_current"])
+        for r in target.where("product_id IN ('PROD-00001', 'PROD-00002', 'PROD-00011')").collect()
+    }
+    first, second = date.fromisoformat(DAYS[0]), date.fromisoformat(DAYS[1])
+    assert found == {
+        "PROD-00001": (first, None, True),
+        "PROD-00002": (first, None, True),
+        "PROD-00011": (first, second, False),
+    }
+    rejects = lake.spark.table(lake.location.name("products_rejects")).where(f"_batch_id LIKE '%{DAYS[1]}%'")
+    assert sorted((r["_rejected_by"], r["rules"]) for r in rejects.collect()) == [
+        ("stage", ["products.stock_quantity.type"]),
+        ("validate", ["products.validate.price_under_review"]),
+    ]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from filegate.contracts import BUSINESS_DATE, Column, Contract
@@ -199,6 +200,35 @@ def test_a_snapshot_closes_a_missing_key_and_reopens_it_when_it_returns_in_any_o
     ]
 
 
+def held(spark: SparkSession, day: date, *skus: str | None) -> DataFrame:
+    """The keys (and snapshot date) of rows the batch held back, as `batch_merge.held_back` gives them."""
+    return spark.createDataFrame([(sku, day) for sku in skus], f"sku string, {BUSINESS_DATE} date")
+
+
+def test_a_snapshot_row_held_back_keeps_its_key_open_even_when_its_day_arrives_last(lake: Lake) -> None:
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    d1, d2, d3, d4 = date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3), date(2025, 1, 4)
+    # s2's row broke a rule on d2 and was held back: s2 was on the shelf. It is gone on d3, back on d4.
+    # s3's only rows were held back: no version. A held-back row whose key was unreadable holds nothing.
+    batches = {
+        d1: ({"s1": 10, "s2": 5}, ()),
+        d2: ({"s1": 10}, ("s2", "s3", None)),
+        d3: ({"s1": 10}, ("s3",)),
+        d4: ({"s1": 10, "s2": 6}, ()),
+    }
+    columns = ["sku", "price", "effective_from", "effective_to", "is_current"]
+    expected = [("s1", 10, d1, None, True), ("s2", 5, d1, d3, False), ("s2", 6, d4, None, True)]
+    # The day that holds s2 back arrives last, inside history already written (in turn it gives the same:
+    # every merge rebuilds from the markers read back with the rows).
+    for day in (d1, d3, d4, d2):
+        items, skus = batches[day]
+        merge_history(warehouse, SHELF, shelf(lake.spark, day, items), f"shelf-{day}", held(lake.spark, day, *skus))
+
+    # Without the markers s2 would be closed on d2, as a key missing from that snapshot.
+    assert versions(lake, "shelf", columns) == expected
+
+
 def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake: Lake) -> None:
     assert lake.spark is not None
     warehouse = lake.warehouse()
@@ -374,7 +404,8 @@ def test_a_change_below_a_millisecond_opens_a_version_and_minus_zero_is_zero(spa
         ("s2", calibrated, -0.0, T2),  # equal values, as the MERGE's <=> sees them: no change
     ]
 
-    found = history.versions(observed(spark, READINGS, rows, "r"), READINGS).collect()
+    found = history.versions(observed(spark, READINGS, rows, "r").withColumn(history.HELD, F.lit(None)), READINGS)
+    found = found.collect()
 
     assert sorted((r["sensor"], r["effective_from"], r["is_current"]) for r in found) == [
         ("s1", T1, False),
