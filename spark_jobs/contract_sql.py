@@ -20,10 +20,11 @@ from filegate.contracts import BUSINESS_DATE, Check, Contract, Derived, Problem,
 from spark_jobs.columns import contract_fields, data_type, spark_type_name
 
 
-def derived_column(contract: Contract, derived: Derived) -> SparkColumn:
-    """The derived column's value, cast to its declared type."""
+def derived_column(contract: Contract, derived: Derived, only_where: SparkColumn | None = None) -> SparkColumn:
+    """The derived column's value, cast to its declared type; NULL, and not computed, where `only_where` is not true."""
     value = _banded(contract, derived) if derived.bands_on else F.expr(contract.sql(derived.expr))
-    return value.cast(spark_type_name(derived.type)).alias(derived.name)
+    typed = value.cast(spark_type_name(derived.type))
+    return (typed if only_where is None else F.when(only_where, typed)).alias(derived.name)
 
 
 def _banded(contract: Contract, derived: Derived) -> SparkColumn:

@@ -58,8 +58,13 @@ def stage_rules(contract: Contract) -> list[StageRule]:
 def apply_row_rules(checked: DataFrame, contract: Contract, business_date: date | None) -> DataFrame:
     """Add derived columns, run the checks and the unique-key rule; see the module's docstring."""
     rows = checked
+    # A derived column is computed only for a row that broke no column rule: its expression may rely on
+    # what those rules promise (dimensions that match their pattern), and Spark's ANSI mode raises on a
+    # value it cannot cast or that overflows, which would stop the whole file for one row that is
+    # rejected anyway. A rejected row's derived columns are NULL (its raw text is kept).
+    passed = F.col(REASON).isNull()
     for derived in contract.derived:
-        rows = rows.select("*", derived_column(contract, derived))
+        rows = rows.select("*", derived_column(contract, derived, only_where=passed))
     rows = rows.select("*", F.lit(business_date).cast("date").alias(BUSINESS_DATE))
     rejecting = [check for check in contract.checks if check.action == "reject"]
     warning = [check for check in contract.checks if check.action == "warn"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,25 @@ def test_warn_checks_keep_the_row_and_derived_columns_are_added(spark: SparkSess
     assert contradicted["rules"] == []
     assert rows[("PROD-00001", "WH-AUS-02")]["_warnings"] == ["inventory.check.updated_not_in_future"]
     assert rows[("PROD-00002", "WH-BOS-01")]["_warnings"] == []
+
+
+SHIPMENT = "ORD-2025000{n},1ZA0459F6F3E0{n},EXPRESS,USPS,12.50,USD,15.663,{dimensions},2025-01-15,2025-01-17,,{at},{at}"
+
+
+def test_a_value_its_column_rule_rejects_is_never_read_by_a_derived_column(spark: SparkSession, tmp_path: Path) -> None:
+    # The volume's expression casts each side to decimal(6,2): under ANSI SQL a side that is no number,
+    # or too long, raises, and one such row would stop the whole file instead of being rejected.
+    sides = {1: "12x22x29", 2: "axbxc", 3: "99999x1x1"}
+    at = "2025-01-15T15:39:17Z"
+    path = _file(tmp_path, "shipping", *(SHIPMENT.format(n=n, dimensions=d, at=at) for n, d in sides.items()))
+
+    rows = {row["order_id"]: row for row in _checked(spark, path, "shipping")}
+
+    assert rows["ORD-20250001"]["rules"] == []
+    assert rows["ORD-20250001"]["volume_cm3"] == Decimal("7656.00")
+    for rejected in ("ORD-20250002", "ORD-20250003"):
+        assert rows[rejected]["rules"] == ["shipping.dimensions_cm.pattern"]
+        assert rows[rejected]["volume_cm3"] is None
 
 
 def test_a_misshapen_row_names_only_its_shape_and_never_knocks_out_a_good_row(
