@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import PurePosixPath
 
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from filegate import tables
 from filegate.contracts import BUSINESS_DATE, Contract
-from filegate.errors import ContractError
+from filegate.errors import ContractError, FilegateError
 from spark_jobs.columns import (
     BATCH_ID,
     INGESTED_AT,
@@ -21,11 +22,13 @@ from spark_jobs.columns import (
     REASON,
     REJECTED_BY,
     RULES,
+    SHAPE_OK,
     SOURCE_FILE,
     rejects_schema,
     stage_schema,
     stage_table_schema,
 )
+from spark_jobs.contract_sql import check_passes, derived_column
 from spark_jobs.row_rules import apply_row_rules
 from spark_jobs.validation import parse_fields, read_lines, split_rows
 from spark_jobs.warehouse import Warehouse, batch_predicate
@@ -51,6 +54,62 @@ class StageCounts:
     @property
     def read(self) -> int:
         return self.staged + self.rejected
+
+
+class RowExpressionFailed(FilegateError):
+    """A derived column or a check of the contract raised on a row (ANSI SQL: a cast, an overflow, a division by
+    zero): the file cannot be staged until the expression is fixed."""
+
+
+def is_data_exception(exc: PySparkException) -> bool:
+    """Whether Spark raised on a value (SQLSTATE class 22, data exception), not on the query or the platform."""
+    return (exc.getSqlState() or "").startswith("22")
+
+
+def _which_expression_raised(
+    checked: DataFrame, contract: Contract, business_date: date | None, batch: Batch, exc: PySparkException
+) -> str:
+    """The error for a data exception in the stage's write, naming the contract's expression that raised.
+
+    Only the contract's expressions compute on a row's values beyond the parsing, which tolerates any
+    text: each derived column (in order, as each may read the ones before it), then each check, is
+    evaluated alone over the file's rows until one raises. Run only after the write failed.
+    """
+    file = PurePosixPath(batch.source_file).name
+    rows = checked.select("*", F.lit(business_date).cast("date").alias(BUSINESS_DATE))
+    passed = F.col(REASON).isNull()
+    suspects: list[tuple[str, DataFrame]] = []
+    for derived in contract.derived:
+        rows = rows.select("*", derived_column(contract, derived, only_where=passed))
+        expr = derived.expr or "bands"
+        what = f"derived column {derived.name} ({expr}) raised on a row of {file} that broke no column rule"
+        suspects.append((what, rows.select(F.count(derived.name))))
+    for check in contract.checks:
+        # As the stage runs it: on every row of the contract's shape.
+        verdict = F.when(F.col(SHAPE_OK), ~check_passes(contract, check))
+        what = f"check {check.name} ({check.expr}) raised on a row of {file}"
+        suspects.append((what, rows.select(F.count_if(verdict))))
+    for what, probe in suspects:
+        try:
+            probe.collect()
+        except PySparkException as found:
+            if not is_data_exception(found):
+                continue  # not this expression's value: the message below keeps Spark's own error
+            return (
+                f"{contract.name}: the {what}: {_spark_error(found)} Nothing of the file was staged; it stays "
+                "archived. Make the expression hold for every value the column rules accept (try_divide, "
+                "try_cast, a wider decimal, or a column rule that rejects such a row first), then run the job "
+                "for the file again."
+            )
+    return (
+        f"{contract.name}: staging {file} raised on a value, in none of the contract's expressions: {_spark_error(exc)}"
+    )
+
+
+def _spark_error(exc: PySparkException) -> str:
+    """Spark's message, first line, without its advice to turn ANSI SQL off (the values would turn NULL unseen)."""
+    first = str(exc).split("\n", 1)[0]
+    return re.sub(r'\s*If necessary set "spark\.sql\.ansi\.enabled" to "false"[^.]*\.', "", first).strip()
 
 
 def stage_table(contract: Contract) -> str:
@@ -111,7 +170,12 @@ def stage_file(
     stage, rejects = stage_table(contract), rejects_table(contract)
     warehouse.ensure_table(stage, stage_table_schema(contract), partition_by=(BATCH_ID,))
     warehouse.ensure_table(rejects, rejects_schema())
-    warehouse.replace_where(stage, rows, batch_predicate(batch.batch_id))
+    try:
+        warehouse.replace_where(stage, rows, batch_predicate(batch.batch_id))
+    except PySparkException as exc:
+        if not is_data_exception(exc):
+            raise
+        raise RowExpressionFailed(_which_expression_raised(split.checked, contract, business_date, batch, exc)) from exc
     # The counts from the rows just written (one column of one partition): the newest replace of the
     # batch is this one, or a concurrent attempt at the same batch from the same file.
     found = (

@@ -13,7 +13,7 @@ import pytest
 from filegate.contracts import load_contracts
 from local_world.samples.ecommerce import MEMBERS
 from spark_jobs import stage_load, target_load
-from spark_jobs.stage import Batch, stage_file
+from spark_jobs.stage import Batch, RowExpressionFailed, stage_file
 from spark_jobs.task import parse_arguments
 from tests.spark_jobs.conftest import SAMPLES, Lake
 from tests.spark_jobs.test_load_scenarios import task_arguments
@@ -83,3 +83,27 @@ def test_derived_columns_are_staged_with_the_row(lake: Lake) -> None:
                                          "LOW_STOCK" if row["stock_quantity"] <= 10 else "IN_STOCK")
         for row in stage
     )  # fmt: skip
+
+
+def test_a_derived_column_that_raises_on_a_good_row_is_named_and_nothing_is_staged(lake: Lake) -> None:
+    assert lake.spark is not None
+    # A divisor of 0.001 gives volumetric weights of millions of kg: their decimal(10,3) overflows under
+    # ANSI SQL on rows that broke no rule, which no rule can reject.
+    contract = load_contracts()["shipping"]
+    contract = replace(contract, params={**contract.params, "volumetric_divisor": 0.001})
+    source = ECOMMERCE / "shipping_2025_01_15.csv"
+    batch = Batch("shipping", "b-shipping", str(source), datetime.now(UTC))
+
+    with pytest.raises(RowExpressionFailed) as raised:
+        stage_file(lake.spark, lake.warehouse(), contract, str(source), batch)
+
+    message = str(raised.value)
+    assert message.startswith(
+        "shipping: the derived column volumetric_weight_kg (CAST(volume_cm3 / ${param.volumetric_divisor} AS "
+        "DECIMAL(10,3))) raised on a row of shipping_2025_01_15.csv that broke no column rule: "
+        "[NUMERIC_VALUE_OUT_OF_RANGE"
+    ), message
+    assert "cannot be represented as Decimal(10, 3)" in message
+    assert "spark.sql.ansi.enabled" not in message  # Spark's advice would turn the values NULL unseen
+    assert "try_divide" in message
+    assert lake.spark.table(lake.location.name("shipping_stage")).count() == 0
