@@ -19,6 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from pyspark.errors import PySparkException
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -49,6 +50,7 @@ from spark_jobs.columns import (
     rejects_schema,
     row_fields,
 )
+from spark_jobs.contract_sql import is_data_exception, spark_message
 from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
 from spark_jobs.pipeline_rules import Checks, Relation, parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
@@ -469,6 +471,33 @@ def manifest_result(dataset: str, read: int, expected: int) -> Result:
     )
 
 
+class RuleRaised(FilegateError):
+    """A `[[rules]]` query raised on the batch's values (ANSI SQL: a cast, an overflow, a division by zero)."""
+
+
+def _which_rule_raised(context: BatchContext, checks: Checks, inputs: Inputs, exc: PySparkException) -> str:
+    """The error for a data exception in the failures' write, naming the rule whose query raised.
+
+    Relations compare keys and cannot raise on a value; each rule's query is run alone over the batch
+    until one raises. Run only after the write failed.
+    """
+    present = {m.dataset for m in context.manifest.members}
+    batch = context.manifest.batch_id
+    for rule in (r for r in checks.rules if r.dataset in present):
+        contract = context.contract(rule.dataset)
+        try:
+            rule_failures(rule, inputs, contract, checks.params, context.manifest.business_date).count()
+        except PySparkException as found:
+            if not is_data_exception(found):
+                continue  # not this rule's values: the message below keeps Spark's own error
+            return (
+                f"batch {batch}: the rule {rule.name} ({rule.dataset}) raised on the batch's values: "
+                f"{spark_message(found)} Nothing was recorded and nothing of the batch is merged. Make the rule's "
+                "SQL hold for every row it reads (try_cast, try_divide, a filter), then run the batch again."
+            )
+    return f"batch {batch}: validating raised on a value, in no rule's query alone: {spark_message(exc)}"
+
+
 def validate_batch(context: BatchContext) -> list[Result]:
     """Run every check of the batch, write failures, results and quarantined rows; fail when a `fail` rule tripped."""
     checks = parse_checks(context.pipeline, context.contracts)
@@ -483,9 +512,14 @@ def validate_batch(context: BatchContext) -> list[Result]:
         failures = failure_rows(context, checks, inputs, checked_at)
         warehouse.ensure_table(FAILURES, FAILURES_SCHEMA)
         empty = context.spark.createDataFrame([], FAILURES_SCHEMA)
-        warehouse.replace_where(
-            FAILURES, failures if failures is not None else empty, f"batch_id = {sql_string(batch_id)}"
-        )
+        try:
+            warehouse.replace_where(
+                FAILURES, failures if failures is not None else empty, f"batch_id = {sql_string(batch_id)}"
+            )
+        except PySparkException as exc:
+            if not is_data_exception(exc):
+                raise
+            raise RuleRaised(_which_rule_raised(context, checks, inputs, exc)) from exc
         recorded = warehouse.read(FAILURES).where(F.col("batch_id") == F.lit(batch_id))
         figures = batch_figures(context, checks, inputs, batch_rows, recorded)
         results: list[Result] = []

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pyspark.errors import PySparkException
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -18,6 +19,17 @@ from pyspark.sql.types import BooleanType, DateType, StructType
 
 from filegate.contracts import BUSINESS_DATE, Check, Contract, Derived, Problem, band_bound, typed_value
 from spark_jobs.columns import contract_fields, data_type, spark_type_name
+
+
+def is_data_exception(exc: PySparkException) -> bool:
+    """Whether Spark raised on a value (SQLSTATE class 22, data exception: a cast, an overflow, a division by
+    zero under ANSI SQL), not on the query or the platform."""
+    return (exc.getSqlState() or "").startswith("22")
+
+
+def spark_message(exc: PySparkException) -> str:
+    """Spark's message, first line, without its advice to turn ANSI SQL off (the values would turn NULL unseen)."""
+    return re.sub(r'\s*If necessary set "spark\.sql\.ansi\.enabled" to "false"[^.]*\.', "", first_line(exc)).strip()
 
 
 def derived_column(contract: Contract, derived: Derived, only_where: SparkColumn | None = None) -> SparkColumn:

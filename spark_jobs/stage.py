@@ -28,7 +28,7 @@ from spark_jobs.columns import (
     stage_schema,
     stage_table_schema,
 )
-from spark_jobs.contract_sql import check_passes, derived_column
+from spark_jobs.contract_sql import check_passes, derived_column, is_data_exception, spark_message
 from spark_jobs.row_rules import apply_row_rules
 from spark_jobs.validation import parse_fields, read_lines, split_rows
 from spark_jobs.warehouse import Warehouse, batch_predicate
@@ -61,11 +61,6 @@ class RowExpressionFailed(FilegateError):
     zero): the file cannot be staged until the expression is fixed."""
 
 
-def is_data_exception(exc: PySparkException) -> bool:
-    """Whether Spark raised on a value (SQLSTATE class 22, data exception), not on the query or the platform."""
-    return (exc.getSqlState() or "").startswith("22")
-
-
 def _which_expression_raised(
     checked: DataFrame, contract: Contract, business_date: date | None, batch: Batch, exc: PySparkException
 ) -> str:
@@ -96,20 +91,13 @@ def _which_expression_raised(
             if not is_data_exception(found):
                 continue  # not this expression's value: the message below keeps Spark's own error
             return (
-                f"{contract.name}: the {what}: {_spark_error(found)} Nothing of the file was staged; it stays "
+                f"{contract.name}: the {what}: {spark_message(found)} Nothing of the file was staged; it stays "
                 "archived. Make the expression hold for every value the column rules accept (try_divide, "
                 "try_cast, a wider decimal, or a column rule that rejects such a row first), then run the job "
                 "for the file again."
             )
-    return (
-        f"{contract.name}: staging {file} raised on a value, in none of the contract's expressions: {_spark_error(exc)}"
-    )
-
-
-def _spark_error(exc: PySparkException) -> str:
-    """Spark's message, first line, without its advice to turn ANSI SQL off (the values would turn NULL unseen)."""
-    first = str(exc).split("\n", 1)[0]
-    return re.sub(r'\s*If necessary set "spark\.sql\.ansi\.enabled" to "false"[^.]*\.', "", first).strip()
+    message = spark_message(exc)
+    return f"{contract.name}: staging {file} raised on a value, in none of the contract's expressions: {message}"
 
 
 def stage_table(contract: Contract) -> str:
