@@ -475,8 +475,9 @@ class RuleRaised(FilegateError):
     """A `[[rules]]` query raised on the batch's values (ANSI SQL: a cast, an overflow, a division by zero)."""
 
 
-def _which_rule_raised(context: BatchContext, checks: Checks, inputs: Inputs, exc: PySparkException) -> str:
-    """The error for a data exception in the failures' write, naming the rule whose query raised.
+def _which_rule_raised(context: BatchContext, checks: Checks, inputs: Inputs) -> str | None:
+    """The error for a data exception in the failures' write, naming the rule whose query raised; None when no
+    rule raises alone (the original error then stands).
 
     Relations compare keys and cannot raise on a value; each rule's query is run alone over the batch
     until one raises. Run only after the write failed.
@@ -489,13 +490,15 @@ def _which_rule_raised(context: BatchContext, checks: Checks, inputs: Inputs, ex
             rule_failures(rule, inputs, contract, checks.params, context.manifest.business_date).count()
         except PySparkException as found:
             if not is_data_exception(found):
-                continue  # not this rule's values: the message below keeps Spark's own error
+                return None  # not a value this rule read: Spark's own error stands
             return (
                 f"batch {batch}: the rule {rule.name} ({rule.dataset}) raised on the batch's values: "
                 f"{spark_message(found)} Nothing was recorded and nothing of the batch is merged. Make the rule's "
                 "SQL hold for every row it reads (try_cast, try_divide, a filter), then run the batch again."
             )
-    return f"batch {batch}: validating raised on a value, in no rule's query alone: {spark_message(exc)}"
+        except Exception:  # the probe itself failed (a lost connection): Spark's own error stands
+            return None
+    return None
 
 
 def validate_batch(context: BatchContext) -> list[Result]:
@@ -517,9 +520,10 @@ def validate_batch(context: BatchContext) -> list[Result]:
                 FAILURES, failures if failures is not None else empty, f"batch_id = {sql_string(batch_id)}"
             )
         except PySparkException as exc:
-            if not is_data_exception(exc):
+            named = _which_rule_raised(context, checks, inputs) if is_data_exception(exc) else None
+            if named is None:
                 raise
-            raise RuleRaised(_which_rule_raised(context, checks, inputs, exc)) from exc
+            raise RuleRaised(named) from exc
         recorded = warehouse.read(FAILURES).where(F.col("batch_id") == F.lit(batch_id))
         figures = batch_figures(context, checks, inputs, batch_rows, recorded)
         results: list[Result] = []

@@ -1,8 +1,9 @@
 """The rules only the job can run on a file's rows: derived columns, row checks and unique keys.
 
 Input: the file's checked rows (typed contract columns, the column rules' `reason` and `rules`, the
-raw text). Output: the same rows with the derived columns, every broken rule's id in `rules`, and
-the ids of failed `warn` checks in `_warnings`. A row sent twice byte for byte is no conflict: both
+raw text). Output: the same rows with the derived columns (NULL, not computed, on a row a column rule
+rejected), every broken rule's id in `rules`, and the ids of failed `warn` checks in `_warnings`. A row
+sent twice byte for byte is no conflict: both
 copies stage, and the merge keeps one per key and counts the other as superseded, as it does for any
 repeated version.
 """
@@ -69,19 +70,21 @@ def apply_row_rules(checked: DataFrame, contract: Contract, business_date: date 
     rejecting = [check for check in contract.checks if check.action == "reject"]
     warning = [check for check in contract.checks if check.action == "warn"]
     # A misshapen row has its values in the wrong columns: checks on them would name rules it did not break.
-    shaped = F.col(SHAPE_OK)
-    failed_rejects = [
-        (F.when(shaped & ~check_passes(contract, check), F.lit(contract.check_id(check))), F.lit(_check_reason(check)))
-        for check in rejecting
-    ]
+    # A CASE, not an AND, keeps them off such a row: Spark does not promise that AND short-circuits.
+    failed_rejects = [(_failed_check(contract, check), F.lit(_check_reason(check))) for check in rejecting]
     rows = _with_broken(rows, failed_rejects)
     rows = rows.withColumn(
         WARNINGS,
-        _ids([F.when(shaped & ~check_passes(contract, check), F.lit(contract.check_id(check))) for check in warning]),
+        _ids([_failed_check(contract, check) for check in warning]),
     )
     if contract.unique_keys:
         rows = _unique_keys(rows, contract)
     return rows if contract.sequence_by == BUSINESS_DATE else rows.drop(BUSINESS_DATE)
+
+
+def _failed_check(contract: Contract, check: Check) -> SparkColumn:
+    """The check's id where a row of the contract's shape fails it; NULL elsewhere (the check not evaluated)."""
+    return F.when(F.col(SHAPE_OK), F.when(~check_passes(contract, check), F.lit(contract.check_id(check))))
 
 
 def _check_reason(check: Check) -> str:

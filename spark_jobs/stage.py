@@ -62,42 +62,49 @@ class RowExpressionFailed(FilegateError):
 
 
 def _which_expression_raised(
-    checked: DataFrame, contract: Contract, business_date: date | None, batch: Batch, exc: PySparkException
-) -> str:
-    """The error for a data exception in the stage's write, naming the contract's expression that raised.
+    checked: DataFrame, contract: Contract, business_date: date | None, batch: Batch
+) -> str | None:
+    """The error for a data exception in the stage's write, naming the contract's expression that raised; None
+    when no expression raises alone (the original error then stands).
 
-    Only the contract's expressions compute on a row's values beyond the parsing, which tolerates any
-    text: each derived column (in order, as each may read the ones before it), then each check, is
-    evaluated alone over the file's rows until one raises. Run only after the write failed.
+    The reading and the column rules are run first, alone (they tolerate any text: a raise there is not
+    the contract's expression); then each derived column (in order, as each may read the ones before
+    it) and each check, as the stage runs them, until one raises. Run only after the write failed.
     """
     file = PurePosixPath(batch.source_file).name
     rows = checked.select("*", F.lit(business_date).cast("date").alias(BUSINESS_DATE))
     passed = F.col(REASON).isNull()
-    suspects: list[tuple[str, DataFrame]] = []
+    suspects: list[tuple[str | None, str, DataFrame]] = [(None, "", checked.select(F.count_if(passed)))]
     for derived in contract.derived:
         rows = rows.select("*", derived_column(contract, derived, only_where=passed))
-        expr = derived.expr or "bands"
-        what = f"derived column {derived.name} ({expr}) raised on a row of {file} that broke no column rule"
-        suspects.append((what, rows.select(F.count(derived.name))))
+        what = f"derived column {derived.name} ({_shown(contract, derived.expr or 'bands')})"
+        advice = "every value its columns' rules accept"
+        suspects.append((what, advice, rows.select(F.count(derived.name))))
     for check in contract.checks:
-        # As the stage runs it: on every row of the contract's shape.
-        verdict = F.when(F.col(SHAPE_OK), ~check_passes(contract, check))
-        what = f"check {check.name} ({check.expr}) raised on a row of {file}"
-        suspects.append((what, rows.select(F.count_if(verdict))))
-    for what, probe in suspects:
+        verdict = F.when(F.col(SHAPE_OK), ~check_passes(contract, check))  # as the stage runs it
+        advice = "every row of the file's shape, also one a column rule rejects (an unreadable value is NULL)"
+        suspects.append((f"check {check.name} ({_shown(contract, check.expr)})", advice, rows.select(F.count(verdict))))
+    for suspect, advice, probe in suspects:
         try:
             probe.collect()
         except PySparkException as found:
-            if not is_data_exception(found):
-                continue  # not this expression's value: the message below keeps Spark's own error
+            if suspect is None or not is_data_exception(found):
+                return None  # not the contract's expression: Spark's own error stands
             return (
-                f"{contract.name}: the {what}: {spark_message(found)} Nothing of the file was staged; it stays "
-                "archived. Make the expression hold for every value the column rules accept (try_divide, "
-                "try_cast, a wider decimal, or a column rule that rejects such a row first), then run the job "
-                "for the file again."
+                f"{contract.name}: the {suspect} raised on a row of {file}: {spark_message(found)} Nothing of the "
+                f"file was staged; it stays archived. Make the expression hold for {advice} (try_divide, "
+                "try_cast, a wider decimal, or a column rule that rejects such a row first), then run the "
+                "file's job, or the batch, again."
             )
-    message = spark_message(exc)
-    return f"{contract.name}: staging {file} raised on a value, in none of the contract's expressions: {message}"
+        except Exception:  # the probe itself failed (a lost connection): Spark's own error stands
+            return None
+    return None
+
+
+def _shown(contract: Contract, expr: str) -> str:
+    """An expression as written, and as run when it has parameters."""
+    resolved = contract.sql(expr)
+    return expr if resolved == expr else f"{expr}, here {resolved}"
 
 
 def stage_table(contract: Contract) -> str:
@@ -161,9 +168,12 @@ def stage_file(
     try:
         warehouse.replace_where(stage, rows, batch_predicate(batch.batch_id))
     except PySparkException as exc:
-        if not is_data_exception(exc):
+        named = (
+            _which_expression_raised(split.checked, contract, business_date, batch) if is_data_exception(exc) else None
+        )
+        if named is None:
             raise
-        raise RowExpressionFailed(_which_expression_raised(split.checked, contract, business_date, batch, exc)) from exc
+        raise RowExpressionFailed(named) from exc
     # The counts from the rows just written (one column of one partition): the newest replace of the
     # batch is this one, or a concurrent attempt at the same batch from the same file.
     found = (

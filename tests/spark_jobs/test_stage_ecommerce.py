@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from filegate.contracts import load_contracts
+from filegate.contracts import Check, load_contracts
 from local_world.samples.ecommerce import MEMBERS
 from spark_jobs import stage_load, target_load
 from spark_jobs.stage import Batch, RowExpressionFailed, stage_file
@@ -100,10 +100,27 @@ def test_a_derived_column_that_raises_on_a_good_row_is_named_and_nothing_is_stag
     message = str(raised.value)
     assert message.startswith(
         "shipping: the derived column volumetric_weight_kg (CAST(volume_cm3 / ${param.volumetric_divisor} AS "
-        "DECIMAL(10,3))) raised on a row of shipping_2025_01_15.csv that broke no column rule: "
-        "[NUMERIC_VALUE_OUT_OF_RANGE"
+        "DECIMAL(10,3)), here CAST(volume_cm3 / 0.001 AS DECIMAL(10,3))) raised on a row of "
+        "shipping_2025_01_15.csv: [NUMERIC_VALUE_OUT_OF_RANGE"
     ), message
     assert "cannot be represented as Decimal(10, 3)" in message
     assert "spark.sql.ansi.enabled" not in message  # Spark's advice would turn the values NULL unseen
     assert "try_divide" in message
     assert lake.spark.table(lake.location.name("shipping_stage")).count() == 0
+
+
+def test_a_check_that_raises_on_a_value_is_named(lake: Lake) -> None:
+    assert lake.spark is not None
+    # Customer ids are text ('CUST-000001'): the cast raises CAST_INVALID_INPUT under ANSI SQL.
+    contract = load_contracts()["orders"]
+    check = Check("numeric_customer", "CAST(customer_id AS INT) > 0")
+    contract = replace(contract, checks=(*contract.checks, check))
+    source = ECOMMERCE / "orders_2025_01_15.csv"
+    batch = Batch("orders", "b-orders", str(source), datetime.now(UTC))
+
+    with pytest.raises(
+        RowExpressionFailed,
+        match=r"^orders: the check numeric_customer \(CAST\(customer_id AS INT\) > 0\) "
+        r"raised on a row of orders_2025_01_15\.csv: \[CAST_INVALID_INPUT\]",
+    ):
+        stage_file(lake.spark, lake.warehouse(), contract, str(source), batch)
