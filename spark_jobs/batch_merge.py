@@ -75,7 +75,9 @@ def held_back(context: BatchContext, contract: Contract) -> DataFrame:
     """The keys and date of the member's rows of this batch that the stage rejected or `validate` quarantined.
 
     For a snapshot: the key of a row held back was in the snapshot, so its version must not be closed
-    (`history.held_markers`). A rejected row's key is as the stage parsed it (NULL when unreadable).
+    (`history.held_markers`). A rejected row's key is as the stage parsed it (NULL when unreadable), also
+    a misshapen row's: a stray separator in a later field leaves the key in place, the usual case, and a
+    key read from another column keeps open only a key it equals exactly.
     """
     keys = list(contract.keys)
     stage = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)

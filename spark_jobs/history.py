@@ -1,7 +1,8 @@
 """SCD2 the AUTO CDC way, for the batch job's targets: history rebuilt per key from every observation.
 
-Each batch's good rows of a dataset are kept in `<target>_observations` (replaced per batch). A
-target's versions are a pure function of the observations of a key:
+Each batch's good rows of a dataset are kept in `<target>_observations` (replaced per batch), with
+marker rows for keys a re-run withdrew (`withdrawn`) and, in a snapshot, for keys whose row was held
+back (`held_markers`). A target's versions are a pure function of the observations of a key:
 
 1. observations of a key are ordered by the sequence column (one per sequence value; equal ones are
    resolved by content, as everywhere else);

@@ -104,7 +104,9 @@ def test_a_snapshot_row_rejected_or_quarantined_keeps_its_product_current(lake: 
         "PROD-00011": (first, second, False),
     }
     rejects = lake.spark.table(lake.location.name("products_rejects")).where(f"_batch_id LIKE '%{DAYS[1]}%'")
-    assert sorted((r["_rejected_by"], r["rules"]) for r in rejects.collect()) == [
+    found_rejects = sorted((r["_rejected_by"], r["rules"], r["raw_line"]) for r in rejects.collect())
+    assert [(by, rules) for by, rules, _ in found_rejects] == [
         ("stage", ["products.stock_quantity.type"]),
         ("validate", ["products.validate.price_under_review"]),
     ]
+    assert found_rejects[0][2].startswith("PROD-00001,")
