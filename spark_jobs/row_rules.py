@@ -2,10 +2,9 @@
 
 Input: the file's checked rows (typed contract columns, the column rules' `reason` and `rules`, the
 raw text). Output: the same rows with the derived columns (NULL, not computed, on a row a column rule
-rejected), every broken rule's id in `rules`, and the ids of failed `warn` checks in `_warnings`. A row
-sent twice byte for byte is no conflict: both
-copies stage, and the merge keeps one per key and counts the other as superseded, as it does for any
-repeated version.
+rejected), every broken rule's id in `rules`, and the ids of failed `warn` checks in `_warnings`. A
+row sent twice byte for byte is no conflict: both copies stage, and the merge keeps one per key and
+counts the other as superseded, as it does for any repeated version.
 """
 
 from __future__ import annotations

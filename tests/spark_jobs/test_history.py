@@ -219,8 +219,7 @@ def test_a_snapshot_row_held_back_keeps_its_key_open_even_when_its_day_arrives_l
     }
     columns = ["sku", "price", "effective_from", "effective_to", "is_current"]
     expected = [("s1", 10, d1, None, True), ("s2", 5, d1, d3, False), ("s2", 6, d4, None, True)]
-    # The day that holds s2 back arrives last, inside history already written (in turn it gives the same:
-    # every merge rebuilds from the markers read back with the rows).
+    # The day that holds s2 back arrives last, inside history already written.
     for day in (d1, d3, d4, d2):
         items, skus = batches[day]
         merge_history(warehouse, SHELF, shelf(lake.spark, day, items), f"shelf-{day}", held(lake.spark, day, *skus))
