@@ -48,11 +48,10 @@ def _quarantined(context: BatchContext, contract: Contract) -> DataFrame | None:
     return quarantined_keys(failures, contract, context.manifest.batch_id).select(*contract.keys).distinct()
 
 
-def batch_rows(context: BatchContext, contract: Contract) -> tuple[DataFrame, int, int]:
-    """The member's staged rows of this batch without the quarantined keys; how many rows were staged, and how
-    many of them were quarantined (one query for both)."""
+def batch_rows(context: BatchContext, contract: Contract, keys: DataFrame | None) -> tuple[DataFrame, int, int]:
+    """The member's staged rows of this batch without the quarantined `keys` (`_quarantined`); how many rows were
+    staged, and how many of them were quarantined (one query for both)."""
     staged = staged_rows(context.warehouse, contract, context.manifest.batch_id)
-    keys = _quarantined(context, contract)
     if keys is None:
         return staged, int(staged.count()), 0
     flagged = staged.join(keys.withColumn(_QUARANTINED, F.lit(True)), on=list(contract.keys), how="left")
@@ -71,8 +70,9 @@ def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
     return staged if keys is None else staged.join(keys, on=list(contract.keys), how="left_anti")
 
 
-def held_back(context: BatchContext, contract: Contract) -> DataFrame:
-    """The keys and date of the member's rows of this batch that the stage rejected or `validate` quarantined.
+def held_back(context: BatchContext, contract: Contract, quarantined: DataFrame | None) -> DataFrame:
+    """The keys and date of the member's rows of this batch that the stage rejected or `validate` quarantined
+    (`quarantined`, from `_quarantined`).
 
     For a snapshot: the key of a row held back was in the snapshot, so its version must not be closed
     (`history.held_markers`). A rejected row's key is as the stage parsed it (NULL when unreadable), also
@@ -81,7 +81,6 @@ def held_back(context: BatchContext, contract: Contract) -> DataFrame:
     """
     keys = list(contract.keys)
     stage = context.warehouse.read_batch(stage_table(contract), context.manifest.batch_id)
-    quarantined = _quarantined(context, contract)
     if quarantined is None:
         held = stage.where(F.col(REASON).isNotNull())
     else:
@@ -101,10 +100,11 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
     target's row (updated), deletes it (a `delete_when` row), or is outranked by it (unchanged).
     """
     started = datetime.now(UTC)
-    rows, read, quarantined = batch_rows(context, contract)
+    quarantined_keys = _quarantined(context, contract)
+    rows, read, quarantined = batch_rows(context, contract, quarantined_keys)
     details: dict[str, object] = {"scd_type": contract.scd_type, "load": contract.load}
     if contract.scd_type == 2:
-        held = held_back(context, contract) if contract.load == "snapshot" else None
+        held = held_back(context, contract, quarantined_keys) if contract.load == "snapshot" else None
         counts = merge_history(context.warehouse, contract, rows, context.manifest.batch_id, held)
         superseded, inserted, updated, unchanged = counts.superseded, counts.opened, counts.changed, counts.unchanged
         deleted = counts.closed

@@ -50,7 +50,7 @@ from spark_jobs.columns import (
     rejects_schema,
     row_fields,
 )
-from spark_jobs.contract_sql import is_data_exception, spark_message
+from spark_jobs.contract_sql import first_to_raise, is_data_exception, spark_message
 from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
 from spark_jobs.pipeline_rules import Checks, Relation, parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
@@ -483,22 +483,24 @@ def _which_rule_raised(context: BatchContext, checks: Checks, inputs: Inputs) ->
     until one raises. Run only after the write failed.
     """
     present = {m.dataset for m in context.manifest.members}
-    batch = context.manifest.batch_id
-    for rule in (r for r in checks.rules if r.dataset in present):
-        contract = context.contract(rule.dataset)
-        try:
-            rule_failures(rule, inputs, contract, checks.params, context.manifest.business_date).count()
-        except PySparkException as found:
-            if not is_data_exception(found):
-                return None  # not a value this rule read: Spark's own error stands
-            return (
-                f"batch {batch}: the rule {rule.name} ({rule.dataset}) raised on the batch's values: "
-                f"{spark_message(found)} Nothing was recorded and nothing of the batch is merged. Make the rule's "
-                "SQL hold for every row it reads (try_cast, try_divide, a filter), then run the batch again."
-            )
-        except Exception:  # the probe itself failed (a lost connection): Spark's own error stands
-            return None
-    return None
+    date = context.manifest.business_date
+    # The same queries failure_rows built before the write (so building one cannot fail here); a hash of
+    # every column they return, so that a raising `detail` is evaluated too.
+    probes = (
+        (rule, failing.select(F.max(F.hash(*failing.columns))))
+        for rule in checks.rules
+        if rule.dataset in present
+        for failing in [rule_failures(rule, inputs, context.contract(rule.dataset), checks.params, date)]
+    )
+    raised = first_to_raise(probes)
+    if raised is None:
+        return None
+    rule, found = raised
+    return (
+        f"batch {context.manifest.batch_id}: the rule {rule.name} ({rule.dataset}) raised on the batch's values: "
+        f"{spark_message(found)} Nothing was recorded and nothing of the batch is merged. Make the rule's SQL hold "
+        "for every row it reads (try_cast, try_divide, a filter), then run the batch again."
+    )
 
 
 def validate_batch(context: BatchContext) -> list[Result]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from pyspark.errors import PySparkException
 from pyspark.sql import Column as SparkColumn
@@ -19,6 +20,8 @@ from pyspark.sql.types import BooleanType, DateType, StructType
 
 from filegate.contracts import BUSINESS_DATE, Check, Contract, Derived, Problem, band_bound, typed_value
 from spark_jobs.columns import contract_fields, data_type, spark_type_name
+
+T = TypeVar("T")
 
 
 def is_data_exception(exc: PySparkException) -> bool:
@@ -30,6 +33,22 @@ def is_data_exception(exc: PySparkException) -> bool:
 def spark_message(exc: PySparkException) -> str:
     """Spark's message, first line, without its advice to turn ANSI SQL off (the values would turn NULL unseen)."""
     return re.sub(r'\s*If necessary set "spark\.sql\.ansi\.enabled" to "false"[^.]*\.', "", first_line(exc)).strip()
+
+
+def first_to_raise(probes: Iterable[tuple[T, DataFrame]]) -> tuple[T, PySparkException] | None:
+    """The first probe whose query raises a data exception, with that exception; None when none does, or when one
+    fails otherwise first (a lost connection, a query error): the caller's original error then stands.
+
+    For naming what raised after a statement that evaluated them all together failed; each probe runs alone.
+    """
+    for label, probe in probes:
+        try:
+            probe.collect()
+        except PySparkException as found:
+            return (label, found) if is_data_exception(found) else None
+        except Exception:
+            return None
+    return None
 
 
 def derived_column(contract: Contract, derived: Derived, only_where: SparkColumn | None = None) -> SparkColumn:

@@ -70,18 +70,18 @@ def apply_row_rules(checked: DataFrame, contract: Contract, business_date: date 
     warning = [check for check in contract.checks if check.action == "warn"]
     # A misshapen row has its values in the wrong columns: checks on them would name rules it did not break.
     # A CASE, not an AND, keeps them off such a row: Spark does not promise that AND short-circuits.
-    failed_rejects = [(_failed_check(contract, check), F.lit(_check_reason(check))) for check in rejecting]
+    failed_rejects = [(failed_check(contract, check), F.lit(_check_reason(check))) for check in rejecting]
     rows = _with_broken(rows, failed_rejects)
     rows = rows.withColumn(
         WARNINGS,
-        _ids([_failed_check(contract, check) for check in warning]),
+        _ids([failed_check(contract, check) for check in warning]),
     )
     if contract.unique_keys:
         rows = _unique_keys(rows, contract)
     return rows if contract.sequence_by == BUSINESS_DATE else rows.drop(BUSINESS_DATE)
 
 
-def _failed_check(contract: Contract, check: Check) -> SparkColumn:
+def failed_check(contract: Contract, check: Check) -> SparkColumn:
     """The check's id where a row of the contract's shape fails it; NULL elsewhere (the check not evaluated)."""
     return F.when(F.col(SHAPE_OK), F.when(~check_passes(contract, check), F.lit(contract.check_id(check))))
 

@@ -22,14 +22,13 @@ from spark_jobs.columns import (
     REASON,
     REJECTED_BY,
     RULES,
-    SHAPE_OK,
     SOURCE_FILE,
     rejects_schema,
     stage_schema,
     stage_table_schema,
 )
-from spark_jobs.contract_sql import check_passes, derived_column, is_data_exception, spark_message
-from spark_jobs.row_rules import apply_row_rules
+from spark_jobs.contract_sql import derived_column, first_to_raise, is_data_exception, spark_message
+from spark_jobs.row_rules import apply_row_rules, failed_check
 from spark_jobs.validation import parse_fields, read_lines, split_rows
 from spark_jobs.warehouse import Warehouse, batch_predicate
 
@@ -74,31 +73,25 @@ def _which_expression_raised(
     file = PurePosixPath(batch.source_file).name
     rows = checked.select("*", F.lit(business_date).cast("date").alias(BUSINESS_DATE))
     passed = F.col(REASON).isNull()
-    suspects: list[tuple[str | None, str, DataFrame]] = [(None, "", checked.select(F.count_if(passed)))]
+    advice = "every value its columns' rules accept"
+    suspects: list[tuple[tuple[str, str] | None, DataFrame]] = [(None, checked.select(F.count_if(passed)))]
     for derived in contract.derived:
         rows = rows.select("*", derived_column(contract, derived, only_where=passed))
         what = f"derived column {derived.name} ({_shown(contract, derived.expr or 'bands')})"
-        advice = "every value its columns' rules accept"
-        suspects.append((what, advice, rows.select(F.count(derived.name))))
+        suspects.append(((what, advice), rows.select(F.count(derived.name))))
+    advice = "every row of the file's shape, also one a column rule rejects (an unreadable value is NULL)"
     for check in contract.checks:
-        verdict = F.when(F.col(SHAPE_OK), ~check_passes(contract, check))  # as the stage runs it
-        advice = "every row of the file's shape, also one a column rule rejects (an unreadable value is NULL)"
-        suspects.append((f"check {check.name} ({_shown(contract, check.expr)})", advice, rows.select(F.count(verdict))))
-    for suspect, advice, probe in suspects:
-        try:
-            probe.collect()
-        except PySparkException as found:
-            if suspect is None or not is_data_exception(found):
-                return None  # not the contract's expression: Spark's own error stands
-            return (
-                f"{contract.name}: the {suspect} raised on a row of {file}: {spark_message(found)} Nothing of the "
-                f"file was staged; it stays archived. Make the expression hold for {advice} (try_divide, "
-                "try_cast, a wider decimal, or a column rule that rejects such a row first), then run the "
-                "file's job, or the batch, again."
-            )
-        except Exception:  # the probe itself failed (a lost connection): Spark's own error stands
-            return None
-    return None
+        what = f"check {check.name} ({_shown(contract, check.expr)})"
+        suspects.append(((what, advice), rows.select(F.count(failed_check(contract, check)))))
+    raised = first_to_raise(suspects)
+    if raised is None or raised[0] is None:  # none raised alone, or not the contract's expression
+        return None
+    (what, advice), found = raised[0], raised[1]
+    return (
+        f"{contract.name}: the {what} raised on a row of {file}: {spark_message(found)} Nothing of the file was "
+        f"staged; it stays archived. Make the expression hold for {advice} (try_divide, try_cast, a wider "
+        "decimal, or a column rule that rejects such a row first), then run the file's job, or the batch, again."
+    )
 
 
 def _shown(contract: Contract, expr: str) -> str:
