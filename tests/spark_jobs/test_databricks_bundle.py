@@ -74,6 +74,8 @@ def test_targets_set_catalog_and_schema_and_prod_keeps_the_job_name() -> None:
         assert {"catalog", "schema"} <= set(target["variables"])
     assert bundle["targets"]["prod"]["mode"] == "production"
     assert bundle["artifacts"]["filegate"]["type"] == "whl"
+    # A redeploy with changed contracts must reach the jobs, though the package's version stays the same.
+    assert bundle["artifacts"]["filegate"]["dynamic_version"] is True
 
 
 def test_the_batch_job_stages_validates_merges_then_derives_one_batch_at_a_time() -> None:
