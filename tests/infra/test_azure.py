@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
-from conftest import TerraformModule, object_keys
+from conftest import REPO, TerraformModule, object_keys
 
 FUNCTION = ("azurerm_function_app_flex_consumption", "filegate")
 FUNCTION_PRINCIPAL = "${azurerm_function_app_flex_consumption.filegate.identity[0].principal_id}"
@@ -237,3 +241,43 @@ def test_outputs_name_what_the_next_steps_need(azure: TerraformModule) -> None:
         assert output.get("description"), name
     for name, variable in azure.variables.items():
         assert variable.get("description"), name
+
+
+# What the Azure function's package must hold (`func azure functionapp publish` from the repository root).
+FUNCTION_PACKAGE = {"function_app.py", "host.json", "requirements.txt", "filegate", ".funcignore"}
+# Run in the package alone: the function's module, its contracts and pipelines, and nothing from outside it.
+IMPORT_CHECK = """
+import sys
+sys.meta_path = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+import function_app
+from filegate.contracts import load_contracts
+from filegate.pipelines import load_pipelines
+contracts = load_contracts()
+print(sorted(contracts), sorted(load_pipelines(contracts)))
+outside = sorted({m.split(".")[0] for m in sys.modules} & {"spark_jobs", "local_world", "gcp_function", "tests"})
+assert not outside, outside
+assert function_app.__file__.startswith(sys.argv[1]), function_app.__file__
+"""
+
+
+def test_the_function_package_leaves_out_all_but_what_the_function_imports(tmp_path: Path) -> None:
+    ignored = {
+        line.strip() for line in (REPO / ".funcignore").read_text().splitlines() if line.strip()[:1] not in ("", "#")
+    }
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    top_level = {path.split("/", 1)[0] for path in tracked.splitlines()}
+    # Every tracked top-level entry is either shipped or left out on purpose.
+    assert top_level - ignored == FUNCTION_PACKAGE
+    assert {".venv", "node_modules", ".jars"} <= ignored
+
+    for name in FUNCTION_PACKAGE:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, tmp_path / name)
+    check = [sys.executable, "-c", IMPORT_CHECK, str(tmp_path)]
+    found = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert found.returncode == 0, found.stderr[-3000:]
+    assert "order_tracking" in found.stdout, found.stdout
+    assert "ecommerce" in found.stdout, found.stdout
