@@ -38,7 +38,7 @@ from filegate.errors import (
 from filegate.events import Upload
 from filegate.ingest import DUPLICATE, IGNORED, REJECTED, WARNING_STATUSES, Gate, Outcome, outcome_log
 from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
-from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, member_file, read_trigger
+from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Settings
 from filegate.storage import ObjectInfo
@@ -190,7 +190,8 @@ def _same_file(expected: Expected, name: str) -> bool:
 
 
 def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Member:
-    """The archived version a batch uses for a member: the one whose size the trigger states, else the newest."""
+    """The archived version a batch uses for a member: the newest whose size and MD5 are what the trigger states
+    (either one when it states them; `_described`), else none."""
     settings, store = gate.settings, gate.store
     prefix = settings.archive.path(f"{expected.dataset}/{business_date:%Y/%m/%d}/")
     # A copy that did not finish (Azure: pending, failed, aborted) holds part of the file at most: the
@@ -200,14 +201,16 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
         for info in store.list(settings.archive.container, prefix)
         if _same_file(expected, _name(info)) and info.copy_finished
     ]
-    qualifying = [info for info in found if expected.bytes is None or info.size == expected.bytes]
+    qualifying = [info for info in found if _described(expected, info)]
     if qualifying:
         chosen = max(qualifying, key=lambda info: (info.written, info.path))
         return Member(expected, chosen, tuple(info for info in found if info is not chosen))
     note = ""
     if found:
-        sizes = ", ".join(str(info.size) for info in found)
-        note = f"archived version(s) have {sizes} bytes; the trigger says {expected.bytes}"
+        md5 = expected.md5 is not None
+        versions = ", ".join(_size_and_md5(info.size, _recorded_md5(info), with_md5=md5) for info in found)
+        described = _size_and_md5(expected.bytes, expected.md5, with_md5=md5)
+        note = f"archived version(s) have {versions}; the trigger says {described}"
     rejected = settings.rejected
     stem = PurePosixPath(expected.file).stem
     candidates = [
@@ -219,6 +222,24 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
         newest = max(candidates, key=lambda info: (info.written, info.path))
         return Member(expected, None, tuple(found), report=f"{newest.container}/{report_path(newest.path)}", note=note)
     return Member(expected, None, tuple(found), note=note)
+
+
+def _described(expected: Expected, info: ObjectInfo) -> bool:
+    """Whether an archived version is the file the trigger describes: its size, and its MD5 where the store
+    recorded one (a composite GCS object, a blob committed in blocks without one, is judged by its size)."""
+    if expected.bytes is not None and info.size != expected.bytes:
+        return False
+    recorded = _recorded_md5(info)
+    return expected.md5 is None or recorded is None or recorded == expected.md5
+
+
+def _recorded_md5(info: ObjectInfo) -> str | None:
+    return md5_hex(info.content_md5) if info.content_md5 else None
+
+
+def _size_and_md5(size: int | None, md5: str | None, *, with_md5: bool) -> str:
+    text = "any size" if size is None else f"{size} bytes"
+    return f"{text} (MD5 {md5 or 'not recorded'})" if with_md5 else text
 
 
 def _name(info: ObjectInfo) -> str:

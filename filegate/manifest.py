@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -21,7 +24,20 @@ class Expected:
     file: str
     rows: int | None = None
     bytes: int | None = None
-    md5: str | None = None
+    md5: str | None = None  # as 32 lowercase hex digits
+
+
+def md5_hex(text: str) -> str | None:
+    """An MD5 written as 32 hex digits or as base64 of its 16 bytes (how both stores list it), as lowercase hex;
+    None when it is neither."""
+    text = text.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{32}", text):
+        return text.lower()
+    try:
+        digest = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return digest.hex() if len(digest) == 16 else None
 
 
 @dataclass(frozen=True)
@@ -123,10 +139,11 @@ def _expected(
                 reasons.append(f"{where}: {key} must be a non-negative whole number, got {value!r}")
                 value = None
             counts[key] = value
-        md5 = entry.get("md5")
-        if md5 is not None and not isinstance(md5, str):
-            reasons.append(f"{where}: md5 must be text")
-            md5 = None
+        md5, given = None, entry.get("md5")
+        if given is not None:
+            md5 = md5_hex(given) if isinstance(given, str) else None
+            if md5 is None:
+                reasons.append(f"{where}: md5 must be 32 hex digits or the base64 of 16 bytes, got {given!r}")
         found[dataset] = Expected(dataset, wanted, counts["rows"], counts["bytes"], md5)
     for dataset in pipeline.required_members:
         if dataset not in found:

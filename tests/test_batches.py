@@ -3,6 +3,8 @@ per complete batch, and a defined answer for every arrival order, duplicate, rej
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
@@ -239,6 +241,39 @@ def test_a_member_re_uploaded_before_the_seal_uses_the_version_the_trigger_descr
         assert customers["size"] == len(expected), day
         assert len(customers["superseded"]) == 1, day
     assert len(batch_runs(world)) == 2
+
+
+def test_a_re_upload_of_the_same_size_is_not_taken_for_the_file_whose_md5_the_trigger_states(world: World) -> None:
+    gate = world.gate()
+    described, other_only = date(2025, 3, 5), date(2025, 3, 6)
+    first = member_bytes("customers")
+    second = first.replace(b"Austin", b"Boston", 1)  # same size, other bytes
+    assert len(second) == len(first)
+    assert second != first
+    digest = hashlib.md5(first).digest()  # what the producer states, not a security check
+    for day, versions in ((described, (first, second)), (other_only, (second,))):
+        for data in versions:
+            deliver(gate, world.upload(member_name("customers", day), data))
+        for dataset in MEMBERS[1:]:
+            deliver(gate, world.upload(member_name(dataset, day), member_bytes(dataset)))
+        content = json.loads(trigger_bytes(day))
+        # Written as hex on one day and as base64, as the stores list it, on the other.
+        content["files"][0]["md5"] = digest.hex() if day == described else base64.b64encode(digest).decode()
+        outcome = deliver(gate, world.upload(trigger_name(day), json.dumps(content).encode()))
+        assert outcome.status == (SEALED if day == described else WAITING), (day, outcome)
+
+    # The newer version has the size the trigger states, but not its MD5: the first version is sealed.
+    [path] = seals(world, described)
+    customers = read_seal(world, path)["members"][0]
+    assert customers["size"] == len(first)
+    assert customers["expected_md5"] == digest.hex()
+    [sealed] = [i for i in world.objects(world.settings.archive) if i.path == customers["path"]]
+    assert world.read(sealed) == first
+    # Only the other bytes were sent: the batch waits for the described file and says why.
+    assert seals(world, other_only) == []
+    why = f"(MD5 {hashlib.md5(second).hexdigest()}); the trigger says {len(first)} bytes (MD5 {digest.hex()})"
+    assert any(why in reason for reason in outcome.reasons), outcome.reasons
+    assert len(batch_runs(world)) == 1
 
 
 def test_a_rejected_member_blocks_its_batch_until_a_corrected_upload(world: World) -> None:

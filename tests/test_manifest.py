@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -64,3 +65,21 @@ def test_a_trigger_above_the_limit_is_not_parsed() -> None:
     trigger = read_trigger(PIPELINE, CONTRACTS, "trigger_2025_01_15.json", MAX_TRIGGER_BYTES + 1, b"")
 
     assert trigger.reasons == ("the trigger has 1048577 bytes, above the limit of 1048576 for a trigger file",)
+
+
+def test_an_md5_is_read_as_hex_or_base64_and_anything_else_is_refused() -> None:
+    digest = bytes(range(16))
+    content = json.loads(SAMPLE.read_bytes())
+    content["files"][0]["md5"] = digest.hex().upper()
+    content["files"][1]["md5"] = base64.b64encode(digest).decode()
+    trigger = read("trigger_2025_01_15.json", json.dumps(content).encode())
+    assert trigger.ok
+    assert [e.md5 for e in trigger.expected[:3]] == [digest.hex(), digest.hex(), None]
+
+    content["files"][0]["md5"] = "d41d8cd98f00b204e9800998ecf8427"  # 31 digits
+    content["files"][1]["md5"] = 12345
+    refused = read("trigger_2025_01_15.json", json.dumps(content).encode())
+    assert refused.reasons == (
+        "files[0]: md5 must be 32 hex digits or the base64 of 16 bytes, got 'd41d8cd98f00b204e9800998ecf8427'",
+        "files[1]: md5 must be 32 hex digits or the base64 of 16 bytes, got 12345",
+    )
