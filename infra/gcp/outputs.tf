@@ -14,7 +14,7 @@ output "build_service_account" {
 }
 
 output "function_service_account" {
-  description = "Identity the function runs as; add it to the Databricks workspace if you move off token auth."
+  description = "Identity the function runs as (its bucket and secret grants); Databricks knows the function by its token."
   value       = google_service_account.function.email
 }
 
