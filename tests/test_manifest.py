@@ -83,3 +83,16 @@ def test_an_md5_is_read_as_hex_or_base64_and_anything_else_is_refused() -> None:
         "files[0]: md5 must be 32 hex digits or the base64 of 16 bytes, got 'd41d8cd98f00b204e9800998ecf8427'",
         "files[1]: md5 must be 32 hex digits or the base64 of 16 bytes, got 12345",
     )
+
+
+def test_true_is_not_a_count_of_rows_or_bytes() -> None:
+    content = json.loads(SAMPLE.read_bytes())
+    content["files"][0]["rows"] = True
+    content["files"][1]["bytes"] = False
+
+    trigger = read("trigger_2025_01_15.json", json.dumps(content).encode())
+
+    assert trigger.reasons == (
+        "files[0]: rows must be a non-negative whole number, got True",
+        "files[1]: bytes must be a non-negative whole number, got False",
+    )

@@ -219,3 +219,39 @@ def test_a_single_huge_line_without_newline_is_rejected_from_the_sample() -> Non
     result = check(b"x" * 5000, sample=1024, size=50 * 1024 * 1024)
 
     assert any("no line break in the first 1024 characters" in reason for reason in result.reasons)
+
+
+def test_at_most_twenty_bad_rows_are_listed_and_the_rest_counted() -> None:
+    rows = [tracking_row(n, status="LOST") for n in range(1, 26)]
+
+    reasons = check(csv_bytes(rows)).reasons
+
+    assert reasons[0] == "25 of 25 sampled rows are invalid, more than the contract allows (10%)"
+    assert len(reasons) == 1 + 20 + 1
+    assert reasons[20].startswith("line 21: ")
+    assert reasons[-1] == "... and 5 more invalid rows"
+
+
+def test_bad_rows_exactly_at_the_allowed_share_pass_and_one_more_fails() -> None:
+    at_limit = [tracking_row(n, status="LOST" if n <= 2 else "DELIVERED") for n in range(1, 21)]  # 2 of 20: 10 %
+    over = [tracking_row(n, status="LOST" if n <= 3 else "DELIVERED") for n in range(1, 21)]  # 3 of 20
+
+    assert check(csv_bytes(at_limit)).ok
+    assert check(csv_bytes(over)).reasons[0] == "3 of 20 sampled rows are invalid, more than the contract allows (10%)"
+
+
+def test_a_file_of_exactly_the_size_limit_passes_and_one_byte_more_does_not() -> None:
+    data = csv_bytes()
+
+    assert validate_upload(NAME, len(data), data, CONTRACTS, len(data)).ok
+    over = validate_upload(NAME, len(data) + 1, data, CONTRACTS, len(data)).reasons
+    assert over[0] == f"the file has {len(data) + 1} bytes, above the limit of {len(data)} (FILEGATE_MAX_FILE_BYTES)"
+
+
+def test_a_whole_file_ending_inside_a_utf8_character_is_not_valid_utf8_but_a_cut_sample_may() -> None:
+    data = csv_bytes([tracking_row(1, destination_city="Malmö")])
+    cut = data[: data.index("ö".encode()) + 1]  # the first of the character's two bytes
+
+    assert any("not valid UTF-8" in reason for reason in check(cut).reasons)
+    # The same bytes as the sample of a longer file: the character goes on after the cut.
+    assert not any("UTF-8" in reason for reason in check(data, sample=len(cut)).reasons)
