@@ -35,8 +35,17 @@ from filegate.errors import (
     SourceChanged,
     TransientError,
 )
-from filegate.events import Upload
-from filegate.ingest import DUPLICATE, IGNORED, REJECTED, WARNING_STATUSES, Gate, Outcome, outcome_log
+from filegate.events import AZURE, Upload
+from filegate.ingest import (
+    DUPLICATE,
+    IGNORED,
+    REJECTED,
+    WARNING_STATUSES,
+    Gate,
+    Outcome,
+    follow_current,
+    outcome_log,
+)
 from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
@@ -586,13 +595,13 @@ def member_rejected(gate: Gate, pipeline: Pipeline, outcome: Outcome, business_d
     )
 
 
-def handle_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
+def handle_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, follow: bool = True) -> Outcome:
     """Check a trigger, archive it (or reject it with every reason) and evaluate its batch."""
     try:
         return _place_trigger(gate, upload, pipeline)
     except (ObjectNotFound, SourceChanged):
         # The trigger is gone or is another version now: an earlier delivery may have moved it.
-        return _settle_earlier_trigger(gate, upload, pipeline)
+        return _settle_earlier_trigger(gate, upload, pipeline, follow=follow)
 
 
 def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
@@ -657,8 +666,9 @@ def _evaluate_trigger(
     return _outcome(base, batch, verdict)
 
 
-def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
-    """The trigger is gone or changed: an earlier delivery placed it (finish its work) or someone else moved it."""
+def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, follow: bool) -> Outcome:
+    """The trigger is gone or changed: an earlier delivery placed it (finish its work), it is another version now
+    (handled instead, `follow`, once; `ingest.follow_current`) or someone else moved it."""
     store, settings = gate.store, gate.settings
     source = f"{upload.container}/{upload.path}"
     base = Outcome(DUPLICATE, upload.event_id, source, pipeline=pipeline.name)
@@ -679,6 +689,8 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> O
     current = store.stat(upload.container, upload.path)
     if current is None:
         reason = "the trigger is gone and Filegate holds no copy of this version: someone else deleted or moved it"
+    elif follow and upload.store == AZURE:
+        return follow_current(upload, current, lambda newer: handle_trigger(gate, newer, pipeline, follow=False))
     else:
         reason = f"superseded: the trigger is now version {current.version}; the event for that upload handles it"
     return replace(base, status=IGNORED, reasons=(reason,))

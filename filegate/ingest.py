@@ -164,7 +164,7 @@ def _log(outcome: Outcome, *, warn: bool = False) -> Outcome:
     return outcome
 
 
-def _decide(gate: Gate, upload: Upload) -> Outcome:
+def _decide(gate: Gate, upload: Upload, *, follow: bool = True) -> Outcome:
     settings, store = gate.settings, gate.store
     source = f"{upload.container}/{upload.path}"
     not_ours = _not_ours(gate, upload)
@@ -175,7 +175,7 @@ def _decide(gate: Gate, upload: Upload) -> Outcome:
         from filegate.batches import handle_trigger  # imported here: batches builds on this module
 
         try:
-            return handle_trigger(gate, upload, pipeline)
+            return handle_trigger(gate, upload, pipeline, follow=follow)
         except LocationMissing as exc:
             raise LocationMissing(describe_missing_locations(settings, store) or str(exc)) from exc
     # The name is matched once: validation checks the file against this match, and a retry after the
@@ -194,7 +194,7 @@ def _decide(gate: Gate, upload: Upload) -> Outcome:
         return _reject(gate, upload, validation)
     except (ObjectNotFound, SourceChanged):
         # The blob is gone or is another version now: an earlier delivery may have moved it.
-        return _settle_earlier(gate, upload, contract, business_date, token)
+        return _settle_earlier(gate, upload, contract, business_date, token, follow=follow)
     except LocationMissing as exc:
         # Never an acknowledgement: the event must come back once the configuration is fixed.
         raise LocationMissing(describe_missing_locations(settings, store) or str(exc)) from exc
@@ -388,9 +388,10 @@ def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
 
 
 def _settle_earlier(
-    gate: Gate, upload: Upload, contract: Contract | None, business_date: date | None, token: str
+    gate: Gate, upload: Upload, contract: Contract | None, business_date: date | None, token: str, *, follow: bool
 ) -> Outcome:
-    """The source is gone or changed: finish what an earlier delivery started, or explain why not."""
+    """The source is gone or changed: finish what an earlier delivery started, handle the version the blob is
+    now (`follow`, once), or explain why not."""
     store, settings = gate.store, gate.settings
     source = f"{upload.container}/{upload.path}"
     if contract is not None and business_date is not None:
@@ -418,9 +419,29 @@ def _settle_earlier(
     current = store.stat(upload.container, upload.path)
     if current is None:
         reason = "the blob is gone and Filegate holds no copy of this version: someone else deleted or moved it"
+    elif follow and upload.store == AZURE:
+        return follow_current(upload, current, lambda newer: _decide(gate, newer, follow=False))
     else:
         reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
     return Outcome(IGNORED, upload.event_id, source, dataset=dataset, reasons=(reason,))
+
+
+def follow_current(upload: Upload, current: ObjectInfo, decide: Callable[[Upload], Outcome]) -> Outcome:
+    """Handle the version an Azure blob is now instead of the one its event named.
+
+    On Azure a write of a blob's metadata or properties gives it a new ETag (its version here) and raises
+    no BlobCreated: an event whose version is gone would wait for an event that never comes, and the file
+    would stay in landing. An overwrite does raise its own event, which names this same version: both
+    converge on one copy and one run, whose token comes from the version. Not on GCS, which keeps the
+    generation on a metadata write: there a stale event means an overwrite, whose own event handles the
+    new generation. Followed once: a version that changed again is left to the event or sweep for it.
+    """
+    outcome = decide(replace(upload, version=current.version, size=current.size))
+    note = (
+        f"the event named version {upload.version}, but the object is now version {current.version} (a newer "
+        "upload, or a write of its metadata or properties, which raises no event): that version was handled"
+    )
+    return replace(outcome, reasons=(*outcome.reasons, note))
 
 
 def _read_reasons(store: Store, container: str, path: str) -> tuple[str, ...]:

@@ -276,6 +276,27 @@ def test_a_re_upload_of_the_same_size_is_not_taken_for_the_file_whose_md5_the_tr
     assert len(batch_runs(world)) == 1
 
 
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_a_trigger_labelled_after_its_upload_still_seals_its_batch(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 3, 7)
+    for dataset in MEMBERS:
+        deliver(gate, world.upload(member_name(dataset, day), member_bytes(dataset)))
+    event = world.upload(trigger_name(day), trigger_bytes(day))
+    # A metadata write gives the blob a new ETag and raises no BlobCreated: this event is the only one.
+    landing = world.settings.landing
+    [trigger] = [i for i in world.objects(landing) if i.path.endswith(trigger_name(day))]
+    world.store.update_metadata(landing.container, trigger.path, trigger.version, {"producer": "erp"})
+
+    outcome = deliver(gate, event)
+
+    assert outcome.status == SEALED, outcome
+    assert "but the object is now version" in outcome.reasons[-1]
+    assert len(seals(world, day)) == 1
+    assert len(batch_runs(world)) == 1
+    assert world.objects(landing) == []
+
+
 def test_a_rejected_member_blocks_its_batch_until_a_corrected_upload(world: World) -> None:
     gate = world.gate()
     day = date(2025, 1, 16)

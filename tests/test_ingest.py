@@ -144,21 +144,51 @@ def test_same_name_with_new_content_is_archived_beside_the_first(
     assert len(jobs_api.runs()) == 2
 
 
-def test_a_stale_event_after_an_overwrite_is_ignored_and_the_new_file_is_kept(
+def test_a_stale_event_after_an_overwrite_handles_the_new_file_and_its_own_event_finds_the_same_run(
     gate: Gate,
     azurite: Azurite,
     jobs_api: LocalJobsServer,
 ) -> None:
+    new_data = csv_bytes([tracking_row(2)])
     old = upload(gate, azurite, csv_bytes([tracking_row(1)]))
-    new = upload(gate, azurite, csv_bytes([tracking_row(2)]))
+    new = upload(gate, azurite, new_data)
 
     [stale] = handle_payload(gate, old)
     [fresh] = handle_payload(gate, new)
 
-    assert stale.status == "ignored"
-    assert "superseded" in stale.reasons[0]
-    assert fresh.status == "archived"
+    assert stale.status == "archived"
+    assert "but the object is now version" in stale.reasons[-1]
+    assert fresh.status == "duplicate"  # as a redelivery of the event that was handled
+    assert fresh.run_id == stale.run_id
     assert len(jobs_api.runs()) == 1
+    [archived] = names(gate, gate.settings.archive.container)
+    assert gate.store.read_prefix(gate.settings.archive.container, archived, 10**6, "") == new_data
+    assert names(gate, gate.settings.landing.container) == []
+
+
+def test_a_metadata_write_after_the_upload_which_raises_no_event_does_not_leave_the_file_in_landing(
+    gate: Gate,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,
+) -> None:
+    data = csv_bytes([tracking_row(1)])
+    event = upload(gate, azurite, data)
+    # A producer that labels its file after uploading it: a new ETag on Azure, and no BlobCreated.
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    landing = gate.settings.landing
+    service.get_blob_client(landing.container, landing.path(NAME)).set_blob_metadata({"producer": "erp"})
+
+    [outcome] = handle_payload(gate, event)
+
+    assert outcome.status == "archived"
+    assert names(gate, landing.container) == []
+    assert len(jobs_api.runs()) == 1
+    assert (
+        gate.store.read_prefix(
+            gate.settings.archive.container, names(gate, gate.settings.archive.container)[0], 10**6, ""
+        )
+        == data
+    )
 
 
 def test_out_of_order_redelivery_after_the_file_moved_still_finds_its_run(
