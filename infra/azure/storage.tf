@@ -166,3 +166,31 @@ resource "azurerm_role_assignment" "operators_read" {
   role_definition_name = "Storage Blob Data Reader"
   principal_id         = each.value.principal_id
 }
+
+# Recovery (`filegate handle` on a dead-lettered event, `sweep`, `reconcile --redrive`, `rejected
+# --reprocess`) moves files as the function does, so it needs what the function needs on the three
+# locations, and reads the dead letters; nothing on app-package or the host's own containers.
+locals {
+  recovery_containers = {
+    landing  = azurerm_storage_container.landing.id
+    archive  = azurerm_storage_container.archive.id
+    rejected = azurerm_storage_container.rejected.id
+  }
+}
+
+resource "azurerm_role_assignment" "recovery_write" {
+  for_each = {
+    for pair in setproduct(keys(local.recovery_containers), var.recovery_principal_ids) :
+    "${pair[0]}/${pair[1]}" => { container = pair[0], principal_id = pair[1] }
+  }
+  scope                = local.recovery_containers[each.value.container]
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = each.value.principal_id
+}
+
+resource "azurerm_role_assignment" "recovery_read_deadletter" {
+  for_each             = toset(var.recovery_principal_ids)
+  scope                = azurerm_storage_container.deadletter.id
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = each.value
+}

@@ -93,6 +93,17 @@ variable "operator_principal_ids" {
   }
 }
 
+variable "recovery_principal_ids" {
+  description = "Entra object ids that run the recovery commands (filegate handle, sweep, reconcile --redrive, rejected --reprocess), which move files as the function does: Storage Blob Data Contributor on the landing, archive and rejected containers, Storage Blob Data Reader on deadletter."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.recovery_principal_ids : can(regex("^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$", id))])
+    error_message = "recovery_principal_ids must be Entra object ids (GUIDs)."
+  }
+}
+
 variable "blob_retention_days" {
   description = "Days deleted blobs, containers and old blob versions stay recoverable."
   type        = number

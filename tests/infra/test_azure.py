@@ -23,6 +23,8 @@ ALLOWED_GRANTS = {
     "topic_deadletter": ("Storage Blob Data Contributor", "${azurerm_storage_container.deadletter.id}"),
     "uploaders_landing": ("Storage Blob Data Contributor", "${azurerm_storage_container.landing.id}"),
     "operators_read": ("Storage Blob Data Reader", "${local.operator_containers[each.value.container]}"),
+    "recovery_write": ("Storage Blob Data Contributor", "${local.recovery_containers[each.value.container]}"),
+    "recovery_read_deadletter": ("Storage Blob Data Reader", "${azurerm_storage_container.deadletter.id}"),
 }
 GUID = "01234567-89ab-cdef-0123-456789abcdef"
 
@@ -181,6 +183,10 @@ def test_role_assignments_are_exactly_the_allowed_roles_on_the_allowed_scopes(az
         "rejected": "${azurerm_storage_container.rejected.id}",
         "deadletter": "${azurerm_storage_container.deadletter.id}",
     }
+    # Recovery writes where the function writes, never to app-package or the host's containers.
+    assert azure.locals["recovery_containers"] == {
+        name: "${azurerm_storage_container." + name + ".id}" for name in ("landing", "archive", "rejected")
+    }
     assert not re.search(
         r'data\s+"azurerm_subscription"|/subscriptions/|azurerm_resource_group\.filegate\.id', azure.text()
     )
@@ -193,7 +199,10 @@ def test_people_are_granted_only_through_their_own_variables(azure: TerraformMod
     assert uploaders["for_each"] == "${toset(var.uploader_principal_ids)}"
     assert uploaders["principal_id"] == "${each.value}"
     assert "var.operator_principal_ids" in operators["for_each"]
-    for name in ("uploader_principal_ids", "operator_principal_ids"):
+    assert "var.recovery_principal_ids" in azure.resource("azurerm_role_assignment", "recovery_write")["for_each"]
+    deadletter = azure.resource("azurerm_role_assignment", "recovery_read_deadletter")
+    assert deadletter["for_each"] == "${toset(var.recovery_principal_ids)}"
+    for name in ("uploader_principal_ids", "operator_principal_ids", "recovery_principal_ids"):
         variable = azure.variables[name]
         pattern = re.compile(re.search(r'regex\("([^"]+)"', variable["validation"][0]["condition"])[1])
         assert variable["default"] == []
