@@ -122,3 +122,21 @@ moved {
   from = google_storage_bucket.source
   to   = google_storage_bucket.buckets["source"]
 }
+
+# The jobs read archived files (each run's source_path, a batch's seal) through a read-only Unity
+# Catalog external location on the archive bucket, as the service account of its storage credential:
+# list the bucket (Legacy Bucket Reader: storage.buckets.get, storage.objects.list) and read objects
+# (Object Viewer). Nothing on landing or rejected, no write anywhere: the tables live in managed storage.
+resource "google_storage_bucket_iam_member" "databricks_lists_archive" {
+  for_each = toset(var.databricks_storage_service_accounts)
+  bucket   = google_storage_bucket.buckets["archive"].name
+  role     = "roles/storage.legacyBucketReader"
+  member   = "serviceAccount:${each.value}"
+}
+
+resource "google_storage_bucket_iam_member" "databricks_reads_archive" {
+  for_each = toset(var.databricks_storage_service_accounts)
+  bucket   = google_storage_bucket.buckets["archive"].name
+  role     = "roles/storage.objectViewer"
+  member   = "serviceAccount:${each.value}"
+}

@@ -74,6 +74,17 @@ variable "function_timeout_seconds" {
   default     = 540
 }
 
+variable "databricks_storage_service_accounts" {
+  description = "Service accounts of the Unity Catalog storage credentials the jobs read the archive with (Databricks generates one per credential: Catalog > External data > Credentials). Each may list and read the archive bucket, nothing else."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.databricks_storage_service_accounts : can(regex("^[a-z0-9-]+@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", email))])
+    error_message = "databricks_storage_service_accounts must be service account e-mails (name@project.iam.gserviceaccount.com)."
+  }
+}
+
 variable "databricks_host" {
   description = "Workspace URL, e.g. https://1234567890123456.7.gcp.databricks.com (DATABRICKS_HOST)."
   type        = string

@@ -28,6 +28,13 @@ ALLOWED_BUCKET_GRANTS = {
     "function_reads_outputs": ("${each.value}", "roles/storage.objectViewer", FUNCTION_MEMBER),
     "function_marks_archive": (bucket_name("archive"), METADATA_WRITER, FUNCTION_MEMBER),
     "build_reads_source": (bucket_name("source"), "roles/storage.objectViewer", BUILD_MEMBER),
+    # Databricks reads the archive, and only it, through the storage credentials' service accounts.
+    "databricks_lists_archive": (
+        bucket_name("archive"),
+        "roles/storage.legacyBucketReader",
+        "serviceAccount:${each.value}",
+    ),
+    "databricks_reads_archive": (bucket_name("archive"), "roles/storage.objectViewer", "serviceAccount:${each.value}"),
 }
 # The storage.objects permissions of the predefined roles granted here
 # (cloud.google.com/storage/docs/access-control/iam-roles; their managedFolders, multipartUploads and
