@@ -34,6 +34,7 @@ _TOPIC_ACCOUNT = re.compile(r"/storageAccounts/(?P<account>[^/]+)$", re.IGNORECA
 MAX_PATH_LENGTH = 1024
 # An upload whose event named no version: the core reads the current one before acting.
 CURRENT_VERSION = ""
+BLOCK_BLOB = "BlockBlob"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Ignored:
     reason: str
     event_id: str = ""
     subject: str = ""
+    warn: bool = False  # logged as a warning: the file it names stays where it is
 
 
 def parse_events(payload: Any) -> list[Upload | Ignored]:
@@ -107,6 +109,15 @@ def _parse_blob_created(event: Mapping[str, Any], event_id: str) -> Upload | Ign
     api = _text(data, "api")
     if api not in COMMITTED_APIS:
         return Ignored(f"api {api} is not a committed write", event_id, subject)
+    blob_type = _text(data, "blobType", required=False)
+    if blob_type and blob_type != BLOCK_BLOB:
+        # An append blob's only BlobCreated comes when it is created, empty; its data arrives later
+        # without an event. Taking it then would reject it as empty, or archive part of it.
+        reason = (
+            f"a {blob_type}: Filegate takes block blobs, uploaded whole; this one stays in landing, and "
+            "`filegate sweep` takes it once it is older than --older-than"
+        )
+        return Ignored(reason, event_id, subject, warn=True)
     path = found["path"]
     size = _size(data.get("contentLength"), event_id)
     if size == 0 and _looks_like_folder(path):

@@ -128,7 +128,7 @@ def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
             continue
         if isinstance(parsed, Ignored):
             outcome = Outcome(IGNORED, event_id=parsed.event_id, source=parsed.subject, reasons=(parsed.reason,))
-            outcomes.append(_log(outcome))
+            outcomes.append(_log(outcome, warn=parsed.warn))
             continue
         outcomes.append(handle_upload(gate, parsed))
     return outcomes

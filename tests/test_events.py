@@ -186,3 +186,19 @@ def test_gcs_object_names_are_taken_literally_even_with_dot_segments() -> None:
 
     assert isinstance(upload, Upload)
     assert upload.path == "incoming/../order_tracking_2024_03_05.csv"
+
+
+@pytest.mark.parametrize("blob_type", ["AppendBlob", "PageBlob"])
+def test_a_blob_that_is_not_a_block_blob_is_ignored_with_a_warning(blob_type: str) -> None:
+    event = blob_created("landing", "order_tracking_2024_03_05.csv", 0, "0x1")
+    assert event["data"]["blobType"] == "BlockBlob"
+    assert isinstance(parse_event(event), Upload)
+    event["data"]["blobType"] = blob_type
+
+    parsed = parse_event(event)
+
+    assert isinstance(parsed, Ignored)
+    assert parsed.reason.startswith(f"a {blob_type}: Filegate takes block blobs")
+    assert parsed.warn
+    del event["data"]["blobType"]  # a delivery that does not say: taken as a block blob, as before
+    assert isinstance(parse_event(event), Upload)
