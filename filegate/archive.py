@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePosixPath
@@ -116,6 +117,30 @@ def _copy_again(store: Store, upload: Upload, unfinished: ObjectInfo, metadata: 
         )
     except DestinationExists as exc:
         raise TransientError(f"another delivery is copying {upload.path} to {where}") from exc
+
+
+def followed_copy(store: Store, upload: Upload, places: Iterable[tuple[Location, str]]) -> ObjectInfo | None:
+    """The copy an earlier delivery of this event made of a later version of its blob (`ingest.follow_current`),
+    found by the copy's metadata when the blob is gone from landing; None when there is none.
+
+    `places`: each location with the path an upload of this name is placed at (a qualified name shares
+    its stem). Reports are not copies.
+    """
+    if not upload.event_id:
+        return None
+    for location, relative in places:
+        stem = str(PurePosixPath(relative).with_suffix(""))
+        for info in store.list(location.container, location.path(stem)):
+            followed = info.metadata.get(META_SOURCE_VERSION)
+            if (
+                not info.path.endswith(REPORT_SUFFIX)
+                and info.metadata.get(META_EVENT_ID) == upload.event_id
+                and info.metadata.get(META_SOURCE) == source_label(upload)
+                and followed
+                and followed != upload.version
+            ):
+                return info
+    return None
 
 
 def find_placement(store: Store, upload: Upload, location: Location, relative: str) -> Placement | None:

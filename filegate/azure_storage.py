@@ -108,7 +108,13 @@ def _info(container: str, path: str, blob: Any) -> ObjectInfo:
         content_type=str(getattr(settings, "content_type", None) or ""),
         content_md5=base64.b64encode(bytes(digest)).decode() if digest else "",
         copy_status=str(getattr(copy, "status", None) or ""),
+        blob_type=_blob_type(getattr(blob, "blob_type", None)),
     )
+
+
+def _blob_type(value: Any) -> str:
+    """`BlockBlob`, `AppendBlob` or `PageBlob` from the SDK's BlobType enum (or its text); "" when absent."""
+    return str(getattr(value, "value", value) or "")
 
 
 def _code(exc: Exception) -> str:

@@ -25,7 +25,15 @@ from datetime import date
 from pathlib import PurePosixPath
 from typing import Any
 
-from filegate.archive import Placement, find_placement, place_upload, rejected_path, report_path, write_report
+from filegate.archive import (
+    Placement,
+    find_placement,
+    followed_copy,
+    place_upload,
+    rejected_path,
+    report_path,
+    write_report,
+)
 from filegate.contracts import Contract
 from filegate.errors import (
     DestinationExists,
@@ -44,13 +52,14 @@ from filegate.ingest import (
     Gate,
     Outcome,
     follow_current,
+    followable,
     outcome_log,
 )
 from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Settings
-from filegate.storage import ObjectInfo
+from filegate.storage import META_SOURCE_VERSION, ObjectInfo
 
 log = logging.getLogger("filegate")
 
@@ -200,7 +209,7 @@ def _same_file(expected: Expected, name: str) -> bool:
 
 def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Member:
     """The archived version a batch uses for a member: the newest whose size and MD5 are what the trigger states
-    (either one when it states them; `_described`), else none."""
+    (`_described`; one whose MD5 matches before one whose store recorded none), else none."""
     settings, store = gate.settings, gate.store
     prefix = settings.archive.path(f"{expected.dataset}/{business_date:%Y/%m/%d}/")
     # A copy that did not finish (Azure: pending, failed, aborted) holds part of the file at most: the
@@ -210,7 +219,9 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
         for info in store.list(settings.archive.container, prefix)
         if _same_file(expected, _name(info)) and info.copy_finished
     ]
-    qualifying = [info for info in found if _described(expected, info)]
+    # A version whose MD5 is the stated one wins over one whose store recorded none (judged by size alone).
+    qualifying = [info for info in found if _described(expected, info) and _recorded_md5(info) == expected.md5]
+    qualifying = qualifying or [info for info in found if _described(expected, info)]
     if qualifying:
         chosen = max(qualifying, key=lambda info: (info.written, info.path))
         return Member(expected, chosen, tuple(info for info in found if info is not chosen))
@@ -687,10 +698,22 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, f
         store.delete(upload.container, upload.path, upload.version)
         return replace(base, rejected_path=f"{rejected.container}/{rejected.path}", reasons=("rejected earlier",))
     current = store.stat(upload.container, upload.path)
+    if current is None and follow and upload.store == AZURE:
+        # A redelivery of an event that followed the trigger (below) and failed after moving it: finish that.
+        places = [(settings.rejected, rejected_path(pipeline.name, upload.name))]
+        if business_date is not None:
+            places.insert(0, (settings.archive, pipeline.batch_folder(business_date) + upload.name))
+        copied = followed_copy(store, upload, places)
+        if copied is not None:
+            newer = replace(upload, version=copied.metadata[META_SOURCE_VERSION], size=copied.size)
+            return follow_current(
+                newer, upload, lambda newer: _settle_earlier_trigger(gate, newer, pipeline, follow=False)
+            )
     if current is None:
         reason = "the trigger is gone and Filegate holds no copy of this version: someone else deleted or moved it"
-    elif follow and upload.store == AZURE:
-        return follow_current(upload, current, lambda newer: handle_trigger(gate, newer, pipeline, follow=False))
+    elif follow and followable(upload, current):
+        newer = replace(upload, version=current.version, size=current.size)
+        return follow_current(newer, upload, lambda newer: handle_trigger(gate, newer, pipeline, follow=False))
     else:
         reason = f"superseded: the trigger is now version {current.version}; the event for that upload handles it"
     return replace(base, status=IGNORED, reasons=(reason,))

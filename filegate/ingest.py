@@ -14,6 +14,7 @@ from filegate.archive import (
     Placement,
     archive_path,
     find_placement,
+    followed_copy,
     is_copy_of,
     place_upload,
     rejected_path,
@@ -29,7 +30,7 @@ from filegate.errors import (
     RunNotStarted,
     SourceChanged,
 )
-from filegate.events import AZURE, CURRENT_VERSION, Ignored, Upload, parse_event
+from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, Ignored, Upload, parse_event
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
 from filegate.pipelines import Pipelines
 from filegate.readiness import Readiness, describe_missing_locations
@@ -417,31 +418,59 @@ def _settle_earlier(
             rejected_path=f"{rejected.container}/{rejected.path}",
         )
     current = store.stat(upload.container, upload.path)
+    if current is None and follow and upload.store == AZURE:
+        # A redelivery of an event that followed the blob (below) and failed after moving it: finish that.
+        places = [(settings.rejected, rejected_path(dataset, upload.name))]
+        if contract is not None and business_date is not None:
+            places.insert(0, (settings.archive, archive_path(contract.name, business_date, upload.name)))
+        copied = followed_copy(store, upload, places)
+        if copied is not None:
+            return follow_current(
+                replace(upload, version=copied.metadata[META_SOURCE_VERSION], size=copied.size),
+                upload,
+                lambda newer: _settle_earlier(
+                    gate, newer, contract, business_date, idempotency_token(newer), follow=False
+                ),
+            )
     if current is None:
         reason = "the blob is gone and Filegate holds no copy of this version: someone else deleted or moved it"
-    elif follow and upload.store == AZURE:
-        return follow_current(upload, current, lambda newer: _decide(gate, newer, follow=False))
+    elif follow and followable(upload, current):
+        newer = replace(upload, version=current.version, size=current.size)
+        return follow_current(newer, upload, lambda newer: _decide(gate, newer, follow=False))
     else:
         reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
     return Outcome(IGNORED, upload.event_id, source, dataset=dataset, reasons=(reason,))
 
 
-def follow_current(upload: Upload, current: ObjectInfo, decide: Callable[[Upload], Outcome]) -> Outcome:
-    """Handle the version an Azure blob is now instead of the one its event named.
+def followable(upload: Upload, current: ObjectInfo) -> bool:
+    """Whether an event should handle the version its Azure blob is now (`follow_current`): another version,
+    whole (not the target of a copy still going on), and a block blob (an append blob grows without events)."""
+    return (
+        upload.store == AZURE
+        and current.version != upload.version
+        and current.copy_finished
+        and current.blob_type in ("", BLOCK_BLOB)
+    )
+
+
+def follow_current(newer: Upload, upload: Upload, decide: Callable[[Upload], Outcome]) -> Outcome:
+    """Decide on `newer`, the version an Azure blob is now, instead of the one its event (`upload`) named.
 
     On Azure a write of a blob's metadata or properties gives it a new ETag (its version here) and raises
     no BlobCreated: an event whose version is gone would wait for an event that never comes, and the file
     would stay in landing. An overwrite does raise its own event, which names this same version: both
     converge on one copy and one run, whose token comes from the version. Not on GCS, which keeps the
     generation on a metadata write: there a stale event means an overwrite, whose own event handles the
-    new generation. Followed once: a version that changed again is left to the event or sweep for it.
+    new generation. Followed once: a version that changed again is left to the event or sweep for it. A
+    redelivery of the event, once the blob has moved, finds the version in its copy's metadata
+    (`archive.followed_copy`) and finishes what the first delivery started.
     """
-    outcome = decide(replace(upload, version=current.version, size=current.size))
+    outcome = decide(newer)
     note = (
-        f"the event named version {upload.version}, but the object is now version {current.version} (a newer "
-        "upload, or a write of its metadata or properties, which raises no event): that version was handled"
+        f"the event named version {upload.version}, but the blob is now version {newer.version} (a newer upload,"
+        " or a write of its metadata or properties, which raises no event): what follows is about that version"
     )
-    return replace(outcome, reasons=(*outcome.reasons, note))
+    return replace(outcome, reasons=(note, *outcome.reasons))
 
 
 def _read_reasons(store: Store, container: str, path: str) -> tuple[str, ...]:

@@ -140,7 +140,7 @@ def _expected(
                 value = None
             counts[key] = value
         md5, given = None, entry.get("md5")
-        if given is not None:
+        if given not in (None, ""):  # an empty md5 states nothing
             md5 = md5_hex(given) if isinstance(given, str) else None
             if md5 is None:
                 reasons.append(f"{where}: md5 must be 32 hex digits or the base64 of 16 bytes, got {given!r}")

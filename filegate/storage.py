@@ -40,6 +40,8 @@ class ObjectInfo:
     # `pending`, `success`, `failed` or `aborted` for a blob an Azure copy made; "" where there is no copy
     # status (an upload, or GCS, whose rewrite answers only once the object is complete).
     copy_status: str = ""
+    # Azure's blob type (`BlockBlob`, `AppendBlob`, `PageBlob`); "" on GCS, whose objects are all whole.
+    blob_type: str = ""
 
     @property
     def copy_finished(self) -> bool:

@@ -34,7 +34,7 @@ from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, Outcome, handle
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.storage import ObjectInfo, Store
 from filegate.sweep import RUN_PENDING, sweep_pipeline_batches
-from local_world.inputs import csv_bytes, tracking_row
+from local_world.inputs import blob_created, csv_bytes, tracking_row
 from tests.faults.world import World, run_parameters
 from tests.test_sweep import run_sweep
 
@@ -277,6 +277,45 @@ def test_a_re_upload_of_the_same_size_is_not_taken_for_the_file_whose_md5_the_tr
 
 
 @pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_a_version_with_the_stated_md5_wins_over_a_newer_one_whose_store_recorded_none(
+    world: World, azurite: Any
+) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    gate = world.gate()
+    day = date(2025, 3, 8)
+    first = member_bytes("customers")
+    second = first.replace(b"Austin", b"Boston", 1)  # same size, other bytes
+    deliver(gate, world.upload(member_name("customers", day), first))
+    # Committed in blocks, with no MD5 of the whole blob: the listing records none for it.
+    blocks = BlobServiceClient.from_connection_string(
+        azurite.connection_string, max_single_put_size=1024, max_block_size=1024
+    )
+    landing = world.settings.landing
+    path = landing.path(member_name("customers", day))
+    result = blocks.get_blob_client(landing.container, path).upload_blob(second, overwrite=True)
+    deliver(
+        gate,
+        blob_created(
+            landing.container, path, len(second), str(result["etag"]).strip('"'), api="PutBlockList", port=azurite.port
+        ),
+    )
+    archived = [i for i in world.objects(world.settings.archive) if "customers_2025_03_08" in i.path]
+    assert sorted(bool(i.content_md5) for i in archived) == [False, True]
+    for dataset in MEMBERS[1:]:
+        deliver(gate, world.upload(member_name(dataset, day), member_bytes(dataset)))
+    content = json.loads(trigger_bytes(day))
+    content["files"][0]["md5"] = hashlib.md5(first).hexdigest()
+
+    assert deliver(gate, world.upload(trigger_name(day), json.dumps(content).encode())).status == SEALED
+
+    [path] = seals(world, day)
+    customers = read_seal(world, path)["members"][0]
+    [sealed] = [i for i in world.objects(world.settings.archive) if i.path == customers["path"]]
+    assert world.read(sealed) == first
+
+
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
 def test_a_trigger_labelled_after_its_upload_still_seals_its_batch(world: World) -> None:
     gate = world.gate()
     day = date(2025, 3, 7)
@@ -291,7 +330,7 @@ def test_a_trigger_labelled_after_its_upload_still_seals_its_batch(world: World)
     outcome = deliver(gate, event)
 
     assert outcome.status == SEALED, outcome
-    assert "but the object is now version" in outcome.reasons[-1]
+    assert "but the blob is now version" in outcome.reasons[0]
     assert len(seals(world, day)) == 1
     assert len(batch_runs(world)) == 1
     assert world.objects(landing) == []

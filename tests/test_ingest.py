@@ -11,12 +11,13 @@ from azure.storage.blob import BlobServiceClient
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import load_contracts
+from filegate.errors import RunNotStarted
 from filegate.ingest import Gate, handle_payload
 from filegate.jobs import DatabricksJobs
 from filegate.settings import Settings
 from local_world.emulators import Azurite
 from local_world.inputs import as_cloudevent, blob_created, csv_bytes, tracking_row
-from local_world.jobs_api import LocalJobsServer
+from local_world.jobs_api import Fault, LocalJobsServer
 from local_world.jobs_api.recording import workspace_client
 from tests.faults.world import World
 
@@ -157,7 +158,7 @@ def test_a_stale_event_after_an_overwrite_handles_the_new_file_and_its_own_event
     [fresh] = handle_payload(gate, new)
 
     assert stale.status == "archived"
-    assert "but the object is now version" in stale.reasons[-1]
+    assert "but the blob is now version" in stale.reasons[0]
     assert fresh.status == "duplicate"  # as a redelivery of the event that was handled
     assert fresh.run_id == stale.run_id
     assert len(jobs_api.runs()) == 1
@@ -334,3 +335,51 @@ def test_a_changed_re_upload_under_the_same_name_still_gets_its_own_run(world: W
     assert changed.status == "archived"
     assert len(world.objects(world.settings.archive)) == 2
     assert len(world.runs()) == 2
+
+
+def test_a_redelivery_after_a_failed_run_now_finishes_the_version_the_first_delivery_followed(
+    gate: Gate,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,
+) -> None:
+    data = csv_bytes([tracking_row(1)])
+    event = upload(gate, azurite, data)
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    landing = gate.settings.landing
+    service.get_blob_client(landing.container, landing.path(NAME)).set_blob_metadata({"producer": "erp"})
+    # The first delivery follows the blob to its new ETag, archives it, then run-now fails: Event Grid retries.
+    jobs_api.inject(Fault("run-now", status=400, error_code="INVALID_PARAMETER_VALUE"))
+    with pytest.raises(RunNotStarted):
+        handle_payload(gate, event)
+    assert names(gate, landing.container) == []
+    assert jobs_api.runs() == []
+
+    [outcome] = handle_payload(gate, event)
+
+    assert outcome.status == "redriven", outcome
+    assert "but the blob is now version" in outcome.reasons[0]
+    assert len(jobs_api.runs()) == 1
+    [archived] = names(gate, gate.settings.archive.container)
+    assert gate.store.read_prefix(gate.settings.archive.container, archived, 10**6, "") == data
+
+
+def test_a_stale_event_does_not_take_an_append_blob_that_replaced_its_file(
+    gate: Gate,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,
+) -> None:
+    event = upload(gate, azurite, csv_bytes([tracking_row(1)]))
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    landing = gate.settings.landing
+    blob = service.get_blob_client(landing.container, landing.path(NAME))
+    blob.delete_blob()
+    blob.create_append_blob()
+    blob.append_block(csv_bytes([tracking_row(2)])[:40])  # still being written, without events
+
+    [outcome] = handle_payload(gate, event)
+
+    assert outcome.status == "ignored"
+    assert "superseded" in outcome.reasons[0]
+    assert names(gate, landing.container) == [landing.path(NAME)]
+    assert names(gate, gate.settings.archive.container) == []
+    assert jobs_api.runs() == []
