@@ -39,6 +39,15 @@ def upload(gate: Gate, azurite: Azurite, data: bytes, name: str = NAME) -> dict[
     return blob_created(landing.container, path, len(data), str(result["etag"]).strip('"'), port=azurite.port)
 
 
+def upload_and_label(gate: Gate, azurite: Azurite, data: bytes) -> dict[str, object]:
+    """Upload a blob, then label it as some producers do: a new ETag on Azure, and no BlobCreated for it."""
+    event = upload(gate, azurite, data)
+    landing = gate.settings.landing
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    service.get_blob_client(landing.container, landing.path(NAME)).set_blob_metadata({"producer": "erp"})
+    return event
+
+
 def names(gate: Gate, container: str) -> list[str]:
     return sorted(info.path for info in gate.store.list(container, ""))
 
@@ -173,11 +182,8 @@ def test_a_metadata_write_after_the_upload_which_raises_no_event_does_not_leave_
     jobs_api: LocalJobsServer,
 ) -> None:
     data = csv_bytes([tracking_row(1)])
-    event = upload(gate, azurite, data)
-    # A producer that labels its file after uploading it: a new ETag on Azure, and no BlobCreated.
-    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    event = upload_and_label(gate, azurite, data)
     landing = gate.settings.landing
-    service.get_blob_client(landing.container, landing.path(NAME)).set_blob_metadata({"producer": "erp"})
 
     [outcome] = handle_payload(gate, event)
 
@@ -343,10 +349,8 @@ def test_a_redelivery_after_a_failed_run_now_finishes_the_version_the_first_deli
     jobs_api: LocalJobsServer,
 ) -> None:
     data = csv_bytes([tracking_row(1)])
-    event = upload(gate, azurite, data)
-    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    event = upload_and_label(gate, azurite, data)
     landing = gate.settings.landing
-    service.get_blob_client(landing.container, landing.path(NAME)).set_blob_metadata({"producer": "erp"})
     # The first delivery follows the blob to its new ETag, archives it, then run-now fails: Event Grid retries.
     jobs_api.inject(Fault("run-now", status=400, error_code="INVALID_PARAMETER_VALUE"))
     with pytest.raises(RunNotStarted):
