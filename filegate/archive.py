@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import PurePosixPath
 from urllib.parse import quote
@@ -119,9 +119,10 @@ def _copy_again(store: Store, upload: Upload, unfinished: ObjectInfo, metadata: 
         raise TransientError(f"another delivery is copying {upload.path} to {where}") from exc
 
 
-def followed_copy(store: Store, upload: Upload, places: Iterable[tuple[Location, str]]) -> ObjectInfo | None:
-    """The copy an earlier delivery of this event made of a later version of its blob (`ingest.follow_current`),
-    found by the copy's metadata when the blob is gone from landing; None when there is none.
+def followed_upload(store: Store, upload: Upload, places: Iterable[tuple[Location, str]]) -> Upload | None:
+    """The later version of its blob that an earlier delivery of this event followed and copied
+    (`ingest.follow_current`), as that version's upload, found by the copy's metadata when the blob is gone
+    from landing; None when there is none.
 
     `places`: each location with the path an upload of this name is placed at (a qualified name shares
     its stem). Reports are not copies.
@@ -139,7 +140,7 @@ def followed_copy(store: Store, upload: Upload, places: Iterable[tuple[Location,
                 and followed
                 and followed != upload.version
             ):
-                return info
+                return replace(upload, version=followed, size=info.size)
     return None
 
 

@@ -108,18 +108,17 @@ def _info(container: str, path: str, blob: Any) -> ObjectInfo:
         content_type=str(getattr(settings, "content_type", None) or ""),
         content_md5=base64.b64encode(bytes(digest)).decode() if digest else "",
         copy_status=str(getattr(copy, "status", None) or ""),
-        blob_type=_blob_type(getattr(blob, "blob_type", None)),
+        blob_type=_enum_text(getattr(blob, "blob_type", None)),  # BlockBlob, AppendBlob or PageBlob
     )
 
 
-def _blob_type(value: Any) -> str:
-    """`BlockBlob`, `AppendBlob` or `PageBlob` from the SDK's BlobType enum (or its text); "" when absent."""
+def _enum_text(value: Any) -> str:
+    """The text of one of the SDK's enums (BlobType, StorageErrorCode), or of plain text; "" when absent."""
     return str(getattr(value, "value", value) or "")
 
 
 def _code(exc: Exception) -> str:
-    raw_code = getattr(exc, "error_code", "") or ""
-    return str(getattr(raw_code, "value", raw_code))
+    return _enum_text(getattr(exc, "error_code", None))
 
 
 class AzureBlobStore:

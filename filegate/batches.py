@@ -28,7 +28,7 @@ from typing import Any
 from filegate.archive import (
     Placement,
     find_placement,
-    followed_copy,
+    followed_upload,
     place_upload,
     rejected_path,
     report_path,
@@ -59,7 +59,7 @@ from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_b
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Settings
-from filegate.storage import META_SOURCE_VERSION, ObjectInfo
+from filegate.storage import ObjectInfo
 
 log = logging.getLogger("filegate")
 
@@ -219,9 +219,9 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
         for info in store.list(settings.archive.container, prefix)
         if _same_file(expected, _name(info)) and info.copy_finished
     ]
+    described = [info for info in found if _described(expected, info)]
     # A version whose MD5 is the stated one wins over one whose store recorded none (judged by size alone).
-    qualifying = [info for info in found if _described(expected, info) and _recorded_md5(info) == expected.md5]
-    qualifying = qualifying or [info for info in found if _described(expected, info)]
+    qualifying = [info for info in described if _recorded_md5(info) == expected.md5] or described
     if qualifying:
         chosen = max(qualifying, key=lambda info: (info.written, info.path))
         return Member(expected, chosen, tuple(info for info in found if info is not chosen))
@@ -229,8 +229,8 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
     if found:
         md5 = expected.md5 is not None
         versions = ", ".join(_size_and_md5(info.size, _recorded_md5(info), with_md5=md5) for info in found)
-        described = _size_and_md5(expected.bytes, expected.md5, with_md5=md5)
-        note = f"archived version(s) have {versions}; the trigger says {described}"
+        stated = _size_and_md5(expected.bytes, expected.md5, with_md5=md5)
+        note = f"archived version(s) have {versions}; the trigger says {stated}"
     rejected = settings.rejected
     stem = PurePosixPath(expected.file).stem
     candidates = [
@@ -703,11 +703,10 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, f
         places = [(settings.rejected, rejected_path(pipeline.name, upload.name))]
         if business_date is not None:
             places.insert(0, (settings.archive, pipeline.batch_folder(business_date) + upload.name))
-        copied = followed_copy(store, upload, places)
-        if copied is not None:
-            newer = replace(upload, version=copied.metadata[META_SOURCE_VERSION], size=copied.size)
+        moved = followed_upload(store, upload, places)
+        if moved is not None:
             return follow_current(
-                newer, upload, lambda newer: _settle_earlier_trigger(gate, newer, pipeline, follow=False)
+                moved, upload, lambda newer: _settle_earlier_trigger(gate, newer, pipeline, follow=False)
             )
     if current is None:
         reason = "the trigger is gone and Filegate holds no copy of this version: someone else deleted or moved it"

@@ -14,7 +14,7 @@ from filegate.archive import (
     Placement,
     archive_path,
     find_placement,
-    followed_copy,
+    followed_upload,
     is_copy_of,
     place_upload,
     rejected_path,
@@ -423,10 +423,10 @@ def _settle_earlier(
         places = [(settings.rejected, rejected_path(dataset, upload.name))]
         if contract is not None and business_date is not None:
             places.insert(0, (settings.archive, archive_path(contract.name, business_date, upload.name)))
-        copied = followed_copy(store, upload, places)
-        if copied is not None:
+        moved = followed_upload(store, upload, places)
+        if moved is not None:
             return follow_current(
-                replace(upload, version=copied.metadata[META_SOURCE_VERSION], size=copied.size),
+                moved,
                 upload,
                 lambda newer: _settle_earlier(
                     gate, newer, contract, business_date, idempotency_token(newer), follow=False
@@ -463,7 +463,7 @@ def follow_current(newer: Upload, upload: Upload, decide: Callable[[Upload], Out
     generation on a metadata write: there a stale event means an overwrite, whose own event handles the
     new generation. Followed once: a version that changed again is left to the event or sweep for it. A
     redelivery of the event, once the blob has moved, finds the version in its copy's metadata
-    (`archive.followed_copy`) and finishes what the first delivery started.
+    (`archive.followed_upload`) and finishes what the first delivery started.
     """
     outcome = decide(newer)
     note = (
