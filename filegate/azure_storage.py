@@ -6,6 +6,7 @@ import base64
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from filegate.errors import (
@@ -37,10 +38,20 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "read_timeout": 15,
 }
 _COPY_WAIT_SECONDS = 20.0
-_WRONG_KEY = (
-    "the key in FILEGATE_AZURE_STORAGE is wrong or was rotated: copy the connection string again from the "
-    "storage account's Access keys, or use the account URL with a managed identity"
-)
+# A copy from another account reads its source through a read-only SAS for that one blob. An
+# asynchronous copy reads the source while it runs, so the SAS outlives any copy worth waiting for;
+# it is signed with the account key, or with a user delegation key the identity asks for (reused
+# while it outlives a new SAS), since the accounts have shared keys off.
+_SOURCE_SAS_LIFETIME = timedelta(hours=6)
+_DELEGATION_KEY_LIFETIME = timedelta(days=1)
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _wrong_key(setting: str) -> str:
+    return (
+        f"the key in {setting} is wrong or was rotated: copy the connection string again from the "
+        "storage account's Access keys, or use the account URL with a managed identity"
+    )
 
 
 def _unquote(etag: str | None) -> str:
@@ -52,7 +63,7 @@ def _quote(etag: str) -> str:
 
 
 @contextmanager
-def _azure_errors(what: str) -> Iterator[None]:
+def _azure_errors(what: str, setting: str = "FILEGATE_AZURE_STORAGE") -> Iterator[None]:
     """Translate the SDK's errors into Filegate's, keeping the service's own message."""
     from azure.core.exceptions import (
         HttpResponseError,
@@ -77,7 +88,7 @@ def _azure_errors(what: str) -> Iterator[None]:
         if code == "AuthenticationFailed":
             # The signature did not verify: a wrong or rotated key, which no retry fixes.
             raise SettingsError(
-                f"{what}: storage refused the account key (AuthenticationFailed); {_WRONG_KEY}"
+                f"{what}: storage refused the account key (AuthenticationFailed); {_wrong_key(setting)}"
             ) from exc
         if code in ("BlobAlreadyExists", "TargetConditionNotMet") or (status == 409 and "Exists" in code):
             raise DestinationExists(f"{what}: destination exists") from exc
@@ -121,20 +132,60 @@ def _code(exc: Exception) -> str:
     return _enum_text(getattr(exc, "error_code", None))
 
 
+def _service(setting: str, name: str) -> BlobServiceClient:
+    """A connection string (Azurite, keys) or an account URL used with the managed identity."""
+    from azure.storage.blob import BlobServiceClient
+
+    if setting.startswith(("https://", "http://")):
+        from azure.identity import DefaultAzureCredential
+
+        return BlobServiceClient(setting, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS)
+    try:
+        return BlobServiceClient.from_connection_string(setting, **_CLIENT_OPTIONS)
+    except ValueError as exc:
+        raise SettingsError(
+            f"{name} is not a storage connection string ({exc}); expected "
+            "`DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...` or an account URL "
+            "`https://ACCOUNT.blob.core.windows.net`"
+        ) from exc
+
+
+def _account_key(service: BlobServiceClient) -> str | None:
+    """The account key a client signs with, or None when it uses an identity.
+
+    With a key, "access denied" means the key is wrong (Azurite says AuthorizationFailure, Azure
+    AuthenticationFailed); with an identity it means a missing role assignment.
+    """
+    key = getattr(getattr(service, "credential", None), "account_key", None)
+    return str(key) if key else None
+
+
 class AzureBlobStore:
     """Blob operations with the conditions that make moves safe under duplicate and late events."""
 
     kind = AZURE
 
-    def __init__(self, service: BlobServiceClient):
+    def __init__(self, service: BlobServiceClient, elsewhere: Mapping[str, BlobServiceClient] | None = None):
+        """`service` is the account events come from; `elsewhere` names containers that live in other accounts.
+
+        The archive may live in a second account: Unity Catalog reads only accounts with a hierarchical
+        namespace, and the landing account must have none (its events would become CreateFile and
+        FlushWithClose, and blob versioning would be gone). Each call goes to its container's account.
+        """
         self._service = service
+        self._elsewhere = dict(elsewhere or {})
         self.account = str(service.account_name)
-        # With a key, "access denied" means the key is wrong (Azurite says AuthorizationFailure,
-        # Azure AuthenticationFailed); with an identity it means a missing role assignment.
-        self._shared_key = type(getattr(service, "credential", None)).__name__ in (
-            "SharedKeyCredentialPolicy",
-            "StorageSharedKeyCredential",
-        )
+        self._delegation: dict[str, Any] = {}
+
+    def _account(self, container: str) -> BlobServiceClient:
+        return self._elsewhere.get(container, self._service)
+
+    def _setting(self, container: str) -> str:
+        """The setting that names `container`'s account, for errors a person fixes there."""
+        return "FILEGATE_AZURE_ARCHIVE_STORAGE" if container in self._elsewhere else "FILEGATE_AZURE_STORAGE"
+
+    def _blob(self, container: str, path: str) -> Any:
+        return self._account(container).get_blob_client(container, path)
 
     @property
     def endpoint(self) -> str:
@@ -144,34 +195,33 @@ class AzureBlobStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureBlobStore:
-        """The store FILEGATE_AZURE_STORAGE names."""
+        """The store FILEGATE_AZURE_STORAGE names; the archive in FILEGATE_AZURE_ARCHIVE_STORAGE's account if set."""
         if not settings.azure_storage:
             raise SettingsError("FILEGATE_AZURE_STORAGE is not set (a connection string or an account URL)")
-        return cls.from_setting(settings.azure_storage)
+        service = _service(settings.azure_storage, "FILEGATE_AZURE_STORAGE")
+        archive = settings.azure_archive_storage
+        if not archive or archive == settings.azure_storage:
+            return cls(service)
+        container = settings.archive.container
+        shared = {settings.landing.container, settings.rejected.container}
+        if container in shared:
+            # Containers are told apart by name alone, so one name cannot live in both accounts.
+            raise SettingsError(
+                f"FILEGATE_ARCHIVE's container {container!r} is also a landing or rejected container; with the "
+                "archive in its own account (FILEGATE_AZURE_ARCHIVE_STORAGE) give it a name of its own"
+            )
+        return cls(service, {container: _service(archive, "FILEGATE_AZURE_ARCHIVE_STORAGE")})
 
     @classmethod
     def from_setting(cls, setting: str) -> AzureBlobStore:
         """A connection string (Azurite, keys) or an account URL used with the managed identity."""
-        from azure.storage.blob import BlobServiceClient
-
-        if setting.startswith(("https://", "http://")):
-            from azure.identity import DefaultAzureCredential
-
-            return cls(BlobServiceClient(setting, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS))
-        try:
-            return cls(BlobServiceClient.from_connection_string(setting, **_CLIENT_OPTIONS))
-        except ValueError as exc:
-            raise SettingsError(
-                f"FILEGATE_AZURE_STORAGE is not a storage connection string ({exc}); expected "
-                "`DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...` or an account URL "
-                "`https://ACCOUNT.blob.core.windows.net`"
-            ) from exc
+        return cls(_service(setting, "FILEGATE_AZURE_STORAGE"))
 
     def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
         from azure.core import MatchConditions
 
-        blob = self._service.get_blob_client(container, path)
-        with _azure_errors(f"read {container}/{path}"):
+        blob = self._blob(container, path)
+        with _azure_errors(f"read {container}/{path}", self._setting(container)):
             conditions: dict[str, Any] = {}
             if version:
                 conditions = {"etag": _quote(version), "match_condition": MatchConditions.IfNotModified}
@@ -180,13 +230,53 @@ class AzureBlobStore:
             return data
 
     def stat(self, container: str, path: str) -> ObjectInfo | None:
-        blob = self._service.get_blob_client(container, path)
+        blob = self._blob(container, path)
         try:
-            with _azure_errors(f"stat {container}/{path}"):
+            with _azure_errors(f"stat {container}/{path}", self._setting(container)):
                 props = blob.get_blob_properties()
         except ObjectNotFound:
             return None
         return _info(container, path, props)
+
+    def _source_url(self, src_container: str, src_path: str, dst_container: str) -> str:
+        """The copy's source URL; from another account it carries a read-only SAS for that one blob.
+
+        Copy Blob authorizes a source in another account only by the URL (a SAS, or public access), never
+        by the caller's own credential.
+        """
+        source = self._account(src_container)
+        url = str(source.get_blob_client(src_container, src_path).url)
+        if source is self._account(dst_container):
+            return url
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        now = datetime.now(UTC)
+        key = _account_key(source)
+        signing: dict[str, Any] = {"account_key": key} if key else {"user_delegation_key": self._delegation_key(source)}
+        sas = generate_blob_sas(
+            str(source.account_name),
+            src_container,
+            src_path,
+            permission=BlobSasPermissions(read=True),
+            start=now - _CLOCK_SKEW,
+            expiry=now + _SOURCE_SAS_LIFETIME,
+            **signing,
+        )
+        return f"{url}?{sas}"
+
+    def _delegation_key(self, service: BlobServiceClient) -> Any:
+        """A user delegation key of `service`'s account that outlives a new SAS (the identity needs
+        generateUserDelegationKey at the account's scope, which Storage Blob Data Contributor there has)."""
+        now = datetime.now(UTC)
+        account = str(service.account_name)
+        cached = self._delegation.get(account)
+        if cached is not None and cached[0] > now + _SOURCE_SAS_LIFETIME:
+            return cached[1]
+        expiry = now + _DELEGATION_KEY_LIFETIME
+        with _azure_errors(f"get a user delegation key of {account}"):
+            key = service.get_user_delegation_key(now - _CLOCK_SKEW, expiry)
+        self._delegation[account] = (expiry, key)
+        return key
 
     def copy(
         self,
@@ -199,15 +289,14 @@ class AzureBlobStore:
     ) -> ObjectInfo:
         from azure.core import MatchConditions
 
-        source = self._service.get_blob_client(src_container, src_path)
-        target = self._service.get_blob_client(dst_container, dst_path)
+        target = self._blob(dst_container, dst_path)
         what = f"copy {src_container}/{src_path} to {dst_container}/{dst_path}"
-        with _azure_errors(what):
+        with _azure_errors(what, self._setting(dst_container)):
             # Both conditions travel with the one server-side request: the source must still be
             # the version the event named, and the destination must not exist. That is what makes
             # two concurrent deliveries of one event produce exactly one archived object.
             result = target.start_copy_from_url(
-                source.url,
+                self._source_url(src_container, src_path, dst_container),
                 metadata=dict(metadata),
                 source_etag=_quote(src_version),
                 source_match_condition=MatchConditions.IfNotModified,
@@ -230,8 +319,8 @@ class AzureBlobStore:
     def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
         from azure.storage.blob import ContentSettings
 
-        blob = self._service.get_blob_client(container, path)
-        with _azure_errors(f"write {container}/{path}"):
+        blob = self._blob(container, path)
+        with _azure_errors(f"write {container}/{path}", self._setting(container)):
             result = blob.upload_blob(
                 data,
                 overwrite=False,
@@ -252,9 +341,9 @@ class AzureBlobStore:
     def delete(self, container: str, path: str, version: str) -> bool:
         from azure.core import MatchConditions
 
-        blob = self._service.get_blob_client(container, path)
+        blob = self._blob(container, path)
         try:
-            with _azure_errors(f"delete {container}/{path}"):
+            with _azure_errors(f"delete {container}/{path}", self._setting(container)):
                 blob.delete_blob(etag=_quote(version), match_condition=MatchConditions.IfNotModified)
         except (ObjectNotFound, SourceChanged):
             return False
@@ -268,8 +357,8 @@ class AzureBlobStore:
             raise ObjectNotFound(f"update metadata of {container}/{path}: not found")
         if current.version != version:
             raise SourceChanged(f"update metadata of {container}/{path}: object changed")
-        blob = self._service.get_blob_client(container, path)
-        with _azure_errors(f"update metadata of {container}/{path}"):
+        blob = self._blob(container, path)
+        with _azure_errors(f"update metadata of {container}/{path}", self._setting(container)):
             # Azure replaces the whole metadata set, so the object's own travels along, under the same etag.
             blob.set_blob_metadata(
                 {**current.metadata, **metadata}, etag=_quote(version), match_condition=MatchConditions.IfNotModified
@@ -277,19 +366,21 @@ class AzureBlobStore:
 
     def container_exists(self, container: str) -> bool:
         try:
-            with _azure_errors(f"container {container}"):
-                self._service.get_container_client(container).get_container_properties()
+            with _azure_errors(f"container {container}", self._setting(container)):
+                self._account(container).get_container_client(container).get_container_properties()
         except (LocationMissing, ObjectNotFound):
             return False
         except TransientError as exc:
-            if self._shared_key and "access denied" in str(exc):
-                raise SettingsError(f"container {container}: storage refused the account key; {_WRONG_KEY}") from exc
+            if _account_key(self._account(container)) and "access denied" in str(exc):
+                raise SettingsError(
+                    f"container {container}: storage refused the account key; {_wrong_key(self._setting(container))}"
+                ) from exc
             raise
         return True
 
     def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
-        client = self._service.get_container_client(container)
-        with _azure_errors(f"list {container}/{prefix}"):
+        client = self._account(container).get_container_client(container)
+        with _azure_errors(f"list {container}/{prefix}", self._setting(container)):
             # Committed blobs only: `include` never asks for "uncommittedblobs", so a blob whose blocks
             # are staged but not yet committed (Put Block List) is not listed, as Event Grid is silent on it.
             # "copy" brings each blob's copy status, so a listing tells an unfinished copy as a stat does.
@@ -297,11 +388,11 @@ class AzureBlobStore:
                 yield _info(container, str(item.name), item)
 
     def spark_uri(self, container: str, path: str) -> str:
-        return azure_uri(self.account, container, path)
+        return azure_uri(str(self._account(container).account_name), container, path)
 
     def download(self, container: str, path: str, destination: str) -> None:
-        blob = self._service.get_blob_client(container, path)
-        with _azure_errors(f"download {container}/{path}"), open(destination, "wb") as handle:
+        blob = self._blob(container, path)
+        with _azure_errors(f"download {container}/{path}", self._setting(container)), open(destination, "wb") as handle:
             blob.download_blob().readinto(handle)
 
     def create_containers(self, *names: str) -> None:
@@ -310,7 +401,7 @@ class AzureBlobStore:
 
         for name in names:
             try:
-                with _azure_errors(f"create container {name}"):
-                    self._service.create_container(name)
+                with _azure_errors(f"create container {name}", self._setting(name)):
+                    self._account(name).create_container(name)
             except (ResourceExistsError, DestinationExists):
                 continue

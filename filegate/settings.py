@@ -37,6 +37,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Storage account: a connection string, or an account URL used with managed identity.",
         clouds=(AZURE_TARGET,),
     ),
+    Setting(
+        "FILEGATE_AZURE_ARCHIVE_STORAGE",
+        "The archive's storage account, when it is not FILEGATE_AZURE_STORAGE's (same forms): Unity Catalog "
+        "reads only accounts with a hierarchical namespace, which the landing account must not have.",
+        clouds=(AZURE_TARGET,),
+    ),
     Setting("FILEGATE_JOB_ID", "Databricks job to run; wins over FILEGATE_JOB_NAME."),
     Setting("FILEGATE_JOB_NAME", "Databricks job to run, by name (resolved once per process).", DEFAULT_JOB_NAME),
     Setting("FILEGATE_BATCH_JOB_ID", "Databricks job a sealed pipeline batch runs; wins over FILEGATE_BATCH_JOB_NAME."),
@@ -117,6 +123,7 @@ class Settings:
     archive: Location = Location("archive")
     rejected: Location = Location("rejected")
     azure_storage: str | None = None
+    azure_archive_storage: str | None = None
     job_id: int | None = None
     job_name: str = DEFAULT_JOB_NAME
     batch_job_id: int | None = None
@@ -159,6 +166,7 @@ class Settings:
             archive=Location.parse(text("FILEGATE_ARCHIVE") or "archive", "FILEGATE_ARCHIVE"),
             rejected=Location.parse(text("FILEGATE_REJECTED") or "rejected", "FILEGATE_REJECTED"),
             azure_storage=text("FILEGATE_AZURE_STORAGE") or None,
+            azure_archive_storage=text("FILEGATE_AZURE_ARCHIVE_STORAGE") or None,
             job_id=job_id,
             job_name=text("FILEGATE_JOB_NAME") or DEFAULT_JOB_NAME,
             batch_job_id=number("FILEGATE_BATCH_JOB_ID", 0) or None,

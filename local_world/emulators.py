@@ -25,8 +25,21 @@ from filegate.errors import FilegateError
 from filegate.gcs_storage import LOCAL_PROJECT, anonymous_client
 
 AZURITE_ACCOUNT = "devstoreaccount1"
+# The archive's account, as deployed: a second account (on Azure the one with a hierarchical namespace,
+# which Azurite does not emulate), so every local archive is a copy across accounts, as on Azure.
+AZURITE_ARCHIVE_ACCOUNT = "filegatearchive"
 # Azurite's published development key: the same for every Azurite install, not a secret.
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# Naming accounts replaces Azurite's default one, so it is named too.
+AZURITE_ACCOUNTS = f"{AZURITE_ACCOUNT}:{AZURITE_KEY};{AZURITE_ARCHIVE_ACCOUNT}:{AZURITE_KEY}"
+
+
+def azurite_connection_string(port: int, account: str = AZURITE_ACCOUNT) -> str:
+    """A connection string for one of Azurite's accounts on `port`."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{account};"
+    )
 
 
 class EmulatorError(FilegateError):
@@ -168,10 +181,13 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
-        )
+        """The account events come from: landing and rejected."""
+        return azurite_connection_string(self.port)
+
+    @property
+    def archive_connection_string(self) -> str:
+        """The archive's own account (FILEGATE_AZURE_ARCHIVE_STORAGE)."""
+        return azurite_connection_string(self.port, AZURITE_ARCHIVE_ACCOUNT)
 
 
 # The newest SDKs send API versions Azurite does not know yet, and Filegate's metadata headers need
@@ -180,8 +196,12 @@ AZURITE_FLAGS = ("--skipApiVersionCheck", "--loose", "--silent")
 
 
 @contextmanager
-def run_azurite(root: Path, location: Path) -> Iterator[Azurite]:
-    """Azurite's blob service from `root`/node_modules on a free port, its data in `location`."""
+def run_azurite(root: Path, location: Path, *, oauth_tls: tuple[Path, Path] | None = None) -> Iterator[Azurite]:
+    """Azurite's blob service from `root`/node_modules on a free port, its data in `location`.
+
+    With `oauth_tls` (a certificate and its key, PEM) it serves HTTPS and takes Entra bearer tokens
+    (checked for form, issuer, audience and lifetime, not signature): what an identity's calls need.
+    """
     binary = root / "node_modules" / ".bin" / "azurite-blob"
     if not binary.exists():
         raise EmulatorError(f"Azurite is not installed ({binary} is missing): run `make setup`")
@@ -189,13 +209,19 @@ def run_azurite(root: Path, location: Path) -> Iterator[Azurite]:
     port = free_port()
     command = [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location)]
     command += list(AZURITE_FLAGS)
+    env = {**os.environ, "AZURITE_ACCEPT_EULA": "true", "AZURITE_ACCOUNTS": AZURITE_ACCOUNTS}
+    if oauth_tls is not None:
+        cert, key = oauth_tls
+        command += ["--cert", str(cert), "--key", str(key), "--oauth", "basic"]
+        # Azurite checks a copy's source by reading it over HTTPS itself: trust its own certificate.
+        env["NODE_EXTRA_CA_CERTS"] = str(cert)
     with (location / "azurite.log").open("wb") as sink:
         # Its own session: Ctrl-C reaches only the caller, which then stops Azurite in order.
         process = subprocess.Popen(
             command,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "AZURITE_ACCEPT_EULA": "true"},
+            env=env,
             start_new_session=True,
         )
         record = record_leftover(location / "azurite.pid.json", process, binary.name)

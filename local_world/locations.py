@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from filegate import exits
 from filegate.errors import FilegateError
@@ -29,7 +30,8 @@ def main(argv: list[str]) -> int:
             from filegate.azure_storage import AzureBlobStore
 
             setting = args.azure_storage or settings.azure_storage or AZURITE_DEFAULT
-            AzureBlobStore.from_setting(setting).create_containers(*names)
+            # Each container in its own account: the archive's may be FILEGATE_AZURE_ARCHIVE_STORAGE's.
+            AzureBlobStore.from_settings(replace(settings, azure_storage=setting)).create_containers(*names)
         else:
             from filegate.gcs_storage import GcsStore
 

@@ -50,10 +50,13 @@ def _env(world: World, request: pytest.FixtureRequest) -> dict[str, str]:
         "DATABRICKS_TOKEN": "local-test-token",
         "FILEGATE_JOB_ID": "",
         "FILEGATE_AZURE_STORAGE": "",
+        "FILEGATE_AZURE_ARCHIVE_STORAGE": "",
         "DATABRICKS_CONFIG_FILE": "/nonexistent",
     }
     if world.kind == "azure":
-        env["FILEGATE_AZURE_STORAGE"] = request.getfixturevalue("azurite").connection_string
+        azurite = request.getfixturevalue("azurite")
+        env["FILEGATE_AZURE_STORAGE"] = azurite.connection_string
+        env["FILEGATE_AZURE_ARCHIVE_STORAGE"] = azurite.archive_connection_string
     else:
         env["STORAGE_EMULATOR_HOST"] = request.getfixturevalue("gcs_emulator").url
     return env

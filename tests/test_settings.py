@@ -76,6 +76,7 @@ FULL_ENV = {
     "FILEGATE_ARCHIVE": "archive/files",
     "FILEGATE_REJECTED": "rejected",
     "FILEGATE_AZURE_STORAGE": "https://account.blob.core.windows.net",
+    "FILEGATE_AZURE_ARCHIVE_STORAGE": "https://archive.blob.core.windows.net",
     "FILEGATE_JOB_ID": "42",
     "FILEGATE_JOB_NAME": "ingest",
     "FILEGATE_BATCH_JOB_ID": "43",

@@ -136,7 +136,9 @@ def test_the_command_prints_one_outcome_per_file(
     world.upload("suppliers_2024_03_05.csv", DATA)
     settings = world.settings
     if world.kind == "azure":
-        monkeypatch.setenv("FILEGATE_AZURE_STORAGE", request.getfixturevalue("azurite").connection_string)
+        azurite = request.getfixturevalue("azurite")
+        monkeypatch.setenv("FILEGATE_AZURE_STORAGE", azurite.connection_string)
+        monkeypatch.setenv("FILEGATE_AZURE_ARCHIVE_STORAGE", azurite.archive_connection_string)
         target = "azure"
     else:
         monkeypatch.delenv("FILEGATE_AZURE_STORAGE", raising=False)

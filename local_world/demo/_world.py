@@ -92,16 +92,22 @@ def local_world(
     batch_job = next((spec for spec in jobs[1:] if spec.name == DEMO_SETTINGS.batch_job_name), None)
     with run_azurite(root, state / "azurite") as azurite:
         connection = azurite.connection_string
-        settings = replace(DEMO_SETTINGS, azure_storage=connection, job_id=job.job_id, job_name=job.name)
+        settings = replace(
+            DEMO_SETTINGS,
+            azure_storage=connection,
+            azure_archive_storage=azurite.archive_connection_string,
+            job_id=job.job_id,
+            job_name=job.name,
+        )
         if batch_job is not None:
             settings = replace(settings, batch_job_id=batch_job.job_id, batch_job_name=batch_job.name)
-        AzureBlobStore.from_setting(connection).create_containers(
+        AzureBlobStore.from_settings(settings).create_containers(
             settings.landing.container, settings.archive.container, settings.rejected.container
         )
         server = LocalJobsServer(
             jobs,
             state / "jobs",
-            storage=SourceStorage(connection),
+            storage=SourceStorage(connection, azure_archive_connection_string=azurite.archive_connection_string),
             workdir=root,
             spark=spark,
             warehouse=warehouse,

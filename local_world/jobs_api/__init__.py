@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
         return exits.CONFIG
     storage = None
     if args.azure_storage or args.gcs_endpoint:
-        storage = SourceStorage(args.azure_storage, args.gcs_endpoint)
+        storage = SourceStorage(args.azure_storage, args.gcs_endpoint, args.azure_archive_storage)
 
     def notify(message: str) -> None:
         print(message, flush=True)
@@ -160,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
         help="bundle job file, repeatable (default: every job file of the repository's bundle)",
     )
     parser.add_argument("--azure-storage", default=None, help="Azurite connection string to read abfss:// inputs")
+    parser.add_argument(
+        "--azure-archive-storage", default=None, help="Azurite connection string of the archive's own account, if any"
+    )
     parser.add_argument("--gcs-endpoint", default=None, help="GCS emulator URL to read gs:// inputs")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a bundle variable")
     parser.add_argument(

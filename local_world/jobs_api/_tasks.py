@@ -68,6 +68,19 @@ class SourceStorage:
 
     azure_connection_string: str | None = None
     gcs_endpoint: str | None = None
+    # The archive's own account, when it is not the first one's (as deployed on Azure).
+    azure_archive_connection_string: str | None = None
+
+    def azure_store_for(self, account: str) -> Store | None:
+        """The Azurite store of the account a URI names, or None when none is configured."""
+        from filegate.azure_storage import AzureBlobStore
+
+        for setting in (self.azure_connection_string, self.azure_archive_connection_string):
+            if setting:
+                store = AzureBlobStore.from_setting(setting)
+                if store.account == account:
+                    return store
+        return None
 
 
 def is_remote(uri: str) -> bool:
@@ -85,11 +98,13 @@ def fetch_source(uri: str, folder: Path, storage: SourceStorage) -> Path:
         raise TaskFailed(str(exc)) from exc
     container, path = named.container, named.path
     if named.cloud == AZURE:
-        if not storage.azure_connection_string:
-            raise TaskFailed(f"cannot read {uri}: no local Azure storage configured (--azure-storage)")
-        from filegate.azure_storage import AzureBlobStore
-
-        store = AzureBlobStore.from_setting(storage.azure_connection_string)
+        found = storage.azure_store_for(named.account)
+        if found is None:
+            raise TaskFailed(
+                f"cannot read {uri}: no local Azure storage of account {named.account} configured "
+                "(--azure-storage, --azure-archive-storage)"
+            )
+        store = found
     else:
         if not storage.gcs_endpoint:
             raise TaskFailed(f"cannot read {uri}: no local GCS endpoint configured (--gcs-endpoint)")

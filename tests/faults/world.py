@@ -489,20 +489,22 @@ def open_azure_world(azurite: Any, state_dir: Any) -> Iterator[World]:
     from azure.storage.blob._shared.policies import ExponentialRetry
 
     from filegate.azure_storage import _CLIENT_OPTIONS, AzureBlobStore
-    from local_world.emulators import AZURITE_ACCOUNT, AZURITE_KEY
+    from local_world.emulators import AZURITE_ACCOUNT, AZURITE_ARCHIVE_ACCOUNT, azurite_connection_string
     from local_world.jobs_api.recording import local_jobs_api
 
     with run_fault_proxy(azurite.port) as proxy, local_jobs_api(state_dir, bundle=WORLD_JOBS) as server:
-        connection = (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{proxy.port}/{AZURITE_ACCOUNT};"
-        )
-        # The same retry count as production; only the 15 s+ backoff is shortened to keep tests fast.
-        retry = ExponentialRetry(initial_backoff=0.05, increment_base=0, random_jitter_range=0, retry_total=3)
-        store = AzureBlobStore(
-            BlobServiceClient.from_connection_string(connection, **{**_CLIENT_OPTIONS, "retry_policy": retry})
-        )
+
+        def service(account: str = AZURITE_ACCOUNT) -> Any:
+            # The same retry count as production; only the 15 s+ backoff is shortened to keep tests fast.
+            # One policy per client: azure-core chains a pipeline's policies through the instances
+            # themselves, so a shared one would send one account's requests down the other's pipeline.
+            retry = ExponentialRetry(initial_backoff=0.05, increment_base=0, random_jitter_range=0, retry_total=3)
+            connection = azurite_connection_string(proxy.port, account)
+            return BlobServiceClient.from_connection_string(connection, **{**_CLIENT_OPTIONS, "retry_policy": retry})
+
         names = fresh_locations()
+        # The archive in its own account, as deployed: every archive is a copy across accounts.
+        store = AzureBlobStore(service(), {names[1]: service(AZURITE_ARCHIVE_ACCOUNT)})
         store.create_containers(*names)
         uploader = azure_uploader(azurite.connection_string, azurite.port)
         yield World("azure", store, world_settings(*names), server, uploader, proxy)

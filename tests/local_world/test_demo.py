@@ -33,7 +33,7 @@ from filegate.contracts import load_contracts
 from filegate.uris import azure_uri
 from local_world import ROOT, demo
 from local_world.demo._world import DEMO_SETTINGS
-from local_world.emulators import AZURITE_ACCOUNT, is_listening
+from local_world.emulators import AZURITE_ARCHIVE_ACCOUNT, is_listening
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
 from local_world.jobs_api import FolderLock, local_table
 from local_world.samples.ecommerce import file_name
@@ -510,7 +510,7 @@ def assert_ecommerce_scene(report: str, state: Path) -> None:
     archive = DEMO_SETTINGS.archive
     assert sources == {
         azure_uri(
-            AZURITE_ACCOUNT,
+            AZURITE_ARCHIVE_ACCOUNT,
             archive.container,
             archive.path(archive_path(d, date.fromisoformat(day), file_name(d, date.fromisoformat(day)))),
         )

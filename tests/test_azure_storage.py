@@ -1,0 +1,198 @@
+"""The Azure store with the archive in an account of its own (FILEGATE_AZURE_ARCHIVE_STORAGE), on Azurite."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.storage.blob import BlobServiceClient
+
+from filegate.azure_storage import AzureBlobStore
+from filegate.errors import DestinationExists, SettingsError, SourceChanged
+from filegate.settings import Location, Settings
+from local_world import ROOT
+from local_world.emulators import AZURITE_ACCOUNT, AZURITE_ARCHIVE_ACCOUNT, Azurite, run_azurite
+
+DATA = b"order_id,status\n1,shipped\n"
+
+
+@pytest.fixture
+def two_accounts(azurite: Azurite) -> tuple[AzureBlobStore, Settings]:
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        landing=Location(f"landing-{suffix}", "incoming/"),
+        archive=Location(f"archive-{suffix}"),
+        rejected=Location(f"rejected-{suffix}"),
+        azure_storage=azurite.connection_string,
+        azure_archive_storage=azurite.archive_connection_string,
+    )
+    store = AzureBlobStore.from_settings(settings)
+    store.create_containers(settings.landing.container, settings.archive.container, settings.rejected.container)
+    return store, settings
+
+
+def _containers(connection_string: str) -> set[str]:
+    return {c.name for c in BlobServiceClient.from_connection_string(connection_string).list_containers()}
+
+
+def test_the_archive_is_copied_into_its_own_account_under_the_same_conditions(
+    azurite: Azurite, two_accounts: tuple[AzureBlobStore, Settings]
+) -> None:
+    store, settings = two_accounts
+    landing, archive = settings.landing, settings.archive
+    uploaded = store.put(landing.container, landing.path("a.csv"), DATA, "text/csv", {})
+    assert archive.container in _containers(azurite.archive_connection_string)
+    assert archive.container not in _containers(azurite.connection_string)
+    assert landing.container not in _containers(azurite.archive_connection_string)
+
+    source = landing.path("a.csv")
+    copied = store.copy(landing.container, source, uploaded.version, archive.container, "a.csv", {"k": "v"})
+
+    assert (copied.size, copied.metadata, copied.copy_status) == (len(DATA), {"k": "v"}, "success")
+    assert store.read_prefix(archive.container, "a.csv", 100, copied.version) == DATA
+    direct = BlobServiceClient.from_connection_string(azurite.archive_connection_string)
+    assert direct.get_blob_client(archive.container, "a.csv").download_blob().readall() == DATA
+    # The run reads the copy where it is: in the archive's account, whose name the URI carries.
+    assert store.spark_uri(archive.container, "a.csv").startswith(
+        f"abfss://{archive.container}@{AZURITE_ARCHIVE_ACCOUNT}."
+    )
+    assert store.spark_uri(landing.container, "x").startswith(f"abfss://{landing.container}@{AZURITE_ACCOUNT}.")
+    assert store.account == AZURITE_ACCOUNT, "events name the landing account"
+    assert [o.path for o in store.list(archive.container, "")] == ["a.csv"]
+
+    # Create-only onto the destination, and only from the version the event named, across accounts too.
+    with pytest.raises(DestinationExists):
+        store.copy(landing.container, source, uploaded.version, archive.container, "a.csv", {})
+    newer = store.put(landing.container, landing.path("b.csv"), DATA, "text/csv", {})
+    store.delete(landing.container, landing.path("b.csv"), newer.version)
+    again = store.put(landing.container, landing.path("b.csv"), DATA + b"2,late\n", "text/csv", {})
+    with pytest.raises(SourceChanged):
+        store.copy(landing.container, landing.path("b.csv"), newer.version, archive.container, "b.csv", {})
+    assert store.stat(archive.container, "b.csv") is None
+    assert again.version != newer.version
+
+
+def test_one_container_name_cannot_be_in_both_accounts(azurite: Azurite) -> None:
+    settings = Settings(
+        landing=Location("data", "incoming/"),
+        archive=Location("data", "archive/"),
+        azure_storage=azurite.connection_string,
+        azure_archive_storage=azurite.archive_connection_string,
+    )
+    with pytest.raises(SettingsError, match="FILEGATE_ARCHIVE's container 'data' is also a landing or rejected"):
+        AzureBlobStore.from_settings(settings)
+    # One account may hold both, told apart by their prefixes.
+    single = AzureBlobStore.from_settings(replace(settings, azure_archive_storage=None))
+    assert single.spark_uri("data", "archive/a.csv").startswith(f"abfss://data@{AZURITE_ACCOUNT}.")
+
+
+def test_a_wrong_archive_key_names_the_archive_setting(
+    azurite: Azurite, two_accounts: tuple[AzureBlobStore, Settings]
+) -> None:
+    _, settings = two_accounts
+    wrong = azurite.archive_connection_string.replace("AccountKey=Eby8", "AccountKey=Abc8")
+    store = AzureBlobStore.from_settings(replace(settings, azure_archive_storage=wrong))
+    with pytest.raises(SettingsError, match="the key in FILEGATE_AZURE_ARCHIVE_STORAGE is wrong"):
+        store.container_exists(settings.archive.container)
+    assert store.container_exists(settings.landing.container)
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, PEM: Azurite takes bearer tokens over HTTPS only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class _Identity:
+    """An Entra token for storage as a managed identity gets one: Azurite checks its claims, not its signature."""
+
+    def __init__(self) -> None:
+        self.tenant, self.object_id = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        now = int(time.time())
+        claims = {
+            "aud": "https://storage.azure.com",
+            "iss": f"https://sts.windows.net/{self.tenant}/",
+            "iat": now,
+            "nbf": now - 60,
+            "exp": now + 3600,
+            "oid": self.object_id,
+            "tid": self.tenant,
+        }
+
+        def part(value: dict[str, Any] | bytes) -> str:
+            raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+        token = ".".join([part({"alg": "RS256", "typ": "JWT"}), part(claims), part(b"unsigned")])
+        return AccessToken(token, now + 3600)
+
+
+@pytest.mark.services
+def test_an_identity_copies_across_accounts_with_a_user_delegation_sas(tmp_path: Path) -> None:
+    # Shared keys are off on Azure: the function signs the copy's source with a user delegation key
+    # that its identity asks the landing account for. Azurite with OAuth issues and checks such keys.
+    cert, key = _self_signed(tmp_path)
+    identity = _Identity()
+    with run_azurite(ROOT, tmp_path / "azurite", oauth_tls=(cert, key)) as azurite:
+
+        def service(account: str) -> BlobServiceClient:
+            url = f"https://127.0.0.1:{azurite.port}/{account}"
+            return BlobServiceClient(url, credential=identity, connection_verify=str(cert))
+
+        landing = service(AZURITE_ACCOUNT)
+        store = AzureBlobStore(landing, {"archive": service(AZURITE_ARCHIVE_ACCOUNT)})
+        store.create_containers("landing", "archive")
+        first = store.put("landing", "incoming/a.csv", DATA, "text/csv", {})
+        second = store.put("landing", "incoming/b.csv", DATA + b"2,late\n", "text/csv", {})
+        asked = []
+        original = landing.get_user_delegation_key
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            asked.append(args)
+            return original(*args, **kwargs)
+
+        landing.get_user_delegation_key = counted  # type: ignore[method-assign]
+
+        a = store.copy("landing", "incoming/a.csv", first.version, "archive", "a.csv", {"k": "v"})
+        b = store.copy("landing", "incoming/b.csv", second.version, "archive", "b.csv", {})
+
+        assert store.read_prefix("archive", "a.csv", 100, a.version) == DATA
+        assert store.read_prefix("archive", "b.csv", 100, b.version) == DATA + b"2,late\n"
+        assert len(asked) == 1, "the delegation key is reused while it outlives a new SAS"
+        with pytest.raises(DestinationExists):
+            store.copy("landing", "incoming/a.csv", first.version, "archive", "a.csv", {})
