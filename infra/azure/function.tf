@@ -2,20 +2,22 @@ locals {
   landing_location = trimsuffix("${var.landing_container}/${var.landing_prefix}", "/")
   token_auth       = var.databricks_auth == "token"
 
-  # The names below are the settings contract in filegate/settings.py (tests/infra check it).
+  # The names below are the settings contract in filegate/settings.py (tests/infra check it). The archive
+  # has an account of its own, with the hierarchical namespace Unity Catalog needs (storage.tf).
   filegate_settings = {
-    FILEGATE_LANDING         = local.landing_location
-    FILEGATE_ARCHIVE         = var.archive_container
-    FILEGATE_REJECTED        = var.rejected_container
-    FILEGATE_AZURE_STORAGE   = azurerm_storage_account.filegate.primary_blob_endpoint
-    FILEGATE_JOB_NAME        = var.databricks_job_name
-    FILEGATE_JOB_ID          = var.databricks_job_id
-    FILEGATE_BATCH_JOB_NAME  = var.databricks_batch_job_name
-    FILEGATE_BATCH_JOB_ID    = var.databricks_batch_job_id
-    FILEGATE_DATABRICKS_AUTH = local.token_auth ? "" : "azure-identity"
-    FILEGATE_SAMPLE_BYTES    = tostring(var.sample_bytes)
-    FILEGATE_MAX_FILE_BYTES  = tostring(var.max_file_bytes)
-    DATABRICKS_HOST          = var.databricks_host
+    FILEGATE_LANDING               = local.landing_location
+    FILEGATE_ARCHIVE               = var.archive_container
+    FILEGATE_REJECTED              = var.rejected_container
+    FILEGATE_AZURE_STORAGE         = azurerm_storage_account.filegate.primary_blob_endpoint
+    FILEGATE_AZURE_ARCHIVE_STORAGE = azurerm_storage_account.archive.primary_blob_endpoint
+    FILEGATE_JOB_NAME              = var.databricks_job_name
+    FILEGATE_JOB_ID                = var.databricks_job_id
+    FILEGATE_BATCH_JOB_NAME        = var.databricks_batch_job_name
+    FILEGATE_BATCH_JOB_ID          = var.databricks_batch_job_id
+    FILEGATE_DATABRICKS_AUTH       = local.token_auth ? "" : "azure-identity"
+    FILEGATE_SAMPLE_BYTES          = tostring(var.sample_bytes)
+    FILEGATE_MAX_FILE_BYTES        = tostring(var.max_file_bytes)
+    DATABRICKS_HOST                = var.databricks_host
   }
 
   # A Key Vault reference: the app resolves it with its identity; the token never appears in app settings.
@@ -109,10 +111,22 @@ resource "terraform_data" "drop_key_based_storage_settings" {
   }
 }
 
-# Blob data on this account only: the function reads landing and writes archive/rejected; the
-# host keeps its leases and keys in containers it creates itself, so the account is the narrowest scope.
+# Blob data on this account: the function reads landing and writes rejected; the host keeps its leases
+# and keys in containers it creates itself; and the copies into the archive account carry a user
+# delegation SAS for the landing blob, whose key Azure grants only at account scope. So the account is
+# the narrowest scope.
 resource "azurerm_role_assignment" "function_blob_data" {
   scope                = azurerm_storage_account.filegate.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_function_app_flex_consumption.filegate.identity[0].principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+# In the archive account, only the archive container: the function creates copies and batch seals
+# there, reads and lists them, records each file's run in its metadata, and deletes an unfinished copy
+# of its own before copying again.
+resource "azurerm_role_assignment" "function_archive" {
+  scope                = azurerm_storage_container.archive.id
   role_definition_name = "Storage Blob Data Contributor"
   principal_id         = azurerm_function_app_flex_consumption.filegate.identity[0].principal_id
   principal_type       = "ServicePrincipal"

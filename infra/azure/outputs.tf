@@ -4,7 +4,7 @@ output "resource_group_name" {
 }
 
 output "storage_account_name" {
-  description = "Storage account for uploads; upload with `az storage blob upload --auth-mode login`."
+  description = "Storage account for uploads (landing, rejected, deadletter); upload with `az storage blob upload --auth-mode login`."
   value       = azurerm_storage_account.filegate.name
 }
 
@@ -19,8 +19,23 @@ output "landing_container" {
 }
 
 output "archive_container" {
-  description = "Container holding files that passed validation."
+  description = "Container holding files that passed validation, in the archive account."
   value       = azurerm_storage_container.archive.name
+}
+
+output "archive_storage_account_name" {
+  description = "Storage account holding the archive, with a hierarchical namespace for Unity Catalog (FILEGATE_AZURE_ARCHIVE_STORAGE is its blob endpoint)."
+  value       = azurerm_storage_account.archive.name
+}
+
+output "archive_external_location_url" {
+  description = "URL of the read-only Unity Catalog external location the jobs read the archive through."
+  value       = "abfss://${azurerm_storage_container.archive.name}@${azurerm_storage_account.archive.name}.dfs.core.windows.net/"
+}
+
+output "databricks_access_connector_id" {
+  description = "Resource id of the access connector to create the Unity Catalog storage credential from; it may read the archive account only."
+  value       = azurerm_databricks_access_connector.archive.id
 }
 
 output "rejected_container" {

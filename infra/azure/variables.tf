@@ -22,7 +22,7 @@ variable "tags" {
 }
 
 variable "storage_replication_type" {
-  description = "Replication of the storage account holding landing, archive and rejected (ZRS survives a zone outage)."
+  description = "Replication of both storage accounts, the one holding landing and rejected and the archive's (ZRS survives a zone outage)."
   type        = string
   default     = "ZRS"
 }
@@ -50,13 +50,13 @@ variable "landing_prefix" {
 }
 
 variable "archive_container" {
-  description = "Container where valid files are moved (FILEGATE_ARCHIVE); outside the watched container so moves raise no new event."
+  description = "Container where valid files are moved (FILEGATE_ARCHIVE), in the archive's own storage account; a name of its own, as the function tells containers apart by name."
   type        = string
   default     = "archive"
 
   validation {
     condition     = !contains([var.landing_container, "deadletter", "app-package"], var.archive_container)
-    error_message = "archive_container must differ from landing_container (archived files would come back as uploads) and from the deadletter and app-package containers."
+    error_message = "archive_container must differ from landing_container (the function tells containers apart by name, though the archive has an account of its own) and from the deadletter and app-package containers."
   }
 }
 
@@ -94,7 +94,7 @@ variable "operator_principal_ids" {
 }
 
 variable "recovery_principal_ids" {
-  description = "Entra object ids that run the recovery commands (filegate handle, sweep, reconcile --redrive, rejected --reprocess), which move files as the function does: Storage Blob Data Contributor on the landing, archive and rejected containers, Storage Blob Data Reader on deadletter."
+  description = "Entra object ids that run the recovery commands (filegate handle, sweep, reconcile --redrive, rejected --reprocess), which move files as the function does: Storage Blob Data Contributor on the landing, archive and rejected containers, Storage Blob Data Reader on deadletter, Storage Blob Delegator on the landing account (to sign copies into the archive account)."
   type        = list(string)
   default     = []
 

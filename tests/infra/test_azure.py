@@ -16,7 +16,14 @@ COMMITTED_WRITES = ["PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"]
 # Every role assignment there may be, as (role, scope). A new grant, a wider role or a wider scope fails
 # here until someone adds it on purpose.
 ALLOWED_GRANTS = {
+    # Landing account: landing, rejected, the host's containers, and the user delegation key for the
+    # SAS that signs each copy into the archive account (Azure grants that key only at account scope).
     "function_blob_data": ("Storage Blob Data Contributor", "${azurerm_storage_account.filegate.id}"),
+    # Archive account: the archive container alone.
+    "function_archive": ("Storage Blob Data Contributor", "${azurerm_storage_container.archive.id}"),
+    # Unity Catalog's storage credential: read and list the archive account, which holds nothing else;
+    # account scope because Unity Catalog vends user delegation SAS tokens, whose key needs it.
+    "databricks_archive_read": ("Storage Blob Data Reader", "${azurerm_storage_account.archive.id}"),
     "function_telemetry": ("Monitoring Metrics Publisher", "${azurerm_application_insights.filegate.id}"),
     "function_secrets_user": ("Key Vault Secrets User", "${azurerm_key_vault.filegate[0].id}"),
     "deployer_secrets_officer": ("Key Vault Secrets Officer", "${azurerm_key_vault.filegate[0].id}"),
@@ -25,6 +32,17 @@ ALLOWED_GRANTS = {
     "operators_read": ("Storage Blob Data Reader", "${local.operator_containers[each.value.container]}"),
     "recovery_write": ("Storage Blob Data Contributor", "${local.recovery_containers[each.value.container]}"),
     "recovery_read_deadletter": ("Storage Blob Data Reader", "${azurerm_storage_container.deadletter.id}"),
+    # Recovery copies into the archive account as the function does: only the user delegation key, no data.
+    "recovery_delegation_key": ("Storage Blob Delegator", "${azurerm_storage_account.filegate.id}"),
+}
+# What both storage accounts must hold to: Entra-only, TLS 1.2, nothing public, no local users.
+HARDENED_ACCOUNT = {
+    "min_tls_version": "TLS1_2",
+    "https_traffic_only_enabled": True,
+    "allow_nested_items_to_be_public": False,
+    "shared_access_key_enabled": False,
+    "default_to_oauth_authentication": True,
+    "local_user_enabled": False,
 }
 GUID = "01234567-89ab-cdef-0123-456789abcdef"
 
@@ -107,16 +125,90 @@ def test_retry_limits_are_enforced_on_the_variables(azure: TerraformModule) -> N
 def test_storage_account_allows_no_public_or_key_based_access(azure: TerraformModule) -> None:
     account = azure.resource("azurerm_storage_account", "filegate")
 
-    assert account["min_tls_version"] == "TLS1_2"
-    assert account["https_traffic_only_enabled"] is True
-    assert account["allow_nested_items_to_be_public"] is False
-    assert account["shared_access_key_enabled"] is False
-    assert account["local_user_enabled"] is False
+    for name, value in HARDENED_ACCOUNT.items():
+        assert account[name] == value, name
     assert account["is_hns_enabled"] is False
     assert account["blob_properties"][0]["versioning_enabled"] is True
     containers = azure.of_type("azurerm_storage_container")
     assert set(containers) >= {"landing", "archive", "rejected", "deadletter", "deployment"}
     assert {body["container_access_type"] for body in containers.values()} == {"private"}
+
+
+def test_the_archive_has_an_account_of_its_own_that_unity_catalog_can_read(azure: TerraformModule) -> None:
+    landing, archive = (azure.resource("azurerm_storage_account", name) for name in ("filegate", "archive"))
+    containers = azure.of_type("azurerm_storage_container")
+
+    # An external location needs a hierarchical namespace; the landing account must not have one.
+    assert archive["is_hns_enabled"] is True
+    for name, value in HARDENED_ACCOUNT.items():
+        assert archive[name] == value, name
+    assert archive["account_replication_type"] == landing["account_replication_type"]
+    assert archive["sas_policy"] == landing["sas_policy"]
+    # No versioning with a namespace: soft delete, as long as the landing account's, is the safety net.
+    properties = archive["blob_properties"][0]
+    assert "versioning_enabled" not in properties
+    for policy in ("delete_retention_policy", "container_delete_retention_policy"):
+        assert properties[policy][0]["days"] == "${var.blob_retention_days}", policy
+    assert containers["archive"]["storage_account_id"] == "${azurerm_storage_account.archive.id}"
+    for name in ("landing", "rejected", "deadletter", "deployment"):
+        assert containers[name]["storage_account_id"] == "${azurerm_storage_account.filegate.id}", name
+    # Events come only from the landing account, so the archive's writes never come back.
+    assert azure.resource("azurerm_eventgrid_system_topic", "storage")["source_resource_id"] == (
+        "${azurerm_storage_account.filegate.id}"
+    )
+
+
+def test_storage_account_names_fit_azure_limits_for_every_name_prefix(azure: TerraformModule) -> None:
+    longest_prefix = "a" * 11  # what name_prefix's validation allows at most
+    for name in ("filegate", "archive"):
+        template = azure.resource("azurerm_storage_account", name)["name"]
+        rendered = template.replace("${var.name_prefix}", longest_prefix).replace(
+            "${random_string.storage_suffix.result}", "x" * 6
+        )
+        assert re.fullmatch(r"[a-z0-9]{3,24}", rendered), (name, rendered)
+    assert re.search(r"\{2,10\}", azure.variables["name_prefix"]["validation"][0]["condition"])
+
+
+def test_both_accounts_log_blob_reads_writes_and_deletes(azure: TerraformModule) -> None:
+    settings = azure.of_type("azurerm_monitor_diagnostic_setting")
+    targets = {body["target_resource_id"]: body for body in settings.values()}
+
+    for account in ("filegate", "archive"):
+        setting = targets["${azurerm_storage_account." + account + ".id}/blobServices/default"]
+        categories = {log["category"] for log in setting["enabled_log"]}
+        assert categories == {"StorageRead", "StorageWrite", "StorageDelete"}, account
+        assert setting["log_analytics_workspace_id"] == "${azurerm_log_analytics_workspace.filegate.id}"
+
+
+def test_databricks_reads_the_archive_through_an_access_connector_that_cannot_write(azure: TerraformModule) -> None:
+    connector = azure.resource("azurerm_databricks_access_connector", "archive")
+    grant = azure.resource("azurerm_role_assignment", "databricks_archive_read")
+    url = azure.outputs["archive_external_location_url"]["value"]
+
+    assert connector["identity"][0]["type"] == "SystemAssigned"
+    assert grant["principal_id"] == "${azurerm_databricks_access_connector.archive.identity[0].principal_id}"
+    assert (grant["role_definition_name"], grant["scope"]) == (
+        "Storage Blob Data Reader",
+        "${azurerm_storage_account.archive.id}",
+    )
+    # The connector's only grant, and the archive is all its account holds.
+    connector_grants = [
+        name
+        for name, body in azure.of_type("azurerm_role_assignment").items()
+        if "access_connector" in body["principal_id"]
+    ]
+    in_archive_account = [
+        name
+        for name, body in azure.of_type("azurerm_storage_container").items()
+        if body["storage_account_id"] == "${azurerm_storage_account.archive.id}"
+    ]
+    assert connector_grants == ["databricks_archive_read"]
+    assert in_archive_account == ["archive"]
+    assert url == (
+        "abfss://${azurerm_storage_container.archive.name}@${azurerm_storage_account.archive.name}.dfs.core.windows.net/"
+    )
+    connector_id = azure.outputs["databricks_access_connector_id"]["value"]
+    assert connector_id == "${azurerm_databricks_access_connector.archive.id}"
 
 
 def test_function_reaches_storage_with_its_managed_identity_only(azure: TerraformModule) -> None:
@@ -133,6 +225,8 @@ def test_function_reaches_storage_with_its_managed_identity_only(azure: Terrafor
     assert "AzureWebJobsStorage" not in names
     filegate = azure.resolve("${local.filegate_settings}")
     assert filegate["FILEGATE_AZURE_STORAGE"] == "${azurerm_storage_account.filegate.primary_blob_endpoint}"
+    # An account URL, so the archive too is reached with the managed identity.
+    assert filegate["FILEGATE_AZURE_ARCHIVE_STORAGE"] == "${azurerm_storage_account.archive.primary_blob_endpoint}"
     assert not re.search(r"\b(primary|secondary)_(access_key|connection_string|blob_connection_string)\b", azure.text())
 
 
@@ -177,7 +271,7 @@ def test_role_assignments_are_exactly_the_allowed_roles_on_the_allowed_scopes(az
     assert set(grants) == set(ALLOWED_GRANTS)
     for name, grant in grants.items():
         assert (grant["role_definition_name"], grant["scope"]) == ALLOWED_GRANTS[name], name
-    for name in ("function_blob_data", "function_telemetry", "function_secrets_user"):
+    for name in ("function_blob_data", "function_archive", "function_telemetry", "function_secrets_user"):
         assert grants[name]["principal_id"] == FUNCTION_PRINCIPAL, name
     assert azure.locals["operator_containers"] == {
         "rejected": "${azurerm_storage_container.rejected.id}",
@@ -202,6 +296,9 @@ def test_people_are_granted_only_through_their_own_variables(azure: TerraformMod
     assert "var.recovery_principal_ids" in azure.resource("azurerm_role_assignment", "recovery_write")["for_each"]
     deadletter = azure.resource("azurerm_role_assignment", "recovery_read_deadletter")
     assert deadletter["for_each"] == "${toset(var.recovery_principal_ids)}"
+    delegation = azure.resource("azurerm_role_assignment", "recovery_delegation_key")
+    assert delegation["for_each"] == "${toset(var.recovery_principal_ids)}"
+    assert delegation["principal_id"] == "${each.value}"
     for name in ("uploader_principal_ids", "operator_principal_ids", "recovery_principal_ids"):
         variable = azure.variables[name]
         pattern = re.compile(re.search(r'regex\("([^"]+)"', variable["validation"][0]["condition"])[1])
@@ -245,6 +342,9 @@ def test_outputs_name_what_the_next_steps_need(azure: TerraformModule) -> None:
         "archive_container",
         "rejected_container",
         "storage_account_name",
+        "archive_storage_account_name",
+        "archive_external_location_url",
+        "databricks_access_connector_id",
     }
     for name, output in azure.outputs.items():
         assert output.get("description"), name
