@@ -45,6 +45,9 @@ _COPY_WAIT_SECONDS = 20.0
 _SOURCE_SAS_LIFETIME = timedelta(hours=6)
 _DELEGATION_KEY_LIFETIME = timedelta(days=1)
 _CLOCK_SKEW = timedelta(minutes=5)
+# On an account with a hierarchical namespace (the archive's) a listing also shows each directory as an
+# empty blob with this metadata: a folder, never a file.
+_FOLDER = "hdi_isfolder"
 
 
 def _wrong_key(setting: str) -> str:
@@ -199,9 +202,11 @@ class AzureBlobStore:
         if not settings.azure_storage:
             raise SettingsError("FILEGATE_AZURE_STORAGE is not set (a connection string or an account URL)")
         service = _service(settings.azure_storage, "FILEGATE_AZURE_STORAGE")
-        archive = settings.azure_archive_storage
-        if not archive or archive == settings.azure_storage:
+        if not settings.azure_archive_storage:
             return cls(service)
+        archive = _service(settings.azure_archive_storage, "FILEGATE_AZURE_ARCHIVE_STORAGE")
+        if (archive.primary_hostname, archive.account_name) == (service.primary_hostname, service.account_name):
+            return cls(service)  # the same account, however it is written
         container = settings.archive.container
         shared = {settings.landing.container, settings.rejected.container}
         if container in shared:
@@ -210,7 +215,7 @@ class AzureBlobStore:
                 f"FILEGATE_ARCHIVE's container {container!r} is also a landing or rejected container; with the "
                 "archive in its own account (FILEGATE_AZURE_ARCHIVE_STORAGE) give it a name of its own"
             )
-        return cls(service, {container: _service(archive, "FILEGATE_AZURE_ARCHIVE_STORAGE")})
+        return cls(service, {container: archive})
 
     @classmethod
     def from_setting(cls, setting: str) -> AzureBlobStore:
@@ -252,7 +257,11 @@ class AzureBlobStore:
 
         now = datetime.now(UTC)
         key = _account_key(source)
-        signing: dict[str, Any] = {"account_key": key} if key else {"user_delegation_key": self._delegation_key(source)}
+        signing: dict[str, Any] = (
+            {"account_key": key}
+            if key
+            else {"user_delegation_key": self._delegation_key(source, self._setting(src_container))}
+        )
         sas = generate_blob_sas(
             str(source.account_name),
             src_container,
@@ -264,19 +273,36 @@ class AzureBlobStore:
         )
         return f"{url}?{sas}"
 
-    def _delegation_key(self, service: BlobServiceClient) -> Any:
-        """A user delegation key of `service`'s account that outlives a new SAS (the identity needs
-        generateUserDelegationKey at the account's scope, which Storage Blob Data Contributor there has)."""
+    def _delegation_key(self, service: BlobServiceClient, setting: str) -> Any:
+        """A user delegation key of `service`'s account that outlives a new SAS.
+
+        The identity needs generateUserDelegationKey at that account's scope: Storage Blob Data Contributor
+        on the landing account has it; on the archive account (a trigger rejected from the archive) the
+        Storage Blob Delegator role gives it alone.
+        """
         now = datetime.now(UTC)
         account = str(service.account_name)
         cached = self._delegation.get(account)
         if cached is not None and cached[0] > now + _SOURCE_SAS_LIFETIME:
             return cached[1]
         expiry = now + _DELEGATION_KEY_LIFETIME
-        with _azure_errors(f"get a user delegation key of {account}"):
+        with _azure_errors(f"get a user delegation key of {account}", setting):
             key = service.get_user_delegation_key(now - _CLOCK_SKEW, expiry)
         self._delegation[account] = (expiry, key)
         return key
+
+    def check_signing(self) -> str:
+        """How a copy into the archive's own account signs its source; raises when it cannot.
+
+        Readiness asks before the first event: without the landing account's user delegation key no
+        file can be archived, and the first copy would otherwise be where that shows.
+        """
+        if not self._elsewhere:
+            return "one storage account: copies need no SAS"
+        if _account_key(self._service):
+            return f"copies into the archive's account are signed with {self.account}'s account key"
+        self._delegation_key(self._service, "FILEGATE_AZURE_STORAGE")
+        return f"copies into the archive's account are signed with a user delegation key of {self.account}"
 
     def copy(
         self,
@@ -385,6 +411,8 @@ class AzureBlobStore:
             # are staged but not yet committed (Put Block List) is not listed, as Event Grid is silent on it.
             # "copy" brings each blob's copy status, so a listing tells an unfinished copy as a stat does.
             for item in client.list_blobs(name_starts_with=prefix or None, include=["metadata", "copy"]):
+                if (item.metadata or {}).get(_FOLDER) == "true":
+                    continue
                 yield _info(container, str(item.name), item)
 
     def spark_uri(self, container: str, path: str) -> str:

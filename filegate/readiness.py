@@ -67,6 +67,11 @@ def check_storage(settings: Settings, store: Store) -> list[Check]:
             continue
         detail = "exists" if exists else "does not exist: create it (infra/ creates all three) or fix the setting"
         checks.append(Check(f"{name} ({container})", exists, detail))
+    if checks and all(check.ok for check in checks) and hasattr(store, "check_signing"):
+        try:
+            checks.append(Check("copy signing", True, store.check_signing()))
+        except FilegateError as exc:
+            checks.append(Check("copy signing", False, str(exc), isinstance(exc, TransientError)))
     return checks
 
 

@@ -30,14 +30,17 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_ARCHIVE_ACCOUNT = "filegatearchive"
 # Azurite's published development key: the same for every Azurite install, not a secret.
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# A key of its own, so that anything signed for the wrong account fails here as it would on Azure.
+AZURITE_ARCHIVE_KEY = "8qhANiGSgRz9IxIWUcEgP9DWz1pOgZPFRp4P83kUgRaPKHfz8wNuo8Zpg3hgTlNfguI1shGBfCP9LQCYz7D09w=="
+AZURITE_KEYS = {AZURITE_ACCOUNT: AZURITE_KEY, AZURITE_ARCHIVE_ACCOUNT: AZURITE_ARCHIVE_KEY}
 # Naming accounts replaces Azurite's default one, so it is named too.
-AZURITE_ACCOUNTS = f"{AZURITE_ACCOUNT}:{AZURITE_KEY};{AZURITE_ARCHIVE_ACCOUNT}:{AZURITE_KEY}"
+AZURITE_ACCOUNTS = ";".join(f"{account}:{key}" for account, key in AZURITE_KEYS.items())
 
 
 def azurite_connection_string(port: int, account: str = AZURITE_ACCOUNT) -> str:
     """A connection string for one of Azurite's accounts on `port`."""
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={AZURITE_KEY};"
+        f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={AZURITE_KEYS[account]};"
         f"BlobEndpoint=http://127.0.0.1:{port}/{account};"
     )
 

@@ -20,7 +20,14 @@ from filegate.azure_storage import AzureBlobStore
 from filegate.errors import DestinationExists, SettingsError, SourceChanged
 from filegate.settings import Location, Settings
 from local_world import ROOT
-from local_world.emulators import AZURITE_ACCOUNT, AZURITE_ARCHIVE_ACCOUNT, Azurite, run_azurite
+from local_world.emulators import (
+    AZURITE_ACCOUNT,
+    AZURITE_ARCHIVE_ACCOUNT,
+    AZURITE_ARCHIVE_KEY,
+    AZURITE_KEY,
+    Azurite,
+    run_azurite,
+)
 
 DATA = b"order_id,status\n1,shipped\n"
 
@@ -68,6 +75,7 @@ def test_the_archive_is_copied_into_its_own_account_under_the_same_conditions(
     assert store.spark_uri(landing.container, "x").startswith(f"abfss://{landing.container}@{AZURITE_ACCOUNT}.")
     assert store.account == AZURITE_ACCOUNT, "events name the landing account"
     assert [o.path for o in store.list(archive.container, "")] == ["a.csv"]
+    assert store.check_signing().endswith(f"signed with {AZURITE_ACCOUNT}'s account key")
 
     # Create-only onto the destination, and only from the version the event named, across accounts too.
     with pytest.raises(DestinationExists):
@@ -90,16 +98,33 @@ def test_one_container_name_cannot_be_in_both_accounts(azurite: Azurite) -> None
     )
     with pytest.raises(SettingsError, match="FILEGATE_ARCHIVE's container 'data' is also a landing or rejected"):
         AzureBlobStore.from_settings(settings)
-    # One account may hold both, told apart by their prefixes.
-    single = AzureBlobStore.from_settings(replace(settings, azure_archive_storage=None))
-    assert single.spark_uri("data", "archive/a.csv").startswith(f"abfss://data@{AZURITE_ACCOUNT}.")
+    # One account may hold both, told apart by their prefixes, however its setting is written.
+    for same in (None, azurite.connection_string.rstrip(";"), azurite.connection_string):
+        single = AzureBlobStore.from_settings(replace(settings, azure_archive_storage=same))
+        assert single.spark_uri("data", "archive/a.csv").startswith(f"abfss://data@{AZURITE_ACCOUNT}.")
+        assert single.check_signing() == "one storage account: copies need no SAS"
+
+
+def test_a_listing_leaves_out_the_folders_a_namespace_shows(
+    azurite: Azurite, two_accounts: tuple[AzureBlobStore, Settings]
+) -> None:
+    # With a hierarchical namespace (the archive's account on Azure) List Blobs also returns each
+    # directory, as an empty blob marked hdi_isfolder; Azurite stores such a blob as any other.
+    store, settings = two_accounts
+    archive = settings.archive.container
+    direct = BlobServiceClient.from_connection_string(azurite.archive_connection_string)
+    for folder in ("order_tracking", "order_tracking/2025"):
+        direct.get_blob_client(archive, folder).upload_blob(b"", metadata={"hdi_isfolder": "true"})
+    store.put(archive, "order_tracking/2025/a.csv", DATA, "text/csv", {})
+
+    assert [o.path for o in store.list(archive, "")] == ["order_tracking/2025/a.csv"]
 
 
 def test_a_wrong_archive_key_names_the_archive_setting(
     azurite: Azurite, two_accounts: tuple[AzureBlobStore, Settings]
 ) -> None:
     _, settings = two_accounts
-    wrong = azurite.archive_connection_string.replace("AccountKey=Eby8", "AccountKey=Abc8")
+    wrong = azurite.archive_connection_string.replace(f"AccountKey={AZURITE_ARCHIVE_KEY}", f"AccountKey={AZURITE_KEY}")
     store = AzureBlobStore.from_settings(replace(settings, azure_archive_storage=wrong))
     with pytest.raises(SettingsError, match="the key in FILEGATE_AZURE_ARCHIVE_STORAGE is wrong"):
         store.container_exists(settings.archive.container)
@@ -174,25 +199,37 @@ def test_an_identity_copies_across_accounts_with_a_user_delegation_sas(tmp_path:
             url = f"https://127.0.0.1:{azurite.port}/{account}"
             return BlobServiceClient(url, credential=identity, connection_verify=str(cert))
 
-        landing = service(AZURITE_ACCOUNT)
-        store = AzureBlobStore(landing, {"archive": service(AZURITE_ARCHIVE_ACCOUNT)})
+        landing, archive = service(AZURITE_ACCOUNT), service(AZURITE_ARCHIVE_ACCOUNT)
+        store = AzureBlobStore(landing, {"archive": archive})
         store.create_containers("landing", "archive")
         first = store.put("landing", "incoming/a.csv", DATA, "text/csv", {})
         second = store.put("landing", "incoming/b.csv", DATA + b"2,late\n", "text/csv", {})
-        asked = []
-        original = landing.get_user_delegation_key
+        # Which account issued each key: Azurite derives delegation keys from a fixed seed, so it would
+        # accept a key of the wrong account, which Azure refuses.
+        asked: list[str] = []
+        for client in (landing, archive):
+            original = client.get_user_delegation_key
 
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            asked.append(args)
-            return original(*args, **kwargs)
+            def counted(
+                *args: Any, _original: Any = original, _account: str = client.account_name, **kwargs: Any
+            ) -> Any:
+                asked.append(_account)
+                return _original(*args, **kwargs)
 
-        landing.get_user_delegation_key = counted  # type: ignore[method-assign]
+            client.get_user_delegation_key = counted  # type: ignore[method-assign]
 
         a = store.copy("landing", "incoming/a.csv", first.version, "archive", "a.csv", {"k": "v"})
         b = store.copy("landing", "incoming/b.csv", second.version, "archive", "b.csv", {})
 
         assert store.read_prefix("archive", "a.csv", 100, a.version) == DATA
         assert store.read_prefix("archive", "b.csv", 100, b.version) == DATA + b"2,late\n"
-        assert len(asked) == 1, "the delegation key is reused while it outlives a new SAS"
+        assert asked == [AZURITE_ACCOUNT], "the source account's key, reused while it outlives a new SAS"
+        # Readiness asks for the same key before the first event; the cached one answers.
+        assert store.check_signing().endswith(f"a user delegation key of {AZURITE_ACCOUNT}")
+        assert asked == [AZURITE_ACCOUNT]
         with pytest.raises(DestinationExists):
             store.copy("landing", "incoming/a.csv", first.version, "archive", "a.csv", {})
+        # The other way (a trigger rejected from the archive): signed with a key of the archive's account.
+        back = store.copy("archive", "b.csv", b.version, "landing", "rejected/b.csv", {})
+        assert store.read_prefix("landing", "rejected/b.csv", 100, back.version) == DATA + b"2,late\n"
+        assert asked == [AZURITE_ACCOUNT, AZURITE_ARCHIVE_ACCOUNT]
