@@ -132,6 +132,16 @@ resource "azurerm_role_assignment" "function_archive" {
   principal_type       = "ServicePrincipal"
 }
 
+# The archive account's user delegation key, which signs the copy when the sweep rejects an overdue
+# batch's trigger from the archive: Azure grants it only at account scope, and this role holds that one
+# action and no data access (the SAS can do no more than the role on the archive container above).
+resource "azurerm_role_assignment" "function_archive_delegation_key" {
+  scope                = azurerm_storage_account.archive.id
+  role_definition_name = "Storage Blob Delegator"
+  principal_id         = azurerm_function_app_flex_consumption.filegate.identity[0].principal_id
+  principal_type       = "ServicePrincipal"
+}
+
 resource "azurerm_role_assignment" "function_telemetry" {
   scope                = azurerm_application_insights.filegate.id
   role_definition_name = "Monitoring Metrics Publisher"

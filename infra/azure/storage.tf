@@ -261,15 +261,26 @@ resource "azurerm_role_assignment" "recovery_write" {
   principal_id         = each.value.principal_id
 }
 
-# Copying into the archive account signs the landing blob's URL with a user delegation SAS, and Azure
-# grants the user delegation key only at account scope or above, never on a container. Storage Blob
-# Delegator holds that one action and no data access: a user delegation SAS can do no more than its
-# signer's own roles allow, and those stay on the three containers above.
+# A copy between the accounts signs its source's URL with a user delegation SAS, and Azure grants the
+# user delegation key only at account scope or above, never on a container: the landing account's for
+# each archived file, the archive account's when the sweep rejects an overdue batch's trigger from the
+# archive. Storage Blob Delegator holds that one action and no data access: a user delegation SAS can
+# do no more than its signer's own roles allow, and those stay on the three containers above.
+locals {
+  storage_accounts = {
+    filegate = azurerm_storage_account.filegate.id
+    archive  = azurerm_storage_account.archive.id
+  }
+}
+
 resource "azurerm_role_assignment" "recovery_delegation_key" {
-  for_each             = toset(var.recovery_principal_ids)
-  scope                = azurerm_storage_account.filegate.id
+  for_each = {
+    for pair in setproduct(keys(local.storage_accounts), var.recovery_principal_ids) :
+    "${pair[0]}/${pair[1]}" => { account = pair[0], principal_id = pair[1] }
+  }
+  scope                = local.storage_accounts[each.value.account]
   role_definition_name = "Storage Blob Delegator"
-  principal_id         = each.value
+  principal_id         = each.value.principal_id
 }
 
 resource "azurerm_role_assignment" "recovery_read_deadletter" {

@@ -94,7 +94,7 @@ variable "operator_principal_ids" {
 }
 
 variable "recovery_principal_ids" {
-  description = "Entra object ids that run the recovery commands (filegate handle, sweep, reconcile --redrive, rejected --reprocess), which move files as the function does: Storage Blob Data Contributor on the landing, archive and rejected containers, Storage Blob Data Reader on deadletter, Storage Blob Delegator on the landing account (to sign copies into the archive account)."
+  description = "Entra object ids that run the recovery commands (filegate handle, sweep, reconcile --redrive, rejected --reprocess), which move files as the function does: Storage Blob Data Contributor on the landing, archive and rejected containers, Storage Blob Data Reader on deadletter, Storage Blob Delegator on both storage accounts (to sign copies between them)."
   type        = list(string)
   default     = []
 

@@ -32,8 +32,10 @@ ALLOWED_GRANTS = {
     "operators_read": ("Storage Blob Data Reader", "${local.operator_containers[each.value.container]}"),
     "recovery_write": ("Storage Blob Data Contributor", "${local.recovery_containers[each.value.container]}"),
     "recovery_read_deadletter": ("Storage Blob Data Reader", "${azurerm_storage_container.deadletter.id}"),
-    # Recovery copies into the archive account as the function does: only the user delegation key, no data.
-    "recovery_delegation_key": ("Storage Blob Delegator", "${azurerm_storage_account.filegate.id}"),
+    # Copies between the accounts are signed with a user delegation key of the source's account (the
+    # archive's when the sweep rejects a trigger from it): that one action, no data, at account scope.
+    "function_archive_delegation_key": ("Storage Blob Delegator", "${azurerm_storage_account.archive.id}"),
+    "recovery_delegation_key": ("Storage Blob Delegator", "${local.storage_accounts[each.value.account]}"),
 }
 # What both storage accounts must hold to: Entra-only, TLS 1.2, nothing public, no local users.
 HARDENED_ACCOUNT = {
@@ -271,7 +273,13 @@ def test_role_assignments_are_exactly_the_allowed_roles_on_the_allowed_scopes(az
     assert set(grants) == set(ALLOWED_GRANTS)
     for name, grant in grants.items():
         assert (grant["role_definition_name"], grant["scope"]) == ALLOWED_GRANTS[name], name
-    for name in ("function_blob_data", "function_archive", "function_telemetry", "function_secrets_user"):
+    for name in (
+        "function_blob_data",
+        "function_archive",
+        "function_archive_delegation_key",
+        "function_telemetry",
+        "function_secrets_user",
+    ):
         assert grants[name]["principal_id"] == FUNCTION_PRINCIPAL, name
     assert azure.locals["operator_containers"] == {
         "rejected": "${azurerm_storage_container.rejected.id}",
@@ -297,8 +305,12 @@ def test_people_are_granted_only_through_their_own_variables(azure: TerraformMod
     deadletter = azure.resource("azurerm_role_assignment", "recovery_read_deadletter")
     assert deadletter["for_each"] == "${toset(var.recovery_principal_ids)}"
     delegation = azure.resource("azurerm_role_assignment", "recovery_delegation_key")
-    assert delegation["for_each"] == "${toset(var.recovery_principal_ids)}"
-    assert delegation["principal_id"] == "${each.value}"
+    assert "var.recovery_principal_ids" in delegation["for_each"]
+    assert "keys(local.storage_accounts)" in delegation["for_each"]
+    assert azure.resolve("${local.storage_accounts}") == {
+        "filegate": "${azurerm_storage_account.filegate.id}",
+        "archive": "${azurerm_storage_account.archive.id}",
+    }
     for name in ("uploader_principal_ids", "operator_principal_ids", "recovery_principal_ids"):
         variable = azure.variables[name]
         pattern = re.compile(re.search(r'regex\("([^"]+)"', variable["validation"][0]["condition"])[1])
