@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from filegate.errors import AccessDenied, LocationMissing, SettingsError
+from filegate.errors import LocationMissing, SettingsError
 from filegate.ingest import handle_payload
 from filegate.readiness import check_storage, raise_for
-from filegate.settings import Location, Settings
+from filegate.settings import Location
 from local_world.emulators import free_port
 from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import World
@@ -144,32 +144,22 @@ def test_an_unreachable_jobs_api_is_named_within_seconds(
     assert len(world.objects(world.settings.landing)) == 1
 
 
-class _UnlistableStore:
-    """A store whose identity may not list some buckets: the refusal GCS gives a missing grant (no emulator can)."""
+@pytest.mark.parametrize("world", ["gcs"], indirect=True)
+def test_a_missing_grant_is_named_per_location_as_a_configuration_error(world: World) -> None:
+    # GCS answers 403 to a listing the identity has no grant for; the proxy gives that answer for two buckets.
+    settings = world.settings
+    refused = (settings.archive.container, settings.rejected.container)
+    assert world.proxy is not None
+    world.proxy.fail(lambda method, path, headers: any(f"/b/{b}/o" in path for b in refused), status=403)
 
-    kind = "gcs"
-    account = "_"
-
-    def __init__(self, refused: set[str]) -> None:
-        self.refused = refused
-
-    def container_exists(self, container: str) -> bool:
-        if container in self.refused:
-            raise AccessDenied(f"bucket {container}: grant it storage.objects.list there")
-        return True
-
-
-def test_a_missing_grant_is_named_per_location_as_a_configuration_error() -> None:
-    settings = dataclasses.replace(
-        Settings(), landing=Location("in"), archive=Location("out"), rejected=Location("bad")
-    )
-
-    checks = check_storage(settings, _UnlistableStore({"out", "bad"}))  # type: ignore[arg-type]
+    checks = check_storage(settings, world.store)
 
     assert [(check.name, check.ok, check.transient) for check in checks] == [
-        ("FILEGATE_LANDING (in)", True, False),
-        ("FILEGATE_ARCHIVE (out)", False, False),
-        ("FILEGATE_REJECTED (bad)", False, False),
+        (f"FILEGATE_LANDING ({settings.landing.container})", True, False),
+        (f"FILEGATE_ARCHIVE ({refused[0]})", False, False),
+        (f"FILEGATE_REJECTED ({refused[1]})", False, False),
     ]
-    with pytest.raises(SettingsError, match=r"bucket out: grant it storage\.objects\.list.*bucket bad: grant it"):
+    with pytest.raises(
+        SettingsError, match=rf"bucket {refused[0]}: this identity may not list it.*bucket {refused[1]}"
+    ):
         raise_for(checks)
