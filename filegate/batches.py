@@ -28,7 +28,6 @@ from typing import Any
 from filegate.archive import (
     Placement,
     find_placement,
-    followed_upload,
     place_upload,
     rejected_path,
     report_path,
@@ -43,7 +42,7 @@ from filegate.errors import (
     SourceChanged,
     TransientError,
 )
-from filegate.events import AZURE, Upload
+from filegate.events import Upload
 from filegate.ingest import (
     DUPLICATE,
     IGNORED,
@@ -51,14 +50,13 @@ from filegate.ingest import (
     WARNING_STATUSES,
     Gate,
     Outcome,
-    follow_current,
-    followable,
+    follow_changed,
     outcome_log,
 )
 from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
-from filegate.settings import DEFAULT_BATCH_JOB_NAME, Settings
+from filegate.settings import DEFAULT_BATCH_JOB_NAME, Location, Settings
 from filegate.storage import ObjectInfo
 
 log = logging.getLogger("filegate")
@@ -687,32 +685,33 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, f
         business_date = pipeline.trigger_date(upload.name)
     except ValueError:
         business_date = None
+    places: list[tuple[Location, str]] = []
     if business_date is not None:
         relative = pipeline.batch_folder(business_date) + upload.name
+        places.append((settings.archive, relative))
         placement = find_placement(store, upload, settings.archive, relative)
         if placement is not None:
             store.delete(upload.container, upload.path, upload.version)
             return _evaluate_trigger(gate, upload, pipeline, business_date, placement.info, True, base)
-    rejected = find_placement(store, upload, settings.rejected, rejected_path(pipeline.name, upload.name))
+    places.append((settings.rejected, rejected_path(pipeline.name, upload.name)))
+    rejected = find_placement(store, upload, *places[-1])
     if rejected is not None:
         store.delete(upload.container, upload.path, upload.version)
         return replace(base, rejected_path=f"{rejected.container}/{rejected.path}", reasons=("rejected earlier",))
     current = store.stat(upload.container, upload.path)
-    if current is None and follow and upload.store == AZURE:
-        # A redelivery of an event that followed the trigger (below) and failed after moving it: finish that.
-        places = [(settings.rejected, rejected_path(pipeline.name, upload.name))]
-        if business_date is not None:
-            places.insert(0, (settings.archive, pipeline.batch_folder(business_date) + upload.name))
-        moved = followed_upload(store, upload, places)
-        if moved is not None:
-            return follow_current(
-                moved, upload, lambda newer: _settle_earlier_trigger(gate, newer, pipeline, follow=False)
-            )
+    if follow:
+        followed = follow_changed(
+            store,
+            upload,
+            current,
+            places,
+            settle=lambda moved: _settle_earlier_trigger(gate, moved, pipeline, follow=False),
+            decide=lambda newer: handle_trigger(gate, newer, pipeline, follow=False),
+        )
+        if followed is not None:
+            return followed
     if current is None:
         reason = "the trigger is gone and Filegate holds no copy of this version: someone else deleted or moved it"
-    elif follow and followable(upload, current):
-        newer = replace(upload, version=current.version, size=current.size)
-        return follow_current(newer, upload, lambda newer: handle_trigger(gate, newer, pipeline, follow=False))
     else:
         reason = f"superseded: the trigger is now version {current.version}; the event for that upload handles it"
     return replace(base, status=IGNORED, reasons=(reason,))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -34,7 +34,7 @@ from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, Ignored, Upload,
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
 from filegate.pipelines import Pipelines
 from filegate.readiness import Readiness, describe_missing_locations
-from filegate.settings import Settings
+from filegate.settings import Location, Settings
 from filegate.storage import META_EVENT_ID, META_RUN_ID, META_SOURCE, META_SOURCE_VERSION, ObjectInfo, Store
 from filegate.validation import Validation, match_dataset, validate_matched
 
@@ -395,8 +395,11 @@ def _settle_earlier(
     now (`follow`, once), or explain why not."""
     store, settings = gate.store, gate.settings
     source = f"{upload.container}/{upload.path}"
+    # Where an earlier delivery would have placed this upload (or the version it followed).
+    places: list[tuple[Location, str]] = []
     if contract is not None and business_date is not None:
         relative = archive_path(contract.name, business_date, upload.name)
+        places.append((settings.archive, relative))
         placement = find_placement(store, upload, settings.archive, relative)
         if placement is not None:
             # The earlier delivery may have crashed before run-now: the same token starts the run
@@ -404,7 +407,8 @@ def _settle_earlier(
             store.delete(upload.container, upload.path, upload.version)
             return _run(gate, upload, contract, business_date, token, placement)
     dataset = contract.name if contract else None
-    rejected = find_placement(store, upload, settings.rejected, rejected_path(dataset, upload.name))
+    places.append((settings.rejected, rejected_path(dataset, upload.name)))
+    rejected = find_placement(store, upload, *places[-1])
     if rejected is not None:
         store.delete(upload.container, upload.path, upload.version)
         reasons = _read_reasons(store, rejected.container, rejected.path)
@@ -418,28 +422,49 @@ def _settle_earlier(
             rejected_path=f"{rejected.container}/{rejected.path}",
         )
     current = store.stat(upload.container, upload.path)
-    if current is None and follow and upload.store == AZURE:
-        # A redelivery of an event that followed the blob (below) and failed after moving it: finish that.
-        places = [(settings.rejected, rejected_path(dataset, upload.name))]
-        if contract is not None and business_date is not None:
-            places.insert(0, (settings.archive, archive_path(contract.name, business_date, upload.name)))
-        moved = followed_upload(store, upload, places)
-        if moved is not None:
-            return follow_current(
-                moved,
-                upload,
-                lambda newer: _settle_earlier(
-                    gate, newer, contract, business_date, idempotency_token(newer), follow=False
-                ),
-            )
+    if follow:
+        followed = follow_changed(
+            store,
+            upload,
+            current,
+            places,
+            settle=lambda moved: _settle_earlier(
+                gate, moved, contract, business_date, idempotency_token(moved), follow=False
+            ),
+            decide=lambda newer: _decide(gate, newer, follow=False),
+        )
+        if followed is not None:
+            return followed
     if current is None:
         reason = "the blob is gone and Filegate holds no copy of this version: someone else deleted or moved it"
-    elif follow and followable(upload, current):
-        newer = replace(upload, version=current.version, size=current.size)
-        return follow_current(newer, upload, lambda newer: _decide(gate, newer, follow=False))
     else:
         reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
     return Outcome(IGNORED, upload.event_id, source, dataset=dataset, reasons=(reason,))
+
+
+def follow_changed(
+    store: Store,
+    upload: Upload,
+    current: ObjectInfo | None,
+    places: Iterable[tuple[Location, str]],
+    *,
+    settle: Callable[[Upload], Outcome],
+    decide: Callable[[Upload], Outcome],
+) -> Outcome | None:
+    """Follow an Azure blob to another version than its event named (`follow_current`), or None.
+
+    `current` is what the blob is now: another whole version goes to `decide`. When the blob is gone, a
+    redelivery of an event that followed it and failed after moving it finds that version in its copy's
+    metadata among `places` (`archive.followed_upload`), and `settle` finishes what the first delivery began.
+    """
+    if current is not None:
+        if not followable(upload, current):
+            return None
+        return follow_current(replace(upload, version=current.version, size=current.size), upload, decide)
+    if upload.store != AZURE:
+        return None
+    moved = followed_upload(store, upload, places)
+    return None if moved is None else follow_current(moved, upload, settle)
 
 
 def followable(upload: Upload, current: ObjectInfo) -> bool:
