@@ -224,6 +224,35 @@ def test_a_pending_copy_keeps_the_source_until_it_finishes(azure_world: World) -
     assert_converged(azure_world, {NAME: DATA})
 
 
+def test_a_leased_landing_blob_stays_until_its_lease_ends_and_is_then_moved_once(
+    azure_world: World, azurite: Any
+) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    event = azure_world.upload(NAME, DATA)
+    landing = azure_world.settings.landing
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        landing.container, landing.path(NAME)
+    )
+    lease = blob.acquire_lease(lease_duration=-1)  # as a writer or a copy tool holds it, until released
+
+    # The copy is made (reading a leased blob is allowed), the delete is refused: the delivery fails
+    # and says why, rather than reporting the file moved while it stays in landing.
+    with pytest.raises(TransientError, match="lease"):
+        handle_payload(azure_world.gate(), event)
+    assert len(azure_world.objects(landing)) == 1
+    assert len(azure_world.objects(azure_world.settings.archive)) == 1
+    assert azure_world.runs() == []
+    assert blob.get_blob_properties().lease.state == "leased"  # Filegate did not break it
+    lease.release()
+
+    outcome = redeliver(azure_world, event)
+
+    assert outcome.status == REDRIVEN
+    assert_converged(azure_world, {NAME: DATA})
+    assert len(azure_world.runs()) == 1
+
+
 # Each fault hits run-now; `raises` says whether the first delivery must fail (and be redelivered) or
 # whether the SDK's own retry, carrying the same idempotency token, already absorbs it.
 RUN_NOW_FAULTS = [
