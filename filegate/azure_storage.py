@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from filegate.errors import (
     DestinationExists,
     FilegateError,
+    Leased,
     LocationMissing,
     ObjectNotFound,
     SettingsError,
@@ -98,11 +99,9 @@ def _azure_errors(what: str, setting: str = "FILEGATE_AZURE_STORAGE") -> Iterato
         if code.startswith("Lease"):
             # Another client holds a lease on the blob (LeaseIdMissing: a writer, a copy tool), which
             # forbids deleting or changing it. Filegate never breaks a lease it does not own: it waits
-            # for the redelivery, which finds its copy made and finishes once the lease has ended.
-            # Without this the 412 read as "changed", and the file stayed in landing with no error.
-            raise TransientError(
-                f"{what}: another client holds a lease on the blob ({code}); retried until it ends"
-            ) from exc
+            # for the redelivery (`ingest.release_source`). Without this the 412 read as "changed",
+            # and the file stayed in landing with no error.
+            raise Leased(f"{what}: another client holds a lease on the blob ({code}); retried until it ends") from exc
         if status == 412 or code in ("SourceConditionNotMet", "ConditionNotMet"):
             raise SourceChanged(f"{what}: object changed ({code or status})") from exc
         if status in (401, 403):

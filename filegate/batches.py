@@ -52,6 +52,7 @@ from filegate.ingest import (
     Outcome,
     follow_changed,
     outcome_log,
+    release_source,
 )
 from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
@@ -648,11 +649,12 @@ def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
             reasons=trigger.reasons,
             rejected_path=f"{placement.container}/{placement.path}",
         )
-    relative = pipeline.batch_folder(trigger.business_date) + upload.name
-    placement = place_upload(store, upload, settings.archive, relative)
-    store.delete(upload.container, upload.path, upload.version)
-    return _evaluate_trigger(
-        gate, upload, pipeline, trigger.business_date, placement.info, placement.reused, base, trigger
+    day = trigger.business_date
+    placement = place_upload(store, upload, settings.archive, pipeline.batch_folder(day) + upload.name)
+    return release_source(
+        store,
+        upload,
+        lambda: _evaluate_trigger(gate, upload, pipeline, day, placement.info, placement.reused, base, trigger),
     )
 
 
@@ -691,8 +693,10 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, f
         places.append((settings.archive, relative))
         placement = find_placement(store, upload, settings.archive, relative)
         if placement is not None:
-            store.delete(upload.container, upload.path, upload.version)
-            return _evaluate_trigger(gate, upload, pipeline, business_date, placement.info, True, base)
+            found, day = placement, business_date
+            return release_source(
+                store, upload, lambda: _evaluate_trigger(gate, upload, pipeline, day, found.info, True, base)
+            )
     places.append((settings.rejected, rejected_path(pipeline.name, upload.name)))
     rejected = find_placement(store, upload, *places[-1])
     if rejected is not None:

@@ -33,6 +33,10 @@ class TransientError(FilegateError):
     """A failure that may pass (storage 5xx, Jobs API unavailable): the platform should redeliver."""
 
 
+class Leased(TransientError):
+    """Another client holds a lease on the object: it cannot be deleted or changed until the lease ends."""
+
+
 class RunNotStarted(TransientError):
     """The file is archived but its run-now failed: the archived copy is work to do, not a done file."""
 

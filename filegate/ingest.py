@@ -25,6 +25,7 @@ from filegate.contracts import Contract, Contracts
 from filegate.errors import (
     FilegateError,
     InvalidEvent,
+    Leased,
     LocationMissing,
     ObjectNotFound,
     RunNotStarted,
@@ -239,8 +240,23 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
     placement = place_upload(store, upload, settings.archive, archive_path(contract.name, business_date, upload.name))
     # place_upload returns only a whole copy, so the source goes only once its bytes are safe. Delete only
     # the version we copied: a newer upload under the same name stays for its own event.
-    store.delete(upload.container, upload.path, upload.version)
-    return _run(gate, upload, contract, business_date, token, placement)
+    return release_source(store, upload, lambda: _run(gate, upload, contract, business_date, token, placement))
+
+
+def release_source(store: Store, upload: Upload, then: Callable[[], Outcome]) -> Outcome:
+    """Delete the landing version whose whole copy is archived, then `then` (its run-now, its batch's evaluation).
+
+    A lease another client holds on the blob forbids the delete until it ends. The archive holds the
+    file, so its run does not wait for the lease: `then` goes first, and the delivery fails naming the
+    lease, for the redelivery to find the run started (same token) and finish the delete.
+    """
+    try:
+        store.delete(upload.container, upload.path, upload.version)
+    except Leased as exc:
+        done = then()
+        run = f", run {done.run_id}" if done.run_id is not None else ""
+        raise Leased(f"{exc}; archived at {done.archived_path} ({done.status}{run}) meanwhile") from exc
+    return then()
 
 
 def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business_date: date) -> ObjectInfo | None:
@@ -404,8 +420,8 @@ def _settle_earlier(
         if placement is not None:
             # The earlier delivery may have crashed before run-now: the same token starts the run
             # it missed, or returns the run it started.
-            store.delete(upload.container, upload.path, upload.version)
-            return _run(gate, upload, contract, business_date, token, placement)
+            found = placement
+            return release_source(store, upload, lambda: _run(gate, upload, contract, business_date, token, found))
     dataset = contract.name if contract else None
     places.append((settings.rejected, rejected_path(dataset, upload.name)))
     rejected = find_placement(store, upload, *places[-1])

@@ -13,7 +13,7 @@ import pytest
 
 from filegate.archive import REPORT_SUFFIX
 from filegate.batches import BLOCKED, SEALED
-from filegate.errors import FilegateError, TransientError
+from filegate.errors import FilegateError, Leased, TransientError
 from filegate.ingest import ARCHIVED, DUPLICATE, IGNORED, REDRIVEN, REJECTED, handle_payload
 from filegate.storage import COPY_PENDING, COPY_SUCCESS
 from filegate.sweep import sweep_archive, sweep_pipeline_batches
@@ -224,7 +224,7 @@ def test_a_pending_copy_keeps_the_source_until_it_finishes(azure_world: World) -
     assert_converged(azure_world, {NAME: DATA})
 
 
-def test_a_leased_landing_blob_stays_until_its_lease_ends_and_is_then_moved_once(
+def test_a_leased_landing_blob_runs_at_once_and_leaves_landing_once_its_lease_ends(
     azure_world: World, azurite: Any
 ) -> None:
     from azure.storage.blob import BlobServiceClient
@@ -236,19 +236,22 @@ def test_a_leased_landing_blob_stays_until_its_lease_ends_and_is_then_moved_once
     )
     lease = blob.acquire_lease(lease_duration=-1)  # as a writer or a copy tool holds it, until released
 
-    # The copy is made (reading a leased blob is allowed), the delete is refused: the delivery fails
-    # and says why, rather than reporting the file moved while it stays in landing.
-    with pytest.raises(TransientError, match="lease"):
+    # The copy is made (reading a leased blob is allowed) and its run starts; the delete is refused, so
+    # the delivery fails naming the lease rather than report the file moved while it stays in landing.
+    with pytest.raises(Leased, match=r"lease.*archived at .*\(archived, run \d+\)"):
         handle_payload(azure_world.gate(), event)
     assert len(azure_world.objects(landing)) == 1
     assert len(azure_world.objects(azure_world.settings.archive)) == 1
-    assert azure_world.runs() == []
+    [run] = azure_world.runs()
     assert blob.get_blob_properties().lease.state == "leased"  # Filegate did not break it
+    with pytest.raises(Leased):
+        redeliver(azure_world, event)  # Event Grid's retries while the lease lasts: still the one run
     lease.release()
 
     outcome = redeliver(azure_world, event)
 
-    assert outcome.status == REDRIVEN
+    assert outcome.status == DUPLICATE
+    assert outcome.run_id == run["run_id"]
     assert_converged(azure_world, {NAME: DATA})
     assert len(azure_world.runs()) == 1
 
