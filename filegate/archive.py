@@ -91,15 +91,32 @@ def place_upload(store: Store, upload: Upload, location: Location, relative: str
             info = store.copy(upload.container, upload.path, upload.version, location.container, path, metadata)
         except DestinationExists:
             existing = store.stat(location.container, path)
-            if existing is None or not is_copy_of(existing, upload):
+            if existing is None:
                 continue
-            if holds_upload(existing, upload):
+            if is_copy_of(existing, upload) and holds_upload(existing, upload):
                 return Placement(location.container, path, existing, reused=True)
+            if not (is_copy_of(existing, upload) or _abandoned_copy(existing, upload)):
+                continue
             info = _copy_again(store, upload, existing, metadata)
         if info.size != upload.size:
             raise StorageError(f"copy of {upload.path} to {path} has {info.size} bytes, the event said {upload.size}")
         return Placement(location.container, path, info, reused=False)
     raise StorageError(f"both {relative} and its version-qualified name in {location} hold other files")
+
+
+def _abandoned_copy(info: ObjectInfo, upload: Upload) -> bool:
+    """An earlier version's copy from the same landing blob that failed or was aborted.
+
+    Azure ends a copy `failed` when its source changes while the copy runs, and then that version is
+    gone: no delivery will ever copy it again. Left in place it held the plain name (every later version
+    of the file went to a `__v` name) and read as an archived file without a run in `reconcile` for
+    ever. It holds no whole file, so the newer version's delivery replaces it.
+    """
+    return (
+        info.metadata.get(META_SOURCE) == source_label(upload)
+        and not info.copy_finished
+        and info.copy_status != COPY_PENDING
+    )
 
 
 def _copy_again(store: Store, upload: Upload, unfinished: ObjectInfo, metadata: dict[str, str]) -> ObjectInfo:

@@ -207,6 +207,27 @@ def test_a_copy_that_did_not_finish_is_copied_again_before_the_source_goes(
     assert_converged(azure_world, {NAME: DATA})
 
 
+def test_a_copy_that_failed_because_its_blob_changed_gives_way_to_the_new_version(azure_world: World) -> None:
+    # Azure ends a copy `failed` when its source changes mid-copy; that version is gone for good.
+    event = azure_world.upload(NAME, DATA)
+    store = UnfinishedCopyStore(azure_world.store, "failed", b"")
+    with pytest.raises(FilegateError):
+        handle_payload(azure_world.gate(store), event)
+    newer = csv_bytes([tracking_row(i) for i in range(25)])
+    newer_event = azure_world.upload(NAME, newer)
+
+    [outcome] = handle_payload(azure_world.gate(store), newer_event)
+
+    # The new version takes the plain name; no failed copy is left to read as archived without a run.
+    assert outcome.status == ARCHIVED
+    [archived] = azure_world.objects(azure_world.settings.archive)
+    assert outcome.archived_path == f"{archived.container}/{archived.path}"
+    assert not archived.path.rsplit("/", 1)[-1].startswith(NAME.removesuffix(".csv") + "__v")
+    assert azure_world.read(archived) == newer
+    assert list(sweep_archive(azure_world.gate(store))) == []
+    assert_converged(azure_world, {NAME: newer})
+
+
 def test_a_pending_copy_keeps_the_source_until_it_finishes(azure_world: World) -> None:
     event = azure_world.upload(NAME, DATA)
     store = UnfinishedCopyStore(azure_world.store, COPY_PENDING)
