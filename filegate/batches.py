@@ -497,14 +497,31 @@ def _apply_overdue(gate: Gate, batch: Batch) -> Verdict:
     pipeline = batch.pipeline
     window = f"incomplete {pipeline.complete_within_minutes} minutes after its first piece"
     reasons = (window, *_waiting_reasons(batch))
+    if pipeline.on_incomplete != "wait" and _sealed_since(gate, batch):
+        # The last member's event sealed the batch after the sweep read it: it came in time after all.
+        # Read again and decide as that event did, rather than reject or part-load a complete batch.
+        # A seal made after this listing, while the trigger is copied to rejected, is not caught: that
+        # batch still runs once, complete, with its trigger in rejected beside a report.
+        return _decide(gate, assess_batch(gate, pipeline, batch.business_date), None, sweeping=False)
     if pipeline.on_incomplete == "load_available" and batch.present:
         seal = _seal(gate, batch, 1, partial=True)
         run, _ = _ensure_run(gate, batch, seal)
+        if not seal.created:
+            return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run)
         return Verdict(OVERDUE, (*reasons, "loaded what is there (on_incomplete = load_available)"), seal, run)
     if pipeline.on_incomplete == "reject":
         rejected = _reject_archived_triggers(gate, batch, reasons)
         return Verdict(OVERDUE, (*reasons, "trigger rejected (on_incomplete = reject)"), rejected_path=rejected)
     return Verdict(OVERDUE, (*reasons, "still waiting (on_incomplete = wait)"))
+
+
+def _sealed_since(gate: Gate, batch: Batch) -> bool:
+    """Whether a seal is in the batch's folder now, although there was none when `batch` was read."""
+    if batch.seals:
+        return False
+    folder = gate.settings.archive.path(batch.pipeline.batch_folder(batch.business_date))
+    names = (PurePosixPath(info.path).name for info in gate.store.list(gate.settings.archive.container, folder))
+    return any(SEAL_NAME.match(name) for name in names)
 
 
 def _archived_as_upload(gate: Gate, info: ObjectInfo) -> Upload:

@@ -406,6 +406,36 @@ def test_a_member_that_never_comes_is_overdue_and_the_policy_applies(world: Worl
         assert list(sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))) == []
 
 
+@pytest.mark.parametrize("policy", ["reject", "load_available"])
+def test_a_sweep_that_read_the_batch_before_its_last_member_sealed_it_leaves_it_complete(
+    world: World, policy: str
+) -> None:
+    pipelines = with_policy(on_incomplete=policy, complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 3, 5)
+    pieces = batch_pieces(day)
+    last = member_name("shipping", day)
+    for name, data in pieces.items():
+        if name != last:
+            deliver(gate, world.upload(name, data))
+    pipeline = pipelines["ecommerce"]
+    read_by_sweep = batches.assess_batch(gate, pipeline, day)  # the sweep's read: shipping still missing
+    assert read_by_sweep.missing == ("shipping",)
+    assert deliver(gate, world.upload(last, pieces[last])).status == SEALED  # the live event, meanwhile
+
+    late_sweep = world.gate(pipelines=pipelines, clock=later_clock(31))
+    verdict = batches.evaluate(late_sweep, read_by_sweep, None, sweeping=True)
+
+    assert verdict.status == DUPLICATE, verdict
+    assert verdict.rejected_path is None
+    assert verdict.seal is not None
+    assert not verdict.seal.document["partial"]
+    assert len(seals(world, day)) == 1
+    assert len(batch_runs(world)) == 1
+    assert world.objects(world.settings.rejected) == []
+    assert any(i.path.endswith(trigger_name(day)) for i in world.objects(world.settings.archive))
+
+
 @pytest.mark.parametrize("policy", ["hold", "rerun"])
 def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, policy: str) -> None:
     gate = world.gate(pipelines=with_policy(late_member=policy))
