@@ -400,7 +400,13 @@ def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
     if pipeline is not None and validation.business_date is not None:
         from filegate.batches import member_rejected
 
-        return member_rejected(gate, pipeline, outcome, validation.business_date)
+        try:
+            return member_rejected(gate, pipeline, outcome, validation.business_date)
+        except FilegateError as exc:
+            # The file is moved and reported: its rejection is alerted on now, as the redelivery would
+            # find it moved and call it a duplicate. The batch's next event or sweep says it is blocked.
+            log.warning("rejected member %s: its batch could not be read: %s", outcome.source, exc)
+            return replace(outcome, pipeline=pipeline.name, reasons=(*outcome.reasons, f"batch not read: {exc}"))
     return outcome
 
 

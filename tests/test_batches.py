@@ -364,6 +364,28 @@ def test_a_rejected_member_blocks_its_batch_until_a_corrected_upload(world: Worl
     assert len(batch_runs(world)) == 1
 
 
+def test_a_rejected_member_is_alerted_on_when_its_batch_cannot_be_read(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 1, 16)
+    bad = (SAMPLES / "bad" / member_name("customers", day)).read_bytes()
+    event = world.upload(member_name("customers", day), bad)
+    archive = world.settings.archive.container
+    assert world.proxy is not None
+    # Listing the archive (Azure: comp=list, GCS: objects.list) fails once the file is moved and reported.
+    world.proxy.fail(lambda method, path, headers: method == "GET" and archive in path and "prefix=" in path)
+
+    outcome = deliver(gate, event)
+
+    # Not lost to the redelivery, which finds the file moved and would call it a duplicate.
+    assert outcome.status == REJECTED
+    assert outcome.pipeline == "ecommerce"
+    assert "batch not read" in outcome.reasons[-1]
+    assert outcome.rejected_path is not None
+    assert world.objects(world.settings.landing) == []
+    world.proxy.heal()
+    assert deliver(gate, event).status == DUPLICATE
+
+
 @pytest.mark.parametrize("policy", ["wait", "reject", "load_available"])
 def test_a_member_that_never_comes_is_overdue_and_the_policy_applies(world: World, policy: str) -> None:
     pipelines = with_policy(on_incomplete=policy, complete_within_minutes=30)
