@@ -170,9 +170,10 @@ def find_placement(store: Store, upload: Upload, location: Location, relative: s
     return None
 
 
-def write_report(store: Store, placement: Placement, report: bytes) -> None:
-    """The reasons beside the rejected file; an earlier delivery's report is kept as it is."""
+def write_report(store: Store, placement: Placement, report: bytes) -> bool:
+    """The reasons beside the rejected file; an earlier delivery's report is kept as it is (False)."""
     try:
         store.put(placement.container, report_path(placement.path), report, "application/json", {})
     except DestinationExists:
-        return
+        return False
+    return True

@@ -363,6 +363,13 @@ def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
     store, settings = gate.store, gate.settings
     dataset = validation.contract.name if validation.contract else None
     placement = place_upload(store, upload, settings.rejected, rejected_path(dataset, upload.name))
+    return _report_rejection(gate, upload, validation, placement)
+
+
+def _report_rejection(gate: Gate, upload: Upload, validation: Validation, placement: Placement) -> Outcome:
+    """Write the report beside the rejected copy, take the source out of landing, and say so."""
+    store = gate.store
+    dataset = validation.contract.name if validation.contract else None
     business_date = validation.business_date.isoformat() if validation.business_date else None
     report: dict[str, object] = {
         "file": upload.name,
@@ -381,14 +388,14 @@ def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
         "rejected_at": gate.clock().isoformat(timespec="seconds"),
     }
     # The report goes in before the source is deleted, so a crash in between loses neither.
-    write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
-    # Reported as rejected by the delivery that made the copy, or whose delete takes the file out of
-    # landing when an earlier one had copied it and then failed: a rejection retried after a partial
-    # failure is still alerted on, and one whose delete found the source gone (moved, or replaced by a
-    # re-upload meanwhile) too. Only a delivery that finds both done is a duplicate.
+    wrote = write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
+    # Reported as rejected by the delivery that made the copy, wrote the report, or whose delete takes the
+    # file out of landing when an earlier one had copied it and then failed: a rejection retried after a
+    # partial failure is still alerted on, and one whose delete found the source gone (moved, or replaced
+    # by a re-upload meanwhile) too. Only a delivery that finds all three done is a duplicate.
     moved = store.delete(upload.container, upload.path, upload.version)
     outcome = Outcome(
-        REJECTED if moved or not placement.reused else DUPLICATE,
+        REJECTED if moved or wrote or not placement.reused else DUPLICATE,
         upload.event_id,
         f"{upload.container}/{upload.path}",
         dataset=dataset,
@@ -431,6 +438,18 @@ def _settle_earlier(
     dataset = contract.name if contract else None
     places.append((settings.rejected, rejected_path(dataset, upload.name)))
     rejected = find_placement(store, upload, *places[-1])
+    if rejected is not None and store.stat(rejected.container, report_path(rejected.path)) is None:
+        # An earlier delivery copied the file and failed before its report, and the blob changed since:
+        # the report comes from the copy, and the rejection is alerted on as the first delivery would have.
+        length = min(upload.size, settings.sample_bytes)
+        head = store.read_prefix(rejected.container, rejected.path, length, rejected.info.version) if length else b""
+        match = match_dataset(gate.contracts, upload.name)
+        validation = validate_matched(match, upload.size, head, settings.max_file_bytes)
+        if validation.ok:
+            lost = "rejected by an earlier delivery whose report was lost"
+            passes = "it passes its contract now (changed since?): upload it again to load it"
+            validation = replace(validation, reasons=(f"{lost}; {passes}",))
+        return _report_rejection(gate, upload, validation, rejected)
     if rejected is not None:
         store.delete(upload.container, upload.path, upload.version)
         reasons = _read_reasons(store, rejected.container, rejected.path)

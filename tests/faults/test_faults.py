@@ -156,6 +156,33 @@ def test_a_rejection_retried_after_its_report_failed_is_still_logged_as_a_warnin
     assert redeliver(world, event).status == DUPLICATE
 
 
+def test_a_rejection_whose_report_failed_and_whose_file_was_replaced_is_reported_from_its_copy(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = csv_bytes(header=["tracking_num", "order_id"])
+    event = world.upload(NAME, bad)
+    assert world.proxy is not None
+    world.proxy.fail(_report_writes(world.settings.rejected.container), status=503)
+    with pytest.raises(TransientError):
+        handle_payload(world.gate(), event)
+    world.proxy.heal()
+    world.upload(NAME, DATA)  # the producer sends the file again before Event Grid's retry
+
+    with caplog.at_level(logging.INFO, logger="filegate.outcome"):
+        outcome = redeliver(world, event)
+
+    # The retry cannot read the first version any more: the report comes from the rejected copy.
+    assert outcome.status == REJECTED
+    assert any("missing columns" in reason for reason in outcome.reasons), outcome.reasons
+    [line] = [r for r in caplog.records if r.name == "filegate.outcome"]
+    assert line.levelno == logging.WARNING
+    [copy] = [o for o in world.objects(world.settings.rejected) if not o.path.endswith(REPORT_SUFFIX)]
+    [report] = [o for o in world.objects(world.settings.rejected) if o.path.endswith(REPORT_SUFFIX)]
+    assert json.loads(world.read(report))["reasons"] == list(outcome.reasons)
+    assert world.read(copy) == bad
+    assert redeliver(world, event).status == DUPLICATE
+
+
 @pytest.fixture
 def azure_world(azurite: Any, tmp_path: Path) -> Iterator[World]:
     with open_azure_world(azurite, tmp_path / "jobs") as opened:
