@@ -2,7 +2,9 @@
 
 Each member's batch rows are its staged rows minus the ones `validate` quarantined. Targets are
 merged one at a time in relation order (customers and products before orders, orders before
-shipping), so a child never lands in a target before its parent. Each merge is its own transaction:
+shipping), so a child never lands in a target before its parent. Every existing target's definition
+(keys, SCD type, sequence column) is checked before the first merge, so a changed one is refused with
+nothing of the batch merged. Each merge is its own transaction:
 a failure midway leaves earlier targets merged, and the task's retry redoes every member, which
 changes nothing where the merge already happened (history is rebuilt from the observations). Once
 the whole batch completed its stage rows are released, and the task, run again, is skipped.
@@ -12,8 +14,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
@@ -27,15 +31,16 @@ from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import BATCH_ID, REASON, stage_schema, target_schema
 from spark_jobs.contract_sql import deletes
-from spark_jobs.history import merge_history
+from spark_jobs.history import merge_history, refuse_unsequenced_snapshot
 from spark_jobs.merge import latest_wins_merge
 from spark_jobs.pipeline_rules import parse_checks
 from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
 from spark_jobs.stage import stage_table, staged_good, staged_rows
-from spark_jobs.target_definition import ensure_target
+from spark_jobs.target_definition import ensure_target, refuse_changed_target
 from spark_jobs.warehouse import MergeCounts, Warehouse
 
 TASK = "merge_targets"
+T = TypeVar("T")
 _QUARANTINED = "_quarantined"
 _DELETED = "_deleted"
 
@@ -149,29 +154,46 @@ def merge_latest(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> M
     )
 
 
-def merge_targets(context: BatchContext) -> None:
-    """Merge the members parents first; one processing_log row per target.
+def check_member(context: BatchContext, contract: Contract) -> None:
+    """Refuse a member whose existing target was built with another definition, writing nothing."""
+    if contract.scd_type == 2:
+        refuse_unsequenced_snapshot(contract)
+    refuse_changed_target(context.warehouse, contract)
 
-    A target that fails stops the task: the targets merged before it are committed, so their rows
-    are logged with the failed one's (FAILED, with its error) before the failure is raised; the
-    targets after it are not attempted and get no row.
+
+def merge_targets(context: BatchContext) -> None:
+    """Check every member's target, then merge the members parents first; one processing_log row per target.
+
+    A target whose definition changed is refused before any target is merged, so the batch is not left
+    half-merged; its row is logged FAILED alone. A target that fails its merge stops the task: the
+    targets merged before it are committed, so their rows are logged with the failed one's (FAILED,
+    with its error) before the failure is raised; the targets after it are not attempted and get no row.
     """
     if skip_completed(context, TASK):
         return
     checks = parse_checks(context.pipeline, context.contracts)
     present = [m.dataset for m in context.manifest.members]
-    order = [name for name in checks.merge_order(list(context.pipeline.members)) if name in present]
+    order = [context.contract(n) for n in checks.merge_order(list(context.pipeline.members)) if n in present]
     records: list[RunRecord] = []
-    for name in order:
-        contract, started = context.contract(name), datetime.now(UTC)
-        try:
-            records.append(merge_member(context, contract))
-        except Exception as exc:
-            fields = context.member_fields(contract.name, contract.target)
-            records.append(context.failed(TASK, exc, started_at=started, **fields))
-            append_failing_runs(context.spark, context.warehouse, records, TASK)
-            raise
+    for contract in order:
+        _logging_failure(context, contract, records, check_member)
+    for contract in order:
+        records.append(_logging_failure(context, contract, records, merge_member))
     append_runs(context.spark, context.warehouse, records)
+
+
+def _logging_failure(
+    context: BatchContext, contract: Contract, records: list[RunRecord], step: Callable[[BatchContext, Contract], T]
+) -> T:
+    """`step` for one member; when it fails, its FAILED row is logged after the `records` so far, and it raises."""
+    started = datetime.now(UTC)
+    try:
+        return step(context, contract)
+    except Exception as exc:
+        fields = context.member_fields(contract.name, contract.target)
+        failed = context.failed(TASK, exc, started_at=started, **fields)
+        append_failing_runs(context.spark, context.warehouse, [*records, failed], TASK)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:

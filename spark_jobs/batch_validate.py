@@ -574,7 +574,16 @@ def _failed(record: RunRecord) -> RunRecord:
 
 
 def _worst(results: list[Result]) -> str:
-    failing = [r.severity for r in results if r.rows_failed and r.severity in _SEVERITY_ORDER]
+    """The highest severity among the failing rules, else NONE.
+
+    An unscored row restates rows other rules failed (`bad_row_share`: the stage's rejects, at HIGH
+    whatever rules rejected them): it counts only when it failed on its own (its ratio over the limit).
+    """
+    failing = [
+        r.severity
+        for r in results
+        if r.rows_failed and r.severity in _SEVERITY_ORDER and (r.scored or r.outcome == "FAILED")
+    ]
     return max(failing, key=_SEVERITY_ORDER.__getitem__, default="NONE")
 
 

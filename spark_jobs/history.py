@@ -340,6 +340,15 @@ def _refuse_unobserved_versions(warehouse: Warehouse, contract: Contract, observ
     )
 
 
+def refuse_unsequenced_snapshot(contract: Contract) -> None:
+    """Refuse a snapshot dataset sequenced by anything but its snapshot's date."""
+    if contract.load == "snapshot" and contract.sequence_by != BUSINESS_DATE:
+        raise TargetDefinitionChanged(
+            f"{contract.name}: a snapshot dataset is sequenced by its snapshot's date; set sequence_by = "
+            f'"{BUSINESS_DATE}" (a key missing from a snapshot is closed on that date)'
+        )
+
+
 def merge_history(
     warehouse: Warehouse, contract: Contract, batch: DataFrame, batch_id: str, held: DataFrame | None = None
 ) -> HistoryCounts:
@@ -349,11 +358,7 @@ def merge_history(
     they are not missing from it (`held_markers`). Ignored for other loads, where a key's absence means
     nothing.
     """
-    if contract.load == "snapshot" and contract.sequence_by != BUSINESS_DATE:
-        raise TargetDefinitionChanged(
-            f"{contract.name}: a snapshot dataset is sequenced by its snapshot's date; set sequence_by = "
-            f'"{BUSINESS_DATE}" (a key missing from a snapshot is closed on that date)'
-        )
+    refuse_unsequenced_snapshot(contract)
     target = contract.target
     schema = target_schema(contract)
     ensure_target(warehouse, contract, schema, target_properties(contract))

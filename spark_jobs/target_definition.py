@@ -64,6 +64,17 @@ def ensure_target(
     committed(pin, f"set the properties of {table}")
 
 
+def refuse_changed_target(warehouse: Warehouse, contract: Contract) -> None:
+    """Refuse an existing target whose definition differs from the contract's, as `ensure_target` would, writing
+    nothing; a missing target passes (`ensure_target` creates it).
+
+    For a job that writes several targets: checking them all first keeps one refused target from leaving
+    the others written."""
+    rows = warehouse.read_if_exists(contract.target)
+    if rows is not None:
+        _refuse_changed(warehouse, contract, rows)
+
+
 def _refuse_changed(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> dict[str, str]:
     """The target's properties, unless it is pinned with another definition, or is unpinned (made before
     targets were pinned) with a shape (`rows`) that disagrees with the contract's SCD type: an SCD2
