@@ -28,6 +28,11 @@ def merge_batch(
     counts = load_target(warehouse, contract, arguments.batch_id)
     if counts.read == 0 and _already_merged(spark, warehouse, contract, arguments, started_at):
         return
+    if not (counts.inserted or counts.updated) and _logged_since_staged(
+        spark, warehouse, contract, arguments, started_at, counts.started_at
+    ):
+        _release(warehouse, contract, arguments.batch_id)
+        return
     record = RunRecord(
         batch_id=arguments.batch_id,
         dataset=contract.name,
@@ -46,12 +51,7 @@ def merge_batch(
         rows_tied=counts.tied,
     )
     append_run(spark, warehouse, record)
-    try:
-        release_stage(warehouse, contract, arguments.batch_id)
-    except Exception as exc:
-        # The merge and its log row are committed, so the run succeeded. Rows left behind cost only
-        # storage: reads skip other batches' files, and a re-run of this batch replaces them.
-        print(f"{TASK}: could not delete the stage rows of batch {arguments.batch_id}: {exc}", file=sys.stderr)
+    _release(warehouse, contract, arguments.batch_id)
     print(
         f"{TASK}: batch {arguments.batch_id} of {contract.name}: {counts.inserted} inserted, {counts.updated} updated, "
         f"{counts.unchanged} unchanged, {counts.superseded} superseded within the file, {counts.rejected} rejected "
@@ -62,6 +62,15 @@ def merge_batch(
             f"{TASK}: {counts.tied} rows have the same {contract.sequence_by} as the target's row of their key but "
             "other content; the greater content won, as it would in any order of the files"
         )
+
+
+def _release(warehouse: Warehouse, contract: Contract, batch_id: str) -> None:
+    try:
+        release_stage(warehouse, contract, batch_id)
+    except Exception as exc:
+        # The merge and its log row are committed, so the run succeeded. Rows left behind cost only
+        # storage: reads skip other batches' files, and a re-run of this batch replaces them.
+        print(f"{TASK}: could not delete the stage rows of batch {batch_id}: {exc}", file=sys.stderr)
 
 
 def _already_merged(
@@ -79,6 +88,38 @@ def _already_merged(
         )
         return False
     why = f"batch already merged by the {TASK} that ended at {merged_at.isoformat()}; its stage rows were released"
+    _log_skipped(spark, warehouse, contract, arguments, started_at, why)
+    return True
+
+
+def _logged_since_staged(
+    spark: SparkSession,
+    warehouse: Warehouse,
+    contract: Contract,
+    arguments: TaskArguments,
+    started_at: datetime,
+    staged_at: datetime | None,
+) -> bool:
+    """Whether a MERGE that changed nothing retries an attempt that merged and logged these very stage rows,
+    then died before releasing them (killed at its timeout; `retry_on_timeout`): logged SKIPPED, so that
+    the log does not show the batch's newest run as one of zeros. A batch staged again after it was
+    logged (a replay) is a run of its own, which changes nothing and says so."""
+    merged_at = succeeded_at(warehouse, arguments.batch_id, contract.name, TASK)
+    if merged_at is None or staged_at is None or merged_at < staged_at:
+        return False
+    why = f"these stage rows were merged and logged by the {TASK} that ended at {merged_at.isoformat()}"
+    _log_skipped(spark, warehouse, contract, arguments, started_at, why)
+    return True
+
+
+def _log_skipped(
+    spark: SparkSession,
+    warehouse: Warehouse,
+    contract: Contract,
+    arguments: TaskArguments,
+    started_at: datetime,
+    why: str,
+) -> None:
     record = RunRecord(
         batch_id=arguments.batch_id,
         dataset=contract.name,
@@ -91,7 +132,6 @@ def _already_merged(
     )
     append_run(spark, warehouse, record)
     print(f"{TASK}: {why}: nothing to merge again")
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -253,6 +253,34 @@ def test_a_tie_across_files_resolves_the_same_in_either_order(
     assert (second_log["rows_unchanged"], second_log["rows_updated"]) == (0, 1)
 
 
+def test_a_retry_after_the_log_row_but_before_the_stage_was_released_is_logged_skipped(
+    spark: SparkSession, lake: Lake, samples: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arguments = task_arguments(lake, samples[0], "b1")
+    assert stage_load.main(arguments) == 0
+
+    def killed(*_: object) -> None:
+        raise RuntimeError("killed at the task's timeout while releasing the stage")
+
+    # The attempt merges and logs, then dies before the stage rows are released.
+    with monkeypatch.context() as patch:
+        patch.setattr(target_load, "release_stage", killed)
+        assert target_load.main(arguments) == 0
+    assert lake.table("order_tracking_stage").num_rows > 0
+    target_before = lake.table("order_tracking").sort_by("tracking_num")
+
+    assert target_load.main(arguments) == 0  # the task's retry
+
+    assert lake.table("order_tracking").sort_by("tracking_num").equals(target_before)
+    merged, retry = log_rows(lake)
+    assert merged["status"] == "SUCCEEDED"
+    assert int(merged["rows_inserted"]) > 0  # type: ignore[call-overload]
+    # Not a second SUCCEEDED run of zeros, which a report of each batch's newest run would show.
+    assert (retry["status"], retry["rows_read"], retry["rows_inserted"]) == ("SKIPPED", None, None)
+    assert "these stage rows were merged and logged" in str(retry["details"])
+    assert lake.table("order_tracking_stage").num_rows == 0, "the retry releases what the attempt left"
+
+
 def test_the_same_batch_twice_changes_nothing(spark: SparkSession, lake: Lake, samples: list[Path]) -> None:
     run_batch(lake, samples[0], "b1")
     run_batch(lake, samples[1], "b2")
