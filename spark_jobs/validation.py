@@ -20,7 +20,6 @@ from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
 
 _FIELD_COUNT = "_field_count"
 _WELL_FORMED = "_well_formed"
-_SPANS_LINES = "_spans_lines"
 _VERDICTS = "_verdicts"
 _SHAPE_REASON = "_shape_reason"
 _SHAPE_RULE = "_shape_rule"
@@ -66,39 +65,18 @@ def split_records(text: SparkColumn, delimiter: str) -> SparkColumn:
     return F.regexp_extract_all(text, F.lit(f"({record_pattern(delimiter)})(?:\r\n|\n|\r|$)"), F.lit(1))
 
 
-def opens_quote_pattern(delimiter: str) -> str:
-    """A line that, read from a record's start, ends inside a quoted field: its record goes on to the next line.
-
-    The fields are read as by `record_pattern`: a quote opens a field only at its start, text after a
-    closing quote stays in the field. Possessive quantifiers, as there.
-    """
-    sep = re.escape(delimiter)
-    field = f'(?:"(?:[^"]++|"")*+"[^{sep}]*+|[^"{sep}][^{sep}]*+)?+'
-    return f'^(?:{field}{sep})*+"(?:[^"]++|"")*+\\z'
-
-
 def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     """The file's data records as one `raw_line` column, checked against the contract's header.
 
     A record is a line, or with `multiline_records` a line whose quoted fields may run over line
     breaks; such a file is read whole into one value and split into records by `record_pattern`, so keep
-    those files to what one task's memory holds (a catalogue, not a transaction log). Without it, a file
-    that still holds such a record is read the same way, so that the record is one rejected row, as for
-    the function's validator.
+    those files to what one task's memory holds (a catalogue, not a transaction log).
     """
     if contract.multiline_records:
-        raw = _read_records(spark, path, contract)
+        whole = spark.read.text(path, wholetext=True)
+        raw = whole.select(F.explode(split_records(F.col("value"), contract.delimiter)).alias("value"))
     else:
         raw = spark.read.text(path)
-        # Python's csv (the function's validator) reads a quoted field over a line break as one record,
-        # which `split_rows` rejects as one row; read line by line, its pieces would be judged as rows
-        # of their own, one perhaps staged under a made-up key. Only a line that opens a quote it does
-        # not close starts such a record, so one scan for such a line (a substring test first, then the
-        # regex on the few lines with a quote) keeps the usual file on the splittable line-by-line read.
-        value = F.col("value")
-        opening = raw.where(value.contains('"') & value.rlike(opens_quote_pattern(contract.delimiter)))
-        if not opening.isEmpty():
-            raw = _read_records(spark, path, contract)
     lines = raw.select(
         # A byte-order mark belongs to the file, not to its first column name.
         F.regexp_replace("value", "^\ufeff", "").alias(RAW_COLUMN)
@@ -115,12 +93,6 @@ def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     # Python's csv module (the function's validator) skips them. A line of spaces is a row of one field
     # there, so it is one here too, and its shape is rejected on both sides rather than vanishing here.
     return lines.where((F.col(RAW_COLUMN) != F.lit(header)) & (F.col(RAW_COLUMN) != F.lit("")))
-
-
-def _read_records(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
-    """The file's records (`record_pattern`) as a `value` column, the file read whole into one task."""
-    whole = spark.read.text(path, wholetext=True)
-    return whole.select(F.explode(split_records(F.col("value"), contract.delimiter)).alias("value"))
 
 
 def well_formed_pattern(delimiter: str) -> str:
@@ -140,7 +112,7 @@ def max_counted_fields(contract: Contract) -> int:
 
 
 def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
-    """One text column per contract column ("" when empty or missing), the field count, the shape and `raw_line`.
+    """One text column per contract column ("" when empty or missing), the field count and `raw_line`.
 
     The count comes from the same parse as the values (see `_END_MARKER`), so a quote inside a field
     (`12" crate`) or a delimiter inside a quoted one never makes the two disagree.
@@ -156,14 +128,9 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
         "mode": "PERMISSIVE",
     }
     marked = F.concat(F.col(RAW_COLUMN), F.lit(contract.delimiter + _END_MARKER))
-    raw = F.col(RAW_COLUMN)
-    # Only `read_lines` falling back to whole records gives a record with a line break to a contract
-    # without `multiline_records`: a rejected row (see `_shape_reason`).
-    spans = F.lit(False) if contract.multiline_records else raw.contains("\n") | raw.contains("\r")
     parsed = lines.select(
-        raw,
-        raw.rlike(well_formed_pattern(contract.delimiter)).alias(_WELL_FORMED),
-        spans.alias(_SPANS_LINES),
+        F.col(RAW_COLUMN),
+        F.col(RAW_COLUMN).rlike(well_formed_pattern(contract.delimiter)).alias(_WELL_FORMED),
         # Through a generator, so that the parse runs once per line: the optimizer would otherwise
         # inline `from_csv` into every field taken out of its result.
         F.explode(F.array(F.from_csv(marked, fields.simpleString(), options))).alias("f"),
@@ -175,7 +142,6 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     return parsed.select(
         RAW_COLUMN,
         _WELL_FORMED,
-        _SPANS_LINES,
         F.when(position > 0, position - 1).alias(_FIELD_COUNT),
         *(
             F.coalesce(F.col(f"f.{slot}"), F.lit("")).alias(name)
@@ -309,7 +275,7 @@ def column_rule_id(contract: Contract, column: Column, value: SparkColumn) -> Sp
 
 
 def _shape_reason(contract: Contract) -> SparkColumn:
-    """Why a parsed row's shape is wrong (not well-formed CSV, over lines, another number of fields), or NULL."""
+    """Why a parsed row's shape is wrong (not well-formed CSV, or another number of fields), or NULL."""
     expected = len(contract.columns)
     return (
         F.when(
@@ -317,15 +283,6 @@ def _shape_reason(contract: Contract) -> SparkColumn:
             F.lit(
                 "row is not well-formed CSV: a quoted field must end at its closing quote, right before "
                 f"{contract.delimiter!r} or the line's end, and a quote that opens a field must be closed"
-            ),
-        )
-        .when(
-            F.col(_SPANS_LINES),
-            # As the function's validator words it (`filegate.validation._check_rows`). Second: a quote
-            # never closed also spans lines, to the file's end, and setting the option would not help it.
-            F.lit(
-                "row spans lines: a quoted field holds a line break; records must stay on one line "
-                f"(or set multiline_records = true in the {contract.name} contract)"
             ),
         )
         .when(
@@ -341,8 +298,7 @@ def _shape_reason(contract: Contract) -> SparkColumn:
 
 def _shape_rule(contract: Contract) -> SparkColumn:
     """The id of the rule `_shape_reason` names, or NULL."""
-    malformed = ~F.col(_WELL_FORMED) | F.col(_SPANS_LINES)
-    return F.when(malformed, F.lit(well_formed_rule(contract))).when(
+    return F.when(~F.col(_WELL_FORMED), F.lit(well_formed_rule(contract))).when(
         F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
         F.lit(field_count_rule(contract)),
     )
@@ -354,7 +310,7 @@ def field_count_rule(contract: Contract) -> str:
 
 
 def well_formed_rule(contract: Contract) -> str:
-    """The rule id of a row that is not well-formed CSV, or spans lines where the contract does not allow it."""
+    """The rule id of a row that is not well-formed CSV."""
     return f"{contract.name}.row.well_formed"
 
 
@@ -377,11 +333,7 @@ def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     the rules twice. A row of the wrong shape has its values in the wrong columns: its shape is the
     one reason given, the per-column verdicts would mislead.
     """
-    shape_ok = (
-        F.col(_WELL_FORMED)
-        & ~F.col(_SPANS_LINES)
-        & F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
-    )
+    shape_ok = F.col(_WELL_FORMED) & F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
     verdicts = F.array(*(column_verdict(contract, column, F.col(column.name)) for column in contract.columns))
     judged = parsed.select(
         *typed_columns(contract),
