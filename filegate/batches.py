@@ -420,6 +420,8 @@ class Verdict:
     seal: Seal | None = None
     run: TriggeredRun | None = None
     rejected_path: str | None = None
+    # Whether this evaluation called run-now for a seal another one made (its run note was missing).
+    redriven: bool = False
 
 
 def _waiting_reasons(batch: Batch) -> tuple[str, ...]:
@@ -458,8 +460,9 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
     if latest is not None:
         current = _present_paths(batch)
         if (piece is not None and piece in latest.paths) or current <= latest.paths:
-            run, _ = _ensure_run(gate, batch, latest)
-            return Verdict(DUPLICATE, (f"batch already sealed (revision {latest.revision})",), latest, run)
+            run, called = _ensure_run(gate, batch, latest)
+            reasons = (f"batch already sealed (revision {latest.revision})",)
+            return Verdict(DUPLICATE, reasons, latest, run, redriven=called)
         late = ", ".join(sorted(current - latest.paths))
         if pipeline.late_member == "rerun" and not batch.blocked:
             seal = _seal(gate, batch, latest.revision + 1, partial=bool(batch.missing))
@@ -481,10 +484,10 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
     if batch.missing:
         return Verdict(WAITING, _waiting_reasons(batch))
     seal = _seal(gate, batch, 1, partial=False)
-    run, _ = _ensure_run(gate, batch, seal)
+    run, called = _ensure_run(gate, batch, seal)
     if seal.created:
         return Verdict(SEALED, (f"every member archived; sealed revision 1 with {len(seal.paths)} members",), seal, run)
-    return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run)
+    return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run, redriven=called)
 
 
 def is_overdue(gate: Gate, batch: Batch) -> bool:
@@ -505,9 +508,10 @@ def _apply_overdue(gate: Gate, batch: Batch) -> Verdict:
         return _decide(gate, assess_batch(gate, pipeline, batch.business_date), None, sweeping=False)
     if pipeline.on_incomplete == "load_available" and batch.present:
         seal = _seal(gate, batch, 1, partial=True)
-        run, _ = _ensure_run(gate, batch, seal)
+        run, called = _ensure_run(gate, batch, seal)
         if not seal.created:
-            return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run)
+            reasons = ("another event sealed this batch first (revision 1)",)
+            return Verdict(DUPLICATE, reasons, seal, run, redriven=called)
         return Verdict(OVERDUE, (*reasons, "loaded what is there (on_incomplete = load_available)"), seal, run)
     if pipeline.on_incomplete == "reject":
         rejected = _reject_archived_triggers(gate, batch, reasons)
@@ -783,8 +787,9 @@ def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome 
         WAITING, f"sweep-{pipeline.name}-{business_date:%Y%m%d}", _batch_prefix(gate, pipeline, business_date)
     )
     verdict = evaluate(gate, batch, None, sweeping=True)
-    if verdict.status == DUPLICATE:
-        # The seal was there without its run note: run-now was re-driven with the seal's token.
+    if verdict.status == DUPLICATE and verdict.redriven:
+        # The seal was there without its run note: run-now was re-driven with the seal's token. Otherwise
+        # the batch's last event sealed and ran it while the sweep read it: a duplicate, said as such.
         verdict = replace(verdict, status=SEALED, reasons=("run-now re-driven with the seal's token",))
     return log_outcome(_outcome(base, batch, verdict))
 

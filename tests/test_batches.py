@@ -449,6 +449,7 @@ def test_a_sweep_that_read_the_batch_before_its_last_member_sealed_it_leaves_it_
     verdict = batches.evaluate(late_sweep, read_by_sweep, None, sweeping=True)
 
     assert verdict.status == DUPLICATE, verdict
+    assert not verdict.redriven  # the event's own run, which a sweep must not report as its re-drive
     assert verdict.rejected_path is None
     assert verdict.seal is not None
     assert not verdict.seal.document["partial"]
