@@ -253,7 +253,9 @@ def release_source(store: Store, upload: Upload, then: Callable[[], Outcome]) ->
     try:
         store.delete(upload.container, upload.path, upload.version)
     except Leased as exc:
-        done = then()
+        # Logged now: the redelivery finds the copy made and the run started, and says duplicate.
+        outcome = then()
+        done = _log(replace(outcome, reasons=(*outcome.reasons, f"still in landing: {exc}")))
         run = f", run {done.run_id}" if done.run_id is not None else ""
         raise Leased(f"{exc}; archived at {done.archived_path} ({done.status}{run}) meanwhile") from exc
     return then()

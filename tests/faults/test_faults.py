@@ -273,7 +273,7 @@ def test_a_pending_copy_keeps_the_source_until_it_finishes(azure_world: World) -
 
 
 def test_a_leased_landing_blob_runs_at_once_and_leaves_landing_once_its_lease_ends(
-    azure_world: World, azurite: Any
+    azure_world: World, azurite: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from azure.storage.blob import BlobServiceClient
 
@@ -286,8 +286,14 @@ def test_a_leased_landing_blob_runs_at_once_and_leaves_landing_once_its_lease_en
 
     # The copy is made (reading a leased blob is allowed) and its run starts; the delete is refused, so
     # the delivery fails naming the lease rather than report the file moved while it stays in landing.
-    with pytest.raises(Leased, match=r"lease.*archived at .*\(archived, run \d+\)"):
+    with (
+        caplog.at_level(logging.INFO, logger="filegate.outcome"),
+        pytest.raises(Leased, match=r"lease.*archived at .*\(archived, run \d+\)"),
+    ):
         handle_payload(azure_world.gate(), event)
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "filegate.outcome"]
+    assert line["status"] == ARCHIVED  # logged, as the redelivery will call it a duplicate
+    assert "still in landing" in line["reasons"][-1]
     assert len(azure_world.objects(landing)) == 1
     assert len(azure_world.objects(azure_world.settings.archive)) == 1
     [run] = azure_world.runs()
