@@ -645,37 +645,45 @@ def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
     base = Outcome(MEMBER_ARCHIVED, upload.event_id, source, pipeline=pipeline.name)
     if not trigger.ok or trigger.business_date is None:
         placement = place_upload(store, upload, settings.rejected, rejected_path(pipeline.name, upload.name))
-        business_date = trigger.business_date.isoformat() if trigger.business_date else None
-        report = {
-            "file": upload.name,
-            "source": source,
-            "source_version": upload.version,
-            "event_id": upload.event_id,
-            "pipeline": pipeline.name,
-            "business_date": business_date,
-            "size_bytes": upload.size,
-            "reasons": list(trigger.reasons),
-            "rejected_path": f"{placement.container}/{placement.path}",
-            "rejected_at": gate.clock().isoformat(timespec="seconds"),
-            "note": "the members stay archived; a corrected trigger completes the batch",
-        }
-        write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
-        # As for a rejected file (ingest._reject): the delivery that takes the trigger out of landing reports it.
-        moved = store.delete(upload.container, upload.path, upload.version)
-        status = REJECTED if moved or not placement.reused else DUPLICATE
-        return replace(
-            base,
-            status=status,
-            business_date=business_date,
-            reasons=trigger.reasons,
-            rejected_path=f"{placement.container}/{placement.path}",
-        )
+        return _report_trigger(gate, upload, pipeline, trigger, placement, base)
     day = trigger.business_date
     placement = place_upload(store, upload, settings.archive, pipeline.batch_folder(day) + upload.name)
     return release_source(
         store,
         upload,
         lambda: _evaluate_trigger(gate, upload, pipeline, day, placement.info, placement.reused, base, trigger),
+    )
+
+
+def _report_trigger(
+    gate: Gate, upload: Upload, pipeline: Pipeline, trigger: Trigger, placement: Placement, base: Outcome
+) -> Outcome:
+    """Write the report beside the rejected trigger, take it out of landing, and say so."""
+    store = gate.store
+    business_date = trigger.business_date.isoformat() if trigger.business_date else None
+    report = {
+        "file": upload.name,
+        "source": f"{upload.container}/{upload.path}",
+        "source_version": upload.version,
+        "event_id": upload.event_id,
+        "pipeline": pipeline.name,
+        "business_date": business_date,
+        "size_bytes": upload.size,
+        "reasons": list(trigger.reasons),
+        "rejected_path": f"{placement.container}/{placement.path}",
+        "rejected_at": gate.clock().isoformat(timespec="seconds"),
+        "note": "the members stay archived; a corrected trigger completes the batch",
+    }
+    wrote = write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
+    # As for a rejected file (ingest._reject): the delivery that takes the trigger out of landing, or
+    # writes its report, reports it.
+    moved = store.delete(upload.container, upload.path, upload.version)
+    return replace(
+        base,
+        status=REJECTED if moved or wrote or not placement.reused else DUPLICATE,
+        business_date=business_date,
+        reasons=trigger.reasons,
+        rejected_path=f"{placement.container}/{placement.path}",
     )
 
 
@@ -720,6 +728,16 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, f
             )
     places.append((settings.rejected, rejected_path(pipeline.name, upload.name)))
     rejected = find_placement(store, upload, *places[-1])
+    if rejected is not None and store.stat(rejected.container, report_path(rejected.path)) is None:
+        # As for a file (ingest._settle_earlier): the report comes from the copy, and is alerted on.
+        data = b""
+        if 0 < upload.size <= MAX_TRIGGER_BYTES:
+            data = store.read_prefix(rejected.container, rejected.path, upload.size, rejected.info.version)
+        trigger = read_trigger(pipeline, gate.contracts, upload.name, upload.size, data)
+        if trigger.ok:
+            lost = "rejected by an earlier delivery whose report was lost"
+            trigger = replace(trigger, reasons=(f"{lost}; it passes now (changed since?): upload it again",))
+        return _report_trigger(gate, upload, pipeline, trigger, rejected, replace(base, status=MEMBER_ARCHIVED))
     if rejected is not None:
         store.delete(upload.container, upload.path, upload.version)
         return replace(base, rejected_path=f"{rejected.container}/{rejected.path}", reasons=("rejected earlier",))

@@ -28,7 +28,7 @@ from tests.faults.world import (
     open_azure_world,
     run_parameters,
 )
-from tests.test_batches import SAMPLES, batch_pieces, batch_runs, member_name, read_seal, seals
+from tests.test_batches import SAMPLES, batch_pieces, batch_runs, member_name, read_seal, seals, trigger_name
 
 NAME = "order_tracking_2024_03_05.csv"
 DATA = csv_bytes([tracking_row(i) for i in range(20)])
@@ -156,24 +156,30 @@ def test_a_rejection_retried_after_its_report_failed_is_still_logged_as_a_warnin
     assert redeliver(world, event).status == DUPLICATE
 
 
+@pytest.mark.parametrize(
+    ("name", "bad", "reason"),
+    [
+        pytest.param(NAME, csv_bytes(header=["tracking_num", "order_id"]), "missing columns", id="file"),
+        pytest.param(trigger_name(date(2025, 3, 5)), b"{not json", "the trigger is not JSON", id="trigger"),
+    ],
+)
 def test_a_rejection_whose_report_failed_and_whose_file_was_replaced_is_reported_from_its_copy(
-    world: World, caplog: pytest.LogCaptureFixture
+    world: World, caplog: pytest.LogCaptureFixture, name: str, bad: bytes, reason: str
 ) -> None:
-    bad = csv_bytes(header=["tracking_num", "order_id"])
-    event = world.upload(NAME, bad)
+    event = world.upload(name, bad)
     assert world.proxy is not None
     world.proxy.fail(_report_writes(world.settings.rejected.container), status=503)
     with pytest.raises(TransientError):
         handle_payload(world.gate(), event)
     world.proxy.heal()
-    world.upload(NAME, DATA)  # the producer sends the file again before Event Grid's retry
+    world.upload(name, DATA)  # the producer sends the file again before Event Grid's retry
 
     with caplog.at_level(logging.INFO, logger="filegate.outcome"):
         outcome = redeliver(world, event)
 
     # The retry cannot read the first version any more: the report comes from the rejected copy.
     assert outcome.status == REJECTED
-    assert any("missing columns" in reason for reason in outcome.reasons), outcome.reasons
+    assert any(reason in given for given in outcome.reasons), outcome.reasons
     [line] = [r for r in caplog.records if r.name == "filegate.outcome"]
     assert line.levelno == logging.WARNING
     [copy] = [o for o in world.objects(world.settings.rejected) if not o.path.endswith(REPORT_SUFFIX)]
