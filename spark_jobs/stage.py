@@ -181,12 +181,16 @@ def stage_file(
     # them leaves the batch half staged, which nothing reads (the merge runs only after this task
     # succeeded), and the task's retry replaces both again from the same file: the pair converges,
     # nothing doubled (tests/spark_jobs/test_load_scenarios.py kills a stage task between the two).
+    # Only the stage's own rejects of the batch: a pipeline's `validate` puts the rows it quarantined
+    # beside them (`_rejected_by = 'validate'`) and replaces those itself, so a stage run again alone
+    # (a repair) keeps them. Rows from before the column was added are the stage's.
+    own = f"{batch_predicate(batch.batch_id)} AND ({REJECTED_BY} IS NULL OR {REJECTED_BY} = 'stage')"
     if rejected:
         bad = warehouse.read_batch(stage, batch.batch_id).where(F.col(REASON).isNotNull())
         columns = (REASON, RULES, RAW_LINE, *LINEAGE, F.lit("stage").alias(REJECTED_BY))
-        warehouse.replace_where(rejects, bad.select(*columns), batch_predicate(batch.batch_id))
+        warehouse.replace_where(rejects, bad.select(*columns), own)
     else:
-        warehouse.delete_batch(rejects, batch.batch_id)
+        warehouse.delete_where(rejects, own)
     return StageCounts(staged=read - rejected, rejected=rejected)
 
 

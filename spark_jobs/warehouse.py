@@ -383,8 +383,12 @@ class Warehouse:
 
     def delete_batch(self, table: str, batch_id: str) -> None:
         """Delete the table's rows of one batch."""
-        statement = f"DELETE FROM {self.name(table)} WHERE {batch_predicate(batch_id)}"  # noqa: S608
-        committed(lambda: self.spark.sql(statement).collect(), f"delete batch {batch_id} from {table}")
+        self.delete_where(table, batch_predicate(batch_id))
+
+    def delete_where(self, table: str, predicate: str) -> None:
+        """Delete the table's rows matching `predicate` (checked SQL text)."""
+        statement = f"DELETE FROM {self.name(table)} WHERE {predicate}"  # noqa: S608
+        committed(lambda: self.spark.sql(statement).collect(), f"delete {predicate} from {table}")
 
     def append(self, table: str, rows: DataFrame) -> None:
         """Append rows; a blind append never conflicts with another writer."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from filegate.contracts import Contract, load_contracts
@@ -329,6 +330,28 @@ def test_restaging_one_batch_leaves_other_batches_alone(spark: SparkSession, lak
     by_batch = {batch: [r for r in stage if r["_batch_id"] == batch] for batch in ("a", "b")}
     assert len(by_batch["a"]) == len(good_rows(ORDER_TRACKING, [samples[2]]))
     assert len(by_batch["b"]) == len(good_rows(ORDER_TRACKING, [samples[1]]))
+
+
+@pytest.mark.parametrize("second", [0, 2], ids=["same-file", "a-file-without-rejects"])
+def test_staging_a_batch_again_replaces_only_the_stage_s_own_rejects(
+    spark: SparkSession, lake: Lake, samples: list[Path], tmp_path: Path, second: int
+) -> None:
+    assert stage_load.main(task_arguments(lake, samples[0], "a")) == 0
+    rejects = lake.location.name("order_tracking_rejects")
+    # A pipeline's validate quarantines rows of the batch beside the stage's rejects.
+    quarantined = spark.table(rejects).limit(1).withColumn("_rejected_by", F.lit("validate"))
+    lake.warehouse().append("order_tracking_rejects", quarantined)
+    clean = tmp_path / samples[0].name  # the same day, with no bad row
+    with clean.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=ORDER_TRACKING.column_names)
+        writer.writeheader()
+        writer.writerows(good_rows(ORDER_TRACKING, [samples[0]])[:5])
+
+    assert stage_load.main(task_arguments(lake, [samples[0], clean][second // 2], "a")) == 0
+
+    by = [row["_rejected_by"] for row in spark.table(rejects).collect()]
+    assert by.count("validate") == 1, "validate's quarantined row stays"
+    assert by.count("stage") == (len(expected_rejects(ORDER_TRACKING, [samples[0]])) if second == 0 else 0)
 
 
 def test_a_stage_table_of_the_earlier_layout_is_migrated_and_its_batch_in_flight_still_merges(
