@@ -76,13 +76,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 f"{item.nodeid} uses a module-scoped fixture: add {file_of(item.nodeid)} to SHARED_FIXTURE_FILES "
                 "in tests/conftest.py, or each pytest-xdist worker builds the fixture again"
             )
-    # Spark tests first (a stable sort: each file keeps its order): they are the long ones, and started
-    # last they would leave one worker running them while the others sit idle.
-    items.sort(key=lambda item: not runs_spark(item))
+    items[:] = spread(items)
+
+
+def spread(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The order in which the workers take the tests: the Spark files that share a fixture first (the longest
+    units of work), then each other Spark test followed by an even share of the tests that start no JVM.
+
+    The JVMs keep the 2 cores busy; the tests that start none mostly wait on emulators and processes.
+    Run last, as they were (ci104), they left the machine half idle for the suite's last 3 minutes; spread
+    between the Spark tests, they run while the other workers' JVMs use the cores. Each file keeps its
+    order.
+    """
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(unit_of(item.nodeid), []).append(item)
+    shared, single, light = [], [], []
+    for unit, members in units.items():
+        if not any(runs_spark(item) for item in members):
+            light.append(members)
+        else:
+            (shared if unit in SHARED_FIXTURE_FILES else single).append(members)
+    # The file with most tests first: in this suite also the longest (the derived tables', the batch job's).
+    ordered = [item for members in sorted(shared, key=len, reverse=True) for item in members]
+    for index, members in enumerate(single):
+        share = light[len(light) * index // len(single) : len(light) * (index + 1) // len(single)]
+        ordered += [*members, *(item for unit in share for item in unit)]
+    return ordered if single else [*ordered, *(item for members in light for item in members)]
 
 
 def file_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work a worker takes whole: a file of SHARED_FIXTURE_FILES, or one test."""
+    path = file_of(nodeid)
+    return path if path in SHARED_FIXTURE_FILES else nodeid
 
 
 def shares_a_fixture(item: pytest.Item) -> bool:
@@ -106,13 +136,14 @@ class _SharedFilesTogether(LoadScopeScheduling):
     """
 
     def _split_scope(self, nodeid: str) -> str:
-        path = file_of(nodeid)
-        return path if path in SHARED_FIXTURE_FILES else nodeid
+        return unit_of(nodeid)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadScopeScheduling | None:
     if config.getoption("dist") != "loadgroup":
         return None
+    # The units in the order `spread` gives, not re-sorted by how many tests each holds.
+    config.option.loadscopereorder = False
     return _SharedFilesTogether(config, log)
 
 
