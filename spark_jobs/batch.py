@@ -46,10 +46,16 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 # The job's first and last tasks: the first writes the batch's stage rows, the last releases them once
 # the batch completed (every task after the first reads them: `${batch.d}` in the derived tables too).
 FIRST_TASK, LAST_TASK = "stage_members", "derive_tables"
+# The task whose verdict decides whether a batch may be merged.
+VALIDATE_TASK = "validate"
 
 
 class ManifestError(FilegateError):
     """The sealed manifest cannot be read or does not describe the batch the job was started for."""
+
+
+class BatchNotValidated(FilegateError):
+    """The batch's newest `validate` since it was last staged failed: a later task may not go on with it."""
 
 
 class RevisionSuperseded(ManifestError):
@@ -139,6 +145,8 @@ class BatchContext:
     # Who completed the batch after it was last staged (None while it is in flight): its stage rows are
     # released, so no task of it runs again until a re-run stages it again.
     completed_by: Completion | None = None
+    # The newest row `validate` logged after the batch was last staged (None: not validated since).
+    validated: LogRow | None = None
 
     def contract(self, dataset: str) -> Contract:
         return self.contracts[dataset]
@@ -280,9 +288,20 @@ def build_context(
     unknown = [m.dataset for m in manifest.members if m.dataset not in pipeline.members]
     if unknown:
         raise ManifestError(f"the manifest names datasets that are not members of {pipeline.name}: {unknown}")
-    attempt, completed_by, staged = read_progress(warehouse, arguments, task)
-    refuse_older_revision(manifest, staged, arguments.manifest_uri)
-    return BatchContext(spark, warehouse, arguments, manifest, pipeline, contracts, attempt, started_at, completed_by)
+    attempt, batch = read_progress(warehouse, arguments, task)
+    refuse_older_revision(manifest, newest_staging(batch), arguments.manifest_uri)
+    return BatchContext(
+        spark,
+        warehouse,
+        arguments,
+        manifest,
+        pipeline,
+        contracts,
+        attempt,
+        started_at,
+        completion(batch),
+        newest_validation(batch),
+    )
 
 
 def refuse_older_revision(manifest: Manifest, staged: Staging | None, manifest_uri: str) -> None:
@@ -302,15 +321,14 @@ def refuse_older_revision(manifest: Manifest, staged: Staging | None, manifest_u
     )
 
 
-def read_progress(
-    warehouse: Warehouse, arguments: BatchArguments, task: str
-) -> tuple[int, Completion | None, Staging | None]:
+def read_progress(warehouse: Warehouse, arguments: BatchArguments, task: str) -> tuple[int, list[LogRow]]:
     """This task's attempt in its run (1, then one more per retry: Databricks retries with the same run id),
-    the attempt of the last task that completed the batch after its latest staging, and the newest revision
-    staged; one query."""
+    and the batch's rows of its first task, `validate` and its last task (`completion`, `newest_staging`,
+    `newest_validation` read them); one query."""
     warehouse.ensure_table(TABLE, SCHEMA)
     this_task = F.col("task") == F.lit(task)
-    of_batch = (F.col("batch_id") == F.lit(arguments.batch_id)) & F.col("task").isin(FIRST_TASK, LAST_TASK)
+    progress = F.col("task").isin(FIRST_TASK, VALIDATE_TASK, LAST_TASK)
+    of_batch = (F.col("batch_id") == F.lit(arguments.batch_id)) & progress
     wanted = of_batch if arguments.run_id is None else of_batch | (this_task & (F.col("run_id") == arguments.run_id))
     rows = [
         LogRow(**row.asDict())
@@ -318,8 +336,9 @@ def read_progress(
     ]
     tried = [r.attempt for r in rows if r.task == task and r.run_id == arguments.run_id and r.attempt]
     attempt = 1 if arguments.run_id is None or not tried else max(tried) + 1
-    batch = [r for r in rows if r.batch_id == arguments.batch_id]
-    return attempt, completion(batch), newest_staging(batch)
+    return attempt, [
+        r for r in rows if r.batch_id == arguments.batch_id and r.task in (FIRST_TASK, VALIDATE_TASK, LAST_TASK)
+    ]
 
 
 def staging_details(revision: int) -> str:
@@ -360,6 +379,35 @@ def completion(rows: Sequence[LogRow]) -> Completion | None:
     failed = [i for i, r in enumerate(after) if r.status not in (SUCCEEDED, SKIPPED)]
     first = after[failed[-1] + 1 if failed else 0]
     return Completion(first.run_id, first.attempt)
+
+
+def newest_validation(rows: Sequence[LogRow]) -> LogRow | None:
+    """The newest row (by `ended_at`) `validate` logged after the batch's latest staging, from its processing_log
+    rows (None: not validated since it was last staged). A failed attempt's last row is FAILED."""
+    staged = [r.ended_at for r in rows if r.task == FIRST_TASK and r.dataset and r.status == SUCCEEDED]
+    if not staged:
+        return None
+    after = [r for r in rows if r.task == VALIDATE_TASK and r.started_at > max(staged)]
+    return max(after, key=lambda r: r.ended_at, default=None)
+
+
+def refuse_failed_validation(context: BatchContext, task: str) -> None:
+    """Refuse to go on with a batch whose newest `validate` since it was last staged failed.
+
+    The job's `depends_on` keeps the later tasks from running after a failed `validate`; this holds
+    when one is run on its own all the same (by hand, or a repair that leaves `validate` out). A batch
+    not validated since its staging is let through (a task run by hand before `validate` ever ran):
+    the job never starts a later task before `validate` succeeded.
+    """
+    found = context.validated
+    if found is None or found.status != FAILED:
+        return
+    run = "" if found.run_id is None else f" in run {found.run_id} (attempt {found.attempt})"
+    raise BatchNotValidated(
+        f"{task}: batch {context.manifest.batch_id} failed {VALIDATE_TASK}{run} after it was last staged, so nothing "
+        f"of it is merged. Fix the data or the rule, then run {VALIDATE_TASK} again (a repair of the run from "
+        f"{VALIDATE_TASK}), or re-run the whole batch"
+    )
 
 
 def skip_completed(context: BatchContext, task: str) -> bool:

@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from filegate.contracts import BUSINESS_DATE, Contract
-from spark_jobs.batch import BatchContext, run_batch_task, skip_completed
+from spark_jobs.batch import BatchContext, refuse_failed_validation, run_batch_task, skip_completed
 from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import BATCH_ID, REASON, stage_schema, target_schema
@@ -171,6 +171,7 @@ def merge_targets(context: BatchContext) -> None:
     """
     if skip_completed(context, TASK):
         return
+    refuse_failed_validation(context, TASK)
     checks = parse_checks(context.pipeline, context.contracts)
     present = [m.dataset for m in context.manifest.members]
     order = [context.contract(n) for n in checks.merge_order(list(context.pipeline.members)) if n in present]

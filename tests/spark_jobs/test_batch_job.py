@@ -322,6 +322,15 @@ def test_a_failing_rule_leaves_every_target_unchanged_and_logs_failed(world: tup
     assert "order_customer" in task_row[0]["error"]
     assert {r["status"] for r in log if r["dataset"]} == {"FAILED"}
 
+    # merge_targets run on its own all the same (by hand, a repair without validate): refused, nothing merged.
+    assert batch_merge.main(arguments(lake, manifest, extra, 4)) == 1
+
+    assert snapshot(lake) == before
+    merges = [r for r in rows(lake, "processing_log") if r["batch_id"] == batch_id(DAYS[1], 2)]
+    (refused,) = [r for r in merges if r["task"] == "merge_targets"]
+    assert (refused["status"], refused["dataset"]) == ("FAILED", None)
+    assert f"batch {batch_id(DAYS[1], 2)} failed validate in run 4 (attempt 1)" in refused["error"]
+
 
 def test_a_member_that_cannot_be_staged_is_logged_beside_the_members_that_were(
     world: tuple[Lake, Path], tmp_path: Path
