@@ -34,7 +34,8 @@ class TransientError(FilegateError):
 
 
 class Leased(TransientError):
-    """Another client holds a lease on the object: it cannot be deleted or changed until the lease ends."""
+    """The object cannot be deleted or changed until another party lets go of it: a lease another client holds
+    (Azure), a hold or a retention period (GCS). Filegate never breaks or releases one; it retries."""
 
 
 class RunNotStarted(TransientError):

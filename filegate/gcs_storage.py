@@ -14,6 +14,7 @@ preconditions every request carries instead of trusting the emulator's answers.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from filegate.errors import (
     ConditionFailed,
     DestinationExists,
     FilegateError,
+    Leased,
     LocationMissing,
     ObjectNotFound,
     SettingsError,
@@ -49,6 +51,11 @@ _RETRY_SECONDS = 30.0
 # A rewrite between locations or storage classes takes several calls; give up before 9 minutes.
 _REWRITE_SECONDS = 240.0
 _TRANSIENT_STATUS = frozenset({408, 429})
+# GCS's 403 for an object under an event-based or temporary hold, or still inside a retention period
+# ("Object 'b/o' is under active Event-Based hold and cannot be deleted, overwritten or archived until
+# hold is removed.", "... is subject to bucket's retention policy or object retention and cannot be
+# deleted or overwritten until ..."): not a missing grant.
+_HELD = re.compile(r"under active .*hold|subject to .*retention", re.IGNORECASE)
 
 
 @contextmanager
@@ -70,6 +77,13 @@ def _gcs_errors(what: str, precondition: type[ConditionFailed] = SourceChanged) 
     except api.Conflict as exc:
         raise DestinationExists(f"{what}: destination exists") from exc
     except (api.Unauthorized, api.Forbidden) as exc:
+        if _HELD.search(exc.message or ""):
+            # Refused for the object's sake, not the caller's: it may not be deleted or replaced while held.
+            raise Leased(
+                f"{what}: the object is held ({exc.message}); Filegate never releases a hold, so this is retried "
+                "until whoever placed it releases it (a landing bucket's default event-based hold holds every new "
+                "file: turn it off there)"
+            ) from exc
         # IAM grants take minutes to propagate: a redelivery may succeed.
         raise TransientError(
             f"{what}: access denied ({exc.code} {exc.message}); check the service account's roles"

@@ -246,9 +246,10 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
 def release_source(store: Store, upload: Upload, then: Callable[[], Outcome]) -> Outcome:
     """Delete the landing version whose whole copy is archived, then `then` (its run-now, its batch's evaluation).
 
-    A lease another client holds on the blob forbids the delete until it ends. The archive holds the
-    file, so its run does not wait for the lease: `then` goes first, and the delivery fails naming the
-    lease, for the redelivery to find the run started (same token) and finish the delete.
+    A lease another client holds on the blob (Azure), or a hold on the object (GCS), forbids the delete
+    until it ends. The archive holds the file, so its run does not wait for it: `then` goes first, and
+    the delivery fails naming the lease or hold, for the redelivery to find the run started (same
+    token) and finish the delete.
     """
     try:
         store.delete(upload.container, upload.path, upload.version)

@@ -316,6 +316,43 @@ def test_a_leased_landing_blob_runs_at_once_and_leaves_landing_once_its_lease_en
     assert len(azure_world.runs()) == 1
 
 
+@pytest.mark.parametrize("world", ["gcs"], indirect=True)
+def test_a_held_landing_object_runs_at_once_and_leaves_landing_once_its_hold_is_released(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GCS refuses to delete an object under an event-based or temporary hold with a 403 that names the hold
+    (the emulator has no holds: the proxy answers as GCS does). Not a missing grant: the same path as
+    Azure's lease above."""
+    event = world.upload(NAME, DATA)
+    landing = world.settings.landing
+    assert world.proxy is not None
+    held = (
+        f"Object '{landing.container}/{landing.path(NAME)}' is under active Event-Based hold and cannot be "
+        "deleted, overwritten or archived until hold is removed."
+    )
+    world.proxy.fail(lambda method, path, headers: method == "DELETE", status=403, message=held)
+
+    with (
+        caplog.at_level(logging.INFO, logger="filegate.outcome"),
+        pytest.raises(Leased, match=r"held .*Event-Based hold.*archived at .*\(archived, run \d+\)"),
+    ):
+        handle_payload(world.gate(), event)
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "filegate.outcome"]
+    assert line["status"] == ARCHIVED
+    assert "still in landing" in line["reasons"][-1]
+    assert "access denied" not in line["reasons"][-1]
+    assert len(world.objects(landing)) == 1
+    [run] = world.runs()
+    world.proxy.heal()  # the hold released
+
+    outcome = redeliver(world, event)
+
+    assert outcome.status == DUPLICATE
+    assert outcome.run_id == run["run_id"]
+    assert_converged(world, {NAME: DATA})
+    assert len(world.runs()) == 1
+
+
 # Each fault hits run-now; `raises` says whether the first delivery must fail (and be redelivered) or
 # whether the SDK's own retry, carrying the same idempotency token, already absorbs it.
 RUN_NOW_FAULTS = [

@@ -167,6 +167,7 @@ class ProxyRule:
     after_forwarding: bool = False
     hits: int = 0
     headers: Mapping[str, str] | None = None
+    message: str = "injected"
 
 
 @dataclass
@@ -188,8 +189,10 @@ class FaultProxy:
         status: int = 503,
         times: int | None = None,
         after_forwarding: bool = False,
+        message: str = "injected",
     ) -> ProxyRule:
-        rule = ProxyRule(matches, status, times, after_forwarding)
+        """Answer `status` with `message` as the service's error message to matching requests."""
+        rule = ProxyRule(matches, status, times, after_forwarding, message=message)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -259,7 +262,7 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             rule = proxy._fault_for(self.command, self.path, headers)
             if rule is not None and not rule.after_forwarding:
-                self._fail(rule.status)
+                self._fail(rule.status, rule.message)
                 return
             conditions = gcs_conditions(self.command, self.path, body) if proxy.gcs_preconditions else []
             if conditions:
@@ -309,7 +312,7 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _fail(self, status: int, reason: str = "injected") -> None:
             # The shape both clouds use: Azure reads x-ms-error-code, GCS reads the JSON error.
-            error = {"error": {"code": status, "message": reason, "errors": [{"reason": reason}]}}
+            error = {"error": {"code": status, "message": reason, "errors": [{"message": reason, "reason": reason}]}}
             payload = b"" if self.command == "HEAD" else json.dumps(error).encode()
             self.send_response(status)
             self.send_header("x-ms-error-code", "ServerBusy")
@@ -328,7 +331,7 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 if proxy.gcs_preconditions and answer.status == 200 and _GCS_REWRITE.match(urlsplit(self.path).path):
                     data = self._keep_rewrite_metadata(body, data)
                 if replace_answer is not None and replace_answer.headers is None:
-                    self._fail(replace_answer.status)
+                    self._fail(replace_answer.status, replace_answer.message)
                     return
                 rewritten = dict(replace_answer.headers or {}) if replace_answer else {}
                 self.send_response(answer.status, answer.reason)
