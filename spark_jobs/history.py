@@ -25,7 +25,8 @@ converges.
 This departs from the proposed design (narrow observations: keys, sequence, hash): keeping the whole
 row costs the storage of the good input rows once more, but makes a split version's halves exact
 (each half takes its own last observation's untracked values, not a copy of the old version's), and
-lets a changed `track_history` be rebuilt from the table alone.
+lets a changed `track_history` be rebuilt from the table alone: the tracked columns are recorded on
+the target, and the first batch merged under other ones rebuilds every key.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ from spark_jobs.columns import BATCH_ID, EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURREN
 from spark_jobs.contract_sql import deletes
 from spark_jobs.merge import SOURCE, TARGET, MergeClause, MergeSpec
 from spark_jobs.target_definition import TargetDefinitionChanged, definition, ensure_target
-from spark_jobs.warehouse import CHANGE_FEED, Warehouse, batch_predicate
+from spark_jobs.warehouse import CHANGE_FEED, Warehouse, batch_predicate, committed
 
 ACTION = "_action"
+# The columns a target's versions were built with (`tracked_columns`), as a table property.
+TRACKED_PROPERTY = "filegate.tracked_columns"
 # An observation that only says a snapshot showed its key: the row was held back (rejected or quarantined).
 HELD = "_held"
 UPSERT = "upsert"
@@ -361,7 +364,11 @@ def merge_history(
     refuse_unsequenced_snapshot(contract)
     target = contract.target
     schema = target_schema(contract)
-    ensure_target(warehouse, contract, schema, target_properties(contract))
+    tracked = ",".join(tracked_columns(contract))
+    found = ensure_target(warehouse, contract, schema, target_properties(contract), {TRACKED_PROPERTY: tracked})
+    # The versions were built with other tracked columns (or by a release that did not record them): every
+    # key is rebuilt, not only the batch's, and the tracked columns are recorded once that MERGE committed.
+    retrack = found.get(TRACKED_PROPERTY) != tracked
     observed = observations_table(contract)
     columns = observation_columns(contract)
     warehouse.ensure_table(observed, observations_schema(contract))
@@ -376,8 +383,9 @@ def merge_history(
         observations = observations.unionByName(held_markers(held, contract, batch_id))
     # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
     warehouse.replace_where(observed, observations, predicate)
-    # The keys to rebuild: the batch's, and the ones it withdrew, now or in an earlier run of it.
-    touched = warehouse.read_batch(observed, batch_id).select(*contract.keys)
+    # The keys to rebuild: the batch's, and the ones it withdrew, now or in an earlier run of it (all of
+    # them when the tracked columns changed).
+    touched = (warehouse.read(observed) if retrack else warehouse.read_batch(observed, batch_id)).select(*contract.keys)
     read_at: list[int] = []
 
     def source() -> DataFrame:
@@ -397,6 +405,8 @@ def merge_history(
     else:
         new = old = warehouse.read(target).where(F.lit(False))
     effects = row_effects(batch, new, old, contract)
+    if retrack:
+        committed(lambda: warehouse.set_properties(target, {TRACKED_PROPERTY: tracked}), f"pin {target}'s tracking")
     return HistoryCounts(counts.inserted, counts.updated, counts.deleted, *effects)
 
 

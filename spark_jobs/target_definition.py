@@ -33,10 +33,17 @@ def definition(contract: Contract) -> dict[str, str]:
 
 
 def ensure_target(
-    warehouse: Warehouse, contract: Contract, schema: StructType, properties: Mapping[str, str] | None = None
-) -> None:
+    warehouse: Warehouse,
+    contract: Contract,
+    schema: StructType,
+    properties: Mapping[str, str] | None = None,
+    created_with: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Create the target with the contract's definition (and the other `properties` it needs) pinned, or check
     an existing one's and migrate its columns (`Warehouse.ensure_table`); refuse when its definition changed.
+    Returns the properties the table had when checked (a new one's as created). `created_with`: properties
+    a new target gets and an existing one is left to its caller for (`history.merge_history` sets its
+    tracked columns only once the rebuild they need has committed).
 
     The definition is checked first, before the columns' types and before a migration adds columns, so
     that an existing target's own shape speaks for it; it is pinned last, so that a run refused for
@@ -47,10 +54,13 @@ def ensure_target(
     table = contract.target
     checked: dict[str, str] = {}
     warehouse.ensure_table(
-        table, schema, properties=pinned, check=lambda rows: checked.update(_refuse_changed(warehouse, contract, rows))
+        table,
+        schema,
+        properties={**pinned, **(created_with or {})},
+        check=lambda rows: checked.update(_refuse_changed(warehouse, contract, rows)),
     )
     if all(checked.get(k) == v for k, v in pinned.items()):
-        return  # the common case: pinned already (or just created so), no second read
+        return checked  # the common case: pinned already (or just created so), no second read
 
     def pin() -> None:
         found = warehouse.properties(table)
@@ -62,6 +72,7 @@ def ensure_target(
     # A target made before targets were pinned holds none: its read and the ALTER are two steps; a
     # concurrent ALTER that commits while this one runs makes it check again.
     committed(pin, f"set the properties of {table}")
+    return checked
 
 
 def refuse_changed_target(warehouse: Warehouse, contract: Contract) -> None:

@@ -315,6 +315,40 @@ def test_counts_hold_on_a_target_without_the_change_feed_and_with_another_commit
     assert counts == TWO_BATCHES_COUNTS["b2"]
 
 
+def test_a_changed_track_history_rebuilds_every_key_with_the_new_tracked_columns(lake: Lake) -> None:
+    spark = lake.spark
+    assert spark is not None
+    warehouse = lake.warehouse()
+    columns = ["member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
+
+    def merge(contract: Contract, batch: str, values: list[tuple[Any, ...]]) -> HistoryCounts:
+        rows = [("x", *row) for row in values]
+        return merge_history(warehouse, contract, observed(spark, contract, rows, batch), batch)
+
+    merge(MEMBERS, "a", BATCHES["A"])
+    merge(MEMBERS, "b", BATCHES["B"])  # only the untracked login changed: one version per member
+    assert versions(lake, MEMBERS.target, columns) == [
+        ("m1", "GOLD", "c", T1, None, True),
+        ("m2", "BASIC", "y", T1, None, True),
+    ]
+    assert warehouse.properties(MEMBERS.target)[history.TRACKED_PROPERTY] == "tier"
+
+    # The login is tracked now. A batch that names neither member rebuilds both: the versions every key
+    # would have had under the new tracking, not a target whose keys follow two definitions.
+    tracking_login = replace(MEMBERS, track_history_except=("updated_at",))
+    counts = merge(tracking_login, "c", [("m3", "BASIC", "z", T2)])
+
+    assert versions(lake, MEMBERS.target, columns) == [
+        ("m1", "GOLD", "a", T1, T3, False),
+        ("m1", "GOLD", "c", T3, None, True),
+        ("m2", "BASIC", "x", T1, T3, False),
+        ("m2", "BASIC", "y", T3, None, True),
+        ("m3", "BASIC", "z", T2, None, True),
+    ]
+    assert (counts.opened, counts.unchanged) == (1, 0)  # the batch's row; the rebuilt keys are no row's doing
+    assert warehouse.properties(MEMBERS.target)[history.TRACKED_PROPERTY] == "tier,login"
+
+
 def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_version(lake: Lake) -> None:
     assert lake.spark is not None
     warehouse = lake.warehouse()
