@@ -80,9 +80,8 @@ def _gcs_errors(what: str, precondition: type[ConditionFailed] = SourceChanged) 
         if _HELD.search(exc.message or ""):
             # Refused for the object's sake, not the caller's: it may not be deleted or replaced while held.
             raise Leased(
-                f"{what}: the object is held ({exc.message}); Filegate never releases a hold, so this is retried "
-                "until whoever placed it releases it (a landing bucket's default event-based hold holds every new "
-                "file: turn it off there)"
+                f"{what}: the object is under a hold or a retention period ({exc.message}); Filegate never "
+                "releases a hold: a delivery that meets it is retried until the hold is released or the period ends"
             ) from exc
         # IAM grants take minutes to propagate: a redelivery may succeed.
         raise TransientError(

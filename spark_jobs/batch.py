@@ -383,11 +383,15 @@ def completion(rows: Sequence[LogRow]) -> Completion | None:
 
 def newest_validation(rows: Sequence[LogRow]) -> LogRow | None:
     """The newest row (by `ended_at`) `validate` logged after the batch's latest staging, from its processing_log
-    rows (None: not validated since it was last staged). A failed attempt's last row is FAILED."""
+    rows (None: not validated since it was last staged). A failed attempt's last row is FAILED.
+
+    Only rows of an attempt that read the batch count: a `validate` refused before it had a context (no
+    attempt: an older revision's repair, a manifest it could not read) said nothing about this staging.
+    """
     staged = [r.ended_at for r in rows if r.task == FIRST_TASK and r.dataset and r.status == SUCCEEDED]
     if not staged:
         return None
-    after = [r for r in rows if r.task == VALIDATE_TASK and r.started_at > max(staged)]
+    after = [r for r in rows if r.task == VALIDATE_TASK and r.attempt is not None and r.started_at > max(staged)]
     return max(after, key=lambda r: r.ended_at, default=None)
 
 
@@ -404,9 +408,9 @@ def refuse_failed_validation(context: BatchContext, task: str) -> None:
         return
     run = "" if found.run_id is None else f" in run {found.run_id} (attempt {found.attempt})"
     raise BatchNotValidated(
-        f"{task}: batch {context.manifest.batch_id} failed {VALIDATE_TASK}{run} after it was last staged, so nothing "
-        f"of it is merged. Fix the data or the rule, then run {VALIDATE_TASK} again (a repair of the run from "
-        f"{VALIDATE_TASK}), or re-run the whole batch"
+        f"{task}: batch {context.manifest.batch_id} failed {VALIDATE_TASK}{run} after it was last staged, so "
+        f"{task} does not go on with it. A rule to change: change it, then repair the run from {VALIDATE_TASK}; "
+        "data to correct: seal a new revision of the batch, or re-run it whole once its files are replaced"
     )
 
 

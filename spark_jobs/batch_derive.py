@@ -38,7 +38,14 @@ from filegate.contracts import Contracts
 from filegate.errors import FilegateError
 from filegate.pipelines import Pipeline
 from filegate.tables import AS_OF_DATE, PROCESSING_LOG
-from spark_jobs.batch import LAST_TASK, BatchContext, release_batch_stage, run_batch_task, skip_completed
+from spark_jobs.batch import (
+    LAST_TASK,
+    BatchContext,
+    refuse_failed_validation,
+    release_batch_stage,
+    run_batch_task,
+    skip_completed,
+)
 from spark_jobs.batch_merge import good_batch_rows
 from spark_jobs.batch_validate import FAILURES, FAILURES_SCHEMA, RESULTS, RESULTS_SCHEMA
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, stage_schema, target_schema
@@ -274,6 +281,8 @@ def derive_tables(context: BatchContext) -> None:
     if skip_completed(context, TASK):
         release_batch_stage(context, TASK)
         return
+    # Run on its own after a failed validate, it would complete the batch (and release its stage rows).
+    refuse_failed_validation(context, TASK)
     tables = parse_tables(context.pipeline, context.contracts)
     as_of = context.manifest.business_date
     if not tables:

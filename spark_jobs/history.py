@@ -364,7 +364,7 @@ def merge_history(
     refuse_unsequenced_snapshot(contract)
     target = contract.target
     schema = target_schema(contract)
-    tracked = ",".join(tracked_columns(contract))
+    tracked = ",".join(sorted(tracked_columns(contract)))  # a column moved in the contract changes no version
     found = ensure_target(warehouse, contract, schema, target_properties(contract), {TRACKED_PROPERTY: tracked})
     # The versions were built with other tracked columns (or by a release that did not record them): every
     # key is rebuilt, not only the batch's, and the tracked columns are recorded once that MERGE committed.

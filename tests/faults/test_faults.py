@@ -334,7 +334,9 @@ def test_a_held_landing_object_runs_at_once_and_leaves_landing_once_its_hold_is_
 
     with (
         caplog.at_level(logging.INFO, logger="filegate.outcome"),
-        pytest.raises(Leased, match=r"held .*Event-Based hold.*archived at .*\(archived, run \d+\)"),
+        pytest.raises(
+            Leased, match=r"under a hold or a retention period .*Event-Based hold.*archived at .*\(archived, run \d+\)"
+        ),
     ):
         handle_payload(world.gate(), event)
     [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "filegate.outcome"]

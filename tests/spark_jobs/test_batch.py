@@ -15,11 +15,13 @@ from spark_jobs import batch_derive, batch_merge, batch_stage, batch_validate
 from spark_jobs.batch import (
     FIRST_TASK,
     LAST_TASK,
+    VALIDATE_TASK,
     Completion,
     LogRow,
     Staging,
     completion,
     newest_staging,
+    newest_validation,
     staging_details,
 )
 from tests.spark_jobs.conftest import TEST_CONTRACTS, Lake
@@ -68,6 +70,21 @@ def test_runs_without_a_run_id_are_told_apart_by_the_order_of_their_rows() -> No
     again = [*first, row(FIRST_TASK, 10, run=None), row(LAST_TASK, 15, "FAILED", run=None)]
     assert completion(again) is None
     assert completion([*again, row(LAST_TASK, 20, run=None)]) == Completion(None, 1)
+
+
+def test_the_verdict_that_counts_is_validate_s_newest_row_since_the_batch_was_last_staged() -> None:
+    staged = [row(FIRST_TASK, 0)]
+    failed = [*staged, row(VALIDATE_TASK, 2, "FAILED")]
+    assert newest_validation(staged) is None
+    assert newest_validation(failed) == failed[-1]
+    # A repair of validate that passed (or skipped) after it: that row decides.
+    passed = [*failed, row(VALIDATE_TASK, 5, attempt=2)]
+    assert newest_validation(passed) == passed[-1]
+    # A validate refused before it read the batch (an older revision's repair: no attempt) says nothing of it.
+    refused = [*passed, row(VALIDATE_TASK, 7, "FAILED", run=9, attempt=None)]
+    assert newest_validation(refused) == passed[-1]
+    # Staged again: the earlier verdicts are about rows no longer there.
+    assert newest_validation([*failed, row(FIRST_TASK, 10, run=2)]) is None
 
 
 def test_the_newest_revision_staged_counts_failed_members_and_ignores_rows_without_one() -> None:

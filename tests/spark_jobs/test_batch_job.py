@@ -322,14 +322,18 @@ def test_a_failing_rule_leaves_every_target_unchanged_and_logs_failed(world: tup
     assert "order_customer" in task_row[0]["error"]
     assert {r["status"] for r in log if r["dataset"]} == {"FAILED"}
 
-    # merge_targets run on its own all the same (by hand, a repair without validate): refused, nothing merged.
+    # The later tasks run on their own all the same (by hand, a repair without validate): refused, nothing
+    # merged, and the batch not completed (its stage rows kept for the repair from validate).
     assert batch_merge.main(arguments(lake, manifest, extra, 4)) == 1
+    assert batch_derive.main(arguments(lake, manifest, extra, 4)) == 1
 
     assert snapshot(lake) == before
-    merges = [r for r in rows(lake, "processing_log") if r["batch_id"] == batch_id(DAYS[1], 2)]
-    (refused,) = [r for r in merges if r["task"] == "merge_targets"]
-    assert (refused["status"], refused["dataset"]) == ("FAILED", None)
-    assert f"batch {batch_id(DAYS[1], 2)} failed validate in run 4 (attempt 1)" in refused["error"]
+    later = [r for r in rows(lake, "processing_log") if r["batch_id"] == batch_id(DAYS[1], 2)]
+    refused = {r["task"]: r for r in later if r["task"] in ("merge_targets", "derive_tables")}
+    assert {(r["status"], r["dataset"]) for r in refused.values()} == {("FAILED", None)}
+    for task, found in refused.items():
+        assert f"{task}: batch {batch_id(DAYS[1], 2)} failed validate in run 4 (attempt 1)" in found["error"]
+    assert batch_id(DAYS[1], 2) in {r["_batch_id"] for r in rows(lake, "orders_stage")}
 
 
 def test_a_member_that_cannot_be_staged_is_logged_beside_the_members_that_were(
