@@ -48,6 +48,8 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 FIRST_TASK, LAST_TASK = "stage_members", "derive_tables"
 # The task whose verdict decides whether a batch may be merged.
 VALIDATE_TASK = "validate"
+# The tasks whose rows of a batch say where it stands (`read_progress`).
+PROGRESS_TASKS = (FIRST_TASK, VALIDATE_TASK, LAST_TASK)
 
 
 class ManifestError(FilegateError):
@@ -327,8 +329,7 @@ def read_progress(warehouse: Warehouse, arguments: BatchArguments, task: str) ->
     `newest_validation` read them); one query."""
     warehouse.ensure_table(TABLE, SCHEMA)
     this_task = F.col("task") == F.lit(task)
-    progress = F.col("task").isin(FIRST_TASK, VALIDATE_TASK, LAST_TASK)
-    of_batch = (F.col("batch_id") == F.lit(arguments.batch_id)) & progress
+    of_batch = (F.col("batch_id") == F.lit(arguments.batch_id)) & F.col("task").isin(*PROGRESS_TASKS)
     wanted = of_batch if arguments.run_id is None else of_batch | (this_task & (F.col("run_id") == arguments.run_id))
     rows = [
         LogRow(**row.asDict())
@@ -336,9 +337,8 @@ def read_progress(warehouse: Warehouse, arguments: BatchArguments, task: str) ->
     ]
     tried = [r.attempt for r in rows if r.task == task and r.run_id == arguments.run_id and r.attempt]
     attempt = 1 if arguments.run_id is None or not tried else max(tried) + 1
-    return attempt, [
-        r for r in rows if r.batch_id == arguments.batch_id and r.task in (FIRST_TASK, VALIDATE_TASK, LAST_TASK)
-    ]
+    # This task's rows of the run (read for the attempt) may be of other batches or tasks: left out.
+    return attempt, [r for r in rows if r.batch_id == arguments.batch_id and r.task in PROGRESS_TASKS]
 
 
 def staging_details(revision: int) -> str:
