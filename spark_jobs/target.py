@@ -33,11 +33,12 @@ class TargetCounts:
     """What one batch did to the target.
 
     Every row read is counted once: rejected, superseded (another row of the file, same key, outranks
-    it, or for SCD2 it repeats a version), inserted, updated or unchanged (the target already had it
-    or outranks it). For SCD2 `updated` counts the existing versions the MERGE changed: re-bounded
-    ones, which are not rows read, and those a tie's winner replaced, whose rows read are counted there.
-    `tied` are rows whose key the target holds at the same sequence value with other content; they
-    are also among the updated (they outranked it) or the unchanged.
+    it, or for SCD2 it repeats a version), inserted (SCD2: opened a version), updated (SCD2: a tie's
+    winner, which replaced the target's version of its instant) or unchanged (the target already had
+    it or outranks it). `tied` are rows whose key the target holds at the same sequence value with
+    other content; they are also among the updated (they outranked it) or the unchanged. For SCD2,
+    `versions` is what the MERGE did to the versions: a new version also re-bounds its predecessor,
+    which no row read did.
     """
 
     read: int
@@ -48,6 +49,14 @@ class TargetCounts:
     unchanged: int
     tied: int
     started_at: datetime | None
+    versions: MergeCounts | None = None
+
+    @property
+    def changed_target(self) -> bool:
+        """Whether the MERGE wrote anything (a re-bound version is a change no row is counted for)."""
+        return bool(
+            self.inserted or self.updated or (self.versions and (self.versions.inserted or self.versions.updated))
+        )
 
 
 def target_table(contract: Contract) -> str:
@@ -192,10 +201,14 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     # updated versions are mostly re-bounded ones, not rows read; of the rows read only a tie's winner,
     # which replaced the target's version of that instant, changed one.
     inserted = counts.inserted
-    changed = ties.won if contract.scd_type == 2 else counts.updated
-    unchanged = versions - inserted - changed
+    if contract.scd_type == 1:
+        unchanged = versions - inserted - counts.updated
+        return TargetCounts(
+            staged.read, staged.rejected, superseded, inserted, counts.updated, unchanged, ties.tied, started_at
+        )
+    unchanged = versions - inserted - ties.won
     return TargetCounts(
-        staged.read, staged.rejected, superseded, inserted, counts.updated, unchanged, ties.tied, started_at
+        staged.read, staged.rejected, superseded, inserted, ties.won, unchanged, ties.tied, started_at, counts
     )
 
 

@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
 from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, succeeded_at
-from spark_jobs.target import TASK, load_target, release_stage
+from spark_jobs.target import TASK, TargetCounts, load_target, release_stage
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse
 
@@ -28,7 +28,7 @@ def merge_batch(
     counts = load_target(warehouse, contract, arguments.batch_id)
     if counts.read == 0 and _already_merged(spark, warehouse, contract, arguments, started_at):
         return
-    if not (counts.inserted or counts.updated) and _logged_since_staged(
+    if not counts.changed_target and _logged_since_staged(
         spark, warehouse, contract, arguments, started_at, counts.started_at
     ):
         _release(warehouse, contract, arguments.batch_id)
@@ -49,6 +49,7 @@ def merge_batch(
         rows_updated=counts.updated,
         rows_unchanged=counts.unchanged,
         rows_tied=counts.tied,
+        details=_versions_details(counts),
     )
     append_run(spark, warehouse, record)
     _release(warehouse, contract, arguments.batch_id)
@@ -57,11 +58,26 @@ def merge_batch(
         f"{counts.unchanged} unchanged, {counts.superseded} superseded within the file, {counts.rejected} rejected "
         f"of {counts.read} read ({warehouse.description})"
     )
+    if counts.versions is not None:
+        print(
+            f"{TASK}: versions: {counts.versions.inserted} inserted, {counts.versions.updated} updated (a new version "
+            "re-bounds the one before it)"
+        )
     if counts.tied:
         print(
             f"{TASK}: {counts.tied} rows have the same {contract.sequence_by} as the target's row of their key but "
             "other content; the greater content won, as it would in any order of the files"
         )
+
+
+def _versions_details(counts: TargetCounts) -> str | None:
+    """SCD2: what the MERGE did to the versions, in the words (and the place) the batch job logs them."""
+    if counts.versions is None:
+        return None
+    versions = counts.versions
+    return json.dumps(
+        {"versions": {"inserted": versions.inserted, "updated": versions.updated, "deleted": versions.deleted}}
+    )
 
 
 def _release(warehouse: Warehouse, contract: Contract, batch_id: str) -> None:
