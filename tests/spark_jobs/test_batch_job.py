@@ -370,7 +370,7 @@ def test_a_member_that_cannot_be_staged_is_logged_beside_the_members_that_were(
 
 
 def test_a_target_whose_definition_changed_is_refused_before_any_target_is_merged(
-    world: tuple[Lake, Path], tmp_path: Path
+    world: tuple[Lake, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lake, folder = world
     before = snapshot(lake)
@@ -402,12 +402,35 @@ def test_a_target_whose_definition_changed_is_refused_before_any_target_is_merge
     assert "sequence_by" in failed["error"]
     assert by_dataset[None]["status"] == "FAILED"
 
-    # The task's retry, the contract put back: every member merged again, as a replay, changes nothing.
+    # The task's retry, the contract put back, fails midway: orders' MERGE dies after its parents merged.
+    merge_history = batch_merge.merge_history
+
+    def dies_on_orders(warehouse: Any, contract: Any, *rest: Any) -> Any:
+        if contract.name == "orders":
+            raise RuntimeError("the cluster lost its executors")
+        return merge_history(warehouse, contract, *rest)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(batch_merge, "merge_history", dies_on_orders)
+        assert batch_merge.main(arguments(lake, manifest, (), 7)) == 1
+
+    # The parents' merges are committed and logged; the failed member says why; the members after it were not
+    # attempted; the batch stays in flight for the next retry.
+    assert snapshot(lake) == before
+    merges = [r for r in rows(lake, "processing_log") if r["run_id"] == 7 and r["task"] == "merge_targets"]
+    midway = {r["dataset"]: r for r in merges if r["attempt"] == 2}
+    assert sorted(d or "" for d in midway) == ["", "customers", "inventory", "orders", "products"]
+    assert {midway[d]["status"] for d in ("customers", "products", "inventory")} == {"SUCCEEDED"}
+    assert (midway["orders"]["status"], midway[None]["status"]) == ("FAILED", "FAILED")
+    assert "the cluster lost its executors" in midway["orders"]["error"]
+    assert batch_id(DAYS[0]) in {r["_batch_id"] for r in rows(lake, "shipping_stage")}
+
+    # Retried once more: every member merged again, the parents as a replay, and nothing changes.
     assert batch_merge.main(arguments(lake, manifest, (), 7)) == 0
 
     assert snapshot(lake) == before
     merges = [r for r in rows(lake, "processing_log") if r["run_id"] == 7 and r["task"] == "merge_targets"]
-    retried = [r for r in merges if r["attempt"] == 2]
+    retried = [r for r in merges if r["attempt"] == 3]
     assert sorted(r["dataset"] for r in retried) == sorted(MEMBERS)
     assert {(r["status"], r["rows_inserted"], r["rows_updated"], r["rows_deleted"]) for r in retried} == {
         ("SUCCEEDED", 0, 0, 0)
