@@ -188,7 +188,8 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
 
     superseded = staged.staged - versions
     if versions == 0:
-        return TargetCounts(staged.read, staged.rejected, superseded, 0, 0, 0, 0, started_at)
+        nothing = MergeCounts(0, 0) if contract.scd_type == 2 else None
+        return TargetCounts(staged.read, staged.rejected, superseded, 0, 0, 0, 0, started_at, nothing)
     # A tie is a version the target holds at the same instant with other content: for SCD2 one of the
     # batch's versions, not the MERGE source, which holds only the versions that change the target.
     incoming = source() if contract.scd_type == 1 else distinct_versions(stage, contract)
@@ -197,9 +198,9 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     counts = warehouse.merge(table, source, spec)
     if not (counts.inserted or counts.updated or counts.deleted):
         counts = _unlogged_merge(warehouse, contract, batch_id) or counts
-    # A new SCD2 version inserted for an existing key is a change of that key, not a new key. SCD2's
-    # updated versions are mostly re-bounded ones, not rows read; of the rows read only a tie's winner,
-    # which replaced the target's version of that instant, changed one.
+    # SCD2 counts rows too: a row that opened a version is inserted, also for a key the target had. The
+    # MERGE's updated versions are mostly re-bounded ones, which no row read did; of the rows read only
+    # a tie's winner, which replaced the target's version of its instant, updated one.
     inserted = counts.inserted
     if contract.scd_type == 1:
         unchanged = versions - inserted - counts.updated
