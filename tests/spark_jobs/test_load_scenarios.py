@@ -517,6 +517,54 @@ def test_a_target_load_killed_after_its_merge_logs_that_merges_counts_on_retry(
     assert (rerun["rows_inserted"], rerun["rows_updated"]) == (0, 0)
 
 
+def test_an_scd2_target_load_killed_after_its_merge_logs_that_merges_versions_on_retry(
+    spark: SparkSession,
+    lake: Lake,
+    tmp_path: Path,
+    samples: list[Path],
+    test_contracts: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    files = parcel_files(samples, tmp_path)
+    extra = {"contracts_dir": str(test_contracts)}
+    run_batch(lake, files[2], "d3", dataset="parcel_history", **extra)
+    run_batch(lake, files[0], "d1", dataset="parcel_history", **extra)
+    # The middle day last: its versions re-bound the ones before them.
+    arguments = task_arguments(lake, files[1], "d2", "parcel_history", **extra)
+    assert stage_load.main(arguments) == 0
+
+    def killed(*_: object) -> None:
+        raise Killed("killed after the MERGE committed, before its log row")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(target_load, "append_run", killed)
+        with pytest.raises(Killed):
+            target_load.main(arguments)
+    merge = spark.sql(f"DESCRIBE HISTORY {lake.location.name('parcel_history')} LIMIT 1").first()
+    assert merge is not None
+    assert merge["operation"] == "MERGE"
+    metrics = merge["operationMetrics"]
+
+    assert target_load.main(arguments) == 0  # the retry: its MERGE finds nothing to change
+
+    log = log_rows(lake)[-1]
+    versions = json.loads(str(log["details"]))["versions"]
+    assert versions == {
+        "inserted": int(metrics["numTargetRowsInserted"]),
+        "updated": int(metrics["numTargetRowsUpdated"]),
+        "deleted": 0,
+    }
+    assert versions["updated"] > 0, "the killed MERGE re-bounded versions"
+    # The rows are counted as that MERGE's: each opened one of its versions or changed nothing.
+    assert (log["batch_id"], log["status"], log["rows_inserted"], log["rows_updated"]) == (
+        "d2",
+        "SUCCEEDED",
+        versions["inserted"],
+        0,
+    )
+    assert accounted(log) == log["rows_read"]
+
+
 def test_merge_counts_are_logged_right_when_auto_compaction_commits_after_the_merge(
     spark: SparkSession, lake: Lake, samples: list[Path]
 ) -> None:
@@ -564,15 +612,20 @@ def versions_by_key(contract: Contract, files: Iterable[Path]) -> dict[str, list
     return {key: sorted(times) for key, times in found.items()}
 
 
+def parcel_files(samples: list[Path], folder: Path) -> list[Path]:
+    """The first three sample days as files of the test-only SCD2 dataset `parcel_history`."""
+    files = []
+    for path in samples[:3]:
+        files.append(folder / path.name.replace("order_tracking", "parcel_history"))
+        shutil.copyfile(path, files[-1])
+    return files
+
+
 def test_scd2_keeps_history_out_of_order_and_repeated(
     spark: SparkSession, lake: Lake, tmp_path: Path, samples: list[Path], test_contracts: Path
 ) -> None:
     contract = load_contracts(test_contracts)["parcel_history"]
-    files = []
-    for path in samples[:3]:
-        copy = tmp_path / path.name.replace("order_tracking", "parcel_history")
-        shutil.copyfile(path, copy)
-        files.append(copy)
+    files = parcel_files(samples, tmp_path)
     extra = {"contracts_dir": str(test_contracts)}
 
     # Newest first, then an older one, then the newest again: history must come out the same.
