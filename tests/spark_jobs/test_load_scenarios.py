@@ -480,12 +480,8 @@ def test_a_crash_between_the_stage_and_rejects_commits_converges_on_retry(
     assert accounted(log) == log["rows_read"]
 
 
-def test_a_target_load_killed_after_its_merge_logs_that_merges_counts_on_retry(
-    spark: SparkSession, lake: Lake, samples: list[Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    run_batch(lake, samples[0], "b1")
-    before = target_status(lake)
-    arguments = task_arguments(lake, samples[1], "b2")
+def stage_then_kill_after_the_merge(arguments: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage the batch, then run target_load until its MERGE committed: killed before its log row."""
     assert stage_load.main(arguments) == 0
 
     def killed(*_: object) -> None:
@@ -495,6 +491,15 @@ def test_a_target_load_killed_after_its_merge_logs_that_merges_counts_on_retry(
         patch.setattr(target_load, "append_run", killed)
         with pytest.raises(Killed):
             target_load.main(arguments)
+
+
+def test_a_target_load_killed_after_its_merge_logs_that_merges_counts_on_retry(
+    spark: SparkSession, lake: Lake, samples: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_batch(lake, samples[0], "b1")
+    before = target_status(lake)
+    arguments = task_arguments(lake, samples[1], "b2")
+    stage_then_kill_after_the_merge(arguments, monkeypatch)
     after = target_status(lake)
     assert target_load.main(arguments) == 0  # the job's retry of the task: its MERGE finds nothing to change
 
@@ -531,15 +536,7 @@ def test_an_scd2_target_load_killed_after_its_merge_logs_that_merges_versions_on
     run_batch(lake, files[0], "d1", dataset="parcel_history", **extra)
     # The middle day last: its versions re-bound the ones before them.
     arguments = task_arguments(lake, files[1], "d2", "parcel_history", **extra)
-    assert stage_load.main(arguments) == 0
-
-    def killed(*_: object) -> None:
-        raise Killed("killed after the MERGE committed, before its log row")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(target_load, "append_run", killed)
-        with pytest.raises(Killed):
-            target_load.main(arguments)
+    stage_then_kill_after_the_merge(arguments, monkeypatch)
     merge = spark.sql(f"DESCRIBE HISTORY {lake.location.name('parcel_history')} LIMIT 1").first()
     assert merge is not None
     assert merge["operation"] == "MERGE"
