@@ -27,11 +27,17 @@ from __future__ import annotations
 # profiler, say) add to it. A second collector flag anywhere else (`-XX:+UseG1GC` in
 # `spark.driver.extraJavaOptions`, SPARK_SUBMIT_OPTS or JAVA_TOOL_OPTIONS) makes the JVM refuse to start
 # ("Multiple garbage collectors selected"); to compare collectors, replace this setting instead.
-# Figures and commands: bench/results/test-time.md, sessions 15, 19 and 27.
+# Column statistics off for the tables a local Spark creates (a default table property, recorded in each
+# new table): Delta computes min, max and null count of the first 32 columns of every file it writes, to
+# skip files in later reads. A local table of a few hundred rows has one or two files per commit, so
+# nothing is skipped, and on the e-commerce sample days the statistics were about 6 % of the JVM's CPU
+# (four pairs, session 40). Each file still records its row count, which deletion vectors need.
+# Figures and commands: bench/results/test-time.md, sessions 15, 19, 27 and 40.
 SMALL_DATA_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "2",
     "spark.driver.defaultJavaOptions": "-XX:+UseParallelGC",
+    "spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols": "0",
 }

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from pyspark.sql import SparkSession
 
 from spark_jobs.local_spark import SMALL_DATA_CONF
@@ -17,3 +20,25 @@ def test_the_driver_jvm_starts_with_the_options_the_settings_give_it(spark: Spar
 
     assert "-XX:+UseParallelGC" in wanted
     assert set(wanted) <= set(runtime.getInputArguments())
+
+
+def test_a_local_table_records_each_file_s_row_count_and_no_column_statistics(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    table = f"delta.`{tmp_path / 't'}`"
+    spark.sql(
+        f"CREATE TABLE {table} (id INT, name STRING) USING DELTA TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
+    )
+    spark.sql(f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b'), (3, 'c')").collect()
+    # A DELETE that keeps the file's other rows marks the row in a deletion vector, which needs the row count.
+    spark.sql(f"DELETE FROM {table} WHERE id = 2").collect()
+
+    commits = [
+        [json.loads(line)["add"] for line in path.read_text().splitlines() if line.startswith('{"add"')]
+        for path in sorted((tmp_path / "t" / "_delta_log").glob("*.json"))
+    ]
+    inserted, deleted = commits[1], commits[2]
+    assert sum(json.loads(add["stats"])["numRecords"] for add in inserted) == 3
+    assert all(set(json.loads(add["stats"])) <= {"numRecords", "tightBounds"} for add in inserted + deleted)
+    assert [add["deletionVector"]["cardinality"] for add in deleted] == [1]
+    assert spark.sql(f"SELECT count(*) AS n FROM {table}").first()["n"] == 2  # type: ignore[index]
