@@ -217,27 +217,21 @@ def samples(tmp_path: Path) -> Path:
 
 
 @pytest.mark.spark
-# Two whole demos back to back, the second with both scenes (several minutes in CI, more when the Spark
-# tests share the 2 cores).
+# The whole demo (several minutes in CI, more when the Spark tests share the 2 cores), then a second one on
+# its state folder with script tasks instead of Spark: starting again over everything a whole demo leaves
+# needs no Spark of its own.
 @pytest.mark.timeout(2400)
 def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, samples: Path) -> None:
     state = tmp_path / "demo"
     shutil.copytree(ECOMMERCE_SAMPLES / "ecommerce", samples / "ecommerce")
     common = ("--samples", str(samples), "--state-dir", str(state))
 
-    runs, codes = [], []
-    # The same state folder twice, nothing cleaned up in between: order tracking alone, then both scenes,
-    # whose runs work side by side.
-    for extra, wait in ((("--scene", "order-tracking", "--timeout", "480"), 600), (("--timeout", "1200"), 1500)):
-        with running_demo(*common, *extra) as run:
-            codes.append(finish(run, wait))
-        runs.append(run)
+    with running_demo(*common, "--timeout", "1200") as whole:
+        code = finish(whole, 1500)
 
-    for run, code in zip(runs, codes, strict=True):
-        assert code == 0, f"{run.output}\n{run.errors}"
-        assert_all_stopped(run, {"azurite", "jobs", "connect"})
-    assert "3 files, 2 runs, all as expected." in runs[0].output
-    report = runs[1].output
+    assert code == 0, f"{whole.output}\n{whole.errors}"
+    assert_all_stopped(whole, {"azurite", "jobs", "connect"})
+    report = whole.output
     progress = progress_lines(report)
     uploads = [line for line in progress if line.startswith("Uploaded")]
     assert uploads[0].startswith("Uploaded order_tracking_2024_03_06.csv -> archived, run ")
@@ -247,7 +241,7 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
     assert "17 files, 4 runs, all as expected." in report  # 3 + 14 files, 2 ingest runs + 2 batch runs
 
     # The runs table: each run with its state, a duration and the run page it had.
-    jobs_url = f"http://127.0.0.1:{runs[1].ports()['jobs']}"
+    jobs_url = f"http://127.0.0.1:{whole.ports()['jobs']}"
     table = report.split("Runs of job filegate-ingest (id 1) on ")[1].splitlines()
     assert table[0] == f"{jobs_url}, newest first:"
     rows = [line.split() for line in table[2:4]]
@@ -287,6 +281,19 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
     assert detail[0] == f"Run {rows[0][0]} of job filegate-ingest (id 1): SUCCESS"
 
     assert_ecommerce_scene(report, state)
+
+    # Again on the same state folder, nothing cleaned up: the order-tracking scene, each task a script.
+    bundle = script_bundle(tmp_path / "bundle", stage="print('stage done')\n")
+    again = ("--scene", "order-tracking", "--bundle", str(bundle), "--spark", "classic", "--timeout", "300")
+    with running_demo(*common, *again) as second:
+        code = finish(second, 400)
+
+    assert code == 0, f"{second.output}\n{second.errors}"
+    assert "3 files, 2 runs, all as expected." in second.output
+    assert_all_stopped(second, {"azurite", "jobs"})  # --spark classic: no Connect server
+    # It started from an empty world: what the whole demo wrote is gone, and the scripts wrote no table.
+    assert not local_table(state / "warehouse", "customers_target").exists()
+    assert not local_table(state / "warehouse", "order_tracking").exists()
 
 
 def status_of_served_runs(state: Path, run_id: int) -> tuple[list[str], list[str], str]:
