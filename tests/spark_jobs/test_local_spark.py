@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from spark_jobs.local_spark import SMALL_DATA_CONF
+from tests.spark_jobs.conftest import Lake
 
 
 def test_the_driver_jvm_starts_with_the_options_the_settings_give_it(spark: SparkSession) -> None:
@@ -22,24 +23,22 @@ def test_the_driver_jvm_starts_with_the_options_the_settings_give_it(spark: Spar
     assert set(wanted) <= set(runtime.getInputArguments())
 
 
-def test_a_local_table_records_each_file_s_row_count_and_no_column_statistics(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    table = f"delta.`{tmp_path / 't'}`"
-    spark.sql(
-        f"CREATE TABLE {table} (id INT, name STRING) USING DELTA TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
-    )
+def test_a_local_table_records_each_file_s_row_count_and_no_column_statistics(lake: Lake) -> None:
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    schema = StructType([StructField("id", IntegerType()), StructField("name", StringType())])
+    warehouse.ensure_table("t", schema)  # as the tasks make their tables: deletion vectors on
     # One file of three rows: a DELETE of one of them keeps the file and marks the row in a deletion vector,
     # which needs the file's row count.
-    spark.sql(f"INSERT INTO {table} SELECT /*+ COALESCE(1) */ * FROM VALUES (1, 'a'), (2, 'b'), (3, 'c')").collect()
-    spark.sql(f"DELETE FROM {table} WHERE id = 2").collect()
+    warehouse.append("t", lake.spark.createDataFrame([(1, "a"), (2, "b"), (3, "c")], schema).coalesce(1))
+    warehouse.delete_where("t", "id = 2")
 
     commits = [
         [json.loads(line)["add"] for line in path.read_text().splitlines() if line.startswith('{"add"')]
-        for path in sorted((tmp_path / "t" / "_delta_log").glob("*.json"))
+        for path in sorted((lake.location.path("t") / "_delta_log").glob("*.json"))
     ]
     inserted, deleted = commits[1], commits[2]
     assert [json.loads(add["stats"])["numRecords"] for add in inserted] == [3]
     assert all(set(json.loads(add["stats"])) <= {"numRecords", "tightBounds"} for add in inserted + deleted)
     assert [add["deletionVector"]["cardinality"] for add in deleted] == [1]
-    assert spark.sql(f"SELECT count(*) AS n FROM {table}").first()["n"] == 2  # type: ignore[index]
+    assert warehouse.read("t").count() == 2
