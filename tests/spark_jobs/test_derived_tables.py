@@ -496,12 +496,27 @@ def derive_again(lake: Lake, manifest: Path, extra: list[str], run_id: int) -> i
     return batch_derive.main(arguments(lake, manifest, extra, run_id))
 
 
-def edited_copy(
-    shop: dict[str, Any], tmp_path: Path, spark: SparkSession, edit: Callable[[str], str]
-) -> tuple[Lake, list[str]]:
-    """A copy of the shop's warehouse, and the arguments that run a task on it under the pipeline `edit` makes."""
-    copy = Lake(tmp_path / "warehouse", spark)
+# The run that derives day two again in a copy of the shop (`restaged`, `edited_copy`).
+RERUN = 5
+
+
+@pytest.fixture(scope="module")
+def restaged(shop: dict[str, Any], spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    """A copy of the shop with day two staged again in run RERUN, as `derive_again` stages it. The tests that
+    derive it under an edited pipeline each copy this one: their edits touch only derived tables, which the
+    stage does not read, so one staging serves them all."""
+    copy = Lake(tmp_path_factory.mktemp("restaged") / "warehouse", spark)
     shutil.copytree(shop["lake"].folder, copy.folder)
+    assert batch_stage.main(arguments(copy, shop["manifests"][1], [], RERUN)) == 0
+    return copy
+
+
+def edited_copy(
+    restaged: Lake, tmp_path: Path, spark: SparkSession, edit: Callable[[str], str]
+) -> tuple[Lake, list[str]]:
+    """A copy of the `restaged` shop, and the arguments that run a task on it under the pipeline `edit` makes."""
+    copy = Lake(tmp_path / "warehouse", spark)
+    shutil.copytree(restaged.folder, copy.folder)
     contracts = tmp_path / "contracts"
     contracts.mkdir()
     pipeline = (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
@@ -510,14 +525,14 @@ def edited_copy(
 
 
 def test_a_changed_band_changes_segment_membership_with_no_code_touched(
-    shop: dict[str, Any], tmp_path: Path, spark: SparkSession
+    shop: dict[str, Any], restaged: Lake, tmp_path: Path, spark: SparkSession
 ) -> None:
     vip = '{ label = "VIP", min = { total_spent = 5000, total_orders = 10 } }'
     assert vip in (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
     lower = '{ label = "VIP", min = { total_spent = 300, total_orders = 3 } }'
-    copy, extra = edited_copy(shop, tmp_path, spark, lambda pipeline: pipeline.replace(vip, lower))
+    copy, extra = edited_copy(restaged, tmp_path, spark, lambda pipeline: pipeline.replace(vip, lower))
 
-    assert derive_again(copy, shop["manifests"][1], extra, 5) == 0
+    assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, RERUN)) == 0
 
     segments = {r["customer_id"]: r["customer_segment"] for r in table(copy, "customer_analytics")}
     assert segments == {C1: "VIP", C2: "Low Value", C3: "Low Value"}
@@ -540,7 +555,7 @@ def test_each_derived_table_logs_the_rows_it_wrote(shop: dict[str, Any]) -> None
 
 
 def test_a_table_that_fails_is_logged_with_its_error_beside_the_tables_built_before_it(
-    shop: dict[str, Any], tmp_path: Path, spark: SparkSession
+    shop: dict[str, Any], restaged: Lake, tmp_path: Path, spark: SparkSession
 ) -> None:
     def fanned(pipeline: str) -> str:
         # One row per customer, declared one per country: the grain check refuses it.
@@ -548,13 +563,13 @@ def test_a_table_that_fails_is_logged_with_its_error_beside_the_tables_built_bef
         assert tail.index('grain = ["customer_id"]') < tail.index("[[tables]]")
         return head + 'name = "customer_analytics"' + tail.replace('grain = ["customer_id"]', 'grain = ["country"]', 1)
 
-    copy, extra = edited_copy(shop, tmp_path, spark, fanned)
+    copy, extra = edited_copy(restaged, tmp_path, spark, fanned)
     order = [t.name for t in parse_tables(*ecommerce())]
     before = order[: order.index("customer_analytics")]
 
-    assert derive_again(copy, shop["manifests"][1], extra, 6) == 1
+    assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, RERUN)) == 1
 
-    rows = [r for r in table(copy, PROCESSING_LOG) if r["run_id"] == 6 and r["task"] == batch_derive.TASK]
+    rows = [r for r in table(copy, PROCESSING_LOG) if r["run_id"] == RERUN and r["task"] == batch_derive.TASK]
     log = {r["table_name"]: r for r in rows}
     assert sorted(r["table_name"] or "" for r in rows) == sorted(["", *before, "customer_analytics"])
     assert all(log[name]["status"] == "SUCCEEDED" and log[name]["rows_inserted"] > 0 for name in before)
@@ -565,9 +580,9 @@ def test_a_table_that_fails_is_logged_with_its_error_beside_the_tables_built_bef
 
 
 def test_tables_built_are_logged_even_when_dropping_the_input_views_fails(
-    shop: dict[str, Any], tmp_path: Path, spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+    shop: dict[str, Any], restaged: Lake, tmp_path: Path, spark: SparkSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    copy, extra = edited_copy(shop, tmp_path, spark, lambda pipeline: pipeline)
+    copy, extra = edited_copy(restaged, tmp_path, spark, lambda pipeline: pipeline)
     dropped = Inputs.close
 
     def failing_close(inputs: Inputs) -> None:
@@ -576,9 +591,9 @@ def test_tables_built_are_logged_even_when_dropping_the_input_views_fails(
 
     monkeypatch.setattr(Inputs, "close", failing_close)
 
-    assert derive_again(copy, shop["manifests"][1], extra, 7) == 1
+    assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, RERUN)) == 1
 
-    rows = [r for r in table(copy, PROCESSING_LOG) if r["run_id"] == 7 and r["task"] == batch_derive.TASK]
+    rows = [r for r in table(copy, PROCESSING_LOG) if r["run_id"] == RERUN and r["task"] == batch_derive.TASK]
     built = sorted(r["table_name"] for r in rows if r["table_name"] is not None)
     assert built == sorted(t.name for t in parse_tables(*ecommerce()))
     assert all(r["status"] == "SUCCEEDED" for r in rows if r["table_name"] is not None)
@@ -590,9 +605,9 @@ def test_tables_built_are_logged_even_when_dropping_the_input_views_fails(
     assert day_two in {r["_batch_id"] for r in table(copy, "orders_stage")}
     monkeypatch.setattr(Inputs, "close", dropped)
 
-    assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, 7)) == 0
+    assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, RERUN)) == 0
 
-    retried = [r for r in table(copy, PROCESSING_LOG) if r["run_id"] == 7 and r["task"] == batch_derive.TASK]
+    retried = [r for r in table(copy, PROCESSING_LOG) if r["run_id"] == RERUN and r["task"] == batch_derive.TASK]
     retried = [r for r in retried if r["attempt"] == 2]
     assert sorted(r["table_name"] for r in retried) == built
     assert {r["status"] for r in retried} == {"SUCCEEDED"}
