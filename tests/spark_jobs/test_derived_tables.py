@@ -14,6 +14,7 @@ import csv
 import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -501,22 +502,25 @@ RERUN = 5
 
 
 @pytest.fixture(scope="module")
-def restaged(shop: dict[str, Any], spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lake:
+def restaged(shop: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Lake:
     """A copy of the shop with day two staged again in run RERUN, as `derive_again` stages it. The tests that
     derive it under an edited pipeline each copy this one: their edits touch only derived tables, which the
     stage does not read, so one staging serves them all."""
-    copy = Lake(tmp_path_factory.mktemp("restaged") / "warehouse", spark)
-    shutil.copytree(shop["lake"].folder, copy.folder)
+    copy = copy_of(shop["lake"], tmp_path_factory.mktemp("restaged"))
     assert batch_stage.main(arguments(copy, shop["manifests"][1], [], RERUN)) == 0
     return copy
 
 
-def edited_copy(
-    restaged: Lake, tmp_path: Path, spark: SparkSession, edit: Callable[[str], str]
-) -> tuple[Lake, list[str]]:
+def copy_of(lake: Lake, folder: Path) -> Lake:
+    """A copy of `lake`'s warehouse in `folder`, on the same session."""
+    copy = replace(lake, folder=folder / "warehouse")
+    shutil.copytree(lake.folder, copy.folder)
+    return copy
+
+
+def edited_copy(restaged: Lake, tmp_path: Path, edit: Callable[[str], str]) -> tuple[Lake, list[str]]:
     """A copy of the `restaged` shop, and the arguments that run a task on it under the pipeline `edit` makes."""
-    copy = Lake(tmp_path / "warehouse", spark)
-    shutil.copytree(restaged.folder, copy.folder)
+    copy = copy_of(restaged, tmp_path)
     contracts = tmp_path / "contracts"
     contracts.mkdir()
     pipeline = (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
@@ -525,12 +529,12 @@ def edited_copy(
 
 
 def test_a_changed_band_changes_segment_membership_with_no_code_touched(
-    shop: dict[str, Any], restaged: Lake, tmp_path: Path, spark: SparkSession
+    shop: dict[str, Any], restaged: Lake, tmp_path: Path
 ) -> None:
     vip = '{ label = "VIP", min = { total_spent = 5000, total_orders = 10 } }'
     assert vip in (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
     lower = '{ label = "VIP", min = { total_spent = 300, total_orders = 3 } }'
-    copy, extra = edited_copy(restaged, tmp_path, spark, lambda pipeline: pipeline.replace(vip, lower))
+    copy, extra = edited_copy(restaged, tmp_path, lambda pipeline: pipeline.replace(vip, lower))
 
     assert batch_derive.main(arguments(copy, shop["manifests"][1], extra, RERUN)) == 0
 
@@ -555,7 +559,7 @@ def test_each_derived_table_logs_the_rows_it_wrote(shop: dict[str, Any]) -> None
 
 
 def test_a_table_that_fails_is_logged_with_its_error_beside_the_tables_built_before_it(
-    shop: dict[str, Any], restaged: Lake, tmp_path: Path, spark: SparkSession
+    shop: dict[str, Any], restaged: Lake, tmp_path: Path
 ) -> None:
     def fanned(pipeline: str) -> str:
         # One row per customer, declared one per country: the grain check refuses it.
@@ -563,7 +567,7 @@ def test_a_table_that_fails_is_logged_with_its_error_beside_the_tables_built_bef
         assert tail.index('grain = ["customer_id"]') < tail.index("[[tables]]")
         return head + 'name = "customer_analytics"' + tail.replace('grain = ["customer_id"]', 'grain = ["country"]', 1)
 
-    copy, extra = edited_copy(restaged, tmp_path, spark, fanned)
+    copy, extra = edited_copy(restaged, tmp_path, fanned)
     order = [t.name for t in parse_tables(*ecommerce())]
     before = order[: order.index("customer_analytics")]
 
@@ -580,9 +584,9 @@ def test_a_table_that_fails_is_logged_with_its_error_beside_the_tables_built_bef
 
 
 def test_tables_built_are_logged_even_when_dropping_the_input_views_fails(
-    shop: dict[str, Any], restaged: Lake, tmp_path: Path, spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+    shop: dict[str, Any], restaged: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    copy, extra = edited_copy(restaged, tmp_path, spark, lambda pipeline: pipeline)
+    copy, extra = edited_copy(restaged, tmp_path, lambda pipeline: pipeline)
     dropped = Inputs.close
 
     def failing_close(inputs: Inputs) -> None:
