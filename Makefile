@@ -55,7 +55,8 @@ check: $(PY_STAMP) lint typecheck ## Fast: lint, types and the tests that start 
 
 # 3 pytest-xdist workers on 2 cores: the Spark tests keep a JVM busy, the rest wait on emulators and
 # task processes. loadgroup hands out tests one by one, so no file's tests queue on one worker; a file
-# whose tests share a module fixture stays whole (SHARED_FIXTURE_FILES, tests/conftest.py).
+# whose tests share a module fixture stays whole (SHARED_FIXTURE_FILES, tests/conftest.py). Only two
+# workers start a Spark session of their own (JVM_WORKERS there); the third runs the other tests.
 # TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 

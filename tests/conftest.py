@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from xdist.remote import Producer
 from xdist.scheduler import LoadScopeScheduling
+from xdist.workermanage import WorkerController
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.gcs_storage import GcsStore
@@ -66,11 +67,27 @@ SHARED_FIXTURE_FILES = frozenset(
 )
 _SHARED_SCOPES = frozenset({"module", "class", "package"})
 
+# The tests that use a worker's own Spark session (the `spark` fixture) live here, and under
+# pytest-xdist only the first JVM_WORKERS workers run them: a third worker starts no JVM of its own and
+# runs the other tests (emulators, served functions, the demo and Spark Connect servers, which start
+# their own). Each worker JVM pays its class loading and JIT compilation once, about 100 s of CPU on
+# the suite's 2 cores: with two of them the third worker's share of Spark tests runs warm instead
+# (bench/results/test-time.md, session 42).
+SPARK_TESTS = "tests/spark_jobs/"
+# Files there that start a Spark Connect server of their own and never touch the worker's session.
+OWN_SPARK_FILES = frozenset({"tests/spark_jobs/test_spark_connect.py"})
+JVM_WORKERS = 2
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("spark"):
             item.add_marker(pytest.mark.services)
+        if "spark" in getattr(item, "fixturenames", ()) and not on_a_jvm_worker(item.nodeid):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the worker's Spark session: move it under {SPARK_TESTS} (make test runs those "
+                "on the workers that start a JVM), or another worker starts one more"
+            )
         if shares_a_fixture(item) and file_of(item.nodeid) not in SHARED_FIXTURE_FILES:
             raise pytest.UsageError(
                 f"{item.nodeid} uses a module-scoped fixture: add {file_of(item.nodeid)} to SHARED_FIXTURE_FILES "
@@ -124,19 +141,40 @@ def shares_a_fixture(item: pytest.Item) -> bool:
     return any(definition.scope in _SHARED_SCOPES for definition in definitions)
 
 
+def on_a_jvm_worker(nodeid: str) -> bool:
+    """Whether a test runs on the workers whose Spark session the `spark` fixture starts."""
+    path = file_of(nodeid)
+    return path.startswith(SPARK_TESTS) and path not in OWN_SPARK_FILES
+
+
 def runs_spark(item: pytest.Item) -> bool:
     return "spark" in getattr(item, "fixturenames", ()) or item.get_closest_marker("spark") is not None
 
 
 class _SharedFilesTogether(LoadScopeScheduling):
-    """pytest-xdist's loadgroup with SHARED_FIXTURE_FILES as the groups and every other test on its own.
+    """pytest-xdist's loadgroup with SHARED_FIXTURE_FILES as the groups and every other test on its own; with
+    more than JVM_WORKERS workers, the tests of a worker's Spark session go to the first JVM_WORKERS only.
 
     pytest-xdist 3.8 marks a test's group by rewriting its node id, which pytest 9 no longer reads, so
     `xdist_group` marks are ignored; the grouping is done here, where the scheduler splits the ids.
+    A JVM worker takes the next unit of Spark tests while any is left, then any unit; another worker
+    takes only units that are not, and waits (its tests done) when none of those is left.
     """
 
     def _split_scope(self, nodeid: str) -> str:
         return unit_of(nodeid)
+
+    def _assign_work_unit(self, node: WorkerController) -> None:
+        if len(self.nodes) > JVM_WORKERS:
+            jvm_workers = sorted(self.nodes, key=lambda n: n.gateway.id)[:JVM_WORKERS]
+            if node in jvm_workers:
+                chosen = next((unit for unit in self.workqueue if on_a_jvm_worker(unit)), next(iter(self.workqueue)))
+            else:
+                chosen = next((unit for unit in self.workqueue if not on_a_jvm_worker(unit)), None)
+            if chosen is None:
+                return
+            self.workqueue.move_to_end(chosen, last=False)
+        super()._assign_work_unit(node)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadScopeScheduling | None:
