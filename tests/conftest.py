@@ -70,9 +70,9 @@ _SHARED_SCOPES = frozenset({"module", "class", "package"})
 # The tests that use a worker's own Spark session (the `spark` fixture) live here, and under
 # pytest-xdist only the first JVM_WORKERS workers run them: a third worker starts no JVM of its own and
 # runs the other tests (emulators, served functions, the demo and Spark Connect servers, which start
-# their own). Each worker JVM pays its class loading and JIT compilation once, about 100 s of CPU on
-# the suite's 2 cores: with two of them the third worker's share of Spark tests runs warm instead
-# (bench/results/test-time.md, session 42).
+# their own). Each worker JVM loads and compiles Spark's code once, and on the suite's 2 cores that CPU
+# is wall time: with two sessions instead of three they used 221 s less CPU, the third one's share of
+# the tests running on warm JVMs (bench/results/test-time.md, session 42).
 SPARK_TESTS = "tests/spark_jobs/"
 # Files there that start a Spark Connect server of their own and never touch the worker's session.
 OWN_SPARK_FILES = frozenset({"tests/spark_jobs/test_spark_connect.py"})
