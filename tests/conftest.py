@@ -83,7 +83,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("spark"):
             item.add_marker(pytest.mark.services)
-        if "spark" in getattr(item, "fixturenames", ()) and not on_a_jvm_worker(item.nodeid):
+        if uses_the_worker_session(item) and not on_a_jvm_worker(item.nodeid):
             raise pytest.UsageError(
                 f"{item.nodeid} uses the worker's Spark session: move it under {SPARK_TESTS} (make test runs those "
                 "on the workers that start a JVM), or another worker starts one more"
@@ -147,8 +147,14 @@ def on_a_jvm_worker(nodeid: str) -> bool:
     return path.startswith(SPARK_TESTS) and path not in OWN_SPARK_FILES
 
 
+def uses_the_worker_session(item: pytest.Item) -> bool:
+    """Whether the test asks for the worker's own Spark session (the `spark` fixture, itself or through another)."""
+    return "spark" in getattr(item, "fixturenames", ())
+
+
 def runs_spark(item: pytest.Item) -> bool:
-    return "spark" in getattr(item, "fixturenames", ()) or item.get_closest_marker("spark") is not None
+    """Whether the test runs Spark: in the worker's session, or in a server it starts (marked `spark`)."""
+    return uses_the_worker_session(item) or item.get_closest_marker("spark") is not None
 
 
 class _SharedFilesTogether(LoadScopeScheduling):
