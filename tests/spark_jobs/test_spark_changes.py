@@ -105,14 +105,22 @@ def test_ties_are_counted_at_both_ends_of_the_batchs_sequence_range_to_the_micro
     warehouse.ensure_table("t", target_schema(ORDERS))
     warehouse.append("t", held.select(*plain))
     # A and E tie at the batch's first and last instants (E's a microsecond past the hour); B repeats the
-    # target's row (no tie), C is newer, G is new.
-    batch = rows(spark, ORDERS, ("A", "DELIVERED", 9), ("B", "PICKED_UP", 12), ("C", "DELIVERED", 11), ("G", "X", 10))
+    # target's row (no tie), C is newer (its row at the target's instant is superseded in the file), G is new.
+    batch = rows(
+        spark,
+        ORDERS,
+        ("A", "DELIVERED", 9),
+        ("B", "PICKED_UP", 12),
+        ("C", "DELIVERED", 11),
+        ("C", "IN_TRANSIT", 10),
+        ("G", "X", 10),
+    )
     batch = batch.unionByName(later_by_a_microsecond(rows(spark, ORDERS, ("E", "OUT_FOR_DELIVERY", 12))))
     stage = batch.withColumn(REASON, F.lit(None).cast("string"))
 
     summary = batch_summary(stage, ORDERS)
 
-    assert (summary.counts.staged, summary.versions) == (5, 5)
+    assert (summary.counts.staged, summary.versions) == (6, 5)
     # A's held row outranks the batch's (IN_TRANSIT sorts after DELIVERED); E's batch row outranks the held one.
     assert tied_rows(batch.select(*plain), warehouse.read("t"), ORDERS, summary) == Ties(tied=2, won=1)
 
