@@ -143,7 +143,7 @@ def tied_rows(stage: DataFrame, existing: DataFrame, contract: Contract, summary
     (bench/results/merge.md, session 24). It cannot skip when the range spans the target (a late row
     in the file, a full extract), when compaction mixed the ranges in its files, or when the sequence
     column is past the first 32, which Delta keeps statistics of; then it reads the target, as it did
-    before. A range that holds no target row costs one read of the batch's keys.
+    before. A range that holds no target row costs one pass over the batch's rows, and no ranking.
     """
     sequence = contract.sequence_by
     data_type = sequence_type(contract)
