@@ -117,11 +117,15 @@ def _no_result(what: str) -> TargetLoadError:
     return TargetLoadError(f"{what} returned no result")
 
 
+def batch_versions(stage: DataFrame, contract: Contract) -> DataFrame:
+    """The versions the batch's good stage rows hold: the newest per key (SCD1), one per key and instant (SCD2)."""
+    return latest_per_key(stage, contract) if contract.scd_type == 1 else distinct_versions(stage, contract)
+
+
 def merge_source(stage: DataFrame, existing: DataFrame, contract: Contract) -> DataFrame:
     """The rows the MERGE applies: latest per key (SCD1) or the changed versions (SCD2)."""
-    if contract.scd_type == 2:
-        return history_changes(distinct_versions(stage, contract), existing, contract)
-    return latest_per_key(stage, contract)
+    versions = batch_versions(stage, contract)
+    return history_changes(versions, existing, contract) if contract.scd_type == 2 else versions
 
 
 @dataclass(frozen=True)
@@ -153,11 +157,8 @@ def tied_rows(stage: DataFrame, existing: DataFrame, contract: Contract, summary
     # that range: for a batch of newer rows (the usual case) none. Ranking every row of the batch took a
     # third of the target task, 4.7 of 14.6 s for a 1M-row file (bench/results/merge.md, session 43).
     keys = list(contract.keys)
-    candidates = stage.join(in_range.select(*keys), on=keys, how="left_semi")
-    versions = (
-        latest_per_key(candidates, contract) if contract.scd_type == 1 else distinct_versions(candidates, contract)
-    )
-    on = [F.col(f"{SOURCE}.{key}") == F.col(f"{TARGET}.{key}") for key in contract.keys]
+    versions = batch_versions(stage.join(in_range.select(*keys), on=keys, how="left_semi"), contract)
+    on = [F.col(f"{SOURCE}.{key}") == F.col(f"{TARGET}.{key}") for key in keys]
     on.append(F.col(f"{SOURCE}.{sequence}") == F.col(f"{TARGET}.{sequence}"))
     incoming, held = F.expr(content_text(contract, SOURCE)), F.expr(content_text(contract, TARGET))
     joined = versions.alias(SOURCE).join(in_range.alias(TARGET), on=on, how="inner")
