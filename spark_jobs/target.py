@@ -190,21 +190,27 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     summary = batch_summary(warehouse.read_batch(stage_table(contract), batch_id), contract)
     staged, versions, started_at = summary.counts, summary.versions, summary.started_at
     stage = staged_rows(warehouse, contract, batch_id)
+    attempts: list[Ties] = []
 
     def source() -> DataFrame:
         # Built again for each attempt: for SCD2 it is computed from the target, which a concurrent
-        # run may have changed when Delta refused this run's commit.
-        return merge_source(stage, warehouse.read(table), contract).select(*schema.fieldNames())
+        # run may have changed when Delta refused this run's commit. The ties are counted again with
+        # it, so that the log counts what the committed attempt found, not what the first one did. A
+        # commit that lands between the count and the MERGE's start is not in the count; one that lands
+        # during the MERGE makes it retry. A tie is a version the target holds at the same instant with
+        # other content: for SCD2 one of the batch's versions, not the MERGE source, which holds only the
+        # versions that change the target.
+        existing = warehouse.read(table)
+        attempts.append(tied_rows(stage, existing, contract, summary))
+        return merge_source(stage, existing, contract).select(*schema.fieldNames())
 
     superseded = staged.staged - versions
     if versions == 0:
         nothing = MergeCounts(0, 0) if contract.scd_type == 2 else None
         return TargetCounts(staged.read, staged.rejected, superseded, 0, 0, 0, 0, started_at, nothing)
-    # A tie is a version the target holds at the same instant with other content: for SCD2 one of the
-    # batch's versions, not the MERGE source, which holds only the versions that change the target.
-    ties = tied_rows(stage, warehouse.read(table), contract, summary)
     spec = tagged(merge_for(contract, schema.fieldNames()), sql_string(batch_id))
     counts = warehouse.merge(table, source, spec)
+    ties = attempts[-1]
     if not (counts.inserted or counts.updated or counts.deleted):
         counts = _unlogged_merge(warehouse, contract, batch_id) or counts
     # SCD2 counts rows too: a row that opened a version is inserted, also for a key the target had. The

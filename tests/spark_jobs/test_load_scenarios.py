@@ -6,10 +6,11 @@ import csv
 import json
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -18,6 +19,7 @@ from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from filegate.contracts import Contract, load_contracts
 from spark_jobs import stage_load, target_load
+from spark_jobs import warehouse as warehouse_module
 from spark_jobs.columns import stage_schema
 from spark_jobs.stage import Batch, stage_file, staged_rows
 from spark_jobs.target import TargetLoadError, load_target
@@ -29,6 +31,7 @@ from tests.spark_jobs.conftest import Lake
 pytestmark = pytest.mark.spark
 
 ORDER_TRACKING = load_contracts()["order_tracking"]
+T = TypeVar("T")
 
 
 def utc_timestamp(text: str) -> datetime:
@@ -219,24 +222,27 @@ def test_duplicates_within_a_batch_keep_the_latest_row(
     assert (log["rows_read"], log["rows_inserted"], log["rows_unchanged"], log["rows_superseded"]) == (4, 1, 0, 3)
 
 
+def tied_files(samples: list[Path], folder: Path, dataset: str) -> dict[str, Path]:
+    """Two files of one row each, `original` and `correction`: the first sample's parcel at one instant with other
+    statuses (a correction sent with the original's timestamp). The original's row wins the tie: its text sorts last."""
+    header, first_row = samples[0].read_text(encoding="utf-8").splitlines()[:2]
+    row = first_row.split(",")
+    files = {}
+    for name, status in (("original", "IN_TRANSIT"), ("correction", "DELIVERED")):
+        files[name] = folder / name / f"{dataset}_2025_03_03.csv"
+        files[name].parent.mkdir()
+        fields = [*row[:2], status, "2025-03-03T10:00:00Z", *row[4:]]
+        files[name].write_text(f"{header}\n{','.join(fields)}\n", encoding="utf-8")
+    return files
+
+
 @pytest.mark.parametrize("dataset", ["order_tracking", "parcel_history"])
 def test_a_tie_across_files_resolves_the_same_in_either_order(
     spark: SparkSession, tmp_path: Path, samples: list[Path], test_contracts: Path, dataset: str
 ) -> None:
     # parcel_history: the same columns kept as SCD2, where the tie is two versions of one instant.
     extra = {"contracts_dir": str(test_contracts)} if dataset == "parcel_history" else {}
-    header, first_row = samples[0].read_text(encoding="utf-8").splitlines()[:2]
-    row = first_row.split(",")
-    # Same parcel, same instant, different content: a correction sent with the original's timestamp.
-    versions = {
-        "original": [*row[:2], "IN_TRANSIT", "2025-03-03T10:00:00Z", *row[4:]],
-        "correction": [*row[:2], "DELIVERED", "2025-03-03T10:00:00Z", *row[4:]],
-    }
-    files = {}
-    for name, fields in versions.items():
-        files[name] = tmp_path / name / f"{dataset}_2025_03_03.csv"
-        files[name].parent.mkdir()
-        files[name].write_text(f"{header}\n{','.join(fields)}\n", encoding="utf-8")
+    files = tied_files(samples, tmp_path, dataset)
 
     outcomes = []
     for order in (("original", "correction"), ("correction", "original")):
@@ -248,11 +254,61 @@ def test_a_tie_across_files_resolves_the_same_in_either_order(
 
     (first_target, first_log), (second_target, second_log) = outcomes
     # Within one file the row whose JSON text sorts last wins a tie; across files the same rule.
-    assert first_target == second_target == [(row[0], "IN_TRANSIT")]
+    parcel = samples[0].read_text(encoding="utf-8").splitlines()[1].split(",")[0]
+    assert first_target == second_target == [(parcel, "IN_TRANSIT")]
     assert first_log["rows_tied"] == second_log["rows_tied"] == 1, "the tie is reported"
     # The losing row changed nothing; the winning one replaced the target's row (SCD2: its version).
     assert (first_log["rows_unchanged"], first_log["rows_updated"]) == (1, 0)
     assert (second_log["rows_unchanged"], second_log["rows_updated"]) == (0, 1)
+
+
+def test_a_merge_retried_after_a_concurrent_run_won_counts_the_tie_that_run_left(
+    spark: SparkSession,
+    lake: Lake,
+    tmp_path: Path,
+    samples: list[Path],
+    test_contracts: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two files of one SCD2 dataset with a version of one parcel at the same instant: the correction's
+    # run commits while the original's MERGE runs, so Delta refuses the original's commit and it retries.
+    extra = {"contracts_dir": str(test_contracts)}
+    files = tied_files(samples, tmp_path, "parcel_history")
+    real_committed = warehouse_module.committed
+    raced: list[str] = []
+
+    def racing(action: Callable[[], T], what: str, **options: int) -> T:
+        if raced or not what.startswith("merge into"):
+            return real_committed(action, what, **options)
+        raced.append(what)
+
+        def lose() -> T:
+            run_batch(lake, files["correction"], "correction", dataset="parcel_history", **extra)
+            raise RuntimeError("[DELTA_CONCURRENT_APPEND] Files were added by a concurrent update")
+
+        attempts = iter([lose, action])
+
+        def attempt() -> T:
+            return next(attempts)()
+
+        return real_committed(attempt, what, **options)
+
+    monkeypatch.setattr(warehouse_module, "committed", racing)
+    run_batch(lake, files["original"], "original", dataset="parcel_history", **extra)
+
+    assert raced, "the original's MERGE lost a race"
+    assert [r["status"] for r in lake.table("parcel_history").to_pylist()] == ["IN_TRANSIT"], "the original wins"
+    logs = {log["batch_id"]: log for log in log_rows(lake)}
+    assert (logs["correction"]["rows_inserted"], logs["correction"]["rows_tied"]) == (1, 0)
+    # The retry replaced the correction's version of the instant: a tie won, counted as the retry found it.
+    original = logs["original"]
+    assert (original["rows_tied"], original["rows_updated"], original["rows_inserted"], original["rows_unchanged"]) == (
+        1,
+        1,
+        0,
+        0,
+    )
+    assert accounted(original) == original["rows_read"]
 
 
 def test_a_retry_after_the_log_row_but_before_the_stage_was_released_is_logged_skipped(
