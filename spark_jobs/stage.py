@@ -159,7 +159,7 @@ def stage_file(
     warehouse.ensure_table(stage, stage_table_schema(contract), partition_by=(BATCH_ID,))
     warehouse.ensure_table(rejects, rejects_schema())
     try:
-        warehouse.replace_where(stage, rows, batch_predicate(batch.batch_id))
+        warehouse.replace_batch(stage, rows, batch.batch_id)
     except PySparkException as exc:
         named = (
             _which_expression_raised(split.checked, contract, business_date, batch) if is_data_exception(exc) else None

@@ -503,9 +503,9 @@ class Killed(BaseException):
 class KilledAfterFirstCommit(Warehouse):
     """A warehouse whose process dies right after the first table of a batch committed, before the second."""
 
-    def replace_where(self, table: str, rows: DataFrame, predicate: str) -> None:
-        super().replace_where(table, rows, predicate)
-        raise Killed(f"killed after committing {predicate} to {table}")
+    def replace_batch(self, table: str, rows: DataFrame, batch_id: str) -> None:
+        super().replace_batch(table, rows, batch_id)
+        raise Killed(f"killed after committing batch {batch_id} to {table}")
 
 
 def test_a_crash_between_the_stage_and_rejects_commits_converges_on_retry(

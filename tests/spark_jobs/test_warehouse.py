@@ -69,6 +69,22 @@ def test_a_batch_is_replaced_read_and_deleted_without_touching_the_others(spark:
     assert warehouse.read_batch("t", "a").count() == 0
 
 
+@pytest.mark.parametrize("partition_by", [("_batch_id",), ()], ids=["partitioned by batch", "earlier layout"])
+def test_a_batch_replaced_whole_keeps_the_other_batches_in_either_layout(
+    spark: SparkSession, lake: Lake, partition_by: tuple[str, ...]
+) -> None:
+    warehouse = lake.warehouse()
+    warehouse.ensure_table("t", rows_of(spark, "x").schema, partition_by=partition_by)
+    warehouse.replace_batch("t", rows_of(spark, "a", ("k1", 1), ("k2", 2)), "a")
+    warehouse.replace_batch("t", rows_of(spark, "b", ("k3", 3)), "b")
+    assert warehouse.partition_columns("t") == partition_by
+
+    warehouse.replace_batch("t", rows_of(spark, "a", ("k1", 10)), "a")
+    assert contents(lake, "t") == [("k1", 10, "a"), ("k3", 3, "b")]
+    warehouse.replace_batch("t", rows_of(spark, "b"), "b")  # a batch of no rows now: none are left of it
+    assert contents(lake, "t") == [("k1", 10, "a")]
+
+
 def test_a_table_holds_files_from_its_first_write_until_its_rows_are_deleted(spark: SparkSession, lake: Lake) -> None:
     warehouse = lake.warehouse()
     warehouse.ensure_table("t", rows_of(spark, "x").schema)
