@@ -393,9 +393,9 @@ class Warehouse:
         A table partitioned by batch has that partition overwritten (`INSERT OVERWRITE ... PARTITION`): the
         statement gives every row the batch id, so Delta has no predicate to check each row against, as
         it does for REPLACE WHERE (the stage of a 1M-row file took 13.5 s against 15.2 s:
-        bench/results/merge.md, session 44). The rows' own batch column is not written. No rows empty
-        the partition. A table made before the stage was partitioned (an earlier release) keeps its
-        layout, and its batch is replaced with REPLACE WHERE.
+        bench/results/merge.md, session 44). The rows' own batch column is not written. A batch of no
+        rows empties its partition. A table made before the stage was partitioned (an earlier release)
+        keeps its layout, and its batch is replaced with REPLACE WHERE.
         """
         if BATCH_ID not in self.partition_columns(table):
             self.replace_where(table, rows, batch_predicate(batch_id))

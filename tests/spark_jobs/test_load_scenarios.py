@@ -270,8 +270,9 @@ def test_a_merge_retried_after_a_concurrent_run_won_counts_the_tie_that_run_left
     test_contracts: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Two files of one SCD2 dataset with a version of one parcel at the same instant: the correction's
-    # run commits while the original's MERGE runs, so Delta refuses the original's commit and it retries.
+    # Two files of one SCD2 dataset with a version of one parcel at the same instant: the correction's run
+    # commits during the original's first MERGE attempt, which then fails as Delta fails a commit that lost
+    # the race, and the MERGE is retried.
     extra = {"contracts_dir": str(test_contracts)}
     files = tied_files(samples, tmp_path, "parcel_history")
     real_committed = warehouse_module.committed
