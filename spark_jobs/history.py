@@ -22,6 +22,13 @@ depends only on the set of observations, batches give the same targets in any or
 changes nothing, a re-run whose rows changed takes back what its old rows made, and a retried merge
 converges.
 
+A snapshot touches every key, so rebuilding it reads every snapshot kept, and its cost would grow with
+the days. The usual day, a snapshot newer than every other, only ends or extends the current versions:
+it is merged from its rows and the current versions alone (`newest_snapshot_source`). That gives what
+the rebuild would while the target holds what the earlier observations give; a batch whose merge did
+not commit is missing from it until that batch runs again, then no longer the newest, and rebuilds
+every key (as for other loads, where only a batch's own keys are rebuilt).
+
 This departs from the proposed design (narrow observations: keys, sequence, hash): keeping the whole
 row costs the storage of the good input rows once more, but makes a split version's halves exact
 (each half takes its own last observation's untracked values, not a copy of the old version's), and
@@ -32,6 +39,7 @@ the target, and the first batch merged under other ones rebuilds every key.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -282,6 +290,101 @@ def history_source(touched: DataFrame, observations: DataFrame, target: DataFram
     )
 
 
+def newest_snapshot_source(day: DataFrame, target: DataFrame, contract: Contract, on: date) -> DataFrame:
+    """The MERGE's source for a snapshot newer than every other, on a target with no version from its date
+    on (`_is_newest_snapshot`): what `history_source` would give, from the current versions and `day` alone.
+
+    `day`: the batch's observations (rows and held-back markers), all of date `on`. Rebuilding every key
+    reads every snapshot ever kept; the newest one can only end or extend the current versions, so
+    this reads the day's rows and the current versions, and its cost follows the snapshot, not the
+    days kept. Per key, as `versions` would do with the day's observation last:
+    - its row (one per key, by content, as `versions` picks) with the current version's tracked values:
+      that version, holding the row's values (untracked values are its last observation's);
+    - a row with other tracked values: the current version ends on `on`, a new one starts there;
+    - a `delete_when` row, or no row and no held-back marker (missing from the snapshot): the current
+      version ends on `on`;
+    - a held-back marker alone: nothing changes.
+    No version is deleted: only `history_source`'s rebuild of a late or repeated snapshot does that.
+    """
+    keys = list(contract.keys)
+    schema = target_schema(contract)
+    columns = schema.fieldNames()
+    types = {f.name: f.dataType for f in schema.fields}
+    tracked = tracked_columns(contract)
+    # A row outranks the held-back marker of its key: the key's first observation is its row if it has one.
+    one_per_key = Window.partitionBy(*keys).orderBy(_is_held(), content_order(contract))
+    first = (
+        day.withColumn(_RANK, F.row_number().over(one_per_key))
+        .where(F.col(_RANK) == 1)
+        .select(
+            *keys,
+            F.struct(*observation_columns(contract)).alias(_LAST),
+            _is_held().alias(HELD),
+            deletes(contract).alias(_TOMBSTONE),
+            row_values(tracked).alias(_VALUES),
+        )
+    )
+    current = target.where(F.col(IS_CURRENT)).select(
+        *keys, F.struct(*columns).alias(_OLD), row_values(tracked).alias(_OLD_VALUES)
+    )
+    joined = current.join(first, on=keys, how="full_outer")
+    has_version = F.col(_OLD).isNotNull()
+    live = F.col(_LAST).isNotNull() & ~F.col(HELD) & ~F.col(_TOMBSTONE)
+    kept = has_version & live & (F.col(_OLD_VALUES) == F.col(_VALUES))
+    shown_held = F.col(_LAST).isNotNull() & F.col(HELD)
+    ended = F.struct(
+        *(
+            F.lit(on).cast(types[name]).alias(name) if name == EFFECTIVE_TO
+            else F.lit(False).alias(name) if name == IS_CURRENT
+            else F.col(_OLD)[name].alias(name)
+            for name in columns
+        )
+    )  # fmt: skip
+    starts = F.when(kept, F.col(_OLD)[EFFECTIVE_FROM]).otherwise(F.lit(on).cast(types[EFFECTIVE_FROM]))
+    latest = F.struct(
+        *(
+            starts.alias(name) if name == EFFECTIVE_FROM
+            else F.lit(None).cast(types[name]).alias(name) if name == EFFECTIVE_TO
+            else F.lit(True).alias(name) if name == IS_CURRENT
+            else F.col(_LAST)[name].alias(name)
+            for name in columns
+        )
+    )  # fmt: skip
+    changes = F.array(F.when(has_version & ~kept & ~shown_held, ended), F.when(live, latest))
+    return joined.select(F.explode(F.filter(changes, lambda change: change.isNotNull())).alias(_VERSION)).select(
+        *(F.col(_VERSION)[name].alias(name) for name in columns), F.lit(UPSERT).alias(ACTION)
+    )
+
+
+def _snapshot_date(warehouse: Warehouse, observed: str, batch_id: str) -> date | None:
+    """The date of the batch's observations of a snapshot dataset, when they have exactly one."""
+    found = (
+        warehouse.read_batch(observed, batch_id)
+        .agg(F.min(BUSINESS_DATE).alias("first"), F.max(BUSINESS_DATE).alias("last"))
+        .first()
+    )
+    if found is None or found["first"] is None or found["first"] != found["last"]:
+        return None
+    return found["first"]
+
+
+def _is_newest_snapshot(warehouse: Warehouse, contract: Contract, observed: str, batch_id: str, on: date) -> bool:
+    """Whether the batch's snapshot (of date `on`) is newer than every other observation, and the target holds
+    no version that an observation of that date or later made, extended or ended (an earlier run of the
+    batch, or of a later one, merged): none ends then, and none's last observation is of then (a version
+    starts with an observation, so no other starts then either).
+
+    Then `newest_snapshot_source` gives what rebuilding every key would. Both questions filter on the dates,
+    which Delta answers for the older files from their statistics where the tables keep them (Databricks
+    does; a local Spark's small-data settings do not, and then one date column is read).
+    """
+    later = F.col(BUSINESS_DATE) >= F.lit(on)
+    if not warehouse.read(observed).where(later & (F.col(BATCH_ID) != F.lit(batch_id))).isEmpty():
+        return False
+    bounds = (F.col(contract.sequence_by) >= F.lit(on)) | (F.col(EFFECTIVE_TO) >= F.lit(on))
+    return warehouse.read(contract.target).where(bounds).isEmpty()
+
+
 def withdrawn(earlier: DataFrame, batch: DataFrame, contract: Contract, batch_id: str) -> DataFrame:
     """A marker observation (NULL sequence: a real one has none) for each key of the batch's `earlier` rows
     that its rows now lack.
@@ -386,6 +489,8 @@ def merge_history(
     # The keys to rebuild: the batch's, and the ones it withdrew, now or in an earlier run of it (all of
     # them when the tracked columns changed).
     touched = (warehouse.read(observed) if retrack else warehouse.read_batch(observed, batch_id)).select(*contract.keys)
+    # A snapshot of one date: when it is the newest, only the current versions are read (asked again on a retry).
+    on = _snapshot_date(warehouse, observed, batch_id) if contract.load == "snapshot" and not retrack else None
     read_at: list[int] = []
 
     def source() -> DataFrame:
@@ -393,7 +498,10 @@ def merge_history(
         # first (whose changes the counts then share, when this MERGE changed anything); a retry after a
         # conflict reads anew.
         read_at.append(warehouse.version(target))
-        return history_source(touched, warehouse.read(observed), warehouse.read(target), contract)
+        existing = warehouse.read(target)
+        if on is not None and _is_newest_snapshot(warehouse, contract, observed, batch_id, on):
+            return newest_snapshot_source(warehouse.read_batch(observed, batch_id), existing, contract, on)
+        return history_source(touched, warehouse.read(observed), existing, contract)
 
     counts = warehouse.merge(target, source, history_merge_v2(contract))
     # The rows' effects, from the versions the MERGE changed as the target's change data feed records

@@ -228,6 +228,23 @@ def test_a_snapshot_row_held_back_keeps_its_key_open_even_when_its_day_arrives_l
     assert versions(lake, "shelf", columns) == expected
 
 
+def test_a_rerun_of_the_newest_snapshot_that_holds_a_row_back_gives_its_version_the_earlier_values(
+    lake: Lake,
+) -> None:
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    d1, d2 = date(2025, 1, 1), date(2025, 1, 2)
+    merge_history(warehouse, SHELF, observed(lake.spark, SHELF, [("s1", 10, "A1", d1)], "d1"), "d1")
+    # d2 moves s1 to another aisle (untracked: its version is updated in place), then is run again with s1's row
+    # held back. No version starts or ends on d2, but one holds d2's values: the re-run is not the newest
+    # snapshot's merge (`history.newest_snapshot_source`) and gives the version d1's aisle back.
+    merge_history(warehouse, SHELF, observed(lake.spark, SHELF, [("s1", 10, "B2", d2)], "d2"), "d2")
+    assert versions(lake, "shelf", ["sku", "aisle", "effective_from", "is_current"]) == [("s1", "B2", d1, True)]
+    merge_history(warehouse, SHELF, observed(lake.spark, SHELF, [], "d2"), "d2", held(lake.spark, d2, "s1"))
+
+    assert versions(lake, "shelf", ["sku", "aisle", "effective_from", "is_current"]) == [("s1", "A1", d1, True)]
+
+
 def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake: Lake) -> None:
     assert lake.spark is not None
     warehouse = lake.warehouse()

@@ -1,20 +1,23 @@
 """SCD2 history against an independent model: random batches in a random order, a replay, a re-run with
-other rows; after every merge the target must hold exactly the versions the model gives its observations."""
+other rows; after every merge the target must hold exactly the versions the model gives its observations.
+The same for snapshots, whose newest day takes a path of its own (`history.newest_snapshot_source`)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+import pytest
 from pyspark.sql import functions as F
 
+from spark_jobs import history
 from spark_jobs.history import merge_history
 from spark_jobs.merge import content_text
 from tests.spark_jobs.conftest import Lake
-from tests.spark_jobs.test_history import MEMBERS, observed
+from tests.spark_jobs.test_history import MEMBERS, SHELF, held, observed
 
 # (scenario, member, tier, login, updated_at): a scenario is a key prefix, so that one MERGE per step
 # runs every scenario. Few instants and values, so that ties, folds, splits and deletes are common.
@@ -89,3 +92,107 @@ def test_every_merge_leaves_the_versions_an_independent_model_gives_the_observat
         assert counts.superseded + counts.opened + counts.changed + counts.unchanged + counts.closed == len(rows)
         if number == 3:
             assert (counts.inserted, counts.updated, counts.deleted) == (0, 0, 0), "a replay changes nothing"
+
+
+# (sku, price, aisle, snapshot date): price is tracked, aisle not, and an aisle of GONE deletes the item.
+Item = tuple[str, int | None, str | None, date]
+STOCKED = replace(SHELF, name="stocked", delete_when="aisle = 'GONE'")
+DAYS = [date(2025, 1, 1) + timedelta(days=n) for n in range(5)]
+ITEMS = 60
+
+
+def random_snapshot(rng: random.Random, day: date) -> tuple[list[Item], list[str]]:
+    """A day's rows and held-back keys: an item is missing, held back, or shown by one or two rows; a NULL
+    price, so that NULL must equal NULL; few values, so that unchanged, changed and deleted items are common."""
+    rows: list[Item] = []
+    held_back: list[str] = []
+    for n in range(ITEMS):
+        sku, draw = f"k{n}", rng.random()
+        if draw < 0.3:
+            held_back += [sku] if draw < 0.1 else []
+            continue
+        for _ in range(rng.choice([1, 1, 1, 2])):
+            rows.append((sku, rng.choice([1, 2, None]), rng.choice(["a", "b", None, "GONE"]), day))
+    return rows, held_back
+
+
+def modelled_snapshots(
+    snapshots: Sequence[tuple[date, list[Item], list[str]]], content: dict[Item, str]
+) -> list[tuple]:
+    """The versions the snapshots give, by the rules of spark_jobs.history: a key's row on a day (the greatest
+    content text) is an observation; a key missing from the next snapshot date after one that showed it
+    (a row or a held-back key) is closed there, as is one whose row matches GONE; a new version where the
+    price changes or after a close, with the aisle of its last row."""
+    dates = sorted({day for day, rows, skus in snapshots if rows or skus})
+    rows_on: dict[tuple[str, date], Item] = {}
+    held_on = {(sku, day) for day, _, skus in snapshots for sku in skus}
+    for _, rows, _ in snapshots:
+        for row in rows:
+            if (row[0], row[3]) not in rows_on or content[row] > content[rows_on[(row[0], row[3])]]:
+                rows_on[(row[0], row[3])] = row
+    found = []
+    for sku in sorted({key for key, _ in rows_on} | {key for key, _ in held_on}):
+        runs: list[tuple[tuple[Any, ...] | None, date, Item | None]] = []  # price (None: closed), start, last row
+        shown = False
+        for day in dates:
+            row = rows_on.get((sku, day))
+            if row is not None:
+                event: tuple[Any, ...] | None = None if row[2] == "GONE" else (row[1],)
+            elif (sku, day) in held_on or not shown:
+                shown = (sku, day) in held_on
+                continue
+            else:
+                event = None
+            shown = row is not None
+            if runs and runs[-1][0] == event:
+                runs[-1] = (event, runs[-1][1], row if row is not None else runs[-1][2])
+            else:
+                runs.append((event, day, row))
+        for position, (event, start, last) in enumerate(runs):
+            if event is not None and last is not None:
+                end = runs[position + 1][1] if position + 1 < len(runs) else None
+                found.append((sku, last[1], last[2], start, end, end is None))
+    return sorted(found, key=repr)
+
+
+def test_snapshots_in_any_order_leave_the_versions_a_model_gives_and_the_newest_reads_no_history(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert lake.spark is not None
+    spark, warehouse = lake.spark, lake.warehouse()
+    rng = random.Random(20261205)
+    snapshots = {day: random_snapshot(rng, day) for day in DAYS}
+    corrected = random_snapshot(rng, DAYS[4])
+    every_row = [row for rows, _ in [*snapshots.values(), corrected] for row in rows]
+    texts = observed(spark, STOCKED, every_row, "x").select(F.expr(content_text(STOCKED)).alias("text")).collect()
+    content = dict(zip(every_row, (row["text"] for row in texts), strict=True))
+    newest = []
+    monkeypatch.setattr(history, "newest_snapshot_source", _spy(history.newest_snapshot_source, newest))
+
+    # In order, a late day, a replay, the newest day after them, then that day again with other rows.
+    d0, d1, d2, d3, d4 = DAYS
+    steps = [(d0, snapshots[d0]), (d1, snapshots[d1]), (d3, snapshots[d3]), (d2, snapshots[d2])]
+    steps += [(d3, snapshots[d3]), (d4, snapshots[d4]), (d4, corrected)]
+    kept: dict[date, tuple[date, list[Item], list[str]]] = {}
+    columns = ["sku", "price", "aisle", "effective_from", "effective_to", "is_current"]
+    for number, (day, (rows, held_back)) in enumerate(steps):
+        newest.append(False)
+        batch = observed(spark, STOCKED, rows, f"shelf-{day}")
+        counts = merge_history(warehouse, STOCKED, batch, f"shelf-{day}", held(spark, day, *held_back))
+        kept[day] = (day, rows, held_back)
+
+        target = spark.table(lake.location.name(STOCKED.target)).select(*columns).collect()
+        assert sorted((tuple(r) for r in target), key=repr) == modelled_snapshots(list(kept.values()), content), (
+            f"step {number} ({day})"
+        )
+        assert counts.superseded + counts.opened + counts.changed + counts.unchanged + counts.closed == len(rows)
+    # Only a day newer than every other, on a target without its versions, reads the current versions alone.
+    assert newest == [True, True, True, False, False, True, False]
+
+
+def _spy(function: Any, calls: list[bool]) -> Any:
+    def called(*args: Any) -> Any:
+        calls[-1] = True
+        return function(*args)
+
+    return called
