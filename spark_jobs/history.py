@@ -291,8 +291,9 @@ def history_source(touched: DataFrame, observations: DataFrame, target: DataFram
 
 
 def newest_snapshot_source(day: DataFrame, target: DataFrame, contract: Contract, on: date) -> DataFrame:
-    """The MERGE's source for a snapshot newer than every other, on a target with no version from its date
-    on (`_is_newest_snapshot`): what `history_source` would give, from the current versions and `day` alone.
+    """The MERGE's source for a snapshot newer than every other, on a target that no run of its date or a later
+    one has merged into (`_is_newest_snapshot`): what `history_source` would give, from the current
+    versions and `day` alone.
 
     `day`: the batch's observations (rows and held-back markers), all of date `on`. Rebuilding every key
     reads every snapshot ever kept; the newest one can only end or extend the current versions, so
@@ -363,9 +364,10 @@ def _snapshot_date(warehouse: Warehouse, observed: str, batch_id: str) -> date |
         .agg(F.min(BUSINESS_DATE).alias("first"), F.max(BUSINESS_DATE).alias("last"))
         .first()
     )
-    if found is None or found["first"] is None or found["first"] != found["last"]:
+    if found is None:
         return None
-    return found["first"]
+    first: date | None = found["first"]
+    return first if first is not None and first == found["last"] else None
 
 
 def _is_newest_snapshot(warehouse: Warehouse, contract: Contract, observed: str, batch_id: str, on: date) -> bool:
