@@ -186,7 +186,8 @@ def test_snapshots_in_any_order_leave_the_versions_a_model_gives_and_the_newest_
             f"step {number} ({day})"
         )
         assert counts.superseded + counts.opened + counts.changed + counts.unchanged + counts.closed == len(rows)
-    # Only a day newer than every other, on a target without its versions, reads the current versions alone.
+    # Only a day newer than every other, on a target no run of it or a later day merged into, reads the current
+    # versions alone: not the late day, the replay, nor the re-run.
     assert newest == [True, True, True, False, False, True, False]
 
 
