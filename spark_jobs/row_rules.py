@@ -47,7 +47,7 @@ def stage_rules(contract: Contract) -> list[StageRule]:
     """
     rules = [StageRule(rule, "row", "reject") for rule in (well_formed_rule(contract), field_count_rule(contract))]
     for column in contract.columns:
-        kinds = dict.fromkeys(kind for _, kind, _ in column_rules(column, F.col(column.name)))
+        kinds = dict.fromkeys(kind for _, kind, _ in column_rules(column, column.name))
         rules.extend(StageRule(contract.rule_id(column.name, kind), "column", "reject") for kind in kinds)
     if contract.unique_keys:
         rules.append(StageRule(duplicate_key_rule(contract), "row", "reject"))

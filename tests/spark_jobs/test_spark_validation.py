@@ -54,7 +54,7 @@ def test_spark_rules_match_check_text(spark: SparkSession, type_name: str, nulla
     column = Column("value", type_name, nullable=nullable)
     texts = spark.createDataFrame([(text,) for text in TEXTS[type_name]], "value string")
 
-    verdicts = dict(texts.select("value", column_reason(column, F.col("value")).alias("reason")).collect())
+    verdicts = dict(texts.select("value", column_reason(column, "value").alias("reason")).collect())
 
     assert verdicts == {text: column.check_text(text) for text in TEXTS[type_name]}
 
@@ -64,7 +64,7 @@ def test_allowed_values_and_required_reasons_read_like_the_function(spark: Spark
     texts = ["DELIVERED", "delivered", "LOST", ""]
     rows = spark.createDataFrame([(text,) for text in texts], "value string")
 
-    verdicts = dict(rows.select("value", column_reason(column, F.col("value"))).collect())
+    verdicts = dict(rows.select("value", column_reason(column, "value")).collect())
 
     assert verdicts == {text: column.check_text(text) for text in texts}
 
@@ -259,8 +259,8 @@ def test_column_rules_give_the_functions_verdict_reason_and_rule(
         row["value"]: (row["reason"], row["rule"])
         for row in rows.select(
             "value",
-            column_reason(column, F.col("value")).alias("reason"),
-            column_rule_id(contract, column, F.col("value")).alias("rule"),
+            column_reason(column, "value").alias("reason"),
+            column_rule_id(contract, column, "value").alias("rule"),
         ).collect()
     }
 
