@@ -62,7 +62,7 @@ from spark_jobs.processing_log import (
     append_run,
     append_runs,
 )
-from spark_jobs.warehouse import Warehouse, is_conflict, sql_string
+from spark_jobs.warehouse import Warehouse, driver_rows, is_conflict, sql_string
 
 TASK = LAST_TASK
 # The window count of the grain check: a name no derived table's SQL makes, dropped before the write.
@@ -125,7 +125,7 @@ def _this_batch(context: BatchContext, table: str, schema: StructType) -> DataFr
     """This batch's rows of a log table (empty when the table does not exist yet)."""
     found = context.warehouse.read_if_exists(table)
     if found is None:
-        return context.spark.createDataFrame([], schema)
+        return driver_rows(context.spark, [], schema)
     rows = found.where(F.col("batch_id") == F.lit(context.manifest.batch_id))
     return rows.select(*schema.fieldNames())
 
@@ -147,7 +147,7 @@ def table_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts
 
     def empty(kind: str, item: str) -> DataFrame:
         schema = _LOG_SCHEMAS.get(kind) or (stage_schema if kind == "batch" else target_schema)(contracts[item])
-        return spark.createDataFrame([], schema)
+        return driver_rows(spark, [], schema)
 
     inputs = _named_inputs(Inputs(spark), tables, empty, parse_checks(pipeline, contracts))
     problems = []
@@ -162,7 +162,7 @@ def table_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts
             except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
                 problems.append(f"table {table.name}: {first_line(exc)}")
                 continue
-            inputs.register("table", table.name, spark.createDataFrame([], schema))
+            inputs.register("table", table.name, driver_rows(spark, [], schema))
     finally:
         inputs.close()
     return problems

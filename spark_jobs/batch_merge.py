@@ -37,7 +37,7 @@ from spark_jobs.pipeline_rules import parse_checks
 from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
 from spark_jobs.stage import stage_table, staged_good, staged_rows
 from spark_jobs.target_definition import ensure_target, refuse_changed_target
-from spark_jobs.warehouse import MergeCounts, Warehouse
+from spark_jobs.warehouse import MergeCounts, Warehouse, driver_rows
 
 TASK = "merge_targets"
 T = TypeVar("T")
@@ -69,7 +69,7 @@ def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
     """The member's staged rows of this batch that were merged: without the quarantined keys (empty if never staged)."""
     stage = context.warehouse.read_if_exists(stage_table(contract))
     if stage is None:
-        return context.spark.createDataFrame([], stage_schema(contract))
+        return driver_rows(context.spark, [], stage_schema(contract))
     staged = staged_good(stage.where(F.col(BATCH_ID) == F.lit(context.manifest.batch_id)), contract)
     keys = _quarantined(context, contract)
     return staged if keys is None else staged.join(keys, on=list(contract.keys), how="left_anti")

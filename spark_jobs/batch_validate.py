@@ -56,7 +56,7 @@ from spark_jobs.pipeline_rules import Checks, Relation, parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
 from spark_jobs.row_rules import stage_rules
 from spark_jobs.stage import rejects_table, staged_rows
-from spark_jobs.warehouse import sql_string
+from spark_jobs.warehouse import driver_rows, sql_string
 
 TASK = "validate"
 RESULTS = VALIDATION_RESULTS
@@ -516,7 +516,7 @@ def validate_batch(context: BatchContext) -> list[Result]:
     try:
         failures = failure_rows(context, checks, inputs, checked_at)
         warehouse.ensure_table(FAILURES, FAILURES_SCHEMA)
-        empty = context.spark.createDataFrame([], FAILURES_SCHEMA)
+        empty = driver_rows(context.spark, [], FAILURES_SCHEMA)
         try:
             warehouse.replace_where(
                 FAILURES, failures if failures is not None else empty, f"batch_id = {sql_string(batch_id)}"
@@ -653,7 +653,7 @@ def _write_results(context: BatchContext, results: list[Result], checked_at: dat
     context.warehouse.ensure_table(RESULTS, RESULTS_SCHEMA)
     context.warehouse.replace_where(
         RESULTS,
-        context.spark.createDataFrame(rows, RESULTS_SCHEMA),
+        driver_rows(context.spark, rows, RESULTS_SCHEMA),
         f"batch_id = {sql_string(context.manifest.batch_id)}",
     )
 

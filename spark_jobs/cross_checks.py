@@ -29,7 +29,7 @@ from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import IS_CURRENT, row_fields, target_schema
 from spark_jobs.pipeline_rules import Checks, Lookup, Relation, Rule
 from spark_jobs.pipeline_tables import PLACEHOLDER
-from spark_jobs.warehouse import Warehouse
+from spark_jobs.warehouse import Warehouse, driver_rows
 
 DETAIL = "detail"
 
@@ -37,7 +37,7 @@ DETAIL = "detail"
 def target_rows(warehouse: Warehouse, contract: Contract) -> DataFrame:
     """Every row (version) of a dataset's target; empty, with the target's schema, before its first merge."""
     rows = warehouse.read_if_exists(contract.target)
-    return warehouse.spark.createDataFrame([], target_schema(contract)) if rows is None else rows
+    return driver_rows(warehouse.spark, [], target_schema(contract)) if rows is None else rows
 
 
 @dataclass
@@ -86,7 +86,7 @@ def register_inputs(
         if name in batch_rows:
             batch = batch_rows[name].select(*columns)
         else:
-            batch = spark.createDataFrame([], StructType(row_fields(contract)))
+            batch = driver_rows(spark, [], StructType(row_fields(contract)))
         history = target_rows(warehouse, contract)
         current = history.where(F.col(IS_CURRENT)) if contract.scd_type == 2 else history
         inputs.register("batch", name, batch)

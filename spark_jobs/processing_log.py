@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
 from filegate.tables import PROCESSING_LOG
-from spark_jobs.warehouse import Warehouse
+from spark_jobs.warehouse import Warehouse, driver_rows
 
 TABLE = PROCESSING_LOG
 SUCCEEDED = "SUCCEEDED"
@@ -97,7 +97,7 @@ def append_runs(spark: SparkSession, warehouse: Warehouse, records: Sequence[Run
     """Append a task's rows in one commit (each Delta commit costs seconds); a blind append never conflicts."""
     rows = [tuple(asdict(record)[name] for name in SCHEMA.fieldNames()) for record in records]
     warehouse.ensure_table(TABLE, SCHEMA)
-    warehouse.append(TABLE, spark.createDataFrame(rows, SCHEMA))
+    warehouse.append(TABLE, driver_rows(spark, rows, SCHEMA))
 
 
 def append_failing_runs(spark: SparkSession, warehouse: Warehouse, records: Sequence[RunRecord], task: str) -> None:

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import pyarrow as pa
 from pyspark.errors import AnalysisException
 from pyspark.logger import PySparkLogger
 from pyspark.sql import DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import NullType, StructField, StructType
 
 from filegate.errors import FilegateError, UnsafeSql
@@ -119,6 +121,19 @@ class MergeCounts:
     inserted: int
     updated: int
     deleted: int = 0
+
+
+def driver_rows(spark: SparkSession, rows: Sequence[Sequence[Any]], schema: StructType) -> DataFrame:
+    """Rows the driver holds (log rows, results, or none), as a DataFrame of `schema`.
+
+    Handed to Spark as an Arrow table, which the JVM reads itself. `createDataFrame` of a Python list
+    instead pickles the rows into an RDD that Python worker processes unpickle again: on a local Spark
+    one log row cost about 0.3 s of CPU that way against 0.03 s as Arrow (every task writes some).
+    Spark Connect sends Arrow in both cases.
+    """
+    names = schema.fieldNames()
+    table = pa.Table.from_pylist([dict(zip(names, row, strict=True)) for row in rows], schema=to_arrow_schema(schema))
+    return spark.createDataFrame(table, schema)
 
 
 def sql_string(text: str) -> str:

@@ -13,7 +13,7 @@ from filegate.contracts import BUILTIN_DATASETS, Column, Contract
 from spark_jobs import batch_merge, batch_stage, batch_validate
 from spark_jobs.batch_merge import merge_latest
 from spark_jobs.columns import target_schema
-from spark_jobs.warehouse import MergeCounts
+from spark_jobs.warehouse import MergeCounts, driver_rows
 from tests.spark_jobs.batch_world import DAYS, arguments, seal
 from tests.spark_jobs.conftest import Lake
 
@@ -35,7 +35,7 @@ T0, T1, T2 = datetime(2025, 1, 1, 9), datetime(2025, 1, 2, 9), datetime(2025, 1,
 
 def staged(spark: SparkSession, batch: str, *rows: tuple[Any, ...]) -> DataFrame:
     """A batch's rows as the stage leaves them: the row's columns and its lineage."""
-    return spark.createDataFrame([(*row, batch, f"{batch}.csv", T2) for row in rows], target_schema(LOCKERS))
+    return driver_rows(spark, [(*row, batch, f"{batch}.csv", T2) for row in rows], target_schema(LOCKERS))
 
 
 def current(lake: Lake) -> list[tuple[Any, ...]]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import DateType, StringType, StructField, StructType
 
 from filegate.contracts import BUSINESS_DATE, Column, Contract
 from spark_jobs import history
@@ -26,7 +26,7 @@ from spark_jobs.history import (
 )
 from spark_jobs.merge import MergeSpec
 from spark_jobs.target_definition import PROPERTIES
-from spark_jobs.warehouse import CHANGE_FEED, ColumnRetyped, MergeCounts, Warehouse
+from spark_jobs.warehouse import CHANGE_FEED, ColumnRetyped, MergeCounts, Warehouse, driver_rows
 from tests.spark_jobs.conftest import Lake
 
 # Every key is (order, member): each of the six orders of three batches is replayed on its own keys in
@@ -78,7 +78,7 @@ def observed(spark: SparkSession, contract: Contract, values: list[tuple[Any, ..
     """A batch's rows as the stage task leaves them: the row's columns and its lineage."""
     fields = [f for f in target_schema(contract).fields if f.name in observation_columns(contract)]
     rows = [(*row, batch, f"{batch}.csv", datetime(2025, 2, 1)) for row in values]
-    return spark.createDataFrame(rows, StructType(fields)).select(*observation_columns(contract))
+    return driver_rows(spark, rows, StructType(fields)).select(*observation_columns(contract))
 
 
 def versions(lake: Lake, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
@@ -200,9 +200,12 @@ def test_a_snapshot_closes_a_missing_key_and_reopens_it_when_it_returns_in_any_o
     ]
 
 
+HELD_KEYS = StructType([StructField("sku", StringType()), StructField(BUSINESS_DATE, DateType())])
+
+
 def held(spark: SparkSession, day: date, *skus: str | None) -> DataFrame:
     """The keys (and snapshot date) of rows the batch held back, as `batch_merge.held_back` gives them."""
-    return spark.createDataFrame([(sku, day) for sku in skus], f"sku string, {BUSINESS_DATE} date")
+    return driver_rows(spark, [(sku, day) for sku in skus], HELD_KEYS)
 
 
 def test_a_snapshot_row_held_back_keeps_its_key_open_even_when_its_day_arrives_last(lake: Lake) -> None:
