@@ -18,6 +18,7 @@ from filegate.patterns import shared_pattern
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
 from spark_jobs.columns import REASON as REASON_COLUMN
 from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
+from spark_jobs.warehouse import quoted_name
 
 _FIELD_COUNT = "_field_count"
 _WELL_FORMED = "_well_formed"
@@ -151,12 +152,6 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     )
 
 
-def _identifier(name: str) -> str:
-    """A column name as a Spark SQL identifier."""
-    quoted = name.replace("`", "``")
-    return f"`{quoted}`"
-
-
 def _quoted_repr(value: str) -> str:
     """Python's repr of a string for the common case, so reasons read like the function's reports."""
     quote = sql_literal("'")
@@ -185,85 +180,49 @@ def column_rules(column: Column, value: str) -> list[tuple[str, str, str]]:
     the JVM (about 0.3 ms), and a contract's rules took a few thousand of them for every file staged.
     """
     present = f"({value} <> '')"
-    shown = _quoted_repr(value)
     rules: list[tuple[str, str, str]] = []
 
     def rule(condition: str, kind: str, *reason: str) -> None:
         rules.append((condition, kind, f"concat({', '.join(reason)})"))
 
+    def value_rule(broken: str, kind: str, says: str, shown: str = _quoted_repr(value)) -> None:
+        """A rule of a value that is there: its reason names the column, shows the value, says what is wrong."""
+        rule(f"({present} AND {broken})", kind, sql_literal(f"{column.name} value "), shown, sql_literal(f" {says}"))
+
     if not column.nullable:
         rule(f"({value} = '')", "required", sql_literal(f"{column.name} is empty but required"))
     if column.allowed:
         allowed = ", ".join(sql_literal(option) for option in column.allowed)
-        rule(
-            f"({present} AND NOT ({value} IN ({allowed})))",
-            "allowed",
-            sql_literal(f"{column.name} value "),
-            shown,
-            sql_literal(f" is not one of {', '.join(column.allowed)}"),
-        )
+        value_rule(f"NOT ({value} IN ({allowed}))", "allowed", f"is not one of {', '.join(column.allowed)}")
     typed = f"try_cast({value} AS {spark_type_name(column.type)})"
     if column.text_pattern is not None:
-        rule(
-            f"({present} AND NOT ({value} RLIKE {sql_literal(column.text_pattern)}))",
-            "type",
-            sql_literal(f"{column.name} value "),
-            shown,
-            sql_literal(f" is not a valid {column.type}"),
-        )
+        value_rule(f"NOT ({value} RLIKE {sql_literal(column.text_pattern)})", "type", f"is not a valid {column.type}")
         # The shape is right but the calendar or the type disagrees, e.g. 2024-02-30; dates and times
         # also outside the years 1 to 9999 in UTC (`filegate.contracts._check_calendar`: one definition).
         unreal = f"({typed} IS NULL)"
         if column.type in ("date", "timestamp"):
             unreal = f"({unreal} OR NOT (year({typed}) BETWEEN 1 AND 9999))"
-        rule(
-            f"({present} AND {unreal})",
-            "type",
-            sql_literal(f"{column.name} value "),
-            shown,
-            sql_literal(f" is not a real {column.type}"),
-        )
+        value_rule(unreal, "type", f"is not a real {column.type}")
     if column.pattern is not None:
         java = shared_pattern(column.pattern).java
-        rule(
-            f"({present} AND NOT ({value} RLIKE {sql_literal(java)}))",
-            "pattern",
-            sql_literal(f"{column.name} value "),
-            shown,
-            sql_literal(f" does not match the pattern {column.pattern}"),
+        value_rule(
+            f"NOT ({value} RLIKE {sql_literal(java)})", "pattern", f"does not match the pattern {column.pattern}"
         )
     if column.min_length is not None:
-        rule(
-            f"({present} AND length({value}) < {column.min_length})",
-            "min_length",
-            sql_literal(f"{column.name} value "),
-            shown,
-            sql_literal(f" is shorter than {column.min_length} characters"),
+        value_rule(
+            f"length({value}) < {column.min_length}", "min_length", f"is shorter than {column.min_length} characters"
         )
     if column.max_length is not None:
-        rule(
-            f"({present} AND length({value}) > {column.max_length})",
+        value_rule(
+            f"length({value}) > {column.max_length}",
             "max_length",
-            sql_literal(f"{column.name} value "),
+            f"is longer than {column.max_length} characters",
             _clipped_repr(value),
-            sql_literal(f" is longer than {column.max_length} characters"),
         )
     if column.min is not None:
-        rule(
-            f"({present} AND {typed} < {_typed_literal(column.type, column.min)})",
-            "min",
-            sql_literal(f"{column.name} value "),
-            shown,
-            sql_literal(f" is below the minimum {column.min}"),
-        )
+        value_rule(f"{typed} < {_typed_literal(column.type, column.min)}", "min", f"is below the minimum {column.min}")
     if column.max is not None:
-        rule(
-            f"({present} AND {typed} > {_typed_literal(column.type, column.max)})",
-            "max",
-            sql_literal(f"{column.name} value "),
-            shown,
-            sql_literal(f" is above the maximum {column.max}"),
-        )
+        value_rule(f"{typed} > {_typed_literal(column.type, column.max)}", "max", f"is above the maximum {column.max}")
     return rules
 
 
@@ -356,7 +315,7 @@ def typed_columns(contract: Contract) -> list[SparkColumn]:
     return [
         F.expr(f"try_cast(CASE WHEN {name} = '' THEN NULL ELSE {name} END AS {spark_type_name(column.type)}) AS {name}")
         for column in contract.columns
-        for name in (_identifier(column.name),)
+        for name in (quoted_name(column.name),)
     ]
 
 
@@ -370,7 +329,7 @@ def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     """
     shape_ok = F.col(_WELL_FORMED) & F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
     verdicts = F.expr(
-        f"array({', '.join(column_verdict(contract, column, _identifier(column.name)) for column in contract.columns)})"
+        f"array({', '.join(column_verdict(contract, column, quoted_name(column.name)) for column in contract.columns)})"
     )
     judged = parsed.select(
         *typed_columns(contract),

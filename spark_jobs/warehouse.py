@@ -79,7 +79,7 @@ class UnityCatalog:
     schema: str
 
     def name(self, table: str) -> str:
-        return f"{_quoted(self.catalog)}.{_quoted(self.schema)}.{_quoted(table)}"
+        return f"{quoted_name(self.catalog)}.{quoted_name(self.schema)}.{quoted_name(table)}"
 
     def describe(self) -> str:
         return f"{self.catalog}.{self.schema}"
@@ -207,9 +207,11 @@ class Warehouse:
         # CREATE statement as well.
         existing = self.read_if_exists(table)
         if existing is None:
-            definition = ", ".join(f"{_quoted(field.name)} {field.dataType.simpleString()}" for field in schema.fields)
+            definition = ", ".join(
+                f"{quoted_name(field.name)} {field.dataType.simpleString()}" for field in schema.fields
+            )
             partitioning = (
-                f"PARTITIONED BY ({', '.join(_quoted(name) for name in partition_by)}) " if partition_by else ""
+                f"PARTITIONED BY ({', '.join(quoted_name(name) for name in partition_by)}) " if partition_by else ""
             )
             # Deletion vectors on, as Databricks enables them for new tables: the local tables then carry
             # the same table features, and whatever reads them for people is tested against those.
@@ -257,7 +259,7 @@ class Warehouse:
         missing = [field for field in schema.fields if field.name.lower() not in existing]
         if not missing:
             return
-        columns = ", ".join(f"{_quoted(field.name)} {field.dataType.simpleString()}" for field in missing)
+        columns = ", ".join(f"{quoted_name(field.name)} {field.dataType.simpleString()}" for field in missing)
         statement = f"ALTER TABLE {self.name(table)} ADD COLUMNS ({columns})"
         committed(lambda: self.spark.sql(statement).collect(), f"add columns to {table}")
 
@@ -269,7 +271,7 @@ class Warehouse:
         if self.spark.catalog.databaseExists(f"{location.catalog}.{location.schema}"):
             return
         # Only when missing: creating needs CREATE SCHEMA on the catalog, using an existing one does not.
-        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(location.catalog)}.{_quoted(location.schema)}")
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {quoted_name(location.catalog)}.{quoted_name(location.schema)}")
 
     def read(self, table: str) -> DataFrame:
         """The table's current rows."""
@@ -385,8 +387,8 @@ class Warehouse:
         def written(field: StructField) -> str:
             name = field.name.lower()
             if name in present or declared is None or name in declared:
-                return _quoted(field.name)
-            return f"CAST(NULL AS {field.dataType.simpleString()}) AS {_quoted(field.name)}"
+                return quoted_name(field.name)
+            return f"CAST(NULL AS {field.dataType.simpleString()}) AS {quoted_name(field.name)}"
 
         fields = [field for field in self.read(table).schema.fields if field.name != without]
         return ", ".join(written(field) for field in fields)
@@ -416,7 +418,7 @@ class Warehouse:
         of a few rows would pay a statement's fixed cost for nothing.
         """
         columns = self._written_columns(table, rows, without=BATCH_ID)
-        into = f"{self.name(table)} PARTITION ({_quoted(BATCH_ID)} = {sql_string(batch_id)})"
+        into = f"{self.name(table)} PARTITION ({quoted_name(BATCH_ID)} = {sql_string(batch_id)})"
         try:
             with self._view(rows) as view:
                 statement = f"INSERT OVERWRITE TABLE {into} SELECT {columns} FROM {view}"  # noqa: S608
@@ -539,7 +541,7 @@ def merge_statement(target: str, view: str, spec: MergeSpec) -> str:
     return "\n".join(lines)
 
 
-def _quoted(name: str) -> str:
+def quoted_name(name: str) -> str:
     """One identifier in backticks, for SQL."""
     if "`" in name:
         raise UnsafeSql(f"a table, schema or column name cannot hold a backtick: {name!r}")
