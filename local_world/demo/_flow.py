@@ -15,6 +15,7 @@ from filegate.status import (
     format_duration,
     run_state,
 )
+from local_world import print_line
 from local_world.demo._world import DemoError, LocalWorld
 from local_world.watch import AzuriteSource, DeliveryReport, Event, RetryPolicy, Watcher, deliver_in_process
 
@@ -71,7 +72,7 @@ class Progress:
         self.started = time.monotonic()
 
     def __call__(self, message: str) -> None:
-        print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=self.out, flush=True)
+        print_line(f"[{time.monotonic() - self.started:6.1f}s] {message}", self.out)
 
     @property
     def elapsed(self) -> float:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from filegate import exits
+from local_world import print_line
 from local_world.emulators import stop_leftovers, stop_requested
 from local_world.jobs_api._bundle import BundleError, JobSpec, TaskSpec, load_bundle, load_bundle_files
 from local_world.jobs_api._faults import Fault, RecordedRequest
@@ -101,9 +102,6 @@ def main(argv: list[str]) -> int:
     if args.azure_storage or args.gcs_endpoint:
         storage = SourceStorage(args.azure_storage, args.gcs_endpoint, args.azure_archive_storage)
 
-    def notify(message: str) -> None:
-        print(message, flush=True)
-
     try:
         server = LocalJobsServer(
             jobs,
@@ -114,7 +112,7 @@ def main(argv: list[str]) -> int:
             port=args.port,
             spark=args.spark,
             warehouse=args.warehouse,
-            notify=notify,
+            notify=print_line,
             fault_injection=args.fault_injection,
             retry_interval_ms=args.retry_interval_ms,
         )

@@ -234,9 +234,13 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
     report = whole.output
     progress = progress_lines(report)
     uploads = [line for line in progress if line.startswith("Uploaded")]
-    assert uploads[0].startswith("Uploaded order_tracking_2024_03_06.csv -> archived, run ")
-    assert uploads[1].startswith("Uploaded order_tracking_2024_03_05.csv (late: arrives after a newer day) -> archived")
-    assert uploads[2].startswith("Uploaded order_tracking_2024_03_07.csv (bad) -> rejected: header is missing columns")
+    assert uploads[0].startswith("Uploaded order_tracking_2024_03_06.csv -> archived, run "), report
+    assert uploads[1].startswith(
+        "Uploaded order_tracking_2024_03_05.csv (late: arrives after a newer day) -> archived"
+    ), report
+    assert uploads[2].startswith(
+        "Uploaded order_tracking_2024_03_07.csv (bad) -> rejected: header is missing columns"
+    ), report
     assert any(line.startswith("Starting a Spark Connect server for the tasks") for line in progress)
     assert "17 files, 4 runs, all as expected." in report  # 3 + 14 files, 2 ingest runs + 2 batch runs
 
@@ -392,6 +396,36 @@ def test_the_upload_plan_sends_one_day_late_and_the_bad_file_last(tmp_path: Path
         ("order_tracking_2024_03_05.csv", "archived"),
         ("order_tracking_2024_03_07.csv", "rejected"),
     ]
+
+
+def test_progress_lines_from_two_threads_reach_a_pipe_whole() -> None:
+    # The demo's uploads and the local Jobs API's "Starting a Spark Connect server" come from two threads
+    # into the test's pipe. With `print`, one thread's line could land between the other's text and its
+    # newline (a whole demo once lost its first "Uploaded" line that way); 20,000 lines each showed it
+    # in every run before the fix.
+    script = textwrap.dedent(
+        """
+        import sys, threading
+        from local_world.demo._flow import Progress
+
+        progress = Progress(sys.stdout)
+        def say(tag):
+            for i in range(20_000):
+                progress(f"{tag} {i}")
+        threads = [threading.Thread(target=say, args=(tag,)) for tag in "AB"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    )
+
+    lines = result.stdout.splitlines()
+    assert sorted(progress_lines(result.stdout)) == sorted(f"{tag} {i}" for tag in "AB" for i in range(20_000))
+    assert all(re.fullmatch(r"\[ *\d+\.\ds\] [AB] \d+", line) for line in lines)
 
 
 def test_the_target_table_shows_what_the_contract_declares() -> None:
