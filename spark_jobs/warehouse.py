@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from pyspark.logger import PySparkLogger
 from pyspark.sql import DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
-from pyspark.sql.types import NullType, StructField, StructType
+from pyspark.sql.types import NullType, StructField, StructType, TimestampType
 
 from filegate.errors import FilegateError, UnsafeSql
 from spark_jobs.columns import BATCH_ID
@@ -131,10 +132,21 @@ def driver_rows(spark: SparkSession, rows: Sequence[Sequence[Any]], schema: Stru
     statement reads the frame: on a local Spark a frame of five log rows cost about 0.3 s of CPU (JVM and
     workers) that way against 0.03 s as Arrow, and every task writes some. Spark Connect sends Arrow
     either way.
+
+    A naive datetime in a TIMESTAMP column is local time, as `createDataFrame` and `collect` take it
+    (a time the job collected, such as a stage's `_ingested_at`, comes back naive and local); Arrow
+    would read it as UTC, hours off on a machine whose zone is not UTC.
     """
     names = schema.fieldNames()
-    table = pa.Table.from_pylist([dict(zip(names, row, strict=True)) for row in rows], schema=to_arrow_schema(schema))
-    return spark.createDataFrame(table, schema)
+    instants = {f.name for f in schema.fields if isinstance(f.dataType, TimestampType)}
+    records = [
+        {
+            name: value.astimezone(UTC) if name in instants and isinstance(value, datetime) else value
+            for name, value in zip(names, row, strict=True)
+        }
+        for row in rows
+    ]
+    return spark.createDataFrame(pa.Table.from_pylist(records, schema=to_arrow_schema(schema)), schema)
 
 
 def sql_string(text: str) -> str:

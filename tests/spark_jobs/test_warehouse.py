@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pyspark.errors import AnalysisException
 from pyspark.logger import PySparkLogger
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructField, StructType, TimestampType
 
 from filegate.errors import UnsafeSql
 from local_world.demo import read_table
@@ -22,6 +25,7 @@ from spark_jobs.warehouse import (
     Warehouse,
     batch_predicate,
     committed,
+    driver_rows,
     is_conflict,
     sql_string,
 )
@@ -127,6 +131,26 @@ def test_a_column_whose_type_changed_is_refused_not_cast_to_the_old_type(spark: 
     assert str(lake.table("t").schema.field("v").type) == "int64"
     # Nullability is not a type: a declaration that differs only there is written as before.
     warehouse.ensure_table("t", spark.createDataFrame([], "k string not null, v bigint, _batch_id string").schema)
+
+
+def test_driver_rows_keep_the_instant_of_a_time_collected_where_the_zone_is_not_utc(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `collect` gives a TIMESTAMP as a naive datetime in the process's zone (12:06:40 in Berlin for
+    # 11:06:40 UTC), as a task's log row takes its stage's `_ingested_at`; the row must keep the instant.
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        collected = spark.sql("SELECT TIMESTAMP'2026-01-05 11:06:40' AS t").first()["t"]  # type: ignore[index]
+        aware = datetime(2026, 1, 5, 11, 6, 40, tzinfo=UTC)
+        frame = driver_rows(spark, [(collected,), (aware,), (None,)], StructType([StructField("t", TimestampType())]))
+        shown = [row["u"] for row in frame.selectExpr("CAST(t AS STRING) AS u").collect()]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert collected == datetime(2026, 1, 5, 12, 6, 40)
+    assert shown == ["2026-01-05 11:06:40", "2026-01-05 11:06:40", None]
 
 
 def test_pysparks_query_context_loggers_exist_before_any_thread_can_race_to_make_them() -> None:
