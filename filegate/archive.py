@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
@@ -51,6 +52,22 @@ def version_qualified(path: str, version: str) -> str:
     tag = hashlib.sha256(version.encode()).hexdigest()[:12]
     pure = PurePosixPath(path)
     return str(pure.with_name(f"{pure.stem}__v{tag}{pure.suffix}"))
+
+
+def unqualified_name(name: str) -> str:
+    """A file name without the `__v<hash>` tag a same-named different file is archived under."""
+    return re.sub(r"__v[0-9a-f]{12}(?=\.[^.]*$|$)", "", name)
+
+
+def archived_versions(store: Store, location: Location, relative: str) -> list[ObjectInfo]:
+    """Every object archived under `relative`'s name: the first file there, and each different one after it
+    under its version-qualified name."""
+    path = location.path(relative)
+    folder, _, name = path.rpartition("/")
+    stem = PurePosixPath(name).stem
+    prefix = f"{folder}/{stem}" if folder else stem
+    listed = store.list(location.container, prefix)
+    return [info for info in listed if unqualified_name(info.path.rsplit("/", 1)[-1]) == name]
 
 
 def _candidates(location: Location, relative: str, upload: Upload) -> tuple[str, str]:

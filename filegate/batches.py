@@ -31,6 +31,7 @@ from filegate.archive import (
     place_upload,
     rejected_path,
     report_path,
+    unqualified_name,
     write_report,
 )
 from filegate.contracts import Contract
@@ -171,7 +172,7 @@ def assess_batch(
             seals[int(seal["revision"])] = info
         elif run := RUN_NAME.match(name):
             runs[int(run["revision"])] = info
-        elif pipeline.trigger_regex.match(_unqualified(name)) and info.copy_finished:
+        elif pipeline.trigger_regex.match(unqualified_name(name)) and info.copy_finished:
             # A copy that did not finish (Azure) is no trigger yet: its redelivery copies it again.
             triggers.append(info)
     batch = Batch(pipeline, business_date, tuple(triggers), seals=seals, runs=runs)
@@ -192,18 +193,13 @@ def assess_batch(
     return replace(batch, trigger=trigger, members=members)
 
 
-def _unqualified(name: str) -> str:
-    """A file name without the `__v<hash>` tag a same-named different file is archived under."""
-    return re.sub(r"__v[0-9a-f]{12}(?=\.[^.]*$|$)", "", name)
-
-
 def _read_archived_trigger(gate: Gate, pipeline: Pipeline, info: ObjectInfo) -> Trigger:
     data = gate.store.read_prefix(info.container, info.path, max(info.size, 1), info.version) if info.size else b""
-    return read_trigger(pipeline, gate.contracts, _unqualified(info.path.rsplit("/", 1)[-1]), info.size, data)
+    return read_trigger(pipeline, gate.contracts, unqualified_name(info.path.rsplit("/", 1)[-1]), info.size, data)
 
 
 def _same_file(expected: Expected, name: str) -> bool:
-    return _unqualified(name).lower() == expected.file.lower()
+    return unqualified_name(name).lower() == expected.file.lower()
 
 
 def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Member:

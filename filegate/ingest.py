@@ -13,6 +13,7 @@ from urllib.parse import unquote
 from filegate.archive import (
     Placement,
     archive_path,
+    archived_versions,
     find_placement,
     followed_upload,
     is_copy_of,
@@ -263,21 +264,30 @@ def release_source(store: Store, upload: Upload, then: Callable[[], Outcome]) ->
 
 
 def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business_date: date) -> ObjectInfo | None:
-    """The archived file under this upload's name when it holds the same bytes as a different version of it."""
-    location = gate.settings.archive
-    archived = gate.store.stat(
-        location.container, location.path(archive_path(contract.name, business_date, upload.name))
-    )
-    # Only a copy known to hold another version counts: a copy still being made (no metadata yet) does not.
-    other_version = archived.metadata.get(META_SOURCE_VERSION) if archived is not None else None
-    if archived is None or not archived.content_md5 or not other_version or is_copy_of(archived, upload):
+    """The newest file archived under this upload's name, when it holds the same bytes as this different version.
+
+    Only the newest counts: a producer that sends A, then B, then A again to take B back has made A the
+    file again, and A is archived and run anew (for a batch, it is the member's newest version). Versions
+    written in the same second as the newest (Azure's Last-Modified has no finer grain) must all hold
+    these bytes, or the upload is archived as usual.
+    """
+    relative = archive_path(contract.name, business_date, upload.name)
+    versions = archived_versions(gate.store, gate.settings.archive, relative)
+    if not versions:
         return None
-    if not archived.copy_finished:
-        return None
+    newest_time = max(info.written for info in versions)
+    newest = [info for info in versions if info.written == newest_time]
+    for archived in newest:
+        # Only a copy known to hold another version counts: a copy still being made (no metadata yet) does not.
+        other_version = archived.metadata.get(META_SOURCE_VERSION)
+        if not archived.content_md5 or not other_version or is_copy_of(archived, upload) or not archived.copy_finished:
+            return None
     source = gate.store.stat(upload.container, upload.path)
-    if source is None or source.version != upload.version or source.content_md5 != archived.content_md5:
+    if source is None or source.version != upload.version:
         return None
-    return archived if source.size == archived.size else None
+    if any(info.content_md5 != source.content_md5 or info.size != source.size for info in newest):
+        return None
+    return max(newest, key=lambda info: info.path)
 
 
 def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str, placed: Placement) -> Outcome:

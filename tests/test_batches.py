@@ -30,7 +30,7 @@ from filegate.batches import (
 )
 from filegate.contracts import load_contracts
 from filegate.errors import RunNotStarted, TransientError
-from filegate.ingest import ARCHIVED, DUPLICATE, REJECTED, Gate, Outcome, handle_payload
+from filegate.ingest import ARCHIVED, DUPLICATE, IDENTICAL, REJECTED, Gate, Outcome, handle_payload
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.storage import ObjectInfo, Store
 from filegate.sweep import RUN_PENDING, sweep_pipeline_batches
@@ -244,6 +244,28 @@ def test_a_member_re_uploaded_before_the_seal_uses_the_version_the_trigger_descr
         assert customers["size"] == len(expected), day
         assert len(customers["superseded"]) == 1, day
     assert len(batch_runs(world)) == 2
+
+
+def test_a_member_sent_again_to_take_back_a_different_version_is_the_version_the_batch_uses(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 3, 5)
+    first = member_bytes("customers")
+    second = first + first.splitlines(keepends=True)[1]
+    # A, B, then A again; Azure's Last-Modified counts whole seconds, so each version gets its own.
+    for data in (first, second):
+        assert deliver(gate, world.upload(member_name("customers", day), data)).status == MEMBER_ARCHIVED
+        time.sleep(1.1)
+    taken_back = deliver(gate, world.upload(member_name("customers", day), first))
+    for dataset in MEMBERS[1:]:
+        deliver(gate, world.upload(member_name(dataset, day), member_bytes(dataset)))
+    deliver(gate, world.upload(trigger_name(day), json.dumps({"batch_date": day.isoformat()}).encode()))
+
+    assert taken_back.status == MEMBER_ARCHIVED
+    [path] = seals(world, day)
+    customers = read_seal(world, path)["members"][0]
+    assert customers["size"] == len(first)
+    assert customers["path"] == taken_back.archived_path.split("/", 1)[1]
+    assert len(customers["superseded"]) == 2
 
 
 def test_a_re_upload_of_the_same_size_is_not_taken_for_the_file_whose_md5_the_trigger_states(world: World) -> None:
@@ -469,8 +491,10 @@ def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, 
     outcomes = [deliver(gate, world.upload(name, data)) for name, data in pieces.items()]
     assert outcomes[-1].status == SEALED
     corrected = member_bytes("orders") + member_bytes("orders").splitlines(keepends=True)[1]
+    time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the correction is the newest version there too
 
-    late = deliver(gate, world.upload(member_name("orders", day), corrected))
+    late_event = world.upload(member_name("orders", day), corrected)
+    late = deliver(gate, late_event)
 
     assert late.status == LATE_MEMBER
     if policy == "hold":
@@ -489,8 +513,11 @@ def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, 
         assert first["idempotency_token"] != second["idempotency_token"]
         assert first["batch_id"] == second["batch_id"] == "ecommerce-20250306"
         assert [run_parameters(run)["batch_id"] for run in batch_runs(world)] == [first["batch_id"]] * 2
-    # The late event redelivered changes nothing more.
-    assert deliver(gate, world.upload(member_name("orders", day), corrected)).status in (LATE_MEMBER, DUPLICATE)
+    runs = len(batch_runs(world))
+    # The late event redelivered, or the same correction sent again, changes nothing more.
+    assert deliver(gate, late_event).status in (LATE_MEMBER, DUPLICATE)
+    assert deliver(gate, world.upload(member_name("orders", day), corrected)).status == IDENTICAL
+    assert len(batch_runs(world)) == runs
 
 
 @dataclass

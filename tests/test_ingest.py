@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -331,6 +332,26 @@ def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> N
     assert world.objects(world.settings.landing) == []
     assert len(world.objects(world.settings.archive)) == 1
     assert len(world.runs()) == 1
+
+
+def test_a_file_sent_again_to_take_back_a_different_one_is_archived_and_run_again(world: World) -> None:
+    # A, then B under the same name, then A again: A is the file now. Only a copy of the newest is identical.
+    first = csv_bytes([tracking_row(1)])
+    [archived] = handle_payload(world.gate(), world.upload(NAME, first))
+    time.sleep(1.1)  # Azure's Last-Modified has one-second grain: each version its own second
+    handle_payload(world.gate(), world.upload(NAME, csv_bytes([tracking_row(2)])))
+    time.sleep(1.1)
+
+    [taken_back] = handle_payload(world.gate(), world.upload(NAME, first))
+    [again] = handle_payload(world.gate(), world.upload(NAME, first))
+
+    assert archived.status == "archived"
+    assert taken_back.status == "archived"
+    assert taken_back.archived_path != archived.archived_path
+    assert again.status == "identical"
+    assert again.archived_path == taken_back.archived_path
+    assert len(world.objects(world.settings.archive)) == 3
+    assert len(world.runs()) == 3
 
 
 def test_a_changed_re_upload_under_the_same_name_still_gets_its_own_run(world: World) -> None:
