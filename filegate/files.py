@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from filegate import exits
-from filegate.archive import REPORT_SUFFIX, report_path
+from filegate.archive import REPORT_SUFFIX, report_path, unqualified_name
 from filegate.errors import FilegateError, ObjectNotFound, RunNotStarted, SourceChanged, StorageError
 from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, redrive_archived
 from filegate.jobs import ACTIVE_STATES
@@ -103,7 +103,8 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
     source = unquote(info.metadata.get(META_SOURCE, ""))
     source_container, _, source_path = source.partition("/")
     if source_container != landing.container or not source_path:
-        source_container, source_path = landing.container, landing.path(relative.rsplit("/", 1)[-1])
+        # Fixed by an upload over it, which keeps no metadata: back under the name it was uploaded with.
+        source_container, source_path = landing.container, landing.path(unqualified_name(relative.rsplit("/", 1)[-1]))
     # Create-only: a newer upload under that name in landing wins, and this one waits.
     placed = store.copy(container, relative, info.version, source_container, source_path, {})
     stamp = gate.clock().strftime("%Y%m%dT%H%M%SZ")

@@ -62,6 +62,30 @@ def test_a_rejected_file_is_listed_with_its_reasons_and_re_processed_once_fixed(
     assert list(rejected_files(world.gate())) == []
 
 
+def test_a_later_rejected_file_of_a_name_fixed_in_place_goes_back_under_the_name_it_was_uploaded_with(
+    world: World,
+) -> None:
+    # The second rejected file of a name is kept under a version-qualified name; an upload over it to fix
+    # it drops Filegate's metadata, so the name to go back under comes from the rejected file's own name.
+    handle_payload(world.gate(), world.upload(NAME, BAD))
+    [second] = handle_payload(world.gate(), world.upload(NAME, BAD + b"3;4\n"))
+    assert second.status == REJECTED
+    assert second.rejected_path is not None
+    assert "__v" in second.rejected_path
+    rejected = world.settings.rejected
+    path = second.rejected_path.partition("/")[2]
+    info = world.store.stat(rejected.container, path)
+    assert info is not None
+    world.store.delete(rejected.container, path, info.version)
+    world.store.put(rejected.container, path, DATA, "text/csv", {})
+
+    fixed = reprocess_rejected(world.gate(), second.rejected_path)
+
+    assert fixed.status == ARCHIVED, fixed.reasons
+    assert fixed.source == f"{world.settings.landing.container}/{world.settings.landing.path(NAME)}"
+    assert len(world.runs()) == 1
+
+
 def test_reconcile_finds_archived_files_without_a_run_and_re_drives_them_once_the_jobs_api_is_up(
     world: World,
 ) -> None:
