@@ -450,9 +450,11 @@ def evaluate(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool = Fa
 
 def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> Verdict:
     pipeline = batch.pipeline
-    if batch.latest_trigger is None:
-        return Verdict(MEMBER_ARCHIVED, (f"waiting for the trigger ({pipeline.trigger_pattern})",))
+    # The seal before the trigger: a sealed batch runs even when its trigger left the archive since (the
+    # overdue sweep moving it to rejected while the last member sealed, and that delivery's run-now failing).
     latest = _latest_seal(gate, batch)
+    if latest is None and batch.latest_trigger is None:
+        return Verdict(MEMBER_ARCHIVED, (f"waiting for the trigger ({pipeline.trigger_pattern})",))
     if latest is not None:
         current = _present_paths(batch)
         if (piece is not None and piece in latest.paths) or current <= latest.paths:
