@@ -3,7 +3,7 @@
 Input: the file's checked rows (typed contract columns, the column rules' `reason` and `rules`, the
 raw text). Output: the same rows with the derived columns (NULL, not computed, on a row a column rule
 rejected), every broken rule's id in `rules`, and the ids of failed `warn` checks in `_warnings`. A
-row sent twice byte for byte is no conflict: both copies stage, and the merge keeps one per key and
+row sent twice with the same values is no conflict: both copies stage, and the merge keeps one per key and
 counts the other as superseded, as it does for any repeated version.
 """
 
@@ -17,8 +17,9 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from filegate.contracts import BUSINESS_DATE, Check, Contract
-from spark_jobs.columns import RAW_LINE, REASON, RULES, SHAPE_OK, WARNINGS
+from spark_jobs.columns import REASON, RULES, SHAPE_OK, WARNINGS
 from spark_jobs.contract_sql import check_passes, derived_column
+from spark_jobs.merge import content_text
 from spark_jobs.validation import column_rules, field_count_rule, well_formed_rule
 
 _KEY_ROWS = "_key_rows"
@@ -110,7 +111,11 @@ def _with_broken(rows: DataFrame, broken: list[tuple[SparkColumn, SparkColumn]])
 
 
 def _unique_keys(rows: DataFrame, contract: Contract) -> DataFrame:
-    """A key with two different rows in the file rejects every row of that key."""
+    """A key with two different rows in the file rejects every row of that key.
+
+    Different by their typed values, as the merge compares them (`content_text`), not by their text:
+    `12.5` and `12.50`, or `10:00:00Z` and `10:00:00+00:00`, are one content written two ways.
+    """
     # Misshapen rows are kept out of the key's group (their "key" may be another column's value).
     by_key = Window.partitionBy(F.col(SHAPE_OK), *(F.col(key) for key in contract.keys))
     keyed = F.col(SHAPE_OK)
@@ -118,7 +123,7 @@ def _unique_keys(rows: DataFrame, contract: Contract) -> DataFrame:
         keyed = keyed & F.col(key).isNotNull()
     rows = rows.select(
         "*",
-        F.size(F.collect_set(RAW_LINE).over(by_key)).alias(_KEY_VERSIONS),
+        F.size(F.collect_set(F.expr(content_text(contract))).over(by_key)).alias(_KEY_VERSIONS),
         F.count(F.lit(1)).over(by_key).alias(_KEY_ROWS),
     )
     conflict = keyed & (F.col(_KEY_VERSIONS) > F.lit(1))

@@ -80,6 +80,28 @@ def test_a_key_with_two_contents_rejects_both_and_an_exact_copy_is_no_conflict(
     assert by_key["ORD-00000003"][0]["rules"] == []
 
 
+def test_a_key_whose_rows_differ_only_in_how_their_values_are_written_is_no_conflict(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # The same instant with another offset, a field quoted: the same typed row, which the merge would
+    # keep once. A real difference still rejects both.
+    plain = _order(1)
+    written_otherwise = _order(1, updated="2025-01-15T11:00:00+01:00")
+    quoted = _order(1).replace("PAYPAL", '"PAYPAL"')
+    changed = _order(2, updated="2025-01-15T10:00:01Z")
+    path = _file(tmp_path, "orders", plain, written_otherwise, quoted, _order(2), changed)
+
+    rows = _checked(spark, path, "orders")
+
+    assert sorted((str(row["order_id"]), tuple(row["rules"])) for row in rows) == [  # type: ignore[arg-type]
+        ("ORD-00000001", ()),
+        ("ORD-00000001", ()),
+        ("ORD-00000001", ()),
+        ("ORD-00000002", ("orders.row.duplicate_key",)),
+        ("ORD-00000002", ("orders.row.duplicate_key",)),
+    ]
+
+
 def test_warn_checks_keep_the_row_and_derived_columns_are_added(spark: SparkSession, tmp_path: Path) -> None:
     path = _file(
         tmp_path,
