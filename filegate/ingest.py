@@ -37,7 +37,15 @@ from filegate.jobs import RunTrigger, batch_id, idempotency_token
 from filegate.pipelines import Pipelines
 from filegate.readiness import Readiness, describe_missing_locations
 from filegate.settings import Location, Settings
-from filegate.storage import META_EVENT_ID, META_RUN_ID, META_SOURCE, META_SOURCE_VERSION, ObjectInfo, Store
+from filegate.storage import (
+    COPY_PENDING,
+    META_EVENT_ID,
+    META_RUN_ID,
+    META_SOURCE,
+    META_SOURCE_VERSION,
+    ObjectInfo,
+    Store,
+)
 from filegate.validation import Validation, match_dataset, validate_matched
 
 log = logging.getLogger("filegate")
@@ -364,12 +372,28 @@ def redrive_archived(gate: Gate, info: ObjectInfo) -> Outcome:
     if contract is None or business_date is None:
         reason = f"no contract matches {upload.name} any more; restore its contract to re-drive it"
         return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
+    if not info.copy_finished and info.copy_status != COPY_PENDING and _version_gone(gate.store, upload):
+        # Azure ended the copy failed or aborted, and the landing blob has moved on since: no delivery will
+        # copy that version again, and the copy holds part of it at most. Left, it would read as an
+        # archived file without a run for ever (the plain name's is replaced by the next version's copy).
+        gate.store.delete(info.container, info.path, info.version)
+        reason = (
+            f"removed an abandoned copy (copy status {info.copy_status}): the landing blob changed while it "
+            "was copied, and its newer version is handled by its own event"
+        )
+        return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
     if not info.copy_finished:
         # Its bytes are not all there: the landing file's redelivery (or the sweep) copies it again.
         reason = f"the copy did not finish (copy status {info.copy_status}); its run would load part of the file"
         return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
     placed = Placement(info.container, info.path, info, reused=True)
     return _log(_run(gate, upload, contract, business_date, idempotency_token(upload), placed))
+
+
+def _version_gone(store: Store, upload: Upload) -> bool:
+    """Whether landing no longer holds this version of the upload (overwritten, or deleted)."""
+    current = store.stat(upload.container, upload.path)
+    return current is None or current.version != upload.version
 
 
 def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:

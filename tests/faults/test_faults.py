@@ -261,6 +261,30 @@ def test_a_copy_that_failed_because_its_blob_changed_gives_way_to_the_new_versio
     assert_converged(azure_world, {NAME: newer})
 
 
+def test_a_failed_copy_under_a_version_qualified_name_is_removed_by_the_sweep(azure_world: World) -> None:
+    # The first version holds the plain name; the second's copy to its `__v` name fails as the producer
+    # overwrites the blob with a third, which gets its own `__v` name and run. No delivery copies the
+    # second version again, so the sweep removes what its copy left, rather than warn about it for ever.
+    handle_payload(azure_world.gate(), azure_world.upload(NAME, DATA))
+    second = azure_world.upload(NAME, csv_bytes([tracking_row(i) for i in range(7)]))
+    # Two copies: the plain name refuses the first, the `__v` name takes the failed one.
+    store = UnfinishedCopyStore(azure_world.store, "failed", b"", copies=2)
+    with pytest.raises(FilegateError, match="copy ended failed"):
+        handle_payload(azure_world.gate(store), second)
+    third = csv_bytes([tracking_row(i) for i in range(25)])
+    [archived] = handle_payload(azure_world.gate(store), azure_world.upload(NAME, third))
+    assert archived.status == ARCHIVED
+
+    [removed] = sweep_archive(azure_world.gate(store))
+
+    assert removed.status == IGNORED
+    assert removed.reasons[0].startswith("removed an abandoned copy (copy status failed)"), removed.reasons
+    assert list(sweep_archive(azure_world.gate(store))) == []
+    archive = azure_world.objects(azure_world.settings.archive)
+    assert sorted(azure_world.read(info) for info in archive) == sorted([DATA, third])
+    assert len(azure_world.runs()) == 2
+
+
 def test_a_pending_copy_keeps_the_source_until_it_finishes(azure_world: World) -> None:
     event = azure_world.upload(NAME, DATA)
     store = UnfinishedCopyStore(azure_world.store, COPY_PENDING)
