@@ -21,11 +21,26 @@ def _gate() -> Gate:
     return build_gate(AzureBlobStore.from_settings(settings), settings)
 
 
-def _envelope(event: func.EventGridEvent) -> dict[str, object]:
+def _envelope(event: func.EventGridEvent | func.CloudEvent) -> dict[str, object]:
+    """The delivery as the core parses it, in the schema the subscription uses.
+
+    The binding hands over a `func.CloudEvent` when the subscription's schema is CloudEvents 1.0 (one
+    made in the portal or the CLI may be), whatever the function's annotation says.
+    """
     try:
         data = event.get_json()
     except ValueError:
         data = None  # the core reports it as a malformed event instead of failing the delivery
+    if isinstance(event, func.CloudEvent):
+        return {
+            "specversion": event.specversion,
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "time": event.time.isoformat() if event.time else "",
+            "data": data,
+        }
     return {
         "id": event.id,
         "subject": event.subject,
@@ -40,6 +55,7 @@ def _envelope(event: func.EventGridEvent) -> dict[str, object]:
 @app.function_name("on_blob_created")
 @app.event_grid_trigger(arg_name="event")
 def on_blob_created(event: func.EventGridEvent) -> None:
+    # Annotated as the binding requires (one class); a CloudEvents subscription's event arrives as a func.CloudEvent.
     # A transient failure raises out of here: the delivery fails and Event Grid retries it.
     outcomes = handle_payload(_gate(), _envelope(event))
     logging.debug("handled %s", json.dumps([outcome.status for outcome in outcomes]))

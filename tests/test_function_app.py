@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 
 import azure.functions as func
 import pytest
+from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.meta import Datum
 
 import function_app
 from filegate.azure_storage import AzureBlobStore
 from filegate.errors import TransientError
 from filegate.settings import Settings
 from local_world.emulators import Azurite
-from local_world.inputs import blob_created, csv_bytes
+from local_world.inputs import as_cloudevent, blob_created, csv_bytes
 from local_world.jobs_api import Fault, LocalJobsServer
 
 NAME = "order_tracking_2024_03_05.csv"
@@ -80,6 +83,29 @@ def test_the_function_archives_and_triggers_a_run(
     ]
     [run] = jobs_api.runs()
     assert {p["name"]: p["value"] for p in run["job_parameters"]}["dataset"] == "order_tracking"
+
+
+def test_a_delivery_of_a_cloudevents_subscription_is_handled_too(
+    configured: Settings,
+    azure_store: AzureBlobStore,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,
+) -> None:
+    # A subscription made in the portal or with the CLI may use the CloudEvents 1.0 schema: the binding
+    # then decodes the body into a func.CloudEvent, whatever the function's annotation says.
+    path = configured.landing.path(NAME)
+    data = csv_bytes()
+    info = azure_store.put(configured.landing.container, path, data, "text/csv", {})
+    body = as_cloudevent(blob_created(configured.landing.container, path, len(data), info.version, port=azurite.port))
+    event = EventGridEventInConverter.decode(Datum(json.dumps(body), "json"), trigger_metadata=None)
+    assert isinstance(event, func.CloudEvent)
+
+    user_function()(event)
+
+    assert [info.path for info in azure_store.list(configured.archive.container, "")] == [
+        f"order_tracking/2024/03/05/{NAME}"
+    ]
+    assert len(jobs_api.runs()) == 1
 
 
 def test_the_function_lets_a_transient_failure_raise_so_event_grid_retries(
