@@ -80,6 +80,23 @@ class Checks:
         return ordered
 
 
+def _weights(declared: dict[str, Any], problems: list[str]) -> dict[str, float]:
+    """The severities' weights in a score, the defaults replaced by those declared (`[scoring.weights]`).
+
+    A score is a weighted mean: a negative weight could take it out of 0-100, and weights that cancel
+    out would leave a dataset without one, so each must be a number above 0.
+    """
+    weights = dict(DEFAULT_WEIGHTS)
+    for severity, weight in declared.items():
+        if str(severity).upper() not in DEFAULT_WEIGHTS:
+            problems.append(f"scoring.weights: {severity!r} is not a severity (HIGH, MEDIUM, LOW)")
+        elif isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            problems.append(f"scoring.weights.{severity} must be a number above 0, got {weight!r}")
+        else:
+            weights[str(severity).upper()] = float(weight)
+    return weights
+
+
 def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
     """The pipeline's relations, rules, lookups, params and weights; every problem named at once."""
     document = pipeline.document
@@ -153,10 +170,7 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
             problems.append(f"rule name {rule_name!r} must be lower case letters, digits and _")
     if len(set(rule_names)) != len(rule_names):
         problems.append("relation and rule names must be unique")
-    weights = {
-        **DEFAULT_WEIGHTS,
-        **{k.upper(): float(v) for k, v in document.get("scoring", {}).get("weights", {}).items()},
-    }
+    weights = _weights(document.get("scoring", {}).get("weights", {}), problems)
     if problems:
         raise ContractError(f"{pipeline.source or pipeline.name}: " + "; ".join(problems))
     return Checks(tuple(relations), tuple(rules), lookups, dict(document.get("params", {})), weights)

@@ -114,6 +114,7 @@ def test_a_pipelines_relations_and_rules_are_checked_before_any_run(tmp_path: Pa
         '[[relations]]\nname = "order_customer"\nchild = "orders"\ncolumns = ["client_id"]\nparent = "customers"\n'
         'severity = "SEVERE"\n'
         '[[rules]]\nname = "big"\ndataset = "shipping"\naction = "drop"\nsql = "SELECT 1"\n'
+        '[scoring.weights]\nHIGH = -5\nLOW = "one"\nURGENT = 9\n'
     )
 
     _, findings = check_files([pipeline])
@@ -123,3 +124,6 @@ def test_a_pipelines_relations_and_rules_are_checked_before_any_run(tmp_path: Pa
     assert "severity must be one of HIGH, MEDIUM, LOW" in finding.message
     assert "dataset 'shipping' is not a member of shop" in finding.message
     assert "action must be one of warn, quarantine, fail" in finding.message
+    assert "scoring.weights.HIGH must be a number above 0, got -5" in finding.message
+    assert "scoring.weights.LOW must be a number above 0, got 'one'" in finding.message
+    assert "scoring.weights: 'URGENT' is not a severity (HIGH, MEDIUM, LOW)" in finding.message
