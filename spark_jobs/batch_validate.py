@@ -516,6 +516,7 @@ def validate_batch(context: BatchContext) -> list[Result]:
     try:
         failures = failure_rows(context, checks, inputs, checked_at)
         warehouse.ensure_table(FAILURES, FAILURES_SCHEMA)
+        _drop_stale_quarantine(context, checks, contracts)
         empty = driver_rows(context.spark, [], FAILURES_SCHEMA)
         try:
             warehouse.replace_where(
@@ -682,6 +683,28 @@ def _write_quarantine(context: BatchContext, checks: Checks, contracts: dict[str
         context.warehouse.ensure_table(rejects_table(contract), rejects_schema())
         predicate = f"{BATCH_ID} = {sql_string(batch_id)} AND {REJECTED_BY} = {sql_string(VALIDATE)}"
         context.warehouse.replace_where(rejects_table(contract), rows, predicate)
+
+
+def _drop_stale_quarantine(context: BatchContext, checks: Checks, contracts: dict[str, Contract]) -> None:
+    """Take out of `<d>_rejects` the rows an earlier attempt quarantined for a dataset no rule quarantines now.
+
+    A tripped rule's error says to change the rule and repair the run from `validate`: a rule changed
+    from quarantine to warn lets those rows merge, and `_write_quarantine` replaces only the rejects of
+    the datasets a rule still quarantines. Read from the failures this attempt is about to replace, and
+    done before, so that a crash in between leaves them to be read again.
+    """
+    batch_id = context.manifest.batch_id
+    earlier = (
+        context.warehouse.read(FAILURES)
+        .where((F.col("batch_id") == F.lit(batch_id)) & (F.col("action") == F.lit("quarantine")))
+        .select("dataset")
+        .distinct()
+        .collect()
+    )
+    stale = sorted(({row["dataset"] for row in earlier} & set(contracts)) - set(quarantining(checks)))
+    predicate = f"{BATCH_ID} = {sql_string(batch_id)} AND {REJECTED_BY} = {sql_string(VALIDATE)}"
+    for name in stale:
+        context.warehouse.delete_where(rejects_table(contracts[name]), predicate)
 
 
 def quarantining(checks: Checks) -> list[str]:

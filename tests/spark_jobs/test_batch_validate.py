@@ -8,6 +8,8 @@ fails both relations and is quarantined, and each shipment names an order that n
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,6 +81,26 @@ def test_an_order_two_relations_quarantine_is_one_quarantined_row_naming_both(wo
     (dataset,) = (r for r in rows(world, "validation_results") if r["level"] == "dataset" and r["dataset"] == "orders")
     read, rejected = log["stage_members"]["rows_read"], log["stage_members"]["rows_rejected"]
     assert (dataset["rows_evaluated"], dataset["rows_failed"]) == (read, rejected + len(staged))
+
+
+def test_rows_a_rule_no_longer_quarantines_leave_the_rejects_when_validate_runs_again(
+    world: Lake, tmp_path: Path
+) -> None:
+    # A tripped rule's error says to change the rule, then repair the run from validate. Changed from
+    # quarantine back to warn (the built-in pipeline), the orders merge: they must leave orders_rejects.
+    copy = Lake(tmp_path / "warehouse", world.spark)
+    shutil.copytree(world.folder, copy.folder)
+    manifest = seal(tmp_path / "in", DAYS[0], only=("orders", "shipping"))
+    assert quarantined_orders(copy)
+
+    assert batch_validate.main(arguments(copy, manifest)) == 0
+
+    assert quarantined_orders(copy) == []
+    assert len([r for r in rows(copy, "orders_rejects") if r["_rejected_by"] == "stage"]) == len(
+        [r for r in rows(world, "orders_rejects") if r["_rejected_by"] == "stage"]
+    )
+    failures = [r for r in rows(copy, "validation_failures") if r["batch_id"] == BATCH]
+    assert {r["action"] for r in failures if r["rule"] == "order_customer"} == {"warn"}
 
 
 @pytest.mark.parametrize(("read", "announced"), [(250, 100), (100, 250)])
