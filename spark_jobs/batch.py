@@ -46,10 +46,11 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 # The job's first and last tasks: the first writes the batch's stage rows, the last releases them once
 # the batch completed (every task after the first reads them: `${batch.d}` in the derived tables too).
 FIRST_TASK, LAST_TASK = "stage_members", "derive_tables"
-# The task whose verdict decides whether a batch may be merged.
-VALIDATE_TASK = "validate"
+# The task whose verdict decides whether a batch may be merged, and the one whose verdict decides
+# whether its derived tables may be built (and the batch completed).
+VALIDATE_TASK, MERGE_TASK = "validate", "merge_targets"
 # The tasks whose rows of a batch say where it stands (`read_progress`).
-PROGRESS_TASKS = (FIRST_TASK, VALIDATE_TASK, LAST_TASK)
+PROGRESS_TASKS = (FIRST_TASK, VALIDATE_TASK, MERGE_TASK, LAST_TASK)
 
 
 class ManifestError(FilegateError):
@@ -58,6 +59,10 @@ class ManifestError(FilegateError):
 
 class BatchNotValidated(FilegateError):
     """The batch's newest `validate` since it was last staged failed: a later task may not go on with it."""
+
+
+class BatchNotMerged(FilegateError):
+    """The batch's newest `merge_targets` since it was last staged failed: its targets may be half-merged."""
 
 
 class RevisionSuperseded(ManifestError):
@@ -149,6 +154,8 @@ class BatchContext:
     completed_by: Completion | None = None
     # The newest row `validate` logged after the batch was last staged (None: not validated since).
     validated: LogRow | None = None
+    # The same of `merge_targets` (None: not merged since).
+    merged: LogRow | None = None
 
     def contract(self, dataset: str) -> Contract:
         return self.contracts[dataset]
@@ -303,6 +310,7 @@ def build_context(
         started_at,
         completion(batch),
         newest_validation(batch),
+        newest_since_staging(batch, MERGE_TASK),
     )
 
 
@@ -325,8 +333,8 @@ def refuse_older_revision(manifest: Manifest, staged: Staging | None, manifest_u
 
 def read_progress(warehouse: Warehouse, arguments: BatchArguments, task: str) -> tuple[int, list[LogRow]]:
     """This task's attempt in its run (1, then one more per retry: Databricks retries with the same run id),
-    and the batch's rows of its first task, `validate` and its last task (`completion`, `newest_staging`,
-    `newest_validation` read them); one query."""
+    and the batch's rows of its first task, `validate`, `merge_targets` and its last task (`completion`,
+    `newest_staging`, `newest_since_staging` read them); one query."""
     warehouse.ensure_table(TABLE, SCHEMA)
     this_task = F.col("task") == F.lit(task)
     of_batch = (F.col("batch_id") == F.lit(arguments.batch_id)) & F.col("task").isin(*PROGRESS_TASKS)
@@ -382,16 +390,21 @@ def completion(rows: Sequence[LogRow]) -> Completion | None:
 
 
 def newest_validation(rows: Sequence[LogRow]) -> LogRow | None:
-    """The newest row (by `ended_at`) `validate` logged after the batch's latest staging, from its processing_log
-    rows (None: not validated since it was last staged). A failed attempt's last row is FAILED.
+    """The newest row (by `ended_at`) `validate` logged after the batch's latest staging (`newest_since_staging`)."""
+    return newest_since_staging(rows, VALIDATE_TASK)
 
-    Only rows of an attempt that read the batch count: a `validate` refused before it had a context (no
+
+def newest_since_staging(rows: Sequence[LogRow], task: str) -> LogRow | None:
+    """The newest row (by `ended_at`) `task` logged after the batch's latest staging, from its processing_log
+    rows (None: it did not run since the batch was last staged). A failed attempt's last row is FAILED.
+
+    Only rows of an attempt that read the batch count: a task refused before it had a context (no
     attempt: an older revision's repair, a manifest it could not read) said nothing about this staging.
     """
     staged = [r.ended_at for r in rows if r.task == FIRST_TASK and r.dataset and r.status == SUCCEEDED]
     if not staged:
         return None
-    after = [r for r in rows if r.task == VALIDATE_TASK and r.attempt is not None and r.started_at > max(staged)]
+    after = [r for r in rows if r.task == task and r.attempt is not None and r.started_at > max(staged)]
     return max(after, key=lambda r: r.ended_at, default=None)
 
 
@@ -411,6 +424,25 @@ def refuse_failed_validation(context: BatchContext, task: str) -> None:
         f"{task}: batch {context.manifest.batch_id} failed {VALIDATE_TASK}{run} after it was last staged, so "
         f"{task} does not go on with it. A rule to change: change it, then repair the run from {VALIDATE_TASK}; "
         "data to correct: seal a new revision of the batch, or re-run it whole once its files are replaced"
+    )
+
+
+def refuse_failed_merge(context: BatchContext, task: str) -> None:
+    """Refuse to build the derived tables of a batch whose newest `merge_targets` since it was last staged failed.
+
+    Built from half-merged targets, they would be wrong, and their rows would complete the batch: its
+    stage rows released, every later `merge_targets` of it skipped, the targets after the failed one
+    never merged. As for `refuse_failed_validation`, this holds when the task runs on its own (by hand,
+    or a repair that leaves `merge_targets` out); a batch not merged since its staging is let through.
+    """
+    found = context.merged
+    if found is None or found.status != FAILED:
+        return
+    run = "" if found.run_id is None else f" in run {found.run_id} (attempt {found.attempt})"
+    raise BatchNotMerged(
+        f"{task}: batch {context.manifest.batch_id} failed {MERGE_TASK}{run} after it was last staged, so its "
+        f"targets may be half-merged and {task} does not build from them. Fix the cause, then repair the run "
+        f"from {MERGE_TASK}"
     )
 
 

@@ -41,6 +41,7 @@ from filegate.tables import AS_OF_DATE, PROCESSING_LOG
 from spark_jobs.batch import (
     LAST_TASK,
     BatchContext,
+    refuse_failed_merge,
     refuse_failed_validation,
     release_batch_stage,
     run_batch_task,
@@ -281,8 +282,9 @@ def derive_tables(context: BatchContext) -> None:
     if skip_completed(context, TASK):
         release_batch_stage(context, TASK)
         return
-    # Run on its own after a failed validate, it would complete the batch (and release its stage rows).
+    # Run on its own after a failed validate or merge, it would complete the batch (and release its stage rows).
     refuse_failed_validation(context, TASK)
+    refuse_failed_merge(context, TASK)
     tables = parse_tables(context.pipeline, context.contracts)
     as_of = context.manifest.business_date
     if not tables:

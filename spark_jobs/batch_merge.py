@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from filegate.contracts import BUSINESS_DATE, Contract
-from spark_jobs.batch import BatchContext, refuse_failed_validation, run_batch_task, skip_completed
+from spark_jobs.batch import MERGE_TASK, BatchContext, refuse_failed_validation, run_batch_task, skip_completed
 from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import BATCH_ID, REASON, stage_schema, target_schema
@@ -39,7 +39,7 @@ from spark_jobs.stage import stage_table, staged_good, staged_rows
 from spark_jobs.target_definition import ensure_target, refuse_changed_target
 from spark_jobs.warehouse import MergeCounts, Warehouse, driver_rows
 
-TASK = "merge_targets"
+TASK = MERGE_TASK
 T = TypeVar("T")
 _QUARANTINED = "_quarantined"
 _DELETED = "_deleted"

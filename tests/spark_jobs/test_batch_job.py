@@ -425,6 +425,13 @@ def test_a_target_whose_definition_changed_is_refused_before_any_target_is_merge
     assert (midway["orders"]["status"], midway[None]["status"]) == ("FAILED", "FAILED")
     assert "the cluster lost its executors" in midway["orders"]["error"]
     assert batch_id(DAYS[0]) in {r["_batch_id"] for r in rows(lake, "shipping_stage")}
+    # derive_tables on its own now (a repair that leaves merge_targets out) refuses: its tables would be
+    # built from half-merged targets and complete the batch, and orders and shipping never be merged.
+    assert batch_derive.main(arguments(lake, manifest, (), 7)) == 1
+    derived = [r for r in rows(lake, "processing_log") if r["run_id"] == 7 and r["task"] == "derive_tables"]
+    assert [(r["status"], r["dataset"]) for r in derived] == [("FAILED", None)]
+    assert f"derive_tables: batch {batch_id(DAYS[0])} failed merge_targets in run 7 (attempt 2)" in derived[0]["error"]
+    assert batch_id(DAYS[0]) in {r["_batch_id"] for r in rows(lake, "shipping_stage")}
 
     # Retried once more: every member merged again, the parents as a replay, and nothing changes.
     assert batch_merge.main(arguments(lake, manifest, (), 7)) == 0
