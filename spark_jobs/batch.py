@@ -416,15 +416,13 @@ def refuse_failed_validation(context: BatchContext, task: str) -> None:
     not validated since its staging is let through (a task run by hand before `validate` ever ran):
     the job never starts a later task before `validate` succeeded.
     """
-    found = context.validated
-    if found is None or found.status != FAILED:
-        return
-    run = "" if found.run_id is None else f" in run {found.run_id} (attempt {found.attempt})"
-    raise BatchNotValidated(
-        f"{task}: batch {context.manifest.batch_id} failed {VALIDATE_TASK}{run} after it was last staged, so "
-        f"{task} does not go on with it. A rule to change: change it, then repair the run from {VALIDATE_TASK}; "
-        "data to correct: seal a new revision of the batch, or re-run it whole once its files are replaced"
-    )
+    if (failed := _failed_since_staging(context.validated)) is not None:
+        raise BatchNotValidated(
+            f"{task}: batch {context.manifest.batch_id} failed {VALIDATE_TASK}{failed} after it was last staged, "
+            f"so {task} does not go on with it. A rule to change: change it, then repair the run from "
+            f"{VALIDATE_TASK}; data to correct: seal a new revision of the batch, or re-run it whole once its "
+            "files are replaced"
+        )
 
 
 def refuse_failed_merge(context: BatchContext, task: str) -> None:
@@ -435,15 +433,20 @@ def refuse_failed_merge(context: BatchContext, task: str) -> None:
     never merged. As for `refuse_failed_validation`, this holds when the task runs on its own (by hand,
     or a repair that leaves `merge_targets` out); a batch not merged since its staging is let through.
     """
-    found = context.merged
+    if (failed := _failed_since_staging(context.merged)) is not None:
+        raise BatchNotMerged(
+            f"{task}: batch {context.manifest.batch_id} failed {MERGE_TASK}{failed} after it was last staged, "
+            f"so its targets may be half-merged and {task} does not build from them. Fix the cause, then repair "
+            f"the run from {MERGE_TASK}"
+        )
+
+
+def _failed_since_staging(found: LogRow | None) -> str | None:
+    """When a task's newest row since the batch's staging is FAILED, the run it failed in (" in run 7 (attempt 2)",
+    or "" without a run id); else None."""
     if found is None or found.status != FAILED:
-        return
-    run = "" if found.run_id is None else f" in run {found.run_id} (attempt {found.attempt})"
-    raise BatchNotMerged(
-        f"{task}: batch {context.manifest.batch_id} failed {MERGE_TASK}{run} after it was last staged, so its "
-        f"targets may be half-merged and {task} does not build from them. Fix the cause, then repair the run "
-        f"from {MERGE_TASK}"
-    )
+        return None
+    return "" if found.run_id is None else f" in run {found.run_id} (attempt {found.attempt})"
 
 
 def skip_completed(context: BatchContext, task: str) -> bool:
