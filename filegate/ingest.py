@@ -372,11 +372,12 @@ def redrive_archived(gate: Gate, info: ObjectInfo) -> Outcome:
     if contract is None or business_date is None:
         reason = f"no contract matches {upload.name} any more; restore its contract to re-drive it"
         return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
-    if not info.copy_finished and info.copy_status != COPY_PENDING and _version_gone(gate.store, upload):
-        # Azure ended the copy failed or aborted, and the landing blob has moved on since: no delivery will
-        # copy that version again, and the copy holds part of it at most. Left, it would read as an
-        # archived file without a run for ever (the plain name's is replaced by the next version's copy).
-        gate.store.delete(info.container, info.path, info.version)
+    abandoned = not info.copy_finished and info.copy_status != COPY_PENDING and _version_gone(gate.store, upload)
+    # Azure ended the copy failed or aborted, and the landing blob has moved on since: no delivery will copy
+    # that version again, and the copy holds part of it at most. Left, it would read as an archived file
+    # without a run for ever (the plain name's is replaced by the next version's copy). Deleted only as
+    # it was read: one copied again meanwhile is not this copy.
+    if abandoned and gate.store.delete(info.container, info.path, info.version):
         reason = (
             f"removed an abandoned copy (copy status {info.copy_status}): the landing blob changed while it "
             "was copied, and its newer version is handled by its own event"
