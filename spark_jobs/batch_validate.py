@@ -681,8 +681,7 @@ def _write_quarantine(context: BatchContext, checks: Checks, contracts: dict[str
             F.lit(VALIDATE).alias(REJECTED_BY),
         )
         context.warehouse.ensure_table(rejects_table(contract), rejects_schema())
-        predicate = f"{BATCH_ID} = {sql_string(batch_id)} AND {REJECTED_BY} = {sql_string(VALIDATE)}"
-        context.warehouse.replace_where(rejects_table(contract), rows, predicate)
+        context.warehouse.replace_where(rejects_table(contract), rows, _quarantined_rejects(batch_id))
 
 
 def _drop_stale_quarantine(context: BatchContext, checks: Checks, contracts: dict[str, Contract]) -> None:
@@ -702,9 +701,13 @@ def _drop_stale_quarantine(context: BatchContext, checks: Checks, contracts: dic
         .collect()
     )
     stale = sorted(({row["dataset"] for row in earlier} & set(contracts)) - set(quarantining(checks)))
-    predicate = f"{BATCH_ID} = {sql_string(batch_id)} AND {REJECTED_BY} = {sql_string(VALIDATE)}"
     for name in stale:
-        context.warehouse.delete_where(rejects_table(contracts[name]), predicate)
+        context.warehouse.delete_where(rejects_table(contracts[name]), _quarantined_rejects(batch_id))
+
+
+def _quarantined_rejects(batch_id: str) -> str:
+    """The rows of a `<d>_rejects` that validate quarantined in this batch (the stage's own rejects aside)."""
+    return f"{BATCH_ID} = {sql_string(batch_id)} AND {REJECTED_BY} = {sql_string(VALIDATE)}"
 
 
 def quarantining(checks: Checks) -> list[str]:

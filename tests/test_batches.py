@@ -797,16 +797,22 @@ def test_assessing_a_sealed_batch_finds_every_member_its_seal_and_its_run_note(w
     assert 1 in batch.runs
 
 
-def test_a_sealed_batch_whose_trigger_left_the_archive_still_gets_its_run(world: World) -> None:
-    # The race the overdue sweep leaves (on_incomplete = reject): the last member seals the batch while the
-    # sweep moves the trigger to rejected, and the sealing delivery's run-now fails. The seal still runs.
-    day = date(2025, 3, 10)
+def sealed_without_a_batch_job(world: World, day: date) -> Gate:
+    """Every piece of the day delivered through a gate with no batch job: the last seals, and its run-now fails."""
     gate = replace(world.gate(), batch_jobs=None)
     pieces = list(batch_pieces(day).items())
     for name, data in pieces[:-1]:
         deliver(gate, world.upload(name, data))
-    with pytest.raises(RunNotStarted):
+    with pytest.raises(RunNotStarted, match=r"_sealed\.r1\.json, but its run did not start"):
         deliver(gate, world.upload(*pieces[-1]))
+    return gate
+
+
+def test_a_sealed_batch_whose_trigger_left_the_archive_still_gets_its_run(world: World) -> None:
+    # The race the overdue sweep leaves (on_incomplete = reject): the last member seals the batch while the
+    # sweep moves the trigger to rejected, and the sealing delivery's run-now fails. The seal still runs.
+    day = date(2025, 3, 10)
+    sealed_without_a_batch_job(world, day)
     archive = world.settings.archive
     [trigger] = [i for i in world.objects(archive) if i.path.endswith(trigger_name(day))]
     world.store.delete(archive.container, trigger.path, trigger.version)
@@ -820,13 +826,7 @@ def test_a_sealed_batch_whose_trigger_left_the_archive_still_gets_its_run(world:
 
 def test_without_a_batch_job_a_complete_batch_is_sealed_and_the_sweep_reports_it_pending(world: World) -> None:
     day = date(2025, 3, 9)
-    gate = replace(world.gate(), batch_jobs=None)
-    pieces = list(batch_pieces(day).items())
-    for name, data in pieces[:-1]:
-        deliver(gate, world.upload(name, data))
-
-    with pytest.raises(RunNotStarted, match=r"_sealed\.r1\.json, but its run did not start"):
-        deliver(gate, world.upload(*pieces[-1]))
+    gate = sealed_without_a_batch_job(world, day)
     [outcome] = sweep_pipeline_batches(gate)
 
     assert outcome.status == RUN_PENDING
