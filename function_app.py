@@ -1,7 +1,8 @@
-"""Azure adapter: an Event Grid BlobCreated delivery in, the core's decision out. No business rules here."""
+"""Azure adapter: Event Grid BlobCreated deliveries and the sweep's timer in, the core's decisions out."""
 
 import json
 import logging
+from datetime import timedelta
 from functools import cache
 
 import azure.functions as func
@@ -10,8 +11,11 @@ from filegate.azure_storage import AzureBlobStore
 from filegate.ingest import Gate, handle_payload
 from filegate.runtime import build_gate
 from filegate.settings import Settings
+from filegate.sweep import scheduled_sweep
 
 app = func.FunctionApp()
+# Under host.json's functionTimeout (5 minutes), which would stop the sweep mid-file.
+SWEEP_BUDGET = timedelta(minutes=4)
 
 
 @cache
@@ -59,3 +63,18 @@ def on_blob_created(event: func.EventGridEvent) -> None:
     # A transient failure raises out of here: the delivery fails and Event Grid retries it.
     outcomes = handle_payload(_gate(), _envelope(event))
     logging.debug("handled %s", json.dumps([outcome.status for outcome in outcomes]))
+
+
+# The host reads the schedule when it indexes the app, so it comes from the settings here, default and
+# all, rather than a %FILEGATE_SWEEP_SCHEDULE% reference, which fails when the setting is absent.
+@app.function_name("sweep")
+@app.timer_trigger(arg_name="timer", schedule=Settings.from_env().sweep_schedule)
+def sweep(timer: func.TimerRequest) -> None:
+    """Finish what lost or dead-lettered events left: landing files, archived files without a run, batches.
+
+    The timer is a singleton across the app's instances. Work left unfinished raises, so the invocation
+    is recorded as failed; the next one tries it again.
+    """
+    if timer.past_due:
+        logging.info("sweep: past due, running now")
+    scheduled_sweep(_gate(), SWEEP_BUDGET)

@@ -22,7 +22,7 @@ OUTCOME_LOGGER = "filegate.outcome"
 # `filegate handle` stays quick.
 _MODULE_COMMANDS = {
     "status": ("filegate.status", "Recent runs, or one run, with state and run page URL"),
-    "sweep": ("filegate.sweep", "Process files that sat in landing too long; start archived files' missing runs"),
+    "sweep": ("filegate.sweep_command", "Process files that sat in landing too long; start archived files' runs"),
     "batches": ("filegate.batches_command", "Pipeline batches: state, members, seal revision, run"),
     "check": ("filegate.check", "Check dataset contracts (fields, rules, patterns, SQL) with file and line"),
     "doctor": ("filegate.doctor", "Check settings, storage, the job and local tools; each line OK or a fix"),

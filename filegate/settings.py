@@ -14,6 +14,9 @@ DEFAULT_JOB_NAME = "filegate-ingest"
 DEFAULT_BATCH_JOB_NAME = "filegate-batch"
 DEFAULT_SAMPLE_BYTES = 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 50 * 1024**3
+DEFAULT_SWEEP_OLDER_THAN_MINUTES = 60
+# NCRONTAB, with seconds: every hour at minute 17, off the hour when uploads and other jobs bunch up.
+DEFAULT_SWEEP_SCHEDULE = "0 17 * * * *"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("FILEGATE_SAMPLE_BYTES", "How much of a file validation reads (a ranged read).", str(DEFAULT_SAMPLE_BYTES)),
     Setting("FILEGATE_MAX_FILE_BYTES", "Files larger than this are rejected.", str(DEFAULT_MAX_FILE_BYTES)),
+    Setting(
+        "FILEGATE_SWEEP_OLDER_THAN_MINUTES",
+        "The sweep (scheduled, and `filegate sweep`) takes landing files at least this old: live deliveries go first.",
+        str(DEFAULT_SWEEP_OLDER_THAN_MINUTES),
+    ),
+    Setting(
+        "FILEGATE_SWEEP_SCHEDULE",
+        "When the function sweeps: an NCRONTAB expression with seconds, read when the Functions host starts.",
+        DEFAULT_SWEEP_SCHEDULE,
+        clouds=(AZURE_TARGET,),
+    ),
     Setting("FILEGATE_CONTRACTS_DIR", "A folder of extra dataset contracts (`*.toml`) besides the built-in ones."),
     Setting("DATABRICKS_HOST", "Workspace URL, read by the Databricks SDK."),
     Setting("DATABRICKS_TOKEN", "Personal access token, read by the Databricks SDK (prefer OAuth or identity)."),
@@ -132,6 +146,8 @@ class Settings:
     sample_bytes: int = DEFAULT_SAMPLE_BYTES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     contracts_dir: Path | None = None
+    sweep_older_than_minutes: int = DEFAULT_SWEEP_OLDER_THAN_MINUTES
+    sweep_schedule: str = DEFAULT_SWEEP_SCHEDULE
     # The SDK reads its own settings; Filegate reads the host too, to name an unreachable Jobs API quickly.
     databricks_host: str = ""
 
@@ -143,6 +159,13 @@ class Settings:
             raise SettingsError("FILEGATE_SAMPLE_BYTES must be at least 1024")
         if self.databricks_auth not in ("", "azure-identity"):
             raise SettingsError("FILEGATE_DATABRICKS_AUTH must be empty or `azure-identity`")
+        if self.sweep_older_than_minutes < 0:
+            raise SettingsError("FILEGATE_SWEEP_OLDER_THAN_MINUTES must not be negative")
+        if len(self.sweep_schedule.split()) != 6:
+            raise SettingsError(
+                "FILEGATE_SWEEP_SCHEDULE must be an NCRONTAB expression of six fields, seconds first "
+                f"(`{DEFAULT_SWEEP_SCHEDULE}` is every hour at minute 17), got {self.sweep_schedule!r}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -175,5 +198,7 @@ class Settings:
             sample_bytes=number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
             max_file_bytes=number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
             contracts_dir=Path(contracts_dir) if contracts_dir else None,
+            sweep_older_than_minutes=number("FILEGATE_SWEEP_OLDER_THAN_MINUTES", DEFAULT_SWEEP_OLDER_THAN_MINUTES),
+            sweep_schedule=text("FILEGATE_SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE,
             databricks_host=text("DATABRICKS_HOST"),
         )

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import json
 import logging
-import sys
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from filegate import exits
 from filegate.batches import batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
 from filegate.ingest import Gate, Outcome, handle_upload, redrive_archived
-from filegate.settings import Settings, settings_help
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store
-from filegate.stores import add_target_option
 
 log = logging.getLogger("filegate.sweep")
 
-DEFAULT_OLDER_THAN_MINUTES = 60
 DUE = "due"
 FAILED = "failed"
 # An archived file whose run-now failed: it stays archived and the next sweep starts its run.
@@ -154,6 +151,34 @@ def sweep_pipeline_batches(gate: Gate) -> Iterator[Outcome]:
                 yield outcome
 
 
+class SweepUnfinished(FilegateError):
+    """A scheduled sweep left files to finish: the invocation fails, so the platform records and alerts it."""
+
+
+def scheduled_sweep(gate: Gate, budget: timedelta, *, clock: Callable[[], float] = time.monotonic) -> list[Outcome]:
+    """One pass of the functions' own schedule: `filegate sweep` with the settings' threshold, within `budget`.
+
+    Lost and dead-lettered events are thus finished without an operator. Past the budget (kept under
+    the platform's timeout, which would kill the pass mid-file) no new file is started; each file is
+    finished or untouched, so the next pass goes on where this one stopped. A file that failed or whose
+    run did not start raises SweepUnfinished after the pass; the next pass tries it again.
+    """
+    gate.ensure_ready()
+    deadline = clock() + budget.total_seconds()
+    older_than = timedelta(minutes=gate.settings.sweep_older_than_minutes)
+    outcomes: list[Outcome] = []
+    for outcome in sweep_all(gate, older_than):
+        outcomes.append(outcome)
+        if clock() >= deadline:
+            log.warning("sweep: %s budget spent after %d item(s); the next sweep goes on", budget, len(outcomes))
+            break
+    counts = Counter(outcome.status for outcome in outcomes)
+    log.info("sweep: %s", json.dumps(dict(sorted(counts.items()))) if outcomes else "nothing due")
+    if counts[FAILED] or counts[RUN_PENDING]:
+        raise SweepUnfinished(summary(outcomes))
+    return outcomes
+
+
 def summary(outcomes: list[Outcome]) -> str:
     """Where the files that did not finish are, and what finishes them."""
     failed = sum(outcome.status == FAILED for outcome in outcomes)
@@ -164,53 +189,3 @@ def summary(outcomes: list[Outcome]) -> str:
     if pending:
         parts.append(f"{pending} file(s) are archived but their run did not start")
     return "; ".join(parts) + "; run the sweep again once the cause is fixed (it finishes both)"
-
-
-def main(argv: list[str]) -> int:
-    """`filegate sweep`: process files that sat in landing too long, and start archived files' missing runs."""
-    parser = argparse.ArgumentParser(
-        prog="filegate sweep",
-        description=main.__doc__,
-        epilog=settings_help() + "\n\nexit codes: 0 all done, 2 configuration, 75 files left to finish (run again)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--older-than",
-        type=float,
-        default=DEFAULT_OLDER_THAN_MINUTES,
-        metavar="MINUTES",
-        help=f"only files created at least this long ago (default {DEFAULT_OLDER_THAN_MINUTES}); "
-        "keep it above Event Grid's first retries so live deliveries go first",
-    )
-    add_target_option(parser, "which cloud's landing location")
-    parser.add_argument("--dry-run", action="store_true", help="list the due files without touching them")
-    args = parser.parse_args(argv)
-    if args.older_than < 0:
-        parser.error("--older-than must not be negative")
-    from filegate.cli import quiet_outcome_log
-    from filegate.stores import open_gate
-
-    outcomes: list[Outcome] = []
-    try:
-        settings = Settings.from_env()
-        gate = open_gate(args.target, settings, check=not args.dry_run)
-        if not args.dry_run:
-            gate.ensure_ready()
-        with quiet_outcome_log():
-            for outcome in sweep_all(gate, timedelta(minutes=args.older_than), dry_run=args.dry_run):
-                print(outcome.to_json(), flush=True)
-                outcomes.append(outcome)
-    except FilegateError as exc:
-        moved = ", after the files listed above" if outcomes else ", nothing was moved"
-        return exits.report_failure(
-            "filegate sweep", exc, config_note=moved, try_again="cannot start, nothing was moved; try again"
-        )
-    if any(outcome.status in (FAILED, RUN_PENDING) for outcome in outcomes):
-        print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
-        return exits.TRY_AGAIN
-    return exits.OK
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    sys.exit(main(sys.argv[1:]))

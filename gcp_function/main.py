@@ -1,9 +1,10 @@
-"""Cloud Run functions (gen2) entry point: GCS finalize CloudEvents into Filegate's core."""
+"""Cloud Run functions (gen2) entry points: GCS finalize CloudEvents into Filegate's core; the scheduled sweep."""
 
 from __future__ import annotations
 
 import functools
 import logging
+from datetime import timedelta
 from typing import Any
 
 import functions_framework
@@ -13,10 +14,14 @@ from filegate.gcs_storage import GcsStore
 from filegate.ingest import Gate, handle_payload
 from filegate.runtime import build_gate
 from filegate.settings import Settings
+from filegate.sweep import scheduled_sweep
 
 # Each outcome is one JSON line on stderr; Cloud Logging turns such lines into structured entries.
 logging.basicConfig(format="%(message)s")
 logging.getLogger("filegate").setLevel(logging.INFO)
+# Under the sweep function's timeout (infra/gcp: 540 s, the most an event-driven function may have),
+# which would stop the sweep mid-file.
+SWEEP_BUDGET = timedelta(minutes=7)
 
 
 @functools.cache
@@ -35,3 +40,15 @@ def on_object_finalized(cloud_event: CloudEvent) -> None:
     # The same envelope `filegate handle` reads from a file: CloudEvent attributes plus `data`.
     payload: dict[str, Any] = {**cloud_event.get_attributes(), "data": cloud_event.get_data()}
     handle_payload(gate(), payload)
+
+
+@functions_framework.cloud_event
+def on_sweep_tick(cloud_event: CloudEvent) -> None:
+    """Cloud Scheduler's tick (a Pub/Sub message, its content unused): finish what lost events left.
+
+    Landing files older than FILEGATE_SWEEP_OLDER_THAN_MINUTES, archived files without a run, and
+    pipeline batches, as `filegate sweep` does. Work left unfinished raises (a 500, logged as an error);
+    the tick is not redelivered, and the next one tries again.
+    """
+    logging.getLogger("filegate.sweep").info("sweep: tick %s", cloud_event["id"])
+    scheduled_sweep(gate(), SWEEP_BUDGET)

@@ -3,6 +3,7 @@ the GCP function served as Cloud Run serves it."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import uuid
@@ -42,6 +43,7 @@ SERVICE_FIXTURES = frozenset(
         "azure_settings",
         "gcs_store",
         "gcp_world",
+        "gcp_sweeper",
         "function_source",
         "spark",
         "lake",
@@ -250,36 +252,57 @@ def function_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "gcp_function"
 
 
-@pytest.fixture(scope="module")
-def gcp_world(
-    gcs_emulator: GcsEmulator, function_source: Path, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def served_function(
+    target: str, emulator: GcsEmulator, function_source: Path, state: Path, **env: str
 ) -> Iterator[GcpWorld]:
-    """functions-framework serving the built function as a real HTTP server, as Cloud Run does."""
-    store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": gcs_emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
+    """functions-framework serving one entry point of the built function as a real HTTP server, as Cloud Run does."""
+    store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
     settings = fresh_settings(store)
-    state = tmp_path_factory.mktemp("gcp-world")
     with local_jobs_api(state / "jobs") as jobs:
         port = free_port()
         log = state / "function.log"
         # PYTHONPATH puts the vendored copy of filegate ahead of the checkout installed in .venv,
         # so the test serves what would be deployed.
-        env = function_env(gcs_emulator, settings, jobs.url, PYTHONPATH=str(function_source))
+        served_env = function_env(emulator, settings, jobs.url, PYTHONPATH=str(function_source), **env)
         with log.open("wb") as sink:
             process = subprocess.Popen(
                 [
                     str(BIN / "functions-framework"),
-                    "--target", "on_object_finalized",
+                    "--target", target,
                     "--source", str(function_source / "main.py"),
                     "--host", "127.0.0.1",
                     "--port", str(port),
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=served_env,
                 cwd=function_source,
             )  # fmt: skip
             try:
                 wait_for_port(port, process, timeout=60)
-                yield GcpWorld(f"http://127.0.0.1:{port}", settings, store, gcs_emulator.client(), jobs, log)
+                yield GcpWorld(f"http://127.0.0.1:{port}", settings, store, emulator.client(), jobs, log)
             finally:
                 stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def gcp_world(
+    gcs_emulator: GcsEmulator, function_source: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GcpWorld]:
+    """The event function, fed CloudEvents over HTTP as Eventarc delivers them."""
+    state = tmp_path_factory.mktemp("gcp-world")
+    with served_function("on_object_finalized", gcs_emulator, function_source, state) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def gcp_sweeper(
+    gcs_emulator: GcsEmulator, function_source: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GcpWorld]:
+    """The sweep function, with buckets of its own, sweeping every landing file however young."""
+    state = tmp_path_factory.mktemp("gcp-sweeper")
+    with served_function(
+        "on_sweep_tick", gcs_emulator, function_source, state, FILEGATE_SWEEP_OLDER_THAN_MINUTES="0"
+    ) as world:
+        yield world

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import azure.functions as func
 import pytest
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
+from azure.functions.timer import TimerRequest
 
 import function_app
 from filegate.azure_storage import AzureBlobStore
 from filegate.errors import TransientError
 from filegate.settings import Settings
+from filegate.sweep import SweepUnfinished
+from local_world import ROOT
 from local_world.emulators import Azurite
 from local_world.inputs import as_cloudevent, blob_created, csv_bytes
 from local_world.jobs_api import Fault, LocalJobsServer
@@ -57,8 +63,8 @@ def event_grid_event(payload: dict[str, object]) -> func.EventGridEvent:
     )
 
 
-def user_function():  # type: ignore[no-untyped-def]
-    builder = function_app.on_blob_created
+def user_function(name: str = "on_blob_created"):  # type: ignore[no-untyped-def]
+    builder = getattr(function_app, name)
     return builder.build().get_user_function() if hasattr(builder, "build") else builder
 
 
@@ -142,3 +148,84 @@ def test_a_malformed_event_is_dropped_without_raising(configured: Settings) -> N
     )
 
     assert user_function()(event) is None
+
+
+def land(store: AzureBlobStore, settings: Settings) -> None:
+    """An upload whose event never reaches the function."""
+    store.put(settings.landing.container, settings.landing.path(NAME), csv_bytes(), "text/csv", {})
+
+
+def test_the_timer_sweeps_a_file_whose_event_never_came(
+    configured: Settings,
+    azure_store: AzureBlobStore,
+    jobs_api: LocalJobsServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FILEGATE_SWEEP_OLDER_THAN_MINUTES", "0")
+    land(azure_store, configured)  # its event is lost: only the timer finds the file
+
+    assert user_function("sweep")(TimerRequest(past_due=True)) is None
+
+    assert [info.path for info in azure_store.list(configured.archive.container, "")] == [
+        f"order_tracking/2024/03/05/{NAME}"
+    ]
+    assert list(azure_store.list(configured.landing.container, "")) == []
+    assert len(jobs_api.runs()) == 1
+
+
+def test_a_sweep_that_leaves_work_fails_its_invocation_and_the_next_one_finishes_it(
+    configured: Settings,
+    azure_store: AzureBlobStore,
+    jobs_api: LocalJobsServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FILEGATE_SWEEP_OLDER_THAN_MINUTES", "0")
+    land(azure_store, configured)
+    jobs_api.inject(Fault("run-now", status=400, error_code="INVALID_PARAMETER_VALUE"))
+
+    with pytest.raises(SweepUnfinished, match="archived but their run did not start"):
+        user_function("sweep")(TimerRequest())
+    assert jobs_api.runs() == []
+
+    user_function("sweep")(TimerRequest())
+
+    assert len(jobs_api.runs()) == 1
+    assert len(list(azure_store.list(configured.archive.container, ""))) == 1
+
+
+def indexed(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What the worker hands the host when it indexes the app: each function's bindings."""
+    script = (
+        "import json, function_app\n"
+        "print(json.dumps([f.get_bindings_dict() for f in function_app.app.get_functions()], default=str))"
+    )
+    base = {key: value for key, value in os.environ.items() if not key.startswith("FILEGATE_")}
+    return subprocess.run(
+        [sys.executable, "-c", script], check=False, cwd=ROOT, env={**base, **env}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_the_host_indexes_the_timer_with_the_configured_schedule_or_the_hourly_default() -> None:
+    def schedules(env: dict[str, str]) -> list[str]:
+        done = indexed(env)
+        assert done.returncode == 0, done.stderr
+        bindings = [binding for entry in json.loads(done.stdout) for binding in entry["bindings"]]
+        return [binding["schedule"] for binding in bindings if binding["type"] == "timerTrigger"]
+
+    assert schedules({}) == ["0 17 * * * *"]
+    assert schedules({"FILEGATE_SWEEP_SCHEDULE": "0 */15 * * * *"}) == ["0 */15 * * * *"]
+
+
+def test_a_malformed_schedule_stops_the_app_from_loading_with_the_reason() -> None:
+    done = indexed({"FILEGATE_SWEEP_SCHEDULE": "*/15 * * * *"})
+
+    assert done.returncode != 0
+    assert "FILEGATE_SWEEP_SCHEDULE must be an NCRONTAB expression of six fields" in done.stderr
+
+
+def test_the_sweep_stops_starting_files_a_minute_or_more_before_the_hosts_timeout() -> None:
+    hours, minutes, seconds = json.loads((ROOT / "host.json").read_text())["functionTimeout"].split(":")
+    timeout = dt.timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds))
+
+    assert function_app.SWEEP_BUDGET + dt.timedelta(minutes=1) <= timeout

@@ -46,7 +46,14 @@ def test_overlapping_locations_are_refused_so_archive_writes_cannot_loop() -> No
 
 @pytest.mark.parametrize(
     "env",
-    [{"FILEGATE_JOB_ID": "twelve"}, {"FILEGATE_SAMPLE_BYTES": "10"}, {"FILEGATE_DATABRICKS_AUTH": "magic"}],
+    [
+        {"FILEGATE_JOB_ID": "twelve"},
+        {"FILEGATE_SAMPLE_BYTES": "10"},
+        {"FILEGATE_DATABRICKS_AUTH": "magic"},
+        {"FILEGATE_SWEEP_OLDER_THAN_MINUTES": "-5"},
+        {"FILEGATE_SWEEP_OLDER_THAN_MINUTES": "an hour"},
+        {"FILEGATE_SWEEP_SCHEDULE": "*/15 * * * *"},
+    ],
 )
 def test_malformed_values_fail_loudly(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
@@ -85,6 +92,8 @@ FULL_ENV = {
     "FILEGATE_SAMPLE_BYTES": "4096",
     "FILEGATE_MAX_FILE_BYTES": "1000000",
     "FILEGATE_CONTRACTS_DIR": "/etc/filegate/contracts",
+    "FILEGATE_SWEEP_OLDER_THAN_MINUTES": "15",
+    "FILEGATE_SWEEP_SCHEDULE": "0 */15 * * * *",
 }
 
 

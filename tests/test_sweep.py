@@ -10,13 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, Outcome, handle_payload
-from filegate.sweep import DUE, FAILED, RUN_PENDING, main, sweep_all
+from filegate.sweep import DUE, FAILED, RUN_PENDING, SweepUnfinished, scheduled_sweep, sweep_all
+from filegate.sweep_command import main
 from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
 
 NAME = "order_tracking_2024_03_05.csv"
 DATA = csv_bytes([tracking_row(i) for i in range(10)])
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,3 +238,43 @@ def test_the_command_checks_before_it_moves_anything(
     assert "nothing was moved" in err
     assert len(world.objects(world.settings.landing)) == 1
     assert world.objects(world.settings.archive) == []
+
+
+def with_threshold(gate: Gate, minutes: int) -> Gate:
+    """The gate of a deployment whose FILEGATE_SWEEP_OLDER_THAN_MINUTES is `minutes`."""
+    return dataclasses.replace(gate, settings=dataclasses.replace(gate.settings, sweep_older_than_minutes=minutes))
+
+
+def test_the_scheduled_sweep_takes_its_threshold_from_the_settings(world: World) -> None:
+    world.upload(NAME, DATA)
+
+    assert scheduled_sweep(with_threshold(later(world.gate(), 30 * MINUTE), 60), HOUR) == []
+    [outcome] = scheduled_sweep(with_threshold(later(world.gate(), 30 * MINUTE), 20), HOUR)
+
+    assert outcome.status == ARCHIVED
+    assert_converged(world, {NAME: DATA})
+
+
+def test_the_scheduled_sweep_starts_no_file_past_its_budget_and_the_next_pass_goes_on(world: World) -> None:
+    files = {f"order_tracking_2024_04_{day:02d}.csv": csv_bytes([tracking_row(day)]) for day in (1, 2, 3)}
+    for name, data in files.items():
+        world.upload(name, data)
+    gate = later(world.gate(), 2 * HOUR)
+    ticks = iter([0.0, 59.0, 61.0])  # the start, then the clock after each finished file
+
+    first = scheduled_sweep(gate, MINUTE, clock=lambda: next(ticks))
+
+    assert [outcome.status for outcome in first] == [ARCHIVED, ARCHIVED]
+    assert len(world.objects(world.settings.landing)) == 1  # the third was never touched
+    assert [outcome.status for outcome in scheduled_sweep(gate, MINUTE)] == [ARCHIVED]
+    assert_converged(world, files)
+
+
+def test_a_scheduled_sweep_that_leaves_work_fails_after_finishing_the_rest(world: World) -> None:
+    world.upload(NAME, DATA)
+
+    with pytest.raises(SweepUnfinished, match="1 file\\(s\\) are archived but their run did not start"):
+        scheduled_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR)
+
+    assert [outcome.status for outcome in scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)] == [REDRIVEN]
+    assert_converged(world, {NAME: DATA})

@@ -5,19 +5,21 @@ locals {
   # The names below are the settings contract in filegate/settings.py (tests/infra check it). The archive
   # has an account of its own, with the hierarchical namespace Unity Catalog needs (storage.tf).
   filegate_settings = {
-    FILEGATE_LANDING               = local.landing_location
-    FILEGATE_ARCHIVE               = var.archive_container
-    FILEGATE_REJECTED              = var.rejected_container
-    FILEGATE_AZURE_STORAGE         = azurerm_storage_account.filegate.primary_blob_endpoint
-    FILEGATE_AZURE_ARCHIVE_STORAGE = azurerm_storage_account.archive.primary_blob_endpoint
-    FILEGATE_JOB_NAME              = var.databricks_job_name
-    FILEGATE_JOB_ID                = var.databricks_job_id
-    FILEGATE_BATCH_JOB_NAME        = var.databricks_batch_job_name
-    FILEGATE_BATCH_JOB_ID          = var.databricks_batch_job_id
-    FILEGATE_DATABRICKS_AUTH       = local.token_auth ? "" : "azure-identity"
-    FILEGATE_SAMPLE_BYTES          = tostring(var.sample_bytes)
-    FILEGATE_MAX_FILE_BYTES        = tostring(var.max_file_bytes)
-    DATABRICKS_HOST                = var.databricks_host
+    FILEGATE_LANDING                  = local.landing_location
+    FILEGATE_ARCHIVE                  = var.archive_container
+    FILEGATE_REJECTED                 = var.rejected_container
+    FILEGATE_AZURE_STORAGE            = azurerm_storage_account.filegate.primary_blob_endpoint
+    FILEGATE_AZURE_ARCHIVE_STORAGE    = azurerm_storage_account.archive.primary_blob_endpoint
+    FILEGATE_JOB_NAME                 = var.databricks_job_name
+    FILEGATE_JOB_ID                   = var.databricks_job_id
+    FILEGATE_BATCH_JOB_NAME           = var.databricks_batch_job_name
+    FILEGATE_BATCH_JOB_ID             = var.databricks_batch_job_id
+    FILEGATE_DATABRICKS_AUTH          = local.token_auth ? "" : "azure-identity"
+    FILEGATE_SAMPLE_BYTES             = tostring(var.sample_bytes)
+    FILEGATE_MAX_FILE_BYTES           = tostring(var.max_file_bytes)
+    FILEGATE_SWEEP_SCHEDULE           = var.sweep_schedule
+    FILEGATE_SWEEP_OLDER_THAN_MINUTES = tostring(var.sweep_older_than_minutes)
+    DATABRICKS_HOST                   = var.databricks_host
   }
 
   # A Key Vault reference: the app resolves it with its identity; the token never appears in app settings.

@@ -231,3 +231,25 @@ variable "max_file_bytes" {
   type        = number
   default     = 53687091200
 }
+
+variable "sweep_schedule" {
+  description = "When the function's timer sweeps (FILEGATE_SWEEP_SCHEDULE): NCRONTAB, six fields, seconds first. The default is every hour at minute 17."
+  type        = string
+  default     = "0 17 * * * *"
+
+  validation {
+    condition     = can(regex("^\\S+( \\S+){5}$", var.sweep_schedule))
+    error_message = "sweep_schedule must be an NCRONTAB expression of six fields separated by single spaces, seconds first (\"0 17 * * * *\")."
+  }
+}
+
+variable "sweep_older_than_minutes" {
+  description = "The sweep takes landing files at least this many minutes old (FILEGATE_SWEEP_OLDER_THAN_MINUTES): keep it above Event Grid's first retries, so live deliveries go first."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.sweep_older_than_minutes >= 0 && floor(var.sweep_older_than_minutes) == var.sweep_older_than_minutes
+    error_message = "sweep_older_than_minutes must be a whole number of minutes, 0 or more."
+  }
+}

@@ -11,6 +11,8 @@ locals {
     FILEGATE_SAMPLE_BYTES   = tostring(var.sample_bytes)
     FILEGATE_MAX_FILE_BYTES = tostring(var.max_file_bytes)
     DATABRICKS_HOST         = var.databricks_host
+    # Read by the sweep function (sweep.tf); both functions get the same settings.
+    FILEGATE_SWEEP_OLDER_THAN_MINUTES = tostring(var.sweep_older_than_minutes)
   }
 }
 

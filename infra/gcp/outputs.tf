@@ -8,6 +8,21 @@ output "event_trigger" {
   value       = google_cloudfunctions2_function.filegate.event_trigger[0].trigger
 }
 
+output "sweep_function_name" {
+  description = "Cloud Function (gen2) that sweeps on Cloud Scheduler's ticks."
+  value       = google_cloudfunctions2_function.sweep.name
+}
+
+output "sweep_schedule_job" {
+  description = "Cloud Scheduler job that ticks the sweep; `gcloud scheduler jobs run` sweeps now."
+  value       = google_cloud_scheduler_job.sweep.id
+}
+
+output "sweep_service_account" {
+  description = "Identity the sweep runs as: the function's grants plus deleting in the archive."
+  value       = google_service_account.sweep.email
+}
+
 output "build_service_account" {
   description = "Identity Cloud Build builds the function as."
   value       = google_service_account.build.email

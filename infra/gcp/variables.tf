@@ -144,3 +144,25 @@ variable "max_file_bytes" {
   type        = number
   default     = 53687091200
 }
+
+variable "sweep_schedule" {
+  description = "When Cloud Scheduler ticks the sweep function: unix cron, five fields, in UTC. The default is every hour at minute 17."
+  type        = string
+  default     = "17 * * * *"
+
+  validation {
+    condition     = can(regex("^\\S+( \\S+){4}$", var.sweep_schedule))
+    error_message = "sweep_schedule must be a unix cron expression of five fields separated by single spaces (\"17 * * * *\")."
+  }
+}
+
+variable "sweep_older_than_minutes" {
+  description = "The sweep takes landing files at least this many minutes old (FILEGATE_SWEEP_OLDER_THAN_MINUTES): keep it above Eventarc's first retries, so live deliveries go first."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.sweep_older_than_minutes >= 0 && floor(var.sweep_older_than_minutes) == var.sweep_older_than_minutes
+    error_message = "sweep_older_than_minutes must be a whole number of minutes, 0 or more."
+  }
+}

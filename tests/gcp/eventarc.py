@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -58,3 +59,19 @@ def send(url: str, event: Mapping[str, Any], mode: str = "binary") -> tuple[int,
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+def scheduler_tick(project: str, topic: str = "filegate-sweep") -> dict[str, Any]:
+    """The CloudEvent Eventarc delivers for the message Cloud Scheduler publishes to the sweep's topic."""
+    message_id = str(uuid.uuid4().int)[:16]
+    return {
+        "specversion": "1.0",
+        "id": message_id,
+        "source": f"//pubsub.googleapis.com/projects/{project}/topics/{topic}",
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "datacontenttype": "application/json",
+        "data": {
+            "message": {"data": base64.b64encode(b"sweep").decode(), "messageId": message_id},
+            "subscription": f"projects/{project}/subscriptions/eventarc-sweep",
+        },
+    }

@@ -62,7 +62,7 @@ def test_the_folder_holds_the_function_the_core_it_imports_and_nothing_else(func
     assert {"main.py", "requirements.txt", "filegate/gcs_storage.py", "filegate/datasets/order_tracking.toml"} <= names
     # Nothing main.py does not reach: the other cloud's store and the operator commands stay home.
     assert vendored == _reached_from_main(function_source)
-    assert not {"filegate.azure_storage", "filegate.cli", "filegate.sweep", "filegate.status"} & vendored
+    assert not {"filegate.azure_storage", "filegate.cli", "filegate.sweep_command", "filegate.status"} & vendored
     assert not any(name.startswith(("local_world", "spark_jobs", "tests")) or name.endswith(".pyc") for name in names)
     assert (function_source / "requirements.txt").read_text() == (
         ROOT / "gcp_function" / "requirements.txt"

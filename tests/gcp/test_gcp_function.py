@@ -14,8 +14,8 @@ from filegate.jobs import batch_id, idempotency_token
 from filegate.storage import META_SOURCE, META_SOURCE_VERSION
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
-from tests.gcp.eventarc import finalized_event, send, upload
-from tests.gcp.world import GcpWorld
+from tests.gcp.eventarc import finalized_event, scheduler_tick, send, upload
+from tests.gcp.world import PROJECT, GcpWorld
 
 
 def file_name(day: int) -> str:
@@ -168,3 +168,28 @@ def test_a_failed_run_now_answers_500_and_the_redelivery_finishes_the_job(gcp_wo
     assert runs_of(gcp_world, f"gs://{archive}/{archive_path(8)}") == []
     delivered(gcp_world, event)
     assert len(runs_of(gcp_world, f"gs://{archive}/{archive_path(8)}")) == 1
+
+
+def test_the_scheduled_sweep_archives_a_file_whose_event_never_came(gcp_sweeper: GcpWorld) -> None:
+    landing, archive = gcp_sweeper.settings.landing.container, gcp_sweeper.settings.archive.container
+    upload(gcp_sweeper.client, landing, file_name(20), csv_bytes())  # no event: only the sweep finds it
+
+    delivered(gcp_sweeper, scheduler_tick(PROJECT))
+
+    assert gcp_sweeper.client.bucket(archive).get_blob(archive_path(20)) is not None
+    assert list(gcp_sweeper.client.list_blobs(landing)) == []
+    assert len(runs_of(gcp_sweeper, f"gs://{archive}/{archive_path(20)}")) == 1
+
+
+def test_a_sweep_that_leaves_work_answers_500_and_the_next_tick_finishes_it(gcp_sweeper: GcpWorld) -> None:
+    landing, archive = gcp_sweeper.settings.landing.container, gcp_sweeper.settings.archive.container
+    upload(gcp_sweeper.client, landing, file_name(21), csv_bytes())
+    gcp_sweeper.jobs.inject(Fault("run-now", status=400, error_code="INVALID_PARAMETER_VALUE"))
+
+    status, _ = send(gcp_sweeper.url, scheduler_tick(PROJECT))
+
+    assert status == 500
+    assert "archived but their run did not start" in gcp_sweeper.log.read_text()
+    assert runs_of(gcp_sweeper, f"gs://{archive}/{archive_path(21)}") == []
+    delivered(gcp_sweeper, scheduler_tick(PROJECT))
+    assert len(runs_of(gcp_sweeper, f"gs://{archive}/{archive_path(21)}")) == 1

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
-from conftest import TerraformModule
+from conftest import INFRA, TerraformModule
 
 FUNCTION = ("google_cloudfunctions2_function", "filegate")
+SWEEP = ("google_cloudfunctions2_function", "sweep")
 FUNCTION_MEMBER = "${google_service_account.function.member}"
+SWEEP_MEMBER = "${google_service_account.sweep.member}"
+MAIN = INFRA.parent / "gcp_function" / "main.py"
 BUILD_MEMBER = "${google_service_account.build.member}"
 
 
@@ -27,6 +30,10 @@ ALLOWED_BUCKET_GRANTS = {
     "function_writes_outputs": ("${each.value}", "roles/storage.objectCreator", FUNCTION_MEMBER),
     "function_reads_outputs": ("${each.value}", "roles/storage.objectViewer", FUNCTION_MEMBER),
     "function_marks_archive": (bucket_name("archive"), METADATA_WRITER, FUNCTION_MEMBER),
+    "sweep_reads": ("${each.value}", "roles/storage.objectViewer", SWEEP_MEMBER),
+    "sweep_writes_outputs": ("${each.value}", "roles/storage.objectCreator", SWEEP_MEMBER),
+    "sweep_deletes": ("${each.value}", DELETER, SWEEP_MEMBER),
+    "sweep_marks_archive": (bucket_name("archive"), METADATA_WRITER, SWEEP_MEMBER),
     "build_reads_source": (bucket_name("source"), "roles/storage.objectViewer", BUILD_MEMBER),
     # Databricks reads the archive, and only it, through the storage credentials' service accounts.
     "databricks_lists_archive": (
@@ -68,15 +75,23 @@ FUNCTION_NEEDS = {
 }
 
 
-def granted_to_function(gcp: TerraformModule) -> dict[str, set[str]]:
-    """The storage permissions the function's service account holds on each bucket, from its grants."""
+# The sweep (the same calls, on a schedule) also moves an overdue batch's trigger out of the archive
+# (filegate/batches.py, on_incomplete = "reject"): that delete is the one permission the event function lacks.
+SWEEP_NEEDS = {
+    **FUNCTION_NEEDS,
+    "archive": {**FUNCTION_NEEDS["archive"], "storage.objects.delete": "the overdue trigger's move to rejected"},
+}
+
+
+def granted_to(gcp: TerraformModule, member: str) -> dict[str, set[str]]:
+    """The storage permissions a service account holds on each bucket, from its grants."""
     bucket_keys = {bucket_name(key): key for key in gcp.locals["buckets"]}
     roles = {role: set(permissions) for role, permissions in PREDEFINED_ROLES.items()}
     for name, custom in gcp.of_type("google_project_iam_custom_role").items():
         roles["${google_project_iam_custom_role." + name + ".id}"] = set(custom["permissions"])
     granted: dict[str, set[str]] = {}
     for name, grant in gcp.of_type("google_storage_bucket_iam_member").items():
-        if grant["member"] != FUNCTION_MEMBER:
+        if grant["member"] != member:
             continue
         assert grant["role"] in roles, f"{name}: put {grant['role']}'s storage permissions in PREDEFINED_ROLES"
         buckets = grant["for_each"].values() if grant["bucket"] == "${each.value}" else [grant["bucket"]]
@@ -156,7 +171,18 @@ def test_function_source_is_the_packaged_build_folder(gcp: TerraformModule) -> N
 def test_the_function_holds_on_each_bucket_exactly_the_permissions_its_calls_need(gcp: TerraformModule) -> None:
     needed = {bucket: set(calls) for bucket, calls in FUNCTION_NEEDS.items()}
 
-    assert granted_to_function(gcp) == needed
+    assert granted_to(gcp, FUNCTION_MEMBER) == needed
+
+
+def test_the_sweep_holds_the_functions_permissions_and_the_archive_delete_alone(gcp: TerraformModule) -> None:
+    needed = {bucket: set(calls) for bucket, calls in SWEEP_NEEDS.items()}
+
+    assert granted_to(gcp, SWEEP_MEMBER) == needed
+    assert {bucket: needed[bucket] - calls for bucket, calls in granted_to(gcp, FUNCTION_MEMBER).items()} == {
+        "landing": set(),
+        "archive": {"storage.objects.delete"},
+        "rejected": set(),
+    }
 
 
 def test_bucket_grants_are_exactly_what_the_store_calls_need(gcp: TerraformModule) -> None:
@@ -165,8 +191,10 @@ def test_bucket_grants_are_exactly_what_the_store_calls_need(gcp: TerraformModul
     assert set(grants) == set(ALLOWED_BUCKET_GRANTS)
     for name, grant in grants.items():
         assert (grant["bucket"], grant["role"], grant["member"]) == ALLOWED_BUCKET_GRANTS[name], name
-    for name in ("function_writes_outputs", "function_reads_outputs"):
+    for name in ("function_writes_outputs", "function_reads_outputs", "sweep_writes_outputs"):
         assert grants[name]["for_each"] == OUTPUTS, name
+    assert grants["sweep_reads"]["for_each"] == {"landing": LANDING, **OUTPUTS}
+    assert grants["sweep_deletes"]["for_each"] == {"landing": LANDING, "archive": OUTPUTS["archive"]}
     deleter = gcp.resource("google_project_iam_custom_role", "object_deleter")
     assert deleter["permissions"] == ["storage.objects.delete"]
     writer = gcp.resource("google_project_iam_custom_role", "object_metadata_writer")
@@ -232,6 +260,10 @@ def test_every_resource_waits_for_the_apis_it_calls(gcp: TerraformModule) -> Non
         ("google_secret_manager_secret", "databricks_token"),
         ("google_cloudfunctions2_function", "filegate"),
         ("google_storage_bucket", "buckets"),
+        ("google_service_account", "sweep"),
+        ("google_pubsub_topic", "sweep"),
+        ("google_cloud_scheduler_job", "sweep"),
+        ("google_cloudfunctions2_function", "sweep"),
     ):
         assert waiting in gcp.resources[key]["depends_on"], key
 
@@ -270,3 +302,41 @@ def test_outputs_and_variables_are_described(gcp: TerraformModule) -> None:
     )
     for name, block in {**gcp.outputs, **gcp.variables}.items():
         assert block.get("description"), name
+
+
+def test_the_sweep_is_its_own_function_ticked_by_cloud_scheduler_through_a_topic(gcp: TerraformModule) -> None:
+    sweep, function = gcp.resource(*SWEEP), gcp.resource(*FUNCTION)
+    build, service, (trigger,) = sweep["build_config"][0], sweep["service_config"][0], sweep["event_trigger"]
+    job = gcp.resource("google_cloud_scheduler_job", "sweep")
+
+    # The same source as the event function, another entry point (gcp_function/main.py).
+    assert build["entry_point"] == "on_sweep_tick"
+    assert build["source"] == function["build_config"][0]["source"]
+    assert (build["runtime"], build["service_account"]) == ("python311", "${google_service_account.build.id}")
+    assert job["schedule"] == "${var.sweep_schedule}"
+    assert job["pubsub_target"][0]["topic_name"] == "${google_pubsub_topic.sweep.id}"
+    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert trigger["pubsub_topic"] == "${google_pubsub_topic.sweep.id}"
+    # A failed pass is not redelivered: the next tick sweeps again, and the failure is logged.
+    assert trigger["retry_policy"] == "RETRY_POLICY_DO_NOT_RETRY"
+    assert trigger["service_account_email"] == service["service_account_email"]
+    assert service["service_account_email"] == "${google_service_account.sweep.email}"
+    assert service["max_instance_count"] == 1
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert service["environment_variables"] == function["service_config"][0]["environment_variables"]
+    assert service["secret_environment_variables"] == function["service_config"][0]["secret_environment_variables"]
+    accessor = gcp.resource("google_secret_manager_secret_iam_member", "sweep_reads_token")
+    assert (accessor["role"], accessor["member"]) == ("roles/secretmanager.secretAccessor", SWEEP_MEMBER)
+    invoker = gcp.resource("google_cloud_run_v2_service_iam_member", "sweep_invokes_itself")
+    assert invoker["name"] == "${google_cloudfunctions2_function.sweep.service_config[0].service}"
+    assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", SWEEP_MEMBER)
+
+
+def test_the_sweep_stops_starting_files_a_minute_or_more_before_its_timeout(gcp: TerraformModule) -> None:
+    # Read, not imported: importing main.py would set up the function's logging in the test process.
+    budget = re.search(r"^SWEEP_BUDGET = timedelta\(minutes=(\d+)\)$", MAIN.read_text(encoding="utf-8"), re.MULTILINE)
+    timeout = gcp.resolve(gcp.resource(*SWEEP)["service_config"][0]["timeout_seconds"])
+
+    assert budget, "gcp_function/main.py sets SWEEP_BUDGET in whole minutes"
+    assert timeout <= 540  # Cloud Functions' ceiling for an event-driven function
+    assert int(budget[1]) * 60 + 60 <= timeout

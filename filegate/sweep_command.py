@@ -1,0 +1,65 @@
+"""`filegate sweep`, the operator's command over the sweep in filegate/sweep.py (the functions run it on a timer)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import timedelta
+
+from filegate import exits
+from filegate.errors import FilegateError
+from filegate.ingest import Outcome
+from filegate.settings import DEFAULT_SWEEP_OLDER_THAN_MINUTES, Settings, settings_help
+from filegate.stores import add_target_option
+from filegate.sweep import FAILED, RUN_PENDING, summary, sweep_all
+
+
+def main(argv: list[str]) -> int:
+    """`filegate sweep`: process files that sat in landing too long, and start archived files' missing runs."""
+    parser = argparse.ArgumentParser(
+        prog="filegate sweep",
+        description=main.__doc__,
+        epilog=settings_help() + "\n\nexit codes: 0 all done, 2 configuration, 75 files left to finish (run again)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--older-than",
+        type=float,
+        metavar="MINUTES",
+        help="only files created at least this long ago (default FILEGATE_SWEEP_OLDER_THAN_MINUTES, else "
+        f"{DEFAULT_SWEEP_OLDER_THAN_MINUTES}); keep it above Event Grid's first retries so live deliveries go first",
+    )
+    add_target_option(parser, "which cloud's landing location")
+    parser.add_argument("--dry-run", action="store_true", help="list the due files without touching them")
+    args = parser.parse_args(argv)
+    if args.older_than is not None and args.older_than < 0:
+        parser.error("--older-than must not be negative")
+    from filegate.cli import quiet_outcome_log
+    from filegate.stores import open_gate
+
+    outcomes: list[Outcome] = []
+    try:
+        settings = Settings.from_env()
+        gate = open_gate(args.target, settings, check=not args.dry_run)
+        if not args.dry_run:
+            gate.ensure_ready()
+        older_than = settings.sweep_older_than_minutes if args.older_than is None else args.older_than
+        with quiet_outcome_log():
+            for outcome in sweep_all(gate, timedelta(minutes=older_than), dry_run=args.dry_run):
+                print(outcome.to_json(), flush=True)
+                outcomes.append(outcome)
+    except FilegateError as exc:
+        moved = ", after the files listed above" if outcomes else ", nothing was moved"
+        return exits.report_failure(
+            "filegate sweep", exc, config_note=moved, try_again="cannot start, nothing was moved; try again"
+        )
+    if any(outcome.status in (FAILED, RUN_PENDING) for outcome in outcomes):
+        print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
+        return exits.TRY_AGAIN
+    return exits.OK
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    sys.exit(main(sys.argv[1:]))
