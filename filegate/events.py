@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ GCS_ACCOUNT = "_"
 
 _SUBJECT = re.compile(r"^/blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<path>.+)$")
 _GCS_SOURCE = re.compile(r"^//storage\.googleapis\.com/projects/[^/]+/buckets/(?P<bucket>[^/]+)$")
-_AZURE_ACCOUNT_HOST = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.(blob|dfs)\.")
+# `<account>.blob.core.windows.net`, or `<account>.z<NN>.blob.storage.azure.net` for an account on
+# Azure DNS zone endpoints (the zone label varies per account).
+_AZURE_ACCOUNT_HOST = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.(?:z[0-9]{2}\.)?(blob|dfs)\.")
 _TOPIC_ACCOUNT = re.compile(r"/storageAccounts/(?P<account>[^/]+)$", re.IGNORECASE)
 MAX_PATH_LENGTH = 1024
 # An upload whose event named no version: the core reads the current one before acting.
@@ -222,16 +225,32 @@ def _checked_segments(path: str, event_id: str) -> str:
 
 
 def _azure_account(url: str, topic: str) -> str:
-    """Account name from the blob URL (either host style or Azurite's path style), else the topic."""
+    """Account name from the blob URL's host, or its path on a local emulator (Azurite), else the topic.
+
+    A path names the account only on a host without an account in its name (an IP address or a
+    single label, as Azurite's are); on any other host its first segment is the container.
+    """
     if url:
         parts = urlsplit(url)
-        host = _AZURE_ACCOUNT_HOST.match(parts.hostname or "")
+        hostname = parts.hostname or ""
+        host = _AZURE_ACCOUNT_HOST.match(hostname)
         if host:
             return host["account"]
         segments = [s for s in unquote(parts.path).split("/") if s]
-        if segments:
+        if segments and _is_local_host(hostname):
             return segments[0]
     found = _TOPIC_ACCOUNT.search(topic)
     if found:
         return found["account"]
     raise InvalidEvent("cannot tell the storage account from data.url or topic")
+
+
+def _is_local_host(hostname: str) -> bool:
+    """An IP address or a single-label name (`localhost`, a container's name): where emulators serve."""
+    if "." not in hostname:
+        return True
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True

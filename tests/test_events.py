@@ -49,6 +49,39 @@ def test_account_comes_from_a_real_azure_url() -> None:
     assert upload.account == "contosodata"
 
 
+@pytest.mark.parametrize(
+    ("url", "topic", "account"),
+    [
+        # Azure DNS zone endpoints (`<account>.z<NN>.blob.storage.azure.net`): the zone label varies.
+        ("https://contosodata.z23.blob.storage.azure.net/landing/f.csv", "", "contosodata"),
+        ("https://contosodata.z05.dfs.storage.azure.net/landing/f.csv", "", "contosodata"),
+        # A host that names no account the parser knows: its path starts with the container, not the account.
+        ("https://files.contoso.example/landing/f.csv", "/subscriptions/s/storageAccounts/contosodata", "contosodata"),
+        # Azurite's path style, on an IP address or a single-label host (a container's name).
+        ("http://127.0.0.1:10000/devstoreaccount1/landing/f.csv", "", "devstoreaccount1"),
+        ("http://azurite:10000/devstoreaccount1/landing/f.csv", "", "devstoreaccount1"),
+    ],
+)
+def test_the_account_is_read_from_where_each_url_style_puts_it(url: str, topic: str, account: str) -> None:
+    event = blob_created("landing", "f.csv", 10, "0x1")
+    event["data"]["url"] = url
+    event["topic"] = topic
+
+    upload = parse_event(event)
+
+    assert isinstance(upload, Upload)
+    assert upload.account == account
+
+
+def test_a_url_that_names_no_account_without_a_topic_is_malformed() -> None:
+    event = blob_created("landing", "f.csv", 10, "0x1")
+    event["data"]["url"] = "https://files.contoso.example/landing/f.csv"
+    event["topic"] = ""
+
+    with pytest.raises(InvalidEvent, match="cannot tell the storage account"):
+        parse_event(event)
+
+
 def test_an_array_yields_one_result_per_event() -> None:
     events = [blob_created("landing", f"f{i}.csv", 10, f"0x{i}") for i in range(3)]
 
