@@ -212,7 +212,7 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     counts = warehouse.merge(table, source, spec)
     ties = attempts[-1]
     if not (counts.inserted or counts.updated or counts.deleted):
-        counts = _unlogged_merge(warehouse, contract, batch_id) or counts
+        counts = _unlogged_merge(warehouse, contract, batch_id, started_at) or counts
     # SCD2 counts rows too: a row that opened a version is inserted, also for a key the target had. The
     # MERGE's updated versions are mostly re-bounded ones, which no row read did; of the rows read only
     # a tie's winner, which replaced the target's version of its instant, updated one.
@@ -228,7 +228,9 @@ def load_target(warehouse: Warehouse, contract: Contract, batch_id: str) -> Targ
     )
 
 
-def _unlogged_merge(warehouse: Warehouse, contract: Contract, batch_id: str) -> MergeCounts | None:
+def _unlogged_merge(
+    warehouse: Warehouse, contract: Contract, batch_id: str, staged_at: datetime | None
+) -> MergeCounts | None:
     """What an earlier attempt's MERGE of this batch did, when that attempt died before its log row.
 
     A MERGE that changed nothing may be a retry after such an attempt: its rows are in the target, so
@@ -237,7 +239,7 @@ def _unlogged_merge(warehouse: Warehouse, contract: Contract, batch_id: str) -> 
     SUCCEEDED row already logged them (a batch run again after it was loaded changes nothing, and says
     so). The ties the earlier MERGE won are not in its commit: on such a retry they count as unchanged.
     """
-    earlier = warehouse.merged_before(target_table(contract), batch_id)
+    earlier = warehouse.merged_before(target_table(contract), batch_id, staged_at)
     if earlier is None or succeeded_at(warehouse, batch_id, contract.name, TASK) is not None:
         return None
     print(

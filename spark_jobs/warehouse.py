@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +55,8 @@ _CONFLICTS = re.compile(
 MAX_ATTEMPTS = 6
 # How far back a replace looks for its own commit: beyond the concurrent commits of other batches.
 _HISTORY_DEPTH = 20
+# A commit's time comes from the storage's clock, a batch's staging time from the driver's.
+_CLOCK_SKEW = timedelta(hours=1)
 _FIRST_BACKOFF_SECONDS = 0.2
 # What Delta names a `CREATE OR REPLACE TABLE ... AS SELECT` commit in the history (Delta 4.0's
 # `DeltaOperations`): the first one creates the table, later ones replace it.
@@ -122,6 +124,11 @@ class MergeCounts:
     inserted: int
     updated: int
     deleted: int = 0
+
+
+def _instant(value: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is local time, as `collect` gives a TIMESTAMP (its fold kept)."""
+    return value.astimezone(UTC)
 
 
 def driver_rows(spark: SparkSession, rows: Sequence[Sequence[Any]], schema: StructType) -> DataFrame:
@@ -474,15 +481,15 @@ class Warehouse:
 
         return committed(attempt, f"merge into {table}")
 
-    def merged_before(self, table: str, batch_id: str) -> MergeCounts | None:
-        """The counts of the newest recent MERGE of a `tagged` spec of this batch that changed the table.
+    def merged_before(self, table: str, batch_id: str, since: datetime | None) -> MergeCounts | None:
+        """The counts of the newest MERGE of a `tagged` spec of this batch that changed the table.
 
         Found by the batch id in the commit's recorded insert conditions (as a whole word: ids are made
-        of the characters around it); None when no recent commit of the table holds one.
+        of the characters around it), among the commits since the batch was staged (`since`; however
+        many other batches' merges came after it), or the newest ones without it; None when none holds one.
         """
         word = re.compile(rf"(?<![\w.:-]){re.escape(batch_id)}(?![\w.:-])")
-        history = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT {_HISTORY_DEPTH}").collect()
-        for commit in history:
+        for commit in self._history_since(table, since):
             conditions = (commit["operationParameters"] or {}).get("notMatchedPredicates") or ""
             if commit["operation"] != "MERGE" or not word.search(conditions):
                 continue
@@ -495,6 +502,23 @@ class Warehouse:
             if counts.inserted or counts.updated or counts.deleted:
                 return counts
         return None
+
+    def _history_since(self, table: str, since: datetime | None) -> Iterator[Row]:
+        """The table's commits, newest first: the newest `_HISTORY_DEPTH`, then further back a longer page at a
+        time while the oldest read is not older than `since` (less the clocks' skew). Each page is read from
+        the newest commit again (DESCRIBE HISTORY has only a LIMIT); pages grow fourfold, so all of them
+        together read at most about five times the commits needed."""
+        read, depth = 0, _HISTORY_DEPTH
+        while True:
+            history = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT {depth}").collect()
+            yield from history[read:]
+            if (
+                since is None
+                or len(history) < depth
+                or _instant(history[-1]["timestamp"]) < _instant(since) - _CLOCK_SKEW
+            ):
+                return
+            read, depth = len(history), depth * 4
 
     @contextmanager
     def _view(self, rows: DataFrame) -> Iterator[str]:
