@@ -8,9 +8,10 @@ from functools import cache
 import azure.functions as func
 
 from filegate.azure_storage import AzureBlobStore
+from filegate.errors import SettingsError
 from filegate.ingest import Gate, handle_payload
 from filegate.runtime import build_gate
-from filegate.settings import Settings
+from filegate.settings import DEFAULT_SWEEP_SCHEDULE, Settings, sweep_schedule
 from filegate.sweep import scheduled_sweep
 
 app = func.FunctionApp()
@@ -65,10 +66,19 @@ def on_blob_created(event: func.EventGridEvent) -> None:
     logging.debug("handled %s", json.dumps([outcome.status for outcome in outcomes]))
 
 
-# The host reads the schedule when it indexes the app, so it comes from the settings here, default and
-# all, rather than a %FILEGATE_SWEEP_SCHEDULE% reference, which fails when the setting is absent.
+def _sweep_schedule() -> str:
+    """The timer's schedule, read when the host indexes the app (a %FILEGATE_SWEEP_SCHEDULE% reference would
+    fail without the setting). A malformed one must not keep `on_blob_created` from loading: the default
+    then, with an ERROR (`filegate doctor` names it too)."""
+    try:
+        return sweep_schedule()
+    except SettingsError as exc:
+        logging.error("%s; the sweep runs on the default schedule, %s", exc, DEFAULT_SWEEP_SCHEDULE)
+        return DEFAULT_SWEEP_SCHEDULE
+
+
 @app.function_name("sweep")
-@app.timer_trigger(arg_name="timer", schedule=Settings.from_env().sweep_schedule)
+@app.timer_trigger(arg_name="timer", schedule=_sweep_schedule())
 def sweep(timer: func.TimerRequest) -> None:
     """Finish what lost or dead-lettered events left: landing files, archived files without a run, batches.
 

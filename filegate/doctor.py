@@ -7,8 +7,9 @@ import sys
 
 from filegate import exits
 from filegate.errors import FilegateError
+from filegate.events import AZURE
 from filegate.readiness import Check, check_job, check_local_tools, check_storage
-from filegate.settings import Settings, settings_help
+from filegate.settings import Settings, settings_help, sweep_schedule
 from filegate.stores import add_target_option
 
 
@@ -30,6 +31,11 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
     except FilegateError as exc:
         checks.append(Check("settings", False, str(exc)))
         settings = None
+    if settings is not None and store_kind(target, settings) == AZURE:
+        try:
+            checks.append(Check("sweep schedule", True, f"the Azure function sweeps at `{sweep_schedule()}`"))
+        except FilegateError as exc:
+            checks.append(Check("sweep schedule", False, str(exc)))
     if settings is not None:
         try:
             gate = build_gate(open_store(store_kind(target, settings), settings), settings, check=False)

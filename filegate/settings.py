@@ -69,7 +69,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "FILEGATE_SWEEP_SCHEDULE",
-        "When the function sweeps: an NCRONTAB expression with seconds, read when the Functions host starts.",
+        "When the function's timer sweeps: NCRONTAB, six fields, seconds first (malformed: the default, and an ERROR).",
         DEFAULT_SWEEP_SCHEDULE,
         clouds=(AZURE_TARGET,),
     ),
@@ -80,6 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABRICKS_CLIENT_SECRET", "OAuth M2M secret, read by the Databricks SDK."),
 )
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
+# Read by function_app.py when the Functions host indexes the app (`sweep_schedule`), not by Settings:
+# the GCP function and the commands never need it, and a mistake in it must not stop them.
+INDEXED_SETTINGS = frozenset({"FILEGATE_SWEEP_SCHEDULE"})
 # What the commands that move files read: every setting but the opt-in OAuth pair's secret details.
 GATE_SETTINGS = tuple(setting.name for setting in SETTINGS)
 
@@ -147,7 +150,6 @@ class Settings:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     contracts_dir: Path | None = None
     sweep_older_than_minutes: int = DEFAULT_SWEEP_OLDER_THAN_MINUTES
-    sweep_schedule: str = DEFAULT_SWEEP_SCHEDULE
     # The SDK reads its own settings; Filegate reads the host too, to name an unreachable Jobs API quickly.
     databricks_host: str = ""
 
@@ -161,11 +163,6 @@ class Settings:
             raise SettingsError("FILEGATE_DATABRICKS_AUTH must be empty or `azure-identity`")
         if self.sweep_older_than_minutes < 0:
             raise SettingsError("FILEGATE_SWEEP_OLDER_THAN_MINUTES must not be negative")
-        if len(self.sweep_schedule.split()) != 6:
-            raise SettingsError(
-                "FILEGATE_SWEEP_SCHEDULE must be an NCRONTAB expression of six fields, seconds first "
-                f"(`{DEFAULT_SWEEP_SCHEDULE}` is every hour at minute 17), got {self.sweep_schedule!r}"
-            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -199,6 +196,17 @@ class Settings:
             max_file_bytes=number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
             contracts_dir=Path(contracts_dir) if contracts_dir else None,
             sweep_older_than_minutes=number("FILEGATE_SWEEP_OLDER_THAN_MINUTES", DEFAULT_SWEEP_OLDER_THAN_MINUTES),
-            sweep_schedule=text("FILEGATE_SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE,
             databricks_host=text("DATABRICKS_HOST"),
         )
+
+
+def sweep_schedule(env: Mapping[str, str] | None = None) -> str:
+    """FILEGATE_SWEEP_SCHEDULE, or its default; SettingsError unless it has NCRONTAB's six fields."""
+    env = os.environ if env is None else env
+    schedule = env.get("FILEGATE_SWEEP_SCHEDULE", "").strip() or DEFAULT_SWEEP_SCHEDULE
+    if len(schedule.split()) != 6:
+        raise SettingsError(
+            "FILEGATE_SWEEP_SCHEDULE must be an NCRONTAB expression of six fields, seconds first "
+            f"(`{DEFAULT_SWEEP_SCHEDULE}` is every hour at minute 17), got {schedule!r}"
+        )
+    return schedule

@@ -49,23 +49,34 @@ def upload_from_object(store: Store, info: ObjectInfo) -> Upload:
     return replace(upload, event_id=f"sweep-{hashlib.sha256(upload.identity.encode()).hexdigest()[:24]}")
 
 
-def due_objects(gate: Gate, older_than: timedelta) -> Iterator[ObjectInfo]:
-    """Objects in the landing location whose current version was written longer ago than `older_than`."""
+def _always() -> bool:
+    return True
+
+
+def due_objects(gate: Gate, older_than: timedelta, go_on: Callable[[], bool] = _always) -> Iterator[ObjectInfo]:
+    """Objects in the landing location whose current version was written longer ago than `older_than`.
+
+    `go_on` is asked before each listed object: False ends the listing there (a scheduled pass's budget).
+    """
     landing = gate.settings.landing
     cutoff = (gate.clock() - older_than).timestamp()
     for info in gate.store.list(landing.container, landing.prefix):
+        if not go_on():
+            return
         # An object without a write time is treated as old: missing it forever is the worse error.
         if info.written <= cutoff and not is_folder_marker(info):
             yield info
 
 
-def sweep_landing(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -> Iterator[Outcome]:
+def sweep_landing(
+    gate: Gate, older_than: timedelta, *, dry_run: bool = False, go_on: Callable[[], bool] = _always
+) -> Iterator[Outcome]:
     """Handle every due file as its event would have been; a transient failure skips only that file.
 
     Safe alongside live deliveries: every step is conditional on the object's version, so a file the
     sweep and an event both handle ends archived once with one run (the idempotency token is the same).
     """
-    for info in due_objects(gate, older_than):
+    for info in due_objects(gate, older_than, go_on):
         upload = upload_from_object(gate.store, info)
         source = f"{info.container}/{info.path}"
         if dry_run:
@@ -74,22 +85,27 @@ def sweep_landing(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -
         yield _attempt(source, upload.event_id, partial(handle_upload, gate, upload))
 
 
-def runless_archived(gate: Gate) -> Iterator[ObjectInfo]:
+def runless_archived(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterator[ObjectInfo]:
     """Archived copies Filegate placed whose run was never recorded: work to do, not done files.
 
-    A pipeline's members and triggers have no run of their own; the batch pass finishes those.
+    A pipeline's members and triggers have no run of their own; the batch pass finishes those. `go_on`
+    is asked before each listed object, as in `due_objects`.
     """
     archive = gate.settings.archive
     for info in gate.store.list(archive.container, archive.prefix):
+        if not go_on():
+            return
         if not info.metadata.get(META_SOURCE) or info.metadata.get(META_RUN_ID):
             continue
         if not gate.pipelines.batch_owned(archive.relative(info.path).split("/", 1)[0]):
             yield info
 
 
-def sweep_archive(gate: Gate, *, dry_run: bool = False, tried: frozenset[str] = frozenset()) -> Iterator[Outcome]:
+def sweep_archive(
+    gate: Gate, *, dry_run: bool = False, tried: frozenset[str] = frozenset(), go_on: Callable[[], bool] = _always
+) -> Iterator[Outcome]:
     """Start the missing run of every archived file without one (but those in `tried`), with its own token."""
-    for info in runless_archived(gate):
+    for info in runless_archived(gate, go_on):
         source = f"{info.container}/{info.path}"
         if source in tried:
             continue
@@ -116,23 +132,30 @@ def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outco
         return Outcome(FAILED, event_id, source, reasons=(f"still at {source}: {exc}",))
 
 
-def sweep_all(gate: Gate, older_than: timedelta, *, dry_run: bool = False) -> Iterator[Outcome]:
-    """The landing location's due files, the archive's runless ones (each tried once per pass), then the batches."""
+def sweep_all(
+    gate: Gate, older_than: timedelta, *, dry_run: bool = False, go_on: Callable[[], bool] = _always
+) -> Iterator[Outcome]:
+    """The landing location's due files, the archive's runless ones (each tried once per pass), then the batches.
+
+    `go_on` is asked before each listed object and each batch; once it says False, nothing more is started.
+    """
     tried = set()
-    for outcome in sweep_landing(gate, older_than, dry_run=dry_run):
+    for outcome in sweep_landing(gate, older_than, dry_run=dry_run, go_on=go_on):
         if outcome.archived_path:
             tried.add(outcome.archived_path)
         yield outcome
-    yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried))
+    yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on)
     if not dry_run:
-        yield from sweep_pipeline_batches(gate)
+        yield from sweep_pipeline_batches(gate, go_on)
 
 
-def sweep_pipeline_batches(gate: Gate) -> Iterator[Outcome]:
+def sweep_pipeline_batches(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterator[Outcome]:
     """After the landing pass: finish, re-drive or report each pipeline batch; a failure skips only that batch."""
     for name in sorted(gate.pipelines):
         pipeline = gate.pipelines[name]
         for day in batch_dates(gate, pipeline):
+            if not go_on():
+                return
             source = f"{name}/{day.isoformat()}"
             try:
                 outcome = sweep_batch(gate, pipeline, day)
@@ -152,30 +175,41 @@ def sweep_pipeline_batches(gate: Gate) -> Iterator[Outcome]:
 
 
 class SweepUnfinished(FilegateError):
-    """A scheduled sweep left files to finish: the invocation fails, so the platform records and alerts it."""
+    """A scheduled sweep left work: the invocation fails, so the platform records it and an alert can see it."""
 
 
 def scheduled_sweep(gate: Gate, budget: timedelta, *, clock: Callable[[], float] = time.monotonic) -> list[Outcome]:
     """One pass of the functions' own schedule: `filegate sweep` with the settings' threshold, within `budget`.
 
     Lost and dead-lettered events are thus finished without an operator. Past the budget (kept under
-    the platform's timeout, which would kill the pass mid-file) no new file is started; each file is
-    finished or untouched, so the next pass goes on where this one stopped. A file that failed or whose
-    run did not start raises SweepUnfinished after the pass; the next pass tries it again.
+    the platform's timeout, which would kill the pass mid-file) nothing new is started, not even a
+    listing's next page; each file is finished or untouched, so the next pass takes up what is left.
+    A file that failed, an archived file whose run did not start, or a pass cut short by its budget
+    raises SweepUnfinished once the pass is over.
     """
     gate.ensure_ready()
     deadline = clock() + budget.total_seconds()
+    cut_short = False
+
+    def go_on() -> bool:
+        nonlocal cut_short
+        cut_short = cut_short or clock() >= deadline
+        return not cut_short
+
     older_than = timedelta(minutes=gate.settings.sweep_older_than_minutes)
-    outcomes: list[Outcome] = []
-    for outcome in sweep_all(gate, older_than):
-        outcomes.append(outcome)
-        if clock() >= deadline:
-            log.warning("sweep: %s budget spent after %d item(s); the next sweep goes on", budget, len(outcomes))
-            break
+    outcomes = list(sweep_all(gate, older_than, go_on=go_on))
     counts = Counter(outcome.status for outcome in outcomes)
     log.info("sweep: %s", json.dumps(dict(sorted(counts.items()))) if outcomes else "nothing due")
-    if counts[FAILED] or counts[RUN_PENDING]:
-        raise SweepUnfinished(summary(outcomes))
+    left = summary(outcomes) if counts[FAILED] or counts[RUN_PENDING] else ""
+    if cut_short:
+        log.warning("sweep: stopped at its budget of %s after %d item(s)", budget, len(outcomes))
+        left = (
+            f"the pass stopped at its budget of {budget} with work left, which the next pass takes up"
+            + (f"; {left}" if left else "")
+            + " (if every pass stops there, run `filegate sweep`, which has no budget)"
+        )
+    if left:
+        raise SweepUnfinished(left)
     return outcomes
 
 

@@ -217,11 +217,14 @@ def test_the_host_indexes_the_timer_with_the_configured_schedule_or_the_hourly_d
     assert schedules({"FILEGATE_SWEEP_SCHEDULE": "0 */15 * * * *"}) == ["0 */15 * * * *"]
 
 
-def test_a_malformed_schedule_stops_the_app_from_loading_with_the_reason() -> None:
+def test_a_malformed_schedule_leaves_both_functions_loaded_on_the_default_with_an_error() -> None:
     done = indexed({"FILEGATE_SWEEP_SCHEDULE": "*/15 * * * *"})
 
-    assert done.returncode != 0
+    assert done.returncode == 0, done.stderr
+    assert [entry["bindings"][0]["type"] for entry in json.loads(done.stdout)] == ["eventGridTrigger", "timerTrigger"]
+    assert json.loads(done.stdout)[1]["bindings"][0]["schedule"] == "0 17 * * * *"
     assert "FILEGATE_SWEEP_SCHEDULE must be an NCRONTAB expression of six fields" in done.stderr
+    assert "the sweep runs on the default schedule" in done.stderr
 
 
 def test_the_sweep_stops_starting_files_a_minute_or_more_before_the_hosts_timeout() -> None:

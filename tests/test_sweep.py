@@ -255,16 +255,17 @@ def test_the_scheduled_sweep_takes_its_threshold_from_the_settings(world: World)
     assert_converged(world, {NAME: DATA})
 
 
-def test_the_scheduled_sweep_starts_no_file_past_its_budget_and_the_next_pass_goes_on(world: World) -> None:
+def test_a_scheduled_sweep_starts_nothing_past_its_budget_says_so_and_the_next_pass_goes_on(world: World) -> None:
     files = {f"order_tracking_2024_04_{day:02d}.csv": csv_bytes([tracking_row(day)]) for day in (1, 2, 3)}
     for name, data in files.items():
         world.upload(name, data)
     gate = later(world.gate(), 2 * HOUR)
-    ticks = iter([0.0, 59.0, 61.0])  # the start, then the clock after each finished file
+    # The clock is read at the start, then before each listed object: the budget is spent at the third.
+    readings = iter([0.0, 0.0, 59.0])
 
-    first = scheduled_sweep(gate, MINUTE, clock=lambda: next(ticks))
+    with pytest.raises(SweepUnfinished, match="stopped at its budget of 0:01:00 with work left"):
+        scheduled_sweep(gate, MINUTE, clock=lambda: next(readings, 61.0))
 
-    assert [outcome.status for outcome in first] == [ARCHIVED, ARCHIVED]
     assert len(world.objects(world.settings.landing)) == 1  # the third was never touched
     assert [outcome.status for outcome in scheduled_sweep(gate, MINUTE)] == [ARCHIVED]
     assert_converged(world, files)

@@ -132,6 +132,10 @@ resource "google_cloudfunctions2_function" "sweep" {
 
   depends_on = [
     google_project_service.apis,
+    google_storage_bucket_iam_member.sweep_reads,
+    google_storage_bucket_iam_member.sweep_writes_outputs,
+    google_storage_bucket_iam_member.sweep_deletes,
+    google_storage_bucket_iam_member.sweep_marks_archive,
     google_secret_manager_secret_iam_member.sweep_reads_token,
     google_secret_manager_secret_version.databricks_token,
     google_artifact_registry_repository_iam_member.build_pushes_images,

@@ -327,6 +327,9 @@ def test_the_sweep_is_its_own_function_ticked_by_cloud_scheduler_through_a_topic
     assert service["secret_environment_variables"] == function["service_config"][0]["secret_environment_variables"]
     accessor = gcp.resource("google_secret_manager_secret_iam_member", "sweep_reads_token")
     assert (accessor["role"], accessor["member"]) == ("roles/secretmanager.secretAccessor", SWEEP_MEMBER)
+    # The first tick must not find the function without its grants.
+    for grant in ("sweep_reads", "sweep_writes_outputs", "sweep_deletes", "sweep_marks_archive"):
+        assert "${google_storage_bucket_iam_member." + grant + "}" in sweep["depends_on"], grant
     invoker = gcp.resource("google_cloud_run_v2_service_iam_member", "sweep_invokes_itself")
     assert invoker["name"] == "${google_cloudfunctions2_function.sweep.service_config[0].service}"
     assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", SWEEP_MEMBER)
