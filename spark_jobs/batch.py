@@ -40,7 +40,7 @@ from spark_jobs.processing_log import (
 from spark_jobs.session import build_session
 from spark_jobs.stage import stage_table
 from spark_jobs.task import TaskArgumentError, add_table_arguments, checked_batch_id, parsed_location
-from spark_jobs.warehouse import TableLocation, Warehouse
+from spark_jobs.warehouse import TableLocation, Warehouse, instant
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 # The job's first and last tasks: the first writes the batch's stage rows, the last releases them once
@@ -127,6 +127,11 @@ class LogRow:
     started_at: datetime
     ended_at: datetime
     details: str | None = None
+
+    def __post_init__(self) -> None:
+        # Instants, so that rows are ordered right also in the hour the clocks go back (`instant`).
+        object.__setattr__(self, "started_at", instant(self.started_at))
+        object.__setattr__(self, "ended_at", instant(self.ended_at))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from filegate.contracts import Contract
 from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, succeeded_at
 from spark_jobs.target import TASK, TargetCounts, load_target, release_stage
 from spark_jobs.task import TaskArguments, run_task
-from spark_jobs.warehouse import Warehouse
+from spark_jobs.warehouse import Warehouse, instant
 
 
 def merge_batch(
@@ -121,7 +121,7 @@ def _logged_since_staged(
     the log does not show the batch's newest run as one of zeros. A batch staged again after it was
     logged (a replay) is a run of its own, which changes nothing and says so."""
     merged_at = succeeded_at(warehouse, arguments.batch_id, contract.name, TASK)
-    if merged_at is None or staged_at is None or merged_at < staged_at:
+    if merged_at is None or staged_at is None or instant(merged_at) < instant(staged_at):
         return False
     why = f"these stage rows were merged and logged by the {TASK} that ended at {merged_at.isoformat()}"
     _log_skipped(spark, warehouse, contract, arguments, started_at, why)

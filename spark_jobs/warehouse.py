@@ -126,8 +126,13 @@ class MergeCounts:
     deleted: int = 0
 
 
-def _instant(value: datetime) -> datetime:
-    """An aware UTC datetime; a naive one is local time, as `collect` gives a TIMESTAMP (its fold kept)."""
+def instant(value: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is local time, as `collect` gives a TIMESTAMP.
+
+    Compare collected times as instants: in the hour the clocks go back, two naive readings compare
+    the wrong way round. A classic session's `collect` marks the second reading of that hour (`fold`),
+    which this keeps; Spark Connect's drops the mark (Databricks runs in UTC, which has no such hour).
+    """
     return value.astimezone(UTC)
 
 
@@ -515,7 +520,7 @@ class Warehouse:
             if (
                 since is None
                 or len(history) < depth
-                or _instant(history[-1]["timestamp"]) < _instant(since) - _CLOCK_SKEW
+                or instant(history[-1]["timestamp"]) < instant(since) - _CLOCK_SKEW
             ):
                 return
             read, depth = len(history), depth * 4

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from filegate.jobs import pipeline_batch_id
 from local_world.inputs import csv_bytes, tracking_row
@@ -51,6 +54,29 @@ def test_an_attempt_that_logged_tables_then_failed_leaves_the_batch_in_flight_un
     assert completion(failed) is None
     retried = [*failed, row(LAST_TASK, 9, attempt=2)]
     assert completion(retried) == Completion(1, 2)
+
+
+def test_rows_in_the_hour_the_clocks_go_back_are_ordered_by_their_instants(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Berlin lives 02:00 to 03:00 twice on 2026-10-25. `collect` gives a TIMESTAMP as local time, naive, and
+    # marks a reading of the second such hour with fold=1; as wall-clock readings, 02:10 of the second hour
+    # sorts before 02:50 of the first, although it came 20 minutes after it.
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        staged_at = datetime.fromtimestamp(datetime(2026, 10, 25, 0, 50, tzinfo=UTC).timestamp())
+        built_at = datetime.fromtimestamp(datetime(2026, 10, 25, 1, 10, tzinfo=UTC).timestamp())
+        rows = [
+            LogRow(BATCH, FIRST_TASK, 1, 1, "SUCCEEDED", "orders", staged_at - timedelta(seconds=1), staged_at),
+            LogRow(BATCH, LAST_TASK, 1, 1, "SUCCEEDED", None, built_at, built_at + timedelta(seconds=1)),
+        ]
+        done = completion(rows)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert (staged_at, built_at) == (datetime(2026, 10, 25, 2, 50), datetime(2026, 10, 25, 2, 10))
+    assert built_at.fold == 1
+    assert done == Completion(1, 1)
 
 
 def test_a_repair_after_completion_names_the_attempt_that_built_the_tables() -> None:
