@@ -144,14 +144,17 @@ def sweep_all(
         if outcome.archived_path:
             tried.add(outcome.archived_path)
         yield outcome
-    yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on)
-    if not dry_run:
+    if go_on():
+        yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on)
+    if not dry_run and go_on():
         yield from sweep_pipeline_batches(gate, go_on)
 
 
 def sweep_pipeline_batches(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterator[Outcome]:
     """After the landing pass: finish, re-drive or report each pipeline batch; a failure skips only that batch."""
     for name in sorted(gate.pipelines):
+        if not go_on():
+            return
         pipeline = gate.pipelines[name]
         for day in batch_dates(gate, pipeline):
             if not go_on():
@@ -182,8 +185,9 @@ def scheduled_sweep(gate: Gate, budget: timedelta, *, clock: Callable[[], float]
     """One pass of the functions' own schedule: `filegate sweep` with the settings' threshold, within `budget`.
 
     Lost and dead-lettered events are thus finished without an operator. Past the budget (kept under
-    the platform's timeout, which would kill the pass mid-file) nothing new is started, not even a
-    listing's next page; each file is finished or untouched, so the next pass takes up what is left.
+    the platform's timeout, which would kill the pass mid-file) nothing new is started: a listing stops
+    at the object it reached, no further phase or pipeline is listed, and each file is finished or
+    untouched, so the next pass takes up what is left.
     A file that failed, an archived file whose run did not start, or a pass cut short by its budget
     raises SweepUnfinished once the pass is over.
     """
@@ -204,9 +208,9 @@ def scheduled_sweep(gate: Gate, budget: timedelta, *, clock: Callable[[], float]
     if cut_short:
         log.warning("sweep: stopped at its budget of %s after %d item(s)", budget, len(outcomes))
         left = (
-            f"the pass stopped at its budget of {budget} with work left, which the next pass takes up"
-            + (f"; {left}" if left else "")
-            + " (if every pass stops there, run `filegate sweep`, which has no budget)"
+            f"the pass stopped at its budget of {budget} before it had seen everything; the next pass "
+            "takes up the rest, and if every pass stops there, run `filegate sweep`, which has no budget"
+            + (f". Also: {left}" if left else "")
         )
     if left:
         raise SweepUnfinished(left)

@@ -129,9 +129,11 @@ class LogRow:
     details: str | None = None
 
     def __post_init__(self) -> None:
-        # Instants, so that rows are ordered right also in the hour the clocks go back (`instant`).
-        object.__setattr__(self, "started_at", instant(self.started_at))
-        object.__setattr__(self, "ended_at", instant(self.ended_at))
+        # Instants, so that rows are ordered right also in the hour the clocks go back (`instant`). The
+        # columns are nullable: a row without a time (none of Filegate's) is read as it is.
+        for name in ("started_at", "ended_at"):
+            if (value := getattr(self, name)) is not None:
+                object.__setattr__(self, name, instant(value))
 
 
 @dataclass(frozen=True)

@@ -239,8 +239,10 @@ def _unlogged_merge(
     SUCCEEDED row already logged them (a batch run again after it was loaded changes nothing, and says
     so). The ties the earlier MERGE won are not in its commit: on such a retry they count as unchanged.
     """
+    if succeeded_at(warehouse, batch_id, contract.name, TASK) is not None:
+        return None  # logged already: cheaper to ask first than to read the target's history
     earlier = warehouse.merged_before(target_table(contract), batch_id, staged_at)
-    if earlier is None or succeeded_at(warehouse, batch_id, contract.name, TASK) is not None:
+    if earlier is None:
         return None
     print(
         f"{TASK}: batch {batch_id} was merged by an earlier attempt that logged nothing; its MERGE's counts are "

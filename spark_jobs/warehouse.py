@@ -57,6 +57,8 @@ MAX_ATTEMPTS = 6
 _HISTORY_DEPTH = 20
 # A commit's time comes from the storage's clock, a batch's staging time from the driver's.
 _CLOCK_SKEW = timedelta(hours=1)
+# How far back `merged_before` reads at most: a page of 5,120 commits, a few seconds of the driver's.
+_HISTORY_MAX = 5120
 _FIRST_BACKOFF_SECONDS = 0.2
 # What Delta names a `CREATE OR REPLACE TABLE ... AS SELECT` commit in the history (Delta 4.0's
 # `DeltaOperations`): the first one creates the table, later ones replace it.
@@ -510,7 +512,8 @@ class Warehouse:
 
     def _history_since(self, table: str, since: datetime | None) -> Iterator[Row]:
         """The table's commits, newest first: the newest `_HISTORY_DEPTH`, then further back a longer page at a
-        time while the oldest read is not older than `since` (less the clocks' skew). Each page is read from
+        time while the oldest read is not older than `since` (less the clocks' skew), up to `_HISTORY_MAX`
+        commits (a MERGE further back is not found, and its retry logs zeros). Each page is read from
         the newest commit again (DESCRIBE HISTORY has only a LIMIT); pages grow fourfold, so all of them
         together read at most about five times the commits needed."""
         read, depth = 0, _HISTORY_DEPTH
@@ -520,10 +523,11 @@ class Warehouse:
             if (
                 since is None
                 or len(history) < depth
+                or depth >= _HISTORY_MAX
                 or instant(history[-1]["timestamp"]) < instant(since) - _CLOCK_SKEW
             ):
                 return
-            read, depth = len(history), depth * 4
+            read, depth = len(history), min(depth * 4, _HISTORY_MAX)
 
     @contextmanager
     def _view(self, rows: DataFrame) -> Iterator[str]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, Outcome, handle_payload
+from filegate.storage import ObjectInfo, Store
 from filegate.sweep import DUE, FAILED, RUN_PENDING, SweepUnfinished, scheduled_sweep, sweep_all
 from filegate.sweep_command import main
 from local_world.inputs import csv_bytes, tracking_row
@@ -263,7 +266,7 @@ def test_a_scheduled_sweep_starts_nothing_past_its_budget_says_so_and_the_next_p
     # The clock is read at the start, then before each listed object: the budget is spent at the third.
     readings = iter([0.0, 0.0, 59.0])
 
-    with pytest.raises(SweepUnfinished, match="stopped at its budget of 0:01:00 with work left"):
+    with pytest.raises(SweepUnfinished, match="stopped at its budget of 0:01:00 before it had seen everything"):
         scheduled_sweep(gate, MINUTE, clock=lambda: next(readings, 61.0))
 
     assert len(world.objects(world.settings.landing)) == 1  # the third was never touched
@@ -279,3 +282,29 @@ def test_a_scheduled_sweep_that_leaves_work_fails_after_finishing_the_rest(world
 
     assert [outcome.status for outcome in scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)] == [REDRIVEN]
     assert_converged(world, {NAME: DATA})
+
+
+class ListingRecorder:
+    """The world's store, remembering which locations were listed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.listed: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
+        self.listed.append((container, prefix))
+        return self.store.list(container, prefix)
+
+
+def test_a_spent_budget_lists_neither_the_archive_nor_any_pipeline_s_batches(world: World) -> None:
+    recorder = ListingRecorder(world.store)
+    readings = iter([0.0])  # the start; every later reading is past the budget
+
+    with pytest.raises(SweepUnfinished, match="before it had seen everything"):
+        scheduled_sweep(world.gate(recorder), MINUTE, clock=lambda: next(readings, 61.0))
+
+    landing = world.settings.landing
+    assert recorder.listed == [(landing.container, landing.prefix)]
