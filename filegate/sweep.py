@@ -135,19 +135,22 @@ def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outco
 def sweep_all(
     gate: Gate, older_than: timedelta, *, dry_run: bool = False, go_on: Callable[[], bool] = _always
 ) -> Iterator[Outcome]:
-    """The landing location's due files, the archive's runless ones (each tried once per pass), then the batches.
+    """The landing location's due files, then the batches, then the archive's runless files (each tried once
+    per pass).
 
-    `go_on` is asked before each listed object and each batch; once it says False, nothing more is started.
+    The archive's listing comes last: it is the longest (every file ever archived), so a pass that its
+    budget cuts short there has finished the batches. `go_on` is asked before each phase, each listed
+    object and each batch; once it says False, nothing more is started.
     """
     tried = set()
     for outcome in sweep_landing(gate, older_than, dry_run=dry_run, go_on=go_on):
         if outcome.archived_path:
             tried.add(outcome.archived_path)
         yield outcome
-    if go_on():
-        yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on)
     if not dry_run and go_on():
         yield from sweep_pipeline_batches(gate, go_on)
+    if go_on():
+        yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on)
 
 
 def sweep_pipeline_batches(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterator[Outcome]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from filegate.batches import BATCHES_FOLDER
 from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, Outcome, handle_payload
 from filegate.storage import ObjectInfo, Store
 from filegate.sweep import DUE, FAILED, RUN_PENDING, SweepUnfinished, scheduled_sweep, sweep_all
@@ -308,3 +309,17 @@ def test_a_spent_budget_lists_neither_the_archive_nor_any_pipeline_s_batches(wor
 
     landing = world.settings.landing
     assert recorder.listed == [(landing.container, landing.prefix)]
+
+
+def test_a_pass_lists_every_batch_folder_before_the_whole_archive(world: World) -> None:
+    # The archive's listing is the longest: a pass its budget cuts short there has done the batches.
+    recorder = ListingRecorder(world.store)
+
+    run_sweep(later(world.gate(recorder), 2 * HOUR), HOUR)
+
+    landing, archive = world.settings.landing, world.settings.archive
+    assert recorder.listed == [
+        (landing.container, landing.prefix),
+        (archive.container, archive.path(f"{BATCHES_FOLDER}/ecommerce/")),
+        (archive.container, archive.prefix),
+    ]
