@@ -155,7 +155,7 @@ def driver_rows(spark: SparkSession, rows: Sequence[Sequence[Any]], schema: Stru
     instants = {f.name for f in schema.fields if isinstance(f.dataType, TimestampType)}
     records = [
         {
-            name: value.astimezone(UTC) if name in instants and isinstance(value, datetime) else value
+            name: instant(value) if name in instants and isinstance(value, datetime) else value
             for name, value in zip(names, row, strict=True)
         }
         for row in rows

@@ -150,20 +150,17 @@ def test_a_malformed_event_is_dropped_without_raising(configured: Settings) -> N
     assert user_function()(event) is None
 
 
-def land(store: AzureBlobStore, settings: Settings) -> None:
-    """An upload whose event never reaches the function."""
-    store.put(settings.landing.container, settings.landing.path(NAME), csv_bytes(), "text/csv", {})
-
-
-def test_the_timer_sweeps_a_file_whose_event_never_came(
-    configured: Settings,
-    azure_store: AzureBlobStore,
-    jobs_api: LocalJobsServer,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def lost_upload(configured: Settings, azure_store: AzureBlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload whose event never reaches the function, and a sweep that takes files however young."""
     monkeypatch.setenv("FILEGATE_SWEEP_OLDER_THAN_MINUTES", "0")
-    land(azure_store, configured)  # its event is lost: only the timer finds the file
+    azure_store.put(configured.landing.container, configured.landing.path(NAME), csv_bytes(), "text/csv", {})
 
+
+@pytest.mark.usefixtures("lost_upload")
+def test_the_timer_sweeps_a_file_whose_event_never_came(
+    configured: Settings, azure_store: AzureBlobStore, jobs_api: LocalJobsServer
+) -> None:
     assert user_function("sweep")(TimerRequest(past_due=True)) is None
 
     assert [info.path for info in azure_store.list(configured.archive.container, "")] == [
@@ -173,14 +170,10 @@ def test_the_timer_sweeps_a_file_whose_event_never_came(
     assert len(jobs_api.runs()) == 1
 
 
+@pytest.mark.usefixtures("lost_upload")
 def test_a_sweep_that_leaves_work_fails_its_invocation_and_the_next_one_finishes_it(
-    configured: Settings,
-    azure_store: AzureBlobStore,
-    jobs_api: LocalJobsServer,
-    monkeypatch: pytest.MonkeyPatch,
+    configured: Settings, azure_store: AzureBlobStore, jobs_api: LocalJobsServer
 ) -> None:
-    monkeypatch.setenv("FILEGATE_SWEEP_OLDER_THAN_MINUTES", "0")
-    land(azure_store, configured)
     jobs_api.inject(Fault("run-now", status=400, error_code="INVALID_PARAMETER_VALUE"))
 
     with pytest.raises(SweepUnfinished, match="archived but their run did not start"):
