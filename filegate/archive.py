@@ -34,6 +34,19 @@ def archive_path(dataset: str, business_date: date, file_name: str) -> str:
     return f"{dataset}/{business_date:%Y/%m/%d}/{_safe_name(file_name)}"
 
 
+# Marks of archived files whose run-now failed, each at `<folder>/<archived path>`: what the scheduled
+# sweep re-drives, so that a pass costs what is pending, not what was ever archived. Written create-only
+# by whoever's run-now failed (the event function may create in the archive, never delete there), and
+# removed by the sweep once the file has its run. Dataset names cannot start with `_`, so no dataset's
+# folder is this one.
+RUNS_PENDING_FOLDER = "_runs_pending"
+
+
+def run_pending_mark(archived_relative: str) -> str:
+    """Where the mark of the archived file at `archived_relative` (in the archive location) lives."""
+    return f"{RUNS_PENDING_FOLDER}/{archived_relative}"
+
+
 def rejected_path(dataset: str | None, file_name: str) -> str:
     return f"{dataset or UNMATCHED}/{_safe_name(file_name)}"
 

@@ -18,7 +18,6 @@ from filegate.archive import REPORT_SUFFIX, report_path, unqualified_name
 from filegate.errors import FilegateError, ObjectNotFound, RunNotStarted, SourceChanged, StorageError
 from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, redrive_archived
 from filegate.jobs import ACTIVE_STATES
-from filegate.pipelines import BATCHES_FOLDER
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, RUN_PENDING, upload_from_object
@@ -128,7 +127,8 @@ def archived_files(gate: Gate, dataset: str | None = None, day: str | None = Non
     for info in gate.store.list(archive.container, archive.path(prefix)):
         parts = archive.relative(info.path).split("/")
         business_date = "-".join(parts[1:4]) if len(parts) >= 5 else ""
-        if (day and business_date != day) or parts[0] == BATCHES_FOLDER:
+        # `_batches`, `_runs_pending`: Filegate's own folders (no dataset's name starts with `_`).
+        if (day and business_date != day) or parts[0].startswith("_"):
             continue
         if gate.pipelines.batch_owned(parts[0]):
             # A member runs with its batch: `filegate batches` shows that run.

@@ -20,10 +20,12 @@ from filegate.archive import (
     place_upload,
     rejected_path,
     report_path,
+    run_pending_mark,
     write_report,
 )
 from filegate.contracts import Contract, Contracts
 from filegate.errors import (
+    DestinationExists,
     FilegateError,
     InvalidEvent,
     Leased,
@@ -313,6 +315,7 @@ def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, to
         run = gate.jobs.trigger_run(parameters, token)
     except FilegateError as exc:
         # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
+        _mark_run_pending(gate, placed, exc)
         raise RunNotStarted(f"{container}/{path}", str(exc)) from exc
     recorded = placed.info.metadata.get(META_RUN_ID)
     if recorded != str(run.run_id):
@@ -332,6 +335,33 @@ def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, to
         run_page_url=run.run_page_url,
         idempotency_token=token,
     )
+
+
+def _mark_run_pending(gate: Gate, placed: Placement, error: FilegateError) -> None:
+    """Leave the mark by which the scheduled sweep finds this archived file and starts its run.
+
+    The first failure's mark stays (create-only): it says since when and why. Without a mark (its write
+    failed too) the file is still found by `filegate sweep`, which lists the whole archive.
+    """
+    archive = gate.settings.archive
+    mark = archive.path(run_pending_mark(archive.relative(placed.path)))
+    note = {
+        "archived": f"{placed.container}/{placed.path}",
+        "run_not_started_at": gate.clock().isoformat(timespec="seconds"),
+        "error": str(error),
+    }
+    try:
+        gate.store.put(archive.container, mark, json.dumps(note).encode(), "application/json", {})
+    except DestinationExists:
+        return
+    except FilegateError as exc:
+        log.error(
+            "%s/%s is archived without its run and its mark for the scheduled sweep failed (%s): "
+            "run `filegate sweep`, which lists the whole archive",
+            placed.container,
+            placed.path,
+            exc,
+        )
 
 
 def _record_run(store: Store, placed: Placement, run_id: int) -> None:

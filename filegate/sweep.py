@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+from filegate.archive import run_pending_mark
 from filegate.batches import batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
@@ -95,24 +96,72 @@ def runless_archived(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterato
     for info in gate.store.list(archive.container, archive.prefix):
         if not go_on():
             return
-        if not info.metadata.get(META_SOURCE) or info.metadata.get(META_RUN_ID):
-            continue
-        if not gate.pipelines.batch_owned(archive.relative(info.path).split("/", 1)[0]):
+        if _runless(gate, info):
             yield info
 
 
+def marked_runless(gate: Gate, go_on: Callable[[], bool] = _always, *, clear: bool = True) -> Iterator[ObjectInfo]:
+    """The archived files without a run that have a mark (`archive.RUNS_PENDING_FOLDER`): those whose
+    run-now failed, found without listing the archive, so that a pass costs what is pending.
+
+    With `clear`, a mark whose file has a run (started by a later delivery, say), is gone, or is a batch's
+    member is removed; one the store refuses to remove stays and costs a stat per pass. A file without a
+    run and without a mark (every delivery died between its archiving and its run-now, or a release
+    before the marks archived it) is found by `runless_archived` alone.
+    """
+    archive = gate.settings.archive
+    folder = archive.path(run_pending_mark(""))
+    for mark in gate.store.list(archive.container, folder):
+        if not go_on():
+            return
+        info = gate.store.stat(archive.container, archive.path(mark.path[len(folder) :]))
+        if info is not None and _runless(gate, info):
+            yield info
+        elif clear:
+            _unmark(gate, mark)
+
+
 def sweep_archive(
-    gate: Gate, *, dry_run: bool = False, tried: frozenset[str] = frozenset(), go_on: Callable[[], bool] = _always
+    gate: Gate,
+    *,
+    dry_run: bool = False,
+    tried: frozenset[str] = frozenset(),
+    go_on: Callable[[], bool] = _always,
+    whole: bool = True,
 ) -> Iterator[Outcome]:
-    """Start the missing run of every archived file without one (but those in `tried`), with its own token."""
-    for info in runless_archived(gate, go_on):
+    """Start the missing run of each archived file without one (but those in `tried`), with its own token:
+    of every such file when `whole`, else of those with a mark. A file that gets its run loses its mark.
+    """
+    found = runless_archived(gate, go_on) if whole else marked_runless(gate, go_on, clear=not dry_run)
+    for info in found:
         source = f"{info.container}/{info.path}"
         if source in tried:
             continue
         if dry_run:
             yield Outcome(DUE, source=source, archived_path=source, reasons=("archived, its run not started",))
             continue
-        yield _attempt(source, "", partial(redrive_archived, gate, info))
+        outcome = _attempt(source, "", partial(redrive_archived, gate, info))
+        if outcome.run_id is not None:
+            archive = gate.settings.archive
+            mark = gate.store.stat(archive.container, archive.path(run_pending_mark(archive.relative(info.path))))
+            if mark is not None:
+                _unmark(gate, mark)
+        yield outcome
+
+
+def _runless(gate: Gate, info: ObjectInfo) -> bool:
+    """A copy Filegate placed, without a recorded run, of a file that runs on its own (not a batch's member)."""
+    if not info.metadata.get(META_SOURCE) or info.metadata.get(META_RUN_ID):
+        return False
+    return not gate.pipelines.batch_owned(gate.settings.archive.relative(info.path).split("/", 1)[0])
+
+
+def _unmark(gate: Gate, mark: ObjectInfo) -> None:
+    """Remove a mark whose file needs no run-now any more; a failure leaves it for the next pass."""
+    try:
+        gate.store.delete(mark.container, mark.path, mark.version)
+    except FilegateError as exc:
+        log.warning("sweep: could not remove the mark %s/%s: %s", mark.container, mark.path, exc)
 
 
 def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outcome:
@@ -133,13 +182,18 @@ def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outco
 
 
 def sweep_all(
-    gate: Gate, older_than: timedelta, *, dry_run: bool = False, go_on: Callable[[], bool] = _always
+    gate: Gate,
+    older_than: timedelta,
+    *,
+    dry_run: bool = False,
+    go_on: Callable[[], bool] = _always,
+    whole_archive: bool = True,
 ) -> Iterator[Outcome]:
-    """The landing location's due files, then the batches, then the archive's runless files (each tried once
-    per pass).
+    """The landing location's due files, then the batches, then the archived files without a run (each tried
+    once per pass): every archived file's when `whole_archive`, else those with a mark (`marked_runless`).
 
-    The archive's listing comes last: it is the longest (every file ever archived), so a pass that its
-    budget cuts short there has finished the batches. `go_on` is asked before each phase, each listed
+    The archive comes last: its whole listing is the longest (every file ever archived), so a pass that
+    its budget cuts short there has finished the batches. `go_on` is asked before each phase, each listed
     object and each batch; once it says False, nothing more is started.
     """
     tried = set()
@@ -150,7 +204,7 @@ def sweep_all(
     if not dry_run and go_on():
         yield from sweep_pipeline_batches(gate, go_on)
     if go_on():
-        yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on)
+        yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on, whole=whole_archive)
 
 
 def sweep_pipeline_batches(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterator[Outcome]:
@@ -185,7 +239,8 @@ class SweepUnfinished(FilegateError):
 
 
 def scheduled_sweep(gate: Gate, budget: timedelta, *, clock: Callable[[], float] = time.monotonic) -> list[Outcome]:
-    """One pass of the functions' own schedule: `filegate sweep` with the settings' threshold, within `budget`.
+    """One pass of the functions' own schedule: `filegate sweep` with the settings' threshold, within `budget`,
+    re-driving the archived files whose run-now failed by their marks rather than by listing the archive.
 
     Lost and dead-lettered events are thus finished without an operator. Past the budget (kept under
     the platform's timeout, which would kill the pass mid-file) nothing new is started: a listing stops
@@ -204,7 +259,7 @@ def scheduled_sweep(gate: Gate, budget: timedelta, *, clock: Callable[[], float]
         return not cut_short
 
     older_than = timedelta(minutes=gate.settings.sweep_older_than_minutes)
-    outcomes = list(sweep_all(gate, older_than, go_on=go_on))
+    outcomes = list(sweep_all(gate, older_than, go_on=go_on, whole_archive=False))
     counts = Counter(outcome.status for outcome in outcomes)
     log.info("sweep: %s", json.dumps(dict(sorted(counts.items()))) if outcomes else "nothing due")
     left = summary(outcomes) if counts[FAILED] or counts[RUN_PENDING] else ""

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from filegate.archive import run_pending_mark
 from filegate.batches import BATCHES_FOLDER
+from filegate.errors import RunNotStarted
 from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, Outcome, handle_payload
 from filegate.storage import ObjectInfo, Store
 from filegate.sweep import DUE, FAILED, RUN_PENDING, SweepUnfinished, scheduled_sweep, sweep_all
@@ -186,6 +188,7 @@ def test_with_the_jobs_api_down_the_sweep_says_the_file_is_archived_and_the_next
     assert redriven.status == REDRIVEN
     assert redriven.archived_path == outcome.archived_path
     assert_converged(world, {NAME: DATA})
+    assert marks(world) == []  # the mark the failed run-now left goes with it
     assert run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes == ()
 
 
@@ -323,3 +326,69 @@ def test_a_pass_lists_every_batch_folder_before_the_whole_archive(world: World) 
         (archive.container, archive.path(f"{BATCHES_FOLDER}/ecommerce/")),
         (archive.container, archive.prefix),
     ]
+
+
+def marks(world: World) -> list[ObjectInfo]:
+    """The marks failed run-nows left in the archive for the scheduled sweep."""
+    archive = world.settings.archive
+    return list(world.store.list(archive.container, archive.path(run_pending_mark(""))))
+
+
+def test_a_scheduled_pass_re_drives_by_the_marks_failed_run_nows_left_without_listing_the_archive(
+    world: World,
+) -> None:
+    world.upload(NAME, DATA)
+    with pytest.raises(SweepUnfinished, match="archived but their run did not start"):
+        scheduled_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR)
+    [mark] = marks(world)
+    [archived] = [info for info in world.objects(world.settings.archive) if info.path != mark.path]
+    note = json.loads(world.read(mark))
+    assert note["archived"] == f"{archived.container}/{archived.path}"
+    assert "cannot reach" in note["error"] or "did not start" in note["error"]
+    assert datetime.fromisoformat(note["run_not_started_at"]).tzinfo is not None
+    recorder = ListingRecorder(world.store)
+
+    [outcome] = scheduled_sweep(later(world.gate(recorder), 2 * HOUR), HOUR)
+
+    assert outcome.status == REDRIVEN
+    assert outcome.archived_path == f"{archived.container}/{archived.path}"
+    landing, archive = world.settings.landing, world.settings.archive
+    assert recorder.listed == [
+        (landing.container, landing.prefix),
+        (archive.container, archive.path(f"{BATCHES_FOLDER}/ecommerce/")),
+        (archive.container, archive.path(run_pending_mark(""))),
+    ]
+    assert marks(world) == []
+    assert_converged(world, {NAME: DATA})
+    assert scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR) == []
+
+
+def test_a_mark_goes_at_the_next_scheduled_pass_once_its_file_has_a_run_from_elsewhere(world: World) -> None:
+    event = world.upload(NAME, DATA)
+    with pytest.raises(RunNotStarted):
+        handle_payload(world.gate_with_jobs_down(), event)
+    assert len(marks(world)) == 1
+
+    # The event's redelivery starts the run; the event function leaves the mark (on GCP it may not delete there).
+    [redelivered] = handle_payload(world.gate(), event)
+    assert redelivered.status == REDRIVEN
+    assert len(marks(world)) == 1
+
+    assert scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR) == []
+    assert marks(world) == []
+    assert_converged(world, {NAME: DATA})
+
+
+def test_an_archived_file_without_a_run_or_a_mark_is_left_to_filegate_sweep(world: World) -> None:
+    world.upload(NAME, DATA)
+    run_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR)
+    [mark] = marks(world)
+    # As a release before the marks, or a delivery that died between the archive and run-now, left it.
+    assert world.store.delete(mark.container, mark.path, mark.version)
+
+    assert scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR) == []
+    assert world.runs() == []
+    [outcome] = run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes
+
+    assert outcome.status == REDRIVEN
+    assert_converged(world, {NAME: DATA})

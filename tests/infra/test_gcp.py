@@ -64,7 +64,7 @@ FUNCTION_NEEDS = {
     "archive": {
         "storage.objects.get": "stat, read_prefix: earlier copies, seals, archived triggers",
         "storage.objects.list": "container_exists; list: a batch's pieces and seals",
-        "storage.objects.create": "copy (objects.rewrite) and put (seals, run notes), create-only",
+        "storage.objects.create": "copy (objects.rewrite) and put (seals, run notes, run-pending marks), create-only",
         "storage.objects.update": "update_metadata (objects.patch): the run id on the archived copy",
     },
     "rejected": {
@@ -76,10 +76,14 @@ FUNCTION_NEEDS = {
 
 
 # The sweep (the same calls, on a schedule) also moves an overdue batch's trigger out of the archive
-# (filegate/batches.py, on_incomplete = "reject"): that delete is the one permission the event function lacks.
+# (filegate/batches.py, on_incomplete = "reject") and removes the mark of a file that has its run
+# (filegate/sweep.py): that delete is the one permission the event function lacks.
 SWEEP_NEEDS = {
     **FUNCTION_NEEDS,
-    "archive": {**FUNCTION_NEEDS["archive"], "storage.objects.delete": "the overdue trigger's move to rejected"},
+    "archive": {
+        **FUNCTION_NEEDS["archive"],
+        "storage.objects.delete": "the overdue trigger's move to rejected; a run-pending mark's removal",
+    },
 }
 
 
