@@ -810,6 +810,65 @@ def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome 
     return log_outcome(_outcome(base, batch, verdict))
 
 
+def reseal(gate: Gate, pipeline: Pipeline, business_date: date, *, partial: bool = False) -> Outcome:
+    """An operator's decision to load a batch as it is now (`filegate batches --reseal`).
+
+    A sealed batch with members archived after its seal (held under `late_member = "hold"`) gets the next
+    revision and its run, as `rerun` would have done; an unsealed one is sealed with what is there, which
+    needs `partial` when members are missing. A blocked member refuses, as everywhere: its corrected upload
+    decides. Running it again changes nothing: the newest revision already holds every member, and its
+    run-now is only re-driven, with the seal's token, when its run note is missing.
+    """
+    base = Outcome(
+        WAITING, f"reseal-{pipeline.name}-{business_date:%Y%m%d}", _batch_prefix(gate, pipeline, business_date)
+    )
+    for _ in range(SEAL_ATTEMPTS):
+        batch = assess_batch(gate, pipeline, business_date)
+        try:
+            return log_outcome(_outcome(base, batch, _reseal(gate, batch, partial=partial)))
+        except _SealLacksFiles as exc:
+            lost = str(exc)
+    raise TransientError(f"{lost}: sealed by other deliveries {SEAL_ATTEMPTS} times without the reseal's files")
+
+
+def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
+    if batch.blocked:
+        return Verdict(BLOCKED, (*_waiting_reasons(batch), "nothing was sealed"))
+    latest = _latest_seal(gate, batch)
+    if latest is not None:
+        current = _present_paths(batch)
+        if current <= latest.paths:
+            run, called = _ensure_run(gate, batch, latest)
+            reason = f"revision {latest.revision} already holds every archived member; nothing new was sealed"
+            if called:
+                reason += " (its run-now was re-driven with the seal's token)"
+            reason += "; to load the same members again, repair that revision's run in Databricks"
+            return Verdict(DUPLICATE, (reason,), latest, run, redriven=called)
+        seal = _seal(gate, batch, latest.revision + 1, partial=bool(batch.missing))
+        run, _ = _ensure_run(gate, batch, seal)
+        late = ", ".join(sorted(current - latest.paths))
+        return Verdict(
+            SEALED,
+            (f"resealed: revision {seal.revision} takes {late}, archived after revision {latest.revision}",),
+            seal,
+            run,
+        )
+    if batch.latest_trigger is None:
+        return Verdict(WAITING, (f"no trigger archived ({batch.pipeline.trigger_pattern}); nothing was sealed",))
+    if batch.trigger is not None and not batch.trigger.ok:
+        reasons = "; ".join(batch.trigger.reasons)
+        return Verdict(WAITING, (f"the archived trigger does not read as valid: {reasons}; nothing was sealed",))
+    if not batch.present or (batch.missing and not partial):
+        hint = "--partial seals what is there" if batch.present else "no member is archived"
+        return Verdict(WAITING, (*_waiting_reasons(batch), f"nothing was sealed: {hint}"))
+    seal = _seal(gate, batch, 1, partial=bool(batch.missing))
+    run, called = _ensure_run(gate, batch, seal)
+    if not seal.created:
+        return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run, redriven=called)
+    what = f"partial, without {', '.join(batch.missing)}" if batch.missing else "every member archived"
+    return Verdict(SEALED, (f"sealed revision 1 by an operator ({what})",), seal, run)
+
+
 def log_outcome(outcome: Outcome) -> Outcome:
     """One JSON line, at WARNING for the statuses an alert should match."""
     level = logging.WARNING if outcome.status in WARNING_STATUSES else logging.INFO

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 from filegate import exits
-from filegate.batches import Batch, assess_batch, batch_dates, is_overdue
-from filegate.errors import FilegateError
-from filegate.ingest import Gate
+from filegate.batches import SEALED, Batch, assess_batch, batch_dates, is_overdue, reseal
+from filegate.errors import FilegateError, SettingsError
+from filegate.ingest import DUPLICATE, Gate
+from filegate.readiness import check_job, check_storage, raise_for
 from filegate.stores import add_target_option
 
 # Jobs API life-cycle states of a run that has not ended yet.
@@ -105,13 +107,25 @@ def main(argv: list[str]) -> int:
     add_target_option(parser, "which cloud's archive")
     parser.add_argument("--json", action="store_true", help="one JSON object per batch")
     parser.add_argument("--offline", action="store_true", help="do not ask the Jobs API for run states")
+    parser.add_argument(
+        "--reseal",
+        type=date.fromisoformat,
+        metavar="DATE",
+        help="load this business date's batch as it is now: members held after its seal get a new revision "
+        "and run; an unsealed complete batch is sealed and run (the pipeline: --pipeline, or the only one)",
+    )
+    parser.add_argument("--partial", action="store_true", help="with --reseal: seal without the missing members")
     args = parser.parse_args(argv)
+    if args.partial and args.reseal is None:
+        parser.error("--partial goes with --reseal")
     from filegate.settings import Settings
     from filegate.stores import open_gate
 
     try:
         settings = Settings.from_env()
         gate = open_gate(args.target, settings)
+        if args.reseal is not None:
+            return _reseal(gate, args.pipeline, args.reseal, partial=args.partial)
         if args.offline:
             gate = replace(gate, batch_jobs=None)
         rows = []
@@ -121,13 +135,35 @@ def main(argv: list[str]) -> int:
                 row = describe_batch(gate, batch, run_state(gate, row.run_id))
             rows.append(row)
     except FilegateError as exc:
-        return exits.report_failure("filegate batches", exc, try_again="cannot read the archive, try again")
+        what = "nothing was sealed, or its run did not start" if args.reseal else "cannot read the archive"
+        return exits.report_failure("filegate batches", exc, try_again=f"{what}, try again")
     if args.json:
         for row in rows:
             print(json.dumps(row.to_dict()))
         return exits.OK
     print(format_rows(rows))
     return exits.OK
+
+
+def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: bool) -> int:
+    """Print the reseal's outcome as one JSON line: 0 when the batch is sealed and run, 1 when refused."""
+    if pipeline is None and len(gate.pipelines) != 1:
+        names = ", ".join(sorted(gate.pipelines)) or "none is configured"
+        print(f"filegate batches: --reseal needs --pipeline (pipelines: {names})", file=sys.stderr)
+        return exits.CONFIG
+    name = pipeline or next(iter(gate.pipelines))
+    if name not in gate.pipelines:
+        print(
+            f"filegate batches: no pipeline {name!r} (pipelines: {', '.join(sorted(gate.pipelines))})", file=sys.stderr
+        )
+        return exits.CONFIG
+    # Checked before anything is sealed: a seal whose run cannot start would wait for the sweep.
+    if gate.batch_jobs is None:
+        raise SettingsError("no batch job to run the batch: set FILEGATE_BATCH_JOB_NAME")
+    raise_for(check_storage(gate.settings, gate.store) + check_job(gate.batch_jobs, "batch job"))
+    outcome = reseal(gate, gate.pipelines[name], business_date, partial=partial)
+    print(outcome.to_json())
+    return exits.OK if outcome.status in (SEALED, DUPLICATE) else exits.FAILED
 
 
 def format_rows(rows: list[BatchRow]) -> str:

@@ -77,6 +77,26 @@ def batch_pieces(day: date) -> dict[str, bytes]:
     return pieces
 
 
+def unsized_pieces(day: date) -> dict[str, bytes]:
+    """The day's pieces with a trigger that names no sizes: the newest version of a member is the one a batch uses."""
+    pieces = batch_pieces(day)
+    pieces[trigger_name(day)] = json.dumps({"batch_date": day.isoformat()}).encode()
+    return pieces
+
+
+def seal_unsized(world: World, gate: Gate, day: date) -> Outcome:
+    """Deliver every piece of `unsized_pieces`; the last delivery's outcome, the seal of revision 1."""
+    outcomes = [deliver(gate, world.upload(name, data)) for name, data in unsized_pieces(day).items()]
+    assert outcomes[-1].status == SEALED
+    return outcomes[-1]
+
+
+def a_row_more(dataset: str) -> bytes:
+    """The member with one row more: a different file under the same name."""
+    data = member_bytes(dataset)
+    return data + data.splitlines(keepends=True)[1]
+
+
 def deliver(gate: Gate, event: dict[str, Any]) -> Outcome:
     [outcome] = handle_payload(gate, event)
     return outcome
@@ -485,12 +505,8 @@ def test_a_sweep_that_read_the_batch_before_its_last_member_sealed_it_leaves_it_
 def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, policy: str) -> None:
     gate = world.gate(pipelines=with_policy(late_member=policy))
     day = date(2025, 3, 6)
-    pieces = batch_pieces(day)
-    # Without sizes in the trigger the newest version of a member is the one a batch uses.
-    pieces[trigger_name(day)] = json.dumps({"batch_date": day.isoformat()}).encode()
-    outcomes = [deliver(gate, world.upload(name, data)) for name, data in pieces.items()]
-    assert outcomes[-1].status == SEALED
-    corrected = member_bytes("orders") + member_bytes("orders").splitlines(keepends=True)[1]
+    sealed = seal_unsized(world, gate, day)
+    corrected = a_row_more("orders")
     time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the correction is the newest version there too
 
     late_event = world.upload(member_name("orders", day), corrected)
@@ -499,12 +515,12 @@ def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, 
     assert late.status == LATE_MEMBER
     if policy == "hold":
         assert late.revision == 1
-        assert late.run_id == outcomes[-1].run_id
+        assert late.run_id == sealed.run_id
         assert len(seals(world, day)) == 1
         assert len(batch_runs(world)) == 1
     else:
         assert late.revision == 2
-        assert late.run_id != outcomes[-1].run_id
+        assert late.run_id != sealed.run_id
         assert len(seals(world, day)) == 2
         assert len(batch_runs(world)) == 2
         first, second = (read_seal(world, path) for path in seals(world, day))
@@ -578,11 +594,8 @@ def sealed_sizes(document: Mapping[str, Any]) -> dict[str, int]:
 def test_two_late_members_racing_for_one_revision_end_in_a_seal_that_holds_both(world: World) -> None:
     gate = world.gate(pipelines=with_policy(late_member="rerun"))
     day = date(2025, 3, 12)
-    pieces = batch_pieces(day)
-    pieces[trigger_name(day)] = json.dumps({"batch_date": day.isoformat()}).encode()
-    assert [deliver(gate, world.upload(name, data)) for name, data in pieces.items()][-1].status == SEALED
-    customers = member_bytes("customers") + member_bytes("customers").splitlines(keepends=True)[1]
-    orders = member_bytes("orders") + member_bytes("orders").splitlines(keepends=True)[1]
+    seal_unsized(world, gate, day)
+    customers, orders = a_row_more("customers"), a_row_more("orders")
     customers_event = world.upload(member_name("customers", day), customers)
     orders_event = world.upload(member_name("orders", day), orders)
 
@@ -608,12 +621,11 @@ def test_a_re_upload_racing_the_last_member_for_the_first_seal_is_not_taken_for_
 ) -> None:
     gate = world.gate(pipelines=with_policy(late_member=policy))
     day = date(2025, 3, 13)
-    pieces = batch_pieces(day)
-    pieces[trigger_name(day)] = json.dumps({"batch_date": day.isoformat()}).encode()
+    pieces = unsized_pieces(day)
     last = pieces.pop(member_name("shipping", day))
     for name, data in pieces.items():
         deliver(gate, world.upload(name, data))
-    customers = member_bytes("customers") + member_bytes("customers").splitlines(keepends=True)[1]
+    customers = a_row_more("customers")
     last_event = world.upload(member_name("shipping", day), last)
     reupload_event = world.upload(member_name("customers", day), customers)
 
@@ -681,10 +693,8 @@ def test_a_late_member_whose_event_failed_after_archiving_is_sealed_by_the_sweep
 ) -> None:
     gate = world.gate(pipelines=with_policy(late_member=policy))
     day = date(2025, 3, 16)
-    pieces = batch_pieces(day)
-    pieces[trigger_name(day)] = json.dumps({"batch_date": day.isoformat()}).encode()
-    assert [deliver(gate, world.upload(name, data)) for name, data in pieces.items()][-1].status == SEALED
-    customers = member_bytes("customers") + member_bytes("customers").splitlines(keepends=True)[1]
+    seal_unsized(world, gate, day)
+    customers = a_row_more("customers")
     event = world.upload(member_name("customers", day), customers)
 
     def outage(*_: object, **__: object) -> None:
@@ -715,7 +725,7 @@ def test_under_rerun_a_late_member_held_by_a_blocked_one_is_not_warned_again_by_
     day = date(2025, 3, 17)
     assert [deliver(gate, world.upload(name, data)) for name, data in batch_pieces(day).items()][-1].status == SEALED
     # The producer sends customers and orders again, each a row longer, and a trigger with their sizes.
-    longer = {d: member_bytes(d) + member_bytes(d).splitlines(keepends=True)[1] for d in ("customers", "orders")}
+    longer = {d: a_row_more(d) for d in ("customers", "orders")}
     customers, orders = longer["customers"], longer["orders"]
     sizes = {**{d: member_bytes(d) for d in MEMBERS}, **longer}
     deliver(gate, world.upload(trigger_name(day), trigger_bytes(day, sizes)))

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import date
 
 import pytest
 
+from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, WAITING, reseal
 from filegate.batches_command import describe_batch, format_rows, list_batches, run_state
 from filegate.cli import main
+from filegate.ingest import DUPLICATE
 from tests.faults.world import World
-from tests.test_batches import MEMBERS, SAMPLES, batch_pieces, deliver, member_name, trigger_name
+from tests.test_batches import (
+    MEMBERS,
+    SAMPLES,
+    a_row_more,
+    batch_pieces,
+    batch_runs,
+    deliver,
+    member_name,
+    read_seal,
+    seal_unsized,
+    seals,
+    trigger_name,
+    with_policy,
+)
 
 
 def test_batches_lists_sealed_waiting_and_blocked_batches(world: World) -> None:
@@ -51,3 +68,93 @@ def test_batches_is_a_filegate_command_with_its_own_help(capsys: pytest.CaptureF
         main(["batches", "--help"])
     assert exited.value.code == 0
     assert "--pipeline" in capsys.readouterr().out
+
+
+def test_reseal_loads_a_member_held_after_the_seal_as_the_next_revision_once(world: World) -> None:
+    gate = world.gate(pipelines=with_policy(late_member="hold"))
+    day = date(2025, 3, 7)
+    seal_unsized(world, gate, day)
+    corrected = a_row_more("orders")
+    time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the correction is the newest version there too
+    assert deliver(gate, world.upload(member_name("orders", day), corrected)).status == LATE_MEMBER
+    assert len(batch_runs(world)) == 1
+
+    resealed = reseal(gate, gate.pipelines["ecommerce"], day)
+
+    assert resealed.status == SEALED
+    assert resealed.revision == 2
+    assert "orders_2025_03_07" in resealed.reasons[-1]
+    assert len(batch_runs(world)) == 2
+    first, second = (read_seal(world, path) for path in seals(world, day))
+    assert [m["size"] for m in second["members"] if m["dataset"] == "orders"] == [len(corrected)]
+    assert second["batch_id"] == first["batch_id"]  # the batch job replaces revision 1's rows
+    again = reseal(gate, gate.pipelines["ecommerce"], day)
+    assert (again.status, again.revision, again.run_id) == (DUPLICATE, 2, resealed.run_id)
+    assert len(batch_runs(world)) == 2
+
+
+def test_reseal_seals_an_incomplete_batch_only_when_told_to_load_what_is_there(world: World) -> None:
+    gate = world.gate()
+    pipeline = gate.pipelines["ecommerce"]
+    day = date(2025, 4, 3)
+    for name, data in batch_pieces(day).items():
+        if name != member_name("shipping", day):
+            deliver(gate, world.upload(name, data))
+
+    refused = reseal(gate, pipeline, day)
+
+    assert refused.status == WAITING
+    assert refused.missing == ("shipping",)
+    assert "--partial" in refused.reasons[-1]
+    assert seals(world, day) == []
+    partial = reseal(gate, pipeline, day, partial=True)
+    assert (partial.status, partial.revision) == (SEALED, 1)
+    assert partial.sealed_path is not None
+    document = read_seal(world, partial.sealed_path.partition("/")[2])
+    assert (document["partial"], document["missing"]) == (True, ["shipping"])
+    assert len(batch_runs(world)) == 1
+
+
+def test_reseal_refuses_a_batch_with_a_rejected_member(world: World) -> None:
+    gate = world.gate()
+    day = date(2025, 1, 16)
+    bad = (SAMPLES / "bad" / member_name("customers", day)).read_bytes()
+    deliver(gate, world.upload(member_name("customers", day), bad))
+    deliver(gate, world.upload(trigger_name(day), (SAMPLES / trigger_name(day)).read_bytes()))
+
+    refused = reseal(gate, gate.pipelines["ecommerce"], day, partial=True)
+
+    assert refused.status == BLOCKED
+    [report] = refused.blocked_by
+    assert report.endswith(".report.json")
+    assert seals(world, day) == []
+    assert batch_runs(world) == []
+
+
+def test_the_reseal_command_prints_the_outcome_and_exits_by_it(
+    world: World,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.test_readiness import _env
+
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    day = date(2025, 4, 4)
+    gate = world.gate()
+    for name, data in batch_pieces(day).items():
+        if name != member_name("inventory", day):
+            deliver(gate, world.upload(name, data))
+    target = ["--target", "azure" if world.kind == "azure" else "gcp"]
+
+    assert main(["batches", "--reseal", day.isoformat(), *target]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == WAITING
+    assert main(["batches", "--reseal", day.isoformat(), "--partial", "--pipeline", "ecommerce", *target]) == 0
+    sealed = json.loads(capsys.readouterr().out)
+    assert (sealed["status"], sealed["revision"], sealed["missing"]) == (SEALED, 1, ["inventory"])
+    assert main(["batches", "--reseal", day.isoformat(), "--pipeline", "nope", *target]) == 2
+    assert "no pipeline 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["batches", "--partial"])
+    assert refused.value.code == 2
