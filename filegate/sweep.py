@@ -188,16 +188,18 @@ def sweep_all(
     dry_run: bool = False,
     go_on: Callable[[], bool] = _always,
     whole_archive: bool = True,
+    landing_go_on: Callable[[], bool] | None = None,
 ) -> Iterator[Outcome]:
     """The landing location's due files, then the batches, then the archived files without a run (each tried
     once per pass): every archived file's when `whole_archive`, else those with a mark (`marked_runless`).
 
     The archive comes last: its whole listing is the longest (every file ever archived), so a pass that
     its budget cuts short there has finished the batches. `go_on` is asked before each phase, each listed
-    object and each batch; once it says False, nothing more is started.
+    object and each batch; once it says False, nothing more is started. `landing_go_on`, when given, is
+    asked instead in the landing location, whose end does not end the pass.
     """
     tried = set()
-    for outcome in sweep_landing(gate, older_than, dry_run=dry_run, go_on=go_on):
+    for outcome in sweep_landing(gate, older_than, dry_run=dry_run, go_on=landing_go_on or go_on):
         if outcome.archived_path:
             tried.add(outcome.archived_path)
         yield outcome
@@ -234,6 +236,11 @@ def sweep_pipeline_batches(gate: Gate, go_on: Callable[[], bool] = _always) -> I
                 yield outcome
 
 
+# The share of a scheduled pass's budget the landing location may take: a backlog there (after an outage
+# of event delivery) must not keep the batches and the failed run-nows waiting pass after pass.
+LANDING_SHARE = 0.5
+
+
 class SweepUnfinished(FilegateError):
     """A scheduled sweep left work: the invocation fails, so the platform records it and an alert can see it."""
 
@@ -245,28 +252,35 @@ def scheduled_sweep(gate: Gate, budget: timedelta, *, clock: Callable[[], float]
     Lost and dead-lettered events are thus finished without an operator. Past the budget (kept under
     the platform's timeout, which would kill the pass mid-file) nothing new is started: a listing stops
     at the object it reached, no further phase or pipeline is listed, and each file is finished or
-    untouched, so the next pass takes up what is left.
+    untouched, so the next pass takes up what is left. The landing location stops at `LANDING_SHARE` of
+    the budget, so that the batches and the marks get the rest.
     A file that failed, an archived file whose run did not start, or a pass cut short by its budget
     raises SweepUnfinished once the pass is over.
     """
     gate.ensure_ready()
-    deadline = clock() + budget.total_seconds()
-    cut_short = False
+    start = clock()
+    stopped: set[str] = set()
 
-    def go_on() -> bool:
-        nonlocal cut_short
-        cut_short = cut_short or clock() >= deadline
-        return not cut_short
+    def until(seconds: float, part: str) -> Callable[[], bool]:
+        def go_on() -> bool:
+            if part not in stopped and clock() >= start + seconds:
+                stopped.add(part)
+            return part not in stopped
+
+        return go_on
 
     older_than = timedelta(minutes=gate.settings.sweep_older_than_minutes)
-    outcomes = list(sweep_all(gate, older_than, go_on=go_on, whole_archive=False))
+    everything = until(budget.total_seconds(), "pass")
+    landing = until(budget.total_seconds() * LANDING_SHARE, "landing")
+    outcomes = list(sweep_all(gate, older_than, go_on=everything, landing_go_on=landing, whole_archive=False))
     counts = Counter(outcome.status for outcome in outcomes)
     log.info("sweep: %s", json.dumps(dict(sorted(counts.items()))) if outcomes else "nothing due")
     left = summary(outcomes) if counts[FAILED] or counts[RUN_PENDING] else ""
-    if cut_short:
-        log.warning("sweep: stopped at its budget of %s after %d item(s)", budget, len(outcomes))
+    if stopped:
+        where = "" if "pass" in stopped else f"in the landing location, at {LANDING_SHARE:.0%} of it, "
+        log.warning("sweep: stopped %sat its budget of %s after %d item(s)", where, budget, len(outcomes))
         left = (
-            f"the pass stopped at its budget of {budget} before it had seen everything; the next pass "
+            f"the pass stopped {where}at its budget of {budget} before it had seen everything; the next pass "
             "takes up the rest, and if every pass stops there, run `filegate sweep`, which has no budget"
             + (f". Also: {left}" if left else "")
         )

@@ -267,8 +267,9 @@ def test_a_scheduled_sweep_starts_nothing_past_its_budget_says_so_and_the_next_p
     for name, data in files.items():
         world.upload(name, data)
     gate = later(world.gate(), 2 * HOUR)
-    # The clock is read at the start, then before each listed object: the budget is spent at the third.
-    readings = iter([0.0, 0.0, 59.0])
+    # The clock is read at the start, then before each listed object: the landing location's half of the
+    # budget is spent at the third, and the whole budget when the next phase asks.
+    readings = iter([0.0, 0.0, 29.0])
 
     with pytest.raises(SweepUnfinished, match="stopped at its budget of 0:01:00 before it had seen everything"):
         scheduled_sweep(gate, MINUTE, clock=lambda: next(readings, 61.0))
@@ -392,3 +393,24 @@ def test_an_archived_file_without_a_run_or_a_mark_is_left_to_filegate_sweep(worl
 
     assert outcome.status == REDRIVEN
     assert_converged(world, {NAME: DATA})
+
+
+def test_a_landing_backlog_takes_half_the_budget_and_leaves_the_rest_to_the_batches_and_the_marks(
+    world: World,
+) -> None:
+    for day in (1, 2):
+        world.upload(f"order_tracking_2024_07_{day:02d}.csv", csv_bytes([tracking_row(day)]))
+    recorder = ListingRecorder(world.store)
+    readings = iter([0.0, 0.0])  # the start, the first landing file; then always 31 s: past half the minute
+
+    with pytest.raises(SweepUnfinished, match="stopped in the landing location, at 50% of it, at its budget"):
+        scheduled_sweep(later(world.gate(recorder), 2 * HOUR), MINUTE, clock=lambda: next(readings, 31.0))
+
+    assert len(world.objects(world.settings.landing)) == 1
+    landing, archive = world.settings.landing, world.settings.archive
+    # Between the first and the last two: the archive's folder of the file handled (its earlier copies).
+    assert recorder.listed[0] == (landing.container, landing.prefix)
+    assert recorder.listed[-2:] == [
+        (archive.container, archive.path(f"{BATCHES_FOLDER}/ecommerce/")),
+        (archive.container, archive.path(run_pending_mark(""))),
+    ]
