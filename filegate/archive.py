@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import PurePosixPath
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from filegate.errors import DestinationExists, StorageError, TransientError
 from filegate.events import Upload
@@ -34,17 +34,30 @@ def archive_path(dataset: str, business_date: date, file_name: str) -> str:
     return f"{dataset}/{business_date:%Y/%m/%d}/{_safe_name(file_name)}"
 
 
-# Marks of archived files whose run-now failed, each at `<folder>/<archived path>`: what the scheduled
-# sweep re-drives, so that a pass costs what is pending, not what was ever archived. Written create-only
-# by whoever's run-now failed (the event function may create in the archive, never delete there), and
-# removed by the sweep once the file has its run. Dataset names cannot start with `_`, so no dataset's
-# folder is this one.
+# Marks of archived files waiting for their run: what the scheduled sweep re-drives, so that a pass costs
+# what is pending, not what was ever archived. A delivery writes its copy's mark (create-only) before it
+# deletes the landing version and removes it once the run is recorded on the copy; the sweep removes the
+# marks of files that have their run. One flat folder, each mark named by its file's encoded path: on an
+# account with a hierarchical namespace (the Azure archive), nested marks would leave a directory per day
+# behind. Dataset names cannot start with `_`, so no dataset's folder is this one. On GCP the event
+# function may delete in the archive only here (an IAM condition on the name).
 RUNS_PENDING_FOLDER = "_runs_pending"
+_MARK_SUFFIX = ".json"
 
 
 def run_pending_mark(archived_relative: str) -> str:
-    """Where the mark of the archived file at `archived_relative` (in the archive location) lives."""
-    return f"{RUNS_PENDING_FOLDER}/{archived_relative}"
+    """The mark of the archived file at `archived_relative` (in the archive location); "" gives the folder."""
+    if not archived_relative:
+        return f"{RUNS_PENDING_FOLDER}/"
+    return f"{RUNS_PENDING_FOLDER}/{quote(archived_relative, safe='')}{_MARK_SUFFIX}"
+
+
+def marked_file(mark_relative: str) -> str | None:
+    """The archived file's path (in the archive location) a mark's path names; None for anything else."""
+    folder, _, name = mark_relative.partition("/")
+    if folder != RUNS_PENDING_FOLDER or "/" in name or not name.endswith(_MARK_SUFFIX):
+        return None
+    return unquote(name.removesuffix(_MARK_SUFFIX)) or None
 
 
 def rejected_path(dataset: str | None, file_name: str) -> str:

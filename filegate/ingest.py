@@ -251,7 +251,22 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
     placement = place_upload(store, upload, settings.archive, archive_path(contract.name, business_date, upload.name))
     # place_upload returns only a whole copy, so the source goes only once its bytes are safe. Delete only
     # the version we copied: a newer upload under the same name stays for its own event.
-    return release_source(store, upload, lambda: _run(gate, upload, contract, business_date, token, placement))
+    return _release_to_run(gate, upload, contract, business_date, token, placement)
+
+
+def _release_to_run(
+    gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str, placed: Placement
+) -> Outcome:
+    """Mark the archived copy as waiting for its run, delete the landing version, then run-now.
+
+    The mark comes first: a landing version goes only once its copy is marked (or has its run), so a
+    delivery that dies between the delete and run-now leaves a mark the scheduled sweep finds; `_run`
+    removes it once the run is recorded. A batch's member has no run of its own, hence no mark.
+    """
+    mark = None
+    if gate.pipelines.of_member(contract.name) is None and not placed.info.metadata.get(META_RUN_ID):
+        mark = _mark_run_pending(gate, placed)
+    return release_source(gate.store, upload, lambda: _run(gate, upload, contract, business_date, token, placed, mark))
 
 
 def release_source(store: Store, upload: Upload, then: Callable[[], Outcome]) -> Outcome:
@@ -300,7 +315,16 @@ def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business
     return max(newest, key=lambda info: info.path)
 
 
-def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, token: str, placed: Placement) -> Outcome:
+def _run(
+    gate: Gate,
+    upload: Upload,
+    contract: Contract,
+    business_date: date,
+    token: str,
+    placed: Placement,
+    mark: ObjectInfo | None = None,
+) -> Outcome:
+    """Start (or find, by the token) the file's run and record it on the copy; `mark`: this delivery's mark."""
     pipeline = gate.pipelines.of_member(contract.name)
     if pipeline is not None:
         # A member starts no run of its own; the event that completes its batch starts the batch's run.
@@ -315,11 +339,12 @@ def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, to
         run = gate.jobs.trigger_run(parameters, token)
     except FilegateError as exc:
         # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
-        _mark_run_pending(gate, placed, exc)
+        if mark is None:
+            _ensure_marked(gate, placed)
         raise RunNotStarted(f"{container}/{path}", str(exc)) from exc
     recorded = placed.info.metadata.get(META_RUN_ID)
-    if recorded != str(run.run_id):
-        _record_run(gate.store, placed, run.run_id)
+    if recorded != str(run.run_id) and _record_run(gate.store, placed, run.run_id):
+        _clear_mark(gate, placed, mark)
     # A reused copy with a recorded run is a duplicate; one without had no run until now.
     status = (DUPLICATE if recorded else REDRIVEN) if placed.reused else ARCHIVED
     return Outcome(
@@ -337,26 +362,30 @@ def _run(gate: Gate, upload: Upload, contract: Contract, business_date: date, to
     )
 
 
-def _mark_run_pending(gate: Gate, placed: Placement, error: FilegateError) -> None:
-    """Leave the mark by which the scheduled sweep finds this archived file and starts its run.
-
-    The first failure's mark stays (create-only): it says since when and why. Without a mark (its write
-    failed too) the file is still found by `filegate sweep`, which lists the whole archive.
-    """
+def _mark_path(gate: Gate, placed: Placement) -> str:
     archive = gate.settings.archive
-    mark = archive.path(run_pending_mark(archive.relative(placed.path)))
-    note = {
-        "archived": f"{placed.container}/{placed.path}",
-        "run_not_started_at": gate.clock().isoformat(timespec="seconds"),
-        "error": str(error),
-    }
+    return archive.path(run_pending_mark(archive.relative(placed.path)))
+
+
+def _mark_run_pending(gate: Gate, placed: Placement) -> ObjectInfo | None:
+    """Write the mark by which the scheduled sweep finds this archived file while it has no run (create-only);
+    None when it is there already. A failure raises: the landing version must stay until a mark exists."""
+    note = {"archived": f"{placed.container}/{placed.path}", "marked_at": gate.clock().isoformat(timespec="seconds")}
     try:
-        gate.store.put(archive.container, mark, json.dumps(note).encode(), "application/json", {})
+        return gate.store.put(
+            gate.settings.archive.container, _mark_path(gate, placed), json.dumps(note).encode(), "application/json", {}
+        )
     except DestinationExists:
-        return
+        return None
+
+
+def _ensure_marked(gate: Gate, placed: Placement) -> None:
+    """After a failed run-now of a copy placed without a mark (by a release before the marks, say)."""
+    try:
+        _mark_run_pending(gate, placed)
     except FilegateError as exc:
         log.error(
-            "%s/%s is archived without its run and its mark for the scheduled sweep failed (%s): "
+            "%s/%s is archived without its run, and its mark for the scheduled sweep could not be written (%s): "
             "run `filegate sweep`, which lists the whole archive",
             placed.container,
             placed.path,
@@ -364,13 +393,38 @@ def _mark_run_pending(gate: Gate, placed: Placement, error: FilegateError) -> No
         )
 
 
-def _record_run(store: Store, placed: Placement, run_id: int) -> None:
+def _clear_mark(gate: Gate, placed: Placement, mark: ObjectInfo | None) -> None:
+    """Remove the mark of a copy whose run is recorded; one left behind is removed by the next scheduled sweep."""
+    archive = gate.settings.archive
+    try:
+        found = mark or gate.store.stat(archive.container, _mark_path(gate, placed))
+        if found is not None:
+            gate.store.delete(found.container, found.path, found.version)
+    except FilegateError as exc:
+        log.warning(
+            "the run of %s/%s is recorded, but its mark stays for the sweep: %s", placed.container, placed.path, exc
+        )
+
+
+def _record_run(store: Store, placed: Placement, run_id: int) -> bool:
     """Mark the archived copy with its run, so sweeps and reconcile tell done files from stranded ones."""
     try:
         store.update_metadata(placed.container, placed.path, placed.info.version, {META_RUN_ID: str(run_id)})
+        return True
+    except SourceChanged:
+        # Another delivery of the same file recorded it first (Azure's metadata write changes the ETag).
+        try:
+            current = store.stat(placed.container, placed.path)
+        except FilegateError:
+            current = None
+        if current is not None and current.metadata.get(META_RUN_ID) == str(run_id):
+            return True
+        log.warning("run %s started, but %s/%s changed before it was recorded", run_id, placed.container, placed.path)
+        return False
     except FilegateError as exc:
-        # The run exists; an unmarked copy only costs a later sweep one run-now with the same token.
-        log.warning("run %s started, but marking %s/%s failed: %s", run_id, placed.container, placed.path, exc)
+        # The run exists; the copy keeps its mark, and the next sweep's run-now with the same token records it.
+        log.warning("run %s started, but recording it on %s/%s failed: %s", run_id, placed.container, placed.path, exc)
+        return False
 
 
 def archived_upload(store: Store, info: ObjectInfo) -> Upload | None:
@@ -501,8 +555,7 @@ def _settle_earlier(
         if placement is not None:
             # The earlier delivery may have crashed before run-now: the same token starts the run
             # it missed, or returns the run it started.
-            found = placement
-            return release_source(store, upload, lambda: _run(gate, upload, contract, business_date, token, found))
+            return _release_to_run(gate, upload, contract, business_date, token, placement)
     dataset = contract.name if contract else None
     places.append((settings.rejected, rejected_path(dataset, upload.name)))
     rejected = find_placement(store, upload, *places[-1])

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from filegate.archive import run_pending_mark
+from filegate.archive import marked_file, run_pending_mark
 from filegate.batches import batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
@@ -100,25 +100,36 @@ def runless_archived(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterato
             yield info
 
 
-def marked_runless(gate: Gate, go_on: Callable[[], bool] = _always, *, clear: bool = True) -> Iterator[ObjectInfo]:
-    """The archived files without a run that have a mark (`archive.RUNS_PENDING_FOLDER`): those whose
-    run-now failed, found without listing the archive, so that a pass costs what is pending.
+def marked_runless(
+    gate: Gate, go_on: Callable[[], bool] = _always, *, clear: bool = True, cutoff: float | None = None
+) -> Iterator[ObjectInfo | Outcome]:
+    """The archived files that have a mark (`archive.RUNS_PENDING_FOLDER`) and still no run, found without
+    listing the archive, so that a pass costs what is pending; marks written after `cutoff` (a timestamp)
+    are left to the deliveries that wrote them. A mark that cannot be read is an Outcome (FAILED).
 
-    With `clear`, a mark whose file has a run (started by a later delivery, say), is gone, or is a batch's
-    member is removed; one the store refuses to remove stays and costs a stat per pass. A file without a
-    run and without a mark (every delivery died between its archiving and its run-now, or a release
-    before the marks archived it) is found by `runless_archived` alone.
+    With `clear`, a mark whose file has its run (the delivery that recorded it could not remove the
+    mark), is gone, or is a batch's member is removed; one the store refuses to remove stays and costs a
+    stat per pass. A file without a run and without a mark (archived by a release before the marks) is
+    found by `runless_archived` alone.
     """
     archive = gate.settings.archive
     folder = archive.path(run_pending_mark(""))
     for mark in gate.store.list(archive.container, folder):
         if not go_on():
             return
-        info = gate.store.stat(archive.container, archive.path(mark.path[len(folder) :]))
-        if info is not None and _runless(gate, info):
-            yield info
-        elif clear:
-            _unmark(gate, mark)
+        relative = marked_file(archive.relative(mark.path))
+        if relative is None or (cutoff is not None and mark.written > cutoff):
+            continue
+        source = f"{archive.container}/{archive.path(relative)}"
+        try:
+            info = gate.store.stat(archive.container, archive.path(relative))
+            if info is not None and _runless(gate, info):
+                yield info
+            elif clear:
+                gate.store.delete(mark.container, mark.path, mark.version)
+        except FilegateError as exc:
+            log.warning("sweep: the mark of %s: %s", source, exc)
+            yield Outcome(FAILED, source=source, archived_path=source, reasons=(f"its mark could not be read: {exc}",))
 
 
 def sweep_archive(
@@ -128,25 +139,23 @@ def sweep_archive(
     tried: frozenset[str] = frozenset(),
     go_on: Callable[[], bool] = _always,
     whole: bool = True,
+    cutoff: float | None = None,
 ) -> Iterator[Outcome]:
     """Start the missing run of each archived file without one (but those in `tried`), with its own token:
-    of every such file when `whole`, else of those with a mark. A file that gets its run loses its mark.
+    of every such file when `whole`, else of those with a mark older than `cutoff` (`marked_runless`).
     """
-    found = runless_archived(gate, go_on) if whole else marked_runless(gate, go_on, clear=not dry_run)
+    found = runless_archived(gate, go_on) if whole else marked_runless(gate, go_on, clear=not dry_run, cutoff=cutoff)
     for info in found:
+        if isinstance(info, Outcome):
+            yield info
+            continue
         source = f"{info.container}/{info.path}"
         if source in tried:
             continue
         if dry_run:
             yield Outcome(DUE, source=source, archived_path=source, reasons=("archived, its run not started",))
             continue
-        outcome = _attempt(source, "", partial(redrive_archived, gate, info))
-        if outcome.run_id is not None:
-            archive = gate.settings.archive
-            mark = gate.store.stat(archive.container, archive.path(run_pending_mark(archive.relative(info.path))))
-            if mark is not None:
-                _unmark(gate, mark)
-        yield outcome
+        yield _attempt(source, "", partial(redrive_archived, gate, info))
 
 
 def _runless(gate: Gate, info: ObjectInfo) -> bool:
@@ -154,14 +163,6 @@ def _runless(gate: Gate, info: ObjectInfo) -> bool:
     if not info.metadata.get(META_SOURCE) or info.metadata.get(META_RUN_ID):
         return False
     return not gate.pipelines.batch_owned(gate.settings.archive.relative(info.path).split("/", 1)[0])
-
-
-def _unmark(gate: Gate, mark: ObjectInfo) -> None:
-    """Remove a mark whose file needs no run-now any more; a failure leaves it for the next pass."""
-    try:
-        gate.store.delete(mark.container, mark.path, mark.version)
-    except FilegateError as exc:
-        log.warning("sweep: could not remove the mark %s/%s: %s", mark.container, mark.path, exc)
 
 
 def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outcome:
@@ -206,7 +207,10 @@ def sweep_all(
     if not dry_run and go_on():
         yield from sweep_pipeline_batches(gate, go_on)
     if go_on():
-        yield from sweep_archive(gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on, whole=whole_archive)
+        cutoff = (gate.clock() - older_than).timestamp()
+        yield from sweep_archive(
+            gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on, whole=whole_archive, cutoff=cutoff
+        )
 
 
 def sweep_pipeline_batches(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterator[Outcome]:

@@ -13,7 +13,7 @@ import pytest
 
 from filegate.archive import run_pending_mark
 from filegate.batches import BATCHES_FOLDER
-from filegate.errors import RunNotStarted
+from filegate.errors import StorageError
 from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, Outcome, handle_payload
 from filegate.storage import ObjectInfo, Store
 from filegate.sweep import DUE, FAILED, RUN_PENDING, SweepUnfinished, scheduled_sweep, sweep_all
@@ -345,8 +345,7 @@ def test_a_scheduled_pass_re_drives_by_the_marks_failed_run_nows_left_without_li
     [archived] = [info for info in world.objects(world.settings.archive) if info.path != mark.path]
     note = json.loads(world.read(mark))
     assert note["archived"] == f"{archived.container}/{archived.path}"
-    assert "cannot reach" in note["error"] or "did not start" in note["error"]
-    assert datetime.fromisoformat(note["run_not_started_at"]).tzinfo is not None
+    assert datetime.fromisoformat(note["marked_at"]).tzinfo is not None
     recorder = ListingRecorder(world.store)
 
     [outcome] = scheduled_sweep(later(world.gate(recorder), 2 * HOUR), HOUR)
@@ -364,18 +363,63 @@ def test_a_scheduled_pass_re_drives_by_the_marks_failed_run_nows_left_without_li
     assert scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR) == []
 
 
-def test_a_mark_goes_at_the_next_scheduled_pass_once_its_file_has_a_run_from_elsewhere(world: World) -> None:
+def test_a_delivery_that_dies_between_the_landing_delete_and_run_now_is_finished_by_the_scheduled_pass(
+    world: World,
+) -> None:
     event = world.upload(NAME, DATA)
-    with pytest.raises(RunNotStarted):
-        handle_payload(world.gate_with_jobs_down(), event)
+    with pytest.raises(SimulatedCrash):
+        handle_payload(world.gate(CrashingStore(world.store, after="delete")), event)
+    assert world.objects(world.settings.landing) == []
+    assert len(marks(world)) == 1
+    # Its event never comes back (Eventarc's retry window passed, or Event Grid dead-lettered it).
+
+    assert scheduled_sweep(later(world.gate(), 30 * MINUTE), HOUR) == []  # the mark is younger than the threshold
+    [outcome] = scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)
+
+    assert outcome.status == REDRIVEN
+    assert_converged(world, {NAME: DATA})
+
+
+class UnrecordingStore:
+    """The world's store, whose metadata updates (the run id on an archived copy) fail."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def update_metadata(self, container: str, path: str, version: str, metadata: Any) -> None:
+        raise StorageError(f"update metadata of {container}/{path}: 503 injected")
+
+
+def test_a_run_started_but_not_recorded_keeps_its_mark_until_a_pass_records_it(world: World) -> None:
+    event = world.upload(NAME, DATA)
+    [outcome] = handle_payload(world.gate(UnrecordingStore(world.store)), event)
+    assert outcome.status == ARCHIVED
     assert len(marks(world)) == 1
 
-    # The event's redelivery starts the run; the event function leaves the mark (on GCP it may not delete there).
-    [redelivered] = handle_payload(world.gate(), event)
-    assert redelivered.status == REDRIVEN
+    [recorded] = scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)
+
+    # The same token: run-now answers with the run the delivery started, now recorded on the copy.
+    assert (recorded.status, recorded.run_id) == (REDRIVEN, outcome.run_id)
+    assert marks(world) == []
+    assert_converged(world, {NAME: DATA})
+
+
+def test_a_mark_left_beside_a_recorded_run_goes_at_the_next_pass_without_a_run_now(world: World) -> None:
+    world.upload(NAME, DATA)
+    [outcome] = run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes
+    assert outcome.status == ARCHIVED
+    assert outcome.archived_path is not None
+    archive = world.settings.archive
+    # As when the delivery that recorded the run could not remove the mark (on GCP, say, without the grant).
+    relative = archive.relative(outcome.archived_path.partition("/")[2])
+    world.store.put(archive.container, archive.path(run_pending_mark(relative)), b"{}", "application/json", {})
     assert len(marks(world)) == 1
 
-    assert scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR) == []
+    assert scheduled_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR) == []
+
     assert marks(world) == []
     assert_converged(world, {NAME: DATA})
 

@@ -28,7 +28,7 @@ resource "google_service_account" "function" {
 # copy exists, never write (a write there would be a new upload). Archive and rejected: create-only
 # copies and reports (ifGenerationMatch=0), reads and listings of what exists. No role may overwrite or
 # delete there: objectCreator + objectViewer, not objectUser. The archive alone also gets metadata
-# updates, for the run id recorded on each archived copy.
+# updates, for the run id recorded on each archived copy, and deletes of its run-pending marks only.
 resource "google_storage_bucket_iam_member" "function_reads_landing" {
   bucket = google_storage_bucket.buckets["landing"].name
   role   = "roles/storage.objectViewer"
@@ -71,11 +71,26 @@ resource "google_storage_bucket_iam_member" "function_marks_archive" {
   member = google_service_account.function.member
 }
 
+# A file's mark (`_runs_pending/`, filegate/archive.py) is written before its landing version is deleted
+# and removed once its run is recorded, so that the scheduled sweep lists only files waiting for a run.
+# The delete is conditioned on that folder: every archived file stays out of the function's reach.
+resource "google_storage_bucket_iam_member" "function_clears_run_marks" {
+  bucket = google_storage_bucket.buckets["archive"].name
+  role   = google_project_iam_custom_role.object_deleter.id
+  member = google_service_account.function.member
+
+  condition {
+    title       = "run-pending marks only"
+    description = "Objects under _runs_pending/ in the archive bucket: marks of files waiting for their run."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${local.bucket_prefix}-archive/objects/_runs_pending/\")"
+  }
+}
+
 # No predefined role deletes objects without also creating or overwriting them.
 resource "google_project_iam_custom_role" "object_deleter" {
   role_id     = "${replace(var.name_prefix, "-", "_")}_object_deleter"
   title       = "Filegate object deleter"
-  description = "Delete objects; granted on the landing bucket only, to remove uploads once archived or rejected."
+  description = "Delete objects: uploads in landing once archived or rejected, and the archive's run-pending marks."
   permissions = ["storage.objects.delete"]
 
   depends_on = [google_project_service.apis]

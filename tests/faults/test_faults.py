@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from filegate.batches import BLOCKED, SEALED
 from filegate.errors import FilegateError, Leased, TransientError
 from filegate.ingest import ARCHIVED, DUPLICATE, IGNORED, REDRIVEN, REJECTED, handle_payload
 from filegate.storage import COPY_PENDING, COPY_SUCCESS
-from filegate.sweep import sweep_archive, sweep_pipeline_batches
+from filegate.sweep import scheduled_sweep, sweep_archive, sweep_pipeline_batches
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
 from tests.faults.world import (
@@ -54,7 +54,8 @@ def test_a_crash_mid_move_converges_on_redelivery(world: World, crash_after: str
     with pytest.raises(SimulatedCrash):
         handle_payload(world.gate(crashing), event)
     assert len(world.objects(world.settings.landing)) == left_in_landing
-    assert len(world.objects(world.settings.archive)) == 1
+    # The copy, and once the landing version is gone its mark for the scheduled sweep.
+    assert len(world.objects(world.settings.archive)) == 2 - left_in_landing
     assert world.runs() == []
 
     outcome = redeliver(world, event)
@@ -375,6 +376,10 @@ def test_a_held_landing_object_runs_at_once_and_leaves_landing_once_its_hold_is_
 
     assert outcome.status == DUPLICATE
     assert outcome.run_id == run["run_id"]
+    # The hold refused the mark's removal too; a redelivery that finds the run recorded leaves the mark to
+    # the next scheduled pass.
+    two_hours_on = world.gate(clock=lambda: datetime.now(UTC) + timedelta(hours=2))
+    assert scheduled_sweep(two_hours_on, timedelta(minutes=4)) == []
     assert_converged(world, {NAME: DATA})
     assert len(world.runs()) == 1
 

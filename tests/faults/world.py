@@ -472,11 +472,12 @@ def assert_converged(world: World, files: Mapping[str, bytes]) -> None:
     landing = world.objects(world.settings.landing)
     assert landing == [], f"left in landing: {[o.path for o in landing]}"
     assert world.objects(world.settings.rejected) == []
-    # A mark of a run-now that failed before the run started stays until a scheduled sweep sees the run.
     archive = world.settings.archive
     archived = [
         info for info in world.objects(archive) if not archive.relative(info.path).startswith(RUNS_PENDING_FOLDER)
     ]
+    # A file's mark goes once its run is recorded on its copy.
+    assert len(archived) == len(world.objects(archive)), "a run-pending mark was left behind"
     by_name: dict[str, list[ObjectInfo]] = {}
     for info in archived:
         by_name.setdefault(info.path.rsplit("/", 1)[-1], []).append(info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from conftest import INFRA, TerraformModule
 
@@ -30,6 +31,7 @@ ALLOWED_BUCKET_GRANTS = {
     "function_writes_outputs": ("${each.value}", "roles/storage.objectCreator", FUNCTION_MEMBER),
     "function_reads_outputs": ("${each.value}", "roles/storage.objectViewer", FUNCTION_MEMBER),
     "function_marks_archive": (bucket_name("archive"), METADATA_WRITER, FUNCTION_MEMBER),
+    "function_clears_run_marks": (bucket_name("archive"), DELETER, FUNCTION_MEMBER),
     "sweep_reads": ("${each.value}", "roles/storage.objectViewer", SWEEP_MEMBER),
     "sweep_writes_outputs": ("${each.value}", "roles/storage.objectCreator", SWEEP_MEMBER),
     "sweep_deletes": ("${each.value}", DELETER, SWEEP_MEMBER),
@@ -67,6 +69,8 @@ FUNCTION_NEEDS = {
         "storage.objects.create": "copy (objects.rewrite) and put (seals, run notes, run-pending marks), create-only",
         "storage.objects.update": "update_metadata (objects.patch): the run id on the archived copy",
     },
+    # Under the condition of its grant: the run-pending marks alone, never an archived file.
+    "archive/_runs_pending/": {"storage.objects.delete": "a run-pending mark, once its file's run is recorded"},
     "rejected": {
         "storage.objects.get": "stat, read_prefix: earlier copies, reports",
         "storage.objects.list": "container_exists; list: a batch's rejected members",
@@ -79,7 +83,7 @@ FUNCTION_NEEDS = {
 # (filegate/batches.py, on_incomplete = "reject") and removes the mark of a file that has its run
 # (filegate/sweep.py): that delete is the one permission the event function lacks.
 SWEEP_NEEDS = {
-    **FUNCTION_NEEDS,
+    **{where: calls for where, calls in FUNCTION_NEEDS.items() if "/" not in where},
     "archive": {
         **FUNCTION_NEEDS["archive"],
         "storage.objects.delete": "the overdue trigger's move to rejected; a run-pending mark's removal",
@@ -100,8 +104,21 @@ def granted_to(gcp: TerraformModule, member: str) -> dict[str, set[str]]:
         assert grant["role"] in roles, f"{name}: put {grant['role']}'s storage permissions in PREDEFINED_ROLES"
         buckets = grant["for_each"].values() if grant["bucket"] == "${each.value}" else [grant["bucket"]]
         for bucket in buckets:
-            granted.setdefault(bucket_keys[bucket], set()).update(roles[grant["role"]])
+            where = bucket_keys[bucket] + conditioned_prefix(gcp, grant, bucket_keys[bucket])
+            granted.setdefault(where, set()).update(roles[grant["role"]])
     return granted
+
+
+def conditioned_prefix(gcp: TerraformModule, grant: dict[str, Any], bucket_key: str) -> str:
+    """ "/<prefix>" for a grant conditioned on an object-name prefix in its own bucket, "" for none."""
+    if "condition" not in grant:
+        return ""
+    (condition,) = grant["condition"]
+    assert bucket_key in gcp.locals["buckets"]
+    objects = re.escape(f"projects/_/buckets/${{local.bucket_prefix}}-{bucket_key}/objects/")
+    found = re.fullmatch(rf'resource\.name\.startsWith\("{objects}([^"]+/)"\)', condition["expression"])
+    assert found, f"a bucket grant's condition must name an object prefix in its own bucket: {condition['expression']}"
+    return "/" + found[1]
 
 
 # Project-level grants exist only where no narrower scope does.
@@ -182,7 +199,8 @@ def test_the_sweep_holds_the_functions_permissions_and_the_archive_delete_alone(
     needed = {bucket: set(calls) for bucket, calls in SWEEP_NEEDS.items()}
 
     assert granted_to(gcp, SWEEP_MEMBER) == needed
-    assert {bucket: needed[bucket] - calls for bucket, calls in granted_to(gcp, FUNCTION_MEMBER).items()} == {
+    function = granted_to(gcp, FUNCTION_MEMBER)
+    assert {bucket: calls - function[bucket] for bucket, calls in needed.items()} == {
         "landing": set(),
         "archive": {"storage.objects.delete"},
         "rejected": set(),
