@@ -43,20 +43,31 @@ def archive_path(dataset: str, business_date: date, file_name: str) -> str:
 # function may delete in the archive only here (an IAM condition on the name).
 RUNS_PENDING_FOLDER = "_runs_pending"
 _MARK_SUFFIX = ".json"
+# An encoded path grows up to threefold (non-ASCII bytes, `/`); past this many characters the mark is
+# named by a hash and its note names the file, so that a name the stores take always has a mark they take
+# (both refuse names over 1024 bytes).
+_MARK_NAME_MAX = 512
+HASHED_MARK = "h-"
 
 
 def run_pending_mark(archived_relative: str) -> str:
     """The mark of the archived file at `archived_relative` (in the archive location); "" gives the folder."""
     if not archived_relative:
         return f"{RUNS_PENDING_FOLDER}/"
-    return f"{RUNS_PENDING_FOLDER}/{quote(archived_relative, safe='')}{_MARK_SUFFIX}"
+    name = quote(archived_relative, safe="")
+    if len(name) > _MARK_NAME_MAX:
+        name = HASHED_MARK + hashlib.sha256(archived_relative.encode()).hexdigest()
+    return f"{RUNS_PENDING_FOLDER}/{name}{_MARK_SUFFIX}"
 
 
 def marked_file(mark_relative: str) -> str | None:
-    """The archived file's path (in the archive location) a mark's path names; None for anything else."""
+    """The archived file's path (in the archive location) a mark's path names; "" for a hashed mark, whose
+    note names it; None for anything else."""
     folder, _, name = mark_relative.partition("/")
     if folder != RUNS_PENDING_FOLDER or "/" in name or not name.endswith(_MARK_SUFFIX):
         return None
+    if name.startswith(HASHED_MARK):
+        return ""
     return unquote(name.removesuffix(_MARK_SUFFIX)) or None
 
 

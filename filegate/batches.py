@@ -844,8 +844,14 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
                 reason += " (its run-now was re-driven with the seal's token)"
             reason += "; to load the same members again, repair that revision's run in Databricks"
             return Verdict(DUPLICATE, (reason,), latest, run, redriven=called)
+        if batch.missing and not partial:
+            hint = "--partial seals the next revision without them"
+            return Verdict(WAITING, (*_waiting_reasons(batch), f"nothing was sealed: {hint}"), latest)
         seal = _seal(gate, batch, latest.revision + 1, partial=bool(batch.missing))
-        run, _ = _ensure_run(gate, batch, seal)
+        run, called = _ensure_run(gate, batch, seal)
+        if not seal.created:
+            reason = f"another event sealed revision {seal.revision} first"
+            return Verdict(DUPLICATE, (reason,), seal, run, redriven=called)
         late = ", ".join(sorted(current - latest.paths))
         return Verdict(
             SEALED,

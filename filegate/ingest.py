@@ -232,8 +232,11 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
     identical = _identical_archived(gate, upload, contract, business_date)
     if identical is not None:
         # The bytes are already archived (and loaded by that file's run): the re-upload goes, no new run.
-        store.delete(upload.container, upload.path, upload.version)
         run = identical.metadata.get(META_RUN_ID, "")
+        if not run and gate.pipelines.of_member(contract.name) is None:
+            # Its own delivery may have died before its mark: the scheduled sweep must still find it.
+            _mark_run_pending(gate, Placement(identical.container, identical.path, identical, reused=True))
+        store.delete(upload.container, upload.path, upload.version)
         reason = (
             f"byte-identical to {identical.container}/{identical.path} (same MD5 {identical.content_md5}), "
             f"already archived{f' with run {run}' if run else ''}; not run again"

@@ -108,28 +108,54 @@ def marked_runless(
     are left to the deliveries that wrote them. A mark that cannot be read is an Outcome (FAILED).
 
     With `clear`, a mark whose file has its run (the delivery that recorded it could not remove the
-    mark), is gone, or is a batch's member is removed; one the store refuses to remove stays and costs a
-    stat per pass. A file without a run and without a mark (archived by a release before the marks) is
-    found by `runless_archived` alone.
+    mark), is gone, or is a batch's member is removed; one the store refuses to remove stays (a warning)
+    and costs a stat per pass. A file without a run and without a mark (archived by a release before the
+    marks) is found by `runless_archived` alone.
     """
     archive = gate.settings.archive
-    folder = archive.path(run_pending_mark(""))
-    for mark in gate.store.list(archive.container, folder):
+    for mark in gate.store.list(archive.container, archive.path(run_pending_mark(""))):
         if not go_on():
             return
-        relative = marked_file(archive.relative(mark.path))
-        if relative is None or (cutoff is not None and mark.written > cutoff):
+        if cutoff is not None and mark.written > cutoff:
             continue
-        source = f"{archive.container}/{archive.path(relative)}"
         try:
-            info = gate.store.stat(archive.container, archive.path(relative))
-            if info is not None and _runless(gate, info):
-                yield info
-            elif clear:
-                gate.store.delete(mark.container, mark.path, mark.version)
-        except FilegateError as exc:
-            log.warning("sweep: the mark of %s: %s", source, exc)
-            yield Outcome(FAILED, source=source, archived_path=source, reasons=(f"its mark could not be read: {exc}",))
+            path = _marked_path(gate, mark)
+            info = gate.store.stat(archive.container, path) if path else None
+        except (FilegateError, ValueError) as exc:
+            source = f"{mark.container}/{mark.path}"
+            log.warning("sweep: the mark %s: %s", source, exc)
+            yield Outcome(FAILED, source=source, reasons=(f"the mark, or its file, could not be read: {exc}",))
+            continue
+        if path is None:
+            continue
+        if info is not None and _runless(gate, info):
+            yield info
+        elif clear:
+            _unmark(gate, mark)
+
+
+def _marked_path(gate: Gate, mark: ObjectInfo) -> str | None:
+    """The archived file's path a mark names: by its name, or for a hashed one by its note; None for an object
+    in the folder that is no mark."""
+    archive = gate.settings.archive
+    relative = marked_file(archive.relative(mark.path))
+    if relative:
+        return archive.path(relative)
+    if relative is None:
+        return None
+    note = json.loads(gate.store.read_prefix(mark.container, mark.path, max(mark.size, 1), mark.version))
+    container, _, path = str(note["archived"]).partition("/")
+    if container != archive.container or not archive.holds(container, path):
+        raise ValueError(f"its note names {note['archived']}, outside the archive {archive}")
+    return path
+
+
+def _unmark(gate: Gate, mark: ObjectInfo) -> None:
+    """Remove the mark of a file that needs no run-now; one the store keeps costs a stat per pass, no more."""
+    try:
+        gate.store.delete(mark.container, mark.path, mark.version)
+    except FilegateError as exc:
+        log.warning("sweep: the mark %s/%s stays: %s", mark.container, mark.path, exc)
 
 
 def sweep_archive(
@@ -281,10 +307,12 @@ def scheduled_sweep(gate: Gate, budget: timedelta, *, clock: Callable[[], float]
     log.info("sweep: %s", json.dumps(dict(sorted(counts.items()))) if outcomes else "nothing due")
     left = summary(outcomes) if counts[FAILED] or counts[RUN_PENDING] else ""
     if stopped:
-        where = "" if "pass" in stopped else f"in the landing location, at {LANDING_SHARE:.0%} of it, "
-        log.warning("sweep: stopped %sat its budget of %s after %d item(s)", where, budget, len(outcomes))
+        where = (
+            "at its budget" if "pass" in stopped else f"in the landing location at {LANDING_SHARE:.0%} of its budget"
+        )
+        log.warning("sweep: stopped %s of %s after %d item(s)", where, budget, len(outcomes))
         left = (
-            f"the pass stopped {where}at its budget of {budget} before it had seen everything; the next pass "
+            f"the pass stopped {where} of {budget} before it had seen everything; the next pass "
             "takes up the rest, and if every pass stops there, run `filegate sweep`, which has no budget"
             + (f". Also: {left}" if left else "")
         )

@@ -25,6 +25,7 @@ from tests.test_batches import (
     seal_unsized,
     seals,
     trigger_name,
+    unsized_pieces,
     with_policy,
 )
 
@@ -158,3 +159,25 @@ def test_the_reseal_command_prints_the_outcome_and_exits_by_it(
     with pytest.raises(SystemExit) as refused:
         main(["batches", "--partial"])
     assert refused.value.code == 2
+
+
+def test_reseal_of_a_partial_revision_needs_partial_again_while_members_are_missing(world: World) -> None:
+    gate = world.gate(pipelines=with_policy(late_member="hold"))
+    pipeline = gate.pipelines["ecommerce"]
+    day = date(2025, 4, 5)
+    for name, data in unsized_pieces(day).items():
+        if name != member_name("shipping", day):
+            deliver(gate, world.upload(name, data))
+    assert reseal(gate, pipeline, day, partial=True).revision == 1
+    time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the correction is the newest version there too
+    assert deliver(gate, world.upload(member_name("orders", day), a_row_more("orders"))).status == LATE_MEMBER
+
+    refused = reseal(gate, pipeline, day)
+
+    assert (refused.status, refused.missing) == (WAITING, ("shipping",))
+    assert "--partial" in refused.reasons[-1]
+    assert len(seals(world, day)) == 1
+    resealed = reseal(gate, pipeline, day, partial=True)
+    assert (resealed.status, resealed.revision) == (SEALED, 2)
+    assert read_seal(world, seals(world, day)[1])["partial"] is True
+    assert len(batch_runs(world)) == 2

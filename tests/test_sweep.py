@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from filegate import archive as archive_module
 from filegate.archive import run_pending_mark
 from filegate.batches import BATCHES_FOLDER
 from filegate.errors import StorageError
-from filegate.ingest import ARCHIVED, DUPLICATE, REDRIVEN, REJECTED, Gate, Outcome, handle_payload
+from filegate.ingest import ARCHIVED, DUPLICATE, IDENTICAL, REDRIVEN, REJECTED, Gate, Outcome, handle_payload
 from filegate.storage import ObjectInfo, Store
 from filegate.sweep import DUE, FAILED, RUN_PENDING, SweepUnfinished, scheduled_sweep, sweep_all
 from filegate.sweep_command import main
@@ -289,15 +291,22 @@ def test_a_scheduled_sweep_that_leaves_work_fails_after_finishing_the_rest(world
     assert_converged(world, {NAME: DATA})
 
 
-class ListingRecorder:
-    """The world's store, remembering which locations were listed."""
+class WrappedStore:
+    """The world's store, some of whose calls a subclass replaces."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.listed: list[tuple[str, str]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
+
+
+class ListingRecorder(WrappedStore):
+    """The world's store, remembering which locations were listed."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.listed: list[tuple[str, str]] = []
 
     def list(self, container: str, prefix: str) -> Iterator[ObjectInfo]:
         self.listed.append((container, prefix))
@@ -380,14 +389,8 @@ def test_a_delivery_that_dies_between_the_landing_delete_and_run_now_is_finished
     assert_converged(world, {NAME: DATA})
 
 
-class UnrecordingStore:
+class UnrecordingStore(WrappedStore):
     """The world's store, whose metadata updates (the run id on an archived copy) fail."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
 
     def update_metadata(self, container: str, path: str, version: str, metadata: Any) -> None:
         raise StorageError(f"update metadata of {container}/{path}: 503 injected")
@@ -417,11 +420,21 @@ def test_a_mark_left_beside_a_recorded_run_goes_at_the_next_pass_without_a_run_n
     relative = archive.relative(outcome.archived_path.partition("/")[2])
     world.store.put(archive.container, archive.path(run_pending_mark(relative)), b"{}", "application/json", {})
     assert len(marks(world)) == 1
+    # A store that refuses the removal (a hold, say) leaves the mark with a warning, and the pass succeeds.
+    assert scheduled_sweep(later(world.gate(UndeletingStore(world.store)), 2 * HOUR), HOUR) == []
+    assert len(marks(world)) == 1
 
     assert scheduled_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR) == []
 
     assert marks(world) == []
     assert_converged(world, {NAME: DATA})
+
+
+class UndeletingStore(WrappedStore):
+    """The world's store, whose deletes fail."""
+
+    def delete(self, container: str, path: str, version: str) -> bool:
+        raise StorageError(f"delete {container}/{path}: 403 injected")
 
 
 def test_an_archived_file_without_a_run_or_a_mark_is_left_to_filegate_sweep(world: World) -> None:
@@ -447,7 +460,7 @@ def test_a_landing_backlog_takes_half_the_budget_and_leaves_the_rest_to_the_batc
     recorder = ListingRecorder(world.store)
     readings = iter([0.0, 0.0])  # the start, the first landing file; then always 31 s: past half the minute
 
-    with pytest.raises(SweepUnfinished, match="stopped in the landing location, at 50% of it, at its budget"):
+    with pytest.raises(SweepUnfinished, match="stopped in the landing location at 50% of its budget of 0:01:00"):
         scheduled_sweep(later(world.gate(recorder), 2 * HOUR), MINUTE, clock=lambda: next(readings, 31.0))
 
     assert len(world.objects(world.settings.landing)) == 1
@@ -458,3 +471,38 @@ def test_a_landing_backlog_takes_half_the_budget_and_leaves_the_rest_to_the_batc
         (archive.container, archive.path(f"{BATCHES_FOLDER}/ecommerce/")),
         (archive.container, archive.path(run_pending_mark(""))),
     ]
+
+
+def test_a_mark_too_long_to_name_by_its_file_is_hashed_and_found_by_its_note(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every mark past 10 characters is hashed here; in use, one whose encoded path outgrows the stores' limit.
+    monkeypatch.setattr(archive_module, "_MARK_NAME_MAX", 10)
+    world.upload(NAME, DATA)
+    with pytest.raises(SweepUnfinished):
+        scheduled_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR)
+    [mark] = marks(world)
+    assert mark.path.rsplit("/", 1)[-1].startswith(archive_module.HASHED_MARK)
+
+    [outcome] = scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)
+
+    assert outcome.status == REDRIVEN
+    assert marks(world) == []
+    assert_converged(world, {NAME: DATA})
+
+
+def test_an_identical_re_upload_marks_the_copy_a_dead_delivery_left_without_a_run(world: World) -> None:
+    event = world.upload(NAME, DATA)
+    with pytest.raises(SimulatedCrash):  # the copy made, then the worker died: no mark yet, the upload in landing
+        handle_payload(world.gate(CrashingStore(world.store, after="copy")), event)
+    assert marks(world) == []
+    time.sleep(1.1)  # a new version of the upload, in another second (Azure's Last-Modified)
+
+    [again] = handle_payload(world.gate(), world.upload(NAME, DATA))  # the same bytes: the first one's event is lost
+
+    assert again.status == IDENTICAL
+    assert world.objects(world.settings.landing) == []
+    assert len(marks(world)) == 1
+    [outcome] = scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)
+    assert outcome.status == REDRIVEN
+    assert_converged(world, {NAME: DATA})

@@ -4,8 +4,8 @@
 # subscription Eventarc manages, so without the sweep such a file would wait in landing for an operator.
 #
 # It has an identity of its own, because the sweep needs one thing the event function must not have:
-# deleting in the archive, to move an overdue batch's trigger to rejected (on_incomplete = "reject"),
-# and to remove the mark a failed run-now left (`_runs_pending/`) once its file has a run.
+# deleting archived files, to move an overdue batch's trigger to rejected (on_incomplete = "reject").
+# (The event function deletes in the archive only the run-pending marks, under an IAM condition.)
 
 resource "google_service_account" "sweep" {
   account_id   = "${var.name_prefix}-sweep"
