@@ -410,7 +410,7 @@ def _clear_mark(gate: Gate, placed: Placement, mark: ObjectInfo | None) -> None:
 
 
 def _record_run(store: Store, placed: Placement, run_id: int) -> bool:
-    """Mark the archived copy with its run, so sweeps and reconcile tell done files from stranded ones."""
+    """Record the run on the archived copy, so sweeps and reconcile tell done files from stranded ones."""
     try:
         store.update_metadata(placed.container, placed.path, placed.info.version, {META_RUN_ID: str(run_id)})
         return True
