@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import PurePosixPath
@@ -439,9 +439,15 @@ SEAL_ATTEMPTS = 5
 
 def evaluate(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool = False) -> Verdict:
     """Decide what a batch needs now; `piece` is the `container/path` of the event's own archived object."""
+    return _decided(gate, batch, lambda current: _decide(gate, current, piece, sweeping=sweeping))[1]
+
+
+def _decided(gate: Gate, batch: Batch, decide: Callable[[Batch], Verdict]) -> tuple[Batch, Verdict]:
+    """`decide` on `batch`, then on a fresh read each time another delivery sealed a revision without the
+    files this one saw; the batch the verdict was made on, with it."""
     for _ in range(SEAL_ATTEMPTS):
         try:
-            return _decide(gate, batch, piece, sweeping=sweeping)
+            return batch, decide(batch)
         except _SealLacksFiles as exc:
             lost = str(exc)
         batch = assess_batch(gate, batch.pipeline, batch.business_date)
@@ -822,13 +828,9 @@ def reseal(gate: Gate, pipeline: Pipeline, business_date: date, *, partial: bool
     base = Outcome(
         WAITING, f"reseal-{pipeline.name}-{business_date:%Y%m%d}", _batch_prefix(gate, pipeline, business_date)
     )
-    for _ in range(SEAL_ATTEMPTS):
-        batch = assess_batch(gate, pipeline, business_date)
-        try:
-            return log_outcome(_outcome(base, batch, _reseal(gate, batch, partial=partial)))
-        except _SealLacksFiles as exc:
-            lost = str(exc)
-    raise TransientError(f"{lost}: sealed by other deliveries {SEAL_ATTEMPTS} times without the reseal's files")
+    batch = assess_batch(gate, pipeline, business_date)
+    batch, verdict = _decided(gate, batch, lambda current: _reseal(gate, current, partial=partial))
+    return log_outcome(_outcome(base, batch, verdict))
 
 
 def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:

@@ -233,7 +233,8 @@ def sweep_all(
     if not dry_run and go_on():
         yield from sweep_pipeline_batches(gate, go_on)
     if go_on():
-        cutoff = (gate.clock() - older_than).timestamp()
+        # Marks younger than the threshold are left to the deliveries that wrote them, as landing files are.
+        cutoff = None if whole_archive else (gate.clock() - older_than).timestamp()
         yield from sweep_archive(
             gate, dry_run=dry_run, tried=frozenset(tried), go_on=go_on, whole=whole_archive, cutoff=cutoff
         )
