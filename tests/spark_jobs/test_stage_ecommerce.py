@@ -36,7 +36,10 @@ def _stage(lake: Lake, dataset: str, day: str) -> tuple[Counter[str], Counter[st
     return broken, warned, len(stage), len(rejects)
 
 
-@pytest.mark.parametrize("day", sorted(FLAWS))
+# The day test_batch_job.py's world stages only in part. The whole first day goes through the batch job's
+# stage there, and its validation_results are checked against the same flaw counts, rule by rule; staging it
+# here again cost the suite about 20 s of its 2 cores.
+@pytest.mark.parametrize("day", sorted(FLAWS)[1:])
 def test_every_planted_row_flaw_is_rejected_or_warned_by_its_rule(lake: Lake, day: str) -> None:
     expected_rejects = Counter(FLAWS[day]["rejects"])
     expected_warnings = Counter(FLAWS[day]["warnings"])
