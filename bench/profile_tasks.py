@@ -41,7 +41,6 @@ from spark_jobs.local_spark import SMALL_DATA_CONF  # noqa: E402
 
 TEST_CONF = {
     "spark.driver.memory": "1g",
-    "spark.default.parallelism": "2",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC",

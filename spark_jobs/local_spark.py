@@ -13,8 +13,11 @@ from __future__ import annotations
 # codegen would pay again; that is Databricks' work, not a local Spark's.
 # For the same reason adaptive execution is off: it re-plans after every shuffle stage, and a batch's
 # history queries have many stages of a few rows each, where nothing is left to adapt (the batch job's
-# two sample days: merge_targets used a fifth less JVM CPU); shuffles then keep a fixed, small number of
-# partitions, which is also how many files a write makes.
+# two sample days: merge_targets used a fifth less JVM CPU); shuffles then keep a fixed number of
+# partitions, which is also how many files a write makes. One partition, for shuffles and for what Spark
+# splits by default: a local batch is a few hundred rows, so a second partition only adds a task to
+# schedule and serialize per stage and a file per write. The batch job's two sample days took 4 % less
+# JVM CPU than with two, in each of two pairs of runs started together (session 50).
 # The JIT is left as it is (C1 then C2): limiting it to C1 saved CPU only in a fresh JVM's first batch;
 # the test session, the tasks' session and the Spark Connect server live for many batches, where C2's
 # code pays back (two sample days: 24 % less wall time with C2; the demo's batch runs 35 % faster).
@@ -32,12 +35,13 @@ from __future__ import annotations
 # skip files in later reads. A local table of a few hundred rows has one or two files per commit, so
 # nothing is skipped, and on the e-commerce sample days the statistics were about 6 % of the JVM's CPU
 # (four pairs, session 40). Each file still records its row count, which deletion vectors need.
-# Figures and commands: bench/results/test-time.md, sessions 15, 19, 27 and 40.
+# Figures and commands: bench/results/test-time.md, sessions 15, 19, 27, 40 and 50.
 SMALL_DATA_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.sql.adaptive.enabled": "false",
-    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "1",
     "spark.driver.defaultJavaOptions": "-XX:+UseParallelGC",
     "spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols": "0",
 }
