@@ -233,7 +233,7 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
     if identical is not None:
         # The bytes are already archived (and loaded by that file's run): the re-upload goes, no new run.
         run = identical.metadata.get(META_RUN_ID, "")
-        if not run and gate.pipelines.of_member(contract.name) is None:
+        if _awaits_its_run(gate, contract, identical):
             # Its own delivery may have died before its mark: the scheduled sweep must still find it.
             _mark_run_pending(gate, Placement(identical.container, identical.path, identical, reused=True))
         store.delete(upload.container, upload.path, upload.version)
@@ -266,10 +266,14 @@ def _release_to_run(
     delivery that dies between the delete and run-now leaves a mark the scheduled sweep finds; `_run`
     removes it once the run is recorded. A batch's member has no run of its own, hence no mark.
     """
-    mark = None
-    if gate.pipelines.of_member(contract.name) is None and not placed.info.metadata.get(META_RUN_ID):
-        mark = _mark_run_pending(gate, placed)
+    mark = _mark_run_pending(gate, placed) if _awaits_its_run(gate, contract, placed.info) else None
     return release_source(gate.store, upload, lambda: _run(gate, upload, contract, business_date, token, placed, mark))
+
+
+def _awaits_its_run(gate: Gate, contract: Contract, copy: ObjectInfo) -> bool:
+    """Whether an archived copy needs a mark: its file runs on its own (not a batch's member) and no run is
+    recorded on it yet."""
+    return gate.pipelines.of_member(contract.name) is None and not copy.metadata.get(META_RUN_ID)
 
 
 def release_source(store: Store, upload: Upload, then: Callable[[], Outcome]) -> Outcome:
