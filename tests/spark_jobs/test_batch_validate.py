@@ -17,6 +17,8 @@ from pyspark.sql import SparkSession
 
 from filegate.contracts import BUILTIN_DATASETS
 from spark_jobs import batch_merge, batch_stage, batch_validate
+from spark_jobs.cross_checks import Inputs, relation_failures
+from spark_jobs.pipeline_rules import Checks, Relation
 from tests.spark_jobs.batch_world import DAYS, arguments, batch_id, seal
 from tests.spark_jobs.conftest import Lake
 
@@ -116,3 +118,31 @@ def test_a_rule_returning_more_rows_than_it_evaluated_scores_0() -> None:
     result = batch_validate.Result("rule", "twice", "rule", "orders", "MEDIUM", "warn", 10, 12).settle()
 
     assert (result.failure_ratio, result.score, result.outcome) == (1.0, 0.0, "WARNED")
+
+
+def test_a_relation_of_a_dataset_to_itself_checks_each_row_against_the_batch_and_the_target(
+    spark: SparkSession,
+) -> None:
+    # An employee's manager is an employee: in this batch, already current, or neither. Child and parent
+    # come from one DataFrame, the self-join a classic session can resolve ambiguously.
+    schema = "employee_id string, manager_id string"
+    inputs = Inputs(spark)
+    inputs.register(
+        "batch", "employees", spark.createDataFrame([("E1", None), ("E2", "E1"), ("E3", "E9"), ("E4", "E5")], schema)
+    )
+    inputs.register("current", "employees", spark.createDataFrame([("E5", None)], schema))
+    relation = Relation("manager", "employees", ("manager_id",), "employees", ("employee_id",), nulls="fail")
+    try:
+        failing, nulls = relation_failures(relation, inputs)
+        withheld, _ = relation_failures(relation, inputs, spark.createDataFrame([("E1",)], "employee_id string"))
+
+        assert sorted(tuple(r) for r in failing.collect()) == [
+            ("E1", None, "manager_id is NULL"),
+            ("E3", "E9", "manager_id E9 is not a key of employees"),
+        ]
+        assert [r["employee_id"] for r in nulls.collect()] == ["E1"]
+        # A quarantined manager is no parent: the employee it managed fails too.
+        assert sorted(r["employee_id"] for r in withheld.collect()) == ["E1", "E2", "E3"]
+    finally:
+        inputs.close()
+    assert Checks(relations=(relation,)).merge_order(["employees", "orders"]) == ["employees", "orders"]
