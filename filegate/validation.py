@@ -21,6 +21,10 @@ MAX_SHOWN_NAME = 100
 # The csv module's words for a quote that is opened and never closed before the sample ends.
 _UNCLOSED_QUOTE = "unexpected end of data"
 _OTHER_DELIMITERS = (";", "\t", "|", ",")
+# Python's csv module refuses a field over 131,072 characters unless told otherwise, and would call a
+# file with a long description or a JSON text malformed; the Spark job reads such a field. The sample's
+# size bounds what is read anyway.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 
 @dataclass(frozen=True)

@@ -255,3 +255,10 @@ def test_a_whole_file_ending_inside_a_utf8_character_is_not_valid_utf8_but_a_cut
     assert any("not valid UTF-8" in reason for reason in check(cut).reasons)
     # The same bytes as the sample of a longer file: the character goes on after the cut.
     assert not any("UTF-8" in reason for reason in check(data, sample=len(cut)).reasons)
+
+
+def test_a_field_longer_than_pythons_csv_default_limit_is_a_value_not_a_malformed_file() -> None:
+    # 131,072 characters is the csv module's default limit; the Spark job has none.
+    result = check(csv_bytes([tracking_row(1, destination_city="x" * 200_000)]))
+
+    assert result.ok, result.reasons
