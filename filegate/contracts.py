@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -21,20 +22,26 @@ BUILTIN_DATASETS = Path(__file__).with_name("datasets")
 SCALAR_TYPES = ("string", "long", "double", "boolean", "date", "timestamp")
 _DECIMAL_TYPE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 
-# The text forms a value may take in a file. The Spark job checks rows with the same expressions
-# (`rlike`), so a file the function accepts parses the same way in the job.
+# The text forms a value may take in a file, as Java regular expressions: the Spark job checks rows
+# with them (`rlike`), and the function with their Python form (`_text_regex`), so a file the function
+# accepts parses the same way in the job. Each ends at `\z`, the very end of the value: Java's `$`
+# also matches before a final line break (a quoted field of a `multiline_records` file may end in
+# one), which Spark's cast then trims away, where Python's `date.fromisoformat` refuses it. No inline
+# flags either: Java's `(?i)` folds ASCII letters only, Python's also folds non-ASCII ones (the long s into s).
 TEXT_PATTERNS: Mapping[str, str] = {
-    "long": r"^[+-]?[0-9]{1,18}$",
-    "double": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$",
-    "boolean": r"^(?i)(true|false)$",
-    "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    "long": r"^[+-]?[0-9]{1,18}\z",
+    "double": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\z",
+    "boolean": r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\z",
+    "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\z",
     # Offsets up to +/-18:00, the most Spark (java.time.ZoneOffset) accepts; Python would take up to 23:59.
     "timestamp": (
         r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-        r"(Z|[+-](0[0-9]|1[0-7]):[0-5][0-9]|[+-]18:00)?$"
+        r"(Z|[+-](0[0-9]|1[0-7]):[0-5][0-9]|[+-]18:00)?\z"
     ),
 }
-_PY_PATTERNS = {name: re.compile(pattern.replace("^(?i)", "(?i)^")) for name, pattern in TEXT_PATTERNS.items()}
+# What a double's text may not say although its form is right: a number beyond the type's range, which
+# both sides would read as infinity. The Spark job gives the same reason (`spark_jobs.validation`).
+DOUBLE_OUT_OF_RANGE = "is beyond the range of a double"
 
 _DATE_TOKENS = {"{yyyy}": r"(?P<yyyy>[0-9]{4})", "{mm}": r"(?P<mm>[0-9]{2})", "{dd}": r"(?P<dd>[0-9]{2})"}
 
@@ -45,7 +52,7 @@ def decimal_pattern(precision: int, scale: int) -> str:
     fraction = rf"(\.[0-9]{{1,{scale}}})?" if scale else ""
     # decimal(p, p) holds no whole digit: its values lie between -1 and 1, written 0.xx.
     digits = rf"[0-9]{{1,{whole}}}" if whole else "0"
-    return rf"^[+-]?{digits}{fraction}$"
+    return rf"^[+-]?{digits}{fraction}\z"
 
 
 # Severity of a column rule when the contract names none (design 3.9): a value that is missing or
@@ -159,11 +166,13 @@ def _text_regex(type_name: str) -> re.Pattern[str] | None:
     pattern = _text_pattern(type_name)
     if pattern is None:
         return None
-    return _PY_PATTERNS.get(type_name) or re.compile(pattern)
+    # Python's `re` spells Java's `\z` as `\Z` (Python 3.11 has no `\z`).
+    return re.compile(pattern.replace(r"\z", r"\Z"))
 
 
 def _check_calendar(type_name: str, text: str) -> str | None:
-    """Shape is right; catch impossible dates and times such as 2024-02-30, or year 0.
+    """Shape is right; catch impossible dates and times such as 2024-02-30, or year 0, and doubles such as
+    1e999, which would be read as infinity.
 
     A real date or time lies in the years 1 to 9999, for a timestamp once moved to UTC: what Python
     (and so every reader of the tables in Python) can represent. The Spark job applies the same
@@ -176,6 +185,8 @@ def _check_calendar(type_name: str, text: str) -> str | None:
             _utc_timestamp(text).astimezone(UTC)
         elif type_name.startswith("decimal"):
             Decimal(text)
+        elif type_name == "double" and math.isinf(float(text)):
+            return DOUBLE_OUT_OF_RANGE
     except (ValueError, InvalidOperation, OverflowError):
         return f"is not a real {type_name}"
     return None

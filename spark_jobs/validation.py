@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from filegate.contracts import Column, Contract, sql_literal, typed_value
+from filegate.contracts import DOUBLE_OUT_OF_RANGE, Column, Contract, sql_literal, typed_value
 from filegate.errors import FilegateError
 from filegate.patterns import shared_pattern
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
@@ -152,9 +152,16 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     )
 
 
+# What Python's repr writes for these characters of a string: a reason shows a value on one line.
+_REPR_ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
 def _quoted_repr(value: str) -> str:
-    """Python's repr of a string for the common case, so reasons read like the function's reports."""
+    """Python's repr of a string for the common case (in single quotes, with backslashes and line breaks
+    escaped), so reasons read like the function's reports."""
     quote = sql_literal("'")
+    for char, escaped in _REPR_ESCAPES:
+        value = f"replace({value}, {sql_literal(char)}, {sql_literal(escaped)})"
     return f"concat({quote}, {value}, {quote})"
 
 
@@ -203,6 +210,8 @@ def column_rules(column: Column, value: str) -> list[tuple[str, str, str]]:
         if column.type in ("date", "timestamp"):
             unreal = f"({unreal} OR NOT (year({typed}) BETWEEN 1 AND 9999))"
         value_rule(unreal, "type", f"is not a real {column.type}")
+        if column.type == "double":
+            value_rule(f"(abs({typed}) = double('Infinity'))", "type", DOUBLE_OUT_OF_RANGE)
     if column.pattern is not None:
         java = shared_pattern(column.pattern).java
         value_rule(

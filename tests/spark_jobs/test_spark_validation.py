@@ -27,12 +27,21 @@ from spark_jobs.validation import (
 
 pytestmark = pytest.mark.spark
 
+# A quoted field of a multiline file may end in a line break: Java's `$` matched before it and Spark's
+# cast trimmed it, where Python refused it or kept it.
+BREAKS = ("\n", "\r\n", "\r")
 TEXTS = {
-    "long": ["1", "+12", "-0", "123456789012345678", "1234567890123456789", "1.0", "1e3", "", " 1", "x"],
-    "double": ["1", "1.", ".5", "-2.5e-3", "1e", "e5", "NaN", "inf", "", "1,5"],
-    "boolean": ["true", "FALSE", "True", "yes", "1", "", "t"],
+    "long": [
+        "1", "+12", "-0", "123456789012345678", "1234567890123456789", "1.0", "1e3", "", " 1", "x",
+        "5\n", "5\r\n", "\t5", "5\\",
+    ],
+    # 1e999 reads as infinity on both sides; 1e-999 as 0, as any parser rounds it.
+    "double": ["1", "1.", ".5", "-2.5e-3", "1e", "e5", "NaN", "inf", "", "1,5", "1e999", "-1e999", "1e-999", "2.5\n"],
+    # Java's (?i) folds ASCII only, Python's also the long s (U+017F) into s.
+    "boolean": ["true", "FALSE", "True", "yes", "1", "", "t", "fal\u017fe", "TRUE\n"],
     "date": [
         "2024-02-29", "2023-02-29", "2024-13-01", "2024-1-01", "20240101", "", "0000-01-01", "0001-01-01", "9999-12-31",
+        *(f"2025-01-05{end}" for end in BREAKS),
     ],
     "timestamp": [
         "2024-03-01T10:00:00Z", "2024-03-01 10:00:00", "2024-03-01T10:00:00.123456+02:00", "2024-03-01T24:00:00",
@@ -42,8 +51,9 @@ TEXTS = {
         # Spark takes offsets up to +/-18:00, Python up to 23:59.
         "2024-03-01T10:00:00+18:00", "2024-03-01T10:00:00-18:00", "2024-03-01T10:00:00+18:01",
         "2024-03-01T10:00:00-19:00", "2024-03-01T10:00:00+23:59", "2024-03-01T10:00:00+05:60",
+        "2024-03-01T10:00:00Z\n",
     ],
-    "decimal(10,3)": ["1", "1234567.123", "12345678.1", "1.1234", "-0.5", "+3.", "1e2", ""],
+    "decimal(10,3)": ["1", "1234567.123", "12345678.1", "1.1234", "-0.5", "+3.", "1e2", "", "1.5\n"],
     "decimal(2,2)": ["0", "0.12", "-0.5", "5.12", "0.123", "1", ".5", ""],
 }  # fmt: skip
 
@@ -57,6 +67,25 @@ def test_spark_rules_match_check_text(spark: SparkSession, type_name: str, nulla
     verdicts = dict(texts.select("value", column_reason(column, "value").alias("reason")).collect())
 
     assert verdicts == {text: column.check_text(text) for text in TEXTS[type_name]}
+
+
+@pytest.mark.parametrize(
+    ("type_name", "text"),
+    [
+        *(("long", f"5{end}") for end in BREAKS),
+        *(("date", f"2025-01-05{end}") for end in BREAKS),
+        ("decimal(10,3)", "1.5\n"),
+        ("boolean", "fal\u017fe"),
+        ("double", "1e999"),
+        ("double", "-1e999"),
+    ],
+)
+def test_a_value_with_a_line_break_or_beyond_its_type_is_refused(type_name: str, text: str) -> None:
+    # The parity above says both sides agree; this says on what: neither takes these values.
+    reason = Column("value", type_name).check_text(text)
+
+    assert reason is not None
+    assert reason.endswith("is beyond the range of a double" if "e999" in text else f"is not a valid {type_name}")
 
 
 def test_allowed_values_and_required_reasons_read_like_the_function(spark: SparkSession) -> None:
