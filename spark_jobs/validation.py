@@ -29,8 +29,16 @@ _RULE = "rule"
 _REASON = "reason"
 _VERDICT_TYPE = f"struct<{_RULE}: string, {_REASON}: string>"
 # Appended to a line as one more field before parsing: the parser puts it where the line's own fields
-# end, so its position is the field count as the very parser that reads the values sees it.
-_END_MARKER = "\u0001"
+# end, so its position is the field count as the very parser that reads the values sees it. Searched
+# for from the end, so a field of the line that happens to hold the same text comes before it.
+_END_MARKER = "\u0001filegate:end-of-record\u0001"
+# Whether a record's bytes are UTF-8 (`read_lines`); the parser reads other bytes as U+FFFD.
+_UTF8 = "_utf8"
+_POSITION = "_position"
+
+
+# Why a row whose bytes are not UTF-8 is rejected (the function rejects a file whose sample holds such bytes).
+NOT_UTF8 = "row holds bytes that are not UTF-8 (raw_line shows them as U+FFFD): save the file as UTF-8"
 
 
 class HeaderMismatch(FilegateError):
@@ -73,28 +81,44 @@ def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     A record is a line, or with `multiline_records` a line whose quoted fields may run over line
     breaks; such a file is read whole into one value and split into records by `record_pattern`, so keep
     those files to what one task's memory holds (a catalogue, not a transaction log).
+
+    Bytes that are not UTF-8 are read as U+FFFD by the parser; `_utf8` says so of each record, and
+    the record is rejected for it (`split_rows`) rather than staged with its text changed.
     """
     if contract.multiline_records:
         whole = spark.read.text(path, wholetext=True)
-        raw = whole.select(F.explode(split_records(F.col("value"), contract.delimiter)).alias("value"))
+        # The records are split from the file's text, where other bytes already read as U+FFFD: a record
+        # holding U+FFFD in a file that is not all UTF-8 is taken for one that held such bytes.
+        lines = whole.select(
+            F.posexplode(split_records(F.col("value"), contract.delimiter)).alias(_POSITION, RAW_COLUMN),
+            F.is_valid_utf8("value").alias("_file_utf8"),
+        ).select(
+            _POSITION,
+            RAW_COLUMN,
+            (F.col("_file_utf8") | ~F.col(RAW_COLUMN).contains("\ufffd")).alias(_UTF8),
+        )
     else:
-        raw = spark.read.text(path)
-    lines = raw.select(
-        # A byte-order mark belongs to the file, not to its first column name.
-        F.regexp_replace("value", "^\ufeff", "").alias(RAW_COLUMN)
-    )
+        # One file in file order: the first row of the first partition, numbered 0, is its first line.
+        lines = spark.read.text(path).select(
+            F.monotonically_increasing_id().alias(_POSITION),
+            F.make_valid_utf8("value").alias(RAW_COLUMN),
+            F.is_valid_utf8("value").alias(_UTF8),
+        )
     first = lines.first()
     if first is None:
-        return lines.limit(0)
-    header = first[RAW_COLUMN]
+        return lines.limit(0).drop(_POSITION)
+    # A byte-order mark belongs to the file, not to its first column name. On any other line it is the
+    # line's text, as the function's validator (Python's `utf-8-sig` codec) reads it.
+    header = first[RAW_COLUMN].removeprefix("\ufeff")
     expected = contract.column_names
     found = tuple(name.strip().strip('"').strip().lower() for name in header.split(contract.delimiter))
     if found != tuple(name.lower() for name in expected):
         raise HeaderMismatch(f"header {header!r} does not list the columns {', '.join(expected)} in order")
-    # A header repeated further down (files concatenated) is not data either; empty lines are skipped as
-    # Python's csv module (the function's validator) skips them. A line of spaces is a row of one field
-    # there, so it is one here too, and its shape is rejected on both sides rather than vanishing here.
-    return lines.where((F.col(RAW_COLUMN) != F.lit(header)) & (F.col(RAW_COLUMN) != F.lit("")))
+    # Only the first line is the header: one repeated further down (files concatenated) is a row, whose
+    # values are rejected with their rules, as the function's validator counts it a bad row. Empty lines
+    # are skipped as Python's csv module skips them. A line of spaces is a row of one field there, so
+    # it is one here too, and its shape is rejected on both sides rather than vanishing here.
+    return lines.where((F.col(_POSITION) != first[_POSITION]) & (F.col(RAW_COLUMN) != F.lit(""))).drop(_POSITION)
 
 
 def well_formed_pattern(delimiter: str) -> str:
@@ -132,19 +156,22 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     marked = F.concat(F.col(RAW_COLUMN), F.lit(contract.delimiter + _END_MARKER))
     parsed = lines.select(
         F.col(RAW_COLUMN),
+        _UTF8,
         F.col(RAW_COLUMN).rlike(well_formed_pattern(contract.delimiter)).alias(_WELL_FORMED),
         # Through a generator, so that the parse runs once per line: the optimizer would otherwise
         # inline `from_csv` into every field taken out of its result.
         F.explode(F.array(F.from_csv(marked, fields.simpleString(), options))).alias("f"),
     )
     values = F.array(*(F.col(f"f.{name}") for name in slots))
-    # array_position is 1-based: the marker at position k follows k - 1 fields; 0 means more than fit.
-    position = F.array_position(values, F.lit(_END_MARKER))
+    # array_position is 1-based: the marker at position k from the end follows width - k fields; 0 means
+    # more fields than fit.
+    position = F.array_position(F.reverse(values), F.lit(_END_MARKER))
     # The CSV reader turns empty fields into NULL; the rules work on text, where empty is "".
     return parsed.select(
         RAW_COLUMN,
+        _UTF8,
         _WELL_FORMED,
-        F.when(position > 0, position - 1).alias(_FIELD_COUNT),
+        F.when(position > 0, width - position).alias(_FIELD_COUNT),
         *(
             F.coalesce(F.col(f"f.{slot}"), F.lit("")).alias(name)
             for slot, name in zip(slots, contract.column_names, strict=False)
@@ -283,7 +310,8 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     """Why a parsed row's shape is wrong (not well-formed CSV, or another number of fields), or NULL."""
     expected = len(contract.columns)
     return (
-        F.when(
+        F.when(~F.col(_UTF8), F.lit(NOT_UTF8))
+        .when(
             ~F.col(_WELL_FORMED),
             F.lit(
                 "row is not well-formed CSV: a quoted field must end at its closing quote, right before "
@@ -303,7 +331,7 @@ def _shape_reason(contract: Contract) -> SparkColumn:
 
 def _shape_rule(contract: Contract) -> SparkColumn:
     """The id of the rule `_shape_reason` names, or NULL."""
-    return F.when(~F.col(_WELL_FORMED), F.lit(well_formed_rule(contract))).when(
+    return F.when(~F.col(_UTF8) | ~F.col(_WELL_FORMED), F.lit(well_formed_rule(contract))).when(
         F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
         F.lit(field_count_rule(contract)),
     )
@@ -315,7 +343,7 @@ def field_count_rule(contract: Contract) -> str:
 
 
 def well_formed_rule(contract: Contract) -> str:
-    """The rule id of a row that is not well-formed CSV."""
+    """The rule id of a row that is not well-formed CSV (or not UTF-8 text)."""
     return f"{contract.name}.row.well_formed"
 
 
@@ -336,7 +364,8 @@ def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     the rules twice. A row of the wrong shape has its values in the wrong columns: its shape is the
     one reason given, the per-column verdicts would mislead.
     """
-    shape_ok = F.col(_WELL_FORMED) & F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
+    whole = F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
+    shape_ok = F.col(_UTF8) & F.col(_WELL_FORMED) & whole
     verdicts = F.expr(
         f"array({', '.join(column_verdict(contract, column, quoted_name(column.name)) for column in contract.columns)})"
     )

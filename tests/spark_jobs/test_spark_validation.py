@@ -15,7 +15,9 @@ from pyspark.sql import functions as F
 
 from filegate.contracts import Column, load_contracts
 from filegate.validation import validate_matched
+from spark_jobs.columns import RULES
 from spark_jobs.validation import (
+    NOT_UTF8,
     HeaderMismatch,
     column_reason,
     column_rule_id,
@@ -110,22 +112,31 @@ def test_quoting_blank_lines_and_field_counts(spark: SparkSession, tmp_path: Pat
     quoted_quote = '1Z8,"ORD ""2""",DELIVERED,2025-03-03T10:00:00Z,UPS,,,Paris,75001,FR,,,'
     short = "1Z7,ORD-3,DELIVERED,2025-03-03T10:00:00Z,UPS"
     long = good + ",extra"
-    path = write(tmp_path / "f.csv", "\ufeff" + header, good, "", "   ", quoted_quote, short, long, header)
+    # A byte-order mark on a later line (files concatenated) is that line's text, and so is the header
+    # repeated there: only the file's first line is its header.
+    marked = "\ufeff" + good.replace("1Z9", "1Z6")
+    lines = ("\ufeff" + header, good, "", "   ", quoted_quote, short, long, marked, header)
+    path = write(tmp_path / "f.csv", *lines)
 
     split = split_rows(parse_fields(read_lines(spark, path, contract), contract), contract)
+    function = validate_matched((contract, date(2025, 3, 3), []), 1, Path(path).read_bytes(), 10**9)
 
     good_rows = {row["tracking_num"]: row for row in split.good.collect()}
-    assert set(good_rows) == {"1Z9", "1Z8"}
+    assert set(good_rows) == {"1Z9", "1Z8", "\ufeff1Z6"}
     assert good_rows["1Z9"]["origin_city"] == "Memphis, TN"
     assert good_rows["1Z8"]["order_id"] == 'ORD "2"'
     assert good_rows["1Z8"]["origin_city"] is None
     reasons = {row["raw_line"]: row["reason"] for row in split.rejects.collect()}
     # The empty line is skipped, the line of spaces is a row of one field: as the function's csv reads them.
+    header_reasons = (column.check_text(column.name) for column in contract.columns)
     assert reasons == {
         "   ": "row has 1 fields, expected 13",
         short: "row has 5 fields, expected 13",
         long: "row has 14 fields, expected 13",
+        header: "; ".join(reason for reason in header_reasons if reason),
     }
+    # The function counts the same rows bad: every line but the empty one and the three good ones.
+    assert (function.rows_sampled, function.bad_rows) == (len(lines) - 2, len(reasons))
     assert [function_verdict(line, 13) for line in ("   ", short)] == [
         "row has 1 fields, expected 13",
         "row has 5 fields, expected 13",
@@ -156,6 +167,8 @@ def test_fields_are_counted_by_the_parser_that_reads_them(spark: SparkSession, t
         "after": base.format(n=4, city='"Memphis"TN'),
         "unclosed": base.format(n=5, city='"Memphis, TN'),
         "many": base.format(n=6, city="x") + "," * 40,
+        # A field of one control character is a value (it was taken for the parser's end marker).
+        "control": base.format(n=7, city="\x01"),
     }
     path = write(tmp_path / "f.csv", header, *lines.values())
 
@@ -163,8 +176,9 @@ def test_fields_are_counted_by_the_parser_that_reads_them(spark: SparkSession, t
 
     reasons = {row["raw_line"]: row["reason"] for row in split.rejects.collect()}
     good = {row["tracking_num"]: row for row in split.good.collect()}
-    assert set(good) == {"1Z1"}
+    assert set(good) == {"1Z1", "1Z7"}
     assert good["1Z1"]["origin_city"] == '12" crate'
+    assert good["1Z7"]["origin_city"] == "\x01"
     for name, line in lines.items():
         expected = function_verdict(line, len(contract.columns))
         if expected == "malformed":
@@ -227,6 +241,35 @@ def test_a_multiline_file_agrees_with_the_function_on_quotes_inside_fields(spark
     rejected = broken_split.rejects.collect()
     assert [(row["raw_line"], row["reason"].startswith("row is not well-formed CSV")) for row in rejected] == [
         (unclosed + "\n", True)
+    ]
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_a_row_with_bytes_that_are_not_utf8_is_rejected_not_staged_changed(
+    spark: SparkSession, tmp_path: Path, multiline: bool
+) -> None:
+    # The function reads a bounded sample, so a Latin-1 byte further down reaches the job, whose parser
+    # reads it as U+FFFD. A U+FFFD written as UTF-8 is text like any other.
+    contract = replace(load_contracts()["order_tracking"], multiline_records=multiline)
+    base = "1Z{n},ORD-1,DELIVERED,2025-03-03T10:00:00Z,UPS,{city},US,Paris,75001,FR,,,"
+    header = ",".join(contract.column_names).encode()
+    nice = base.format(n=3, city="Nice").encode()
+    latin1, utf8 = tmp_path / "latin1.csv", tmp_path / "utf8.csv"
+    latin1.write_bytes(b"\n".join([header, base.format(n=1, city="Besan\xe7on").encode("latin-1"), nice]) + b"\n")
+    utf8.write_bytes(b"\n".join([header, base.format(n=2, city="Lyon \ufffd").encode(), nice]) + b"\n")
+
+    split = split_rows(parse_fields(read_lines(spark, str(latin1), contract), contract), contract)
+    kept = split_rows(parse_fields(read_lines(spark, str(utf8), contract), contract), contract)
+
+    assert [row["tracking_num"] for row in split.good.collect()] == ["1Z3"]
+    [reject] = split.rejects.collect()
+    assert reject["reason"] == NOT_UTF8
+    assert reject["raw_line"] == base.format(n=1, city="Besan\ufffdon")
+    [rules] = [row[RULES] for row in split.checked.collect() if row[RULES]]
+    assert rules == ["order_tracking.row.well_formed"]
+    assert sorted((row["tracking_num"], row["origin_city"]) for row in kept.good.collect()) == [
+        ("1Z2", "Lyon \ufffd"),
+        ("1Z3", "Nice"),
     ]
 
 
