@@ -32,12 +32,12 @@ from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import BATCH_ID, REASON, stage_schema, target_schema
 from spark_jobs.contract_sql import deletes
 from spark_jobs.history import merge_history, refuse_unsequenced_snapshot
-from spark_jobs.merge import latest_wins_merge
+from spark_jobs.merge import SOURCE, TARGET, latest_wins_merge, newer_condition
 from spark_jobs.pipeline_rules import parse_checks
 from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
 from spark_jobs.stage import stage_table, staged_good, staged_rows
 from spark_jobs.target_definition import ensure_target, refuse_changed_target
-from spark_jobs.warehouse import MergeCounts, Warehouse, driver_rows
+from spark_jobs.warehouse import MergeCounts, Warehouse, driver_rows, quoted_name
 
 TASK = MERGE_TASK
 T = TypeVar("T")
@@ -139,19 +139,46 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
     )
 
 
+def deletes_table(contract: Contract) -> str:
+    """`<target>_deletes`: the newest `delete_when` row of each key an SCD1 target was told to delete."""
+    return f"{contract.target}_deletes"
+
+
 def merge_latest(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> MergeCounts:
-    """SCD1: each key's newest row replaces an older one, or deletes it when it matches `delete_when`."""
+    """SCD1: each key's newest row replaces an older one, or deletes it when it matches `delete_when`.
+
+    A delete is remembered (`deletes_table`), as AUTO CDC keeps SCD1 tombstones: a row of the key that
+    does not outrank it (older, or of the same instant with lesser content) is not inserted again when it
+    arrives later, so the target is the same whichever order the files come in. The deletes are merged
+    first, then the target: each MERGE changes nothing when repeated, so a retry after a crash between
+    the two converges.
+    """
     schema = target_schema(contract)
     ensure_target(warehouse, contract, schema)
     columns = schema.fieldNames()
     newest = latest_per_key(rows, contract)
     if not contract.delete_when:
         return warehouse.merge(contract.target, lambda: newest.select(*columns), latest_wins_merge(contract, columns))
+    flagged = newest.select(*columns, deletes(contract).alias(_DELETED))
+    remembered = deletes_table(contract)
+    warehouse.ensure_table(remembered, schema)
+    warehouse.merge(
+        remembered, lambda: flagged.where(F.col(_DELETED)).select(*columns), latest_wins_merge(contract, columns)
+    )
     return warehouse.merge(
         contract.target,
-        lambda: newest.select(*columns, deletes(contract).alias(_DELETED)),
+        lambda: _not_outranked_by_a_delete(warehouse.read(remembered), flagged, contract),
         latest_wins_merge(contract, columns, deleted=_DELETED),
     )
+
+
+def _not_outranked_by_a_delete(remembered: DataFrame, flagged: DataFrame, contract: Contract) -> DataFrame:
+    """The rows of `flagged` that are deletes, or whose key has no remembered delete they do not outrank."""
+    keys = list(contract.keys)
+    source, delete = flagged.alias(SOURCE), remembered.alias(TARGET)
+    on = [F.col(f"{SOURCE}.{key}") == F.col(f"{TARGET}.{key}") for key in keys]
+    kept = F.expr(f"{TARGET}.{quoted_name(keys[0])} IS NULL OR {SOURCE}.{_DELETED} OR ({newer_condition(contract)})")
+    return source.join(delete, on, "left").where(kept).select(f"{SOURCE}.*")
 
 
 def check_member(context: BatchContext, contract: Contract) -> None:

@@ -58,6 +58,42 @@ def test_a_delete_removes_the_key_but_a_late_delete_keeps_the_newer_row(lake: La
     assert merge_latest(warehouse, LOCKERS, second) == MergeCounts(0, 0, 0)
 
 
+def test_a_delete_is_remembered_so_the_order_of_the_files_does_not_matter(lake: Lake) -> None:
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    batches = [
+        # A and B are there; then each is deleted at T2 and sent an older row at T1, in either order.
+        staged(lake.spark, "b1", ("A", "OPEN", T0), ("B", "OPEN", T0)),
+        # C's delete and D's row come first, each tied (same instant) with what comes after; E is deleted at T1.
+        staged(
+            lake.spark,
+            "b2",
+            ("A", "REMOVED", T2),
+            ("B", "CLOSED", T1),
+            ("C", "REMOVED", T2),
+            ("D", "OPEN", T2),
+            ("E", "REMOVED", T1),
+        ),
+        # The late row of A, the delete of B; C's row and D's delete of the same instant; E's newer row.
+        staged(
+            lake.spark,
+            "b3",
+            ("A", "CLOSED", T1),
+            ("B", "REMOVED", T2),
+            ("C", "OPEN", T2),
+            ("D", "REMOVED", T2),
+            ("E", "OPEN", T2),
+        ),
+    ]
+    counts = [merge_latest(warehouse, LOCKERS, batch) for batch in batches]
+
+    # A row that does not outrank its key's delete stays out, whichever came first; a newer one comes back.
+    assert current(lake) == [("E", "OPEN", T2)]
+    assert counts[2] == MergeCounts(inserted=1, updated=0, deleted=2)
+    assert merge_latest(warehouse, LOCKERS, batches[2]) == MergeCounts(0, 0, 0)
+    assert current(lake) == [("E", "OPEN", T2)]
+
+
 # A rule that holds one product back for review: a quarantine of a snapshot dataset's row.
 REVIEW_RULE = '''
 [[rules]]
