@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Protocol
 
-from filegate.errors import SettingsError, TransientError
+from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.events import Upload
 from filegate.settings import DEFAULT_JOB_NAME, Settings
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.credentials_provider import CredentialsProvider
+    from databricks.sdk.errors.base import DatabricksError
 
 log = logging.getLogger(__name__)
 
@@ -126,22 +126,40 @@ def _first_line(exc: BaseException) -> str:
 
 
 def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
-    """Open (and close) a TCP connection to the Jobs API; TransientError naming the URL and the cause."""
+    """Ask the Jobs API's host for any HTTP answer within `timeout`; TransientError naming the URL and the cause.
+
+    An HTTP request, not only a connection: a host that accepts connections and then says nothing (a
+    hung proxy, a stopped process behind a listening port) would otherwise cost the SDK's whole retry
+    window. Whatever the status, an answer is enough; the request carries no credentials.
+    """
+    import http.client
+    import ssl
     from urllib.parse import urlsplit
 
+    if "://" not in url:
+        url = f"https://{url}"  # as the SDK reads a host written without its scheme
     parts = urlsplit(url)
-    if not parts.hostname:
+    if not parts.hostname or parts.scheme not in ("http", "https"):
         raise SettingsError(f"DATABRICKS_HOST must be a URL like https://adb-123.azuredatabricks.net, got {url!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        # Only whether the host answers: the SDK's own calls verify its certificate.
+        unverified = ssl._create_unverified_context()  # noqa: S323
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=unverified)
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            return
+        connection.request("HEAD", "/", headers={"User-Agent": "filegate-probe"})
+        connection.getresponse().close()
     except ConnectionRefusedError as exc:
         raise TransientError(f"cannot reach the Jobs API at {url} (connection refused)") from exc
     except TimeoutError as exc:
         raise TransientError(f"cannot reach the Jobs API at {url} (no answer within {timeout:.0f} s)") from exc
-    except OSError as exc:
-        raise TransientError(f"cannot reach the Jobs API at {url} ({exc.strerror or exc})") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise TransientError(f"cannot reach the Jobs API at {url} ({detail})") from exc
+    finally:
+        connection.close()
 
 
 class DatabricksJobs:
@@ -179,6 +197,15 @@ class DatabricksJobs:
     def host(self) -> str:
         return str(self.client.config.host or "")
 
+    def reachable(self) -> str:
+        """The Jobs API's host, once it answered (`probe_host`): TransientError when it does not, before the
+        SDK spends its whole retry window on it (its client, built first, may already ask the host)."""
+        if self._settings.databricks_host:
+            probe_host(self._settings.databricks_host)
+        host = self.host
+        probe_host(host)
+        return host
+
     def check_job(self) -> str:
         """Reachable, credentials accepted, the job exists and takes this trigger's parameters; what was found.
 
@@ -186,16 +213,12 @@ class DatabricksJobs:
         """
         from databricks.sdk.errors.base import DatabricksError
 
-        if self._settings.databricks_host:
-            # Before the SDK starts: it would spend its whole retry window on a refused connection.
-            probe_host(self._settings.databricks_host)
-        host = self.host
-        probe_host(host)
+        host = self.reachable()
         job_id = self.job_id()
         try:
             job = self.client.jobs.get(job_id)
         except DatabricksError as exc:
-            raise _named_error(exc, host, job_id, self._setting, self._bundle_name) from exc
+            raise named_error(exc, host, job_id, self._setting, self._bundle_name) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
         declared = {parameter.name for parameter in (job.settings.parameters if job.settings else None) or ()}
@@ -217,7 +240,7 @@ class DatabricksJobs:
         try:
             found = [job.job_id for job in self.client.jobs.list(name=name) if job.job_id is not None]
         except DatabricksError as exc:
-            raise _named_error(exc, self.host, None, self._setting, self._bundle_name) from exc
+            raise named_error(exc, self.host, None, self._setting, self._bundle_name) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {self.host} to resolve {name!r}: {exc}") from exc
         if not found:
@@ -254,12 +277,24 @@ class DatabricksJobs:
         return TriggeredRun(job_id, run_id, run_page_url)
 
 
-def _named_error(exc: Exception, host: str, job_id: int | None, setting: str, bundle_name: str) -> Exception:
-    """A Databricks API error as the setting a person fixes: credentials, job id, or a passing outage."""
-    from databricks.sdk.errors import NotFound, PermissionDenied, Unauthenticated
-    from databricks.sdk.errors.base import DatabricksError
+def not_found(exc: DatabricksError) -> bool:
+    """Whether the Jobs API says the job or run asked for does not exist (a 404, or 400 naming the id)."""
+    from databricks.sdk.errors import NotFound
 
     code = str(getattr(exc, "error_code", "") or "")
+    return isinstance(exc, NotFound) or code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
+
+
+def named_error(
+    exc: DatabricksError,
+    host: str,
+    job_id: int | None,
+    setting: str = "FILEGATE_JOB_ID",
+    bundle_name: str = DEFAULT_JOB_NAME,
+) -> FilegateError:
+    """A Databricks API error as the setting a person fixes: credentials, job id, or a passing outage."""
+    from databricks.sdk.errors import PermissionDenied, Unauthenticated
+
     if isinstance(exc, Unauthenticated):
         return SettingsError(
             f"{host} refused the credentials (401): check DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and "
@@ -269,12 +304,9 @@ def _named_error(exc: Exception, host: str, job_id: int | None, setting: str, bu
         return SettingsError(
             f"{host} denied access (403): grant the function's principal CAN_MANAGE_RUN on the job ({_first_line(exc)})"
         )
-    missing = isinstance(exc, NotFound) or code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
-    if job_id is not None and missing:
+    if job_id is not None and not_found(exc):
         return SettingsError(
             f"{setting}={job_id}: no such job in {host}; set it to the {bundle_name} job's id "
             f"or unset it to find the job by {_name_setting(setting)} ({_first_line(exc)})"
         )
-    if isinstance(exc, DatabricksError):
-        return TransientError(f"the Jobs API at {host} failed: {_first_line(exc)}")
-    return exc
+    return TransientError(f"the Jobs API at {host} failed: {_first_line(exc)}")

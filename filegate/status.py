@@ -15,7 +15,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from filegate import exits, uris
-from filegate.errors import FilegateError, SettingsError
+from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.jobs import ACTIVE_STATES
 
 if TYPE_CHECKING:
@@ -233,30 +233,41 @@ def main(argv: list[str]) -> int:
         parser.error("--limit must be at least 1")
     from databricks.sdk.errors.base import DatabricksError
 
-    from filegate.jobs import DatabricksJobs, create_workspace_client
+    from filegate.jobs import DatabricksJobs, named_error, not_found
     from filegate.settings import Settings
 
+    host, job_id = "?", None
     try:
         settings = Settings.from_env()
-        client = create_workspace_client(settings)
-        host = client.config.host or "?"
+        jobs = DatabricksJobs(settings)
+        # A Jobs API that does not answer is said within seconds (exit 75), not after the SDK's retries.
+        host = jobs.reachable()
+        client = jobs.client
         if args.run_id is not None:
-            run = client.jobs.get_run(args.run_id)
+            try:
+                run = client.jobs.get_run(args.run_id)
+            except DatabricksError as exc:
+                if not_found(exc):
+                    raise SettingsError(f"run {args.run_id} does not exist in {host}") from exc
+                raise
             print(json.dumps(run.as_dict(), indent=2) if args.json else render_run(client, run))
             # Scripts and schedulers read the exit code: a failed run is not a success.
             return (
                 1 if run_state(run) in FAILED_STATES | {"CANCELED", "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED"} else 0
             )
-        jobs = DatabricksJobs(settings, client)
         job_id = jobs.job_id()
         runs = recent_runs(client, job_id, args.limit)
-    except (SettingsError, ValueError) as exc:
+    except ValueError as exc:
         # The SDK raises ValueError for missing or conflicting credentials.
         print(f"filegate status: configuration error: {exc}", file=sys.stderr)
         return exits.CONFIG
-    except (FilegateError, DatabricksError, OSError) as exc:
-        print(f"filegate status: {exc}", file=sys.stderr)
-        return exits.FAILED
+    except FilegateError as exc:
+        return exits.report_failure("filegate status", exc)
+    except DatabricksError as exc:
+        # Credentials, permissions or a job id to fix (2), or the Jobs API failing for now (75).
+        return exits.report_failure("filegate status", named_error(exc, host, job_id))
+    except OSError as exc:
+        return exits.report_failure("filegate status", TransientError(f"cannot reach the Jobs API at {host}: {exc}"))
     if args.json:
         print(json.dumps([run.as_dict() for run in runs], indent=2))
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from filegate.errors import SettingsError, TransientError
-from filegate.jobs import DatabricksJobs, batch_id, idempotency_token, pipeline_batch_id
+from filegate.jobs import DatabricksJobs, batch_id, idempotency_token, pipeline_batch_id, probe_host
 from filegate.settings import Settings
 from local_world.inputs import blob_created
 from local_world.jobs_api import Fault, LocalJobsServer
@@ -139,3 +140,30 @@ def test_the_batch_job_is_found_by_its_own_name_and_named_in_its_own_error(tmp_p
         batch_job_trigger(Settings(), workspace_client(server)).trigger_run({}, "fg1-b")
     assert "no Databricks job named 'filegate-batch'" in str(raised.value)
     assert "FILEGATE_BATCH_JOB_ID" in str(raised.value)
+
+
+def test_a_host_that_takes_connections_but_never_answers_is_named_before_the_sdk_starts() -> None:
+    # A listening socket nobody serves: the kernel completes the connection, no answer ever comes.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        jobs = DatabricksJobs(Settings(databricks_host=url, job_id=1))
+
+        with pytest.raises(
+            TransientError, match=re.escape(f"cannot reach the Jobs API at {url} (no answer within 3 s)")
+        ):
+            jobs.check_job()
+
+    assert jobs._client is None  # the SDK was never asked to build a client for it
+
+
+def test_a_host_is_probed_as_the_sdk_reads_it_and_one_that_is_not_http_is_a_setting_to_fix() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    # Without a scheme the SDK takes https://, and so does the probe (nothing listens there).
+    with pytest.raises(TransientError, match=re.escape(f"at https://127.0.0.1:{port} (connection refused)")):
+        probe_host(f"127.0.0.1:{port}")
+    with pytest.raises(SettingsError, match="DATABRICKS_HOST must be a URL like https://"):
+        probe_host("ftp://adb-123.azuredatabricks.net")

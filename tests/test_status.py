@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -182,11 +183,38 @@ def task_states(shown: str) -> list[tuple[str, str]]:
     return [(task, state) for task, state, *_ in columns]
 
 
-def test_unknown_run_is_an_error(server: LocalJobsServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_run_is_an_argument_to_fix(server: LocalJobsServer, capsys: pytest.CaptureFixture[str]) -> None:
     code = status.main(["999999"])
 
-    assert code == 1
-    assert "Run 999999 does not exist" in capsys.readouterr().err
+    assert code == 2
+    assert f"configuration error: run 999999 does not exist in {server.url}" in capsys.readouterr().err
+
+
+def test_an_unknown_job_id_names_the_setting(
+    server: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FILEGATE_JOB_ID", "77")
+
+    code = status.main([])
+
+    assert code == 2
+    assert f"FILEGATE_JOB_ID=77: no such job in {server.url}" in capsys.readouterr().err
+
+
+def test_a_jobs_api_that_does_not_answer_is_said_at_once_as_try_again(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    point_status_at(SimpleNamespace(url=url), monkeypatch)  # type: ignore[arg-type]
+
+    code = status.main([])
+
+    assert code == 75
+    assert f"filegate status: try again: cannot reach the Jobs API at {url} (connection refused)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_unknown_job_name_says_what_to_do(
