@@ -12,8 +12,9 @@ from typing import Any
 
 from filegate import exits
 from filegate.batches import SEALED, Batch, assess_batch, batch_dates, is_overdue, reseal
-from filegate.errors import FilegateError, SettingsError
+from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.ingest import DUPLICATE, Gate
+from filegate.jobs import DatabricksJobs, named_error, not_found
 from filegate.readiness import check_job, check_storage, raise_for
 from filegate.stores import add_target_option
 
@@ -83,15 +84,25 @@ def list_batches(gate: Gate, pipeline: str | None = None, since: date | None = N
 
 
 def run_state(gate: Gate, run_id: int) -> str | None:
-    """running, succeeded or failed from runs/get; None when the Jobs API cannot be asked."""
+    """running, succeeded or failed from runs/get; None when the gate has no Jobs API or the run is gone.
+
+    TransientError when the Jobs API does not answer, said within seconds (`DatabricksJobs.reachable`)
+    rather than after the SDK's retries; SettingsError when it refuses the credentials.
+    """
+    from databricks.sdk.errors.base import DatabricksError
+
     jobs = gate.batch_jobs
-    client = getattr(jobs, "client", None)
-    if client is None:
+    if not isinstance(jobs, DatabricksJobs):
         return None
+    host = jobs.reachable()
     try:
-        run = client.jobs.get_run(run_id)
-    except Exception:
-        return None
+        run = jobs.client.jobs.get_run(run_id)
+    except DatabricksError as exc:
+        if not_found(exc):
+            return None
+        raise named_error(exc, host, None) from exc
+    except OSError as exc:
+        raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
     life = run.state.life_cycle_state.value if run.state and run.state.life_cycle_state else ""
     result = run.state.result_state.value if run.state and run.state.result_state else ""
     if life in _ACTIVE:
@@ -129,10 +140,15 @@ def main(argv: list[str]) -> int:
         if args.offline:
             gate = replace(gate, batch_jobs=None)
         rows = []
+        # Once the Jobs API failed to say a run's state, the other batches are listed without theirs.
+        unanswered: FilegateError | None = None
         for batch in list_batches(gate, args.pipeline, args.since):
             row = describe_batch(gate, batch)
-            if row.run_id is not None and not args.offline:
-                row = describe_batch(gate, batch, run_state(gate, row.run_id))
+            if row.run_id is not None and not args.offline and unanswered is None:
+                try:
+                    row = describe_batch(gate, batch, run_state(gate, row.run_id))
+                except FilegateError as exc:
+                    unanswered = exc
             rows.append(row)
     except FilegateError as exc:
         what = "nothing was sealed, or its run did not start" if args.reseal else "cannot read the archive"
@@ -140,8 +156,16 @@ def main(argv: list[str]) -> int:
     if args.json:
         for row in rows:
             print(json.dumps(row.to_dict()))
-        return exits.OK
-    print(format_rows(rows))
+    else:
+        print(format_rows(rows))
+    if unanswered is not None:
+        # The archive's part is listed; the runs' states are not: say so, and exit by why.
+        return exits.report_failure(
+            "filegate batches",
+            unanswered,
+            config_note=" (sealed batches are listed without their run's state; --offline does not ask)",
+            try_again="sealed batches are listed without their run's state, try again (--offline does not ask)",
+        )
     return exits.OK
 
 

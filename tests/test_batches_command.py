@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from datetime import date
 
@@ -181,3 +182,34 @@ def test_reseal_of_a_partial_revision_needs_partial_again_while_members_are_miss
     assert (resealed.status, resealed.revision) == (SEALED, 2)
     assert read_seal(world, seals(world, day)[1])["partial"] is True
     assert len(batch_runs(world)) == 2
+
+
+def test_the_listing_says_when_the_jobs_api_could_not_give_run_states(
+    world: World,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.test_readiness import _env
+
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    day = date(2025, 4, 5)
+    gate = world.gate()
+    for name, data in batch_pieces(day).items():
+        deliver(gate, world.upload(name, data))
+    target = ["--target", "azure" if world.kind == "azure" else "gcp", "--json"]
+
+    assert main(["batches", *target]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] in ("running", "succeeded")
+    # The Jobs API is gone: the archive's part is listed, the run's state is not, and the exit code says why.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    monkeypatch.setenv("DATABRICKS_HOST", url)
+
+    assert main(["batches", *target]) == 75
+    found = capsys.readouterr()
+    assert json.loads(found.out)["state"] == "sealed"
+    assert "listed without their run's state, try again" in found.err
+    assert f"cannot reach the Jobs API at {url} (connection refused)" in found.err
