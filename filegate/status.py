@@ -91,8 +91,8 @@ def duration_seconds(run: BaseRun | Run | RunTask, now_ms: int | None = None) ->
 
 
 def queue_seconds(run: BaseRun | Run) -> float | None:
-    """How long the run waited for the job's earlier runs (queueing, max_concurrent_runs = 1)."""
-    return run.queue_duration / 1000 if run.queue_duration else None
+    """How long the run waited in the job's queue while its max_concurrent_runs runs went on; None when unknown."""
+    return run.queue_duration / 1000 if run.queue_duration is not None else None
 
 
 def format_duration(seconds: float | None) -> str:

@@ -174,8 +174,11 @@ def _runs_of(world: LocalWorld, names: dict[int, str], uploads: BatchUploads | N
         if runs:
             tasks = ", then ".join(task.task_key for task in job.tasks)
             parts.append(f"{len(runs)} runs of {job.name} ({tasks})")
-    side_by_side = "; the jobs side by side" if len(parts) > 1 else ""
-    return f"{' and '.join(parts) or 'no runs'} (each job runs one run at a time{side_by_side})"
+    if not parts:
+        return "no runs"
+    limits = " and ".join(f"{job.max_concurrent_runs} of {job.name}" for job, runs in jobs if runs)
+    whose = "their" if len(parts) > 1 else "its"
+    return f"{' and '.join(parts)} (at once: at most {limits}, {whose} max_concurrent_runs)"
 
 
 def _log_to_file(path: Path) -> None:

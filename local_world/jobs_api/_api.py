@@ -154,7 +154,7 @@ def _status(state: str, termination: Termination | None) -> dict[str, Any]:
     if state == QUEUED:
         status["queue_details"] = {
             "code": "MAX_CONCURRENT_RUNS_REACHED",
-            "message": "Queued until the job's active run ends (max_concurrent_runs).",
+            "message": "Queued until one of the job's active runs ends (max_concurrent_runs).",
         }
     if state == TERMINATED and termination is not None:
         status["termination_details"] = {

@@ -65,6 +65,11 @@ class JobSpec:
         """The job's parameters with their default values."""
         return dict(self.parameters)
 
+    @property
+    def max_concurrent_runs(self) -> int:
+        """How many runs of the job may execute at once (the bundle's `max_concurrent_runs`, 1 by default)."""
+        return int(self.settings.get("max_concurrent_runs", 1))
+
 
 def load_bundle(path: Path, variables: Mapping[str, str] | None = None, first_job_id: int = 1) -> tuple[JobSpec, ...]:
     """Read every job under `resources.jobs` of a bundle file; job ids count from `first_job_id` in file order."""
@@ -137,6 +142,9 @@ def _job_spec(job_id: int, key: str, settings: Mapping[str, Any], base: Path) ->
     api_settings = {k: v for k, v in settings.items() if k not in _BUNDLE_ONLY_KEYS}
     api_settings.setdefault("format", "MULTI_TASK")
     api_settings.setdefault("max_concurrent_runs", 1)
+    concurrent = api_settings["max_concurrent_runs"]
+    if isinstance(concurrent, bool) or not isinstance(concurrent, int) or not 0 <= concurrent <= 1000:
+        raise BundleError(f"job {key}: max_concurrent_runs must be a whole number from 0 to 1000, got {concurrent!r}")
     ordered = _in_dependency_order(tasks, key)
     timeout = _count(settings, "timeout_seconds", f"job {key}")
     return JobSpec(job_id, key, name, tuple(parameters), ordered, queue_enabled, api_settings, timeout)

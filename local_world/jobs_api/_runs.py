@@ -54,7 +54,7 @@ SKIPPED_BUSY = Termination(
     "MAXIMUM_CONCURRENT_RUNS_REACHED",
     "MAX_CONCURRENT_RUNS_EXCEEDED",
     "CLIENT_ERROR",
-    "Skipped: the job's active run has not ended and queueing is disabled.",
+    "Skipped: the job already has max_concurrent_runs active runs, and queueing is disabled.",
 )
 
 
@@ -185,15 +185,17 @@ class RunStore:
     ) -> tuple[RunRecord, bool]:
         """A new queued run, or the existing run holding this idempotency token (then False).
 
-        With `skip_when_busy` (a job without queueing) a run created while another run of the job is
-        active ends at once as skipped, as Databricks does.
+        With `skip_when_busy` (a job without queueing) a run created while the job already has
+        `max_concurrent_runs` active runs ends at once as skipped, as Databricks does; with
+        `max_concurrent_runs` 0 every new run does.
         """
         with self._lock:
             # One lock covers lookup, the busy check and creation: concurrent requests with one token
             # start one run, and two requests cannot both find the job idle.
             if token is not None and token in self._tokens:
                 return self._runs[self._tokens[token]], False
-            busy = skip_when_busy and any(r.active for r in self._runs.values() if r.job_id == job.job_id)
+            active = sum(1 for r in self._runs.values() if r.job_id == job.job_id and r.active)
+            busy = job.max_concurrent_runs == 0 or (skip_when_busy and active >= job.max_concurrent_runs)
             run_id = self._allocate_id()
             tasks = [TaskRecord(task.task_key, self._allocate_id()) for task in job.tasks]
             run = RunRecord(run_id, job.job_id, job.name, parameters, token, now_ms(), tasks=tasks)

@@ -1,4 +1,5 @@
-"""The per-job worker: runs a job's runs one at a time in queue order, the bundle's queueing.
+"""The per-job worker: runs a job's runs in queue order, up to its `max_concurrent_runs` at once, the bundle's
+queueing.
 
 A stop of the local Jobs API never ends a run: waiting runs stay QUEUED on disk, and a run that was
 executing is put back in the queue (its tasks are idempotent: stage_load replaces its batch,
@@ -61,7 +62,11 @@ class _Active:
 
 
 class JobWorker:
-    """Runs the runs of one job one at a time, in the order they were queued."""
+    """Runs the runs of one job in the order they were queued, as many at once as its `max_concurrent_runs`.
+
+    One thread per run that may execute at once, all taking runs from one queue: a run waits while
+    that many are executing, as on Databricks.
+    """
 
     def __init__(
         self,
@@ -83,12 +88,16 @@ class JobWorker:
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._idle = threading.Condition()
         self._busy = 0
-        self._active: _Active | None = None
+        self._active: dict[int, _Active] = {}
         self._active_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name=f"local-job-{job.job_id}", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"local-job-{job.job_id}-{slot}", daemon=True)
+            for slot in range(max(1, job.max_concurrent_runs))
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, run: RunRecord) -> None:
         with self._idle:
@@ -98,19 +107,23 @@ class JobWorker:
     def cancel(self, run_id: int) -> bool:
         """Interrupt the run if this worker is executing it; False when it is not."""
         with self._active_lock:
-            if self._active is None or self._active.run_id != run_id:
+            active = self._active.get(run_id)
+            if active is None:
                 return False
-            self._active.stop(by_user=True)
+            active.stop(by_user=True)
             return True
 
     def stop(self, timeout: float) -> None:
-        """Interrupt the executing run (it goes back to the queue) and end the thread; call after `stopping` is set."""
+        """Interrupt the executing runs (they go back to the queue), end the threads; call after `stopping` is set."""
         with self._active_lock:
-            if self._active is not None:
-                self._active.stop()
-        self._queue.put(None)  # wakes an idle worker so that it sees the stop
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
+            for active in self._active.values():
+                active.stop()
+        for _ in self._threads:
+            self._queue.put(None)  # wakes an idle thread so that it sees the stop
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until every submitted run has ended; False on timeout."""
@@ -138,7 +151,7 @@ class JobWorker:
     def _execute(self, run: RunRecord) -> None:
         active = _Active(run.run_id)
         with self._active_lock:
-            self._active = active
+            self._active[run.run_id] = active
             if self._stopping.is_set():
                 active.interrupt.set()
         timer = _start_timer(self.job.timeout_seconds, lambda: self._time_out(active))
@@ -148,7 +161,7 @@ class JobWorker:
             if timer is not None:
                 timer.cancel()
             with self._active_lock:
-                self._active = None
+                self._active.pop(run.run_id, None)
 
     def _time_out(self, active: _Active) -> None:
         with self._active_lock:

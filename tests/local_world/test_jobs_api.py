@@ -401,9 +401,13 @@ def test_runs_get_output_reports_a_failed_tasks_error_trace_and_logs(tmp_path: P
     assert succeeded.logs_truncated is False
 
 
-def test_a_job_without_queueing_starts_one_of_many_concurrent_runs_and_skips_the_rest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("limit", [1, 2])
+def test_a_job_without_queueing_starts_its_max_concurrent_runs_of_many_and_skips_the_rest(
+    tmp_path: Path, limit: int
+) -> None:
     bundle = tmp_path / "job.yml"
-    bundle.write_text(FIXTURE_BUNDLE.read_text().replace("enabled: true", "enabled: false"))
+    text = FIXTURE_BUNDLE.read_text().replace("enabled: true", "enabled: false")
+    bundle.write_text(text.replace("max_concurrent_runs: 1", f"max_concurrent_runs: {limit}"))
     results: list[int] = []
     with local_jobs_api(tmp_path / "state", runner=RecordingRunner(seconds=1), bundle=bundle) as server:
         client = workspace_client(server)
@@ -421,7 +425,29 @@ def test_a_job_without_queueing_starts_one_of_many_concurrent_runs_and_skips_the
         states = [run["state"]["result_state"] for run in server.runs()]
 
     assert len(results) == 12
-    assert sorted(states) == ["MAXIMUM_CONCURRENT_RUNS_REACHED"] * 11 + ["SUCCESS"]
+    assert sorted(states) == ["MAXIMUM_CONCURRENT_RUNS_REACHED"] * (12 - limit) + ["SUCCESS"] * limit
+
+
+def test_a_job_runs_up_to_its_max_concurrent_runs_at_once_and_queues_the_rest(tmp_path: Path) -> None:
+    # The deployed ingest job allows 4 at once: runs of one job overlap up to the bundle's number.
+    bundle = tmp_path / "job.yml"
+    bundle.write_text(FIXTURE_BUNDLE.read_text().replace("max_concurrent_runs: 1", "max_concurrent_runs: 2"))
+    runner = RecordingRunner(seconds=0.5)
+    with local_jobs_api(tmp_path / "state", runner=runner, bundle=bundle) as server:
+        client = workspace_client(server)
+        run_ids = [client.jobs.run_now(job_id=1, idempotency_token=f"file-{i}").run_id for i in range(3)]
+        queued = client.jobs.get_run(run_ids[2])
+        server.wait_idle(20)
+
+    spans = {
+        run_id: (min(c.started for c in calls), max(c.ended for c in calls))
+        for run_id in run_ids
+        for calls in ([c for c in runner.calls if c.run_id == run_id],)
+    }
+    first, second, third = (spans[run_id] for run_id in run_ids)
+    assert max(first[0], second[0]) < min(first[1], second[1])  # the first two ran at once
+    assert third[0] >= min(first[1], second[1])  # the third waited for one of them
+    assert queued.status.state is RunLifecycleStateV2State.QUEUED
 
 
 def test_one_state_folder_serves_one_server_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
