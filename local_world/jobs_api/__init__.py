@@ -144,9 +144,20 @@ def main(argv: list[str]) -> int:
     return exits.OK
 
 
+def _port(text: str) -> int:
+    """A TCP port number, 0 to 65535 (0: any free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 0 to 65535")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local_world jobs-api", description=__doc__)
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one, printed at start)")
+    parser.add_argument("--port", type=_port, default=0, help="port to listen on (0: a free one, printed at start)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--state-dir", type=Path, default=Path(".filegate/jobs"), help="runs, tokens and logs")
     parser.add_argument("--warehouse", type=Path, default=Path(".filegate/warehouse"), help="local warehouse folder")

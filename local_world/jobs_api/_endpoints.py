@@ -129,10 +129,18 @@ def _list_runs(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:
     job_id = _integer(query, "job_id")
     if job_id is not None and job_id not in app.jobs:
         raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Job {job_id} does not exist.")
-    limit = _integer(query, "limit") or 20
+    limit = _integer(query, "limit")
+    # None: the default of 20; 0: the service's maximum (runs/list's documented `limit`).
+    limit = 20 if limit is None else limit or RUNS_PAGE_MAX
     if not 0 < limit <= RUNS_PAGE_MAX:
-        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"limit must be between 1 and {RUNS_PAGE_MAX}")
-    runs = app.store.listing(job_id)
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"limit must be between 0 and {RUNS_PAGE_MAX}")
+    run_type = query.get("run_type")
+    if run_type not in (None, "JOB_RUN", "WORKFLOW_RUN", "SUBMIT_RUN"):
+        raise ApiError(
+            400, "INVALID_PARAMETER_VALUE", f"run_type must be JOB_RUN, WORKFLOW_RUN or SUBMIT_RUN, got {run_type!r}"
+        )
+    # Every run here comes from run-now: a JOB_RUN.
+    runs = app.store.listing(job_id) if run_type in (None, "JOB_RUN") else []
     if active_only:
         runs = [r for r in runs if r.state != TERMINATED]
     if completed_only:
@@ -201,6 +209,8 @@ def _page(items: Sequence[Any], query: dict[str, str], limit: int) -> tuple[Sequ
         offset = int(token[7:])
     else:
         offset = _integer(query, "offset") or 0
+        if offset < 0:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"offset must not be negative, got {offset}")
     page = items[offset : offset + limit]
     result: dict[str, Any] = {"has_more": offset + limit < len(items)}
     if result["has_more"]:

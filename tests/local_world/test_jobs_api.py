@@ -450,6 +450,36 @@ def test_a_job_runs_up_to_its_max_concurrent_runs_at_once_and_queues_the_rest(tm
     assert queued.status.state is RunLifecycleStateV2State.QUEUED
 
 
+def test_runs_list_reads_limit_offset_and_run_type_as_documented(tmp_path: Path) -> None:
+    with local_jobs_api(tmp_path, runner=RecordingRunner()) as server:
+        client = workspace_client(server)
+        for i in range(22):
+            client.jobs.run_now(job_id=1, idempotency_token=f"file-{i}")
+        server.wait_idle(30)
+        listing = f"{server.url}/api/2.2/jobs/runs/list?job_id=1"
+        # A limit of 0 is the service's maximum (25), none its default (20).
+        whole = json.loads(_get_text(f"{listing}&limit=0"))
+        default = json.loads(_get_text(listing))
+        workflow = json.loads(_get_text(f"{listing}&run_type=WORKFLOW_RUN"))
+        job_runs = json.loads(_get_text(f"{listing}&run_type=JOB_RUN&limit=0"))
+        errors = [_http_error(f"{listing}&offset=-3"), _http_error(f"{listing}&run_type=NOTEBOOK")]
+
+    assert (len(whole["runs"]), whole["has_more"]) == (22, False)
+    assert (len(default["runs"]), default["has_more"]) == (20, True)
+    assert workflow.get("runs", []) == []
+    assert len(job_runs["runs"]) == 22
+    assert [error["error_code"] for error in errors] == ["INVALID_PARAMETER_VALUE"] * 2  # type: ignore[index]
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_out_of_range_is_refused_as_an_argument(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["--port", port])
+
+    assert refused.value.code == 2
+    assert "is not a port number from 0 to 65535" in capsys.readouterr().err
+
+
 def test_one_state_folder_serves_one_server_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     arguments = ["--bundle", str(FIXTURE_BUNDLE), "--warehouse", str(tmp_path / "w"), "--state-dir", str(tmp_path)]
     with local_jobs_api(tmp_path):
