@@ -16,7 +16,7 @@ from filegate import uris
 from filegate.errors import FilegateError
 from filegate.events import AZURE
 from filegate.storage import Store
-from local_world.emulators import stop_process
+from local_world.emulators import LEFTOVER_SUFFIX, record_leftover, stop_process
 
 # How much of a failed task's stderr becomes its error message (the whole stream is in its log).
 ERROR_TAIL_CHARS = 2000
@@ -178,6 +178,12 @@ def run_command(invocation: TaskInvocation, command: list[str], env: Mapping[str
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        # If this server is killed (kill -9), the next one on the state folder stops the task before it
+        # queues the run again: two attempts of one run never write the same tables at once.
+        program = next((part for part in command[1:] if not part.startswith("-")), command[0])
+        record = record_leftover(
+            invocation.log_file.with_name(f"{invocation.log_file.name}{LEFTOVER_SUFFIX}"), process, program
+        )
         code: int | None = None
         try:
             while code is None and not invocation.cancelled.is_set():
@@ -187,6 +193,7 @@ def run_command(invocation: TaskInvocation, command: list[str], env: Mapping[str
                     continue
         finally:
             stop_process(process, group=True)
+            record.unlink(missing_ok=True)
         err.seek(0)
         stderr = err.read()
         log.write("\n--- stderr ---\n" if stderr else "")

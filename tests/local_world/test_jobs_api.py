@@ -617,6 +617,46 @@ def test_the_cli_stops_the_spark_connect_server_a_killed_server_left_in_its_stat
     assert list(state.glob("*.pid.json")) == []
 
 
+def test_the_cli_stops_a_task_a_killed_server_left_running_before_it_runs_the_run_again(tmp_path: Path) -> None:
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    bundle = _bundle_of_scripts(tmp_path, stage="import time\ntime.sleep(300)\n", target="print('done')\n")
+    state = tmp_path / "state"
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from local_world.jobs_api import main; sys.exit(main(sys.argv[1:]))",
+        *("--state-dir", str(state), "--warehouse", str(tmp_path / "warehouse"), "--bundle", str(bundle)),
+        *("--spark", "classic"),  # script tasks: no Spark Connect server to start
+    ]
+    killed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert killed.stdout is not None
+    url = killed.stdout.readline().split(" on ", 1)[1].split(" ", 1)[0]
+    _post_json(f"{url}/api/2.2/jobs/run-now", {"job_id": 1, "idempotency_token": "once"})
+    _wait_until(lambda: any(state.glob("logs/*/*.pid.json")))
+    [record] = state.glob("logs/*/*.pid.json")
+    task = int(json.loads(record.read_text())["pid"])
+    killed.kill()  # kill -9: the server stops nothing, its task runs on in its own session
+    killed.communicate(timeout=20)
+    os.kill(task, 0)
+
+    again = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert again.stdout is not None
+        # The lines before it serves: its address, its job, what it stopped.
+        lines = [again.stdout.readline() for _ in range(3)]
+        _wait_until(lambda: not Path(f"/proc/{task}").exists())
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.communicate(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(task, signal.SIGKILL)  # only when the server did not: the test leaves nothing running
+    assert any(f"(pid {task}) left running by an earlier run" in line for line in lines), lines
+
+
 def test_the_cli_refuses_a_missing_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     arguments = ["--bundle", str(tmp_path / "missing.yml"), "--state-dir", str(tmp_path / "s")]
 
