@@ -633,14 +633,16 @@ def test_the_cli_stops_a_task_a_killed_server_left_running_before_it_runs_the_ru
         *("--spark", "classic"),  # script tasks: no Spark Connect server to start
     ]
     killed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert killed.stdout is not None
-    url = killed.stdout.readline().split(" on ", 1)[1].split(" ", 1)[0]
-    _post_json(f"{url}/api/2.2/jobs/run-now", {"job_id": 1, "idempotency_token": "once"})
-    _wait_until(lambda: any(state.glob("logs/*/*.pid.json")))
+    try:
+        assert killed.stdout is not None
+        url = killed.stdout.readline().split(" on ", 1)[1].split(" ", 1)[0]
+        _post_json(f"{url}/api/2.2/jobs/run-now", {"job_id": 1, "idempotency_token": "once"})
+        _wait_until(lambda: any(state.glob("logs/*/*.pid.json")))
+    finally:
+        killed.kill()  # kill -9: the server stops nothing, its task runs on in its own session
+        killed.communicate(timeout=20)
     [record] = state.glob("logs/*/*.pid.json")
     task = int(json.loads(record.read_text())["pid"])
-    killed.kill()  # kill -9: the server stops nothing, its task runs on in its own session
-    killed.communicate(timeout=20)
     os.kill(task, 0)
 
     again = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
