@@ -30,10 +30,13 @@ _REASON = "reason"
 _VERDICT_TYPE = f"struct<{_RULE}: string, {_REASON}: string>"
 # Appended to a line as one more field before parsing: the parser puts it where the line's own fields
 # end, so its position is the field count as the very parser that reads the values sees it. Searched
-# for from the end, so a field of the line that happens to hold the same text comes before it.
-_END_MARKER = "\u0001filegate:end-of-record\u0001"
+# for from the end, so a field of the line that happens to hold the same text comes before it. Control
+# characters only, and the first that does not hold the contract's delimiter (which may be any one
+# character): a marker the delimiter splits would never be found.
+_END_MARKERS = ("\u0001\u0002\u0003", "\u0004\u0005\u0006")
 # Whether a record's bytes are UTF-8 (`read_lines`); the parser reads other bytes as U+FFFD.
 _UTF8 = "_utf8"
+_BLOCK = "_block"
 _POSITION = "_position"
 
 
@@ -93,20 +96,24 @@ def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
             F.posexplode(split_records(F.col("value"), contract.delimiter)).alias(_POSITION, RAW_COLUMN),
             F.is_valid_utf8("value").alias("_file_utf8"),
         ).select(
+            F.lit(0).cast("long").alias(_BLOCK),
             _POSITION,
             RAW_COLUMN,
             (F.col("_file_utf8") | ~F.col(RAW_COLUMN).contains("\ufffd")).alias(_UTF8),
         )
     else:
-        # One file in file order: the first row of the first partition, numbered 0, is its first line.
+        # The file's first line is the first row of the split that starts at its byte 0, whichever partition
+        # Spark gives that split (usually the first): a split as long as Spark makes them fills its
+        # partition alone, and a partition's rows come in file order.
         lines = spark.read.text(path).select(
+            F.col("_metadata.file_block_start").alias(_BLOCK),
             F.monotonically_increasing_id().alias(_POSITION),
             F.make_valid_utf8("value").alias(RAW_COLUMN),
             F.is_valid_utf8("value").alias(_UTF8),
         )
-    first = lines.first()
+    first = lines.where(F.col(_BLOCK) == 0).first()
     if first is None:
-        return lines.limit(0).drop(_POSITION)
+        return lines.limit(0).drop(_BLOCK, _POSITION)
     # A byte-order mark belongs to the file, not to its first column name. On any other line it is the
     # line's text, as the function's validator (Python's `utf-8-sig` codec) reads it.
     header = first[RAW_COLUMN].removeprefix("\ufeff")
@@ -118,7 +125,8 @@ def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     # values are rejected with their rules, as the function's validator counts it a bad row. Empty lines
     # are skipped as Python's csv module skips them. A line of spaces is a row of one field there, so
     # it is one here too, and its shape is rejected on both sides rather than vanishing here.
-    return lines.where((F.col(_POSITION) != first[_POSITION]) & (F.col(RAW_COLUMN) != F.lit(""))).drop(_POSITION)
+    header_row = (F.col(_BLOCK) == 0) & (F.col(_POSITION) == first[_POSITION])
+    return lines.where(~header_row & (F.col(RAW_COLUMN) != F.lit(""))).drop(_BLOCK, _POSITION)
 
 
 def well_formed_pattern(delimiter: str) -> str:
@@ -140,7 +148,7 @@ def max_counted_fields(contract: Contract) -> int:
 def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     """One text column per contract column ("" when empty or missing), the field count and `raw_line`.
 
-    The count comes from the same parse as the values (see `_END_MARKER`), so a quote inside a field
+    The count comes from the same parse as the values (see `_END_MARKERS`), so a quote inside a field
     (`12" crate`) or a delimiter inside a quoted one never makes the two disagree.
     """
     width = max_counted_fields(contract) + 1
@@ -153,7 +161,8 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
         "escape": '"',
         "mode": "PERMISSIVE",
     }
-    marked = F.concat(F.col(RAW_COLUMN), F.lit(contract.delimiter + _END_MARKER))
+    marker = next(marker for marker in _END_MARKERS if contract.delimiter not in marker)
+    marked = F.concat(F.col(RAW_COLUMN), F.lit(contract.delimiter + marker))
     parsed = lines.select(
         F.col(RAW_COLUMN),
         _UTF8,
@@ -165,7 +174,7 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     values = F.array(*(F.col(f"f.{name}") for name in slots))
     # array_position is 1-based: the marker at position k from the end follows width - k fields; 0 means
     # more fields than fit.
-    position = F.array_position(F.reverse(values), F.lit(_END_MARKER))
+    position = F.array_position(F.reverse(values), F.lit(marker))
     # The CSV reader turns empty fields into NULL; the rules work on text, where empty is "".
     return parsed.select(
         RAW_COLUMN,

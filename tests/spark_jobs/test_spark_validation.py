@@ -152,6 +152,52 @@ def function_verdict(line: str, width: int) -> str | None:
     return None if len(fields) == width else f"row has {len(fields)} fields, expected {width}"
 
 
+@pytest.mark.parametrize("delimiter", [":", "\x01", "\x04"], ids=["colon", "ctrl-a", "ctrl-d"])
+def test_fields_are_counted_whatever_one_character_the_delimiter_is(
+    spark: SparkSession, tmp_path: Path, delimiter: str
+) -> None:
+    # The parser's end-of-record marker must not hold the delimiter, or the delimiter splits it.
+    contract = replace(load_contracts()["order_tracking"], delimiter=delimiter)
+    good = ["1Z1", "ORD-1", "DELIVERED", "2025-03-03T10:00:00Z", "UPS", "Memphis, TN", "US", "Paris", "75001", "FR"]
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerows(
+        [contract.column_names, [*good, "", "", ""], good[:5]]
+    )
+    path = tmp_path / "f.csv"
+    path.write_text(buffer.getvalue())
+
+    split = split_rows(parse_fields(read_lines(spark, str(path), contract), contract), contract)
+
+    [row] = split.good.collect()
+    assert (row["tracking_num"], row["status_ts"].isoformat(), row["origin_city"]) == (
+        "1Z1",
+        "2025-03-03T10:00:00",
+        "Memphis, TN",
+    )
+    assert [r["reason"] for r in split.rejects.collect()] == ["row has 5 fields, expected 13"]
+
+
+def test_a_file_read_in_many_splits_has_one_header_and_every_row(spark: SparkSession, tmp_path: Path) -> None:
+    # Small splits, as a big file gets: the header is the line at byte 0, wherever Spark puts that split,
+    # and the header repeated in a later split is a row like any other.
+    contract = load_contracts()["order_tracking"]
+    header = ",".join(contract.column_names)
+    rows = [f"1Z{n},ORD-{n},DELIVERED,2025-03-03T10:00:00Z,UPS,,,Paris,75001,FR,,," for n in range(400)]
+    path = write(tmp_path / "f.csv", header, *rows[:300], header, *rows[300:])
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
+    try:
+        lines = read_lines(spark, path, contract)
+        assert lines.rdd.getNumPartitions() > 4
+        split = split_rows(parse_fields(lines, contract), contract)
+        good = sorted(row["tracking_num"] for row in split.good.collect())
+        rejects = [row["raw_line"] for row in split.rejects.collect()]
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+    assert good == sorted(f"1Z{n}" for n in range(400))
+    assert rejects == [header]
+
+
 def test_fields_are_counted_by_the_parser_that_reads_them(spark: SparkSession, tmp_path: Path) -> None:
     contract = load_contracts()["order_tracking"]
     header = ",".join(contract.column_names)
