@@ -112,30 +112,42 @@ class Column:
         if text == "":
             return None if self.nullable else ("required", f"{self.name} is empty but required")
         if self.allowed and text not in self.allowed:
-            return "allowed", f"{self.name} value {text!r} is not one of {', '.join(self.allowed)}"
+            return "allowed", f"{self.name} value {shown(text)} is not one of {', '.join(self.allowed)}"
         regex = _text_regex(self.type)
         if regex is not None:
             if not regex.match(text):
-                return "type", f"{self.name} value {text!r} is not a valid {self.type}"
+                return "type", f"{self.name} value {shown(text)} is not a valid {self.type}"
             problem = _check_calendar(self.type, text)
             if problem:
-                return "type", f"{self.name} value {text!r} {problem}"
+                return "type", f"{self.name} value {shown(text)} {problem}"
         if self.pattern is not None and not shared_pattern(self.pattern).matches(text):
-            return "pattern", f"{self.name} value {text!r} does not match the pattern {self.pattern}"
+            return "pattern", f"{self.name} value {shown(text)} does not match the pattern {self.pattern}"
         if self.min_length is not None and len(text) < self.min_length:
-            return "min_length", f"{self.name} value {text!r} is shorter than {self.min_length} characters"
+            return "min_length", f"{self.name} value {shown(text)} is shorter than {self.min_length} characters"
         if self.max_length is not None and len(text) > self.max_length:
             return "max_length", f"{self.name} value {_clipped(text)} is longer than {self.max_length} characters"
         if self.min is not None and typed_value(self.type, text) < typed_value(self.type, self.min):
-            return "min", f"{self.name} value {text!r} is below the minimum {self.min}"
+            return "min", f"{self.name} value {shown(text)} is below the minimum {self.min}"
         if self.max is not None and typed_value(self.type, text) > typed_value(self.type, self.max):
-            return "max", f"{self.name} value {text!r} is above the maximum {self.max}"
+            return "max", f"{self.name} value {shown(text)} is above the maximum {self.max}"
         return None
+
+
+# How a reason shows a value, in single quotes: these characters escaped, every other one as it is. The
+# Spark job writes its reasons the same way (`spark_jobs.validation`), so both sides' reasons are equal.
+SHOWN_ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
+def shown(text: str) -> str:
+    """A value as a reason shows it: in single quotes, its backslashes and line breaks escaped (`SHOWN_ESCAPES`)."""
+    for char, escaped in SHOWN_ESCAPES:
+        text = text.replace(char, escaped)
+    return f"'{text}'"
 
 
 def _clipped(text: str, limit: int = 40) -> str:
     """A long value as a reason quotes it: its start and its length."""
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+    return shown(text) if len(text) <= limit else f"{shown(text[:limit])}... ({len(text)} characters)"
 
 
 def typed_value(type_name: str, text: str) -> Any:

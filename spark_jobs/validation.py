@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from filegate.contracts import DOUBLE_OUT_OF_RANGE, Column, Contract, sql_literal, typed_value
+from filegate.contracts import DOUBLE_OUT_OF_RANGE, SHOWN_ESCAPES, Column, Contract, sql_literal, typed_value
 from filegate.errors import FilegateError
 from filegate.patterns import shared_pattern
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
@@ -188,15 +188,11 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     )
 
 
-# What Python's repr writes for these characters of a string: a reason shows a value on one line.
-_REPR_ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
-
-
 def _quoted_repr(value: str) -> str:
-    """Python's repr of a string for the common case (in single quotes, with backslashes and line breaks
-    escaped), so reasons read like the function's reports."""
+    """How the function's reasons show a value (`contracts.shown`): in single quotes, backslashes and line
+    breaks escaped."""
     quote = sql_literal("'")
-    for char, escaped in _REPR_ESCAPES:
+    for char, escaped in SHOWN_ESCAPES:
         value = f"replace({value}, {sql_literal(char)}, {sql_literal(escaped)})"
     return f"concat({quote}, {value}, {quote})"
 

@@ -36,6 +36,8 @@ TEXTS = {
     "long": [
         "1", "+12", "-0", "123456789012345678", "1234567890123456789", "1.0", "1e3", "", " 1", "x",
         "5\n", "5\r\n", "\t5", "5\\",
+        # Shown as they are, in single quotes, on both sides (Python's repr would pick other quotes, escape more).
+        "'5'", "\ufeff5", "5\x01",
     ],
     # 1e999 reads as infinity on both sides; 1e-999 as 0, as any parser rounds it.
     "double": ["1", "1.", ".5", "-2.5e-3", "1e", "e5", "NaN", "inf", "", "1,5", "1e999", "-1e999", "1e-999", "2.5\n"],
