@@ -30,6 +30,9 @@ RETRY_TIMEOUT_SECONDS = 20
 HTTP_TIMEOUT_SECONDS = 10
 # The reachability probe: a refused or silent Jobs API is named within seconds, not after the SDK's retries.
 PROBE_TIMEOUT_SECONDS = 3.0
+# What a 403 of the Jobs API asks for, by who meets it: the function starts runs, `filegate status` reads them.
+RUN_GRANT = "grant the function's principal CAN_MANAGE_RUN on the job"
+VIEW_GRANT = "grant the principal of these credentials CAN_VIEW on the job (enough to list its runs)"
 # The job parameters Filegate passes; a job without them cannot load the file.
 JOB_PARAMETERS = ("source_path", "dataset", "batch_id")
 # Jobs API run states (`status.state`) of a run that has not ended yet.
@@ -135,12 +138,15 @@ def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
     import http.client
     import ssl
     from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
 
     if "://" not in url:
         url = f"https://{url}"  # as the SDK reads a host written without its scheme
     parts = urlsplit(url)
     if not parts.hostname or parts.scheme not in ("http", "https"):
         raise SettingsError(f"DATABRICKS_HOST must be a URL like https://adb-123.azuredatabricks.net, got {url!r}")
+    if getproxies().get(parts.scheme) and not proxy_bypass(parts.hostname):
+        return  # the SDK goes through the proxy (HTTPS_PROXY); a direct request would not say whether that works
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
         # Only whether the host answers: the SDK's own calls verify its certificate.
@@ -175,8 +181,10 @@ class DatabricksJobs:
         setting: str = "FILEGATE_JOB_ID",
         parameters: tuple[str, ...] = JOB_PARAMETERS,
         bundle_name: str = DEFAULT_JOB_NAME,
+        grant: str = RUN_GRANT,
     ):
-        """The ingest job by default; `job_name` picks another, with its id's `setting`, `parameters`, bundle name."""
+        """The ingest job by default; `job_name` picks another, with its id's `setting`, `parameters`, bundle name.
+        `grant` is what a 403 asks for: the function needs to start runs, `filegate status` only to see them."""
         self._settings = settings
         self._client = client
         self._job_id = settings.job_id if job_name is None else job_id
@@ -184,7 +192,9 @@ class DatabricksJobs:
         self._setting = setting
         self._parameters = parameters
         self._bundle_name = bundle_name
+        self._grant = grant
         self._lock = threading.Lock()
+        self._answered: str | None = None
 
     @property
     def client(self) -> WorkspaceClient:
@@ -200,11 +210,13 @@ class DatabricksJobs:
     def reachable(self) -> str:
         """The Jobs API's host, once it answered (`probe_host`): TransientError when it does not, before the
         SDK spends its whole retry window on it (its client, built first, may already ask the host)."""
-        if self._settings.databricks_host:
-            probe_host(self._settings.databricks_host)
-        host = self.host
-        probe_host(host)
-        return host
+        if self._answered is None:
+            if self._settings.databricks_host:
+                probe_host(self._settings.databricks_host)
+            host = self.host
+            probe_host(host)
+            self._answered = host  # once per process: each answer costs a request (with TLS, a handshake)
+        return self._answered
 
     def check_job(self) -> str:
         """Reachable, credentials accepted, the job exists and takes this trigger's parameters; what was found.
@@ -218,7 +230,7 @@ class DatabricksJobs:
         try:
             job = self.client.jobs.get(job_id)
         except DatabricksError as exc:
-            raise named_error(exc, host, job_id, self._setting, self._bundle_name) from exc
+            raise named_error(exc, host, job_id, self._setting, self._bundle_name, self._grant) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
         declared = {parameter.name for parameter in (job.settings.parameters if job.settings else None) or ()}
@@ -240,7 +252,7 @@ class DatabricksJobs:
         try:
             found = [job.job_id for job in self.client.jobs.list(name=name) if job.job_id is not None]
         except DatabricksError as exc:
-            raise named_error(exc, self.host, None, self._setting, self._bundle_name) from exc
+            raise named_error(exc, self.host, None, self._setting, self._bundle_name, self._grant) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {self.host} to resolve {name!r}: {exc}") from exc
         if not found:
@@ -291,6 +303,7 @@ def named_error(
     job_id: int | None,
     setting: str = "FILEGATE_JOB_ID",
     bundle_name: str = DEFAULT_JOB_NAME,
+    grant: str = RUN_GRANT,
 ) -> FilegateError:
     """A Databricks API error as the setting a person fixes: credentials, job id, or a passing outage."""
     from databricks.sdk.errors import PermissionDenied, Unauthenticated
@@ -301,9 +314,7 @@ def named_error(
             f"DATABRICKS_CLIENT_SECRET, for this workspace ({_first_line(exc)})"
         )
     if isinstance(exc, PermissionDenied):
-        return SettingsError(
-            f"{host} denied access (403): grant the function's principal CAN_MANAGE_RUN on the job ({_first_line(exc)})"
-        )
+        return SettingsError(f"{host} denied access (403): {grant} ({_first_line(exc)})")
     if job_id is not None and not_found(exc):
         return SettingsError(
             f"{setting}={job_id}: no such job in {host}; set it to the {bundle_name} job's id "

@@ -233,13 +233,13 @@ def main(argv: list[str]) -> int:
         parser.error("--limit must be at least 1")
     from databricks.sdk.errors.base import DatabricksError
 
-    from filegate.jobs import DatabricksJobs, named_error, not_found
+    from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found
     from filegate.settings import Settings
 
     host, job_id = "?", None
     try:
         settings = Settings.from_env()
-        jobs = DatabricksJobs(settings)
+        jobs = DatabricksJobs(settings, grant=VIEW_GRANT)
         # A Jobs API that does not answer is said within seconds (exit 75), not after the SDK's retries.
         host = jobs.reachable()
         client = jobs.client
@@ -265,7 +265,7 @@ def main(argv: list[str]) -> int:
         return exits.report_failure("filegate status", exc)
     except DatabricksError as exc:
         # Credentials, permissions or a job id to fix (2), or the Jobs API failing for now (75).
-        return exits.report_failure("filegate status", named_error(exc, host, job_id))
+        return exits.report_failure("filegate status", named_error(exc, host, job_id, grant=VIEW_GRANT))
     except OSError as exc:
         return exits.report_failure("filegate status", TransientError(f"cannot reach the Jobs API at {host}: {exc}"))
     if args.json:

@@ -167,3 +167,18 @@ def test_a_host_is_probed_as_the_sdk_reads_it_and_one_that_is_not_http_is_a_sett
         probe_host(f"127.0.0.1:{port}")
     with pytest.raises(SettingsError, match="DATABRICKS_HOST must be a URL like https://"):
         probe_host("ftp://adb-123.azuredatabricks.net")
+
+
+def test_behind_a_proxy_the_probe_leaves_the_path_to_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    for name in ("no_proxy", "NO_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    # The SDK goes through HTTP_PROXY; a direct request would fail where the proxy's way may work.
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    probe_host(url)
+    # A host the proxy is bypassed for is asked directly.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with pytest.raises(TransientError, match="connection refused"):
+        probe_host(url)

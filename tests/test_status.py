@@ -13,7 +13,7 @@ import pytest
 
 from filegate import status
 from local_world.demo._report import run_problems
-from local_world.jobs_api import LocalJobsServer, TaskFailed, TaskInvocation
+from local_world.jobs_api import Fault, LocalJobsServer, TaskFailed, TaskInvocation
 from local_world.jobs_api.recording import FIXTURE_BUNDLE, local_jobs_api, workspace_client
 
 SOURCE = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
@@ -250,3 +250,20 @@ def test_short_source_and_durations() -> None:
     assert status.format_duration(12.34) == "12.3 s"
     assert status.format_duration(125) == "2 min 05 s"
     assert status.format_duration(3 * 3600 + 60) == "3 h 01 min"
+
+
+def test_credentials_without_permission_are_told_what_to_grant(
+    server: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused at finding the job by name, then (the id known) at listing its runs.
+    server.inject(Fault(endpoint="list", status=403, error_code="PERMISSION_DENIED", message="no access"))
+    refused_lookup = status.main([])
+    server.inject(Fault(endpoint="runs/list", status=403, error_code="PERMISSION_DENIED", message="no access"))
+    monkeypatch.setenv("FILEGATE_JOB_ID", "1")
+
+    code = status.main([])
+
+    assert (refused_lookup, code) == (2, 2)
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2
+    assert all("denied access (403): grant the principal of these credentials CAN_VIEW on the job" in e for e in errors)
