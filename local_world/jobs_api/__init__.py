@@ -131,11 +131,10 @@ def main(argv: list[str]) -> int:
         print(f"  {line}", flush=True)
     if args.retry_interval_ms is not None:
         print(f"  Task retries wait {args.retry_interval_ms} ms (--retry-interval-ms), not the bundle's", flush=True)
-    # A server killed with kill -9 could not stop its Spark Connect server or its tasks' processes; this
-    # one holds the state folder's lock now, so what is recorded there is an orphan: stopped before
-    # start() queues its run again. Not below the folder, but for the tasks' logs: --state-dir may be a
-    # parent of a running demo's folder.
-    for line in [*stop_leftovers(server.state_dir, nested=False), *stop_leftovers(server.state_dir / "logs")]:
+    # A server killed with kill -9 could not stop its Spark Connect server; this one holds the state
+    # folder's lock now, so what is recorded there is an orphan. Not below it: --state-dir may be a
+    # parent of a running demo's folder (start() stops the tasks recorded under its own logs).
+    for line in stop_leftovers(server.state_dir, nested=False):
         print(line, flush=True)
     server.start()
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from local_world.emulators import stop_leftovers
 from local_world.jobs_api._api import run_json
 from local_world.jobs_api._bundle import JobSpec
 from local_world.jobs_api._endpoints import API_PREFIXES, ApiError, answer
@@ -79,6 +80,7 @@ class LocalJobsServer:
             self._spark_runner = SparkTaskRunner(LocalSpark(spark, spark_log, workdir, notify=notify), tables)
             runner = self._spark_runner
         self.runner = runner
+        self._notify = notify or (lambda message: log.info("%s", message))
         self.store = RunStore(Path(state_dir))
         self.state_dir = self.store.state_dir
         self.created_time = now_ms()
@@ -103,6 +105,11 @@ class LocalJobsServer:
 
     def start(self, timeout: float = 10.0) -> LocalJobsServer:
         """Serve in a background thread, and queue again the runs a previous server left; returns once it answers."""
+        # A server killed with kill -9 could not stop its tasks' processes; this one holds the state folder's
+        # lock now, so each recorded beside its log is an orphan, stopped before its run is queued again: two
+        # attempts of one run never write the same tables at once.
+        for line in stop_leftovers(self.state_dir / "logs"):
+            self._notify(line)
         for worker in self._workers.values():
             worker.start()
         recover_unfinished(self.store, self._workers, self.jobs.values())

@@ -14,7 +14,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from local_world.emulators import EmulatorError, is_listening, run_spark_connect
@@ -187,15 +188,31 @@ class SparkTaskRunner:
     def __init__(self, spark: LocalSpark, warehouse: Path) -> None:
         self.spark = spark
         self.warehouse = warehouse
+        self._one_jvm = threading.Lock()
 
     def __call__(self, invocation: TaskInvocation) -> None:
         command = task_command(invocation)  # refuses task kinds that cannot run here before Spark starts
         command += ["--warehouse", str(self.warehouse)]
         environment = self.spark.task_environment(invocation.cancelled)
         try:
-            run_command(invocation, command, environment)
+            with nullcontext() if "SPARK_REMOTE" in environment else self._alone(invocation):
+                run_command(invocation, command, environment)
         finally:
             end_session(environment)
+
+    @contextmanager
+    def _alone(self, invocation: TaskInvocation) -> Iterator[None]:
+        """Classic Spark: tasks of every job take turns. Each task is a JVM of its own, and Delta commits to a
+        local folder by checking that the version's file is absent, then renaming onto it, under a lock
+        of its JVM (a local rename overwrites): two JVMs committing to one table (processing_log, a
+        target) at once could lose a commit. On the Connect server every task commits in one JVM."""
+        while not self._one_jvm.acquire(timeout=0.2):
+            if invocation.cancelled.is_set():
+                raise TaskFailed("cancelled while another task's local Spark was running")
+        try:
+            yield
+        finally:
+            self._one_jvm.release()
 
     def close(self) -> None:
         self.spark.close()

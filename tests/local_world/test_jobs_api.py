@@ -659,6 +659,35 @@ def test_the_cli_stops_a_task_a_killed_server_left_running_before_it_runs_the_ru
     assert any(f"(pid {task}) left running by an earlier run" in line for line in lines), lines
 
 
+def test_with_classic_spark_tasks_take_turns_even_when_runs_may_overlap(tmp_path: Path) -> None:
+    # Each classic task is a JVM of its own, and Delta's commit to a local folder is atomic within one JVM
+    # only: two runs of a job that allows 2 at once still never run their tasks at the same time.
+    spans = tmp_path / "spans.txt"
+    task = textwrap.dedent(
+        f"""
+        import time
+        start = time.monotonic()
+        time.sleep(0.3)
+        with open({str(spans)!r}, "a") as out:
+            out.write(f"{{start}} {{time.monotonic()}}\\n")
+        """
+    )
+    bundle = _bundle_of_scripts(tmp_path, stage=task, target=task)
+    bundle.write_text(bundle.read_text().replace("name: scripts", "name: scripts\n      max_concurrent_runs: 2"))
+    server = LocalJobsServer(load_bundle(bundle), tmp_path / "state", workdir=tmp_path, spark="classic")
+    with server:
+        client = workspace_client(server)
+        for i in range(2):
+            client.jobs.run_now(job_id=1, idempotency_token=f"file-{i}")
+        server.wait_idle(60)
+        results = [run["state"]["result_state"] for run in server.runs()]
+
+    found = sorted(tuple(float(t) for t in line.split()) for line in spans.read_text().splitlines())
+    assert results == ["SUCCESS", "SUCCESS"]
+    assert len(found) == 4
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(found))
+
+
 def test_the_cli_refuses_a_missing_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     arguments = ["--bundle", str(tmp_path / "missing.yml"), "--state-dir", str(tmp_path / "s")]
 
