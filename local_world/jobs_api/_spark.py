@@ -14,8 +14,9 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from local_world.emulators import EmulatorError, is_listening, run_spark_connect
@@ -188,31 +189,68 @@ class SparkTaskRunner:
     def __init__(self, spark: LocalSpark, warehouse: Path) -> None:
         self.spark = spark
         self.warehouse = warehouse
-        self._one_jvm = threading.Lock()
+        self._runs = Turns()
+        self._tasks = Turns()
+
+    def one_run_at_a_time(self, stopping: threading.Event) -> AbstractContextManager[bool]:
+        """Classic Spark: runs of every job take turns, first come first served, and wait for theirs still
+        queued, before their timeouts start (see `_alone` for why). True inside once the run may start;
+        False when `stopping` came first. On the Connect server runs go on side by side."""
+        if self.spark.mode != CLASSIC:
+            return nullcontext(True)
+        return self._runs.turn(stopping)
 
     def __call__(self, invocation: TaskInvocation) -> None:
         command = task_command(invocation)  # refuses task kinds that cannot run here before Spark starts
         command += ["--warehouse", str(self.warehouse)]
         environment = self.spark.task_environment(invocation.cancelled)
         try:
-            with nullcontext() if "SPARK_REMOTE" in environment else self._alone(invocation):
+            with nullcontext(True) if "SPARK_REMOTE" in environment else self._tasks.turn(invocation.cancelled) as mine:
+                if not mine:
+                    raise TaskFailed("cancelled while another task's local Spark was running")
                 run_command(invocation, command, environment)
         finally:
             end_session(environment)
 
-    @contextmanager
-    def _alone(self, invocation: TaskInvocation) -> Iterator[None]:
-        """Classic Spark: tasks of every job take turns. Each task is a JVM of its own, and Delta commits to a
-        local folder by checking that the version's file is absent, then renaming onto it, under a lock
-        of its JVM (a local rename overwrites): two JVMs committing to one table (processing_log, a
-        target) at once could lose a commit. On the Connect server every task commits in one JVM."""
-        while not self._one_jvm.acquire(timeout=0.2):
-            if invocation.cancelled.is_set():
-                raise TaskFailed("cancelled while another task's local Spark was running")
-        try:
-            yield
-        finally:
-            self._one_jvm.release()
-
     def close(self) -> None:
         self.spark.close()
+
+
+class Turns:
+    """One holder at a time, in the order they asked: classic Spark's tasks (and runs) take turns.
+
+    Each classic task is a JVM of its own, and Delta commits to a local folder by checking that the
+    version's file is absent, then renaming onto it, under a lock of its JVM (a local rename overwrites):
+    two JVMs committing to one table (processing_log, a target) at once could lose a commit. On the
+    Connect server every commit is made in one JVM. Runs take turns before they start, so that no task
+    waits out its own timeout; tasks take turns too, for runs that started on Connect before it failed.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._held = False
+
+    @contextmanager
+    def turn(self, cancelled: threading.Event) -> Iterator[bool]:
+        """True inside once it is this caller's turn; False when `cancelled` is set first."""
+        me = object()
+        mine = False
+        with self._changed:
+            self._waiting.append(me)
+            while not cancelled.is_set():
+                if not self._held and self._waiting[0] is me:
+                    self._waiting.popleft()
+                    self._held = mine = True
+                    break
+                self._changed.wait(0.2)
+            else:
+                self._waiting.remove(me)
+                self._changed.notify_all()
+        try:
+            yield mine
+        finally:
+            if mine:
+                with self._changed:
+                    self._held = False
+                    self._changed.notify_all()

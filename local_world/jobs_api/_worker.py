@@ -15,6 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,8 +138,10 @@ class JobWorker:
                 return  # what is still in the queue stays QUEUED on disk for the next start
             run = self._store.get(run_id)
             try:
-                if run is not None:
-                    self._execute(run)
+                # A runner may need runs to take turns (classic Spark); a stop while waiting leaves it QUEUED.
+                with self._turn() as mine:
+                    if run is not None and mine:
+                        self._execute(run)
             except Exception as exc:  # a bug here must end the run, not the worker
                 log.exception("run %s: internal error", run_id)
                 if run is not None:
@@ -147,6 +150,10 @@ class JobWorker:
                 with self._idle:
                     self._busy -= 1
                     self._idle.notify_all()
+
+    def _turn(self) -> AbstractContextManager[bool]:
+        one_at_a_time = getattr(self._runner, "one_run_at_a_time", None)
+        return nullcontext(True) if one_at_a_time is None else one_at_a_time(self._stopping)
 
     def _execute(self, run: RunRecord) -> None:
         active = _Active(run.run_id)

@@ -659,21 +659,25 @@ def test_the_cli_stops_a_task_a_killed_server_left_running_before_it_runs_the_ru
     assert any(f"(pid {task}) left running by an earlier run" in line for line in lines), lines
 
 
-def test_with_classic_spark_tasks_take_turns_even_when_runs_may_overlap(tmp_path: Path) -> None:
+def test_with_classic_spark_runs_take_turns_before_their_timeouts_start(tmp_path: Path) -> None:
     # Each classic task is a JVM of its own, and Delta's commit to a local folder is atomic within one JVM
-    # only: two runs of a job that allows 2 at once still never run their tasks at the same time.
+    # only: two runs of a job that allows 2 at once still never run their tasks at the same time. The
+    # second waits queued, so its tasks' 1 s limits are not spent waiting for the first run's 1.2 s.
     spans = tmp_path / "spans.txt"
     task = textwrap.dedent(
         f"""
         import time
         start = time.monotonic()
-        time.sleep(0.3)
+        time.sleep(0.6)
         with open({str(spans)!r}, "a") as out:
             out.write(f"{{start}} {{time.monotonic()}}\\n")
         """
     )
     bundle = _bundle_of_scripts(tmp_path, stage=task, target=task)
-    bundle.write_text(bundle.read_text().replace("name: scripts", "name: scripts\n      max_concurrent_runs: 2"))
+    text = bundle.read_text().replace("name: scripts", "name: scripts\n      max_concurrent_runs: 2")
+    bundle.write_text(
+        text.replace("          spark_python_task:", "          timeout_seconds: 1\n          spark_python_task:")
+    )
     server = LocalJobsServer(load_bundle(bundle), tmp_path / "state", workdir=tmp_path, spark="classic")
     with server:
         client = workspace_client(server)
