@@ -14,7 +14,7 @@ from filegate import exits
 from filegate.batches import SEALED, Batch, assess_batch, batch_dates, is_overdue, reseal
 from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.ingest import DUPLICATE, Gate
-from filegate.jobs import DatabricksJobs, named_error, not_found
+from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found
 from filegate.readiness import check_job, check_storage, raise_for
 from filegate.stores import add_target_option
 
@@ -100,7 +100,7 @@ def run_state(gate: Gate, run_id: int) -> str | None:
     except DatabricksError as exc:
         if not_found(exc):
             return None
-        raise named_error(exc, host, None) from exc
+        raise named_error(exc, host, None, grant=VIEW_GRANT) from exc
     except OSError as exc:
         raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
     life = run.state.life_cycle_state.value if run.state and run.state.life_cycle_state else ""

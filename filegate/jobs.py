@@ -31,7 +31,7 @@ HTTP_TIMEOUT_SECONDS = 10
 # The reachability probe: a refused or silent Jobs API is named within seconds, not after the SDK's retries.
 PROBE_TIMEOUT_SECONDS = 3.0
 # What a 403 of the Jobs API asks for, by who meets it: the function starts runs, `filegate status` reads them.
-RUN_GRANT = "grant the function's principal CAN_MANAGE_RUN on the job"
+RUN_GRANT = "grant the principal of these credentials (the function's, or yours) CAN_MANAGE_RUN on the job"
 VIEW_GRANT = "grant the principal of these credentials CAN_VIEW on the job (enough to list its runs)"
 # The job parameters Filegate passes; a job without them cannot load the file.
 JOB_PARAMETERS = ("source_path", "dataset", "batch_id")
@@ -145,7 +145,8 @@ def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
     parts = urlsplit(url)
     if not parts.hostname or parts.scheme not in ("http", "https"):
         raise SettingsError(f"DATABRICKS_HOST must be a URL like https://adb-123.azuredatabricks.net, got {url!r}")
-    if getproxies().get(parts.scheme) and not proxy_bypass(parts.hostname):
+    proxies = getproxies()
+    if (proxies.get(parts.scheme) or proxies.get("all")) and not proxy_bypass(parts.hostname):
         return  # the SDK goes through the proxy (HTTPS_PROXY); a direct request would not say whether that works
     connection: http.client.HTTPConnection
     if parts.scheme == "https":

@@ -173,9 +173,12 @@ def test_behind_a_proxy_the_probe_leaves_the_path_to_the_sdk(monkeypatch: pytest
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{unused.getsockname()[1]}"
-    for name in ("no_proxy", "NO_PROXY", "http_proxy"):
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    # The SDK goes through HTTP_PROXY; a direct request would fail where the proxy's way may work.
+    # The SDK goes through HTTP_PROXY (or ALL_PROXY); a direct request would fail where the proxy's way may work.
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.invalid:3128")
+    probe_host(url)
+    monkeypatch.delenv("ALL_PROXY")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     probe_host(url)
     # A host the proxy is bypassed for is asked directly.
