@@ -242,6 +242,8 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
         "Uploaded order_tracking_2024_03_07.csv (bad) -> rejected: header is missing columns"
     ), report
     assert any(line.startswith("Starting a Spark Connect server for the tasks") for line in progress)
+    # On the Connect server runs go on side by side, as many as each job allows.
+    assert "(at once: at most 4 of filegate-ingest and 1 of filegate-batch, their max_concurrent_runs)" in report
     assert "17 files, 4 runs, all as expected." in report  # 3 + 14 files, 2 ingest runs + 2 batch runs
 
     # The runs table: each run with its state, a duration and the run page it had.
@@ -294,6 +296,7 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
 
     assert code == 0, f"{second.output}\n{second.errors}"
     assert "3 files, 2 runs, all as expected." in second.output
+    assert "(one run at a time: with classic Spark every task is a JVM of its own)" in second.output
     assert_all_stopped(second, {"azurite", "jobs"})  # --spark classic: no Connect server
     # It started from an empty world: what the whole demo wrote is gone, and the scripts wrote no table.
     assert not local_table(state / "warehouse", "customers_target").exists()
