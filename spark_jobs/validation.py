@@ -188,7 +188,7 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     )
 
 
-def _quoted_repr(value: str) -> str:
+def _shown(value: str) -> str:
     """How the function's reasons show a value (`contracts.shown`): in single quotes, backslashes and line
     breaks escaped."""
     quote = sql_literal("'")
@@ -224,7 +224,7 @@ def column_rules(column: Column, value: str) -> list[tuple[str, str, str]]:
     def rule(condition: str, kind: str, *reason: str) -> None:
         rules.append((condition, kind, f"concat({', '.join(reason)})"))
 
-    def value_rule(broken: str, kind: str, says: str, shown: str = _quoted_repr(value)) -> None:
+    def value_rule(broken: str, kind: str, says: str, shown: str = _shown(value)) -> None:
         """A rule of a value that is there: its reason names the column, shows the value, says what is wrong."""
         rule(f"({present} AND {broken})", kind, sql_literal(f"{column.name} value "), shown, sql_literal(f" {says}"))
 
@@ -258,7 +258,7 @@ def column_rules(column: Column, value: str) -> list[tuple[str, str, str]]:
             f"length({value}) > {column.max_length}",
             "max_length",
             f"is longer than {column.max_length} characters",
-            _clipped_repr(value),
+            _clipped_shown(value),
         )
     if column.min is not None:
         value_rule(f"{typed} < {_typed_literal(column.type, column.min)}", "min", f"is below the minimum {column.min}")
@@ -267,11 +267,11 @@ def column_rules(column: Column, value: str) -> list[tuple[str, str, str]]:
     return rules
 
 
-def _clipped_repr(value: str, limit: int = 40) -> str:
+def _clipped_shown(value: str, limit: int = 40) -> str:
     """`_clipped` of the function: a long value as its start and its length."""
-    clipped = _quoted_repr(f"substring({value}, 1, {limit})")
+    clipped = _shown(f"substring({value}, 1, {limit})")
     return (
-        f"CASE WHEN length({value}) <= {limit} THEN {_quoted_repr(value)} "
+        f"CASE WHEN length({value}) <= {limit} THEN {_shown(value)} "
         f"ELSE concat({clipped}, '... (', CAST(length({value}) AS STRING), ' characters)') END"
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from datetime import date
 
@@ -13,6 +12,7 @@ from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, WAITING, reseal
 from filegate.batches_command import describe_batch, format_rows, list_batches, run_state
 from filegate.cli import main
 from filegate.ingest import DUPLICATE
+from local_world.emulators import free_port
 from tests.faults.world import World
 from tests.test_batches import (
     MEMBERS,
@@ -133,22 +133,27 @@ def test_reseal_refuses_a_batch_with_a_rejected_member(world: World) -> None:
     assert batch_runs(world) == []
 
 
+def command_environment(world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The settings a `filegate batches` process would read for this world, set; its `--target` arguments."""
+    from tests.test_readiness import _env
+
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    return ["--target", "azure" if world.kind == "azure" else "gcp"]
+
+
 def test_the_reseal_command_prints_the_outcome_and_exits_by_it(
     world: World,
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.test_readiness import _env
-
-    for name, value in _env(world, request).items():
-        monkeypatch.setenv(name, value)
+    target = command_environment(world, request, monkeypatch)
     day = date(2025, 4, 4)
     gate = world.gate()
     for name, data in batch_pieces(day).items():
         if name != member_name("inventory", day):
             deliver(gate, world.upload(name, data))
-    target = ["--target", "azure" if world.kind == "azure" else "gcp"]
 
     assert main(["batches", "--reseal", day.isoformat(), *target]) == 1
     assert json.loads(capsys.readouterr().out)["status"] == WAITING
@@ -190,22 +195,16 @@ def test_the_listing_says_when_the_jobs_api_could_not_give_run_states(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.test_readiness import _env
-
-    for name, value in _env(world, request).items():
-        monkeypatch.setenv(name, value)
+    target = [*command_environment(world, request, monkeypatch), "--json"]
     day = date(2025, 4, 5)
     gate = world.gate()
     for name, data in batch_pieces(day).items():
         deliver(gate, world.upload(name, data))
-    target = ["--target", "azure" if world.kind == "azure" else "gcp", "--json"]
 
     assert main(["batches", *target]) == 0
     assert json.loads(capsys.readouterr().out)["state"] in ("running", "succeeded")
     # The Jobs API is gone: the archive's part is listed, the run's state is not, and the exit code says why.
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("DATABRICKS_HOST", url)
 
     assert main(["batches", *target]) == 75

@@ -13,6 +13,7 @@ import pytest
 from filegate.errors import SettingsError, TransientError
 from filegate.jobs import DatabricksJobs, batch_id, idempotency_token, pipeline_batch_id, probe_host
 from filegate.settings import Settings
+from local_world.emulators import free_port
 from local_world.inputs import blob_created
 from local_world.jobs_api import Fault, LocalJobsServer
 from local_world.jobs_api.recording import local_jobs_api, workspace_client
@@ -159,9 +160,7 @@ def test_a_host_that_takes_connections_but_never_answers_is_named_before_the_sdk
 
 
 def test_a_host_is_probed_as_the_sdk_reads_it_and_one_that_is_not_http_is_a_setting_to_fix() -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
+    port = free_port()
     # Without a scheme the SDK takes https://, and so does the probe (nothing listens there).
     with pytest.raises(TransientError, match=re.escape(f"at https://127.0.0.1:{port} (connection refused)")):
         probe_host(f"127.0.0.1:{port}")
@@ -170,9 +169,7 @@ def test_a_host_is_probed_as_the_sdk_reads_it_and_one_that_is_not_http_is_a_sett
 
 
 def test_behind_a_proxy_the_probe_leaves_the_path_to_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    url = f"http://127.0.0.1:{free_port()}"
     for name in ("no_proxy", "NO_PROXY", "http_proxy", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     # The SDK goes through HTTP_PROXY (or ALL_PROXY); a direct request would fail where the proxy's way may work.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +12,7 @@ import pytest
 
 from filegate import status
 from local_world.demo._report import run_problems
+from local_world.emulators import free_port
 from local_world.jobs_api import Fault, LocalJobsServer, TaskFailed, TaskInvocation
 from local_world.jobs_api.recording import FIXTURE_BUNDLE, local_jobs_api, workspace_client
 
@@ -204,9 +204,7 @@ def test_an_unknown_job_id_names_the_setting(
 def test_a_jobs_api_that_does_not_answer_is_said_at_once_as_try_again(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    url = f"http://127.0.0.1:{free_port()}"
     point_status_at(SimpleNamespace(url=url), monkeypatch)  # type: ignore[arg-type]
 
     code = status.main([])
