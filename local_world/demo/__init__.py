@@ -176,10 +176,7 @@ def _runs_of(world: LocalWorld, names: dict[int, str], uploads: BatchUploads | N
             parts.append(f"{len(runs)} runs of {job.name} ({tasks})")
     if not parts:
         return "no runs"
-    from local_world.jobs_api._spark import CLASSIC
-
-    spark = getattr(world.jobs.runner, "spark", None)
-    if spark is not None and spark.mode == CLASSIC:
+    if getattr(world.jobs.runner, "runs_take_turns", False):
         return f"{' and '.join(parts)} (one run at a time: with classic Spark every task is a JVM of its own)"
     limits = " and ".join(f"{job.max_concurrent_runs} of {job.name}" for job, runs in jobs if runs)
     whose = "their" if len(parts) > 1 else "its"

@@ -192,13 +192,15 @@ class SparkTaskRunner:
         self._runs = Turns()
         self._tasks = Turns()
 
+    @property
+    def runs_take_turns(self) -> bool:
+        """Whether runs of every job take turns: on classic Spark (see `Turns` for why), not on the Connect server."""
+        return self.spark.mode == CLASSIC
+
     def one_run_at_a_time(self, stopping: threading.Event) -> AbstractContextManager[bool]:
-        """Classic Spark: runs of every job take turns, first come first served, and wait for theirs still
-        queued, before their timeouts start (see `_alone` for why). True inside once the run may start;
-        False when `stopping` came first. On the Connect server runs go on side by side."""
-        if self.spark.mode != CLASSIC:
-            return nullcontext(True)
-        return self._runs.turn(stopping)
+        """Where runs take turns, first come first served, each waits for its turn still queued, before its
+        timeouts start. True inside once the run may start; False when `stopping` came first."""
+        return self._runs.turn(stopping) if self.runs_take_turns else nullcontext(True)
 
     def __call__(self, invocation: TaskInvocation) -> None:
         command = task_command(invocation)  # refuses task kinds that cannot run here before Spark starts
