@@ -540,12 +540,15 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
     # Matching a version's last observation to a batch row compares their contract columns as values;
     # only the rank inside an instant needs the text order that `versions` breaks ties by.
     content = row_values(list(contract.column_names))
+    # A version's tracked values are those of the row that opened it (they do not change inside it).
+    tracked = row_values(tracked_columns(contract))
     new_versions = new.select(
         *keys,
         F.col(EFFECTIVE_FROM).alias(_FROM),
         F.col(EFFECTIVE_TO).alias(_TO),
         F.col(sequence).alias(_LAST),
         content.alias(_CONTENT),
+        tracked.alias(_TRACKED),
         row_values(compared).alias(_VALUES),
     )
     old_versions = old.select(
@@ -565,7 +568,8 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
     compared_versions = compared_versions.withColumn(_COVERED, covered)
     # What each version did, as events at the instant of the row that did it: ended at a delete's instant
     # (and did not end there before, or is new), gone (deleted, its instant uncovered, as above), opened
-    # (the target lacked it), changed (its values differ; the row is its last observation, matched by
+    # (the target lacked it; the row holds its tracked values: a row that lost its instant's tie to another
+    # batch's row opened nothing), changed (its values differ; the row is its last observation, matched by
     # content). One pass over the compared versions and one join with the batch: a join per kind of
     # event would read both sides of the target once per kind.
     events = F.array(
@@ -579,7 +583,7 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
         compared_versions.select(*keys, F.explode(F.filter(events, lambda found: found.isNotNull())).alias(_EVENT))
         .groupBy(*keys, event[_AT].alias(sequence))
         .agg(
-            F.max(event[_KIND] == _OPENED).alias(_OPENED),
+            F.collect_set(F.when(event[_KIND] == _OPENED, event[_TRACKED])).alias(_OPENED),
             F.max(event[_KIND] == _CLOSED).alias(_CLOSED),
             F.collect_set(F.when(event[_KIND] == _CHANGED, event[_CONTENT])).alias(_CHANGED),
         )
@@ -590,6 +594,7 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
         *keys,
         sequence,
         content.alias(_CONTENT),
+        tracked.alias(_TRACKED),
         deletes(contract).alias(_TOMBSTONE),
         F.row_number().over(same_instant).alias(_RANK),
     )
@@ -597,7 +602,7 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
     first = F.col(_RANK) == 1
     live = first & ~F.col(_TOMBSTONE)
     dead = first & F.col(_TOMBSTONE)
-    opened = F.coalesce(F.col(_OPENED), F.lit(False))
+    opened = F.coalesce(F.array_contains(F.col(_OPENED), F.col(_TRACKED)), F.lit(False))
     changed = F.coalesce(F.array_contains(F.col(_CHANGED), F.col(_CONTENT)), F.lit(False))
     closed = F.coalesce(F.col(_CLOSED), F.lit(False))
     found = classified.agg(
@@ -615,6 +620,8 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
 
 def _event(at: str, kind: str) -> Column:
     """What a version did (`kind`), at the instant in column `at`; a change carries its last observation's
-    content, which the batch row must match (the others a NULL of its type, not the row through the shuffle)."""
+    content and an opening its tracked values, which the batch row must match (the others NULLs of their
+    types, not the row through the shuffle)."""
     content = F.col(_CONTENT) if kind == _CHANGED else F.when(F.lit(False), F.col(_CONTENT))
-    return F.struct(F.col(at).alias(_AT), F.lit(kind).alias(_KIND), content.alias(_CONTENT))
+    tracked = F.col(_TRACKED) if kind == _OPENED else F.when(F.lit(False), F.col(_TRACKED))
+    return F.struct(F.col(at).alias(_AT), F.lit(kind).alias(_KIND), content.alias(_CONTENT), tracked.alias(_TRACKED))

@@ -272,12 +272,27 @@ def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake:
     assert merge("b2", *second) == HistoryCounts(0, 0, 0, unchanged=4)
     # A late change inside m1's version splits it: the row opens a version, the T2 row now opens another.
     assert merge("b3", ("m1", "PLATINUM", "q", t15)) == HistoryCounts(2, 1, 0, opened=1)
+    # A late change splits m4's version at T2, and the version after it opens at T3 with the GOLD row of b4,
+    # which wins its tie there with this batch's BASIC row ("GOLD" > "BASIC"): that row opened nothing.
+    assert merge("b4", ("m4", "GOLD", "a", T1), ("m4", "GOLD", "b", T3)) == HistoryCounts(
+        1, 0, 0, opened=1, unchanged=1
+    )
+    assert merge("b5", ("m4", "PLATINUM", "p", T2), ("m4", "BASIC", "c", T3)) == HistoryCounts(
+        2, 1, 0, opened=1, unchanged=1
+    )
 
     columns = ["member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
     assert [row[:4] for row in versions(lake, MEMBERS.target, columns) if row[0] == "m1"] == [
         ("m1", "GOLD", "a", T1),
         ("m1", "GOLD", "c", T2),
         ("m1", "PLATINUM", "q", t15),
+    ]
+    assert sorted(
+        (row[:5] for row in versions(lake, MEMBERS.target, columns) if row[0] == "m4"), key=lambda r: r[3]
+    ) == [
+        ("m4", "GOLD", "a", T1, T2),
+        ("m4", "PLATINUM", "p", T2, T3),
+        ("m4", "GOLD", "b", T3, None),
     ]
 
 
