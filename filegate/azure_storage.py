@@ -237,7 +237,10 @@ class AzureBlobStore:
             conditions: dict[str, Any] = {}
             if version:
                 conditions = {"etag": _quote(version), "match_condition": MatchConditions.IfNotModified}
-            stream = blob.download_blob(offset=0, length=length, **conditions)
+            # The stored bytes, as Spark will read them: the SDK would otherwise decompress a blob stored with
+            # Content-Encoding gzip, returning more than `length` (a small blob can expand a thousandfold) and
+            # bytes the archived copy does not hold.
+            stream = blob.download_blob(offset=0, length=length, decompress=False, **conditions)
             data: bytes = stream.readall()
             return data
 
@@ -428,7 +431,7 @@ class AzureBlobStore:
     def download(self, container: str, path: str, destination: str) -> None:
         blob = self._blob(container, path)
         with _azure_errors(f"download {container}/{path}", self._setting(container)), open(destination, "wb") as handle:
-            blob.download_blob().readinto(handle)
+            blob.download_blob(decompress=False).readinto(handle)
 
     def create_containers(self, *names: str) -> None:
         """Create containers that do not exist yet (local world and tests)."""

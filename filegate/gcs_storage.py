@@ -400,7 +400,7 @@ class GcsStore:
     def download(self, container: str, path: str, destination: str) -> None:
         blob = self._blob(container, path)
         with _gcs_errors(f"download {container}/{path}"):
-            blob.download_to_filename(destination, timeout=_TIMEOUT, retry=self._retry)
+            blob.download_to_filename(destination, raw_download=True, timeout=_TIMEOUT, retry=self._retry)
 
     def create_buckets(self, *names: str) -> None:
         """Create buckets that do not exist yet (local world and tests)."""

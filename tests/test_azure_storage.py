@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import ipaddress
 import json
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.errors import DestinationExists, SettingsError, SourceChanged
@@ -87,6 +88,27 @@ def test_the_archive_is_copied_into_its_own_account_under_the_same_conditions(
         store.copy(landing.container, landing.path("b.csv"), newer.version, archive.container, "b.csv", {})
     assert store.stat(archive.container, "b.csv") is None
     assert again.version != newer.version
+
+
+def test_a_blob_stored_gzip_encoded_is_read_as_its_stored_bytes_never_more_than_asked(
+    azurite: Azurite, two_accounts: tuple[AzureBlobStore, Settings], tmp_path: Path
+) -> None:
+    # A producer's `az storage blob upload --content-encoding gzip`: Spark reads the stored (compressed) bytes,
+    # so validation must see them too, and a bounded read must stay bounded however far they expand.
+    store, settings = two_accounts
+    landing = settings.landing
+    packed = gzip.compress(DATA * 200_000, compresslevel=9)  # 5.2 MB of CSV in a few kB
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        landing.container, landing.path("a.csv")
+    )
+    blob.upload_blob(packed, content_settings=ContentSettings(content_type="text/csv", content_encoding="gzip"))
+    info = store.stat(landing.container, landing.path("a.csv"))
+    assert info is not None
+    assert info.size == len(packed)
+
+    assert store.read_prefix(landing.container, info.path, 1024, info.version) == packed[:1024]
+    store.download(landing.container, info.path, str(tmp_path / "a.csv"))
+    assert (tmp_path / "a.csv").read_bytes() == packed
 
 
 def test_one_container_name_cannot_be_in_both_accounts(azurite: Azurite) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import re
 import threading
@@ -103,6 +104,25 @@ def test_list_and_download(gcs_store: GcsStore, tmp_path: Path) -> None:
 
     assert listed == ["in/1.csv", "in/2.csv"]
     assert (tmp_path / "3.csv").read_bytes() == b"out/3.csv"
+
+
+def test_an_object_stored_gzip_encoded_is_read_as_its_stored_bytes(
+    gcs_emulator: GcsEmulator, gcs_store: GcsStore, tmp_path: Path
+) -> None:
+    # `gsutil cp -Z`: Spark reads the stored (compressed) bytes, so the function and the local Jobs API do too
+    # (GCS serves such an object decompressed unless asked for its raw bytes; the emulator never does).
+    settings = fresh_settings(gcs_store)
+    packed = gzip.compress(b"order_id,status\n1,shipped\n" * 100_000, compresslevel=9)
+    blob = gcs_emulator.client().bucket(settings.landing.container).blob("in/a.csv")
+    blob.content_encoding = "gzip"
+    blob.upload_from_string(packed, content_type="text/csv")
+    info = gcs_store.stat(settings.landing.container, "in/a.csv")
+    assert info is not None
+    assert info.size == len(packed)
+
+    assert gcs_store.read_prefix(info.container, info.path, 1024, info.version) == packed[:1024]
+    gcs_store.download(info.container, info.path, str(tmp_path / "a.csv"))
+    assert (tmp_path / "a.csv").read_bytes() == packed
 
 
 # -- the preconditions on the wire ---------------------------------------------------------------------------
