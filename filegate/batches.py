@@ -227,10 +227,12 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
         stated = _size_and_md5(expected.bytes, expected.md5, with_md5=md5)
         note = f"archived version(s) have {versions}; the trigger says {stated}"
     rejected = settings.rejected
-    stem = PurePosixPath(expected.file).stem
+    # The dataset's whole rejected folder, not a prefix of the member's name: the contract matches names
+    # whatever their case, so `Customers_<day>.csv` rejected is this member too, and a listing's prefix is
+    # case-sensitive. The folder holds only rejected files, and it is read only while the member is not here.
     candidates = [
         info
-        for info in store.list(rejected.container, rejected.path(f"{expected.dataset}/{stem}"))
+        for info in store.list(rejected.container, rejected.path(f"{expected.dataset}/"))
         if not info.path.endswith(".report.json") and _same_file(expected, _name(info))
     ]
     if candidates:

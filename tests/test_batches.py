@@ -406,6 +406,24 @@ def test_a_rejected_member_blocks_its_batch_until_a_corrected_upload(world: Worl
     assert len(batch_runs(world)) == 1
 
 
+def test_a_member_rejected_under_a_name_in_other_case_blocks_its_batch_too(world: World) -> None:
+    # The contract matches names whatever their case; the rejected folder is found the same way.
+    gate = world.gate()
+    day = date(2025, 1, 17)
+    bad = (SAMPLES / "bad" / member_name("customers", date(2025, 1, 16))).read_bytes()
+    blocked = deliver(gate, world.upload(member_name("customers", day).capitalize(), bad))
+    assert blocked.status == BLOCKED
+    assert blocked.blocked_by == (f"{blocked.rejected_path}.report.json",)
+    for dataset in MEMBERS[1:]:
+        deliver(gate, world.upload(member_name(dataset, day), member_bytes(dataset)))
+
+    still = deliver(gate, world.upload(trigger_name(day), unsized_pieces(day)[trigger_name(day)]))
+
+    assert still.status == BLOCKED
+    assert still.blocked_by == blocked.blocked_by
+    assert batch_runs(world) == []
+
+
 def test_a_rejected_member_is_alerted_on_when_its_batch_cannot_be_read(world: World) -> None:
     gate = world.gate()
     day = date(2025, 1, 16)
