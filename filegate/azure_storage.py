@@ -174,6 +174,7 @@ class AzureBlobStore:
     """Blob operations with the conditions that make moves safe under duplicate and late events."""
 
     kind = AZURE
+    computes_md5 = False
 
     def __init__(self, service: BlobServiceClient, elsewhere: Mapping[str, BlobServiceClient] | None = None):
         """`service` is the account events come from; `elsewhere` names containers that live in other accounts.
@@ -230,6 +231,9 @@ class AzureBlobStore:
         return cls(_service(setting, "FILEGATE_AZURE_STORAGE"))
 
     def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
+        return self.read_range(container, path, 0, length, version)
+
+    def read_range(self, container: str, path: str, offset: int, length: int, version: str) -> bytes:
         from azure.core import MatchConditions
 
         blob = self._blob(container, path)
@@ -240,7 +244,7 @@ class AzureBlobStore:
             # The stored bytes, as Spark will read them: the SDK would otherwise decompress a blob stored with
             # Content-Encoding gzip, returning more than `length` (a small blob can expand a thousandfold) and
             # bytes the archived copy does not hold.
-            stream = blob.download_blob(offset=0, length=length, decompress=False, **conditions)
+            stream = blob.download_blob(offset=offset, length=length, decompress=False, **conditions)
             data: bytes = stream.readall()
             return data
 

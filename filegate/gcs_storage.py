@@ -145,6 +145,7 @@ class GcsStore:
     """Object operations with the generation preconditions that make moves safe under duplicate events."""
 
     kind = GCS
+    computes_md5 = True
 
     def __init__(self, client: Client, *, check_first: bool = False, retry_seconds: float = _RETRY_SECONDS):
         from google.cloud.storage.retry import DEFAULT_RETRY
@@ -195,6 +196,9 @@ class GcsStore:
             raise DestinationExists(f"{container}/{path}: destination exists")
 
     def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
+        return self.read_range(container, path, 0, length, version)
+
+    def read_range(self, container: str, path: str, offset: int, length: int, version: str) -> bytes:
         if self._check_first:
             self._require(container, path, version)
         blob = self._blob(container, path)
@@ -203,8 +207,8 @@ class GcsStore:
             # the range on transcoded reads; the sample must stay bounded. No checksum: a
             # prefix cannot be checked against the whole object's hash.
             data: bytes = blob.download_as_bytes(
-                start=0,
-                end=max(length, 1) - 1,
+                start=offset,
+                end=offset + max(length, 1) - 1,
                 raw_download=True,
                 if_generation_match=_generation(version),
                 checksum=None,

@@ -55,12 +55,19 @@ class Store(Protocol):
     # The cloud (events.AZURE or events.GCS) and the account its events name (GCS: events.GCS_ACCOUNT).
     kind: str
     account: str
+    # Whether every MD5 the store shows was computed from the object's bytes (GCS). Azure keeps whatever
+    # Content-MD5 the client set when it committed a blob from blocks, unchecked: equal MD5s prove nothing.
+    computes_md5: bool
 
     def read_prefix(self, container: str, path: str, length: int, version: str) -> bytes:
         """Up to `length` bytes from the start, only if the object is still `version` ("" for any).
 
         Raises ObjectNotFound, or SourceChanged when the object is another version now.
         """
+        ...
+
+    def read_range(self, container: str, path: str, offset: int, length: int, version: str) -> bytes:
+        """Up to `length` bytes from `offset` (the stored bytes, never decoded), as `read_prefix`."""
         ...
 
     def stat(self, container: str, path: str) -> ObjectInfo | None:

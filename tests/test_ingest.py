@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
 
+from filegate import ingest
 from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import load_contracts
 from filegate.errors import RunNotStarted
@@ -353,6 +356,45 @@ def test_a_file_sent_again_to_take_back_a_different_one_is_archived_and_run_agai
     assert again.archived_path == taken_back.archived_path
     assert len(world.objects(world.settings.archive)) == 3
     assert len(world.runs()) == 3
+
+
+@pytest.mark.parametrize("chunk", [ingest.COMPARE_CHUNK, 64], ids=["one-chunk", "many-chunks"])
+def test_a_re_upload_claiming_the_archived_md5_is_compared_byte_for_byte_before_it_is_deleted(
+    gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # Azure keeps the Content-MD5 a client sets when it commits blocks, unchecked: a client that carries the
+    # blob's old properties over (content settings kept, a common way to keep the content type) re-sends a
+    # corrected file of the same size with the first one's MD5. Its bytes must not be taken for the first's.
+    monkeypatch.setattr(ingest, "COMPARE_CHUNK", chunk)
+    rows = [tracking_row(i) for i in range(8)]
+    first = csv_bytes(rows)
+    corrected = csv_bytes([*rows[:-1], {**rows[-1], "carrier": "DHL"}])
+    assert len(corrected) == len(first)
+    assert corrected[: len(first) - 100] == first[: len(first) - 100]  # the difference is far past the first chunk
+    [archived] = handle_payload(gate, upload(gate, azurite, first))
+    landing = gate.settings.landing
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        landing.container, landing.path(NAME)
+    )
+    kept = ContentSettings(content_type="text/csv", content_md5=bytearray(hashlib.md5(first).digest()))
+    blob.stage_block("YmxvY2sx", corrected)
+    committed = blob.commit_block_list([BlobBlock("YmxvY2sx")], content_settings=kept)
+    etag = str(committed["etag"]).strip('"')
+    event = blob_created(
+        landing.container, landing.path(NAME), len(corrected), etag, api="PutBlockList", port=azurite.port
+    )
+    stored = gate.store.stat(landing.container, landing.path(NAME))
+    assert stored is not None
+    assert base64.b64decode(stored.content_md5) == hashlib.md5(first).digest()  # the claim: the first file's MD5
+
+    [again] = handle_payload(gate, event)
+
+    assert archived.status == "archived"
+    assert again.status == "archived"
+    assert again.archived_path != archived.archived_path
+    container, _, path = (again.archived_path or "").partition("/")
+    assert gate.store.read_prefix(container, path, len(corrected), "") == corrected
+    assert len(jobs_api.runs()) == 2
 
 
 def test_a_changed_re_upload_under_the_same_name_still_gets_its_own_run(world: World) -> None:

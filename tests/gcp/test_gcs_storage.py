@@ -47,6 +47,7 @@ def test_read_prefix_reads_only_the_prefix_of_that_generation(gcs_store: GcsStor
     info = gcs_store.put(settings.landing.container, "in/a.csv", b"0123456789" * 100, "text/csv", {})
 
     assert gcs_store.read_prefix(settings.landing.container, "in/a.csv", 15, info.version) == b"012345678901234"
+    assert gcs_store.read_range(settings.landing.container, "in/a.csv", 993, 15, info.version) == b"3456789"
     with pytest.raises(SourceChanged):
         gcs_store.read_prefix(settings.landing.container, "in/a.csv", 15, str(int(info.version) + 1))
     with pytest.raises(ObjectNotFound):
