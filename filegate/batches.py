@@ -105,6 +105,23 @@ class Member:
     def state(self) -> str:
         return "present" if self.chosen else "blocked" if self.report else "missing"
 
+    @property
+    def passed_over(self) -> tuple[ObjectInfo, ...]:
+        """Versions archived after the chosen one that the trigger's statements rule out (a re-upload the
+        trigger's size or MD5 does not describe): archived, and loaded only once a trigger describes them."""
+        if self.chosen is None:
+            return ()
+        chosen = self.chosen
+        return tuple(info for info in self.superseded if (info.written, info.path) > (chosen.written, chosen.path))
+
+    def passed_over_note(self) -> str:
+        stated = _size_and_md5(self.expected.bytes, self.expected.md5, with_md5=self.expected.md5 is not None)
+        names = ", ".join(f"{info.container}/{info.path}" for info in self.passed_over)
+        return (
+            f"{self.expected.dataset}: {names} archived after the version used, but the trigger states {stated}; "
+            "upload a trigger that describes it to load it"
+        )
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -346,11 +363,33 @@ def _seal(gate: Gate, batch: Batch, revision: int, *, partial: bool) -> Seal:
         if existing is None:
             raise
     seal = Seal(revision, existing, _read_json(gate, existing), created=False)
-    if not {f"{m['container']}/{m['path']}" for m in members} <= seal.paths:
-        # The other delivery read the batch before a file this one saw was archived (or this one read an
-        # older view): that seal is not this delivery's answer. Deciding again on a fresh read settles it.
+    if _news(batch, seal):
+        # The other delivery read the batch before a file (or trigger) this one saw was archived, or this one
+        # read an older view: that seal is not this delivery's answer. Deciding again on a fresh read settles it.
         raise _SealLacksFiles(f"{container}/{path}")
     return seal
+
+
+def _news(batch: Batch, seal: Seal) -> tuple[str, ...]:
+    """What the batch holds now that `seal` does not: member files archived after it, and what the trigger
+    states of a sealed member when it differs from what the seal holds (a corrected trigger naming the same
+    files with other `rows` or `md5`: the batch job checks the files against them)."""
+    news = sorted(_present_paths(batch) - seal.paths)
+    if batch.trigger is not None and batch.trigger.ok:
+        sealed = {m["dataset"]: (m.get("expected_rows"), m.get("expected_md5")) for m in seal.document["members"]}
+        for m in batch.present:
+            now = (m.expected.rows, m.expected.md5)
+            if m.expected.dataset in sealed and sealed[m.expected.dataset] != now:
+                was = sealed[m.expected.dataset]
+                news.append(
+                    f"the trigger's statement of {m.expected.dataset} (rows {_stated(now[0])}, md5 {_stated(now[1])}; "
+                    f"sealed: rows {_stated(was[0])}, md5 {_stated(was[1])})"
+                )
+    return tuple(news)
+
+
+def _stated(value: object) -> str:
+    return "not stated" if value is None else str(value)
 
 
 class _SealLacksFiles(FilegateError):
@@ -362,6 +401,10 @@ def _latest_seal(gate: Gate, batch: Batch) -> Seal | None:
         return None
     info = batch.seals[batch.revision]
     return Seal(batch.revision, info, _read_json(gate, info), created=False)
+
+
+def _paths(infos: tuple[ObjectInfo, ...]) -> frozenset[str]:
+    return frozenset(f"{info.container}/{info.path}" for info in infos)
 
 
 def _present_paths(batch: Batch) -> frozenset[str]:
@@ -429,6 +472,8 @@ def _waiting_reasons(batch: Batch) -> tuple[str, ...]:
     for m in batch.members:
         if m.note:
             reasons.append(f"{m.expected.dataset}: {m.note}")
+        if m.passed_over:
+            reasons.append(m.passed_over_note())
     for m in batch.blocked:
         reasons.append(f"{m.expected.dataset} was rejected; its report is {m.report}; a corrected upload unblocks it")
     return tuple(reasons)
@@ -464,12 +509,18 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
     if latest is None and batch.latest_trigger is None:
         return Verdict(MEMBER_ARCHIVED, (f"waiting for the trigger ({pipeline.trigger_pattern})",))
     if latest is not None:
-        current = _present_paths(batch)
-        if (piece is not None and piece in latest.paths) or current <= latest.paths:
+        news = _news(batch, latest)
+        if (piece is not None and piece in latest.paths) or not news:
             run, called = _ensure_run(gate, batch, latest)
+            passed = [m for m in batch.members if piece in _paths(m.passed_over)]
+            if passed and not news:
+                # The event's own file came after the seal, but the trigger rules it out: nothing to seal, but
+                # not a duplicate either. It waits archived for a trigger that describes it.
+                reasons = (f"after the seal (revision {latest.revision}): {passed[0].passed_over_note()}",)
+                return Verdict(LATE_MEMBER, reasons, latest, run)
             reasons = (f"batch already sealed (revision {latest.revision})",)
             return Verdict(DUPLICATE, reasons, latest, run, redriven=called)
-        late = ", ".join(sorted(current - latest.paths))
+        late = ", ".join(news)
         if pipeline.late_member == "rerun" and not batch.blocked:
             seal = _seal(gate, batch, latest.revision + 1, partial=bool(batch.missing))
             run, _ = _ensure_run(gate, batch, seal)
@@ -492,7 +543,9 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
     seal = _seal(gate, batch, 1, partial=False)
     run, called = _ensure_run(gate, batch, seal)
     if seal.created:
-        return Verdict(SEALED, (f"every member archived; sealed revision 1 with {len(seal.paths)} members",), seal, run)
+        notes = tuple(m.passed_over_note() for m in batch.members if m.passed_over)
+        reason = f"every member archived; sealed revision 1 with {len(seal.paths)} members"
+        return Verdict(SEALED, (reason, *notes), seal, run)
     return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run, redriven=called)
 
 
@@ -803,7 +856,7 @@ def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome 
         latest = _latest_seal(gate, batch)
         # A blocked member holds the batch until its corrected upload, whose own event decides again:
         # deciding here would only repeat the hold's warning on every sweep.
-        if latest is None or batch.blocked or _present_paths(batch) <= latest.paths:
+        if latest is None or batch.blocked or not _news(batch, latest):
             return None
     else:
         batch = assess_batch(gate, pipeline, business_date)
@@ -840,8 +893,8 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
         return Verdict(BLOCKED, (*_waiting_reasons(batch), "nothing was sealed"))
     latest = _latest_seal(gate, batch)
     if latest is not None:
-        current = _present_paths(batch)
-        if current <= latest.paths:
+        news = _news(batch, latest)
+        if not news:
             run, called = _ensure_run(gate, batch, latest)
             reason = f"revision {latest.revision} already holds every archived member; nothing new was sealed"
             if called:
@@ -856,7 +909,7 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
         if not seal.created:
             reason = f"another event sealed revision {seal.revision} first"
             return Verdict(DUPLICATE, (reason,), seal, run, redriven=called)
-        late = ", ".join(sorted(current - latest.paths))
+        late = ", ".join(news)
         return Verdict(
             SEALED,
             (f"resealed: revision {seal.revision} takes {late}, archived after revision {latest.revision}",),

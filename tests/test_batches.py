@@ -554,6 +554,61 @@ def test_a_member_after_the_seal_is_held_or_starts_a_new_revision(world: World, 
     assert len(batch_runs(world)) == runs
 
 
+@pytest.mark.parametrize("policy", ["hold", "rerun"])
+def test_a_corrected_trigger_after_the_seal_is_held_or_sealed_into_a_new_revision(world: World, policy: str) -> None:
+    # The first trigger states a wrong row count (the batch job's rows check fails the run); the producer sends a
+    # corrected trigger naming the same files. Its statement is new to the seal, as a corrected member would be.
+    gate = world.gate(pipelines=with_policy(late_member=policy))
+    day = date(2025, 3, 20)
+    rows = len(member_bytes("customers").splitlines()) - 1
+    stated = json.loads(trigger_bytes(day))
+    stated["files"][0]["rows"] = rows + 1
+    outcomes = [deliver(gate, world.upload(member_name(d, day), member_bytes(d))) for d in MEMBERS]
+    outcomes.append(deliver(gate, world.upload(trigger_name(day), json.dumps(stated).encode())))
+    assert outcomes[-1].status == SEALED
+    time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the correction is the newest trigger there too
+    stated["files"][0]["rows"] = rows
+    corrected = world.upload(trigger_name(day), json.dumps(stated).encode())
+
+    late = deliver(gate, corrected)
+
+    assert late.status == LATE_MEMBER
+    assert f"rows {rows}" in late.reasons[0]
+    if policy == "hold":
+        assert late.revision == 1
+        assert len(seals(world, day)) == 1
+        # The operator's decision seals it: the next revision, with the corrected statement.
+        assert batches.reseal(gate, gate.pipelines["ecommerce"], day).status == SEALED
+    assert len(seals(world, day)) == 2
+    assert len(batch_runs(world)) == 2
+    second = read_seal(world, seals(world, day)[-1])
+    assert [m["expected_rows"] for m in second["members"] if m["dataset"] == "customers"] == [rows]
+    # Sent again, it changes nothing more; the operator's reseal neither.
+    assert deliver(gate, corrected).status == DUPLICATE
+    assert batches.reseal(gate, gate.pipelines["ecommerce"], day).status == DUPLICATE
+    assert len(batch_runs(world)) == 2
+
+
+@pytest.mark.parametrize("policy", ["hold", "rerun"])
+def test_a_member_re_uploaded_after_the_seal_that_its_trigger_does_not_describe_is_late_not_a_duplicate(
+    world: World, policy: str
+) -> None:
+    gate = world.gate(pipelines=with_policy(late_member=policy))
+    day = date(2025, 3, 21)
+    assert [deliver(gate, world.upload(n, d)) for n, d in batch_pieces(day).items()][-1].status == SEALED
+    time.sleep(1.1)
+
+    late = deliver(gate, world.upload(member_name("orders", day), a_row_more("orders")))
+
+    # Archived, not loaded: the trigger states the first upload's size. Said at WARNING, with what to do.
+    assert late.status == LATE_MEMBER
+    assert late.revision == 1
+    assert f"the trigger states {len(member_bytes('orders'))} bytes" in late.reasons[0]
+    assert "upload a trigger that describes it" in late.reasons[0]
+    assert len(seals(world, day)) == 1
+    assert len(batch_runs(world)) == 1
+
+
 @dataclass
 class HeldSeal:
     """A real store whose first seal write waits for `release`; `reached` says it is waiting, `written` that
