@@ -532,7 +532,12 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
         reason += " (late_member = hold)"
         return Verdict(LATE_MEMBER, (reason,), latest, run)
     if batch.trigger is not None and not batch.trigger.ok:
-        return Verdict(WAITING, ("the archived trigger no longer reads as valid: " + "; ".join(batch.trigger.reasons),))
+        # A trigger archived while valid, read under a pipeline changed since (a member added): the batch can
+        # complete only with a corrected trigger, so its window runs out as an incomplete batch's does.
+        invalid = "the archived trigger no longer reads as valid: " + "; ".join(batch.trigger.reasons)
+        if sweeping and is_overdue(gate, batch):
+            return _apply_overdue(gate, batch, invalid)
+        return Verdict(WAITING, (invalid, "a corrected trigger completes the batch"))
     incomplete = bool(batch.missing or batch.blocked)
     if incomplete and sweeping and is_overdue(gate, batch):
         return _apply_overdue(gate, batch)
@@ -555,17 +560,19 @@ def is_overdue(gate: Gate, batch: Batch) -> bool:
     return bool(first) and gate.clock().timestamp() - first > batch.pipeline.complete_within_minutes * 60
 
 
-def _apply_overdue(gate: Gate, batch: Batch) -> Verdict:
+def _apply_overdue(gate: Gate, batch: Batch, invalid: str = "") -> Verdict:
+    """The batch's window has passed: its `on_incomplete` policy. With a trigger that does not read as valid
+    (`invalid` says why) nothing says which members to load, so `load_available` waits too."""
     pipeline = batch.pipeline
     window = f"incomplete {pipeline.complete_within_minutes} minutes after its first piece"
-    reasons = (window, *_waiting_reasons(batch))
+    reasons = (window, *((invalid,) if invalid else ()), *_waiting_reasons(batch))
     if pipeline.on_incomplete != "wait" and _sealed_since(gate, batch):
         # The last member's event sealed the batch after the sweep read it: it came in time after all.
         # Read again and decide as that event did, rather than reject or part-load a complete batch.
         # A seal made after this listing, while the trigger is copied to rejected, is not caught: that
         # batch still runs once, complete, with its trigger in rejected beside a report.
         return _decide(gate, assess_batch(gate, pipeline, batch.business_date), None, sweeping=False)
-    if pipeline.on_incomplete == "load_available" and batch.present:
+    if pipeline.on_incomplete == "load_available" and batch.present and not invalid:
         seal = _seal(gate, batch, 1, partial=True)
         run, called = _ensure_run(gate, batch, seal)
         if not seal.created:
@@ -575,6 +582,10 @@ def _apply_overdue(gate: Gate, batch: Batch) -> Verdict:
     if pipeline.on_incomplete == "reject":
         rejected = _reject_archived_triggers(gate, batch, reasons)
         return Verdict(OVERDUE, (*reasons, "trigger rejected (on_incomplete = reject)"), rejected_path=rejected)
+    if invalid:
+        return Verdict(
+            OVERDUE, (*reasons, f"still waiting for a corrected trigger (on_incomplete = {pipeline.on_incomplete})")
+        )
     return Verdict(OVERDUE, (*reasons, "still waiting (on_incomplete = wait)"))
 
 

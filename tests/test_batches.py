@@ -488,6 +488,28 @@ def test_a_member_that_never_comes_is_overdue_and_the_policy_applies(world: Worl
         assert list(sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))) == []
 
 
+@pytest.mark.parametrize("policy", ["wait", "reject", "load_available"])
+def test_a_trigger_that_no_longer_reads_as_valid_makes_its_batch_overdue(world: World, policy: str) -> None:
+    # README's "Adding a dataset to a pipeline": a batch whose archived trigger lists the old members waits for a
+    # corrected trigger; when none comes in the window, it is overdue (a WARNING) and the policy applies.
+    day = date(2025, 3, 22)
+    for name, data in batch_pieces(day).items():
+        if not name.startswith("shipping"):
+            deliver(world.gate(), world.upload(name, data))
+    grown = replace(PIPELINE, members=(*PIPELINE.members, "order_tracking"), complete_within_minutes=30)
+    pipelines = Pipelines({"ecommerce": replace(grown, on_incomplete=policy)})
+    [waiting] = sweep_pipeline_batches(world.gate(pipelines=pipelines))
+    assert waiting.status == WAITING
+
+    [outcome] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+
+    assert outcome.status == OVERDUE
+    assert any("no longer reads as valid" in reason for reason in outcome.reasons)
+    assert seals(world) == []
+    assert batch_runs(world) == []
+    assert (outcome.rejected_path is not None) == (policy == "reject")
+
+
 @pytest.mark.parametrize("policy", ["reject", "load_available"])
 def test_a_sweep_that_read_the_batch_before_its_last_member_sealed_it_leaves_it_complete(
     world: World, policy: str
