@@ -207,6 +207,16 @@ def assess_batch(
             Expected(d, member_file(pipeline, gate.contracts, d, business_date)) for d in pipeline.required_members
         )
     members = tuple(_resolve_member(gate, item, business_date) for item in expected)
+    if trigger is None or not trigger.ok or trigger.content.get("files") is None:
+        # No listing says which members the batch has: an optional member is in it when it is here (it may be
+        # missing without holding the batch back, but one that came is loaded, and one after the seal is late).
+        named = {item.dataset for item in expected}
+        optional = (
+            _resolve_member(gate, Expected(d, member_file(pipeline, gate.contracts, d, business_date)), business_date)
+            for d in pipeline.optional_members
+            if d not in named
+        )
+        members += tuple(m for m in optional if m.chosen is not None)
     return replace(batch, trigger=trigger, members=members)
 
 

@@ -488,6 +488,28 @@ def test_a_member_that_never_comes_is_overdue_and_the_policy_applies(world: Worl
         assert list(sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(60)))) == []
 
 
+def test_an_optional_member_that_comes_is_sealed_and_after_the_seal_is_late(world: World) -> None:
+    # A trigger without `files` (manifest_lists_files = false): the required members make the batch, and an
+    # optional one is in it when it came; after the seal it is a late member, never a silent duplicate.
+    gate = world.gate(pipelines=with_policy(optional_members=("shipping",)))
+    early, late = date(2025, 3, 23), date(2025, 3, 24)
+    for dataset in MEMBERS:
+        deliver(gate, world.upload(member_name(dataset, early), member_bytes(dataset)))
+    for dataset in MEMBERS[:-1]:
+        deliver(gate, world.upload(member_name(dataset, late), member_bytes(dataset)))
+
+    sealed_early = deliver(gate, world.upload(trigger_name(early), unsized_pieces(early)[trigger_name(early)]))
+    sealed_late = deliver(gate, world.upload(trigger_name(late), unsized_pieces(late)[trigger_name(late)]))
+    shipping = deliver(gate, world.upload(member_name("shipping", late), member_bytes("shipping")))
+
+    assert (sealed_early.status, sealed_late.status) == (SEALED, SEALED)
+    assert [m["dataset"] for m in read_seal(world, seals(world, early)[0])["members"]] == list(MEMBERS)
+    document = read_seal(world, seals(world, late)[0])
+    assert ([m["dataset"] for m in document["members"]], document["missing"]) == (list(MEMBERS[:-1]), [])
+    assert shipping.status == LATE_MEMBER
+    assert len(batch_runs(world)) == 2
+
+
 @pytest.mark.parametrize("policy", ["wait", "reject", "load_available"])
 def test_a_trigger_that_no_longer_reads_as_valid_makes_its_batch_overdue(world: World, policy: str) -> None:
     # README's "Adding a dataset to a pipeline": a batch whose archived trigger lists the old members waits for a
