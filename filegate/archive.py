@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import quote, unquote
 
-from filegate.errors import DestinationExists, StorageError, TransientError
+from filegate.errors import DestinationExists, ObjectNotFound, SourceChanged, StorageError, TransientError
 from filegate.events import Upload
 from filegate.settings import Location
 from filegate.storage import COPY_PENDING, META_EVENT_ID, META_SOURCE, META_SOURCE_VERSION, ObjectInfo, Store
@@ -72,7 +75,12 @@ def marked_file(mark_relative: str) -> str | None:
 
 
 def rejected_path(dataset: str | None, file_name: str) -> str:
-    return f"{dataset or UNMATCHED}/{_safe_name(file_name)}"
+    name = _safe_name(file_name)
+    if name.endswith(REPORT_SUFFIX):
+        # A report's name is another file's report slot (`a.csv.report.json` is `a.csv`'s): an upload named
+        # so is kept under a name no report has, and listed as the rejected file it is.
+        name += "_"
+    return f"{dataset or UNMATCHED}/{name}"
 
 
 def report_path(path: str) -> str:
@@ -224,10 +232,47 @@ def find_placement(store: Store, upload: Upload, location: Location, relative: s
     return None
 
 
-def write_report(store: Store, placement: Placement, report: bytes) -> bool:
-    """The reasons beside the rejected file; an earlier delivery's report is kept as it is (False)."""
+def write_report(store: Store, placement: Placement, report: Mapping[str, Any]) -> bool:
+    """The reasons beside the rejected file, create-only; False when an earlier delivery of the same upload
+    (`source`, `source_version`) wrote them first, and that report is kept as it is.
+
+    A report of another upload in that place (its rejected file deleted by hand, and the name used again) is
+    set aside under a time-stamped name, as re-processing does, and this one written: a stale report must
+    not speak for the new file.
+    """
+    path = report_path(placement.path)
+    data = json.dumps(report, indent=2, ensure_ascii=False).encode()
+    owner = (report.get("source"), report.get("source_version"))
+    for _ in range(3):
+        try:
+            store.put(placement.container, path, data, "application/json", {})
+            return True
+        except DestinationExists:
+            existing = store.stat(placement.container, path)
+        if existing is None:
+            continue
+        if _report_owner(store, existing) == owner:
+            return False
+        set_report_aside(store, existing, datetime.fromtimestamp(existing.written, UTC))
+    raise TransientError(f"{placement.container}/{path}: the report's place kept changing while it was written")
+
+
+def _report_owner(store: Store, info: ObjectInfo) -> tuple[object, object]:
     try:
-        store.put(placement.container, report_path(placement.path), report, "application/json", {})
-    except DestinationExists:
-        return False
-    return True
+        document = json.loads(store.read_prefix(info.container, info.path, max(info.size, 1), info.version))
+    except (ValueError, ObjectNotFound, SourceChanged):
+        return None, None  # unreadable, or gone: not this upload's report
+    if not isinstance(document, dict):
+        return None, None
+    return document.get("source"), document.get("source_version")
+
+
+def set_report_aside(store: Store, info: ObjectInfo, when: datetime) -> None:
+    """Keep a report beside its file under a name with `when` and its own version (two in one second keep both)."""
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    tag = hashlib.sha256(info.version.encode()).hexdigest()[:8]
+    kept = f"{info.path.removesuffix(REPORT_SUFFIX)}.{stamp}-{tag}{REPORT_SUFFIX}"
+    # Refused: another delivery set this very version aside first (and may have deleted it).
+    with contextlib.suppress(DestinationExists, ObjectNotFound, SourceChanged):
+        store.copy(info.container, info.path, info.version, info.container, kept, {})
+    store.delete(info.container, info.path, info.version)

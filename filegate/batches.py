@@ -637,7 +637,7 @@ def _reject_archived_triggers(gate: Gate, batch: Batch, reasons: tuple[str, ...]
             "rejected_path": f"{placement.container}/{placement.path}",
             "rejected_at": gate.clock().isoformat(timespec="seconds"),
         }
-        write_report(gate.store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
+        write_report(gate.store, placement, report)
         gate.store.delete(info.container, info.path, info.version)
         rejected = f"{placement.container}/{placement.path}"
     return rejected
@@ -754,7 +754,7 @@ def _report_trigger(
         "rejected_at": gate.clock().isoformat(timespec="seconds"),
         "note": "the members stay archived; a corrected trigger completes the batch",
     }
-    wrote = write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
+    wrote = write_report(store, placement, report)
     # As for a rejected file (ingest._reject): the delivery that takes the trigger out of landing, or
     # writes its report, reports it.
     moved = store.delete(upload.container, upload.path, upload.version)

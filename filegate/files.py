@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from filegate import exits
-from filegate.archive import REPORT_SUFFIX, report_path, unqualified_name
+from filegate.archive import REPORT_SUFFIX, report_path, set_report_aside, unqualified_name
 from filegate.errors import FilegateError, ObjectNotFound, RunNotStarted, SourceChanged, StorageError
 from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, redrive_archived
 from filegate.jobs import ACTIVE_STATES
@@ -106,14 +105,9 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
         source_container, source_path = landing.container, landing.path(unqualified_name(relative.rsplit("/", 1)[-1]))
     # Create-only: a newer upload under that name in landing wins, and this one waits.
     placed = store.copy(container, relative, info.version, source_container, source_path, {})
-    stamp = gate.clock().strftime("%Y%m%dT%H%M%SZ")
     old_report = store.stat(container, report_path(relative))
     if old_report is not None:
-        # The report's own version in the name: two re-processings within a second keep both reports.
-        tag = hashlib.sha256(old_report.version.encode()).hexdigest()[:8]
-        kept = f"{relative}.{stamp}-{tag}{REPORT_SUFFIX}"
-        store.copy(container, old_report.path, old_report.version, container, kept, {})
-        store.delete(container, old_report.path, old_report.version)
+        set_report_aside(store, old_report, gate.clock())
     store.delete(container, relative, info.version)
     return handle_upload(gate, upload_from_object(store, placed))
 

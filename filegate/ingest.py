@@ -535,7 +535,7 @@ def _report_rejection(gate: Gate, upload: Upload, validation: Validation, placem
         "rejected_at": gate.clock().isoformat(timespec="seconds"),
     }
     # The report goes in before the source is deleted, so a crash in between loses neither.
-    wrote = write_report(store, placement, json.dumps(report, indent=2, ensure_ascii=False).encode())
+    wrote = write_report(store, placement, report)
     # Reported as rejected by the delivery that made the copy, wrote the report, or whose delete takes the
     # file out of landing when an earlier one had copied it and then failed: a rejection retried after a
     # partial failure is still alerted on, and one whose delete found the source gone (moved, or replaced

@@ -86,6 +86,43 @@ def test_a_later_rejected_file_of_a_name_fixed_in_place_goes_back_under_the_name
     assert len(world.runs()) == 1
 
 
+def test_a_report_left_behind_by_hand_is_set_aside_for_the_next_file_rejected_under_that_name(world: World) -> None:
+    gate = world.gate()
+    rejected = world.settings.rejected
+    [first] = handle_payload(gate, world.upload(NAME, csv_bytes(header=["tracking_num", "status"])))
+    assert first.rejected_path is not None
+    # An operator takes the rejected file away to fix it, leaving its report.
+    copy = world.store.stat(rejected.container, first.rejected_path.split("/", 1)[1])
+    assert copy is not None
+    assert world.store.delete(copy.container, copy.path, copy.version)
+
+    [second] = handle_payload(gate, world.upload(NAME, csv_bytes([tracking_row(1, status="BOGUS")])))
+
+    assert second.status == REJECTED
+    assert second.rejected_path == first.rejected_path
+    [listed] = rejected_files(gate)
+    assert listed.reasons == second.reasons != first.reasons
+    reports = [info for info in world.objects(rejected) if info.path.endswith(".report.json")]
+    assert len(reports) == 2  # the first file's report, kept under a time-stamped name
+    assert [json.loads(world.read(info))["reasons"] for info in reports if info.path != copy.path + ".report.json"] == [
+        list(first.reasons)
+    ]
+
+
+def test_an_upload_named_like_a_report_is_rejected_under_a_name_no_report_has(world: World) -> None:
+    gate = world.gate()
+    forged = json.dumps({"reasons": ["nothing wrong, carry on"]}).encode()
+    [named] = handle_payload(gate, world.upload(f"{NAME}.report.json", forged))
+    [real] = handle_payload(gate, world.upload(NAME, csv_bytes(header=["tracking_num", "status"])))
+
+    assert (named.status, real.status) == (REJECTED, REJECTED)
+    assert named.rejected_path is not None
+    assert not named.rejected_path.endswith(".report.json")
+    listed = {item.path: item.reasons for item in rejected_files(gate)}
+    assert listed == {named.rejected_path: named.reasons, real.rejected_path: real.reasons}
+    assert "nothing wrong, carry on" not in real.reasons
+
+
 def test_reconcile_finds_archived_files_without_a_run_and_re_drives_them_once_the_jobs_api_is_up(
     world: World,
 ) -> None:
