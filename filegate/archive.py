@@ -74,13 +74,29 @@ def marked_file(mark_relative: str) -> str | None:
     return unquote(name.removesuffix(_MARK_SUFFIX)) or None
 
 
-def rejected_path(dataset: str | None, file_name: str) -> str:
+# Both stores refuse object names over 1024 bytes (Azure counts characters, GCS UTF-8 bytes: bytes are the stricter).
+MAX_NAME_BYTES = 1024
+
+
+def rejected_path(location: Location, dataset: str | None, file_name: str) -> str:
+    """Where an upload is rejected to, relative to `location`: `<dataset or _unmatched>/<its name>`.
+
+    A name whose longest form there (version-qualified, with its report's suffix) the stores would refuse
+    is named by a hash of it instead, keeping its extension; the report says the whole name. (A landing
+    name the stores took can be too long beside the rejected location's folders.)
+    """
+    folder = dataset or UNMATCHED
     name = _safe_name(file_name)
     if name.endswith(REPORT_SUFFIX):
         # A report's name is another file's report slot (`a.csv.report.json` is `a.csv`'s): an upload named
         # so is kept under a name no report has, and listed as the rejected file it is.
         name += "_"
-    return f"{dataset or UNMATCHED}/{name}"
+    longest = location.path(version_qualified(f"{folder}/{name}", "")) + REPORT_SUFFIX
+    if len(longest.encode()) > MAX_NAME_BYTES:
+        suffix = PurePosixPath(name).suffix
+        suffix = suffix if len(suffix.encode()) <= 16 else ""
+        name = HASHED_MARK + hashlib.sha256(file_name.encode()).hexdigest() + suffix
+    return f"{folder}/{name}"
 
 
 def report_path(path: str) -> str:

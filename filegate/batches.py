@@ -623,7 +623,10 @@ def _reject_archived_triggers(gate: Gate, batch: Batch, reasons: tuple[str, ...]
     for info in batch.triggers:
         upload = _archived_as_upload(gate, info)
         placement = place_upload(
-            gate.store, upload, gate.settings.rejected, rejected_path(batch.pipeline.name, upload.name)
+            gate.store,
+            upload,
+            gate.settings.rejected,
+            rejected_path(gate.settings.rejected, batch.pipeline.name, upload.name),
         )
         report = {
             "file": upload.name,
@@ -724,7 +727,9 @@ def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
     trigger = read_trigger(pipeline, gate.contracts, upload.name, upload.size, data)
     base = Outcome(MEMBER_ARCHIVED, upload.event_id, source, pipeline=pipeline.name)
     if not trigger.ok or trigger.business_date is None:
-        placement = place_upload(store, upload, settings.rejected, rejected_path(pipeline.name, upload.name))
+        placement = place_upload(
+            store, upload, settings.rejected, rejected_path(settings.rejected, pipeline.name, upload.name)
+        )
         return _report_trigger(gate, upload, pipeline, trigger, placement, base)
     day = trigger.business_date
     placement = place_upload(store, upload, settings.archive, pipeline.batch_folder(day) + upload.name)
@@ -806,7 +811,7 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, f
             return release_source(
                 store, upload, lambda: _evaluate_trigger(gate, upload, pipeline, day, found.info, True, base)
             )
-    places.append((settings.rejected, rejected_path(pipeline.name, upload.name)))
+    places.append((settings.rejected, rejected_path(settings.rejected, pipeline.name, upload.name)))
     rejected = find_placement(store, upload, *places[-1])
     if rejected is not None and store.stat(rejected.container, report_path(rejected.path)) is None:
         # As for a file (ingest._settle_earlier): the report comes from the copy, and is alerted on.

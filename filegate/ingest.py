@@ -509,7 +509,7 @@ def _version_gone(store: Store, upload: Upload) -> bool:
 def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
     store, settings = gate.store, gate.settings
     dataset = validation.contract.name if validation.contract else None
-    placement = place_upload(store, upload, settings.rejected, rejected_path(dataset, upload.name))
+    placement = place_upload(store, upload, settings.rejected, rejected_path(settings.rejected, dataset, upload.name))
     return _report_rejection(gate, upload, validation, placement)
 
 
@@ -582,7 +582,7 @@ def _settle_earlier(
             # it missed, or returns the run it started.
             return _release_to_run(gate, upload, contract, business_date, token, placement)
     dataset = contract.name if contract else None
-    places.append((settings.rejected, rejected_path(dataset, upload.name)))
+    places.append((settings.rejected, rejected_path(settings.rejected, dataset, upload.name)))
     rejected = find_placement(store, upload, *places[-1])
     if rejected is not None and store.stat(rejected.container, report_path(rejected.path)) is None:
         # An earlier delivery copied the file and failed before its report, and the blob changed since:

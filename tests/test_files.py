@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from filegate.errors import RunNotStarted
+from filegate.errors import RunNotStarted, StorageError
 from filegate.files import (
     NO_RUN,
     archived_files,
@@ -20,6 +22,7 @@ from filegate.files import (
     unfinished,
 )
 from filegate.ingest import ARCHIVED, REDRIVEN, REJECTED, handle_payload
+from filegate.storage import ObjectInfo, Store
 from filegate.sweep import FAILED, RUN_PENDING
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
@@ -121,6 +124,51 @@ def test_an_upload_named_like_a_report_is_rejected_under_a_name_no_report_has(wo
     listed = {item.path: item.reasons for item in rejected_files(gate)}
     assert listed == {named.rejected_path: named.reasons, real.rejected_path: real.reasons}
     assert "nothing wrong, carry on" not in real.reasons
+
+
+@dataclass
+class NameLimitStore:
+    """A real store that refuses names over 1024 bytes as both services do (neither emulator does)."""
+
+    inner: Store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _check(self, path: str) -> None:
+        if len(path.encode()) > 1024:
+            raise StorageError(f"400 InvalidResourceName: a {len(path.encode())}-byte name")
+
+    def copy(
+        self, src_container: str, src_path: str, src_version: str, container: str, path: str, metadata: Any
+    ) -> ObjectInfo:
+        self._check(path)
+        return self.inner.copy(src_container, src_path, src_version, container, path, metadata)
+
+    def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Any) -> ObjectInfo:
+        self._check(path)
+        return self.inner.put(container, path, data, content_type, metadata)
+
+
+@pytest.mark.parametrize("length", [1003, 1012])
+def test_an_upload_whose_name_is_too_long_beside_the_rejected_folders_is_rejected_under_a_hash(
+    world: World, length: int
+) -> None:
+    # `incoming/<name>` fits the stores' limit; `_unmatched/<name>__v<tag>.csv.report.json` would not.
+    name = "n" * (length - 4) + ".csv"
+    gate = world.gate(store=NameLimitStore(world.store))
+    event = world.upload(name, BAD)
+
+    [outcome] = handle_payload(gate, event)
+
+    assert outcome.status == REJECTED
+    assert outcome.rejected_path is not None
+    assert outcome.rejected_path.endswith(".csv")
+    [listed] = rejected_files(gate)
+    assert listed.path == outcome.rejected_path
+    assert listed.reasons == outcome.reasons
+    assert world.objects(world.settings.landing) == []
+    assert [o.status for o in handle_payload(gate, event)] == ["duplicate"]
 
 
 def test_reconcile_finds_archived_files_without_a_run_and_re_drives_them_once_the_jobs_api_is_up(
