@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote, unquote
 
+from filegate.contracts import Contract
 from filegate.errors import DestinationExists, ObjectNotFound, SourceChanged, StorageError, TransientError
 from filegate.events import Upload
 from filegate.settings import Location
@@ -76,6 +77,16 @@ def marked_file(mark_relative: str) -> str | None:
 
 # Both stores refuse object names over 1024 bytes (Azure counts characters, GCS UTF-8 bytes: bytes are the stricter).
 MAX_NAME_BYTES = 1024
+
+
+def rejected_name(contract: Contract | None, business_date: date | None, file_name: str) -> str:
+    """The name an upload is rejected under: the contract's spelling of a name it matched whatever the case
+    (`Customers_2025_01_17.csv` is `customers_2025_01_17.csv`), so that a batch finds its rejected member
+    with one listing prefix; any other name as it is. The report keeps the name as uploaded."""
+    if contract is None or business_date is None:
+        return file_name
+    spelled = contract.file_name(business_date)
+    return spelled if spelled.lower() == file_name.lower() else file_name
 
 
 def rejected_path(location: Location, dataset: str | None, file_name: str) -> str:

@@ -72,6 +72,8 @@ OVERDUE = "overdue"
 
 SEAL_NAME = re.compile(r"^_sealed\.r(?P<revision>[0-9]+)\.json$")
 RUN_NAME = re.compile(r"^_run\.r(?P<revision>[0-9]+)\.json$")
+# The seal's list of the pipeline's optional members: a seal with it sealed every present optional member.
+OPTIONAL_SEALED = "optional_members"
 _DATE_FOLDER = re.compile(r"(?P<yyyy>[0-9]{4})/(?P<mm>[0-9]{2})/(?P<dd>[0-9]{2})/[^/]+$")
 # The job parameters a sealed batch's run-now passes (`_ensure_run`); a job without them cannot run the batch.
 BATCH_JOB_PARAMETERS = ("source_path", "pipeline", "batch_id")
@@ -212,7 +214,12 @@ def assess_batch(
         # missing without holding the batch back, but one that came is loaded, and one after the seal is late).
         named = {item.dataset for item in expected}
         optional = (
-            _resolve_member(gate, Expected(d, member_file(pipeline, gate.contracts, d, business_date)), business_date)
+            _resolve_member(
+                gate,
+                Expected(d, member_file(pipeline, gate.contracts, d, business_date)),
+                business_date,
+                look_for_rejects=False,
+            )
             for d in pipeline.optional_members
             if d not in named
         )
@@ -229,9 +236,10 @@ def _same_file(expected: Expected, name: str) -> bool:
     return unqualified_name(name).lower() == expected.file.lower()
 
 
-def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Member:
+def _resolve_member(gate: Gate, expected: Expected, business_date: date, *, look_for_rejects: bool = True) -> Member:
     """The archived version a batch uses for a member: the newest whose size and MD5 are what the trigger states
-    (`_described`; one whose MD5 matches before one whose store recorded none), else none."""
+    (`_described`; one whose MD5 matches before one whose store recorded none), else none; and without one, its
+    newest rejected upload's report, unless `look_for_rejects` is False."""
     settings, store = gate.settings, gate.store
     prefix = settings.archive.path(f"{expected.dataset}/{business_date:%Y/%m/%d}/")
     # A copy that did not finish (Azure: pending, failed, aborted) holds part of the file at most: the
@@ -253,13 +261,19 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date) -> Memb
         versions = ", ".join(_size_and_md5(info.size, _recorded_md5(info), with_md5=md5) for info in found)
         stated = _size_and_md5(expected.bytes, expected.md5, with_md5=md5)
         note = f"archived version(s) have {versions}; the trigger says {stated}"
+    if not look_for_rejects:
+        return Member(expected, None, tuple(found), note=note)
     rejected = settings.rejected
-    # The dataset's whole rejected folder, not a prefix of the member's name: the contract matches names
-    # whatever their case, so `Customers_<day>.csv` rejected is this member too, and a listing's prefix is
-    # case-sensitive. The folder holds only rejected files, and it is read only while the member is not here.
+    # A member is rejected under its contract's spelling of the name (`archive.rejected_name`), whatever the
+    # case it was uploaded in: one listing prefix finds it, however many files the dataset ever had rejected.
+    # (A trigger may spell it otherwise, as may an upload rejected by an earlier release: its prefix too.)
+    stems = {
+        PurePosixPath(name).stem for name in (gate.contracts[expected.dataset].file_name(business_date), expected.file)
+    }
     candidates = [
         info
-        for info in store.list(rejected.container, rejected.path(f"{expected.dataset}/"))
+        for stem in sorted(stems)
+        for info in store.list(rejected.container, rejected.path(f"{expected.dataset}/{stem}"))
         if not info.path.endswith(".report.json") and _same_file(expected, _name(info))
     ]
     if candidates:
@@ -354,6 +368,8 @@ def _seal(gate: Gate, batch: Batch, revision: int, *, partial: bool) -> Seal:
         "idempotency_token": token,
         "sealed_at": gate.clock().isoformat(timespec="seconds"),
         "partial": partial,
+        # Present optional members are sealed even when the trigger lists no files (`_news` reads this).
+        OPTIONAL_SEALED: list(pipeline.optional_members),
         "missing": list(batch.missing) + [m.expected.dataset for m in batch.blocked],
         "trigger": {
             "path": f"{trigger.container}/{trigger.path}" if trigger else None,
@@ -384,10 +400,19 @@ def _news(batch: Batch, seal: Seal) -> tuple[str, ...]:
     """What the batch holds now that `seal` does not: member files archived after it, and what the trigger
     states of a sealed member when it differs from what the seal holds (a corrected trigger naming the same
     files with other `rows` or `md5`: the batch job checks the files against them)."""
-    news = sorted(_present_paths(batch) - seal.paths)
+    present = batch.present
+    if OPTIONAL_SEALED not in seal.document:
+        # Sealed by a release that left optional members out when the trigger listed no files: one archived
+        # then is not news now (each such day would otherwise be sealed and run again).
+        sealed_datasets = {m["dataset"] for m in seal.document["members"]}
+        optional = set(batch.pipeline.optional_members) - sealed_datasets
+        present = tuple(m for m in present if m.expected.dataset not in optional)
+    news = sorted(frozenset(f"{m.chosen.container}/{m.chosen.path}" for m in present if m.chosen) - seal.paths)
     if batch.trigger is not None and batch.trigger.ok:
-        sealed = {m["dataset"]: (m.get("expected_rows"), m.get("expected_md5")) for m in seal.document["members"]}
-        for m in batch.present:
+        sealed = {
+            m["dataset"]: (m.get("expected_rows"), _as_md5(m.get("expected_md5"))) for m in seal.document["members"]
+        }
+        for m in present:
             now = (m.expected.rows, m.expected.md5)
             if m.expected.dataset in sealed and sealed[m.expected.dataset] != now:
                 was = sealed[m.expected.dataset]
@@ -400,6 +425,11 @@ def _news(batch: Batch, seal: Seal) -> tuple[str, ...]:
 
 def _stated(value: object) -> str:
     return "not stated" if value is None else str(value)
+
+
+def _as_md5(value: object) -> str | None:
+    """A sealed MD5 as triggers are read now (lowercase hex): earlier releases kept it as the trigger gave it."""
+    return md5_hex(value) if isinstance(value, str) and value else None
 
 
 class _SealLacksFiles(FilegateError):
@@ -415,11 +445,6 @@ def _latest_seal(gate: Gate, batch: Batch) -> Seal | None:
 
 def _paths(infos: tuple[ObjectInfo, ...]) -> frozenset[str]:
     return frozenset(f"{info.container}/{info.path}" for info in infos)
-
-
-def _present_paths(batch: Batch) -> frozenset[str]:
-    """The `container/path` of each present member's chosen archived object, as a seal lists them."""
-    return frozenset(f"{m.chosen.container}/{m.chosen.path}" for m in batch.present if m.chosen)
 
 
 def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, bool]:

@@ -320,6 +320,14 @@ class Contract:
     def name_regex(self) -> re.Pattern[str]:
         return _compile_file_pattern(self.file_pattern)
 
+    def file_name(self, business_date: date) -> str:
+        """The name the pattern gives for a date: the contract's spelling of every name it matches that day."""
+        return (
+            self.file_pattern.replace("{yyyy}", f"{business_date:%Y}")
+            .replace("{mm}", f"{business_date:%m}")
+            .replace("{dd}", f"{business_date:%d}")
+        )
+
     def business_date(self, file_name: str) -> date:
         """The business date in a file name this contract matches; ValueError when it has none."""
         found = self.name_regex.match(file_name)

@@ -18,6 +18,7 @@ from filegate.archive import (
     followed_upload,
     is_copy_of,
     place_upload,
+    rejected_name,
     rejected_path,
     report_path,
     run_pending_mark,
@@ -330,12 +331,14 @@ def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business
 COMPARE_CHUNK = 8 * 1024 * 1024
 
 
-def _same_bytes(store: Store, one: ObjectInfo, other: ObjectInfo) -> bool:
-    """Whether two objects of one size hold the same bytes, read side by side a chunk at a time."""
-    for offset in range(0, one.size, COMPARE_CHUNK):
-        length = min(COMPARE_CHUNK, one.size - offset)
-        mine = store.read_range(one.container, one.path, offset, length, one.version)
-        if mine != store.read_range(other.container, other.path, offset, length, other.version):
+def _same_bytes(store: Store, archived: ObjectInfo, source: ObjectInfo) -> bool:
+    """Whether an archived copy and the source (of one size) hold the same bytes, read side by side a chunk at
+    a time. The source is read at its version (another version is another upload: SourceChanged); the copy at
+    any: its bytes never change, but its metadata does (the run id, on Azure a new ETag) while this reads."""
+    for offset in range(0, archived.size, COMPARE_CHUNK):
+        length = min(COMPARE_CHUNK, archived.size - offset)
+        copy = store.read_range(archived.container, archived.path, offset, length, "")
+        if copy != store.read_range(source.container, source.path, offset, length, source.version):
             return False
     return True
 
@@ -509,7 +512,8 @@ def _version_gone(store: Store, upload: Upload) -> bool:
 def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
     store, settings = gate.store, gate.settings
     dataset = validation.contract.name if validation.contract else None
-    placement = place_upload(store, upload, settings.rejected, rejected_path(settings.rejected, dataset, upload.name))
+    name = rejected_name(validation.contract, validation.business_date, upload.name)
+    placement = place_upload(store, upload, settings.rejected, rejected_path(settings.rejected, dataset, name))
     return _report_rejection(gate, upload, validation, placement)
 
 
@@ -582,7 +586,8 @@ def _settle_earlier(
             # it missed, or returns the run it started.
             return _release_to_run(gate, upload, contract, business_date, token, placement)
     dataset = contract.name if contract else None
-    places.append((settings.rejected, rejected_path(settings.rejected, dataset, upload.name)))
+    name = rejected_name(contract, business_date, upload.name)
+    places.append((settings.rejected, rejected_path(settings.rejected, dataset, name)))
     rejected = find_placement(store, upload, *places[-1])
     if rejected is not None and store.stat(rejected.container, report_path(rejected.path)) is None:
         # An earlier delivery copied the file and failed before its report, and the blob changed since:

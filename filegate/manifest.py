@@ -56,12 +56,7 @@ class Trigger:
 
 def member_file(pipeline: Pipeline, contracts: Contracts, dataset: str, business_date: date) -> str:
     """The file name a member's pattern gives for a date."""
-    pattern = contracts[dataset].file_pattern
-    return (
-        pattern.replace("{yyyy}", f"{business_date:%Y}")
-        .replace("{mm}", f"{business_date:%m}")
-        .replace("{dd}", f"{business_date:%d}")
-    )
+    return contracts[dataset].file_name(business_date)
 
 
 def read_trigger(pipeline: Pipeline, contracts: Contracts, file_name: str, size: int, data: bytes) -> Trigger:
@@ -74,6 +69,10 @@ def read_trigger(pipeline: Pipeline, contracts: Contracts, file_name: str, size:
         reasons.append(f"the business date in {file_name!r} is not a real calendar date")
     if size > MAX_TRIGGER_BYTES:
         reasons.append(f"the trigger has {size} bytes, above the limit of {MAX_TRIGGER_BYTES} for a trigger file")
+        return Trigger(name_date, (), tuple(reasons), {})
+    if data.startswith(b"\x1f\x8b"):
+        # Stored compressed (`--content-encoding gzip`, `gsutil cp -Z`): the stores' raw bytes are what is read.
+        reasons.append("the trigger is gzip-compressed (stored with Content-Encoding gzip?); upload it uncompressed")
         return Trigger(name_date, (), tuple(reasons), {})
     try:
         # utf-8-sig: a byte-order mark, as some Windows tools write one, is not an error.

@@ -397,6 +397,35 @@ def test_a_re_upload_claiming_the_archived_md5_is_compared_byte_for_byte_before_
     assert len(jobs_api.runs()) == 2
 
 
+def test_a_byte_comparison_is_not_upset_by_the_archived_copys_metadata_changing_meanwhile(
+    gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first upload's delivery writes its run id on the archived copy (on Azure a new ETag) while the
+    # re-upload's delivery compares the two: the copy's bytes are what count, not its version.
+    data = csv_bytes([tracking_row(i) for i in range(5)])
+    [first] = handle_payload(gate, upload(gate, azurite, data))
+    event = upload(gate, azurite, data)
+    archive = gate.settings.archive.container
+    read_range = gate.store.read_range
+    marked: list[str] = []
+
+    def marked_meanwhile(container: str, path: str, offset: int, length: int, version: str) -> bytes:
+        if container == archive and not marked:
+            service = BlobServiceClient.from_connection_string(azurite.connection_string)
+            service.get_blob_client(container, path).set_blob_metadata({"filegate_run_id": "1"})
+            marked.append(path)
+        return read_range(container, path, offset, length, version)
+
+    monkeypatch.setattr(gate.store, "read_range", marked_meanwhile)
+    [again] = handle_payload(gate, event)
+
+    assert marked
+    assert again.status == "identical"
+    assert again.archived_path == first.archived_path
+    assert names(gate, gate.settings.landing.container) == []
+    assert len(jobs_api.runs()) == 1
+
+
 def test_a_changed_re_upload_under_the_same_name_still_gets_its_own_run(world: World) -> None:
     handle_payload(world.gate(), world.upload(NAME, csv_bytes([tracking_row(1)])))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -65,6 +66,15 @@ def test_a_trigger_above_the_limit_is_not_parsed() -> None:
     trigger = read_trigger(PIPELINE, CONTRACTS, "trigger_2025_01_15.json", MAX_TRIGGER_BYTES + 1, b"")
 
     assert trigger.reasons == ("the trigger has 1048577 bytes, above the limit of 1048576 for a trigger file",)
+
+
+def test_a_trigger_stored_gzip_compressed_says_so() -> None:
+    # The stores' raw bytes are read (a blob stored with Content-Encoding gzip is not decoded on either cloud).
+    trigger = read("trigger_2025_01_15.json", gzip.compress(SAMPLE.read_bytes()))
+
+    assert trigger.reasons == (
+        "the trigger is gzip-compressed (stored with Content-Encoding gzip?); upload it uncompressed",
+    )
 
 
 def test_an_md5_is_read_as_hex_or_base64_and_anything_else_is_refused() -> None:

@@ -360,7 +360,7 @@ TRIGGERS = [
     HostileFile(
         "trigger-not-utf8", TRIGGER, lambda: '{"batch_date": "2025-01-15é"}'.encode("latin-1"), REJECTED, "not UTF-8"
     ),
-    HostileFile("trigger-gzip", TRIGGER, lambda: gzip.compress(_trigger()()), REJECTED, "not UTF-8"),
+    HostileFile("trigger-gzip", TRIGGER, lambda: gzip.compress(_trigger()()), REJECTED, "gzip-compressed"),
     HostileFile("trigger-array", TRIGGER, lambda: b"[]", REJECTED, "must be a JSON object"),
     HostileFile("trigger-deeply-nested", TRIGGER, _nested, REJECTED, "too deeply"),
     HostileFile("trigger-wrong-date", TRIGGER, _trigger(batch_date="2025-01-16"), REJECTED, "differs from the date"),
