@@ -236,6 +236,9 @@ class AzureBlobStore:
     def read_range(self, container: str, path: str, offset: int, length: int, version: str) -> bytes:
         from azure.core import MatchConditions
 
+        if length <= 0:
+            return b""
+
         blob = self._blob(container, path)
         with _azure_errors(f"read {container}/{path}", self._setting(container)):
             conditions: dict[str, Any] = {}

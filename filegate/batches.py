@@ -607,7 +607,7 @@ def _apply_overdue(gate: Gate, batch: Batch, invalid: str = "") -> Verdict:
         # A seal made after this listing, while the trigger is copied to rejected, is not caught: that
         # batch still runs once, complete, with its trigger in rejected beside a report.
         return _decide(gate, assess_batch(gate, pipeline, batch.business_date), None, sweeping=False)
-    if pipeline.on_incomplete == "load_available" and batch.present and not invalid:
+    if pipeline.on_incomplete == "load_available" and _has_required(batch) and not invalid:
         seal = _seal(gate, batch, 1, partial=True)
         run, called = _ensure_run(gate, batch, seal)
         if not seal.created:
@@ -622,6 +622,11 @@ def _apply_overdue(gate: Gate, batch: Batch, invalid: str = "") -> Verdict:
             OVERDUE, (*reasons, f"still waiting for a corrected trigger (on_incomplete = {pipeline.on_incomplete})")
         )
     return Verdict(OVERDUE, (*reasons, "still waiting (on_incomplete = wait)"))
+
+
+def _has_required(batch: Batch) -> bool:
+    """Whether a required member is here: optional members alone are no batch to load."""
+    return any(m.expected.dataset in batch.pipeline.required_members for m in batch.present)
 
 
 def _sealed_since(gate: Gate, batch: Batch) -> bool:
@@ -972,8 +977,8 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
     if batch.trigger is not None and not batch.trigger.ok:
         reasons = "; ".join(batch.trigger.reasons)
         return Verdict(WAITING, (f"the archived trigger does not read as valid: {reasons}; nothing was sealed",))
-    if not batch.present or (batch.missing and not partial):
-        hint = "--partial seals what is there" if batch.present else "no member is archived"
+    if not _has_required(batch) or (batch.missing and not partial):
+        hint = "--partial seals what is there" if _has_required(batch) else "no required member is archived"
         return Verdict(WAITING, (*_waiting_reasons(batch), f"nothing was sealed: {hint}"))
     seal = _seal(gate, batch, 1, partial=bool(batch.missing))
     run, called = _ensure_run(gate, batch, seal)

@@ -54,7 +54,8 @@ def describe_batch(gate: Gate, batch: Batch, run_state: str | None = None) -> Ba
         state = run_state or "sealed"
     elif batch.blocked:
         state = "blocked"
-    elif batch.missing and is_overdue(gate, batch):
+    elif (batch.missing or (batch.trigger is not None and not batch.trigger.ok)) and is_overdue(gate, batch):
+        # As the sweep says it (batches._decide): a trigger that no longer reads as valid runs out its window too.
         state = "overdue"
     else:
         state = "waiting"

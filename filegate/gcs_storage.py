@@ -199,6 +199,8 @@ class GcsStore:
         return self.read_range(container, path, 0, length, version)
 
     def read_range(self, container: str, path: str, offset: int, length: int, version: str) -> bytes:
+        if length <= 0:
+            return b""
         if self._check_first:
             self._require(container, path, version)
         blob = self._blob(container, path)

@@ -28,6 +28,7 @@ from filegate.batches import (
     WAITING,
     assess_batch,
 )
+from filegate.batches_command import describe_batch
 from filegate.contracts import load_contracts
 from filegate.errors import RunNotStarted, TransientError
 from filegate.ingest import ARCHIVED, DUPLICATE, IDENTICAL, REJECTED, Gate, Outcome, handle_payload
@@ -572,6 +573,49 @@ def test_a_trigger_that_no_longer_reads_as_valid_makes_its_batch_overdue(world: 
     assert seals(world) == []
     assert batch_runs(world) == []
     assert (outcome.rejected_path is not None) == (policy == "reject")
+    if policy != "reject":  # `filegate batches` says what the sweep said
+        late = world.gate(pipelines=pipelines, clock=later_clock(31))
+        assert describe_batch(late, assess_batch(late, late.pipelines["ecommerce"], day)).state == OVERDUE
+
+
+def test_a_complete_batch_whose_trigger_no_longer_reads_as_valid_is_listed_overdue_as_the_sweep_says(
+    world: World,
+) -> None:
+    # The trigger (without `files`) came while shipping was missing; then the pipeline came to demand a listing.
+    day = date(2025, 3, 26)
+    for name, data in unsized_pieces(day).items():
+        if not name.startswith("shipping"):
+            deliver(world.gate(), world.upload(name, data))
+    pipelines = with_policy(manifest_lists_files=True, complete_within_minutes=30)
+    assert (
+        deliver(
+            world.gate(pipelines=pipelines), world.upload(member_name("shipping", day), member_bytes("shipping"))
+        ).status
+        == WAITING
+    )
+    late = world.gate(pipelines=pipelines, clock=later_clock(31))
+
+    [swept] = sweep_pipeline_batches(late)
+    row = describe_batch(late, assess_batch(late, late.pipelines["ecommerce"], day))
+
+    assert (swept.status, row.state, row.missing) == (OVERDUE, OVERDUE, ())
+
+
+def test_overdue_optional_members_alone_are_not_loaded(world: World) -> None:
+    pipelines = with_policy(optional_members=("shipping",), on_incomplete="load_available", complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 3, 25)
+    deliver(gate, world.upload(member_name("shipping", day), member_bytes("shipping")))
+    deliver(gate, world.upload(trigger_name(day), unsized_pieces(day)[trigger_name(day)]))
+
+    [outcome] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+
+    assert outcome.status == OVERDUE
+    assert seals(world) == []
+    refused = batches.reseal(gate, gate.pipelines["ecommerce"], day, partial=True)
+    assert refused.status == WAITING
+    assert "no required member is archived" in refused.reasons[-1]
+    assert batch_runs(world) == []
 
 
 @pytest.mark.parametrize("policy", ["reject", "load_available"])
