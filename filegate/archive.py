@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote, unquote
@@ -75,6 +75,8 @@ def marked_file(mark_relative: str) -> str | None:
     return unquote(name.removesuffix(_MARK_SUFFIX)) or None
 
 
+# What `set_report_aside` adds to a report's name: `.<yyyymmddThhmmssZ>-<tag>`.
+_SET_ASIDE_STAMP = ".20260101T000000Z-00000000"
 # Both stores refuse object names over 1024 bytes (Azure counts characters, GCS UTF-8 bytes: bytes are the stricter).
 MAX_NAME_BYTES = 1024
 
@@ -102,7 +104,7 @@ def rejected_path(location: Location, dataset: str | None, file_name: str) -> st
         # A report's name is another file's report slot (`a.csv.report.json` is `a.csv`'s): an upload named
         # so is kept under a name no report has, and listed as the rejected file it is.
         name += "_"
-    longest = location.path(version_qualified(f"{folder}/{name}", "")) + REPORT_SUFFIX
+    longest = location.path(version_qualified(f"{folder}/{name}", "")) + _SET_ASIDE_STAMP + REPORT_SUFFIX
     if len(longest.encode()) > MAX_NAME_BYTES:
         suffix = PurePosixPath(name).suffix
         suffix = suffix if len(suffix.encode()) <= 16 else ""
@@ -168,14 +170,22 @@ def holds_upload(info: ObjectInfo, upload: Upload) -> bool:
     return info.copy_finished and info.size == upload.size
 
 
-def place_upload(store: Store, upload: Upload, location: Location, relative: str) -> Placement:
-    """Copy the upload into `location`; a redelivery finds and reuses its own earlier copy once it is whole."""
+def place_upload(
+    store: Store, upload: Upload, location: Location, relative: str, *, beside_reports: bool = False
+) -> Placement:
+    """Copy the upload into `location`; a redelivery finds and reuses its own earlier copy once it is whole.
+
+    `beside_reports` (the rejected location): a name whose report slot holds another upload's report is taken,
+    as one holding another file is, so that a stale report never speaks for this file.
+    """
     metadata = {
         META_SOURCE: source_label(upload),
         META_SOURCE_VERSION: upload.version,
         META_EVENT_ID: upload.event_id,
     }
     for path in _candidates(location, relative, upload):
+        if beside_reports and _taken_report_slot(store, location.container, path, upload):
+            continue
         try:
             info = store.copy(upload.container, upload.path, upload.version, location.container, path, metadata)
         except DestinationExists:
@@ -260,28 +270,21 @@ def find_placement(store: Store, upload: Upload, location: Location, relative: s
 
 
 def write_report(store: Store, placement: Placement, report: Mapping[str, Any]) -> bool:
-    """The reasons beside the rejected file, create-only; False when an earlier delivery of the same upload
-    (`source`, `source_version`) wrote them first, and that report is kept as it is.
-
-    A report of another upload in that place (its rejected file deleted by hand, and the name used again) is
-    set aside under a time-stamped name, as re-processing does, and this one written: a stale report must
-    not speak for the new file.
-    """
-    path = report_path(placement.path)
+    """The reasons beside the rejected file, create-only; False when an earlier delivery wrote them first (a
+    placement made with `beside_reports` never has another upload's report beside it)."""
     data = json.dumps(report, indent=2, ensure_ascii=False).encode()
-    owner = (report.get("source"), report.get("source_version"))
-    for _ in range(3):
-        try:
-            store.put(placement.container, path, data, "application/json", {})
-            return True
-        except DestinationExists:
-            existing = store.stat(placement.container, path)
-        if existing is None:
-            continue
-        if _report_owner(store, existing) == owner:
-            return False
-        set_report_aside(store, existing, datetime.fromtimestamp(existing.written, UTC))
-    raise TransientError(f"{placement.container}/{path}: the report's place kept changing while it was written")
+    try:
+        store.put(placement.container, report_path(placement.path), data, "application/json", {})
+    except DestinationExists:
+        return False
+    return True
+
+
+def _taken_report_slot(store: Store, container: str, path: str, upload: Upload) -> bool:
+    """Whether a report of another upload lies where `path`'s report goes: its rejected file deleted by hand and
+    the report left, or a name used again. Such a slot is left alone (the function may not delete there)."""
+    report = store.stat(container, report_path(path))
+    return report is not None and _report_owner(store, report) != (f"{upload.container}/{upload.path}", upload.version)
 
 
 def _report_owner(store: Store, info: ObjectInfo) -> tuple[object, object]:

@@ -265,14 +265,11 @@ def _resolve_member(gate: Gate, expected: Expected, business_date: date, *, look
         return Member(expected, None, tuple(found), note=note)
     rejected = settings.rejected
     # A member is rejected under its contract's spelling of the name (`archive.rejected_name`), whatever the
-    # case it was uploaded in: one listing prefix finds it, however many files the dataset ever had rejected.
-    # (A trigger may spell it otherwise, as may an upload rejected by an earlier release: its prefix too.)
-    stems = {
-        PurePosixPath(name).stem for name in (gate.contracts[expected.dataset].file_name(business_date), expected.file)
-    }
+    # case it was uploaded in, and `expected.file` is that spelling (`manifest.member_file`): one listing
+    # prefix finds it, however many files the dataset ever had rejected.
+    stem = PurePosixPath(expected.file).stem
     candidates = [
         info
-        for stem in sorted(stems)
         for info in store.list(rejected.container, rejected.path(f"{expected.dataset}/{stem}"))
         if not info.path.endswith(".report.json") and _same_file(expected, _name(info))
     ]
@@ -401,7 +398,11 @@ def _news(batch: Batch, seal: Seal) -> tuple[str, ...]:
     states of a sealed member when it differs from what the seal holds (a corrected trigger naming the same
     files with other `rows` or `md5`: the batch job checks the files against them)."""
     present = batch.present
-    if OPTIONAL_SEALED not in seal.document:
+    sealed_trigger = seal.document.get("trigger", {}).get("content") or {}
+    unlisted = sealed_trigger.get("files") is None and (
+        batch.trigger is None or batch.trigger.content.get("files") is None
+    )
+    if OPTIONAL_SEALED not in seal.document and unlisted:
         # Sealed by a release that left optional members out when the trigger listed no files: one archived
         # then is not news now (each such day would otherwise be sealed and run again).
         sealed_datasets = {m["dataset"] for m in seal.document["members"]}
@@ -621,6 +622,10 @@ def _apply_overdue(gate: Gate, batch: Batch, invalid: str = "") -> Verdict:
         return Verdict(
             OVERDUE, (*reasons, f"still waiting for a corrected trigger (on_incomplete = {pipeline.on_incomplete})")
         )
+    if pipeline.on_incomplete == "load_available":
+        return Verdict(
+            OVERDUE, (*reasons, "no required member to load; still waiting (on_incomplete = load_available)")
+        )
     return Verdict(OVERDUE, (*reasons, "still waiting (on_incomplete = wait)"))
 
 
@@ -657,6 +662,7 @@ def _reject_archived_triggers(gate: Gate, batch: Batch, reasons: tuple[str, ...]
             upload,
             gate.settings.rejected,
             rejected_path(gate.settings.rejected, batch.pipeline.name, upload.name),
+            beside_reports=True,
         )
         report = {
             "file": upload.name,
@@ -758,7 +764,11 @@ def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
     base = Outcome(MEMBER_ARCHIVED, upload.event_id, source, pipeline=pipeline.name)
     if not trigger.ok or trigger.business_date is None:
         placement = place_upload(
-            store, upload, settings.rejected, rejected_path(settings.rejected, pipeline.name, upload.name)
+            store,
+            upload,
+            settings.rejected,
+            rejected_path(settings.rejected, pipeline.name, upload.name),
+            beside_reports=True,
         )
         return _report_trigger(gate, upload, pipeline, trigger, placement, base)
     day = trigger.business_date

@@ -101,8 +101,12 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
     source = unquote(info.metadata.get(META_SOURCE, ""))
     source_container, _, source_path = source.partition("/")
     if source_container != landing.container or not source_path:
-        # Fixed by an upload over it, which keeps no metadata: back under the name it was uploaded with.
-        source_container, source_path = landing.container, landing.path(unqualified_name(relative.rsplit("/", 1)[-1]))
+        # Fixed by an upload over it, which keeps no metadata: back under the name it was uploaded with, which
+        # its report keeps (the rejected name may be the contract's spelling, escaped, or a hash of a long one).
+        uploaded = _report(gate, container, relative).get("file")
+        name = uploaded if isinstance(uploaded, str) and uploaded and "/" not in uploaded else None
+        source_container = landing.container
+        source_path = landing.path(name or unqualified_name(relative.rsplit("/", 1)[-1]))
     # Create-only: a newer upload under that name in landing wins, and this one waits.
     placed = store.copy(container, relative, info.version, source_container, source_path, {})
     old_report = store.stat(container, report_path(relative))

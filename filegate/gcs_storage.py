@@ -188,7 +188,7 @@ class GcsStore:
         current = self.stat(container, path)
         if current is None:
             raise ObjectNotFound(f"{container}/{path}: not found")
-        if current.version != version:
+        if version and current.version != version:
             raise SourceChanged(f"{container}/{path}: generation is {current.version}, not {version}")
 
     def _require_missing(self, container: str, path: str) -> None:
@@ -212,7 +212,7 @@ class GcsStore:
                 start=offset,
                 end=offset + max(length, 1) - 1,
                 raw_download=True,
-                if_generation_match=_generation(version),
+                if_generation_match=_generation(version) if version else None,  # "": any generation
                 checksum=None,
                 timeout=_TIMEOUT,
                 retry=self._retry,

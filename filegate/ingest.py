@@ -511,10 +511,23 @@ def _version_gone(store: Store, upload: Upload) -> bool:
 
 def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
     store, settings = gate.store, gate.settings
-    dataset = validation.contract.name if validation.contract else None
-    name = rejected_name(validation.contract, validation.business_date, upload.name)
-    placement = place_upload(store, upload, settings.rejected, rejected_path(settings.rejected, dataset, name))
+    relative, *earlier = _rejected_relatives(gate, upload, validation.contract, validation.business_date)
+    # A copy an earlier release made under the name as uploaded (a delivery retried across the upgrade).
+    found = (find_placement(store, upload, settings.rejected, other) for other in earlier)
+    placement = next((placed for placed in found if placed is not None), None) or place_upload(
+        store, upload, settings.rejected, relative, beside_reports=True
+    )
     return _report_rejection(gate, upload, validation, placement)
+
+
+def _rejected_relatives(gate: Gate, upload: Upload, contract: Contract | None, business_date: date | None) -> list[str]:
+    """Where the upload is rejected to (relative to the rejected location), then where an earlier release
+    rejected it: under its name as uploaded, before `rejected_name` spelled a contract's match as it does."""
+    dataset = contract.name if contract else None
+    rejected = gate.settings.rejected
+    relatives = [rejected_path(rejected, dataset, rejected_name(contract, business_date, upload.name))]
+    as_uploaded = rejected_path(rejected, dataset, upload.name)
+    return relatives if as_uploaded in relatives else [*relatives, as_uploaded]
 
 
 def _report_rejection(gate: Gate, upload: Upload, validation: Validation, placement: Placement) -> Outcome:
@@ -586,9 +599,10 @@ def _settle_earlier(
             # it missed, or returns the run it started.
             return _release_to_run(gate, upload, contract, business_date, token, placement)
     dataset = contract.name if contract else None
-    name = rejected_name(contract, business_date, upload.name)
-    places.append((settings.rejected, rejected_path(settings.rejected, dataset, name)))
-    rejected = find_placement(store, upload, *places[-1])
+    rejected = None
+    for relative in _rejected_relatives(gate, upload, contract, business_date):
+        places.append((settings.rejected, relative))
+        rejected = rejected or find_placement(store, upload, settings.rejected, relative)
     if rejected is not None and store.stat(rejected.container, report_path(rejected.path)) is None:
         # An earlier delivery copied the file and failed before its report, and the blob changed since:
         # the report comes from the copy, and the rejection is alerted on as the first delivery would have.

@@ -553,6 +553,22 @@ def test_seals_of_earlier_releases_read_alike_and_the_sweep_runs_none_of_them_ag
     assert len(batch_runs(world)) == 2
 
 
+def test_an_optional_member_its_trigger_listed_is_late_after_a_seal_of_an_earlier_release(world: World) -> None:
+    pipelines = with_policy(optional_members=("shipping",), on_incomplete="load_available", complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 4, 3)
+    pieces = batch_pieces(day)  # the trigger lists all five, shipping with its size
+    shipping = pieces.pop(member_name("shipping", day))
+    assert [deliver(gate, world.upload(name, data)) for name, data in pieces.items()][-1].status == WAITING
+    [partial] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+    assert partial.status == OVERDUE
+    rewrite_seal(world, seals(world, day)[0], lambda document: document.pop(batches.OPTIONAL_SEALED))
+
+    late = deliver(gate, world.upload(member_name("shipping", day), shipping))
+
+    assert late.status == LATE_MEMBER
+
+
 @pytest.mark.parametrize("policy", ["wait", "reject", "load_available"])
 def test_a_trigger_that_no_longer_reads_as_valid_makes_its_batch_overdue(world: World, policy: str) -> None:
     # README's "Adding a dataset to a pipeline": a batch whose archived trigger lists the old members waits for a

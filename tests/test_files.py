@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from filegate.archive import place_upload, write_report
 from filegate.errors import RunNotStarted, StorageError
 from filegate.files import (
     NO_RUN,
@@ -23,7 +24,7 @@ from filegate.files import (
 )
 from filegate.ingest import ARCHIVED, REDRIVEN, REJECTED, handle_payload
 from filegate.storage import ObjectInfo, Store
-from filegate.sweep import FAILED, RUN_PENDING
+from filegate.sweep import FAILED, RUN_PENDING, upload_from_object
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
 from local_world.jobs_api.recording import RecordingRunner
@@ -89,7 +90,7 @@ def test_a_later_rejected_file_of_a_name_fixed_in_place_goes_back_under_the_name
     assert len(world.runs()) == 1
 
 
-def test_a_report_left_behind_by_hand_is_set_aside_for_the_next_file_rejected_under_that_name(world: World) -> None:
+def test_a_report_left_behind_by_hand_never_speaks_for_the_next_file_rejected_under_that_name(world: World) -> None:
     gate = world.gate()
     rejected = world.settings.rejected
     [first] = handle_payload(gate, world.upload(NAME, csv_bytes(header=["tracking_num", "status"])))
@@ -99,17 +100,62 @@ def test_a_report_left_behind_by_hand_is_set_aside_for_the_next_file_rejected_un
     assert copy is not None
     assert world.store.delete(copy.container, copy.path, copy.version)
 
-    [second] = handle_payload(gate, world.upload(NAME, csv_bytes([tracking_row(1, status="BOGUS")])))
+    event = world.upload(NAME, csv_bytes([tracking_row(1, status="BOGUS")]))
+    [second] = handle_payload(gate, event)
 
+    # The stale report stays (the function may not delete there); the file goes beside it, with its own.
     assert second.status == REJECTED
-    assert second.rejected_path == first.rejected_path
+    assert second.rejected_path != first.rejected_path
     [listed] = rejected_files(gate)
+    assert listed.path == second.rejected_path
     assert listed.reasons == second.reasons != first.reasons
-    reports = [info for info in world.objects(rejected) if info.path.endswith(".report.json")]
-    assert len(reports) == 2  # the first file's report, kept under a time-stamped name
-    assert [json.loads(world.read(info))["reasons"] for info in reports if info.path != copy.path + ".report.json"] == [
-        list(first.reasons)
-    ]
+    [again] = handle_payload(gate, event)
+    assert (again.status, again.rejected_path, again.reasons) == ("duplicate", second.rejected_path, second.reasons)
+
+
+def test_a_file_fixed_by_an_upload_over_its_rejected_copy_goes_back_under_the_name_it_was_uploaded_with(
+    world: World,
+) -> None:
+    # Rejected under the contract's spelling; fixed in place (an upload keeps no metadata): its report says the name.
+    gate = world.gate()
+    uploaded = NAME.upper().replace(".CSV", ".csv")
+    [rejected] = handle_payload(gate, world.upload(uploaded, BAD))
+    assert rejected.rejected_path is not None
+    container, _, path = rejected.rejected_path.partition("/")
+    assert path.endswith("/" + NAME)
+    info = world.store.stat(container, path)
+    assert info is not None
+    world.store.delete(container, path, info.version)
+    world.store.put(container, path, DATA, "text/csv", {})
+
+    fixed = reprocess_rejected(gate, rejected.rejected_path)
+
+    assert fixed.status == ARCHIVED, fixed.reasons
+    assert fixed.source == f"{world.settings.landing.container}/{world.settings.landing.path(uploaded)}"
+
+
+def test_a_delivery_retried_across_the_upgrade_finds_the_copy_an_earlier_release_rejected_as_uploaded(
+    world: World,
+) -> None:
+    # An earlier release kept the name as uploaded, copied the file and wrote its report, then died before the
+    # source left landing; the retried delivery must finish that rejection, not make a second copy.
+    gate = world.gate()
+    uploaded = NAME.upper().replace(".CSV", ".csv")
+    event = world.upload(uploaded, BAD)
+    landing = world.settings.landing
+    source = world.store.stat(landing.container, landing.path(uploaded))
+    assert source is not None
+    upload = upload_from_object(world.store, source)
+    placed = place_upload(world.store, upload, world.settings.rejected, f"order_tracking/{uploaded}")
+    report = {"source": f"{upload.container}/{upload.path}", "source_version": upload.version, "reasons": ["bad"]}
+    assert write_report(world.store, placed, report)
+
+    [outcome] = handle_payload(gate, event)
+
+    assert outcome.status == REJECTED
+    assert outcome.rejected_path == f"{placed.container}/{placed.path}"
+    assert [item.path for item in rejected_files(gate)] == [outcome.rejected_path]
+    assert world.objects(landing) == []
 
 
 def test_an_upload_named_like_a_report_is_rejected_under_a_name_no_report_has(world: World) -> None:

@@ -113,7 +113,13 @@ def _report_writes(rejected: str) -> Any:
     """Matches writing a report into the rejected container (Azure: Put Blob of the name, GCS: an upload)."""
 
     def matches(method: str, path: str, headers: Any) -> bool:
-        return rejected in path and (path.split("?", 1)[0].endswith(REPORT_SUFFIX) or path.startswith("/upload/"))
+        # Writes only: a rejection first looks whether another upload's report lies in its file's report slot.
+        writes = method in ("PUT", "POST")
+        return (
+            writes
+            and rejected in path
+            and (path.split("?", 1)[0].endswith(REPORT_SUFFIX) or path.startswith("/upload/"))
+        )
 
     return matches
 

@@ -48,6 +48,7 @@ def test_read_prefix_reads_only_the_prefix_of_that_generation(gcs_store: GcsStor
 
     assert gcs_store.read_prefix(settings.landing.container, "in/a.csv", 15, info.version) == b"012345678901234"
     assert gcs_store.read_range(settings.landing.container, "in/a.csv", 993, 15, info.version) == b"3456789"
+    assert gcs_store.read_range(settings.landing.container, "in/a.csv", 993, 15, "") == b"3456789"  # any generation
     with pytest.raises(SourceChanged):
         gcs_store.read_prefix(settings.landing.container, "in/a.csv", 15, str(int(info.version) + 1))
     with pytest.raises(ObjectNotFound):
