@@ -101,10 +101,11 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
     source = unquote(info.metadata.get(META_SOURCE, ""))
     source_container, _, source_path = source.partition("/")
     if source_container != landing.container or not source_path:
-        # Fixed by an upload over it, which keeps no metadata: back under the name it was uploaded with, which
-        # its report keeps (the rejected name may be the contract's spelling, escaped, or a hash of a long one).
+        # Fixed by an upload over it, which keeps no metadata (or a trigger the overdue sweep moved here from
+        # the archive): back under the name it was uploaded with, which its report keeps (the rejected name may
+        # be the contract's spelling, escaped, or a hash of a long one), without an archived version's tag.
         uploaded = _report(gate, container, relative).get("file")
-        name = uploaded if isinstance(uploaded, str) and uploaded and "/" not in uploaded else None
+        name = unqualified_name(uploaded) if isinstance(uploaded, str) and uploaded and "/" not in uploaded else None
         source_container = landing.container
         source_path = landing.path(name or unqualified_name(relative.rsplit("/", 1)[-1]))
     # Create-only: a newer upload under that name in landing wins, and this one waits.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,12 @@ from filegate.files import (
 )
 from filegate.ingest import ARCHIVED, REDRIVEN, REJECTED, handle_payload
 from filegate.storage import ObjectInfo, Store
-from filegate.sweep import FAILED, RUN_PENDING, upload_from_object
+from filegate.sweep import FAILED, RUN_PENDING, sweep_pipeline_batches, upload_from_object
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
 from local_world.jobs_api.recording import RecordingRunner
 from tests.faults.world import World, assert_converged
+from tests.test_batches import batch_pieces, deliver, later_clock, trigger_bytes, trigger_name, with_policy
 
 NAME = "order_tracking_2024_03_05.csv"
 DATA = csv_bytes([tracking_row(i) for i in range(6)])
@@ -132,6 +134,25 @@ def test_a_file_fixed_by_an_upload_over_its_rejected_copy_goes_back_under_the_na
 
     assert fixed.status == ARCHIVED, fixed.reasons
     assert fixed.source == f"{world.settings.landing.container}/{world.settings.landing.path(uploaded)}"
+
+
+def test_a_corrected_trigger_the_overdue_sweep_rejected_goes_back_under_its_own_name(world: World) -> None:
+    # The corrected trigger was archived under a version-qualified name; the sweep moved both to rejected.
+    pipelines = with_policy(on_incomplete="reject", complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 3, 5)
+    for name, data in batch_pieces(day).items():
+        if not name.startswith("shipping"):
+            deliver(gate, world.upload(name, data))
+    deliver(gate, world.upload(trigger_name(day), trigger_bytes(day, created_at="2025-03-05T23:59:00Z")))
+    [overdue] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+    assert overdue.status == "overdue"
+    [qualified] = [item.path for item in rejected_files(gate) if "__v" in item.path]
+
+    outcome = reprocess_rejected(gate, qualified)
+
+    assert outcome.source == f"{world.settings.landing.container}/{world.settings.landing.path(trigger_name(day))}"
+    assert outcome.status == "waiting"
 
 
 def test_a_delivery_retried_across_the_upgrade_finds_the_copy_an_earlier_release_rejected_as_uploaded(
