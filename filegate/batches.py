@@ -26,6 +26,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from filegate.archive import (
+    REPORT_SUFFIX,
     Placement,
     find_placement,
     place_upload,
@@ -888,21 +889,49 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, f
 # ---------------------------------------------------------------------------------------------- sweep
 
 
-def batch_dates(gate: Gate, pipeline: Pipeline, since: date | None = None) -> list[date]:
-    """Every business day that has a batch folder in the archive, oldest first."""
+def batch_dates(gate: Gate, pipeline: Pipeline, since: date | None = None, *, with_members: bool = False) -> list[date]:
+    """Every business day that has a batch folder in the archive, oldest first; `with_members`: also every
+    day a required member is archived for (a day whose trigger never came, or was rejected)."""
     archive = gate.settings.archive
-    prefix = archive.path(f"{BATCHES_FOLDER}/{pipeline.name}/")
+    folders = [f"{BATCHES_FOLDER}/{pipeline.name}/"]
+    if with_members:
+        folders += [f"{dataset}/" for dataset in pipeline.required_members]
     found = set()
-    for info in gate.store.list(archive.container, prefix):
-        match = _DATE_FOLDER.search(info.path[len(prefix) :])
-        if match:
-            try:
-                day = date(int(match["yyyy"]), int(match["mm"]), int(match["dd"]))
-            except ValueError:
-                continue
-            if since is None or day >= since:
-                found.add(day)
+    for folder in folders:
+        prefix = archive.path(folder)
+        for info in gate.store.list(archive.container, prefix):
+            match = _DATE_FOLDER.search(info.path[len(prefix) :])
+            if match:
+                try:
+                    day = date(int(match["yyyy"]), int(match["mm"]), int(match["dd"]))
+                except ValueError:
+                    continue
+                if since is None or day >= since:
+                    found.add(day)
     return sorted(found)
+
+
+def rejected_trigger(gate: Gate, pipeline: Pipeline, business_date: date) -> str | None:
+    """`container/path` of the report of the newest trigger of this day that is in rejected (by the overdue
+    sweep, or on arrival), or None; one listing of the pipeline's rejected folder."""
+    location = gate.settings.rejected
+    prefix = location.path(f"{pipeline.name}/")
+    listed = {info.path: info for info in gate.store.list(location.container, prefix)}
+    reports = []
+    for path, info in listed.items():
+        name = path[len(prefix) :]
+        if "/" in name or not name.endswith(REPORT_SUFFIX) or name.removesuffix(REPORT_SUFFIX) == "":
+            continue
+        rejected = path.removesuffix(REPORT_SUFFIX)
+        try:
+            day = pipeline.trigger_date(unqualified_name(name.removesuffix(REPORT_SUFFIX)))
+        except ValueError:
+            continue
+        # A report whose file is gone (reprocessed, or deleted by hand) says nothing about the day any more.
+        if day == business_date and rejected in listed:
+            reports.append(info)
+    newest = max(reports, key=lambda info: (info.written, info.path), default=None)
+    return f"{location.container}/{newest.path}" if newest else None
 
 
 def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome | None:

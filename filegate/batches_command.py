@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from filegate import exits
-from filegate.batches import SEALED, Batch, assess_batch, batch_dates, is_overdue, reseal
+from filegate.batches import SEALED, Batch, assess_batch, batch_dates, is_overdue, rejected_trigger, reseal
 from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.ingest import DUPLICATE, Gate
 from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found
@@ -36,15 +36,25 @@ class BatchRow:
     run_id: int | None
     run_page_url: str | None
     partial: bool = False
+    # present, invalid (archived, but it does not read as valid now), missing, or rejected (then its report)
+    trigger: str = "present"
+    trigger_report: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
 
 
 def describe_batch(gate: Gate, batch: Batch, run_state: str | None = None) -> BatchRow:
-    """A batch's state: waiting, blocked, overdue, or sealed (then running, succeeded or failed when known)."""
+    """A batch's state: waiting, blocked, overdue, rejected (its trigger), or sealed (then running, succeeded
+    or failed when known)."""
     revision = batch.revision or None
     run_id, url, partial = None, None, False
+    trigger, report = "present", None
+    if batch.trigger is None:
+        report = None if revision else rejected_trigger(gate, batch.pipeline, batch.business_date)
+        trigger = "rejected" if report else "missing"
+    elif not batch.trigger.ok:
+        trigger = "invalid"
     if revision is not None:
         seal = json.loads(_read(gate, batch.seals[revision]))
         partial = bool(seal.get("partial"))
@@ -52,10 +62,15 @@ def describe_batch(gate: Gate, batch: Batch, run_state: str | None = None) -> Ba
             note = json.loads(_read(gate, batch.runs[revision]))
             run_id, url = int(note["run_id"]), str(note.get("run_page_url") or "")
         state = run_state or "sealed"
+    elif report:
+        # The overdue sweep rejected it (on_incomplete = reject), or it was rejected on arrival: the members
+        # wait archived for a corrected trigger, whose event decides again.
+        state = "rejected"
     elif batch.blocked:
         state = "blocked"
-    elif (batch.missing or (batch.trigger is not None and not batch.trigger.ok)) and is_overdue(gate, batch):
-        # As the sweep says it (batches._decide): a trigger that no longer reads as valid runs out its window too.
+    elif (batch.missing or trigger != "present") and is_overdue(gate, batch):
+        # As the sweep says it (batches._decide): a trigger that no longer reads as valid runs out its window
+        # too. A day whose trigger never came is overdue here only: the sweep does not look for such days.
         state = "overdue"
     else:
         state = "waiting"
@@ -70,6 +85,8 @@ def describe_batch(gate: Gate, batch: Batch, run_state: str | None = None) -> Ba
         run_id,
         url,
         partial,
+        trigger,
+        report,
     )
 
 
@@ -80,7 +97,7 @@ def _read(gate: Gate, info: Any) -> bytes:
 def list_batches(gate: Gate, pipeline: str | None = None, since: date | None = None) -> Iterator[Batch]:
     for name in sorted(gate.pipelines):
         if pipeline is None or name == pipeline:
-            for day in batch_dates(gate, gate.pipelines[name], since):
+            for day in batch_dates(gate, gate.pipelines[name], since, with_members=True):
                 yield assess_batch(gate, gate.pipelines[name], day)
 
 
@@ -200,10 +217,14 @@ def format_rows(rows: list[BatchRow]) -> str:
         members = f"present {','.join(row.present) or '-'}"
         if row.missing:
             members += f"; missing {','.join(row.missing)}"
+        if row.trigger != "present":
+            members += f"; trigger {row.trigger}"
         revision = str(row.revision or "-") + ("p" if row.partial else "")
         run = str(row.run_id or "-")
         lines.append(f"{row.pipeline:<12} {row.business_date:<10} {row.state:<10} {revision:>3} {run:>8}  {members}")
         lines.extend(f"    blocked by {blocked}" for blocked in row.blocked)
+        if row.trigger_report:
+            lines.append(f"    trigger rejected: {row.trigger_report}")
         if row.run_page_url:
             lines.append(f"    {row.run_page_url}")
     return "\n".join(lines)

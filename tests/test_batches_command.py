@@ -11,7 +11,8 @@ import pytest
 from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, WAITING, reseal
 from filegate.batches_command import describe_batch, format_rows, list_batches, run_state
 from filegate.cli import main
-from filegate.ingest import DUPLICATE
+from filegate.ingest import DUPLICATE, REJECTED
+from filegate.sweep import sweep_pipeline_batches
 from local_world.emulators import free_port
 from tests.faults.world import World
 from tests.test_batches import (
@@ -21,6 +22,8 @@ from tests.test_batches import (
     batch_pieces,
     batch_runs,
     deliver,
+    later_clock,
+    member_bytes,
     member_name,
     read_seal,
     seal_unsized,
@@ -61,6 +64,63 @@ def test_batches_lists_sealed_waiting_and_blocked_batches(world: World) -> None:
     assert "blocked by customers: " in table
     assert str(rows[1].run_id) in table
     assert [describe_batch(gate, b).business_date for b in list_batches(gate, since=date(2025, 4, 2))] == ["2025-04-02"]
+
+
+def test_a_day_whose_trigger_never_came_is_listed_and_overdue_once_its_window_passes(world: World) -> None:
+    pipelines = with_policy(complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 3, 9)
+    for dataset in MEMBERS:
+        deliver(gate, world.upload(member_name(dataset, day), member_bytes(dataset)))
+
+    [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
+    assert (row.business_date, row.state, row.trigger, row.present, row.missing) == (
+        "2025-03-09",
+        WAITING,
+        "missing",
+        MEMBERS,
+        (),
+    )
+    late = world.gate(pipelines=pipelines, clock=later_clock(31))
+    [row] = [describe_batch(late, batch) for batch in list_batches(late)]
+    assert row.state == "overdue"
+    assert "trigger missing" in format_rows([row])
+    # Only the listing looks for such days: nothing says a day is a batch before its trigger comes.
+    assert list(sweep_pipeline_batches(late)) == []
+
+    # A trigger rejected on arrival: the day says so, with the report to read.
+    rejected = deliver(gate, world.upload(trigger_name(day), b"{not json"))
+    assert rejected.status == REJECTED
+    [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
+    assert (row.state, row.trigger, row.trigger_report) == (
+        "rejected",
+        "rejected",
+        f"{rejected.rejected_path}.report.json",
+    )
+
+
+def test_a_day_whose_trigger_the_overdue_sweep_rejected_stays_listed_until_a_corrected_trigger(world: World) -> None:
+    pipelines = with_policy(on_incomplete="reject", complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 3, 5)
+    pieces = batch_pieces(day)
+    for name, data in pieces.items():
+        if not name.startswith("shipping"):
+            deliver(gate, world.upload(name, data))
+    late = world.gate(pipelines=pipelines, clock=later_clock(31))
+    [swept] = sweep_pipeline_batches(late)
+    assert swept.rejected_path is not None
+
+    [row] = [describe_batch(late, batch) for batch in list_batches(late)]
+
+    assert (row.state, row.trigger, row.missing) == ("rejected", "rejected", ("shipping",))
+    assert row.trigger_report == f"{swept.rejected_path}.report.json"
+    assert f"trigger rejected: {row.trigger_report}" in format_rows([row])
+    shipping = member_name("shipping", day)
+    deliver(gate, world.upload(shipping, pieces[shipping]))
+    assert deliver(gate, world.upload(trigger_name(day), pieces[trigger_name(day)])).status == SEALED
+    [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
+    assert (row.state, row.trigger, row.trigger_report) == (SEALED, "present", None)
 
 
 def test_batches_is_a_filegate_command_with_its_own_help(capsys: pytest.CaptureFixture[str]) -> None:
