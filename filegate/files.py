@@ -362,19 +362,41 @@ def reconcile_main(argv: list[str]) -> int:
     return _run_command("reconcile", body)
 
 
+def backfill_selection(gate: Gate, folder: Path, pattern: str | None) -> tuple[list[Path], list[Path]]:
+    """The files of `folder` to backfill, and the ones left out: by `pattern` (a glob) when given, else every
+    file a dataset contract or a pipeline's trigger pattern names (a pipeline's folder holds both)."""
+    files = sorted(path for path in folder.glob(pattern or "*") if path.is_file())
+    if pattern is not None:
+        return files, []
+    triggers = [pipeline.trigger_regex for pipeline in gate.pipelines.values()]
+    ours = [f for f in files if gate.contracts.match(f.name) or any(t.match(f.name) for t in triggers)]
+    return ours, [f for f in files if f not in ours]
+
+
 def backfill_main(argv: list[str]) -> int:
     """`filegate backfill FOLDER`: existing files through the gate, with progress and a summary."""
     parser = _parser("backfill", backfill_main.__doc__ or "")
     parser.add_argument("folder", type=Path, help="a folder of files (each is uploaded into landing, then handled)")
-    parser.add_argument("--pattern", default="*.csv", help="which files (default *.csv)")
+    parser.add_argument(
+        "--pattern",
+        help="which files, as a glob (default: every file a dataset contract or a pipeline's trigger names)",
+    )
     args = parser.parse_args(argv)
 
     def body() -> int:
-        files = sorted(path for path in args.folder.glob(args.pattern) if path.is_file())
-        if not files:
-            print(f"filegate backfill: no {args.pattern} files in {args.folder}", file=sys.stderr)
-            return exits.FAILED
         gate = _gate(args, check=True)
+        files, left_out = backfill_selection(gate, args.folder, args.pattern)
+        if left_out:
+            names = ", ".join(f.name for f in left_out[:5]) + (", ..." if len(left_out) > 5 else "")
+            print(
+                f"filegate backfill: left out {len(left_out)} file(s) no contract or trigger pattern names: {names} "
+                "(--pattern picks files by glob)",
+                file=sys.stderr,
+            )
+        if not files:
+            what = f"{args.pattern} files" if args.pattern else "files a contract or trigger pattern names"
+            print(f"filegate backfill: no {what} in {args.folder}", file=sys.stderr)
+            return exits.FAILED
         counts: dict[str, int] = {}
         for index, (file, outcome) in enumerate(backfill_files(gate, files), start=1):
             counts[outcome.status] = counts.get(outcome.status, 0) + 1

@@ -16,6 +16,7 @@ from filegate.files import (
     NO_RUN,
     archived_files,
     backfill_files,
+    backfill_selection,
     dead_letters,
     redrive,
     redrive_dead_letter,
@@ -369,6 +370,20 @@ def test_deadletters_redrive_reports_each_handled_letter_and_names_an_unreadable
     assert len(world.runs()) == 2
 
 
+def test_backfill_takes_every_file_a_contract_or_trigger_names_by_default(world: World, tmp_path: Path) -> None:
+    # A pipeline's folder holds its members and its triggers: a default of *.csv left every batch waiting.
+    names = ["customers_2025_01_15.csv", "trigger_2025_01_15.json", "order_tracking_2024_09_02.csv", "README.md"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    gate = world.gate()
+
+    assert [[p.name for p in part] for part in backfill_selection(gate, tmp_path, None)] == [
+        ["customers_2025_01_15.csv", "order_tracking_2024_09_02.csv", "trigger_2025_01_15.json"],
+        ["README.md"],
+    ]
+    assert [[p.name for p in part] for part in backfill_selection(gate, tmp_path, "*.md")] == [["README.md"], []]
+
+
 def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     world: World, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -383,6 +398,7 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     folder = tmp_path / "backfill"
     folder.mkdir()
     (folder / "order_tracking_2024_09_02.csv").write_bytes(csv_bytes([tracking_row(9)]))
+    (folder / "notes.txt").write_text("not a dataset's file")
 
     rejected = run_cli(["rejected", *target], env)
     before = run_cli(["reconcile", *target], env)
@@ -399,6 +415,7 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     assert json.loads(redriven.stdout)["status"] == REDRIVEN
     assert backfill.returncode == 0, backfill.stderr
     assert "[1/1] order_tracking_2024_09_02.csv: archived" in backfill.stdout
+    assert "left out 1 file(s) no contract or trigger pattern names: notes.txt" in backfill.stderr
     assert archived.returncode == 0, archived.stderr
     assert "2 archived file(s), 0 without a run" in archived.stdout
     assert letters.returncode == 0
