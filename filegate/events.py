@@ -34,6 +34,9 @@ _GCS_SOURCE = re.compile(r"^//storage\.googleapis\.com/projects/[^/]+/buckets/(?
 # Azure DNS zone endpoints (the zone label varies per account).
 _AZURE_ACCOUNT_HOST = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.(?:z[0-9]{2}\.)?(blob|dfs)\.")
 _TOPIC_ACCOUNT = re.compile(r"/storageAccounts/(?P<account>[^/]+)$", re.IGNORECASE)
+# ASCII digits only: str.isdigit() takes a superscript two (which int() refuses) and full-width digits
+# (a second spelling of a number, so a second identity).
+_DIGITS = re.compile(r"[0-9]+")
 MAX_PATH_LENGTH = 1024
 # An upload whose event named no version: the core reads the current one before acting.
 CURRENT_VERSION = ""
@@ -160,7 +163,9 @@ def _parse_gcs(event: Mapping[str, Any], event_id: str) -> Upload | Ignored:
         # Google's local-development example event names no generation: the core reads the
         # object's current one from the store (CURRENT_VERSION), so the token still names a real version.
         generation = CURRENT_VERSION
-    elif isinstance(generation, bool) or not isinstance(generation, str | int) or not str(generation).isdigit():
+    elif (
+        isinstance(generation, bool) or not isinstance(generation, str | int) or not _DIGITS.fullmatch(str(generation))
+    ):
         raise InvalidEvent(f"event {event_id}: generation must be a number, got {generation!r}")
     return Upload(
         store=GCS,
@@ -192,7 +197,7 @@ def _size(value: Any, event_id: str) -> int:
         raise InvalidEvent(f"event {event_id}: size must be a number, got a boolean")
     if isinstance(value, int):
         size = value
-    elif isinstance(value, str) and value.isdigit():
+    elif isinstance(value, str) and _DIGITS.fullmatch(value):
         size = int(value)
     else:
         raise InvalidEvent(f"event {event_id}: size must be a whole number, got {value!r}")
@@ -231,7 +236,10 @@ def _azure_account(url: str, topic: str) -> str:
     single label, as Azurite's are); on any other host its first segment is the container.
     """
     if url:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # `https://[bad/...`: the URL cannot be parsed at all
+            raise InvalidEvent(f"data.url is not a URL: {exc}") from exc
         hostname = parts.hostname or ""
         host = _AZURE_ACCOUNT_HOST.match(hostname)
         if host:

@@ -146,7 +146,7 @@ def archived_files(gate: Gate, dataset: str | None = None, day: str | None = Non
 
 def _run_id(info: ObjectInfo) -> int | None:
     raw = info.metadata.get(META_RUN_ID, "")
-    return int(raw) if raw.isdigit() else None
+    return int(raw) if (raw.isascii() and raw.isdigit()) else None
 
 
 def run_state_of(gate: Gate, run_id: int | None) -> str:

@@ -121,7 +121,7 @@ def _info(container: str, blob: Blob) -> ObjectInfo:
 
 
 def _generation(version: str) -> int:
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         raise StorageError(f"GCS versions are generation numbers, got {version!r}")
     return int(version)
 

@@ -250,7 +250,7 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
             business_date=business_date.isoformat(),
             reasons=(reason,),
             archived_path=f"{identical.container}/{identical.path}",
-            run_id=int(run) if run.isdigit() else None,
+            run_id=int(run) if (run.isascii() and run.isdigit()) else None,
         )
     placement = place_upload(store, upload, settings.archive, archive_path(contract.name, business_date, upload.name))
     # place_upload returns only a whole copy, so the source goes only once its bytes are safe. Delete only

@@ -82,6 +82,15 @@ def test_a_url_that_names_no_account_without_a_topic_is_malformed() -> None:
         parse_event(event)
 
 
+def test_a_url_that_cannot_be_parsed_is_malformed_not_a_crash() -> None:
+    # A ValueError would escape handle_payload, and the platform would retry a malformed event for a day.
+    event = blob_created("landing", "f.csv", 10, "0x1")
+    event["data"]["url"] = "https://[bad/landing/f.csv"
+
+    with pytest.raises(InvalidEvent, match=r"data\.url is not a URL"):
+        parse_event(event)
+
+
 def test_an_array_yields_one_result_per_event() -> None:
     events = [blob_created("landing", f"f{i}.csv", 10, f"0x{i}") for i in range(3)]
 
@@ -189,9 +198,17 @@ def test_gcs_finalize_sizes_and_generations_arrive_as_strings() -> None:
     assert (upload.size, upload.version) == (120, "1700000000000001")
 
 
-def test_gcs_event_with_a_non_numeric_generation_is_malformed() -> None:
+@pytest.mark.parametrize("generation", ["abc", "\uff11\uff12", "²"])
+def test_gcs_event_with_a_non_numeric_generation_is_malformed(generation: str) -> None:
+    # Full-width digits would be a second identity (and run token) of generation 12; `²` is a digit int() refuses.
     with pytest.raises(InvalidEvent):
-        parse_event(gcs_event(generation="abc"))
+        parse_event(gcs_event(generation=generation))
+
+
+@pytest.mark.parametrize("size", ["²", "\uff11\uff12"])
+def test_gcs_event_with_a_size_in_other_digits_is_malformed_not_a_crash(size: str) -> None:
+    with pytest.raises(InvalidEvent, match="size must be a whole number"):
+        parse_event(gcs_event(size=size))
 
 
 def test_a_gcs_upload_has_one_identity_whatever_else_the_event_carries() -> None:
