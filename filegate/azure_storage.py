@@ -19,6 +19,7 @@ from filegate.errors import (
     SourceChanged,
     StorageError,
     TransientError,
+    Unreadable,
 )
 from filegate.events import AZURE
 from filegate.storage import ObjectInfo
@@ -108,6 +109,16 @@ def _azure_errors(what: str, setting: str = "FILEGATE_AZURE_STORAGE") -> Iterato
             raise TransientError(f"{what}: access denied ({code}); check the identity's role assignments") from exc
         if status >= 500 or status in (408, 429):
             raise TransientError(f"{what}: storage answered {status} {code}") from exc
+        if code == "BlobArchived":
+            raise Unreadable(
+                f"{what}: the blob is in the Archive access tier, which cannot be read; set its tier to Hot or "
+                "Cool (rehydration takes hours), and the sweep takes it from landing then"
+            ) from exc
+        if code == "BlobUsesCustomerSpecifiedEncryption":
+            raise Unreadable(
+                f"{what}: the blob is encrypted with a customer-provided key, which Filegate does not hold; "
+                "upload it again without one"
+            ) from exc
         raise StorageError(f"{what}: storage answered {status} {code}: {exc}") from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise TransientError(f"{what}: storage unreachable: {exc}") from exc

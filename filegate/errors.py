@@ -54,6 +54,11 @@ class ObjectNotFound(StorageError):
     """The object is not there (any more)."""
 
 
+class Unreadable(StorageError):
+    """The object is there, but no retry reads it until a person acts on it (an Azure blob in the Archive
+    tier, or one encrypted with a customer-provided key): the event is answered, the file stays put."""
+
+
 class ConditionFailed(StorageError):
     """A precondition did not hold: the source changed, or the destination already exists."""
 

@@ -34,6 +34,7 @@ from filegate.errors import (
     ObjectNotFound,
     RunNotStarted,
     SourceChanged,
+    Unreadable,
 )
 from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, Ignored, Upload, parse_event
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
@@ -163,7 +164,13 @@ def handle_upload(gate: Gate, upload: Upload) -> Outcome:
             current.version,
         )
         upload = replace(upload, version=current.version, size=current.size, sequencer=current.version)
-    outcome = _decide(gate, upload)
+    try:
+        outcome = _decide(gate, upload)
+    except Unreadable as exc:
+        # Retrying the event cannot help, and neither can a copy (it reads the bytes): the file stays in
+        # landing, said at WARNING, and the sweep takes it once a person has made it readable.
+        source = f"{upload.container}/{upload.path}"
+        return _log(Outcome(IGNORED, upload.event_id, source, reasons=(f"left in landing: {exc}",)), warn=True)
     return _log(outcome)
 
 

@@ -14,6 +14,7 @@ import pytest
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 from azure.functions.timer import TimerRequest
+from azure.storage.blob import BlobServiceClient, StandardBlobTier
 
 import function_app
 from filegate.azure_storage import AzureBlobStore
@@ -134,6 +135,39 @@ def test_the_function_lets_a_transient_failure_raise_so_event_grid_retries(
 
     assert len(jobs_api.runs()) == 1
     assert list(azure_store.list(configured.landing.container, "")) == []
+
+
+def test_a_blob_in_the_archive_tier_is_answered_and_left_in_landing_until_it_is_rehydrated(
+    configured: Settings,
+    azure_store: AzureBlobStore,
+    azurite: Azurite,
+    jobs_api: LocalJobsServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Its bytes cannot be read (409 BlobArchived) until a person sets its tier: raising made Event Grid
+    # retry for a day and then dead-letter it, and every sweep fail on it, with nothing saying why.
+    path = configured.landing.path(NAME)
+    data = csv_bytes()
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        configured.landing.container, path
+    )
+    blob.upload_blob(data, standard_blob_tier=StandardBlobTier.ARCHIVE)
+    version = str(blob.get_blob_properties().etag).strip('"')
+    event = event_grid_event(blob_created(configured.landing.container, path, len(data), version, port=azurite.port))
+
+    assert user_function()(event) is None
+
+    assert [info.path for info in azure_store.list(configured.landing.container, "")] == [path]
+    assert list(azure_store.list(configured.rejected.container, "")) == []
+    assert jobs_api.runs() == []
+    assert "Archive access tier" in caplog.text
+    assert "left in landing" in caplog.text
+    blob.set_standard_blob_tier(StandardBlobTier.HOT)  # Azurite rehydrates at once; Azure takes hours
+    user_function()(event)
+    assert [info.path for info in azure_store.list(configured.archive.container, "")] == [
+        f"order_tracking/2024/03/05/{NAME}"
+    ]
+    assert len(jobs_api.runs()) == 1
 
 
 def test_a_malformed_event_is_dropped_without_raising(configured: Settings) -> None:
