@@ -105,6 +105,12 @@ variable "databricks_job_id" {
   description = "Job id; when set it wins over the job name (FILEGATE_JOB_ID). Empty to look the job up by name."
   type        = string
   default     = ""
+
+  validation {
+    # The function refuses any other value on every delivery (FILEGATE_JOB_ID): refused at plan instead.
+    condition     = can(regex("^[0-9]*$", var.databricks_job_id))
+    error_message = "databricks_job_id must be a job id (digits only), or empty to look the job up by name."
+  }
 }
 
 variable "databricks_batch_job_name" {
@@ -117,6 +123,12 @@ variable "databricks_batch_job_id" {
   description = "Batch job id; when set it wins over the batch job name (FILEGATE_BATCH_JOB_ID). Empty to look the job up by name."
   type        = string
   default     = ""
+
+  validation {
+    # The function refuses any other value on every delivery (FILEGATE_BATCH_JOB_ID): refused at plan instead.
+    condition     = can(regex("^[0-9]*$", var.databricks_batch_job_id))
+    error_message = "databricks_batch_job_id must be a job id (digits only), or empty to look the job up by name."
+  }
 }
 
 variable "databricks_token" {

@@ -85,6 +85,8 @@ AZURE_REFUSED = {
     "token auth without token": (["databricks_auth=token"], "needs databricks_token"),
     "uploader by e-mail": (['uploader_principal_ids=["someone@example.com"]'], "uploader_principal_ids must be"),
     "operator by name": (['operator_principal_ids=["ops"]'], "operator_principal_ids must be"),
+    "job id as a name": (["databricks_job_id=job-123"], "databricks_job_id must be a job id"),
+    "batch job id as a name": (["databricks_batch_job_id=filegate-batch"], "databricks_batch_job_id must be a job id"),
 }
 
 
@@ -111,3 +113,10 @@ def test_gcp_refuses_a_name_prefix_buckets_cannot_carry(gcp_variables: Path) -> 
     result = plan(gcp_variables, "gcp", ["name_prefix=Filegate_"])
 
     assert "name_prefix must be" in refusal(result)
+
+
+@pytest.mark.parametrize("variable", ["databricks_job_id", "databricks_batch_job_id"])
+def test_gcp_refuses_a_job_id_that_is_not_a_number(variable: str, gcp_variables: Path) -> None:
+    # The function would refuse it on every delivery, and Eventarc retry each for a day.
+    assert f"{variable} must be a job id" in refusal(plan(gcp_variables, "gcp", [f"{variable}=job-123"]))
+    assert plan(gcp_variables, "gcp", [f"{variable}=123"]).returncode == 0
