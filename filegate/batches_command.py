@@ -130,7 +130,14 @@ def run_state(gate: Gate, run_id: int) -> str | None:
 
 def main(argv: list[str]) -> int:
     """`filegate batches`: list pipeline batches with state, present/missing/blocked members, seal and run."""
-    parser = argparse.ArgumentParser(prog="filegate batches", description=main.__doc__)
+    from filegate.settings import settings_help
+
+    parser = argparse.ArgumentParser(
+        prog="filegate batches",
+        description=main.__doc__,
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--pipeline", help="only this pipeline")
     parser.add_argument("--since", type=date.fromisoformat, help="only business dates from this one (YYYY-MM-DD)")
     add_target_option(parser, "which cloud's archive")

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 AZURE_DATABRICKS_RESOURCE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
 TOKEN_PREFIX = "fg1-"  # noqa: S105 - a prefix for idempotency tokens, not a secret
 # Event Grid waits 30 s for the whole handler. The SDK would retry 429/503 for 300 s by default;
-# stopping earlier lets Event Grid's own retry schedule take over instead of timing out mid-call.
+# stopping earlier lets Event Grid's own retry schedule take over instead of timing out mid-call. This
+# bounds each call, not the handler: a throttled lookup, run-now and get-run can together pass 30 s, and
+# Event Grid then redelivers while the first delivery still runs; both send one token, so one run.
 RETRY_TIMEOUT_SECONDS = 20
 HTTP_TIMEOUT_SECONDS = 10
 # The reachability probe: a refused or silent Jobs API is named within seconds, not after the SDK's retries.

@@ -222,9 +222,28 @@ def _name(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
+# What `filegate status` reads: the job and the workspace, never storage.
+STATUS_SETTINGS = (
+    "FILEGATE_JOB_ID",
+    "FILEGATE_JOB_NAME",
+    "FILEGATE_DATABRICKS_AUTH",
+    "DATABRICKS_HOST",
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_ID",
+    "DATABRICKS_CLIENT_SECRET",
+)
+
+
 def main(argv: list[str]) -> int:
     """`filegate status [RUN_ID]`: recent runs of the configured job, or one run in detail."""
-    parser = argparse.ArgumentParser(prog="filegate status", description=main.__doc__)
+    from filegate.settings import settings_help
+
+    parser = argparse.ArgumentParser(
+        prog="filegate status",
+        description=main.__doc__,
+        epilog=settings_help(STATUS_SETTINGS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("run_id", nargs="?", type=int, help="show this run with its tasks and errors")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="how many recent runs to list")
     parser.add_argument("--json", action="store_true", help="print the Jobs API's answer as JSON")

@@ -135,9 +135,13 @@ def test_unknown_command_and_version() -> None:
 
 
 def test_help_lists_the_settings_each_command_reads_with_defaults() -> None:
-    for command in ("handle", "sweep"):
+    # `check` reads only the contracts it is given; `status` reads the job and the workspace, not storage.
+    for command in ("handle", "sweep", "batches", "doctor", "rejected", "archived", "reconcile", "backfill"):
         result = run_cli([command, "--help"], {})
 
         assert result.returncode == 0
-        assert "FILEGATE_ARCHIVE (default archive)" in result.stdout
-        assert "DATABRICKS_HOST" in result.stdout
+        assert "FILEGATE_ARCHIVE (default archive)" in result.stdout, command
+        assert "DATABRICKS_HOST" in result.stdout, command
+    status = run_cli(["status", "--help"], {})
+    assert "FILEGATE_JOB_NAME (default filegate-ingest)" in status.stdout
+    assert "DATABRICKS_HOST" in status.stdout
