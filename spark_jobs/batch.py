@@ -39,7 +39,14 @@ from spark_jobs.processing_log import (
 )
 from spark_jobs.session import build_session
 from spark_jobs.stage import stage_table
-from spark_jobs.task import TaskArgumentError, add_table_arguments, checked_batch_id, parsed_location
+from spark_jobs.task import (
+    TaskArgumentError,
+    add_run_argument,
+    add_table_arguments,
+    checked_batch_id,
+    parsed_location,
+    parsed_run_id,
+)
 from spark_jobs.warehouse import TableLocation, Warehouse, instant
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -203,22 +210,19 @@ def parse_batch_arguments(argv: Sequence[str], description: str) -> BatchArgumen
     parser.add_argument("--source-file", help="The manifest's URI to record as lineage; defaults to --manifest.")
     parser.add_argument("--pipeline", required=True, help="The pipeline's name; must match the manifest.")
     parser.add_argument("--batch-id", required=True, help="The batch id; must match the manifest.")
-    parser.add_argument("--run-id", help="The job run's id ({{job.run_id}}), recorded in processing_log.")
+    add_run_argument(parser)
     add_table_arguments(parser)
     parsed = parser.parse_args(list(argv))
     batch_id = checked_batch_id(parsed.batch_id)
     for name in ("manifest", "pipeline"):
         if not getattr(parsed, name).strip():
             raise TaskArgumentError(f"--{name} must not be empty")
-    run_id = (parsed.run_id or "").strip()
-    if run_id and not run_id.isdigit():
-        raise TaskArgumentError(f"--run-id must be a whole number, got {parsed.run_id!r}")
     return BatchArguments(
         manifest=parsed.manifest,
         manifest_uri=parsed.source_file or parsed.manifest,
         pipeline=parsed.pipeline.strip(),
         batch_id=batch_id,
-        run_id=int(run_id) if run_id else None,
+        run_id=parsed_run_id(parsed),
         location=parsed_location(parsed),
         contracts_dir=parsed.contracts_dir,
     )

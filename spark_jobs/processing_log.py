@@ -117,3 +117,26 @@ def succeeded_at(warehouse: Warehouse, batch_id: str, dataset: str, task: str) -
     mine = (F.col("batch_id") == batch_id) & (F.col("dataset") == dataset) & (F.col("task") == task)
     found = log.where(mine & (F.col("status") == SUCCEEDED)).agg(F.max("ended_at").alias("ended")).first()
     return None if found is None else found["ended"]
+
+
+def next_attempt(warehouse: Warehouse, task: str, run_id: int | None) -> int | None:
+    """This task's attempt in its run: 1, then one more per retry (Databricks retries a task within the same
+    run id), counted from the rows the run's earlier attempts logged; None without a run id."""
+    if run_id is None:
+        return None
+    log = warehouse.read_if_exists(TABLE)
+    if log is None:
+        return 1
+    mine = (F.col("task") == task) & (F.col("run_id") == run_id)
+    found = log.where(mine).agg(F.max("attempt").alias("last")).first()
+    last = None if found is None else found["last"]
+    return 1 if last is None else int(last) + 1
+
+
+def attempt_or_none(warehouse: Warehouse, task: str, run_id: int | None) -> int | None:
+    """`next_attempt` on a failure's way out: a log that cannot be read leaves the attempt empty, never raises."""
+    try:
+        return next_attempt(warehouse, task, run_id)
+    except Exception as exc:
+        print(f"{task}: could not read processing_log for the attempt: {error_text(exc)}", file=sys.stderr)
+        return None

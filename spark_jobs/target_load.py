@@ -15,7 +15,7 @@ if __package__ in (None, ""):
 from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
-from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, succeeded_at
+from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, next_attempt, succeeded_at
 from spark_jobs.target import TASK, TargetCounts, load_target, release_stage
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse, instant
@@ -50,6 +50,8 @@ def merge_batch(
         rows_unchanged=counts.unchanged,
         rows_tied=counts.tied,
         details=_versions_details(counts),
+        run_id=arguments.run_id,
+        attempt=next_attempt(warehouse, TASK, arguments.run_id),
     )
     append_run(spark, warehouse, record)
     _release(warehouse, contract, arguments.batch_id)
@@ -145,6 +147,8 @@ def _log_skipped(
         ended_at=datetime.now(UTC),
         status=SKIPPED,
         details=json.dumps({"why": why}),
+        run_id=arguments.run_id,
+        attempt=next_attempt(warehouse, TASK, arguments.run_id),
     )
     append_run(spark, warehouse, record)
     print(f"{TASK}: {why}: nothing to merge again")

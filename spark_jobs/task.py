@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from filegate import exits
 from filegate.contracts import Contract, load_contracts
 from filegate.errors import FilegateError
-from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, error_text
+from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, attempt_or_none, error_text
 from spark_jobs.session import build_session
 from spark_jobs.warehouse import LocalWarehouse, TableLocation, UnityCatalog, Warehouse
 
@@ -43,6 +43,8 @@ class TaskArguments:
     batch_id: str
     location: TableLocation
     contracts_dir: Path | None
+    # The job run's id; None off the bundle (a direct call), whose rows then carry no run or attempt.
+    run_id: int | None = None
 
 
 def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
@@ -52,6 +54,7 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
     parser.add_argument("--source-file", help="The file's URI to record as lineage; defaults to --source-path.")
     parser.add_argument("--dataset", required=True, help="The dataset contract's name.")
     parser.add_argument("--batch-id", required=True, help="The run's batch id; a re-run replaces its rows.")
+    add_run_argument(parser)
     add_table_arguments(parser)
     parsed = parser.parse_args(list(argv))
     batch_id = checked_batch_id(parsed.batch_id)
@@ -65,7 +68,20 @@ def parse_arguments(argv: Sequence[str], description: str) -> TaskArguments:
         batch_id=batch_id,
         location=parsed_location(parsed),
         contracts_dir=parsed.contracts_dir,
+        run_id=parsed_run_id(parsed),
     )
+
+
+def add_run_argument(parser: argparse.ArgumentParser) -> None:
+    """`--run-id`: the job run's id, which processing_log records and counts attempts by (both jobs)."""
+    parser.add_argument("--run-id", help="The job run's id ({{job.run_id}}), recorded in processing_log.")
+
+
+def parsed_run_id(parsed: argparse.Namespace) -> int | None:
+    run_id = (parsed.run_id or "").strip()
+    if run_id and not (run_id.isascii() and run_id.isdigit()):
+        raise TaskArgumentError(f"--run-id must be a whole number, got {parsed.run_id!r}")
+    return int(run_id) if run_id else None
 
 
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,6 +177,8 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
                 ended_at=datetime.now(UTC),
                 status=FAILED,
                 error=error,
+                run_id=arguments.run_id,
+                attempt=attempt_or_none(warehouse, task, arguments.run_id),
             )
             append_failing_runs(spark, warehouse, [record], task)
         return exits.FAILED

@@ -13,7 +13,8 @@ from spark_jobs.warehouse import MAX_ATTEMPTS
 BUNDLE = Path(__file__).resolve().parents[2] / "infra" / "databricks"
 PARAMETERS = [
     "--source-path", "{{job.parameters.source_path}}", "--dataset", "{{job.parameters.dataset}}",
-    "--batch-id", "{{job.parameters.batch_id}}", "--catalog", "${var.catalog}", "--schema", "${var.schema}",
+    "--batch-id", "{{job.parameters.batch_id}}", "--run-id", "{{job.run_id}}",
+    "--catalog", "${var.catalog}", "--schema", "${var.schema}",
 ]  # fmt: skip
 
 

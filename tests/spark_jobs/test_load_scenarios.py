@@ -315,13 +315,19 @@ def test_a_merge_retried_after_a_concurrent_run_won_counts_the_tie_that_run_left
 def test_a_retry_after_the_log_row_but_before_the_stage_was_released_is_logged_skipped(
     spark: SparkSession, lake: Lake, samples: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    arguments = task_arguments(lake, samples[0], "b1")
+    arguments = task_arguments(lake, samples[0], "b1", run_id="41")  # the bundle passes {{job.run_id}}
     assert stage_load.main(arguments) == 0
+
+    def lost(*_: object) -> None:
+        raise RuntimeError("lost the executor")
 
     def killed(*_: object) -> None:
         raise RuntimeError("killed at the task's timeout while releasing the stage")
 
-    # The attempt merges and logs, then dies before the stage rows are released.
+    with monkeypatch.context() as patch:
+        patch.setattr(target_load, "load_target", lost)
+        assert target_load.main(arguments) != 0  # attempt 1 fails before it merges
+    # Attempt 2 merges and logs, then dies before the stage rows are released.
     with monkeypatch.context() as patch:
         patch.setattr(target_load, "release_stage", killed)
         assert target_load.main(arguments) == 0
@@ -331,7 +337,13 @@ def test_a_retry_after_the_log_row_but_before_the_stage_was_released_is_logged_s
     assert target_load.main(arguments) == 0  # the task's retry
 
     assert lake.table("order_tracking").sort_by("tracking_num").equals(target_before)
-    merged, retry = log_rows(lake)
+    failed, merged, retry = log_rows(lake)
+    # One row per attempt, each with the run and its attempt in it (Databricks retries within the run id).
+    assert [(r["status"], r["run_id"], r["attempt"]) for r in (failed, merged, retry)] == [
+        ("FAILED", 41, 1),
+        ("SUCCEEDED", 41, 2),
+        ("SKIPPED", 41, 3),
+    ]
     assert merged["status"] == "SUCCEEDED"
     assert int(merged["rows_inserted"]) > 0  # type: ignore[call-overload]
     # Not a second SUCCEEDED run of zeros, which a report of each batch's newest run would show.
