@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -36,7 +37,7 @@ from filegate.errors import (
     SourceChanged,
     Unreadable,
 )
-from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, Ignored, Upload, parse_event
+from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, GCS, Ignored, Upload, parse_event
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
 from filegate.pipelines import Pipelines
 from filegate.readiness import Readiness, describe_missing_locations
@@ -221,6 +222,11 @@ def _decide(gate: Gate, upload: Upload, *, follow: bool = True) -> Outcome:
         raise LocationMissing(describe_missing_locations(settings, store) or str(exc)) from exc
 
 
+# Where gcloud storage and gsutil put a parallel composite upload's parts: at the bucket's root by default,
+# beside the destination when their `parallel_composite_upload_component_prefix` is relative.
+_COMPOSITE_PART = re.compile(r"(?:^|/)(?:gcloud|gsutil)/tmp/parallel_composite_uploads/")
+
+
 def _not_ours(gate: Gate, upload: Upload) -> str | None:
     settings, store = gate.settings, gate.store
     if upload.store != store.kind:
@@ -232,6 +238,10 @@ def _not_ours(gate: Gate, upload: Upload) -> str | None:
             return f"Filegate's own {name} write ({location}); events there are ignored so nothing loops"
     if not settings.landing.holds(upload.container, upload.path):
         return f"outside the landing location {settings.landing}"
+    if upload.store == GCS and _COMPOSITE_PART.search(upload.path):
+        # `gcloud storage cp` uploads a file of 150 MiB or more as parts it then composes and deletes:
+        # rejecting a part (and deleting it from landing) would fail the user's upload.
+        return "a temporary part of a parallel composite upload (gcloud storage, gsutil); the composed file follows"
     return None
 
 

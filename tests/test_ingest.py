@@ -322,6 +322,27 @@ def test_googles_documented_local_event_without_a_generation_reads_it_from_the_s
     assert len(world.runs()) == 1
 
 
+@pytest.mark.parametrize("world", ["gcs"], indirect=True)
+@pytest.mark.parametrize(
+    "part",
+    [
+        "gcloud/tmp/parallel_composite_uploads/see_gcloud_storage_cp_help_for_details/5e7b0c_9f86d0_3",
+        "incoming/gsutil/tmp/parallel_composite_uploads/for_details_see/gsutil_help_cp/5e7b0c_1",
+    ],
+)
+def test_a_part_of_a_parallel_composite_upload_is_left_for_its_tool(world: World, part: str) -> None:
+    # `gcloud storage cp` of a file of 150 MiB or more: rejecting a part (and deleting it) fails the upload.
+    event = world.upload(part, csv_bytes([tracking_row(1)]))
+
+    [outcome] = handle_payload(world.gate(), event)
+
+    assert outcome.status == "ignored"
+    assert "parallel composite upload" in outcome.reasons[0]
+    assert [info.path for info in world.objects(world.settings.landing)] == [world.settings.landing.path(part)]
+    assert world.objects(world.settings.rejected) == []
+    assert world.runs() == []
+
+
 def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> None:
     data = csv_bytes([tracking_row(i) for i in range(4)])
     [first] = handle_payload(world.gate(), world.upload(NAME, data))
