@@ -253,6 +253,10 @@ def parse_manifest(document: dict[str, Any], arguments: BatchArguments) -> Manif
             f"{arguments.manifest_uri} seals batch {batch_id} of {pipeline}, but the run was started for batch "
             f"{arguments.batch_id} of {arguments.pipeline}"
         )
+    if not members:
+        # The sealer never writes one; a hand-made manifest without members would stage nothing and let the
+        # later tasks run over nothing staged.
+        raise ManifestError(f"{arguments.manifest_uri} names no member file")
     repeated = sorted(name for name, files in Counter(m.dataset for m in members).items() if files > 1)
     if repeated:
         # Each member replaces its dataset's rows of the batch: a second file of one dataset would replace the first.

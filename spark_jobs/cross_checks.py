@@ -60,7 +60,7 @@ class Inputs:
     def register_lookups(self, lookups: Sequence[Lookup]) -> None:
         """The pipeline's lookups, each as `${lookup.name}`."""
         for lookup in lookups:
-            rows = self.spark.createDataFrame([list(r) for r in lookup.rows], list(lookup.columns))
+            rows = self.spark.createDataFrame([list(r) for r in lookup.rows], lookup.ddl())
             self.register("lookup", lookup.name, rows)
 
     def frame(self, kind: str, name: str) -> DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from filegate.contracts import Contracts
@@ -51,11 +52,17 @@ class Rule:
 
 @dataclass(frozen=True)
 class Lookup:
-    """A small static table from the pipeline file."""
+    """A small static table from the pipeline file, with one Spark SQL type per column (`lookup_types`)."""
 
     name: str
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
+    types: tuple[str, ...] = ()
+
+    def ddl(self) -> str:
+        """The table's schema as Spark DDL: explicit, so an empty lookup or a NULL column has one too."""
+        types = self.types or ("string",) * len(self.columns)
+        return ", ".join(f"`{column}` {kind}" for column, kind in zip(self.columns, types, strict=True))
 
 
 @dataclass(frozen=True)
@@ -160,10 +167,7 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
         rules.append(
             Rule(str(entry.get("name", "")), dataset, sql, severity, action, ratio, str(entry.get("description", "")))
         )
-    lookups = tuple(
-        Lookup(str(entry["name"]), tuple(entry["columns"]), tuple(tuple(row) for row in entry["rows"]))
-        for entry in document.get("lookups", [])
-    )
+    lookups = _lookups(document.get("lookups", []), problems)
     rule_names = [r.name for r in relations] + [r.name for r in rules]
     for rule_name in rule_names:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", rule_name):
@@ -174,3 +178,75 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
     if problems:
         raise ContractError(f"{pipeline.source or pipeline.name}: " + "; ".join(problems))
     return Checks(tuple(relations), tuple(rules), lookups, dict(document.get("params", {})), weights)
+
+
+# A TOML value's Spark SQL type; an integer column with a float in it is a double.
+_TOML_TYPES = (
+    (bool, "boolean"),
+    (int, "bigint"),
+    (float, "double"),
+    (str, "string"),
+    (datetime, "timestamp"),
+    (date, "date"),
+)
+
+
+def _lookups(entries: Any, problems: list[str]) -> tuple[Lookup, ...]:
+    """Each `[[lookups]]` table: a name, unique column names, rows as long as the columns, one type per column
+    (a column mixing text and numbers is refused here, not by Spark's type inference in the middle of a run)."""
+    if not isinstance(entries, list):
+        problems.append("lookups must be an array of tables ([[lookups]])")
+        return ()
+    lookups, names = [], set()
+    for index, entry in enumerate(entries):
+        where = f"lookups[{index}] {entry.get('name', '') if isinstance(entry, dict) else ''}".rstrip()
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table with name, columns and rows")
+            continue
+        name, columns, rows = entry.get("name"), entry.get("columns"), entry.get("rows")
+        found = len(problems)
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            problems.append(f"{where}: name must be lower case letters, digits and _")
+        elif name in names:
+            problems.append(f"{where}: another lookup is named {name}")
+        else:
+            names.add(name)
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+            problems.append(f"{where}: columns must be a non-empty list of names")
+            columns = []
+        elif not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c) for c in columns) or len(set(columns)) != len(columns):
+            problems.append(f"{where}: columns must be unique names of letters, digits and _")
+        if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+            problems.append(f"{where}: rows must be a list of rows, each a list of values")
+            rows = []
+        for number, row in enumerate(rows, start=1):
+            if len(row) != len(columns):
+                problems.append(f"{where}: row {number} has {len(row)} values for {len(columns)} columns")
+        types = []
+        for position, column in enumerate(columns):
+            kinds = {
+                next(
+                    (kind for python, kind in _TOML_TYPES if isinstance(row[position], python)),
+                    type(row[position]).__name__,
+                )
+                for row in rows
+                if position < len(row) and row[position] is not None
+            }
+            if kinds == {"bigint", "double"}:
+                types.append("double")
+            elif len(kinds) == 1 and next(iter(kinds)) in dict(_TOML_TYPES).values():
+                types.append(next(iter(kinds)))
+            elif not kinds:
+                types.append("string")
+            else:
+                problems.append(
+                    f"{where}: column {column} holds {', '.join(sorted(kinds))} values; give it one type (text, "
+                    "number, boolean, date or timestamp)"
+                )
+        if len(problems) == found:
+            widened = tuple(
+                tuple(float(v) if kind == "double" and v is not None else v for v, kind in zip(row, types, strict=True))
+                for row in rows
+            )
+            lookups.append(Lookup(str(name), tuple(columns), widened, tuple(types)))
+    return tuple(lookups)

@@ -127,3 +127,51 @@ def test_a_pipelines_relations_and_rules_are_checked_before_any_run(tmp_path: Pa
     assert "scoring.weights.HIGH must be a number above 0, got -5" in finding.message
     assert "scoring.weights.LOW must be a number above 0, got 'one'" in finding.message
     assert "scoring.weights: 'URGENT' is not a severity (HIGH, MEDIUM, LOW)" in finding.message
+
+
+def test_a_pipelines_lookups_are_checked_before_any_run(tmp_path: Path) -> None:
+    # Spark's type inference refused these in the middle of a run (CANNOT_MERGE_TYPE), or KeyError here.
+    pipeline = tmp_path / "shop.toml"
+    pipeline.write_text(
+        'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\nmembers = ["orders"]\n'
+        '[[lookups]]\nname = "carrier_weight"\ncolumns = ["carrier", "weight"]\nrows = [["UPS", 1], ["DHL"]]\n'
+        '[[lookups]]\nname = "mixed"\ncolumns = ["code"]\nrows = [["A"], [2]]\n'
+        '[[lookups]]\nname = "no_rows"\ncolumns = ["code"]\n'
+        '[[lookups]]\nname = "carrier_weight"\ncolumns = ["carrier", "carrier"]\nrows = []\n'
+    )
+
+    _, findings = check_files([pipeline])
+
+    (finding,) = findings
+    assert "lookups[0] carrier_weight: row 2 has 1 values for 2 columns" in finding.message
+    assert "lookups[1] mixed: column code holds bigint, string values; give it one type" in finding.message
+    assert "lookups[2] no_rows: rows must be a list of rows" in finding.message
+    assert "lookups[3] carrier_weight: another lookup is named carrier_weight" in finding.message
+    assert "lookups[3] carrier_weight: columns must be unique names" in finding.message
+
+
+def test_a_lookup_gets_one_type_per_column_and_integers_widen_beside_decimals(tmp_path: Path) -> None:
+    from filegate.contracts import load_contracts
+    from filegate.pipelines import parse_pipeline
+    from spark_jobs.pipeline_rules import parse_checks
+
+    document = {
+        "kind": "pipeline",
+        "name": "shop",
+        "trigger_pattern": "go_{yyyy}_{mm}_{dd}.json",
+        "members": ["orders"],
+        "lookups": [
+            {
+                "name": "weights",
+                "columns": ["carrier", "weight", "air"],
+                "rows": [["UPS", 1, True], ["DHL", 0.5, None]],
+            },
+            {"name": "empty", "columns": ["code"], "rows": []},
+        ],
+    }
+    contracts = load_contracts()
+    [weights, empty] = parse_checks(parse_pipeline(document, contracts, tmp_path / "shop.toml"), contracts).lookups
+
+    assert weights.ddl() == "`carrier` string, `weight` double, `air` boolean"
+    assert weights.rows == (("UPS", 1.0, True), ("DHL", 0.5, None))
+    assert empty.ddl() == "`code` string"

@@ -59,3 +59,12 @@ def test_a_manifest_naming_two_files_of_one_dataset_is_refused(tmp_path: Path) -
     document = {"pipeline": "ecommerce", "batch_id": "b-1", "business_date": "2025-01-15", "members": members}
     with pytest.raises(ManifestError, match="more than one file of dataset orders"):
         parse_manifest(document, arguments)
+
+
+def test_a_manifest_naming_no_member_is_refused(tmp_path: Path) -> None:
+    arguments = BatchArguments(
+        "m.json", "m.json", "ecommerce", "b-1", None, LocalWarehouse(tmp_path, "c", "s"), contracts_dir=None
+    )
+    document = {"pipeline": "ecommerce", "batch_id": "b-1", "business_date": "2025-01-15", "members": []}
+    with pytest.raises(ManifestError, match="names no member file"):
+        parse_manifest(document, arguments)
