@@ -68,6 +68,10 @@ class BatchNotValidated(FilegateError):
     """The batch's newest `validate` since it was last staged failed: a later task may not go on with it."""
 
 
+class BatchPartlyStaged(FilegateError):
+    """A member's newest `stage_members` row failed: its stage holds none of this batch's rows."""
+
+
 class BatchNotMerged(FilegateError):
     """The batch's newest `merge_targets` since it was last staged failed: its targets may be half-merged."""
 
@@ -170,6 +174,8 @@ class BatchContext:
     validated: LogRow | None = None
     # The same of `merge_targets` (None: not merged since).
     merged: LogRow | None = None
+    # The manifest's members whose newest `stage_members` row is not SUCCEEDED (`unstaged_members`).
+    unstaged: tuple[str, ...] = ()
 
     def contract(self, dataset: str) -> Contract:
         return self.contracts[dataset]
@@ -326,6 +332,7 @@ def build_context(
         completion(batch),
         newest_validation(batch),
         newest_since_staging(batch, MERGE_TASK),
+        unstaged_members(batch, manifest),
     )
 
 
@@ -421,6 +428,36 @@ def newest_since_staging(rows: Sequence[LogRow], task: str) -> LogRow | None:
         return None
     after = [r for r in rows if r.task == task and r.attempt is not None and r.started_at > max(staged)]
     return max(after, key=lambda r: r.ended_at, default=None)
+
+
+def unstaged_members(rows: Sequence[LogRow], manifest: Manifest) -> tuple[str, ...]:
+    """The manifest's members whose newest `stage_members` row is FAILED, or that have none while others do.
+
+    The batch's stage rows are replaced per member: a member whose stage failed holds none of them (an
+    earlier revision's were released), and a merge over it would take back every version the batch opened.
+    A batch nothing of which was staged yet is left to the other guards (a task run by hand).
+    """
+    newest: dict[str, LogRow] = {}
+    for row in rows:
+        if row.task != FIRST_TASK or not row.dataset:
+            continue
+        if row.dataset not in newest or row.ended_at > newest[row.dataset].ended_at:
+            newest[row.dataset] = row
+    if not newest:
+        return ()
+    return tuple(
+        m.dataset for m in manifest.members if (found := newest.get(m.dataset)) is None or found.status != SUCCEEDED
+    )
+
+
+def refuse_partly_staged(context: BatchContext, task: str) -> None:
+    """Refuse to validate, merge or derive a batch one of whose members failed its newest staging."""
+    if context.unstaged:
+        raise BatchPartlyStaged(
+            f"{task}: {', '.join(context.unstaged)} of batch {context.manifest.batch_id} did not stage in the "
+            f"newest {FIRST_TASK} (its processing_log row says why), so {task} does not go on with the batch: "
+            f"its stage holds none of the batch's rows. Fix the member, then repair the run from {FIRST_TASK}"
+        )
 
 
 def refuse_failed_validation(context: BatchContext, task: str) -> None:

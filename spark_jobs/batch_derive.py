@@ -43,6 +43,7 @@ from spark_jobs.batch import (
     BatchContext,
     refuse_failed_merge,
     refuse_failed_validation,
+    refuse_partly_staged,
     release_batch_stage,
     run_batch_task,
     skip_completed,
@@ -283,6 +284,7 @@ def derive_tables(context: BatchContext) -> None:
         release_batch_stage(context, TASK)
         return
     # Run on its own after a failed validate or merge, it would complete the batch (and release its stage rows).
+    refuse_partly_staged(context, TASK)
     refuse_failed_validation(context, TASK)
     refuse_failed_merge(context, TASK)
     tables = parse_tables(context.pipeline, context.contracts)

@@ -26,7 +26,14 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from filegate.contracts import BUSINESS_DATE, Contract
-from spark_jobs.batch import MERGE_TASK, BatchContext, refuse_failed_validation, run_batch_task, skip_completed
+from spark_jobs.batch import (
+    MERGE_TASK,
+    BatchContext,
+    refuse_failed_validation,
+    refuse_partly_staged,
+    run_batch_task,
+    skip_completed,
+)
 from spark_jobs.batch_validate import FAILURES, quarantined_keys
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import BATCH_ID, REASON, stage_schema, target_schema
@@ -198,6 +205,7 @@ def merge_targets(context: BatchContext) -> None:
     """
     if skip_completed(context, TASK):
         return
+    refuse_partly_staged(context, TASK)
     refuse_failed_validation(context, TASK)
     checks = parse_checks(context.pipeline, context.contracts)
     present = [m.dataset for m in context.manifest.members]

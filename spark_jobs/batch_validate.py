@@ -37,7 +37,7 @@ from pyspark.sql.types import (
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
 from filegate.tables import VALIDATION_RESULTS
-from spark_jobs.batch import BatchContext, run_batch_task, skip_completed
+from spark_jobs.batch import BatchContext, refuse_partly_staged, run_batch_task, skip_completed
 from spark_jobs.columns import (
     BATCH_ID,
     LINEAGE,
@@ -733,6 +733,7 @@ def quarantined_keys(failures: DataFrame, contract: Contract, batch_id: str) -> 
 
 def validate(context: BatchContext) -> None:
     if not skip_completed(context, TASK):
+        refuse_partly_staged(context, TASK)
         validate_batch(context)
 
 

@@ -21,11 +21,14 @@ from spark_jobs.batch import (
     VALIDATE_TASK,
     Completion,
     LogRow,
+    Manifest,
+    Member,
     Staging,
     completion,
     newest_staging,
     newest_validation,
     staging_details,
+    unstaged_members,
 )
 from tests.spark_jobs.conftest import TEST_CONTRACTS, Lake
 
@@ -122,6 +125,23 @@ def test_the_newest_revision_staged_counts_failed_members_and_ignores_rows_witho
     # Revision 2 failed on one member after another staged: the stage holds revision 2's rows.
     rows = [staged(0, 1), staged(10, 2, run=2), staged(10, 2, "FAILED", run=2), staged(20, 1, "FAILED", run=3)]
     assert newest_staging(rows) == Staging(2, 2)
+
+
+def test_a_member_whose_newest_staging_failed_holds_the_batch_back() -> None:
+    def staged(dataset: str, minute: int, status: str = "SUCCEEDED") -> LogRow:
+        return replace(row(FIRST_TASK, minute, status), dataset=dataset)
+
+    manifest = Manifest(
+        "shop", date(2025, 1, 15), BATCH, 2, tuple(Member(d, f"{d}.csv", f"{d}.csv", None) for d in ("a", "b"))
+    )
+    revision_1 = [staged("a", 0), staged("b", 0)]
+
+    assert unstaged_members([], manifest) == ()  # nothing staged yet: left to the other guards
+    assert unstaged_members(revision_1, manifest) == ()
+    # Revision 2 staged a, and b failed: b's stage holds none of the batch's rows (revision 1's were released).
+    assert unstaged_members([*revision_1, staged("a", 10), staged("b", 10, "FAILED")], manifest) == ("b",)
+    assert unstaged_members([*revision_1, staged("b", 10, "FAILED"), staged("b", 20)], manifest) == ()
+    assert unstaged_members([staged("a", 0)], manifest) == ("b",)
 
 
 DAY = date(2025, 3, 3)
