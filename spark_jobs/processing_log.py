@@ -124,9 +124,9 @@ def next_attempt(warehouse: Warehouse, task: str, run_id: int | None) -> int | N
     run id), counted from the rows the run's earlier attempts logged; None without a run id."""
     if run_id is None:
         return None
-    log = warehouse.read_if_exists(TABLE)
-    if log is None:
-        return 1
+    # A log an earlier release created may lack `run_id` and `attempt`: migrated first, as every writer does.
+    warehouse.ensure_table(TABLE, SCHEMA)
+    log = warehouse.read(TABLE)
     mine = (F.col("task") == task) & (F.col("run_id") == run_id)
     found = log.where(mine).agg(F.max("attempt").alias("last")).first()
     last = None if found is None else found["last"]

@@ -449,6 +449,24 @@ def test_a_stage_table_of_the_earlier_layout_is_migrated_and_its_batch_in_flight
     assert b1_log["rows_inserted"] == len(latest_status(ORDER_TRACKING, [first]))
 
 
+def test_a_processing_log_of_an_earlier_release_gets_the_run_and_attempt_columns_before_they_are_read(
+    spark: SparkSession, lake: Lake, samples: list[Path]
+) -> None:
+    from pyspark.sql.types import StructType
+
+    from spark_jobs.processing_log import SCHEMA
+
+    # A log the releases before the batch job made: no run_id or attempt. stage_load logs nothing on success,
+    # so target_load is the first to read them.
+    earlier = StructType([f for f in SCHEMA.fields if f.name not in ("run_id", "attempt", "pipeline", "details")])
+    lake.warehouse().ensure_table("processing_log", earlier)
+
+    run_batch(lake, samples[0], "b1", run_id="5")
+
+    [logged] = log_rows(lake)
+    assert (logged["status"], logged["run_id"], logged["attempt"]) == ("SUCCEEDED", 5, 1)
+
+
 def test_a_file_where_every_row_is_bad(spark: SparkSession, lake: Lake, tmp_path: Path, samples: list[Path]) -> None:
     run_batch(lake, samples[0], "good")
     target_before = lake.table("order_tracking").sort_by("tracking_num")
