@@ -68,8 +68,11 @@ def _quote(etag: str) -> str:
 
 
 @contextmanager
-def _azure_errors(what: str, setting: str = "FILEGATE_AZURE_STORAGE") -> Iterator[None]:
-    """Translate the SDK's errors into Filegate's, keeping the service's own message."""
+def _azure_errors(
+    what: str, setting: str = "FILEGATE_AZURE_STORAGE", *, blob: tuple[str, str] = ("", "")
+) -> Iterator[None]:
+    """Translate the SDK's errors into Filegate's, keeping the service's own message; `blob`: the container
+    and path a read is of, which an Unreadable names."""
     from azure.core.exceptions import (
         HttpResponseError,
         ResourceExistsError,
@@ -112,12 +115,14 @@ def _azure_errors(what: str, setting: str = "FILEGATE_AZURE_STORAGE") -> Iterato
         if code == "BlobArchived":
             raise Unreadable(
                 f"{what}: the blob is in the Archive access tier, which cannot be read; set its tier to Hot or "
-                "Cool (rehydration takes hours), and the sweep takes it from landing then"
+                "Cool (rehydration takes hours), and the sweep takes it from landing then",
+                *blob,
             ) from exc
         if code == "BlobUsesCustomerSpecifiedEncryption":
             raise Unreadable(
                 f"{what}: the blob is encrypted with a customer-provided key, which Filegate does not hold; "
-                "upload it again without one"
+                "upload it again without one",
+                *blob,
             ) from exc
         raise StorageError(f"{what}: storage answered {status} {code}: {exc}") from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
@@ -251,7 +256,7 @@ class AzureBlobStore:
             return b""
 
         blob = self._blob(container, path)
-        with _azure_errors(f"read {container}/{path}", self._setting(container)):
+        with _azure_errors(f"read {container}/{path}", self._setting(container), blob=(container, path)):
             conditions: dict[str, Any] = {}
             if version:
                 conditions = {"etag": _quote(version), "match_condition": MatchConditions.IfNotModified}

@@ -56,7 +56,13 @@ class ObjectNotFound(StorageError):
 
 class Unreadable(StorageError):
     """The object is there, but no retry reads it until a person acts on it (an Azure blob in the Archive
-    tier, or one encrypted with a customer-provided key): the event is answered, the file stays put."""
+    tier, or one encrypted with a customer-provided key). When it is the landing file the event is about,
+    the event is answered and the file stays put; `container` and `path` say which object it is."""
+
+    def __init__(self, message: str, container: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.container = container
+        self.path = path
 
 
 class ConditionFailed(StorageError):

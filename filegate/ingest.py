@@ -35,6 +35,7 @@ from filegate.errors import (
     ObjectNotFound,
     RunNotStarted,
     SourceChanged,
+    StorageError,
     Unreadable,
 )
 from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, GCS, Ignored, Upload, parse_event
@@ -168,6 +169,10 @@ def handle_upload(gate: Gate, upload: Upload) -> Outcome:
     try:
         outcome = _decide(gate, upload)
     except Unreadable as exc:
+        if (exc.container, exc.path) != (upload.container, upload.path):
+            # Another object (an archived trigger or seal a lifecycle rule tiered down): the landing file may
+            # be moved already, so this is no "left in landing"; the event is retried, and says why.
+            raise StorageError(str(exc)) from exc
         # Retrying the event cannot help, and neither can a copy (it reads the bytes): the file stays in
         # landing, said at WARNING, and the sweep takes it once a person has made it readable.
         source = f"{upload.container}/{upload.path}"
@@ -354,7 +359,10 @@ def _same_bytes(store: Store, archived: ObjectInfo, source: ObjectInfo) -> bool:
     any: its bytes never change, but its metadata does (the run id, on Azure a new ETag) while this reads."""
     for offset in range(0, archived.size, COMPARE_CHUNK):
         length = min(COMPARE_CHUNK, archived.size - offset)
-        copy = store.read_range(archived.container, archived.path, offset, length, "")
+        try:
+            copy = store.read_range(archived.container, archived.path, offset, length, "")
+        except Unreadable:
+            return False  # a copy tiered down to Archive: the upload is archived beside it rather than left
         if copy != store.read_range(source.container, source.path, offset, length, source.version):
             return False
     return True

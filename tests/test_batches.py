@@ -35,7 +35,7 @@ from filegate.ingest import ARCHIVED, DUPLICATE, IDENTICAL, REJECTED, Gate, Outc
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.storage import ObjectInfo, Store
 from filegate.sweep import RUN_PENDING, sweep_pipeline_batches
-from local_world.emulators import AZURITE_ARCHIVE_ACCOUNT
+from local_world.emulators import AZURITE_ARCHIVE_ACCOUNT, Azurite, azurite_connection_string
 from local_world.inputs import blob_created, csv_bytes, tracking_row
 from tests.faults.world import World, run_parameters
 from tests.test_sweep import run_sweep
@@ -567,6 +567,37 @@ def test_an_optional_member_its_trigger_listed_is_late_after_a_seal_of_an_earlie
     late = deliver(gate, world.upload(member_name("shipping", day), shipping))
 
     assert late.status == LATE_MEMBER
+
+
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_an_archived_trigger_tiered_down_to_archive_fails_the_member_event_not_left_in_landing(
+    world: World, azurite: Azurite
+) -> None:
+    # A lifecycle rule moved the archived trigger to the Archive tier: the member is archived (gone from
+    # landing), then its batch cannot be read. "Left in landing" would be false: the event fails, retried.
+    from azure.storage.blob import BlobServiceClient, StandardBlobTier
+
+    from filegate.errors import StorageError
+
+    gate = world.gate()
+    day = date(2025, 3, 9)
+    pieces = batch_pieces(day)
+    deliver(gate, world.upload(trigger_name(day), pieces[trigger_name(day)]))
+    [trigger] = [i for i in world.objects(world.settings.archive) if i.path.endswith(trigger_name(day))]
+    account = BlobServiceClient.from_connection_string(azurite_connection_string(azurite.port, AZURITE_ARCHIVE_ACCOUNT))
+    blob = account.get_blob_client(trigger.container, trigger.path)
+    blob.set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    name = member_name("customers", day)
+    event = world.upload(name, pieces[name])
+
+    with pytest.raises(StorageError, match="Archive access tier"):
+        deliver(gate, event)
+
+    assert world.objects(world.settings.landing) == []
+    assert any(info.path.endswith(name) for info in world.objects(world.settings.archive))
+    blob.set_standard_blob_tier(StandardBlobTier.HOT)
+    # The redelivery, once the trigger can be read, evaluates the batch (still waiting: a duplicate delivery).
+    assert deliver(gate, event).status == DUPLICATE
 
 
 @pytest.mark.parametrize("policy", ["wait", "reject", "load_available"])
