@@ -364,12 +364,16 @@ def reconcile_main(argv: list[str]) -> int:
 
 def backfill_selection(gate: Gate, folder: Path, pattern: str | None) -> tuple[list[Path], list[Path]]:
     """The files of `folder` to backfill, and the ones left out: by `pattern` (a glob) when given, else every
-    file a dataset contract or a pipeline's trigger pattern names (a pipeline's folder holds both)."""
+    file a dataset contract or a pipeline's trigger pattern names (a pipeline's folder holds both), or that
+    looks meant for a contract (`Contracts.guess`: the gate rejects it with a report that says what is wrong)."""
     files = sorted(path for path in folder.glob(pattern or "*") if path.is_file())
     if pattern is not None:
         return files, []
     triggers = [pipeline.trigger_regex for pipeline in gate.pipelines.values()]
-    ours = [f for f in files if gate.contracts.match(f.name) or any(t.match(f.name) for t in triggers)]
+    contracts = gate.contracts
+    ours = [
+        f for f in files if contracts.match(f.name) or contracts.guess(f.name) or any(t.match(f.name) for t in triggers)
+    ]
     return ours, [f for f in files if f not in ours]
 
 

@@ -372,13 +372,25 @@ def test_deadletters_redrive_reports_each_handled_letter_and_names_an_unreadable
 
 def test_backfill_takes_every_file_a_contract_or_trigger_names_by_default(world: World, tmp_path: Path) -> None:
     # A pipeline's folder holds its members and its triggers: a default of *.csv left every batch waiting.
-    names = ["customers_2025_01_15.csv", "trigger_2025_01_15.json", "order_tracking_2024_09_02.csv", "README.md"]
+    # A misnamed member still goes through the gate, which rejects it with a report that says what is wrong.
+    names = [
+        "customers_2025_01_15.csv",
+        "trigger_2025_01_15.json",
+        "order_tracking_2024_09_02.csv",
+        "orders_2025_1_17.csv",
+        "README.md",
+    ]
     for name in names:
         (tmp_path / name).write_text("x")
     gate = world.gate()
 
     assert [[p.name for p in part] for part in backfill_selection(gate, tmp_path, None)] == [
-        ["customers_2025_01_15.csv", "order_tracking_2024_09_02.csv", "trigger_2025_01_15.json"],
+        [
+            "customers_2025_01_15.csv",
+            "order_tracking_2024_09_02.csv",
+            "orders_2025_1_17.csv",
+            "trigger_2025_01_15.json",
+        ],
         ["README.md"],
     ]
     assert [[p.name for p in part] for part in backfill_selection(gate, tmp_path, "*.md")] == [["README.md"], []]
