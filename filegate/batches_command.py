@@ -66,14 +66,15 @@ def describe_batch(gate: Gate, batch: Batch, run_state: str | None = None) -> Ba
         # The overdue sweep rejected it (on_incomplete = reject), or it was rejected on arrival: the members
         # wait archived for a corrected trigger, whose event decides again.
         state = "rejected"
-    elif batch.blocked:
-        state = "blocked"
-    elif (batch.missing or trigger != "present") and is_overdue(gate, batch):
-        # As the sweep says it (batches._decide): a trigger that no longer reads as valid runs out its window
-        # too. A day whose trigger never came is overdue here only: the sweep does not look for such days.
+    elif (batch.missing or batch.blocked or trigger != "present") and is_overdue(gate, batch):
+        # In the sweep's order (batches._decide): an incomplete batch past its window is overdue, blocked or
+        # not, and so is one whose trigger no longer reads as valid. A day whose trigger never came is overdue
+        # here only: the sweep does not look for such days.
         state = "overdue"
+    elif batch.blocked and trigger == "present":
+        state = "blocked"
     else:
-        state = "waiting"
+        state = "waiting"  # with an invalid trigger too: the sweep waits for a corrected one
     return BatchRow(
         batch.pipeline.name,
         batch.business_date.isoformat(),

@@ -123,6 +123,24 @@ def test_a_day_whose_trigger_the_overdue_sweep_rejected_stays_listed_until_a_cor
     assert (row.state, row.trigger, row.trigger_report) == (SEALED, "present", None)
 
 
+def test_a_blocked_batch_past_its_window_is_listed_overdue_as_the_sweep_says(world: World) -> None:
+    pipelines = with_policy(complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 1, 16)
+    deliver(
+        gate,
+        world.upload(member_name("customers", day), (SAMPLES / "bad" / member_name("customers", day)).read_bytes()),
+    )
+    deliver(gate, world.upload(trigger_name(day), (SAMPLES / trigger_name(day)).read_bytes()))
+    late = world.gate(pipelines=pipelines, clock=later_clock(31))
+
+    [swept] = sweep_pipeline_batches(late)
+    [row] = [describe_batch(late, batch) for batch in list_batches(late)]
+
+    assert (swept.status, row.state) == ("overdue", "overdue")
+    assert row.blocked[0].startswith("customers: ")
+
+
 def test_batches_is_a_filegate_command_with_its_own_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     assert "batches" in capsys.readouterr().out
