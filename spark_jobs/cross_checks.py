@@ -27,6 +27,7 @@ from filegate.contracts import Contract, sql_literal
 from filegate.errors import ContractError
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import IS_CURRENT, row_fields, target_schema
+from spark_jobs.history import target_before
 from spark_jobs.pipeline_rules import Checks, Lookup, Relation, Rule
 from spark_jobs.pipeline_tables import PLACEHOLDER
 from spark_jobs.warehouse import Warehouse, driver_rows
@@ -77,8 +78,13 @@ def register_inputs(
     contracts: Mapping[str, Contract],
     batch_rows: Mapping[str, DataFrame],
     checks: Checks,
+    merged_before: str | None = None,
 ) -> Inputs:
-    """Views for every member of the pipeline: batch, current, history and latest; and the lookups."""
+    """Views for every member of the pipeline: batch, current, history and latest; and the lookups.
+
+    `merged_before`: the batch id, when an earlier run of this batch (a revision's, a replay's) may have
+    merged into the targets: they are then read as they stand without it (`history.target_before`).
+    """
     inputs = Inputs(spark)
     for name, contract in contracts.items():
         columns = [f.name for f in row_fields(contract)]
@@ -88,6 +94,8 @@ def register_inputs(
         else:
             batch = driver_rows(spark, [], StructType(row_fields(contract)))
         history = target_rows(warehouse, contract)
+        if merged_before is not None and contract.scd_type == 2:
+            history = target_before(warehouse, contract, history, merged_before)
         current = history.where(F.col(IS_CURRENT)) if contract.scd_type == 2 else history
         inputs.register("batch", name, batch)
         inputs.register("history", name, history)

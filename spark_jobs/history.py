@@ -262,6 +262,27 @@ def versions(observations: DataFrame, contract: Contract) -> DataFrame:
     return live.select(*target_schema(contract).fieldNames())
 
 
+def target_before(warehouse: Warehouse, contract: Contract, target: DataFrame, batch_id: str) -> DataFrame:
+    """The target's versions as they stand without `batch_id`'s observations: what a revision or a replay of
+    the batch is validated against, rather than the rows its own earlier run merged (which the merge takes
+    back when the revision no longer has them). The keys that run observed are rebuilt from every other
+    batch's observations (all keys of a snapshot); the others are as they are.
+    """
+    observed = observations_table(contract)
+    if warehouse.read_if_exists(observed) is None:
+        return target
+    earlier = warehouse.read_batch(observed, batch_id)
+    if earlier.limit(1).count() == 0:
+        return target
+    others = warehouse.read(observed).where(F.col(BATCH_ID) != F.lit(batch_id))
+    if contract.load == "snapshot":
+        return versions(others, contract)
+    keys = list(contract.keys)
+    touched = earlier.select(*keys).distinct()
+    rebuilt = versions(others.join(touched, on=keys, how="left_semi"), contract)
+    return target.join(touched, on=keys, how="left_anti").unionByName(rebuilt)
+
+
 def history_source(touched: DataFrame, observations: DataFrame, target: DataFrame, contract: Contract) -> DataFrame:
     """The MERGE's source: the touched keys' rebuilt versions, and their old versions that no longer exist.
 

@@ -149,6 +149,26 @@ def shelf(spark: SparkSession, day: date, items: dict[str, int]) -> DataFrame:
     return observed(spark, SHELF, [(sku, price, "A1", day) for sku, price in items.items()], f"shelf-{day}")
 
 
+def test_the_target_before_a_batch_is_rebuilt_without_the_rows_its_earlier_run_merged(lake: Lake) -> None:
+    # What a revision of batch C is validated against: not C's own earlier rows (m3, PLATINUM), which the
+    # revision may no longer have, nor a version C split; the keys C did not touch as they are.
+    assert lake.spark is not None
+    warehouse = lake.warehouse()
+    merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, [("x", *r) for r in BATCHES["A"]], "A"), "A")
+    merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, [("x", *r) for r in BATCHES["B"]], "B"), "B")
+    after_a_and_b = warehouse.read(MEMBERS.target)
+    columns = ["member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
+    expected = sorted(tuple(r) for r in after_a_and_b.select(*columns).collect())
+    late = [("x", *BATCHES["C"][0]), ("x", "m3", "GOLD", "z", T2)]
+    merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, late, "C"), "C")
+    target = warehouse.read(MEMBERS.target)
+
+    before = history.target_before(warehouse, MEMBERS, target, "C")
+
+    assert sorted(tuple(r) for r in before.select(*columns).collect()) == expected
+    assert history.target_before(warehouse, MEMBERS, target, "never-ran") is target
+
+
 def test_a_target_whose_rows_mean_something_else_is_refused_before_any_write(lake: Lake) -> None:
     warehouse = lake.warehouse()
     rows = [("A", "m1", "GOLD", "a", T1)]
