@@ -260,10 +260,11 @@ def write_table(warehouse: Warehouse, table: DerivedTable, rows: DataFrame, as_o
     return warehouse.replaced_rows(table.name, predicate)
 
 
-def build_table(context: BatchContext, table: DerivedTable, inputs: Inputs) -> RunRecord:
-    """Build, check and write one derived table; its processing_log row."""
+def build_table(context: BatchContext, table: DerivedTable, inputs: Inputs, as_of: date | None = None) -> RunRecord:
+    """Build, check and write one derived table as of `as_of` (the batch's business date by default); its
+    processing_log row."""
     started = datetime.now(UTC)
-    as_of = context.manifest.business_date
+    as_of = as_of or context.manifest.business_date
     params = table_params(context.pipeline)
     rows = table_rows(context.spark, table, inputs, params, as_of, context.manifest.batch_id)
     count = write_table(context.warehouse, table, rows, as_of)
@@ -289,12 +290,17 @@ def derive_tables(context: BatchContext) -> None:
     refuse_failed_merge(context, TASK)
     tables = parse_tables(context.pipeline, context.contracts)
     as_of = context.manifest.business_date
-    if not tables:
-        why = "the pipeline declares no [[tables]]"
-    elif (newest := newest_built(context)) is not None and newest > as_of:
-        why = f"the derived tables are already built as of {newest}, later than this batch's {as_of}; left as they are"
-    else:
-        why = ""
+    why = "the pipeline declares no [[tables]]" if not tables else ""
+    if tables and (newest := newest_built(context)) is not None and newest > as_of:
+        # A late batch: its rows are in the targets now, so the full tables that read only targets and
+        # other such tables are rebuilt as of the newest day (never back to this one); the daily slices,
+        # and what reads this batch's own rows, stay as they are: built now they would mix later days in.
+        tables = tuple(current_state_tables(tables))
+        if not tables:
+            why = f"the derived tables are built as of {newest}, later than this batch's {as_of}; none to rebuild"
+        else:
+            print(f"{TASK}: batch of {as_of} after one of {newest}: the full tables are rebuilt as of {newest}")
+        as_of = newest
     if why:
         details = json.dumps({"tables": len(tables), "why": why})
         append_run(context.spark, context.warehouse, context.record(TASK, status=SKIPPED, details=details))
@@ -303,7 +309,7 @@ def derive_tables(context: BatchContext) -> None:
         return
     inputs = register_inputs(context, tables)
     try:
-        records = build_tables(context, tables, inputs)
+        records = build_tables(context, tables, inputs, as_of)
         # Before the views are dropped: a failing drop must not lose the rows of tables that were built.
         append_runs(context.spark, context.warehouse, records)
     finally:
@@ -313,7 +319,22 @@ def derive_tables(context: BatchContext) -> None:
     release_batch_stage(context, TASK)
 
 
-def build_tables(context: BatchContext, tables: Sequence[DerivedTable], inputs: Inputs) -> list[RunRecord]:
+def current_state_tables(tables: Sequence[DerivedTable]) -> list[DerivedTable]:
+    """The `full` tables that read neither this batch's rows (`${batch.d}`, its validation and log rows) nor a
+    table that does or that is a daily slice: what a late batch rebuilds as of the newest day."""
+    kept: list[DerivedTable] = []
+    names: set[str] = set()
+    for table in tables:  # in build order: a table's inputs come before it
+        reads_batch = any(name.startswith("batch.") or name in _LOG_SCHEMAS for name in table.inputs())
+        if table.refresh == "full" and not reads_batch and table.tables_read() <= names:
+            kept.append(table)
+            names.add(table.name)
+    return kept
+
+
+def build_tables(
+    context: BatchContext, tables: Sequence[DerivedTable], inputs: Inputs, as_of: date | None = None
+) -> list[RunRecord]:
     """Build the tables in order; their processing_log rows.
 
     On a failure the tables built before it are logged too (they are rebuilt, whatever came after), and
@@ -325,7 +346,7 @@ def build_tables(context: BatchContext, tables: Sequence[DerivedTable], inputs: 
         for table in tables:
             started = datetime.now(UTC)
             try:
-                records.append(build_table(context, table, inputs))
+                records.append(build_table(context, table, inputs, as_of))
             except Exception as exc:
                 records.append(context.failed(TASK, exc, table_name=table.name, started_at=started))
                 raise
