@@ -176,9 +176,6 @@ class BatchContext:
     merged: LogRow | None = None
     # The manifest's members whose newest `stage_members` row is not SUCCEEDED (`unstaged_members`).
     unstaged: tuple[str, ...] = ()
-    # Whether `merge_targets` ever ran for this batch id (an earlier revision, a replay): the targets may
-    # hold its rows, which validation must not count as already current.
-    merged_before: bool = False
 
     def contract(self, dataset: str) -> Contract:
         return self.contracts[dataset]
@@ -336,7 +333,6 @@ def build_context(
         newest_validation(batch),
         newest_since_staging(batch, MERGE_TASK),
         unstaged_members(batch, manifest),
-        any(row.task == MERGE_TASK for row in batch),
     )
 
 

@@ -512,8 +512,7 @@ def validate_batch(context: BatchContext) -> list[Result]:
     contracts = {name: context.contract(name) for name in members}
     batch_rows = {name: staged_rows(warehouse, c, batch_id) for name, c in contracts.items()}
     every_member = {name: context.contract(name) for name in context.pipeline.members}
-    merged_before = batch_id if context.merged_before else None
-    inputs = register_inputs(context.spark, warehouse, every_member, batch_rows, checks, merged_before)
+    inputs = register_inputs(context.spark, warehouse, every_member, batch_rows, checks, without=batch_id)
     try:
         failures = failure_rows(context, checks, inputs, checked_at)
         warehouse.ensure_table(FAILURES, FAILURES_SCHEMA)

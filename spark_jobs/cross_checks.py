@@ -78,12 +78,13 @@ def register_inputs(
     contracts: Mapping[str, Contract],
     batch_rows: Mapping[str, DataFrame],
     checks: Checks,
-    merged_before: str | None = None,
+    without: str | None = None,
 ) -> Inputs:
     """Views for every member of the pipeline: batch, current, history and latest; and the lookups.
 
-    `merged_before`: the batch id, when an earlier run of this batch (a revision's, a replay's) may have
-    merged into the targets: they are then read as they stand without it (`history.target_before`).
+    `without`: the batch being validated. An earlier run of it (a revision's, a replay's, also one that
+    died before it logged) may have merged into the SCD2 targets: they are read as they stand without it
+    (`history.target_before`, which costs one read of the batch's partition of each one's observations).
     """
     inputs = Inputs(spark)
     for name, contract in contracts.items():
@@ -94,8 +95,8 @@ def register_inputs(
         else:
             batch = driver_rows(spark, [], StructType(row_fields(contract)))
         history = target_rows(warehouse, contract)
-        if merged_before is not None and contract.scd_type == 2:
-            history = target_before(warehouse, contract, history, merged_before)
+        if without is not None and contract.scd_type == 2:
+            history = target_before(warehouse, contract, history, without)
         current = history.where(F.col(IS_CURRENT)) if contract.scd_type == 2 else history
         inputs.register("batch", name, batch)
         inputs.register("history", name, history)

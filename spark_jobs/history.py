@@ -280,7 +280,9 @@ def target_before(warehouse: Warehouse, contract: Contract, target: DataFrame, b
     keys = list(contract.keys)
     touched = earlier.select(*keys).distinct()
     rebuilt = versions(others.join(touched, on=keys, how="left_semi"), contract)
-    return target.join(touched, on=keys, how="left_anti").unionByName(rebuilt)
+    # The target's columns as the contract has them: a column the contract dropped stays in the table.
+    kept = target.select(*target_schema(contract).fieldNames()).join(touched, on=keys, how="left_anti")
+    return kept.unionByName(rebuilt)
 
 
 def history_source(touched: DataFrame, observations: DataFrame, target: DataFrame, contract: Contract) -> DataFrame:
