@@ -374,7 +374,8 @@ def backfill_selection(gate: Gate, folder: Path, pattern: str | None) -> tuple[l
     ours = [
         f for f in files if contracts.match(f.name) or contracts.guess(f.name) or any(t.match(f.name) for t in triggers)
     ]
-    return ours, [f for f in files if f not in ours]
+    taken = set(ours)
+    return ours, [f for f in files if f not in taken]
 
 
 def backfill_main(argv: list[str]) -> int:

@@ -9,9 +9,11 @@ Each table is its own commit: a failure midway leaves the earlier tables rebuilt
 retry rebuilds them all, to the same rows.
 
 Derived tables only move forward in time: when tables were already built as of a later business date
-(a correction of an older day merged after a newer one), they are left as they are and the task says
-so. Rebuilding them as of the older date would regress every full table, and an older slice of a
-series rebuilt from today's targets would mix in days after it.
+(a correction of an older day merged after a newer one), the full tables that read only targets and
+other such tables are rebuilt as of that later date, so that they hold what the late batch merged; the
+slices and whatever reads the batch's own rows stay as they are. Rebuilding as of the older date would
+regress every full table, and an older slice of a series rebuilt from today's targets would mix in
+days after it.
 """
 
 from __future__ import annotations
@@ -289,6 +291,7 @@ def derive_tables(context: BatchContext) -> None:
     refuse_failed_validation(context, TASK)
     refuse_failed_merge(context, TASK)
     tables = parse_tables(context.pipeline, context.contracts)
+    declared = len(tables)
     as_of = context.manifest.business_date
     why = "the pipeline declares no [[tables]]" if not tables else ""
     if tables and (newest := newest_built(context)) is not None and newest > as_of:
@@ -302,7 +305,7 @@ def derive_tables(context: BatchContext) -> None:
             print(f"{TASK}: batch of {as_of} after one of {newest}: the full tables are rebuilt as of {newest}")
         as_of = newest
     if why:
-        details = json.dumps({"tables": len(tables), "why": why})
+        details = json.dumps({"tables": declared, "why": why})
         append_run(context.spark, context.warehouse, context.record(TASK, status=SKIPPED, details=details))
         print(f"{TASK}: pipeline {context.pipeline.name}: nothing built: {why}")
         release_batch_stage(context, TASK)

@@ -105,7 +105,11 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
     document = pipeline.document
     problems: list[str] = []
     params = table_params(pipeline)
-    lookups = {str(entry.get("name")) for entry in document.get("lookups", [])}
+    # A malformed [[lookups]] is parse_checks' to name: here only the names of the well-formed ones.
+    listed = document.get("lookups", [])
+    lookups = (
+        {str(entry.get("name")) for entry in listed if isinstance(entry, dict)} if isinstance(listed, list) else set()
+    )
     entries = list(document.get("tables", []))
     names = [str(entry.get("name", "")) for entry in entries]
     for name in names:

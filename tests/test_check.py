@@ -175,3 +175,16 @@ def test_a_lookup_gets_one_type_per_column_and_integers_widen_beside_decimals(tm
     assert weights.ddl() == "`carrier` string, `weight` double, `air` boolean"
     assert weights.rows == (("UPS", 1.0, True), ("DHL", 0.5, None))
     assert empty.ddl() == "`code` string"
+
+
+@pytest.mark.parametrize("lookups", ['lookups = "x"\n', "lookups = [1]\n"])
+def test_lookups_that_are_not_tables_are_a_finding_not_a_crash(tmp_path: Path, lookups: str) -> None:
+    pipeline = tmp_path / "shop.toml"
+    pipeline.write_text(
+        'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\nmembers = ["orders"]\n'
+        + lookups
+    )
+
+    _, findings = check_files([pipeline])
+
+    assert "lookups" in findings[0].message
