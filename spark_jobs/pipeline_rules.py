@@ -52,7 +52,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class Lookup:
-    """A small static table from the pipeline file, with one Spark SQL type per column (`lookup_types`)."""
+    """A small static table from the pipeline file, with one Spark SQL type per column (`_lookups` infers it)."""
 
     name: str
     columns: tuple[str, ...]
