@@ -911,27 +911,32 @@ def batch_dates(gate: Gate, pipeline: Pipeline, since: date | None = None, *, wi
     return sorted(found)
 
 
-def rejected_trigger(gate: Gate, pipeline: Pipeline, business_date: date) -> str | None:
-    """`container/path` of the report of the newest trigger of this day that is in rejected (by the overdue
-    sweep, or on arrival), or None; one listing of the pipeline's rejected folder."""
+def rejected_triggers(gate: Gate, pipeline: Pipeline) -> dict[date, str]:
+    """Per business day, `container/path` of the report of its newest trigger in rejected (by the overdue
+    sweep, or on arrival); one listing of the pipeline's rejected folder."""
     location = gate.settings.rejected
     prefix = location.path(f"{pipeline.name}/")
     listed = {info.path: info for info in gate.store.list(location.container, prefix)}
-    reports = []
+    newest: dict[date, ObjectInfo] = {}
     for path, info in listed.items():
-        name = path[len(prefix) :]
-        if "/" in name or not name.endswith(REPORT_SUFFIX) or name.removesuffix(REPORT_SUFFIX) == "":
+        name = path[len(prefix) :].removesuffix(REPORT_SUFFIX)
+        # A report whose file is gone (reprocessed, or deleted by hand) says nothing about the day any more.
+        if (
+            "/" in name
+            or not path.endswith(REPORT_SUFFIX)
+            or not name
+            or path.removesuffix(REPORT_SUFFIX) not in listed
+        ):
             continue
-        rejected = path.removesuffix(REPORT_SUFFIX)
         try:
-            day = pipeline.trigger_date(unqualified_name(name.removesuffix(REPORT_SUFFIX)))
+            day = pipeline.trigger_date(unqualified_name(name))
         except ValueError:
             continue
-        # A report whose file is gone (reprocessed, or deleted by hand) says nothing about the day any more.
-        if day == business_date and rejected in listed:
-            reports.append(info)
-    newest = max(reports, key=lambda info: (info.written, info.path), default=None)
-    return f"{location.container}/{newest.path}" if newest else None
+        if day is not None and (
+            day not in newest or (info.written, info.path) > (newest[day].written, newest[day].path)
+        ):
+            newest[day] = info
+    return {day: f"{location.container}/{info.path}" for day, info in newest.items()}
 
 
 def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome | None:

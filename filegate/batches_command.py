@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 from filegate import exits
-from filegate.batches import SEALED, Batch, assess_batch, batch_dates, is_overdue, rejected_trigger, reseal
+from filegate.batches import SEALED, Batch, assess_batch, batch_dates, is_overdue, rejected_triggers, reseal
 from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.ingest import DUPLICATE, Gate
 from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found
@@ -44,14 +44,17 @@ class BatchRow:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
 
 
-def describe_batch(gate: Gate, batch: Batch, run_state: str | None = None) -> BatchRow:
-    """A batch's state: waiting, blocked, overdue, rejected (its trigger), or sealed (then running, succeeded
-    or failed when known)."""
+def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None = None) -> BatchRow:
+    """A batch's state: waiting, blocked, overdue, rejected (its trigger), or sealed (`run_state` tells
+    running, succeeded or failed). `rejected`: the pipeline's `rejected_triggers`, read here when not given."""
     revision = batch.revision or None
     run_id, url, partial = None, None, False
     trigger, report = "present", None
     if batch.trigger is None:
-        report = None if revision else rejected_trigger(gate, batch.pipeline, batch.business_date)
+        if not revision:
+            report = (rejected_triggers(gate, batch.pipeline) if rejected is None else rejected).get(
+                batch.business_date
+            )
         trigger = "rejected" if report else "missing"
     elif not batch.trigger.ok:
         trigger = "invalid"
@@ -61,7 +64,7 @@ def describe_batch(gate: Gate, batch: Batch, run_state: str | None = None) -> Ba
         if revision in batch.runs:
             note = json.loads(_read(gate, batch.runs[revision]))
             run_id, url = int(note["run_id"]), str(note.get("run_page_url") or "")
-        state = run_state or "sealed"
+        state = "sealed"
     elif report:
         # The overdue sweep rejected it (on_incomplete = reject), or it was rejected on arrival: the members
         # wait archived for a corrected trigger, whose event decides again.
@@ -95,11 +98,34 @@ def _read(gate: Gate, info: Any) -> bytes:
     return gate.store.read_prefix(info.container, info.path, max(info.size, 1), info.version)
 
 
+def _listed(gate: Gate, pipeline: str | None) -> list[str]:
+    return [name for name in sorted(gate.pipelines) if pipeline is None or name == pipeline]
+
+
 def list_batches(gate: Gate, pipeline: str | None = None, since: date | None = None) -> Iterator[Batch]:
-    for name in sorted(gate.pipelines):
-        if pipeline is None or name == pipeline:
-            for day in batch_dates(gate, gate.pipelines[name], since, with_members=True):
-                yield assess_batch(gate, gate.pipelines[name], day)
+    for name in _listed(gate, pipeline):
+        for day in batch_dates(gate, gate.pipelines[name], since, with_members=True):
+            yield assess_batch(gate, gate.pipelines[name], day)
+
+
+def batch_rows(
+    gate: Gate, pipeline: str | None = None, since: date | None = None
+) -> tuple[list[BatchRow], FilegateError | None]:
+    """Every batch's row, with its run's state from runs/get (a gate without a Jobs API asks none); and why
+    the Jobs API did not answer, once it failed: the batches after that are listed without their state."""
+    rows = []
+    unanswered: FilegateError | None = None
+    # Each pipeline's rejected triggers, listed once for all its days.
+    rejected = {name: rejected_triggers(gate, gate.pipelines[name]) for name in _listed(gate, pipeline)}
+    for batch in list_batches(gate, pipeline, since):
+        row = describe_batch(gate, batch, rejected[batch.pipeline.name])
+        if row.run_id is not None and unanswered is None:
+            try:
+                row = replace(row, state=run_state(gate, row.run_id) or row.state)
+            except FilegateError as exc:
+                unanswered = exc
+        rows.append(row)
+    return rows, unanswered
 
 
 def run_state(gate: Gate, run_id: int) -> str | None:
@@ -165,17 +191,7 @@ def main(argv: list[str]) -> int:
             return _reseal(gate, args.pipeline, args.reseal, partial=args.partial)
         if args.offline:
             gate = replace(gate, batch_jobs=None)
-        rows = []
-        # Once the Jobs API failed to say a run's state, the other batches are listed without theirs.
-        unanswered: FilegateError | None = None
-        for batch in list_batches(gate, args.pipeline, args.since):
-            row = describe_batch(gate, batch)
-            if row.run_id is not None and not args.offline and unanswered is None:
-                try:
-                    row = describe_batch(gate, batch, run_state(gate, row.run_id))
-                except FilegateError as exc:
-                    unanswered = exc
-            rows.append(row)
+        rows, unanswered = batch_rows(gate, args.pipeline, args.since)
     except FilegateError as exc:
         what = "nothing was sealed, or its run did not start" if args.reseal else "cannot read the archive"
         return exits.report_failure("filegate batches", exc, try_again=f"{what}, try again")

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from filegate.batches import BLOCKED, LATE_MEMBER, MEMBER_ARCHIVED, SEALED, WAITING
-from filegate.batches_command import describe_batch, format_rows, list_batches, run_state
+from filegate.batches_command import batch_rows as batch_rows_of
+from filegate.batches_command import format_rows
 from filegate.status import recent_runs, render_runs
 from filegate.tables import (
     ANALYTICS_SUMMARY,
@@ -164,13 +165,9 @@ def report_batches(
 
 def batch_rows(world: LocalWorld) -> list[BatchRow]:
     """What `filegate batches` says, asked the way the command asks (archive listing, then runs/get)."""
-    gate = gate_of(world)
-    rows = []
-    for batch in list_batches(gate, PIPELINE):
-        row = describe_batch(gate, batch)
-        if row.run_id is not None:
-            row = describe_batch(gate, batch, run_state(gate, row.run_id))
-        rows.append(row)
+    rows, unanswered = batch_rows_of(gate_of(world), PIPELINE)
+    if unanswered is not None:
+        raise unanswered
     return rows
 
 
