@@ -512,7 +512,8 @@ def validate_batch(context: BatchContext) -> list[Result]:
     contracts = {name: context.contract(name) for name in members}
     batch_rows = {name: staged_rows(warehouse, c, batch_id) for name, c in contracts.items()}
     every_member = {name: context.contract(name) for name in context.pipeline.members}
-    inputs = register_inputs(context.spark, warehouse, every_member, batch_rows, checks, without=batch_id)
+    as_of = context.manifest.business_date
+    inputs = register_inputs(context.spark, warehouse, every_member, batch_rows, checks, without=batch_id, as_of=as_of)
     try:
         failures = failure_rows(context, checks, inputs, checked_at)
         warehouse.ensure_table(FAILURES, FAILURES_SCHEMA)

@@ -8,6 +8,8 @@ target, so its children are orphans.
 and an optional `detail`). Inputs, resolved to temporary views: `${batch.d}` (this batch's staged rows),
 `${current.d}` (the target's current rows before this batch), `${history.d}` (every version),
 `${latest.d}` (current and batch, newest per key), `${lookup.n}`, `${param.x}` and `${as_of}`.
+A snapshot member's batch ends every current key it lacks: for its relations, and in `${latest.d}`,
+only the current rows whose key the snapshot showed count (`current_after`).
 """
 
 from __future__ import annotations
@@ -23,16 +25,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from filegate.contracts import Contract, sql_literal
+from filegate.contracts import BUSINESS_DATE, Contract, sql_literal
 from filegate.errors import ContractError
 from spark_jobs.changes import latest_per_key
-from spark_jobs.columns import IS_CURRENT, row_fields, target_schema
-from spark_jobs.history import target_before
+from spark_jobs.columns import BATCH_ID, IS_CURRENT, REASON, row_fields, target_schema
+from spark_jobs.contract_sql import deletes
+from spark_jobs.history import observations_table, target_before
 from spark_jobs.pipeline_rules import Checks, Lookup, Relation, Rule
 from spark_jobs.pipeline_tables import PLACEHOLDER
+from spark_jobs.stage import stage_table
 from spark_jobs.warehouse import Warehouse, driver_rows
 
 DETAIL = "detail"
+_AFTER = "after"
 
 
 def target_rows(warehouse: Warehouse, contract: Contract) -> DataFrame:
@@ -67,6 +72,10 @@ class Inputs:
     def frame(self, kind: str, name: str) -> DataFrame:
         return self.frames[f"{kind}.{name}"]
 
+    def current_after(self, name: str) -> DataFrame:
+        """The current rows of `name` that stay current once this batch merges (`current_after`)."""
+        return self.frames.get(f"{_AFTER}.{name}", self.frames[f"current.{name}"])
+
     def close(self) -> None:
         for view in self.views.values():
             self.spark.catalog.dropTempView(view)
@@ -79,12 +88,15 @@ def register_inputs(
     batch_rows: Mapping[str, DataFrame],
     checks: Checks,
     without: str | None = None,
+    as_of: date | None = None,
 ) -> Inputs:
     """Views for every member of the pipeline: batch, current, history and latest; and the lookups.
 
-    `without`: the batch being validated. An earlier run of it (a revision's, a replay's, also one that
-    died before it logged) may have merged into the SCD2 targets: they are read as they stand without it
-    (`history.target_before`, which costs one read of the batch's partition of each one's observations).
+    `without`: the batch being validated, of business date `as_of`. An earlier run of it (a revision's, a
+    replay's, also one that died before it logged) may have merged into the SCD2 targets: they are read
+    as they stand without it (`history.target_before`, which costs one read of the batch's partition of
+    each one's observations). A snapshot member of the batch keeps current only what it showed
+    (`current_after`).
     """
     inputs = Inputs(spark)
     for name, contract in contracts.items():
@@ -101,9 +113,31 @@ def register_inputs(
         inputs.register("batch", name, batch)
         inputs.register("history", name, history)
         inputs.register("current", name, current)
+        if without is not None and as_of is not None and contract.load == "snapshot" and name in batch_rows:
+            current = current_after(warehouse, contract, current, without, as_of)
+            inputs.frames[f"{_AFTER}.{name}"] = current
         inputs.register("latest", name, latest_per_key(current.select(*columns).unionByName(batch), contract))
     inputs.register_lookups(checks.lookups)
     return inputs
+
+
+def current_after(warehouse: Warehouse, contract: Contract, current: DataFrame, batch_id: str, on: date) -> DataFrame:
+    """The `current` rows of a snapshot member that stay current once this batch's snapshot (of date `on`) merges.
+
+    A snapshot ends every key it lacks, and a `delete_when` row ends its key: only the keys of its other rows
+    stay, and those of rows the stage rejected or `validate` quarantines (their versions stay as they were,
+    `history.held_markers`). Without this an order of a product the day's catalogue dropped passed its
+    relation, and `enriched_orders` found it an orphan after the merge. When another batch observed a
+    snapshot of this date or later, this one ends no current version, and `current` stands.
+    """
+    observed = warehouse.read_if_exists(observations_table(contract))
+    if observed is not None:
+        later = (F.col(BUSINESS_DATE) >= F.lit(on)) & (F.col(BATCH_ID) != F.lit(batch_id))
+        if not observed.where(later).isEmpty():
+            return current
+    stage = warehouse.read_batch(stage_table(contract), batch_id)
+    shown = stage.where(F.col(REASON).isNotNull() | ~deletes(contract)).select(*contract.keys)
+    return current.join(shown.distinct(), on=list(contract.keys), how="left_semi")
 
 
 def resolve_sql(sql: str, inputs: Inputs, params: Mapping[str, Any], as_of: date) -> str:
@@ -135,7 +169,8 @@ def resolve_sql(sql: str, inputs: Inputs, params: Mapping[str, Any], as_of: date
 def relation_failures(
     relation: Relation, inputs: Inputs, withheld: DataFrame | None = None
 ) -> tuple[DataFrame, DataFrame]:
-    """The child rows of this batch whose parent key is neither in this batch nor current; and those with a NULL key.
+    """The child rows of this batch whose parent key is neither in this batch nor current once it merges; and those
+    with a NULL key.
 
     `withheld`: the keys of the parent's rows a quarantine takes out of this batch (its key columns).
     """
@@ -145,7 +180,7 @@ def relation_failures(
         batch_parents = batch_parents.join(withheld, on=withheld.columns, how="left_anti")
     parents = (
         batch_parents.select(*relation.parent_columns)
-        .unionByName(inputs.frame("current", relation.parent).select(*relation.parent_columns))
+        .unionByName(inputs.current_after(relation.parent).select(*relation.parent_columns))
         .distinct()
     )
     has_null = F.lit(False)

@@ -9,22 +9,36 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
-from filegate.contracts import BUILTIN_DATASETS
+from filegate.contracts import BUILTIN_DATASETS, BUSINESS_DATE, Column, Contract
 from spark_jobs import batch_merge, batch_stage, batch_validate
-from spark_jobs.cross_checks import Inputs, relation_failures
+from spark_jobs.columns import BATCH_ID, INGESTED_AT, REASON, SOURCE_FILE, stage_table_schema
+from spark_jobs.cross_checks import Inputs, register_inputs, relation_failures
+from spark_jobs.history import merge_history
 from spark_jobs.pipeline_rules import Checks, Relation
+from spark_jobs.stage import stage_table, staged_rows
+from spark_jobs.warehouse import driver_rows
 from tests.spark_jobs.batch_world import DAYS, arguments, batch_id, seal
 from tests.spark_jobs.conftest import Lake
+from tests.spark_jobs.test_history import SHELF, shelf
 
 pytestmark = pytest.mark.timeout(1200)
 
 BATCH = batch_id(DAYS[0])
+# A child of the snapshot member `test_history.SHELF`.
+PICKS = Contract(
+    name="picks",
+    file_pattern="picks_{yyyy}_{mm}_{dd}.csv",
+    columns=(Column("pick_id", "string"), Column("sku", "string")),
+    keys=("pick_id",),
+    sequence_by="pick_id",
+)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +160,42 @@ def test_a_relation_of_a_dataset_to_itself_checks_each_row_against_the_batch_and
     finally:
         inputs.close()
     assert Checks(relations=(relation,)).merge_order(["employees", "orders"]) == ["employees", "orders"]
+
+
+def test_a_snapshot_parent_checks_children_against_the_keys_it_shows_not_those_it_is_about_to_close(
+    lake: Lake,
+) -> None:
+    # The shelf's day-two snapshot lacks s2 (its merge closes s2) and holds s3 back (rejected at stage):
+    # a pick of s2 is an orphan once the batch merges, a pick of s3 is not (s3's version stays open).
+    spark = lake.spark
+    assert spark is not None
+    warehouse = lake.warehouse()
+    day_one, day_two = date(2025, 1, 1), date(2025, 1, 2)
+    merge_history(warehouse, SHELF, shelf(spark, day_one, {"s1": 10, "s2": 5, "s3": 7}), f"shelf-{day_one}")
+    batch = f"shelf-{day_two}"
+    stage = stage_table_schema(SHELF)
+    staged = [
+        {"sku": "s1", "price": 11, "aisle": "A1", BUSINESS_DATE: day_two},
+        {"sku": "s3", "price": None, "aisle": "A1", BUSINESS_DATE: day_two, REASON: "price: not a number"},
+    ]
+    lineage = {BATCH_ID: batch, SOURCE_FILE: f"{batch}.csv", INGESTED_AT: datetime(2025, 2, 2)}
+    rows = [tuple({**lineage, **row}.get(f.name) for f in stage.fields) for row in staged]
+    warehouse.ensure_table(stage_table(SHELF), stage)
+    warehouse.append(stage_table(SHELF), driver_rows(spark, rows, stage))
+    picks = spark.createDataFrame([("p1", "s1"), ("p2", "s2"), ("p3", "s3")], "pick_id string, sku string")
+    relation = Relation("pick_sku", "picks", ("sku",), "shelf", ("sku",))
+    contracts = {"shelf": SHELF, "picks": PICKS}
+
+    def orphans(on: date) -> list[str]:
+        batch_rows = {"shelf": staged_rows(warehouse, SHELF, batch), "picks": picks}
+        inputs = register_inputs(spark, warehouse, contracts, batch_rows, Checks(), without=batch, as_of=on)
+        try:
+            failing, _ = relation_failures(relation, inputs)
+            return sorted(r["pick_id"] for r in failing.collect())
+        finally:
+            inputs.close()
+
+    assert orphans(day_two) == ["p2"]
+    # A late snapshot (day three's came first) closes nothing current: s2 stays a parent.
+    merge_history(warehouse, SHELF, shelf(spark, date(2025, 1, 3), {"s1": 10, "s2": 5, "s3": 7}), "shelf-2025-01-03")
+    assert orphans(day_two) == []
