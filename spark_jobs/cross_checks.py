@@ -198,10 +198,18 @@ def relation_failures(
 
 
 def rule_failures(rule: Rule, inputs: Inputs, contract: Contract, params: Mapping[str, Any], as_of: date) -> DataFrame:
-    """The failing rows a rule's query returns: the dataset's keys and a detail."""
+    """The failing rows a rule's query returns: the dataset's keys and a detail.
+
+    Spark resolves names without regard to case, and so are the returned columns matched. A returned key
+    that is not among this batch's rows of the dataset (a query over `${current.d}` alone) fails no row
+    of the batch: it is dropped, or it would count against the batch's rows and quarantine nothing.
+    """
     rows = inputs.spark.sql(resolve_sql(rule.sql, inputs, params, as_of))
-    missing = [key for key in contract.keys if key not in rows.columns]
+    returned = {name.lower(): name for name in rows.columns}
+    missing = [key for key in contract.keys if key.lower() not in returned]
     if missing:
         raise ContractError(f"rule {rule.name} must return the key columns of {rule.dataset}; missing {missing}")
-    detail = F.col(DETAIL).cast("string") if DETAIL in rows.columns else F.lit(None).cast("string")
-    return rows.select(*contract.keys, detail.alias(DETAIL))
+    detail = F.col(returned[DETAIL]).cast("string") if DETAIL in returned else F.lit(None).cast("string")
+    failing = rows.select(*(F.col(returned[key.lower()]).alias(key) for key in contract.keys), detail.alias(DETAIL))
+    batch = inputs.frame("batch", rule.dataset).select(*contract.keys).distinct()
+    return failing.join(batch, on=list(contract.keys), how="left_semi")

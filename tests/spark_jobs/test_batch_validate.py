@@ -19,9 +19,9 @@ from pyspark.sql import SparkSession
 from filegate.contracts import BUILTIN_DATASETS, BUSINESS_DATE, Column, Contract
 from spark_jobs import batch_merge, batch_stage, batch_validate
 from spark_jobs.columns import BATCH_ID, INGESTED_AT, REASON, SOURCE_FILE, stage_table_schema
-from spark_jobs.cross_checks import Inputs, register_inputs, relation_failures
+from spark_jobs.cross_checks import Inputs, register_inputs, relation_failures, rule_failures
 from spark_jobs.history import merge_history
-from spark_jobs.pipeline_rules import Checks, Relation
+from spark_jobs.pipeline_rules import Checks, Relation, Rule
 from spark_jobs.stage import stage_table, staged_rows
 from spark_jobs.warehouse import driver_rows
 from tests.spark_jobs.batch_world import DAYS, arguments, batch_id, seal
@@ -199,3 +199,21 @@ def test_a_snapshot_parent_checks_children_against_the_keys_it_shows_not_those_i
     # A late snapshot (day three's came first) closes nothing current: s2 stays a parent.
     merge_history(warehouse, SHELF, shelf(spark, date(2025, 1, 3), {"s1": 10, "s2": 5, "s3": 7}), "shelf-2025-01-03")
     assert orphans(day_two) == []
+
+
+def test_a_rule_fails_only_rows_of_the_batch_and_its_columns_match_the_keys_in_any_case(spark: SparkSession) -> None:
+    # The query names the key in capitals (Spark resolves it either way) and also returns P9, a pick the
+    # target holds but this batch does not: P9 fails no row of the batch, so it neither counts nor quarantines.
+    inputs = Inputs(spark)
+    inputs.register("batch", "picks", spark.createDataFrame([("p1", "s1"), ("p2", "s2")], "pick_id string, sku string"))
+    inputs.register("current", "picks", spark.createDataFrame([("p9", "s2")], "pick_id string, sku string"))
+    sql = (
+        "SELECT pick_id AS PICK_ID, 'sku s2 is recalled' AS DETAIL FROM ${batch.picks} WHERE sku = 's2' "
+        "UNION ALL SELECT pick_id, 'sku s2 is recalled' FROM ${current.picks} WHERE sku = 's2'"
+    )
+    try:
+        failing = rule_failures(Rule("recalled", "picks", sql), inputs, PICKS, {}, date(2025, 1, 2))
+
+        assert [tuple(r) for r in failing.collect()] == [("p2", "sku s2 is recalled")]
+    finally:
+        inputs.close()
