@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from filegate.settings import DEFAULT_JOB_NAME
@@ -102,3 +105,29 @@ def test_the_batch_job_stages_validates_merges_then_derives_one_batch_at_a_time(
     # The job's own limit must not cancel a run whose tasks are all within theirs.
     assert all(task["timeout_seconds"] > 0 for task in job["tasks"])
     assert job["timeout_seconds"] >= longest_valid_run(job)
+
+
+def test_the_production_target_deploys_one_copy_at_a_shared_root() -> None:
+    # The CLI refuses `mode: production` without an explicit root_path (or run_as); one shared root keeps
+    # a second deployer from making a second pair of jobs with the names the function looks up.
+    prod = load(BUNDLE / "databricks.yml")["targets"]["prod"]
+
+    assert prod["mode"] == "production"
+    assert prod["workspace"]["root_path"].startswith("/Workspace/Shared/")
+
+
+@pytest.mark.parametrize(
+    "task", ["stage_load", "target_load", "batch_stage", "batch_validate", "batch_merge", "batch_derive"]
+)
+def test_every_task_file_runs_without_a_file_name_as_serverless_runs_it(
+    task: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Serverless runs a spark_python_task's code through exec(), without `__file__`; the wheel provides
+    # the packages there. Only the module's top is run here: its name is not "__main__".
+    path = BUNDLE.parents[1] / "spark_jobs" / f"{task}.py"
+    module = types.ModuleType(f"serverless_{task}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), module.__dict__)
+
+    assert callable(module.main)
