@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 from functools import reduce
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, "") and "__file__" in globals():
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from typing import Any

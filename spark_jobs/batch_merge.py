@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-if __package__ in (None, ""):
+if __package__ in (None, "") and "__file__" in globals():
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from pyspark.sql import DataFrame

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-if __package__ in (None, ""):
+if __package__ in (None, "") and "__file__" in globals():
     # Run as a file (Databricks `spark_python_task`): import the package, not sibling modules.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, "") and "__file__" in globals():
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from pyspark.errors import PySparkException

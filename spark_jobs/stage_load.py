@@ -6,9 +6,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, "") and "__file__" in globals():
     # Run as a file (Databricks `spark_python_task`, or `python spark_jobs/stage_load.py`): import the
     # package from the repository (or the installed wheel), not sibling modules from this folder.
+    # Serverless is reported to exec() the file's code with no `__file__` (databrickslabs/ontos#685):
+    # there the wheel in the job's environment is on the path already, and the file's folder is not.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from pyspark.sql import SparkSession

@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, "") and "__file__" in globals():
     # Run as a file (Databricks `spark_python_task`, or `python spark_jobs/target_load.py`): import the
     # package from the repository (or the installed wheel), not sibling modules from this folder.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
