@@ -95,8 +95,18 @@ class _AzureIdentityCredentials:
         credential = DefaultAzureCredential()
 
         def headers() -> dict[str, str]:
+            from azure.core.exceptions import ClientAuthenticationError
+
             # azure-identity caches the token and refreshes it before it expires.
-            token = credential.get_token(f"{AZURE_DATABRICKS_RESOURCE}/.default")
+            try:
+                token = credential.get_token(f"{AZURE_DATABRICKS_RESOURCE}/.default")
+            except ClientAuthenticationError as exc:
+                raise SettingsError(
+                    "FILEGATE_DATABRICKS_AUTH=azure-identity, but no Azure identity gave a token for Azure "
+                    "Databricks: give the function app a managed identity (`az login` where you run it "
+                    "yourself), or unset FILEGATE_DATABRICKS_AUTH to use DATABRICKS_TOKEN "
+                    f"({_first_line(exc)})"
+                ) from exc
             return {"Authorization": f"Bearer {token.token}"}
 
         return headers
@@ -300,6 +310,16 @@ def not_found(exc: DatabricksError) -> bool:
     return isinstance(exc, NotFound) or code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
 
 
+def _not_a_workspace(exc: DatabricksError) -> bool:
+    """Whether the host answered as something other than a workspace: no such API (a URL with a path), or a
+    refusal that is not Databricks' JSON (another service). A gateway's 5xx page passes: it may."""
+    from databricks.sdk.errors import BadRequest, NotFound
+
+    if str(getattr(exc, "error_code", "") or "") == "ENDPOINT_NOT_FOUND":
+        return True
+    return isinstance(exc, (BadRequest, NotFound)) and str(exc).startswith("unable to parse response")
+
+
 def named_error(
     exc: DatabricksError,
     host: str,
@@ -318,6 +338,11 @@ def named_error(
         )
     if isinstance(exc, PermissionDenied):
         return SettingsError(f"{host} denied access (403): {grant} ({_first_line(exc)})")
+    if _not_a_workspace(exc):
+        return SettingsError(
+            f"{host} does not serve the Jobs API: set DATABRICKS_HOST to the workspace URL alone, like "
+            f"https://adb-1234567890123456.7.azuredatabricks.net, without a path ({_first_line(exc)})"
+        )
     if job_id is not None and not_found(exc):
         return SettingsError(
             f"{setting}={job_id}: no such job in {host}; set it to the {bundle_name} job's id "

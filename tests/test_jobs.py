@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import re
 import socket
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -182,3 +184,61 @@ def test_behind_a_proxy_the_probe_leaves_the_path_to_the_sdk(monkeypatch: pytest
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with pytest.raises(TransientError, match="connection refused"):
         probe_host(url)
+
+
+def databricks_env(monkeypatch: pytest.MonkeyPatch, host: str) -> Settings:
+    """The function's settings for `host`, read by the SDK from the environment as in the function."""
+    monkeypatch.setenv("DATABRICKS_HOST", host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
+    return Settings(databricks_host=host, job_id=1)
+
+
+def test_a_host_given_with_a_path_is_a_setting_to_fix_not_a_missing_job(
+    jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Jobs API answers 404 ENDPOINT_NOT_FOUND under /api/api/2.2/...: not job 1's absence, nor an outage.
+    jobs = DatabricksJobs(databricks_env(monkeypatch, f"{jobs_api.url}/api"))
+
+    with pytest.raises(SettingsError, match="does not serve the Jobs API: set DATABRICKS_HOST to the workspace URL"):
+        jobs.check_job()
+
+
+def test_a_host_that_is_another_service_is_a_setting_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NotDatabricks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<?xml version='1.0'?><Error><Code>InvalidQueryParameterValue</Code></Error>"
+            self.send_response(400)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotDatabricks) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            with pytest.raises(SettingsError, match="does not serve the Jobs API"):
+                DatabricksJobs(databricks_env(monkeypatch, url)).check_job()
+        finally:
+            server.shutdown()
+
+
+def test_azure_identity_without_an_identity_names_the_setting(
+    jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # No identity here: no AZURE_* credentials, no managed identity endpoint, no signed-in Azure CLI.
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)
+    monkeypatch.setenv("DATABRICKS_HOST", jobs_api.url)
+    settings = Settings(databricks_host=jobs_api.url, databricks_auth="azure-identity", job_id=1)
+
+    with pytest.raises(SettingsError, match="FILEGATE_DATABRICKS_AUTH=azure-identity, but no Azure identity"):
+        DatabricksJobs(settings).check_job()
