@@ -33,7 +33,10 @@ def _gcp_build() -> ModuleType:
 NEEDED_MODULES = _gcp_build().needed_modules
 # Imports on a path the other cloud never takes, each with the reason.
 OTHER_CLOUD_ONLY: dict[str, dict[str, str]] = {
-    "gcp": {"azure.identity": "jobs.py, only with FILEGATE_DATABRICKS_AUTH=azure-identity, an Azure setting"},
+    "gcp": {
+        "azure.identity": "jobs.py, only with FILEGATE_DATABRICKS_AUTH=azure-identity, an Azure setting",
+        "azure.core.exceptions": "jobs.py, azure-identity's errors, only with FILEGATE_DATABRICKS_AUTH=azure-identity",
+    },
     "azure": {},
 }
 # Pinned names: `name==version`.
