@@ -841,9 +841,17 @@ def _param_problems(contract: Contract, expr: str, where: str) -> list[Problem]:
     ]
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A contract or pipeline file's document; ContractError naming the file and the spot when it is not TOML."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ContractError(f"{path}: not valid TOML ({exc}); `filegate check {path}` says more") from exc
+
+
 def load_contract(path: Path) -> Contract:
-    with path.open("rb") as handle:
-        return parse_contract(tomllib.load(handle), source=path)
+    return parse_contract(read_toml(path), source=path)
 
 
 @cache
@@ -851,6 +859,9 @@ def load_contracts(*directories: Path) -> Contracts:
     """Every `*.toml` contract in the built-in datasets folder and the given folders."""
     found: dict[str, Contract] = {}
     for directory in (BUILTIN_DATASETS, *directories):
+        if not directory.is_dir():
+            # A mistyped FILEGATE_CONTRACTS_DIR would leave every dataset of it unknown: each file rejected.
+            raise ContractError(f"the contracts folder {directory} does not exist or is not a folder")
         for path in sorted(directory.glob("*.toml")):
             if _kind(path) != "dataset":
                 continue
@@ -870,9 +881,7 @@ def _is_builtin(path: Path | None) -> bool:
 
 def _kind(path: Path) -> str:
     """A TOML file's `kind` (dataset unless it says otherwise); pipelines live beside datasets."""
-    with path.open("rb") as handle:
-        kind = tomllib.load(handle).get("kind", "dataset")
-    return str(kind)
+    return str(read_toml(path).get("kind", "dataset"))
 
 
 def _utc_timestamp(text: str) -> datetime:

@@ -15,7 +15,8 @@ from filegate.stores import add_target_option
 
 def run_checks(target: str | None, *, local: bool) -> list[Check]:
     """Settings, then storage and the jobs when the settings allow, then (with `local`) Java, Node, Python."""
-    from filegate.runtime import build_gate
+    from filegate.batches import batch_job_trigger
+    from filegate.jobs import DatabricksJobs
     from filegate.stores import open_store, store_kind
 
     checks: list[Check] = []
@@ -37,20 +38,38 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
         except FilegateError as exc:
             checks.append(Check("sweep schedule", False, str(exc)))
     if settings is not None:
+        # Each part on its own: storage that cannot be opened says nothing about the jobs, so both are checked.
+        contracts, pipelines = _check_contracts(settings)
+        checks.append(contracts)
         try:
-            gate = build_gate(open_store(store_kind(target, settings), settings), settings, check=False)
+            store = open_store(store_kind(target, settings), settings)
         except FilegateError as exc:
             checks.append(Check("storage", False, str(exc)))
         else:
-            checks += check_storage(settings, gate.store)
-            checks += check_job(gate.jobs)
-            if gate.pipelines and gate.batch_jobs is not None:
-                # The gate does not check it before moving files (a missing batch job leaves members archived
-                # and their batch `run pending`, nothing lost), so this is where a wrong setting shows.
-                checks += check_job(gate.batch_jobs, "Databricks batch job")
+            checks += check_storage(settings, store)
+        checks += check_job(DatabricksJobs(settings))
+        if pipelines:
+            # The gate does not check it before moving files (a missing batch job leaves members archived
+            # and their batch `run pending`, nothing lost), so this is where a wrong setting shows.
+            checks += check_job(batch_job_trigger(settings), "Databricks batch job")
     if local:
         checks += check_local_tools()
     return checks
+
+
+def _check_contracts(settings: Settings) -> tuple[Check, int]:
+    """The contracts and pipelines the gate would load (built-in, and FILEGATE_CONTRACTS_DIR's); how many pipelines."""
+    from filegate.contracts import load_contracts
+    from filegate.pipelines import load_pipelines
+
+    folders = [settings.contracts_dir] if settings.contracts_dir else []
+    try:
+        contracts = load_contracts(*folders)
+        pipelines = load_pipelines(contracts, *folders)
+    except FilegateError as exc:
+        return Check("contracts", False, str(exc)), 0
+    where = f"built-in and {settings.contracts_dir}" if settings.contracts_dir else "built-in"
+    return Check("contracts", True, f"{len(contracts)} datasets, {len(pipelines)} pipelines ({where})"), len(pipelines)
 
 
 def main(argv: list[str]) -> int:

@@ -8,7 +8,6 @@ which this module keeps as `document` without interpreting it.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from filegate.contracts import BUILTIN_DATASETS, Contracts
+from filegate.contracts import BUILTIN_DATASETS, Contracts, read_toml
 from filegate.errors import ContractError
 
 PIPELINE_KIND = "pipeline"
@@ -199,8 +198,7 @@ def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:
     found: dict[str, Pipeline] = {}
     for directory in (BUILTIN_DATASETS, *directories):
         for path in sorted(Path(directory).glob("*.toml")):
-            with path.open("rb") as handle:
-                document = tomllib.load(handle)
+            document = read_toml(path)
             if document.get("kind") != PIPELINE_KIND:
                 continue
             pipeline = parse_pipeline(document, contracts, path)

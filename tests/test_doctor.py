@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.faults.world import World
@@ -26,7 +28,8 @@ def test_doctor_says_ok_for_a_working_setup_and_names_each_fix(world: World, req
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     # On Azure the archive is in its own account, so how a copy into it is signed is checked too, and the
     # function's timer has a schedule.
-    assert f"all {8 if world.kind == 'azure' else 6} checks OK" in healthy.stdout
+    assert f"all {9 if world.kind == 'azure' else 7} checks OK" in healthy.stdout
+    assert "OK   contracts: " in healthy.stdout
     if world.kind == "azure":
         assert "OK   copy signing: copies into the archive's account are signed with" in healthy.stdout
         assert "OK   sweep schedule: the Azure function sweeps at `0 17 * * * *`" in healthy.stdout
@@ -69,3 +72,24 @@ def test_doctor_names_a_batch_job_that_sealed_batches_could_not_run(
     assert named in line
     assert "FILEGATE_BATCH_JOB_ID" in line
     assert "OK   Databricks job: " in result.stdout
+
+
+def test_doctor_names_contracts_it_cannot_load_and_checks_the_jobs_when_storage_does_not_open(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    env = _env(world, request)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "returns.toml").write_text("name = \n", encoding="utf-8")
+    unopened = {"FILEGATE_AZURE_STORAGE": "not a connection string"} if world.kind == "azure" else {}
+
+    missing = run_cli(["doctor"], {**env, "FILEGATE_CONTRACTS_DIR": str(tmp_path / "nowhere"), **unopened})
+    broken = run_cli(["doctor"], {**env, "FILEGATE_CONTRACTS_DIR": str(tmp_path / "broken")})
+
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert f"FIX  contracts: the contracts folder {tmp_path / 'nowhere'} does not exist" in missing.stdout
+    assert "OK   Databricks job: " in missing.stdout
+    if unopened:
+        assert "FIX  storage: FILEGATE_AZURE_STORAGE is not a storage connection string" in missing.stdout
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"FIX  contracts: {tmp_path / 'broken' / 'returns.toml'}: not valid TOML (" in broken.stdout
+    assert "Traceback" not in broken.stderr
