@@ -29,7 +29,8 @@ _DECIMAL_TYPE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 # one), which Spark's cast then trims away, where Python's `date.fromisoformat` refuses it. No inline
 # flags either: Java's `(?i)` folds ASCII letters only, Python's also folds non-ASCII ones (the long s into s).
 TEXT_PATTERNS: Mapping[str, str] = {
-    "long": r"^[+-]?[0-9]{1,18}\z",
+    # Up to 19 digits: the shape; whether it fits in 64 bits is `_check_calendar`'s (and try_cast's) question.
+    "long": r"^[+-]?[0-9]{1,19}\z",
     "double": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\z",
     "boolean": r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\z",
     "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\z",
@@ -183,8 +184,8 @@ def _text_regex(type_name: str) -> re.Pattern[str] | None:
 
 
 def _check_calendar(type_name: str, text: str) -> str | None:
-    """Shape is right; catch impossible dates and times such as 2024-02-30, or year 0, and doubles such as
-    1e999, which would be read as infinity.
+    """Shape is right; catch impossible dates and times such as 2024-02-30, or year 0, doubles such as
+    1e999, which would be read as infinity, and longs beyond 64 bits.
 
     A real date or time lies in the years 1 to 9999, for a timestamp once moved to UTC: what Python
     (and so every reader of the tables in Python) can represent. The Spark job applies the same
@@ -199,6 +200,8 @@ def _check_calendar(type_name: str, text: str) -> str | None:
             Decimal(text)
         elif type_name == "double" and math.isinf(float(text)):
             return DOUBLE_OUT_OF_RANGE
+        elif type_name == "long" and not -(2**63) <= int(text) < 2**63:
+            raise OverflowError(text)
     except (ValueError, InvalidOperation, OverflowError):
         return f"is not a real {type_name}"
     return None

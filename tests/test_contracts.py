@@ -155,6 +155,10 @@ def test_the_five_ecommerce_contracts_are_shipped_with_their_rules() -> None:
         ({"name": "v", "type": "string", "pattern": "^[0-9]+$"}, "٣", "pattern"),
         ({"name": "v", "type": "string", "pattern": "^[0-9]+$", "nullable": False}, "", "required"),
         ({"name": "v", "type": "long", "min": 1}, "x", "type"),
+        # A long holds 64 bits: 19 digits fit up to its bound, one more is out of range.
+        ({"name": "v", "type": "long"}, "-9223372036854775808", None),
+        ({"name": "v", "type": "long"}, "9223372036854775807", None),
+        ({"name": "v", "type": "long"}, "9223372036854775808", "type"),
         # decimal(2,2) holds values between -1 and 1 only; Spark's cast turns 5.12 into NULL.
         ({"name": "v", "type": "decimal(2,2)"}, "5.12", "type"),
         ({"name": "v", "type": "decimal(2,2)"}, "0.12", None),

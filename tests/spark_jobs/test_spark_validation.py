@@ -35,6 +35,9 @@ BREAKS = ("\n", "\r\n", "\r")
 TEXTS = {
     "long": [
         "1", "+12", "-0", "123456789012345678", "1234567890123456789", "1.0", "1e3", "", " 1", "x",
+        # The 64-bit bounds, each side of them; 20 digits.
+        "9223372036854775807", "-9223372036854775808", "9223372036854775808", "-9223372036854775809",
+        "+0009223372036854775", "12345678901234567890",
         "5\n", "5\r\n", "\t5", "5\\",
         # Shown as they are, in single quotes, on both sides (Python's repr would pick other quotes, escape more).
         "'5'", "\ufeff5", "5\x01",
