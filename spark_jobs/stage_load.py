@@ -16,8 +16,9 @@ if __package__ in (None, "") and "__file__" in globals():
 from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
-from spark_jobs.stage import Batch, stage_file
-from spark_jobs.target import refuse_batch_job_settings
+from filegate.errors import FilegateError
+from spark_jobs.stage import Batch, StageCounts, rejects_table, stage_file
+from spark_jobs.target import refuse_batch_job_settings, release_stage
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse
 
@@ -35,6 +36,32 @@ def stage(
         f"{TASK}: batch {batch.batch_id} of {contract.name}: {counts.read} rows read, {counts.staged} staged, "
         f"{counts.rejected} rejected ({warehouse.description})"
     )
+    try:
+        refuse_bad_share(contract, counts)
+    except TooManyBadRows:
+        # Nothing of the file may merge, also by a repair that runs target_load alone: the rows leave the stage.
+        release_stage(warehouse, contract, batch.batch_id)
+        raise
+
+
+class TooManyBadRows(FilegateError):
+    """More of the file's rows broke a rule than the contract's max_bad_row_ratio allows."""
+
+
+def refuse_bad_share(contract: Contract, counts: StageCounts) -> None:
+    """Fail the task when the whole file breaks `max_bad_row_ratio`, as the function's sample would have.
+
+    The function judges a bounded sample: a file whose bad rows begin past it (an export that changed
+    mid-file) is archived, and only the full read sees them. The rejects are written by then, each
+    with its reason; `target_load` depends on this task and the stage is released: none of the file
+    reaches the target.
+    """
+    if counts.rejected > contract.max_bad_row_ratio * counts.read:
+        raise TooManyBadRows(
+            f"{counts.rejected} of {counts.read} rows of the file broke a rule, more than {contract.name}'s "
+            f"max_bad_row_ratio ({contract.max_bad_row_ratio:.0%}) allows: nothing of it is merged. Each bad row "
+            f"is in {rejects_table(contract)} with its reason; send a corrected file"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from pyspark.sql.types import DataType, TimestampType
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import distinct_versions, history_changes, latest_per_key
-from spark_jobs.columns import INGESTED_AT, REASON, sequence_type, target_schema
+from spark_jobs.columns import INGESTED_AT, REASON, WARNINGS, sequence_type, target_schema
 from spark_jobs.merge import SOURCE, TARGET, content_text, merge_for, tagged
 from spark_jobs.processing_log import succeeded_at
 from spark_jobs.stage import StageCounts, stage_table, staged_rows
@@ -249,6 +249,17 @@ def _unlogged_merge(
         "logged now"
     )
     return earlier
+
+
+def warning_counts(warehouse: Warehouse, contract: Contract, batch_id: str) -> dict[str, int]:
+    """How many of the batch's good rows each `warn` check flagged: the stage rows carry them, and go once merged.
+
+    One small aggregate, only for a contract with such a check; the target keeps no `_warnings` column.
+    """
+    if not any(check.action == "warn" for check in contract.checks):
+        return {}
+    flagged = staged_rows(warehouse, contract, batch_id).select(F.explode(WARNINGS).alias("rule"))
+    return {row["rule"]: int(row["count"]) for row in flagged.groupBy("rule").count().collect()}
 
 
 def release_stage(warehouse: Warehouse, contract: Contract, batch_id: str) -> None:

@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
 from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, next_attempt, succeeded_at
-from spark_jobs.target import TASK, TargetCounts, load_target, release_stage
+from spark_jobs.target import TASK, TargetCounts, load_target, release_stage, warning_counts
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse, instant
 
@@ -33,6 +33,7 @@ def merge_batch(
     ):
         _release(warehouse, contract, arguments.batch_id)
         return
+    warnings = warning_counts(warehouse, contract, arguments.batch_id)
     record = RunRecord(
         batch_id=arguments.batch_id,
         dataset=contract.name,
@@ -49,7 +50,7 @@ def merge_batch(
         rows_updated=counts.updated,
         rows_unchanged=counts.unchanged,
         rows_tied=counts.tied,
-        details=_versions_details(counts),
+        details=_details(counts, warnings),
         run_id=arguments.run_id,
         attempt=next_attempt(warehouse, TASK, arguments.run_id),
     )
@@ -65,6 +66,8 @@ def merge_batch(
             f"{TASK}: versions: {counts.versions.inserted} inserted, {counts.versions.updated} updated (a new version "
             "re-bounds the one before it)"
         )
+    for rule, flagged in sorted(warnings.items()):
+        print(f"{TASK}: WARNING: {flagged} rows merged although they failed the warn check {rule}")
     if counts.tied:
         print(
             f"{TASK}: {counts.tied} rows have the same {contract.sequence_by} as the target's row of their key but "
@@ -72,14 +75,16 @@ def merge_batch(
         )
 
 
-def _versions_details(counts: TargetCounts) -> str | None:
-    """SCD2: what the MERGE did to the versions, in the words (and the place) the batch job logs them."""
-    if counts.versions is None:
-        return None
-    versions = counts.versions
-    return json.dumps(
-        {"versions": {"inserted": versions.inserted, "updated": versions.updated, "deleted": versions.deleted}}
-    )
+def _details(counts: TargetCounts, warnings: dict[str, int]) -> str | None:
+    """SCD2: what the MERGE did to the versions, in the words (and the place) the batch job logs them; and how
+    many rows each `warn` check flagged (they merged, and the stage rows that named the checks are released)."""
+    details: dict[str, object] = {}
+    if counts.versions is not None:
+        versions = counts.versions
+        details["versions"] = {"inserted": versions.inserted, "updated": versions.updated, "deleted": versions.deleted}
+    if warnings:
+        details["warnings"] = dict(sorted(warnings.items()))
+    return json.dumps(details) if details else None
 
 
 def _release(warehouse: Warehouse, contract: Contract, batch_id: str) -> None:

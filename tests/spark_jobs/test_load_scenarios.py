@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
-from filegate.contracts import Contract, load_contracts
+from filegate.contracts import BUILTIN_DATASETS, Contract, load_contracts
 from spark_jobs import stage_load, target_load
 from spark_jobs import warehouse as warehouse_module
 from spark_jobs.columns import stage_schema
@@ -467,16 +467,23 @@ def test_a_processing_log_of_an_earlier_release_gets_the_run_and_attempt_columns
     assert (logged["status"], logged["run_id"], logged["attempt"]) == ("SUCCEEDED", 5, 1)
 
 
-def test_a_file_where_every_row_is_bad(spark: SparkSession, lake: Lake, tmp_path: Path, samples: list[Path]) -> None:
+def test_a_file_with_more_bad_rows_than_its_contract_allows_fails_and_merges_nothing(
+    spark: SparkSession, lake: Lake, tmp_path: Path, samples: list[Path]
+) -> None:
+    # The function samples only the file's head: bad rows past it reach the job, which judges them all.
     run_batch(lake, samples[0], "good")
     target_before = lake.table("order_tracking").sort_by("tracking_num")
     header, *rows = samples[1].read_text(encoding="utf-8").splitlines()
     broken = [row.replace(",UPS,", ",ACME,").replace(",DHL,", ",ACME,") for row in rows[:20]]
     broken = [row if ",ACME," in row else row.split(",", 1)[1] for row in broken]
     source = tmp_path / samples[1].name
-    source.write_text("\n".join([header, *broken]) + "\n", encoding="utf-8")
+    good = [row for row in rows[20:] if row_problem(ORDER_TRACKING, next(csv.reader([row]))) is None][:20]
+    source.write_text("\n".join([header, *good, *broken]) + "\n", encoding="utf-8")
+    arguments = task_arguments(lake, source, "half-bad")
 
-    run_batch(lake, source, "all-bad")
+    assert stage_load.main(arguments) == 1
+    # A repair that runs target_load alone finds nothing of the file to merge.
+    assert target_load.main(arguments) == 0
 
     assert lake.table("order_tracking").sort_by("tracking_num").equals(target_before)
     rejects = {r["raw_line"]: r["reason"] for r in lake.table("order_tracking_rejects").to_pylist()}
@@ -485,8 +492,10 @@ def test_a_file_where_every_row_is_bad(spark: SparkSession, lake: Lake, tmp_path
     assert {line: rejects[line] for line in broken} == expected
     assert any("carrier value 'ACME' is not one of" in reason for reason in expected.values())
     assert any("fields, expected 13" in reason for reason in expected.values())
-    log = log_rows(lake)[-1]
-    assert (log["status"], log["rows_read"], log["rows_rejected"], log["rows_inserted"]) == ("SUCCEEDED", 20, 20, 0)
+    failed = next(row for row in log_rows(lake) if row["batch_id"] == "half-bad" and row["task"] == "stage_load")
+    assert failed["status"] == "FAILED"
+    assert "TooManyBadRows: 20 of 40 rows of the file broke a rule, more than order_tracking's" in failed["error"]
+    assert lake.staged("order_tracking") == []
 
 
 def test_a_file_with_the_wrong_header_fails_and_is_logged(
@@ -768,3 +777,24 @@ def test_the_ingest_job_refuses_what_only_the_batch_job_applies_before_writing(
 
     assert not lake.location.path(contract.target).exists()
     assert not lake.location.path(f"{contract.name}_stage").exists()
+
+
+def test_rows_a_warn_check_flagged_merge_and_are_counted_in_the_log(
+    spark: SparkSession, lake: Lake, tmp_path: Path, samples: list[Path]
+) -> None:
+    # The stage rows name the warn checks a row failed, and they are released once merged: the log keeps the count.
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    shipped = (BUILTIN_DATASETS / "order_tracking.toml").read_text(encoding="utf-8")
+    check = '\n[[checks]]\nname = "light"\nexpr = "weight_kg IS NULL OR weight_kg < 20"\naction = "warn"\n'
+    (contracts / "order_tracking.toml").write_text(shipped + check, encoding="utf-8")
+    heavy = [
+        row for row in good_rows(ORDER_TRACKING, [samples[0]]) if row["weight_kg"] and float(row["weight_kg"]) >= 20
+    ]
+
+    run_batch(lake, samples[0], "warned", contracts_dir=str(contracts))
+
+    (log,) = log_rows(lake)
+    assert heavy
+    assert json.loads(str(log["details"])) == {"warnings": {"order_tracking.check.light": len(heavy)}}
+    assert len(target_status(lake)) == len(latest_status(ORDER_TRACKING, [samples[0]]))
