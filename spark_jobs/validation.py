@@ -21,6 +21,7 @@ from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
 from spark_jobs.warehouse import quoted_name
 
 _FIELD_COUNT = "_field_count"
+_MAX_PARSED_DELIMITERS = 20_000
 _WELL_FORMED = "_well_formed"
 _VERDICTS = "_verdicts"
 _SHAPE_REASON = "_shape_reason"
@@ -134,10 +135,16 @@ def well_formed_pattern(delimiter: str) -> str:
 
     Python's csv module with strict=True (the function's validator) refuses the other lines (text
     after a closing quote, a quote never closed); Spark's parser would read them, but differently.
+
+    Every quantifier is possessive and a quoted field is written unrolled (`"[^"]*(""[^"]*)*"`): Java
+    recurses once per repetition of a group that may backtrack, and `(?:[^"]|"")*` overflowed the
+    executor's stack, killing its JVM, on a quoted field of 3,000 characters (a product description).
+    The grammar is unambiguous (after a field comes a delimiter or the end), so no match needs to give
+    anything back, and the lines matched are the same.
     """
     sep = re.escape(delimiter)
-    field = f'(?:"(?:[^"]|"")*"|[^"{sep}][^{sep}]*)?'
-    return f"^{field}(?:{sep}{field})*$"
+    field = f'(?:"[^"]*+(?:""[^"]*+)*+"|[^"{sep}][^{sep}]*+)?+'
+    return f"^{field}(?:{sep}{field})*+$"
 
 
 def max_counted_fields(contract: Contract) -> int:
@@ -163,6 +170,10 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     }
     marker = next(marker for marker in _END_MARKERS if contract.delimiter not in marker)
     marked = F.concat(F.col(RAW_COLUMN), F.lit(contract.delimiter + marker))
+    # The parser fails the whole read on a record of more fields than it holds (univocity's maxColumns,
+    # 20480): a line with that many delimiters, quoted or not, is not parsed and counts as too many fields.
+    delimiters = F.expr(f"length({RAW_COLUMN}) - length(replace({RAW_COLUMN}, {sql_literal(contract.delimiter)}, ''))")
+    marked = F.when(delimiters < F.lit(_MAX_PARSED_DELIMITERS * len(contract.delimiter)), marked)
     parsed = lines.select(
         F.col(RAW_COLUMN),
         _UTF8,
