@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from filegate.errors import FilegateError, SettingsError
 from local_world.watch._envelopes import Event
@@ -105,11 +105,18 @@ def deliver_cloudevent_binary(url: str, timeout: float = DELIVERY_TIMEOUT_SECOND
 
     def deliver(event: Event, attempt: int) -> str:
         attributes = {k: v for k, v in event.body.items() if k not in ("data", "datacontenttype")}
-        headers = {f"ce-{name}": str(value) for name, value in attributes.items()}
+        headers = {f"ce-{name}": _header_value(str(value)) for name, value in attributes.items()}
         headers["Content-Type"] = str(event.body.get("datacontenttype", "application/json"))
         return _post(url, json.dumps(event.body["data"]).encode(), headers, timeout)
 
     return deliver
+
+
+def _header_value(value: str) -> str:
+    """An attribute as a `ce-*` header value, as the CloudEvents HTTP binding (3.1.3.2) has it: a space, `"`,
+    `%` and every character outside printable ASCII percent-encoded as UTF-8. HTTP headers carry no other
+    text: an object under `日本/` could not be sent at all, and was dead-lettered."""
+    return "".join(char if "!" <= char <= "~" and char not in '"%' else quote(char, safe="") for char in value)
 
 
 def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> str:
