@@ -136,8 +136,13 @@ def _name_setting(id_setting: str) -> str:
     return id_setting.removesuffix("_ID") + "_NAME"
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The error's first line, cut at a word (the SDK's list of every auth method it tried runs long)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from filegate.errors import SettingsError, TransientError
-from filegate.jobs import DatabricksJobs, batch_id, idempotency_token, pipeline_batch_id, probe_host
+from filegate.jobs import (
+    DatabricksJobs,
+    batch_id,
+    create_workspace_client,
+    idempotency_token,
+    pipeline_batch_id,
+    probe_host,
+)
 from filegate.settings import Settings
 from local_world.emulators import free_port
 from local_world.inputs import blob_created
@@ -242,3 +249,20 @@ def test_azure_identity_without_an_identity_names_the_setting(
 
     with pytest.raises(SettingsError, match="FILEGATE_DATABRICKS_AUTH=azure-identity, but no Azure identity"):
         DatabricksJobs(settings).check_job()
+
+
+def test_databricks_without_credentials_names_both_pairs_and_cuts_the_sdks_list_at_a_word(
+    jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABRICKS_HOST", jobs_api.url)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.databrickscfg either
+
+    with pytest.raises(SettingsError) as raised:
+        create_workspace_client(Settings())
+
+    message = str(raised.value)
+    assert message.startswith("Databricks is not configured: set DATABRICKS_HOST (the workspace URL) and")
+    # The SDK lists every auth method it tried: the line is cut between two words, never inside one.
+    assert message.endswith(" ...)")
