@@ -120,12 +120,22 @@ variable "function_maximum_instance_count" {
   description = "Upper bound on Flex Consumption instances (40 to 1000); also caps concurrent Databricks run requests."
   type        = number
   default     = 40
+
+  validation {
+    condition     = var.function_maximum_instance_count >= 40 && var.function_maximum_instance_count <= 1000
+    error_message = "function_maximum_instance_count must be 40 to 1000, the range Flex Consumption takes."
+  }
 }
 
 variable "function_instance_memory_mb" {
-  description = "Memory per Flex Consumption instance: 2048 or 4096."
+  description = "Memory per Flex Consumption instance: 512, 2048 or 4096."
   type        = number
   default     = 2048
+
+  validation {
+    condition     = contains([512, 2048, 4096], var.function_instance_memory_mb)
+    error_message = "function_instance_memory_mb must be 512, 2048 or 4096, the sizes Flex Consumption offers."
+  }
 }
 
 variable "enable_event_subscription" {

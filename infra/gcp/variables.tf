@@ -72,6 +72,11 @@ variable "function_timeout_seconds" {
   description = "Per-event timeout; event-driven functions allow at most 540 seconds."
   type        = number
   default     = 540
+
+  validation {
+    condition     = var.function_timeout_seconds >= 60 && var.function_timeout_seconds <= 540
+    error_message = "function_timeout_seconds must be 60 to 540: event-driven functions allow at most 540, and a file's validation and archive copy need a minute of headroom."
+  }
 }
 
 variable "databricks_storage_service_accounts" {

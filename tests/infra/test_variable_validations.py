@@ -87,6 +87,8 @@ AZURE_REFUSED = {
     "operator by name": (['operator_principal_ids=["ops"]'], "operator_principal_ids must be"),
     "job id as a name": (["databricks_job_id=job-123"], "databricks_job_id must be a job id"),
     "batch job id as a name": (["databricks_batch_job_id=filegate-batch"], "databricks_batch_job_id must be a job id"),
+    "too few instances": (["function_maximum_instance_count=10"], "function_maximum_instance_count must be 40 to"),
+    "memory size not offered": (["function_instance_memory_mb=1024"], "function_instance_memory_mb must be 512,"),
 }
 
 
@@ -120,3 +122,10 @@ def test_gcp_refuses_a_job_id_that_is_not_a_number(variable: str, gcp_variables:
     # The function would refuse it on every delivery, and Eventarc retry each for a day.
     assert f"{variable} must be a job id" in refusal(plan(gcp_variables, "gcp", [f"{variable}=job-123"]))
     assert plan(gcp_variables, "gcp", [f"{variable}=123"]).returncode == 0
+
+
+def test_gcp_refuses_a_timeout_event_driven_functions_cannot_have(gcp_variables: Path) -> None:
+    # The API refuses more than 540 s only at apply, after the buckets and the trigger were made.
+    assert "function_timeout_seconds must be 60 to 540" in refusal(
+        plan(gcp_variables, "gcp", ["function_timeout_seconds=600"])
+    )
