@@ -49,7 +49,7 @@ resource "azurerm_application_insights" "filegate" {
 }
 
 resource "azurerm_service_plan" "filegate" {
-  #checkov:skip=CKV_AZURE_225:Flex Consumption (FC1) places and scales instances itself; plan-level zone redundancy does not apply.
+  #checkov:skip=CKV_AZURE_225:On Flex Consumption zone redundancy keeps two always-ready instances billed at all times; Event Grid's day of retries and the sweep cover a zone outage.
   #checkov:skip=CKV_AZURE_212:Flex Consumption has no fixed instance count; the platform adds instances per event load.
   name                = "asp-${var.name_prefix}"
   location            = azurerm_resource_group.filegate.location
