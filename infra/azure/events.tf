@@ -43,6 +43,8 @@ resource "azurerm_eventgrid_system_topic_event_subscription" "blob_created" {
   # Only the landing location: archive and rejected writes must not come back as new uploads.
   subject_filter {
     subject_begins_with = "/blobServices/default/containers/${var.landing_container}/blobs/${var.landing_prefix}"
+    # Blob names are case-sensitive, and so is the core's prefix check: `Incoming/` is not `incoming/`.
+    case_sensitive = true
   }
 
   advanced_filter {
