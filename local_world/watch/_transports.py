@@ -24,7 +24,7 @@ DELIVERY_TIMEOUT_SECONDS = 30.0
 
 
 class DeliveryFailed(FilegateError):
-    """A delivery did not succeed; `retry` says whether Event Grid would try again."""
+    """A delivery did not succeed; `retry` says whether Event Grid (or Eventarc) would try again."""
 
     def __init__(self, message: str, *, retry: bool = True) -> None:
         super().__init__(message)
@@ -95,7 +95,7 @@ def deliver_event_grid_webhook(url: str, timeout: float = DELIVERY_TIMEOUT_SECON
             "aeg-data-version": str(event.body.get("dataVersion", "")),
             "aeg-metadata-version": "1",
         }
-        return _post(url, json.dumps([event.body]).encode(), headers, timeout)
+        return _post(url, json.dumps([event.body]).encode(), headers, timeout, NOT_RETRIED)
 
     return deliver
 
@@ -107,7 +107,8 @@ def deliver_cloudevent_binary(url: str, timeout: float = DELIVERY_TIMEOUT_SECOND
         attributes = {k: v for k, v in event.body.items() if k not in ("data", "datacontenttype")}
         headers = {f"ce-{name}": _header_value(str(value)) for name, value in attributes.items()}
         headers["Content-Type"] = str(event.body.get("datacontenttype", "application/json"))
-        return _post(url, json.dumps(event.body["data"]).encode(), headers, timeout)
+        # Eventarc, with the retry policy infra/gcp sets, retries every answer but a 2xx: no code ends it at once.
+        return _post(url, json.dumps(event.body["data"]).encode(), headers, timeout, frozenset())
 
     return deliver
 
@@ -119,7 +120,7 @@ def _header_value(value: str) -> str:
     return "".join(char if "!" <= char <= "~" and char not in '"%' else quote(char, safe="") for char in value)
 
 
-def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> str:
+def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float, not_retried: frozenset[int]) -> str:
     if urlsplit(url).scheme not in ("http", "https"):
         raise DeliveryFailed(f"not an HTTP URL: {url}", retry=False)
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
@@ -129,7 +130,7 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> 
     except urllib.error.HTTPError as exc:
         detail = exc.read(300).decode("utf-8", "replace").strip()
         message = f"HTTP {exc.code}{': ' + detail if detail else ''}"
-        raise DeliveryFailed(message, retry=exc.code not in NOT_RETRIED) from exc
+        raise DeliveryFailed(message, retry=exc.code not in not_retried) from exc
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryFailed(f"no answer from {url}: {reason}") from exc

@@ -637,3 +637,29 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition did not hold in time"
         time.sleep(0.02)
+
+
+def test_a_4xx_ends_an_event_grid_delivery_at_once_but_eventarc_retries_it() -> None:
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(400)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    event = Event("e1", "t", "landing", DAY, "1", {"id": "e1", "specversion": "1.0", "type": "t", "data": {}})
+    with ThreadingHTTPServer(("127.0.0.1", 0), Refusing) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        try:
+            with pytest.raises(DeliveryFailed) as event_grid:
+                deliver_event_grid_webhook(url)(event, 1)
+            with pytest.raises(DeliveryFailed) as eventarc:
+                deliver_cloudevent_binary(url)(event, 1)
+        finally:
+            server.shutdown()
+
+    assert (event_grid.value.retry, eventarc.value.retry) == (False, True)
