@@ -13,6 +13,7 @@ from local_world.emulators import stop_leftovers, stop_requested
 from local_world.jobs_api._bundle import BundleError, JobSpec, TaskSpec, load_bundle, load_bundle_files
 from local_world.jobs_api._faults import Fault, RecordedRequest
 from local_world.jobs_api._lock import FolderInUse, FolderLock
+from local_world.jobs_api._runs import RunFileUnreadable
 from local_world.jobs_api._server import LocalJobsServer, created_jobs
 from local_world.jobs_api._spark import CLASSIC, CONNECT, SPARK_MODES, LocalSpark
 from local_world.jobs_api._tasks import SourceStorage, TaskFailed, TaskInvocation, TaskRunner
@@ -29,6 +30,7 @@ __all__ = [
     "LocalJobsServer",
     "LocalSpark",
     "RecordedRequest",
+    "RunFileUnreadable",
     "SourceStorage",
     "TaskFailed",
     "TaskInvocation",
@@ -116,7 +118,7 @@ def main(argv: list[str]) -> int:
             fault_injection=args.fault_injection,
             retry_interval_ms=args.retry_interval_ms,
         )
-    except FolderInUse as exc:
+    except (FolderInUse, RunFileUnreadable) as exc:
         print(f"python -m local_world jobs-api: {exc}", file=sys.stderr)
         return exits.FAILED
     except OSError as exc:

@@ -77,7 +77,8 @@ def answer(app: ApiHost, method: str, endpoint: str, query: dict[str, str], body
 
 def _run_now(app: ApiHost, body: Any) -> dict[str, Any]:
     job_id = _body_run_or_job_id(body, "job_id")
-    parameters = body.get("job_parameters") or {}
+    parameters = body.get("job_parameters")
+    parameters = {} if parameters is None else parameters
     if not isinstance(parameters, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in parameters.items()
     ):

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filegate.errors import FilegateError
 from filegate.jobs import ACTIVE_STATES
 from local_world.jobs_api._bundle import JobSpec
 from local_world.jobs_api._lock import FolderLock
@@ -147,6 +148,20 @@ class RunRecord:
         return cls(**data, tasks=tasks, termination=Termination(**termination) if termination else None)
 
 
+class RunFileUnreadable(FilegateError):
+    """A run file in the state folder that is not a run this server wrote."""
+
+
+def _read_run(path: Path) -> RunRecord:
+    try:
+        return RunRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise RunFileUnreadable(
+            f"{path} is not a run this server can read ({type(exc).__name__}: {exc}); move it out of the "
+            "folder, or start with another --state-dir"
+        ) from exc
+
+
 class RunStore:
     """All runs, one JSON file each under `<state>/runs`, so a restarted server knows old runs and tokens.
 
@@ -164,7 +179,7 @@ class RunStore:
         try:
             self._folder.mkdir(parents=True, exist_ok=True)
             for path in self._folder.glob("*.json"):
-                run = RunRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+                run = _read_run(path)
                 self._runs[run.run_id] = run
                 if run.idempotency_token:
                     self._tokens[run.idempotency_token] = run.run_id

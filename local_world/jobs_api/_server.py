@@ -255,6 +255,14 @@ class LocalJobsServer:
         raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
 
 
+def _content_length(header: str | None) -> int:
+    """The request body's length; a header that is no length is the client's error (400), not the server's."""
+    text = (header or "0").strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ApiError(400, "MALFORMED_REQUEST", f"Content-Length {header!r} is not a length")
+    return int(text)
+
+
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -280,6 +288,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    # Methods no route takes still get the API's JSON error, not http.server's HTML 501 page.
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)
 
@@ -291,8 +306,12 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         status = 0
         try:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = _parse_body(raw)
+            try:
+                length = _content_length(self.headers.get("Content-Length"))
+            except ApiError:
+                self.close_connection = True  # the unread body would be taken for the next request
+                raise
+            body = _parse_body(self.rfile.read(length))
             endpoint = next((path[len(p) :] for p in API_PREFIXES if path.startswith(p)), None)
             if endpoint is not None:
                 status = self._answer_api(app, method, endpoint, query, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import logging
@@ -139,6 +140,29 @@ def test_unknown_ids_answer_the_jobs_api_error_shape(jobs_api: LocalJobsServer) 
         client.jobs.run_now(job_id=1, idempotency_token="x" * 65)
     answer = _http_error(f"{jobs_api.url}/api/2.2/jobs/runs/get?run_id=5")
     assert answer == {"error_code": "INVALID_PARAMETER_VALUE", "message": "Run 5 does not exist."}
+    assert jobs_api.runs() == []
+
+
+def test_malformed_requests_get_the_api_error_shape_not_a_500_or_an_html_page(jobs_api: LocalJobsServer) -> None:
+    port = urllib.parse.urlsplit(jobs_api.url).port
+    assert port is not None
+
+    def answer(method: str, length: str) -> tuple[int, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.putrequest(method, "/api/2.2/jobs/run-now")
+            connection.putheader("Content-Length", length)
+            connection.endheaders(b"{}")
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())["error_code"]
+        finally:
+            connection.close()
+
+    assert answer("POST", "two") == (400, "MALFORMED_REQUEST")
+    assert answer("PUT", "2") == (404, "ENDPOINT_NOT_FOUND")
+    with pytest.raises(urllib.error.HTTPError) as listed:
+        _post_json(f"{jobs_api.url}/api/2.2/jobs/run-now", {"job_id": 1, "job_parameters": []})
+    assert listed.value.code == 400
     assert jobs_api.runs() == []
 
 
@@ -478,6 +502,21 @@ def test_a_port_out_of_range_is_refused_as_an_argument(port: str, capsys: pytest
 
     assert refused.value.code == 2
     assert "is not a port number from 0 to 65535" in capsys.readouterr().err
+
+
+def test_a_run_file_the_server_cannot_read_is_named_and_the_folder_stays_free(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "1001.json").write_text('{"run_id": 1001, "job_id": 1', encoding="utf-8")
+    arguments = ["--bundle", str(FIXTURE_BUNDLE), "--warehouse", str(tmp_path / "w"), "--state-dir", str(tmp_path)]
+
+    assert main(arguments) == 1
+
+    assert f"{tmp_path / 'runs' / '1001.json'} is not a run this server can read" in capsys.readouterr().err
+    (tmp_path / "runs" / "1001.json").unlink()
+    with local_jobs_api(tmp_path) as server:  # the failed start left no lock behind
+        assert server.runs() == []
 
 
 def test_one_state_folder_serves_one_server_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
