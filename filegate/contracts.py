@@ -298,14 +298,8 @@ class Contract:
 
     @property
     def batch_job_settings(self) -> tuple[str, ...]:
-        """Settings that only the batch job's history applies: the dataset must be a pipeline's member.
-
-        SCD2 sequenced by the file's date is one: the ingest job keeps every sequence value as a version, so
-        an unchanged row would open a version each day; the batch job's history opens one per change.
-        """
+        """Settings that only the batch job's history applies: the dataset must be a pipeline's member."""
         named = [name for name in ("delete_when", "track_history", "track_history_except") if getattr(self, name)]
-        if self.scd_type == 2 and self.sequence_by == BUSINESS_DATE:
-            named.append(f'scd_type = 2 with sequence_by = "{BUSINESS_DATE}"')
         return (*named, 'load = "snapshot"') if self.load == "snapshot" else tuple(named)
 
     def column(self, name: str) -> Column:

@@ -761,8 +761,6 @@ def test_scd2_keeps_history_out_of_order_and_repeated(
         ({"scd_type": 2, "track_history_except": ("carrier",)}, "track_history_except"),
         ({"scd_type": 2, "track_history": ("status",)}, "track_history"),
         ({"load": "snapshot"}, 'load = "snapshot"'),
-        # Each day's file would open a version of every row, changed or not.
-        ({"scd_type": 2, "sequence_by": "_business_date"}, 'scd_type = 2 with sequence_by = "_business_date"'),
     ],
 )
 def test_the_ingest_job_refuses_what_only_the_batch_job_applies_before_writing(
