@@ -107,13 +107,13 @@ def test_the_batch_job_stages_validates_merges_then_derives_one_batch_at_a_time(
     assert job["timeout_seconds"] >= longest_valid_run(job)
 
 
-def test_the_production_target_deploys_one_copy_at_a_shared_root() -> None:
-    # The CLI refuses `mode: production` without an explicit root_path (or run_as); one shared root keeps
-    # a second deployer from making a second pair of jobs with the names the function looks up.
+def test_the_production_target_deploys_under_the_deployers_home() -> None:
+    # The CLI refuses `mode: production` without an explicit root_path (or run_as); under
+    # /Workspace/Shared every workspace user could replace the files the jobs run.
     prod = load(BUNDLE / "databricks.yml")["targets"]["prod"]
 
     assert prod["mode"] == "production"
-    assert prod["workspace"]["root_path"].startswith("/Workspace/Shared/")
+    assert prod["workspace"]["root_path"].startswith("/Workspace/Users/${workspace.current_user.userName}/")
 
 
 @pytest.mark.parametrize(
