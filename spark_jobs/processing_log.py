@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
+from filegate.errors import FilegateError
 from filegate.tables import PROCESSING_LOG
 from spark_jobs.warehouse import Warehouse, driver_rows
 
@@ -83,6 +84,15 @@ class RunRecord:
     details: str | None = None
 
 
+class CountedFailure(FilegateError):
+    """A task's failure after it counted the rows: its FAILED row keeps how many were read and rejected."""
+
+    def __init__(self, message: str, rows_read: int, rows_rejected: int) -> None:
+        super().__init__(message)
+        self.rows_read = rows_read
+        self.rows_rejected = rows_rejected
+
+
 def error_text(exc: BaseException) -> str:
     """What the log's `error` keeps of an exception: its type and message, cut to a readable length."""
     return f"{type(exc).__name__}: {exc}"[:4000]
@@ -117,6 +127,18 @@ def succeeded_at(warehouse: Warehouse, batch_id: str, dataset: str, task: str) -
     mine = (F.col("batch_id") == batch_id) & (F.col("dataset") == dataset) & (F.col("task") == task)
     found = log.where(mine & (F.col("status") == SUCCEEDED)).agg(F.max("ended_at").alias("ended")).first()
     return None if found is None else found["ended"]
+
+
+def newest_failure(warehouse: Warehouse, batch_id: str, dataset: str, task: str) -> str | None:
+    """The error of the newest row of a task of a batch and dataset when that row is FAILED; None otherwise."""
+    log = warehouse.read_if_exists(TABLE)
+    if log is None:
+        return None
+    mine = (F.col("batch_id") == batch_id) & (F.col("dataset") == dataset) & (F.col("task") == task)
+    newest = log.where(mine).orderBy(F.col("ended_at").desc()).select("status", "error").first()
+    if newest is None or newest["status"] != FAILED:
+        return None
+    return str(newest["error"] or "no error recorded")
 
 
 def next_attempt(warehouse: Warehouse, task: str, run_id: int | None) -> int | None:

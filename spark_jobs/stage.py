@@ -32,6 +32,9 @@ from spark_jobs.row_rules import apply_row_rules, failed_check
 from spark_jobs.validation import parse_fields, read_lines, split_rows
 from spark_jobs.warehouse import Warehouse, batch_predicate
 
+# The ingest job's task that stages a file, as processing_log names it.
+STAGE_TASK = "stage_load"
+
 
 @dataclass(frozen=True)
 class Batch:

@@ -16,13 +16,13 @@ if __package__ in (None, "") and "__file__" in globals():
 from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
-from filegate.errors import FilegateError
-from spark_jobs.stage import Batch, StageCounts, rejects_table, stage_file
+from spark_jobs.processing_log import CountedFailure
+from spark_jobs.stage import STAGE_TASK, Batch, StageCounts, rejects_table, stage_file
 from spark_jobs.target import refuse_batch_job_settings, release_stage
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse
 
-TASK = "stage_load"
+TASK = STAGE_TASK
 
 
 def stage(
@@ -44,7 +44,7 @@ def stage(
         raise
 
 
-class TooManyBadRows(FilegateError):
+class TooManyBadRows(CountedFailure):
     """More of the file's rows broke a rule than the contract's max_bad_row_ratio allows."""
 
 
@@ -60,7 +60,9 @@ def refuse_bad_share(contract: Contract, counts: StageCounts) -> None:
         raise TooManyBadRows(
             f"{counts.rejected} of {counts.read} rows of the file broke a rule, more than {contract.name}'s "
             f"max_bad_row_ratio ({contract.max_bad_row_ratio:.0%}) allows: nothing of it is merged. Each bad row "
-            f"is in {rejects_table(contract)} with its reason; send a corrected file"
+            f"is in {rejects_table(contract)} with its reason; send a corrected file",
+            counts.read,
+            counts.rejected,
         )
 
 

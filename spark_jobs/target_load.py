@@ -15,8 +15,17 @@ if __package__ in (None, "") and "__file__" in globals():
 from pyspark.sql import SparkSession
 
 from filegate.contracts import Contract
-from spark_jobs.processing_log import SKIPPED, SUCCEEDED, RunRecord, append_run, next_attempt, succeeded_at
-from spark_jobs.target import TASK, TargetCounts, load_target, release_stage, warning_counts
+from spark_jobs.processing_log import (
+    SKIPPED,
+    SUCCEEDED,
+    RunRecord,
+    append_run,
+    newest_failure,
+    next_attempt,
+    succeeded_at,
+)
+from spark_jobs.stage import STAGE_TASK
+from spark_jobs.target import TASK, TargetCounts, TargetLoadError, load_target, release_stage, warning_counts
 from spark_jobs.task import TaskArguments, run_task
 from spark_jobs.warehouse import Warehouse, instant
 
@@ -67,7 +76,9 @@ def merge_batch(
             "re-bounds the one before it)"
         )
     for rule, flagged in sorted(warnings.items()):
-        print(f"{TASK}: WARNING: {flagged} rows merged although they failed the warn check {rule}")
+        print(
+            f"{TASK}: WARNING: {flagged} rows of the file failed the warn check {rule}; they were loaded, not rejected"
+        )
     if counts.tied:
         print(
             f"{TASK}: {counts.tied} rows have the same {contract.sequence_by} as the target's row of their key but "
@@ -101,10 +112,19 @@ def _already_merged(
 ) -> bool:
     """Whether an empty stage is a batch this task merged before (a retry or repair after its stage rows
     were released); then the attempt is logged SKIPPED, so that the log does not count the batch again
-    as a run of zeros. An empty stage of a batch never merged is an empty file, or a batch id stage_load
-    did not stage: said, and logged as a run of zeros."""
+    as a run of zeros. An empty stage of a batch never merged whose stage_load failed last fails this
+    task too; otherwise it is an empty file, or a batch id stage_load did not stage: said, and logged as
+    a run of zeros."""
     merged_at = succeeded_at(warehouse, arguments.batch_id, contract.name, TASK)
     if merged_at is None:
+        # A repair that runs this task alone after the stage failed (a file refused for its bad rows, a
+        # wrong header) must not log the batch as loaded: it fails, with the stage's reason.
+        refused = newest_failure(warehouse, arguments.batch_id, contract.name, STAGE_TASK)
+        if refused is not None:
+            raise TargetLoadError(
+                f"batch {arguments.batch_id} of {contract.name} has nothing staged: its stage_load failed "
+                f"({refused}). Run both tasks again once the file or the contract is fixed"
+            )
         print(
             f"{TASK}: batch {arguments.batch_id} of {contract.name} has no staged row: an empty file, or a batch id "
             "stage_load did not stage (check --batch-id)"

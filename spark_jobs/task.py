@@ -17,7 +17,14 @@ from pyspark.sql import SparkSession
 from filegate import exits
 from filegate.contracts import Contract, load_contracts
 from filegate.errors import FilegateError
-from spark_jobs.processing_log import FAILED, RunRecord, append_failing_runs, attempt_or_none, error_text
+from spark_jobs.processing_log import (
+    FAILED,
+    CountedFailure,
+    RunRecord,
+    append_failing_runs,
+    attempt_or_none,
+    error_text,
+)
 from spark_jobs.session import build_session
 from spark_jobs.warehouse import LocalWarehouse, TableLocation, UnityCatalog, Warehouse
 
@@ -177,6 +184,8 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
                 ended_at=datetime.now(UTC),
                 status=FAILED,
                 error=error,
+                rows_read=exc.rows_read if isinstance(exc, CountedFailure) else None,
+                rows_rejected=exc.rows_rejected if isinstance(exc, CountedFailure) else None,
                 run_id=arguments.run_id,
                 attempt=attempt_or_none(warehouse, task, arguments.run_id),
             )

@@ -482,8 +482,8 @@ def test_a_file_with_more_bad_rows_than_its_contract_allows_fails_and_merges_not
     arguments = task_arguments(lake, source, "half-bad")
 
     assert stage_load.main(arguments) == 1
-    # A repair that runs target_load alone finds nothing of the file to merge.
-    assert target_load.main(arguments) == 0
+    # A repair that runs target_load alone merges nothing, and does not log the file as loaded.
+    assert target_load.main(arguments) == 1
 
     assert lake.table("order_tracking").sort_by("tracking_num").equals(target_before)
     rejects = {r["raw_line"]: r["reason"] for r in lake.table("order_tracking_rejects").to_pylist()}
@@ -492,9 +492,16 @@ def test_a_file_with_more_bad_rows_than_its_contract_allows_fails_and_merges_not
     assert {line: rejects[line] for line in broken} == expected
     assert any("carrier value 'ACME' is not one of" in reason for reason in expected.values())
     assert any("fields, expected 13" in reason for reason in expected.values())
-    failed = next(row for row in log_rows(lake) if row["batch_id"] == "half-bad" and row["task"] == "stage_load")
-    assert failed["status"] == "FAILED"
-    assert "TooManyBadRows: 20 of 40 rows of the file broke a rule, more than order_tracking's" in failed["error"]
+    staging, repair = [row for row in log_rows(lake) if row["batch_id"] == "half-bad"]
+    assert (staging["task"], staging["status"], staging["rows_read"], staging["rows_rejected"]) == (
+        "stage_load",
+        "FAILED",
+        40,
+        20,
+    )
+    assert "TooManyBadRows: 20 of 40 rows of the file broke a rule, more than order_tracking's" in staging["error"]
+    assert (repair["task"], repair["status"]) == ("target_load", "FAILED")
+    assert "its stage_load failed (TooManyBadRows: 20 of 40" in repair["error"]
     assert lake.staged("order_tracking") == []
 
 
