@@ -9,7 +9,8 @@ and an optional `detail`). Inputs, resolved to temporary views: `${batch.d}` (th
 `${current.d}` (the target's current rows before this batch), `${history.d}` (every version),
 `${latest.d}` (current and batch, newest per key), `${lookup.n}`, `${param.x}` and `${as_of}`.
 A snapshot member's batch ends every current key it lacks: for its relations, and in `${latest.d}`,
-only the current rows whose key the snapshot showed count (`current_after`).
+only the current rows whose key the snapshot showed count (`current_after`). A `delete_when` row ends
+its key: it is no parent, and such a key is not in `${latest.d}`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from spark_jobs.warehouse import Warehouse, driver_rows
 
 DETAIL = "detail"
 _AFTER = "after"
+_PARENTS = "parents"
 
 
 def target_rows(warehouse: Warehouse, contract: Contract) -> DataFrame:
@@ -75,6 +77,10 @@ class Inputs:
     def current_after(self, name: str) -> DataFrame:
         """The current rows of `name` that stay current once this batch merges (`current_after`)."""
         return self.frames.get(f"{_AFTER}.{name}", self.frames[f"current.{name}"])
+
+    def batch_parents(self, name: str) -> DataFrame:
+        """The batch rows of `name` that a child may name: not its `delete_when` rows, which end their key."""
+        return self.frames.get(f"{_PARENTS}.{name}", self.frames[f"batch.{name}"])
 
     def close(self) -> None:
         for view in self.views.values():
@@ -116,7 +122,12 @@ def register_inputs(
         if without is not None and as_of is not None and contract.load == "snapshot" and name in batch_rows:
             current = current_after(warehouse, contract, current, without, as_of)
             inputs.frames[f"{_AFTER}.{name}"] = current
-        inputs.register("latest", name, latest_per_key(current.select(*columns).unionByName(batch), contract))
+        latest = latest_per_key(current.select(*columns).unionByName(batch), contract)
+        if contract.delete_when:
+            # A key whose newest row is a delete is gone once the batch merges.
+            inputs.frames[f"{_PARENTS}.{name}"] = batch.where(~deletes(contract))
+            latest = latest.where(~deletes(contract))
+        inputs.register("latest", name, latest)
     inputs.register_lookups(checks.lookups)
     return inputs
 
@@ -175,7 +186,7 @@ def relation_failures(
     `withheld`: the keys of the parent's rows a quarantine takes out of this batch (its key columns).
     """
     child = inputs.frame("batch", relation.child)
-    batch_parents = inputs.frame("batch", relation.parent)
+    batch_parents = inputs.batch_parents(relation.parent)
     if withheld is not None:
         batch_parents = batch_parents.join(withheld, on=withheld.columns, how="left_anti")
     parents = (

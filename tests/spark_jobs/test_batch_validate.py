@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -165,40 +166,47 @@ def test_a_relation_of_a_dataset_to_itself_checks_each_row_against_the_batch_and
 def test_a_snapshot_parent_checks_children_against_the_keys_it_shows_not_those_it_is_about_to_close(
     lake: Lake,
 ) -> None:
-    # The shelf's day-two snapshot lacks s2 (its merge closes s2) and holds s3 back (rejected at stage):
-    # a pick of s2 is an orphan once the batch merges, a pick of s3 is not (s3's version stays open).
+    # The shelf's day-two snapshot lacks s2 (its merge closes s2), holds s3 back (rejected at stage) and
+    # deletes s4 (`delete_when`): picks of s2 and s4 are orphans once the batch merges, a pick of s3 is
+    # not (s3's version stays open).
     spark = lake.spark
     assert spark is not None
     warehouse = lake.warehouse()
+    contract = replace(SHELF, delete_when="price < 0")
     day_one, day_two = date(2025, 1, 1), date(2025, 1, 2)
-    merge_history(warehouse, SHELF, shelf(spark, day_one, {"s1": 10, "s2": 5, "s3": 7}), f"shelf-{day_one}")
+    everything = {"s1": 10, "s2": 5, "s3": 7, "s4": 3}
+    merge_history(warehouse, contract, shelf(spark, day_one, everything), f"shelf-{day_one}")
     batch = f"shelf-{day_two}"
-    stage = stage_table_schema(SHELF)
+    stage = stage_table_schema(contract)
     staged = [
         {"sku": "s1", "price": 11, "aisle": "A1", BUSINESS_DATE: day_two},
         {"sku": "s3", "price": None, "aisle": "A1", BUSINESS_DATE: day_two, REASON: "price: not a number"},
+        {"sku": "s4", "price": -1, "aisle": "A1", BUSINESS_DATE: day_two},
     ]
     lineage = {BATCH_ID: batch, SOURCE_FILE: f"{batch}.csv", INGESTED_AT: datetime(2025, 2, 2)}
     rows = [tuple({**lineage, **row}.get(f.name) for f in stage.fields) for row in staged]
-    warehouse.ensure_table(stage_table(SHELF), stage)
-    warehouse.append(stage_table(SHELF), driver_rows(spark, rows, stage))
-    picks = spark.createDataFrame([("p1", "s1"), ("p2", "s2"), ("p3", "s3")], "pick_id string, sku string")
+    warehouse.ensure_table(stage_table(contract), stage)
+    warehouse.append(stage_table(contract), driver_rows(spark, rows, stage))
+    picks = spark.createDataFrame([(f"p{n}", f"s{n}") for n in range(1, 5)], "pick_id string, sku string")
     relation = Relation("pick_sku", "picks", ("sku",), "shelf", ("sku",))
-    contracts = {"shelf": SHELF, "picks": PICKS}
+    contracts = {"shelf": contract, "picks": PICKS}
 
-    def orphans(on: date) -> list[str]:
-        batch_rows = {"shelf": staged_rows(warehouse, SHELF, batch), "picks": picks}
+    def checked(on: date) -> tuple[list[str], list[str]]:
+        """The orphan picks, and the skus of `${latest.shelf}`."""
+        batch_rows = {"shelf": staged_rows(warehouse, contract, batch), "picks": picks}
         inputs = register_inputs(spark, warehouse, contracts, batch_rows, Checks(), without=batch, as_of=on)
         try:
             failing, _ = relation_failures(relation, inputs)
-            return sorted(r["pick_id"] for r in failing.collect())
+            latest = inputs.frame("latest", "shelf")
+            return sorted(r["pick_id"] for r in failing.collect()), sorted(r["sku"] for r in latest.collect())
         finally:
             inputs.close()
 
-    assert orphans(day_two) == ["p2"]
-    # A late snapshot (day three's came first) closes nothing current: s2 stays a parent.
-    merge_history(warehouse, SHELF, shelf(spark, date(2025, 1, 3), {"s1": 10, "s2": 5, "s3": 7}), "shelf-2025-01-03")
-    assert orphans(day_two) == []
+    assert checked(day_two) == (["p2", "p4"], ["s1", "s3"])
+    # A late snapshot (day three's came first) closes nothing current: s2 stays a parent; s4's delete, of
+    # an earlier day, ends no current version either, but is itself no parent.
+    merge_history(warehouse, contract, shelf(spark, date(2025, 1, 3), everything), "shelf-2025-01-03")
+    assert checked(day_two) == ([], ["s1", "s2", "s3", "s4"])
 
 
 def test_a_rule_fails_only_rows_of_the_batch_and_its_columns_match_the_keys_in_any_case(spark: SparkSession) -> None:
