@@ -22,6 +22,8 @@ from spark_jobs.warehouse import quoted_name
 
 _FIELD_COUNT = "_field_count"
 _MAX_PARSED_DELIMITERS = 20_000
+# A quoted field, doubled quotes inside, as one possessive match (see `well_formed_pattern`).
+_QUOTED_FIELD = '"[^"]*+(?:""[^"]*+)*+"'
 _WELL_FORMED = "_well_formed"
 _VERDICTS = "_verdicts"
 _SHAPE_REASON = "_shape_reason"
@@ -130,6 +132,12 @@ def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     return lines.where(~header_row & (F.col(RAW_COLUMN) != F.lit(""))).drop(_BLOCK, _POSITION)
 
 
+def _occurrences(text: SparkColumn, delimiter: str) -> SparkColumn:
+    """How many times `delimiter` occurs in `text`."""
+    removed = F.length(text) - F.length(F.replace(text, F.lit(delimiter), F.lit("")))
+    return F.floor(removed / F.lit(len(delimiter)))
+
+
 def well_formed_pattern(delimiter: str) -> str:
     """A line whose every field is either quoted and ends at its closing quote, or unquoted (RFC 4180).
 
@@ -143,7 +151,7 @@ def well_formed_pattern(delimiter: str) -> str:
     anything back, and the lines matched are the same.
     """
     sep = re.escape(delimiter)
-    field = f'(?:"[^"]*+(?:""[^"]*+)*+"|[^"{sep}][^{sep}]*+)?+'
+    field = f'(?:{_QUOTED_FIELD}|[^"{sep}][^{sep}]*+)?+'
     return f"^{field}(?:{sep}{field})*+$"
 
 
@@ -171,9 +179,14 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     marker = next(marker for marker in _END_MARKERS if contract.delimiter not in marker)
     marked = F.concat(F.col(RAW_COLUMN), F.lit(contract.delimiter + marker))
     # The parser fails the whole read on a record of more fields than it holds (univocity's maxColumns,
-    # 20480): a line with that many delimiters, quoted or not, is not parsed and counts as too many fields.
-    delimiters = F.expr(f"length({RAW_COLUMN}) - length(replace({RAW_COLUMN}, {sql_literal(contract.delimiter)}, ''))")
-    marked = F.when(delimiters < F.lit(_MAX_PARSED_DELIMITERS * len(contract.delimiter)), marked)
+    # 20480): a line with that many delimiters outside quoted fields is not parsed, and counts as too
+    # many fields. Quoted fields are taken out for the count only when the line has that many in all.
+    limit = F.lit(_MAX_PARSED_DELIMITERS)
+    unquoted = F.regexp_replace(F.col(RAW_COLUMN), F.lit(_QUOTED_FIELD), F.lit(""))
+    wide = F.when(_occurrences(F.col(RAW_COLUMN), contract.delimiter) < limit, F.lit(False)).otherwise(
+        _occurrences(unquoted, contract.delimiter) >= limit
+    )
+    marked = F.when(~wide, marked)
     parsed = lines.select(
         F.col(RAW_COLUMN),
         _UTF8,
