@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
@@ -119,13 +119,18 @@ def append_failing_runs(spark: SparkSession, warehouse: Warehouse, records: Sequ
         print(f"{task}: could not write processing_log either: {error_text(exc)}", file=sys.stderr)
 
 
+def _task_of(batch_id: str, dataset: str, task: str) -> Column:
+    """The log rows of a task of a batch and dataset."""
+    return (F.col("batch_id") == batch_id) & (F.col("dataset") == dataset) & (F.col("task") == task)
+
+
 def succeeded_at(warehouse: Warehouse, batch_id: str, dataset: str, task: str) -> datetime | None:
     """When the newest SUCCEEDED row of a task of a batch and dataset ended; None when there is none (or no log)."""
     log = warehouse.read_if_exists(TABLE)
     if log is None:
         return None
-    mine = (F.col("batch_id") == batch_id) & (F.col("dataset") == dataset) & (F.col("task") == task)
-    found = log.where(mine & (F.col("status") == SUCCEEDED)).agg(F.max("ended_at").alias("ended")).first()
+    succeeded = log.where(_task_of(batch_id, dataset, task) & (F.col("status") == SUCCEEDED))
+    found = succeeded.agg(F.max("ended_at").alias("ended")).first()
     return None if found is None else found["ended"]
 
 
@@ -134,8 +139,8 @@ def newest_failure(warehouse: Warehouse, batch_id: str, dataset: str, task: str)
     log = warehouse.read_if_exists(TABLE)
     if log is None:
         return None
-    mine = (F.col("batch_id") == batch_id) & (F.col("dataset") == dataset) & (F.col("task") == task)
-    newest = log.where(mine).orderBy(F.col("ended_at").desc()).select("status", "error").first()
+    rows = log.where(_task_of(batch_id, dataset, task))
+    newest = rows.orderBy(F.col("ended_at").desc()).select("status", "error").first()
     if newest is None or newest["status"] != FAILED:
         return None
     return str(newest["error"] or "no error recorded")

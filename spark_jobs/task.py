@@ -175,6 +175,7 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
         print(f"{task} failed for batch {arguments.batch_id} ({arguments.source_file}): {error}", file=sys.stderr)
         traceback.print_exc()
         if spark is not None and warehouse is not None:
+            counted = exc if isinstance(exc, CountedFailure) else None
             record = RunRecord(
                 batch_id=arguments.batch_id,
                 dataset=arguments.dataset,
@@ -184,8 +185,8 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
                 ended_at=datetime.now(UTC),
                 status=FAILED,
                 error=error,
-                rows_read=exc.rows_read if isinstance(exc, CountedFailure) else None,
-                rows_rejected=exc.rows_rejected if isinstance(exc, CountedFailure) else None,
+                rows_read=counted.rows_read if counted else None,
+                rows_rejected=counted.rows_rejected if counted else None,
                 run_id=arguments.run_id,
                 attempt=attempt_or_none(warehouse, task, arguments.run_id),
             )

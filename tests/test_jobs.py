@@ -221,7 +221,7 @@ def test_a_host_that_is_another_service_is_a_setting_to_fix(monkeypatch: pytest.
             self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
-            pass
+            """Quiet: http.server would print every request to stderr."""
 
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotDatabricks) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -648,7 +648,7 @@ def test_a_4xx_ends_an_event_grid_delivery_at_once_but_eventarc_retries_it() -> 
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
-            pass
+            """Quiet: http.server would print every request to stderr."""
 
     event = Event("e1", "t", "landing", DAY, "1", {"id": "e1", "specversion": "1.0", "type": "t", "data": {}})
     with ThreadingHTTPServer(("127.0.0.1", 0), Refusing) as server:
