@@ -23,6 +23,7 @@ if __package__ in (None, "") and "__file__" in globals():
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from pyspark.sql import SparkSession
+from pyspark.sql.utils import is_remote
 from pyspark.util import inheritable_thread_target
 
 from spark_jobs.batch import FIRST_TASK, BatchContext, Member, run_batch_task, staging_details
@@ -84,11 +85,30 @@ def each_at_once(spark: SparkSession, items: Sequence[T], work: Callable[[T], R]
     """
     carry: object = inheritable_thread_target(spark)
     # With PYSPARK_PIN_THREAD=false there is nothing to carry, and pyspark hands back the session itself.
-    inherited = carry(work) if callable(carry) else work
+    inherited = carry(_own_properties(spark, work)) if callable(carry) else work
     with ThreadPoolExecutor(max_workers=max(1, min(len(items), MAX_AT_ONCE)), thread_name_prefix=TASK) as pool:
         futures = [pool.submit(inherited, item) for item in items]
     raise_first([exc for future in futures if (exc := future.exception()) is not None])
     return [future.result() for future in futures]
+
+
+def _own_properties(spark: SparkSession, work: Callable[[T], R]) -> Callable[[T], R]:
+    """`work` on a copy of the properties pyspark carried into the thread, not on the object itself.
+
+    pyspark's `inheritable_thread_target` sets one Properties object, copied once from the caller, as
+    every thread's local properties. Spark keeps a query's execution ids there (set when it starts,
+    removed when it ends), so one member's query could remove the id another's was about to read
+    (`NumberFormatException: Cannot parse null string`, seen now and then in stage_members). Each
+    thread copies the object before its first query; nothing ever changes the shared one.
+    """
+
+    def own(item: T) -> R:
+        if not is_remote():  # over Spark Connect the server keeps each query's properties
+            context = spark.sparkContext._jsc.sc()
+            context.setLocalProperties(context.getLocalProperties().clone())
+        return work(item)
+
+    return own
 
 
 def raise_first(failures: Sequence[BaseException]) -> None:

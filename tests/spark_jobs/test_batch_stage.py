@@ -31,6 +31,27 @@ def test_members_run_at_once_keep_their_order_and_the_tasks_spark_properties(spa
         spark.sparkContext.setLocalProperty("filegate.test.run", None)  # type: ignore[arg-type]
 
 
+def test_each_member_sets_its_own_spark_properties_and_leaves_the_others_and_the_task_s(spark: SparkSession) -> None:
+    # pyspark's inheritable_thread_target hands every thread the same Properties object. Spark keeps a
+    # query's execution ids in them (set at its start, removed at its end), so one member's query
+    # ending could remove the id another member's query was about to read: "NumberFormatException:
+    # Cannot parse null string", now and then, in stage_members.
+    barrier = threading.Barrier(3, timeout=30)
+    context = spark.sparkContext
+    context.setLocalProperty("filegate.test.run", "run-7")
+
+    def member(n: int) -> tuple[str | None, str | None]:
+        context.setLocalProperty("filegate.test.member", str(n))
+        barrier.wait()  # every member has set its own before any reads it back
+        return context.getLocalProperty("filegate.test.member"), context.getLocalProperty("filegate.test.run")
+
+    try:
+        assert each_at_once(spark, [0, 1, 2], member) == [("0", "run-7"), ("1", "run-7"), ("2", "run-7")]
+        assert context.getLocalProperty("filegate.test.member") is None
+    finally:
+        context.setLocalProperty("filegate.test.run", None)  # type: ignore[arg-type]
+
+
 def test_the_first_member_in_order_is_raised_after_every_member_ended(
     spark: SparkSession, capsys: pytest.CaptureFixture[str]
 ) -> None:
