@@ -214,6 +214,7 @@ def rule_failures(rule: Rule, inputs: Inputs, contract: Contract, params: Mappin
     Spark resolves names without regard to case, and so are the returned columns matched. A returned key
     that is not among this batch's rows of the dataset (a query over `${current.d}` alone) fails no row
     of the batch: it is dropped, or it would count against the batch's rows and quarantine nothing.
+    One row per batch row whose key was returned, however often it was.
     """
     rows = inputs.spark.sql(resolve_sql(rule.sql, inputs, params, as_of))
     returned = {name.lower(): name for name in rows.columns}
@@ -222,5 +223,10 @@ def rule_failures(rule: Rule, inputs: Inputs, contract: Contract, params: Mappin
         raise ContractError(f"rule {rule.name} must return the key columns of {rule.dataset}; missing {missing}")
     detail = F.col(returned[DETAIL]).cast("string") if DETAIL in returned else F.lit(None).cast("string")
     failing = rows.select(*(F.col(returned[key.lower()]).alias(key) for key in contract.keys), detail.alias(DETAIL))
-    batch = inputs.frame("batch", rule.dataset).select(*contract.keys).distinct()
-    return failing.join(batch, on=list(contract.keys), how="left_semi")
+    # A query may return a key more than once (joined to two bad lines): it fails the key's rows once,
+    # with each distinct detail; and every batch row of the key fails, as a relation counts its rows.
+    details = F.array_sort(F.collect_set(DETAIL))
+    per_key = failing.groupBy(*contract.keys).agg(
+        F.when(F.size(details) > 0, F.array_join(details, "; ")).alias(DETAIL)
+    )
+    return inputs.frame("batch", rule.dataset).select(*contract.keys).join(per_key, on=list(contract.keys))

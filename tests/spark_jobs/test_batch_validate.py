@@ -225,3 +225,26 @@ def test_a_rule_fails_only_rows_of_the_batch_and_its_columns_match_the_keys_in_a
         assert [tuple(r) for r in failing.collect()] == [("p2", "sku s2 is recalled")]
     finally:
         inputs.close()
+
+
+def test_a_rule_returning_a_key_twice_fails_each_of_its_rows_once_with_both_details(spark: SparkSession) -> None:
+    # The query joins each pick to its bad lines: p2 has two, so the query returns p2 twice. The batch holds
+    # two rows of p2 (two versions of the day) and one of p1: p2's two rows fail, once each, never four
+    # times (a count above the rows evaluated, a score below zero).
+    inputs = Inputs(spark)
+    inputs.register(
+        "batch",
+        "picks",
+        spark.createDataFrame([("p1", "s1"), ("p2", "s2"), ("p2", "s3")], "pick_id string, sku string"),
+    )
+    lines = spark.createDataFrame(
+        [("p2", "line 1 short"), ("p2", "line 3 short"), ("p2", "line 1 short")], "pick_id string, problem string"
+    )
+    inputs.register("lookup", "lines", lines)
+    sql = "SELECT l.pick_id, l.problem AS detail FROM ${lookup.lines} l"
+    try:
+        failing = rule_failures(Rule("short", "picks", sql), inputs, PICKS, {}, date(2025, 1, 2))
+
+        assert sorted(tuple(r) for r in failing.collect()) == [("p2", "line 1 short; line 3 short")] * 2
+    finally:
+        inputs.close()
