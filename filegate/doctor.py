@@ -48,9 +48,10 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
         else:
             checks += check_storage(settings, store)
         checks += check_job(DatabricksJobs(settings))
-        if pipelines:
+        if pipelines or not contracts.ok:
             # The gate does not check it before moving files (a missing batch job leaves members archived
-            # and their batch `run pending`, nothing lost), so this is where a wrong setting shows.
+            # and their batch `run pending`, nothing lost), so this is where a wrong setting shows. When
+            # the contracts do not load, the built-in pipeline is still there: the job is checked too.
             checks += check_job(batch_job_trigger(settings), "Databricks batch job")
     if local:
         checks += check_local_tools()

@@ -92,4 +92,7 @@ def test_doctor_names_contracts_it_cannot_load_and_checks_the_jobs_when_storage_
         assert "FIX  storage: FILEGATE_AZURE_STORAGE is not a storage connection string" in missing.stdout
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert f"FIX  contracts: {tmp_path / 'broken' / 'returns.toml'}: not valid TOML (" in broken.stdout
+    # Both jobs are checked still: a broken contract says nothing about them.
+    assert "OK   Databricks job: " in broken.stdout
+    assert "takes source_path, pipeline, batch_id" in broken.stdout
     assert "Traceback" not in broken.stderr
