@@ -152,7 +152,9 @@ def well_formed_pattern(delimiter: str) -> str:
     """
     sep = re.escape(delimiter)
     field = f'(?:{_QUOTED_FIELD}|[^"{sep}][^{sep}]*+)?+'
-    return f"^{field}(?:{sep}{field})*+$"
+    # `\z`, not `$`: Java's `$` also matches before a final line terminator (U+2028, U+0085), so text
+    # after a closing quote would pass when it is one of those.
+    return f"^{field}(?:{sep}{field})*+\\z"
 
 
 def max_counted_fields(contract: Contract) -> int:

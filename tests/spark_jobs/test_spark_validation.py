@@ -226,6 +226,9 @@ def test_fields_are_counted_by_the_parser_that_reads_them(spark: SparkSession, t
         "long quoted": base.format(n=9, city='"' + 'Memphis ""TN"", ' * 2_000 + '"'),
         # A field of one control character is a value (it was taken for the parser's end marker).
         "control": base.format(n=7, city="\x01"),
+        # Text after the last closing quote, a line separator: Java's `$` matched before it.
+        "separator after quote": base.format(n=11, city="x") + '"FR"\u2028',
+        "next line after quote": base.format(n=12, city="x") + '"FR"\u0085',
     }
     path = write(tmp_path / "f.csv", header, *lines.values())
 
