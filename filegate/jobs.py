@@ -206,6 +206,8 @@ class DatabricksJobs:
         self._settings = settings
         self._client = client
         self._job_id = settings.job_id if job_name is None else job_id
+        # An id set in the settings is used as given; one found by name is looked up again when it is gone.
+        self._by_name = self._job_id is None
         self._job_name = settings.job_name if job_name is None else job_name
         self._setting = setting
         self._parameters = parameters
@@ -291,12 +293,26 @@ class DatabricksJobs:
         job_id = self.job_id()
         try:
             waiter = self.client.jobs.run_now(job_id=job_id, job_parameters=dict(parameters), idempotency_token=token)
-        except (DatabricksError, TimeoutError, OSError) as exc:
-            # Every failure is handed back for redelivery, a 4xx too (job deleted, permission
-            # missing): the file is already archived and still needs its run, so the event must
-            # stay alive (Event Grid's retries, then its dead-letter and `filegate handle`) rather
-            # than be acknowledged and forgotten. The token makes every retry harmless.
-            raise TransientError(f"run-now for job {job_id} failed after the SDK's retries: {exc}") from exc
+        except DatabricksError as exc:
+            if not (self._by_name and not_found(exc)):
+                raise self._run_failed(job_id, exc) from exc
+            # Deleted since this process found it by name: `bundle destroy` and `deploy` give the job a new
+            # id, which every warm instance would otherwise miss until it is recycled. Looked up once more.
+            with self._lock:
+                self._job_id = None
+            again = self.job_id()  # SettingsError (so the event is retried) when no job has the name now
+            if again == job_id:
+                raise self._run_failed(job_id, exc) from exc
+            log.warning("job %s is gone; %r is job %s now", job_id, self._job_name, again)
+            job_id = again
+            try:
+                waiter = self.client.jobs.run_now(
+                    job_id=job_id, job_parameters=dict(parameters), idempotency_token=token
+                )
+            except (DatabricksError, TimeoutError, OSError) as retry_exc:
+                raise self._run_failed(job_id, retry_exc) from retry_exc
+        except (TimeoutError, OSError) as exc:
+            raise self._run_failed(job_id, exc) from exc
         run_id = int(waiter.run_id)
         try:
             run_page_url = self.client.jobs.get_run(run_id).run_page_url or ""
@@ -305,6 +321,24 @@ class DatabricksJobs:
             log.warning("run %s started but runs/get failed: %s", run_id, exc)
             run_page_url = ""
         return TriggeredRun(job_id, run_id, run_page_url)
+
+    def _run_failed(self, job_id: int, exc: Exception) -> TransientError:
+        """A failed run-now, handed back for redelivery whatever it was, with the setting to fix when there is one.
+
+        A 4xx too (job deleted, permission missing): the file is already archived and still needs its
+        run, so the event must stay alive (Event Grid's retries, then its dead-letter and `filegate
+        handle`) rather than be acknowledged and forgotten. The token makes every retry harmless.
+        """
+        from databricks.sdk.errors.base import DatabricksError
+
+        if isinstance(exc, DatabricksError):
+            # "No such job" names the id's setting only when the id came from it.
+            given = None if self._by_name else job_id
+            named = named_error(exc, self.host, given, self._setting, self._bundle_name, self._grant)
+            if isinstance(named, SettingsError):
+                return TransientError(f"run-now for job {job_id} failed: {named}")
+            return TransientError(f"run-now for job {job_id} failed: {_first_line(exc)}")
+        return TransientError(f"run-now for job {job_id} failed after the SDK's retries: {exc}")
 
 
 def not_found(exc: DatabricksError) -> bool:

@@ -84,6 +84,33 @@ def test_job_id_setting_skips_the_lookup(jobs_api: LocalJobsServer) -> None:
     assert jobs_api.requests("list") == []
 
 
+def test_a_job_deployed_again_under_a_new_id_is_found_again_by_name(jobs_api: LocalJobsServer) -> None:
+    # A warm function found the job by name; `bundle destroy` and `deploy` gave it a new id. The next
+    # file's run-now is told job 1 does not exist: the name is looked up once more, and the run starts.
+    jobs = trigger(jobs_api)
+    jobs.trigger_run(PARAMETERS, "fg1-a")
+    new_id = jobs_api.redeploy(1)
+
+    run = jobs.trigger_run(PARAMETERS, "fg1-b")
+
+    assert (run.job_id, jobs_api.run(run.run_id)["job_id"]) == (new_id, new_id)
+    assert [r.body["job_id"] for r in jobs_api.requests("run-now")] == [1, 1, new_id]
+    assert len(jobs_api.requests("list")) == 2
+    # Gone for good (destroyed, not deployed again): the error says so, and the event is still retried.
+    jobs_api.jobs.pop(new_id)
+    with pytest.raises(SettingsError, match="no Databricks job named 'filegate-ingest'"):
+        jobs.trigger_run(PARAMETERS, "fg1-c")
+
+
+def test_a_job_id_setting_naming_a_deleted_job_names_the_setting(jobs_api: LocalJobsServer) -> None:
+    jobs_api.redeploy(1)
+
+    with pytest.raises(TransientError, match=r"run-now for job 1 failed: FILEGATE_JOB_ID=1: no such job"):
+        trigger(jobs_api, Settings(job_id=1)).trigger_run(PARAMETERS, "fg1-a")
+
+    assert jobs_api.requests("list") == []
+
+
 def test_unknown_job_name_names_the_fix(jobs_api: LocalJobsServer) -> None:
     with pytest.raises(SettingsError, match=r"no Databricks job named 'missing'.*databricks bundle deploy"):
         trigger(jobs_api, Settings(job_name="missing")).trigger_run(PARAMETERS, "fg1-a")

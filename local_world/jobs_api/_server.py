@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,8 @@ class LocalJobsServer:
         self._stopping = threading.Event()
         self._stopped = False
         self.retry_interval_ms = retry_interval_ms
-        self._workers = {
-            job.job_id: JobWorker(job, self.store, runner, storage, workdir, self._stopping, retry_interval_ms)
-            for job in jobs
-        }
+        self._storage, self._workdir = storage, workdir
+        self._workers = {job.job_id: self._worker(job) for job in jobs}
         try:
             self._httpd = _HttpServer((host, port), _Handler, self)
         except BaseException:
@@ -166,6 +165,25 @@ class LocalJobsServer:
         if created and run.active:
             self._workers[job_id].submit(run)
         return run.run_id
+
+    def redeploy(self, job_id: int) -> int:
+        """What `databricks bundle destroy` then `deploy` do to a job: the same job under a new id, returned.
+
+        run-now for the old id then answers that the job does not exist; its runs stay listed.
+        """
+        old = self.jobs.pop(job_id)
+        job = replace(old, job_id=max(self._workers) + 1)
+        worker = self._worker(job)
+        self._workers[job.job_id] = worker
+        if self._thread.is_alive():
+            worker.start()
+        self.jobs[job.job_id] = job
+        return job.job_id
+
+    def _worker(self, job: JobSpec) -> JobWorker:
+        return JobWorker(
+            job, self.store, self.runner, self._storage, self._workdir, self._stopping, self.retry_interval_ms
+        )
 
     def cancel(self, run_id: int) -> bool:
         """What runs/cancel does (for a run, or for a task run: its run); False when there is no such run.
