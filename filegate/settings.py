@@ -14,6 +14,8 @@ DEFAULT_JOB_NAME = "filegate-ingest"
 DEFAULT_BATCH_JOB_NAME = "filegate-batch"
 DEFAULT_SAMPLE_BYTES = 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 50 * 1024**3
+# The sample is held in the function's memory on every delivery; past this it is the file, not a sample.
+MAX_SAMPLE_BYTES = 64 * 1024**2
 DEFAULT_SWEEP_OLDER_THAN_MINUTES = 60
 # NCRONTAB, with seconds: every hour at minute 17, off the hour when uploads and other jobs bunch up.
 DEFAULT_SWEEP_SCHEDULE = "0 17 * * * *"
@@ -47,11 +49,16 @@ SETTINGS: tuple[Setting, ...] = (
         clouds=(AZURE_TARGET,),
     ),
     Setting("FILEGATE_JOB_ID", "Databricks job to run; wins over FILEGATE_JOB_NAME."),
-    Setting("FILEGATE_JOB_NAME", "Databricks job to run, by name (resolved once per process).", DEFAULT_JOB_NAME),
+    Setting(
+        "FILEGATE_JOB_NAME",
+        "Databricks job to run, by name (resolved once per process, and again when run-now says the job is "
+        "gone: a bundle destroyed and deployed again).",
+        DEFAULT_JOB_NAME,
+    ),
     Setting("FILEGATE_BATCH_JOB_ID", "Databricks job a sealed pipeline batch runs; wins over FILEGATE_BATCH_JOB_NAME."),
     Setting(
         "FILEGATE_BATCH_JOB_NAME",
-        "Databricks job a sealed pipeline batch runs, by name (resolved once per process).",
+        "Databricks job a sealed pipeline batch runs, by name (resolved as FILEGATE_JOB_NAME is).",
         DEFAULT_BATCH_JOB_NAME,
     ),
     Setting(
@@ -60,7 +67,11 @@ SETTINGS: tuple[Setting, ...] = (
         "empty for the SDK's own chain (DATABRICKS_TOKEN, OAuth M2M).",
         clouds=(AZURE_TARGET,),
     ),
-    Setting("FILEGATE_SAMPLE_BYTES", "How much of a file validation reads (a ranged read).", str(DEFAULT_SAMPLE_BYTES)),
+    Setting(
+        "FILEGATE_SAMPLE_BYTES",
+        "How much of a file validation reads (a ranged read), from 1024 to 64 MiB.",
+        str(DEFAULT_SAMPLE_BYTES),
+    ),
     Setting("FILEGATE_MAX_FILE_BYTES", "Files larger than this are rejected.", str(DEFAULT_MAX_FILE_BYTES)),
     Setting(
         "FILEGATE_SWEEP_OLDER_THAN_MINUTES",
@@ -108,8 +119,9 @@ class Location:
     @classmethod
     def parse(cls, text: str, setting: str = "location") -> Location:
         container, _, prefix = text.strip().strip("/").partition("/")
-        if not container:
-            raise SettingsError(f"{setting} must be `container[/prefix]`, got {text!r}")
+        if not container or ":" in container:
+            # A URL (`gs://landing`, `https://acct.blob.core.windows.net/x`) would make `gs:` the container.
+            raise SettingsError(f"{setting} must be `container[/prefix]` (a name, not a URL), got {text!r}")
         prefix = prefix.strip("/")
         return cls(container, f"{prefix}/" if prefix else "")
 
@@ -157,8 +169,17 @@ class Settings:
         for a, b in ((self.landing, self.archive), (self.landing, self.rejected), (self.archive, self.rejected)):
             if a.overlaps(b):
                 raise SettingsError(f"locations {a} and {b} overlap: writes into one would land in the other")
-        if self.sample_bytes < 1024:
-            raise SettingsError("FILEGATE_SAMPLE_BYTES must be at least 1024")
+        if not 1024 <= self.sample_bytes <= MAX_SAMPLE_BYTES:
+            raise SettingsError(
+                f"FILEGATE_SAMPLE_BYTES must be from 1024 to {MAX_SAMPLE_BYTES} (64 MiB): the function holds "
+                f"the sample in memory; got {self.sample_bytes}"
+            )
+        if self.max_file_bytes < 1:
+            # 0 does not mean "no limit": every file would be rejected, and moved out of landing.
+            raise SettingsError(f"FILEGATE_MAX_FILE_BYTES must be at least 1, got {self.max_file_bytes}")
+        for name, job_id in (("FILEGATE_JOB_ID", self.job_id), ("FILEGATE_BATCH_JOB_ID", self.batch_job_id)):
+            if job_id is not None and job_id < 1:
+                raise SettingsError(f"{name} must be a job id (1 or more), or empty to find the job by name")
         if self.databricks_auth not in ("", "azure-identity"):
             raise SettingsError("FILEGATE_DATABRICKS_AUTH must be empty or `azure-identity`")
         if self.sweep_older_than_minutes < 0:
@@ -174,12 +195,14 @@ class Settings:
 
         def number(name: str, default: int) -> int:
             raw = text(name)
-            try:
-                return int(raw) if raw else default
-            except ValueError as exc:
-                raise SettingsError(f"{name} must be a whole number, got {raw!r}") from exc
+            # ASCII digits only: int() also takes `1_000`, `-5` and other scripts' digits.
+            if raw and not (raw.isascii() and raw.isdigit()):
+                raise SettingsError(f"{name} must be a whole number (digits only), got {raw!r}")
+            return int(raw) if raw else default
 
-        job_id = number("FILEGATE_JOB_ID", 0) or None
+        def job_id(name: str) -> int | None:
+            return number(name, 0) if text(name) else None
+
         contracts_dir = text("FILEGATE_CONTRACTS_DIR")
         return cls(
             landing=Location.parse(text("FILEGATE_LANDING") or "landing", "FILEGATE_LANDING"),
@@ -187,9 +210,9 @@ class Settings:
             rejected=Location.parse(text("FILEGATE_REJECTED") or "rejected", "FILEGATE_REJECTED"),
             azure_storage=text("FILEGATE_AZURE_STORAGE") or None,
             azure_archive_storage=text("FILEGATE_AZURE_ARCHIVE_STORAGE") or None,
-            job_id=job_id,
+            job_id=job_id("FILEGATE_JOB_ID"),
             job_name=text("FILEGATE_JOB_NAME") or DEFAULT_JOB_NAME,
-            batch_job_id=number("FILEGATE_BATCH_JOB_ID", 0) or None,
+            batch_job_id=job_id("FILEGATE_BATCH_JOB_ID"),
             batch_job_name=text("FILEGATE_BATCH_JOB_NAME") or DEFAULT_BATCH_JOB_NAME,
             databricks_auth=text("FILEGATE_DATABRICKS_AUTH").lower(),
             sample_bytes=number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
@@ -204,9 +227,69 @@ def sweep_schedule(env: Mapping[str, str] | None = None) -> str:
     """FILEGATE_SWEEP_SCHEDULE, or its default; SettingsError unless it has NCRONTAB's six fields."""
     env = os.environ if env is None else env
     schedule = env.get("FILEGATE_SWEEP_SCHEDULE", "").strip() or DEFAULT_SWEEP_SCHEDULE
-    if len(schedule.split()) != 6:
+    fields = schedule.split()
+    problem = f"has {len(fields)} fields" if len(fields) != 6 else _cron_problem(fields)
+    if problem:
         raise SettingsError(
             "FILEGATE_SWEEP_SCHEDULE must be an NCRONTAB expression of six fields, seconds first "
-            f"(`{DEFAULT_SWEEP_SCHEDULE}` is every hour at minute 17), got {schedule!r}"
+            f"(`{DEFAULT_SWEEP_SCHEDULE}` is every hour at minute 17); {schedule!r} {problem}"
         )
     return schedule
+
+
+# NCRONTAB's fields (the Functions host's timer): name, range, and the names a field also takes.
+_CRON_FIELDS = (
+    ("second", 0, 59, ()),
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day", 1, 31, ()),
+    (
+        "month",
+        1,
+        12,
+        (
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ),
+    ),
+    ("day of week", 0, 6, ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")),
+)
+
+
+def _cron_value(text: str, names: tuple[str, ...], low: int) -> int | None:
+    """A field's value: digits, or the first name it begins, in any case (`Jan` is 1, `sun` 0); else None."""
+    if text.isascii() and text.isdigit():
+        return int(text)
+    found = [index for index, name in enumerate(names) if text and name.lower().startswith(text.lower())]
+    return found[0] + low if found else None
+
+
+def _cron_problem(fields: list[str]) -> str:
+    """What is wrong with six NCRONTAB fields (`*`, values, ranges, lists, steps, names), or "" when nothing is.
+
+    A schedule the host cannot read would stop the timer; caught here, the default is used instead.
+    """
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        takes = f"{low}-{high}" + (f" or names ({names[0][:3]}-{names[-1][:3]})" if names else "")
+        for item in text.split(","):
+            base, slash, step = item.partition("/")
+            if slash and not (step.isascii() and step.isdigit() and int(step) >= 1):
+                return f"has a step that is not a whole number of 1 or more in its {name} field ({item!r})"
+            if base == "*":
+                continue
+            start, dash, end = base.partition("-")
+            bounds = [_cron_value(start, names, low), _cron_value(end if dash else start, names, low)]
+            first, last = bounds
+            if first is None or last is None or not low <= first <= last <= high:
+                return f"has {item!r} in its {name} field, which takes {takes} (a range low to high)"
+    return ""

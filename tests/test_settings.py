@@ -52,10 +52,23 @@ def test_overlapping_locations_are_refused_so_archive_writes_cannot_loop() -> No
         {"FILEGATE_DATABRICKS_AUTH": "magic"},
         {"FILEGATE_SWEEP_OLDER_THAN_MINUTES": "-5"},
         {"FILEGATE_SWEEP_OLDER_THAN_MINUTES": "an hour"},
+        # int() takes all of these; a job id of 0 was taken for "look the job up by name".
+        {"FILEGATE_JOB_ID": "0"},
+        {"FILEGATE_JOB_ID": "-5"},
+        {"FILEGATE_JOB_ID": "1_000"},
+        {"FILEGATE_JOB_ID": "\u0661\u0662"},
+        {"FILEGATE_BATCH_JOB_ID": "-1"},
+        # 0 rejected every file, moving it out of landing; no sample may be the whole file.
+        {"FILEGATE_MAX_FILE_BYTES": "0"},
+        {"FILEGATE_SAMPLE_BYTES": "99999999999999"},
+        # A URL made `gs:` or `https:` the container.
+        {"FILEGATE_LANDING": "gs://landing"},
+        {"FILEGATE_ARCHIVE": "https://acct.blob.core.windows.net/archive"},
     ],
 )
 def test_malformed_values_fail_loudly(env: dict[str, str]) -> None:
-    with pytest.raises(SettingsError):
+    [(name, _)] = env.items()
+    with pytest.raises(SettingsError, match=name):
         Settings.from_env(env)
 
 
@@ -112,6 +125,20 @@ def test_the_sweep_schedule_is_read_alone_with_its_default_and_its_six_fields_ch
     assert sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": " 0 */15 * * * * "}) == "0 */15 * * * *"
     with pytest.raises(SettingsError, match="six fields, seconds first"):
         sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": "17 * * * *"})  # unix cron, as Cloud Scheduler takes it
+    # What NCRONTAB reads: lists, ranges, steps, names (any case, any beginning of the name).
+    for good in ("0 0 9-17/2 * * Mon-Fri", "0 30 9 1,15 jan-MAR *", "*/30 * * * * Sunday"):
+        assert sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": good}) == good
+    # Six fields that the host cannot read: the timer would never fire.
+    for bad, problem in [
+        ("a b c d e f", "'a' in its second field, which takes 0-59"),
+        ("0 61 * * * *", "'61' in its minute field"),
+        ("0 0 0 0 0 0", "'0' in its day field, which takes 1-31"),
+        ("0 0 0 * 13 *", "'13' in its month field, which takes 1-12 or names (Jan-Dec)"),
+        ("0 0 17-9 * * *", "'17-9' in its hour field"),
+        ("0 */0 * * * *", "a step that is not a whole number of 1 or more in its minute field"),
+    ]:
+        with pytest.raises(SettingsError, match=re.escape(problem)):
+            sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": bad})
     # Settings never read it: a mistake there stops neither the GCP function nor the commands.
     Settings.from_env({"FILEGATE_SWEEP_SCHEDULE": "17 * * * *"})
 

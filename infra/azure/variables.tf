@@ -189,8 +189,8 @@ variable "databricks_job_id" {
 
   validation {
     # The function refuses any other value on every delivery (FILEGATE_JOB_ID): refused at plan instead.
-    condition     = can(regex("^[0-9]*$", var.databricks_job_id))
-    error_message = "databricks_job_id must be a job id (digits only), or empty to look the job up by name."
+    condition     = can(regex("^([1-9][0-9]*)?$", var.databricks_job_id))
+    error_message = "databricks_job_id must be a job id (digits only, 1 or more), or empty to look the job up by name."
   }
 }
 
@@ -207,8 +207,8 @@ variable "databricks_batch_job_id" {
 
   validation {
     # The function refuses any other value on every delivery (FILEGATE_BATCH_JOB_ID): refused at plan instead.
-    condition     = can(regex("^[0-9]*$", var.databricks_batch_job_id))
-    error_message = "databricks_batch_job_id must be a job id (digits only), or empty to look the job up by name."
+    condition     = can(regex("^([1-9][0-9]*)?$", var.databricks_batch_job_id))
+    error_message = "databricks_batch_job_id must be a job id (digits only, 1 or more), or empty to look the job up by name."
   }
 }
 
@@ -246,12 +246,24 @@ variable "sample_bytes" {
   description = "How much of each file validation reads (FILEGATE_SAMPLE_BYTES)."
   type        = number
   default     = 1048576
+
+  validation {
+    # The function refuses any other value on every delivery: refused at plan instead.
+    condition     = var.sample_bytes >= 1024 && var.sample_bytes <= 67108864 && floor(var.sample_bytes) == var.sample_bytes
+    error_message = "sample_bytes must be a whole number from 1024 to 67108864 (64 MiB): the function holds the sample in memory."
+  }
 }
 
 variable "max_file_bytes" {
   description = "Files larger than this are rejected (FILEGATE_MAX_FILE_BYTES)."
   type        = number
   default     = 53687091200
+
+  validation {
+    # 0 is not "no limit": every file would be rejected.
+    condition     = var.max_file_bytes >= 1 && floor(var.max_file_bytes) == var.max_file_bytes
+    error_message = "max_file_bytes must be a whole number of bytes, 1 or more."
+  }
 }
 
 variable "sweep_schedule" {

@@ -87,6 +87,10 @@ AZURE_REFUSED = {
     "operator by name": (['operator_principal_ids=["ops"]'], "operator_principal_ids must be"),
     "job id as a name": (["databricks_job_id=job-123"], "databricks_job_id must be a job id"),
     "batch job id as a name": (["databricks_batch_job_id=filegate-batch"], "databricks_batch_job_id must be a job id"),
+    # The function refuses these on every delivery (FILEGATE_JOB_ID, FILEGATE_SAMPLE_BYTES, FILEGATE_MAX_FILE_BYTES).
+    "job id 0": (["databricks_job_id=0"], "databricks_job_id must be a job id"),
+    "sample past 64 MiB": (["sample_bytes=67108865"], "sample_bytes must be a whole number from 1024"),
+    "no file size": (["max_file_bytes=0"], "max_file_bytes must be a whole number of bytes, 1 or more"),
     "too few instances": (["function_maximum_instance_count=10"], "function_maximum_instance_count must be 40 to"),
     "memory size not offered": (["function_instance_memory_mb=1024"], "function_instance_memory_mb must be 512,"),
 }
@@ -121,6 +125,7 @@ def test_gcp_refuses_a_name_prefix_buckets_cannot_carry(gcp_variables: Path) -> 
 def test_gcp_refuses_a_job_id_that_is_not_a_number(variable: str, gcp_variables: Path) -> None:
     # The function would refuse it on every delivery, and Eventarc retry each for a day.
     assert f"{variable} must be a job id" in refusal(plan(gcp_variables, "gcp", [f"{variable}=job-123"]))
+    assert f"{variable} must be a job id" in refusal(plan(gcp_variables, "gcp", [f"{variable}=0"]))
     assert plan(gcp_variables, "gcp", [f"{variable}=123"]).returncode == 0
 
 
