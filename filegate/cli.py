@@ -77,7 +77,7 @@ def handle_main(argv: list[str]) -> int:
     )
     parser.add_argument("event_file", help="an Event Grid, CloudEvents or GCS CloudEvent JSON file ('-' for stdin)")
     args = parser.parse_args(argv)
-    from filegate.ingest import IGNORED, handle_payload
+    from filegate.ingest import IGNORED, Outcome, handle_payload
     from filegate.runtime import build_gate
     from filegate.stores import open_store
 
@@ -97,12 +97,17 @@ def handle_main(argv: list[str]) -> int:
     except json.JSONDecodeError as exc:
         print(f"filegate handle: {args.event_file} is not JSON: {exc}", file=sys.stderr)
         return exits.CONFIG
+    outcomes: list[Outcome] = []
     try:
         with quiet_outcome_log():
             settings = Settings.from_env()
             gate = build_gate(open_store(_store_kind(payload), settings), settings)
-            outcomes = handle_payload(gate, payload)
+            handle_payload(gate, payload, outcomes)
     except FilegateError as exc:
+        # The events that ended are reported too: a file rejected beside a failed one was moved to
+        # rejected/, and handled again it would only read as a duplicate.
+        for outcome in outcomes:
+            print(outcome.to_json())
         return exits.report_failure("filegate handle", exc, try_again="transient failure, try again")
     for outcome in outcomes:
         print(outcome.to_json())

@@ -126,16 +126,19 @@ class Gate:
             self.readiness.ensure(self)
 
 
-def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
+def handle_payload(gate: Gate, payload: Any, done: list[Outcome] | None = None) -> list[Outcome]:
     """Handle a delivery (one event or an array). Malformed events are logged and dropped, not retried.
 
-    Transient failures raise, so the platform redelivers; a retried event converges to the same state.
+    Failures raise, so the platform redelivers; a retried event converges to the same state. One event's
+    failure does not stop the others: the first failure is raised once every event was tried, and the
+    outcomes of those that ended are in `done` (when given) for the caller to report.
     """
     gate.ensure_ready()
     events = payload if isinstance(payload, list) else [payload]
     if not events:
         return [_log(Outcome(IGNORED, reasons=(f"{MALFORMED}the payload is an empty array",)), warn=True)]
-    outcomes = []
+    outcomes = [] if done is None else done
+    failures: list[FilegateError] = []
     for event in events:
         try:
             parsed = parse_event(event)
@@ -147,7 +150,14 @@ def handle_payload(gate: Gate, payload: Any) -> list[Outcome]:
             outcome = Outcome(IGNORED, event_id=parsed.event_id, source=parsed.subject, reasons=(parsed.reason,))
             outcomes.append(_log(outcome, warn=parsed.warn))
             continue
-        outcomes.append(handle_upload(gate, parsed))
+        try:
+            outcomes.append(handle_upload(gate, parsed))
+        except FilegateError as exc:
+            failures.append(exc)
+    for later in failures[1:]:
+        log.error("another event of the delivery failed too: %s", later)
+    if failures:
+        raise failures[0]
     return outcomes
 
 

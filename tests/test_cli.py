@@ -13,7 +13,7 @@ from filegate.settings import Settings
 from local_world import ROOT
 from local_world.emulators import Azurite
 from local_world.inputs import blob_created, csv_bytes
-from local_world.jobs_api import LocalJobsServer
+from local_world.jobs_api import Fault, LocalJobsServer
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -26,6 +26,17 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
         timeout=120,
         check=False,
     )
+
+
+def azure_env(azurite: Azurite, settings: Settings, jobs_api: LocalJobsServer) -> dict[str, str]:
+    return {
+        "FILEGATE_AZURE_STORAGE": azurite.connection_string,
+        "FILEGATE_LANDING": str(settings.landing),
+        "FILEGATE_ARCHIVE": str(settings.archive),
+        "FILEGATE_REJECTED": str(settings.rejected),
+        "DATABRICKS_HOST": jobs_api.url,
+        "DATABRICKS_TOKEN": "local-test-token",
+    }
 
 
 def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(
@@ -41,14 +52,7 @@ def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(
     event_file.write_text(
         json.dumps([blob_created(azure_settings.landing.container, path, info.size, info.version, port=azurite.port)])
     )
-    env = {
-        "FILEGATE_AZURE_STORAGE": azurite.connection_string,
-        "FILEGATE_LANDING": str(azure_settings.landing),
-        "FILEGATE_ARCHIVE": str(azure_settings.archive),
-        "FILEGATE_REJECTED": str(azure_settings.rejected),
-        "DATABRICKS_HOST": jobs_api.url,
-        "DATABRICKS_TOKEN": "local-test-token",
-    }
+    env = azure_env(azurite, azure_settings, jobs_api)
 
     first = run_cli(["handle", str(event_file)], env)
     second = run_cli(["handle", str(event_file)], env)
@@ -58,6 +62,39 @@ def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(
     assert json.loads(second.stdout)["status"] == "duplicate"
     assert json.loads(second.stdout)["run_id"] == json.loads(first.stdout)["run_id"]
     assert len(jobs_api.runs()) == 1
+
+
+def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(
+    tmp_path: Path,
+    azurite: Azurite,
+    azure_store: AzureBlobStore,
+    azure_settings: Settings,
+    jobs_api: LocalJobsServer,
+) -> None:
+    # The first event's run-now fails (a permission missing); the second is a bad file. Before, handling
+    # stopped at the first failure; and a rejection made before a failure was never printed, so handled
+    # again it read as a duplicate and was reported as rejected nowhere.
+    landing = azure_settings.landing
+    events = []
+    for name, data in [
+        ("order_tracking_2024_03_05.csv", csv_bytes()),
+        ("order_tracking_2024_03_06.csv", b"a,b\n1,2\n"),
+    ]:
+        info = azure_store.put(landing.container, landing.path(name), data, "text/csv", {})
+        events.append(blob_created(landing.container, landing.path(name), info.size, info.version, port=azurite.port))
+    event_file = tmp_path / "events.json"
+    event_file.write_text(json.dumps(events))
+    jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"))
+    env = {**azure_env(azurite, azure_settings, jobs_api), "FILEGATE_JOB_ID": "1"}
+
+    result = run_cli(["handle", str(event_file)], env)
+
+    assert result.returncode == 75, result.stdout + result.stderr
+    [printed] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (printed["status"], printed["source"].rsplit("/", 1)[-1]) == ("rejected", "order_tracking_2024_03_06.csv")
+    assert "order_tracking_2024_03_05.csv" in result.stderr
+    assert "denied access (403)" in result.stderr
+    assert jobs_api.runs() == []
 
 
 def test_handle_explains_missing_configuration(tmp_path: Path) -> None:
@@ -107,14 +144,7 @@ def test_handle_exits_non_zero_when_nothing_was_processed_and_prints_each_outcom
     event = blob_created(azure_settings.landing.container, "elsewhere/x.csv", 10, "0x1", port=azurite.port)
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(event))
-    env = {
-        "FILEGATE_AZURE_STORAGE": azurite.connection_string,
-        "FILEGATE_LANDING": str(azure_settings.landing),
-        "FILEGATE_ARCHIVE": str(azure_settings.archive),
-        "FILEGATE_REJECTED": str(azure_settings.rejected),
-        "DATABRICKS_HOST": jobs_api.url,
-        "DATABRICKS_TOKEN": "local-test-token",
-    }
+    env = azure_env(azurite, azure_settings, jobs_api)
 
     result = run_cli(["handle", str(event_file)], env)
 
