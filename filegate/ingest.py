@@ -266,13 +266,19 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
     if identical is not None:
         # The bytes are already archived (and loaded by that file's run): the re-upload goes, no new run.
         run = identical.metadata.get(META_RUN_ID, "")
+        started = ""
         if _awaits_its_run(gate, contract, identical):
-            # Its own delivery may have died before its mark: the scheduled sweep must still find it.
-            _mark_run_pending(gate, Placement(identical.container, identical.path, identical, reused=True))
+            # The copy never got its run (its delivery's run-now failed, or the delivery died): it starts now,
+            # with the copy's own token, before the re-upload goes. A failure leaves the copy marked for the
+            # sweep and the re-upload in landing, for the redelivery to try again.
+            redriven = redrive_archived(gate, identical)
+            run = started = str(redriven.run_id) if redriven.run_id is not None else ""
         store.delete(upload.container, upload.path, upload.version)
+        where = f"byte-identical to {identical.container}/{identical.path} (same MD5 {identical.content_md5})"
         reason = (
-            f"byte-identical to {identical.container}/{identical.path} (same MD5 {identical.content_md5}), "
-            f"already archived{f' with run {run}' if run else ''}; not run again"
+            f"{where}, archived without a run: its run {started} started now"
+            if started
+            else f"{where}, already archived{f' with run {run}' if run else ''}; not run again"
         )
         return Outcome(
             IDENTICAL,

@@ -359,6 +359,28 @@ def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> N
     assert len(world.runs()) == 1
 
 
+def test_a_byte_identical_re_upload_of_a_file_whose_run_never_started_starts_it(world: World) -> None:
+    # The first delivery archived the file, then run-now failed (and its retries ran out). The producer sends
+    # the same bytes again: the re-upload goes as identical, and the archived copy's run starts now, with
+    # its own token. Before, the re-upload went and the copy waited for the next sweep.
+    data = csv_bytes([tracking_row(i) for i in range(4)])
+    world.jobs_api.inject(Fault("run-now", status=403, error_code="PERMISSION_DENIED"))
+    with pytest.raises(RunNotStarted):
+        handle_payload(world.gate(), world.upload(NAME, data))
+    assert world.runs() == []
+
+    [again] = handle_payload(world.gate(), world.upload(NAME, data))
+
+    [run] = world.runs()
+    assert (again.status, again.run_id) == ("identical", run["run_id"])
+    assert f"its run {run['run_id']} started now" in again.reasons[0]
+    assert world.objects(world.settings.landing) == []
+    [archived] = [info for info in world.objects(world.settings.archive) if info.path.endswith(".csv")]
+    assert archived.metadata["filegate_run_id"] == str(run["run_id"])
+    # Its pending mark went with the run, so the sweep has nothing left to start.
+    assert [info.path for info in world.objects(world.settings.archive)] == [archived.path]
+
+
 def test_a_file_sent_again_to_take_back_a_different_one_is_archived_and_run_again(world: World) -> None:
     # A, then B under the same name, then A again: A is the file now. Only a copy of the newest is identical.
     first = csv_bytes([tracking_row(1)])
