@@ -22,7 +22,7 @@ from filegate.errors import (
     Unreadable,
 )
 from filegate.events import AZURE
-from filegate.storage import ObjectInfo
+from filegate.storage import Body, ObjectInfo, size_and_md5
 from filegate.uris import azure_uri
 
 if TYPE_CHECKING:
@@ -375,22 +375,27 @@ class AzureBlobStore:
             raise TransientError(f"{what}: the copy is not visible yet")
         return info
 
-    def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+    def put(self, container: str, path: str, data: Body, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
         from azure.storage.blob import ContentSettings
 
+        # The service records the MD5 of a blob written in one request only; past the SDK's single-put
+        # size (64 MiB) the blob is committed from blocks, without one, and the byte-identical check
+        # (which needs it) would take a backfill run twice for a new file. So the MD5 is given.
+        size, md5 = size_and_md5(data)
         blob = self._blob(container, path)
         with _azure_errors(f"write {container}/{path}", self._setting(container)):
             result = blob.upload_blob(
                 data,
+                length=size,
                 overwrite=False,
                 metadata=dict(metadata),
-                content_settings=ContentSettings(content_type=content_type),
+                content_settings=ContentSettings(content_type=content_type, content_md5=bytearray(md5)),
             )
         written = result.get("last_modified")
         return ObjectInfo(
             container,
             path,
-            len(data),
+            size,
             _unquote(result.get("etag")),
             dict(metadata),
             written=written.timestamp() if written else 0.0,

@@ -241,7 +241,8 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
     for file in files:
         destination = landing.path(file.name)
         try:
-            placed = gate.store.put(landing.container, destination, file.read_bytes(), "text/csv", {})
+            with file.open("rb") as body:  # streamed: a file of many GiB is never held in memory
+                placed = gate.store.put(landing.container, destination, body, "text/csv", {})
             yield file, handle_upload(gate, upload_from_object(gate.store, placed))
         except RunNotStarted as exc:
             yield file, Outcome(RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),))

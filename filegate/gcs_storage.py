@@ -34,7 +34,7 @@ from filegate.errors import (
     TransientError,
 )
 from filegate.events import GCS, GCS_ACCOUNT
-from filegate.storage import ObjectInfo
+from filegate.storage import Body, ObjectInfo, body_size
 from filegate.uris import gcs_uri
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ LOCAL_PROJECT = "filegate-local"
 # the event with TransientError and Eventarc's redelivery takes over, rather than the platform
 # killing the function mid-call or a call hanging forever.
 _TIMEOUT = (10.0, 30.0)
+# Chunks of a streamed upload (a multiple of 256 KiB, as resumable uploads require).
+_UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
 _RETRY_SECONDS = 30.0
 # A rewrite between locations or storage classes takes several calls; give up before 9 minutes.
 _REWRITE_SECONDS = 240.0
@@ -328,7 +330,8 @@ class GcsStore:
             return ObjectNotFound(f"{what}: the source is gone")
         return SourceChanged(f"{what}: the source is another generation now")
 
-    def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+    def put(self, container: str, path: str, data: Body, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        # GCS records every uploaded object's MD5 itself.
         if self._check_first:
             self._require_missing(container, path)
         blob = self._blob(container, path)
@@ -336,9 +339,21 @@ class GcsStore:
         try:
             what = f"write {container}/{path}"
             with _gcs_errors(what, precondition=DestinationExists), self._refused_if_present(container, path, what):
-                blob.upload_from_string(
-                    data, content_type=content_type, if_generation_match=0, timeout=_TIMEOUT, retry=self._retry
-                )
+                if isinstance(data, bytes):
+                    blob.upload_from_string(
+                        data, content_type=content_type, if_generation_match=0, timeout=_TIMEOUT, retry=self._retry
+                    )
+                else:
+                    # A large file goes up in chunks of this size (the library's default holds 100 MiB).
+                    blob.chunk_size = _UPLOAD_CHUNK_BYTES
+                    blob.upload_from_file(
+                        data,
+                        size=body_size(data),
+                        content_type=content_type,
+                        if_generation_match=0,
+                        timeout=_TIMEOUT,
+                        retry=self._retry,
+                    )
         except ObjectNotFound:
             raise self._missing_bucket(container) or StorageError(f"write {container}/{path}: not found") from None
         return _info(container, blob)

@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import BinaryIO, Protocol
+
+# What `Store.put` writes: bytes, or an open binary file read from its current position.
+Body = bytes | BinaryIO
+
+
+def body_size(data: Body) -> int:
+    """How many bytes a body holds from where it is."""
+    if isinstance(data, bytes):
+        return len(data)
+    start = data.tell()
+    end = data.seek(0, 2)
+    data.seek(start)
+    return end - start
+
+
+def size_and_md5(data: Body) -> tuple[int, bytes]:
+    """A body's size and MD5; a file is read through once, in chunks, and put back where it was."""
+    if isinstance(data, bytes):
+        return len(data), hashlib.md5(data, usedforsecurity=False).digest()
+    start = data.tell()
+    digest, size = hashlib.md5(usedforsecurity=False), 0
+    for chunk in iter(lambda: data.read(1 << 20), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    data.seek(start)
+    return size, digest.digest()
+
 
 # Metadata Filegate writes on every object it places, so a redelivered event can recognise its own
 # earlier work. Azure metadata names must be identifiers, hence the underscores.
@@ -89,8 +117,9 @@ class Store(Protocol):
         """
         ...
 
-    def put(self, container: str, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
-        """Create a small object; raises DestinationExists when something is there."""
+    def put(self, container: str, path: str, data: Body, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        """Create an object from bytes or an open binary file (streamed, never held whole), with its MD5
+        recorded whatever its size; raises DestinationExists when something is there."""
         ...
 
     def delete(self, container: str, path: str, version: str) -> bool:
