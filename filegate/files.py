@@ -14,7 +14,14 @@ from urllib.parse import unquote
 
 from filegate import exits
 from filegate.archive import REPORT_SUFFIX, report_path, set_report_aside, unqualified_name
-from filegate.errors import FilegateError, ObjectNotFound, RunNotStarted, SourceChanged, StorageError
+from filegate.errors import (
+    DestinationExists,
+    FilegateError,
+    ObjectNotFound,
+    RunNotStarted,
+    SourceChanged,
+    StorageError,
+)
 from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, redrive_archived
 from filegate.jobs import ACTIVE_STATES
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo
@@ -235,19 +242,30 @@ def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> list[Outcome]:
     return outcomes
 
 
-def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcome]]:
-    """Upload each local file into landing (create-only) and put it through the gate at once."""
+def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcome, int]]:
+    """Upload each local file into landing (create-only) and put it through the gate at once; each file's
+    outcome and exit code (`exits.TRY_AGAIN` when running again may finish it, `exits.FAILED` when not)."""
     landing = gate.settings.landing
     for file in files:
         destination = landing.path(file.name)
         try:
             with file.open("rb") as body:  # streamed: a file of many GiB is never held in memory
                 placed = gate.store.put(landing.container, destination, body, "text/csv", {})
-            yield file, handle_upload(gate, upload_from_object(gate.store, placed))
+            yield file, handle_upload(gate, upload_from_object(gate.store, placed)), exits.OK
         except RunNotStarted as exc:
-            yield file, Outcome(RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),))
-        except (FilegateError, OSError) as exc:
-            yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),))
+            pending = Outcome(RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),))
+            yield file, pending, exits.TRY_AGAIN
+        except DestinationExists:
+            # Running again would meet the same file: it is the sweep's, and this one waits for it.
+            reason = (
+                f"landing already holds a file named {destination}: `filegate sweep --older-than 0` puts it "
+                "through the gate, then backfill this one again"
+            )
+            yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
+        except FilegateError as exc:
+            yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
+        except OSError as exc:  # the local file: unreadable, or gone since it was listed
+            yield file, Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
 
 
 # The commands. Each builds the gate from the environment, as `filegate sweep` does.
@@ -367,7 +385,8 @@ def backfill_selection(gate: Gate, folder: Path, pattern: str | None) -> tuple[l
     """The files of `folder` to backfill, and the ones left out: by `pattern` (a glob) when given, else every
     file a dataset contract or a pipeline's trigger pattern names (a pipeline's folder holds both), or that
     looks meant for a contract (`Contracts.guess`: the gate rejects it with a report that says what is wrong)."""
-    files = sorted(path for path in folder.glob(pattern or "*") if path.is_file())
+    found = sorted(folder.glob(pattern or "*"))
+    files = [path for path in found if path.is_file()]
     if pattern is not None:
         return files, []
     triggers = [pipeline.trigger_regex for pipeline in gate.pipelines.values()]
@@ -376,7 +395,8 @@ def backfill_selection(gate: Gate, folder: Path, pattern: str | None) -> tuple[l
         f for f in files if contracts.match(f.name) or contracts.guess(f.name) or any(t.match(f.name) for t in triggers)
     ]
     taken = set(ours)
-    return ours, [f for f in files if f not in taken]
+    # Subfolders are left out too, and said so: their files are taken only by a --pattern such as '**/*.csv'.
+    return ours, [f for f in found if f not in taken]
 
 
 def backfill_main(argv: list[str]) -> int:
@@ -389,14 +409,18 @@ def backfill_main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
 
+    if not args.folder.is_dir():
+        parser.error(f"{args.folder} is not a folder")
+
     def body() -> int:
         gate = _gate(args, check=True)
         files, left_out = backfill_selection(gate, args.folder, args.pattern)
         if left_out:
-            names = ", ".join(f.name for f in left_out[:5]) + (", ..." if len(left_out) > 5 else "")
+            shown = [f"{f.name}/" if f.is_dir() else f.name for f in left_out]
+            names = ", ".join(shown[:5]) + (", ..." if len(shown) > 5 else "")
             print(
-                f"filegate backfill: left out {len(left_out)} file(s) no contract or trigger pattern names: {names} "
-                "(--pattern picks files by glob)",
+                f"filegate backfill: left out {len(left_out)} file(s) and folder(s) no contract or trigger pattern "
+                f"names: {names} (--pattern picks files by glob; '**/*.csv' takes those in folders too)",
                 file=sys.stderr,
             )
         if not files:
@@ -404,13 +428,19 @@ def backfill_main(argv: list[str]) -> int:
             print(f"filegate backfill: no {what} in {args.folder}", file=sys.stderr)
             return exits.FAILED
         counts: dict[str, int] = {}
-        for index, (file, outcome) in enumerate(backfill_files(gate, files), start=1):
+        codes = set()
+        for index, (file, outcome, code) in enumerate(backfill_files(gate, files), start=1):
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
-            detail = outcome.run_id if outcome.run_id is not None else "; ".join(outcome.reasons)[:160]
+            codes.add(code)
+            detail = outcome.run_id if outcome.run_id is not None else "; ".join(outcome.reasons)[:240]
             print(f"[{index}/{len(files)}] {file.name}: {outcome.status} {detail}", flush=True)
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
         print(f"backfill of {len(files)} file(s): {summary}")
-        return exits.TRY_AGAIN if counts.get(FAILED) or counts.get(RUN_PENDING) else exits.OK
+        # A file a person must look at first (running again would fail it the same way) outranks one that may pass.
+        for code in (exits.CONFIG, exits.FAILED, exits.TRY_AGAIN):
+            if code in codes:
+                return code
+        return exits.OK
 
     return _run_command("backfill", body)
 

@@ -16,6 +16,8 @@ DEFAULT_SAMPLE_BYTES = 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 50 * 1024**3
 # The sample is held in the function's memory on every delivery; past this it is the file, not a sample.
 MAX_SAMPLE_BYTES = 64 * 1024**2
+# How old a landing file the sweep may wait for: a century (past it, "now" minus the age leaves the calendar).
+MAX_OLDER_THAN_MINUTES = 100 * 366 * 24 * 60
 DEFAULT_SWEEP_OLDER_THAN_MINUTES = 60
 # NCRONTAB, with seconds: every hour at minute 17, off the hour when uploads and other jobs bunch up.
 DEFAULT_SWEEP_SCHEDULE = "0 17 * * * *"
@@ -182,8 +184,11 @@ class Settings:
                 raise SettingsError(f"{name} must be a job id (1 or more), or empty to find the job by name")
         if self.databricks_auth not in ("", "azure-identity"):
             raise SettingsError("FILEGATE_DATABRICKS_AUTH must be empty or `azure-identity`")
-        if self.sweep_older_than_minutes < 0:
-            raise SettingsError("FILEGATE_SWEEP_OLDER_THAN_MINUTES must not be negative")
+        if not 0 <= self.sweep_older_than_minutes <= MAX_OLDER_THAN_MINUTES:
+            raise SettingsError(
+                f"FILEGATE_SWEEP_OLDER_THAN_MINUTES must be from 0 to {MAX_OLDER_THAN_MINUTES} (a century), "
+                f"got {self.sweep_older_than_minutes}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

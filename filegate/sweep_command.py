@@ -10,7 +10,7 @@ from datetime import timedelta
 from filegate import exits
 from filegate.errors import FilegateError
 from filegate.ingest import Outcome
-from filegate.settings import DEFAULT_SWEEP_OLDER_THAN_MINUTES, Settings, settings_help
+from filegate.settings import DEFAULT_SWEEP_OLDER_THAN_MINUTES, MAX_OLDER_THAN_MINUTES, Settings, settings_help
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, RUN_PENDING, summary, sweep_all
 
@@ -33,8 +33,8 @@ def main(argv: list[str]) -> int:
     add_target_option(parser, "which cloud's landing location")
     parser.add_argument("--dry-run", action="store_true", help="list the due files without touching them")
     args = parser.parse_args(argv)
-    if args.older_than is not None and args.older_than < 0:
-        parser.error("--older-than must not be negative")
+    if args.older_than is not None and not 0 <= args.older_than <= MAX_OLDER_THAN_MINUTES:  # nan fails too
+        parser.error(f"--older-than must be a number of minutes from 0 to {MAX_OLDER_THAN_MINUTES} (a century)")
     from filegate.cli import quiet_outcome_log
     from filegate.stores import open_gate
 

@@ -97,6 +97,16 @@ def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(
     assert jobs_api.runs() == []
 
 
+def test_sweep_refuses_an_age_that_is_no_number_of_minutes_before_reading_anything() -> None:
+    # nan passed `< 0`; inf and 1e20 overflowed the cutoff; each ended in a traceback with exit 1.
+    for age in ("nan", "inf", "1e20", "-1"):
+        result = run_cli(["sweep", "--older-than", age], {})
+
+        assert result.returncode == 2, (age, result.stderr)
+        assert "--older-than must be a number of minutes from 0 to 52704000" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_handle_explains_missing_configuration(tmp_path: Path) -> None:
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(blob_created("landing", "f.csv", 10, "0x1")))

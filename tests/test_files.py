@@ -12,6 +12,7 @@ import pytest
 
 from filegate.archive import place_upload, write_report
 from filegate.errors import RunNotStarted, StorageError
+from filegate.exits import TRY_AGAIN
 from filegate.files import (
     NO_RUN,
     archived_files,
@@ -313,7 +314,7 @@ def test_backfill_puts_a_folder_through_the_gate_with_the_jobs_api_down_then_up(
 
     results = list(backfill_files(world.gate_with_jobs_down(), sorted(tmp_path.glob("*.csv"))))
 
-    assert {outcome.status for _, outcome in results} == {RUN_PENDING}
+    assert {(outcome.status, code) for _, outcome, code in results} == {(RUN_PENDING, TRY_AGAIN)}
     redriven = [redrive(world.gate(), found) for found in unfinished(archived_files(world.gate()))]
     assert {outcome.status for outcome in redriven} == {REDRIVEN}
     assert_converged(world, files)
@@ -331,9 +332,9 @@ def test_a_file_past_one_request_backfilled_twice_is_identical_the_second_time(w
         file.write(header + b"\n")
         for _ in range(size // len(row) + 1):
             file.write(row)
-    [(_, first)] = backfill_files(world.gate(), [path])
+    [(_, first, _)] = backfill_files(world.gate(), [path])
 
-    [(_, again)] = backfill_files(world.gate(), [path])
+    [(_, again, _)] = backfill_files(world.gate(), [path])
 
     assert (first.status, again.status, again.run_id) == (ARCHIVED, IDENTICAL, first.run_id)
     [archived] = world.objects(world.settings.archive)
@@ -403,20 +404,29 @@ def test_backfill_takes_every_file_a_contract_or_trigger_names_by_default(world:
         "orders_2025_1_17.csv",
         "README.md",
     ]
+    folder = tmp_path / "in"  # tmp_path holds the world's own jobs/ folder
+    folder.mkdir()
     for name in names:
-        (tmp_path / name).write_text("x")
+        (folder / name).write_text("x")
+    # A folder's files are taken by a pattern alone ('**/*.csv'); the folder is named as left out, not skipped unsaid.
+    (folder / "2025").mkdir()
+    (folder / "2025" / "order_tracking_2025_02_01.csv").write_text("x")
     gate = world.gate()
 
-    assert [[p.name for p in part] for part in backfill_selection(gate, tmp_path, None)] == [
+    assert [[p.name for p in part] for part in backfill_selection(gate, folder, None)] == [
         [
             "customers_2025_01_15.csv",
             "order_tracking_2024_09_02.csv",
             "orders_2025_1_17.csv",
             "trigger_2025_01_15.json",
         ],
-        ["README.md"],
+        ["2025", "README.md"],
     ]
-    assert [[p.name for p in part] for part in backfill_selection(gate, tmp_path, "*.md")] == [["README.md"], []]
+    assert [[p.name for p in part] for part in backfill_selection(gate, folder, "*.md")] == [["README.md"], []]
+    assert [p.name for p in backfill_selection(gate, folder, "**/order_tracking_*.csv")[0]] == [
+        "order_tracking_2025_02_01.csv",
+        "order_tracking_2024_09_02.csv",
+    ]
 
 
 def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
@@ -434,11 +444,18 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     folder.mkdir()
     (folder / "order_tracking_2024_09_02.csv").write_bytes(csv_bytes([tracking_row(9)]))
     (folder / "notes.txt").write_text("not a dataset's file")
+    # A different file of the same name sits in landing, not handled yet: running again cannot help.
+    world.upload("order_tracking_2024_09_03.csv", csv_bytes([tracking_row(3)]))
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "order_tracking_2024_09_03.csv").write_bytes(csv_bytes([tracking_row(4)]))
 
     rejected = run_cli(["rejected", *target], env)
     before = run_cli(["reconcile", *target], env)
     redriven = run_cli(["reconcile", "--redrive", *target], env)
     backfill = run_cli(["backfill", str(folder), *target], env)
+    in_landing = run_cli(["backfill", str(blocked), *target], env)
+    no_folder = run_cli(["backfill", str(tmp_path / "nowhere"), *target], env)
     archived = run_cli(["archived", "--dataset", "order_tracking", *target], env)
     letters = run_cli(["deadletters", "--dir", str(tmp_path / "none"), *target], env)
 
@@ -450,7 +467,12 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     assert json.loads(redriven.stdout)["status"] == REDRIVEN
     assert backfill.returncode == 0, backfill.stderr
     assert "[1/1] order_tracking_2024_09_02.csv: archived" in backfill.stdout
-    assert "left out 1 file(s) no contract or trigger pattern names: notes.txt" in backfill.stderr
+    assert "left out 1 file(s) and folder(s) no contract or trigger pattern names: notes.txt" in backfill.stderr
+    assert in_landing.returncode == 1, in_landing.stdout + in_landing.stderr
+    assert "landing already holds a file named" in in_landing.stdout
+    assert "`filegate sweep --older-than 0` puts it through the gate" in in_landing.stdout
+    assert no_folder.returncode == 2
+    assert "is not a folder" in no_folder.stderr
     assert archived.returncode == 0, archived.stderr
     assert "2 archived file(s), 0 without a run" in archived.stdout
     assert letters.returncode == 0

@@ -52,6 +52,7 @@ def test_overlapping_locations_are_refused_so_archive_writes_cannot_loop() -> No
         {"FILEGATE_DATABRICKS_AUTH": "magic"},
         {"FILEGATE_SWEEP_OLDER_THAN_MINUTES": "-5"},
         {"FILEGATE_SWEEP_OLDER_THAN_MINUTES": "an hour"},
+        {"FILEGATE_SWEEP_OLDER_THAN_MINUTES": "99999999999"},  # the sweep's cutoff left the calendar
         # int() takes all of these; a job id of 0 was taken for "look the job up by name".
         {"FILEGATE_JOB_ID": "0"},
         {"FILEGATE_JOB_ID": "-5"},
