@@ -135,9 +135,10 @@ def handle_payload(gate: Gate, payload: Any, done: list[Outcome] | None = None) 
     """
     gate.ensure_ready()
     events = payload if isinstance(payload, list) else [payload]
-    if not events:
-        return [_log(Outcome(IGNORED, reasons=(f"{MALFORMED}the payload is an empty array",)), warn=True)]
     outcomes = [] if done is None else done
+    if not events:
+        outcomes.append(_log(Outcome(IGNORED, reasons=(f"{MALFORMED}the payload is an empty array",)), warn=True))
+        return outcomes
     failures: list[FilegateError] = []
     for event in events:
         try:
@@ -269,8 +270,10 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
         started = ""
         if _awaits_its_run(gate, contract, identical):
             # The copy never got its run (its delivery's run-now failed, or the delivery died): it starts now,
-            # with the copy's own token, before the re-upload goes. A failure leaves the copy marked for the
-            # sweep and the re-upload in landing, for the redelivery to try again.
+            # with the copy's own token, before the re-upload goes. Marked first (its delivery may have died
+            # before its mark): a run-now that fails, or a run whose record fails, leaves it for the sweep,
+            # and the re-upload stays in landing for the redelivery when the run did not start.
+            _mark_run_pending(gate, Placement(identical.container, identical.path, identical, reused=True))
             redriven = redrive_archived(gate, identical)
             run = started = str(redriven.run_id) if redriven.run_id is not None else ""
         store.delete(upload.container, upload.path, upload.version)

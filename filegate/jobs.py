@@ -342,11 +342,16 @@ class DatabricksJobs:
 
 
 def not_found(exc: DatabricksError) -> bool:
-    """Whether the Jobs API says the job or run asked for does not exist (a 404, or 400 naming the id)."""
+    """Whether the Jobs API says the job or run asked for does not exist (a 404, or a 400 saying so).
+
+    INVALID_PARAMETER_VALUE alone is no answer: run-now gives it for undefined job parameters too.
+    """
     from databricks.sdk.errors import NotFound
 
     code = str(getattr(exc, "error_code", "") or "")
-    return isinstance(exc, NotFound) or code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
+    if code == "INVALID_PARAMETER_VALUE":
+        return "does not exist" in str(exc)
+    return isinstance(exc, NotFound) or code == "RESOURCE_DOES_NOT_EXIST"
 
 
 def _not_a_workspace(exc: DatabricksError) -> bool:

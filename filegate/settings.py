@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,28 +274,29 @@ _CRON_FIELDS = (
 
 def _cron_value(text: str, names: tuple[str, ...], low: int) -> int | None:
     """A field's value: digits, or the first name it begins, in any case (`Jan` is 1, `sun` 0); else None."""
-    if text.isascii() and text.isdigit():
-        return int(text)
+    if text[:1].isdigit():
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
     found = [index for index, name in enumerate(names) if text and name.lower().startswith(text.lower())]
     return found[0] + low if found else None
 
 
 def _cron_problem(fields: list[str]) -> str:
-    """What is wrong with six NCRONTAB fields (`*`, values, ranges, lists, steps, names), or "" when nothing is.
+    """What NCrontab (the Functions host's parser) would refuse in six fields, or "" when it reads them.
 
-    A schedule the host cannot read would stop the timer; caught here, the default is used instead.
+    Its rules (atifaziz/NCrontab `CrontabField`): `*`, values, lists, ranges (a reversed one is swapped),
+    steps (any whole number, one below 1 counts as 1), names by any beginning of them. A number past 32
+    bits makes it throw what it does not catch: the timer would never start.
     """
     for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         takes = f"{low}-{high}" + (f" or names ({names[0][:3]}-{names[-1][:3]})" if names else "")
         for item in text.split(","):
             base, slash, step = item.partition("/")
-            if slash and not (step.isascii() and step.isdigit() and int(step) >= 1):
-                return f"has a step that is not a whole number of 1 or more in its {name} field ({item!r})"
+            if slash and not (re.fullmatch(r"[+-]?[0-9]{1,10}", step) and abs(int(step)) < 2**31):
+                return f"has a step that is not a whole number in its {name} field ({item!r})"
             if base == "*":
                 continue
             start, dash, end = base.partition("-")
-            bounds = [_cron_value(start, names, low), _cron_value(end if dash else start, names, low)]
-            first, last = bounds
-            if first is None or last is None or not low <= first <= last <= high:
-                return f"has {item!r} in its {name} field, which takes {takes} (a range low to high)"
+            bounds = (_cron_value(start, names, low), _cron_value(end if dash else start, names, low))
+            if any(bound is None or not low <= bound <= high for bound in bounds):
+                return f"has {item!r} in its {name} field, which takes {takes}"
     return ""

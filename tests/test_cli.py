@@ -95,6 +95,11 @@ def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(
     assert "order_tracking_2024_03_05.csv" in result.stderr
     assert "denied access (403)" in result.stderr
     assert jobs_api.runs() == []
+    # An empty delivery still says why nothing was processed.
+    event_file.write_text("[]")
+    empty = run_cli(["handle", str(event_file)], env)
+    assert empty.returncode == 1
+    assert "the payload is an empty array" in json.loads(empty.stdout)["reasons"][0]
 
 
 def test_sweep_refuses_an_age_that_is_no_number_of_minutes_before_reading_anything() -> None:

@@ -111,6 +111,17 @@ def test_a_job_id_setting_naming_a_deleted_job_names_the_setting(jobs_api: Local
     assert jobs_api.requests("list") == []
 
 
+def test_a_parameter_the_job_lacks_is_named_as_such_not_as_a_missing_job(jobs_api: LocalJobsServer) -> None:
+    # Both are 400 INVALID_PARAMETER_VALUE: FILEGATE_BATCH_JOB_ID set to the ingest job's id, say.
+    jobs = trigger(jobs_api)
+    jobs.trigger_run(PARAMETERS, "fg1-a")
+
+    with pytest.raises(TransientError, match=r"run-now for job 1 failed: Job parameters \['pipeline'\] are not"):
+        jobs.trigger_run({**PARAMETERS, "pipeline": "ecommerce"}, "fg1-b")
+
+    assert len(jobs_api.requests("list")) == 1  # not looked up again: the job is there
+
+
 def test_unknown_job_name_names_the_fix(jobs_api: LocalJobsServer) -> None:
     with pytest.raises(SettingsError, match=r"no Databricks job named 'missing'.*databricks bundle deploy"):
         trigger(jobs_api, Settings(job_name="missing")).trigger_run(PARAMETERS, "fg1-a")

@@ -126,17 +126,24 @@ def test_the_sweep_schedule_is_read_alone_with_its_default_and_its_six_fields_ch
     assert sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": " 0 */15 * * * * "}) == "0 */15 * * * *"
     with pytest.raises(SettingsError, match="six fields, seconds first"):
         sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": "17 * * * *"})  # unix cron, as Cloud Scheduler takes it
-    # What NCRONTAB reads: lists, ranges, steps, names (any case, any beginning of the name).
-    for good in ("0 0 9-17/2 * * Mon-Fri", "0 30 9 1,15 jan-MAR *", "*/30 * * * * Sunday"):
+    # What NCrontab reads: lists, ranges (reversed ones swapped), steps (below 1 taken as 1), names (any
+    # case, any beginning of the name).
+    for good in (
+        "0 0 9-17/2 * * Mon-Fri",
+        "0 30 9 1,15 jan-MAR *",
+        "*/30 * * * * Sunday",
+        "0 0 17-9 * * *",
+        "0 */0 * * * *",
+    ):
         assert sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": good}) == good
-    # Six fields that the host cannot read: the timer would never fire.
+    # Six fields that the host cannot read: the timer would never start.
     for bad, problem in [
         ("a b c d e f", "'a' in its second field, which takes 0-59"),
         ("0 61 * * * *", "'61' in its minute field"),
         ("0 0 0 0 0 0", "'0' in its day field, which takes 1-31"),
         ("0 0 0 * 13 *", "'13' in its month field, which takes 1-12 or names (Jan-Dec)"),
-        ("0 0 17-9 * * *", "'17-9' in its hour field"),
-        ("0 */0 * * * *", "a step that is not a whole number of 1 or more in its minute field"),
+        ("0 0 0 * * Mondays", "'Mondays' in its day of week field"),
+        ("0 */99999999999 * * * *", "a step that is not a whole number in its minute field"),
     ]:
         with pytest.raises(SettingsError, match=re.escape(problem)):
             sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": bad})

@@ -189,7 +189,7 @@ variable "databricks_job_id" {
 
   validation {
     # The function refuses any other value on every delivery (FILEGATE_JOB_ID): refused at plan instead.
-    condition     = can(regex("^([1-9][0-9]*)?$", var.databricks_job_id))
+    condition     = can(regex("^[0-9]*$", var.databricks_job_id)) && !can(regex("^0+$", var.databricks_job_id))
     error_message = "databricks_job_id must be a job id (digits only, 1 or more), or empty to look the job up by name."
   }
 }
@@ -207,7 +207,7 @@ variable "databricks_batch_job_id" {
 
   validation {
     # The function refuses any other value on every delivery (FILEGATE_BATCH_JOB_ID): refused at plan instead.
-    condition     = can(regex("^([1-9][0-9]*)?$", var.databricks_batch_job_id))
+    condition     = can(regex("^[0-9]*$", var.databricks_batch_job_id)) && !can(regex("^0+$", var.databricks_batch_job_id))
     error_message = "databricks_batch_job_id must be a job id (digits only, 1 or more), or empty to look the job up by name."
   }
 }

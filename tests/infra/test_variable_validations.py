@@ -127,6 +127,7 @@ def test_gcp_refuses_a_job_id_that_is_not_a_number(variable: str, gcp_variables:
     assert f"{variable} must be a job id" in refusal(plan(gcp_variables, "gcp", [f"{variable}=job-123"]))
     assert f"{variable} must be a job id" in refusal(plan(gcp_variables, "gcp", [f"{variable}=0"]))
     assert plan(gcp_variables, "gcp", [f"{variable}=123"]).returncode == 0
+    assert plan(gcp_variables, "gcp", [f"{variable}=0123"]).returncode == 0  # the function reads it as 123
 
 
 def test_gcp_refuses_a_timeout_event_driven_functions_cannot_have(gcp_variables: Path) -> None:

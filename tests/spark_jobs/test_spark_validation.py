@@ -229,6 +229,7 @@ def test_fields_are_counted_by_the_parser_that_reads_them(spark: SparkSession, t
         # Text after the last closing quote, a line separator: Java's `$` matched before it.
         "separator after quote": base.format(n=11, city="x") + '"FR"\u2028',
         "next line after quote": base.format(n=12, city="x") + '"FR"\u0085',
+        "paragraph after quote": base.format(n=13, city="x") + '"FR"\u2029',
     }
     path = write(tmp_path / "f.csv", header, *lines.values())
 
