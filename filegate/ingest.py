@@ -687,6 +687,19 @@ def _settle_earlier(
             return followed
     if current is None:
         reason = "the blob is gone and Filegate holds no copy of this version: someone else deleted or moved it"
+        if contract is not None and business_date is not None:
+            relative = archive_path(contract.name, business_date, upload.name)
+            same_size = [
+                info for info in archived_versions(store, settings.archive, relative) if info.size == upload.size
+            ]
+            if same_size:
+                # An earlier delivery of this event found it byte-identical to that copy, and deleted it.
+                newest = max(same_size, key=lambda info: info.written)
+                run = newest.metadata.get(META_RUN_ID)
+                reason = (
+                    f"the blob is gone: most likely deleted by an earlier delivery of this event as byte-identical "
+                    f"to {newest.container}/{newest.path}{f' (run {run})' if run else ''}, archived under its name"
+                )
     else:
         reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
     return Outcome(IGNORED, upload.event_id, source, dataset=dataset, reasons=(reason,))

@@ -346,8 +346,10 @@ def test_a_part_of_a_parallel_composite_upload_is_left_for_its_tool(world: World
 def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> None:
     data = csv_bytes([tracking_row(i) for i in range(4)])
     [first] = handle_payload(world.gate(), world.upload(NAME, data))
+    event = world.upload(NAME, data)
 
-    [again] = handle_payload(world.gate(), world.upload(NAME, data))
+    [again] = handle_payload(world.gate(), event)
+    [redelivered] = handle_payload(world.gate(), event)
 
     assert first.status == "archived"
     assert again.status == "identical"
@@ -357,6 +359,9 @@ def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> N
     assert world.objects(world.settings.landing) == []
     assert len(world.objects(world.settings.archive)) == 1
     assert len(world.runs()) == 1
+    # Its redelivery finds the blob gone, deleted by Filegate itself, not by "someone else".
+    assert redelivered.status == "ignored"
+    assert f"as byte-identical to {first.archived_path} (run {first.run_id})" in redelivered.reasons[0]
 
 
 def test_a_byte_identical_re_upload_of_a_file_whose_run_never_started_starts_it(world: World) -> None:
