@@ -35,10 +35,12 @@ _MODULE_COMMANDS = {
 
 
 def _store_kind(payload: Any) -> str:
-    first = payload[0] if isinstance(payload, list) and payload else payload
-    if isinstance(first, dict) and first.get("type") == GCS_FINALIZED:
-        return GCS
-    return AZURE
+    """The store the payload's events name: GCS when its GCS finalize events are all it holds besides malformed
+    ones (each of which is then reported as such), else Azure. Not the first event's alone: a malformed first
+    event made a GCS payload open Azure storage, and every good event was ignored as the other cloud's."""
+    events = payload if isinstance(payload, list) else [payload]
+    typed = [event for event in events if isinstance(event, dict) and ("type" in event or "eventType" in event)]
+    return GCS if typed and all(event.get("type") == GCS_FINALIZED for event in typed) else AZURE
 
 
 @contextmanager

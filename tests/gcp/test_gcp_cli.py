@@ -20,7 +20,9 @@ def test_handle_accepts_a_gcs_cloudevent_file(gcs_emulator: GcsEmulator, gcs_sto
     client = gcs_emulator.client()
     blob = upload(client, settings.landing.container, NAME, csv_bytes())
     event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(finalized_event(blob)), encoding="utf-8")
+    # A malformed event first: the store was chosen by the first event alone, so Azure was opened and the
+    # good GCS event ignored as the other cloud's.
+    event_file.write_text(json.dumps([{"id": "junk"}, finalized_event(blob)]), encoding="utf-8")
 
     with local_jobs_api(tmp_path / "jobs") as jobs:
         env = function_env(gcs_emulator, settings, jobs.url)
@@ -35,7 +37,8 @@ def test_handle_accepts_a_gcs_cloudevent_file(gcs_emulator: GcsEmulator, gcs_sto
         runs = jobs.runs()
 
     assert done.returncode == 0, done.stderr
-    [outcome] = [json.loads(line) for line in done.stdout.splitlines()]
+    malformed, outcome = [json.loads(line) for line in done.stdout.splitlines()]
+    assert malformed["status"] == "ignored"
     path = f"order_tracking/2024/05/01/{NAME}"
     assert outcome["status"] == "archived"
     assert outcome["source_uri"] == f"gs://{settings.archive.container}/{path}"
