@@ -221,25 +221,32 @@ def dead_letters(folder: Path) -> list[DeadLetter]:
     return letters
 
 
-def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> list[Outcome]:
-    """Handle a dead-lettered event; once handled, move it (and its reason) to `handled/`.
+def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> Iterator[Outcome]:
+    """Handle a dead-lettered event; once handled, move it (and its reason) to `handled/`. Yields its outcomes.
 
-    A letter that cannot be read (truncated, edited by hand) is a FAILED outcome and stays where it is.
+    A letter that cannot be read (truncated, edited by hand) is a FAILED outcome and stays where it is. One
+    whose handling fails stays too: the outcomes of its events that ended come first, then the failure.
     """
     try:
         payload = json.loads(letter.path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as exc:
         # Reading it again fails the same way: a person fixes or removes it, and the other letters go on.
         reason = f"{letter.path} is not a readable event ({exc}): fix it or remove it"
-        return [Outcome(FAILED, source=str(letter.path), reasons=(reason,))]
-    outcomes = handle_payload(gate, payload)
+        yield Outcome(FAILED, source=str(letter.path), reasons=(reason,))
+        return
+    outcomes: list[Outcome] = []
+    try:
+        handle_payload(gate, payload, outcomes)
+    except FilegateError:
+        yield from outcomes  # a file its other events rejected is reported, not found later as a duplicate
+        raise
     handled = letter.path.parent / HANDLED
     handled.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for path in (letter.path, letter.path.with_suffix(".reason.txt")):
         if path.exists():
             path.rename(handled / f"{path.stem}.{stamp}{path.suffix}")
-    return outcomes
+    yield from outcomes
 
 
 def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcome, int]]:

@@ -343,6 +343,23 @@ def test_a_file_past_one_request_backfilled_twice_is_identical_the_second_time(w
     assert len(world.runs()) == 1
 
 
+def test_a_dead_letter_whose_handling_fails_reports_its_other_events_and_stays(world: World, tmp_path: Path) -> None:
+    # The letter holds a bad file's event and a good file's whose run-now fails: the bad file is rejected
+    # (moved to rejected/ with its report) and said so before the failure; the letter stays for a later redrive.
+    events = [world.upload("order_tracking_2024_09_01.csv", DATA), world.upload("order_tracking_2024_09_02.csv", BAD)]
+    letter = tmp_path / "letter.json"
+    letter.write_text(json.dumps(events))
+    world.jobs_api.inject(Fault("run-now", status=403, error_code="PERMISSION_DENIED"))
+    [found] = dead_letters(tmp_path)
+    seen: list[str] = []
+
+    with pytest.raises(RunNotStarted):
+        seen.extend(outcome.status for outcome in redrive_dead_letter(world.gate(), found))
+
+    assert seen == [REJECTED]
+    assert dead_letters(tmp_path) == [found]
+
+
 def test_dead_letters_are_listed_with_their_reason_re_driven_and_marked(world: World, tmp_path: Path) -> None:
     event = world.upload(NAME, DATA)
     letter = tmp_path / f"{event['id']}.json"
