@@ -328,7 +328,8 @@ def summary(outcomes: list[Outcome]) -> str:
     pending = sum(outcome.status == RUN_PENDING for outcome in outcomes)
     parts = []
     if failed:
-        parts.append(f"{failed} file(s) failed and stay in the landing location")
+        # A landing file, an archived file's mark, or a pipeline's batch: each outcome says which, and where.
+        parts.append(f"{failed} item(s) failed, each left where its outcome says")
     if pending:
         parts.append(f"{pending} file(s) are archived but their run did not start")
     return "; ".join(parts) + "; run the sweep again once the cause is fixed (it finishes both)"
