@@ -400,6 +400,7 @@ class AzureBlobStore:
             dict(metadata),
             written=written.timestamp() if written else 0.0,
             content_type=content_type,
+            content_md5=base64.b64encode(md5).decode(),
         )
 
     def delete(self, container: str, path: str, version: str) -> bool:

@@ -256,12 +256,9 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
     for file in files:
         destination = landing.path(file.name)
         try:
-            with file.open("rb") as body:  # streamed: a file of many GiB is never held in memory
+            # Streamed past the store's single-request size: a file of many GiB is never held whole in memory.
+            with file.open("rb") as body:
                 placed = gate.store.put(landing.container, destination, body, "text/csv", {})
-            yield file, handle_upload(gate, upload_from_object(gate.store, placed)), exits.OK
-        except RunNotStarted as exc:
-            pending = Outcome(RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),))
-            yield file, pending, exits.TRY_AGAIN
         except DestinationExists:
             # Running again would meet the same file: it is the sweep's, and this one waits for it.
             reason = (
@@ -269,10 +266,20 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
                 "through the gate, then backfill this one again"
             )
             yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
+            continue
         except FilegateError as exc:
             yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
+            continue
         except OSError as exc:  # the local file: unreadable, or gone since it was listed
             yield file, Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
+            continue
+        try:
+            yield file, handle_upload(gate, upload_from_object(gate.store, placed)), exits.OK
+        except RunNotStarted as exc:
+            pending = Outcome(RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),))
+            yield file, pending, exits.TRY_AGAIN
+        except FilegateError as exc:
+            yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
 
 
 # The commands. Each builds the gate from the environment, as `filegate sweep` does.
@@ -426,10 +433,22 @@ def backfill_main(argv: list[str]) -> int:
             shown = [f"{f.name}/" if f.is_dir() else f.name for f in left_out]
             names = ", ".join(shown[:5]) + (", ..." if len(shown) > 5 else "")
             print(
-                f"filegate backfill: left out {len(left_out)} file(s) and folder(s) no contract or trigger pattern "
-                f"names: {names} (--pattern picks files by glob; '**/*.csv' takes those in folders too)",
+                f"filegate backfill: left out {len(left_out)}: {names} (no contract or trigger pattern names "
+                "them; --pattern picks files by glob, and '**/*.csv' takes those in folders too)",
                 file=sys.stderr,
             )
+        # Every file lands under its own name: two of one name (in two folders) would meet in landing.
+        paths_of: dict[str, list[Path]] = {}
+        for file in files:
+            paths_of.setdefault(file.name, []).append(file)
+        clashing = [paths for paths in paths_of.values() if len(paths) > 1]
+        if clashing:
+            pairs = "; ".join(", ".join(str(path) for path in paths) for paths in clashing[:3])
+            print(
+                f"filegate backfill: files of one name would meet in landing: {pairs}; backfill one folder at a time",
+                file=sys.stderr,
+            )
+            return exits.CONFIG
         if not files:
             what = f"{args.pattern} files" if args.pattern else "files a contract or trigger pattern names"
             print(f"filegate backfill: no {what} in {args.folder}", file=sys.stderr)

@@ -331,6 +331,8 @@ class GcsStore:
         return SourceChanged(f"{what}: the source is another generation now")
 
     def put(self, container: str, path: str, data: Body, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        from google.cloud.storage.exceptions import DataCorruption
+
         # GCS records every uploaded object's MD5 itself.
         if self._check_first:
             self._require_missing(container, path)
@@ -346,14 +348,18 @@ class GcsStore:
                 else:
                     # A large file goes up in chunks of this size (the library's default holds 100 MiB).
                     blob.chunk_size = _UPLOAD_CHUNK_BYTES
-                    blob.upload_from_file(
-                        data,
-                        size=body_size(data),
-                        content_type=content_type,
-                        if_generation_match=0,
-                        timeout=_TIMEOUT,
-                        retry=self._retry,
-                    )
+                    try:
+                        blob.upload_from_file(
+                            data,
+                            size=body_size(data),
+                            content_type=content_type,
+                            if_generation_match=0,
+                            timeout=_TIMEOUT,
+                            retry=self._retry,
+                        )
+                    except (ValueError, DataCorruption) as exc:
+                        # The file changed while it was sent (still being written?), or a chunk was lost.
+                        raise StorageError(f"{what}: the upload stopped: {exc}") from exc
         except ObjectNotFound:
             raise self._missing_bucket(container) or StorageError(f"write {container}/{path}: not found") from None
         return _info(container, blob)

@@ -233,8 +233,12 @@ def sweep_schedule(env: Mapping[str, str] | None = None) -> str:
     """FILEGATE_SWEEP_SCHEDULE, or its default; SettingsError unless it has NCRONTAB's six fields."""
     env = os.environ if env is None else env
     schedule = env.get("FILEGATE_SWEEP_SCHEDULE", "").strip() or DEFAULT_SWEEP_SCHEDULE
-    fields = schedule.split()
-    problem = f"has {len(fields)} fields" if len(fields) != 6 else _cron_problem(fields)
+    # NCrontab splits on spaces alone: a tab or a no-break space joins two fields there.
+    fields = [field for field in schedule.split(" ") if field]
+    if re.search(r"[^\S ]", schedule):
+        problem = "holds whitespace other than spaces"
+    else:
+        problem = f"has {len(fields)} fields" if len(fields) != 6 else _cron_problem(fields)
     if problem:
         raise SettingsError(
             "FILEGATE_SWEEP_SCHEDULE must be an NCRONTAB expression of six fields, seconds first "
@@ -285,14 +289,16 @@ def _cron_problem(fields: list[str]) -> str:
 
     Its rules (atifaziz/NCrontab `CrontabField`): `*`, values, lists, ranges (a reversed one is swapped),
     steps (any whole number, one below 1 counts as 1), names by any beginning of them. A number past 32
-    bits makes it throw what it does not catch: the timer would never start.
+    bits, or a step that takes a position past them, makes it throw what it does not catch: the timer
+    would never start.
     """
     for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         takes = f"{low}-{high}" + (f" or names ({names[0][:3]}-{names[-1][:3]})" if names else "")
         for item in text.split(","):
             base, slash, step = item.partition("/")
-            if slash and not (re.fullmatch(r"[+-]?[0-9]{1,10}", step) and abs(int(step)) < 2**31):
-                return f"has a step that is not a whole number in its {name} field ({item!r})"
+            # NCrontab adds the step to a position in the field without a check: past 32 bits it wraps.
+            if slash and not (re.fullmatch(r"[+-]?[0-9]{1,10}", step) and abs(int(step)) + high - low < 2**31):
+                return f"has a step that is not a whole number (below 2^31) in its {name} field ({item!r})"
             if base == "*":
                 continue
             start, dash, end = base.partition("-")

@@ -7,30 +7,30 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-# What `Store.put` writes: bytes, or an open binary file read from its current position.
+# What `Store.put` writes: bytes, or an open binary file, written from its start (GCS's resumable
+# upload refuses a stream anywhere else).
 Body = bytes | BinaryIO
 
 
 def body_size(data: Body) -> int:
-    """How many bytes a body holds from where it is."""
+    """How many bytes a body holds; a file is left at its start."""
     if isinstance(data, bytes):
         return len(data)
-    start = data.tell()
-    end = data.seek(0, 2)
-    data.seek(start)
-    return end - start
+    size = data.seek(0, 2)
+    data.seek(0)
+    return size
 
 
 def size_and_md5(data: Body) -> tuple[int, bytes]:
-    """A body's size and MD5; a file is read through once, in chunks, and put back where it was."""
+    """A body's size and MD5; a file is read through once, in chunks, and left at its start."""
     if isinstance(data, bytes):
         return len(data), hashlib.md5(data, usedforsecurity=False).digest()
-    start = data.tell()
+    data.seek(0)
     digest, size = hashlib.md5(usedforsecurity=False), 0
     for chunk in iter(lambda: data.read(1 << 20), b""):
         digest.update(chunk)
         size += len(chunk)
-    data.seek(start)
+    data.seek(0)
     return size, digest.digest()
 
 
@@ -118,8 +118,9 @@ class Store(Protocol):
         ...
 
     def put(self, container: str, path: str, data: Body, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
-        """Create an object from bytes or an open binary file (streamed, never held whole), with its MD5
-        recorded whatever its size; raises DestinationExists when something is there."""
+        """Create an object from bytes or an open binary file (past the store's single-request size, sent
+        in blocks, never held whole), with its MD5 recorded whatever its size; raises DestinationExists
+        when something is there."""
         ...
 
     def delete(self, container: str, path: str, version: str) -> bool:

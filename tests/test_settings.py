@@ -143,7 +143,9 @@ def test_the_sweep_schedule_is_read_alone_with_its_default_and_its_six_fields_ch
         ("0 0 0 0 0 0", "'0' in its day field, which takes 1-31"),
         ("0 0 0 * 13 *", "'13' in its month field, which takes 1-12 or names (Jan-Dec)"),
         ("0 0 0 * * Mondays", "'Mondays' in its day of week field"),
-        ("0 */99999999999 * * * *", "a step that is not a whole number in its minute field"),
+        ("0 */99999999999 * * * *", "a step that is not a whole number (below 2^31) in its minute field"),
+        ("1/2147483647 * * * * *", "a step that is not a whole number (below 2^31) in its second field"),
+        ("0\t17 * * * *", "holds whitespace other than spaces"),
     ]:
         with pytest.raises(SettingsError, match=re.escape(problem)):
             sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": bad})

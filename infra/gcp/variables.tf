@@ -191,7 +191,7 @@ variable "sweep_older_than_minutes" {
   default     = 60
 
   validation {
-    condition     = var.sweep_older_than_minutes >= 0 && floor(var.sweep_older_than_minutes) == var.sweep_older_than_minutes
-    error_message = "sweep_older_than_minutes must be a whole number of minutes, 0 or more."
+    condition     = var.sweep_older_than_minutes >= 0 && var.sweep_older_than_minutes <= 52704000 && floor(var.sweep_older_than_minutes) == var.sweep_older_than_minutes
+    error_message = "sweep_older_than_minutes must be a whole number of minutes, from 0 to 52704000 (a century)."
   }
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import json
 import re
 import threading
@@ -83,6 +84,36 @@ def test_put_is_create_only(gcs_store: GcsStore) -> None:
         gcs_store.put(settings.rejected.container, "r.json", b"[]", "application/json", {})
     assert first.metadata == {"k": "v"}
     assert gcs_store.read_prefix(settings.rejected.container, "r.json", 10, first.version) == b"{}"
+
+
+def test_put_streams_a_file_in_chunks_create_only_and_a_file_that_shrank_is_a_storage_error(
+    gcs_store: GcsStore, tmp_path: Path
+) -> None:
+    # 9 MiB: past the multipart limit (8 MiB), so the resumable upload sends two chunks from the file.
+    settings = fresh_settings(gcs_store)
+    data = bytes(range(256)) * (9 * 1024**2 // 256)
+    path = tmp_path / "big.csv"
+    path.write_bytes(data)
+    with path.open("rb") as body:
+        body.read(10)  # wherever the caller left it, the file goes up from its start
+        info = gcs_store.put(settings.landing.container, "big.csv", body, "text/csv", {})
+
+    assert (info.size, info.content_md5) == (
+        len(data),
+        gcs_store.stat(settings.landing.container, "big.csv").content_md5,
+    )
+    assert gcs_store.read_range(settings.landing.container, "big.csv", len(data) - 5, 5, info.version) == data[-5:]
+    with path.open("rb") as body, pytest.raises(DestinationExists):
+        gcs_store.put(settings.landing.container, "big.csv", body, "text/csv", {})
+
+    class Shrinking(io.BytesIO):
+        """A file still being written over: shorter when read than when measured."""
+
+        def read(self, size: int | None = -1) -> bytes:
+            return super().read(size)[: max(0, (size or 0) // 2)]
+
+    with pytest.raises(StorageError, match="the upload stopped"):
+        gcs_store.put(settings.landing.container, "other.csv", Shrinking(data), "text/csv", {})
 
 
 def test_delete_only_removes_the_named_generation(gcs_store: GcsStore) -> None:
