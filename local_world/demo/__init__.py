@@ -50,6 +50,7 @@ from local_world.demo._report import (
     render_revisit,
     run_problems,
     summary_column,
+    table_problems,
     target_columns,
 )
 from local_world.demo._world import DemoError, LocalWorld, local_world, reset_state
@@ -156,6 +157,7 @@ def _play(
         ingest_runs = {run_id: run for run_id, run in finished.items() if run_id in names}
         print_tables(world, results, len(ingest_runs), progress.out)
         problems += problems_of(results) + run_problems(world, ingest_runs, names)
+        problems += table_problems(world.warehouse, results)
         files, runs = len(results), len(ingest_runs)
     if batches is not None and uploads is not None:
         print(file=progress.out, flush=True)

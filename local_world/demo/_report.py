@@ -22,6 +22,10 @@ from filegate.tables import IS_CURRENT, PROCESSING_LOG, RAW_LINE, REASON, SOURCE
 from local_world.demo._flow import FileResult
 from local_world.demo._world import LocalWorld
 
+# The ingest job's merging task (infra/databricks/resources) and the status its log row ends with.
+TARGET_TASK = "target_load"
+SUCCEEDED = "SUCCEEDED"
+
 if TYPE_CHECKING:
     from databricks.sdk.service.jobs import Run
 
@@ -158,8 +162,9 @@ def render_history(path: Path) -> str:
     )
 
 
-def render_processing_log(warehouse: Path) -> str:
-    rows = read_table(_table_folder(warehouse, PROCESSING_LOG))
+def render_processing_log(warehouse: Path, run_ids: set[int]) -> str:
+    """The log rows of these runs: the table also holds the batch job's, which its own section shows."""
+    rows = [row for row in read_table(_table_folder(warehouse, PROCESSING_LOG)) or [] if row.get("run_id") in run_ids]
     if not rows:
         return "  (empty)"
     rows.sort(key=lambda row: (str(row.get("ended_at")), str(row.get("batch_id"))))
@@ -186,6 +191,45 @@ def problems_of(results: Sequence[FileResult]) -> list[str]:
         actual = outcome.status if outcome else "not delivered"
         if actual != result.upload.expected:
             problems.append(f"  - {result.upload.path.name}: expected {result.upload.expected}, got {actual}")
+    return problems
+
+
+def table_problems(warehouse: Path, results: Sequence[FileResult]) -> list[str]:
+    """What the ingest runs must have left, beside their state: a SUCCEEDED target_load row per file that read
+    every row of the file, and a target holding exactly the rows those runs logged as inserted (one per key:
+    a run that ended SUCCESS without loading anything, or loaded what the log does not say, is a problem)."""
+    from filegate.contracts import load_contracts
+
+    contracts = load_contracts()
+    log = read_table(_table_folder(warehouse, PROCESSING_LOG)) or []
+    problems: list[str] = []
+    inserted: dict[str, int] = {}
+    for result in results:
+        outcome = result.outcome
+        if outcome is None or outcome.run_id is None or outcome.dataset not in contracts:
+            continue
+        name, dataset = result.upload.path.name, str(outcome.dataset)
+        loaded = [
+            row
+            for row in log
+            if row.get("run_id") == outcome.run_id and row.get("task") == TARGET_TASK and row.get("status") == SUCCEEDED
+        ]
+        if len(loaded) != 1:
+            problems.append(
+                f"  - {name}: {PROCESSING_LOG} holds {len(loaded)} {SUCCEEDED} {TARGET_TASK} rows of run "
+                f"{outcome.run_id}, expected 1"
+            )
+            continue
+        lines = [line for line in result.upload.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if loaded[0].get("rows_read") != len(lines) - 1:
+            problems.append(f"  - {name}: {loaded[0].get('rows_read')} rows read, the file has {len(lines) - 1}")
+        inserted[dataset] = inserted.get(dataset, 0) + int(loaded[0].get("rows_inserted") or 0)
+    for dataset, count in sorted(inserted.items()):
+        target = read_table(_table_folder(warehouse, contracts[dataset].target))
+        if target is None:
+            problems.append(f"  - {dataset}: no target table, though its runs logged {count} rows inserted")
+        elif len(target) != count:
+            problems.append(f"  - {dataset}: {len(target)} rows in the target, its runs logged {count} inserted")
     return problems
 
 
@@ -249,5 +293,6 @@ def print_tables(world: LocalWorld, results: Sequence[FileResult], run_count: in
         print(render_target(world.warehouse, contracts[dataset]), file=out)
         print(f"\nRejected rows ({rejects_table(dataset)}):", file=out)
         print(render_rejects(world.warehouse, dataset), file=out)
-    print(f"\nProcessing log ({PROCESSING_LOG}):", file=out)
-    print(render_processing_log(world.warehouse), file=out)
+    print(f"\nProcessing log ({PROCESSING_LOG}, these runs):", file=out)
+    run_ids = {outcome.run_id for r in results if (outcome := r.outcome) and outcome.run_id is not None}
+    print(render_processing_log(world.warehouse, run_ids), file=out)
