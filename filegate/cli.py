@@ -35,12 +35,18 @@ _MODULE_COMMANDS = {
 
 
 def _store_kind(payload: Any) -> str:
-    """The store the payload's events name: GCS when its GCS finalize events are all it holds besides malformed
-    ones (each of which is then reported as such), else Azure. Not the first event's alone: a malformed first
-    event made a GCS payload open Azure storage, and every good event was ignored as the other cloud's."""
+    """The store the payload's events name: GCS when its events are all GCS ones (`google.cloud.storage.*`,
+    read as `parse_event` reads the type) besides those no store names (malformed, each reported as such),
+    else Azure. Not the first event's alone: a malformed first event made a GCS payload open Azure storage,
+    and every good event was ignored as the other cloud's."""
     events = payload if isinstance(payload, list) else [payload]
-    typed = [event for event in events if isinstance(event, dict) and ("type" in event or "eventType" in event)]
-    return GCS if typed and all(event.get("type") == GCS_FINALIZED for event in typed) else AZURE
+    types = [event.get("eventType", event.get("type")) for event in events if isinstance(event, dict)]
+    stores = {GCS if kind.startswith(GCS_EVENT_PREFIX) else AZURE for kind in types if isinstance(kind, str)}
+    return GCS if stores == {GCS} else AZURE
+
+
+# Every GCS object event's type (finalized, deleted, archived, metadataUpdated).
+GCS_EVENT_PREFIX = GCS_FINALIZED.rsplit(".", 2)[0] + "."
 
 
 @contextmanager

@@ -348,21 +348,34 @@ class GcsStore:
                 else:
                     # A large file goes up in chunks of this size (the library's default holds 100 MiB).
                     blob.chunk_size = _UPLOAD_CHUNK_BYTES
+                    size = body_size(data)
                     try:
                         blob.upload_from_file(
                             data,
-                            size=body_size(data),
+                            size=size,
                             content_type=content_type,
                             if_generation_match=0,
                             timeout=_TIMEOUT,
                             retry=self._retry,
                         )
-                    except (ValueError, DataCorruption) as exc:
-                        # The file changed while it was sent (still being written?), or a chunk was lost.
-                        raise StorageError(f"{what}: the upload stopped: {exc}") from exc
+                    except ValueError as exc:
+                        # Raised before the last chunk went: the file shrank while it was sent (still being written?).
+                        raise StorageError(f"{what}: the upload stopped, nothing was written: {exc}") from exc
+                    except DataCorruption as exc:
+                        # Checked once GCS had finalized the object: the object is there, with other bytes. It goes.
+                        self._delete_created(container, path)
+                        raise TransientError(
+                            f"{what}: the upload's checksum did not match; removed, try again"
+                        ) from exc
         except ObjectNotFound:
             raise self._missing_bucket(container) or StorageError(f"write {container}/{path}: not found") from None
         return _info(container, blob)
+
+    def _delete_created(self, container: str, path: str) -> None:
+        """Delete the object a create-only upload just made (no one else could write the name meanwhile)."""
+        created = self.stat(container, path)
+        if created is not None:
+            self.delete(container, path, created.version)
 
     def delete(self, container: str, path: str, version: str) -> bool:
         blob = self._blob(container, path)

@@ -689,12 +689,10 @@ def _settle_earlier(
         reason = "the blob is gone and Filegate holds no copy of this version: someone else deleted or moved it"
         if contract is not None and business_date is not None:
             relative = archive_path(contract.name, business_date, upload.name)
-            same_size = [
-                info for info in archived_versions(store, settings.archive, relative) if info.size == upload.size
-            ]
-            if same_size:
-                # An earlier delivery of this event found it byte-identical to that copy, and deleted it.
-                newest = max(same_size, key=lambda info: info.written)
+            versions = archived_versions(store, settings.archive, relative)
+            newest = max(versions, key=lambda info: info.written) if versions else None
+            # Only the newest copy is ever found identical (`_identical_archived`): one of this size was, likely.
+            if newest is not None and newest.size == upload.size:
                 run = newest.metadata.get(META_RUN_ID)
                 reason = (
                     f"the blob is gone: most likely deleted by an earlier delivery of this event as byte-identical "

@@ -26,6 +26,7 @@ from typing import TextIO
 
 from filegate import exits
 from filegate.errors import FilegateError
+from filegate.status import run_state
 from local_world.demo._ecommerce import (
     LATE_FOLDER,
     SAMPLES_FOLDER,
@@ -157,7 +158,8 @@ def _play(
         ingest_runs = {run_id: run for run_id, run in finished.items() if run_id in names}
         print_tables(world, results, len(ingest_runs), progress.out)
         problems += problems_of(results) + run_problems(world, ingest_runs, names)
-        problems += table_problems(world.warehouse, results)
+        succeeded = {run_id for run_id, run in ingest_runs.items() if run_state(run) == "SUCCESS"}
+        problems += table_problems(world.warehouse, results, succeeded)
         files, runs = len(results), len(ingest_runs)
     if batches is not None and uploads is not None:
         print(file=progress.out, flush=True)

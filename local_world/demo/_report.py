@@ -8,6 +8,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from filegate.ingest import ARCHIVED
 from filegate.status import (
     FAILED_STATES,
     failure_lines,
@@ -194,38 +195,48 @@ def problems_of(results: Sequence[FileResult]) -> list[str]:
     return problems
 
 
-def table_problems(warehouse: Path, results: Sequence[FileResult]) -> list[str]:
-    """What the ingest runs must have left, beside their state: a SUCCEEDED target_load row per file that read
-    every row of the file, and a target holding exactly the rows those runs logged as inserted (one per key:
-    a run that ended SUCCESS without loading anything, or loaded what the log does not say, is a problem)."""
+def table_problems(warehouse: Path, results: Sequence[FileResult], succeeded: set[int]) -> list[str]:
+    """What the ingest runs that succeeded must have left, beside their state: a SUCCEEDED target_load row per
+    archived file that read every row of it; and, for an SCD1 target without deletes (one row per key), exactly
+    the rows those runs logged as inserted. A run that ended SUCCESS without loading anything, or loaded what
+    the log does not say, is a problem. Failed runs are `run_problems`'."""
     from filegate.contracts import load_contracts
 
     contracts = load_contracts()
     log = read_table(_table_folder(warehouse, PROCESSING_LOG)) or []
     problems: list[str] = []
-    inserted: dict[str, int] = {}
+    inserted: dict[str, dict[int, int]] = {}
+    unsure: set[str] = set()
     for result in results:
         outcome = result.outcome
-        if outcome is None or outcome.run_id is None or outcome.dataset not in contracts:
+        # Only a file's own new run: an identical or duplicate outcome names an earlier file's, a member its batch's.
+        if outcome is None or outcome.status != ARCHIVED or outcome.pipeline or outcome.run_id not in succeeded:
             continue
-        name, dataset = result.upload.path.name, str(outcome.dataset)
+        if outcome.run_id is None or outcome.dataset not in contracts:
+            continue
+        name, dataset, run_id = result.upload.path.name, str(outcome.dataset), outcome.run_id
         loaded = [
             row
             for row in log
-            if row.get("run_id") == outcome.run_id and row.get("task") == TARGET_TASK and row.get("status") == SUCCEEDED
+            if row.get("run_id") == run_id and row.get("task") == TARGET_TASK and row.get("status") == SUCCEEDED
         ]
         if len(loaded) != 1:
             problems.append(
-                f"  - {name}: {PROCESSING_LOG} holds {len(loaded)} {SUCCEEDED} {TARGET_TASK} rows of run "
-                f"{outcome.run_id}, expected 1"
+                f"  - {name}: {PROCESSING_LOG} holds {len(loaded)} {SUCCEEDED} {TARGET_TASK} rows of run {run_id}, "
+                "expected 1"
             )
+            unsure.add(dataset)  # its inserts are unknown: the target's count says nothing more
             continue
         lines = [line for line in result.upload.path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if loaded[0].get("rows_read") != len(lines) - 1:
             problems.append(f"  - {name}: {loaded[0].get('rows_read')} rows read, the file has {len(lines) - 1}")
-        inserted[dataset] = inserted.get(dataset, 0) + int(loaded[0].get("rows_inserted") or 0)
-    for dataset, count in sorted(inserted.items()):
-        target = read_table(_table_folder(warehouse, contracts[dataset].target))
+        inserted.setdefault(dataset, {})[run_id] = int(loaded[0].get("rows_inserted") or 0)
+    for dataset, by_run in sorted(inserted.items()):
+        contract = contracts[dataset]
+        if dataset in unsure or contract.scd_type != 1 or contract.delete_when:
+            continue
+        count = sum(by_run.values())
+        target = read_table(_table_folder(warehouse, contract.target))
         if target is None:
             problems.append(f"  - {dataset}: no target table, though its runs logged {count} rows inserted")
         elif len(target) != count:

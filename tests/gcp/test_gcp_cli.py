@@ -22,7 +22,9 @@ def test_handle_accepts_a_gcs_cloudevent_file(gcs_emulator: GcsEmulator, gcs_sto
     event_file = tmp_path / "event.json"
     # A malformed event first: the store was chosen by the first event alone, so Azure was opened and the
     # good GCS event ignored as the other cloud's.
-    event_file.write_text(json.dumps([{"id": "junk"}, finalized_event(blob)]), encoding="utf-8")
+    # A deletion's event is a GCS one too, though not one Filegate handles.
+    deleted = {"id": "d1", "type": "google.cloud.storage.object.v1.deleted", "source": "x", "subject": "objects/x"}
+    event_file.write_text(json.dumps([{"id": "junk"}, deleted, finalized_event(blob)]), encoding="utf-8")
 
     with local_jobs_api(tmp_path / "jobs") as jobs:
         env = function_env(gcs_emulator, settings, jobs.url)
@@ -37,8 +39,8 @@ def test_handle_accepts_a_gcs_cloudevent_file(gcs_emulator: GcsEmulator, gcs_sto
         runs = jobs.runs()
 
     assert done.returncode == 0, done.stderr
-    malformed, outcome = [json.loads(line) for line in done.stdout.splitlines()]
-    assert malformed["status"] == "ignored"
+    malformed, other, outcome = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (malformed["status"], other["status"]) == ("ignored", "ignored")
     path = f"order_tracking/2024/05/01/{NAME}"
     assert outcome["status"] == "archived"
     assert outcome["source_uri"] == f"gs://{settings.archive.container}/{path}"

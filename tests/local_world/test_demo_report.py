@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from filegate.ingest import ARCHIVED, Outcome
+from filegate.ingest import ARCHIVED, IDENTICAL, Outcome
 from filegate.tables import PROCESSING_LOG
 from local_world.demo._flow import FileResult, PlannedUpload
 from local_world.demo._report import render_processing_log, table_problems
@@ -37,8 +38,9 @@ def test_a_run_that_succeeded_without_loading_its_file_is_a_problem_of_the_demo(
     # A target_load that ended 0 and wrote nothing: the run SUCCEEDED, and the demo said "all as expected".
     warehouse = tmp_path / "warehouse"
     first, second = loaded(tmp_path, 1001, 4), loaded(tmp_path, 1002, 3)
+    succeeded = {1001, 1002, 1003}
 
-    assert table_problems(warehouse, [first, second]) == [
+    assert table_problems(warehouse, [first, second], succeeded) == [
         f"  - {first.upload.path.name}: processing_log holds 0 SUCCEEDED target_load rows of run 1001, expected 1",
         f"  - {second.upload.path.name}: processing_log holds 0 SUCCEEDED target_load rows of run 1002, expected 1",
     ]
@@ -48,16 +50,31 @@ def test_a_run_that_succeeded_without_loading_its_file_is_a_problem_of_the_demo(
         {"run_id": 1001, "task": "target_load", "status": "SUCCEEDED", "rows_read": 4, "rows_inserted": 4},
         {"run_id": 1002, "task": "target_load", "status": "SUCCEEDED", "rows_read": 2, "rows_inserted": 1},
     )
-    assert table_problems(warehouse, [first, second]) == [
+    assert table_problems(warehouse, [first, second], succeeded) == [
         f"  - {second.upload.path.name}: 2 rows read, the file has 3",
         "  - order_tracking: no target table, though its runs logged 5 rows inserted",
     ]
 
     target(warehouse, 6)
-    assert (
-        table_problems(warehouse, [first])[-1] == "  - order_tracking: 6 rows in the target, its runs logged 4 inserted"
-    )
-    assert table_problems(warehouse, [first, loaded(tmp_path, 1003, 3)])[0].endswith("of run 1003, expected 1")
+    assert table_problems(warehouse, [first], succeeded) == [
+        "  - order_tracking: 6 rows in the target, its runs logged 4 inserted"
+    ]
+    # A file whose row is missing says so; the count of the target, then unknown, says nothing more.
+    assert table_problems(warehouse, [first, loaded(tmp_path, 1003, 3)], succeeded) == [
+        "  - order_tracking_2025_03_03.csv: processing_log holds 0 SUCCEEDED target_load rows of run 1003, expected 1"
+    ]
+
+
+def test_only_a_file_s_own_successful_run_is_held_to_its_tables(tmp_path: Path) -> None:
+    # A re-upload found identical names the first file's run; a failed run is run_problems' to report.
+    warehouse = tmp_path / "warehouse"
+    first = loaded(tmp_path, 1001, 4)
+    again = FileResult(first.upload, [replace(first.outcomes[0], status=IDENTICAL)])
+    log(warehouse, {"run_id": 1001, "task": "target_load", "status": "SUCCEEDED", "rows_read": 4, "rows_inserted": 4})
+    target(warehouse, 4)
+
+    assert table_problems(warehouse, [first, again], {1001}) == []
+    assert table_problems(warehouse, [loaded(tmp_path, 1002, 3)], {1001}) == []
 
 
 def test_the_processing_log_section_shows_these_runs_rows_only(tmp_path: Path) -> None:
