@@ -295,6 +295,8 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
         code = finish(second, 400)
 
     assert code == 0, f"{second.output}\n{second.errors}"
+    # Its script tasks load nothing: the tables are held to what the runs logged only with the repository's jobs.
+    assert "The tables are not checked: the tasks are the given bundle's" in second.output
     assert "3 files, 2 runs, all as expected." in second.output
     assert "(one run at a time: with classic Spark every task is a JVM of its own)" in second.output
     assert_all_stopped(second, {"azurite", "jobs"})  # --spark classic: no Connect server
