@@ -14,7 +14,7 @@ from typing import Any
 
 from filegate import exits
 from filegate.errors import FilegateError
-from filegate.events import AZURE, GCS, GCS_FINALIZED
+from filegate.events import AZURE, GCS, GCS_EVENT_PREFIX
 
 OUTCOME_LOGGER = "filegate.outcome"
 
@@ -43,10 +43,6 @@ def _store_kind(payload: Any) -> str:
     types = [event.get("eventType", event.get("type")) for event in events if isinstance(event, dict)]
     stores = {GCS if kind.startswith(GCS_EVENT_PREFIX) else AZURE for kind in types if isinstance(kind, str)}
     return GCS if stores == {GCS} else AZURE
-
-
-# Every GCS object event's type (finalized, deleted, archived, metadataUpdated).
-GCS_EVENT_PREFIX = GCS_FINALIZED.rsplit(".", 2)[0] + "."
 
 
 @contextmanager

@@ -13,6 +13,8 @@ from filegate.errors import InvalidEvent
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
+# Every GCS object event's type begins so (finalized, deleted, archived, metadataUpdated).
+GCS_EVENT_PREFIX = "google.cloud.storage.object."
 # Only these APIs mean "the blob is completely committed". CreateFile opens an empty file on
 # hierarchical-namespace accounts; its data arrives later with FlushWithClose.
 COMMITTED_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"})

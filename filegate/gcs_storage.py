@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from filegate.errors import (
     AccessDenied,
@@ -331,8 +331,6 @@ class GcsStore:
         return SourceChanged(f"{what}: the source is another generation now")
 
     def put(self, container: str, path: str, data: Body, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
-        from google.cloud.storage.exceptions import DataCorruption
-
         # GCS records every uploaded object's MD5 itself.
         if self._check_first:
             self._require_missing(container, path)
@@ -346,36 +344,31 @@ class GcsStore:
                         data, content_type=content_type, if_generation_match=0, timeout=_TIMEOUT, retry=self._retry
                     )
                 else:
-                    # A large file goes up in chunks of this size (the library's default holds 100 MiB).
-                    blob.chunk_size = _UPLOAD_CHUNK_BYTES
-                    size = body_size(data)
-                    try:
-                        blob.upload_from_file(
-                            data,
-                            size=size,
-                            content_type=content_type,
-                            if_generation_match=0,
-                            timeout=_TIMEOUT,
-                            retry=self._retry,
-                        )
-                    except ValueError as exc:
-                        # Raised before the last chunk went: the file shrank while it was sent (still being written?).
-                        raise StorageError(f"{what}: the upload stopped, nothing was written: {exc}") from exc
-                    except DataCorruption as exc:
-                        # Checked once GCS had finalized the object: the object is there, with other bytes. It goes.
-                        self._delete_created(container, path)
-                        raise TransientError(
-                            f"{what}: the upload's checksum did not match; removed, try again"
-                        ) from exc
+                    self._upload_file(blob, data, content_type, what)
         except ObjectNotFound:
             raise self._missing_bucket(container) or StorageError(f"write {container}/{path}: not found") from None
         return _info(container, blob)
 
-    def _delete_created(self, container: str, path: str) -> None:
-        """Delete the object a create-only upload just made (no one else could write the name meanwhile)."""
-        created = self.stat(container, path)
-        if created is not None:
-            self.delete(container, path, created.version)
+    def _upload_file(self, blob: Blob, data: BinaryIO, content_type: str, what: str) -> None:
+        """A file, create-only, in chunks of `_UPLOAD_CHUNK_BYTES` (the library's default holds 100 MiB)."""
+        from google.cloud.storage.exceptions import DataCorruption
+
+        blob.chunk_size = _UPLOAD_CHUNK_BYTES
+        size = body_size(data)
+        try:
+            blob.upload_from_file(
+                data, size=size, content_type=content_type, if_generation_match=0, timeout=_TIMEOUT, retry=self._retry
+            )
+        except ValueError as exc:
+            # Raised before the last chunk went: the file shrank while it was sent (still being written?).
+            raise StorageError(f"{what}: the upload stopped, nothing was written: {exc}") from exc
+        except DataCorruption as exc:
+            # Checked once GCS had finalized the object: the object is there, with other bytes. It goes; no one
+            # else could write the name meanwhile (create-only).
+            created = self.stat(blob.bucket.name, blob.name)
+            if created is not None:
+                self.delete(created.container, created.path, created.version)
+            raise TransientError(f"{what}: the upload's checksum did not match; removed, try again") from exc
 
     def delete(self, container: str, path: str, version: str) -> bool:
         blob = self._blob(container, path)

@@ -187,7 +187,7 @@ def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
 
 
 class DatabricksJobs:
-    """`run-now` through databricks-sdk; the job is resolved by name once per process."""
+    """`run-now` through databricks-sdk; the job is resolved by name once per process, and again when it is gone."""
 
     def __init__(
         self,
@@ -291,28 +291,18 @@ class DatabricksJobs:
         from databricks.sdk.errors.base import DatabricksError
 
         job_id = self.job_id()
-        try:
-            waiter = self.client.jobs.run_now(job_id=job_id, job_parameters=dict(parameters), idempotency_token=token)
-        except DatabricksError as exc:
-            if not (self._by_name and not_found(exc)):
-                raise self._run_failed(job_id, exc) from exc
-            # Deleted since this process found it by name: `bundle destroy` and `deploy` give the job a new
-            # id, which every warm instance would otherwise miss until it is recycled. Looked up once more.
-            with self._lock:
-                self._job_id = None
-            again = self.job_id()  # SettingsError (so the event is retried) when no job has the name now
-            if again == job_id:
-                raise self._run_failed(job_id, exc) from exc
-            log.warning("job %s is gone; %r is job %s now", job_id, self._job_name, again)
-            job_id = again
+        for retried in (False, True):
             try:
                 waiter = self.client.jobs.run_now(
                     job_id=job_id, job_parameters=dict(parameters), idempotency_token=token
                 )
-            except (DatabricksError, TimeoutError, OSError) as retry_exc:
-                raise self._run_failed(job_id, retry_exc) from retry_exc
-        except (TimeoutError, OSError) as exc:
-            raise self._run_failed(job_id, exc) from exc
+                break
+            except (DatabricksError, TimeoutError, OSError) as exc:
+                moved = None if retried else self._moved(job_id, exc)
+                if moved is None:
+                    raise self._run_failed(job_id, exc) from exc
+                log.warning("job %s is gone; %r is job %s now", job_id, self._job_name, moved)
+                job_id = moved
         run_id = int(waiter.run_id)
         try:
             run_page_url = self.client.jobs.get_run(run_id).run_page_url or ""
@@ -321,6 +311,20 @@ class DatabricksJobs:
             log.warning("run %s started but runs/get failed: %s", run_id, exc)
             run_page_url = ""
         return TriggeredRun(job_id, run_id, run_page_url)
+
+    def _moved(self, job_id: int, exc: Exception) -> int | None:
+        """The job's new id when run-now says a job found by name is gone and the name now names another.
+
+        `bundle destroy` and `deploy` give the job a new id, which every warm instance would otherwise miss
+        until it is recycled. Raises SettingsError (the event is retried) when no job has the name now.
+        """
+        from databricks.sdk.errors.base import DatabricksError
+
+        if not (self._by_name and isinstance(exc, DatabricksError) and not_found(exc)):
+            return None
+        self._job_id = None
+        again = self.job_id()
+        return None if again == job_id else again
 
     def _run_failed(self, job_id: int, exc: Exception) -> TransientError:
         """A failed run-now, handed back for redelivery whatever it was, with the setting to fix when there is one.

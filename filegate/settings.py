@@ -248,31 +248,16 @@ def sweep_schedule(env: Mapping[str, str] | None = None) -> str:
 
 
 # NCRONTAB's fields (the Functions host's timer): name, range, and the names a field also takes.
+_MONTHS: tuple[str, ...] = ("January", "February", "March", "April", "May", "June")
+_MONTHS += ("July", "August", "September", "October", "November", "December")
+_DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _CRON_FIELDS = (
     ("second", 0, 59, ()),
     ("minute", 0, 59, ()),
     ("hour", 0, 23, ()),
     ("day", 1, 31, ()),
-    (
-        "month",
-        1,
-        12,
-        (
-            "January",
-            "February",
-            "March",
-            "April",
-            "May",
-            "June",
-            "July",
-            "August",
-            "September",
-            "October",
-            "November",
-            "December",
-        ),
-    ),
-    ("day of week", 0, 6, ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 6, _DAYS),
 )
 
 
