@@ -67,6 +67,9 @@ REDRIVEN = "redriven"
 # A new upload byte for byte the same as the file already archived under its name: reported, not run again.
 IDENTICAL = "identical"
 MALFORMED = "malformed event: "
+# The reason of an IGNORED file whose bytes cannot be read (an Azure blob in the Archive tier): it stays in
+# landing until a person makes it readable, which no retry does (`left_in_landing`).
+LEFT_IN_LANDING = "left in landing: "
 # Statuses an alert should match; the batch ones are defined in filegate/batches.py.
 WARNING_STATUSES = frozenset({REJECTED, "blocked", "overdue", "late_member"})
 
@@ -187,8 +190,13 @@ def handle_upload(gate: Gate, upload: Upload) -> Outcome:
         # Retrying the event cannot help, and neither can a copy (it reads the bytes): the file stays in
         # landing, said at WARNING, and the sweep takes it once a person has made it readable.
         source = f"{upload.container}/{upload.path}"
-        return _log(Outcome(IGNORED, upload.event_id, source, reasons=(f"left in landing: {exc}",)), warn=True)
+        return _log(Outcome(IGNORED, upload.event_id, source, reasons=(f"{LEFT_IN_LANDING}{exc}",)), warn=True)
     return _log(outcome)
+
+
+def left_in_landing(outcome: Outcome) -> bool:
+    """Whether the outcome's file stays in landing until a person acts on it (its bytes cannot be read)."""
+    return outcome.status == IGNORED and any(reason.startswith(LEFT_IN_LANDING) for reason in outcome.reasons)
 
 
 def _log(outcome: Outcome, *, warn: bool = False) -> Outcome:

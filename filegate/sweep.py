@@ -16,7 +16,7 @@ from filegate.archive import marked_file, run_pending_mark
 from filegate.batches import batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
-from filegate.ingest import Gate, Outcome, handle_upload, redrive_archived
+from filegate.ingest import Gate, Outcome, handle_upload, left_in_landing, redrive_archived
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store
 
 log = logging.getLogger("filegate.sweep")
@@ -326,10 +326,19 @@ def summary(outcomes: list[Outcome]) -> str:
     """Where the files that did not finish are, and what finishes them."""
     failed = sum(outcome.status == FAILED for outcome in outcomes)
     pending = sum(outcome.status == RUN_PENDING for outcome in outcomes)
+    unreadable = sum(left_in_landing(outcome) for outcome in outcomes)
     parts = []
     if failed:
         # A landing file, an archived file's mark, or a pipeline's batch: each outcome says which, and where.
         parts.append(f"{failed} item(s) failed, each left where its outcome says")
     if pending:
         parts.append(f"{pending} file(s) are archived but their run did not start")
-    return "; ".join(parts) + "; run the sweep again once the cause is fixed (it finishes both)"
+    if failed or pending:
+        parts.append("run the sweep again once the cause is fixed (it finishes them)")
+    if unreadable:
+        # No retry reads them: a person changes the object (its outcome says how), then a sweep takes it.
+        parts.append(
+            f"{unreadable} file(s) stay in landing because their bytes cannot be read; each outcome says what "
+            "makes a file readable, and the next sweep takes it then"
+        )
+    return "; ".join(parts)

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from filegate import exits
 from filegate.errors import FilegateError
-from filegate.ingest import Outcome
+from filegate.ingest import Outcome, left_in_landing
 from filegate.settings import DEFAULT_SWEEP_OLDER_THAN_MINUTES, MAX_OLDER_THAN_MINUTES, Settings, settings_help
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, RUN_PENDING, summary, sweep_all
@@ -20,7 +20,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="filegate sweep",
         description=main.__doc__,
-        epilog=settings_help() + "\n\nexit codes: 0 all done, 2 configuration, 75 files left to finish (run again)",
+        epilog=settings_help()
+        + "\n\nexit codes: 0 all done, 1 a file needs a person (say one left in landing because it cannot be read), "
+        "2 configuration, 75 files left to finish (run again)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -54,9 +56,11 @@ def main(argv: list[str]) -> int:
         return exits.report_failure(
             "filegate sweep", exc, config_note=moved, try_again="cannot start, nothing was moved; try again"
         )
-    if any(outcome.status in (FAILED, RUN_PENDING) for outcome in outcomes):
+    unreadable = any(left_in_landing(outcome) for outcome in outcomes)
+    if unreadable or any(outcome.status in (FAILED, RUN_PENDING) for outcome in outcomes):
         print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
-        return exits.TRY_AGAIN
+        # A file no sweep can take until a person acts outranks the ones the next sweep finishes.
+        return exits.FAILED if unreadable else exits.TRY_AGAIN
     return exits.OK
 
 

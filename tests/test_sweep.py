@@ -217,6 +217,45 @@ def test_a_storage_fault_while_the_jobs_api_is_down_leaves_every_file_accounted_
     assert_converged(world, files)
 
 
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_the_command_exits_1_for_a_file_it_cannot_read_and_names_what_makes_it_readable(
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from azure.storage.blob import BlobServiceClient, StandardBlobTier
+
+    from tests.test_readiness import _env
+
+    # An Archive-tier blob (a lifecycle rule, or an upload with that tier): no retry reads it, so exit 75
+    # ("run again") would be wrong, and 0 ("all done") hid it; a person must set its tier first.
+    world.upload(NAME, DATA)
+    frozen = world.settings.landing.path("order_tracking_2024_03_06.csv")
+    azurite = request.getfixturevalue("azurite")
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        world.settings.landing.container, frozen
+    )
+    blob.upload_blob(DATA, standard_blob_tier=StandardBlobTier.ARCHIVE)
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+
+    code = main(["--older-than", "0", "--target", "azure"])
+
+    out, err = capsys.readouterr()
+    lines = {line["source"].rsplit("/", 1)[-1]: line for line in map(json.loads, out.splitlines())}
+    assert code == 1
+    assert lines[NAME]["status"] == ARCHIVED
+    assert lines["order_tracking_2024_03_06.csv"]["status"] == "ignored"
+    assert "Archive access tier" in lines["order_tracking_2024_03_06.csv"]["reasons"][0]
+    assert "1 file(s) stay in landing because their bytes cannot be read" in err
+    assert "run the sweep again" not in err  # nothing else is left for a retry
+    assert [info.path for info in world.objects(world.settings.landing)] == [frozen]
+
+    blob.set_standard_blob_tier(StandardBlobTier.HOT)  # Azurite rehydrates at once; Azure takes hours
+
+    assert main(["--older-than", "0", "--target", "azure"]) == 0
+    assert world.objects(world.settings.landing) == []
+    assert len(world.runs()) == 2
+
+
 @pytest.mark.parametrize(
     ("change", "code", "named"),
     [
