@@ -362,9 +362,13 @@ class GcsStore:
         except ValueError as exc:
             # Raised before the last chunk went: the file shrank while it was sent (still being written?).
             raise StorageError(f"{what}: the upload stopped, nothing was written: {exc}") from exc
-        except DataCorruption as exc:
-            # Checked once GCS had finalized the object: the object is there, with other bytes. It goes; no one
-            # else could write the name meanwhile (create-only).
+        except Exception as exc:
+            # Checked once GCS had finalized the object: the object is there, with other bytes. The library
+            # deletes it, and when that delete fails, raises the delete's error (the mismatch its context):
+            # the damaged object must not stay either way. No one else could write the name meanwhile
+            # (create-only), so this delete takes the generation found.
+            if not isinstance(exc, DataCorruption) and not isinstance(exc.__context__, DataCorruption):
+                raise
             created = self.stat(blob.bucket.name, blob.name)
             if created is not None:
                 self.delete(created.container, created.path, created.version)
