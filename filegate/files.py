@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -258,7 +259,9 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
         try:
             # Streamed past the store's single-request size: a file of many GiB is never held whole in memory.
             with file.open("rb") as body:
+                before = os.fstat(body.fileno())
                 placed = gate.store.put(landing.container, destination, body, "text/csv", {})
+                after = os.fstat(body.fileno())
         except DestinationExists:
             # Running again would meet the same file: it is the sweep's, and this one waits for it.
             reason = (
@@ -273,6 +276,9 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
         except OSError as exc:  # the local file: unreadable, or gone since it was listed
             yield file, Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
             continue
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            yield file, *_changed_while_sent(gate, file, placed)
+            continue
         try:
             yield file, handle_upload(gate, upload_from_object(gate.store, placed)), exits.OK
         except RunNotStarted as exc:
@@ -280,6 +286,26 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             yield file, pending, exits.TRY_AGAIN
         except FilegateError as exc:
             yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
+
+
+def _changed_while_sent(gate: Gate, file: Path, placed: ObjectInfo) -> tuple[Outcome, int]:
+    """A file written to while it was uploaded (still being written?): the landing object may hold part of it,
+    so it is removed before the gate takes it as the file, and the operator backfills it again once complete."""
+    what = f"{file} changed while it was sent (still being written?)"
+    try:
+        removed = gate.store.delete(placed.container, placed.path, placed.version)
+    except FilegateError as exc:
+        reason = f"{what}, and its upload {placed.container}/{placed.path} could not be removed: {exc}; delete it"
+        return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
+    if not removed:
+        # Its event was quicker: a deployed function took the upload as it was.
+        reason = (
+            f"{what}, and the gate had already taken its upload as it was: see what became of it with "
+            "`filegate archived` or `filegate rejected` before you backfill the complete file"
+        )
+        return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
+    reason = f"{what}: its upload was removed; backfill it again once it is complete"
+    return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.TRY_AGAIN
 
 
 # The commands. Each builds the gate from the environment, as `filegate sweep` does.

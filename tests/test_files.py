@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from filegate.archive import place_upload, write_report
 from filegate.errors import RunNotStarted, StorageError
-from filegate.exits import TRY_AGAIN
+from filegate.exits import OK, TRY_AGAIN
 from filegate.files import (
     NO_RUN,
     archived_files,
@@ -26,7 +27,7 @@ from filegate.files import (
     unfinished,
 )
 from filegate.ingest import ARCHIVED, IDENTICAL, REDRIVEN, REJECTED, handle_payload
-from filegate.storage import ObjectInfo, Store
+from filegate.storage import Body, ObjectInfo, Store
 from filegate.sweep import FAILED, RUN_PENDING, sweep_pipeline_batches, upload_from_object
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
@@ -318,6 +319,42 @@ def test_backfill_puts_a_folder_through_the_gate_with_the_jobs_api_down_then_up(
     redriven = [redrive(world.gate(), found) for found in unfinished(archived_files(world.gate()))]
     assert {outcome.status for outcome in redriven} == {REDRIVEN}
     assert_converged(world, files)
+
+
+@dataclass
+class StillWritten:
+    """A real store, and a writer appending `more` to `file` just after its upload: backfill sent part of it."""
+
+    inner: Store
+    file: Path
+    more: bytes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, container: str, path: str, data: Body, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        placed = self.inner.put(container, path, data, content_type, metadata)
+        with self.file.open("ab") as writer:
+            writer.write(self.more)
+        return placed
+
+
+def test_a_file_still_being_written_is_not_backfilled_in_part(world: World, tmp_path: Path) -> None:
+    # The upload held the rows written so far; the gate would archive and load them as the day's file.
+    path = tmp_path / "order_tracking_2024_08_10.csv"
+    path.write_bytes(csv_bytes([tracking_row(1)]))
+    rest = csv_bytes([tracking_row(2)]).split(b"\n", 1)[1]
+
+    [(_, partial, code)] = backfill_files(world.gate(StillWritten(world.store, path, rest)), [path])
+
+    assert (partial.status, code) == (FAILED, TRY_AGAIN)
+    assert "changed while it was sent (still being written?): its upload was removed" in partial.reasons[0]
+    assert world.objects(world.settings.landing) == []
+    assert world.objects(world.settings.archive) == []
+    assert world.runs() == []
+    [(_, whole, code)] = backfill_files(world.gate(), [path])  # complete now
+    assert (whole.status, code) == (ARCHIVED, OK)
+    assert_converged(world, {path.name: path.read_bytes()})
 
 
 def test_a_file_past_one_request_backfilled_twice_is_identical_the_second_time(world: World, tmp_path: Path) -> None:
