@@ -122,6 +122,18 @@ def _info(container: str, blob: Blob) -> ObjectInfo:
     )
 
 
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `exc` or an exception it was raised from or while handling (a bounded chain) is a `kind`."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _generation(version: str) -> int:
     if not (version.isascii() and version.isdigit()):
         raise StorageError(f"GCS versions are generation numbers, got {version!r}")
@@ -364,15 +376,23 @@ class GcsStore:
             raise StorageError(f"{what}: the upload stopped, nothing was written: {exc}") from exc
         except Exception as exc:
             # Checked once GCS had finalized the object: the object is there, with other bytes. The library
-            # deletes it, and when that delete fails, raises the delete's error (the mismatch its context):
-            # the damaged object must not stay either way. No one else could write the name meanwhile
-            # (create-only), so this delete takes the generation found.
-            if not isinstance(exc, DataCorruption) and not isinstance(exc.__context__, DataCorruption):
+            # deletes it, and when that delete fails, raises the delete's error (after its retries, a
+            # RetryError), the mismatch further down the chain: the damaged object must not stay either way.
+            # No one else could write the name meanwhile (create-only), so this delete takes the generation found.
+            if not _caused_by(exc, DataCorruption):
                 raise
-            created = self.stat(blob.bucket.name, blob.name)
-            if created is not None:
-                self.delete(created.container, created.path, created.version)
-            raise TransientError(f"{what}: the upload's checksum did not match; removed, try again") from exc
+            damaged = f"{what}: the upload's checksum did not match"
+            try:
+                created = self.stat(blob.bucket.name, blob.name)
+                if created is not None:
+                    self.delete(created.container, created.path, created.version)
+            except FilegateError as failed:
+                # A person must remove it: its finalize event, or a sweep, would take the damaged bytes as the file.
+                raise StorageError(
+                    f"{damaged}, and the damaged object {blob.bucket.name}/{blob.name} could not be removed "
+                    f"({failed}): delete it before anything reads it, then send the file again"
+                ) from exc
+            raise TransientError(f"{damaged}; removed, try again") from exc
 
     def delete(self, container: str, path: str, version: str) -> bool:
         blob = self._blob(container, path)

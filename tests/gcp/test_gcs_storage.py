@@ -21,6 +21,7 @@ import requests
 from filegate.errors import (
     AccessDenied,
     DestinationExists,
+    FilegateError,
     LocationMissing,
     ObjectNotFound,
     SourceChanged,
@@ -118,18 +119,19 @@ def test_put_streams_a_file_in_chunks_create_only_and_a_file_that_shrank_is_a_st
 
 class CorruptingSession(requests.Session):
     """The client's real HTTP session, flipping one bit of each upload chunk it sends: bytes damaged on the
-    way, which GCS stores as they arrived. With `refuse_blind_deletes`, a delete without a generation
-    precondition (the library's own clean-up) is answered 403 instead of reaching GCS."""
+    way, which GCS stores as they arrived. Deletes are answered 403 instead of reaching GCS as `refuse` says:
+    "blind" ones (no generation precondition: the library's own clean-up), "all", or "none"."""
 
-    def __init__(self, *, refuse_blind_deletes: bool = False) -> None:
+    def __init__(self, refuse: str) -> None:
         super().__init__()
-        self.refuse_blind_deletes = refuse_blind_deletes
+        self.refuse = refuse
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         data = kwargs.get("data")
         if str(method) == "PUT" and isinstance(data, bytes) and data:
             kwargs["data"] = bytes([data[0] ^ 1]) + data[1:]
-        if self.refuse_blind_deletes and str(method) == "DELETE" and "ifGenerationMatch" not in str(url):
+        blind = "ifGenerationMatch" not in str(url)
+        if str(method) == "DELETE" and (self.refuse == "all" or (self.refuse == "blind" and blind)):
             refused = requests.Response()
             refused.status_code = 403
             refused._content = json.dumps({"error": {"code": 403, "message": "injected"}}).encode()
@@ -140,23 +142,32 @@ class CorruptingSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-@pytest.mark.parametrize("library_deletes", [True, False], ids=["deleted-by-the-library", "its-delete-refused"])
-def test_a_file_whose_bytes_were_damaged_on_the_way_is_removed_and_the_put_may_be_tried_again(
-    gcs_emulator: GcsEmulator, tmp_path: Path, library_deletes: bool
+@pytest.mark.parametrize("refuse", ["none", "blind", "all"])
+def test_a_file_whose_bytes_were_damaged_on_the_way_is_removed_or_named_for_a_person_to_remove(
+    gcs_emulator: GcsEmulator, tmp_path: Path, refuse: str
 ) -> None:
     # The client checks the object's CRC32C once GCS has finalized it: the object exists by then, with
-    # other bytes, and must not stay (it would pass for the file); the caller may simply put it again.
-    # The library deletes it itself; when that delete fails, it raises the delete's error instead.
-    session = CorruptingSession(refuse_blind_deletes=not library_deletes)
-    store = GcsStore(anonymous_client(gcs_emulator.url, PROJECT, http=session))
+    # other bytes, and must not stay (it would pass for the file). The library deletes it itself and, when
+    # that delete fails, raises the delete's error instead; the store then deletes it by its generation.
+    # An identity that may not delete at all (an uploader's objectCreator) gets the object named.
+    store = GcsStore(anonymous_client(gcs_emulator.url, PROJECT, http=CorruptingSession(refuse)))
     settings = fresh_settings(store)
     path = tmp_path / "big.csv"
     path.write_bytes(bytes(range(256)) * (9 * 1024**2 // 256))  # resumable: checked by the client
 
-    with path.open("rb") as body, pytest.raises(TransientError, match="checksum did not match; removed"):
+    with path.open("rb") as body, pytest.raises(FilegateError) as raised:
         store.put(settings.landing.container, "big.csv", body, "text/csv", {})
 
-    assert store.stat(settings.landing.container, "big.csv") is None
+    left = store.stat(settings.landing.container, "big.csv")
+    if refuse == "all":
+        assert type(raised.value) is StorageError  # exit 1: a person's look, not "run again"
+        assert f"the damaged object {settings.landing.container}/big.csv could not be removed" in str(raised.value)
+        assert "delete it before anything reads it" in str(raised.value)
+        assert left is not None
+    else:
+        assert isinstance(raised.value, TransientError)
+        assert "checksum did not match; removed, try again" in str(raised.value)
+        assert left is None
 
 
 def test_delete_only_removes_the_named_generation(gcs_store: GcsStore) -> None:
