@@ -81,7 +81,7 @@ def handle_main(argv: list[str]) -> int:
     )
     parser.add_argument("event_file", help="an Event Grid, CloudEvents or GCS CloudEvent JSON file ('-' for stdin)")
     args = parser.parse_args(argv)
-    from filegate.ingest import IGNORED, Outcome, handle_payload
+    from filegate.ingest import IGNORED, Outcome, handle_payload, left_in_landing
     from filegate.runtime import build_gate
     from filegate.stores import open_store
 
@@ -115,6 +115,14 @@ def handle_main(argv: list[str]) -> int:
         return exits.report_failure("filegate handle", exc, try_again="transient failure, try again")
     for outcome in outcomes:
         print(outcome.to_json())
+    unreadable = [outcome for outcome in outcomes if left_in_landing(outcome)]
+    if unreadable:
+        # No retry reads them: a person makes each readable (its reason says how), then the sweep takes it.
+        print(
+            f"filegate handle: {len(unreadable)} file(s) stay in landing, unreadable; see their reasons",
+            file=sys.stderr,
+        )
+        return exits.FAILED
     if all(outcome.status == IGNORED for outcome in outcomes):
         print("filegate handle: nothing was processed (see each outcome's reasons)", file=sys.stderr)
         return exits.FAILED

@@ -23,7 +23,7 @@ from filegate.errors import (
     SourceChanged,
     StorageError,
 )
-from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, redrive_archived
+from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, left_in_landing, redrive_archived
 from filegate.jobs import ACTIVE_STATES
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo
 from filegate.stores import add_target_option
@@ -518,7 +518,8 @@ def deadletters_main(argv: list[str]) -> int:
             return exits.OK
         gate = _gate(args, check=True)
         outcomes = (outcome for letter in letters for outcome in redrive_dead_letter(gate, letter))
-        # Handling raises rather than ending FAILED, so a failed outcome is an unreadable letter: a person's job.
-        return _print_outcomes(outcomes, lambda outcome: outcome.status == FAILED)
+        # Handling raises rather than ending FAILED, so a failed outcome is an unreadable letter: a person's job,
+        # as is a file its event left in landing because its bytes cannot be read (the letter is handled).
+        return _print_outcomes(outcomes, lambda outcome: outcome.status == FAILED or left_in_landing(outcome))
 
     return _run_command("deadletters", body)

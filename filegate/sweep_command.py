@@ -53,9 +53,16 @@ def main(argv: list[str]) -> int:
                 outcomes.append(outcome)
     except FilegateError as exc:
         moved = ", after the files listed above" if outcomes else ", nothing was moved"
-        return exits.report_failure(
-            "filegate sweep", exc, config_note=moved, try_again="cannot start, nothing was moved; try again"
+        again = (
+            "stopped after the files listed above; run it again"
+            if outcomes
+            else "cannot start, nothing was moved; try again"
         )
+        code = exits.report_failure("filegate sweep", exc, config_note=moved, try_again=again)
+        if any(left_in_landing(outcome) for outcome in outcomes):
+            print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
+            return code if code == exits.CONFIG else exits.FAILED
+        return code
     unreadable = any(left_in_landing(outcome) for outcome in outcomes)
     if unreadable or any(outcome.status in (FAILED, RUN_PENDING) for outcome in outcomes):
         print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)

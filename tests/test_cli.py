@@ -64,6 +64,38 @@ def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(
     assert len(jobs_api.runs()) == 1
 
 
+def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(
+    tmp_path: Path,
+    azurite: Azurite,
+    azure_store: AzureBlobStore,
+    azure_settings: Settings,
+    jobs_api: LocalJobsServer,
+) -> None:
+    # One file archived, one blob in the Archive tier: exit 0 said all was done, while a person must set its tier.
+    from azure.storage.blob import BlobServiceClient, StandardBlobTier
+
+    landing = azure_settings.landing
+    events = []
+    for name in ("order_tracking_2024_03_05.csv", "order_tracking_2024_03_06.csv"):
+        info = azure_store.put(landing.container, landing.path(name), csv_bytes(), "text/csv", {})
+        events.append(blob_created(landing.container, landing.path(name), info.size, info.version, port=azurite.port))
+    frozen = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        landing.container, landing.path("order_tracking_2024_03_06.csv")
+    )
+    frozen.set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    event_file = tmp_path / "events.json"
+    event_file.write_text(json.dumps(events))
+
+    result = run_cli(
+        ["handle", str(event_file)], {**azure_env(azurite, azure_settings, jobs_api), "FILEGATE_JOB_ID": "1"}
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["archived", "ignored"]
+    assert "1 file(s) stay in landing, unreadable; see their reasons" in result.stderr
+    assert len(jobs_api.runs()) == 1
+
+
 def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(
     tmp_path: Path,
     azurite: Azurite,

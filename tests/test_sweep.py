@@ -256,6 +256,38 @@ def test_the_command_exits_1_for_a_file_it_cannot_read_and_names_what_makes_it_r
     assert len(world.runs()) == 2
 
 
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_a_sweep_stopped_by_a_failure_says_what_it_did_and_names_a_file_it_cannot_read(
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from azure.storage.blob import BlobServiceClient, StandardBlobTier
+
+    from filegate import stores
+    from tests.test_readiness import _env
+
+    frozen = world.settings.landing.path("order_tracking_2024_03_06.csv")
+    BlobServiceClient.from_connection_string(request.getfixturevalue("azurite").connection_string).get_blob_client(
+        world.settings.landing.container, frozen
+    ).upload_blob(DATA, standard_blob_tier=StandardBlobTier.ARCHIVE)
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    gate = world.gate()
+    monkeypatch.setattr(stores, "open_gate", lambda *args, **kwargs: gate)  # the gate behind the fault proxy
+    archive = world.settings.archive.container
+    assert world.proxy is not None
+    # The landing pass is over when listing the archive (the runless copies) fails.
+    world.proxy.fail(lambda method, path, headers: method == "GET" and archive in path and "comp=list" in path)
+
+    code = main(["--older-than", "0", "--target", "azure"])
+
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["status"] for line in out.splitlines()] == ["ignored"]
+    assert code == 1
+    assert "stopped after the files listed above; run it again" in err
+    assert "nothing was moved" not in err
+    assert "1 file(s) stay in landing because their bytes cannot be read" in err
+
+
 @pytest.mark.parametrize(
     ("change", "code", "named"),
     [
