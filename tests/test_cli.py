@@ -64,6 +64,20 @@ def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(
     assert len(jobs_api.runs()) == 1
 
 
+def delivery(
+    folder: Path, azurite: Azurite, store: AzureBlobStore, settings: Settings, files: dict[str, bytes]
+) -> Path:
+    """The files uploaded into landing, and a file holding one delivery of their BlobCreated events."""
+    landing = settings.landing
+    events = []
+    for name, data in files.items():
+        info = store.put(landing.container, landing.path(name), data, "text/csv", {})
+        events.append(blob_created(landing.container, landing.path(name), info.size, info.version, port=azurite.port))
+    event_file = folder / "events.json"
+    event_file.write_text(json.dumps(events))
+    return event_file
+
+
 def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(
     tmp_path: Path,
     azurite: Azurite,
@@ -75,16 +89,12 @@ def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(
     from azure.storage.blob import BlobServiceClient, StandardBlobTier
 
     landing = azure_settings.landing
-    events = []
-    for name in ("order_tracking_2024_03_05.csv", "order_tracking_2024_03_06.csv"):
-        info = azure_store.put(landing.container, landing.path(name), csv_bytes(), "text/csv", {})
-        events.append(blob_created(landing.container, landing.path(name), info.size, info.version, port=azurite.port))
+    files = {name: csv_bytes() for name in ("order_tracking_2024_03_05.csv", "order_tracking_2024_03_06.csv")}
+    event_file = delivery(tmp_path, azurite, azure_store, azure_settings, files)
     frozen = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
         landing.container, landing.path("order_tracking_2024_03_06.csv")
     )
     frozen.set_standard_blob_tier(StandardBlobTier.ARCHIVE)
-    event_file = tmp_path / "events.json"
-    event_file.write_text(json.dumps(events))
 
     result = run_cli(
         ["handle", str(event_file)], {**azure_env(azurite, azure_settings, jobs_api), "FILEGATE_JOB_ID": "1"}
@@ -106,16 +116,8 @@ def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(
     # The first event's run-now fails (a permission missing); the second is a bad file. Before, handling
     # stopped at the first failure; and a rejection made before a failure was never printed, so handled
     # again it read as a duplicate and was reported as rejected nowhere.
-    landing = azure_settings.landing
-    events = []
-    for name, data in [
-        ("order_tracking_2024_03_05.csv", csv_bytes()),
-        ("order_tracking_2024_03_06.csv", b"a,b\n1,2\n"),
-    ]:
-        info = azure_store.put(landing.container, landing.path(name), data, "text/csv", {})
-        events.append(blob_created(landing.container, landing.path(name), info.size, info.version, port=azurite.port))
-    event_file = tmp_path / "events.json"
-    event_file.write_text(json.dumps(events))
+    files = {"order_tracking_2024_03_05.csv": csv_bytes(), "order_tracking_2024_03_06.csv": b"a,b\n1,2\n"}
+    event_file = delivery(tmp_path, azurite, azure_store, azure_settings, files)
     jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"))
     env = {**azure_env(azurite, azure_settings, jobs_api), "FILEGATE_JOB_ID": "1"}
 
