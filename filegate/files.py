@@ -290,21 +290,25 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
 
 def _changed_while_sent(gate: Gate, file: Path, placed: ObjectInfo) -> tuple[Outcome, int]:
     """A file written to while it was uploaded (still being written?): the landing object may hold part of it,
-    so it is removed before the gate takes it as the file, and the operator backfills it again once complete."""
-    what = f"{file} changed while it was sent (still being written?)"
+    so it is removed from landing before the gate takes it as the file, and the operator backfills it again.
+
+    A deployed function may have taken the upload first (its event is quicker than this check): then the
+    part is archived and runs, and the complete file, backfilled again, is archived beside it and runs after it.
+    """
+    # The reasons lead with what to do: the command's line shows the file, and cuts a long reason.
+    what = "changed while it was sent (still being written?)"
     try:
         removed = gate.store.delete(placed.container, placed.path, placed.version)
     except FilegateError as exc:
-        reason = f"{what}, and its upload {placed.container}/{placed.path} could not be removed: {exc}; delete it"
+        reason = f"{what}; delete its upload {placed.container}/{placed.path} by hand, it could not be removed: {exc}"
         return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
     if not removed:
-        # Its event was quicker: a deployed function took the upload as it was.
-        reason = (
-            f"{what}, and the gate had already taken its upload as it was: see what became of it with "
-            "`filegate archived` or `filegate rejected` before you backfill the complete file"
-        )
+        reason = f"{what}; a function took its upload from landing first: see `filegate archived`, then backfill again"
         return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
-    reason = f"{what}: its upload was removed; backfill it again once it is complete"
+    reason = (
+        f"{what}; its upload was removed from landing: backfill it again once complete (`filegate archived` "
+        "lists a part a function took first)"
+    )
     return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.TRY_AGAIN
 
 

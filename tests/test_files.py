@@ -348,7 +348,7 @@ def test_a_file_still_being_written_is_not_backfilled_in_part(world: World, tmp_
     [(_, partial, code)] = backfill_files(world.gate(StillWritten(world.store, path, rest)), [path])
 
     assert (partial.status, code) == (FAILED, TRY_AGAIN)
-    assert "changed while it was sent (still being written?): its upload was removed" in partial.reasons[0]
+    assert "changed while it was sent (still being written?); its upload was removed" in partial.reasons[0]
     assert world.objects(world.settings.landing) == []
     assert world.objects(world.settings.archive) == []
     assert world.runs() == []
