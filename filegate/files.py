@@ -260,8 +260,10 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             # Streamed past the store's single-request size: a file of many GiB is never held whole in memory.
             with file.open("rb") as body:
                 before = os.fstat(body.fileno())
-                placed = gate.store.put(landing.container, destination, body, "text/csv", {})
-                after = os.fstat(body.fileno())
+                try:
+                    placed = gate.store.put(landing.container, destination, body, "text/csv", {})
+                finally:
+                    after = os.fstat(body.fileno())
         except DestinationExists:
             # Running again would meet the same file: it is the sweep's, and this one waits for it.
             reason = (
@@ -271,12 +273,18 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
             continue
         except FilegateError as exc:
+            if _changed(before, after):
+                # Cut short while it was read (the store's error then blames the request: on Azure a signature
+                # over the length measured first): nothing was written, and the file is what to wait for.
+                reason = f"changed while it was sent (still being written?); nothing was written: {exc}"
+                yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.TRY_AGAIN
+                continue
             yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
             continue
         except OSError as exc:  # the local file: unreadable, or gone since it was listed
             yield file, Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
             continue
-        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        if _changed(before, after):
             yield file, *_changed_while_sent(gate, file, placed)
             continue
         try:
@@ -286,6 +294,11 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             yield file, pending, exits.TRY_AGAIN
         except FilegateError as exc:
             yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
+
+
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    """Whether an open file was written to between two looks at it (its size or modification time moved)."""
+    return (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
 
 
 def _changed_while_sent(gate: Gate, file: Path, placed: ObjectInfo) -> tuple[Outcome, int]:
