@@ -475,6 +475,36 @@ def test_deadletters_redrive_reports_each_handled_letter_and_names_an_unreadable
     assert len(world.runs()) == 2
 
 
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_deadletters_redrive_exits_1_for_a_file_left_in_landing_unreadable(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from azure.storage.blob import BlobServiceClient, StandardBlobTier
+
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    # The letter is handled (its event was answered), but its file waits in landing for a person to set its tier.
+    name = "order_tracking_2024_10_05.csv"
+    event = world.upload(name, csv_bytes([tracking_row(5)]))
+    BlobServiceClient.from_connection_string(request.getfixturevalue("azurite").connection_string).get_blob_client(
+        world.settings.landing.container, world.settings.landing.path(name)
+    ).set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    folder = tmp_path / "deadletter"
+    folder.mkdir()
+    (folder / "1.json").write_text(json.dumps(event))
+
+    result = run_cli(["deadletters", "--redrive", "--dir", str(folder), "--target", "azure"], _env(world, request))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    [outcome] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert outcome["status"] == "ignored"
+    assert outcome["reasons"][0].startswith("left in landing: ")
+    assert "1 file(s) need a repair" in result.stderr
+    assert dead_letters(folder) == []
+    assert [info.path for info in world.objects(world.settings.landing)] == [world.settings.landing.path(name)]
+
+
 def test_backfill_takes_every_file_a_contract_or_trigger_names_by_default(world: World, tmp_path: Path) -> None:
     # A pipeline's folder holds its members and its triggers: a default of *.csv left every batch waiting.
     # A misnamed member still goes through the gate, which rejects it with a report that says what is wrong.
