@@ -10,11 +10,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filegate import exits
 from filegate.errors import FilegateError
 from filegate.events import AZURE, GCS, GCS_EVENT_PREFIX
+
+if TYPE_CHECKING:
+    from filegate.ingest import Outcome
 
 OUTCOME_LOGGER = "filegate.outcome"
 
@@ -75,13 +78,14 @@ def handle_main(argv: list[str]) -> int:
         prog="filegate handle",
         description=handle_main.__doc__,
         epilog=settings_help()
-        + f"\n\nexit codes: {exits.OK} a file was processed, {exits.FAILED} nothing was processed, "
+        + f"\n\nexit codes: {exits.OK} a file was processed, {exits.FAILED} nothing was processed or a file "
+        "stays in landing unreadable, "
         f"{exits.CONFIG} configuration, {exits.TRY_AGAIN} try again",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("event_file", help="an Event Grid, CloudEvents or GCS CloudEvent JSON file ('-' for stdin)")
     args = parser.parse_args(argv)
-    from filegate.ingest import IGNORED, Outcome, handle_payload, left_in_landing
+    from filegate.ingest import IGNORED, handle_payload
     from filegate.runtime import build_gate
     from filegate.stores import open_store
 
@@ -112,21 +116,31 @@ def handle_main(argv: list[str]) -> int:
         # rejected/, and handled again it would only read as a duplicate.
         for outcome in outcomes:
             print(outcome.to_json())
-        return exits.report_failure("filegate handle", exc, try_again="transient failure, try again")
+        code = exits.report_failure("filegate handle", exc, try_again="transient failure, try again")
+        # As below: a file no retry reads outranks the failure a retry may fix.
+        return code if code == exits.CONFIG or not _left_unreadable(outcomes) else exits.FAILED
     for outcome in outcomes:
         print(outcome.to_json())
-    unreadable = [outcome for outcome in outcomes if left_in_landing(outcome)]
-    if unreadable:
-        # No retry reads them: a person makes each readable (its reason says how), then the sweep takes it.
-        print(
-            f"filegate handle: {len(unreadable)} file(s) stay in landing, unreadable; see their reasons",
-            file=sys.stderr,
-        )
+    if _left_unreadable(outcomes):
         return exits.FAILED
     if all(outcome.status == IGNORED for outcome in outcomes):
         print("filegate handle: nothing was processed (see each outcome's reasons)", file=sys.stderr)
         return exits.FAILED
     return exits.OK
+
+
+def _left_unreadable(outcomes: list[Outcome]) -> bool:
+    """Say on stderr how many files stay in landing unreadable, if any: no retry reads them; a person makes each
+    readable (its reason says how), then the sweep takes it."""
+    from filegate.ingest import left_in_landing
+
+    unreadable = [outcome for outcome in outcomes if left_in_landing(outcome)]
+    if unreadable:
+        print(
+            f"filegate handle: {len(unreadable)} file(s) stay in landing, unreadable; see their reasons",
+            file=sys.stderr,
+        )
+    return bool(unreadable)
 
 
 def _version() -> str:

@@ -65,6 +65,11 @@ class Unreadable(StorageError):
         self.path = path
 
 
+class DamagedLeftBehind(StorageError):
+    """A write left an object with other bytes than those sent, and it could not be removed: a person deletes
+    it before anything reads it (running again only meets it)."""
+
+
 class ConditionFailed(StorageError):
     """A precondition did not hold: the source changed, or the destination already exists."""
 

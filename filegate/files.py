@@ -16,6 +16,7 @@ from urllib.parse import unquote
 from filegate import exits
 from filegate.archive import REPORT_SUFFIX, report_path, set_report_aside, unqualified_name
 from filegate.errors import (
+    DamagedLeftBehind,
     DestinationExists,
     FilegateError,
     ObjectNotFound,
@@ -273,7 +274,7 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
             continue
         except FilegateError as exc:
-            if _changed(before, after):
+            if _changed(before, after) and not isinstance(exc, DamagedLeftBehind):
                 # Cut short while it was read (the store's error then blames the request: on Azure a signature
                 # over the length measured first): nothing was written, and the file is what to wait for.
                 reason = f"changed while it was sent (still being written?); nothing was written: {exc}"
@@ -357,8 +358,11 @@ def _run_command(prog: str, body: Callable[[], int]) -> int:
         return exits.report_failure(f"filegate {prog}", exc)
 
 
-def _print_outcomes(outcomes: Iterable[Outcome], needs_repair: Callable[[Outcome], bool] = lambda _: False) -> int:
-    """Print each outcome; FAILED if one needs a repair (running again fails alike), TRY_AGAIN if one is unfinished."""
+def _print_outcomes(
+    outcomes: Iterable[Outcome], needs_repair: Callable[[Outcome], bool] = lambda _: False, need: str = "need a repair"
+) -> int:
+    """Print each outcome; FAILED if one needs a repair (running again fails alike; `need` says what it needs),
+    TRY_AGAIN if one is unfinished."""
     printed = []
     for outcome in outcomes:
         # As it comes: when a later one raises, what is already done (a letter moved to handled/) is still told.
@@ -366,7 +370,7 @@ def _print_outcomes(outcomes: Iterable[Outcome], needs_repair: Callable[[Outcome
         printed.append(outcome)
     repair = [o for o in printed if needs_repair(o)]
     if repair:
-        print(f"{len(repair)} file(s) need a repair; see their reasons", file=sys.stderr)
+        print(f"{len(repair)} file(s) {need}; see their reasons", file=sys.stderr)
         return exits.FAILED
     left = [o for o in printed if o.status in (FAILED, RUN_PENDING)]
     if left:
@@ -514,6 +518,12 @@ def backfill_main(argv: list[str]) -> int:
     return _run_command("backfill", body)
 
 
+def _needs_a_person(outcome: Outcome) -> bool:
+    """A redriven letter's outcome that running again cannot change: an unreadable letter (handling raises
+    rather than ending FAILED), or a file its event left in landing because its bytes cannot be read."""
+    return outcome.status == FAILED or left_in_landing(outcome)
+
+
 def deadletters_main(argv: list[str]) -> int:
     """`filegate deadletters`: events the watcher gave up on, with why; `--redrive` handles them and marks them."""
     parser = _parser("deadletters", deadletters_main.__doc__ or "")
@@ -535,8 +545,6 @@ def deadletters_main(argv: list[str]) -> int:
             return exits.OK
         gate = _gate(args, check=True)
         outcomes = (outcome for letter in letters for outcome in redrive_dead_letter(gate, letter))
-        # Handling raises rather than ending FAILED, so a failed outcome is an unreadable letter: a person's job,
-        # as is a file its event left in landing because its bytes cannot be read (the letter is handled).
-        return _print_outcomes(outcomes, lambda outcome: outcome.status == FAILED or left_in_landing(outcome))
+        return _print_outcomes(outcomes, _needs_a_person, need="need a person's look")
 
     return _run_command("deadletters", body)

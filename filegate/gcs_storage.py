@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from filegate.errors import (
     AccessDenied,
     ConditionFailed,
+    DamagedLeftBehind,
     DestinationExists,
     FilegateError,
     Leased,
@@ -388,9 +389,10 @@ class GcsStore:
                     self.delete(created.container, created.path, created.version)
             except FilegateError as failed:
                 # A person must remove it: its finalize event, or a sweep, would take the damaged bytes as the file.
-                raise StorageError(
-                    f"{damaged}, and the damaged object {blob.bucket.name}/{blob.name} could not be removed "
-                    f"({failed}): delete it before anything reads it, then send the file again"
+                # The instruction first: a command's one-line report cuts a long reason.
+                raise DamagedLeftBehind(
+                    f"{what}: delete the damaged object {blob.bucket.name}/{blob.name} before anything reads it, "
+                    f"then send the file again (the upload's checksum did not match, and removing it failed: {failed})"
                 ) from exc
             raise TransientError(f"{damaged}; removed, try again") from exc
 

@@ -73,6 +73,7 @@ def delivery(
     for name, data in files.items():
         info = store.put(landing.container, landing.path(name), data, "text/csv", {})
         events.append(blob_created(landing.container, landing.path(name), info.size, info.version, port=azurite.port))
+    folder.mkdir(exist_ok=True)
     event_file = folder / "events.json"
     event_file.write_text(json.dumps(events))
     return event_file
@@ -104,6 +105,21 @@ def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(
     assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["archived", "ignored"]
     assert "1 file(s) stay in landing, unreadable; see their reasons" in result.stderr
     assert len(jobs_api.runs()) == 1
+
+    # Again with a new file whose run-now fails: 75 would invite a retry, which cannot read the frozen one.
+    fresh = delivery(
+        tmp_path / "again", azurite, azure_store, azure_settings, {"order_tracking_2024_03_07.csv": csv_bytes()}
+    )
+    events = json.loads(event_file.read_text())
+    fresh.write_text(json.dumps([events[1], *json.loads(fresh.read_text())]))
+    jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"))
+
+    stopped = run_cli(["handle", str(fresh)], {**azure_env(azurite, azure_settings, jobs_api), "FILEGATE_JOB_ID": "1"})
+
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert [json.loads(line)["status"] for line in stopped.stdout.splitlines()] == ["ignored"]
+    assert "denied access (403)" in stopped.stderr
+    assert "1 file(s) stay in landing, unreadable" in stopped.stderr
 
 
 def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(
