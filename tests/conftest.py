@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from xdist.remote import Producer
@@ -31,6 +32,9 @@ from local_world.jobs_api import LocalJobsServer
 from local_world.jobs_api.recording import local_jobs_api
 from tests.faults.world import World, open_azure_world, open_gcs_world
 from tests.gcp.world import BIN, PROJECT, GcpWorld, GcsEmulator, fresh_settings, function_env
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient
 
 # A test that uses one of these starts (or shares) a real service: an emulator, a served function, a
 # JVM. It is marked `services`, and `make check` leaves such tests to `make test`.
@@ -191,6 +195,19 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadSco
     # The units in the order `spread` gives, not re-sorted by how many tests each holds.
     config.option.loadscopereorder = False
     return _SharedFilesTogether(config, log)
+
+
+def frozen_in_archive_tier(azurite: Azurite, container: str, path: str, data: bytes | None = None) -> BlobClient:
+    """A blob of Azurite's default account put in the Archive tier, whose bytes no read gets until its tier is set
+    back: uploaded so when `data` is given, else the existing blob tiered down. Its client sets the tier again."""
+    from azure.storage.blob import BlobServiceClient, StandardBlobTier
+
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(container, path)
+    if data is None:
+        blob.set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    else:
+        blob.upload_blob(data, standard_blob_tier=StandardBlobTier.ARCHIVE)
+    return blob
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from local_world import ROOT
 from local_world.emulators import Azurite
 from local_world.inputs import blob_created, csv_bytes
 from local_world.jobs_api import Fault, LocalJobsServer
+from tests.conftest import frozen_in_archive_tier
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -87,15 +88,10 @@ def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(
     jobs_api: LocalJobsServer,
 ) -> None:
     # One file archived, one blob in the Archive tier: exit 0 said all was done, while a person must set its tier.
-    from azure.storage.blob import BlobServiceClient, StandardBlobTier
-
     landing = azure_settings.landing
     files = {name: csv_bytes() for name in ("order_tracking_2024_03_05.csv", "order_tracking_2024_03_06.csv")}
     event_file = delivery(tmp_path, azurite, azure_store, azure_settings, files)
-    frozen = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
-        landing.container, landing.path("order_tracking_2024_03_06.csv")
-    )
-    frozen.set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    frozen_in_archive_tier(azurite, landing.container, landing.path("order_tracking_2024_03_06.csv"))
 
     result = run_cli(
         ["handle", str(event_file)], {**azure_env(azurite, azure_settings, jobs_api), "FILEGATE_JOB_ID": "1"}

@@ -483,17 +483,16 @@ def test_deadletters_redrive_reports_each_handled_letter_and_names_an_unreadable
 def test_deadletters_redrive_exits_1_for_a_file_left_in_landing_unreadable(
     world: World, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    from azure.storage.blob import BlobServiceClient, StandardBlobTier
-
+    from tests.conftest import frozen_in_archive_tier
     from tests.test_cli import run_cli
     from tests.test_readiness import _env
 
     # The letter is handled (its event was answered), but its file waits in landing for a person to set its tier.
     name = "order_tracking_2024_10_05.csv"
     event = world.upload(name, csv_bytes([tracking_row(5)]))
-    BlobServiceClient.from_connection_string(request.getfixturevalue("azurite").connection_string).get_blob_client(
-        world.settings.landing.container, world.settings.landing.path(name)
-    ).set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    frozen_in_archive_tier(
+        request.getfixturevalue("azurite"), world.settings.landing.container, world.settings.landing.path(name)
+    )
     folder = tmp_path / "deadletter"
     folder.mkdir()
     (folder / "1.json").write_text(json.dumps(event))

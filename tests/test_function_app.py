@@ -14,7 +14,7 @@ import pytest
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 from azure.functions.timer import TimerRequest
-from azure.storage.blob import BlobServiceClient, StandardBlobTier
+from azure.storage.blob import StandardBlobTier
 
 import function_app
 from filegate.azure_storage import AzureBlobStore
@@ -25,6 +25,7 @@ from local_world import ROOT
 from local_world.emulators import Azurite
 from local_world.inputs import as_cloudevent, blob_created, csv_bytes
 from local_world.jobs_api import Fault, LocalJobsServer
+from tests.conftest import frozen_in_archive_tier
 
 NAME = "order_tracking_2024_03_05.csv"
 
@@ -148,10 +149,7 @@ def test_a_blob_in_the_archive_tier_is_answered_and_left_in_landing_until_it_is_
     # retry for a day and then dead-letter it, and every sweep fail on it, with nothing saying why.
     path = configured.landing.path(NAME)
     data = csv_bytes()
-    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
-        configured.landing.container, path
-    )
-    blob.upload_blob(data, standard_blob_tier=StandardBlobTier.ARCHIVE)
+    blob = frozen_in_archive_tier(azurite, configured.landing.container, path, data)
     version = str(blob.get_blob_properties().etag).strip('"')
     event = event_grid_event(blob_created(configured.landing.container, path, len(data), version, port=azurite.port))
 

@@ -21,6 +21,7 @@ from filegate.storage import ObjectInfo, Store
 from filegate.sweep import DUE, FAILED, RUN_PENDING, SweepUnfinished, scheduled_sweep, sweep_all
 from filegate.sweep_command import main
 from local_world.inputs import csv_bytes, tracking_row
+from tests.conftest import frozen_in_archive_tier
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
 
 NAME = "order_tracking_2024_03_05.csv"
@@ -221,7 +222,7 @@ def test_a_storage_fault_while_the_jobs_api_is_down_leaves_every_file_accounted_
 def test_the_command_exits_1_for_a_file_it_cannot_read_and_names_what_makes_it_readable(
     world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from azure.storage.blob import BlobServiceClient, StandardBlobTier
+    from azure.storage.blob import StandardBlobTier
 
     from tests.test_readiness import _env
 
@@ -229,11 +230,7 @@ def test_the_command_exits_1_for_a_file_it_cannot_read_and_names_what_makes_it_r
     # ("run again") would be wrong, and 0 ("all done") hid it; a person must set its tier first.
     world.upload(NAME, DATA)
     frozen = world.settings.landing.path("order_tracking_2024_03_06.csv")
-    azurite = request.getfixturevalue("azurite")
-    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
-        world.settings.landing.container, frozen
-    )
-    blob.upload_blob(DATA, standard_blob_tier=StandardBlobTier.ARCHIVE)
+    blob = frozen_in_archive_tier(request.getfixturevalue("azurite"), world.settings.landing.container, frozen, DATA)
     for name, value in _env(world, request).items():
         monkeypatch.setenv(name, value)
 
@@ -260,15 +257,11 @@ def test_the_command_exits_1_for_a_file_it_cannot_read_and_names_what_makes_it_r
 def test_a_sweep_stopped_by_a_failure_says_what_it_did_and_names_a_file_it_cannot_read(
     world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from azure.storage.blob import BlobServiceClient, StandardBlobTier
-
     from filegate import stores
     from tests.test_readiness import _env
 
     frozen = world.settings.landing.path("order_tracking_2024_03_06.csv")
-    BlobServiceClient.from_connection_string(request.getfixturevalue("azurite").connection_string).get_blob_client(
-        world.settings.landing.container, frozen
-    ).upload_blob(DATA, standard_blob_tier=StandardBlobTier.ARCHIVE)
+    frozen_in_archive_tier(request.getfixturevalue("azurite"), world.settings.landing.container, frozen, DATA)
     for name, value in _env(world, request).items():
         monkeypatch.setenv(name, value)
     gate = world.gate()
