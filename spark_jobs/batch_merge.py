@@ -62,7 +62,8 @@ def _quarantined(context: BatchContext, contract: Contract) -> DataFrame | None:
 
 def batch_rows(context: BatchContext, contract: Contract, keys: DataFrame | None) -> tuple[DataFrame, int, int]:
     """The member's staged rows of this batch without the quarantined `keys` (`_quarantined`); how many rows were
-    staged, and how many of them were quarantined (one query for both)."""
+    staged, and how many of them were quarantined (one query for both; an SCD2 merge counts them in the
+    query that counts what each row did, `history.row_effects`)."""
     staged = staged_rows(context.warehouse, contract, context.manifest.batch_id)
     if keys is None:
         return staged, int(staged.count()), 0
@@ -113,15 +114,22 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
     """
     started = datetime.now(UTC)
     quarantined_keys = _quarantined(context, contract)
-    rows, read, quarantined = batch_rows(context, contract, quarantined_keys)
     details: dict[str, object] = {"scd_type": contract.scd_type, "load": contract.load}
     if contract.scd_type == 2:
+        # The rows are counted, the quarantined ones too, in the query that counts what each row did.
+        staged = staged_rows(context.warehouse, contract, context.manifest.batch_id)
+        rows, set_aside = staged, None
+        if quarantined_keys is not None:
+            rows = staged.join(quarantined_keys, on=list(contract.keys), how="left_anti")
+            set_aside = staged.join(quarantined_keys, on=list(contract.keys), how="left_semi")
         held = held_back(context, contract, quarantined_keys) if contract.load == "snapshot" else None
-        counts = merge_history(context.warehouse, contract, rows, context.manifest.batch_id, held)
+        counts = merge_history(context.warehouse, contract, rows, context.manifest.batch_id, held, set_aside)
+        read, quarantined = counts.rows + counts.set_aside, counts.set_aside
         superseded, inserted, updated, unchanged = counts.superseded, counts.opened, counts.changed, counts.unchanged
         deleted = counts.closed
         details["versions"] = {"inserted": counts.inserted, "updated": counts.updated, "deleted": counts.deleted}
     else:
+        rows, read, quarantined = batch_rows(context, contract, quarantined_keys)
         # The MERGE's source holds one row per key, so its counts are rows: the other rows of a key are superseded.
         keys = int(rows.select(*contract.keys).distinct().count())
         merged = merge_latest(context.warehouse, contract, rows)

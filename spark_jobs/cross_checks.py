@@ -31,7 +31,7 @@ from filegate.errors import ContractError
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, REASON, row_fields, target_schema
 from spark_jobs.contract_sql import deletes
-from spark_jobs.history import observations_table, target_before
+from spark_jobs.history import observations_table, observed_in, target_before
 from spark_jobs.pipeline_rules import Checks, Lookup, Relation, Rule
 from spark_jobs.pipeline_tables import PLACEHOLDER
 from spark_jobs.stage import stage_table
@@ -101,10 +101,12 @@ def register_inputs(
     `without`: the batch being validated, of business date `as_of`. An earlier run of it (a revision's, a
     replay's, also one that died before it logged) may have merged into the SCD2 targets: they are read
     as they stand without it (`history.target_before`, which costs one read of the batch's partition of
-    each one's observations). A snapshot member of the batch keeps current only what it showed
-    (`current_after`).
+    each one's observations, all in one query). A snapshot member of the batch keeps current only what it
+    showed (`current_after`).
     """
     inputs = Inputs(spark)
+    history_kept = [contract for contract in contracts.values() if contract.scd_type == 2]
+    replayed = observed_in(warehouse, history_kept, without) if without is not None else set()
     for name, contract in contracts.items():
         columns = [f.name for f in row_fields(contract)]
         # A member missing from a partial batch is an empty batch: its children check against its target.
@@ -114,7 +116,7 @@ def register_inputs(
             batch = driver_rows(spark, [], StructType(row_fields(contract)))
         history = target_rows(warehouse, contract)
         if without is not None and contract.scd_type == 2:
-            history = target_before(warehouse, contract, history, without)
+            history = target_before(warehouse, contract, history, without, observed_before=contract.name in replayed)
         current = history.where(F.col(IS_CURRENT)) if contract.scd_type == 2 else history
         inputs.register("batch", name, batch)
         inputs.register("history", name, history)

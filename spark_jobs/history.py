@@ -38,8 +38,10 @@ the target, and the first batch merged under other ones rebuilds every key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -96,6 +98,10 @@ class HistoryCounts:
     closed (a `delete_when` row that now ends a version, or removes the one its instant opened), or
     unchanged (a replay, an observation folded inside a version without changing it, a delete of a key
     already closed then, a lost tie).
+
+    `rows` is how many rows the batch had and `set_aside` how many the caller kept out of it (`merge_history`),
+    both counted apart from the categories, which must add up to `rows`: what a log compares them with,
+    not what a merge did, so they take no part in comparing two merges' counts.
     """
 
     inserted: int
@@ -106,6 +112,8 @@ class HistoryCounts:
     changed: int = 0
     unchanged: int = 0
     closed: int = 0
+    rows: int = field(default=0, compare=False)
+    set_aside: int = field(default=0, compare=False)
 
 
 def observations_table(contract: Contract) -> str:
@@ -262,17 +270,36 @@ def versions(observations: DataFrame, contract: Contract) -> DataFrame:
     return live.select(*target_schema(contract).fieldNames())
 
 
-def target_before(warehouse: Warehouse, contract: Contract, target: DataFrame, batch_id: str) -> DataFrame:
+def observed_in(warehouse: Warehouse, contracts: Iterable[Contract], batch_id: str) -> set[str]:
+    """The contracts (by name) whose observations hold rows of `batch_id`: an earlier run of the batch merged
+    into their targets. One query for all of them: each costs a local Spark a fixed fraction of a second."""
+    found: list[DataFrame] = []
+    for contract in contracts:
+        observed = warehouse.read_if_exists(observations_table(contract))
+        if observed is not None:
+            rows = observed.where(F.col(BATCH_ID) == F.lit(batch_id))
+            found.append(rows.select(F.lit(contract.name).alias("name")).limit(1))
+    if not found:
+        return set()
+    return {row["name"] for row in reduce(lambda one, other: one.unionByName(other), found).collect()}
+
+
+def target_before(
+    warehouse: Warehouse, contract: Contract, target: DataFrame, batch_id: str, observed_before: bool | None = None
+) -> DataFrame:
     """The target's versions as they stand without `batch_id`'s observations: what a revision or a replay of
     the batch is validated against, rather than the rows its own earlier run merged (which the merge takes
     back when the revision no longer has them). The keys that run observed are rebuilt from every other
     batch's observations (all keys of a snapshot); the others are as they are.
+
+    `observed_before`: whether the observations hold rows of the batch, when the caller asked already
+    (`observed_in`, for several targets at once); asked here otherwise.
     """
     observed = observations_table(contract)
-    if warehouse.read_if_exists(observed) is None:
+    if observed_before is False or warehouse.read_if_exists(observed) is None:
         return target
     earlier = warehouse.read_batch(observed, batch_id)
-    if earlier.limit(1).count() == 0:
+    if observed_before is None and earlier.limit(1).count() == 0:
         return target
     others = warehouse.read(observed).where(F.col(BATCH_ID) != F.lit(batch_id))
     if contract.load == "snapshot":
@@ -481,13 +508,20 @@ def refuse_unsequenced_snapshot(contract: Contract) -> None:
 
 
 def merge_history(
-    warehouse: Warehouse, contract: Contract, batch: DataFrame, batch_id: str, held: DataFrame | None = None
+    warehouse: Warehouse,
+    contract: Contract,
+    batch: DataFrame,
+    batch_id: str,
+    held: DataFrame | None = None,
+    set_aside: DataFrame | None = None,
 ) -> HistoryCounts:
     """Record the batch's observations, then bring the target's touched keys to the history they give.
 
     `held`: for a snapshot, the keys (with the business date) of the batch's rows that were held back;
     they are not missing from it (`held_markers`). Ignored for other loads, where a key's absence means
-    nothing.
+    nothing. `set_aside`: rows the caller kept out of `batch` (quarantined), counted in the query that
+    counts the batch's rows rather than in one of their own (each query costs a local Spark a fixed
+    fraction of a second, whatever its rows).
     """
     refuse_unsequenced_snapshot(contract)
     target = contract.target
@@ -537,14 +571,17 @@ def merge_history(
         new, old = warehouse.changed_rows(target, read_at[-1] + 1, warehouse.version(target), identity)
     else:
         new = old = warehouse.read(target).where(F.lit(False))
-    effects = row_effects(batch, new, old, contract)
+    effects = row_effects(batch, new, old, contract, set_aside)
     if retrack:
         committed(lambda: warehouse.set_properties(target, {TRACKED_PROPERTY: tracked}), f"pin {target}'s tracking")
     return HistoryCounts(counts.inserted, counts.updated, counts.deleted, *effects)
 
 
-def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Contract) -> tuple[int, ...]:
-    """Each row of the batch in one category: superseded, opened, changed, unchanged, closed (`HistoryCounts`).
+def row_effects(
+    batch: DataFrame, new: DataFrame, old: DataFrame, contract: Contract, set_aside: DataFrame | None = None
+) -> tuple[int, ...]:
+    """Each row of the batch in one category: superseded, opened, changed, unchanged, closed (`HistoryCounts`);
+    then how many rows the batch had, and how many `set_aside` has, each counted on its own.
 
     Counted in one query, comparing the versions the MERGE left (`new`: the ones it inserted or
     updated) with the ones they replaced (`old`: their values before it; `Warehouse.changed_rows`). A
@@ -628,17 +665,25 @@ def row_effects(batch: DataFrame, new: DataFrame, old: DataFrame, contract: Cont
     opened = F.coalesce(F.array_contains(F.col(_OPENED), F.col(_TRACKED)), F.lit(False))
     changed = F.coalesce(F.array_contains(F.col(_CHANGED), F.col(_CONTENT)), F.lit(False))
     closed = F.coalesce(F.col(_CLOSED), F.lit(False))
-    found = classified.agg(
+    counted = classified.agg(
         F.count_if(~first).alias("superseded"),
         F.count_if(live & opened).alias("opened"),
         F.count_if(live & ~opened & changed).alias("changed"),
         F.count_if((live & ~opened & ~changed) | (dead & ~closed)).alias("unchanged"),
         F.count_if(dead & closed).alias("closed"),
-    ).first()
+        # Every row once more, apart from the categories: a row in none of them (a NULL condition) shows.
+        F.count(F.lit(1)).alias("rows"),
+    )
+    if set_aside is None:
+        counted = counted.withColumn("set_aside", F.lit(0))
+    else:  # one row joined to one row: still one query
+        counted = counted.crossJoin(set_aside.agg(F.count(F.lit(1)).alias("set_aside")))
+    found = counted.first()
     if found is None:
         # A global aggregate always yields one row (count_if of no rows is 0); none is the engine's fault.
         raise FilegateError("counting the batch's row effects returned no result")
-    return tuple(int(found[name]) for name in ("superseded", "opened", "changed", "unchanged", "closed"))
+    names = ("superseded", "opened", "changed", "unchanged", "closed", "rows", "set_aside")
+    return tuple(int(found[name]) for name in names)
 
 
 def _event(at: str, kind: str) -> Column:
