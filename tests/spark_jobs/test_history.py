@@ -275,8 +275,15 @@ def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake:
     warehouse = lake.warehouse()
     t15 = datetime(2025, 1, 1, 21)
 
-    def merge(batch: str, *rows: tuple[Any, ...]) -> HistoryCounts:
-        return merge_history(warehouse, MEMBERS, observed(lake.spark, MEMBERS, [("x", *r) for r in rows], batch), batch)
+    def merge(batch: str, *rows: tuple[Any, ...], aside: tuple[tuple[Any, ...], ...] = ()) -> HistoryCounts:
+        def frame(of: tuple[tuple[Any, ...], ...]) -> DataFrame:
+            return observed(lake.spark, MEMBERS, [("x", *r) for r in of], batch)
+
+        counts = merge_history(warehouse, MEMBERS, frame(rows), batch, set_aside=frame(aside) if aside else None)
+        # The rows, and those the caller set aside, are counted apart from the categories, which add up to them.
+        assert (counts.rows, counts.set_aside) == (len(rows), len(aside))
+        assert counts.superseded + counts.opened + counts.changed + counts.unchanged + counts.closed == len(rows)
+        return counts
 
     # A row sent twice is superseded by its copy; each key's first row opens a version.
     first = merge("b1", ("m1", "GOLD", "a", T1), ("m1", "GOLD", "a", T1), ("m2", "BASIC", "x", T1))
@@ -293,7 +300,10 @@ def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake:
     # The same batch again: every row changed nothing.
     assert merge("b2", *second) == HistoryCounts(0, 0, 0, unchanged=4)
     # A late change inside m1's version splits it: the row opens a version, the T2 row now opens another.
-    assert merge("b3", ("m1", "PLATINUM", "q", t15)) == HistoryCounts(2, 1, 0, opened=1)
+    # A row set aside (quarantined) is counted, and merged nowhere.
+    assert merge("b3", ("m1", "PLATINUM", "q", t15), aside=(("m9", "GOLD", "w", T1),)) == HistoryCounts(
+        2, 1, 0, opened=1
+    )
     # A late change splits m4's version at T2, and the version after it opens at T3 with the GOLD row of b4,
     # which wins its tie there with this batch's BASIC row ("GOLD" > "BASIC"): that row opened nothing.
     assert merge("b4", ("m4", "GOLD", "a", T1), ("m4", "GOLD", "b", T3)) == HistoryCounts(
@@ -304,6 +314,7 @@ def test_each_row_of_a_batch_is_counted_once_by_what_it_did_to_the_history(lake:
     )
 
     columns = ["member_id", "tier", "login", "effective_from", "effective_to", "is_current"]
+    assert {row[0] for row in versions(lake, MEMBERS.target, columns)} == {"m1", "m2", "m3", "m4"}
     assert [row[:4] for row in versions(lake, MEMBERS.target, columns) if row[0] == "m1"] == [
         ("m1", "GOLD", "a", T1),
         ("m1", "GOLD", "c", T2),
