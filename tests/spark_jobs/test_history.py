@@ -336,8 +336,8 @@ TWO_BATCHES = {
     "b2": [("m1", "GOLD", "c", T3), ("m1", "GOLD", "b", T2), ("m2", "PLATINUM", "y", T2)],
 }
 TWO_BATCHES_COUNTS = {
-    "b1": HistoryCounts(2, 0, 0, opened=2),
-    "b2": HistoryCounts(1, 2, 0, opened=1, changed=1, unchanged=1),
+    "b1": HistoryCounts(2, 0, 0, opened=2, rows=2),
+    "b2": HistoryCounts(1, 2, 0, opened=1, changed=1, unchanged=1, rows=3),
 }
 
 
