@@ -19,9 +19,26 @@ from pathlib import Path
 from typing import Any
 
 from filegate import exits
-from filegate.contracts import BUILTIN_DATASETS, Contract, Contracts, load_contracts, read_contract
+from filegate.contracts import (
+    BUILTIN_DATASETS,
+    Contract,
+    Contracts,
+    clash_message,
+    is_builtin,
+    kind_problem,
+    load_contracts,
+    pattern_clashes,
+    read_contract,
+)
 from filegate.errors import ContractError
-from filegate.pipelines import PIPELINE_KIND, load_pipelines, parse_pipeline
+from filegate.pipelines import (
+    PIPELINE_KIND,
+    Pipeline,
+    load_pipelines,
+    parse_pipeline,
+    trigger_clash_message,
+    trigger_clashes,
+)
 
 _SECTIONS = ("columns", "checks", "derived")
 
@@ -64,11 +81,12 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
             line = re.search(r"line (\d+)", str(exc))
             findings.append(Finding(path, int(line[1]) if line else None, f"is not valid TOML: {exc}"))
             continue
-        if document.get("kind", "dataset") == PIPELINE_KIND:
-            pipelines.append((path, document))
+        kind = document.get("kind", "dataset")
+        if (problem := kind_problem(kind)) is not None:
+            findings.append(Finding(path, locate(text, "kind"), problem))
             continue
-        if document.get("kind", "dataset") != "dataset":
-            # Other kinds are checked by their own readers.
+        if kind == PIPELINE_KIND:
+            pipelines.append((path, document))
             continue
         contract, problems = read_contract(document, source=path)
         findings.extend(Finding(path, locate(text, problem.where), str(problem)) for problem in problems)
@@ -82,6 +100,18 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
             first_seen[name] = path
         if contract is not None:
             contracts.append(contract)
+    # Clashing patterns among the datasets checked and the built-in ones (each replaced by a checked one of its name).
+    every = {**load_contracts(), **{contract.name: contract for contract in contracts}}
+    for one, other in pattern_clashes(every.values()):
+        if one in contracts and not is_builtin(one.source):
+            assert one.source is not None
+            findings.append(
+                Finding(
+                    one.source,
+                    locate(one.source.read_text(encoding="utf-8"), "file_pattern"),
+                    clash_message(one, other),
+                )
+            )
     pipeline_findings, checked = _pipeline_findings(pipelines, contracts)
     findings.extend(pipeline_findings)
     findings.extend(_batch_only_findings(contracts, first_seen, checked))
@@ -119,12 +149,19 @@ def _pipeline_findings(
     findings: list[Finding] = []
     owners: dict[str, str] = {}
     parsed: dict[str, tuple[str, ...]] = {}
+    loaded: dict[str, Pipeline] = {}
     for path, document in pipelines:
         try:
             pipeline = parse_pipeline(document, known, path)
         except ContractError as exc:
             findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
             continue
+        earlier = loaded.get(pipeline.name)
+        # A user's file may replace a built-in pipeline of its name; two of the user's may not.
+        if earlier is not None and earlier.source not in (None, path) and not is_builtin(earlier.source):
+            findings.append(Finding(path, None, f"pipeline {pipeline.name} is also defined in {earlier.source}"))
+            continue
+        loaded[pipeline.name] = pipeline
         parsed[pipeline.name] = pipeline.members
         # The batch job's part of the file (relations, rules, derived tables and their bands): checked
         # here so a broken rule or table fails before a run does. Plain Python, no Spark.
@@ -140,6 +177,10 @@ def _pipeline_findings(
             if member in owners and owners[member] != pipeline.name:
                 findings.append(Finding(path, None, f"dataset {member} is also a member of {owners[member]}"))
             owners[member] = pipeline.name
+    every = {**load_pipelines(load_contracts()), **loaded}
+    for one, other in trigger_clashes(every.values()):
+        if one.source is not None and any(one is mine for mine in loaded.values()):
+            findings.append(Finding(one.source, None, trigger_clash_message(one, other)))
     return findings, parsed
 
 

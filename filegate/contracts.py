@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -665,8 +665,9 @@ def _contract_problems(contract: Contract) -> list[Problem]:
         note("max_bad_row_ratio", "max_bad_row_ratio must be between 0 and 1")
     if len(contract.delimiter) != 1:
         note("delimiter", "delimiter must be one character")
-    if not all(token in contract.file_pattern for token in _DATE_TOKENS):
-        note("file_pattern", "file_pattern must contain {yyyy}, {mm} and {dd}")
+    if not all(contract.file_pattern.count(token) == 1 for token in _DATE_TOKENS):
+        # Each token is a named group of the name's regex: a second one cannot be compiled, and a name holds one date.
+        note("file_pattern", "file_pattern must contain {yyyy}, {mm} and {dd}, each once")
     if not _NAME.fullmatch(contract.name):
         note("name", "name must be lower-case letters, digits and underscores")
     if contract.target_table and not _NAME.fullmatch(contract.target_table):
@@ -872,19 +873,67 @@ def load_contracts(*directories: Path) -> Contracts:
             earlier = found.get(contract.name)
             # A user's folder may replace a built-in dataset of the same name (theirs came first);
             # two of the user's own files naming one dataset is a mistake.
-            if earlier is not None and earlier.source != path and not _is_builtin(earlier.source):
+            if earlier is not None and earlier.source != path and not is_builtin(earlier.source):
                 raise ContractError(f"dataset {contract.name} is defined twice: {earlier.source} and {path}")
             found[contract.name] = contract
+    # The user's file named first: a built-in one is not theirs to change.
+    clashes = sorted(pattern_clashes(found.values()), key=lambda pair: is_builtin(pair[0].source))
+    if clashes:
+        one, other = clashes[0]
+        raise ContractError(f"{one.source or one.name}: {clash_message(one, other)}")
     return Contracts(found)
 
 
-def _is_builtin(path: Path | None) -> bool:
+# The day pattern clashes are tried on: any date with a two-digit day and month above 12 tells them apart.
+_SAMPLE_DAY = date(2025, 1, 15)
+
+
+def pattern_clashes(contracts: Iterable[Contract]) -> list[tuple[Contract, Contract]]:
+    """Each pair of datasets where a name the first's file_pattern gives also matches the second's.
+
+    Every file goes to the first contract it matches, so the other would never get one, without a
+    word: a copied contract whose pattern was left as it was, say. Tried on one name per pattern, as
+    the pipelines' triggers are; the patterns are literal text and fixed-width date digits.
+    """
+    listed = list(contracts)
+    return [
+        (one, other)
+        for one in listed
+        for other in listed
+        if one.name != other.name and other.name_regex.match(one.file_name(_SAMPLE_DAY))
+    ]
+
+
+def clash_message(one: Contract, other: Contract) -> str:
+    return (
+        f"the file_pattern of {one.name} ({one.file_pattern}) also matches the files of {other.name} "
+        f"({other.file_pattern}): every file would go to one of them; give each dataset a pattern of its own"
+    )
+
+
+def is_builtin(path: Path | None) -> bool:
+    """Whether a contract or pipeline file is one of the built-in datasets' (a user's file may replace those)."""
     return path is not None and path.parent.resolve() == BUILTIN_DATASETS.resolve()
+
+
+KINDS = ("dataset", "pipeline")
+
+
+def kind_problem(kind: object) -> str | None:
+    """Why a TOML file's `kind` is none Filegate reads; None for dataset and pipeline. A file of another
+    kind would be left out without a word, and every file of its dataset rejected as unknown."""
+    if kind in KINDS:
+        return None
+    return f"kind must be {' or '.join(repr(k) for k in KINDS)}, not {kind!r}"
 
 
 def _kind(path: Path) -> str:
     """A TOML file's `kind` (dataset unless it says otherwise); pipelines live beside datasets."""
-    return str(read_toml(path).get("kind", "dataset"))
+    kind = read_toml(path).get("kind", "dataset")
+    problem = kind_problem(kind)
+    if problem is not None:
+        raise ContractError(f"{path}: {problem}")
+    return str(kind)
 
 
 def _utc_timestamp(text: str) -> datetime:

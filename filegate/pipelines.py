@@ -8,14 +8,14 @@ which this module keeps as `document` without interpreting it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from filegate.contracts import BUILTIN_DATASETS, Contracts, read_toml
+from filegate.contracts import BUILTIN_DATASETS, Contracts, is_builtin, read_toml
 from filegate.errors import ContractError
 
 PIPELINE_KIND = "pipeline"
@@ -35,6 +35,18 @@ _FUNCTION_KEYS = {
     "complete_within_minutes",
     "on_incomplete",
     "late_member",
+}
+# Keys the batch job reads (spark_jobs/pipeline_rules.py, spark_jobs/pipeline_tables.py). Any other is refused:
+# a misspelt `[[relation]]` would leave its check out without a word.
+_KNOWN_KEYS = _FUNCTION_KEYS | {
+    "relations",
+    "rules",
+    "lookups",
+    "scoring",
+    "params",
+    "tables",
+    "segments",
+    "base_currency",
 }
 
 
@@ -119,6 +131,17 @@ class Pipelines(Mapping[str, Pipeline]):
         return None
 
 
+def _trigger_problems(pattern: str) -> list[str]:
+    problems = []
+    if not all(pattern.count(token) == 1 for token in _DATE_TOKENS) or not pattern.lower().endswith(".json"):
+        problems.append(
+            f"trigger_pattern {pattern!r} must hold {{yyyy}}, {{mm}} and {{dd}}, each once, and end in .json"
+        )
+    if pattern.startswith("_"):
+        problems.append("trigger_pattern must not start with _ (Filegate's own batch objects do)")
+    return problems
+
+
 def parse_pipeline(document: Mapping[str, Any], contracts: Contracts, source: Path | None = None) -> Pipeline:
     """Build a pipeline from its TOML document, checking it against the known datasets."""
     problems: list[str] = []
@@ -147,10 +170,8 @@ def parse_pipeline(document: Mapping[str, Any], contracts: Contracts, source: Pa
     late = text("late_member", "hold")
     if not _NAME.fullmatch(name):
         problems.append(f"name {name!r} must be lower case letters, digits and _, starting with a letter")
-    if not all(token in pattern for token in _DATE_TOKENS) or not pattern.lower().endswith(".json"):
-        problems.append(f"trigger_pattern {pattern!r} must hold {{yyyy}}, {{mm}} and {{dd}} and end in .json")
-    if pattern.startswith("_"):
-        problems.append("trigger_pattern must not start with _ (Filegate's own batch objects do)")
+    problems.extend(_trigger_problems(pattern))
+    problems.extend(f"{key} is not a pipeline field (a typo?)" for key in document if key not in _KNOWN_KEYS)
     if not members:
         problems.append("members must name at least one dataset")
     for member in members:
@@ -172,8 +193,7 @@ def parse_pipeline(document: Mapping[str, Any], contracts: Contracts, source: Pa
     if late not in LATE_MEMBER:
         problems.append(f"late_member must be one of {', '.join(LATE_MEMBER)}")
     if pattern and not problems:
-        sample = pattern.replace("{yyyy}", "2025").replace("{mm}", "01").replace("{dd}", "15")
-        clash = contracts.match(sample)
+        clash = contracts.match(_sample_trigger(pattern))
         if clash is not None:
             problems.append(f"trigger_pattern also matches dataset {clash.name}'s file pattern")
     if problems:
@@ -193,6 +213,29 @@ def parse_pipeline(document: Mapping[str, Any], contracts: Contracts, source: Pa
     )
 
 
+def trigger_clashes(pipelines: Iterable[Pipeline]) -> list[tuple[Pipeline, Pipeline]]:
+    """Each pair of pipelines where the trigger name the first's pattern gives also matches the second's: a
+    trigger goes to the first pipeline it matches, and the other would never seal a batch."""
+    listed = list(pipelines)
+    return [
+        (one, other)
+        for one in listed
+        for other in listed
+        if one.name != other.name and other.trigger_regex.match(_sample_trigger(one.trigger_pattern))
+    ]
+
+
+def trigger_clash_message(one: Pipeline, other: Pipeline) -> str:
+    return (
+        f"the trigger_pattern of {one.name} ({one.trigger_pattern}) also matches the triggers of {other.name} "
+        f"({other.trigger_pattern}): give each pipeline a trigger of its own"
+    )
+
+
+def _sample_trigger(pattern: str) -> str:
+    return pattern.replace("{yyyy}", "2025").replace("{mm}", "01").replace("{dd}", "15")
+
+
 def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:
     """Every `kind = "pipeline"` TOML in the built-in datasets folder and the given folders."""
     found: dict[str, Pipeline] = {}
@@ -202,7 +245,11 @@ def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:
             if document.get("kind") != PIPELINE_KIND:
                 continue
             pipeline = parse_pipeline(document, contracts, path)
-            # A user's folder may replace a built-in pipeline of the same name, as with datasets.
+            # A user's folder may replace a built-in pipeline of the same name, as with datasets; two of
+            # the user's own files naming one pipeline is a mistake (the last would win without a word).
+            earlier = found.get(pipeline.name)
+            if earlier is not None and earlier.source != path and not is_builtin(earlier.source):
+                raise ContractError(f"pipeline {pipeline.name} is defined twice: {earlier.source} and {path}")
             found[pipeline.name] = pipeline
     owners: dict[str, str] = {}
     for pipeline in found.values():
@@ -210,4 +257,8 @@ def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:
             if member in owners:
                 raise ContractError(f"dataset {member} is a member of both {owners[member]} and {pipeline.name}")
             owners[member] = pipeline.name
+    clashes = sorted(trigger_clashes(found.values()), key=lambda pair: is_builtin(pair[0].source))
+    if clashes:
+        one, other = clashes[0]
+        raise ContractError(f"{one.source or one.name}: {trigger_clash_message(one, other)}")
     return Pipelines(found)

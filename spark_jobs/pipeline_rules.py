@@ -104,6 +104,27 @@ def _weights(declared: dict[str, Any], problems: list[str]) -> dict[str, float]:
     return weights
 
 
+_COMMON_KEYS = {"name", "severity", "action", "fail_if_ratio", "description"}
+_RELATION_KEYS = _COMMON_KEYS | {"child", "columns", "parent", "parent_columns", "nulls"}
+_RULE_KEYS = _COMMON_KEYS | {"dataset", "sql"}
+
+
+def _tables(document: Mapping[str, Any], key: str, known: set[str], problems: list[str]) -> list[Mapping[str, Any]]:
+    """The `[[key]]` tables of the document; a problem for a value of another shape, and for each field none
+    of them has (a misspelt `acton` would leave the check at its default action without a word)."""
+    entries = document.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        problems.append(f"{key} must be an array of tables ([[{key}]])")
+        return []
+    for index, entry in enumerate(entries):
+        problems.extend(
+            f"{key}[{index}] {entry.get('name', '')}: {field} is not a field of {key} (a typo?)"
+            for field in entry
+            if field not in known
+        )
+    return entries
+
+
 def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
     """The pipeline's relations, rules, lookups, params and weights; every problem named at once."""
     document = pipeline.document
@@ -124,7 +145,7 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
         return severity, action, None if ratio is None else float(ratio)
 
     relations = []
-    for index, entry in enumerate(document.get("relations", [])):
+    for index, entry in enumerate(_tables(document, "relations", _RELATION_KEYS, problems)):
         where = f"relations[{index}] {entry.get('name', '')}"
         severity, action, ratio = common(entry, where)
         child, parent = str(entry.get("child", "")), str(entry.get("parent", ""))
@@ -155,7 +176,7 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
             )
         )
     rules = []
-    for index, entry in enumerate(document.get("rules", [])):
+    for index, entry in enumerate(_tables(document, "rules", _RULE_KEYS, problems)):
         where = f"rules[{index}] {entry.get('name', '')}"
         severity, action, ratio = common(entry, where)
         dataset = str(entry.get("dataset", ""))

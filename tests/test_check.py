@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from filegate.check import check_files, main
+from filegate.contracts import load_contracts
+from filegate.errors import ContractError
+from filegate.pipelines import load_pipelines
+from spark_jobs.pipeline_rules import parse_checks
 
 BROKEN = Path(__file__).parent / "contracts" / "broken"
 BUILTIN = Path(__file__).parents[1] / "filegate" / "datasets"
@@ -64,7 +69,8 @@ def test_a_users_contract_may_replace_a_builtin_of_the_same_name(
 def test_a_dataset_in_no_pipeline_may_not_use_what_only_the_batch_job_applies(tmp_path: Path) -> None:
     builtin = (Path(__file__).parents[1] / "filegate" / "datasets" / "customers.toml").read_text(encoding="utf-8")
     # The same contract under a name no pipeline lists: the ingest job would load it, and refuses to.
-    (tmp_path / "members.toml").write_text(builtin.replace('name = "customers"', 'name = "members"', 1), "utf-8")
+    members = builtin.replace('name = "customers"', 'name = "members"', 1).replace("customers_{yyyy}", "members_{yyyy}")
+    (tmp_path / "members.toml").write_text(members, "utf-8")
     pipeline = tmp_path / "club.toml"
 
     _, alone = check_files([tmp_path / "members.toml"])
@@ -188,3 +194,132 @@ def test_lookups_that_are_not_tables_are_a_finding_not_a_crash(tmp_path: Path, l
     _, findings = check_files([pipeline])
 
     assert "lookups" in findings[0].message
+
+
+def _dataset(folder: Path, name: str, pattern: str, kind: str = "") -> Path:
+    """A sound contract of one key column, in `folder`."""
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'{kind}name = "{name}"\nfile_pattern = "{pattern}"\nkeys = ["id"]\nsequence_by = "at"\n'
+        '[[columns]]\nname = "id"\ntype = "string"\nnullable = false\n'
+        '[[columns]]\nname = "at"\ntype = "timestamp"\nnullable = false\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _pipeline(
+    folder: Path, file: str, name: str, trigger: str, extra: str = "", members: str = '"sales", "refunds"'
+) -> Path:
+    path = folder / f"{file}.toml"
+    path.write_text(
+        f'kind = "pipeline"\nname = "{name}"\ntrigger_pattern = "{trigger}"\nmembers = [{members}]\n' + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_file_pattern_with_a_date_token_twice_is_a_finding_and_no_loader_crashes(tmp_path: Path) -> None:
+    # A date range in the name: the second {yyyy} made a regex that cannot compile (re.error, a traceback, in
+    # `filegate check` and for every file the function saw).
+    path = _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}_to_{yyyy}{mm}{dd}.csv")
+
+    _, findings = check_files([path])
+
+    assert [f.message for f in findings] == ["file_pattern: file_pattern must contain {yyyy}, {mm} and {dd}, each once"]
+    assert findings[0].line == 2
+    with pytest.raises(ContractError, match="each once"):
+        load_contracts(tmp_path)
+
+
+def test_two_datasets_whose_patterns_claim_the_same_files_are_refused(tmp_path: Path) -> None:
+    # A copied contract with only its name changed: every file went to the first, the copy never got one.
+    _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    copy = _dataset(tmp_path, "sales_v2", "sales_{yyyy}{mm}{dd}.csv")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    # A user's dataset under another name with a built-in dataset's pattern: its files went to orders.
+    orders = _dataset(mine, "my_orders", "orders_{yyyy}_{mm}_{dd}.csv")
+
+    _, findings = check_files([tmp_path / "sales.toml", copy])
+    _, builtin = check_files([orders])
+
+    assert sorted((f.path.name, f.line) for f in findings) == [("sales.toml", 2), ("sales_v2.toml", 2)]
+    assert "the file_pattern of sales_v2 (sales_{yyyy}{mm}{dd}.csv) also matches the files of sales" in str(findings)
+    [finding] = builtin  # the user's file, not the built-in one they cannot change
+    assert finding.path == orders
+    assert "also matches the files of orders" in finding.message
+    with pytest.raises(ContractError, match="also matches the files of"):
+        load_contracts(tmp_path)
+    with pytest.raises(ContractError, match=f"^{mine}/my_orders.toml: .* also matches the files of orders"):
+        load_contracts(mine)
+
+
+def test_a_kind_filegate_does_not_read_is_a_finding_not_a_file_left_out(tmp_path: Path) -> None:
+    # "Dataset" was skipped without a word, by `filegate check` and the loaders: every file of it unknown.
+    path = _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv", kind='kind = "Dataset"\n')
+
+    _, findings = check_files([path])
+
+    assert [(f.line, f.message) for f in findings] == [(1, "kind must be 'dataset' or 'pipeline', not 'Dataset'")]
+    with pytest.raises(ContractError, match="kind must be 'dataset' or 'pipeline', not 'Dataset'"):
+        load_contracts(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "found"),
+    [
+        # A misspelt array of tables: the integrity check it declares never ran.
+        (
+            '[[relation]]\nname = "refund_sale"\nchild = "refunds"\ncolumns = ["id"]\nparent = "sales"\n',
+            "relation is not a pipeline field (a typo?)",
+        ),
+        # A misspelt field: the relation ran with the default action, warn, not fail.
+        (
+            '[[relations]]\nname = "refund_sale"\nchild = "refunds"\ncolumns = ["id"]\nparent = "sales"\n'
+            'acton = "fail"\n',
+            "relations[0] refund_sale: acton is not a field of relations (a typo?)",
+        ),
+        ('[[rules]]\nname = "big"\ndataset = "sales"\nsql = "SELECT 1"\nseverty = "LOW"\n', "severty is not a field"),
+        # One table instead of an array of them: a crash (AttributeError) with no file named.
+        ('[relations]\nname = "refund_sale"\n', "relations must be an array of tables ([[relations]])"),
+    ],
+)
+def test_a_misspelt_pipeline_key_is_a_finding_not_a_check_left_out(tmp_path: Path, extra: str, found: str) -> None:
+    _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    _dataset(tmp_path, "refunds", "refunds_{yyyy}{mm}{dd}.csv")
+    pipeline = _pipeline(tmp_path, "shop", "shop", "shop_{yyyy}{mm}{dd}.json", extra)
+
+    _, findings = check_files([tmp_path / "sales.toml", tmp_path / "refunds.toml", pipeline])
+
+    [finding] = findings
+    assert finding.path == pipeline
+    assert found in finding.message
+    contracts = load_contracts(tmp_path)
+    with pytest.raises(ContractError, match=re.escape(found)):
+        [parse_checks(each, contracts) for each in load_pipelines(contracts, tmp_path).values()]
+
+
+def test_two_pipelines_of_one_name_or_one_trigger_are_refused(tmp_path: Path) -> None:
+    _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    _dataset(tmp_path, "refunds", "refunds_{yyyy}{mm}{dd}.csv")
+    datasets = [tmp_path / "sales.toml", tmp_path / "refunds.toml"]
+    one = _pipeline(tmp_path, "shop", "shop", "shop_{yyyy}{mm}{dd}.json")
+    # The last file of a name replaced the first without a word; the second trigger was never matched.
+    again = _pipeline(tmp_path, "shop_again", "shop", "shop_again_{yyyy}{mm}{dd}.json")
+
+    _, named_twice = check_files([*datasets, one, again])
+    with pytest.raises(ContractError, match=f"pipeline shop is defined twice: {tmp_path}/shop.toml and "):
+        load_pipelines(load_contracts(tmp_path), tmp_path)
+    # Each its own members now, and the same trigger.
+    one = _pipeline(tmp_path, "shop", "shop", "shop_{yyyy}{mm}{dd}.json", members='"sales"')
+    again = _pipeline(tmp_path, "shop_again", "outlet", "shop_{yyyy}{mm}{dd}.json", members='"refunds"')
+    _, same_trigger = check_files([*datasets, one, again])
+
+    assert [(f.path, f.message) for f in named_twice] == [(again, f"pipeline shop is also defined in {one}")]
+    assert sorted(f.path.name for f in same_trigger) == ["shop.toml", "shop_again.toml"]
+    assert "the trigger_pattern of outlet (shop_{yyyy}{mm}{dd}.json) also matches the triggers of shop" in str(
+        same_trigger
+    )
+    with pytest.raises(ContractError, match="also matches the triggers of"):
+        load_pipelines(load_contracts(tmp_path), tmp_path)
