@@ -15,6 +15,7 @@ from typing import Any
 from filegate.contracts import Contracts
 from filegate.errors import ContractError
 from filegate.pipelines import Pipeline
+from spark_jobs.pipeline_tables import ANY_PLACEHOLDER, PLACEHOLDER
 
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
 ACTIONS = ("warn", "quarantine", "fail")
@@ -125,6 +126,38 @@ def _tables(document: Mapping[str, Any], key: str, known: set[str], problems: li
     return entries
 
 
+def _name_problems(rule_names: Sequence[str]) -> list[str]:
+    problems = [
+        f"rule name {rule_name!r} must be lower case letters, digits and _"
+        for rule_name in rule_names
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", rule_name)
+    ]
+    if len(set(rule_names)) != len(rule_names):
+        problems.append("relation and rule names must be unique")
+    return problems
+
+
+def _rule_input_problems(
+    rules: Sequence[Rule], pipeline: Pipeline, lookups: Sequence[Lookup], params: Mapping[str, Any]
+) -> list[str]:
+    """Each placeholder of a rule's SQL that names no input `cross_checks.register_inputs` gives a rule: found
+    here, not in the batch's validate once every file of it has landed."""
+    problems = []
+    for rule, placeholder in ((each, p) for each in rules for p in ANY_PLACEHOLDER.findall(each.sql)):
+        found = PLACEHOLDER.fullmatch(placeholder)
+        kind, item, bare = found.groups() if found else (None, None, None)
+        where = f"rules {rule.name}: {placeholder}"
+        if found is None or kind == "table" or bare not in (None, "as_of"):
+            problems.append(f"{where} is not an input a rule can read (it runs before the merge)")
+        elif kind in ("batch", "current", "history", "latest") and item not in pipeline.members:
+            problems.append(f"{where}: {item} is not a member of {pipeline.name}")
+        elif kind == "lookup" and item not in {lookup.name for lookup in lookups}:
+            problems.append(f"{where}: no lookup is named {item}")
+        elif kind == "param" and item not in params:
+            problems.append(f"{where}: no parameter is named {item} in [params]")
+    return problems
+
+
 def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
     """The pipeline's relations, rules, lookups, params and weights; every problem named at once."""
     document = pipeline.document
@@ -189,12 +222,8 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
             Rule(str(entry.get("name", "")), dataset, sql, severity, action, ratio, str(entry.get("description", "")))
         )
     lookups = _lookups(document.get("lookups", []), problems)
-    rule_names = [r.name for r in relations] + [r.name for r in rules]
-    for rule_name in rule_names:
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", rule_name):
-            problems.append(f"rule name {rule_name!r} must be lower case letters, digits and _")
-    if len(set(rule_names)) != len(rule_names):
-        problems.append("relation and rule names must be unique")
+    problems += _rule_input_problems(rules, pipeline, lookups, document.get("params", {}))
+    problems += _name_problems([r.name for r in relations] + [r.name for r in rules])
     weights = _weights(document.get("scoring", {}).get("weights", {}), problems)
     if problems:
         raise ContractError(f"{pipeline.source or pipeline.name}: " + "; ".join(problems))

@@ -33,7 +33,7 @@ PLACEHOLDER = re.compile(
     r"\$\{(?:(batch|current|history|latest|table|lookup|param)\.([A-Za-z_][A-Za-z0-9_]*)"
     r"|(as_of|validation_results|validation_failures|processing_log))\}"
 )
-_ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 Bound = float | int | str
 
 
@@ -157,7 +157,7 @@ def _input_problems(
 ) -> list[str]:
     problems = []
     for text in (table.sql, *(s.case_sql() for s in table.segments)):
-        unknown = [p for p in _ANY_PLACEHOLDER.findall(text) if not PLACEHOLDER.fullmatch(p)]
+        unknown = [p for p in ANY_PLACEHOLDER.findall(text) if not PLACEHOLDER.fullmatch(p)]
         problems += [f"{p} is not an input a table can read" for p in unknown]
     for name in sorted(table.inputs()):
         kind, _, item = name.partition(".")

@@ -323,3 +323,30 @@ def test_two_pipelines_of_one_name_or_one_trigger_are_refused(tmp_path: Path) ->
     )
     with pytest.raises(ContractError, match="also matches the triggers of"):
         load_pipelines(load_contracts(tmp_path), tmp_path)
+
+
+def test_a_rules_unknown_input_or_parameter_is_a_finding_not_a_failed_validate(tmp_path: Path) -> None:
+    # Found only by the batch's validate, once every file of it had landed, as "unknown input" with no rule named.
+    _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    _dataset(tmp_path, "refunds", "refunds_{yyyy}{mm}{dd}.csv")
+    rule = (
+        '[params]\nmax_days = 30\n[[lookups]]\nname = "reasons"\ncolumns = ["code"]\nrows = [["LATE"]]\n'
+        '[[rules]]\nname = "refund_without_sale"\ndataset = "refunds"\nsql = """\n'
+        "SELECT r.id FROM ${batch.refund} r LEFT ANTI JOIN ${latest.sales} s ON r.id = s.id\n"
+        "JOIN ${lookup.reason} l ON true JOIN ${table.summary} t ON true JOIN ${lookup.reasons} k ON true\n"
+        "WHERE r.at < ${as_of} - ${param.max_day} AND ${param.max_days} > 0 AND ${batch.sales.id}\n"
+        '"""\n'
+    )
+    pipeline = _pipeline(tmp_path, "shop", "shop", "shop_{yyyy}{mm}{dd}.json", rule)
+
+    _, findings = check_files([tmp_path / "sales.toml", tmp_path / "refunds.toml", pipeline])
+
+    [finding] = findings
+    found = finding.message.split("; ")
+    assert found == [
+        "rules refund_without_sale: ${batch.refund}: refund is not a member of shop",
+        "rules refund_without_sale: ${lookup.reason}: no lookup is named reason",
+        "rules refund_without_sale: ${table.summary} is not an input a rule can read (it runs before the merge)",
+        "rules refund_without_sale: ${param.max_day}: no parameter is named max_day in [params]",
+        "rules refund_without_sale: ${batch.sales.id} is not an input a rule can read (it runs before the merge)",
+    ]
