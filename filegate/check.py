@@ -71,7 +71,7 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
     pipelines: list[tuple[Path, dict[str, Any]]] = []
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as the loaders accept it
         except (OSError, UnicodeDecodeError) as exc:
             findings.append(Finding(path, None, f"cannot be read: {exc}"))
             continue
@@ -108,7 +108,7 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
             findings.append(
                 Finding(
                     one.source,
-                    locate(one.source.read_text(encoding="utf-8"), "file_pattern"),
+                    locate(one.source.read_text(encoding="utf-8-sig"), "file_pattern"),
                     clash_message(one, other),
                 )
             )
@@ -244,13 +244,13 @@ def _spark_findings(contracts: Sequence[Contract], files: Sequence[Path]) -> lis
     findings = []
     for contract in contracts:
         assert contract.source is not None
-        text = contract.source.read_text(encoding="utf-8")
+        text = contract.source.read_text(encoding="utf-8-sig")
         for problem in expression_problems(spark, contract):
             findings.append(Finding(contract.source, locate(text, problem.where), str(problem)))
     known = Contracts({**load_contracts(), **{contract.name: contract for contract in contracts}})
     for path in files:
         try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
+            document = tomllib.loads(path.read_text(encoding="utf-8-sig"))
             if document.get("kind") != PIPELINE_KIND:
                 continue
             pipeline = parse_pipeline(document, known, path)

@@ -356,10 +356,13 @@ def _compile_file_pattern(file_pattern: str) -> re.Pattern[str]:
     return re.compile(f"^{regex}$", re.IGNORECASE)
 
 
+def _stem_literal(file_pattern: str) -> str:
+    """The pattern's text before its extension and date: tells which dataset a misnamed file meant."""
+    return Path(file_pattern).stem.split("{", 1)[0]
+
+
 def _stem_regex(file_pattern: str) -> re.Pattern[str]:
-    """The pattern without its extension and date: tells which dataset a misnamed file meant."""
-    literal = Path(file_pattern).stem.split("{", 1)[0]
-    return re.compile(rf"^{re.escape(literal)}", re.IGNORECASE)
+    return re.compile(rf"^{re.escape(_stem_literal(file_pattern))}", re.IGNORECASE)
 
 
 class Contracts(Mapping[str, Contract]):
@@ -385,8 +388,14 @@ class Contracts(Mapping[str, Contract]):
         return None
 
     def guess(self, file_name: str) -> Contract | None:
-        """The contract a misnamed file most likely meant (same leading literal), for reports."""
-        candidates = [c for c in self._by_name.values() if _stem_regex(c.file_pattern).match(file_name)]
+        """The contract a misnamed file most likely meant (same leading literal), for reports. A pattern that
+        starts with its date has no such literal: it would claim every unknown file (rejected under its
+        name, with a reason about its extension or date)."""
+        candidates = [
+            c
+            for c in self._by_name.values()
+            if _stem_literal(c.file_pattern) and _stem_regex(c.file_pattern).match(file_name)
+        ]
         return max(candidates, key=lambda c: len(c.file_pattern), default=None)
 
 
@@ -673,11 +682,7 @@ def _contract_problems(contract: Contract) -> list[Problem]:
         note("scd_type", "scd_type must be 1 or 2")
     if not 0 <= contract.max_bad_row_ratio <= 1:
         note("max_bad_row_ratio", "max_bad_row_ratio must be between 0 and 1")
-    if len(contract.delimiter) != 1:
-        note("delimiter", "delimiter must be one character")
-    if not all(contract.file_pattern.count(token) == 1 for token in _DATE_TOKENS):
-        # Each token is a named group of the name's regex: a second one cannot be compiled, and a name holds one date.
-        note("file_pattern", "file_pattern must contain {yyyy}, {mm} and {dd}, each once")
+    problems.extend(_file_problems(contract))
     if not _NAME.fullmatch(contract.name):
         note("name", "name must be lower-case letters, digits and underscores")
     if contract.target_table and not _NAME.fullmatch(contract.target_table):
@@ -711,6 +716,46 @@ def _contract_problems(contract: Contract) -> list[Problem]:
 _RESERVED = frozenset(
     {tables.REASON, tables.RULES, tables.RAW_LINE, tables.EFFECTIVE_FROM, tables.EFFECTIVE_TO, tables.IS_CURRENT}
 )
+
+
+# A line break ends a row and the quote opens a quoted field, whatever the contract says.
+_NOT_DELIMITERS = frozenset({"\n", "\r", '"'})
+# The function refuses compressed files (it reads the CSV's first bytes): a pattern ending so matches only refusals.
+_COMPRESSED = (".gz", ".zip", ".bz2", ".xz", ".zst", ".7z")
+
+
+def _file_problems(contract: Contract) -> list[Problem]:
+    """A delimiter that cannot split a row, and a file_pattern no file can meet: it is matched, literally,
+    against the file's name alone."""
+    problems = []
+    pattern = contract.file_pattern
+    if len(contract.delimiter) != 1:
+        problems.append(Problem("delimiter", "delimiter must be one character"))
+    elif contract.delimiter in _NOT_DELIMITERS:
+        problems.append(
+            Problem("delimiter", f"delimiter must not be {contract.delimiter!r}: it ends a row or quotes a field")
+        )
+    if not all(pattern.count(token) == 1 for token in _DATE_TOKENS):
+        # Each token is a named group of the name's regex: a second one cannot be compiled, and a name holds one date.
+        problems.append(Problem("file_pattern", "file_pattern must contain {yyyy}, {mm} and {dd}, each once"))
+    if "/" in pattern or "\\" in pattern:
+        problems.append(
+            Problem("file_pattern", "file_pattern matches the file's name, not its folder: remove the path")
+        )
+    if any(char in pattern for char in "*?[]"):
+        problems.append(
+            Problem(
+                "file_pattern",
+                "file_pattern is literal text and {yyyy}, {mm}, {dd}: *, ? and [ ] match only themselves",
+            )
+        )
+    if pattern.lower().endswith(_COMPRESSED):
+        problems.append(
+            Problem(
+                "file_pattern", "file_pattern ends in a compressed file's extension, and compressed files are refused"
+            )
+        )
+    return problems
 
 
 def _is_reserved(name: str) -> bool:
@@ -858,8 +903,10 @@ def _param_problems(contract: Contract, expr: str, where: str) -> list[Problem]:
 def read_toml(path: Path) -> dict[str, Any]:
     """A contract or pipeline file's document; ContractError naming the file and the spot when it is not TOML."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        # A byte-order mark (Windows editors write one) is not TOML, but says nothing wrong about the file.
+        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ContractError(f"{path}: not valid TOML ({exc}); `filegate check {path}` says more") from exc
 

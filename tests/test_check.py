@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from filegate.check import check_files, main
 from filegate.contracts import load_contracts
 from filegate.errors import ContractError
 from filegate.pipelines import load_pipelines
+from filegate.validation import match_dataset
 from spark_jobs.pipeline_rules import parse_checks
 
 BROKEN = Path(__file__).parent / "contracts" / "broken"
@@ -350,3 +352,60 @@ def test_a_rules_unknown_input_or_parameter_is_a_finding_not_a_failed_validate(t
         "rules refund_without_sale: ${param.max_day}: no parameter is named max_day in [params]",
         "rules refund_without_sale: ${batch.sales.id} is not an input a rule can read (it runs before the merge)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "found"),
+    [
+        ("landing/sales/sales_{yyyy}{mm}{dd}.csv", "file_pattern matches the file's name, not its folder"),
+        ("sales_*_{yyyy}{mm}{dd}.csv", "*, ? and [ ] match only themselves"),
+        ("sales_{yyyy}{mm}{dd}.csv.gz", "compressed files are refused"),
+    ],
+)
+def test_a_file_pattern_no_file_can_meet_is_a_finding(tmp_path: Path, pattern: str, found: str) -> None:
+    # Each was accepted, and every file of the dataset then rejected as unknown (or as compressed).
+    path = _dataset(tmp_path, "sales", pattern)
+
+    _, findings = check_files([path])
+
+    assert [(f.line, found in f.message) for f in findings] == [(2, True)]
+
+
+@pytest.mark.parametrize("delimiter", ["\\n", "\\r", '\\"'])
+def test_a_delimiter_that_ends_a_row_or_quotes_a_field_is_a_finding(tmp_path: Path, delimiter: str) -> None:
+    # A line break made every file "split by ','"; the quote mark passed the function and split quoted fields.
+    path = _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    path.write_text(path.read_text().replace('keys = ["id"]', f'delimiter = "{delimiter}"\nkeys = ["id"]'))
+
+    _, findings = check_files([path])
+
+    assert [f.message.split(":")[0] for f in findings] == ["delimiter"]
+    assert "it ends a row or quotes a field" in findings[0].message
+
+
+def test_a_contract_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    # Windows editors write one; tomllib refused the file at line 1, column 1, with no word of why.
+    path = _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+    contracts, findings = check_files([path])
+
+    assert (findings, [c.name for c in contracts]) == ([], ["sales"])
+    assert load_contracts(tmp_path)["sales"].file_pattern == "sales_{yyyy}{mm}{dd}.csv"
+
+
+def test_a_pattern_that_starts_with_its_date_claims_no_unknown_file(tmp_path: Path) -> None:
+    # Its guess had no leading text to go by: every unknown file was filed under it, with a reason about its
+    # extension or date.
+    _dataset(tmp_path, "sales", "{yyyy}{mm}{dd}_sales_export.csv")
+    contracts = load_contracts(tmp_path)
+
+    unknown = match_dataset(contracts, "report.xlsx")
+    misnamed = match_dataset(contracts, "20250115_sales_export.txt")
+
+    assert (unknown[0], unknown[2][0].startswith("unknown dataset: no contract matches the name 'report.xlsx'")) == (
+        None,
+        True,
+    )
+    assert misnamed[0] is None
+    assert match_dataset(contracts, "20250115_sales_export.csv")[:2] == (contracts["sales"], date(2025, 1, 15))
