@@ -542,16 +542,6 @@ class _Reader:
         if not isinstance(allowed, list):
             self.note(f"{at}.allowed", "must be an array of values")
             allowed = []
-        # The values are compared with the file's text, here and in the job: a TOML number or boolean is
-        # written back as Python spells it (0.20 as 0.2, true as True), and a file holding the value
-        # exactly as declared would have every row rejected. Whole numbers are spelt as written.
-        inexact = [v for v in allowed if isinstance(v, bool | float) or not isinstance(v, str | int)]
-        if inexact:
-            self.note(
-                f"{at}.allowed",
-                "values are compared with the file's text: write each in quotes, exactly as the files hold it "
-                '("0.20", not 0.20, which reads back as 0.2; "true", not true)',
-            )
         return Column(
             name=self.text("name", True, raw, at),
             type=self.text("type", True, raw, at).strip().lower(),
