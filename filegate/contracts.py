@@ -732,11 +732,11 @@ def _file_problems(contract: Contract) -> list[Problem]:
         problems.append(
             Problem("file_pattern", "file_pattern matches the file's name, not its folder: remove the path")
         )
-    if any(char in pattern for char in "*?[]"):
+    if any(char in pattern for char in "*?"):
         problems.append(
             Problem(
                 "file_pattern",
-                "file_pattern is literal text and {yyyy}, {mm}, {dd}: *, ? and [ ] match only themselves",
+                "file_pattern is literal text and {yyyy}, {mm}, {dd}: * and ? match only themselves, not any text",
             )
         )
     if pattern.lower().endswith(_COMPRESSED):
@@ -931,23 +931,47 @@ def load_contracts(*directories: Path) -> Contracts:
     return Contracts(found)
 
 
-# The day pattern clashes are tried on: any date with a two-digit day and month above 12 tells them apart.
-_SAMPLE_DAY = date(2025, 1, 15)
+def patterns_overlap(one: str, other: str) -> bool:
+    """Whether some file name matches both patterns (of literal text and {yyyy}, {mm}, {dd}).
+
+    Both are fixed-width and matched without regard to case, so they overlap exactly when they are as
+    long and each position agrees: the same letter, or a digit where the other has a date digit. (A
+    literal 1 against a date's day digit is an overlap on the 1st, 11th, 21st and 31st.)
+    """
+    first, second = _positions(one), _positions(other)
+    return len(first) == len(second) and all(
+        a == b or (a is None and (b is None or b.isdigit())) or (b is None and a.isdigit())
+        for a, b in zip(first, second, strict=True)
+    )
+
+
+def _positions(pattern: str) -> list[str | None]:
+    """The pattern's characters, lower case, with each date digit as None."""
+    positions: list[str | None] = []
+    rest = pattern.lower()
+    while rest:
+        token = next((t for t in _DATE_TOKENS if rest.startswith(t)), None)
+        if token is None:
+            positions.append(rest[0])
+            rest = rest[1:]
+        else:
+            positions.extend([None] * (len(token) - 2))  # {yyyy}: four digits, {mm} and {dd}: two
+            rest = rest[len(token) :]
+    return positions
 
 
 def pattern_clashes(contracts: Iterable[Contract]) -> list[tuple[Contract, Contract]]:
-    """Each pair of datasets where a name the first's file_pattern gives also matches the second's.
+    """Each pair of datasets whose file_patterns some file name matches both of.
 
-    Every file goes to the first contract it matches, so the other would never get one, without a
-    word: a copied contract whose pattern was left as it was, say. Tried on one name per pattern, as
-    the pipelines' triggers are; the patterns are literal text and fixed-width date digits.
+    Every file goes to the first contract it matches, so the other would never get it, without a
+    word: a copied contract whose pattern was left as it was, say.
     """
     listed = list(contracts)
     return [
         (one, other)
         for one in listed
         for other in listed
-        if one.name != other.name and other.name_regex.match(one.file_name(_SAMPLE_DAY))
+        if one.name != other.name and patterns_overlap(one.file_pattern, other.file_pattern)
     ]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from filegate.check import check_files, main
-from filegate.contracts import load_contracts
+from filegate.contracts import load_contracts, patterns_overlap
 from filegate.errors import ContractError
 from filegate.pipelines import load_pipelines
 from filegate.validation import match_dataset
@@ -257,6 +257,15 @@ def test_two_datasets_whose_patterns_claim_the_same_files_are_refused(tmp_path: 
         load_contracts(mine)
 
 
+def test_patterns_that_share_only_some_names_clash_and_others_do_not() -> None:
+    # sales120250101.csv is a name of both: sales_a would take sales_b's files of the 1st, 11th, 21st and 31st.
+    assert patterns_overlap("sales{yyyy}{mm}{dd}1.csv", "sales1{yyyy}{mm}{dd}.csv")
+    assert patterns_overlap("ORDERS_{yyyy}_{mm}_{dd}.csv", "orders_{yyyy}_{mm}_{dd}.csv")  # names match in any case
+    assert not patterns_overlap("orders_eu_{yyyy}_{mm}_{dd}.csv", "orders_{yyyy}_{mm}_{dd}.csv")
+    assert not patterns_overlap("sales{yyyy}{mm}{dd}x.csv", "sales1{yyyy}{mm}{dd}.csv")
+    assert not patterns_overlap("trk[eu]_{yyyy}_{mm}_{dd}.csv", "trk_{yyyy}_{mm}_{dd}.csv")
+
+
 def test_a_kind_filegate_does_not_read_is_a_finding_not_a_file_left_out(tmp_path: Path) -> None:
     # "Dataset" was skipped without a word, by `filegate check` and the loaders: every file of it unknown.
     path = _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv", kind='kind = "Dataset"\n')
@@ -358,7 +367,7 @@ def test_a_rules_unknown_input_or_parameter_is_a_finding_not_a_failed_validate(t
     ("pattern", "found"),
     [
         ("landing/sales/sales_{yyyy}{mm}{dd}.csv", "file_pattern matches the file's name, not its folder"),
-        ("sales_*_{yyyy}{mm}{dd}.csv", "*, ? and [ ] match only themselves"),
+        ("sales_*_{yyyy}{mm}{dd}.csv", "* and ? match only themselves"),
         ("sales_{yyyy}{mm}{dd}.csv.gz", "compressed files are refused"),
     ],
 )
@@ -409,3 +418,13 @@ def test_a_pattern_that_starts_with_its_date_claims_no_unknown_file(tmp_path: Pa
     )
     assert misnamed[0] is None
     assert match_dataset(contracts, "20250115_sales_export.csv")[:2] == (contracts["sales"], date(2025, 1, 15))
+
+
+def test_a_pipeline_on_the_built_in_trigger_is_named_and_the_built_in_one_is_not(tmp_path: Path) -> None:
+    _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    _dataset(tmp_path, "refunds", "refunds_{yyyy}{mm}{dd}.csv")
+    mine = _pipeline(tmp_path, "shop", "shop", "trigger_{yyyy}_{mm}_{dd}.json")
+
+    _, findings = check_files([tmp_path / "sales.toml", tmp_path / "refunds.toml", mine, BUILTIN / "ecommerce.toml"])
+
+    assert [(f.path, f.message.split(" (")[0]) for f in findings] == [(mine, "the trigger_pattern of shop")]
