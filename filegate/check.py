@@ -179,7 +179,7 @@ def _pipeline_findings(
             owners[member] = pipeline.name
     every = {**load_pipelines(load_contracts()), **loaded}
     for one, other in trigger_clashes(every.values()):
-        if any(one is mine for mine in loaded.values()) and not is_builtin(one.source):
+        if one.source is not None and any(one is mine for mine in loaded.values()) and not is_builtin(one.source):
             findings.append(Finding(one.source, None, trigger_clash_message(one, other)))
     return findings, parsed
 

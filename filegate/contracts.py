@@ -939,10 +939,15 @@ def patterns_overlap(one: str, other: str) -> bool:
     literal 1 against a date's day digit is an overlap on the 1st, 11th, 21st and 31st.)
     """
     first, second = _positions(one), _positions(other)
-    return len(first) == len(second) and all(
-        a == b or (a is None and (b is None or b.isdigit())) or (b is None and a.isdigit())
-        for a, b in zip(first, second, strict=True)
-    )
+    return len(first) == len(second) and all(_agree(a, b) for a, b in zip(first, second, strict=True))
+
+
+def _agree(one: str | None, other: str | None) -> bool:
+    """Whether a character of a name can stand at a position of both patterns (None: a date digit)."""
+    if one is None or other is None:
+        given = other if one is None else one
+        return given is None or given.isdigit()
+    return one == other
 
 
 def _positions(pattern: str) -> list[str | None]:
