@@ -34,6 +34,7 @@ from filegate.errors import ContractError
 from filegate.pipelines import (
     PIPELINE_KIND,
     Pipeline,
+    Pipelines,
     load_pipelines,
     parse_pipeline,
     trigger_clash_message,
@@ -112,21 +113,22 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
                     clash_message(one, other),
                 )
             )
-    pipeline_findings, checked = _pipeline_findings(pipelines, contracts)
+    builtin = load_pipelines(load_contracts())  # read once, for both questions below
+    pipeline_findings, checked = _pipeline_findings(pipelines, contracts, builtin)
     findings.extend(pipeline_findings)
-    findings.extend(_batch_only_findings(contracts, first_seen, checked))
+    findings.extend(_batch_only_findings(contracts, first_seen, checked, builtin))
     return contracts, findings
 
 
 def _batch_only_findings(
-    contracts: list[Contract], paths: dict[str, Path], checked: dict[str, tuple[str, ...]]
+    contracts: list[Contract], paths: dict[str, Path], checked: dict[str, tuple[str, ...]], builtin: Pipelines
 ) -> list[Finding]:
     """A dataset in no pipeline runs the ingest job, which refuses what only the batch job applies.
 
     The pipelines are the built-in ones, each replaced by a checked pipeline of its name (as
     `load_pipelines` replaces them), and the other checked ones.
     """
-    pipelines = {pipeline.name: pipeline.members for pipeline in load_pipelines(load_contracts()).values()}
+    pipelines = {pipeline.name: pipeline.members for pipeline in builtin.values()}
     members = {member for listed in (pipelines | checked).values() for member in listed}
     return [
         Finding(
@@ -141,7 +143,7 @@ def _batch_only_findings(
 
 
 def _pipeline_findings(
-    pipelines: list[tuple[Path, dict[str, Any]]], contracts: list[Contract]
+    pipelines: list[tuple[Path, dict[str, Any]]], contracts: list[Contract], builtin: Pipelines
 ) -> tuple[list[Finding], dict[str, tuple[str, ...]]]:
     """Each pipeline against the datasets checked alongside it and the built-in ones: members exist, and
     no dataset belongs to two pipelines. Also each pipeline that parsed, by name, with its members."""
@@ -177,7 +179,7 @@ def _pipeline_findings(
             if member in owners and owners[member] != pipeline.name:
                 findings.append(Finding(path, None, f"dataset {member} is also a member of {owners[member]}"))
             owners[member] = pipeline.name
-    every = {**load_pipelines(load_contracts()), **loaded}
+    every = {**builtin, **loaded}
     for one, other in trigger_clashes(every.values()):
         if one.source is not None and any(one is mine for mine in loaded.values()) and not is_builtin(one.source):
             findings.append(Finding(one.source, None, trigger_clash_message(one, other)))

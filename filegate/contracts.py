@@ -971,12 +971,17 @@ def pattern_clashes(contracts: Iterable[Contract]) -> list[tuple[Contract, Contr
     Every file goes to the first contract it matches, so the other would never get it, without a
     word: a copied contract whose pattern was left as it was, say.
     """
-    listed = list(contracts)
+    by_name = {contract.name: contract for contract in contracts}
+    return [(by_name[a], by_name[b]) for a, b in overlapping({n: c.file_pattern for n, c in by_name.items()})]
+
+
+def overlapping(patterns: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Each pair of names (in both orders) whose patterns some name matches both of (`patterns_overlap`)."""
     return [
         (one, other)
-        for one in listed
-        for other in listed
-        if one.name != other.name and patterns_overlap(one.file_pattern, other.file_pattern)
+        for one, mine in patterns.items()
+        for other, theirs in patterns.items()
+        if one != other and patterns_overlap(mine, theirs)
     ]
 
 

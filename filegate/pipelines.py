@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from filegate.contracts import BUILTIN_DATASETS, Contracts, is_builtin, patterns_overlap, read_toml
+from filegate.contracts import BUILTIN_DATASETS, Contracts, is_builtin, overlapping, read_toml
 from filegate.errors import ContractError
 
 PIPELINE_KIND = "pipeline"
@@ -214,15 +214,10 @@ def parse_pipeline(document: Mapping[str, Any], contracts: Contracts, source: Pa
 
 
 def trigger_clashes(pipelines: Iterable[Pipeline]) -> list[tuple[Pipeline, Pipeline]]:
-    """Each pair of pipelines whose trigger patterns some name matches both of (`patterns_overlap`): a trigger
+    """Each pair of pipelines whose trigger patterns some name matches both of (`contracts.patterns_overlap`): a trigger
     goes to the first pipeline it matches, and the other would never seal a batch."""
-    listed = list(pipelines)
-    return [
-        (one, other)
-        for one in listed
-        for other in listed
-        if one.name != other.name and patterns_overlap(one.trigger_pattern, other.trigger_pattern)
-    ]
+    by_name = {pipeline.name: pipeline for pipeline in pipelines}
+    return [(by_name[a], by_name[b]) for a, b in overlapping({n: p.trigger_pattern for n, p in by_name.items()})]
 
 
 def trigger_clash_message(one: Pipeline, other: Pipeline) -> str:
