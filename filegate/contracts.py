@@ -103,6 +103,20 @@ class Column:
         """The reported severity of this column's rule `kind`."""
         return self.severity or _DEFAULT_SEVERITY.get(kind, "MEDIUM")
 
+    @property
+    def allowed_values(self) -> frozenset[Any]:
+        """The allowed values of a typed column, as the values `typed_value` gives.
+
+        A number, a boolean, a date or a time is allowed by its value, not by how it is written: with
+        `allowed = [0.00, 0.20]` (which TOML reads as 0.0 and 0.2) a file's "0.20" is allowed, and so is
+        "TRUE" for `allowed = [true]`. An allowed entry that is not a valid value of the type can never
+        be met and is left out. Free-text columns compare the text itself (`allowed`).
+        """
+        return _allowed_values(self.type, self.allowed)
+
+    def _not_allowed(self, text: str) -> str:
+        return f"{self.name} value {shown(text)} is not one of {', '.join(self.allowed)}"
+
     def check_text(self, text: str) -> str | None:
         """Why `text` is not a valid value of this column, or None when it is."""
         found = self.violation(text)
@@ -112,15 +126,18 @@ class Column:
         """The first rule `text` breaks, as (kind, reason), or None. Spark's `column_reason` mirrors it."""
         if text == "":
             return None if self.nullable else ("required", f"{self.name} is empty but required")
-        if self.allowed and text not in self.allowed:
-            return "allowed", f"{self.name} value {shown(text)} is not one of {', '.join(self.allowed)}"
         regex = _text_regex(self.type)
-        if regex is not None:
+        if regex is None:
+            if self.allowed and text not in self.allowed:
+                return "allowed", self._not_allowed(text)
+        else:
             if not regex.match(text):
                 return "type", f"{self.name} value {shown(text)} is not a valid {self.type}"
             problem = _check_calendar(self.type, text)
             if problem:
                 return "type", f"{self.name} value {shown(text)} {problem}"
+            if self.allowed and typed_value(self.type, text) not in self.allowed_values:
+                return "allowed", self._not_allowed(text)
         if self.pattern is not None and not shared_pattern(self.pattern).matches(text):
             return "pattern", f"{self.name} value {shown(text)} does not match the pattern {self.pattern}"
         if self.min_length is not None and len(text) < self.min_length:
@@ -152,7 +169,9 @@ def _clipped(text: str, limit: int = 40) -> str:
 
 
 def typed_value(type_name: str, text: str) -> Any:
-    """A valid value's text as the Python value Spark compares it as, for min/max."""
+    """A valid value's text as the Python value Spark compares it as, for min/max and allowed values."""
+    if type_name == "boolean":
+        return text.lower() == "true"
     if type_name == "long":
         return int(text)
     if type_name == "double":
@@ -163,6 +182,16 @@ def typed_value(type_name: str, text: str) -> Any:
     if type_name == "timestamp":
         return _utc_timestamp(text)
     return Decimal(text)
+
+
+@cache
+def _allowed_values(type_name: str, allowed: tuple[str, ...]) -> frozenset[Any]:
+    """`Column.allowed_values`, computed once per column: validation checks every sampled value."""
+    regex = _text_regex(type_name)
+    if regex is None:
+        return frozenset()
+    valid = (text for text in allowed if regex.match(text) and _check_calendar(type_name, text) is None)
+    return frozenset(typed_value(type_name, text) for text in valid)
 
 
 @cache

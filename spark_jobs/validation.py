@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession
@@ -225,7 +226,13 @@ def _shown(value: str) -> str:
 
 def _typed_literal(type_name: str, text: str) -> str:
     """A min or max bound as the Spark SQL literal of the value `typed_value` gives (its exact type)."""
-    value = typed_value(type_name, text)
+    return _sql_value(typed_value(type_name, text))
+
+
+def _sql_value(value: Any) -> str:
+    """A value `typed_value` gives as the Spark SQL literal of its exact type."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, datetime):
         return f"TIMESTAMP'{value.isoformat()}'"
     if isinstance(value, date):
@@ -256,9 +263,10 @@ def column_rules(column: Column, value: str) -> list[tuple[str, str, str]]:
 
     if not column.nullable:
         rule(f"({value} = '')", "required", sql_literal(f"{column.name} is empty but required"))
-    if column.allowed:
+    not_allowed = f"is not one of {', '.join(column.allowed)}"
+    if column.allowed and column.text_pattern is None:
         allowed = ", ".join(sql_literal(option) for option in column.allowed)
-        value_rule(f"NOT ({value} IN ({allowed}))", "allowed", f"is not one of {', '.join(column.allowed)}")
+        value_rule(f"NOT ({value} IN ({allowed}))", "allowed", not_allowed)
     typed = f"try_cast({value} AS {spark_type_name(column.type)})"
     if column.text_pattern is not None:
         value_rule(f"NOT ({value} RLIKE {sql_literal(column.text_pattern)})", "type", f"is not a valid {column.type}")
@@ -270,6 +278,12 @@ def column_rules(column: Column, value: str) -> list[tuple[str, str, str]]:
         value_rule(unreal, "type", f"is not a real {column.type}")
         if column.type == "double":
             value_rule(f"(abs({typed}) = double('Infinity'))", "type", DOUBLE_OUT_OF_RANGE)
+        if column.allowed:
+            # By value, as `Column.allowed_values`: "0.20" is one of `allowed = [0.2]`. No allowed entry is
+            # a valid value: nothing is allowed (an empty IN list is no SQL).
+            values = sorted(column.allowed_values, key=repr)
+            allowed = ", ".join(_sql_value(option) for option in values)
+            value_rule(f"NOT ({typed} IN ({allowed}))" if values else "true", "allowed", not_allowed)
     if column.pattern is not None:
         java = shared_pattern(column.pattern).java
         value_rule(

@@ -174,6 +174,36 @@ def test_column_rules_name_the_rule_a_value_breaks(column: dict[str, object], te
     assert (violation[0] if violation else None) == kind
 
 
+@pytest.mark.parametrize(
+    ("column", "text", "kind"),
+    [
+        # TOML reads 0.00 and 0.20 as the floats 0.0 and 0.2: a file's "0.20" is that value.
+        ({"name": "v", "type": "double", "allowed": [0.00, 0.20]}, "0.20", None),
+        ({"name": "v", "type": "double", "allowed": [0.00, 0.20]}, "0", None),
+        ({"name": "v", "type": "double", "allowed": [0.00, 0.20]}, "0.3", "allowed"),
+        ({"name": "v", "type": "decimal(5,2)", "allowed": [0.5, 1.25]}, "0.50", None),
+        ({"name": "v", "type": "decimal(5,2)", "allowed": ["0.5", "1.25"]}, "1.2", "allowed"),
+        ({"name": "v", "type": "boolean", "allowed": [True]}, "true", None),
+        ({"name": "v", "type": "boolean", "allowed": [True]}, "FALSE", "allowed"),
+        ({"name": "v", "type": "long", "allowed": [1, 2]}, "+2", None),
+        ({"name": "v", "type": "date", "allowed": [date(2024, 1, 1)]}, "2024-01-01", None),
+        ({"name": "v", "type": "timestamp", "allowed": ["2024-01-01T00:00:00Z"]}, "2024-01-01T01:00:00+01:00", None),
+        # A value of the wrong type breaks the type rule, whatever the allowed values.
+        ({"name": "v", "type": "long", "allowed": [1, 2]}, "one", "type"),
+        # Free text keeps comparing the text itself.
+        ({"name": "v", "type": "string", "allowed": [0.2]}, "0.20", "allowed"),
+    ],
+)
+def test_allowed_values_of_a_typed_column_are_compared_by_value(
+    column: dict[str, object], text: str, kind: str | None
+) -> None:
+    contract = parse_contract(_things(columns=[{"name": "id", "type": "long", "nullable": False}, column]))
+
+    violation = contract.column("v").violation(text)
+
+    assert (violation[0] if violation else None) == kind
+
+
 def test_a_toml_date_bound_is_kept_as_iso_text() -> None:
     columns = [
         {"name": "id", "type": "long", "nullable": False},

@@ -378,6 +378,20 @@ RULE_CASES: list[tuple[Column, list[str]]] = [
         ],
     ),
     (Column("tier", "string", allowed=("BASIC", "GOLD"), pattern="^[A-Z]+$"), ["GOLD", "gold", "PLATINUM", ""]),
+    # Typed columns allow by value: TOML reads `allowed = [0.00, 0.20]` as 0.0 and 0.2, `[true]` as True.
+    (
+        Column("rate", "double", allowed=("0.0", "0.2")),
+        ["0.20", "0.2", ".2", "2e-1", "0", "-0.0", "0.3", "abc", "1e999", ""],
+    ),
+    (Column("flag", "boolean", allowed=("True",)), ["true", "TRUE", "True", "false", "yes", ""]),
+    (Column("qty", "long", allowed=("1", "10", "1.5"), max="5"), ["1", "01", "+10", "1.5", "2", ""]),
+    (Column("price", "decimal(5,2)", allowed=("9.9", "0.205")), ["9.90", "9.9", "9.91", "0.205", "0.21"]),
+    (Column("day", "date", allowed=("2024-01-01",)), ["2024-01-01", "2024-1-1", "2024-01-02", "2024-02-30"]),
+    (
+        Column("at", "timestamp", allowed=("2024-01-01 00:00:00+00:00",)),
+        ["2024-01-01T00:00:00Z", "2024-01-01T01:00:00+01:00", "2024-01-01 00:00:00", "2024-01-01T00:00:01Z"],
+    ),
+    (Column("never", "long", allowed=("x",)), ["1", "x"]),
 ]  # fmt: skip
 
 
