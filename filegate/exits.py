@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from filegate.errors import FilegateError, SettingsError, TransientError
+from filegate.errors import ContractError, FilegateError, SettingsError, TransientError
 
 OK = 0
 FAILED = 1
@@ -19,8 +19,10 @@ INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def exit_code(exc: FilegateError) -> int:
-    """The code the policy gives an error: settings CONFIG, transient TRY_AGAIN, anything else FAILED."""
-    if isinstance(exc, SettingsError):
+    """The code the policy gives an error: settings and contracts CONFIG, transient TRY_AGAIN, anything
+    else FAILED. A contract or pipeline file that does not load stops every command that reads the folder
+    until someone fixes it: running again changes nothing."""
+    if isinstance(exc, SettingsError | ContractError):
         return CONFIG
     if isinstance(exc, TransientError):
         return TRY_AGAIN

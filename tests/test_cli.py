@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.settings import Settings
@@ -29,88 +32,104 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     )
 
 
-def azure_env(azurite: Azurite, settings: Settings, jobs_api: LocalJobsServer) -> dict[str, str]:
-    return {
-        "FILEGATE_AZURE_STORAGE": azurite.connection_string,
-        "FILEGATE_LANDING": str(settings.landing),
-        "FILEGATE_ARCHIVE": str(settings.archive),
-        "FILEGATE_REJECTED": str(settings.rejected),
-        "DATABRICKS_HOST": jobs_api.url,
-        "DATABRICKS_TOKEN": "local-test-token",
-    }
+@dataclass
+class AzureCli:
+    """Azurite, a landing/archive/rejected layout in it and a local Jobs API: what `filegate handle` talks to."""
+
+    folder: Path
+    azurite: Azurite
+    store: AzureBlobStore
+    settings: Settings
+    jobs_api: LocalJobsServer
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "FILEGATE_AZURE_STORAGE": self.azurite.connection_string,
+            "FILEGATE_LANDING": str(self.settings.landing),
+            "FILEGATE_ARCHIVE": str(self.settings.archive),
+            "FILEGATE_REJECTED": str(self.settings.rejected),
+            "DATABRICKS_HOST": self.jobs_api.url,
+            "DATABRICKS_TOKEN": "local-test-token",
+            **extra,
+        }
+
+    def deliver(self, files: dict[str, bytes], folder: str = "delivery") -> Path:
+        """The files uploaded into landing, and a file holding one delivery of their BlobCreated events."""
+        landing = self.settings.landing
+        events = []
+        for name, data in files.items():
+            info = self.store.put(landing.container, landing.path(name), data, "text/csv", {})
+            events.append(
+                blob_created(landing.container, landing.path(name), info.size, info.version, port=self.azurite.port)
+            )
+        (self.folder / folder).mkdir()
+        event_file = self.folder / folder / "events.json"
+        event_file.write_text(json.dumps(events))
+        return event_file
 
 
-def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(
-    tmp_path: Path,
-    azurite: Azurite,
-    azure_store: AzureBlobStore,
-    azure_settings: Settings,
-    jobs_api: LocalJobsServer,
-) -> None:
-    path = azure_settings.landing.path("order_tracking_2024_03_05.csv")
-    info = azure_store.put(azure_settings.landing.container, path, csv_bytes(), "text/csv", {})
-    event_file = tmp_path / "event.json"
-    event_file.write_text(
-        json.dumps([blob_created(azure_settings.landing.container, path, info.size, info.version, port=azurite.port)])
-    )
-    env = azure_env(azurite, azure_settings, jobs_api)
+@pytest.fixture
+def cli(
+    tmp_path: Path, azurite: Azurite, azure_store: AzureBlobStore, azure_settings: Settings, jobs_api: LocalJobsServer
+) -> AzureCli:
+    return AzureCli(tmp_path, azurite, azure_store, azure_settings, jobs_api)
 
-    first = run_cli(["handle", str(event_file)], env)
-    second = run_cli(["handle", str(event_file)], env)
+
+def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(cli: AzureCli) -> None:
+    event_file = cli.deliver({"order_tracking_2024_03_05.csv": csv_bytes()})
+
+    first = run_cli(["handle", str(event_file)], cli.env())
+    second = run_cli(["handle", str(event_file)], cli.env())
 
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["status"] == "archived"
     assert json.loads(second.stdout)["status"] == "duplicate"
     assert json.loads(second.stdout)["run_id"] == json.loads(first.stdout)["run_id"]
-    assert len(jobs_api.runs()) == 1
+    assert len(cli.jobs_api.runs()) == 1
 
 
-def delivery(
-    folder: Path, azurite: Azurite, store: AzureBlobStore, settings: Settings, files: dict[str, bytes]
-) -> Path:
-    """The files uploaded into landing, and a file holding one delivery of their BlobCreated events."""
-    landing = settings.landing
-    events = []
-    for name, data in files.items():
-        info = store.put(landing.container, landing.path(name), data, "text/csv", {})
-        events.append(blob_created(landing.container, landing.path(name), info.size, info.version, port=azurite.port))
-    folder.mkdir(exist_ok=True)
-    event_file = folder / "events.json"
-    event_file.write_text(json.dumps(events))
-    return event_file
+def test_handle_exits_2_when_the_contracts_folder_does_not_load_and_the_file_stays_in_landing(cli: AzureCli) -> None:
+    # A contract saved with a typo: fixing it is what helps, so 2 (CONFIG), not 1 (it ran; look at a file).
+    contracts = cli.folder / "contracts"
+    contracts.mkdir()
+    (contracts / "refunds.toml").write_text('name = "refunds"\nfile_pattern = "refunds_{yyyy}{mm}{dd}.csv"\nkeyz = 1\n')
+    name = "order_tracking_2024_03_05.csv"
+    event_file = cli.deliver({name: csv_bytes()})
+
+    result = run_cli(["handle", str(event_file)], cli.env(FILEGATE_CONTRACTS_DIR=str(contracts)))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "filegate handle: configuration error:" in result.stderr
+    assert "refunds.toml" in result.stderr
+    assert "keyz" in result.stderr
+    landing = cli.settings.landing
+    left = cli.store.stat(landing.container, landing.path(name))
+    assert left is not None
+    assert left.size == len(csv_bytes())
+    assert cli.jobs_api.runs() == []
 
 
-def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(
-    tmp_path: Path,
-    azurite: Azurite,
-    azure_store: AzureBlobStore,
-    azure_settings: Settings,
-    jobs_api: LocalJobsServer,
-) -> None:
+def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(cli: AzureCli) -> None:
     # One file archived, one blob in the Archive tier: exit 0 said all was done, while a person must set its tier.
-    landing = azure_settings.landing
+    landing = cli.settings.landing
     files = {name: csv_bytes() for name in ("order_tracking_2024_03_05.csv", "order_tracking_2024_03_06.csv")}
-    event_file = delivery(tmp_path, azurite, azure_store, azure_settings, files)
-    frozen_in_archive_tier(azurite, landing.container, landing.path("order_tracking_2024_03_06.csv"))
+    event_file = cli.deliver(files)
+    frozen_in_archive_tier(cli.azurite, landing.container, landing.path("order_tracking_2024_03_06.csv"))
 
-    result = run_cli(
-        ["handle", str(event_file)], {**azure_env(azurite, azure_settings, jobs_api), "FILEGATE_JOB_ID": "1"}
-    )
+    result = run_cli(["handle", str(event_file)], cli.env(FILEGATE_JOB_ID="1"))
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["archived", "ignored"]
     assert "1 file(s) stay in landing, unreadable; see their reasons" in result.stderr
-    assert len(jobs_api.runs()) == 1
+    assert len(cli.jobs_api.runs()) == 1
 
     # Again with a new file whose run-now fails: 75 would invite a retry, which cannot read the frozen one.
-    fresh = delivery(
-        tmp_path / "again", azurite, azure_store, azure_settings, {"order_tracking_2024_03_07.csv": csv_bytes()}
-    )
+    fresh = cli.deliver({"order_tracking_2024_03_07.csv": csv_bytes()}, folder="again")
     events = json.loads(event_file.read_text())
     fresh.write_text(json.dumps([events[1], *json.loads(fresh.read_text())]))
-    jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"))
+    cli.jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"))
 
-    stopped = run_cli(["handle", str(fresh)], {**azure_env(azurite, azure_settings, jobs_api), "FILEGATE_JOB_ID": "1"})
+    stopped = run_cli(["handle", str(fresh)], cli.env(FILEGATE_JOB_ID="1"))
 
     assert stopped.returncode == 1, stopped.stdout + stopped.stderr
     assert [json.loads(line)["status"] for line in stopped.stdout.splitlines()] == ["ignored"]
@@ -118,20 +137,14 @@ def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(
     assert "1 file(s) stay in landing, unreadable" in stopped.stderr
 
 
-def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(
-    tmp_path: Path,
-    azurite: Azurite,
-    azure_store: AzureBlobStore,
-    azure_settings: Settings,
-    jobs_api: LocalJobsServer,
-) -> None:
+def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(cli: AzureCli) -> None:
     # The first event's run-now fails (a permission missing); the second is a bad file. Before, handling
     # stopped at the first failure; and a rejection made before a failure was never printed, so handled
     # again it read as a duplicate and was reported as rejected nowhere.
     files = {"order_tracking_2024_03_05.csv": csv_bytes(), "order_tracking_2024_03_06.csv": b"a,b\n1,2\n"}
-    event_file = delivery(tmp_path, azurite, azure_store, azure_settings, files)
-    jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"))
-    env = {**azure_env(azurite, azure_settings, jobs_api), "FILEGATE_JOB_ID": "1"}
+    event_file = cli.deliver(files)
+    cli.jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"))
+    env = cli.env(FILEGATE_JOB_ID="1")
 
     result = run_cli(["handle", str(event_file)], env)
 
@@ -140,7 +153,7 @@ def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(
     assert (printed["status"], printed["source"].rsplit("/", 1)[-1]) == ("rejected", "order_tracking_2024_03_06.csv")
     assert "order_tracking_2024_03_05.csv" in result.stderr
     assert "denied access (403)" in result.stderr
-    assert jobs_api.runs() == []
+    assert cli.jobs_api.runs() == []
     # An empty delivery still says why nothing was processed.
     event_file.write_text("[]")
     empty = run_cli(["handle", str(event_file)], env)
@@ -196,18 +209,12 @@ def test_handle_names_a_missing_a_folder_and_a_binary_event_file_without_a_trace
     assert "not a text file" in results["binary"].stderr
 
 
-def test_handle_exits_non_zero_when_nothing_was_processed_and_prints_each_outcome_once(
-    tmp_path: Path,
-    azurite: Azurite,
-    azure_settings: Settings,
-    jobs_api: LocalJobsServer,
-) -> None:
-    event = blob_created(azure_settings.landing.container, "elsewhere/x.csv", 10, "0x1", port=azurite.port)
-    event_file = tmp_path / "event.json"
+def test_handle_exits_non_zero_when_nothing_was_processed_and_prints_each_outcome_once(cli: AzureCli) -> None:
+    event = blob_created(cli.settings.landing.container, "elsewhere/x.csv", 10, "0x1", port=cli.azurite.port)
+    event_file = cli.folder / "event.json"
     event_file.write_text(json.dumps(event))
-    env = azure_env(azurite, azure_settings, jobs_api)
 
-    result = run_cli(["handle", str(event_file)], env)
+    result = run_cli(["handle", str(event_file)], cli.env())
 
     assert result.returncode == 1, result.stderr
     assert json.loads(result.stdout)["status"] == "ignored"

@@ -24,7 +24,7 @@ from filegate.errors import (
         (TransientError("storage answered 503"), exits.TRY_AGAIN),
         (RunNotStarted("archive/order_tracking.csv", "run-now timed out"), exits.TRY_AGAIN),
         (SourceChanged("overwritten meanwhile"), exits.FAILED),
-        (ContractError("orders.toml: no columns"), exits.FAILED),
+        (ContractError("orders.toml: no columns"), exits.CONFIG),
         (FilegateError("anything else"), exits.FAILED),
     ],
 )
