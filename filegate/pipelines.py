@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from filegate.contracts import BUILTIN_DATASETS, Contracts, is_builtin, overlapping, read_toml
+from filegate.contracts import BUILTIN_DATASETS, Contracts, is_builtin, overlapping, patterns_overlap, read_toml
 from filegate.errors import ContractError
 
 PIPELINE_KIND = "pipeline"
@@ -193,7 +193,7 @@ def parse_pipeline(document: Mapping[str, Any], contracts: Contracts, source: Pa
     if late not in LATE_MEMBER:
         problems.append(f"late_member must be one of {', '.join(LATE_MEMBER)}")
     if pattern and not problems:
-        clash = contracts.match(_sample_trigger(pattern))
+        clash = next((c for c in contracts.values() if patterns_overlap(pattern, c.file_pattern)), None)
         if clash is not None:
             problems.append(f"trigger_pattern also matches dataset {clash.name}'s file pattern")
     if problems:
@@ -225,10 +225,6 @@ def trigger_clash_message(one: Pipeline, other: Pipeline) -> str:
         f"the trigger_pattern of {one.name} ({one.trigger_pattern}) also matches the triggers of {other.name} "
         f"({other.trigger_pattern}): give each pipeline a trigger of its own"
     )
-
-
-def _sample_trigger(pattern: str) -> str:
-    return pattern.replace("{yyyy}", "2025").replace("{mm}", "01").replace("{dd}", "15")
 
 
 def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:

@@ -57,6 +57,29 @@ def test_a_broken_pipeline_says_what_is_wrong(changes: dict[str, Any], message: 
         parse_pipeline({**ECOMMERCE, **changes}, CONTRACTS)
 
 
+@pytest.mark.parametrize(
+    ("dataset_pattern", "trigger_pattern"),
+    [
+        ("trigger_{yyyy}_{mm}_{dd}.json", "TRIGGER_{yyyy}_{mm}_{dd}.json"),
+        # Only on some days: x9 then a date against x, a date and 9 (a day ending in 9, a year of 9s).
+        ("x9{yyyy}{mm}{dd}.json", "x{yyyy}{mm}{dd}9.json"),
+    ],
+)
+def test_a_trigger_pattern_that_some_dataset_file_also_matches_is_refused(
+    tmp_path: Path, dataset_pattern: str, trigger_pattern: str
+) -> None:
+    # A file of both would be taken as the dataset's, and the pipeline would never seal a batch.
+    text = (BUILTIN_DATASETS / "customers.toml").read_text(encoding="utf-8")
+    customers = tomllib.loads(text)["file_pattern"]
+    (tmp_path / "feed.toml").write_text(
+        text.replace('name = "customers"', 'name = "feed"').replace(customers, dataset_pattern), encoding="utf-8"
+    )
+    contracts = load_contracts(tmp_path)
+
+    with pytest.raises(ContractError, match="trigger_pattern also matches dataset feed's file pattern"):
+        parse_pipeline({**ECOMMERCE, "trigger_pattern": trigger_pattern}, contracts)
+
+
 def test_a_dataset_in_two_pipelines_is_refused(tmp_path: Path) -> None:
     text = (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
     (tmp_path / "shop2.toml").write_text(text.replace('name = "ecommerce"', 'name = "shop2"'), encoding="utf-8")
