@@ -15,7 +15,7 @@ from typing import Any
 from filegate.contracts import Contracts
 from filegate.errors import ContractError
 from filegate.pipelines import Pipeline
-from spark_jobs.pipeline_tables import ANY_PLACEHOLDER, PLACEHOLDER
+from spark_jobs.pipeline_tables import PLACEHOLDER, misspelt_placeholder, placeholders
 
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
 ACTIONS = ("warn", "quarantine", "fail")
@@ -143,11 +143,13 @@ def _rule_input_problems(
     """Each placeholder of a rule's SQL that names no input `cross_checks.register_inputs` gives a rule: found
     here, not in the batch's validate once every file of it has landed."""
     problems = []
-    for rule, placeholder in ((each, p) for each in rules for p in ANY_PLACEHOLDER.findall(each.sql)):
+    for rule, placeholder in ((each, p) for each in rules for p in placeholders(each.sql)):
         found = PLACEHOLDER.fullmatch(placeholder)
         kind, item, bare = found.groups() if found else (None, None, None)
         where = f"rules {rule.name}: {placeholder}"
-        if found is None or kind == "table" or bare not in (None, "as_of"):
+        if found is None:
+            problems.append(f"{where} is not an input a rule can read{misspelt_placeholder(placeholder)}")
+        elif kind == "table" or bare not in (None, "as_of"):
             problems.append(f"{where} is not an input a rule can read (it runs before the merge)")
         elif kind in ("batch", "current", "history", "latest") and item not in pipeline.members:
             problems.append(f"{where}: {item} is not a member of {pipeline.name}")

@@ -34,6 +34,8 @@ PLACEHOLDER = re.compile(
     r"|(as_of|validation_results|validation_failures|processing_log))\}"
 )
 ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+# What SQL does not read as code: string literals (backslash escapes, as Spark's) and comments.
+_NOT_CODE = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|--[^\n]*|/\*.*?\*/", re.DOTALL)
 Bound = float | int | str
 
 
@@ -147,6 +149,24 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
     return build_order(tables)
 
 
+def placeholders(sql: str) -> list[str]:
+    """Each `${...}` of `sql` that the job resolves or that breaks the statement: every input placeholder
+    (`resolve_sql` replaces them wherever they stand), and any other `${...}` outside string literals and
+    comments. Inside those, `'${x}'` is text the job leaves as it is."""
+    text = _NOT_CODE.sub(lambda found: "'" * len(found.group()), sql)
+    return [
+        found.group()
+        for found in ANY_PLACEHOLDER.finditer(sql)
+        if PLACEHOLDER.fullmatch(found.group()) or ANY_PLACEHOLDER.match(text, found.start())
+    ]
+
+
+def misspelt_placeholder(placeholder: str) -> str:
+    """Why `placeholder` names no input, where the case is all that is wrong."""
+    lower = placeholder.lower()
+    return f" (inputs are written in lower case: {lower})" if PLACEHOLDER.fullmatch(lower) else ""
+
+
 def _input_problems(
     table: DerivedTable,
     pipeline: Pipeline,
@@ -157,8 +177,8 @@ def _input_problems(
 ) -> list[str]:
     problems = []
     for text in (table.sql, *(s.case_sql() for s in table.segments)):
-        unknown = [p for p in ANY_PLACEHOLDER.findall(text) if not PLACEHOLDER.fullmatch(p)]
-        problems += [f"{p} is not an input a table can read" for p in unknown]
+        unknown = [p for p in placeholders(text) if not PLACEHOLDER.fullmatch(p)]
+        problems += [f"{p} is not an input a table can read{misspelt_placeholder(p)}" for p in unknown]
     for name in sorted(table.inputs()):
         kind, _, item = name.partition(".")
         if kind == "latest":

@@ -346,6 +346,9 @@ def test_a_rules_unknown_input_or_parameter_is_a_finding_not_a_failed_validate(t
         "SELECT r.id FROM ${batch.refund} r LEFT ANTI JOIN ${latest.sales} s ON r.id = s.id\n"
         "JOIN ${lookup.reason} l ON true JOIN ${table.summary} t ON true JOIN ${lookup.reasons} k ON true\n"
         "WHERE r.at < ${as_of} - ${param.max_day} AND ${param.max_days} > 0 AND ${batch.sales.id}\n"
+        "AND EXISTS (SELECT 1 FROM ${Batch.sales})\n"
+        # Text in a literal or a comment, which the job leaves as it is: no finding.
+        "AND r.note NOT LIKE '%${REFUND}%' -- ${not an input}\n"
         '"""\n'
     )
     pipeline = _pipeline(tmp_path, "shop", "shop", "shop_{yyyy}{mm}{dd}.json", rule)
@@ -359,7 +362,9 @@ def test_a_rules_unknown_input_or_parameter_is_a_finding_not_a_failed_validate(t
         "rules refund_without_sale: ${lookup.reason}: no lookup is named reason",
         "rules refund_without_sale: ${table.summary} is not an input a rule can read (it runs before the merge)",
         "rules refund_without_sale: ${param.max_day}: no parameter is named max_day in [params]",
-        "rules refund_without_sale: ${batch.sales.id} is not an input a rule can read (it runs before the merge)",
+        "rules refund_without_sale: ${batch.sales.id} is not an input a rule can read",
+        "rules refund_without_sale: ${Batch.sales} is not an input a rule can read (inputs are written in lower "
+        "case: ${batch.sales})",
     ]
 
 
