@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote, unquote
 
-from filegate.contracts import Contract
+from filegate.contracts import Contract, same_name
 from filegate.errors import DestinationExists, ObjectNotFound, SourceChanged, StorageError, TransientError
 from filegate.events import Upload
 from filegate.settings import Location
@@ -88,7 +88,7 @@ def rejected_name(contract: Contract | None, business_date: date | None, file_na
     if contract is None or business_date is None:
         return file_name
     spelled = contract.file_name(business_date)
-    return spelled if spelled.lower() == file_name.lower() else file_name
+    return spelled if same_name(spelled, file_name) else file_name
 
 
 def rejected_path(location: Location, dataset: str | None, file_name: str) -> str:

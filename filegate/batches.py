@@ -35,7 +35,7 @@ from filegate.archive import (
     unqualified_name,
     write_report,
 )
-from filegate.contracts import Contract
+from filegate.contracts import Contract, same_name
 from filegate.errors import (
     DestinationExists,
     FilegateError,
@@ -234,7 +234,7 @@ def _read_archived_trigger(gate: Gate, pipeline: Pipeline, info: ObjectInfo) -> 
 
 
 def _same_file(expected: Expected, name: str) -> bool:
-    return unqualified_name(name).lower() == expected.file.lower()
+    return same_name(unqualified_name(name), expected.file)
 
 
 def _resolve_member(gate: Gate, expected: Expected, business_date: date, *, look_for_rejects: bool = True) -> Member:

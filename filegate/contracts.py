@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -350,7 +351,7 @@ class Contract:
 
     @property
     def name_regex(self) -> re.Pattern[str]:
-        return _compile_file_pattern(self.file_pattern)
+        return compile_file_pattern(self.file_pattern)
 
     def file_name(self, business_date: date) -> str:
         """The name the pattern gives for a date: the contract's spelling of every name it matches that day."""
@@ -378,11 +379,24 @@ def sql_literal(value: ParamValue) -> str:
 
 
 @cache
-def _compile_file_pattern(file_pattern: str) -> re.Pattern[str]:
-    regex = re.escape(file_pattern)
-    for token, group in _DATE_TOKENS.items():
-        regex = regex.replace(re.escape(token), group)
-    return re.compile(f"^{regex}$", re.IGNORECASE)
+@cache
+def compile_file_pattern(file_pattern: str) -> re.Pattern[str]:
+    """The regex of a file or trigger pattern: a named group per date token, its literal text in any case and
+    in either Unicode form. A name typed on macOS may reach storage decomposed (`é` as `e` and a combining
+    accent); both spellings are one name (`same_name`). `\\Z`: a name that goes on with a line break is another."""
+    parts = re.split(r"(\{yyyy\}|\{mm\}|\{dd\})", unicodedata.normalize("NFC", file_pattern))
+    regex = "".join(_DATE_TOKENS.get(part) or "".join(map(_either_form, part)) for part in parts)
+    return re.compile(f"^{regex}\\Z", re.IGNORECASE)
+
+
+def _either_form(char: str) -> str:
+    decomposed = unicodedata.normalize("NFD", char)
+    return re.escape(char) if decomposed == char else f"(?:{re.escape(char)}|{re.escape(decomposed)})"
+
+
+def same_name(one: str, other: str) -> bool:
+    """Whether two file names are one name as the patterns match them: in any case and Unicode form."""
+    return unicodedata.normalize("NFC", one).lower() == unicodedata.normalize("NFC", other).lower()
 
 
 def _stem_literal(file_pattern: str) -> str:

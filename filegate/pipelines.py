@@ -11,11 +11,18 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from filegate.contracts import BUILTIN_DATASETS, Contracts, is_builtin, overlapping, patterns_overlap, read_toml
+from filegate.contracts import (
+    BUILTIN_DATASETS,
+    Contracts,
+    compile_file_pattern,
+    is_builtin,
+    overlapping,
+    patterns_overlap,
+    read_toml,
+)
 from filegate.errors import ContractError
 
 PIPELINE_KIND = "pipeline"
@@ -72,7 +79,7 @@ class Pipeline:
 
     @property
     def trigger_regex(self) -> re.Pattern[str]:
-        return _compile(self.trigger_pattern)
+        return compile_file_pattern(self.trigger_pattern)
 
     def trigger_date(self, file_name: str) -> date | None:
         """The business date a trigger's name carries; ValueError when it is not a calendar date."""
@@ -88,14 +95,6 @@ class Pipeline:
 
 
 BATCHES_FOLDER = "_batches"
-
-
-@cache
-def _compile(pattern: str) -> re.Pattern[str]:
-    regex = re.escape(pattern)
-    for token, group in _DATE_TOKENS.items():
-        regex = regex.replace(re.escape(token), group)
-    return re.compile(f"^{regex}$", re.IGNORECASE)
 
 
 class Pipelines(Mapping[str, Pipeline]):

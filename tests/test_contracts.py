@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from filegate.contracts import load_contracts, parse_contract
+from filegate.contracts import compile_file_pattern, load_contracts, parse_contract, same_name
 from filegate.errors import ContractError
 
 
@@ -28,6 +29,18 @@ def test_file_names_match_case_insensitively_and_carry_the_business_date() -> No
     assert contract is not None
     assert contract.business_date("order_tracking_2024_12_31.csv").isoformat() == "2024-12-31"
     assert contracts.match("order_tracking_2024_12_31.csv.tmp") is None
+
+
+def test_a_name_matches_in_either_unicode_form_and_only_whole() -> None:
+    regex = compile_file_pattern("Données_{yyyy}_{mm}_{dd}.csv")
+
+    for name in ("données_2025_01_15.csv", unicodedata.normalize("NFD", "DONNÉES_2025_01_15.CSV")):
+        found = regex.match(name)
+        assert found is not None, ascii(name)
+        assert (found["yyyy"], found["mm"], found["dd"]) == ("2025", "01", "15")
+    # `$` matched before a final line break: a name that goes on with one is another name.
+    assert regex.match("données_2025_01_15.csv\n") is None
+    assert same_name(unicodedata.normalize("NFD", "Données.csv"), "données.CSV")
 
 
 def test_adding_a_dataset_is_adding_a_contract_file(tmp_path: Path) -> None:

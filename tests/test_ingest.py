@@ -6,7 +6,9 @@ import base64
 import hashlib
 import json
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
 
 from filegate import ingest
 from filegate.azure_storage import AzureBlobStore
-from filegate.contracts import load_contracts
+from filegate.contracts import BUILTIN_DATASETS, load_contracts
 from filegate.errors import RunNotStarted
 from filegate.ingest import Gate, handle_payload
 from filegate.jobs import DatabricksJobs
@@ -111,6 +113,32 @@ def test_invalid_file_is_rejected_with_a_report_and_no_run(
     assert report["size_bytes"] == len(data)
     assert names(gate, gate.settings.landing.container) == []
     assert jobs_api.requests("run-now") == []
+
+
+def test_a_name_decomposed_as_macos_writes_it_matches_an_accented_pattern(
+    tmp_path: Path, azure_store: AzureBlobStore, azure_settings: Settings, jobs_api: LocalJobsServer, azurite: Azurite
+) -> None:
+    # `é` reaches storage as `e` and a combining accent when a Mac spelled it so: the name matched no
+    # contract and every such file was rejected as unknown.
+    text = (BUILTIN_DATASETS / "order_tracking.toml").read_text(encoding="utf-8")
+    (tmp_path / "expeditions.toml").write_text(
+        text.replace('name = "order_tracking"', 'name = "expeditions"').replace(
+            "order_tracking_{yyyy}", "expéditions_{yyyy}"
+        ),
+        encoding="utf-8",
+    )
+    jobs = DatabricksJobs(azure_settings, workspace_client(jobs_api))
+    gate = Gate(azure_settings, azure_store, jobs, load_contracts(tmp_path))
+    good, bad = (unicodedata.normalize("NFD", f"Expéditions_2024_03_0{day}.csv") for day in (5, 6))
+
+    [archived] = handle_payload(gate, upload(gate, azurite, csv_bytes(), good))
+    [rejected] = handle_payload(gate, upload(gate, azurite, b"tracking_num\n1Z1\n", bad))
+
+    assert (archived.status, archived.dataset) == ("archived", "expeditions")
+    assert archived.archived_path == f"{azure_settings.archive.container}/expeditions/2024/03/05/{good}"
+    # Rejected under the contract's spelling, where a batch looks for its member (`archive.rejected_name`).
+    assert rejected.rejected_path == f"{azure_settings.rejected.container}/expeditions/expéditions_2024_03_06.csv"
+    assert len(jobs_api.runs()) == 1
 
 
 def test_duplicate_deliveries_start_one_run(gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer) -> None:
