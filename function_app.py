@@ -15,6 +15,9 @@ from filegate.settings import DEFAULT_SWEEP_SCHEDULE, Settings, sweep_schedule
 from filegate.sweep import scheduled_sweep
 
 app = func.FunctionApp()
+# The worker logs at INFO and Application Insights keeps every record: the storage SDK would add its request
+# and response headers, two dozen records per file, around the one outcome line an alert reads.
+logging.getLogger("azure").setLevel(logging.WARNING)
 # Under host.json's functionTimeout (5 minutes), which would stop the sweep mid-file.
 SWEEP_BUDGET = timedelta(minutes=4)
 
