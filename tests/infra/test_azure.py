@@ -390,6 +390,8 @@ def test_the_function_package_leaves_out_all_but_what_the_function_imports(tmp_p
     # Every tracked top-level entry is either shipped or left out on purpose.
     assert top_level - ignored == FUNCTION_PACKAGE
     assert {".venv", "node_modules", ".jars"} <= ignored
+    # What no listing of tracked files shows: bytecode in filegate/, and secrets or settings left in the folder.
+    assert {"__pycache__", "*.pyc", ".env*", ".vscode"} <= ignored
 
     for name in FUNCTION_PACKAGE:
         source = REPO / name
