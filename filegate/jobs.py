@@ -90,7 +90,14 @@ class _AzureIdentityCredentials:
         return "azure-identity"
 
     def __call__(self, cfg: object) -> CredentialsProvider:
-        from azure.identity import DefaultAzureCredential
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError as exc:  # the GCP function does not install it: every event failed on it
+            raise SettingsError(
+                "FILEGATE_DATABRICKS_AUTH=azure-identity takes a managed identity in Azure, and azure-identity "
+                "is not installed here (the GCP function has none): unset it and give DATABRICKS_TOKEN, or "
+                "DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET"
+            ) from exc
 
         credential = DefaultAzureCredential()
 

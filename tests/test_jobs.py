@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import re
 import socket
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -286,6 +287,17 @@ def test_azure_identity_without_an_identity_names_the_setting(
     settings = Settings(databricks_host=jobs_api.url, databricks_auth="azure-identity", job_id=1)
 
     with pytest.raises(SettingsError, match="FILEGATE_DATABRICKS_AUTH=azure-identity, but no Azure identity"):
+        DatabricksJobs(settings).check_job()
+
+
+def test_azure_identity_where_it_is_not_installed_names_the_setting(
+    jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The GCP function installs no azure-identity: each event ended in ModuleNotFoundError, retried for a day.
+    monkeypatch.setitem(sys.modules, "azure.identity", None)
+    settings = Settings(databricks_host=jobs_api.url, databricks_auth="azure-identity", job_id=1)
+
+    with pytest.raises(SettingsError, match=r"azure-identity is not installed here .* unset it"):
         DatabricksJobs(settings).check_job()
 
 
