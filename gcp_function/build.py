@@ -5,8 +5,8 @@ Cloud Functions uploads one source folder and installs its requirements.txt; the
 living in git. Which modules go in follows from the imports: those main.py reaches, directly or
 through other modules (imports inside functions count), plus the package data pyproject.toml
 declares (the dataset contracts). Nothing else: no other cloud's store, no operator command.
-Output: `build/gcp_function/` (for `gcloud --source`) and `build/gcp_function.zip` (for Terraform),
-byte-identical for identical inputs.
+Output: `build/gcp_function/` (for `gcloud --source`, and the folder `infra/gcp` zips) and
+`build/gcp_function.zip` (to upload yourself), byte-identical for identical inputs.
 
 Usage: python gcp_function/build.py [--out DIR]
 """

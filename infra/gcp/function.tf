@@ -153,6 +153,9 @@ data "archive_file" "function_source" {
   source_dir  = abspath("${path.module}/${var.function_source_dir}")
   output_path = "${path.module}/.terraform/function-source.zip"
   excludes    = ["**/__pycache__/**"]
+  # The zip records each file's mode, which the builder's umask sets: without one mode for all, the
+  # same code zipped on two machines hashes apart, and the object's name below redeploys it for nothing.
+  output_file_mode = "0644"
 }
 
 # The object name carries the zip's hash, so a code change replaces the object and redeploys.

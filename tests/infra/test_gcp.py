@@ -187,6 +187,10 @@ def test_function_source_is_the_packaged_build_folder(gcp: TerraformModule) -> N
     assert source == "../../build/gcp_function"
     storage_source = gcp.resource(*FUNCTION)["build_config"][0]["source"][0]["storage_source"][0]
     assert storage_source["object"] == "${google_storage_bucket_object.function_source.name}"
+    # One file mode in the zip: its hash names the object, and a umask must not redeploy the same code.
+    archive = re.search(r'data "archive_file" "function_source" \{(.*?)\n\}', gcp.text(), re.DOTALL)
+    assert archive is not None
+    assert re.search(r'output_file_mode\s*=\s*"0644"', archive[1])
 
 
 def test_the_function_holds_on_each_bucket_exactly_the_permissions_its_calls_need(gcp: TerraformModule) -> None:
