@@ -21,6 +21,10 @@ class AccessDenied(SettingsError):
     """The identity lacks a permission a location needs: grant the one the message names."""
 
 
+class UsageError(FilegateError):
+    """A command's argument names nothing it can act on (a typo, a path outside its location): fix the command."""
+
+
 class UnsafeSql(FilegateError):
     """A name or value that cannot be written into Spark SQL as it is (a backtick in a name, a quote in a literal)."""
 

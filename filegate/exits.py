@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from filegate.errors import ContractError, FilegateError, SettingsError, TransientError
+from filegate.errors import ContractError, FilegateError, SettingsError, TransientError, UsageError
 
 OK = 0
 FAILED = 1
@@ -22,7 +22,7 @@ def exit_code(exc: FilegateError) -> int:
     """The code the policy gives an error: settings and contracts CONFIG, transient TRY_AGAIN, anything
     else FAILED. A contract or pipeline file that does not load stops every command that reads the folder
     until someone fixes it: running again changes nothing."""
-    if isinstance(exc, SettingsError | ContractError):
+    if isinstance(exc, SettingsError | ContractError | UsageError):
         return CONFIG
     if isinstance(exc, TransientError):
         return TRY_AGAIN
@@ -32,7 +32,9 @@ def exit_code(exc: FilegateError) -> int:
 def report_failure(prog: str, exc: FilegateError, *, config_note: str = "", try_again: str = "try again") -> int:
     """Say why on stderr, in the words that tell the operator what to do, and return the error's code."""
     code = exit_code(exc)
-    if code == CONFIG:
+    if isinstance(exc, UsageError):
+        print(f"{prog}: {exc}", file=sys.stderr)
+    elif code == CONFIG:
         print(f"{prog}: configuration error{config_note}: {exc}", file=sys.stderr)
     elif code == TRY_AGAIN:
         print(f"{prog}: {try_again}: {exc}", file=sys.stderr)

@@ -7,14 +7,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
 from filegate import exits
-from filegate.archive import REPORT_SUFFIX, report_path, set_report_aside, unqualified_name
+from filegate.archive import REPORT_SUFFIX, UNMATCHED, report_path, set_report_aside, unqualified_name
 from filegate.errors import (
     DamagedLeftBehind,
     DestinationExists,
@@ -22,9 +22,18 @@ from filegate.errors import (
     ObjectNotFound,
     RunNotStarted,
     SourceChanged,
-    StorageError,
+    UsageError,
 )
-from filegate.ingest import Gate, Outcome, handle_payload, handle_upload, left_in_landing, redrive_archived
+from filegate.ingest import (
+    IGNORED,
+    REJECTED,
+    Gate,
+    Outcome,
+    handle_payload,
+    handle_upload,
+    left_in_landing,
+    redrive_archived,
+)
 from filegate.jobs import ACTIVE_STATES
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo
 from filegate.stores import add_target_option
@@ -103,16 +112,25 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
     rejected, landing, store = gate.settings.rejected, gate.settings.landing, gate.store
     container, _, relative = path.partition("/")
     if container != rejected.container or not relative.startswith(rejected.prefix):
-        raise StorageError(f"{path} is not in the rejected location {rejected}")
+        raise UsageError(f"{path} is not in the rejected location {rejected}")
+    inside = relative.removeprefix(rejected.prefix)
+    if not inside.strip("/") or inside.endswith("/"):
+        raise UsageError(f"{path} names a folder; give a rejected file's path (`filegate rejected` lists them)")
+    if inside.endswith(REPORT_SUFFIX):
+        # A report put through the gate would be rejected as a file of its own, and the file it described would
+        # lose its reasons in the listing.
+        raise UsageError(f"{path} is a report; reprocess the file it describes: {path.removesuffix(REPORT_SUFFIX)}")
     info = store.stat(container, relative)
     if info is None:
-        raise ObjectNotFound(f"{path}: no such rejected file")
+        raise UsageError(f"{path}: no such rejected file (`filegate rejected` lists them)")
     source = unquote(info.metadata.get(META_SOURCE, ""))
     source_container, _, source_path = source.partition("/")
-    if source_container != landing.container or not source_path:
+    if source_container != landing.container or not source_path.startswith(landing.prefix) or not source_path:
         # Fixed by an upload over it, which keeps no metadata (or a trigger the overdue sweep moved here from
-        # the archive): back under the name it was uploaded with, which its report keeps (the rejected name may
-        # be the contract's spelling, escaped, or a hash of a long one), without an archived version's tag.
+        # the archive), or uploaded where landing no longer is (its prefix changed since: no event or sweep
+        # would see it there): back into landing under the name it was uploaded with, which its report keeps
+        # (the rejected name may be the contract's spelling, escaped, or a hash of a long one), without an
+        # archived version's tag.
         uploaded = _report(gate, container, relative).get("file")
         name = unqualified_name(uploaded) if isinstance(uploaded, str) and uploaded and "/" not in uploaded else None
         source_container = landing.container
@@ -162,10 +180,17 @@ def run_state_of(gate: Gate, run_id: int | None) -> str:
     """The run's state from the Jobs API: NO RUN without one, UNKNOWN when the Jobs API cannot say."""
     if run_id is None:
         return NO_RUN
+    from filegate.jobs import DatabricksJobs
+    from filegate.status import run_state
+
+    if isinstance(gate.jobs, DatabricksJobs):
+        # A Jobs API that does not answer stops the listing within seconds (TransientError, exit 75), rather
+        # than after the SDK's retries for each file, every one then UNKNOWN. Asked before the client is
+        # built, which may already ask the host.
+        gate.jobs.reachable()
     client = getattr(gate.jobs, "client", None)
     if client is None:
         return UNKNOWN
-    from filegate.status import run_state
 
     try:
         return run_state(client.jobs.get_run(run_id))
@@ -391,8 +416,18 @@ def rejected_main(argv: list[str]) -> int:
     def body() -> int:
         gate = _gate(args, check=bool(args.reprocess))
         if args.reprocess:
-            return _print_outcomes([reprocess_rejected(gate, args.reprocess)])
+            try:
+                outcome = reprocess_rejected(gate, args.reprocess)
+            except RunNotStarted as exc:
+                # Archived: this command cannot find it again (it is no longer rejected); the sweep starts its
+                # run, or `filegate reconcile --redrive` now.
+                reason = f"{exc}; the next sweep starts it, or `filegate reconcile --redrive` now"
+                outcome = Outcome(
+                    RUN_PENDING, source=args.reprocess, archived_path=exc.archived_path, reasons=(reason,)
+                )
+            return _print_outcomes([outcome], _not_through, "did not get through the gate")
         found = list(rejected_files(gate, args.dataset))
+        _known_dataset(gate, args.dataset, found, UNMATCHED)
         rows = [[f.path, f.dataset, f.rejected_at, "; ".join(f.reasons)] for f in found]
         print(render_table(("REJECTED FILE", "DATASET", "REJECTED AT", "REASONS"), rows))
         print(f"{len(found)} rejected file(s)")
@@ -401,20 +436,38 @@ def rejected_main(argv: list[str]) -> int:
     return _run_command("rejected", body)
 
 
+def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *others: str) -> None:
+    """A --dataset that no contract names and that finds nothing is a typo, not an all-clear (exit 2). A
+    dataset whose contract was removed still lists what it left behind."""
+    if dataset and not found and dataset not in gate.contracts and dataset not in others:
+        known = ", ".join(sorted([*gate.contracts, *others]))
+        raise UsageError(f"--dataset {dataset}: no dataset of that name, and nothing under it (datasets: {known})")
+
+
+def _not_through(outcome: Outcome) -> bool:
+    """A reprocessed file rejected again (still bad, or its contract gone) or ignored: a person looks first."""
+    return outcome.status in (REJECTED, IGNORED)
+
+
 def archived_main(argv: list[str]) -> int:
     """`filegate archived`: archived files per dataset and business date, each with its run and state."""
     from filegate.status import render_table
 
     parser = _parser("archived", archived_main.__doc__ or "")
     parser.add_argument("--dataset", help="only this dataset")
-    parser.add_argument("--date", help="only this business date, YYYY-MM-DD (with --dataset)")
+    parser.add_argument("--date", type=date.fromisoformat, help="only this business date, YYYY-MM-DD (with --dataset)")
     args = parser.parse_args(argv)
 
     def body() -> int:
-        found = list(archived_files(_gate(args), args.dataset, args.date))
+        gate = _gate(args)
+        day = args.date.isoformat() if args.date else None
+        found = list(archived_files(gate, args.dataset, day))
+        _known_dataset(gate, args.dataset, found)
         rows = [[f.path, f.dataset, f.business_date, f.run_id, f.state] for f in found]
         print(render_table(("ARCHIVED FILE", "DATASET", "DATE", "RUN", "STATE"), rows))
-        print(f"{len(found)} archived file(s), {sum(f.state == NO_RUN for f in found)} without a run")
+        unknown = sum(f.state == UNKNOWN for f in found)
+        of_unknown = f", {unknown} whose run's state the Jobs API did not give" if unknown else ""
+        print(f"{len(found)} archived file(s), {sum(f.state == NO_RUN for f in found)} without a run{of_unknown}")
         return exits.OK
 
     return _run_command("archived", body)
@@ -431,7 +484,9 @@ def reconcile_main(argv: list[str]) -> int:
 
     def body() -> int:
         gate = _gate(args, check=args.redrive)
-        found = list(unfinished(archived_files(gate, args.dataset)))
+        listed = list(archived_files(gate, args.dataset))
+        _known_dataset(gate, args.dataset, listed)
+        found = list(unfinished(iter(listed)))
         if not args.redrive:
             rows = [[f.path, f.run_id, f.state] for f in found]
             print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))

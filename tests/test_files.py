@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from filegate.archive import place_upload, write_report
-from filegate.errors import RunNotStarted, StorageError
+from filegate.errors import RunNotStarted, StorageError, UsageError
 from filegate.exits import OK, TRY_AGAIN
 from filegate.files import (
     NO_RUN,
@@ -28,8 +29,10 @@ from filegate.files import (
     unfinished,
 )
 from filegate.ingest import ARCHIVED, IDENTICAL, REDRIVEN, REJECTED, handle_payload
+from filegate.settings import Location
 from filegate.storage import Body, ObjectInfo, Store
 from filegate.sweep import FAILED, RUN_PENDING, sweep_pipeline_batches, upload_from_object
+from local_world.emulators import free_port
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
 from local_world.jobs_api.recording import RecordingRunner
@@ -70,6 +73,46 @@ def test_a_rejected_file_is_listed_with_its_reasons_and_re_processed_once_fixed(
     assert [o.path for o in world.objects(world.settings.landing)] == []
     assert len(world.runs()) == 1
     assert list(rejected_files(world.gate())) == []
+
+
+def test_a_file_rejected_before_landing_moved_goes_back_into_landing_as_it_is_now(world: World) -> None:
+    # The landing prefix changed since the rejection: the copy went where it was uploaded, outside landing, was
+    # ignored there by the gate, and no sweep or listing saw it again (exit 0).
+    [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    assert first.rejected_path is not None
+    container, _, path = first.rejected_path.partition("/")
+    info = world.store.stat(container, path)
+    assert info is not None
+    world.store.delete(container, path, info.version)
+    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # fixed, Filegate's metadata kept
+    landing = Location(world.settings.landing.container, "moved/")
+    moved = replace(world, settings=replace(world.settings, landing=landing))
+
+    fixed = reprocess_rejected(moved.gate(), first.rejected_path)
+
+    assert (fixed.status, fixed.source) == (ARCHIVED, f"{landing.container}/moved/{NAME}")
+    assert len(world.runs()) == 1
+
+
+def test_reprocess_refuses_a_report_a_folder_and_a_path_elsewhere_and_moves_nothing(world: World) -> None:
+    [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    assert first.rejected_path is not None
+    rejected = world.settings.rejected
+    before = world.objects(rejected)
+
+    for path, says in (
+        (first.rejected_path + ".report.json", "is a report; reprocess the file it describes: " + first.rejected_path),
+        (f"{rejected.container}/", "names a folder"),
+        (f"{rejected.container}/order_tracking/", "names a folder"),
+        (f"{world.settings.archive.container}/{NAME}", "is not in the rejected location"),
+        (f"{rejected.container}/order_tracking/nothing.csv", "no such rejected file"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(says)):
+            reprocess_rejected(world.gate(), path)
+
+    assert world.objects(rejected) == before
+    [listed] = rejected_files(world.gate())
+    assert listed.reasons == first.reasons
 
 
 def test_a_later_rejected_file_of_a_name_fixed_in_place_goes_back_under_the_name_it_was_uploaded_with(
@@ -296,6 +339,41 @@ def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retr
     assert f"repair run {archived.run_id} in Databricks" in printed["reasons"][0]
     assert "1 file(s) need a repair" in result.stderr
     assert len(world.runs()) == 1
+
+
+def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jobs_api(
+    world: World, request: pytest.FixtureRequest
+) -> None:
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    env = _env(world, request)
+    target = ["--target", "azure" if world.kind == "azure" else "gcp"]
+    [bad] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    handle_payload(world.gate(), world.upload("order_tracking_2024_03_06.csv", DATA))
+    assert bad.rejected_path is not None
+
+    still_bad = run_cli(["rejected", "--reprocess", bad.rejected_path, *target], env)
+    [listed] = rejected_files(world.gate())
+    report = run_cli(["rejected", "--reprocess", f"{listed.path}.report.json", *target], env)
+    typo = run_cli(["reconcile", "--dataset", "ordertracking", *target], env)
+    day = run_cli(["archived", "--dataset", "order_tracking", "--date", "06/03/2024", *target], env)
+    down = run_cli(["archived", *target], {**env, "DATABRICKS_HOST": f"http://127.0.0.1:{free_port()}"})
+
+    # Rejected again: exit 0 said it went through.
+    assert still_bad.returncode == 1, still_bad.stdout + still_bad.stderr
+    assert json.loads(still_bad.stdout)["status"] == REJECTED
+    assert "1 file(s) did not get through the gate" in still_bad.stderr
+    assert report.returncode == 2, report.stdout + report.stderr
+    assert "is a report; reprocess the file it describes" in report.stderr
+    # A typo read as an all-clear (exit 0, nothing found), and a date in another form found nothing.
+    assert typo.returncode == 2, typo.stdout + typo.stderr
+    assert "--dataset ordertracking: no dataset of that name" in typo.stderr
+    assert day.returncode == 2
+    assert "invalid fromisoformat value: '06/03/2024'" in day.stderr
+    # Each file waited for the SDK's retries (about 26 s) and was listed UNKNOWN, with exit 0.
+    assert down.returncode == 75, down.stdout + down.stderr
+    assert "cannot reach the Jobs API" in down.stderr
 
 
 def test_archived_listing_filters_by_dataset_and_date(world: World) -> None:
