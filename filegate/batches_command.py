@@ -189,6 +189,11 @@ def main(argv: list[str]) -> int:
         gate = open_gate(args.target, settings)
         if args.reseal is not None:
             return _reseal(gate, args.pipeline, args.reseal, partial=args.partial)
+        if args.pipeline is not None and args.pipeline not in gate.pipelines:
+            # A typo listed "no batches" with exit 0: an all-clear for a pipeline that does not exist.
+            names = ", ".join(sorted(gate.pipelines)) or "none is configured"
+            print(f"filegate batches: no pipeline {args.pipeline!r} (pipelines: {names})", file=sys.stderr)
+            return exits.CONFIG
         if args.offline:
             gate = replace(gate, batch_jobs=None)
         rows, unanswered = batch_rows(gate, args.pipeline, args.since)
@@ -208,7 +213,18 @@ def main(argv: list[str]) -> int:
             config_note=" (sealed batches are listed without their run's state; --offline does not ask)",
             try_again="sealed batches are listed without their run's state, try again (--offline does not ask)",
         )
+    # As `filegate status` for a run: a scheduler or a person reads the exit code.
+    stuck = [row for row in rows if row.state in NEEDS_A_LOOK]
+    if stuck:
+        named = ", ".join(f"{row.pipeline} {row.business_date} {row.state}" for row in stuck)
+        print(f"filegate batches: {len(stuck)} batch(es) need a look: {named}", file=sys.stderr)
+        return exits.FAILED
     return exits.OK
+
+
+# A failed run, a day past its window, a rejected member or trigger: a person acts (repair the run, fix a file,
+# or decide with --reseal). Waiting, sealed, running and succeeded batches need nobody yet.
+NEEDS_A_LOOK = frozenset({"failed", "overdue", "blocked", "rejected"})
 
 
 def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: bool) -> int:

@@ -14,6 +14,7 @@ from filegate.cli import main
 from filegate.ingest import DUPLICATE, REJECTED
 from filegate.sweep import sweep_pipeline_batches
 from local_world.emulators import free_port
+from local_world.jobs_api.recording import RecordingRunner
 from tests.faults.world import World
 from tests.test_batches import (
     MEMBERS,
@@ -211,7 +212,8 @@ def test_reseal_refuses_a_batch_with_a_rejected_member(world: World) -> None:
     assert batch_runs(world) == []
 
 
-def command_environment(world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+@pytest.fixture
+def target(world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The settings a `filegate batches` process would read for this world, set; its `--target` arguments."""
     from tests.test_readiness import _env
 
@@ -220,18 +222,19 @@ def command_environment(world: World, request: pytest.FixtureRequest, monkeypatc
     return ["--target", "azure" if world.kind == "azure" else "gcp"]
 
 
-def test_the_reseal_command_prints_the_outcome_and_exits_by_it(
-    world: World,
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    target = command_environment(world, request, monkeypatch)
-    day = date(2025, 4, 4)
+def deliver_day(world: World, day: date, *, leaving_out: str = "") -> None:
+    """Every piece of the day's batch delivered, but the file named `leaving_out`."""
     gate = world.gate()
     for name, data in batch_pieces(day).items():
-        if name != member_name("inventory", day):
+        if name != leaving_out:
             deliver(gate, world.upload(name, data))
+
+
+def test_the_reseal_command_prints_the_outcome_and_exits_by_it(
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    day = date(2025, 4, 4)
+    deliver_day(world, day, leaving_out=member_name("inventory", day))
 
     assert main(["batches", "--reseal", day.isoformat(), *target]) == 1
     assert json.loads(capsys.readouterr().out)["status"] == WAITING
@@ -267,25 +270,36 @@ def test_reseal_of_a_partial_revision_needs_partial_again_while_members_are_miss
     assert len(batch_runs(world)) == 2
 
 
-def test_the_listing_says_when_the_jobs_api_could_not_give_run_states(
-    world: World,
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+def test_a_failed_batch_run_or_a_mistyped_pipeline_is_not_an_all_clear(
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    target = [*command_environment(world, request, monkeypatch), "--json"]
-    day = date(2025, 4, 5)
-    gate = world.gate()
-    for name, data in batch_pieces(day).items():
-        deliver(gate, world.upload(name, data))
+    # Both exited 0: a failed batch was a row of the listing only, a misspelt pipeline read "no batches".
+    assert isinstance(world.jobs_api.runner, RecordingRunner)
+    world.jobs_api.runner.failures = {"stage_members": "exit code 1: a member could not be read"}
+    day = date(2025, 4, 6)
+    deliver_day(world, day)
+    world.jobs_api.wait_idle(timeout=30)
 
-    assert main(["batches", *target]) == 0
+    assert main(["batches", *target]) == 1
+    found = capsys.readouterr()
+    assert "failed" in found.out
+    assert "1 batch(es) need a look: ecommerce 2025-04-06 failed" in found.err
+    assert main(["batches", "--pipeline", "ecomerce", *target]) == 2
+    assert "no pipeline 'ecomerce' (pipelines: ecommerce)" in capsys.readouterr().err
+
+
+def test_the_listing_says_when_the_jobs_api_could_not_give_run_states(
+    world: World, target: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deliver_day(world, date(2025, 4, 5))
+
+    assert main(["batches", *target, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] in ("running", "succeeded")
     # The Jobs API is gone: the archive's part is listed, the run's state is not, and the exit code says why.
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("DATABRICKS_HOST", url)
 
-    assert main(["batches", *target]) == 75
+    assert main(["batches", *target, "--json"]) == 75
     found = capsys.readouterr()
     assert json.loads(found.out)["state"] == "sealed"
     assert "listed without their run's state, try again" in found.err
