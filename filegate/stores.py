@@ -40,4 +40,16 @@ def open_store(kind: str, settings: Settings) -> Store:
 
 def open_gate(target: str | None, settings: Settings, *, check: bool = True) -> Gate:
     """The gate on the named (or configured) cloud's store."""
-    return build_gate(open_store(store_kind(target, settings), settings), settings, check=check)
+    kind = store_kind(target, settings)
+    try:
+        store = open_store(kind, settings)
+    except SettingsError as exc:
+        if target is None and kind == GCS:
+            # Taken because FILEGATE_AZURE_STORAGE is not set: an Azure operator who forgot it would read only
+            # about Google credentials.
+            raise SettingsError(
+                f"{exc} (Cloud Storage, since FILEGATE_AZURE_STORAGE is not set: on Azure, set it, or give "
+                "--target azure)"
+            ) from exc
+        raise
+    return build_gate(store, settings, check=check)

@@ -181,6 +181,17 @@ def test_handle_explains_missing_configuration(tmp_path: Path) -> None:
     assert "FILEGATE_AZURE_STORAGE is not set" in result.stderr
 
 
+def test_a_command_without_azure_storage_set_says_it_took_cloud_storage_for_that(tmp_path: Path) -> None:
+    # An Azure operator who forgot FILEGATE_AZURE_STORAGE read only about Google's default credentials.
+    no_cloud = {"FILEGATE_AZURE_STORAGE": "", "STORAGE_EMULATOR_HOST": "", "GOOGLE_APPLICATION_CREDENTIALS": ""}
+
+    result = run_cli(["rejected"], {**no_cloud, "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path)})
+
+    assert result.returncode == 2, result.stderr
+    assert "no Google credentials for Cloud Storage" in result.stderr
+    assert "since FILEGATE_AZURE_STORAGE is not set: on Azure, set it, or give --target azure" in result.stderr
+
+
 def test_handle_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
     event_file = tmp_path / "event.json"
     event_file.write_text("{not json")
