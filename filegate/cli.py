@@ -118,7 +118,7 @@ def handle_main(argv: list[str]) -> int:
             print(outcome.to_json())
         code = exits.report_failure("filegate handle", exc, try_again="transient failure, try again")
         # As below: a file no retry reads outranks the failure a retry may fix.
-        return code if code == exits.CONFIG or not _left_unreadable(outcomes) else exits.FAILED
+        return exits.most_urgent([code, exits.FAILED if _left_unreadable(outcomes) else exits.OK])
     for outcome in outcomes:
         print(outcome.to_json())
     if _left_unreadable(outcomes):

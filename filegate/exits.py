@@ -8,6 +8,7 @@ nothing; argparse exits 2 for bad arguments too), TRY_AGAIN means the same comma
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 from filegate.errors import ContractError, FilegateError, SettingsError, TransientError, UsageError
 
@@ -16,6 +17,17 @@ FAILED = 1
 CONFIG = 2
 TRY_AGAIN = 75
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+# What a person must fix first outranks what needs a look, which outranks what a retry may finish: a
+# command that met several exits by the most urgent (a retry cannot help the others).
+_URGENCY = (CONFIG, FAILED, TRY_AGAIN)
+
+
+def most_urgent(codes: Iterable[int]) -> int:
+    """The most urgent of the codes (`_URGENCY`), OK when none is."""
+    found = set(codes)
+    return next((code for code in _URGENCY if code in found), OK)
 
 
 def exit_code(exc: FilegateError) -> int:

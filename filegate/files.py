@@ -565,10 +565,7 @@ def backfill_main(argv: list[str]) -> int:
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
         print(f"backfill of {len(files)} file(s): {summary}")
         # A file a person must look at first (running again would fail it the same way) outranks one that may pass.
-        for code in (exits.CONFIG, exits.FAILED, exits.TRY_AGAIN):
-            if code in codes:
-                return code
-        return exits.OK
+        return exits.most_urgent(codes)
 
     return _run_command("backfill", body)
 

@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
         code = exits.report_failure("filegate sweep", exc, config_note=moved, try_again=again)
         if any(left_in_landing(outcome) for outcome in outcomes):
             print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
-            return code if code == exits.CONFIG else exits.FAILED
+            return exits.most_urgent([code, exits.FAILED])
         return code
     unreadable = any(left_in_landing(outcome) for outcome in outcomes)
     if unreadable or any(outcome.status in (FAILED, RUN_PENDING) for outcome in outcomes):

@@ -32,6 +32,13 @@ def test_each_error_kind_gets_its_code(error: FilegateError, code: int) -> None:
     assert exits.exit_code(error) == code
 
 
+def test_the_most_urgent_code_wins() -> None:
+    assert exits.most_urgent([exits.TRY_AGAIN, exits.FAILED, exits.OK]) == exits.FAILED
+    assert exits.most_urgent([exits.FAILED, exits.CONFIG]) == exits.CONFIG
+    assert exits.most_urgent([exits.OK, exits.TRY_AGAIN]) == exits.TRY_AGAIN
+    assert exits.most_urgent([]) == exits.OK
+
+
 def test_the_codes_are_the_documented_ones() -> None:
     assert (exits.OK, exits.FAILED, exits.CONFIG, exits.TRY_AGAIN) == (0, 1, 2, 75)
 
