@@ -379,7 +379,6 @@ def sql_literal(value: ParamValue) -> str:
 
 
 @cache
-@cache
 def compile_file_pattern(file_pattern: str) -> re.Pattern[str]:
     """The regex of a file or trigger pattern: a named group per date token, its literal text in any case and
     in either Unicode form. A name typed on macOS may reach storage decomposed (`é` as `e` and a combining

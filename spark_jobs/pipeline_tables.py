@@ -35,7 +35,12 @@ PLACEHOLDER = re.compile(
 )
 ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 # What SQL does not read as code: string literals (backslash escapes, as Spark's) and comments.
-_NOT_CODE = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|--[^\n]*|/\*.*?\*/", re.DOTALL)
+# Read left to right, so a quote inside a comment or a backticked name opens nothing. Raw strings (r'...')
+# take a backslash as it is.
+_NOT_CODE = re.compile(
+    r"[rR]'[^']*'|[rR]\"[^\"]*\"|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`]|``)*`|--[^\n]*|/\*.*?\*/",
+    re.DOTALL,
+)
 Bound = float | int | str
 
 
@@ -153,12 +158,10 @@ def placeholders(sql: str) -> list[str]:
     """Each `${...}` of `sql` that the job resolves or that breaks the statement: every input placeholder
     (`resolve_sql` replaces them wherever they stand), and any other `${...}` outside string literals and
     comments. Inside those, `'${x}'` is text the job leaves as it is."""
-    text = _NOT_CODE.sub(lambda found: "'" * len(found.group()), sql)
-    return [
-        found.group()
-        for found in ANY_PLACEHOLDER.finditer(sql)
-        if PLACEHOLDER.fullmatch(found.group()) or ANY_PLACEHOLDER.match(text, found.start())
-    ]
+    code = _NOT_CODE.sub(lambda found: " " * len(found.group()), sql)  # the same positions, text blanked
+    inputs = [(found.start(), found.group()) for found in PLACEHOLDER.finditer(sql)]
+    others = [(found.start(), found.group()) for found in ANY_PLACEHOLDER.finditer(code)]
+    return [text for _, text in sorted(inputs + [other for other in others if not PLACEHOLDER.fullmatch(other[1])])]
 
 
 def misspelt_placeholder(placeholder: str) -> str:

@@ -11,7 +11,7 @@ from filegate.check import check_files
 from filegate.contracts import BUILTIN_DATASETS, load_contracts
 from filegate.errors import ContractError
 from filegate.pipelines import load_pipelines, parse_pipeline
-from spark_jobs.pipeline_tables import DerivedTable, parse_tables
+from spark_jobs.pipeline_tables import DerivedTable, parse_tables, placeholders
 
 HEADER = (
     'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\n'
@@ -171,3 +171,22 @@ def test_the_shipped_pipeline_file_passes_the_check() -> None:
     _, findings = check_files(sorted(BUILTIN_DATASETS.glob("*.toml")))
 
     assert findings == []
+
+
+@pytest.mark.parametrize(
+    ("sql", "found"),
+    [
+        # Text in a literal or a comment, which the job leaves as it is; an input is resolved wherever it stands.
+        ("SELECT '%${REFUND}%' -- ${not an input}\n, ${batch.x}", ["${batch.x}"]),
+        ("/* ${c} */ ${param.p} '${param.q}'", ["${param.p}", "${param.q}"]),
+        ("SELECT 'it\\'s ${x}', ${y}", ["${y}"]),
+        # A literal's '${' must not swallow the input after it; a quote in a backticked name or a raw string's
+        # backslash opens or escapes nothing.
+        ("SELECT concat('${', r.id) FROM ${batch.refundz} r", ["${batch.refundz}"]),
+        ("SELECT r.`owner's id` FROM x WHERE ${bogus} AND r.note <> 'x'", ["${bogus}"]),
+        ("SELECT `a--b`, ${bogus} FROM t", ["${bogus}"]),
+        ("SELECT R'C:\\', ${bogus}, 'x' FROM t", ["${bogus}"]),
+    ],
+)
+def test_placeholders_are_those_the_job_resolves_or_that_break_the_statement(sql: str, found: list[str]) -> None:
+    assert placeholders(sql) == found
