@@ -213,18 +213,15 @@ def main(argv: list[str]) -> int:
             config_note=" (sealed batches are listed without their run's state; --offline does not ask)",
             try_again="sealed batches are listed without their run's state, try again (--offline does not ask)",
         )
-    # As `filegate status` for a run: a scheduler or a person reads the exit code.
-    stuck = [row for row in rows if row.state in NEEDS_A_LOOK]
-    if stuck:
-        named = ", ".join(f"{row.pipeline} {row.business_date} {row.state}" for row in stuck)
-        print(f"filegate batches: {len(stuck)} batch(es) need a look: {named}", file=sys.stderr)
+    # As `filegate status` for a run: a scheduler reads the exit code. Only a failed run, which a repair in
+    # Databricks turns into a success: an overdue or rejected day is the configured policy's outcome and stays
+    # so, and a scheduled listing would fail on it every day after.
+    failed = [row for row in rows if row.state == "failed"]
+    if failed:
+        named = ", ".join(f"{row.pipeline} {row.business_date} (run {row.run_id})" for row in failed)
+        print(f"filegate batches: {len(failed)} batch run(s) failed: {named}", file=sys.stderr)
         return exits.FAILED
     return exits.OK
-
-
-# A failed run, a day past its window, a rejected member or trigger: a person acts (repair the run, fix a file,
-# or decide with --reseal). Waiting, sealed, running and succeeded batches need nobody yet.
-NEEDS_A_LOOK = frozenset({"failed", "overdue", "blocked", "rejected"})
 
 
 def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: bool) -> int:

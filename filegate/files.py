@@ -22,6 +22,7 @@ from filegate.errors import (
     ObjectNotFound,
     RunNotStarted,
     SourceChanged,
+    TransientError,
     UsageError,
 )
 from filegate.ingest import (
@@ -144,8 +145,11 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
     return handle_upload(gate, upload_from_object(store, placed))
 
 
-def archived_files(gate: Gate, dataset: str | None = None, day: str | None = None) -> Iterator[ArchivedFile]:
-    """Archived files (optionally of one dataset and business day), each with its run and the run's state."""
+def archived_files(
+    gate: Gate, dataset: str | None = None, day: str | None = None, *, ask_runs: bool = True
+) -> Iterator[ArchivedFile]:
+    """Archived files (optionally of one dataset and business day), each with its run and the run's state
+    (UNKNOWN for every run unless `ask_runs`)."""
     archive = gate.settings.archive
     prefix = dataset + "/" if dataset else ""
     if dataset and day:
@@ -167,7 +171,7 @@ def archived_files(gate: Gate, dataset: str | None = None, day: str | None = Non
             business_date=business_date,
             size=info.size,
             run_id=run_id,
-            state=run_state_of(gate, run_id),
+            state=run_state_of(gate, run_id) if ask_runs or run_id is None else UNKNOWN,
         )
 
 
@@ -425,7 +429,7 @@ def rejected_main(argv: list[str]) -> int:
                 outcome = Outcome(
                     RUN_PENDING, source=args.reprocess, archived_path=exc.archived_path, reasons=(reason,)
                 )
-            return _print_outcomes([outcome], _not_through, "did not get through the gate")
+            return _print_outcomes([outcome], _needs_a_look, "need a look")
         found = list(rejected_files(gate, args.dataset))
         _known_dataset(gate, args.dataset, found, UNMATCHED)
         rows = [[f.path, f.dataset, f.rejected_at, "; ".join(f.reasons)] for f in found]
@@ -437,16 +441,32 @@ def rejected_main(argv: list[str]) -> int:
 
 
 def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *others: str) -> None:
-    """A --dataset that no contract names and that finds nothing is a typo, not an all-clear (exit 2). A
-    dataset whose contract was removed still lists what it left behind."""
-    if dataset and not found and dataset not in gate.contracts and dataset not in others:
-        known = ", ".join(sorted([*gate.contracts, *others]))
+    """A --dataset that no contract or pipeline names and that finds nothing is a typo, not an all-clear
+    (exit 2). A pipeline's name is a folder too (its rejected triggers); a dataset whose contract was
+    removed still lists what it left behind."""
+    names = {*gate.contracts, *gate.pipelines, *others}
+    if dataset and not found and dataset not in names:
+        known = ", ".join(sorted(names))
         raise UsageError(f"--dataset {dataset}: no dataset of that name, and nothing under it (datasets: {known})")
 
 
-def _not_through(outcome: Outcome) -> bool:
-    """A reprocessed file rejected again (still bad, or its contract gone) or ignored: a person looks first."""
-    return outcome.status in (REJECTED, IGNORED)
+def _jobs_api_silent(gate: Gate) -> TransientError | None:
+    """Why the Jobs API does not answer, asked within seconds (`DatabricksJobs.reachable`), or None."""
+    from filegate.jobs import DatabricksJobs
+
+    if not isinstance(gate.jobs, DatabricksJobs):
+        return None
+    try:
+        gate.jobs.reachable()
+    except TransientError as exc:
+        return exc
+    return None
+
+
+def _needs_a_look(outcome: Outcome) -> bool:
+    """A reprocessed file rejected again (still bad, or its contract gone), ignored, or archived without its run:
+    a person looks (running the same command again cannot help; it is no longer a rejected file)."""
+    return outcome.status in (REJECTED, IGNORED, RUN_PENDING)
 
 
 def archived_main(argv: list[str]) -> int:
@@ -460,14 +480,18 @@ def archived_main(argv: list[str]) -> int:
 
     def body() -> int:
         gate = _gate(args)
+        # In an outage what landed is what one asks: listed without the runs' states, then exit 75, as batches.
+        silent = _jobs_api_silent(gate)
         day = args.date.isoformat() if args.date else None
-        found = list(archived_files(gate, args.dataset, day))
+        found = list(archived_files(gate, args.dataset, day, ask_runs=silent is None))
         _known_dataset(gate, args.dataset, found)
         rows = [[f.path, f.dataset, f.business_date, f.run_id, f.state] for f in found]
         print(render_table(("ARCHIVED FILE", "DATASET", "DATE", "RUN", "STATE"), rows))
         unknown = sum(f.state == UNKNOWN for f in found)
         of_unknown = f", {unknown} whose run's state the Jobs API did not give" if unknown else ""
         print(f"{len(found)} archived file(s), {sum(f.state == NO_RUN for f in found)} without a run{of_unknown}")
+        if silent is not None:
+            return exits.report_failure("filegate archived", silent, try_again="listed without the runs' states")
         return exits.OK
 
     return _run_command("archived", body)

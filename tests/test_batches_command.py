@@ -283,7 +283,7 @@ def test_a_failed_batch_run_or_a_mistyped_pipeline_is_not_an_all_clear(
     assert main(["batches", *target]) == 1
     found = capsys.readouterr()
     assert "failed" in found.out
-    assert "1 batch(es) need a look: ecommerce 2025-04-06 failed" in found.err
+    assert "1 batch run(s) failed: ecommerce 2025-04-06 (run " in found.err
     assert main(["batches", "--pipeline", "ecomerce", *target]) == 2
     assert "no pipeline 'ecomerce' (pipelines: ecommerce)" in capsys.readouterr().err
 

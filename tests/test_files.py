@@ -357,23 +357,42 @@ def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jo
     [listed] = rejected_files(world.gate())
     report = run_cli(["rejected", "--reprocess", f"{listed.path}.report.json", *target], env)
     typo = run_cli(["reconcile", "--dataset", "ordertracking", *target], env)
+    pipeline = run_cli(["rejected", "--dataset", "ecommerce", *target], env)  # its rejected triggers: none
     day = run_cli(["archived", "--dataset", "order_tracking", "--date", "06/03/2024", *target], env)
-    down = run_cli(["archived", *target], {**env, "DATABRICKS_HOST": f"http://127.0.0.1:{free_port()}"})
+    silent = {**env, "DATABRICKS_HOST": f"http://127.0.0.1:{free_port()}"}
+    down = run_cli(["archived", *target], silent)
+    reconcile_down = run_cli(["reconcile", *target], silent)
+    # Fixed in place, and its run-now refused: archived, and no longer a rejected file to reprocess again.
+    container, _, path = listed.path.partition("/")
+    info = world.store.stat(container, path)
+    assert info is not None
+    world.store.delete(container, path, info.version)
+    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))
+    world.jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"))
+    pending = run_cli(["rejected", "--reprocess", listed.path, *target], env)
 
     # Rejected again: exit 0 said it went through.
     assert still_bad.returncode == 1, still_bad.stdout + still_bad.stderr
     assert json.loads(still_bad.stdout)["status"] == REJECTED
-    assert "1 file(s) did not get through the gate" in still_bad.stderr
+    assert "1 file(s) need a look" in still_bad.stderr
     assert report.returncode == 2, report.stdout + report.stderr
     assert "is a report; reprocess the file it describes" in report.stderr
     # A typo read as an all-clear (exit 0, nothing found), and a date in another form found nothing.
     assert typo.returncode == 2, typo.stdout + typo.stderr
     assert "--dataset ordertracking: no dataset of that name" in typo.stderr
+    assert pipeline.returncode == 0, pipeline.stderr
+    assert "0 rejected file(s)" in pipeline.stdout
     assert day.returncode == 2
     assert "invalid fromisoformat value: '06/03/2024'" in day.stderr
-    # Each file waited for the SDK's retries (about 26 s) and was listed UNKNOWN, with exit 0.
+    # Each file waited for the SDK's retries (about 26 s) and was listed UNKNOWN, with exit 0; reconcile
+    # listed every file as without a successful run (exit 1).
     assert down.returncode == 75, down.stdout + down.stderr
-    assert "cannot reach the Jobs API" in down.stderr
+    assert "1 archived file(s), 0 without a run, 1 whose run's state the Jobs API did not give" in down.stdout
+    assert "listed without the runs' states: cannot reach the Jobs API" in down.stderr
+    assert reconcile_down.returncode == 75, reconcile_down.stdout + reconcile_down.stderr
+    assert pending.returncode == 1, pending.stdout + pending.stderr
+    assert json.loads(pending.stdout)["status"] == RUN_PENDING
+    assert "`filegate reconcile --redrive` now" in json.loads(pending.stdout)["reasons"][0]
 
 
 def test_archived_listing_filters_by_dataset_and_date(world: World) -> None:
