@@ -989,13 +989,15 @@ def _agree(one: str | None, other: str | None) -> bool:
     if one is None or other is None:
         given = other if one is None else one
         return given is None or given.isdigit()
-    return one == other
+    # In any case as the regex matches it: İ and i, ß and ẞ are one letter there (str.lower would make İ two).
+    return re.fullmatch(re.escape(one), other, re.IGNORECASE) is not None
 
 
 def _positions(pattern: str) -> list[str | None]:
-    """The pattern's characters, lower case, with each date digit as None."""
+    """The pattern's characters as `compile_file_pattern` reads them (composed: é is one, whichever form it was
+    written in), with each date digit as None."""
     positions: list[str | None] = []
-    rest = pattern.lower()
+    rest = unicodedata.normalize("NFC", pattern)
     while rest:
         token = next((t for t in _DATE_TOKENS if rest.startswith(t)), None)
         if token is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from pathlib import Path
 
@@ -264,6 +265,11 @@ def test_patterns_that_share_only_some_names_clash_and_others_do_not() -> None:
     assert not patterns_overlap("orders_eu_{yyyy}_{mm}_{dd}.csv", "orders_{yyyy}_{mm}_{dd}.csv")
     assert not patterns_overlap("sales{yyyy}{mm}{dd}x.csv", "sales1{yyyy}{mm}{dd}.csv")
     assert not patterns_overlap("trk[eu]_{yyyy}_{mm}_{dd}.csv", "trk_{yyyy}_{mm}_{dd}.csv")
+    # One name in either Unicode form, and in any case as the regex matches it (İ lower-cases to two letters).
+    nfd = unicodedata.normalize("NFD", "expéditions_{yyyy}_{mm}_{dd}.csv")
+    assert patterns_overlap(nfd, "expéditions_{yyyy}_{mm}_{dd}.csv")
+    assert patterns_overlap("İade_{yyyy}{mm}{dd}.csv", "iade_{yyyy}{mm}{dd}.csv")
+    assert not patterns_overlap("expeditions_{yyyy}_{mm}_{dd}.csv", "expéditions_{yyyy}_{mm}_{dd}.csv")
 
 
 def test_a_kind_filegate_does_not_read_is_a_finding_not_a_file_left_out(tmp_path: Path) -> None:
