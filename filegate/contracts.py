@@ -115,6 +115,13 @@ class Column:
         """
         return _allowed_values(self.type, self.allowed)
 
+    @property
+    def unmeetable_allowed(self) -> tuple[str, ...]:
+        """The allowed entries of a typed column that are no valid value of its type: no value can meet them."""
+        if _text_regex(self.type) is None:
+            return ()
+        return tuple(text for text in self.allowed if not _valid_value(self.type, text))
+
     def _not_allowed(self, text: str) -> str:
         return f"{self.name} value {shown(text)} is not one of {', '.join(self.allowed)}"
 
@@ -169,6 +176,14 @@ def _clipped(text: str, limit: int = 40) -> str:
     return shown(text) if len(text) <= limit else f"{shown(text[:limit])}... ({len(text)} characters)"
 
 
+def _allowed_text(value: object, type_name: str) -> str:
+    """An allowed entry as text. A TOML float for a decimal column in plain notation: str() writes 0.00001 as
+    1e-05, which no decimal's text is."""
+    if isinstance(value, float) and type_name.strip().lower().startswith("decimal") and math.isfinite(value):
+        return format(Decimal(repr(value)), "f")
+    return str(value)
+
+
 def typed_value(type_name: str, text: str) -> Any:
     """A valid value's text as the Python value Spark compares it as, for min/max and allowed values."""
     if type_name == "boolean":
@@ -188,11 +203,15 @@ def typed_value(type_name: str, text: str) -> Any:
 @cache
 def _allowed_values(type_name: str, allowed: tuple[str, ...]) -> frozenset[Any]:
     """`Column.allowed_values`, computed once per column: validation checks every sampled value."""
-    regex = _text_regex(type_name)
-    if regex is None:
+    if _text_regex(type_name) is None:
         return frozenset()
-    valid = (text for text in allowed if regex.match(text) and _check_calendar(type_name, text) is None)
-    return frozenset(typed_value(type_name, text) for text in valid)
+    return frozenset(typed_value(type_name, text) for text in allowed if _valid_value(type_name, text))
+
+
+def _valid_value(type_name: str, text: str) -> bool:
+    """Whether `text` is a value of a typed column's type: its form, and a real date, time or number."""
+    regex = _text_regex(type_name)
+    return regex is not None and regex.match(text) is not None and _check_calendar(type_name, text) is None
 
 
 @cache
@@ -588,7 +607,7 @@ class _Reader:
             name=self.text("name", True, raw, at),
             type=self.text("type", True, raw, at).strip().lower(),
             nullable=self._column_flag(raw, "nullable", at),
-            allowed=tuple(str(v) for v in allowed),
+            allowed=tuple(_allowed_text(v, str(raw.get("type", ""))) for v in allowed),
             description=self.text("description", within=raw, at=at),
             pattern=self.text("pattern", within=raw, at=at) or None,
             min=self._bound(raw, "min", at),

@@ -258,6 +258,27 @@ def test_two_datasets_whose_patterns_claim_the_same_files_are_refused(tmp_path: 
         load_contracts(mine)
 
 
+def test_an_allowed_entry_no_value_can_meet_is_a_finding_and_the_contract_still_loads(tmp_path: Path) -> None:
+    # A decimal's 0.00001 written by TOML as 1e-05, "yes" for a boolean: every value holding them was refused.
+    path = _dataset(tmp_path, "rates", "rates_{yyyy}{mm}{dd}.csv")
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        + '[[columns]]\nname = "rate"\ntype = "decimal(10,5)"\nallowed = [0.00001, 0.5, 1e-7]\n'
+        + '[[columns]]\nname = "flag"\ntype = "boolean"\nallowed = ["yes", true]\n',
+        encoding="utf-8",
+    )
+
+    _, findings = check_files([path])
+    rate, flag = load_contracts(tmp_path)["rates"].column("rate"), load_contracts(tmp_path)["rates"].column("flag")
+
+    assert [(f.line, f.message.split(",")[0]) for f in findings] == [
+        (16, "columns.rate.allowed: '0.0000001' is not a valid decimal(10"),
+        (20, "columns.flag.allowed: 'yes' is not a valid boolean"),
+    ]
+    assert rate.allowed == ("0.00001", "0.5", "0.0000001")
+    assert (rate.violation("0.00001"), rate.violation("0.50"), flag.violation("TRUE")) == (None, None, None)
+
+
 def test_patterns_that_share_only_some_names_clash_and_others_do_not() -> None:
     # sales120250101.csv is a name of both: sales_a would take sales_b's files of the 1st, 11th, 21st and 31st.
     assert patterns_overlap("sales{yyyy}{mm}{dd}1.csv", "sales1{yyyy}{mm}{dd}.csv")
