@@ -35,7 +35,7 @@ from filegate.archive import (
     unqualified_name,
     write_report,
 )
-from filegate.contracts import Contract, same_name
+from filegate.contracts import Contract, name_on, same_name
 from filegate.errors import (
     DestinationExists,
     FilegateError,
@@ -544,7 +544,8 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
     # overdue sweep moving it to rejected while the last member sealed, and that delivery's run-now failing).
     latest = _latest_seal(gate, batch)
     if latest is None and batch.latest_trigger is None:
-        return Verdict(MEMBER_ARCHIVED, (f"waiting for the trigger ({pipeline.trigger_pattern})",))
+        trigger = name_on(pipeline.trigger_pattern, batch.business_date)
+        return Verdict(MEMBER_ARCHIVED, (f"waiting for the trigger {trigger}",))
     if latest is not None:
         news = _news(batch, latest)
         if (piece is not None and piece in latest.paths) or not news:

@@ -374,11 +374,7 @@ class Contract:
 
     def file_name(self, business_date: date) -> str:
         """The name the pattern gives for a date: the contract's spelling of every name it matches that day."""
-        return (
-            self.file_pattern.replace("{yyyy}", f"{business_date:%Y}")
-            .replace("{mm}", f"{business_date:%m}")
-            .replace("{dd}", f"{business_date:%d}")
-        )
+        return name_on(self.file_pattern, business_date)
 
     def business_date(self, file_name: str) -> date:
         """The business date in a file name this contract matches; ValueError when it has none."""
@@ -395,6 +391,15 @@ def sql_literal(value: ParamValue) -> str:
     if isinstance(value, int | float):
         return repr(value)
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def name_on(file_pattern: str, business_date: date) -> str:
+    """The name a file or trigger pattern gives for a date."""
+    return (
+        file_pattern.replace("{yyyy}", f"{business_date:%Y}")
+        .replace("{mm}", f"{business_date:%m}")
+        .replace("{dd}", f"{business_date:%d}")
+    )
 
 
 @cache

@@ -250,7 +250,10 @@ def test_a_member_re_uploaded_before_the_seal_uses_the_version_the_trigger_descr
     second = first + first.splitlines(keepends=True)[1]  # one more row: a different file of the same name
     for day in (described, newest):
         deliver(gate, world.upload(member_name("customers", day), first))
-        assert deliver(gate, world.upload(member_name("customers", day), second)).status == MEMBER_ARCHIVED
+        archived = deliver(gate, world.upload(member_name("customers", day), second))
+        assert archived.status == MEMBER_ARCHIVED
+        # The day's trigger by name, not the pattern (the demo printed trigger_{yyyy}_{mm}_{dd}.json).
+        assert archived.reasons == (f"waiting for the trigger {trigger_name(day)}",)
         for dataset in MEMBERS[1:]:
             deliver(gate, world.upload(member_name(dataset, day), member_bytes(dataset)))
     # One trigger states the first version's size; the other lists no files, so the newest version counts.
