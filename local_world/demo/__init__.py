@@ -49,6 +49,7 @@ from local_world.demo._report import (
     problems_of,
     read_table,
     render_revisit,
+    render_serving,
     run_problems,
     summary_column,
     table_problems,
@@ -117,9 +118,8 @@ def run_demo(
         else:
             print(f"Done in {progress.elapsed:.0f} s: {files} files, {runs} runs, all as expected.", file=out)
         if keep_serving:
-            print(f"\nRun pages stay up at {world.jobs.url}/ ; in another terminal:", file=out)
-            print(f"  DATABRICKS_HOST={world.jobs.url} DATABRICKS_TOKEN=local .venv/bin/filegate status", file=out)
-            print("Press Ctrl-C to stop.", file=out, flush=True)
+            archive_storage = world.settings.azure_archive_storage or world.connection_string
+            print(f"\n{render_serving(world.jobs.url, world.connection_string, archive_storage)}", file=out, flush=True)
             try:
                 threading.Event().wait()
             except KeyboardInterrupt:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from filegate.ingest import ARCHIVED
+from filegate.settings import DEFAULT_BATCH_JOB_NAME
 from filegate.status import (
     FAILED_STATES,
     failure_lines,
@@ -271,10 +273,32 @@ def render_revisit(state: Path, url: str) -> str:
     return "\n".join(
         [
             "The run pages and `filegate status` need the local Jobs API, which stopped with the demo. To look again:",
-            "  make demo ARGS=--keep-serving    the demo again, with its run pages up until Ctrl-C",
+            "  make demo ARGS=--keep-serving    the demo again, its run pages and Azurite up until Ctrl-C (it prints",
+            "                                   the settings for `filegate archived`, `rejected`, `batches` too)",
             f"  .venv/bin/python -m local_world jobs-api --state-dir {jobs} --warehouse {warehouse} --port {port}",
             "                                   these runs served again (the run page URLs above work again), then:",
             f"  DATABRICKS_HOST={url} DATABRICKS_TOKEN=local .venv/bin/filegate status [RUN_ID]",
+            f"  ... FILEGATE_JOB_NAME={DEFAULT_BATCH_JOB_NAME} .venv/bin/filegate status    the batch job's runs",
+        ]
+    )
+
+
+def render_serving(url: str, storage: str, archive_storage: str) -> str:
+    """What stays up with --keep-serving, and the settings that reach it from another terminal."""
+    settings = {
+        "FILEGATE_AZURE_STORAGE": storage,
+        "FILEGATE_AZURE_ARCHIVE_STORAGE": archive_storage,
+        "DATABRICKS_HOST": url,
+        "DATABRICKS_TOKEN": "local",
+    }
+    return "\n".join(
+        [
+            f"Run pages ({url}/) and Azurite stay up; in another terminal, these settings reach them:",
+            "  export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in settings.items()),
+            "  .venv/bin/filegate status                         the ingest job's runs",
+            f"  FILEGATE_JOB_NAME={DEFAULT_BATCH_JOB_NAME} .venv/bin/filegate status   the batch job's runs",
+            "  .venv/bin/filegate archived | rejected | reconcile | batches    the files and batches in Azurite",
+            "Press Ctrl-C to stop.",
         ]
     )
 

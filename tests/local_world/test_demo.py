@@ -32,6 +32,7 @@ from filegate.archive import archive_path
 from filegate.contracts import load_contracts
 from filegate.uris import azure_uri
 from local_world import ROOT, demo
+from local_world.demo._report import render_serving
 from local_world.demo._world import DEMO_SETTINGS
 from local_world.emulators import AZURITE_ARCHIVE_ACCOUNT, is_listening
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
@@ -597,3 +598,22 @@ def assert_ecommerce_scene(report: str, state: Path) -> None:
     assert old[0] == new[0] == customer
     assert old[1] != new[1]  # the tier
     assert (old[-2], new[-2]) == ("False", "True")
+
+
+def test_keep_serving_prints_settings_with_which_the_file_commands_read_the_demo_s_azurite() -> None:
+    # The file commands read only a connection string, which holds `;`: the line must survive a shell as pasted.
+    storage = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a+b/c==;BlobEndpoint=http://127.0.0.1:1/x;"
+    archive = storage.replace("devstoreaccount1", AZURITE_ARCHIVE_ACCOUNT)
+    [export] = [
+        line for line in render_serving("http://127.0.0.1:2", storage, archive).splitlines() if "export" in line
+    ]
+
+    result = subprocess.run(
+        ["bash", "-c", f'{export}; printf "%s\\n" "$FILEGATE_AZURE_STORAGE" "$FILEGATE_AZURE_ARCHIVE_STORAGE"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert result.stdout.splitlines() == [storage, archive]
+    assert "DATABRICKS_HOST=http://127.0.0.1:2" in export
