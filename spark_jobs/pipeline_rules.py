@@ -15,7 +15,7 @@ from typing import Any
 from filegate.contracts import Contracts
 from filegate.errors import ContractError
 from filegate.pipelines import Pipeline
-from spark_jobs.pipeline_tables import PLACEHOLDER, misspelt_placeholder, placeholders
+from spark_jobs.pipeline_tables import PLACEHOLDER, QUOTED_INPUT, misspelt_placeholder, placeholders, quoted_inputs
 
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
 ACTIONS = ("warn", "quarantine", "fail")
@@ -157,6 +157,7 @@ def _rule_input_problems(
             problems.append(f"{where}: no lookup is named {item}")
         elif kind == "param" and item not in params:
             problems.append(f"{where}: no parameter is named {item} in [params]")
+    problems += [f"rules {rule.name}: {p} {QUOTED_INPUT}" for rule in rules for p in quoted_inputs(rule.sql)]
     return problems
 
 

@@ -38,7 +38,8 @@ ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 # Read left to right, so a quote inside a comment or a backticked name opens nothing. Raw strings (r'...')
 # take a backslash as it is.
 _NOT_CODE = re.compile(
-    r"[rR]'[^']*'|[rR]\"[^\"]*\"|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`]|``)*`|--[^\n]*|/\*.*?\*/",
+    r"(?<![A-Za-z0-9_])[rR]'[^']*'|(?<![A-Za-z0-9_])[rR]\"[^\"]*\"|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+    r"|`(?:[^`]|``)*`|--[^\n]*|/\*.*?\*/",
     re.DOTALL,
 )
 Bound = float | int | str
@@ -164,6 +165,27 @@ def placeholders(sql: str) -> list[str]:
     return [text for _, text in sorted(inputs + [other for other in others if not PLACEHOLDER.fullmatch(other[1])])]
 
 
+def quoted_inputs(sql: str) -> list[str]:
+    """Each input placeholder inside a string literal: the job puts a view's name, a quoted value or a DATE
+    literal there, so `'%${param.code}%'` becomes `'%'CODE'%'`, which does not parse. (Inside a comment or a
+    backticked name one is harmless.)"""
+    literals = [found.span() for found in _NOT_CODE.finditer(sql) if _is_literal(found.group())]
+    return [
+        found.group()
+        for found in PLACEHOLDER.finditer(sql)
+        if any(start < found.start() < end for start, end in literals)
+    ]
+
+
+def _is_literal(text: str) -> bool:
+    """Whether a span `_NOT_CODE` found is a string literal (raw or not), not a comment or a backticked name."""
+    quote = text[1:2] if text[:1] in "rR" else text[:1]
+    return quote in ("'", '"')
+
+
+QUOTED_INPUT = "is inside quotes, where the job's view name or literal breaks the SQL: write it outside them"
+
+
 def misspelt_placeholder(placeholder: str) -> str:
     """Why `placeholder` names no input, where the case is all that is wrong."""
     lower = placeholder.lower()
@@ -182,6 +204,7 @@ def _input_problems(
     for text in (table.sql, *(s.case_sql() for s in table.segments)):
         unknown = [p for p in placeholders(text) if not PLACEHOLDER.fullmatch(p)]
         problems += [f"{p} is not an input a table can read{misspelt_placeholder(p)}" for p in unknown]
+        problems += [f"{p} {QUOTED_INPUT}" for p in quoted_inputs(text)]
     for name in sorted(table.inputs()):
         kind, _, item = name.partition(".")
         if kind == "latest":

@@ -11,7 +11,7 @@ from filegate.check import check_files
 from filegate.contracts import BUILTIN_DATASETS, load_contracts
 from filegate.errors import ContractError
 from filegate.pipelines import load_pipelines, parse_pipeline
-from spark_jobs.pipeline_tables import DerivedTable, parse_tables, placeholders
+from spark_jobs.pipeline_tables import DerivedTable, parse_tables, placeholders, quoted_inputs
 
 HEADER = (
     'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\n'
@@ -190,3 +190,12 @@ def test_the_shipped_pipeline_file_passes_the_check() -> None:
 )
 def test_placeholders_are_those_the_job_resolves_or_that_break_the_statement(sql: str, found: list[str]) -> None:
     assert placeholders(sql) == found
+
+
+def test_an_input_inside_quotes_is_found_where_the_job_would_break_the_sql() -> None:
+    # resolve_sql puts 'CODE' there: LIKE '%'CODE'%' does not parse, once every file of the batch has landed.
+    sql = "SELECT * FROM ${batch.orders} o WHERE o.note LIKE '%${param.code}%' AND o.d = \"${as_of}\""
+    harmless = "-- '${param.x}'\nSELECT `${batch.orders}`.id, r'${x}' FROM `${batch.orders}`"
+
+    assert quoted_inputs(sql) == ["${param.code}", "${as_of}"]
+    assert quoted_inputs(harmless) == []
