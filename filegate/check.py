@@ -194,10 +194,23 @@ def _pipeline_findings(
 
 def _unmeetable(column: Column, entry: str) -> str:
     # Found by check only: the loaders keep such a contract working as before (its other entries are met).
-    return (
-        f"columns.{column.name}.allowed: {entry!r} is not a valid {column.type}, so no value can meet it "
-        '(a TOML number may lose digits or be written as 1e-05: give it as text, e.g. "0.00001")'
+    decimal = re.fullmatch(r"decimal\((\d+),(\d+)\)", column.type)
+    what = (
+        f"at most {int(decimal[1]) - int(decimal[2])} digits before the point and {decimal[2]} after it"
+        if decimal
+        else _VALUE_FORMS.get(column.type, "")
     )
+    return f"columns.{column.name}.allowed: {entry!r} is not a valid {column.type} ({what}), so no value can meet it"
+
+
+# What a value of each type looks like, for the finding above.
+_VALUE_FORMS = {
+    "long": "a whole number of up to 19 digits",
+    "double": "a finite number",
+    "boolean": "true or false",
+    "date": "a real date, YYYY-MM-DD",
+    "timestamp": "a real time, YYYY-MM-DDTHH:MM:SS with an optional offset",
+}
 
 
 def locate(text: str, where: str) -> int | None:

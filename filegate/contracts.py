@@ -418,8 +418,10 @@ def _either_form(char: str) -> str:
 
 
 def same_name(one: str, other: str) -> bool:
-    """Whether two file names are one name as the patterns match them: in any case and Unicode form."""
-    return unicodedata.normalize("NFC", one).lower() == unicodedata.normalize("NFC", other).lower()
+    """Whether two file names are one name as the patterns match them: in any case (as the regex folds it: İ
+    and i are one letter) and Unicode form."""
+    composed = unicodedata.normalize("NFC", one), unicodedata.normalize("NFC", other)
+    return re.fullmatch(re.escape(composed[0]), composed[1], re.IGNORECASE) is not None
 
 
 def _stem_literal(file_pattern: str) -> str:
@@ -1012,7 +1014,7 @@ def _agree(one: str | None, other: str | None) -> bool:
     """Whether a character of a name can stand at a position of both patterns (None: a date digit)."""
     if one is None or other is None:
         given = other if one is None else one
-        return given is None or given.isdigit()
+        return given is None or given in "0123456789"  # the date's [0-9]: not ² or a fullwidth digit
     # In any case as the regex matches it: İ and i, ß and ẞ are one letter there (str.lower would make İ two).
     return re.fullmatch(re.escape(one), other, re.IGNORECASE) is not None
 

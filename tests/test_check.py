@@ -271,9 +271,13 @@ def test_an_allowed_entry_no_value_can_meet_is_a_finding_and_the_contract_still_
     _, findings = check_files([path])
     rate, flag = load_contracts(tmp_path)["rates"].column("rate"), load_contracts(tmp_path)["rates"].column("flag")
 
-    assert [(f.line, f.message.split(",")[0]) for f in findings] == [
-        (16, "columns.rate.allowed: '0.0000001' is not a valid decimal(10"),
-        (20, "columns.flag.allowed: 'yes' is not a valid boolean"),
+    assert [(f.line, f.message) for f in findings] == [
+        (
+            16,
+            "columns.rate.allowed: '0.0000001' is not a valid decimal(10,5) (at most 5 digits before the point "
+            "and 5 after it), so no value can meet it",
+        ),
+        (20, "columns.flag.allowed: 'yes' is not a valid boolean (true or false), so no value can meet it"),
     ]
     assert rate.allowed == ("0.00001", "0.5", "0.0000001")
     assert (rate.violation("0.00001"), rate.violation("0.50"), flag.violation("TRUE")) == (None, None, None)
@@ -291,6 +295,8 @@ def test_patterns_that_share_only_some_names_clash_and_others_do_not() -> None:
     assert patterns_overlap(nfd, "expéditions_{yyyy}_{mm}_{dd}.csv")
     assert patterns_overlap("İade_{yyyy}{mm}{dd}.csv", "iade_{yyyy}{mm}{dd}.csv")
     assert not patterns_overlap("expeditions_{yyyy}_{mm}_{dd}.csv", "expéditions_{yyyy}_{mm}_{dd}.csv")
+    # A date digit is 0 to 9: a fullwidth or superscript one is a letter no date holds.
+    assert not patterns_overlap("x{yyyy}{mm}{dd}\uff11.csv", "x\uff11{yyyy}{mm}{dd}.csv")
 
 
 def test_a_kind_filegate_does_not_read_is_a_finding_not_a_file_left_out(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ def test_a_name_matches_in_either_unicode_form_and_only_whole() -> None:
     # `$` matched before a final line break: a name that goes on with one is another name.
     assert regex.match("données_2025_01_15.csv\n") is None
     assert same_name(unicodedata.normalize("NFD", "Données.csv"), "données.CSV")
+    assert same_name("İade.csv", "iade.csv")  # the regex's case folding, not str.lower (which makes İ two letters)
+    assert not same_name("données.csv", "donnees.csv")
 
 
 def test_adding_a_dataset_is_adding_a_contract_file(tmp_path: Path) -> None:
