@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import unquote
@@ -21,6 +21,7 @@ from filegate.errors import (
     FilegateError,
     ObjectNotFound,
     RunNotStarted,
+    SettingsError,
     SourceChanged,
     TransientError,
     UsageError,
@@ -424,8 +425,10 @@ def rejected_main(argv: list[str]) -> int:
                 outcome = reprocess_rejected(gate, args.reprocess)
             except RunNotStarted as exc:
                 # Archived: this command cannot find it again (it is no longer rejected); the sweep starts its
-                # run, or `filegate reconcile --redrive` now.
-                reason = f"{exc}; the next sweep starts it, or `filegate reconcile --redrive` now"
+                # run once run-now answers again, or `filegate reconcile --redrive` after the cause is fixed.
+                reason = (
+                    f"{exc}; once the cause is fixed, the next sweep starts it, or `filegate reconcile --redrive` now"
+                )
                 outcome = Outcome(
                     RUN_PENDING, source=args.reprocess, archived_path=exc.archived_path, reasons=(reason,)
                 )
@@ -450,19 +453,6 @@ def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *ot
         raise UsageError(f"--dataset {dataset}: no dataset of that name, and nothing under it (datasets: {known})")
 
 
-def _jobs_api_silent(gate: Gate) -> TransientError | None:
-    """Why the Jobs API does not answer, asked within seconds (`DatabricksJobs.reachable`), or None."""
-    from filegate.jobs import DatabricksJobs
-
-    if not isinstance(gate.jobs, DatabricksJobs):
-        return None
-    try:
-        gate.jobs.reachable()
-    except TransientError as exc:
-        return exc
-    return None
-
-
 def _needs_a_look(outcome: Outcome) -> bool:
     """A reprocessed file rejected again (still bad, or its contract gone), ignored, or archived without its run:
     a person looks (running the same command again cannot help; it is no longer a rejected file)."""
@@ -480,18 +470,25 @@ def archived_main(argv: list[str]) -> int:
 
     def body() -> int:
         gate = _gate(args)
-        # In an outage what landed is what one asks: listed without the runs' states, then exit 75, as batches.
-        silent = _jobs_api_silent(gate)
         day = args.date.isoformat() if args.date else None
-        found = list(archived_files(gate, args.dataset, day, ask_runs=silent is None))
+        found = list(archived_files(gate, args.dataset, day, ask_runs=False))
         _known_dataset(gate, args.dataset, found)
+        # The Jobs API is asked only for files that have a run (files without one, or a batch's, list without
+        # it), and what landed is listed in an outage too: without the runs' states, then exit 75 (or 2 when
+        # Databricks is not configured), as `filegate batches` does.
+        unanswered: FilegateError | None = None
+        try:
+            found = [replace(f, state=run_state_of(gate, f.run_id)) if f.run_id is not None else f for f in found]
+        except (TransientError, SettingsError) as exc:
+            unanswered = exc
         rows = [[f.path, f.dataset, f.business_date, f.run_id, f.state] for f in found]
         print(render_table(("ARCHIVED FILE", "DATASET", "DATE", "RUN", "STATE"), rows))
         unknown = sum(f.state == UNKNOWN for f in found)
         of_unknown = f", {unknown} whose run's state the Jobs API did not give" if unknown else ""
         print(f"{len(found)} archived file(s), {sum(f.state == NO_RUN for f in found)} without a run{of_unknown}")
-        if silent is not None:
-            return exits.report_failure("filegate archived", silent, try_again="listed without the runs' states")
+        if unanswered is not None:
+            listed = "listed without the runs' states"
+            return exits.report_failure("filegate archived", unanswered, config_note=f" ({listed})", try_again=listed)
         return exits.OK
 
     return _run_command("archived", body)

@@ -362,6 +362,7 @@ def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jo
     silent = {**env, "DATABRICKS_HOST": f"http://127.0.0.1:{free_port()}"}
     down = run_cli(["archived", *target], silent)
     reconcile_down = run_cli(["reconcile", *target], silent)
+    unconfigured = run_cli(["archived", *target], {**env, "DATABRICKS_HOST": "", "DATABRICKS_TOKEN": ""})
     # Fixed in place, and its run-now refused: archived, and no longer a rejected file to reprocess again.
     container, _, path = listed.path.partition("/")
     info = world.store.stat(container, path)
@@ -390,6 +391,9 @@ def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jo
     assert "1 archived file(s), 0 without a run, 1 whose run's state the Jobs API did not give" in down.stdout
     assert "listed without the runs' states: cannot reach the Jobs API" in down.stderr
     assert reconcile_down.returncode == 75, reconcile_down.stdout + reconcile_down.stderr
+    # Without Databricks settings the files are listed all the same; the runs' states need them (exit 2).
+    assert unconfigured.returncode == 2, unconfigured.stdout + unconfigured.stderr
+    assert "1 archived file(s), 0 without a run, 1 whose run's state" in unconfigured.stdout
     assert pending.returncode == 1, pending.stdout + pending.stderr
     assert json.loads(pending.stdout)["status"] == RUN_PENDING
     assert "`filegate reconcile --redrive` now" in json.loads(pending.stdout)["reasons"][0]
