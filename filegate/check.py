@@ -30,6 +30,7 @@ from filegate.contracts import (
     load_contracts,
     pattern_clashes,
     read_contract,
+    value_form,
 )
 from filegate.errors import ContractError
 from filegate.pipelines import (
@@ -71,9 +72,10 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
     findings: list[Finding] = []
     first_seen: dict[str, Path] = {}
     pipelines: list[tuple[Path, dict[str, Any]]] = []
+    texts: dict[Path, str] = {}
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as the loaders accept it
+            text = texts[path] = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as the loaders accept it
         except (OSError, UnicodeDecodeError) as exc:
             findings.append(Finding(path, None, f"cannot be read: {exc}"))
             continue
@@ -108,18 +110,13 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
                 for entry in column.unmeetable_allowed
             )
     # Clashing patterns among the datasets checked and the built-in ones (each replaced by a checked one of its name).
-    every = {**load_contracts(), **{contract.name: contract for contract in contracts}}
+    builtin_contracts = load_contracts()  # read once, for the clashes and the built-in pipelines
+    every = {**builtin_contracts, **{contract.name: contract for contract in contracts}}
     for one, other in pattern_clashes(every.values()):
         if one in contracts and not is_builtin(one.source):
             assert one.source is not None
-            findings.append(
-                Finding(
-                    one.source,
-                    locate(one.source.read_text(encoding="utf-8-sig"), "file_pattern"),
-                    clash_message(one, other),
-                )
-            )
-    builtin = load_pipelines(load_contracts())  # read once, for both questions below
+            findings.append(Finding(one.source, locate(texts[one.source], "file_pattern"), clash_message(one, other)))
+    builtin = load_pipelines(builtin_contracts)  # read once, for both questions below
     pipeline_findings, checked = _pipeline_findings(pipelines, contracts, builtin)
     findings.extend(pipeline_findings)
     findings.extend(_batch_only_findings(contracts, first_seen, checked, builtin))
@@ -194,23 +191,10 @@ def _pipeline_findings(
 
 def _unmeetable(column: Column, entry: str) -> str:
     # Found by check only: the loaders keep such a contract working as before (its other entries are met).
-    decimal = re.fullmatch(r"decimal\((\d+),(\d+)\)", column.type)
-    what = (
-        f"at most {int(decimal[1]) - int(decimal[2])} digits before the point and {decimal[2]} after it"
-        if decimal
-        else _VALUE_FORMS.get(column.type, "")
+    return (
+        f"columns.{column.name}.allowed: {entry!r} is not a valid {column.type} ({value_form(column.type)}), "
+        "so no value can meet it"
     )
-    return f"columns.{column.name}.allowed: {entry!r} is not a valid {column.type} ({what}), so no value can meet it"
-
-
-# What a value of each type looks like, for the finding above.
-_VALUE_FORMS = {
-    "long": "a whole number of up to 19 digits",
-    "double": "a finite number",
-    "boolean": "true or false",
-    "date": "a real date, YYYY-MM-DD",
-    "timestamp": "a real time, YYYY-MM-DDTHH:MM:SS with an optional offset",
-}
 
 
 def locate(text: str, where: str) -> int | None:

@@ -176,6 +176,24 @@ def _clipped(text: str, limit: int = 40) -> str:
     return shown(text) if len(text) <= limit else f"{shown(text[:limit])}... ({len(text)} characters)"
 
 
+# What a value of each type looks like, for messages (a decimal's says its digits: `value_form`).
+_VALUE_FORMS = {
+    "long": "a whole number of up to 19 digits",
+    "double": "a finite number",
+    "boolean": "true or false",
+    "date": "a real date, YYYY-MM-DD",
+    "timestamp": "a real time, YYYY-MM-DDTHH:MM:SS with an optional offset",
+}
+
+
+def value_form(type_name: str) -> str:
+    """What a value of a typed column looks like, in words."""
+    decimal = _DECIMAL_TYPE.match(type_name)
+    if decimal:
+        return f"at most {int(decimal[1]) - int(decimal[2])} digits before the point and {decimal[2]} after it"
+    return _VALUE_FORMS.get(type_name, "")
+
+
 def _allowed_text(value: object, type_name: str) -> str:
     """An allowed entry as text. A TOML float for a decimal column in plain notation: str() writes 0.00001 as
     1e-05, which no decimal's text is."""
@@ -391,6 +409,12 @@ def sql_literal(value: ParamValue) -> str:
     if isinstance(value, int | float):
         return repr(value)
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def date_tokens_once(pattern: str) -> bool:
+    """Whether a file or trigger pattern holds {yyyy}, {mm} and {dd}, each once: each is a named group of its
+    regex (a second cannot compile), and a name holds one date."""
+    return all(pattern.count(token) == 1 for token in _DATE_TOKENS)
 
 
 def name_on(file_pattern: str, business_date: date) -> str:
@@ -793,7 +817,7 @@ def _file_problems(contract: Contract) -> list[Problem]:
         problems.append(
             Problem("delimiter", f"delimiter must not be {contract.delimiter!r}: it ends a row or quotes a field")
         )
-    if not all(pattern.count(token) == 1 for token in _DATE_TOKENS):
+    if not date_tokens_once(pattern):
         # Each token is a named group of the name's regex: a second one cannot be compiled, and a name holds one date.
         problems.append(Problem("file_pattern", "file_pattern must contain {yyyy}, {mm} and {dd}, each once"))
     if "/" in pattern or "\\" in pattern:
@@ -1015,8 +1039,7 @@ def _agree(one: str | None, other: str | None) -> bool:
     if one is None or other is None:
         given = other if one is None else one
         return given is None or given in "0123456789"  # the date's [0-9]: not ² or a fullwidth digit
-    # In any case as the regex matches it: İ and i, ß and ẞ are one letter there (str.lower would make İ two).
-    return re.fullmatch(re.escape(one), other, re.IGNORECASE) is not None
+    return same_name(one, other)
 
 
 def _positions(pattern: str) -> list[str | None]:

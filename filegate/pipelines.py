@@ -18,6 +18,7 @@ from filegate.contracts import (
     BUILTIN_DATASETS,
     Contracts,
     compile_file_pattern,
+    date_tokens_once,
     is_builtin,
     overlapping,
     patterns_overlap,
@@ -29,7 +30,6 @@ PIPELINE_KIND = "pipeline"
 ON_INCOMPLETE = ("wait", "reject", "load_available")
 LATE_MEMBER = ("hold", "rerun")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
-_DATE_TOKENS = {"{yyyy}": r"(?P<yyyy>[0-9]{4})", "{mm}": r"(?P<mm>[0-9]{2})", "{dd}": r"(?P<dd>[0-9]{2})"}
 # Keys the function acts on; the rest of the document is the job's business.
 _FUNCTION_KEYS = {
     "kind",
@@ -132,7 +132,7 @@ class Pipelines(Mapping[str, Pipeline]):
 
 def _trigger_problems(pattern: str) -> list[str]:
     problems = []
-    if not all(pattern.count(token) == 1 for token in _DATE_TOKENS) or not pattern.lower().endswith(".json"):
+    if not date_tokens_once(pattern) or not pattern.lower().endswith(".json"):
         problems.append(
             f"trigger_pattern {pattern!r} must hold {{yyyy}}, {{mm}} and {{dd}}, each once, and end in .json"
         )
