@@ -26,6 +26,8 @@ DEFAULT_LIMIT = 10
 # The Jobs API returns at most 25 runs per page; the SDK pages on.
 _PAGE_LIMIT = 25
 RUN_COLUMNS = ("RUN", "STATE", "STARTED (UTC)", "QUEUED", "DURATION", "DATASET", "SOURCE FILE", "RUN PAGE")
+# The batch job's runs carry a pipeline and its batch's manifest where the ingest job's carry a dataset and a file.
+BATCH_RUN_COLUMNS = ("RUN", "STATE", "STARTED (UTC)", "QUEUED", "DURATION", "PIPELINE", "MANIFEST", "RUN PAGE")
 TASK_COLUMNS = ("TASK", "STATE", "STARTED (UTC)", "DURATION", "RUN PAGE")
 FAILED_STATES = frozenset({"FAILED", "TIMEDOUT", "INTERNAL_ERROR"})
 # How much of a failed task's stack trace `filegate status RUN_ID` prints (the run output holds all of it).
@@ -116,14 +118,14 @@ def short_source(uri: str) -> str:
 
 
 def run_row(run: BaseRun | Run) -> list[str]:
-    """One run as a row under RUN_COLUMNS."""
+    """One run as a row under `run_columns`: an ingest run names its dataset, a batch run its pipeline."""
     return [
         str(run.run_id),
         run_state(run),
         format_time(run.start_time),
         format_duration(queue_seconds(run)),
         format_duration(duration_seconds(run)),
-        parameter(run, "dataset"),
+        parameter(run, "dataset") or parameter(run, "pipeline"),
         short_source(parameter(run, "source_path")),
         run.run_page_url or "",
     ]
@@ -166,7 +168,9 @@ def render_runs(runs: Sequence[BaseRun], job_name: str, job_id: int, host: str) 
     if not runs:
         return f"No runs of job {job_name} (id {job_id}) on {host} yet."
     heading = f"Runs of job {job_name} (id {job_id}) on {host}, newest first:"
-    return f"{heading}\n{render_table(RUN_COLUMNS, [run_row(run) for run in runs], indent='  ')}"
+    batch_runs = all(parameter(run, "pipeline") and not parameter(run, "dataset") for run in runs)
+    columns = BATCH_RUN_COLUMNS if batch_runs else RUN_COLUMNS
+    return f"{heading}\n{render_table(columns, [run_row(run) for run in runs], indent='  ')}"
 
 
 def render_run(client: WorkspaceClient, run: Run) -> str:
@@ -177,6 +181,7 @@ def render_run(client: WorkspaceClient, run: Run) -> str:
         ("queued", format_duration(queue_seconds(run))),
         ("duration", format_duration(duration_seconds(run))),
         ("dataset", parameter(run, "dataset")),
+        ("pipeline", parameter(run, "pipeline")),
         ("source", parameter(run, "source_path")),
         ("batch", parameter(run, "batch_id")),
         ("run page", run.run_page_url or ""),

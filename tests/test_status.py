@@ -14,7 +14,7 @@ from filegate import status
 from local_world.demo._report import run_problems
 from local_world.emulators import free_port
 from local_world.jobs_api import Fault, LocalJobsServer, TaskFailed, TaskInvocation
-from local_world.jobs_api.recording import FIXTURE_BUNDLE, local_jobs_api, workspace_client
+from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE, local_jobs_api, workspace_client
 
 SOURCE = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
 BROKEN = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/06/order_tracking_2024_03_06.csv"
@@ -239,6 +239,33 @@ def test_a_job_without_runs(
 
     assert code == 0
     assert capsys.readouterr().out == f"No runs of job filegate-ingest (id 1) on {api.url} yet.\n"
+
+
+def test_batch_job_runs_name_their_pipeline_and_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = "abfss://archive@devstoreaccount1.dfs.core.windows.net/_batches/ecommerce/2025/01/15/manifest.json"
+    with local_jobs_api(tmp_path / "jobs", runner=fail_broken_batches, bundle=BATCH_BUNDLE) as api:
+        client = workspace_client(api)
+        parameters = {"source_path": manifest, "pipeline": "ecommerce", "batch_id": "ecommerce-20250115-abc"}
+        run_id = client.jobs.run_now(job_id=1, job_parameters=parameters, idempotency_token="abc").run_id
+        api.wait_idle(timeout=30)
+        point_status_at(api, monkeypatch)
+        monkeypatch.setenv("FILEGATE_JOB_NAME", "filegate-batch")
+
+        listed = status.main([])
+        listing = capsys.readouterr().out
+        shown = status.main([str(run_id)])
+        one = capsys.readouterr().out
+
+    assert (listed, shown) == (0, 0)
+    header, row = listing.splitlines()[1:3]
+    assert header.split()[-4:] == ["PIPELINE", "MANIFEST", "RUN", "PAGE"]
+    assert row.split()[-3:-1] == [
+        "ecommerce",
+        "abfss://archive@devstoreaccount1/_batches/ecommerce/2025/01/15/manifest.json",
+    ]
+    assert re.search(r"^  pipeline +ecommerce$", one, re.MULTILINE), one
 
 
 def test_short_source_and_durations() -> None:
