@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from filegate.pipelines import (
     trigger_clashes,
 )
 
-_SECTIONS = ("columns", "checks", "derived")
+_SECTIONS = ("columns", "checks", "derived", "tables")
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,29 @@ def _pipeline_findings(
     for one, other in trigger_clashes(every.values()):
         if one.source is not None and any(one is mine for mine in loaded.values()) and not is_builtin(one.source):
             findings.append(Finding(one.source, None, trigger_clash_message(one, other)))
+    findings.extend(_table_clashes(loaded, every))
     return findings, parsed
+
+
+def _table_clashes(mine: Mapping[str, Pipeline], every: Mapping[str, Pipeline]) -> list[Finding]:
+    """A derived table two pipelines build: the job's schema is shared, so each would replace the other's."""
+    named = {
+        name: {str(entry.get("name")) for entry in pipeline.document.get("tables", []) if isinstance(entry, dict)}
+        for name, pipeline in every.items()
+    }
+    findings = []
+    for pipeline in mine.values():
+        if pipeline.source is None or is_builtin(pipeline.source):
+            continue
+        for table in sorted(named[pipeline.name]):
+            others = sorted(other for other, tables in named.items() if other != pipeline.name and table in tables)
+            if others:
+                message = (
+                    f"table {table} is also a derived table of pipeline {others[0]}: each would replace the other's"
+                )
+                text = pipeline.source.read_text(encoding="utf-8-sig")  # read a moment ago by check_files
+                findings.append(Finding(pipeline.source, locate(text, f"tables.{table}"), message))
+    return findings
 
 
 def _unmeetable(column: Column, entry: str) -> str:

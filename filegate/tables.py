@@ -6,11 +6,19 @@ the names from here, so a rename cannot leave a reader looking for a column that
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from filegate.contracts import Contract
+
 # One row per job run (spark_jobs/processing_log.py writes it).
 PROCESSING_LOG = "processing_log"
 
 # The batch job's scores: one row per rule, per dataset and per batch (spark_jobs/batch_validate.py).
 VALIDATION_RESULTS = "validation_results"
+# ... and one row per failing row per rule, with its key.
+VALIDATION_FAILURES = "validation_failures"
 
 # Two of the analytics tables the batch job's derive_tables task builds (issue 17); the demo shows them.
 ANALYTICS_SUMMARY = "analytics_summary"
@@ -43,3 +51,31 @@ def stage_table(dataset: str) -> str:
 def rejects_table(dataset: str) -> str:
     """The table a dataset's rejected rows go to, each with its reason."""
     return f"{dataset}_rejects"
+
+
+def observations_table(target: str) -> str:
+    """`<target>_observations`: an SCD2 target's loaded rows, which the batch job rebuilds its history from."""
+    return f"{target}_observations"
+
+
+def deletes_table(target: str) -> str:
+    """`<target>_deletes`: the newest `delete_when` row of each key an SCD1 target was told to delete."""
+    return f"{target}_deletes"
+
+
+def job_tables(contracts: Iterable[Contract]) -> dict[str, str]:
+    """Every table the jobs write for these datasets, and what it holds: a derived table of one of these
+    names would replace it (`CREATE OR REPLACE`), losing the rejects, the history or the scores."""
+    owned = {
+        PROCESSING_LOG: "the jobs' processing log",
+        VALIDATION_RESULTS: "the batch job's scores",
+        VALIDATION_FAILURES: "the batch job's failing rows",
+    }
+    for contract in contracts:
+        owned[contract.name] = f"dataset {contract.name}"
+        owned[contract.target] = f"the target of {contract.name}"
+        owned[stage_table(contract.name)] = f"the stage of {contract.name}"
+        owned[rejects_table(contract.name)] = f"the rejects of {contract.name}"
+        owned[observations_table(contract.target)] = f"the history observations of {contract.name}"
+        owned[deletes_table(contract.target)] = f"the deletes of {contract.name}"
+    return owned

@@ -25,6 +25,7 @@ if __package__ in (None, "") and "__file__" in globals():
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from filegate import tables
 from filegate.contracts import BUSINESS_DATE, Contract
 from spark_jobs.batch import (
     MERGE_TASK,
@@ -74,7 +75,8 @@ def batch_rows(context: BatchContext, contract: Contract, keys: DataFrame | None
 
 
 def good_batch_rows(context: BatchContext, contract: Contract) -> DataFrame:
-    """The member's staged rows of this batch that were merged: without the quarantined keys (empty if never staged)."""
+    """The member's staged rows of this batch that passed: without rejected rows and quarantined keys (empty if
+    never staged). Every row as staged: one a newer row of its key superseded in the merge is kept too."""
     stage = context.warehouse.read_if_exists(stage_table(contract))
     if stage is None:
         return driver_rows(context.spark, [], stage_schema(contract))
@@ -156,7 +158,7 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
 
 def deletes_table(contract: Contract) -> str:
     """`<target>_deletes`: the newest `delete_when` row of each key an SCD1 target was told to delete."""
-    return f"{contract.target}_deletes"
+    return tables.deletes_table(contract.target)
 
 
 def merge_latest(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> MergeCounts:

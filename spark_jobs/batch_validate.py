@@ -36,7 +36,7 @@ from pyspark.sql.types import (
 
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
-from filegate.tables import VALIDATION_RESULTS
+from filegate.tables import VALIDATION_FAILURES, VALIDATION_RESULTS
 from spark_jobs.batch import BatchContext, refuse_partly_staged, run_batch_task, skip_completed
 from spark_jobs.columns import (
     BATCH_ID,
@@ -60,7 +60,7 @@ from spark_jobs.warehouse import driver_rows, sql_string
 
 TASK = "validate"
 RESULTS = VALIDATION_RESULTS
-FAILURES = "validation_failures"
+FAILURES = VALIDATION_FAILURES
 VALIDATE = "validate"
 _RANK = "_rank"
 _BROKEN = "_broken"
@@ -619,7 +619,10 @@ def _batch_summary(datasets: list[Result]) -> Result:
     result.failure_ratio = result.rows_failed / read if read else None
     result.score = sum(d.rows_evaluated * (d.score or 0) for d in scored) / weight if weight else None
     result.severity = max((d.severity for d in datasets), key=lambda s: _SEVERITY_ORDER.get(s, 0), default="NONE")
-    result.outcome = _outcome(datasets)
+    # From the datasets' outcomes, not their rows_failed: a dataset's failed rows are those set aside
+    # (rejected, quarantined), so one whose rules only warned counts none and is still WARNED.
+    outcomes = {d.outcome for d in datasets}
+    result.outcome = "FAILED" if "FAILED" in outcomes else "WARNED" if "WARNED" in outcomes else _outcome(datasets)
     return result
 
 

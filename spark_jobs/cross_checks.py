@@ -201,7 +201,7 @@ def relation_failures(
         has_null = has_null | F.col(column).isNull()
     on = [child[c] == parents[p] for c, p in zip(relation.columns, relation.parent_columns, strict=True)]
     orphans = child.where(~has_null).join(parents, on=on, how="left_anti")
-    described = ", ".join(f"'{c} ', coalesce(cast({c} AS string), 'NULL')" for c in relation.columns)
+    described = ", ', ', ".join(f"'{c} ', coalesce(cast({c} AS string), 'NULL')" for c in relation.columns)
     detail = F.expr(f"concat({described}, ' is not a key of {relation.parent}')")
     failing = orphans.select("*", detail.alias(DETAIL))
     nulls = child.where(has_null).select("*", F.lit(f"{', '.join(relation.columns)} is NULL").alias(DETAIL))

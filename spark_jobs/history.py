@@ -47,6 +47,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StructField, StructType
 
+from filegate import tables
 from filegate.contracts import BUSINESS_DATE, Contract
 from filegate.errors import FilegateError
 from spark_jobs.changes import content_order
@@ -117,7 +118,7 @@ class HistoryCounts:
 
 
 def observations_table(contract: Contract) -> str:
-    return f"{contract.target}_observations"
+    return tables.observations_table(contract.target)
 
 
 def observation_columns(contract: Contract) -> list[str]:

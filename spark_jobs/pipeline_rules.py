@@ -110,6 +110,36 @@ _RELATION_KEYS = _COMMON_KEYS | {"child", "columns", "parent", "parent_columns",
 _RULE_KEYS = _COMMON_KEYS | {"dataset", "sql"}
 
 
+def _relation_column_problems(
+    pipeline: Pipeline, contracts: Contracts, child: tuple[str, Sequence[str]], parent: tuple[str, Sequence[str]]
+) -> list[str]:
+    """A relation's datasets are members, its columns theirs, paired one to one and of one kind each."""
+    problems = []
+    for role, (dataset, names) in (("child", child), ("parent", parent)):
+        if dataset not in pipeline.members:
+            problems.append(f"{role} {dataset!r} is not a member of {pipeline.name}")
+        elif not names or not set(names) <= set(contracts[dataset].column_names):
+            problems.append(f"{role} columns {list(names)} are not all columns of {dataset}")
+    if len(child[1]) != len(parent[1]):
+        return [*problems, "columns and parent_columns must pair up"]
+    for name, parent_name in zip(child[1], parent[1], strict=True) if not problems else ():
+        one, other = contracts[child[0]].column(name).type, contracts[parent[0]].column(parent_name).type
+        if _kind(one) != _kind(other):
+            # Spark would cast one side to the other's type: a run fails on the first value that does not
+            # cast (CAST_INVALID_INPUT, naming no relation), or '05' matches 5.
+            problems.append(
+                f"{child[0]}.{name} is {one} but {parent[0]}.{parent_name} is {other}; declare them of one type"
+            )
+    return problems
+
+
+def _kind(type_name: str) -> str:
+    """What a relation may compare a column with: numbers with numbers, dates with timestamps, text with text."""
+    if type_name in ("long", "double") or type_name.startswith("decimal"):
+        return "number"
+    return "time" if type_name in ("date", "timestamp") else type_name
+
+
 def _tables(document: Mapping[str, Any], key: str, known: set[str], problems: list[str]) -> list[Mapping[str, Any]]:
     """The `[[key]]` tables of the document; a problem for a value of another shape, and for each field none
     of them has (a misspelt `acton` would leave the check at its default action without a word)."""
@@ -187,13 +217,10 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
         child, parent = str(entry.get("child", "")), str(entry.get("parent", ""))
         columns = tuple(entry.get("columns", ()))
         parent_columns = tuple(entry.get("parent_columns", columns))
-        for role, dataset, names in (("child", child, columns), ("parent", parent, parent_columns)):
-            if dataset not in members:
-                problems.append(f"{where}: {role} {dataset!r} is not a member of {pipeline.name}")
-            elif not names or not set(names) <= set(contracts[dataset].column_names):
-                problems.append(f"{where}: {role} columns {list(names)} are not all columns of {dataset}")
-        if len(columns) != len(parent_columns):
-            problems.append(f"{where}: columns and parent_columns must pair up")
+        problems += [
+            f"{where}: {problem}"
+            for problem in _relation_column_problems(pipeline, contracts, (child, columns), (parent, parent_columns))
+        ]
         nulls = str(entry.get("nulls", "ignore"))
         if nulls not in ("ignore", "fail"):
             problems.append(f"{where}: nulls must be ignore or fail")

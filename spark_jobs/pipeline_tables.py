@@ -24,6 +24,7 @@ from typing import Any
 from filegate.contracts import Contracts, sql_literal
 from filegate.errors import ContractError
 from filegate.pipelines import Pipeline
+from filegate.tables import job_tables
 
 REFRESHES = ("full", "as_of")
 METHODS = ("thresholds", "quantiles")
@@ -120,11 +121,12 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
     )
     entries = list(document.get("tables", []))
     names = [str(entry.get("name", "")) for entry in entries]
+    owned = job_tables(contracts.values())
     for name in names:
         if not _NAME.fullmatch(name):
             problems.append(f"table name {name!r} must be lower case letters, digits and _")
-        if name in contracts or name in {contracts[m].target for m in pipeline.members if m in contracts}:
-            problems.append(f"table {name} would overwrite a dataset or its target")
+        if name in owned:
+            problems.append(f"table {name} would replace {owned[name]}; give it another name")
     if len(set(names)) != len(names):
         problems.append("derived table names must be unique")
     segments: dict[str, list[Segment]] = {}

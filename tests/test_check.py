@@ -138,6 +138,29 @@ def test_a_pipelines_relations_and_rules_are_checked_before_any_run(tmp_path: Pa
     assert "scoring.weights: 'URGENT' is not a severity (HIGH, MEDIUM, LOW)" in finding.message
 
 
+def test_a_relation_between_columns_of_other_types_is_a_finding_not_a_cast_error_in_validate(tmp_path: Path) -> None:
+    # validate failed with CAST_INVALID_INPUT naming no relation; where the text cast, '05' matched 5.
+    pipeline = tmp_path / "shop.toml"
+    relation = '[[relations]]\nname = "{name}"\nchild = "orders"\ncolumns = [{columns}]\nparent = "{parent}"\n'
+    pipeline.write_text(
+        'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\n'
+        'members = ["customers", "orders", "products"]\n'
+        + relation.format(name="by_quantity", columns='"quantity"', parent="customers")
+        + 'parent_columns = ["customer_id"]\n'
+        + relation.format(name="by_day", columns='"order_date", "order_amount"', parent="products")
+        + 'parent_columns = ["created_timestamp", "price"]\n'
+        + relation.format(name="order_customer", columns='"customer_id"', parent="customers")
+    )
+
+    _, findings = check_files([pipeline])
+
+    (finding,) = findings
+    assert finding.message == (
+        "relations[0] by_quantity: orders.quantity is long but customers.customer_id is string; "
+        "declare them of one type"
+    )
+
+
 def test_a_pipelines_lookups_are_checked_before_any_run(tmp_path: Path) -> None:
     # Spark's type inference refused these in the middle of a run (CANNOT_MERGE_TYPE), or KeyError here.
     pipeline = tmp_path / "shop.toml"
@@ -367,6 +390,32 @@ def test_two_pipelines_of_one_name_or_one_trigger_are_refused(tmp_path: Path) ->
     )
     with pytest.raises(ContractError, match="also matches the triggers of"):
         load_pipelines(load_contracts(tmp_path), tmp_path)
+
+
+def test_a_derived_table_two_pipelines_build_is_named_in_the_pipeline_files(tmp_path: Path) -> None:
+    # Both build into the job's one schema: the later `CREATE OR REPLACE` dropped the other's rows unseen.
+    _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    _dataset(tmp_path, "refunds", "refunds_{yyyy}{mm}{dd}.csv")
+    datasets = [tmp_path / "sales.toml", tmp_path / "refunds.toml"]
+    table = '[[tables]]\nname = "{name}"\ngrain = ["id"]\nsql = "SELECT id FROM ${{batch.{member}}}"\n'
+    one = _pipeline(
+        tmp_path, "shop", "shop", "shop_{yyyy}{mm}{dd}.json", table.format(name="daily", member="sales"), '"sales"'
+    )
+    other = _pipeline(
+        tmp_path,
+        "outlet",
+        "outlet",
+        "outlet_{yyyy}{mm}{dd}.json",
+        table.format(name="returns", member="refunds") + table.format(name="daily", member="refunds"),
+        '"refunds"',
+    )
+
+    _, findings = check_files([*datasets, one, other])
+
+    assert [(f.path, f.line, f.message) for f in findings] == [
+        (one, 5, "table daily is also a derived table of pipeline outlet: each would replace the other's"),
+        (other, 9, "table daily is also a derived table of pipeline shop: each would replace the other's"),
+    ]
 
 
 def test_a_rules_unknown_input_or_parameter_is_a_finding_not_a_failed_validate(tmp_path: Path) -> None:

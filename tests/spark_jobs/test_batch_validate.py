@@ -163,6 +163,24 @@ def test_a_relation_of_a_dataset_to_itself_checks_each_row_against_the_batch_and
     assert Checks(relations=(relation,)).merge_order(["employees", "orders"]) == ["employees", "orders"]
 
 
+def test_a_relation_on_two_columns_names_each_value_apart(spark: SparkSession) -> None:
+    # The detail ran the pairs together: "region EUacct_no 5 is not a key of accounts".
+    inputs = Inputs(spark)
+    inputs.register(
+        "batch", "payments", spark.createDataFrame([("P1", "EU", 5)], "pay_id string, region string, acct_no long")
+    )
+    accounts = spark.createDataFrame([("US", 5)], "region string, acct_no long")
+    inputs.register("batch", "accounts", accounts)
+    inputs.register("current", "accounts", accounts.limit(0))
+    relation = Relation("holder", "payments", ("region", "acct_no"), "accounts", ("region", "acct_no"))
+    try:
+        failing, _ = relation_failures(relation, inputs)
+
+        assert [r["detail"] for r in failing.collect()] == ["region EU, acct_no 5 is not a key of accounts"]
+    finally:
+        inputs.close()
+
+
 def test_a_snapshot_parent_checks_children_against_the_keys_it_shows_not_those_it_is_about_to_close(
     lake: Lake,
 ) -> None:
@@ -248,3 +266,19 @@ def test_a_rule_returning_a_key_twice_fails_each_of_its_rows_once_with_both_deta
         assert sorted(tuple(r) for r in failing.collect()) == [("p2", "line 1 short; line 3 short")] * 2
     finally:
         inputs.close()
+
+
+def test_a_batch_whose_datasets_only_warned_is_warned_not_passed() -> None:
+    # A warn rule sets nothing aside, so its dataset counts no failed row; the batch read that count and
+    # said PASSED (severity MEDIUM) beside a WARNED dataset.
+    warned = batch_validate.Result("rule", "payment_currency", "relation", "payments", "MEDIUM", "warn", 10, 1).settle()
+    clean = batch_validate.Result("rule", "amount_positive", "rule", "accounts", "HIGH", "quarantine", 5, 0).settle()
+    checks = Checks()
+    payments = batch_validate._summary("dataset", "payments", [warned], 10, 0, checks)
+    accounts = batch_validate._summary("dataset", "accounts", [clean], 5, 0, checks)
+
+    batch = batch_validate._batch_summary([payments, accounts])
+
+    assert (payments.outcome, accounts.outcome) == ("WARNED", "PASSED")
+    assert (batch.rows_failed, batch.severity, batch.outcome) == (0, "MEDIUM", "WARNED")
+    assert batch_validate._batch_summary([accounts]).outcome == "PASSED"

@@ -124,7 +124,7 @@ def test_a_broken_table_or_band_is_explained(tmp_path: Path) -> None:
     )
 
     for expected in (
-        "table orders_target would overwrite a dataset or its target",
+        "table orders_target would replace the target of orders; give it another name",
         "table orders_target: refresh must be one of full, as_of",
         "table orders_target: sql must not be empty",
         "table orders_target: grain must name the columns that identify a row",
@@ -139,6 +139,27 @@ def test_a_broken_table_or_band_is_explained(tmp_path: Path) -> None:
         "band 4 'y': max.spend must be a number or ${param.x}",
     ):
         assert expected in found
+
+
+@pytest.mark.parametrize(
+    ("name", "replaced"),
+    [
+        ("validation_results", "the batch job's scores"),
+        ("validation_failures", "the batch job's failing rows"),
+        ("processing_log", "the jobs' processing log"),
+        ("orders", "dataset orders"),
+        ("orders_rejects", "the rejects of orders"),
+        ("customers_stage", "the stage of customers"),
+        ("customers_target_observations", "the history observations of customers"),
+        ("order_tracking", "the target of order_tracking"),  # a dataset of no pipeline
+    ],
+)
+def test_a_table_the_jobs_write_is_no_derived_table(tmp_path: Path, name: str, replaced: str) -> None:
+    # Only the members' datasets and targets were refused: a derived `validation_results` replaced every
+    # pipeline's scores, and `orders_rejects` the quarantined rows with their reasons, at each batch.
+    text = shop(f'[[tables]]\nname = "{name}"\ngrain = ["n"]\nsql = "SELECT count(*) AS n FROM ${{batch.orders}}"\n')
+
+    assert f"table {name} would replace {replaced}; give it another name" in problems(text, tmp_path)
 
 
 def test_quantile_bounds_are_shares(tmp_path: Path) -> None:
