@@ -269,10 +269,11 @@ def _first(lines: list[str], pattern: re.Pattern[str], start: int, end: int) -> 
 
 
 def _spark_findings(contracts: Sequence[Contract], files: Sequence[Path]) -> list[Finding]:
-    """Resolve every check and derived expression, and every pipeline's derived tables against empty
-    inputs, on a local Spark session (pyspark needed)."""
+    """Resolve every check and derived expression, and every pipeline's rules and derived tables against
+    empty inputs, on a local Spark session (pyspark needed)."""
     from spark_jobs.batch_derive import table_problems
     from spark_jobs.contract_sql import expression_problems
+    from spark_jobs.cross_checks import rule_problems
     from spark_jobs.session import build_session
 
     spark = build_session("filegate-check", on_databricks=False)
@@ -289,7 +290,7 @@ def _spark_findings(contracts: Sequence[Contract], files: Sequence[Path]) -> lis
             if document.get("kind") != PIPELINE_KIND:
                 continue
             pipeline = parse_pipeline(document, known, path)
-            problems = table_problems(spark, pipeline, known)
+            problems = [*rule_problems(spark, pipeline, known), *table_problems(spark, pipeline, known)]
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ContractError):
             continue  # reported without Spark
         findings.extend(Finding(path, None, problem) for problem in problems)
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="filegate check",
         description="Check dataset contracts: fields, types, rules, patterns (shared Python/Java regex), "
         "parameters, names that clash, and (with Spark) every [[checks]] and [[derived]] expression and every "
-        "pipeline's derived [[tables]]. "
+        "pipeline's [[rules]] and derived [[tables]]. "
         "Reads the built-in datasets and FILEGATE_CONTRACTS_DIR when no PATH is given.",
     )
     parser.add_argument("paths", nargs="*", type=Path, help="contract files or folders of them")

@@ -26,13 +26,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from filegate.contracts import BUSINESS_DATE, Contract, sql_literal
+from filegate.contracts import BUSINESS_DATE, Contract, Contracts, sql_literal
 from filegate.errors import ContractError
+from filegate.pipelines import Pipeline
 from spark_jobs.changes import latest_per_key
 from spark_jobs.columns import BATCH_ID, IS_CURRENT, REASON, row_fields, target_schema
-from spark_jobs.contract_sql import deletes
+from spark_jobs.contract_sql import deletes, first_line
 from spark_jobs.history import observations_table, observed_in, target_before
-from spark_jobs.pipeline_rules import Checks, Lookup, Relation, Rule
+from spark_jobs.pipeline_rules import Checks, Lookup, Relation, Rule, parse_checks
 from spark_jobs.pipeline_tables import PLACEHOLDER
 from spark_jobs.stage import stage_table
 from spark_jobs.warehouse import Warehouse, driver_rows
@@ -232,3 +233,29 @@ def rule_failures(rule: Rule, inputs: Inputs, contract: Contract, params: Mappin
         F.when(F.size(details) > 0, F.array_join(details, "; ")).alias(DETAIL)
     )
     return inputs.frame("batch", rule.dataset).select(*contract.keys).join(per_key, on=list(contract.keys))
+
+
+def rule_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts) -> list[str]:
+    """Every `[[rules]]` query that does not resolve, or returns no key of its dataset, resolved against empty
+    inputs of the members' schemas (analysis only: no row is read); for `filegate check`. Found otherwise
+    only by `validate`, once every file of a batch had landed."""
+    checks = parse_checks(pipeline, contracts)
+    inputs = Inputs(spark)
+    problems = []
+    try:
+        for name in pipeline.members:
+            rows = driver_rows(spark, [], StructType(row_fields(contracts[name])))
+            versions = driver_rows(spark, [], target_schema(contracts[name]))
+            for kind, frame in (("batch", rows), ("latest", rows), ("history", versions), ("current", versions)):
+                inputs.register(kind, name, frame)
+        inputs.register_lookups(checks.lookups)
+        for rule in checks.rules:
+            try:
+                _ = rule_failures(rule, inputs, contracts[rule.dataset], checks.params, date.today()).schema
+            except ContractError as exc:
+                problems.append(str(exc))
+            except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
+                problems.append(f"rule {rule.name}: {first_line(exc)}")
+    finally:
+        inputs.close()
+    return problems

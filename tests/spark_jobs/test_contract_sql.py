@@ -116,3 +116,31 @@ def test_a_check_with_an_unknown_verdict_passes_as_sql_check_constraints_do(spar
     verdicts = [row[0] for row in rows.select(check_passes(contract, check)).collect()]
 
     assert verdicts == [True, False, True]
+
+
+def test_a_rule_that_does_not_resolve_or_returns_no_key_is_found_before_any_batch(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both passed check and failed `validate` once every file of a batch had landed.
+    (tmp_path / "shop.toml").write_text(
+        'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\n'
+        'members = ["customers", "orders"]\n'
+        '[[rules]]\nname = "typo"\ndataset = "orders"\n'
+        'sql = "SELECT o.order_id FROM ${batch.orders} o WHERE o.order_amout > 100"\n'
+        '[[rules]]\nname = "no_key"\ndataset = "orders"\n'
+        'sql = "SELECT customer_id FROM ${batch.orders}"\n'
+        '[[rules]]\nname = "sound"\ndataset = "orders"\nsql = """\n'
+        "SELECT o.ORDER_ID, 'unknown customer' AS detail FROM ${batch.orders} o\n"
+        "LEFT ANTI JOIN ${latest.customers} c ON o.customer_id = c.customer_id\n"
+        '"""\n',
+        encoding="utf-8",
+    )
+
+    code = main([str(tmp_path)])
+
+    out = capsys.readouterr().out
+    assert code == exits.FAILED
+    assert "rule typo: [UNRESOLVED_COLUMN.WITH_SUGGESTION]" in out
+    assert "`o`.`order_amout`" in out
+    assert "rule no_key must return the key columns of orders; missing ['order_id']" in out
+    assert "sound" not in out
