@@ -45,6 +45,7 @@ from filegate.errors import (
     TransientError,
 )
 from filegate.events import Upload
+from filegate.exits import CONFIG, exit_code
 from filegate.ingest import (
     DUPLICATE,
     IGNORED,
@@ -458,7 +459,7 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
         return TriggeredRun(int(note["job_id"]), int(note["run_id"]), str(note.get("run_page_url", ""))), False
     sealed_at = f"{seal.info.container}/{seal.info.path}"
     if gate.batch_jobs is None:
-        raise RunNotStarted(sealed_at, "this gate has no batch job to run it (FILEGATE_BATCH_JOB_NAME)")
+        raise RunNotStarted(sealed_at, "this gate has no batch job to run it (FILEGATE_BATCH_JOB_NAME)", to_fix=True)
     parameters = {
         "source_path": gate.store.spark_uri(seal.info.container, seal.info.path),
         "pipeline": batch.pipeline.name,
@@ -470,7 +471,7 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
         raise
     except FilegateError as exc:
         # The batch is sealed: its run is work to do (redelivery or the sweep re-drives the same token).
-        raise RunNotStarted(sealed_at, str(exc)) from exc
+        raise RunNotStarted(sealed_at, str(exc), to_fix=exit_code(exc) == CONFIG) from exc
     note = {
         "job_id": run.job_id,
         "run_id": run.run_id,

@@ -37,17 +37,28 @@ class TransientError(FilegateError):
     """A failure that may pass (storage 5xx, Jobs API unavailable): the platform should redeliver."""
 
 
+class RefusedUntilFixed(TransientError):
+    """Redelivered all the same (the fix may come within the platform's retries), but no retry alone mends it:
+    a setting or a permission (run-now denied, no such job). The commands exit CONFIG for it."""
+
+
 class Leased(TransientError):
     """The object cannot be deleted or changed until another party lets go of it: a lease another client holds
     (Azure), a hold or a retention period (GCS). Filegate never breaks or releases one; it retries."""
 
 
 class RunNotStarted(TransientError):
-    """The file is archived but its run-now failed: the archived copy is work to do, not a done file."""
+    """The file is archived but its run-now failed: the archived copy is work to do, not a done file.
 
-    def __init__(self, archived_path: str, cause: str) -> None:
+    `to_fix`: the cause is a setting or a permission (no such job, run-now denied), which no retry mends:
+    the commands exit CONFIG for it. The function still fails the event, so the platform redelivers it
+    (the fix may come within the retry window), and the sweep starts the run once the cause is fixed.
+    """
+
+    def __init__(self, archived_path: str, cause: str, *, to_fix: bool = False) -> None:
         super().__init__(f"archived at {archived_path}, but its run did not start: {cause}")
         self.archived_path = archived_path
+        self.to_fix = to_fix
 
 
 class StorageError(FilegateError):

@@ -10,7 +10,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from filegate.errors import ContractError, FilegateError, SettingsError, TransientError, UsageError
+from filegate.errors import (
+    ContractError,
+    FilegateError,
+    RefusedUntilFixed,
+    RunNotStarted,
+    SettingsError,
+    TransientError,
+    UsageError,
+)
 
 OK = 0
 FAILED = 1
@@ -34,7 +42,9 @@ def exit_code(exc: FilegateError) -> int:
     """The code the policy gives an error: settings and contracts CONFIG, transient TRY_AGAIN, anything
     else FAILED. A contract or pipeline file that does not load stops every command that reads the folder
     until someone fixes it: running again changes nothing."""
-    if isinstance(exc, SettingsError | ContractError | UsageError):
+    if isinstance(exc, SettingsError | ContractError | UsageError | RefusedUntilFixed):
+        return CONFIG
+    if isinstance(exc, RunNotStarted) and exc.to_fix:
         return CONFIG
     if isinstance(exc, TransientError):
         return TRY_AGAIN

@@ -39,6 +39,7 @@ from filegate.errors import (
     Unreadable,
 )
 from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, GCS, Ignored, Upload, parse_event
+from filegate.exits import CONFIG, exit_code
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
 from filegate.pipelines import Pipelines
 from filegate.readiness import Readiness, describe_missing_locations
@@ -97,9 +98,13 @@ class Outcome:
     blocked_by: tuple[str, ...] = ()
     sealed_path: str | None = None
     revision: int | None = None
+    # A file left as it is (failed, run pending) for a setting or a permission to fix, not for a retry.
+    to_fix: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if not self.to_fix:
+            del data["to_fix"]  # said only where it holds: every other outcome reads as before
         data["reasons"] = list(self.reasons)
         data["missing"] = list(self.missing)
         data["blocked_by"] = list(self.blocked_by)
@@ -421,7 +426,7 @@ def _run(
         # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
         if mark is None:
             _ensure_marked(gate, placed)
-        raise RunNotStarted(f"{container}/{path}", str(exc)) from exc
+        raise RunNotStarted(f"{container}/{path}", str(exc), to_fix=exit_code(exc) == CONFIG) from exc
     recorded = placed.info.metadata.get(META_RUN_ID)
     if recorded != str(run.run_id) and _record_run(gate.store, placed, run.run_id):
         _clear_mark(gate, placed, mark)

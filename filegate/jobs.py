@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Protocol
 
-from filegate.errors import FilegateError, SettingsError, TransientError
+from filegate.errors import FilegateError, RefusedUntilFixed, SettingsError, TransientError
 from filegate.events import Upload
 from filegate.settings import DEFAULT_JOB_NAME, Settings
 
@@ -347,7 +347,7 @@ class DatabricksJobs:
             given = None if self._by_name else job_id
             named = named_error(exc, self.host, given, self._setting, self._bundle_name, self._grant)
             if isinstance(named, SettingsError):
-                return TransientError(f"run-now for job {job_id} failed: {named}")
+                return RefusedUntilFixed(f"run-now for job {job_id} failed: {named}")
             return TransientError(f"run-now for job {job_id} failed: {_first_line(exc)}")
         return TransientError(f"run-now for job {job_id} failed after the SDK's retries: {exc}")
 

@@ -16,6 +16,7 @@ from filegate.archive import marked_file, run_pending_mark
 from filegate.batches import batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
+from filegate.exits import CONFIG, exit_code
 from filegate.ingest import Gate, Outcome, handle_upload, left_in_landing, redrive_archived
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store
 
@@ -197,7 +198,9 @@ def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outco
         return handle()
     except RunNotStarted as exc:
         log.warning("sweep: %s", exc)
-        return Outcome(RUN_PENDING, event_id, source, archived_path=exc.archived_path, reasons=(str(exc),))
+        return Outcome(
+            RUN_PENDING, event_id, source, archived_path=exc.archived_path, reasons=(str(exc),), to_fix=exc.to_fix
+        )
     except (TransientError, StorageError) as exc:
         # The file stays where it was (the landing location), so the next sweep tries it again.
         log.warning("sweep: %s failed: %s", source, exc)
@@ -205,7 +208,7 @@ def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outco
     except FilegateError as exc:
         # A setting to fix: this file stays where it is, and the other files go on.
         log.warning("sweep: %s failed: %s", source, exc)
-        return Outcome(FAILED, event_id, source, reasons=(f"still at {source}: {exc}",))
+        return Outcome(FAILED, event_id, source, reasons=(f"still at {source}: {exc}",), to_fix=True)
 
 
 def sweep_all(
@@ -255,13 +258,20 @@ def sweep_pipeline_batches(gate: Gate, go_on: Callable[[], bool] = _always) -> I
             except RunNotStarted as exc:
                 log.warning("sweep: batch %s: %s", source, exc)
                 yield Outcome(
-                    RUN_PENDING, source=source, pipeline=name, archived_path=exc.archived_path, reasons=(str(exc),)
+                    RUN_PENDING,
+                    source=source,
+                    pipeline=name,
+                    archived_path=exc.archived_path,
+                    reasons=(str(exc),),
+                    to_fix=exc.to_fix,
                 )
                 continue
             except FilegateError as exc:
                 # The batch's pieces stay where they are; the next sweep evaluates it again.
                 log.warning("sweep: batch %s failed: %s", source, exc)
-                yield Outcome(FAILED, source=source, pipeline=name, reasons=(str(exc),))
+                yield Outcome(
+                    FAILED, source=source, pipeline=name, reasons=(str(exc),), to_fix=exit_code(exc) == CONFIG
+                )
                 continue
             if outcome is not None:
                 yield outcome

@@ -64,10 +64,15 @@ def main(argv: list[str]) -> int:
             return exits.most_urgent([code, exits.FAILED])
         return code
     unreadable = any(left_in_landing(outcome) for outcome in outcomes)
-    if unreadable or any(outcome.status in (FAILED, RUN_PENDING) for outcome in outcomes):
+    left = [outcome for outcome in outcomes if outcome.status in (FAILED, RUN_PENDING)]
+    if unreadable or left:
         print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
-        # A file no sweep can take until a person acts outranks the ones the next sweep finishes.
-        return exits.FAILED if unreadable else exits.TRY_AGAIN
+        # A setting or permission to fix (no such job, run-now denied) outranks a file a person must look at,
+        # which outranks the ones the next sweep finishes: a scheduler retrying on 75 would retry forever.
+        codes = [exits.TRY_AGAIN]
+        codes += [exits.CONFIG] if any(outcome.to_fix for outcome in left) else []
+        codes += [exits.FAILED] if unreadable else []
+        return exits.most_urgent(codes)
     return exits.OK
 
 

@@ -148,7 +148,8 @@ def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(cli: 
 
     result = run_cli(["handle", str(event_file)], env)
 
-    assert result.returncode == 75, result.stdout + result.stderr
+    # A permission to grant, which no retry mends (75 before: a scheduler would retry it for good).
+    assert result.returncode == 2, result.stdout + result.stderr
     [printed] = [json.loads(line) for line in result.stdout.splitlines()]
     assert (printed["status"], printed["source"].rsplit("/", 1)[-1]) == ("rejected", "order_tracking_2024_03_06.csv")
     assert "order_tracking_2024_03_05.csv" in result.stderr
@@ -159,6 +160,26 @@ def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(cli: 
     empty = run_cli(["handle", str(event_file)], env)
     assert empty.returncode == 1
     assert "the payload is an empty array" in json.loads(empty.stdout)["reasons"][0]
+
+
+def test_a_sweep_whose_run_now_is_denied_exits_for_a_fix_then_starts_the_run_once_granted(cli: AzureCli) -> None:
+    # Exit 75 ("try again") pass after pass: retrying cannot grant CAN_MANAGE_RUN.
+    cli.deliver({"order_tracking_2024_03_05.csv": csv_bytes()})
+    env = cli.env(FILEGATE_JOB_ID="1")
+    cli.jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"), times=5)
+
+    denied = run_cli(["sweep", "--older-than", "0"], env)
+    cli.jobs_api.clear_faults()
+    granted = run_cli(["sweep", "--older-than", "0"], env)
+
+    assert denied.returncode == 2, denied.stdout + denied.stderr
+    [pending] = [json.loads(line) for line in denied.stdout.splitlines()]
+    assert (pending["status"], pending["to_fix"]) == ("run pending", True)
+    assert "denied access (403)" in pending["reasons"][0]
+    assert granted.returncode == 0, granted.stdout + granted.stderr
+    assert [json.loads(line)["status"] for line in granted.stdout.splitlines()] == ["redriven"]
+    assert "to_fix" not in granted.stdout
+    assert len(cli.jobs_api.runs()) == 1
 
 
 def test_sweep_refuses_an_age_that_is_no_number_of_minutes_before_reading_anything() -> None:
