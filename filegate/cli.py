@@ -6,11 +6,12 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from filegate import exits
 from filegate.errors import FilegateError
@@ -152,7 +153,49 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _PipeSafeStdout:
+    """sys.stdout that outlives a reader gone away (`filegate sweep | head -1`): the rest of the output goes to
+    /dev/null and the command finishes its work. A BrokenPipeError stopped a sweep mid-way, with a traceback
+    (files stayed in landing for the next pass), and `filegate status` read it as the Jobs API unreachable."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        # The stream's own descriptor now writes nowhere, so its buffer's last flush (at exit too) succeeds.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stdout = sys.stdout
+    sys.stdout = cast(TextIO, _PipeSafeStdout(stdout))
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("azure").setLevel(logging.WARNING)

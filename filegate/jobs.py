@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -32,6 +33,8 @@ RETRY_TIMEOUT_SECONDS = 20
 HTTP_TIMEOUT_SECONDS = 10
 # The reachability probe: a refused or silent Jobs API is named within seconds, not after the SDK's retries.
 PROBE_TIMEOUT_SECONDS = 3.0
+# What DATABRICKS_HOST looks like: the workspace URL alone.
+_EXAMPLE_HOST = "https://adb-1234567890123456.7.azuredatabricks.net"
 # What a 403 of the Jobs API asks for, by who meets it: the function starts runs, `filegate status` reads them.
 RUN_GRANT = "grant the principal of these credentials (the function's, or yours) CAN_MANAGE_RUN on the job"
 VIEW_GRANT = "grant the principal of these credentials CAN_VIEW on the job (enough to list its runs)"
@@ -169,6 +172,13 @@ def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
     parts = urlsplit(url)
     if not parts.hostname or parts.scheme not in ("http", "https"):
         raise SettingsError(f"DATABRICKS_HOST must be a URL like https://adb-123.azuredatabricks.net, got {url!r}")
+    if parts.query or parts.fragment:
+        # The browser's address of an Azure workspace ends in `?o=<workspace id>#...`: the SDK keeps it in
+        # every request's URL, and the workspace's HTML answers read as an outage (75) for good.
+        raise SettingsError(
+            f"DATABRICKS_HOST must be the workspace URL alone, like {_EXAMPLE_HOST}, without the "
+            f"browser's ?o=... or #...: got {url!r}"
+        )
     proxies = getproxies()
     if (proxies.get(parts.scheme) or proxies.get("all")) and not proxy_bypass(parts.hostname):
         return  # the SDK goes through the proxy (HTTPS_PROXY); a direct request would not say whether that works
@@ -258,6 +268,8 @@ class DatabricksJobs:
             job = self.client.jobs.get(job_id)
         except DatabricksError as exc:
             raise named_error(exc, host, job_id, self._setting, self._bundle_name, self._grant) from exc
+        except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
+            raise _not_json(host, exc) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
         declared = {parameter.name for parameter in (job.settings.parameters if job.settings else None) or ()}
@@ -280,6 +292,8 @@ class DatabricksJobs:
             found = [job.job_id for job in self.client.jobs.list(name=name) if job.job_id is not None]
         except DatabricksError as exc:
             raise named_error(exc, self.host, None, self._setting, self._bundle_name, self._grant) from exc
+        except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
+            raise _not_json(self.host, exc) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {self.host} to resolve {name!r}: {exc}") from exc
         if not found:
@@ -365,6 +379,14 @@ def not_found(exc: DatabricksError) -> bool:
     return isinstance(exc, NotFound) or code == "RESOURCE_DOES_NOT_EXIST"
 
 
+def _not_json(host: str, exc: Exception) -> SettingsError:
+    """A host that answers, but not as a workspace's Jobs API (a web page, another service, a URL with a path)."""
+    return SettingsError(
+        f"{host} does not serve the Jobs API: set DATABRICKS_HOST to the workspace URL alone, like "
+        f"{_EXAMPLE_HOST}, without a path ({_first_line(exc)})"
+    )
+
+
 def _not_a_workspace(exc: DatabricksError) -> bool:
     """Whether the host answered as something other than a workspace: no such API (a URL with a path), or a
     refusal that is not Databricks' JSON (another service). A gateway's 5xx page passes: it may."""
@@ -394,10 +416,7 @@ def named_error(
     if isinstance(exc, PermissionDenied):
         return SettingsError(f"{host} denied access (403): {grant} ({_first_line(exc)})")
     if _not_a_workspace(exc):
-        return SettingsError(
-            f"{host} does not serve the Jobs API: set DATABRICKS_HOST to the workspace URL alone, like "
-            f"https://adb-1234567890123456.7.azuredatabricks.net, without a path ({_first_line(exc)})"
-        )
+        return _not_json(host, exc)
     if job_id is not None and not_found(exc):
         return SettingsError(
             f"{setting}={job_id}: no such job in {host}; set it to the {bundle_name} job's id "

@@ -182,6 +182,32 @@ def test_a_sweep_whose_run_now_is_denied_exits_for_a_fix_then_starts_the_run_onc
     assert len(cli.jobs_api.runs()) == 1
 
 
+def test_a_sweep_piped_into_a_reader_that_stops_early_finishes_its_work(cli: AzureCli) -> None:
+    # `filegate sweep | head -1`: the next line's BrokenPipeError ended the sweep with a traceback (exit 120),
+    # two of the three files left in landing.
+    names = [f"order_tracking_2024_03_0{day}.csv" for day in (5, 6, 7)]
+    cli.deliver(dict.fromkeys(names, csv_bytes()))
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "filegate.cli", "sweep", "--older-than", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, **cli.env(FILEGATE_JOB_ID="1")},
+    )
+    assert sweep.stdout is not None
+    assert sweep.stderr is not None
+    first = sweep.stdout.readline()
+    sweep.stdout.close()  # as `head -1` does once it has its line
+    errors = sweep.stderr.read().decode()
+    code = sweep.wait(timeout=120)
+
+    assert json.loads(first)["status"] == "archived"
+    assert code == 0, errors
+    assert "Traceback" not in errors
+    assert list(cli.store.list(cli.settings.landing.container, cli.settings.landing.prefix)) == []
+    assert len(cli.jobs_api.runs()) == 3
+
+
 def test_sweep_refuses_an_age_that_is_no_number_of_minutes_before_reading_anything() -> None:
     # nan passed `< 0`; inf and 1e20 overflowed the cutoff; each ended in a traceback with exit 1.
     for age in ("nan", "inf", "1e20", "-1"):

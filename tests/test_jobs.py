@@ -214,6 +214,10 @@ def test_a_host_is_probed_as_the_sdk_reads_it_and_one_that_is_not_http_is_a_sett
         probe_host(f"127.0.0.1:{port}")
     with pytest.raises(SettingsError, match="DATABRICKS_HOST must be a URL like https://"):
         probe_host("ftp://adb-123.azuredatabricks.net")
+    # The browser's address of an Azure workspace: the SDK kept `?o=...` in every request (an outage, 75, for good).
+    for address in ("https://adb-123.7.azuredatabricks.net/?o=123", "https://adb-123.7.azuredatabricks.net#job/1"):
+        with pytest.raises(SettingsError, match=r"the workspace URL alone, like https://.*without the browser's \?o="):
+            probe_host(address)
 
 
 def test_behind_a_proxy_the_probe_leaves_the_path_to_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,12 +253,22 @@ def test_a_host_given_with_a_path_is_a_setting_to_fix_not_a_missing_job(
         jobs.check_job()
 
 
-def test_a_host_that_is_another_service_is_a_setting_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (400, b"<?xml version='1.0'?><Error><Code>InvalidQueryParameterValue</Code></Error>"),
+        # A web page answering 200 (a workspace's sign-in page): requests' JSONDecodeError is an OSError, read
+        # as the Jobs API unreachable (75) for good.
+        (200, b"<!doctype html><html><body>Sign in</body></html>"),
+    ],
+)
+def test_a_host_that_is_another_service_is_a_setting_to_fix(
+    monkeypatch: pytest.MonkeyPatch, status: int, body: bytes
+) -> None:
     class NotDatabricks(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b"<?xml version='1.0'?><Error><Code>InvalidQueryParameterValue</Code></Error>"
-            self.send_response(400)
-            self.send_header("Content-Type", "application/xml")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/xml" if body.startswith(b"<?xml") else "text/html")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
