@@ -218,7 +218,12 @@ class AzureBlobStore:
     def endpoint(self) -> str:
         """The blob service's address without a trailing slash (`https://ACCOUNT.blob.core.windows.net`, Azurite's
         `http://127.0.0.1:10000/devstoreaccount1`): where blob URLs start."""
-        return f"{self._service.scheme}://{self._service.primary_hostname}"
+        return self.account_of("")[1]
+
+    def account_of(self, container: str) -> tuple[str, str]:
+        """The account `container` lives in: its name and its blob service's address (as `endpoint`)."""
+        service = self._account(container)
+        return str(service.account_name), f"{service.scheme}://{service.primary_hostname}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureBlobStore:

@@ -250,6 +250,22 @@ def azure_settings(azure_store: AzureBlobStore) -> Settings:
 
 
 @pytest.fixture
+def two_accounts(azurite: Azurite) -> tuple[AzureBlobStore, Settings]:
+    """The local world's Azure layout: landing and rejected in one account, the archive in a second one."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        landing=Location(f"landing-{suffix}", "incoming/"),
+        archive=Location(f"archive-{suffix}"),
+        rejected=Location(f"rejected-{suffix}"),
+        azure_storage=azurite.connection_string,
+        azure_archive_storage=azurite.archive_connection_string,
+    )
+    store = AzureBlobStore.from_settings(settings)
+    store.create_containers(settings.landing.container, settings.archive.container, settings.rejected.container)
+    return store, settings
+
+
+@pytest.fixture
 def jobs_api(tmp_path: Path) -> Iterator[LocalJobsServer]:
     """A local Jobs API with a RecordingRunner (reach it as `jobs_api.runner`)."""
     with local_jobs_api(tmp_path / "jobs") as server:

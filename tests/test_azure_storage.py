@@ -33,21 +33,6 @@ from local_world.emulators import (
 DATA = b"order_id,status\n1,shipped\n"
 
 
-@pytest.fixture
-def two_accounts(azurite: Azurite) -> tuple[AzureBlobStore, Settings]:
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        landing=Location(f"landing-{suffix}", "incoming/"),
-        archive=Location(f"archive-{suffix}"),
-        rejected=Location(f"rejected-{suffix}"),
-        azure_storage=azurite.connection_string,
-        azure_archive_storage=azurite.archive_connection_string,
-    )
-    store = AzureBlobStore.from_settings(settings)
-    store.create_containers(settings.landing.container, settings.archive.container, settings.rejected.container)
-    return store, settings
-
-
 def _containers(connection_string: str) -> set[str]:
     return {c.name for c in BlobServiceClient.from_connection_string(connection_string).list_containers()}
 

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from filegate import exits
-from filegate.errors import SettingsError, TransientError
+from filegate.errors import FilegateError, SettingsError
 from filegate.events import AZURE_TARGET, BLOB_CREATED, GCP_TARGET
 from filegate.settings import Settings
 from local_world.emulators import stop_requested
@@ -91,7 +91,10 @@ def build_source(target: str, settings: Settings, gcs_endpoint: str) -> Source:
     if target == AZURE_TARGET:
         if not settings.azure_storage:
             raise SettingsError("FILEGATE_AZURE_STORAGE is not set (the Azurite connection string)")
-        return AzuriteSource(settings.azure_storage)
+        from filegate.azure_storage import AzureBlobStore
+
+        # From the settings, as the function's store: the archive may live in FILEGATE_AZURE_ARCHIVE_STORAGE's account.
+        return AzuriteSource(AzureBlobStore.from_settings(settings))
     if not gcs_endpoint:
         raise SettingsError("no GCS emulator: set STORAGE_EMULATOR_HOST or pass --gcs-endpoint")
     return GcsEmulatorSource(gcs_endpoint)
@@ -158,7 +161,7 @@ def main(argv: list[str]) -> int:
         settings = Settings.from_env()
         source = build_source(args.target, settings, args.gcs_endpoint)
         deliver = build_delivery(args.target, args.webhook, args.function_name, settings, args.gcs_endpoint)
-    except (SettingsError, TransientError) as exc:
+    except FilegateError as exc:  # settings, a contracts folder that does not load (2), an outage (75)
         return exits.report_failure("python -m local_world watch", exc, try_again="cannot start, try again")
     locations = watched_locations(settings, args.include_filegate_locations)
     watcher = Watcher(
@@ -173,7 +176,10 @@ def main(argv: list[str]) -> int:
     where = args.webhook or "this process"
     print(f"watching {', '.join(map(str, locations))} on {source.description}; delivering to {where}", flush=True)
     if args.once:
-        watcher.poll()
+        try:
+            watcher.poll()
+        except FilegateError as exc:  # the listing itself: a location missing (2), storage unreachable (75)
+            return exits.report_failure("python -m local_world watch", exc, try_again="cannot list, try again")
         watcher.drain(timeout=float("inf"))
         return exits.FAILED if watcher.dropped else exits.OK
     watcher.run(stop_requested(), args.interval)

@@ -10,11 +10,14 @@ sends BlobCreated only on commit. A GCS object exists only once its upload is fi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from filegate.settings import Location, Settings
 from filegate.storage import ObjectInfo
 from local_world.watch._envelopes import Event, blob_created_event, finalized_event
+
+if TYPE_CHECKING:
+    from filegate.azure_storage import AzureBlobStore
 
 
 class Source(Protocol):
@@ -34,10 +37,11 @@ class Source(Protocol):
 class AzuriteSource:
     """Blob listings of an Azure storage account (Azurite locally) and BlobCreated events."""
 
-    def __init__(self, connection: str) -> None:
+    def __init__(self, connection: str | AzureBlobStore) -> None:
+        """A connection string, or a store (`AzureBlobStore.from_settings`: the archive may have its own account)."""
         from filegate.azure_storage import AzureBlobStore
 
-        self._store = AzureBlobStore.from_setting(connection)
+        self._store = connection if isinstance(connection, AzureBlobStore) else AzureBlobStore.from_setting(connection)
         self.account = self._store.account
         self.description = f"Azure storage {self._store.endpoint}"
 
@@ -45,7 +49,9 @@ class AzuriteSource:
         return self._store.list(location.container, location.prefix)
 
     def event_for(self, obj: ObjectInfo, sequencer: str) -> Event:
-        return blob_created_event(obj, self.account, self._store.endpoint, sequencer)
+        # An archive in its own account (`--include-filegate-locations`) is that account's event, as Azure sends it.
+        account, endpoint = self._store.account_of(obj.container)
+        return blob_created_event(obj, account, endpoint, sequencer)
 
 
 class GcsEmulatorSource:

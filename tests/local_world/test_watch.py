@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from filegate.ingest import ARCHIVED, IGNORED, Gate, Outcome
 from filegate.jobs import DatabricksJobs
 from filegate.settings import Location, Settings
 from filegate.storage import ObjectInfo
-from local_world.emulators import Azurite, free_port
+from local_world.emulators import AZURITE_ACCOUNT, AZURITE_ARCHIVE_ACCOUNT, Azurite, free_port
 from local_world.inputs import blob_created, csv_bytes, tracking_row
 from local_world.jobs_api import LocalJobsServer
 from local_world.jobs_api.recording import workspace_client
@@ -36,6 +37,7 @@ from local_world.watch import (
     GcsEmulatorSource,
     RetryPolicy,
     Watcher,
+    build_source,
     deliver_cloudevent_binary,
     deliver_event_grid_webhook,
     deliver_in_process,
@@ -215,6 +217,34 @@ def test_archive_and_rejected_are_not_watched_unless_asked(
         azure_settings.archive.container,
         azure_settings.rejected.container,
     }
+
+
+def test_an_archive_in_its_own_account_is_listed_there_and_its_events_name_that_account(
+    two_accounts: tuple[AzureBlobStore, Settings], tmp_path: Path
+) -> None:
+    # The local world's layout: listing the archive in the landing account failed every round ("the container
+    # does not exist"), and no landing file was delivered either.
+    store, settings = two_accounts
+    store.put(settings.landing.container, settings.landing.path(DAY), csv_bytes(), "text/csv", {})
+    store.put(settings.archive.container, f"order_tracking/2024/03/05/{DAY}", csv_bytes(), "text/csv", {})
+    recorder = Recorder()
+
+    watch = Watcher(
+        build_source("azure", settings, ""),
+        watched_locations(settings, include_filegate_locations=True),
+        recorder,
+        tmp_path,
+    )
+    assert watch.poll() == 2
+    watch.deliver_due()
+
+    accounts = {event.container: event.body["topic"].rsplit("/", 1)[-1] for event in recorder.events}
+    assert accounts == {
+        settings.landing.container: AZURITE_ACCOUNT,
+        settings.archive.container: AZURITE_ARCHIVE_ACCOUNT,
+    }
+    archived = next(event for event in recorder.events if event.container == settings.archive.container)
+    assert f"/{AZURITE_ARCHIVE_ACCOUNT}/{settings.archive.container}/" in archived.body["data"]["url"]
 
 
 def test_an_uncommitted_blob_raises_no_event_until_its_blocks_are_committed(
@@ -586,6 +616,30 @@ def test_a_webhook_url_without_a_function_name_is_refused_up_front(
     assert event_grid_webhook_url(f"{bare}?functionName=other") == f"{bare}?functionName=other"
     with pytest.raises(SettingsError, match="names no function"):
         event_grid_webhook_url(f"{bare}/?code=secret")
+
+
+def test_a_broken_contracts_folder_or_a_missing_landing_container_is_a_setting_to_fix_not_a_traceback(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Both ended in a traceback with exit 1: the ContractError at start, the listing's LocationMissing in --once.
+    monkeypatch.setenv("FILEGATE_AZURE_STORAGE", azurite.connection_string)
+    (tmp_path / "broken.toml").write_text('name = "unterminated\n', encoding="utf-8")
+    monkeypatch.setenv("FILEGATE_CONTRACTS_DIR", str(tmp_path))
+    webhook = "http://127.0.0.1:9/runtime/webhooks/eventgrid?functionName=on_blob_created"
+
+    broken = watch_main(["--once", "--state-dir", str(tmp_path / "state")])
+    broken_err = capsys.readouterr().err
+    monkeypatch.delenv("FILEGATE_CONTRACTS_DIR")
+    monkeypatch.setenv("FILEGATE_LANDING", f"nosuch-{uuid.uuid4().hex[:8]}")
+    missing = watch_main(["--webhook", webhook, "--once", "--state-dir", str(tmp_path / "state")])
+    missing_err = capsys.readouterr().err
+
+    assert broken == 2, broken_err
+    assert "configuration error" in broken_err
+    assert "broken.toml" in broken_err
+    assert "says more" in broken_err
+    assert missing == 2, missing_err
+    assert "the container does not exist" in missing_err
 
 
 def test_in_process_delivery_for_gcp_uses_the_gcs_endpoint_it_was_given(
