@@ -17,7 +17,7 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
     """Settings, then storage and the jobs when the settings allow, then (with `local`) Java, Node, Python."""
     from filegate.batches import batch_job_trigger
     from filegate.jobs import DatabricksJobs
-    from filegate.stores import open_store, store_kind
+    from filegate.stores import open_target_store, store_kind
 
     checks: list[Check] = []
     try:
@@ -42,7 +42,7 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
         contracts, pipelines = _check_contracts(settings)
         checks.append(contracts)
         try:
-            store = open_store(store_kind(target, settings), settings)
+            store = open_target_store(target, settings)
         except FilegateError as exc:
             checks.append(Check("storage", False, str(exc)))
         else:

@@ -40,9 +40,14 @@ def open_store(kind: str, settings: Settings) -> Store:
 
 def open_gate(target: str | None, settings: Settings, *, check: bool = True) -> Gate:
     """The gate on the named (or configured) cloud's store."""
+    return build_gate(open_target_store(target, settings), settings, check=check)
+
+
+def open_target_store(target: str | None, settings: Settings) -> Store:
+    """The named (or configured) cloud's store; a settings error says when Cloud Storage was only a guess."""
     kind = store_kind(target, settings)
     try:
-        store = open_store(kind, settings)
+        return open_store(kind, settings)
     except SettingsError as exc:
         if target is None and kind == GCS:
             # Taken because FILEGATE_AZURE_STORAGE is not set: an Azure operator who forgot it would read only
@@ -52,4 +57,3 @@ def open_gate(target: str | None, settings: Settings, *, check: bool = True) -> 
                 "--target azure)"
             ) from exc
         raise
-    return build_gate(store, settings, check=check)

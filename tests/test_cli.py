@@ -233,10 +233,14 @@ def test_a_command_without_azure_storage_set_says_it_took_cloud_storage_for_that
     no_cloud = {"FILEGATE_AZURE_STORAGE": "", "STORAGE_EMULATOR_HOST": "", "GOOGLE_APPLICATION_CREDENTIALS": ""}
 
     result = run_cli(["rejected"], {**no_cloud, "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path)})
+    doctor = run_cli(["doctor"], {**no_cloud, "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path)})
 
     assert result.returncode == 2, result.stderr
     assert "no Google credentials for Cloud Storage" in result.stderr
     assert "since FILEGATE_AZURE_STORAGE is not set: on Azure, set it, or give --target azure" in result.stderr
+    # doctor's storage line said only the first half.
+    [storage] = [line for line in doctor.stdout.splitlines() if "storage" in line and "Google credentials" in line]
+    assert "since FILEGATE_AZURE_STORAGE is not set" in storage
 
 
 def test_handle_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
