@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,7 @@ VALIDATE = "validate"
 _RANK = "_rank"
 _BROKEN = "_broken"
 _SAMPLES = 20
+_ROW_TEXT = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "ignoreNullFields": "false"}
 _SEVERITY_ORDER = {"HIGH": 3, "MEDIUM": 2, "LOW": 1}
 
 RESULTS_SCHEMA = StructType(
@@ -680,12 +682,19 @@ def _write_quarantine(context: BatchContext, checks: Checks, contracts: dict[str
         rows = stage.join(keys, on=list(contract.keys), how="inner").select(
             F.concat(F.lit("quarantined by "), F.array_join(F.col(f"{_BROKEN}.{REASON}"), "; ")).alias(REASON),
             F.col(f"{_BROKEN}.{RULES}").alias(RULES),
-            F.to_json(F.struct(*columns)).alias(RAW_LINE),
+            row_text(columns).alias(RAW_LINE),
             *(F.col(c) for c in LINEAGE),
             F.lit(VALIDATE).alias(REJECTED_BY),
         )
         context.warehouse.ensure_table(rejects_table(contract), rejects_schema())
         context.warehouse.replace_where(rejects_table(contract), rows, _quarantined_rejects(batch_id))
+
+
+def row_text(columns: Sequence[str]) -> Column:
+    """A quarantined row's `raw_line`: the row as staged (the stage keeps the line only of the rows it rejected),
+    as JSON with every column, each timestamp to the microsecond it holds, so that a key with a timestamp can be
+    found again from it (JSON's default stops at milliseconds, and leaves null columns out)."""
+    return F.to_json(F.struct(*columns), _ROW_TEXT)
 
 
 def _drop_stale_quarantine(context: BatchContext, checks: Checks, contracts: dict[str, Contract]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +282,15 @@ def test_a_batch_whose_datasets_only_warned_is_warned_not_passed() -> None:
     assert (payments.outcome, accounts.outcome) == ("WARNED", "PASSED")
     assert (batch.rows_failed, batch.severity, batch.outcome) == (0, "MEDIUM", "WARNED")
     assert batch_validate._batch_summary([accounts]).outcome == "PASSED"
+
+
+def test_a_quarantined_row_s_line_keeps_every_column_and_each_timestamp_to_the_microsecond(spark: SparkSession) -> None:
+    # JSON's default cut 10:00:00.123456 to .123 and left the null column out: a key holding a timestamp could
+    # not be found again from the rejects.
+    row = spark.createDataFrame(
+        [("E1", datetime(2025, 3, 1, 9, 0, 0, 123456, tzinfo=UTC), None)], "event_id string, at timestamp, note string"
+    )
+
+    [line] = [r[0] for r in row.select(batch_validate.row_text(row.columns)).collect()]
+
+    assert json.loads(line) == {"event_id": "E1", "at": "2025-03-01T09:00:00.123456Z", "note": None}
