@@ -511,7 +511,13 @@ def reconcile_main(argv: list[str]) -> int:
         if not args.redrive:
             rows = [[f.path, f.run_id, f.state] for f in found]
             print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))
-            print(f"{len(found)} archived file(s) without a successful run; `filegate reconcile --redrive` re-drives")
+            # Only a file without a run (or whose run's state is unknown) is re-driven: a run that ended
+            # without success is repaired in Databricks, and --redrive only names it.
+            startable = sum(f.run_id is None or f.state == UNKNOWN for f in found)
+            repair = len(found) - startable
+            advice = [f"{startable} to start: `filegate reconcile --redrive`"] if startable else []
+            advice += [f"{repair} whose run failed: repair the run in Databricks"] if repair else []
+            print("; ".join([f"{len(found)} archived file(s) without a successful run", *advice]))
             return exits.FAILED if found else exits.OK
         return _print_outcomes((redrive(gate, f) for f in found), run_needs_repair)
 

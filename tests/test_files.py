@@ -330,8 +330,14 @@ def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retr
     world.jobs_api.wait_idle(timeout=30)
     target = ["--target", "azure" if world.kind == "azure" else "gcp"]
 
+    listing = run_cli(["reconcile", *target], _env(world, request))
     result = run_cli(["reconcile", "--redrive", *target], _env(world, request))
 
+    # The listing said "`filegate reconcile --redrive` re-drives" of a run only a repair finishes.
+    assert listing.returncode == 1, listing.stdout + listing.stderr
+    assert listing.stdout.splitlines()[-1] == (
+        "1 archived file(s) without a successful run; 1 whose run failed: repair the run in Databricks"
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     [printed] = [json.loads(line) for line in result.stdout.splitlines()]
     assert printed["status"] == FAILED
@@ -682,6 +688,7 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     assert "split by ';'" in rejected.stdout
     assert before.returncode == 1, before.stderr
     assert "NO RUN" in before.stdout
+    assert "1 to start: `filegate reconcile --redrive`" in before.stdout
     assert redriven.returncode == 0, redriven.stderr
     assert json.loads(redriven.stdout)["status"] == REDRIVEN
     assert backfill.returncode == 0, backfill.stderr
