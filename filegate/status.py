@@ -281,6 +281,12 @@ def main(argv: list[str]) -> int:
             )
         job_id = jobs.job_id()
         runs = recent_runs(client, job_id, args.limit)
+        # With FILEGATE_JOB_ID the name is not configured: a run carries its job's name, else the job says it.
+        job_name = settings.job_name
+        if settings.job_id is not None:
+            found = runs[0].run_name if runs else None
+            job = None if found else client.jobs.get(job_id)
+            job_name = found or (job.settings.name if job and job.settings else None) or "?"
     except ValueError as exc:
         # The SDK raises ValueError for missing or conflicting credentials.
         print(f"filegate status: configuration error: {exc}", file=sys.stderr)
@@ -295,7 +301,5 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps([run.as_dict() for run in runs], indent=2))
     else:
-        # With FILEGATE_JOB_ID the name is not configured; a run carries its job's name.
-        job_name = settings.job_name if settings.job_id is None else (runs[0].run_name if runs else "") or "?"
         print(render_runs(runs, job_name, job_id, host))
     return exits.OK

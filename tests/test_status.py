@@ -236,9 +236,14 @@ def test_a_job_without_runs(
         monkeypatch.delenv("FILEGATE_JOB_NAME", raising=False)
 
         code = status.main([])
+        by_name = capsys.readouterr().out
+        monkeypatch.setenv("FILEGATE_JOB_ID", "1")
+        by_id = status.main([])
 
-    assert code == 0
-    assert capsys.readouterr().out == f"No runs of job filegate-ingest (id 1) on {api.url} yet.\n"
+    assert (code, by_id) == (0, 0)
+    assert by_name == f"No runs of job filegate-ingest (id 1) on {api.url} yet.\n"
+    # By id, the name came from a run only: "No runs of job ? (id 1)".
+    assert capsys.readouterr().out == by_name
 
 
 def test_batch_job_runs_name_their_pipeline_and_manifest(
