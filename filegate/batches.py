@@ -941,15 +941,22 @@ def rejected_triggers(gate: Gate, pipeline: Pipeline) -> dict[date, str]:
     return {day: f"{location.container}/{info.path}" for day, info in newest.items()}
 
 
-def sweep_batch(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome | None:
+def sweep_batch(
+    gate: Gate, pipeline: Pipeline, business_date: date, tried: frozenset[str] = frozenset()
+) -> Outcome | None:
     """Finish a batch whose last event was lost, re-drive a seal whose run-now never answered, report it overdue.
 
-    A batch whose latest seal has its run note is done and costs one listing; None then. Under
+    A batch whose latest seal has its run note is done and costs one listing; None then, as for a seal in
+    `tried` (archived paths whose run this pass already tried to start) without its run note. Under
     `late_member = "rerun"` it costs its members' listings and the seal's read too: a newer member whose
     event failed after it was archived (and left landing) is found nowhere else, and is sealed here.
     """
     batch = assess_batch(gate, pipeline, business_date, members_without_trigger=False)
     if batch.latest_trigger is None and not batch.seals:
+        return None
+    sealed = batch.seals.get(batch.revision)
+    if sealed is not None and batch.revision not in batch.runs and f"{sealed.container}/{sealed.path}" in tried:
+        # This pass's landing delivery sealed it and its run-now failed, reported there: not asked twice.
         return None
     if batch.seals and batch.revision in batch.runs:
         if pipeline.late_member != "rerun":

@@ -234,7 +234,7 @@ def sweep_all(
             tried.add(outcome.archived_path)
         yield outcome
     if not dry_run and go_on():
-        yield from sweep_pipeline_batches(gate, go_on)
+        yield from sweep_pipeline_batches(gate, go_on, frozenset(tried))
     if go_on():
         # Marks younger than the threshold are left to the deliveries that wrote them, as landing files are.
         cutoff = None if whole_archive else (gate.clock() - older_than).timestamp()
@@ -243,8 +243,11 @@ def sweep_all(
         )
 
 
-def sweep_pipeline_batches(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterator[Outcome]:
-    """After the landing pass: finish, re-drive or report each pipeline batch; a failure skips only that batch."""
+def sweep_pipeline_batches(
+    gate: Gate, go_on: Callable[[], bool] = _always, tried: frozenset[str] = frozenset()
+) -> Iterator[Outcome]:
+    """After the landing pass: finish, re-drive or report each pipeline batch; a failure skips only that batch.
+    A seal in `tried` (the landing pass's archived paths) had its run-now asked for in this pass already."""
     for name in sorted(gate.pipelines):
         if not go_on():
             return
@@ -254,7 +257,7 @@ def sweep_pipeline_batches(gate: Gate, go_on: Callable[[], bool] = _always) -> I
                 return
             source = f"{name}/{day.isoformat()}"
             try:
-                outcome = sweep_batch(gate, pipeline, day)
+                outcome = sweep_batch(gate, pipeline, day, tried)
             except RunNotStarted as exc:
                 log.warning("sweep: batch %s: %s", source, exc)
                 yield Outcome(

@@ -34,7 +34,7 @@ from filegate.errors import RunNotStarted, TransientError
 from filegate.ingest import ARCHIVED, DUPLICATE, IDENTICAL, REJECTED, Gate, Outcome, handle_payload
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.storage import ObjectInfo, Store
-from filegate.sweep import RUN_PENDING, sweep_pipeline_batches
+from filegate.sweep import RUN_PENDING, sweep_all, sweep_pipeline_batches
 from local_world.emulators import AZURITE_ARCHIVE_ACCOUNT, Azurite, azurite_connection_string
 from local_world.inputs import blob_created, csv_bytes, tracking_row
 from tests.faults.world import World, run_parameters
@@ -1069,6 +1069,24 @@ def sealed_without_a_batch_job(world: World, day: date) -> Gate:
     with pytest.raises(RunNotStarted, match=r"_sealed\.r1\.json, but its run did not start"):
         deliver(gate, world.upload(*pieces[-1]))
     return gate
+
+
+def test_a_sweep_pass_asks_run_now_once_for_a_seal_its_landing_pass_just_failed_to_run(world: World) -> None:
+    # The batch pass re-drove the seal the landing pass had just sealed and failed to run: two run-now calls
+    # (each spending the SDK's retries in an outage) and the one batch reported pending twice.
+    gate = replace(world.gate(), batch_jobs=None)
+    for name, data in batch_pieces(date(2025, 3, 11)).items():
+        world.upload(name, data)
+
+    outcomes = list(sweep_all(gate, timedelta(0)))
+
+    pending = [outcome for outcome in outcomes if outcome.status == RUN_PENDING]
+    assert len(pending) == 1, outcomes
+    assert pending[0].archived_path is not None
+    assert pending[0].archived_path.endswith("_sealed.r1.json")
+    # The next pass, the landing empty, re-drives it from the batch pass.
+    [again] = [outcome for outcome in sweep_all(gate, timedelta(0)) if outcome.status == RUN_PENDING]
+    assert again.archived_path == pending[0].archived_path
 
 
 def test_a_sealed_batch_whose_trigger_left_the_archive_still_gets_its_run(world: World) -> None:
