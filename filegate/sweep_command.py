@@ -73,6 +73,13 @@ def main(argv: list[str]) -> int:
         codes += [exits.CONFIG] if any(outcome.to_fix for outcome in left) else []
         codes += [exits.FAILED] if unreadable else []
         return exits.most_urgent(codes)
+    if not outcomes:
+        # Silence read as "did it run?": say what was looked at.
+        print(
+            f"filegate sweep: nothing to do: no landing file older than {older_than:g} min, no batch to finish, "
+            "no archived file without its run",
+            file=sys.stderr,
+        )
     return exits.OK
 
 

@@ -171,6 +171,7 @@ def test_a_sweep_whose_run_now_is_denied_exits_for_a_fix_then_starts_the_run_onc
     denied = run_cli(["sweep", "--older-than", "0"], env)
     cli.jobs_api.clear_faults()
     granted = run_cli(["sweep", "--older-than", "0"], env)
+    idle = run_cli(["sweep", "--older-than", "0"], env)
 
     assert denied.returncode == 2, denied.stdout + denied.stderr
     [pending] = [json.loads(line) for line in denied.stdout.splitlines()]
@@ -180,6 +181,9 @@ def test_a_sweep_whose_run_now_is_denied_exits_for_a_fix_then_starts_the_run_onc
     assert [json.loads(line)["status"] for line in granted.stdout.splitlines()] == ["redriven"]
     assert "to_fix" not in granted.stdout
     assert len(cli.jobs_api.runs()) == 1
+    # Nothing left: it said nothing at all.
+    assert (idle.returncode, idle.stdout) == (0, ""), idle.stderr
+    assert "filegate sweep: nothing to do: no landing file older than 0 min" in idle.stderr
 
 
 def test_a_sweep_piped_into_a_reader_that_stops_early_finishes_its_work(cli: AzureCli) -> None:
