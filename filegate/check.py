@@ -170,14 +170,20 @@ def _pipeline_findings(
         parsed[pipeline.name] = pipeline.members
         # The batch job's part of the file (relations, rules, derived tables and their bands): checked
         # here so a broken rule or table fails before a run does. Plain Python, no Spark.
-        from spark_jobs.pipeline_rules import parse_checks
+        from spark_jobs.pipeline_rules import parse_checks, relation_type_problems
         from spark_jobs.pipeline_tables import parse_tables
 
-        for parse in (parse_checks, parse_tables):
-            try:
-                parse(pipeline, known)
-            except ContractError as exc:
-                findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
+        try:
+            # Found by check only (the job still runs such a pipeline, as before).
+            findings.extend(
+                Finding(path, None, p) for p in relation_type_problems(parse_checks(pipeline, known), known)
+            )
+        except ContractError as exc:
+            findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
+        try:
+            parse_tables(pipeline, known)
+        except ContractError as exc:
+            findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
         for member in pipeline.members:
             if member in owners and owners[member] != pipeline.name:
                 findings.append(Finding(path, None, f"dataset {member} is also a member of {owners[member]}"))

@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     finally:
+        sys.stdout.flush()  # what is still buffered, through the wrapper: the interpreter's own last flush finds none
         sys.stdout = stdout
 
 

@@ -227,7 +227,7 @@ def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
     try:
         return redrive_archived(gate, info)
     except RunNotStarted as exc:
-        return Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=(str(exc),))
+        return Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=(str(exc),), to_fix=exc.to_fix)
 
 
 def run_needs_repair(outcome: Outcome) -> bool:
@@ -321,8 +321,10 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
         try:
             yield file, handle_upload(gate, upload_from_object(gate.store, placed)), exits.OK
         except RunNotStarted as exc:
-            pending = Outcome(RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),))
-            yield file, pending, exits.TRY_AGAIN
+            pending = Outcome(
+                RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),), to_fix=exc.to_fix
+            )
+            yield file, pending, exits.exit_code(exc)
         except FilegateError as exc:
             yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
 
@@ -391,13 +393,19 @@ def _run_command(prog: str, body: Callable[[], int]) -> int:
 def _print_outcomes(
     outcomes: Iterable[Outcome], needs_repair: Callable[[Outcome], bool] = lambda _: False, need: str = "need a repair"
 ) -> int:
-    """Print each outcome; FAILED if one needs a repair (running again fails alike; `need` says what it needs),
-    TRY_AGAIN if one is unfinished."""
+    """Print each outcome; CONFIG if one waits for a setting or a permission (`to_fix`), else FAILED if one needs a
+    repair (running again fails alike; `need` says what it needs), else TRY_AGAIN if one is unfinished."""
     printed = []
     for outcome in outcomes:
         # As it comes: when a later one raises, what is already done (a letter moved to handled/) is still told.
         print(outcome.to_json(), flush=True)
         printed.append(outcome)
+    to_fix = [o for o in printed if o.to_fix]
+    if to_fix:
+        print(
+            f"{len(to_fix)} file(s) wait for a setting or a permission to be fixed; see their reasons", file=sys.stderr
+        )
+        return exits.CONFIG
     repair = [o for o in printed if needs_repair(o)]
     if repair:
         print(f"{len(repair)} file(s) {need}; see their reasons", file=sys.stderr)
@@ -430,7 +438,11 @@ def rejected_main(argv: list[str]) -> int:
                     f"{exc}; once the cause is fixed, the next sweep starts it, or `filegate reconcile --redrive` now"
                 )
                 outcome = Outcome(
-                    RUN_PENDING, source=args.reprocess, archived_path=exc.archived_path, reasons=(reason,)
+                    RUN_PENDING,
+                    source=args.reprocess,
+                    archived_path=exc.archived_path,
+                    reasons=(reason,),
+                    to_fix=exc.to_fix,
                 )
             return _print_outcomes([outcome], _needs_a_look, "need a look")
         found = list(rejected_files(gate, args.dataset))

@@ -76,6 +76,8 @@ def job_tables(contracts: Iterable[Contract]) -> dict[str, str]:
         owned[contract.target] = f"the target of {contract.name}"
         owned[stage_table(contract.name)] = f"the stage of {contract.name}"
         owned[rejects_table(contract.name)] = f"the rejects of {contract.name}"
-        owned[observations_table(contract.target)] = f"the history observations of {contract.name}"
-        owned[deletes_table(contract.target)] = f"the deletes of {contract.name}"
+        if contract.scd_type == 2:
+            owned[observations_table(contract.target)] = f"the history observations of {contract.name}"
+        elif contract.delete_when:
+            owned[deletes_table(contract.target)] = f"the deletes of {contract.name}"
     return owned

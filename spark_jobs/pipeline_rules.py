@@ -113,7 +113,7 @@ _RULE_KEYS = _COMMON_KEYS | {"dataset", "sql"}
 def _relation_column_problems(
     pipeline: Pipeline, contracts: Contracts, child: tuple[str, Sequence[str]], parent: tuple[str, Sequence[str]]
 ) -> list[str]:
-    """A relation's datasets are members, its columns theirs, paired one to one and of one kind each."""
+    """A relation's datasets are members, its columns theirs, paired one to one."""
     problems = []
     for role, (dataset, names) in (("child", child), ("parent", parent)):
         if dataset not in pipeline.members:
@@ -121,15 +121,24 @@ def _relation_column_problems(
         elif not names or not set(names) <= set(contracts[dataset].column_names):
             problems.append(f"{role} columns {list(names)} are not all columns of {dataset}")
     if len(child[1]) != len(parent[1]):
-        return [*problems, "columns and parent_columns must pair up"]
-    for name, parent_name in zip(child[1], parent[1], strict=True) if not problems else ():
-        one, other = contracts[child[0]].column(name).type, contracts[parent[0]].column(parent_name).type
-        if _kind(one) != _kind(other):
-            # Spark would cast one side to the other's type: a run fails on the first value that does not
-            # cast (CAST_INVALID_INPUT, naming no relation), or '05' matches 5.
-            problems.append(
-                f"{child[0]}.{name} is {one} but {parent[0]}.{parent_name} is {other}; declare them of one type"
-            )
+        problems.append("columns and parent_columns must pair up")
+    return problems
+
+
+def relation_type_problems(checks: Checks, contracts: Contracts) -> list[str]:
+    """Each relation pairing columns of different kinds (text, number, time): Spark casts one side to the other's
+    type, so validate fails on the first value that does not cast (CAST_INVALID_INPUT, naming no relation), and
+    '05' matches 5. For `filegate check` only: the job keeps running a pipeline that ran before."""
+    problems = []
+    for index, relation in enumerate(checks.relations):
+        for name, parent_name in zip(relation.columns, relation.parent_columns, strict=True):
+            one = contracts[relation.child].column(name).type
+            other = contracts[relation.parent].column(parent_name).type
+            if _kind(one) != _kind(other):
+                problems.append(
+                    f"relations[{index}] {relation.name}: {relation.child}.{name} is {one} but "
+                    f"{relation.parent}.{parent_name} is {other}; declare them of one type"
+                )
     return problems
 
 

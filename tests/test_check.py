@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 import unicodedata
 from datetime import date
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from filegate.check import check_files, main
 from filegate.contracts import load_contracts, patterns_overlap
 from filegate.errors import ContractError
-from filegate.pipelines import load_pipelines
+from filegate.pipelines import load_pipelines, parse_pipeline
 from filegate.validation import match_dataset
 from spark_jobs.pipeline_rules import parse_checks
 
@@ -159,6 +160,10 @@ def test_a_relation_between_columns_of_other_types_is_a_finding_not_a_cast_error
         "relations[0] by_quantity: orders.quantity is long but customers.customer_id is string; "
         "declare them of one type"
     )
+    # The job still runs such a pipeline, as it did before check named it: an upgrade fails no batch.
+    contracts = load_contracts()
+    shop = parse_pipeline(tomllib.loads(pipeline.read_text(encoding="utf-8")), contracts, pipeline)
+    assert [r.name for r in parse_checks(shop, contracts).relations] == ["by_quantity", "by_day", "order_customer"]
 
 
 def test_a_pipelines_lookups_are_checked_before_any_run(tmp_path: Path) -> None:
@@ -183,10 +188,6 @@ def test_a_pipelines_lookups_are_checked_before_any_run(tmp_path: Path) -> None:
 
 
 def test_a_lookup_gets_one_type_per_column_and_integers_widen_beside_decimals(tmp_path: Path) -> None:
-    from filegate.contracts import load_contracts
-    from filegate.pipelines import parse_pipeline
-    from spark_jobs.pipeline_rules import parse_checks
-
     document = {
         "kind": "pipeline",
         "name": "shop",

@@ -123,7 +123,8 @@ def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(
     assert "1 file(s) stay in landing, unreadable; see their reasons" in result.stderr
     assert len(cli.jobs_api.runs()) == 1
 
-    # Again with a new file whose run-now fails: 75 would invite a retry, which cannot read the frozen one.
+    # Again with a new file whose run-now is denied: a permission to fix (2) outranks the frozen file (1), which
+    # outranks a retry (75 would invite one, which cannot read the frozen file).
     fresh = cli.deliver({"order_tracking_2024_03_07.csv": csv_bytes()}, folder="again")
     events = json.loads(event_file.read_text())
     fresh.write_text(json.dumps([events[1], *json.loads(fresh.read_text())]))
@@ -131,7 +132,7 @@ def test_handle_exits_1_when_a_file_of_the_delivery_stays_in_landing_unreadable(
 
     stopped = run_cli(["handle", str(fresh)], cli.env(FILEGATE_JOB_ID="1"))
 
-    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert stopped.returncode == 2, stopped.stdout + stopped.stderr
     assert [json.loads(line)["status"] for line in stopped.stdout.splitlines()] == ["ignored"]
     assert "denied access (403)" in stopped.stderr
     assert "1 file(s) stay in landing, unreadable" in stopped.stderr
@@ -162,13 +163,21 @@ def test_handle_goes_on_past_a_failed_event_and_prints_what_the_others_did(cli: 
     assert "the payload is an empty array" in json.loads(empty.stdout)["reasons"][0]
 
 
-def test_a_sweep_whose_run_now_is_denied_exits_for_a_fix_then_starts_the_run_once_granted(cli: AzureCli) -> None:
-    # Exit 75 ("try again") pass after pass: retrying cannot grant CAN_MANAGE_RUN.
+def test_a_sweep_whose_run_now_is_denied_exits_for_a_fix_then_starts_the_run_once_granted(
+    cli: AzureCli, tmp_path: Path
+) -> None:
+    # Exit 75 ("try again") pass after pass: retrying cannot grant CAN_MANAGE_RUN. So for the other commands
+    # that start runs.
     cli.deliver({"order_tracking_2024_03_05.csv": csv_bytes()})
     env = cli.env(FILEGATE_JOB_ID="1")
-    cli.jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"), times=5)
+    cli.jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"), times=50)
+    folder = tmp_path / "backfill"
+    folder.mkdir()
+    (folder / "order_tracking_2024_03_09.csv").write_bytes(csv_bytes())
 
     denied = run_cli(["sweep", "--older-than", "0"], env)
+    redrive = run_cli(["reconcile", "--redrive"], env)
+    backfill = run_cli(["backfill", str(folder)], env)
     cli.jobs_api.clear_faults()
     granted = run_cli(["sweep", "--older-than", "0"], env)
     idle = run_cli(["sweep", "--older-than", "0"], env)
@@ -177,10 +186,14 @@ def test_a_sweep_whose_run_now_is_denied_exits_for_a_fix_then_starts_the_run_onc
     [pending] = [json.loads(line) for line in denied.stdout.splitlines()]
     assert (pending["status"], pending["to_fix"]) == ("run pending", True)
     assert "denied access (403)" in pending["reasons"][0]
+    assert redrive.returncode == 2, redrive.stdout + redrive.stderr
+    assert json.loads(redrive.stdout)["to_fix"] is True
+    assert "1 file(s) wait for a setting or a permission to be fixed" in redrive.stderr
+    assert backfill.returncode == 2, backfill.stdout + backfill.stderr
     assert granted.returncode == 0, granted.stdout + granted.stderr
-    assert [json.loads(line)["status"] for line in granted.stdout.splitlines()] == ["redriven"]
+    assert sorted(json.loads(line)["status"] for line in granted.stdout.splitlines()) == ["redriven", "redriven"]
     assert "to_fix" not in granted.stdout
-    assert len(cli.jobs_api.runs()) == 1
+    assert len(cli.jobs_api.runs()) == 2
     # Nothing left: it said nothing at all.
     assert (idle.returncode, idle.stdout) == (0, ""), idle.stderr
     assert "filegate sweep: nothing to do: no landing file older than 0 min" in idle.stderr
@@ -210,6 +223,26 @@ def test_a_sweep_piped_into_a_reader_that_stops_early_finishes_its_work(cli: Azu
     assert "Traceback" not in errors
     assert list(cli.store.list(cli.settings.landing.container, cli.settings.landing.prefix)) == []
     assert len(cli.jobs_api.runs()) == 3
+
+
+def test_output_whose_reader_left_before_it_was_written_ends_quietly() -> None:
+    # Buffered output (no PYTHONUNBUFFERED, as in most shells) met the closed pipe at the interpreter's last
+    # flush, outside the command: "Exception ignored ... BrokenPipeError", exit 120.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    command = subprocess.Popen(
+        [sys.executable, "-m", "filegate.cli", "--version"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    assert command.stdout is not None
+    assert command.stderr is not None
+    command.stdout.close()
+    errors = command.stderr.read().decode()
+
+    assert command.wait(timeout=60) == 0, errors
+    assert "BrokenPipeError" not in errors
 
 
 def test_sweep_refuses_an_age_that_is_no_number_of_minutes_before_reading_anything() -> None:

@@ -400,7 +400,7 @@ def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jo
     # Without Databricks settings the files are listed all the same; the runs' states need them (exit 2).
     assert unconfigured.returncode == 2, unconfigured.stdout + unconfigured.stderr
     assert "1 archived file(s), 0 without a run, 1 whose run's state" in unconfigured.stdout
-    assert pending.returncode == 1, pending.stdout + pending.stderr
+    assert pending.returncode == 2, pending.stdout + pending.stderr  # run-now denied: a permission to grant
     assert json.loads(pending.stdout)["status"] == RUN_PENDING
     assert "`filegate reconcile --redrive` now" in json.loads(pending.stdout)["reasons"][0]
 

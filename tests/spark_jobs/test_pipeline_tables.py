@@ -162,6 +162,16 @@ def test_a_table_the_jobs_write_is_no_derived_table(tmp_path: Path, name: str, r
     assert f"table {name} would replace {replaced}; give it another name" in problems(text, tmp_path)
 
 
+def test_a_name_the_jobs_never_write_stays_a_derived_table(tmp_path: Path) -> None:
+    # order_tracking is SCD1 without delete_when, customers SCD2 without it: no observations, no deletes.
+    for name in ("order_tracking_observations", "customers_target_deletes"):
+        text = shop(
+            f'[[tables]]\nname = "{name}"\ngrain = ["n"]\nsql = "SELECT count(*) AS n FROM ${{batch.orders}}"\n'
+        )
+
+        assert [table.name for table in tables_of(text, tmp_path)] == [name]
+
+
 def test_quantile_bounds_are_shares(tmp_path: Path) -> None:
     found = problems(
         shop(
