@@ -215,6 +215,8 @@ def typed_value(type_name: str, text: str) -> Any:
         return date.fromisoformat(text)
     if type_name == "timestamp":
         return _utc_timestamp(text)
+    if type_name == "string":
+        return text  # a band on a text column compares text, as Spark does (`surname >= 'A'`)
     return Decimal(text)
 
 

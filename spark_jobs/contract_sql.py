@@ -127,9 +127,12 @@ def _expression_problems(spark: SparkSession, contract: Contract) -> list[Proble
 
 
 def _boolean_problems(frame: DataFrame, contract: Contract, expr: str, where: str) -> list[Problem]:
-    """Why `expr` is no boolean over `frame`'s columns: it does not parse, resolve, or gives another type."""
+    """Why `expr` is no boolean over `frame`'s columns: it does not parse, resolve, or gives another type.
+
+    Beside the row's columns, as the job computes it: alone, an aggregate (`sum(v) > 0`) resolved as a global
+    aggregate, and every run then failed with MISSING_GROUP_BY, naming no check."""
     try:
-        result = frame.select(F.expr(contract.sql(expr)).alias("verdict")).schema["verdict"]
+        result = frame.select("*", F.expr(contract.sql(expr)).alias("_fg_verdict")).schema["_fg_verdict"]
     except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
         return [Problem(where, first_line(exc))]
     if not isinstance(result.dataType, BooleanType):

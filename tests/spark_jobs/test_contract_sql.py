@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from filegate import exits
 from filegate.check import main
-from filegate.contracts import load_contract, load_contracts
+from filegate.contracts import Contract, load_contract, load_contracts
 from spark_jobs.columns import contract_fields
 from spark_jobs.contract_sql import check_passes, derived_column, expression_problems
 
@@ -144,3 +144,44 @@ def test_a_rule_that_does_not_resolve_or_returns_no_key_is_found_before_any_batc
     assert "`o`.`order_amout`" in out
     assert "rule no_key must return the key columns of orders; missing ['order_id']" in out
     assert "sound" not in out
+
+
+def _contract(folder: Path, name: str, column: str, rest: str) -> Contract:
+    """A contract of an `id` key and one more column, and `rest` (its checks or derived columns)."""
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'name = "{name}"\nfile_pattern = "{name}_{{yyyy}}_{{mm}}_{{dd}}.csv"\nkeys = ["id"]\n'
+        'sequence_by = "_business_date"\n[[columns]]\nname = "id"\ntype = "string"\nnullable = false\n'
+        f"[[columns]]\n{column}\n{rest}",
+        encoding="utf-8",
+    )
+    return load_contract(path)
+
+
+def test_a_band_on_a_text_column_compares_text(spark: SparkSession, tmp_path: Path) -> None:
+    # The bounds were read as decimals: check said "[<class 'decimal.ConversionSyntax'>]", the job raised it.
+    contract = _contract(
+        tmp_path,
+        "people",
+        'name = "surname"\ntype = "string"',
+        '[[derived]]\nname = "alpha_group"\ntype = "string"\n'
+        'bands = { on = "surname", default = "other", rules = [{ label = "A-M", min = "A", max = "Mzzz" }] }\n',
+    )
+    rows = spark.createDataFrame([(s,) for s in ("Adams", "Miller", "Smith", None)], "surname string")
+
+    found = dict(rows.select("surname", derived_column(contract, contract.derived[0])).collect())
+
+    assert expression_problems(spark, contract) == []
+    assert found == {"Adams": "A-M", "Miller": "A-M", "Smith": "other", None: None}
+
+
+def test_an_aggregate_check_is_found_as_the_job_would_fail_on_it(spark: SparkSession, tmp_path: Path) -> None:
+    # Resolved alone, `sum(v) > 0` is a global aggregate and passed; beside the row's columns every run failed.
+    contract = _contract(
+        tmp_path, "totals", 'name = "v"\ntype = "long"', '[[checks]]\nname = "total_positive"\nexpr = "sum(v) > 0"\n'
+    )
+
+    [problem] = expression_problems(spark, contract)
+
+    assert problem.where == "checks.total_positive"
+    assert "MISSING_GROUP_BY" in str(problem)
