@@ -173,7 +173,8 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     slots = [f"c{index}" for index in range(width)]
     fields = StructType([StructField(name, StringType()) for name in slots])
     options = {
-        "sep": contract.delimiter,
+        # Spark reads `sep` with escapes (`\t` is a tab, a lone backslash refused): a backslash is written twice.
+        "sep": contract.delimiter.replace("\\", "\\\\"),
         # RFC 4180 quoting, as Python's csv module (the function's validator) reads it.
         "quote": '"',
         "escape": '"',
