@@ -42,6 +42,7 @@ from filegate.pipelines import (
     trigger_clash_message,
     trigger_clashes,
 )
+from filegate.tables import dataset_tables, job_tables
 
 _SECTIONS = ("columns", "checks", "derived", "tables")
 
@@ -116,11 +117,32 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
         if one in contracts and not is_builtin(one.source):
             assert one.source is not None
             findings.append(Finding(one.source, locate(texts[one.source], "file_pattern"), clash_message(one, other)))
+    findings.extend(_target_clashes(contracts, every, texts))
     builtin = load_pipelines(builtin_contracts)  # read once, for both questions below
     pipeline_findings, checked = _pipeline_findings(pipelines, contracts, builtin)
     findings.extend(pipeline_findings)
     findings.extend(_batch_only_findings(contracts, first_seen, checked, builtin))
     return contracts, findings
+
+
+def _target_clashes(mine: list[Contract], every: Mapping[str, Contract], texts: Mapping[Path, str]) -> list[Finding]:
+    """A target named as a table the jobs write for another purpose: the jobs' logs, another dataset's target,
+    stage or rejects, or this dataset's own stage or rejects. Its MERGE would write data rows into it (a
+    `target_table = "processing_log"` gave log rows without a task or batch)."""
+    findings = []
+    for contract in mine:
+        if contract.source is None or is_builtin(contract.source):
+            continue
+        taken = job_tables([])
+        for other in every.values():
+            if other.name != contract.name:
+                taken.update(dataset_tables(other))
+        taken.update(dataset_tables(contract, target=False))
+        if contract.target in taken:
+            where = "target_table" if contract.target_table else "name"
+            message = f"the target {contract.target} is also {taken[contract.target]}; name the target otherwise"
+            findings.append(Finding(contract.source, locate(texts[contract.source], where), message))
+    return findings
 
 
 def _batch_only_findings(

@@ -73,11 +73,20 @@ def job_tables(contracts: Iterable[Contract]) -> dict[str, str]:
     }
     for contract in contracts:
         owned[contract.name] = f"dataset {contract.name}"
-        owned[contract.target] = f"the target of {contract.name}"
-        owned[stage_table(contract.name)] = f"the stage of {contract.name}"
-        owned[rejects_table(contract.name)] = f"the rejects of {contract.name}"
-        if contract.scd_type == 2:
-            owned[observations_table(contract.target)] = f"the history observations of {contract.name}"
-        elif contract.delete_when:
-            owned[deletes_table(contract.target)] = f"the deletes of {contract.name}"
+        owned.update(dataset_tables(contract))
+    return owned
+
+
+def dataset_tables(contract: Contract, *, target: bool = True) -> dict[str, str]:
+    """The tables the jobs write for one dataset (its target unless not `target`, stage and rejects, ...), and
+    what each holds."""
+    owned = {contract.target: f"the target of {contract.name}"} if target else {}
+    owned |= {
+        stage_table(contract.name): f"the stage of {contract.name}",
+        rejects_table(contract.name): f"the rejects of {contract.name}",
+    }
+    if contract.scd_type == 2:
+        owned[observations_table(contract.target)] = f"the history observations of {contract.name}"
+    elif contract.delete_when:
+        owned[deletes_table(contract.target)] = f"the deletes of {contract.name}"
     return owned

@@ -73,7 +73,11 @@ def test_a_users_contract_may_replace_a_builtin_of_the_same_name(
 def test_a_dataset_in_no_pipeline_may_not_use_what_only_the_batch_job_applies(tmp_path: Path) -> None:
     builtin = (Path(__file__).parents[1] / "filegate" / "datasets" / "customers.toml").read_text(encoding="utf-8")
     # The same contract under a name no pipeline lists: the ingest job would load it, and refuses to.
-    members = builtin.replace('name = "customers"', 'name = "members"', 1).replace("customers_{yyyy}", "members_{yyyy}")
+    members = (
+        builtin.replace('name = "customers"', 'name = "members"', 1)
+        .replace("customers_{yyyy}", "members_{yyyy}")
+        .replace('target_table = "customers_target"', 'target_table = "members_target"')
+    )
     (tmp_path / "members.toml").write_text(members, "utf-8")
     pipeline = tmp_path / "club.toml"
 
@@ -244,6 +248,30 @@ def _pipeline(
         encoding="utf-8",
     )
     return path
+
+
+@pytest.mark.parametrize(
+    ("target", "held"),
+    [
+        ("processing_log", "the jobs' processing log"),
+        ("orders_rejects", "the rejects of orders"),
+        ("customers_target", "the target of customers"),
+        ("sales_stage", "the stage of sales"),
+    ],
+)
+def test_a_target_named_as_a_table_the_jobs_write_is_a_finding(tmp_path: Path, target: str, held: str) -> None:
+    # `target_table = "processing_log"` passed: the MERGE wrote data rows into the log, without task or batch.
+    path = _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv", kind=f'target_table = "{target}"\n')
+
+    _, findings = check_files([path])
+
+    assert [(f.line, f.message) for f in findings] == [
+        (1, f"the target {target} is also {held}; name the target otherwise")
+    ]
+    assert (
+        check_files([_dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv", kind='target_table = "sales_t"\n')])[1]
+        == []
+    )
 
 
 def test_a_file_pattern_with_a_date_token_twice_is_a_finding_and_no_loader_crashes(tmp_path: Path) -> None:
