@@ -36,9 +36,6 @@ class MergeSpec:
     target_alias: str = TARGET
     # Conditions of WHEN MATCHED ... THEN DELETE clauses, written before the updates (SQL tries clauses in order).
     when_matched_delete: tuple[str, ...] = ()
-    # An update replaces the whole row (SCD1: the newer version), so a column the contract dropped is set NULL,
-    # as an insert leaves it (`Warehouse.merge`); an SCD2 version re-bounded keeps what it held.
-    replaces_rows: bool = False
 
 
 def _checked(names: Sequence[str]) -> tuple[str, ...]:
@@ -103,7 +100,6 @@ def latest_wins_merge(contract: Contract, columns: Sequence[str], deleted: str |
         when_matched_delete=deletes,
         when_matched_update=(MergeClause(_set_from_source(columns), condition=update_when),),
         when_not_matched_insert=(MergeClause(_set_from_source(columns), condition=insert_when),),
-        replaces_rows=True,
     )
 
 

@@ -16,7 +16,6 @@ from pyspark.sql.types import StringType, StructField, StructType
 from filegate.contracts import DOUBLE_OUT_OF_RANGE, SHOWN_ESCAPES, Column, Contract, sql_literal, typed_value
 from filegate.errors import FilegateError
 from filegate.patterns import shared_pattern
-from filegate.validation import line_break_reason
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
 from spark_jobs.columns import REASON as REASON_COLUMN
 from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
@@ -78,35 +77,22 @@ def record_pattern(delimiter: str) -> str:
     return f"{field}(?:{sep}{field})*+"
 
 
-def opens_a_record(line: SparkColumn, delimiter: str) -> SparkColumn:
-    """Whether a line ends inside a quoted field it opened: Python's csv module (the function's validator) reads
-    the next lines into that field, up to its closing quote, where a reader of lines stops at the break."""
-    sep = re.escape(delimiter)
-    # A field before it: a quoted one closed (text may follow its quote, as csv keeps it), or one that does not
-    # start with a quote. Possessive: the grammar gives each character one reading.
-    field = f'(?:"(?:[^"]++|"")*+"[^{sep}]*+|(?!")[^{sep}]*+)'
-    return line.rlike(f'^(?:{field}{sep})*+"(?:[^"]++|"")*+\\z')
-
-
 def split_records(text: SparkColumn, delimiter: str) -> SparkColumn:
     """The records of a whole file's text (see `record_pattern`), each without its line break."""
     return F.regexp_extract_all(text, F.lit(f"({record_pattern(delimiter)})(?:\r\n|\n|\r|$)"), F.lit(1))
 
 
-def read_lines(spark: SparkSession, path: str, contract: Contract, *, records: bool = False) -> DataFrame:
+def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     """The file's data records as one `raw_line` column, checked against the contract's header.
 
     A record is a line, or with `multiline_records` a line whose quoted fields may run over line
     breaks; such a file is read whole into one value and split into records by `record_pattern`, so keep
-    those files to what one task's memory holds (a catalogue, not a transaction log). `records` reads a
-    file so without `multiline_records`, for the one whose quoted field runs over a line break
-    (`opens_a_record`): each such record is then one row, which `split_rows` rejects, as the function's
-    validator does, rather than its lines each a row (the one after the break made a row up).
+    those files to what one task's memory holds (a catalogue, not a transaction log).
 
     Bytes that are not UTF-8 are read as U+FFFD by the parser; `_utf8` says so of each record, and
     the record is rejected for it (`split_rows`) rather than staged with its text changed.
     """
-    if contract.multiline_records or records:
+    if contract.multiline_records:
         whole = spark.read.text(path, wholetext=True)
         # The records are split from the file's text, where other bytes already read as U+FFFD: a record
         # holding U+FFFD in a file that is not all UTF-8 is taken for one that held such bytes.
@@ -371,7 +357,6 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     expected = len(contract.columns)
     return (
         F.when(~F.col(_UTF8), F.lit(NOT_UTF8))
-        .when(_spans_lines(contract), F.lit(line_break_reason(contract)))
         .when(
             ~F.col(_WELL_FORMED),
             F.lit(
@@ -390,16 +375,9 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     )
 
 
-def _spans_lines(contract: Contract) -> SparkColumn:
-    """A record read whole (`read_lines(records=True)`) that holds a line break, without `multiline_records`."""
-    return F.lit(False) if contract.multiline_records else F.col(RAW_COLUMN).rlike("[\r\n]")
-
-
 def _shape_rule(contract: Contract) -> SparkColumn:
     """The id of the rule `_shape_reason` names, or NULL."""
-    return F.when(
-        ~F.col(_UTF8) | ~F.col(_WELL_FORMED) | _spans_lines(contract), F.lit(well_formed_rule(contract))
-    ).when(
+    return F.when(~F.col(_UTF8) | ~F.col(_WELL_FORMED), F.lit(well_formed_rule(contract))).when(
         F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
         F.lit(field_count_rule(contract)),
     )

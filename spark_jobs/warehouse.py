@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -477,8 +477,6 @@ class Warehouse:
         an automatic compaction may commit right after the MERGE.
         """
 
-        spec = self._dropped_set_null(table, spec)
-
         def attempt() -> MergeCounts:
             with self._view(source()) as view:
                 (result,) = self.spark.sql(merge_statement(self.name(table), view, spec)).collect()
@@ -489,20 +487,6 @@ class Warehouse:
             )
 
         return committed(attempt, f"merge into {table}")
-
-    def _dropped_set_null(self, table: str, spec: MergeSpec) -> MergeSpec:
-        """`spec` whose updates also set NULL each column the table has and `ensure_table` no longer declares (a
-        contract dropped it), when an update replaces the whole row: the newer version has no value for it, and
-        the row kept the older version's (`_written_columns` does the same for inserts and appends)."""
-        declared = self._declared.get(table)
-        if not spec.replaces_rows or declared is None:
-            return spec
-        dropped = [field.name for field in self.read(table).schema.fields if field.name.lower() not in declared]
-        if not dropped:
-            return spec
-        nulls = tuple((quoted_name(name), "NULL") for name in dropped)
-        updates = tuple(replace(clause, assignments=clause.assignments + nulls) for clause in spec.when_matched_update)
-        return replace(spec, when_matched_update=updates)
 
     def merged_before(self, table: str, batch_id: str, since: datetime | None) -> MergeCounts | None:
         """The counts of the newest MERGE of a `tagged` spec of this batch that changed the table.

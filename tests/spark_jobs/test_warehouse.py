@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -117,25 +116,6 @@ def test_a_column_no_longer_declared_is_kept_and_written_as_null(spark: SparkSes
     # A column the table's schema still declares is never filled in: rows without it are a mistake.
     with pytest.raises(AnalysisException, match="`v`"):
         warehouse.append("t", rows_of(spark, "c", ("k3", 3)).drop("v"))
-
-
-def test_a_row_an_scd1_merge_replaces_loses_a_column_no_longer_declared(spark: SparkSession, lake: Lake) -> None:
-    # The newer version has no `note`: the row kept the older version's, while a new key got NULL. A merge
-    # that only re-bounds (SCD2) keeps what the version held.
-    earlier = lake.warehouse()
-    earlier.ensure_table("t", spark.createDataFrame([], f"{SCHEMA}, note string").schema)
-    earlier.append(
-        "t", spark.createDataFrame([("k1", 1, "a", "old"), ("k2", 1, "a", "kept")], f"{SCHEMA}, note string")
-    )
-    warehouse = lake.warehouse()
-    warehouse.ensure_table("t", rows_of(spark, "x").schema)
-    replacing = replace(UPSERT, replaces_rows=True)
-
-    warehouse.merge("t", lambda: rows_of(spark, "b", ("k1", 2), ("k3", 1)), replacing)
-    warehouse.merge("t", lambda: rows_of(spark, "c", ("k2", 5)), UPSERT)
-
-    notes = {row["k"]: (row["v"], row["note"]) for row in lake.table("t").to_pylist()}
-    assert notes == {"k1": (2, None), "k2": (5, "kept"), "k3": (1, None)}
 
 
 def test_a_column_whose_type_changed_is_refused_not_cast_to_the_old_type(spark: SparkSession, lake: Lake) -> None:
