@@ -117,23 +117,40 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
         if one in contracts and not is_builtin(one.source):
             assert one.source is not None
             findings.append(Finding(one.source, locate(texts[one.source], "file_pattern"), clash_message(one, other)))
-    findings.extend(_target_clashes(contracts, every, texts))
-    builtin = load_pipelines(builtin_contracts)  # read once, for both questions below
+    builtin = load_pipelines(builtin_contracts)  # read once, for the questions below
+    derived = _derived_tables(
+        [*((p.name, p.document) for p in builtin.values()), *((str(d.get("name")), d) for _, d in pipelines)]
+    )
+    findings.extend(_target_clashes(contracts, every, texts, derived))
     pipeline_findings, checked = _pipeline_findings(pipelines, contracts, builtin)
     findings.extend(pipeline_findings)
     findings.extend(_batch_only_findings(contracts, first_seen, checked, builtin))
     return contracts, findings
 
 
-def _target_clashes(mine: list[Contract], every: Mapping[str, Contract], texts: Mapping[Path, str]) -> list[Finding]:
-    """A target named as a table the jobs write for another purpose: the jobs' logs, another dataset's target,
-    stage or rejects, or this dataset's own stage or rejects. Its MERGE would write data rows into it (a
-    `target_table = "processing_log"` gave log rows without a task or batch)."""
+def _derived_tables(documents: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, str]:
+    """The derived tables the pipelines build, each with what it is: `a derived table of pipeline p`. A user's
+    pipeline replaces a built-in one of its name, so the later document of a name counts."""
+    named = dict(documents)
+    return {
+        str(entry.get("name")): f"a derived table of pipeline {name}"
+        for name, document in named.items()
+        for entry in document.get("tables", [])
+        if isinstance(entry, dict)
+    }
+
+
+def _target_clashes(
+    mine: list[Contract], every: Mapping[str, Contract], texts: Mapping[Path, str], derived: Mapping[str, str]
+) -> list[Finding]:
+    """A target named as a table the jobs write for another purpose: the jobs' logs, a pipeline's derived table,
+    another dataset's target, stage or rejects, or this dataset's own stage or rejects. Its MERGE would write
+    data rows into it (a `target_table = "processing_log"` gave log rows without a task or batch)."""
     findings = []
     for contract in mine:
         if contract.source is None or is_builtin(contract.source):
             continue
-        taken = job_tables([])
+        taken = {**job_tables([]), **derived}
         for other in every.values():
             if other.name != contract.name:
                 taken.update(dataset_tables(other))

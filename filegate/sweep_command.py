@@ -74,9 +74,10 @@ def main(argv: list[str]) -> int:
         codes += [exits.FAILED] if unreadable else []
         return exits.most_urgent(codes)
     if not outcomes:
-        # Silence read as "did it run?": say what was looked at.
+        # Silence read as "did it run?": say what was looked at (a dry run does not look at the batches).
+        batches = "" if args.dry_run else ", no batch to finish"
         print(
-            f"filegate sweep: nothing to do: no landing file older than {older_than:g} min, no batch to finish, "
+            f"filegate sweep: nothing to do: no landing file older than {older_than:g} min{batches}, "
             "no archived file without its run",
             file=sys.stderr,
         )

@@ -257,6 +257,7 @@ def _pipeline(
         ("orders_rejects", "the rejects of orders"),
         ("customers_target", "the target of customers"),
         ("sales_stage", "the stage of sales"),
+        ("enriched_orders", "a derived table of pipeline ecommerce"),
     ],
 )
 def test_a_target_named_as_a_table_the_jobs_write_is_a_finding(tmp_path: Path, target: str, held: str) -> None:
