@@ -213,6 +213,15 @@ def _check_header(header: list[str], contract: Contract) -> list[str]:
     return reasons
 
 
+def line_break_reason(contract: Contract) -> str:
+    """Why a record whose quoted field runs over a line break is a bad row where the contract does not say
+    `multiline_records` (the Spark job reads such a record as one bad row too)."""
+    return (
+        "a quoted field holds a line break; records must stay on one line "
+        f"(or set multiline_records = true in the {contract.name} contract)"
+    )
+
+
 def _check_rows(reader: Any, contract: Contract, truncated: bool) -> tuple[int, int, list[str]]:
     """Rows sampled, bad rows, and a reason per bad row (the first MAX_ROW_REASONS of them, by line)."""
     width = len(contract.columns)
@@ -226,11 +235,7 @@ def _check_rows(reader: Any, contract: Contract, truncated: bool) -> tuple[int, 
         if not row:
             continue
         if spans_lines and not contract.multiline_records:
-            # The Spark job reads one record per line unless the contract says `multiline_records`.
-            problems[first_line] = [
-                "a quoted field holds a line break; records must stay on one line "
-                f"(or set multiline_records = true in the {contract.name} contract)"
-            ]
+            problems[first_line] = [line_break_reason(contract)]
         elif len(row) != width:
             problems[first_line] = [f"has {len(row)} fields, expected {width}"]
         else:

@@ -29,7 +29,7 @@ from spark_jobs.columns import (
 )
 from spark_jobs.contract_sql import derived_column, first_to_raise, is_data_exception, spark_message
 from spark_jobs.row_rules import apply_row_rules, failed_check
-from spark_jobs.validation import parse_fields, read_lines, split_rows
+from spark_jobs.validation import opens_a_record, parse_fields, read_lines, split_rows
 from spark_jobs.warehouse import Warehouse, batch_predicate
 
 # The ingest job's task that stages a file, as processing_log names it.
@@ -142,42 +142,16 @@ def stage_file(
             f"{contract.name}: the file name {PurePosixPath(batch.source_file).name!r} carries no business date "
             f"({contract.file_pattern}), which this contract's checks or sequence need"
         )
-    split = split_rows(parse_fields(read_lines(spark, source_path, contract), contract), contract)
-    checked = apply_row_rules(split.checked, contract, business_date)
-    rows = with_lineage(checked, batch).select(
-        *stage_schema(contract).fieldNames(),
-        REASON,
-        RULES,
-        # Only a rejected row needs its raw text; a good row would carry it along for nothing.
-        F.when(F.col(REASON).isNotNull(), F.col(RAW_LINE)).alias(RAW_LINE),
-    )
-    # The file is read and checked once: every row goes to the stage with its verdict, in one write,
-    # and the rejects are copied from the batch's stage rows. Splitting the checked rows into two
-    # writes instead would run the whole plan twice (serverless Spark Connect has no cache), and a
-    # filter on the verdict evaluates the rules again beside the projection that keeps them.
-    # The stage holds only batches in flight, each replaced and later released whole: partitioned by
-    # batch, its replaces and deletes drop a folder's files from the log without scanning any rows,
-    # and concurrent batches write disjoint partitions.
     stage, rejects = stage_table(contract), rejects_table(contract)
     warehouse.ensure_table(stage, stage_table_schema(contract), partition_by=(BATCH_ID,))
     warehouse.ensure_table(rejects, rejects_schema())
-    try:
-        warehouse.replace_batch(stage, rows, batch.batch_id)
-    except PySparkException as exc:
-        named = (
-            _which_expression_raised(split.checked, contract, business_date, batch) if is_data_exception(exc) else None
-        )
-        if named is None:
-            raise
-        raise RowExpressionFailed(named) from exc
-    # The counts from the rows just written (one column of one partition): the newest replace of the
-    # batch is this one, or a concurrent attempt at the same batch from the same file.
-    found = (
-        warehouse.read_batch(stage, batch.batch_id)
-        .agg(F.count(F.lit(1)).alias("read"), F.count(F.col(REASON)).alias("rejected"))
-        .first()
-    )
-    read, rejected = (int(found["read"]), int(found["rejected"])) if found is not None else (0, 0)
+    read, rejected, opened = _stage_rows(spark, warehouse, contract, source_path, batch, business_date, joined=False)
+    if opened and not contract.multiline_records:
+        # A quoted field runs over a line break: read as lines, the line after the break made up a row of its
+        # own. Staged again, the rare file that has such a line, with each line that opens a field joined to
+        # the next that closes it: one bad row, as the function's validator counts it. The stage's partition
+        # of the batch is replaced again.
+        read, rejected, _ = _stage_rows(spark, warehouse, contract, source_path, batch, business_date, joined=True)
     # Both tables are replaced even when the batch has no rejects now: a corrected re-run must not
     # leave the previous attempt's rows behind (without rejects a DELETE does that, and commits
     # nothing when there is nothing to delete, the usual case). They are two commits; a crash between
@@ -195,6 +169,61 @@ def stage_file(
     else:
         warehouse.delete_where(rejects, own)
     return StageCounts(staged=read - rejected, rejected=rejected)
+
+
+def _stage_rows(
+    spark: SparkSession,
+    warehouse: Warehouse,
+    contract: Contract,
+    source_path: str,
+    batch: Batch,
+    business_date: date | None,
+    *,
+    joined: bool,
+) -> tuple[int, int, int]:
+    """Check the file's rows and write them to the stage's partition of the batch, each with its verdict; the
+    rows read and rejected, and the lines that open a quoted field they do not close (`opens_a_record`)."""
+    split = split_rows(parse_fields(read_lines(spark, source_path, contract, joined=joined), contract), contract)
+    checked = apply_row_rules(split.checked, contract, business_date)
+    rows = with_lineage(checked, batch).select(
+        *stage_schema(contract).fieldNames(),
+        REASON,
+        RULES,
+        # Only a rejected row needs its raw text; a good row would carry it along for nothing.
+        F.when(F.col(REASON).isNotNull(), F.col(RAW_LINE)).alias(RAW_LINE),
+    )
+    # The file is read and checked once: every row goes to the stage with its verdict, in one write,
+    # and the rejects are copied from the batch's stage rows. Splitting the checked rows into two
+    # writes instead would run the whole plan twice (serverless Spark Connect has no cache), and a
+    # filter on the verdict evaluates the rules again beside the projection that keeps them.
+    # The stage holds only batches in flight, each replaced and later released whole: partitioned by
+    # batch, its replaces and deletes drop a folder's files from the log without scanning any rows,
+    # and concurrent batches write disjoint partitions.
+    stage = stage_table(contract)
+    try:
+        warehouse.replace_batch(stage, rows, batch.batch_id)
+    except PySparkException as exc:
+        named = (
+            _which_expression_raised(split.checked, contract, business_date, batch) if is_data_exception(exc) else None
+        )
+        if named is None:
+            raise
+        raise RowExpressionFailed(named) from exc
+    # The counts from the rows just written (one column of one partition): the newest replace of the
+    # batch is this one, or a concurrent attempt at the same batch from the same file. A line that opens a
+    # quoted field is not well-formed, so rejected, and its raw text kept.
+    found = (
+        warehouse.read_batch(stage, batch.batch_id)
+        .agg(
+            F.count(F.lit(1)).alias("read"),
+            F.count(F.col(REASON)).alias("rejected"),
+            F.count_if(opens_a_record(F.col(RAW_LINE), contract.delimiter)).alias("opened"),
+        )
+        .first()
+    )
+    if found is None:
+        return 0, 0, 0
+    return int(found["read"]), int(found["rejected"]), int(found["opened"] or 0)
 
 
 def staged_rows(warehouse: Warehouse, contract: Contract, batch_id: str) -> DataFrame:

@@ -16,6 +16,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 from filegate.contracts import DOUBLE_OUT_OF_RANGE, SHOWN_ESCAPES, Column, Contract, sql_literal, typed_value
 from filegate.errors import FilegateError
 from filegate.patterns import shared_pattern
+from filegate.validation import line_break_reason
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
 from spark_jobs.columns import REASON as REASON_COLUMN
 from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
@@ -77,17 +78,30 @@ def record_pattern(delimiter: str) -> str:
     return f"{field}(?:{sep}{field})*+"
 
 
+def opens_a_record(line: SparkColumn, delimiter: str) -> SparkColumn:
+    """Whether a line ends inside a quoted field it opened: Python's csv module (the function's validator) reads
+    the next lines into that field, up to its closing quote, where a reader of lines stops at the break."""
+    sep = re.escape(delimiter)
+    # A field before it: a quoted one closed (text may follow its quote, as csv keeps it), or one that does not
+    # start with a quote. Possessive: the grammar gives each character one reading.
+    field = f'(?:"(?:[^"]++|"")*+"[^{sep}]*+|(?!")[^{sep}]*+)'
+    return line.rlike(f'^(?:{field}{sep})*+"(?:[^"]++|"")*+\\z')
+
+
 def split_records(text: SparkColumn, delimiter: str) -> SparkColumn:
     """The records of a whole file's text (see `record_pattern`), each without its line break."""
     return F.regexp_extract_all(text, F.lit(f"({record_pattern(delimiter)})(?:\r\n|\n|\r|$)"), F.lit(1))
 
 
-def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
+def read_lines(spark: SparkSession, path: str, contract: Contract, *, joined: bool = False) -> DataFrame:
     """The file's data records as one `raw_line` column, checked against the contract's header.
 
     A record is a line, or with `multiline_records` a line whose quoted fields may run over line
     breaks; such a file is read whole into one value and split into records by `record_pattern`, so keep
-    those files to what one task's memory holds (a catalogue, not a transaction log).
+    those files to what one task's memory holds (a catalogue, not a transaction log). `joined` (without
+    `multiline_records`): a line that opens a quoted field and the next line that closes it are one record
+    (`_join_broken_lines`), which `split_rows` rejects as the function's validator counts it: one bad row,
+    where the line after the break was a row of its own.
 
     Bytes that are not UTF-8 are read as U+FFFD by the parser; `_utf8` says so of each record, and
     the record is rejected for it (`split_rows`) rather than staged with its text changed.
@@ -130,7 +144,49 @@ def read_lines(spark: SparkSession, path: str, contract: Contract) -> DataFrame:
     # are skipped as Python's csv module skips them. A line of spaces is a row of one field there, so
     # it is one here too, and its shape is rejected on both sides rather than vanishing here.
     header_row = (F.col(_BLOCK) == 0) & (F.col(_POSITION) == first[_POSITION])
-    return lines.where(~header_row & (F.col(RAW_COLUMN) != F.lit(""))).drop(_BLOCK, _POSITION)
+    rows = lines.where(~header_row & (F.col(RAW_COLUMN) != F.lit("")))
+    if joined and not contract.multiline_records:
+        rows = _join_broken_lines(rows, contract)
+    return rows.drop(_BLOCK, _POSITION)
+
+
+def _join_broken_lines(lines: DataFrame, contract: Contract) -> DataFrame:
+    """Each line that opens a quoted field (`opens_a_record`) joined with the next line, when the two make a
+    well-formed record (the field's quote closes on it, as Python's csv reads them): one record holding the
+    line break; the next line is then no row of its own.
+
+    Only the next line: a stray quote never closed stays the one bad line it was (a read of records would let
+    it swallow every line up to the next quote anywhere in the file), and no file is read whole. Lines read in
+    a split follow each other in `_position` (`monotonically_increasing_id` counts within a partition); a line
+    broken across two splits, or a field over three lines or more, stays lines. Read only for the rare file
+    with such a line (`stage.stage_file`): the small sides are broadcast.
+    """
+    opened = lines.where(opens_a_record(F.col(RAW_COLUMN), contract.delimiter)).select(
+        F.col(_BLOCK).alias("_open_block"),
+        (F.col(_POSITION) + 1).alias("_open_next"),
+        F.col(RAW_COLUMN).alias("_open_line"),
+        F.col(_UTF8).alias("_open_utf8"),
+    )
+    record = F.concat(F.col("_open_line"), F.lit("\n"), F.col(RAW_COLUMN))
+    next_line = (F.col(_BLOCK) == F.col("_open_block")) & (F.col(_POSITION) == F.col("_open_next"))
+    closing = (
+        lines.join(F.broadcast(opened), next_line)
+        .where(record.rlike(well_formed_pattern(contract.delimiter)))
+        .select(
+            F.col(_BLOCK).alias("_close_block"),
+            F.col(_POSITION).alias("_close_position"),
+            record.alias("_record"),
+            (F.col(_UTF8) & F.col("_open_utf8")).alias("_record_utf8"),
+        )
+    )
+    block, position = F.col(_BLOCK) == F.col("_close_block"), F.col(_POSITION)
+    kept = lines.join(F.broadcast(closing), block & (position == F.col("_close_position")), "left_anti")
+    return kept.join(F.broadcast(closing), block & (position == F.col("_close_position") - 1), "left").select(
+        _BLOCK,
+        _POSITION,
+        F.coalesce(F.col("_record"), F.col(RAW_COLUMN)).alias(RAW_COLUMN),
+        F.coalesce(F.col("_record_utf8"), F.col(_UTF8)).alias(_UTF8),
+    )
 
 
 def _occurrences(text: SparkColumn, delimiter: str) -> SparkColumn:
@@ -357,6 +413,7 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     expected = len(contract.columns)
     return (
         F.when(~F.col(_UTF8), F.lit(NOT_UTF8))
+        .when(_spans_lines(contract), F.lit(line_break_reason(contract)))
         .when(
             ~F.col(_WELL_FORMED),
             F.lit(
@@ -375,9 +432,16 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     )
 
 
+def _spans_lines(contract: Contract) -> SparkColumn:
+    """A record of two lines (`read_lines(joined=True)`) that holds a line break, without `multiline_records`."""
+    return F.lit(False) if contract.multiline_records else F.col(RAW_COLUMN).rlike("[\r\n]")
+
+
 def _shape_rule(contract: Contract) -> SparkColumn:
     """The id of the rule `_shape_reason` names, or NULL."""
-    return F.when(~F.col(_UTF8) | ~F.col(_WELL_FORMED), F.lit(well_formed_rule(contract))).when(
+    return F.when(
+        ~F.col(_UTF8) | ~F.col(_WELL_FORMED) | _spans_lines(contract), F.lit(well_formed_rule(contract))
+    ).when(
         F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
         F.lit(field_count_rule(contract)),
     )
@@ -411,7 +475,9 @@ def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     one reason given, the per-column verdicts would mislead.
     """
     whole = F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
-    shape_ok = F.col(_UTF8) & F.col(_WELL_FORMED) & whole
+    # A record over two lines is rejected for its shape alone, as any row not well-formed: no check reads it,
+    # nor does `unique_keys` count its key.
+    shape_ok = F.col(_UTF8) & F.col(_WELL_FORMED) & whole & ~_spans_lines(contract)
     verdicts = F.expr(
         f"array({', '.join(column_verdict(contract, column, quoted_name(column.name)) for column in contract.columns)})"
     )

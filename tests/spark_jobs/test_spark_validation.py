@@ -6,7 +6,7 @@ import csv
 import io
 import random
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from filegate.contracts import Column, load_contracts
-from filegate.validation import validate_matched
+from filegate.validation import line_break_reason, validate_matched
 from spark_jobs.columns import RULES
+from spark_jobs.stage import Batch, stage_file
 from spark_jobs.validation import (
     NOT_UTF8,
     HeaderMismatch,
@@ -26,6 +27,7 @@ from spark_jobs.validation import (
     split_records,
     split_rows,
 )
+from tests.spark_jobs.conftest import Lake
 
 pytestmark = pytest.mark.spark
 
@@ -304,6 +306,51 @@ def test_a_multiline_file_agrees_with_the_function_on_quotes_inside_fields(spark
     assert [(row["raw_line"], row["reason"].startswith("row is not well-formed CSV")) for row in rejected] == [
         (unclosed + "\n", True)
     ]
+
+
+def test_a_line_break_in_a_quoted_field_without_multiline_records_is_one_bad_row_as_the_function_counts(
+    lake: Lake, tmp_path: Path
+) -> None:
+    # Read as lines, `said refund, ok",2,...` was a well-formed row of its own: a made-up key was merged,
+    # while the function counted the record as one bad row.
+    contract = load_contracts()["order_tracking"]
+    base = "1Z{n},ORD-{n},DELIVERED,2025-03-03T10:00:00Z,UPS,{city},US,Paris,75001,FR,,,"
+    spanning = base.format(n=1, city='"Memphis,\nTN",x,"y') + '",z'
+    path = tmp_path / "order_tracking_2025_03_03.csv"
+    lines = [",".join(contract.column_names), base.format(n=0, city="Lyon"), spanning, base.format(n=2, city="Nice")]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    batch = Batch(contract.name, "b-spanning", str(path), datetime.now(UTC))
+
+    counts = stage_file(lake.spark, lake.warehouse(), contract, str(path), batch)
+    function = validate_matched((contract, date(2025, 3, 3), []), path.stat().st_size, path.read_bytes(), 10**9)
+
+    assert (counts.staged, counts.rejected) == (2, 1)
+    assert sorted(row["tracking_num"] for row in lake.staged(contract.name)) == ["1Z0", "1Z2"]
+    [reject] = lake.table("order_tracking_rejects").to_pylist()
+    assert reject["reason"] == line_break_reason(contract)
+    assert reject["rules"] == ["order_tracking.row.well_formed"]
+    assert reject["raw_line"] == spanning
+    assert (function.rows_sampled, function.bad_rows) == (3, 1)
+    assert f"line 3: {line_break_reason(contract)}" in function.reasons
+
+
+def test_a_stray_quote_stays_one_bad_line_and_takes_no_line_after_it(lake: Lake, tmp_path: Path) -> None:
+    # Read as records, a quote never closed ran to the next quote anywhere in the file: every row between was
+    # gone, within the bad-row ratio. Joined only to a next line that closes it, it stays the one bad line.
+    contract = load_contracts()["order_tracking"]
+    base = "1Z{n},ORD-{n},DELIVERED,2025-03-03T10:00:00Z,UPS,{city},US,Paris,75001,FR,,,"
+    stray = base.format(n=1, city='"Memphis')
+    rows = [base.format(n=n, city="Lyon") for n in (2, 3)] + [base.format(n=4, city='"Blue, large"')]
+    path = tmp_path / "order_tracking_2025_03_03.csv"
+    path.write_text("\n".join([",".join(contract.column_names), base.format(n=0, city="Nice"), stray, *rows]) + "\n")
+    batch = Batch(contract.name, "b-stray", str(path), datetime.now(UTC))
+
+    counts = stage_file(lake.spark, lake.warehouse(), contract, str(path), batch)
+
+    assert (counts.staged, counts.rejected) == (4, 1)
+    assert sorted(row["tracking_num"] for row in lake.staged(contract.name)) == ["1Z0", "1Z2", "1Z3", "1Z4"]
+    [reject] = lake.table("order_tracking_rejects").to_pylist()
+    assert (reject["raw_line"], reject["rules"]) == (stray, ["order_tracking.row.well_formed"])
 
 
 @pytest.mark.parametrize("multiline", [False, True])
