@@ -45,7 +45,7 @@ from filegate.errors import (
     TransientError,
 )
 from filegate.events import Upload
-from filegate.exits import CONFIG, exit_code
+from filegate.exits import needs_fix
 from filegate.ingest import (
     DUPLICATE,
     IGNORED,
@@ -471,7 +471,7 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
         raise
     except FilegateError as exc:
         # The batch is sealed: its run is work to do (redelivery or the sweep re-drives the same token).
-        raise RunNotStarted(sealed_at, str(exc), to_fix=exit_code(exc) == CONFIG) from exc
+        raise RunNotStarted(sealed_at, str(exc), to_fix=needs_fix(exc)) from exc
     note = {
         "job_id": run.job_id,
         "run_id": run.run_id,

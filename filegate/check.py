@@ -122,7 +122,7 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
         [*((p.name, p.document) for p in builtin.values()), *((str(d.get("name")), d) for _, d in pipelines)]
     )
     findings.extend(_target_clashes(contracts, every, texts, derived))
-    pipeline_findings, checked = _pipeline_findings(pipelines, contracts, builtin)
+    pipeline_findings, checked = _pipeline_findings(pipelines, contracts, builtin, texts)
     findings.extend(pipeline_findings)
     findings.extend(_batch_only_findings(contracts, first_seen, checked, builtin))
     return contracts, findings
@@ -133,11 +133,15 @@ def _derived_tables(documents: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[
     pipeline replaces a built-in one of its name, so the later document of a name counts."""
     named = dict(documents)
     return {
-        str(entry.get("name")): f"a derived table of pipeline {name}"
+        table: f"a derived table of pipeline {name}"
         for name, document in named.items()
-        for entry in document.get("tables", [])
-        if isinstance(entry, dict)
+        for table in _table_names(document)
     }
+
+
+def _table_names(document: Mapping[str, Any]) -> set[str]:
+    """The names of a pipeline document's derived `[[tables]]` (a malformed entry is parse_tables' to name)."""
+    return {str(entry.get("name")) for entry in document.get("tables", []) if isinstance(entry, dict)}
 
 
 def _target_clashes(
@@ -147,13 +151,14 @@ def _target_clashes(
     another dataset's target, stage or rejects, or this dataset's own stage or rejects. Its MERGE would write
     data rows into it (a `target_table = "processing_log"` gave log rows without a task or batch)."""
     findings = []
+    tables_of = {name: dataset_tables(contract) for name, contract in every.items()}  # once, not per contract
     for contract in mine:
         if contract.source is None or is_builtin(contract.source):
             continue
         taken = {**job_tables([]), **derived}
-        for other in every.values():
-            if other.name != contract.name:
-                taken.update(dataset_tables(other))
+        for name, tables in tables_of.items():
+            if name != contract.name:
+                taken.update(tables)
         taken.update(dataset_tables(contract, target=False))
         if contract.target in taken:
             where = "target_table" if contract.target_table else "name"
@@ -185,7 +190,10 @@ def _batch_only_findings(
 
 
 def _pipeline_findings(
-    pipelines: list[tuple[Path, dict[str, Any]]], contracts: list[Contract], builtin: Pipelines
+    pipelines: list[tuple[Path, dict[str, Any]]],
+    contracts: list[Contract],
+    builtin: Pipelines,
+    texts: Mapping[Path, str],
 ) -> tuple[list[Finding], dict[str, tuple[str, ...]]]:
     """Each pipeline against the datasets checked alongside it and the built-in ones: members exist, and
     no dataset belongs to two pipelines. Also each pipeline that parsed, by name, with its members."""
@@ -231,16 +239,15 @@ def _pipeline_findings(
     for one, other in trigger_clashes(every.values()):
         if one.source is not None and any(one is mine for mine in loaded.values()) and not is_builtin(one.source):
             findings.append(Finding(one.source, None, trigger_clash_message(one, other)))
-    findings.extend(_table_clashes(loaded, every))
+    findings.extend(_table_clashes(loaded, every, texts))
     return findings, parsed
 
 
-def _table_clashes(mine: Mapping[str, Pipeline], every: Mapping[str, Pipeline]) -> list[Finding]:
+def _table_clashes(
+    mine: Mapping[str, Pipeline], every: Mapping[str, Pipeline], texts: Mapping[Path, str]
+) -> list[Finding]:
     """A derived table two pipelines build: the job's schema is shared, so each would replace the other's."""
-    named = {
-        name: {str(entry.get("name")) for entry in pipeline.document.get("tables", []) if isinstance(entry, dict)}
-        for name, pipeline in every.items()
-    }
+    named = {name: _table_names(pipeline.document) for name, pipeline in every.items()}
     findings = []
     for pipeline in mine.values():
         if pipeline.source is None or is_builtin(pipeline.source):
@@ -251,8 +258,7 @@ def _table_clashes(mine: Mapping[str, Pipeline], every: Mapping[str, Pipeline]) 
                 message = (
                     f"table {table} is also a derived table of pipeline {others[0]}: each would replace the other's"
                 )
-                text = pipeline.source.read_text(encoding="utf-8-sig")  # read a moment ago by check_files
-                findings.append(Finding(pipeline.source, locate(text, f"tables.{table}"), message))
+                findings.append(Finding(pipeline.source, locate(texts[pipeline.source], f"tables.{table}"), message))
     return findings
 
 

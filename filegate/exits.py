@@ -51,6 +51,11 @@ def exit_code(exc: FilegateError) -> int:
     return FAILED
 
 
+def needs_fix(exc: FilegateError) -> bool:
+    """Whether the policy says fix something first (CONFIG): what an outcome's `to_fix` records of its cause."""
+    return exit_code(exc) == CONFIG
+
+
 def report_failure(prog: str, exc: FilegateError, *, config_note: str = "", try_again: str = "try again") -> int:
     """Say why on stderr, in the words that tell the operator what to do, and return the error's code."""
     code = exit_code(exc)

@@ -39,7 +39,7 @@ from filegate.errors import (
     Unreadable,
 )
 from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, GCS, Ignored, Upload, parse_event
-from filegate.exits import CONFIG, exit_code
+from filegate.exits import needs_fix
 from filegate.jobs import RunTrigger, batch_id, idempotency_token
 from filegate.pipelines import Pipelines
 from filegate.readiness import Readiness, describe_missing_locations
@@ -426,7 +426,7 @@ def _run(
         # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
         if mark is None:
             _ensure_marked(gate, placed)
-        raise RunNotStarted(f"{container}/{path}", str(exc), to_fix=exit_code(exc) == CONFIG) from exc
+        raise RunNotStarted(f"{container}/{path}", str(exc), to_fix=needs_fix(exc)) from exc
     recorded = placed.info.metadata.get(META_RUN_ID)
     if recorded != str(run.run_id) and _record_run(gate.store, placed, run.run_id):
         _clear_mark(gate, placed, mark)

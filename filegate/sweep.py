@@ -16,7 +16,7 @@ from filegate.archive import marked_file, run_pending_mark
 from filegate.batches import batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
-from filegate.exits import CONFIG, exit_code
+from filegate.exits import needs_fix
 from filegate.ingest import Gate, Outcome, handle_upload, left_in_landing, redrive_archived
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store
 
@@ -272,9 +272,7 @@ def sweep_pipeline_batches(
             except FilegateError as exc:
                 # The batch's pieces stay where they are; the next sweep evaluates it again.
                 log.warning("sweep: batch %s failed: %s", source, exc)
-                yield Outcome(
-                    FAILED, source=source, pipeline=name, reasons=(str(exc),), to_fix=exit_code(exc) == CONFIG
-                )
+                yield Outcome(FAILED, source=source, pipeline=name, reasons=(str(exc),), to_fix=needs_fix(exc))
                 continue
             if outcome is not None:
                 yield outcome
