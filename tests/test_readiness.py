@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from filegate.errors import LocationMissing, SettingsError
+from filegate.errors import LocationMissing, SettingsError, TransientError
 from filegate.ingest import handle_payload
 from filegate.readiness import check_storage, raise_for
 from filegate.settings import Location
@@ -162,4 +162,27 @@ def test_a_missing_grant_is_named_per_location_as_a_configuration_error(world: W
     with pytest.raises(
         SettingsError, match=rf"bucket {refused[0]}: this identity may not list it.*bucket {refused[1]}"
     ):
+        raise_for(checks)
+
+
+def test_storage_that_does_not_answer_is_asked_once_per_account(world: World) -> None:
+    # Each ask spends the store's retries; three in a row would outlive Event Grid's 30 s.
+    settings = world.settings
+    landing, archive, rejected = settings.landing.container, settings.archive.container, settings.rejected.container
+    assert world.proxy is not None
+    never_asked = world.proxy.fail(lambda method, path, headers: rejected in path)
+    # On Azure the archive has an account of its own (as deployed), which still answers.
+    down = world.proxy.fail(lambda method, path, headers: world.kind == "gcs" or archive not in path)
+
+    checks = check_storage(settings, world.store)
+
+    assert [(check.name, check.ok, check.transient) for check in checks] == [
+        (f"FILEGATE_LANDING ({landing})", False, True),
+        (f"FILEGATE_ARCHIVE ({archive})", world.kind == "azure", world.kind == "gcs"),
+        (f"FILEGATE_REJECTED ({rejected})", False, True),
+    ]
+    assert checks[2].detail == "not checked: the same storage did not answer for FILEGATE_LANDING"
+    assert never_asked.hits == 0
+    assert down.hits > 1, "the first location was not retried"
+    with pytest.raises(TransientError, match="not ready: FILEGATE_LANDING"):
         raise_for(checks)
