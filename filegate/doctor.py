@@ -87,9 +87,10 @@ def main(argv: list[str]) -> int:
     checks = run_checks(args.target, local=args.local)
     for check in checks:
         print(f"{'OK  ' if check.ok else 'FIX '} {check.name}: {check.detail}")
-    failed = sum(not check.ok for check in checks)
-    print(f"{len(checks) - failed} OK, {failed} to fix" if failed else f"all {len(checks)} checks OK")
-    return exits.FAILED if failed else exits.OK
+    failed = [check for check in checks if not check.ok]
+    print(f"{len(checks) - len(failed)} OK, {len(failed)} to fix" if failed else f"all {len(checks)} checks OK")
+    # By the exit policy: a setting to fix first, or (when all that failed is reachability) try again later.
+    return exits.most_urgent(exits.TRY_AGAIN if check.transient else exits.CONFIG for check in failed)
 
 
 if __name__ == "__main__":

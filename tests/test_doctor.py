@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from local_world.emulators import free_port
 from tests.faults.world import World
 from tests.test_cli import run_cli
 from tests.test_readiness import _env
@@ -35,7 +36,7 @@ def test_doctor_says_ok_for_a_working_setup_and_names_each_fix(world: World, req
         assert "OK   sweep schedule: the Azure function sweeps at `0 17 * * * *`" in healthy.stdout
     assert "takes source_path, dataset, batch_id" in healthy.stdout
     assert "takes source_path, pipeline, batch_id" in healthy.stdout
-    assert broken.returncode == 1
+    assert broken.returncode == 2
     lines = broken.stdout.splitlines()
     assert any(line.startswith("FIX  FILEGATE_REJECTED (nowhere-rejected): does not exist") for line in lines)
     assert any(line.startswith("FIX  Databricks job: FILEGATE_JOB_ID=77: no such job") for line in lines)
@@ -44,6 +45,18 @@ def test_doctor_says_ok_for_a_working_setup_and_names_each_fix(world: World, req
     assert any(line.startswith(schedule_fix) for line in lines) == (world.kind == "azure")
     assert any(line.startswith(("OK   python", "FIX  python")) for line in lines)
     assert any(line.startswith(("OK   java", "FIX  java")) for line in lines)
+
+
+def test_doctor_says_try_again_when_only_the_jobs_api_does_not_answer(
+    world: World, request: pytest.FixtureRequest
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    result = run_cli(["doctor"], {**_env(world, request), "DATABRICKS_HOST": url})
+
+    assert result.returncode == 75, result.stdout + result.stderr
+    assert f"FIX  Databricks job: cannot reach the Jobs API at {url} (connection refused)" in result.stdout
+    assert f"OK   FILEGATE_LANDING ({world.settings.landing.container}): exists" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -66,7 +79,7 @@ def test_doctor_names_a_batch_job_that_sealed_batches_could_not_run(
 ) -> None:
     result = run_cli(["doctor"], {**_env(world, request), **change})
 
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
     [line] = [line for line in result.stdout.splitlines() if "batch job" in line]
     assert line.startswith("FIX  Databricks batch job: ")
     assert named in line
@@ -85,12 +98,12 @@ def test_doctor_names_contracts_it_cannot_load_and_checks_the_jobs_when_storage_
     missing = run_cli(["doctor"], {**env, "FILEGATE_CONTRACTS_DIR": str(tmp_path / "nowhere"), **unopened})
     broken = run_cli(["doctor"], {**env, "FILEGATE_CONTRACTS_DIR": str(tmp_path / "broken")})
 
-    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert missing.returncode == 2, missing.stdout + missing.stderr
     assert f"FIX  contracts: the contracts folder {tmp_path / 'nowhere'} does not exist" in missing.stdout
     assert "OK   Databricks job: " in missing.stdout
     if unopened:
         assert "FIX  storage: FILEGATE_AZURE_STORAGE is not a storage connection string" in missing.stdout
-    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert broken.returncode == 2, broken.stdout + broken.stderr
     assert f"FIX  contracts: {tmp_path / 'broken' / 'returns.toml'}: not valid TOML (" in broken.stdout
     # Both jobs are checked still: a broken contract says nothing about them.
     assert "OK   Databricks job: " in broken.stdout
