@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -11,13 +12,30 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from filegate.gcs_storage import GcsStore
-from filegate.ingest import Gate, handle_payload
+from filegate.ingest import Gate, handle_payload, outcome_log
 from filegate.runtime import build_gate
 from filegate.settings import Settings
 from filegate.sweep import scheduled_sweep
 
-# Each outcome is one JSON line on stderr; Cloud Logging turns such lines into structured entries.
-logging.basicConfig(format="%(message)s")
+
+class _CloudLoggingLine(logging.Formatter):
+    """Every record as one JSON line with its `severity`, which Cloud Logging reads from a structured line.
+
+    A plain line has no severity, so an alert on warnings or errors would miss a failed delivery (the
+    framework's "Exception on /" and its traceback), an unfinished sweep or a file left in landing.
+    Each outcome is already such a line.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.name == outcome_log.name:
+            return message
+        return json.dumps({"severity": record.levelname, "message": message, "logger": record.name}, ensure_ascii=False)
+
+
+_handler = logging.StreamHandler()
+_handler.setFormatter(_CloudLoggingLine("%(message)s"))
+logging.basicConfig(handlers=[_handler])
 logging.getLogger("filegate").setLevel(logging.INFO)
 # Under the sweep function's timeout (infra/gcp: 540 s, the most an event-driven function may have),
 # which would stop the sweep mid-file.

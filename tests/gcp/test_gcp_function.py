@@ -38,6 +38,11 @@ def delivered(world: GcpWorld, event: dict[str, Any], mode: str = "binary") -> N
     assert status == 200, f"{status} {body}\n--- function log ---\n{world.log.read_text()[-4000:]}"
 
 
+def log_lines(world: GcpWorld) -> list[dict[str, Any]]:
+    """The function's log as Cloud Logging reads it: every line a JSON object (a plain one has no severity)."""
+    return [json.loads(line) for line in world.log.read_text().splitlines() if line.strip()]
+
+
 def runs_of(world: GcpWorld, source_path: str) -> list[dict[str, Any]]:
     return [run for run in world.runs() if run["source_path"] == source_path]
 
@@ -164,6 +169,10 @@ def test_a_failed_run_now_answers_500_and_the_redelivery_finishes_the_job(gcp_wo
     status, _ = send(gcp_world.url, event)
 
     assert status == 500
+    # Cloud Logging takes a severity only from a JSON line: the failure is an ERROR an alert sees.
+    assert any(
+        line["severity"] == "ERROR" and "but its run did not start" in line["message"] for line in log_lines(gcp_world)
+    )
     assert gcp_world.client.bucket(archive).get_blob(archive_path(8)) is not None
     assert runs_of(gcp_world, f"gs://{archive}/{archive_path(8)}") == []
     delivered(gcp_world, event)
@@ -189,7 +198,10 @@ def test_a_sweep_that_leaves_work_answers_500_and_the_next_tick_finishes_it(gcp_
     status, _ = send(gcp_sweeper.url, scheduler_tick(PROJECT))
 
     assert status == 500
-    assert "archived but their run did not start" in gcp_sweeper.log.read_text()
+    assert any(
+        line["severity"] == "ERROR" and "archived but their run did not start" in line["message"]
+        for line in log_lines(gcp_sweeper)
+    )
     assert runs_of(gcp_sweeper, f"gs://{archive}/{archive_path(21)}") == []
     delivered(gcp_sweeper, scheduler_tick(PROJECT))
     assert len(runs_of(gcp_sweeper, f"gs://{archive}/{archive_path(21)}")) == 1
