@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = cast(TextIO, _PipeSafeStdout(stdout))
     try:
         return _main(argv)
+    except KeyboardInterrupt:
+        # Every command converges when run again: what finished stays done, and nothing runs twice.
+        print("filegate: interrupted; run the same command again to go on", file=sys.stderr)
+        return exits.INTERRUPTED
     finally:
         sys.stdout.flush()  # what is still buffered, through the wrapper: the interpreter's own last flush finds none
         sys.stdout = stdout

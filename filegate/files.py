@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ from filegate.ingest import (
     redrive_archived,
 )
 from filegate.jobs import ACTIVE_STATES
-from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo
+from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, RUN_PENDING, upload_from_object
 
@@ -283,7 +284,12 @@ def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> Iterator[Outcome]:
 
 def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcome, int]]:
     """Upload each local file into landing (create-only) and put it through the gate at once; each file's
-    outcome and exit code (`exits.TRY_AGAIN` when running again may finish it, `exits.FAILED` when not)."""
+    outcome and exit code (`exits.TRY_AGAIN` when running again may finish it, `exits.FAILED` when not).
+
+    Stops after a file whose run did not start: the SDK has spent its retry window (about 20 s) on it,
+    and each file after it would spend its own. The ones not sent stay where they are, for the same
+    command again, which finds the files already through the gate identical.
+    """
     landing = gate.settings.landing
     for file in files:
         destination = landing.path(file.name)
@@ -293,16 +299,10 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
                 before = os.fstat(body.fileno())
                 try:
                     placed = gate.store.put(landing.container, destination, body, "text/csv", {})
+                except DestinationExists:
+                    placed = None
                 finally:
                     after = os.fstat(body.fileno())
-        except DestinationExists:
-            # Running again would meet the same file: it is the sweep's, and this one waits for it.
-            reason = (
-                f"landing already holds a file named {destination}: `filegate sweep --older-than 0` puts it "
-                "through the gate, then backfill this one again"
-            )
-            yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
-            continue
         except FilegateError as exc:
             if _changed(before, after) and not isinstance(exc, DamagedLeftBehind):
                 # Cut short while it was read (the store's error then blames the request: on Azure a signature
@@ -315,7 +315,26 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
         except OSError as exc:  # the local file: unreadable, or gone since it was listed
             yield file, Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
             continue
-        if _changed(before, after):
+        if placed is None:
+            # Landing holds a file of this name. These very bytes were left by an earlier backfill (interrupted,
+            # or its run did not start): this one goes on with them. Another file is the sweep's, and this one waits.
+            try:
+                placed = _same_file_in_landing(gate, file, destination)
+            except FilegateError as exc:
+                reason = f"landing already holds a file named {destination}, which could not be compared: {exc}"
+                yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.exit_code(exc)
+                continue
+            except OSError as exc:
+                yield file, Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
+                continue
+            if placed is None:
+                reason = (
+                    f"landing already holds another file named {destination}: `filegate sweep --older-than 0` "
+                    "puts it through the gate, then backfill this one again"
+                )
+                yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
+                continue
+        elif _changed(before, after):
             yield file, *_changed_while_sent(gate, file, placed)
             continue
         try:
@@ -325,8 +344,19 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
                 RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),), to_fix=exc.to_fix
             )
             yield file, pending, exits.exit_code(exc)
+            return
         except FilegateError as exc:
             yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
+
+
+def _same_file_in_landing(gate: Gate, file: Path, destination: str) -> ObjectInfo | None:
+    """Landing's object of this name when it holds the local file's bytes (its size and MD5), else None."""
+    found = gate.store.stat(gate.settings.landing.container, destination)
+    if found is None or not found.content_md5 or found.size != file.stat().st_size:
+        return None
+    with file.open("rb") as body:
+        _, md5 = size_and_md5(body)
+    return found if base64.b64decode(found.content_md5) == md5 else None
 
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
@@ -384,8 +414,12 @@ def _gate(args: argparse.Namespace, *, check: bool = False) -> Gate:
 
 
 def _run_command(prog: str, body: Callable[[], int]) -> int:
+    from filegate.cli import quiet_outcome_log
+
     try:
-        return body()
+        # Each command prints what became of each file; the outcome log would say it again on stderr.
+        with quiet_outcome_log():
+            return body()
     except FilegateError as exc:
         return exits.report_failure(f"filegate {prog}", exc)
 
@@ -540,7 +574,12 @@ def backfill_selection(gate: Gate, folder: Path, pattern: str | None) -> tuple[l
     """The files of `folder` to backfill, and the ones left out: by `pattern` (a glob) when given, else every
     file a dataset contract or a pipeline's trigger pattern names (a pipeline's folder holds both), or that
     looks meant for a contract (`Contracts.guess`: the gate rejects it with a report that says what is wrong)."""
-    found = sorted(folder.glob(pattern or "*"))
+    try:
+        found = sorted(folder.glob("*" if pattern is None else pattern))
+    except (ValueError, NotImplementedError) as exc:  # an empty or absolute pattern, a misplaced `**`
+        raise UsageError(
+            f"--pattern {pattern!r} is not a glob within the folder ({exc}): give one like '*.csv' or '**/*.csv'"
+        ) from exc
     files = [path for path in found if path.is_file()]
     if pattern is not None:
         return files, []
@@ -566,6 +605,11 @@ def backfill_main(argv: list[str]) -> int:
 
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
+    try:
+        with os.scandir(args.folder):
+            pass  # a glob of a folder it may not read finds nothing, and would say only that
+    except OSError as exc:
+        parser.error(f"cannot read {args.folder}: {exc.strerror or exc}")
 
     def body() -> int:
         gate = _gate(args, check=True)
@@ -596,17 +640,36 @@ def backfill_main(argv: list[str]) -> int:
             return exits.FAILED
         counts: dict[str, int] = {}
         codes = set()
-        for index, (file, outcome, code) in enumerate(backfill_files(gate, files), start=1):
-            counts[outcome.status] = counts.get(outcome.status, 0) + 1
-            codes.add(code)
-            detail = outcome.run_id if outcome.run_id is not None else "; ".join(outcome.reasons)[:240]
-            print(f"[{index}/{len(files)}] {file.name}: {outcome.status} {detail}", flush=True)
-        summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        done = 0
+        try:
+            for done, (file, outcome, code) in enumerate(backfill_files(gate, files), start=1):
+                counts[outcome.status] = counts.get(outcome.status, 0) + 1
+                codes.add(code)
+                print(f"[{done}/{len(files)}] {file.name}: {_progress(outcome)}", flush=True)
+        except KeyboardInterrupt:
+            codes.add(exits.INTERRUPTED)
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "none sent"
         print(f"backfill of {len(files)} file(s): {summary}")
+        if done < len(files):
+            why = "interrupted" if exits.INTERRUPTED in codes else "stopped: a run did not start (see its reason)"
+            print(
+                f"filegate backfill: {why}; {len(files) - done} file(s) not sent: run the same command again "
+                "(the files already through the gate show as identical, and nothing runs twice)",
+                file=sys.stderr,
+            )
+        if exits.INTERRUPTED in codes:
+            return exits.INTERRUPTED
         # A file a person must look at first (running again would fail it the same way) outranks one that may pass.
         return exits.most_urgent(codes)
 
     return _run_command("backfill", body)
+
+
+def _progress(outcome: Outcome) -> str:
+    """A backfilled file's status, its run, and every reason whole: the reason holds what to do."""
+    run = f" run {outcome.run_id}" if outcome.run_id is not None else ""
+    reasons = f": {'; '.join(outcome.reasons)}" if outcome.reasons else ""
+    return f"{outcome.status}{run}{reasons}"
 
 
 def _needs_a_person(outcome: Outcome) -> bool:

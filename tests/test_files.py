@@ -15,6 +15,7 @@ import pytest
 
 from filegate.archive import place_upload, write_report
 from filegate.errors import RunNotStarted, StorageError, UsageError
+from filegate.exits import FAILED as FAILED_CODE
 from filegate.exits import OK, TRY_AGAIN
 from filegate.files import (
     NO_RUN,
@@ -421,12 +422,36 @@ def test_backfill_puts_a_folder_through_the_gate_with_the_jobs_api_down_then_up(
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
 
-    results = list(backfill_files(world.gate_with_jobs_down(), sorted(tmp_path.glob("*.csv"))))
+    paths = sorted(tmp_path.glob("*.csv"))
 
-    assert {(outcome.status, code) for _, outcome, code in results} == {(RUN_PENDING, TRY_AGAIN)}
-    redriven = [redrive(world.gate(), found) for found in unfinished(archived_files(world.gate()))]
-    assert {outcome.status for outcome in redriven} == {REDRIVEN}
+    # It stops at the first file whose run did not start: each after it would spend the SDK's retry window.
+    [(_, pending, code)] = backfill_files(world.gate_with_jobs_down(), paths)
+    again = list(backfill_files(world.gate(), paths))
+
+    assert (pending.status, code) == (RUN_PENDING, TRY_AGAIN)
+    assert [(outcome.status, code) for _, outcome, code in again] == [(IDENTICAL, OK), (ARCHIVED, OK), (ARCHIVED, OK)]
+    assert again[0][1].reasons[0].endswith(f"its run {again[0][1].run_id} started now")
+    assert list(unfinished(archived_files(world.gate()))) == []
     assert_converged(world, files)
+
+
+def test_backfill_again_goes_on_with_its_own_upload_left_in_landing(world: World, tmp_path: Path) -> None:
+    # Interrupted between its upload and the gate, backfill found its own file in landing and failed it
+    # (exit 1), asking for a sweep; another file of that name in landing still waits for the sweep.
+    ours, theirs = tmp_path / "order_tracking_2024_08_05.csv", tmp_path / "order_tracking_2024_08_06.csv"
+    ours.write_bytes(csv_bytes([tracking_row(5)]))
+    theirs.write_bytes(csv_bytes([tracking_row(6)]))
+    landing = world.settings.landing
+    world.store.put(landing.container, landing.path(ours.name), ours.read_bytes(), "text/csv", {})
+    world.store.put(landing.container, landing.path(theirs.name), csv_bytes([tracking_row(7)]), "text/csv", {})
+
+    [(_, resumed, code), (_, waits, waits_code)] = backfill_files(world.gate(), [ours, theirs])
+
+    assert (resumed.status, code) == (ARCHIVED, OK), resumed.reasons
+    assert (waits.status, waits_code) == (FAILED, FAILED_CODE)
+    assert waits.reasons[0].startswith(f"landing already holds another file named {landing.path(theirs.name)}")
+    assert [o.path for o in world.objects(landing)] == [landing.path(theirs.name)]
+    assert len(world.runs()) == 1
 
 
 class CutShort:
@@ -681,6 +706,7 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
         (tmp_path / "parts" / part).mkdir(parents=True)
         (tmp_path / "parts" / part / "order_tracking_2024_09_05.csv").write_bytes(csv_bytes([tracking_row(5)]))
     clash = run_cli(["backfill", str(tmp_path / "parts"), "--pattern", "**/*.csv", *target], env)
+    absolute = run_cli(["backfill", str(folder), "--pattern", f"{folder}/*.csv", *target], env)
     archived = run_cli(["archived", "--dataset", "order_tracking", *target], env)
     letters = run_cli(["deadletters", "--dir", str(tmp_path / "none"), *target], env)
 
@@ -692,13 +718,18 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     assert redriven.returncode == 0, redriven.stderr
     assert json.loads(redriven.stdout)["status"] == REDRIVEN
     assert backfill.returncode == 0, backfill.stderr
-    assert "[1/1] order_tracking_2024_09_02.csv: archived" in backfill.stdout
+    assert "[1/1] order_tracking_2024_09_02.csv: archived run " in backfill.stdout
+    # Each file's line is what became of it; the outcome log did not say it again on stderr.
+    assert '"status"' not in backfill.stderr + redriven.stderr
     assert "left out 1: notes.txt (no contract or trigger pattern names them" in backfill.stderr
     assert clash.returncode == 2, clash.stdout + clash.stderr
     assert "files of one name would meet in landing" in clash.stderr
     assert clash.stdout == ""
+    assert absolute.returncode == 2, absolute.stdout + absolute.stderr
+    assert "is not a glob within the folder" in absolute.stderr
+    assert "Traceback" not in absolute.stderr
     assert in_landing.returncode == 1, in_landing.stdout + in_landing.stderr
-    assert "landing already holds a file named" in in_landing.stdout
+    assert "landing already holds another file named" in in_landing.stdout
     assert "`filegate sweep --older-than 0` puts it through the gate" in in_landing.stdout
     assert no_folder.returncode == 2
     assert "is not a folder" in no_folder.stderr
@@ -707,3 +738,33 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     assert letters.returncode == 0
     assert "0 dead letter(s)" in letters.stdout
     assert len(world.runs()) == 2
+
+
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_an_interrupted_backfill_says_what_it_sent_and_how_to_go_on(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # Ctrl-C printed a traceback and no summary: nothing said which files went through or what to do.
+    import filegate.files
+    from filegate.cli import main
+    from tests.test_readiness import _env
+
+    for day in (1, 2, 3):
+        (tmp_path / f"order_tracking_2024_10_0{day}.csv").write_bytes(csv_bytes([tracking_row(day)]))
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    sent = filegate.files.backfill_files
+
+    def interrupted_after_one(gate: Any, files: list[Path]) -> Any:
+        yield next(sent(gate, files))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(filegate.files, "backfill_files", interrupted_after_one)
+
+    code = main(["backfill", str(tmp_path), "--target", "azure"])
+
+    out, err = capsys.readouterr()
+    assert code == 130
+    assert "[1/3] order_tracking_2024_10_01.csv: archived run " in out
+    assert "backfill of 3 file(s): 1 archived" in out
+    assert "interrupted; 2 file(s) not sent: run the same command again" in err
