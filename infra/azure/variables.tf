@@ -44,8 +44,10 @@ variable "landing_prefix" {
   default     = ""
 
   validation {
-    condition     = var.landing_prefix == "" || endswith(var.landing_prefix, "/")
-    error_message = "landing_prefix must be empty or end with `/`."
+    # The event filter starts the blob name with it as written, and blob names never start with `/`: a
+    # leading or doubled `/` would let no upload through, while the function's setting drops them.
+    condition     = var.landing_prefix == "" || can(regex("^([^/]+/)+$", var.landing_prefix))
+    error_message = "landing_prefix must be empty or folders that end with `/`, like `incoming/` (no leading `/`, no `//`)."
   }
 }
 

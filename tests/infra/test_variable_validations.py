@@ -91,6 +91,9 @@ AZURE_REFUSED = {
     "job id 0": (["databricks_job_id=0"], "databricks_job_id must be a job id"),
     "sample past 64 MiB": (["sample_bytes=67108865"], "sample_bytes must be a whole number from 1024"),
     "no file size": (["max_file_bytes=0"], "max_file_bytes must be a whole number of bytes, 1 or more"),
+    # The event filter would match no blob name (they never start with `/`): every upload waited for the sweep.
+    "landing prefix from the root": (["landing_prefix=/incoming/"], "landing_prefix must be empty or folders"),
+    "landing prefix with //": (["landing_prefix=incoming//"], "landing_prefix must be empty or folders"),
     "too few instances": (["function_maximum_instance_count=10"], "function_maximum_instance_count must be 40 to"),
     "memory size not offered": (["function_instance_memory_mb=1024"], "function_instance_memory_mb must be 512,"),
 }
