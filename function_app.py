@@ -18,8 +18,9 @@ app = func.FunctionApp()
 # The worker logs at INFO and Application Insights keeps every record: the storage SDK would add its request
 # and response headers, two dozen records per file, around the one outcome line an alert reads.
 logging.getLogger("azure").setLevel(logging.WARNING)
-# Under host.json's functionTimeout (5 minutes), which would stop the sweep mid-file.
-SWEEP_BUDGET = timedelta(minutes=4)
+# Under host.json's functionTimeout (5 minutes), which would stop the sweep mid-file, by what one file may
+# still take once started: a copy waited on for 20 s and three Databricks calls of up to 20 s each.
+SWEEP_BUDGET = timedelta(minutes=3)
 
 
 @cache

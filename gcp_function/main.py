@@ -38,8 +38,9 @@ _handler.setFormatter(_CloudLoggingLine("%(message)s"))
 logging.basicConfig(handlers=[_handler])
 logging.getLogger("filegate").setLevel(logging.INFO)
 # Under the sweep function's timeout (infra/gcp: 540 s, the most an event-driven function may have),
-# which would stop the sweep mid-file.
-SWEEP_BUDGET = timedelta(minutes=7)
+# which would stop the sweep mid-file, by what one file may still take once started: a rewrite between
+# storage classes (an overdue trigger from the Nearline archive into rejected) waits up to 240 s.
+SWEEP_BUDGET = timedelta(minutes=4)
 
 
 @functools.cache
