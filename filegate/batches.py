@@ -388,14 +388,14 @@ def _seal(gate: Gate, batch: Batch, revision: int, *, partial: bool) -> Seal:
         if existing is None:
             raise
     seal = Seal(revision, existing, _read_json(gate, existing), created=False)
-    if _news(batch, seal):
+    if news_since(batch, seal):
         # The other delivery read the batch before a file (or trigger) this one saw was archived, or this one
         # read an older view: that seal is not this delivery's answer. Deciding again on a fresh read settles it.
         raise _SealLacksFiles(f"{container}/{path}")
     return seal
 
 
-def _news(batch: Batch, seal: Seal) -> tuple[str, ...]:
+def news_since(batch: Batch, seal: Seal) -> tuple[str, ...]:
     """What the batch holds now that `seal` does not: member files archived after it, and what the trigger
     states of a sealed member when it differs from what the seal holds (a corrected trigger naming the same
     files with other `rows` or `md5`: the batch job checks the files against them)."""
@@ -439,7 +439,7 @@ class _SealLacksFiles(FilegateError):
     """Another delivery wrote this revision first, without a file this delivery saw."""
 
 
-def _latest_seal(gate: Gate, batch: Batch) -> Seal | None:
+def latest_seal(gate: Gate, batch: Batch) -> Seal | None:
     if not batch.seals:
         return None
     info = batch.seals[batch.revision]
@@ -543,12 +543,12 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
     pipeline = batch.pipeline
     # The seal before the trigger: a sealed batch runs even when its trigger left the archive since (the
     # overdue sweep moving it to rejected while the last member sealed, and that delivery's run-now failing).
-    latest = _latest_seal(gate, batch)
+    latest = latest_seal(gate, batch)
     if latest is None and batch.latest_trigger is None:
         trigger = name_on(pipeline.trigger_pattern, batch.business_date)
         return Verdict(MEMBER_ARCHIVED, (f"waiting for the trigger {trigger}",))
     if latest is not None:
-        news = _news(batch, latest)
+        news = news_since(batch, latest)
         if (piece is not None and piece in latest.paths) or not news:
             run, called = _ensure_run(gate, batch, latest)
             passed = [m for m in batch.members if piece in _paths(m.passed_over)]
@@ -568,7 +568,7 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
             return Verdict(LATE_MEMBER, (reason,), seal, run)
         run, _ = _ensure_run(gate, batch, latest)
         reason = f"after the seal (revision {latest.revision}): {late}; held, the sealed batch is unchanged"
-        reason += " (late_member = hold)"
+        reason += f" (late_member = hold): `filegate batches --reseal {batch.business_date}` loads it"
         return Verdict(LATE_MEMBER, (reason,), latest, run)
     if batch.trigger is not None and not batch.trigger.ok:
         # A trigger archived while valid, read under a pipeline changed since (a member added): the batch can
@@ -962,10 +962,10 @@ def sweep_batch(
         if pipeline.late_member != "rerun":
             return None
         batch = assess_batch(gate, pipeline, business_date)
-        latest = _latest_seal(gate, batch)
+        latest = latest_seal(gate, batch)
         # A blocked member holds the batch until its corrected upload, whose own event decides again:
         # deciding here would only repeat the hold's warning on every sweep.
-        if latest is None or batch.blocked or not _news(batch, latest):
+        if latest is None or batch.blocked or not news_since(batch, latest):
             return None
     else:
         batch = assess_batch(gate, pipeline, business_date)
@@ -1000,9 +1000,9 @@ def reseal(gate: Gate, pipeline: Pipeline, business_date: date, *, partial: bool
 def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
     if batch.blocked:
         return Verdict(BLOCKED, (*_waiting_reasons(batch), "nothing was sealed"))
-    latest = _latest_seal(gate, batch)
+    latest = latest_seal(gate, batch)
     if latest is not None:
-        news = _news(batch, latest)
+        news = news_since(batch, latest)
         if not news:
             run, called = _ensure_run(gate, batch, latest)
             reason = f"revision {latest.revision} already holds every archived member; nothing new was sealed"

@@ -11,7 +11,17 @@ from datetime import date
 from typing import Any
 
 from filegate import exits
-from filegate.batches import SEALED, Batch, assess_batch, batch_dates, is_overdue, rejected_triggers, reseal
+from filegate.batches import (
+    SEALED,
+    Batch,
+    assess_batch,
+    batch_dates,
+    is_overdue,
+    latest_seal,
+    news_since,
+    rejected_triggers,
+    reseal,
+)
 from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.ingest import DUPLICATE, Gate
 from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found
@@ -39,6 +49,8 @@ class BatchRow:
     # present, invalid (archived, but it does not read as valid now), missing, or rejected (then its report)
     trigger: str = "present"
     trigger_report: str | None = None
+    # What came after the seal and is not loaded (late_member = hold): files, or a trigger's new statement.
+    held: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
@@ -49,6 +61,7 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
     running, succeeded or failed). `rejected`: the pipeline's `rejected_triggers`, read here when not given."""
     revision = batch.revision or None
     run_id, url, partial = None, None, False
+    held: tuple[str, ...] = ()
     trigger, report = "present", None
     if batch.trigger is None:
         if not revision:
@@ -58,11 +71,12 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
         trigger = "rejected" if report else "missing"
     elif not batch.trigger.ok:
         trigger = "invalid"
-    if revision is not None:
-        seal = json.loads(_read(gate, batch.seals[revision]))
-        partial = bool(seal.get("partial"))
-        if revision in batch.runs:
-            note = json.loads(_read(gate, batch.runs[revision]))
+    seal = latest_seal(gate, batch)
+    if seal is not None:
+        partial = bool(seal.document.get("partial"))
+        held = news_since(batch, seal)
+        if seal.revision in batch.runs:
+            note = json.loads(_read(gate, batch.runs[seal.revision]))
             run_id, url = int(note["run_id"]), str(note.get("run_page_url") or "")
         state = "sealed"
     elif report:
@@ -91,6 +105,7 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
         partial,
         trigger,
         report,
+        held,
     )
 
 
@@ -262,6 +277,9 @@ def format_rows(rows: list[BatchRow]) -> str:
         lines.extend(f"    blocked by {blocked}" for blocked in row.blocked)
         if row.trigger_report:
             lines.append(f"    trigger rejected: {row.trigger_report}")
+        if row.held:
+            reseal = f"`filegate batches --reseal {row.business_date} --pipeline {row.pipeline}` loads it"
+            lines.extend(f"    held after the seal, not loaded: {held}; {reseal}" for held in row.held)
         if row.run_page_url:
             lines.append(f"    {row.run_page_url}")
     return "\n".join(lines)

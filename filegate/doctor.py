@@ -70,7 +70,8 @@ def _check_contracts(settings: Settings) -> tuple[Check, int]:
     except FilegateError as exc:
         return Check("contracts", False, str(exc)), 0
     where = f"built-in and {settings.contracts_dir}" if settings.contracts_dir else "built-in"
-    return Check("contracts", True, f"{len(contracts)} datasets, {len(pipelines)} pipelines ({where})"), len(pipelines)
+    counted = f"{len(contracts)} dataset(s), {len(pipelines)} pipeline(s)"
+    return Check("contracts", True, f"{counted} ({where})"), len(pipelines)
 
 
 def main(argv: list[str]) -> int:

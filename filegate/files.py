@@ -496,7 +496,7 @@ def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *ot
     names = {*gate.contracts, *gate.pipelines, *others}
     if dataset and not found and dataset not in names:
         known = ", ".join(sorted(names))
-        raise UsageError(f"--dataset {dataset}: no dataset of that name, and nothing under it (datasets: {known})")
+        raise UsageError(f"--dataset {dataset}: no dataset of that name, and nothing under it (it takes: {known})")
 
 
 def _needs_a_look(outcome: Outcome) -> bool:
@@ -678,17 +678,26 @@ def _needs_a_person(outcome: Outcome) -> bool:
     return outcome.status == FAILED or left_in_landing(outcome)
 
 
+# Where `python -m local_world watch` keeps them with its default --state-dir; made when it first gives up.
+DEFAULT_DEAD_LETTERS = Path(".filegate/watch/deadletter")
+
+
 def deadletters_main(argv: list[str]) -> int:
     """`filegate deadletters`: events the watcher gave up on, with why; `--redrive` handles them and marks them."""
     parser = _parser("deadletters", deadletters_main.__doc__ or "")
     parser.add_argument(
         "--dir",
         type=Path,
-        default=Path(".filegate/watch/deadletter"),
-        help="the dead-letter folder (default %(default)s)",
+        default=None,
+        help=f"the dead-letter folder (default {DEFAULT_DEAD_LETTERS}; the demo's: .filegate/demo/watch/deadletter)",
     )
     parser.add_argument("--redrive", action="store_true", help="handle each; move the handled ones to handled/")
     args = parser.parse_args(argv)
+    if args.dir is None:
+        args.dir = DEFAULT_DEAD_LETTERS
+    elif not args.dir.is_dir():
+        # It read "0 dead letter(s)": a mistyped folder looked like a clean one.
+        parser.error(f"{args.dir} is not a folder (the watcher writes dead letters into <its --state-dir>/deadletter)")
 
     def body() -> int:
         letters = dead_letters(args.dir)

@@ -52,8 +52,9 @@ def open_target_store(target: str | None, settings: Settings) -> Store:
         if target is None and kind == GCS:
             # Taken because FILEGATE_AZURE_STORAGE is not set: an Azure operator who forgot it would read only
             # about Google credentials.
+            # The Azure fix leads: the operator who never meant Cloud Storage reads it first.
             raise SettingsError(
-                f"{exc} (Cloud Storage, since FILEGATE_AZURE_STORAGE is not set: on Azure, set it, or give "
-                "--target azure)"
+                "FILEGATE_AZURE_STORAGE is not set, so Cloud Storage was taken: on Azure, set it (or give --target "
+                f"azure); on GCP, {exc}"
             ) from exc
         raise

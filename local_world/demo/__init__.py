@@ -19,6 +19,7 @@ import argparse
 import logging
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
@@ -98,9 +99,7 @@ def run_demo(
     progress = Progress(out)
     progress(f"Filegate demo: the whole flow on this machine (state and logs in {state})")
     plan = plan_uploads(samples) if scene in (ALL_SCENES, ORDER_TRACKING) else []
-    batches = None
-    if scene == ECOMMERCE or (scene == ALL_SCENES and (samples / SAMPLES_FOLDER).is_dir()):
-        batches = plan_batches(samples, state / LATE_FOLDER)
+    batches = plan_batches(samples, state / LATE_FOLDER) if _plays_batches(samples, scene) else None
     with local_world(state, root, bundle, spark=spark, notify=progress) as world:
         progress(f"Azurite blob service on {world.connection_string.split('BlobEndpoint=')[1].rstrip(';')}")
         progress(f"Local Jobs API on {world.jobs.url} (DATABRICKS_HOST for the function and `filegate status`)")
@@ -127,6 +126,19 @@ def run_demo(
         else:
             print(f"\n{render_revisit(state, world.jobs.url)}", file=out)
     return exits.FAILED if problems else exits.OK
+
+
+def _plays_batches(samples: Path, scene: str) -> bool:
+    return scene == ECOMMERCE or (scene == ALL_SCENES and (samples / SAMPLES_FOLDER).is_dir())
+
+
+def check_samples(samples: Path, scene: str) -> None:
+    """DemoError for samples the scene cannot play, found before the previous demo's state is cleared."""
+    if scene in (ALL_SCENES, ORDER_TRACKING):
+        plan_uploads(samples)
+    if _plays_batches(samples, scene):
+        with tempfile.TemporaryDirectory() as late:  # where the scene writes its late file; thrown away
+            plan_batches(samples, Path(late))
 
 
 def _play(
@@ -250,12 +262,17 @@ def main(argv: list[str]) -> int:
         for check in missing:
             print(f"python -m local_world demo: {check.name}: {check.detail}", file=sys.stderr)
         return exits.CONFIG
+    try:
+        check_samples(args.samples, args.scene)
+    except DemoError as exc:
+        print(f"python -m local_world demo: {exc} (--samples)", file=sys.stderr)
+        return exits.CONFIG
     lock = FolderLock(args.state_dir, "python -m local_world demo")
     try:
         lock.acquire()
     except FolderInUse as exc:
-        print(f"python -m local_world demo: {exc}", file=sys.stderr)
-        return exits.FAILED
+        print(f"python -m local_world demo: {exc}; run it again once that one ends", file=sys.stderr)
+        return exits.TRY_AGAIN
     # Ctrl-C and SIGTERM both unwind through the context managers that stop what the demo started
     # (a shell may start background jobs with SIGINT ignored; the demo wants it either way).
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -387,9 +387,24 @@ def test_a_second_demo_on_the_same_state_folder_is_refused(
     with FolderLock(state, "python -m local_world demo"):
         code = demo.main(["--samples", str(samples), "--state-dir", str(state)])
 
-    assert code == 1
+    assert code == 75  # try again later: the other demo ends
     assert f"{state} is in use by another python -m local_world demo (pid {os.getpid()})" in capsys.readouterr().err
     assert (state / "warehouse").is_dir()  # nothing of the running demo's state was removed
+
+
+@pytest.mark.parametrize("scene", ["order-tracking", "ecommerce"])
+def test_samples_the_scene_cannot_play_leave_the_previous_demo_as_it_was(
+    tmp_path: Path, scene: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The state folder was cleared first: the previous demo's runs, tables and logs were gone, for a typo.
+    state = tmp_path / "demo"
+    (state / "warehouse").mkdir(parents=True)
+
+    code = demo.main(["--samples", str(tmp_path / "typo"), "--state-dir", str(state), "--scene", scene])
+
+    assert code == 2
+    assert "(--samples)" in capsys.readouterr().err
+    assert (state / "warehouse").is_dir()
 
 
 def test_the_upload_plan_sends_one_day_late_and_the_bad_file_last(tmp_path: Path) -> None:
@@ -523,6 +538,10 @@ def assert_ecommerce_scene(report: str, state: Path) -> None:
         ["ecommerce", DAYS[0], "succeeded", "1", str(sealed[0])],
         ["ecommerce", DAYS[1], "succeeded", "1", str(sealed[1])],
     ]
+    # The held correction waits on a person's decision, and the listing says which file and how to load it.
+    [held] = [line for line in listing if "held after the seal" in line]
+    assert re.search(rf"not loaded: archive/shipping/.*shipping_{DAYS[1].replace('-', '_')}__v\w+\.csv; ", held)
+    assert f"`filegate batches --reseal {DAYS[1]} --pipeline ecommerce` loads it" in held
 
     warehouse = state / "warehouse"
     results = demo.read_table(local_table(warehouse, "validation_results")) or []
