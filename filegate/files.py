@@ -528,7 +528,8 @@ def archived_main(argv: list[str]) -> int:
         except (TransientError, SettingsError) as exc:
             unanswered = exc
         rows = [[f.path, f.dataset, f.business_date, f.run_id, f.state] for f in found]
-        print(render_table(("ARCHIVED FILE", "DATASET", "DATE", "RUN", "STATE"), rows))
+        if rows:  # the count below says there are none; a header over nothing reads as a listing cut short
+            print(render_table(("ARCHIVED FILE", "DATASET", "DATE", "RUN", "STATE"), rows))
         unknown = sum(f.state == UNKNOWN for f in found)
         of_unknown = f", {unknown} whose run's state the Jobs API did not give" if unknown else ""
         print(f"{len(found)} archived file(s), {sum(f.state == NO_RUN for f in found)} without a run{of_unknown}")
@@ -556,7 +557,8 @@ def reconcile_main(argv: list[str]) -> int:
         found = list(unfinished(iter(listed)))
         if not args.redrive:
             rows = [[f.path, f.run_id, f.state] for f in found]
-            print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))
+            if rows:
+                print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))
             # Only a file without a run (or whose run's state is unknown) is re-driven: a run that ended
             # without success is repaired in Databricks, and --redrive only names it.
             startable = sum(f.run_id is None or f.state == UNKNOWN for f in found)
