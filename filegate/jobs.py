@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -374,9 +375,11 @@ def not_found(exc: DatabricksError) -> bool:
     from databricks.sdk.errors import NotFound
 
     code = str(getattr(exc, "error_code", "") or "")
-    if code == "INVALID_PARAMETER_VALUE":
-        return "does not exist" in str(exc)
-    return isinstance(exc, NotFound) or code == "RESOURCE_DOES_NOT_EXIST"
+    # The SDK turns runs/get's 400s of either wording ("Run N does not exist.", "Run: N in job: J doesn't
+    # exist") into ResourceDoesNotExist, a NotFound; the second read as found before.
+    if isinstance(exc, NotFound) or code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and re.search(r"does not exist|doesn't exist", str(exc)) is not None
 
 
 def _not_json(host: str, exc: Exception) -> SettingsError:

@@ -183,7 +183,14 @@ def task_states(shown: str) -> list[tuple[str, str]]:
     return [(task, state) for task, state, *_ in columns]
 
 
-def test_unknown_run_is_an_argument_to_fix(server: LocalJobsServer, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("wording", ["", "Run: 999999 in job: 1 doesn't exist"])
+def test_unknown_run_is_an_argument_to_fix(
+    server: LocalJobsServer, capsys: pytest.CaptureFixture[str], wording: str
+) -> None:
+    if wording:
+        # Databricks' other wording (the SDK's error overrides name both): it read as an outage, exit 75.
+        server.inject(Fault(endpoint="runs/get", status=400, error_code="INVALID_PARAMETER_VALUE", message=wording))
+
     code = status.main(["999999"])
 
     assert code == 2
