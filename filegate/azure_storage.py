@@ -18,6 +18,7 @@ from filegate.errors import (
     SettingsError,
     SourceChanged,
     StorageError,
+    StorageUnreachable,
     TransientError,
     Unreadable,
 )
@@ -111,7 +112,7 @@ def _azure_errors(
         if status in (401, 403):
             raise TransientError(f"{what}: access denied ({code}); check the identity's role assignments") from exc
         if status >= 500 or status in (408, 429):
-            raise TransientError(f"{what}: storage answered {status} {code}") from exc
+            raise StorageUnreachable(f"{what}: storage answered {status} {code}") from exc
         if code == "BlobArchived":
             raise Unreadable(
                 f"{what}: the blob is in the Archive access tier, which cannot be read; set its tier to Hot or "
@@ -126,7 +127,7 @@ def _azure_errors(
             ) from exc
         raise StorageError(f"{what}: storage answered {status} {code}: {exc}") from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
-        raise TransientError(f"{what}: storage unreachable: {exc}") from exc
+        raise StorageUnreachable(f"{what}: storage unreachable: {exc}") from exc
 
 
 def _info(container: str, path: str, blob: Any) -> ObjectInfo:

@@ -37,6 +37,10 @@ class TransientError(FilegateError):
     """A failure that may pass (storage 5xx, Jobs API unavailable): the platform should redeliver."""
 
 
+class StorageUnreachable(TransientError):
+    """The store did not answer, or answered that it is unavailable (5xx, 408, 429), after its own retries."""
+
+
 class RefusedUntilFixed(TransientError):
     """Redelivered all the same (the fix may come within the platform's retries), but no retry alone mends it:
     a setting or a permission (run-now denied, no such job). The commands exit CONFIG for it."""

@@ -32,6 +32,7 @@ from filegate.errors import (
     SettingsError,
     SourceChanged,
     StorageError,
+    StorageUnreachable,
     TransientError,
 )
 from filegate.events import GCS, GCS_ACCOUNT
@@ -91,19 +92,19 @@ def _gcs_errors(what: str, precondition: type[ConditionFailed] = SourceChanged) 
             f"{what}: access denied ({exc.code} {exc.message}); check the service account's roles"
         ) from exc
     except api.RetryError as exc:
-        raise TransientError(f"{what}: still failing after retries: {exc.cause}") from exc
+        raise StorageUnreachable(f"{what}: still failing after retries: {exc.cause}") from exc
     except api.GoogleAPICallError as exc:
         status = int(exc.code or 0)
         if status >= 500 or status in _TRANSIENT_STATUS:
-            raise TransientError(f"{what}: storage answered {status}: {exc.message}") from exc
+            raise StorageUnreachable(f"{what}: storage answered {status}: {exc.message}") from exc
         raise StorageError(f"{what}: storage answered {status}: {exc.message}") from exc
     except InvalidResponse as exc:
         status = int(getattr(exc.response, "status_code", 0) or 0)
         if status >= 500 or status in _TRANSIENT_STATUS:
-            raise TransientError(f"{what}: storage answered {status}") from exc
+            raise StorageUnreachable(f"{what}: storage answered {status}") from exc
         raise StorageError(f"{what}: storage answered {status}: {exc}") from exc
     except (RequestException, TransportError, ConnectionError, TimeoutError) as exc:
-        raise TransientError(f"{what}: storage unreachable: {exc}") from exc
+        raise StorageUnreachable(f"{what}: storage unreachable: {exc}") from exc
     except GoogleAuthError as exc:
         raise TransientError(f"{what}: cannot get credentials: {exc}") from exc
 

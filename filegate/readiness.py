@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from filegate.errors import AccessDenied, FilegateError, SettingsError, TransientError
+from filegate.errors import AccessDenied, FilegateError, SettingsError, StorageUnreachable, TransientError
 from filegate.settings import Settings
 from filegate.storage import Store
 
@@ -77,9 +77,9 @@ def check_storage(settings: Settings, store: Store) -> list[Check]:
             checks.append(Check("storage credentials", False, str(exc)))
             break
         except FilegateError as exc:
-            transient = isinstance(exc, TransientError)
-            checks.append(Check(f"{name} ({container})", False, str(exc), transient))
-            if transient:
+            checks.append(Check(f"{name} ({container})", False, str(exc), isinstance(exc, TransientError)))
+            if isinstance(exc, StorageUnreachable):
+                # Not an access denied (a grant per container, which the SDK does not retry): each is asked.
                 unreachable[account] = name
             continue
         detail = "exists" if exists else "does not exist: create it (infra/ creates all three) or fix the setting"

@@ -17,7 +17,7 @@ from filegate.readiness import check_storage, raise_for
 from filegate.settings import Location
 from local_world.emulators import free_port
 from local_world.inputs import csv_bytes, tracking_row
-from tests.faults.world import World
+from tests.faults.world import World, world_settings
 from tests.test_cli import run_cli
 
 NAME = "order_tracking_2024_03_05.csv"
@@ -185,4 +185,34 @@ def test_storage_that_does_not_answer_is_asked_once_per_account(world: World) ->
     assert never_asked.hits == 0
     assert down.hits > 1, "the first location was not retried"
     with pytest.raises(TransientError, match="not ready: FILEGATE_LANDING"):
+        raise_for(checks)
+
+
+class _DeniedLanding:
+    """A store whose identity lacks its role on the landing container only (Azure answers 403, not retried)."""
+
+    kind = "azure"
+
+    def __init__(self, landing: str) -> None:
+        self.landing = landing
+        self.asked: list[str] = []
+
+    def container_exists(self, container: str) -> bool:
+        self.asked.append(container)
+        if container == self.landing:
+            raise TransientError(f"container {container}: access denied (AuthorizationPermissionMismatch)")
+        return not container.startswith("rejected")
+
+
+def test_a_location_denied_to_the_identity_does_not_keep_the_others_unchecked() -> None:
+    # Grants are per container: the landing's missing role said nothing about the others, and a rejected
+    # container that does not exist (a setting to fix, exit 2) went unreported behind "not checked".
+    settings = world_settings("landing-x", "archive-x", "rejected-x")
+    store = _DeniedLanding("landing-x")
+
+    checks = check_storage(settings, store)  # type: ignore[arg-type]
+
+    assert store.asked == ["landing-x", "archive-x", "rejected-x"]
+    assert [(check.ok, check.transient) for check in checks] == [(False, True), (True, False), (False, False)]
+    with pytest.raises(SettingsError, match="FILEGATE_REJECTED \\(rejected-x\\): does not exist"):
         raise_for(checks)
