@@ -33,9 +33,13 @@ class _CloudLoggingLine(logging.Formatter):
         return json.dumps({"severity": record.levelname, "message": message, "logger": record.name}, ensure_ascii=False)
 
 
-_handler = logging.StreamHandler()
-_handler.setFormatter(_CloudLoggingLine("%(message)s"))
-logging.basicConfig(handlers=[_handler])
+# On the root logger's handlers as they are: with LOG_EXECUTION_ID the framework configured its own before
+# importing this file (it adds the execution id to each JSON line), and basicConfig would then do nothing.
+_root = logging.getLogger()
+if not _root.handlers:
+    _root.addHandler(logging.StreamHandler())
+for _handler in _root.handlers:
+    _handler.setFormatter(_CloudLoggingLine("%(message)s"))
 logging.getLogger("filegate").setLevel(logging.INFO)
 # Under the sweep function's timeout (infra/gcp: 540 s, the most an event-driven function may have),
 # which would stop the sweep mid-file, by what one file may still take once started: a rewrite between

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,3 +92,25 @@ def test_main_imports_the_vendored_core(function_source: Path) -> None:
     location, datasets = done.stdout.splitlines()
     assert Path(location).is_relative_to(function_source)
     assert datasets == "['customers', 'inventory', 'order_tracking', 'orders', 'products', 'shipping']"
+
+
+def test_the_function_logs_json_lines_also_when_the_framework_set_up_logging_first(function_source: Path) -> None:
+    # With LOG_EXECUTION_ID the framework configures the root logger before importing main.py; basicConfig
+    # then did nothing, and every line but the outcomes was plain text, without a severity.
+    env = {**os.environ, "PYTHONPATH": str(function_source), "LOG_EXECUTION_ID": "true"}
+    probe = (
+        "import logging, functions_framework; "
+        "functions_framework.create_app('on_object_finalized', 'main.py', 'cloudevent'); "
+        "logging.getLogger('filegate.sweep').warning('sweep: stopped at its budget')"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=function_source, env=env, capture_output=True, text=True, check=True
+    )
+
+    [line] = [line for line in done.stderr.splitlines() if "budget" in line]
+    assert json.loads(line) == {
+        "severity": "WARNING",
+        "message": "sweep: stopped at its budget",
+        "logger": "filegate.sweep",
+    }
