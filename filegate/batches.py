@@ -568,7 +568,13 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
             return Verdict(LATE_MEMBER, (reason,), seal, run)
         run, _ = _ensure_run(gate, batch, latest)
         reason = f"after the seal (revision {latest.revision}): {late}; held, the sealed batch is unchanged"
-        reason += f" (late_member = hold): `filegate batches --reseal {batch.business_date}` loads it"
+        if batch.blocked:
+            # Under either policy: no revision while a member is rejected (a reseal refuses too).
+            blocked = ", ".join(m.expected.dataset for m in batch.blocked)
+            reason += f" while {blocked} is rejected: its corrected upload comes first"
+        else:
+            reseal = f"filegate batches --reseal {batch.business_date} --pipeline {pipeline.name}"
+            reason += f" (late_member = hold): `{reseal}` loads it"
         return Verdict(LATE_MEMBER, (reason,), latest, run)
     if batch.trigger is not None and not batch.trigger.ok:
         # A trigger archived while valid, read under a pipeline changed since (a member added): the batch can

@@ -278,8 +278,10 @@ def format_rows(rows: list[BatchRow]) -> str:
         if row.trigger_report:
             lines.append(f"    trigger rejected: {row.trigger_report}")
         if row.held:
-            reseal = f"`filegate batches --reseal {row.business_date} --pipeline {row.pipeline}` loads it"
-            lines.extend(f"    held after the seal, not loaded: {held}; {reseal}" for held in row.held)
+            then = f"`filegate batches --reseal {row.business_date} --pipeline {row.pipeline}` loads it"
+            if row.blocked:
+                then = "the blocked member's corrected upload comes first"
+            lines.extend(f"    held after the seal, not loaded: {held}; {then}" for held in row.held)
         if row.run_page_url:
             lines.append(f"    {row.run_page_url}")
     return "\n".join(lines)

@@ -286,9 +286,11 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
     """Upload each local file into landing (create-only) and put it through the gate at once; each file's
     outcome and exit code (`exits.TRY_AGAIN` when running again may finish it, `exits.FAILED` when not).
 
-    Stops after a file whose run did not start: the SDK has spent its retry window (about 20 s) on it,
-    and each file after it would spend its own. The ones not sent stay where they are, for the same
-    command again, which finds the files already through the gate identical.
+    Stops after a file whose run did not start because the Jobs API did not answer: the SDK has spent its
+    retry window (about 20 s) on it, and each file after it would spend its own. The ones not sent stay
+    where they are, for the same command again, which finds the files already through the gate identical.
+    A run refused for a setting or a permission is said at once, and the others go on (a pipeline's
+    members may need another job than a dataset's files).
     """
     landing = gate.settings.landing
     for file in files:
@@ -316,24 +318,11 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             yield file, Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
             continue
         if placed is None:
-            # Landing holds a file of this name. These very bytes were left by an earlier backfill (interrupted,
-            # or its run did not start): this one goes on with them. Another file is the sweep's, and this one waits.
-            try:
-                placed = _same_file_in_landing(gate, file, destination)
-            except FilegateError as exc:
-                reason = f"landing already holds a file named {destination}, which could not be compared: {exc}"
-                yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.exit_code(exc)
+            found = _already_in_landing(gate, file, destination)
+            if isinstance(found, tuple):
+                yield file, *found
                 continue
-            except OSError as exc:
-                yield file, Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
-                continue
-            if placed is None:
-                reason = (
-                    f"landing already holds another file named {destination}: `filegate sweep --older-than 0` "
-                    "puts it through the gate, then backfill this one again"
-                )
-                yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
-                continue
+            placed = found
         elif _changed(before, after):
             yield file, *_changed_while_sent(gate, file, placed)
             continue
@@ -344,9 +333,29 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
                 RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),), to_fix=exc.to_fix
             )
             yield file, pending, exits.exit_code(exc)
-            return
+            if exits.exit_code(exc) == exits.TRY_AGAIN:
+                return
         except FilegateError as exc:
             yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
+
+
+def _already_in_landing(gate: Gate, file: Path, destination: str) -> ObjectInfo | tuple[Outcome, int]:
+    """Landing holds a file of this name. These very bytes were left by an earlier backfill (interrupted, or its
+    run did not start): the object, to go on with. Another file is the sweep's, and this one waits (an outcome)."""
+    try:
+        found = _same_file_in_landing(gate, file, destination)
+    except FilegateError as exc:
+        reason = f"landing already holds a file named {destination}, which could not be compared: {exc}"
+        return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.exit_code(exc)
+    except OSError as exc:
+        return Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
+    if found is None:
+        reason = (
+            f"landing already holds another file named {destination}: `filegate sweep --older-than 0` "
+            "puts it through the gate, then backfill this one again"
+        )
+        return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.FAILED
+    return found
 
 
 def _same_file_in_landing(gate: Gate, file: Path, destination: str) -> ObjectInfo | None:
@@ -653,7 +662,7 @@ def backfill_main(argv: list[str]) -> int:
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "none sent"
         print(f"backfill of {len(files)} file(s): {summary}")
         if done < len(files):
-            why = "interrupted" if exits.INTERRUPTED in codes else "stopped: a run did not start (see its reason)"
+            why = "interrupted" if exits.INTERRUPTED in codes else "stopped: the Jobs API did not start a run"
             print(
                 f"filegate backfill: {why}; {len(files) - done} file(s) not sent: run the same command again "
                 "(the files already through the gate show as identical, and nothing runs twice)",
@@ -697,8 +706,9 @@ def deadletters_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.dir is None:
         args.dir = DEFAULT_DEAD_LETTERS
-    elif not args.dir.is_dir():
-        # It read "0 dead letter(s)": a mistyped folder looked like a clean one.
+    elif not (args.dir.is_dir() or (args.dir.parent.is_dir() and not args.dir.exists())):
+        # It read "0 dead letter(s)": a mistyped folder looked like a clean one. A watcher's state folder
+        # without its deadletter folder is one that has given up on nothing yet.
         parser.error(f"{args.dir} is not a folder (the watcher writes dead letters into <its --state-dir>/deadletter)")
 
     def body() -> int:

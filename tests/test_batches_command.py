@@ -159,14 +159,15 @@ def test_reseal_loads_a_member_held_after_the_seal_as_the_next_revision_once(wor
     time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the correction is the newest version there too
     late = deliver(gate, world.upload(member_name("orders", day), corrected))
     assert late.status == LATE_MEMBER
-    assert late.reasons[-1].endswith(f"(late_member = hold): `filegate batches --reseal {day}` loads it")
+    command = f"filegate batches --reseal {day} --pipeline ecommerce"
+    assert late.reasons[-1].endswith(f"(late_member = hold): `{command}` loads it")
     assert len(batch_runs(world)) == 1
     # The listing showed the day sealed and run as if nothing waited on a decision.
     [held] = [describe_batch(gate, batch) for batch in list_batches(gate)]
     [held_file] = held.held
     assert held_file.startswith(f"{world.settings.archive.container}/orders/")
     assert "orders_2025_03_07" in held_file
-    assert f"held after the seal, not loaded: {held_file}; `filegate batches --reseal {day}" in format_rows([held])
+    assert f"held after the seal, not loaded: {held_file}; `{command}` loads it" in format_rows([held])
 
     resealed = reseal(gate, gate.pipelines["ecommerce"], day)
 

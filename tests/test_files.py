@@ -435,6 +435,20 @@ def test_backfill_puts_a_folder_through_the_gate_with_the_jobs_api_down_then_up(
     assert_converged(world, files)
 
 
+def test_backfill_goes_on_after_a_run_refused_for_a_permission(world: World, tmp_path: Path) -> None:
+    # Said at once, with no retry window spent: the files after it are sent (a pipeline's members may run
+    # another job), and the refused one waits archived, marked, for the fix.
+    paths = []
+    for day in (11, 12):
+        paths.append(tmp_path / f"order_tracking_2024_08_{day}.csv")
+        paths[-1].write_bytes(csv_bytes([tracking_row(day)]))
+    world.jobs_api.inject(Fault("run-now", status=403, error_code="PERMISSION_DENIED"))
+
+    results = [(outcome.status, code) for _, outcome, code in backfill_files(world.gate(), paths)]
+
+    assert results == [(RUN_PENDING, 2), (ARCHIVED, OK)]
+
+
 def test_backfill_again_goes_on_with_its_own_upload_left_in_landing(world: World, tmp_path: Path) -> None:
     # Interrupted between its upload and the gate, backfill found its own file in landing and failed it
     # (exit 1), asking for a sweep; another file of that name in landing still waits for the sweep.
@@ -708,7 +722,7 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     clash = run_cli(["backfill", str(tmp_path / "parts"), "--pattern", "**/*.csv", *target], env)
     absolute = run_cli(["backfill", str(folder), "--pattern", f"{folder}/*.csv", *target], env)
     archived = run_cli(["archived", "--dataset", "order_tracking", *target], env)
-    letters = run_cli(["deadletters", "--dir", str(tmp_path / "none"), *target], env)
+    letters = run_cli(["deadletters", "--dir", str(tmp_path / "typo" / "deadletter"), *target], env)
 
     assert rejected.returncode == 0, rejected.stderr
     assert "split by ';'" in rejected.stdout
@@ -737,7 +751,7 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     assert "2 archived file(s), 0 without a run" in archived.stdout
     # A mistyped folder read "0 dead letter(s)", exit 0: as if the watcher had given up on nothing.
     assert letters.returncode == 2, letters.stdout + letters.stderr
-    assert f"{tmp_path / 'none'} is not a folder" in letters.stderr
+    assert f"{tmp_path / 'typo' / 'deadletter'} is not a folder" in letters.stderr
     assert len(world.runs()) == 2
 
 
