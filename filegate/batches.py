@@ -571,7 +571,7 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
         if batch.blocked:
             # Under either policy: no revision while a member is rejected (a reseal refuses too).
             blocked = ", ".join(m.expected.dataset for m in batch.blocked)
-            reason += f" while {blocked} is rejected: its corrected upload comes first"
+            reason += f" while the rejected {blocked} blocks it: a corrected upload comes first"
         else:
             reseal = f"filegate batches --reseal {batch.business_date} --pipeline {pipeline.name}"
             reason += f" (late_member = hold): `{reseal}` loads it"

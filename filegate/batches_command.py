@@ -280,7 +280,7 @@ def format_rows(rows: list[BatchRow]) -> str:
         if row.held:
             then = f"`filegate batches --reseal {row.business_date} --pipeline {row.pipeline}` loads it"
             if row.blocked:
-                then = "the blocked member's corrected upload comes first"
+                then = "a corrected upload of what blocks the day comes first"
             lines.extend(f"    held after the seal, not loaded: {held}; {then}" for held in row.held)
         if row.run_page_url:
             lines.append(f"    {row.run_page_url}")

@@ -286,8 +286,9 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
     """Upload each local file into landing (create-only) and put it through the gate at once; each file's
     outcome and exit code (`exits.TRY_AGAIN` when running again may finish it, `exits.FAILED` when not).
 
-    Stops after a file whose run did not start because the Jobs API did not answer: the SDK has spent its
-    retry window (about 20 s) on it, and each file after it would spend its own. The ones not sent stay
+    Stops after a file whose run did not start and may when asked again (the Jobs API did not answer, or
+    answered an outage): the SDK has spent its retry window (about 20 s) on it, and each file after it
+    would spend its own. The ones not sent stay
     where they are, for the same command again, which finds the files already through the gate identical.
     A run refused for a setting or a permission is said at once, and the others go on (a pipeline's
     members may need another job than a dataset's files).
@@ -491,7 +492,8 @@ def rejected_main(argv: list[str]) -> int:
         found = list(rejected_files(gate, args.dataset))
         _known_dataset(gate, args.dataset, found, UNMATCHED)
         rows = [[f.path, f.dataset, f.rejected_at, "; ".join(f.reasons)] for f in found]
-        print(render_table(("REJECTED FILE", "DATASET", "REJECTED AT", "REASONS"), rows))
+        if rows:
+            print(render_table(("REJECTED FILE", "DATASET", "REJECTED AT", "REASONS"), rows))
         print(f"{len(found)} rejected file(s)")
         return exits.OK
 
@@ -662,7 +664,7 @@ def backfill_main(argv: list[str]) -> int:
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "none sent"
         print(f"backfill of {len(files)} file(s): {summary}")
         if done < len(files):
-            why = "interrupted" if exits.INTERRUPTED in codes else "stopped: the Jobs API did not start a run"
+            why = "interrupted" if exits.INTERRUPTED in codes else "stopped after a run that did not start (see why)"
             print(
                 f"filegate backfill: {why}; {len(files) - done} file(s) not sent: run the same command again "
                 "(the files already through the gate show as identical, and nothing runs twice)",
@@ -706,9 +708,9 @@ def deadletters_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.dir is None:
         args.dir = DEFAULT_DEAD_LETTERS
-    elif not (args.dir.is_dir() or (args.dir.parent.is_dir() and not args.dir.exists())):
+    elif not (args.dir.is_dir() or (args.dir.name == "deadletter" and args.dir.parent.is_dir())):
         # It read "0 dead letter(s)": a mistyped folder looked like a clean one. A watcher's state folder
-        # without its deadletter folder is one that has given up on nothing yet.
+        # without its deadletter folder (made when it first gives up) is one that has given up on nothing yet.
         parser.error(f"{args.dir} is not a folder (the watcher writes dead letters into <its --state-dir>/deadletter)")
 
     def body() -> int:

@@ -106,7 +106,8 @@ def _gcs_errors(what: str, precondition: type[ConditionFailed] = SourceChanged) 
     except (RequestException, TransportError, ConnectionError, TimeoutError) as exc:
         raise StorageUnreachable(f"{what}: storage unreachable: {exc}") from exc
     except GoogleAuthError as exc:
-        raise TransientError(f"{what}: cannot get credentials: {exc}") from exc
+        # The metadata server (or the token endpoint) did not answer: the same for every bucket.
+        raise StorageUnreachable(f"{what}: cannot get credentials: {exc}") from exc
 
 
 def _info(container: str, blob: Blob) -> ObjectInfo:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -376,10 +375,10 @@ def not_found(exc: DatabricksError) -> bool:
 
     code = str(getattr(exc, "error_code", "") or "")
     # The SDK turns runs/get's 400s of either wording ("Run N does not exist.", "Run: N in job: J doesn't
-    # exist") into ResourceDoesNotExist, a NotFound; the second read as found before.
+    # exist") into ResourceDoesNotExist, a NotFound: asked first, the second no longer reads as found.
     if isinstance(exc, NotFound) or code == "RESOURCE_DOES_NOT_EXIST":
         return True
-    return code == "INVALID_PARAMETER_VALUE" and re.search(r"does not exist|doesn't exist", str(exc)) is not None
+    return code == "INVALID_PARAMETER_VALUE" and "does not exist" in str(exc)
 
 
 def _not_json(host: str, exc: Exception) -> SettingsError:

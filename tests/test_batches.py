@@ -989,6 +989,8 @@ def test_under_rerun_a_late_member_held_by_a_blocked_one_is_not_warned_again_by_
 
     assert held.status == LATE_MEMBER
     assert any("held, the sealed batch is unchanged" in reason for reason in held.reasons)
+    # It said "(late_member = hold)" under rerun, and a reseal refuses while a member is blocked.
+    assert held.reasons[-1].endswith("while the rejected customers blocks it: a corrected upload comes first")
     assert list(sweep_pipeline_batches(gate)) == [], "the corrected customers' event decides, not each sweep"
     corrected = deliver(gate, world.upload(member_name("customers", day), customers))
     assert (corrected.status, corrected.revision) == (LATE_MEMBER, 2)

@@ -722,7 +722,9 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     clash = run_cli(["backfill", str(tmp_path / "parts"), "--pattern", "**/*.csv", *target], env)
     absolute = run_cli(["backfill", str(folder), "--pattern", f"{folder}/*.csv", *target], env)
     archived = run_cli(["archived", "--dataset", "order_tracking", *target], env)
-    letters = run_cli(["deadletters", "--dir", str(tmp_path / "typo" / "deadletter"), *target], env)
+    letters = run_cli(["deadletters", "--dir", str(tmp_path / "dedletter"), *target], env)
+    # A watcher's state folder whose deadletter folder is not made yet: it gave up on nothing.
+    none_yet = run_cli(["deadletters", "--dir", str(tmp_path / "deadletter"), *target], env)
 
     assert rejected.returncode == 0, rejected.stderr
     assert "split by ';'" in rejected.stdout
@@ -751,7 +753,9 @@ def test_the_commands_list_reconcile_and_backfill_as_an_operator_runs_them(
     assert "2 archived file(s), 0 without a run" in archived.stdout
     # A mistyped folder read "0 dead letter(s)", exit 0: as if the watcher had given up on nothing.
     assert letters.returncode == 2, letters.stdout + letters.stderr
-    assert f"{tmp_path / 'typo' / 'deadletter'} is not a folder" in letters.stderr
+    assert f"{tmp_path / 'dedletter'} is not a folder" in letters.stderr
+    assert none_yet.returncode == 0, none_yet.stdout + none_yet.stderr
+    assert "0 dead letter(s)" in none_yet.stdout
     assert len(world.runs()) == 2
 
 

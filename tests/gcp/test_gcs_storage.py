@@ -27,6 +27,7 @@ from filegate.errors import (
     ObjectNotFound,
     SourceChanged,
     StorageError,
+    StorageUnreachable,
     TransientError,
 )
 from filegate.gcs_storage import GcsStore, anonymous_client
@@ -461,7 +462,10 @@ def test_refused_reads_writes_and_deletes(scripted: tuple[ScriptedGcs, GcsStore]
 
 
 @pytest.mark.parametrize(
-    ("status", "error"), [(503, TransientError), (429, TransientError), (403, TransientError), (400, StorageError)]
+    ("status", "error"),
+    # Unavailable after the client's retries is StorageUnreachable (readiness asks such storage once); a refusal
+    # of this identity is a plain TransientError (grants propagate), per bucket.
+    [(503, StorageUnreachable), (429, StorageUnreachable), (403, TransientError), (400, StorageError)],
 )
 def test_service_answers_become_filegate_errors(
     scripted: tuple[ScriptedGcs, GcsStore], status: int, error: type[Exception]
@@ -480,5 +484,5 @@ def test_service_answers_become_filegate_errors(
 def test_an_unreachable_service_is_transient() -> None:
     client = anonymous_client(f"http://127.0.0.1:{free_port()}", PROJECT)
 
-    with pytest.raises(TransientError):
+    with pytest.raises(StorageUnreachable):
         GcsStore(client, retry_seconds=0.5).stat("src", "a.csv")
