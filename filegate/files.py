@@ -288,10 +288,9 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
 
     Stops after a file whose run did not start and may when asked again (the Jobs API did not answer, or
     answered an outage): the SDK has spent its retry window (about 20 s) on it, and each file after it
-    would spend its own. The ones not sent stay
-    where they are, for the same command again, which finds the files already through the gate identical.
-    A run refused for a setting or a permission is said at once, and the others go on (a pipeline's
-    members may need another job than a dataset's files).
+    would spend its own. The ones not sent stay where they are, for the same command again, which finds
+    the files already through the gate identical. A run refused for a setting or a permission is said at
+    once, and the others go on (a pipeline's members may need another job than a dataset's files).
     """
     landing = gate.settings.landing
     for file in files:
