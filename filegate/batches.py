@@ -439,6 +439,11 @@ class _SealLacksFiles(FilegateError):
     """Another delivery wrote this revision first, without a file this delivery saw."""
 
 
+def reseal_command(pipeline: str, business_date: date | str) -> str:
+    """The command that loads what a sealed day holds after its seal (held under late_member = hold)."""
+    return f"filegate batches --reseal {business_date} --pipeline {pipeline}"
+
+
 def latest_seal(gate: Gate, batch: Batch) -> Seal | None:
     if not batch.seals:
         return None
@@ -573,8 +578,7 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
             blocked = ", ".join(m.expected.dataset for m in batch.blocked)
             reason += f" while the rejected {blocked} blocks it: a corrected upload comes first"
         else:
-            reseal = f"filegate batches --reseal {batch.business_date} --pipeline {pipeline.name}"
-            reason += f" (late_member = hold): `{reseal}` loads it"
+            reason += f" (late_member = hold): `{reseal_command(pipeline.name, batch.business_date)}` loads it"
         return Verdict(LATE_MEMBER, (reason,), latest, run)
     if batch.trigger is not None and not batch.trigger.ok:
         # A trigger archived while valid, read under a pipeline changed since (a member added): the batch can

@@ -21,6 +21,7 @@ from filegate.batches import (
     news_since,
     rejected_triggers,
     reseal,
+    reseal_command,
 )
 from filegate.errors import FilegateError, SettingsError, TransientError
 from filegate.ingest import DUPLICATE, Gate
@@ -278,7 +279,7 @@ def format_rows(rows: list[BatchRow]) -> str:
         if row.trigger_report:
             lines.append(f"    trigger rejected: {row.trigger_report}")
         if row.held:
-            then = f"`filegate batches --reseal {row.business_date} --pipeline {row.pipeline}` loads it"
+            then = f"`{reseal_command(row.pipeline, row.business_date)}` loads it"
             if row.blocked:
                 then = "a corrected upload of what blocks the day comes first"
             lines.extend(f"    held after the seal, not loaded: {held}; {then}" for held in row.held)

@@ -332,8 +332,9 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             pending = Outcome(
                 RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),), to_fix=exc.to_fix
             )
-            yield file, pending, exits.exit_code(exc)
-            if exits.exit_code(exc) == exits.TRY_AGAIN:
+            code = exits.exit_code(exc)
+            yield file, pending, code
+            if code == exits.TRY_AGAIN:
                 return
         except FilegateError as exc:
             yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
@@ -618,8 +619,7 @@ def backfill_main(argv: list[str]) -> int:
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
     try:
-        with os.scandir(args.folder):
-            pass  # a glob of a folder it may not read finds nothing, and would say only that
+        os.scandir(args.folder).close()  # a glob of a folder it may not read finds nothing, and says only that
     except OSError as exc:
         parser.error(f"cannot read {args.folder}: {exc.strerror or exc}")
 
