@@ -37,7 +37,7 @@ from filegate.ingest import (
     left_in_landing,
     redrive_archived,
 )
-from filegate.jobs import ACTIVE_STATES
+from filegate.jobs import ACTIVE_STATES, NEVER_RAN_STATES
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, RUN_PENDING, upload_from_object
@@ -213,10 +213,17 @@ def unfinished(files: Iterator[ArchivedFile]) -> Iterator[ArchivedFile]:
             yield found
 
 
+def startable(found: ArchivedFile) -> bool:
+    """Whether a re-drive starts the file's run: it has none, nobody could say how its run went, or Databricks
+    skipped it (a run that never ran: nothing to repair)."""
+    return found.run_id is None or found.state == UNKNOWN or found.state in NEVER_RAN_STATES
+
+
 def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
-    """Start the missing run of an archived file with its own token; a failed run is named, never run twice."""
+    """Start the missing run of an archived file with its own token, or one replacing a run Databricks skipped;
+    a failed run is named, never run twice."""
     container, _, path = found.path.partition("/")
-    if found.run_id is not None and found.state != UNKNOWN:
+    if not startable(found):
         reason = (
             f"run {found.run_id} ended {found.state}; the file's token cannot start a second run: fix the cause, "
             f"then repair run {found.run_id} in Databricks (`filegate status {found.run_id}` shows why it failed)"
@@ -225,8 +232,9 @@ def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
     info = gate.store.stat(container, path)
     if info is None:
         return Outcome(FAILED, source=found.path, reasons=("the archived file is gone",))
+    skipped = found.run_id if found.state in NEVER_RAN_STATES else None
     try:
-        return redrive_archived(gate, info)
+        return redrive_archived(gate, info, replaces=skipped)
     except RunNotStarted as exc:
         return Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=(str(exc),), to_fix=exc.to_fix)
 
@@ -570,11 +578,11 @@ def reconcile_main(argv: list[str]) -> int:
             rows = [[f.path, f.run_id, f.state] for f in found]
             if rows:
                 print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))
-            # Only a file without a run (or whose run's state is unknown) is re-driven: a run that ended
-            # without success is repaired in Databricks, and --redrive only names it.
-            startable = sum(f.run_id is None or f.state == UNKNOWN for f in found)
-            repair = len(found) - startable
-            advice = [f"{startable} to start: `filegate reconcile --redrive`"] if startable else []
+            # Only a file without a run, whose run's state is unknown or whose run Databricks skipped is
+            # re-driven: a run that ended without success is repaired in Databricks, and --redrive only names it.
+            to_start = sum(startable(f) for f in found)
+            repair = len(found) - to_start
+            advice = [f"{to_start} to start: `filegate reconcile --redrive`"] if to_start else []
             advice += [f"{repair} whose run failed: repair the run in Databricks"] if repair else []
             print("; ".join([f"{len(found)} archived file(s) without a successful run", *advice]))
             return exits.FAILED if found else exits.OK

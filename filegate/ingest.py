@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -40,7 +40,7 @@ from filegate.errors import (
 )
 from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, GCS, Ignored, Upload, parse_event
 from filegate.exits import needs_fix
-from filegate.jobs import RunTrigger, batch_id, idempotency_token
+from filegate.jobs import RunTrigger, batch_id, idempotency_token, replacement_token
 from filegate.pipelines import Pipelines
 from filegate.readiness import Readiness, describe_missing_locations
 from filegate.settings import Location, Settings
@@ -48,6 +48,7 @@ from filegate.storage import (
     COPY_PENDING,
     META_EVENT_ID,
     META_RUN_ID,
+    META_SKIPPED_RUNS,
     META_SOURCE,
     META_SOURCE_VERSION,
     ObjectInfo,
@@ -408,8 +409,14 @@ def _run(
     token: str,
     placed: Placement,
     mark: ObjectInfo | None = None,
+    *,
+    replaces: int | None = None,
 ) -> Outcome:
-    """Start (or find, by the token) the file's run and record it on the copy; `mark`: this delivery's mark."""
+    """Start (or find, by the token) the file's run and record it on the copy; `mark`: this delivery's mark.
+
+    `replaces`: the copy's run that Databricks skipped. Its token would only find it again, so the new run
+    has a token of its own (`replacement_token`) and loads the same batch; the copy records the skipped run.
+    """
     pipeline = gate.pipelines.of_member(contract.name)
     if pipeline is not None:
         # A member starts no run of its own; the event that completes its batch starts the batch's run.
@@ -420,20 +427,18 @@ def _run(
     source_uri = gate.store.spark_uri(container, path)
     batch = batch_id(contract.name, business_date, token)
     parameters = {"source_path": source_uri, "dataset": contract.name, "batch_id": batch}
+    run_token = token if replaces is None else replacement_token(token, replaces)
     try:
-        run = gate.jobs.trigger_run(parameters, token)
+        run = gate.jobs.trigger_run(parameters, run_token)
     except FilegateError as exc:
         # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
         if mark is None:
             _ensure_marked(gate, placed)
         raise RunNotStarted(f"{container}/{path}", str(exc), to_fix=needs_fix(exc)) from exc
     recorded = placed.info.metadata.get(META_RUN_ID)
-    if recorded != str(run.run_id) and _record_run(gate.store, placed, run.run_id):
-        _clear_mark(gate, placed, mark)
-    # A reused copy with a recorded run is a duplicate; one without had no run until now.
-    status = (DUPLICATE if recorded else REDRIVEN) if placed.reused else ARCHIVED
-    return Outcome(
-        status,
+    skipped = skipped_runs(placed.info)
+    found = Outcome(
+        DUPLICATE,
         upload.event_id,
         f"{upload.container}/{upload.path}",
         dataset=contract.name,
@@ -443,8 +448,21 @@ def _run(
         batch_id=batch,
         run_id=run.run_id,
         run_page_url=run.run_page_url,
-        idempotency_token=token,
+        idempotency_token=run_token,
     )
+    if replaces is None and recorded and str(run.run_id) in skipped:
+        # A redelivery: the file's token names its skipped run, which a re-drive replaced. The copy keeps
+        # naming the replacement (recorded over it, the file would read as skipped again).
+        reason = f"its run {run.run_id} was skipped; run {recorded} replaced it"
+        return replace(found, run_id=int(recorded), run_page_url=None, reasons=(reason,))
+    noted = {META_SKIPPED_RUNS: ",".join([*skipped, str(replaces)])} if replaces is not None else {}
+    if recorded != str(run.run_id) and _record_run(gate.store, placed, run.run_id, noted):
+        _clear_mark(gate, placed, mark)
+    if replaces is not None:
+        reason = f"run {replaces} was skipped by Databricks and never ran; run {run.run_id} replaces it"
+        return replace(found, status=REDRIVEN if recorded != str(run.run_id) else DUPLICATE, reasons=(reason,))
+    # A reused copy with a recorded run is a duplicate; one without had no run until now.
+    return replace(found, status=(DUPLICATE if recorded else REDRIVEN) if placed.reused else ARCHIVED)
 
 
 def _mark_path(gate: Gate, placed: Placement) -> str:
@@ -491,10 +509,17 @@ def _clear_mark(gate: Gate, placed: Placement, mark: ObjectInfo | None) -> None:
         )
 
 
-def _record_run(store: Store, placed: Placement, run_id: int) -> bool:
-    """Record the run on the archived copy, so sweeps and reconcile tell done files from stranded ones."""
+def skipped_runs(info: ObjectInfo) -> list[str]:
+    """The ids of the copy's runs that Databricks skipped and a re-drive replaced, oldest first."""
+    return [run for run in info.metadata.get(META_SKIPPED_RUNS, "").split(",") if run.isascii() and run.isdigit()]
+
+
+def _record_run(store: Store, placed: Placement, run_id: int, noted: Mapping[str, str] | None = None) -> bool:
+    """Record the run on the archived copy (with `noted` metadata), so sweeps and reconcile tell done files from
+    stranded ones."""
     try:
-        store.update_metadata(placed.container, placed.path, placed.info.version, {META_RUN_ID: str(run_id)})
+        metadata = {META_RUN_ID: str(run_id), **(noted or {})}
+        store.update_metadata(placed.container, placed.path, placed.info.version, metadata)
         return True
     except SourceChanged:
         # Another delivery of the same file recorded it first (Azure's metadata write changes the ETag).
@@ -531,8 +556,9 @@ def archived_upload(store: Store, info: ObjectInfo) -> Upload | None:
     )
 
 
-def redrive_archived(gate: Gate, info: ObjectInfo) -> Outcome:
-    """Start (or find) the run of an archived file with its own token: never a second run."""
+def redrive_archived(gate: Gate, info: ObjectInfo, replaces: int | None = None) -> Outcome:
+    """Start (or find) the run of an archived file with its own token: never a second run. `replaces`: its run
+    that Databricks skipped, which only a run with a token of its own replaces (`_run`)."""
     source = f"{info.container}/{info.path}"
     upload = archived_upload(gate.store, info)
     if upload is None:
@@ -557,7 +583,7 @@ def redrive_archived(gate: Gate, info: ObjectInfo) -> Outcome:
         reason = f"the copy did not finish (copy status {info.copy_status}); its run would load part of the file"
         return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
     placed = Placement(info.container, info.path, info, reused=True)
-    return _log(_run(gate, upload, contract, business_date, idempotency_token(upload), placed))
+    return _log(_run(gate, upload, contract, business_date, idempotency_token(upload), placed, replaces=replaces))
 
 
 def _version_gone(store: Store, upload: Upload) -> bool:

@@ -42,6 +42,18 @@ VIEW_GRANT = "grant the principal of these credentials CAN_VIEW on the job (enou
 JOB_PARAMETERS = ("source_path", "dataset", "batch_id")
 # Jobs API run states (`status.state`) of a run that has not ended yet.
 ACTIVE_STATES = frozenset({"BLOCKED", "PENDING", "QUEUED", "RUNNING", "TERMINATING", "WAITING"})
+# How a run that Databricks skipped reads (`status.run_state`: the legacy result state, else the termination
+# code): the job at its max_concurrent_runs without a queue, its queue full, the workspace's run limit. None
+# of it ran, so there is nothing to repair, and the file's token still names that run.
+NEVER_RAN_STATES = frozenset(
+    {
+        "SKIPPED",
+        "MAXIMUM_CONCURRENT_RUNS_REACHED",
+        "MAX_CONCURRENT_RUNS_EXCEEDED",
+        "MAX_JOB_QUEUE_SIZE_EXCEEDED",
+        "WORKSPACE_RUN_LIMIT_EXCEEDED",
+    }
+)
 
 
 def idempotency_token(upload: Upload) -> str:
@@ -51,6 +63,15 @@ def idempotency_token(upload: Upload) -> str:
     start a second run, whether the duplicate comes from Event Grid or from the SDK's retries.
     """
     return TOKEN_PREFIX + hashlib.sha256(upload.identity.encode()).hexdigest()[:56]
+
+
+def replacement_token(token: str, skipped_run_id: int) -> str:
+    """The token of the run that replaces a skipped run of the file whose token is `token`.
+
+    Derived from both, so re-drives of one skipped run at the same time start one replacement, and a
+    replacement skipped in turn gets its own: each skipped run is replaced once.
+    """
+    return TOKEN_PREFIX + hashlib.sha256(f"{token}/replaces/{skipped_run_id}".encode()).hexdigest()[:56]
 
 
 def batch_id(dataset: str, business_date: date, token: str) -> str:

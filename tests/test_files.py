@@ -348,6 +348,58 @@ def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retr
     assert len(world.runs()) == 1
 
 
+def test_reconcile_redrive_replaces_a_run_databricks_skipped_once_and_a_redelivery_keeps_the_replacement(
+    world: World, request: pytest.FixtureRequest
+) -> None:
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    env, target = _env(world, request), ["--target", "azure" if world.kind == "azure" else "gcp"]
+    server = world.jobs_api
+    ingest = server.jobs[1]
+    # No run of the job may start (max_concurrent_runs reached, no queue): Databricks skips the file's run.
+    server.jobs[1] = replace(ingest, settings={**ingest.settings, "max_concurrent_runs": 0})
+    event = world.upload(NAME, DATA)
+    [archived] = handle_payload(world.gate(), event)
+    server.jobs[1] = ingest
+    assert archived.status == ARCHIVED
+    assert world.jobs_api.run(archived.run_id)["state"]["result_state"] == "MAXIMUM_CONCURRENT_RUNS_REACHED"
+
+    listing = run_cli(["reconcile", *target], env)
+    redriven = run_cli(["reconcile", "--redrive", *target], env)
+    # A second reconcile that listed the file before the first recorded the replacement.
+    [listed] = archived_files(world.gate(), ask_runs=False)
+    concurrent = redrive(world.gate(), replace(listed, run_id=archived.run_id, state="MAXIMUM_CONCURRENT_RUNS_REACHED"))
+    world.jobs_api.wait_idle(timeout=30)
+    redelivered = handle_payload(world.gate(), event)
+    again = run_cli(["reconcile", *target], env)
+
+    # The listing counted it to start: the file's token names the skipped run, which no repair applies to.
+    assert listing.returncode == 1, listing.stdout + listing.stderr
+    assert listing.stdout.splitlines()[-1] == (
+        "1 archived file(s) without a successful run; 1 to start: `filegate reconcile --redrive`"
+    )
+    assert redriven.returncode == 0, redriven.stdout + redriven.stderr
+    [printed] = [json.loads(line) for line in redriven.stdout.splitlines()]
+    assert printed["status"] == REDRIVEN
+    replacement = printed["run_id"]
+    assert replacement != archived.run_id
+    assert printed["reasons"] == [
+        f"run {archived.run_id} was skipped by Databricks and never ran; run {replacement} replaces it"
+    ]
+    # The replacement loads the file's batch, as the skipped run would have.
+    runs = {run["run_id"]: run for run in world.runs()}
+    parameters = [{p["name"]: p["value"] for p in runs[r]["job_parameters"]} for r in (archived.run_id, replacement)]
+    assert parameters[0] == parameters[1]
+    # A second re-drive of the same skipped run at the same time finds the replacement by its token.
+    assert (concurrent.status, concurrent.run_id) == ("duplicate", replacement)
+    # The event delivered again finds the skipped run by the file's token, and the copy keeps the replacement.
+    assert [(o.status, o.run_id) for o in redelivered] == [("duplicate", replacement)]
+    assert [(f.run_id, f.state) for f in archived_files(world.gate())] == [(replacement, "SUCCESS")]
+    assert again.returncode == OK, again.stdout + again.stderr
+    assert sorted(runs) == sorted([archived.run_id, replacement])
+
+
 def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jobs_api(
     world: World, request: pytest.FixtureRequest
 ) -> None:
