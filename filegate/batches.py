@@ -57,7 +57,7 @@ from filegate.ingest import (
     outcome_log,
     release_source,
 )
-from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
+from filegate.jobs import NEVER_RAN_STATES, TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Location, Settings
@@ -442,6 +442,38 @@ class _SealLacksFiles(FilegateError):
 def reseal_command(pipeline: str, business_date: date | str) -> str:
     """The command that loads what a sealed day holds after its seal (held under late_member = hold)."""
     return f"filegate batches --reseal {business_date} --pipeline {pipeline}"
+
+
+def batch_run(gate: Gate, run_id: int) -> Any | None:
+    """The batch job's run from runs/get; None when the gate has no Jobs API or the run is gone.
+
+    TransientError when the Jobs API does not answer, said within seconds (`DatabricksJobs.reachable`)
+    rather than after the SDK's retries; SettingsError when it refuses the credentials.
+    """
+    from databricks.sdk.errors.base import DatabricksError
+
+    from filegate.jobs import VIEW_GRANT, named_error, not_found
+
+    jobs = gate.batch_jobs
+    if not isinstance(jobs, DatabricksJobs):
+        return None
+    host = jobs.reachable()
+    try:
+        return jobs.client.jobs.get_run(run_id)
+    except DatabricksError as exc:
+        if not_found(exc):
+            return None
+        raise named_error(exc, host, None, grant=VIEW_GRANT) from exc
+    except OSError as exc:
+        raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
+
+
+def never_ran(run: Any | None) -> bool:
+    """Whether Databricks skipped the run (`batch_run`): nothing of it ran, so no repair applies, and the seal's
+    token only finds it again; the next revision, with the same members, has a token and a run of its own."""
+    from filegate.status import run_state
+
+    return run is not None and run_state(run) in NEVER_RAN_STATES
 
 
 def latest_seal(gate: Gate, batch: Batch) -> Seal | None:
@@ -1015,6 +1047,8 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
         news = news_since(batch, latest)
         if not news:
             run, called = _ensure_run(gate, batch, latest)
+            if never_ran(batch_run(gate, run.run_id)):
+                return _reseal_skipped(gate, batch, latest, run)
             reason = f"revision {latest.revision} already holds every archived member; nothing new was sealed"
             if called:
                 reason += " (its run-now was re-driven with the seal's token)"
@@ -1049,6 +1083,20 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
         return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run, redriven=called)
     what = f"partial, without {', '.join(batch.missing)}" if batch.missing else "every member archived"
     return Verdict(SEALED, (f"sealed revision 1 by an operator ({what})",), seal, run)
+
+
+def _reseal_skipped(gate: Gate, batch: Batch, latest: Seal, skipped: TriggeredRun) -> Verdict:
+    """The next revision of a batch whose newest revision's run Databricks skipped: the same members, run anew."""
+    seal = _seal(gate, batch, latest.revision + 1, partial=bool(batch.missing))
+    run, called = _ensure_run(gate, batch, seal)
+    if not seal.created:
+        reason = f"another reseal sealed revision {seal.revision} first"
+        return Verdict(DUPLICATE, (reason,), seal, run, redriven=called)
+    reason = (
+        f"revision {latest.revision}'s run {skipped.run_id} was skipped by Databricks and never ran: "
+        f"resealed as revision {seal.revision} with the same members"
+    )
+    return Verdict(SEALED, (reason,), seal, run)
 
 
 def log_outcome(outcome: Outcome) -> Outcome:

@@ -16,21 +16,24 @@ from filegate.batches import (
     Batch,
     assess_batch,
     batch_dates,
+    batch_run,
     is_overdue,
     latest_seal,
+    never_ran,
     news_since,
     rejected_triggers,
     reseal,
     reseal_command,
 )
-from filegate.errors import FilegateError, SettingsError, TransientError
+from filegate.errors import FilegateError, SettingsError
 from filegate.ingest import DUPLICATE, Gate
-from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found
+from filegate.jobs import ACTIVE_STATES
 from filegate.readiness import check_job, check_storage, raise_for
 from filegate.stores import add_target_option
 
-# Jobs API life-cycle states of a run that has not ended yet.
-_ACTIVE = frozenset({"BLOCKED", "PENDING", "QUEUED", "RUNNING", "TERMINATING", "WAITING"})
+# Jobs API life-cycle states (the legacy `state.life_cycle_state`) of a run that has not ended yet: a run
+# waiting to retry a failed task is WAITING_FOR_RETRY there (WAITING in `status.state`).
+_ACTIVE = ACTIVE_STATES | {"WAITING_FOR_RETRY"}
 
 
 @dataclass(frozen=True)
@@ -145,25 +148,13 @@ def batch_rows(
 
 
 def run_state(gate: Gate, run_id: int) -> str | None:
-    """running, succeeded or failed from runs/get; None when the gate has no Jobs API or the run is gone.
-
-    TransientError when the Jobs API does not answer, said within seconds (`DatabricksJobs.reachable`)
-    rather than after the SDK's retries; SettingsError when it refuses the credentials.
-    """
-    from databricks.sdk.errors.base import DatabricksError
-
-    jobs = gate.batch_jobs
-    if not isinstance(jobs, DatabricksJobs):
+    """running, succeeded, failed or skipped (Databricks never ran it) from runs/get; None when the gate has no
+    Jobs API or the run is gone. Errors as `batches.batch_run`."""
+    run = batch_run(gate, run_id)
+    if run is None:
         return None
-    host = jobs.reachable()
-    try:
-        run = jobs.client.jobs.get_run(run_id)
-    except DatabricksError as exc:
-        if not_found(exc):
-            return None
-        raise named_error(exc, host, None, grant=VIEW_GRANT) from exc
-    except OSError as exc:
-        raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
+    if never_ran(run):
+        return "skipped"
     life = run.state.life_cycle_state.value if run.state and run.state.life_cycle_state else ""
     result = run.state.result_state.value if run.state and run.state.result_state else ""
     if life in _ACTIVE:
@@ -232,12 +223,15 @@ def main(argv: list[str]) -> int:
     # As `filegate status` for a run: a scheduler reads the exit code. Only a failed run, which a repair in
     # Databricks turns into a success: an overdue or rejected day is the configured policy's outcome and stays
     # so, and a scheduled listing would fail on it every day after.
-    failed = [row for row in rows if row.state == "failed"]
-    if failed:
-        named = ", ".join(f"{row.pipeline} {row.business_date} (run {row.run_id})" for row in failed)
-        print(f"filegate batches: {len(failed)} batch run(s) failed: {named}", file=sys.stderr)
-        return exits.FAILED
-    return exits.OK
+    # A skipped run likewise: nothing loaded the day until a person reseals it.
+    code = exits.OK
+    for state in ("failed", "skipped"):
+        ended = [row for row in rows if row.state == state]
+        if ended:
+            named = ", ".join(f"{row.pipeline} {row.business_date} (run {row.run_id})" for row in ended)
+            print(f"filegate batches: {len(ended)} batch run(s) {state}: {named}", file=sys.stderr)
+            code = exits.FAILED
+    return code
 
 
 def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: bool) -> int:
@@ -283,6 +277,9 @@ def format_rows(rows: list[BatchRow]) -> str:
             if row.blocked:
                 then = "a corrected upload of what blocks the day comes first"
             lines.extend(f"    held after the seal, not loaded: {held}; {then}" for held in row.held)
+        if row.state == "skipped":
+            again = f"`{reseal_command(row.pipeline, row.business_date)}` seals the same members as the next revision"
+            lines.append(f"    run {row.run_id} was skipped by Databricks and never ran: {again} and runs it")
         if row.run_page_url:
             lines.append(f"    {row.run_page_url}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -17,6 +18,7 @@ from local_world.emulators import free_port
 from local_world.jobs_api.recording import RecordingRunner
 from tests.faults.world import World
 from tests.test_batches import (
+    BATCH_JOB_ID,
     MEMBERS,
     SAMPLES,
     a_row_more,
@@ -296,6 +298,43 @@ def test_a_failed_batch_run_or_a_mistyped_pipeline_is_not_an_all_clear(
     assert "1 batch run(s) failed: ecommerce 2025-04-06 (run " in found.err
     assert main(["batches", "--pipeline", "ecomerce", *target]) == 2
     assert "no pipeline 'ecomerce' (pipelines: ecommerce)" in capsys.readouterr().err
+
+
+def test_a_batch_run_databricks_skipped_is_listed_as_such_and_resealed_once_as_the_next_revision(
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It read "failed", which only a repair finishes, and --reseal said revision 1 already held every member.
+    server = world.jobs_api
+    batch_job = server.jobs[BATCH_JOB_ID]
+    # No run of the batch job may start (max_concurrent_runs reached, no queue): Databricks skips the day's run.
+    server.jobs[BATCH_JOB_ID] = replace(batch_job, settings={**batch_job.settings, "max_concurrent_runs": 0})
+    day = date(2025, 4, 7)
+    deliver_day(world, day)
+    server.jobs[BATCH_JOB_ID] = batch_job
+    [skipped] = [run["run_id"] for run in batch_runs(world)]
+
+    assert main(["batches", *target]) == 1
+    listed = capsys.readouterr()
+    command = f"filegate batches --reseal {day} --pipeline ecommerce"
+    why = f"run {skipped} was skipped by Databricks and never ran: `{command}` seals the same members"
+    assert f"\n    {why} as the next revision and runs it\n" in listed.out
+    assert f"1 batch run(s) skipped: ecommerce {day} (run {skipped})" in listed.err
+
+    gate = world.gate()
+    resealed = reseal(gate, gate.pipelines["ecommerce"], day)
+    again = reseal(gate, gate.pipelines["ecommerce"], day)
+    world.jobs_api.wait_idle(timeout=30)
+
+    assert (resealed.status, resealed.revision) == (SEALED, 2)
+    assert resealed.reasons[-1] == (
+        f"revision 1's run {skipped} was skipped by Databricks and never ran: resealed as revision 2 with the "
+        "same members"
+    )
+    first, second = (read_seal(world, path) for path in seals(world, day))
+    assert (second["members"], second["batch_id"]) == (first["members"], first["batch_id"])
+    assert (again.status, again.revision, again.run_id) == (DUPLICATE, 2, resealed.run_id)
+    assert sorted(run["run_id"] for run in batch_runs(world)) == sorted([skipped, resealed.run_id])
+    assert main(["batches", *target]) == 0
 
 
 def test_the_listing_says_when_the_jobs_api_could_not_give_run_states(
