@@ -471,7 +471,7 @@ def batch_run(gate: Gate, run_id: int) -> Any | None:
 def never_ran(run: Any | None) -> bool:
     """Whether Databricks skipped the run (`batch_run`): nothing of it ran, so no repair applies, and the seal's
     token only finds it again; the next revision, with the same members, has a token and a run of its own."""
-    from filegate.status import run_state
+    from filegate.jobs import run_state
 
     return run is not None and run_state(run) in NEVER_RAN_STATES
 

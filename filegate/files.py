@@ -186,8 +186,7 @@ def run_state_of(gate: Gate, run_id: int | None) -> str:
     """The run's state from the Jobs API: NO RUN without one, UNKNOWN when the Jobs API cannot say."""
     if run_id is None:
         return NO_RUN
-    from filegate.jobs import DatabricksJobs
-    from filegate.status import run_state
+    from filegate.jobs import DatabricksJobs, run_state
 
     if isinstance(gate.jobs, DatabricksJobs):
         # A Jobs API that does not answer stops the listing within seconds (TransientError, exit 75), rather

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from filegate.errors import FilegateError, RefusedUntilFixed, SettingsError, TransientError
 from filegate.events import Upload
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.credentials_provider import CredentialsProvider
     from databricks.sdk.errors.base import DatabricksError
+    from databricks.sdk.service.jobs import BaseRun, Run, RunTask
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ VIEW_GRANT = "grant the principal of these credentials CAN_VIEW on the job (enou
 JOB_PARAMETERS = ("source_path", "dataset", "batch_id")
 # Jobs API run states (`status.state`) of a run that has not ended yet.
 ACTIVE_STATES = frozenset({"BLOCKED", "PENDING", "QUEUED", "RUNNING", "TERMINATING", "WAITING"})
-# How a run that Databricks skipped reads (`status.run_state`: the legacy result state, else the termination
+# How a run that Databricks skipped reads (`run_state`: the legacy result state, else the termination
 # code): the job at its max_concurrent_runs without a queue, its queue full, the workspace's run limit. None
 # of it ran, so there is nothing to repair, and the file's token still names that run.
 NEVER_RAN_STATES = frozenset(
@@ -63,6 +64,25 @@ def idempotency_token(upload: Upload) -> str:
     start a second run, whether the duplicate comes from Event Grid or from the SDK's retries.
     """
     return TOKEN_PREFIX + hashlib.sha256(upload.identity.encode()).hexdigest()[:56]
+
+
+def run_state(run: BaseRun | Run | RunTask) -> str:
+    """`RUNNING`, `QUEUED`, ... while active; the result (`SUCCESS`, `FAILED`, ...) once terminated."""
+    status, legacy = run.status, run.state
+    state = _name(status.state) if status is not None and status.state is not None else ""
+    if not state and legacy is not None:
+        state = _name(legacy.life_cycle_state)
+    if state in ("TERMINATED", "SKIPPED", "INTERNAL_ERROR", ""):
+        if legacy is not None and legacy.result_state is not None:
+            return _name(legacy.result_state)
+        details = status.termination_details if status is not None else None
+        if details is not None and details.code is not None:
+            return _name(details.code)
+    return state or "UNKNOWN"
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
 
 
 def replacement_token(token: str, skipped_run_id: int) -> str:

@@ -12,11 +12,11 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from filegate import exits, uris
 from filegate.errors import FilegateError, SettingsError, TransientError
-from filegate.jobs import ACTIVE_STATES
+from filegate.jobs import ACTIVE_STATES, run_state
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -54,21 +54,6 @@ def parameter(run: BaseRun | Run, name: str) -> str:
         if entry.name == name:
             return str(entry.value if entry.value is not None else entry.default or "")
     return ""
-
-
-def run_state(run: BaseRun | Run | RunTask) -> str:
-    """`RUNNING`, `QUEUED`, ... while active; the result (`SUCCESS`, `FAILED`, ...) once terminated."""
-    status, legacy = run.status, run.state
-    state = _name(status.state) if status is not None and status.state is not None else ""
-    if not state and legacy is not None:
-        state = _name(legacy.life_cycle_state)
-    if state in ("TERMINATED", "SKIPPED", "INTERNAL_ERROR", ""):
-        if legacy is not None and legacy.result_state is not None:
-            return _name(legacy.result_state)
-        details = status.termination_details if status is not None else None
-        if details is not None and details.code is not None:
-            return _name(details.code)
-    return state or "UNKNOWN"
 
 
 def run_message(run: BaseRun | Run | RunTask) -> str:
@@ -221,10 +206,6 @@ def last_attempts(tasks: list[RunTask]) -> list[RunTask]:
         if key not in last or (task.attempt_number or 0) >= (last[key].attempt_number or 0):
             last[key] = task
     return [task for task in tasks if last.get(task.task_key or "") is task]
-
-
-def _name(value: Any) -> str:
-    return str(getattr(value, "value", value) or "")
 
 
 # What `filegate status` reads: the job and the workspace, never storage.

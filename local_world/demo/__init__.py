@@ -27,7 +27,7 @@ from typing import TextIO
 
 from filegate import exits
 from filegate.errors import FilegateError
-from filegate.status import run_state
+from filegate.jobs import run_state
 from local_world.demo._ecommerce import (
     LATE_FOLDER,
     SAMPLES_FOLDER,

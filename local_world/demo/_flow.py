@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from filegate.ingest import ARCHIVED, REJECTED, Outcome
+from filegate.jobs import run_state
 from filegate.status import (
     duration_seconds,
     format_duration,
-    run_state,
 )
 from local_world import print_line
 from local_world.demo._world import DemoError, LocalWorld

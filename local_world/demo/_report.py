@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from filegate.ingest import ARCHIVED
+from filegate.jobs import run_state
 from filegate.settings import DEFAULT_BATCH_JOB_NAME
 from filegate.status import (
     FAILED_STATES,
@@ -18,7 +19,6 @@ from filegate.status import (
     recent_runs,
     render_runs,
     render_table,
-    run_state,
     short_source,
 )
 from filegate.tables import IS_CURRENT, PROCESSING_LOG, RAW_LINE, REASON, SOURCE_FILE, rejects_table
