@@ -142,6 +142,33 @@ def test_the_requirements_pin_every_import_of_the_deployed_code(cloud: str, requ
     assert unpinned == {}
 
 
+@pytest.mark.parametrize(
+    "requirements",
+    [
+        pytest.param(ROOT / "requirements.txt", id="azure"),
+        pytest.param(ROOT / "gcp_function" / "requirements.txt", id="gcp"),
+    ],
+)
+def test_every_distribution_a_function_installs_is_pinned_at_the_version_the_suite_runs(requirements: Path) -> None:
+    # The packages a function imports were pinned, what they require was not: each deploy resolved those anew
+    # (a protobuf or urllib3 the suite never ran with, months later), and two deploys of one commit could differ.
+    pins = pinned_versions(requirements)
+
+    unpinned = sorted(requirement_closure(requirements) - set(pins))
+    other_versions = {
+        name: (pin, metadata.version(name)) for name, pin in pins.items() if metadata.version(name) != pin
+    }
+
+    assert unpinned == [], f"pin these in {requirements.relative_to(ROOT)} at their installed versions"
+    assert other_versions == {}, "(pinned, installed): pin what the suite runs with"
+
+
+def pinned_versions(requirements: Path) -> dict[str, str]:
+    """Normalised name to pinned version, for each `name==version` of the file."""
+    pins = (line.strip().split("==", 1) for line in requirements.read_text().splitlines() if _PIN.match(line.strip()))
+    return {_normalise(re.sub(r"\[.*\]$", "", name)): version for name, version in pins}
+
+
 def test_the_scan_notices_a_module_no_requirement_provides() -> None:
     closure = requirement_closure(ROOT / "gcp_function" / "requirements.txt")
 
