@@ -57,7 +57,7 @@ from filegate.ingest import (
     outcome_log,
     release_source,
 )
-from filegate.jobs import NEVER_RAN_STATES, TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
+from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Location, Settings
@@ -471,9 +471,9 @@ def batch_run(gate: Gate, run_id: int) -> Any | None:
 def never_ran(run: Any | None) -> bool:
     """Whether Databricks skipped the run (`batch_run`): nothing of it ran, so no repair applies, and the seal's
     token only finds it again; the next revision, with the same members, has a token and a run of its own."""
-    from filegate.jobs import run_state
+    from filegate.jobs import never_ran as skipped_because
 
-    return run is not None and run_state(run) in NEVER_RAN_STATES
+    return run is not None and skipped_because(run) is not None
 
 
 def latest_seal(gate: Gate, batch: Batch) -> Seal | None:

@@ -186,7 +186,7 @@ def run_state_of(gate: Gate, run_id: int | None) -> str:
     """The run's state from the Jobs API: NO RUN without one, UNKNOWN when the Jobs API cannot say."""
     if run_id is None:
         return NO_RUN
-    from filegate.jobs import DatabricksJobs, run_state
+    from filegate.jobs import DatabricksJobs, never_ran, run_state
 
     if isinstance(gate.jobs, DatabricksJobs):
         # A Jobs API that does not answer stops the listing within seconds (TransientError, exit 75), rather
@@ -198,11 +198,13 @@ def run_state_of(gate: Gate, run_id: int | None) -> str:
         return UNKNOWN
 
     try:
-        return run_state(client.jobs.get_run(run_id))
+        run = client.jobs.get_run(run_id)
     except Exception as exc:
         # Any failure to ask (outage, a run gone after 60 days) leaves the state unknown; the listing goes on.
         log.warning("runs/get %s failed: %s", run_id, exc)
         return UNKNOWN
+    # A skipped run reads as skipped (re-driven with a run of its own) whatever its legacy result says.
+    return never_ran(run) or run_state(run)
 
 
 def unfinished(files: Iterator[ArchivedFile]) -> Iterator[ArchivedFile]:

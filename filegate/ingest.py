@@ -48,9 +48,9 @@ from filegate.storage import (
     COPY_PENDING,
     META_EVENT_ID,
     META_RUN_ID,
-    META_SKIPPED_RUNS,
     META_SOURCE,
     META_SOURCE_VERSION,
+    META_TOKEN_RUN,
     ObjectInfo,
     Store,
 )
@@ -415,7 +415,8 @@ def _run(
     """Start (or find, by the token) the file's run and record it on the copy; `mark`: this delivery's mark.
 
     `replaces`: the copy's run that Databricks skipped. Its token would only find it again, so the new run
-    has a token of its own (`replacement_token`) and loads the same batch; the copy records the skipped run.
+    has a token of its own (`replacement_token`) and loads the same batch; the copy records the run the
+    file's own token names (META_TOKEN_RUN).
     """
     pipeline = gate.pipelines.of_member(contract.name)
     if pipeline is not None:
@@ -428,15 +429,8 @@ def _run(
     batch = batch_id(contract.name, business_date, token)
     parameters = {"source_path": source_uri, "dataset": contract.name, "batch_id": batch}
     run_token = token if replaces is None else replacement_token(token, replaces)
-    try:
-        run = gate.jobs.trigger_run(parameters, run_token)
-    except FilegateError as exc:
-        # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
-        if mark is None:
-            _ensure_marked(gate, placed)
-        raise RunNotStarted(f"{container}/{path}", str(exc), to_fix=needs_fix(exc)) from exc
     recorded = placed.info.metadata.get(META_RUN_ID)
-    skipped = skipped_runs(placed.info)
+    token_run = placed.info.metadata.get(META_TOKEN_RUN)
     found = Outcome(
         DUPLICATE,
         upload.event_id,
@@ -446,16 +440,27 @@ def _run(
         archived_path=f"{container}/{path}",
         source_uri=source_uri,
         batch_id=batch,
-        run_id=run.run_id,
-        run_page_url=run.run_page_url,
         idempotency_token=run_token,
     )
-    if replaces is None and recorded and str(run.run_id) in skipped:
+    if replaces is not None and recorded is not None and recorded != str(replaces) and recorded.isdigit():
+        # A re-drive from an older listing: another one replaced that run already. Recorded over it, its
+        # replacement (skipped too, perhaps) would hide the run the copy names now.
+        reason = f"run {replaces} was replaced already: the copy names run {recorded}"
+        return replace(found, run_id=int(recorded), idempotency_token=None, reasons=(reason,))
+    try:
+        run = gate.jobs.trigger_run(parameters, run_token)
+    except FilegateError as exc:
+        # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
+        if mark is None:
+            _ensure_marked(gate, placed)
+        raise RunNotStarted(f"{container}/{path}", str(exc), to_fix=needs_fix(exc)) from exc
+    found = replace(found, run_id=run.run_id, run_page_url=run.run_page_url)
+    if replaces is None and recorded and str(run.run_id) == token_run:
         # A redelivery: the file's token names its skipped run, which a re-drive replaced. The copy keeps
         # naming the replacement (recorded over it, the file would read as skipped again).
         reason = f"its run {run.run_id} was skipped; run {recorded} replaced it"
         return replace(found, run_id=int(recorded), run_page_url=None, reasons=(reason,))
-    noted = {META_SKIPPED_RUNS: ",".join([*skipped, str(replaces)])} if replaces is not None else {}
+    noted = {META_TOKEN_RUN: token_run or str(replaces)} if replaces is not None else {}
     if recorded != str(run.run_id) and _record_run(gate.store, placed, run.run_id, noted):
         _clear_mark(gate, placed, mark)
     if replaces is not None:
@@ -507,11 +512,6 @@ def _clear_mark(gate: Gate, placed: Placement, mark: ObjectInfo | None) -> None:
         log.warning(
             "the run of %s/%s is recorded, but its mark stays for the sweep: %s", placed.container, placed.path, exc
         )
-
-
-def skipped_runs(info: ObjectInfo) -> list[str]:
-    """The ids of the copy's runs that Databricks skipped and a re-drive replaced, oldest first."""
-    return [run for run in info.metadata.get(META_SKIPPED_RUNS, "").split(",") if run.isascii() and run.isdigit()]
 
 
 def _record_run(store: Store, placed: Placement, run_id: int, noted: Mapping[str, str] | None = None) -> bool:

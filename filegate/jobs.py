@@ -43,7 +43,7 @@ VIEW_GRANT = "grant the principal of these credentials CAN_VIEW on the job (enou
 JOB_PARAMETERS = ("source_path", "dataset", "batch_id")
 # Jobs API run states (`status.state`) of a run that has not ended yet.
 ACTIVE_STATES = frozenset({"BLOCKED", "PENDING", "QUEUED", "RUNNING", "TERMINATING", "WAITING"})
-# How a run that Databricks skipped reads (`run_state`: the legacy result state, else the termination
+# How a run that Databricks skipped reads (`never_ran`: its legacy result or life cycle, or its termination
 # code): the job at its max_concurrent_runs without a queue, its queue full, the workspace's run limit. None
 # of it ran, so there is nothing to repair, and the file's token still names that run.
 NEVER_RAN_STATES = frozenset(
@@ -79,6 +79,22 @@ def run_state(run: BaseRun | Run | RunTask) -> str:
         if details is not None and details.code is not None:
             return _name(details.code)
     return state or "UNKNOWN"
+
+
+def never_ran(run: BaseRun | Run) -> str | None:
+    """Why Databricks never ran the job run (one of NEVER_RAN_STATES), or None when it did or may still.
+
+    Each field is asked in turn: the legacy result has no value for a full queue or the workspace's run
+    limit (those are termination codes only), and a skipped run's legacy result may read otherwise.
+    """
+    status, legacy = run.status, run.state
+    details = status.termination_details if status is not None else None
+    signals = (
+        _name(legacy.result_state) if legacy is not None else "",
+        _name(details.code) if details is not None else "",
+        _name(legacy.life_cycle_state) if legacy is not None else "",
+    )
+    return next((signal for signal in signals if signal in NEVER_RAN_STATES), None)
 
 
 def _name(value: Any) -> str:

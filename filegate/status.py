@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from filegate import exits, uris
 from filegate.errors import FilegateError, SettingsError, TransientError
-from filegate.jobs import ACTIVE_STATES, run_state
+from filegate.jobs import ACTIVE_STATES, never_ran, run_state
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -257,9 +257,7 @@ def main(argv: list[str]) -> int:
                 raise
             print(json.dumps(run.as_dict(), indent=2) if args.json else render_run(client, run))
             # Scripts and schedulers read the exit code: a failed run is not a success.
-            return (
-                1 if run_state(run) in FAILED_STATES | {"CANCELED", "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED"} else 0
-            )
+            return 1 if run_state(run) in FAILED_STATES | {"CANCELED"} or never_ran(run) else 0
         job_id = jobs.job_id()
         runs = recent_runs(client, job_id, args.limit)
         # With FILEGATE_JOB_ID the name is not configured: a run carries its job's name, else the job says it.

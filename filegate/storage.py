@@ -41,9 +41,9 @@ META_SOURCE_VERSION = "filegate_source_version"
 META_EVENT_ID = "filegate_event_id"
 # Written on an archived copy once its run exists: an archived file without it still needs its run.
 META_RUN_ID = "filegate_run_id"
-# The runs of the copy that Databricks skipped and a re-drive replaced (comma-separated ids): the file's
-# token still names the first, so a redelivery finds it and must not record it over its replacement.
-META_SKIPPED_RUNS = "filegate_skipped_runs"
+# The run the file's own token names, once Databricks skipped it and a re-drive replaced it: a redelivery's
+# run-now finds that run again and must not record it over the replacement.
+META_TOKEN_RUN = "filegate_token_run"  # noqa: S105 - a metadata name, not a secret
 # Azure's copy status of a blob a server-side copy made. Until `success` the blob may hold only part of
 # the source (a failed or aborted copy leaves it, often empty, with the metadata the copy set).
 COPY_PENDING = "pending"

@@ -348,7 +348,7 @@ def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retr
     assert len(world.runs()) == 1
 
 
-def test_reconcile_redrive_replaces_a_run_databricks_skipped_once_and_a_redelivery_keeps_the_replacement(
+def test_reconcile_redrive_replaces_each_run_databricks_skipped_once_and_a_redelivery_keeps_the_replacement(
     world: World, request: pytest.FixtureRequest
 ) -> None:
     from tests.test_cli import run_cli
@@ -361,15 +361,15 @@ def test_reconcile_redrive_replaces_a_run_databricks_skipped_once_and_a_redelive
     server.jobs[1] = replace(ingest, settings={**ingest.settings, "max_concurrent_runs": 0})
     event = world.upload(NAME, DATA)
     [archived] = handle_payload(world.gate(), event)
-    server.jobs[1] = ingest
     assert archived.status == ARCHIVED
     assert world.jobs_api.run(archived.run_id)["state"]["result_state"] == "MAXIMUM_CONCURRENT_RUNS_REACHED"
+    [first_listing] = archived_files(world.gate())  # what a reconcile started now lists
 
     listing = run_cli(["reconcile", *target], env)
+    still_busy = run_cli(["reconcile", "--redrive", *target], env)  # its replacement is skipped as well
+    server.jobs[1] = ingest
     redriven = run_cli(["reconcile", "--redrive", *target], env)
-    # A second reconcile that listed the file before the first recorded the replacement.
-    [listed] = archived_files(world.gate(), ask_runs=False)
-    concurrent = redrive(world.gate(), replace(listed, run_id=archived.run_id, state="MAXIMUM_CONCURRENT_RUNS_REACHED"))
+    late = redrive(world.gate(), first_listing)  # the reconcile that listed before the others re-drove
     world.jobs_api.wait_idle(timeout=30)
     redelivered = handle_payload(world.gate(), event)
     again = run_cli(["reconcile", *target], env)
@@ -379,25 +379,26 @@ def test_reconcile_redrive_replaces_a_run_databricks_skipped_once_and_a_redelive
     assert listing.stdout.splitlines()[-1] == (
         "1 archived file(s) without a successful run; 1 to start: `filegate reconcile --redrive`"
     )
-    assert redriven.returncode == 0, redriven.stdout + redriven.stderr
-    [printed] = [json.loads(line) for line in redriven.stdout.splitlines()]
-    assert printed["status"] == REDRIVEN
-    replacement = printed["run_id"]
-    assert replacement != archived.run_id
-    assert printed["reasons"] == [
-        f"run {archived.run_id} was skipped by Databricks and never ran; run {replacement} replaces it"
-    ]
-    # The replacement loads the file's batch, as the skipped run would have.
+    [busy, printed] = [json.loads(run.stdout) for run in (still_busy, redriven)]
+    assert (still_busy.returncode, redriven.returncode) == (0, 0), still_busy.stderr + redriven.stderr
+    assert (busy["status"], printed["status"]) == (REDRIVEN, REDRIVEN)
+    skipped, replacement = busy["run_id"], printed["run_id"]
+    assert len({archived.run_id, skipped, replacement}) == 3
+    never = "was skipped by Databricks and never ran"
+    assert busy["reasons"] == [f"run {archived.run_id} {never}; run {skipped} replaces it"]
+    assert printed["reasons"] == [f"run {skipped} {never}; run {replacement} replaces it"]
+    # Each replacement loads the file's batch, as the skipped run would have.
     runs = {run["run_id"]: run for run in world.runs()}
-    parameters = [{p["name"]: p["value"] for p in runs[r]["job_parameters"]} for r in (archived.run_id, replacement)]
-    assert parameters[0] == parameters[1]
-    # A second re-drive of the same skipped run at the same time finds the replacement by its token.
-    assert (concurrent.status, concurrent.run_id) == ("duplicate", replacement)
+    assert sorted(runs) == sorted([archived.run_id, skipped, replacement])
+    parameters = [{p["name"]: p["value"] for p in runs[r]["job_parameters"]} for r in runs]
+    assert parameters[0] == parameters[1] == parameters[2]
+    # The late re-drive of the first skipped run starts nothing and records nothing over the replacement.
+    assert (late.status, late.run_id) == ("duplicate", replacement)
+    assert late.reasons == (f"run {archived.run_id} was replaced already: the copy names run {replacement}",)
     # The event delivered again finds the skipped run by the file's token, and the copy keeps the replacement.
     assert [(o.status, o.run_id) for o in redelivered] == [("duplicate", replacement)]
     assert [(f.run_id, f.state) for f in archived_files(world.gate())] == [(replacement, "SUCCESS")]
     assert again.returncode == OK, again.stdout + again.stderr
-    assert sorted(runs) == sorted([archived.run_id, replacement])
 
 
 def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jobs_api(

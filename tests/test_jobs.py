@@ -19,6 +19,7 @@ from filegate.jobs import (
     batch_id,
     create_workspace_client,
     idempotency_token,
+    never_ran,
     pipeline_batch_id,
     probe_host,
 )
@@ -330,3 +331,45 @@ def test_databricks_without_credentials_names_both_pairs_and_cuts_the_sdks_list_
     assert message.startswith("Databricks is not configured: set DATABRICKS_HOST (the workspace URL) and")
     # The SDK lists every auth method it tried: the line is cut between two words, never inside one.
     assert message.endswith(" ...)")
+
+
+@pytest.mark.parametrize(
+    ("legacy", "termination", "never"),
+    [
+        # As the local Jobs API answers for a job at its max_concurrent_runs without a queue.
+        (
+            {"life_cycle_state": "SKIPPED", "result_state": "MAXIMUM_CONCURRENT_RUNS_REACHED"},
+            "MAX_CONCURRENT_RUNS_EXCEEDED",
+            "MAXIMUM_CONCURRENT_RUNS_REACHED",
+        ),
+        # A full queue and the workspace's run limit are termination codes only, whatever the legacy result says.
+        (
+            {"life_cycle_state": "SKIPPED", "result_state": "CANCELED"},
+            "MAX_JOB_QUEUE_SIZE_EXCEEDED",
+            "MAX_JOB_QUEUE_SIZE_EXCEEDED",
+        ),
+        (
+            {"life_cycle_state": "INTERNAL_ERROR", "result_state": "FAILED"},
+            "WORKSPACE_RUN_LIMIT_EXCEEDED",
+            "WORKSPACE_RUN_LIMIT_EXCEEDED",
+        ),
+        ({"life_cycle_state": "SKIPPED", "result_state": "FAILED"}, "SKIPPED", "SKIPPED"),
+        ({"life_cycle_state": "SKIPPED"}, None, "SKIPPED"),
+        # Runs that ran: a repair, not a replacement, finishes them.
+        ({"life_cycle_state": "TERMINATED", "result_state": "FAILED"}, "RUN_EXECUTION_ERROR", None),
+        ({"life_cycle_state": "TERMINATED", "result_state": "CANCELED"}, "USER_CANCELED", None),
+        ({"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"}, "SUCCESS", None),
+        ({"life_cycle_state": "QUEUED"}, None, None),
+    ],
+)
+def test_a_run_that_never_ran_is_told_by_any_field_that_says_so(
+    legacy: dict[str, str], termination: str | None, never: str | None
+) -> None:
+    from databricks.sdk.service.jobs import Run
+
+    status: dict[str, object] = {"state": "TERMINATED" if termination else legacy["life_cycle_state"]}
+    if termination:
+        status["termination_details"] = {"code": termination, "type": "CLIENT_ERROR", "message": ""}
+    run = Run.from_dict({"run_id": 7, "state": legacy, "status": status})
+
+    assert never_ran(run) == never
