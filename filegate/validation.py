@@ -133,6 +133,7 @@ def _decode(head: bytes, truncated: bool) -> tuple[str, str | None]:
 
 def _check_content(text: str, truncated: bool, contract: Contract) -> tuple[int, int, list[str]]:
     """Header and sampled rows; returns (rows sampled, bad rows, reasons)."""
+    read = len(text)
     if truncated:
         # The last line of a cut sample is incomplete: judge only whole lines.
         cut = max(text.rfind("\n"), text.rfind("\r"))
@@ -141,6 +142,7 @@ def _check_content(text: str, truncated: bool, contract: Contract) -> tuple[int,
             return 0, 0, [reason]
         text = text[: cut + 1]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=contract.delimiter, strict=True)
+    header: list[str] | None = None
     try:
         header = next(reader, None)
         if header is None or header == []:
@@ -150,8 +152,19 @@ def _check_content(text: str, truncated: bool, contract: Contract) -> tuple[int,
             return 0, 0, reasons
         rows_sampled, bad_rows, reasons = _check_rows(reader, contract, truncated)
     except csv.Error as exc:
-        problem = f"a quoted field is never closed ({exc})" if _UNCLOSED_QUOTE in str(exc) else str(exc)
-        return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {problem}"]
+        if _UNCLOSED_QUOTE not in str(exc):
+            return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {exc}"]
+        # Said where the quote opened: the reader only notices at the end of the data, lines later.
+        opened = exc.start if isinstance(exc, _RecordError) else 1 if header is None else reader.line_num
+        return 0, 0, [f"the CSV is malformed at line {opened}: a quoted field opened there is never closed ({exc})"]
+    if rows_sampled == 0 and truncated:
+        # The sample was cut back to its last line break, the header's: no row could be judged.
+        reason = (
+            f"the first data row does not end within the {read} characters read: the gate reads the first "
+            "FILEGATE_SAMPLE_BYTES of a file, so raise that setting for rows this long, or look for a line break "
+            "missing from the file"
+        )
+        return 0, 0, [reason]
     if rows_sampled == 0:
         return 0, 0, ["the file has a header but no data rows"]
     if bad_rows > contract.max_bad_row_ratio * rows_sampled:
@@ -180,7 +193,15 @@ def _whole_records(reader: Any, truncated: bool) -> Iterator[list[str]]:
     except csv.Error as exc:
         cut = truncated and reader.line_num - last <= MAX_CUT_RECORD_LINES
         if not (cut and _UNCLOSED_QUOTE in str(exc)):
-            raise
+            raise _RecordError(str(exc), last + 1) from exc
+
+
+class _RecordError(csv.Error):
+    """The csv module's error for a record, with the line the record starts on (`start`)."""
+
+    def __init__(self, message: str, start: int) -> None:
+        super().__init__(message)
+        self.start = start
 
 
 def _check_header(header: list[str], contract: Contract) -> list[str]:
@@ -204,7 +225,9 @@ def _check_header(header: list[str], contract: Contract) -> list[str]:
     extra = [name for name in header if name not in expected]
     if missing:
         reasons.append(f"header is missing columns: {', '.join(missing)}")
-    if extra:
+    if extra == [""] and header[-1] == "" and header[:-1] == expected:
+        reasons.append(f"the header ends with {contract.delimiter!r}: remove the delimiter that ends each line")
+    elif extra:
         reasons.append(f"header has unexpected columns: {', '.join(repr(name) for name in extra)}")
     if duplicated:
         reasons.append(f"header repeats columns: {', '.join(duplicated)}")

@@ -189,7 +189,7 @@ def test_a_quote_left_open_in_a_one_line_record_is_malformed_even_in_a_cut_sampl
     result = check(data, sample=len(data) // 2)
 
     assert not result.ok
-    assert "a quoted field is never closed" in result.reasons[0]
+    assert "a quoted field opened there is never closed" in result.reasons[0]
 
 
 def test_a_quote_left_open_long_before_the_cut_is_malformed_even_in_a_multiline_file() -> None:
@@ -202,7 +202,7 @@ def test_a_quote_left_open_long_before_the_cut_is_malformed_even_in_a_multiline_
     result = check(body, name=PRODUCTS.name, sample=len(body) - 10)
 
     assert not result.ok
-    assert "a quoted field is never closed" in result.reasons[0]
+    assert "a quoted field opened there is never closed" in result.reasons[0]
 
 
 def test_a_whole_file_that_ends_inside_quotes_is_malformed() -> None:
@@ -212,7 +212,38 @@ def test_a_whole_file_that_ends_inside_quotes_is_malformed() -> None:
     result = check(data[:cut], name=PRODUCTS.name)
 
     [reason] = result.reasons
-    assert reason == "the CSV is malformed at line 4: a quoted field is never closed (unexpected end of data)"
+    assert (
+        reason == "the CSV is malformed at line 4: a quoted field opened there is never closed (unexpected end of data)"
+    )
+
+
+def test_a_quote_never_closed_is_named_at_the_line_it_opens_not_where_the_data_ends() -> None:
+    # It said line 9, the file's last: a person looked for the fault on a good line.
+    data = csv_bytes([tracking_row(i, destination_city="CITY" if i == 1 else "Lyon") for i in range(8)])
+
+    result = check(data.replace(b"CITY", b'"Krak'))
+
+    [reason] = result.reasons
+    assert reason.startswith("the CSV is malformed at line 3: a quoted field opened there is never closed")
+
+
+def test_a_first_row_longer_than_the_sample_is_named_as_such_not_as_a_file_without_rows() -> None:
+    # It said "the file has a header but no data rows" of a file whose rows the job loads.
+    data = csv_bytes([tracking_row(0, destination_city="x" * 3000), *(tracking_row(i) for i in range(1, 5))])
+
+    result = check(data, sample=1024)
+
+    [reason] = result.reasons
+    assert reason.startswith("the first data row does not end within the 1024 characters read")
+    assert "raise that setting" in reason
+
+
+def test_a_delimiter_ending_every_line_is_named_not_listed_as_an_unnamed_column() -> None:
+    lines = csv_bytes([tracking_row(i) for i in range(3)]).decode().splitlines()
+
+    result = check("".join(f"{line},\n" for line in lines).encode())
+
+    assert result.reasons == ("the header ends with ',': remove the delimiter that ends each line",)
 
 
 def test_a_single_huge_line_without_newline_is_rejected_from_the_sample() -> None:

@@ -185,7 +185,7 @@ FILES: tuple[HostileFile, ...] = (
         NAME,
         lambda: csv_bytes(_rows()) + b'1Z9,"ORD-1,IN_TRANSIT\n',
         REJECTED,
-        "malformed at line 22: a quoted field is never closed",
+        "malformed at line 22: a quoted field opened there is never closed",
     ),
     HostileFile("unknown-dataset", "suppliers_2024_03_05.csv", lambda: csv_bytes(_rows()), REJECTED, "unknown dataset"),
     HostileFile(
