@@ -47,6 +47,11 @@ _POSITION = "_position"
 
 # Why a row whose bytes are not UTF-8 is rejected (the function rejects a file whose sample holds such bytes).
 NOT_UTF8 = "row holds bytes that are not UTF-8 (raw_line shows them as U+FFFD): save the file as UTF-8"
+# Why a row holding a NUL byte is rejected (the function rejects a file whose sample holds one): text that
+# readers of the table, and the tools they export to, cut or refuse at the NUL.
+NUL_BYTES = "row holds NUL bytes: binary data, not CSV text"
+# A NUL anywhere in a record, as a Java regex (no NUL in the pattern's own text).
+_NUL = "\\x00"
 
 
 class HeaderMismatch(FilegateError):
@@ -413,6 +418,7 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     expected = len(contract.columns)
     return (
         F.when(~F.col(_UTF8), F.lit(NOT_UTF8))
+        .when(F.col(RAW_COLUMN).rlike(_NUL), F.lit(NUL_BYTES))
         .when(_spans_lines(contract), F.lit(line_break_reason(contract)))
         .when(
             ~F.col(_WELL_FORMED),
@@ -440,7 +446,8 @@ def _spans_lines(contract: Contract) -> SparkColumn:
 def _shape_rule(contract: Contract) -> SparkColumn:
     """The id of the rule `_shape_reason` names, or NULL."""
     return F.when(
-        ~F.col(_UTF8) | ~F.col(_WELL_FORMED) | _spans_lines(contract), F.lit(well_formed_rule(contract))
+        ~F.col(_UTF8) | F.col(RAW_COLUMN).rlike(_NUL) | ~F.col(_WELL_FORMED) | _spans_lines(contract),
+        F.lit(well_formed_rule(contract)),
     ).when(
         F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
         F.lit(field_count_rule(contract)),

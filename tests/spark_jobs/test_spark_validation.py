@@ -19,6 +19,7 @@ from spark_jobs.columns import RULES
 from spark_jobs.stage import Batch, stage_file
 from spark_jobs.validation import (
     NOT_UTF8,
+    NUL_BYTES,
     HeaderMismatch,
     column_reason,
     column_rule_id,
@@ -380,6 +381,25 @@ def test_a_row_with_bytes_that_are_not_utf8_is_rejected_not_staged_changed(
         ("1Z2", "Lyon \ufffd"),
         ("1Z3", "Nice"),
     ]
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_a_row_holding_a_nul_byte_is_rejected_as_the_function_rejects_a_sample_holding_one(
+    spark: SparkSession, tmp_path: Path, multiline: bool
+) -> None:
+    # Past the function's sample a NUL reached the job, which merged it into the target, the key too.
+    contract = replace(load_contracts()["order_tracking"], multiline_records=multiline)
+    base = "{key},ORD-1,DELIVERED,2025-03-03T10:00:00Z,UPS,{city},US,Paris,75001,FR,,,"
+    lines = [base.format(key="1Z1", city="Den\x00ver"), base.format(key="\x001Z2", city="Lyon")]
+    path = tmp_path / "nul.csv"
+    path.write_text("\n".join([",".join(contract.column_names), *lines, base.format(key="1Z3", city="Nice")]) + "\n")
+
+    split = split_rows(parse_fields(read_lines(spark, str(path), contract), contract), contract)
+
+    assert [row["tracking_num"] for row in split.good.collect()] == ["1Z3"]
+    rejects = split.rejects.collect()
+    assert sorted((row["raw_line"], row["reason"]) for row in rejects) == sorted((line, NUL_BYTES) for line in lines)
+    assert [row[RULES] for row in split.checked.collect() if row[RULES]] == [["order_tracking.row.well_formed"]] * 2
 
 
 def test_a_header_that_is_not_the_contract_is_refused(spark: SparkSession, tmp_path: Path) -> None:
