@@ -418,7 +418,7 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     expected = len(contract.columns)
     return (
         F.when(~F.col(_UTF8), F.lit(NOT_UTF8))
-        .when(F.col(RAW_COLUMN).rlike(_NUL), F.lit(NUL_BYTES))
+        .when(_holds_nul(), F.lit(NUL_BYTES))
         .when(_spans_lines(contract), F.lit(line_break_reason(contract)))
         .when(
             ~F.col(_WELL_FORMED),
@@ -438,6 +438,11 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     )
 
 
+def _holds_nul() -> SparkColumn:
+    """A record holding a NUL byte: not text (the function refuses a sample holding one)."""
+    return F.col(RAW_COLUMN).rlike(_NUL)
+
+
 def _spans_lines(contract: Contract) -> SparkColumn:
     """A record of two lines (`read_lines(joined=True)`) that holds a line break, without `multiline_records`."""
     return F.lit(False) if contract.multiline_records else F.col(RAW_COLUMN).rlike("[\r\n]")
@@ -446,7 +451,7 @@ def _spans_lines(contract: Contract) -> SparkColumn:
 def _shape_rule(contract: Contract) -> SparkColumn:
     """The id of the rule `_shape_reason` names, or NULL."""
     return F.when(
-        ~F.col(_UTF8) | F.col(RAW_COLUMN).rlike(_NUL) | ~F.col(_WELL_FORMED) | _spans_lines(contract),
+        ~F.col(_UTF8) | _holds_nul() | ~F.col(_WELL_FORMED) | _spans_lines(contract),
         F.lit(well_formed_rule(contract)),
     ).when(
         F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
@@ -482,9 +487,9 @@ def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     one reason given, the per-column verdicts would mislead.
     """
     whole = F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
-    # A record over two lines is rejected for its shape alone, as any row not well-formed: no check reads it,
-    # nor does `unique_keys` count its key.
-    shape_ok = F.col(_UTF8) & F.col(_WELL_FORMED) & whole & ~_spans_lines(contract)
+    # A record over two lines (or holding a NUL) is rejected for its shape alone, as any row not well-formed:
+    # no check reads it, nor does `unique_keys` count its key.
+    shape_ok = F.col(_UTF8) & ~_holds_nul() & F.col(_WELL_FORMED) & whole & ~_spans_lines(contract)
     verdicts = F.expr(
         f"array({', '.join(column_verdict(contract, column, quoted_name(column.name)) for column in contract.columns)})"
     )
