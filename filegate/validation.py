@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ def validate_matched(match: DatasetMatch, size: int, head: bytes, max_file_bytes
     text, problem = _decode(head, truncated)
     if problem:
         return Validation(contract, business_date, (*reasons, problem), bytes_read=len(head))
-    rows_sampled, bad_rows, content_reasons = _check_content(text, truncated, contract)
+    rows_sampled, bad_rows, content_reasons = _check_content(text, truncated, contract, len(head))
     return Validation(
         contract, business_date, tuple(reasons + content_reasons), rows_sampled, bad_rows, bytes_read=len(head)
     )
@@ -131,9 +132,10 @@ def _decode(head: bytes, truncated: bool) -> tuple[str, str | None]:
     return text, None
 
 
-def _check_content(text: str, truncated: bool, contract: Contract) -> tuple[int, int, list[str]]:
-    """Header and sampled rows; returns (rows sampled, bad rows, reasons)."""
-    read = len(text)
+def _check_content(text: str, truncated: bool, contract: Contract, read: int) -> tuple[int, int, list[str]]:
+    """Header and sampled rows (`read`: the sample's bytes); returns (rows sampled, bad rows, reasons)."""
+    # What follows the first line (the header's): a cut sample holding only blank lines there has no row.
+    after_header = re.split(r"\r\n|\r|\n", text, maxsplit=1)[1:]
     if truncated:
         # The last line of a cut sample is incomplete: judge only whole lines.
         cut = max(text.rfind("\n"), text.rfind("\r"))
@@ -152,19 +154,25 @@ def _check_content(text: str, truncated: bool, contract: Contract) -> tuple[int,
             return 0, 0, reasons
         rows_sampled, bad_rows, reasons = _check_rows(reader, contract, truncated)
     except csv.Error as exc:
+        start = exc.start if isinstance(exc, _RecordError) else reader.line_num
+        if _UNCLOSED_QUOTE not in str(exc) and start < reader.line_num:
+            # A quote that opened the record lines earlier and a later quote closed: both lines are suspects.
+            return 0, 0, [f"the CSV is malformed in the record from line {start} to line {reader.line_num}: {exc}"]
         if _UNCLOSED_QUOTE not in str(exc):
             return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {exc}"]
         # Said where the quote opened: the reader only notices at the end of the data, lines later.
-        opened = exc.start if isinstance(exc, _RecordError) else 1 if header is None else reader.line_num
+        opened = start if isinstance(exc, _RecordError) else 1 if header is None else reader.line_num
         return 0, 0, [f"the CSV is malformed at line {opened}: a quoted field opened there is never closed ({exc})"]
-    if rows_sampled == 0 and truncated:
-        # The sample was cut back to its last line break, the header's: no row could be judged.
+    if rows_sampled == 0 and truncated and "".join(after_header).strip():
+        # The sample was cut back to its last line break, before the first row ended: no row could be judged.
         reason = (
-            f"the first data row does not end within the {read} characters read: the gate reads the first "
+            f"the first data row does not end within the {read} bytes read: the gate reads the first "
             "FILEGATE_SAMPLE_BYTES of a file, so raise that setting for rows this long, or look for a line break "
             "missing from the file"
         )
         return 0, 0, [reason]
+    if rows_sampled == 0 and truncated:
+        return 0, 0, [f"no data row begins within the {read} bytes read: only blank lines follow the header there"]
     if rows_sampled == 0:
         return 0, 0, ["the file has a header but no data rows"]
     if bad_rows > contract.max_bad_row_ratio * rows_sampled:
@@ -226,7 +234,9 @@ def _check_header(header: list[str], contract: Contract) -> list[str]:
     if missing:
         reasons.append(f"header is missing columns: {', '.join(missing)}")
     if extra == [""] and header[-1] == "" and header[:-1] == expected:
-        reasons.append(f"the header ends with {contract.delimiter!r}: remove the delimiter that ends each line")
+        reasons.append(
+            f"the header ends with {contract.delimiter!r}: remove it, and from the end of each row that has one"
+        )
     elif extra:
         reasons.append(f"header has unexpected columns: {', '.join(repr(name) for name in extra)}")
     if duplicated:

@@ -234,8 +234,28 @@ def test_a_first_row_longer_than_the_sample_is_named_as_such_not_as_a_file_witho
     result = check(data, sample=1024)
 
     [reason] = result.reasons
-    assert reason.startswith("the first data row does not end within the 1024 characters read")
+    assert reason.startswith("the first data row does not end within the 1024 bytes read")
     assert "raise that setting" in reason
+
+
+def test_a_stray_quote_a_later_quote_closes_names_the_record_from_the_line_it_opens() -> None:
+    # It named line 4, where the closing quote is, of a stray quote on line 3.
+    data = csv_bytes([tracking_row(i, destination_city="CITY" if i == 1 else "Lyon") for i in range(4)])
+    lines = data.replace(b"CITY", b'"Krak').split(b"\n")
+    lines[3] = lines[3].replace(b",Lyon,", b',"Lyon"x,')
+
+    [reason] = check(b"\n".join(lines)).reasons
+
+    assert reason.startswith("the CSV is malformed in the record from line 3 to line 4: ")
+
+
+def test_a_sample_of_blank_lines_after_the_header_says_no_row_begins_in_it() -> None:
+    data = csv_bytes([tracking_row(i) for i in range(3)])
+    header, rows = data.split(b"\n", 1)
+
+    [reason] = check(header + b"\n" * 2000 + rows, sample=1024).reasons
+
+    assert reason == "no data row begins within the 1024 bytes read: only blank lines follow the header there"
 
 
 def test_a_delimiter_ending_every_line_is_named_not_listed_as_an_unnamed_column() -> None:
@@ -243,7 +263,7 @@ def test_a_delimiter_ending_every_line_is_named_not_listed_as_an_unnamed_column(
 
     result = check("".join(f"{line},\n" for line in lines).encode())
 
-    assert result.reasons == ("the header ends with ',': remove the delimiter that ends each line",)
+    assert result.reasons == ("the header ends with ',': remove it, and from the end of each row that has one",)
 
 
 def test_a_single_huge_line_without_newline_is_rejected_from_the_sample() -> None:
