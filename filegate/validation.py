@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from filegate.contracts import Contract, Contracts
+from filegate.errors import FilegateError
 
 MAX_ROW_REASONS = 20
 # Lines a multiline record cut by the sample may already span; a quote open longer is never closed.
@@ -204,8 +205,9 @@ def _whole_records(reader: Any, truncated: bool) -> Iterator[list[str]]:
             raise _RecordError(str(exc), last + 1) from exc
 
 
-class _RecordError(csv.Error):
-    """The csv module's error for a record, with the line the record starts on (`start`)."""
+class _RecordError(FilegateError, csv.Error):
+    """The csv module's error for a record, with the line the record starts on (`start`); caught within this
+    module, where it becomes a reason."""
 
     def __init__(self, message: str, start: int) -> None:
         super().__init__(message)
