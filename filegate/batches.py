@@ -57,7 +57,7 @@ from filegate.ingest import (
     outcome_log,
     release_source,
 )
-from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, pipeline_batch_id
+from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, never_ran, pipeline_batch_id
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Location, Settings
@@ -466,14 +466,6 @@ def batch_run(gate: Gate, run_id: int) -> Any | None:
         raise named_error(exc, host, None, grant=VIEW_GRANT) from exc
     except OSError as exc:
         raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
-
-
-def never_ran(run: Any | None) -> bool:
-    """Whether Databricks skipped the run (`batch_run`): nothing of it ran, so no repair applies, and the seal's
-    token only finds it again; the next revision, with the same members, has a token and a run of its own."""
-    from filegate.jobs import never_ran as skipped_because
-
-    return run is not None and skipped_because(run) is not None
 
 
 def latest_seal(gate: Gate, batch: Batch) -> Seal | None:
@@ -1047,7 +1039,9 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
         news = news_since(batch, latest)
         if not news:
             run, called = _ensure_run(gate, batch, latest)
-            if never_ran(batch_run(gate, run.run_id)):
+            # Skipped by Databricks, it never ran: no repair applies, and the seal's token only finds it again.
+            found = batch_run(gate, run.run_id)
+            if found is not None and never_ran(found):
                 return _reseal_skipped(gate, batch, latest, run)
             reason = f"revision {latest.revision} already holds every archived member; nothing new was sealed"
             if called:

@@ -19,7 +19,6 @@ from filegate.batches import (
     batch_run,
     is_overdue,
     latest_seal,
-    never_ran,
     news_since,
     rejected_triggers,
     reseal,
@@ -27,7 +26,7 @@ from filegate.batches import (
 )
 from filegate.errors import FilegateError, SettingsError
 from filegate.ingest import DUPLICATE, Gate
-from filegate.jobs import ACTIVE_STATES
+from filegate.jobs import ACTIVE_STATES, never_ran
 from filegate.readiness import check_job, check_storage, raise_for
 from filegate.stores import add_target_option
 

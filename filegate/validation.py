@@ -135,8 +135,7 @@ def _decode(head: bytes, truncated: bool) -> tuple[str, str | None]:
 
 def _check_content(text: str, truncated: bool, contract: Contract, read: int) -> tuple[int, int, list[str]]:
     """Header and sampled rows (`read`: the sample's bytes); returns (rows sampled, bad rows, reasons)."""
-    # What follows the first line (the header's): a cut sample holding only blank lines there has no row.
-    after_header = re.split(r"\r\n|\r|\n", text, maxsplit=1)[1:]
+    sample = text
     if truncated:
         # The last line of a cut sample is incomplete: judge only whole lines.
         cut = max(text.rfind("\n"), text.rfind("\r"))
@@ -156,15 +155,16 @@ def _check_content(text: str, truncated: bool, contract: Contract, read: int) ->
         rows_sampled, bad_rows, reasons = _check_rows(reader, contract, truncated)
     except csv.Error as exc:
         start = exc.start if isinstance(exc, _RecordError) else reader.line_num
-        if _UNCLOSED_QUOTE not in str(exc) and start < reader.line_num:
+        if _UNCLOSED_QUOTE in str(exc):
+            # Said where the quote opened (line 1 while the header was read): the reader notices only at the
+            # end of the data, lines later.
+            opened = start if header is not None else 1
+            return 0, 0, [f"the CSV is malformed at line {opened}: a quoted field opened there is never closed ({exc})"]
+        if start < reader.line_num:
             # A quote that opened the record lines earlier and a later quote closed: both lines are suspects.
             return 0, 0, [f"the CSV is malformed in the record from line {start} to line {reader.line_num}: {exc}"]
-        if _UNCLOSED_QUOTE not in str(exc):
-            return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {exc}"]
-        # Said where the quote opened: the reader only notices at the end of the data, lines later.
-        opened = start if isinstance(exc, _RecordError) else 1 if header is None else reader.line_num
-        return 0, 0, [f"the CSV is malformed at line {opened}: a quoted field opened there is never closed ({exc})"]
-    if rows_sampled == 0 and truncated and "".join(after_header).strip():
+        return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {exc}"]
+    if rows_sampled == 0 and truncated and _after_first_line(sample).strip():
         # The sample was cut back to its last line break, before the first row ended: no row could be judged.
         reason = (
             f"the first data row does not end within the {read} bytes read: the gate reads the first "
@@ -183,6 +183,11 @@ def _check_content(text: str, truncated: bool, contract: Contract, read: int) ->
         )
         return rows_sampled, bad_rows, [summary, *reasons]
     return rows_sampled, bad_rows, []
+
+
+def _after_first_line(text: str) -> str:
+    """What follows the text's first line (the header's), any line break."""
+    return "".join(re.split(r"\r\n|\r|\n", text, maxsplit=1)[1:])
 
 
 def _whole_records(reader: Any, truncated: bool) -> Iterator[list[str]]:

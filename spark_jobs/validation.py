@@ -27,6 +27,8 @@ _MAX_PARSED_DELIMITERS = 20_000
 # A quoted field, doubled quotes inside, as one possessive match (see `well_formed_pattern`).
 _QUOTED_FIELD = '"[^"]*+(?:""[^"]*+)*+"'
 _WELL_FORMED = "_well_formed"
+# Whether a record holds a NUL byte (`parse_fields`): asked once per line, read by three rules.
+_HOLDS_NUL = "_holds_nul"
 _VERDICTS = "_verdicts"
 _SHAPE_REASON = "_shape_reason"
 _SHAPE_RULE = "_shape_rule"
@@ -256,6 +258,7 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
         F.col(RAW_COLUMN),
         _UTF8,
         F.col(RAW_COLUMN).rlike(well_formed_pattern(contract.delimiter)).alias(_WELL_FORMED),
+        F.col(RAW_COLUMN).rlike(_NUL).alias(_HOLDS_NUL),
         # Through a generator, so that the parse runs once per line: the optimizer would otherwise
         # inline `from_csv` into every field taken out of its result.
         F.explode(F.array(F.from_csv(marked, fields.simpleString(), options))).alias("f"),
@@ -269,6 +272,7 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
         RAW_COLUMN,
         _UTF8,
         _WELL_FORMED,
+        _HOLDS_NUL,
         F.when(position > 0, width - position).alias(_FIELD_COUNT),
         *(
             F.coalesce(F.col(f"f.{slot}"), F.lit("")).alias(name)
@@ -418,7 +422,7 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     expected = len(contract.columns)
     return (
         F.when(~F.col(_UTF8), F.lit(NOT_UTF8))
-        .when(_holds_nul(), F.lit(NUL_BYTES))
+        .when(F.col(_HOLDS_NUL), F.lit(NUL_BYTES))
         .when(_spans_lines(contract), F.lit(line_break_reason(contract)))
         .when(
             ~F.col(_WELL_FORMED),
@@ -438,11 +442,6 @@ def _shape_reason(contract: Contract) -> SparkColumn:
     )
 
 
-def _holds_nul() -> SparkColumn:
-    """A record holding a NUL byte: not text (the function refuses a sample holding one)."""
-    return F.col(RAW_COLUMN).rlike(_NUL)
-
-
 def _spans_lines(contract: Contract) -> SparkColumn:
     """A record of two lines (`read_lines(joined=True)`) that holds a line break, without `multiline_records`."""
     return F.lit(False) if contract.multiline_records else F.col(RAW_COLUMN).rlike("[\r\n]")
@@ -451,7 +450,7 @@ def _spans_lines(contract: Contract) -> SparkColumn:
 def _shape_rule(contract: Contract) -> SparkColumn:
     """The id of the rule `_shape_reason` names, or NULL."""
     return F.when(
-        ~F.col(_UTF8) | _holds_nul() | ~F.col(_WELL_FORMED) | _spans_lines(contract),
+        ~F.col(_UTF8) | F.col(_HOLDS_NUL) | ~F.col(_WELL_FORMED) | _spans_lines(contract),
         F.lit(well_formed_rule(contract)),
     ).when(
         F.col(_FIELD_COUNT).isNull() | (F.col(_FIELD_COUNT) != F.lit(len(contract.columns))),
@@ -489,7 +488,7 @@ def split_rows(parsed: DataFrame, contract: Contract) -> SplitRows:
     whole = F.coalesce(F.col(_FIELD_COUNT) == F.lit(len(contract.columns)), F.lit(False))
     # A record over two lines (or holding a NUL) is rejected for its shape alone, as any row not well-formed:
     # no check reads it, nor does `unique_keys` count its key.
-    shape_ok = F.col(_UTF8) & ~_holds_nul() & F.col(_WELL_FORMED) & whole & ~_spans_lines(contract)
+    shape_ok = F.col(_UTF8) & ~F.col(_HOLDS_NUL) & F.col(_WELL_FORMED) & whole & ~_spans_lines(contract)
     verdicts = F.expr(
         f"array({', '.join(column_verdict(contract, column, quoted_name(column.name)) for column in contract.columns)})"
     )
