@@ -513,6 +513,16 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
     # A concurrent event may have recorded the same run first (same token, same run id).
     with contextlib.suppress(DestinationExists):
         gate.store.put(gate.settings.archive.container, path, json.dumps(note).encode(), "application/json", {})
+    if run.skipped:
+        log.warning(
+            "batch %s: Databricks skipped run %s of revision %s (%s) and never ran it: `%s` seals the same "
+            "members as the next revision, with a run of its own",
+            seal.document["batch_id"],
+            run.run_id,
+            seal.revision,
+            run.skipped,
+            reseal_command(batch.pipeline.name, batch.business_date),
+        )
     return run, True
 
 

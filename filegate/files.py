@@ -30,6 +30,7 @@ from filegate.errors import (
 from filegate.ingest import (
     IGNORED,
     REJECTED,
+    RUN_PENDING,
     Gate,
     Outcome,
     handle_payload,
@@ -40,7 +41,7 @@ from filegate.ingest import (
 from filegate.jobs import ACTIVE_STATES, NEVER_RAN_STATES
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
 from filegate.stores import add_target_option
-from filegate.sweep import FAILED, RUN_PENDING, upload_from_object
+from filegate.sweep import FAILED, upload_from_object
 
 log = logging.getLogger(__name__)
 

@@ -48,6 +48,7 @@ from filegate.storage import (
     COPY_PENDING,
     META_EVENT_ID,
     META_RUN_ID,
+    META_SKIPPED,
     META_SOURCE,
     META_SOURCE_VERSION,
     META_TOKEN_RUN,
@@ -68,12 +69,15 @@ DUPLICATE = "duplicate"
 REDRIVEN = "redriven"
 # A new upload byte for byte the same as the file already archived under its name: reported, not run again.
 IDENTICAL = "identical"
+# An archived file whose run did not start: its run-now failed (the sweep reports it so), or Databricks skipped
+# the run it started. The file stays archived, and the next sweep (or `filegate reconcile --redrive`) starts it.
+RUN_PENDING = "run pending"
 MALFORMED = "malformed event: "
 # The reason of an IGNORED file whose bytes cannot be read (an Azure blob in the Archive tier): it stays in
 # landing until a person makes it readable, which no retry does (`left_in_landing`).
 LEFT_IN_LANDING = "left in landing: "
 # Statuses an alert should match; the batch ones are defined in filegate/batches.py.
-WARNING_STATUSES = frozenset({REJECTED, "blocked", "overdue", "late_member"})
+WARNING_STATUSES = frozenset({REJECTED, RUN_PENDING, "blocked", "overdue", "late_member"})
 
 
 @dataclass(frozen=True)
@@ -461,11 +465,28 @@ def _run(
         reason = f"its run {run.run_id} was skipped; run {recorded} replaced it"
         return replace(found, run_id=int(recorded), run_page_url=None, reasons=(reason,))
     noted = {META_TOKEN_RUN: token_run or str(replaces)} if replaces is not None else {}
-    if recorded != str(run.run_id) and _record_run(gate.store, placed, run.run_id, noted):
+    skipped = f"{run.run_id}:{run.skipped}" if run.skipped else None
+    if skipped is not None:
+        noted[META_SKIPPED] = skipped
+    unnoted = skipped is not None and placed.info.metadata.get(META_SKIPPED) != skipped
+    written = (recorded != str(run.run_id) or unnoted) and _record_run(gate.store, placed, run.run_id, noted)
+    reasons: tuple[str, ...] = ()
+    if replaces is not None:
+        reasons = (f"run {replaces} was skipped by Databricks and never ran; run {run.run_id} replaces it",)
+    if run.skipped:
+        # The copy keeps its mark, by which the scheduled sweep finds it and replaces the run; a re-drive
+        # without one writes it, once the copy notes the skip (a mark beside a run without it is removed).
+        if mark is None and (written or not unnoted):
+            _ensure_marked(gate, placed)
+        why = (
+            f"Databricks skipped run {run.run_id} ({run.skipped}) and never ran it: the next scheduled sweep "
+            "(or `filegate reconcile --redrive`) starts a run in its place"
+        )
+        return replace(found, status=RUN_PENDING, reasons=(*reasons, why))
+    if written:
         _clear_mark(gate, placed, mark)
     if replaces is not None:
-        reason = f"run {replaces} was skipped by Databricks and never ran; run {run.run_id} replaces it"
-        return replace(found, status=REDRIVEN if recorded != str(run.run_id) else DUPLICATE, reasons=(reason,))
+        return replace(found, status=REDRIVEN if recorded != str(run.run_id) else DUPLICATE, reasons=reasons)
     # A reused copy with a recorded run is a duplicate; one without had no run until now.
     return replace(found, status=(DUPLICATE if recorded else REDRIVEN) if placed.reused else ARCHIVED)
 
@@ -488,7 +509,8 @@ def _mark_run_pending(gate: Gate, placed: Placement) -> ObjectInfo | None:
 
 
 def _ensure_marked(gate: Gate, placed: Placement) -> None:
-    """After a failed run-now of a copy placed without a mark (by a release before the marks, say)."""
+    """After a failed run-now, or a skipped run, of a copy placed without a mark (by a release before the marks,
+    say, or re-driven by a command)."""
     try:
         _mark_run_pending(gate, placed)
     except FilegateError as exc:

@@ -132,6 +132,9 @@ class TriggeredRun:
     job_id: int
     run_id: int
     run_page_url: str
+    # Why Databricks skipped the run (`never_ran`), as runs/get read it right after run-now; None when it
+    # did not, or when runs/get did not answer.
+    skipped: str | None = None
 
 
 class RunTrigger(Protocol):
@@ -383,12 +386,14 @@ class DatabricksJobs:
                 job_id = moved
         run_id = int(waiter.run_id)
         try:
-            run_page_url = self.client.jobs.get_run(run_id).run_page_url or ""
+            found = self.client.jobs.get_run(run_id)
         except (DatabricksError, TimeoutError, OSError) as exc:
             # The run exists; a missing link is not worth a redelivery.
             log.warning("run %s started but runs/get failed: %s", run_id, exc)
-            run_page_url = ""
-        return TriggeredRun(job_id, run_id, run_page_url)
+            return TriggeredRun(job_id, run_id, "")
+        # Databricks decides a skip (no queue at max_concurrent_runs, a full queue, the workspace's run limit)
+        # as it creates the run, so it shows here; one that reads otherwise now is left to `filegate reconcile`.
+        return TriggeredRun(job_id, run_id, found.run_page_url or "", never_ran(found))
 
     def _moved(self, job_id: int, exc: Exception) -> int | None:
         """The job's new id when run-now says a job found by name is gone and the name now names another.

@@ -44,6 +44,9 @@ META_RUN_ID = "filegate_run_id"
 # The run the file's own token names, once Databricks skipped it and a re-drive replaced it: a redelivery's
 # run-now finds that run again and must not record it over the replacement.
 META_TOKEN_RUN = "filegate_token_run"  # noqa: S105 - a metadata name, not a secret
+# `<run id>:<why>` when Databricks skipped the recorded run as it was started (`jobs.never_ran`): the sweep
+# replaces it. It applies while META_RUN_ID names that run, so recording the replacement retires it.
+META_SKIPPED = "filegate_skipped"
 # Azure's copy status of a blob a server-side copy made. Until `success` the blob may hold only part of
 # the source (a failed or aborted copy leaves it, often empty, with the metadata the copy set).
 COPY_PENDING = "pending"

@@ -1,4 +1,5 @@
-"""The sweep: handle files whose events were lost or dead-lettered, and archived files still without a run."""
+"""The sweep: handle files whose events were lost or dead-lettered, and archived files still without a run (or
+whose run Databricks skipped)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,13 @@ from filegate.batches import batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
 from filegate.exits import needs_fix
-from filegate.ingest import Gate, Outcome, handle_upload, left_in_landing, redrive_archived
-from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store
+from filegate.ingest import RUN_PENDING, Gate, Outcome, handle_upload, left_in_landing, redrive_archived
+from filegate.storage import META_RUN_ID, META_SKIPPED, META_SOURCE, ObjectInfo, Store
 
 log = logging.getLogger("filegate.sweep")
 
 DUE = "due"
 FAILED = "failed"
-# An archived file whose run-now failed: it stays archived and the next sweep starts its run.
-RUN_PENDING = "run pending"
 
 
 def is_folder_marker(info: ObjectInfo) -> bool:
@@ -88,7 +87,8 @@ def sweep_landing(
 
 
 def runless_archived(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterator[ObjectInfo]:
-    """Archived copies Filegate placed whose run was never recorded: work to do, not done files.
+    """Archived copies Filegate placed whose run was never recorded, or was skipped by Databricks as it was
+    started (`_skipped_run`): work to do, not done files.
 
     A pipeline's members and triggers have no run of their own; the batch pass finishes those. `go_on`
     is asked before each listed object, as in `due_objects`.
@@ -97,16 +97,17 @@ def runless_archived(gate: Gate, go_on: Callable[[], bool] = _always) -> Iterato
     for info in gate.store.list(archive.container, archive.prefix):
         if not go_on():
             return
-        if _runless(gate, info):
+        if _runless(gate, info) or _skipped_run(gate, info) is not None:
             yield info
 
 
 def marked_runless(
     gate: Gate, go_on: Callable[[], bool] = _always, *, clear: bool = True, cutoff: float | None = None
 ) -> Iterator[ObjectInfo | Outcome]:
-    """The archived files that have a mark (`archive.RUNS_PENDING_FOLDER`) and still no run, found without
-    listing the archive, so that a pass costs what is pending; marks written after `cutoff` (a timestamp)
-    are left to the deliveries that wrote them. A mark that cannot be read is an Outcome (FAILED).
+    """The archived files that have a mark (`archive.RUNS_PENDING_FOLDER`) and still no run, or a run Databricks
+    skipped, found without listing the archive, so that a pass costs what is pending; marks written after
+    `cutoff` (a timestamp) are left to the deliveries that wrote them. A mark that cannot be read is an
+    Outcome (FAILED).
 
     With `clear`, a mark whose file has its run (the delivery that recorded it could not remove the
     mark), is gone, or is a batch's member is removed; one the store refuses to remove stays (a warning)
@@ -129,7 +130,7 @@ def marked_runless(
             continue
         if path is None:
             continue
-        if info is not None and _runless(gate, info):
+        if info is not None and (_runless(gate, info) or _skipped_run(gate, info) is not None):
             yield info
         elif clear:
             _unmark(gate, mark)
@@ -168,8 +169,9 @@ def sweep_archive(
     whole: bool = True,
     cutoff: float | None = None,
 ) -> Iterator[Outcome]:
-    """Start the missing run of each archived file without one (but those in `tried`), with its own token:
-    of every such file when `whole`, else of those with a mark older than `cutoff` (`marked_runless`).
+    """Start the missing run of each archived file without one (but those in `tried`), with its own token, or
+    one in place of its run that Databricks skipped: of every such file when `whole`, else of those with a mark
+    older than `cutoff` (`marked_runless`).
     """
     found = runless_archived(gate, go_on) if whole else marked_runless(gate, go_on, clear=not dry_run, cutoff=cutoff)
     for info in found:
@@ -179,15 +181,31 @@ def sweep_archive(
         source = f"{info.container}/{info.path}"
         if source in tried:
             continue
+        skipped = _skipped_run(gate, info)
         if dry_run:
-            yield Outcome(DUE, source=source, archived_path=source, reasons=("archived, its run not started",))
+            started = f"its run {skipped} skipped by Databricks" if skipped else "its run not started"
+            yield Outcome(DUE, source=source, archived_path=source, reasons=(f"archived, {started}",))
             continue
-        yield _attempt(source, "", partial(redrive_archived, gate, info))
+        yield _attempt(source, "", partial(redrive_archived, gate, info, skipped))
 
 
 def _runless(gate: Gate, info: ObjectInfo) -> bool:
     """A copy Filegate placed, without a recorded run, of a file that runs on its own (not a batch's member)."""
-    if not info.metadata.get(META_SOURCE) or info.metadata.get(META_RUN_ID):
+    return not info.metadata.get(META_RUN_ID) and _runs_on_its_own(gate, info)
+
+
+def _skipped_run(gate: Gate, info: ObjectInfo) -> int | None:
+    """The recorded run of a copy Filegate placed, when Databricks skipped it as it was started (META_SKIPPED):
+    read from the copy alone, so a pass asks the Jobs API nothing about the files whose runs did start."""
+    run_id, skipped = info.metadata.get(META_RUN_ID, ""), info.metadata.get(META_SKIPPED, "")
+    if run_id.isdigit() and skipped.partition(":")[0] == run_id and _runs_on_its_own(gate, info):
+        return int(run_id)
+    return None
+
+
+def _runs_on_its_own(gate: Gate, info: ObjectInfo) -> bool:
+    """A copy Filegate placed of a file that has a run of its own: not a batch's member or trigger."""
+    if not info.metadata.get(META_SOURCE):
         return False
     return not gate.pipelines.batch_owned(gate.settings.archive.relative(info.path).split("/", 1)[0])
 

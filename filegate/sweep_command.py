@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from filegate import exits
 from filegate.errors import FilegateError
-from filegate.ingest import Outcome, left_in_landing
+from filegate.ingest import RUN_PENDING, Outcome, left_in_landing
 from filegate.settings import DEFAULT_SWEEP_OLDER_THAN_MINUTES, MAX_OLDER_THAN_MINUTES, Settings, settings_help
 from filegate.stores import add_target_option
-from filegate.sweep import FAILED, RUN_PENDING, summary, sweep_all
+from filegate.sweep import FAILED, summary, sweep_all
 
 
 def main(argv: list[str]) -> int:

@@ -31,10 +31,10 @@ from filegate.batches import (
 from filegate.batches_command import describe_batch
 from filegate.contracts import load_contracts
 from filegate.errors import RunNotStarted, TransientError
-from filegate.ingest import ARCHIVED, DUPLICATE, IDENTICAL, REJECTED, Gate, Outcome, handle_payload
+from filegate.ingest import ARCHIVED, DUPLICATE, IDENTICAL, REJECTED, RUN_PENDING, Gate, Outcome, handle_payload
 from filegate.pipelines import Pipelines, load_pipelines
 from filegate.storage import ObjectInfo, Store
-from filegate.sweep import RUN_PENDING, sweep_all, sweep_pipeline_batches
+from filegate.sweep import sweep_all, sweep_pipeline_batches
 from local_world.emulators import AZURITE_ARCHIVE_ACCOUNT, Azurite, azurite_connection_string
 from local_world.inputs import blob_created, csv_bytes, tracking_row
 from tests.faults.world import World, run_parameters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import replace
 from datetime import date
@@ -301,7 +302,7 @@ def test_a_failed_batch_run_or_a_mistyped_pipeline_is_not_an_all_clear(
 
 
 def test_a_batch_run_databricks_skipped_is_listed_as_such_and_resealed_once_as_the_next_revision(
-    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # It read "failed", which only a repair finishes, and --reseal said revision 1 already held every member.
     server = world.jobs_api
@@ -309,9 +310,14 @@ def test_a_batch_run_databricks_skipped_is_listed_as_such_and_resealed_once_as_t
     # No run of the batch job may start (max_concurrent_runs reached, no queue): Databricks skips the day's run.
     server.jobs[BATCH_JOB_ID] = replace(batch_job, settings={**batch_job.settings, "max_concurrent_runs": 0})
     day = date(2025, 4, 7)
-    deliver_day(world, day)
+    with caplog.at_level(logging.WARNING, logger="filegate"):
+        deliver_day(world, day)
     server.jobs[BATCH_JOB_ID] = batch_job
     [skipped] = [run["run_id"] for run in batch_runs(world)]
+    # The delivery that sealed the day says so at once, with the command, for an alert to match.
+    [warned] = [r.getMessage() for r in caplog.records if f"skipped run {skipped}" in r.getMessage()]
+    assert f"Databricks skipped run {skipped} of revision 1 (MAXIMUM_CONCURRENT_RUNS_REACHED)" in warned
+    assert f"`filegate batches --reseal {day} --pipeline ecommerce` seals the same members" in warned
 
     assert main(["batches", *target]) == 1
     listed = capsys.readouterr()

@@ -29,10 +29,10 @@ from filegate.files import (
     reprocess_rejected,
     unfinished,
 )
-from filegate.ingest import ARCHIVED, IDENTICAL, REDRIVEN, REJECTED, handle_payload
+from filegate.ingest import ARCHIVED, IDENTICAL, REDRIVEN, REJECTED, RUN_PENDING, handle_payload
 from filegate.settings import Location
 from filegate.storage import Body, ObjectInfo, Store
-from filegate.sweep import FAILED, RUN_PENDING, sweep_pipeline_batches, upload_from_object
+from filegate.sweep import FAILED, sweep_pipeline_batches, upload_from_object
 from local_world.emulators import free_port
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
@@ -361,7 +361,7 @@ def test_reconcile_redrive_replaces_each_run_databricks_skipped_once_and_a_redel
     server.jobs[1] = replace(ingest, settings={**ingest.settings, "max_concurrent_runs": 0})
     event = world.upload(NAME, DATA)
     [archived] = handle_payload(world.gate(), event)
-    assert archived.status == ARCHIVED
+    assert archived.status == RUN_PENDING
     assert world.jobs_api.run(archived.run_id)["state"]["result_state"] == "MAXIMUM_CONCURRENT_RUNS_REACHED"
     [first_listing] = archived_files(world.gate())  # what a reconcile started now lists
 
@@ -380,12 +380,17 @@ def test_reconcile_redrive_replaces_each_run_databricks_skipped_once_and_a_redel
         "1 archived file(s) without a successful run; 1 to start: `filegate reconcile --redrive`"
     )
     [busy, printed] = [json.loads(run.stdout) for run in (still_busy, redriven)]
-    assert (still_busy.returncode, redriven.returncode) == (0, 0), still_busy.stderr + redriven.stderr
-    assert (busy["status"], printed["status"]) == (REDRIVEN, REDRIVEN)
+    # Skipped again, the replacement is pending as a run-now that failed is: the next attempt may start it.
+    assert (still_busy.returncode, redriven.returncode) == (TRY_AGAIN, OK), still_busy.stderr + redriven.stderr
+    assert (busy["status"], printed["status"]) == (RUN_PENDING, REDRIVEN)
     skipped, replacement = busy["run_id"], printed["run_id"]
     assert len({archived.run_id, skipped, replacement}) == 3
     never = "was skipped by Databricks and never ran"
-    assert busy["reasons"] == [f"run {archived.run_id} {never}; run {skipped} replaces it"]
+    assert busy["reasons"] == [
+        f"run {archived.run_id} {never}; run {skipped} replaces it",
+        f"Databricks skipped run {skipped} (MAXIMUM_CONCURRENT_RUNS_REACHED) and never ran it: the next scheduled "
+        "sweep (or `filegate reconcile --redrive`) starts a run in its place",
+    ]
     assert printed["reasons"] == [f"run {skipped} {never}; run {replacement} replaces it"]
     # Each replacement loads the file's batch, as the skipped run would have.
     runs = {run["run_id"]: run for run in world.runs()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -16,13 +17,23 @@ from filegate import archive as archive_module
 from filegate.archive import run_pending_mark
 from filegate.batches import BATCHES_FOLDER
 from filegate.errors import StorageError
-from filegate.ingest import ARCHIVED, DUPLICATE, IDENTICAL, REDRIVEN, REJECTED, Gate, Outcome, handle_payload
+from filegate.ingest import (
+    ARCHIVED,
+    DUPLICATE,
+    IDENTICAL,
+    REDRIVEN,
+    REJECTED,
+    RUN_PENDING,
+    Gate,
+    Outcome,
+    handle_payload,
+)
 from filegate.storage import ObjectInfo, Store
-from filegate.sweep import DUE, FAILED, RUN_PENDING, SweepUnfinished, scheduled_sweep, sweep_all
+from filegate.sweep import DUE, FAILED, SweepUnfinished, scheduled_sweep, sweep_all
 from filegate.sweep_command import main
 from local_world.inputs import csv_bytes, tracking_row
 from tests.conftest import frozen_in_archive_tier
-from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
+from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, run_parameters
 
 NAME = "order_tracking_2024_03_05.csv"
 DATA = csv_bytes([tracking_row(i) for i in range(10)])
@@ -570,3 +581,46 @@ def test_an_identical_re_upload_starts_the_run_a_dead_delivery_left_its_copy_wit
     assert marks(world) == []
     assert scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR) == []
     assert_converged(world, {NAME: DATA})
+
+
+def test_a_run_databricks_skipped_is_replaced_by_the_scheduled_pass_once_the_job_takes_runs(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Only `filegate reconcile --redrive` replaced it: without an operator the file was never loaded.
+    server = world.jobs_api
+    ingest = server.jobs[1]
+    # Its queue full (or the workspace at its run limit): Databricks skips every run the job is asked for.
+    server.jobs[1] = dataclasses.replace(ingest, settings={**ingest.settings, "max_concurrent_runs": 0})
+    with caplog.at_level(logging.WARNING, logger="filegate"):
+        [archived] = handle_payload(world.gate(), world.upload(NAME, DATA))
+    assert archived.status == RUN_PENDING
+    why = "and never ran it: the next scheduled sweep (or `filegate reconcile --redrive`) starts a run in its place"
+    assert archived.reasons == (f"Databricks skipped run {archived.run_id} (MAXIMUM_CONCURRENT_RUNS_REACHED) {why}",)
+    assert [r.levelno for r in caplog.records if r.name == "filegate.outcome"] == [logging.WARNING]
+    assert len(marks(world)) == 1  # the copy keeps its mark, by which the pass finds it
+    assert scheduled_sweep(later(world.gate(), 30 * MINUTE), HOUR) == []  # younger than the threshold
+    [due] = run_sweep(later(world.gate(), 2 * HOUR), HOUR, dry_run=True).outcomes
+    assert (due.status, due.reasons) == (DUE, (f"archived, its run {archived.run_id} skipped by Databricks",))
+
+    # Still busy at the next pass: its replacement is skipped too, the pass fails for an alert to see, and the
+    # mark stays for the pass after.
+    with pytest.raises(SweepUnfinished, match="1 file\\(s\\) are archived but their run did not start"):
+        scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)
+    [busy] = [run["run_id"] for run in world.runs() if run["run_id"] != archived.run_id]
+    assert len(marks(world)) == 1
+    server.jobs[1] = ingest
+    [replaced] = scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)
+    world.jobs_api.wait_idle(timeout=30)
+
+    assert replaced.status == REDRIVEN
+    never = "was skipped by Databricks and never ran"
+    assert replaced.reasons == (f"run {busy} {never}; run {replaced.run_id} replaces it",)
+    assert marks(world) == []
+    runs = {run["run_id"]: run for run in world.runs()}
+    assert sorted(runs) == sorted([archived.run_id, busy, replaced.run_id])
+    assert runs[replaced.run_id]["state"]["result_state"] == "SUCCESS"
+    # The three runs load the one copy; a pass after it, and `filegate sweep` over the whole archive, start nothing.
+    assert len({json.dumps(run_parameters(run), sort_keys=True) for run in runs.values()}) == 1
+    assert scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR) == []
+    assert run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes == ()
+    assert len(world.runs()) == 3
