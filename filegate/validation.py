@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePosixPath
-from typing import Any
 
 from filegate.contracts import Contract, Contracts
-from filegate.errors import FilegateError
 
 MAX_ROW_REASONS = 20
 # Lines a multiline record cut by the sample may already span; a quote open longer is never closed.
@@ -143,27 +141,13 @@ def _check_content(text: str, truncated: bool, contract: Contract, read: int) ->
             reason = f"no line break in the first {len(text)} characters: the header is too long or the file is not CSV"
             return 0, 0, [reason]
         text = text[: cut + 1]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=contract.delimiter, strict=True)
-    header: list[str] | None = None
-    try:
-        header = next(reader, None)
-        if header is None or header == []:
-            return 0, 0, ["the file has no header line"]
-        reasons = _check_header(header, contract)
-        if reasons:
-            return 0, 0, reasons
-        rows_sampled, bad_rows, reasons = _check_rows(reader, contract, truncated)
-    except csv.Error as exc:
-        start = exc.start if isinstance(exc, _RecordError) else reader.line_num
-        if _UNCLOSED_QUOTE in str(exc):
-            # Said where the quote opened (line 1 while the header was read): the reader notices only at the
-            # end of the data, lines later.
-            opened = start if header is not None else 1
-            return 0, 0, [f"the CSV is malformed at line {opened}: a quoted field opened there is never closed ({exc})"]
-        if start < reader.line_num:
-            # A quote that opened the record lines earlier and a later quote closed: both lines are suspects.
-            return 0, 0, [f"the CSV is malformed in the record from line {start} to line {reader.line_num}: {exc}"]
-        return 0, 0, [f"the CSV is malformed at line {reader.line_num}: {exc}"]
+    if contract.multiline_records:
+        checked = _check_records(text, truncated, contract)
+    else:
+        checked = _check_lines(text, truncated, contract)
+    if isinstance(checked, list):
+        return 0, 0, checked
+    rows_sampled, bad_rows, reasons = checked
     if rows_sampled == 0 and truncated and _after_first_line(sample).strip():
         # The sample was cut back to its last line break, before the first row ended: no row could be judged.
         reason = (
@@ -187,36 +171,142 @@ def _check_content(text: str, truncated: bool, contract: Contract, read: int) ->
 
 def _after_first_line(text: str) -> str:
     """What follows the text's first line (the header's), any line break."""
-    return "".join(re.split(r"\r\n|\r|\n", text, maxsplit=1)[1:])
+    return "".join(_LINE_BREAK.split(text, maxsplit=1)[1:])
 
 
-def _whole_records(reader: Any, truncated: bool) -> Iterator[list[str]]:
-    """The reader's records, without the one a cut sample leaves open inside a quoted field.
+# A record of the sample: the line it starts on, and its fields, or why it is no row.
+_Record = tuple[int, list[str] | str]
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# What `str.splitlines` also takes for a line break, which the job's reader of lines does not.
+_OTHER_BREAKS = re.compile("[\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
-    The sample is cut at its last line break, which may lie inside a quoted field that holds line
-    breaks (`multiline_records`): that record goes on past the sample, so it is not judged. Read whole,
-    a file that ends inside quotes is malformed, and so is a sample whose open record began more than
-    MAX_CUT_RECORD_LINES before the cut: that is a quote never closed (the job would read every later
-    row into one rejected record), not a long description.
-    """
-    last = reader.line_num
+
+def _split_lines(text: str) -> list[str]:
+    """The text's lines as the job's reader splits them (at \\r\\n, \\r or \\n); "" last after a final break."""
+    if _OTHER_BREAKS.search(text):
+        return _LINE_BREAK.split(text)
+    lines = text.splitlines() or [""]  # a tenth of the time, where it splits alike
+    return [*lines, ""] if text.endswith(("\n", "\r")) else lines
+
+
+def _check_lines(text: str, truncated: bool, contract: Contract) -> tuple[int, int, list[str]] | list[str]:
+    """The sample read as the Spark job reads a file whose records stay on one line: line by line. A line that is
+    not well-formed CSV (text after a closing quote, a quote never closed) is one bad row, as there, and counts
+    against `max_bad_row_ratio`; so the verdict on such a row does not depend on whether it lies in the sample.
+    Returns (rows sampled, bad rows, reasons), or the reasons the file is refused for its header."""
+    lines = _split_lines(text)
     try:
-        for record in reader:
-            last = reader.line_num
-            yield record
+        header = next(csv.reader(lines[:1], delimiter=contract.delimiter, strict=True), None)
     except csv.Error as exc:
-        cut = truncated and reader.line_num - last <= MAX_CUT_RECORD_LINES
-        if not (cut and _UNCLOSED_QUOTE in str(exc)):
-            raise _RecordError(str(exc), last + 1) from exc
+        if _UNCLOSED_QUOTE in str(exc):
+            return ["the CSV is malformed at line 1: a quoted field opened there is never closed"]
+        return [f"the CSV is malformed at line 1: {exc}"]
+    if not header:
+        return ["the file has no header line"]
+    return _check_header(header, contract) or _check_rows(_line_records(lines[1:], truncated, contract), contract)
 
 
-class _RecordError(FilegateError, csv.Error):
-    """The csv module's error for a record, with the line the record starts on (`start`); caught within this
-    module, where it becomes a reason."""
+def _line_records(lines: list[str], truncated: bool, contract: Contract) -> Iterator[_Record]:
+    """Each data line (the header's is line 1) as a row, or why it is a bad one (`_check_lines`).
 
-    def __init__(self, message: str, start: int) -> None:
-        super().__init__(message)
-        self.start = start
+    A line that opens a quoted field the next line closes is one bad row of two lines, as the job joins them
+    (`spark_jobs.validation._join_broken_lines`), unless it closes the line before it itself; the last whole
+    line of a cut sample that opens one is not judged, as its next line is not there to say which.
+    """
+    well_formed, opens = _line_patterns(contract.delimiter)
+
+    def pairs(first: int) -> bool:
+        """Whether lines[first] opens a quoted field that the next line closes (a pair, as the job finds them)."""
+        if first < 0 or first + 1 >= len(lines) or not (lines[first] and lines[first + 1]):
+            return False
+        line = lines[first]
+        return bool(opens.match(line)) and bool(well_formed.match(f"{line}\n{lines[first + 1]}"))
+
+    parsed: list[tuple[int, str]] = []
+    index = 0
+    while index < len(lines):
+        line, number = lines[index], index + 2
+        index += 1
+        if not line:
+            continue  # a blank line is no row, in Python's csv module as in the job
+        if '"' not in line or well_formed.match(line):  # a line without a quote is well-formed: most lines
+            parsed.append((number, line))
+        elif pairs(index - 1) and not pairs(index - 2):
+            index += 1
+            yield number, line_break_reason(contract)
+        elif not (truncated and index == len(lines) - 1 and opens.match(line)):
+            # A cut sample ends with a line break, which leaves "" last: its last whole line is not judged.
+            yield number, not_well_formed_reason(contract)
+    # One parse of every well-formed line, each a whole record: C speed, one row per line.
+    rows = csv.reader([line for _, line in parsed], delimiter=contract.delimiter, strict=True)
+    for (number, _), row in zip(parsed, rows, strict=True):
+        yield number, row
+
+
+@functools.lru_cache(maxsize=8)
+def _line_patterns(delimiter: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A well-formed line, and a line that opens a quoted field it does not close, in Python's syntax."""
+    well_formed, opens = well_formed_pattern(delimiter, PYTHON_END), open_record_pattern(delimiter, PYTHON_END)
+    return re.compile(well_formed), re.compile(opens)
+
+
+def _check_records(text: str, truncated: bool, contract: Contract) -> tuple[int, int, list[str]] | list[str]:
+    """The sample of a `multiline_records` file split into records as the job splits the file (`record_pattern`),
+    each judged on its own as there: one that is not well-formed CSV is one bad row. Only a quote never closed
+    refuses the whole file: it runs to the end of the text, where the job would take every later row into
+    that one rejected record. The last record of a cut sample that is still inside a quoted field at the cut
+    is not judged, unless it began more than MAX_CUT_RECORD_LINES before (then its quote is never closed).
+    Returns (rows sampled, bad rows, reasons), or the reasons the file is refused."""
+    _, well_formed, opens = _record_patterns(contract.delimiter)
+    records = text_records(text, contract.delimiter)
+    # The first record is the header, as in the job, even an empty one; blank records are no rows.
+    header_text, data = records[0][1], [record for record in records[1:] if record[1]]
+    start, last = data[-1] if data else records[0]
+    if opens.match(last):
+        if not data or not truncated or len(_LINE_BREAK.findall(last)) > MAX_CUT_RECORD_LINES:
+            return [f"the CSV is malformed at line {start}: a quoted field opened there is never closed"]
+        data.pop()  # cut by the sample inside a quoted field that holds line breaks: not judged
+    try:
+        header = next(csv.reader([header_text], delimiter=contract.delimiter, strict=True), None)
+    except csv.Error as exc:
+        return [f"the CSV is malformed at line 1: {exc}"]
+    if not header:
+        return ["the file has no header line"]
+    return _check_header(header, contract) or _check_rows(_judged(data, well_formed, contract), contract)
+
+
+def text_records(text: str, delimiter: str) -> list[tuple[int, str]]:
+    """The records of a `multiline_records` text, each with the line it starts on, as the job splits a file's
+    text (`spark_jobs.validation.split_records`: Java's regex there, Python's here, the same pattern)."""
+    records = []
+    number = 1
+    for match in _record_patterns(delimiter)[0].finditer(text):
+        records.append((number, match.group(1)))
+        number += len(_LINE_BREAK.findall(match.group(0)))
+    return records
+
+
+def _judged(records: list[tuple[int, str]], well_formed: re.Pattern[str], contract: Contract) -> Iterator[_Record]:
+    """Each record (with the line it starts on) as a row, or why it is a bad one: one parse of the well-formed
+    records, each whole, so one row per record."""
+    parsed = []
+    for number, record in records:
+        if '"' not in record or well_formed.match(record):
+            parsed.append((number, record))
+        else:
+            yield number, not_well_formed_reason(contract)
+    rows = csv.reader([record for _, record in parsed], delimiter=contract.delimiter, strict=True)
+    for (number, _), row in zip(parsed, rows, strict=True):
+        yield number, row
+
+
+@functools.lru_cache(maxsize=8)
+def _record_patterns(delimiter: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The job's split of a `multiline_records` text into records (`spark_jobs.validation.split_records`), a
+    well-formed record, and one still inside a quoted field at its end, in Python's syntax."""
+    splitter = f"({record_pattern(delimiter, PYTHON_END)})(?:\r\n|\n|\r|\\Z)"
+    well_formed, opens = well_formed_pattern(delimiter, PYTHON_END), open_record_pattern(delimiter, PYTHON_END)
+    return re.compile(splitter), re.compile(well_formed), re.compile(opens)
 
 
 def _check_header(header: list[str], contract: Contract) -> list[str]:
@@ -253,6 +343,64 @@ def _check_header(header: list[str], contract: Contract) -> list[str]:
     return reasons
 
 
+# A quoted field, doubled quotes inside, as one possessive match (see `well_formed_pattern`).
+QUOTED_FIELD = '"[^"]*+(?:""[^"]*+)*+"'
+# Where a line's text ends, in Java's regex (the Spark job's `rlike`) and in Python's.
+JAVA_END, PYTHON_END = "\\z", "\\Z"
+
+
+def well_formed_pattern(delimiter: str, end: str = JAVA_END) -> str:
+    """A line whose every field is either quoted and ends at its closing quote, or unquoted (RFC 4180): the
+    records Python's csv module with strict=True reads; the function and the Spark job reject the others
+    (text after a closing quote, a quote never closed) as rows, where Spark's parser would read them, but
+    differently.
+
+    Every quantifier is possessive and a quoted field is written unrolled (`"[^"]*(""[^"]*)*"`): Java
+    recurses once per repetition of a group that may backtrack, and `(?:[^"]|"")*` overflowed the
+    executor's stack, killing its JVM, on a quoted field of 3,000 characters (a product description).
+    The grammar is unambiguous (after a field comes a delimiter or the end), so no match needs to give
+    anything back, and the lines matched are the same. Python reads the same pattern (3.11 and later).
+    """
+    sep = re.escape(delimiter)
+    field = f'(?:{QUOTED_FIELD}|[^"{sep}][^{sep}]*+)?+'
+    # Java: `\z`, not `$`, which also matches before a final line terminator (U+2028, U+0085), so text after a
+    # closing quote would pass when it is one of those. Python's `\Z` is its `\z`.
+    return f"^{field}(?:{sep}{field})*+{end}"
+
+
+def open_record_pattern(delimiter: str, end: str = JAVA_END) -> str:
+    """A line that ends inside a quoted field it opened: Python's csv module reads the next lines into that field,
+    up to its closing quote, where a reader of lines stops at the break."""
+    sep = re.escape(delimiter)
+    # A field before it: a quoted one closed (text may follow its quote, as csv keeps it), or one that does not
+    # start with a quote. Possessive: the grammar gives each character one reading.
+    field = f'(?:"(?:[^"]++|"")*+"[^{sep}]*+|(?!")[^{sep}]*+)'
+    return f'^(?:{field}{sep})*+"(?:[^"]++|"")*+{end}'
+
+
+def record_pattern(delimiter: str, end: str = JAVA_END) -> str:
+    """One CSV record of a `multiline_records` file, as Python's csv module reads it.
+
+    A quote opens a quoted field only at a field's start, and only a quoted field may hold line breaks:
+    `27" monitor` is text, whatever quote comes later in the file. A quote never closed runs to the end
+    of the file, one malformed record, as in Python's csv; text after a closing quote stays in its field
+    (the well-formed check rejects the record). So every character of the file lands in a record, and
+    no record is made up of pieces of others. Possessive quantifiers: Java's regex would otherwise
+    recurse once per character of a long field.
+    """
+    sep = re.escape(delimiter)
+    field = f'(?:"(?:[^"]++|"")*+(?:"|{end}))?+[^{sep}\r\n]*+'
+    return f"{field}(?:{sep}{field})*+"
+
+
+def not_well_formed_reason(contract: Contract) -> str:
+    """Why a line that `well_formed_pattern` refuses is a bad row, in the function's sample as in the job."""
+    return (
+        "row is not well-formed CSV: a quoted field must end at its closing quote, right before "
+        f"{contract.delimiter!r} or the line's end, and a quote that opens a field must be closed"
+    )
+
+
 def line_break_reason(contract: Contract) -> str:
     """Why a record whose quoted field runs over a line break is a bad row where the contract does not say
     `multiline_records` (the Spark job reads such a record as one bad row too)."""
@@ -262,22 +410,16 @@ def line_break_reason(contract: Contract) -> str:
     )
 
 
-def _check_rows(reader: Any, contract: Contract, truncated: bool) -> tuple[int, int, list[str]]:
+def _check_rows(records: Iterable[_Record], contract: Contract) -> tuple[int, int, list[str]]:
     """Rows sampled, bad rows, and a reason per bad row (the first MAX_ROW_REASONS of them, by line)."""
     width = len(contract.columns)
     whole: list[tuple[int, list[str]]] = []
     problems: dict[int, list[str]] = {}
-    last_line = reader.line_num
-    # Only a record that may span lines can be cut by the sample; elsewhere a quote still open at the
-    # sample's end was opened on an earlier line, and the file is malformed as when read whole.
-    for row in _whole_records(reader, truncated and contract.multiline_records):
-        first_line, spans_lines, last_line = last_line + 1, reader.line_num - last_line > 1, reader.line_num
-        if not row:
-            continue
-        if spans_lines and not contract.multiline_records:
-            problems[first_line] = [line_break_reason(contract)]
+    for first_line, row in records:
+        if isinstance(row, str):
+            problems[first_line] = [row]
         elif len(row) != width:
-            problems[first_line] = [f"has {len(row)} fields, expected {width}"]
+            problems[first_line] = [f"row has {len(row)} fields, expected {width}"]
         else:
             whole.append((first_line, row))
     rows_sampled = len(whole) + len(problems)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,7 +15,14 @@ from pyspark.sql.types import StringType, StructField, StructType
 from filegate.contracts import DOUBLE_OUT_OF_RANGE, SHOWN_ESCAPES, Column, Contract, sql_literal, typed_value
 from filegate.errors import FilegateError
 from filegate.patterns import shared_pattern
-from filegate.validation import line_break_reason
+from filegate.validation import (
+    QUOTED_FIELD,
+    line_break_reason,
+    not_well_formed_reason,
+    open_record_pattern,
+    record_pattern,
+    well_formed_pattern,
+)
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
 from spark_jobs.columns import REASON as REASON_COLUMN
 from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
@@ -24,8 +30,6 @@ from spark_jobs.warehouse import quoted_name
 
 _FIELD_COUNT = "_field_count"
 _MAX_PARSED_DELIMITERS = 20_000
-# A quoted field, doubled quotes inside, as one possessive match (see `well_formed_pattern`).
-_QUOTED_FIELD = '"[^"]*+(?:""[^"]*+)*+"'
 _WELL_FORMED = "_well_formed"
 # Whether a record holds a NUL byte (`parse_fields`): asked once per line, read by three rules.
 _HOLDS_NUL = "_holds_nul"
@@ -70,29 +74,9 @@ class SplitRows:
     rejects: DataFrame
 
 
-def record_pattern(delimiter: str) -> str:
-    """One CSV record of a `multiline_records` file, as Python's csv module (the function's validator) reads it.
-
-    A quote opens a quoted field only at a field's start, and only a quoted field may hold line breaks:
-    `27" monitor` is text, whatever quote comes later in the file. A quote never closed runs to the end
-    of the file, one malformed record, as in Python's csv; text after a closing quote stays in its field
-    (the well-formed check rejects the record). So every character of the file lands in a record, and
-    no record is made up of pieces of others. Possessive quantifiers: Java's regex would otherwise
-    recurse once per character of a long field.
-    """
-    sep = re.escape(delimiter)
-    field = f'(?:"(?:[^"]++|"")*+(?:"|\\z))?+[^{sep}\r\n]*+'
-    return f"{field}(?:{sep}{field})*+"
-
-
 def opens_a_record(line: SparkColumn, delimiter: str) -> SparkColumn:
-    """Whether a line ends inside a quoted field it opened: Python's csv module (the function's validator) reads
-    the next lines into that field, up to its closing quote, where a reader of lines stops at the break."""
-    sep = re.escape(delimiter)
-    # A field before it: a quoted one closed (text may follow its quote, as csv keeps it), or one that does not
-    # start with a quote. Possessive: the grammar gives each character one reading.
-    field = f'(?:"(?:[^"]++|"")*+"[^{sep}]*+|(?!")[^{sep}]*+)'
-    return line.rlike(f'^(?:{field}{sep})*+"(?:[^"]++|"")*+\\z')
+    """Whether a line ends inside a quoted field it opened (`filegate.validation.open_record_pattern`)."""
+    return line.rlike(open_record_pattern(delimiter))
 
 
 def split_records(text: SparkColumn, delimiter: str) -> SparkColumn:
@@ -176,7 +160,7 @@ def _join_broken_lines(lines: DataFrame, contract: Contract) -> DataFrame:
     )
     record = F.concat(F.col("_open_line"), F.lit("\n"), F.col(RAW_COLUMN))
     next_line = (F.col(_BLOCK) == F.col("_open_block")) & (F.col(_POSITION) == F.col("_open_next"))
-    closing = (
+    pairs = (
         lines.join(F.broadcast(opened), next_line)
         .where(record.rlike(well_formed_pattern(contract.delimiter)))
         .select(
@@ -186,6 +170,14 @@ def _join_broken_lines(lines: DataFrame, contract: Contract) -> DataFrame:
             (F.col(_UTF8) & F.col("_open_utf8")).alias("_record_utf8"),
         )
     )
+    # A line that closes the line before it opens no record itself: in `"`, `"`, `"` the second line closes
+    # the first and would be joined to the third, and the third, taken out as the second's closing line, was
+    # then in no record at all. `filegate.validation._line_records` pairs lines by the same rule.
+    closers = pairs.select(F.col("_close_block").alias("_closer_block"), F.col("_close_position").alias("_closer"))
+    opened_by_a_closer = (F.col("_close_block") == F.col("_closer_block")) & (
+        F.col("_close_position") - 1 == F.col("_closer")
+    )
+    closing = pairs.join(F.broadcast(closers), opened_by_a_closer, "left_anti")
     block, position = F.col(_BLOCK) == F.col("_close_block"), F.col(_POSITION)
     kept = lines.join(F.broadcast(closing), block & (position == F.col("_close_position")), "left_anti")
     return kept.join(F.broadcast(closing), block & (position == F.col("_close_position") - 1), "left").select(
@@ -200,25 +192,6 @@ def _occurrences(text: SparkColumn, delimiter: str) -> SparkColumn:
     """How many times `delimiter` occurs in `text`."""
     removed = F.length(text) - F.length(F.replace(text, F.lit(delimiter), F.lit("")))
     return F.floor(removed / F.lit(len(delimiter)))
-
-
-def well_formed_pattern(delimiter: str) -> str:
-    """A line whose every field is either quoted and ends at its closing quote, or unquoted (RFC 4180).
-
-    Python's csv module with strict=True (the function's validator) refuses the other lines (text
-    after a closing quote, a quote never closed); Spark's parser would read them, but differently.
-
-    Every quantifier is possessive and a quoted field is written unrolled (`"[^"]*(""[^"]*)*"`): Java
-    recurses once per repetition of a group that may backtrack, and `(?:[^"]|"")*` overflowed the
-    executor's stack, killing its JVM, on a quoted field of 3,000 characters (a product description).
-    The grammar is unambiguous (after a field comes a delimiter or the end), so no match needs to give
-    anything back, and the lines matched are the same.
-    """
-    sep = re.escape(delimiter)
-    field = f'(?:{_QUOTED_FIELD}|[^"{sep}][^{sep}]*+)?+'
-    # `\z`, not `$`: Java's `$` also matches before a final line terminator (U+2028, U+0085), so text
-    # after a closing quote would pass when it is one of those.
-    return f"^{field}(?:{sep}{field})*+\\z"
 
 
 def max_counted_fields(contract: Contract) -> int:
@@ -249,7 +222,7 @@ def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:
     # 20480): a line with that many delimiters outside quoted fields is not parsed, and counts as too
     # many fields. Quoted fields are taken out for the count only when the line has that many in all.
     limit = F.lit(_MAX_PARSED_DELIMITERS)
-    unquoted = F.regexp_replace(F.col(RAW_COLUMN), F.lit(_QUOTED_FIELD), F.lit(""))
+    unquoted = F.regexp_replace(F.col(RAW_COLUMN), F.lit(QUOTED_FIELD), F.lit(""))
     wide = F.when(_occurrences(F.col(RAW_COLUMN), contract.delimiter) < limit, F.lit(False)).otherwise(
         _occurrences(unquoted, contract.delimiter) >= limit
     )
@@ -424,13 +397,7 @@ def _shape_reason(contract: Contract) -> SparkColumn:
         F.when(~F.col(_UTF8), F.lit(NOT_UTF8))
         .when(F.col(_HOLDS_NUL), F.lit(NUL_BYTES))
         .when(_spans_lines(contract), F.lit(line_break_reason(contract)))
-        .when(
-            ~F.col(_WELL_FORMED),
-            F.lit(
-                "row is not well-formed CSV: a quoted field must end at its closing quote, right before "
-                f"{contract.delimiter!r} or the line's end, and a quote that opens a field must be closed"
-            ),
-        )
+        .when(~F.col(_WELL_FORMED), F.lit(not_well_formed_reason(contract)))
         .when(
             F.col(_FIELD_COUNT).isNull(),
             F.lit(f"row has more than {max_counted_fields(contract)} fields, expected {expected}"),

@@ -8,7 +8,7 @@ import gzip
 import pytest
 
 from filegate.contracts import load_contracts
-from filegate.validation import validate_upload
+from filegate.validation import MAX_CUT_RECORD_LINES, Validation, validate_upload
 from local_world import ROOT
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
 
@@ -181,15 +181,24 @@ def test_a_multiline_record_cut_by_the_sample_is_left_out_not_called_malformed()
     assert (result.rows_sampled, result.bad_rows) == (2, 0)
 
 
-def test_a_quote_left_open_in_a_one_line_record_is_malformed_even_in_a_cut_sample() -> None:
-    # order_tracking's records stay on one line: a quote still open at the cut opened lines before it.
+def test_a_quote_left_open_in_a_one_line_record_is_one_bad_row_in_the_sample_as_beyond_it() -> None:
+    # It rejected the whole file, where the job rejects that one row: the verdict hung on where the row lay.
     rows = [tracking_row(i, destination_city="CITY" if i == 3 else "Lyon") for i in range(50)]
     data = csv_bytes(rows).replace(b"CITY", b'"Krak')
 
-    result = check(data, sample=len(data) // 2)
+    cut = check(data, sample=len(data) // 2)
+    whole = check(data)
+    many = check(csv_bytes(rows[:20]).replace(b"Lyon", b'"Krak', 3))
 
-    assert not result.ok
-    assert "a quoted field opened there is never closed" in result.reasons[0]
+    assert cut.ok, cut.reasons
+    assert whole.ok, whole.reasons
+    assert (cut.bad_rows, whole.rows_sampled, whole.bad_rows) == (1, 50, 1)
+    # Past the contract's share of bad rows, each such line is named as the job's rejects name it.
+    assert many.reasons[:2] == (
+        "3 of 20 sampled rows are invalid, more than the contract allows (10%)",
+        "line 2: row is not well-formed CSV: a quoted field must end at its closing quote, right before ',' or "
+        "the line's end, and a quote that opens a field must be closed",
+    )
 
 
 def test_a_quote_left_open_long_before_the_cut_is_malformed_even_in_a_multiline_file() -> None:
@@ -212,9 +221,7 @@ def test_a_whole_file_that_ends_inside_quotes_is_malformed() -> None:
     result = check(data[:cut], name=PRODUCTS.name)
 
     [reason] = result.reasons
-    assert (
-        reason == "the CSV is malformed at line 4: a quoted field opened there is never closed (unexpected end of data)"
-    )
+    assert reason == "the CSV is malformed at line 4: a quoted field opened there is never closed"
 
 
 def test_a_quote_never_closed_is_named_at_the_line_it_opens_not_where_the_data_ends() -> None:
@@ -223,8 +230,9 @@ def test_a_quote_never_closed_is_named_at_the_line_it_opens_not_where_the_data_e
 
     result = check(data.replace(b"CITY", b'"Krak'))
 
-    [reason] = result.reasons
-    assert reason.startswith("the CSV is malformed at line 3: a quoted field opened there is never closed")
+    assert result.reasons[0] == "1 of 8 sampled rows are invalid, more than the contract allows (10%)"
+    [reason] = result.reasons[1:]
+    assert reason.startswith("line 3: row is not well-formed CSV: ")
 
 
 def test_a_first_row_longer_than_the_sample_is_named_as_such_not_as_a_file_without_rows() -> None:
@@ -238,15 +246,28 @@ def test_a_first_row_longer_than_the_sample_is_named_as_such_not_as_a_file_witho
     assert "raise that setting" in reason
 
 
-def test_a_stray_quote_a_later_quote_closes_names_the_record_from_the_line_it_opens() -> None:
-    # It named line 4, where the closing quote is, of a stray quote on line 3.
+def test_a_stray_quote_a_later_quote_closes_leaves_each_line_a_bad_row_of_its_own() -> None:
+    # It named line 4, where the closing quote is, of a stray quote on line 3; the job reads each line apart.
     data = csv_bytes([tracking_row(i, destination_city="CITY" if i == 1 else "Lyon") for i in range(4)])
     lines = data.replace(b"CITY", b'"Krak').split(b"\n")
     lines[3] = lines[3].replace(b",Lyon,", b',"Lyon"x,')
 
-    [reason] = check(b"\n".join(lines)).reasons
+    reasons = check(b"\n".join(lines)).reasons
 
-    assert reason.startswith("the CSV is malformed in the record from line 3 to line 4: ")
+    assert reasons[0] == "2 of 4 sampled rows are invalid, more than the contract allows (10%)"
+    assert [reason.split(": ", 1)[0] for reason in reasons[1:]] == ["line 3", "line 4"]
+    assert all(reason.split(": ", 1)[1].startswith("row is not well-formed CSV: ") for reason in reasons[1:])
+
+
+def test_a_quote_the_next_line_closes_is_one_bad_row_of_two_lines_and_the_header_may_still_be_malformed() -> None:
+    # As the job joins them: the second line is no row of its own.
+    rows = [tracking_row(i, destination_city="Den\nver" if i == 1 else "Lyon") for i in range(12)]
+    two_lines = check(csv_bytes(rows))
+    header = check(b'tracking_num,"order_id\n' + csv_bytes([tracking_row(1)]).split(b"\n", 1)[1])
+
+    assert two_lines.ok, two_lines.reasons
+    assert (two_lines.rows_sampled, two_lines.bad_rows) == (12, 1)
+    assert header.reasons == ("the CSV is malformed at line 1: a quoted field opened there is never closed",)
 
 
 def test_a_sample_of_blank_lines_after_the_header_says_no_row_begins_in_it() -> None:
@@ -313,3 +334,79 @@ def test_a_field_longer_than_pythons_csv_default_limit_is_a_value_not_a_malforme
     result = check(csv_bytes([tracking_row(1, destination_city="x" * 200_000)]))
 
     assert result.ok, result.reasons
+
+
+def test_a_multiline_record_with_text_after_its_closing_quote_is_one_bad_row_as_the_job_splits_it() -> None:
+    # It refused the whole file; the job, splitting the same records, rejects that one.
+    data = PRODUCTS.read_bytes().replace(b'new.",', b'new."!,', 1)
+
+    result = check(data, name=PRODUCTS.name)
+
+    assert result.ok, result.reasons
+    assert result.bad_rows == 1
+    # The multiline record (lines 4 and 5) is one row: the record after it starts on line 6.
+    many = check(
+        data.replace(b'inside.",', b'inside."!,', 1).replace(b'classic.",', b'classic."!,', 2), name=PRODUCTS.name
+    )
+    assert [reason.split(":", 1)[0] for reason in many.reasons[1:]] == ["line 2", "line 3", "line 4", "line 6"]
+
+
+def test_a_quoted_field_over_three_lines_is_three_bad_rows_as_the_job_reads_its_lines() -> None:
+    # It was one bad row here and three in the job, which joins a line only to the next one.
+    rows = [tracking_row(i, destination_city="Den\nv\ner" if i == 1 else "Lyon") for i in range(40)]
+
+    result = check(csv_bytes(rows))
+
+    assert (result.rows_sampled, result.bad_rows) == (42, 3)
+
+
+def test_a_line_that_closes_the_line_before_it_opens_no_record_of_its_own() -> None:
+    # Lines of one quote each: the first two make one record, the others are bad rows alone (the third closes
+    # the second, so it opens nothing, and the fourth has nothing to close). The job joined the second to the
+    # third too and dropped the third from every row; both sides pair lines by this one rule.
+    header, rows = csv_bytes([tracking_row(i) for i in range(10)]).split(b"\n", 1)
+
+    result = check(header + b'\n"\n"\n"\n"\n' + rows)
+
+    assert (result.rows_sampled, result.bad_rows) == (13, 3)
+    assert [reason.split(": ", 1)[0] for reason in result.reasons[1:]] == ["line 2", "line 4", "line 5"]
+    assert "a quoted field holds a line break" in result.reasons[1]
+    assert all("row is not well-formed CSV" in reason for reason in result.reasons[2:])
+
+
+def test_a_cut_sample_leaves_its_last_line_unjudged_when_it_opens_a_field_the_next_line_may_close() -> None:
+    rows = csv_bytes([tracking_row(i, destination_city="Den\nver" if i == 20 else "Lyon") for i in range(22)])
+    cut = rows.index(b"Den\n") + len(b"Den\n")  # the sample ends right after the line that opens the field
+
+    result = check(rows, sample=cut)
+
+    assert result.ok, result.reasons
+    assert (result.rows_sampled, result.bad_rows) == (20, 0)
+
+
+def test_a_multiline_record_the_sample_cuts_may_span_up_to_the_limit_of_lines() -> None:
+    header, first = PRODUCTS.read_bytes().split(b"\n")[:2]
+
+    def cut_inside(lines: int) -> Validation:
+        # The last field of the second record opens and runs over `lines` lines up to the cut.
+        opened = first.rsplit(b",", 1)[0] + b',"' + b"\n".join([b"part"] * lines) + b"\n"
+        body = b"\n".join([header, first, opened]) + b"more\n" * 50
+        return check(body, name=PRODUCTS.name, sample=len(header) + len(first) + len(opened) + 2)
+
+    assert cut_inside(MAX_CUT_RECORD_LINES).ok
+    [reason] = cut_inside(MAX_CUT_RECORD_LINES + 1).reasons
+    assert reason == "the CSV is malformed at line 3: a quoted field opened there is never closed"
+
+
+def test_only_cr_and_lf_break_lines_as_in_the_job_and_a_header_left_open_is_malformed() -> None:
+    # Python's splitlines also breaks at U+2028, NEL, form feed: the job's reader of lines does not.
+    rows = [tracking_row(i, destination_city="Mal\u2028mo\x85\x0c" if i == 1 else "Lyon") for i in range(5)]
+    header, *products = PRODUCTS.read_bytes().split(b"\n")
+    unquoted = [line for line in products if b'"' not in line]  # a multiline file whose one quote opens its header
+
+    result = check(csv_bytes(rows))
+    opened = check(b"\n".join([header.replace(b",description,", b',"description,'), *unquoted]), name=PRODUCTS.name)
+
+    assert result.ok, result.reasons
+    assert (result.rows_sampled, result.bad_rows) == (5, 0)
+    assert opened.reasons == ("the CSV is malformed at line 1: a quoted field opened there is never closed",)

@@ -180,12 +180,14 @@ FILES: tuple[HostileFile, ...] = (
         REJECTED,
         "has 12 fields, expected 13",
     ),
+    # A quote never closed is one bad row, as the job reads it: past the contract's share, the file is rejected.
+    HostileFile("unterminated-quote", NAME, lambda: csv_bytes(_rows()) + b'1Z9,"ORD-1,IN_TRANSIT\n', ARCHIVED),
     HostileFile(
-        "unterminated-quote",
+        "unterminated-quotes",
         NAME,
-        lambda: csv_bytes(_rows()) + b'1Z9,"ORD-1,IN_TRANSIT\n',
+        lambda: csv_bytes(_rows()) + b'1Z9,"ORD-1,IN_TRANSIT\n' * 3,
         REJECTED,
-        "malformed at line 22: a quoted field opened there is never closed",
+        "line 22: row is not well-formed CSV",
     ),
     HostileFile("unknown-dataset", "suppliers_2024_03_05.csv", lambda: csv_bytes(_rows()), REJECTED, "unknown dataset"),
     HostileFile(

@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from filegate.contracts import Column, load_contracts
-from filegate.validation import line_break_reason, validate_matched
+from filegate.validation import line_break_reason, not_well_formed_reason, text_records, validate_matched
 from spark_jobs.columns import RAW_LINE, RULES
 from spark_jobs.row_rules import apply_row_rules
 from spark_jobs.stage import Batch, stage_file
@@ -275,6 +275,8 @@ def test_multiline_records_are_the_records_pythons_csv_reads(spark: SparkSession
         records = [python_rows(record) for record in row["records"]]
         assert [fields for rows in records for fields in rows] == python_rows(row["value"]), row["value"]
         assert all(len(rows) <= 1 for rows in records), row["value"]
+        # The function's sample is split by the same pattern in Python's regex: the same records.
+        assert [record for _, record in text_records(row["value"], ",")] == row["records"], row["value"]
 
 
 def test_a_multiline_file_agrees_with_the_function_on_quotes_inside_fields(spark: SparkSession, tmp_path: Path) -> None:
@@ -343,16 +345,35 @@ def test_a_stray_quote_stays_one_bad_line_and_takes_no_line_after_it(lake: Lake,
     base = "1Z{n},ORD-{n},DELIVERED,2025-03-03T10:00:00Z,UPS,{city},US,Paris,75001,FR,,,"
     stray = base.format(n=1, city='"Memphis')
     rows = [base.format(n=n, city="Lyon") for n in (2, 3)] + [base.format(n=4, city='"Blue, large"')]
+    # A quoted field over three lines: the job joins a line only to the next, so each line is a bad row. Then
+    # lines of one quote each: the first two are one record, and the third, which closes the second, opens
+    # none (the job joined it to the fourth as well, and the fourth was in no row at all).
+    rows += [base.format(n=5, city="Lyon") + '"a\nb\nc"', '"\n"\n"\n"']
     path = tmp_path / "order_tracking_2025_03_03.csv"
     path.write_text("\n".join([",".join(contract.column_names), base.format(n=0, city="Nice"), stray, *rows]) + "\n")
     batch = Batch(contract.name, "b-stray", str(path), datetime.now(UTC))
 
     counts = stage_file(lake.spark, lake.warehouse(), contract, str(path), batch)
+    function = validate_matched((contract, date(2025, 3, 3), []), path.stat().st_size, path.read_bytes(), 10**9)
 
-    assert (counts.staged, counts.rejected) == (4, 1)
+    assert (counts.staged, counts.rejected) == (4, 7)
     assert sorted(row["tracking_num"] for row in lake.staged(contract.name)) == ["1Z0", "1Z2", "1Z3", "1Z4"]
-    [reject] = lake.table("order_tracking_rejects").to_pylist()
-    assert (reject["raw_line"], reject["rules"]) == (stray, ["order_tracking.row.well_formed"])
+    rejects = lake.table("order_tracking_rejects").to_pylist()
+    reasons = {row["raw_line"]: row["reason"] for row in rejects}
+    assert [row["rules"] for row in rejects if row["raw_line"] == stray] == [["order_tracking.row.well_formed"]]
+    quote, pair = '"', '"\n"'
+    assert sorted(row["raw_line"] for row in rejects if row["raw_line"].startswith(quote)) == [quote, quote, pair]
+    # The function's sample counts the same bad rows, for the same reasons (it refused the whole file).
+    lines = path.read_text().splitlines()
+    assert (function.rows_sampled, function.bad_rows) == (11, 7)
+    assert function.reasons[1:] == (
+        *(f"line {n}: {reasons[lines[n - 1]]}" for n in (3, 7, 8, 9)),
+        f"line 10: {reasons[pair]}",
+        f"line 12: {reasons[quote]}",
+        f"line 13: {reasons[quote]}",
+    )
+    assert reasons[stray] == not_well_formed_reason(contract)
+    assert reasons[pair] == line_break_reason(contract)
 
 
 @pytest.mark.parametrize("multiline", [False, True])
