@@ -211,32 +211,41 @@ def _line_records(lines: list[str], truncated: bool, contract: Contract) -> Iter
 
     A line that opens a quoted field the next line closes is one bad row of two lines, as the job joins them
     (`spark_jobs.validation._join_broken_lines`), unless it closes the line before it itself; the last whole
-    line of a cut sample that opens one is not judged, as its next line is not there to say which.
+    line of a cut sample that may open such a pair is not judged, as its next line is not there to say.
     """
     well_formed, opens = _line_patterns(contract.delimiter)
 
     def pairs(first: int) -> bool:
-        """Whether lines[first] opens a quoted field that the next line closes (a pair, as the job finds them)."""
-        if first < 0 or first + 1 >= len(lines) or not (lines[first] and lines[first + 1]):
+        """Whether lines[first], not well-formed, opens a quoted field the next line closes (as the job pairs
+        lines); a blank next line closes nothing, as the quote stays open over the break."""
+        if first + 1 >= len(lines) or not opens.match(lines[first]):
             return False
-        line = lines[first]
-        return bool(opens.match(line)) and bool(well_formed.match(f"{line}\n{lines[first + 1]}"))
+        return bool(well_formed.match(f"{lines[first]}\n{lines[first + 1]}"))
 
     parsed: list[tuple[int, str]] = []
-    index = 0
-    while index < len(lines):
-        line, number = lines[index], index + 2
-        index += 1
-        if not line:
-            continue  # a blank line is no row, in Python's csv module as in the job
-        if '"' not in line or well_formed.match(line):  # a line without a quote is well-formed: most lines
-            parsed.append((number, line))
-        elif pairs(index - 1) and not pairs(index - 2):
-            index += 1
-            yield number, line_break_reason(contract)
-        elif not (truncated and index == len(lines) - 1 and opens.match(line)):
-            # A cut sample ends with a line break, which leaves "" last: its last whole line is not judged.
-            yield number, not_well_formed_reason(contract)
+    closes_previous = False  # whether the line before this one opens a field this one closes
+    taken = False  # whether this line closed the line before it into one record
+    for index, line in enumerate(lines):
+        if taken:
+            taken = False
+            continue
+        if not line or '"' not in line or well_formed.match(line):  # a line without a quote is well-formed
+            if line:
+                parsed.append((index + 2, line))
+            closes_previous = False  # a well-formed or blank line opens nothing
+            continue
+        paired = pairs(index)
+        if paired and not closes_previous:
+            taken = True  # the next line closes this one's field: one record, not a row of its own
+            yield index + 2, line_break_reason(contract)
+            closes_previous = pairs(index + 1)
+            continue
+        # A cut sample ends with a line break, which leaves "" last: its last whole line, when it may open a
+        # pair, is not judged (one that closes the line before it opens none: the job judges it alone).
+        cut_off = truncated and index == len(lines) - 2 and not closes_previous and opens.match(line)
+        closes_previous = paired
+        if not cut_off:
+            yield index + 2, not_well_formed_reason(contract)
     # One parse of every well-formed line, each a whole record: C speed, one row per line.
     rows = csv.reader([line for _, line in parsed], delimiter=contract.delimiter, strict=True)
     for (number, _), row in zip(parsed, rows, strict=True):
@@ -393,6 +402,11 @@ def record_pattern(delimiter: str, end: str = JAVA_END) -> str:
     return f"{field}(?:{sep}{field})*+"
 
 
+def max_counted_fields(contract: Contract) -> int:
+    """Up to how many fields the job counts a row's fields exactly; a longer row is reported as having more."""
+    return 2 * len(contract.columns) + 1
+
+
 def not_well_formed_reason(contract: Contract) -> str:
     """Why a line that `well_formed_pattern` refuses is a bad row, in the function's sample as in the job."""
     return (
@@ -418,6 +432,8 @@ def _check_rows(records: Iterable[_Record], contract: Contract) -> tuple[int, in
     for first_line, row in records:
         if isinstance(row, str):
             problems[first_line] = [row]
+        elif len(row) > max_counted_fields(contract):
+            problems[first_line] = [f"row has more than {max_counted_fields(contract)} fields, expected {width}"]
         elif len(row) != width:
             problems[first_line] = [f"row has {len(row)} fields, expected {width}"]
         else:

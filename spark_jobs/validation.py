@@ -18,6 +18,7 @@ from filegate.patterns import shared_pattern
 from filegate.validation import (
     QUOTED_FIELD,
     line_break_reason,
+    max_counted_fields,
     not_well_formed_reason,
     open_record_pattern,
     record_pattern,
@@ -192,11 +193,6 @@ def _occurrences(text: SparkColumn, delimiter: str) -> SparkColumn:
     """How many times `delimiter` occurs in `text`."""
     removed = F.length(text) - F.length(F.replace(text, F.lit(delimiter), F.lit("")))
     return F.floor(removed / F.lit(len(delimiter)))
-
-
-def max_counted_fields(contract: Contract) -> int:
-    """Up to how many fields a row's count is exact; a longer row is reported as having more."""
-    return 2 * len(contract.columns) + 1
 
 
 def parse_fields(lines: DataFrame, contract: Contract) -> DataFrame:

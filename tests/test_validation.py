@@ -382,6 +382,10 @@ def test_a_cut_sample_leaves_its_last_line_unjudged_when_it_opens_a_field_the_ne
 
     assert result.ok, result.reasons
     assert (result.rows_sampled, result.bad_rows) == (20, 0)
+    # A last line that closes the line before it opens nothing, whatever follows: the job judges it alone.
+    header, good = csv_bytes([tracking_row(i) for i in range(2)]).split(b"\n", 1)
+    closer = check(header + b'\n"\n"\n"\n' + good, sample=len(header) + 7 + 3)
+    assert (closer.rows_sampled, closer.bad_rows) == (2, 2)
 
 
 def test_a_multiline_record_the_sample_cuts_may_span_up_to_the_limit_of_lines() -> None:
@@ -410,3 +414,11 @@ def test_only_cr_and_lf_break_lines_as_in_the_job_and_a_header_left_open_is_malf
     assert result.ok, result.reasons
     assert (result.rows_sampled, result.bad_rows) == (5, 0)
     assert opened.reasons == ("the CSV is malformed at line 1: a quoted field opened there is never closed",)
+
+
+def test_a_row_past_twice_the_columns_is_counted_as_more_as_the_job_says() -> None:
+    data = csv_bytes([tracking_row(i) for i in range(4)]) + b"x," * 30 + b"x\n"
+
+    reasons = check(data).reasons
+
+    assert "line 6: row has more than 27 fields, expected 13" in reasons
