@@ -50,6 +50,7 @@ from filegate.ingest import (
     DUPLICATE,
     IGNORED,
     REJECTED,
+    RUN_PENDING,
     WARNING_STATUSES,
     Gate,
     Outcome,
@@ -61,7 +62,7 @@ from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, never_ran,
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Location, Settings
-from filegate.storage import ObjectInfo
+from filegate.storage import META_SKIPPED, ObjectInfo
 
 log = logging.getLogger("filegate")
 
@@ -510,13 +511,16 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
         "idempotency_token": seal.document["idempotency_token"],
     }
     path = _batch_prefix(gate, batch.pipeline, batch.business_date) + f"_run.r{seal.revision}.json"
+    # The skip travels in the note's metadata, which the batch's listing returns: the sweep reseals such a
+    # day (`sweep_batch`) without reading any note or asking the Jobs API about the days whose runs started.
+    skipped = {META_SKIPPED: f"{run.run_id}:{run.skipped}"} if run.skipped else {}
     # A concurrent event may have recorded the same run first (same token, same run id).
     with contextlib.suppress(DestinationExists):
-        gate.store.put(gate.settings.archive.container, path, json.dumps(note).encode(), "application/json", {})
+        gate.store.put(gate.settings.archive.container, path, json.dumps(note).encode(), "application/json", skipped)
     if run.skipped:
         log.warning(
-            "batch %s: Databricks skipped run %s of revision %s (%s) and never ran it: `%s` seals the same "
-            "members as the next revision, with a run of its own",
+            "batch %s: Databricks skipped run %s of revision %s (%s) and never ran it: the next sweep, or `%s`, "
+            "seals the same members as the next revision, with a run of its own",
             seal.document["batch_id"],
             run.run_id,
             seal.revision,
@@ -1003,6 +1007,11 @@ def sweep_batch(
         # This pass's landing delivery sealed it and its run-now failed, reported there: not asked twice.
         return None
     if batch.seals and batch.revision in batch.runs:
+        # A seal this pass's landing delivery made and saw skipped is resealed by the next pass, not seconds later.
+        just_sealed = sealed is not None and f"{sealed.container}/{sealed.path}" in tried
+        resealed = _sweep_skipped(gate, pipeline, business_date) if _skipped_note(batch) and not just_sealed else None
+        if resealed is not None:
+            return resealed
         if pipeline.late_member != "rerun":
             return None
         batch = assess_batch(gate, pipeline, business_date)
@@ -1022,6 +1031,37 @@ def sweep_batch(
         # the batch's last event sealed and ran it while the sweep read it: a duplicate, said as such.
         verdict = replace(verdict, status=SEALED, reasons=("run-now re-driven with the seal's token",))
     return log_outcome(_outcome(base, batch, verdict))
+
+
+def _sweep_skipped(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome | None:
+    """The next revision of a day whose newest revision's run Databricks skipped as it was started (its run note
+    says so), with the same members, as `filegate batches --reseal` seals it; `run pending` when that run is
+    skipped too (the next sweep tries again). None for a day with members archived since its seal (under
+    `late_member = "rerun"` the sweep seals them, under "hold" the operator's reseal decides), or a blocked one."""
+    batch = assess_batch(gate, pipeline, business_date)
+    latest = latest_seal(gate, batch)
+    if latest is None or batch.blocked or news_since(batch, latest) or not _skipped_note(batch):
+        return None
+    note = _read_json(gate, batch.runs[latest.revision])
+    skipped = TriggeredRun(int(note["job_id"]), int(note["run_id"]), str(note.get("run_page_url", "")))
+    try:
+        verdict = _reseal_skipped(gate, batch, latest, skipped)
+    except _SealLacksFiles:
+        return None  # a delivery or a reseal sealed the next revision meanwhile, with a newer file: its own run
+
+    if verdict.run is not None and verdict.run.skipped:
+        why = f"Databricks skipped run {verdict.run.run_id} ({verdict.run.skipped}) as well: the next sweep reseals it"
+        verdict = replace(verdict, status=RUN_PENDING, reasons=(*verdict.reasons, why))
+    base = Outcome(
+        WAITING, f"sweep-{pipeline.name}-{business_date:%Y%m%d}", _batch_prefix(gate, pipeline, business_date)
+    )
+    return log_outcome(_outcome(base, batch, verdict))
+
+
+def _skipped_note(batch: Batch) -> bool:
+    """Whether the run note of the batch's newest revision says Databricks skipped that run as it was started."""
+    note = batch.runs.get(batch.revision)
+    return note is not None and bool(note.metadata.get(META_SKIPPED))
 
 
 def reseal(gate: Gate, pipeline: Pipeline, business_date: date, *, partial: bool = False) -> Outcome:

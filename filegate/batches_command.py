@@ -222,7 +222,8 @@ def main(argv: list[str]) -> int:
     # As `filegate status` for a run: a scheduler reads the exit code. Only a failed run, which a repair in
     # Databricks turns into a success: an overdue or rejected day is the configured policy's outcome and stays
     # so, and a scheduled listing would fail on it every day after.
-    # A skipped run likewise: nothing loaded the day until a person reseals it.
+    # A skipped run likewise: nothing loaded the day until it is resealed (by the next sweep, when the skip was
+    # noted as the run started; by a person otherwise).
     code = exits.OK
     for state in ("failed", "skipped"):
         ended = [row for row in rows if row.state == state]

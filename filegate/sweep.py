@@ -246,10 +246,9 @@ def sweep_all(
     object and each batch; once it says False, nothing more is started. `landing_go_on`, when given, is
     asked instead in the landing location, whose end does not end the pass.
     """
-    tried = set()
+    tried: set[str] = set()
     for outcome in sweep_landing(gate, older_than, dry_run=dry_run, go_on=landing_go_on or go_on):
-        if outcome.archived_path:
-            tried.add(outcome.archived_path)
+        tried.update(path for path in (outcome.archived_path, outcome.sealed_path) if path)
         yield outcome
     if not dry_run and go_on():
         yield from sweep_pipeline_batches(gate, go_on, frozenset(tried))
@@ -265,7 +264,7 @@ def sweep_pipeline_batches(
     gate: Gate, go_on: Callable[[], bool] = _always, tried: frozenset[str] = frozenset()
 ) -> Iterator[Outcome]:
     """After the landing pass: finish, re-drive or report each pipeline batch; a failure skips only that batch.
-    A seal in `tried` (the landing pass's archived paths) had its run-now asked for in this pass already."""
+    A seal in `tried` (the landing pass's archived and sealed paths) had its run-now asked for in this pass already."""
     for name in sorted(gate.pipelines):
         if not go_on():
             return

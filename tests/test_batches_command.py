@@ -13,7 +13,7 @@ import pytest
 from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, WAITING, reseal
 from filegate.batches_command import describe_batch, format_rows, list_batches, run_state
 from filegate.cli import main
-from filegate.ingest import DUPLICATE, REJECTED
+from filegate.ingest import DUPLICATE, REJECTED, RUN_PENDING
 from filegate.sweep import sweep_pipeline_batches
 from local_world.emulators import free_port
 from local_world.jobs_api.recording import RecordingRunner
@@ -317,7 +317,7 @@ def test_a_batch_run_databricks_skipped_is_listed_as_such_and_resealed_once_as_t
     # The delivery that sealed the day says so at once, with the command, for an alert to match.
     [warned] = [r.getMessage() for r in caplog.records if f"skipped run {skipped}" in r.getMessage()]
     assert f"Databricks skipped run {skipped} of revision 1 (MAXIMUM_CONCURRENT_RUNS_REACHED)" in warned
-    assert f"`filegate batches --reseal {day} --pipeline ecommerce` seals the same members" in warned
+    assert f"the next sweep, or `filegate batches --reseal {day} --pipeline ecommerce`, seals the same" in warned
 
     assert main(["batches", *target]) == 1
     listed = capsys.readouterr()
@@ -341,6 +341,38 @@ def test_a_batch_run_databricks_skipped_is_listed_as_such_and_resealed_once_as_t
     assert (again.status, again.revision, again.run_id) == (DUPLICATE, 2, resealed.run_id)
     assert sorted(run["run_id"] for run in batch_runs(world)) == sorted([skipped, resealed.run_id])
     assert main(["batches", *target]) == 0
+
+
+def test_the_sweep_reseals_a_day_whose_run_databricks_skipped_and_says_so_while_it_is_skipped_again(
+    world: World,
+) -> None:
+    # Only an operator's --reseal loaded such a day: every sweep left it as done.
+    server = world.jobs_api
+    batch_job = server.jobs[BATCH_JOB_ID]
+    server.jobs[BATCH_JOB_ID] = replace(batch_job, settings={**batch_job.settings, "max_concurrent_runs": 0})
+    day = date(2025, 4, 8)
+    deliver_day(world, day)
+    [skipped] = [run["run_id"] for run in batch_runs(world)]
+
+    [busy] = sweep_pipeline_batches(world.gate())  # its replacement is skipped as well
+    server.jobs[BATCH_JOB_ID] = batch_job
+    [resealed] = sweep_pipeline_batches(world.gate())
+    world.jobs_api.wait_idle(timeout=30)
+
+    never = "was skipped by Databricks and never ran"
+    assert (busy.status, busy.revision) == (RUN_PENDING, 2)
+    assert busy.reasons[0] == f"revision 1's run {skipped} {never}: resealed as revision 2 with the same members"
+    assert busy.reasons[1].startswith(f"Databricks skipped run {busy.run_id} (MAXIMUM_CONCURRENT_RUNS_REACHED)")
+    assert (resealed.status, resealed.revision) == (SEALED, 3)
+    assert resealed.reasons == (
+        f"revision 2's run {busy.run_id} {never}: resealed as revision 3 with the same members",
+    )
+    first, *_, third = (read_seal(world, path) for path in seals(world, day))
+    assert (third["members"], third["batch_id"]) == (first["members"], first["batch_id"])
+    runs = {run["run_id"]: run for run in batch_runs(world)}
+    assert sorted(runs) == sorted([skipped, busy.run_id, resealed.run_id])
+    assert runs[resealed.run_id]["state"]["result_state"] == "SUCCESS"
+    assert list(sweep_pipeline_batches(world.gate())) == []  # done: the newest revision's run started
 
 
 def test_the_listing_says_when_the_jobs_api_could_not_give_run_states(
