@@ -62,7 +62,7 @@ from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, never_ran,
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Location, Settings
-from filegate.storage import META_SKIPPED, ObjectInfo
+from filegate.storage import ObjectInfo, noted_skip, skip_note
 
 log = logging.getLogger("filegate")
 
@@ -513,7 +513,7 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
     path = _batch_prefix(gate, batch.pipeline, batch.business_date) + f"_run.r{seal.revision}.json"
     # The skip travels in the note's metadata, which the batch's listing returns: the sweep reseals such a
     # day (`sweep_batch`) without reading any note or asking the Jobs API about the days whose runs started.
-    skipped = {META_SKIPPED: f"{run.run_id}:{run.skipped}"} if run.skipped else {}
+    skipped = skip_note(run.run_id, run.skipped) if run.skipped else {}
     # A concurrent event may have recorded the same run first (same token, same run id).
     with contextlib.suppress(DestinationExists):
         gate.store.put(gate.settings.archive.container, path, json.dumps(note).encode(), "application/json", skipped)
@@ -1009,7 +1009,8 @@ def sweep_batch(
     if batch.seals and batch.revision in batch.runs:
         # A seal this pass's landing delivery made and saw skipped is resealed by the next pass, not seconds later.
         just_sealed = sealed is not None and f"{sealed.container}/{sealed.path}" in tried
-        resealed = _sweep_skipped(gate, pipeline, business_date) if _skipped_note(batch) and not just_sealed else None
+        skipped = _skipped_note(batch) is not None and not just_sealed
+        resealed = _sweep_skipped(gate, pipeline, business_date) if skipped else None
         if resealed is not None:
             return resealed
         if pipeline.late_member != "rerun":
@@ -1039,16 +1040,13 @@ def _sweep_skipped(gate: Gate, pipeline: Pipeline, business_date: date) -> Outco
     skipped too (the next sweep tries again). None for a day with members archived since its seal (under
     `late_member = "rerun"` the sweep seals them, under "hold" the operator's reseal decides), or a blocked one."""
     batch = assess_batch(gate, pipeline, business_date)
-    latest = latest_seal(gate, batch)
-    if latest is None or batch.blocked or news_since(batch, latest) or not _skipped_note(batch):
+    latest, skipped = latest_seal(gate, batch), _skipped_note(batch)
+    if latest is None or skipped is None or batch.blocked or news_since(batch, latest):
         return None
-    note = _read_json(gate, batch.runs[latest.revision])
-    skipped = TriggeredRun(int(note["job_id"]), int(note["run_id"]), str(note.get("run_page_url", "")))
     try:
         verdict = _reseal_skipped(gate, batch, latest, skipped)
     except _SealLacksFiles:
         return None  # a delivery or a reseal sealed the next revision meanwhile, with a newer file: its own run
-
     if verdict.run is not None and verdict.run.skipped:
         why = f"Databricks skipped run {verdict.run.run_id} ({verdict.run.skipped}) as well: the next sweep reseals it"
         verdict = replace(verdict, status=RUN_PENDING, reasons=(*verdict.reasons, why))
@@ -1058,10 +1056,10 @@ def _sweep_skipped(gate: Gate, pipeline: Pipeline, business_date: date) -> Outco
     return log_outcome(_outcome(base, batch, verdict))
 
 
-def _skipped_note(batch: Batch) -> bool:
-    """Whether the run note of the batch's newest revision says Databricks skipped that run as it was started."""
+def _skipped_note(batch: Batch) -> int | None:
+    """The run of the batch's newest revision when its run note says Databricks skipped it as it was started."""
     note = batch.runs.get(batch.revision)
-    return note is not None and bool(note.metadata.get(META_SKIPPED))
+    return noted_skip(note.metadata) if note is not None else None
 
 
 def reseal(gate: Gate, pipeline: Pipeline, business_date: date, *, partial: bool = False) -> Outcome:
@@ -1092,7 +1090,7 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
             # Skipped by Databricks, it never ran: no repair applies, and the seal's token only finds it again.
             found = batch_run(gate, run.run_id)
             if found is not None and never_ran(found):
-                return _reseal_skipped(gate, batch, latest, run)
+                return _reseal_skipped(gate, batch, latest, run.run_id)
             reason = f"revision {latest.revision} already holds every archived member; nothing new was sealed"
             if called:
                 reason += " (its run-now was re-driven with the seal's token)"
@@ -1129,7 +1127,7 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
     return Verdict(SEALED, (f"sealed revision 1 by an operator ({what})",), seal, run)
 
 
-def _reseal_skipped(gate: Gate, batch: Batch, latest: Seal, skipped: TriggeredRun) -> Verdict:
+def _reseal_skipped(gate: Gate, batch: Batch, latest: Seal, skipped: int) -> Verdict:
     """The next revision of a batch whose newest revision's run Databricks skipped: the same members, run anew."""
     seal = _seal(gate, batch, latest.revision + 1, partial=bool(batch.missing))
     run, called = _ensure_run(gate, batch, seal)
@@ -1137,7 +1135,7 @@ def _reseal_skipped(gate: Gate, batch: Batch, latest: Seal, skipped: TriggeredRu
         reason = f"another reseal sealed revision {seal.revision} first"
         return Verdict(DUPLICATE, (reason,), seal, run, redriven=called)
     reason = (
-        f"revision {latest.revision}'s run {skipped.run_id} was skipped by Databricks and never ran: "
+        f"revision {latest.revision}'s run {skipped} was skipped by Databricks and never ran: "
         f"resealed as revision {seal.revision} with the same members"
     )
     return Verdict(SEALED, (reason,), seal, run)

@@ -54,6 +54,7 @@ from filegate.storage import (
     META_TOKEN_RUN,
     ObjectInfo,
     Store,
+    skip_note,
 )
 from filegate.validation import Validation, match_dataset, validate_matched
 
@@ -465,10 +466,9 @@ def _run(
         reason = f"its run {run.run_id} was skipped; run {recorded} replaced it"
         return replace(found, run_id=int(recorded), run_page_url=None, reasons=(reason,))
     noted = {META_TOKEN_RUN: token_run or str(replaces)} if replaces is not None else {}
-    skipped = f"{run.run_id}:{run.skipped}" if run.skipped else None
-    if skipped is not None:
-        noted[META_SKIPPED] = skipped
-    unnoted = skipped is not None and placed.info.metadata.get(META_SKIPPED) != skipped
+    skipped = skip_note(run.run_id, run.skipped) if run.skipped else {}
+    noted.update(skipped)
+    unnoted = bool(skipped) and placed.info.metadata.get(META_SKIPPED) != skipped[META_SKIPPED]
     written = (recorded != str(run.run_id) or unnoted) and _record_run(gate.store, placed, run.run_id, noted)
     reasons: tuple[str, ...] = ()
     if replaces is not None:

@@ -47,6 +47,19 @@ META_TOKEN_RUN = "filegate_token_run"  # noqa: S105 - a metadata name, not a sec
 # `<run id>:<why>` when Databricks skipped the recorded run as it was started (`jobs.never_ran`): the sweep
 # replaces it. It applies while META_RUN_ID names that run, so recording the replacement retires it.
 META_SKIPPED = "filegate_skipped"
+
+
+def skip_note(run_id: int, why: str) -> dict[str, str]:
+    """The metadata that notes Databricks skipped run `run_id` as it was started, and why (`jobs.never_ran`)."""
+    return {META_SKIPPED: f"{run_id}:{why}"}
+
+
+def noted_skip(metadata: Mapping[str, str]) -> int | None:
+    """The run an object's META_SKIPPED note names, or None without one."""
+    run_id = metadata.get(META_SKIPPED, "").partition(":")[0]
+    return int(run_id) if run_id.isascii() and run_id.isdigit() else None
+
+
 # Azure's copy status of a blob a server-side copy made. Until `success` the blob may hold only part of
 # the source (a failed or aborted copy leaves it, often empty, with the metadata the copy set).
 COPY_PENDING = "pending"

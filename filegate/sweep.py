@@ -19,7 +19,7 @@ from filegate.errors import FilegateError, RunNotStarted, StorageError, Transien
 from filegate.events import Upload
 from filegate.exits import needs_fix
 from filegate.ingest import RUN_PENDING, Gate, Outcome, handle_upload, left_in_landing, redrive_archived
-from filegate.storage import META_RUN_ID, META_SKIPPED, META_SOURCE, ObjectInfo, Store
+from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store, noted_skip
 
 log = logging.getLogger("filegate.sweep")
 
@@ -197,9 +197,9 @@ def _runless(gate: Gate, info: ObjectInfo) -> bool:
 def _skipped_run(gate: Gate, info: ObjectInfo) -> int | None:
     """The recorded run of a copy Filegate placed, when Databricks skipped it as it was started (META_SKIPPED):
     read from the copy alone, so a pass asks the Jobs API nothing about the files whose runs did start."""
-    run_id, skipped = info.metadata.get(META_RUN_ID, ""), info.metadata.get(META_SKIPPED, "")
-    if run_id.isdigit() and skipped.partition(":")[0] == run_id and _runs_on_its_own(gate, info):
-        return int(run_id)
+    skipped = noted_skip(info.metadata)
+    if skipped is not None and info.metadata.get(META_RUN_ID) == str(skipped) and _runs_on_its_own(gate, info):
+        return skipped
     return None
 
 

@@ -195,15 +195,18 @@ def _check_lines(text: str, truncated: bool, contract: Contract) -> tuple[int, i
     against `max_bad_row_ratio`; so the verdict on such a row does not depend on whether it lies in the sample.
     Returns (rows sampled, bad rows, reasons), or the reasons the file is refused for its header."""
     lines = _split_lines(text)
+    return _header_reasons(lines[0], contract) or _check_rows(_line_records(lines[1:], truncated, contract), contract)
+
+
+def _header_reasons(record: str, contract: Contract) -> list[str]:
+    """Why the first record (the first line, or a multiline file's first record) is not the contract's header."""
     try:
-        header = next(csv.reader(lines[:1], delimiter=contract.delimiter, strict=True), None)
+        header = next(csv.reader([record], delimiter=contract.delimiter, strict=True), None)
     except csv.Error as exc:
         if _UNCLOSED_QUOTE in str(exc):
             return ["the CSV is malformed at line 1: a quoted field opened there is never closed"]
         return [f"the CSV is malformed at line 1: {exc}"]
-    if not header:
-        return ["the file has no header line"]
-    return _check_header(header, contract) or _check_rows(_line_records(lines[1:], truncated, contract), contract)
+    return _check_header(header, contract) if header else ["the file has no header line"]
 
 
 def _line_records(lines: list[str], truncated: bool, contract: Contract) -> Iterator[_Record]:
@@ -213,7 +216,7 @@ def _line_records(lines: list[str], truncated: bool, contract: Contract) -> Iter
     (`spark_jobs.validation._join_broken_lines`), unless it closes the line before it itself; the last whole
     line of a cut sample that may open such a pair is not judged, as its next line is not there to say.
     """
-    well_formed, opens = _line_patterns(contract.delimiter)
+    well_formed, opens, _ = _patterns(contract.delimiter)
 
     def pairs(first: int) -> bool:
         """Whether lines[first], not well-formed, opens a quoted field the next line closes (as the job pairs
@@ -246,17 +249,23 @@ def _line_records(lines: list[str], truncated: bool, contract: Contract) -> Iter
         closes_previous = paired
         if not cut_off:
             yield index + 2, not_well_formed_reason(contract)
-    # One parse of every well-formed line, each a whole record: C speed, one row per line.
-    rows = csv.reader([line for _, line in parsed], delimiter=contract.delimiter, strict=True)
-    for (number, _), row in zip(parsed, rows, strict=True):
+    yield from _parsed(parsed, contract.delimiter)
+
+
+def _parsed(records: list[tuple[int, str]], delimiter: str) -> Iterator[_Record]:
+    """Well-formed records (each with its line) as rows: one parse of them all, at C speed, one row each."""
+    rows = csv.reader([record for _, record in records], delimiter=delimiter, strict=True)
+    for (number, _), row in zip(records, rows, strict=True):
         yield number, row
 
 
 @functools.lru_cache(maxsize=8)
-def _line_patterns(delimiter: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """A well-formed line, and a line that opens a quoted field it does not close, in Python's syntax."""
+def _patterns(delimiter: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """In Python's syntax: a well-formed record, one still inside a quoted field at its end, and the job's split
+    of a `multiline_records` text into records (`spark_jobs.validation.split_records`)."""
+    splitter = f"({record_pattern(delimiter, PYTHON_END)})(?:\r\n|\n|\r|\\Z)"
     well_formed, opens = well_formed_pattern(delimiter, PYTHON_END), open_record_pattern(delimiter, PYTHON_END)
-    return re.compile(well_formed), re.compile(opens)
+    return re.compile(well_formed), re.compile(opens), re.compile(splitter)
 
 
 def _check_records(text: str, truncated: bool, contract: Contract) -> tuple[int, int, list[str]] | list[str]:
@@ -266,7 +275,7 @@ def _check_records(text: str, truncated: bool, contract: Contract) -> tuple[int,
     that one rejected record. The last record of a cut sample that is still inside a quoted field at the cut
     is not judged, unless it began more than MAX_CUT_RECORD_LINES before (then its quote is never closed).
     Returns (rows sampled, bad rows, reasons), or the reasons the file is refused."""
-    _, well_formed, opens = _record_patterns(contract.delimiter)
+    well_formed, opens, _ = _patterns(contract.delimiter)
     records = text_records(text, contract.delimiter)
     # The first record is the header, as in the job, even an empty one; blank records are no rows.
     header_text, data = records[0][1], [record for record in records[1:] if record[1]]
@@ -275,13 +284,7 @@ def _check_records(text: str, truncated: bool, contract: Contract) -> tuple[int,
         if not data or not truncated or len(_LINE_BREAK.findall(last)) > MAX_CUT_RECORD_LINES:
             return [f"the CSV is malformed at line {start}: a quoted field opened there is never closed"]
         data.pop()  # cut by the sample inside a quoted field that holds line breaks: not judged
-    try:
-        header = next(csv.reader([header_text], delimiter=contract.delimiter, strict=True), None)
-    except csv.Error as exc:
-        return [f"the CSV is malformed at line 1: {exc}"]
-    if not header:
-        return ["the file has no header line"]
-    return _check_header(header, contract) or _check_rows(_judged(data, well_formed, contract), contract)
+    return _header_reasons(header_text, contract) or _check_rows(_judged(data, well_formed, contract), contract)
 
 
 def text_records(text: str, delimiter: str) -> list[tuple[int, str]]:
@@ -289,7 +292,7 @@ def text_records(text: str, delimiter: str) -> list[tuple[int, str]]:
     text (`spark_jobs.validation.split_records`: Java's regex there, Python's here, the same pattern)."""
     records = []
     number = 1
-    for match in _record_patterns(delimiter)[0].finditer(text):
+    for match in _patterns(delimiter)[2].finditer(text):
         records.append((number, match.group(1)))
         number += len(_LINE_BREAK.findall(match.group(0)))
     return records
@@ -304,18 +307,7 @@ def _judged(records: list[tuple[int, str]], well_formed: re.Pattern[str], contra
             parsed.append((number, record))
         else:
             yield number, not_well_formed_reason(contract)
-    rows = csv.reader([record for _, record in parsed], delimiter=contract.delimiter, strict=True)
-    for (number, _), row in zip(parsed, rows, strict=True):
-        yield number, row
-
-
-@functools.lru_cache(maxsize=8)
-def _record_patterns(delimiter: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """The job's split of a `multiline_records` text into records (`spark_jobs.validation.split_records`), a
-    well-formed record, and one still inside a quoted field at its end, in Python's syntax."""
-    splitter = f"({record_pattern(delimiter, PYTHON_END)})(?:\r\n|\n|\r|\\Z)"
-    well_formed, opens = well_formed_pattern(delimiter, PYTHON_END), open_record_pattern(delimiter, PYTHON_END)
-    return re.compile(splitter), re.compile(well_formed), re.compile(opens)
+    yield from _parsed(parsed, contract.delimiter)
 
 
 def _check_header(header: list[str], contract: Contract) -> list[str]:
