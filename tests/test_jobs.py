@@ -278,7 +278,7 @@ def test_a_host_that_is_another_service_is_a_setting_to_fix(
             """Quiet: http.server would print every request to stderr."""
 
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotDatabricks) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}"
         try:
             with pytest.raises(SettingsError, match="does not serve the Jobs API"):

@@ -96,7 +96,10 @@ class LocalJobsServer:
         except BaseException:
             self.store.close()
             raise
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="local-jobs-http", daemon=True)
+        # A short poll: `stop` waits for the loop to see the shutdown, up to one interval (0.5 s by default).
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="local-jobs-http", daemon=True
+        )
         bound_port = self._httpd.server_address[1]
         self.url = f"http://{host if host not in ('0.0.0.0', '') else '127.0.0.1'}:{bound_port}"
 

@@ -368,7 +368,10 @@ def run_fault_proxy(upstream_port: int, *, gcs_preconditions: bool = False) -> I
     server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(proxy))
     server.daemon_threads = True
     proxy.port = int(server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, name="fault-proxy", daemon=True)
+    # A short poll: shutdown waits for the loop to see it, up to one interval (0.5 s by default), every test.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fault-proxy", daemon=True
+    )
     thread.start()
     try:
         yield proxy

@@ -458,7 +458,7 @@ def functions_host(
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     host.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
@@ -706,7 +706,7 @@ def test_a_4xx_ends_an_event_grid_delivery_at_once_but_eventarc_retries_it() -> 
 
     event = Event("e1", "t", "landing", DAY, "1", {"id": "e1", "specversion": "1.0", "type": "t", "data": {}})
     with ThreadingHTTPServer(("127.0.0.1", 0), Refusing) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/"
         try:
             with pytest.raises(DeliveryFailed) as event_grid:
