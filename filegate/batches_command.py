@@ -33,6 +33,9 @@ from filegate.stores import add_target_option
 # Jobs API life-cycle states (the legacy `state.life_cycle_state`) of a run that has not ended yet: a run
 # waiting to retry a failed task is WAITING_FOR_RETRY there (WAITING in `status.state`).
 _ACTIVE = ACTIVE_STATES | {"WAITING_FOR_RETRY"}
+# Sealed, but no run note: run-now was not answered (the Jobs API down, the job missing, the identity refused).
+# Nothing loads the day until the sweep asks again with the seal's token, which names why when it fails.
+NO_RUN = "no run"
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,8 @@ class BatchRow:
 
 
 def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None = None) -> BatchRow:
-    """A batch's state: waiting, blocked, overdue, rejected (its trigger), or sealed (`run_state` tells
-    running, succeeded or failed). `rejected`: the pipeline's `rejected_triggers`, read here when not given."""
+    """A batch's state: waiting, blocked, overdue, rejected (its trigger), sealed (`run_state` tells running,
+    succeeded or failed), or `NO_RUN`. `rejected`: the pipeline's `rejected_triggers`, read here when not given."""
     revision = batch.revision or None
     run_id, url, partial = None, None, False
     held: tuple[str, ...] = ()
@@ -78,10 +81,11 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
     if seal is not None:
         partial = bool(seal.document.get("partial"))
         held = news_since(batch, seal)
+        state = NO_RUN
         if seal.revision in batch.runs:
             note = json.loads(_read(gate, batch.runs[seal.revision]))
             run_id, url = int(note["run_id"]), str(note.get("run_page_url") or "")
-        state = "sealed"
+            state = "sealed"
     elif report:
         # The overdue sweep rejected it (on_incomplete = reject), or it was rejected on arrival: the members
         # wait archived for a corrected trigger, whose event decides again.
@@ -211,27 +215,39 @@ def main(argv: list[str]) -> int:
             print(json.dumps(row.to_dict()))
     else:
         print(format_rows(rows))
-    if unanswered is not None:
-        # The archive's part is listed; the runs' states are not: say so, and exit by why.
-        return exits.report_failure(
-            "filegate batches",
-            unanswered,
-            config_note=" (sealed batches are listed without their run's state; --offline does not ask)",
-            try_again="sealed batches are listed without their run's state, try again (--offline does not ask)",
-        )
     # As `filegate status` for a run: a scheduler reads the exit code. Only a failed run, which a repair in
     # Databricks turns into a success: an overdue or rejected day is the configured policy's outcome and stays
     # so, and a scheduled listing would fail on it every day after.
     # A skipped run likewise: nothing loaded the day until it is resealed (by the next sweep, when the skip was
-    # noted as the run started; by a person otherwise).
-    code = exits.OK
+    # noted as the run started; by a person otherwise). A seal without a run may still get one from the sweep
+    # (75); whatever else happened, the most urgent code wins, so an outage later in the listing does not hide
+    # a failed run listed before it.
+    codes = {exits.OK}
     for state in ("failed", "skipped"):
         ended = [row for row in rows if row.state == state]
         if ended:
             named = ", ".join(f"{row.pipeline} {row.business_date} (run {row.run_id})" for row in ended)
             print(f"filegate batches: {len(ended)} batch run(s) {state}: {named}", file=sys.stderr)
-            code = exits.FAILED
-    return code
+            codes.add(exits.FAILED)
+    runless = [f"{row.pipeline} {row.business_date} (revision {row.revision})" for row in rows if row.state == NO_RUN]
+    if runless:
+        print(
+            f"filegate batches: {len(runless)} sealed batch(es) without a run: {', '.join(runless)}; the sweep asks "
+            "run-now again with each seal's token (`filegate sweep` now, which says why a run does not start)",
+            file=sys.stderr,
+        )
+        codes.add(exits.TRY_AGAIN)
+    if unanswered is not None:
+        # The archive's part is listed; the runs' states are not: say so, and exit by why.
+        codes.add(
+            exits.report_failure(
+                "filegate batches",
+                unanswered,
+                config_note=" (sealed batches are listed without their run's state; --offline does not ask)",
+                try_again="sealed batches are listed without their run's state, try again (--offline does not ask)",
+            )
+        )
+    return exits.most_urgent(codes)
 
 
 def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: bool) -> int:

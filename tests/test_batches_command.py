@@ -16,6 +16,7 @@ from filegate.cli import main
 from filegate.ingest import DUPLICATE, REJECTED, RUN_PENDING
 from filegate.sweep import sweep_pipeline_batches
 from local_world.emulators import free_port
+from local_world.jobs_api import Fault
 from local_world.jobs_api.recording import RecordingRunner
 from tests.faults.world import World
 from tests.test_batches import (
@@ -31,6 +32,7 @@ from tests.test_batches import (
     member_name,
     read_seal,
     seal_unsized,
+    sealed_without_a_batch_job,
     seals,
     trigger_name,
     unsized_pieces,
@@ -299,6 +301,52 @@ def test_a_failed_batch_run_or_a_mistyped_pipeline_is_not_an_all_clear(
     assert "1 batch run(s) failed: ecommerce 2025-04-06 (run " in found.err
     assert main(["batches", "--pipeline", "ecomerce", *target]) == 2
     assert "no pipeline 'ecomerce' (pipelines: ecommerce)" in capsys.readouterr().err
+
+
+def test_a_failed_run_is_not_hidden_by_an_outage_later_in_the_listing(
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The listing exited 75 ("try again") once runs/get failed for a later day, and stderr named only the
+    # outage: a scheduler retrying on 75 never raised the failed day. The most urgent code wins (1).
+    assert isinstance(world.jobs_api.runner, RecordingRunner)
+    world.jobs_api.runner.failures = {"stage_members": "exit code 1: a member could not be read"}
+    deliver_day(world, date(2025, 4, 6))
+    world.jobs_api.wait_idle(timeout=30)
+    world.jobs_api.runner.failures = {}
+    deliver_day(world, date(2025, 4, 9))
+    world.jobs_api.wait_idle(timeout=30)
+    # runs/get answers for the first day listed, then fails for the rest of the listing.
+    world.jobs_api.inject(Fault(endpoint="runs/get", status=None))
+    world.jobs_api.inject(Fault(endpoint="runs/get", status=500), times=100)
+
+    assert main(["batches", *target]) == 1
+
+    found = capsys.readouterr()
+    assert "1 batch run(s) failed: ecommerce 2025-04-06 (run " in found.err
+    assert "listed without their run's state, try again" in found.err
+    world.jobs_api.clear_faults()
+
+
+def test_a_seal_whose_run_never_started_is_listed_without_a_run_and_is_not_an_all_clear(
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was listed `sealed` with run `-` and exit 0: a day that nothing loads looked like one whose run
+    # state was merely not asked.
+    day = date(2025, 4, 10)
+    sealed_without_a_batch_job(world, day)
+
+    assert main(["batches", *target, "--json"]) == 75
+
+    found = capsys.readouterr()
+    row = json.loads(found.out)
+    assert (row["state"], row["revision"], row["run_id"]) == ("no run", 1, None)
+    assert "1 sealed batch(es) without a run: ecommerce 2025-04-10 (revision 1); the sweep asks run-now" in found.err
+    # The sweep starts its run, after which the day is listed with it.
+    [done] = sweep_pipeline_batches(world.gate())
+    assert done.status == SEALED
+    world.jobs_api.wait_idle(timeout=30)
+    assert main(["batches", *target, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == done.run_id
 
 
 def test_a_batch_run_databricks_skipped_is_listed_as_such_and_resealed_once_as_the_next_revision(
