@@ -81,7 +81,7 @@ def run_state(run: BaseRun | Run | RunTask) -> str:
     return state or "UNKNOWN"
 
 
-def never_ran(run: BaseRun | Run) -> str | None:
+def never_ran(run: BaseRun | Run | RunTask) -> str | None:
     """Why Databricks never ran the job run (one of NEVER_RAN_STATES), or None when it did or may still.
 
     Each field is asked in turn: the legacy result has no value for a full queue or the workspace's run

@@ -66,8 +66,20 @@ def run_message(run: BaseRun | Run | RunTask) -> str:
     return ""
 
 
+def _queued(run: BaseRun | Run | RunTask) -> bool:
+    """Whether the run is still in the job's queue: it has a start time (when it was triggered) but has not run."""
+    life = run.state.life_cycle_state if run.state is not None else None
+    state = run.status.state if run.status is not None else None
+    return "QUEUED" in (getattr(life, "value", None), getattr(state, "value", None))
+
+
 def duration_seconds(run: BaseRun | Run | RunTask, now_ms: int | None = None) -> float | None:
-    """How long it ran (time in the job's queue not counted), or has been running; None before it started."""
+    """How long it ran (time in the job's queue not counted), or has been running; None before it started.
+
+    A run's start time is when it was triggered: a run still queued, or skipped, has one but has not run.
+    """
+    if _queued(run) or never_ran(run):
+        return None
     queued = (run.queue_duration or 0) / 1000
     if run.run_duration:
         return max(run.run_duration / 1000 - queued, 0.0)
@@ -77,9 +89,15 @@ def duration_seconds(run: BaseRun | Run | RunTask, now_ms: int | None = None) ->
     return max((end - run.start_time) / 1000 - queued, 0.0)
 
 
-def queue_seconds(run: BaseRun | Run) -> float | None:
-    """How long the run waited in the job's queue while its max_concurrent_runs runs went on; None when unknown."""
-    return run.queue_duration / 1000 if run.queue_duration is not None else None
+def queue_seconds(run: BaseRun | Run, now_ms: int | None = None) -> float | None:
+    """How long the run waited in the job's queue while its max_concurrent_runs runs went on (so far, for a run
+    still queued that the API gives no queue time); None when unknown."""
+    if run.queue_duration is not None:
+        return run.queue_duration / 1000
+    if run.start_time and _queued(run):
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        return max((now - run.start_time) / 1000, 0.0)
+    return None
 
 
 def format_duration(seconds: float | None) -> str:
@@ -162,7 +180,7 @@ def render_run(client: WorkspaceClient, run: Run) -> str:
     """One run: what it loaded, how it ended, its tasks and, when it failed, why."""
     lines = [f"Run {run.run_id} of job {run.run_name or '?'} (id {run.job_id}): {run_state(run)}"]
     facts = [
-        ("started", f"{format_time(run.start_time)} UTC" if run.start_time else "not yet"),
+        ("started", _started(run)),
         ("queued", format_duration(queue_seconds(run))),
         ("duration", format_duration(duration_seconds(run))),
         ("dataset", parameter(run, "dataset")),
@@ -195,6 +213,16 @@ def render_run(client: WorkspaceClient, run: Run) -> str:
         if message:
             lines.append(f"Message: {message}")
     return "\n".join(lines)
+
+
+def _started(run: Run) -> str:
+    if not run.start_time:
+        return "not yet"
+    if _queued(run):
+        return f"not yet (queued since {format_time(run.start_time)} UTC)"
+    if never_ran(run):
+        return f"never (triggered {format_time(run.start_time)} UTC, skipped by Databricks)"
+    return f"{format_time(run.start_time)} UTC"
 
 
 def last_attempts(tasks: list[RunTask]) -> list[RunTask]:

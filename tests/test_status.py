@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +16,13 @@ from filegate import status
 from local_world.demo._report import run_problems
 from local_world.emulators import free_port
 from local_world.jobs_api import Fault, LocalJobsServer, TaskFailed, TaskInvocation
-from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE, local_jobs_api, workspace_client
+from local_world.jobs_api.recording import (
+    BATCH_BUNDLE,
+    FIXTURE_BUNDLE,
+    RecordingRunner,
+    local_jobs_api,
+    workspace_client,
+)
 
 SOURCE = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
 BROKEN = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/06/order_tracking_2024_03_06.csv"
@@ -278,6 +286,50 @@ def test_batch_job_runs_name_their_pipeline_and_manifest(
         "abfss://archive@devstoreaccount1/_batches/ecommerce/2025/01/15/manifest.json",
     ]
     assert re.search(r"^  pipeline +ecommerce$", one, re.MULTILINE), one
+
+
+def test_a_queued_run_shows_its_wait_and_a_skipped_one_no_duration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A queued run's wait showed as its DURATION and its detail said "started" at its trigger time; a skipped
+    # run, which never ran, showed "duration 0.0 s".
+    with local_jobs_api(tmp_path / "jobs", runner=RecordingRunner(seconds=60)) as api:
+        point_status_at(api, monkeypatch)
+        client = workspace_client(api)
+        ingest = api.jobs[1]
+        api.jobs[1] = replace(ingest, settings={**ingest.settings, "max_concurrent_runs": 1})
+        started = [
+            client.jobs.run_now(job_id=1, job_parameters=parameters(day), idempotency_token=f"queued-{day}").run_id
+            for day in (5, 6)
+        ]
+        time.sleep(1.2)  # the queued run's wait shows in whole tenths of a second
+
+        assert status.main([]) == 0
+        lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+        assert lines[str(started[1])].split()[1] == "QUEUED"
+        assert re.search(r"QUEUED +\S+ \S+ +\d+\.\d s +order_tracking ", lines[str(started[1])])
+        assert status.main([str(started[1])]) == 0
+        one = capsys.readouterr().out
+        assert re.search(r"^  started +not yet \(queued since \S+ \S+ UTC\)$", one, re.MULTILINE), one
+        assert re.search(r"^  queued +\d+\.\d s$", one, re.MULTILINE), one
+        assert "duration" not in one
+        for run_id in started:
+            client.jobs.cancel_run(run_id)
+        api.wait_idle(timeout=30)
+
+        api.jobs[1] = replace(ingest, settings={**ingest.settings, "max_concurrent_runs": 0})
+        skipped = client.jobs.run_now(job_id=1, job_parameters=parameters(7), idempotency_token="skipped").run_id
+        api.wait_idle(timeout=30)
+
+        assert status.main([str(skipped)]) == 1
+        one = capsys.readouterr().out
+        assert re.search(r"^  started +never \(triggered \S+ \S+ UTC, skipped by Databricks\)$", one, re.MULTILINE)
+        assert "duration" not in one
+
+
+def parameters(day: int) -> dict[str, str]:
+    source = SOURCE.replace("/05/order_tracking_2024_03_05", f"/{day:02d}/order_tracking_2024_03_{day:02d}")
+    return {"source_path": source, "dataset": "order_tracking", "batch_id": f"order_tracking-202403{day:02d}"}
 
 
 def test_short_source_and_durations() -> None:
