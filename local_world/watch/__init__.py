@@ -140,7 +140,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--state-dir", type=Path, default=Path(".filegate/watch"), help="delivered versions, dead letters"
     )
-    parser.add_argument("--skip-existing", action="store_true", help="on first start, treat existing objects as old")
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="on the first start (no state of this storage in --state-dir yet), treat existing objects as old",
+    )
     parser.add_argument(
         "--include-filegate-locations",
         action="store_true",

@@ -73,6 +73,8 @@ class _State:
     source: str
     delivered: dict[str, str] = field(default_factory=dict)
     sequence: int = 0
+    # Whether this source's state was read from the state file: the watcher has listed it before.
+    found: bool = False
 
 
 class Watcher:
@@ -102,7 +104,11 @@ class Watcher:
         self.dropped: list[Event] = []
         self.delivered = 0
         self._state = self._load_state()
-        self._skip_existing = skip_existing and not self._state.delivered
+        # A first start is one without this source's state, not one with an empty map: the map empties
+        # whenever the function moves every file out of landing, and files that land while the watcher
+        # is down must still be delivered on its next start.
+        self._skip_existing = skip_existing and not self._state.found
+        self._listed_once = False
 
     @property
     def state_file(self) -> Path:
@@ -129,6 +135,7 @@ class Watcher:
                 # A new subscription only hears about writes after it exists: what is there now is history.
                 self._state.delivered.update({key: obj.version for key, obj in seen.items()})
                 self._skip_existing = False
+                self._listed_once = True
                 self._save_state()
                 return 0
             # Oldest write first, so that a late file uploaded after a newer one is delivered after it.
@@ -148,8 +155,10 @@ class Watcher:
             forgotten = [key for key in self._state.delivered if key not in seen]
             for key in forgotten:
                 del self._state.delivered[key]
-            if forgotten or queued:
+            if forgotten or queued or not self._listed_once:
+                # Saved after the first listing even when nothing changed: the file says this source was watched.
                 self._save_state()
+            self._listed_once = True
         return queued
 
     def deliver_due(self) -> int:
@@ -264,7 +273,7 @@ class Watcher:
         if data.get("format") != _STATE_FORMAT or data.get("source") != source:
             # Another emulator instance (another port, another account): its names mean nothing here.
             return _State(source)
-        return _State(source, dict(data.get("delivered", {})), int(data.get("sequence", 0)))
+        return _State(source, dict(data.get("delivered", {})), int(data.get("sequence", 0)), found=True)
 
     def _save_state(self) -> None:
         data = {

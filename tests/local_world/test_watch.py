@@ -194,6 +194,33 @@ def test_skip_existing_treats_what_is_there_as_history(
     assert [event.path for event in recorder.events] == [azure_settings.landing.path("order_tracking_2024_03_06.csv")]
 
 
+def test_skip_existing_on_a_restart_delivers_what_landed_while_the_watcher_was_down(
+    azurite: Azurite, azure_settings: Settings, azure_store: AzureBlobStore, tmp_path: Path
+) -> None:
+    # The landing empties whenever the function moves every file out: a restart then looked like a first
+    # start, and --skip-existing took the file uploaded while the watcher was down for history.
+    landing = azure_settings.landing
+
+    def archive(event: Event, attempt: int) -> str:
+        azure_store.delete(event.container, event.path, event.version)  # the function moved it
+        return "archived"
+
+    first = watcher(azurite, azure_settings, archive, tmp_path, skip_existing=True)
+    first.poll()
+    put(azurite, landing, DAY, csv_bytes())
+    first.poll()
+    first.deliver_due()
+    first.poll()  # the landing is empty again: nothing delivered is left to remember
+    put(azurite, landing, "order_tracking_2024_03_06.csv", csv_bytes())  # while the watcher is down
+    recorder = Recorder()
+
+    restarted = watcher(azurite, azure_settings, recorder, tmp_path, skip_existing=True)
+    restarted.poll()
+    restarted.deliver_due()
+
+    assert [event.path for event in recorder.events] == [landing.path("order_tracking_2024_03_06.csv")]
+
+
 def test_archive_and_rejected_are_not_watched_unless_asked(
     azurite: Azurite, azure_settings: Settings, tmp_path: Path
 ) -> None:
