@@ -1,8 +1,9 @@
 """`python -m local_world watch`: Event Grid and Eventarc for local storage emulators, which emit no events.
 
 The watcher polls the landing location of Azurite or the GCS emulator, notices committed objects that
-are new (a new name, or a new eTag/generation of a known name) and delivers for each the event the
-cloud would send: a `Microsoft.Storage.BlobCreated` event in the Event Grid schema, or a
+are new (a new name, or a new write of a known one: a new generation, or an eTag whose blob was put
+again, not only given metadata or appended to) and delivers for each the event the cloud would send:
+a `Microsoft.Storage.BlobCreated` event in the Event Grid schema, or a
 `google.cloud.storage.object.v1.finalized` CloudEvent. Delivery goes in-process to the core, or over
 HTTP to a running Functions host or functions-framework server. Failed deliveries are retried on a
 growing schedule, like Event Grid's, up to a bound; then the event is dead-lettered into a file that

@@ -1,7 +1,7 @@
 """The events the clouds send about a committed object, built from what a store's listing shows.
 
 The one place that knows what an event carries beyond the object itself: what a listing does not
-say (the blob URL, the blob type, the finalize event's metageneration and ETag) is derived here.
+say (the blob URL, the committing call, the finalize event's metageneration and ETag) is derived here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from filegate.events import AZURE, BLOB_CREATED, GCS, GCS_FINALIZED
+from filegate.events import AZURE, BLOB_CREATED, BLOCK_BLOB, GCS, GCS_FINALIZED
 from filegate.storage import ObjectInfo
 
 # The Azure SDK uploads in one Put Blob up to this size, and in blocks (Put Block List) above it.
@@ -58,17 +58,14 @@ def blob_created_event(obj: ObjectInfo, account: str, endpoint: str, sequencer: 
         "dataVersion": "",
         "metadataVersion": "1",
         "data": {
-            # A listing does not say which call committed a blob. This guesses as the Azure SDK uploads
-            # (one Put Blob up to 64 MiB, blocks and Put Block List above); both mean "committed", and
-            # the core treats them alike, so a wrong guess changes nothing downstream.
-            "api": "PutBlob" if obj.size <= SINGLE_PUT_BYTES else "PutBlockList",
+            "api": _committing_api(obj),
             "clientRequestId": str(uuid.uuid5(uuid.NAMESPACE_OID, event_id)),
             "requestId": str(uuid.uuid5(uuid.NAMESPACE_X500, event_id)),
             "eTag": obj.version,
             "contentType": obj.content_type or "application/octet-stream",
             "contentLength": obj.size,
-            # What users upload and what the Azure SDK makes; the store's listing does not carry the type.
-            "blobType": "BlockBlob",
+            # As listed; a store that does not say (none in use) is taken for what users upload.
+            "blobType": obj.blob_type or BLOCK_BLOB,
             # Encoded as the Azure SDK encodes a blob client's URL.
             "url": f"{endpoint.rstrip('/')}/{quote(obj.container)}/{quote(obj.path, safe='~/')}",
             "sequencer": sequencer,
@@ -76,6 +73,16 @@ def blob_created_event(obj: ObjectInfo, account: str, endpoint: str, sequencer: 
         },
     }
     return Event(event_id, BLOB_CREATED, obj.container, obj.path, obj.version, body)
+
+
+def _committing_api(obj: ObjectInfo) -> str:
+    """The call Azure names in the event: an append or page blob's only event is its creation, a Put Blob."""
+    if obj.blob_type not in ("", BLOCK_BLOB):
+        return "PutBlob"
+    # A listing does not say which call committed a block blob. This guesses as the Azure SDK uploads
+    # (one Put Blob up to 64 MiB, blocks and Put Block List above); both mean "committed", and the core
+    # treats them alike, so a wrong guess changes nothing downstream.
+    return "PutBlob" if obj.size <= SINGLE_PUT_BYTES else "PutBlockList"
 
 
 def finalized_event(obj: ObjectInfo, endpoint: str) -> Event:

@@ -31,7 +31,8 @@ log = logging.getLogger("local_world.watch")
 EVENT_GRID_RETRY_DELAYS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0)
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_RETRY_SCALE = 0.1
-_STATE_FORMAT = 1
+# 2: each name's entry holds the size, MD5 and blob type beside the version (1: the version alone).
+_STATE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class RetryPolicy:
 @dataclass
 class _Pending:
     event: Event
+    obj: ObjectInfo
     due: float
     attempts: int = 0
 
@@ -71,7 +73,9 @@ class DeliveryReport:
 @dataclass
 class _State:
     source: str
-    delivered: dict[str, str] = field(default_factory=dict)
+    # Per name, the last version that needs no event any more: delivered, dead-lettered, history, or one
+    # the cloud sends no event for (a metadata write, an append).
+    delivered: dict[str, ObjectInfo] = field(default_factory=dict)
     sequence: int = 0
     # Whether this source's state was read from the state file: the watcher has listed it before.
     found: bool = False
@@ -133,29 +137,38 @@ class Watcher:
         with self._lock:
             if self._skip_existing:
                 # A new subscription only hears about writes after it exists: what is there now is history.
-                self._state.delivered.update({key: obj.version for key, obj in seen.items()})
+                self._state.delivered.update(seen)
                 self._skip_existing = False
                 self._listed_once = True
                 self._save_state()
                 return 0
+            changed = False
             # Oldest write first, so that a late file uploaded after a newer one is delivered after it.
             for key, obj in sorted(seen.items(), key=lambda item: (item[1].written, item[1].path)):
-                if self._state.delivered.get(key) == obj.version:
+                known = self._state.delivered.get(key)
+                if known is not None and known.version == obj.version:
                     continue
                 pending = self._pending.get(key)
-                if pending is not None and pending.event.version == obj.version:
+                if pending is not None:
+                    if pending.obj.version == obj.version or not self.source.sends_event(pending.obj, obj):
+                        # No write since the pending event's: it stays about its version. Once it is
+                        # settled, the next listing records this version as one without an event.
+                        continue
+                elif known is not None and not self.source.sends_event(known, obj):
+                    self._state.delivered[key] = obj
+                    changed = True
                     continue
                 # A newer version replaces a pending event for an older one: Event Grid would still
                 # deliver both, but the older one could only be settled as superseded.
                 self._state.sequence += 1
                 sequencer = f"{self._state.sequence:048x}"
-                self._pending[key] = _Pending(self.source.event_for(obj, sequencer), self._clock())
+                self._pending[key] = _Pending(self.source.event_for(obj, sequencer), obj, self._clock())
                 queued += 1
             # Forget names that are gone (the function moved them), so the state stays small.
             forgotten = [key for key in self._state.delivered if key not in seen]
             for key in forgotten:
                 del self._state.delivered[key]
-            if forgotten or queued or not self._listed_once:
+            if forgotten or queued or changed or not self._listed_once:
                 # Saved after the first listing even when nothing changed: the file says this source was watched.
                 self._save_state()
             self._listed_once = True
@@ -229,15 +242,16 @@ class Watcher:
                 self._report(DeliveryReport(event, pending.attempts, False, str(exc), False, retry_in=delay))
             return 0
         with self._lock:
-            self._settle(event)
+            self._settle(pending)
             self.delivered += 1
         self._report(DeliveryReport(event, pending.attempts, True, detail, True))
         return 1
 
-    def _settle(self, event: Event) -> None:
+    def _settle(self, pending: _Pending) -> None:
+        event = pending.event
         if self._pending.get(event.key) is not None and self._pending[event.key].event.id == event.id:
             del self._pending[event.key]
-        self._state.delivered[event.key] = event.version
+        self._state.delivered[event.key] = pending.obj
         self._save_state()
 
     def _dead_letter(self, pending: _Pending, reason: str) -> Path:
@@ -250,7 +264,7 @@ class Watcher:
         reason_file = letter.with_suffix(".reason.txt")
         reason_file.write_text(f"{pending.attempts} attempts; last: {reason}\n", encoding="utf-8")
         with self._lock:
-            self._settle(event)
+            self._settle(pending)
             self.dropped.append(event)
         return letter
 
@@ -270,17 +284,25 @@ class Watcher:
         except (OSError, ValueError) as exc:
             log.warning("watch: ignoring unreadable state file %s: %s", self.state_file, exc)
             return _State(source)
-        if data.get("format") != _STATE_FORMAT or data.get("source") != source:
+        if data.get("format") not in (1, _STATE_FORMAT) or data.get("source") != source:
             # Another emulator instance (another port, another account): its names mean nothing here.
             return _State(source)
-        return _State(source, dict(data.get("delivered", {})), int(data.get("sequence", 0)), found=True)
+        try:
+            delivered = {key: _known(key, entry) for key, entry in dict(data.get("delivered", {})).items()}
+            return _State(source, delivered, int(data.get("sequence", 0)), found=True)
+        except (TypeError, ValueError) as exc:
+            log.warning("watch: ignoring unreadable state file %s: %s", self.state_file, exc)
+            return _State(source)
 
     def _save_state(self) -> None:
         data = {
             "format": _STATE_FORMAT,
             "source": self._state.source,
             "sequence": self._state.sequence,
-            "delivered": self._state.delivered,
+            "delivered": {
+                key: {"version": obj.version, "size": obj.size, "md5": obj.content_md5, "type": obj.blob_type}
+                for key, obj in self._state.delivered.items()
+            },
         }
         partial = self.state_file.with_suffix(".tmp")
         try:
@@ -291,3 +313,19 @@ class Watcher:
             # The state only spares a restarted watcher redeliveries (which the core settles as
             # duplicates): keep delivering from memory rather than stop.
             log.error("watch: cannot save the delivered versions to %s: %s", self.state_file, exc)
+
+
+def _known(key: str, entry: object) -> ObjectInfo:
+    """A version as the state file keeps it; one of format 1 (the version alone) has an unknown size, so any
+    other version of its name is taken for a write that gets its event, as before."""
+    container, _, path = key.partition("/")
+    if not isinstance(entry, dict):
+        return ObjectInfo(container, path, -1, str(entry))
+    return ObjectInfo(
+        container,
+        path,
+        int(entry.get("size", -1)),
+        str(entry.get("version", "")),
+        content_md5=str(entry.get("md5", "")),
+        blob_type=str(entry.get("type", "")),
+    )

@@ -19,7 +19,7 @@ import pytest
 from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import load_contracts
 from filegate.errors import SettingsError
-from filegate.events import Upload, parse_event
+from filegate.events import Ignored, Upload, parse_event
 from filegate.gcs_storage import GcsStore
 from filegate.ingest import ARCHIVED, IGNORED, Gate, Outcome
 from filegate.jobs import DatabricksJobs
@@ -298,6 +298,78 @@ def test_an_uncommitted_blob_raises_no_event_until_its_blocks_are_committed(
     # The listing cannot tell Put Blob from Put Block List; both are committed writes to the core.
     assert event.body["data"]["api"] == "PutBlob"
     assert parse_event(event.body).api == "PutBlob"
+
+
+def test_an_append_blob_gets_one_event_when_created_naming_its_type_and_none_when_appended_to(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    from azure.storage.blob import BlobClient
+
+    landing = azure_settings.landing
+    blob = BlobClient.from_connection_string(azurite.connection_string, landing.container, landing.path(DAY))
+    blob.create_append_blob()  # a Put Blob: Event Grid's one BlobCreated for this blob
+    recorder = Recorder()
+    watch = watcher(azurite, azure_settings, recorder, tmp_path)
+
+    created = watch.poll()
+    watch.deliver_due()
+    blob.append_block(csv_bytes())  # Append Block: a new ETag, no event
+    appended = watch.poll()
+
+    assert (created, appended) == (1, 0)
+    [event] = recorder.events
+    assert (event.body["data"]["blobType"], event.body["data"]["api"]) == ("AppendBlob", "PutBlob")
+    # What the core does with Event Grid's own event for it: leaves it for the sweep, with a warning.
+    ignored = parse_event(event.body)
+    assert isinstance(ignored, Ignored)
+    assert "AppendBlob" in ignored.reason
+
+
+def test_a_metadata_write_raises_no_event_even_after_a_restart_and_an_overwrite_does(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    from azure.storage.blob import BlobClient
+
+    landing = azure_settings.landing
+    put(azurite, landing, DAY, csv_bytes())
+    blob = BlobClient.from_connection_string(azurite.connection_string, landing.container, landing.path(DAY))
+    first = watcher(azurite, azure_settings, Recorder(), tmp_path)
+    first.poll()
+    first.deliver_due()
+    blob.set_blob_metadata({"reviewed": "yes"})  # a new ETag, the same content: Event Grid sends nothing
+    recorder = Recorder()
+    restarted = watcher(azurite, azure_settings, recorder, tmp_path)
+
+    after_metadata = restarted.poll()
+    blob.set_blob_metadata({"reviewed": "twice"})
+    after_more_metadata = restarted.poll()
+    overwrite = put(azurite, landing, DAY, csv_bytes([tracking_row(9)]))
+    after_overwrite = restarted.poll()
+    restarted.deliver_due()
+
+    assert (after_metadata, after_more_metadata, after_overwrite) == (0, 0, 1)
+    assert [event.version for event in recorder.events] == [overwrite]
+
+
+def test_every_new_gcs_generation_is_finalized_and_a_metadata_patch_is_not(gcs_emulator: Any, tmp_path: Path) -> None:
+    # Consistent with the Azure side: on GCS even the same bytes again are a new generation, with its event.
+    store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": gcs_emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
+    settings = fresh_settings(store)
+    blob = gcs_upload(gcs_emulator.client(), settings.landing.container, DAY, csv_bytes())
+    recorder = Recorder()
+    watch = Watcher(GcsEmulatorSource(gcs_emulator.url, project=PROJECT), [settings.landing], recorder, tmp_path)
+    watch.poll()
+    watch.deliver_due()
+
+    blob.metadata = {"reviewed": "yes"}
+    blob.patch()  # metageneration 2 of the same generation: `metadataUpdated`, not `finalized`
+    patched = watch.poll()
+    again = gcs_upload(gcs_emulator.client(), settings.landing.container, DAY, csv_bytes())
+    uploaded_again = watch.poll()
+    watch.deliver_due()
+
+    assert (patched, uploaded_again) == (0, 1)
+    assert [event.version for event in recorder.events] == [str(blob.generation), str(again.generation)]
 
 
 def test_the_watcher_keeps_watching_when_a_callback_or_its_state_file_fails(
