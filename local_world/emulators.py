@@ -154,11 +154,17 @@ def stop_leftovers(folder: Path, *, nested: bool = True) -> list[str]:
     return stopped
 
 
-def stop_requested() -> threading.Event:
-    """An event that SIGINT and SIGTERM set: what a long-running local command waits on before it stops cleanly."""
+def stop_requested(*, interrupt_on_second: bool = False) -> threading.Event:
+    """An event that SIGINT and SIGTERM set: what a long-running local command waits on before it stops cleanly.
+
+    With `interrupt_on_second`, a second signal raises KeyboardInterrupt: for a command whose clean stop
+    may wait on work under way, and whose abandoned work is redone on its next start.
+    """
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
+        if interrupt_on_second and stop.is_set():
+            raise KeyboardInterrupt
         stop.set()
 
     signal.signal(signal.SIGINT, request_stop)

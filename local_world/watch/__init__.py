@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from filegate import exits
@@ -85,6 +89,23 @@ def print_report(report: DeliveryReport) -> None:
         print(f"gave up on {head} after {report.attempt} attempt(s): {report.detail}", flush=True)
         letter = report.dead_letter
         print(f"  dead-lettered to {letter}; re-drive with `filegate handle {letter}`", flush=True)
+
+
+def _summary(watcher: Watcher) -> str:
+    """What a watch did, for its last line."""
+    return f"{watcher.delivered} delivered, {len(watcher.dropped)} dead-lettered, {watcher.pending()} pending"
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event Ctrl-C (or SIGTERM) sets, and a KeyboardInterrupt for the second; the earlier handlers after."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop_requested(interrupt_on_second=True)
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def build_source(target: str, settings: Settings, gcs_endpoint: str) -> Source:
@@ -187,6 +208,14 @@ def main(argv: list[str]) -> int:
             return exits.report_failure("python -m local_world watch", exc, try_again="cannot list, try again")
         watcher.drain(timeout=float("inf"))
         return exits.FAILED if watcher.dropped else exits.OK
-    watcher.run(stop_requested(), args.interval)
-    print(f"stopped: {watcher.delivered} delivered, {len(watcher.dropped)} dead-lettered, {watcher.pending()} pending")
+    with _stop_on_signals() as stop:
+        try:
+            # The first Ctrl-C lets the delivery under way finish and stops before the next one.
+            watcher.run(stop, args.interval)
+        except KeyboardInterrupt:
+            # The second stops at once: the delivery under way is abandoned, and its event, not recorded
+            # as delivered, is delivered on the next start with the others still pending.
+            print(f"interrupted: {_summary(watcher)}", flush=True)
+            return exits.INTERRUPTED
+    print(f"stopped: {_summary(watcher)}", flush=True)
     return exits.FAILED if watcher.dropped else exits.OK

@@ -174,13 +174,17 @@ class Watcher:
             self._listed_once = True
         return queued
 
-    def deliver_due(self) -> int:
-        """Attempt every event whose time has come; how many were delivered."""
+    def deliver_due(self, stop: threading.Event | None = None) -> int:
+        """Attempt every event whose time has come, until `stop` is set; how many were delivered."""
         with self._lock:
             now = self._clock()
             due = sorted((p for p in self._pending.values() if p.due <= now), key=lambda p: p.due)
         delivered = 0
         for pending in due:
+            # Checked between deliveries, not only between rounds: a backlog must not keep Ctrl-C waiting.
+            # What is left stays pending; not in the state as delivered, the next start delivers it.
+            if stop is not None and stop.is_set():
+                break
             delivered += self._attempt(pending)
         return delivered
 
@@ -199,7 +203,7 @@ class Watcher:
             except Exception as exc:  # the emulator may be restarting; keep watching
                 log.warning("watch: cannot list %s: %s", self.source.description, exc)
             try:
-                self.deliver_due()
+                self.deliver_due(stop)
             except Exception:  # a bug in one round must not end the watching for good
                 log.exception("watch: a delivery round failed; watching on")
             wait = interval

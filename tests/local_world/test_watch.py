@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -410,6 +412,112 @@ def test_the_watcher_keeps_watching_when_a_callback_or_its_state_file_fails(
     assert any("delivering" in m and "raised" in m for m in messages)
     assert any("listener raised" in m for m in messages)
     assert any("cannot save the delivered versions" in m for m in messages)
+
+
+def test_a_stop_ends_a_backlog_between_deliveries_and_the_rest_is_delivered_on_the_next_start(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    # Ctrl-C waited until the whole backlog was delivered: the stop was looked at between rounds only.
+    landing = azure_settings.landing
+    names = [f"order_tracking_2024_03_{day:02d}.csv" for day in (5, 6, 7)]
+    for name in names:
+        put(azurite, landing, name, csv_bytes())
+    stop = threading.Event()
+    recorder = Recorder()
+
+    def deliver_then_stop(event: Event, attempt: int) -> str:
+        stop.set()  # Ctrl-C while this delivery is under way
+        return recorder(event, attempt)
+
+    watch = watcher(azurite, azure_settings, deliver_then_stop, tmp_path)
+    watch.run(stop, 0.05)
+    stopped_with = (len(recorder.events), watch.pending())
+    restarted = watcher(azurite, azure_settings, recorder, tmp_path)
+    restarted.poll()
+    restarted.deliver_due()
+
+    assert stopped_with == (1, 2)
+    assert sorted(event.path for event in recorder.events) == [landing.path(name) for name in names]
+
+
+@pytest.fixture
+def held_webhook() -> Iterator[tuple[str, threading.Event, threading.Event]]:
+    """An Event Grid webhook that answers each delivery only once released (or after 3 s): its URL, the
+    event set when the first delivery arrives, and the release."""
+    arrived, release = threading.Event(), threading.Event()
+
+    class Holding(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.set()
+            release.wait(3)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            """Quiet: http.server would print every request to stderr."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Holding)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", arrived, release
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _interrupt_after(arrived: threading.Event, times: int) -> list[float]:
+    """Ctrl-C `times` times once `arrived` is set, 0.2 s apart, from another thread; when the last was sent."""
+    sent: list[float] = []
+
+    def interrupt() -> None:
+        if arrived.wait(15):
+            for _ in range(times):
+                time.sleep(0.2)
+                os.kill(os.getpid(), signal.SIGINT)
+            sent.append(time.monotonic())
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    return sent
+
+
+def _watch_interrupted(argv: list[str]) -> int:
+    """`watch_main(argv)`; a KeyboardInterrupt out of it (a traceback at the terminal) fails the test."""
+    try:
+        return watch_main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C ended the watch with a KeyboardInterrupt traceback")
+
+
+def test_a_second_ctrl_c_stops_the_watch_at_once_with_its_summary(
+    azurite: Azurite,
+    azure_settings: Settings,
+    held_webhook: tuple[str, threading.Event, threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    # Every Ctrl-C only set the stop event again: the delivery under way, and the rest, went on.
+    url, arrived, _ = held_webhook
+    for name, value in {
+        "FILEGATE_AZURE_STORAGE": azurite.connection_string,
+        "FILEGATE_LANDING": str(azure_settings.landing),
+        "FILEGATE_ARCHIVE": str(azure_settings.archive),
+        "FILEGATE_REJECTED": str(azure_settings.rejected),
+    }.items():
+        monkeypatch.setenv(name, value)
+    for day in (5, 6):
+        put(azurite, azure_settings.landing, f"order_tracking_2024_03_{day:02d}.csv", csv_bytes())
+    sent = _interrupt_after(arrived, times=2)
+
+    code = _watch_interrupted(["--webhook", url, "--interval", "0.05", "--state-dir", str(tmp_path)])
+    took = time.monotonic() - sent[0]
+
+    assert code == 130
+    assert took < 1.5
+    assert "interrupted: 0 delivered, 0 dead-lettered, 2 pending" in capsys.readouterr().out
 
 
 def test_a_failed_delivery_is_retried_with_growing_delays(
