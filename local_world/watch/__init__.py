@@ -201,21 +201,31 @@ def main(argv: list[str]) -> int:
     )
     where = args.webhook or "this process"
     print(f"watching {', '.join(map(str, locations))} on {source.description}; delivering to {where}", flush=True)
-    if args.once:
-        try:
-            watcher.poll()
-        except FilegateError as exc:  # the listing itself: a location missing (2), storage unreachable (75)
-            return exits.report_failure("python -m local_world watch", exc, try_again="cannot list, try again")
-        watcher.drain(timeout=float("inf"))
-        return exits.FAILED if watcher.dropped else exits.OK
     with _stop_on_signals() as stop:
         try:
-            # The first Ctrl-C lets the delivery under way finish and stops before the next one.
-            watcher.run(stop, args.interval)
+            return _deliver_once(watcher, stop) if args.once else _deliver_until_stopped(watcher, stop, args.interval)
         except KeyboardInterrupt:
-            # The second stops at once: the delivery under way is abandoned, and its event, not recorded
-            # as delivered, is delivered on the next start with the others still pending.
+            # A second Ctrl-C stops at once: the delivery under way is abandoned, and its event, not
+            # recorded as delivered, is delivered on the next start with the others still pending.
             print(f"interrupted: {_summary(watcher)}", flush=True)
             return exits.INTERRUPTED
+
+
+def _deliver_once(watcher: Watcher, stop: threading.Event) -> int:
+    """--once: list, deliver everything (waiting out retries), exit; 130 when Ctrl-C came first."""
+    try:
+        watcher.poll()
+    except FilegateError as exc:  # the listing itself: a location missing (2), storage unreachable (75)
+        return exits.report_failure("python -m local_world watch", exc, try_again="cannot list, try again")
+    if not watcher.drain(timeout=float("inf"), stop=stop):
+        print(f"interrupted: {_summary(watcher)}", flush=True)
+        return exits.INTERRUPTED
+    print(f"done: {_summary(watcher)}", flush=True)
+    return exits.FAILED if watcher.dropped else exits.OK
+
+
+def _deliver_until_stopped(watcher: Watcher, stop: threading.Event, interval: float) -> int:
+    """Watch until Ctrl-C, which lets the delivery under way finish and stops before the next one."""
+    watcher.run(stop, interval)
     print(f"stopped: {_summary(watcher)}", flush=True)
     return exits.FAILED if watcher.dropped else exits.OK

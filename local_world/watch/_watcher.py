@@ -212,17 +212,19 @@ class Watcher:
                 wait = min(wait, upcoming)
             stop.wait(max(wait, 0.05))
 
-    def drain(self, timeout: float) -> bool:
-        """Deliver what is pending, waiting out retries, until nothing is left; False on timeout."""
+    def drain(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Deliver what is pending, waiting out retries, until nothing is left; False on timeout or on `stop`."""
+        stop = stop or threading.Event()
         deadline = self._clock() + timeout
-        while True:
-            self.deliver_due()
+        while not stop.is_set():
+            self.deliver_due(stop)
             upcoming = self.next_due()
             if upcoming is None:
                 return True
             if self._clock() + upcoming > deadline:
                 return False
-            time.sleep(max(upcoming, 0.01))
+            stop.wait(max(upcoming, 0.01))
+        return False
 
     def _attempt(self, pending: _Pending) -> int:
         event = pending.event

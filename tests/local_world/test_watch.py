@@ -520,6 +520,45 @@ def test_a_second_ctrl_c_stops_the_watch_at_once_with_its_summary(
     assert "interrupted: 0 delivered, 0 dead-lettered, 2 pending" in capsys.readouterr().out
 
 
+def test_ctrl_c_during_watch_once_exits_130_with_its_summary(
+    azurite: Azurite,
+    azure_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    # It ended in a KeyboardInterrupt traceback out of the wait for the next retry, and no summary.
+    arrived = threading.Event()
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.set()
+            self.send_response(500)  # retried, after 10 s at --retry-scale 1
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            """Quiet: http.server would print every request to stderr."""
+
+    monkeypatch.setenv("FILEGATE_AZURE_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("FILEGATE_LANDING", str(azure_settings.landing))
+    put(azurite, azure_settings.landing, DAY, csv_bytes())
+    with ThreadingHTTPServer(("127.0.0.1", 0), Failing) as server:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        sent = _interrupt_after(arrived, times=1)
+        try:
+            code = _watch_interrupted(["--webhook", url, "--once", "--retry-scale", "1", "--state-dir", str(tmp_path)])
+        finally:
+            server.shutdown()
+    took = time.monotonic() - sent[0]
+
+    assert code == 130
+    assert took < 1.5
+    assert "interrupted: 0 delivered, 0 dead-lettered, 1 pending" in capsys.readouterr().out
+
+
 def test_a_failed_delivery_is_retried_with_growing_delays(
     azurite: Azurite, azure_settings: Settings, tmp_path: Path
 ) -> None:
