@@ -55,6 +55,8 @@ class _Pending:
     obj: ObjectInfo
     due: float
     attempts: int = 0
+    # Why it was given up on, while its dead letter could not be written: when due, the letter is tried again.
+    given_up: str = ""
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,9 @@ class Watcher:
 
     def _attempt(self, pending: _Pending) -> int:
         event = pending.event
+        if pending.given_up:
+            self._give_up(pending, pending.given_up)
+            return 0
         pending.attempts += 1
         try:
             detail = self._deliver(event, pending.attempts)
@@ -239,8 +244,7 @@ class Watcher:
                 exc = DeliveryFailed(f"{type(exc).__name__}: {exc}")
             final = not exc.retry or pending.attempts >= self.policy.max_attempts
             if final:
-                letter = self._dead_letter(pending, str(exc))
-                self._report(DeliveryReport(event, pending.attempts, False, str(exc), True, dead_letter=letter))
+                self._give_up(pending, str(exc))
             else:
                 delay = self.policy.delay(pending.attempts)
                 with self._lock:
@@ -259,6 +263,23 @@ class Watcher:
             del self._pending[event.key]
         self._state.delivered[event.key] = pending.obj
         self._save_state()
+
+    def _give_up(self, pending: _Pending, reason: str) -> None:
+        event = pending.event
+        try:
+            letter = self._dead_letter(pending, reason)
+        except OSError as exc:
+            # Without its letter the event would be lost, and raising here would stall every other
+            # delivery of the round, round after round: keep it, try the letter again later, go on.
+            log.error("watch: cannot dead-letter %s into %s: %s; keeping it", event.key, self.dead_letter_dir, exc)
+            delay = self.policy.delay(pending.attempts)
+            with self._lock:
+                pending.given_up = reason
+                pending.due = self._clock() + delay
+            detail = f"{reason}; its dead letter cannot be written ({exc}): kept, to write it again"
+            self._report(DeliveryReport(event, pending.attempts, False, detail, False, retry_in=delay))
+            return
+        self._report(DeliveryReport(event, pending.attempts, False, reason, True, dead_letter=letter))
 
     def _dead_letter(self, pending: _Pending, reason: str) -> Path:
         """Give up on an event: keep it in a file `filegate handle` can re-drive, and do not deliver it again."""

@@ -601,6 +601,44 @@ def test_retries_are_bounded_and_the_event_is_dead_lettered_once(
     assert restarted.poll() == 0
 
 
+def test_a_dead_letter_that_cannot_be_written_keeps_its_event_and_stalls_no_other_delivery(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The OSError ended every round at the refused event, which came first each time: nothing after it
+    # was ever delivered.
+    landing = azure_settings.landing
+    refused, accepted = DAY, "order_tracking_2024_03_06.csv"
+    put(azurite, landing, refused, csv_bytes())
+    put(azurite, landing, accepted, csv_bytes())
+    attempts: list[str] = []
+
+    def deliver(event: Event, attempt: int) -> str:
+        attempts.append(event.path)
+        if event.path == landing.path(refused):
+            raise DeliveryFailed("HTTP 400: bad request", retry=False)
+        return "ok"
+
+    blocked = tmp_path / "deadletter"
+    blocked.write_text("not a folder")  # a full disk, a folder without write permission
+    now = [0.0]
+    watch = watcher(azurite, azure_settings, deliver, tmp_path, policy=FAST, clock=lambda: now[0])
+
+    watch.poll()
+    watch.deliver_due()
+    kept = (watch.pending(), list(watch.dropped))
+    blocked.unlink()
+    now[0] += 10
+    watch.deliver_due()
+
+    assert attempts == [landing.path(refused), landing.path(accepted)]  # the refused event is not delivered again
+    assert kept == (1, [])
+    [dropped] = watch.dropped
+    assert dropped.path == landing.path(refused)
+    assert json.loads((blocked / f"{dropped.id}.json").read_text()) == dropped.body
+    assert watch.pending() == 0
+    assert any("cannot dead-letter" in record.getMessage() for record in caplog.records)
+
+
 def test_an_answer_event_grid_does_not_retry_ends_the_delivery_at_once(
     azurite: Azurite, azure_settings: Settings, tmp_path: Path
 ) -> None:
