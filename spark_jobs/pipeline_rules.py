@@ -15,7 +15,14 @@ from typing import Any
 from filegate.contracts import Contracts
 from filegate.errors import ContractError
 from filegate.pipelines import Pipeline
-from spark_jobs.pipeline_tables import PLACEHOLDER, QUOTED_INPUT, misspelt_placeholder, placeholders, quoted_inputs
+from spark_jobs.pipeline_tables import (
+    PLACEHOLDER,
+    QUOTED_INPUT,
+    array_of_tables,
+    misspelt_placeholder,
+    placeholders,
+    quoted_inputs,
+)
 
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
 ACTIONS = ("warn", "quarantine", "fail")
@@ -108,6 +115,8 @@ def _weights(declared: dict[str, Any], problems: list[str]) -> dict[str, float]:
 _COMMON_KEYS = {"name", "severity", "action", "fail_if_ratio", "description"}
 _RELATION_KEYS = _COMMON_KEYS | {"child", "columns", "parent", "parent_columns", "nulls"}
 _RULE_KEYS = _COMMON_KEYS | {"dataset", "sql"}
+_LOOKUP_KEYS = {"name", "columns", "rows", "description"}
+_SCORING_KEYS = {"weights"}
 
 
 def _relation_column_problems(
@@ -147,22 +156,6 @@ def _kind(type_name: str) -> str:
     if type_name in ("long", "double") or type_name.startswith("decimal"):
         return "number"
     return "time" if type_name in ("date", "timestamp") else type_name
-
-
-def _tables(document: Mapping[str, Any], key: str, known: set[str], problems: list[str]) -> list[Mapping[str, Any]]:
-    """The `[[key]]` tables of the document; a problem for a value of another shape, and for each field none
-    of them has (a misspelt `acton` would leave the check at its default action without a word)."""
-    entries = document.get(key, [])
-    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
-        problems.append(f"{key} must be an array of tables ([[{key}]])")
-        return []
-    for index, entry in enumerate(entries):
-        problems.extend(
-            f"{key}[{index}] {entry.get('name', '')}: {field} is not a field of {key} (a typo?)"
-            for field in entry
-            if field not in known
-        )
-    return entries
 
 
 def _name_problems(rule_names: Sequence[str]) -> list[str]:
@@ -220,7 +213,7 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
         return severity, action, None if ratio is None else float(ratio)
 
     relations = []
-    for index, entry in enumerate(_tables(document, "relations", _RELATION_KEYS, problems)):
+    for index, entry in enumerate(array_of_tables(document, "relations", _RELATION_KEYS, problems)):
         where = f"relations[{index}] {entry.get('name', '')}"
         severity, action, ratio = common(entry, where)
         child, parent = str(entry.get("child", "")), str(entry.get("parent", ""))
@@ -248,7 +241,7 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
             )
         )
     rules = []
-    for index, entry in enumerate(_tables(document, "rules", _RULE_KEYS, problems)):
+    for index, entry in enumerate(array_of_tables(document, "rules", _RULE_KEYS, problems)):
         where = f"rules[{index}] {entry.get('name', '')}"
         severity, action, ratio = common(entry, where)
         dataset = str(entry.get("dataset", ""))
@@ -261,12 +254,33 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
             Rule(str(entry.get("name", "")), dataset, sql, severity, action, ratio, str(entry.get("description", "")))
         )
     lookups = _lookups(document.get("lookups", []), problems)
-    problems += _rule_input_problems(rules, pipeline, lookups, document.get("params", {}))
+    params = document.get("params", {})
+    if not isinstance(params, dict):
+        problems.append("params must be a table ([params])")
+        params = {}
+    problems += _rule_input_problems(rules, pipeline, lookups, params)
     problems += _name_problems([r.name for r in relations] + [r.name for r in rules])
-    weights = _weights(document.get("scoring", {}).get("weights", {}), problems)
+    weights = _weights(_declared_weights(document, problems), problems)
     if problems:
         raise ContractError(f"{pipeline.source or pipeline.name}: " + "; ".join(problems))
-    return Checks(tuple(relations), tuple(rules), lookups, dict(document.get("params", {})), weights)
+    return Checks(tuple(relations), tuple(rules), lookups, dict(params), weights)
+
+
+def _declared_weights(document: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """`[scoring.weights]` as written; a problem for any other key of `[scoring]` (a misspelt `weight` gave the
+    default weights without a word) and for a section of another shape."""
+    scoring = document.get("scoring", {})
+    if not isinstance(scoring, dict):
+        problems.append("scoring must be a table ([scoring])")
+        return {}
+    problems.extend(
+        f"scoring: {key} is not a field of scoring (a typo?)" for key in scoring if key not in _SCORING_KEYS
+    )
+    weights = scoring.get("weights", {})
+    if not isinstance(weights, dict):
+        problems.append("scoring.weights must be a table of severity = weight ({ HIGH = 5, MEDIUM = 3, LOW = 1 })")
+        return {}
+    return weights
 
 
 # A TOML value's Spark SQL type; an integer column with a float in it is a double.
@@ -292,6 +306,9 @@ def _lookups(entries: Any, problems: list[str]) -> tuple[Lookup, ...]:
         if not isinstance(entry, dict):
             problems.append(f"{where}: must be a table with name, columns and rows")
             continue
+        problems.extend(
+            f"{where}: {key} is not a field of lookups (a typo?)" for key in entry if key not in _LOOKUP_KEYS
+        )
         name, columns, rows = entry.get("name"), entry.get("columns"), entry.get("rows")
         found = len(problems)
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):

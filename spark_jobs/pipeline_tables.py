@@ -28,6 +28,8 @@ from filegate.tables import job_tables
 
 REFRESHES = ("full", "as_of")
 METHODS = ("thresholds", "quantiles")
+_TABLE_KEYS = {"name", "sql", "refresh", "grain", "description"}
+_SEGMENT_KEYS = {"table", "column", "method", "default", "bands", "description"}
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 # Every `${...}` a table's SQL may name; anything else is reported by `filegate check`.
 PLACEHOLDER = re.compile(
@@ -119,7 +121,7 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
     lookups = (
         {str(entry.get("name")) for entry in listed if isinstance(entry, dict)} if isinstance(listed, list) else set()
     )
-    entries = list(document.get("tables", []))
+    entries = array_of_tables(document, "tables", _TABLE_KEYS, problems)
     names = [str(entry.get("name", "")) for entry in entries]
     owned = job_tables(contracts.values())
     for name in names:
@@ -130,7 +132,7 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
     if len(set(names)) != len(names):
         problems.append("derived table names must be unique")
     segments: dict[str, list[Segment]] = {}
-    for index, entry in enumerate(document.get("segments", [])):
+    for index, entry in enumerate(array_of_tables(document, "segments", _SEGMENT_KEYS, problems, "column")):
         segment = _parse_segment(entry, f"segments[{index}] {entry.get('column', '')}", params, problems)
         if segment.table not in names:
             problems.append(f"segments[{index}]: table {segment.table!r} is not a derived table of {pipeline.name}")
@@ -155,6 +157,25 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
     if problems:
         raise ContractError(f"{pipeline.source or pipeline.name}: " + "; ".join(problems))
     return build_order(tables)
+
+
+def array_of_tables(
+    document: Mapping[str, Any], key: str, known: set[str], problems: list[str], named_by: str = "name"
+) -> list[Mapping[str, Any]]:
+    """The `[[key]]` tables of the document; a problem for a value of another shape (`[key]` written for
+    `[[key]]`), and for each field none of them has (a misspelt `acton` or `refesh` would leave the entry
+    at its default without a word)."""
+    entries = document.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        problems.append(f"{key} must be an array of tables ([[{key}]])")
+        return []
+    for index, entry in enumerate(entries):
+        problems.extend(
+            f"{key}[{index}] {entry.get(named_by, '')}: {field} is not a field of {key} (a typo?)"
+            for field in entry
+            if field not in known
+        )
+    return entries
 
 
 def placeholders(sql: str) -> list[str]:
@@ -230,7 +251,12 @@ def _input_problems(
 
 def table_params(pipeline: Pipeline) -> dict[str, Any]:
     """The parameters tables may name: the pipeline's `[params]`, and its `base_currency`."""
-    return {"base_currency": pipeline.document.get("base_currency", "USD"), **pipeline.document.get("params", {})}
+    params = pipeline.document.get("params", {})
+    # A `params` of another shape is parse_checks' to name: here no parameter.
+    return {
+        "base_currency": pipeline.document.get("base_currency", "USD"),
+        **(params if isinstance(params, dict) else {}),
+    }
 
 
 def build_order(tables: Sequence[DerivedTable]) -> tuple[DerivedTable, ...]:
@@ -257,10 +283,17 @@ def _parse_segment(entry: Mapping[str, Any], where: str, params: Mapping[str, An
     if not isinstance(default, str) or not default:
         problems.append(f"{where}: a default label is required (the band of a row no band holds for)")
     bands = []
-    for position, raw in enumerate(entry.get("bands", [])):
+    listed = entry.get("bands", [])
+    if not isinstance(listed, list) or not all(isinstance(raw, dict) for raw in listed):
+        problems.append(f"{where}: bands must be a list of tables ({{ label = ..., min = {{ column = bound }} }})")
+        listed = []
+    for position, raw in enumerate(listed):
         label = str(raw.get("label", ""))
         at = f"{where} band {position + 1} {label!r}"
-        bounds = {kind: dict(raw.get(kind, {})) for kind in ("min", "max", "equals")}
+        bounds = {kind: raw.get(kind, {}) for kind in ("min", "max", "equals")}
+        for kind in [kind for kind, bound in bounds.items() if not isinstance(bound, dict)]:
+            problems.append(f"{at}: {kind} must be a table of column = bound")
+            bounds[kind] = {}
         if not label:
             problems.append(f"{at}: a label is required")
         if not any(bounds.values()):

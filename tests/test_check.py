@@ -16,6 +16,7 @@ from filegate.errors import ContractError
 from filegate.pipelines import load_pipelines, parse_pipeline
 from filegate.validation import match_dataset
 from spark_jobs.pipeline_rules import parse_checks
+from spark_jobs.pipeline_tables import parse_tables
 
 BROKEN = Path(__file__).parent / "contracts" / "broken"
 BUILTIN = Path(__file__).parents[1] / "filegate" / "datasets"
@@ -366,6 +367,9 @@ def test_a_kind_filegate_does_not_read_is_a_finding_not_a_file_left_out(tmp_path
         load_contracts(tmp_path)
 
 
+_DAILY = '[[tables]]\nname = "daily"\ngrain = ["n"]\nsql = "SELECT count(*) AS n FROM ${batch.sales}"\n'
+
+
 @pytest.mark.parametrize(
     ("extra", "found"),
     [
@@ -383,6 +387,24 @@ def test_a_kind_filegate_does_not_read_is_a_finding_not_a_file_left_out(tmp_path
         ('[[rules]]\nname = "big"\ndataset = "sales"\nsql = "SELECT 1"\nseverty = "LOW"\n', "severty is not a field"),
         # One table instead of an array of them: a crash (AttributeError) with no file named.
         ('[relations]\nname = "refund_sale"\n', "relations must be an array of tables ([[relations]])"),
+        # The derived table was replaced whole every day instead of kept as a daily series.
+        (f'{_DAILY}refesh = "as_of"\n', "tables[0] daily: refesh is not a field of tables (a typo?)"),
+        # The bands were compared with the values themselves, not with their quantiles.
+        (
+            f'{_DAILY}[[segments]]\ntable = "daily"\ncolumn = "size"\nmetod = "quantiles"\ndefault = "small"\n'
+            'bands = [{ label = "big", min = { n = 0.9 } }]\n',
+            "segments[0] size: metod is not a field of segments (a typo?)",
+        ),
+        (
+            '[[lookups]]\nname = "regions"\ncolumns = ["region"]\nrows = [["EU"]]\ndescripton = "x"\n',
+            "lookups[0] regions: descripton is not a field of lookups (a typo?)",
+        ),
+        # The scores used the default weights.
+        ("[scoring]\nweight = { HIGH = 9 }\n", "scoring: weight is not a field of scoring (a typo?)"),
+        # `filegate check` crashed: AttributeError: 'str' object has no attribute 'get', no file named.
+        ('[tables]\nname = "daily"\n', "tables must be an array of tables ([[tables]])"),
+        (f'{_DAILY}[segments]\ntable = "daily"\n', "segments must be an array of tables ([[segments]])"),
+        ("[scoring]\nweights = 5\n", "scoring.weights must be a table of severity = weight"),
     ],
 )
 def test_a_misspelt_pipeline_key_is_a_finding_not_a_check_left_out(tmp_path: Path, extra: str, found: str) -> None:
@@ -397,7 +419,7 @@ def test_a_misspelt_pipeline_key_is_a_finding_not_a_check_left_out(tmp_path: Pat
     assert found in finding.message
     contracts = load_contracts(tmp_path)
     with pytest.raises(ContractError, match=re.escape(found)):
-        [parse_checks(each, contracts) for each in load_pipelines(contracts, tmp_path).values()]
+        [(parse_checks(p, contracts), parse_tables(p, contracts)) for p in load_pipelines(contracts, tmp_path).values()]
 
 
 def test_two_pipelines_of_one_name_or_one_trigger_are_refused(tmp_path: Path) -> None:
