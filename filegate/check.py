@@ -207,6 +207,10 @@ def _pipeline_findings(
             pipeline = parse_pipeline(document, known, path)
         except ContractError as exc:
             findings.append(Finding(path, None, str(exc).removeprefix(f"{path}: ")))
+            # Its members are still a pipeline's: told to "add them to a pipeline", the user would look in vain.
+            members = document.get("members")
+            if isinstance(document.get("name"), str) and isinstance(members, list):
+                parsed.setdefault(document["name"], tuple(str(member) for member in members))
             continue
         earlier = loaded.get(pipeline.name)
         # A user's file may replace a built-in pipeline of its name; two of the user's may not.

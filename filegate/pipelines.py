@@ -8,7 +8,7 @@ which this module keeps as `document` without interpreting it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -141,6 +141,90 @@ def _trigger_problems(pattern: str) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class Link:
+    """A relation as the merge order sees it: `child` merges after `parent`."""
+
+    name: str
+    child: str
+    parent: str
+    columns: tuple[str, ...] = ()
+    parent_columns: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        child = ", ".join(f"{self.child}.{c}" for c in self.columns) or self.child
+        parent = ", ".join(f"{self.parent}.{c}" for c in self.parent_columns or self.columns) or self.parent
+        return f"{self.name} ({child} -> {parent})"
+
+
+def relation_cycles(links: Iterable[Link], members: Sequence[str]) -> list[tuple[list[str], list[Link]]]:
+    """Each cycle of relations among the members (a relation of a dataset to itself is none): its members in
+    order and every relation between two neighbours of it. Cycles that share a member are named one at a
+    time, the next once the first is broken."""
+    parents: dict[str, dict[str, list[Link]]] = {member: {} for member in members}
+    for link in links:
+        if link.child != link.parent and link.child in parents and link.parent in parents:
+            parents[link.child].setdefault(link.parent, []).append(link)
+    cycles: list[tuple[list[str], list[Link]]] = []
+    done: set[str] = set()
+    for start in members:
+        cycle = _cycle_from(start, parents, [], done)
+        if cycle is not None:
+            pairs = zip(cycle, [*cycle[1:], cycle[0]], strict=True)
+            cycles.append((cycle, [link for child, parent in pairs for link in parents[child][parent]]))
+            done.update(cycle)
+    return cycles
+
+
+def _cycle_from(
+    member: str, parents: Mapping[str, Mapping[str, Any]], path: list[str], done: set[str]
+) -> list[str] | None:
+    """The first cycle a walk from `member` up through its parents meets (depth first); `done` holds the members
+    no walk from which meets one."""
+    if member in path:
+        return path[path.index(member) :]
+    if member in done:
+        return None
+    path.append(member)
+    for parent in parents[member]:
+        found = _cycle_from(parent, parents, path, done)
+        if found is not None:
+            return found
+    path.pop()
+    done.add(member)
+    return None
+
+
+def cycle_message(members: Sequence[str], links: Sequence[Link]) -> str:
+    """Why a cycle of relations cannot run, and what to write instead."""
+    return (
+        f"the relations {' and '.join(map(str, links))} form a cycle ({' -> '.join([*members, members[0]])}): the "
+        "batch job checks and merges each parent before its children, and fails a child row whose parent row a "
+        "quarantine held back, so a cycle leaves no member to start with; write one of these relations as a "
+        "[[rules]] query over the inputs instead (the child's ${batch.x} LEFT ANTI JOIN the parent's ${latest.y})"
+    )
+
+
+def _raw_links(document: Mapping[str, Any]) -> list[Link]:
+    """The `[[relations]]` as written, each with a child and a parent (the rest is parse_checks' to name)."""
+    entries = document.get("relations", [])
+
+    def names(value: Any) -> tuple[str, ...]:
+        return tuple(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) else ()
+
+    return [
+        Link(
+            str(entry.get("name", "")),
+            entry["child"],
+            entry["parent"],
+            names(entry.get("columns")),
+            names(entry.get("parent_columns")),
+        )
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict) and isinstance(entry.get("child"), str) and isinstance(entry.get("parent"), str)
+    ]
+
+
 def parse_pipeline(document: Mapping[str, Any], contracts: Contracts, source: Path | None = None) -> Pipeline:
     """Build a pipeline from its TOML document, checking it against the known datasets."""
     problems: list[str] = []
@@ -191,6 +275,8 @@ def parse_pipeline(document: Mapping[str, Any], contracts: Contracts, source: Pa
         problems.append(f"on_incomplete must be one of {', '.join(ON_INCOMPLETE)}")
     if late not in LATE_MEMBER:
         problems.append(f"late_member must be one of {', '.join(LATE_MEMBER)}")
+    # Here, not only in the job: every batch of such a pipeline would seal, stage and then fail its validate.
+    problems.extend(cycle_message(*cycle) for cycle in relation_cycles(_raw_links(document), members))
     if pattern and not problems:
         clash = next((c for c in contracts.values() if patterns_overlap(pattern, c.file_pattern)), None)
         if clash is not None:

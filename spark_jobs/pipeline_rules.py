@@ -14,7 +14,7 @@ from typing import Any
 
 from filegate.contracts import Contracts
 from filegate.errors import ContractError
-from filegate.pipelines import Pipeline
+from filegate.pipelines import Link, Pipeline, cycle_message, relation_cycles
 from spark_jobs.pipeline_tables import (
     PLACEHOLDER,
     QUOTED_INPUT,
@@ -90,7 +90,10 @@ class Checks:
         while len(ordered) < len(members):
             ready = [m for m in members if m not in ordered and parents[m] <= set(ordered)]
             if not ready:
-                raise ContractError(f"the relations form a cycle among {sorted(set(members) - set(ordered))}")
+                # parse_pipeline refuses a cycle at load; this names it should a pipeline reach here unchecked.
+                links = [Link(r.name, r.child, r.parent, r.columns, r.parent_columns) for r in self.relations]
+                cycle = relation_cycles(links, [m for m in members if m not in ordered])[0]
+                raise ContractError(cycle_message(*cycle))
             ordered.append(ready[0])
         return ordered
 

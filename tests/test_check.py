@@ -422,6 +422,29 @@ def test_a_misspelt_pipeline_key_is_a_finding_not_a_check_left_out(tmp_path: Pat
         [(parse_checks(p, contracts), parse_tables(p, contracts)) for p in load_pipelines(contracts, tmp_path).values()]
 
 
+def test_relations_in_a_cycle_are_one_finding_naming_the_cycle(tmp_path: Path) -> None:
+    # Passed: every batch then failed its validate with "a cycle among ['notes', 'refunds', 'sales']".
+    _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    _dataset(tmp_path, "refunds", "refunds_{yyyy}{mm}{dd}.csv")
+    _dataset(tmp_path, "notes", "notes_{yyyy}{mm}{dd}.csv")
+    relations = "".join(
+        f'[[relations]]\nname = "{name}"\nchild = "{child}"\ncolumns = ["id"]\nparent = "{parent}"\n'
+        for name, child, parent in (("refund_sale", "refunds", "sales"), ("sale_refund", "sales", "refunds"))
+    )
+    relations += '[[relations]]\nname = "note_refund"\nchild = "notes"\ncolumns = ["id"]\nparent = "refunds"\n'
+    pipeline = _pipeline(tmp_path, "shop", "shop", "shop_{yyyy}{mm}{dd}.json", relations, '"sales", "refunds", "notes"')
+
+    _, findings = check_files([*(tmp_path / f"{n}.toml" for n in ("sales", "refunds", "notes")), pipeline])
+
+    [finding] = findings
+    assert finding.path == pipeline
+    assert finding.message.startswith(
+        "the relations sale_refund (sales.id -> refunds.id) and refund_sale (refunds.id -> sales.id) form a cycle "
+        "(sales -> refunds -> sales): the batch job checks and merges each parent before its children"
+    )
+    assert "notes" not in finding.message
+
+
 def test_two_pipelines_of_one_name_or_one_trigger_are_refused(tmp_path: Path) -> None:
     _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
     _dataset(tmp_path, "refunds", "refunds_{yyyy}{mm}{dd}.csv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from filegate.contracts import BUILTIN_DATASETS, load_contracts
 from filegate.errors import ContractError
 from filegate.pipelines import load_pipelines, parse_pipeline
+from spark_jobs.pipeline_rules import Checks, Relation
 
 CONTRACTS = load_contracts()
 ECOMMERCE = tomllib.loads((BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8"))
@@ -86,3 +88,30 @@ def test_a_dataset_in_two_pipelines_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ContractError, match="member of both"):
         load_pipelines(CONTRACTS, tmp_path)
+
+
+def test_relations_in_a_cycle_are_refused_at_load_naming_only_the_cycle() -> None:
+    # Loaded and checked without a word; every batch then failed its validate with "the relations form a cycle
+    # among ['customers', 'orders', 'shipping']", shipping only a child of the cycle.
+    first_order = {"name": "customer_first_order", "child": "customers", "columns": ["customer_id"], "parent": "orders"}
+    document = {**ECOMMERCE, "relations": [*ECOMMERCE["relations"], first_order]}
+    cycle = (
+        "the relations customer_first_order (customers.customer_id -> orders.customer_id) and order_customer "
+        "(orders.customer_id -> customers.customer_id) form a cycle (customers -> orders -> customers): "
+    )
+
+    with pytest.raises(ContractError, match=re.escape(cycle)) as raised:
+        parse_pipeline(document, CONTRACTS)
+
+    assert "shipping" not in str(raised.value)
+    assert "write one of these relations as a [[rules]] query" in str(raised.value)
+    # The job's own check, for a pipeline that reached it unchecked, names the same cycle.
+    relations = [
+        Relation(r["name"], r["child"], tuple(r["columns"]), r["parent"], tuple(r["columns"]))
+        for r in document["relations"]
+    ]
+    with pytest.raises(ContractError, match=re.escape(cycle)):
+        Checks(relations=tuple(relations)).merge_order(list(ECOMMERCE["members"]))
+    # A relation of a dataset to itself (a manager who is an employee) is no cycle.
+    manager = {"name": "order_parent", "child": "orders", "columns": ["order_id"], "parent": "orders"}
+    assert parse_pipeline({**ECOMMERCE, "relations": [*ECOMMERCE["relations"], manager]}, CONTRACTS).name == "ecommerce"
