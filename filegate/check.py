@@ -39,6 +39,7 @@ from filegate.pipelines import (
     Pipelines,
     load_pipelines,
     parse_pipeline,
+    replaced_member_message,
     trigger_clash_message,
     trigger_clashes,
 )
@@ -202,7 +203,24 @@ def _pipeline_findings(
     owners: dict[str, str] = {}
     parsed: dict[str, tuple[str, ...]] = {}
     loaded: dict[str, Pipeline] = {}
+    mine = {contract.name: contract for contract in contracts if not is_builtin(contract.source)}
+    declared = {document.get("name") for path, document in pipelines if not is_builtin(path)}
+    unused = {
+        pipeline.name
+        for pipeline in builtin.values()
+        if pipeline.name in declared or any(member in mine for member in pipeline.members)
+    }
+    for pipeline in (builtin[name] for name in sorted(unused) if name not in declared):
+        for member in (m for m in pipeline.members if m in mine):
+            source = mine[member].source
+            assert source is not None
+            message = replaced_member_message(mine[member], pipeline)
+            findings.append(Finding(source, locate(texts[source], "name"), message))
     for path, document in pipelines:
+        if is_builtin(path) and document.get("name") in unused:
+            # Replaced by a user's pipeline, or refused above: what it says of the user's datasets is not in
+            # effect, nor the user's to fix in a file they cannot edit.
+            continue
         try:
             pipeline = parse_pipeline(document, known, path)
         except ContractError as exc:

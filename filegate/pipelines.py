@@ -16,6 +16,7 @@ from typing import Any
 
 from filegate.contracts import (
     BUILTIN_DATASETS,
+    Contract,
     Contracts,
     compile_file_pattern,
     date_tokens_once,
@@ -312,6 +313,25 @@ def trigger_clash_message(one: Pipeline, other: Pipeline) -> str:
     )
 
 
+def _users(contract: Contract) -> bool:
+    """Whether a contract comes from a user's folder (not built in, nor built in code)."""
+    return contract.source is not None and not is_builtin(contract.source)
+
+
+def replaced_member_message(contract: Contract, pipeline: Pipeline) -> str:
+    """Why a user's contract may not replace a member of a built-in pipeline their folder does not declare, and
+    the two ways out."""
+    folder = contract.source.parent if contract.source is not None else "your contracts folder"
+    shipped = pipeline.source.name if pipeline.source is not None else f"{pipeline.name}.toml"
+    return (
+        f"dataset {contract.name} replaces the built-in {contract.name}, a member of the built-in pipeline "
+        f"{pipeline.name}, so its files would wait for {pipeline.name}'s triggers and load in its batches. To keep "
+        f"it there, copy {shipped} from {BUILTIN_DATASETS} into {folder} (a pipeline there replaces the built-in "
+        f"one of its name); to take it out, remove {contract.name} from that copy's members and from the "
+        "relations, rules and tables that name it, or give your dataset another name and file_pattern"
+    )
+
+
 def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:
     """Every `kind = "pipeline"` TOML in the built-in datasets folder and the given folders."""
     found: dict[str, Pipeline] = {}
@@ -327,6 +347,17 @@ def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:
             if earlier is not None and earlier.source != path and not is_builtin(earlier.source):
                 raise ContractError(f"pipeline {pipeline.name} is defined twice: {earlier.source} and {path}")
             found[pipeline.name] = pipeline
+    # A built-in pipeline takes its members by name: a user's contract of such a name would have its files sealed
+    # into that pipeline's batches whether the user meant to or not. Their folder says so by declaring it.
+    replaced = [
+        f"{contracts[member].source}: {replaced_member_message(contracts[member], pipeline)}"
+        for pipeline in found.values()
+        if is_builtin(pipeline.source)
+        for member in pipeline.members
+        if member in contracts and _users(contracts[member])
+    ]
+    if replaced:
+        raise ContractError("; ".join(replaced))
     owners: dict[str, str] = {}
     for pipeline in found.values():
         for member in pipeline.members:

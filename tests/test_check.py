@@ -68,10 +68,37 @@ def test_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
 def test_a_users_contract_may_replace_a_builtin_of_the_same_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    builtin = (Path(__file__).parents[1] / "filegate" / "datasets" / "customers.toml").read_text(encoding="utf-8")
-    (tmp_path / "customers.toml").write_text(builtin.replace("max_length = 254", "max_length = 200"), encoding="utf-8")
+    builtin = (BUILTIN / "order_tracking.toml").read_text(encoding="utf-8")
+    (tmp_path / "order_tracking.toml").write_text(builtin.replace("max_bad_row_ratio", "# "), encoding="utf-8")
 
     assert main(["--no-spark", str(tmp_path)]) == 0
+
+
+def test_a_users_contract_replacing_a_member_of_a_builtin_pipeline_must_say_which_pipeline_it_is_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The user's own orders, of other columns: its files would have waited for ecommerce's triggers. Check
+    # named only the built-in ecommerce.toml (its relations to orders.customer_id), a file the user cannot edit.
+    mine = _dataset(tmp_path, "orders", "orders_{yyyy}_{mm}_{dd}.csv")
+
+    _, findings = check_files([*sorted(BUILTIN.glob("*.toml")), mine])
+    code = main(["--no-spark", str(tmp_path)])
+    # Kept in the pipeline: the folder declares it (its copy replaces the built-in one).
+    builtin = (BUILTIN / "customers.toml").read_text(encoding="utf-8")
+    mine.unlink()
+    (tmp_path / "customers.toml").write_text(builtin.replace("max_length = 254", "max_length = 200"), encoding="utf-8")
+    (tmp_path / "ecommerce.toml").write_text((BUILTIN / "ecommerce.toml").read_text(encoding="utf-8"), "utf-8")
+    declared = main(["--no-spark", str(tmp_path)])
+
+    [finding] = findings
+    assert (finding.path, finding.line) == (mine, 1)
+    assert finding.message.startswith(
+        "dataset orders replaces the built-in orders, a member of the built-in pipeline ecommerce, so its files "
+        f"would wait for ecommerce's triggers and load in its batches. To keep it there, copy ecommerce.toml from "
+        f"{BUILTIN} into {tmp_path} "
+    )
+    assert code == 1
+    assert declared == 0
 
 
 def test_a_dataset_in_no_pipeline_may_not_use_what_only_the_batch_job_applies(tmp_path: Path) -> None:

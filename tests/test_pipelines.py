@@ -115,3 +115,20 @@ def test_relations_in_a_cycle_are_refused_at_load_naming_only_the_cycle() -> Non
     # A relation of a dataset to itself (a manager who is an employee) is no cycle.
     manager = {"name": "order_parent", "child": "orders", "columns": ["order_id"], "parent": "orders"}
     assert parse_pipeline({**ECOMMERCE, "relations": [*ECOMMERCE["relations"], manager]}, CONTRACTS).name == "ecommerce"
+
+
+def test_a_users_contract_replacing_a_member_of_a_builtin_pipeline_is_refused_unless_the_folder_declares_it(
+    tmp_path: Path,
+) -> None:
+    # The user's own orders.toml was still a member of the built-in ecommerce: their standalone orders files
+    # would have been sealed into ecommerce's batches.
+    (tmp_path / "orders.toml").write_text((BUILTIN_DATASETS / "orders.toml").read_text(encoding="utf-8"), "utf-8")
+    contracts = load_contracts(tmp_path)
+
+    with pytest.raises(ContractError, match=f"^{tmp_path}/orders.toml: dataset orders replaces the built-in orders"):
+        load_pipelines(contracts, tmp_path)
+    (tmp_path / "ecommerce.toml").write_text((BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8"), "utf-8")
+    declared = load_pipelines(contracts, tmp_path).of_member("orders")
+
+    assert declared is not None
+    assert declared.source == tmp_path / "ecommerce.toml"

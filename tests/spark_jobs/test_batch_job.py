@@ -381,6 +381,8 @@ def test_a_target_whose_definition_changed_is_refused_before_any_target_is_merge
     changed.joinpath("orders.toml").write_text(
         orders.replace('sequence_by = "updated_at"', 'sequence_by = "created_timestamp"')
     )
+    # A folder that replaces a member of the built-in pipeline declares that pipeline too (load_pipelines).
+    changed.joinpath("ecommerce.toml").write_text((BUILTIN_DATASETS / "ecommerce.toml").read_text())
     # Day one once more, under a contract whose orders changed their sequence column: staged again, as a
     # re-run of the batch does (the completed batch's stage rows were released), then merged.
     manifest = folder / "in" / DAYS[0] / "_sealed.r1.json"
