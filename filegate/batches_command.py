@@ -27,6 +27,7 @@ from filegate.batches import (
 from filegate.errors import FilegateError, SettingsError
 from filegate.ingest import DUPLICATE, Gate
 from filegate.jobs import ACTIVE_STATES, never_ran
+from filegate.jobs import run_state as jobs_run_state
 from filegate.readiness import check_job, check_storage, raise_for
 from filegate.stores import add_target_option
 
@@ -158,11 +159,10 @@ def run_state(gate: Gate, run_id: int) -> str | None:
         return None
     if never_ran(run):
         return "skipped"
-    life = run.state.life_cycle_state.value if run.state and run.state.life_cycle_state else ""
-    result = run.state.result_state.value if run.state and run.state.result_state else ""
-    if life in _ACTIVE:
+    state = jobs_run_state(run)  # from `status`, or the deprecated legacy state where only it says
+    if state in _ACTIVE:
         return "running"
-    return "succeeded" if result == "SUCCESS" else "failed" if life else None
+    return None if state == "UNKNOWN" else "succeeded" if state == "SUCCESS" else "failed"
 
 
 def main(argv: list[str]) -> int:

@@ -66,8 +66,18 @@ def idempotency_token(upload: Upload) -> str:
     return TOKEN_PREFIX + hashlib.sha256(upload.identity.encode()).hexdigest()[:56]
 
 
+# Termination codes (`status.termination_details.code`) that name a result of their own. Any other is an error
+# of the run (RUN_EXECUTION_ERROR, DRIVER_ERROR, STORAGE_ACCESS_ERROR, ...): in the legacy result's words, FAILED.
+_RESULT_CODES = NEVER_RAN_STATES | {"SUCCESS", "SUCCESS_WITH_FAILURES", "CANCELED", "INTERNAL_ERROR", "DISABLED"}
+
+
 def run_state(run: BaseRun | Run | RunTask) -> str:
-    """`RUNNING`, `QUEUED`, ... while active; the result (`SUCCESS`, `FAILED`, ...) once terminated."""
+    """`RUNNING`, `QUEUED`, ... while active; the result (`SUCCESS`, `FAILED`, ...) once terminated.
+
+    The legacy result where the run has one; else the termination code in its words (the SDK marks the
+    legacy `state` deprecated, and a run answered without it must read the same): a cancel, by a user or
+    by the platform when the run timed out, is CANCELED, an error FAILED.
+    """
     status, legacy = run.status, run.state
     state = _name(status.state) if status is not None and status.state is not None else ""
     if not state and legacy is not None:
@@ -77,7 +87,8 @@ def run_state(run: BaseRun | Run | RunTask) -> str:
             return _name(legacy.result_state)
         details = status.termination_details if status is not None else None
         if details is not None and details.code is not None:
-            return _name(details.code)
+            code = _name(details.code)
+            return "CANCELED" if code == "USER_CANCELED" else code if code in _RESULT_CODES else "FAILED"
     return state or "UNKNOWN"
 
 

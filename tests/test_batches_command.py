@@ -299,6 +299,11 @@ def test_a_failed_batch_run_or_a_mistyped_pipeline_is_not_an_all_clear(
     found = capsys.readouterr()
     assert "failed" in found.out
     assert "1 batch run(s) failed: ecommerce 2025-04-06 (run " in found.err
+    # As Databricks answers once it drops the deprecated `state`: read from `status` alone, the run listed
+    # `sealed` (no state) and exited 0.
+    world.jobs_api.legacy_state = False
+    assert main(["batches", *target]) == 1
+    assert "1 batch run(s) failed: ecommerce 2025-04-06 (run " in capsys.readouterr().err
     assert main(["batches", "--pipeline", "ecomerce", *target]) == 2
     assert "no pipeline 'ecomerce' (pipelines: ecommerce)" in capsys.readouterr().err
 

@@ -52,6 +52,17 @@ def run_json(run: RunRecord, job: JobSpec | None, base_url: str, *, with_tasks: 
     return body
 
 
+def without_legacy_state(body: dict[str, Any]) -> dict[str, Any]:
+    """A run, task run or run output as Databricks answers once it no longer sends the deprecated `state`
+    (the SDK marks it deprecated: use `status`), so that clients can be held to reading `status` alone."""
+    stripped = {key: value for key, value in body.items() if key != "state"}
+    if isinstance(stripped.get("tasks"), list):
+        stripped["tasks"] = [without_legacy_state(task) for task in stripped["tasks"]]
+    if isinstance(stripped.get("metadata"), dict):
+        stripped["metadata"] = without_legacy_state(stripped["metadata"])
+    return stripped
+
+
 def output_json(run: RunRecord, task: TaskRecord, job: JobSpec | None, base_url: str) -> dict[str, Any]:
     """What `runs/get-output` answers for one task run: its metadata, and once it failed or timed out its error
     (a timeout's is its state message) and trace."""

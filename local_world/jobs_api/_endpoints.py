@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from filegate.errors import FilegateError
-from local_world.jobs_api._api import job_json, output_json, run_json
+from local_world.jobs_api._api import job_json, output_json, run_json, without_legacy_state
 from local_world.jobs_api._bundle import JobSpec
 from local_world.jobs_api._runs import TERMINATED, RunStore
 
@@ -16,6 +16,8 @@ class ApiHost(Protocol):
 
     store: RunStore
     created_time: int
+    # False: runs are answered without the deprecated `state` object, `status` alone.
+    legacy_state: bool
 
     @property
     def jobs(self) -> Mapping[int, JobSpec]: ...
@@ -96,7 +98,11 @@ def _get_run(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:
     snapshot = app.store.snapshot(run_id)
     if snapshot is None:
         raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.")
-    return run_json(snapshot, app.jobs.get(snapshot.job_id), app.url)
+    return _as_answered(app, run_json(snapshot, app.jobs.get(snapshot.job_id), app.url))
+
+
+def _as_answered(app: ApiHost, body: dict[str, Any]) -> dict[str, Any]:
+    return body if app.legacy_state else without_legacy_state(body)
 
 
 def _cancel_run(app: ApiHost, body: Any) -> dict[str, Any]:
@@ -120,7 +126,7 @@ def _get_run_output(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:
         run = app.store.snapshot(owner[0].run_id)
         assert run is not None
         task = next(t for t in run.tasks if t.run_id == run_id)
-    return output_json(run, task, app.jobs.get(run.job_id), app.url)
+    return _as_answered(app, output_json(run, task, app.jobs.get(run.job_id), app.url))
 
 
 def _list_runs(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:
@@ -154,7 +160,9 @@ def _list_runs(app: ApiHost, query: dict[str, str]) -> dict[str, Any]:
     ]
     with_tasks = _flag(query, "expand_tasks")
     page, result = _page(runs, query, limit)
-    result["runs"] = [run_json(r, app.jobs.get(r.job_id), app.url, with_tasks=with_tasks) for r in page]
+    result["runs"] = [
+        _as_answered(app, run_json(r, app.jobs.get(r.job_id), app.url, with_tasks=with_tasks)) for r in page
+    ]
     return result
 
 

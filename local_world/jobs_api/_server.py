@@ -48,7 +48,8 @@ class LocalJobsServer:
     min_retry_interval_millis (tests and the demo wait 0 or 100 ms instead of a minute), not the retries.
     `host_metadata=False` answers the SDK's `/.well-known/databricks-config` probe with a 404, as
     hosts without that discovery endpoint do; by default it answers as a workspace, so that SDK 0.155
-    logs no warning for every client it builds.
+    logs no warning for every client it builds. `legacy_state=False` answers runs without the deprecated
+    `state` object, with `status` alone, as Databricks will once it drops it.
     """
 
     def __init__(
@@ -67,9 +68,11 @@ class LocalJobsServer:
         fault_injection: bool = False,
         host_metadata: bool = True,
         retry_interval_ms: int | None = None,
+        legacy_state: bool = True,
     ) -> None:
         self.jobs = {job.job_id: job for job in jobs}
         self.serves_host_metadata = host_metadata
+        self.legacy_state = legacy_state
         workdir = workdir or Path.cwd()
         self._spark_runner: SparkTaskRunner | None = None
         # Where the tasks' tables are: the run pages show the rows each task wrote (processing_log).

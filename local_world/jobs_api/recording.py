@@ -87,6 +87,7 @@ def local_jobs_api(
     workdir: Path | None = None,
     host_metadata: bool = True,
     retry_interval_ms: int | None = 0,
+    legacy_state: bool = True,
 ) -> Iterator[LocalJobsServer]:
     """A started local Jobs API for the bundle's jobs, with the fault-injection hook on; stopped on exit.
 
@@ -106,6 +107,7 @@ def local_jobs_api(
         fault_injection=True,
         host_metadata=host_metadata,
         retry_interval_ms=retry_interval_ms,
+        legacy_state=legacy_state,
     )
     server.start()
     try:
