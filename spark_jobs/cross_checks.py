@@ -38,7 +38,10 @@ from spark_jobs.pipeline_tables import PLACEHOLDER
 from spark_jobs.stage import stage_table
 from spark_jobs.warehouse import Warehouse, driver_rows
 
-DETAIL = "detail"
+# What a rule's query names the failing row's reason; the job carries it as `DETAIL`, a `_` name no contract
+# column may take (`contracts._is_reserved`), so a child or key column called `detail` cannot clash with it.
+RULE_DETAIL = "detail"
+DETAIL = "_detail"
 _AFTER = "after"
 _PARENTS = "parents"
 
@@ -224,7 +227,7 @@ def rule_failures(rule: Rule, inputs: Inputs, contract: Contract, params: Mappin
     missing = [key for key in contract.keys if key.lower() not in returned]
     if missing:
         raise ContractError(f"rule {rule.name} must return the key columns of {rule.dataset}; missing {missing}")
-    detail = F.col(returned[DETAIL]).cast("string") if DETAIL in returned else F.lit(None).cast("string")
+    detail = F.col(returned[RULE_DETAIL]).cast("string") if RULE_DETAIL in returned else F.lit(None).cast("string")
     failing = rows.select(*(F.col(returned[key.lower()]).alias(key) for key in contract.keys), detail.alias(DETAIL))
     # A query may return a key more than once (joined to two bad lines): it fails the key's rows once,
     # with each distinct detail; and every batch row of the key fails, as a relation counts its rows.

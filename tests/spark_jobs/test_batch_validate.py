@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from filegate.contracts import BUILTIN_DATASETS, BUSINESS_DATE, Column, Contract
 from spark_jobs import batch_merge, batch_stage, batch_validate
 from spark_jobs.columns import BATCH_ID, INGESTED_AT, REASON, SOURCE_FILE, stage_table_schema
-from spark_jobs.cross_checks import Inputs, register_inputs, relation_failures, rule_failures
+from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
 from spark_jobs.history import merge_history
 from spark_jobs.pipeline_rules import Checks, Relation, Rule
 from spark_jobs.stage import stage_table, staged_rows
@@ -176,7 +176,28 @@ def test_a_relation_on_two_columns_names_each_value_apart(spark: SparkSession) -
     try:
         failing, _ = relation_failures(relation, inputs)
 
-        assert [r["detail"] for r in failing.collect()] == ["region EU, acct_no 5 is not a key of accounts"]
+        assert [r[DETAIL] for r in failing.collect()] == ["region EU, acct_no 5 is not a key of accounts"]
+    finally:
+        inputs.close()
+
+
+def test_a_child_column_named_detail_is_kept_apart_from_the_relation_s_detail(spark: SparkSession) -> None:
+    # The relation's reason was a column `detail` beside the child's own: validate failed AMBIGUOUS_REFERENCE.
+    inputs = Inputs(spark)
+    inputs.register(
+        "batch",
+        "lines",
+        spark.createDataFrame([("L1", "I9", "gift wrap")], "line_id string, item_id string, detail string"),
+    )
+    items = spark.createDataFrame([("I1",)], "item_id string")
+    inputs.register("batch", "items", items)
+    inputs.register("current", "items", items.limit(0))
+    try:
+        failing, _ = relation_failures(Relation("line_item", "lines", ("item_id",), "items", ("item_id",)), inputs)
+
+        assert [tuple(r) for r in failing.select("detail", DETAIL).collect()] == [
+            ("gift wrap", "item_id I9 is not a key of items")
+        ]
     finally:
         inputs.close()
 
