@@ -34,7 +34,7 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import ArrayType, DataType, MapType, NullType, StructType
 
 from filegate.contracts import Contracts
 from filegate.errors import FilegateError
@@ -73,6 +73,8 @@ TASK = LAST_TASK
 _GRAIN_ROWS = "_filegate_grain_rows"
 _FANS_OUT = "; its SQL joins something that fans out"
 _NULL_GRAIN = "; its SQL leaves a grain column NULL (an outer join that found no match?)"
+# What Delta refuses in a column name (without column mapping): `count(*)` or `Amount EUR` stops the write.
+_NOT_IN_NAMES = " ,;{}()\n\t="
 # The bare inputs `${validation_results}`, `${validation_failures}` and `${processing_log}`: this batch's rows
 # of those tables.
 _LOG_SCHEMAS = {RESULTS: RESULTS_SCHEMA, FAILURES: FAILURES_SCHEMA, PROCESSING_LOG: LOG_SCHEMA}
@@ -80,6 +82,10 @@ _LOG_SCHEMAS = {RESULTS: RESULTS_SCHEMA, FAILURES: FAILURES_SCHEMA, PROCESSING_L
 
 class GrainViolated(FilegateError):
     """A derived table's SQL gave two rows for one grain, or a NULL in it."""
+
+
+class ColumnsRefused(FilegateError):
+    """A derived table's SQL makes a column Delta cannot store: a name it refuses, a name twice, a NULL type."""
 
 
 def newest_built(context: BatchContext) -> date | None:
@@ -163,6 +169,7 @@ def table_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts
                 if missing:
                     problems.append(f"table {table.name}: grain names columns its SQL does not make: {missing}")
                 schema = rows.schema
+                problems.extend(f"table {table.name}: {problem}" for problem in column_problems(schema))
             except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
                 problems.append(f"table {table.name}: {first_line(exc)}")
                 continue
@@ -170,6 +177,39 @@ def table_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts
     finally:
         inputs.close()
     return problems
+
+
+def column_problems(schema: StructType) -> list[str]:
+    """What Delta refuses in a table's columns: a name with one of ` ,;{}()\\n\\t=` (an unnamed `count(*)`), a name
+    twice ignoring case, a column of NULL type (`NULL AS note`: Delta leaves it out of the table unsaid)."""
+    problems = []
+    seen: set[str] = set()
+    for field in schema.fields:
+        if any(char in field.name for char in _NOT_IN_NAMES):
+            problems.append(
+                f"column {field.name!r}: Delta refuses a name with any of {_NOT_IN_NAMES!r}; give it an alias"
+            )
+        elif field.name.lower() in seen:
+            problems.append(f"column {field.name!r}: its SQL makes it twice (ignoring case); give one an alias")
+        seen.add(field.name.lower())
+        if _has_void(field.dataType):
+            problems.append(
+                f"column {field.name!r} has no type (a bare NULL) and Delta would drop it; "
+                "cast it, e.g. CAST(NULL AS string)"
+            )
+    return problems
+
+
+def _has_void(data_type: DataType) -> bool:
+    if isinstance(data_type, NullType):
+        return True
+    if isinstance(data_type, ArrayType):
+        return _has_void(data_type.elementType)
+    if isinstance(data_type, MapType):
+        return _has_void(data_type.keyType) or _has_void(data_type.valueType)
+    if isinstance(data_type, StructType):
+        return any(_has_void(field.dataType) for field in data_type.fields)
+    return False
 
 
 def grain_checked(table: DerivedTable, rows: DataFrame) -> DataFrame:
@@ -242,9 +282,13 @@ def _raised(table: DerivedTable, exc: Exception) -> str | None:
 def write_table(warehouse: Warehouse, table: DerivedTable, rows: DataFrame, as_of: date) -> int:
     """Check and write one derived table in one statement; its rows (`full`) or its slice's rows (`as_of`).
 
-    A table whose grain repeats or holds a NULL is refused with `GrainViolated` and nothing of it is
-    committed: the table stays as it was.
+    A table whose grain repeats or holds a NULL is refused with `GrainViolated`, one whose columns Delta
+    cannot store (`column_problems`) with `ColumnsRefused`; nothing of it is committed: the table stays as
+    it was.
     """
+    refused = column_problems(rows.schema)
+    if refused:
+        raise ColumnsRefused(f"derived table {table.name}: " + "; ".join(refused))
     checked = grain_checked(table, rows)
     predicate = f"{AS_OF_DATE} = DATE {sql_string(as_of.isoformat())}"
     try:

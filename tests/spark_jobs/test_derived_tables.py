@@ -24,6 +24,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from filegate.contracts import BUILTIN_DATASETS, load_contracts
+from filegate.pipelines import parse_pipeline
 from filegate.tables import AS_OF_DATE, BATCH_ID, PROCESSING_LOG
 from spark_jobs import batch_derive, batch_stage
 from spark_jobs.batch_derive import GrainViolated, grain_problem, write_table
@@ -690,3 +691,29 @@ def test_a_grain_problem_is_found_by_a_query_when_the_error_lost_the_check_s_mes
         "its SQL leaves a grain column NULL (an outer join that found no match?)"
     )
     assert grain_problem(derived, spark.createDataFrame([("A", 1), ("B", 2)], "order_id string, n int")) is None
+
+
+def test_check_refuses_table_columns_delta_cannot_store_before_a_batch_merges(spark: SparkSession) -> None:
+    # Each passed `filegate check`: derive_tables then failed after the targets merged (an unnamed aggregate,
+    # a name with a space, a name twice), or wrote the table without the NULL column.
+    contracts = load_contracts()
+    sql = (
+        "SELECT count(*), customer_id AS `Customer Id`, customer_id, CUSTOMER_ID, NULL AS note "
+        "FROM ${current.customers} GROUP BY customer_id"
+    )
+    document = {
+        "kind": "pipeline",
+        "name": "shop",
+        "trigger_pattern": "go_{yyyy}_{mm}_{dd}.json",
+        "members": ["customers"],
+        "tables": [{"name": "t", "grain": ["customer_id"], "sql": sql}],
+    }
+
+    problems = batch_derive.table_problems(spark, parse_pipeline(document, contracts), contracts)
+
+    assert problems == [
+        "table t: column 'count(1)': Delta refuses a name with any of ' ,;{}()\\n\\t='; give it an alias",
+        "table t: column 'Customer Id': Delta refuses a name with any of ' ,;{}()\\n\\t='; give it an alias",
+        "table t: column 'CUSTOMER_ID': its SQL makes it twice (ignoring case); give one an alias",
+        "table t: column 'note' has no type (a bare NULL) and Delta would drop it; cast it, e.g. CAST(NULL AS string)",
+    ]
