@@ -84,7 +84,11 @@ class UnityCatalog:
     schema: str
 
     def name(self, table: str) -> str:
-        return f"{quoted_name(self.catalog)}.{quoted_name(self.schema)}.{quoted_name(table)}"
+        return f"{self.schema_name()}.{quoted_name(table)}"
+
+    def schema_name(self) -> str:
+        """`catalog`.`schema`, quoted: the catalog API parses the name as SQL does, so `filegate-dev` needs them too."""
+        return f"{quoted_name(self.catalog)}.{quoted_name(self.schema)}"
 
     def describe(self) -> str:
         return f"{self.catalog}.{self.schema}"
@@ -294,10 +298,10 @@ class Warehouse:
         location = self.location
         if not isinstance(location, UnityCatalog):
             return
-        if self.spark.catalog.databaseExists(f"{location.catalog}.{location.schema}"):
+        if self.spark.catalog.databaseExists(location.schema_name()):
             return
         # Only when missing: creating needs CREATE SCHEMA on the catalog, using an existing one does not.
-        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {quoted_name(location.catalog)}.{quoted_name(location.schema)}")
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {location.schema_name()}")
 
     def read(self, table: str) -> DataFrame:
         """The table's current rows."""

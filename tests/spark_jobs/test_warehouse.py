@@ -254,6 +254,14 @@ def test_a_catalog_schema_is_created_with_its_first_table(spark: SparkSession) -
         spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.{schema} CASCADE")
 
 
+def test_a_schema_name_with_a_dash_reaches_the_catalog_quoted(spark: SparkSession) -> None:
+    # The tasks take `--schema filegate-dev`, a name Unity Catalog keeps when quoted. Unquoted, the catalog
+    # API's own parser refused it (INVALID_IDENTIFIER) before every task's first table. The session catalog
+    # lacks the schema, and refuses to create it by a rule of its own (hive_metastore's, not Unity Catalog's).
+    with pytest.raises(AnalysisException, match=r"INVALID_SCHEMA_OR_RELATION_NAME.*`filegate-dev`"):
+        Warehouse(spark, UnityCatalog("spark_catalog", "filegate-dev")).ensure_schema()
+
+
 @pytest.mark.parametrize("text", ["order_tracking-20250303-0123456789ab", "b-2025-03-03", "a.b:c_d", "é"])
 def test_sql_string_quotes_plain_text(text: str) -> None:
     assert sql_string(text) == f"'{text}'"
