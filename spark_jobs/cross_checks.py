@@ -10,7 +10,8 @@ and an optional `detail`). Inputs, resolved to temporary views: `${batch.d}` (th
 `${latest.d}` (current and batch, newest per key), `${lookup.n}`, `${param.x}` and `${as_of}`.
 A snapshot member's batch ends every current key it lacks: for its relations, and in `${latest.d}`,
 only the current rows whose key the snapshot showed count (`current_after`). A `delete_when` row ends
-its key: it is no parent, and such a key is not in `${latest.d}`.
+its key: it is no parent, and a key whose newest row (of the batch or current) is one is no parent in
+any of its rows, and not in `${latest.d}`.
 """
 
 from __future__ import annotations
@@ -79,11 +80,13 @@ class Inputs:
         return self.frames[f"{kind}.{name}"]
 
     def current_after(self, name: str) -> DataFrame:
-        """The current rows of `name` that stay current once this batch merges (`current_after`)."""
+        """The current rows of `name` that stay current once this batch merges: not those a snapshot lacks
+        (`current_after`) or a newer delete of the batch ends."""
         return self.frames.get(f"{_AFTER}.{name}", self.frames[f"current.{name}"])
 
     def batch_parents(self, name: str) -> DataFrame:
-        """The batch rows of `name` that a child may name: not its `delete_when` rows, which end their key."""
+        """The batch rows of `name` that a child may name: not its `delete_when` rows, nor any row of a key whose
+        newest row is one."""
         return self.frames.get(f"{_PARENTS}.{name}", self.frames[f"batch.{name}"])
 
     def close(self) -> None:
@@ -130,8 +133,13 @@ def register_inputs(
             inputs.frames[f"{_AFTER}.{name}"] = current
         latest = latest_per_key(current.select(*columns).unionByName(batch), contract)
         if contract.delete_when:
-            # A key whose newest row is a delete is gone once the batch merges.
-            inputs.frames[f"{_PARENTS}.{name}"] = batch.where(~deletes(contract))
+            # A key whose newest row, of the batch or current, is a delete is gone once the batch merges: neither
+            # its current row nor an earlier row of the batch is a parent. A late delete, older than the current
+            # row, ends nothing current (as the merge orders them).
+            keys = list(contract.keys)
+            ended = latest.where(deletes(contract)).select(*keys)
+            inputs.frames[f"{_PARENTS}.{name}"] = batch.where(~deletes(contract)).join(ended, on=keys, how="left_anti")
+            inputs.frames[f"{_AFTER}.{name}"] = current.join(ended, on=keys, how="left_anti")
             latest = latest.where(~deletes(contract))
         inputs.register("latest", name, latest)
     inputs.register_lookups(checks.lookups)

@@ -16,10 +16,20 @@ from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
 
 from filegate.contracts import BUILTIN_DATASETS, BUSINESS_DATE, Column, Contract
 from spark_jobs import batch_merge, batch_stage, batch_validate
-from spark_jobs.columns import BATCH_ID, INGESTED_AT, REASON, SOURCE_FILE, stage_table_schema
+from spark_jobs.columns import (
+    BATCH_ID,
+    INGESTED_AT,
+    IS_CURRENT,
+    REASON,
+    SOURCE_FILE,
+    row_fields,
+    stage_table_schema,
+    target_schema,
+)
 from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
 from spark_jobs.history import merge_history
 from spark_jobs.pipeline_rules import Checks, Relation, Rule
@@ -246,6 +256,59 @@ def test_a_snapshot_parent_checks_children_against_the_keys_it_shows_not_those_i
     # an earlier day, ends no current version either, but is itself no parent.
     merge_history(warehouse, contract, shelf(spark, date(2025, 1, 3), everything), "shelf-2025-01-03")
     assert checked(day_two) == ([], ["s1", "s2", "s3", "s4"])
+
+
+@pytest.mark.parametrize("scd_type", [1, 2])
+def test_a_key_whose_newest_row_is_a_delete_is_no_parent(lake: Lake, scd_type: int) -> None:
+    # d2's delete ends it: an employee of d2 passed its relation and merged, while its department left the target.
+    # d4 opens and closes within the batch; d5 closes and reopens; d3's delete is older than its current row and
+    # ends nothing (as the merge orders them).
+    spark = lake.spark
+    assert spark is not None
+    warehouse = lake.warehouse()
+    depts = Contract(
+        name="depts",
+        file_pattern="depts_{yyyy}_{mm}_{dd}.csv",
+        columns=(Column("dept_id", "string"), Column("status", "string"), Column("seq", "long")),
+        keys=("dept_id",),
+        sequence_by="seq",
+        scd_type=scd_type,
+        delete_when="status = 'CLOSED'",
+    )
+    emps = replace(
+        PICKS,
+        name="emps",
+        columns=(Column("emp_id", "string"), Column("dept_id", "string")),
+        keys=("emp_id",),
+        sequence_by="emp_id",
+    )
+    schema = target_schema(depts)
+    current = [("d1", "OPEN", 1), ("d2", "OPEN", 1), ("d3", "OPEN", 5)]
+    versions = [{"dept_id": d, "status": s, "seq": n, IS_CURRENT: True} for d, s, n in current]
+    warehouse.ensure_table(depts.target, schema)
+    warehouse.append(
+        depts.target, driver_rows(spark, [tuple(v.get(f.name) for f in schema.fields) for v in versions], schema)
+    )
+    batch = [
+        ("d2", "CLOSED", 2),
+        ("d3", "CLOSED", 3),
+        ("d4", "OPEN", 1),
+        ("d4", "CLOSED", 2),
+        ("d5", "CLOSED", 1),
+        ("d5", "OPEN", 2),
+    ]
+    batch_rows = {
+        "depts": driver_rows(spark, batch, StructType(row_fields(depts))),
+        "emps": spark.createDataFrame([(f"e{n}", f"d{n}") for n in range(1, 6)], "emp_id string, dept_id string"),
+    }
+    inputs = register_inputs(spark, warehouse, {"depts": depts, "emps": emps}, batch_rows, Checks())
+    try:
+        failing, _ = relation_failures(Relation("emp_dept", "emps", ("dept_id",), "depts", ("dept_id",)), inputs)
+
+        assert sorted(r["emp_id"] for r in failing.collect()) == ["e2", "e4"]
+        assert sorted(r["dept_id"] for r in inputs.frame("latest", "depts").collect()) == ["d1", "d3", "d5"]
+    finally:
+        inputs.close()
 
 
 def test_a_rule_fails_only_rows_of_the_batch_and_its_columns_match_the_keys_in_any_case(spark: SparkSession) -> None:
