@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import reduce
 from pathlib import Path
 
 if __package__ in (None, "") and "__file__" in globals():
@@ -53,7 +54,7 @@ from spark_jobs.columns import (
 )
 from spark_jobs.contract_sql import first_to_raise, is_data_exception, spark_message
 from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
-from spark_jobs.pipeline_rules import Checks, Relation, parse_checks
+from spark_jobs.pipeline_rules import Checks, Relation, Rule, parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
 from spark_jobs.row_rules import stage_rules
 from spark_jobs.stage import rejects_table, staged_rows
@@ -345,29 +346,44 @@ def failure_rows(context: BatchContext, checks: Checks, inputs: Inputs, checked_
     present = {m.dataset for m in context.manifest.members}
     for dataset in (d for d in checks.merge_order(list(context.pipeline.members)) if d in present):
         contract = context.contract(dataset)
-        quarantined: list[DataFrame] = []
-        for relation in (r for r in checks.relations if r.child == dataset):
-            # A relation of a dataset to itself checks against its batch rows as staged (none withheld yet).
-            failing, _ = relation_failures(relation, inputs, withheld.get(relation.parent))
-            parts.append(shaped(failing, relation.name, dataset, relation.severity, relation.action))
-            if relation.action == "quarantine":
-                quarantined.append(failing.select(*contract.keys))
-        for rule in (r for r in checks.rules if r.dataset == dataset):
-            failing = rule_failures(rule, inputs, contract, checks.params, context.manifest.business_date)
-            parts.append(shaped(failing, rule.name, dataset, rule.severity, rule.action))
-            if rule.action == "quarantine":
-                quarantined.append(failing.select(*contract.keys))
-        if quarantined:
-            keys = quarantined[0]
-            for more in quarantined[1:]:
-                keys = keys.unionByName(more)
-            withheld[dataset] = keys.distinct()
+        found, held = dataset_failures(contract, checks, inputs, withheld, context.manifest.business_date)
+        parts.extend(shaped(failing, check.name, dataset, check.severity, check.action) for check, failing in found)
+        if held is not None:
+            withheld[dataset] = held
     if not parts:
         return None
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
     return union
+
+
+def dataset_failures(
+    contract: Contract, checks: Checks, inputs: Inputs, withheld: Mapping[str, DataFrame], as_of: date
+) -> tuple[list[tuple[Relation | Rule, DataFrame]], DataFrame | None]:
+    """The failing rows of each relation and rule of one dataset, and the keys its quarantines take out of the batch.
+
+    A relation checks against its parent's batch rows without the keys `withheld` from them (its parents are
+    checked first). A relation of the dataset to itself runs last, without the keys its other relations and
+    rules quarantine: an employee whose manager a rule quarantined fails it. It runs once, so a row it
+    quarantines itself is still a parent: in a chain E1 <- E2 <- E3 (E3's manager E2, E2's E1) where a rule
+    quarantines E1, E2 fails the self-relation and E3, whose manager only the self-relation held back, passes.
+    """
+    name = contract.name
+    found: list[tuple[Relation | Rule, DataFrame]] = []
+    for relation in (r for r in checks.relations if r.child == name and r.parent != name):
+        found.append((relation, relation_failures(relation, inputs, withheld.get(relation.parent))[0]))
+    for rule in (r for r in checks.rules if r.dataset == name):
+        found.append((rule, rule_failures(rule, inputs, contract, checks.params, as_of)))
+
+    def held_back() -> DataFrame | None:
+        keys = [failing.select(*contract.keys) for check, failing in found if check.action == "quarantine"]
+        return reduce(DataFrame.unionByName, keys).distinct() if keys else None
+
+    before = held_back()
+    for relation in (r for r in checks.relations if r.child == name and r.parent == name):
+        found.append((relation, relation_failures(relation, inputs, before)[0]))
+    return found, held_back()
 
 
 def dataset_rules(
@@ -485,14 +501,14 @@ def _which_rule_raised(context: BatchContext, checks: Checks, inputs: Inputs) ->
     until one raises. Run only after the write failed.
     """
     present = {m.dataset for m in context.manifest.members}
-    date = context.manifest.business_date
+    as_of = context.manifest.business_date
     # The same queries failure_rows built before the write (so building one cannot fail here); a hash of
     # every column they return, so that a raising `detail` is evaluated too.
     probes = (
         (rule, failing.select(F.max(F.hash(*failing.columns))))
         for rule in checks.rules
         if rule.dataset in present
-        for failing in [rule_failures(rule, inputs, context.contract(rule.dataset), checks.params, date)]
+        for failing in [rule_failures(rule, inputs, context.contract(rule.dataset), checks.params, as_of)]
     )
     raised = first_to_raise(probes)
     if raised is None:

@@ -173,6 +173,40 @@ def test_a_relation_of_a_dataset_to_itself_checks_each_row_against_the_batch_and
     assert Checks(relations=(relation,)).merge_order(["employees", "orders"]) == ["employees", "orders"]
 
 
+def test_a_relation_of_a_dataset_to_itself_runs_after_its_quarantines_and_without_their_rows(
+    spark: SparkSession,
+) -> None:
+    # A rule quarantines E1: E2, whose manager E1 never reaches the target, passed its self-relation before.
+    # One pass: E3, whose manager E2 only the self-relation holds back, passes.
+    employees = Contract(
+        name="employees",
+        file_pattern="employees_{yyyy}_{mm}_{dd}.csv",
+        columns=(Column("employee_id", "string"), Column("manager_id", "string")),
+        keys=("employee_id",),
+        sequence_by="employee_id",
+    )
+    schema = "employee_id string, manager_id string"
+    inputs = Inputs(spark)
+    inputs.register("batch", "employees", spark.createDataFrame([("E1", None), ("E2", "E1"), ("E3", "E2")], schema))
+    inputs.register("current", "employees", spark.createDataFrame([], schema))
+    relation = Relation("manager", "employees", ("manager_id",), "employees", ("employee_id",), action="quarantine")
+    rule = Rule(
+        "e1", "employees", "SELECT employee_id FROM ${batch.employees} WHERE employee_id = 'E1'", action="quarantine"
+    )
+    checks = Checks(relations=(relation,), rules=(rule,))
+    try:
+        found, held = batch_validate.dataset_failures(employees, checks, inputs, {}, date(2025, 1, 2))
+
+        assert {check.name: [r["employee_id"] for r in failing.collect()] for check, failing in found} == {
+            "e1": ["E1"],
+            "manager": ["E2"],
+        }
+        assert held is not None
+        assert sorted(r["employee_id"] for r in held.collect()) == ["E1", "E2"]
+    finally:
+        inputs.close()
+
+
 def test_a_relation_on_two_columns_names_each_value_apart(spark: SparkSession) -> None:
     # The detail ran the pairs together: "region EUacct_no 5 is not a key of accounts".
     inputs = Inputs(spark)
