@@ -27,7 +27,7 @@ from filegate.contracts import BUILTIN_DATASETS, load_contracts
 from filegate.pipelines import parse_pipeline
 from filegate.tables import AS_OF_DATE, BATCH_ID, PROCESSING_LOG
 from spark_jobs import batch_derive, batch_stage
-from spark_jobs.batch_derive import GrainViolated, grain_problem, write_table
+from spark_jobs.batch_derive import ColumnsRefused, GrainViolated, grain_problem, write_table
 from spark_jobs.columns import target_schema
 from spark_jobs.cross_checks import Inputs
 from spark_jobs.pipeline_tables import DerivedTable, parse_tables
@@ -717,3 +717,13 @@ def test_check_refuses_table_columns_delta_cannot_store_before_a_batch_merges(sp
         "table t: column 'CUSTOMER_ID': its SQL makes it twice (ignoring case); give one an alias",
         "table t: column 'note' has no type (a bare NULL) and Delta would drop it; cast it, e.g. CAST(NULL AS string)",
     ]
+
+
+def test_a_table_with_a_null_typed_column_is_refused_not_written_without_it(lake: Lake, spark: SparkSession) -> None:
+    # A pipeline deployed without `filegate check`: Delta wrote the table and left `note` out, unsaid.
+    derived = DerivedTable("t", "SELECT 1", "full", ("order_id",))
+    rows = spark.sql(f"SELECT 'A' AS order_id, NULL AS note, DATE '{DAY}' AS as_of_date, 'b1' AS _batch_id")
+
+    with pytest.raises(ColumnsRefused, match=r"derived table t: column 'note' has no type .*; cast it"):
+        write_table(lake.warehouse(), derived, rows, DAY)
+    assert lake.warehouse().read_if_exists("t") is None
