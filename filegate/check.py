@@ -129,6 +129,40 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
     return contracts, findings
 
 
+def _builtin_out_of_effect(
+    pipelines: Iterable[tuple[Path, Mapping[str, Any]]], contracts: Iterable[Contract], builtin: Pipelines
+) -> tuple[set[str], set[str]]:
+    """The built-in pipelines not in effect, by name: replaced by a user's of the name, or refused because a
+    user's dataset replaces a member (`load_pipelines`); and the pipeline names the user's folders declare.
+
+    A contract checked on its own (`filegate check my/orders.toml`) is loaded with its folder, so the
+    pipelines its folder declares count as declared too.
+    """
+    mine = {contract.name: contract for contract in contracts if not is_builtin(contract.source)}
+    declared = {str(document.get("name")) for path, document in pipelines if not is_builtin(path)}
+    for folder in {contract.source.parent for contract in mine.values() if contract.source is not None}:
+        declared |= _pipeline_names(folder)
+    unused = {
+        pipeline.name
+        for pipeline in builtin.values()
+        if pipeline.name in declared or any(member in mine for member in pipeline.members)
+    }
+    return unused, declared
+
+
+def _pipeline_names(folder: Path) -> set[str]:
+    """The names of the pipelines a folder's TOML files declare (files that do not read are reported elsewhere)."""
+    names = set()
+    for path in folder.glob("*.toml"):
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        if document.get("kind") == PIPELINE_KIND and isinstance(document.get("name"), str):
+            names.add(document["name"])
+    return names
+
+
 def _derived_tables(documents: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, str]:
     """The derived tables the pipelines build, each with what it is: `a derived table of pipeline p`. A user's
     pipeline replaces a built-in one of its name, so the later document of a name counts."""
@@ -204,12 +238,7 @@ def _pipeline_findings(
     parsed: dict[str, tuple[str, ...]] = {}
     loaded: dict[str, Pipeline] = {}
     mine = {contract.name: contract for contract in contracts if not is_builtin(contract.source)}
-    declared = {document.get("name") for path, document in pipelines if not is_builtin(path)}
-    unused = {
-        pipeline.name
-        for pipeline in builtin.values()
-        if pipeline.name in declared or any(member in mine for member in pipeline.members)
-    }
+    unused, declared = _builtin_out_of_effect(pipelines, contracts, builtin)
     for pipeline in (builtin[name] for name in sorted(unused) if name not in declared):
         for member in (m for m in pipeline.members if m in mine):
             source = mine[member].source
@@ -356,15 +385,26 @@ def _spark_findings(contracts: Sequence[Contract], files: Sequence[Path]) -> lis
         text = contract.source.read_text(encoding="utf-8-sig")
         for problem in expression_problems(spark, contract):
             findings.append(Finding(contract.source, locate(text, problem.where), str(problem)))
-    known = Contracts({**load_contracts(), **{contract.name: contract for contract in contracts}})
+    builtin_contracts = load_contracts()
+    known = Contracts({**builtin_contracts, **{contract.name: contract for contract in contracts}})
+    documents: list[tuple[Path, dict[str, Any]]] = []
     for path in files:
         try:
             document = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-            if document.get("kind") != PIPELINE_KIND:
-                continue
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue  # reported without Spark
+        if document.get("kind") == PIPELINE_KIND:
+            documents.append((path, document))
+    # A built-in pipeline the user's folder replaces or refuses is not in effect: its rules and tables are not
+    # checked against the user's datasets (findings in a file the user cannot edit, or twice over a copy).
+    unused, _ = _builtin_out_of_effect(documents, contracts, load_pipelines(builtin_contracts))
+    for path, document in documents:
+        if is_builtin(path) and document.get("name") in unused:
+            continue
+        try:
             pipeline = parse_pipeline(document, known, path)
             problems = [*rule_problems(spark, pipeline, known), *table_problems(spark, pipeline, known)]
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ContractError):
+        except ContractError:
             continue  # reported without Spark
         findings.extend(Finding(path, None, problem) for problem in problems)
     return findings

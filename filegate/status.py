@@ -66,6 +66,16 @@ def run_message(run: BaseRun | Run | RunTask) -> str:
     return ""
 
 
+def ended_in_error(run: BaseRun | Run | RunTask) -> bool:
+    """Whether a run or task run ended in an error: failed, timed out, an internal error, or cancelled by the
+    platform. A run answered without the legacy state reads a timeout as its termination code, CANCELED (a
+    user's cancel is USER_CANCELED), so that code counts as an error whatever the legacy result says."""
+    if run_state(run) in FAILED_STATES:
+        return True
+    details = run.status.termination_details if run.status is not None else None
+    return details is not None and getattr(details.code, "value", details.code) == "CANCELED"
+
+
 def _queued(run: BaseRun | Run | RunTask) -> bool:
     """Whether the run is still in the job's queue: it has a start time (when it was triggered) but has not run."""
     life = run.state.life_cycle_state if run.state is not None else None
@@ -92,12 +102,11 @@ def duration_seconds(run: BaseRun | Run | RunTask, now_ms: int | None = None) ->
 def queue_seconds(run: BaseRun | Run, now_ms: int | None = None) -> float | None:
     """How long the run waited in the job's queue while its max_concurrent_runs runs went on (so far, for a run
     still queued that the API gives no queue time); None when unknown."""
-    if run.queue_duration is not None:
-        return run.queue_duration / 1000
     if run.start_time and _queued(run):
+        # The wait so far, whatever queue_duration says before the run leaves the queue (none, or 0).
         now = now_ms if now_ms is not None else int(time.time() * 1000)
-        return max((now - run.start_time) / 1000, 0.0)
-    return None
+        return max((now - run.start_time) / 1000, (run.queue_duration or 0) / 1000, 0.0)
+    return run.queue_duration / 1000 if run.queue_duration is not None else None
 
 
 def format_duration(seconds: float | None) -> str:
@@ -203,7 +212,7 @@ def render_run(client: WorkspaceClient, run: Run) -> str:
             for task in tasks
         ]
         lines += ["Tasks:", render_table(TASK_COLUMNS, rows, indent="  ")]
-    failed = [task for task in last_attempts(tasks) if run_state(task) in FAILED_STATES]
+    failed = [task for task in last_attempts(tasks) if ended_in_error(task)]
     if failed:
         lines.append("Errors:")
         for task in failed:
@@ -285,7 +294,7 @@ def main(argv: list[str]) -> int:
                 raise
             print(json.dumps(run.as_dict(), indent=2) if args.json else render_run(client, run))
             # Scripts and schedulers read the exit code: a failed run is not a success.
-            return 1 if run_state(run) in FAILED_STATES | {"CANCELED"} or never_ran(run) else 0
+            return 1 if ended_in_error(run) or run_state(run) == "CANCELED" or never_ran(run) else 0
         job_id = jobs.job_id()
         runs = recent_runs(client, job_id, args.limit)
         # With FILEGATE_JOB_ID the name is not configured: a run carries its job's name, else the job says it.

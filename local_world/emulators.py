@@ -157,15 +157,21 @@ def stop_leftovers(folder: Path, *, nested: bool = True) -> list[str]:
 def stop_requested(*, interrupt_on_second: bool = False) -> threading.Event:
     """An event that SIGINT and SIGTERM set: what a long-running local command waits on before it stops cleanly.
 
-    With `interrupt_on_second`, a second signal raises KeyboardInterrupt: for a command whose clean stop
-    may wait on work under way, and whose abandoned work is redone on its next start.
+    With `interrupt_on_second`, a second Ctrl-C (SIGINT, not a TERM) raises KeyboardInterrupt, once: for a
+    command whose clean stop may wait on work under way, and whose abandoned work is redone on its next start.
     """
     stop = threading.Event()
+    interrupted: list[int] = []
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        if interrupt_on_second and stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
+        if interrupt_on_second and signum == signal.SIGINT and stop.is_set():
+            if not interrupted:  # a third Ctrl-C, while the interrupted command reports, changes nothing
+                interrupted.append(signum)
+                raise KeyboardInterrupt
+            return
+        # Set from another thread: the handler runs between two bytecodes of the main thread, which may be
+        # holding the event's own lock (inside `wait` or `set`); taking it here would wait for ever.
+        threading.Thread(target=stop.set, name="stop-requested", daemon=True).start()
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)

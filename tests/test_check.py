@@ -89,6 +89,8 @@ def test_a_users_contract_replacing_a_member_of_a_builtin_pipeline_must_say_whic
     (tmp_path / "customers.toml").write_text(builtin.replace("max_length = 254", "max_length = 200"), encoding="utf-8")
     (tmp_path / "ecommerce.toml").write_text((BUILTIN / "ecommerce.toml").read_text(encoding="utf-8"), "utf-8")
     declared = main(["--no-spark", str(tmp_path)])
+    # Checked on its own, the contract is loaded with its folder, which declares the pipeline.
+    alone = main(["--no-spark", str(tmp_path / "customers.toml")])
 
     [finding] = findings
     assert (finding.path, finding.line) == (mine, 1)
@@ -99,6 +101,7 @@ def test_a_users_contract_replacing_a_member_of_a_builtin_pipeline_must_say_whic
     )
     assert code == 1
     assert declared == 0
+    assert alone == 0
 
 
 def test_a_dataset_in_no_pipeline_may_not_use_what_only_the_batch_job_applies(tmp_path: Path) -> None:

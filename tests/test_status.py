@@ -340,6 +340,31 @@ def parameters(day: int) -> dict[str, str]:
     return {"source_path": source, "dataset": "order_tracking", "batch_id": f"order_tracking-202403{day:02d}"}
 
 
+@pytest.mark.parametrize(
+    ("legacy", "code", "error"),
+    [
+        ({"life_cycle_state": "TERMINATED", "result_state": "TIMEDOUT"}, "CANCELED", True),
+        # A timeout answered without the legacy state read CANCELED, and its task's error was not shown.
+        (None, "CANCELED", True),
+        (None, "USER_CANCELED", False),
+        ({"life_cycle_state": "TERMINATED", "result_state": "CANCELED"}, "USER_CANCELED", False),
+        (None, "RUN_EXECUTION_ERROR", True),
+        (None, "SUCCESS", False),
+    ],
+)
+def test_a_timeout_is_an_error_with_or_without_the_legacy_state(
+    legacy: dict[str, str] | None, code: str, error: bool
+) -> None:
+    from databricks.sdk.service.jobs import RunTask
+
+    details = {"code": code, "type": "CLIENT_ERROR", "message": ""}
+    body: dict[str, object] = {"task_key": "t", "status": {"state": "TERMINATED", "termination_details": details}}
+    if legacy is not None:
+        body["state"] = legacy
+
+    assert status.ended_in_error(RunTask.from_dict(body)) is error
+
+
 def test_short_source_and_durations() -> None:
     assert status.short_source(SOURCE).startswith("abfss://archive@")
     assert status.short_source(SOURCE).endswith("/order_tracking/2024/03/05/order_tracking_2024_03_05.csv")

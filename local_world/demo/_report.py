@@ -13,12 +13,13 @@ from filegate.ingest import ARCHIVED
 from filegate.jobs import run_state
 from filegate.settings import DEFAULT_BATCH_JOB_NAME
 from filegate.status import (
-    FAILED_STATES,
+    ended_in_error,
     failure_lines,
     last_attempts,
     recent_runs,
     render_runs,
     render_table,
+    run_message,
     short_source,
 )
 from filegate.tables import IS_CURRENT, PROCESSING_LOG, RAW_LINE, REASON, SOURCE_FILE, rejects_table
@@ -255,14 +256,14 @@ def run_problems(world: LocalWorld, runs: dict[int, Run], names: dict[int, str])
         lines.append(f"  - run {run_id} ({names.get(run_id, '?')}) ended {run_state(run)}")
         logs = world.jobs.log_files(run_id)
         # Each task's last attempt: a failure its retry made good is no problem of the run.
-        failed = [task for task in last_attempts(run.tasks or []) if run_state(task) in FAILED_STATES]
+        failed = [task for task in last_attempts(run.tasks or []) if ended_in_error(task)]
         for task in failed:
             lines += failure_lines(world.client, task, indent="      ")
             log_file = logs.get(task.run_id) if task.run_id is not None else None
             if log_file is not None:
                 lines.append(f"      log: {_relative(log_file)}")
-        if not failed and run.state is not None and run.state.state_message:
-            lines.append(f"      {run.state.state_message}")
+        if not failed and run_message(run):
+            lines.append(f"      {run_message(run)}")
     return lines
 
 

@@ -218,8 +218,18 @@ def _deliver_once(watcher: Watcher, stop: threading.Event) -> int:
     except FilegateError as exc:  # the listing itself: a location missing (2), storage unreachable (75)
         return exits.report_failure("python -m local_world watch", exc, try_again="cannot list, try again")
     if not watcher.drain(timeout=float("inf"), stop=stop):
-        print(f"interrupted: {_summary(watcher)}", flush=True)
-        return exits.INTERRUPTED
+        if stop.is_set():
+            print(f"interrupted: {_summary(watcher)}", flush=True)
+            return exits.INTERRUPTED
+        # Only events whose dead letters cannot be written are left: say which, rather than wait for ever. They are
+        # not recorded as delivered, so the next start delivers them again.
+        unlettered = ", ".join(event.key for event in watcher.unlettered())
+        print(
+            f"failed: {_summary(watcher)}; given up on, their dead letters cannot be written to "
+            f"{watcher.dead_letter_dir}: {unlettered}",
+            flush=True,
+        )
+        return exits.FAILED
     print(f"done: {_summary(watcher)}", flush=True)
     return exits.FAILED if watcher.dropped else exits.OK
 

@@ -223,6 +223,8 @@ class Watcher:
             upcoming = self.next_due()
             if upcoming is None:
                 return True
+            if len(self.unlettered()) == self.pending():
+                return False  # only events given up on whose letters cannot be written: waiting changes nothing
             if self._clock() + upcoming > deadline:
                 return False
             stop.wait(max(upcoming, 0.01))
@@ -263,6 +265,11 @@ class Watcher:
             del self._pending[event.key]
         self._state.delivered[event.key] = pending.obj
         self._save_state()
+
+    def unlettered(self) -> list[Event]:
+        """The events given up on whose dead letters could not be written (kept, the letters tried again)."""
+        with self._lock:
+            return [pending.event for pending in self._pending.values() if pending.given_up]
 
     def _give_up(self, pending: _Pending, reason: str) -> None:
         event = pending.event

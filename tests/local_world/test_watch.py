@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -483,6 +484,30 @@ def _interrupt_after(arrived: threading.Event, times: int) -> list[float]:
     return sent
 
 
+@contextmanager
+def answering_webhook(status: int, arrived: threading.Event | None = None) -> Iterator[str]:
+    """A webhook on a free loopback port that answers every event with `status` (and sets `arrived`); its URL."""
+
+    class Answering(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if arrived is not None:
+                arrived.set()
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            """Quiet: http.server would print every request to stderr."""
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Answering) as server:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+
+
 def _watch_interrupted(argv: list[str]) -> int:
     """`watch_main(argv)`; a KeyboardInterrupt out of it (a traceback at the terminal) fails the test."""
     try:
@@ -520,43 +545,42 @@ def test_a_second_ctrl_c_stops_the_watch_at_once_with_its_summary(
     assert "interrupted: 0 delivered, 0 dead-lettered, 2 pending" in capsys.readouterr().out
 
 
-def test_ctrl_c_during_watch_once_exits_130_with_its_summary(
-    azurite: Azurite,
-    azure_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-) -> None:
-    # It ended in a KeyboardInterrupt traceback out of the wait for the next retry, and no summary.
-    arrived = threading.Event()
-
-    class Failing(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            arrived.set()
-            self.send_response(500)  # retried, after 10 s at --retry-scale 1
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            """Quiet: http.server would print every request to stderr."""
-
+@pytest.fixture
+def one_landed(azurite: Azurite, azure_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Azurite's landing holding one file, and the settings `watch` reads pointed at it."""
     monkeypatch.setenv("FILEGATE_AZURE_STORAGE", azurite.connection_string)
     monkeypatch.setenv("FILEGATE_LANDING", str(azure_settings.landing))
     put(azurite, azure_settings.landing, DAY, csv_bytes())
-    with ThreadingHTTPServer(("127.0.0.1", 0), Failing) as server:
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    return azure_settings
+
+
+def test_ctrl_c_during_watch_once_exits_130_with_its_summary(
+    one_landed: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # It ended in a KeyboardInterrupt traceback out of the wait for the next retry, and no summary.
+    arrived = threading.Event()
+    with answering_webhook(500, arrived) as url:  # retried, after 10 s at --retry-scale 1
         sent = _interrupt_after(arrived, times=1)
-        try:
-            code = _watch_interrupted(["--webhook", url, "--once", "--retry-scale", "1", "--state-dir", str(tmp_path)])
-        finally:
-            server.shutdown()
+        code = _watch_interrupted(["--webhook", url, "--once", "--retry-scale", "1", "--state-dir", str(tmp_path)])
     took = time.monotonic() - sent[0]
 
     assert code == 130
     assert took < 1.5
     assert "interrupted: 0 delivered, 0 dead-lettered, 1 pending" in capsys.readouterr().out
+
+
+def test_watch_once_whose_dead_letter_cannot_be_written_exits_1_naming_the_event(
+    one_landed: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # It waited for ever: the event is kept and its letter tried again later, which --once waited out.
+    (tmp_path / "deadletter").write_text("not a folder")  # a full disk, a folder without write permission
+    with answering_webhook(400) as url:  # not retried by Event Grid: dead-lettered at once
+        code = _watch_interrupted(["--webhook", url, "--once", "--state-dir", str(tmp_path)])
+
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "failed: 0 delivered, 0 dead-lettered, 1 pending; given up on, their dead letters cannot be written" in out
+    assert one_landed.landing.path(DAY) in out
 
 
 def test_a_failed_delivery_is_retried_with_growing_delays(

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from filegate import exits
 from filegate.check import main
-from filegate.contracts import Contract, load_contract, load_contracts
+from filegate.contracts import BUILTIN_DATASETS, Contract, load_contract, load_contracts
 from spark_jobs.columns import contract_fields
 from spark_jobs.contract_sql import check_passes, derived_column, expression_problems
 
@@ -23,6 +23,24 @@ BROKEN = Path(__file__).parents[1] / "contracts" / "broken"
 
 def test_check_resolves_every_shipped_expression_on_spark(spark: SparkSession) -> None:
     assert main([]) == 0
+
+
+def test_a_builtin_pipeline_a_users_folder_replaces_is_not_resolved_against_its_datasets(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The user's customers name their country `country_code`, and their copy of ecommerce.toml follows it
+    # but for one table left as shipped. With Spark, check resolved the built-in ecommerce.toml's tables too
+    # against the user's customers: the same findings again, in a file the user cannot edit.
+    customers = (BUILTIN_DATASETS / "customers.toml").read_text(encoding="utf-8")
+    (tmp_path / "customers.toml").write_text(customers.replace('name = "country"', 'name = "country_code"'), "utf-8")
+    pipeline = (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
+    (tmp_path / "ecommerce.toml").write_text(pipeline.replace("c.country\n", "c.country_code AS country\n", 1), "utf-8")
+
+    assert main([str(tmp_path)]) == 1
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith(str(tmp_path / "ecommerce.toml"))], lines
+    assert [line for line in lines if line.startswith(str(BUILTIN_DATASETS))] == []
 
 
 def test_an_expression_that_does_not_resolve_or_is_not_boolean_is_found(spark: SparkSession) -> None:
