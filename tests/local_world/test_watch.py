@@ -354,13 +354,19 @@ def test_a_metadata_write_raises_no_event_even_after_a_restart_and_an_overwrite_
     assert [event.version for event in recorder.events] == [overwrite]
 
 
-def test_every_new_gcs_generation_is_finalized_and_a_metadata_patch_is_not(gcs_emulator: Any, tmp_path: Path) -> None:
-    # Consistent with the Azure side: on GCS even the same bytes again are a new generation, with its event.
+def watched_gcs_upload(gcs_emulator: Any, tmp_path: Path) -> tuple[Settings, Any, Recorder, Watcher]:
+    """Fresh buckets on the GCS emulator with one upload in landing, and a watcher of them that records events."""
     store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": gcs_emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
     settings = fresh_settings(store)
     blob = gcs_upload(gcs_emulator.client(), settings.landing.container, DAY, csv_bytes())
     recorder = Recorder()
     watch = Watcher(GcsEmulatorSource(gcs_emulator.url, project=PROJECT), [settings.landing], recorder, tmp_path)
+    return settings, blob, recorder, watch
+
+
+def test_every_new_gcs_generation_is_finalized_and_a_metadata_patch_is_not(gcs_emulator: Any, tmp_path: Path) -> None:
+    # Consistent with the Azure side: on GCS even the same bytes again are a new generation, with its event.
+    settings, blob, recorder, watch = watched_gcs_upload(gcs_emulator, tmp_path)
     watch.poll()
     watch.deliver_due()
 
@@ -869,11 +875,7 @@ def test_in_process_delivery_of_a_filegate_write_is_ignored_by_the_core(
 
 
 def test_a_finalize_event_carries_the_object_as_the_store_lists_it(gcs_emulator: Any, tmp_path: Path) -> None:
-    store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": gcs_emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
-    settings = fresh_settings(store)
-    blob = gcs_upload(gcs_emulator.client(), settings.landing.container, DAY, csv_bytes())
-    recorder = Recorder()
-    watch = Watcher(GcsEmulatorSource(gcs_emulator.url, project=PROJECT), [settings.landing], recorder, tmp_path)
+    settings, blob, recorder, watch = watched_gcs_upload(gcs_emulator, tmp_path)
 
     watch.poll()
     watch.deliver_due()
