@@ -8,7 +8,7 @@ import tomllib
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
@@ -404,6 +404,28 @@ class Contract:
         return date(int(found["yyyy"]), int(found["mm"]), int(found["dd"]))
 
 
+def param_problem(value: object, name: str = "x") -> str | None:
+    """What keeps `value` from being a parameter (a number, text or true/false that SQL can be given), or None.
+
+    A TOML date is not one: SQL takes it as text, `DATE ${param.x}`. A float that is not finite has no
+    literal (`nan` would be read as a column name).
+    """
+    if isinstance(value, date | time):
+        kind, cast = (
+            ("date-time", "TIMESTAMP ") if isinstance(value, datetime) else ("date", "DATE ") if isinstance(value, date)
+            else ("time", "")
+        )  # fmt: skip
+        return (
+            f"must be a number, text or true/false, not the TOML {kind} {value}: write it in quotes, "
+            f'"{value.isoformat()}", and read it as {cast}${{param.{name}}} in the SQL'
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, not {value!r}"
+    if isinstance(value, str | int | float | bool):
+        return None
+    return f"must be a number, text or true/false, not {value!r}"
+
+
 def sql_literal(value: ParamValue) -> str:
     """A parameter as a Spark SQL literal."""
     if isinstance(value, bool):
@@ -621,10 +643,11 @@ class _Reader:
             return {}
         found: dict[str, ParamValue] = {}
         for name, value in raw.items():
-            if isinstance(value, str | int | float | bool):
+            problem = param_problem(value, name)
+            if problem is None:
                 found[name] = value
             else:
-                self.note(f"params.{name}", f"must be a number, text or true/false, not {value!r}")
+                self.note(f"params.{name}", problem)
         return found
 
     def column(self, raw: Mapping[str, Any], index: int) -> Column:

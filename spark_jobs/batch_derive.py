@@ -145,6 +145,14 @@ def table_rows(
 ) -> DataFrame:
     """The table's rows: its SQL, then each segment's column, then the business date and batch (set by the job)."""
     rows = spark.sql(resolve_sql(table.sql, inputs, params, as_of))
+    made = {column.lower() for column in rows.columns} if table.segments else set()
+    replaced = [segment.column for segment in table.segments if segment.column in made]
+    if replaced:
+        # withColumn would replace the SQL's column with the bands' label without a word (a grain column too).
+        raise ColumnsRefused(
+            f"derived table {table.name}: its SQL makes {', '.join(replaced)}, which a segment adds; "
+            "name one of them otherwise"
+        )
     for segment in table.segments:
         rows = rows.withColumn(segment.column, F.expr(resolve_sql(segment.case_sql(), inputs, params, as_of)))
     return rows.withColumn(AS_OF_DATE, F.lit(as_of)).withColumn(BATCH_ID, F.lit(batch_id))
@@ -171,7 +179,7 @@ def table_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts
                 schema = rows.schema
                 problems.extend(f"table {table.name}: {problem}" for problem in column_problems(schema))
             except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
-                problems.append(f"table {table.name}: {first_line(exc)}")
+                problems.append(f"table {table.name}: {first_line(exc).removeprefix(f'derived table {table.name}: ')}")
                 continue
             inputs.register("table", table.name, driver_rows(spark, [], schema))
     finally:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from filegate.contracts import Contracts
+from filegate.contracts import Contracts, param_problem
 from filegate.errors import ContractError
 from filegate.pipelines import Link, Pipeline, cycle_message, relation_cycles
 from spark_jobs.pipeline_tables import (
@@ -20,8 +20,10 @@ from spark_jobs.pipeline_tables import (
     QUOTED_INPUT,
     array_of_tables,
     misspelt_placeholder,
+    names_field,
     placeholders,
     quoted_inputs,
+    text_field,
 )
 
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
@@ -210,7 +212,7 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
             problems.append(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
         if action not in ACTIONS:
             problems.append(f"{where}: action must be one of {', '.join(ACTIONS)}")
-        if ratio is not None and (not isinstance(ratio, int | float) or not 0 <= ratio <= 1):
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1):
             problems.append(f"{where}: fail_if_ratio must be a share between 0 and 1")
             ratio = None
         return severity, action, None if ratio is None else float(ratio)
@@ -220,12 +222,11 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
         where = f"relations[{index}] {entry.get('name', '')}"
         severity, action, ratio = common(entry, where)
         child, parent = str(entry.get("child", "")), str(entry.get("parent", ""))
-        columns = tuple(entry.get("columns", ()))
-        parent_columns = tuple(entry.get("parent_columns", columns))
-        problems += [
-            f"{where}: {problem}"
-            for problem in _relation_column_problems(pipeline, contracts, (child, columns), (parent, parent_columns))
-        ]
+        columns = names_field(entry, "columns", where, problems)
+        parent_columns = names_field(entry, "parent_columns", where, problems) if "parent_columns" in entry else columns
+        if columns is not None and parent_columns is not None:
+            pairs = (child, columns), (parent, parent_columns)
+            problems += [f"{where}: {problem}" for problem in _relation_column_problems(pipeline, contracts, *pairs)]
         nulls = str(entry.get("nulls", "ignore"))
         if nulls not in ("ignore", "fail"):
             problems.append(f"{where}: nulls must be ignore or fail")
@@ -233,9 +234,9 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
             Relation(
                 str(entry.get("name", "")),
                 child,
-                columns,
+                columns or (),
                 parent,
-                parent_columns,
+                parent_columns or (),
                 severity,
                 action,
                 nulls,
@@ -250,17 +251,14 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
         dataset = str(entry.get("dataset", ""))
         if dataset not in members:
             problems.append(f"{where}: dataset {dataset!r} is not a member of {pipeline.name}")
-        sql = str(entry.get("sql", "")).strip()
-        if not sql:
+        sql = text_field(entry, "sql", where, problems).strip()
+        if not sql and isinstance(entry.get("sql", ""), str):
             problems.append(f"{where}: sql must not be empty")
         rules.append(
             Rule(str(entry.get("name", "")), dataset, sql, severity, action, ratio, str(entry.get("description", "")))
         )
     lookups = _lookups(document.get("lookups", []), problems)
-    params = document.get("params", {})
-    if not isinstance(params, dict):
-        problems.append("params must be a table ([params])")
-        params = {}
+    params = _params(document, problems)
     problems += _rule_input_problems(rules, pipeline, lookups, params)
     problems += _name_problems([r.name for r in relations] + [r.name for r in rules])
     weights = _weights(_declared_weights(document, problems), problems)
@@ -295,6 +293,25 @@ _TOML_TYPES = (
     (datetime, "timestamp"),
     (date, "date"),
 )
+
+
+def _params(document: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """`[params]`: each a number, text or true/false, as a dataset contract's (a TOML date has no SQL literal), or
+    a list of them, which SQL reads as the values of an `IN (...)`."""
+    params = document.get("params", {})
+    if not isinstance(params, dict):
+        problems.append("params must be a table ([params])")
+        return {}
+    for name, value in params.items():
+        if value == []:
+            problems.append(f"params.{name} must list at least one value (IN () is no SQL)")
+        values = value if isinstance(value, list) else [value]
+        problems.extend(
+            f"params.{name} {problem}"
+            for problem in dict.fromkeys(param_problem(each, name) for each in values)
+            if problem
+        )
+    return params
 
 
 def _lookups(entries: Any, problems: list[str]) -> tuple[Lookup, ...]:

@@ -16,15 +16,17 @@ every bound holds wins (`min` and `max` inclusive, `equals` exact), else the def
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from filegate.contracts import Contracts, sql_literal
+from filegate.contracts import Contracts, param_problem, sql_literal
 from filegate.errors import ContractError
 from filegate.pipelines import Pipeline
-from filegate.tables import job_tables
+from filegate.tables import AS_OF_DATE, job_tables
 
 REFRESHES = ("full", "as_of")
 METHODS = ("thresholds", "quantiles")
@@ -143,20 +145,49 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
         refresh = str(entry.get("refresh", "full"))
         if refresh not in REFRESHES:
             problems.append(f"table {name}: refresh must be one of {', '.join(REFRESHES)}")
-        sql = str(entry.get("sql", "")).strip()
-        if not sql:
+        sql = text_field(entry, "sql", f"table {name}", problems).strip()
+        if not sql and isinstance(entry.get("sql", ""), str):
             problems.append(f"table {name}: sql must not be empty")
-        grain = tuple(str(c) for c in entry.get("grain", ()))
-        if not grain:
+        grain = names_field(entry, "grain", f"table {name}", problems)
+        if grain == ():
             problems.append(f"table {name}: grain must name the columns that identify a row")
+        added = [segment.column for segment in segments.get(name, ())]
+        problems += [f"table {name}: segments add {column} twice" for column in _repeated(added)]
+        if AS_OF_DATE in added:
+            problems.append(f"table {name}: a segment adds {AS_OF_DATE}, which the job sets; name its column otherwise")
         table = DerivedTable(
-            name, sql, refresh, grain, tuple(segments.get(name, ())), str(entry.get("description", ""))
+            name, sql, refresh, grain or (), tuple(segments.get(name, ())), str(entry.get("description", ""))
         )
         problems += [f"table {name}: {p}" for p in _input_problems(table, pipeline, contracts, params, lookups, names)]
         tables.append(table)
     if problems:
         raise ContractError(f"{pipeline.source or pipeline.name}: " + "; ".join(problems))
     return build_order(tables)
+
+
+def text_field(entry: Mapping[str, Any], key: str, where: str, problems: list[str]) -> str:
+    """The text of `key` (empty when absent); a problem for a number, list or table (`sql = 5` would be run
+    as the SQL `5`)."""
+    value = entry.get(key, "")
+    if isinstance(value, str):
+        return value
+    problems.append(f"{where}: {key} must be text (in quotes), not {value!r}")
+    return ""
+
+
+def names_field(entry: Mapping[str, Any], key: str, where: str, problems: list[str]) -> tuple[str, ...] | None:
+    """The column names `key` lists (empty when absent), or None and a problem for any other value:
+    `grain = "order_id"`, text where a list is meant, would be read letter by letter."""
+    value = entry.get(key, [])
+    if isinstance(value, list) and all(isinstance(item, str) and item for item in value):
+        return tuple(value)
+    example = value if isinstance(value, str) and value else "column"
+    problems.append(f'{where}: {key} must be a list of column names, e.g. {key} = ["{example}"], not {value!r}')
+    return None
+
+
+def _repeated(names: Iterable[str]) -> list[str]:
+    return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
 def array_of_tables(
@@ -301,10 +332,13 @@ def _parse_segment(entry: Mapping[str, Any], where: str, params: Mapping[str, An
         unknown = set(raw) - {"label", "min", "max", "equals"}
         if unknown:
             problems.append(f"{at}: unknown keys {sorted(unknown)}")
-        for kind in ("min", "max"):
-            for name, value in bounds[kind].items():
-                problems += [f"{at}: {kind}.{name} {p}" for p in _bound_problems(value, method, params)]
-        bands.append(Band(label, bounds["min"], bounds["max"], bounds["equals"]))
+        kept: dict[str, dict[str, Any]] = {}
+        for kind, bound in bounds.items():
+            found = {name: _bound_problems(value, method, params, kind) for name, value in bound.items()}
+            problems += [f"{at}: {kind}.{name} {p}" for name, listed in found.items() for p in listed]
+            # A bound of the wrong type is left out: the band is still compiled to name its inputs.
+            kept[kind] = {name: value for name, value in bound.items() if not found[name]}
+        bands.append(Band(label, kept["min"], kept["max"], kept["equals"]))
     if not bands:
         problems.append(f"{where}: at least one band is required")
     labels = [b.label for b in bands]
@@ -313,7 +347,15 @@ def _parse_segment(entry: Mapping[str, Any], where: str, params: Mapping[str, An
     return Segment(str(entry.get("table", "")), column, method, str(default or ""), tuple(bands))
 
 
-def _bound_problems(value: Any, method: str, params: Mapping[str, Any]) -> list[str]:
+def _bound_problems(value: Any, method: str, params: Mapping[str, Any], kind: str = "min") -> list[str]:
+    """What is wrong with a band's bound: `min` and `max` take a number, `equals` also text or true/false (each
+    as a value or a `${param.x}`)."""
+    if kind == "equals":
+        if isinstance(value, str) and (found := PLACEHOLDER.fullmatch(value)) and found[1] != "param":
+            return ["must be a value or ${param.x}"]
+        if isinstance(value, str) and found:
+            return [] if found[2] in params else [f"names no parameter {found[2]!r}"]
+        return [] if param_problem(value) is None else ["must be a number, text or true/false"]
     if isinstance(value, str):
         found = PLACEHOLDER.fullmatch(value)
         if not found or found[1] != "param":
@@ -321,7 +363,7 @@ def _bound_problems(value: Any, method: str, params: Mapping[str, Any]) -> list[
         value = params.get(found[2])
         if value is None:
             return [f"names no parameter {found[2]!r}"]
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return ["must be a number"]
     if method == "quantiles" and not 0 <= value <= 1:
         return ["is a quantile: between 0 and 1"]

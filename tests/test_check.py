@@ -398,6 +398,8 @@ def test_a_kind_filegate_does_not_read_is_a_finding_not_a_file_left_out(tmp_path
 
 
 _DAILY = '[[tables]]\nname = "daily"\ngrain = ["n"]\nsql = "SELECT count(*) AS n FROM ${batch.sales}"\n'
+_BAND = '[[segments]]\ntable = "daily"\ncolumn = "size"\ndefault = "small"\nbands = [{ label = "big", BOUND }]\n'
+_RELATION = '[[relations]]\nname = "refund_sale"\nchild = "refunds"\nparent = "sales"\n'
 
 
 @pytest.mark.parametrize(
@@ -435,12 +437,54 @@ _DAILY = '[[tables]]\nname = "daily"\ngrain = ["n"]\nsql = "SELECT count(*) AS n
         ('[tables]\nname = "daily"\n', "tables must be an array of tables ([[tables]])"),
         (f'{_DAILY}[segments]\ntable = "daily"\n', "segments must be an array of tables ([[segments]])"),
         ("[scoring]\nweights = 5\n", "scoring.weights must be a table of severity = weight"),
+        # Text for a list, read letter by letter: a grain of o, r, d, e, ... and a relation on i and d.
+        (
+            _DAILY.replace('["n"]', '"order_id"'),
+            'table daily: grain must be a list of column names, e.g. grain = ["order_id"]',
+        ),
+        (f'{_RELATION}columns = "id"\n', 'refund_sale: columns must be a list of column names, e.g. columns = ["id"]'),
+        # Run as the SQL `5`, or `['SELECT 1']`.
+        (
+            _DAILY.replace('"SELECT count(*) AS n FROM ${batch.sales}"', "5"),
+            "table daily: sql must be text (in quotes)",
+        ),
+        ('[[rules]]\nname = "big"\ndataset = "sales"\nsql = ["SELECT 1"]\n', "rules[0] big: sql must be text"),
+        # Passed; the job then failed: TypeError: 'str' object cannot be interpreted as an integer.
+        (
+            "[params]\nsince = 2025-01-01\n",
+            "params.since must be a number, text or true/false, not the TOML date 2025-01-01: write it in quotes, "
+            '"2025-01-01", and read it as DATE ${param.since} in the SQL',
+        ),
+        # `nan` in the SQL is a column name; `IN ()` does not parse.
+        ("[params]\ncap = nan\n", "params.cap must be a finite number, not nan"),
+        ("[params]\nstatuses = []\n", "params.statuses must list at least one value"),
+        # Crashes: AttributeError: 'list' object has no attribute 'replace', and the date's TypeError.
+        (_DAILY + _BAND.replace("BOUND", "equals = { n = [1, 2] }"), "equals.n must be a number, text or true/false"),
+        (
+            _DAILY + _BAND.replace("BOUND", "equals = { n = 2025-01-01 }"),
+            "equals.n must be a number, text or true/false",
+        ),
+        # true was taken as a share of 1.
+        (
+            '[[rules]]\nname = "big"\ndataset = "sales"\nsql = "SELECT 1"\nfail_if_ratio = true\n',
+            "rules[0] big: fail_if_ratio must be a share between 0 and 1",
+        ),
+        # The second segment's labels replaced the first's; the job's business date replaced a segment's labels.
+        (_DAILY + _BAND + _BAND.replace('"big"', '"huge"'), "table daily: segments add size twice"),
+        (
+            _DAILY + _BAND.replace('"size"', '"as_of_date"'),
+            "table daily: a segment adds as_of_date, which the job sets; name its column otherwise",
+        ),
     ],
 )
-def test_a_misspelt_pipeline_key_is_a_finding_not_a_check_left_out(tmp_path: Path, extra: str, found: str) -> None:
+def test_a_misspelt_key_or_a_value_of_the_wrong_type_is_a_finding_not_a_guess(
+    tmp_path: Path, extra: str, found: str
+) -> None:
     _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
     _dataset(tmp_path, "refunds", "refunds_{yyyy}{mm}{dd}.csv")
-    pipeline = _pipeline(tmp_path, "shop", "shop", "shop_{yyyy}{mm}{dd}.json", extra)
+    pipeline = _pipeline(
+        tmp_path, "shop", "shop", "shop_{yyyy}{mm}{dd}.json", extra.replace("BOUND", "min = { n = 9 }")
+    )
 
     _, findings = check_files([tmp_path / "sales.toml", tmp_path / "refunds.toml", pipeline])
 

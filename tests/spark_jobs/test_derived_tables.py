@@ -693,6 +693,13 @@ def test_a_grain_problem_is_found_by_a_query_when_the_error_lost_the_check_s_mes
     assert grain_problem(derived, spark.createDataFrame([("A", 1), ("B", 2)], "order_id string, n int")) is None
 
 
+def one_table(member: str, sql: str, **more: Any) -> dict[str, Any]:
+    """A pipeline document of one member and one derived table `t` of grain customer_id."""
+    table = {"name": "t", "grain": ["customer_id"], "sql": sql}
+    pipeline = {"kind": "pipeline", "name": "shop", "trigger_pattern": "go_{yyyy}_{mm}_{dd}.json"}
+    return {**pipeline, "members": [member], "tables": [table], **more}
+
+
 def test_check_refuses_table_columns_delta_cannot_store_before_a_batch_merges(spark: SparkSession) -> None:
     # Each passed `filegate check`: derive_tables then failed after the targets merged (an unnamed aggregate,
     # a name with a space, a name twice), or wrote the table without the NULL column.
@@ -701,15 +708,8 @@ def test_check_refuses_table_columns_delta_cannot_store_before_a_batch_merges(sp
         "SELECT count(*), customer_id AS `Customer Id`, customer_id, CUSTOMER_ID, NULL AS note "
         "FROM ${current.customers} GROUP BY customer_id"
     )
-    document = {
-        "kind": "pipeline",
-        "name": "shop",
-        "trigger_pattern": "go_{yyyy}_{mm}_{dd}.json",
-        "members": ["customers"],
-        "tables": [{"name": "t", "grain": ["customer_id"], "sql": sql}],
-    }
 
-    problems = batch_derive.table_problems(spark, parse_pipeline(document, contracts), contracts)
+    problems = batch_derive.table_problems(spark, parse_pipeline(one_table("customers", sql), contracts), contracts)
 
     assert problems == [
         "table t: column 'count(1)': Delta refuses a name with any of ' ,;{}()\\n\\t='; give it an alias",
@@ -717,6 +717,20 @@ def test_check_refuses_table_columns_delta_cannot_store_before_a_batch_merges(sp
         "table t: column 'CUSTOMER_ID': its SQL makes it twice (ignoring case); give one an alias",
         "table t: column 'note' has no type (a bare NULL) and Delta would drop it; cast it, e.g. CAST(NULL AS string)",
     ]
+
+
+def test_a_segment_adding_a_column_its_table_s_sql_makes_is_refused(spark: SparkSession) -> None:
+    # The bands' labels replaced the SQL's customer_id, the table's grain, without a word.
+    contracts = load_contracts()
+    sql = "SELECT customer_id, count(*) AS orders FROM ${current.orders} GROUP BY customer_id"
+    band = {"label": "many", "min": {"orders": 9}}
+    document = one_table(
+        "orders", sql, segments=[{"table": "t", "column": "customer_id", "default": "few", "bands": [band]}]
+    )
+
+    problems = batch_derive.table_problems(spark, parse_pipeline(document, contracts), contracts)
+
+    assert problems == ["table t: its SQL makes customer_id, which a segment adds; name one of them otherwise"]
 
 
 def test_a_table_with_a_null_typed_column_is_refused_not_written_without_it(lake: Lake, spark: SparkSession) -> None:
