@@ -721,10 +721,17 @@ class _Reader:
         if not isinstance(bands_raw, dict):
             self.note(f"{at}.bands", "must be a table: { on = COLUMN, default = LABEL, rules = [...] }")
             bands_raw = {}
+        for key in bands_raw:
+            if key not in ("on", "default", "rules"):
+                self.note(f"{at}.bands.{key}", "is not a bands field (a typo?)")
         rules = bands_raw.get("rules", [])
         if not isinstance(rules, list) or not all(isinstance(rule, dict) for rule in rules):
             self.note(f"{at}.bands.rules", "must be an array of { label, min, max } tables")
             rules = []
+        for number, rule in enumerate(rules):
+            for key in rule:
+                if key not in ("label", "min", "max"):
+                    self.note(f"{at}.bands.rules.{number}.{key}", "is not a band field (label, min, max; a typo?)")
         bands = tuple(
             Band(
                 label=self.text("label", True, rule, f"{at}.bands.rules.{number}"),

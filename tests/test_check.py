@@ -397,6 +397,24 @@ def test_a_kind_filegate_does_not_read_is_a_finding_not_a_file_left_out(tmp_path
         load_contracts(tmp_path)
 
 
+def test_a_misspelt_key_in_a_derived_column_s_bands_is_a_finding(tmp_path: Path) -> None:
+    # Passed: `mni` left the band without its lower bound, `defualt` the column without its default.
+    path = _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    path.write_text(
+        path.read_text(encoding="utf-8") + '[[columns]]\nname = "amount"\ntype = "long"\n[[derived]]\nname = "size"\n'
+        'bands = { on = "amount", defualt = "SMALL", rules = [{ label = "BIG", mni = 100 }] }\n',
+        encoding="utf-8",
+    )
+
+    _, findings = check_files([path])
+
+    assert [f.message for f in findings] == [
+        "derived.size.bands.defualt: is not a bands field (a typo?)",
+        "derived.size.bands.rules.0.mni: is not a band field (label, min, max; a typo?)",
+    ]
+    assert {f.line for f in findings} == {18}
+
+
 _DAILY = '[[tables]]\nname = "daily"\ngrain = ["n"]\nsql = "SELECT count(*) AS n FROM ${batch.sales}"\n'
 _BAND = '[[segments]]\ntable = "daily"\ncolumn = "size"\ndefault = "small"\nbands = [{ label = "big", BOUND }]\n'
 _RELATION = '[[relations]]\nname = "refund_sale"\nchild = "refunds"\nparent = "sales"\n'
