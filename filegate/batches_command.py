@@ -152,8 +152,9 @@ def batch_rows(
 
 
 def run_state(gate: Gate, run_id: int) -> str | None:
-    """running, succeeded, failed or skipped (Databricks never ran it) from runs/get; None when the gate has no
-    Jobs API or the run is gone. Errors as `batches.batch_run`."""
+    """running, succeeded, failed, canceled (by a person, or by Databricks at the job's timeout) or skipped
+    (Databricks never ran it) from runs/get; None when the gate has no Jobs API or the run is gone. Errors as
+    `batches.batch_run`."""
     run = batch_run(gate, run_id)
     if run is None:
         return None
@@ -162,7 +163,9 @@ def run_state(gate: Gate, run_id: int) -> str | None:
     state = jobs_run_state(run)  # from `status`, or the deprecated legacy state where only it says
     if state in _ACTIVE:
         return "running"
-    return None if state == "UNKNOWN" else "succeeded" if state == "SUCCESS" else "failed"
+    # A timeout is TIMEDOUT in the legacy result and CANCELED in `status`: canceled either way.
+    ended = {"UNKNOWN": None, "SUCCESS": "succeeded", "CANCELED": "canceled", "TIMEDOUT": "canceled"}
+    return ended.get(state, "failed")
 
 
 def main(argv: list[str]) -> int:
@@ -215,15 +218,15 @@ def main(argv: list[str]) -> int:
             print(json.dumps(row.to_dict()))
     else:
         print(format_rows(rows))
-    # As `filegate status` for a run: a scheduler reads the exit code. Only a failed run, which a repair in
-    # Databricks turns into a success: an overdue or rejected day is the configured policy's outcome and stays
-    # so, and a scheduled listing would fail on it every day after.
+    # As `filegate status` for a run: a scheduler reads the exit code. Only a failed or canceled run, which a
+    # repair in Databricks turns into a success: an overdue or rejected day is the configured policy's outcome
+    # and stays so, and a scheduled listing would fail on it every day after.
     # A skipped run likewise: nothing loaded the day until it is resealed (by the next sweep, when the skip was
     # noted as the run started; by a person otherwise). A seal without a run may still get one from the sweep
     # (75); whatever else happened, the most urgent code wins, so an outage later in the listing does not hide
     # a failed run listed before it.
     codes = {exits.OK}
-    for state in ("failed", "skipped"):
+    for state in ("failed", "canceled", "skipped"):
         ended = [row for row in rows if row.state == state]
         if ended:
             named = ", ".join(f"{row.pipeline} {row.business_date} (run {row.run_id})" for row in ended)

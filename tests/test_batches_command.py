@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import replace
 from datetime import date
@@ -306,6 +307,26 @@ def test_a_failed_batch_run_or_a_mistyped_pipeline_is_not_an_all_clear(
     assert "1 batch run(s) failed: ecommerce 2025-04-06 (run " in capsys.readouterr().err
     assert main(["batches", "--pipeline", "ecomerce", *target]) == 2
     assert "no pipeline 'ecomerce' (pipelines: ecommerce)" in capsys.readouterr().err
+
+
+def test_a_canceled_batch_run_is_listed_canceled_not_failed(
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Listed `failed`: someone stopped it (or the job's timeout did), and nothing in the run had failed.
+    assert isinstance(world.jobs_api.runner, RecordingRunner)
+    world.jobs_api.runner.seconds = 60
+    day = date(2025, 4, 7)
+    deliver_day(world, day)
+    [run] = batch_runs(world)
+    assert world.jobs_api.cancel(run["run_id"])
+    world.jobs_api.wait_idle(timeout=30)
+
+    for legacy_state in (True, False):
+        world.jobs_api.legacy_state = legacy_state
+        assert main(["batches", *target]) == 1
+        found = capsys.readouterr()
+        assert re.search(rf"^ecommerce +{day} +canceled ", found.out, re.MULTILINE), found.out
+        assert f"1 batch run(s) canceled: ecommerce {day} (run {run['run_id']})" in found.err
 
 
 def test_a_failed_run_is_not_hidden_by_an_outage_later_in_the_listing(
