@@ -102,6 +102,40 @@ def test_a_key_whose_rows_differ_only_in_how_their_values_are_written_is_no_conf
     ]
 
 
+def test_a_key_whose_rows_differ_only_in_a_column_named_like_a_sql_literal_is_a_conflict(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # `null` and `true` are valid column names; unquoted in the content's SQL they were the literals, so the
+    # two rows' contents compared equal and both staged, one of them then dropped by the merge at random.
+    contract = parse_contract(
+        {
+            "name": "flags",
+            "file_pattern": "flags_{yyyy}_{mm}_{dd}.csv",
+            "keys": ["k"],
+            "sequence_by": "seq",
+            "unique_keys": True,
+            "columns": [
+                {"name": "k", "type": "string", "nullable": False},
+                {"name": "seq", "type": "long", "nullable": False},
+                {"name": "null", "type": "string"},
+                {"name": "true", "type": "boolean"},
+            ],
+        }
+    )
+    path = tmp_path / "flags.csv"
+    path.write_text("k,seq,null,true\nA,1,old,false\nA,1,new,false\nB,1,x,false\nB,1,x,true\n", encoding="utf-8")
+
+    checked = split_rows(parse_fields(read_lines(spark, str(path), contract), contract), contract).checked
+    rows = apply_row_rules(checked, contract, BUSINESS_DATE).collect()
+
+    assert sorted((row["k"], tuple(row["rules"])) for row in rows) == [
+        ("A", ("flags.row.duplicate_key",)),
+        ("A", ("flags.row.duplicate_key",)),
+        ("B", ("flags.row.duplicate_key",)),
+        ("B", ("flags.row.duplicate_key",)),
+    ]
+
+
 def test_warn_checks_keep_the_row_and_derived_columns_are_added(spark: SparkSession, tmp_path: Path) -> None:
     path = _file(
         tmp_path,
