@@ -371,6 +371,11 @@ class Contract:
         named = [name for name in ("delete_when", "track_history", "track_history_except") if getattr(self, name)]
         return (*named, 'load = "snapshot"') if self.load == "snapshot" else tuple(named)
 
+    def too_many_bad_rows(self, bad_rows: int, rows: int) -> bool:
+        """Whether `bad_rows` of `rows` is a greater share than `max_bad_row_ratio`, compared exactly: the ratio
+        as written (0.29), not its binary float, by which 29 of 100 was more than 0.29 * 100."""
+        return bad_rows > Decimal(repr(self.max_bad_row_ratio)) * rows
+
     def column(self, name: str) -> Column:
         for column in self.columns:
             if column.name == name:

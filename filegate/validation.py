@@ -160,7 +160,7 @@ def _check_content(text: str, truncated: bool, contract: Contract, read: int) ->
         return 0, 0, [f"no data row begins within the {read} bytes read: only blank lines follow the header there"]
     if rows_sampled == 0:
         return 0, 0, ["the file has a header but no data rows"]
-    if bad_rows > contract.max_bad_row_ratio * rows_sampled:
+    if contract.too_many_bad_rows(bad_rows, rows_sampled):
         summary = (
             f"{bad_rows} of {rows_sampled} sampled rows are invalid, more than the contract allows "
             f"({contract.max_bad_row_ratio:.0%})"

@@ -56,7 +56,7 @@ def refuse_bad_share(contract: Contract, counts: StageCounts) -> None:
     with its reason; `target_load` depends on this task and the stage is released: none of the file
     reaches the target.
     """
-    if counts.rejected > contract.max_bad_row_ratio * counts.read:
+    if contract.too_many_bad_rows(counts.rejected, counts.read):
         raise TooManyBadRows(
             f"{counts.rejected} of {counts.read} rows of the file broke a rule, more than {contract.name}'s "
             f"max_bad_row_ratio ({contract.max_bad_row_ratio:.0%}) allows: nothing of it is merged. Each bad row "

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import codecs
 import gzip
+from dataclasses import replace
 
 import pytest
 
-from filegate.contracts import load_contracts
+from filegate.contracts import Contracts, load_contracts
 from filegate.validation import MAX_CUT_RECORD_LINES, Validation, validate_upload
 from local_world import ROOT
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
@@ -310,6 +311,10 @@ def test_bad_rows_exactly_at_the_allowed_share_pass_and_one_more_fails() -> None
 
     assert check(csv_bytes(at_limit)).ok
     assert check(csv_bytes(over)).reasons[0] == "3 of 20 sampled rows are invalid, more than the contract allows (10%)"
+    # 29 of 100 is 0.29 exactly, though 0.29 * 100 is 28.999999999999996 in floating point.
+    contracts = Contracts({"order_tracking": replace(CONTRACTS["order_tracking"], max_bad_row_ratio=0.29)})
+    share = [tracking_row(n, status="LOST" if n <= 29 else "DELIVERED") for n in range(1, 101)]
+    assert validate_upload(NAME, len(csv_bytes(share)), csv_bytes(share), contracts, LIMIT).ok
 
 
 def test_a_file_of_exactly_the_size_limit_passes_and_one_byte_more_does_not() -> None:

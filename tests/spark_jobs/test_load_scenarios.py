@@ -21,7 +21,7 @@ from filegate.contracts import BUILTIN_DATASETS, Contract, load_contracts
 from spark_jobs import stage_load, target_load
 from spark_jobs import warehouse as warehouse_module
 from spark_jobs.columns import stage_schema
-from spark_jobs.stage import Batch, stage_file, staged_rows
+from spark_jobs.stage import Batch, StageCounts, stage_file, staged_rows
 from spark_jobs.target import TargetLoadError, load_target
 from spark_jobs.target_definition import TargetDefinitionChanged
 from spark_jobs.task import parse_arguments
@@ -503,6 +503,15 @@ def test_a_file_with_more_bad_rows_than_its_contract_allows_fails_and_merges_not
     assert (repair["task"], repair["status"]) == ("target_load", "FAILED")
     assert "its stage_load failed (TooManyBadRows: 20 of 40" in repair["error"]
     assert lake.staged("order_tracking") == []
+
+
+def test_bad_rows_exactly_at_the_allowed_share_stage_and_one_more_is_refused() -> None:
+    # 29 of 100 is 0.29 exactly, though 0.29 * 100 is 28.999999999999996 in floating point.
+    contract = replace(ORDER_TRACKING, max_bad_row_ratio=0.29)
+
+    stage_load.refuse_bad_share(contract, StageCounts(staged=71, rejected=29))
+    with pytest.raises(stage_load.TooManyBadRows, match="30 of 100 rows"):
+        stage_load.refuse_bad_share(contract, StageCounts(staged=70, rejected=30))
 
 
 def test_a_file_with_the_wrong_header_fails_and_is_logged(
