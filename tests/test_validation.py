@@ -315,6 +315,10 @@ def test_bad_rows_exactly_at_the_allowed_share_pass_and_one_more_fails() -> None
     contracts = Contracts({"order_tracking": replace(CONTRACTS["order_tracking"], max_bad_row_ratio=0.29)})
     share = [tracking_row(n, status="LOST" if n <= 29 else "DELIVERED") for n in range(1, 101)]
     assert validate_upload(NAME, len(csv_bytes(share)), csv_bytes(share), contracts, LIMIT).ok
+    # A limit below one percent is named as it is, not rounded to 0%.
+    contracts = Contracts({"order_tracking": replace(CONTRACTS["order_tracking"], max_bad_row_ratio=0.005)})
+    reasons = validate_upload(NAME, len(csv_bytes(over)), csv_bytes(over), contracts, LIMIT).reasons
+    assert reasons[0] == "3 of 20 sampled rows are invalid, more than the contract allows (0.5%)"
 
 
 def test_a_file_of_exactly_the_size_limit_passes_and_one_byte_more_does_not() -> None:

@@ -510,8 +510,11 @@ def test_bad_rows_exactly_at_the_allowed_share_stage_and_one_more_is_refused() -
     contract = replace(ORDER_TRACKING, max_bad_row_ratio=0.29)
 
     stage_load.refuse_bad_share(contract, StageCounts(staged=71, rejected=29))
-    with pytest.raises(stage_load.TooManyBadRows, match="30 of 100 rows"):
+    with pytest.raises(stage_load.TooManyBadRows, match=r"30 of 100 rows .* max_bad_row_ratio \(29%\) allows"):
         stage_load.refuse_bad_share(contract, StageCounts(staged=70, rejected=30))
+    # A limit below one percent is named as it is, not rounded to 0%.
+    with pytest.raises(stage_load.TooManyBadRows, match=r"max_bad_row_ratio \(0\.5%\) allows"):
+        stage_load.refuse_bad_share(replace(ORDER_TRACKING, max_bad_row_ratio=0.005), StageCounts(198, 2))
 
 
 def test_a_file_with_the_wrong_header_fails_and_is_logged(
