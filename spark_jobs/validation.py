@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -99,7 +100,7 @@ def read_lines(spark: SparkSession, path: str, contract: Contract, *, joined: bo
     the record is rejected for it (`split_rows`) rather than staged with its text changed.
     """
     if contract.multiline_records:
-        whole = spark.read.text(path, wholetext=True)
+        whole = spark.read.text(_literal_path(path), wholetext=True)
         # The records are split from the file's text, where other bytes already read as U+FFFD: a record
         # holding U+FFFD in a file that is not all UTF-8 is taken for one that held such bytes.
         lines = whole.select(
@@ -115,7 +116,7 @@ def read_lines(spark: SparkSession, path: str, contract: Contract, *, joined: bo
         # The file's first line is the first row of the split that starts at its byte 0, whichever partition
         # Spark gives that split (usually the first): a split as long as Spark makes them fills its
         # partition alone, and a partition's rows come in file order.
-        lines = spark.read.text(path).select(
+        lines = spark.read.text(_literal_path(path)).select(
             F.col("_metadata.file_block_start").alias(_BLOCK),
             F.monotonically_increasing_id().alias(_POSITION),
             F.make_valid_utf8("value").alias(RAW_COLUMN),
@@ -140,6 +141,12 @@ def read_lines(spark: SparkSession, path: str, contract: Contract, *, joined: bo
     if joined and not contract.multiline_records:
         rows = _join_broken_lines(rows, contract)
     return rows.drop(_BLOCK, _POSITION)
+
+
+def _literal_path(path: str) -> str:
+    """The path as Spark reads exactly that file: it reads a path as a Hadoop glob, in which a name's own `[eu]` or
+    `{x}` is a pattern that matches other names (the file is then not found), so those characters are escaped."""
+    return re.sub(r"([\\\[\]{}*?])", r"\\\1", path)
 
 
 def _join_broken_lines(lines: DataFrame, contract: Contract) -> DataFrame:

@@ -429,6 +429,18 @@ def test_a_row_holding_a_nul_byte_is_rejected_as_the_function_rejects_a_sample_h
     )
 
 
+@pytest.mark.parametrize("multiline_records", [False, True])
+def test_a_file_whose_name_holds_glob_characters_is_read_as_named(
+    spark: SparkSession, tmp_path: Path, multiline_records: bool
+) -> None:
+    # A file name a contract may match (`sales [eu] {yyyy}-{mm}-{dd}.csv`): Spark reads a path as a glob pattern.
+    contract = replace(load_contracts()["order_tracking"], multiline_records=multiline_records)
+    row = "1Z1,ORD-1,DELIVERED,2025-03-03T10:00:00Z,UPS,,,Paris,75001,FR,,,"
+    path = write(tmp_path / "sales [eu] {x} 2025-03-03.csv", ",".join(contract.column_names), row)
+
+    assert [line[RAW_LINE] for line in read_lines(spark, path, contract).collect()] == [row]
+
+
 def test_a_header_that_is_not_the_contract_is_refused(spark: SparkSession, tmp_path: Path) -> None:
     contract = load_contracts()["order_tracking"]
     path = write(tmp_path / "f.csv", "tracking_num,status", "1Z1,DELIVERED")
