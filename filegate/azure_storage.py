@@ -107,6 +107,13 @@ def _azure_errors(
             # for the redelivery (`ingest.release_source`). Without this the 412 read as "changed",
             # and the file stayed in landing with no error.
             raise Leased(f"{what}: another client holds a lease on the blob ({code}); retried until it ends") from exc
+        if code == "SnapshotsPresent":
+            # Azure deletes no blob that has snapshots, and they are someone's earlier contents of it (a backup
+            # tool's): Filegate never deletes them. Without this, the 409 failed every retry before the run.
+            raise Leased(
+                f"{what}: the blob has snapshots, which Filegate never deletes ({code}); delete them, and the "
+                "redelivery or the sweep takes it out of landing"
+            ) from exc
         if status == 412 or code in ("SourceConditionNotMet", "ConditionNotMet"):
             raise SourceChanged(f"{what}: object changed ({code or status})") from exc
         if status in (401, 403):
