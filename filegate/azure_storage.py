@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from filegate.errors import (
     DestinationExists,
@@ -173,7 +174,11 @@ def _service(setting: str, name: str) -> BlobServiceClient:
     if setting.startswith(("https://", "http://")):
         from azure.identity import DefaultAzureCredential
 
-        return BlobServiceClient(setting, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS)
+        # The SDK takes the account's name from the host as written; Azure's events (and the URIs Spark reads)
+        # spell it in lower case, and a capital would make every event another account's.
+        parts = urlsplit(setting)
+        url = urlunsplit(parts._replace(netloc=parts.netloc.lower()))
+        return BlobServiceClient(url, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS)
     try:
         return BlobServiceClient.from_connection_string(setting, **_CLIENT_OPTIONS)
     except ValueError as exc:

@@ -19,6 +19,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.errors import DestinationExists, SettingsError, SourceChanged
+from filegate.events import Upload, parse_event
 from filegate.settings import Location, Settings
 from local_world import ROOT
 from local_world.emulators import (
@@ -29,6 +30,7 @@ from local_world.emulators import (
     Azurite,
     run_azurite,
 )
+from local_world.inputs import blob_created
 
 DATA = b"order_id,status\n1,shipped\n"
 
@@ -240,3 +242,16 @@ def test_an_identity_copies_across_accounts_with_a_user_delegation_sas(tmp_path:
         back = store.copy("archive", "b.csv", b.version, "landing", "rejected/b.csv", {})
         assert store.read_prefix("landing", "rejected/b.csv", 100, back.version) == DATA + b"2,late\n"
         assert asked == [AZURITE_ACCOUNT, AZURITE_ARCHIVE_ACCOUNT]
+
+
+def test_an_account_url_written_in_capitals_names_the_account_its_events_name() -> None:
+    # DNS names are case-blind, so the store worked; but the SDK kept the URL's spelling as the account, and
+    # every event (whose URL Azure writes in lower case) was ignored as "not this function's account".
+    store = AzureBlobStore.from_setting("https://FilegateLanding.blob.core.windows.net/")
+    event = blob_created("landing", "incoming/a.csv", 10, "0x1", account="filegatelanding")
+    event["data"]["url"] = "https://filegatelanding.blob.core.windows.net/landing/incoming/a.csv"
+    upload = parse_event(event)
+
+    assert isinstance(upload, Upload)
+    assert store.account == upload.account == "filegatelanding"
+    assert store.spark_uri("archive", "a.csv") == "abfss://archive@filegatelanding.dfs.core.windows.net/a.csv"
