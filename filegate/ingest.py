@@ -23,6 +23,7 @@ from filegate.archive import (
     rejected_path,
     report_path,
     run_pending_mark,
+    source_label,
     write_report,
 )
 from filegate.contracts import Contract, Contracts
@@ -758,16 +759,49 @@ def _settle_earlier(
             relative = archive_path(contract.name, business_date, upload.name)
             versions = archived_versions(store, settings.archive, relative)
             newest = max(versions, key=lambda info: info.written) if versions else None
+            newer = _newer_upload(upload, versions)
+            if newer is not None:
+                run = newer.metadata.get(META_RUN_ID)
+                reason = (
+                    f"the blob is gone: a newer upload (version {newer.metadata.get(META_SOURCE_VERSION)}) replaced "
+                    f"it in landing before it was read; this version was never archived, that one is at "
+                    f"{newer.container}/{newer.path}{f' (run {run})' if run else ''}"
+                )
             # Only the newest copy is ever found identical (`_identical_archived`): one of this size was, likely.
-            if newest is not None and newest.size == upload.size:
+            elif newest is not None and newest.size == upload.size:
                 run = newest.metadata.get(META_RUN_ID)
                 reason = (
                     f"the blob is gone: most likely deleted by an earlier delivery of this event as byte-identical "
                     f"to {newest.container}/{newest.path}{f' (run {run})' if run else ''}, archived under its name"
                 )
+            if newer is None and upload.store == AZURE and any(_copy_of_other(info, upload) for info in versions):
+                # Azure's ETags do not say which of two versions came first: a later one may be archived.
+                reason += (
+                    "; or a newer upload replaced it in landing before it was read, and is archived under its name"
+                )
     else:
         reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
     return Outcome(IGNORED, upload.event_id, source, dataset=dataset, reasons=(reason,))
+
+
+def _copy_of_other(info: ObjectInfo, upload: Upload) -> bool:
+    """Whether an archived object is Filegate's copy of another version of the upload's landing blob."""
+    version = info.metadata.get(META_SOURCE_VERSION)
+    return info.metadata.get(META_SOURCE) == source_label(upload) and bool(version) and version != upload.version
+
+
+def _newer_upload(upload: Upload, versions: Iterable[ObjectInfo]) -> ObjectInfo | None:
+    """The archived copy of a later generation of the upload's GCS object (generations are ordered), or None."""
+    if upload.store != GCS or not upload.version.isdigit():
+        return None
+    newer = [
+        info
+        for info in versions
+        if _copy_of_other(info, upload)
+        and info.metadata[META_SOURCE_VERSION].isdigit()
+        and int(info.metadata[META_SOURCE_VERSION]) > int(upload.version)
+    ]
+    return min(newer, key=lambda info: int(info.metadata[META_SOURCE_VERSION]), default=None)
 
 
 def follow_changed(

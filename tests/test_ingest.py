@@ -392,6 +392,28 @@ def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> N
     assert f"as byte-identical to {first.archived_path} (run {first.run_id})" in redelivered.reasons[0]
 
 
+def test_an_event_whose_upload_a_newer_one_replaced_before_it_was_read_says_so(world: World) -> None:
+    # Two uploads of one name in quick succession, their events delivered newest first (delivery is unordered):
+    # the first version is gone from landing before any delivery read it, and was never archived. The log said
+    # it had most likely been dropped as byte-identical to the archived file (or, for another size, deleted by
+    # someone else): an operator would take its rows for loaded.
+    first, second = csv_bytes([tracking_row(1, carrier="UPS")]), csv_bytes([tracking_row(1, carrier="DHL")])
+    assert len(first) == len(second)
+    older = world.upload(NAME, first)
+    newer = world.upload(NAME, second)
+
+    [archived] = handle_payload(world.gate(), newer)
+    [late] = handle_payload(world.gate(), older)
+
+    assert archived.status == "archived"
+    assert late.status == "ignored"
+    assert "replaced it in landing before it was read" in late.reasons[0]
+    assert archived.archived_path in late.reasons[0]
+    if world.kind == "gcs":  # generations are ordered: GCS says which upload came first, Azure's ETags do not
+        assert "byte-identical" not in late.reasons[0]
+    assert len(world.runs()) == 1
+
+
 def test_a_byte_identical_re_upload_of_a_file_whose_run_never_started_starts_it(world: World) -> None:
     # The first delivery archived the file, then run-now failed (and its retries ran out). The producer sends
     # the same bytes again: the re-upload goes as identical, and the archived copy's run starts now, with
