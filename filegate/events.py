@@ -30,7 +30,8 @@ TARGETS = {AZURE_TARGET: AZURE, GCP_TARGET: GCS}
 # carries this placeholder, so an event and the sweep derive the same identity and run token.
 GCS_ACCOUNT = "_"
 
-_SUBJECT = re.compile(r"^/blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<path>.+)$")
+# DOTALL and \Z: a blob name may hold a line break, which `.` and `$` would stop at (or drop, at the end).
+_SUBJECT = re.compile(r"^/blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<path>.+)\Z", re.DOTALL)
 _GCS_SOURCE = re.compile(r"^//storage\.googleapis\.com/projects/[^/]+/buckets/(?P<bucket>[^/]+)$")
 # `<account>.blob.core.windows.net`, or `<account>.z<NN>.blob.storage.azure.net` for an account on
 # Azure DNS zone endpoints (the zone label varies per account).

@@ -122,6 +122,17 @@ def test_other_event_types_are_ignored() -> None:
     assert "BlobDeleted" in result.reason
 
 
+@pytest.mark.parametrize("path", ["incoming/order_tracking_2024_03_05.csv\n", "in\nc/order_tracking_2024_03_05.csv"])
+def test_a_blob_name_with_a_line_break_is_the_blob_its_subject_names(path: str) -> None:
+    # Azure takes any character in a blob name, a script's stray line break too. The subject's pattern stopped
+    # at it: a final one was dropped (the event named another blob, `...csv`), one inside made the event
+    # malformed; either way the file stayed in landing for the sweep.
+    upload = parse_event(blob_created("landing", path, 10, "0x1"))
+
+    assert isinstance(upload, Upload)
+    assert upload.path == path
+
+
 @pytest.mark.parametrize("path", ["incoming/", "incoming/2024"])
 def test_zero_byte_folder_markers_are_ignored(path: str) -> None:
     result = parse_event(blob_created("landing", path, 0, "0x1"))
