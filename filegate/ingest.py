@@ -755,37 +755,47 @@ def _settle_earlier(
             return followed
     if current is None:
         reason = "the blob is gone and Filegate holds no copy of this version: someone else deleted or moved it"
-        if contract is not None and business_date is not None:
+        # Copies of other versions of this landing blob, archived or rejected: one may be of the upload that replaced
+        # this version in landing before any delivery read it (events come in any order).
+        others = [
+            info
+            for location, relative in places
+            for info in archived_versions(store, location, relative)
+            if _copy_of_other(info, upload)
+        ]
+        newer = _newer_upload(upload, others)
+        if newer is not None:
+            run = newer.metadata.get(META_RUN_ID)
+            reason = (
+                f"the blob is gone: a newer upload (version {newer.metadata.get(META_SOURCE_VERSION)}) replaced "
+                f"it in landing before it was read; this version was never archived, that one is at "
+                f"{newer.container}/{newer.path}{f' (run {run})' if run else ''}"
+            )
+        elif contract is not None and business_date is not None:
             relative = archive_path(contract.name, business_date, upload.name)
             versions = archived_versions(store, settings.archive, relative)
             newest = max(versions, key=lambda info: info.written) if versions else None
-            newer = _newer_upload(upload, versions)
-            if newer is not None:
-                run = newer.metadata.get(META_RUN_ID)
-                reason = (
-                    f"the blob is gone: a newer upload (version {newer.metadata.get(META_SOURCE_VERSION)}) replaced "
-                    f"it in landing before it was read; this version was never archived, that one is at "
-                    f"{newer.container}/{newer.path}{f' (run {run})' if run else ''}"
-                )
             # Only the newest copy is ever found identical (`_identical_archived`): one of this size was, likely.
-            elif newest is not None and newest.size == upload.size:
+            if newest is not None and newest.size == upload.size:
                 run = newest.metadata.get(META_RUN_ID)
                 reason = (
                     f"the blob is gone: most likely deleted by an earlier delivery of this event as byte-identical "
                     f"to {newest.container}/{newest.path}{f' (run {run})' if run else ''}, archived under its name"
                 )
-            if newer is None and upload.store == AZURE and any(_copy_of_other(info, upload) for info in versions):
-                # Azure's ETags do not say which of two versions came first: a later one may be archived.
-                reason += (
-                    "; or a newer upload replaced it in landing before it was read, and is archived under its name"
-                )
+        if newer is None and upload.store == AZURE and others:
+            # Azure's ETags do not say which of two versions came first: the copy may be of a later one.
+            latest = max(others, key=lambda info: info.written)
+            reason += (
+                "; or a newer upload replaced it in landing before it was read, and Filegate holds that one at "
+                f"{latest.container}/{latest.path}"
+            )
     else:
         reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
     return Outcome(IGNORED, upload.event_id, source, dataset=dataset, reasons=(reason,))
 
 
 def _copy_of_other(info: ObjectInfo, upload: Upload) -> bool:
-    """Whether an archived object is Filegate's copy of another version of the upload's landing blob."""
+    """Whether an archived or rejected object is Filegate's copy of another version of the upload's landing blob."""
     version = info.metadata.get(META_SOURCE_VERSION)
     return info.metadata.get(META_SOURCE) == source_label(upload) and bool(version) and version != upload.version
 

@@ -414,6 +414,22 @@ def test_an_event_whose_upload_a_newer_one_replaced_before_it_was_read_says_so(w
     assert len(world.runs()) == 1
 
 
+def test_an_event_whose_upload_a_newer_rejected_one_replaced_says_so(world: World) -> None:
+    # As above, the newer upload invalid: it is rejected, and the first version's event said "someone else
+    # deleted or moved it", where its name's copy in the rejected location tells what happened.
+    older = world.upload(NAME, csv_bytes([tracking_row(1)]))
+    newer = world.upload(NAME, csv_bytes([tracking_row(1, status="LOST_IN_SPACE")]))
+
+    [rejected] = handle_payload(world.gate(), newer)
+    [late] = handle_payload(world.gate(), older)
+
+    assert rejected.status == "rejected"
+    assert late.status == "ignored"
+    assert "replaced it in landing before it was read" in late.reasons[0]
+    assert rejected.rejected_path in late.reasons[0]
+    assert world.runs() == []
+
+
 def test_a_byte_identical_re_upload_of_a_file_whose_run_never_started_starts_it(world: World) -> None:
     # The first delivery archived the file, then run-now failed (and its retries ran out). The producer sends
     # the same bytes again: the re-upload goes as identical, and the archived copy's run starts now, with
