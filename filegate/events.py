@@ -131,6 +131,15 @@ def _parse_blob_created(event: Mapping[str, Any], event_id: str) -> Upload | Ign
     size = _size(data.get("contentLength"), event_id)
     if size == 0 and _looks_like_folder(path):
         return Ignored("zero-byte folder marker", event_id, subject)
+    if size == 0 and api == "PutBlob":
+        # .NET's BlockBlobClient.OpenWrite puts an empty blob first, then commits the data onto it on the condition
+        # that it is still that blob: rejecting it (a delete) made the producer's upload fail. The commit raises its
+        # own event; a file that stays empty is rejected by the sweep.
+        reason = (
+            "a zero-byte Put Blob, as a streamed upload (.NET OpenWrite) begins: its data comes with the next event, "
+            "and `filegate sweep` rejects it if it is still empty after --older-than"
+        )
+        return Ignored(reason, event_id, subject)
     url = _text(data, "url", required=False)
     return Upload(
         store=AZURE,

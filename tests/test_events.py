@@ -142,7 +142,18 @@ def test_zero_byte_folder_markers_are_ignored(path: str) -> None:
 
 
 def test_a_zero_byte_file_is_an_upload_so_it_gets_rejected_with_its_reason() -> None:
-    assert isinstance(parse_event(blob_created("landing", "order_tracking_2024_03_05.csv", 0, "0x1")), Upload)
+    name = "order_tracking_2024_03_05.csv"
+    for api in ("PutBlockList", "CopyBlob"):
+        assert isinstance(parse_event(blob_created("landing", name, 0, "0x1", api=api)), Upload)
+    assert isinstance(parse_event(gcs_finalized("landing", name, 0, 1)), Upload)
+
+
+def test_a_zero_byte_put_blob_is_left_for_the_data_a_streamed_upload_commits_onto_it() -> None:
+    result = parse_event(blob_created("landing", "order_tracking_2024_03_05.csv", 0, "0x1", api="PutBlob"))
+
+    assert isinstance(result, Ignored)
+    assert "OpenWrite" in result.reason
+    assert "sweep" in result.reason
 
 
 def _broken(mutate: str) -> object:
@@ -251,7 +262,7 @@ def test_gcs_object_names_are_taken_literally_even_with_dot_segments() -> None:
 
 @pytest.mark.parametrize("blob_type", ["AppendBlob", "PageBlob"])
 def test_a_blob_that_is_not_a_block_blob_is_ignored_with_a_warning(blob_type: str) -> None:
-    event = blob_created("landing", "order_tracking_2024_03_05.csv", 0, "0x1")
+    event = blob_created("landing", "order_tracking_2024_03_05.csv", 0, "0x1", api="PutBlockList")
     assert event["data"]["blobType"] == "BlockBlob"
     assert isinstance(parse_event(event), Upload)
     event["data"]["blobType"] = blob_type

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core import MatchConditions
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
 
 from filegate import ingest
@@ -509,6 +510,35 @@ def test_a_re_upload_claiming_the_archived_md5_is_compared_byte_for_byte_before_
     container, _, path = (again.archived_path or "").partition("/")
     assert gate.store.read_prefix(container, path, len(corrected), "") == corrected
     assert len(jobs_api.runs()) == 2
+
+
+def test_the_empty_blob_a_streamed_upload_begins_with_is_left_for_its_data(
+    gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer
+) -> None:
+    # .NET's BlockBlobClient.OpenWrite(overwrite: true) first puts an empty blob (a BlobCreated, PutBlob, 0 bytes),
+    # then stages the data and commits it on the condition that the blob is still that empty one. The empty blob
+    # was rejected and deleted from landing within a second: the producer's commit failed, every time it tried.
+    landing = gate.settings.landing
+    path = landing.path(NAME)
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(landing.container, path)
+    empty = str(blob.upload_blob(b"", overwrite=True)["etag"]).strip('"')
+    data = csv_bytes()
+    blob.stage_block("YmxvY2sx", data)
+
+    [opened] = handle_payload(gate, blob_created(landing.container, path, 0, empty, port=azurite.port))
+    committed = blob.commit_block_list(
+        [BlobBlock("YmxvY2sx")], etag=f'"{empty}"', match_condition=MatchConditions.IfNotModified
+    )
+    etag = str(committed["etag"]).strip('"')
+    [closed] = handle_payload(
+        gate, blob_created(landing.container, path, len(data), etag, api="PutBlockList", port=azurite.port)
+    )
+
+    assert opened.status == "ignored"
+    assert "sweep" in opened.reasons[0]
+    assert names(gate, gate.settings.rejected.container) == []
+    assert closed.status == "archived"
+    assert len(jobs_api.runs()) == 1
 
 
 def test_a_re_upload_too_big_to_compare_within_the_delivery_is_archived_beside_and_run(

@@ -60,6 +60,19 @@ def later(gate: Gate, delta: timedelta) -> Gate:
     return dataclasses.replace(gate, clock=lambda: datetime.now(UTC) + delta)
 
 
+def test_a_file_that_stays_empty_is_rejected_with_its_reason_by_its_event_or_the_sweep(world: World) -> None:
+    # On Azure its event leaves a zero-byte Put Blob for the data a streamed upload commits onto it; the sweep
+    # rejects it once it has stayed empty for --older-than.
+    [delivered] = handle_payload(world.gate(), world.upload(NAME, b""))
+
+    sweep = run_sweep(later(world.gate(), 2 * HOUR), HOUR)
+
+    rejected = [outcome for outcome in (delivered, *sweep.outcomes) if outcome.status == REJECTED]
+    assert [outcome.reasons for outcome in rejected] == [("the file is empty (0 bytes)",)]
+    assert world.objects(world.settings.landing) == []
+    assert world.runs() == []
+
+
 def test_a_file_whose_event_was_lost_is_archived_with_one_run(world: World) -> None:
     world.upload(NAME, DATA)  # its event never arrives
 

@@ -17,6 +17,7 @@ from local_world.inputs import COLUMNS, blob_created, csv_bytes, tracking_row
 NAME = "order_tracking_2024_03_05.csv"
 ARCHIVED = "archived"
 REJECTED = "rejected"
+IGNORED = "ignored"
 BIG_LINE_BYTES = 50 * 1024 * 1024
 
 
@@ -70,7 +71,8 @@ HEADER = list(COLUMNS)
 LONG_NAME = "order_tracking_2024_03_05_" + "x" * 960 + ".csv"
 
 FILES: tuple[HostileFile, ...] = (
-    HostileFile("empty", NAME, lambda: b"", REJECTED, "the file is empty (0 bytes)"),
+    # A zero-byte Put Blob is how a streamed upload (.NET OpenWrite) begins: left for its data (the sweep rejects it).
+    HostileFile("empty", NAME, lambda: b"", IGNORED, "a zero-byte Put Blob"),
     HostileFile("only-a-newline", NAME, lambda: b"\n", REJECTED, "the file has no header line"),
     HostileFile("header-only", NAME, lambda: csv_bytes([]), REJECTED, "header but no data rows"),
     HostileFile(
@@ -358,7 +360,7 @@ def _nested() -> bytes:
 
 TRIGGERS = [
     HostileFile("trigger-not-json", TRIGGER, lambda: b'{"batch_date": "2025-01-15",', REJECTED, "not JSON"),
-    HostileFile("trigger-empty", TRIGGER, lambda: b"", REJECTED, "not JSON"),
+    HostileFile("trigger-empty", TRIGGER, lambda: b"", IGNORED, "a zero-byte Put Blob"),
     HostileFile(
         "trigger-not-utf8", TRIGGER, lambda: '{"batch_date": "2025-01-15é"}'.encode("latin-1"), REJECTED, "not UTF-8"
     ),
