@@ -81,7 +81,8 @@ def handle_main(argv: list[str]) -> int:
         epilog=settings_help()
         + f"\n\nexit codes: {exits.OK} a file was processed, {exits.FAILED} nothing was processed or a file "
         "stays in landing unreadable, "
-        f"{exits.CONFIG} configuration, {exits.TRY_AGAIN} try again",
+        f"{exits.CONFIG} configuration, {exits.TRY_AGAIN} try again (or a run Databricks skipped, which the sweep "
+        "replaces)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("event_file", help="an Event Grid, CloudEvents or GCS CloudEvent JSON file ('-' for stdin)")
@@ -122,8 +123,12 @@ def handle_main(argv: list[str]) -> int:
         return exits.most_urgent([code, exits.FAILED if _left_unreadable(outcomes) else exits.OK])
     for outcome in outcomes:
         print(outcome.to_json())
-    if _left_unreadable(outcomes):
-        return exits.FAILED
+    unreadable, pending = _left_unreadable(outcomes), _not_run(outcomes)
+    if unreadable or pending:
+        # As `filegate sweep`: a setting to fix, then a file a person must look at, then a run the sweep starts.
+        codes = [exits.FAILED] if unreadable else []
+        codes += [exits.CONFIG if any(outcome.to_fix for outcome in pending) else exits.TRY_AGAIN] if pending else []
+        return exits.most_urgent(codes)
     if all(outcome.status == IGNORED for outcome in outcomes):
         print("filegate handle: nothing was processed (see each outcome's reasons)", file=sys.stderr)
         return exits.FAILED
@@ -142,6 +147,20 @@ def _left_unreadable(outcomes: list[Outcome]) -> bool:
             file=sys.stderr,
         )
     return bool(unreadable)
+
+
+def _not_run(outcomes: list[Outcome]) -> list[Outcome]:
+    """Say on stderr how many files were archived without a run (`run pending`: Databricks skipped the run it
+    started), if any: the file is not loaded until the sweep or `filegate reconcile --redrive` starts one."""
+    from filegate.ingest import RUN_PENDING
+
+    pending = [outcome for outcome in outcomes if outcome.status == RUN_PENDING]
+    if pending:
+        print(
+            f"filegate handle: {len(pending)} file(s) archived without a run: Databricks skipped it; see their reasons",
+            file=sys.stderr,
+        )
+    return pending
 
 
 def _version() -> str:

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -321,6 +321,20 @@ def test_handle_exits_non_zero_when_nothing_was_processed_and_prints_each_outcom
     assert json.loads(result.stdout)["status"] == "ignored"
     assert "nothing was processed" in result.stderr
     assert '"status"' not in result.stderr  # printed on stdout, not logged a second time
+
+
+def test_handle_exits_75_when_databricks_skipped_the_run_it_started(cli: AzureCli) -> None:
+    # The job at its max_concurrent_runs without a queue: the file is archived, its run never runs. Exit 0 said
+    # it was done (the sweep and `reconcile --redrive` exit 75 for the same outcome).
+    ingest = cli.jobs_api.jobs[1]
+    cli.jobs_api.jobs[1] = replace(ingest, settings={**ingest.settings, "max_concurrent_runs": 0})
+    event_file = cli.deliver({"order_tracking_2024_03_05.csv": csv_bytes()})
+
+    result = run_cli(["handle", str(event_file)], cli.env())
+
+    assert result.returncode == 75, result.stdout + result.stderr
+    assert json.loads(result.stdout)["status"] == "run pending"
+    assert "1 file(s) archived without a run: Databricks skipped it" in result.stderr
 
 
 def test_unknown_command_and_version() -> None:
