@@ -337,7 +337,10 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             yield file, *_changed_while_sent(gate, file, placed)
             continue
         try:
-            yield file, handle_upload(gate, upload_from_object(gate.store, placed)), exits.OK
+            outcome = handle_upload(gate, upload_from_object(gate.store, placed))
+            # Archived, but its run never ran (Databricks skipped it): not loaded until the sweep replaces it. No
+            # retry window was spent on it, so the files after it go on.
+            yield file, outcome, exits.TRY_AGAIN if outcome.status == RUN_PENDING else exits.OK
         except RunNotStarted as exc:
             pending = Outcome(
                 RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),), to_fix=exc.to_fix

@@ -507,6 +507,22 @@ def test_backfill_goes_on_after_a_run_refused_for_a_permission(world: World, tmp
     assert results == [(RUN_PENDING, 2), (ARCHIVED, OK)]
 
 
+def test_backfill_goes_on_after_a_run_databricks_skipped_and_says_to_try_again(world: World, tmp_path: Path) -> None:
+    # The job at its max_concurrent_runs without a queue: each file is archived and its run never runs. Exit 0
+    # said the folder was loaded (the sweep and `reconcile --redrive` exit 75 for the same outcome).
+    ingest = world.jobs_api.jobs[1]
+    world.jobs_api.jobs[1] = replace(ingest, settings={**ingest.settings, "max_concurrent_runs": 0})
+    paths = []
+    for day in (13, 14):
+        paths.append(tmp_path / f"order_tracking_2024_08_{day}.csv")
+        paths[-1].write_bytes(csv_bytes([tracking_row(day)]))
+
+    results = [(outcome.status, code) for _, outcome, code in backfill_files(world.gate(), paths)]
+
+    # No retry window was spent on a skip: the files after it are sent.
+    assert results == [(RUN_PENDING, TRY_AGAIN), (RUN_PENDING, TRY_AGAIN)]
+
+
 def test_backfill_again_goes_on_with_its_own_upload_left_in_landing(world: World, tmp_path: Path) -> None:
     # Interrupted between its upload and the gate, backfill found its own file in landing and failed it
     # (exit 1), asking for a sweep; another file of that name in landing still waits for the sweep.
