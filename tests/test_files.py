@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from filegate.archive import place_upload, write_report
-from filegate.errors import RunNotStarted, StorageError, UsageError
+from filegate.errors import RunNotStarted, StorageError, TransientError, UsageError
 from filegate.exits import FAILED as FAILED_CODE
 from filegate.exits import OK, TRY_AGAIN
 from filegate.files import (
@@ -462,6 +462,37 @@ def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jo
     assert pending.returncode == 2, pending.stdout + pending.stderr  # run-now denied: a permission to grant
     assert json.loads(pending.stdout)["status"] == RUN_PENDING
     assert "`filegate reconcile --redrive` now" in json.loads(pending.stdout)["reasons"][0]
+
+
+def test_a_jobs_api_that_answers_errors_to_runs_get_stops_the_listing_with_its_exit_not_unknown_runs(
+    world: World, request: pytest.FixtureRequest
+) -> None:
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    env, target = _env(world, request), ["--target", "azure" if world.kind == "azure" else "gcp"]
+    for day in (1, 2):
+        handle_payload(world.gate(), world.upload(f"order_tracking_2024_06_1{day}.csv", DATA))
+    world.jobs_api.wait_idle(timeout=30)
+    refused = Fault("runs/get", status=401, error_code="UNAUTHENTICATED", message="Invalid access token")
+    world.jobs_api.inject(refused, times=10)
+    archived = run_cli(["archived", *target], env)
+    world.jobs_api.inject(refused, times=10)
+    reconcile = run_cli(["reconcile", *target], env)
+    world.jobs_api.faults.clear()
+    world.jobs_api.inject(Fault("runs/get", status=503), times=100)
+
+    # Every run read UNKNOWN after its own retry window (20 s a file from the command), exit 0.
+    with pytest.raises(TransientError, match="Jobs API"):
+        list(archived_files(world.gate()))
+
+    # The listing said every run's state was unknown and exited 0; reconcile counted them all "to start".
+    assert archived.returncode == 2, archived.stdout + archived.stderr
+    assert "2 archived file(s), 0 without a run, 2 whose run's state the Jobs API did not give" in archived.stdout
+    assert "refused the credentials (401)" in archived.stderr
+    assert reconcile.returncode == 2, reconcile.stdout + reconcile.stderr
+    assert "to start" not in reconcile.stdout
+    assert "refused the credentials (401)" in reconcile.stderr
 
 
 def test_archived_listing_filters_by_dataset_and_date(world: World) -> None:
