@@ -33,6 +33,7 @@ from filegate.ingest import (
     RUN_PENDING,
     Gate,
     Outcome,
+    _same_bytes,
     handle_payload,
     handle_upload,
     left_in_landing,
@@ -140,12 +141,32 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
         source_container = landing.container
         source_path = landing.path(name or unqualified_name(relative.rsplit("/", 1)[-1]))
     # Create-only: a newer upload under that name in landing wins, and this one waits.
-    placed = store.copy(container, relative, info.version, source_container, source_path, {})
+    try:
+        placed = store.copy(container, relative, info.version, source_container, source_path, {})
+    except DestinationExists:
+        placed = _own_copy_in_landing(gate, info, source_container, source_path)
     old_report = store.stat(container, report_path(relative))
     if old_report is not None:
         set_report_aside(store, old_report, gate.clock())
     store.delete(container, relative, info.version)
     return handle_upload(gate, upload_from_object(store, placed))
+
+
+def _own_copy_in_landing(gate: Gate, info: ObjectInfo, container: str, path: str) -> ObjectInfo:
+    """Landing's object of the name when it holds the rejected file's bytes: this command's own copy, left by a run
+    interrupted before it deleted the rejected file, to go on with. Another file wins, and this one waits."""
+    store = gate.store
+    found = store.stat(container, path)
+    if (
+        found is None
+        or (found.size, found.content_md5) != (info.size, info.content_md5)
+        or not (store.computes_md5 or _same_bytes(store, found, info))
+    ):
+        raise DestinationExists(
+            f"landing already holds another file named {container}/{path}: `filegate sweep --older-than 0` puts it "
+            "through the gate, then reprocess this one again"
+        )
+    return found
 
 
 def archived_files(

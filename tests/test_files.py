@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from filegate.archive import place_upload, write_report
-from filegate.errors import RunNotStarted, StorageError, TransientError, UsageError
+from filegate.errors import DestinationExists, RunNotStarted, StorageError, TransientError, UsageError
 from filegate.exits import FAILED as FAILED_CODE
 from filegate.exits import OK, TRY_AGAIN
 from filegate.files import (
@@ -37,7 +37,7 @@ from local_world.emulators import free_port
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
 from local_world.jobs_api.recording import RecordingRunner
-from tests.faults.world import World, assert_converged
+from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
 from tests.test_batches import batch_pieces, deliver, later_clock, trigger_bytes, trigger_name, with_policy
 
 NAME = "order_tracking_2024_03_05.csv"
@@ -114,6 +114,32 @@ def test_reprocess_refuses_a_report_a_folder_and_a_path_elsewhere_and_moves_noth
     assert world.objects(rejected) == before
     [listed] = rejected_files(world.gate())
     assert listed.reasons == first.reasons
+
+
+def test_a_reprocess_interrupted_after_its_copy_into_landing_goes_on_when_run_again(world: World) -> None:
+    # Run again after Ctrl-C (or a crash) between the copy into landing and the rejected file's delete, it
+    # failed on its own copy ("destination exists", exit 1) though `filegate` said to run it again to go on.
+    [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    assert first.rejected_path is not None
+    container, _, path = first.rejected_path.partition("/")
+    info = world.store.stat(container, path)
+    assert info is not None
+    world.store.delete(container, path, info.version)
+    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # fixed in place
+    world.upload(NAME, csv_bytes([tracking_row(9)]))  # another file of the name, not handled yet: it goes first
+    with pytest.raises(DestinationExists, match=r"landing already holds another file named .*filegate sweep"):
+        reprocess_rejected(world.gate(), first.rejected_path)
+    [other] = world.objects(world.settings.landing)
+    world.store.delete(other.container, other.path, other.version)
+    with pytest.raises(SimulatedCrash):
+        reprocess_rejected(world.gate(CrashingStore(world.store, after="copy")), first.rejected_path)
+
+    fixed = reprocess_rejected(world.gate(), first.rejected_path)
+
+    assert fixed.status == ARCHIVED
+    assert world.objects(world.settings.landing) == []
+    assert list(rejected_files(world.gate())) == []
+    assert len(world.runs()) == 1
 
 
 def test_a_later_rejected_file_of_a_name_fixed_in_place_goes_back_under_the_name_it_was_uploaded_with(
