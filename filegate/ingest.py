@@ -55,6 +55,7 @@ from filegate.storage import (
     META_TOKEN_RUN,
     ObjectInfo,
     Store,
+    noted_skip,
     skip_note,
 )
 from filegate.validation import Validation, match_dataset, validate_matched
@@ -303,8 +304,17 @@ def _archive(gate: Gate, upload: Upload, contract: Contract, business_date: date
             if started
             else f"{where}, already archived{f' with run {run}' if run else ''}; not run again"
         )
+        status = IDENTICAL
+        if not started and run and run == str(noted_skip(identical.metadata)):
+            # Its run never ran (Databricks skipped it as it was started): the file is not loaded, and the copy's
+            # mark has the sweep replace that run, as `filegate reconcile --redrive` does at once.
+            status = RUN_PENDING
+            reason = (
+                f"{where}, already archived; its run {run} was skipped by Databricks and never ran: the next "
+                "scheduled sweep (or `filegate reconcile --redrive`) starts a run in its place"
+            )
         return Outcome(
-            IDENTICAL,
+            status,
             upload.event_id,
             f"{upload.container}/{upload.path}",
             dataset=contract.name,

@@ -580,6 +580,24 @@ def test_backfill_goes_on_after_a_run_databricks_skipped_and_says_to_try_again(w
     assert results == [(RUN_PENDING, TRY_AGAIN), (RUN_PENDING, TRY_AGAIN)]
 
 
+def test_a_file_sent_again_after_databricks_skipped_its_run_is_not_called_loaded(world: World, tmp_path: Path) -> None:
+    # Backfilled again, the file was `identical`, "already archived with run N; not run again" (exit 0), though
+    # run N never ran: the folder read as loaded, and nothing said the run still had to be replaced.
+    ingest = world.jobs_api.jobs[1]
+    world.jobs_api.jobs[1] = replace(ingest, settings={**ingest.settings, "max_concurrent_runs": 0})
+    path = tmp_path / "order_tracking_2024_08_15.csv"
+    path.write_bytes(csv_bytes([tracking_row(15)]))
+    [(_, skipped, _)] = backfill_files(world.gate(), [path])
+
+    [(_, again, code)] = backfill_files(world.gate(), [path])
+
+    assert (skipped.status, again.status, code) == (RUN_PENDING, RUN_PENDING, TRY_AGAIN)
+    assert again.run_id == skipped.run_id
+    assert f"its run {skipped.run_id} was skipped by Databricks and never ran" in again.reasons[0]
+    assert "starts a run in its place" in again.reasons[0]
+    assert world.objects(world.settings.landing) == []  # the same bytes again: the upload goes, as for any identical
+
+
 def test_backfill_again_goes_on_with_its_own_upload_left_in_landing(world: World, tmp_path: Path) -> None:
     # Interrupted between its upload and the gate, backfill found its own file in landing and failed it
     # (exit 1), asking for a sweep; another file of that name in landing still waits for the sweep.
