@@ -149,7 +149,18 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
     if old_report is not None:
         set_report_aside(store, old_report, gate.clock())
     store.delete(container, relative, info.version)
-    return handle_upload(gate, upload_from_object(store, placed))
+    try:
+        return handle_upload(gate, upload_from_object(store, placed))
+    except RunNotStarted:
+        raise  # archived: the command says what starts its run
+    except FilegateError as exc:
+        # No longer a rejected file, so this command cannot find it again: what takes it from landing is the sweep.
+        reason = (
+            f"moved into landing, where its handling failed: {exc}; the next sweep puts it through the gate "
+            "(`filegate sweep --older-than 0` now)"
+        )
+        landed = f"{placed.container}/{placed.path}"
+        return Outcome(FAILED, source=landed, reasons=(reason,), to_fix=exits.needs_fix(exc))
 
 
 def _own_copy_in_landing(gate: Gate, info: ObjectInfo, container: str, path: str) -> ObjectInfo:
@@ -560,9 +571,10 @@ def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *ot
 
 
 def _needs_a_look(outcome: Outcome) -> bool:
-    """A reprocessed file rejected again (still bad, or its contract gone), ignored, or archived without its run:
-    a person looks (running the same command again cannot help; it is no longer a rejected file)."""
-    return outcome.status in (REJECTED, IGNORED, RUN_PENDING)
+    """A reprocessed file rejected again (still bad, or its contract gone), ignored, archived without its run, or
+    left in landing by a failure: a person looks (running the same command again cannot help; it is no longer a
+    rejected file)."""
+    return outcome.status in (REJECTED, IGNORED, RUN_PENDING, FAILED)
 
 
 def archived_main(argv: list[str]) -> int:

@@ -142,6 +142,30 @@ def test_a_reprocess_interrupted_after_its_copy_into_landing_goes_on_when_run_ag
     assert len(world.runs()) == 1
 
 
+def test_a_reprocessed_file_whose_handling_fails_in_landing_says_where_it_is_and_what_takes_it(world: World) -> None:
+    # It said "try again" (exit 75), and the same command again found no such rejected file (exit 2): the file
+    # had moved into landing, and nothing said so.
+    [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    assert first.rejected_path is not None
+    assert world.proxy is not None
+    container, _, path = first.rejected_path.partition("/")
+    info = world.store.stat(container, path)
+    assert info is not None
+    world.store.delete(container, path, info.version)
+    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # fixed in place
+    archive = world.settings.archive.container
+    world.proxy.fail(lambda method, path, headers: method in ("PUT", "POST") and archive in path)
+
+    failed = reprocess_rejected(world.gate(), first.rejected_path)
+
+    world.proxy.heal()
+    [landed] = world.objects(world.settings.landing)
+    assert (failed.status, failed.source) == (FAILED, f"{landed.container}/{landed.path}")
+    assert "moved into landing, where its handling failed" in failed.reasons[0]
+    assert "`filegate sweep --older-than 0`" in failed.reasons[0]
+    assert list(rejected_files(world.gate())) == []
+
+
 def test_a_later_rejected_file_of_a_name_fixed_in_place_goes_back_under_the_name_it_was_uploaded_with(
     world: World,
 ) -> None:
