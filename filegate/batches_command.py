@@ -269,7 +269,10 @@ def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: b
     if gate.batch_jobs is None:
         raise SettingsError("no batch job to run the batch: set FILEGATE_BATCH_JOB_NAME")
     raise_for(check_storage(gate.settings, gate.store) + check_job(gate.batch_jobs, "batch job"))
-    outcome = reseal(gate, gate.pipelines[name], business_date, partial=partial)
+    from filegate.cli import quiet_outcome_log
+
+    with quiet_outcome_log():  # printed below: the outcome log would say it again on stderr
+        outcome = reseal(gate, gate.pipelines[name], business_date, partial=partial)
     print(outcome.to_json())
     return exits.OK if outcome.status in (SEALED, DUPLICATE) else exits.FAILED
 

@@ -264,6 +264,21 @@ def test_the_reseal_command_prints_the_outcome_and_exits_by_it(
     assert refused.value.code == 2
 
 
+def test_the_reseal_command_prints_its_outcome_once(
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The JSON line on stdout came again on stderr as a log line (with its severity), unlike every other command
+    # that prints outcomes.
+    day = date(2025, 4, 5)
+    deliver_day(world, day)
+
+    with caplog.at_level(logging.INFO, logger="filegate.outcome"):
+        assert main(["batches", "--reseal", day.isoformat(), *target]) == 0
+
+    assert json.loads(capsys.readouterr().out)["status"] == DUPLICATE
+    assert [record.getMessage() for record in caplog.records if record.name == "filegate.outcome"] == []
+
+
 def test_reseal_of_a_partial_revision_needs_partial_again_while_members_are_missing(world: World) -> None:
     gate = world.gate(pipelines=with_policy(late_member="hold"))
     pipeline = gate.pipelines["ecommerce"]
