@@ -29,12 +29,12 @@ from filegate.files import (
     reprocess_rejected,
     unfinished,
 )
-from filegate.ingest import ARCHIVED, IDENTICAL, REDRIVEN, REJECTED, RUN_PENDING, handle_payload
+from filegate.ingest import ARCHIVED, IDENTICAL, IGNORED, REDRIVEN, REJECTED, RUN_PENDING, handle_payload
 from filegate.settings import Location
 from filegate.storage import Body, ObjectInfo, Store
 from filegate.sweep import FAILED, sweep_pipeline_batches, upload_from_object
 from local_world.emulators import free_port
-from local_world.inputs import csv_bytes, tracking_row
+from local_world.inputs import blob_created, csv_bytes, gcs_finalized, tracking_row
 from local_world.jobs_api import Fault
 from local_world.jobs_api.recording import RecordingRunner
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
@@ -761,6 +761,26 @@ def test_dead_letters_are_listed_with_their_reason_re_driven_and_marked(world: W
     assert dead_letters(tmp_path) == []
     assert len(list((tmp_path / "handled").iterdir())) == 2
     assert_converged(world, {NAME: DATA})
+
+
+def test_a_dead_letter_of_the_other_cloud_stays_for_a_redrive_on_that_cloud(world: World, tmp_path: Path) -> None:
+    # Both watchers keep their letters in .filegate/watch/deadletter by default: a redrive on one cloud "handled"
+    # the other's letters as ignored events and moved them to handled/, and nothing re-drove them again.
+    landing = world.settings.landing
+    other = (
+        gcs_finalized(landing.container, landing.path(NAME), len(DATA), 1)
+        if world.kind == "azure"
+        else blob_created(landing.container, landing.path(NAME), len(DATA), '"0x8DC0"')
+    )
+    (tmp_path / "1.json").write_text(json.dumps(other))
+
+    [outcome] = redrive_dead_letter(world.gate(), *dead_letters(tmp_path))
+
+    other_target = "gcp" if world.kind == "azure" else "azure"
+    assert outcome.status == IGNORED
+    assert f"`filegate deadletters --redrive --target {other_target}`" in outcome.reasons[0]
+    assert [letter.path.name for letter in dead_letters(tmp_path)] == ["1.json"]
+    assert not (tmp_path / "handled").exists()
 
 
 def test_deadletters_redrive_reports_each_handled_letter_and_names_an_unreadable_one(
