@@ -58,6 +58,9 @@ class BatchRow:
     trigger_report: str | None = None
     # What came after the seal and is not loaded (late_member = hold): files, or a trigger's new statement.
     held: tuple[str, ...] = ()
+    # Member versions archived after the one used that the trigger's size or MD5 rules out: never loaded until a
+    # trigger describes them (`Member.passed_over_note`).
+    passed_over: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
@@ -114,6 +117,7 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
         trigger,
         report,
         held,
+        tuple(m.passed_over_note() for m in batch.members if m.passed_over),
     )
 
 
@@ -299,6 +303,7 @@ def format_rows(rows: list[BatchRow]) -> str:
             if row.blocked:
                 then = "a corrected upload of what blocks the day comes first"
             lines.extend(f"    held after the seal, not loaded: {held}; {then}" for held in row.held)
+        lines.extend(f"    not loaded: {note}" for note in row.passed_over)
         if row.state == "skipped":
             again = f"`{reseal_command(row.pipeline, row.business_date)}` seals the same members as the next revision"
             lines.append(f"    run {row.run_id} was skipped by Databricks and never ran: {again} and runs it")

@@ -190,6 +190,27 @@ def test_reseal_loads_a_member_held_after_the_seal_as_the_next_revision_once(wor
     assert [describe_batch(gate, batch).held for batch in list_batches(gate)] == [()]
 
 
+def test_the_listing_names_a_member_version_the_trigger_passes_over(world: World) -> None:
+    # A correction whose size the trigger does not state is archived and never loaded; the late_member outcome
+    # said so once, and the listing showed the day succeeded with nothing waiting on anyone.
+    gate = world.gate(pipelines=with_policy(late_member="rerun"))
+    day = date(2025, 3, 9)
+    outcomes = [deliver(gate, world.upload(name, data)) for name, data in batch_pieces(day).items()]
+    assert outcomes[-1].status == SEALED
+    time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the correction is the newest version there too
+    late = deliver(gate, world.upload(member_name("orders", day), a_row_more("orders")))
+    assert late.status == LATE_MEMBER
+
+    [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
+
+    [note] = row.passed_over
+    assert "orders_2025_03_09__v" in note
+    assert note.endswith("upload a trigger that describes it to load it")
+    assert f"    not loaded: {note}" in format_rows([row])
+    assert row.to_dict()["passed_over"] == [note]
+    assert row.held == ()  # a reseal would not load it: the trigger still rules it out
+
+
 def test_reseal_seals_an_incomplete_batch_only_when_told_to_load_what_is_there(world: World) -> None:
     gate = world.gate()
     pipeline = gate.pipelines["ecommerce"]
