@@ -309,7 +309,13 @@ def dead_letters(folder: Path) -> list[DeadLetter]:
     letters = []
     for letter in sorted(folder.glob("*.json")):
         reason_file = letter.with_suffix(".reason.txt")
-        reason = reason_file.read_text(encoding="utf-8").strip() if reason_file.exists() else "(no reason recorded)"
+        try:
+            # Damaged (cut mid-character, edited by hand), it still says why as far as it can: the letter is the work.
+            reason = reason_file.read_text(encoding="utf-8", errors="replace").strip()
+        except FileNotFoundError:
+            reason = "(no reason recorded)"
+        except OSError as exc:
+            reason = f"(the reason cannot be read: {exc.strerror or exc})"
         letters.append(DeadLetter(letter, reason))
     return letters
 

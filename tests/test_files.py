@@ -783,6 +783,21 @@ def test_a_dead_letter_of_the_other_cloud_stays_for_a_redrive_on_that_cloud(worl
     assert not (tmp_path / "handled").exists()
 
 
+def test_a_damaged_reason_file_does_not_stop_the_listing_nor_the_redrive(world: World, tmp_path: Path) -> None:
+    # A reason file cut mid-character (or not text) raised UnicodeDecodeError with a traceback, for the listing
+    # and for --redrive alike, and no letter of the folder was re-driven.
+    event = world.upload(NAME, DATA)
+    (tmp_path / "1.json").write_text(json.dumps(event))
+    (tmp_path / "1.reason.txt").write_bytes("10 attempts; last: délai dépassé".encode()[:-1])
+
+    [letter] = dead_letters(tmp_path)
+    [outcome] = redrive_dead_letter(world.gate(), letter)
+
+    assert letter.reason == "10 attempts; last: délai dépass\ufffd"
+    assert outcome.status == ARCHIVED
+    assert dead_letters(tmp_path) == []
+
+
 def test_deadletters_redrive_reports_each_handled_letter_and_names_an_unreadable_one(
     world: World, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
