@@ -603,12 +603,14 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
             reasons = (f"batch already sealed (revision {latest.revision})",)
             return Verdict(DUPLICATE, reasons, latest, run, redriven=called)
         late = ", ".join(news)
+        # The event's own file, when the trigger rules it out: the news are other files, and it is loaded by none.
+        passed_over = tuple(m.passed_over_note() for m in batch.members if piece in _paths(m.passed_over))
         if pipeline.late_member == "rerun" and not batch.blocked:
             seal = _seal(gate, batch, latest.revision + 1, partial=bool(batch.missing))
             run, _ = _ensure_run(gate, batch, seal)
             reason = f"after revision {latest.revision}: {late}; sealed revision {seal.revision} and ran it"
             reason += " (late_member = rerun)"
-            return Verdict(LATE_MEMBER, (reason,), seal, run)
+            return Verdict(LATE_MEMBER, (reason, *passed_over), seal, run)
         run, _ = _ensure_run(gate, batch, latest)
         reason = f"after the seal (revision {latest.revision}): {late}; held, the sealed batch is unchanged"
         if batch.blocked:
@@ -617,7 +619,7 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
             reason += f" while the rejected {blocked} blocks it: a corrected upload comes first"
         else:
             reason += f" (late_member = hold): `{reseal_command(pipeline.name, batch.business_date)}` loads it"
-        return Verdict(LATE_MEMBER, (reason,), latest, run)
+        return Verdict(LATE_MEMBER, (reason, *passed_over), latest, run)
     if batch.trigger is not None and not batch.trigger.ok:
         # A trigger archived while valid, read under a pipeline changed since (a member added): the batch can
         # complete only with a corrected trigger, so its window runs out as an incomplete batch's does.

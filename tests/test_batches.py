@@ -789,6 +789,28 @@ def test_a_member_re_uploaded_after_the_seal_that_its_trigger_does_not_describe_
     assert len(batch_runs(world)) == 1
 
 
+def test_a_member_its_trigger_does_not_describe_after_a_held_one_says_that_it_is_not_loaded(world: World) -> None:
+    # Its outcome named only the version held before it ("held ... `filegate batches --reseal` loads it"), so
+    # its own upload read as the one a reseal loads, though the trigger's size rules it out for any revision.
+    gate = world.gate(pipelines=with_policy(late_member="hold"))
+    day = date(2025, 3, 22)
+    assert [deliver(gate, world.upload(n, d)) for n, d in batch_pieces(day).items()][-1].status == SEALED
+    header, *rows = member_bytes("orders").splitlines(keepends=True)
+    time.sleep(1.1)
+    held = deliver(gate, world.upload(member_name("orders", day), b"".join([header, *reversed(rows)])))
+    assert held.status == LATE_MEMBER  # the same size as the trigger states: a reseal loads it
+    time.sleep(1.1)
+
+    late = deliver(gate, world.upload(member_name("orders", day), a_row_more("orders")))
+
+    assert late.status == LATE_MEMBER
+    assert late.archived_path is not None
+    assert late.archived_path != held.archived_path
+    [note] = [reason for reason in late.reasons if late.archived_path in reason and "trigger states" in reason]
+    assert note.endswith("upload a trigger that describes it to load it")
+    assert len(seals(world, day)) == 1
+
+
 @dataclass
 class HeldSeal:
     """A real store whose first seal write waits for `release`; `reached` says it is waiting, `written` that
