@@ -34,11 +34,11 @@ from filegate.ingest import (
     RUN_PENDING,
     Gate,
     Outcome,
-    _same_bytes,
     handle_payload,
     handle_upload,
     left_in_landing,
     redrive_archived,
+    same_bytes,
 )
 from filegate.jobs import ACTIVE_STATES, NEVER_RAN_STATES
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
@@ -174,7 +174,7 @@ def _own_copy_in_landing(gate: Gate, info: ObjectInfo, container: str, path: str
     if (
         found is None
         or (found.size, found.content_md5) != (info.size, info.content_md5)
-        or not (store.computes_md5 or _same_bytes(store, found, info))
+        or not (store.computes_md5 or same_bytes(store, found, info))
     ):
         raise DestinationExists(
             f"landing already holds another file named {container}/{path}: `filegate sweep --older-than 0` puts it "

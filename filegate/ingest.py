@@ -395,20 +395,20 @@ def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business
     # are (Azure), the bytes themselves decide. Only a re-upload that claims the newest copy's MD5 pays it, and
     # only up to COMPARE_LIMIT: a bigger one is archived beside as a new file would be (its own run).
     if not gate.store.computes_md5 and (
-        source.size > COMPARE_LIMIT or not all(_same_bytes(gate.store, info, source) for info in newest)
+        source.size > COMPARE_LIMIT or not all(same_bytes(gate.store, info, source) for info in newest)
     ):
         return None
     return max(newest, key=lambda info: info.path)
 
 
-# How much of each object `_same_bytes` holds at a time.
+# How much of each object `same_bytes` holds at a time.
 COMPARE_CHUNK = 8 * 1024 * 1024
 # The biggest re-upload compared byte for byte (both files are read whole, a chunk of each at a time): reading
 # gigabytes outlasts Event Grid's 30 s and then the host's timeout, on every retry and every sweep.
 COMPARE_LIMIT = 256 * 1024 * 1024
 
 
-def _same_bytes(store: Store, archived: ObjectInfo, source: ObjectInfo) -> bool:
+def same_bytes(store: Store, archived: ObjectInfo, source: ObjectInfo) -> bool:
     """Whether an archived copy and the source (of one size) hold the same bytes, read side by side a chunk at
     a time. The source is read at its version (another version is another upload: SourceChanged); the copy at
     any: its bytes never change, but its metadata does (the run id, on Azure a new ETag) while this reads."""
