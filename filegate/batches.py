@@ -737,12 +737,23 @@ def _reject_archived_triggers(gate: Gate, batch: Batch, reasons: tuple[str, ...]
 
 def _outcome(base: Outcome, batch: Batch, verdict: Verdict) -> Outcome:
     seal, run = verdict.seal, verdict.run
+    status, reasons = verdict.status, verdict.reasons
+    if run is not None and run.skipped and status != RUN_PENDING:
+        # This evaluation's run-now started a run Databricks skipped: nothing of the batch is loaded until the run
+        # that replaces it, so it is no `sealed` (and an alert on `run pending` sees it).
+        status = RUN_PENDING
+        reasons = (
+            *reasons,
+            f"Databricks skipped run {run.run_id} ({run.skipped}) and never ran it: the next sweep, or "
+            f"`{reseal_command(batch.pipeline.name, batch.business_date)}`, seals the same members as the next "
+            "revision",
+        )
     return replace(
         base,
-        status=verdict.status,
+        status=status,
         pipeline=batch.pipeline.name,
         business_date=batch.business_date.isoformat(),
-        reasons=(*base.reasons, *verdict.reasons),
+        reasons=(*base.reasons, *reasons),
         missing=tuple(batch.missing),
         blocked_by=tuple(m.report for m in batch.blocked if m.report),
         sealed_path=f"{seal.info.container}/{seal.info.path}" if seal else None,

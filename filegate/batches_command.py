@@ -25,7 +25,7 @@ from filegate.batches import (
     reseal_command,
 )
 from filegate.errors import FilegateError, SettingsError
-from filegate.ingest import DUPLICATE, Gate
+from filegate.ingest import DUPLICATE, RUN_PENDING, Gate
 from filegate.jobs import ACTIVE_STATES, never_ran
 from filegate.jobs import run_state as jobs_run_state
 from filegate.readiness import check_job, check_storage, raise_for
@@ -278,6 +278,8 @@ def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: b
     with quiet_outcome_log():  # printed below: the outcome log would say it again on stderr
         outcome = reseal(gate, gate.pipelines[name], business_date, partial=partial)
     print(outcome.to_json())
+    if outcome.status == RUN_PENDING:
+        return exits.TRY_AGAIN  # Databricks skipped its run too: the next sweep reseals it
     return exits.OK if outcome.status in (SEALED, DUPLICATE) else exits.FAILED
 
 

@@ -425,7 +425,7 @@ def test_a_batch_run_databricks_skipped_is_listed_as_such_and_resealed_once_as_t
     server.jobs[BATCH_JOB_ID] = batch_job
     [skipped] = [run["run_id"] for run in batch_runs(world)]
     # The delivery that sealed the day says so at once, with the command, for an alert to match.
-    [warned] = [r.getMessage() for r in caplog.records if f"skipped run {skipped}" in r.getMessage()]
+    [warned] = [r.getMessage() for r in caplog.records if f"skipped run {skipped} of" in r.getMessage()]
     assert f"Databricks skipped run {skipped} of revision 1 (MAXIMUM_CONCURRENT_RUNS_REACHED)" in warned
     assert f"the next sweep, or `filegate batches --reseal {day} --pipeline ecommerce`, seals the same" in warned
 
@@ -451,6 +451,32 @@ def test_a_batch_run_databricks_skipped_is_listed_as_such_and_resealed_once_as_t
     assert (again.status, again.revision, again.run_id) == (DUPLICATE, 2, resealed.run_id)
     assert sorted(run["run_id"] for run in batch_runs(world)) == sorted([skipped, resealed.run_id])
     assert main(["batches", *target]) == 0
+
+
+def test_the_delivery_or_reseal_whose_run_databricks_skips_says_run_pending_not_sealed(
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both said `sealed` with the run's id (exit 0 from handle, backfill and --reseal), though it never ran; only
+    # a separate log line said the run was skipped.
+    server = world.jobs_api
+    batch_job = server.jobs[BATCH_JOB_ID]
+    server.jobs[BATCH_JOB_ID] = replace(batch_job, settings={**batch_job.settings, "max_concurrent_runs": 0})
+    day = date(2025, 4, 9)
+    gate = world.gate()
+
+    last = [deliver(gate, world.upload(name, data)) for name, data in batch_pieces(day).items()][-1]
+    resealed = main(["batches", "--reseal", day.isoformat(), *target])
+
+    first, second = sorted(run["run_id"] for run in batch_runs(world))
+    assert (last.status, last.revision, last.run_id) == (RUN_PENDING, 1, first)
+    assert last.reasons[-1] == (
+        f"Databricks skipped run {first} (MAXIMUM_CONCURRENT_RUNS_REACHED) and never ran it: the next sweep, or "
+        f"`filegate batches --reseal {day} --pipeline ecommerce`, seals the same members as the next revision"
+    )
+    # Skipped again: the next sweep reseals it, so try again later.
+    assert resealed == 75
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["status"], printed["revision"], printed["run_id"]) == (RUN_PENDING, 2, second)
 
 
 def test_the_sweep_reseals_a_day_whose_run_databricks_skipped_and_says_so_while_it_is_skipped_again(
