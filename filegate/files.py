@@ -274,6 +274,31 @@ def startable(found: ArchivedFile) -> bool:
 def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
     """Start the missing run of an archived file with its own token, or one replacing a run Databricks skipped;
     a failed run is named, never run twice."""
+    try:
+        return _start_missing_run(gate, found)
+    except RunNotStarted as exc:
+        return _run_pending(found, exc)
+
+
+def redrive_files(gate: Gate, files: Sequence[ArchivedFile], untried: list[ArchivedFile]) -> Iterator[Outcome]:
+    """`redrive` each file in turn; stops after a run-now that failed and may pass when asked again (the Jobs API
+    did not answer, or answered an outage), putting the files not tried into `untried`: the SDK has spent its
+    retry window (about 20 s) on it, and each file after it would spend its own. A run refused for a setting
+    or a permission is said at once, and the others go on, as in `backfill_files`."""
+    for done, found in enumerate(files, start=1):
+        try:
+            outcome = _start_missing_run(gate, found)
+        except RunNotStarted as exc:
+            yield _run_pending(found, exc)
+            if exits.exit_code(exc) == exits.TRY_AGAIN:
+                untried.extend(files[done:])
+                return
+            continue
+        yield outcome
+
+
+def _start_missing_run(gate: Gate, found: ArchivedFile) -> Outcome:
+    """`redrive`, raising RunNotStarted when run-now fails."""
     container, _, path = found.path.partition("/")
     if not startable(found):
         reason = (
@@ -285,10 +310,11 @@ def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
     if info is None:
         return Outcome(FAILED, source=found.path, reasons=("the archived file is gone",))
     skipped = found.run_id if found.state in NEVER_RAN_STATES else None
-    try:
-        return redrive_archived(gate, info, replaces=skipped)
-    except RunNotStarted as exc:
-        return Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=(str(exc),), to_fix=exc.to_fix)
+    return redrive_archived(gate, info, replaces=skipped)
+
+
+def _run_pending(found: ArchivedFile, exc: RunNotStarted) -> Outcome:
+    return Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=(str(exc),), to_fix=exc.to_fix)
 
 
 def run_needs_repair(outcome: Outcome) -> bool:
@@ -670,7 +696,15 @@ def reconcile_main(argv: list[str]) -> int:
             advice += [f"{repair} whose run failed: repair the run in Databricks"] if repair else []
             print("; ".join([f"{len(found)} archived file(s) without a successful run", *advice]))
             return exits.FAILED if found else exits.OK
-        return _print_outcomes((redrive(gate, f) for f in found), run_needs_repair)
+        untried: list[ArchivedFile] = []
+        code = _print_outcomes(redrive_files(gate, found, untried), run_needs_repair)
+        if untried:
+            print(
+                f"filegate reconcile: stopped after a run that did not start; {len(untried)} file(s) not tried: run "
+                "the same command again (nothing runs twice)",
+                file=sys.stderr,
+            )
+        return code
 
     return _run_command("reconcile", body)
 

@@ -369,6 +369,32 @@ def test_reconcile_finds_archived_files_without_a_run_and_re_drives_them_once_th
     assert [found for found in unfinished(archived_files(world.gate())) if found.state == NO_RUN] == []
 
 
+def test_reconcile_redrive_stops_after_a_run_now_that_may_pass_later(
+    world: World, request: pytest.FixtureRequest
+) -> None:
+    # Each file spent the SDK's retry window (20 s) on a run-now answering 503, one after the other: hours for
+    # a large archive in an outage, where backfill stops after the first.
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    down = world.gate_with_jobs_down()
+    for day in (1, 2, 3):
+        with pytest.raises(RunNotStarted):
+            handle_payload(down, world.upload(f"order_tracking_2024_06_2{day}.csv", DATA))
+    world.jobs_api.inject(Fault(status=503), times=100)
+
+    target = ["--target", "azure" if world.kind == "azure" else "gcp"]
+    stopped = run_cli(["reconcile", "--redrive", *target], _env(world, request))
+
+    assert stopped.returncode == TRY_AGAIN, stopped.stdout + stopped.stderr
+    [pending] = [json.loads(line) for line in stopped.stdout.splitlines()]
+    assert pending["status"] == RUN_PENDING
+    assert "stopped after a run that did not start; 2 file(s) not tried: run the same command again" in stopped.stderr
+    assert len(world.jobs_api.requests("run-now")) < 30  # one file's retries, not three files'
+    world.jobs_api.faults.clear()
+    assert [found.state for found in unfinished(archived_files(world.gate()))] == [NO_RUN] * 3
+
+
 def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retry_it_forever(
     world: World, request: pytest.FixtureRequest
 ) -> None:
