@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from filegate.contracts import Contracts
+from filegate.contracts import Contracts, same_name
 from filegate.pipelines import Pipeline
 
 MAX_TRIGGER_BYTES = 1024 * 1024
@@ -129,7 +129,7 @@ def _expected(
             reasons.append(f"{where}: dataset {dataset} is listed twice")
             continue
         wanted = member_file(pipeline, contracts, dataset, business_date)
-        if not isinstance(file, str) or file.lower() != wanted.lower():
+        if not isinstance(file, str) or not same_name(file, wanted):  # as patterns match: any case, Unicode form
             reasons.append(f"{where}: file {file!r} is not {dataset}'s file for {business_date.isoformat()} ({wanted})")
         counts = {}
         for key in ("rows", "bytes"):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
-from filegate.contracts import load_contracts
+from filegate.contracts import Contracts, load_contracts
 from filegate.manifest import MAX_TRIGGER_BYTES, read_trigger
 from filegate.pipelines import load_pipelines
 
@@ -106,3 +107,21 @@ def test_true_is_not_a_count_of_rows_or_bytes() -> None:
         "files[0]: rows must be a non-negative whole number, got True",
         "files[1]: bytes must be a non-negative whole number, got False",
     )
+
+
+def test_a_listed_file_is_its_members_file_in_any_case_and_unicode_form() -> None:
+    # Patterns match a name in any case and Unicode form (a Mac writes `é` as `e` and an accent); the trigger's
+    # `files` compared letter case only, so a trigger listing the very name the member was archived under was
+    # rejected ("is not customers's file").
+    accented = replace(CONTRACTS["customers"], file_pattern="clientèle_{yyyy}_{mm}_{dd}.csv")
+    contracts = Contracts({**CONTRACTS, "customers": accented})
+    listed = unicodedata.normalize("NFD", "Clientèle_2025_01_15.csv")
+    files = [{"dataset": "customers", "file": listed}] + [
+        {"dataset": d, "file": f"{d}_2025_01_15.csv"} for d in ("products", "inventory", "orders", "shipping")
+    ]
+    data = json.dumps({"batch_date": "2025-01-15", "files": files}).encode()
+
+    trigger = read_trigger(PIPELINE, contracts, "trigger_2025_01_15.json", len(data), data)
+
+    assert trigger.ok, trigger.reasons
+    assert trigger.expected[0].file == "clientèle_2025_01_15.csv"
