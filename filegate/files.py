@@ -29,7 +29,9 @@ from filegate.errors import (
 )
 from filegate.events import AZURE, GCS, GCS_EVENT_PREFIX, TARGETS
 from filegate.ingest import (
+    CONTRACT_GONE,
     IGNORED,
+    NOT_PLACED,
     REJECTED,
     RUN_PENDING,
     Gate,
@@ -320,6 +322,13 @@ def _run_pending(found: ArchivedFile, exc: RunNotStarted) -> Outcome:
 def run_needs_repair(outcome: Outcome) -> bool:
     """A re-drive that found the file's run ended without success: only a repair in Databricks finishes it."""
     return outcome.status == FAILED and outcome.run_id is not None
+
+
+def _redrive_needs_a_person(outcome: Outcome) -> bool:
+    """A run to repair, or an archived file no re-drive starts (copied in by hand, its contract gone): the next
+    listing counts it again, and running again changes nothing."""
+    cannot_start = any(reason.startswith((NOT_PLACED, CONTRACT_GONE)) for reason in outcome.reasons)
+    return run_needs_repair(outcome) or (outcome.status == IGNORED and cannot_start)
 
 
 @dataclass(frozen=True)
@@ -697,7 +706,7 @@ def reconcile_main(argv: list[str]) -> int:
             print("; ".join([f"{len(found)} archived file(s) without a successful run", *advice]))
             return exits.FAILED if found else exits.OK
         untried: list[ArchivedFile] = []
-        code = _print_outcomes(redrive_files(gate, found, untried), run_needs_repair)
+        code = _print_outcomes(redrive_files(gate, found, untried), _redrive_needs_a_person, "need a repair or a look")
         if untried:
             print(
                 f"filegate reconcile: stopped after a run that did not start; {len(untried)} file(s) not tried: run "

@@ -79,6 +79,10 @@ MALFORMED = "malformed event: "
 # The reason of an IGNORED file whose bytes cannot be read (an Azure blob in the Archive tier): it stays in
 # landing until a person makes it readable, which no retry does (`left_in_landing`).
 LEFT_IN_LANDING = "left in landing: "
+# The reasons of an archived file a re-drive cannot start, nor can any retry: a person restores its contract, or
+# puts a file copied into the archive by hand through landing.
+NOT_PLACED = "not placed by Filegate"
+CONTRACT_GONE = "no contract matches "
 # Statuses an alert should match; the batch ones are defined in filegate/batches.py.
 WARNING_STATUSES = frozenset({REJECTED, RUN_PENDING, "blocked", "overdue", "late_member"})
 
@@ -601,10 +605,10 @@ def redrive_archived(gate: Gate, info: ObjectInfo, replaces: int | None = None) 
     source = f"{info.container}/{info.path}"
     upload = archived_upload(gate.store, info)
     if upload is None:
-        return _log(Outcome(IGNORED, source=source, reasons=("not placed by Filegate (no source metadata)",)))
+        return _log(Outcome(IGNORED, source=source, reasons=(f"{NOT_PLACED} (no source metadata)",)))
     contract, business_date, _ = match_dataset(gate.contracts, upload.name)
     if contract is None or business_date is None:
-        reason = f"no contract matches {upload.name} any more; restore its contract to re-drive it"
+        reason = f"{CONTRACT_GONE}{upload.name} any more; restore its contract to re-drive it"
         return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
     abandoned = not info.copy_finished and info.copy_status != COPY_PENDING and _version_gone(gate.store, upload)
     # Azure ended the copy failed or aborted, and the landing blob has moved on since: no delivery will copy

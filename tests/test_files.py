@@ -424,6 +424,26 @@ def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retr
     assert len(world.runs()) == 1
 
 
+def test_reconcile_redrive_exits_1_for_an_archived_file_it_cannot_start(
+    world: World, request: pytest.FixtureRequest
+) -> None:
+    # A file put into the archive by hand (restored from a backup) was "1 to start" in the listing; --redrive
+    # ignored it (not placed by Filegate) and exited 0, and every listing after still counted it to start.
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    archive = world.settings.archive
+    world.store.put(archive.container, archive.path(f"order_tracking/2024/03/05/{NAME}"), DATA, "text/csv", {})
+    target = ["--target", "azure" if world.kind == "azure" else "gcp"]
+
+    redriven = run_cli(["reconcile", "--redrive", *target], _env(world, request))
+
+    assert redriven.returncode == FAILED_CODE, redriven.stdout + redriven.stderr
+    assert json.loads(redriven.stdout)["status"] == IGNORED
+    assert "1 file(s) need a repair or a look; see their reasons" in redriven.stderr
+    assert world.runs() == []
+
+
 def test_reconcile_redrive_replaces_each_run_databricks_skipped_once_and_a_redelivery_keeps_the_replacement(
     world: World, request: pytest.FixtureRequest
 ) -> None:
