@@ -842,6 +842,12 @@ def deadletters_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.dir is None:
         args.dir = DEFAULT_DEAD_LETTERS
+        if not args.dir.parent.is_dir():
+            # Relative to where it runs: from another folder it read "0 dead letter(s)", as a clean watcher would.
+            parser.error(
+                f"no watcher keeps its state in {args.dir.parent} here ({Path.cwd()}): run this where "
+                "`python -m local_world watch` runs, or give --dir"
+            )
     elif not (args.dir.is_dir() or (args.dir.name == "deadletter" and args.dir.parent.is_dir())):
         # It read "0 dead letter(s)": a mistyped folder looked like a clean one. A watcher's state folder
         # without its deadletter folder (made when it first gives up) is one that has given up on nothing yet.

@@ -844,6 +844,26 @@ def test_a_damaged_reason_file_does_not_stop_the_listing_nor_the_redrive(world: 
     assert dead_letters(tmp_path) == []
 
 
+def test_deadletters_away_from_any_watcher_state_is_refused_not_an_all_clear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # Run from another folder than the watcher's, the default .filegate/watch/deadletter read "0 dead letter(s)",
+    # exit 0: as if the watcher had given up on nothing.
+    from filegate.files import deadletters_main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        deadletters_main([])
+    said = capsys.readouterr().err
+    (tmp_path / ".filegate" / "watch").mkdir(parents=True)  # a watcher's state folder: it gave up on nothing yet
+    none_yet = deadletters_main([])
+
+    assert refused.value.code == 2
+    assert "no watcher keeps its state in .filegate/watch here" in said
+    assert none_yet == OK
+    assert "0 dead letter(s)" in capsys.readouterr().out
+
+
 def test_deadletters_redrive_reports_each_handled_letter_and_names_an_unreadable_one(
     world: World, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
