@@ -242,13 +242,15 @@ def run_state_of(gate: Gate, run_id: int | None) -> str:
     try:
         run = client.jobs.get_run(run_id)
     except DatabricksError as exc:
-        if not_found(exc):  # a run gone (after 60 days): only its state is unknown; the listing goes on
-            log.warning("runs/get %s failed: %s", run_id, exc)
-            return UNKNOWN
-        # Credentials refused, a permission missing, an outage behind a host that answers: every other file's
-        # runs/get meets it too (each after the SDK's retry window), and the command exits by it, not with
-        # every run UNKNOWN and exit 0.
-        raise named_error(exc, str(client.config.host or ""), None, grant=VIEW_GRANT) from exc
+        # Credentials refused, a permission missing, a host that is no workspace, an outage behind a host that
+        # answers: every other file's runs/get meets it too (each after the SDK's retry window), and the command
+        # exits by it, not with every run UNKNOWN and exit 0.
+        named = named_error(exc, str(client.config.host or ""), None, grant=VIEW_GRANT)
+        if isinstance(named, SettingsError) or not not_found(exc):
+            raise named from exc
+        # A run gone (after 60 days): only its state is unknown; the listing goes on.
+        log.warning("runs/get %s failed: %s", run_id, exc)
+        return UNKNOWN
     except (TimeoutError, OSError) as exc:
         host = client.config.host
         raise TransientError(f"the Jobs API at {host} did not give run {run_id} within its retries: {exc}") from exc

@@ -575,6 +575,8 @@ def test_a_jobs_api_that_answers_errors_to_runs_get_stops_the_listing_with_its_e
     archived = run_cli(["archived", *target], env)
     world.jobs_api.inject(refused, times=10)
     reconcile = run_cli(["reconcile", *target], env)
+    # The run page's address for the workspace's: every runs/get answers ENDPOINT_NOT_FOUND, not "no such run".
+    run_page = run_cli(["archived", *target], {**env, "DATABRICKS_HOST": f"{world.jobs_api.url}/runs/1001"})
     world.jobs_api.faults.clear()
     world.jobs_api.inject(Fault("runs/get", status=503), times=100)
 
@@ -589,6 +591,8 @@ def test_a_jobs_api_that_answers_errors_to_runs_get_stops_the_listing_with_its_e
     assert reconcile.returncode == 2, reconcile.stdout + reconcile.stderr
     assert "to start" not in reconcile.stdout
     assert "refused the credentials (401)" in reconcile.stderr
+    assert run_page.returncode == 2, run_page.stdout + run_page.stderr
+    assert "does not serve the Jobs API" in run_page.stderr
 
 
 def test_archived_listing_filters_by_dataset_and_date(world: World) -> None:
