@@ -868,6 +868,20 @@ def test_deadletters_away_from_any_watcher_state_is_refused_not_an_all_clear(
     assert "0 dead letter(s)" in capsys.readouterr().out
 
 
+def test_deadletters_redrive_with_no_letter_needs_no_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With nothing to re-drive it still checked storage and the Jobs API first: in an outage it said "try again"
+    # (exit 75) about no letter at all, and an hourly redrive alerted on an empty folder.
+    from filegate.files import deadletters_main
+
+    folder = tmp_path / "deadletter"
+    folder.mkdir()
+    monkeypatch.setenv("FILEGATE_AZURE_STORAGE", "")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("DATABRICKS_HOST", f"http://127.0.0.1:{free_port()}")
+
+    assert deadletters_main(["--dir", str(folder), "--redrive"]) == OK
+
+
 def test_deadletters_redrive_reports_each_handled_letter_and_names_an_unreadable_one(
     world: World, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
