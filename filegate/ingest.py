@@ -396,20 +396,14 @@ def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business
     if any(info.content_md5 != source.content_md5 or info.size != source.size for info in newest):
         return None
     # The upload is deleted on this answer: where the MD5s may be what clients claimed, not what the bytes
-    # are (Azure), the bytes themselves decide. Only a re-upload that claims the newest copy's MD5 pays it, and
-    # only up to COMPARE_LIMIT: a bigger one is archived beside as a new file would be (its own run).
-    if not gate.store.computes_md5 and (
-        source.size > COMPARE_LIMIT or not all(same_bytes(gate.store, info, source) for info in newest)
-    ):
+    # are (Azure), the bytes themselves decide. Only a re-upload that claims the newest copy's MD5 pays it.
+    if not gate.store.computes_md5 and not all(same_bytes(gate.store, info, source) for info in newest):
         return None
     return max(newest, key=lambda info: info.path)
 
 
 # How much of each object `same_bytes` holds at a time.
 COMPARE_CHUNK = 8 * 1024 * 1024
-# The biggest re-upload compared byte for byte (both files are read whole, a chunk of each at a time): reading
-# gigabytes outlasts Event Grid's 30 s and then the host's timeout, on every retry and every sweep.
-COMPARE_LIMIT = 256 * 1024 * 1024
 
 
 def same_bytes(store: Store, archived: ObjectInfo, source: ObjectInfo) -> bool:

@@ -541,44 +541,6 @@ def test_the_empty_blob_a_streamed_upload_begins_with_is_left_for_its_data(
     assert len(jobs_api.runs()) == 1
 
 
-def test_a_re_upload_too_big_to_compare_within_the_delivery_is_archived_beside_and_run(
-    gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Comparing byte for byte reads both files whole: for a file of gigabytes that outlasts Event Grid's 30 s and
-    # then the host's timeout, on every retry and every sweep, and the re-upload never left landing. Above the
-    # limit the re-upload is kept as the new file it may be: archived beside the first, with its own run.
-    monkeypatch.setattr(ingest, "COMPARE_LIMIT", 1024, raising=False)
-    data = csv_bytes([tracking_row(i) for i in range(40)])
-    assert len(data) > 1024
-    landing = gate.settings.landing
-    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
-        landing.container, landing.path(NAME)
-    )
-    md5 = ContentSettings(content_type="text/csv", content_md5=bytearray(hashlib.md5(data).digest()))
-
-    def put() -> dict[str, Any]:
-        etag = str(blob.upload_blob(data, overwrite=True, content_settings=md5)["etag"]).strip('"')
-        return blob_created(landing.container, landing.path(NAME), len(data), etag, port=azurite.port)
-
-    [first] = handle_payload(gate, put())
-    event = put()
-    read_range = gate.store.read_range
-    read: list[int] = []
-
-    def counted(container: str, path: str, offset: int, length: int, version: str) -> bytes:
-        read.append(length)
-        return read_range(container, path, offset, length, version)
-
-    monkeypatch.setattr(gate.store, "read_range", counted)
-    [again] = handle_payload(gate, event)
-
-    assert sum(read) <= len(data)  # the sample alone, not both files
-    assert first.status == again.status == "archived"
-    assert again.archived_path != first.archived_path
-    assert len(jobs_api.runs()) == 2
-    assert names(gate, landing.container) == []
-
-
 def test_a_byte_comparison_is_not_upset_by_the_archived_copys_metadata_changing_meanwhile(
     gate: Gate, azurite: Azurite, jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
