@@ -8,7 +8,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from filegate.errors import (
     DestinationExists,
@@ -174,11 +173,7 @@ def _service(setting: str, name: str) -> BlobServiceClient:
     if setting.startswith(("https://", "http://")):
         from azure.identity import DefaultAzureCredential
 
-        # The SDK takes the account's name from the host as written; Azure's events (and the URIs Spark reads)
-        # spell it in lower case, and a capital would make every event another account's.
-        parts = urlsplit(setting)
-        url = urlunsplit(parts._replace(netloc=parts.netloc.lower()))
-        return BlobServiceClient(url, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS)
+        return BlobServiceClient(setting, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS)
     try:
         return BlobServiceClient.from_connection_string(setting, **_CLIENT_OPTIONS)
     except ValueError as exc:
@@ -214,7 +209,10 @@ class AzureBlobStore:
         """
         self._service = service
         self._elsewhere = dict(elsewhere or {})
-        self.account = str(service.account_name)
+        # The SDK keeps the account's name as the setting spells it (URL, BlobEndpoint or AccountName); Azure's
+        # names are lower case, as its events and the URIs Spark reads spell them: a capital made every event
+        # another account's.
+        self.account = str(service.account_name).lower()
         self._delegation: dict[str, Any] = {}
 
     def _account(self, container: str) -> BlobServiceClient:
@@ -473,7 +471,7 @@ class AzureBlobStore:
                 yield _info(container, str(item.name), item)
 
     def spark_uri(self, container: str, path: str) -> str:
-        return azure_uri(str(self._account(container).account_name), container, path)
+        return azure_uri(str(self._account(container).account_name).lower(), container, path)
 
     def download(self, container: str, path: str, destination: str) -> None:
         blob = self._blob(container, path)

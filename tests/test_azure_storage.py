@@ -247,11 +247,17 @@ def test_an_identity_copies_across_accounts_with_a_user_delegation_sas(tmp_path:
 def test_an_account_url_written_in_capitals_names_the_account_its_events_name() -> None:
     # DNS names are case-blind, so the store worked; but the SDK kept the URL's spelling as the account, and
     # every event (whose URL Azure writes in lower case) was ignored as "not this function's account".
-    store = AzureBlobStore.from_setting("https://FilegateLanding.blob.core.windows.net/")
     event = blob_created("landing", "incoming/a.csv", 10, "0x1", account="filegatelanding")
     event["data"]["url"] = "https://filegatelanding.blob.core.windows.net/landing/incoming/a.csv"
     upload = parse_event(event)
+    settings = (
+        "https://FilegateLanding.blob.core.windows.net/",
+        "BlobEndpoint=https://FilegateLanding.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=x",
+        "DefaultEndpointsProtocol=https;AccountName=FilegateLanding;AccountKey=a2V5;EndpointSuffix=core.windows.net",
+    )
 
-    assert isinstance(upload, Upload)
-    assert store.account == upload.account == "filegatelanding"
-    assert store.spark_uri("archive", "a.csv") == "abfss://archive@filegatelanding.dfs.core.windows.net/a.csv"
+    for setting in settings:
+        store = AzureBlobStore.from_setting(setting)
+        assert isinstance(upload, Upload)
+        assert store.account == upload.account == "filegatelanding", setting
+        assert store.spark_uri("archive", "a.csv") == "abfss://archive@filegatelanding.dfs.core.windows.net/a.csv"
