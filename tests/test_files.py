@@ -142,6 +142,41 @@ def test_a_reprocess_interrupted_after_its_copy_into_landing_goes_on_when_run_ag
     assert len(world.runs()) == 1
 
 
+@dataclass
+class NoMd5Store:
+    """A real store whose objects carry no MD5, as a GCS composite object (gcloud's uploads of 150 MiB on) has none."""
+
+    inner: Store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def stat(self, container: str, path: str) -> ObjectInfo | None:
+        info = self.inner.stat(container, path)
+        return None if info is None else replace(info, content_md5=None)
+
+
+def test_a_reprocess_takes_a_landing_file_for_its_own_copy_only_when_the_bytes_are_the_same(world: World) -> None:
+    # Two missing MD5s compared equal on GCS: another file of the same size waiting in landing was taken for
+    # this command's own copy, and the rejected file deleted; its bytes were in no copy at all.
+    [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    assert first.rejected_path is not None
+    container, _, path = first.rejected_path.partition("/")
+    info = world.store.stat(container, path)
+    assert info is not None
+    world.store.delete(container, path, info.version)
+    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # fixed in place
+    other = DATA.replace(b"Denver", b"Dallas", 1)
+    assert len(other) == len(DATA)
+    assert other != DATA
+    world.upload(NAME, other)
+
+    with pytest.raises(DestinationExists, match=r"landing already holds another file named"):
+        reprocess_rejected(world.gate(NoMd5Store(world.store)), first.rejected_path)
+
+    assert world.store.stat(container, path) is not None
+
+
 def test_a_reprocessed_file_whose_handling_fails_in_landing_says_where_it_is_and_what_takes_it(world: World) -> None:
     # It said "try again" (exit 75), and the same command again found no such rejected file (exit 2): the file
     # had moved into landing, and nothing said so.
