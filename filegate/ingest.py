@@ -762,7 +762,7 @@ def _settle_earlier(
         if followed is not None:
             return followed
     if current is None:
-        reason = "the blob is gone and Filegate holds no copy of this version: someone else deleted or moved it"
+        why = "Filegate holds no copy of this version: someone else deleted or moved it"
         # Copies of other versions of this landing blob, archived or rejected: one may be of the upload that replaced
         # this version in landing before any delivery read it (events come in any order).
         others = [
@@ -774,9 +774,9 @@ def _settle_earlier(
         newer = _newer_upload(upload, others)
         if newer is not None:
             run = newer.metadata.get(META_RUN_ID)
-            reason = (
-                f"the blob is gone: a newer upload (version {newer.metadata.get(META_SOURCE_VERSION)}) replaced "
-                f"it in landing before it was read; this version was never archived, that one is at "
+            why = (
+                f"a newer upload (version {newer.metadata.get(META_SOURCE_VERSION)}) replaced it in landing before it "
+                f"was read; this version was never archived, that one is at "
                 f"{newer.container}/{newer.path}{f' (run {run})' if run else ''}"
             )
         elif contract is not None and business_date is not None:
@@ -786,17 +786,20 @@ def _settle_earlier(
             # Only the newest copy is ever found identical (`_identical_archived`): one of this size was, likely.
             if newest is not None and newest.size == upload.size:
                 run = newest.metadata.get(META_RUN_ID)
-                reason = (
-                    f"the blob is gone: most likely deleted by an earlier delivery of this event as byte-identical "
-                    f"to {newest.container}/{newest.path}{f' (run {run})' if run else ''}, archived under its name"
+                why = (
+                    f"most likely deleted by an earlier delivery of this event as byte-identical to "
+                    f"{newest.container}/{newest.path}{f' (run {run})' if run else ''}, archived under its name"
                 )
         if newer is None and upload.store == AZURE and others:
-            # Azure's ETags do not say which of two versions came first: the copy may be of a later one.
+            # Azure's ETags do not say which of two versions came first: the reading by which this version's rows
+            # were never loaded is said first, so that nobody takes them for loaded.
             latest = max(others, key=lambda info: info.written)
-            reason += (
-                "; or a newer upload replaced it in landing before it was read, and Filegate holds that one at "
-                f"{latest.container}/{latest.path}"
+            why = (
+                "a newer upload may have replaced it in landing before it was read, and then this version was never "
+                f"archived (Filegate holds {latest.container}/{latest.path}; Azure does not say which of two uploads "
+                f"came first); or {why}"
             )
+        reason = f"the blob is gone: {why}"
     else:
         reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
     return Outcome(IGNORED, upload.event_id, source, dataset=dataset, reasons=(reason,))

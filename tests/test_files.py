@@ -76,20 +76,26 @@ def test_a_rejected_file_is_listed_with_its_reasons_and_re_processed_once_fixed(
     assert list(rejected_files(world.gate())) == []
 
 
-def test_a_file_rejected_before_landing_moved_goes_back_into_landing_as_it_is_now(world: World) -> None:
-    # The landing prefix changed since the rejection: the copy went where it was uploaded, outside landing, was
-    # ignored there by the gate, and no sweep or listing saw it again (exit 0).
+def rejected_then_fixed_in_place(world: World) -> str:
+    """A file rejected, then fixed in the rejected location (as a person does before --reprocess); its path there."""
     [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
     assert first.rejected_path is not None
     container, _, path = first.rejected_path.partition("/")
     info = world.store.stat(container, path)
     assert info is not None
     world.store.delete(container, path, info.version)
-    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # fixed, Filegate's metadata kept
+    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # Filegate's metadata kept
+    return first.rejected_path
+
+
+def test_a_file_rejected_before_landing_moved_goes_back_into_landing_as_it_is_now(world: World) -> None:
+    # The landing prefix changed since the rejection: the copy went where it was uploaded, outside landing, was
+    # ignored there by the gate, and no sweep or listing saw it again (exit 0).
+    rejected = rejected_then_fixed_in_place(world)
     landing = Location(world.settings.landing.container, "moved/")
     moved = replace(world, settings=replace(world.settings, landing=landing))
 
-    fixed = reprocess_rejected(moved.gate(), first.rejected_path)
+    fixed = reprocess_rejected(moved.gate(), rejected)
 
     assert (fixed.status, fixed.source) == (ARCHIVED, f"{landing.container}/moved/{NAME}")
     assert len(world.runs()) == 1
@@ -119,22 +125,16 @@ def test_reprocess_refuses_a_report_a_folder_and_a_path_elsewhere_and_moves_noth
 def test_a_reprocess_interrupted_after_its_copy_into_landing_goes_on_when_run_again(world: World) -> None:
     # Run again after Ctrl-C (or a crash) between the copy into landing and the rejected file's delete, it
     # failed on its own copy ("destination exists", exit 1) though `filegate` said to run it again to go on.
-    [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
-    assert first.rejected_path is not None
-    container, _, path = first.rejected_path.partition("/")
-    info = world.store.stat(container, path)
-    assert info is not None
-    world.store.delete(container, path, info.version)
-    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # fixed in place
+    rejected = rejected_then_fixed_in_place(world)
     world.upload(NAME, csv_bytes([tracking_row(9)]))  # another file of the name, not handled yet: it goes first
     with pytest.raises(DestinationExists, match=r"landing already holds another file named .*filegate sweep"):
-        reprocess_rejected(world.gate(), first.rejected_path)
+        reprocess_rejected(world.gate(), rejected)
     [other] = world.objects(world.settings.landing)
     world.store.delete(other.container, other.path, other.version)
     with pytest.raises(SimulatedCrash):
-        reprocess_rejected(world.gate(CrashingStore(world.store, after="copy")), first.rejected_path)
+        reprocess_rejected(world.gate(CrashingStore(world.store, after="copy")), rejected)
 
-    fixed = reprocess_rejected(world.gate(), first.rejected_path)
+    fixed = reprocess_rejected(world.gate(), rejected)
 
     assert fixed.status == ARCHIVED
     assert world.objects(world.settings.landing) == []
@@ -159,39 +159,27 @@ class NoMd5Store:
 def test_a_reprocess_takes_a_landing_file_for_its_own_copy_only_when_the_bytes_are_the_same(world: World) -> None:
     # Two missing MD5s compared equal on GCS: another file of the same size waiting in landing was taken for
     # this command's own copy, and the rejected file deleted; its bytes were in no copy at all.
-    [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
-    assert first.rejected_path is not None
-    container, _, path = first.rejected_path.partition("/")
-    info = world.store.stat(container, path)
-    assert info is not None
-    world.store.delete(container, path, info.version)
-    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # fixed in place
+    rejected = rejected_then_fixed_in_place(world)
     other = DATA.replace(b"Denver", b"Dallas", 1)
     assert len(other) == len(DATA)
     assert other != DATA
     world.upload(NAME, other)
 
     with pytest.raises(DestinationExists, match=r"landing already holds another file named"):
-        reprocess_rejected(world.gate(NoMd5Store(world.store)), first.rejected_path)
+        reprocess_rejected(world.gate(NoMd5Store(world.store)), rejected)
 
-    assert world.store.stat(container, path) is not None
+    assert world.store.stat(*rejected.split("/", 1)) is not None
 
 
 def test_a_reprocessed_file_whose_handling_fails_in_landing_says_where_it_is_and_what_takes_it(world: World) -> None:
     # It said "try again" (exit 75), and the same command again found no such rejected file (exit 2): the file
     # had moved into landing, and nothing said so.
-    [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
-    assert first.rejected_path is not None
     assert world.proxy is not None
-    container, _, path = first.rejected_path.partition("/")
-    info = world.store.stat(container, path)
-    assert info is not None
-    world.store.delete(container, path, info.version)
-    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # fixed in place
+    rejected = rejected_then_fixed_in_place(world)
     archive = world.settings.archive.container
     world.proxy.fail(lambda method, path, headers: method in ("PUT", "POST") and archive in path)
 
-    failed = reprocess_rejected(world.gate(), first.rejected_path)
+    failed = reprocess_rejected(world.gate(), rejected)
 
     world.proxy.heal()
     [landed] = world.objects(world.settings.landing)
