@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -36,6 +35,7 @@ from spark_jobs.processing_log import (
     append_failing_runs,
     append_run,
     error_text,
+    print_failure,
 )
 from spark_jobs.session import build_session
 from spark_jobs.stage import stage_table
@@ -563,7 +563,7 @@ def run_batch_task(task: str, argv: Sequence[str], body: BatchBody, session: Spa
     except Exception as exc:
         error = error_text(exc)
         print(f"{task} failed for batch {arguments.batch_id} ({arguments.manifest_uri}): {error}", file=sys.stderr)
-        traceback.print_exc()
+        print_failure(exc)
         if spark is not None and warehouse is not None:
             record = (
                 context.failed(task, exc)

@@ -11,7 +11,6 @@ well gained nothing there, so they stay one at a time.
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from pyspark.sql.utils import is_remote
 from pyspark.util import inheritable_thread_target
 
 from spark_jobs.batch import FIRST_TASK, BatchContext, Member, run_batch_task, staging_details
-from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
+from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs, print_failure
 from spark_jobs.stage import Batch, stage_file, stage_table
 
 TASK = FIRST_TASK
@@ -115,7 +114,7 @@ def raise_first(failures: Sequence[BaseException]) -> None:
     """Raise the first failure, once the others' tracebacks are printed (nothing is lost from stderr)."""
     for other in failures[1:]:
         print(f"{TASK}: another member failed too:", file=sys.stderr)
-        traceback.print_exception(other, file=sys.stderr)
+        print_failure(other)
     if failures:
         raise failures[0]
 

@@ -8,6 +8,7 @@ them to an existing table in place (ALTER TABLE ADD COLUMNS), so old rows and re
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -93,9 +94,27 @@ class CountedFailure(FilegateError):
         self.rows_rejected = rows_rejected
 
 
+# Spark Connect's errors carry the server's Java stack trace in their message (the server sends it, and
+# the client shows it unless told not to): hundreds of `at org.apache...` lines after Spark's own words.
+_JVM_STACKTRACE = "\n\nJVM stacktrace:\n"
+
+
 def error_text(exc: BaseException) -> str:
     """What the log's `error` keeps of an exception: its type and message, cut to a readable length."""
-    return f"{type(exc).__name__}: {exc}"[:4000]
+    return f"{type(exc).__name__}: {without_jvm_stacktrace(str(exc))}"[:4000]
+
+
+def without_jvm_stacktrace(message: str) -> str:
+    """A Spark error's message without the server's Java stack trace that Spark Connect appends to it."""
+    return message.split(_JVM_STACKTRACE, 1)[0]
+
+
+def print_failure(exc: BaseException) -> None:
+    """Print an exception's traceback on stderr, each message without the Java stack trace Spark Connect adds,
+    so that the log's last lines (what a job run reports as its error) say what went wrong."""
+    for chunk in traceback.format_exception(exc):
+        message, cut, _ = chunk.partition(_JVM_STACKTRACE)
+        print(message if cut else chunk, end="\n" if cut else "", file=sys.stderr)
 
 
 def append_run(spark: SparkSession, warehouse: Warehouse, record: RunRecord) -> None:

@@ -6,7 +6,6 @@ import argparse
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from spark_jobs.processing_log import (
     append_failing_runs,
     attempt_or_none,
     error_text,
+    print_failure,
 )
 from spark_jobs.session import build_session
 from spark_jobs.warehouse import LocalWarehouse, TableLocation, UnityCatalog, Warehouse
@@ -173,7 +173,7 @@ def run_task(task: str, argv: Sequence[str], body: TaskBody) -> int:
     except Exception as exc:
         error = error_text(exc)
         print(f"{task} failed for batch {arguments.batch_id} ({arguments.source_file}): {error}", file=sys.stderr)
-        traceback.print_exc()
+        print_failure(exc)
         if spark is not None and warehouse is not None:
             counted = exc if isinstance(exc, CountedFailure) else None
             record = RunRecord(

@@ -17,6 +17,7 @@ from deltalake import DeltaTable
 
 from local_world.emulators import SparkConnect, run_spark_connect
 from local_world.jobs_api._spark import end_session
+from local_world.jobs_api._tasks import ERROR_TAIL_CHARS, python_error
 from tests.spark_jobs.conftest import Lake
 from tests.spark_jobs.test_history import TWO_BATCHES_COUNTS
 from tests.spark_jobs.test_load_scenarios import ORDER_TRACKING, latest_status, log_rows, target_status
@@ -193,3 +194,43 @@ def test_ending_a_killed_task_s_session_interrupts_the_write_it_left_running(
     while time.monotonic() < deadline:
         assert not commit.exists(), f"committed {time.monotonic() - deadline + 20:.1f} s after the session ended"
         time.sleep(0.5)
+
+
+# A task whose statement fails on the server: the body the entry points run, with a query Spark refuses.
+FAILING_TASK = """
+import sys
+from spark_jobs.task import run_task
+
+def body(spark, *_):
+    spark.sql("SELECT no_such_column FROM range(1)").collect()
+
+sys.exit(run_task("stage_load", sys.argv[1:], body))
+"""
+
+
+def test_a_statement_failing_over_spark_connect_is_logged_by_its_cause_not_the_server_s_java_stack(
+    connect: SparkConnect, tmp_path: Path, samples: list[Path]
+) -> None:
+    lake = Lake(tmp_path / "warehouse")
+    arguments = ["--source-path", str(samples[0]), "--dataset", "order_tracking", "--batch-id", "b-1"]
+
+    result = subprocess.run(
+        [sys.executable, "-c", FAILING_TASK, *arguments, *lake.arguments()],
+        cwd=REPO,
+        env={**os.environ, "SPARK_REMOTE": connect.url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    (row,) = log_rows(lake)
+    assert row["error"].startswith("AnalysisException: [UNRESOLVED_COLUMN"), row["error"][:300]
+    # What the local Jobs API reports of the task (runs/get-output's error, the run's message: `filegate status`).
+    error, _ = python_error(result.stderr)
+    message = result.stderr.strip()[-ERROR_TAIL_CHARS:]
+    for text in (str(row["error"]), error, message):
+        assert "no_such_column" in text
+        assert "JVM stacktrace" not in text, text[-500:]
+        assert "\tat org.apache.spark" not in text, text[-500:]
