@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
+from pyspark.errors import RetriesExceeded
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
@@ -101,7 +102,19 @@ _JVM_STACKTRACE = "\n\nJVM stacktrace:\n"
 
 def error_text(exc: BaseException) -> str:
     """What the log's `error` keeps of an exception: its type and message, cut to a readable length."""
-    return f"{type(exc).__name__}: {without_jvm_stacktrace(str(exc))}"[:4000]
+    text = f"{type(exc).__name__}: {without_jvm_stacktrace(str(exc))}"
+    if isinstance(exc, RetriesExceeded) and exc.__cause__ is not None:
+        # Spark Connect's client gives up on a server it cannot reach saying only that its retries ran out.
+        text += f" The last attempt: {_rpc_text(exc.__cause__)}"
+    return text[:4000]
+
+
+def _rpc_text(exc: BaseException) -> str:
+    """A gRPC error's status and details (`UNAVAILABLE: ... Connection refused`), else its type and message."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        return f"{getattr(code(), 'name', code())}: {details()}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def without_jvm_stacktrace(message: str) -> str:

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from pyspark.errors import RetriesExceeded
+from pyspark.sql.connect.client import SparkConnectClient
 
-from local_world.emulators import SparkConnect, run_spark_connect
+from local_world.emulators import SparkConnect, free_port, run_spark_connect
 from local_world.jobs_api._spark import end_session
 from local_world.jobs_api._tasks import ERROR_TAIL_CHARS, python_error
+from spark_jobs.processing_log import error_text
 from tests.spark_jobs.conftest import Lake
 from tests.spark_jobs.test_history import TWO_BATCHES_COUNTS
 from tests.spark_jobs.test_load_scenarios import ORDER_TRACKING, latest_status, log_rows, target_status
@@ -234,3 +237,20 @@ def test_a_statement_failing_over_spark_connect_is_logged_by_its_cause_not_the_s
         assert "no_such_column" in text
         assert "JVM stacktrace" not in text, text[-500:]
         assert "\tat org.apache.spark" not in text, text[-500:]
+
+
+def test_a_task_that_cannot_reach_the_connect_server_logs_why_not_only_that_retries_ran_out() -> None:
+    # The client retries an unreachable server (for about ten minutes by default), then raises RetriesExceeded,
+    # whose message says only that; the refused connection is its cause.
+    client = SparkConnectClient(f"sc://127.0.0.1:{free_port()}", retry_policy={"max_retries": 1})
+    try:
+        with pytest.raises(RetriesExceeded) as raised:
+            client.get_configs("spark.sql.session.timeZone")
+    finally:
+        client.close()
+
+    text = error_text(raised.value)
+
+    assert text.startswith("RetriesExceeded: [RETRIES_EXCEEDED]"), text
+    assert "UNAVAILABLE" in text, text
+    assert "Connection refused" in text, text
