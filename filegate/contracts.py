@@ -376,6 +376,11 @@ class Contract:
         as written (0.29), not its binary float, by which 29 of 100 was more than 0.29 * 100."""
         return bad_rows > Decimal(repr(self.max_bad_row_ratio)) * rows
 
+    @property
+    def bad_row_limit(self) -> str:
+        """`max_bad_row_ratio` as a percentage, with the digits it was written with (0.005: 0.5%, 1e-07: 0.00001%)."""
+        return f"{(Decimal(repr(self.max_bad_row_ratio)) * 100).normalize():f}%"
+
     def column(self, name: str) -> Column:
         for column in self.columns:
             if column.name == name:

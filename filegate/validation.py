@@ -163,7 +163,7 @@ def _check_content(text: str, truncated: bool, contract: Contract, read: int) ->
     if contract.too_many_bad_rows(bad_rows, rows_sampled):
         summary = (
             f"{bad_rows} of {rows_sampled} sampled rows are invalid, more than the contract allows "
-            f"({contract.max_bad_row_ratio * 100:g}%)"
+            f"({contract.bad_row_limit})"
         )
         return rows_sampled, bad_rows, [summary, *reasons]
     return rows_sampled, bad_rows, []

@@ -85,7 +85,12 @@ class GrainViolated(FilegateError):
 
 
 class ColumnsRefused(FilegateError):
-    """A derived table's SQL makes a column Delta cannot store: a name it refuses, a name twice, a NULL type."""
+    """A derived table's SQL makes a column Delta cannot store (a name it refuses, a name twice, a NULL type), or
+    one a segment adds; `problems` without the table's name, which the message leads with."""
+
+    def __init__(self, table: str, problems: Sequence[str]) -> None:
+        super().__init__(f"derived table {table}: " + "; ".join(problems))
+        self.problems = tuple(problems)
 
 
 def newest_built(context: BatchContext) -> date | None:
@@ -150,8 +155,7 @@ def table_rows(
     if replaced:
         # withColumn would replace the SQL's column with the bands' label without a word (a grain column too).
         raise ColumnsRefused(
-            f"derived table {table.name}: its SQL makes {', '.join(replaced)}, which a segment adds; "
-            "name one of them otherwise"
+            table.name, [f"its SQL makes {', '.join(replaced)}, which a segment adds; name one of them otherwise"]
         )
     for segment in table.segments:
         rows = rows.withColumn(segment.column, F.expr(resolve_sql(segment.case_sql(), inputs, params, as_of)))
@@ -178,8 +182,11 @@ def table_problems(spark: SparkSession, pipeline: Pipeline, contracts: Contracts
                     problems.append(f"table {table.name}: grain names columns its SQL does not make: {missing}")
                 schema = rows.schema
                 problems.extend(f"table {table.name}: {problem}" for problem in column_problems(schema))
+            except ColumnsRefused as exc:
+                problems.extend(f"table {table.name}: {problem}" for problem in exc.problems)
+                continue
             except Exception as exc:  # Spark's AnalysisException and ParseException share no narrower base
-                problems.append(f"table {table.name}: {first_line(exc).removeprefix(f'derived table {table.name}: ')}")
+                problems.append(f"table {table.name}: {first_line(exc)}")
                 continue
             inputs.register("table", table.name, driver_rows(spark, [], schema))
     finally:
@@ -296,7 +303,7 @@ def write_table(warehouse: Warehouse, table: DerivedTable, rows: DataFrame, as_o
     """
     refused = column_problems(rows.schema)
     if refused:
-        raise ColumnsRefused(f"derived table {table.name}: " + "; ".join(refused))
+        raise ColumnsRefused(table.name, refused)
     checked = grain_checked(table, rows)
     predicate = f"{AS_OF_DATE} = DATE {sql_string(as_of.isoformat())}"
     try:

@@ -349,20 +349,18 @@ def _parse_segment(entry: Mapping[str, Any], where: str, params: Mapping[str, An
 
 def _bound_problems(value: Any, method: str, params: Mapping[str, Any], kind: str = "min") -> list[str]:
     """What is wrong with a band's bound: `min` and `max` take a number, `equals` also text or true/false (each
-    as a value or a `${param.x}`)."""
-    if kind == "equals":
-        if isinstance(value, str) and (found := PLACEHOLDER.fullmatch(value)) and found[1] != "param":
-            return ["must be a value or ${param.x}"]
-        if isinstance(value, str) and found:
-            return [] if found[2] in params else [f"names no parameter {found[2]!r}"]
-        return [] if param_problem(value) is None else ["must be a number, text or true/false"]
+    as a value or a `${param.x}` of one; a list parameter would make `column = 'A', 'B'`)."""
     if isinstance(value, str):
         found = PLACEHOLDER.fullmatch(value)
-        if not found or found[1] != "param":
-            return ["must be a number or ${param.x}"]
-        value = params.get(found[2])
-        if value is None:
+        if found is None and kind == "equals":
+            return []
+        if found is None or found[1] != "param":
+            return ["must be a value or ${param.x}" if kind == "equals" else "must be a number or ${param.x}"]
+        if found[2] not in params:
             return [f"names no parameter {found[2]!r}"]
+        value = params[found[2]]
+    if kind == "equals":
+        return [] if param_problem(value) is None else ["must be a number, text or true/false"]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return ["must be a number"]
     if method == "quantiles" and not 0 <= value <= 1:

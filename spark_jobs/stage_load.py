@@ -59,7 +59,7 @@ def refuse_bad_share(contract: Contract, counts: StageCounts) -> None:
     if contract.too_many_bad_rows(counts.rejected, counts.read):
         raise TooManyBadRows(
             f"{counts.rejected} of {counts.read} rows of the file broke a rule, more than {contract.name}'s "
-            f"max_bad_row_ratio ({contract.max_bad_row_ratio * 100:g}%) allows: nothing of it is merged. Each bad row "
+            f"max_bad_row_ratio ({contract.bad_row_limit}) allows: nothing of it is merged. Each bad row "
             f"is in {rejects_table(contract)} with its reason; send a corrected file",
             counts.read,
             counts.rejected,

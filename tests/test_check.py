@@ -476,6 +476,11 @@ _RELATION = '[[relations]]\nname = "refund_sale"\nchild = "refunds"\nparent = "s
         # `nan` in the SQL is a column name; `IN ()` does not parse.
         ("[params]\ncap = nan\n", "params.cap must be a finite number, not nan"),
         ("[params]\nstatuses = []\n", "params.statuses must list at least one value"),
+        # `n` = 'A', 'B': no SQL, found only by the Spark check or the job.
+        (
+            '[params]\nsizes = ["A", "B"]\n' + _DAILY + _BAND.replace("BOUND", 'equals = { n = "${param.sizes}" }'),
+            "equals.n must be a number, text or true/false",
+        ),
         # Crashes: AttributeError: 'list' object has no attribute 'replace', and the date's TypeError.
         (_DAILY + _BAND.replace("BOUND", "equals = { n = [1, 2] }"), "equals.n must be a number, text or true/false"),
         (

@@ -319,6 +319,9 @@ def test_bad_rows_exactly_at_the_allowed_share_pass_and_one_more_fails() -> None
     contracts = Contracts({"order_tracking": replace(CONTRACTS["order_tracking"], max_bad_row_ratio=0.005)})
     reasons = validate_upload(NAME, len(csv_bytes(over)), csv_bytes(over), contracts, LIMIT).reasons
     assert reasons[0] == "3 of 20 sampled rows are invalid, more than the contract allows (0.5%)"
+    # With every digit it was written with: `:g` kept six and wrote 1e-07 as 1e-05%.
+    for ratio, shown in ((0.1234567, "12.34567%"), (1e-07, "0.00001%")):
+        assert replace(CONTRACTS["order_tracking"], max_bad_row_ratio=ratio).bad_row_limit == shown
 
 
 def test_a_file_of_exactly_the_size_limit_passes_and_one_byte_more_does_not() -> None:
