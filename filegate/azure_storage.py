@@ -110,9 +110,10 @@ def _azure_errors(
         if code == "SnapshotsPresent":
             # Azure deletes no blob that has snapshots, and they are someone's earlier contents of it (a backup
             # tool's): Filegate never deletes them. Without this, the 409 failed every retry before the run.
+            # Raised as a lease is: the delete is tried again later, where it succeeds once the snapshots are gone.
             raise Leased(
-                f"{what}: the blob has snapshots, which Filegate never deletes ({code}); delete them, and the "
-                "redelivery or the sweep takes it out of landing"
+                f"{what}: the blob has snapshots, which Filegate never deletes ({code}); delete them, and the delete "
+                "is tried again (for a file in landing, by the event's redelivery or the sweep)"
             ) from exc
         if status == 412 or code in ("SourceConditionNotMet", "ConditionNotMet"):
             raise SourceChanged(f"{what}: object changed ({code or status})") from exc

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from filegate import exits
 from filegate.errors import FilegateError
-from filegate.events import AZURE, GCS, GCS_EVENT_PREFIX
+from filegate.events import AZURE, GCS, event_stores
 
 if TYPE_CHECKING:
     from filegate.ingest import Outcome
@@ -43,10 +43,7 @@ def _store_kind(payload: Any) -> str:
     read as `parse_event` reads the type) besides those no store names (malformed, each reported as such),
     else Azure. Not the first event's alone: a malformed first event made a GCS payload open Azure storage,
     and every good event was ignored as the other cloud's."""
-    events = payload if isinstance(payload, list) else [payload]
-    types = [event.get("eventType", event.get("type")) for event in events if isinstance(event, dict)]
-    stores = {GCS if kind.startswith(GCS_EVENT_PREFIX) else AZURE for kind in types if isinstance(kind, str)}
-    return GCS if stores == {GCS} else AZURE
+    return GCS if event_stores(payload) == {GCS} else AZURE
 
 
 @contextmanager

@@ -15,6 +15,8 @@ BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 # Every GCS object event's type begins so (finalized, deleted, archived, metadataUpdated).
 GCS_EVENT_PREFIX = "google.cloud.storage.object."
+# Every Azure Storage event's type begins so (BlobCreated, BlobDeleted, ...).
+AZURE_EVENT_PREFIX = "Microsoft.Storage."
 # Only these APIs mean "the blob is completely committed". CreateFile opens an empty file on
 # hierarchical-namespace accounts; its data arrives later with FlushWithClose.
 COMMITTED_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"})
@@ -274,3 +276,17 @@ def _is_local_host(hostname: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def event_stores(payload: Any) -> set[str]:
+    """The stores whose events the payload holds, by each event's type as `parse_event` reads it (`eventType`, or
+    CloudEvents' `type`); an event of neither (malformed, another service's) names none."""
+    events = payload if isinstance(payload, list) else [payload]
+    types = [event.get("eventType", event.get("type")) for event in events if isinstance(event, dict)]
+    stores = set()
+    for kind in types:
+        if isinstance(kind, str) and kind.startswith(GCS_EVENT_PREFIX):
+            stores.add(GCS)
+        elif isinstance(kind, str) and kind.startswith(AZURE_EVENT_PREFIX):
+            stores.add(AZURE)
+    return stores

@@ -27,7 +27,7 @@ from filegate.errors import (
     TransientError,
     UsageError,
 )
-from filegate.events import AZURE, GCS, GCS_EVENT_PREFIX, TARGETS
+from filegate.events import TARGETS, event_stores
 from filegate.ingest import (
     CONTRACT_GONE,
     IGNORED,
@@ -54,8 +54,6 @@ NO_RUN = "NO RUN"
 IN_BATCH = "IN BATCH"
 UNKNOWN = "UNKNOWN"
 HANDLED = "handled"
-# Every Azure Storage event's type begins so (BlobCreated, BlobDeleted, ...).
-AZURE_EVENT_PREFIX = "Microsoft.Storage."
 
 
 @dataclass(frozen=True)
@@ -361,16 +359,6 @@ def dead_letters(folder: Path) -> list[DeadLetter]:
     return letters
 
 
-def _clouds_of(payload: object) -> set[str]:
-    """The clouds whose storage the payload's events come from, by their types (none for malformed events)."""
-    events = payload if isinstance(payload, list) else [payload]
-    types = [event.get("eventType", event.get("type")) for event in events if isinstance(event, dict)]
-    named = [kind for kind in types if isinstance(kind, str)]
-    return {AZURE for kind in named if kind.startswith(AZURE_EVENT_PREFIX)} | {
-        GCS for kind in named if kind.startswith(GCS_EVENT_PREFIX)
-    }
-
-
 def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> Iterator[Outcome]:
     """Handle a dead-lettered event; once handled, move it (and its reason) to `handled/`. Yields its outcomes.
 
@@ -384,7 +372,7 @@ def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> Iterator[Outcome]:
         reason = f"{letter.path} is not a readable event ({exc}): fix it or remove it"
         yield Outcome(FAILED, source=str(letter.path), reasons=(reason,))
         return
-    clouds = _clouds_of(payload)
+    clouds = event_stores(payload)
     if clouds and gate.store.kind not in clouds:
         # Both watchers keep their letters in one folder by default: handled here, the other cloud's events would
         # be ignored and the letter moved to handled/ with nothing done.

@@ -64,11 +64,10 @@ def content_text(contract: Contract, alias: str | None = None) -> str:
     Written once and used both inside a file (`changes.latest_per_key`) and across files (the
     MERGE's condition), so a tie resolves the same way whichever file arrives first.
     """
-    # Unqualified, a column named `null`, `true` or `false` would be read as that literal (Spark SQL only, so
-    # in backticks); qualified by an alias it is the column in every dialect the spec is run through.
-    fields = ", ".join(
-        f"'{name}', {f'{alias}.{name}' if alias else f'`{name}`'}" for name in _checked(contract.column_names)
-    )
+    # In backticks: a column named `null`, `true` or `false` would be read as that literal (and, qualified, fail
+    # to parse where those words are reserved, spark.sql.ansi.enforceReservedKeywords).
+    prefix = f"{alias}." if alias else ""
+    fields = ", ".join(f"'{name}', {prefix}`{name}`" for name in _checked(contract.column_names))
     return f"to_json(named_struct({fields}), {_TEXT_OPTIONS})"
 
 
