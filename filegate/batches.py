@@ -62,7 +62,7 @@ from filegate.jobs import TOKEN_PREFIX, DatabricksJobs, TriggeredRun, never_ran,
 from filegate.manifest import MAX_TRIGGER_BYTES, Expected, Trigger, md5_hex, member_file, read_trigger
 from filegate.pipelines import BATCHES_FOLDER, Pipeline
 from filegate.settings import DEFAULT_BATCH_JOB_NAME, Location, Settings
-from filegate.storage import ObjectInfo, noted_skip, skip_note
+from filegate.storage import META_SKIPPED, ObjectInfo, noted_skip, skip_note
 
 log = logging.getLogger("filegate")
 
@@ -486,7 +486,13 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
     marker = batch.runs.get(seal.revision)
     if marker is not None:
         note = _read_json(gate, marker)
-        return TriggeredRun(int(note["job_id"]), int(note["run_id"]), str(note.get("run_page_url", ""))), False
+        run_id = int(note["run_id"])
+        # A skip noted as the run started is the run's still (Databricks never runs a skipped run): a second look
+        # at the batch says so as the first did, not `duplicate`.
+        why = None
+        if noted_skip(marker.metadata) == run_id:
+            why = marker.metadata[META_SKIPPED].partition(":")[2] or "SKIPPED"
+        return TriggeredRun(int(note["job_id"]), run_id, str(note.get("run_page_url", "")), why), False
     sealed_at = f"{seal.info.container}/{seal.info.path}"
     if gate.batch_jobs is None:
         raise RunNotStarted(sealed_at, "this gate has no batch job to run it (FILEGATE_BATCH_JOB_NAME)", to_fix=True)

@@ -442,10 +442,13 @@ class DatabricksJobs:
 def not_found(exc: DatabricksError) -> bool:
     """Whether the Jobs API says the job or run asked for does not exist (a 404, or a 400 saying so).
 
-    INVALID_PARAMETER_VALUE alone is no answer: run-now gives it for undefined job parameters too.
+    INVALID_PARAMETER_VALUE alone is no answer: run-now gives it for undefined job parameters too. Nor is a
+    host that is no workspace (a URL with a path: ENDPOINT_NOT_FOUND, a 404 too): it has no runs to lack.
     """
     from databricks.sdk.errors import NotFound
 
+    if _not_a_workspace(exc):
+        return False
     code = str(getattr(exc, "error_code", "") or "")
     # The SDK turns runs/get's 400s of either wording ("Run N does not exist.", "Run: N in job: J doesn't
     # exist") into ResourceDoesNotExist, a NotFound: asked first, the second no longer reads as found.

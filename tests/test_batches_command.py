@@ -323,7 +323,7 @@ def test_reseal_of_a_partial_revision_needs_partial_again_while_members_are_miss
 
 
 def test_a_failed_batch_run_or_a_mistyped_pipeline_is_not_an_all_clear(
-    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Both exited 0: a failed batch was a row of the listing only, a misspelt pipeline read "no batches".
     assert isinstance(world.jobs_api.runner, RecordingRunner)
@@ -343,6 +343,11 @@ def test_a_failed_batch_run_or_a_mistyped_pipeline_is_not_an_all_clear(
     assert "1 batch run(s) failed: ecommerce 2025-04-06 (run " in capsys.readouterr().err
     assert main(["batches", "--pipeline", "ecomerce", *target]) == 2
     assert "no pipeline 'ecomerce' (pipelines: ecommerce)" in capsys.readouterr().err
+    # The run page's address for the workspace's: runs/get answered ENDPOINT_NOT_FOUND, read as "no such run",
+    # and the day listed `sealed`, exit 0.
+    monkeypatch.setenv("DATABRICKS_HOST", f"{world.jobs_api.url}/runs/1001")
+    assert main(["batches", *target]) == 2
+    assert "does not serve the Jobs API" in capsys.readouterr().err
 
 
 def test_a_canceled_batch_run_is_listed_canceled_not_failed(
@@ -464,11 +469,14 @@ def test_the_delivery_or_reseal_whose_run_databricks_skips_says_run_pending_not_
     day = date(2025, 4, 9)
     gate = world.gate()
 
-    last = [deliver(gate, world.upload(name, data)) for name, data in batch_pieces(day).items()][-1]
+    events = [world.upload(name, data) for name, data in batch_pieces(day).items()]
+    last = [deliver(gate, event) for event in events][-1]
+    again = deliver(gate, events[-1])  # the sealing event redelivered: it read `duplicate`, exit 0
     resealed = main(["batches", "--reseal", day.isoformat(), *target])
 
     first, second = sorted(run["run_id"] for run in batch_runs(world))
     assert (last.status, last.revision, last.run_id) == (RUN_PENDING, 1, first)
+    assert (again.status, again.revision, again.run_id) == (RUN_PENDING, 1, first)
     assert last.reasons[-1] == (
         f"Databricks skipped run {first} (MAXIMUM_CONCURRENT_RUNS_REACHED) and never ran it: the next sweep, or "
         f"`filegate batches --reseal {day} --pipeline ecommerce`, seals the same members as the next revision"
