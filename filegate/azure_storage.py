@@ -167,6 +167,11 @@ def _code(exc: Exception) -> str:
     return _enum_text(getattr(exc, "error_code", None))
 
 
+def _account_identity(service: BlobServiceClient) -> tuple[str, str]:
+    """An account's host and name in the case Azure gives them (DNS and account names are case-blind)."""
+    return str(service.primary_hostname).lower(), str(service.account_name).lower()
+
+
 def _service(setting: str, name: str) -> BlobServiceClient:
     """A connection string (Azurite, keys) or an account URL used with the managed identity."""
     from azure.storage.blob import BlobServiceClient
@@ -235,7 +240,7 @@ class AzureBlobStore:
     def account_of(self, container: str) -> tuple[str, str]:
         """The account `container` lives in: its name and its blob service's address (as `endpoint`)."""
         service = self._account(container)
-        return str(service.account_name), f"{service.scheme}://{service.primary_hostname}"
+        return str(service.account_name).lower(), f"{service.scheme}://{service.primary_hostname}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureBlobStore:
@@ -246,7 +251,7 @@ class AzureBlobStore:
         if not settings.azure_archive_storage:
             return cls(service)
         archive = _service(settings.azure_archive_storage, "FILEGATE_AZURE_ARCHIVE_STORAGE")
-        if (archive.primary_hostname, archive.account_name) == (service.primary_hostname, service.account_name):
+        if _account_identity(archive) == _account_identity(service):
             return cls(service)  # the same account, however it is written
         container = settings.archive.container
         shared = {settings.landing.container, settings.rejected.container}

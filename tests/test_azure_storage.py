@@ -261,3 +261,13 @@ def test_an_account_url_written_in_capitals_names_the_account_its_events_name() 
         assert isinstance(upload, Upload)
         assert store.account == upload.account == "filegatelanding", setting
         assert store.spark_uri("archive", "a.csv") == "abfss://archive@filegatelanding.dfs.core.windows.net/a.csv"
+        assert store.account_of("archive")[0] == "filegatelanding"
+    # The archive's setting spelling the same account otherwise is that account, not a second one whose copies
+    # need a signature (or a refusal, where the containers' names are shared).
+    one = Settings(
+        landing=Location("data", "incoming/"),
+        archive=Location("data", "archive/"),
+        azure_storage=settings[0],
+        azure_archive_storage=settings[0].lower(),
+    )
+    assert AzureBlobStore.from_settings(one).check_signing() == "one storage account: copies need no SAS"
