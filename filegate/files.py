@@ -177,8 +177,12 @@ def _own_copy_in_landing(gate: Gate, info: ObjectInfo, container: str, path: str
         same = True
     else:
         # Byte for byte where an MD5 may be a client's claim (Azure) or missing on both sides (a GCS composite
-        # object has none): the rejected file is deleted on this answer.
-        same = same_bytes(store, found, info)
+        # object has none): the rejected file is deleted on this answer. Landing's object is read at its version:
+        # replaced meanwhile, it is another upload.
+        try:
+            same = same_bytes(store, info, found)
+        except SourceChanged:
+            same = False
     if found is None or not same:
         raise DestinationExists(
             f"landing already holds another file named {container}/{path}: `filegate sweep --older-than 0` puts it "

@@ -408,8 +408,9 @@ COMPARE_CHUNK = 8 * 1024 * 1024
 
 def same_bytes(store: Store, archived: ObjectInfo, source: ObjectInfo) -> bool:
     """Whether an archived copy and the source (of one size) hold the same bytes, read side by side a chunk at
-    a time. The source is read at its version (another version is another upload: SourceChanged); the copy at
-    any: its bytes never change, but its metadata does (the run id, on Azure a new ETag) while this reads."""
+    a time. The source, an object that may be replaced (landing's), is read at its version (another version is
+    another upload: SourceChanged); `archived`, whose bytes never change (a copy Filegate keeps), at any: its
+    metadata does change (the run id, on Azure a new ETag) while this reads."""
     for offset in range(0, archived.size, COMPARE_CHUNK):
         length = min(COMPARE_CHUNK, archived.size - offset)
         try:
