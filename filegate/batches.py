@@ -524,16 +524,18 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
     with contextlib.suppress(DestinationExists):
         gate.store.put(gate.settings.archive.container, path, json.dumps(note).encode(), "application/json", skipped)
     if run.skipped:
-        log.warning(
-            "batch %s: Databricks skipped run %s of revision %s (%s) and never ran it: the next sweep, or `%s`, "
-            "seals the same members as the next revision, with a run of its own",
-            seal.document["batch_id"],
-            run.run_id,
-            seal.revision,
-            run.skipped,
-            reseal_command(batch.pipeline.name, batch.business_date),
-        )
+        what = _skipped_run(batch, run, seal.revision)
+        log.warning("batch %s: %s, with a run of its own", seal.document["batch_id"], what)
     return run, True
+
+
+def _skipped_run(batch: Batch, run: TriggeredRun, revision: int | None = None) -> str:
+    """What a run Databricks skipped means for the batch, and what replaces it."""
+    of = f" of revision {revision}" if revision is not None else ""
+    return (
+        f"Databricks skipped run {run.run_id}{of} ({run.skipped}) and never ran it: the next sweep, or "
+        f"`{reseal_command(batch.pipeline.name, batch.business_date)}`, seals the same members as the next revision"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- deciding
@@ -745,15 +747,11 @@ def _outcome(base: Outcome, batch: Batch, verdict: Verdict) -> Outcome:
     seal, run = verdict.seal, verdict.run
     status, reasons = verdict.status, verdict.reasons
     if run is not None and run.skipped and status != RUN_PENDING:
-        # This evaluation's run-now started a run Databricks skipped: nothing of the batch is loaded until the run
-        # that replaces it, so it is no `sealed` (and an alert on `run pending` sees it).
+        # The seal's run was skipped by Databricks (as this run-now started it, or as its note says): nothing of
+        # the batch is loaded until the run that replaces it, so it is no `sealed` (and an alert on `run pending`
+        # sees it).
         status = RUN_PENDING
-        reasons = (
-            *reasons,
-            f"Databricks skipped run {run.run_id} ({run.skipped}) and never ran it: the next sweep, or "
-            f"`{reseal_command(batch.pipeline.name, batch.business_date)}`, seals the same members as the next "
-            "revision",
-        )
+        reasons = (*reasons, _skipped_run(batch, run))
     return replace(
         base,
         status=status,

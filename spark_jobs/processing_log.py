@@ -126,8 +126,8 @@ def print_failure(exc: BaseException) -> None:
     """Print an exception's traceback on stderr, each message without the Java stack trace Spark Connect adds,
     so that the log's last lines (what a job run reports as its error) say what went wrong."""
     for chunk in traceback.format_exception(exc):
-        message, cut, _ = chunk.partition(_JVM_STACKTRACE)
-        print(message if cut else chunk, end="\n" if cut else "", file=sys.stderr)
+        kept = without_jvm_stacktrace(chunk)
+        print(kept if kept == chunk else f"{kept}\n", end="", file=sys.stderr)
 
 
 def append_run(spark: SparkSession, warehouse: Warehouse, record: RunRecord) -> None:

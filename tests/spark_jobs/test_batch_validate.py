@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from filegate.contracts import BUILTIN_DATASETS, BUSINESS_DATE, Column, Contract
@@ -207,15 +207,20 @@ def test_a_relation_of_a_dataset_to_itself_runs_after_its_quarantines_and_withou
         inputs.close()
 
 
+def batch_only(spark: SparkSession, child: tuple[str, DataFrame], parent: tuple[str, DataFrame]) -> Inputs:
+    """A relation's inputs where the batch holds the child's and the parent's rows, and the parent's target none."""
+    inputs = Inputs(spark)
+    inputs.register("batch", *child)
+    inputs.register("batch", *parent)
+    inputs.register("current", parent[0], parent[1].limit(0))
+    return inputs
+
+
 def test_a_relation_on_two_columns_names_each_value_apart(spark: SparkSession) -> None:
     # The detail ran the pairs together: "region EUacct_no 5 is not a key of accounts".
-    inputs = Inputs(spark)
-    inputs.register(
-        "batch", "payments", spark.createDataFrame([("P1", "EU", 5)], "pay_id string, region string, acct_no long")
-    )
+    payments = spark.createDataFrame([("P1", "EU", 5)], "pay_id string, region string, acct_no long")
     accounts = spark.createDataFrame([("US", 5)], "region string, acct_no long")
-    inputs.register("batch", "accounts", accounts)
-    inputs.register("current", "accounts", accounts.limit(0))
+    inputs = batch_only(spark, ("payments", payments), ("accounts", accounts))
     relation = Relation("holder", "payments", ("region", "acct_no"), "accounts", ("region", "acct_no"))
     try:
         failing, _ = relation_failures(relation, inputs)
@@ -227,15 +232,9 @@ def test_a_relation_on_two_columns_names_each_value_apart(spark: SparkSession) -
 
 def test_a_child_column_named_detail_is_kept_apart_from_the_relation_s_detail(spark: SparkSession) -> None:
     # The relation's reason was a column `detail` beside the child's own: validate failed AMBIGUOUS_REFERENCE.
-    inputs = Inputs(spark)
-    inputs.register(
-        "batch",
-        "lines",
-        spark.createDataFrame([("L1", "I9", "gift wrap")], "line_id string, item_id string, detail string"),
-    )
+    lines = spark.createDataFrame([("L1", "I9", "gift wrap")], "line_id string, item_id string, detail string")
     items = spark.createDataFrame([("I1",)], "item_id string")
-    inputs.register("batch", "items", items)
-    inputs.register("current", "items", items.limit(0))
+    inputs = batch_only(spark, ("lines", lines), ("items", items))
     try:
         failing, _ = relation_failures(Relation("line_item", "lines", ("item_id",), "items", ("item_id",)), inputs)
 

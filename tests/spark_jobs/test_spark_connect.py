@@ -43,8 +43,15 @@ def run_task(server: SparkConnect, task: str, source: Path, batch_id: str, lake:
 
 
 def run_python(server: SparkConnect, *arguments: str) -> str:
-    """A Python process with SPARK_REMOTE set (its sessions are the server's); what it printed."""
-    result = subprocess.run(
+    """A Python process with SPARK_REMOTE set (its sessions are the server's) that succeeds; what it printed."""
+    result = python_process(server, *arguments)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def python_process(server: SparkConnect, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """A Python process with SPARK_REMOTE set, run to its end."""
+    return subprocess.run(
         [sys.executable, *arguments],
         cwd=REPO,
         env={**os.environ, "SPARK_REMOTE": server.url},
@@ -53,8 +60,6 @@ def run_python(server: SparkConnect, *arguments: str) -> str:
         timeout=300,
         check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 def test_tasks_over_spark_connect_ignore_a_late_day_and_a_rerun_changes_nothing(
@@ -217,15 +222,7 @@ def test_a_statement_failing_over_spark_connect_is_logged_by_its_cause_not_the_s
     lake = Lake(tmp_path / "warehouse")
     arguments = ["--source-path", str(samples[0]), "--dataset", "order_tracking", "--batch-id", "b-1"]
 
-    result = subprocess.run(
-        [sys.executable, "-c", FAILING_TASK, *arguments, *lake.arguments()],
-        cwd=REPO,
-        env={**os.environ, "SPARK_REMOTE": connect.url},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = python_process(connect, "-c", FAILING_TASK, *arguments, *lake.arguments())
 
     assert result.returncode != 0
     (row,) = log_rows(lake)
