@@ -95,8 +95,10 @@ variable "databricks_host" {
   type        = string
 
   validation {
-    condition     = startswith(var.databricks_host, "https://")
-    error_message = "databricks_host must be an https:// workspace URL."
+    # The function refuses a path, query or fragment on every delivery (the browser's `/?o=<id>#...` of an
+    # Azure workspace, a run page's address): the SDK would send them in every Jobs API request.
+    condition     = can(regex("^https://[^/?#]+/?$", var.databricks_host))
+    error_message = "databricks_host must be the workspace URL alone, https://<host>, without a path, ?o=... or #..."
   }
 }
 

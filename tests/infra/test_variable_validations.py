@@ -96,6 +96,15 @@ AZURE_REFUSED = {
     "landing prefix with //": (["landing_prefix=incoming//"], "landing_prefix must be empty or folders"),
     "too few instances": (["function_maximum_instance_count=10"], "function_maximum_instance_count must be 40 to"),
     "memory size not offered": (["function_instance_memory_mb=1024"], "function_instance_memory_mb must be 512,"),
+    # The function refuses these on every delivery: the SDK would send the path, query or fragment with every call.
+    "host as the browser's address": (
+        ["databricks_host=https://adb-1.2.azuredatabricks.net/?o=1#job/2"],
+        "databricks_host must be the workspace URL alone",
+    ),
+    "host as a run page": (
+        ["databricks_host=https://adb-1.2.azuredatabricks.net/jobs/2/runs/3"],
+        "databricks_host must be the workspace URL alone",
+    ),
 }
 
 
@@ -137,4 +146,17 @@ def test_gcp_refuses_a_timeout_event_driven_functions_cannot_have(gcp_variables:
     # The API refuses more than 540 s only at apply, after the buckets and the trigger were made.
     assert "function_timeout_seconds must be 60 to 540" in refusal(
         plan(gcp_variables, "gcp", ["function_timeout_seconds=600"])
+    )
+
+
+@pytest.mark.parametrize("cloud", ["azure", "gcp"])
+def test_the_workspace_url_alone_passes_with_or_without_its_slash(
+    cloud: str, azure_variables: Path, gcp_variables: Path
+) -> None:
+    folder = azure_variables if cloud == "azure" else gcp_variables
+    host = "https://adb-1.2.azuredatabricks.net" if cloud == "azure" else "https://1.2.gcp.databricks.com"
+
+    assert plan(folder, cloud, [f"databricks_host={host}/"]).returncode == 0
+    assert "databricks_host must be the workspace URL alone" in refusal(
+        plan(folder, cloud, [f"databricks_host={host}/?o=1"])
     )
