@@ -33,8 +33,10 @@ variable "landing_container" {
   default     = "landing"
 
   validation {
-    condition     = !contains(["deadletter", "app-package"], var.landing_container)
-    error_message = "landing_container cannot be the deadletter or app-package container."
+    # The account also holds the Functions host's own containers: the host's writes there would arrive as
+    # uploads, be rejected and deleted.
+    condition     = !contains(["deadletter", "app-package", "azure-webjobs-hosts", "azure-webjobs-secrets"], var.landing_container)
+    error_message = "landing_container cannot be the deadletter or app-package container, nor the Functions host's azure-webjobs-hosts or azure-webjobs-secrets."
   }
 }
 
@@ -68,8 +70,8 @@ variable "rejected_container" {
   default     = "rejected"
 
   validation {
-    condition     = !contains([var.landing_container, var.archive_container, "deadletter", "app-package"], var.rejected_container)
-    error_message = "rejected_container must differ from landing_container and archive_container (the function refuses overlapping locations) and from the deadletter and app-package containers."
+    condition     = !contains([var.landing_container, var.archive_container, "deadletter", "app-package", "azure-webjobs-hosts", "azure-webjobs-secrets"], var.rejected_container)
+    error_message = "rejected_container must differ from landing_container and archive_container (the function refuses overlapping locations) and from the deadletter and app-package containers and the Functions host's azure-webjobs-hosts and azure-webjobs-secrets."
   }
 }
 

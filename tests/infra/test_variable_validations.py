@@ -79,6 +79,9 @@ AZURE_REFUSED = {
     "archive in landing": (["archive_container=landing"], "archive_container must differ"),
     "rejected in archive": (["rejected_container=archive"], "rejected_container must differ"),
     "landing in deadletter": (["landing_container=deadletter"], "landing_container cannot be"),
+    # The Functions host keeps its own containers in the landing account: its writes would arrive as uploads.
+    "landing in the host's container": (["landing_container=azure-webjobs-hosts"], "landing_container cannot be"),
+    "rejected in the host's secrets": (["rejected_container=azure-webjobs-secrets"], "rejected_container must differ"),
     "no delivery attempts": (["event_max_delivery_attempts=0"], "event_max_delivery_attempts must be"),
     "too many attempts": (["event_max_delivery_attempts=31"], "event_max_delivery_attempts must be"),
     "TTL over a day": (["event_time_to_live_minutes=1441"], "event_time_to_live_minutes must be"),
