@@ -340,7 +340,7 @@ class DatabricksJobs:
         except DatabricksError as exc:
             raise named_error(exc, host, job_id, self._setting, self._bundle_name, self._grant) from exc
         except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
-            raise _not_json(host, exc) from exc
+            raise not_json(host, exc) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
         declared = {parameter.name for parameter in (job.settings.parameters if job.settings else None) or ()}
@@ -364,7 +364,7 @@ class DatabricksJobs:
         except DatabricksError as exc:
             raise named_error(exc, self.host, None, self._setting, self._bundle_name, self._grant) from exc
         except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
-            raise _not_json(self.host, exc) from exc
+            raise not_json(self.host, exc) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"cannot reach the Jobs API at {self.host} to resolve {name!r}: {exc}") from exc
         if not found:
@@ -457,7 +457,7 @@ def not_found(exc: DatabricksError) -> bool:
     return code == "INVALID_PARAMETER_VALUE" and "does not exist" in str(exc)
 
 
-def _not_json(host: str, exc: Exception) -> SettingsError:
+def not_json(host: str, exc: Exception) -> SettingsError:
     """A host that answers, but not as a workspace's Jobs API (a web page, another service, a URL with a path)."""
     return SettingsError(
         f"{host} does not serve the Jobs API: set DATABRICKS_HOST to the workspace URL alone, like "
@@ -494,7 +494,7 @@ def named_error(
     if isinstance(exc, PermissionDenied):
         return SettingsError(f"{host} denied access (403): {grant} ({_first_line(exc)})")
     if _not_a_workspace(exc):
-        return _not_json(host, exc)
+        return not_json(host, exc)
     if job_id is not None and not_found(exc):
         return SettingsError(
             f"{setting}={job_id}: no such job in {host}; set it to the {bundle_name} job's id "

@@ -275,7 +275,7 @@ def main(argv: list[str]) -> int:
         parser.error("--limit must be at least 1")
     from databricks.sdk.errors.base import DatabricksError
 
-    from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found
+    from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found, not_json
     from filegate.settings import Settings
 
     host, job_id = "?", None
@@ -303,6 +303,8 @@ def main(argv: list[str]) -> int:
             found = runs[0].run_name if runs else None
             job = None if found else client.jobs.get(job_id)
             job_name = found or (job.settings.name if job and job.settings else None) or "?"
+    except json.JSONDecodeError as exc:  # before ValueError and OSError: requests' JSONDecodeError is both
+        return exits.report_failure("filegate status", not_json(host, exc))
     except ValueError as exc:
         # The SDK raises ValueError for missing or conflicting credentials.
         print(f"filegate status: configuration error: {exc}", file=sys.stderr)
