@@ -195,8 +195,8 @@ def value_form(type_name: str) -> str:
 
 
 def _allowed_text(value: object, type_name: str) -> str:
-    """An allowed entry as text. A TOML float for a decimal column in plain notation: str() writes 0.00001 as
-    1e-05, which no decimal's text is."""
+    """An allowed entry or a bound as text. A TOML float for a decimal column in plain notation: str() writes
+    0.00001 as 1e-05, which no decimal's text is."""
     if isinstance(value, float) and type_name.strip().lower().startswith("decimal") and math.isfinite(value):
         return format(Decimal(repr(value)), "f")
     return str(value)
@@ -676,8 +676,8 @@ class _Reader:
             allowed=tuple(_allowed_text(v, str(raw.get("type", ""))) for v in allowed),
             description=self.text("description", within=raw, at=at),
             pattern=self.text("pattern", within=raw, at=at) or None,
-            min=self._bound(raw, "min", at),
-            max=self._bound(raw, "max", at),
+            min=self._bound(raw, "min", at, str(raw.get("type", ""))),
+            max=self._bound(raw, "max", at, str(raw.get("type", ""))),
             min_length=self._length(raw, "min_length", at),
             max_length=self._length(raw, "max_length", at),
             severity=self.text("severity", within=raw, at=at).upper() or None,
@@ -690,7 +690,7 @@ class _Reader:
             return True
         return value
 
-    def _bound(self, raw: Mapping[str, Any], key: str, at: str) -> str | None:
+    def _bound(self, raw: Mapping[str, Any], key: str, at: str, type_name: str = "") -> str | None:
         if key not in raw:
             return None
         value = raw[key]
@@ -698,7 +698,7 @@ class _Reader:
             self.note(f"{at}.{key}", f"must be a number or an ISO date or timestamp, not {value!r}")
             return None
         # TOML reads 2025-01-01 as a date; the rules compare text forms, so keep it as ISO text.
-        return value.isoformat() if isinstance(value, date | datetime) else str(value)
+        return value.isoformat() if isinstance(value, date | datetime) else _allowed_text(value, type_name)
 
     def _length(self, raw: Mapping[str, Any], key: str, at: str) -> int | None:
         if key not in raw:

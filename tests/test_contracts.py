@@ -230,6 +230,20 @@ def test_a_toml_date_bound_is_kept_as_iso_text() -> None:
     assert contract.column("d").min == "2000-01-01"
 
 
+def test_a_toml_float_bound_of_a_decimal_column_is_kept_in_plain_notation() -> None:
+    # str() wrote 0.00001 as 1e-05 and 1e16 as 1e+16, no decimal's text: the contract was refused, naming a
+    # bound the user never wrote.
+    columns = [
+        {"name": "id", "type": "long", "nullable": False},
+        {"name": "rate", "type": "decimal(10,5)", "min": 0.00001},
+        {"name": "total", "type": "decimal(38,2)", "max": 1e16},
+    ]
+
+    contract = parse_contract(_things(columns=columns))
+
+    assert (contract.column("rate").min, contract.column("total").max) == ("0.00001", "10000000000000000")
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
