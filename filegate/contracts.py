@@ -873,6 +873,15 @@ def _file_problems(contract: Contract) -> list[Problem]:
                 "file_pattern is literal text and {yyyy}, {mm}, {dd}: * and ? match only themselves, not any text",
             )
         )
+    # {hh} or {seq} for an hour or a sequence number: not a placeholder, so no real file's name has it.
+    if unknown := [token for token in dict.fromkeys(re.findall(r"\{[^{}]*\}", pattern)) if token not in _DATE_TOKENS]:
+        verb = "matches only itself" if len(unknown) == 1 else "match only themselves"
+        problems.append(
+            Problem(
+                "file_pattern",
+                f"file_pattern is literal text and {{yyyy}}, {{mm}}, {{dd}}: {', '.join(unknown)} {verb}, not any text",
+            )
+        )
     if pattern.lower().endswith(_COMPRESSED):
         problems.append(
             Problem(

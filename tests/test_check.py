@@ -630,6 +630,8 @@ def test_a_rules_unknown_input_or_parameter_is_a_finding_not_a_failed_validate(t
     [
         ("landing/sales/sales_{yyyy}{mm}{dd}.csv", "file_pattern matches the file's name, not its folder"),
         ("sales_*_{yyyy}{mm}{dd}.csv", "* and ? match only themselves"),
+        # Hourly files: {hh} is no placeholder, and every file was rejected, its business date "malformed".
+        ("sales_{yyyy}{mm}{dd}_{hh}.csv", "{hh} matches only itself"),
         ("sales_{yyyy}{mm}{dd}.csv.gz", "compressed files are refused"),
     ],
 )
