@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = list(args.paths)
     if not paths:
         paths = [BUILTIN_DATASETS]
-        extra = os.environ.get("FILEGATE_CONTRACTS_DIR", "")
+        extra = os.environ.get("FILEGATE_CONTRACTS_DIR", "").strip()  # as the function and the jobs read it
         if extra:
             paths.append(Path(extra))
     else:

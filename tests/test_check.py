@@ -65,6 +65,20 @@ def test_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["--no-spark", str(tmp_path / "nope")]) == 2
 
 
+def test_the_contracts_folder_setting_is_read_as_the_function_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A trailing space (a .env file, a portal field): the function and the jobs strip it, check said
+    # "no such file or folder" and exited 2.
+    _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    monkeypatch.setenv("FILEGATE_CONTRACTS_DIR", f"{tmp_path} ")
+
+    code = main(["--no-spark"])
+
+    assert code == 0
+    assert "8 of 8 file(s) sound" in capsys.readouterr().out
+
+
 def test_a_users_contract_may_replace_a_builtin_of_the_same_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
