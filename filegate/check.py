@@ -437,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"filegate check: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return exits.CONFIG
+    # A folder named that holds no contract is not an all-clear: its contracts may sit in subfolders, which
+    # neither check nor the function reads.
+    empty = [path for path in args.paths if path.is_dir() and not any(path.glob("*.toml"))]
+    for path in empty:
+        print(f"filegate check: {path} holds no *.toml file (subfolders are not read)", file=sys.stderr)
+    if empty:
+        return exits.CONFIG
     files = contract_files(paths)
     contracts, findings = check_files(files)
     if not args.no_spark:

@@ -65,6 +65,20 @@ def test_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["--no-spark", str(tmp_path / "nope")]) == 2
 
 
+def test_a_folder_without_contracts_is_a_usage_error_not_an_all_clear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Contracts in a subfolder, which neither check nor the function reads: "7 of 7 file(s) sound", exit 0,
+    # about the built-in datasets alone.
+    (tmp_path / "sales").mkdir()
+    _dataset(tmp_path / "sales", "sales", "sales_{yyyy}{mm}{dd}.csv")
+
+    code = main(["--no-spark", str(tmp_path)])
+
+    assert code == 2
+    assert f"filegate check: {tmp_path} holds no *.toml file (subfolders are not read)" in capsys.readouterr().err
+
+
 def test_the_contracts_folder_setting_is_read_as_the_function_reads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
