@@ -59,20 +59,12 @@ def main(argv: list[str]) -> int:
             else "cannot start, nothing was moved; try again"
         )
         code = exits.report_failure("filegate sweep", exc, config_note=moved, try_again=again)
-        if any(left_in_landing(outcome) for outcome in outcomes):
-            print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
-            return exits.most_urgent([code, exits.FAILED])
+        # The files handled before the stop count as much as the stop: one whose run-now was denied still wants
+        # its grant first, whatever stopped the pass after it.
+        return _left_over(outcomes, [code])
+    code = _left_over(outcomes, [])
+    if code != exits.OK:
         return code
-    unreadable = any(left_in_landing(outcome) for outcome in outcomes)
-    left = [outcome for outcome in outcomes if outcome.status in (FAILED, RUN_PENDING)]
-    if unreadable or left:
-        print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
-        # A setting or permission to fix (no such job, run-now denied) outranks a file a person must look at,
-        # which outranks the ones the next sweep finishes: a scheduler retrying on 75 would retry forever.
-        codes = [exits.TRY_AGAIN]
-        codes += [exits.CONFIG] if any(outcome.to_fix for outcome in left) else []
-        codes += [exits.FAILED] if unreadable else []
-        return exits.most_urgent(codes)
     if not outcomes:
         # Silence read as "did it run?": say what was looked at (a dry run does not look at the batches).
         batches = "" if args.dry_run else ", no batch to finish"
@@ -82,6 +74,23 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
     return exits.OK
+
+
+def _left_over(outcomes: list[Outcome], codes: list[int]) -> int:
+    """Say on stderr what the outcomes leave to finish, and the most urgent of `codes` and theirs.
+
+    A setting or permission to fix (no such job, run-now denied) outranks a file a person must look at,
+    which outranks the ones the next sweep finishes: a scheduler retrying on 75 would retry forever.
+    """
+    unreadable = any(left_in_landing(outcome) for outcome in outcomes)
+    left = [outcome for outcome in outcomes if outcome.status in (FAILED, RUN_PENDING)]
+    if not (unreadable or left):
+        return exits.most_urgent(codes)
+    print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
+    codes = [*codes, exits.TRY_AGAIN] if left else list(codes)
+    codes += [exits.CONFIG] if any(outcome.to_fix for outcome in left) else []
+    codes += [exits.FAILED] if unreadable else []
+    return exits.most_urgent(codes)
 
 
 if __name__ == "__main__":

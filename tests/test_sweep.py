@@ -32,6 +32,7 @@ from filegate.storage import ObjectInfo, Store
 from filegate.sweep import DUE, FAILED, SweepUnfinished, scheduled_sweep, sweep_all
 from filegate.sweep_command import main
 from local_world.inputs import csv_bytes, tracking_row
+from local_world.jobs_api import Fault
 from tests.conftest import frozen_in_archive_tier
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged, run_parameters
 
@@ -303,6 +304,40 @@ def test_a_sweep_stopped_by_a_failure_says_what_it_did_and_names_a_file_it_canno
     assert "stopped after the files listed above; run it again" in err
     assert "nothing was moved" not in err
     assert "1 file(s) stay in landing because their bytes cannot be read" in err
+
+
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_a_sweep_stopped_by_a_failure_after_a_run_now_refused_exits_2_and_says_what_is_left(
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from filegate import stores
+    from tests.test_readiness import _env
+
+    # Run-now denied (a grant to fix), then the archive's listing fails: exit 75 had a scheduler retry for ever
+    # what only a grant mends, and stderr named neither the file left archived nor what finishes it.
+    world.upload(NAME, DATA)
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    gate = world.gate()
+    monkeypatch.setattr(stores, "open_gate", lambda *args, **kwargs: gate)  # the gate behind the fault proxy
+    world.jobs_api.inject(Fault("run-now", status=403, error_code="PERMISSION_DENIED"))
+    archive = world.settings.archive.container
+    assert world.proxy is not None
+    # The landing pass over (its file's own folder listed), the listings of the passes after it fail.
+    own_folder = "prefix=order_tracking"
+    world.proxy.fail(
+        lambda method, path, headers: (
+            method == "GET" and archive in path and "comp=list" in path and own_folder not in path
+        )
+    )
+
+    code = main(["--older-than", "0", "--target", "azure"])
+
+    out, err = capsys.readouterr()
+    [pending] = [json.loads(line) for line in out.splitlines()]
+    assert (pending["status"], pending["to_fix"]) == (RUN_PENDING, True)
+    assert code == 2
+    assert "1 file(s) are archived but their run did not start" in err
 
 
 @pytest.mark.parametrize(
