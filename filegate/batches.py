@@ -959,23 +959,55 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, f
 def batch_dates(gate: Gate, pipeline: Pipeline, since: date | None = None, *, with_members: bool = False) -> list[date]:
     """Every business day that has a batch folder in the archive, oldest first; `with_members`: also every
     day a required member is archived for (a day whose trigger never came, or was rejected)."""
-    archive = gate.settings.archive
     folders = [f"{BATCHES_FOLDER}/{pipeline.name}/"]
     if with_members:
         folders += [f"{dataset}/" for dataset in pipeline.required_members]
-    found = set()
+    found: set[date] = set()
     for folder in folders:
-        prefix = archive.path(folder)
-        for info in gate.store.list(archive.container, prefix):
-            match = _DATE_FOLDER.search(info.path[len(prefix) :])
-            if match:
-                try:
-                    day = date(int(match["yyyy"]), int(match["mm"]), int(match["dd"]))
-                except ValueError:
-                    continue
-                if since is None or day >= since:
-                    found.add(day)
+        found.update(day for day in _objects_by_date(gate, folder) if since is None or day >= since)
     return sorted(found)
+
+
+def open_batch_dates(gate: Gate, pipeline: Pipeline) -> list[date]:
+    """The business days a sweep looks at, oldest first, from one listing of the pipeline's batch folder.
+
+    A day whose newest seal has its run note, and not a skipped run's, is done: `sweep_batch` would
+    find nothing to do after reading its trigger and listing its members, eight store calls or so a
+    day, in every pass, for every day ever sealed. Under `late_member = "rerun"` a newer member is
+    found only by those listings, so every day is looked at.
+    """
+    days = _objects_by_date(gate, f"{BATCHES_FOLDER}/{pipeline.name}/")
+    if pipeline.late_member == "rerun":
+        return sorted(days)
+    open_days = []
+    for day, infos in days.items():
+        seals, runs = set(), {}
+        for info in infos:
+            name = info.path.rsplit("/", 1)[-1]
+            if seal := SEAL_NAME.match(name):
+                seals.add(int(seal["revision"]))
+            elif run := RUN_NAME.match(name):
+                runs[int(run["revision"])] = info
+        note = runs.get(max(seals, default=0))
+        if note is None or noted_skip(note.metadata) is not None:
+            open_days.append(day)
+    return sorted(open_days)
+
+
+def _objects_by_date(gate: Gate, folder: str) -> dict[date, list[ObjectInfo]]:
+    """The objects right under `folder`'s YYYY/MM/DD/ folders of the archive, by that date (one listing)."""
+    archive = gate.settings.archive
+    prefix = archive.path(folder)
+    found: dict[date, list[ObjectInfo]] = {}
+    for info in gate.store.list(archive.container, prefix):
+        match = _DATE_FOLDER.search(info.path[len(prefix) :])
+        if match:
+            try:
+                day = date(int(match["yyyy"]), int(match["mm"]), int(match["dd"]))
+            except ValueError:
+                continue
+            found.setdefault(day, []).append(info)
+    return found
 
 
 def rejected_triggers(gate: Gate, pipeline: Pipeline) -> dict[date, str]:
@@ -1011,10 +1043,11 @@ def sweep_batch(
 ) -> Outcome | None:
     """Finish a batch whose last event was lost, re-drive a seal whose run-now never answered, report it overdue.
 
-    A batch whose latest seal has its run note is done and costs one listing; None then, as for a seal in
-    `tried` (archived paths whose run this pass already tried to start) without its run note. Under
-    `late_member = "rerun"` it costs its members' listings and the seal's read too: a newer member whose
-    event failed after it was archived (and left landing) is found nowhere else, and is sealed here.
+    A batch whose latest seal has its run note is done (the sweep leaves it out: `open_batch_dates`); None
+    then, as for a seal in `tried` (archived paths whose run this pass already tried to start) without its
+    run note. Under `late_member = "rerun"` a done batch costs its members' listings and the seal's read: a
+    newer member whose event failed after it was archived (and left landing) is found nowhere else, and is
+    sealed here.
     """
     batch = assess_batch(gate, pipeline, business_date, members_without_trigger=False)
     if batch.latest_trigger is None and not batch.seals:

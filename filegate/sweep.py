@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from filegate.archive import marked_file, run_pending_mark
-from filegate.batches import batch_dates, sweep_batch
+from filegate.batches import open_batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
 from filegate.exits import needs_fix
@@ -269,7 +269,7 @@ def sweep_pipeline_batches(
         if not go_on():
             return
         pipeline = gate.pipelines[name]
-        for day in batch_dates(gate, pipeline):
+        for day in open_batch_dates(gate, pipeline):
             if not go_on():
                 return
             source = f"{name}/{day.isoformat()}"

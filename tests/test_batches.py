@@ -995,6 +995,26 @@ def test_a_late_member_whose_event_failed_after_archiving_is_sealed_by_the_sweep
     assert list(sweep_pipeline_batches(gate)) == [], "once sealed and run, the batch is done"
 
 
+def test_a_sealed_and_run_day_costs_the_sweep_nothing_beyond_the_pipeline_folder_s_listing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = world.gate()
+    days = [date(2025, 3, 18), date(2025, 3, 19)]
+    for day in days:
+        seal_unsized(world, gate, day)
+    assert len(batch_runs(world)) == 2
+
+    def read(*_: object, **__: object) -> None:
+        raise AssertionError("a done day's trigger and members were read")
+
+    # Every scheduled pass looks at every day ever sealed: a done one must not cost it a read or a listing
+    # of its own, or the pass grows with the pipeline's history.
+    with monkeypatch.context() as patch:
+        patch.setattr(batches, "assess_batch", read)
+        assert list(sweep_pipeline_batches(gate)) == []
+    assert len(batch_runs(world)) == 2
+
+
 def test_under_rerun_a_late_member_held_by_a_blocked_one_is_not_warned_again_by_every_sweep(world: World) -> None:
     gate = world.gate(pipelines=with_policy(late_member="rerun"))
     day = date(2025, 3, 17)
