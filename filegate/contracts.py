@@ -866,28 +866,26 @@ def _file_problems(contract: Contract) -> list[Problem]:
         problems.append(
             Problem("file_pattern", "file_pattern matches the file's name, not its folder: remove the path")
         )
-    if any(char in pattern for char in "*?"):
-        problems.append(
-            Problem(
-                "file_pattern",
-                "file_pattern is literal text and {yyyy}, {mm}, {dd}: * and ? match only themselves, not any text",
-            )
-        )
-    # {hh} or {seq} for an hour or a sequence number: not a placeholder, so no real file's name has it.
-    if unknown := [token for token in dict.fromkeys(re.findall(r"\{[^{}]*\}", pattern)) if token not in _DATE_TOKENS]:
-        verb = "matches only itself" if len(unknown) == 1 else "match only themselves"
-        problems.append(
-            Problem(
-                "file_pattern",
-                f"file_pattern is literal text and {{yyyy}}, {{mm}}, {{dd}}: {', '.join(unknown)} {verb}, not any text",
-            )
-        )
+    problems.extend(Problem("file_pattern", message) for message in literal_text_problems("file_pattern", pattern))
     if pattern.lower().endswith(_COMPRESSED):
         problems.append(
             Problem(
                 "file_pattern", "file_pattern ends in a compressed file's extension, and compressed files are refused"
             )
         )
+    return problems
+
+
+def literal_text_problems(key: str, pattern: str) -> list[str]:
+    """What a file or trigger pattern holds that matches only itself: it is literal text but for the date's tokens."""
+    problems = []
+    literal = f"{key} is literal text and {{yyyy}}, {{mm}}, {{dd}}"
+    if any(char in pattern for char in "*?"):
+        problems.append(f"{literal}: * and ? match only themselves, not any text")
+    # {hh} or {seq} for an hour or a sequence number: not a placeholder, so no real name has it.
+    if unknown := [token for token in dict.fromkeys(re.findall(r"\{[^{}]*\}", pattern)) if token not in _DATE_TOKENS]:
+        verb = "matches only itself" if len(unknown) == 1 else "match only themselves"
+        problems.append(f"{literal}: {', '.join(unknown)} {verb}, not any text")
     return problems
 
 

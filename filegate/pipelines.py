@@ -21,6 +21,7 @@ from filegate.contracts import (
     compile_file_pattern,
     date_tokens_once,
     is_builtin,
+    literal_text_problems,
     overlapping,
     patterns_overlap,
     read_toml,
@@ -139,6 +140,7 @@ def _trigger_problems(pattern: str) -> list[str]:
         )
     if pattern.startswith("_"):
         problems.append("trigger_pattern must not start with _ (Filegate's own batch objects do)")
+    problems.extend(literal_text_problems("trigger_pattern", pattern))
     return problems
 
 

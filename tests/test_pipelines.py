@@ -47,6 +47,9 @@ def test_a_pipeline_toml_is_not_a_dataset() -> None:
         ({"optional_members": ["order_tracking"]}, "optional member order_tracking is not in members"),
         ({"trigger_pattern": "trigger.json"}, "must hold {yyyy}, {mm} and {dd}"),
         ({"trigger_pattern": "orders_{yyyy}_{mm}_{dd}.csv"}, "end in .json"),
+        # An hourly trigger: {hh} matches only the text {hh}, so no trigger ever started a batch.
+        ({"trigger_pattern": "trigger_{yyyy}_{mm}_{dd}_{hh}.json"}, "{hh} matches only itself"),
+        ({"trigger_pattern": "trigger_*_{yyyy}_{mm}_{dd}.json"}, "match only themselves, not any text"),
         ({"on_incomplete": "explode"}, "on_incomplete must be one of wait, reject, load_available"),
         ({"late_member": "ignore"}, "late_member must be one of hold, rerun"),
         ({"complete_within_minutes": 0}, "complete_within_minutes must be a positive whole number"),
