@@ -883,10 +883,23 @@ def literal_text_problems(key: str, pattern: str) -> list[str]:
     if any(char in pattern for char in "*?"):
         problems.append(f"{literal}: * and ? match only themselves, not any text")
     # {hh} or {seq} for an hour or a sequence number: not a placeholder, so no real name has it.
-    if unknown := [token for token in dict.fromkeys(re.findall(r"\{[^{}]*\}", pattern)) if token not in _DATE_TOKENS]:
+    unknown = [token for token in re.findall(r"\{[^{}]*\}", pattern) if token not in _DATE_TOKENS]
+    unknown += [group for group in re.findall(r"\[[^\[\]]*\]", pattern) if _is_regex_class(group)]
+    if unknown := list(dict.fromkeys(unknown)):
         verb = "matches only itself" if len(unknown) == 1 else "match only themselves"
         problems.append(f"{literal}: {', '.join(unknown)} {verb}, not any text")
+    if pattern != pattern.strip():
+        problems.append(
+            f"{key} {pattern!r} starts or ends with whitespace, which a file's name most likely does not: "
+            f"write {pattern.strip()!r}"
+        )
     return problems
+
+
+def _is_regex_class(group: str) -> bool:
+    """Whether `[...]` reads as a regex class, holding a range (`[0-9]`, `[a-z]`): a name's own brackets
+    (`[eu]`) are its text."""
+    return any(found[0] < found[2] for found in re.findall(r"[0-9]-[0-9]|[a-z]-[a-z]|[A-Z]-[A-Z]", group))
 
 
 def _is_reserved(name: str) -> bool:

@@ -660,6 +660,9 @@ def test_a_rules_unknown_input_or_parameter_is_a_finding_not_a_failed_validate(t
         ("sales_*_{yyyy}{mm}{dd}.csv", "* and ? match only themselves"),
         # Hourly files: {hh} is no placeholder, and every file was rejected, its business date "malformed".
         ("sales_{yyyy}{mm}{dd}_{hh}.csv", "{hh} matches only itself"),
+        # A regex class, and a stray space copied with the name: neither is in any real file's name.
+        ("sales_[0-9]_{yyyy}{mm}{dd}.csv", "[0-9] matches only itself"),
+        (" sales_{yyyy}{mm}{dd}.csv", "starts or ends with whitespace, which a file's name most likely does not"),
         ("sales_{yyyy}{mm}{dd}.csv.gz", "compressed files are refused"),
     ],
 )
@@ -670,6 +673,13 @@ def test_a_file_pattern_no_file_can_meet_is_a_finding(tmp_path: Path, pattern: s
     _, findings = check_files([path])
 
     assert [(f.line, found in f.message) for f in findings] == [(2, True)]
+
+
+def test_a_file_patterns_own_brackets_are_its_text(tmp_path: Path) -> None:
+    # A name's own brackets are read as written (spark_jobs.validation reads such a path literally).
+    _, findings = check_files([_dataset(tmp_path, "sales", "sales [eu] [2024-final]_{yyyy}{mm}{dd}.csv")])
+
+    assert findings == []
 
 
 @pytest.mark.parametrize("delimiter", ["\\n", "\\r", '\\"'])
