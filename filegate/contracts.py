@@ -790,7 +790,10 @@ def _contract_problems(contract: Contract) -> list[Problem]:
             )
     for column in contract.columns:
         problems.extend(_column_problems(column))
-    for key in contract.keys:
+    # The jobs select, join and MERGE on the keys: a key twice is a column twice there.
+    for key in sorted({key for key in contract.keys if contract.keys.count(key) > 1}):
+        note("keys", f"keys lists {key} twice: list it once")
+    for key in dict.fromkeys(contract.keys):
         if key not in names:
             note("keys", f"key {key} is not a column")
         elif contract.column(key).nullable:

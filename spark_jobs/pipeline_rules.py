@@ -23,6 +23,7 @@ from spark_jobs.pipeline_tables import (
     names_field,
     placeholders,
     quoted_inputs,
+    repeated,
     text_field,
 )
 
@@ -224,6 +225,10 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
         child, parent = str(entry.get("child", "")), str(entry.get("parent", ""))
         columns = names_field(entry, "columns", where, problems)
         parent_columns = names_field(entry, "parent_columns", where, problems) if "parent_columns" in entry else columns
+        # The parents' columns are selected and joined by name: one twice is ambiguous there.
+        given = parent_columns if "parent_columns" in entry else ()
+        for key, listed in (("columns", columns), ("parent_columns", given)):
+            problems += [f"{where}: {key} lists {name} twice: list it once" for name in repeated(listed or ())]
         if columns is not None and parent_columns is not None:
             pairs = (child, columns), (parent, parent_columns)
             problems += [f"{where}: {problem}" for problem in _relation_column_problems(pipeline, contracts, *pairs)]

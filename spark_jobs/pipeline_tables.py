@@ -151,8 +151,9 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
         grain = names_field(entry, "grain", f"table {name}", problems)
         if grain == ():
             problems.append(f"table {name}: grain must name the columns that identify a row")
+        problems += [f"table {name}: grain lists {column} twice: list it once" for column in repeated(grain or ())]
         added = [segment.column for segment in segments.get(name, ())]
-        problems += [f"table {name}: segments add {column} twice" for column in _repeated(added)]
+        problems += [f"table {name}: segments add {column} twice" for column in repeated(added)]
         if AS_OF_DATE in added:
             problems.append(f"table {name}: a segment adds {AS_OF_DATE}, which the job sets; name its column otherwise")
         table = DerivedTable(
@@ -186,7 +187,8 @@ def names_field(entry: Mapping[str, Any], key: str, where: str, problems: list[s
     return None
 
 
-def _repeated(names: Iterable[str]) -> list[str]:
+def repeated(names: Iterable[str]) -> list[str]:
+    """The names listed more than once, sorted."""
     return sorted(name for name, count in Counter(names).items() if count > 1)
 
 

@@ -489,6 +489,13 @@ _RELATION = '[[relations]]\nname = "refund_sale"\nchild = "refunds"\nparent = "s
             'table daily: grain must be a list of column names, e.g. grain = ["order_id"]',
         ),
         (f'{_RELATION}columns = "id"\n', 'refund_sale: columns must be a list of column names, e.g. columns = ["id"]'),
+        # Passed; the job selects and joins the parents' columns by name, and a MERGE's on its keys.
+        (f'{_RELATION}columns = ["id", "id"]\n', "relations[0] refund_sale: columns lists id twice: list it once"),
+        (
+            f'{_RELATION}columns = ["id", "at"]\nparent_columns = ["id", "id"]\n',
+            "relations[0] refund_sale: parent_columns lists id twice: list it once",
+        ),
+        (_DAILY.replace('["n"]', '["n", "n"]'), "table daily: grain lists n twice: list it once"),
         # Run as the SQL `5`, or `['SELECT 1']`.
         (
             _DAILY.replace('"SELECT count(*) AS n FROM ${batch.sales}"', "5"),

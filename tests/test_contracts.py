@@ -75,6 +75,8 @@ nullable = false
     ("change", "message"),
     [
         ({"keys": ["nope"]}, "key nope is not a column"),
+        # Loaded; the jobs then selected, joined and merged on id twice.
+        ({"keys": ["id", "id"]}, "keys lists id twice: list it once"),
         ({"sequence_by": "nope"}, "sequence_by nope is not a column"),
         (
             {
