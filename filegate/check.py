@@ -25,6 +25,7 @@ from filegate.contracts import (
     Contract,
     Contracts,
     clash_message,
+    folder_problem,
     is_builtin,
     kind_problem,
     load_contracts,
@@ -429,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
         paths = [BUILTIN_DATASETS]
         extra = os.environ.get("FILEGATE_CONTRACTS_DIR", "").strip()  # as the function and the jobs read it
         if extra:
+            # Refused as the function refuses it: a contract file named there was checked, and passed.
+            if problem := folder_problem(Path(extra)):
+                print(f"filegate check: FILEGATE_CONTRACTS_DIR: {problem}", file=sys.stderr)
+                return exits.CONFIG
             paths.append(Path(extra))
     else:
         # A user's folder is checked together with the built-in datasets: its names must not clash.

@@ -1062,14 +1062,19 @@ def load_contract(path: Path) -> Contract:
     return parse_contract(read_toml(path), source=path)
 
 
+def folder_problem(directory: Path) -> str:
+    """Why a contracts folder cannot be read, or "" when it can."""
+    return "" if directory.is_dir() else f"the contracts folder {directory} does not exist or is not a folder"
+
+
 @cache
 def load_contracts(*directories: Path) -> Contracts:
     """Every `*.toml` contract in the built-in datasets folder and the given folders."""
     found: dict[str, Contract] = {}
     for directory in (BUILTIN_DATASETS, *directories):
-        if not directory.is_dir():
+        if problem := folder_problem(directory):
             # A mistyped FILEGATE_CONTRACTS_DIR would leave every dataset of it unknown: each file rejected.
-            raise ContractError(f"the contracts folder {directory} does not exist or is not a folder")
+            raise ContractError(problem)
         for path in sorted(directory.glob("*.toml")):
             if _kind(path) != "dataset":
                 continue

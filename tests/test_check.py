@@ -93,6 +93,22 @@ def test_the_contracts_folder_setting_is_read_as_the_function_reads_it(
     assert "8 of 8 file(s) sound" in capsys.readouterr().out
 
 
+def test_a_contracts_folder_setting_naming_a_file_is_refused_as_the_function_refuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Check checked the file as a contract ("8 of 8 file(s) sound"); the function and doctor refuse the folder.
+    path = _dataset(tmp_path, "sales", "sales_{yyyy}{mm}{dd}.csv")
+    monkeypatch.setenv("FILEGATE_CONTRACTS_DIR", str(path))
+
+    code = main(["--no-spark"])
+
+    assert code == 2
+    message = f"the contracts folder {path} does not exist or is not a folder"
+    assert f"filegate check: FILEGATE_CONTRACTS_DIR: {message}" in capsys.readouterr().err
+    with pytest.raises(ContractError, match=re.escape(message)):
+        load_contracts(path)
+
+
 def test_a_users_contract_may_replace_a_builtin_of_the_same_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
