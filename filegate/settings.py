@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,12 +192,13 @@ class Settings:
             )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the FILEGATE_* settings; unknown or malformed values fail loudly."""
+    def from_env(cls, env: Mapping[str, str] | None = None, names: Collection[str] = GATE_SETTINGS) -> Settings:
+        """Read the FILEGATE_* settings among `names`, the rest at their defaults; malformed values fail loudly."""
         env = os.environ if env is None else env
 
         def text(name: str) -> str:
-            return env.get(name, "").strip()
+            # A command that never uses a setting is not stopped by a mistake in it (`filegate status`).
+            return env.get(name, "").strip() if name in names else ""
 
         def number(name: str, default: int) -> int:
             raw = text(name)

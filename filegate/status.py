@@ -280,7 +280,7 @@ def main(argv: list[str]) -> int:
 
     host, job_id = "?", None
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(names=STATUS_SETTINGS)
         jobs = DatabricksJobs(settings, grant=VIEW_GRANT)
         # A Jobs API that does not answer is said within seconds (exit 75), not after the SDK's retries.
         host = jobs.reachable()

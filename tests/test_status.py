@@ -94,6 +94,19 @@ def test_lists_recent_runs_newest_first_with_state_dataset_source_and_page(
     assert " s " in good_line  # a duration
 
 
+def test_a_setting_status_does_not_read_does_not_stop_it(
+    server: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Exit 2, "FILEGATE_SAMPLE_BYTES must be a whole number": status reads only the job and the workspace.
+    monkeypatch.setenv("FILEGATE_SAMPLE_BYTES", "abc")
+    monkeypatch.setenv("FILEGATE_ARCHIVE", "landing/archive")  # inside landing: the gate's to refuse
+
+    code = status.main(["--limit", "1"])
+
+    assert code == 0
+    assert capsys.readouterr().out.startswith("Runs of job filegate-ingest (id 1)")
+
+
 def test_limit_and_json(server: LocalJobsServer, capsys: pytest.CaptureFixture[str]) -> None:
     newest = max(run["run_id"] for run in server.runs())
 
