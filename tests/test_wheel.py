@@ -7,6 +7,7 @@ that stale build output cannot leak in, then opened and listed.
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from local_world import ROOT
 from tests.test_layout import imported_modules
@@ -27,14 +29,18 @@ BUNDLE_JOBS = sorted((ROOT / "infra" / "databricks" / "resources").glob("*.job.y
 _COPIED = ("pyproject.toml", "README.md", "filegate", "spark_jobs", "local_world", "tests", "bench", "gcp_function")
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
-    source = tmp_path_factory.mktemp("checkout")
+def copy_checkout(source: Path) -> Path:
     for name in _COPIED:
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copyfile(ROOT / name, source / name)
+    return source
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    source = copy_checkout(tmp_path_factory.mktemp("checkout"))
     out = tmp_path_factory.mktemp("dist")
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*command, "--wheel-dir", str(out), str(source)], check=True, capture_output=True, timeout=300)
@@ -98,3 +104,27 @@ def test_the_wheel_installs_only_the_operators_command(wheel: zipfile.ZipFile) -
     entry_points.read_string(wheel.read("filegate-0.1.0.dist-info/entry_points.txt").decode())
 
     assert dict(entry_points["console_scripts"]) == {"filegate": "filegate.cli:main"}
+
+
+def test_a_redeploy_leaves_out_what_the_checkout_no_longer_holds(tmp_path: Path) -> None:
+    # pip builds in the source tree and setuptools keeps its build/lib between builds: a contract deleted
+    # (or renamed) since the last `bundle deploy` stayed in the jobs' wheel, where a stale copy of a renamed
+    # dataset could even replace the new one.
+    bundle = ROOT / "infra" / "databricks"
+    artifact = yaml.safe_load((bundle / "databricks.yml").read_text(encoding="utf-8"))["artifacts"]["filegate"]
+    assert (bundle / artifact["path"]).resolve() == ROOT, "the wheel is built at the repository root"
+    source = copy_checkout(tmp_path)
+    retired = source / "filegate" / "datasets" / "retired.toml"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def deploy() -> set[str]:
+        subprocess.run(artifact["build"], shell=True, cwd=source, env=env, check=True, capture_output=True, timeout=300)
+        [built] = (source / "dist").glob("*.whl")
+        with zipfile.ZipFile(built) as archive:
+            return set(archive.namelist())
+
+    retired.write_text('name = "retired"\n', encoding="utf-8")
+    assert "filegate/datasets/retired.toml" in deploy()
+    retired.unlink()
+
+    assert "filegate/datasets/retired.toml" not in deploy()
