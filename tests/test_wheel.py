@@ -128,3 +128,11 @@ def test_a_redeploy_leaves_out_what_the_checkout_no_longer_holds(tmp_path: Path)
     retired.unlink()
 
     assert "filegate/datasets/retired.toml" not in deploy()
+
+
+def test_the_wheel_declares_its_license_as_an_spdx_expression(wheel: zipfile.ZipFile) -> None:
+    # The build takes the newest setuptools (>=68); since 77 it warns that a `license = { text = ... }`
+    # table stops building on 2027-02-18, and with it every `bundle deploy` and `make setup`.
+    metadata = wheel.read("filegate-0.1.0.dist-info/METADATA").decode()
+
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
