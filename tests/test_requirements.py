@@ -174,3 +174,17 @@ def test_the_scan_notices_a_module_no_requirement_provides() -> None:
 
     assert not providers("pyspark.sql") & closure
     assert providers("google.cloud.storage") & closure
+
+
+def test_every_requirement_file_and_the_build_system_pin_exact_versions() -> None:
+    # A range resolves anew on every install: a setuptools released after its license-table deadline
+    # would have refused pyproject.toml on every `make setup` and `bundle deploy`.
+    import tomllib
+
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]["requires"]
+    for path in sorted(ROOT.glob("**/requirements*.txt")):
+        if not {".venv", "node_modules", "build"} & set(path.relative_to(ROOT).parts):
+            lines = (line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+            listed += [line for line in lines if line and not line.startswith("-r ")]
+    assert listed, "no requirement found"
+    assert [entry for entry in listed if not re.fullmatch(r"[A-Za-z0-9_.\[\],-]+==[0-9][0-9A-Za-z.+-]*", entry)] == []
