@@ -29,9 +29,7 @@ from filegate.errors import (
 )
 from filegate.events import TARGETS, event_stores
 from filegate.ingest import (
-    CONTRACT_GONE,
     IGNORED,
-    NOT_PLACED,
     REJECTED,
     RUN_PENDING,
     Gate,
@@ -40,6 +38,7 @@ from filegate.ingest import (
     handle_upload,
     left_in_landing,
     redrive_archived,
+    redrive_cannot_start,
     same_bytes,
 )
 from filegate.jobs import ACTIVE_STATES, NEVER_RAN_STATES
@@ -333,10 +332,8 @@ def run_needs_repair(outcome: Outcome) -> bool:
 
 
 def _redrive_needs_a_person(outcome: Outcome) -> bool:
-    """A run to repair, or an archived file no re-drive starts (copied in by hand, its contract gone): the next
-    listing counts it again, and running again changes nothing."""
-    cannot_start = any(reason.startswith((NOT_PLACED, CONTRACT_GONE)) for reason in outcome.reasons)
-    return run_needs_repair(outcome) or (outcome.status == IGNORED and cannot_start)
+    """A run to repair, or an archived file no re-drive starts (`redrive_cannot_start`)."""
+    return run_needs_repair(outcome) or redrive_cannot_start(outcome)
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,13 @@ def left_in_landing(outcome: Outcome) -> bool:
     return outcome.status == IGNORED and any(reason.startswith(LEFT_IN_LANDING) for reason in outcome.reasons)
 
 
+def redrive_cannot_start(outcome: Outcome) -> bool:
+    """Whether the outcome's archived file is one no re-drive starts (copied in by hand, its contract gone): every
+    listing counts it again, and running again changes nothing."""
+    cannot_start = (NOT_PLACED, CONTRACT_GONE)
+    return outcome.status == IGNORED and any(reason.startswith(cannot_start) for reason in outcome.reasons)
+
+
 def _log(outcome: Outcome, *, warn: bool = False) -> Outcome:
     """One JSON line per event, a warning for a rejected file or a malformed event.
 

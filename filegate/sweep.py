@@ -18,7 +18,15 @@ from filegate.batches import open_batch_dates, sweep_batch
 from filegate.errors import FilegateError, RunNotStarted, StorageError, TransientError
 from filegate.events import Upload
 from filegate.exits import needs_fix
-from filegate.ingest import RUN_PENDING, Gate, Outcome, handle_upload, left_in_landing, redrive_archived
+from filegate.ingest import (
+    RUN_PENDING,
+    Gate,
+    Outcome,
+    handle_upload,
+    left_in_landing,
+    redrive_archived,
+    redrive_cannot_start,
+)
 from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, Store, noted_skip
 
 log = logging.getLogger("filegate.sweep")
@@ -355,6 +363,7 @@ def summary(outcomes: list[Outcome]) -> str:
     failed = sum(outcome.status == FAILED for outcome in outcomes)
     pending = sum(outcome.status == RUN_PENDING for outcome in outcomes)
     unreadable = sum(left_in_landing(outcome) for outcome in outcomes)
+    unstartable = sum(redrive_cannot_start(outcome) for outcome in outcomes)
     parts = []
     if failed:
         # A landing file, an archived file's mark, or a pipeline's batch: each outcome says which, and where.
@@ -368,5 +377,11 @@ def summary(outcomes: list[Outcome]) -> str:
         parts.append(
             f"{unreadable} file(s) stay in landing because their bytes cannot be read; each outcome says what "
             "makes a file readable, and the next sweep takes it then"
+        )
+    if unstartable:
+        # Its contract removed (or the copy put in by hand): every pass finds it again, and no retry starts it.
+        parts.append(
+            f"{unstartable} archived file(s) no re-drive starts; each outcome says what a person does (restore "
+            "the contract, say), and the next sweep starts its run then"
         )
     return "; ".join(parts)

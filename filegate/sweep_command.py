@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from filegate import exits
 from filegate.errors import FilegateError
-from filegate.ingest import RUN_PENDING, Outcome, left_in_landing
+from filegate.ingest import RUN_PENDING, Outcome, left_in_landing, redrive_cannot_start
 from filegate.settings import DEFAULT_SWEEP_OLDER_THAN_MINUTES, MAX_OLDER_THAN_MINUTES, Settings, settings_help
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, summary, sweep_all
@@ -21,7 +21,8 @@ def main(argv: list[str]) -> int:
         prog="filegate sweep",
         description=main.__doc__,
         epilog=settings_help()
-        + "\n\nexit codes: 0 all done, 1 a file needs a person (say one left in landing because it cannot be read), "
+        + "\n\nexit codes: 0 all done, 1 a file needs a person (say one left in landing because it cannot be read, "
+        "or an archived file whose contract was removed), "
         "2 configuration, 75 files left to finish (run again)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -82,14 +83,15 @@ def _left_over(outcomes: list[Outcome], codes: list[int]) -> int:
     A setting or permission to fix (no such job, run-now denied) outranks a file a person must look at,
     which outranks the ones the next sweep finishes: a scheduler retrying on 75 would retry forever.
     """
-    unreadable = any(left_in_landing(outcome) for outcome in outcomes)
+    # Left in landing unreadable, or archived with no run a re-drive starts: no retry helps, a person acts.
+    needs_a_person = any(left_in_landing(outcome) or redrive_cannot_start(outcome) for outcome in outcomes)
     left = [outcome for outcome in outcomes if outcome.status in (FAILED, RUN_PENDING)]
-    if not (unreadable or left):
+    if not (needs_a_person or left):
         return exits.most_urgent(codes)
     print(f"filegate sweep: {summary(outcomes)}", file=sys.stderr)
     codes = [*codes, exits.TRY_AGAIN] if left else list(codes)
     codes += [exits.CONFIG] if any(outcome.to_fix for outcome in left) else []
-    codes += [exits.FAILED] if unreadable else []
+    codes += [exits.FAILED] if needs_a_person else []
     return exits.most_urgent(codes)
 
 

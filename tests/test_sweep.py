@@ -340,6 +340,36 @@ def test_a_sweep_stopped_by_a_failure_after_a_run_now_refused_exits_2_and_says_w
     assert "1 file(s) are archived but their run did not start" in err
 
 
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_the_command_exits_1_for_an_archived_file_whose_contract_was_removed_as_reconcile_does(
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from filegate import stores
+    from filegate.contracts import Contracts
+    from tests.test_readiness import _env
+
+    # Archived while run-now failed, then its contract removed: no sweep starts its run, and exit 0 ("all done")
+    # hid it from a scheduler; `filegate reconcile --redrive` exits 1 for the same file.
+    world.upload(NAME, DATA)
+    [pending] = run_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR).outcomes
+    assert pending.status == RUN_PENDING
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    gate = world.gate()
+    without = Contracts({name: contract for name, contract in gate.contracts.items() if name != "order_tracking"})
+    monkeypatch.setattr(stores, "open_gate", lambda *args, **kwargs: dataclasses.replace(gate, contracts=without))
+
+    code = main(["--older-than", "0", "--target", "azure"])
+
+    out, err = capsys.readouterr()
+    [ignored] = [json.loads(line) for line in out.splitlines()]
+    assert ignored["status"] == "ignored"
+    assert "restore its contract" in ignored["reasons"][0]
+    assert code == 1
+    assert "1 archived file(s) no re-drive starts" in err
+    assert world.runs() == []
+
+
 @pytest.mark.parametrize(
     ("change", "code", "named"),
     [
