@@ -33,6 +33,8 @@ log = logging.getLogger("filegate.sweep")
 
 DUE = "due"
 FAILED = "failed"
+# The reason of a FAILED mark whose note does not name its file: no pass mends it, a person deletes it.
+DAMAGED_MARK = "a damaged mark: "
 
 
 def is_folder_marker(info: ObjectInfo) -> bool:
@@ -115,7 +117,7 @@ def marked_runless(
     """The archived files that have a mark (`archive.RUNS_PENDING_FOLDER`) and still no run, or a run Databricks
     skipped, found without listing the archive, so that a pass costs what is pending; marks written after
     `cutoff` (a timestamp) are left to the deliveries that wrote them. A mark that cannot be read is an
-    Outcome (FAILED).
+    Outcome (FAILED), and so is a damaged one (`DAMAGED_MARK`).
 
     With `clear`, a mark whose file has its run (the delivery that recorded it could not remove the
     mark), is gone, or is a batch's member is removed; one the store refuses to remove stays (a warning)
@@ -128,13 +130,22 @@ def marked_runless(
             return
         if cutoff is not None and mark.written > cutoff:
             continue
+        source = f"{mark.container}/{mark.path}"
         try:
             path = _marked_path(gate, mark)
             info = gate.store.stat(archive.container, path) if path else None
-        except (FilegateError, ValueError) as exc:
-            source = f"{mark.container}/{mark.path}"
+        except FilegateError as exc:
             log.warning("sweep: the mark %s: %s", source, exc)
             yield Outcome(FAILED, source=source, reasons=(f"the mark, or its file, could not be read: {exc}",))
+            continue
+        except ValueError as exc:
+            # Its file is named nowhere else: only the whole archive's listing finds it, which no pass does.
+            reason = (
+                f"{DAMAGED_MARK}{exc}; delete it, then run `filegate sweep` (or `filegate reconcile --redrive`), "
+                "which lists the whole archive and starts the run of the file it named"
+            )
+            log.warning("sweep: the mark %s: %s", source, reason)
+            yield Outcome(FAILED, source=source, reasons=(reason,))
             continue
         if path is None:
             continue
@@ -154,9 +165,12 @@ def _marked_path(gate: Gate, mark: ObjectInfo) -> str | None:
     if relative is None:
         return None
     note = json.loads(gate.store.read_prefix(mark.container, mark.path, max(mark.size, 1), mark.version))
-    container, _, path = str(note["archived"]).partition("/")
+    named = note.get("archived") if isinstance(note, dict) else None
+    if not isinstance(named, str):
+        raise ValueError(f"its note names no archived file: {note!r:.200}")
+    container, _, path = named.partition("/")
     if container != archive.container or not archive.holds(container, path):
-        raise ValueError(f"its note names {note['archived']}, outside the archive {archive}")
+        raise ValueError(f"its note names {named}, outside the archive {archive}")
     return path
 
 
@@ -358,9 +372,15 @@ def scheduled_sweep(gate: Gate, budget: timedelta, *, clock: Callable[[], float]
     return outcomes
 
 
+def damaged_mark(outcome: Outcome) -> bool:
+    """Whether the outcome is a mark whose note names no archived file: a person deletes it, no pass mends it."""
+    return outcome.status == FAILED and any(reason.startswith(DAMAGED_MARK) for reason in outcome.reasons)
+
+
 def summary(outcomes: list[Outcome]) -> str:
     """Where the files that did not finish are, and what finishes them."""
-    failed = sum(outcome.status == FAILED for outcome in outcomes)
+    damaged = [outcome.source for outcome in outcomes if damaged_mark(outcome)]
+    failed = sum(outcome.status == FAILED for outcome in outcomes) - len(damaged)
     pending = sum(outcome.status == RUN_PENDING for outcome in outcomes)
     unreadable = sum(left_in_landing(outcome) for outcome in outcomes)
     unstartable = sum(redrive_cannot_start(outcome) for outcome in outcomes)
@@ -372,6 +392,13 @@ def summary(outcomes: list[Outcome]) -> str:
         parts.append(f"{pending} file(s) are archived but their run did not start")
     if failed or pending:
         parts.append("run the sweep again once the cause is fixed (it finishes them)")
+    if damaged:
+        # Named here: a pass's failure is what an alert shows, and every pass fails alike until a person acts.
+        shown = ", ".join(damaged[:3]) + (", ..." if len(damaged) > 3 else "")
+        parts.append(
+            f"{len(damaged)} mark(s) damaged: {shown}; delete each, then run `filegate sweep`, which lists the whole "
+            "archive and starts the run of the file each named"
+        )
     if unreadable:
         # No retry reads them: a person changes the object (its outcome says how), then a sweep takes it.
         parts.append(

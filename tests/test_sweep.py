@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from filegate import archive as archive_module
+from filegate import exits
 from filegate.archive import run_pending_mark
 from filegate.batches import BATCHES_FOLDER
 from filegate.errors import StorageError
@@ -642,6 +643,39 @@ def test_a_mark_too_long_to_name_by_its_file_is_hashed_and_found_by_its_note(
     assert outcome.status == REDRIVEN
     assert marks(world) == []
     assert_converged(world, {NAME: DATA})
+
+
+@pytest.mark.parametrize("note", [b'{"archived": "archive/order_tr', b"{}"], ids=["cut-short", "no-file-named"])
+def test_a_damaged_mark_fails_each_pass_naming_it_and_saying_what_a_person_does(
+    world: World, monkeypatch: pytest.MonkeyPatch, note: bytes
+) -> None:
+    # A hashed mark names its file only in its note. Damaged, every pass failed with "run the sweep again once
+    # the cause is fixed", which no pass fixes and which named neither the mark nor what to do (or, for a note
+    # without its file, the pass stopped at the mark with a KeyError).
+    monkeypatch.setattr(archive_module, "_MARK_NAME_MAX", 10)
+    world.upload(NAME, DATA)
+    with pytest.raises(SweepUnfinished):
+        scheduled_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR)
+    [mark] = marks(world)
+    assert world.store.delete(mark.container, mark.path, mark.version)
+    world.store.put(mark.container, mark.path, note, "application/json", {})
+    where = f"{mark.container}/{mark.path}"
+
+    for _ in range(2):
+        with pytest.raises(SweepUnfinished) as unfinished:
+            scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)
+        assert f"1 mark(s) damaged: {where}" in str(unfinished.value)
+        assert "delete each, then run `filegate sweep`" in str(unfinished.value)
+        assert "run the sweep again" not in str(unfinished.value)
+        assert exits.exit_code(unfinished.value) == exits.FAILED
+
+    # As the message says: the mark deleted, `filegate sweep` finds the file by listing the whole archive.
+    [damaged] = marks(world)
+    assert world.store.delete(damaged.container, damaged.path, damaged.version)
+    [outcome] = run_sweep(later(world.gate(), 2 * HOUR), HOUR).outcomes
+    assert outcome.status == REDRIVEN
+    assert_converged(world, {NAME: DATA})
+    assert scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR) == []
 
 
 def test_an_identical_re_upload_starts_the_run_a_dead_delivery_left_its_copy_without(world: World) -> None:
