@@ -1081,8 +1081,10 @@ def load_contracts(*directories: Path) -> Contracts:
             contract = load_contract(path)
             earlier = found.get(contract.name)
             # A user's folder may replace a built-in dataset of the same name (theirs came first);
-            # two of the user's own files naming one dataset is a mistake.
-            if earlier is not None and earlier.source != path and not is_builtin(earlier.source):
+            # two of the user's own files naming one dataset is a mistake, and so are two built-in ones (a
+            # stale copy left in a package): either way the later would win without a word.
+            replaces_builtin = is_builtin(earlier.source if earlier else None) and not is_builtin(path)
+            if earlier is not None and earlier.source != path and not replaces_builtin:
                 raise ContractError(f"dataset {contract.name} is defined twice: {earlier.source} and {path}")
             found[contract.name] = contract
     # The user's file named first: a built-in one is not theirs to change.

@@ -344,9 +344,11 @@ def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:
                 continue
             pipeline = parse_pipeline(document, contracts, path)
             # A user's folder may replace a built-in pipeline of the same name, as with datasets; two of
-            # the user's own files naming one pipeline is a mistake (the last would win without a word).
+            # the user's own files naming one pipeline is a mistake (the last would win without a word), and
+            # so are two built-in ones.
             earlier = found.get(pipeline.name)
-            if earlier is not None and earlier.source != path and not is_builtin(earlier.source):
+            replaces_builtin = is_builtin(earlier.source if earlier else None) and not is_builtin(path)
+            if earlier is not None and earlier.source != path and not replaces_builtin:
                 raise ContractError(f"pipeline {pipeline.name} is defined twice: {earlier.source} and {path}")
             found[pipeline.name] = pipeline
     # A built-in pipeline takes its members by name: a user's contract of such a name would have its files sealed

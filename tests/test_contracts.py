@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from filegate import contracts as contracts_module
 from filegate.contracts import compile_file_pattern, load_contracts, parse_contract, same_name
 from filegate.errors import ContractError
 
@@ -69,6 +70,26 @@ nullable = false
 
     assert contracts.match("customers_20240305.csv") is contracts["customers"]
     assert contracts["customers"].scd_type == 2
+
+
+def test_two_built_in_files_naming_one_dataset_are_refused_and_a_users_file_still_replaces_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stale copy left in a wheel (order_tracking_old.toml beside order_tracking.toml): the later file replaced
+    # the earlier without a word, as two of a user's own are refused for.
+    shipped = (contracts_module.BUILTIN_DATASETS / "order_tracking.toml").read_text(encoding="utf-8")
+    builtin, users = tmp_path / "datasets", tmp_path / "users"
+    builtin.mkdir()
+    users.mkdir()
+    (builtin / "order_tracking.toml").write_text(shipped, encoding="utf-8")
+    (builtin / "order_tracking_old.toml").write_text(shipped, encoding="utf-8")
+    (users / "order_tracking.toml").write_text(shipped.replace("scd_type = 1", "scd_type = 2"), encoding="utf-8")
+    monkeypatch.setattr(contracts_module, "BUILTIN_DATASETS", builtin)
+
+    with pytest.raises(ContractError, match=r"dataset order_tracking is defined twice: .*order_tracking_old\.toml"):
+        load_contracts.__wrapped__()
+    (builtin / "order_tracking_old.toml").unlink()
+    assert load_contracts.__wrapped__(users)["order_tracking"].scd_type == 2
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,20 @@ def test_a_trigger_pattern_that_some_dataset_file_also_matches_is_refused(
         parse_pipeline({**ECOMMERCE, "trigger_pattern": trigger_pattern}, contracts)
 
 
+def test_two_built_in_files_naming_one_pipeline_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stale copy left in a wheel: the later file replaced the earlier without a word.
+    from filegate import contracts, pipelines
+
+    for shipped in BUILTIN_DATASETS.glob("*.toml"):
+        (tmp_path / shipped.name).write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "ecommerce_old.toml").write_text((tmp_path / "ecommerce.toml").read_text(encoding="utf-8"), "utf-8")
+    monkeypatch.setattr(contracts, "BUILTIN_DATASETS", tmp_path)
+    monkeypatch.setattr(pipelines, "BUILTIN_DATASETS", tmp_path)
+
+    with pytest.raises(ContractError, match=r"pipeline ecommerce is defined twice: .*ecommerce_old\.toml"):
+        load_pipelines(load_contracts.__wrapped__())
+
+
 def test_a_dataset_in_two_pipelines_is_refused(tmp_path: Path) -> None:
     text = (BUILTIN_DATASETS / "ecommerce.toml").read_text(encoding="utf-8")
     (tmp_path / "shop2.toml").write_text(text.replace('name = "ecommerce"', 'name = "shop2"'), encoding="utf-8")
