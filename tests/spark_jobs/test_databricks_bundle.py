@@ -80,6 +80,10 @@ def test_targets_set_catalog_and_schema_and_prod_keeps_the_job_name() -> None:
     assert bundle["artifacts"]["filegate"]["type"] == "whl"
     # A redeploy with changed contracts must reach the jobs, though the package's version stays the same.
     assert bundle["artifacts"]["filegate"]["dynamic_version"] is True
+    # The CLIs with dynamic_version before v0.256 emptied the repository's build/ before building the wheel,
+    # taking build/gcp_function (what infra/gcp zips) with it; the CLI refuses a version outside this.
+    assert bundle["bundle"]["databricks_cli_version"] == ">= 0.256.0"
+    assert "Databricks CLI >= 0.256" in (BUNDLE.parent / "README.md").read_text(encoding="utf-8")
 
 
 def test_the_batch_job_stages_validates_merges_then_derives_one_batch_at_a_time() -> None:
