@@ -627,15 +627,21 @@ def test_a_landing_backlog_takes_half_the_budget_and_leaves_the_rest_to_the_batc
     ]
 
 
-def test_a_mark_too_long_to_name_by_its_file_is_hashed_and_found_by_its_note(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def hashed_mark(world: World, monkeypatch: pytest.MonkeyPatch) -> ObjectInfo:
+    """NAME archived with the Jobs API down, and its mark, named by a hash (its note names the file)."""
     # Every mark past 10 characters is hashed here; in use, one whose encoded path outgrows the stores' limit.
     monkeypatch.setattr(archive_module, "_MARK_NAME_MAX", 10)
     world.upload(NAME, DATA)
     with pytest.raises(SweepUnfinished):
         scheduled_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR)
     [mark] = marks(world)
+    return mark
+
+
+def test_a_mark_too_long_to_name_by_its_file_is_hashed_and_found_by_its_note(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mark = hashed_mark(world, monkeypatch)
     assert mark.path.rsplit("/", 1)[-1].startswith(archive_module.HASHED_MARK)
 
     [outcome] = scheduled_sweep(later(world.gate(), 2 * HOUR), HOUR)
@@ -652,11 +658,7 @@ def test_a_damaged_mark_fails_each_pass_naming_it_and_saying_what_a_person_does(
     # A hashed mark names its file only in its note. Damaged, every pass failed with "run the sweep again once
     # the cause is fixed", which no pass fixes and which named neither the mark nor what to do (or, for a note
     # without its file, the pass stopped at the mark with a KeyError).
-    monkeypatch.setattr(archive_module, "_MARK_NAME_MAX", 10)
-    world.upload(NAME, DATA)
-    with pytest.raises(SweepUnfinished):
-        scheduled_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR)
-    [mark] = marks(world)
+    mark = hashed_mark(world, monkeypatch)
     assert world.store.delete(mark.container, mark.path, mark.version)
     world.store.put(mark.container, mark.path, note, "application/json", {})
     where = f"{mark.container}/{mark.path}"
