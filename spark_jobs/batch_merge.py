@@ -125,7 +125,8 @@ def merge_member(context: BatchContext, contract: Contract) -> RunRecord:
             rows = staged.join(quarantined_keys, on=list(contract.keys), how="left_anti")
             set_aside = staged.join(quarantined_keys, on=list(contract.keys), how="left_semi")
         held = held_back(context, contract, quarantined_keys) if contract.load == "snapshot" else None
-        counts = merge_history(context.warehouse, contract, rows, context.manifest.batch_id, held, set_aside)
+        on = context.manifest.business_date if contract.load == "snapshot" else None
+        counts = merge_history(context.warehouse, contract, rows, context.manifest.batch_id, held, set_aside, on)
         read, quarantined = counts.rows + counts.set_aside, counts.set_aside
         superseded, inserted, updated, unchanged = counts.superseded, counts.opened, counts.changed, counts.unchanged
         deleted = counts.closed

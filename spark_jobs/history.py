@@ -157,6 +157,18 @@ def held_markers(held: DataFrame, contract: Contract, batch_id: str) -> DataFram
     )  # fmt: skip
 
 
+def date_marker(warehouse: Warehouse, contract: Contract, batch_id: str, on: date) -> DataFrame:
+    """A marker observation of no key on a snapshot's date: the snapshot was taken, also when it showed no key.
+
+    The snapshot dates are the business dates observed (`snapshot_tombstones`): without it a snapshot of no
+    row (a file of its header alone) closed nothing, while `validate` counted none of its keys as a parent.
+    """
+    values = {BUSINESS_DATE: on, BATCH_ID: batch_id, HELD: True}
+    return warehouse.spark.range(1).select(
+        *(F.lit(values.get(f.name)).cast(f.dataType).alias(f.name) for f in observations_schema(contract).fields)
+    )
+
+
 def _all_set(columns: list[str]) -> Column:
     condition = F.col(columns[0]).isNotNull()
     for name in columns[1:]:
@@ -515,11 +527,13 @@ def merge_history(
     batch_id: str,
     held: DataFrame | None = None,
     set_aside: DataFrame | None = None,
+    snapshot_date: date | None = None,
 ) -> HistoryCounts:
     """Record the batch's observations, then bring the target's touched keys to the history they give.
 
     `held`: for a snapshot, the keys (with the business date) of the batch's rows that were held back;
-    they are not missing from it (`held_markers`). Ignored for other loads, where a key's absence means
+    they are not missing from it (`held_markers`); `snapshot_date`: its date, which ends every key it lacks
+    also when it has no row (`date_marker`). Both ignored for other loads, where a key's absence means
     nothing. `set_aside`: rows the caller kept out of `batch` (quarantined), counted in the query that
     counts the batch's rows rather than in one of their own (each query costs a local Spark a fixed
     fraction of a second, whatever its rows).
@@ -544,6 +558,8 @@ def merge_history(
     observations = observations.withColumn(HELD, F.lit(False))
     if contract.load == "snapshot" and held is not None:
         observations = observations.unionByName(held_markers(held, contract, batch_id))
+    if contract.load == "snapshot" and snapshot_date is not None:
+        observations = observations.unionByName(date_marker(warehouse, contract, batch_id, snapshot_date))
     # No count afterwards (replaced_rows would read the history): the MERGE reports what changed.
     warehouse.replace_where(observed, observations, predicate)
     # The keys to rebuild: the batch's, and the ones it withdrew, now or in an earlier run of it (all of

@@ -208,17 +208,19 @@ def test_a_target_whose_rows_mean_something_else_is_refused_before_any_write(lak
 def test_a_snapshot_closes_a_missing_key_and_reopens_it_when_it_returns_in_any_order(lake: Lake) -> None:
     assert lake.spark is not None
     warehouse = lake.warehouse()
-    d1, d2, d3 = date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)
-    # The middle snapshot (without s2) arrives last: it must close s2 at d2 inside history already written.
-    for day, items in ((d1, {"s1": 10, "s2": 5}), (d3, {"s1": 11, "s2": 5}), (d2, {"s1": 10})):
-        merge_history(warehouse, SHELF, shelf(lake.spark, day, items), f"shelf-{day}")
+    d1, d2, d3, d4 = date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3), date(2025, 1, 4)
+    # d4's file holds its header alone, and ends every key: the merge found no date to end them on (validate
+    # already counted none as a parent). The middle snapshot (without s2) arrives last: it must close s2 at
+    # d2 inside history already written.
+    for day, items in ((d1, {"s1": 10, "s2": 5}), (d4, {}), (d3, {"s1": 11, "s2": 5}), (d2, {"s1": 10})):
+        merge_history(warehouse, SHELF, shelf(lake.spark, day, items), f"shelf-{day}", snapshot_date=day)
 
     columns = ["sku", "price", "effective_from", "effective_to", "is_current"]
     assert versions(lake, "shelf", columns) == [
         ("s1", 10, d1, d3, False),
-        ("s1", 11, d3, None, True),
+        ("s1", 11, d3, d4, False),
         ("s2", 5, d1, d2, False),
-        ("s2", 5, d3, None, True),
+        ("s2", 5, d3, d4, False),
     ]
 
 
