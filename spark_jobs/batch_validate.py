@@ -168,13 +168,14 @@ def quarantine_rule_id(dataset: str, rule: str) -> str:
     return f"{dataset}.{VALIDATE}.{rule}"
 
 
-def stage_rule_severity(contract: Contract, rule: str) -> str:
-    """The configured severity of a stage rule id (`<dataset>.<column|check|row>.<kind|name>`)."""
-    _, scope, kind = rule.split(".", 2)
-    if scope == "check":
-        return next((c.severity for c in contract.checks if c.name == kind), "HIGH")
-    if scope in contract.column_names:
-        return contract.column(scope).severity_of(kind)
+def stage_rule_severity(contract: Contract, rule: str, kind: str) -> str:
+    """The configured severity of a stage rule id (`<dataset>.<column|check|row>.<kind|name>`) of `kind` (column,
+    row or check): told, not read from the id, where a column is named `check` or `row`."""
+    _, scope, name = rule.split(".", 2)
+    if kind == "check":
+        return next((c.severity for c in contract.checks if c.name == name), "HIGH")
+    if kind == "column" and scope in contract.column_names:
+        return contract.column(scope).severity_of(name)
     return "HIGH"
 
 
@@ -404,7 +405,7 @@ def dataset_rules(
     # Every declared stage rule, also those that rejected nothing: a rule's row says it ran and passed.
     for stage_rule in stage_rules(contract):
         tally = warned if stage_rule.action == "warn" else rejected_by
-        severity = stage_rule_severity(contract, stage_rule.rule)
+        severity = stage_rule_severity(contract, stage_rule.rule, stage_rule.kind)
         count = tally.get(stage_rule.rule, 0)
         rules.append(Result("rule", stage_rule.rule, stage_rule.kind, name, severity, stage_rule.action, read, count))
     # A rule id the contract no longer declares (staged under an older contract) still gets its row.
@@ -413,7 +414,7 @@ def dataset_rules(
         for rule_name, count in sorted(tally.items()):
             if rule_name not in declared:
                 kind = "check" if ".check." in rule_name else "row" if ".row." in rule_name else "column"
-                severity = stage_rule_severity(contract, rule_name)
+                severity = stage_rule_severity(contract, rule_name, kind)
                 rules.append(Result("rule", rule_name, kind, name, severity, action, read, count))
     for relation in (r for r in checks.relations if r.child == name):
         rules.append(

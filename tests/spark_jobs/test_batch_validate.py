@@ -33,6 +33,7 @@ from spark_jobs.columns import (
 from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
 from spark_jobs.history import merge_history
 from spark_jobs.pipeline_rules import Checks, Relation, Rule
+from spark_jobs.row_rules import stage_rules
 from spark_jobs.stage import stage_table, staged_rows
 from spark_jobs.warehouse import driver_rows
 from tests.spark_jobs.batch_world import DAYS, arguments, batch_id, seal
@@ -399,6 +400,32 @@ def test_a_batch_whose_datasets_only_warned_is_warned_not_passed() -> None:
     assert (payments.outcome, accounts.outcome) == ("WARNED", "PASSED")
     assert (batch.rows_failed, batch.severity, batch.outcome) == (0, "MEDIUM", "WARNED")
     assert batch_validate._batch_summary([accounts]).outcome == "PASSED"
+
+
+def test_a_column_named_check_or_row_is_scored_with_its_own_severity() -> None:
+    # A cheque number column `check`: its rules were looked up among the contract's checks and reported HIGH
+    # whatever it declared; a column `row` lent its LOW to the file's row rules (well-formed, field count).
+    cheques = Contract(
+        name="cheques",
+        file_pattern="cheques_{yyyy}_{mm}_{dd}.csv",
+        columns=(
+            Column("cheque_id", "string", nullable=False),
+            Column("check", "string", pattern="^[0-9]{6}$", severity="LOW"),
+            Column("row", "long", severity="LOW"),
+        ),
+        keys=("cheque_id",),
+        sequence_by="cheque_id",
+    )
+
+    severities = {r.rule: batch_validate.stage_rule_severity(cheques, r.rule, r.kind) for r in stage_rules(cheques)}
+
+    assert severities == {
+        "cheques.row.well_formed": "HIGH",
+        "cheques.row.field_count": "HIGH",
+        "cheques.cheque_id.required": "HIGH",
+        "cheques.check.pattern": "LOW",
+        "cheques.row.type": "LOW",
+    }
 
 
 def test_a_quarantined_row_s_line_keeps_every_column_and_each_timestamp_to_the_microsecond(spark: SparkSession) -> None:
