@@ -581,10 +581,18 @@ def validate_batch(context: BatchContext) -> list[Result]:
         names = ", ".join(f"{r.dataset}.{r.rule} ({r.rows_failed} of {r.rows_evaluated} rows)" for r in tripped)
         raise BatchFailedValidation(f"batch {batch_id} failed validation, nothing of it is merged: {names}")
     append_runs(context.spark, warehouse, logs)
-    print(
-        f"{TASK}: batch {batch_id}: " + ", ".join(f"{r.dataset} score {r.score}" for r in results if r.level != "rule")
-    )
+    print(scores_line(batch_id, results))
     return results
+
+
+def scores_line(batch_id: str, results: list[Result]) -> str:
+    """The task's last line: each dataset's score, then the batch's (a row of no dataset)."""
+    scores = (
+        f"{r.dataset or 'the batch'} score {'none' if r.score is None else f'{r.score:.1f}'}"
+        for r in results
+        if r.level != "rule"
+    )
+    return f"{TASK}: batch {batch_id}: " + ", ".join(scores)
 
 
 def _failed(record: RunRecord) -> RunRecord:

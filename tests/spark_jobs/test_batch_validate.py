@@ -438,3 +438,16 @@ def test_a_quarantined_row_s_line_keeps_every_column_and_each_timestamp_to_the_m
     [line] = [r[0] for r in row.select(batch_validate.row_text(row.columns)).collect()]
 
     assert json.loads(line) == {"event_id": "E1", "at": "2025-03-01T09:00:00.123456Z", "note": None}
+
+
+def test_the_task_s_last_line_names_each_dataset_s_score_and_the_batch_s() -> None:
+    # The batch's row has no dataset: the line read "None score 98.43...".
+    orders = batch_validate.Result("dataset", None, None, "orders", None, None, 10, 1, score=97.25)
+    empty = batch_validate.Result("dataset", None, None, "shipping", None, None, 0, 0)
+    rule = batch_validate.Result("rule", "order_customer", "relation", "orders", "HIGH", "warn", 10, 1, score=90.0)
+    results = [rule, orders, empty, batch_validate._batch_summary([orders, empty])]
+
+    line = batch_validate.scores_line("ecommerce-2025-01-15-r1", results)
+
+    scores = "orders score 97.2, shipping score none, the batch score 97.2"
+    assert line == f"validate: batch ecommerce-2025-01-15-r1: {scores}"
