@@ -154,7 +154,8 @@ class Result:
             and self.failure_ratio is not None
             and self.failure_ratio > self.fail_if_ratio
         )
-        if self.action == "fail" and self.rule_type == "reconciliation" and self.fail_if_ratio is not None:
+        if self.action == "fail" and self.fail_if_ratio is not None:
+            # A `fail` with a share fails the batch only past it, as a reconciliation rule's does.
             self.outcome = "FAILED" if over else "WARNED"
         elif self.action == "fail" or over:
             self.outcome = "FAILED"

@@ -451,3 +451,17 @@ def test_the_task_s_last_line_names_each_dataset_s_score_and_the_batch_s() -> No
 
     scores = "orders score 97.2, shipping score none, the batch score 97.2"
     assert line == f"validate: batch ecommerce-2025-01-15-r1: {scores}"
+
+
+@pytest.mark.parametrize(
+    ("action", "failed", "outcome"),
+    [("fail", 3, "WARNED"), ("fail", 6, "FAILED"), ("warn", 6, "FAILED"), ("quarantine", 3, "QUARANTINED")],
+)
+def test_fail_if_ratio_is_the_share_past_which_a_rule_fails_the_batch_whatever_its_action(
+    action: str, failed: int, outcome: str
+) -> None:
+    # A `fail` rule with a share failed the batch on its first failing row, unless it was a reconciliation rule.
+    rule = batch_validate.Result("rule", "orphans", "relation", "orders", "HIGH", action, 100, failed)
+    rule.fail_if_ratio = 0.05
+
+    assert rule.settle().outcome == outcome
