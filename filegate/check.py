@@ -63,10 +63,11 @@ class Finding:
 
 def contract_files(paths: Iterable[Path]) -> list[Path]:
     """The `*.toml` files named, or inside the folders named, in order."""
-    found: list[Path] = []
+    found: dict[Path, Path] = {}
     for path in paths:
-        found.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
-    return found
+        for file in sorted(path.glob("*.toml")) if path.is_dir() else [path]:
+            found.setdefault(file.resolve(), file)  # a file named twice (its folder under two spellings) is one
+    return list(found.values())
 
 
 def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
@@ -99,8 +100,8 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
         findings.extend(Finding(path, locate(text, problem.where), str(problem)) for problem in problems)
         name = document.get("name")
         earlier = first_seen.get(name) if isinstance(name, str) else None
-        # A user's file may replace a built-in dataset of its name; two of the user's may not.
-        if earlier is not None and earlier.parent.resolve() != BUILTIN_DATASETS.resolve():
+        # A user's file may replace a built-in dataset of its name; two of the user's may not, nor two built-in.
+        if earlier is not None and not (is_builtin(earlier) and not is_builtin(path)):
             findings.append(Finding(path, locate(text, "name"), f"dataset {name} is also defined in {earlier}"))
             continue
         if isinstance(name, str):
@@ -113,13 +114,17 @@ def check_files(files: Sequence[Path]) -> tuple[list[Contract], list[Finding]]:
                 for entry in column.unmeetable_allowed
             )
     # Clashing patterns among the datasets checked and the built-in ones (each replaced by a checked one of its name).
-    builtin_contracts = load_contracts()  # read once, for the clashes and the built-in pipelines
+    try:
+        builtin_contracts = load_contracts()  # read once, for the clashes and the built-in pipelines
+        builtin = load_pipelines(builtin_contracts)  # read once, for the questions below
+    except ContractError as exc:
+        # The package's own files do not load (a stale copy left in it): nothing can be checked against them.
+        return contracts, [*findings, Finding(BUILTIN_DATASETS, None, f"the built-in datasets do not load: {exc}")]
     every = {**builtin_contracts, **{contract.name: contract for contract in contracts}}
     for one, other in pattern_clashes(every.values()):
         if one in contracts and not is_builtin(one.source):
             assert one.source is not None
             findings.append(Finding(one.source, locate(texts[one.source], "file_pattern"), clash_message(one, other)))
-    builtin = load_pipelines(builtin_contracts)  # read once, for the questions below
     derived = _derived_tables(
         [*((p.name, p.document) for p in builtin.values()), *((str(d.get("name")), d) for _, d in pipelines)]
     )

@@ -899,10 +899,15 @@ def literal_text_problems(key: str, pattern: str) -> list[str]:
     return problems
 
 
+# A regex class of ranges (`[0-9]`, `[A-Za-z0-9_]`): nothing else inside the brackets, so that a name's own
+# brackets stay its text (`[eu]`, `[2020-2029]`).
+_REGEX_CLASS = re.compile(r"\[\^?(?:[0-9]-[0-9]|[a-z]-[a-z]|[A-Z]-[A-Z]|[_.-])+\]")
+
+
 def _is_regex_class(group: str) -> bool:
-    """Whether `[...]` reads as a regex class, holding a range (`[0-9]`, `[a-z]`): a name's own brackets
-    (`[eu]`) are its text."""
-    return any(found[0] < found[2] for found in re.findall(r"[0-9]-[0-9]|[a-z]-[a-z]|[A-Z]-[A-Z]", group))
+    """Whether `[...]` reads as a regex class: ranges only, each ascending."""
+    ranges = re.findall(r"[0-9]-[0-9]|[a-z]-[a-z]|[A-Z]-[A-Z]", group)
+    return bool(_REGEX_CLASS.fullmatch(group)) and all(found[0] < found[2] for found in ranges)
 
 
 def _is_reserved(name: str) -> bool:
@@ -1067,11 +1072,23 @@ def folder_problem(directory: Path) -> str:
     return "" if directory.is_dir() else f"the contracts folder {directory} does not exist or is not a folder"
 
 
+def distinct_folders(*directories: Path) -> list[Path]:
+    """The folders, each once however it is spelt: FILEGATE_CONTRACTS_DIR may name the built-in one, whose
+    files read twice would each be taken for a second definition of itself."""
+    seen: set[Path] = set()
+    distinct = []
+    for directory in directories:
+        if directory.resolve() not in seen:
+            seen.add(directory.resolve())
+            distinct.append(directory)
+    return distinct
+
+
 @cache
 def load_contracts(*directories: Path) -> Contracts:
     """Every `*.toml` contract in the built-in datasets folder and the given folders."""
     found: dict[str, Contract] = {}
-    for directory in (BUILTIN_DATASETS, *directories):
+    for directory in distinct_folders(BUILTIN_DATASETS, *directories):
         if problem := folder_problem(directory):
             # A mistyped FILEGATE_CONTRACTS_DIR would leave every dataset of it unknown: each file rejected.
             raise ContractError(problem)

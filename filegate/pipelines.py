@@ -20,6 +20,7 @@ from filegate.contracts import (
     Contracts,
     compile_file_pattern,
     date_tokens_once,
+    distinct_folders,
     is_builtin,
     literal_text_problems,
     overlapping,
@@ -337,8 +338,8 @@ def replaced_member_message(contract: Contract, pipeline: Pipeline) -> str:
 def load_pipelines(contracts: Contracts, *directories: Path) -> Pipelines:
     """Every `kind = "pipeline"` TOML in the built-in datasets folder and the given folders."""
     found: dict[str, Pipeline] = {}
-    for directory in (BUILTIN_DATASETS, *directories):
-        for path in sorted(Path(directory).glob("*.toml")):
+    for directory in distinct_folders(BUILTIN_DATASETS, *map(Path, directories)):
+        for path in sorted(directory.glob("*.toml")):
             document = read_toml(path)
             if document.get("kind") != PIPELINE_KIND:
                 continue

@@ -97,7 +97,7 @@ SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
 # Read by function_app.py when the Functions host indexes the app (`sweep_schedule`), not by Settings:
 # the GCP function and the commands never need it, and a mistake in it must not stop them.
 INDEXED_SETTINGS = frozenset({"FILEGATE_SWEEP_SCHEDULE"})
-# What the commands that move files read: every setting but the opt-in OAuth pair's secret details.
+# What the function and the commands that move files read: every setting.
 GATE_SETTINGS = tuple(setting.name for setting in SETTINGS)
 
 
@@ -195,6 +195,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, names: Collection[str] = GATE_SETTINGS) -> Settings:
         """Read the FILEGATE_* settings among `names`, the rest at their defaults; malformed values fail loudly."""
         env = os.environ if env is None else env
+        assert set(names) <= SETTING_NAMES, f"not settings: {sorted(set(names) - SETTING_NAMES)}"
 
         def text(name: str) -> str:
             # A command that never uses a setting is not stopped by a mistake in it (`filegate status`).

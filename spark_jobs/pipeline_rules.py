@@ -216,6 +216,9 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
         if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1):
             problems.append(f"{where}: fail_if_ratio must be a share between 0 and 1")
             ratio = None
+        elif action == "fail" and ratio == 1:
+            # A `fail` rule fails only past its share, and no share of rows passes every row.
+            problems.append(f'{where}: action = "fail" with fail_if_ratio = 1 never fails: give a smaller share')
         return severity, action, None if ratio is None else float(ratio)
 
     relations = []

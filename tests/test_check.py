@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from filegate.check import check_files, main
-from filegate.contracts import load_contracts, patterns_overlap
+from filegate.contracts import BUILTIN_DATASETS, load_contracts, patterns_overlap
 from filegate.errors import ContractError
 from filegate.pipelines import load_pipelines, parse_pipeline
 from filegate.validation import match_dataset
@@ -91,6 +91,35 @@ def test_the_contracts_folder_setting_is_read_as_the_function_reads_it(
 
     assert code == 0
     assert "8 of 8 file(s) sound" in capsys.readouterr().out
+
+
+def test_the_built_in_folder_as_the_contracts_folder_setting_is_sound(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    builtin = BUILTIN_DATASETS.parent / ".." / BUILTIN_DATASETS.parent.name / BUILTIN_DATASETS.name
+    monkeypatch.setenv("FILEGATE_CONTRACTS_DIR", str(builtin))
+
+    assert main(["--no-spark"]) == 0
+    assert "7 of 7 file(s) sound" in capsys.readouterr().out
+
+
+def test_two_built_in_files_naming_one_dataset_are_a_finding_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A stale copy left in a package: the loaders refuse it, and check crashed on their error.
+    from filegate import check, contracts, pipelines
+
+    for shipped in BUILTIN_DATASETS.glob("*.toml"):
+        (tmp_path / shipped.name).write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "customers_old.toml").write_text((tmp_path / "customers.toml").read_text(encoding="utf-8"), "utf-8")
+    for module in (check, contracts, pipelines):
+        monkeypatch.setattr(module, "BUILTIN_DATASETS", tmp_path)
+    monkeypatch.setattr(check, "load_contracts", contracts.load_contracts.__wrapped__)  # not the real ones, cached
+
+    assert main(["--no-spark"]) == 1
+    printed = capsys.readouterr().out
+    assert f"{tmp_path / 'customers_old.toml'}:8: dataset customers is also defined in" in printed
+    assert "the built-in datasets do not load: dataset customers is defined twice" in printed
 
 
 def test_a_contracts_folder_setting_naming_a_file_is_refused_as_the_function_refuses_it(
@@ -543,6 +572,11 @@ _RELATION = '[[relations]]\nname = "refund_sale"\nchild = "refunds"\nparent = "s
             '[[rules]]\nname = "big"\ndataset = "sales"\nsql = "SELECT 1"\nfail_if_ratio = true\n',
             "rules[0] big: fail_if_ratio must be a share between 0 and 1",
         ),
+        # A fail rule fails past its share: at 1 it never could.
+        (
+            '[[rules]]\nname = "big"\ndataset = "sales"\nsql = "SELECT 1"\naction = "fail"\nfail_if_ratio = 1\n',
+            'rules[0] big: action = "fail" with fail_if_ratio = 1 never fails',
+        ),
         # The second segment's labels replaced the first's; the job's business date replaced a segment's labels.
         (_DAILY + _BAND + _BAND.replace('"big"', '"huge"'), "table daily: segments add size twice"),
         (
@@ -700,7 +734,7 @@ def test_a_file_pattern_no_file_can_meet_is_a_finding(tmp_path: Path, pattern: s
 
 def test_a_file_patterns_own_brackets_are_its_text(tmp_path: Path) -> None:
     # A name's own brackets are read as written (spark_jobs.validation reads such a path literally).
-    _, findings = check_files([_dataset(tmp_path, "sales", "sales [eu] [2024-final]_{yyyy}{mm}{dd}.csv")])
+    _, findings = check_files([_dataset(tmp_path, "sales", "sales [eu] [2020-2029]_{yyyy}{mm}{dd}.csv")])
 
     assert findings == []
 

@@ -92,6 +92,20 @@ def test_two_built_in_files_naming_one_dataset_are_refused_and_a_users_file_stil
     assert load_contracts.__wrapped__(users)["order_tracking"].scd_type == 2
 
 
+def test_the_built_in_folder_named_again_under_another_spelling_loads_once() -> None:
+    # FILEGATE_CONTRACTS_DIR=filegate/datasets: each built-in file was taken for a second definition of itself,
+    # and every delivery and task refused the folder.
+    from filegate.pipelines import load_pipelines
+
+    builtin = contracts_module.BUILTIN_DATASETS
+    again = builtin.parent / ".." / builtin.parent.name / builtin.name
+
+    contracts = load_contracts.__wrapped__(again)
+
+    assert sorted(contracts) == sorted(load_contracts())
+    assert sorted(load_pipelines(contracts, again)) == sorted(load_pipelines(load_contracts()))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -131,8 +131,8 @@ def test_a_redeploy_leaves_out_what_the_checkout_no_longer_holds(tmp_path: Path)
 
 
 def test_the_wheel_declares_its_license_as_an_spdx_expression(wheel: zipfile.ZipFile) -> None:
-    # The build takes the newest setuptools (>=68); since 77 it warns that a `license = { text = ... }`
-    # table stops building on 2027-02-18, and with it every `bundle deploy` and `make setup`.
+    # setuptools warns since 77 that a `license = { text = ... }` table stops building on 2027-02-18, and with
+    # it every `bundle deploy` and `make setup` that takes a newer setuptools.
     metadata = wheel.read("filegate-0.1.0.dist-info/METADATA").decode()
 
     assert "License-Expression: Apache-2.0" in metadata.splitlines()

@@ -95,8 +95,9 @@ variable "databricks_host" {
   type        = string
 
   validation {
-    # The function refuses a path, query or fragment on every delivery (the browser's `/?o=<id>#...` of an
-    # Azure workspace, a run page's address): the SDK would send them in every Jobs API request.
+    # The function fails every delivery on a query or fragment (the browser's `/?o=<id>#...` of an Azure
+    # workspace), which it refuses, and on a path (a run page's address), which the SDK sends in every
+    # Jobs API request and the workspace answers with a web page.
     condition     = can(regex("^https://[^/?#]+/?$", var.databricks_host))
     error_message = "databricks_host must be the workspace URL alone, https://<host>, without a path, ?o=... or #..."
   }
