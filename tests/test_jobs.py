@@ -9,6 +9,8 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -266,6 +268,14 @@ def test_a_host_given_with_a_path_is_a_setting_to_fix_not_a_missing_job(
 def test_a_host_that_is_another_service_is_a_setting_to_fix(
     monkeypatch: pytest.MonkeyPatch, status: int, body: bytes
 ) -> None:
+    with not_databricks(status, body) as url, pytest.raises(SettingsError, match="does not serve the Jobs API"):
+        DatabricksJobs(databricks_env(monkeypatch, url)).check_job()
+
+
+@contextmanager
+def not_databricks(status: int, body: bytes) -> Iterator[str]:
+    """The URL of a local server that answers every GET with `status` and `body` (XML or a web page)."""
+
     class NotDatabricks(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(status)
@@ -279,10 +289,8 @@ def test_a_host_that_is_another_service_is_a_setting_to_fix(
 
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotDatabricks) as server:
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_address[1]}"
         try:
-            with pytest.raises(SettingsError, match="does not serve the Jobs API"):
-                DatabricksJobs(databricks_env(monkeypatch, url)).check_job()
+            yield f"http://127.0.0.1:{server.server_address[1]}"
         finally:
             server.shutdown()
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,6 +23,7 @@ from local_world.jobs_api.recording import (
     local_jobs_api,
     workspace_client,
 )
+from tests.test_jobs import not_databricks
 
 SOURCE = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/05/order_tracking_2024_03_05.csv"
 BROKEN = "abfss://archive@devstoreaccount1.dfs.core.windows.net/order_tracking/2024/03/06/order_tracking_2024_03_06.csv"
@@ -412,27 +411,10 @@ def test_a_host_that_answers_with_a_web_page_names_the_setting(
 ) -> None:
     # A sign-in page answering 200: the run, or the runs of a job given by id, were read as JSON and the
     # JSON error alone was printed ("configuration error: Expecting value: line 1 column 1 (char 0)").
-    class SignInPage(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<!doctype html><html><body>Sign in</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            """Quiet: http.server would print every request to stderr."""
-
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), SignInPage) as page:
-        threading.Thread(target=page.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        url = f"http://127.0.0.1:{page.server_address[1]}"
+    with not_databricks(200, b"<!doctype html><html><body>Sign in</body></html>") as url:
         point_status_at(SimpleNamespace(url=url), monkeypatch)  # type: ignore[arg-type]
         monkeypatch.setenv("FILEGATE_JOB_ID", "1")
-        try:
-            code = status.main(argv)
-        finally:
-            page.shutdown()
+        code = status.main(argv)
 
     assert code == 2
     assert f"configuration error: {url} does not serve the Jobs API: set DATABRICKS_HOST" in capsys.readouterr().err

@@ -279,19 +279,23 @@ def test_the_command_exits_1_for_a_file_it_cannot_read_and_names_what_makes_it_r
     assert len(world.runs()) == 2
 
 
+def run_command_on(gate: Gate, world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`main` (the command) run on `gate`, with the world's settings in its environment."""
+    from filegate import stores
+    from tests.test_readiness import _env
+
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(stores, "open_gate", lambda *args, **kwargs: gate)
+
+
 @pytest.mark.parametrize("world", ["azure"], indirect=True)
 def test_a_sweep_stopped_by_a_failure_says_what_it_did_and_names_a_file_it_cannot_read(
     world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from filegate import stores
-    from tests.test_readiness import _env
-
     frozen = world.settings.landing.path("order_tracking_2024_03_06.csv")
     frozen_in_archive_tier(request.getfixturevalue("azurite"), world.settings.landing.container, frozen, DATA)
-    for name, value in _env(world, request).items():
-        monkeypatch.setenv(name, value)
-    gate = world.gate()
-    monkeypatch.setattr(stores, "open_gate", lambda *args, **kwargs: gate)  # the gate behind the fault proxy
+    run_command_on(world.gate(), world, request, monkeypatch)  # the gate behind the fault proxy
     archive = world.settings.archive.container
     assert world.proxy is not None
     # The landing pass is over when listing the archive (the runless copies) fails.
@@ -311,16 +315,10 @@ def test_a_sweep_stopped_by_a_failure_says_what_it_did_and_names_a_file_it_canno
 def test_a_sweep_stopped_by_a_failure_after_a_run_now_refused_exits_2_and_says_what_is_left(
     world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from filegate import stores
-    from tests.test_readiness import _env
-
     # Run-now denied (a grant to fix), then the archive's listing fails: exit 75 had a scheduler retry for ever
     # what only a grant mends, and stderr named neither the file left archived nor what finishes it.
     world.upload(NAME, DATA)
-    for name, value in _env(world, request).items():
-        monkeypatch.setenv(name, value)
-    gate = world.gate()
-    monkeypatch.setattr(stores, "open_gate", lambda *args, **kwargs: gate)  # the gate behind the fault proxy
+    run_command_on(world.gate(), world, request, monkeypatch)  # the gate behind the fault proxy
     world.jobs_api.inject(Fault("run-now", status=403, error_code="PERMISSION_DENIED"))
     archive = world.settings.archive.container
     assert world.proxy is not None
@@ -345,20 +343,16 @@ def test_a_sweep_stopped_by_a_failure_after_a_run_now_refused_exits_2_and_says_w
 def test_the_command_exits_1_for_an_archived_file_whose_contract_was_removed_as_reconcile_does(
     world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from filegate import stores
     from filegate.contracts import Contracts
-    from tests.test_readiness import _env
 
     # Archived while run-now failed, then its contract removed: no sweep starts its run, and exit 0 ("all done")
     # hid it from a scheduler; `filegate reconcile --redrive` exits 1 for the same file.
     world.upload(NAME, DATA)
     [pending] = run_sweep(later(world.gate_with_jobs_down(), 2 * HOUR), HOUR).outcomes
     assert pending.status == RUN_PENDING
-    for name, value in _env(world, request).items():
-        monkeypatch.setenv(name, value)
     gate = world.gate()
     without = Contracts({name: contract for name, contract in gate.contracts.items() if name != "order_tracking"})
-    monkeypatch.setattr(stores, "open_gate", lambda *args, **kwargs: dataclasses.replace(gate, contracts=without))
+    run_command_on(dataclasses.replace(gate, contracts=without), world, request, monkeypatch)
 
     code = main(["--older-than", "0", "--target", "azure"])
 
