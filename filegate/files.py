@@ -280,25 +280,18 @@ def startable(found: ArchivedFile) -> bool:
     return found.run_id is None or found.state == UNKNOWN or found.state in NEVER_RAN_STATES
 
 
-def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
-    """Start the missing run of an archived file with its own token, or one replacing a run Databricks skipped;
-    a failed run is named, never run twice."""
-    try:
-        return _start_missing_run(gate, found)
-    except RunNotStarted as exc:
-        return _run_pending(found, exc)
-
-
 def redrive_files(gate: Gate, files: Sequence[ArchivedFile], untried: list[ArchivedFile]) -> Iterator[Outcome]:
-    """`redrive` each file in turn; stops after a run-now that failed and may pass when asked again (the Jobs API
-    did not answer, or answered an outage), putting the files not tried into `untried`: the SDK has spent its
-    retry window (about 20 s) on it, and each file after it would spend its own. A run refused for a setting
-    or a permission is said at once, and the others go on, as in `backfill_files`."""
+    """Start each file's missing run in turn (`_start_missing_run`); stops after a run-now that failed and may
+    pass when asked again (the Jobs API did not answer, or answered an outage), putting the files not tried
+    into `untried`: the SDK has spent its retry window (about 20 s) on it, and each file after it would spend
+    its own. A run refused for a setting or a permission is said at once, and the others go on, as in
+    `backfill_files`."""
     for done, found in enumerate(files, start=1):
         try:
             outcome = _start_missing_run(gate, found)
         except RunNotStarted as exc:
-            yield _run_pending(found, exc)
+            reasons = (str(exc),)
+            yield Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=reasons, to_fix=exc.to_fix)
             if exits.exit_code(exc) == exits.TRY_AGAIN:
                 untried.extend(files[done:])
                 return
@@ -307,7 +300,8 @@ def redrive_files(gate: Gate, files: Sequence[ArchivedFile], untried: list[Archi
 
 
 def _start_missing_run(gate: Gate, found: ArchivedFile) -> Outcome:
-    """`redrive`, raising RunNotStarted when run-now fails."""
+    """Start the missing run of an archived file with its own token, or one replacing a run Databricks skipped;
+    a failed run is named, never run twice. RunNotStarted when run-now fails."""
     container, _, path = found.path.partition("/")
     if not startable(found):
         reason = (
@@ -320,10 +314,6 @@ def _start_missing_run(gate: Gate, found: ArchivedFile) -> Outcome:
         return Outcome(FAILED, source=found.path, reasons=("the archived file is gone",))
     skipped = found.run_id if found.state in NEVER_RAN_STATES else None
     return redrive_archived(gate, info, replaces=skipped)
-
-
-def _run_pending(found: ArchivedFile, exc: RunNotStarted) -> Outcome:
-    return Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=(str(exc),), to_fix=exc.to_fix)
 
 
 def run_needs_repair(outcome: Outcome) -> bool:

@@ -19,17 +19,18 @@ from filegate.exits import FAILED as FAILED_CODE
 from filegate.exits import OK, TRY_AGAIN
 from filegate.files import (
     NO_RUN,
+    ArchivedFile,
     archived_files,
     backfill_files,
     backfill_selection,
     dead_letters,
-    redrive,
     redrive_dead_letter,
+    redrive_files,
     rejected_files,
     reprocess_rejected,
     unfinished,
 )
-from filegate.ingest import ARCHIVED, IDENTICAL, IGNORED, REDRIVEN, REJECTED, RUN_PENDING, handle_payload
+from filegate.ingest import ARCHIVED, IDENTICAL, IGNORED, REDRIVEN, REJECTED, RUN_PENDING, Gate, Outcome, handle_payload
 from filegate.settings import Location
 from filegate.storage import Body, ObjectInfo, Store
 from filegate.sweep import FAILED, sweep_pipeline_batches, upload_from_object
@@ -39,6 +40,13 @@ from local_world.jobs_api import Fault
 from local_world.jobs_api.recording import RecordingRunner
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
 from tests.test_batches import batch_pieces, deliver, later_clock, trigger_bytes, trigger_name, with_policy
+
+
+def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
+    """`filegate reconcile --redrive` of one file: its outcome."""
+    [outcome] = redrive_files(gate, [found], [])
+    return outcome
+
 
 NAME = "order_tracking_2024_03_05.csv"
 DATA = csv_bytes([tracking_row(i) for i in range(6)])
