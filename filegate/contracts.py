@@ -61,6 +61,8 @@ def decimal_pattern(precision: int, scale: int) -> str:
 # not of its type breaks the row; a value outside a list, a pattern, a length or a range is a quality
 # problem of the row.
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
+# The kinds of rule a column's values obey: a rejected row's rule id is `<dataset>.<column>.<kind>`.
+COLUMN_RULE_KINDS = ("required", "type", "allowed", "pattern", "min_length", "max_length", "min", "max")
 _DEFAULT_SEVERITY = {"required": "HIGH", "type": "HIGH"}
 NUMERIC_BOUND_TYPES = ("long", "double")
 
@@ -925,6 +927,10 @@ def _check_problems(contract: Contract) -> list[Problem]:
         if check.severity not in SEVERITIES:
             problems.append(Problem(where, f"severity must be one of {', '.join(SEVERITIES)}, not {check.severity!r}"))
         problems.extend(_param_problems(contract, check.expr, where))
+        if check.name in COLUMN_RULE_KINDS and "check" in contract.column_names:
+            # Both would report as `<dataset>.check.<kind>` in validation_results, their counts added up.
+            clash = f"shares its rule id {contract.check_id(check)} with column check's {check.name} rule; rename it"
+            problems.append(Problem(where, clash))
     names = [check.name for check in contract.checks]
     problems.extend(
         Problem(f"checks.{name}", "is declared twice") for name in sorted({n for n in names if names.count(n) > 1})

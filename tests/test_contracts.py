@@ -293,6 +293,14 @@ def test_a_toml_float_bound_of_a_decimal_column_is_kept_in_plain_notation() -> N
         ({"scd_type": 2, "track_history": ["nope"]}, "nope is not a column"),
         ({"checks": [{"name": "c", "expr": "x > 1", "action": "drop"}]}, "action must be one of reject, warn"),
         ({"checks": [{"name": "c", "expr": "x > ${param.limit}"}]}, r"\$\{param.limit\} is not in \[params\]"),
+        # Column `check`'s pattern rule and this check would both count as `things.check.pattern`.
+        (
+            {
+                "columns": [{"name": "id", "type": "long", "nullable": False}, {"name": "check", "type": "string"}],
+                "checks": [{"name": "pattern", "expr": "id > 0"}],
+            },
+            r"checks.pattern: shares its rule id things.check.pattern with column check's pattern rule",
+        ),
         ({"derived": [{"name": "code", "type": "string", "expr": "1"}]}, "clashes with a column"),
         ({"derived": [{"name": "d", "type": "date", "expr": "_business_date"}]}, "_business_date belongs in checks"),
         ({"derived": [{"name": "d", "type": "string"}]}, "give either expr or bands"),

@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from filegate.contracts import Column, load_contracts
+from filegate.contracts import COLUMN_RULE_KINDS, Column, load_contracts
 from filegate.validation import line_break_reason, not_well_formed_reason, text_records, validate_matched
 from spark_jobs.columns import RAW_LINE, RULES
 from spark_jobs.row_rules import apply_row_rules
@@ -24,6 +24,7 @@ from spark_jobs.validation import (
     HeaderMismatch,
     column_reason,
     column_rule_id,
+    column_rules,
     parse_fields,
     read_lines,
     split_records,
@@ -500,6 +501,13 @@ RULE_CASES: list[tuple[Column, list[str]]] = [
     ),
     (Column("never", "long", allowed=("x",)), ["1", "x"]),
 ]  # fmt: skip
+
+
+def test_every_rule_kind_the_job_gives_is_one_the_contracts_know() -> None:
+    # `filegate check` keeps a check from taking a rule id that a column named `check` gives (COLUMN_RULE_KINDS).
+    kinds = {kind for column, _ in RULE_CASES for _, kind, _ in column_rules(column, "value")}
+
+    assert kinds == set(COLUMN_RULE_KINDS)
 
 
 @pytest.mark.parametrize(("column", "texts"), RULE_CASES, ids=[column.name for column, _ in RULE_CASES])
