@@ -167,9 +167,18 @@ def _code(exc: Exception) -> str:
     return _enum_text(getattr(exc, "error_code", None))
 
 
+def _account_name(service: BlobServiceClient) -> str:
+    """The account's name as Azure's events and the URIs Spark reads spell it: lower case.
+
+    The SDK keeps the name as the setting spells it (URL, BlobEndpoint or AccountName): a capital there
+    made every event another account's.
+    """
+    return str(service.account_name).lower()
+
+
 def _account_identity(service: BlobServiceClient) -> tuple[str, str]:
     """An account's host and name in the case Azure gives them (DNS and account names are case-blind)."""
-    return str(service.primary_hostname).lower(), str(service.account_name).lower()
+    return str(service.primary_hostname).lower(), _account_name(service)
 
 
 def _service(setting: str, name: str) -> BlobServiceClient:
@@ -215,10 +224,7 @@ class AzureBlobStore:
         """
         self._service = service
         self._elsewhere = dict(elsewhere or {})
-        # The SDK keeps the account's name as the setting spells it (URL, BlobEndpoint or AccountName); Azure's
-        # names are lower case, as its events and the URIs Spark reads spell them: a capital made every event
-        # another account's.
-        self.account = str(service.account_name).lower()
+        self.account = _account_name(service)
         self._delegation: dict[str, Any] = {}
 
     def _account(self, container: str) -> BlobServiceClient:
@@ -240,7 +246,7 @@ class AzureBlobStore:
     def account_of(self, container: str) -> tuple[str, str]:
         """The account `container` lives in: its name and its blob service's address (as `endpoint`)."""
         service = self._account(container)
-        return str(service.account_name).lower(), f"{service.scheme}://{service.primary_hostname}"
+        return _account_name(service), f"{service.scheme}://{service.primary_hostname}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureBlobStore:
@@ -477,7 +483,7 @@ class AzureBlobStore:
                 yield _info(container, str(item.name), item)
 
     def spark_uri(self, container: str, path: str) -> str:
-        return azure_uri(str(self._account(container).account_name).lower(), container, path)
+        return azure_uri(_account_name(self._account(container)), container, path)
 
     def download(self, container: str, path: str, destination: str) -> None:
         blob = self._blob(container, path)
