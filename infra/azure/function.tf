@@ -116,10 +116,16 @@ resource "terraform_data" "drop_key_based_storage_settings" {
 # Blob data on this account: the function reads landing and writes rejected; the host keeps its leases
 # and keys in containers it creates itself; and the copies into the archive account carry a user
 # delegation SAS for the landing blob, whose key Azure grants only at account scope. So the account is
-# the narrowest scope.
+# the narrowest scope. The role is Owner, not Contributor, because this account is the host's storage
+# (AzureWebJobsStorage__accountName): Microsoft's "Connecting to host storage with an identity"
+# (learn.microsoft.com/azure/azure-functions/functions-reference) names Storage Blob Data Owner as the
+# minimum for the host alone and for the timer trigger's locks (the sweep). Its optional Storage Table
+# Data Contributor, for diagnostic events, and its queue roles, for blob triggers and Durable Functions,
+# are left out: this app uses neither, and without the table role the host only logs that it cannot
+# write those events.
 resource "azurerm_role_assignment" "function_blob_data" {
   scope                = azurerm_storage_account.filegate.id
-  role_definition_name = "Storage Blob Data Contributor"
+  role_definition_name = "Storage Blob Data Owner"
   principal_id         = azurerm_function_app_flex_consumption.filegate.identity[0].principal_id
   principal_type       = "ServicePrincipal"
 }

@@ -18,7 +18,8 @@ COMMITTED_WRITES = ["PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"]
 ALLOWED_GRANTS = {
     # Landing account: landing, rejected, the host's containers, and the user delegation key for the
     # SAS that signs each copy into the archive account (Azure grants that key only at account scope).
-    "function_blob_data": ("Storage Blob Data Contributor", "${azurerm_storage_account.filegate.id}"),
+    # Owner: the Functions host's documented minimum on its AzureWebJobsStorage account, timer locks included.
+    "function_blob_data": ("Storage Blob Data Owner", "${azurerm_storage_account.filegate.id}"),
     # Archive account: the archive container alone.
     "function_archive": ("Storage Blob Data Contributor", "${azurerm_storage_container.archive.id}"),
     # Unity Catalog's storage credential: read and list the archive account, which holds nothing else;
@@ -230,6 +231,21 @@ def test_function_reaches_storage_with_its_managed_identity_only(azure: Terrafor
     # An account URL, so the archive too is reached with the managed identity.
     assert filegate["FILEGATE_AZURE_ARCHIVE_STORAGE"] == "${azurerm_storage_account.archive.primary_blob_endpoint}"
     assert not re.search(r"\b(primary|secondary)_(access_key|connection_string|blob_connection_string)\b", azure.text())
+
+
+def test_the_host_holds_the_documented_minimum_role_on_its_own_storage_account(azure: TerraformModule) -> None:
+    # learn.microsoft.com/azure/azure-functions/functions-reference, "Connecting to host storage with an
+    # identity": Storage Blob Data Owner for the host alone and for the timer trigger's locks. With less
+    # (Contributor), the host is outside what Microsoft supports on its AzureWebJobsStorage account.
+    platform = azure.resolve("${local.platform_settings}")
+    host_account = platform["AzureWebJobsStorage__accountName"].replace(".name}", ".id}")
+    grants = azure.of_type("azurerm_role_assignment").values()
+
+    assert {
+        grant["role_definition_name"]
+        for grant in grants
+        if grant["principal_id"] == FUNCTION_PRINCIPAL and grant["scope"] == host_account
+    } == {"Storage Blob Data Owner"}
 
 
 def test_key_based_settings_the_provider_adds_are_deleted_after_every_change_of_the_app(
