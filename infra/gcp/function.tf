@@ -148,6 +148,24 @@ resource "google_project_iam_member" "function_receives_events" {
   member  = google_service_account.function.member
 }
 
+# Both triggers push to their function through a Pub/Sub subscription that Eventarc manages, with an
+# OIDC token for the trigger's service account that the Pub/Sub service agent mints. A service agent
+# created on or before April 8, 2021 lacks that right unless it holds roles/pubsub.serviceAgent, and
+# every push then fails authentication: Eventarc's "Create a trigger using Terraform"
+# (cloud.google.com/eventarc/docs/creating-triggers-terraform) grants it Service Account Token Creator
+# for that case. Newer projects already have it, so the grant is harmless there. The guide grants it on
+# the project, which would let the agent mint tokens for every account in it; the permission is
+# checked on the account the token is for, so it is granted on the two trigger accounts alone.
+resource "google_service_account_iam_member" "pubsub_mints_push_tokens" {
+  for_each = {
+    function = google_service_account.function.name
+    sweep    = google_service_account.sweep.name
+  }
+  service_account_id = each.value
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
 data "archive_file" "function_source" {
   type        = "zip"
   source_dir  = abspath("${path.module}/${var.function_source_dir}")
@@ -280,6 +298,7 @@ resource "google_cloudfunctions2_function" "filegate" {
     google_project_service.apis,
     google_project_iam_member.gcs_publishes_events,
     google_project_iam_member.function_receives_events,
+    google_service_account_iam_member.pubsub_mints_push_tokens,
     google_secret_manager_secret_iam_member.function_reads_token,
     google_secret_manager_secret_version.databricks_token,
     google_artifact_registry_repository_iam_member.build_pushes_images,

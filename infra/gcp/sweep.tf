@@ -138,6 +138,7 @@ resource "google_cloudfunctions2_function" "sweep" {
     google_storage_bucket_iam_member.sweep_deletes,
     google_storage_bucket_iam_member.sweep_marks_archive,
     google_secret_manager_secret_iam_member.sweep_reads_token,
+    google_service_account_iam_member.pubsub_mints_push_tokens,
     google_secret_manager_secret_version.databricks_token,
     google_artifact_registry_repository_iam_member.build_pushes_images,
     google_project_iam_member.build_writes_logs,

@@ -249,6 +249,26 @@ def test_project_level_roles_are_only_those_without_a_narrower_scope(gcp: Terraf
     assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", FUNCTION_MEMBER)
 
 
+def test_the_pubsub_service_agent_may_mint_push_tokens_for_each_trigger_account_alone(gcp: TerraformModule) -> None:
+    # Eventarc's Terraform guide: a Pub/Sub service agent created on or before April 8, 2021 needs Token
+    # Creator, or every authenticated push to the function fails; here on the trigger accounts, not the project.
+    grant = gcp.resource("google_service_account_iam_member", "pubsub_mints_push_tokens")
+    triggers = [gcp.resource(*function)["event_trigger"][0] for function in (FUNCTION, SWEEP)]
+
+    assert grant["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert grant["member"] == (
+        "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    )
+    assert grant["service_account_id"] == "${each.value}"
+    assert sorted(grant["for_each"].values()) == sorted(
+        trigger["service_account_email"].replace(".email}", ".name}") for trigger in triggers
+    )
+    # The first event must not reach a trigger whose pushes cannot authenticate yet.
+    for function in (FUNCTION, SWEEP):
+        assert "${google_service_account_iam_member.pubsub_mints_push_tokens}" in gcp.resource(*function)["depends_on"]
+    assert set(gcp.of_type("google_service_account_iam_member")) == {"pubsub_mints_push_tokens"}
+
+
 def test_function_is_built_by_its_own_account_into_its_own_repository(gcp: TerraformModule) -> None:
     function = gcp.resource(*FUNCTION)
     build = function["build_config"][0]
