@@ -145,6 +145,14 @@ variable "databricks_token" {
   default     = null
   sensitive   = true
   ephemeral   = true
+
+  validation {
+    # As on Azure: a blank token (TF_VAR_databricks_token exported from an unset shell variable) would be
+    # written as the secret's new version, and the function would fail every delivery's Databricks call.
+    # Null stays allowed: after the first apply the stored version is kept until databricks_token_version rises.
+    condition     = var.databricks_token == null || try(length(trimspace(var.databricks_token)) > 0, false)
+    error_message = "databricks_token is blank: export TF_VAR_databricks_token=dapi... with the token, or unset it to keep the one in Secret Manager."
+  }
 }
 
 variable "databricks_token_version" {

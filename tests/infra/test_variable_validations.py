@@ -152,6 +152,21 @@ def test_gcp_refuses_a_timeout_event_driven_functions_cannot_have(gcp_variables:
     )
 
 
+@pytest.mark.parametrize("token", ["", "  "])
+def test_gcp_refuses_a_blank_databricks_token(token: str, gcp_variables: Path) -> None:
+    # Written to Secret Manager as the token's new version, it would fail every delivery's Databricks call.
+    result = plan(gcp_variables, "gcp", [], env={"TF_VAR_databricks_token": token})
+
+    assert "databricks_token is blank" in refusal(result)
+
+
+def test_gcp_accepts_a_token_or_none_to_keep_the_stored_one(gcp_variables: Path) -> None:
+    with_token = plan(gcp_variables, "gcp", [], env={"TF_VAR_databricks_token": "dapi-test"})
+
+    assert with_token.returncode == 0, with_token.stdout + with_token.stderr
+    assert plan(gcp_variables, "gcp", []).returncode == 0
+
+
 @pytest.mark.parametrize("cloud", ["azure", "gcp"])
 def test_the_workspace_url_alone_passes_with_or_without_its_slash(
     cloud: str, azure_variables: Path, gcp_variables: Path
