@@ -1,0 +1,77 @@
+"""The merge benchmark's measuring from outside: the peak memory it reports is the process tree's own."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_merge.py"
+
+# A process holding 200 MiB that forks a child which, like a command a JVM spawns before its exec, shares
+# those pages; both wait for their stdin to close.
+FORKING = """
+import os, sys
+held = b"x" * (200 << 20)
+child = os.fork()
+if child == 0:
+    sys.stdin.read()
+    os._exit(0)
+print("forked", flush=True)
+sys.stdin.read()
+os.waitpid(child, 0)
+"""
+
+
+@pytest.fixture
+def bench_merge(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # The benchmarks import each other as scripts do: from their own folder.
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    return importlib.import_module("bench_merge")
+
+
+def vm_rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+
+
+def test_a_forked_child_before_its_exec_does_not_count_its_parents_memory_again(bench_merge: ModuleType) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", FORKING], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "forked\n"
+        parent = vm_rss_kib(process.pid)
+
+        tree = bench_merge.tree_rss_kib(process.pid)
+
+        assert parent > 200 << 10
+        assert tree < parent + (50 << 10)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+def test_a_child_that_ran_another_program_counts(bench_merge: ModuleType) -> None:
+    # The child inherits both pipes: its line says that its own interpreter runs.
+    child = "import sys; print('running', flush=True); sys.stdin.read()"
+    script = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "running\n"
+        (pid,) = (int(child) for child in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split())
+
+        tree = bench_merge.tree_rss_kib(process.pid)
+
+        assert tree >= vm_rss_kib(process.pid) + vm_rss_kib(pid) - (5 << 10)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
