@@ -47,7 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_merge import SAMPLE_SECONDS, bench_session, run_sampled, tree_rss_kib  # noqa: E402
+from bench_merge import SAMPLE_SECONDS, bench_session, checkout, run_sampled, tree_rss_kib  # noqa: E402
 from profile_tasks import process_cpu, time_statements  # noqa: E402
 
 from filegate.contracts import load_contracts  # noqa: E402
@@ -455,7 +455,13 @@ def render(results: list[dict[str, Any]]) -> str:
     lines = [
         "# Batch job benchmark (Delta Lake on Spark, local)",
         "",
-        *(f"Command: `{command}`  " for command in dict.fromkeys(r["command"] for r in results)),
+        # A scale kept from an earlier run with the same --work-dir has its own command and commit.
+        *(
+            f"Command: `{command}` at {commit}  "
+            for command, commit in dict.fromkeys(
+                (r["command"], r.get("commit", "an unrecorded commit")) for r in results
+            )
+        ),
         f"Machine: {os.cpu_count()} cores, {memory_gib:.0f} GiB RAM, Python {platform.python_version()}; "
         f"1-minute load average {min(loads):.1f} to {max(loads):.1f}, at the start and after each day (shared); "
         f"run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
@@ -578,13 +584,16 @@ def main() -> int:
         parser.error("--days and --orders must be at least 1")
     results_path = args.results or (RESULTS.with_name("batch-quick.md") if args.quick else RESULTS)
     scales = [int(s) for s in args.scales.split(",") if s]
+    # Read before the run: the table says what was measured even if the tree changes meanwhile.
+    commit = checkout()
     started = time.perf_counter()
     with work_folder(args.work_dir) as work:
         # Scales measured by earlier runs with the same --work-dir stay in the table (each with its command).
         saved = work / "results.json"
         results = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else []
         for scale in scales:
-            result = {**measure(scale, args, work), "command": "bench/bench_batch.py " + " ".join(sys.argv[1:])}
+            command = "bench/bench_batch.py " + " ".join(sys.argv[1:])
+            result = {**measure(scale, args, work), "command": command, "commit": commit}
             results = sorted([r for r in results if r["scale"] != scale] + [result], key=lambda r: r["scale"])
             # Written after every scale: a run cut short keeps what finished.
             saved.write_text(json.dumps(results), encoding="utf-8")

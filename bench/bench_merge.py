@@ -365,14 +365,29 @@ def measure(size: int, args: argparse.Namespace, source: Path, file_keys: pa.Arr
     }
 
 
-def render(results: list[dict[str, Any]], command: str, driver_memory: str) -> str:
+def checkout(repo: Path = REPO) -> str:
+    """The commit the benchmark runs, and whether tracked files differ from it: what a result was measured on."""
+
+    def git(*arguments: str) -> str:
+        done = subprocess.run(["git", *arguments], cwd=repo, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "no git commit found"
+    return f"{commit} with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else commit
+
+
+def render(results: list[dict[str, Any]], command: str, driver_memory: str, commit: str, loads: list[float]) -> str:
     first = results[0]
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     lines = [
         "# Merge benchmark (Delta Lake on Spark, local)",
         "",
-        f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}; Spark driver memory {driver_memory}; "
-        f"run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Command: `{command}` at {commit}  ",
+        f"Machine: {os.cpu_count()} cores, {memory_gib:.0f} GiB RAM, Python {platform.python_version()}; "
+        f"Spark driver memory {driver_memory}; 1-minute load average {min(loads):.1f} to {max(loads):.1f}, at the "
+        f"start and after each size (shared); run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
         "| target rows | file rows | stage s | target s | job s | job peak MiB | rows merged | rows changed "
         "| floor s (Spark MERGE) | floor peak MiB | job / floor | delta-rs merge s | delta-rs peak MiB "
@@ -418,6 +433,8 @@ def main() -> int:
     sizes = sorted({args.target_rows, *(int(s) for s in args.growth.split(",") if s)})
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="filegate-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    # Read before the run: the table says what was measured even if the tree changes meanwhile.
+    commit = checkout()
     started = time.perf_counter()
     try:
         source = work / file_name(DAY)
@@ -432,11 +449,14 @@ def main() -> int:
         )
         file_keys = pc.unique(keys["tracking_num"].combine_chunks())
         results = []
+        loads = [os.getloadavg()[0]]
         for size in sizes:
             print(f"target {size:,} rows ...", file=sys.stderr)
             results.append(measure(size, args, source, file_keys, work))
+            loads.append(os.getloadavg()[0])
             print(f"  {json.dumps(results[-1])}", file=sys.stderr)
-        table = render(results, "bench/bench_merge.py " + " ".join(sys.argv[1:]), args.driver_memory)
+        command = "bench/bench_merge.py " + " ".join(sys.argv[1:])
+        table = render(results, command, args.driver_memory, commit, loads)
         print(table)
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(table, encoding="utf-8")

@@ -51,3 +51,42 @@ def test_a_sealed_volume_day_is_a_manifest_the_batch_job_accepts(
     assert [m.dataset for m in sealed.members] == ["customers", "products", "inventory", "orders", "shipping"]
     assert [m.expected_rows for m in sealed.members] == [50, 5, 10, 100, 100]
     assert all(Path(m.read_path).is_file() for m in sealed.members)
+
+
+def test_the_table_names_each_scales_command_and_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    bench_batch = importlib.import_module("bench_batch")
+    tasks = bench_batch.TASKS
+
+    def scale(number: int, command: str, commit: str) -> dict[str, object]:
+        day = {
+            "day": "2025-01-15",
+            "seconds": dict.fromkeys(tasks, 10.0),
+            "cpu_s": dict.fromkeys(tasks, 15.0),
+            "peak_mib": dict.fromkeys(tasks, 3000.0),
+            "jvm_cpu_s": 60.0,
+            "statements": {task: [] for task in tasks},
+        }
+        floor = {"day": "2025-01-15", "stage": {"orders": 2.0}, "merge": {"orders_target": 3.0}}
+        return {
+            "scale": number,
+            "volumes": Volumes.scaled(100 * number).__dict__,
+            "generated_s": None,
+            "driver_memory": "4g",
+            "job": {"days": [day], "merges": [{"day": "2025-01-15", "table": "orders_target", "changed": 100}]},
+            "floor": {"days": [{**floor, "stage_cpu_s": 3.0, "merge_cpu_s": 4.0}]},
+            "job_peak_mib": 3500.0,
+            "floor_peak_mib": 2000.0,
+            "loads": [1.0],
+            "days_requested": 1,
+            "warehouse_tables": "/tmp/w",
+            "command": command,
+            "commit": commit,
+        }
+
+    table = bench_batch.render(
+        [scale(1, "bench/bench_batch.py --scales 1", "abc1234"), scale(10, "b --scales 10", "def5678")]
+    )
+
+    assert "Command: `bench/bench_batch.py --scales 1` at abc1234" in table
+    assert "Command: `b --scales 10` at def5678" in table

@@ -75,3 +75,46 @@ def test_a_child_that_ran_another_program_counts(bench_merge: ModuleType) -> Non
         assert process.stdin is not None
         process.stdin.close()
         process.wait(timeout=30)
+
+
+def test_the_commit_read_is_heads_and_says_when_tracked_files_differ(bench_merge: ModuleType, tmp_path: Path) -> None:
+    def git(*arguments: str) -> str:
+        done = subprocess.run(["git", *arguments], cwd=tmp_path, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "job.py").write_text("a = 1\n")
+    git("add", "job.py")
+    git("-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-q", "-m", "first")
+    head = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "notes.txt").write_text("untracked files do not run\n")
+
+    clean = bench_merge.checkout(tmp_path)
+    (tmp_path / "job.py").write_text("a = 2\n")
+    changed = bench_merge.checkout(tmp_path)
+
+    assert clean == head
+    assert changed == f"{head} with uncommitted changes"
+
+
+def test_the_table_names_the_commit_and_the_load_it_was_measured_at(bench_merge: ModuleType) -> None:
+    row = {
+        "target_rows": 1_000_000,
+        "file_rows": 1_000_000,
+        "stage_s": 18.0,
+        "target_s": 17.0,
+        "job_s": 35.0,
+        "job_peak_mib": 3000.0,
+        "merged_rows": 474_995,
+        "changed": 474_995,
+        "floor_s": 13.0,
+        "floor_peak_mib": 2200.0,
+        "delta_rs_s": 0.8,
+        "delta_rs_peak_mib": 790.0,
+    }
+
+    table = bench_merge.render([row], "bench/bench_merge.py --growth ''", "4g", "abc1234", [0.4, 2.5])
+
+    assert "Command: `bench/bench_merge.py --growth ''` at abc1234" in table
+    assert "load average 0.4 to 2.5" in table
+    assert "| 2.69x |" in table
