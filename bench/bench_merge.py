@@ -4,14 +4,16 @@
     .venv/bin/python bench/bench_merge.py --file-rows 20000 --target-rows 200000 --growth 100000 --results /tmp/m.md
 
 Every target size gets a fresh process for the job: a local Spark session with Delta Lake (the
-project's jars), a small warm-up batch so that the measured run pays neither the JVM start nor the
+project's jars), a small warm-up batch (5,000 rows into a 5,000-row target holding half their keys,
+older: the measured run in miniature) so that the measured run pays neither the JVM start nor the
 first queries' compilation, then the job's own task bodies on a copy of the target: `stage_load`
 (read, check, write `_stage` and `_rejects`) and `target_load` (dedupe, MERGE, `processing_log` row,
 stage release), as `make demo` runs them.
 
 The floor is one bare Delta-on-Spark `MERGE INTO` of exactly the rows the job merged (saved to
 Parquet as the job handed them to its MERGE, outside the job's timing) into another copy of the
-same target, in a fresh process of its own with the same warm-up. A second reference is one bare
+same target, in a fresh process of its own, warmed up by a bare MERGE of the rows the job's warm-up
+merged into another copy of the same small target. A second reference is one bare
 delta-rs merge of the same rows (`deltalake`, on a copy without deletion vectors, which delta-rs
 cannot write).
 
@@ -141,6 +143,17 @@ def write_file(path: Path, rows: int) -> None:
         write_day(out, SEED, DAY, rows, rows // 10_000, 0.05, 0.03)
 
 
+def read_keys(path: Path) -> pa.Array:
+    """The distinct keys of a generated file."""
+    # The file carries malformed rows on purpose (one in 10,000); short ones are skipped here.
+    keys = pcsv.read_csv(
+        path,
+        parse_options=pcsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
+        convert_options=pcsv.ConvertOptions(include_columns=["tracking_num"]),
+    )
+    return pc.unique(keys["tracking_num"].combine_chunks())
+
+
 def build_target(path: Path, rows: int, file_keys: pa.Array) -> None:
     """A target of `rows` keys: half of the file's keys with older statuses, the rest synthetic."""
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -243,7 +256,11 @@ def run_job(job: dict[str, Any]) -> None:
         target_load.merge_batch(spark, warehouse, CONTRACT, arguments, started)
         return staged - begin, time.perf_counter() - staged
 
-    load(job["warmup"], Warehouse(spark, LocalWarehouse(Path(job["warmup_warehouse"]), CATALOG, SCHEMA)), "warmup")
+    warm = LocalWarehouse(Path(job["warmup_warehouse"]), CATALOG, SCHEMA)
+    prepare_target(spark, warm.path(DATASET))
+    warming = RecordingWarehouse(spark, warm)
+    warming.merged = Path(job["warmup_merged"])
+    load(job["warmup"], warming, "warmup")
     location = LocalWarehouse(Path(job["warehouse"]), CATALOG, SCHEMA)
     prepare_target(spark, location.path(DATASET))
     warehouse = RecordingWarehouse(spark, location)
@@ -263,12 +280,15 @@ def run_floor(floor: dict[str, Any]) -> None:
     """One bare Delta-on-Spark MERGE of the job's merge source into a copy of the target, after a warm-up."""
     spark = bench_session(floor["driver_memory"])
     spec = latest_wins_merge(CONTRACT, target_schema(CONTRACT).fieldNames())
-    # Warm-up: the same statement on a small table, so the measured MERGE pays no first-query compilation.
-    warm = Path(floor["target"]).parent / "floor-warmup"
-    small = spark.read.parquet(floor["merged"]).limit(WARMUP_ROWS)
-    small.write.format("delta").mode("overwrite").save(str(warm))
-    small.createOrReplaceTempView("warm_source")
-    spark.sql(merge_statement(f"delta.`{warm}`", "warm_source", spec)).collect()
+    # Warm-up: the MERGE the job's warm-up made, into a copy of its small target, so that the measured MERGE
+    # pays no first-query compilation. It updates through deletion vectors and inserts, as the measured one
+    # does: a table's own rows merged into it would change nothing.
+    warm = Path(floor["warmup_target"])
+    prepare_target(spark, warm)
+    spark.read.parquet(floor["warmup_merged"]).createOrReplaceTempView("warm_source")
+    (warmed,) = spark.sql(merge_statement(f"delta.`{warm}`", "warm_source", spec)).collect()
+    if not (warmed["num_updated_rows"] and warmed["num_inserted_rows"]):
+        raise RuntimeError(f"the floor's warm-up MERGE updated or inserted no row: {warmed}")
     prepare_target(spark, Path(floor["target"]))
     spark.read.parquet(floor["merged"]).createOrReplaceTempView("merged")
     started = time.perf_counter()
@@ -305,6 +325,9 @@ def run_delta_rs(reference: dict[str, Any]) -> None:
 
 def measure(size: int, args: argparse.Namespace, source: Path, file_keys: pa.Array, work: Path) -> dict[str, Any]:
     """Job, floor and delta-rs at one target size, each in a fresh process on its own copy of the same target."""
+    warmup_base = work / "warmup-target"
+    if not warmup_base.exists():
+        build_target(warmup_base, WARMUP_ROWS, read_keys(work / "warmup.csv"))
     base = work / f"target-{size}"
     if not base.exists():
         started = time.perf_counter()
@@ -313,15 +336,20 @@ def measure(size: int, args: argparse.Namespace, source: Path, file_keys: pa.Arr
     job_warehouse = work / f"job-{size}"
     floor_target, delta_rs_target = work / f"floor-{size}", work / f"delta-rs-{size}"
     merged = work / f"merged-{size}.parquet"
-    for folder in (job_warehouse, floor_target, delta_rs_target, work / "warmup-warehouse", merged):
+    warmup_warehouse, floor_warmup = work / "warmup-warehouse", work / "floor-warmup"
+    warmup_merged = work / "warmup-merged.parquet"
+    for folder in (job_warehouse, floor_target, delta_rs_target, warmup_warehouse, floor_warmup, merged, warmup_merged):
         shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(warmup_base, LocalWarehouse(warmup_warehouse, CATALOG, SCHEMA).path(DATASET))
+    shutil.copytree(warmup_base, floor_warmup)
     shutil.copytree(base, LocalWarehouse(job_warehouse, CATALOG, SCHEMA).path(DATASET))
     shutil.copytree(base, floor_target)
     shutil.copytree(base, delta_rs_target)
     job = {
         "source": str(source),
         "warmup": str(work / "warmup.csv"),
-        "warmup_warehouse": str(work / "warmup-warehouse"),
+        "warmup_warehouse": str(warmup_warehouse),
+        "warmup_merged": str(warmup_merged),
         "warehouse": str(job_warehouse),
         "batch_id": f"bench-{size}",
         "driver_memory": args.driver_memory,
@@ -333,6 +361,8 @@ def measure(size: int, args: argparse.Namespace, source: Path, file_keys: pa.Arr
     floor = {
         "target": str(floor_target),
         "merged": str(merged),
+        "warmup_target": str(floor_warmup),
+        "warmup_merged": str(warmup_merged),
         "driver_memory": args.driver_memory,
         "out": str(work / f"floor-{size}.json"),
     }
@@ -441,13 +471,7 @@ def main() -> int:
         write_file(source, args.file_rows)
         write_file(work / "warmup.csv", WARMUP_ROWS)
         print(f"generated {args.file_rows:,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        # The file carries malformed rows on purpose (one in 10,000); short ones are skipped here.
-        keys = pcsv.read_csv(
-            source,
-            parse_options=pcsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
-            convert_options=pcsv.ConvertOptions(include_columns=["tracking_num"]),
-        )
-        file_keys = pc.unique(keys["tracking_num"].combine_chunks())
+        file_keys = read_keys(source)
         results = []
         loads = [os.getloadavg()[0]]
         for size in sizes:
