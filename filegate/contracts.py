@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from filegate import tables
-from filegate.errors import ContractError
+from filegate.errors import ContractError, UnsafeSql
 from filegate.patterns import shared_pattern
 
 BUILTIN_DATASETS = Path(__file__).with_name("datasets")
@@ -447,6 +447,18 @@ def sql_literal(value: ParamValue) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def quoted_name(name: str) -> str:
+    """One identifier in backticks, for Spark SQL.
+
+    Every table, column and alias name the jobs write into SQL text goes through here: a column named
+    `order`, `end` or `user` is otherwise a syntax error, or the current user, where a session enforces
+    the reserved words (spark.sql.ansi.enforceReservedKeywords, which a Databricks workspace may set).
+    """
+    if "`" in name:
+        raise UnsafeSql(f"a table, schema or column name cannot hold a backtick: {name!r}")
+    return f"`{name}`"
+
+
 def date_tokens_once(pattern: str) -> bool:
     """Whether a file or trigger pattern holds {yyyy}, {mm} and {dd}, each once: each is a named group of its
     regex (a second cannot compile), and a name holds one date."""
@@ -784,8 +796,7 @@ def _contract_problems(contract: Contract) -> list[Problem]:
         if _is_reserved(name):
             note(where, f"{name} is a name the job's tables use for their own columns; rename it")
         elif not _NAME.fullmatch(name):
-            # The job merges by these names unquoted (spark_jobs.merge), and Delta compares columns
-            # without case: `Email` beside `email` would be one column there.
+            # Delta compares columns without case: `Email` beside `email` would be one column there.
             note(
                 where,
                 f"{name!r} must be lower-case letters, digits and underscores; rename it in the files' header too",

@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from filegate import tables
-from filegate.contracts import BUSINESS_DATE, Contract
+from filegate.contracts import BUSINESS_DATE, Contract, quoted_name
 from spark_jobs.batch import (
     MERGE_TASK,
     BatchContext,
@@ -45,7 +45,7 @@ from spark_jobs.pipeline_rules import parse_checks
 from spark_jobs.processing_log import RunRecord, append_failing_runs, append_runs
 from spark_jobs.stage import stage_table, staged_good, staged_rows
 from spark_jobs.target_definition import ensure_target, refuse_changed_target
-from spark_jobs.warehouse import MergeCounts, Warehouse, driver_rows, quoted_name
+from spark_jobs.warehouse import MergeCounts, Warehouse, driver_rows
 
 TASK = MERGE_TASK
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from filegate.contracts import BUSINESS_DATE, Contract, Contracts, sql_literal
+from filegate.contracts import BUSINESS_DATE, Contract, Contracts, quoted_name, sql_literal
 from filegate.errors import ContractError
 from filegate.pipelines import Pipeline
 from spark_jobs.changes import latest_per_key
@@ -213,7 +213,7 @@ def relation_failures(
         has_null = has_null | F.col(column).isNull()
     on = [child[c] == parents[p] for c, p in zip(relation.columns, relation.parent_columns, strict=True)]
     orphans = child.where(~has_null).join(parents, on=on, how="left_anti")
-    described = ", ', ', ".join(f"'{c} ', coalesce(cast({c} AS string), 'NULL')" for c in relation.columns)
+    described = ", ', ', ".join(f"'{c} ', coalesce(cast({quoted_name(c)} AS string), 'NULL')" for c in relation.columns)
     detail = F.expr(f"concat({described}, ' is not a key of {relation.parent}')")
     failing = orphans.select("*", detail.alias(DETAIL))
     nulls = child.where(has_null).select("*", F.lit(f"{', '.join(relation.columns)} is NULL").alias(DETAIL))

@@ -48,7 +48,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StructField, StructType
 
 from filegate import tables
-from filegate.contracts import BUSINESS_DATE, Contract
+from filegate.contracts import BUSINESS_DATE, Contract, quoted_name
 from filegate.errors import FilegateError
 from spark_jobs.changes import content_order
 from spark_jobs.columns import BATCH_ID, EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT, LINEAGE, row_fields, target_schema
@@ -477,9 +477,9 @@ def history_merge_v2(contract: Contract) -> MergeSpec:
     """Delete the versions that no longer exist, update the ones that differ (lineage aside), insert the new."""
     columns = target_schema(contract).fieldNames()
     compared = [c for c in columns if c not in LINEAGE and c not in (*contract.keys, EFFECTIVE_FROM)]
-    differs = " OR ".join(f"NOT ({TARGET}.{c} <=> {SOURCE}.{c})" for c in compared)
-    assign = tuple((c, f"{SOURCE}.{c}") for c in columns)
-    keys = " AND ".join(f"{TARGET}.{k} = {SOURCE}.{k}" for k in contract.keys)
+    differs = " OR ".join(f"NOT ({TARGET}.{quoted_name(c)} <=> {SOURCE}.{quoted_name(c)})" for c in compared)
+    assign = tuple((c, f"{SOURCE}.{quoted_name(c)}") for c in columns)
+    keys = " AND ".join(f"{TARGET}.{quoted_name(k)} = {SOURCE}.{quoted_name(k)}" for k in contract.keys)
     return MergeSpec(
         predicate=f"{keys} AND {TARGET}.{EFFECTIVE_FROM} = {SOURCE}.{EFFECTIVE_FROM}",
         when_matched_delete=(f"{SOURCE}.{ACTION} = '{DELETE}'",),

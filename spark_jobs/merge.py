@@ -6,20 +6,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from filegate.contracts import Contract
+from filegate.contracts import Contract, quoted_name
 from filegate.errors import UnsafeSql
 from spark_jobs.columns import BATCH_ID, EFFECTIVE_FROM, EFFECTIVE_TO, IS_CURRENT
 
 SOURCE = "s"
 TARGET = "t"
-# Plain lower-case identifiers need no quoting in the statements below (nor in delta-rs' SQL, which the
-# merge benchmark runs the same spec through as a reference).
+# Contract columns are lower-case identifiers (Delta compares names without case). Each is quoted where it
+# enters SQL text (`quoted_name`): `order` or `end` are reserved words where a session enforces them
+# (spark.sql.ansi.enforceReservedKeywords). delta-rs' SQL, which the merge benchmark runs the same spec
+# through as a reference, reads backticks too.
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
 class MergeClause:
-    """A WHEN clause: an optional extra condition and the target columns it sets, as expressions."""
+    """A WHEN clause: an optional extra condition and the target columns it sets (a name each, quoted by the
+    statement), to SQL expressions."""
 
     assignments: tuple[tuple[str, str], ...]
     condition: str | None = None
@@ -46,11 +49,11 @@ def _checked(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def _set_from_source(columns: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    return tuple((column, f"{SOURCE}.{column}") for column in columns)
+    return tuple((column, f"{SOURCE}.{quoted_name(column)}") for column in columns)
 
 
 def _keys_match(keys: Sequence[str]) -> str:
-    return " AND ".join(f"{TARGET}.{key} = {SOURCE}.{key}" for key in keys)
+    return " AND ".join(f"{TARGET}.{quoted_name(key)} = {SOURCE}.{quoted_name(key)}" for key in keys)
 
 
 # Timestamps written to the microsecond they hold: JSON's default format stops at milliseconds, and two
@@ -64,16 +67,15 @@ def content_text(contract: Contract, alias: str | None = None) -> str:
     Written once and used both inside a file (`changes.latest_per_key`) and across files (the
     MERGE's condition), so a tie resolves the same way whichever file arrives first.
     """
-    # In backticks: a column named `null`, `true` or `false` would be read as that literal (and, qualified, fail
-    # to parse where those words are reserved, spark.sql.ansi.enforceReservedKeywords).
+    # Quoted also unqualified: a column named `null`, `true` or `false` would be read as that literal.
     prefix = f"{alias}." if alias else ""
-    fields = ", ".join(f"'{name}', {prefix}`{name}`" for name in _checked(contract.column_names))
+    fields = ", ".join(f"'{name}', {prefix}{quoted_name(name)}" for name in _checked(contract.column_names))
     return f"to_json(named_struct({fields}), {_TEXT_OPTIONS})"
 
 
 def newer_condition(contract: Contract) -> str:
     """The source row outranks the target's: a later sequence value, or the same one and greater content."""
-    sequence = contract.sequence_by
+    sequence = quoted_name(contract.sequence_by)
     return (
         f"{SOURCE}.{sequence} > {TARGET}.{sequence} OR ({SOURCE}.{sequence} = {TARGET}.{sequence} "
         f"AND {content_text(contract, SOURCE)} > {content_text(contract, TARGET)})"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from filegate.contracts import Contracts, param_problem
+from filegate.contracts import Contracts, param_problem, quoted_name
 from filegate.errors import ContractError
 from filegate.pipelines import Link, Pipeline, cycle_message, relation_cycles
 from spark_jobs.pipeline_tables import (
@@ -73,7 +73,7 @@ class Lookup:
     def ddl(self) -> str:
         """The table's schema as Spark DDL: explicit, so an empty lookup or a NULL column has one too."""
         types = self.types or ("string",) * len(self.columns)
-        return ", ".join(f"`{column}` {kind}" for column, kind in zip(self.columns, types, strict=True))
+        return ", ".join(f"{quoted_name(column)} {kind}" for column, kind in zip(self.columns, types, strict=True))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from filegate.contracts import Contracts, param_problem, sql_literal
+from filegate.contracts import Contracts, param_problem, quoted_name, sql_literal
 from filegate.errors import ContractError
 from filegate.pipelines import Pipeline
 from filegate.tables import AS_OF_DATE, job_tables
@@ -74,14 +74,14 @@ class Segment:
         """The bands as one `CASE WHEN ... END` over the table's columns (placeholders still in it)."""
 
         def metric(column: str) -> str:
-            quoted = f"`{column}`"
+            quoted = quoted_name(column)
             return f"percent_rank() OVER (ORDER BY {quoted})" if self.method == "quantiles" else quoted
 
         branches = []
         for band in self.bands:
             tests = [f"{metric(c)} >= {_bound(v)}" for c, v in band.min.items()]
             tests += [f"{metric(c)} <= {_bound(v)}" for c, v in band.max.items()]
-            tests += [f"`{c}` = {_bound(v)}" for c, v in band.equals.items()]
+            tests += [f"{quoted_name(c)} = {_bound(v)}" for c, v in band.equals.items()]
             branches.append(f"WHEN {' AND '.join(tests)} THEN {sql_literal(band.label)}")
         return f"CASE {' '.join(branches)} ELSE {sql_literal(self.default)} END"
 

@@ -13,7 +13,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from filegate.contracts import DOUBLE_OUT_OF_RANGE, SHOWN_ESCAPES, Column, Contract, sql_literal, typed_value
+from filegate.contracts import (
+    DOUBLE_OUT_OF_RANGE,
+    SHOWN_ESCAPES,
+    Column,
+    Contract,
+    quoted_name,
+    sql_literal,
+    typed_value,
+)
 from filegate.errors import FilegateError
 from filegate.patterns import shared_pattern
 from filegate.validation import (
@@ -28,7 +36,6 @@ from filegate.validation import (
 from spark_jobs.columns import RAW_LINE as RAW_COLUMN
 from spark_jobs.columns import REASON as REASON_COLUMN
 from spark_jobs.columns import RULES, SHAPE_OK, spark_type_name
-from spark_jobs.warehouse import quoted_name
 
 _FIELD_COUNT = "_field_count"
 _MAX_PARSED_DELIMITERS = 20_000

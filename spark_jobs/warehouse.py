@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import NullType, StructField, StructType, TimestampType
 
+from filegate.contracts import quoted_name
 from filegate.errors import FilegateError, UnsafeSql
 from spark_jobs.columns import BATCH_ID
 from spark_jobs.merge import MergeSpec
@@ -580,18 +581,13 @@ def merge_statement(target: str, view: str, spec: MergeSpec) -> str:
         lines.append(f"WHEN MATCHED AND ({condition}) THEN DELETE")
     for clause in spec.when_matched_update:
         condition = f" AND ({clause.condition})" if clause.condition else ""
-        assignments = ", ".join(f"{spec.target_alias}.{column} = {value}" for column, value in clause.assignments)
+        assignments = ", ".join(
+            f"{spec.target_alias}.{quoted_name(column)} = {value}" for column, value in clause.assignments
+        )
         lines.append(f"WHEN MATCHED{condition} THEN UPDATE SET {assignments}")
     for clause in spec.when_not_matched_insert:
         condition = f" AND ({clause.condition})" if clause.condition else ""
-        columns = ", ".join(column for column, _ in clause.assignments)
+        columns = ", ".join(quoted_name(column) for column, _ in clause.assignments)
         values = ", ".join(value for _, value in clause.assignments)
         lines.append(f"WHEN NOT MATCHED{condition} THEN INSERT ({columns}) VALUES ({values})")  # noqa: S608
     return "\n".join(lines)
-
-
-def quoted_name(name: str) -> str:
-    """One identifier in backticks, for SQL."""
-    if "`" in name:
-        raise UnsafeSql(f"a table, schema or column name cannot hold a backtick: {name!r}")
-    return f"`{name}`"

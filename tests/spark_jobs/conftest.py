@@ -44,6 +44,22 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         session.stop()
 
 
+# Off by default in Spark 4.0; a user's session or a Databricks workspace may turn it on. Then a column named
+# `order`, `end` or `user` is a syntax error (or the current user) wherever SQL text names it unquoted.
+RESERVED_KEYWORDS = "spark.sql.ansi.enforceReservedKeywords"
+
+
+@pytest.fixture
+def reserved_keywords(spark: SparkSession) -> Iterator[SparkSession]:
+    """The shared session with SQL's reserved words enforced, for one test; restored after it."""
+    before = spark.conf.get(RESERVED_KEYWORDS)
+    spark.conf.set(RESERVED_KEYWORDS, "true")
+    try:
+        yield spark
+    finally:
+        spark.conf.set(RESERVED_KEYWORDS, before)
+
+
 @dataclass(frozen=True)
 class Lake:
     """Where a test's tasks write their tables (a local warehouse folder), and how to read them."""

@@ -231,6 +231,19 @@ def test_a_relation_on_two_columns_names_each_value_apart(spark: SparkSession) -
         inputs.close()
 
 
+def test_a_relation_on_a_column_named_like_a_reserved_word_names_its_value(reserved_keywords: SparkSession) -> None:
+    spark = reserved_keywords
+    lines = spark.createDataFrame([("L1", "O9")], "line_id string, `order` string")
+    orders = spark.createDataFrame([("O1",)], "`order` string")
+    inputs = batch_only(spark, ("lines", lines), ("orders", orders))
+    try:
+        failing, _ = relation_failures(Relation("line_order", "lines", ("order",), "orders", ("order",)), inputs)
+
+        assert [r[DETAIL] for r in failing.collect()] == ["order O9 is not a key of orders"]
+    finally:
+        inputs.close()
+
+
 def test_a_child_column_named_detail_is_kept_apart_from_the_relation_s_detail(spark: SparkSession) -> None:
     # The relation's reason was a column `detail` beside the child's own: validate failed AMBIGUOUS_REFERENCE.
     lines = spark.createDataFrame([("L1", "I9", "gift wrap")], "line_id string, item_id string, detail string")

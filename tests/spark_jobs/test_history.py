@@ -527,3 +527,33 @@ def test_rows_of_one_key_and_instant_differing_below_a_millisecond_resolve_the_s
 
     # The content text holds microseconds: the later calibration's is greater, and the greater wins, in any order.
     assert [[r["calibrated_at"] for r in found] for found in kept] == [[two], [two]]
+
+
+def test_columns_named_like_reserved_words_keep_their_history_where_the_session_enforces_them(
+    reserved_keywords: SparkSession, lake: Lake
+) -> None:
+    # Key, sequence, tracked and untracked columns all named as words Spark SQL reserves.
+    reserved = Contract(
+        name="reserved",
+        file_pattern="reserved_{yyyy}_{mm}_{dd}.csv",
+        columns=(*(Column(name, "string") for name in ("order", "user", "from")), Column("end", "timestamp")),
+        keys=("order",),
+        sequence_by="end",
+        scd_type=2,
+        track_history_except=("from",),
+    )
+    warehouse = lake.warehouse()
+
+    def merge(batch: str, *rows: tuple[Any, ...]) -> HistoryCounts:
+        return merge_history(warehouse, reserved, observed(reserved_keywords, reserved, list(rows), batch), batch)
+
+    assert merge("b1", ("o1", "ann", "x", T1), ("o2", "bob", "x", T1)) == HistoryCounts(2, 0, 0, opened=2)
+    # o1's user changes (a new version); o2's untracked `from` changes in place.
+    assert merge("b2", ("o1", "cy", "x", T2), ("o2", "bob", "y", T2)) == HistoryCounts(1, 2, 0, opened=1, changed=1)
+
+    columns = ["order", "user", "from", "effective_from", "effective_to", "is_current"]
+    assert versions(lake, reserved.target, columns) == [
+        ("o1", "ann", "x", T1, T2, False),
+        ("o1", "cy", "x", T2, None, True),
+        ("o2", "bob", "y", T1, None, True),
+    ]

@@ -817,3 +817,71 @@ def test_rows_a_warn_check_flagged_merge_and_are_counted_in_the_log(
     assert heavy
     assert json.loads(str(log["details"])) == {"warnings": {"order_tracking.check.light": len(heavy)}}
     assert len(target_status(lake)) == len(latest_status(ORDER_TRACKING, [samples[0]]))
+
+
+# A contract whose every column is a word Spark SQL reserves: the key, the sequence, and a `user` that unquoted
+# reads as the current user where the words are enforced (RESERVED_KEYWORDS).
+RESERVED_WORDS = """
+name = "reserved_words"
+file_pattern = "reserved_words_{yyyy}_{mm}_{dd}.csv"
+keys = ["order"]
+sequence_by = "end"
+scd_type = SCD
+
+[[columns]]
+name = "order"
+type = "string"
+nullable = false
+
+[[columns]]
+name = "end"
+type = "timestamp"
+nullable = false
+
+[[columns]]
+name = "user"
+type = "string"
+
+[[columns]]
+name = "group"
+type = "long"
+"""
+
+
+@pytest.mark.parametrize("scd_type", [1, 2])
+def test_columns_named_like_reserved_words_merge_where_the_session_enforces_them(
+    reserved_keywords: SparkSession, lake: Lake, tmp_path: Path, scd_type: int
+) -> None:
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    (contracts / "reserved_words.toml").write_text(RESERVED_WORDS.replace("SCD", str(scd_type)), encoding="utf-8")
+    header = "order,end,user,group\n"
+    first = tmp_path / "reserved_words_2025_03_03.csv"
+    first.write_text(header + "o1,2025-03-03T09:00:00Z,ann,1\no2,2025-03-03T09:00:00Z,bob,2\n", encoding="utf-8")
+    # o1 changes, o2's row is older than the target's (late), o3 is new.
+    second = tmp_path / "reserved_words_2025_03_04.csv"
+    second.write_text(
+        header + "o1,2025-03-04T09:00:00Z,cy,3\no2,2025-03-02T09:00:00Z,dee,4\no3,2025-03-04T09:00:00Z,eve,5\n",
+        encoding="utf-8",
+    )
+
+    run_batch(lake, first, "r1", dataset="reserved_words", contracts_dir=str(contracts))
+    run_batch(lake, second, "r2", dataset="reserved_words", contracts_dir=str(contracts))
+
+    day = {d: datetime(2025, 3, d, 9, tzinfo=UTC) for d in (2, 3, 4)}
+    rows = lake.table("reserved_words").to_pylist()
+    if scd_type == 1:
+        found = sorted((r["order"], r["end"], r["user"], r["group"]) for r in rows)
+        assert found == [("o1", day[4], "cy", 3), ("o2", day[3], "bob", 2), ("o3", day[4], "eve", 5)]
+    else:
+        found = sorted((r["order"], r["user"], r["effective_from"], r["effective_to"], r["is_current"]) for r in rows)
+        assert found == [
+            ("o1", "ann", day[3], day[4], False),
+            ("o1", "cy", day[4], None, True),
+            ("o2", "bob", day[3], None, True),
+            ("o2", "dee", day[2], day[3], False),
+            ("o3", "eve", day[4], None, True),
+        ]
+    assert [(log["rows_inserted"], log["rows_updated"]) for log in log_rows(lake)] == (
+        [(2, 0), (1, 1)] if scd_type == 1 else [(2, 0), (3, 0)]
+    )
