@@ -48,6 +48,7 @@ TABLE_ROWS = 12
 
 
 def render_files(results: Sequence[FileResult]) -> str:
+    """Each upload's outcome, run and where it went, its reasons below it."""
     rows = []
     for result in results:
         outcome = result.outcome
@@ -55,10 +56,12 @@ def render_files(results: Sequence[FileResult]) -> str:
         where = ""
         if outcome is not None:
             where = outcome.archived_path or outcome.rejected_path or ""
-        rows.append([result.upload.path.name, status, where, outcome.run_id if outcome else ""])
+        rows.append([result.upload.path.name, status, outcome.run_id if outcome else "", where])
         for reason in outcome.reasons if outcome else ():
-            rows.append(["", "", f"  - {reason}", ""])
-    return render_table(("FILE", "OUTCOME", "WHERE / WHY", "RUN"), rows, indent="  ")
+            rows.append(["", "", "", f"  - {reason}"])
+    # The reasons last: a long one (a late member's is 200 characters) would push a column after it, and
+    # every row with it, far past the terminal's width.
+    return render_table(("FILE", "OUTCOME", "RUN", "WHERE / WHY"), rows, indent="  ")
 
 
 def _table_folder(warehouse: Path, table: str) -> Path:

@@ -11,7 +11,7 @@ from deltalake import write_deltalake
 from filegate.ingest import ARCHIVED, IDENTICAL, Outcome
 from filegate.tables import PROCESSING_LOG
 from local_world.demo._flow import FileResult, PlannedUpload
-from local_world.demo._report import render_processing_log, table_problems
+from local_world.demo._report import render_files, render_processing_log, table_problems
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import local_table
 from tests.local_world.test_jobs_api import PROCESSING_LOG_SCHEMA
@@ -91,3 +91,18 @@ def test_the_processing_log_section_shows_these_runs_rows_only(tmp_path: Path) -
     assert "order_tracking_x.csv" in shown
     assert "customers_y.csv" not in shown
     assert render_processing_log(warehouse, {1002}) == "  (empty)"
+
+
+def test_a_long_reason_does_not_push_the_run_of_every_file_past_the_terminal_s_width(tmp_path: Path) -> None:
+    # A late member's reason is 200 characters: with RUN after WHERE / WHY, every row with a run was as wide.
+    first = loaded(tmp_path, 1001, 2)
+    path = "archive/shipping/2025/01/16/shipping_2025_01_16__vb82ae08dff3b.csv"
+    reason = f"after the seal (revision 1): {path}; held, the sealed batch is unchanged " + "x" * 100
+    late = FileResult(first.upload, [replace(first.outcomes[0], status="late_member", reasons=(reason,))])
+
+    lines = render_files([first, late]).splitlines()
+
+    assert lines[1].split() == [first.upload.path.name, ARCHIVED, "1001"]
+    assert len(lines[1]) < 60
+    assert lines[2].split()[:3] == [first.upload.path.name, "late_member", "1001"]
+    assert lines[3].strip() == f"- {reason}"
