@@ -227,6 +227,17 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _seconds(text: str) -> float:
+    """A time above 0: with none, the demo would start everything only to give up on the first run."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def main(argv: list[str]) -> int:
     """`python -m local_world demo`: run the whole flow locally and print what happened."""
     from local_world.jobs_api import SPARK_MODES, FolderInUse, FolderLock, repository_root
@@ -239,7 +250,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--state-dir", type=Path, default=root / ".filegate" / "demo", help="where the demo keeps its state"
     )
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the runs")
+    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, help="seconds to wait for the runs")
     parser.add_argument("--keep-serving", action="store_true", help="keep the run pages up until Ctrl-C")
     parser.add_argument("--bundle", type=Path, default=None, help="the bundle's job file (default: the repository's)")
     parser.add_argument(

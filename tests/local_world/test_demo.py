@@ -407,6 +407,23 @@ def test_samples_the_scene_cannot_play_leave_the_previous_demo_as_it_was(
     assert (state / "warehouse").is_dir()
 
 
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan", "soon"])
+def test_a_timeout_the_runs_cannot_meet_is_refused_before_anything_starts(
+    tmp_path: Path, samples: Path, timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was taken: Azurite, the Jobs API and the uploads started, the previous demo's state was cleared,
+    # and then "runs still active after -5 s".
+    state = tmp_path / "demo"
+    (state / "warehouse").mkdir(parents=True)
+
+    with pytest.raises(SystemExit) as exit_:
+        demo.main(["--samples", str(samples), "--state-dir", str(state), "--timeout", timeout])
+
+    assert exit_.value.code == 2
+    assert f"argument --timeout: {timeout!r} is not a number of seconds above 0" in capsys.readouterr().err
+    assert (state / "warehouse").is_dir()
+
+
 def test_the_upload_plan_sends_one_day_late_and_the_bad_file_last(tmp_path: Path) -> None:
     write_samples(tmp_path)
 
