@@ -56,7 +56,7 @@ from local_world.demo._report import (
     table_problems,
     target_columns,
 )
-from local_world.demo._world import DemoError, LocalWorld, local_world, reset_state
+from local_world.demo._world import JOBS_FOLDER, DemoError, LocalWorld, local_world, reset_state
 from local_world.emulators import stop_leftovers
 
 __all__ = [
@@ -281,7 +281,11 @@ def main(argv: list[str]) -> int:
     lock = FolderLock(args.state_dir, "python -m local_world demo")
     try:
         lock.acquire()
+        # The previous demo's runs served again (`jobs-api --state-dir .../jobs`, as the demo's last lines say):
+        # clearing the folder under that server would leave two Jobs APIs writing to it, the new lock unheld.
+        FolderLock(args.state_dir / JOBS_FOLDER, "local Jobs API").acquire().release()
     except FolderInUse as exc:
+        lock.release()
         print(f"python -m local_world demo: {exc}; run it again once that one ends", file=sys.stderr)
         return exits.TRY_AGAIN
     # Ctrl-C and SIGTERM both unwind through the context managers that stop what the demo started

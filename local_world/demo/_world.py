@@ -24,8 +24,10 @@ DEMO_SETTINGS = Settings(landing=Location("landing"), archive=Location("archive"
 # Failed tasks are retried as the bundle says, but this far apart instead of its minute or more: the
 # demo shows a retry without waiting for it.
 DEMO_RETRY_INTERVAL_MS = 100
+# The local Jobs API's state folder under the demo's: `python -m local_world jobs-api` may serve it again.
+JOBS_FOLDER = "jobs"
 # What the demo owns under its state folder; only these are removed when it starts again.
-_STATE_PARTS = ("azurite", "jobs", "warehouse", "watch", "late", "demo.log")
+_STATE_PARTS = ("azurite", JOBS_FOLDER, "warehouse", "watch", "late", "demo.log")
 
 
 class DemoError(FilegateError):
@@ -106,7 +108,7 @@ def local_world(
         )
         server = LocalJobsServer(
             jobs,
-            state / "jobs",
+            state / JOBS_FOLDER,
             storage=SourceStorage(connection, azure_archive_connection_string=azurite.archive_connection_string),
             workdir=root,
             spark=spark,

@@ -392,6 +392,26 @@ def test_a_second_demo_on_the_same_state_folder_is_refused(
     assert (state / "warehouse").is_dir()  # nothing of the running demo's state was removed
 
 
+def test_a_demo_whose_runs_are_served_again_is_not_cleared_under_that_server(
+    tmp_path: Path, samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `jobs-api --state-dir <demo>/jobs`, as the demo's last lines suggest: a new demo removed that folder under
+    # it, and then two Jobs APIs wrote there.
+    state = tmp_path / "demo"
+    (state / "warehouse").mkdir(parents=True)
+    (state / "jobs" / "runs").mkdir(parents=True)
+
+    with FolderLock(state / "jobs", "local Jobs API"):
+        code = demo.main(["--samples", str(samples), "--state-dir", str(state), "--timeout", "1"])
+
+    assert code == 75
+    assert f"{state / 'jobs'} is in use by another local Jobs API (pid {os.getpid()})" in capsys.readouterr().err
+    assert (state / "jobs" / "runs").is_dir()
+    assert (state / "warehouse").is_dir()
+    with FolderLock(state, "python -m local_world demo"):  # the demo's own lock was let go
+        pass
+
+
 @pytest.mark.parametrize("scene", ["order-tracking", "ecommerce"])
 def test_samples_the_scene_cannot_play_leave_the_previous_demo_as_it_was(
     tmp_path: Path, scene: str, capsys: pytest.CaptureFixture[str]
