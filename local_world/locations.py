@@ -4,11 +4,12 @@ the local emulator, named by the same settings the function reads (FILEGATE_LAND
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 
 from filegate import exits
-from filegate.errors import FilegateError
+from filegate.errors import FilegateError, SettingsError
 from filegate.events import AZURE_TARGET, GCP_TARGET
 from filegate.settings import Settings
 
@@ -21,6 +22,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--azure-storage",
         help=f"Azurite's connection string (default: FILEGATE_AZURE_STORAGE, else {AZURITE_DEFAULT})",
+    )
+    parser.add_argument(
+        "--gcs-endpoint",
+        default=os.environ.get("STORAGE_EMULATOR_HOST", ""),
+        help="the GCS emulator's URL (default: STORAGE_EMULATOR_HOST)",
     )
     args = parser.parse_args(argv)
     try:
@@ -35,7 +41,11 @@ def main(argv: list[str]) -> int:
         else:
             from filegate.gcs_storage import GcsStore
 
-            GcsStore.from_environment().create_buckets(*names)
+            # Without an emulator the client turns to Google Cloud, and the error spoke of credentials.
+            if not args.gcs_endpoint:
+                raise SettingsError("no GCS emulator: set STORAGE_EMULATOR_HOST or pass --gcs-endpoint")
+            env = {**os.environ, "STORAGE_EMULATOR_HOST": args.gcs_endpoint}
+            GcsStore.from_environment(env).create_buckets(*names)
     except FilegateError as exc:
         return exits.report_failure(parser.prog, exc)
     print(f"{args.target}: {', '.join(names)} exist", file=sys.stdout)

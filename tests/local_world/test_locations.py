@@ -43,6 +43,28 @@ def test_the_gcs_emulator_gets_the_buckets(gcs_emulator: GcsEmulator, monkeypatc
     assert all(store.container_exists(name) for name in names)
 
 
+def test_the_gcs_emulator_named_on_the_command_line_gets_the_buckets(
+    gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = _names(monkeypatch)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+
+    assert main(["--target", "gcp", "--gcs-endpoint", gcs_emulator.url]) == 0
+
+    store = GcsStore.from_environment({"STORAGE_EMULATOR_HOST": gcs_emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT})
+    assert all(store.container_exists(name) for name in names)
+
+
+def test_without_a_gcs_emulator_it_says_to_name_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `make local-locations TARGET=gcp` in a fresh shell: it turned to Google Cloud and spoke of credentials.
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+
+    assert main(["--target", "gcp"]) == 2
+    assert "no GCS emulator: set STORAGE_EMULATOR_HOST or pass --gcs-endpoint" in capsys.readouterr().err
+
+
 def test_bad_settings_exit_as_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FILEGATE_LANDING", "same")
     monkeypatch.setenv("FILEGATE_ARCHIVE", "same")
