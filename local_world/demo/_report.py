@@ -302,6 +302,9 @@ def render_serving(url: str, storage: str, archive_storage: str) -> str:
             "  .venv/bin/filegate status                         the ingest job's runs",
             f"  FILEGATE_JOB_NAME={DEFAULT_BATCH_JOB_NAME} .venv/bin/filegate status   the batch job's runs",
             "  .venv/bin/filegate archived | rejected | reconcile | batches    the files and batches in Azurite",
+            # The demo's watcher stopped with its uploads: a file dropped into landing now waits for one.
+            "  .venv/bin/python -m local_world watch             delivers what you upload to landing now, "
+            "to the function's core and these runs",
             "Press Ctrl-C to stop.",
         ]
     )

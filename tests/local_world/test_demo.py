@@ -29,14 +29,16 @@ from typing import IO
 import pytest
 
 from filegate.archive import archive_path
+from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import load_contracts
+from filegate.settings import Settings
 from filegate.uris import azure_uri
 from local_world import ROOT, demo
 from local_world.demo._report import render_serving
 from local_world.demo._world import DEMO_SETTINGS
 from local_world.emulators import AZURITE_ARCHIVE_ACCOUNT, is_listening
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
-from local_world.jobs_api import FolderLock, local_table
+from local_world.jobs_api import FolderLock, LocalJobsServer, local_table
 from local_world.samples.ecommerce import file_name
 from spark_jobs.pipeline_tables import parse_tables
 from tests.spark_jobs.batch_world import ecommerce
@@ -673,3 +675,35 @@ def test_keep_serving_prints_settings_with_which_the_file_commands_read_the_demo
 
     assert result.stdout.splitlines() == [storage, archive]
     assert "DATABRICKS_HOST=http://127.0.0.1:2" in export
+
+
+def test_keep_serving_names_the_watcher_with_which_a_file_uploaded_meanwhile_is_loaded(
+    two_accounts: tuple[AzureBlobStore, Settings], jobs_api: LocalJobsServer, tmp_path: Path
+) -> None:
+    # The demo's own watcher stops with its uploads: a file dropped into landing while it served waited for ever.
+    from azure.storage.blob import BlobClient
+
+    _, settings = two_accounts
+    storage, archive = str(settings.azure_storage), str(settings.azure_archive_storage)
+    lines = render_serving(jobs_api.url, storage, archive).splitlines()
+    [export] = [line for line in lines if "export" in line]
+    [watch] = [line.strip().split("  ")[0] for line in lines if "local_world watch" in line]
+    day = "order_tracking_2024_03_05.csv"
+    landing = settings.landing
+    BlobClient.from_connection_string(storage, landing.container, landing.path(day)).upload_blob(csv_bytes())
+    # This test's own containers; the demo's are the settings' defaults.
+    names = f"FILEGATE_LANDING={landing} FILEGATE_ARCHIVE={settings.archive} FILEGATE_REJECTED={settings.rejected}"
+
+    result = subprocess.run(
+        ["bash", "-c", f"{export}; export {names}; {watch} --once --state-dir {tmp_path / 'watch'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    [run] = jobs_api.runs()
+    parameters = {p["name"]: p["value"] for p in run["job_parameters"]}
+    assert parameters["source_path"].endswith(f"/order_tracking/2024/03/05/{day}")
