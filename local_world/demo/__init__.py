@@ -21,9 +21,10 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from filegate import exits
 from filegate.errors import FilegateError
@@ -32,7 +33,6 @@ from local_world.demo._ecommerce import (
     LATE_FOLDER,
     SAMPLES_FOLDER,
     BatchScene,
-    BatchUploads,
     plan_batches,
     report_batches,
     upload_batches,
@@ -59,6 +59,9 @@ from local_world.demo._report import (
 from local_world.demo._world import JOBS_FOLDER, DemoError, LocalWorld, local_world, reset_state
 from local_world.emulators import stop_leftovers
 
+if TYPE_CHECKING:
+    from local_world.jobs_api import JobSpec
+
 __all__ = [
     "BatchScene",
     "DemoError",
@@ -70,6 +73,7 @@ __all__ = [
     "plan_uploads",
     "read_table",
     "run_demo",
+    "runs_of",
     "summary_column",
     "target_columns",
 ]
@@ -168,7 +172,8 @@ def _play(
         # where appends do not conflict).
         uploads = upload_batches(world, batches, progress)
     waited = {**names, **(uploads.names if uploads else {})}
-    progress(f"Waiting for {_runs_of(world, names, uploads)}")
+    jobs = [(world.job, names)] + ([(world.batch_job, uploads.names)] if uploads and world.batch_job else [])
+    progress(f"Waiting for {runs_of(jobs, takes_turns=getattr(world.jobs.runner, 'runs_take_turns', False))}")
     finished = wait_for_runs(world.client, sorted(waited), waited, progress, timeout)
     problems: list[str] = []
     files = runs = 0
@@ -189,19 +194,20 @@ def _play(
     return problems, files, runs
 
 
-def _runs_of(world: LocalWorld, names: dict[int, str], uploads: BatchUploads | None) -> str:
-    """What the demo waits for, job by job, with each job's tasks."""
+def runs_of(jobs: Sequence[tuple[JobSpec, dict[int, str]]], *, takes_turns: bool = False) -> str:
+    """What the demo waits for, job by job, with each job's tasks; `takes_turns`: classic Spark's one run at a time."""
+    waited = [(job, runs) for job, runs in jobs if runs]
     parts = []
-    jobs = [(world.job, names)] + ([(world.batch_job, uploads.names)] if uploads and world.batch_job else [])
-    for job, runs in jobs:
-        if runs:
-            tasks = ", then ".join(task.task_key for task in job.tasks)
-            parts.append(f"{len(runs)} runs of {job.name} ({tasks})")
+    for job, runs in waited:
+        tasks = ", then ".join(task.task_key for task in job.tasks)
+        parts.append(f"{len(runs)} runs of {job.name} ({tasks})")
     if not parts:
         return "no runs"
-    if getattr(world.jobs.runner, "runs_take_turns", False):
+    if takes_turns:
         return f"{' and '.join(parts)} (one run at a time: with classic Spark every task is a JVM of its own)"
-    limits = " and ".join(f"{job.max_concurrent_runs} of {job.name}" for job, runs in jobs if runs)
+    if len(waited) == 1 and waited[0][0].max_concurrent_runs == 1:
+        return f"{parts[0]} (one at a time: its max_concurrent_runs is 1)"
+    limits = " and ".join(f"{job.max_concurrent_runs} of {job.name}" for job, _ in waited)
     whose = "their" if len(parts) > 1 else "its"
     return f"{' and '.join(parts)} (at once: at most {limits}, {whose} max_concurrent_runs)"
 

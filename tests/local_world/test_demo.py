@@ -38,7 +38,14 @@ from local_world.demo._report import render_serving
 from local_world.demo._world import DEMO_SETTINGS
 from local_world.emulators import AZURITE_ARCHIVE_ACCOUNT, is_listening
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
-from local_world.jobs_api import FolderLock, LocalJobsServer, local_table
+from local_world.jobs_api import (
+    FolderLock,
+    LocalJobsServer,
+    bundle_job_files,
+    load_bundle_files,
+    local_table,
+    local_variables,
+)
 from local_world.samples.ecommerce import file_name
 from spark_jobs.pipeline_tables import parse_tables
 from tests.spark_jobs.batch_world import ecommerce
@@ -456,6 +463,23 @@ def test_the_upload_plan_sends_one_day_late_and_the_bad_file_last(tmp_path: Path
         ("order_tracking_2024_03_05.csv", "archived"),
         ("order_tracking_2024_03_07.csv", "rejected"),
     ]
+
+
+def test_the_wait_line_says_runs_go_at_once_only_where_they_do() -> None:
+    # The e-commerce scene alone said "(at once: at most 1 of filegate-batch, ...)": its runs go one at a time.
+    ingest, batch = load_bundle_files(bundle_job_files(), local_variables())
+    assert (ingest.max_concurrent_runs, batch.max_concurrent_runs) == (4, 1)
+    steps = "stage_members, then validate, then merge_targets, then derive_tables"
+
+    assert demo.runs_of([(ingest, {}), (batch, {1001: "a", 1006: "b"})]) == (
+        f"2 runs of filegate-batch ({steps}) (one at a time: its max_concurrent_runs is 1)"
+    )
+    assert demo.runs_of([(ingest, {1001: "a"}), (batch, {1004: "b"})]).endswith(
+        "(at once: at most 4 of filegate-ingest and 1 of filegate-batch, their max_concurrent_runs)"
+    )
+    assert demo.runs_of([(ingest, {1001: "a"})], takes_turns=True).endswith(
+        "(one run at a time: with classic Spark every task is a JVM of its own)"
+    )
 
 
 def test_progress_lines_from_two_threads_reach_a_pipe_whole() -> None:
