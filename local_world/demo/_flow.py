@@ -192,6 +192,10 @@ def wait_for_runs(
                 finished[run_id] = run
         if len(finished) < len(run_ids):
             if time.monotonic() > deadline:
-                raise DemoError(f"runs still active after {timeout:.0f} s: {sorted(set(run_ids) - set(finished))}")
+                active = sorted(set(run_ids) - set(finished))
+                raise DemoError(
+                    f"runs still active after {timeout:.0f} s: {active}; on a slow or busy machine give them longer, "
+                    f"e.g. make demo ARGS='--timeout {2 * timeout:.0f}'"
+                )
             time.sleep(1.0)
     return finished

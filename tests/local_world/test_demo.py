@@ -34,8 +34,9 @@ from filegate.contracts import load_contracts
 from filegate.settings import Settings
 from filegate.uris import azure_uri
 from local_world import ROOT, demo
+from local_world.demo._flow import wait_for_runs
 from local_world.demo._report import render_serving
-from local_world.demo._world import DEMO_SETTINGS
+from local_world.demo._world import DEMO_SETTINGS, DemoError
 from local_world.emulators import AZURITE_ARCHIVE_ACCOUNT, is_listening
 from local_world.inputs import COLUMNS, csv_bytes, tracking_row
 from local_world.jobs_api import (
@@ -46,6 +47,7 @@ from local_world.jobs_api import (
     local_table,
     local_variables,
 )
+from local_world.jobs_api.recording import RecordingRunner, workspace_client
 from local_world.samples.ecommerce import file_name
 from spark_jobs.pipeline_tables import parse_tables
 from tests.spark_jobs.batch_world import ecommerce
@@ -451,6 +453,23 @@ def test_a_timeout_the_runs_cannot_meet_is_refused_before_anything_starts(
     assert exit_.value.code == 2
     assert f"argument --timeout: {timeout!r} is not a number of seconds above 0" in capsys.readouterr().err
     assert (state / "warehouse").is_dir()
+
+
+def test_runs_that_outlast_the_timeout_are_named_with_the_option_that_gives_them_longer(
+    jobs_api: LocalJobsServer,
+) -> None:
+    assert isinstance(jobs_api.runner, RecordingRunner)
+    jobs_api.runner.seconds = 30
+    client = workspace_client(jobs_api)
+    run_id = client.jobs.run_now(job_id=1, idempotency_token="slow").run_id
+
+    with pytest.raises(DemoError) as error:
+        wait_for_runs(client, [run_id], {run_id: "slow.csv"}, lambda line: None, 2)
+
+    assert str(error.value) == (
+        f"runs still active after 2 s: [{run_id}]; on a slow or busy machine give them longer, "
+        "e.g. make demo ARGS='--timeout 4'"
+    )
 
 
 def test_the_upload_plan_sends_one_day_late_and_the_bad_file_last(tmp_path: Path) -> None:
