@@ -476,6 +476,19 @@ def latest_seal(gate: Gate, batch: Batch) -> Seal | None:
     return Seal(batch.revision, info, _read_json(gate, info), created=False)
 
 
+def seal_holds(gate: Gate, outcome: Outcome) -> bool:
+    """Whether the seal an outcome names holds its archived file: a late member sealed into a new revision
+    (`rerun`) is loaded by that revision's run; one held beside the seal, or ruled out by the trigger, is not."""
+    if outcome.sealed_path is None or outcome.archived_path is None:
+        return False
+    container, _, path = outcome.sealed_path.partition("/")
+    info = gate.store.stat(container, path)
+    if info is None:
+        return False
+    members = _read_json(gate, info).get("members", [])
+    return outcome.archived_path in {f"{m['container']}/{m['path']}" for m in members}
+
+
 def _paths(infos: tuple[ObjectInfo, ...]) -> frozenset[str]:
     return frozenset(f"{info.container}/{info.path}" for info in infos)
 

@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 from filegate import exits
 from filegate.archive import REPORT_SUFFIX, UNMATCHED, report_path, set_report_aside, unqualified_name
+from filegate.batches import LATE_MEMBER, seal_holds
 from filegate.errors import (
     DamagedLeftBehind,
     DestinationExists,
@@ -599,7 +600,7 @@ def rejected_main(argv: list[str]) -> int:
                     reasons=(reason,),
                     to_fix=exc.to_fix,
                 )
-            return _print_outcomes([outcome], _needs_a_look, "need a look")
+            return _print_outcomes([outcome], lambda done: _needs_a_look(gate, done), "need a look")
         found = list(rejected_files(gate, args.dataset))
         _known_dataset(gate, args.dataset, found, UNMATCHED)
         rows = [[f.path, f.dataset, f.rejected_at, "; ".join(f.reasons)] for f in found]
@@ -621,11 +622,17 @@ def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *ot
         raise UsageError(f"--dataset {dataset}: no dataset of that name, and nothing under it (it takes: {known})")
 
 
-def _needs_a_look(outcome: Outcome) -> bool:
+def _needs_a_look(gate: Gate, outcome: Outcome) -> bool:
     """A reprocessed file rejected again (still bad, or its contract gone), ignored, archived without its run, or
     left in landing by a failure: a person looks (running the same command again cannot help; it is no longer a
-    rejected file)."""
-    return outcome.status in (REJECTED, IGNORED, RUN_PENDING, FAILED)
+    rejected file). So does a pipeline's member rejected again, which reads `blocked` (its batch waits on it), or
+    archived after its batch's seal and not sealed into a new revision: held, or ruled out by the trigger, it is
+    not loaded until a person decides (its reason says how)."""
+    if outcome.status in (REJECTED, IGNORED, RUN_PENDING, FAILED):
+        return True
+    if outcome.rejected_path is not None and outcome.archived_path is None:
+        return True
+    return outcome.status == LATE_MEMBER and not seal_holds(gate, outcome)
 
 
 def archived_main(argv: list[str]) -> int:

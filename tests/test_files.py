@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from filegate.archive import place_upload, write_report
+from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, seal_holds
 from filegate.errors import DestinationExists, RunNotStarted, StorageError, TransientError, UsageError
 from filegate.exits import FAILED as FAILED_CODE
 from filegate.exits import OK, TRY_AGAIN
@@ -39,7 +41,17 @@ from local_world.inputs import blob_created, csv_bytes, gcs_finalized, tracking_
 from local_world.jobs_api import Fault
 from local_world.jobs_api.recording import RecordingRunner
 from tests.faults.world import CrashingStore, SimulatedCrash, World, assert_converged
-from tests.test_batches import batch_pieces, deliver, later_clock, trigger_bytes, trigger_name, with_policy
+from tests.test_batches import (
+    SAMPLES,
+    batch_pieces,
+    deliver,
+    later_clock,
+    member_bytes,
+    member_name,
+    trigger_bytes,
+    trigger_name,
+    with_policy,
+)
 
 
 def redrive(gate: Gate, found: ArchivedFile) -> Outcome:
@@ -589,6 +601,51 @@ def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jo
     assert pending.returncode == 2, pending.stdout + pending.stderr  # run-now denied: a permission to grant
     assert json.loads(pending.stdout)["status"] == RUN_PENDING
     assert "`filegate reconcile --redrive` now" in json.loads(pending.stdout)["reasons"][0]
+
+
+def test_reprocessing_a_member_rejected_again_or_held_after_its_seal_needs_a_look(
+    world: World, request: pytest.FixtureRequest
+) -> None:
+    # A member rejected again reads `blocked` (its batch waits on it), and one archived after its batch's seal is
+    # held beside it, not loaded: both exited 0, as if the fixed file were through. Sealed into a new revision
+    # (late_member = rerun), it is loaded by that revision's run.
+    from tests.test_cli import run_cli
+    from tests.test_readiness import _env
+
+    env, target = _env(world, request), ["--target", "azure" if world.kind == "azure" else "gcp"]
+    gate, rerun = world.gate(), world.gate(pipelines=with_policy(late_member="rerun"))
+    bad = (SAMPLES / "bad" / "customers_2025_01_16.csv").read_bytes()
+    [blocked] = handle_payload(gate, world.upload(member_name("customers", date(2025, 4, 1)), bad))
+    rejected_after_seal = []
+    for day in (date(2025, 4, 2), date(2025, 4, 3)):
+        assert [deliver(gate, world.upload(n, d)) for n, d in batch_pieces(day).items()][-1].status == SEALED
+        time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the fixed member is the newest version there
+        [late] = handle_payload(gate, world.upload(member_name("customers", day), bad))
+        assert (late.status, late.revision) == (REJECTED, None)
+        assert late.rejected_path is not None
+        # Fixed in place: its rows in another order, the size the trigger states.
+        header, *rows = member_bytes("customers").splitlines(keepends=True)
+        container, _, path = late.rejected_path.partition("/")
+        info = world.store.stat(container, path)
+        assert info is not None
+        world.store.delete(container, path, info.version)
+        world.store.put(container, path, b"".join([header, *reversed(rows)]), "text/csv", dict(info.metadata))
+        rejected_after_seal.append(late.rejected_path)
+    assert blocked.status == BLOCKED
+    assert blocked.rejected_path is not None
+
+    still_bad = run_cli(["rejected", "--reprocess", blocked.rejected_path, *target], env)
+    held = run_cli(["rejected", "--reprocess", rejected_after_seal[0], *target], env)
+    sealed_again = reprocess_rejected(rerun, rejected_after_seal[1])
+
+    assert still_bad.returncode == 1, still_bad.stdout + still_bad.stderr
+    assert json.loads(still_bad.stdout)["status"] == BLOCKED
+    assert "1 file(s) need a look" in still_bad.stderr
+    assert held.returncode == 1, held.stdout + held.stderr
+    assert json.loads(held.stdout)["status"] == LATE_MEMBER
+    assert "held, the sealed batch is unchanged" in json.loads(held.stdout)["reasons"][0]
+    assert (sealed_again.status, sealed_again.revision) == (LATE_MEMBER, 2)
+    assert seal_holds(rerun, sealed_again)
 
 
 def test_a_jobs_api_that_answers_errors_to_runs_get_stops_the_listing_with_its_exit_not_unknown_runs(
