@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from urllib.parse import unquote
 
 from filegate import exits
@@ -714,6 +714,12 @@ def backfill_selection(gate: Gate, folder: Path, pattern: str | None) -> tuple[l
     """The files of `folder` to backfill, and the ones left out: by `pattern` (a glob) when given, else every
     file a dataset contract or a pipeline's trigger pattern names (a pipeline's folder holds both), or that
     looks meant for a contract (`Contracts.guess`: the gate rejects it with a report that says what is wrong)."""
+    if pattern is not None and ".." in PurePath(pattern).parts:
+        # A glob walks up as readily as down: '../*' sent the folder's neighbours through the gate.
+        raise UsageError(
+            f"--pattern {pattern!r} reaches outside {folder} ('..'): give one within it, like '*.csv' or '**/*.csv', "
+            "or backfill the other folder itself"
+        )
     try:
         found = sorted(folder.glob("*" if pattern is None else pattern))
     except (ValueError, NotImplementedError) as exc:  # an empty or absolute pattern, a misplaced `**`

@@ -1063,6 +1063,10 @@ def test_backfill_takes_every_file_a_contract_or_trigger_names_by_default(world:
         ["2025", "README.md"],
     ]
     assert [[p.name for p in part] for part in backfill_selection(gate, folder, "*.md")] == [["README.md"], []]
+    # A pattern that walks up took the folder's neighbours (the world's jobs/ state among them) through the gate.
+    for outside in ("../*", "2025/../../*", ".."):
+        with pytest.raises(UsageError, match=r"reaches outside .*\('\.\.'\)"):
+            backfill_selection(gate, folder, outside)
     assert [p.name for p in backfill_selection(gate, folder, "**/order_tracking_*.csv")[0]] == [
         "order_tracking_2025_02_01.csv",
         "order_tracking_2024_09_02.csv",
