@@ -60,12 +60,14 @@ def quiet_outcome_log() -> Iterator[None]:
 
 def read_event_file(source: str) -> str:
     """The event file's text; SettingsError-free, an OSError or UnicodeError names the problem."""
+    # Without a byte order mark: Windows PowerShell's `Out-File -Encoding utf8` and Notepad write one before the
+    # JSON, which json.loads refuses ("Unexpected UTF-8 BOM"), and an event saved from the portal failed exit 2.
     if source == "-":
-        return sys.stdin.read()
+        return sys.stdin.read().removeprefix("\ufeff")
     path = Path(source)
     if path.is_dir():
         raise IsADirectoryError(f"{source} is a folder; give one event file (or '-' for stdin)")
-    return path.read_text(encoding="utf-8")
+    return path.read_text(encoding="utf-8-sig")
 
 
 def handle_main(argv: list[str]) -> int:

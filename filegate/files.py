@@ -358,7 +358,8 @@ def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> Iterator[Outcome]:
     whose handling fails stays too: the outcomes of its events that ended come first, then the failure.
     """
     try:
-        payload = json.loads(letter.path.read_text(encoding="utf-8"))
+        # A letter edited by hand may start with a byte order mark (as `filegate handle` reads an event file).
+        payload = json.loads(letter.path.read_text(encoding="utf-8-sig"))
     except (ValueError, OSError) as exc:
         # Reading it again fails the same way: a person fixes or removes it, and the other letters go on.
         reason = f"{letter.path} is not a readable event ({exc}): fix it or remove it"

@@ -88,6 +88,30 @@ def test_handle_prints_the_outcome_and_redelivery_is_a_duplicate(cli: AzureCli) 
     assert len(cli.jobs_api.runs()) == 1
 
 
+def test_handle_reads_an_event_saved_with_a_byte_order_mark_from_a_file_and_from_stdin(cli: AzureCli) -> None:
+    # Windows PowerShell's `Out-File -Encoding utf8` (and Notepad) put a BOM before the JSON: the event saved from
+    # the portal was "not JSON: Unexpected UTF-8 BOM", exit 2, and the file waited in landing for the sweep.
+    event_file = cli.deliver({"order_tracking_2024_03_05.csv": csv_bytes()})
+    event_file.write_bytes(b"\xef\xbb\xbf" + event_file.read_bytes())
+
+    first = run_cli(["handle", str(event_file)], cli.env())
+    piped = subprocess.run(
+        [sys.executable, "-m", "filegate.cli", "handle", "-"],
+        input=event_file.read_bytes(),
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, **cli.env()},
+        timeout=120,
+        check=False,
+    )
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads(first.stdout)["status"] == "archived"
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    assert json.loads(piped.stdout)["status"] == "duplicate"
+    assert len(cli.jobs_api.runs()) == 1
+
+
 def test_handle_exits_2_when_the_contracts_folder_does_not_load_and_the_file_stays_in_landing(cli: AzureCli) -> None:
     # A contract saved with a typo: fixing it is what helps, so 2 (CONFIG), not 1 (it ran; look at a file).
     contracts = cli.folder / "contracts"

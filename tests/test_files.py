@@ -888,7 +888,8 @@ def test_a_dead_letter_whose_handling_fails_reports_its_other_events_and_stays(w
 def test_dead_letters_are_listed_with_their_reason_re_driven_and_marked(world: World, tmp_path: Path) -> None:
     event = world.upload(NAME, DATA)
     letter = tmp_path / f"{event['id']}.json"
-    letter.write_text(json.dumps(event))
+    # Edited by hand in an editor that starts UTF-8 with a byte order mark: it read as "not a readable event".
+    letter.write_text("\ufeff" + json.dumps(event), encoding="utf-8")
     letter.with_suffix(".reason.txt").write_text("10 attempts; last: 503 from the function\n")
 
     [found] = dead_letters(tmp_path)
