@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -130,6 +131,16 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
         raise UsageError(f"{path} is a report; reprocess the file it describes: {path.removesuffix(REPORT_SUFFIX)}")
     info = store.stat(container, relative)
     if info is None:
+        aside = _set_aside(gate, container, relative)
+        if aside:
+            # Reprocessed by an earlier run of this command (its report set aside): not a typo, and what to do next
+            # depends on how far that run got, which only the other listings say.
+            raise FilegateError(
+                f"{path} was reprocessed already (its report is kept as {container}/{aside[-1]}): through the gate, "
+                "`filegate archived` lists it (a trigger: `filegate batches`), or `filegate rejected` if rejected "
+                "again; a run interrupted before the gate took it left it in landing, which `filegate sweep "
+                "--older-than 0` puts through the gate"
+            )
         raise UsageError(f"{path}: no such rejected file (`filegate rejected` lists them)")
     source = unquote(info.metadata.get(META_SOURCE, ""))
     source_container, _, source_path = source.partition("/")
@@ -164,6 +175,16 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
         )
         landed = f"{placed.container}/{placed.path}"
         return Outcome(FAILED, source=landed, reasons=(reason,), to_fix=exits.needs_fix(exc))
+
+
+# The name `set_report_aside` keeps a reprocessed file's report under: `<file>.<UTC stamp>-<version tag>.report.json`.
+_ASIDE = re.compile(r"\.\d{8}T\d{6}Z-[0-9a-f]{8}" + re.escape(REPORT_SUFFIX))
+
+
+def _set_aside(gate: Gate, container: str, path: str) -> list[str]:
+    """The reports a reprocess set aside for the rejected file at `path`, oldest first."""
+    found = gate.store.list(container, path + ".")
+    return sorted(info.path for info in found if _ASIDE.fullmatch(info.path.removeprefix(path)))
 
 
 def _own_copy_in_landing(gate: Gate, info: ObjectInfo, container: str, path: str) -> ObjectInfo:

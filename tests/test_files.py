@@ -16,9 +16,16 @@ import pytest
 
 from filegate.archive import place_upload, write_report
 from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, seal_holds
-from filegate.errors import DestinationExists, RunNotStarted, StorageError, TransientError, UsageError
+from filegate.errors import (
+    DestinationExists,
+    FilegateError,
+    RunNotStarted,
+    StorageError,
+    TransientError,
+    UsageError,
+)
 from filegate.exits import FAILED as FAILED_CODE
-from filegate.exits import OK, TRY_AGAIN
+from filegate.exits import OK, TRY_AGAIN, exit_code
 from filegate.files import (
     NO_RUN,
     ArchivedFile,
@@ -94,6 +101,11 @@ def test_a_rejected_file_is_listed_with_its_reasons_and_re_processed_once_fixed(
     assert [o.path for o in world.objects(world.settings.landing)] == []
     assert len(world.runs()) == 1
     assert list(rejected_files(world.gate())) == []
+    # Run again, it said "no such rejected file" (exit 2, a typo), though the path was right and the file through.
+    with pytest.raises(FilegateError, match=r"was reprocessed already .*`filegate archived` lists it") as again_run:
+        reprocess_rejected(world.gate(), listed.path)
+    assert exit_code(again_run.value) == FAILED_CODE
+    assert len(world.runs()) == 1
 
 
 def rejected_then_fixed_in_place(world: World) -> str:
