@@ -405,11 +405,22 @@ def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> Iterator[Outcome]:
         yield from outcomes  # a file its other events rejected is reported, not found later as a duplicate
         raise
     handled = letter.path.parent / HANDLED
-    handled.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for path in (letter.path, letter.path.with_suffix(".reason.txt")):
-        if path.exists():
-            path.rename(handled / f"{path.stem}.{stamp}{path.suffix}")
+    try:
+        handled.mkdir(exist_ok=True)
+        for path in (letter.path, letter.path.with_suffix(".reason.txt")):
+            if path.exists():
+                path.rename(handled / f"{path.stem}.{stamp}{path.suffix}")
+    except OSError as exc:
+        # A folder the watcher's account owns, say: the events are done, and the other letters go on. Left in
+        # place, the letter is handled again by the next redrive, which finds its events done (duplicate).
+        yield from outcomes
+        reason = (
+            f"its events were handled, but it cannot be moved into {handled} ({exc.strerror or exc}): let this "
+            "account write there, or move the letter and its reason by hand"
+        )
+        yield Outcome(FAILED, source=str(letter.path), reasons=(reason,))
+        return
     yield from outcomes
 
 

@@ -914,6 +914,25 @@ def test_dead_letters_are_listed_with_their_reason_re_driven_and_marked(world: W
     assert_converged(world, {NAME: DATA})
 
 
+def test_a_dead_letter_that_cannot_be_moved_to_handled_is_reported_and_the_others_go_on(
+    world: World, tmp_path: Path
+) -> None:
+    # A deadletter folder this account may not write into (the watcher's own, say): the move raised an OSError
+    # that ended the command in a traceback, after the first letter's events were handled and before the others.
+    names = ["order_tracking_2024_03_05.csv", "order_tracking_2024_03_06.csv"]
+    for name in names:
+        event = world.upload(name, DATA)
+        (tmp_path / f"{event['id']}.json").write_text(json.dumps(event))
+    (tmp_path / "handled").write_text("a file where the folder goes: no letter can be moved into it")
+
+    outcomes = [outcome for letter in dead_letters(tmp_path) for outcome in redrive_dead_letter(world.gate(), letter)]
+
+    assert [outcome.status for outcome in outcomes] == [ARCHIVED, FAILED, ARCHIVED, FAILED]
+    assert "its events were handled, but it cannot be moved into" in outcomes[1].reasons[0]
+    assert len(dead_letters(tmp_path)) == 2  # left where they are: a redrive again finds their events done
+    assert_converged(world, dict.fromkeys(names, DATA))
+
+
 def test_a_dead_letter_of_the_other_cloud_stays_for_a_redrive_on_that_cloud(world: World, tmp_path: Path) -> None:
     # Both watchers keep their letters in .filegate/watch/deadletter by default: a redrive on one cloud "handled"
     # the other's letters as ignored events and moved them to handled/, and nothing re-drove them again.
