@@ -614,6 +614,9 @@ def rejected_main(argv: list[str]) -> int:
     parser.add_argument("--dataset", help="only this dataset's rejected files (`_unmatched` for no contract)")
     parser.add_argument("--reprocess", metavar="PATH", help="container/path of a rejected file to put through again")
     args = parser.parse_args(argv)
+    if args.reprocess and args.dataset:
+        # Taken and ignored, it read as a check that the file was that dataset's.
+        parser.error("--dataset narrows the listing; --reprocess takes one file's path alone: give one of them")
 
     def body() -> int:
         gate = _gate(args, check=bool(args.reprocess))

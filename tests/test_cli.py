@@ -316,6 +316,15 @@ def test_handle_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
     assert "is not JSON" in result.stderr
 
 
+def test_rejected_refuses_a_dataset_beside_reprocess_rather_than_ignore_it() -> None:
+    # --dataset was taken and ignored: a path of another dataset was put through the gate all the same.
+    result = run_cli(["rejected", "--reprocess", "rejected/orders/orders_2025_01_15.csv", "--dataset", "customers"], {})
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--reprocess takes one file's path alone" in result.stderr
+    assert result.stdout == ""
+
+
 def test_handle_names_a_missing_a_folder_and_a_binary_event_file_without_a_traceback(tmp_path: Path) -> None:
     binary = tmp_path / "event.bin"
     binary.write_bytes(b"\xff\xfe\x00\x81 not text")
