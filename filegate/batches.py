@@ -477,16 +477,20 @@ def latest_seal(gate: Gate, batch: Batch) -> Seal | None:
 
 
 def seal_holds(gate: Gate, outcome: Outcome) -> bool:
-    """Whether the seal an outcome names holds its archived file: a late member sealed into a new revision
-    (`rerun`) is loaded by that revision's run; one held beside the seal, or ruled out by the trigger, is not."""
+    """Whether the seal an outcome names holds its archived file (a member, or the trigger): a late member sealed
+    into a new revision (`rerun`) is loaded by that revision's run; one held beside the seal, or ruled out by the
+    trigger, is not."""
     if outcome.sealed_path is None or outcome.archived_path is None:
         return False
     container, _, path = outcome.sealed_path.partition("/")
     info = gate.store.stat(container, path)
     if info is None:
         return False
-    members = _read_json(gate, info).get("members", [])
-    return outcome.archived_path in {f"{m['container']}/{m['path']}" for m in members}
+    document = _read_json(gate, info)
+    sealed = {f"{m['container']}/{m['path']}" for m in document.get("members", [])}
+    # A corrected trigger after the seal is sealed as the revision's trigger, not as a member.
+    sealed.add(str((document.get("trigger") or {}).get("path")))
+    return outcome.archived_path in sealed
 
 
 def _paths(infos: tuple[ObjectInfo, ...]) -> frozenset[str]:

@@ -660,6 +660,38 @@ def test_reprocessing_a_member_rejected_again_or_held_after_its_seal_needs_a_loo
     assert seal_holds(rerun, sealed_again)
 
 
+def test_a_corrected_trigger_reprocessed_after_the_seal_is_loaded_only_when_sealed_into_a_new_revision(
+    world: World,
+) -> None:
+    # A seal names its trigger apart from its members: the corrected trigger sealed into revision 2 (rerun) read
+    # as held, and `filegate rejected --reprocess` exited 1 for a trigger whose run had started.
+    gate, rerun = world.gate(), world.gate(pipelines=with_policy(late_member="rerun"))
+    rejected_after_seal = []
+    for day in (date(2025, 4, 4), date(2025, 4, 5)):
+        assert [deliver(gate, world.upload(n, d)) for n, d in batch_pieces(day).items()][-1].status == SEALED
+        time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the corrected trigger is the newest there
+        [late] = handle_payload(gate, world.upload(trigger_name(day), trigger_bytes(day, batch_date="2025-01-01")))
+        assert late.status == REJECTED
+        assert late.rejected_path is not None
+        # Fixed in place: the rows of customers stated, which the first trigger left out.
+        stated = json.loads(trigger_bytes(day))
+        stated["files"][0]["rows"] = len(member_bytes("customers").splitlines()) - 1
+        container, _, path = late.rejected_path.partition("/")
+        info = world.store.stat(container, path)
+        assert info is not None
+        world.store.delete(container, path, info.version)
+        world.store.put(container, path, json.dumps(stated).encode(), "application/json", dict(info.metadata))
+        rejected_after_seal.append(late.rejected_path)
+
+    held = reprocess_rejected(gate, rejected_after_seal[0])
+    sealed_again = reprocess_rejected(rerun, rejected_after_seal[1])
+
+    assert (held.status, held.revision) == (LATE_MEMBER, 1)
+    assert not seal_holds(gate, held)
+    assert (sealed_again.status, sealed_again.revision) == (LATE_MEMBER, 2)
+    assert seal_holds(rerun, sealed_again)
+
+
 def test_a_jobs_api_that_answers_errors_to_runs_get_stops_the_listing_with_its_exit_not_unknown_runs(
     world: World, request: pytest.FixtureRequest
 ) -> None:
