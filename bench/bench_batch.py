@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -592,7 +593,7 @@ def main() -> int:
         saved = work / "results.json"
         results = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else []
         for scale in scales:
-            command = "bench/bench_batch.py " + " ".join(sys.argv[1:])
+            command = shlex.join(["bench/bench_batch.py", *sys.argv[1:]])
             result = {**measure(scale, args, work), "command": command, "commit": commit}
             results = sorted([r for r in results if r["scale"] != scale] + [result], key=lambda r: r["scale"])
             # Written after every scale: a run cut short keeps what finished.

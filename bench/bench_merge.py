@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -479,7 +480,7 @@ def main() -> int:
             results.append(measure(size, args, source, file_keys, work))
             loads.append(os.getloadavg()[0])
             print(f"  {json.dumps(results[-1])}", file=sys.stderr)
-        command = "bench/bench_merge.py " + " ".join(sys.argv[1:])
+        command = shlex.join(["bench/bench_merge.py", *sys.argv[1:]])
         table = render(results, command, args.driver_memory, commit, loads)
         print(table)
         args.results.parent.mkdir(parents=True, exist_ok=True)
