@@ -48,7 +48,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_merge import SAMPLE_SECONDS, bench_session, checkout, run_sampled, tree_rss_kib  # noqa: E402
+from bench_merge import SAMPLE_SECONDS, bench_session, checkout, run_sampled, tree_memory_kib  # noqa: E402
 from profile_tasks import process_cpu, time_statements  # noqa: E402
 
 from filegate.contracts import load_contracts  # noqa: E402
@@ -96,7 +96,7 @@ def seal(folder: Path, day: date, out: Path) -> Path:
 
 
 class TreePeaks:
-    """The process tree's peak resident memory while each named phase runs, in MiB."""
+    """The process tree's peak memory (`tree_memory_kib`) while each named phase runs, in MiB."""
 
     def __init__(self) -> None:
         self.peaks: dict[str, float] = {}
@@ -109,7 +109,7 @@ class TreePeaks:
         while not self._done.is_set():
             phase = self._phase
             if phase is not None:
-                self.peaks[phase] = max(self.peaks.get(phase, 0.0), tree_rss_kib(os.getpid()) / 1024)
+                self.peaks[phase] = max(self.peaks.get(phase, 0.0), tree_memory_kib(os.getpid()) / 1024)
             self._done.wait(SAMPLE_SECONDS)
 
     @contextmanager
@@ -118,7 +118,7 @@ class TreePeaks:
         try:
             yield
         finally:
-            self.peaks[name] = max(self.peaks.get(name, 0.0), tree_rss_kib(os.getpid()) / 1024)
+            self.peaks[name] = max(self.peaks.get(name, 0.0), tree_memory_kib(os.getpid()) / 1024)
             self._phase = None
 
     def stop(self) -> None:
@@ -506,9 +506,9 @@ def render(results: list[dict[str, Any]]) -> str:
         "old ones). The goal:",
         "job / floor within 2x. Validation and derived tables have no bare counterpart; they count in the",
         "job's time only. JVM CPU = the driver JVM's CPU seconds (local mode: all of Spark), which hardly move",
-        "when others share the cores: the ratio to trust on a loaded machine. Peak memory = resident memory",
-        f"of the process tree, sampled every {SAMPLE_SECONDS} s; a task's peak includes what the tasks before it",
-        "left in the JVM.",
+        "when others share the cores: the ratio to trust on a loaded machine. Peak memory = memory of the",
+        "process tree, a page shared by processes counted once (the sum of their Pss), sampled every",
+        f"{SAMPLE_SECONDS} s; a task's peak includes what the tasks before it left in the JVM.",
         "",
         "## Rows a day",
         "",

@@ -17,9 +17,9 @@ merged into another copy of the same small target. A second reference is one bar
 delta-rs merge of the same rows (`deltalake`, on a copy without deletion vectors, which delta-rs
 cannot write).
 
-Peak memory is the resident memory of the process tree (Python, the JVM, the commands they run; a
-child not yet past its exec shares its parent's pages and is left out), summed and sampled every 0.1 s
-from outside, per size and for both references alike.
+Peak memory is the memory of the process tree (Python, the JVM, the commands they run), each page
+counted once however many processes share it (the sum of their proportional set sizes, Pss), sampled
+every 0.1 s from outside, per size and for both references alike.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from deltalake import DeltaTable, write_deltalake
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from filegate.contracts import load_contracts  # noqa: E402
+from filegate.contracts import load_contracts, quoted_name  # noqa: E402
 from local_world.samples.order_tracking import DATASET, file_name, write_day  # noqa: E402
 from spark_jobs.columns import target_schema  # noqa: E402
 from spark_jobs.merge import MergeClause, latest_wins_merge  # noqa: E402
@@ -74,46 +74,35 @@ CATALOG, SCHEMA = "bench", "ingest"
 # --- measuring from outside -------------------------------------------------------------------
 
 
-def memory_layout(pid: int) -> tuple[str, ...] | None:
-    """Where a process's code, stack, data and arguments lie (/proc's stat); None where /proc hides them."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # fields[0] is stat's field 3; startcode to startstack are fields 26 to 28, start_data to env_end 45 to 51.
-    layout = (*fields[23:26], *fields[42:49])
-    return layout if any(int(value) for value in layout) else None
+def tree_memory_kib(root: int) -> int:
+    """The memory a process and all its descendants hold right now, in KiB: the sum of their proportional set sizes.
 
-
-def tree_rss_kib(root: int) -> int:
-    """Resident memory of a process and all its descendants right now, in KiB.
-
-    A child with its parent's memory layout has not called exec since its fork, and shares its parent's
-    pages: counted, it would add its parent's memory again. A JVM spawns every command (Hadoop's chmod
-    of each file it writes locally) so, and /proc gives the spawned child the whole JVM's resident memory
-    until its exec: a 0.1 s sampler caught that now and then, as a peak up to twice the JVM's. (Forked
-    Python workers are left out too; their own pages are few.)
+    A page two processes share counts half in each (smaps_rollup's Pss), so the tree's sum counts it once.
+    Resident sizes (VmRSS) counted it in each: a JVM spawns every command (Hadoop's chmod of each file it
+    writes locally) by a fork, and until its exec the child showed the whole JVM's memory as its own, so a
+    0.1 s sampler caught a peak up to twice the JVM's now and then. Forked Python workers' own pages count.
     """
     total = 0
-    pending: list[tuple[int, tuple[str, ...] | None]] = [(root, None)]
+    pending = [root]
     while pending:
-        pid, parent = pending.pop()
+        pid = pending.pop()
         try:
-            layout = memory_layout(pid)
-            status = Path(f"/proc/{pid}/status").read_text()
-            rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             children = [
                 int(child)
                 for task in Path(f"/proc/{pid}/task").iterdir()
                 for child in (task / "children").read_text().split()
             ]
-        except (FileNotFoundError, ProcessLookupError, StopIteration):
+        except (FileNotFoundError, ProcessLookupError):
             continue
-        if layout is None or layout != parent:
-            total += rss
-        pending += [(child, layout) for child in children]
+        # A process that ended between the two reads leaves an empty rollup.
+        total += next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+        pending += children
     return total
 
 
 def run_sampled(command: list[str], log: Path) -> float:
-    """Run a child to its end; its process tree's peak resident memory, in MiB."""
+    """Run a child to its end; its process tree's peak memory (`tree_memory_kib`), in MiB."""
     peak = 0
     with log.open("ab") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
@@ -122,7 +111,7 @@ def run_sampled(command: list[str], log: Path) -> float:
         def sample() -> None:
             nonlocal peak
             while not done.is_set():
-                peak = max(peak, tree_rss_kib(process.pid))
+                peak = max(peak, tree_memory_kib(process.pid))
                 done.wait(SAMPLE_SECONDS)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -308,7 +297,7 @@ def run_delta_rs(reference: dict[str, Any]) -> None:
     # holds only older instants of the file's keys, so no tie arises and the changes are the same).
     (clause,) = spec.when_matched_update
     sequence = CONTRACT.sequence_by
-    newer = MergeClause(clause.assignments, condition=f"s.{sequence} > t.{sequence}")
+    newer = MergeClause(clause.assignments, condition=f"s.{quoted_name(sequence)} > t.{quoted_name(sequence)}")
     data = pq.read_table(reference["merged"])
     started = time.perf_counter()
     merger = DeltaTable(reference["target"]).merge(data, predicate=spec.predicate, source_alias="s", target_alias="t")
@@ -406,7 +395,9 @@ def checkout(repo: Path = REPO) -> str:
     commit = git("rev-parse", "--short", "HEAD")
     if not commit:
         return "no git commit found"
-    return f"{commit} with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else commit
+    # The results folder aside: a run writes bench/results/, and the next would read as measuring changed code.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return f"{commit} with uncommitted changes" if changed else commit
 
 
 def render(results: list[dict[str, Any]], command: str, driver_memory: str, commit: str, loads: list[float]) -> str:
@@ -440,9 +431,9 @@ def render(results: list[dict[str, Any]], command: str, driver_memory: str, comm
         "target size in a fresh process after a warm-up batch. Floor = one bare Delta-on-Spark `MERGE INTO` of",
         "exactly the rows the job merged (rows merged) into a copy of the same target, in a fresh process after",
         "a warm-up MERGE; job / floor is the goal's ratio (1.5x). delta-rs = one bare `deltalake` merge of the",
-        "same rows, a second reference. Peak memory = resident memory of the whole process tree (Python, JVM,",
-        "the commands they run; a child not yet past its exec shares its parent's pages and is left out),",
-        f"sampled every {SAMPLE_SECONDS} s.",
+        "same rows, a second reference. Peak memory = memory of the whole process tree (Python, JVM, the",
+        "commands they run), a page shared by processes counted once (the sum of their Pss), sampled every",
+        f"{SAMPLE_SECONDS} s.",
         "",
     ]
     return "\n".join(lines)
