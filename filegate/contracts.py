@@ -102,6 +102,21 @@ class Column:
             or self.max_length is not None
         )
 
+    @property
+    def rule_kinds(self) -> tuple[str, ...]:
+        """The kinds of rule this column's values obey (`COLUMN_RULE_KINDS`), as its rejected rows' ids name them."""
+        given = {
+            "required": not self.nullable,
+            "type": self.text_pattern is not None,
+            "allowed": bool(self.allowed),
+            "pattern": self.pattern is not None,
+            "min_length": self.min_length is not None,
+            "max_length": self.max_length is not None,
+            "min": self.min is not None,
+            "max": self.max is not None,
+        }
+        return tuple(kind for kind in COLUMN_RULE_KINDS if given[kind])
+
     def severity_of(self, kind: str) -> str:
         """The reported severity of this column's rule `kind`."""
         return self.severity or _DEFAULT_SEVERITY.get(kind, "MEDIUM")
@@ -938,7 +953,7 @@ def _check_problems(contract: Contract) -> list[Problem]:
         if check.severity not in SEVERITIES:
             problems.append(Problem(where, f"severity must be one of {', '.join(SEVERITIES)}, not {check.severity!r}"))
         problems.extend(_param_problems(contract, check.expr, where))
-        if check.name in COLUMN_RULE_KINDS and "check" in contract.column_names:
+        if "check" in contract.column_names and check.name in contract.column("check").rule_kinds:
             # Both would report as `<dataset>.check.<kind>` in validation_results, their counts added up.
             clash = f"shares its rule id {contract.check_id(check)} with column check's {check.name} rule; rename it"
             problems.append(Problem(where, clash))

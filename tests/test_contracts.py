@@ -267,6 +267,14 @@ def test_a_toml_date_bound_is_kept_as_iso_text() -> None:
     assert contract.column("d").min == "2000-01-01"
 
 
+def test_a_check_named_like_a_rule_that_column_check_does_not_have_is_kept() -> None:
+    columns = [{"name": "id", "type": "long", "nullable": False}, {"name": "check", "type": "string"}]
+
+    contract = parse_contract(_things(columns=columns, checks=[{"name": "pattern", "expr": "id > 0"}]))
+
+    assert [check.name for check in contract.checks] == ["pattern"]
+
+
 def test_a_toml_float_bound_of_a_decimal_column_is_kept_in_plain_notation() -> None:
     # str() wrote 0.00001 as 1e-05 and 1e16 as 1e+16, no decimal's text: the contract was refused, naming a
     # bound the user never wrote.
@@ -296,7 +304,10 @@ def test_a_toml_float_bound_of_a_decimal_column_is_kept_in_plain_notation() -> N
         # Column `check`'s pattern rule and this check would both count as `things.check.pattern`.
         (
             {
-                "columns": [{"name": "id", "type": "long", "nullable": False}, {"name": "check", "type": "string"}],
+                "columns": [
+                    {"name": "id", "type": "long", "nullable": False},
+                    {"name": "check", "type": "string", "pattern": "^[A-Z]+$"},
+                ],
                 "checks": [{"name": "pattern", "expr": "id > 0"}],
             },
             r"checks.pattern: shares its rule id things.check.pattern with column check's pattern rule",

@@ -503,11 +503,14 @@ RULE_CASES: list[tuple[Column, list[str]]] = [
 ]  # fmt: skip
 
 
-def test_every_rule_kind_the_job_gives_is_one_the_contracts_know() -> None:
-    # `filegate check` keeps a check from taking a rule id that a column named `check` gives (COLUMN_RULE_KINDS).
-    kinds = {kind for column, _ in RULE_CASES for _, kind, _ in column_rules(column, "value")}
+def test_the_rule_kinds_a_column_names_are_those_the_job_gives_it() -> None:
+    # `filegate check` keeps a check from taking a rule id that a column named `check` gives (`Column.rule_kinds`).
+    every = Column("all", "long", nullable=False, allowed=("1",), pattern="^1", min_length=1, max_length=2, min="1")
+    columns = [column for column, _ in RULE_CASES] + [every, replace(every, max="5")]
 
-    assert kinds == set(COLUMN_RULE_KINDS)
+    for column in columns:
+        assert column.rule_kinds == tuple(dict.fromkeys(kind for _, kind, _ in column_rules(column, "value")))
+    assert {kind for column in columns for kind in column.rule_kinds} == set(COLUMN_RULE_KINDS)
 
 
 @pytest.mark.parametrize(("column", "texts"), RULE_CASES, ids=[column.name for column, _ in RULE_CASES])
