@@ -337,8 +337,8 @@ class AzureBlobStore:
     def _delegation_key(self, service: BlobServiceClient, setting: str) -> Any:
         """A user delegation key of `service`'s account that outlives a new SAS.
 
-        The identity needs generateUserDelegationKey at that account's scope: Storage Blob Data Contributor
-        on the landing account has it; on the archive account (a trigger rejected from the archive) the
+        The identity needs generateUserDelegationKey at that account's scope: Storage Blob Data Owner (or
+        Contributor) on the landing account has it; on the archive account (a trigger rejected from the archive) the
         Storage Blob Delegator role gives it alone.
         """
         now = datetime.now(UTC)

@@ -489,8 +489,8 @@ def seal_holds(gate: Gate, outcome: Outcome) -> bool:
     document = _read_json(gate, info)
     sealed = {f"{m['container']}/{m['path']}" for m in document.get("members", [])}
     # A corrected trigger after the seal is sealed as the revision's trigger, not as a member.
-    sealed.add(str((document.get("trigger") or {}).get("path")))
-    return outcome.archived_path in sealed
+    trigger = (document.get("trigger") or {}).get("path")
+    return outcome.archived_path in sealed or outcome.archived_path == trigger
 
 
 def _paths(infos: tuple[ObjectInfo, ...]) -> frozenset[str]:

@@ -63,7 +63,7 @@ def read_event_file(source: str) -> str:
     # Without a byte order mark: Windows PowerShell's `Out-File -Encoding utf8` and Notepad write one before the
     # JSON, which json.loads refuses ("Unexpected UTF-8 BOM"), and an event saved from the portal failed exit 2.
     if source == "-":
-        return sys.stdin.read().removeprefix("\ufeff")
+        return sys.stdin.buffer.read().decode("utf-8-sig")
     path = Path(source)
     if path.is_dir():
         raise IsADirectoryError(f"{source} is a folder; give one event file (or '-' for stdin)")

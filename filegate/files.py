@@ -408,7 +408,8 @@ def redrive_dead_letter(gate: Gate, letter: DeadLetter) -> Iterator[Outcome]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         handled.mkdir(exist_ok=True)
-        for path in (letter.path, letter.path.with_suffix(".reason.txt")):
+        # The letter last: one that cannot be moved stays in place, as the failure below says, for the next redrive.
+        for path in (letter.path.with_suffix(".reason.txt"), letter.path):
             if path.exists():
                 path.rename(handled / f"{path.stem}.{stamp}{path.suffix}")
     except OSError as exc:
@@ -636,7 +637,7 @@ def rejected_main(argv: list[str]) -> int:
                     reasons=(reason,),
                     to_fix=exc.to_fix,
                 )
-            return _print_outcomes([outcome], lambda done: _needs_a_look(gate, done), "need a look")
+            return _print_outcomes([outcome], lambda done: needs_a_look(gate, done), "need a look")
         found = list(rejected_files(gate, args.dataset))
         _known_dataset(gate, args.dataset, found, UNMATCHED)
         rows = [[f.path, f.dataset, f.rejected_at, "; ".join(f.reasons)] for f in found]
@@ -658,7 +659,7 @@ def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *ot
         raise UsageError(f"--dataset {dataset}: no dataset of that name, and nothing under it (it takes: {known})")
 
 
-def _needs_a_look(gate: Gate, outcome: Outcome) -> bool:
+def needs_a_look(gate: Gate, outcome: Outcome) -> bool:
     """A reprocessed file rejected again (still bad, or its contract gone), ignored, archived without its run, or
     left in landing by a failure: a person looks (running the same command again cannot help; it is no longer a
     rejected file). So does a pipeline's member rejected again, which reads `blocked` (its batch waits on it), or

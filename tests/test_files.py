@@ -33,6 +33,7 @@ from filegate.files import (
     backfill_files,
     backfill_selection,
     dead_letters,
+    needs_a_look,
     redrive_dead_letter,
     redrive_files,
     rejected_files,
@@ -658,6 +659,7 @@ def test_reprocessing_a_member_rejected_again_or_held_after_its_seal_needs_a_loo
     assert "held, the sealed batch is unchanged" in json.loads(held.stdout)["reasons"][0]
     assert (sealed_again.status, sealed_again.revision) == (LATE_MEMBER, 2)
     assert seal_holds(rerun, sealed_again)
+    assert not needs_a_look(rerun, sealed_again)  # the command exits 0: the new revision's run loads it
 
 
 def test_a_corrected_trigger_reprocessed_after_the_seal_is_loaded_only_when_sealed_into_a_new_revision(
@@ -688,8 +690,10 @@ def test_a_corrected_trigger_reprocessed_after_the_seal_is_loaded_only_when_seal
 
     assert (held.status, held.revision) == (LATE_MEMBER, 1)
     assert not seal_holds(gate, held)
+    assert needs_a_look(gate, held)
     assert (sealed_again.status, sealed_again.revision) == (LATE_MEMBER, 2)
     assert seal_holds(rerun, sealed_again)
+    assert not needs_a_look(rerun, sealed_again)
 
 
 def test_a_jobs_api_that_answers_errors_to_runs_get_stops_the_listing_with_its_exit_not_unknown_runs(

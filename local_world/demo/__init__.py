@@ -287,13 +287,18 @@ def main(argv: list[str]) -> int:
     lock = FolderLock(args.state_dir, "python -m local_world demo")
     try:
         lock.acquire()
+    except FolderInUse as exc:
+        print(f"python -m local_world demo: {exc}; run it again once that one ends", file=sys.stderr)
+        return exits.TRY_AGAIN
+    try:
         # The previous demo's runs served again (`jobs-api --state-dir .../jobs`, as the demo's last lines say):
-        # clearing the folder under that server would leave two Jobs APIs writing to it, the new lock unheld.
+        # clearing the folder under that server would leave two Jobs APIs writing to it, the new lock unheld. That
+        # server runs until someone stops it: waiting would not help.
         FolderLock(args.state_dir / JOBS_FOLDER, "local Jobs API").acquire().release()
     except FolderInUse as exc:
         lock.release()
-        print(f"python -m local_world demo: {exc}; run it again once that one ends", file=sys.stderr)
-        return exits.TRY_AGAIN
+        print(f"python -m local_world demo: {exc}", file=sys.stderr)
+        return exits.CONFIG
     # Ctrl-C and SIGTERM both unwind through the context managers that stop what the demo started
     # (a shell may start background jobs with SIGINT ignored; the demo wants it either way).
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}

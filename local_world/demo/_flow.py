@@ -194,8 +194,8 @@ def wait_for_runs(
             if time.monotonic() > deadline:
                 active = sorted(set(run_ids) - set(finished))
                 raise DemoError(
-                    f"runs still active after {timeout:.0f} s: {active}; on a slow or busy machine give them longer, "
-                    f"e.g. make demo ARGS='--timeout {2 * timeout:.0f}'"
+                    f"runs still active after {timeout:.0f} s: {active}; on a slow or busy machine give them longer "
+                    f"with --timeout (e.g. --timeout {2 * timeout:.0f}, beside the options you gave)"
                 )
             time.sleep(1.0)
     return finished

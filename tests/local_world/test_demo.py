@@ -415,8 +415,11 @@ def test_a_demo_whose_runs_are_served_again_is_not_cleared_under_that_server(
     with FolderLock(state / "jobs", "local Jobs API"):
         code = demo.main(["--samples", str(samples), "--state-dir", str(state), "--timeout", "1"])
 
-    assert code == 75
-    assert f"{state / 'jobs'} is in use by another local Jobs API (pid {os.getpid()})" in capsys.readouterr().err
+    assert code == 2
+    assert (
+        f"{state / 'jobs'} is in use by another local Jobs API (pid {os.getpid()}); stop that one first"
+        in capsys.readouterr().err
+    )
     assert (state / "jobs" / "runs").is_dir()
     assert (state / "warehouse").is_dir()
     with FolderLock(state, "python -m local_world demo"):  # the demo's own lock was let go
@@ -467,8 +470,8 @@ def test_runs_that_outlast_the_timeout_are_named_with_the_option_that_gives_them
         wait_for_runs(client, [run_id], {run_id: "slow.csv"}, lambda line: None, 2)
 
     assert str(error.value) == (
-        f"runs still active after 2 s: [{run_id}]; on a slow or busy machine give them longer, "
-        "e.g. make demo ARGS='--timeout 4'"
+        f"runs still active after 2 s: [{run_id}]; on a slow or busy machine give them longer "
+        "with --timeout (e.g. --timeout 4, beside the options you gave)"
     )
 
 

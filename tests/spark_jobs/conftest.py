@@ -52,7 +52,7 @@ RESERVED_KEYWORDS = "spark.sql.ansi.enforceReservedKeywords"
 @pytest.fixture
 def reserved_keywords(spark: SparkSession) -> Iterator[SparkSession]:
     """The shared session with SQL's reserved words enforced, for one test; restored after it."""
-    before = spark.conf.get(RESERVED_KEYWORDS)
+    before = spark.conf.get(RESERVED_KEYWORDS, "false")
     spark.conf.set(RESERVED_KEYWORDS, "true")
     try:
         yield spark
