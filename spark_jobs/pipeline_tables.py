@@ -118,6 +118,11 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
     document = pipeline.document
     problems: list[str] = []
     params = table_params(pipeline)
+    currency = document.get("base_currency", "USD")
+    if not isinstance(currency, str) or not currency.strip():
+        # `${param.base_currency}` is written into the tables' SQL as a literal: a date, list or table has none
+        # (the job raised a bare TypeError naming no field), and a number never equals a currency code.
+        problems.append(f'base_currency must be a currency code in quotes (base_currency = "EUR"), not {currency!r}')
     # A malformed [[lookups]] is parse_checks' to name: here only the names of the well-formed ones.
     listed = document.get("lookups", [])
     lookups = (

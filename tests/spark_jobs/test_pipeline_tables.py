@@ -230,3 +230,22 @@ def test_an_input_inside_quotes_is_found_where_the_job_would_break_the_sql() -> 
 
     assert quoted_inputs(sql) == ["${param.code}", "${as_of}"]
     assert quoted_inputs(harmless) == []
+
+
+@pytest.mark.parametrize("value", ["2025-01-01", "978", '["USD", "EUR"]', '{ code = "EUR" }', '" "'])
+def test_a_base_currency_that_is_no_currency_code_names_the_field(tmp_path: Path, value: str) -> None:
+    # The job wrote it into the SQL as a literal: a TOML date stopped derive_tables with a bare TypeError.
+    header = HEADER.replace("[params]", f"base_currency = {value}\n[params]")
+    table = (
+        '[[tables]]\nname = "c"\ngrain = ["customer_id"]\n'
+        'sql = "SELECT customer_id FROM ${current.customers} WHERE country <> ${param.base_currency}"\n'
+    )
+
+    assert "base_currency must be a currency code in quotes" in problems(header + table, tmp_path)
+
+
+def test_a_base_currency_in_quotes_is_read(tmp_path: Path) -> None:
+    header = HEADER.replace("[params]", 'base_currency = "EUR"\n[params]')
+    table = '[[tables]]\nname = "c"\ngrain = ["customer_id"]\nsql = "SELECT customer_id FROM ${current.customers}"\n'
+
+    assert [table.name for table in tables_of(header + table, tmp_path)] == ["c"]
