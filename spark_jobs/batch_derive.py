@@ -150,13 +150,23 @@ def table_rows(
 ) -> DataFrame:
     """The table's rows: its SQL, then each segment's column, then the business date and batch (set by the job)."""
     rows = spark.sql(resolve_sql(table.sql, inputs, params, as_of))
-    made = {column.lower() for column in rows.columns} if table.segments else set()
+    made = {column.lower() for column in rows.columns}
+    # withColumn would replace the SQL's column without a word: with the bands' label (a grain column too), or
+    # with the business date and batch, so that a table over a daily series (`SELECT as_of_date, ... FROM
+    # ${table.series}`) had every row dated today and failed its grain as "fans out".
     replaced = [segment.column for segment in table.segments if segment.column in made]
+    owned = [column for column in (AS_OF_DATE, BATCH_ID) if column in made]
+    problems = []
     if replaced:
-        # withColumn would replace the SQL's column with the bands' label without a word (a grain column too).
-        raise ColumnsRefused(
-            table.name, [f"its SQL makes {', '.join(replaced)}, which a segment adds; name one of them otherwise"]
+        problems.append(f"its SQL makes {', '.join(replaced)}, which a segment adds; name one of them otherwise")
+    if owned:
+        listed = ", ".join(owned)
+        problems.append(
+            f"its SQL makes {listed}, which the job adds to every row (the business date it builds the table as "
+            f"of, the batch): name it otherwise (as_of_date AS day), or leave it out (SELECT * EXCEPT ({listed}))"
         )
+    if problems:
+        raise ColumnsRefused(table.name, problems)
     for segment in table.segments:
         rows = rows.withColumn(segment.column, F.expr(resolve_sql(segment.case_sql(), inputs, params, as_of)))
     return rows.withColumn(AS_OF_DATE, F.lit(as_of)).withColumn(BATCH_ID, F.lit(batch_id))

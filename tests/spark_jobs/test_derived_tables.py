@@ -733,6 +733,27 @@ def test_a_segment_adding_a_column_its_table_s_sql_makes_is_refused(spark: Spark
     assert problems == ["table t: its SQL makes customer_id, which a segment adds; name one of them otherwise"]
 
 
+def test_a_table_making_the_job_s_own_columns_is_refused(spark: SparkSession) -> None:
+    # A trend over a daily series kept the series' as_of_date: the job set every row's to the business date,
+    # and the table failed its grain as "its SQL joins something that fans out" (or, grained otherwise, was
+    # written with every day's rows dated today).
+    contracts = load_contracts()
+    series = {"name": "s", "grain": ["as_of_date"], "refresh": "as_of", "sql": "SELECT 1 AS n"}
+    trend = {"name": "trend", "grain": ["as_of_date"], "sql": "SELECT as_of_date, n FROM ${table.s}"}
+    whole = {"name": "copy", "grain": ["n"], "sql": "SELECT * FROM ${table.s}"}
+    document = {**one_table("orders", "SELECT 'c' AS customer_id"), "tables": [series, trend, whole]}
+
+    problems = batch_derive.table_problems(spark, parse_pipeline(document, contracts), contracts)
+
+    made = "which the job adds to every row (the business date it builds the table as of, the batch)"
+    assert problems == [
+        f"table trend: its SQL makes as_of_date, {made}: name it otherwise (as_of_date AS day), or leave it out "
+        "(SELECT * EXCEPT (as_of_date))",
+        f"table copy: its SQL makes as_of_date, _batch_id, {made}: name it otherwise (as_of_date AS day), or "
+        "leave it out (SELECT * EXCEPT (as_of_date, _batch_id))",
+    ]
+
+
 def test_a_table_with_a_null_typed_column_is_refused_not_written_without_it(lake: Lake, spark: SparkSession) -> None:
     # A pipeline deployed without `filegate check`: Delta wrote the table and left `note` out, unsaid.
     derived = DerivedTable("t", "SELECT 1", "full", ("order_id",))
