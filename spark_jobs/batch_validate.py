@@ -54,7 +54,7 @@ from spark_jobs.columns import (
 )
 from spark_jobs.contract_sql import first_to_raise, is_data_exception, spark_message
 from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
-from spark_jobs.pipeline_rules import Checks, Relation, Rule, parse_checks
+from spark_jobs.pipeline_rules import BAD_ROW_SHARE, ROWS_MATCH_MANIFEST, Checks, Relation, Rule, parse_checks
 from spark_jobs.processing_log import RunRecord, append_runs
 from spark_jobs.row_rules import stage_rules
 from spark_jobs.stage import rejects_table, staged_rows
@@ -458,7 +458,7 @@ def dataset_rules(
     rules.append(
         Result(
             "rule",
-            "bad_row_share",
+            BAD_ROW_SHARE,
             "reconciliation",
             name,
             "HIGH",
@@ -480,7 +480,7 @@ def manifest_result(dataset: str, read: int, expected: int) -> Result:
     """
     return Result(
         "rule",
-        "rows_match_manifest",
+        ROWS_MATCH_MANIFEST,
         "reconciliation",
         dataset,
         "HIGH",

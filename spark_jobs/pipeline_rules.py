@@ -30,6 +30,8 @@ from spark_jobs.pipeline_tables import (
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
 ACTIONS = ("warn", "quarantine", "fail")
 DEFAULT_WEIGHTS = {"HIGH": 5.0, "MEDIUM": 3.0, "LOW": 1.0}
+# The rules `validate` adds to every dataset's results itself (spark_jobs/batch_validate.py).
+ROWS_MATCH_MANIFEST, BAD_ROW_SHARE = "rows_match_manifest", "bad_row_share"
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,12 @@ def _name_problems(rule_names: Sequence[str]) -> list[str]:
     ]
     if len(set(rule_names)) != len(rule_names):
         problems.append("relation and rule names must be unique")
+    # Its rows would sit beside validate's own under one name, in validation_results and in what reads it by name
+    # (the shipped analytics_summary sums `bad_row_share`'s rows as the stage's rejects).
+    problems += [
+        f"rule name {name!r} is the name of validate's own reconciliation rule; name it otherwise"
+        for name in sorted(set(rule_names) & {ROWS_MATCH_MANIFEST, BAD_ROW_SHARE})
+    ]
     return problems
 
 

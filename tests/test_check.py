@@ -787,3 +787,19 @@ def test_a_pipeline_on_the_built_in_trigger_is_named_and_the_built_in_one_is_not
     _, findings = check_files([tmp_path / "sales.toml", tmp_path / "refunds.toml", mine, BUILTIN / "ecommerce.toml"])
 
     assert [(f.path, f.message.split(" (")[0]) for f in findings] == [(mine, "the trigger_pattern of shop")]
+
+
+@pytest.mark.parametrize("name", ["rows_match_manifest", "bad_row_share"])
+def test_a_rule_named_like_validate_s_own_reconciliation_rule_is_refused(tmp_path: Path, name: str) -> None:
+    # Its rows sat beside validate's own of the name in validation_results: the shipped analytics_summary,
+    # which sums bad_row_share's rows as the stage's rejects, counted the rule's failures as rejects too.
+    pipeline = tmp_path / "shop.toml"
+    pipeline.write_text(
+        'kind = "pipeline"\nname = "shop"\ntrigger_pattern = "go_{yyyy}_{mm}_{dd}.json"\nmembers = ["orders"]\n'
+        f'[[rules]]\nname = "{name}"\ndataset = "orders"\nsql = "SELECT order_id FROM ${{batch.orders}}"\n'
+    )
+
+    _, findings = check_files([pipeline])
+
+    (finding,) = findings
+    assert f"rule name '{name}' is the name of validate's own reconciliation rule; name it otherwise" in finding.message
