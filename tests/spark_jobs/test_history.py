@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, StructField, StructType
 
-from filegate.contracts import BUSINESS_DATE, Column, Contract
+from filegate.contracts import BUSINESS_DATE, Column, Contract, parse_contract
 from spark_jobs import history
 from spark_jobs.batch_merge import merge_latest
 from spark_jobs.changes import latest_per_key
@@ -417,6 +417,30 @@ def test_a_changed_track_history_rebuilds_every_key_with_the_new_tracked_columns
     ]
     assert (counts.opened, counts.unchanged) == (1, 0)  # the batch's row; the rebuilt keys are no row's doing
     assert warehouse.properties(MEMBERS.target)[history.TRACKED_PROPERTY] == "login,tier"
+
+
+@pytest.mark.parametrize("key", ["track_history", "track_history_except"])
+def test_a_derived_column_may_be_named_in_what_history_tracks(key: str) -> None:
+    # The history tracks a derived column unless left out, yet either list refused it: "tier is not a column".
+    band = {"on": "amount", "default": "STD", "rules": [{"label": "VIP", "min": 1000}]}
+    document = {
+        "name": "accounts",
+        "file_pattern": "accounts_{yyyy}_{mm}_{dd}.csv",
+        "keys": ["id"],
+        "sequence_by": "updated_at",
+        "scd_type": 2,
+        "columns": [
+            {"name": "id", "type": "long", "nullable": False},
+            {"name": "amount", "type": "decimal(10,2)"},
+            {"name": "updated_at", "type": "timestamp", "nullable": False},
+        ],
+        "derived": [{"name": "tier", "bands": band}],
+        key: ["tier"],
+    }
+
+    tracked = history.tracked_columns(parse_contract(document))
+
+    assert tracked == (["tier"] if key == "track_history" else ["amount"])
 
 
 def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_version(lake: Lake) -> None:
