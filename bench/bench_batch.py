@@ -507,7 +507,7 @@ def render(results: list[dict[str, Any]]) -> str:
         "job / floor within 2x. Validation and derived tables have no bare counterpart; they count in the",
         "job's time only. JVM CPU = the driver JVM's CPU seconds (local mode: all of Spark), which hardly move",
         "when others share the cores: the ratio to trust on a loaded machine. Peak memory = memory of the",
-        "process tree, a page shared by processes counted once (the sum of their Pss), sampled every",
+        "process tree (a child forked without an exec counts only its private pages), sampled every",
         f"{SAMPLE_SECONDS} s; a task's peak includes what the tasks before it left in the JVM.",
         "",
         "## Rows a day",

@@ -18,8 +18,8 @@ delta-rs merge of the same rows (`deltalake`, on a copy without deletion vectors
 cannot write).
 
 Peak memory is the memory of the process tree (Python, the JVM, the commands they run), each page
-counted once however many processes share it (the sum of their proportional set sizes, Pss), sampled
-every 0.1 s from outside, per size and for both references alike.
+counted once (`tree_memory_kib`), sampled every 0.1 s from outside, per size and for both references
+alike.
 """
 
 from __future__ import annotations
@@ -74,20 +74,40 @@ CATALOG, SCHEMA = "bench", "ingest"
 # --- measuring from outside -------------------------------------------------------------------
 
 
-def tree_memory_kib(root: int) -> int:
-    """The memory a process and all its descendants hold right now, in KiB: the sum of their proportional set sizes.
+def memory_layout(pid: int) -> tuple[str, ...] | None:
+    """Where a process's code, stack, data and arguments lie (/proc's stat); None where /proc hides them."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # fields[0] is stat's field 3; startcode to startstack are fields 26 to 28, start_data to env_end 45 to 51.
+    layout = (*fields[23:26], *fields[42:49])
+    return layout if any(int(value) for value in layout) else None
 
-    A page two processes share counts half in each (smaps_rollup's Pss), so the tree's sum counts it once.
-    Resident sizes (VmRSS) counted it in each: a JVM spawns every command (Hadoop's chmod of each file it
-    writes locally) by a fork, and until its exec the child showed the whole JVM's memory as its own, so a
-    0.1 s sampler caught a peak up to twice the JVM's now and then. Forked Python workers' own pages count.
+
+def _kib(text: str, *names: str) -> int:
+    """The sum of the named `Name:  N kB` lines of a /proc status or smaps_rollup text."""
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.split(":")[0] in names)
+
+
+def tree_memory_kib(root: int) -> int:
+    """The memory a process and all its descendants hold right now, in KiB, each page counted once.
+
+    A process that ran its own program counts its resident memory (VmRSS). A child with its parent's memory
+    layout has not called exec since its fork and shares its parent's pages, which VmRSS shows as its own: a JVM
+    spawns every command (Hadoop's chmod of each file it writes locally) so, and a 0.1 s sampler caught peaks
+    up to twice the JVM's. Such a child counts only its private pages (smaps_rollup), a forked Python worker's
+    included. Not Pss for all: reading a JVM's smaps_rollup ten times a second walks its page tables under its
+    memory lock, and slowed the job it measured (the bench's system time rose fourfold).
     """
     total = 0
-    pending = [root]
+    pending: list[tuple[int, tuple[str, ...] | None]] = [(root, None)]
     while pending:
-        pid = pending.pop()
+        pid, parent = pending.pop()
         try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            layout = memory_layout(pid)
+            forked = layout is not None and layout == parent
+            if forked:
+                own = _kib(Path(f"/proc/{pid}/smaps_rollup").read_text(), "Private_Clean", "Private_Dirty")
+            else:
+                own = _kib(Path(f"/proc/{pid}/status").read_text(), "VmRSS")
             children = [
                 int(child)
                 for task in Path(f"/proc/{pid}/task").iterdir()
@@ -95,9 +115,8 @@ def tree_memory_kib(root: int) -> int:
             ]
         except (FileNotFoundError, ProcessLookupError):
             continue
-        # A process that ended between the two reads leaves an empty rollup.
-        total += next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
-        pending += children
+        total += own
+        pending += [(child, layout) for child in children]
     return total
 
 
@@ -432,7 +451,7 @@ def render(results: list[dict[str, Any]], command: str, driver_memory: str, comm
         "exactly the rows the job merged (rows merged) into a copy of the same target, in a fresh process after",
         "a warm-up MERGE; job / floor is the goal's ratio (1.5x). delta-rs = one bare `deltalake` merge of the",
         "same rows, a second reference. Peak memory = memory of the whole process tree (Python, JVM, the",
-        "commands they run), a page shared by processes counted once (the sum of their Pss), sampled every",
+        "commands they run; a child forked without an exec counts only its private pages), sampled every",
         f"{SAMPLE_SECONDS} s.",
         "",
     ]
