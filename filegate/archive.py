@@ -297,6 +297,16 @@ def _report_owner(store: Store, info: ObjectInfo) -> tuple[object, object]:
     return document.get("source"), document.get("source_version")
 
 
+# What `set_report_aside` adds to a file's name: `.<UTC stamp>-<version tag>.report.json`.
+_ASIDE = re.compile(r"\.\d{8}T\d{6}Z-[0-9a-f]{8}" + re.escape(REPORT_SUFFIX))
+
+
+def reports_set_aside(store: Store, container: str, path: str) -> list[str]:
+    """The reports `set_report_aside` kept for the file at `path`, oldest first."""
+    found = store.list(container, path + ".")
+    return sorted(info.path for info in found if _ASIDE.fullmatch(info.path.removeprefix(path)))
+
+
 def set_report_aside(store: Store, info: ObjectInfo, when: datetime) -> None:
     """Keep a report beside its file under a name with `when` and its own version (two in one second keep both)."""
     stamp = when.strftime("%Y%m%dT%H%M%SZ")

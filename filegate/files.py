@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -16,7 +15,14 @@ from pathlib import Path, PurePath
 from urllib.parse import unquote
 
 from filegate import exits
-from filegate.archive import REPORT_SUFFIX, UNMATCHED, report_path, set_report_aside, unqualified_name
+from filegate.archive import (
+    REPORT_SUFFIX,
+    UNMATCHED,
+    report_path,
+    reports_set_aside,
+    set_report_aside,
+    unqualified_name,
+)
 from filegate.batches import LATE_MEMBER, seal_holds
 from filegate.errors import (
     DamagedLeftBehind,
@@ -131,7 +137,7 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
         raise UsageError(f"{path} is a report; reprocess the file it describes: {path.removesuffix(REPORT_SUFFIX)}")
     info = store.stat(container, relative)
     if info is None:
-        aside = _set_aside(gate, container, relative)
+        aside = reports_set_aside(gate.store, container, relative)
         if aside:
             # Reprocessed by an earlier run of this command (its report set aside): not a typo, and what to do next
             # depends on how far that run got, which only the other listings say.
@@ -175,16 +181,6 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
         )
         landed = f"{placed.container}/{placed.path}"
         return Outcome(FAILED, source=landed, reasons=(reason,), to_fix=exits.needs_fix(exc))
-
-
-# The name `set_report_aside` keeps a reprocessed file's report under: `<file>.<UTC stamp>-<version tag>.report.json`.
-_ASIDE = re.compile(r"\.\d{8}T\d{6}Z-[0-9a-f]{8}" + re.escape(REPORT_SUFFIX))
-
-
-def _set_aside(gate: Gate, container: str, path: str) -> list[str]:
-    """The reports a reprocess set aside for the rejected file at `path`, oldest first."""
-    found = gate.store.list(container, path + ".")
-    return sorted(info.path for info in found if _ASIDE.fullmatch(info.path.removeprefix(path)))
 
 
 def _own_copy_in_landing(gate: Gate, info: ObjectInfo, container: str, path: str) -> ObjectInfo:

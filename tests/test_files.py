@@ -113,12 +113,17 @@ def rejected_then_fixed_in_place(world: World) -> str:
     """A file rejected, then fixed in the rejected location (as a person does before --reprocess); its path there."""
     [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
     assert first.rejected_path is not None
-    container, _, path = first.rejected_path.partition("/")
+    fix_in_place(world, first.rejected_path, DATA)
+    return first.rejected_path
+
+
+def fix_in_place(world: World, rejected_path: str, data: bytes, content_type: str = "text/csv") -> None:
+    """The rejected file's bytes replaced where it lies, Filegate's metadata kept."""
+    container, _, path = rejected_path.partition("/")
     info = world.store.stat(container, path)
     assert info is not None
     world.store.delete(container, path, info.version)
-    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))  # Filegate's metadata kept
-    return first.rejected_path
+    world.store.put(container, path, data, content_type, dict(info.metadata))
 
 
 def test_a_file_rejected_before_landing_moved_goes_back_into_landing_as_it_is_now(world: World) -> None:
@@ -581,11 +586,7 @@ def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jo
     reconcile_down = run_cli(["reconcile", *target], silent)
     unconfigured = run_cli(["archived", *target], {**env, "DATABRICKS_HOST": "", "DATABRICKS_TOKEN": ""})
     # Fixed in place, and its run-now refused: archived, and no longer a rejected file to reprocess again.
-    container, _, path = listed.path.partition("/")
-    info = world.store.stat(container, path)
-    assert info is not None
-    world.store.delete(container, path, info.version)
-    world.store.put(container, path, DATA, "text/csv", dict(info.metadata))
+    fix_in_place(world, listed.path, DATA)
     world.jobs_api.inject(Fault(status=403, error_code="PERMISSION_DENIED", message="no CAN_MANAGE_RUN"))
     pending = run_cli(["rejected", "--reprocess", listed.path, *target], env)
 
@@ -638,11 +639,7 @@ def test_reprocessing_a_member_rejected_again_or_held_after_its_seal_needs_a_loo
         assert late.rejected_path is not None
         # Fixed in place: its rows in another order, the size the trigger states.
         header, *rows = member_bytes("customers").splitlines(keepends=True)
-        container, _, path = late.rejected_path.partition("/")
-        info = world.store.stat(container, path)
-        assert info is not None
-        world.store.delete(container, path, info.version)
-        world.store.put(container, path, b"".join([header, *reversed(rows)]), "text/csv", dict(info.metadata))
+        fix_in_place(world, late.rejected_path, b"".join([header, *reversed(rows)]))
         rejected_after_seal.append(late.rejected_path)
     assert blocked.status == BLOCKED
     assert blocked.rejected_path is not None
@@ -678,11 +675,7 @@ def test_a_corrected_trigger_reprocessed_after_the_seal_is_loaded_only_when_seal
         # Fixed in place: the rows of customers stated, which the first trigger left out.
         stated = json.loads(trigger_bytes(day))
         stated["files"][0]["rows"] = len(member_bytes("customers").splitlines()) - 1
-        container, _, path = late.rejected_path.partition("/")
-        info = world.store.stat(container, path)
-        assert info is not None
-        world.store.delete(container, path, info.version)
-        world.store.put(container, path, json.dumps(stated).encode(), "application/json", dict(info.metadata))
+        fix_in_place(world, late.rejected_path, json.dumps(stated).encode(), "application/json")
         rejected_after_seal.append(late.rejected_path)
 
     held = reprocess_rejected(gate, rejected_after_seal[0])
