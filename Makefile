@@ -60,9 +60,11 @@ check: $(PY_STAMP) lint typecheck ## Fast: lint, types and the tests that start 
 # TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 
+# lint, mypy and checkov side by side (each one process; on a fresh clone about 1, 11 and 13 s), their
+# output kept whole per target.
 test: ## The whole suite: lint, types, unit, emulator, Spark and infra tests
 	@$(MAKE) --no-print-directory -j4 $(SETUP_STAMPS) $(CHECKOV_STAMP)
-	@$(MAKE) --no-print-directory lint typecheck checkov
+	@$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck checkov
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 # checkov pins its own dependencies (some clash with ours), so it lives in its own virtualenv.
