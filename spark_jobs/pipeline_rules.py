@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from filegate.contracts import Contracts, param_problem, quoted_name
+from filegate.contracts import Contract, Contracts, param_problem, quoted_name
 from filegate.errors import ContractError
 from filegate.pipelines import Link, Pipeline, cycle_message, relation_cycles
 from spark_jobs.pipeline_tables import (
@@ -130,13 +130,13 @@ _SCORING_KEYS = {"weights"}
 def _relation_column_problems(
     pipeline: Pipeline, contracts: Contracts, child: tuple[str, Sequence[str]], parent: tuple[str, Sequence[str]]
 ) -> list[str]:
-    """A relation's datasets are members, its columns theirs, paired one to one."""
+    """A relation's datasets are members, its columns theirs (read or derived), paired one to one."""
     problems = []
     for role, (dataset, names) in (("child", child), ("parent", parent)):
         if dataset not in pipeline.members:
             problems.append(f"{role} {dataset!r} is not a member of {pipeline.name}")
-        elif not names or not set(names) <= set(contracts[dataset].column_names):
-            problems.append(f"{role} columns {list(names)} are not all columns of {dataset}")
+        elif not names or not set(names) <= set(row_types(contracts[dataset])):
+            problems.append(f"{role} columns {list(names)} are not all columns or derived columns of {dataset}")
     if len(child[1]) != len(parent[1]):
         problems.append("columns and parent_columns must pair up")
     return problems
@@ -149,14 +149,20 @@ def relation_type_problems(checks: Checks, contracts: Contracts) -> list[str]:
     problems = []
     for index, relation in enumerate(checks.relations):
         for name, parent_name in zip(relation.columns, relation.parent_columns, strict=True):
-            one = contracts[relation.child].column(name).type
-            other = contracts[relation.parent].column(parent_name).type
+            one = row_types(contracts[relation.child])[name]
+            other = row_types(contracts[relation.parent])[parent_name]
             if _kind(one) != _kind(other):
                 problems.append(
                     f"relations[{index}] {relation.name}: {relation.child}.{name} is {one} but "
                     f"{relation.parent}.{parent_name} is {other}; declare them of one type"
                 )
     return problems
+
+
+def row_types(contract: Contract) -> dict[str, str]:
+    """The declared type of each column a staged row holds: the contract's columns, then its derived ones. A
+    relation may pair either kind: validate reads both from the stage and the targets (`row_fields`)."""
+    return {**{c.name: c.type for c in contract.columns}, **{d.name: d.type for d in contract.derived}}
 
 
 def _kind(type_name: str) -> str:

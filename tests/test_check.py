@@ -241,7 +241,7 @@ def test_a_pipelines_relations_and_rules_are_checked_before_any_run(tmp_path: Pa
     _, findings = check_files([pipeline])
 
     (finding,) = findings
-    assert "child columns ['client_id'] are not all columns of orders" in finding.message
+    assert "child columns ['client_id'] are not all columns or derived columns of orders" in finding.message
     assert "severity must be one of HIGH, MEDIUM, LOW" in finding.message
     assert "dataset 'shipping' is not a member of shop" in finding.message
     assert "action must be one of warn, quarantine, fail" in finding.message
@@ -275,6 +275,37 @@ def test_a_relation_between_columns_of_other_types_is_a_finding_not_a_cast_error
     contracts = load_contracts()
     shop = parse_pipeline(tomllib.loads(pipeline.read_text(encoding="utf-8")), contracts, pipeline)
     assert [r.name for r in parse_checks(shop, contracts).relations] == ["by_quantity", "by_day", "order_customer"]
+
+
+def test_a_relation_may_pair_derived_columns_and_their_types_are_held_to_one_kind(tmp_path: Path) -> None:
+    # A key normalised at stage (`lower(id)`) is a derived column: relations refused it, though validate reads
+    # derived columns from the stage and the targets as it reads the others.
+    for name in ("people", "logins"):
+        path = _dataset(tmp_path, name, f"{name}_{{yyyy}}_{{mm}}_{{dd}}.csv")
+        path.write_text(
+            path.read_text(encoding="utf-8")
+            + '[[derived]]\nname = "id_key"\ntype = "string"\nexpr = "lower(id)"\n'
+            + '[[derived]]\nname = "id_length"\ntype = "long"\nexpr = "CAST(length(id) AS BIGINT)"\n',
+            encoding="utf-8",
+        )
+    relation = (
+        '[[relations]]\nname = "{}"\nchild = "logins"\ncolumns = ["{}"]\nparent = "people"\nparent_columns = ["{}"]\n'
+    )
+    _pipeline(
+        tmp_path,
+        "site",
+        "site",
+        "site_{yyyy}_{mm}_{dd}.json",
+        relation.format("login_person", "id_key", "id_key") + relation.format("by_length", "id_length", "id"),
+        members='"people", "logins"',
+    )
+
+    _, findings = check_files(sorted(tmp_path.glob("*.toml")))
+
+    (finding,) = findings
+    assert finding.message == (
+        "relations[1] by_length: logins.id_length is long but people.id is string; declare them of one type"
+    )
 
 
 def test_a_pipelines_lookups_are_checked_before_any_run(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from filegate.contracts import BUILTIN_DATASETS, BUSINESS_DATE, Column, Contract
+from filegate.contracts import BUILTIN_DATASETS, BUSINESS_DATE, Column, Contract, load_contracts
 from spark_jobs import batch_merge, batch_stage, batch_validate
 from spark_jobs.columns import (
     BATCH_ID,
@@ -138,6 +138,34 @@ def test_rows_read_far_from_the_trigger_score_within_0_and_100(read: int, announ
     assert (result.rows_evaluated, result.rows_failed) == (250, 150)
     assert (result.failure_ratio, result.score) == (pytest.approx(0.6), pytest.approx(40.0))
     assert (result.severity, result.outcome) == ("HIGH", "FAILED")
+
+
+def test_a_relation_reads_derived_columns_from_the_batch_and_from_the_parent_s_target(world: Lake) -> None:
+    # shipping's delivery_delay_days is derived at stage. The world's shipping target holds delays of 0 (and
+    # NULL); this batch's orders and shipments are made here, with quantities and delays to pair up.
+    spark = world.spark
+    assert spark is not None
+    contracts = load_contracts()
+    members = {name: contracts[name] for name in ("orders", "shipping")}
+
+    def batch(contract: Contract, values: list[dict[str, Any]]) -> DataFrame:
+        fields = StructType(row_fields(contract))
+        return driver_rows(spark, [tuple(v.get(f) for f in fields.fieldNames()) for v in values], fields)
+
+    orders = batch(members["orders"], [{"order_id": o, "quantity": q} for o, q in (("O1", 0), ("O2", 7), ("O3", 9))])
+    shipments = [{"tracking_number": t, "delivery_delay_days": d} for t, d in (("T1", 7), ("T2", 4))]
+    by_target = Relation("quantity_delay", "orders", ("quantity",), "shipping", ("delivery_delay_days",))
+    by_batch = Relation("delay_quantity", "shipping", ("delivery_delay_days",), "orders", ("quantity",))
+    checks = Checks(relations=(by_target, by_batch))
+    frames = {"orders": orders, "shipping": batch(members["shipping"], shipments)}
+    inputs = register_inputs(spark, world.warehouse(), members, frames, checks)
+    try:
+        # O1's 0 is a delay only the shipping target holds; O2's 7 only this batch's T1.
+        assert [r["order_id"] for r in relation_failures(by_target, inputs)[0].collect()] == ["O3"]
+        # Every order was quarantined before: the parents are this batch's quantities 0, 7 and 9.
+        assert [r["tracking_number"] for r in relation_failures(by_batch, inputs)[0].collect()] == ["T2"]
+    finally:
+        inputs.close()
 
 
 def test_a_rule_returning_more_rows_than_it_evaluated_scores_0() -> None:
