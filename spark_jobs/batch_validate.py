@@ -54,7 +54,15 @@ from spark_jobs.columns import (
 )
 from spark_jobs.contract_sql import first_to_raise, is_data_exception, spark_message
 from spark_jobs.cross_checks import DETAIL, Inputs, register_inputs, relation_failures, rule_failures
-from spark_jobs.pipeline_rules import BAD_ROW_SHARE, ROWS_MATCH_MANIFEST, Checks, Relation, Rule, parse_checks
+from spark_jobs.pipeline_rules import (
+    BAD_ROW_SHARE,
+    ROWS_MATCH_MANIFEST,
+    Checks,
+    Relation,
+    Rule,
+    parse_checks,
+    quarantine_rule_id,
+)
 from spark_jobs.processing_log import RunRecord, append_runs
 from spark_jobs.row_rules import stage_rules
 from spark_jobs.stage import rejects_table, staged_rows
@@ -162,11 +170,6 @@ class Result:
         else:
             self.outcome = {"quarantine": "QUARANTINED", "reject": "REJECTED"}.get(self.action or "", "WARNED")
         return self
-
-
-def quarantine_rule_id(dataset: str, rule: str) -> str:
-    """The id a quarantined row carries in `rules`, in the stage's form (`shipping.validate.<rule>`)."""
-    return f"{dataset}.{VALIDATE}.{rule}"
 
 
 def stage_rule_severity(contract: Contract, rule: str, kind: str) -> str:

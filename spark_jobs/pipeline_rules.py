@@ -15,6 +15,7 @@ from typing import Any
 from filegate.contracts import Contract, Contracts, param_problem, quoted_name
 from filegate.errors import ContractError
 from filegate.pipelines import Link, Pipeline, cycle_message, relation_cycles
+from filegate.tables import rejects_table
 from spark_jobs.pipeline_tables import (
     PLACEHOLDER,
     QUOTED_INPUT,
@@ -32,6 +33,13 @@ ACTIONS = ("warn", "quarantine", "fail")
 DEFAULT_WEIGHTS = {"HIGH": 5.0, "MEDIUM": 3.0, "LOW": 1.0}
 # The rules `validate` adds to every dataset's results itself (spark_jobs/batch_validate.py).
 ROWS_MATCH_MANIFEST, BAD_ROW_SHARE = "rows_match_manifest", "bad_row_share"
+# The middle of the id a quarantined row carries in `<d>_rejects.rules` (`shipping.validate.<rule>`).
+QUARANTINE_SCOPE = "validate"
+
+
+def quarantine_rule_id(dataset: str, rule: str) -> str:
+    """The id a quarantined row carries in `rules`, in the stage's form (`shipping.validate.<rule>`)."""
+    return f"{dataset}.{QUARANTINE_SCOPE}.{rule}"
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,27 @@ def _name_problems(rule_names: Sequence[str]) -> list[str]:
     return problems
 
 
+def _quarantine_id_problems(relations: Sequence[Relation], rules: Sequence[Rule], contracts: Contracts) -> list[str]:
+    """Each quarantining relation or rule whose rows' id in `<d>_rejects.rules` is that of a rule of a column named
+    `validate` (`Contract.rule_id`): a rejected row would name one of two rules, and nobody could tell which."""
+    entries: list[tuple[str, int, str, Relation | Rule]] = [
+        ("relation", index, r.child, r) for index, r in enumerate(relations)
+    ]
+    entries += [("rule", index, r.dataset, r) for index, r in enumerate(rules)]
+    problems = []
+    for noun, index, dataset, check in entries:
+        contract = contracts.get(dataset)
+        if check.action != "quarantine" or contract is None or QUARANTINE_SCOPE not in contract.column_names:
+            continue
+        if check.name in contract.column(QUARANTINE_SCOPE).rule_kinds:
+            problems.append(
+                f"{noun}s[{index}] {check.name}: quarantines {dataset} rows as "
+                f"{quarantine_rule_id(dataset, check.name)}, the id of column {QUARANTINE_SCOPE}'s {check.name} rule "
+                f"in {rejects_table(dataset)}.rules; rename the {noun} (or the column {QUARANTINE_SCOPE})"
+            )
+    return problems
+
+
 def _rule_input_problems(
     rules: Sequence[Rule], pipeline: Pipeline, lookups: Sequence[Lookup], params: Mapping[str, Any]
 ) -> list[str]:
@@ -283,6 +312,7 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
     params = _params(document, problems)
     problems += _rule_input_problems(rules, pipeline, lookups, params)
     problems += _name_problems([r.name for r in relations] + [r.name for r in rules])
+    problems += _quarantine_id_problems(relations, rules, contracts)
     weights = _weights(_declared_weights(document, problems), problems)
     if problems:
         raise ContractError(f"{pipeline.source or pipeline.name}: " + "; ".join(problems))

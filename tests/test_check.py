@@ -834,3 +834,37 @@ def test_a_rule_named_like_validate_s_own_reconciliation_rule_is_refused(tmp_pat
 
     (finding,) = findings
     assert f"rule name '{name}' is the name of validate's own reconciliation rule; name it otherwise" in finding.message
+
+
+def test_a_quarantine_named_like_a_rule_of_a_column_named_validate_is_refused(tmp_path: Path) -> None:
+    # Both named a rejected row `tickets.validate.required` in tickets_rejects.rules: the stage's for an empty
+    # `validate` value, and validate's for a row the rule `required` quarantined. Nobody could tell which broke.
+    _dataset(tmp_path, "tickets", "tickets_{yyyy}{mm}{dd}.csv")
+    contract = tmp_path / "tickets.toml"
+    contract.write_text(
+        contract.read_text() + '[[columns]]\nname = "validate"\ntype = "long"\nnullable = false\nmin = "0"\n'
+    )
+    rule = '[[rules]]\nname = "{name}"\ndataset = "tickets"\naction = "{action}"\n'
+    rule += 'sql = "SELECT id FROM ${{batch.tickets}}"\n'
+    pipeline = _pipeline(
+        tmp_path,
+        "desk",
+        "desk",
+        "desk_{yyyy}_{mm}_{dd}.json",
+        '[[relations]]\nname = "type"\nchild = "tickets"\ncolumns = ["id"]\nparent = "tickets"\naction = "quarantine"\n'
+        + rule.format(name="required", action="quarantine")
+        # A warn rule quarantines nothing: its rows carry no id in the rejects.
+        + rule.format(name="min", action="warn"),
+        members='"tickets"',
+    )
+
+    _, findings = check_files([contract, pipeline])
+
+    (finding,) = findings
+    assert finding.path == pipeline
+    assert finding.message == (
+        "relations[0] type: quarantines tickets rows as tickets.validate.type, the id of column validate's type rule "
+        "in tickets_rejects.rules; rename the relation (or the column validate); "
+        "rules[0] required: quarantines tickets rows as tickets.validate.required, the id of column validate's "
+        "required rule in tickets_rejects.rules; rename the rule (or the column validate)"
+    )
