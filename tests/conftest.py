@@ -31,7 +31,7 @@ from local_world.emulators import (
 from local_world.jobs_api import LocalJobsServer
 from local_world.jobs_api.recording import local_jobs_api
 from tests.faults.world import World, open_azure_world, open_gcs_world
-from tests.gcp.world import BIN, PROJECT, GcpWorld, GcsEmulator, fresh_settings, function_env
+from tests.gcp.world import PROJECT, GcpWorld, GcsEmulator, fresh_settings, function_env, functions_framework
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
@@ -295,18 +295,17 @@ def served_function(
     with local_jobs_api(state / "jobs") as jobs:
         port = free_port()
         log = state / "function.log"
-        # PYTHONPATH puts the vendored copy of filegate ahead of the checkout installed in .venv,
-        # so the test serves what would be deployed.
+        # PYTHONPATH puts the vendored copy of filegate ahead of the checkout installed in .venv, and the
+        # launcher hides the checkout's import hook, so the test serves what would be deployed and nothing else.
         served_env = function_env(emulator, settings, jobs.url, PYTHONPATH=str(function_source), **env)
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                [
-                    str(BIN / "functions-framework"),
+                functions_framework(
                     "--target", target,
                     "--source", str(function_source / "main.py"),
                     "--host", "127.0.0.1",
                     "--port", str(port),
-                ],
+                ),
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 env=served_env,

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from local_world import ROOT
+from tests.gcp.world import package_python
 from tests.test_layout import imported_modules
 
 BUILD = ROOT / "gcp_function" / "build.py"
@@ -86,7 +87,7 @@ def test_main_imports_the_vendored_core(function_source: Path) -> None:
     )
 
     done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=function_source, env=env, capture_output=True, text=True, check=True
+        package_python(probe), cwd=function_source, env=env, capture_output=True, text=True, check=True
     )
 
     location, datasets = done.stdout.splitlines()
@@ -105,7 +106,7 @@ def test_the_function_logs_json_lines_also_when_the_framework_set_up_logging_fir
     )
 
     done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=function_source, env=env, capture_output=True, text=True, check=True
+        package_python(probe), cwd=function_source, env=env, capture_output=True, text=True, check=True
     )
 
     [line] = [line for line in done.stderr.splitlines() if "budget" in line]

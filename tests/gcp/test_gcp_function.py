@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +14,12 @@ from filegate.archive import version_qualified
 from filegate.events import Upload, parse_event
 from filegate.jobs import batch_id, idempotency_token
 from filegate.storage import META_SOURCE, META_SOURCE_VERSION
+from local_world.emulators import EmulatorError
 from local_world.inputs import csv_bytes, tracking_row
 from local_world.jobs_api import Fault
+from tests.conftest import served_function
 from tests.gcp.eventarc import finalized_event, scheduler_tick, send, upload
-from tests.gcp.world import PROJECT, GcpWorld
+from tests.gcp.world import PROJECT, GcpWorld, GcsEmulator
 
 
 def file_name(day: int) -> str:
@@ -205,3 +209,21 @@ def test_a_sweep_that_leaves_work_answers_500_and_the_next_tick_finishes_it(gcp_
     assert runs_of(gcp_sweeper, f"gs://{archive}/{archive_path(21)}") == []
     delivered(gcp_sweeper, scheduler_tick(PROJECT))
     assert len(runs_of(gcp_sweeper, f"gs://{archive}/{archive_path(21)}")) == 1
+
+
+def test_a_module_left_out_of_the_build_stops_the_served_function_as_it_would_the_deployed_one(
+    gcs_emulator: GcsEmulator, function_source: Path, tmp_path: Path
+) -> None:
+    # The virtualenv holds the checkout as an editable install: its import hook handed the served function
+    # any module the build lacked, so every test here passed with a package that fails to start deployed.
+    lacking = tmp_path / "gcp_function"
+    shutil.copytree(function_source, lacking)
+    (lacking / "filegate" / "sweep.py").unlink()  # main.py imports it
+
+    with (
+        pytest.raises(EmulatorError, match="exited"),
+        served_function("on_object_finalized", gcs_emulator, lacking, tmp_path),
+    ):
+        pass
+
+    assert "No module named 'filegate.sweep'" in (tmp_path / "function.log").read_text()

@@ -19,6 +19,24 @@ BIN = Path(sys.executable).parent
 PROJECT = "filegate-test"
 # Variables the function or its SDKs read: a developer's own settings must not leak into a test.
 _OWN_PREFIXES = ("FILEGATE_", "DATABRICKS_", "GOOGLE_", "STORAGE_EMULATOR_HOST", "CLOUDSDK_")
+# The virtualenv holds the checkout as an editable install, whose import hook answers for any `filegate`
+# module the copy on PYTHONPATH lacks: a module the build left out would load from the checkout, and the
+# served function would work where the deployed one cannot start. Dropped before the function is imported.
+_CHECKOUT_HIDDEN = (
+    "import sys; sys.meta_path[:] = "
+    "[finder for finder in sys.meta_path if not getattr(finder, '__module__', '').startswith('__editable__')]; "
+)
+
+
+def package_python(code: str) -> list[str]:
+    """`python -c code` that imports `filegate` from PYTHONPATH alone, as the deployed function does."""
+    return [sys.executable, "-c", _CHECKOUT_HIDDEN + code]
+
+
+def functions_framework(*arguments: str) -> list[str]:
+    """The `functions-framework` command, the checkout hidden as in `package_python`."""
+    runs = "import runpy; runpy.run_module('functions_framework', run_name='__main__')"
+    return [*package_python(runs), *arguments]
 
 
 @dataclass(frozen=True)
