@@ -126,7 +126,8 @@ def run_demo(
             try:
                 threading.Event().wait()
             except KeyboardInterrupt:
-                print("Stopping.", file=out)
+                # Everything stops now: how to look at these runs again is as true as after a demo without it.
+                print(f"Stopping.\n\n{render_revisit(state, world.jobs.url)}", file=out)
         else:
             print(f"\n{render_revisit(state, world.jobs.url)}", file=out)
     return exits.FAILED if problems else exits.OK

@@ -159,7 +159,7 @@ def render_history(path: Path) -> str:
     from deltalake import DeltaTable
 
     if not DeltaTable.is_deltatable(str(path)):
-        return "  (no table)"
+        return ""  # render_target says so
     operations: dict[tuple[str, str], int] = {}
     for commit in DeltaTable(str(path)).history():
         key = (str(commit.get("operation")), str(commit.get("engineInfo", "")))
@@ -330,8 +330,10 @@ def print_tables(world: LocalWorld, results: Sequence[FileResult], run_count: in
     contracts = load_contracts()
     datasets = sorted({name for r in results if r.outcome and (name := r.outcome.dataset) and name in contracts})
     for dataset in datasets:
-        print(f"\nTarget table {dataset} ({_table_folder(world.warehouse, dataset)}):", file=out)
-        print(render_history(_table_folder(world.warehouse, dataset)), file=out)
+        folder = _table_folder(world.warehouse, dataset)
+        print(f"\nTarget table {dataset} ({_relative(folder)}):", file=out)
+        if history := render_history(folder):
+            print(history, file=out)
         print(render_target(world.warehouse, contracts[dataset]), file=out)
         print(f"\nRejected rows ({rejects_table(dataset)}):", file=out)
         print(render_rejects(world.warehouse, dataset), file=out)

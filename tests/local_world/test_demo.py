@@ -300,16 +300,22 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
 
     assert_ecommerce_scene(report, state)
 
-    # Again on the same state folder, nothing cleaned up: the order-tracking scene, each task a script.
+    # Again on the same state folder, nothing cleaned up: the order-tracking scene, each task a script, kept
+    # serving until Ctrl-C.
     bundle = script_bundle(tmp_path / "bundle", stage="print('stage done')\n")
     again = ("--scene", "order-tracking", "--bundle", str(bundle), "--spark", "classic", "--timeout", "300")
-    with running_demo(*common, *again) as second:
-        code = finish(second, 400)
+    with running_demo(*common, *again, "--keep-serving") as second:
+        second.wait_for_line(r"^Press Ctrl-C to stop\.", timeout=400)
+        second.process.send_signal(signal.SIGINT)
+        code = finish(second, 60)
 
     assert code == 0, f"{second.output}\n{second.errors}"
+    # What stayed up is gone now: how to serve these runs again, as a demo without --keep-serving ends.
+    assert "Stopping.\n\nThe run pages and `filegate status` need the local Jobs API" in second.output
     # Its script tasks load nothing: the tables are held to what the runs logged only with the repository's jobs.
     assert "The tables are not checked: the tasks are the given bundle's" in second.output
     assert "3 files, 2 runs, all as expected." in second.output
+    assert second.output.count("(no table") == 1  # the target's, once, and no commit history of it
     assert "(one run at a time: with classic Spark every task is a JVM of its own)" in second.output
     assert_all_stopped(second, {"azurite", "jobs"})  # --spark classic: no Connect server
     # It started from an empty world: what the whole demo wrote is gone, and the scripts wrote no table.
