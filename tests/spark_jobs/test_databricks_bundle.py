@@ -70,6 +70,18 @@ def test_only_the_idempotent_merge_is_retried_and_every_task_has_a_time_limit() 
     assert job["timeout_seconds"] >= longest_valid_run(job)
 
 
+@pytest.mark.parametrize("key", ["filegate_ingest", "filegate_batch"])
+def test_no_task_is_retried_beyond_what_the_bundle_declares(key: str) -> None:
+    # Serverless auto-optimization retries failed tasks of its own accord, those without max_retries too: a bad
+    # file's stage or a failed validation would run again, and the job's timeout, sized by longest_valid_run from
+    # the declared retries, could cancel a valid run. The local Jobs API runs the declared retries only.
+    job = load(BUNDLE / "resources" / f"{key}.job.yml")["resources"]["jobs"][key]
+
+    assert {task["task_key"]: task.get("disable_auto_optimization") for task in job["tasks"]} == {
+        task["task_key"]: True for task in job["tasks"]
+    }
+
+
 def test_targets_set_catalog_and_schema_and_prod_keeps_the_job_name() -> None:
     bundle = load(BUNDLE / "databricks.yml")
 
