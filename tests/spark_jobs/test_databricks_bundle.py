@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
+from filegate.batches import BATCH_JOB_PARAMETERS
+from filegate.jobs import JOB_PARAMETERS
 from filegate.settings import DEFAULT_JOB_NAME
+from local_world.jobs_api import load_bundle, local_variables
+from local_world.jobs_api._bundle import references, resolve_references
+from spark_jobs.batch import parse_batch_arguments
+from spark_jobs.task import parse_arguments
 from spark_jobs.warehouse import MAX_ATTEMPTS
 
 BUNDLE = Path(__file__).resolve().parents[2] / "infra" / "databricks"
@@ -80,6 +86,41 @@ def test_no_task_is_retried_beyond_what_the_bundle_declares(key: str) -> None:
     assert {task["task_key"]: task.get("disable_auto_optimization") for task in job["tasks"]} == {
         task["task_key"]: True for task in job["tasks"]
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "sent", "parse"),
+    [
+        ("filegate_ingest", JOB_PARAMETERS, parse_arguments),
+        ("filegate_batch", BATCH_JOB_PARAMETERS, parse_batch_arguments),
+    ],
+)
+def test_each_task_parses_the_job_parameters_run_now_sends(key: str, sent: tuple[str, ...], parse: Any) -> None:
+    # run-now passes `job_parameters` (filegate.jobs, filegate.batches); Databricks refuses a name the job does
+    # not declare, and each task gets them through `{{job.parameters.x}}` in its own argparse spelling.
+    path = BUNDLE / "resources" / f"{key}.job.yml"
+    (job,) = load_bundle(path, local_variables())
+    values = {f"job.parameters.{name}": f"{name}-1" for name in sent} | {"job.run_id": "7"}
+
+    assert tuple(job.defaults()) == sent
+    for task in job.tasks:
+        assert references(task.parameters) <= set(values), task.task_key
+        parse(resolve_references(task.parameters, values), task.task_key)
+
+
+@pytest.mark.parametrize("key", ["filegate_ingest", "filegate_batch"])
+def test_the_environment_installs_the_wheel_the_artifact_builds(key: str) -> None:
+    # Relative to the job file, as the CLI resolves it; the artifact's `build` leaves the wheel in <path>/dist.
+    job_file = BUNDLE / "resources" / f"{key}.job.yml"
+    job = load(job_file)["resources"]["jobs"][key]
+    artifact = load(BUNDLE / "databricks.yml")["artifacts"]["filegate"]
+    (environment,) = job["environments"]
+
+    assert environment["spec"]["environment_version"].isdigit()
+    (wheels,) = environment["spec"]["dependencies"]
+    assert (job_file.parent / wheels).resolve() == (BUNDLE / artifact["path"] / "dist" / "*.whl").resolve()
+    assert "--wheel-dir dist" in artifact["build"]
+    assert {task["environment_key"] for task in job["tasks"]} == {environment["environment_key"]}
 
 
 def test_targets_set_catalog_and_schema_and_prod_keeps_the_job_name() -> None:
