@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -162,6 +163,14 @@ def test_the_batch_job_stages_validates_merges_then_derives_one_batch_at_a_time(
     # The job's own limit must not cancel a run whose tasks are all within theirs.
     assert all(task["timeout_seconds"] > 0 for task in job["tasks"])
     assert job["timeout_seconds"] >= longest_valid_run(job)
+
+
+def test_the_clis_local_state_stays_out_of_git() -> None:
+    # `databricks bundle deploy` keeps its state beside databricks.yml in .databricks/ (sync snapshots, patched
+    # wheels, deployment metadata, variable overrides); every bundle template of the CLI ignores the folder.
+    state = BUNDLE / ".databricks" / "bundle" / "prod" / "sync-snapshots" / "snapshot.json"
+
+    assert subprocess.run(["git", "check-ignore", "-q", str(state)], cwd=BUNDLE, check=False).returncode == 0
 
 
 def test_the_production_target_deploys_under_the_deployers_home() -> None:
