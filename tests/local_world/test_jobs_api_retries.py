@@ -362,6 +362,23 @@ def test_a_retry_setting_that_is_not_a_count_is_refused(tmp_path: Path) -> None:
         load_bundle(bundle)
 
 
+@pytest.mark.parametrize("setting", ["run_if: ALL_DONE", "disabled: true"])
+def test_a_task_setting_the_worker_does_not_model_is_refused(tmp_path: Path, setting: str) -> None:
+    # On Databricks run_if ALL_DONE runs the task after a failed dependency, disabled skips it: the local
+    # worker does neither, so it refuses the bundle rather than run the job otherwise.
+    bundle = _bundle(
+        tmp_path,
+        {"t": SUCCEEDS},
+        f"""
+        job:
+          tasks: [{{task_key: t, {setting}, spark_python_task: {{python_file: ../tasks/t.py}}}}]
+        """,
+    )
+
+    with pytest.raises(BundleError, match="task t: the local Jobs API runs a task once all it depends on succeeded"):
+        load_bundle(bundle)
+
+
 def _finished_run(server: LocalJobsServer, job_id: int) -> Run:
     """Trigger a run through the SDK and read it back once it ended."""
     client = workspace_client(server)
