@@ -48,13 +48,19 @@ from filegate.events import Upload
 from filegate.exits import needs_fix
 from filegate.ingest import (
     DUPLICATE,
+    IDENTICAL,
     IGNORED,
     REJECTED,
     RUN_PENDING,
     WARNING_STATUSES,
     Gate,
     Outcome,
+    deleted_as_rejected,
     follow_changed,
+    identical_copy,
+    identical_rejected,
+    kept_rejection_reason,
+    newest_of_size,
     outcome_log,
     release_source,
 )
@@ -848,21 +854,42 @@ def _place_trigger(gate: Gate, upload: Upload, pipeline: Pipeline) -> Outcome:
     trigger = read_trigger(pipeline, gate.contracts, upload.name, upload.size, data)
     base = Outcome(MEMBER_ARCHIVED, upload.event_id, source, pipeline=pipeline.name)
     if not trigger.ok or trigger.business_date is None:
-        placement = place_upload(
-            store,
-            upload,
-            settings.rejected,
-            rejected_path(settings.rejected, pipeline.name, upload.name),
-            beside_reports=True,
-        )
+        relative = rejected_path(settings.rejected, pipeline.name, upload.name)
+        kept = identical_rejected(gate, upload, relative, trigger.reasons)
+        if kept is not None:
+            # Sent again as it was rejected: its one copy and report stay what a person acts on.
+            store.delete(upload.container, upload.path, upload.version)
+            reasons = (kept_rejection_reason(kept), *trigger.reasons)
+            business_date = trigger.business_date.isoformat() if trigger.business_date else None
+            rejected = f"{kept.container}/{kept.path}"
+            return replace(base, status=IDENTICAL, business_date=business_date, reasons=reasons, rejected_path=rejected)
+        placement = place_upload(store, upload, settings.rejected, relative, beside_reports=True)
         return _report_trigger(gate, upload, pipeline, trigger, placement, base)
     day = trigger.business_date
-    placement = place_upload(store, upload, settings.archive, pipeline.batch_folder(day) + upload.name)
+    relative = pipeline.batch_folder(day) + upload.name
+    same = identical_copy(gate, upload, settings.archive, relative)
+    if same is not None:
+        # The newest trigger of that name holds these bytes: archived again, it was one more trigger copy in the
+        # batch's folder (and one more for the overdue sweep to reject). The batch is evaluated as a redelivery's.
+        return release_source(
+            store, upload, lambda: _identical_trigger(gate, upload, pipeline, day, same, base, trigger)
+        )
+    placement = place_upload(store, upload, settings.archive, relative)
     return release_source(
         store,
         upload,
         lambda: _evaluate_trigger(gate, upload, pipeline, day, placement.info, placement.reused, base, trigger),
     )
+
+
+def _identical_trigger(
+    gate: Gate, upload: Upload, pipeline: Pipeline, day: date, same: ObjectInfo, base: Outcome, trigger: Trigger
+) -> Outcome:
+    """A trigger sent again byte for byte: `identical` unless its batch's evaluation decides something new now."""
+    outcome = _evaluate_trigger(gate, upload, pipeline, day, same, True, base, trigger)
+    kept = f"byte-identical to {same.container}/{same.path}, the batch's trigger already archived; kept once"
+    status = IDENTICAL if outcome.status == DUPLICATE else outcome.status
+    return replace(outcome, status=status, reasons=(kept, *outcome.reasons))
 
 
 def _report_trigger(
@@ -965,6 +992,16 @@ def _settle_earlier_trigger(gate: Gate, upload: Upload, pipeline: Pipeline, *, f
             return followed
     if current is None:
         reason = "the trigger is gone and Filegate holds no copy of this version: someone else deleted or moved it"
+        archived = newest_of_size(store, *places[0], upload.size) if business_date is not None else None
+        kept = newest_of_size(store, *places[-1], upload.size)
+        if archived is not None:
+            # Sent again byte for byte (`_identical_trigger`): the redelivery of its event, or a backfill beside it.
+            reason = (
+                "the trigger is gone: most likely deleted by an earlier delivery of this event as byte-identical to "
+                f"{archived.container}/{archived.path}, the batch's trigger archived under its name"
+            )
+        elif kept is not None:
+            reason = f"the trigger is gone: {deleted_as_rejected(kept)}"
     else:
         reason = f"superseded: the trigger is now version {current.version}; the event for that upload handles it"
     return replace(base, status=IGNORED, reasons=(reason,))

@@ -379,15 +379,20 @@ def release_source(store: Store, upload: Upload, then: Callable[[], Outcome]) ->
 
 
 def _identical_archived(gate: Gate, upload: Upload, contract: Contract, business_date: date) -> ObjectInfo | None:
-    """The newest file archived under this upload's name, when it holds the same bytes as this different version.
+    """The newest file archived under this upload's name, when it holds the same bytes as this different version."""
+    return identical_copy(gate, upload, gate.settings.archive, archive_path(contract.name, business_date, upload.name))
+
+
+def identical_copy(gate: Gate, upload: Upload, location: Location, relative: str) -> ObjectInfo | None:
+    """The newest copy Filegate placed under `relative`'s name in `location` (archive or rejected), when it holds the
+    same bytes as this different version of the upload.
 
     Only the newest counts: a producer that sends A, then B, then A again to take B back has made A the
     file again, and A is archived and run anew (for a batch, it is the member's newest version). Versions
     written in the same second as the newest (Azure's Last-Modified has no finer grain) must all hold
-    these bytes, or the upload is archived as usual.
+    these bytes, or the upload is placed as usual.
     """
-    relative = archive_path(contract.name, business_date, upload.name)
-    versions = archived_versions(gate.store, gate.settings.archive, relative)
+    versions = archived_versions(gate.store, location, relative)
     if not versions:
         return None
     newest_time = max(info.written for info in versions)
@@ -642,10 +647,57 @@ def _reject(gate: Gate, upload: Upload, validation: Validation) -> Outcome:
     relative, *earlier = _rejected_relatives(gate, upload, validation.contract, validation.business_date)
     # A copy an earlier release made under the name as uploaded (a delivery retried across the upgrade).
     found = (find_placement(store, upload, settings.rejected, other) for other in earlier)
-    placement = next((placed for placed in found if placed is not None), None) or place_upload(
-        store, upload, settings.rejected, relative, beside_reports=True
-    )
+    placement = next((placed for placed in found if placed is not None), None)
+    if placement is None:
+        kept = identical_rejected(gate, upload, relative, validation.reasons)
+        if kept is not None:
+            return _kept_rejection(gate, upload, validation, kept)
+        placement = place_upload(store, upload, settings.rejected, relative, beside_reports=True)
     return _report_rejection(gate, upload, validation, placement)
+
+
+def identical_rejected(gate: Gate, upload: Upload, relative: str, reasons: Iterable[str]) -> ObjectInfo | None:
+    """The newest copy rejected under `relative`'s name, when it holds this different version's bytes and its report
+    gives these very reasons: sent again (a backfill run twice, a producer's retry), the file is decided already.
+
+    A copy without its report (an earlier delivery still at work, or failed before it) or with other reasons (its
+    contract changed since) is not: the upload is rejected beside it with a report of its own.
+    """
+    kept = identical_copy(gate, upload, gate.settings.rejected, relative)
+    if kept is None or _read_reasons(gate.store, kept.container, kept.path) != tuple(reasons):
+        return None
+    return kept
+
+
+def kept_rejection_reason(kept: ObjectInfo) -> str:
+    where = f"{kept.container}/{kept.path}"
+    return f"byte-identical to {where}, rejected already for these reasons (report: {report_path(where)}); kept once"
+
+
+def _kept_rejection(gate: Gate, upload: Upload, validation: Validation, kept: ObjectInfo) -> Outcome:
+    """The same bytes were rejected already for the same reasons: the upload goes, and the one copy and its report
+    stay what a person acts on (a second copy and report said the same again, under another name)."""
+    gate.store.delete(upload.container, upload.path, upload.version)
+    dataset = validation.contract.name if validation.contract else None
+    outcome = Outcome(
+        IDENTICAL,
+        upload.event_id,
+        f"{upload.container}/{upload.path}",
+        dataset=dataset,
+        business_date=validation.business_date.isoformat() if validation.business_date else None,
+        reasons=(kept_rejection_reason(kept), *validation.reasons),
+        rejected_path=f"{kept.container}/{kept.path}",
+    )
+    pipeline = gate.pipelines.of_member(dataset) if dataset else None
+    if pipeline is not None and validation.business_date is not None:
+        from filegate.batches import member_rejected
+
+        try:
+            # Its batch's state (still blocked by it, say), as for the first rejection.
+            return member_rejected(gate, pipeline, outcome, validation.business_date)
+        except FilegateError as exc:
+            return replace(outcome, pipeline=pipeline.name, reasons=(*outcome.reasons, f"batch not read: {exc}"))
+    return outcome
 
 
 def _rejected_relatives(gate: Gate, upload: Upload, contract: Contract | None, business_date: date | None) -> list[str]:
@@ -770,47 +822,80 @@ def _settle_earlier(
         if followed is not None:
             return followed
     if current is None:
-        why = "Filegate holds no copy of this version: someone else deleted or moved it"
-        # Copies of other versions of this landing blob, archived or rejected: one may be of the upload that replaced
-        # this version in landing before any delivery read it (events come in any order).
-        others = [
-            info
-            for location, relative in places
-            for info in archived_versions(store, location, relative)
-            if _copy_of_other(info, upload)
-        ]
-        newer = _newer_upload(upload, others)
-        if newer is not None:
-            run = newer.metadata.get(META_RUN_ID)
-            why = (
-                f"a newer upload (version {newer.metadata.get(META_SOURCE_VERSION)}) replaced it in landing before it "
-                f"was read; this version was never archived, that one is at "
-                f"{newer.container}/{newer.path}{f' (run {run})' if run else ''}"
-            )
-        elif contract is not None and business_date is not None:
-            relative = archive_path(contract.name, business_date, upload.name)
-            versions = archived_versions(store, settings.archive, relative)
-            newest = max(versions, key=lambda info: info.written) if versions else None
-            # Only the newest copy is ever found identical (`_identical_archived`): one of this size was, likely.
-            if newest is not None and newest.size == upload.size:
-                run = newest.metadata.get(META_RUN_ID)
-                why = (
-                    f"most likely deleted by an earlier delivery of this event as byte-identical to "
-                    f"{newest.container}/{newest.path}{f' (run {run})' if run else ''}, archived under its name"
-                )
-        if newer is None and upload.store == AZURE and others:
-            # Azure's ETags do not say which of two versions came first: the reading by which this version's rows
-            # were never loaded is said first, so that nobody takes them for loaded.
-            latest = max(others, key=lambda info: info.written)
-            why = (
-                "a newer upload may have replaced it in landing before it was read, and then this version was never "
-                f"archived (Filegate holds {latest.container}/{latest.path}; Azure does not say which of two uploads "
-                f"came first); or {why}"
-            )
-        reason = f"the blob is gone: {why}"
+        reason = f"the blob is gone: {_why_gone(gate, upload, contract, business_date, places)}"
     else:
         reason = f"superseded: the blob is now version {current.version}; the event for that upload handles it"
     return Outcome(IGNORED, upload.event_id, source, dataset=dataset, reasons=(reason,))
+
+
+def _why_gone(
+    gate: Gate,
+    upload: Upload,
+    contract: Contract | None,
+    business_date: date | None,
+    places: list[tuple[Location, str]],
+) -> str:
+    """Why an upload's version is gone from landing with no copy of it, as far as the copies of its name tell."""
+    store, settings = gate.store, gate.settings
+    why = "Filegate holds no copy of this version: someone else deleted or moved it"
+    # Copies of other versions of this landing blob, archived or rejected: one may be of the upload that replaced
+    # this version in landing before any delivery read it (events come in any order).
+    others = [
+        info
+        for location, relative in places
+        for info in archived_versions(store, location, relative)
+        if _copy_of_other(info, upload)
+    ]
+    newer = _newer_upload(upload, others)
+    archived = None
+    if contract is not None and business_date is not None:
+        archived = newest_of_size(
+            store, settings.archive, archive_path(contract.name, business_date, upload.name), upload.size
+        )
+    rejected = newest_of_size(
+        store, settings.rejected, _rejected_relatives(gate, upload, contract, business_date)[0], upload.size
+    )
+    if newer is not None:
+        run = newer.metadata.get(META_RUN_ID)
+        why = (
+            f"a newer upload (version {newer.metadata.get(META_SOURCE_VERSION)}) replaced it in landing before it "
+            f"was read; this version was never archived, that one is at "
+            f"{newer.container}/{newer.path}{f' (run {run})' if run else ''}"
+        )
+    elif archived is not None:
+        run = archived.metadata.get(META_RUN_ID)
+        why = (
+            f"most likely deleted by an earlier delivery of this event as byte-identical to "
+            f"{archived.container}/{archived.path}{f' (run {run})' if run else ''}, archived under its name"
+        )
+    elif rejected is not None:
+        why = deleted_as_rejected(rejected)
+    if newer is None and upload.store == AZURE and others:
+        # Azure's ETags do not say which of two versions came first: the reading by which this version's rows
+        # were never loaded is said first, so that nobody takes them for loaded.
+        latest = max(others, key=lambda info: info.written)
+        why = (
+            "a newer upload may have replaced it in landing before it was read, and then this version was never "
+            f"archived (Filegate holds {latest.container}/{latest.path}; Azure does not say which of two uploads "
+            f"came first); or {why}"
+        )
+    return why
+
+
+def newest_of_size(store: Store, location: Location, relative: str, size: int) -> ObjectInfo | None:
+    """The newest copy placed under `relative`'s name in `location` when it has `size` bytes: only the newest is
+    ever found identical (`identical_copy`), so a gone upload of its size was, likely, deleted as such."""
+    versions = archived_versions(store, location, relative)
+    newest = max(versions, key=lambda info: info.written) if versions else None
+    return newest if newest is not None and newest.size == size else None
+
+
+def deleted_as_rejected(kept: ObjectInfo) -> str:
+    """Why a gone upload is, likely, no loss: its bytes were rejected already, and are kept once (`_kept_rejection`)."""
+    return (
+        "most likely deleted by an earlier delivery of this event (or a backfill beside it) as byte-identical to "
+        f"{kept.container}/{kept.path}, rejected already under its name: its report says why"
+    )
 
 
 def _copy_of_other(info: ObjectInfo, upload: Upload) -> bool:

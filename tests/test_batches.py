@@ -243,6 +243,42 @@ def test_every_event_twice_changes_nothing(world: World) -> None:
     assert len(batch_runs(world)) == 1
 
 
+def test_a_trigger_sent_again_byte_for_byte_is_kept_once_and_its_batch_decides_nothing_new(world: World) -> None:
+    # Sent again (a backfill run twice, a producer's retry), a trigger was archived again beside the first, each
+    # time: one more trigger copy in the batch's folder; a rejected one got a second copy and report.
+    gate = world.gate()
+    day, other_day = date(2025, 3, 3), date(2025, 3, 4)
+    pieces = batch_pieces(day)
+    trigger = pieces.pop(trigger_name(day))
+    last = member_name("shipping", day)
+    last_data = pieces.pop(last)
+    for name, data in pieces.items():
+        deliver(gate, world.upload(name, data))
+    waiting = deliver(gate, world.upload(trigger_name(day), trigger))
+
+    again = deliver(gate, world.upload(trigger_name(day), trigger))
+    sealed = deliver(gate, world.upload(last, last_data))
+    event = world.upload(trigger_name(day), trigger)
+    after_seal = deliver(gate, event)
+    redelivered = deliver(gate, event)
+    rejected = [deliver(gate, world.upload(trigger_name(other_day), b"{not json")) for _ in range(2)]
+
+    assert (waiting.status, again.status, again.missing) == (WAITING, IDENTICAL, ("shipping",))
+    assert again.reasons[0].startswith(f"byte-identical to {waiting.archived_path}, the batch's trigger")
+    assert (sealed.status, after_seal.status, after_seal.run_id) == (SEALED, IDENTICAL, sealed.run_id)
+    folder = f"_batches/ecommerce/{day:%Y/%m/%d}/"
+    triggers = [i.path for i in world.objects(world.settings.archive) if i.path.startswith(folder + "trigger_")]
+    assert triggers == [waiting.archived_path.split("/", 1)[1]]
+    # Its redelivery finds the blob gone, deleted by Filegate itself, not by "someone else".
+    assert redelivered.status == "ignored"
+    assert f"as byte-identical to {waiting.archived_path}" in redelivered.reasons[0]
+    assert [o.status for o in rejected] == [REJECTED, IDENTICAL]
+    assert rejected[1].rejected_path == rejected[0].rejected_path
+    assert len(world.objects(world.settings.rejected)) == 2  # the trigger and its report
+    assert world.objects(world.settings.landing) == []
+    assert len(batch_runs(world)) == 1
+
+
 def test_a_member_re_uploaded_before_the_seal_uses_the_version_the_trigger_describes(world: World) -> None:
     gate = world.gate()
     described, newest = date(2025, 3, 3), date(2025, 3, 4)
@@ -552,7 +588,8 @@ def test_seals_of_earlier_releases_read_alike_and_the_sweep_runs_none_of_them_ag
     rewrite_seal(world, seals(world, unlisted)[0], without_optional)
 
     assert list(sweep_pipeline_batches(gate)) == []
-    assert deliver(gate, world.upload(trigger_name(stated), json.dumps(content).encode())).status == DUPLICATE
+    # The trigger sent again byte for byte: identical to the archived one, and its batch decides nothing new.
+    assert deliver(gate, world.upload(trigger_name(stated), json.dumps(content).encode())).status == IDENTICAL
     assert len(batch_runs(world)) == 2
 
 

@@ -40,7 +40,17 @@ from filegate.files import (
     reprocess_rejected,
     unfinished,
 )
-from filegate.ingest import ARCHIVED, IDENTICAL, IGNORED, REDRIVEN, REJECTED, RUN_PENDING, Gate, Outcome, handle_payload
+from filegate.ingest import (
+    ARCHIVED,
+    IDENTICAL,
+    IGNORED,
+    REDRIVEN,
+    REJECTED,
+    RUN_PENDING,
+    Gate,
+    Outcome,
+    handle_payload,
+)
 from filegate.settings import Location
 from filegate.storage import Body, ObjectInfo, Store
 from filegate.sweep import FAILED, sweep_pipeline_batches, upload_from_object
@@ -907,6 +917,50 @@ def test_a_file_past_one_request_backfilled_twice_is_identical_the_second_time(w
     assert archived.size == path.stat().st_size
     assert archived.content_md5
     assert len(world.runs()) == 1
+
+
+def test_a_folder_backfilled_again_decides_nothing_new_and_keeps_one_copy_and_report_of_each_file(
+    world: World, tmp_path: Path
+) -> None:
+    # Backfilled again, a rejected file was rejected a second time under a `__v` name with a report of its own (one
+    # more each pass, each listed by `filegate rejected`), and a sealed day's trigger was archived again beside
+    # the first. The same bytes are decided once; a file of the same name with other bytes is a new file.
+    sealed, blocked = date(2025, 1, 20), date(2025, 1, 21)
+    files = {NAME: BAD, **batch_pieces(sealed), trigger_name(blocked): b"{not json"}
+    files[member_name("customers", blocked)] = (SAMPLES / "bad" / "customers_2025_01_16.csv").read_bytes()
+    folder = tmp_path / "in"  # tmp_path holds the world's own jobs/ folder
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    paths = sorted(folder.iterdir())
+    first = {file.name: (outcome, code) for file, outcome, code in backfill_files(world.gate(), paths)}
+    kept = {loc: world.objects(loc) for loc in (world.settings.archive, world.settings.rejected)}
+
+    again = {file.name: (outcome, code) for file, outcome, code in backfill_files(world.gate(), paths)}
+
+    statuses = {name: (outcome.status, code) for name, (outcome, code) in again.items()}
+    assert statuses == dict.fromkeys(files, (IDENTICAL, OK))
+    assert {loc: world.objects(loc) for loc in kept} == kept
+    assert world.objects(world.settings.landing) == []
+    assert len(world.runs()) == 1
+    for name in (NAME, member_name("customers", blocked), trigger_name(blocked)):
+        (was, _), (now, _) = first[name], again[name]
+        assert now.rejected_path == was.rejected_path
+        assert now.reasons[0].startswith(f"byte-identical to {was.rejected_path}, rejected already")
+        assert now.reasons[1:] == was.reasons
+    member = member_name("customers", blocked)
+    assert (first[member][0].status, again[member][0].pipeline) == (BLOCKED, "ecommerce")
+    assert again[member][0].blocked_by == first[member][0].blocked_by
+    assert again[trigger_name(sealed)][0].run_id == first[trigger_name(sealed)][0].run_id
+
+    (folder / NAME).write_bytes(BAD + b"3;4\n")
+    [(_, other, _)] = backfill_files(world.gate(), [folder / NAME])
+
+    assert other.status == REJECTED
+    assert other.rejected_path not in (None, first[NAME][0].rejected_path)
+    now = world.objects(world.settings.rejected)
+    assert all(info in now for info in kept[world.settings.rejected])  # the first copy and report as they were
+    assert len(list(rejected_files(world.gate()))) == 4
 
 
 def test_a_dead_letter_whose_handling_fails_reports_its_other_events_and_stays(world: World, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import json
 import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -391,6 +392,38 @@ def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> N
     # Its redelivery finds the blob gone, deleted by Filegate itself, not by "someone else".
     assert redelivered.status == "ignored"
     assert f"as byte-identical to {first.archived_path} (run {first.run_id})" in redelivered.reasons[0]
+
+
+def test_a_rejected_file_sent_again_byte_for_byte_is_kept_once_with_its_one_report(world: World) -> None:
+    # The same bad bytes again (a producer's retry, a backfill run twice) were rejected a second time under a
+    # `__v` name with a second report: every copy listed by `filegate rejected`, each saying the same.
+    bad = b"tracking_num;order_id\n1;2\n"
+    [first] = handle_payload(world.gate(), world.upload(NAME, bad))
+    kept = world.objects(world.settings.rejected)
+    event = world.upload(NAME, bad)
+
+    [again] = handle_payload(world.gate(), event)
+    [redelivered] = handle_payload(world.gate(), event)
+
+    assert (first.status, again.status) == ("rejected", "identical")
+    assert again.rejected_path == first.rejected_path
+    assert again.reasons == (
+        f"byte-identical to {first.rejected_path}, rejected already for these reasons (report: "
+        f"{first.rejected_path}.report.json); kept once",
+        *first.reasons,
+    )
+    assert world.objects(world.settings.rejected) == kept
+    assert world.objects(world.settings.landing) == []
+    # Its redelivery finds the blob gone, deleted by Filegate itself, not by "someone else".
+    assert redelivered.status == "ignored"
+    assert f"as byte-identical to {first.rejected_path}, rejected already" in redelivered.reasons[0]
+    # Judged otherwise now (a limit lowered since), the same bytes are a new decision, with a report of its own.
+    stricter = replace(world.gate(), settings=replace(world.settings, max_file_bytes=len(bad) - 1))
+    [judged_again] = handle_payload(stricter, world.upload(NAME, bad))
+    assert judged_again.status == "rejected"
+    assert judged_again.reasons != first.reasons
+    assert judged_again.rejected_path != first.rejected_path
+    assert len(world.objects(world.settings.rejected)) == len(kept) + 2
 
 
 @pytest.mark.parametrize("newer_status", ["archived", "rejected"])
