@@ -434,37 +434,11 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
     landing = gate.settings.landing
     for file in files:
         destination = landing.path(file.name)
-        try:
-            # Streamed past the store's single-request size: a file of many GiB is never held whole in memory.
-            with file.open("rb") as body:
-                before = os.fstat(body.fileno())
-                try:
-                    placed = gate.store.put(landing.container, destination, body, "text/csv", {})
-                except DestinationExists:
-                    placed = None
-                finally:
-                    after = os.fstat(body.fileno())
-        except FilegateError as exc:
-            if _changed(before, after) and not isinstance(exc, DamagedLeftBehind):
-                # Cut short while it was read (the store's error then blames the request: on Azure a signature
-                # over the length measured first): nothing was written, and the file is what to wait for.
-                reason = f"changed while it was sent (still being written?); nothing was written: {exc}"
-                yield file, Outcome(FAILED, source=str(file), reasons=(reason,)), exits.TRY_AGAIN
-                continue
-            yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
+        sent = _send(gate, file, destination)
+        if isinstance(sent, tuple):
+            yield file, *sent
             continue
-        except OSError as exc:  # the local file: unreadable, or gone since it was listed
-            yield file, Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
-            continue
-        if placed is None:
-            found = _already_in_landing(gate, file, destination)
-            if isinstance(found, tuple):
-                yield file, *found
-                continue
-            placed = found
-        elif _changed(before, after):
-            yield file, *_changed_while_sent(gate, file, placed)
-            continue
+        placed = sent
         try:
             outcome = handle_upload(gate, upload_from_object(gate.store, placed))
             # Archived, but its run never ran (Databricks skipped it): not loaded until the sweep replaces it. No
@@ -482,11 +456,55 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             yield file, Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
 
 
-def _already_in_landing(gate: Gate, file: Path, destination: str) -> ObjectInfo | tuple[Outcome, int]:
+# How often a file is sent again when landing refused it for a file of its name that left before it was looked at.
+SEND_ATTEMPTS = 3
+
+
+def _send(gate: Gate, file: Path, destination: str) -> ObjectInfo | tuple[Outcome, int]:
+    """Upload the local file into landing (create-only): landing's object to put through the gate, or the file's
+    outcome and exit code when it is not to go through now."""
+    landing = gate.settings.landing
+    for _ in range(SEND_ATTEMPTS):
+        try:
+            # Streamed past the store's single-request size: a file of many GiB is never held whole in memory.
+            with file.open("rb") as body:
+                before = os.fstat(body.fileno())
+                try:
+                    placed = gate.store.put(landing.container, destination, body, "text/csv", {})
+                except DestinationExists:
+                    placed = None
+                finally:
+                    after = os.fstat(body.fileno())
+        except FilegateError as exc:
+            if _changed(before, after) and not isinstance(exc, DamagedLeftBehind):
+                # Cut short while it was read (the store's error then blames the request: on Azure a signature
+                # over the length measured first): nothing was written, and the file is what to wait for.
+                reason = f"changed while it was sent (still being written?); nothing was written: {exc}"
+                return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.TRY_AGAIN
+            return Outcome(FAILED, source=str(file), reasons=(str(exc),)), exits.exit_code(exc)
+        except OSError as exc:  # the local file: unreadable, or gone since it was listed
+            return Outcome(FAILED, source=str(file), reasons=(f"cannot read {file}: {exc}",)), exits.FAILED
+        if placed is not None:
+            return _changed_while_sent(gate, file, placed) if _changed(before, after) else placed
+        found = _already_in_landing(gate, file, destination)
+        if found is not None:
+            return found
+        # Gone between the refusal and the look: the gate took it (another backfill of this folder at once, a
+        # deployed function). Sent again, these bytes find what the gate decided (identical): it failed as
+        # "another file" that `filegate sweep` should take, and landing held nothing.
+    reason = f"landing refused {destination} {SEND_ATTEMPTS} times for a file of its name that was gone when looked at"
+    return Outcome(FAILED, source=str(file), reasons=(f"{reason}: backfill it again",)), exits.TRY_AGAIN
+
+
+def _already_in_landing(gate: Gate, file: Path, destination: str) -> ObjectInfo | tuple[Outcome, int] | None:
     """Landing holds a file of this name. These very bytes were left by an earlier backfill (interrupted, or its
-    run did not start): the object, to go on with. Another file is the sweep's, and this one waits (an outcome)."""
+    run did not start): the object, to go on with. Another file is the sweep's, and this one waits (an outcome).
+    None: landing holds no file of the name any more."""
     try:
-        found = _same_file_in_landing(gate, file, destination)
+        held = gate.store.stat(gate.settings.landing.container, destination)
+        if held is None:
+            return None
+        found = _same_file_in_landing(held, file)
     except FilegateError as exc:
         reason = f"landing already holds a file named {destination}, which could not be compared: {exc}"
         return Outcome(FAILED, source=str(file), reasons=(reason,)), exits.exit_code(exc)
@@ -501,10 +519,9 @@ def _already_in_landing(gate: Gate, file: Path, destination: str) -> ObjectInfo 
     return found
 
 
-def _same_file_in_landing(gate: Gate, file: Path, destination: str) -> ObjectInfo | None:
+def _same_file_in_landing(found: ObjectInfo, file: Path) -> ObjectInfo | None:
     """Landing's object of this name when it holds the local file's bytes (its size and MD5), else None."""
-    found = gate.store.stat(gate.settings.landing.container, destination)
-    if found is None or not found.content_md5 or found.size != file.stat().st_size:
+    if not found.content_md5 or found.size != file.stat().st_size:
         return None
     with file.open("rb") as body:
         _, md5 = size_and_md5(body)

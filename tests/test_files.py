@@ -50,6 +50,7 @@ from filegate.ingest import (
     Gate,
     Outcome,
     handle_payload,
+    handle_upload,
 )
 from filegate.settings import Location
 from filegate.storage import Body, ObjectInfo, Store
@@ -916,6 +917,48 @@ def test_a_file_past_one_request_backfilled_twice_is_identical_the_second_time(w
     [archived] = world.objects(world.settings.archive)
     assert archived.size == path.stat().st_size
     assert archived.content_md5
+    assert len(world.runs()) == 1
+
+
+@dataclass
+class BesideAnother:
+    """A real store, and another backfill of the same folder at once: its upload of `file` is in landing when this
+    one's is refused, and through the gate (`other`) by the time this one looks at landing."""
+
+    inner: Store
+    file: Path
+    other: Gate | None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, container: str, path: str, data: Body, content_type: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        if path.rsplit("/", 1)[-1] != self.file.name or self.other is None:
+            return self.inner.put(container, path, data, content_type, metadata)
+        theirs = self.inner.put(container, path, self.file.read_bytes(), content_type, metadata)
+        other, self.other = self.other, None
+        try:
+            return self.inner.put(container, path, data, content_type, metadata)
+        finally:
+            handle_upload(other, upload_from_object(self.inner, theirs))
+
+
+def test_two_backfills_of_one_folder_at_once_each_decide_every_file_once(world: World, tmp_path: Path) -> None:
+    # Landing refused this backfill's upload for the other's, which the gate took before this one looked: the
+    # file failed as "another file named ..." for `filegate sweep` to take (exit 1), and landing held nothing.
+    good, bad = tmp_path / NAME, tmp_path / "order_tracking_2024_03_06.csv"
+    good.write_bytes(DATA)
+    bad.write_bytes(BAD)
+    outcomes = []
+    for path in (good, bad):
+        store = BesideAnother(world.store, path, world.gate())
+        [(_, outcome, code)] = backfill_files(world.gate(store), [path])
+        outcomes.append((outcome.status, code))
+
+    assert outcomes == [(IDENTICAL, OK), (IDENTICAL, OK)]
+    assert world.objects(world.settings.landing) == []
+    assert len(world.objects(world.settings.rejected)) == 2  # the file and its report
+    assert len(world.objects(world.settings.archive)) == 1
     assert len(world.runs()) == 1
 
 
