@@ -147,7 +147,9 @@ resource "google_cloudfunctions2_function" "sweep" {
   ]
 }
 
-# Eventarc pushes the tick as the sweep's service account; it may invoke the sweep function only.
+# Eventarc pushes the tick as the sweep's service account; it may invoke the sweep function only. It needs
+# no roles/eventarc.eventReceiver (which the finalize trigger's account holds, function.tf): Eventarc's
+# "Roles and permissions for Cloud Run functions targets" leaves it out for direct Pub/Sub events.
 resource "google_cloud_run_v2_service_iam_member" "sweep_invokes_itself" {
   name     = google_cloudfunctions2_function.sweep.service_config[0].service
   location = var.region
