@@ -142,6 +142,24 @@ def sequence_type(contract: Contract) -> DataType:
     return next(field.dataType for field in row_fields(contract) if field.name == contract.sequence_by)
 
 
+def target_comments(contract: Contract) -> dict[str, str]:
+    """Each target column's comment: the contract's description of its own and derived columns, and a short fixed
+    one for each column the job adds."""
+    sequence = contract.sequence_by
+    comments = {
+        BUSINESS_DATE: "The business date in the name of the file the row came from.",
+        BATCH_ID: "The batch that loaded the row.",
+        SOURCE_FILE: "The file the row came from.",
+        INGESTED_AT: "When the batch that loaded the row started (UTC).",
+        EFFECTIVE_FROM: f"When this version of the key began: the {sequence} of the row that opened it.",
+        EFFECTIVE_TO: f"When the next version of the key began (its {sequence}); NULL while this one is current.",
+        IS_CURRENT: "Whether this is the key's current version.",
+    }
+    comments.update({column.name: column.description for column in contract.columns})
+    comments.update({derived.name: derived.description for derived in contract.derived})
+    return comments
+
+
 def target_schema(contract: Contract) -> StructType:
     """`<dataset>`: one row per key (SCD1) or one row per key and version (SCD2)."""
     fields = [*row_fields(contract), *_lineage_fields()]

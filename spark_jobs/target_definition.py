@@ -5,6 +5,11 @@ Both jobs' targets carry the contract's definition as table properties. A contra
 or sequence column changed since would have its MERGE match other rows than the ones it wrote (an
 SCD1 MERGE over an SCD2 table overwrites every version of a key with its newest values), so the write
 is refused before it starts, naming what changed.
+
+They also carry the contract's words: its description as the table's comment, its columns' descriptions
+(and a fixed one for each column the job adds) as the columns' comments. They are set when the target is
+created, and again when the contract's differ from what the definition check read anyway (the table's
+detail, its schema): a run that changed none issues no statement for them.
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ from collections.abc import Mapping
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructField, StructType
 
 from filegate.contracts import Contract
 from filegate.errors import FilegateError
-from spark_jobs.columns import EFFECTIVE_FROM
-from spark_jobs.warehouse import Warehouse, committed
+from spark_jobs.columns import EFFECTIVE_FROM, target_comments
+from spark_jobs.warehouse import COMMENT, Warehouse, committed
 
 PROPERTIES = ("filegate.keys", "filegate.scd_type", "filegate.sequence_by")
 
@@ -49,16 +54,31 @@ def ensure_target(
     that an existing target's own shape speaks for it; it is pinned last, so that a run refused for
     any reason leaves the table as it found it. A new target is created with the properties, so a run
     that lost the race to create it reads the winner's and refuses a different definition.
+
+    The check reads the table's detail (`DESCRIBE DETAIL`, not `SHOW TBLPROPERTIES`, which leaves the
+    comment out): one statement, as before, that also says whether the contract's description changed.
     """
     pinned = {**definition(contract), **(properties or {})}
     table = contract.target
     checked: dict[str, str] = {}
+    comments: list[str] = []
+
+    def check(rows: DataFrame) -> None:
+        detail = warehouse.detail(table)
+        _refuse(warehouse, contract, _problems(detail.properties, contract, rows))
+        checked.update(detail.properties)
+        comments.append(detail.comment)
+
     warehouse.ensure_table(
         table,
-        schema,
+        described(schema, target_comments(contract)),
         properties={**pinned, **(created_with or {})},
-        check=lambda rows: checked.update(_refuse_changed(warehouse, contract, rows)),
+        check=check,
+        comment=contract.description,
     )
+    if comments[-1] != contract.description:
+        # The contract's description changed since the target was made (a new one was made with it).
+        committed(lambda: warehouse.set_comment(table, contract.description), f"comment {table}")
     if all(checked.get(k) == v for k, v in pinned.items()):
         return checked  # the common case: pinned already (or just created so), no second read
 
@@ -83,17 +103,27 @@ def refuse_changed_target(warehouse: Warehouse, contract: Contract) -> None:
     the others written."""
     rows = warehouse.read_if_exists(contract.target)
     if rows is not None:
-        _refuse_changed(warehouse, contract, rows)
+        _refuse(warehouse, contract, _problems(warehouse.properties(contract.target), contract, rows))
 
 
-def _refuse_changed(warehouse: Warehouse, contract: Contract, rows: DataFrame) -> dict[str, str]:
-    """The target's properties, unless it is pinned with another definition, or is unpinned (made before
-    targets were pinned) with a shape (`rows`) that disagrees with the contract's SCD type: an SCD2
-    contract over rows without versions, or an SCD1 one over a table of versions. Then it is refused."""
-    found = warehouse.properties(contract.target)
+def _problems(found: Mapping[str, str], contract: Contract, rows: DataFrame) -> list[str]:
+    """Why the target is refused: it is pinned (`found`, its properties) with another definition, or is unpinned
+    (made before targets were pinned) with a shape (`rows`) that disagrees with the contract's SCD type: an
+    SCD2 contract over rows without versions, or an SCD1 one over a table of versions."""
     pinned = any(k in found for k in PROPERTIES)
-    _refuse(warehouse, contract, _changed(found, contract) if pinned else _shape_problems(rows, contract))
-    return found
+    return _changed(found, contract) if pinned else _shape_problems(rows, contract)
+
+
+def described(schema: StructType, comments: Mapping[str, str]) -> StructType:
+    """`schema` with each field's comment from `comments` (by name) in its metadata, where Spark keeps it."""
+    return StructType(
+        [
+            StructField(f.name, f.dataType, f.nullable, {**f.metadata, COMMENT: comments[f.name]})
+            if f.name in comments
+            else f
+            for f in schema.fields
+        ]
+    )
 
 
 def _changed(found: Mapping[str, str], contract: Contract) -> list[str]:

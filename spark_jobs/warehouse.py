@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import NullType, StructField, StructType, TimestampType
 
-from filegate.contracts import quoted_name
+from filegate.contracts import quoted_name, sql_literal
 from filegate.errors import FilegateError, UnsafeSql
 from spark_jobs.columns import BATCH_ID
 from spark_jobs.merge import MergeSpec
@@ -71,6 +71,8 @@ _COMMIT = "_commit_version"
 _FEED_COLUMNS = (_CHANGE_TYPE, _COMMIT, "_commit_timestamp")
 _FIRST_COMMIT = "_filegate_first_commit"
 _LAST_COMMIT = "_filegate_last_commit"
+# Where a StructField's metadata holds its column's comment, as Spark reads it from a table and writes it to one.
+COMMENT = "comment"
 
 
 class ColumnRetyped(FilegateError):
@@ -131,6 +133,14 @@ class MergeCounts:
     inserted: int
     updated: int
     deleted: int = 0
+
+
+@dataclass(frozen=True)
+class TableDetail:
+    """What `DESCRIBE DETAIL` says of a table: its properties, and its comment ("" when it has none)."""
+
+    properties: dict[str, str]
+    comment: str
 
 
 def instant(value: datetime) -> datetime:
@@ -225,6 +235,7 @@ class Warehouse:
         partition_by: Sequence[str] = (),
         properties: Mapping[str, str] | None = None,
         check: Callable[[DataFrame], None] | None = None,
+        comment: str = "",
     ) -> None:
         """Create the table empty when it does not exist yet, partitioned by `partition_by` if given.
 
@@ -232,15 +243,19 @@ class Warehouse:
         works on either. A new one gets `properties` in its creating commit, so two runs racing to
         create it leave the winner's, for the loser to read. `check` sees the table as found (or just
         created) before its columns are checked and migrated, and may refuse it.
+
+        A new table gets `comment` as its own and each field's metadata `comment` as its column's, in the
+        creating statement. An existing one has a column's comment set again when its field's differs
+        from the one the table's schema holds (read here anyway, for the migration): a run that changed
+        none issues no statement for them. Its table comment is not read here, so it is left as it is:
+        `target_definition.ensure_target` keeps a target's current from the detail its check reads.
         """
         self.ensure_schema()
         # An existing table costs one lookup (its columns, needed for the migration anyway), not a
         # CREATE statement as well.
         existing = self.read_if_exists(table)
         if existing is None:
-            definition = ", ".join(
-                f"{quoted_name(field.name)} {field.dataType.simpleString()}" for field in schema.fields
-            )
+            definition = ", ".join(_column_definition(field) for field in schema.fields)
             partitioning = (
                 f"PARTITIONED BY ({', '.join(quoted_name(name) for name in partition_by)}) " if partition_by else ""
             )
@@ -248,9 +263,10 @@ class Warehouse:
             # the same table features, and whatever reads them for people is tested against those.
             settings = {"delta.enableDeletionVectors": "true", **(properties or {})}
             pairs = ", ".join(f"{sql_string(key)} = {sql_string(value)}" for key, value in settings.items())
+            described = f"COMMENT {sql_literal(comment)} " if comment else ""
             statement = (
                 f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({definition}) USING DELTA {partitioning}"
-                f"TBLPROPERTIES ({pairs})"
+                f"{described}TBLPROPERTIES ({pairs})"
             )
             # Two first runs may race to create the table: the loser sees it exists on its retry, perhaps
             # made by another release with other columns, which are read again.
@@ -260,6 +276,7 @@ class Warehouse:
             check(existing)
         _refuse_retyped_columns(self.name(table), schema, existing.schema)
         self._add_missing_columns(table, schema, existing.columns)
+        self._comment_columns(table, schema, existing.schema)
         self._declared[table] = frozenset(field.name.lower() for field in schema.fields)
 
     def replace_table(self, table: str, rows: DataFrame) -> int:
@@ -290,9 +307,29 @@ class Warehouse:
         missing = [field for field in schema.fields if field.name.lower() not in existing]
         if not missing:
             return
-        columns = ", ".join(f"{quoted_name(field.name)} {field.dataType.simpleString()}" for field in missing)
+        columns = ", ".join(_column_definition(field) for field in missing)
         statement = f"ALTER TABLE {self.name(table)} ADD COLUMNS ({columns})"
         committed(lambda: self.spark.sql(statement).collect(), f"add columns to {table}")
+
+    def _comment_columns(self, table: str, schema: StructType, existing: StructType) -> None:
+        """Set the comment of each column the table holds whose field in `schema` has another one, in one commit.
+
+        A field without a `comment` in its metadata leaves its column's alone; an empty one removes it.
+        A column just added got its comment with it (`_column_definition`).
+        """
+        held = {field.name.lower(): field for field in existing.fields}
+        changed = [
+            (held[field.name.lower()].name, field.metadata[COMMENT])
+            for field in schema.fields
+            if COMMENT in field.metadata
+            and field.name.lower() in held
+            and held[field.name.lower()].metadata.get(COMMENT, "") != field.metadata[COMMENT]
+        ]
+        if not changed:
+            return
+        columns = ", ".join(f"{quoted_name(name)} COMMENT {sql_literal(text)}" for name, text in changed)
+        statement = f"ALTER TABLE {self.name(table)} ALTER COLUMN {columns}"
+        committed(lambda: self.spark.sql(statement).collect(), f"comment the columns of {table}")
 
     def ensure_schema(self) -> None:
         """Create the Unity Catalog schema the tables live in when it is missing (a local warehouse needs none)."""
@@ -349,6 +386,21 @@ class Warehouse:
     def properties(self, table: str) -> dict[str, str]:
         """The table's properties (`SHOW TBLPROPERTIES`)."""
         return {row["key"]: row["value"] for row in self.spark.sql(f"SHOW TBLPROPERTIES {self.name(table)}").collect()}
+
+    def detail(self, table: str) -> TableDetail:
+        """The table's properties and comment, in one statement (`DESCRIBE DETAIL`: its log, not its rows).
+
+        `SHOW TBLPROPERTIES` leaves the comment out. This one also counts the table's files, from the
+        snapshot's state that a MERGE or read of the same version then reuses.
+        """
+        statement = f"DESCRIBE DETAIL {self.name(table)}"
+        (found,) = self.spark.sql(statement).select("properties", "description").collect()
+        return TableDetail(dict(found["properties"] or {}), found["description"] or "")
+
+    def set_comment(self, table: str, comment: str) -> None:
+        """Set the table's comment (none when empty) in one commit, not retried here."""
+        text = sql_literal(comment) if comment else "NULL"
+        self.spark.sql(f"COMMENT ON TABLE {self.name(table)} IS {text}").collect()
 
     def set_properties(self, table: str, settings: Mapping[str, str]) -> None:
         """Set table properties in one commit, not retried here (the caller retries its check with it).
@@ -543,6 +595,13 @@ class Warehouse:
             yield view
         finally:
             self.spark.catalog.dropTempView(view)
+
+
+def _column_definition(field: StructField) -> str:
+    """A column as CREATE TABLE and ADD COLUMNS declare it: its name, type and, when its metadata has one, comment."""
+    comment = field.metadata.get(COMMENT, "")
+    described = f" COMMENT {sql_literal(comment)}" if comment else ""
+    return f"{quoted_name(field.name)} {field.dataType.simpleString()}{described}"
 
 
 def _refuse_retyped_columns(table: str, schema: StructType, existing: StructType) -> None:

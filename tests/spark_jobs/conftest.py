@@ -87,6 +87,15 @@ class Lake:
             return read_with_delta_rs(self.location.path(name))
         return self.spark.table(self.location.name(name)).toArrow()
 
+    def comments(self, name: str) -> tuple[str | None, dict[str, str | None]]:
+        """A table's comment and each column's (None where there is none), as `DESCRIBE TABLE EXTENDED` shows them."""
+        assert self.spark is not None, "a Lake without a session only locates tables"
+        rows = self.spark.sql(f"DESCRIBE TABLE EXTENDED {self.location.name(name)}").collect()
+        blank = next(i for i, row in enumerate(rows) if not row["col_name"])  # the columns end at the first blank
+        columns = {row["col_name"]: row["comment"] for row in rows[:blank]}
+        table = next((row["data_type"] for row in rows[blank:] if row["col_name"] == "Comment"), None)
+        return table, columns
+
     def staged(self, dataset: str) -> list[dict[str, Any]]:
         """The good rows in `<dataset>_stage` (every batch in flight): the stage keeps each row with its
         verdict, and a good row's reason is null."""

@@ -478,6 +478,21 @@ def test_inventory_movements_follow_the_stock_history(shop: dict[str, Any]) -> N
     ])  # fmt: skip
 
 
+def test_the_batch_job_s_targets_carry_the_contracts_descriptions(shop: dict[str, Any]) -> None:
+    lake = shop["lake"]
+    pipeline, contracts = ecommerce()
+    for name in pipeline.members:
+        contract = contracts[name]
+        table, columns = lake.comments(contract.target)
+        assert table == contract.description, contract.target
+        described = {c.name: c.description or None for c in (*contract.columns, *contract.derived)}
+        assert {name: columns[name] for name in described} == described, contract.target
+        assert (
+            columns["effective_from"]
+            == f"When this version of the key began: the {contract.sequence_by} of the row that opened it."
+        )
+
+
 def test_replaying_a_batch_leaves_every_derived_table_as_it_was(shop: dict[str, Any]) -> None:
     lake, two = shop["lake"], shop["manifests"][1]
 

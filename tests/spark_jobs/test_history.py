@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -25,7 +25,7 @@ from spark_jobs.history import (
     observation_columns,
 )
 from spark_jobs.merge import MergeSpec
-from spark_jobs.target_definition import PROPERTIES
+from spark_jobs.target_definition import PROPERTIES, ensure_target
 from spark_jobs.warehouse import CHANGE_FEED, ColumnRetyped, MergeCounts, Warehouse, driver_rows
 from tests.spark_jobs.conftest import Lake
 
@@ -177,6 +177,7 @@ def test_a_target_whose_rows_mean_something_else_is_refused_before_any_write(lak
     scd1 = replace(MEMBERS, name="flat", target_table="flat", scd_type=1, track_history_except=())
     # An SCD1 target that an earlier release made (no pinned definition), holding a row.
     merge_latest(warehouse, scd1, observed(lake.spark, MEMBERS, rows, "b1"))
+    assert lake.comments("flat")[1]["_batch_id"] == "The batch that loaded the row.", "an SCD1 target's too"
     pinned = ", ".join(f"'{name}'" for name in PROPERTIES)
     lake.spark.sql(f"ALTER TABLE {warehouse.name('flat')} UNSET TBLPROPERTIES ({pinned})").collect()
     before = versions(lake, "flat", ["arrival", "member_id", "tier"])
@@ -341,6 +342,68 @@ TWO_BATCHES_COUNTS = {
     "b1": HistoryCounts(2, 0, 0, opened=2, rows=2),
     "b2": HistoryCounts(1, 2, 0, opened=1, changed=1, unchanged=1, rows=3),
 }
+
+
+class RecordingSession:
+    """The test session, recording each SQL statement sent through it (a `Warehouse` sends them all so)."""
+
+    def __init__(self, spark: SparkSession):
+        self.spark = spark
+        self.statements: list[str] = []
+
+    def sql(self, statement: str, *args: Any, **kwargs: Any) -> DataFrame:
+        self.statements.append(statement)
+        return self.spark.sql(statement, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.spark, name)
+
+
+def with_descriptions(contract: Contract, **described: str) -> Contract:
+    """`contract` with its columns described as `described` says (the others as they were)."""
+    columns = tuple(replace(c, description=described.get(c.name, c.description)) for c in contract.columns)
+    return replace(contract, columns=columns)
+
+
+def test_a_target_carries_its_contract_s_descriptions_and_follows_them_when_they_change(lake: Lake) -> None:
+    assert lake.spark is not None
+    session = RecordingSession(lake.spark)
+    warehouse = Warehouse(cast(SparkSession, session), lake.location)
+    # A quote and a backslash: a Spark string literal ends at the one and takes escapes after the other.
+    tier = "The member's tier, as the CRM\\loyalty export has it"
+    contract = replace(with_descriptions(MEMBERS, tier=tier), description="Members' tiers \\ logins")
+
+    ensure_target(warehouse, contract, target_schema(contract), history.target_properties(contract))
+
+    table, columns = lake.comments(contract.target)
+    assert table == "Members' tiers \\ logins"
+    assert (columns["tier"], columns["login"]) == (tier, None)
+    assert (
+        columns["effective_to"]
+        == "When the next version of the key began (its updated_at); NULL while this one is current."
+    )
+    assert columns["_batch_id"] == "The batch that loaded the row."
+
+    # The contract's words changed: the next run sets them on the table.
+    changed = replace(
+        with_descriptions(contract, tier="", login="When the member last logged in."), description="Members"
+    )
+    ensure_target(warehouse, changed, target_schema(changed), history.target_properties(changed))
+
+    table, columns = lake.comments(contract.target)
+    assert (table, columns["login"]) == ("Members", "When the member last logged in.")
+    assert not columns["tier"]
+    assert (
+        columns["effective_to"]
+        == "When the next version of the key began (its updated_at); NULL while this one is current."
+    )
+
+    # Nothing changed: the definition check's one statement, as before tables had comments, and no commit.
+    commits = len(lake.spark.sql(f"DESCRIBE HISTORY {warehouse.name(contract.target)}").collect())
+    session.statements.clear()
+    ensure_target(warehouse, changed, target_schema(changed), history.target_properties(changed))
+    assert [statement.split(" ")[:2] for statement in session.statements] == [["DESCRIBE", "DETAIL"]]
+    assert len(lake.spark.sql(f"DESCRIBE HISTORY {warehouse.name(contract.target)}").collect()) == commits
 
 
 class DyingWarehouse(Warehouse):

@@ -148,6 +148,7 @@ def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, lake: La
     assert log["started_at"] <= log["ended_at"]
     history = lake.spark.sql(f"DESCRIBE HISTORY {lake.location.name('order_tracking')}").collect()
     assert "MERGE" in [entry["operation"] for entry in history], "written by Delta Lake on Spark"
+    assert_described(lake, ORDER_TRACKING)
 
     # A retry (a repair) of target_load after the batch was merged and its stage released merges nothing
     # and is not logged as a run of zeros.
@@ -157,6 +158,17 @@ def test_first_load_stages_rejects_merges_and_logs(spark: SparkSession, lake: La
     assert first_run == log
     assert (retry["status"], retry["rows_read"], retry["rows_inserted"]) == ("SKIPPED", None, None)
     assert "batch already merged" in str(retry["details"])
+
+
+def assert_described(lake: Lake, contract: Contract) -> None:
+    """The target carries the contract's description and its columns' (none where the contract gives none)."""
+    table, columns = lake.comments(contract.target)
+    assert table == contract.description
+    assert {c.name: columns[c.name] for c in contract.columns} == {
+        c.name: c.description or None for c in contract.columns
+    }
+    assert columns["tracking_num"] == "Carrier tracking number; the business key."
+    assert columns["_ingested_at"] == "When the batch that loaded the row started (UTC)."
 
 
 def accounted(log: dict[str, object]) -> int:
@@ -751,6 +763,8 @@ def test_scd2_keeps_history_out_of_order_and_repeated(
 
     expected = versions_by_key(contract, files)
     rows = lake.table("parcel_history").to_pylist()
+    assert_described(lake, contract)
+    assert lake.comments("parcel_history")[1]["is_current"] == "Whether this is the key's current version."
     assert len(rows) == sum(len(times) for times in expected.values())
     for key, times in expected.items():
         history = sorted((r for r in rows if r["tracking_num"] == key), key=lambda r: r["effective_from"])

@@ -132,21 +132,27 @@ def test_two_runs_merging_into_one_table_at_once_lose_and_duplicate_nothing(
     print(f"{retried} of {len(files)} runs retried a commit")
 
 
-HISTORY_OVER_CONNECT = """
+HISTORY_OVER_CONNECT = r"""
 import json, sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from pyspark.sql import SparkSession
 from spark_jobs.history import merge_history
 from spark_jobs.warehouse import LocalWarehouse, Warehouse
-from tests.spark_jobs.test_history import MEMBERS, TWO_BATCHES, observed
+from tests.spark_jobs.test_history import MEMBERS, TWO_BATCHES, observed, with_descriptions
 
 spark = SparkSession.builder.getOrCreate()
 warehouse = Warehouse(spark, LocalWarehouse(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))
+members = replace(with_descriptions(MEMBERS, tier="The member's tier \\ level"), description="Members' history")
 counts = {
-    batch: asdict(merge_history(warehouse, MEMBERS, observed(spark, MEMBERS, [("x", *r) for r in rows], batch), batch))
+    batch: asdict(merge_history(warehouse, members, observed(spark, members, [("x", *r) for r in rows], batch), batch))
     for batch, rows in TWO_BATCHES.items()
 }
+target = warehouse.name(members.target)
+operations = [row["operation"] for row in spark.sql(f"DESCRIBE HISTORY {target}").collect()]
+tier = next(field for field in spark.table(target).schema.fields if field.name == "tier")
+comment = warehouse.detail(members.target).comment
+print(json.dumps({"operations": operations, "comment": comment, "tier": tier.metadata}))
 print(json.dumps(counts))
 """
 
@@ -155,8 +161,15 @@ def test_the_history_merge_and_its_counts_over_spark_connect(connect: SparkConne
     # The batch job's SCD2 merge as serverless runs it: the change data feed read over Spark Connect.
     lake = Lake(tmp_path / "warehouse")
     printed = run_python(connect, "-c", HISTORY_OVER_CONNECT, str(lake.folder), lake.catalog, lake.schema)
-    counts = json.loads(printed.strip().splitlines()[-1])
-    assert counts == {batch: asdict(expected) for batch, expected in TWO_BATCHES_COUNTS.items()}
+    *_, described, counted = printed.strip().splitlines()
+    assert json.loads(counted) == {batch: asdict(expected) for batch, expected in TWO_BATCHES_COUNTS.items()}
+    # The comments reach the table over Spark Connect, and its schema brings them back: the second run found
+    # them as the contract has them and changed no column.
+    assert json.loads(described) == {
+        "operations": ["MERGE", "MERGE", "CREATE TABLE"],
+        "comment": "Members' history",
+        "tier": {"comment": "The member's tier \\ level"},
+    }
 
 
 # A write that takes about 10 s on the server: 40 rows, half a second each, on two cores.
