@@ -318,8 +318,11 @@ def write_table(warehouse: Warehouse, table: DerivedTable, rows: DataFrame, as_o
     predicate = f"{AS_OF_DATE} = DATE {sql_string(as_of.isoformat())}"
     try:
         if table.refresh == "full":
-            return warehouse.replace_table(table.name, checked)
-        warehouse.ensure_table(table.name, rows.schema)
+            return warehouse.replace_table(table.name, checked, comment=table.description)
+        # A daily table's comment is set when it is created: nothing its write reads holds the comment it
+        # has now, and asking would cost every run a statement. A changed description reaches a full table
+        # on its next build, a daily one through COMMENT ON TABLE by hand (README, "Derived tables").
+        warehouse.ensure_table(table.name, rows.schema, comment=table.description)
         warehouse.replace_where(table.name, checked, predicate)
     except Exception as exc:
         # Spark Connect without server stack traces keeps only the outer error (the failed write task):

@@ -279,17 +279,19 @@ class Warehouse:
         self._comment_columns(table, schema, existing.schema)
         self._declared[table] = frozenset(field.name.lower() for field in schema.fields)
 
-    def replace_table(self, table: str, rows: DataFrame) -> int:
+    def replace_table(self, table: str, rows: DataFrame, comment: str = "") -> int:
         """Atomically replace the whole table (schema and rows) with `rows`; how many rows it now has.
 
         One `CREATE OR REPLACE TABLE ... AS SELECT` commit: readers see the old table or the new one,
         its history keeps every earlier version, and a column added to the SQL needs no migration.
         The count is the commit's own `numOutputRows`: the newest replace is this one, or a concurrent
-        one that replaced it, and then the table holds that one's rows.
+        one that replaced it, and then the table holds that one's rows. The table's comment is `comment`
+        (none when empty), set by the same statement, so a changed one costs nothing more.
         """
         self.ensure_schema()
         with self._view(rows) as view:
-            properties = "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
+            described = f"COMMENT {sql_literal(comment)} " if comment else ""
+            properties = f"{described}TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
             statement = f"CREATE OR REPLACE TABLE {self.name(table)} USING DELTA {properties} AS SELECT * FROM {view}"  # noqa: S608
             committed(lambda: self.spark.sql(statement).collect(), f"replace {table}")
         metrics = self._newest_metrics(table, lambda commit: commit["operation"] in _TABLE_REPLACES)

@@ -478,7 +478,7 @@ def test_inventory_movements_follow_the_stock_history(shop: dict[str, Any]) -> N
     ])  # fmt: skip
 
 
-def test_the_batch_job_s_targets_carry_the_contracts_descriptions(shop: dict[str, Any]) -> None:
+def test_the_batch_job_s_tables_carry_the_pipeline_s_descriptions(shop: dict[str, Any]) -> None:
     lake = shop["lake"]
     pipeline, contracts = ecommerce()
     for name in pipeline.members:
@@ -491,6 +491,8 @@ def test_the_batch_job_s_targets_carry_the_contracts_descriptions(shop: dict[str
             columns["effective_from"]
             == f"When this version of the key began: the {contract.sequence_by} of the row that opened it."
         )
+    for derived in parse_tables(pipeline, contracts):
+        assert lake.comments(derived.name)[0] == derived.description, derived.name
 
 
 def test_replaying_a_batch_leaves_every_derived_table_as_it_was(shop: dict[str, Any]) -> None:
