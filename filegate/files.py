@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePath
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from filegate import exits
 from filegate.archive import (
@@ -50,7 +50,7 @@ from filegate.ingest import (
     same_bytes,
 )
 from filegate.jobs import ACTIVE_STATES, NEVER_RAN_STATES
-from filegate.storage import META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
+from filegate.storage import META_REPROCESSED, META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, upload_from_object
 
@@ -162,7 +162,8 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
         source_path = landing.path(name or unqualified_name(relative.rsplit("/", 1)[-1]))
     # Create-only: a newer upload under that name in landing wins, and this one waits.
     try:
-        placed = store.copy(container, relative, info.version, source_container, source_path, {})
+        mark = {META_REPROCESSED: quote(f"{container}/{relative}", safe="/")}
+        placed = store.copy(container, relative, info.version, source_container, source_path, mark)
     except DestinationExists:
         placed = _own_copy_in_landing(gate, info, source_container, source_path)
     old_report = store.stat(container, report_path(relative))

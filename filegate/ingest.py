@@ -48,6 +48,7 @@ from filegate.settings import Location, Settings
 from filegate.storage import (
     COPY_PENDING,
     META_EVENT_ID,
+    META_REPROCESSED,
     META_RUN_ID,
     META_SKIPPED,
     META_SOURCE,
@@ -665,6 +666,11 @@ def identical_rejected(gate: Gate, upload: Upload, relative: str, reasons: Itera
     """
     kept = identical_copy(gate, upload, gate.settings.rejected, relative)
     if kept is None or _read_reasons(gate.store, kept.container, kept.path) != tuple(reasons):
+        return None
+    # `filegate rejected --reprocess` copies that very file into landing, then deletes it: the copy's event, when it
+    # comes first, deleted the copy as identical, and the bytes were in no copy at all.
+    source = gate.store.stat(upload.container, upload.path)
+    if source is not None and unquote(source.metadata.get(META_REPROCESSED, "")) == f"{kept.container}/{kept.path}":
         return None
     return kept
 

@@ -47,6 +47,9 @@ META_TOKEN_RUN = "filegate_token_run"  # noqa: S105 - a metadata name, not a sec
 # `<run id>:<why>` when Databricks skipped the recorded run as it was started (`jobs.never_ran`): the sweep
 # replaces it. It applies while META_RUN_ID names that run, so recording the replacement retires it.
 META_SKIPPED = "filegate_skipped"
+# On the copy `filegate rejected --reprocess` puts into landing: the rejected file it copies (its `container/path`,
+# percent-encoded), which that command deletes next. The copy's own event must not find it identical to that file.
+META_REPROCESSED = "filegate_reprocessed_from"
 
 
 def skip_note(run_id: int, why: str) -> dict[str, str]:

@@ -220,6 +220,53 @@ def test_a_reprocess_takes_a_landing_file_for_its_own_copy_only_when_the_bytes_a
     assert world.store.stat(*rejected.split("/", 1)) is not None
 
 
+@dataclass
+class FunctionBeside:
+    """A real store whose copy into landing is handled at once by the deployed function (`function`), as its
+    event may be before the command that made the copy goes on."""
+
+    inner: Store
+    function: Gate | None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def copy(
+        self,
+        src_container: str,
+        src_path: str,
+        src_version: str,
+        dst_container: str,
+        dst_path: str,
+        metadata: Mapping[str, str],
+    ) -> ObjectInfo:
+        info = self.inner.copy(src_container, src_path, src_version, dst_container, dst_path, metadata)
+        function, self.function = self.function, None
+        if function is not None and function.settings.landing.holds(dst_container, dst_path):
+            handle_upload(function, upload_from_object(self.inner, info))
+        return info
+
+
+def test_a_file_reprocessed_as_it_is_while_the_function_takes_its_copy_from_landing_stays_rejected(
+    world: World,
+) -> None:
+    # The function's event for the copy came before reprocess deleted the rejected file: it found that file and its
+    # report, the same bytes and reasons, and deleted the copy from landing as identical; reprocess then deleted the
+    # rejected file, set its report aside and found landing empty ("ignored"). The bytes were in no copy at all.
+    [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    assert first.rejected_path is not None
+
+    again = reprocess_rejected(world.gate(FunctionBeside(world.store, world.gate())), first.rejected_path)
+
+    assert world.objects(world.settings.landing) == []
+    [listed] = list(rejected_files(world.gate()))
+    [kept] = [info for info in world.objects(world.settings.rejected) if listed.path.endswith(info.path)]
+    assert world.read(kept) == BAD
+    assert listed.reasons == first.reasons
+    assert again.rejected_path == listed.path
+    assert needs_a_look(world.gate(), again)
+
+
 def test_a_reprocessed_file_whose_handling_fails_in_landing_says_where_it_is_and_what_takes_it(world: World) -> None:
     # It said "try again" (exit 75), and the same command again found no such rejected file (exit 2): the file
     # had moved into landing, and nothing said so.
