@@ -167,11 +167,15 @@ def _task_spec(task: Mapping[str, Any], base: Path) -> TaskSpec:
     )
     parameters = tuple(_text(p) for p in _sequence(body.get("parameters"), f"parameters of {task_key}"))
     # Settings that change whether a task runs, which the worker does not model: refused, not run otherwise.
-    run_if = task.get("run_if", "ALL_SUCCESS")
-    if run_if != "ALL_SUCCESS" or task.get("disabled", False) is not False:
+    unmodelled = [
+        f"{key}: {str(task[key]).lower() if isinstance(task[key], bool) else task[key]}"  # as the YAML says it
+        for key, default in (("run_if", "ALL_SUCCESS"), ("disabled", False))
+        if task.get(key, default) != default
+    ]
+    if unmodelled:
         raise BundleError(
             f"task {task_key}: the local Jobs API runs a task once all it depends on succeeded (run_if ALL_SUCCESS, "
-            f"not disabled); remove run_if {run_if!r} or disabled from the bundle, or teach the local worker them"
+            f"not disabled); remove {' and '.join(unmodelled)} from the bundle, or teach the local worker them"
         )
     retry_on_timeout = task.get("retry_on_timeout", False)
     if not isinstance(retry_on_timeout, bool):

@@ -362,10 +362,14 @@ def test_a_retry_setting_that_is_not_a_count_is_refused(tmp_path: Path) -> None:
         load_bundle(bundle)
 
 
-@pytest.mark.parametrize("setting", ["run_if: ALL_DONE", "disabled: true"])
-def test_a_task_setting_the_worker_does_not_model_is_refused(tmp_path: Path, setting: str) -> None:
+@pytest.mark.parametrize(
+    ("setting", "remove"),
+    [("run_if: ALL_DONE", "remove run_if: ALL_DONE"), ("disabled: true", "remove disabled: true")],
+)
+def test_a_task_setting_the_worker_does_not_model_is_refused(tmp_path: Path, setting: str, remove: str) -> None:
     # On Databricks run_if ALL_DONE runs the task after a failed dependency, disabled skips it: the local
-    # worker does neither, so it refuses the bundle rather than run the job otherwise.
+    # worker does neither, so it refuses the bundle rather than run the job otherwise. The refusal names the
+    # setting the task has: a disabled task was told to remove "run_if 'ALL_SUCCESS'", which it did not set.
     bundle = _bundle(
         tmp_path,
         {"t": SUCCEEDS},
@@ -375,8 +379,12 @@ def test_a_task_setting_the_worker_does_not_model_is_refused(tmp_path: Path, set
         """,
     )
 
-    with pytest.raises(BundleError, match="task t: the local Jobs API runs a task once all it depends on succeeded"):
+    with pytest.raises(
+        BundleError, match="task t: the local Jobs API runs a task once all it depends on succeeded"
+    ) as refused:
         load_bundle(bundle)
+    assert f"{remove} from the bundle" in str(refused.value)
+    assert "ALL_SUCCESS'" not in str(refused.value)
 
 
 def _finished_run(server: LocalJobsServer, job_id: int) -> Run:
