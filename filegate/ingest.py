@@ -662,8 +662,12 @@ def identical_rejected(gate: Gate, upload: Upload, relative: str, reasons: Itera
     gives these very reasons: sent again (a backfill run twice, a producer's retry), the file is decided already.
 
     A copy without its report (an earlier delivery still at work, or failed before it) or with other reasons (its
-    contract changed since) is not: the upload is rejected beside it with a report of its own.
+    contract changed since) is not: the upload is rejected beside it with a report of its own. So is an upload
+    over `max_file_bytes` where the store's MD5s may be what clients claimed (Azure): telling its bytes from the
+    copy's would read both whole, many GiB past the function's time limit, where the archive never holds one.
     """
+    if upload.size > gate.settings.max_file_bytes and not gate.store.computes_md5:
+        return None
     kept = identical_copy(gate, upload, gate.settings.rejected, relative)
     if kept is None or _read_reasons(gate.store, kept.container, kept.path) != tuple(reasons):
         return None
@@ -676,6 +680,7 @@ def identical_rejected(gate: Gate, upload: Upload, relative: str, reasons: Itera
 
 
 def kept_rejection_reason(kept: ObjectInfo) -> str:
+    """The reason an upload sent again was deleted, naming the one rejected copy and report that stay."""
     where = f"{kept.container}/{kept.path}"
     return f"byte-identical to {where}, rejected already for these reasons (report: {report_path(where)}); kept once"
 
