@@ -66,6 +66,7 @@ from spark_jobs.pipeline_rules import (
 from spark_jobs.processing_log import RunRecord, append_runs
 from spark_jobs.row_rules import stage_rules
 from spark_jobs.stage import rejects_table, staged_rows
+from spark_jobs.target_definition import refuse_changed_target
 from spark_jobs.warehouse import driver_rows, sql_string
 
 TASK = "validate"
@@ -536,6 +537,10 @@ def validate_batch(context: BatchContext) -> list[Result]:
     batch_rows = {name: staged_rows(warehouse, c, batch_id) for name, c in contracts.items()}
     every_member = {name: context.contract(name) for name in context.pipeline.members}
     as_of = context.manifest.business_date
+    for contract in every_member.values():
+        # Every member's target is read as its contract describes it: one built with other keys or another SCD
+        # type is refused here, naming what changed, as merge_targets would, not failed on a column it lacks.
+        refuse_changed_target(warehouse, contract)
     inputs = register_inputs(context.spark, warehouse, every_member, batch_rows, checks, without=batch_id, as_of=as_of)
     try:
         failures = failure_rows(context, checks, inputs, checked_at)

@@ -35,6 +35,7 @@ from spark_jobs.history import merge_history
 from spark_jobs.pipeline_rules import Checks, Relation, Rule
 from spark_jobs.row_rules import stage_rules
 from spark_jobs.stage import stage_table, staged_rows
+from spark_jobs.target_definition import ensure_target
 from spark_jobs.warehouse import driver_rows
 from tests.spark_jobs.batch_world import DAYS, arguments, batch_id, seal
 from tests.spark_jobs.conftest import Lake
@@ -506,3 +507,22 @@ def test_fail_if_ratio_is_the_share_past_which_a_rule_fails_the_batch_whatever_i
     rule.fail_if_ratio = 0.05
 
     assert rule.settle().outcome == outcome
+
+
+def test_validate_refuses_a_member_whose_target_was_built_with_another_scd_type(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # validate reads each member's target as its contract describes it: an SCD1 target under a contract now SCD2
+    # failed on `is_current`, a column it lacks, instead of naming what changed as merge_targets does.
+    lake = Lake(tmp_path / "warehouse", spark)
+    customers = load_contracts()["customers"]
+    as_scd1 = replace(customers, scd_type=1)
+    ensure_target(lake.warehouse(), as_scd1, target_schema(as_scd1))
+    manifest = seal(tmp_path / "in", DAYS[0], only=("customers",))
+    assert batch_stage.main(arguments(lake, manifest)) == 0
+
+    assert batch_validate.main(arguments(lake, manifest)) == 1
+
+    (log,) = (r for r in rows(lake, "processing_log") if r["task"] == "validate")
+    assert log["error"].startswith("TargetDefinitionChanged: "), log["error"][:300]
+    assert "filegate.scd_type: the table has '1', the contract says '2'" in log["error"]
