@@ -699,16 +699,8 @@ def _kept_rejection(gate: Gate, upload: Upload, validation: Validation, kept: Ob
         reasons=(kept_rejection_reason(kept), *validation.reasons),
         rejected_path=f"{kept.container}/{kept.path}",
     )
-    pipeline = gate.pipelines.of_member(dataset) if dataset else None
-    if pipeline is not None and validation.business_date is not None:
-        from filegate.batches import member_rejected
-
-        try:
-            # Its batch's state (still blocked by it, say), as for the first rejection.
-            return member_rejected(gate, pipeline, outcome, validation.business_date)
-        except FilegateError as exc:
-            return replace(outcome, pipeline=pipeline.name, reasons=(*outcome.reasons, f"batch not read: {exc}"))
-    return outcome
+    # Its batch's state (still blocked by it, say), as for the first rejection.
+    return _with_batch_state(gate, outcome, validation)
 
 
 def _rejected_relatives(gate: Gate, upload: Upload, contract: Contract | None, business_date: date | None) -> list[str]:
@@ -758,18 +750,23 @@ def _report_rejection(gate: Gate, upload: Upload, validation: Validation, placem
         reasons=validation.reasons,
         rejected_path=f"{placement.container}/{placement.path}",
     )
-    pipeline = gate.pipelines.of_member(dataset) if dataset else None
-    if pipeline is not None and validation.business_date is not None:
-        from filegate.batches import member_rejected
+    return _with_batch_state(gate, outcome, validation)
 
-        try:
-            return member_rejected(gate, pipeline, outcome, validation.business_date)
-        except FilegateError as exc:
-            # The file is moved and reported: its rejection is alerted on now, as the redelivery would
-            # find it moved and call it a duplicate. The batch's next event or sweep says it is blocked.
-            log.warning("rejected member %s: its batch could not be read: %s", outcome.source, exc)
-            return replace(outcome, pipeline=pipeline.name, reasons=(*outcome.reasons, f"batch not read: {exc}"))
-    return outcome
+
+def _with_batch_state(gate: Gate, outcome: Outcome, validation: Validation) -> Outcome:
+    """A rejected (or kept) file's outcome, with its batch's state when its dataset is a pipeline's member."""
+    pipeline = gate.pipelines.of_member(outcome.dataset) if outcome.dataset else None
+    if pipeline is None or validation.business_date is None:
+        return outcome
+    from filegate.batches import member_rejected
+
+    try:
+        return member_rejected(gate, pipeline, outcome, validation.business_date)
+    except FilegateError as exc:
+        # The file is moved and reported: its rejection is alerted on now, as the redelivery would
+        # find it moved and call it a duplicate. The batch's next event or sweep says it is blocked.
+        log.warning("rejected member %s: its batch could not be read: %s", outcome.source, exc)
+        return replace(outcome, pipeline=pipeline.name, reasons=(*outcome.reasons, f"batch not read: {exc}"))
 
 
 def _settle_earlier(
