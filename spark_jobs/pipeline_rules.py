@@ -292,7 +292,7 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
                 action,
                 nulls,
                 ratio,
-                str(entry.get("description", "")),
+                text_field(entry, "description", where, problems),
             )
         )
     rules = []
@@ -306,7 +306,15 @@ def parse_checks(pipeline: Pipeline, contracts: Contracts) -> Checks:
         if not sql and isinstance(entry.get("sql", ""), str):
             problems.append(f"{where}: sql must not be empty")
         rules.append(
-            Rule(str(entry.get("name", "")), dataset, sql, severity, action, ratio, str(entry.get("description", "")))
+            Rule(
+                str(entry.get("name", "")),
+                dataset,
+                sql,
+                severity,
+                action,
+                ratio,
+                text_field(entry, "description", where, problems),
+            )
         )
     lookups = _lookups(document.get("lookups", []), problems)
     params = _params(document, problems)

@@ -161,9 +161,8 @@ def parse_tables(pipeline: Pipeline, contracts: Contracts) -> tuple[DerivedTable
         problems += [f"table {name}: segments add {column} twice" for column in repeated(added)]
         if AS_OF_DATE in added:
             problems.append(f"table {name}: a segment adds {AS_OF_DATE}, which the job sets; name its column otherwise")
-        table = DerivedTable(
-            name, sql, refresh, grain or (), tuple(segments.get(name, ())), str(entry.get("description", ""))
-        )
+        description = text_field(entry, "description", f"table {name}", problems)
+        table = DerivedTable(name, sql, refresh, grain or (), tuple(segments.get(name, ())), description)
         problems += [f"table {name}: {p}" for p in _input_problems(table, pipeline, contracts, params, lookups, names)]
         tables.append(table)
     if problems:

@@ -578,6 +578,13 @@ _RELATION = '[[relations]]\nname = "refund_sale"\nchild = "refunds"\nparent = "s
             "table daily: sql must be text (in quotes)",
         ),
         ('[[rules]]\nname = "big"\ndataset = "sales"\nsql = ["SELECT 1"]\n', "rules[0] big: sql must be text"),
+        # Passed; the table's comment read "5", the rule's and relation's descriptions "['x']" in the results.
+        (f"{_DAILY}description = 5\n", "table daily: description must be text (in quotes), not 5"),
+        (
+            '[[rules]]\nname = "big"\ndataset = "sales"\nsql = "SELECT 1"\ndescription = ["x"]\n',
+            "rules[0] big: description must be text (in quotes), not ['x']",
+        ),
+        (f"{_RELATION}description = 5\n", "relations[0] refund_sale: description must be text (in quotes), not 5"),
         # Passed; the job then failed: TypeError: 'str' object cannot be interpreted as an integer.
         (
             "[params]\nsince = 2025-01-01\n",
