@@ -163,6 +163,16 @@ def finish(run: Demo, timeout: float) -> int:
     return code
 
 
+def failed_task_errors(state: Path) -> str:
+    """Each failed task's error line from its log, to end a failure's message: where a long output is cut in
+    the middle, its end still says what failed (the demo's report gives it above the trace's tail)."""
+    found = []
+    for log in sorted((state / "jobs" / "logs").glob("*/*.log")):
+        text = log.read_text(encoding="utf-8", errors="replace")
+        found += [f"{log.relative_to(state)}: {line}" for line in text.splitlines() if " failed for batch " in line]
+    return "\n".join(found) or "(no task log holds an error line)"
+
+
 def leftover_processes(marker: str) -> list[str]:
     """Command lines of live processes whose environment carries the marker."""
     found = []
@@ -241,7 +251,7 @@ def test_the_demo_loads_reports_and_runs_again_without_clean_up(tmp_path: Path, 
     with running_demo(*common, "--timeout", "1200") as whole:
         code = finish(whole, 1500)
 
-    assert code == 0, f"{whole.output}\n{whole.errors}"
+    assert code == 0, f"{whole.output}\n{whole.errors}\n{failed_task_errors(state)}"
     assert_all_stopped(whole, {"azurite", "jobs", "connect"})
     report = whole.output
     progress = progress_lines(report)
