@@ -391,7 +391,8 @@ def identical_copy(gate: Gate, upload: Upload, location: Location, relative: str
     Only the newest counts: a producer that sends A, then B, then A again to take B back has made A the
     file again, and A is archived and run anew (for a batch, it is the member's newest version). Versions
     written in the same second as the newest (Azure's Last-Modified has no finer grain) must all hold
-    these bytes, or the upload is placed as usual.
+    these bytes, or the upload is placed as usual. The copy `filegate rejected --reprocess` makes of the newest
+    (marked `META_REPROCESSED`) is that file sent anew, never identical to it.
     """
     versions = archived_versions(gate.store, location, relative)
     if not versions:
@@ -412,7 +413,12 @@ def identical_copy(gate: Gate, upload: Upload, location: Location, relative: str
     # are (Azure), the bytes themselves decide. Only a re-upload that claims the newest copy's MD5 pays it.
     if not gate.store.computes_md5 and not all(same_bytes(gate.store, info, source) for info in newest):
         return None
-    return max(newest, key=lambda info: info.path)
+    kept = max(newest, key=lambda info: info.path)
+    # `filegate rejected --reprocess` copies that very file into landing, then deletes it: the copy's event, when it
+    # comes first, deleted the copy as identical, and the bytes were in no copy at all.
+    if unquote(source.metadata.get(META_REPROCESSED, "")) == f"{kept.container}/{kept.path}":
+        return None
+    return kept
 
 
 # How much of each object `same_bytes` holds at a time.
@@ -670,11 +676,6 @@ def identical_rejected(gate: Gate, upload: Upload, relative: str, reasons: Itera
         return None
     kept = identical_copy(gate, upload, gate.settings.rejected, relative)
     if kept is None or _read_reasons(gate.store, kept.container, kept.path) != tuple(reasons):
-        return None
-    # `filegate rejected --reprocess` copies that very file into landing, then deletes it: the copy's event, when it
-    # comes first, deleted the copy as identical, and the bytes were in no copy at all.
-    source = gate.store.stat(upload.container, upload.path)
-    if source is not None and unquote(source.metadata.get(META_REPROCESSED, "")) == f"{kept.container}/{kept.path}":
         return None
     return kept
 
