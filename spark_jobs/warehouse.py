@@ -48,11 +48,19 @@ for _name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
 # Two first runs creating one table race too: the loser may find the winner's folder made and its first
 # commit not yet written (DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION); on retry the table exists. A
 # folder that really holds something else fails the same way after the last attempt, with that error.
+# When the winner's first commit lands while the loser's CREATE runs, Delta holds the loser's properties
+# against the winner's, which also carry the session's defaults (`...properties.defaults.*`), and refuses
+# them (DELTA_CREATE_TABLE_WITH_DIFFERENT_PROPERTY); on retry the table exists and the CREATE does nothing.
 _CONFLICTS = re.compile(
     r"DELTA_CONCURRENT_\w+|DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED|DELTA_TABLE_ALREADY_EXISTS"
-    r"|DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION"
+    r"|DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION|DELTA_CREATE_TABLE_WITH_DIFFERENT_PROPERTY"
     r"|Concurrent\w*Exception|MetadataChangedException|ProtocolChangedException|FileAlreadyExistsException"
 )
+# A path's `CREATE TABLE IF NOT EXISTS` takes a folder that holds anything for the table (Delta 4.0's
+# `DeltaCatalog.tableExists`): while another run's first commit is under way, its `_delta_log` made and no
+# commit in it yet, the statement does nothing and the read after it finds no table. Not a lost commit
+# (any read of a missing table says so), so only `ensure_table` retries it, its CREATE and read together.
+_CREATE_UNDER_WAY = re.compile(r"DELTA_TABLE_NOT_FOUND")
 MAX_ATTEMPTS = 6
 # How far back a replace looks for its own commit: beyond the concurrent commits of other batches.
 _HISTORY_DEPTH = 20
@@ -195,19 +203,30 @@ def is_conflict(exc: BaseException) -> bool:
     return bool(_CONFLICTS.search(f"{type(exc).__name__}: {exc}"))
 
 
-def committed(action: Callable[[], T], what: str, *, attempts: int = MAX_ATTEMPTS) -> T:
+def _lost_create_race(exc: BaseException) -> bool:
+    """Whether a table's creation and first read failed because another run was creating it at the same time."""
+    return is_conflict(exc) or bool(_CREATE_UNDER_WAY.search(str(exc)))
+
+
+def committed(
+    action: Callable[[], T],
+    what: str,
+    *,
+    attempts: int = MAX_ATTEMPTS,
+    retried: Callable[[BaseException], bool] = is_conflict,
+) -> T:
     """Run a Delta write; when a concurrent commit wins the race, run it again (bounded, jittered backoff).
 
     `action` must build its statement from the table's current state each time (the MERGE's source
     for SCD2 reads the target): a retry then works on the winner's snapshot, and because every
     write here is idempotent (a per-batch replace, a MERGE that only takes strictly newer rows), a
-    retried write can neither lose nor duplicate a row.
+    retried write can neither lose nor duplicate a row. `retried` tells a lost race from any other error.
     """
     for attempt in range(1, attempts + 1):
         try:
             return action()
         except Exception as exc:
-            if attempt == attempts or not is_conflict(exc):
+            if attempt == attempts or not retried(exc):
                 raise
             delay = _FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random())
             print(f"{what}: a concurrent commit won (attempt {attempt} of {attempts}); retrying in {delay:.1f} s")
@@ -268,10 +287,16 @@ class Warehouse:
                 f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({definition}) USING DELTA {partitioning}"
                 f"{described}TBLPROPERTIES ({pairs})"
             )
+
+            def create() -> DataFrame:
+                self.spark.sql(statement).collect()
+                created = self.read(table)
+                created.schema  # noqa: B018 - resolved inside the retry: the winner's first commit may be under way
+                return created
+
             # Two first runs may race to create the table: the loser sees it exists on its retry, perhaps
             # made by another release with other columns, which are read again.
-            committed(lambda: self.spark.sql(statement).collect(), f"create {table}")
-            existing = self.read(table)
+            existing = committed(create, f"create {table}", retried=_lost_create_race)
         if check is not None:
             check(existing)
         _refuse_retyped_columns(self.name(table), schema, existing.schema)

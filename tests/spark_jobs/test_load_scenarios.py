@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -290,7 +290,7 @@ def test_a_merge_retried_after_a_concurrent_run_won_counts_the_tie_that_run_left
     real_committed = warehouse_module.committed
     raced: list[str] = []
 
-    def racing(action: Callable[[], T], what: str, **options: int) -> T:
+    def racing(action: Callable[[], T], what: str, **options: Any) -> T:
         if raced or not what.startswith("merge into"):
             return real_committed(action, what, **options)
         raced.append(what)

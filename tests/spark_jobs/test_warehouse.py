@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -116,6 +118,31 @@ def test_a_column_no_longer_declared_is_kept_and_written_as_null(spark: SparkSes
     # A column the table's schema still declares is never filled in: rows without it are a mistake.
     with pytest.raises(AnalysisException, match="`v`"):
         warehouse.append("t", rows_of(spark, "c", ("k3", 3)).drop("v"))
+
+
+def test_a_table_another_run_is_creating_is_read_once_its_first_commit_lands(
+    spark: SparkSession, lake: Lake, tmp_path: Path
+) -> None:
+    # The other run's table: made aside, its first commit held back. Its folder already holds the
+    # `_delta_log` that Delta makes before it commits, which CREATE TABLE IF NOT EXISTS takes for a table.
+    other = Lake(tmp_path / "other", spark).warehouse()
+    other.ensure_table("t", rows_of(spark, "x").schema)
+    first_commit = Path("_delta_log") / "00000000000000000000.json"
+    (lake.location.path("t") / "_delta_log").mkdir(parents=True)
+    warehouse = lake.warehouse()
+    assert warehouse.read_if_exists("t") is None  # and the read that finds no table is warm: the first attempt is quick
+    # The commit lands as Delta writes one, by a rename, once this run's first attempt found no table.
+    lands = threading.Timer(
+        2.5, os.replace, (other.location.path("t") / first_commit, lake.location.path("t") / first_commit)
+    )
+
+    lands.start()
+    try:
+        warehouse.ensure_table("t", rows_of(spark, "x").schema)
+    finally:
+        lands.join()
+
+    assert warehouse.read("t").columns == ["k", "v", "_batch_id"]
 
 
 def test_a_column_whose_type_changed_is_refused_not_cast_to_the_old_type(spark: SparkSession, lake: Lake) -> None:
@@ -298,3 +325,5 @@ def test_only_a_lost_commit_race_is_retried_and_only_so_often() -> None:
     assert not is_conflict(ValueError("[DELTA_REPLACE_WHERE_MISMATCH] Written data does not conform"))
     # A first CREATE that finds another run's table half-made (its folder, not yet its first commit).
     assert is_conflict(RuntimeError("[DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION] Cannot create table"))
+    # A first CREATE whose rival's first commit landed while it ran: the rival's table has the session's defaults.
+    assert is_conflict(RuntimeError("[DELTA_CREATE_TABLE_WITH_DIFFERENT_PROPERTY] The specified properties do not"))
