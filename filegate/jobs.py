@@ -475,6 +475,11 @@ def _not_a_workspace(exc: DatabricksError) -> bool:
     return isinstance(exc, (BadRequest, NotFound)) and str(exc).startswith("unable to parse response")
 
 
+def _refused_token(exc: DatabricksError) -> bool:
+    """Whether a 403 refuses the token itself (Databricks' "Invalid access token."), not a grant it lacks."""
+    return "invalid access token" in str(exc).lower()
+
+
 def named_error(
     exc: DatabricksError,
     host: str,
@@ -486,9 +491,12 @@ def named_error(
     """A Databricks API error as the setting a person fixes: credentials, job id, or a passing outage."""
     from databricks.sdk.errors import PermissionDenied, Unauthenticated
 
-    if isinstance(exc, Unauthenticated):
+    # A workspace answers a wrong, expired or revoked token with 403 "Invalid access token.", not a 401: read as
+    # a missing grant, it sent the operator to the job's permissions while the token was what to replace.
+    if isinstance(exc, Unauthenticated) or (isinstance(exc, PermissionDenied) and _refused_token(exc)):
+        status = 401 if isinstance(exc, Unauthenticated) else 403
         return SettingsError(
-            f"{host} refused the credentials (401): check DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and "
+            f"{host} refused the credentials ({status}): check DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and "
             f"DATABRICKS_CLIENT_SECRET, for this workspace ({_first_line(exc)})"
         )
     if isinstance(exc, PermissionDenied):

@@ -405,6 +405,25 @@ def test_credentials_without_permission_are_told_what_to_grant(
     assert all("denied access (403): grant the principal of these credentials CAN_VIEW on the job" in e for e in errors)
 
 
+def test_a_token_the_workspace_refuses_is_the_token_to_fix_not_a_grant(
+    server: LocalJobsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A workspace answers a wrong, expired or revoked token with a 403, not a 401, in this body: it was told
+    # "grant the principal of these credentials CAN_VIEW on the job", a grant no principal lacked.
+    refused = Fault(endpoint="*", status=403, error_code="403", message="Invalid access token.")
+    server.inject(refused)
+    listing = status.main([])
+    server.inject(refused)
+
+    one = status.main(["1"])
+
+    assert (listing, one) == (2, 2)
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2
+    assert all(f"{server.url} refused the credentials (403): check DATABRICKS_TOKEN" in line for line in errors)
+    assert not any("CAN_VIEW" in line for line in errors)
+
+
 @pytest.mark.parametrize("argv", [["123"], []])
 def test_a_host_that_answers_with_a_web_page_names_the_setting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
