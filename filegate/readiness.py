@@ -60,8 +60,11 @@ def check_storage(settings: Settings, store: Store) -> list[Check]:
     # An account that did not answer is not asked again: each ask spends the store's retries (about 15 s
     # on Azure, 20 s on Cloud Storage), and three of them would outlive Event Grid's 30 s.
     unreachable: dict[object, str] = {}
+    refused: set[object] = set()
     for name, container in _locations(settings):
         account = _account(store, container)
+        if account in refused:
+            continue
         if account in unreachable:
             detail = f"not checked: the same storage did not answer for {unreachable[account]}"
             checks.append(Check(f"{name} ({container})", False, detail, transient=True))
@@ -73,9 +76,12 @@ def check_storage(settings: Settings, store: Store) -> list[Check]:
             checks.append(Check(f"{name} ({container})", False, str(exc)))
             continue
         except SettingsError as exc:
-            # Credentials: the same answer for every location, so one line says it.
+            # Credentials: the same answer for every location of that account, so one line says it. Not for the
+            # others: the archive's own account (FILEGATE_AZURE_ARCHIVE_STORAGE) has credentials of its own, and
+            # a wrong archive key left a rejected container that does not exist unreported.
             checks.append(Check("storage credentials", False, str(exc)))
-            break
+            refused.add(account)
+            continue
         except FilegateError as exc:
             checks.append(Check(f"{name} ({container})", False, str(exc), isinstance(exc, TransientError)))
             if isinstance(exc, StorageUnreachable):

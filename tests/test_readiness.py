@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from filegate.azure_storage import AzureBlobStore
 from filegate.errors import LocationMissing, SettingsError, TransientError
 from filegate.ingest import handle_payload
 from filegate.readiness import check_storage, raise_for
-from filegate.settings import Location
+from filegate.settings import Location, Settings
 from local_world.emulators import free_port
 from local_world.inputs import csv_bytes, tracking_row
 from tests.faults.world import World, world_settings
@@ -186,6 +187,35 @@ def test_storage_that_does_not_answer_is_asked_once_per_account(world: World) ->
     assert down.hits > 1, "the first location was not retried"
     with pytest.raises(TransientError, match="not ready: FILEGATE_LANDING"):
         raise_for(checks)
+
+
+@pytest.mark.parametrize("wrong", ["azure_storage", "azure_archive_storage"])
+def test_a_key_one_account_refuses_leaves_the_other_account_s_locations_checked(
+    two_accounts: tuple[AzureBlobStore, Settings], wrong: str
+) -> None:
+    # The first refused key ended every check: with a wrong archive key, a rejected container that does not
+    # exist (in the other account, whose key works) went unreported until the key was fixed.
+    _, settings = two_accounts
+    settings = dataclasses.replace(settings, rejected=Location("nowhere-rejected"))
+    if wrong == "azure_storage":
+        settings = dataclasses.replace(settings, azure_storage=_wrong_key(settings.azure_storage or ""))
+    else:
+        settings = dataclasses.replace(settings, azure_archive_storage=_wrong_key(settings.azure_archive_storage or ""))
+
+    checks = check_storage(settings, AzureBlobStore.from_settings(settings))
+
+    shown = [(check.name, check.ok) for check in checks]
+    refused = next(check.detail for check in checks if check.name == "storage credentials")
+    assert f"the key in FILEGATE_{wrong.upper()} is wrong" in refused
+    if wrong == "azure_storage":
+        # Landing and rejected share the refused account: one line says it; the archive's account answers.
+        assert shown == [("storage credentials", False), (f"FILEGATE_ARCHIVE ({settings.archive.container})", True)]
+    else:
+        assert shown == [
+            (f"FILEGATE_LANDING ({settings.landing.container})", True),
+            ("storage credentials", False),
+            ("FILEGATE_REJECTED (nowhere-rejected)", False),
+        ]
 
 
 class _DeniedLanding:
