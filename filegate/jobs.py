@@ -205,6 +205,13 @@ def create_workspace_client(settings: Settings, **config: object) -> WorkspaceCl
     try:
         return WorkspaceClient(config=Config(**config))  # type: ignore[arg-type]
     except ValueError as exc:
+        if "more than one authorization method" in str(exc):
+            # Both pairs (a token left from the CLI beside the function's service principal): it was told
+            # "Databricks is not configured: set ..." the very settings it had.
+            raise SettingsError(
+                "Databricks has more than one way to sign in: keep DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and "
+                f"DATABRICKS_CLIENT_SECRET, and unset the other ({_first_line(exc)})"
+            ) from exc
         # The SDK's own message lists every auth method it tried; the fix is one of two settings pairs.
         raise SettingsError(
             "Databricks is not configured: set DATABRICKS_HOST (the workspace URL) and DATABRICKS_TOKEN, "

@@ -341,6 +341,24 @@ def test_databricks_without_credentials_names_both_pairs_and_cuts_the_sdks_list_
     assert message.endswith(" ...)")
 
 
+def test_databricks_with_both_a_token_and_a_service_principal_says_to_keep_one(
+    jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # It said "Databricks is not configured: set ... DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and ...", both set.
+    monkeypatch.setenv("DATABRICKS_HOST", jobs_api.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
+    monkeypatch.setenv("DATABRICKS_CLIENT_ID", "filegate-function")
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "secret")
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    with pytest.raises(SettingsError) as raised:
+        create_workspace_client(Settings())
+
+    message = str(raised.value)
+    assert message.startswith("Databricks has more than one way to sign in: keep DATABRICKS_TOKEN, or DATABRICKS_")
+    assert "not configured" not in message
+
+
 @pytest.mark.parametrize(
     ("legacy", "termination", "never"),
     [
