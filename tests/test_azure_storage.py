@@ -18,7 +18,7 @@ from azure.core.credentials import AccessToken
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from filegate.azure_storage import AzureBlobStore
-from filegate.errors import DestinationExists, SettingsError, SourceChanged
+from filegate.errors import DestinationExists, SettingsError, SourceChanged, StorageError
 from filegate.events import Upload, parse_event
 from filegate.settings import Location, Settings
 from local_world import ROOT
@@ -138,6 +138,18 @@ def test_a_wrong_archive_key_names_the_archive_setting(
     with pytest.raises(SettingsError, match="the key in FILEGATE_AZURE_ARCHIVE_STORAGE is wrong"):
         store.container_exists(settings.archive.container)
     assert store.container_exists(settings.landing.container)
+
+
+def test_an_answer_without_a_case_of_its_own_is_said_in_one_line(azure_store: AzureBlobStore) -> None:
+    # A container name Azure refuses (capitals): the request id, time and XML answer followed, and split the
+    # `filegate doctor` line (and an outcome's reason) over a dozen lines.
+    with pytest.raises(StorageError) as raised:
+        azure_store.container_exists("Landing")
+
+    assert str(raised.value) == (
+        "container Landing: storage answered 400 InvalidResourceName: "
+        "The specified resource name contains invalid characters."
+    )
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
