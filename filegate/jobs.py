@@ -382,7 +382,11 @@ class DatabricksJobs:
                 f"deploy), or set {_name_setting(self._setting)} or {self._setting} to the job's name or id"
             )
         if len(found) > 1:
-            raise SettingsError(f"{len(found)} jobs are named {name!r}; set {self._setting}")
+            # Which ones: the fix is one of these ids, which the operator otherwise looks up in the workspace.
+            raise SettingsError(
+                f"{len(found)} jobs are named {name!r} in {self.host} (ids {', '.join(map(str, sorted(found)))}): "
+                f"set {self._setting} to the id of the one to run"
+            )
         self._job_id = found[0]
         return found[0]
 

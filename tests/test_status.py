@@ -263,6 +263,20 @@ def test_unknown_job_name_says_what_to_do(
     assert "no Databricks job named 'no-such-job'" in capsys.readouterr().err
 
 
+def test_two_jobs_of_the_configured_name_are_named_with_their_ids(
+    server: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A second deploy of the bundle under another target: it said "2 jobs are named ...; set FILEGATE_JOB_ID",
+    # and the ids to choose from were to be looked up in the workspace.
+    server.jobs[7] = replace(server.jobs[1], job_id=7)
+
+    code = status.main([])
+
+    assert code == 2
+    named = f"2 jobs are named 'filegate-ingest' in {server.url} (ids 1, 7): set FILEGATE_JOB_ID to the id of the one"
+    assert named in capsys.readouterr().err
+
+
 def test_a_job_without_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
