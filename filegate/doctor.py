@@ -60,7 +60,7 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
 
 def _check_contracts(settings: Settings) -> tuple[Check, int]:
     """The contracts and pipelines the gate would load (built-in, and FILEGATE_CONTRACTS_DIR's); how many pipelines."""
-    from filegate.contracts import load_contracts
+    from filegate.contracts import is_builtin, load_contracts
     from filegate.pipelines import load_pipelines
 
     folders = [settings.contracts_dir] if settings.contracts_dir else []
@@ -69,9 +69,15 @@ def _check_contracts(settings: Settings) -> tuple[Check, int]:
         pipelines = load_pipelines(contracts, *folders)
     except FilegateError as exc:
         return Check("contracts", False, str(exc)), 0
-    where = f"built-in and {settings.contracts_dir}" if settings.contracts_dir else "built-in"
     counted = f"{len(contracts)} dataset(s), {len(pipelines)} pipeline(s)"
-    return Check("contracts", True, f"{counted} ({where})"), len(pipelines)
+    if not settings.contracts_dir:
+        return Check("contracts", True, f"{counted} (built-in)"), len(pipelines)
+    # How many are the folder's own: "(built-in and FOLDER)" read the same for a folder that held none (its files
+    # one level down, or named .yaml), and the operator's datasets were then unknown to the gate.
+    sources = [contract.source for contract in contracts.values()] + [p.source for p in pipelines.values()]
+    theirs = sum(source is not None and not is_builtin(source) for source in sources)
+    where = f"{theirs or 'none'} of them from {settings.contracts_dir}"
+    return Check("contracts", True, f"{counted} (built-in; {where})"), len(pipelines)
 
 
 def main(argv: list[str]) -> int:

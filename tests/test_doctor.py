@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from filegate.contracts import BUILTIN_DATASETS
+from filegate.doctor import _check_contracts
+from filegate.settings import Settings
 from local_world.emulators import free_port
 from tests.faults.world import World
 from tests.test_cli import run_cli
@@ -109,3 +112,20 @@ def test_doctor_names_contracts_it_cannot_load_and_checks_the_jobs_when_storage_
     assert "OK   Databricks job: " in broken.stdout
     assert "takes source_path, pipeline, batch_id" in broken.stdout
     assert "Traceback" not in broken.stderr
+
+
+def test_doctor_says_how_many_datasets_the_contracts_folder_gave(tmp_path: Path) -> None:
+    # "(built-in and FOLDER)" read the same for a folder that held none (its files one level down, or named
+    # .yaml): OK, while every dataset the operator wrote was unknown to the gate.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "mine" / "nested").mkdir(parents=True)
+    text = (BUILTIN_DATASETS / "order_tracking.toml").read_text(encoding="utf-8")
+    (tmp_path / "mine" / "order_tracking.toml").write_text(text, encoding="utf-8")
+    (tmp_path / "mine" / "nested" / "order_tracking.toml").write_text(text, encoding="utf-8")
+
+    empty, _ = _check_contracts(Settings(contracts_dir=tmp_path / "empty"))
+    mine, _ = _check_contracts(Settings(contracts_dir=tmp_path / "mine"))
+
+    assert (empty.ok, mine.ok) == (True, True)
+    assert empty.detail.endswith(f"(built-in; none of them from {tmp_path / 'empty'})")
+    assert mine.detail.endswith(f"(built-in; 1 of them from {tmp_path / 'mine'})")
