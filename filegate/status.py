@@ -162,7 +162,10 @@ def task_failure(client: WorkspaceClient, task: RunTask, trace_lines: int = TRAC
 def failure_lines(client: WorkspaceClient, task: RunTask, indent: str = "  ") -> list[str]:
     """A failed task as `filegate status` and the demo show it: its error, then the end of its trace."""
     error, trace = task_failure(client, task)
-    return [f"{indent}{task.task_key}: {error or '(no error message)'}", *(f"{indent}  {line}" for line in trace)]
+    # An exception's message may span lines (Spark's AnalysisException adds the SQL and a caret under it): each
+    # line under the task's, or they stood at the margin, outside the Errors block.
+    first, *rest = (error or "(no error message)").strip().splitlines() or ["(no error message)"]
+    return [f"{indent}{task.task_key}: {first}", *(f"{indent}  {line}" for line in [*rest, *trace])]
 
 
 def _task_output(client: WorkspaceClient, task: RunTask) -> RunOutput | None:

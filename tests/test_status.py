@@ -150,6 +150,36 @@ def test_one_run_shows_its_tasks_and_the_error(
     ]
 
 
+def test_an_error_of_several_lines_stays_under_its_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Spark's AnalysisException carries the SQL and a caret on lines of their own: they were printed at the
+    # margin, where they read as lines of their own outside the Errors block.
+    error = "AnalysisException: [TABLE_OR_VIEW_NOT_FOUND] orders cannot be found.\n== SQL ==\nSELECT * FROM orders"
+
+    def unknown_table(invocation: TaskInvocation) -> None:
+        invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
+        invocation.log_file.write_text("", encoding="utf-8")
+        if invocation.task_key == "target_load":
+            raise TaskFailed("exit code 1", error=error, trace=f"Traceback (most recent call last):\n{error}")
+
+    with local_jobs_api(tmp_path / "jobs", runner=unknown_table) as api:
+        point_status_at(api, monkeypatch)
+        parameters = {"source_path": SOURCE, "dataset": "order_tracking", "batch_id": "order_tracking-20240305"}
+        run_id = workspace_client(api).jobs.run_now(job_id=1, job_parameters=parameters).run_id
+        api.wait_idle(timeout=30)
+
+        code = status.main([str(run_id)])
+
+    assert code == 1
+    assert capsys.readouterr().out.split("Errors:\n")[1].splitlines() == [
+        "  target_load: AnalysisException: [TABLE_OR_VIEW_NOT_FOUND] orders cannot be found.",
+        "    == SQL ==",
+        "    SELECT * FROM orders",
+        "    Traceback (most recent call last):",
+    ]
+
+
 def test_a_retried_task_lists_each_attempt_and_only_its_last_attempt_s_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
