@@ -8,13 +8,26 @@ import sys
 from filegate import exits
 from filegate.errors import FilegateError
 from filegate.events import AZURE
-from filegate.readiness import Check, check_job, check_local_tools, check_storage
-from filegate.settings import Settings, settings_help, sweep_schedule
+from filegate.readiness import LOCATION_SETTINGS, Check, check_job, check_local_tools, check_storage
+from filegate.settings import GATE_SETTINGS, Settings, settings_help, sweep_schedule
+from filegate.status import STATUS_SETTINGS
 from filegate.stores import add_target_option
+
+# The settings each part reads: one malformed setting (FILEGATE_SAMPLE_BYTES=abc) stopped every check, and
+# whether the containers and the jobs exist was learned a run of `doctor` later, one fix at a time.
+STORAGE_SETTINGS = (
+    "FILEGATE_LANDING",
+    "FILEGATE_ARCHIVE",
+    "FILEGATE_REJECTED",
+    "FILEGATE_AZURE_STORAGE",
+    "FILEGATE_AZURE_ARCHIVE_STORAGE",
+    "FILEGATE_CONTRACTS_DIR",
+)
+JOB_SETTINGS = (*STATUS_SETTINGS, "FILEGATE_BATCH_JOB_ID", "FILEGATE_BATCH_JOB_NAME")
 
 
 def run_checks(target: str | None, *, local: bool) -> list[Check]:
-    """Settings, then storage and the jobs when the settings allow, then (with `local`) Java, Node, Python."""
+    """Settings, then storage and the jobs, each as far as its own settings read; with `local`, Java, Node, Python."""
     from filegate.batches import batch_job_trigger
     from filegate.jobs import DatabricksJobs
     from filegate.stores import open_target_store, store_kind
@@ -29,33 +42,63 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
                 f"landing {settings.landing}, archive {settings.archive}, rejected {settings.rejected}",
             )
         )
+        storage_settings: Settings | None = settings
+        job_settings: Settings | None = settings
     except FilegateError as exc:
-        checks.append(Check("settings", False, str(exc)))
-        settings = None
-    if settings is not None and store_kind(target, settings) == AZURE:
+        checks += [Check("settings", False, problem) for problem in _setting_problems(exc)]
+        storage_settings, job_settings = _read_part(STORAGE_SETTINGS, checks), _read_part(JOB_SETTINGS, checks)
+    if storage_settings is not None and store_kind(target, storage_settings) == AZURE:
         try:
             checks.append(Check("sweep schedule", True, f"the Azure function sweeps at `{sweep_schedule()}`"))
         except FilegateError as exc:
             checks.append(Check("sweep schedule", False, str(exc)))
-    if settings is not None:
+    pipelines = 0
+    contracts_ok = False
+    if storage_settings is not None:
         # Each part on its own: storage that cannot be opened says nothing about the jobs, so both are checked.
-        contracts, pipelines = _check_contracts(settings)
+        contracts, pipelines = _check_contracts(storage_settings)
+        contracts_ok = contracts.ok
         checks.append(contracts)
         try:
-            store = open_target_store(target, settings)
+            store = open_target_store(target, storage_settings)
         except FilegateError as exc:
             checks.append(Check("storage", False, str(exc)))
         else:
-            checks += check_storage(settings, store)
-        checks += check_job(DatabricksJobs(settings))
-        if pipelines or not contracts.ok:
+            checks += check_storage(storage_settings, store)
+    if job_settings is not None:
+        checks += check_job(DatabricksJobs(job_settings))
+        if pipelines or not contracts_ok:
             # The gate does not check it before moving files (a missing batch job leaves members archived
             # and their batch `run pending`, nothing lost), so this is where a wrong setting shows. When
             # the contracts do not load, the built-in pipeline is still there: the job is checked too.
-            checks += check_job(batch_job_trigger(settings), "Databricks batch job")
+            checks += check_job(batch_job_trigger(job_settings), "Databricks batch job")
     if local:
         checks += check_local_tools()
     return checks
+
+
+def _setting_problems(first: FilegateError) -> list[str]:
+    """Each setting that does not read on its own, besides `first` (the locations are read together: each alone
+    would be checked against the others' defaults)."""
+    alone = []
+    for name in GATE_SETTINGS:
+        if name in LOCATION_SETTINGS:
+            continue
+        try:
+            Settings.from_env(names=(name,))
+        except FilegateError as exc:
+            alone.append(str(exc))
+    return alone if str(first) in alone else [str(first), *alone]
+
+
+def _read_part(names: tuple[str, ...], checks: list[Check]) -> Settings | None:
+    """The settings of one part, when they read; else None, and their problem unless `checks` says it already."""
+    try:
+        return Settings.from_env(names=names)
+    except FilegateError as exc:
+        if all(check.detail != str(exc) for check in checks):
+            checks.append(Check("settings", False, str(exc)))
+        return None
 
 
 def _check_contracts(settings: Settings) -> tuple[Check, int]:

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import BUILTIN_DATASETS
-from filegate.doctor import _check_contracts
+from filegate.doctor import _check_contracts, run_checks
 from filegate.settings import Settings
 from local_world.emulators import free_port
+from local_world.jobs_api import LocalJobsServer
 from tests.faults.world import World
 from tests.test_cli import run_cli
 from tests.test_readiness import _env
@@ -129,3 +131,40 @@ def test_doctor_says_how_many_datasets_the_contracts_folder_gave(tmp_path: Path)
     assert (empty.ok, mine.ok) == (True, True)
     assert empty.detail.endswith(f"(built-in; none of them from {tmp_path / 'empty'})")
     assert mine.detail.endswith(f"(built-in; 1 of them from {tmp_path / 'mine'})")
+
+
+def test_a_malformed_setting_leaves_storage_and_the_jobs_checked(
+    two_accounts: tuple[AzureBlobStore, Settings], jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One malformed setting ended doctor at its first line: each of the others, a rejected container that does
+    # not exist and a job id of no job, came one run of doctor and one fix at a time.
+    _, settings = two_accounts
+    env = {
+        "FILEGATE_LANDING": str(settings.landing),
+        "FILEGATE_ARCHIVE": str(settings.archive),
+        "FILEGATE_REJECTED": "nowhere-rejected",
+        "FILEGATE_AZURE_STORAGE": settings.azure_storage or "",
+        "FILEGATE_AZURE_ARCHIVE_STORAGE": settings.azure_archive_storage or "",
+        "FILEGATE_SAMPLE_BYTES": "abc",
+        "FILEGATE_MAX_FILE_BYTES": "0",
+        "FILEGATE_JOB_ID": "77",
+        "DATABRICKS_HOST": jobs_api.url,
+        "DATABRICKS_TOKEN": "local-test-token",
+        "DATABRICKS_CONFIG_FILE": "/nonexistent",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    checks = run_checks(None, local=False)
+
+    failed = [f"{check.name}: {check.detail}" for check in checks if not check.ok]
+    assert failed[:2] == [
+        "settings: FILEGATE_SAMPLE_BYTES must be a whole number (digits only), got 'abc'",
+        "settings: FILEGATE_MAX_FILE_BYTES must be at least 1, got 0",
+    ]
+    assert failed[2].startswith("FILEGATE_REJECTED (nowhere-rejected): does not exist")
+    assert failed[3].startswith(f"Databricks job: FILEGATE_JOB_ID=77: no such job in {jobs_api.url}")
+    # This local Jobs API serves the ingest job alone.
+    assert failed[4:] == [failed[4]]
+    assert failed[4].startswith("Databricks batch job: no Databricks job named 'filegate-batch'")
+    assert f"FILEGATE_LANDING ({settings.landing.container})" in [check.name for check in checks if check.ok]
