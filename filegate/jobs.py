@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -205,18 +207,34 @@ def create_workspace_client(settings: Settings, **config: object) -> WorkspaceCl
     try:
         return WorkspaceClient(config=Config(**config))  # type: ignore[arg-type]
     except ValueError as exc:
-        if "more than one authorization method" in str(exc):
-            # Both pairs (a token left from the CLI beside the function's service principal): it was told
-            # "Databricks is not configured: set ..." the very settings it had.
-            raise SettingsError(
-                "Databricks has more than one way to sign in: keep DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and "
-                f"DATABRICKS_CLIENT_SECRET, and unset the other ({_first_line(exc)})"
-            ) from exc
+        methods = _SIGN_IN_METHODS.search(str(exc))
+        if methods:
+            # A token left from the CLI beside the function's service principal, or the azurerm provider's ARM_*
+            # beside a token: it was told "Databricks is not configured: set ..." the very settings it had.
+            found = "; ".join(_sign_in_settings(method) for method in methods.group(1).split(" and "))
+            keep = (
+                "FILEGATE_DATABRICKS_AUTH=azure-identity signs in with the managed identity: unset them all"
+                if settings.databricks_auth == "azure-identity"
+                else "unset all but the one to use"
+            )
+            raise SettingsError(f"Databricks has more than one way to sign in ({found}): {keep}") from exc
         # The SDK's own message lists every auth method it tried; the fix is one of two settings pairs.
         raise SettingsError(
             "Databricks is not configured: set DATABRICKS_HOST (the workspace URL) and DATABRICKS_TOKEN, "
             f"or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET ({_first_line(exc)})"
         ) from exc
+
+
+# The SDK's refusal of two sign-in methods at once names each by its kind: "pat and oauth", "azure and pat".
+_SIGN_IN_METHODS = re.compile(r"more than one authorization method configured: ([\w-]+(?: and [\w-]+)*)")
+
+
+def _sign_in_settings(method: str) -> str:
+    """A sign-in method the SDK found, with the environment settings that made it (else its config file's)."""
+    from databricks.sdk.config import Config
+
+    names = [a.env for a in Config.attributes() if a.auth == method and a.env and os.environ.get(a.env)]
+    return f"{method}: {', '.join(names) if names else 'from ~/.databrickscfg'}"
 
 
 def _name_setting(id_setting: str) -> str:

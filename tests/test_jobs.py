@@ -341,22 +341,41 @@ def test_databricks_without_credentials_names_both_pairs_and_cuts_the_sdks_list_
     assert message.endswith(" ...)")
 
 
-def test_databricks_with_both_a_token_and_a_service_principal_says_to_keep_one(
-    jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(
+    ("variables", "found"),
+    [
+        # A token left from the CLI beside the function's service principal.
+        (
+            {"DATABRICKS_CLIENT_ID": "filegate-function", "DATABRICKS_CLIENT_SECRET": "secret"},
+            "(oauth: DATABRICKS_CLIENT_ID, DATABRICKS_CLIENT_SECRET; pat: DATABRICKS_TOKEN)",
+        ),
+        # The azurerm provider's variables in the shell that deploys infra/: no client id pair was ever set.
+        ({"ARM_TENANT_ID": "t", "ARM_CLIENT_ID": "c"}, "(azure: ARM_CLIENT_ID, ARM_TENANT_ID; pat: DATABRICKS_TOKEN)"),
+    ],
+)
+def test_databricks_with_two_ways_to_sign_in_names_the_settings_of_each(
+    jobs_api: LocalJobsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variables: dict[str, str],
+    found: str,
 ) -> None:
     # It said "Databricks is not configured: set ... DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and ...", both set.
     monkeypatch.setenv("DATABRICKS_HOST", jobs_api.url)
     monkeypatch.setenv("DATABRICKS_TOKEN", "local-test-token")
-    monkeypatch.setenv("DATABRICKS_CLIENT_ID", "filegate-function")
-    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "secret")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOME", str(tmp_path))
 
     with pytest.raises(SettingsError) as raised:
         create_workspace_client(Settings())
+    with pytest.raises(SettingsError) as managed:
+        create_workspace_client(Settings(databricks_auth="azure-identity"))
 
-    message = str(raised.value)
-    assert message.startswith("Databricks has more than one way to sign in: keep DATABRICKS_TOKEN, or DATABRICKS_")
-    assert "not configured" not in message
+    assert str(raised.value) == f"Databricks has more than one way to sign in {found}: unset all but the one to use"
+    assert str(managed.value).endswith(
+        f"{found}: FILEGATE_DATABRICKS_AUTH=azure-identity signs in with the managed identity: unset them all"
+    )
 
 
 @pytest.mark.parametrize(
