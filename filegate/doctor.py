@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from filegate import exits
 from filegate.errors import FilegateError
 from filegate.events import AZURE
 from filegate.readiness import LOCATION_SETTINGS, Check, check_job, check_local_tools, check_storage
-from filegate.settings import GATE_SETTINGS, Settings, settings_help, sweep_schedule
+from filegate.settings import GATE_SETTINGS, SETTINGS, Location, Settings, settings_help, sweep_schedule
 from filegate.status import STATUS_SETTINGS
 from filegate.stores import add_target_option
 
 # The settings each part reads: one malformed setting (FILEGATE_SAMPLE_BYTES=abc) stopped every check, and
 # whether the containers and the jobs exist was learned a run of `doctor` later, one fix at a time.
-STORAGE_SETTINGS = (
-    "FILEGATE_LANDING",
-    "FILEGATE_ARCHIVE",
-    "FILEGATE_REJECTED",
-    "FILEGATE_AZURE_STORAGE",
-    "FILEGATE_AZURE_ARCHIVE_STORAGE",
-    "FILEGATE_CONTRACTS_DIR",
-)
-JOB_SETTINGS = (*STATUS_SETTINGS, "FILEGATE_BATCH_JOB_ID", "FILEGATE_BATCH_JOB_NAME")
+STORAGE_SETTINGS = (*LOCATION_SETTINGS, "FILEGATE_AZURE_STORAGE", "FILEGATE_AZURE_ARCHIVE_STORAGE")
+CONTRACT_SETTINGS = ("FILEGATE_CONTRACTS_DIR",)
+_SIGN_IN = tuple(name for name in STATUS_SETTINGS if name not in ("FILEGATE_JOB_ID", "FILEGATE_JOB_NAME"))
+BATCH_JOB_SETTINGS = ("FILEGATE_BATCH_JOB_ID", "FILEGATE_BATCH_JOB_NAME", *_SIGN_IN)
+NOT_CHECKED = "not checked: fix the settings above first"
 
 
 def run_checks(target: str | None, *, local: bool) -> list[Check]:
@@ -33,6 +30,7 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
     from filegate.stores import open_target_store, store_kind
 
     checks: list[Check] = []
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         checks.append(
@@ -42,50 +40,59 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
                 f"landing {settings.landing}, archive {settings.archive}, rejected {settings.rejected}",
             )
         )
-        storage_settings: Settings | None = settings
-        job_settings: Settings | None = settings
     except FilegateError as exc:
         checks += [Check("settings", False, problem) for problem in _setting_problems(exc)]
-        storage_settings, job_settings = _read_part(STORAGE_SETTINGS, checks), _read_part(JOB_SETTINGS, checks)
+
+    def part(names: tuple[str, ...]) -> Settings | None:
+        return settings if settings is not None else _read_part(names, checks)
+
+    storage_settings, contract_settings = part(STORAGE_SETTINGS), part(CONTRACT_SETTINGS)
+    job_settings, batch_settings = part(STATUS_SETTINGS), part(BATCH_JOB_SETTINGS)
     if storage_settings is not None and store_kind(target, storage_settings) == AZURE:
         try:
             checks.append(Check("sweep schedule", True, f"the Azure function sweeps at `{sweep_schedule()}`"))
         except FilegateError as exc:
             checks.append(Check("sweep schedule", False, str(exc)))
-    pipelines = 0
-    contracts_ok = False
-    if storage_settings is not None:
-        # Each part on its own: storage that cannot be opened says nothing about the jobs, so both are checked.
-        contracts, pipelines = _check_contracts(storage_settings)
+    # Each part on its own: storage that cannot be opened says nothing about the jobs, so both are checked.
+    pipelines, contracts_ok = 0, False
+    if contract_settings is not None:
+        contracts, pipelines = _check_contracts(contract_settings)
         contracts_ok = contracts.ok
         checks.append(contracts)
+    if storage_settings is None:
+        checks.append(Check("storage", False, NOT_CHECKED))
+    else:
         try:
             store = open_target_store(target, storage_settings)
         except FilegateError as exc:
             checks.append(Check("storage", False, str(exc)))
         else:
             checks += check_storage(storage_settings, store)
-    if job_settings is not None:
-        checks += check_job(DatabricksJobs(job_settings))
-        if pipelines or not contracts_ok:
-            # The gate does not check it before moving files (a missing batch job leaves members archived
-            # and their batch `run pending`, nothing lost), so this is where a wrong setting shows. When
-            # the contracts do not load, the built-in pipeline is still there: the job is checked too.
-            checks += check_job(batch_job_trigger(job_settings), "Databricks batch job")
+    checks += check_job(DatabricksJobs(job_settings)) if job_settings else [Check("Databricks job", False, NOT_CHECKED)]
+    if pipelines or not contracts_ok:
+        # The gate does not check it before moving files (a missing batch job leaves members archived
+        # and their batch `run pending`, nothing lost), so this is where a wrong setting shows. When
+        # the contracts do not load, the built-in pipeline is still there: the job is checked too.
+        if batch_settings is None:
+            checks.append(Check("Databricks batch job", False, NOT_CHECKED))
+        else:
+            checks += check_job(batch_job_trigger(batch_settings), "Databricks batch job")
     if local:
         checks += check_local_tools()
     return checks
 
 
 def _setting_problems(first: FilegateError) -> list[str]:
-    """Each setting that does not read on its own, besides `first` (the locations are read together: each alone
-    would be checked against the others' defaults)."""
+    """Each setting that does not read on its own, besides `first`. A location is parsed alone: read as settings,
+    each would be held against the others' defaults (which overlap, `first` or the storage part says)."""
+    defaults = {setting.name: setting.default or "" for setting in SETTINGS}
     alone = []
     for name in GATE_SETTINGS:
-        if name in LOCATION_SETTINGS:
-            continue
         try:
-            Settings.from_env(names=(name,))
+            if name in LOCATION_SETTINGS:
+                Location.parse(os.environ.get(name, "").strip() or defaults[name], name)
+            else:
+                Settings.from_env(names=(name,))
         except FilegateError as exc:
             alone.append(str(exc))
     return alone if str(first) in alone else [str(first), *alone]

@@ -8,7 +8,8 @@ import pytest
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import BUILTIN_DATASETS
-from filegate.doctor import _check_contracts, run_checks
+from filegate.doctor import NOT_CHECKED, _check_contracts, run_checks
+from filegate.readiness import Check
 from filegate.settings import Settings
 from local_world.emulators import free_port
 from local_world.jobs_api import LocalJobsServer
@@ -133,6 +134,14 @@ def test_doctor_says_how_many_datasets_the_contracts_folder_gave(tmp_path: Path)
     assert mine.detail.endswith(f"(built-in; 1 of them from {tmp_path / 'mine'})")
 
 
+def doctor_against(jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> list[Check]:
+    """The checks with these settings, and the Databricks ones pointing at the local Jobs API."""
+    local = {"DATABRICKS_HOST": jobs_api.url, "DATABRICKS_TOKEN": "local-test-token"}
+    for name, value in {**local, "DATABRICKS_CONFIG_FILE": "/nonexistent", **env}.items():
+        monkeypatch.setenv(name, value)
+    return run_checks(None, local=False)
+
+
 def test_a_malformed_setting_leaves_storage_and_the_jobs_checked(
     two_accounts: tuple[AzureBlobStore, Settings], jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,14 +157,9 @@ def test_a_malformed_setting_leaves_storage_and_the_jobs_checked(
         "FILEGATE_SAMPLE_BYTES": "abc",
         "FILEGATE_MAX_FILE_BYTES": "0",
         "FILEGATE_JOB_ID": "77",
-        "DATABRICKS_HOST": jobs_api.url,
-        "DATABRICKS_TOKEN": "local-test-token",
-        "DATABRICKS_CONFIG_FILE": "/nonexistent",
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
 
-    checks = run_checks(None, local=False)
+    checks = doctor_against(jobs_api, monkeypatch, env)
 
     failed = [f"{check.name}: {check.detail}" for check in checks if not check.ok]
     assert failed[:2] == [
@@ -168,3 +172,27 @@ def test_a_malformed_setting_leaves_storage_and_the_jobs_checked(
     assert failed[4:] == [failed[4]]
     assert failed[4].startswith("Databricks batch job: no Databricks job named 'filegate-batch'")
     assert f"FILEGATE_LANDING ({settings.landing.container})" in [check.name for check in checks if check.ok]
+
+
+def test_each_malformed_location_is_named_and_a_part_left_unchecked_says_so(
+    jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the first malformed location was named (the archive's came a run later), and a malformed batch job id
+    # dropped the ingest job's check too, with no line saying that either job went unchecked.
+    env = {
+        "FILEGATE_LANDING": "gs://landing",
+        "FILEGATE_ARCHIVE": "https://acct.blob.core.windows.net/archive",
+        "FILEGATE_BATCH_JOB_ID": "abc",
+    }
+
+    checks = doctor_against(jobs_api, monkeypatch, env)
+
+    assert [f"{check.name}: {check.detail}" for check in checks if not check.ok] == [
+        "settings: FILEGATE_LANDING must be `container[/prefix]` (a name, not a URL), got 'gs://landing'",
+        "settings: FILEGATE_ARCHIVE must be `container[/prefix]` (a name, not a URL), got "
+        "'https://acct.blob.core.windows.net/archive'",
+        "settings: FILEGATE_BATCH_JOB_ID must be a whole number (digits only), got 'abc'",
+        f"storage: {NOT_CHECKED}",
+        f"Databricks batch job: {NOT_CHECKED}",
+    ]
+    assert [check.name for check in checks if check.ok] == ["contracts", "Databricks job"]
