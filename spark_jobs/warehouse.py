@@ -208,19 +208,25 @@ def _lost_create_race(exc: BaseException) -> bool:
     return is_conflict(exc) or bool(_CREATE_UNDER_WAY.search(str(exc)))
 
 
+class HalfCreatedTable(FilegateError):
+    """A table's folder holds a Delta log without a first commit, long after any creation could be under way."""
+
+
 def committed(
     action: Callable[[], T],
     what: str,
     *,
     attempts: int = MAX_ATTEMPTS,
     retried: Callable[[BaseException], bool] = is_conflict,
+    waiting: str = "a concurrent commit won",
 ) -> T:
     """Run a Delta write; when a concurrent commit wins the race, run it again (bounded, jittered backoff).
 
     `action` must build its statement from the table's current state each time (the MERGE's source
     for SCD2 reads the target): a retry then works on the winner's snapshot, and because every
     write here is idempotent (a per-batch replace, a MERGE that only takes strictly newer rows), a
-    retried write can neither lose nor duplicate a row. `retried` tells a lost race from any other error.
+    retried write can neither lose nor duplicate a row. `retried` tells a lost race from any other error;
+    `waiting` says what each retry waits for.
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -229,7 +235,7 @@ def committed(
             if attempt == attempts or not retried(exc):
                 raise
             delay = _FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random())
-            print(f"{what}: a concurrent commit won (attempt {attempt} of {attempts}); retrying in {delay:.1f} s")
+            print(f"{what}: {waiting} (attempt {attempt} of {attempts}); retrying in {delay:.1f} s")
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -296,7 +302,18 @@ class Warehouse:
 
             # Two first runs may race to create the table: the loser sees it exists on its retry, perhaps
             # made by another release with other columns, which are read again.
-            existing = committed(create, f"create {table}", retried=_lost_create_race)
+            try:
+                existing = committed(
+                    create, f"create {table}", retried=_lost_create_race, waiting="another run is creating it"
+                )
+            except AnalysisException as exc:
+                if not _CREATE_UNDER_WAY.search(str(exc)):
+                    raise
+                raise HalfCreatedTable(
+                    f"{self.name(table)}: its folder holds a _delta_log with no commit in it, still after "
+                    f"{MAX_ATTEMPTS} tries: a creation stopped before its first commit left it (a killed task). "
+                    "No table has ever been there; delete the folder and run again"
+                ) from exc
         if check is not None:
             check(existing)
         _refuse_retyped_columns(self.name(table), schema, existing.schema)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pyspark.errors import AnalysisException
@@ -18,10 +18,13 @@ from pyspark.sql.types import StructField, StructType, TimestampType
 
 from filegate.errors import UnsafeSql
 from local_world.demo import read_table
+from spark_jobs import warehouse as warehouse_module
 from spark_jobs.merge import MergeClause, MergeSpec
 from spark_jobs.warehouse import (
     CHANGE_FEED,
+    MAX_ATTEMPTS,
     ColumnRetyped,
+    HalfCreatedTable,
     LocalWarehouse,
     UnityCatalog,
     Warehouse,
@@ -121,7 +124,7 @@ def test_a_column_no_longer_declared_is_kept_and_written_as_null(spark: SparkSes
 
 
 def test_a_table_another_run_is_creating_is_read_once_its_first_commit_lands(
-    spark: SparkSession, lake: Lake, tmp_path: Path
+    spark: SparkSession, lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The other run's table: made aside, its first commit held back. Its folder already holds the
     # `_delta_log` that Delta makes before it commits, which CREATE TABLE IF NOT EXISTS takes for a table.
@@ -129,20 +132,26 @@ def test_a_table_another_run_is_creating_is_read_once_its_first_commit_lands(
     other.ensure_table("t", rows_of(spark, "x").schema)
     first_commit = Path("_delta_log") / "00000000000000000000.json"
     (lake.location.path("t") / "_delta_log").mkdir(parents=True)
+    waits: list[float] = []
+
+    def commit_lands(seconds: float) -> None:
+        # The commit lands as Delta writes one, by a rename, while this run waits to try again.
+        if not waits:
+            os.replace(other.location.path("t") / first_commit, lake.location.path("t") / first_commit)
+        waits.append(seconds)
+
+    # The retry's own wait only: the module's `time` (PySpark's threads sleep on the real one).
+    monkeypatch.setattr(warehouse_module, "time", SimpleNamespace(sleep=commit_lands))
     warehouse = lake.warehouse()
-    assert warehouse.read_if_exists("t") is None  # and the read that finds no table is warm: the first attempt is quick
-    # The commit lands as Delta writes one, by a rename, once this run's first attempt found no table.
-    lands = threading.Timer(
-        2.5, os.replace, (other.location.path("t") / first_commit, lake.location.path("t") / first_commit)
-    )
+    warehouse.ensure_table("t", rows_of(spark, "x").schema)
 
-    lands.start()
-    try:
-        warehouse.ensure_table("t", rows_of(spark, "x").schema)
-    finally:
-        lands.join()
-
+    assert len(waits) == 1
     assert warehouse.read("t").columns == ["k", "v", "_batch_id"]
+    # A folder whose creation stopped before its first commit fails by what it is, after the same tries.
+    (lake.location.path("u") / "_delta_log").mkdir(parents=True)
+    with pytest.raises(HalfCreatedTable, match=r"/u`: its folder holds a _delta_log with no commit in it"):
+        warehouse.ensure_table("u", rows_of(spark, "x").schema)
+    assert len(waits) == 1 + MAX_ATTEMPTS - 1
 
 
 def test_a_column_whose_type_changed_is_refused_not_cast_to_the_old_type(spark: SparkSession, lake: Lake) -> None:
