@@ -136,7 +136,8 @@ def _azure_errors(
         # The message's first line: the rest is the request id, the time and the XML answer again, which split
         # a `filegate doctor` line and an outcome's reason over a dozen lines.
         message = str(getattr(exc, "message", None) or exc).strip().splitlines()
-        raise StorageError(f"{what}: storage answered {status} {code}: {message[0] if message else ''}") from exc
+        said = f": {message[0]}" if message else ""
+        raise StorageError(f"{what}: storage answered {status} {code}{said}") from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise StorageUnreachable(f"{what}: storage unreachable: {exc}") from exc
 

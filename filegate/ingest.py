@@ -407,16 +407,16 @@ def identical_copy(gate: Gate, upload: Upload, location: Location, relative: str
     source = gate.store.stat(upload.container, upload.path)
     if source is None or source.version != upload.version:
         return None
+    kept = max(newest, key=lambda info: info.path)
+    # `filegate rejected --reprocess` copies that very file into landing, then deletes it: the copy's event, when it
+    # comes first, deleted the copy as identical, and the bytes were in no copy at all.
+    if unquote(source.metadata.get(META_REPROCESSED, "")) == f"{kept.container}/{kept.path}":
+        return None
     if any(info.content_md5 != source.content_md5 or info.size != source.size for info in newest):
         return None
     # The upload is deleted on this answer: where the MD5s may be what clients claimed, not what the bytes
     # are (Azure), the bytes themselves decide. Only a re-upload that claims the newest copy's MD5 pays it.
     if not gate.store.computes_md5 and not all(same_bytes(gate.store, info, source) for info in newest):
-        return None
-    kept = max(newest, key=lambda info: info.path)
-    # `filegate rejected --reprocess` copies that very file into landing, then deletes it: the copy's event, when it
-    # comes first, deleted the copy as identical, and the bytes were in no copy at all.
-    if unquote(source.metadata.get(META_REPROCESSED, "")) == f"{kept.container}/{kept.path}":
         return None
     return kept
 

@@ -164,8 +164,8 @@ def failure_lines(client: WorkspaceClient, task: RunTask, indent: str = "  ") ->
     error, trace = task_failure(client, task)
     # An exception's message may span lines (Spark's AnalysisException adds the SQL and a caret under it): each
     # line under the task's, or they stood at the margin, outside the Errors block.
-    first, *rest = (error or "(no error message)").strip().splitlines() or ["(no error message)"]
-    return [f"{indent}{task.task_key}: {first}", *(f"{indent}  {line}" for line in [*rest, *trace])]
+    first, *rest = [line for line in (error or "").splitlines() if line.strip()] or ["(no error message)"]
+    return [f"{indent}{task.task_key}: {first.strip()}", *(f"{indent}  {line}" for line in [*rest, *trace])]
 
 
 def _task_output(client: WorkspaceClient, task: RunTask) -> RunOutput | None:
