@@ -389,6 +389,7 @@ def _lookups(entries: Any, problems: list[str]) -> tuple[Lookup, ...]:
         problems.extend(
             f"{where}: {key} is not a field of lookups (a typo?)" for key in entry if key not in _LOOKUP_KEYS
         )
+        text_field(entry, "description", where, problems)  # for people only, but text like every description
         name, columns, rows = entry.get("name"), entry.get("columns"), entry.get("rows")
         found = len(problems)
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):

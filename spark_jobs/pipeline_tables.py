@@ -316,6 +316,7 @@ def _parse_segment(entry: Mapping[str, Any], where: str, params: Mapping[str, An
     column = str(entry.get("column", ""))
     if not _NAME.fullmatch(column):
         problems.append(f"{where}: column must be lower case letters, digits and _")
+    text_field(entry, "description", where, problems)  # for people only, but text like every description
     default = entry.get("default")
     if not isinstance(default, str) or not default:
         problems.append(f"{where}: a default label is required (the band of a row no band holds for)")

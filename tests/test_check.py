@@ -585,6 +585,14 @@ _RELATION = '[[relations]]\nname = "refund_sale"\nchild = "refunds"\nparent = "s
             "rules[0] big: description must be text (in quotes), not ['x']",
         ),
         (f"{_RELATION}description = 5\n", "relations[0] refund_sale: description must be text (in quotes), not 5"),
+        (
+            _DAILY + _BAND.replace("BOUND", "min = { n = 5 }") + "description = 5\n",
+            "segments[0] size: description must be text (in quotes), not 5",
+        ),
+        (
+            '[[lookups]]\nname = "regions"\ncolumns = ["region"]\nrows = [["EU"]]\ndescription = ["x"]\n',
+            "lookups[0] regions: description must be text (in quotes), not ['x']",
+        ),
         # Passed; the job then failed: TypeError: 'str' object cannot be interpreted as an integer.
         (
             "[params]\nsince = 2025-01-01\n",
