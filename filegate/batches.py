@@ -470,7 +470,7 @@ def batch_run(gate: Gate, run_id: int) -> Any | None:
     except DatabricksError as exc:
         if not_found(exc):
             return None
-        raise named_error(exc, host, None, grant=VIEW_GRANT) from exc
+        raise named_error(exc, host, None, grant=VIEW_GRANT, auth_type=jobs.auth_type) from exc
     except OSError as exc:
         raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
 

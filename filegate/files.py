@@ -269,7 +269,9 @@ def run_state_of(gate: Gate, run_id: int | None) -> str:
         # Credentials refused, a permission missing, a host that is no workspace, an outage behind a host that
         # answers: every other file's runs/get meets it too (each after the SDK's retry window), and the command
         # exits by it, not with every run UNKNOWN and exit 0.
-        named = named_error(exc, str(client.config.host or ""), None, grant=VIEW_GRANT)
+        named = named_error(
+            exc, str(client.config.host or ""), None, grant=VIEW_GRANT, auth_type=client.config.auth_type
+        )
         if isinstance(named, SettingsError) or not not_found(exc):
             raise named from exc
         # A run gone (after 60 days): only its state is unknown; the listing goes on.

@@ -231,10 +231,20 @@ _SIGN_IN_METHODS = re.compile(r"more than one authorization method configured: (
 
 def _sign_in_settings(method: str) -> str:
     """A sign-in method the SDK found, with the environment settings that made it (else its config file's)."""
+    names = _method_settings(method)
+    return f"{method}: {', '.join(names) if names else 'from ~/.databrickscfg'}"
+
+
+def _method_settings(method: str) -> list[str]:
+    """The environment settings that made the SDK's sign-in method (`pat`: DATABRICKS_TOKEN), named by its kind
+    (`oauth`) or by a client's auth type (`oauth-m2m`, `azure-client-secret`)."""
     from databricks.sdk.config import Config
 
-    names = [a.env for a in Config.attributes() if a.auth == method and a.env and os.environ.get(a.env)]
-    return f"{method}: {', '.join(names) if names else 'from ~/.databrickscfg'}"
+    return [
+        a.env
+        for a in Config.attributes()
+        if a.auth and (method == a.auth or method.startswith(f"{a.auth}-")) and a.env and os.environ.get(a.env)
+    ]
 
 
 def _name_setting(id_setting: str) -> str:
@@ -340,6 +350,11 @@ class DatabricksJobs:
     def host(self) -> str:
         return str(self.client.config.host or "")
 
+    @property
+    def auth_type(self) -> str | None:
+        """How the client signed in (`pat`, `oauth-m2m`, `azure-identity`, ...), to name what a refusal is about."""
+        return self.client.config.auth_type
+
     def reachable(self) -> str:
         """The Jobs API's host, once it answered (`probe_host`): TransientError when it does not, before the
         SDK spends its whole retry window on it (its client, built first, may already ask the host)."""
@@ -363,7 +378,7 @@ class DatabricksJobs:
         try:
             job = self.client.jobs.get(job_id)
         except DatabricksError as exc:
-            raise named_error(exc, host, job_id, self._setting, self._bundle_name, self._grant) from exc
+            raise named_error(exc, host, job_id, self._setting, self._bundle_name, self._grant, self.auth_type) from exc
         except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
             raise not_json(host, exc) from exc
         except (TimeoutError, OSError) as exc:
@@ -387,7 +402,9 @@ class DatabricksJobs:
         try:
             found = [job.job_id for job in self.client.jobs.list(name=name) if job.job_id is not None]
         except DatabricksError as exc:
-            raise named_error(exc, self.host, None, self._setting, self._bundle_name, self._grant) from exc
+            raise named_error(
+                exc, self.host, None, self._setting, self._bundle_name, self._grant, self.auth_type
+            ) from exc
         except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
             raise not_json(self.host, exc) from exc
         except (TimeoutError, OSError) as exc:
@@ -461,7 +478,7 @@ class DatabricksJobs:
         if isinstance(exc, DatabricksError):
             # "No such job" names the id's setting only when the id came from it.
             given = None if self._by_name else job_id
-            named = named_error(exc, self.host, given, self._setting, self._bundle_name, self._grant)
+            named = named_error(exc, self.host, given, self._setting, self._bundle_name, self._grant, self.auth_type)
             if isinstance(named, SettingsError):
                 return RefusedUntilFixed(f"run-now for job {job_id} failed: {named}")
             return TransientError(f"run-now for job {job_id} failed: {_first_line(exc)}")
@@ -504,6 +521,20 @@ def _not_a_workspace(exc: DatabricksError) -> bool:
     return isinstance(exc, (BadRequest, NotFound)) and str(exc).startswith("unable to parse response")
 
 
+def _credentials_to_check(auth_type: str | None) -> str:
+    """What to check when the workspace refuses the credentials of this sign-in method."""
+    if auth_type == "azure-identity":
+        # The identity got its token from Entra; it was told to check a DATABRICKS_TOKEN nobody had set.
+        return (
+            "the managed identity (FILEGATE_DATABRICKS_AUTH=azure-identity) is not a user of this workspace: add "
+            "it as a service principal, or unset FILEGATE_DATABRICKS_AUTH to use DATABRICKS_TOKEN"
+        )
+    names = _method_settings(auth_type) if auth_type else []
+    if names:
+        return f"check {' and '.join(names)} for this workspace"
+    return "check DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET, for this workspace"
+
+
 def _refused_token(exc: DatabricksError) -> bool:
     """Whether a 403 refuses the token itself (Databricks' "Invalid access token."), not a grant it lacks."""
     return "invalid access token" in str(exc).lower()
@@ -516,8 +547,12 @@ def named_error(
     setting: str = "FILEGATE_JOB_ID",
     bundle_name: str = DEFAULT_JOB_NAME,
     grant: str = RUN_GRANT,
+    auth_type: str | None = None,
 ) -> FilegateError:
-    """A Databricks API error as the setting a person fixes: credentials, job id, or a passing outage."""
+    """A Databricks API error as the setting a person fixes: credentials, job id, or a passing outage.
+
+    `auth_type` is how the client signed in (its config's), to name the credentials a refusal is about.
+    """
     from databricks.sdk.errors import PermissionDenied, Unauthenticated
 
     # A workspace answers a wrong, expired or revoked token with 403 "Invalid access token.", not a 401: read as
@@ -525,8 +560,7 @@ def named_error(
     if isinstance(exc, Unauthenticated) or (isinstance(exc, PermissionDenied) and _refused_token(exc)):
         status = 401 if isinstance(exc, Unauthenticated) else 403
         return SettingsError(
-            f"{host} refused the credentials ({status}): check DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and "
-            f"DATABRICKS_CLIENT_SECRET, for this workspace ({_first_line(exc)})"
+            f"{host} refused the credentials ({status}): {_credentials_to_check(auth_type)} ({_first_line(exc)})"
         )
     if isinstance(exc, PermissionDenied):
         return SettingsError(f"{host} denied access (403): {grant} ({_first_line(exc)})")

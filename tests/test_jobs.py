@@ -21,6 +21,7 @@ from filegate.jobs import (
     batch_id,
     create_workspace_client,
     idempotency_token,
+    named_error,
     never_ran,
     pipeline_batch_id,
     probe_host,
@@ -418,3 +419,27 @@ def test_a_run_that_never_ran_is_told_by_any_field_that_says_so(
     run = Run.from_dict({"run_id": 7, "state": legacy, "status": status})
 
     assert never_ran(run) == never
+
+
+@pytest.mark.parametrize(
+    ("auth_type", "said"),
+    [
+        # Under FILEGATE_DATABRICKS_AUTH=azure-identity it said to check a DATABRICKS_TOKEN nobody had set.
+        ("azure-identity", "the managed identity (FILEGATE_DATABRICKS_AUTH=azure-identity) is not a user of this"),
+        ("oauth-m2m", "check DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET for this workspace"),
+        ("pat", "check DATABRICKS_TOKEN for this workspace"),
+    ],
+)
+def test_refused_credentials_name_the_sign_in_the_client_used(
+    auth_type: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from databricks.sdk.errors import PermissionDenied
+
+    for name in ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.setenv(name, "set")
+    refused = PermissionDenied("Invalid access token.")
+
+    named = named_error(refused, "https://adb-1.azuredatabricks.net", 7, auth_type=auth_type)
+
+    assert isinstance(named, SettingsError)
+    assert f"https://adb-1.azuredatabricks.net refused the credentials (403): {said}" in str(named)
