@@ -302,6 +302,15 @@ def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
         raise TransientError(f"cannot reach the Jobs API at {url} (connection refused)") from exc
     except TimeoutError as exc:
         raise TransientError(f"cannot reach the Jobs API at {url} (no answer within {timeout:.0f} s)") from exc
+    except ssl.SSLError as exc:
+        if exc.reason == "WRONG_VERSION_NUMBER":
+            # The host answered in plain HTTP: `127.0.0.1:8765` (the local Jobs API) without http://, read as
+            # https, was an outage (75) retried for good.
+            raise SettingsError(
+                f"the Jobs API at {url} answers in plain HTTP, not HTTPS: write DATABRICKS_HOST with http:// if "
+                "that is meant (a local Jobs API), else check the port"
+            ) from exc
+        raise TransientError(f"cannot reach the Jobs API at {url} ({exc.strerror or _first_line(exc)})") from exc
     except (OSError, http.client.HTTPException) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
         raise TransientError(f"cannot reach the Jobs API at {url} ({detail})") from exc

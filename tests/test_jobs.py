@@ -224,6 +224,13 @@ def test_a_host_is_probed_as_the_sdk_reads_it_and_one_that_is_not_http_is_a_sett
             probe_host(address)
 
 
+def test_a_plain_http_host_written_without_its_scheme_is_a_setting_to_fix(jobs_api: LocalJobsServer) -> None:
+    # Read as https, the local Jobs API's answer failed the TLS handshake: an outage (75), retried for good.
+    bare = jobs_api.url.removeprefix("http://")
+    with pytest.raises(SettingsError, match=re.escape(f"the Jobs API at https://{bare} answers in plain HTTP")):
+        probe_host(bare)
+
+
 def test_behind_a_proxy_the_probe_leaves_the_path_to_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     for name in ("no_proxy", "NO_PROXY", "http_proxy", "all_proxy", "ALL_PROXY"):
