@@ -252,12 +252,17 @@ def _name_setting(id_setting: str) -> str:
     return id_setting.removesuffix("_ID") + "_NAME"
 
 
+_SDK_DEBUG_INFO = re.compile(r"(?<=\.) (?:Config|Env): ")
+
+
 def _first_line(exc: BaseException, limit: int = 300) -> str:
     """The error's first line, cut at a word (the SDK's list of every auth method it tried runs long)."""
     text = str(exc).strip()
     if not text:
         return type(exc).__name__
-    line = text.splitlines()[0]
+    # The SDK ends a 401's or 403's message with its config (". Config: host=..., auth_type=pat. Env: ..."):
+    # 200 characters on the host and sign-in the message names already.
+    line = _SDK_DEBUG_INFO.split(text.splitlines()[0], maxsplit=1)[0]
     return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
 
 

@@ -465,6 +465,8 @@ def test_a_token_the_workspace_refuses_is_the_token_to_fix_not_a_grant(
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 2
     assert all(f"{server.url} refused the credentials (403): check DATABRICKS_TOKEN" in line for line in errors)
+    # Not the SDK's config appended to a 401's or 403's message, 200 characters on what the line names already.
+    assert all(line.endswith("(Invalid access token.)") for line in errors)
     assert not any("CAN_VIEW" in line for line in errors)
 
 
