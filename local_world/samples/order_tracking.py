@@ -175,11 +175,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=int, default=1, help="Consecutive daily files to write.")
     parser.add_argument("--malformed", type=int, default=0, help="Rows per file that break one rule each.")
-    parser.add_argument("--late-share", type=float, default=0.05, help="Share of reports that reach a file a day late.")
+    parser.add_argument(
+        "--late-share", type=float, default=0.05, help="Share of reports that reach a file a day late, below 1."
+    )
     parser.add_argument("--duplicate-share", type=float, default=0.03, help="Share of reports sent twice.")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.days < 1 or not 0 <= args.malformed <= args.rows:
         parser.error("--rows and --days must be positive and --malformed at most --rows")
+    # At 1 no report of the day's new parcels reaches the day's file, which fills up with them: it never ends.
+    if not 0 <= args.late_share < 1:
+        parser.error(f"--late-share must be at least 0 and below 1, not {args.late_share}")
+    if not 0 <= args.duplicate_share <= 1:
+        parser.error(f"--duplicate-share must be from 0 to 1, not {args.duplicate_share}")
     args.out.mkdir(parents=True, exist_ok=True)
     for offset in range(args.days):
         day = args.date + timedelta(days=offset)

@@ -8,6 +8,8 @@ import shlex
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from local_world import ROOT
 from local_world.samples.order_tracking import main, write_day
 
@@ -51,3 +53,20 @@ def test_make_samples_writes_data_samples_byte_for_byte(tmp_path: Path) -> None:
     assert [path.name for path in committed] == sorted(path.name for path in tmp_path.glob("*.csv"))
     for path in committed:
         assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--late-share", "1"), ("--late-share", "-0.1"), ("--duplicate-share", "1.5"), ("--duplicate-share", "nan")],
+)
+def test_a_share_outside_its_range_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    # A late share of 1 kept the day's file waiting for a report of its new parcels that never came: a hang.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--rows", "5", "--date", "2025-03-03", option, value, "--out", str(tmp_path / "out")])
+
+    assert exit_info.value.code == 2
+    assert option in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
