@@ -114,7 +114,9 @@ def _new_customer(world: World, day: date, rng: random.Random, registered: date 
     city, state, zip_code, country, phone_prefix = rng.choice(_CITIES)
     registered = registered or day - timedelta(days=rng.randrange(0, 900))
     created = _stamp(registered, rng)
-    born = date(rng.randrange(1950, 2004), rng.randrange(1, 13), rng.randrange(1, 29))
+    # 21 to 75 years old on the day (1950 to 2003 in 2025): a fixed range made every customer of a day
+    # before 2017 a child by plausible_age, a warning flaws.json did not count.
+    born = date(rng.randrange(day.year - 75, day.year - 21), rng.randrange(1, 13), rng.randrange(1, 29))
     return {
         "customer_id": f"CUST-{number:06d}",
         "first_name": first,

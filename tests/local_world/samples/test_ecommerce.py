@@ -154,3 +154,18 @@ def test_volume_days_change_known_customers_and_keep_every_row_valid_for_the_fun
 def test_the_samples_keep_to_one_or_two_days(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["--days", "3", "--out", str(tmp_path)])
+
+
+def test_customers_are_old_enough_on_an_early_business_date(tmp_path: Path) -> None:
+    # flaws.json counts no plausible_age warning, so no customer may be younger than the contract's minimum.
+    found = generate(date(2010, 1, 1), 2, 7, tmp_path)
+    minimum = load_contracts()["customers"].params["min_customer_age_years"]
+    assert isinstance(minimum, int)
+
+    for day in found:
+        business = date.fromisoformat(day)
+        latest_birth = business.replace(year=business.year - minimum)
+        with (tmp_path / f"customers_{day.replace('-', '_')}.csv").open(encoding="utf-8", newline="") as source:
+            births = [row["date_of_birth"] for row in csv.DictReader(source) if row["date_of_birth"]]
+        assert births
+        assert max(births) <= latest_birth.isoformat(), day
