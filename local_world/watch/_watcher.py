@@ -31,8 +31,9 @@ log = logging.getLogger("local_world.watch")
 EVENT_GRID_RETRY_DELAYS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0)
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_RETRY_SCALE = 0.1
-# 2: each name's entry holds the size, MD5 and blob type beside the version (1: the version alone).
-_STATE_FORMAT = 2
+# 3: a section per source (2: one source's, each name's entry with its size, MD5 and blob type beside the
+# version; 1: the version alone). The Azure and GCS watchers share the state folder by default.
+_STATE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -318,28 +319,34 @@ class Watcher:
         except (OSError, ValueError) as exc:
             log.warning("watch: ignoring unreadable state file %s: %s", self.state_file, exc)
             return _State(source)
-        if data.get("format") not in (1, _STATE_FORMAT) or data.get("source") != source:
-            # Another emulator instance (another port, another account): its names mean nothing here.
+        # Another emulator instance (another port, another account) has a section of its own, or none.
+        section = _sections(data).get(source)
+        if not isinstance(section, dict):
             return _State(source)
         try:
-            delivered = {key: _known(key, entry) for key, entry in dict(data.get("delivered", {})).items()}
-            return _State(source, delivered, int(data.get("sequence", 0)), found=True)
+            delivered = {key: _known(key, entry) for key, entry in dict(section.get("delivered", {})).items()}
+            return _State(source, delivered, int(section.get("sequence", 0)), found=True)
         except (TypeError, ValueError) as exc:
             log.warning("watch: ignoring unreadable state file %s: %s", self.state_file, exc)
             return _State(source)
 
     def _save_state(self) -> None:
-        data = {
-            "format": _STATE_FORMAT,
-            "source": self._state.source,
+        own = {
             "sequence": self._state.sequence,
             "delivered": {
                 key: {"version": obj.version, "size": obj.size, "md5": obj.content_md5, "type": obj.blob_type}
                 for key, obj in self._state.delivered.items()
             },
         }
-        partial = self.state_file.with_suffix(".tmp")
+        # A name of its own: two watchers of the folder writing one partial file could put half of it in place.
+        partial = self.state_file.with_suffix(f".{os.getpid()}.tmp")
         try:
+            # Read again at each save: a watcher of other storage on the same folder may have saved since.
+            try:
+                sections = _sections(json.loads(self.state_file.read_text(encoding="utf-8")))
+            except (FileNotFoundError, ValueError):
+                sections = {}
+            data = {"format": _STATE_FORMAT, "sources": {**sections, self._state.source: own}}
             self.state_dir.mkdir(parents=True, exist_ok=True)
             partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
             os.replace(partial, self.state_file)  # a crash never leaves half a state file
@@ -347,6 +354,17 @@ class Watcher:
             # The state only spares a restarted watcher redeliveries (which the core settles as
             # duplicates): keep delivering from memory rather than stop.
             log.error("watch: cannot save the delivered versions to %s: %s", self.state_file, exc)
+
+
+def _sections(data: object) -> dict[str, object]:
+    """Each source's section of a state file, by source; an older file's one source as its only section."""
+    if not isinstance(data, dict):
+        return {}
+    if data.get("format") == _STATE_FORMAT and isinstance(data.get("sources"), dict):
+        return dict(data["sources"])
+    if data.get("format") in (1, 2) and isinstance(data.get("source"), str):
+        return {data["source"]: data}
+    return {}
 
 
 def _known(key: str, entry: object) -> ObjectInfo:

@@ -224,6 +224,35 @@ def test_skip_existing_on_a_restart_delivers_what_landed_while_the_watcher_was_d
     assert [event.path for event in recorder.events] == [landing.path("order_tracking_2024_03_06.csv")]
 
 
+def test_a_watcher_of_other_storage_in_the_same_state_folder_keeps_this_ones_state(
+    azurite: Azurite, two_accounts: tuple[AzureBlobStore, Settings], tmp_path: Path
+) -> None:
+    # The Azure and GCS watchers keep their state in .filegate/watch alike: the other one's start replaced this
+    # one's state, whose next start took the file still in landing for new and, with --skip-existing, the
+    # file that landed while it was down for history.
+    store, settings = two_accounts
+    landing = settings.landing
+    store.put(landing.container, landing.path(DAY), csv_bytes(), "text/csv", {})
+    first = Watcher(AzuriteSource(azurite.connection_string), (landing,), Recorder(), tmp_path, skip_existing=True)
+    first.poll()
+    put(azurite, landing, "order_tracking_2024_03_06.csv", csv_bytes())
+    first.poll()
+    first.deliver_due()  # the subscriber leaves it in landing, as a webhook that failed it would
+    other = Watcher(AzuriteSource(azurite.archive_connection_string), (settings.archive,), Recorder(), tmp_path)
+    other.poll()
+    put(azurite, landing, "order_tracking_2024_03_07.csv", csv_bytes())  # while the first one is down
+    recorder = Recorder()
+
+    restarted = Watcher(AzuriteSource(azurite.connection_string), (landing,), recorder, tmp_path, skip_existing=True)
+    restarted.poll()
+    restarted.deliver_due()
+
+    assert [event.path for event in recorder.events] == [landing.path("order_tracking_2024_03_07.csv")]
+    store.put(settings.archive.container, "order_tracking/new.csv", csv_bytes(), "text/csv", {})
+    other_restarted = Watcher(other.source, (settings.archive,), Recorder(), tmp_path, skip_existing=True)
+    assert other_restarted.poll() == 1  # its own state is there too: not a first start
+
+
 def test_archive_and_rejected_are_not_watched_unless_asked(
     azurite: Azurite, azure_settings: Settings, tmp_path: Path
 ) -> None:
