@@ -26,9 +26,10 @@ from local_world.watch._transports import Deliver, DeliveryFailed
 
 log = logging.getLogger("local_world.watch")
 
-# Event Grid's own schedule for the first retries (seconds). Locally it is compressed by
-# `retry_scale`: nobody wants to wait ten minutes to see a fixed bug pick a file up.
-EVENT_GRID_RETRY_DELAYS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0)
+# Event Grid's own retry schedule (seconds), the last delay repeated: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min,
+# 1 h, 3 h, 6 h, then every 12 h. Locally it is compressed by `retry_scale`: nobody wants to wait ten minutes
+# to see a fixed bug pick a file up.
+EVENT_GRID_RETRY_DELAYS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0)
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_RETRY_SCALE = 0.1
 # 3: a section per source (2: one source's, each name's entry with its size, MD5 and blob type beside the

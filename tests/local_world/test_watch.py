@@ -641,6 +641,16 @@ def test_a_failed_delivery_is_retried_with_growing_delays(
     assert watch.dropped == []
 
 
+def test_retries_past_an_hour_follow_event_grids_schedule_then_every_12_hours() -> None:
+    # The schedule stopped at 1 h and repeated it: with --max-attempts above 7, retries came every hour
+    # where Event Grid waits 3 h, 6 h, then 12 h.
+    policy = RetryPolicy(max_attempts=30, scale=1.0)
+
+    delays = [policy.delay(failed) for failed in range(1, 12)]
+
+    assert delays == [10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 12 * 3600]
+
+
 def test_retries_are_bounded_and_the_event_is_dead_lettered_once(
     azurite: Azurite, azure_settings: Settings, tmp_path: Path
 ) -> None:
