@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from filegate import exits
 from filegate.errors import FilegateError, SettingsError
@@ -124,6 +125,9 @@ def build_source(target: str, settings: Settings, gcs_endpoint: str) -> Source:
 
 def build_delivery(target: str, webhook: str, function_name: str, settings: Settings, gcs_endpoint: str) -> Deliver:
     """Where events go: a webhook, or the core in this process, its store on the same emulator the watcher lists."""
+    if webhook and urlsplit(webhook).scheme not in ("http", "https"):
+        # Taken as given, it dead-lettered every event at its first attempt ("not an HTTP URL").
+        raise SettingsError(f"--webhook {webhook} is not an http:// or https:// URL (e.g. http://localhost:7071)")
     if webhook and target == AZURE_TARGET:
         return deliver_event_grid_webhook(event_grid_webhook_url(webhook, function_name))
     if webhook:

@@ -967,6 +967,27 @@ def test_a_webhook_url_without_a_function_name_is_refused_up_front(
         event_grid_webhook_url(f"{bare}/?code=secret")
 
 
+@pytest.mark.parametrize("webhook", ["localhost:7071", "ftp://localhost:7071"])
+def test_a_webhook_that_is_not_an_http_url_is_refused_up_front(
+    azurite: Azurite,
+    azure_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    webhook: str,
+) -> None:
+    # Taken as given, every event was dead-lettered at its first attempt.
+    monkeypatch.setenv("FILEGATE_AZURE_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("FILEGATE_LANDING", str(azure_settings.landing))
+    put(azurite, azure_settings.landing, DAY, csv_bytes())
+
+    code = watch_main(["--webhook", webhook, "--once", "--state-dir", str(tmp_path)])
+
+    assert code == 2
+    assert f"--webhook {webhook} is not an http:// or https:// URL" in capsys.readouterr().err
+    assert not (tmp_path / "deadletter").exists()
+
+
 def test_a_broken_contracts_folder_or_a_missing_landing_container_is_a_setting_to_fix_not_a_traceback(
     azurite: Azurite, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
