@@ -16,6 +16,7 @@ Modules: `_envelopes` (the events), `_sources` (listings), `_transports` (delive
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import threading
@@ -185,8 +186,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--once", action="store_true", help="list once, deliver (with retries), then exit")
     args = parser.parse_args(argv)
-    if args.max_attempts < 1 or args.retry_scale < 0 or args.interval <= 0:
-        parser.error("--max-attempts must be >= 1, --retry-scale >= 0 and --interval > 0")
+    # Written so that NaN fails too: an interval of NaN listed without a pause, one of inf only once.
+    if not (args.max_attempts >= 1 and 0 <= args.retry_scale < math.inf and 0 < args.interval < math.inf):
+        parser.error("--max-attempts must be >= 1, --retry-scale >= 0 and --interval > 0, both finite")
     try:
         settings = Settings.from_env()
         source = build_source(args.target, settings, args.gcs_endpoint)

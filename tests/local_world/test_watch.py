@@ -951,6 +951,21 @@ def test_a_finalize_event_has_the_etag_gcs_gives_the_generation() -> None:
     assert (data["md5Hash"], data["crc32c"], data["metageneration"]) == ("5Z/5eUEET4XfUpfhwwLSYA==", "R1jUOQ==", "1")
 
 
+@pytest.mark.parametrize(
+    "option", [["--interval", "nan"], ["--interval", "inf"], ["--retry-scale", "nan"], ["--retry-scale", "inf"]]
+)
+def test_an_interval_or_retry_scale_that_is_not_a_finite_number_is_refused(
+    option: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # An interval of NaN listed the storage without a pause, one of inf listed it once; a retry scale of
+    # either never retried.
+    with pytest.raises(SystemExit) as exit_info:
+        watch_main([*option, "--once", "--state-dir", str(tmp_path)])
+
+    assert exit_info.value.code == 2
+    assert "both finite" in capsys.readouterr().err
+
+
 def test_a_webhook_url_without_a_function_name_is_refused_up_front(
     azurite: Azurite, azure_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
