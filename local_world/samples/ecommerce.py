@@ -663,6 +663,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         volumes = Volumes(
             **{name: count if count is not None else getattr(scaled, name) for name, count in counts.items()}
         )
+        # A lone product is dropped from the snapshot each day, and the fifth one is discontinued: no product
+        # was left on sale for that day's orders. Inventory has a row per product and warehouse, no more.
+        if volumes.products < 2:
+            parser.error("--products must be at least 2")
+        if volumes.inventory > len(_WAREHOUSES) * volumes.products:
+            parser.error(
+                f"--inventory {volumes.inventory} is more than a row per product and warehouse "
+                f"({volumes.products} products x {len(_WAREHOUSES)} warehouses = {len(_WAREHOUSES) * volumes.products})"
+            )
         generate_volumes(args.date, args.days, args.seed, args.out, volumes)
     print(f"wrote {args.days} day(s) of the {PIPELINE} batch to {args.out}", file=sys.stderr)
     return 0

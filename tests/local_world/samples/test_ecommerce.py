@@ -169,3 +169,22 @@ def test_customers_are_old_enough_on_an_early_business_date(tmp_path: Path) -> N
             births = [row["date_of_birth"] for row in csv.DictReader(source) if row["date_of_birth"]]
         assert births
         assert max(births) <= latest_birth.isoformat(), day
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--products", "1", "--days", "6"], "--products must be at least 2"),
+        (["--products", "2", "--inventory", "7"], "--inventory 7 is more than a row per product and warehouse"),
+    ],
+)
+def test_volume_counts_the_generator_cannot_write_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    # A lone product left no product on sale on the fifth day (IndexError); more inventory rows than products
+    # times warehouses wrote fewer rows than asked, without a word.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--orders", "10", *arguments, "--out", str(tmp_path / "out")])
+
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
