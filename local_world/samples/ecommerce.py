@@ -653,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if all(count is None for count in counts.values()):
         if args.days not in (1, 2):
             parser.error("--days must be 1 or 2 for the samples (volume days take any number)")
-        generate(args.date, args.days, args.seed, args.out)
+        volumes: Volumes | None = None
     else:
         if args.orders is None:
             parser.error("volume days need --orders (the other counts default to its ratios)")
@@ -672,7 +672,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--inventory {volumes.inventory} is more than a row per product and warehouse "
                 f"({volumes.products} products x {len(_WAREHOUSES)} warehouses = {len(_WAREHOUSES) * volumes.products})"
             )
-        generate_volumes(args.date, args.days, args.seed, args.out, volumes)
+    try:
+        if volumes is None:
+            generate(args.date, args.days, args.seed, args.out)
+        else:
+            generate_volumes(args.date, args.days, args.seed, args.out, volumes)
+    except OSError as exc:  # --out a file, a folder this account may not write, a full disk
+        parser.exit(1, f"{parser.prog}: cannot write {exc.filename or args.out}: {exc.strerror or exc}\n")
     print(f"wrote {args.days} day(s) of the {PIPELINE} batch to {args.out}", file=sys.stderr)
     return 0
 

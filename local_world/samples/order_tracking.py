@@ -187,13 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--late-share must be at least 0 and below 1, not {args.late_share}")
     if not 0 <= args.duplicate_share <= 1:
         parser.error(f"--duplicate-share must be from 0 to 1, not {args.duplicate_share}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for offset in range(args.days):
-        day = args.date + timedelta(days=offset)
-        path = args.out / file_name(day)
-        with path.open("w", encoding="utf-8", newline="") as out:
-            write_day(out, args.seed, day, args.rows, args.malformed, args.late_share, args.duplicate_share)
-        print(f"wrote {path} ({args.rows} rows)")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for offset in range(args.days):
+            day = args.date + timedelta(days=offset)
+            path = args.out / file_name(day)
+            with path.open("w", encoding="utf-8", newline="") as out:
+                write_day(out, args.seed, day, args.rows, args.malformed, args.late_share, args.duplicate_share)
+            print(f"wrote {path} ({args.rows} rows)")
+    except OSError as exc:  # --out a file, a folder this account may not write, a full disk
+        parser.exit(1, f"{parser.prog}: cannot write {exc.filename or args.out}: {exc.strerror or exc}\n")
     return 0
 
 

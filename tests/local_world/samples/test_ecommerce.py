@@ -188,3 +188,16 @@ def test_volume_counts_the_generator_cannot_write_are_refused(
 
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_said_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It ended in a FileExistsError traceback.
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder", encoding="utf-8")
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(taken)])
+
+    assert exit_info.value.code == 1
+    said = capsys.readouterr().err.strip()
+    assert said == f"python -m local_world ecommerce-samples: cannot write {taken}: File exists"

@@ -70,3 +70,15 @@ def test_a_share_outside_its_range_is_refused_before_anything_is_written(
     assert exit_info.value.code == 2
     assert option in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_is_a_file_is_said_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It ended in a FileExistsError traceback.
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder", encoding="utf-8")
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--rows", "5", "--date", "2025-03-03", "--out", str(taken)])
+
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == f"python -m local_world samples: cannot write {taken}: File exists"
