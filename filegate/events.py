@@ -196,6 +196,30 @@ def _parse_gcs(event: Mapping[str, Any], event_id: str) -> Upload | Ignored:
     )
 
 
+def named_object(event: Any) -> str:
+    """`container/path` of the object an event names, read as far as it goes ("" when it names none).
+
+    For the log line of an event that does not parse: the object it was about stays where it is, and a
+    person needs its name to find it (an event id alone names nothing in the store).
+    """
+    if not isinstance(event, Mapping):
+        return ""
+    subject = event.get("subject")
+    subject = subject if isinstance(subject, str) else ""
+    blob = _SUBJECT.match(subject)
+    if blob:
+        return f"{blob['container']}/{blob['path']}"[:MAX_PATH_LENGTH]
+    data = event.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    bucket, name = data.get("bucket"), data.get("name")
+    if not isinstance(bucket, str):
+        source = _GCS_SOURCE.match(str(event.get("source", "")))
+        bucket = source["bucket"] if source else ""
+    if not isinstance(name, str):
+        name = subject.removeprefix("objects/")
+    return (f"{bucket}/{name}" if bucket and name else name)[:MAX_PATH_LENGTH]
+
+
 def _text(source: Mapping[str, Any], key: str, *, required: bool = True) -> str:
     value = source.get(key)
     if value is None and not required:

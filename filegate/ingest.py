@@ -39,7 +39,7 @@ from filegate.errors import (
     StorageError,
     Unreadable,
 )
-from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, GCS, Ignored, Upload, parse_event
+from filegate.events import AZURE, BLOCK_BLOB, CURRENT_VERSION, GCS, Ignored, Upload, named_object, parse_event
 from filegate.exits import needs_fix
 from filegate.jobs import RunTrigger, batch_id, idempotency_token, replacement_token
 from filegate.pipelines import Pipelines
@@ -166,7 +166,8 @@ def handle_payload(gate: Gate, payload: Any, done: list[Outcome] | None = None) 
             parsed = parse_event(event)
         except InvalidEvent as exc:
             event_id = str(event.get("id", ""))[:200] if isinstance(event, dict) else ""
-            outcomes.append(_log(Outcome(IGNORED, event_id=event_id, reasons=(f"{MALFORMED}{exc}",)), warn=True))
+            outcome = Outcome(IGNORED, event_id=event_id, source=named_object(event), reasons=(f"{MALFORMED}{exc}",))
+            outcomes.append(_log(outcome, warn=True))
             continue
         if isinstance(parsed, Ignored):
             outcome = Outcome(IGNORED, event_id=parsed.event_id, source=parsed.subject, reasons=(parsed.reason,))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from filegate.errors import InvalidEvent
-from filegate.events import GCS_ACCOUNT, Ignored, Upload, parse_event, parse_events
+from filegate.events import GCS_ACCOUNT, Ignored, Upload, named_object, parse_event, parse_events
 from local_world.inputs import as_cloudevent, blob_created, gcs_finalized
 
 
@@ -274,3 +274,19 @@ def test_a_blob_that_is_not_a_block_blob_is_ignored_with_a_warning(blob_type: st
     assert parsed.warn
     del event["data"]["blobType"]  # a delivery that does not say: taken as a block blob, as before
     assert isinstance(parse_event(event), Upload)
+
+
+def test_a_malformed_event_still_names_the_object_it_was_about() -> None:
+    # Its log line is all a person gets: the object stays where it is, and an event id names nothing in a store.
+    gcs = gcs_finalized("landing", "in/order_tracking_2024_03_05.csv", 10, 7)
+    del gcs["data"]["size"]
+    gcs_without_data = {**gcs, "data": "not an object"}
+    azure = blob_created("landing", "in/order_tracking_2024_03_05.csv", 10, "0x1")
+    del azure["data"]["eTag"]
+
+    for event in (gcs, gcs_without_data, azure, as_cloudevent(azure)):
+        with pytest.raises(InvalidEvent):
+            parse_event(event)
+        assert named_object(event) == "landing/in/order_tracking_2024_03_05.csv"
+    assert named_object(["not", "an", "event"]) == ""
+    assert named_object({"id": "x", "type": "google.cloud.storage.object.v1.finalized"}) == ""

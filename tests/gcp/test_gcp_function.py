@@ -227,3 +227,19 @@ def test_a_module_left_out_of_the_build_stops_the_served_function_as_it_would_th
         pass
 
     assert "No module named 'filegate.sweep'" in (tmp_path / "function.log").read_text()
+
+
+def test_a_malformed_event_is_not_retried_and_its_warning_names_the_object_left_in_landing(gcp_world: GcpWorld) -> None:
+    landing = gcp_world.settings.landing.container
+    blob = upload(gcp_world.client, landing, file_name(9), csv_bytes())
+    event = finalized_event(blob)
+    del event["data"]["size"]
+
+    delivered(gcp_world, event)
+
+    [line] = [line for line in log_lines(gcp_world) if line.get("event_id") == event["id"]]
+    assert line["severity"] == "WARNING"
+    assert line["reasons"][0].startswith("malformed event:")
+    # The event id names nothing a person can look up in a bucket: the line says which object it was about.
+    assert line["source"] == f"{landing}/{file_name(9)}"
+    assert gcp_world.client.bucket(landing).get_blob(file_name(9)) is not None
