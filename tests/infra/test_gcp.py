@@ -414,3 +414,32 @@ def test_the_sweep_stops_starting_files_in_time_for_the_last_one_to_end_before_i
     assert timeout <= 540  # Cloud Functions' ceiling for an event-driven function
     # A file started just before the budget ends may rewrite an overdue trigger between storage classes.
     assert int(budget[1]) * 60 + _REWRITE_SECONDS + 60 <= timeout
+
+
+def deploy_flags(readme: str, entry_point: str) -> dict[str, list[str]]:
+    """The flags of the README's `gcloud functions deploy` for one entry point, each with its values."""
+    commands = re.findall(r"^gcloud functions deploy .*?(?<!\\)$", readme, re.MULTILINE | re.DOTALL)
+    [command] = [c for c in commands if f"--entry-point={entry_point}" in c]
+    flags: dict[str, list[str]] = {}
+    for word in command.replace("\\\n", " ").split()[4:]:
+        name, _, value = word.partition("=")
+        flags.setdefault(name, []).append(value)
+    return flags
+
+
+def test_the_readmes_gcloud_deploy_makes_the_function_infra_gcp_makes(gcp: TerraformModule) -> None:
+    readme = (INFRA.parent / "gcp_function" / "README.md").read_text(encoding="utf-8")
+    flags = deploy_flags(readme, "on_object_finalized")
+    service = gcp.resource(*FUNCTION)["service_config"][0]
+
+    assert "--retry" in flags
+    assert f"type={GCS_FINALIZED}" in flags["--trigger-event-filters"]
+    assert int(flags["--timeout"][0].removesuffix("s")) <= 540
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert flags["--ingress-settings"] == ["internal-only"]
+    # Without it the trigger pushes as the Compute Engine default account, which needs Eventarc Event Receiver and
+    # Run Invoker of its own and may hold no role at all: then no event arrives, and nothing in Filegate logs why.
+    assert flags["--trigger-service-account"] == flags["--service-account"]
+    for role in ("roles/eventarc.eventReceiver", "roles/run.invoker"):
+        assert role in gcp.text(), role
+        assert role in readme, f"gcp_function/README.md does not say the trigger's account needs {role}"
