@@ -84,6 +84,8 @@ LEFT_IN_LANDING = "left in landing: "
 # puts a file copied into the archive by hand through landing.
 NOT_PLACED = "not placed by Filegate"
 CONTRACT_GONE = "no contract matches "
+# The reason of an IGNORED GCS event from a bucket that is not landing's: a trigger or a setting to fix (a WARNING).
+OTHER_BUCKET = "an object of bucket "
 # Statuses an alert should match; the batch ones are defined in filegate/batches.py.
 WARNING_STATUSES = frozenset({REJECTED, RUN_PENDING, "blocked", "overdue", "late_member"})
 
@@ -210,7 +212,7 @@ def handle_upload(gate: Gate, upload: Upload) -> Outcome:
         # landing, said at WARNING, and the sweep takes it once a person has made it readable.
         source = f"{upload.container}/{upload.path}"
         return _log(Outcome(IGNORED, upload.event_id, source, reasons=(f"{LEFT_IN_LANDING}{exc}",)), warn=True)
-    return _log(outcome)
+    return _log(outcome, warn=outcome.status == IGNORED and any(r.startswith(OTHER_BUCKET) for r in outcome.reasons))
 
 
 def left_in_landing(outcome: Outcome) -> bool:
@@ -286,6 +288,13 @@ def _not_ours(gate: Gate, upload: Upload) -> str | None:
     for name, location in (("archive", settings.archive), ("rejected", settings.rejected)):
         if location.holds(upload.container, upload.path):
             return f"Filegate's own {name} write ({location}); events there are ignored so nothing loops"
+    if upload.store == GCS and upload.container != settings.landing.container:
+        # A GCS trigger names one bucket and sends every upload there: each would be left where it is.
+        return (
+            f"{OTHER_BUCKET}{upload.container}, not of the landing bucket {settings.landing.container}: the trigger "
+            "sends every upload of its bucket here, and each stays where it is; set the trigger's bucket filter and "
+            "FILEGATE_LANDING to the same bucket"
+        )
     if not settings.landing.holds(upload.container, upload.path):
         return f"outside the landing location {settings.landing}"
     if upload.store == GCS and _COMPOSITE_PART.search(upload.path):

@@ -145,13 +145,19 @@ def test_a_late_event_for_a_replaced_generation_leaves_the_new_one_alone(gcp_wor
     assert len(runs_of(gcp_world, f"gs://{archive}/{archive_path(6)}")) == 1
 
 
-def test_an_object_outside_the_landing_bucket_is_ignored(gcp_world: GcpWorld) -> None:
+def test_an_object_outside_the_landing_bucket_is_ignored_with_a_warning(gcp_world: GcpWorld) -> None:
     other = f"elsewhere-{gcp_world.settings.landing.container}"
     gcp_world.store.create_buckets(other)
     blob = upload(gcp_world.client, other, file_name(7), csv_bytes())
+    event = finalized_event(blob)
     runs_before = len(gcp_world.runs())
 
-    delivered(gcp_world, finalized_event(blob))
+    delivered(gcp_world, event)
+
+    # A GCS trigger names one bucket: every upload there would be left alone, so an alert must see it.
+    [line] = [line for line in log_lines(gcp_world) if line.get("event_id") == event["id"]]
+    assert (line["severity"], line["status"]) == ("WARNING", "ignored")
+    assert "FILEGATE_LANDING" in line["reasons"][0]
 
     assert gcp_world.client.bucket(other).get_blob(file_name(7)) is not None
     assert (
