@@ -75,8 +75,9 @@ class ObjectNotFound(StorageError):
 
 class Unreadable(StorageError):
     """The object is there, but no retry reads it until a person acts on it (an Azure blob in the Archive
-    tier, or one encrypted with a customer-provided key). When it is the landing file the event is about,
-    the event is answered and the file stays put; `container` and `path` say which object it is."""
+    tier, or an object encrypted with a key its uploader supplied, on either cloud). When it is the landing
+    file the event is about, the event is answered and the file stays put; `container` and `path` say which
+    object it is."""
 
     def __init__(self, message: str, container: str = "", path: str = "") -> None:
         super().__init__(message)

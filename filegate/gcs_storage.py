@@ -34,6 +34,7 @@ from filegate.errors import (
     StorageError,
     StorageUnreachable,
     TransientError,
+    Unreadable,
 )
 from filegate.events import GCS, GCS_ACCOUNT
 from filegate.storage import Body, ObjectInfo, body_size
@@ -60,11 +61,17 @@ _TRANSIENT_STATUS = frozenset({408, 429})
 # hold is removed.", "... is subject to bucket's retention policy or object retention and cannot be
 # deleted or overwritten until ..."): not a missing grant.
 _HELD = re.compile(r"under active .*hold|subject to .*retention", re.IGNORECASE)
+# GCS's 400 for reading or copying an object encrypted with a customer-supplied key (CSEK) without that key. The
+# JSON API names it in the error's reasons; a download's error carries the answer's body in its message only.
+_CUSTOMER_KEY = "resourceIsEncryptedWithCustomerEncryptionKey"
 
 
 @contextmanager
-def _gcs_errors(what: str, precondition: type[ConditionFailed] = SourceChanged) -> Iterator[None]:
-    """Translate the SDK's errors into Filegate's; a 412 becomes `precondition`."""
+def _gcs_errors(
+    what: str, precondition: type[ConditionFailed] = SourceChanged, reading: tuple[str, str] = ("", "")
+) -> Iterator[None]:
+    """Translate the SDK's errors into Filegate's; a 412 becomes `precondition`, an object no retry can read
+    an Unreadable naming `reading` (the container and path whose bytes the call reads)."""
     from google.api_core import exceptions as api
     from google.auth.exceptions import GoogleAuthError, TransportError
     from google.cloud.storage.exceptions import InvalidResponse
@@ -95,6 +102,13 @@ def _gcs_errors(what: str, precondition: type[ConditionFailed] = SourceChanged) 
         raise StorageUnreachable(f"{what}: still failing after retries: {exc.cause}") from exc
     except api.GoogleAPICallError as exc:
         status = int(exc.code or 0)
+        reasons = [error.get("reason") for error in exc.errors if isinstance(error, dict)]
+        if status == 400 and (_CUSTOMER_KEY in reasons or _CUSTOMER_KEY in str(exc.message)):
+            raise Unreadable(
+                f"{what}: the object is encrypted with a customer-supplied key, which Filegate does not hold; "
+                "upload it again without one",
+                *reading,
+            ) from exc
         if status >= 500 or status in _TRANSIENT_STATUS:
             raise StorageUnreachable(f"{what}: storage answered {status}: {exc.message}") from exc
         raise StorageError(f"{what}: storage answered {status}: {exc.message}") from exc
@@ -221,7 +235,7 @@ class GcsStore:
         if self._check_first:
             self._require(container, path, version)
         blob = self._blob(container, path)
-        with _gcs_errors(f"read {container}/{path}"):
+        with _gcs_errors(f"read {container}/{path}", reading=(container, path)):
             # raw_download: a gzip-encoded object would otherwise be transcoded, and GCS ignores
             # the range on transcoded reads; the sample must stay bounded. No checksum: a
             # prefix cannot be checked against the whole object's hash.
@@ -279,7 +293,8 @@ class GcsStore:
         # Filegate's: a crash right after it cannot leave an anonymous copy behind.
         target.metadata = dict(metadata)
         try:
-            with _gcs_errors(what), self._refused_if_present(dst_container, dst_path, what):
+            reading = (src_container, src_path)
+            with _gcs_errors(what, reading=reading), self._refused_if_present(dst_container, dst_path, what):
                 self._rewrite(source, target, _generation(src_version), what)
         except SourceChanged:
             # GCS answers 412 for either precondition without saying which one failed.
@@ -460,7 +475,7 @@ class GcsStore:
 
     def download(self, container: str, path: str, destination: str) -> None:
         blob = self._blob(container, path)
-        with _gcs_errors(f"download {container}/{path}"):
+        with _gcs_errors(f"download {container}/{path}", reading=(container, path)):
             blob.download_to_filename(destination, raw_download=True, timeout=_TIMEOUT, retry=self._retry)
 
     def create_buckets(self, *names: str) -> None:

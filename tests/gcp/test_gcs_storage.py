@@ -29,6 +29,7 @@ from filegate.errors import (
     StorageError,
     StorageUnreachable,
     TransientError,
+    Unreadable,
 )
 from filegate.gcs_storage import GcsStore, anonymous_client
 from filegate.storage import Store
@@ -446,6 +447,31 @@ def test_a_bucket_the_identity_may_not_list_names_the_permission_to_grant(
 
     with pytest.raises(AccessDenied, match=r"storage\.objects\.list .*roles/storage\.objectViewer"):
         store.container_exists("dst")
+
+
+def test_an_object_encrypted_with_a_customer_supplied_key_is_unreadable_not_transient(
+    scripted: tuple[ScriptedGcs, GcsStore],
+) -> None:
+    # What GCS answers a read or a copy of a CSEK object without its key. A plain StorageError failed the delivery,
+    # and Eventarc retried it for a day where Azure leaves such a file in landing with one WARNING (Unreadable).
+    script, store = scripted
+    customer_key = {
+        "error": {
+            "code": 400,
+            "message": "The target object is encrypted by a customer-supplied encryption key.",
+            "errors": [{"reason": "resourceIsEncryptedWithCustomerEncryptionKey", "domain": "global"}],
+        }
+    }
+    script.answer("GET", r"^/download/storage/v1/b/src/o/a\.csv", 400, customer_key)
+    script.answer("POST", REWRITE, 400, customer_key)
+
+    for act in (
+        lambda: store.read_prefix("src", "a.csv", 10, "5"),
+        lambda: store.copy("src", "a.csv", "5", "dst", "a.csv", META),
+    ):
+        with pytest.raises(Unreadable, match="customer-supplied key") as raised:
+            act()
+        assert (raised.value.container, raised.value.path) == ("src", "a.csv")
 
 
 def test_refused_reads_writes_and_deletes(scripted: tuple[ScriptedGcs, GcsStore]) -> None:
