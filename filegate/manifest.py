@@ -70,6 +70,10 @@ def read_trigger(pipeline: Pipeline, contracts: Contracts, file_name: str, size:
     if size > MAX_TRIGGER_BYTES:
         reasons.append(f"the trigger has {size} bytes, above the limit of {MAX_TRIGGER_BYTES} for a trigger file")
         return Trigger(name_date, (), tuple(reasons), {})
+    if not data.strip():
+        # "not JSON: Expecting value at line 1 column 1" would send a producer looking for a syntax error.
+        reasons.append("the trigger is empty (0 bytes)" if size == 0 else "the trigger holds nothing but blank space")
+        return Trigger(name_date, (), tuple(reasons), {})
     if data.startswith(b"\x1f\x8b"):
         # Stored compressed (`--content-encoding gzip`, `gsutil cp -Z`): the stores' raw bytes are what is read.
         reasons.append("the trigger is gzip-compressed (stored with Content-Encoding gzip?); upload it uncompressed")

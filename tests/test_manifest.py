@@ -69,6 +69,12 @@ def test_a_trigger_above_the_limit_is_not_parsed() -> None:
     assert trigger.reasons == ("the trigger has 1048577 bytes, above the limit of 1048576 for a trigger file",)
 
 
+def test_an_empty_trigger_says_it_is_empty_not_that_its_json_is_malformed() -> None:
+    # A GCS upload of zero bytes is finalized and read as a trigger (Azure's zero-byte Put Blob waits instead).
+    assert read("trigger_2025_01_15.json", b"").reasons == ("the trigger is empty (0 bytes)",)
+    assert read("trigger_2025_01_15.json", b" \r\n").reasons == ("the trigger holds nothing but blank space",)
+
+
 def test_a_trigger_stored_gzip_compressed_says_so() -> None:
     # The stores' raw bytes are read (a blob stored with Content-Encoding gzip is not decoded on either cloud).
     trigger = read("trigger_2025_01_15.json", gzip.compress(SAMPLE.read_bytes()))
