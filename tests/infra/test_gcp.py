@@ -440,6 +440,6 @@ def test_the_readmes_gcloud_deploy_makes_the_function_infra_gcp_makes(gcp: Terra
     # Without it the trigger pushes as the Compute Engine default account, which needs Eventarc Event Receiver and
     # Run Invoker of its own and may hold no role at all: then no event arrives, and nothing in Filegate logs why.
     assert flags["--trigger-service-account"] == flags["--service-account"]
-    for role in ("roles/eventarc.eventReceiver", "roles/run.invoker"):
+    for role in ("roles/eventarc.eventReceiver", "roles/run.invoker", "roles/secretmanager.secretAccessor"):
         assert role in gcp.text(), role
-        assert role in readme, f"gcp_function/README.md does not say the trigger's account needs {role}"
+        assert role in readme, f"gcp_function/README.md does not say the function's accounts need {role}"
