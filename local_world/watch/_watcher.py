@@ -9,6 +9,7 @@ and the next round runs.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -339,18 +340,20 @@ class Watcher:
                 for key, obj in self._state.delivered.items()
             },
         }
-        # A name of its own: two watchers of the folder writing one partial file could put half of it in place.
-        partial = self.state_file.with_suffix(f".{os.getpid()}.tmp")
+        partial = self.state_file.with_suffix(".tmp")
         try:
-            # Read again at each save: a watcher of other storage on the same folder may have saved since.
-            try:
-                sections = _sections(json.loads(self.state_file.read_text(encoding="utf-8")))
-            except (FileNotFoundError, ValueError):
-                sections = {}
-            data = {"format": _STATE_FORMAT, "sources": {**sections, self._state.source: own}}
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(partial, self.state_file)  # a crash never leaves half a state file
+            # Read again at each save, under a lock: a watcher of other storage on the same folder saving between
+            # this one's read and replace would lose its section.
+            with self.state_file.with_suffix(".lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                try:
+                    sections = _sections(json.loads(self.state_file.read_text(encoding="utf-8")))
+                except (FileNotFoundError, ValueError):
+                    sections = {}
+                data = {"format": _STATE_FORMAT, "sources": {**sections, self._state.source: own}}
+                partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+                os.replace(partial, self.state_file)  # a crash never leaves half a state file
         except OSError as exc:
             # The state only spares a restarted watcher redeliveries (which the core settles as
             # duplicates): keep delivering from memory rather than stop.

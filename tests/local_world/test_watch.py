@@ -182,6 +182,33 @@ def test_a_restarted_watcher_remembers_what_it_delivered(
     assert [event.path for event in recorder.events] == [landing.path("order_tracking_2024_03_06.csv")]
 
 
+def test_a_state_file_of_the_previous_format_is_this_watchers_state(
+    azurite: Azurite, azure_settings: Settings, tmp_path: Path
+) -> None:
+    # Format 2, one storage's state at the top level, is what every watcher wrote before sections per storage:
+    # read as no state, a restart under --skip-existing would take what landed while it was down for history.
+    landing = azure_settings.landing
+    put(azurite, landing, DAY, csv_bytes())
+    first = watcher(azurite, azure_settings, Recorder(), tmp_path, skip_existing=True)
+    first.poll()
+    [(source, section)] = json.loads(first.state_file.read_text(encoding="utf-8"))["sources"].items()
+    first.state_file.write_text(json.dumps({"format": 2, "source": source, **section}), encoding="utf-8")
+
+    a_restart_delivers_what_landed_while_it_was_down(azurite, azure_settings, tmp_path)
+
+
+def a_restart_delivers_what_landed_while_it_was_down(azurite: Azurite, settings: Settings, tmp_path: Path) -> None:
+    """A day uploaded while the watcher is down is delivered, and only it, by a restart under --skip-existing."""
+    put(azurite, settings.landing, "order_tracking_2024_03_06.csv", csv_bytes())
+    recorder = Recorder()
+
+    restarted = watcher(azurite, settings, recorder, tmp_path, skip_existing=True)
+    restarted.poll()
+    restarted.deliver_due()
+
+    assert [event.path for event in recorder.events] == [settings.landing.path("order_tracking_2024_03_06.csv")]
+
+
 def test_skip_existing_treats_what_is_there_as_history(
     azurite: Azurite, azure_settings: Settings, tmp_path: Path
 ) -> None:
@@ -214,14 +241,8 @@ def test_skip_existing_on_a_restart_delivers_what_landed_while_the_watcher_was_d
     first.poll()
     first.deliver_due()
     first.poll()  # the landing is empty again: nothing delivered is left to remember
-    put(azurite, landing, "order_tracking_2024_03_06.csv", csv_bytes())  # while the watcher is down
-    recorder = Recorder()
 
-    restarted = watcher(azurite, azure_settings, recorder, tmp_path, skip_existing=True)
-    restarted.poll()
-    restarted.deliver_due()
-
-    assert [event.path for event in recorder.events] == [landing.path("order_tracking_2024_03_06.csv")]
+    a_restart_delivers_what_landed_while_it_was_down(azurite, azure_settings, tmp_path)
 
 
 def test_a_watcher_of_other_storage_in_the_same_state_folder_keeps_this_ones_state(
