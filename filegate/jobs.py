@@ -236,15 +236,15 @@ def _sign_in_settings(method: str) -> str:
 
 
 def _method_settings(method: str) -> list[str]:
-    """The environment settings that made the SDK's sign-in method (`pat`: DATABRICKS_TOKEN), named by its kind
-    (`oauth`) or by a client's auth type (`oauth-m2m`, `azure-client-secret`)."""
+    """The environment settings that made the SDK's sign-in method, by its kind (`pat`: DATABRICKS_TOKEN)."""
     from databricks.sdk.config import Config
 
-    return [
-        a.env
-        for a in Config.attributes()
-        if a.auth and (method == a.auth or method.startswith(f"{a.auth}-")) and a.env and os.environ.get(a.env)
-    ]
+    return [a.env for a in Config.attributes() if a.auth == method and a.env and os.environ.get(a.env)]
+
+
+# A client's auth type whose credentials are those settings alone, by the SDK's kind of them. Not `azure-cli` or
+# `azure-msi`: the ARM_* settings beside them are not what signed in.
+_SETTINGS_KIND = {"pat": "pat", "basic": "basic", "oauth-m2m": "oauth", "azure-client-secret": "azure"}
 
 
 def _name_setting(id_setting: str) -> str:
@@ -307,16 +307,14 @@ def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
         raise TransientError(f"cannot reach the Jobs API at {url} (connection refused)") from exc
     except TimeoutError as exc:
         raise TransientError(f"cannot reach the Jobs API at {url} (no answer within {timeout:.0f} s)") from exc
-    except ssl.SSLError as exc:
-        if exc.reason == "WRONG_VERSION_NUMBER":
+    except (OSError, http.client.HTTPException) as exc:
+        if isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER":
             # The host answered in plain HTTP: `127.0.0.1:8765` (the local Jobs API) without http://, read as
             # https, was an outage (75) retried for good.
             raise SettingsError(
                 f"the Jobs API at {url} answers in plain HTTP, not HTTPS: write DATABRICKS_HOST with http:// if "
                 "that is meant (a local Jobs API), else check the port"
             ) from exc
-        raise TransientError(f"cannot reach the Jobs API at {url} ({exc.strerror or _first_line(exc)})") from exc
-    except (OSError, http.client.HTTPException) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
         raise TransientError(f"cannot reach the Jobs API at {url} ({detail})") from exc
     finally:
@@ -543,9 +541,12 @@ def _credentials_to_check(auth_type: str | None) -> str:
             "the managed identity (FILEGATE_DATABRICKS_AUTH=azure-identity) is not a user of this workspace: add "
             "it as a service principal, or unset FILEGATE_DATABRICKS_AUTH to use DATABRICKS_TOKEN"
         )
-    names = _method_settings(auth_type) if auth_type else []
+    kind = _SETTINGS_KIND.get(auth_type or "")
+    names = _method_settings(kind) if kind else []
     if names:
         return f"check {' and '.join(names)} for this workspace"
+    if auth_type:
+        return f"check the identity the SDK's {auth_type} sign-in used for this workspace"
     return "check DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET, for this workspace"
 
 

@@ -437,6 +437,8 @@ def test_a_run_that_never_ran_is_told_by_any_field_that_says_so(
         ("azure-identity", "the managed identity (FILEGATE_DATABRICKS_AUTH=azure-identity) is not a user of this"),
         ("oauth-m2m", "check DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET for this workspace"),
         ("pat", "check DATABRICKS_TOKEN for this workspace"),
+        # `az login`'s account signed in, not the ARM_* service principal set beside it for Terraform.
+        ("azure-cli", "check the identity the SDK's azure-cli sign-in used for this workspace"),
     ],
 )
 def test_refused_credentials_name_the_sign_in_the_client_used(
@@ -444,7 +446,7 @@ def test_refused_credentials_name_the_sign_in_the_client_used(
 ) -> None:
     from databricks.sdk.errors import PermissionDenied
 
-    for name in ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+    for name in ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "ARM_CLIENT_ID"):
         monkeypatch.setenv(name, "set")
     refused = PermissionDenied("Invalid access token.")
 
