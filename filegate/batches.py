@@ -692,6 +692,11 @@ def _apply_overdue(gate: Gate, batch: Batch, invalid: str = "") -> Verdict:
         # A seal made after this listing, while the trigger is copied to rejected, is not caught: that
         # batch still runs once, complete, with its trigger in rejected beside a report.
         return _decide(gate, assess_batch(gate, pipeline, batch.business_date), None, sweeping=False)
+    if pipeline.on_incomplete == "load_available" and batch.blocked and not invalid:
+        # A rejected member is no gap to load around: it blocks, as it blocks a reseal with --partial.
+        rejected = ", ".join(m.expected.dataset for m in batch.blocked)
+        why = f"still waiting for a corrected upload of {rejected} (on_incomplete = load_available leaves out only"
+        return Verdict(OVERDUE, (*reasons, f"{why} members that never came)"))
     if pipeline.on_incomplete == "load_available" and _has_required(batch) and not invalid:
         seal = _seal(gate, batch, 1, partial=True)
         run, called = _ensure_run(gate, batch, seal)

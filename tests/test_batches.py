@@ -446,6 +446,31 @@ def test_a_rejected_member_blocks_its_batch_until_a_corrected_upload(world: Worl
     assert len(batch_runs(world)) == 1
 
 
+def test_an_overdue_batch_with_a_rejected_member_is_not_loaded_without_it(world: World) -> None:
+    # `load_available` leaves out members that never came; a rejected one blocks, as a reseal's --partial refuses it:
+    # sealing without it ran the day with its customers missing and called the rejection a gap.
+    pipelines = with_policy(on_incomplete="load_available", complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 1, 16)
+    bad = (SAMPLES / "bad" / member_name("customers", day)).read_bytes()
+    blocked = deliver(gate, world.upload(member_name("customers", day), bad))
+    for name, data in batch_pieces(day).items():
+        if not name.startswith("customers"):
+            deliver(gate, world.upload(name, data))
+
+    [outcome] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+
+    assert outcome.status == OVERDUE
+    assert outcome.blocked_by == blocked.blocked_by
+    assert "a corrected upload of customers" in outcome.reasons[-1]
+    assert seals(world, day) == []
+    assert batch_runs(world) == []
+    corrected = deliver(
+        gate, world.upload(member_name("customers", day), batch_pieces(day)[member_name("customers", day)])
+    )
+    assert corrected.status == SEALED
+
+
 def test_a_member_rejected_under_a_name_in_other_case_blocks_its_batch_too(world: World) -> None:
     # The contract matches names whatever their case; the rejected folder is found the same way.
     gate = world.gate()
