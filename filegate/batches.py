@@ -631,7 +631,9 @@ def _decide(gate: Gate, batch: Batch, piece: str | None, *, sweeping: bool) -> V
                 # not a duplicate either. It waits archived for a trigger that describes it.
                 reasons = (f"after the seal (revision {latest.revision}): {passed[0].passed_over_note()}",)
                 return Verdict(LATE_MEMBER, reasons, latest, run)
-            reasons = (f"batch already sealed (revision {latest.revision})",)
+            # A redelivery after a failed run-now (a dead letter re-driven) says that it started the run.
+            redrive = ("its run was not recorded: run-now re-driven with the seal's token",) if called else ()
+            reasons = (f"batch already sealed (revision {latest.revision})", *redrive)
             return Verdict(DUPLICATE, reasons, latest, run, redriven=called)
         late = ", ".join(news)
         # The event's own file, when the trigger rules it out: the news are other files, and it is loaded by none.

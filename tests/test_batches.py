@@ -1195,6 +1195,26 @@ def test_a_sweep_pass_asks_run_now_once_for_a_seal_its_landing_pass_just_failed_
     assert again.archived_path == pending[0].archived_path
 
 
+def test_a_redelivery_that_starts_the_run_its_first_delivery_could_not_says_so(world: World) -> None:
+    # A dead letter re-driven (`filegate handle`, `filegate deadletters --redrive`) said only "batch already
+    # sealed": the operator could not tell that the run they were after had started now.
+    pieces = list(batch_pieces(date(2025, 3, 12)).items())
+    gate = replace(world.gate(), batch_jobs=None)
+    for name, data in pieces[:-1]:
+        deliver(gate, world.upload(name, data))
+    last = world.upload(*pieces[-1])
+    with pytest.raises(RunNotStarted):
+        deliver(gate, last)
+
+    again = deliver(world.gate(), last)
+    twice = deliver(world.gate(), last)
+
+    [run] = batch_runs(world)
+    assert (again.status, again.run_id) == (DUPLICATE, run["run_id"])
+    assert "run-now re-driven with the seal's token" in again.reasons[-1]
+    assert not any("re-driven" in reason for reason in twice.reasons)
+
+
 def test_a_sealed_batch_whose_trigger_left_the_archive_still_gets_its_run(world: World) -> None:
     # The race the overdue sweep leaves (on_incomplete = reject): the last member seals the batch while the
     # sweep moves the trigger to rejected, and the sealing delivery's run-now fails. The seal still runs.
