@@ -303,6 +303,7 @@ def sweep_pipeline_batches(
                     RUN_PENDING,
                     source=source,
                     pipeline=name,
+                    business_date=day.isoformat(),
                     archived_path=exc.archived_path,
                     reasons=(str(exc),),
                     to_fix=exc.to_fix,
@@ -311,7 +312,14 @@ def sweep_pipeline_batches(
             except FilegateError as exc:
                 # The batch's pieces stay where they are; the next sweep evaluates it again.
                 log.warning("sweep: batch %s failed: %s", source, exc)
-                yield Outcome(FAILED, source=source, pipeline=name, reasons=(str(exc),), to_fix=needs_fix(exc))
+                yield Outcome(
+                    FAILED,
+                    source=source,
+                    pipeline=name,
+                    business_date=day.isoformat(),
+                    reasons=(str(exc),),
+                    to_fix=needs_fix(exc),
+                )
                 continue
             if outcome is not None:
                 yield outcome

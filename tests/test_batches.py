@@ -1237,6 +1237,8 @@ def test_without_a_batch_job_a_complete_batch_is_sealed_and_the_sweep_reports_it
     [outcome] = sweep_pipeline_batches(gate)
 
     assert outcome.status == RUN_PENDING
+    # Which day, as every other outcome of the batch pass says: an alert on `run pending` groups by it.
+    assert (outcome.pipeline, outcome.business_date) == ("ecommerce", day.isoformat())
     assert outcome.archived_path is not None
     assert outcome.archived_path.endswith("_sealed.r1.json")
     assert batch_runs(world) == []
