@@ -266,6 +266,16 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
+def retries_spent(exc: BaseException) -> str:
+    """An error the SDK raised once its retries ran out, with the answer it kept retrying: its TimeoutError says
+    only how long it tried, and a 429 (throttled: fewer concurrent callers) asks for other work than a 503."""
+    last = exc.__cause__
+    if not isinstance(exc, TimeoutError) or last is None:
+        return _first_line(exc)
+    code = getattr(last, "error_code", None)
+    return f"{_first_line(exc)}; its last answer: {f'{code}: ' if code else ''}{_first_line(last)}"
+
+
 def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
     """Ask the Jobs API's host for any HTTP answer within `timeout`; TransientError naming the URL and the cause.
 
@@ -420,7 +430,9 @@ class DatabricksJobs:
         except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
             raise not_json(self.host, exc) from exc
         except (TimeoutError, OSError) as exc:
-            raise TransientError(f"cannot reach the Jobs API at {self.host} to resolve {name!r}: {exc}") from exc
+            raise TransientError(
+                f"cannot reach the Jobs API at {self.host} to resolve {name!r}: {retries_spent(exc)}"
+            ) from exc
         if not found:
             # A configuration error, and the delivery still fails (so it is retried): the bundle may be
             # deployed after the function.
@@ -494,7 +506,7 @@ class DatabricksJobs:
             if isinstance(named, SettingsError):
                 return RefusedUntilFixed(f"run-now for job {job_id} failed: {named}")
             return TransientError(f"run-now for job {job_id} failed: {_first_line(exc)}")
-        return TransientError(f"run-now for job {job_id} failed after the SDK's retries: {exc}")
+        return TransientError(f"run-now for job {job_id} failed after the SDK's retries: {retries_spent(exc)}")
 
 
 def not_found(exc: DatabricksError) -> bool:

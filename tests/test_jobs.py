@@ -159,6 +159,19 @@ def test_failure_after_the_sdk_retries_is_transient(jobs_api: LocalJobsServer) -
     assert jobs_api.runs() == []
 
 
+@pytest.mark.parametrize(("status", "code"), [(429, "RESOURCE_EXHAUSTED"), (503, "TEMPORARILY_UNAVAILABLE")])
+def test_retries_that_ran_out_name_the_answer_they_kept_getting(
+    jobs_api: LocalJobsServer, status: int, code: str
+) -> None:
+    # "Timed out after 0:00:20" alone read as a network fault: throttling, an outage and a slow host look alike.
+    jobs_api.inject(Fault(status=status, message="the answer it kept getting"), times=100)
+
+    with pytest.raises(TransientError) as failed:
+        trigger(jobs_api, Settings(job_id=1), retry_timeout=2).trigger_run(PARAMETERS, "fg1-a")
+
+    assert f"its last answer: {code}: the answer it kept getting" in str(failed.value)
+
+
 def test_a_server_error_is_transient(jobs_api: LocalJobsServer) -> None:
     jobs_api.inject(Fault(status=500))
 
