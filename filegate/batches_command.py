@@ -24,7 +24,7 @@ from filegate.batches import (
     reseal,
     reseal_command,
 )
-from filegate.errors import FilegateError, SettingsError
+from filegate.errors import FilegateError, ObjectNotFound, SettingsError, SourceChanged
 from filegate.ingest import DUPLICATE, RUN_PENDING, Gate
 from filegate.jobs import ACTIVE_STATES, never_ran
 from filegate.jobs import run_state as jobs_run_state
@@ -61,6 +61,8 @@ class BatchRow:
     # Member versions archived after the one used that the trigger's size or MD5 rules out: never loaded until a
     # trigger describes them (`Member.passed_over_note`).
     passed_over: tuple[str, ...] = ()
+    # Why each blocked member was rejected, from its report, in the order of `blocked`.
+    blocked_reasons: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
@@ -118,7 +120,22 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
         report,
         held,
         tuple(m.passed_over_note() for m in batch.members if m.passed_over),
+        tuple(_rejection_reasons(gate, m.report) for m in batch.blocked if m.report),
     )
+
+
+def _rejection_reasons(gate: Gate, report: str) -> str:
+    """The reasons a rejected member's report gives, on one line: what its corrected upload must fix."""
+    container, path = report.split("/", 1)
+    info = gate.store.stat(container, path)
+    try:
+        document = json.loads(_read(gate, info)) if info is not None else None
+    except (ValueError, ObjectNotFound, SourceChanged):  # gone or replaced since the listing
+        document = None
+    reasons = document.get("reasons") if isinstance(document, dict) else None
+    if not isinstance(reasons, list) or not reasons:
+        return "(its report gives no reasons; read it)"
+    return "; ".join(str(reason) for reason in reasons)
 
 
 def _read(gate: Gate, info: Any) -> bytes:
@@ -297,7 +314,10 @@ def format_rows(rows: list[BatchRow]) -> str:
         revision = str(row.revision or "-") + ("p" if row.partial else "")
         run = str(row.run_id or "-")
         lines.append(f"{row.pipeline:<12} {row.business_date:<10} {row.state:<10} {revision:>3} {run:>8}  {members}")
-        lines.extend(f"    blocked by {blocked}" for blocked in row.blocked)
+        for index, blocked in enumerate(row.blocked):
+            lines.append(f"    blocked by {blocked}")
+            if index < len(row.blocked_reasons):
+                lines.append(f"      {row.blocked_reasons[index]}")
         if row.trigger_report:
             lines.append(f"    trigger rejected: {row.trigger_report}")
         if row.held:

@@ -69,6 +69,9 @@ def test_batches_lists_sealed_waiting_and_blocked_batches(world: World) -> None:
     assert run_state(gate, rows[1].run_id) in ("running", "succeeded")
     table = format_rows(rows)
     assert "blocked by customers: " in table
+    # Why, from the report: the listing alone says what the corrected upload must fix.
+    assert rows[0].blocked_reasons == ("header is missing columns: email; header has unexpected columns: 'e_mail'",)
+    assert f"{rows[0].blocked[0]}\n      header is missing columns: email; " in table
     assert str(rows[1].run_id) in table
     assert [describe_batch(gate, b).business_date for b in list_batches(gate, since=date(2025, 4, 2))] == ["2025-04-02"]
 
