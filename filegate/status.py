@@ -252,6 +252,8 @@ def last_attempts(tasks: list[RunTask]) -> list[RunTask]:
 STATUS_SETTINGS = (
     "FILEGATE_JOB_ID",
     "FILEGATE_JOB_NAME",
+    "FILEGATE_BATCH_JOB_ID",
+    "FILEGATE_BATCH_JOB_NAME",
     "FILEGATE_DATABRICKS_AUTH",
     "DATABRICKS_HOST",
     "DATABRICKS_TOKEN",
@@ -261,7 +263,7 @@ STATUS_SETTINGS = (
 
 
 def main(argv: list[str]) -> int:
-    """`filegate status [RUN_ID]`: recent runs of the configured job, or one run in detail."""
+    """`filegate status [RUN_ID]`: recent runs of the configured job (or --batch: the batch job), or one run."""
     from filegate.settings import settings_help
 
     parser = argparse.ArgumentParser(
@@ -273,18 +275,32 @@ def main(argv: list[str]) -> int:
     parser.add_argument("run_id", nargs="?", type=int, help="show this run with its tasks and errors")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="how many recent runs to list")
     parser.add_argument("--json", action="store_true", help="print the Jobs API's answer as JSON")
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="the batch job's runs (FILEGATE_BATCH_JOB_ID, else FILEGATE_BATCH_JOB_NAME): the sealed pipeline batches",
+    )
     args = parser.parse_args(argv)
     if args.limit < 1:
         parser.error("--limit must be at least 1")
     from databricks.sdk.errors.base import DatabricksError
 
     from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found, not_json
-    from filegate.settings import Settings
+    from filegate.settings import DEFAULT_BATCH_JOB_NAME, DEFAULT_JOB_NAME, Settings
 
     host, job_id = "?", None
     try:
         settings = Settings.from_env(names=STATUS_SETTINGS)
-        jobs = DatabricksJobs(settings, grant=VIEW_GRANT)
+        # The function's settings name both jobs, each id winning over its name: the batch job is asked for by
+        # --batch, not by overriding FILEGATE_JOB_NAME, which a FILEGATE_JOB_ID set beside it would win over.
+        if args.batch:
+            job_id_set, job_name, setting = settings.batch_job_id, settings.batch_job_name, "FILEGATE_BATCH_JOB_ID"
+        else:
+            job_id_set, job_name, setting = settings.job_id, settings.job_name, "FILEGATE_JOB_ID"
+        bundle_name = DEFAULT_BATCH_JOB_NAME if args.batch else DEFAULT_JOB_NAME
+        jobs = DatabricksJobs(
+            settings, job_id=job_id_set, job_name=job_name, setting=setting, bundle_name=bundle_name, grant=VIEW_GRANT
+        )
         # A Jobs API that does not answer is said within seconds (exit 75), not after the SDK's retries.
         host = jobs.reachable()
         client = jobs.client
@@ -301,8 +317,7 @@ def main(argv: list[str]) -> int:
         job_id = jobs.job_id()
         runs = recent_runs(client, job_id, args.limit)
         # With FILEGATE_JOB_ID the name is not configured: a run carries its job's name, else the job says it.
-        job_name = settings.job_name
-        if settings.job_id is not None:
+        if job_id_set is not None:
             found = runs[0].run_name if runs else None
             job = None if found else client.jobs.get(job_id)
             job_name = found or (job.settings.name if job and job.settings else None) or "?"

@@ -354,6 +354,28 @@ def test_batch_job_runs_name_their_pipeline_and_manifest(
     assert re.search(r"^  pipeline +ecommerce$", one, re.MULTILINE), one
 
 
+def test_batch_lists_the_batch_job_s_runs_beside_a_configured_ingest_job_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The function's settings carry both ids, and FILEGATE_JOB_ID wins over a FILEGATE_JOB_NAME=filegate-batch set to
+    # list the batch job: that listed the ingest job's runs, and no setting or option listed the batch job's.
+    with local_jobs_api(tmp_path / "jobs", runner=fail_broken_batches, bundle=(FIXTURE_BUNDLE, BATCH_BUNDLE)) as api:
+        [ingest, batch] = sorted(api.jobs)
+        parameters = {"source_path": SOURCE.replace("order_tracking/", "_batches/"), "pipeline": "ecommerce"}
+        run = workspace_client(api).jobs.run_now(job_id=batch, job_parameters={**parameters, "batch_id": "b"})
+        api.wait_idle(timeout=30)
+        point_status_at(api, monkeypatch)
+        monkeypatch.setenv("FILEGATE_JOB_ID", str(ingest))
+        monkeypatch.setenv("FILEGATE_BATCH_JOB_ID", str(batch))
+
+        listed = status.main(["--batch"])
+        listing = capsys.readouterr().out
+
+    assert listed == 0
+    assert listing.splitlines()[0].startswith(f"Runs of job filegate-batch (id {batch}) on ")
+    assert listing.splitlines()[2].split()[0] == str(run.run_id)
+
+
 def test_a_queued_run_shows_its_wait_and_a_skipped_one_no_duration(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

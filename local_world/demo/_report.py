@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from filegate.ingest import ARCHIVED
 from filegate.jobs import run_state
-from filegate.settings import DEFAULT_BATCH_JOB_NAME
 from filegate.status import (
     ended_in_error,
     failure_lines,
@@ -282,7 +281,7 @@ def render_revisit(state: Path, url: str) -> str:
             f"  .venv/bin/python -m local_world jobs-api --state-dir {jobs} --warehouse {warehouse} --port {port}",
             "                                   these runs served again (the run page URLs above work again), then:",
             f"  DATABRICKS_HOST={url} DATABRICKS_TOKEN=local .venv/bin/filegate status [RUN_ID]",
-            f"  ... FILEGATE_JOB_NAME={DEFAULT_BATCH_JOB_NAME} .venv/bin/filegate status    the batch job's runs",
+            "  ... .venv/bin/filegate status --batch             the batch job's runs",
         ]
     )
 
@@ -300,7 +299,7 @@ def render_serving(url: str, storage: str, archive_storage: str) -> str:
             f"Run pages ({url}/) and Azurite stay up; in another terminal, these settings reach them:",
             "  export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in settings.items()),
             "  .venv/bin/filegate status                         the ingest job's runs",
-            f"  FILEGATE_JOB_NAME={DEFAULT_BATCH_JOB_NAME} .venv/bin/filegate status   the batch job's runs",
+            "  .venv/bin/filegate status --batch                 the batch job's runs",
             "  .venv/bin/filegate archived | rejected | reconcile | batches    the files and batches in Azurite",
             # The demo's watcher stopped with its uploads: a file dropped into landing now waits for one.
             "  .venv/bin/python -m local_world watch             delivers what you upload to landing now, "
