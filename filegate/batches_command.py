@@ -304,7 +304,9 @@ def format_rows(rows: list[BatchRow]) -> str:
     """A plain table: one line per batch, then the blocked members' reports and run pages indented below it."""
     if not rows:
         return "no batches"
-    lines = [f"{'pipeline':<12} {'date':<10} {'state':<10} {'rev':>3} {'run':>8}  members"]
+    # As wide as the longest pipeline name, so that two pipelines' rows keep their columns under the header.
+    named = max(12, *(len(row.pipeline) for row in rows))
+    lines = [f"{'pipeline':<{named}} {'date':<10} {'state':<10} {'rev':>3} {'run':>8}  members"]
     for row in rows:
         members = f"present {','.join(row.present) or '-'}"
         if row.missing:
@@ -313,7 +315,9 @@ def format_rows(rows: list[BatchRow]) -> str:
             members += f"; trigger {row.trigger}"
         revision = str(row.revision or "-") + ("p" if row.partial else "")
         run = str(row.run_id or "-")
-        lines.append(f"{row.pipeline:<12} {row.business_date:<10} {row.state:<10} {revision:>3} {run:>8}  {members}")
+        lines.append(
+            f"{row.pipeline:<{named}} {row.business_date:<10} {row.state:<10} {revision:>3} {run:>8}  {members}"
+        )
         for index, blocked in enumerate(row.blocked):
             lines.append(f"    blocked by {blocked}")
             if index < len(row.blocked_reasons):

@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 
 from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, WAITING, reseal
-from filegate.batches_command import describe_batch, format_rows, list_batches, run_state
+from filegate.batches_command import BatchRow, describe_batch, format_rows, list_batches, run_state
 from filegate.cli import main
 from filegate.ingest import DUPLICATE, REJECTED, RUN_PENDING
 from filegate.sweep import sweep_pipeline_batches
@@ -74,6 +74,19 @@ def test_batches_lists_sealed_waiting_and_blocked_batches(world: World) -> None:
     assert f"{rows[0].blocked[0]}\n      header is missing columns: email; " in table
     assert str(rows[1].run_id) in table
     assert [describe_batch(gate, b).business_date for b in list_batches(gate, since=date(2025, 4, 2))] == ["2025-04-02"]
+
+
+def test_the_listing_keeps_its_columns_under_the_header_for_a_long_pipeline_name() -> None:
+    # The pipeline column was 12 wide: a longer name pushed its rows' date, state and run out from under the header.
+    rows = [
+        BatchRow(name, "2025-04-01", SEALED, MEMBERS, (), (), 1, 1001, None)
+        for name in ("ecommerce", "ecommerce_returns_emea")
+    ]
+
+    lines = format_rows(rows).splitlines()
+
+    assert len({line.index("2025-04-01") for line in lines[1:]} | {lines[0].index("date")}) == 1
+    assert len({line.index("1001") + len("1001") for line in lines[1:]} | {lines[0].index("run") + 3}) == 1
 
 
 def test_a_day_whose_trigger_never_came_is_listed_and_overdue_once_its_window_passes(world: World) -> None:
