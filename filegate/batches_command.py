@@ -191,6 +191,7 @@ def run_state(gate: Gate, run_id: int) -> str | None:
 
 def main(argv: list[str]) -> int:
     """`filegate batches`: list pipeline batches with state, present/missing/blocked members, seal and run."""
+    from filegate.cli import business_date
     from filegate.settings import settings_help
 
     parser = argparse.ArgumentParser(
@@ -200,13 +201,13 @@ def main(argv: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--pipeline", help="only this pipeline")
-    parser.add_argument("--since", type=date.fromisoformat, help="only business dates from this one (YYYY-MM-DD)")
+    parser.add_argument("--since", type=business_date, help="only business dates from this one (YYYY-MM-DD)")
     add_target_option(parser, "which cloud's archive")
     parser.add_argument("--json", action="store_true", help="one JSON object per batch")
     parser.add_argument("--offline", action="store_true", help="do not ask the Jobs API for run states")
     parser.add_argument(
         "--reseal",
-        type=date.fromisoformat,
+        type=business_date,
         metavar="DATE",
         help="load this business date's batch as it is now: members held after its seal get a new revision "
         "and run; an unsealed complete batch is sealed and run (the pipeline: --pipeline, or the only one)",

@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -44,6 +45,15 @@ def _store_kind(payload: Any) -> str:
     else Azure. Not the first event's alone: a malformed first event made a GCS payload open Azure storage,
     and every good event was ignored as the other cloud's."""
     return GCS if event_stores(payload) == {GCS} else AZURE
+
+
+def business_date(text: str) -> date:
+    """A date argument (`--since`, `--reseal`, `--date`): argparse's error says the form and what is wrong."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        why = "" if text in str(exc) else f" ({exc})"  # Python's "Invalid isoformat string" only repeats it
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date, YYYY-MM-DD{why}") from exc
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from urllib.parse import quote, unquote
 
@@ -690,11 +690,12 @@ def needs_a_look(gate: Gate, outcome: Outcome) -> bool:
 
 def archived_main(argv: list[str]) -> int:
     """`filegate archived`: archived files per dataset and business date, each with its run and state."""
+    from filegate.cli import business_date
     from filegate.status import render_table
 
     parser = _parser("archived", archived_main.__doc__ or "")
     parser.add_argument("--dataset", help="only this dataset")
-    parser.add_argument("--date", type=date.fromisoformat, help="only this business date, YYYY-MM-DD (with --dataset)")
+    parser.add_argument("--date", type=business_date, help="only this business date, YYYY-MM-DD (with --dataset)")
     args = parser.parse_args(argv)
 
     def body() -> int:

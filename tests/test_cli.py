@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from filegate.azure_storage import AzureBlobStore
+from filegate.cli import main
 from filegate.settings import Settings
 from local_world import ROOT
 from local_world.emulators import Azurite
@@ -277,6 +278,18 @@ def test_sweep_refuses_an_age_that_is_no_number_of_minutes_before_reading_anythi
         assert result.returncode == 2, (age, result.stderr)
         assert "--older-than must be a number of minutes from 0 to 52704000" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["batches", "--since"], ["batches", "--reseal"], ["archived", "--date"]])
+def test_a_date_argument_that_is_no_date_says_the_form_and_what_is_wrong(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # argparse said "invalid fromisoformat value", the name of a Python function.
+    with pytest.raises(SystemExit) as refused:
+        main([*command, "2025-13-01"])
+
+    assert refused.value.code == 2
+    assert "'2025-13-01' is not a date, YYYY-MM-DD (month must be in 1..12)" in capsys.readouterr().err
 
 
 def test_handle_explains_missing_configuration(tmp_path: Path) -> None:

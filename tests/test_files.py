@@ -660,7 +660,7 @@ def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jo
     assert pipeline.returncode == 0, pipeline.stderr
     assert "0 rejected file(s)" in pipeline.stdout
     assert day.returncode == 2
-    assert "invalid fromisoformat value: '06/03/2024'" in day.stderr
+    assert "'06/03/2024' is not a date, YYYY-MM-DD\n" in day.stderr
     # Each file waited for the SDK's retries (about 26 s) and was listed UNKNOWN, with exit 0; reconcile
     # listed every file as without a successful run (exit 1).
     assert down.returncode == 75, down.stdout + down.stderr
