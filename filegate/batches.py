@@ -517,8 +517,10 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
             why = marker.metadata[META_SKIPPED].partition(":")[2] or "SKIPPED"
         return TriggeredRun(int(note["job_id"]), run_id, str(note.get("run_page_url", "")), why), False
     sealed_at = f"{seal.info.container}/{seal.info.path}"
+    day = {"pipeline": batch.pipeline.name, "business_date": batch.business_date.isoformat()}
     if gate.batch_jobs is None:
-        raise RunNotStarted(sealed_at, "this gate has no batch job to run it (FILEGATE_BATCH_JOB_NAME)", to_fix=True)
+        why = "this gate has no batch job to run it (FILEGATE_BATCH_JOB_NAME)"
+        raise RunNotStarted(sealed_at, why, to_fix=True, **day)
     parameters = {
         "source_path": gate.store.spark_uri(seal.info.container, seal.info.path),
         "pipeline": batch.pipeline.name,
@@ -530,7 +532,7 @@ def _ensure_run(gate: Gate, batch: Batch, seal: Seal) -> tuple[TriggeredRun, boo
         raise
     except FilegateError as exc:
         # The batch is sealed: its run is work to do (redelivery or the sweep re-drives the same token).
-        raise RunNotStarted(sealed_at, str(exc), to_fix=needs_fix(exc)) from exc
+        raise RunNotStarted(sealed_at, str(exc), to_fix=needs_fix(exc), **day) from exc
     note = {
         "job_id": run.job_id,
         "run_id": run.run_id,

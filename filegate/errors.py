@@ -59,10 +59,21 @@ class RunNotStarted(TransientError):
     (the fix may come within the retry window), and the sweep starts the run once the cause is fixed.
     """
 
-    def __init__(self, archived_path: str, cause: str, *, to_fix: bool = False) -> None:
+    def __init__(
+        self,
+        archived_path: str,
+        cause: str,
+        *,
+        to_fix: bool = False,
+        pipeline: str | None = None,
+        business_date: str | None = None,
+    ) -> None:
         super().__init__(f"archived at {archived_path}, but its run did not start: {cause}")
         self.archived_path = archived_path
         self.to_fix = to_fix
+        # A batch's seal: which pipeline and day, for the outcome that reports it `run pending`.
+        self.pipeline = pipeline
+        self.business_date = business_date
 
 
 class StorageError(FilegateError):

@@ -239,7 +239,14 @@ def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outco
     except RunNotStarted as exc:
         log.warning("sweep: %s", exc)
         return Outcome(
-            RUN_PENDING, event_id, source, archived_path=exc.archived_path, reasons=(str(exc),), to_fix=exc.to_fix
+            RUN_PENDING,
+            event_id,
+            source,
+            pipeline=exc.pipeline,
+            business_date=exc.business_date,
+            archived_path=exc.archived_path,
+            reasons=(str(exc),),
+            to_fix=exc.to_fix,
         )
     except (TransientError, StorageError) as exc:
         # The file stays where it was (the landing location), so the next sweep tries it again.

@@ -1188,6 +1188,8 @@ def test_a_sweep_pass_asks_run_now_once_for_a_seal_its_landing_pass_just_failed_
 
     pending = [outcome for outcome in outcomes if outcome.status == RUN_PENDING]
     assert len(pending) == 1, outcomes
+    # The trigger's outcome says which batch, as the batch pass's does: an alert groups `run pending` by day.
+    assert (pending[0].pipeline, pending[0].business_date) == ("ecommerce", "2025-03-11")
     assert pending[0].archived_path is not None
     assert pending[0].archived_path.endswith("_sealed.r1.json")
     # The next pass, the landing empty, re-drives it from the batch pass.
