@@ -63,6 +63,8 @@ class BatchRow:
     passed_over: tuple[str, ...] = ()
     # Why each blocked member was rejected, from its report, in the order of `blocked`.
     blocked_reasons: tuple[str, ...] = ()
+    # Why a member whose file is archived still counts as missing: no version is what the trigger states.
+    unmatched: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
@@ -121,6 +123,7 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
         held,
         tuple(m.passed_over_note() for m in batch.members if m.passed_over),
         tuple(_rejection_reasons(gate, m.report) for m in batch.blocked if m.report),
+        tuple(f"{m.expected.dataset}: {m.note}" for m in batch.members if m.note),
     )
 
 
@@ -331,6 +334,7 @@ def format_rows(rows: list[BatchRow]) -> str:
                 then = "a corrected upload of what blocks the day comes first"
             lines.extend(f"    held after the seal, not loaded: {held}; {then}" for held in row.held)
         lines.extend(f"    not loaded: {note}" for note in row.passed_over)
+        lines.extend(f"    missing {note}" for note in row.unmatched)
         if row.state == "skipped":
             again = f"`{reseal_command(row.pipeline, row.business_date)}` seals the same members as the next revision"
             lines.append(f"    run {row.run_id} was skipped by Databricks and never ran: {again} and runs it")

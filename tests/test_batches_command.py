@@ -206,6 +206,28 @@ def test_reseal_loads_a_member_held_after_the_seal_as_the_next_revision_once(wor
     assert [describe_batch(gate, batch).held for batch in list_batches(gate)] == [()]
 
 
+def test_a_member_archived_but_not_as_the_trigger_states_is_listed_missing_with_why(world: World) -> None:
+    # The trigger's outcome said "orders: archived version(s) have N bytes; the trigger says M", the listing only
+    # "missing orders": an operator looked for an upload that was there.
+    gate = world.gate()
+    day = date(2025, 4, 8)
+    pieces = batch_pieces(day)
+    for name, data in pieces.items():
+        if not name.startswith("trigger"):
+            deliver(gate, world.upload(name, data))
+    document = json.loads(pieces[trigger_name(day)])
+    [orders] = [entry for entry in document["files"] if entry["dataset"] == "orders"]
+    orders["bytes"] += 10
+    assert deliver(gate, world.upload(trigger_name(day), json.dumps(document).encode())).status == WAITING
+
+    [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
+
+    assert row.missing == ("orders",)
+    stated = f"the trigger says {orders['bytes']} bytes"
+    assert row.unmatched == (f"orders: archived version(s) have {orders['bytes'] - 10} bytes; {stated}",)
+    assert f"    missing orders: archived version(s) have {orders['bytes'] - 10} bytes; {stated}" in format_rows([row])
+
+
 def test_the_listing_names_a_member_version_the_trigger_passes_over(world: World) -> None:
     # A correction whose size the trigger does not state is archived and never loaded; the late_member outcome
     # said so once, and the listing showed the day succeeded with nothing waiting on anyone.
