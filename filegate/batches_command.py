@@ -65,6 +65,8 @@ class BatchRow:
     blocked_reasons: tuple[str, ...] = ()
     # Why a member whose file is archived still counts as missing: no version is what the trigger states.
     unmatched: tuple[str, ...] = ()
+    # Why the trigger was rejected, from `trigger_report`.
+    trigger_reasons: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
@@ -124,6 +126,7 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
         tuple(m.passed_over_note() for m in batch.members if m.passed_over),
         tuple(_rejection_reasons(gate, m.report) for m in batch.blocked if m.report),
         tuple(f"{m.expected.dataset}: {m.note}" for m in batch.members if m.note),
+        _rejection_reasons(gate, report) if report else None,
     )
 
 
@@ -328,6 +331,8 @@ def format_rows(rows: list[BatchRow]) -> str:
                 lines.append(f"      {row.blocked_reasons[index]}")
         if row.trigger_report:
             lines.append(f"    trigger rejected: {row.trigger_report}")
+            if row.trigger_reasons:
+                lines.append(f"      {row.trigger_reasons}")
         if row.held:
             then = f"`{reseal_command(row.pipeline, row.business_date)}` loads it"
             if row.blocked:

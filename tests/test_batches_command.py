@@ -120,6 +120,9 @@ def test_a_day_whose_trigger_never_came_is_listed_and_overdue_once_its_window_pa
         "rejected",
         f"{rejected.rejected_path}.report.json",
     )
+    # Why, from the report, as for a blocked member.
+    assert row.trigger_reasons == "; ".join(rejected.reasons)
+    assert f"trigger rejected: {row.trigger_report}\n      {row.trigger_reasons}" in format_rows([row])
 
 
 def test_a_day_whose_trigger_the_overdue_sweep_rejected_stays_listed_until_a_corrected_trigger(world: World) -> None:
