@@ -11,15 +11,13 @@ from filegate.errors import FilegateError
 from filegate.events import AZURE
 from filegate.readiness import LOCATION_SETTINGS, Check, check_job, check_local_tools, check_storage
 from filegate.settings import GATE_SETTINGS, SETTINGS, Location, Settings, settings_help, sweep_schedule
-from filegate.status import STATUS_SETTINGS
+from filegate.status import BATCH_STATUS_SETTINGS, STATUS_SETTINGS
 from filegate.stores import add_target_option
 
 # The settings each part reads: one malformed setting (FILEGATE_SAMPLE_BYTES=abc) stopped every check, and
 # whether the containers and the jobs exist was learned a run of `doctor` later, one fix at a time.
 STORAGE_SETTINGS = (*LOCATION_SETTINGS, "FILEGATE_AZURE_STORAGE", "FILEGATE_AZURE_ARCHIVE_STORAGE")
 CONTRACT_SETTINGS = ("FILEGATE_CONTRACTS_DIR",)
-_SIGN_IN = tuple(name for name in STATUS_SETTINGS if name not in ("FILEGATE_JOB_ID", "FILEGATE_JOB_NAME"))
-BATCH_JOB_SETTINGS = ("FILEGATE_BATCH_JOB_ID", "FILEGATE_BATCH_JOB_NAME", *_SIGN_IN)
 NOT_CHECKED = "not checked: fix the settings above first"
 
 
@@ -47,7 +45,7 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
         return settings if settings is not None else _read_part(names, checks)
 
     storage_settings, contract_settings = part(STORAGE_SETTINGS), part(CONTRACT_SETTINGS)
-    job_settings, batch_settings = part(STATUS_SETTINGS), part(BATCH_JOB_SETTINGS)
+    job_settings, batch_settings = part(STATUS_SETTINGS), part(BATCH_STATUS_SETTINGS)
     if storage_settings is not None and store_kind(target, storage_settings) == AZURE:
         try:
             checks.append(Check("sweep schedule", True, f"the Azure function sweeps at `{sweep_schedule()}`"))

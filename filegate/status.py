@@ -248,18 +248,17 @@ def last_attempts(tasks: list[RunTask]) -> list[RunTask]:
     return [task for task in tasks if last.get(task.task_key or "") is task]
 
 
-# What `filegate status` reads: the job and the workspace, never storage.
-STATUS_SETTINGS = (
-    "FILEGATE_JOB_ID",
-    "FILEGATE_JOB_NAME",
-    "FILEGATE_BATCH_JOB_ID",
-    "FILEGATE_BATCH_JOB_NAME",
+# What `filegate status` reads: the workspace and one job, never storage. Only the listed job's own settings: a
+# malformed FILEGATE_BATCH_JOB_ID does not stop a listing of the ingest job's runs, nor its check in doctor.
+SIGN_IN_SETTINGS = (
     "FILEGATE_DATABRICKS_AUTH",
     "DATABRICKS_HOST",
     "DATABRICKS_TOKEN",
     "DATABRICKS_CLIENT_ID",
     "DATABRICKS_CLIENT_SECRET",
 )
+STATUS_SETTINGS = ("FILEGATE_JOB_ID", "FILEGATE_JOB_NAME", *SIGN_IN_SETTINGS)
+BATCH_STATUS_SETTINGS = ("FILEGATE_BATCH_JOB_ID", "FILEGATE_BATCH_JOB_NAME", *SIGN_IN_SETTINGS)
 
 
 def main(argv: list[str]) -> int:
@@ -269,7 +268,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="filegate status",
         description=main.__doc__,
-        epilog=settings_help(STATUS_SETTINGS),
+        epilog=settings_help((*STATUS_SETTINGS[:2], *BATCH_STATUS_SETTINGS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_id", nargs="?", type=int, help="show this run with its tasks and errors")
@@ -290,7 +289,7 @@ def main(argv: list[str]) -> int:
 
     host, job_id = "?", None
     try:
-        settings = Settings.from_env(names=STATUS_SETTINGS)
+        settings = Settings.from_env(names=BATCH_STATUS_SETTINGS if args.batch else STATUS_SETTINGS)
         # The function's settings name both jobs, each id winning over its name: the batch job is asked for by
         # --batch, not by overriding FILEGATE_JOB_NAME, which a FILEGATE_JOB_ID set beside it would win over.
         if args.batch:

@@ -370,8 +370,12 @@ def test_batch_lists_the_batch_job_s_runs_beside_a_configured_ingest_job_id(
 
         listed = status.main(["--batch"])
         listing = capsys.readouterr().out
+        # Each listing reads its own job's settings: a malformed batch job id stopped the ingest job's listing.
+        monkeypatch.setenv("FILEGATE_BATCH_JOB_ID", "abc")
+        ingest_listed = status.main([])
+        capsys.readouterr()
 
-    assert listed == 0
+    assert (listed, ingest_listed) == (0, 0)
     assert listing.splitlines()[0].startswith(f"Runs of job filegate-batch (id {batch}) on ")
     assert listing.splitlines()[2].split()[0] == str(run.run_id)
 
