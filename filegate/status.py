@@ -331,7 +331,7 @@ def main(argv: list[str]) -> int:
     except DatabricksError as exc:
         # Credentials, permissions or a job id to fix (2), or the Jobs API failing for now (75).
         return exits.report_failure(
-            "filegate status", named_error(exc, host, job_id, grant=VIEW_GRANT, auth_type=jobs.auth_type)
+            "filegate status", named_error(exc, host, job_id, setting, bundle_name, VIEW_GRANT, jobs.auth_type)
         )
     except OSError as exc:
         return exits.report_failure("filegate status", TransientError(f"cannot reach the Jobs API at {host}: {exc}"))

@@ -374,8 +374,14 @@ def test_batch_lists_the_batch_job_s_runs_beside_a_configured_ingest_job_id(
         monkeypatch.setenv("FILEGATE_BATCH_JOB_ID", "abc")
         ingest_listed = status.main([])
         capsys.readouterr()
+        # A batch job id that names no job was said as "FILEGATE_JOB_ID=999: ... the filegate-ingest job's id".
+        monkeypatch.setenv("FILEGATE_BATCH_JOB_ID", "999")
+        no_such_job = status.main(["--batch"])
+        said = capsys.readouterr().err
 
-    assert (listed, ingest_listed) == (0, 0)
+    assert (listed, ingest_listed, no_such_job) == (0, 0, 2)
+    assert "FILEGATE_BATCH_JOB_ID=999: no such job in " in said
+    assert "set it to the filegate-batch job's id or unset it to find the job by FILEGATE_BATCH_JOB_NAME" in said
     assert listing.splitlines()[0].startswith(f"Runs of job filegate-batch (id {batch}) on ")
     assert listing.splitlines()[2].split()[0] == str(run.run_id)
 
