@@ -116,6 +116,19 @@ def report_path(path: str) -> str:
     return f"{path}{REPORT_SUFFIX}"
 
 
+def read_report(store: Store, container: str, path: str) -> dict[str, Any]:
+    """The report beside the rejected file `path`; one whose reasons say why there is none to read (a crash
+    between the copy and the report leaves a rejected file without one)."""
+    info = store.stat(container, report_path(path))
+    if info is None:
+        return {"reasons": ["no report beside the file"]}
+    try:
+        loaded = json.loads(store.read_prefix(container, info.path, max(info.size, 1), info.version))
+    except (ValueError, ObjectNotFound, SourceChanged):  # not JSON, or gone or replaced since the listing
+        return {"reasons": ["the report is unreadable"]}
+    return loaded if isinstance(loaded, dict) else {"reasons": ["the report is not a JSON object"]}
+
+
 def _safe_name(file_name: str) -> str:
     """Keep the user's name; only names that are path syntax get a prefix."""
     return f"_{file_name}" if file_name.strip(".") == "" else file_name

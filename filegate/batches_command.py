@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from filegate import exits
+from filegate.archive import REPORT_SUFFIX, read_report
 from filegate.batches import (
     SEALED,
     Batch,
@@ -24,7 +25,7 @@ from filegate.batches import (
     reseal,
     reseal_command,
 )
-from filegate.errors import FilegateError, ObjectNotFound, SettingsError, SourceChanged
+from filegate.errors import FilegateError, SettingsError
 from filegate.ingest import DUPLICATE, RUN_PENDING, Gate
 from filegate.jobs import ACTIVE_STATES, never_ran
 from filegate.jobs import run_state as jobs_run_state
@@ -125,20 +126,15 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
         held,
         tuple(m.passed_over_note() for m in batch.members if m.passed_over),
         tuple(_rejection_reasons(gate, m.report) for m in batch.blocked if m.report),
-        tuple(f"{m.expected.dataset}: {m.note}" for m in batch.members if m.note),
+        tuple(f"{m.expected.dataset}: {m.note}" for m in batch.members if m.note and m.state == "missing"),
         _rejection_reasons(gate, report) if report else None,
     )
 
 
 def _rejection_reasons(gate: Gate, report: str) -> str:
-    """The reasons a rejected member's report gives, on one line: what its corrected upload must fix."""
+    """The reasons a rejected file's report gives, on one line: what its corrected upload must fix."""
     container, path = report.split("/", 1)
-    info = gate.store.stat(container, path)
-    try:
-        document = json.loads(_read(gate, info)) if info is not None else None
-    except (ValueError, ObjectNotFound, SourceChanged):  # gone or replaced since the listing
-        document = None
-    reasons = document.get("reasons") if isinstance(document, dict) else None
+    reasons = read_report(gate.store, container, path.removesuffix(REPORT_SUFFIX)).get("reasons")
     if not isinstance(reasons, list) or not reasons:
         return "(its report gives no reasons; read it)"
     return "; ".join(str(reason) for reason in reasons)

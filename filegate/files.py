@@ -18,6 +18,7 @@ from filegate import exits
 from filegate.archive import (
     REPORT_SUFFIX,
     UNMATCHED,
+    read_report,
     report_path,
     reports_set_aside,
     set_report_aside,
@@ -28,7 +29,6 @@ from filegate.errors import (
     DamagedLeftBehind,
     DestinationExists,
     FilegateError,
-    ObjectNotFound,
     RunNotStarted,
     SettingsError,
     SourceChanged,
@@ -87,18 +87,6 @@ class ArchivedFile:
     state: str
 
 
-def _report(gate: Gate, container: str, path: str) -> dict[str, object]:
-    info = gate.store.stat(container, report_path(path))
-    if info is None:
-        return {"reasons": ["no report beside the file"]}
-    try:
-        data = gate.store.read_prefix(container, info.path, max(info.size, 1), info.version)
-        loaded = json.loads(data)
-        return loaded if isinstance(loaded, dict) else {"reasons": ["the report is not a JSON object"]}
-    except (ValueError, ObjectNotFound, SourceChanged):
-        return {"reasons": ["the report is unreadable"]}
-
-
 def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedFile]:
     """Every rejected file (not the reports, nor earlier reports kept on re-processing), with its reasons."""
     rejected = gate.settings.rejected
@@ -106,7 +94,7 @@ def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedF
     for info in gate.store.list(rejected.container, prefix):
         if info.path.endswith(REPORT_SUFFIX):
             continue
-        report = _report(gate, info.container, info.path)
+        report = read_report(gate.store, info.container, info.path)
         reasons = report.get("reasons")
         relative = rejected.relative(info.path)
         yield RejectedFile(
@@ -156,7 +144,7 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
         # would see it there): back into landing under the name it was uploaded with, which its report keeps
         # (the rejected name may be the contract's spelling, escaped, or a hash of a long one), without an
         # archived version's tag.
-        uploaded = _report(gate, container, relative).get("file")
+        uploaded = read_report(gate.store, container, relative).get("file")
         name = unqualified_name(uploaded) if isinstance(uploaded, str) and uploaded and "/" not in uploaded else None
         source_container = landing.container
         source_path = landing.path(name or unqualified_name(relative.rsplit("/", 1)[-1]))

@@ -231,6 +231,33 @@ def test_a_member_archived_but_not_as_the_trigger_states_is_listed_missing_with_
     assert f"    missing orders: archived version(s) have {orders['bytes'] - 10} bytes; {stated}" in format_rows([row])
 
 
+def test_a_blocked_member_is_not_also_listed_missing_and_a_lost_report_is_said(world: World) -> None:
+    # Its archived version is not what the trigger states, and its newer upload was rejected: the row said
+    # "blocked by customers" and "missing customers: archived version(s) have ...", while missing listed none.
+    gate = world.gate()
+    day = date(2025, 1, 16)
+    pieces = batch_pieces(day)
+    deliver(gate, world.upload(member_name("customers", day), pieces[member_name("customers", day)]))
+    document = json.loads(pieces[trigger_name(day)])
+    [customers] = [entry for entry in document["files"] if entry["dataset"] == "customers"]
+    customers["bytes"] += 10
+    deliver(gate, world.upload(trigger_name(day), json.dumps(document).encode()))
+    bad = (SAMPLES / "bad" / member_name("customers", day)).read_bytes()
+    blocked = deliver(gate, world.upload(member_name("customers", day), bad))
+    # A crash between the rejected copy and its report: the listing told the operator to read a missing file.
+    container, path = blocked.blocked_by[0].split("/", 1)
+    report = gate.store.stat(container, path)
+    assert report is not None
+    gate.store.delete(container, path, report.version)
+
+    [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
+
+    assert row.blocked == tuple(f"customers: {report}" for report in blocked.blocked_by)
+    assert "customers" not in row.missing
+    assert row.unmatched == ()
+    assert row.blocked_reasons == ("no report beside the file",)
+
+
 def test_the_listing_names_a_member_version_the_trigger_passes_over(world: World) -> None:
     # A correction whose size the trigger does not state is archived and never loaded; the late_member outcome
     # said so once, and the listing showed the day succeeded with nothing waiting on anyone.
