@@ -404,7 +404,7 @@ class DatabricksJobs:
         except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
             raise not_json(host, exc) from exc
         except (TimeoutError, OSError) as exc:
-            raise TransientError(f"cannot reach the Jobs API at {host}: {exc}") from exc
+            raise TransientError(f"cannot reach the Jobs API at {host}: {retries_spent(exc)}") from exc
         declared = {parameter.name for parameter in (job.settings.parameters if job.settings else None) or ()}
         missing = [name for name in self._parameters if name not in declared]
         name = job.settings.name if job.settings else ""

@@ -284,7 +284,7 @@ def main(argv: list[str]) -> int:
         parser.error("--limit must be at least 1")
     from databricks.sdk.errors.base import DatabricksError
 
-    from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found, not_json
+    from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found, not_json, retries_spent
     from filegate.settings import DEFAULT_BATCH_JOB_NAME, DEFAULT_JOB_NAME, Settings
 
     host, job_id = "?", None
@@ -334,7 +334,8 @@ def main(argv: list[str]) -> int:
             "filegate status", named_error(exc, host, job_id, setting, bundle_name, VIEW_GRANT, jobs.auth_type)
         )
     except OSError as exc:
-        return exits.report_failure("filegate status", TransientError(f"cannot reach the Jobs API at {host}: {exc}"))
+        unreachable = TransientError(f"cannot reach the Jobs API at {host}: {retries_spent(exc)}")
+        return exits.report_failure("filegate status", unreachable)
     if args.json:
         print(json.dumps([run.as_dict() for run in runs], indent=2))
     else:

@@ -172,6 +172,16 @@ def test_retries_that_ran_out_name_the_answer_they_kept_getting(
     assert f"its last answer: {code}: the answer it kept getting" in str(failed.value)
 
 
+def test_the_job_check_whose_retries_ran_out_names_the_answer_too(jobs_api: LocalJobsServer) -> None:
+    # doctor's, status' and the listings' reads of the Jobs API said "Timed out after ..." alone, as run-now did.
+    jobs_api.inject(Fault(endpoint="*", status=429, message="too many requests"), times=100)
+
+    with pytest.raises(TransientError) as failed:
+        trigger(jobs_api, Settings(job_id=1), retry_timeout=2).check_job()
+
+    assert "its last answer: RESOURCE_EXHAUSTED: too many requests" in str(failed.value)
+
+
 def test_a_server_error_is_transient(jobs_api: LocalJobsServer) -> None:
     jobs_api.inject(Fault(status=500))
 
