@@ -116,16 +116,20 @@ def report_path(path: str) -> str:
     return f"{path}{REPORT_SUFFIX}"
 
 
+NO_REPORT = "no report beside the file"
+UNREADABLE_REPORT = "the report is unreadable"
+
+
 def read_report(store: Store, container: str, path: str) -> dict[str, Any]:
-    """The report beside the rejected file `path`; one whose reasons say why there is none to read (a crash
-    between the copy and the report leaves a rejected file without one)."""
+    """The report beside the rejected file `path`; one whose reasons say why there is none to read (NO_REPORT:
+    a crash between the copy and the report leaves a rejected file without one; UNREADABLE_REPORT)."""
     info = store.stat(container, report_path(path))
     if info is None:
-        return {"reasons": ["no report beside the file"]}
+        return {"reasons": [NO_REPORT]}
     try:
         loaded = json.loads(store.read_prefix(container, info.path, max(info.size, 1), info.version))
     except (ValueError, ObjectNotFound, SourceChanged):  # not JSON, or gone or replaced since the listing
-        return {"reasons": ["the report is unreadable"]}
+        return {"reasons": [UNREADABLE_REPORT]}
     return loaded if isinstance(loaded, dict) else {"reasons": ["the report is not a JSON object"]}
 
 

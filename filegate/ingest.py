@@ -12,6 +12,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from filegate.archive import (
+    NO_REPORT,
+    UNREADABLE_REPORT,
     Placement,
     archive_path,
     archived_versions,
@@ -19,6 +21,7 @@ from filegate.archive import (
     followed_upload,
     is_copy_of,
     place_upload,
+    read_report,
     rejected_name,
     rejected_path,
     report_path,
@@ -994,11 +997,9 @@ def follow_current(newer: Upload, upload: Upload, decide: Callable[[Upload], Out
 
 
 def _read_reasons(store: Store, container: str, path: str) -> tuple[str, ...]:
-    info = store.stat(container, report_path(path))
-    if info is None:
+    reasons = tuple(str(reason) for reason in read_report(store, container, path).get("reasons", ()))
+    if reasons == (NO_REPORT,):
         return ("rejected earlier; its report is missing",)
-    try:
-        report = json.loads(store.read_prefix(container, report_path(path), max(info.size, 1), info.version))
-        return tuple(str(reason) for reason in report.get("reasons", ()))
-    except (ValueError, ObjectNotFound, SourceChanged):
+    if reasons == (UNREADABLE_REPORT,):
         return ("rejected earlier; its report is unreadable",)
+    return reasons
