@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from filegate.contracts import Contract, load_contracts
+from local_world.samples import check_days
 
 PIPELINE = "ecommerce"
 MEMBERS = ("customers", "products", "inventory", "orders", "shipping")
@@ -672,6 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--inventory {volumes.inventory} is more than a row per product and warehouse "
                 f"({volumes.products} products x {len(_WAREHOUSES)} warehouses = {len(_WAREHOUSES) * volumes.products})"
             )
+    check_days(parser, args.date, args.days)
     try:
         if volumes is None:
             generate(args.date, args.days, args.seed, args.out)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from filegate.contracts import load_contracts
+from local_world.samples import check_days
 
 DATASET = "order_tracking"
 # A parcel reports about five statuses over up to four days; cohorts older than this are done.
@@ -182,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 1 or args.days < 1 or not 0 <= args.malformed <= args.rows:
         parser.error("--rows and --days must be positive and --malformed at most --rows")
+    check_days(parser, args.date, args.days)
     # At 1 no report of the day's new parcels reaches the day's file, which fills up with them: it never ends.
     if not 0 <= args.late_share < 1:
         parser.error(f"--late-share must be at least 0 and below 1, not {args.late_share}")

@@ -190,6 +190,21 @@ def test_volume_counts_the_generator_cannot_write_are_refused(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "arguments", [["--date", "0001-01-01"], ["--date", "9999-12-31", "--days", "1", "--orders", "5"]]
+)
+def test_business_days_outside_the_calendar_the_files_need_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str]
+) -> None:
+    # Registrations reach 900 days before the business day and deliveries days after it: an OverflowError.
+    with pytest.raises(SystemExit) as exit_info:
+        main([*arguments, "--out", str(tmp_path / "out")])
+
+    assert exit_info.value.code == 2
+    assert "every business day from 1900-01-01 to 2999-12-31" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_out_that_is_a_file_is_said_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # It ended in a FileExistsError traceback.
     taken = tmp_path / "taken"

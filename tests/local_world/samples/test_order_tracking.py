@@ -72,6 +72,19 @@ def test_a_share_outside_its_range_is_refused_before_anything_is_written(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("first", "days"), [("0001-01-01", "1"), ("9999-12-31", "1"), ("2999-12-31", "2")])
+def test_business_days_outside_the_calendar_the_files_need_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], first: str, days: str
+) -> None:
+    # The files' dates reach days before and after the business day: near year 1 or 9999 an OverflowError.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--rows", "5", "--date", first, "--days", days, "--out", str(tmp_path / "out")])
+
+    assert exit_info.value.code == 2
+    assert "every business day from 1900-01-01 to 2999-12-31" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_out_that_is_a_file_is_said_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # It ended in a FileExistsError traceback.
     taken = tmp_path / "taken"
