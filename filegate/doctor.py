@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from filegate import exits
-from filegate.errors import FilegateError
+from filegate.errors import FilegateError, MalformedSettings
 from filegate.events import AZURE
 from filegate.readiness import LOCATION_SETTINGS, Check, check_job, check_local_tools, check_storage
-from filegate.settings import GATE_SETTINGS, SETTINGS, Location, Settings, settings_help, sweep_schedule
+from filegate.settings import Settings, settings_help, sweep_schedule
 from filegate.status import BATCH_STATUS_SETTINGS, STATUS_SETTINGS
 from filegate.stores import add_target_option
 
@@ -39,7 +38,7 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
             )
         )
     except FilegateError as exc:
-        checks += [Check("settings", False, problem) for problem in _setting_problems(exc)]
+        checks += [Check("settings", False, problem) for problem in _problems(exc)]
 
     def part(names: tuple[str, ...]) -> Settings | None:
         return settings if settings is not None else _read_part(names, checks)
@@ -80,20 +79,9 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
     return checks
 
 
-def _setting_problems(first: FilegateError) -> list[str]:
-    """Each setting that does not read on its own, besides `first`. A location is parsed alone: read as settings,
-    each would be held against the others' defaults (which overlap, `first` or the storage part says)."""
-    defaults = {setting.name: setting.default or "" for setting in SETTINGS}
-    alone = []
-    for name in GATE_SETTINGS:
-        try:
-            if name in LOCATION_SETTINGS:
-                Location.parse(os.environ.get(name, "").strip() or defaults[name], name)
-            else:
-                Settings.from_env(names=(name,))
-        except FilegateError as exc:
-            alone.append(str(exc))
-    return alone if str(first) in alone else [str(first), *alone]
+def _problems(exc: FilegateError) -> list[str]:
+    """Each problem of settings that do not read."""
+    return list(exc.problems) if isinstance(exc, MalformedSettings) else [str(exc)]
 
 
 def _read_part(names: tuple[str, ...], checks: list[Check]) -> Settings | None:
@@ -101,8 +89,8 @@ def _read_part(names: tuple[str, ...], checks: list[Check]) -> Settings | None:
     try:
         return Settings.from_env(names=names)
     except FilegateError as exc:
-        if all(check.detail != str(exc) for check in checks):
-            checks.append(Check("settings", False, str(exc)))
+        said = {check.detail for check in checks}
+        checks += [Check("settings", False, problem) for problem in _problems(exc) if problem not in said]
         return None
 
 

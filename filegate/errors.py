@@ -13,6 +13,14 @@ class SettingsError(FilegateError):
     """A setting is missing or malformed; fix the configuration, retrying will not help."""
 
 
+class MalformedSettings(SettingsError):
+    """Settings that do not read, each problem on its own: one deployment fixes them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class LocationMissing(SettingsError):
     """A container or bucket a setting names does not exist: a configuration error, never "superseded"."""
 

@@ -7,8 +7,9 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from filegate.errors import SettingsError
+from filegate.errors import MalformedSettings, SettingsError
 from filegate.events import AZURE_TARGET, GCP_TARGET
 
 DEFAULT_JOB_NAME = "filegate-ingest"
@@ -169,27 +170,32 @@ class Settings:
     databricks_host: str = ""
 
     def __post_init__(self) -> None:
-        for a, b in ((self.landing, self.archive), (self.landing, self.rejected), (self.archive, self.rejected)):
-            if a.overlaps(b):
-                raise SettingsError(f"locations {a} and {b} overlap: writes into one would land in the other")
+        """Every value out of its range is named, so that one deployment fixes them all."""
+        problems = [
+            f"locations {a} and {b} overlap: writes into one would land in the other"
+            for a, b in ((self.landing, self.archive), (self.landing, self.rejected), (self.archive, self.rejected))
+            if a.overlaps(b)
+        ]
         if not 1024 <= self.sample_bytes <= MAX_SAMPLE_BYTES:
-            raise SettingsError(
-                f"FILEGATE_SAMPLE_BYTES must be from 1024 to {MAX_SAMPLE_BYTES} (64 MiB): the function holds "
-                f"the sample in memory; got {self.sample_bytes}"
+            problems.append(
+                f"FILEGATE_SAMPLE_BYTES must be from 1024 to {MAX_SAMPLE_BYTES} (64 MiB, the function holds "
+                f"the sample in memory), got {self.sample_bytes}"
             )
         if self.max_file_bytes < 1:
             # 0 does not mean "no limit": every file would be rejected, and moved out of landing.
-            raise SettingsError(f"FILEGATE_MAX_FILE_BYTES must be at least 1, got {self.max_file_bytes}")
+            problems.append(f"FILEGATE_MAX_FILE_BYTES must be at least 1, got {self.max_file_bytes}")
         for name, job_id in (("FILEGATE_JOB_ID", self.job_id), ("FILEGATE_BATCH_JOB_ID", self.batch_job_id)):
             if job_id is not None and job_id < 1:
-                raise SettingsError(f"{name} must be a job id (1 or more), or empty to find the job by name")
+                problems.append(f"{name} must be a job id (1 or more), or empty to find the job by name")
         if self.databricks_auth not in ("", "azure-identity"):
-            raise SettingsError("FILEGATE_DATABRICKS_AUTH must be empty or `azure-identity`")
+            problems.append("FILEGATE_DATABRICKS_AUTH must be empty or `azure-identity`")
         if not 0 <= self.sweep_older_than_minutes <= MAX_OLDER_THAN_MINUTES:
-            raise SettingsError(
+            problems.append(
                 f"FILEGATE_SWEEP_OLDER_THAN_MINUTES must be from 0 to {MAX_OLDER_THAN_MINUTES} (a century), "
                 f"got {self.sweep_older_than_minutes}"
             )
+        if problems:
+            raise MalformedSettings(problems)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, names: Collection[str] = GATE_SETTINGS) -> Settings:
@@ -201,34 +207,51 @@ class Settings:
             # A command that never uses a setting is not stopped by a mistake in it (`filegate status`).
             return env.get(name, "").strip() if name in names else ""
 
-        def number(name: str, default: int) -> int:
+        # Every malformed setting is named at once: a function redeployed per mistake costs minutes each time.
+        malformed: list[str] = []
+
+        def number(name: str, default: int | None) -> int | None:
             raw = text(name)
             # ASCII digits only: int() also takes `1_000`, `-5` and other scripts' digits.
             if raw and not (raw.isascii() and raw.isdigit()):
-                raise SettingsError(f"{name} must be a whole number (digits only), got {raw!r}")
+                malformed.append(f"{name} must be a whole number (digits only), got {raw!r}")
+                return default
             return int(raw) if raw else default
 
-        def job_id(name: str) -> int | None:
-            return number(name, 0) if text(name) else None
+        def location(name: str, default: str) -> Location:
+            try:
+                return Location.parse(text(name) or default, name)
+            except SettingsError as exc:
+                malformed.append(str(exc))
+                return Location(default)
 
         contracts_dir = text("FILEGATE_CONTRACTS_DIR")
-        return cls(
-            landing=Location.parse(text("FILEGATE_LANDING") or "landing", "FILEGATE_LANDING"),
-            archive=Location.parse(text("FILEGATE_ARCHIVE") or "archive", "FILEGATE_ARCHIVE"),
-            rejected=Location.parse(text("FILEGATE_REJECTED") or "rejected", "FILEGATE_REJECTED"),
-            azure_storage=text("FILEGATE_AZURE_STORAGE") or None,
-            azure_archive_storage=text("FILEGATE_AZURE_ARCHIVE_STORAGE") or None,
-            job_id=job_id("FILEGATE_JOB_ID"),
-            job_name=text("FILEGATE_JOB_NAME") or DEFAULT_JOB_NAME,
-            batch_job_id=job_id("FILEGATE_BATCH_JOB_ID"),
-            batch_job_name=text("FILEGATE_BATCH_JOB_NAME") or DEFAULT_BATCH_JOB_NAME,
-            databricks_auth=text("FILEGATE_DATABRICKS_AUTH").lower(),
-            sample_bytes=number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
-            max_file_bytes=number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
-            contracts_dir=Path(contracts_dir) if contracts_dir else None,
-            sweep_older_than_minutes=number("FILEGATE_SWEEP_OLDER_THAN_MINUTES", DEFAULT_SWEEP_OLDER_THAN_MINUTES),
-            databricks_host=text("DATABRICKS_HOST"),
-        )
+        values: dict[str, Any] = {
+            "landing": location("FILEGATE_LANDING", "landing"),
+            "archive": location("FILEGATE_ARCHIVE", "archive"),
+            "rejected": location("FILEGATE_REJECTED", "rejected"),
+            "azure_storage": text("FILEGATE_AZURE_STORAGE") or None,
+            "azure_archive_storage": text("FILEGATE_AZURE_ARCHIVE_STORAGE") or None,
+            "job_id": number("FILEGATE_JOB_ID", None),
+            "job_name": text("FILEGATE_JOB_NAME") or DEFAULT_JOB_NAME,
+            "batch_job_id": number("FILEGATE_BATCH_JOB_ID", None),
+            "batch_job_name": text("FILEGATE_BATCH_JOB_NAME") or DEFAULT_BATCH_JOB_NAME,
+            "databricks_auth": text("FILEGATE_DATABRICKS_AUTH").lower(),
+            "sample_bytes": number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
+            "max_file_bytes": number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
+            "contracts_dir": Path(contracts_dir) if contracts_dir else None,
+            "sweep_older_than_minutes": number("FILEGATE_SWEEP_OLDER_THAN_MINUTES", DEFAULT_SWEEP_OLDER_THAN_MINUTES),
+            "databricks_host": text("DATABRICKS_HOST"),
+        }
+        if malformed:
+            # The ranges too, on the values that parsed; not the locations' overlap: a default standing in
+            # for a malformed location could be said to overlap another, which nobody wrote.
+            try:
+                cls(**{name: value for name, value in values.items() if not isinstance(value, Location)})
+            except MalformedSettings as exc:
+                malformed += exc.problems
+            raise MalformedSettings(malformed)
+        return cls(**values)
 
 
 def sweep_schedule(env: Mapping[str, str] | None = None) -> str:

@@ -73,6 +73,39 @@ def test_malformed_values_fail_loudly(env: dict[str, str]) -> None:
         Settings.from_env(env)
 
 
+def test_every_malformed_setting_is_named_at_once() -> None:
+    # Only the first was: a function app redeployed once per mistake before it loaded.
+    env = {
+        "FILEGATE_LANDING": "gs://landing",  # its default stands in for it: no overlap is made up
+        "FILEGATE_ARCHIVE": "landing/archive",
+        "FILEGATE_JOB_ID": "-3",  # not also "must be 1 or more"
+        "FILEGATE_SAMPLE_BYTES": "10",
+        "FILEGATE_DATABRICKS_AUTH": "magic",
+    }
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env)
+
+    problems = str(raised.value).split("; ")
+    assert [problem.split(" ")[0] for problem in problems] == [
+        "FILEGATE_LANDING",
+        "FILEGATE_JOB_ID",
+        "FILEGATE_SAMPLE_BYTES",
+        "FILEGATE_DATABRICKS_AUTH",
+    ]
+    assert "overlap" not in str(raised.value)
+
+
+def test_values_out_of_range_are_named_together() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"FILEGATE_SAMPLE_BYTES": "10", "FILEGATE_MAX_FILE_BYTES": "0", "FILEGATE_JOB_ID": "0"})
+
+    assert [problem.split(" ")[0] for problem in str(raised.value).split("; ")] == [
+        "FILEGATE_SAMPLE_BYTES",
+        "FILEGATE_MAX_FILE_BYTES",
+        "FILEGATE_JOB_ID",
+    ]
+
+
 class RecordingEnv(Mapping[str, str]):
     """An environment that remembers every name it is asked for, and refuses to be scanned."""
 
