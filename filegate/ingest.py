@@ -233,10 +233,13 @@ def redrive_cannot_start(outcome: Outcome) -> bool:
 def _log(outcome: Outcome, *, warn: bool = False) -> Outcome:
     """One JSON line per event, a warning for a rejected file or a malformed event.
 
+    An upload byte-identical to a rejected copy is a warning too: its bytes are still not loaded, and a person
+    who meant to send a corrected file learns it from this line, not from a rejection (none is made again).
     `severity` is the field Cloud Logging reads from a structured line; Application Insights takes
     the level from the logging call.
     """
-    level = logging.WARNING if warn or outcome.status in WARNING_STATUSES else logging.INFO
+    still_rejected = outcome.status == IDENTICAL and bool(outcome.rejected_path)
+    level = logging.WARNING if warn or still_rejected or outcome.status in WARNING_STATUSES else logging.INFO
     outcome_log.log(level, outcome.to_json(severity=logging.getLevelName(level)))
     return outcome
 

@@ -394,7 +394,9 @@ def test_a_byte_identical_re_upload_is_reported_not_run_again(world: World) -> N
     assert f"as byte-identical to {first.archived_path} (run {first.run_id})" in redelivered.reasons[0]
 
 
-def test_a_rejected_file_sent_again_byte_for_byte_is_kept_once_with_its_one_report(world: World) -> None:
+def test_a_rejected_file_sent_again_byte_for_byte_is_kept_once_with_its_one_report(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     # The same bad bytes again (a producer's retry, a backfill run twice) were rejected a second time under a
     # `__v` name with a second report: every copy listed by `filegate rejected`, each saying the same.
     bad = b"tracking_num;order_id\n1;2\n"
@@ -402,7 +404,10 @@ def test_a_rejected_file_sent_again_byte_for_byte_is_kept_once_with_its_one_repo
     kept = world.objects(world.settings.rejected)
     event = world.upload(NAME, bad)
 
-    [again] = handle_payload(world.gate(), event)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="filegate"):
+        [again] = handle_payload(world.gate(), event)
+    [record] = [record for record in caplog.records if record.name == "filegate.outcome"]
     [redelivered] = handle_payload(world.gate(), event)
 
     assert (first.status, again.status) == ("rejected", "identical")
@@ -414,6 +419,9 @@ def test_a_rejected_file_sent_again_byte_for_byte_is_kept_once_with_its_one_repo
     )
     assert world.objects(world.settings.rejected) == kept
     assert world.objects(world.settings.landing) == []
+    # A WARNING, as the rejection was: it was INFO, and whoever meant to send a corrected file had no alert
+    # that the same bad bytes came again and left landing, not loaded.
+    assert (record.levelname, json.loads(record.getMessage())["status"]) == ("WARNING", "identical")
     # Its redelivery finds the blob gone, deleted by Filegate itself, not by "someone else".
     assert redelivered.status == "ignored"
     assert f"as byte-identical to {first.rejected_path}, rejected already" in redelivered.reasons[0]
