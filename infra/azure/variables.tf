@@ -279,8 +279,24 @@ variable "sweep_schedule" {
   default     = "0 17 * * * *"
 
   validation {
-    condition     = can(regex("^\\S+( \\S+){5}$", var.sweep_schedule))
-    error_message = "sweep_schedule must be an NCRONTAB expression of six fields separated by single spaces, seconds first (\"0 17 * * * *\")."
+    # What the function reads, by NCrontab's rules (filegate/settings.py): one it refuses, it replaces with the
+    # default and an ERROR, so a cron habit (7 for Sunday, Quartz's `?`) would ignore the schedule given. Each
+    # item `*`, a value or a range, each with an optional step; a value is a number in the field's range (second,
+    # minute, hour, day, month, day of week: Sunday is 0 alone) or, for months and days, a name's beginning.
+    condition = can(regex("^\\S+( \\S+){5}$", var.sweep_schedule)) && try(alltrue([
+      for index, field in split(" ", var.sweep_schedule) : alltrue([
+        for item in split(",", field) : can(regex("^(\\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[+-]?[0-9]{1,10})?$", item)) && alltrue([
+          for bound in split("-", split("/", item)[0]) : bound == "*" || (
+            can(regex("^[0-9]{1,10}$", bound))
+            ? tonumber(bound) >= [0, 0, 0, 1, 1, 0][index] && tonumber(bound) <= [59, 59, 23, 31, 12, 6][index]
+            : anytrue([for name in [[], [], [], [], ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"], ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]][index] : startswith(name, lower(bound))])
+          )
+          ]) && (
+          length(split("/", item)) == 1 ? true : abs(tonumber(trimprefix(split("/", item)[1], "+"))) + [59, 59, 23, 30, 11, 6][index] < 2147483648
+        )
+      ])
+    ]), false)
+    error_message = "sweep_schedule must be an NCRONTAB expression the function reads: six fields separated by single spaces, seconds first (\"0 17 * * * *\"), each `*`, values or ranges in the field's range (day of week 0-6, Sunday 0) or names (Jan, Mon), with optional steps (`*/15`)."
   }
 }
 

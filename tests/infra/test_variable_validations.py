@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import INFRA
 
+from filegate.errors import SettingsError
+from filegate.settings import sweep_schedule
+
 pytestmark = pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
 
 OBJECT_ID = "01234567-89ab-cdef-0123-456789abcdef"
@@ -178,3 +181,47 @@ def test_the_workspace_url_alone_passes_with_or_without_its_slash(
     assert "databricks_host must be the workspace URL alone" in refusal(
         plan(folder, cloud, [f"databricks_host={host}/?o=1"])
     )
+
+
+# Schedules the function reads (filegate.settings.sweep_schedule, NCrontab's rules) and ones it refuses, which
+# it replaces with the default schedule and an ERROR: a cron habit (7 for Sunday, Quartz's `?`) would deploy a
+# sweep that ignores the schedule given.
+SWEEP_SCHEDULES = [
+    "0 17 * * * *",
+    "0 0 9-17/2 * * Mon-Fri",
+    "0 30 9 1,15 jan-MAR *",
+    "*/30 * * * * Sunday",
+    "0 0 17-9 * * *",
+    "0 */0 * * * *",
+    "0 0 3 * * */-2",
+    "0 0 3 * * +6",
+    "0 0 3 * * 7",
+    "0 0 3 ? * SUN",
+    "0 61 * * * *",
+    "0 0 0 0 * *",
+    "0 0 0 * 13 *",
+    "0 0 0 * * Mondays",
+    "0 0 1Jan * * *",
+    "0 */99999999999 * * * *",
+    "1/2147483647 * * * * *",
+    "0 0 3,,4 * * *",
+    "*-5 * * * * *",
+]
+
+
+def function_reads(schedule: str) -> bool:
+    try:
+        sweep_schedule({"FILEGATE_SWEEP_SCHEDULE": schedule})
+    except SettingsError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("schedule", SWEEP_SCHEDULES)
+def test_azure_takes_exactly_the_sweep_schedules_the_function_reads(schedule: str, azure_variables: Path) -> None:
+    result = plan(azure_variables, "azure", [f"sweep_schedule={schedule}"])
+
+    if function_reads(schedule):
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert "sweep_schedule must be an NCRONTAB expression" in refusal(result)
