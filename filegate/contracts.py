@@ -847,8 +847,8 @@ def _contract_problems(contract: Contract) -> list[Problem]:
     elif contract.load == "snapshot" and contract.scd_type != 2:
         # A key a snapshot lacks is closed as a version on its date; an SCD1 target would keep it for good.
         note("load", 'load = "snapshot" applies to scd_type = 2 only (a key a snapshot lacks closes its version)')
-    # A derived column is kept in the target's versions like any other, and tracked unless left out
-    # (`spark_jobs.history.tracked_columns`): either list may name it.
+    # A derived column is kept in the target's versions like any other, tracked when track_history names it
+    # (`spark_jobs.history.tracked_columns`); track_history_except may name it too, though it is left out anyway.
     versioned = [*names, *(derived.name for derived in contract.derived)]
     for key in ("track_history", "track_history_except"):
         listed = getattr(contract, key)

@@ -181,15 +181,21 @@ def _is_held() -> Column:
 
 
 def tracked_columns(contract: Contract) -> list[str]:
-    """The columns whose change opens a new version: `track_history`, or all but `track_history_except`.
+    """The columns whose change opens a new version: `track_history`, or the contract's columns but
+    `track_history_except`.
 
-    Keys and the sequence column are never tracked: they identify and order versions.
+    Keys and the sequence column are never tracked: they identify and order versions. A `[[derived]]` column is
+    tracked only when `track_history` names it: by default, one a contract adds (NULL in every earlier observation)
+    opened a version at each key's next row, and changed the tracked columns, so every key was rebuilt. Computed
+    from the row, it changes with a tracked column it reads anyway; from an untracked one or a parameter, it is
+    no change of the entity's.
     """
     candidates = [f.name for f in row_fields(contract) if f.name not in (*contract.keys, contract.sequence_by)]
     candidates = [name for name in candidates if name != BUSINESS_DATE]
     if contract.track_history:
         return [name for name in candidates if name in contract.track_history]
-    return [name for name in candidates if name not in contract.track_history_except]
+    derived = {column.name for column in contract.derived}
+    return [name for name in candidates if name not in (*contract.track_history_except, *derived)]
 
 
 def target_properties(contract: Contract) -> dict[str, str]:

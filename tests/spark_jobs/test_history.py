@@ -504,6 +504,12 @@ def test_a_derived_column_may_be_named_in_what_history_tracks(key: str) -> None:
     tracked = history.tracked_columns(parse_contract(document))
 
     assert tracked == (["tier"] if key == "track_history" else ["amount"])
+    # Not named, a derived column is not tracked: one a contract adds is NULL in every earlier observation, and
+    # opened a version at each key's next row, with no change of the entity's.
+    del document[key]
+    assert history.tracked_columns(parse_contract(document)) == ["amount"]
+    document["track_history_except"] = ["amount"]
+    assert history.tracked_columns(parse_contract(document)) == []
 
 
 def test_a_delete_when_row_closes_its_version_and_a_late_one_never_ends_a_newer_version(lake: Lake) -> None:
