@@ -30,6 +30,7 @@ from filegate.archive import (
     Placement,
     find_placement,
     place_upload,
+    read_report,
     rejected_path,
     report_path,
     unqualified_name,
@@ -83,6 +84,10 @@ SEAL_NAME = re.compile(r"^_sealed\.r(?P<revision>[0-9]+)\.json$")
 RUN_NAME = re.compile(r"^_run\.r(?P<revision>[0-9]+)\.json$")
 # The seal's list of the pipeline's optional members: a seal with it sealed every present optional member.
 OPTIONAL_SEALED = "optional_members"
+# The seal's record of the members an operator left out (`filegate batches --reseal --partial --without`): each
+# one's dataset, whether it was blocked or missing, its rejected upload's report and reasons, when and in which
+# revision. Later revisions carry it while the member has no qualifying version: it is missing, not blocking.
+LEFT_OUT = "left_out"
 _DATE_FOLDER = re.compile(r"(?P<yyyy>[0-9]{4})/(?P<mm>[0-9]{2})/(?P<dd>[0-9]{2})/[^/]+$")
 # The job parameters a sealed batch's run-now passes (`_ensure_run`); a job without them cannot run the batch.
 BATCH_JOB_PARAMETERS = ("source_path", "pipeline", "batch_id")
@@ -111,10 +116,14 @@ class Member:
     # `container/path` of the report of its newest rejected upload, when no archived version qualifies.
     report: str | None = None
     note: str = ""
+    # The seal's record of an operator's decision to go on without it (`LEFT_OUT`): missing then, not blocked.
+    left_out: Mapping[str, Any] | None = None
 
     @property
     def state(self) -> str:
-        return "present" if self.chosen else "blocked" if self.report else "missing"
+        if self.chosen:
+            return "present"
+        return "blocked" if self.report and self.left_out is None else "missing"
 
     @property
     def passed_over(self) -> tuple[ObjectInfo, ...]:
@@ -145,6 +154,8 @@ class Batch:
     members: tuple[Member, ...] = ()
     seals: Mapping[int, ObjectInfo] = field(default_factory=dict)
     runs: Mapping[int, ObjectInfo] = field(default_factory=dict)
+    # The newest seal's document, when the assessment read it (`_left_out_as_sealed`).
+    sealed: Mapping[str, Any] | None = None
 
     @property
     def latest_trigger(self) -> ObjectInfo | None:
@@ -233,7 +244,23 @@ def assess_batch(
             if d not in named
         )
         members += tuple(m for m in optional if m.chosen is not None)
-    return replace(batch, trigger=trigger, members=members)
+    return _left_out_as_sealed(gate, replace(batch, trigger=trigger, members=members))
+
+
+def _left_out_as_sealed(gate: Gate, batch: Batch) -> Batch:
+    """The members the newest seal records as left out, while still without a qualifying version, marked so: a
+    rejected one no longer blocks the day, whose later revisions go on without it until a version of it qualifies
+    (then it is news to the seal, as any member after it). One read of the seal, only for a sealed day with a
+    member short."""
+    if not batch.seals or all(m.chosen is not None for m in batch.members):
+        return batch
+    document = _read_json(gate, batch.seals[batch.revision])
+    recorded = {str(entry["dataset"]): entry for entry in document.get(LEFT_OUT) or []}
+    members = tuple(
+        replace(m, left_out=recorded[m.expected.dataset]) if m.chosen is None and m.expected.dataset in recorded else m
+        for m in batch.members
+    )
+    return replace(batch, members=members, sealed=document)
 
 
 def _read_archived_trigger(gate: Gate, pipeline: Pipeline, info: ObjectInfo) -> Trigger:
@@ -377,6 +404,12 @@ def _seal(gate: Gate, batch: Batch, revision: int, *, partial: bool) -> Seal:
         # Present optional members are sealed even when the trigger lists no files (`_news` reads this).
         OPTIONAL_SEALED: list(pipeline.optional_members),
         "missing": list(batch.missing) + [m.expected.dataset for m in batch.blocked],
+        # A decision made now is recorded with this revision; one carried from an earlier seal keeps its own.
+        LEFT_OUT: [
+            {**m.left_out, "revision": m.left_out.get("revision") or revision}
+            for m in batch.members
+            if m.left_out is not None and m.chosen is None
+        ],
         "trigger": {
             "path": f"{trigger.container}/{trigger.path}" if trigger else None,
             "version": trigger.version if trigger else None,
@@ -479,7 +512,9 @@ def latest_seal(gate: Gate, batch: Batch) -> Seal | None:
     if not batch.seals:
         return None
     info = batch.seals[batch.revision]
-    return Seal(batch.revision, info, _read_json(gate, info), created=False)
+    # Create-only: the document the assessment read is the one at that path still.
+    document = batch.sealed if batch.sealed is not None else _read_json(gate, info)
+    return Seal(batch.revision, info, document, created=False)
 
 
 def seal_holds(gate: Gate, outcome: Outcome) -> bool:
@@ -700,7 +735,9 @@ def _apply_overdue(gate: Gate, batch: Batch, invalid: str = "") -> Verdict:
         # A rejected member is no gap to load around: it blocks, as it blocks a reseal with --partial.
         rejected = ", ".join(m.expected.dataset for m in batch.blocked)
         why = f"still waiting for a corrected upload of {rejected} (on_incomplete = load_available leaves out only"
-        return Verdict(OVERDUE, (*reasons, f"{why} members that never came)"))
+        flags = " ".join(f"--without {m.expected.dataset}" for m in batch.blocked)
+        never = f"when none can ever come, `{reseal_command(pipeline.name, batch.business_date)} --partial {flags}`"
+        return Verdict(OVERDUE, (*reasons, f"{why} members that never came); {never} loads the day without it"))
     if pipeline.on_incomplete == "load_available" and _has_required(batch) and not invalid:
         seal = _seal(gate, batch, 1, partial=True)
         run, called = _ensure_run(gate, batch, seal)
@@ -1175,27 +1212,91 @@ def _skipped_note(batch: Batch) -> int | None:
     return noted_skip(note.metadata) if note is not None else None
 
 
-def reseal(gate: Gate, pipeline: Pipeline, business_date: date, *, partial: bool = False) -> Outcome:
+def reseal(
+    gate: Gate, pipeline: Pipeline, business_date: date, *, partial: bool = False, without: tuple[str, ...] = ()
+) -> Outcome:
     """An operator's decision to load a batch as it is now (`filegate batches --reseal`).
 
     A sealed batch with members archived after its seal (held under `late_member = "hold"`) gets the next
     revision and its run, as `rerun` would have done; an unsealed one is sealed with what is there, which
     needs `partial` when members are missing. A blocked member refuses, as everywhere: its corrected upload
-    decides. Running it again changes nothing: the newest revision already holds every member, and its
-    run-now is only re-driven, with the seal's token, when its run note is missing.
+    decides, unless it is named in `without` (a corrected upload that can never come): the seal then leaves it
+    out as missing and records why (`LEFT_OUT`). Running it again changes nothing: the newest revision already
+    holds every member, and its run-now is only re-driven, with the seal's token, when its run note is missing.
     """
     base = Outcome(
         WAITING, f"reseal-{pipeline.name}-{business_date:%Y%m%d}", _batch_prefix(gate, pipeline, business_date)
     )
     batch = assess_batch(gate, pipeline, business_date)
-    batch, verdict = _decided(gate, batch, lambda current: _reseal(gate, current, partial=partial))
-    return log_outcome(_outcome(base, batch, verdict))
+    decision = _decision(gate, batch, without)
+    batch, verdict = _decided(
+        gate, batch, lambda current: _reseal(gate, _leaving_out(current, decision), partial=partial, without=without)
+    )
+    return log_outcome(_outcome(base, _leaving_out(batch, decision), verdict))
 
 
-def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
+def _decision(gate: Gate, batch: Batch, without: tuple[str, ...]) -> dict[str, Mapping[str, Any]]:
+    """The record of leaving out each member named in `without` that is blocked or missing and not left out yet:
+    what a later reader of the seal needs to see why the day is partial."""
+    decided_at = gate.clock().isoformat(timespec="seconds")
+    records: dict[str, Mapping[str, Any]] = {}
+    for m in batch.members:
+        if m.expected.dataset in without and m.chosen is None and m.left_out is None:
+            records[m.expected.dataset] = {
+                "dataset": m.expected.dataset,
+                "was": m.state,
+                "report": m.report,
+                "reasons": report_reasons(gate, m.report) if m.report else [],
+                "decided_at": decided_at,
+                "by": "filegate batches --reseal --partial --without",
+            }
+    return records
+
+
+def _leaving_out(batch: Batch, decision: Mapping[str, Mapping[str, Any]]) -> Batch:
+    """`batch` with the members `decision` leaves out marked so (missing, not blocked), while still short."""
+    if not decision:
+        return batch
+    members = tuple(
+        replace(m, left_out=decision[m.expected.dataset])
+        if m.expected.dataset in decision and m.chosen is None and m.left_out is None
+        else m
+        for m in batch.members
+    )
+    return replace(batch, members=members)
+
+
+def report_reasons(gate: Gate, report: str) -> list[str]:
+    """The reasons a rejected file's report (`container/path` of the report) gives; none when it gives none."""
+    container, path = report.split("/", 1)
+    reasons = read_report(gate.store, container, path.removesuffix(REPORT_SUFFIX)).get("reasons")
+    return [str(reason) for reason in reasons] if isinstance(reasons, list) else []
+
+
+def _not_to_leave_out(batch: Batch, without: tuple[str, ...]) -> list[str]:
+    """Why each member named in `without` has nothing to leave out: it is present, or not in this day's batch."""
+    members = {m.expected.dataset: m for m in batch.members}
+    why = []
+    for name in without:
+        m = members.get(name)
+        if m is None:
+            why.append(f"{name} is not a member of this day's batch")
+        elif m.chosen is not None:
+            why.append(f"{name} is present ({m.chosen.container}/{m.chosen.path})")
+    return why
+
+
+def _reseal(gate: Gate, batch: Batch, *, partial: bool, without: tuple[str, ...] = ()) -> Verdict:
+    unfit = _not_to_leave_out(batch, without)
+    if unfit:
+        why = "; ".join(unfit)
+        return Verdict(IGNORED, (f"--without leaves out only a blocked or missing member: {why}; nothing was sealed",))
     if batch.blocked:
-        return Verdict(BLOCKED, (*_waiting_reasons(batch), "nothing was sealed"))
+        flags = " ".join(f"--without {m.expected.dataset}" for m in batch.blocked)
+        hint = f"when no corrected upload can ever come, --partial {flags} seals the day without it"
+        return Verdict(BLOCKED, (*_waiting_reasons(batch), f"nothing was sealed: {hint}"))
     latest = latest_seal(gate, batch)
+    left_out = _left_out_note(batch, latest)
     if latest is not None:
         news = news_since(batch, latest)
         if not news:
@@ -1205,6 +1306,9 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
             if found is not None and never_ran(found):
                 return _reseal_skipped(gate, batch, latest, run.run_id)
             reason = f"revision {latest.revision} already holds every archived member; nothing new was sealed"
+            if left_out:
+                # Nothing to seal records it: a later reseal that seals news records it when named again.
+                reason += f" (the decision to leave out {', '.join(_newly_left_out(batch, latest))} is not recorded)"
             if called:
                 reason += " (its run-now was re-driven with the seal's token)"
             reason += "; to load the same members again, repair that revision's run in Databricks"
@@ -1220,7 +1324,7 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
         late = ", ".join(news)
         return Verdict(
             SEALED,
-            (f"resealed: revision {seal.revision} takes {late}, archived after revision {latest.revision}",),
+            (f"resealed: revision {seal.revision} takes {late}, archived after revision {latest.revision}", *left_out),
             seal,
             run,
         )
@@ -1237,7 +1341,24 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool) -> Verdict:
     if not seal.created:
         return Verdict(DUPLICATE, ("another event sealed this batch first (revision 1)",), seal, run, redriven=called)
     what = f"partial, without {', '.join(batch.missing)}" if batch.missing else "every member archived"
-    return Verdict(SEALED, (f"sealed revision 1 by an operator ({what})",), seal, run)
+    return Verdict(SEALED, (f"sealed revision 1 by an operator ({what})", *left_out), seal, run)
+
+
+def _newly_left_out(batch: Batch, latest: Seal | None) -> list[str]:
+    """The members this reseal leaves out that the newest seal does not record as left out already."""
+    recorded = {entry["dataset"] for entry in (latest.document.get(LEFT_OUT) or [])} if latest else set()
+    return [m.expected.dataset for m in batch.members if m.left_out is not None and m.expected.dataset not in recorded]
+
+
+def _left_out_note(batch: Batch, latest: Seal | None) -> tuple[str, ...]:
+    """One reason per member this reseal newly leaves out, with its rejected upload's report."""
+    named = set(_newly_left_out(batch, latest))
+    return tuple(
+        f"{m.expected.dataset} left out by an operator's decision"
+        + (f" (its rejected upload's report: {m.left_out['report']})" if m.left_out.get("report") else " (never came)")
+        for m in batch.members
+        if m.left_out is not None and m.expected.dataset in named
+    )
 
 
 def _reseal_skipped(gate: Gate, batch: Batch, latest: Seal, skipped: int) -> Verdict:

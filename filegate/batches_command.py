@@ -11,8 +11,8 @@ from datetime import date
 from typing import Any
 
 from filegate import exits
-from filegate.archive import REPORT_SUFFIX, read_report
 from filegate.batches import (
+    LEFT_OUT,
     SEALED,
     Batch,
     assess_batch,
@@ -22,6 +22,7 @@ from filegate.batches import (
     latest_seal,
     news_since,
     rejected_triggers,
+    report_reasons,
     reseal,
     reseal_command,
 )
@@ -68,6 +69,8 @@ class BatchRow:
     unmatched: tuple[str, ...] = ()
     # Why the trigger was rejected, from `trigger_report`.
     trigger_reasons: str | None = None
+    # Members the newest seal records as left out by an operator (`--reseal --partial --without`), with why.
+    left_out: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
@@ -89,8 +92,10 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
     elif not batch.trigger.ok:
         trigger = "invalid"
     seal = latest_seal(gate, batch)
+    left_out: tuple[str, ...] = ()
     if seal is not None:
         partial = bool(seal.document.get("partial"))
+        left_out = tuple(_left_out(entry) for entry in seal.document.get(LEFT_OUT) or [])
         held = news_since(batch, seal)
         state = NO_RUN
         if seal.revision in batch.runs:
@@ -128,16 +133,20 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
         tuple(_rejection_reasons(gate, m.report) for m in batch.blocked if m.report),
         tuple(f"{m.expected.dataset}: {m.note}" for m in batch.members if m.note and m.state == "missing"),
         _rejection_reasons(gate, report) if report else None,
+        left_out,
     )
 
 
 def _rejection_reasons(gate: Gate, report: str) -> str:
     """The reasons a rejected file's report gives, on one line: what its corrected upload must fix."""
-    container, path = report.split("/", 1)
-    reasons = read_report(gate.store, container, path.removesuffix(REPORT_SUFFIX)).get("reasons")
-    if not isinstance(reasons, list) or not reasons:
-        return "(its report gives no reasons; read it)"
-    return "; ".join(str(reason) for reason in reasons)
+    return "; ".join(report_reasons(gate, report)) or "(its report gives no reasons; read it)"
+
+
+def _left_out(entry: Mapping[str, Any]) -> str:
+    """A seal's record of a member left out by an operator, on one line: which, since when, and why."""
+    why = f"rejected: {entry['report']}" if entry.get("report") else "never came"
+    reasons = "; ".join(str(reason) for reason in entry.get("reasons") or [])
+    return f"{entry['dataset']} (revision {entry.get('revision')}, {why}{f': {reasons}' if reasons else ''})"
 
 
 def _read(gate: Gate, info: Any) -> bytes:
@@ -215,9 +224,20 @@ def main(argv: list[str]) -> int:
         "and run; an unsealed complete batch is sealed and run (the pipeline: --pipeline, or the only one)",
     )
     parser.add_argument("--partial", action="store_true", help="with --reseal: seal without the missing members")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="MEMBER",
+        help="with --reseal --partial, repeatable: leave out this blocked (or missing) member, whose corrected upload "
+        "can never come; the seal records the decision and its rejected upload's report, and a corrected upload "
+        "that comes after all is a late member",
+    )
     args = parser.parse_args(argv)
     if args.partial and args.reseal is None:
         parser.error("--partial goes with --reseal")
+    if args.without and not args.partial:
+        parser.error("--without goes with --reseal --partial")
     from filegate.settings import Settings
     from filegate.stores import open_gate
 
@@ -225,7 +245,8 @@ def main(argv: list[str]) -> int:
         settings = Settings.from_env()
         gate = open_gate(args.target, settings)
         if args.reseal is not None:
-            return _reseal(gate, args.pipeline, args.reseal, partial=args.partial)
+            without = tuple(dict.fromkeys(args.without))  # named twice, left out once
+            return _reseal(gate, args.pipeline, args.reseal, partial=args.partial, without=without)
         if args.pipeline is not None and args.pipeline not in gate.pipelines:
             # A typo listed "no batches" with exit 0: an all-clear for a pipeline that does not exist.
             names = ", ".join(sorted(gate.pipelines)) or "none is configured"
@@ -277,7 +298,7 @@ def main(argv: list[str]) -> int:
     return exits.most_urgent(codes)
 
 
-def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: bool) -> int:
+def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: bool, without: tuple[str, ...]) -> int:
     """Print the reseal's outcome as one JSON line: 0 when the batch is sealed and run, 1 when refused."""
     if pipeline is None and len(gate.pipelines) != 1:
         names = ", ".join(sorted(gate.pipelines)) or "none is configured"
@@ -289,6 +310,14 @@ def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: b
             f"filegate batches: no pipeline {name!r} (pipelines: {', '.join(sorted(gate.pipelines))})", file=sys.stderr
         )
         return exits.CONFIG
+    unknown = [member for member in without if member not in gate.pipelines[name].members]
+    if unknown:
+        members = ", ".join(gate.pipelines[name].members)
+        print(
+            f"filegate batches: pipeline {name!r} has no member {', '.join(map(repr, unknown))} (members: {members})",
+            file=sys.stderr,
+        )
+        return exits.CONFIG
     # Checked before anything is sealed: a seal whose run cannot start would wait for the sweep.
     if gate.batch_jobs is None:
         raise SettingsError("no batch job to run the batch: set FILEGATE_BATCH_JOB_NAME")
@@ -296,7 +325,7 @@ def _reseal(gate: Gate, pipeline: str | None, business_date: date, *, partial: b
     from filegate.cli import quiet_outcome_log
 
     with quiet_outcome_log():  # printed below: the outcome log would say it again on stderr
-        outcome = reseal(gate, gate.pipelines[name], business_date, partial=partial)
+        outcome = reseal(gate, gate.pipelines[name], business_date, partial=partial, without=without)
     print(outcome.to_json())
     if outcome.status == RUN_PENDING:
         return exits.TRY_AGAIN  # Databricks skipped its run too: the next sweep reseals it
@@ -321,6 +350,7 @@ def format_rows(rows: list[BatchRow]) -> str:
         lines.append(
             f"{row.pipeline:<{named}} {row.business_date:<10} {row.state:<10} {revision:>3} {run:>8}  {members}"
         )
+        lines.extend(f"    left out by an operator: {left_out}" for left_out in row.left_out)
         for index, blocked in enumerate(row.blocked):
             lines.append(f"    blocked by {blocked}")
             if index < len(row.blocked_reasons):

@@ -463,6 +463,7 @@ def test_an_overdue_batch_with_a_rejected_member_is_not_loaded_without_it(world:
     assert outcome.status == OVERDUE
     assert outcome.blocked_by == blocked.blocked_by
     assert "a corrected upload of customers" in outcome.reasons[-1]
+    assert outcome.reasons[-1].endswith("ecommerce --partial --without customers` loads the day without it")
     assert seals(world, day) == []
     assert batch_runs(world) == []
     corrected = deliver(

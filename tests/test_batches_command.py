@@ -14,7 +14,7 @@ import pytest
 from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, WAITING, reseal
 from filegate.batches_command import BatchRow, describe_batch, format_rows, list_batches, run_state
 from filegate.cli import main
-from filegate.ingest import DUPLICATE, REJECTED, RUN_PENDING
+from filegate.ingest import DUPLICATE, IGNORED, REJECTED, RUN_PENDING, Gate
 from filegate.sweep import sweep_pipeline_batches
 from local_world.emulators import free_port
 from local_world.jobs_api import Fault
@@ -317,6 +317,120 @@ def test_reseal_refuses_a_batch_with_a_rejected_member(world: World) -> None:
     assert batch_runs(world) == []
 
 
+def blocked_day(world: World, gate: Gate, day: date) -> str:
+    """Every piece of the day delivered, customers as a file its contract rejects: the day is blocked. The
+    rejected file's report."""
+    pieces = batch_pieces(day)
+    pieces[member_name("customers", day)] = (SAMPLES / "bad" / member_name("customers", date(2025, 1, 16))).read_bytes()
+    outcomes = [deliver(gate, world.upload(name, data)) for name, data in pieces.items()]
+    assert outcomes[-1].status == BLOCKED
+    [report] = outcomes[-1].blocked_by
+    return report
+
+
+def test_reseal_without_a_member_that_can_never_be_corrected_seals_the_day_and_records_why(world: World) -> None:
+    # A rejected member blocked its day until a corrected upload: when the source could never send one, the day
+    # could never be loaded, not even in part, short of editing the archive by hand.
+    gate = world.gate(pipelines=with_policy(late_member="hold"))
+    pipeline = gate.pipelines["ecommerce"]
+    day = date(2025, 5, 6)
+    report = blocked_day(world, gate, day)
+    reasons = ["header is missing columns: email", "header has unexpected columns: 'e_mail'"]
+
+    refused = reseal(gate, pipeline, day, partial=True)
+    present = reseal(gate, pipeline, day, partial=True, without=("orders",))
+    sealed = reseal(gate, pipeline, day, partial=True, without=("customers",))
+
+    assert refused.status == BLOCKED
+    assert refused.reasons[-1].endswith("--partial --without customers seals the day without it")
+    assert present.status == IGNORED
+    assert "orders is present (" in present.reasons[-1]
+    assert (sealed.status, sealed.revision, sealed.missing, sealed.blocked_by) == (SEALED, 1, ("customers",), ())
+    decided = f"customers left out by an operator's decision (its rejected upload's report: {report})"
+    assert sealed.reasons[-1] == decided
+    [path] = seals(world, day)
+    document = read_seal(world, path)
+    assert (document["partial"], document["missing"]) == (True, ["customers"])
+    # The batch job stages exactly the sealed members: customers is missing to it, as under load_available.
+    assert [m["dataset"] for m in document["members"]] == [d for d in MEMBERS if d != "customers"]
+    [left_out] = document["left_out"]
+    assert {key: left_out[key] for key in ("dataset", "was", "report", "reasons", "revision")} == {
+        "dataset": "customers",
+        "was": "blocked",
+        "report": report,
+        "reasons": reasons,
+        "revision": 1,
+    }
+    container, report_at = report.split("/", 1)
+    assert gate.store.stat(container, report_at) is not None
+    assert gate.store.stat(container, report_at.removesuffix(".report.json")) is not None  # its bytes stay
+    assert len(batch_runs(world)) == 1
+
+    [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
+    assert (row.state, row.revision, row.partial, row.missing, row.blocked) == (SEALED, 1, True, ("customers",), ())
+    assert row.left_out == (f"customers (revision 1, rejected: {report}: {'; '.join(reasons)})",)
+    assert f"\n    left out by an operator: {row.left_out[0]}" in format_rows([row])
+
+    again = reseal(gate, pipeline, day, partial=True, without=("customers",))
+    assert (again.status, again.revision, again.run_id) == (DUPLICATE, 1, sealed.run_id)
+    assert len(seals(world, day)) == 1
+    assert len(batch_runs(world)) == 1
+
+    # The source sends a corrected file after all: a member after the seal, held, and nothing of it is lost.
+    corrected = deliver(gate, world.upload(member_name("customers", day), member_bytes("customers")))
+    assert corrected.status == LATE_MEMBER
+    command = f"filegate batches --reseal {day} --pipeline ecommerce"
+    assert corrected.reasons[-1].endswith(f"(late_member = hold): `{command}` loads it")
+    [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
+    assert [held.split("/")[1] for held in row.held] == ["customers"]
+    resealed = reseal(gate, pipeline, day)
+    assert (resealed.status, resealed.revision, resealed.missing) == (SEALED, 2, ())
+    second = read_seal(world, seals(world, day)[1])
+    assert [m["dataset"] for m in second["members"]] == list(MEMBERS)
+    assert (second["partial"], second["left_out"]) == (False, [])
+    assert len(batch_runs(world)) == 2
+
+
+def test_a_corrected_upload_after_a_day_sealed_without_it_is_rerun_under_rerun(world: World) -> None:
+    gate = world.gate(pipelines=with_policy(late_member="rerun"))
+    day = date(2025, 5, 7)
+    blocked_day(world, gate, day)
+    assert reseal(gate, gate.pipelines["ecommerce"], day, partial=True, without=("customers",)).revision == 1
+
+    corrected = deliver(gate, world.upload(member_name("customers", day), member_bytes("customers")))
+
+    assert (corrected.status, corrected.revision) == (LATE_MEMBER, 2)
+    assert corrected.reasons[-1].endswith("(late_member = rerun)")
+    second = read_seal(world, seals(world, day)[1])
+    assert [m["dataset"] for m in second["members"]] == list(MEMBERS)
+    assert len(batch_runs(world)) == 2
+
+
+def test_a_later_revision_carries_the_decision_to_leave_a_member_out(world: World) -> None:
+    gate = world.gate(pipelines=with_policy(late_member="hold"))
+    pipeline = gate.pipelines["ecommerce"]
+    day = date(2025, 5, 9)
+    pieces = unsized_pieces(day)
+    pieces[member_name("customers", day)] = (SAMPLES / "bad" / member_name("customers", date(2025, 1, 16))).read_bytes()
+    assert [deliver(gate, world.upload(name, data)) for name, data in pieces.items()][-1].status == BLOCKED
+    assert reseal(gate, pipeline, day, partial=True, without=("customers",)).revision == 1
+    time.sleep(1.1)  # Azure's Last-Modified counts whole seconds: the correction is the newest version there too
+
+    late = deliver(gate, world.upload(member_name("orders", day), a_row_more("orders")))
+
+    # Held as after any seal, no longer "while the rejected customers blocks it".
+    assert late.status == LATE_MEMBER
+    assert late.reasons[-1].endswith(
+        f"(late_member = hold): `filegate batches --reseal {day} --pipeline ecommerce` loads it"
+    )
+    assert reseal(gate, pipeline, day).status == WAITING  # customers is missing: --partial again
+    resealed = reseal(gate, pipeline, day, partial=True)
+    assert (resealed.status, resealed.revision, resealed.missing) == (SEALED, 2, ("customers",))
+    second = read_seal(world, seals(world, day)[1])
+    assert [(entry["dataset"], entry["revision"]) for entry in second["left_out"]] == [("customers", 1)]
+    assert len(batch_runs(world)) == 2
+
+
 @pytest.fixture
 def target(world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The settings a `filegate batches` process would read for this world, set; its `--target` arguments."""
@@ -366,6 +480,34 @@ def test_the_reseal_command_prints_its_outcome_once(
 
     assert json.loads(capsys.readouterr().out)["status"] == DUPLICATE
     assert [record.getMessage() for record in caplog.records if record.name == "filegate.outcome"] == []
+
+
+def test_the_reseal_command_leaves_out_a_member_only_when_told_which_and_to_load_a_part(
+    world: World, target: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    day = date(2025, 5, 8)
+    blocked_day(world, world.gate(), day)
+    command = ["batches", "--reseal", day.isoformat(), "--pipeline", "ecommerce", *target]
+
+    with pytest.raises(SystemExit) as unsaid:
+        main([*command, "--without", "customers"])
+    assert unsaid.value.code == 2
+    assert "--without goes with --reseal --partial" in capsys.readouterr().err
+    assert main([*command, "--partial", "--without", "customer"]) == 2
+    members = "customers, products, inventory, orders, shipping"
+    assert f"pipeline 'ecommerce' has no member 'customer' (members: {members})" in capsys.readouterr().err
+    assert main([*command, "--partial", "--without", "orders"]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == IGNORED
+    assert seals(world, day) == []
+
+    assert main([*command, "--partial", "--without", "customers"]) == 0
+    sealed = json.loads(capsys.readouterr().out)
+    assert (sealed["status"], sealed["revision"], sealed["missing"]) == (SEALED, 1, ["customers"])
+    assert main([*command, "--partial", "--without", "customers", "--without", "customers"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == DUPLICATE
+    assert main(["batches", "--offline", "--json", *target]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["left_out"][0].startswith("customers (revision 1, rejected: ")
 
 
 def test_reseal_of_a_partial_revision_needs_partial_again_while_members_are_missing(world: World) -> None:
