@@ -1232,7 +1232,8 @@ def reseal(
     batch, verdict = _decided(
         gate, batch, lambda current: _reseal(gate, _leaving_out(current, decision), partial=partial, without=without)
     )
-    return log_outcome(_outcome(base, _leaving_out(batch, decision), verdict))
+    # Refused, nothing was sealed: the outcome says the batch as it is, its blocked members blocked still.
+    return log_outcome(_outcome(base, _leaving_out(batch, decision) if verdict.seal else batch, verdict))
 
 
 def _decision(gate: Gate, batch: Batch, without: tuple[str, ...]) -> dict[str, Mapping[str, Any]]:

@@ -338,13 +338,14 @@ def test_reseal_without_a_member_that_can_never_be_corrected_seals_the_day_and_r
     reasons = ["header is missing columns: email", "header has unexpected columns: 'e_mail'"]
 
     refused = reseal(gate, pipeline, day, partial=True)
-    present = reseal(gate, pipeline, day, partial=True, without=("orders",))
+    present = reseal(gate, pipeline, day, partial=True, without=("customers", "orders"))
     sealed = reseal(gate, pipeline, day, partial=True, without=("customers",))
 
     assert refused.status == BLOCKED
     assert refused.reasons[-1].endswith("--partial --without customers seals the day without it")
     assert present.status == IGNORED
     assert "orders is present (" in present.reasons[-1]
+    assert (present.missing, present.blocked_by) == ((), (report,))
     assert (sealed.status, sealed.revision, sealed.missing, sealed.blocked_by) == (SEALED, 1, ("customers",), ())
     decided = f"customers left out by an operator's decision (its rejected upload's report: {report})"
     assert sealed.reasons[-1] == decided
