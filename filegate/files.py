@@ -249,7 +249,7 @@ def run_state_of(gate: Gate, run_id: int | None) -> str:
 
     from databricks.sdk.errors.base import DatabricksError
 
-    from filegate.jobs import VIEW_GRANT, named_error, not_found
+    from filegate.jobs import VIEW_GRANT, named_error, not_found, retries_spent
 
     try:
         run = client.jobs.get_run(run_id)
@@ -267,7 +267,8 @@ def run_state_of(gate: Gate, run_id: int | None) -> str:
         return UNKNOWN
     except (TimeoutError, OSError) as exc:
         host = client.config.host
-        raise TransientError(f"the Jobs API at {host} did not give run {run_id} within its retries: {exc}") from exc
+        message = f"the Jobs API at {host} did not give run {run_id} within its retries: {retries_spent(exc)}"
+        raise TransientError(message) from exc
     except Exception as exc:
         # Any other failure to ask leaves the state unknown; the listing goes on.
         log.warning("runs/get %s failed: %s", run_id, exc)

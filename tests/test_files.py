@@ -782,6 +782,18 @@ def test_a_jobs_api_that_answers_errors_to_runs_get_stops_the_listing_with_its_e
     assert "does not serve the Jobs API" in run_page.stderr
 
 
+def test_a_runs_get_throttled_until_the_retries_ran_out_names_its_last_answer(world: World) -> None:
+    # `filegate archived` and `reconcile` said "Timed out after 0:00:20" alone: a 429 (fewer callers) read as an outage.
+    handle_payload(world.gate(), world.upload("order_tracking_2024_06_20.csv", DATA))
+    world.jobs_api.wait_idle(timeout=30)
+    world.jobs_api.inject(Fault("runs/get", status=429, message="too many requests"), times=100)
+
+    with pytest.raises(TransientError) as failed:
+        list(archived_files(world.gate(retry_timeout_seconds=2)))
+
+    assert "its last answer: RESOURCE_EXHAUSTED: too many requests" in str(failed.value)
+
+
 def test_archived_listing_filters_by_dataset_and_date(world: World) -> None:
     for name in ("order_tracking_2024_07_01.csv", "order_tracking_2024_07_02.csv"):
         handle_payload(world.gate(), world.upload(name, DATA))
