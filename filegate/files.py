@@ -29,6 +29,7 @@ from filegate.errors import (
     DamagedLeftBehind,
     DestinationExists,
     FilegateError,
+    LocationMissing,
     RunNotStarted,
     SettingsError,
     SourceChanged,
@@ -50,6 +51,8 @@ from filegate.ingest import (
     same_bytes,
 )
 from filegate.jobs import ACTIVE_STATES, NEVER_RAN_STATES
+from filegate.readiness import describe_missing_locations
+from filegate.settings import Location
 from filegate.storage import META_REPROCESSED, META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, upload_from_object
@@ -90,8 +93,7 @@ class ArchivedFile:
 def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedFile]:
     """Every rejected file (not the reports, nor earlier reports kept on re-processing), with its reasons."""
     rejected = gate.settings.rejected
-    prefix = rejected.path(f"{dataset}/" if dataset else "")
-    for info in gate.store.list(rejected.container, prefix):
+    for info in _listed(gate, rejected, f"{dataset}/" if dataset else ""):
         if info.path.endswith(REPORT_SUFFIX):
             continue
         report = read_report(gate.store, info.container, info.path)
@@ -105,6 +107,14 @@ def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedF
             rejected_at=str(report.get("rejected_at", "")),
             source=unquote(info.metadata.get(META_SOURCE, "")),
         )
+
+
+def _listed(gate: Gate, location: Location, prefix: str) -> Iterator[ObjectInfo]:
+    """The location's objects under `prefix`; a container that does not exist is named by its setting."""
+    try:
+        yield from gate.store.list(location.container, location.path(prefix))
+    except LocationMissing as exc:
+        raise LocationMissing(describe_missing_locations(gate.settings, gate.store) or str(exc)) from exc
 
 
 def reprocess_rejected(gate: Gate, path: str) -> Outcome:
@@ -206,7 +216,7 @@ def archived_files(
     prefix = dataset + "/" if dataset else ""
     if dataset and day:
         prefix += day.replace("-", "/") + "/"
-    for info in gate.store.list(archive.container, archive.path(prefix)):
+    for info in _listed(gate, archive, prefix):
         parts = archive.relative(info.path).split("/")
         business_date = "-".join(parts[1:4]) if len(parts) >= 5 else ""
         # `_batches`, `_runs_pending`: Filegate's own folders (no dataset's name starts with `_`).

@@ -19,6 +19,7 @@ from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, seal_holds
 from filegate.errors import (
     DestinationExists,
     FilegateError,
+    LocationMissing,
     RunNotStarted,
     StorageError,
     TransientError,
@@ -792,6 +793,20 @@ def test_a_runs_get_throttled_until_the_retries_ran_out_names_its_last_answer(wo
         list(archived_files(world.gate(retry_timeout_seconds=2)))
 
     assert "its last answer: RESOURCE_EXHAUSTED: too many requests" in str(failed.value)
+
+
+def test_a_listing_of_a_location_that_does_not_exist_names_the_setting_to_fix(world: World) -> None:
+    # `filegate archived`, `reconcile` and `rejected` said "list archve/: the container does not exist", and no setting.
+    typo = replace(world, settings=replace(world.settings, archive=Location("archve"), rejected=Location("rejectd")))
+
+    with pytest.raises(LocationMissing) as archive:
+        list(archived_files(typo.gate()))
+    with pytest.raises(LocationMissing) as rejected:
+        list(rejected_files(typo.gate()))
+
+    assert "FILEGATE_ARCHIVE names" in str(archive.value)
+    assert "'archve', which does not exist" in str(archive.value)
+    assert "FILEGATE_REJECTED names" in str(rejected.value)
 
 
 def test_archived_listing_filters_by_dataset_and_date(world: World) -> None:
