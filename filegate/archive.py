@@ -324,12 +324,30 @@ def reports_set_aside(store: Store, container: str, path: str) -> list[str]:
     return sorted(info.path for info in found if _ASIDE.fullmatch(info.path.removeprefix(path)))
 
 
+def _aside_path(path: str, when: datetime, version: str) -> str:
+    """Where a report of the file at `path` is kept aside: a name with `when` and a version's tag."""
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    tag = hashlib.sha256(version.encode()).hexdigest()[:8]
+    return f"{path}.{stamp}-{tag}{REPORT_SUFFIX}"
+
+
 def set_report_aside(store: Store, info: ObjectInfo, when: datetime) -> None:
     """Keep a report beside its file under a name with `when` and its own version (two in one second keep both)."""
-    stamp = when.strftime("%Y%m%dT%H%M%SZ")
-    tag = hashlib.sha256(info.version.encode()).hexdigest()[:8]
-    kept = f"{info.path.removesuffix(REPORT_SUFFIX)}.{stamp}-{tag}{REPORT_SUFFIX}"
+    kept = _aside_path(info.path.removesuffix(REPORT_SUFFIX), when, info.version)
     # Refused: another delivery set this very version aside first (and may have deleted it).
     with contextlib.suppress(DestinationExists, ObjectNotFound, SourceChanged):
         store.copy(info.container, info.path, info.version, info.container, kept, {})
     store.delete(info.container, info.path, info.version)
+
+
+def note_no_report_aside(store: Store, info: ObjectInfo, when: datetime) -> None:
+    """Keep, as `set_report_aside` would keep its report, a note that the rejected file `info` had none to set aside."""
+    note = {"reasons": [NO_REPORT], "reprocessed_at": when.isoformat(timespec="seconds")}
+    with contextlib.suppress(DestinationExists):  # an earlier run of the same second noted it already
+        store.put(
+            info.container,
+            _aside_path(info.path, when, info.version),
+            json.dumps(note).encode(),
+            "application/json",
+            {},
+        )

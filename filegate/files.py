@@ -18,6 +18,7 @@ from filegate import exits
 from filegate.archive import (
     REPORT_SUFFIX,
     UNMATCHED,
+    note_no_report_aside,
     read_report,
     report_path,
     reports_set_aside,
@@ -167,6 +168,10 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
     old_report = store.stat(container, report_path(relative))
     if old_report is not None:
         set_report_aside(store, old_report, gate.clock())
+    elif not reports_set_aside(store, container, relative):
+        # Its report was lost (a crash between the copy and the report's write): the note set aside in its place
+        # lets a second run say that the file was reprocessed, rather than call its path unknown.
+        note_no_report_aside(store, info, gate.clock())
     store.delete(container, relative, info.version)
     try:
         return handle_upload(gate, upload_from_object(store, placed))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from filegate.archive import place_upload, write_report
+from filegate.archive import place_upload, report_path, write_report
 from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, seal_holds
 from filegate.errors import (
     DestinationExists,
@@ -188,6 +188,25 @@ def test_a_reprocess_interrupted_after_its_copy_into_landing_goes_on_when_run_ag
 
     assert fixed.status == ARCHIVED
     assert world.objects(world.settings.landing) == []
+    assert list(rejected_files(world.gate())) == []
+    assert len(world.runs()) == 1
+
+
+def test_a_file_reprocessed_without_a_report_says_so_when_reprocessed_again(world: World) -> None:
+    # Its report lost (a crash between the copy and the report's write), nothing was set aside: run again, the
+    # command called the right path unknown ("no such rejected file", exit 2, a typo) though the file was through.
+    rejected = rejected_then_fixed_in_place(world)
+    container, _, path = rejected.partition("/")
+    report = world.store.stat(container, report_path(path))
+    assert report is not None
+    world.store.delete(container, report.path, report.version)
+
+    fixed = reprocess_rejected(world.gate(), rejected)
+    with pytest.raises(FilegateError, match=r"was reprocessed already .*`filegate archived` lists it") as again:
+        reprocess_rejected(world.gate(), rejected)
+
+    assert fixed.status == ARCHIVED
+    assert exit_code(again.value) == FAILED_CODE
     assert list(rejected_files(world.gate())) == []
     assert len(world.runs()) == 1
 
