@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ from filegate.ingest import (
     RUN_PENDING,
     Gate,
     Outcome,
+    archived_upload,
     handle_payload,
     handle_upload,
     left_in_landing,
@@ -57,6 +59,7 @@ from filegate.settings import Location
 from filegate.storage import META_REPROCESSED, META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, upload_from_object
+from filegate.validation import match_dataset
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,8 @@ class ArchivedFile:
     size: int
     run_id: int | None
     state: str
+    # Why no re-drive starts its run ("" when one may): copied in by hand, or its contract gone.
+    no_redrive: str = ""
 
 
 def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedFile]:
@@ -239,7 +244,18 @@ def archived_files(
             size=info.size,
             run_id=run_id,
             state=run_state_of(gate, run_id) if ask_runs or run_id is None else UNKNOWN,
+            no_redrive=_no_redrive(gate, info) if run_id is None else "",
         )
+
+
+def _no_redrive(gate: Gate, info: ObjectInfo) -> str:
+    """Why no re-drive starts the run of an archived file without one ("" when one may), as `redrive_archived`
+    decides it."""
+    upload = archived_upload(gate.store, info)
+    if upload is None:
+        return "copied into the archive by hand: put it through landing"
+    contract, business_date, _ = match_dataset(gate.contracts, upload.name)
+    return "its contract is gone: restore it" if contract is None or business_date is None else ""
 
 
 def _run_id(info: ObjectInfo) -> int | None:
@@ -749,10 +765,13 @@ def reconcile_main(argv: list[str]) -> int:
                 print(render_table(("ARCHIVED FILE", "RUN", "STATE"), rows))
             # Only a file without a run, whose run's state is unknown or whose run Databricks skipped is
             # re-driven: a run that ended without success is repaired in Databricks, and --redrive only names it.
-            to_start = sum(startable(f) for f in found)
-            repair = len(found) - to_start
+            to_start = sum(startable(f) and not f.no_redrive for f in found)
+            repair = sum(not startable(f) for f in found)
             advice = [f"{to_start} to start: `filegate reconcile --redrive`"] if to_start else []
             advice += [f"{repair} whose run failed: repair the run in Databricks"] if repair else []
+            # Counted "to start", they were ignored by --redrive (exit 1) and counted again by every listing.
+            stuck = Counter(f.no_redrive for f in found if f.no_redrive)
+            advice += [f"{count} that no re-drive starts ({why})" for why, count in sorted(stuck.items())]
             print("; ".join([f"{len(found)} archived file(s) without a successful run", *advice]))
             return exits.FAILED if found else exits.OK
         untried: list[ArchivedFile] = []
