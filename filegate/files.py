@@ -626,21 +626,19 @@ def _print_outcomes(
         # As it comes: when a later one raises, what is already done (a letter moved to handled/) is still told.
         print(outcome.to_json(), flush=True)
         printed.append(outcome)
+    # Each kind is told (a run to repair must not hide a run that is only pending); the most urgent sets the exit.
     to_fix = [o for o in printed if o.to_fix]
+    repair = [o for o in printed if not o.to_fix and needs_repair(o)]
+    left = [o for o in printed if not o.to_fix and not needs_repair(o) and o.status in (FAILED, RUN_PENDING)]
     if to_fix:
         print(
             f"{len(to_fix)} file(s) wait for a setting or a permission to be fixed; see their reasons", file=sys.stderr
         )
-        return exits.CONFIG
-    repair = [o for o in printed if needs_repair(o)]
     if repair:
         print(f"{len(repair)} file(s) {need}; see their reasons", file=sys.stderr)
-        return exits.FAILED
-    left = [o for o in printed if o.status in (FAILED, RUN_PENDING)]
     if left:
         print(f"{len(left)} file(s) not finished; see their reasons", file=sys.stderr)
-        return exits.TRY_AGAIN
-    return exits.OK
+    return exits.CONFIG if to_fix else exits.FAILED if repair else exits.TRY_AGAIN if left else exits.OK
 
 
 def rejected_main(argv: list[str]) -> int:

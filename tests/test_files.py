@@ -30,6 +30,7 @@ from filegate.exits import OK, TRY_AGAIN, exit_code
 from filegate.files import (
     NO_RUN,
     ArchivedFile,
+    _print_outcomes,
     archived_files,
     backfill_files,
     backfill_selection,
@@ -39,6 +40,7 @@ from filegate.files import (
     redrive_files,
     rejected_files,
     reprocess_rejected,
+    run_needs_repair,
     unfinished,
 )
 from filegate.ingest import (
@@ -561,6 +563,21 @@ def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retr
     assert f"repair run {archived.run_id} in Databricks" in printed["reasons"][0]
     assert "1 file(s) need a repair" in result.stderr
     assert len(world.runs()) == 1
+
+
+def test_a_redrive_that_left_a_run_pending_says_so_beside_the_run_to_repair(capsys: pytest.CaptureFixture[str]) -> None:
+    # The summary said only "1 file(s) need a repair": the file whose run-now failed (the Jobs API down) was told in
+    # its JSON line alone, and a person who repaired the failed run took the day for done.
+    failed_run = Outcome(FAILED, source="archive/a.csv", run_id=7, reasons=("run 7 ended FAILED",))
+    pending = Outcome(RUN_PENDING, source="archive/b.csv", reasons=("its run did not start: the Jobs API is down",))
+
+    code = _print_outcomes([failed_run, pending], run_needs_repair)
+
+    assert code == FAILED_CODE
+    assert capsys.readouterr().err.splitlines() == [
+        "1 file(s) need a repair; see their reasons",
+        "1 file(s) not finished; see their reasons",
+    ]
 
 
 def test_reconcile_redrive_exits_1_for_an_archived_file_it_cannot_start(
