@@ -332,7 +332,15 @@ def redrive_files(gate: Gate, files: Sequence[ArchivedFile], untried: list[Archi
             outcome = _start_missing_run(gate, found)
         except RunNotStarted as exc:
             reasons = (str(exc),)
-            yield Outcome(RUN_PENDING, source=found.path, archived_path=found.path, reasons=reasons, to_fix=exc.to_fix)
+            yield Outcome(
+                RUN_PENDING,
+                source=found.path,
+                dataset=found.dataset,
+                business_date=found.business_date or None,
+                archived_path=found.path,
+                reasons=reasons,
+                to_fix=exc.to_fix,
+            )
             if exits.exit_code(exc) == exits.TRY_AGAIN:
                 untried.extend(files[done:])
                 return
@@ -349,7 +357,15 @@ def _start_missing_run(gate: Gate, found: ArchivedFile) -> Outcome:
             f"run {found.run_id} ended {found.state}; the file's token cannot start a second run: fix the cause, "
             f"then repair run {found.run_id} in Databricks (`filegate status {found.run_id}` shows why it failed)"
         )
-        return Outcome(FAILED, source=found.path, archived_path=found.path, run_id=found.run_id, reasons=(reason,))
+        return Outcome(
+            FAILED,
+            source=found.path,
+            dataset=found.dataset,
+            business_date=found.business_date or None,
+            archived_path=found.path,
+            run_id=found.run_id,
+            reasons=(reason,),
+        )
     info = gate.store.stat(container, path)
     if info is None:
         return Outcome(FAILED, source=found.path, reasons=("the archived file is gone",))

@@ -560,6 +560,8 @@ def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retr
     [printed] = [json.loads(line) for line in result.stdout.splitlines()]
     assert printed["status"] == FAILED
     assert printed["run_id"] == archived.run_id
+    # Both were null in its JSON line, beside every other outcome's: a reader grouping by day lost the failed run.
+    assert (printed["dataset"], printed["business_date"]) == ("order_tracking", "2024-03-05")
     assert f"repair run {archived.run_id} in Databricks" in printed["reasons"][0]
     assert "1 file(s) need a repair" in result.stderr
     assert len(world.runs()) == 1
