@@ -750,7 +750,10 @@ def archived_main(argv: list[str]) -> int:
             print(render_table(("ARCHIVED FILE", "DATASET", "DATE", "RUN", "STATE"), rows))
         unknown = sum(f.state == UNKNOWN for f in found)
         of_unknown = f", {unknown} whose run's state the Jobs API did not give" if unknown else ""
-        print(f"{len(found)} archived file(s), {sum(f.state == NO_RUN for f in found)} without a run{of_unknown}")
+        failed = sum(f.state not in (NO_RUN, UNKNOWN) for f in unfinished(iter(found)))
+        of_failed = f", {failed} whose run ended without success (`filegate reconcile`)" if failed else ""
+        without = sum(f.state == NO_RUN for f in found)
+        print(f"{len(found)} archived file(s), {without} without a run{of_unknown}{of_failed}")
         if unanswered is not None:
             listed = "listed without the runs' states"
             return exits.report_failure("filegate archived", unanswered, config_note=f" ({listed})", try_again=listed)

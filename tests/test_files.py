@@ -550,11 +550,16 @@ def test_reconcile_redrive_exits_1_for_a_failed_run_so_a_scheduler_does_not_retr
 
     listing = run_cli(["reconcile", *target], _env(world, request))
     result = run_cli(["reconcile", "--redrive", *target], _env(world, request))
+    archived_listing = run_cli(["archived", *target], _env(world, request))
 
     # The listing said "`filegate reconcile --redrive` re-drives" of a run only a repair finishes.
     assert listing.returncode == 1, listing.stdout + listing.stderr
     assert listing.stdout.splitlines()[-1] == (
         "1 archived file(s) without a successful run; 1 whose run failed: repair the run in Databricks"
+    )
+    # Its last line said "1 archived file(s), 0 without a run", as if all had loaded.
+    assert archived_listing.stdout.splitlines()[-1] == (
+        "1 archived file(s), 0 without a run, 1 whose run ended without success (`filegate reconcile`)"
     )
     assert result.returncode == 1, result.stdout + result.stderr
     [printed] = [json.loads(line) for line in result.stdout.splitlines()]
