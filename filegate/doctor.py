@@ -65,7 +65,8 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
             checks.append(Check("storage", False, str(exc)))
         else:
             checks += check_storage(storage_settings, store)
-    checks += check_job(DatabricksJobs(job_settings)) if job_settings else [Check("Databricks job", False, NOT_CHECKED)]
+    jobs = DatabricksJobs(job_settings) if job_settings else None
+    checks += check_job(jobs) if jobs else [Check("Databricks job", False, NOT_CHECKED)]
     if pipelines or not contracts_ok:
         # The gate does not check it before moving files (a missing batch job leaves members archived
         # and their batch `run pending`, nothing lost), so this is where a wrong setting shows. When
@@ -73,7 +74,7 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
         if batch_settings is None:
             checks.append(Check("Databricks batch job", False, NOT_CHECKED))
         else:
-            checks += check_job(batch_job_trigger(batch_settings), "Databricks batch job")
+            checks += check_job(batch_job_trigger(batch_settings, client_of=jobs), "Databricks batch job")
     if local:
         checks += check_local_tools()
     return checks

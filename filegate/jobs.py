@@ -331,6 +331,34 @@ def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
         connection.close()
 
 
+class _Workspace:
+    """One WorkspaceClient, built on first use, and its host once it answered: both jobs' triggers share it."""
+
+    def __init__(self, settings: Settings, client: WorkspaceClient | None) -> None:
+        self._settings = settings
+        self._client = client
+        self._lock = threading.Lock()
+        self._answered: str | None = None
+
+    @property
+    def client(self) -> WorkspaceClient:
+        with self._lock:
+            if self._client is None:
+                self._client = create_workspace_client(self._settings)
+            return self._client
+
+    def reachable(self) -> str:
+        """The Jobs API's host, once it answered (`probe_host`): TransientError when it does not, before the
+        SDK spends its whole retry window on it (its client, built first, may already ask the host)."""
+        if self._answered is None:
+            if self._settings.databricks_host:
+                probe_host(self._settings.databricks_host)
+            host = str(self.client.config.host or "")
+            probe_host(host)
+            self._answered = host  # once per process: each answer costs a request (with TLS, a handshake)
+        return self._answered
+
+
 class DatabricksJobs:
     """`run-now` through databricks-sdk; the job is resolved by name once per process, and again when it is gone."""
 
@@ -345,11 +373,14 @@ class DatabricksJobs:
         parameters: tuple[str, ...] = JOB_PARAMETERS,
         bundle_name: str = DEFAULT_JOB_NAME,
         grant: str = RUN_GRANT,
+        client_of: DatabricksJobs | None = None,
     ):
         """The ingest job by default; `job_name` picks another, with its id's `setting`, `parameters`, bundle name.
-        `grant` is what a 403 asks for: the function needs to start runs, `filegate status` only to see them."""
-        self._settings = settings
-        self._client = client
+        `grant` is what a 403 asks for: the function needs to start runs, `filegate status` only to see them.
+        `client_of`: the trigger whose client (and answered probe) this one uses, instead of one of its own."""
+        # One client for both jobs: a second signed in (and asked the host for its metadata) again, and probed
+        # the host again, so a slow host cost doctor and the function's first batch twice the wait.
+        self._workspace: _Workspace = client_of._workspace if client_of is not None else _Workspace(settings, client)
         self._job_id = settings.job_id if job_name is None else job_id
         # An id set in the settings is used as given; one found by name is looked up again when it is gone.
         self._by_name = self._job_id is None
@@ -358,15 +389,10 @@ class DatabricksJobs:
         self._parameters = parameters
         self._bundle_name = bundle_name
         self._grant = grant
-        self._lock = threading.Lock()
-        self._answered: str | None = None
 
     @property
     def client(self) -> WorkspaceClient:
-        with self._lock:
-            if self._client is None:
-                self._client = create_workspace_client(self._settings)
-            return self._client
+        return self._workspace.client
 
     @property
     def host(self) -> str:
@@ -378,15 +404,8 @@ class DatabricksJobs:
         return self.client.config.auth_type
 
     def reachable(self) -> str:
-        """The Jobs API's host, once it answered (`probe_host`): TransientError when it does not, before the
-        SDK spends its whole retry window on it (its client, built first, may already ask the host)."""
-        if self._answered is None:
-            if self._settings.databricks_host:
-                probe_host(self._settings.databricks_host)
-            host = self.host
-            probe_host(host)
-            self._answered = host  # once per process: each answer costs a request (with TLS, a handshake)
-        return self._answered
+        """The Jobs API's host once it answered; TransientError when it does not (`_Workspace.reachable`)."""
+        return self._workspace.reachable()
 
     def check_job(self) -> str:
         """Reachable, credentials accepted, the job exists and takes this trigger's parameters; what was found.

@@ -16,12 +16,13 @@ def build_gate(store: Store, settings: Settings, *, check: bool = True) -> Gate:
     """The gate over one cloud's store; with `check`, its first event checks storage and the job before moving bytes."""
     folders = [settings.contracts_dir] if settings.contracts_dir else []
     contracts = load_contracts(*folders)
+    jobs = DatabricksJobs(settings)
     return Gate(
         settings=settings,
         store=store,
-        jobs=DatabricksJobs(settings),
+        jobs=jobs,
         contracts=contracts,
         pipelines=load_pipelines(contracts, *folders),
-        batch_jobs=batch_job_trigger(settings),
+        batch_jobs=batch_job_trigger(settings, client_of=jobs),
         readiness=Readiness() if check else None,
     )

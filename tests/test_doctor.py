@@ -13,6 +13,7 @@ from filegate.readiness import Check
 from filegate.settings import Settings
 from local_world.emulators import free_port
 from local_world.jobs_api import LocalJobsServer
+from local_world.jobs_api._server import HOST_METADATA_PATH
 from tests.faults.world import World
 from tests.test_cli import run_cli
 from tests.test_readiness import _env
@@ -196,3 +197,15 @@ def test_each_malformed_location_is_named_and_a_part_left_unchecked_says_so(
         f"Databricks batch job: {NOT_CHECKED}",
     ]
     assert [check.name for check in checks if check.ok] == ["contracts", "Databricks job"]
+
+
+def test_doctor_signs_in_once_for_both_jobs(jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each job's check built a client of its own: the SDK asked the host for its metadata twice, and a slow host
+    # cost doctor its wait twice. Storage is left unchecked (a malformed location): only the jobs ask anything.
+    checks = doctor_against(jobs_api, monkeypatch, {"FILEGATE_LANDING": "gs://landing"})
+
+    assert [check.name for check in checks if check.name.startswith("Databricks")] == [
+        "Databricks job",
+        "Databricks batch job",
+    ]
+    assert len(jobs_api.requests(HOST_METADATA_PATH)) == 1

@@ -231,7 +231,7 @@ def test_a_host_that_takes_connections_but_never_answers_is_named_before_the_sdk
         ):
             jobs.check_job()
 
-    assert jobs._client is None  # the SDK was never asked to build a client for it
+    assert jobs._workspace._client is None  # the SDK was never asked to build a client for it
 
 
 def test_a_host_is_probed_as_the_sdk_reads_it_and_one_that_is_not_http_is_a_setting_to_fix() -> None:

@@ -34,6 +34,8 @@ log = logging.getLogger("local_world.jobs_api")
 # The workspace id the local server reports in its host metadata.
 LOCAL_WORKSPACE_ID = "1"
 HEALTH_PATH = "/_local/health"
+# The SDK asks it as it builds a client (SDK 0.155): the fault hook records it, so a test counts the clients.
+HOST_METADATA_PATH = "/.well-known/databricks-config"
 
 
 class LocalJobsServer:
@@ -339,8 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
             endpoint = next((path[len(p) :] for p in API_PREFIXES if path.startswith(p)), None)
             if endpoint is not None:
                 status = self._answer_api(app, method, endpoint, query, body)
-            elif path == "/.well-known/databricks-config" and app.serves_host_metadata:
-                status = self._send_json(200, app.host_metadata())
+            elif path == HOST_METADATA_PATH:
+                status = self._answer_host_metadata(app, method, query, body)
             elif path.startswith("/_local/"):
                 status = self._send_json(*app.control(method, path, body))
             elif method == "GET" and path in ("/", "/runs", "/runs/"):
@@ -368,6 +370,16 @@ class _Handler(BaseHTTPRequestHandler):
             internal = ApiError(500, "INTERNAL_ERROR", "internal error in the local Jobs API")
             status = self._send_json(500, internal.body())
         log.info("%s %s %s %.1fms", method, self.path, status or "dropped", (time.perf_counter() - started) * 1000)
+
+    def _answer_host_metadata(self, app: LocalJobsServer, method: str, query: dict[str, str], body: Any) -> int:
+        record = RecordedRequest(method, self.path, HOST_METADATA_PATH, query, body)
+        if app._faults is not None:
+            app._faults.record(record)
+        if not app.serves_host_metadata:
+            record.status = 404
+            raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {HOST_METADATA_PATH}'")
+        record.status = self._send_json(200, app.host_metadata())
+        return record.status
 
     def _answer_api(self, app: LocalJobsServer, method: str, endpoint: str, query: dict[str, str], body: Any) -> int:
         if app._faults is None:
