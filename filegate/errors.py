@@ -73,13 +73,15 @@ class RunNotStarted(TransientError):
         cause: str,
         *,
         to_fix: bool = False,
+        dataset: str | None = None,
         pipeline: str | None = None,
         business_date: str | None = None,
     ) -> None:
         super().__init__(f"archived at {archived_path}, but its run did not start: {cause}")
         self.archived_path = archived_path
         self.to_fix = to_fix
-        # A batch's seal: which pipeline and day, for the outcome that reports it `run pending`.
+        # A file's dataset, or a batch's pipeline, and its day: for the outcome that reports it `run pending`.
+        self.dataset = dataset
         self.pipeline = pipeline
         self.business_date = business_date
 

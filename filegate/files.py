@@ -331,16 +331,7 @@ def redrive_files(gate: Gate, files: Sequence[ArchivedFile], untried: list[Archi
         try:
             outcome = _start_missing_run(gate, found)
         except RunNotStarted as exc:
-            reasons = (str(exc),)
-            yield Outcome(
-                RUN_PENDING,
-                source=found.path,
-                dataset=found.dataset,
-                business_date=found.business_date or None,
-                archived_path=found.path,
-                reasons=reasons,
-                to_fix=exc.to_fix,
-            )
+            yield Outcome.run_not_started(exc, found.path)
             if exits.exit_code(exc) == exits.TRY_AGAIN:
                 untried.extend(files[done:])
                 return
@@ -484,9 +475,7 @@ def backfill_files(gate: Gate, files: list[Path]) -> Iterator[tuple[Path, Outcom
             # retry window was spent on it, so the files after it go on.
             yield file, outcome, exits.TRY_AGAIN if outcome.status == RUN_PENDING else exits.OK
         except RunNotStarted as exc:
-            pending = Outcome(
-                RUN_PENDING, source=destination, archived_path=exc.archived_path, reasons=(str(exc),), to_fix=exc.to_fix
-            )
+            pending = Outcome.run_not_started(exc, destination)
             code = exits.exit_code(exc)
             yield file, pending, code
             if code == exits.TRY_AGAIN:
@@ -680,13 +669,7 @@ def rejected_main(argv: list[str]) -> int:
                 reason = (
                     f"{exc}; once the cause is fixed, the next sweep starts it, or `filegate reconcile --redrive` now"
                 )
-                outcome = Outcome(
-                    RUN_PENDING,
-                    source=args.reprocess,
-                    archived_path=exc.archived_path,
-                    reasons=(reason,),
-                    to_fix=exc.to_fix,
-                )
+                outcome = Outcome.run_not_started(exc, args.reprocess, reason=reason)
             return _print_outcomes([outcome], lambda done: needs_a_look(gate, done), "need a look")
         found = list(rejected_files(gate, args.dataset))
         _known_dataset(gate, args.dataset, found, UNMATCHED)

@@ -119,6 +119,22 @@ class Outcome:
     # A file left as it is (failed, run pending) for a setting or a permission to fix, not for a retry.
     to_fix: bool = False
 
+    @classmethod
+    def run_not_started(cls, exc: RunNotStarted, source: str, event_id: str = "", reason: str = "") -> Outcome:
+        """`run pending` for a file archived, or a batch sealed, whose run-now failed: where it waits, its dataset
+        or pipeline and business day (as every other outcome of it says), why, and whether a setting is to fix."""
+        return cls(
+            RUN_PENDING,
+            event_id,
+            source,
+            dataset=exc.dataset,
+            business_date=exc.business_date,
+            pipeline=exc.pipeline,
+            archived_path=exc.archived_path,
+            reasons=(reason or str(exc),),
+            to_fix=exc.to_fix,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if not self.to_fix:
@@ -509,7 +525,8 @@ def _run(
         # Say where the file is: archived, waiting for its run (the next sweep or re-drive starts it).
         if mark is None:
             _ensure_marked(gate, placed)
-        raise RunNotStarted(f"{container}/{path}", str(exc), to_fix=needs_fix(exc)) from exc
+        day = {"dataset": contract.name, "business_date": business_date.isoformat()}
+        raise RunNotStarted(f"{container}/{path}", str(exc), to_fix=needs_fix(exc), **day) from exc
     found = replace(found, run_id=run.run_id, run_page_url=run.run_page_url)
     if replaces is None and recorded and str(run.run_id) == token_run:
         # A redelivery: the file's token names its skipped run, which a re-drive replaced. The copy keeps

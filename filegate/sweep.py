@@ -238,16 +238,7 @@ def _attempt(source: str, event_id: str, handle: Callable[[], Outcome]) -> Outco
         return handle()
     except RunNotStarted as exc:
         log.warning("sweep: %s", exc)
-        return Outcome(
-            RUN_PENDING,
-            event_id,
-            source,
-            pipeline=exc.pipeline,
-            business_date=exc.business_date,
-            archived_path=exc.archived_path,
-            reasons=(str(exc),),
-            to_fix=exc.to_fix,
-        )
+        return Outcome.run_not_started(exc, source, event_id)
     except (TransientError, StorageError) as exc:
         # The file stays where it was (the landing location), so the next sweep tries it again.
         log.warning("sweep: %s failed: %s", source, exc)
@@ -306,15 +297,7 @@ def sweep_pipeline_batches(
                 outcome = sweep_batch(gate, pipeline, day, tried)
             except RunNotStarted as exc:
                 log.warning("sweep: batch %s: %s", source, exc)
-                yield Outcome(
-                    RUN_PENDING,
-                    source=source,
-                    pipeline=name,
-                    business_date=day.isoformat(),
-                    archived_path=exc.archived_path,
-                    reasons=(str(exc),),
-                    to_fix=exc.to_fix,
-                )
+                yield Outcome.run_not_started(exc, source)
                 continue
             except FilegateError as exc:
                 # The batch's pieces stay where they are; the next sweep evaluates it again.

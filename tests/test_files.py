@@ -721,6 +721,9 @@ def test_the_commands_say_what_reprocessing_did_and_refuse_typos_and_a_silent_jo
     assert "1 archived file(s), 0 without a run, 1 whose run's state" in unconfigured.stdout
     assert pending.returncode == 2, pending.stdout + pending.stderr  # run-now denied: a permission to grant
     assert json.loads(pending.stdout)["status"] == RUN_PENDING
+    # Which dataset and day, as the sweep's and the handler's `run pending` say: an alert groups by them.
+    printed = json.loads(pending.stdout)
+    assert (printed["dataset"], printed["business_date"]) == ("order_tracking", "2024-03-05")
     assert "`filegate reconcile --redrive` now" in json.loads(pending.stdout)["reasons"][0]
 
 
@@ -880,10 +883,28 @@ def test_backfill_puts_a_folder_through_the_gate_with_the_jobs_api_down_then_up(
     again = list(backfill_files(world.gate(), paths))
 
     assert (pending.status, code) == (RUN_PENDING, TRY_AGAIN)
+    assert (pending.dataset, pending.business_date) == ("order_tracking", "2024-08-01")
     assert [(outcome.status, code) for _, outcome, code in again] == [(IDENTICAL, OK), (ARCHIVED, OK), (ARCHIVED, OK)]
     assert again[0][1].reasons[0].endswith(f"its run {again[0][1].run_id} started now")
     assert list(unfinished(archived_files(world.gate()))) == []
     assert_converged(world, files)
+
+
+def test_backfill_names_the_batch_whose_seal_it_could_not_run(world: World, tmp_path: Path) -> None:
+    # The sweep's `run pending` for a seal names its pipeline and day; backfill's said neither, so its log line
+    # and --json could not be grouped with the sweep's for the same batch.
+    day = date(2025, 3, 14)
+    paths = []
+    for name, data in batch_pieces(day).items():  # the trigger last: it seals the batch
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(data)
+
+    *_, (_, pending, code) = backfill_files(replace(world.gate(), batch_jobs=None), paths)
+
+    assert (pending.status, code) == (RUN_PENDING, 2)
+    assert (pending.pipeline, pending.business_date) == ("ecommerce", day.isoformat())
+    assert pending.archived_path is not None
+    assert pending.archived_path.endswith("_sealed.r1.json")
 
 
 def test_backfill_goes_on_after_a_run_refused_for_a_permission(world: World, tmp_path: Path) -> None:
