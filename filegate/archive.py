@@ -120,10 +120,10 @@ NO_REPORT = "no report beside the file"
 UNREADABLE_REPORT = "the report is unreadable"
 
 
-def read_report(store: Store, container: str, path: str) -> dict[str, Any]:
-    """The report beside the rejected file `path`; one whose reasons say why there is none to read (NO_REPORT:
-    a crash between the copy and the report leaves a rejected file without one; UNREADABLE_REPORT)."""
-    info = store.stat(container, report_path(path))
+def read_report(store: Store, container: str, report: str) -> dict[str, Any]:
+    """The report at `report` (its rejected file's `report_path`); one whose reasons say why there is none to read
+    (NO_REPORT: a crash between the copy and the report leaves a rejected file without one; UNREADABLE_REPORT)."""
+    info = store.stat(container, report)
     if info is None:
         return {"reasons": [NO_REPORT]}
     try:

@@ -1274,7 +1274,7 @@ def _leaving_out(batch: Batch, decision: Mapping[str, Mapping[str, Any]]) -> Bat
 def report_reasons(gate: Gate, report: str) -> list[str]:
     """The reasons a rejected file's report (`container/path` of the report) gives; none when it gives none."""
     container, path = report.split("/", 1)
-    reasons = read_report(gate.store, container, path.removesuffix(REPORT_SUFFIX)).get("reasons")
+    reasons = read_report(gate.store, container, path).get("reasons")
     return [str(reason) for reason in reasons] if isinstance(reasons, list) else []
 
 

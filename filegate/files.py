@@ -102,7 +102,7 @@ def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedF
     for info in _listed(gate, rejected, f"{dataset}/" if dataset else ""):
         if info.path.endswith(REPORT_SUFFIX):
             continue
-        report = read_report(gate.store, info.container, info.path)
+        report = read_report(gate.store, info.container, report_path(info.path))
         reasons = report.get("reasons")
         relative = rejected.relative(info.path)
         yield RejectedFile(
@@ -160,7 +160,7 @@ def reprocess_rejected(gate: Gate, path: str) -> Outcome:
         # would see it there): back into landing under the name it was uploaded with, which its report keeps
         # (the rejected name may be the contract's spelling, escaped, or a hash of a long one), without an
         # archived version's tag.
-        uploaded = read_report(gate.store, container, relative).get("file")
+        uploaded = read_report(gate.store, container, report_path(relative)).get("file")
         name = unqualified_name(uploaded) if isinstance(uploaded, str) and uploaded and "/" not in uploaded else None
         source_container = landing.container
         source_path = landing.path(name or unqualified_name(relative.rsplit("/", 1)[-1]))

@@ -1017,7 +1017,7 @@ def follow_current(newer: Upload, upload: Upload, decide: Callable[[Upload], Out
 
 
 def _read_reasons(store: Store, container: str, path: str) -> tuple[str, ...]:
-    reasons = tuple(str(reason) for reason in read_report(store, container, path).get("reasons", ()))
+    reasons = tuple(str(reason) for reason in read_report(store, container, report_path(path)).get("reasons", ()))
     if reasons == (NO_REPORT,):
         return ("rejected earlier; its report is missing",)
     if reasons == (UNREADABLE_REPORT,):
