@@ -8,7 +8,7 @@ import pytest
 
 from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import BUILTIN_DATASETS
-from filegate.doctor import NOT_CHECKED, _check_contracts, run_checks
+from filegate.doctor import JOBS_API_SILENT, NOT_CHECKED, _check_contracts, run_checks
 from filegate.readiness import Check
 from filegate.settings import Settings
 from local_world.emulators import free_port
@@ -209,3 +209,17 @@ def test_doctor_signs_in_once_for_both_jobs(jobs_api: LocalJobsServer, monkeypat
         "Databricks batch job",
     ]
     assert len(jobs_api.requests(HOST_METADATA_PATH)) == 1
+
+
+def test_a_jobs_api_that_does_not_answer_is_asked_for_one_job_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The batch job's check asked the same host again: in an outage doctor waited twice (for a 503, the SDK's
+    # retries, about 20 s each), to say the same thing twice.
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {"DATABRICKS_HOST": url, "DATABRICKS_TOKEN": "t", "DATABRICKS_CONFIG_FILE": "/nonexistent"}
+    for name, value in {**env, "FILEGATE_LANDING": "gs://landing"}.items():  # storage left unchecked
+        monkeypatch.setenv(name, value)
+
+    checks = {check.name: check for check in run_checks(None, local=False)}
+
+    assert checks["Databricks job"].detail == f"cannot reach the Jobs API at {url} (connection refused)"
+    assert checks["Databricks batch job"] == Check("Databricks batch job", False, JOBS_API_SILENT, transient=True)
