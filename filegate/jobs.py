@@ -351,10 +351,12 @@ class _Workspace:
         """The Jobs API's host, once it answered (`probe_host`): TransientError when it does not, before the
         SDK spends its whole retry window on it (its client, built first, may already ask the host)."""
         if self._answered is None:
-            if self._settings.databricks_host:
-                probe_host(self._settings.databricks_host)
+            given = self._settings.databricks_host
+            if given:
+                probe_host(given)
             host = str(self.client.config.host or "")
-            probe_host(host)
+            if host != given:  # a profile's host, or the setting as the SDK rewrote it: not the one that answered
+                probe_host(host)
             self._answered = host  # once per process: each answer costs a request (with TLS, a handshake)
         return self._answered
 

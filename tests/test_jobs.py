@@ -477,3 +477,15 @@ def test_refused_credentials_name_the_sign_in_the_client_used(
 
     assert isinstance(named, SettingsError)
     assert f"https://adb-1.azuredatabricks.net refused the credentials (403): {said}" in str(named)
+
+
+def test_a_host_that_answered_is_not_probed_again_for_the_client(
+    jobs_api: LocalJobsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DATABRICKS_HOST was probed, then the client's host, the same URL: a second request (with TLS, a handshake)
+    # before the first event's run-now.
+    jobs = DatabricksJobs(databricks_env(monkeypatch, jobs_api.url))
+
+    jobs.check_job()
+
+    assert [r.method for r in jobs_api.requests("/")] == ["HEAD"]

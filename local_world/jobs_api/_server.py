@@ -314,6 +314,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    def do_HEAD(self) -> None:
+        # The gate's reachability probe (filegate.jobs.probe_host) takes any answer; the fault hook records it, so a
+        # test counts the probes. Headers alone, as HEAD is answered.
+        app = self.server.app
+        if app._faults is not None:
+            app._faults.record(RecordedRequest("HEAD", self.path, self.path, {}, None, status=200))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     # Methods no route takes still get the API's JSON error, not http.server's HTML 501 page.
     def do_PUT(self) -> None:
         self._handle("PUT")
