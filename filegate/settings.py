@@ -7,7 +7,6 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from filegate.errors import MalformedSettings, SettingsError
 from filegate.events import AZURE_TARGET, GCP_TARGET
@@ -207,10 +206,11 @@ class Settings:
             # A command that never uses a setting is not stopped by a mistake in it (`filegate status`).
             return env.get(name, "").strip() if name in names else ""
 
-        # Every malformed setting is named at once: a function redeployed per mistake costs minutes each time.
+        # Every problem is named at once: a function redeployed per mistake costs minutes each time. A malformed
+        # value is noted and a stand-in that passes every check takes its place, so the checks of the others run.
         malformed: list[str] = []
 
-        def number(name: str, default: int | None) -> int | None:
+        def number(name: str, default: int) -> int:
             raw = text(name)
             # ASCII digits only: int() also takes `1_000`, `-5` and other scripts' digits.
             if raw and not (raw.isascii() and raw.isdigit()):
@@ -218,40 +218,40 @@ class Settings:
                 return default
             return int(raw) if raw else default
 
+        def job_id(name: str) -> int | None:
+            return number(name, 1) if text(name) else None  # 1: a stand-in, never used
+
         def location(name: str, default: str) -> Location:
             try:
                 return Location.parse(text(name) or default, name)
             except SettingsError as exc:
                 malformed.append(str(exc))
-                return Location(default)
+                return Location(f"\0{name}")  # a stand-in that overlaps no other location
 
         contracts_dir = text("FILEGATE_CONTRACTS_DIR")
-        values: dict[str, Any] = {
-            "landing": location("FILEGATE_LANDING", "landing"),
-            "archive": location("FILEGATE_ARCHIVE", "archive"),
-            "rejected": location("FILEGATE_REJECTED", "rejected"),
-            "azure_storage": text("FILEGATE_AZURE_STORAGE") or None,
-            "azure_archive_storage": text("FILEGATE_AZURE_ARCHIVE_STORAGE") or None,
-            "job_id": number("FILEGATE_JOB_ID", None),
-            "job_name": text("FILEGATE_JOB_NAME") or DEFAULT_JOB_NAME,
-            "batch_job_id": number("FILEGATE_BATCH_JOB_ID", None),
-            "batch_job_name": text("FILEGATE_BATCH_JOB_NAME") or DEFAULT_BATCH_JOB_NAME,
-            "databricks_auth": text("FILEGATE_DATABRICKS_AUTH").lower(),
-            "sample_bytes": number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
-            "max_file_bytes": number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
-            "contracts_dir": Path(contracts_dir) if contracts_dir else None,
-            "sweep_older_than_minutes": number("FILEGATE_SWEEP_OLDER_THAN_MINUTES", DEFAULT_SWEEP_OLDER_THAN_MINUTES),
-            "databricks_host": text("DATABRICKS_HOST"),
-        }
+        try:
+            settings = cls(
+                landing=location("FILEGATE_LANDING", "landing"),
+                archive=location("FILEGATE_ARCHIVE", "archive"),
+                rejected=location("FILEGATE_REJECTED", "rejected"),
+                azure_storage=text("FILEGATE_AZURE_STORAGE") or None,
+                azure_archive_storage=text("FILEGATE_AZURE_ARCHIVE_STORAGE") or None,
+                job_id=job_id("FILEGATE_JOB_ID"),
+                job_name=text("FILEGATE_JOB_NAME") or DEFAULT_JOB_NAME,
+                batch_job_id=job_id("FILEGATE_BATCH_JOB_ID"),
+                batch_job_name=text("FILEGATE_BATCH_JOB_NAME") or DEFAULT_BATCH_JOB_NAME,
+                databricks_auth=text("FILEGATE_DATABRICKS_AUTH").lower(),
+                sample_bytes=number("FILEGATE_SAMPLE_BYTES", DEFAULT_SAMPLE_BYTES),
+                max_file_bytes=number("FILEGATE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
+                contracts_dir=Path(contracts_dir) if contracts_dir else None,
+                sweep_older_than_minutes=number("FILEGATE_SWEEP_OLDER_THAN_MINUTES", DEFAULT_SWEEP_OLDER_THAN_MINUTES),
+                databricks_host=text("DATABRICKS_HOST"),
+            )
+        except MalformedSettings as exc:
+            malformed += exc.problems
         if malformed:
-            # The ranges too, on the values that parsed; not the locations' overlap: a default standing in
-            # for a malformed location could be said to overlap another, which nobody wrote.
-            try:
-                cls(**{name: value for name, value in values.items() if not isinstance(value, Location)})
-            except MalformedSettings as exc:
-                malformed += exc.problems
             raise MalformedSettings(malformed)
-        return cls(**values)
+        return settings
 
 
 def sweep_schedule(env: Mapping[str, str] | None = None) -> str:

@@ -95,6 +95,16 @@ def test_every_malformed_setting_is_named_at_once() -> None:
     assert "overlap" not in str(raised.value)
 
 
+def test_locations_that_overlap_are_named_beside_a_malformed_value() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"FILEGATE_ARCHIVE": "rejected/archive", "FILEGATE_SAMPLE_BYTES": "abc"})
+
+    assert [problem.split(" ")[0] for problem in str(raised.value).split("; ")] == [
+        "FILEGATE_SAMPLE_BYTES",
+        "locations",
+    ]
+
+
 def test_values_out_of_range_are_named_together() -> None:
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({"FILEGATE_SAMPLE_BYTES": "10", "FILEGATE_MAX_FILE_BYTES": "0", "FILEGATE_JOB_ID": "0"})
