@@ -1236,8 +1236,10 @@ def reseal(
     batch, verdict = _decided(
         gate, batch, lambda current: _reseal(gate, _leaving_out(current, decision), partial=partial, without=without)
     )
-    # Refused, nothing was sealed: the outcome says the batch as it is, its blocked members blocked still.
-    return log_outcome(_outcome(base, _leaving_out(batch, decision) if verdict.seal else batch, verdict))
+    # Refused, or nothing new sealed (a `duplicate` records no decision): the outcome says the batch as it is,
+    # its blocked members blocked still.
+    sealed = verdict.seal is not None and verdict.seal.created
+    return log_outcome(_outcome(base, _leaving_out(batch, decision) if sealed else batch, verdict))
 
 
 def _decision(gate: Gate, batch: Batch, without: tuple[str, ...]) -> dict[str, Mapping[str, Any]]:
@@ -1297,7 +1299,9 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool, without: tuple[str, ...]
         why = "; ".join(unfit)
         return Verdict(IGNORED, (f"--without leaves out only a blocked or missing member: {why}; nothing was sealed",))
     if batch.blocked:
-        flags = " ".join(f"--without {m.expected.dataset}" for m in batch.blocked)
+        # With the members already named: the hint alone, followed, would be refused for them in turn.
+        named = dict.fromkeys([*without, *(m.expected.dataset for m in batch.blocked)])
+        flags = " ".join(f"--without {dataset}" for dataset in named)
         hint = f"when no corrected upload can ever come, --partial {flags} seals the day without it"
         return Verdict(BLOCKED, (*_waiting_reasons(batch), f"nothing was sealed: {hint}"))
     latest = latest_seal(gate, batch)
@@ -1360,7 +1364,7 @@ def _left_out_note(batch: Batch, latest: Seal | None) -> tuple[str, ...]:
     named = set(_newly_left_out(batch, latest))
     return tuple(
         f"{m.expected.dataset} left out by an operator's decision"
-        + (f" (its rejected upload's report: {m.left_out['report']})" if m.left_out.get("report") else " (never came)")
+        + (f" (its rejected upload's report: {m.left_out['report']})" if m.left_out.get("report") else " (missing)")
         for m in batch.members
         if m.left_out is not None and m.expected.dataset in named
     )

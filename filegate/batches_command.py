@@ -144,7 +144,8 @@ def _rejection_reasons(gate: Gate, report: str) -> str:
 
 def _left_out(entry: Mapping[str, Any]) -> str:
     """A seal's record of a member left out by an operator, on one line: which, since when, and why."""
-    why = f"rejected: {entry['report']}" if entry.get("report") else "never came"
+    # Missing: it never came, or no archived version of it is what the trigger describes.
+    why = f"rejected: {entry['report']}" if entry.get("report") else "missing"
     reasons = "; ".join(str(reason) for reason in entry.get("reasons") or [])
     return f"{entry['dataset']} (revision {entry.get('revision')}, {why}{f': {reasons}' if reasons else ''})"
 

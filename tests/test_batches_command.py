@@ -746,3 +746,38 @@ def test_the_listing_says_when_the_jobs_api_could_not_give_run_states(
     assert json.loads(found.out)["state"] == "sealed"
     assert "listed without their run's state, try again" in found.err
     assert f"cannot reach the Jobs API at {url} (connection refused)" in found.err
+
+
+def test_a_refused_without_names_every_blocked_member_and_a_duplicate_records_no_decision(world: World) -> None:
+    # Review: with customers and orders both rejected, `--without customers` was refused with the hint
+    # `--without orders`, which followed was refused with `--without customers`. And a reseal answering
+    # `duplicate` recorded nothing, yet its outcome called the member missing, no longer blocking.
+    gate = world.gate(pipelines=with_policy(late_member="hold"))
+    pipeline = gate.pipelines["ecommerce"]
+    day = date(2025, 5, 7)
+    pieces = batch_pieces(day)
+    pieces[member_name("customers", day)] = (SAMPLES / "bad" / member_name("customers", date(2025, 1, 16))).read_bytes()
+    pieces[member_name("orders", day)] = b"not,the,orders,header\n1,2,3,4\n"
+    for name, data in pieces.items():
+        deliver(gate, world.upload(name, data))
+
+    refused = reseal(gate, pipeline, day, partial=True, without=("customers",))
+
+    assert refused.status == BLOCKED
+    assert refused.reasons[-1].endswith("--partial --without customers --without orders seals the day without it")
+    assert len(refused.blocked_by) == 2
+
+    other = date(2025, 5, 8)
+    pieces = batch_pieces(other)
+    customers = member_name("customers", other)
+    del pieces[customers]  # the day's good customers file never comes
+    for name, data in pieces.items():
+        deliver(gate, world.upload(name, data))
+    assert reseal(gate, pipeline, other, partial=True).status == SEALED
+    deliver(gate, world.upload(customers, b"nope\n1\n"))
+
+    duplicate = reseal(gate, pipeline, other, partial=True, without=("customers",))
+
+    assert duplicate.status == DUPLICATE
+    assert "(the decision to leave out customers is not recorded)" in duplicate.reasons[0]
+    assert (duplicate.missing, len(duplicate.blocked_by)) == ((), 1)
