@@ -331,6 +331,11 @@ def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
         connection.close()
 
 
+def _as_probed(url: str) -> str:
+    """A host as `probe_host` asks it: with a scheme, without a trailing slash (the SDK's host has neither)."""
+    return (url if "://" in url else f"https://{url}").rstrip("/")
+
+
 class _Workspace:
     """One WorkspaceClient, built on first use, and its host once it answered: both jobs' triggers share it."""
 
@@ -355,7 +360,7 @@ class _Workspace:
             if given:
                 probe_host(given)
             host = str(self.client.config.host or "")
-            if host != given:  # a profile's host, or the setting as the SDK rewrote it: not the one that answered
+            if _as_probed(host) != _as_probed(given):  # a profile's host: not the one that answered
                 probe_host(host)
             self._answered = host  # once per process: each answer costs a request (with TLS, a handshake)
         return self._answered
