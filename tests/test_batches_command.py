@@ -317,15 +317,16 @@ def test_reseal_refuses_a_batch_with_a_rejected_member(world: World) -> None:
     assert batch_runs(world) == []
 
 
-def blocked_day(world: World, gate: Gate, day: date) -> str:
-    """Every piece of the day delivered, customers as a file its contract rejects: the day is blocked. The
-    rejected file's report."""
+def blocked_day(world: World, gate: Gate, day: date, **bad: bytes) -> str:
+    """Every piece of the day delivered, customers (and each member in `bad`) as a file its contract rejects: the
+    day is blocked. The customers file's report."""
     pieces = batch_pieces(day)
     pieces[member_name("customers", day)] = (SAMPLES / "bad" / member_name("customers", date(2025, 1, 16))).read_bytes()
+    pieces.update({member_name(dataset, day): data for dataset, data in bad.items()})
     outcomes = [deliver(gate, world.upload(name, data)) for name, data in pieces.items()]
     assert outcomes[-1].status == BLOCKED
-    [report] = outcomes[-1].blocked_by
-    return report
+    assert len(outcomes[-1].blocked_by) == 1 + len(bad)
+    return outcomes[-1].blocked_by[0]
 
 
 def test_reseal_without_a_member_that_can_never_be_corrected_seals_the_day_and_records_why(world: World) -> None:
@@ -755,17 +756,12 @@ def test_a_refused_without_names_every_blocked_member_and_a_duplicate_records_no
     gate = world.gate(pipelines=with_policy(late_member="hold"))
     pipeline = gate.pipelines["ecommerce"]
     day = date(2025, 5, 7)
-    pieces = batch_pieces(day)
-    pieces[member_name("customers", day)] = (SAMPLES / "bad" / member_name("customers", date(2025, 1, 16))).read_bytes()
-    pieces[member_name("orders", day)] = b"not,the,orders,header\n1,2,3,4\n"
-    for name, data in pieces.items():
-        deliver(gate, world.upload(name, data))
+    blocked_day(world, gate, day, orders=b"not,the,orders,header\n1,2,3,4\n")
 
     refused = reseal(gate, pipeline, day, partial=True, without=("customers",))
 
     assert refused.status == BLOCKED
     assert refused.reasons[-1].endswith("--partial --without customers --without orders seals the day without it")
-    assert len(refused.blocked_by) == 2
 
     other = date(2025, 5, 8)
     pieces = batch_pieces(other)
