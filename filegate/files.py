@@ -45,12 +45,12 @@ from filegate.ingest import (
     RUN_PENDING,
     Gate,
     Outcome,
-    archived_upload,
     handle_payload,
     handle_upload,
     left_in_landing,
     redrive_archived,
     redrive_cannot_start,
+    redrive_refusal,
     same_bytes,
 )
 from filegate.jobs import ACTIVE_STATES, NEVER_RAN_STATES
@@ -59,7 +59,6 @@ from filegate.settings import Location
 from filegate.storage import META_REPROCESSED, META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
 from filegate.stores import add_target_option
 from filegate.sweep import FAILED, upload_from_object
-from filegate.validation import match_dataset
 
 log = logging.getLogger(__name__)
 
@@ -244,18 +243,8 @@ def archived_files(
             size=info.size,
             run_id=run_id,
             state=run_state_of(gate, run_id) if ask_runs or run_id is None else UNKNOWN,
-            no_redrive=_no_redrive(gate, info) if run_id is None else "",
+            no_redrive=redrive_refusal(gate, info) if run_id is None else "",
         )
-
-
-def _no_redrive(gate: Gate, info: ObjectInfo) -> str:
-    """Why no re-drive starts the run of an archived file without one ("" when one may), as `redrive_archived`
-    decides it."""
-    upload = archived_upload(gate.store, info)
-    if upload is None:
-        return "copied into the archive by hand: put it through landing"
-    contract, business_date, _ = match_dataset(gate.contracts, upload.name)
-    return "its contract is gone: restore it" if contract is None or business_date is None else ""
 
 
 def _run_id(info: ObjectInfo) -> int | None:

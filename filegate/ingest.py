@@ -646,17 +646,34 @@ def archived_upload(store: Store, info: ObjectInfo) -> Upload | None:
     )
 
 
+def redrive_refusal(gate: Gate, info: ObjectInfo) -> str:
+    """Why no re-drive starts the run of an archived file, nor does any retry ("" when one may)."""
+    found = _redrive_source(gate, info)
+    return found if isinstance(found, str) else ""
+
+
+def _redrive_source(gate: Gate, info: ObjectInfo) -> tuple[Upload, Contract, date] | str:
+    """The upload an archived copy came from, with its contract and business date; or why a re-drive cannot know
+    them: a person puts a file copied into the archive by hand through landing, or restores its contract."""
+    upload = archived_upload(gate.store, info)
+    if upload is None:
+        return f"{NOT_PLACED}, copied into the archive by hand: put it through landing"
+    contract, business_date, _ = match_dataset(gate.contracts, upload.name)
+    if contract is None or business_date is None:
+        return f"{CONTRACT_GONE}its name any more: restore its contract"
+    return upload, contract, business_date
+
+
 def redrive_archived(gate: Gate, info: ObjectInfo, replaces: int | None = None) -> Outcome:
     """Start (or find) the run of an archived file with its own token: never a second run. `replaces`: its run
     that Databricks skipped, which only a run with a token of its own replaces (`_run`)."""
     source = f"{info.container}/{info.path}"
-    upload = archived_upload(gate.store, info)
-    if upload is None:
-        return _log(Outcome(IGNORED, source=source, reasons=(f"{NOT_PLACED} (no source metadata)",)))
-    contract, business_date, _ = match_dataset(gate.contracts, upload.name)
-    if contract is None or business_date is None:
-        reason = f"{CONTRACT_GONE}{upload.name} any more; restore its contract to re-drive it"
-        return _log(Outcome(IGNORED, upload.event_id, source, reasons=(reason,)), warn=True)
+    found = _redrive_source(gate, info)
+    if isinstance(found, str):
+        # A contract gone is a WARNING: files of a dataset still landing were archived under it.
+        event_id = info.metadata.get(META_EVENT_ID, "")
+        return _log(Outcome(IGNORED, event_id, source, reasons=(found,)), warn=found.startswith(CONTRACT_GONE))
+    upload, contract, business_date = found
     abandoned = not info.copy_finished and info.copy_status != COPY_PENDING and _version_gone(gate.store, upload)
     # Azure ended the copy failed or aborted, and the landing blob has moved on since: no delivery will copy
     # that version again, and the copy holds part of it at most. Left, it would read as an archived file

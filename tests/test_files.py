@@ -605,7 +605,10 @@ def test_reconcile_redrive_exits_1_for_an_archived_file_it_cannot_start(
     # The listing still counted it "1 to start: `filegate reconcile --redrive`".
     assert listed.returncode == FAILED_CODE, listed.stdout + listed.stderr
     assert "to start" not in listed.stdout
-    assert "1 that no re-drive starts (copied into the archive by hand: put it through landing)" in listed.stdout
+    assert (
+        "1 that no re-drive starts (not placed by Filegate, copied into the archive by hand: put it through landing)"
+        in listed.stdout
+    )
     assert redriven.returncode == FAILED_CODE, redriven.stdout + redriven.stderr
     assert json.loads(redriven.stdout)["status"] == IGNORED
     assert "1 file(s) need a repair or a look; see their reasons" in redriven.stderr
