@@ -133,6 +133,19 @@ def read_report(store: Store, container: str, report: str) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {"reasons": ["the report is not a JSON object"]}
 
 
+def report_reasons(store: Store, container: str, report: str) -> tuple[str, ...]:
+    """The reasons the report at `report` gives, as a person reads them; when there is none to read, why."""
+    given = read_report(store, container, report).get("reasons")
+    if isinstance(given, str):  # a report written by hand may give its one reason as a string
+        given = [given]
+    reasons = tuple(map(str, given)) if isinstance(given, list) else ()
+    if reasons == (NO_REPORT,):
+        return ("rejected earlier; its report is missing",)
+    if reasons == (UNREADABLE_REPORT,):
+        return ("rejected earlier; its report is unreadable",)
+    return reasons
+
+
 def _safe_name(file_name: str) -> str:
     """Keep the user's name; only names that are path syntax get a prefix."""
     return f"_{file_name}" if file_name.strip(".") == "" else file_name

@@ -30,9 +30,9 @@ from filegate.archive import (
     Placement,
     find_placement,
     place_upload,
-    read_report,
     rejected_path,
     report_path,
+    report_reasons,
     unqualified_name,
     write_report,
 )
@@ -1253,7 +1253,7 @@ def _decision(gate: Gate, batch: Batch, without: tuple[str, ...]) -> dict[str, M
                 "dataset": m.expected.dataset,
                 "was": m.state,
                 "report": m.report,
-                "reasons": report_reasons(gate, m.report) if m.report else [],
+                "reasons": list(report_reasons(gate.store, *m.report.split("/", 1))) if m.report else [],
                 "decided_at": decided_at,
                 "by": "filegate batches --reseal --partial --without",
             }
@@ -1271,13 +1271,6 @@ def _leaving_out(batch: Batch, decision: Mapping[str, Mapping[str, Any]]) -> Bat
         for m in batch.members
     )
     return replace(batch, members=members)
-
-
-def report_reasons(gate: Gate, report: str) -> list[str]:
-    """The reasons a rejected file's report (`container/path` of the report) gives; none when it gives none."""
-    container, path = report.split("/", 1)
-    reasons = read_report(gate.store, container, path).get("reasons")
-    return [str(reason) for reason in reasons] if isinstance(reasons, list) else []
 
 
 def _not_to_leave_out(batch: Batch, without: tuple[str, ...]) -> list[str]:

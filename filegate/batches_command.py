@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from filegate import exits
+from filegate.archive import report_reasons
 from filegate.batches import (
     LEFT_OUT,
     SEALED,
@@ -22,7 +23,6 @@ from filegate.batches import (
     latest_seal,
     news_since,
     rejected_triggers,
-    report_reasons,
     reseal,
     reseal_command,
 )
@@ -139,7 +139,7 @@ def describe_batch(gate: Gate, batch: Batch, rejected: Mapping[date, str] | None
 
 def _rejection_reasons(gate: Gate, report: str) -> str:
     """The reasons a rejected file's report gives, on one line: what its corrected upload must fix."""
-    return "; ".join(report_reasons(gate, report)) or "(its report gives no reasons; read it)"
+    return "; ".join(report_reasons(gate.store, *report.split("/", 1))) or "(its report gives no reasons; read it)"
 
 
 def _left_out(entry: Mapping[str, Any]) -> str:

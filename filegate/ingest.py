@@ -12,8 +12,6 @@ from typing import Any
 from urllib.parse import unquote
 
 from filegate.archive import (
-    NO_REPORT,
-    UNREADABLE_REPORT,
     Placement,
     archive_path,
     archived_versions,
@@ -21,10 +19,10 @@ from filegate.archive import (
     followed_upload,
     is_copy_of,
     place_upload,
-    read_report,
     rejected_name,
     rejected_path,
     report_path,
+    report_reasons,
     run_pending_mark,
     source_label,
     write_report,
@@ -725,7 +723,7 @@ def identical_rejected(gate: Gate, upload: Upload, relative: str, reasons: Itera
     if upload.size > gate.settings.max_file_bytes and not gate.store.computes_md5:
         return None
     kept = identical_copy(gate, upload, gate.settings.rejected, relative)
-    if kept is None or _read_reasons(gate.store, kept.container, kept.path) != tuple(reasons):
+    if kept is None or report_reasons(gate.store, kept.container, report_path(kept.path)) != tuple(reasons):
         return None
     return kept
 
@@ -856,7 +854,7 @@ def _settle_earlier(
         return _report_rejection(gate, upload, validation, rejected)
     if rejected is not None:
         store.delete(upload.container, upload.path, upload.version)
-        reasons = _read_reasons(store, rejected.container, rejected.path)
+        reasons = report_reasons(store, rejected.container, report_path(rejected.path))
         return Outcome(
             DUPLICATE,
             upload.event_id,
@@ -1031,12 +1029,3 @@ def follow_current(newer: Upload, upload: Upload, decide: Callable[[Upload], Out
         " or a write of its metadata or properties, which raises no event): what follows is about that version"
     )
     return replace(outcome, reasons=(note, *outcome.reasons))
-
-
-def _read_reasons(store: Store, container: str, path: str) -> tuple[str, ...]:
-    reasons = tuple(str(reason) for reason in read_report(store, container, report_path(path)).get("reasons", ()))
-    if reasons == (NO_REPORT,):
-        return ("rejected earlier; its report is missing",)
-    if reasons == (UNREADABLE_REPORT,):
-        return ("rejected earlier; its report is unreadable",)
-    return reasons

@@ -14,7 +14,7 @@ import pytest
 from filegate.batches import BLOCKED, LATE_MEMBER, SEALED, WAITING, reseal
 from filegate.batches_command import BatchRow, describe_batch, format_rows, list_batches, run_state
 from filegate.cli import main
-from filegate.ingest import DUPLICATE, IGNORED, REJECTED, RUN_PENDING, Gate
+from filegate.ingest import DUPLICATE, IGNORED, REJECTED, RUN_PENDING, Gate, Outcome
 from filegate.sweep import sweep_pipeline_batches
 from local_world.emulators import free_port
 from local_world.jobs_api import Fault
@@ -245,17 +245,39 @@ def test_a_blocked_member_is_not_also_listed_missing_and_a_lost_report_is_said(w
     bad = (SAMPLES / "bad" / member_name("customers", day)).read_bytes()
     blocked = deliver(gate, world.upload(member_name("customers", day), bad))
     # A crash between the rejected copy and its report: the listing told the operator to read a missing file.
-    container, path = blocked.blocked_by[0].split("/", 1)
-    report = gate.store.stat(container, path)
-    assert report is not None
-    gate.store.delete(container, path, report.version)
+    _delete_report(gate, blocked)
 
     [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
 
     assert row.blocked == tuple(f"customers: {report}" for report in blocked.blocked_by)
     assert "customers" not in row.missing
     assert row.unmatched == ()
-    assert row.blocked_reasons == ("no report beside the file",)
+    assert row.blocked_reasons == ("rejected earlier; its report is missing",)
+
+
+def test_a_report_giving_its_one_reason_as_a_string_is_read_as_that_reason(world: World) -> None:
+    # A report rewritten by hand with `"reasons": "..."` was listed "(its report gives no reasons; read it)".
+    gate = world.gate()
+    day = date(2025, 1, 16)
+    deliver(gate, world.upload(trigger_name(day), batch_pieces(day)[trigger_name(day)]))
+    bad = (SAMPLES / "bad" / member_name("customers", day)).read_bytes()
+    blocked = deliver(gate, world.upload(member_name("customers", day), bad))
+    container, path = _delete_report(gate, blocked)
+    by_hand = json.dumps({"reasons": "customer_id 7 has no email"}).encode()
+    world.store.put(container, path, by_hand, "application/json", {})
+
+    [row] = [describe_batch(gate, batch) for batch in list_batches(gate)]
+
+    assert row.blocked_reasons == ("customer_id 7 has no email",)
+
+
+def _delete_report(gate: Gate, blocked: Outcome) -> tuple[str, str]:
+    """Delete the report of the rejected upload blocking a member; the container and path it was at."""
+    container, path = blocked.blocked_by[0].split("/", 1)
+    report = gate.store.stat(container, path)
+    assert report is not None
+    gate.store.delete(container, path, report.version)
+    return container, path
 
 
 def test_the_listing_names_a_member_version_the_trigger_passes_over(world: World) -> None:
