@@ -543,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs,
             contracts,
             pipelines=load_pipelines(contracts),
-            batch_jobs=batch_job_trigger(settings, client),
+            batch_jobs=batch_job_trigger(settings, client_of=jobs),
         )
         assert gate.batch_jobs is not None
         batch_job_id = gate.batch_jobs.job_id()

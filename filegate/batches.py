@@ -93,14 +93,11 @@ _DATE_FOLDER = re.compile(r"(?P<yyyy>[0-9]{4})/(?P<mm>[0-9]{2})/(?P<dd>[0-9]{2})
 BATCH_JOB_PARAMETERS = ("source_path", "pipeline", "batch_id")
 
 
-def batch_job_trigger(
-    settings: Settings, client: Any = None, *, client_of: DatabricksJobs | None = None
-) -> DatabricksJobs:
-    """`run-now` on the batch job, found by FILEGATE_BATCH_JOB_ID or FILEGATE_BATCH_JOB_NAME; with `client_of`, through
-    that trigger's client."""
+def batch_job_trigger(settings: Settings, *, client_of: DatabricksJobs | None = None) -> DatabricksJobs:
+    """`run-now` on the batch job, found by FILEGATE_BATCH_JOB_ID or FILEGATE_BATCH_JOB_NAME; with `client_of` (the
+    ingest job's trigger), through that trigger's client."""
     return DatabricksJobs(
         settings,
-        client,
         client_of=client_of,
         job_id=settings.batch_job_id,
         job_name=settings.batch_job_name,

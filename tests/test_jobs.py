@@ -210,10 +210,10 @@ def test_the_batch_job_is_found_by_its_own_name_and_named_in_its_own_error(tmp_p
     from local_world.jobs_api.recording import BATCH_BUNDLE, FIXTURE_BUNDLE
 
     with local_jobs_api(tmp_path / "jobs", bundle=[FIXTURE_BUNDLE, BATCH_BUNDLE]) as server:
-        run = batch_job_trigger(Settings(), workspace_client(server)).trigger_run({"pipeline": "ecommerce"}, "fg1-b")
+        run = batch_job_trigger(Settings(), client_of=trigger(server)).trigger_run({"pipeline": "ecommerce"}, "fg1-b")
         assert run.job_id == 2
     with local_jobs_api(tmp_path / "ingest-only") as server, pytest.raises(SettingsError) as raised:
-        batch_job_trigger(Settings(), workspace_client(server)).trigger_run({}, "fg1-b")
+        batch_job_trigger(Settings(), client_of=trigger(server)).trigger_run({}, "fg1-b")
     assert "no Databricks job named 'filegate-batch'" in str(raised.value)
     assert "FILEGATE_BATCH_JOB_ID" in str(raised.value)
 

@@ -150,11 +150,9 @@ def gate_of(world: LocalWorld) -> Gate:
 
     store = AzureBlobStore.from_settings(world.settings)
     gate = build_gate(store, world.settings)
-    return replace(
-        gate,
-        jobs=DatabricksJobs(world.settings, world.client),
-        batch_jobs=batch_job_trigger(world.settings, world.client) if world.batch_job else None,
-    )
+    jobs = DatabricksJobs(world.settings, world.client)
+    batch_jobs = batch_job_trigger(world.settings, client_of=jobs) if world.batch_job else None
+    return replace(gate, jobs=jobs, batch_jobs=batch_jobs)
 
 
 def _describe(result: FileResult) -> str:

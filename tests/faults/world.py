@@ -405,14 +405,15 @@ class World:
             self.jobs_api, retry_timeout_seconds=retry_timeout_seconds, http_timeout_seconds=http_timeout_seconds
         )
         contracts = load_contracts()
+        jobs = DatabricksJobs(self.settings, client)
         return Gate(
             self.settings,
             store or self.store,
-            DatabricksJobs(self.settings, client),
+            jobs,
             contracts,
             clock=clock or (lambda: datetime.now(UTC)),
             pipelines=load_pipelines(contracts) if pipelines is None else pipelines,
-            batch_jobs=batch_job_trigger(self.settings, client),
+            batch_jobs=batch_job_trigger(self.settings, client_of=jobs),
         )
 
     def gate_with_jobs_down(self, store: Store | None = None) -> Gate:
