@@ -288,8 +288,7 @@ def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
     from urllib.parse import urlsplit
     from urllib.request import getproxies, proxy_bypass
 
-    if "://" not in url:
-        url = f"https://{url}"  # as the SDK reads a host written without its scheme
+    url = _as_probed(url)
     parts = urlsplit(url)
     if not parts.hostname or parts.scheme not in ("http", "https"):
         raise SettingsError(f"DATABRICKS_HOST must be a URL like https://adb-123.azuredatabricks.net, got {url!r}")
