@@ -1166,14 +1166,14 @@ def sweep_batch(
             return resealed
         if pipeline.late_member != "rerun":
             return None
-        batch = assess_batch(gate, pipeline, business_date)
+        batch = _with_members(gate, batch)
         latest = latest_seal(gate, batch)
         # A blocked member holds the batch until its corrected upload, whose own event decides again:
         # deciding here would only repeat the hold's warning on every sweep.
         if latest is None or batch.blocked or not news_since(batch, latest):
             return None
     else:
-        batch = assess_batch(gate, pipeline, business_date)
+        batch = _with_members(gate, batch)
     base = Outcome(
         WAITING, f"sweep-{pipeline.name}-{business_date:%Y%m%d}", _batch_prefix(gate, pipeline, business_date)
     )
@@ -1183,6 +1183,12 @@ def sweep_batch(
         # the batch's last event sealed and ran it while the sweep read it: a duplicate, said as such.
         verdict = replace(verdict, status=SEALED, reasons=("run-now re-driven with the seal's token",))
     return log_outcome(_outcome(base, batch, verdict))
+
+
+def _with_members(gate: Gate, batch: Batch) -> Batch:
+    """`batch` with its members read: an assessment of a day without a trigger stops before them (a sealed one needs
+    them); one with a trigger read them already, and reading them again doubled the sweep's listings."""
+    return batch if batch.latest_trigger is not None else assess_batch(gate, batch.pipeline, batch.business_date)
 
 
 def _sweep_skipped(gate: Gate, pipeline: Pipeline, business_date: date) -> Outcome | None:

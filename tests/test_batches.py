@@ -731,6 +731,28 @@ def test_overdue_optional_members_alone_are_not_loaded(world: World) -> None:
     assert batch_runs(world) == []
 
 
+def test_the_sweep_reads_an_open_day_with_its_trigger_once(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sweep read such a day twice: every member's listing and the trigger's bytes, again, on every pass.
+    gate = world.gate()
+    day = date(2025, 3, 6)
+    pieces = batch_pieces(day)
+    for name, data in pieces.items():
+        if name != member_name("shipping", day):
+            deliver(gate, world.upload(name, data))
+    read = batches.assess_batch
+    reads: list[date] = []
+
+    def counted(gate: Gate, pipeline: Any, business_date: date, **options: Any) -> batches.Batch:
+        reads.append(business_date)
+        return read(gate, pipeline, business_date, **options)
+
+    monkeypatch.setattr(batches, "assess_batch", counted)
+    [outcome] = sweep_pipeline_batches(gate)
+
+    assert (outcome.status, outcome.missing) == (WAITING, ("shipping",))
+    assert reads == [day]
+
+
 @pytest.mark.parametrize("policy", ["reject", "load_available"])
 def test_a_sweep_that_read_the_batch_before_its_last_member_sealed_it_leaves_it_complete(
     world: World, policy: str
