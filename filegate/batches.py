@@ -1301,7 +1301,7 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool, without: tuple[str, ...]
         hint = f"when no corrected upload can ever come, --partial {flags} seals the day without it"
         return Verdict(BLOCKED, (*_waiting_reasons(batch), f"nothing was sealed: {hint}"))
     latest = latest_seal(gate, batch)
-    left_out = _left_out_note(batch, latest)
+    left_out = _left_out_note(batch)
     if latest is not None:
         news = news_since(batch, latest)
         if not news:
@@ -1313,7 +1313,8 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool, without: tuple[str, ...]
             reason = f"revision {latest.revision} already holds every archived member; nothing new was sealed"
             if left_out:
                 # Nothing to seal records it: a later reseal that seals news records it when named again.
-                reason += f" (the decision to leave out {', '.join(_newly_left_out(batch, latest))} is not recorded)"
+                newly = ", ".join(m.expected.dataset for m in _newly_left_out(batch))
+                reason += f" (the decision to leave out {newly} is not recorded)"
             if called:
                 reason += " (its run-now was re-driven with the seal's token)"
             reason += "; to load the same members again, repair that revision's run in Databricks"
@@ -1349,20 +1350,18 @@ def _reseal(gate: Gate, batch: Batch, *, partial: bool, without: tuple[str, ...]
     return Verdict(SEALED, (f"sealed revision 1 by an operator ({what})", *left_out), seal, run)
 
 
-def _newly_left_out(batch: Batch, latest: Seal | None) -> list[str]:
-    """The members this reseal leaves out that the newest seal does not record as left out already."""
-    recorded = {entry["dataset"] for entry in (latest.document.get(LEFT_OUT) or [])} if latest else set()
-    return [m.expected.dataset for m in batch.members if m.left_out is not None and m.expected.dataset not in recorded]
+def _newly_left_out(batch: Batch) -> list[Member]:
+    """The members this reseal's decision leaves out: a seal's record of an earlier decision names its revision."""
+    return [m for m in batch.members if m.left_out is not None and "revision" not in m.left_out]
 
 
-def _left_out_note(batch: Batch, latest: Seal | None) -> tuple[str, ...]:
+def _left_out_note(batch: Batch) -> tuple[str, ...]:
     """One reason per member this reseal newly leaves out, with its rejected upload's report."""
-    named = set(_newly_left_out(batch, latest))
     return tuple(
         f"{m.expected.dataset} left out by an operator's decision"
         + (f" (its rejected upload's report: {m.left_out['report']})" if m.left_out.get("report") else " (missing)")
-        for m in batch.members
-        if m.left_out is not None and m.expected.dataset in named
+        for m in _newly_left_out(batch)
+        if m.left_out is not None
     )
 
 
