@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from filegate.errors import AccessDenied, FilegateError, SettingsError, StorageUnreachable, TransientError
+from filegate.events import AZURE, GCS
 from filegate.settings import Settings
 from filegate.storage import Store
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from filegate.ingest import Gate
 
 LOCATION_SETTINGS = ("FILEGATE_LANDING", "FILEGATE_ARCHIVE", "FILEGATE_REJECTED")
+# What a location's first part is, in each platform's words: Cloud Storage has buckets, not containers.
+CONTAINER_WORDS = {AZURE: "Azure container", GCS: "GCS bucket"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ def _locations(settings: Settings) -> list[tuple[str, str]]:
 def describe_missing_locations(settings: Settings, store: Store) -> str:
     """Which location settings name a container that does not exist ("" when all exist)."""
     missing = [
-        f"{name} names {store.kind} container {container!r}, which does not exist"
+        f"{name} names {CONTAINER_WORDS.get(store.kind, 'container')} {container!r}, which does not exist"
         for name, container in _locations(settings)
         if not store.container_exists(container)
     ]

@@ -13,7 +13,7 @@ COMMANDS = {
     "demo": ("local_world.demo", "The whole flow on this machine (what `make demo` runs)"),
     "watch": ("local_world.watch", "Emulate Event Grid / Eventarc for local storage emulators"),
     "jobs-api": ("local_world.jobs_api", "Run the local Databricks Jobs API stand-in"),
-    "locations": ("local_world.locations", "Create the landing, archive and rejected containers on an emulator"),
+    "locations": ("local_world.locations", "Create the landing, archive and rejected containers (GCS: buckets)"),
     "samples": ("local_world.samples.order_tracking", "Write deterministic order-tracking sample files"),
     "ecommerce-samples": (
         "local_world.samples.ecommerce",
