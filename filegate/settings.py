@@ -126,6 +126,13 @@ class Location:
             # A URL (`gs://landing`, `https://acct.blob.core.windows.net/x`) would make `gs:` the container.
             raise SettingsError(f"{setting} must be `container[/prefix]` (a name, not a URL), got {text!r}")
         prefix = prefix.strip("/")
+        # Whitespace beside a `/` is a copy-paste's, not a name (`landing /in`, `landing/in /`): no container's name
+        # has it, and no upload's path began with the prefix, so every event was ignored as outside landing.
+        if re.search(r"\s", container) or any(part != part.strip() for part in prefix.split("/")):
+            raise SettingsError(
+                f"{setting} must be `container[/prefix]` without whitespace beside a `/` or in the container's "
+                f"name, got {text!r}"
+            )
         return cls(container, f"{prefix}/" if prefix else "")
 
     def holds(self, container: str, path: str) -> bool:

@@ -39,6 +39,24 @@ def test_prefixes_are_normalised() -> None:
     assert not settings.landing.holds("data", "archive/x.csv")
 
 
+@pytest.mark.parametrize("value", ["data /incoming", "data/ incoming", "data/incoming /", "data/in/ x/", "da ta/in"])
+def test_whitespace_beside_a_slash_of_a_location_is_refused(value: str) -> None:
+    # `data/incoming /` was taken as the folder `incoming /`: no upload's path began so, and every event was
+    # ignored as outside landing, with nothing said.
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"FILEGATE_LANDING": value, "FILEGATE_REJECTED": "data /rejected"})
+
+    assert str(raised.value).split("; ") == [
+        f"FILEGATE_LANDING must be `container[/prefix]` without whitespace beside a `/` or in the container's name, "
+        f"got {value!r}",
+        "FILEGATE_REJECTED must be `container[/prefix]` without whitespace beside a `/` or in the container's name, "
+        "got 'data /rejected'",
+    ]
+    # Not a space inside a folder's name, nor whitespace around the whole value (a pasted newline): left out.
+    kept = Settings.from_env({"FILEGATE_LANDING": " data/daily uploads/ \n"}).landing
+    assert kept == Location("data", "daily uploads/")
+
+
 def test_overlapping_locations_are_refused_so_archive_writes_cannot_loop() -> None:
     with pytest.raises(SettingsError, match="overlap"):
         Settings.from_env({"FILEGATE_LANDING": "data", "FILEGATE_ARCHIVE": "data/archive"})
