@@ -94,6 +94,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABRICKS_CLIENT_SECRET", "OAuth M2M secret, read by the Databricks SDK."),
 )
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
+# Read by the Databricks SDK from the environment, as they are: Filegate only checks them.
+SDK_SETTINGS = ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET")
 # Read by function_app.py when the Functions host indexes the app (`sweep_schedule`), not by Settings:
 # the GCP function and the commands never need it, and a mistake in it must not stop them.
 INDEXED_SETTINGS = frozenset({"FILEGATE_SWEEP_SCHEDULE"})
@@ -256,6 +258,16 @@ class Settings:
             )
         except MalformedSettings as exc:
             malformed += exc.problems
+        for name in SDK_SETTINGS:
+            raw = env.get(name, "") if name in names else ""
+            if raw != raw.strip():
+                # A token pasted with its newline failed every request with a header error that printed the token;
+                # a host with a space after it, with "Databricks is not configured: set DATABRICKS_HOST". The value
+                # is not shown: two of these are secrets.
+                malformed.append(
+                    f"{name} has whitespace before or after it (pasted with a newline?): the Databricks SDK reads "
+                    "it as it is, so remove it"
+                )
         if malformed:
             raise MalformedSettings(malformed)
         return settings

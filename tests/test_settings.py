@@ -57,6 +57,24 @@ def test_whitespace_beside_a_slash_of_a_location_is_refused(value: str) -> None:
     assert kept == Location("data", "daily uploads/")
 
 
+def test_whitespace_around_a_setting_the_databricks_sdk_reads_is_refused_without_its_value() -> None:
+    # The SDK reads them from the environment as they are: a token pasted with its newline failed every request
+    # with "Invalid header value b'Bearer dapi...\n'", the token in the log; a host with a space after it, with
+    # "Databricks is not configured: set DATABRICKS_HOST".
+    env = {"DATABRICKS_HOST": "https://adb-1.2.azuredatabricks.net ", "DATABRICKS_TOKEN": "dapi-secret\n"}
+
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({**env, "DATABRICKS_CLIENT_ID": "id"})
+
+    assert [problem.split(" ")[0] for problem in str(raised.value).split("; ")] == [
+        "DATABRICKS_HOST",
+        "DATABRICKS_TOKEN",
+    ]
+    assert "dapi-secret" not in str(raised.value)
+    # A command that does not sign in to Databricks is not stopped by them.
+    Settings.from_env(env, names=("FILEGATE_LANDING",))
+
+
 def test_overlapping_locations_are_refused_so_archive_writes_cannot_loop() -> None:
     with pytest.raises(SettingsError, match="overlap"):
         Settings.from_env({"FILEGATE_LANDING": "data", "FILEGATE_ARCHIVE": "data/archive"})
