@@ -493,7 +493,7 @@ def batch_run(gate: Gate, run_id: int) -> Any | None:
     """
     from databricks.sdk.errors.base import DatabricksError
 
-    from filegate.jobs import VIEW_GRANT, named_error, not_found, retries_spent
+    from filegate.jobs import VIEW_GRANT, named_error, not_found, unreached
 
     jobs = gate.batch_jobs
     if not isinstance(jobs, DatabricksJobs):
@@ -506,7 +506,7 @@ def batch_run(gate: Gate, run_id: int) -> Any | None:
             return None
         raise named_error(exc, host, None, grant=VIEW_GRANT, auth_type=jobs.auth_type) from exc
     except OSError as exc:
-        raise TransientError(f"cannot reach the Jobs API at {host}: {retries_spent(exc)}") from exc
+        raise unreached(host, exc) from exc
 
 
 def latest_seal(gate: Gate, batch: Batch) -> Seal | None:

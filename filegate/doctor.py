@@ -19,6 +19,7 @@ STORAGE_SETTINGS = (*LOCATION_SETTINGS, "FILEGATE_AZURE_STORAGE", "FILEGATE_AZUR
 CONTRACT_SETTINGS = ("FILEGATE_CONTRACTS_DIR",)
 NOT_CHECKED = "not checked: fix the settings above first"
 JOBS_API_SILENT = "not checked: the Jobs API did not answer for the Databricks job"
+JOBS_API_ANSWERED = "not checked: the same Jobs API's last answer for the Databricks job was "
 
 
 def run_checks(target: str | None, *, local: bool) -> list[Check]:
@@ -77,8 +78,11 @@ def run_checks(target: str | None, *, local: bool) -> list[Check]:
             checks.append(Check("Databricks batch job", False, NOT_CHECKED))
         elif any(check.transient for check in job_checks):
             # The same host: asked again, it spent its wait again (the probe's 3 s, or the SDK's whole retry
-            # window for a 503 or a 429), and said what the line above says.
-            checks.append(Check("Databricks batch job", False, JOBS_API_SILENT, transient=True))
+            # window for a 503 or a 429), and said what the line above says. One that answered is not "silent":
+            # its answer says what to do (a 429: fewer callers at once).
+            answer = next((check.answer for check in job_checks if check.answer), None)
+            detail = f"{JOBS_API_ANSWERED}{answer}" if answer else JOBS_API_SILENT
+            checks.append(Check("Databricks batch job", False, detail, transient=True))
         else:
             checks += check_job(batch_job_trigger(batch_settings, client_of=jobs), "Databricks batch job")
     if local:

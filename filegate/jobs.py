@@ -272,8 +272,46 @@ def retries_spent(exc: BaseException) -> str:
     last = exc.__cause__
     if not isinstance(exc, TimeoutError) or last is None:
         return _first_line(exc)
-    code = getattr(last, "error_code", None)
-    return f"{_first_line(exc)}; its last answer: {f'{code}: ' if code else ''}{_first_line(last)}"
+    return f"{_first_line(exc)}; its last answer: {_answer(last)}"
+
+
+def unreached(host: str, exc: BaseException, to: str = "") -> TransientError:
+    """A Jobs API call the SDK gave up on (`to`: what it was for, ` to resolve ...`): what the API kept answering,
+    when it answered (a 429 or a 503 is an answer: the host is there, busy), else that it could not be reached."""
+    if last_answer(exc) is None:
+        return TransientError(f"cannot reach the Jobs API at {host}{to}: {retries_spent(exc)}")
+    return TransientError(
+        f"the Jobs API at {host} kept failing{to} until the SDK's retries ran out: {retries_spent(exc)}"
+    )
+
+
+def last_answer(exc: BaseException) -> str | None:
+    """What the Jobs API last answered, as `retries_spent` names it, when a failure began with an answer (a 429, a
+    503 the SDK retried until its time ran out, a 500); None when it never answered (refused, silent)."""
+    from databricks.sdk.errors.base import DatabricksError
+
+    seen: BaseException | None = exc
+    for _ in range(5):  # a TransientError from a TimeoutError from the answer: a short chain
+        if seen is None or isinstance(seen, DatabricksError):
+            break
+        seen = seen.__cause__
+    return _answer(seen) if isinstance(seen, DatabricksError) else None
+
+
+def _answer(exc: BaseException) -> str:
+    """An answer of the Jobs API: its error code and message, and for the two the SDK retries, what to do."""
+    from databricks.sdk.errors import TemporarilyUnavailable, TooManyRequests
+
+    code = getattr(exc, "error_code", None)
+    said = f"{f'{code}: ' if code else ''}{_first_line(exc)}"
+    if isinstance(exc, TooManyRequests):
+        return (
+            f"{said} (429, throttled: too many calls to this workspace's Jobs API at once; try again later, "
+            "with fewer callers)"
+        )
+    if isinstance(exc, TemporarilyUnavailable):
+        return f"{said} (503, unavailable: this workspace's Jobs API is down for now; try again later)"
+    return said
 
 
 def probe_host(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
@@ -429,7 +467,7 @@ class DatabricksJobs:
         except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
             raise not_json(host, exc) from exc
         except (TimeoutError, OSError) as exc:
-            raise TransientError(f"cannot reach the Jobs API at {host}: {retries_spent(exc)}") from exc
+            raise unreached(host, exc) from exc
         declared = {parameter.name for parameter in (job.settings.parameters if job.settings else None) or ()}
         missing = [name for name in self._parameters if name not in declared]
         name = job.settings.name if job.settings else ""
@@ -455,9 +493,7 @@ class DatabricksJobs:
         except json.JSONDecodeError as exc:  # before OSError: requests' JSONDecodeError is both
             raise not_json(self.host, exc) from exc
         except (TimeoutError, OSError) as exc:
-            raise TransientError(
-                f"cannot reach the Jobs API at {self.host} to resolve {name!r}: {retries_spent(exc)}"
-            ) from exc
+            raise unreached(self.host, exc, f" to resolve {name!r}") from exc
         if not found:
             # A configuration error, and the delivery still fails (so it is retried): the bundle may be
             # deployed after the function.

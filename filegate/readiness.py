@@ -32,6 +32,9 @@ class Check:
     detail: str
     # A failure that may pass (an outage), as opposed to a setting to fix.
     transient: bool = False
+    # What the Jobs API last answered when a job's check failed for now on an answer (a 429, a 503): doctor names it
+    # for the job it does not ask again.
+    answer: str | None = None
 
 
 def _locations(settings: Settings) -> list[tuple[str, str]]:
@@ -108,7 +111,10 @@ def check_job(jobs: object, name: str = "Databricks job") -> list[Check]:
     try:
         return [Check(name, True, jobs.check_job())]
     except FilegateError as exc:
-        return [Check(name, False, str(exc), isinstance(exc, TransientError))]
+        from filegate.jobs import last_answer
+
+        transient = isinstance(exc, TransientError)
+        return [Check(name, False, str(exc), transient, last_answer(exc) if transient else None)]
 
 
 def raise_for(checks: list[Check]) -> None:

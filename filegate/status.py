@@ -15,7 +15,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from filegate import exits, uris
-from filegate.errors import FilegateError, SettingsError, TransientError
+from filegate.errors import FilegateError, SettingsError
 from filegate.jobs import ACTIVE_STATES, never_ran, run_state
 
 if TYPE_CHECKING:
@@ -284,7 +284,7 @@ def main(argv: list[str]) -> int:
         parser.error("--limit must be at least 1")
     from databricks.sdk.errors.base import DatabricksError
 
-    from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found, not_json, retries_spent
+    from filegate.jobs import VIEW_GRANT, DatabricksJobs, named_error, not_found, not_json, unreached
     from filegate.settings import DEFAULT_BATCH_JOB_NAME, DEFAULT_JOB_NAME, Settings
 
     host, job_id = "?", None
@@ -334,8 +334,7 @@ def main(argv: list[str]) -> int:
             "filegate status", named_error(exc, host, job_id, setting, bundle_name, VIEW_GRANT, jobs.auth_type)
         )
     except OSError as exc:
-        unreachable = TransientError(f"cannot reach the Jobs API at {host}: {retries_spent(exc)}")
-        return exits.report_failure("filegate status", unreachable)
+        return exits.report_failure("filegate status", unreached(host, exc))
     if args.json:
         print(json.dumps([run.as_dict() for run in runs], indent=2))
     else:

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
+import filegate.doctor
+import filegate.jobs
 from filegate.azure_storage import AzureBlobStore
 from filegate.contracts import BUILTIN_DATASETS
-from filegate.doctor import JOBS_API_SILENT, NOT_CHECKED, _check_contracts, run_checks
+from filegate.doctor import JOBS_API_ANSWERED, JOBS_API_SILENT, NOT_CHECKED, _check_contracts, run_checks
 from filegate.readiness import Check
 from filegate.settings import Settings
 from local_world.emulators import free_port
-from local_world.jobs_api import LocalJobsServer
+from local_world.jobs_api import Fault, LocalJobsServer
 from local_world.jobs_api._server import HOST_METADATA_PATH
 from tests.faults.world import World
 from tests.test_cli import run_cli
@@ -64,6 +66,43 @@ def test_doctor_says_try_again_when_only_the_jobs_api_does_not_answer(
     assert result.returncode == 75, result.stdout + result.stderr
     assert f"FIX  Databricks job: cannot reach the Jobs API at {url} (connection refused)" in result.stdout
     assert f"OK   FILEGATE_LANDING ({world.settings.landing.container}): exists" in result.stdout
+
+
+@pytest.mark.parametrize("world", ["gcs"], indirect=True)
+@pytest.mark.parametrize(
+    ("status", "answer"),
+    [
+        (
+            429,
+            "RESOURCE_EXHAUSTED: come back later (429, throttled: too many calls to this workspace's Jobs API at once",
+        ),
+        (503, "TEMPORARILY_UNAVAILABLE: come back later (503, unavailable: this workspace's Jobs API is down for now"),
+    ],
+)
+def test_doctor_names_the_last_answer_of_a_jobs_api_that_answered_until_the_retries_ran_out(
+    world: World,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    answer: str,
+) -> None:
+    # It said the ingest job "cannot reach the Jobs API" and the batch job "the Jobs API did not answer", of a
+    # Jobs API that answered every try: throttled (fewer callers at once) or unavailable (wait).
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(filegate.jobs, "RETRY_TIMEOUT_SECONDS", 2)
+    world.jobs_api.inject(Fault("*", status=status, message="come back later"), times=100)
+
+    exit_code = filegate.doctor.main([])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert exit_code == 75, lines
+    [job] = [line for line in lines if line.startswith("FIX  Databricks job: ")]
+    assert job.startswith(f"FIX  Databricks job: the Jobs API at {world.jobs_api.url} kept failing to resolve ")
+    assert f"its last answer: {answer}" in job
+    [batch] = [line for line in lines if line.startswith("FIX  Databricks batch job: ")]
+    assert batch.startswith(f"FIX  Databricks batch job: {JOBS_API_ANSWERED}{answer}")
 
 
 @pytest.mark.parametrize(
