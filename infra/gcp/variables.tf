@@ -98,8 +98,8 @@ variable "databricks_host" {
     # The function fails every delivery on a query or fragment (the browser's `/?o=<id>#...` of an Azure
     # workspace), which it refuses, and on a path (a run page's address), which the SDK sends in every
     # Jobs API request and the workspace answers with a web page.
-    condition     = can(regex("^https://[^/?#]+/?$", var.databricks_host))
-    error_message = "databricks_host must be the workspace URL alone, https://<host>, without a path, ?o=... or #..."
+    condition     = can(regex("^https://[^/?#\\s]+/?$", var.databricks_host))
+    error_message = "databricks_host must be the workspace URL alone, https://<host>, without a path, ?o=... or #..., nor whitespace"
   }
 }
 
@@ -152,6 +152,13 @@ variable "databricks_token" {
     # Null stays allowed: after the first apply the stored version is kept until databricks_token_version rises.
     condition     = var.databricks_token == null || try(length(trimspace(var.databricks_token)) > 0, false)
     error_message = "databricks_token is blank: export TF_VAR_databricks_token=dapi... with the token, or unset it to keep the one in Secret Manager."
+  }
+
+  validation {
+    # The Databricks SDK sends the token as it is: a pasted newline after it failed every request, and the
+    # function refuses it (DATABRICKS_TOKEN has whitespace before or after it).
+    condition     = var.databricks_token == null || try(var.databricks_token == trimspace(var.databricks_token), false)
+    error_message = "databricks_token has whitespace before or after it (a pasted newline?): export TF_VAR_databricks_token without it."
   }
 }
 

@@ -371,10 +371,12 @@ def test_databricks_token_lives_in_key_vault_and_never_in_state(azure: Terraform
     )
     reader = azure.resource("azurerm_role_assignment", "function_secrets_user")
     assert reader["role_definition_name"] == "Key Vault Secrets User"
-    # Token auth without a token would store an empty secret: the variable refuses it.
-    (rule,) = token["validation"]
-    assert 'var.databricks_auth != "token"' in rule["condition"]
-    assert "var.databricks_token" in rule["condition"]
+    # Token auth without a token would store an empty secret, and one with a newline a token the function refuses:
+    # the variable refuses both.
+    blank, spaced = token["validation"]
+    assert 'var.databricks_auth != "token"' in blank["condition"]
+    assert "var.databricks_token" in blank["condition"]
+    assert "trimspace(var.databricks_token)" in spaced["condition"]
 
 
 def test_outputs_name_what_the_next_steps_need(azure: TerraformModule) -> None:

@@ -183,6 +183,23 @@ def test_the_workspace_url_alone_passes_with_or_without_its_slash(
     )
 
 
+@pytest.mark.parametrize("cloud", ["azure", "gcp"])
+def test_whitespace_around_the_host_or_the_token_is_refused_at_plan(
+    cloud: str, azure_variables: Path, gcp_variables: Path
+) -> None:
+    # The SDK reads both as they are, and the function refuses them on every delivery (filegate.settings): they
+    # were deployed, the token into Key Vault or Secret Manager.
+    folder = azure_variables if cloud == "azure" else gcp_variables
+    host = "https://adb-1.2.azuredatabricks.net" if cloud == "azure" else "https://1.2.gcp.databricks.com"
+    token_auth = ["databricks_auth=token"] if cloud == "azure" else []
+
+    spaced_host = plan(folder, cloud, [f"databricks_host={host} "])
+    spaced_token = plan(folder, cloud, token_auth, env={"TF_VAR_databricks_token": "dapi-test\n"})
+
+    assert "databricks_host must be the workspace URL alone" in refusal(spaced_host)
+    assert "databricks_token has whitespace before or after it" in refusal(spaced_token)
+
+
 # Schedules the function reads (filegate.settings.sweep_schedule, NCrontab's rules) and ones it refuses, which
 # it replaces with the default schedule and an ERROR: a cron habit (7 for Sunday, Quartz's `?`) would deploy a
 # sweep that ignores the schedule given.
