@@ -47,9 +47,10 @@ variable "landing_prefix" {
 
   validation {
     # The event filter starts the blob name with it as written, and blob names never start with `/`: a
-    # leading or doubled `/` would let no upload through, while the function's setting drops them.
-    condition     = var.landing_prefix == "" || can(regex("^([^/]+/)+$", var.landing_prefix))
-    error_message = "landing_prefix must be empty or folders that end with `/`, like `incoming/` (no leading `/`, no `//`)."
+    # leading or doubled `/` would let no upload through, while the function's setting drops them. The
+    # function refuses whitespace beside a `/` (`incoming /`): a paste's, not a folder's name.
+    condition     = var.landing_prefix == "" || can(regex("^([^/\\s]([^/]*[^/\\s])?/)+$", var.landing_prefix))
+    error_message = "landing_prefix must be empty or folders that end with `/`, like `incoming/` (no leading `/`, no `//`, no whitespace beside a `/`)."
   }
 }
 

@@ -100,6 +100,9 @@ AZURE_REFUSED = {
     # The event filter would match no blob name (they never start with `/`): every upload waited for the sweep.
     "landing prefix from the root": (["landing_prefix=/incoming/"], "landing_prefix must be empty or folders"),
     "landing prefix with //": (["landing_prefix=incoming//"], "landing_prefix must be empty or folders"),
+    # The function refuses it on every delivery (filegate.settings): a paste's space, not a folder's name.
+    "landing prefix with a space before /": (["landing_prefix=incoming /"], "landing_prefix must be empty or folders"),
+    "landing prefix with a space after /": (["landing_prefix=a/ b/"], "landing_prefix must be empty or folders"),
     "too few instances": (["function_maximum_instance_count=10"], "function_maximum_instance_count must be 40 to"),
     "memory size not offered": (["function_instance_memory_mb=1024"], "function_instance_memory_mb must be 512,"),
     # The function refuses these on every delivery: the SDK would send the path, query or fragment with every call.
@@ -121,6 +124,12 @@ def test_azure_refuses(case: str, azure_variables: Path) -> None:
     result = plan(azure_variables, "azure", variables)
 
     assert message in refusal(result)
+
+
+def test_azure_accepts_a_landing_prefix_of_folders_with_spaces_inside(azure_variables: Path) -> None:
+    result = plan(azure_variables, "azure", ["landing_prefix=daily uploads/in/"])
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_azure_accepts_token_auth_with_a_token_and_object_ids(azure_variables: Path) -> None:
