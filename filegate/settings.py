@@ -260,13 +260,15 @@ class Settings:
             malformed += exc.problems
         for name in SDK_SETTINGS:
             raw = env.get(name, "") if name in names else ""
-            if raw != raw.strip():
-                # A token pasted with its newline failed every request with a header error that printed the token;
-                # a host with a space after it, with "Databricks is not configured: set DATABRICKS_HOST". The value
-                # is not shown: two of these are secrets.
+            # A host with a space after it failed with "Databricks is not configured: set DATABRICKS_HOST"; a token
+            # pasted with its newline failed every request with a header error that printed the token. A space
+            # around the token is left alone: HTTP trims it from the header, so a deployment may work with it (and
+            # a refused one would stop on upgrade). The value is not shown: three of these are secrets.
+            if name == "DATABRICKS_HOST" and raw != raw.strip():
+                malformed.append(f"{name} has whitespace before or after it: the Databricks SDK reads it as it is")
+            elif "\n" in raw or "\r" in raw:
                 malformed.append(
-                    f"{name} has whitespace before or after it (pasted with a newline?): the Databricks SDK reads "
-                    "it as it is, so remove it"
+                    f"{name} holds a line break (pasted with a newline?): the Databricks SDK sends it as it is"
                 )
         if malformed:
             raise MalformedSettings(malformed)
