@@ -370,11 +370,19 @@ def derive_tables(context: BatchContext) -> None:
         # A late batch: its rows are in the targets now, so the full tables that read only targets and
         # other such tables are rebuilt as of the newest day (never back to this one); the daily slices,
         # and what reads this batch's own rows, stay as they are: built now they would mix later days in.
-        tables = tuple(current_state_tables(tables))
+        kept = current_state_tables(tables)
+        # Named, so that a person reading the run sees which tables still lack this day (a slice of it is never
+        # built: a daily series has a gap there).
+        left = ", ".join(table.name for table in tables if table not in kept)
+        late = f"batch of {as_of} after one of {newest}"
+        tables = tuple(kept)
         if not tables:
             why = f"the derived tables are built as of {newest}, later than this batch's {as_of}; none to rebuild"
         else:
-            print(f"{TASK}: batch of {as_of} after one of {newest}: the full tables are rebuilt as of {newest}")
+            rebuilt = ", ".join(table.name for table in tables)
+            print(f"{TASK}: {late}: rebuilt as of {newest}: {rebuilt}")
+        if left:
+            print(f"{TASK}: {late}: left as they are (daily slices, or reading this batch's own rows): {left}")
         as_of = newest
     if why:
         details = json.dumps({"tables": declared, "why": why})
