@@ -202,6 +202,10 @@ def create_workspace_client(settings: Settings, **config: object) -> WorkspaceCl
 
     config.setdefault("retry_timeout_seconds", RETRY_TIMEOUT_SECONDS)
     config.setdefault("http_timeout_seconds", HTTP_TIMEOUT_SECONDS)
+    if settings.databricks_host:
+        # As Filegate read it, without the whitespace around it: from the environment the SDK keeps a trailing
+        # space, and then said "Databricks is not configured: set DATABRICKS_HOST", which was set.
+        config.setdefault("host", settings.databricks_host)
     if settings.databricks_auth == "azure-identity":
         config["credentials_strategy"] = _AzureIdentityCredentials()
     try:
@@ -287,7 +291,7 @@ def unreached(host: str, exc: BaseException, to: str = "") -> TransientError:
 
 def last_answer(exc: BaseException) -> str | None:
     """What the Jobs API last answered, as `retries_spent` names it, when a failure began with an answer (a 429, a
-    503 the SDK retried until its time ran out, a 500); None when it never answered (refused, silent)."""
+    503 the SDK retried until its time ran out); None when it never answered (refused, silent)."""
     from databricks.sdk.errors.base import DatabricksError
 
     seen: BaseException | None = exc

@@ -94,8 +94,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABRICKS_CLIENT_SECRET", "OAuth M2M secret, read by the Databricks SDK."),
 )
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
-# Read by the Databricks SDK from the environment, as they are: Filegate only checks them.
-SDK_SETTINGS = ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET")
+# Read by the Databricks SDK from the environment, as they are: Filegate only checks them (the host it reads
+# itself, and gives the SDK without the whitespace around it).
+SDK_SETTINGS = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET")
 # Read by function_app.py when the Functions host indexes the app (`sweep_schedule`), not by Settings:
 # the GCP function and the commands never need it, and a mistake in it must not stop them.
 INDEXED_SETTINGS = frozenset({"FILEGATE_SWEEP_SCHEDULE"})
@@ -122,15 +123,18 @@ class Location:
     prefix: str = ""
 
     @classmethod
-    def parse(cls, text: str, setting: str = "location") -> Location:
+    def parse(cls, text: str, setting: str = "location", *, landing: bool = False) -> Location:
         container, _, prefix = text.strip().strip("/").partition("/")
         if not container or ":" in container:
             # A URL (`gs://landing`, `https://acct.blob.core.windows.net/x`) would make `gs:` the container.
             raise SettingsError(f"{setting} must be `container[/prefix]` (a name, not a URL), got {text!r}")
         prefix = prefix.strip("/")
         # Whitespace beside a `/` is a copy-paste's, not a name (`landing /in`, `landing/in /`): no container's name
-        # has it, and no upload's path began with the prefix, so every event was ignored as outside landing.
-        if re.search(r"\s", container) or any(part != part.strip() for part in prefix.split("/")):
+        # has it, and no upload's path began with landing's prefix, so every event was ignored as outside landing.
+        # An archive's or rejected prefix with it is Filegate's own to write and works: refused, an upgrade would
+        # stop that deployment, and mending the setting would move the archive away from its files.
+        spaced = any(part != part.strip() for part in prefix.split("/"))
+        if re.search(r"\s", container) or (landing and spaced):
             raise SettingsError(
                 f"{setting} must be `container[/prefix]` without whitespace beside a `/` or in the container's "
                 f"name, got {text!r}"
@@ -232,7 +236,7 @@ class Settings:
 
         def location(name: str, default: str) -> Location:
             try:
-                return Location.parse(text(name) or default, name)
+                return Location.parse(text(name) or default, name, landing=name == "FILEGATE_LANDING")
             except SettingsError as exc:
                 malformed.append(str(exc))
                 return Location(f"\0{name}")  # a stand-in that overlaps no other location
@@ -260,13 +264,10 @@ class Settings:
             malformed += exc.problems
         for name in SDK_SETTINGS:
             raw = env.get(name, "") if name in names else ""
-            # A host with a space after it failed with "Databricks is not configured: set DATABRICKS_HOST"; a token
-            # pasted with its newline failed every request with a header error that printed the token. A space
-            # around the token is left alone: HTTP trims it from the header, so a deployment may work with it (and
-            # a refused one would stop on upgrade). The value is not shown: three of these are secrets.
-            if name == "DATABRICKS_HOST" and raw != raw.strip():
-                malformed.append(f"{name} has whitespace before or after it: the Databricks SDK reads it as it is")
-            elif "\n" in raw or "\r" in raw:
+            # A token pasted with its newline failed every request with a header error that printed the token. A
+            # space around it is left alone: HTTP trims it from the header, so a deployment may work with it (and a
+            # refused one would stop on upgrade). The value is not shown: these are secrets.
+            if "\n" in raw or "\r" in raw:
                 malformed.append(
                     f"{name} holds a line break (pasted with a newline?): the Databricks SDK sends it as it is"
                 )

@@ -55,24 +55,38 @@ def test_whitespace_beside_a_slash_of_a_location_is_refused(value: str) -> None:
     # Not a space inside a folder's name, nor whitespace around the whole value (a pasted newline): left out.
     kept = Settings.from_env({"FILEGATE_LANDING": " data/daily uploads/ \n"}).landing
     assert kept == Location("data", "daily uploads/")
+    # An archive's prefix with it is Filegate's own to write, and works: refused, an upgrade would stop it.
+    assert Settings.from_env({"FILEGATE_ARCHIVE": "data/archive /"}).archive == Location("data", "archive /")
 
 
-def test_whitespace_around_a_setting_the_databricks_sdk_reads_is_refused_without_its_value() -> None:
+def test_a_line_break_in_a_credential_the_databricks_sdk_reads_is_refused_without_its_value() -> None:
     # The SDK reads them from the environment as they are: a token pasted with its newline failed every request
-    # with "Invalid header value b'Bearer dapi...\n'", the token in the log; a host with a space after it, with
-    # "Databricks is not configured: set DATABRICKS_HOST".
-    env = {"DATABRICKS_HOST": "https://adb-1.2.azuredatabricks.net ", "DATABRICKS_TOKEN": "dapi-secret\n"}
+    # with "Invalid header value b'Bearer dapi...\n'", the token in the log.
+    env = {"DATABRICKS_TOKEN": "dapi-secret\n", "DATABRICKS_CLIENT_SECRET": "\rsecret"}
 
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({**env, "DATABRICKS_CLIENT_ID": "id "})  # a space HTTP trims: left alone
 
-    assert [problem.split(" ")[0] for problem in str(raised.value).split("; ")] == [
-        "DATABRICKS_HOST",
-        "DATABRICKS_TOKEN",
-    ]
-    assert "dapi-secret" not in str(raised.value)
+    problems = str(raised.value).split("; ")
+    assert [problem.split(" ")[0] for problem in problems] == ["DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET"]
+    assert "secret" not in str(raised.value).replace("DATABRICKS_CLIENT_SECRET", "")
     # A command that does not sign in to Databricks is not stopped by them.
     Settings.from_env(env, names=("FILEGATE_LANDING",))
+
+
+def test_the_databricks_client_gets_the_host_without_the_whitespace_around_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # From the environment the SDK kept a trailing space, then said "Databricks is not configured: set
+    # DATABRICKS_HOST", which was set.
+    from filegate.jobs import create_workspace_client
+
+    monkeypatch.setenv("DATABRICKS_HOST", "https://adb-1.2.azuredatabricks.net ")
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-x")
+    for name in ("DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_CONFIG_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+    client = create_workspace_client(Settings.from_env())
+
+    assert client.config.host == "https://adb-1.2.azuredatabricks.net"
 
 
 def test_overlapping_locations_are_refused_so_archive_writes_cannot_loop() -> None:

@@ -245,9 +245,9 @@ variable "databricks_token" {
 
   validation {
     # The Databricks SDK sends the token as it is: a pasted newline after it failed every request, and the
-    # function refuses it (DATABRICKS_TOKEN has whitespace before or after it).
-    condition     = var.databricks_token == null || try(var.databricks_token == trimspace(var.databricks_token), false)
-    error_message = "databricks_token has whitespace before or after it (a pasted newline?): export TF_VAR_databricks_token without it."
+    # function refuses it (DATABRICKS_TOKEN holds a line break). A space around it works (HTTP trims it).
+    condition     = var.databricks_token == null || !can(regex("[\r\n]", var.databricks_token))
+    error_message = "databricks_token holds a line break (a pasted newline?): export TF_VAR_databricks_token without it."
   }
 }
 

@@ -376,7 +376,7 @@ def test_databricks_token_lives_in_key_vault_and_never_in_state(azure: Terraform
     blank, spaced = token["validation"]
     assert 'var.databricks_auth != "token"' in blank["condition"]
     assert "var.databricks_token" in blank["condition"]
-    assert "trimspace(var.databricks_token)" in spaced["condition"]
+    assert "can(regex(" in spaced["condition"]
 
 
 def test_outputs_name_what_the_next_steps_need(azure: TerraformModule) -> None:
