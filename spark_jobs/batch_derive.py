@@ -382,7 +382,8 @@ def derive_tables(context: BatchContext) -> None:
             rebuilt = ", ".join(table.name for table in tables)
             print(f"{TASK}: {late}: rebuilt as of {newest}: {rebuilt}")
         if left:
-            print(f"{TASK}: {late}: left as they are (daily slices, or reading this batch's own rows): {left}")
+            kinds = "daily slices, what reads this batch's own rows, and tables reading those"
+            print(f"{TASK}: {late}: left as they are ({kinds}): {left}")
         as_of = newest
     if why:
         details = json.dumps({"tables": declared, "why": why})

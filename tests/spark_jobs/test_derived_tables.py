@@ -526,7 +526,7 @@ def test_a_late_batch_rebuilds_the_full_tables_as_of_the_newest_day_and_leaves_t
     )
     assert all(r["status"] == "SUCCEEDED" and '"as_of": "2025-03-11"' in r["details"] for r in logged)
     # The run said only that "the full tables are rebuilt": not which daily series now lack day one.
-    left = "left as they are (daily slices, or reading this batch's own rows): segment_analysis, analytics_summary"
+    left = "and tables reading those): segment_analysis, analytics_summary"
     assert left in capsys.readouterr().out
 
 
