@@ -763,6 +763,14 @@ def reconcile_main(argv: list[str]) -> int:
             advice += [f"{count} that no re-drive starts ({why})" for why, count in sorted(stuck.items())]
             print("; ".join([f"{len(found)} archived file(s) without a successful run", *advice]))
             return exits.FAILED if found else exits.OK
+        if not found:
+            # Said on stderr, as the re-drive's other summaries are: stdout holds only outcomes, one JSON line each.
+            of = f" of {args.dataset}" if args.dataset else ""
+            print(
+                f"filegate reconcile: no archived file{of} without a successful run: nothing to re-drive",
+                file=sys.stderr,
+            )
+            return exits.OK
         untried: list[ArchivedFile] = []
         code = _print_outcomes(redrive_files(gate, found, untried), _redrive_needs_a_person, "need a repair or a look")
         if untried:

@@ -615,6 +615,30 @@ def test_reconcile_redrive_exits_1_for_an_archived_file_it_cannot_start(
     assert world.runs() == []
 
 
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_reconcile_redrive_with_nothing_to_re_drive_says_so(
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # It printed nothing at all, exit 0: a person could not tell it had run, or what it had found.
+    from filegate.cli import main
+    from tests.test_readiness import _env
+
+    handle_payload(world.gate(), world.upload(NAME, DATA))
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+
+    code = main(["reconcile", "--redrive", "--target", "azure"])
+    everything = capsys.readouterr()
+    one = main(["reconcile", "--redrive", "--dataset", "order_tracking", "--target", "azure"])
+    of_one = capsys.readouterr()
+
+    assert (code, one) == (OK, OK)
+    assert everything.out == of_one.out == ""  # stdout holds the outcomes' JSON lines only
+    assert "no archived file without a successful run: nothing to re-drive" in everything.err
+    assert "no archived file of order_tracking without a successful run: nothing to re-drive" in of_one.err
+    assert len(world.runs()) == 1
+
+
 def test_reconcile_redrive_replaces_each_run_databricks_skipped_once_and_a_redelivery_keeps_the_replacement(
     world: World, request: pytest.FixtureRequest
 ) -> None:
