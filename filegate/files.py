@@ -649,6 +649,7 @@ def rejected_main(argv: list[str]) -> int:
 
     def body() -> int:
         gate = _gate(args, check=bool(args.reprocess))
+        _whole_dataset(gate, args.dataset, UNMATCHED)
         if args.reprocess:
             try:
                 outcome = reprocess_rejected(gate, args.reprocess)
@@ -671,13 +672,27 @@ def rejected_main(argv: list[str]) -> int:
     return _run_command("rejected", body)
 
 
+def _dataset_names(gate: Gate, *others: str) -> str:
+    return ", ".join(sorted({*gate.contracts, *gate.pipelines, *others}))
+
+
+def _whole_dataset(gate: Gate, dataset: str | None, *others: str, more: str = "") -> None:
+    """A --dataset is one dataset's whole name (exit 2 otherwise): the listing takes it as a folder, so
+    `orders/2025` listed that year of `orders` as if it were the dataset, and an empty one (an unset
+    variable) listed every dataset's files."""
+    if dataset is None or (dataset.strip() and "/" not in dataset):
+        return
+    raise UsageError(
+        f"--dataset {dataset!r} is no dataset's whole name (it takes: {_dataset_names(gate, *others)}){more}"
+    )
+
+
 def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *others: str) -> None:
     """A --dataset that no contract or pipeline names and that finds nothing is a typo, not an all-clear
     (exit 2). A pipeline's name is a folder too (its rejected triggers); a dataset whose contract was
     removed still lists what it left behind."""
-    names = {*gate.contracts, *gate.pipelines, *others}
-    if dataset and not found and dataset not in names:
-        known = ", ".join(sorted(names))
+    if dataset and not found and dataset not in {*gate.contracts, *gate.pipelines, *others}:
+        known = _dataset_names(gate, *others)
         raise UsageError(f"--dataset {dataset}: no dataset of that name, and nothing under it (it takes: {known})")
 
 
@@ -706,6 +721,7 @@ def archived_main(argv: list[str]) -> int:
 
     def body() -> int:
         gate = _gate(args)
+        _whole_dataset(gate, args.dataset, more="; one business date: --date YYYY-MM-DD")
         day = args.date.isoformat() if args.date else None
         found = list(archived_files(gate, args.dataset, day, ask_runs=False))
         _known_dataset(gate, args.dataset, found)
@@ -745,6 +761,7 @@ def reconcile_main(argv: list[str]) -> int:
 
     def body() -> int:
         gate = _gate(args, check=args.redrive)
+        _whole_dataset(gate, args.dataset)
         listed = list(archived_files(gate, args.dataset))
         _known_dataset(gate, args.dataset, listed)
         found = list(unfinished(iter(listed)))

@@ -639,6 +639,43 @@ def test_reconcile_redrive_with_nothing_to_re_drive_says_so(
     assert len(world.runs()) == 1
 
 
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_a_dataset_filter_takes_whole_dataset_names_only(
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # Taken as a listing prefix: `order_tracking/2024` listed (and --redrive started) that year's files as if it
+    # were a dataset, and an empty value (an unset variable) listed every dataset's, each with exit 0.
+    from filegate.cli import main
+    from tests.test_readiness import _env
+
+    with pytest.raises(RunNotStarted):
+        handle_payload(world.gate_with_jobs_down(), world.upload(NAME, DATA))
+    handle_payload(world.gate(), world.upload("order_tracking_2024_03_06.csv", BAD))
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    target = ["--target", "azure"]
+
+    codes, errors = [], []
+    for argv in (
+        ["archived", "--dataset", "order_tracking/2024"],
+        ["reconcile", "--dataset", "order_tracking/2024"],
+        ["reconcile", "--redrive", "--dataset", "order_tracking/2024/03"],
+        ["rejected", "--dataset", ""],
+        ["archived", "--dataset", " "],
+    ):
+        codes.append(main([*argv, *target]))
+        printed = capsys.readouterr()
+        assert printed.out == "", argv
+        errors.append(printed.err)
+
+    assert codes == [2] * 5
+    known = "(it takes: customers, ecommerce, inventory, order_tracking, orders, products, shipping)"
+    assert f"--dataset 'order_tracking/2024' is no dataset's whole name {known}; one business date: --date" in errors[0]
+    assert f"--dataset 'order_tracking/2024' is no dataset's whole name {known}\n" in errors[1]
+    assert "(it takes: _unmatched, customers," in errors[3]
+    assert world.runs() == []
+
+
 def test_reconcile_redrive_replaces_each_run_databricks_skipped_once_and_a_redelivery_keeps_the_replacement(
     world: World, request: pytest.FixtureRequest
 ) -> None:
