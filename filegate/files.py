@@ -716,7 +716,11 @@ def archived_main(argv: list[str]) -> int:
 
     parser = _parser("archived", archived_main.__doc__ or "")
     parser.add_argument("--dataset", help="only this dataset")
-    parser.add_argument("--date", type=business_date, help="only this business date, YYYY-MM-DD (with --dataset)")
+    parser.add_argument(
+        "--date",
+        type=business_date,
+        help="only this business date, YYYY-MM-DD (alone: every dataset's files of that date)",
+    )
     args = parser.parse_args(argv)
 
     def body() -> int:

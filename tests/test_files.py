@@ -935,6 +935,35 @@ def test_archived_listing_filters_by_dataset_and_date(world: World) -> None:
     assert one_day[0].run_id is not None
 
 
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_archived_with_a_date_alone_lists_that_date_of_every_dataset(
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # It did so, but its help and the README said --date went with --dataset: a person read it as refused or ignored.
+    from filegate.cli import main
+    from tests.test_readiness import _env
+
+    for day in (date(2025, 1, 15), date(2025, 1, 16)):
+        handle_payload(world.gate(), world.upload(f"order_tracking_{day:%Y_%m_%d}.csv", DATA))
+        deliver(world.gate(), world.upload(member_name("customers", day), member_bytes("customers")))
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+
+    code = main(["archived", "--date", "2025-01-16", "--target", "azure"])
+    printed = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["archived", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+
+    assert code == OK
+    assert "order_tracking/2025/01/16/order_tracking_2025_01_16.csv" in printed
+    assert "customers/2025/01/16/customers_2025_01_16.csv" in printed
+    assert "2025/01/15" not in printed
+    assert "2 archived file(s), 0 without a run" in printed
+    assert "(with --dataset)" not in help_text
+    assert "alone: every dataset's files of that date" in help_text
+
+
 def test_backfill_puts_a_folder_through_the_gate_with_the_jobs_api_down_then_up(world: World, tmp_path: Path) -> None:
     files = {f"order_tracking_2024_08_{day:02d}.csv": csv_bytes([tracking_row(day)]) for day in range(1, 4)}
     for name, data in files.items():
