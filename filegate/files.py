@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePath
 from urllib.parse import quote, unquote
 
@@ -19,6 +19,7 @@ from filegate import exits
 from filegate.archive import (
     REPORT_SUFFIX,
     UNMATCHED,
+    archive_path,
     note_no_report_aside,
     read_report,
     report_path,
@@ -54,6 +55,7 @@ from filegate.ingest import (
     same_bytes,
 )
 from filegate.jobs import ACTIVE_STATES, NEVER_RAN_STATES
+from filegate.pipelines import BATCHES_FOLDER
 from filegate.readiness import describe_missing_locations
 from filegate.settings import Location
 from filegate.storage import META_REPROCESSED, META_RUN_ID, META_SOURCE, ObjectInfo, size_and_md5
@@ -79,6 +81,9 @@ class RejectedFile:
     reasons: tuple[str, ...]
     rejected_at: str
     source: str
+    # The archived copy of an upload of its name made after it was rejected ("" when none): corrected since, and the
+    # rejected file and its report stay as history.
+    corrected_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class ArchivedFile:
 def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedFile]:
     """Every rejected file (not the reports, nor earlier reports kept on re-processing), with its reasons."""
     rejected = gate.settings.rejected
+    archived_days: dict[str, list[ObjectInfo]] = {}
     for info in _listed(gate, rejected, f"{dataset}/" if dataset else ""):
         if info.path.endswith(REPORT_SUFFIX):
             continue
@@ -111,7 +117,37 @@ def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedF
             reasons=tuple(str(reason) for reason in reasons) if isinstance(reasons, list) else (),
             rejected_at=str(report.get("rejected_at", "")),
             source=unquote(info.metadata.get(META_SOURCE, "")),
+            corrected_by=_corrected_by(gate, info, report, archived_days),
         )
+
+
+def _corrected_by(gate: Gate, info: ObjectInfo, report: dict[str, object], days: dict[str, list[ObjectInfo]]) -> str:
+    """The newest archived copy of an upload of the rejected file's name, dataset (or pipeline, for a trigger) and
+    day written after the rejected copy ("" when none). `days` keeps each day folder's listing: one per day.
+
+    Both times are the store's own. Azure's moves with a metadata write too, so a file archived before the rejection
+    and given its run after it reads as a correction: a listing's hint, never a decision."""
+    name, day = report.get("file"), report.get("business_date")
+    dataset, pipeline = report.get("dataset"), report.get("pipeline")
+    folder = (
+        dataset if isinstance(dataset, str) else f"{BATCHES_FOLDER}/{pipeline}" if isinstance(pipeline, str) else ""
+    )
+    if not (folder and isinstance(name, str) and name and "/" not in name and isinstance(day, str) and info.written):
+        return ""
+    try:
+        business_date = date.fromisoformat(day)
+    except ValueError:
+        return ""
+    day_folder, _, archived_name = archive_path(folder, business_date, name).rpartition("/")
+    if day_folder not in days:
+        days[day_folder] = list(_listed(gate, gate.settings.archive, f"{day_folder}/"))
+    later = [
+        found
+        for found in days[day_folder]
+        if found.written > info.written and unqualified_name(found.path.rsplit("/", 1)[-1]) == archived_name
+    ]
+    newest = max(later, key=lambda found: found.written, default=None)
+    return f"{newest.container}/{newest.path}" if newest else ""
 
 
 def _listed(gate: Gate, location: Location, prefix: str) -> Iterator[ObjectInfo]:
@@ -663,13 +699,20 @@ def rejected_main(argv: list[str]) -> int:
             return _print_outcomes([outcome], lambda done: needs_a_look(gate, done), "need a look")
         found = list(rejected_files(gate, args.dataset))
         _known_dataset(gate, args.dataset, found, UNMATCHED)
-        rows = [[f.path, f.dataset, f.rejected_at, "; ".join(f.reasons)] for f in found]
+        rows = [[f.path, f.dataset, f.rejected_at, _since(f), "; ".join(f.reasons)] for f in found]
         if rows:
-            print(render_table(("REJECTED FILE", "DATASET", "REJECTED AT", "REASONS"), rows))
-        print(f"{len(found)} rejected file(s)")
+            print(render_table(("REJECTED FILE", "DATASET", "REJECTED AT", "SINCE", "REASONS"), rows))
+        fixed = sum(bool(f.corrected_by) for f in found)
+        # Still listed (the file and its report are the history), but no longer work to do.
+        of_fixed = f", {fixed} corrected since by an upload archived after it" if fixed else ""
+        print(f"{len(found)} rejected file(s){of_fixed}")
         return exits.OK
 
     return _run_command("rejected", body)
+
+
+def _since(found: RejectedFile) -> str:
+    return f"corrected: archived {found.corrected_by}" if found.corrected_by else ""
 
 
 def _dataset_names(gate: Gate, *others: str) -> str:

@@ -123,6 +123,35 @@ def test_a_rejected_file_is_listed_with_its_reasons_and_re_processed_once_fixed(
     assert len(world.runs()) == 1
 
 
+def test_a_rejected_file_whose_corrected_upload_was_archived_since_is_listed_as_corrected(
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # It was listed as any rejected file, as if still to fix, though a corrected upload of it had gone through.
+    from filegate.cli import main
+    from tests.test_readiness import _env
+
+    [bad] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    # A good file archived first, then a different, bad file of its name: that rejection is still open work.
+    later = "order_tracking_2024_03_06.csv"
+    [good] = handle_payload(world.gate(), world.upload(later, DATA))
+    time.sleep(1.1)  # Azure's write times are whole seconds: the correction is written in a later one
+    [corrected] = handle_payload(world.gate(), world.upload(NAME, DATA))
+    [still_bad] = handle_payload(world.gate(), world.upload(later, BAD))
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    target = "azure" if world.kind == "azure" else "gcp"
+
+    listed = {found.path: found.corrected_by for found in rejected_files(world.gate())}
+    code = main(["rejected", "--target", target])
+    printed = capsys.readouterr().out
+
+    assert (bad.status, corrected.status, good.status, still_bad.status) == (REJECTED, ARCHIVED, ARCHIVED, REJECTED)
+    assert listed == {bad.rejected_path: corrected.archived_path, still_bad.rejected_path: ""}
+    assert code == OK
+    assert f"corrected: archived {corrected.archived_path}" in printed
+    assert "2 rejected file(s), 1 corrected since by an upload archived after it" in printed
+
+
 def rejected_then_fixed_in_place(world: World) -> str:
     """A file rejected, then fixed in the rejected location (as a person does before --reprocess); its path there."""
     [first] = handle_payload(world.gate(), world.upload(NAME, BAD))
