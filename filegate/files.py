@@ -685,7 +685,8 @@ def rejected_main(argv: list[str]) -> int:
 
     def body() -> int:
         gate = _gate(args, check=bool(args.reprocess))
-        _whole_dataset(gate, args.dataset, UNMATCHED)
+        # A pipeline's name is a folder here: its rejected triggers.
+        _whole_dataset(gate, args.dataset, *gate.pipelines, UNMATCHED)
         if args.reprocess:
             try:
                 outcome = reprocess_rejected(gate, args.reprocess)
@@ -698,7 +699,7 @@ def rejected_main(argv: list[str]) -> int:
                 outcome = Outcome.run_not_started(exc, args.reprocess, reason=reason)
             return _print_outcomes([outcome], lambda done: needs_a_look(gate, done), "need a look")
         found = list(rejected_files(gate, args.dataset))
-        _known_dataset(gate, args.dataset, found, UNMATCHED)
+        _known_dataset(gate, args.dataset, found, *gate.pipelines, UNMATCHED)
         rows = [[f.path, f.dataset, f.rejected_at, _since(f), "; ".join(f.reasons)] for f in found]
         if rows:
             print(render_table(("REJECTED FILE", "DATASET", "REJECTED AT", "SINCE", "REASONS"), rows))
@@ -716,7 +717,7 @@ def _since(found: RejectedFile) -> str:
 
 
 def _dataset_names(gate: Gate, *others: str) -> str:
-    return ", ".join(sorted({*gate.contracts, *gate.pipelines, *others}))
+    return ", ".join(sorted({*gate.contracts, *others}))
 
 
 def _whole_dataset(gate: Gate, dataset: str | None, *others: str, more: str = "") -> None:
@@ -731,12 +732,23 @@ def _whole_dataset(gate: Gate, dataset: str | None, *others: str, more: str = ""
 
 
 def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *others: str) -> None:
-    """A --dataset that no contract or pipeline names and that finds nothing is a typo, not an all-clear
-    (exit 2). A pipeline's name is a folder too (its rejected triggers); a dataset whose contract was
-    removed still lists what it left behind."""
-    if dataset and not found and dataset not in {*gate.contracts, *gate.pipelines, *others}:
+    """A --dataset that no contract names (nor `others`: the folders a listing has besides datasets') and that
+    finds nothing is a typo, not an all-clear (exit 2); a dataset whose contract was removed still lists what it
+    left behind."""
+    if dataset and not found and dataset not in {*gate.contracts, *others}:
         known = _dataset_names(gate, *others)
         raise UsageError(f"--dataset {dataset}: no dataset of that name, and nothing under it (it takes: {known})")
+
+
+def _no_pipeline(gate: Gate, dataset: str | None) -> None:
+    """A pipeline's name is no folder of the archive (its members' are, and its triggers are under `_batches`): as a
+    --dataset it listed nothing, exit 0, as if the pipeline had nothing archived (exit 2)."""
+    pipeline = gate.pipelines.get(dataset) if dataset and dataset not in gate.contracts else None
+    if pipeline is not None:
+        raise UsageError(
+            f"--dataset {dataset} is a pipeline: its members' files list under their datasets "
+            f"({', '.join(pipeline.members)}), its batches and their runs with `filegate batches --pipeline {dataset}`"
+        )
 
 
 def needs_a_look(gate: Gate, outcome: Outcome) -> bool:
@@ -769,6 +781,7 @@ def archived_main(argv: list[str]) -> int:
     def body() -> int:
         gate = _gate(args)
         _whole_dataset(gate, args.dataset, more="; one business date: --date YYYY-MM-DD")
+        _no_pipeline(gate, args.dataset)
         day = args.date.isoformat() if args.date else None
         found = list(archived_files(gate, args.dataset, day, ask_runs=False))
         _known_dataset(gate, args.dataset, found)
@@ -809,6 +822,7 @@ def reconcile_main(argv: list[str]) -> int:
     def body() -> int:
         gate = _gate(args, check=args.redrive)
         _whole_dataset(gate, args.dataset)
+        _no_pipeline(gate, args.dataset)
         listed = list(archived_files(gate, args.dataset))
         _known_dataset(gate, args.dataset, listed)
         found = list(unfinished(iter(listed)))

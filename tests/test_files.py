@@ -698,11 +698,41 @@ def test_a_dataset_filter_takes_whole_dataset_names_only(
         errors.append(printed.err)
 
     assert codes == [2] * 5
-    known = "(it takes: customers, ecommerce, inventory, order_tracking, orders, products, shipping)"
+    known = "(it takes: customers, inventory, order_tracking, orders, products, shipping)"
     assert f"--dataset 'order_tracking/2024' is no dataset's whole name {known}; one business date: --date" in errors[0]
     assert f"--dataset 'order_tracking/2024' is no dataset's whole name {known}\n" in errors[1]
-    assert "(it takes: _unmatched, customers," in errors[3]
+    assert "(it takes: _unmatched, customers, ecommerce, inventory," in errors[3]
     assert world.runs() == []
+
+
+@pytest.mark.parametrize("world", ["azure"], indirect=True)
+def test_archived_and_reconcile_send_a_pipeline_name_to_its_members_and_batches(
+    world: World, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # `--dataset ecommerce` listed "0 archived file(s)", exit 0, with a member of it archived: the pipeline's name is
+    # no folder of the archive. In `filegate rejected` it is one (its rejected triggers), and stays accepted.
+    from filegate.cli import main
+    from tests.test_readiness import _env
+
+    deliver(world.gate(), world.upload(member_name("customers", date(2025, 2, 3)), member_bytes("customers")))
+    for name, value in _env(world, request).items():
+        monkeypatch.setenv(name, value)
+    target = ["--target", "azure"]
+
+    archived = main(["archived", "--dataset", "ecommerce", *target])
+    archived_err = capsys.readouterr().err
+    reconciled = main(["reconcile", "--redrive", "--dataset", "ecommerce", *target])
+    reconciled_err = capsys.readouterr().err
+    rejected = main(["rejected", "--dataset", "ecommerce", *target])
+
+    assert (archived, reconciled, rejected) == (2, 2, OK)
+    pointer = (
+        "--dataset ecommerce is a pipeline: its members' files list under their datasets (customers, products, "
+        "inventory, orders, shipping), its batches and their runs with `filegate batches --pipeline ecommerce`"
+    )
+    assert pointer in archived_err
+    assert pointer in reconciled_err
+    assert "0 rejected file(s)" in capsys.readouterr().out
 
 
 def test_reconcile_redrive_replaces_each_run_databricks_skipped_once_and_a_redelivery_keeps_the_replacement(
