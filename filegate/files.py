@@ -704,7 +704,8 @@ def rejected_main(argv: list[str]) -> int:
         if rows:
             print(render_table(("REJECTED FILE", "DATASET", "REJECTED AT", "SINCE", "REASONS"), rows))
         fixed = sum(bool(f.corrected_by) for f in found)
-        # Still listed (the file and its report are the history), but no longer work to do.
+        # Still listed (the file and its report are the history), but no longer a file to fix: a member's batch may
+        # still hold its correction as a late member, which `filegate batches` shows.
         of_fixed = f", {fixed} corrected since by an upload archived after it" if fixed else ""
         print(f"{len(found)} rejected file(s){of_fixed}")
         return exits.OK
