@@ -28,6 +28,7 @@ from filegate.archive import (
     unqualified_name,
 )
 from filegate.batches import LATE_MEMBER, seal_holds
+from filegate.contracts import same_name
 from filegate.errors import (
     DamagedLeftBehind,
     DestinationExists,
@@ -122,8 +123,9 @@ def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedF
 
 
 def _corrected_by(gate: Gate, info: ObjectInfo, report: dict[str, object], days: dict[str, list[ObjectInfo]]) -> str:
-    """The newest archived copy of an upload of the rejected file's name, dataset (or pipeline, for a trigger) and
-    day written after the rejected copy ("" when none). `days` keeps each day folder's listing: one per day.
+    """The newest archived copy of an upload of the rejected file's name (in any case, as a contract matches it),
+    dataset (or pipeline, for a trigger) and day written after the rejected copy ("" when none). `days` keeps each
+    day folder's listing: one per day.
 
     Both times are the store's own. Azure's moves with a metadata write too, so a file archived before the rejection
     and given its run after it reads as a correction: a listing's hint, never a decision."""
@@ -144,7 +146,7 @@ def _corrected_by(gate: Gate, info: ObjectInfo, report: dict[str, object], days:
     later = [
         found
         for found in days[day_folder]
-        if found.written > info.written and unqualified_name(found.path.rsplit("/", 1)[-1]) == archived_name
+        if found.written > info.written and same_name(unqualified_name(found.path.rsplit("/", 1)[-1]), archived_name)
     ]
     newest = max(later, key=lambda found: found.written, default=None)
     return f"{newest.container}/{newest.path}" if newest else ""

@@ -130,7 +130,8 @@ def test_a_rejected_file_whose_corrected_upload_was_archived_since_is_listed_as_
     from filegate.cli import main
     from tests.test_readiness import _env
 
-    [bad] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    # Rejected as uploaded, in another case than the contract's spelling, and corrected in that spelling.
+    [bad] = handle_payload(world.gate(), world.upload(NAME.upper().replace(".CSV", ".csv"), BAD))
     # A good file archived first, then a different, bad file of its name: that rejection is still open work.
     later = "order_tracking_2024_03_06.csv"
     [good] = handle_payload(world.gate(), world.upload(later, DATA))
