@@ -140,7 +140,8 @@ def _corrected_by(gate: Gate, info: ObjectInfo, report: dict[str, object], days:
         business_date = date.fromisoformat(day)
     except ValueError:
         return ""
-    day_folder, _, archived_name = archive_path(folder, business_date, name).rpartition("/")
+    # A trigger the overdue sweep moved here from the archive is reported under its archived, maybe qualified, name.
+    day_folder, _, archived_name = archive_path(folder, business_date, unqualified_name(name)).rpartition("/")
     if day_folder not in days:
         days[day_folder] = list(_listed(gate, gate.settings.archive, f"{day_folder}/"))
     later = [
@@ -744,8 +745,8 @@ def _known_dataset(gate: Gate, dataset: str | None, found: Sequence[object], *ot
 
 
 def _no_pipeline(gate: Gate, dataset: str | None) -> None:
-    """A pipeline's name is no folder of the archive (its members' are, and its triggers are under `_batches`): as a
-    --dataset it listed nothing, exit 0, as if the pipeline had nothing archived (exit 2)."""
+    """Refuse a pipeline's name (exit 2): it is no folder of the archive (its members' are, and its triggers are under
+    `_batches`), so as a --dataset it listed nothing, exit 0, as if the pipeline had nothing archived."""
     pipeline = gate.pipelines.get(dataset) if dataset and dataset not in gate.contracts else None
     if pipeline is not None:
         raise UsageError(

@@ -424,6 +424,32 @@ def test_a_corrected_trigger_the_overdue_sweep_rejected_goes_back_under_its_own_
     assert outcome.status == "waiting"
 
 
+def test_a_trigger_the_overdue_sweep_rejected_under_a_qualified_name_reads_corrected_once_another_is_archived(
+    world: World,
+) -> None:
+    # Its report names it as archived (`trigger_..__v<tag>.json`): no archived trigger ever has that name, so the
+    # trigger archived after it never read as its correction.
+    pipelines = with_policy(on_incomplete="reject", complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 3, 5)
+    for name, data in batch_pieces(day).items():
+        if not name.startswith("shipping"):
+            deliver(gate, world.upload(name, data))
+    deliver(gate, world.upload(trigger_name(day), trigger_bytes(day, created_at="2025-03-05T23:59:00Z")))
+    [overdue] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+    [plain] = [item.path for item in rejected_files(gate) if "__v" not in item.path]
+    time.sleep(1.1)  # Azure's write times are whole seconds: the correction is written in a later one
+
+    again = reprocess_rejected(gate, plain)
+
+    [(qualified, corrected_by)] = [(item.path, item.corrected_by) for item in rejected_files(gate)]
+    assert overdue.status == "overdue"
+    assert "__v" in qualified
+    archived = world.settings.archive
+    assert corrected_by == f"{archived.container}/{archived.path(f'_batches/ecommerce/2025/03/05/{trigger_name(day)}')}"
+    assert again.status == "waiting"
+
+
 def test_a_delivery_retried_across_the_upgrade_finds_the_copy_an_earlier_release_rejected_as_uploaded(
     world: World,
 ) -> None:
