@@ -135,7 +135,12 @@ def read_report(store: Store, container: str, report: str) -> dict[str, Any]:
 
 def report_reasons(store: Store, container: str, report: str) -> tuple[str, ...]:
     """The reasons the report at `report` gives, as a person reads them; when there is none to read, why."""
-    given = read_report(store, container, report).get("reasons")
+    return reasons_in(read_report(store, container, report))
+
+
+def reasons_in(report: Mapping[str, Any]) -> tuple[str, ...]:
+    """The reasons a report (as `read_report` gives it) gives, as a person reads them; when it has none, why."""
+    given = report.get("reasons")
     if isinstance(given, str):  # a report written by hand may give its one reason as a string
         given = [given]
     reasons = tuple(map(str, given)) if isinstance(given, list) else ()

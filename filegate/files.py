@@ -22,6 +22,7 @@ from filegate.archive import (
     archive_path,
     note_no_report_aside,
     read_report,
+    reasons_in,
     report_path,
     reports_set_aside,
     set_report_aside,
@@ -109,13 +110,12 @@ def rejected_files(gate: Gate, dataset: str | None = None) -> Iterator[RejectedF
         if info.path.endswith(REPORT_SUFFIX):
             continue
         report = read_report(gate.store, info.container, report_path(info.path))
-        reasons = report.get("reasons")
         relative = rejected.relative(info.path)
         yield RejectedFile(
             path=f"{info.container}/{info.path}",
             dataset=relative.split("/", 1)[0],
             size=info.size,
-            reasons=tuple(str(reason) for reason in reasons) if isinstance(reasons, list) else (),
+            reasons=reasons_in(report),
             rejected_at=str(report.get("rejected_at", "")),
             source=unquote(info.metadata.get(META_SOURCE, "")),
             corrected_by=_corrected_by(gate, info, report, archived_days),

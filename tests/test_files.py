@@ -87,6 +87,21 @@ DATA = csv_bytes([tracking_row(i) for i in range(6)])
 BAD = b"tracking_num;order_id\n1;2\n"
 
 
+def test_a_report_giving_its_one_reason_as_a_string_lists_that_reason(world: World) -> None:
+    # A report rewritten by hand with `"reasons": "..."` listed no reasons (a string is not a list), as
+    # `filegate batches` did until the listings read reasons one way.
+    [rejected] = handle_payload(world.gate(), world.upload(NAME, BAD))
+    container, path = f"{rejected.rejected_path}.report.json".split("/", 1)
+    report = world.store.stat(container, path)
+    assert report is not None
+    world.store.delete(container, path, report.version)
+    world.store.put(container, path, json.dumps({"reasons": "sent with ';' by mistake"}).encode(), "text/json", {})
+
+    [listed] = list(rejected_files(world.gate()))
+
+    assert listed.reasons == ("sent with ';' by mistake",)
+
+
 def test_a_rejected_file_is_listed_with_its_reasons_and_re_processed_once_fixed(world: World) -> None:
     event = world.upload(NAME, BAD)
     [first] = handle_payload(world.gate(), event)
