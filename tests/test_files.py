@@ -422,14 +422,7 @@ def test_a_file_fixed_by_an_upload_over_its_rejected_copy_goes_back_under_the_na
 
 def test_a_corrected_trigger_the_overdue_sweep_rejected_goes_back_under_its_own_name(world: World) -> None:
     # The corrected trigger was archived under a version-qualified name; the sweep moved both to rejected.
-    pipelines = with_policy(on_incomplete="reject", complete_within_minutes=30)
-    gate = world.gate(pipelines=pipelines)
-    day = date(2025, 3, 5)
-    for name, data in batch_pieces(day).items():
-        if not name.startswith("shipping"):
-            deliver(gate, world.upload(name, data))
-    deliver(gate, world.upload(trigger_name(day), trigger_bytes(day, created_at="2025-03-05T23:59:00Z")))
-    [overdue] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+    gate, day, overdue = rejected_overdue_trigger(world)
     assert overdue.status == "overdue"
     [qualified] = [item.path for item in rejected_files(gate) if "__v" in item.path]
 
@@ -444,14 +437,7 @@ def test_a_trigger_the_overdue_sweep_rejected_under_a_qualified_name_reads_corre
 ) -> None:
     # Its report names it as archived (`trigger_..__v<tag>.json`): no archived trigger ever has that name, so the
     # trigger archived after it never read as its correction.
-    pipelines = with_policy(on_incomplete="reject", complete_within_minutes=30)
-    gate = world.gate(pipelines=pipelines)
-    day = date(2025, 3, 5)
-    for name, data in batch_pieces(day).items():
-        if not name.startswith("shipping"):
-            deliver(gate, world.upload(name, data))
-    deliver(gate, world.upload(trigger_name(day), trigger_bytes(day, created_at="2025-03-05T23:59:00Z")))
-    [overdue] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+    gate, day, overdue = rejected_overdue_trigger(world)
     [plain] = [item.path for item in rejected_files(gate) if "__v" not in item.path]
     time.sleep(1.1)  # Azure's write times are whole seconds: the correction is written in a later one
 
@@ -463,6 +449,20 @@ def test_a_trigger_the_overdue_sweep_rejected_under_a_qualified_name_reads_corre
     archived = world.settings.archive
     assert corrected_by == f"{archived.container}/{archived.path(f'_batches/ecommerce/2025/03/05/{trigger_name(day)}')}"
     assert again.status == "waiting"
+
+
+def rejected_overdue_trigger(world: World) -> tuple[Gate, date, Outcome]:
+    """A day whose corrected trigger was archived under a version-qualified name, both triggers then moved to
+    rejected by the overdue sweep: the gate, the day and the sweep's outcome."""
+    pipelines = with_policy(on_incomplete="reject", complete_within_minutes=30)
+    gate = world.gate(pipelines=pipelines)
+    day = date(2025, 3, 5)
+    for name, data in batch_pieces(day).items():
+        if not name.startswith("shipping"):
+            deliver(gate, world.upload(name, data))
+    deliver(gate, world.upload(trigger_name(day), trigger_bytes(day, created_at="2025-03-05T23:59:00Z")))
+    [overdue] = sweep_pipeline_batches(world.gate(pipelines=pipelines, clock=later_clock(31)))
+    return gate, day, overdue
 
 
 def test_a_delivery_retried_across_the_upgrade_finds_the_copy_an_earlier_release_rejected_as_uploaded(

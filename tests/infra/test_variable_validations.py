@@ -179,12 +179,18 @@ def test_gcp_accepts_a_token_or_none_to_keep_the_stored_one(gcp_variables: Path)
     assert plan(gcp_variables, "gcp", []).returncode == 0
 
 
+def workspace(cloud: str, azure_variables: Path, gcp_variables: Path) -> tuple[Path, str]:
+    """The cloud's variables folder and a workspace URL of that cloud."""
+    if cloud == "azure":
+        return azure_variables, "https://adb-1.2.azuredatabricks.net"
+    return gcp_variables, "https://1.2.gcp.databricks.com"
+
+
 @pytest.mark.parametrize("cloud", ["azure", "gcp"])
 def test_the_workspace_url_alone_passes_with_or_without_its_slash(
     cloud: str, azure_variables: Path, gcp_variables: Path
 ) -> None:
-    folder = azure_variables if cloud == "azure" else gcp_variables
-    host = "https://adb-1.2.azuredatabricks.net" if cloud == "azure" else "https://1.2.gcp.databricks.com"
+    folder, host = workspace(cloud, azure_variables, gcp_variables)
 
     assert plan(folder, cloud, [f"databricks_host={host}/"]).returncode == 0
     assert "databricks_host must be the workspace URL alone" in refusal(
@@ -196,10 +202,9 @@ def test_the_workspace_url_alone_passes_with_or_without_its_slash(
 def test_whitespace_around_the_host_or_a_line_break_in_the_token_is_refused_at_plan(
     cloud: str, azure_variables: Path, gcp_variables: Path
 ) -> None:
-    # The SDK reads both as they are, and the function refuses them on every delivery (filegate.settings): they
-    # were deployed, the token into Key Vault or Secret Manager.
-    folder = azure_variables if cloud == "azure" else gcp_variables
-    host = "https://adb-1.2.azuredatabricks.net" if cloud == "azure" else "https://1.2.gcp.databricks.com"
+    # They were deployed as written: a host with a space (no workspace's), and a token with a newline, which the
+    # SDK sends as it is and the function refuses on every delivery (filegate.settings).
+    folder, host = workspace(cloud, azure_variables, gcp_variables)
     token_auth = ["databricks_auth=token"] if cloud == "azure" else []
 
     spaced_host = plan(folder, cloud, [f"databricks_host={host} "])
